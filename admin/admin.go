@@ -1,0 +1,242 @@
+// Package admin serves the gateway's operator API: a JSON view of routes,
+// upstreams and targets (health, circuit state, in-flight, ejection), drain
+// and weight changes, config reload, and Prometheus /metrics.
+//
+// The API is meant for a loopback or otherwise protected address: it can
+// take targets out of service.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Backend is what the admin API controls; the gateway implements it.
+type Backend interface {
+	// Snapshot returns the current state of routes and upstreams.
+	Snapshot() Snapshot
+	// SetDraining drains (true) or undrains a target.
+	SetDraining(upstream, address string, draining bool) error
+	// SetWeight changes a target's weight.
+	SetWeight(upstream, address string, weight int) error
+	// Reload re-reads the configuration; on error the old one keeps serving.
+	Reload(ctx context.Context) error
+}
+
+// ErrNotFound is returned (wrapped) by a Backend for unknown upstreams or targets.
+var ErrNotFound = errors.New("not found")
+
+// Snapshot is the state the admin API shows.
+type Snapshot struct {
+	ConfigFile string     `json:"config_file"`
+	LoadedAt   time.Time  `json:"loaded_at"`
+	InFlight   int64      `json:"in_flight"`
+	Routes     []Route    `json:"routes"`
+	Upstreams  []Upstream `json:"upstreams"`
+}
+
+// Route describes one route.
+type Route struct {
+	Name        string            `json:"name"`
+	Host        string            `json:"host,omitempty"`
+	Path        string            `json:"path,omitempty"`
+	PathPrefix  string            `json:"path_prefix,omitempty"`
+	Methods     []string          `json:"methods,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Upstream    string            `json:"upstream"`
+	StripPrefix string            `json:"strip_prefix,omitempty"`
+}
+
+// Upstream describes a pool.
+type Upstream struct {
+	Name    string   `json:"name"`
+	Balance string   `json:"balance"`
+	Circuit string   `json:"circuit,omitempty"` // upstream-wide breaker state
+	Targets []Target `json:"targets"`
+}
+
+// Target describes one backend.
+type Target struct {
+	Address       string     `json:"address"`
+	Weight        int        `json:"weight"`
+	Healthy       bool       `json:"healthy"`
+	Draining      bool       `json:"draining"`
+	Ejected       bool       `json:"ejected"`
+	EjectedUntil  *time.Time `json:"ejected_until,omitempty"`
+	Ejections     int64      `json:"ejections"`
+	Available     bool       `json:"available"`
+	Circuit       string     `json:"circuit,omitempty"`
+	InFlight      int64      `json:"in_flight"`
+	Requests      uint64     `json:"requests"`
+	Failures      uint64     `json:"failures"`
+	LatencyEWMAms float64    `json:"latency_ewma_ms"`
+}
+
+// Handler returns the admin API over b, with /metrics from g (nil omits it).
+//
+//	GET  /healthz                                       200 "ok"
+//	GET  /admin/status                                  the whole Snapshot
+//	GET  /admin/routes                                  routes
+//	GET  /admin/upstreams                               upstreams with targets
+//	GET  /admin/upstreams/{name}                        one upstream
+//	POST /admin/upstreams/{name}/targets/{addr}/drain   ?wait=10s blocks until its in-flight reach 0
+//	POST /admin/upstreams/{name}/targets/{addr}/undrain
+//	PUT  /admin/upstreams/{name}/targets/{addr}/weight  {"weight": 3}
+//	POST /admin/reload                                  re-read the config file
+//	GET  /metrics                                       Prometheus exposition
+func Handler(b Backend, g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, b.Snapshot())
+	})
+	mux.HandleFunc("GET /admin/routes", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, b.Snapshot().Routes)
+	})
+	mux.HandleFunc("GET /admin/upstreams", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, b.Snapshot().Upstreams)
+	})
+	mux.HandleFunc("GET /admin/upstreams/{name}", func(w http.ResponseWriter, r *http.Request) {
+		u, ok := findUpstream(b.Snapshot(), r.PathValue("name"))
+		if !ok {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("unknown upstream %q", r.PathValue("name")))
+			return
+		}
+		writeJSON(w, http.StatusOK, u)
+	})
+	mux.HandleFunc("POST /admin/upstreams/{name}/targets/{addr}/drain", func(w http.ResponseWriter, r *http.Request) {
+		drain(w, r, b, true)
+	})
+	mux.HandleFunc("POST /admin/upstreams/{name}/targets/{addr}/undrain", func(w http.ResponseWriter, r *http.Request) {
+		drain(w, r, b, false)
+	})
+	mux.HandleFunc("PUT /admin/upstreams/{name}/targets/{addr}/weight", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Weight *int `json:"weight"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || body.Weight == nil || *body.Weight < 1 {
+			writeError(w, http.StatusBadRequest, "bad_request", `expected a JSON body {"weight": N} with N >= 1`)
+			return
+		}
+		name, addr := r.PathValue("name"), r.PathValue("addr")
+		if err := b.SetWeight(name, addr, *body.Weight); err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeTarget(w, b, name, addr)
+	})
+	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := b.Reload(r.Context()); err != nil {
+			writeError(w, http.StatusUnprocessableEntity, "reload_failed", "config refused, the previous one keeps serving: "+err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true, "loaded_at": b.Snapshot().LoadedAt})
+	})
+	if g != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no admin endpoint "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+func drain(w http.ResponseWriter, r *http.Request, b Backend, on bool) {
+	name, addr := r.PathValue("name"), r.PathValue("addr")
+	var wait time.Duration
+	if s := r.URL.Query().Get("wait"); s != "" && on {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > 10*time.Minute {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid wait %q: expected a duration up to 10m, e.g. 30s", s))
+			return
+		}
+		wait = d
+	}
+	if err := b.SetDraining(name, addr, on); err != nil {
+		writeBackendError(w, err)
+		return
+	}
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		defer cancel()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if t, ok := findTarget(b.Snapshot(), name, addr); !ok || t.InFlight == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				writeError(w, http.StatusGatewayTimeout, "drain_timeout",
+					fmt.Sprintf("target %s is draining but still has requests in flight after %s", addr, wait))
+				return
+			case <-tick.C:
+			}
+		}
+	}
+	writeTarget(w, b, name, addr)
+}
+
+func writeTarget(w http.ResponseWriter, b Backend, name, addr string) {
+	t, ok := findTarget(b.Snapshot(), name, addr)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("unknown target %q in upstream %q", addr, name))
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func findUpstream(s Snapshot, name string) (Upstream, bool) {
+	for _, u := range s.Upstreams {
+		if u.Name == name {
+			return u, true
+		}
+	}
+	return Upstream{}, false
+}
+
+func findTarget(s Snapshot, name, addr string) (Target, bool) {
+	u, ok := findUpstream(s, name)
+	if !ok {
+		return Target{}, false
+	}
+	for _, t := range u.Targets {
+		if t.Address == addr {
+			return t, true
+		}
+	}
+	return Target{}, false
+}
+
+func writeBackendError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		return
+	}
+	writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg, "code": code, "status": strconv.Itoa(status)})
+}

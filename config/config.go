@@ -1,0 +1,397 @@
+// Package config defines the gateway's YAML configuration: its shape (the
+// public interface users write), strict decoding that rejects unknown keys,
+// and validation whose errors name the file, the key path and what was
+// expected.
+//
+// The structs here are the schema only; each building block (balance,
+// health, breaker, retry ...) validates its own settings when the gateway
+// builds it, and reports problems through Config.Errorf so they carry the
+// same file and key-path location.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is a whole gateway configuration file.
+type Config struct {
+	// Listen is the address the proxy serves on, host:port. Required.
+	Listen string `yaml:"listen"`
+	// Admin is the address of the admin API and /metrics; empty disables it.
+	// Keep it on loopback: it can drain targets and reload config.
+	Admin string `yaml:"admin"`
+	// TLS enables HTTPS (and HTTP/2 via ALPN) on Listen.
+	TLS *TLS `yaml:"tls"`
+	// H2C enables cleartext HTTP/2 (prior knowledge or upgrade) on Listen.
+	H2C bool `yaml:"h2c"`
+	// AccessLog is where the JSON access log goes: "stdout" (default),
+	// "stderr", "off", or a file path (appended).
+	AccessLog string `yaml:"access_log"`
+	// Server holds client-side timeouts and shutdown behaviour.
+	Server Server `yaml:"server"`
+	// Upstreams are the named backend pools routes forward to.
+	Upstreams map[string]*Upstream `yaml:"upstreams"`
+	// Routes are matched in order; the first match wins.
+	Routes []Route `yaml:"routes"`
+
+	file  string
+	lines map[string]int // key path -> line, for errors found after decoding
+}
+
+// TLS is a certificate and key in PEM files.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Server holds timeouts on the client side of the gateway.
+type Server struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes idle client keep-alive connections. Default 120s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM or
+	// when a reload retires a listener. Default 30s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MaxBodyBuffer is how many bytes of a request body are kept so the
+	// request can be retried (only for retry-safe requests). Default 64 KiB;
+	// larger bodies are streamed and not retried after they were sent.
+	MaxBodyBuffer int `yaml:"max_body_buffer"`
+}
+
+// Upstream is a pool of targets and the policies applied to it.
+type Upstream struct {
+	// Balance is the load-balancing policy: round_robin (default),
+	// weighted_round_robin, least_connections, least_response_time, random,
+	// ip_hash, consistent_hash, cookie.
+	Balance string `yaml:"balance"`
+	// HashOn is the key of ip_hash / consistent_hash: client_ip (default),
+	// header:NAME, cookie:NAME, query:NAME or path.
+	HashOn string `yaml:"hash_on"`
+	// Cookie configures the cookie policy's sticky-session cookie.
+	Cookie *Cookie `yaml:"cookie"`
+	// Targets are the backends. At least one is required.
+	Targets []Target `yaml:"targets"`
+	// HealthCheck enables active health checks; absent means targets are
+	// considered healthy unless passive outlier detection ejects them.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// Outlier enables passive outlier ejection.
+	Outlier *Outlier `yaml:"outlier"`
+	// CircuitBreaker enables a breaker per target and one for the upstream.
+	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker"`
+	// Retry enables retries (only of retry-safe requests).
+	Retry *Retry `yaml:"retry"`
+	// Timeout bounds connecting and waiting for the upstream.
+	Timeout Timeout `yaml:"timeout"`
+	// MaxIdleConns is the keep-alive pool size per target. Default 256.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+}
+
+// Cookie names the sticky-session cookie.
+type Cookie struct {
+	// Name of the cookie. Default "sy_sticky".
+	Name string `yaml:"name"`
+	// TTL is the cookie's Max-Age; 0 (default) makes a session cookie.
+	TTL Duration `yaml:"ttl"`
+}
+
+// Target is one backend.
+type Target struct {
+	// Address is host:port. Required.
+	Address string `yaml:"address"`
+	// Weight for weighted policies, >= 1. Default 1.
+	Weight int `yaml:"weight"`
+}
+
+// HealthCheck configures active checks.
+type HealthCheck struct {
+	// Path is the HTTP path to GET; empty means a TCP connect check.
+	Path string `yaml:"path"`
+	// Interval between checks. Default 5s.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one check. Default 1s.
+	Timeout Duration `yaml:"timeout"`
+	// HealthyAfter consecutive passes mark a target healthy. Default 2.
+	HealthyAfter int `yaml:"healthy_after"`
+	// UnhealthyAfter consecutive failures mark it unhealthy. Default 2.
+	UnhealthyAfter int `yaml:"unhealthy_after"`
+}
+
+// Outlier configures passive ejection.
+type Outlier struct {
+	// ConsecutiveFailures (connect errors, timeouts, 5xx) before ejection. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// Ejection is the base ejection time; it grows with each ejection. Default 30s.
+	Ejection Duration `yaml:"ejection"`
+	// MaxEjection caps the growing ejection time. Default 5m.
+	MaxEjection Duration `yaml:"max_ejection"`
+	// MaxEjected is the largest share of the pool ejected at once. Default 50%.
+	MaxEjected Percent `yaml:"max_ejected"`
+}
+
+// CircuitBreaker configures breakers.
+type CircuitBreaker struct {
+	// FailureRatio in (0,1] over the window that opens the breaker. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio"`
+	// MinRequests in the window before the ratio is considered. Default 20.
+	MinRequests int `yaml:"min_requests"`
+	// Window is the sliding window length. Default 10s.
+	Window Duration `yaml:"window"`
+	// OpenFor is how long the breaker stays open before probing. Default 10s.
+	OpenFor Duration `yaml:"open_for"`
+	// HalfOpenProbes requests are let through while half-open. Default 3.
+	HalfOpenProbes int `yaml:"half_open_probes"`
+}
+
+// Retry configures retries.
+type Retry struct {
+	// Attempts is the total number of tries, including the first. Default 1.
+	Attempts int `yaml:"attempts"`
+	// Backoff is fixed, incremental or exponential (default).
+	Backoff string `yaml:"backoff"`
+	// Base delay. Default 25ms.
+	Base Duration `yaml:"base"`
+	// Cap on one delay. Default 1s.
+	Cap Duration `yaml:"cap"`
+	// Jitter is none, full (default) or equal.
+	Jitter string `yaml:"jitter"`
+	// On lists the conditions that trigger a retry: connect_failure,
+	// timeout, reset, 5xx, gateway_error, or a status code. Default
+	// [connect_failure, gateway_error].
+	On []string `yaml:"on"`
+	// Budget is the largest share of extra load retries may add. Default 20%.
+	Budget Percent `yaml:"budget"`
+}
+
+// Timeout configures upstream timeouts. Zero means the default.
+type Timeout struct {
+	// Connect bounds dialing a target. Default 5s.
+	Connect Duration `yaml:"connect"`
+	// Header bounds the wait for response headers after the request was
+	// sent. Default: no separate bound (Response applies).
+	Header Duration `yaml:"header"`
+	// Response bounds the whole upstream exchange, including retries and
+	// the response body. Default 60s; streaming routes (SSE, WebSocket)
+	// are not bounded by it once the response has started.
+	Response Duration `yaml:"response"`
+}
+
+// Route sends matching requests to an upstream.
+type Route struct {
+	// Name identifies the route in metrics and logs. Default "route<N>".
+	Name string `yaml:"name"`
+	// Match selects requests; an empty match matches everything.
+	Match Match `yaml:"match"`
+	// Upstream is the name of the pool. Required.
+	Upstream string `yaml:"upstream"`
+	// StripPrefix removes this prefix from the path before forwarding.
+	StripPrefix string `yaml:"strip_prefix"`
+}
+
+// Match is a conjunction of conditions.
+type Match struct {
+	// Host matches the request host (port ignored); "*.example.com" matches subdomains.
+	Host string `yaml:"host"`
+	// Path matches the path exactly.
+	Path string `yaml:"path"`
+	// PathPrefix matches a path prefix at a segment boundary ("/v1" matches
+	// "/v1" and "/v1/x" but not "/v10").
+	PathPrefix string `yaml:"path_prefix"`
+	// Methods lists accepted methods; empty accepts all.
+	Methods []string `yaml:"methods"`
+	// Headers must all be present with exactly these values.
+	Headers map[string]string `yaml:"headers"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("250ms").
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: expected a duration such as \"250ms\" or \"10s\"", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q: expected a Go duration such as \"250ms\" or \"10s\"", n.Line, n.Value)
+	}
+	if v < 0 {
+		return fmt.Errorf("line %d: negative duration %q", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the duration, or def when it is zero.
+func (d Duration) D(def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return time.Duration(d)
+}
+
+// Percent is a share written as "20%" (or a fraction such as 0.2).
+type Percent float64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (p *Percent) UnmarshalYAML(n *yaml.Node) error {
+	bad := fmt.Errorf("line %d: invalid percentage %q: expected e.g. \"20%%\" (0%%..100%%)", n.Line, n.Value)
+	if n.Kind != yaml.ScalarNode {
+		return bad
+	}
+	s := strings.TrimSpace(n.Value)
+	var v float64
+	var err error
+	if num, ok := strings.CutSuffix(s, "%"); ok {
+		v, err = strconv.ParseFloat(strings.TrimSpace(num), 64)
+		v /= 100
+	} else {
+		v, err = strconv.ParseFloat(s, 64)
+	}
+	if err != nil || v < 0 || v > 1 {
+		return bad
+	}
+	*p = Percent(v)
+	return nil
+}
+
+// File returns the name of the file the config was loaded from.
+func (c *Config) File() string { return c.file }
+
+// Errorf returns an *Error located at the key path in this config's file.
+func (c *Config) Errorf(path, format string, args ...any) error {
+	return &Error{File: c.file, Path: path, Line: c.lines[path], Msg: fmt.Sprintf(format, args...)}
+}
+
+// Wrap locates err at path; it returns nil for a nil err, and one located
+// error per joined error inside err.
+func (c *Config) Wrap(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, c.Wrap(path, e))
+		}
+		return errors.Join(out...)
+	}
+	return &Error{File: c.file, Path: path, Line: c.lines[path], Msg: err.Error()}
+}
+
+// UpstreamNames returns the upstream names in sorted order.
+func (c *Config) UpstreamNames() []string {
+	names := make([]string, 0, len(c.Upstreams))
+	for n := range c.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// validate checks the structure and cross references; it runs after decoding.
+func (c *Config) validate(file string, lineOfPath map[int]string) error {
+	c.file = file
+	c.lines = make(map[string]int, len(lineOfPath))
+	for line, path := range lineOfPath {
+		if old, ok := c.lines[path]; !ok || line < old {
+			c.lines[path] = line
+		}
+	}
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
+
+	if c.Listen == "" {
+		add("listen", "missing: expected the proxy's listen address, e.g. 127.0.0.1:8080")
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "invalid address %q: expected host:port", c.Listen)
+	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			add("admin", "invalid address %q: expected host:port", c.Admin)
+		}
+	}
+	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		add("tls", "both cert and key are required")
+	}
+	if c.Server.MaxBodyBuffer < 0 {
+		add("server.max_body_buffer", "negative size %d", c.Server.MaxBodyBuffer)
+	}
+	if len(c.Upstreams) == 0 {
+		add("upstreams", "missing: expected at least one upstream")
+	}
+	for _, name := range c.UpstreamNames() {
+		u := c.Upstreams[name]
+		p := "upstreams." + name
+		if u == nil {
+			add(p, "empty upstream: expected balance and targets")
+			continue
+		}
+		if len(u.Targets) == 0 {
+			add(p+".targets", "missing: expected at least one target")
+		}
+		seen := map[string]bool{}
+		for i, t := range u.Targets {
+			tp := fmt.Sprintf("%s.targets[%d]", p, i)
+			if t.Address == "" {
+				add(tp+".address", "missing: expected host:port")
+			} else if _, _, err := net.SplitHostPort(t.Address); err != nil {
+				add(tp+".address", "invalid address %q: expected host:port", t.Address)
+			} else if seen[t.Address] {
+				add(tp+".address", "duplicate target %q in upstream %q", t.Address, name)
+			}
+			seen[t.Address] = true
+			if t.Weight < 0 {
+				add(tp+".weight", "negative weight %d: expected >= 1", t.Weight)
+			}
+		}
+		if u.MaxIdleConns < 0 {
+			add(p+".max_idle_conns", "negative value %d", u.MaxIdleConns)
+		}
+	}
+	if len(c.Routes) == 0 {
+		add("routes", "missing: expected at least one route")
+	}
+	names := map[string]bool{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("route%d", i)
+		}
+		if names[r.Name] {
+			add(p+".name", "duplicate route name %q", r.Name)
+		}
+		names[r.Name] = true
+		if r.Upstream == "" {
+			add(p+".upstream", "missing: expected the name of an upstream")
+		} else if _, ok := c.Upstreams[r.Upstream]; !ok {
+			add(p+".upstream", "unknown upstream %q: expected one of %s", r.Upstream, strings.Join(c.UpstreamNames(), ", "))
+		}
+		if r.Match.Path != "" && r.Match.PathPrefix != "" {
+			add(p+".match", "path and path_prefix are exclusive")
+		}
+		for _, k := range []struct{ key, v string }{{"path", r.Match.Path}, {"path_prefix", r.Match.PathPrefix}} {
+			if k.v != "" && !strings.HasPrefix(k.v, "/") {
+				add(p+".match."+k.key, "%q must start with /", k.v)
+			}
+		}
+		if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
+			add(p+".strip_prefix", "%q must start with /", r.StripPrefix)
+		}
+		for j, m := range r.Match.Methods {
+			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") {
+				add(fmt.Sprintf("%s.match.methods[%d]", p, j), "invalid method %q: expected an upper-case HTTP method such as GET", m)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/health"
+	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/upstream"
+)
+
+// runtime is one generation of the gateway built from one config: routes,
+// pools and their health checkers. A reload builds a new runtime and swaps
+// it in; requests already running finish on the old one.
+type runtime struct {
+	cfg      *config.Config
+	loadedAt time.Time
+	routes   route.Table[*proxy.Route]
+	pools    map[string]*proxy.Pool
+	names    []string // upstream names, sorted
+	checkers []*health.Checker
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Resolve implements proxy.Resolver.
+func (rt *runtime) Resolve(r *http.Request) (*proxy.Route, bool) { return rt.routes.Lookup(r) }
+
+// buildDeps are what building a runtime needs from the gateway.
+type buildDeps struct {
+	log     *slog.Logger
+	metrics *proxy.Metrics
+	prev    *runtime // previous generation, to carry target state over; may be nil
+}
+
+// build turns a validated config into a runtime, validating each building
+// block's settings and locating every problem at its key path. It starts
+// nothing; start does.
+func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
+	rt := &runtime{cfg: cfg, loadedAt: time.Now(), pools: map[string]*proxy.Pool{}, names: cfg.UpstreamNames()}
+	var errs []error
+	for _, name := range rt.names {
+		pool, checker, err := buildPool(cfg, name, deps)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rt.pools[name] = pool
+		if checker != nil {
+			rt.checkers = append(rt.checkers, checker)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for i, r := range cfg.Routes {
+		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
+			Methods: r.Match.Methods, Headers: r.Match.Headers}
+		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix}
+		if err := rt.routes.Add(m, pr); err != nil {
+			errs = append(errs, cfg.Wrap(fmt.Sprintf("routes[%d].match", i), err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return rt, nil
+}
+
+func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *health.Checker, error) {
+	u := cfg.Upstreams[name]
+	path := "upstreams." + name
+	var errs []error
+
+	var prevTargets map[string]*upstream.Target
+	if deps.prev != nil {
+		if p, ok := deps.prev.pools[name]; ok {
+			prevTargets = make(map[string]*upstream.Target, len(p.Targets()))
+			for _, t := range p.Targets() {
+				prevTargets[t.Address] = t
+			}
+		}
+	}
+	targets := make([]*upstream.Target, len(u.Targets))
+	for i, tc := range u.Targets {
+		targets[i] = upstream.NewTarget(tc.Address, i, tc.Weight)
+		if old, ok := prevTargets[tc.Address]; ok {
+			targets[i].CarryStateFrom(old)
+		}
+	}
+
+	bc := balance.Config{Policy: u.Balance, HashOn: u.HashOn}
+	if u.Cookie != nil {
+		bc.Cookie, bc.CookieTTL = u.Cookie.Name, u.Cookie.TTL.D(0)
+	}
+	policy, err := balance.New(bc, targets)
+	if err != nil {
+		errs = append(errs, cfg.Wrap(path+".balance", err))
+	}
+
+	pc := proxy.PoolConfig{
+		Name: name, Targets: targets, Policy: policy,
+		ConnectTimeout: u.Timeout.Connect.D(0), HeaderTimeout: u.Timeout.Header.D(0),
+		ResponseTimeout: u.Timeout.Response.D(0), MaxIdleConns: u.MaxIdleConns,
+	}
+	if m := deps.metrics; m != nil {
+		pc.Hooks = &proxy.Hooks{BreakerChange: func(up string, t *upstream.Target, from, to breaker.State) {
+			addr := ""
+			if t != nil {
+				addr = t.Address
+			}
+			m.BreakerTransition(up, addr, from.String(), to.String())
+			deps.log.Warn("circuit breaker state change", "upstream", up, "target", addr, "from", from.String(), "to", to.String())
+		}}
+	}
+	if c := u.CircuitBreaker; c != nil {
+		bcfg := breaker.Config{FailureRatio: c.FailureRatio, MinRequests: c.MinRequests,
+			Window: c.Window.D(0), OpenFor: c.OpenFor.D(0), HalfOpenProbes: c.HalfOpenProbes}
+		bcfg = bcfg.WithDefaults()
+		if err := bcfg.Validate(); err != nil {
+			errs = append(errs, cfg.Wrap(path+".circuit_breaker", err))
+		}
+		pc.Breaker = &bcfg
+	}
+	if o := u.Outlier; o != nil {
+		ocfg := health.OutlierConfig{ConsecutiveFailures: o.ConsecutiveFailures, Ejection: o.Ejection.D(0),
+			MaxEjection: o.MaxEjection.D(0), MaxEjectedPercent: int(float64(o.MaxEjected)*100 + 0.5)}
+		if o.MaxEjected == 0 {
+			ocfg.MaxEjectedPercent = 0 // default applies
+		}
+		out, err := health.NewOutlier(ocfg, targets)
+		if err != nil {
+			errs = append(errs, cfg.Wrap(path+".outlier", err))
+		}
+		pc.Outlier = out
+	}
+	if r := u.Retry; r != nil {
+		rc := retry.Config{Attempts: r.Attempts, Backoff: r.Backoff, Jitter: r.Jitter,
+			Base: r.Base.D(0), Cap: r.Cap.D(0), On: r.On, Budget: float64(r.Budget)}
+		rc = rc.WithDefaults()
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, cfg.Wrap(path+".retry", err))
+		}
+		pc.Retry = &rc
+	}
+	var checker *health.Checker
+	var poolRef atomic.Pointer[proxy.Pool] // set once the pool exists; read by the health hook
+	if hc := u.HealthCheck; hc != nil {
+		ccfg := health.CheckConfig{Path: hc.Path, Interval: hc.Interval.D(0), Timeout: hc.Timeout.D(0),
+			HealthyAfter: hc.HealthyAfter, UnhealthyAfter: hc.UnhealthyAfter}
+		ccfg = ccfg.WithDefaults()
+		if err := ccfg.Validate(); err != nil {
+			errs = append(errs, cfg.Wrap(path+".health_check", err))
+		}
+		if len(errs) == 0 {
+			checker, err = health.NewChecker(ccfg, targets, health.CheckerOptions{
+				Logger: deps.log,
+				OnChange: func(t *upstream.Target, healthy bool) {
+					deps.log.Warn("target health changed", "upstream", name, "target", t.Address, "healthy", healthy)
+					if p := poolRef.Load(); p != nil {
+						p.TargetHealthChanged(t, healthy)
+					}
+				},
+			})
+			if err != nil {
+				errs = append(errs, cfg.Wrap(path+".health_check", err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	p, err := proxy.NewPool(pc)
+	if err != nil {
+		return nil, nil, cfg.Wrap(path, err)
+	}
+	poolRef.Store(p)
+	return p, checker, nil
+}

@@ -1,0 +1,296 @@
+// Package gateway assembles the L7 load balancer from its building blocks:
+// it loads the config, builds routes and upstream pools (balancer, health
+// checks, outlier detection, breakers, retries), serves the proxy and the
+// admin API, and reloads the config without dropping in-flight requests.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchyard/switchyard/admin"
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/proxy"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	// ConfigPath is the YAML file to load (and re-read on Reload).
+	ConfigPath string
+	// Logger receives operational logs (reloads, health changes, errors).
+	// Default: JSON to stderr.
+	Logger *slog.Logger
+	// AccessLogWriter overrides where the access log goes (tests); when nil
+	// the config's access_log setting decides.
+	AccessLogWriter io.Writer
+}
+
+// Gateway is a running L7 load balancer. Create it with New, then Run.
+type Gateway struct {
+	opts     Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *proxy.Metrics
+	handler  *proxy.Handler
+	current  atomic.Pointer[runtime]
+	reloadMu sync.Mutex
+	logFile  *os.File
+
+	// Set by Run once listening.
+	mu        sync.Mutex
+	addr      net.Addr
+	adminAddr net.Addr
+	ready     chan struct{}
+}
+
+// New loads and validates the config and builds the gateway. Nothing
+// listens until Run.
+func New(opts Options) (*Gateway, error) {
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{opts: opts, log: opts.Logger, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
+	if g.log == nil {
+		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if g.metrics, err = proxy.NewMetrics(g.reg); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	g.reg.MustRegister(targetCollector{g})
+	rt, err := build(cfg, buildDeps{log: g.log, metrics: g.metrics})
+	if err != nil {
+		return nil, err
+	}
+	accessLog, err := g.accessLogger(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.current.Store(rt)
+	g.handler = proxy.New(g, proxy.Options{
+		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
+		MaxBodyBuffer: cfg.Server.MaxBodyBuffer,
+	})
+	return g, nil
+}
+
+func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
+	w := g.opts.AccessLogWriter
+	switch {
+	case w != nil:
+	case cfg.AccessLog == "" || cfg.AccessLog == "stdout":
+		w = os.Stdout
+	case cfg.AccessLog == "stderr":
+		w = os.Stderr
+	case cfg.AccessLog == "off":
+		return nil, nil
+	default:
+		f, err := os.OpenFile(cfg.AccessLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, cfg.Errorf("access_log", "opening access log: %v", err)
+		}
+		g.logFile = f
+		w = f
+	}
+	return slog.New(slog.NewJSONHandler(w, nil)), nil
+}
+
+// Resolve implements proxy.Resolver over the current runtime.
+func (g *Gateway) Resolve(r *http.Request) (*proxy.Route, bool) { return g.current.Load().Resolve(r) }
+
+// Handler returns the proxy handler (for embedding the gateway in a server
+// of one's own).
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Addr returns the proxy's listen address once Run is listening.
+func (g *Gateway) Addr() net.Addr { g.mu.Lock(); defer g.mu.Unlock(); return g.addr }
+
+// AdminAddr returns the admin API's listen address (nil when disabled).
+func (g *Gateway) AdminAddr() net.Addr { g.mu.Lock(); defer g.mu.Unlock(); return g.adminAddr }
+
+// Ready is closed when Run is listening.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Run listens and serves until ctx is cancelled, then shuts down
+// gracefully: it stops accepting, lets in-flight requests finish (up to
+// server.shutdown_timeout) and returns.
+func (g *Gateway) Run(ctx context.Context) error {
+	rt := g.current.Load()
+	cfg := rt.cfg
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return cfg.Errorf("listen", "listening: %v", err)
+	}
+	srv := &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(10 * time.Second),
+		IdleTimeout:       cfg.Server.IdleTimeout.D(120 * time.Second),
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	if cfg.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			ln.Close()
+			return cfg.Errorf("tls", "loading certificate: %v", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.Protocols.SetHTTP2(true)
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	if cfg.H2C {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+
+	var adminSrv *http.Server
+	var adminLn net.Listener
+	if cfg.Admin != "" {
+		adminLn, err = net.Listen("tcp", cfg.Admin)
+		if err != nil {
+			ln.Close()
+			return cfg.Errorf("admin", "listening: %v", err)
+		}
+		adminSrv = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	runCtx, stopRuntimes := context.WithCancel(context.Background())
+	defer stopRuntimes()
+	g.start(runCtx, rt)
+
+	g.mu.Lock()
+	g.addr = ln.Addr()
+	if adminLn != nil {
+		g.adminAddr = adminLn.Addr()
+	}
+	g.mu.Unlock()
+	close(g.ready)
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if adminSrv != nil {
+		go func() { errc <- adminSrv.Serve(adminLn) }()
+	}
+	g.log.Info("gateway listening", "addr", ln.Addr().String(), "admin", cfg.Admin, "config", cfg.File(),
+		"routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	grace := g.current.Load().cfg.Server.ShutdownTimeout.D(30 * time.Second)
+	g.log.Info("gateway shutting down", "grace", grace.String(), "in_flight", g.handler.InFlight())
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	if adminSrv != nil {
+		_ = adminSrv.Shutdown(sctx)
+	}
+	g.stop(g.current.Load())
+	if g.logFile != nil {
+		_ = g.logFile.Close()
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", serveErr)
+	}
+	if shutErr != nil {
+		return fmt.Errorf("graceful shutdown: %w", shutErr)
+	}
+	return nil
+}
+
+// start runs a runtime's health checkers under ctx.
+func (g *Gateway) start(ctx context.Context, rt *runtime) {
+	ctx, rt.cancel = context.WithCancel(ctx)
+	for _, c := range rt.checkers {
+		rt.wg.Add(1)
+		go func() {
+			defer rt.wg.Done()
+			c.Run(ctx)
+		}()
+	}
+}
+
+// stop ends a runtime's checkers and releases its idle connections.
+func (g *Gateway) stop(rt *runtime) {
+	if rt.cancel != nil {
+		rt.cancel()
+	}
+	rt.wg.Wait()
+	for _, p := range rt.pools {
+		p.Close()
+	}
+}
+
+// Reload re-reads the config file and swaps in the new routes and pools.
+// An invalid config is refused and the running one keeps serving. Listener
+// addresses, TLS and the access log cannot change without a restart.
+func (g *Gateway) Reload(ctx context.Context) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	old := g.current.Load()
+	cfg, err := config.Load(g.opts.ConfigPath)
+	if err != nil {
+		g.log.Error("reload refused", "error", err.Error())
+		return err
+	}
+	if err := restartOnly(old.cfg, cfg); err != nil {
+		g.log.Error("reload refused", "error", err.Error())
+		return err
+	}
+	rt, err := build(cfg, buildDeps{log: g.log, metrics: g.metrics, prev: old})
+	if err != nil {
+		g.log.Error("reload refused", "error", err.Error())
+		return err
+	}
+	if old.cancel != nil { // running: start the new generation's checkers
+		g.start(context.WithoutCancel(ctx), rt)
+	}
+	g.current.Store(rt)
+	// Requests in flight on the old generation keep their pool pointers and
+	// finish normally; only its health checkers stop now. Its idle
+	// connections are closed after the grace period.
+	if old.cancel != nil {
+		old.cancel()
+	}
+	time.AfterFunc(old.cfg.Server.ShutdownTimeout.D(30*time.Second), func() {
+		for _, p := range old.pools {
+			p.Close()
+		}
+	})
+	g.log.Info("config reloaded", "config", cfg.File(), "routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams))
+	return nil
+}
+
+// restartOnly rejects changes that a reload cannot apply.
+func restartOnly(old, cfg *config.Config) error {
+	var errs []error
+	if old.Listen != cfg.Listen {
+		errs = append(errs, cfg.Errorf("listen", "changed from %q to %q: listener changes need a restart", old.Listen, cfg.Listen))
+	}
+	if old.Admin != cfg.Admin {
+		errs = append(errs, cfg.Errorf("admin", "changed from %q to %q: listener changes need a restart", old.Admin, cfg.Admin))
+	}
+	if (old.TLS == nil) != (cfg.TLS == nil) || old.H2C != cfg.H2C {
+		errs = append(errs, cfg.Errorf("tls", "TLS / h2c changes need a restart"))
+	}
+	if old.AccessLog != cfg.AccessLog {
+		errs = append(errs, cfg.Errorf("access_log", "changed: access log changes need a restart"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,299 @@
+// Package proxy is the L7 reverse proxy: it resolves a route, then forwards
+// the request to a target of the route's upstream pool, applying balancing,
+// circuit breakers, outlier ejection, retries and timeouts.
+//
+// The client side (hop-by-hop headers, streaming of SSE and chunked bodies,
+// WebSocket upgrades, trailers) is net/http/httputil.ReverseProxy's; the
+// upstream side is attemptTransport, which makes one or more attempts.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/upstream"
+)
+
+// Route is a resolved route: where a matching request goes.
+type Route struct {
+	// Name identifies the route in metrics and logs.
+	Name string
+	// Pool serves the route.
+	Pool *Pool
+	// StripPrefix is removed from the path before forwarding.
+	StripPrefix string
+}
+
+// Resolver finds the route of a request. The gateway implements it over
+// its current (hot-reloadable) routing table.
+type Resolver interface {
+	Resolve(r *http.Request) (*Route, bool)
+}
+
+// Options configure a Handler.
+type Options struct {
+	// AccessLog receives one record per request; nil disables access logs.
+	AccessLog *slog.Logger
+	// ErrorLog receives proxy errors; nil discards them.
+	ErrorLog *slog.Logger
+	// Metrics, if set, records Prometheus metrics.
+	Metrics *Metrics
+	// MaxBodyBuffer is how many request body bytes are kept for retries.
+	// Default 64 KiB.
+	MaxBodyBuffer int
+}
+
+// Handler is the proxy's http.Handler. Safe for concurrent use.
+type Handler struct {
+	resolver  Resolver
+	rp        *httputil.ReverseProxy
+	accessLog *slog.Logger
+	errorLog  *slog.Logger
+	metrics   *Metrics
+	maxBody   int
+	inflight  atomic.Int64
+}
+
+// New returns a proxy handler that resolves routes with resolver.
+func New(resolver Resolver, opts Options) *Handler {
+	h := &Handler{
+		resolver:  resolver,
+		accessLog: opts.AccessLog,
+		errorLog:  opts.ErrorLog,
+		metrics:   opts.Metrics,
+		maxBody:   opts.MaxBodyBuffer,
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = 64 << 10
+	}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      attemptTransport{h: h},
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.errorHandler,
+		ErrorLog:       nil,
+		BufferPool:     newBufferPool(),
+	}
+	if opts.ErrorLog != nil {
+		h.rp.ErrorLog = slog.NewLogLogger(opts.ErrorLog.Handler(), slog.LevelWarn)
+	}
+	return h
+}
+
+// InFlight returns the number of requests being served.
+func (h *Handler) InFlight() int64 { return h.inflight.Load() }
+
+type stateKey struct{}
+
+// reqState follows one request through the proxy. It is not pooled: the
+// response-timeout callback may still hold it after the request ends.
+type reqState struct {
+	route       *Route
+	requestID   string
+	target      *upstream.Target
+	attempts    int
+	status      int
+	circuitOpen bool
+	timedOut    atomic.Bool
+	clientCtx   context.Context
+	timer       *time.Timer
+}
+
+// clientGone reports whether the client cancelled (not our own timeout).
+func (st *reqState) clientGone() bool {
+	return st.clientCtx.Err() != nil && !st.timedOut.Load()
+}
+
+// ServeHTTP proxies one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h.inflight.Add(1)
+	defer h.inflight.Add(-1)
+
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header().Set("X-Request-Id", id)
+
+	rt, ok := h.resolver.Resolve(r)
+	if !ok {
+		e := &Error{Status: http.StatusNotFound, Code: "no_route", Msg: "no route matches " + r.Method + " " + r.Host + r.URL.Path}
+		e.write(w, id)
+		h.log(r, nil, id, e.Status, 0, start)
+		h.metrics.request("", "", e.Status, time.Since(start))
+		return
+	}
+
+	st := &reqState{route: rt, requestID: id, clientCtx: r.Context()}
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), stateKey{}, st))
+	st.timer = time.AfterFunc(rt.Pool.respTO, func() {
+		st.timedOut.Store(true)
+		cancel()
+	})
+	h.metrics.routeInflight(rt.Name, 1)
+	h.rp.ServeHTTP(w, r.WithContext(ctx))
+	st.timer.Stop()
+	cancel()
+	h.metrics.routeInflight(rt.Name, -1)
+
+	dur := time.Since(start)
+	h.metrics.request(rt.Name, rt.Pool.name, st.status, dur)
+	h.log(r, st, id, st.status, st.attempts, start)
+}
+
+func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts int, start time.Time) {
+	if h.accessLog == nil {
+		return
+	}
+	routeName, upstreamName, target := "", "", ""
+	if st != nil {
+		routeName, upstreamName = st.route.Name, st.route.Pool.name
+		if st.target != nil {
+			target = st.target.Address
+		}
+	}
+	h.accessLog.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("request_id", id),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("route", routeName),
+		slog.String("upstream", upstreamName),
+		slog.String("target", target),
+		slog.Int("status", status),
+		slog.Int("attempts", attempts),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+	)
+}
+
+// rewrite builds the outbound request (its target host is set per attempt).
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(stateKey{}).(*reqState)
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = "upstream.invalid" // replaced by the chosen target
+	if p := st.route.StripPrefix; p != "" {
+		out.URL.Path = route.StripPrefix(out.URL.Path, p)
+		if out.URL.RawPath != "" {
+			out.URL.RawPath = route.StripPrefix(out.URL.RawPath, p)
+		}
+	}
+	// Append to, rather than replace, an incoming X-Forwarded-For chain.
+	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
+		out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
+	out.Header.Set("X-Request-Id", st.requestID)
+	out.Header.Set("Traceparent", childTraceparent(pr.In.Header.Get("Traceparent")))
+}
+
+// modifyResponse stamps gateway headers on a response from a target.
+func (h *Handler) modifyResponse(resp *http.Response) error {
+	st := resp.Request.Context().Value(stateKey{}).(*reqState)
+	st.status = resp.StatusCode
+	resp.Header.Del("X-Request-Id") // ours is already set on the client response
+	if isStream(resp) {
+		st.timer.Stop() // streams are not bounded by the response timeout once started
+	}
+	if s := st.route.Pool.sticky; s != nil && st.target != nil {
+		if c := s.StickyCookie(resp.Request, st.target); c != nil {
+			resp.Header.Add("Set-Cookie", c.String())
+		}
+	}
+	return nil
+}
+
+func isStream(resp *http.Response) bool {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return true
+	}
+	ct := resp.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "text/event-stream")
+}
+
+func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := r.Context().Value(stateKey{}).(*reqState)
+	e := toError(err, st.clientGone())
+	if st.timedOut.Load() && e.Code != "circuit_open" {
+		e = &Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Msg: "upstream timed out", Err: err}
+	}
+	st.status = e.Status
+	if h.errorLog != nil && e.Code != "client_closed" {
+		h.errorLog.LogAttrs(r.Context(), slog.LevelWarn, "proxy error",
+			slog.String("request_id", st.requestID), slog.String("route", st.route.Name),
+			slog.String("code", e.Code), slog.String("error", e.Error()))
+	}
+	if e.Code == "client_closed" {
+		return // nobody to answer
+	}
+	e.write(w, st.requestID)
+}
+
+// validRequestID accepts client-supplied ids that are short and printable.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// childTraceparent continues a W3C trace context: the trace id and flags
+// of a valid incoming traceparent are kept and the gateway's own span id
+// becomes the parent; otherwise a new sampled trace starts.
+func childTraceparent(in string) string {
+	var span [8]byte
+	_, _ = rand.Read(span[:])
+	// version(2) - trace-id(32) - parent-id(16) - flags(2)
+	if len(in) == 55 && in[2] == '-' && in[35] == '-' && in[52] == '-' && in[:2] != "ff" &&
+		isHex(in[:2]) && isHex(in[3:35]) && isHex(in[36:52]) && isHex(in[53:]) &&
+		in[3:35] != "00000000000000000000000000000000" {
+		return "00-" + in[3:35] + "-" + hex.EncodeToString(span[:]) + "-" + in[53:]
+	}
+	var trace [16]byte
+	_, _ = rand.Read(trace[:])
+	return "00-" + hex.EncodeToString(trace[:]) + "-" + hex.EncodeToString(span[:]) + "-01"
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// bufferPool lends 32 KiB copy buffers to the reverse proxy.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	bp := &bufferPool{}
+	bp.p.New = func() any { b := make([]byte, 32<<10); return &b }
+	return bp
+}
+
+func (bp *bufferPool) Get() []byte  { return *(bp.p.Get().(*[]byte)) }
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }

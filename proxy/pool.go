@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/health"
+	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/upstream"
+)
+
+// PoolConfig is everything a Pool needs; the gateway builds it from the
+// validated configuration. Nil optional parts disable the feature.
+type PoolConfig struct {
+	// Name of the upstream, for errors, logs and metrics.
+	Name string
+	// Targets of the pool (shared with the health checker and admin API).
+	Targets []*upstream.Target
+	// Policy picks targets. Required.
+	Policy balance.Policy
+	// Breaker configures one circuit breaker per target and one for the
+	// whole upstream; nil disables breakers.
+	Breaker *breaker.Config
+	// Outlier, when set, ejects targets after consecutive failures.
+	Outlier *health.Outlier
+	// Retry, when set with more than one attempt, retries safe requests.
+	Retry *retry.Config
+	// ConnectTimeout bounds dialing. Default 5s.
+	ConnectTimeout time.Duration
+	// HeaderTimeout bounds the wait for response headers; 0 = none.
+	HeaderTimeout time.Duration
+	// ResponseTimeout bounds the whole exchange (all attempts and the body,
+	// except for streams once they started). Default 60s.
+	ResponseTimeout time.Duration
+	// MaxIdleConns is the keep-alive pool size per target. Default 256.
+	MaxIdleConns int
+	// Transport, if set, replaces the pool's own HTTP transport (tests).
+	Transport http.RoundTripper
+	// Hooks receive state changes for metrics and logs; may be nil.
+	Hooks *Hooks
+}
+
+// Hooks are optional callbacks for observability.
+type Hooks struct {
+	// BreakerChange is called on every circuit transition; target is nil
+	// for the upstream-wide breaker.
+	BreakerChange func(upstreamName string, target *upstream.Target, from, to breaker.State)
+}
+
+// Pool is a running upstream: targets, balancer, breakers, retries and the
+// keep-alive transport. Safe for concurrent use.
+type Pool struct {
+	name      string
+	targets   []*upstream.Target
+	policy    balance.Policy
+	sticky    balance.Sticky
+	breakers  []*breaker.Breaker // per target, nil when disabled
+	breaker   *breaker.Breaker   // upstream-wide, nil when disabled
+	outlier   *health.Outlier
+	retry     *retry.Policy
+	backoff   retry.Backoff
+	budget    *retry.Budget
+	attempts  int
+	transport http.RoundTripper
+	closeIdle func()
+	respTO    time.Duration
+}
+
+// NewPool validates cfg and builds the pool.
+func NewPool(cfg PoolConfig) (*Pool, error) {
+	p := &Pool{
+		name:     cfg.Name,
+		targets:  cfg.Targets,
+		policy:   cfg.Policy,
+		outlier:  cfg.Outlier,
+		attempts: 1,
+		respTO:   orDefault(cfg.ResponseTimeout, 60*time.Second),
+	}
+	p.sticky, _ = cfg.Policy.(balance.Sticky)
+	if cfg.Breaker != nil {
+		onChange := func(t *upstream.Target) func(from, to breaker.State) {
+			if cfg.Hooks == nil || cfg.Hooks.BreakerChange == nil {
+				return nil
+			}
+			return func(from, to breaker.State) { cfg.Hooks.BreakerChange(cfg.Name, t, from, to) }
+		}
+		b, err := breaker.New(*cfg.Breaker, breaker.Options{OnStateChange: onChange(nil)})
+		if err != nil {
+			return nil, err
+		}
+		p.breaker = b
+		p.breakers = make([]*breaker.Breaker, len(cfg.Targets))
+		for i, t := range cfg.Targets {
+			if p.breakers[i], err = breaker.New(*cfg.Breaker, breaker.Options{OnStateChange: onChange(t)}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cfg.Retry != nil && cfg.Retry.Attempts > 1 {
+		pol, err := retry.NewPolicy(*cfg.Retry)
+		if err != nil {
+			return nil, err
+		}
+		p.retry = pol
+		p.backoff = pol.Backoff()
+		p.budget = pol.Budget()
+		p.attempts = cfg.Retry.Attempts
+	}
+	if cfg.Transport != nil {
+		p.transport = cfg.Transport
+	} else {
+		tr := newTransport(cfg)
+		p.transport = tr
+		p.closeIdle = tr.CloseIdleConnections
+	}
+	return p, nil
+}
+
+func newTransport(cfg PoolConfig) *http.Transport {
+	dialer := &net.Dialer{Timeout: orDefault(cfg.ConnectTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
+	idle := cfg.MaxIdleConns
+	if idle <= 0 {
+		idle = 256
+	}
+	return &http.Transport{
+		Proxy:                  nil, // never send upstream traffic through an environment proxy
+		DialContext:            dialer.DialContext,
+		MaxIdleConns:           0, // no global cap; per host below
+		MaxIdleConnsPerHost:    idle,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  cfg.HeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true, // pass encodings through untouched
+		MaxResponseHeaderBytes: 1 << 20,
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
+	}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Name returns the upstream name.
+func (p *Pool) Name() string { return p.name }
+
+// Targets returns the pool's targets (do not modify the slice).
+func (p *Pool) Targets() []*upstream.Target { return p.targets }
+
+// BreakerState returns the state of the upstream-wide breaker and of each
+// target's breaker (nil slice and "" when breakers are disabled).
+func (p *Pool) BreakerState() (pool string, targets []string) {
+	if p.breaker == nil {
+		return "", nil
+	}
+	targets = make([]string, len(p.breakers))
+	for i, b := range p.breakers {
+		targets[i] = b.State().String()
+	}
+	return p.breaker.State().String(), targets
+}
+
+// TargetHealthChanged lets active health checks close an open target
+// breaker at once when the target is seen healthy again (the
+// health-check-closing breaker variant).
+func (p *Pool) TargetHealthChanged(t *upstream.Target, healthy bool) {
+	if healthy && p.breakers != nil && t.Index < len(p.breakers) {
+		p.breakers[t.Index].ForceClose()
+	}
+}
+
+// Close releases idle upstream connections.
+func (p *Pool) Close() {
+	if p.closeIdle != nil {
+		p.closeIdle()
+	}
+}
+
+// sleep waits for d or until ctx is done, reporting whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// jitterRand is the random source for backoff jitter; math/rand/v2's
+// top-level functions are safe for concurrent use and lock-free.
+type jitterRand struct{}
+
+func (jitterRand) Int64N(n int64) int64 { return rand.Int64N(n) }

@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/upstream"
+)
+
+// attemptTransport is the RoundTripper behind the reverse proxy: for each
+// request it picks targets, applies breakers, sends attempts and decides
+// retries. The reverse proxy in front of it handles the client side
+// (headers, streaming, upgrades).
+type attemptTransport struct {
+	h *Handler
+}
+
+// RoundTrip implements http.RoundTripper for one proxied request.
+func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	st, _ := req.Context().Value(stateKey{}).(*reqState)
+	if st == nil {
+		return nil, errors.New("proxy: request without routing state")
+	}
+	pool := st.route.Pool
+	if pool.breaker != nil {
+		if err := pool.breaker.Allow(); err != nil {
+			st.circuitOpen = true
+			return nil, openError(pool.name, err)
+		}
+	}
+	resp, err := at.attempts(req, st, pool)
+	if pool.breaker != nil {
+		pool.breaker.Record(err == nil && resp.StatusCode < 500)
+	}
+	return resp, err
+}
+
+func openError(upstreamName string, err error) *Error {
+	e := &Error{Status: http.StatusServiceUnavailable, Code: "circuit_open",
+		Msg: "circuit breaker open for upstream " + upstreamName, RetryAfter: time.Second, Err: err}
+	var oe *breaker.OpenError
+	if errors.As(err, &oe) && oe.RetryAfter() > 0 {
+		e.RetryAfter = oe.RetryAfter()
+	}
+	return e
+}
+
+func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool) (*http.Response, error) {
+	maxAttempts := pool.attempts
+	idempotencyKey := req.Header.Get("Idempotency-Key") != ""
+	safe := retry.Safe(req.Method, idempotencyKey, true)
+
+	// A body can only be resent if we kept it: keep up to maxBody bytes
+	// when retries are enabled; larger bodies are streamed once and such a
+	// request is never retried.
+	var body []byte
+	replayable := true
+	if req.Body != nil && req.Body != http.NoBody && maxAttempts > 1 {
+		buf, rest, err := bufferBody(req.Body, at.h.maxBody)
+		if err != nil {
+			return nil, &Error{Status: http.StatusBadRequest, Code: "bad_request_body", Msg: "reading request body", Err: err}
+		}
+		body = buf
+		if rest != nil {
+			replayable = false
+			req.Body = readCloser{io.MultiReader(bytes.NewReader(buf), rest), req.Body}
+		}
+	}
+
+	if pool.budget != nil {
+		pool.budget.Request(time.Now())
+	}
+	var (
+		tried    upstream.Tried
+		lastResp *http.Response
+		lastErr  error
+		picks    int
+	)
+	for attempt := 1; ; {
+		picks++
+		if picks > len(pool.targets)+maxAttempts {
+			break // every candidate's breaker is open
+		}
+		t := pool.policy.Pick(req, tried)
+		if t == nil {
+			break
+		}
+		tried.Add(t.Index)
+		var tb *breaker.Breaker
+		if pool.breakers != nil {
+			tb = pool.breakers[t.Index]
+			if err := tb.Allow(); err != nil {
+				st.circuitOpen = true
+				lastErr = openError(pool.name+" target "+t.Address, err)
+				continue
+			}
+		}
+		if lastResp != nil { // discard the previous, retried response
+			drainClose(lastResp.Body)
+			lastResp = nil
+		}
+		if body != nil && replayable {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			req.ContentLength = int64(len(body))
+		}
+		req.URL.Host = t.Address
+		st.target = t
+		st.attempts = attempt
+
+		start := time.Now()
+		t.Begin()
+		resp, err := pool.transport.RoundTrip(req)
+		now := time.Now()
+		failed := err != nil || resp.StatusCode >= 500
+		if err != nil && st.clientGone() {
+			// The client went away: not the target's fault.
+			t.Done(false)
+			if tb != nil {
+				tb.Record(true)
+			}
+			return nil, err
+		}
+		if tb != nil {
+			tb.Record(!failed)
+		}
+		if pool.outlier != nil && pool.outlier.Observe(t, failed, now) && at.h.metrics != nil {
+			at.h.metrics.ejection(pool.name, t.Address)
+		}
+		at.h.metrics.attempt(pool.name, t.Address, resp, err, now.Sub(start))
+		if err == nil {
+			t.ObserveLatency(now, now.Sub(start))
+		}
+
+		// Decide whether to retry.
+		if attempt >= maxAttempts || pool.retry == nil {
+			return at.finish(t, resp, err, failed)
+		}
+		var retryable bool
+		if err != nil {
+			reached := !isDialError(err)
+			retryable = pool.retry.RetryOnError(classify(err)) &&
+				retry.Safe(req.Method, idempotencyKey, reached) && replayable
+		} else {
+			retryable = pool.retry.RetryOnStatus(resp.StatusCode) && safe && replayable
+		}
+		if !retryable {
+			return at.finish(t, resp, err, failed)
+		}
+		if !pool.budget.TryRetry(now) {
+			at.h.metrics.budgetRefused(pool.name)
+			return at.finish(t, resp, err, failed)
+		}
+		t.Done(failed)
+		lastResp, lastErr = resp, err
+		at.h.metrics.retry(pool.name)
+		if !sleep(req.Context(), pool.backoff.Delay(attempt, jitterRand{})) {
+			if lastResp != nil {
+				drainClose(lastResp.Body)
+			}
+			return nil, req.Context().Err()
+		}
+		attempt++
+	}
+	// No (further) target could be tried.
+	if lastResp != nil {
+		return lastResp, nil
+	}
+	if lastErr != nil {
+		return nil, lastErr
+	}
+	return nil, errNoTarget
+}
+
+// finish hands the response to the reverse proxy, keeping the target's
+// in-flight count until the body is fully read (or the upgrade starts).
+func (at attemptTransport) finish(t *upstream.Target, resp *http.Response, err error, failed bool) (*http.Response, error) {
+	if err != nil {
+		t.Done(true)
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		t.Done(false) // a long-lived upgraded connection is not an in-flight request
+		return resp, nil
+	}
+	resp.Body = &trackedBody{ReadCloser: resp.Body, t: t, failed: failed}
+	return resp, nil
+}
+
+// trackedBody ends a target's in-flight request when the body is closed.
+type trackedBody struct {
+	io.ReadCloser
+	t      *upstream.Target
+	failed bool
+	done   bool
+}
+
+func (b *trackedBody) Close() error {
+	err := b.ReadCloser.Close()
+	if !b.done {
+		b.done = true
+		b.t.Done(b.failed)
+	}
+	return err
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// bufferBody reads up to limit bytes of r. When r holds more, rest is the
+// unread remainder (r itself) and buf the part already read.
+func bufferBody(r io.Reader, limit int) (buf []byte, rest io.Reader, err error) {
+	buf, err = io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(buf) > limit {
+		return buf, r, nil
+	}
+	return buf, nil, nil
+}
+
+// drainClose reads a little of an unwanted body so the connection can be
+// reused, then closes it.
+func drainClose(rc io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, rc, 64<<10)
+	_ = rc.Close()
+}
