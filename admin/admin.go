@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -92,6 +93,7 @@ type Target struct {
 //	PUT  /admin/upstreams/{name}/targets/{addr}/weight  {"weight": 3}
 //	POST /admin/reload                                  re-read the config file
 //	GET  /metrics                                       Prometheus exposition
+//	GET  /debug/pprof/...                               Go profiles (pprof)
 func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -145,6 +147,12 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true, "loaded_at": b.Snapshot().LoadedAt})
 	})
+	// Profiling, as Caddy's and Envoy's admin endpoints offer it.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	if g != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	}

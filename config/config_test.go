@@ -1,0 +1,131 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadFullExample(t *testing.T) {
+	cfg, err := Load("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := cfg.Upstreams["rides"]
+	if u == nil || len(u.Targets) != 2 || u.Targets[0].Weight != 3 || u.HashOn != "header:X-User-ID" {
+		t.Fatalf("upstream decoded wrong: %+v", u)
+	}
+	if u.Retry.Attempts != 3 || time.Duration(u.Retry.Base) != 25*time.Millisecond || u.Retry.Budget != 0.2 ||
+		strings.Join(u.Retry.On, ",") != "connect_failure,timeout,502,503,504" {
+		t.Fatalf("retry decoded wrong: %+v", u.Retry)
+	}
+	if u.Outlier.MaxEjected != 0.5 || time.Duration(u.Timeout.Connect) != time.Second {
+		t.Fatalf("outlier/timeout decoded wrong: %+v %+v", u.Outlier, u.Timeout)
+	}
+	r := cfg.Routes[0]
+	if r.Name != "route0" || r.Match.Headers["X-Client"] != "mobile" || r.StripPrefix != "/v1" {
+		t.Fatalf("route decoded wrong: %+v", r)
+	}
+}
+
+func TestErrorsNameFileKeyPathAndExpectation(t *testing.T) {
+	base := "listen: 127.0.0.1:8080\nupstreams:\n  rides:\n    targets:\n      - { address: 127.0.0.1:9001 }\nroutes:\n  - upstream: rides\n"
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string
+	}{
+		"unknown top key":   {base + "listn: x\n", []string{"bad.yaml:8", "listn", `unknown key "listn"`, "expected one of"}},
+		"unknown nested":    {strings.Replace(base, "targets:", "balanse: x\n    targets:", 1), []string{"upstreams.rides.balanse", "bad.yaml:4"}},
+		"bad duration":      {base + "server: { idle_timeout: 10x }\n", []string{"server.idle_timeout", `invalid duration "10x"`}},
+		"negative duration": {base + "server: { idle_timeout: -1s }\n", []string{"server.idle_timeout", "negative"}},
+		"bad percent":       {strings.Replace(base, "targets:", "outlier: { max_ejected: 150% }\n    targets:", 1), []string{"upstreams.rides.outlier.max_ejected", "percentage"}},
+		"wrong type":        {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: heavy }", 1), []string{"upstreams.rides.targets[0]", "weight", "heavy"}},
+		"missing upstream":  {strings.Replace(base, "upstream: rides", "upstream: ridez", 1), []string{"routes[0].upstream", `unknown upstream "ridez"`, "expected one of rides"}},
+		"duplicate target":  {strings.Replace(base, "      - { address: 127.0.0.1:9001 }", "      - { address: 127.0.0.1:9001 }\n      - { address: 127.0.0.1:9001 }", 1), []string{"targets[1].address", "duplicate target"}},
+		"duplicate upstream": {"listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\n  a: {targets: [{address: 'h:2'}]}\nroutes: [{upstream: a}]\n",
+			[]string{"upstreams.a", "duplicate"}},
+		"duplicate route":   {base + "  - { name: route0, upstream: rides }\n", []string{"routes[1].name", "duplicate route name"}},
+		"bad address":       {strings.Replace(base, "127.0.0.1:9001", "nohost", 1), []string{"targets[0].address", "expected host:port"}},
+		"no listen":         {strings.Replace(base, "listen: 127.0.0.1:8080\n", "", 1), []string{"listen", "missing"}},
+		"no targets":        {"listen: 127.0.0.1:1\nupstreams:\n  a: {}\nroutes: [{upstream: a}]\n", []string{"upstreams.a.targets", "at least one target"}},
+		"bad method":        {strings.Replace(base, "upstream: rides", "upstream: rides\n    match: { methods: [get] }", 1), []string{"routes[0].match.methods[0]", "upper-case"}},
+		"path prefix slash": {strings.Replace(base, "upstream: rides", "upstream: rides\n    match: { path_prefix: v1 }", 1), []string{"routes[0].match.path_prefix", "must start with /"}},
+		"not a mapping":     {"- a\n- b\n", []string{"top level"}},
+		"empty":             {"", []string{"empty"}},
+		"syntax":            {"listen: [1\n", []string{"bad.yaml:", "invalid YAML"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), "bad.yaml")
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestAllProblemsReported(t *testing.T) {
+	_, err := Parse([]byte("listen: nope\nupstreams:\n  a: {targets: [{address: x}]}\nroutes: [{upstream: b}]\n"), "c.yaml")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{"listen", "upstreams.a.targets[0].address", "routes[0].upstream"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("joined error lacks %q: %v", w, err)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "none.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "none.yaml") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWrapLocatesComponentErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.yaml")
+	_ = os.WriteFile(path, []byte("listen: 127.0.0.1:1\nupstreams:\n  a:\n    balance: nope\n    targets: [{address: 'h:1'}]\nroutes: [{upstream: a}]\n"), 0o644)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Wrap("upstreams.a.balance", os.ErrInvalid)
+	if want := path + ":4: upstreams.a.balance: invalid argument"; e.Error() != want {
+		t.Fatalf("got %q, want %q", e, want)
+	}
+}
+
+// FuzzParse checks that no input crashes the loader and that every
+// rejection is a located error.
+func FuzzParse(f *testing.F) {
+	if b, err := os.ReadFile("testdata/full.yaml"); err == nil {
+		f.Add(string(b))
+	}
+	f.Add("listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\nroutes: [{upstream: a}]\n")
+	f.Add("listen: &a x\nadmin: *a\n")
+	f.Add("upstreams: {a: {retry: {budget: 20%, base: 1s}}}")
+	f.Fuzz(func(t *testing.T, doc string) {
+		cfg, err := Parse([]byte(doc), "fuzz.yaml")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error without file name: %v", err)
+			}
+			return
+		}
+		if cfg.Listen == "" || len(cfg.Routes) == 0 {
+			t.Fatalf("accepted a config without listen or routes")
+		}
+		for _, r := range cfg.Routes {
+			if _, ok := cfg.Upstreams[r.Upstream]; !ok {
+				t.Fatalf("accepted a route to unknown upstream %q", r.Upstream)
+			}
+		}
+	})
+}
