@@ -268,7 +268,23 @@ func (c *Config) File() string { return c.file }
 
 // Errorf returns an *Error located at the key path in this config's file.
 func (c *Config) Errorf(path, format string, args ...any) error {
-	return &Error{File: c.file, Path: path, Line: c.lines[path], Msg: fmt.Sprintf(format, args...)}
+	return &Error{File: c.file, Path: path, Line: c.line(path), Msg: fmt.Sprintf(format, args...)}
+}
+
+// line returns the line of path, or of its closest ancestor in the file
+// (a path such as routes[0].name may name a default that is not written).
+func (c *Config) line(path string) int {
+	for path != "" {
+		if l, ok := c.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
 }
 
 // Wrap locates err at path; it returns nil for a nil err, and one located
@@ -284,7 +300,7 @@ func (c *Config) Wrap(path string, err error) error {
 		}
 		return errors.Join(out...)
 	}
-	return &Error{File: c.file, Path: path, Line: c.lines[path], Msg: err.Error()}
+	return &Error{File: c.file, Path: path, Line: c.line(path), Msg: err.Error()}
 }
 
 // UpstreamNames returns the upstream names in sorted order.
@@ -298,14 +314,9 @@ func (c *Config) UpstreamNames() []string {
 }
 
 // validate checks the structure and cross references; it runs after decoding.
-func (c *Config) validate(file string, lineOfPath map[int]string) error {
+func (c *Config) validate(file string, lines map[string]int) error {
 	c.file = file
-	c.lines = make(map[string]int, len(lineOfPath))
-	for line, path := range lineOfPath {
-		if old, ok := c.lines[path]; !ok || line < old {
-			c.lines[path] = line
-		}
-	}
+	c.lines = lines
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
 

@@ -69,17 +69,17 @@ func Parse(data []byte, name string) (*Config, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, &Error{File: name, Line: root.Line, Msg: "expected a YAML mapping at the top level"}
 	}
-	lines := map[int]string{}
+	loc := &locations{lines: map[int]string{}, paths: map[string]int{}}
 	var errs []error
-	checkKeys(root, reflect.TypeOf(Config{}), "", name, lines, &errs)
+	checkKeys(root, reflect.TypeOf(Config{}), "", name, loc, &errs)
 	var cfg Config
 	if err := root.Decode(&cfg); err != nil {
 		// Report unknown keys and type errors together; validating a
 		// partially decoded config would add noise, so stop here.
-		errs = append(errs, decodeErrors(err, name, lines))
+		errs = append(errs, decodeErrors(err, name, loc.lines))
 		return nil, errors.Join(errs...)
 	}
-	if err := cfg.validate(name, lines); err != nil {
+	if err := cfg.validate(name, loc.paths); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -121,12 +121,12 @@ func decodeErrors(err error, file string, lines map[int]string) error {
 // checkKeys walks the YAML tree beside the Go type it will decode into,
 // rejecting unknown keys with their key path, and records the key path of
 // every line so later decode errors can name it.
-func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[int]string, errs *[]error) {
+func checkKeys(n *yaml.Node, t reflect.Type, path, file string, loc *locations, errs *[]error) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	if _, ok := lines[n.Line]; !ok && path != "" {
-		lines[n.Line] = path
+	if path != "" {
+		loc.add(path, n.Line)
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -144,7 +144,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[int]st
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := join(path, k.Value)
-			lines[k.Line] = p
+			loc.add(p, k.Line)
 			if seen[k.Value] {
 				*errs = append(*errs, &Error{File: file, Line: k.Line, Path: p, Msg: "duplicate key"})
 			}
@@ -155,7 +155,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[int]st
 					Msg: fmt.Sprintf("unknown key %q: expected one of %s", k.Value, fieldList(fields))})
 				continue
 			}
-			checkKeys(v, ft, p, file, lines, errs)
+			checkKeys(v, ft, p, file, loc, errs)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -165,20 +165,34 @@ func checkKeys(n *yaml.Node, t reflect.Type, path, file string, lines map[int]st
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := join(path, k.Value)
-			lines[k.Line] = p
+			loc.add(p, k.Line)
 			if seen[k.Value] {
 				*errs = append(*errs, &Error{File: file, Line: k.Line, Path: p, Msg: "duplicate name"})
 			}
 			seen[k.Value] = true
-			checkKeys(v, t.Elem(), p, file, lines, errs)
+			checkKeys(v, t.Elem(), p, file, loc, errs)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return
 		}
 		for i, v := range n.Content {
-			checkKeys(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i), file, lines, errs)
+			checkKeys(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i), file, loc, errs)
 		}
+	}
+}
+
+// locations maps lines to key paths (the deepest key seen on a line, for
+// decode errors that only know the line) and key paths to their lines.
+type locations struct {
+	lines map[int]string
+	paths map[string]int
+}
+
+func (l *locations) add(path string, line int) {
+	l.lines[line] = path
+	if _, ok := l.paths[path]; !ok {
+		l.paths[path] = line
 	}
 }
 

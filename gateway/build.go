@@ -149,9 +149,28 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	if r := u.Retry; r != nil {
 		rc := retry.Config{Attempts: r.Attempts, Backoff: r.Backoff, Jitter: r.Jitter,
 			Base: r.Base.D(0), Cap: r.Cap.D(0), On: r.On, Budget: float64(r.Budget)}
+		before := len(errs)
+		// Locate the string settings precisely; Validate covers the rest.
+		if r.Backoff != "" {
+			if _, err := retry.ParseKind(r.Backoff); err != nil {
+				errs = append(errs, cfg.Wrap(path+".retry.backoff", err))
+			}
+		}
+		if r.Jitter != "" {
+			if _, err := retry.ParseJitter(r.Jitter); err != nil {
+				errs = append(errs, cfg.Wrap(path+".retry.jitter", err))
+			}
+		}
+		for i, on := range r.On {
+			if _, err := retry.NewPolicy(retry.Config{Attempts: 2, On: []string{on}}); err != nil {
+				errs = append(errs, cfg.Wrap(fmt.Sprintf("%s.retry.on[%d]", path, i), err))
+			}
+		}
 		rc = rc.WithDefaults()
-		if err := rc.Validate(); err != nil {
-			errs = append(errs, cfg.Wrap(path+".retry", err))
+		if len(errs) == before {
+			if err := rc.Validate(); err != nil {
+				errs = append(errs, cfg.Wrap(path+".retry", err))
+			}
 		}
 		pc.Retry = &rc
 	}

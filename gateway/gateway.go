@@ -88,6 +88,17 @@ func New(opts Options) (*Gateway, error) {
 	return g, nil
 }
 
+// Check loads the config at path and builds (without starting) everything
+// it describes, reporting every problem; it is `switchyard gateway --check`.
+func Check(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	_, err = build(cfg, buildDeps{log: slog.New(slog.DiscardHandler)})
+	return err
+}
+
 func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
 	w := g.opts.AccessLogWriter
 	switch {
@@ -149,7 +160,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			ln.Close()
 			return cfg.Errorf("tls", "loading certificate: %v", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
+		// a listener it did not wrap itself when the config already names
+		// "h2", and the listener negotiates ALPN with this very config.
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"}}
 		srv.Protocols.SetHTTP2(true)
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/gateway"
 )
 
@@ -35,7 +34,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errUsage
 	}
 	if *check {
-		if _, err := config.Load(*cfgPath); err != nil {
+		if err := gateway.Check(*cfgPath); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets tests run the real binary: the test executable re-executes
+// itself with SWITCHYARD_MAIN=1 and behaves as `switchyard`.
+func TestMain(m *testing.M) {
+	if os.Getenv("SWITCHYARD_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestUsageAndExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{nil, 2, "", "Usage: switchyard <command>"},
+		{[]string{"--help"}, 0, "gateway", ""},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"gateway", "--help"}, 0, "", "--config"},
+		{[]string{"gateway"}, 2, "", "--config FILE is required"},
+		{[]string{"gateway", "--bogus"}, 2, "", "flag provided but not defined"},
+		{[]string{"gateway", "--config", "/nonexistent.yaml"}, 1, "", "/nonexistent.yaml"},
+		{[]string{"demo", "--help"}, 0, "", "--backends"},
+		{[]string{"version"}, 0, "switchyard ", ""},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tc.args, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
+			t.Errorf("switchyard %v: exit %d stdout %q stderr %q; want exit %d, stdout ~%q, stderr ~%q",
+				tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
+
+func TestGatewayCheckNamesFileAndKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.yaml")
+	os.WriteFile(path, []byte("listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}], retry: {backoff: sometimes}}\nroutes: [{upstream: a}]\n"), 0o644)
+	for _, args := range [][]string{{"gateway", "--check", "--config", path}, {"gateway", "--config", path}} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		if code != 1 || !strings.Contains(errb.String(), path+":3: upstreams.a.retry.backoff") {
+			t.Fatalf("%v: exit %d, stderr %q: want 1 naming the file, line and upstreams.a.retry.backoff", args, code, errb.String())
+		}
+	}
+	good := filepath.Join(t.TempDir(), "ok.yaml")
+	os.WriteFile(good, []byte("listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\nroutes: [{upstream: a}]\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"gateway", "--check", "--config", good}, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok") {
+		t.Fatalf("valid config: exit %d %q %q", code, out.String(), errb.String())
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestBinarySIGHUPReloadAndSIGTERMDrain runs the real gateway process:
+// SIGHUP swaps the config, a broken config on SIGHUP is refused, and
+// SIGTERM lets an in-flight request finish before exiting 0.
+func TestBinarySIGHUPReloadAndSIGTERMDrain(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "a")
+	}))
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b") }))
+	defer b.Close()
+	listen := freeAddr(t)
+	cfgFor := func(target string) string {
+		return fmt.Sprintf("listen: %s\naccess_log: off\nupstreams:\n  u: {targets: [{address: %s}]}\nroutes: [{upstream: u}]\n",
+			listen, strings.TrimPrefix(target, "http://"))
+	}
+	path := filepath.Join(t.TempDir(), "g.yaml")
+	os.WriteFile(path, []byte(cfgFor(a.URL)), 0o644)
+
+	cmd := exec.Command(os.Args[0], "gateway", "--config", path)
+	cmd.Env = append(os.Environ(), "SWITCHYARD_MAIN=1")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	logs := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs <- sc.Text()
+		}
+		close(logs)
+	}()
+	waitLog := func(substr string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-logs:
+				if !ok {
+					t.Fatalf("gateway exited before logging %q", substr)
+				}
+				if strings.Contains(l, substr) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no log line containing %q within 10s", substr)
+			}
+		}
+	}
+	waitLog("gateway listening")
+	body := func(p string) string {
+		resp, err := http.Get("http://" + listen + p)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer resp.Body.Close()
+		bb, _ := io.ReadAll(resp.Body)
+		return string(bb)
+	}
+	if got := body("/"); got != "a" {
+		t.Fatalf("before reload: %q", got)
+	}
+	os.WriteFile(path, []byte(cfgFor(b.URL)), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("config reloaded")
+	if got := body("/"); got != "b" {
+		t.Fatalf("after SIGHUP: %q, want b", got)
+	}
+	os.WriteFile(path, []byte("listen: [broken"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("reload refused")
+	if got := body("/"); got != "b" {
+		t.Fatalf("after refused SIGHUP: %q, want b", got)
+	}
+
+	// Graceful SIGTERM: an in-flight request to a finishes.
+	os.WriteFile(path, []byte(cfgFor(a.URL)), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("config reloaded")
+	slow := make(chan string, 1)
+	go func() { slow <- body("/slow") }()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("slow request did not reach the backend")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitLog("gateway shutting down")
+	close(release)
+	if got := <-slow; got != "a" {
+		t.Fatalf("in-flight request during SIGTERM: %q", got)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("gateway exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gateway did not exit after SIGTERM")
+	}
+}
