@@ -115,9 +115,9 @@ type Target struct {
 type HealthCheck struct {
 	// Path is the HTTP path to GET; empty means a TCP connect check.
 	Path string `yaml:"path"`
-	// Interval between checks. Default 5s.
+	// Interval between checks. Default 10s.
 	Interval Duration `yaml:"interval"`
-	// Timeout of one check. Default 1s.
+	// Timeout of one check (at most Interval). Default 2s.
 	Timeout Duration `yaml:"timeout"`
 	// HealthyAfter consecutive passes mark a target healthy. Default 2.
 	HealthyAfter int `yaml:"healthy_after"`
@@ -159,13 +159,13 @@ type Retry struct {
 	Backoff string `yaml:"backoff"`
 	// Base delay. Default 25ms.
 	Base Duration `yaml:"base"`
-	// Cap on one delay. Default 1s.
+	// Cap on one delay. Default 10 × Base.
 	Cap Duration `yaml:"cap"`
 	// Jitter is none, full (default) or equal.
 	Jitter string `yaml:"jitter"`
 	// On lists the conditions that trigger a retry: connect_failure,
-	// timeout, reset, 5xx, gateway_error, or a status code. Default
-	// [connect_failure, gateway_error].
+	// timeout, reset, 5xx, gateway_error (502, 503, 504), or a status
+	// code. Default [connect_failure].
 	On []string `yaml:"on"`
 	// Budget is the largest share of extra load retries may add. Default 20%.
 	Budget Percent `yaml:"budget"`
