@@ -94,9 +94,12 @@ func (h *Handler) InFlight() int64 { return h.inflight.Load() }
 
 type stateKey struct{}
 
-// reqState follows one request through the proxy. It is not pooled: the
-// response-timeout callback may still hold it after the request ends.
+// reqState follows one request through the proxy. It is also the
+// request's context (the client's, made cancellable for the response
+// timeout), which saves a context.WithValue per request. It is not pooled:
+// the response-timeout callback may still hold it after the request ends.
 type reqState struct {
+	context.Context
 	route       *Route
 	requestID   string
 	target      *upstream.Target
@@ -106,6 +109,15 @@ type reqState struct {
 	timedOut    atomic.Bool
 	clientCtx   context.Context
 	timer       *time.Timer
+}
+
+// Value returns the state itself for stateKey and defers to the parent
+// context otherwise.
+func (st *reqState) Value(key any) any {
+	if _, ok := key.(stateKey); ok {
+		return st
+	}
+	return st.Context.Value(key)
 }
 
 // clientGone reports whether the client cancelled (not our own timeout).
@@ -135,13 +147,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	st := &reqState{route: rt, requestID: id, clientCtx: r.Context()}
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), stateKey{}, st))
+	ctx, cancel := context.WithCancel(r.Context())
+	st.Context = ctx
 	st.timer = time.AfterFunc(rt.Pool.respTO, func() {
 		st.timedOut.Store(true)
 		cancel()
 	})
 	h.metrics.routeInflight(rt.Name, 1)
-	h.rp.ServeHTTP(w, r.WithContext(ctx))
+	h.rp.ServeHTTP(w, r.WithContext(st))
 	st.timer.Stop()
 	cancel()
 	h.metrics.routeInflight(rt.Name, -1)
@@ -263,17 +276,23 @@ func newRequestID() string {
 // of a valid incoming traceparent are kept and the gateway's own span id
 // becomes the parent; otherwise a new sampled trace starts.
 func childTraceparent(in string) string {
-	var span [8]byte
-	_, _ = rand.Read(span[:])
 	// version(2) - trace-id(32) - parent-id(16) - flags(2)
+	var out [55]byte
+	var rnd [24]byte // 16 bytes of trace id (when new) + 8 of span id
+	_, _ = rand.Read(rnd[:])
+	copy(out[:3], "00-")
+	out[35], out[52] = '-', '-'
+	hex.Encode(out[36:52], rnd[16:])
 	if len(in) == 55 && in[2] == '-' && in[35] == '-' && in[52] == '-' && in[:2] != "ff" &&
 		isHex(in[:2]) && isHex(in[3:35]) && isHex(in[36:52]) && isHex(in[53:]) &&
 		in[3:35] != "00000000000000000000000000000000" {
-		return "00-" + in[3:35] + "-" + hex.EncodeToString(span[:]) + "-" + in[53:]
+		copy(out[3:35], in[3:35])
+		copy(out[53:], in[53:])
+	} else {
+		hex.Encode(out[3:35], rnd[:16])
+		copy(out[53:], "01")
 	}
-	var trace [16]byte
-	_, _ = rand.Read(trace[:])
-	return "00-" + hex.EncodeToString(trace[:]) + "-" + hex.EncodeToString(span[:]) + "-01"
+	return string(out[:])
 }
 
 func isHex(s string) bool {

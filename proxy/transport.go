@@ -35,7 +35,9 @@ func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	resp, err := at.attempts(req, st, pool)
 	if pool.breaker != nil {
-		pool.breaker.Record(err == nil && resp.StatusCode < 500)
+		// A request the client abandoned says nothing about the upstream
+		// (the target breakers treat it the same way).
+		pool.breaker.Record(err == nil && resp.StatusCode < 500 || err != nil && st.clientGone())
 	}
 	return resp, err
 }

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/upstream"
+)
+
+type staticResolver struct{ r *Route }
+
+func (s staticResolver) Resolve(*http.Request) (*Route, bool) { return s.r, true }
+
+// cannedTransport answers every attempt with the same 1 KiB body, so a
+// benchmark measures the proxy alone.
+type cannedTransport struct{ body []byte }
+
+func (c cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: 200, ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"text/plain"}},
+		Body:          io.NopCloser(bytes.NewReader(c.body)),
+		ContentLength: int64(len(c.body)),
+		Request:       r,
+	}, nil
+}
+
+// discardWriter is a reusable ResponseWriter.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+func benchHandler(b *testing.B, withMetrics bool) (*Handler, *http.Request) {
+	targets := []*upstream.Target{upstream.NewTarget("10.0.0.1:80", 0, 1), upstream.NewTarget("10.0.0.2:80", 1, 1)}
+	pol, err := balance.New(balance.Config{}, targets)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool, err := NewPool(PoolConfig{Name: "u", Targets: targets, Policy: pol, Transport: cannedTransport{bytes.Repeat([]byte("x"), 1024)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m *Metrics
+	if withMetrics {
+		if m, err = NewMetrics(prometheus.NewRegistry()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h := New(staticResolver{&Route{Name: "r", Pool: pool}}, Options{Metrics: m})
+	req := httptest.NewRequest("GET", "http://example.com/v1/rides?x=1", nil)
+	req.Header.Set("User-Agent", "bench")
+	return h, req
+}
+
+func BenchmarkServeHTTP(b *testing.B) {
+	for _, withMetrics := range []bool{false, true} {
+		name := "plain"
+		if withMetrics {
+			name = "metrics"
+		}
+		b.Run(name, func(b *testing.B) {
+			h, req := benchHandler(b, withMetrics)
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+}
+
+func TestServeHTTPCanned(t *testing.T) {
+	h, req := benchHandler(&testing.B{}, true)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.Len() != 1024 || !strings.HasPrefix(rec.Header().Get("X-Request-Id"), "") || rec.Header().Get("X-Request-Id") == "" {
+		t.Fatalf("got %d, %d bytes, headers %v", rec.Code, rec.Body.Len(), rec.Header())
+	}
+}
