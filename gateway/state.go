@@ -91,7 +91,6 @@ func (g *Gateway) SetWeight(upstreamName, address string, weight int) error {
 	return nil
 }
 
-
 // targetCollector exports live target state on each scrape.
 type targetCollector struct{ g *Gateway }
 
