@@ -42,6 +42,7 @@ func (rt *runtime) Resolve(r *http.Request) (*proxy.Route, bool) { return rt.rou
 type buildDeps struct {
 	log     *slog.Logger
 	metrics *proxy.Metrics
+	handler *proxy.Handler // prepares routes; nil when only checking
 	prev    *runtime // previous generation, to carry target state over; may be nil
 }
 
@@ -69,6 +70,9 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
 			Methods: r.Match.Methods, Headers: r.Match.Headers}
 		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix}
+		if deps.handler != nil {
+			deps.handler.Prepare(pr)
+		}
 		if err := rt.routes.Add(m, pr); err != nil {
 			errs = append(errs, cfg.Wrap(fmt.Sprintf("routes[%d].match", i), err))
 		}

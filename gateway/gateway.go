@@ -72,19 +72,22 @@ func New(opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	g.reg.MustRegister(targetCollector{g})
-	rt, err := build(cfg, buildDeps{log: g.log, metrics: g.metrics})
-	if err != nil {
-		return nil, err
-	}
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
 		return nil, err
 	}
-	g.current.Store(rt)
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
 		MaxBodyBuffer: cfg.Server.MaxBodyBuffer,
 	})
+	rt, err := build(cfg, g.deps(nil))
+	if err != nil {
+		if g.logFile != nil {
+			_ = g.logFile.Close()
+		}
+		return nil, err
+	}
+	g.current.Store(rt)
 	return g, nil
 }
 
@@ -118,6 +121,10 @@ func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
 		w = f
 	}
 	return slog.New(slog.NewJSONHandler(w, nil)), nil
+}
+
+func (g *Gateway) deps(prev *runtime) buildDeps {
+	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, prev: prev}
 }
 
 // Resolve implements proxy.Resolver over the current runtime.
@@ -268,7 +275,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.log.Error("reload refused", "error", err.Error())
 		return err
 	}
-	rt, err := build(cfg, buildDeps{log: g.log, metrics: g.metrics, prev: old})
+	rt, err := build(cfg, g.deps(old))
 	if err != nil {
 		g.log.Error("reload refused", "error", err.Error())
 		return err

@@ -31,6 +31,56 @@ type Route struct {
 	Pool *Pool
 	// StripPrefix is removed from the path before forwarding.
 	StripPrefix string
+	// Middleware wraps forwarding, outermost first (authentication, rate
+	// limits, request transformation ...). A middleware that answers by
+	// itself should use WriteError or RecordStatus so logs and metrics see
+	// the status. Call Handler.Prepare after setting it.
+	Middleware []Middleware
+	// ResponseHooks run on every upstream response before it is sent,
+	// in order (response transformation); an error becomes a 502.
+	ResponseHooks []func(*http.Response) error
+
+	handler http.Handler // Middleware around forwarding, built by Prepare
+}
+
+// Middleware wraps a handler.
+type Middleware func(next http.Handler) http.Handler
+
+// Prepare composes the route's middleware around h's forwarding; call it
+// once the route is complete and before it is served.
+func (h *Handler) Prepare(rt *Route) {
+	var next http.Handler = h.rp
+	for i := len(rt.Middleware) - 1; i >= 0; i-- {
+		next = rt.Middleware[i](next)
+	}
+	rt.handler = next
+}
+
+// WriteError answers r with a gateway error (JSON body, Retry-After) and
+// records its status for the access log and metrics. For use by middleware.
+func WriteError(w http.ResponseWriter, r *http.Request, e *Error) {
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	id := ""
+	if st != nil {
+		st.status = e.Status
+		id = st.requestID
+	}
+	e.write(w, id)
+}
+
+// RecordStatus records the status of a response a middleware wrote itself.
+func RecordStatus(r *http.Request, status int) {
+	if st, _ := r.Context().Value(stateKey{}).(*reqState); st != nil {
+		st.status = status
+	}
+}
+
+// RequestID returns the gateway's id of the request ("" outside the proxy).
+func RequestID(r *http.Request) string {
+	if st, _ := r.Context().Value(stateKey{}).(*reqState); st != nil {
+		return st.requestID
+	}
+	return ""
 }
 
 // Resolver finds the route of a request. The gateway implements it over
@@ -154,7 +204,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	})
 	h.metrics.routeInflight(rt.Name, 1)
-	h.rp.ServeHTTP(w, r.WithContext(st))
+	if rt.handler != nil {
+		rt.handler.ServeHTTP(w, r.WithContext(st))
+	} else {
+		h.rp.ServeHTTP(w, r.WithContext(st))
+	}
 	st.timer.Stop()
 	cancel()
 	h.metrics.routeInflight(rt.Name, -1)
@@ -218,6 +272,11 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	resp.Header.Del("X-Request-Id") // ours is already set on the client response
 	if isStream(resp) {
 		st.timer.Stop() // streams are not bounded by the response timeout once started
+	}
+	for _, hook := range st.route.ResponseHooks {
+		if err := hook(resp); err != nil {
+			return &Error{Status: http.StatusBadGateway, Code: "response_transform", Msg: "transforming the upstream response", Err: err}
+		}
 	}
 	if s := st.route.Pool.sticky; s != nil && st.target != nil {
 		if c := s.StickyCookie(resp.Request, st.target); c != nil {
