@@ -194,6 +194,36 @@ type Route struct {
 	Upstream string `yaml:"upstream"`
 	// StripPrefix removes this prefix from the path before forwarding.
 	StripPrefix string `yaml:"strip_prefix"`
+	// Split sends part of the traffic to another upstream (strangler fig
+	// migrations, canaries).
+	Split *Split `yaml:"split"`
+	// Deprecated marks the route's API version as deprecated: responses
+	// carry Deprecation, Sunset and Link headers.
+	Deprecated *Deprecated `yaml:"deprecated"`
+}
+
+// Split moves traffic from a route's upstream to another one.
+type Split struct {
+	// Upstream receives the split-off requests. Required.
+	Upstream string `yaml:"upstream"`
+	// Percent of requests (0-100) sent there at random.
+	Percent float64 `yaml:"percent"`
+	// Paths are path prefixes (segment boundary) always sent there.
+	Paths []string `yaml:"paths"`
+}
+
+// Deprecated describes a deprecated API version (RFC 9745, RFC 8594).
+type Deprecated struct {
+	// Since is when the version was deprecated (RFC 3339), sent as
+	// "Deprecation: @<unix seconds>" (RFC 9745). When omitted the header is
+	// "Deprecation: true", the form of the earlier drafts.
+	Since string `yaml:"since"`
+	// Sunset is when the version stops working (RFC 3339); sent as the
+	// Sunset header (HTTP date).
+	Sunset string `yaml:"sunset"`
+	// Link points to migration documentation; sent as
+	// Link: <URL>; rel="deprecation".
+	Link string `yaml:"link"`
 }
 
 // Match is a conjunction of conditions.
@@ -207,8 +237,12 @@ type Match struct {
 	PathPrefix string `yaml:"path_prefix"`
 	// Methods lists accepted methods; empty accepts all.
 	Methods []string `yaml:"methods"`
-	// Headers must all be present with exactly these values.
+	// Headers must all be present with exactly these values. Versioned
+	// APIs can match a header such as Accept-Version: v2.
 	Headers map[string]string `yaml:"headers"`
+	// Client matches a client type: mobile, desktop or other (from
+	// X-Client-Type, else the User-Agent), for backends for frontends.
+	Client string `yaml:"client"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("250ms").
@@ -397,6 +431,34 @@ func (c *Config) validate(file string, lines map[string]int) error {
 		}
 		if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
 			add(p+".strip_prefix", "%q must start with /", r.StripPrefix)
+		}
+		if sp := r.Split; sp != nil {
+			if sp.Upstream == "" {
+				add(p+".split.upstream", "missing: expected the name of an upstream")
+			} else if _, ok := c.Upstreams[sp.Upstream]; !ok {
+				add(p+".split.upstream", "unknown upstream %q: expected one of %s", sp.Upstream, strings.Join(c.UpstreamNames(), ", "))
+			}
+			if sp.Percent < 0 || sp.Percent > 100 {
+				add(p+".split.percent", "%v out of range: expected 0 to 100", sp.Percent)
+			}
+			if sp.Percent == 0 && len(sp.Paths) == 0 {
+				add(p+".split", "nothing to split: expected percent and/or paths")
+			}
+			for j, path := range sp.Paths {
+				if !strings.HasPrefix(path, "/") {
+					add(fmt.Sprintf("%s.split.paths[%d]", p, j), "%q must start with /", path)
+				}
+			}
+		}
+		if d := r.Deprecated; d != nil {
+			for _, f := range []struct{ key, v string }{{"since", d.Since}, {"sunset", d.Sunset}} {
+				if f.v == "" {
+					continue
+				}
+				if _, err := time.Parse(time.RFC3339, f.v); err != nil {
+					add(p+".deprecated."+f.key, "invalid time %q: expected RFC 3339, e.g. 2027-01-31T00:00:00Z", f.v)
+				}
+			}
 		}
 		for j, m := range r.Match.Methods {
 			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") {

@@ -68,8 +68,14 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 	}
 	for i, r := range cfg.Routes {
 		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
-			Methods: r.Match.Methods, Headers: r.Match.Headers}
+			Methods: r.Match.Methods, Headers: r.Match.Headers, Client: r.Match.Client}
 		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix}
+		if sp := r.Split; sp != nil {
+			pr.Split = &proxy.Split{Pool: rt.pools[sp.Upstream], Percent: sp.Percent, PathPrefixes: sp.Paths}
+		}
+		if d := r.Deprecated; d != nil {
+			pr.ResponseHooks = append(pr.ResponseHooks, deprecationHook(d))
+		}
 		if deps.handler != nil {
 			deps.handler.Prepare(pr)
 		}
@@ -211,4 +217,32 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	}
 	poolRef.Store(p)
 	return p, checker, nil
+}
+
+// deprecationHook stamps Deprecation, Sunset and Link headers (RFC 9745,
+// RFC 8594) on the responses of a deprecated API version. The config was
+// validated, so the times parse.
+func deprecationHook(d *config.Deprecated) func(*http.Response) error {
+	dep := "true"
+	if t, err := time.Parse(time.RFC3339, d.Since); err == nil {
+		dep = fmt.Sprintf("@%d", t.Unix())
+	}
+	sunset := ""
+	if t, err := time.Parse(time.RFC3339, d.Sunset); err == nil {
+		sunset = t.UTC().Format(http.TimeFormat)
+	}
+	link := ""
+	if d.Link != "" {
+		link = "<" + d.Link + `>; rel="deprecation"`
+	}
+	return func(resp *http.Response) error {
+		resp.Header.Set("Deprecation", dep)
+		if sunset != "" {
+			resp.Header.Set("Sunset", sunset)
+		}
+		if link != "" {
+			resp.Header.Add("Link", link)
+		}
+		return nil
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -29,6 +30,9 @@ type Route struct {
 	Name string
 	// Pool serves the route.
 	Pool *Pool
+	// Split, when set, sends part of the route's traffic to another pool
+	// (strangler fig migration, canary).
+	Split *Split
 	// StripPrefix is removed from the path before forwarding.
 	StripPrefix string
 	// Middleware wraps forwarding, outermost first (authentication, rate
@@ -41,6 +45,30 @@ type Route struct {
 	ResponseHooks []func(*http.Response) error
 
 	handler http.Handler // Middleware around forwarding, built by Prepare
+}
+
+// Split sends a share of a route's requests, or requests to listed paths,
+// to another pool.
+type Split struct {
+	// Pool receives the split-off requests.
+	Pool *Pool
+	// Percent of requests (0-100) sent to Pool, chosen at random per request.
+	Percent float64
+	// PathPrefixes always go to Pool (segment-boundary prefixes).
+	PathPrefixes []string
+}
+
+// pick returns the pool for r.
+func (s *Split) pick(r *http.Request, def *Pool) *Pool {
+	for _, p := range s.PathPrefixes {
+		if route.HasPathPrefix(r.URL.Path, p) {
+			return s.Pool
+		}
+	}
+	if s.Percent > 0 && mrand.Float64()*100 < s.Percent {
+		return s.Pool
+	}
+	return def
 }
 
 // Middleware wraps a handler.
@@ -151,6 +179,7 @@ type stateKey struct{}
 type reqState struct {
 	context.Context
 	route       *Route
+	pool        *Pool // the route's pool, or its split's
 	requestID   string
 	target      *upstream.Target
 	attempts    int
@@ -196,10 +225,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	st := &reqState{route: rt, requestID: id, clientCtx: r.Context()}
+	st := &reqState{route: rt, pool: rt.Pool, requestID: id, clientCtx: r.Context()}
+	if rt.Split != nil {
+		st.pool = rt.Split.pick(r, rt.Pool)
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	st.Context = ctx
-	st.timer = time.AfterFunc(rt.Pool.respTO, func() {
+	st.timer = time.AfterFunc(st.pool.respTO, func() {
 		st.timedOut.Store(true)
 		cancel()
 	})
@@ -214,7 +246,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.routeInflight(rt.Name, -1)
 
 	dur := time.Since(start)
-	h.metrics.request(rt.Name, rt.Pool.name, st.status, dur)
+	h.metrics.request(rt.Name, st.pool.name, st.status, dur)
 	h.log(r, st, id, st.status, st.attempts, start)
 }
 
@@ -224,7 +256,7 @@ func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts
 	}
 	routeName, upstreamName, target := "", "", ""
 	if st != nil {
-		routeName, upstreamName = st.route.Name, st.route.Pool.name
+		routeName, upstreamName = st.route.Name, st.pool.name
 		if st.target != nil {
 			target = st.target.Address
 		}
@@ -278,7 +310,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 			return &Error{Status: http.StatusBadGateway, Code: "response_transform", Msg: "transforming the upstream response", Err: err}
 		}
 	}
-	if s := st.route.Pool.sticky; s != nil && st.target != nil {
+	if s := st.pool.sticky; s != nil && st.target != nil {
 		if c := s.StickyCookie(resp.Request, st.target); c != nil {
 			resp.Header.Add("Set-Cookie", c.String())
 		}

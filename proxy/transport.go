@@ -26,7 +26,7 @@ func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if st == nil {
 		return nil, errors.New("proxy: request without routing state")
 	}
-	pool := st.route.Pool
+	pool := st.pool
 	if pool.breaker != nil {
 		if err := pool.breaker.Allow(); err != nil {
 			st.circuitOpen = true

@@ -25,6 +25,9 @@ type Match struct {
 	Methods []string
 	// Headers that must be present with exactly these values.
 	Headers map[string]string
+	// Client is a client type (mobile, desktop or other; see ClientType),
+	// for backends-for-frontends routing.
+	Client string
 }
 
 // Validate reports every malformed condition.
@@ -38,6 +41,11 @@ func (m Match) Validate() error {
 	}
 	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 		errs = append(errs, fmt.Errorf("path_prefix %q must start with /", m.PathPrefix))
+	}
+	switch m.Client {
+	case "", ClientMobile, ClientDesktop, ClientOther:
+	default:
+		errs = append(errs, fmt.Errorf("client %q: expected mobile, desktop or other", m.Client))
 	}
 	if strings.Contains(strings.TrimPrefix(m.Host, "*."), "*") {
 		errs = append(errs, fmt.Errorf("host %q: a wildcard is only allowed as a leading \"*.\"", m.Host))
@@ -53,6 +61,7 @@ type compiled struct {
 	prefix   string
 	methods  []string
 	headers  []header
+	client   string
 }
 
 type header struct{ key, value string } // key canonicalised
@@ -69,7 +78,7 @@ func (t *Table[V]) Add(m Match, v V) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	c := compiled{path: m.Path, prefix: m.PathPrefix, methods: m.Methods}
+	c := compiled{path: m.Path, prefix: m.PathPrefix, methods: m.Methods, client: m.Client}
 	c.host = strings.ToLower(m.Host)
 	if h, ok := strings.CutPrefix(c.host, "*."); ok {
 		c.host, c.wildcard = "."+h, true
@@ -138,7 +147,46 @@ func (c *compiled) match(r *http.Request, host string) bool {
 			return false
 		}
 	}
+	if c.client != "" && ClientType(r) != c.client {
+		return false
+	}
 	return true
+}
+
+// Client types for backends-for-frontends routing.
+const (
+	ClientMobile  = "mobile"
+	ClientDesktop = "desktop"
+	ClientOther   = "other"
+)
+
+// ClientTypeHeader lets a client state its type explicitly.
+const ClientTypeHeader = "X-Client-Type"
+
+// ClientType classifies the client of r: the X-Client-Type header when it
+// names a known type, else the User-Agent: phones and tablets (Mobile,
+// Android, iPhone, iPad) are mobile, other browsers (Mozilla/...) desktop,
+// anything else (curl, SDKs, services) other.
+func ClientType(r *http.Request) string {
+	if v := r.Header.Get(ClientTypeHeader); v != "" {
+		switch strings.ToLower(v) {
+		case ClientMobile:
+			return ClientMobile
+		case ClientDesktop:
+			return ClientDesktop
+		case ClientOther:
+			return ClientOther
+		}
+	}
+	ua := r.Header.Get("User-Agent")
+	switch {
+	case strings.Contains(ua, "Mobile"), strings.Contains(ua, "Android"),
+		strings.Contains(ua, "iPhone"), strings.Contains(ua, "iPad"):
+		return ClientMobile
+	case strings.HasPrefix(ua, "Mozilla/"):
+		return ClientDesktop
+	}
+	return ClientOther
 }
 
 // HasPathPrefix reports whether path starts with prefix at a segment boundary.

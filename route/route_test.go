@@ -108,3 +108,40 @@ func BenchmarkLookup(b *testing.B) {
 		tab.Lookup(r)
 	}
 }
+
+func TestClientType(t *testing.T) {
+	for _, tc := range []struct{ ua, hdr, want string }{
+		{"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148", "", ClientMobile},
+		{"Mozilla/5.0 (Linux; Android 14; Pixel 8)", "", ClientMobile},
+		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0", "", ClientDesktop},
+		{"curl/8.5.0", "", ClientOther},
+		{"", "", ClientOther},
+		{"curl/8.5.0", "Mobile", ClientMobile},
+		{"Mozilla/5.0 (iPhone)", "desktop", ClientDesktop},
+		{"curl/8.5.0", "tv", ClientOther},
+	} {
+		r := httptest.NewRequest("GET", "http://h/", nil)
+		r.Header.Set("User-Agent", tc.ua)
+		if tc.hdr != "" {
+			r.Header.Set(ClientTypeHeader, tc.hdr)
+		}
+		if got := ClientType(r); got != tc.want {
+			t.Errorf("ClientType(ua=%q, header=%q) = %q, want %q", tc.ua, tc.hdr, got, tc.want)
+		}
+	}
+	var tab Table[string]
+	_ = tab.Add(Match{PathPrefix: "/api", Client: ClientMobile}, "mobile-bff")
+	_ = tab.Add(Match{PathPrefix: "/api"}, "web-bff")
+	r := httptest.NewRequest("GET", "http://h/api/x", nil)
+	r.Header.Set("User-Agent", "Mozilla/5.0 (iPhone) Mobile")
+	if got, _ := tab.Lookup(r); got != "mobile-bff" {
+		t.Fatalf("mobile UA routed to %q", got)
+	}
+	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+	if got, _ := tab.Lookup(r); got != "web-bff" {
+		t.Fatalf("desktop UA routed to %q", got)
+	}
+	if err := (Match{Client: "tv"}).Validate(); err == nil {
+		t.Fatal("unknown client type accepted")
+	}
+}
