@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/switchyard/switchyard/auth"
 )
 
 // Config is a whole gateway configuration file.
@@ -37,6 +39,10 @@ type Config struct {
 	AccessLog string `yaml:"access_log"`
 	// Server holds client-side timeouts and shutdown behaviour.
 	Server Server `yaml:"server"`
+	// Auth registers consumers and their credentials (API keys, JWT,
+	// Basic); routes choose accepted methods with their own auth key.
+	// See package auth for every field.
+	Auth *auth.Config `yaml:"auth"`
 	// Upstreams are the named backend pools routes forward to.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	// Routes are matched in order; the first match wins.
@@ -194,6 +200,12 @@ type Route struct {
 	Upstream string `yaml:"upstream"`
 	// StripPrefix removes this prefix from the path before forwarding.
 	StripPrefix string `yaml:"strip_prefix"`
+	// Auth lists the accepted credential methods: api_key, jwt, basic, or
+	// none (default). Needs the top-level auth section.
+	Auth auth.Methods `yaml:"auth"`
+	// Require authorizes authenticated requests: all of scopes, any of
+	// roles, any of tiers; otherwise 403.
+	Require *auth.Require `yaml:"require"`
 	// Split sends part of the traffic to another upstream (strangler fig
 	// migrations, canaries).
 	Split *Split `yaml:"split"`

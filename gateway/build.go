@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
 	"github.com/switchyard/switchyard/config"
@@ -66,10 +67,24 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	var authn *auth.Authenticator
+	if cfg.Auth != nil {
+		a, err := auth.New(*cfg.Auth, auth.Options{Logger: deps.log})
+		if err != nil {
+			return nil, cfg.Wrap("auth", err)
+		}
+		authn = a
+	}
 	for i, r := range cfg.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		mws, err := routeMiddleware(cfg, p, r, authn)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
 			Methods: r.Match.Methods, Headers: r.Match.Headers, Client: r.Match.Client}
-		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix}
+		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix, Middleware: mws}
 		if sp := r.Split; sp != nil {
 			pr.Split = &proxy.Split{Pool: rt.pools[sp.Upstream], Percent: sp.Percent, PathPrefixes: sp.Paths}
 		}

@@ -184,3 +184,10 @@ func targets(bs ...string) string {
 	}
 	return b.String()
 }
+
+func writeConfig(t *testing.T, path, cfg string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

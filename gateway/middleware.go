@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/proxy"
+)
+
+// routeMiddleware builds the per-route chain, outermost first: identity
+// (strip client-supplied identity headers, authenticate, authorize,
+// forward the identity).
+func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *auth.Authenticator) ([]proxy.Middleware, error) {
+	var errs []error
+	if r.Auth != auth.None {
+		if authn == nil {
+			errs = append(errs, cfg.Errorf(path+".auth", "route accepts %s but the config has no top-level auth section", r.Auth))
+		} else if err := authn.CheckMethods(r.Auth); err != nil {
+			errs = append(errs, cfg.Wrap(path+".auth", err))
+		}
+	}
+	if r.Require != nil {
+		if r.Auth == auth.None {
+			errs = append(errs, cfg.Errorf(path+".require", "authorization needs authentication: set auth on the route"))
+		}
+		if err := r.Require.Validate(); err != nil {
+			errs = append(errs, cfg.Wrap(path+".require", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return []proxy.Middleware{identity(authn, r.Auth, r.Require)}, nil
+}
+
+// identity strips identity headers a client sent, and on routes with
+// auth authenticates the request, checks the route's requirements and
+// forwards the identity upstream (X-Consumer, X-Consumer-Tier, X-Scopes).
+func identity(a *auth.Authenticator, methods auth.Methods, req *auth.Require) proxy.Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			auth.StripIdentityHeaders(r.Header)
+			if methods == auth.None {
+				next.ServeHTTP(w, r)
+				return
+			}
+			id, err := a.Authenticate(r, methods)
+			if err == nil && req != nil {
+				err = req.Check(id)
+			}
+			if err != nil {
+				writeAuthError(w, r, err)
+				return
+			}
+			auth.ForwardHeaders(r.Header, id)
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func writeAuthError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *auth.Error
+	if !errors.As(err, &ae) {
+		proxy.WriteError(w, r, &proxy.Error{Status: http.StatusInternalServerError, Code: "auth_error", Msg: "authentication failed", Err: err})
+		return
+	}
+	ae.SetHeaders(w.Header())
+	proxy.WriteError(w, r, &proxy.Error{Status: ae.Status, Code: ae.Code, Msg: ae.Message, Err: ae})
+}
