@@ -43,6 +43,12 @@ type Config struct {
 	// Basic); routes choose accepted methods with their own auth key.
 	// See package auth for every field.
 	Auth *auth.Config `yaml:"auth"`
+	// RateLimitStore is where rate-limit state lives: "memory" (default,
+	// per gateway process) or a redis:// URL shared by all replicas.
+	RateLimitStore string `yaml:"rate_limit_store"`
+	// RateLimitFailOpen lets requests through when the Redis store cannot
+	// be reached (default false: they are refused with 503).
+	RateLimitFailOpen bool `yaml:"rate_limit_fail_open"`
 	// Upstreams are the named backend pools routes forward to.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	// Routes are matched in order; the first match wins.
@@ -99,6 +105,9 @@ type Upstream struct {
 	Timeout Timeout `yaml:"timeout"`
 	// MaxIdleConns is the keep-alive pool size per target. Default 256.
 	MaxIdleConns int `yaml:"max_idle_conns"`
+	// MaxInFlight caps concurrent requests to the upstream; requests over
+	// it get 503 upstream_busy at once. 0 (default) means no cap.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // Cookie names the sticky-session cookie.
@@ -206,12 +215,55 @@ type Route struct {
 	// Require authorizes authenticated requests: all of scopes, any of
 	// roles, any of tiers; otherwise 403.
 	Require *auth.Require `yaml:"require"`
+	// RateLimit throttles the route.
+	RateLimit *RateLimit `yaml:"rate_limit"`
 	// Split sends part of the traffic to another upstream (strangler fig
 	// migrations, canaries).
 	Split *Split `yaml:"split"`
 	// Deprecated marks the route's API version as deprecated: responses
 	// carry Deprecation, Sunset and Link headers.
 	Deprecated *Deprecated `yaml:"deprecated"`
+}
+
+// RateLimit is a route's throttling: one or more limits and what happens
+// to requests over them.
+type RateLimit struct {
+	// OnLimit is the strategy for requests over a limit: drop (default:
+	// 429 with Retry-After and RateLimit-* headers), queue (wait in FIFO
+	// order up to queue.max_wait, then drop), degrade (forward with
+	// X-Degraded: 1 so the backend can answer more cheaply).
+	OnLimit string `yaml:"on_limit"`
+	// Queue bounds the queue strategy.
+	Queue *Queue `yaml:"queue"`
+	// Limits are all checked, in order; the first refusal decides.
+	Limits []Limit `yaml:"limits"`
+}
+
+// Queue bounds the wait of the queue strategy.
+type Queue struct {
+	// MaxLength is how many requests may wait at once. Default 100.
+	MaxLength int `yaml:"max_length"`
+	// MaxWait is the longest a request waits for its turn. Default 1s.
+	MaxWait Duration `yaml:"max_wait"`
+}
+
+// Limit is one rate limit or quota.
+type Limit struct {
+	// Key is what the limit counts by: route (default: all requests of
+	// the route), consumer (each authenticated consumer; anonymous
+	// requests count by client IP), tier (all consumers of a tier
+	// together), ip (client address), or header:NAME.
+	Key string `yaml:"key"`
+	// Rate is a token-bucket refill rate such as "100/s" or "6000/min".
+	Rate string `yaml:"rate"`
+	// Burst is the bucket size for Rate. Default: the rate's count.
+	Burst int `yaml:"burst"`
+	// Quota is a fixed-window quota such as "10000/day" (UTC days).
+	// Exactly one of rate and quota is required.
+	Quota string `yaml:"quota"`
+	// Tiers restricts the limit to consumers of these tiers; empty
+	// applies it to every request.
+	Tiers []string `yaml:"tiers"`
 }
 
 // Split moves traffic from a route's upstream to another one.

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/route"
 	"github.com/switchyard/switchyard/upstream"
@@ -43,8 +44,9 @@ func (rt *runtime) Resolve(r *http.Request) (*proxy.Route, bool) { return rt.rou
 type buildDeps struct {
 	log     *slog.Logger
 	metrics *proxy.Metrics
-	handler *proxy.Handler // prepares routes; nil when only checking
-	prev    *runtime // previous generation, to carry target state over; may be nil
+	handler *proxy.Handler  // prepares routes; nil when only checking
+	limits  ratelimit.Store // rate-limit state, shared by all generations
+	prev    *runtime        // previous generation, to carry target state over; may be nil
 }
 
 // build turns a validated config into a runtime, validating each building
@@ -77,7 +79,7 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 	}
 	for i, r := range cfg.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
-		mws, err := routeMiddleware(cfg, p, r, authn)
+		mws, err := routeMiddleware(cfg, p, r, authn, deps)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -138,7 +140,10 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	pc := proxy.PoolConfig{
 		Name: name, Targets: targets, Policy: policy,
 		ConnectTimeout: u.Timeout.Connect.D(0), HeaderTimeout: u.Timeout.Header.D(0),
-		ResponseTimeout: u.Timeout.Response.D(0), MaxIdleConns: u.MaxIdleConns,
+		ResponseTimeout: u.Timeout.Response.D(0), MaxIdleConns: u.MaxIdleConns, MaxInFlight: u.MaxInFlight,
+	}
+	if u.MaxInFlight < 0 {
+		errs = append(errs, cfg.Errorf(path+".max_in_flight", "negative value %d", u.MaxInFlight))
 	}
 	if m := deps.metrics; m != nil {
 		pc.Hooks = &proxy.Hooks{BreakerChange: func(up string, t *upstream.Target, from, to breaker.State) {

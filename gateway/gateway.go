@@ -24,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/ratelimit"
 )
 
 // Options configure a Gateway.
@@ -40,14 +41,16 @@ type Options struct {
 
 // Gateway is a running L7 load balancer. Create it with New, then Run.
 type Gateway struct {
-	opts     Options
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	metrics  *proxy.Metrics
-	handler  *proxy.Handler
-	current  atomic.Pointer[runtime]
-	reloadMu sync.Mutex
-	logFile  *os.File
+	opts        Options
+	log         *slog.Logger
+	reg         *prometheus.Registry
+	metrics     *proxy.Metrics
+	handler     *proxy.Handler
+	current     atomic.Pointer[runtime]
+	reloadMu    sync.Mutex
+	logFile     *os.File
+	limits      ratelimit.Store // rate-limit state; survives reloads
+	closeLimits func() error
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -80,8 +83,12 @@ func New(opts Options) (*Gateway, error) {
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
 		MaxBodyBuffer: cfg.Server.MaxBodyBuffer,
 	})
+	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
+		return nil, err
+	}
 	rt, err := build(cfg, g.deps(nil))
 	if err != nil {
+		_ = g.closeLimits()
 		if g.logFile != nil {
 			_ = g.logFile.Close()
 		}
@@ -98,7 +105,12 @@ func Check(path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = build(cfg, buildDeps{log: slog.New(slog.DiscardHandler)})
+	limits, closeLimits, err := newLimitStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLimits()
+	_, err = build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
 	return err
 }
 
@@ -124,7 +136,7 @@ func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
 }
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
-	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, prev: prev}
+	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev}
 }
 
 // Resolve implements proxy.Resolver over the current runtime.
@@ -227,6 +239,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.logFile != nil {
 		_ = g.logFile.Close()
 	}
+	_ = g.closeLimits()
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serving: %w", serveErr)
 	}
@@ -310,6 +323,9 @@ func restartOnly(old, cfg *config.Config) error {
 	}
 	if (old.TLS == nil) != (cfg.TLS == nil) || old.H2C != cfg.H2C {
 		errs = append(errs, cfg.Errorf("tls", "TLS / h2c changes need a restart"))
+	}
+	if old.RateLimitStore != cfg.RateLimitStore || old.RateLimitFailOpen != cfg.RateLimitFailOpen {
+		errs = append(errs, cfg.Errorf("rate_limit_store", "changed: rate-limit store changes need a restart"))
 	}
 	if old.AccessLog != cfg.AccessLog {
 		errs = append(errs, cfg.Errorf("access_log", "changed: access log changes need a restart"))

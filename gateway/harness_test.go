@@ -191,3 +191,12 @@ func writeConfig(t *testing.T, path, cfg string) {
 		t.Fatal(err)
 	}
 }
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -11,8 +11,9 @@ import (
 
 // routeMiddleware builds the per-route chain, outermost first: identity
 // (strip client-supplied identity headers, authenticate, authorize,
-// forward the identity).
-func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *auth.Authenticator) ([]proxy.Middleware, error) {
+// forward the identity), then rate limits (which may count by the
+// identity).
+func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *auth.Authenticator, deps buildDeps) ([]proxy.Middleware, error) {
 	var errs []error
 	if r.Auth != auth.None {
 		if authn == nil {
@@ -29,10 +30,18 @@ func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *aut
 			errs = append(errs, cfg.Wrap(path+".require", err))
 		}
 	}
+	mws := []proxy.Middleware{identity(authn, r.Auth, r.Require)}
+	if r.RateLimit != nil {
+		mw, err := buildRateLimit(cfg, path+".rate_limit", r, deps.limits, deps.log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		mws = append(mws, mw)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return []proxy.Middleware{identity(authn, r.Auth, r.Require)}, nil
+	return mws, nil
 }
 
 // identity strips identity headers a client sent, and on routes with

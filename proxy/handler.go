@@ -77,11 +77,25 @@ type Middleware func(next http.Handler) http.Handler
 // Prepare composes the route's middleware around h's forwarding; call it
 // once the route is complete and before it is served.
 func (h *Handler) Prepare(rt *Route) {
-	var next http.Handler = h.rp
+	var next http.Handler = http.HandlerFunc(h.forward)
 	for i := len(rt.Middleware) - 1; i >= 0; i-- {
 		next = rt.Middleware[i](next)
 	}
 	rt.handler = next
+}
+
+// forward sends the request upstream, within the pool's in-flight cap.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
+	st := r.Context().Value(stateKey{}).(*reqState)
+	if c := st.pool.inflight; c != nil {
+		if !c.TryAcquire() {
+			WriteError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: "upstream_busy",
+				Msg: "upstream " + st.pool.name + " is at its in-flight limit", RetryAfter: time.Second})
+			return
+		}
+		defer c.Release()
+	}
+	h.rp.ServeHTTP(w, r)
 }
 
 // WriteError answers r with a gateway error (JSON body, Retry-After) and
@@ -239,7 +253,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.handler != nil {
 		rt.handler.ServeHTTP(w, r.WithContext(st))
 	} else {
-		h.rp.ServeHTTP(w, r.WithContext(st))
+		h.forward(w, r.WithContext(st))
 	}
 	st.timer.Stop()
 	cancel()

@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
 	"github.com/switchyard/switchyard/health"
+	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/upstream"
 )
@@ -39,6 +40,9 @@ type PoolConfig struct {
 	ResponseTimeout time.Duration
 	// MaxIdleConns is the keep-alive pool size per target. Default 256.
 	MaxIdleConns int
+	// MaxInFlight caps concurrent requests to the upstream (0 = no cap);
+	// requests over it are answered 503 upstream_busy at once.
+	MaxInFlight int
 	// Transport, if set, replaces the pool's own HTTP transport (tests).
 	Transport http.RoundTripper
 	// Hooks receive state changes for metrics and logs; may be nil.
@@ -69,6 +73,7 @@ type Pool struct {
 	transport http.RoundTripper
 	closeIdle func()
 	respTO    time.Duration
+	inflight  *ratelimit.Concurrency // nil without a cap
 }
 
 // NewPool validates cfg and builds the pool.
@@ -82,6 +87,13 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		respTO:   orDefault(cfg.ResponseTimeout, 60*time.Second),
 	}
 	p.sticky, _ = cfg.Policy.(balance.Sticky)
+	if cfg.MaxInFlight > 0 {
+		c, err := ratelimit.NewConcurrency(cfg.MaxInFlight)
+		if err != nil {
+			return nil, err
+		}
+		p.inflight = c
+	}
 	if cfg.Breaker != nil {
 		onChange := func(t *upstream.Target) func(from, to breaker.State) {
 			if cfg.Hooks == nil || cfg.Hooks.BreakerChange == nil {
