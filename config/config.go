@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/compose"
 )
 
 // Config is a whole gateway configuration file.
@@ -205,8 +206,11 @@ type Route struct {
 	Name string `yaml:"name"`
 	// Match selects requests; an empty match matches everything.
 	Match Match `yaml:"match"`
-	// Upstream is the name of the pool. Required.
+	// Upstream is the name of the pool. Required unless Aggregate is set.
 	Upstream string `yaml:"upstream"`
+	// Aggregate answers the route by composing several upstream calls
+	// (scatter-gather) instead of forwarding; see package compose.
+	Aggregate *compose.Config `yaml:"aggregate"`
 	// StripPrefix removes this prefix from the path before forwarding.
 	StripPrefix string `yaml:"strip_prefix"`
 	// Auth lists the accepted credential methods: api_key, jwt, basic, or
@@ -480,7 +484,16 @@ func (c *Config) validate(file string, lines map[string]int) error {
 			add(p+".name", "duplicate route name %q", r.Name)
 		}
 		names[r.Name] = true
-		if r.Upstream == "" {
+		if a := r.Aggregate; a != nil {
+			if r.Upstream != "" {
+				add(p+".aggregate", "a route has either upstream or aggregate, not both")
+			}
+			for j, call := range a.Calls {
+				if _, ok := c.Upstreams[call.Upstream]; call.Upstream != "" && !ok {
+					add(fmt.Sprintf("%s.aggregate.calls[%d].upstream", p, j), "unknown upstream %q: expected one of %s", call.Upstream, strings.Join(c.UpstreamNames(), ", "))
+				}
+			}
+		} else if r.Upstream == "" {
 			add(p+".upstream", "missing: expected the name of an upstream")
 		} else if _, ok := c.Upstreams[r.Upstream]; !ok {
 			add(p+".upstream", "unknown upstream %q: expected one of %s", r.Upstream, strings.Join(c.UpstreamNames(), ", "))

@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/proxy"
@@ -39,6 +40,21 @@ type runtime struct {
 
 // Resolve implements proxy.Resolver.
 func (rt *runtime) Resolve(r *http.Request) (*proxy.Route, bool) { return rt.routes.Lookup(r) }
+
+// call returns the composition Doer over this runtime's pools.
+func (rt *runtime) call(h *proxy.Handler) compose.Doer {
+	return func(upstreamName string, req *http.Request) (*http.Response, error) {
+		p, ok := rt.pools[upstreamName]
+		if !ok || h == nil {
+			return nil, fmt.Errorf("unknown upstream %q", upstreamName)
+		}
+		return h.Call(p, req)
+	}
+}
+
+func aggregateError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	proxy.WriteError(w, r, &proxy.Error{Status: status, Code: code, Msg: msg})
+}
 
 // buildDeps are what building a runtime needs from the gateway.
 type buildDeps struct {
@@ -87,6 +103,14 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
 			Methods: r.Match.Methods, Headers: r.Match.Headers, Client: r.Match.Client}
 		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix, Middleware: mws}
+		if r.Aggregate != nil {
+			agg, err := compose.New(*r.Aggregate, rt.call(deps.handler), aggregateError)
+			if err != nil {
+				errs = append(errs, cfg.Wrap(p+".aggregate", err))
+				continue
+			}
+			pr.Terminal = agg
+		}
 		if sp := r.Split; sp != nil {
 			pr.Split = &proxy.Split{Pool: rt.pools[sp.Upstream], Percent: sp.Percent, PathPrefixes: sp.Paths}
 		}

@@ -40,12 +40,18 @@ type Route struct {
 	// itself should use WriteError or RecordStatus so logs and metrics see
 	// the status. Call Handler.Prepare after setting it.
 	Middleware []Middleware
+	// Terminal, when set, answers the route's requests instead of
+	// forwarding them to Pool (API composition); Pool may then be nil.
+	Terminal http.Handler
 	// ResponseHooks run on every upstream response before it is sent,
 	// in order (response transformation); an error becomes a 502.
 	ResponseHooks []func(*http.Response) error
 
 	handler http.Handler // Middleware around forwarding, built by Prepare
 }
+
+// noPool stands in for the pool of routes that have none.
+var noPool = &Pool{name: "", respTO: 60 * time.Second}
 
 // Split sends a share of a route's requests, or requests to listed paths,
 // to another pool.
@@ -78,10 +84,27 @@ type Middleware func(next http.Handler) http.Handler
 // once the route is complete and before it is served.
 func (h *Handler) Prepare(rt *Route) {
 	var next http.Handler = http.HandlerFunc(h.forward)
+	if rt.Terminal != nil {
+		next = rt.Terminal
+	}
 	for i := len(rt.Middleware) - 1; i >= 0; i-- {
 		next = rt.Middleware[i](next)
 	}
 	rt.handler = next
+}
+
+// Call sends req to a pool with its balancing, breakers and retries and
+// returns the upstream response (for API composition). The caller closes
+// the body. req's URL host is replaced by the chosen target.
+func (h *Handler) Call(pool *Pool, req *http.Request) (*http.Response, error) {
+	st := &reqState{Context: req.Context(), pool: pool, clientCtx: req.Context(),
+		route: &Route{Name: "call:" + pool.name, Pool: pool}, requestID: req.Header.Get("X-Request-Id")}
+	req = req.WithContext(st)
+	req.URL.Scheme = "http"
+	if req.Header.Get("Traceparent") != "" {
+		req.Header.Set("Traceparent", childTraceparent(req.Header.Get("Traceparent")))
+	}
+	return attemptTransport{h: h}.RoundTrip(req)
 }
 
 // forward sends the request upstream, within the pool's in-flight cap.
@@ -240,6 +263,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	st := &reqState{route: rt, pool: rt.Pool, requestID: id, clientCtx: r.Context()}
+	if st.pool == nil { // a terminal route (composition): no pool of its own
+		st.pool = noPool
+	}
 	if rt.Split != nil {
 		st.pool = rt.Split.pick(r, rt.Pool)
 	}
