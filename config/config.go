@@ -22,6 +22,9 @@ import (
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/compose"
+	"github.com/switchyard/switchyard/cors"
+	"github.com/switchyard/switchyard/ipfilter"
+	"github.com/switchyard/switchyard/transform"
 )
 
 // Config is a whole gateway configuration file.
@@ -221,6 +224,15 @@ type Route struct {
 	Require *auth.Require `yaml:"require"`
 	// RateLimit throttles the route.
 	RateLimit *RateLimit `yaml:"rate_limit"`
+	// CORS answers preflights and sets CORS headers; see package cors.
+	CORS *cors.Config `yaml:"cors"`
+	// IPFilter allows or denies client addresses; see package ipfilter.
+	IPFilter *ipfilter.Config `yaml:"ip_filter"`
+	// MaxRequestBody caps request bodies in bytes (413 beyond); 0 = no cap.
+	MaxRequestBody int64 `yaml:"max_request_body"`
+	// Transform rewrites requests (headers, path, query) and responses
+	// (headers, JSON field allow-list); see package transform.
+	Transform *transform.Config `yaml:"transform"`
 	// Split sends part of the traffic to another upstream (strangler fig
 	// migrations, canaries).
 	Split *Split `yaml:"split"`
@@ -508,6 +520,9 @@ func (c *Config) validate(file string, lines map[string]int) error {
 		}
 		if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
 			add(p+".strip_prefix", "%q must start with /", r.StripPrefix)
+		}
+		if r.MaxRequestBody < 0 {
+			add(p+".max_request_body", "negative size %d", r.MaxRequestBody)
 		}
 		if sp := r.Split; sp != nil {
 			if sp.Upstream == "" {

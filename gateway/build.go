@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/transform"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -116,6 +117,14 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 		}
 		if d := r.Deprecated; d != nil {
 			pr.ResponseHooks = append(pr.ResponseHooks, deprecationHook(d))
+		}
+		if t := r.Transform; t != nil && t.Response != nil {
+			rt, err := transform.NewResponse(*t.Response)
+			if err != nil {
+				errs = append(errs, cfg.Wrap(p+".transform.response", err))
+				continue
+			}
+			pr.ResponseHooks = append(pr.ResponseHooks, rt.Hook())
 		}
 		if deps.handler != nil {
 			deps.handler.Prepare(pr)

@@ -6,13 +6,17 @@ import (
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/cors"
+	"github.com/switchyard/switchyard/ipfilter"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/transform"
 )
 
-// routeMiddleware builds the per-route chain, outermost first: identity
+// routeMiddleware builds the per-route chain, outermost first: CORS
+// (preflights carry no credentials), IP filter, body size cap, identity
 // (strip client-supplied identity headers, authenticate, authorize,
-// forward the identity), then rate limits (which may count by the
-// identity).
+// forward the identity), rate limits (which may count by the identity),
+// request transformation.
 func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *auth.Authenticator, deps buildDeps) ([]proxy.Middleware, error) {
 	var errs []error
 	if r.Auth != auth.None {
@@ -30,13 +34,41 @@ func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *aut
 			errs = append(errs, cfg.Wrap(path+".require", err))
 		}
 	}
-	mws := []proxy.Middleware{identity(authn, r.Auth, r.Require)}
+	var mws []proxy.Middleware
+	if r.CORS != nil { // outermost: preflights carry no credentials
+		c, err := cors.New(*r.CORS)
+		if err != nil {
+			errs = append(errs, cfg.Wrap(path+".cors", err))
+		} else {
+			mws = append(mws, c.Middleware())
+		}
+	}
+	if r.IPFilter != nil {
+		f, err := ipfilter.New(*r.IPFilter)
+		if err != nil {
+			errs = append(errs, cfg.Wrap(path+".ip_filter", err))
+		} else {
+			mws = append(mws, f.Middleware())
+		}
+	}
+	if r.MaxRequestBody > 0 {
+		mws = append(mws, transform.MaxBytes(r.MaxRequestBody))
+	}
+	mws = append(mws, identity(authn, r.Auth, r.Require))
 	if r.RateLimit != nil {
 		mw, err := buildRateLimit(cfg, path+".rate_limit", r, deps.limits, deps.log)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		mws = append(mws, mw)
+	}
+	if t := r.Transform; t != nil && t.Request != nil {
+		rt, err := transform.NewRequest(*t.Request)
+		if err != nil {
+			errs = append(errs, cfg.Wrap(path+".transform.request", err))
+		} else {
+			mws = append(mws, rt.Middleware())
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

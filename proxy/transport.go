@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/switchyard/switchyard/breaker"
@@ -65,6 +66,15 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 	if req.Body != nil && req.Body != http.NoBody && maxAttempts > 1 {
 		buf, rest, err := bufferBody(req.Body, at.h.maxBody)
 		if err != nil {
+			var pe *Error
+			if errors.As(err, &pe) {
+				return nil, pe // e.g. a body-size middleware's 413
+			}
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+					Msg: "request body larger than " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes", Err: err}
+			}
 			return nil, &Error{Status: http.StatusBadRequest, Code: "bad_request_body", Msg: "reading request body", Err: err}
 		}
 		body = buf
