@@ -41,6 +41,12 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"gateway", "--config", "/nonexistent.yaml"}, 1, "", "/nonexistent.yaml"},
 		{[]string{"demo", "--help"}, 0, "", "--backends"},
 		{[]string{"version"}, 0, "switchyard ", ""},
+		{[]string{"load", "--help"}, 0, "", "--rate"},
+		{[]string{"load"}, 2, "", "URL"},
+		{[]string{"load", "--rate", "-5", "http://127.0.0.1:1/"}, 2, "", "rate"},
+		{[]string{"load", "--slo", "p99<fast", "http://127.0.0.1:1/"}, 2, "", "slo"},
+		{[]string{"load", "--ramp", "10:5", "http://127.0.0.1:1/"}, 2, "", "ramp"},
+		{[]string{"load", "--rate", "10", "ftp://127.0.0.1/"}, 2, "", "ftp"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(tc.args, &out, &errb)

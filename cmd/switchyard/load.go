@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/load"
+	"github.com/switchyard/switchyard/load/chart"
+)
+
+// headerFlags collects repeated -H flags.
+type headerFlags []load.HeaderField
+
+func (h *headerFlags) String() string { return "" }
+
+func (h *headerFlags) Set(s string) error {
+	f, err := load.ParseHeader(s)
+	if err != nil {
+		return err
+	}
+	*h = append(*h, f)
+	return nil
+}
+
+type loadFlags struct {
+	rate        float64
+	duration    time.Duration
+	connections int
+	headers     headerFlags
+	method      string
+	body        string
+	targets     string
+	timeout     time.Duration
+	maxLag      time.Duration
+	interval    time.Duration
+	ramp        string
+	step        time.Duration
+	slo         string
+	jsonOut     string
+	hdrOut      string
+	chartOut    string
+	insecure    bool
+}
+
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f loadFlags
+	fs := newFlagSet("load", "[flags] URL... | --targets FILE",
+		"Open-model HTTP load generator: sends requests at --rate whatever the service does,\n"+
+			"times each from its intended send time (no coordinated omission), and reports HDR\n"+
+			"percentiles, throughput, errors and availability. --ramp steps the rate to find the\n"+
+			"degradation point. See docs/load.md.", stderr)
+	fs.Float64Var(&f.rate, "rate", 0, "offered `rate` in requests per second (required unless --ramp)")
+	fs.DurationVar(&f.duration, "duration", load.DefaultDuration, "how long to hold --rate")
+	fs.IntVar(&f.connections, "connections", load.DefaultConnections, "keep-alive connections per target host (one request in flight each)")
+	fs.IntVar(&f.connections, "c", load.DefaultConnections, "shorthand for --connections")
+	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
+	fs.StringVar(&f.method, "method", "GET", "HTTP method")
+	fs.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file")
+	fs.StringVar(&f.targets, "targets", "", "`file` of targets, one 'URL [WEIGHT]' per line")
+	fs.DurationVar(&f.timeout, "timeout", load.DefaultTimeout, "per-request timeout (connect, send, whole response)")
+	fs.DurationVar(&f.maxLag, "max-lag", load.DefaultMaxLag, "a request leaving later than this after its intended time counts as late")
+	fs.DurationVar(&f.interval, "interval", load.DefaultInterval, "progress and timeline resolution")
+	fs.StringVar(&f.ramp, "ramp", "", "step the rate: `START:END:STEP` in requests per second, e.g. 100:5000:250")
+	fs.DurationVar(&f.step, "step", load.DefaultStepDuration, "how long each --ramp step lasts")
+	fs.StringVar(&f.slo, "slo", "", "acceptable region, e.g. 'p99<100ms,errors<1%' (also max<, availability>)")
+	fs.StringVar(&f.jsonOut, "json", "", "write the result as JSON to `FILE` ('-' for stdout; the summary then goes to stderr)")
+	fs.StringVar(&f.hdrOut, "hdr", "", "write the corrected latency distribution to `FILE` in HdrHistogram percentile format")
+	fs.StringVar(&f.chartOut, "chart", "", "draw charts to `FILE`.png or FILE.svg")
+	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification for https targets")
+
+	urls, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.config(urls)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard load: %v\n\nRun 'switchyard load --help' for usage.\n", err)
+		return errUsage
+	}
+
+	out := stdout
+	if f.jsonOut == "-" {
+		out = stderr
+	}
+	tty := isTerminal(out)
+	if tty {
+		cfg.Progress = func(p load.Progress) {
+			fmt.Fprintf(out, "\r\033[K%6.1fs  offered %.6g/s  throughput %.1f/s  p99 %s  requests %d  errors %d  late %d",
+				p.Elapsed.Seconds(), p.OfferedRate, p.Throughput, p.P99.Round(10*time.Microsecond), p.Requests, p.Errors, p.Late)
+		}
+	}
+	if cfg.Ramp != nil {
+		fmt.Fprintf(out, "Ramping %g to %g req/s by %g, %s per step, against %s\n", cfg.Ramp.Start, cfg.Ramp.End, cfg.Ramp.Step, cfg.Ramp.StepDuration, describeTargets(cfg.Targets))
+	} else {
+		fmt.Fprintf(out, "Offering %g req/s for %s against %s\n", cfg.Rate, cfg.Duration, describeTargets(cfg.Targets))
+	}
+
+	res, runErr := load.Run(ctx, cfg)
+	if tty {
+		fmt.Fprint(out, "\r\033[K")
+	}
+	if res == nil {
+		return runErr
+	}
+	if err := res.WriteSummary(out); err != nil {
+		return err
+	}
+	if !tty {
+		// The summary went to a file or pipe: repeat the warnings where a
+		// person will see them.
+		for _, w := range res.Warnings() {
+			fmt.Fprintln(stderr, w)
+		}
+	}
+	if err := f.writeOutputs(res, stdout); err != nil {
+		return err
+	}
+	if runErr != nil {
+		if errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded) {
+			return fmt.Errorf("interrupted after %.1fs; partial results above", res.Duration)
+		}
+		return runErr
+	}
+	return nil
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional URLs (flag.Parse alone stops at the first URL).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		// After a literal "--" everything is positional.
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+func (f *loadFlags) config(urls []string) (load.Config, error) {
+	cfg := load.Config{
+		Rate:               f.rate,
+		Duration:           f.duration,
+		Connections:        f.connections,
+		Timeout:            f.timeout,
+		MaxLag:             f.maxLag,
+		Interval:           f.interval,
+		InsecureSkipVerify: f.insecure,
+	}
+	var errs []error
+	if f.duration <= 0 {
+		errs = append(errs, fmt.Errorf("--duration: '%s': must be positive", f.duration))
+	}
+	if f.connections <= 0 {
+		errs = append(errs, fmt.Errorf("--connections: '%d': must be at least 1", f.connections))
+	}
+	if f.timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout: '%s': must be positive", f.timeout))
+	}
+	if f.maxLag <= 0 {
+		errs = append(errs, fmt.Errorf("--max-lag: '%s': must be positive", f.maxLag))
+	}
+	if f.step <= 0 {
+		errs = append(errs, fmt.Errorf("--step: '%s': must be positive", f.step))
+	}
+	var body []byte
+	if name, ok := strings.CutPrefix(f.body, "@"); ok {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--body: %w", err))
+		}
+		body = b
+	} else if f.body != "" {
+		body = []byte(f.body)
+	}
+	var targets []load.Target
+	for _, u := range urls {
+		targets = append(targets, load.Target{URL: u, Weight: 1})
+	}
+	if f.targets != "" {
+		file, err := os.Open(f.targets)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--targets: %w", err))
+		} else {
+			ts, err := load.ParseTargets(file)
+			file.Close()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--targets: '%s': %w", f.targets, err))
+			}
+			targets = append(targets, ts...)
+		}
+	}
+	if len(targets) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("no target: give one or more URLs or --targets FILE"))
+	}
+	for i := range targets {
+		targets[i].Method = strings.ToUpper(f.method)
+		targets[i].Header = f.headers
+		targets[i].Body = body
+	}
+	cfg.Targets = targets
+	if f.ramp != "" {
+		r, err := load.ParseRamp(f.ramp)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--ramp: %w", err))
+		} else {
+			r.StepDuration = f.step
+			cfg.Ramp = r
+		}
+	} else if f.rate <= 0 {
+		errs = append(errs, fmt.Errorf("--rate: '%g': required and must be > 0 (or use --ramp)", f.rate))
+	}
+	slo, err := load.ParseSLO(f.slo)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--slo: %w", err))
+	}
+	cfg.SLO = slo
+	if f.chartOut != "" {
+		if _, err := chart.FormatOf(f.chartOut); err != nil {
+			errs = append(errs, fmt.Errorf("--chart: %w", err))
+		}
+	}
+	if len(errs) == 0 {
+		if err := cfg.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func (f *loadFlags) writeOutputs(res *load.Result, stdout io.Writer) error {
+	var errs []error
+	if f.jsonOut == "-" {
+		errs = append(errs, res.WriteJSON(stdout))
+	} else if f.jsonOut != "" {
+		errs = append(errs, writeFile(f.jsonOut, res.WriteJSON))
+	}
+	if f.hdrOut != "" {
+		errs = append(errs, writeFile(f.hdrOut, res.WriteHDR))
+	}
+	if f.chartOut != "" {
+		errs = append(errs, chart.WriteFile(f.chartOut, res))
+	}
+	return errors.Join(errs...)
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	file, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating output: %w", err)
+	}
+	if err := write(file); err != nil {
+		file.Close()
+		return fmt.Errorf("writing '%s': %w", path, err)
+	}
+	if err := file.Close(); err != nil {
+		return fmt.Errorf("writing '%s': %w", path, err)
+	}
+	return nil
+}
+
+func describeTargets(ts []load.Target) string {
+	if len(ts) == 1 {
+		return ts[0].Method + " " + ts[0].URL
+	}
+	return fmt.Sprintf("%d targets", len(ts))
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
