@@ -1,0 +1,351 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/wire"
+)
+
+// ErrDisconnected is returned for requests in progress when the connection
+// drops. The next request reconnects.
+var ErrDisconnected = errors.New("broker connection lost")
+
+// QueueFullError is returned when the broker rejects a publish because the
+// queue is at its max_length.
+type QueueFullError = broker.QueueFullError
+
+// Options configure a Conn. Zero fields take the defaults.
+type Options struct {
+	// DialTimeout bounds one connection attempt. Default 5s.
+	DialTimeout time.Duration
+	// MaxBackoff caps the wait between reconnection attempts (exponential
+	// from 50ms). Default 2s.
+	MaxBackoff time.Duration
+}
+
+// Conn is a Client over the native protocol. Requests from many goroutines
+// are pipelined on one TCP connection. Safe for concurrent use.
+type Conn struct {
+	addr string
+	opts Options
+
+	mu      sync.Mutex
+	cur     *link // nil when disconnected
+	nextID  uint32
+	closed  bool
+	backoff time.Duration
+}
+
+var _ Client = (*Conn)(nil)
+
+type result struct {
+	t    wire.Type
+	body []byte
+	err  error
+}
+
+// link is one TCP connection with its reader and writer goroutines.
+type link struct {
+	nc      net.Conn
+	out     chan []byte
+	done    chan struct{} // closed when the link is dead
+	mu      sync.Mutex
+	pending map[uint32]chan result
+	subs    map[uint32]chan result
+	err     error
+	wg      sync.WaitGroup
+}
+
+// Dial connects to a broker's native listener.
+func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 2 * time.Second
+	}
+	c := &Conn{addr: addr, opts: opts}
+	if _, err := c.link(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// link returns the live connection, reconnecting (with backoff) if needed.
+// It dials while holding c.mu on purpose: concurrent callers wait for the
+// one reconnection instead of dialling in parallel (their own contexts are
+// honoured again once they hold the lock).
+func (c *Conn) link(ctx context.Context) (*link, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if c.closed {
+			return nil, broker.ErrClosed
+		}
+		if c.cur != nil {
+			select {
+			case <-c.cur.done:
+				c.cur = nil
+			default:
+				return c.cur, nil
+			}
+		}
+		d := net.Dialer{Timeout: c.opts.DialTimeout}
+		nc, err := d.DialContext(ctx, "tcp", c.addr)
+		if err == nil {
+			c.backoff = 0
+			c.cur = startLink(nc)
+			return c.cur, nil
+		}
+		if c.backoff == 0 {
+			c.backoff = 50 * time.Millisecond
+		} else {
+			c.backoff = min(2*c.backoff, c.opts.MaxBackoff)
+		}
+		t := time.NewTimer(c.backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("connecting to broker %s: %w (last error: %v)", c.addr, ctx.Err(), err)
+		}
+	}
+}
+
+func startLink(nc net.Conn) *link {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	l := &link{nc: nc, out: make(chan []byte, 256), done: make(chan struct{}),
+		pending: map[uint32]chan result{}, subs: map[uint32]chan result{}}
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); l.writer() }()
+	go func() { defer l.wg.Done(); l.reader() }()
+	return l
+}
+
+func (l *link) kill(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return
+	}
+	l.err = err
+	close(l.done)
+	l.nc.Close()
+	for id, ch := range l.pending {
+		ch <- result{err: err}
+		delete(l.pending, id)
+	}
+	for id, ch := range l.subs {
+		select {
+		case ch <- result{err: err}:
+		default:
+		}
+		delete(l.subs, id)
+	}
+}
+
+func (l *link) writer() {
+	w := bufio.NewWriterSize(l.nc, 64<<10)
+	for {
+		select {
+		case f := <-l.out:
+			if _, err := w.Write(f); err != nil {
+				l.kill(fmt.Errorf("%w: %v", ErrDisconnected, err))
+				return
+			}
+			if len(l.out) == 0 {
+				// Give goroutines about to send a chance to, so that one
+				// write carries many frames.
+				runtime.Gosched()
+			}
+			if len(l.out) == 0 {
+				if err := w.Flush(); err != nil {
+					l.kill(fmt.Errorf("%w: %v", ErrDisconnected, err))
+					return
+				}
+			}
+		case <-l.done:
+			return
+		}
+	}
+}
+
+func (l *link) reader() {
+	r := wire.NewReader(l.nc, 0)
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			l.kill(fmt.Errorf("%w: %v", ErrDisconnected, err))
+			return
+		}
+		res := result{t: f.Type, body: append([]byte(nil), f.Body...)}
+		l.mu.Lock()
+		if ch, ok := l.pending[f.ID]; ok {
+			delete(l.pending, f.ID)
+			ch <- res
+		} else if ch, ok := l.subs[f.ID]; ok {
+			select {
+			case ch <- res:
+			default: // the server never sends more than the credit
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+// roundTrip sends one request and waits for its reply.
+func (c *Conn) roundTrip(ctx context.Context, t wire.Type, body func([]byte) []byte) (result, error) {
+	l, err := c.link(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	c.mu.Lock()
+	c.nextID++
+	id := c.nextID
+	c.mu.Unlock()
+	ch := make(chan result, 1)
+	l.mu.Lock()
+	if l.err != nil {
+		l.mu.Unlock()
+		return result{}, l.err
+	}
+	l.pending[id] = ch
+	l.mu.Unlock()
+	f, start := wire.Begin(make([]byte, 0, 256), t, id)
+	f = wire.End(body(f), start)
+	select {
+	case l.out <- f:
+	case <-l.done:
+	case <-ctx.Done():
+		l.forget(id)
+		return result{}, ctx.Err()
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return r, r.err
+		}
+		if r.t == wire.Err {
+			return r, decodeErr(r.body)
+		}
+		return r, nil
+	case <-ctx.Done():
+		l.forget(id)
+		return result{}, ctx.Err()
+	}
+}
+
+func (l *link) forget(id uint32) {
+	l.mu.Lock()
+	delete(l.pending, id)
+	l.mu.Unlock()
+}
+
+// decodeErr turns an Err frame into an error that errors.Is/As recognise
+// like the broker's own errors.
+func decodeErr(body []byte) error {
+	e, err := wire.DecodeErr(body)
+	if err != nil {
+		return err
+	}
+	switch e.Code {
+	case "queue_full":
+		return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
+	case "not_found":
+		return fmt.Errorf("%s: %w", e.Message, broker.ErrNotFound)
+	case "too_large":
+		return fmt.Errorf("%s: %w", e.Message, broker.ErrTooLarge)
+	case "bad_request":
+		return fmt.Errorf("%s: %w", e.Message, broker.ErrInvalid)
+	case "closed":
+		return fmt.Errorf("%s: %w", e.Message, broker.ErrClosed)
+	}
+	return e
+}
+
+func expect(r result, t wire.Type) error {
+	if r.t != t {
+		return fmt.Errorf("%w: reply type %#x, want %#x", wire.ErrMalformed, r.t, t)
+	}
+	return nil
+}
+
+// Publish implements Publisher: the batch travels in one frame and costs
+// one group commit.
+func (c *Conn) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
+	return c.publish(ctx, &wire.PubReq{Queue: queue, Msgs: msgs})
+}
+
+// PublishNoWait publishes without waiting for durability (at-most-once).
+func (c *Conn) PublishNoWait(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
+	return c.publish(ctx, &wire.PubReq{Queue: queue, NoWait: true, Msgs: msgs})
+}
+
+func (c *Conn) publish(ctx context.Context, req *wire.PubReq) ([]broker.PublishResult, error) {
+	r, err := c.roundTrip(ctx, wire.Pub, func(b []byte) []byte { return wire.AppendPubReq(b, req) })
+	if err != nil {
+		return nil, err
+	}
+	if err := expect(r, wire.PubOK); err != nil {
+		return nil, err
+	}
+	return wire.DecodePubOK(r.body)
+}
+
+// Receive implements Consumer.
+func (c *Conn) Receive(ctx context.Context, queue string, opts broker.ReceiveOptions) ([]broker.Delivery, error) {
+	req := wire.RecvReq{Queue: queue, Max: opts.Max, Wait: opts.Wait, Visibility: opts.Visibility, AutoAck: opts.AutoAck}
+	r, err := c.roundTrip(ctx, wire.Recv, func(b []byte) []byte { return wire.AppendRecvReq(b, &req) })
+	if err != nil {
+		return nil, err
+	}
+	if err := expect(r, wire.Msgs); err != nil {
+		return nil, err
+	}
+	return wire.DecodeMsgs(r.body)
+}
+
+// Ack implements Consumer.
+func (c *Conn) Ack(ctx context.Context, queue string, receipts ...string) (broker.AckResult, error) {
+	return c.settle(ctx, wire.Ack, &wire.SettleReq{Queue: queue, Receipts: receipts})
+}
+
+// Nack implements Consumer.
+func (c *Conn) Nack(ctx context.Context, queue string, delay time.Duration, receipts ...string) (broker.AckResult, error) {
+	return c.settle(ctx, wire.Nack, &wire.SettleReq{Queue: queue, Delay: delay, Receipts: receipts})
+}
+
+func (c *Conn) settle(ctx context.Context, t wire.Type, req *wire.SettleReq) (broker.AckResult, error) {
+	r, err := c.roundTrip(ctx, t, func(b []byte) []byte { return wire.AppendSettle(b, t, req) })
+	if err != nil {
+		return broker.AckResult{}, err
+	}
+	if err := expect(r, wire.AckOK); err != nil {
+		return broker.AckResult{}, err
+	}
+	return wire.DecodeAckOK(r.body)
+}
+
+// Close closes the connection; requests in progress fail.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	l := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if l != nil {
+		l.kill(broker.ErrClosed)
+		l.wg.Wait()
+	}
+	return nil
+}

@@ -1,0 +1,201 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+)
+
+// HTTP is a Client over the broker's HTTP API (see docs/broker.md), for
+// places where the native protocol is not reachable.
+type HTTP struct {
+	// Base is the API address, e.g. "http://127.0.0.1:7401".
+	Base string
+	// Client sends the requests. Default http.DefaultClient.
+	Client *http.Client
+}
+
+var _ Client = (*HTTP)(nil)
+
+func (h *HTTP) client() *http.Client {
+	if h.Client != nil {
+		return h.Client
+	}
+	return http.DefaultClient
+}
+
+// do sends a request and decodes a 2xx JSON answer into out, or turns an
+// error answer into the broker's error values.
+func (h *HTTP) do(ctx context.Context, path string, body io.Reader, hdr http.Header, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(h.Base, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := h.client().Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDisconnected, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%w: reading answer: %v", ErrDisconnected, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+			Queue string `json:"queue"`
+			Limit int    `json:"limit"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Code == "" {
+			return fmt.Errorf("broker answered %s: %q", resp.Status, data)
+		}
+		if e.Code == "queue_full" {
+			return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
+		}
+		return codeErr(e.Code, e.Error)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decoding broker answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// codeErr maps an error code of the API to an error that errors.Is
+// recognises like the broker's own.
+func codeErr(code, msg string) error {
+	switch code {
+	case "not_found":
+		return fmt.Errorf("%s: %w", msg, broker.ErrNotFound)
+	case "too_large":
+		return fmt.Errorf("%s: %w", msg, broker.ErrTooLarge)
+	case "bad_request":
+		return fmt.Errorf("%s: %w", msg, broker.ErrInvalid)
+	case "closed":
+		return fmt.Errorf("%s: %w", msg, broker.ErrClosed)
+	}
+	return fmt.Errorf("broker error %s: %s", code, msg)
+}
+
+// Publish implements Publisher with one request per message (in order).
+func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
+	res := make([]broker.PublishResult, 0, len(msgs))
+	for i, m := range msgs {
+		hdr := http.Header{}
+		if m.ID != "" {
+			hdr.Set("Msg-Id", m.ID)
+		}
+		if m.Key != "" {
+			hdr.Set("Msg-Key", m.Key)
+		}
+		if m.Delay > 0 {
+			hdr.Set("Delay", m.Delay.String())
+		}
+		if m.TTL > 0 {
+			hdr.Set("TTL", m.TTL.String())
+		}
+		for k, v := range m.Headers {
+			hdr.Set("Msg-Header-"+k, v)
+		}
+		var ans struct {
+			ID        string `json:"id"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		if err := h.do(ctx, "/v1/queues/"+url.PathEscape(queue)+"/messages", bytes.NewReader(m.Body), hdr, &ans); err != nil {
+			if i > 0 {
+				return res, fmt.Errorf("message %d of %d (earlier ones were stored): %w", i, len(msgs), err)
+			}
+			return nil, err
+		}
+		seq, err := strconv.ParseUint(ans.ID, 10, 64)
+		if err != nil {
+			return res, fmt.Errorf("decoding message id %q: %w", ans.ID, err)
+		}
+		res = append(res, broker.PublishResult{Seq: seq, Duplicate: ans.Duplicate})
+	}
+	return res, nil
+}
+
+// Receive implements Consumer.
+func (h *HTTP) Receive(ctx context.Context, queue string, opts broker.ReceiveOptions) ([]broker.Delivery, error) {
+	q := url.Values{}
+	if opts.Max > 0 {
+		q.Set("max", strconv.Itoa(opts.Max))
+	}
+	if opts.Wait > 0 {
+		q.Set("wait", opts.Wait.String())
+	}
+	if opts.Visibility > 0 {
+		q.Set("visibility", opts.Visibility.String())
+	}
+	if opts.AutoAck {
+		q.Set("auto_ack", "true")
+	}
+	var ans []struct {
+		ID         string            `json:"id"`
+		Receipt    string            `json:"receipt"`
+		Body       []byte            `json:"body"`
+		Headers    map[string]string `json:"headers"`
+		Key        string            `json:"key"`
+		MsgID      string            `json:"msg_id"`
+		Deliveries int               `json:"deliveries"`
+		Published  time.Time         `json:"published"`
+	}
+	if err := h.do(ctx, "/v1/queues/"+url.PathEscape(queue)+"/receive?"+q.Encode(), nil, nil, &ans); err != nil {
+		return nil, err
+	}
+	out := make([]broker.Delivery, len(ans))
+	for i, d := range ans {
+		seq, _ := strconv.ParseUint(d.ID, 10, 64)
+		out[i] = broker.Delivery{Seq: seq, Receipt: d.Receipt, Body: d.Body, Headers: d.Headers, Key: d.Key,
+			MsgID: d.MsgID, Deliveries: d.Deliveries, PublishedAt: d.Published}
+	}
+	return out, nil
+}
+
+// Ack implements Consumer.
+func (h *HTTP) Ack(ctx context.Context, queue string, receipts ...string) (broker.AckResult, error) {
+	return h.settle(ctx, queue, "ack", 0, receipts)
+}
+
+// Nack implements Consumer.
+func (h *HTTP) Nack(ctx context.Context, queue string, delay time.Duration, receipts ...string) (broker.AckResult, error) {
+	return h.settle(ctx, queue, "nack", delay, receipts)
+}
+
+func (h *HTTP) settle(ctx context.Context, queue, op string, delay time.Duration, receipts []string) (broker.AckResult, error) {
+	req := struct {
+		Receipts []string `json:"receipts"`
+		Delay    string   `json:"delay,omitempty"`
+	}{Receipts: receipts}
+	if op == "nack" {
+		req.Delay = delay.String()
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return broker.AckResult{}, err
+	}
+	var res broker.AckResult
+	err = h.do(ctx, "/v1/queues/"+url.PathEscape(queue)+"/"+op, bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}}, &res)
+	return res, err
+}
+
+// Close releases idle connections of the default transport's pool use.
+func (h *HTTP) Close() error {
+	h.client().CloseIdleConnections()
+	return nil
+}

@@ -1,0 +1,201 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/switchyard/switchyard/wal"
+)
+
+// Duration is a time.Duration that reads and writes as a Go duration string
+// ("30s", "1m30s") in JSON and YAML.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("parsing duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns the value as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Overflow policies for a full queue.
+const (
+	OverflowReject = "reject"
+	OverflowBlock  = "block"
+)
+
+// NoDeadLetter as QueueConfig.DeadLetter disables dead-lettering: messages
+// over max_deliveries or past their TTL are dropped.
+const NoDeadLetter = "none"
+
+// QueueConfig are the settings of one queue. Zero fields take their
+// documented defaults (see WithDefaults).
+type QueueConfig struct {
+	// VisibilityTimeout is how long a received message stays invisible to
+	// other consumers before it is redelivered unless acked or nacked.
+	// Default 30s; a receive may override it.
+	VisibilityTimeout Duration `json:"visibility_timeout,omitempty" yaml:"visibility_timeout"`
+	// MaxDeliveries is how many times a message is delivered before it is
+	// moved to the dead-letter queue. Default 5.
+	MaxDeliveries int `json:"max_deliveries,omitempty" yaml:"max_deliveries"`
+	// DeadLetter names the dead-letter queue, created on demand with
+	// default settings. Default NAME.dlq; "none" disables dead-lettering.
+	// A queue whose name ends in ".dlq" has no dead-letter queue by default.
+	DeadLetter string `json:"dead_letter,omitempty" yaml:"dead_letter"`
+	// MaxLength bounds the messages held (ready, delayed, in flight).
+	// Default 0: unbounded.
+	MaxLength int `json:"max_length,omitempty" yaml:"max_length"`
+	// Overflow is what a publish to a full queue does: "reject" (the
+	// default; the publisher gets a QueueFullError) or "block" (the
+	// publisher waits up to BlockTimeout for room, then gets the error).
+	Overflow string `json:"overflow,omitempty" yaml:"overflow"`
+	// BlockTimeout bounds the wait of a blocked publisher. Default 5s.
+	BlockTimeout Duration `json:"block_timeout,omitempty" yaml:"block_timeout"`
+	// DedupWindow is how long a producer Msg-Id is remembered; a second
+	// publish with the same id within the window is acknowledged as a
+	// duplicate and not enqueued. Default 2m; negative disables.
+	DedupWindow Duration `json:"dedup_window,omitempty" yaml:"dedup_window"`
+	// MessageTTL is the default time to live of a message; an expired
+	// message is dead-lettered with reason "expired" instead of delivered.
+	// A publish may set a shorter or longer TTL. Default 0: no expiry.
+	MessageTTL Duration `json:"message_ttl,omitempty" yaml:"message_ttl"`
+	// Retention drops (without dead-lettering) messages older than this,
+	// bounding how long an unconsumed message pins the log. Default 0:
+	// keep until consumed.
+	Retention Duration `json:"retention,omitempty" yaml:"retention"`
+	// MaxMessageSize is the largest accepted body, in bytes. Default 1 MiB.
+	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
+}
+
+// WithDefaults returns c with zero fields set to their defaults for a queue
+// called name.
+func (c QueueConfig) WithDefaults(name string) QueueConfig {
+	if c.VisibilityTimeout == 0 {
+		c.VisibilityTimeout = Duration(30 * time.Second)
+	}
+	if c.MaxDeliveries == 0 {
+		c.MaxDeliveries = 5
+	}
+	if c.DeadLetter == "" {
+		if isDLQName(name) {
+			c.DeadLetter = NoDeadLetter
+		} else {
+			c.DeadLetter = name + ".dlq"
+		}
+	}
+	if c.Overflow == "" {
+		c.Overflow = OverflowReject
+	}
+	if c.BlockTimeout == 0 {
+		c.BlockTimeout = Duration(5 * time.Second)
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = Duration(2 * time.Minute)
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 1 << 20
+	}
+	return c
+}
+
+func isDLQName(name string) bool { return len(name) > 4 && name[len(name)-4:] == ".dlq" }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$`)
+
+// ValidName reports whether s can name a queue, topic or stream: 1-200 of
+// letters, digits, '_', '.', '-', not starting with '.' or '-'.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate reports every problem at once.
+func (c QueueConfig) Validate() error {
+	var errs []error
+	if c.VisibilityTimeout < 0 {
+		errs = append(errs, fmt.Errorf("visibility_timeout %s: must not be negative", c.VisibilityTimeout.Std()))
+	}
+	if c.MaxDeliveries < 0 {
+		errs = append(errs, fmt.Errorf("max_deliveries %d: must not be negative", c.MaxDeliveries))
+	}
+	if c.DeadLetter != "" && c.DeadLetter != NoDeadLetter && !ValidName(c.DeadLetter) {
+		errs = append(errs, fmt.Errorf("dead_letter %q: invalid queue name", c.DeadLetter))
+	}
+	if c.MaxLength < 0 {
+		errs = append(errs, fmt.Errorf("max_length %d: must not be negative", c.MaxLength))
+	}
+	if c.Overflow != "" && c.Overflow != OverflowReject && c.Overflow != OverflowBlock {
+		errs = append(errs, fmt.Errorf("overflow %q: want reject or block", c.Overflow))
+	}
+	if c.BlockTimeout < 0 {
+		errs = append(errs, fmt.Errorf("block_timeout %s: must not be negative", c.BlockTimeout.Std()))
+	}
+	if c.MessageTTL < 0 {
+		errs = append(errs, fmt.Errorf("message_ttl %s: must not be negative", c.MessageTTL.Std()))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("retention %s: must not be negative", c.Retention.Std()))
+	}
+	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
+		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
+	}
+	return errors.Join(errs...)
+}
+
+// Config configures a Broker.
+type Config struct {
+	// Dir is the data directory (the log and metadata). Required.
+	Dir string `json:"data" yaml:"data"`
+	// Fsync is the log's fsync policy: always, batch (the default: group
+	// commit), interval:DURATION or never.
+	Fsync wal.SyncPolicy `json:"fsync" yaml:"fsync"`
+	// SegmentBytes is the log segment size in bytes. Default 64 MiB.
+	SegmentBytes int64 `json:"segment_bytes" yaml:"segment_bytes"`
+	// CompactInterval is how often fully consumed log segments are
+	// deleted and expired messages swept. Default 5s.
+	CompactInterval Duration `json:"compact_interval" yaml:"compact_interval"`
+	// TickInterval is the resolution of delays and visibility timeouts.
+	// Default 20ms.
+	TickInterval Duration `json:"tick_interval" yaml:"tick_interval"`
+	// Now is the clock. Default time.Now.
+	Now func() time.Time `json:"-" yaml:"-"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.CompactInterval == 0 {
+		c.CompactInterval = Duration(5 * time.Second)
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = Duration(20 * time.Millisecond)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("data: directory required"))
+	}
+	if c.SegmentBytes < 0 {
+		errs = append(errs, fmt.Errorf("segment_bytes %d: must not be negative", c.SegmentBytes))
+	}
+	if c.CompactInterval < 0 {
+		errs = append(errs, fmt.Errorf("compact_interval %s: must not be negative", c.CompactInterval.Std()))
+	}
+	if c.TickInterval < 0 {
+		errs = append(errs, fmt.Errorf("tick_interval %s: must not be negative", c.TickInterval.Std()))
+	}
+	return errors.Join(errs...)
+}

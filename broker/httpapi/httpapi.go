@@ -1,0 +1,380 @@
+// Package httpapi serves the broker's public HTTP/JSON interface.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+)
+
+// Request headers of a publish.
+const (
+	HeaderMsgID  = "Msg-Id"
+	HeaderMsgKey = "Msg-Key"
+	HeaderDelay  = "Delay" // Go duration ("5s") or seconds ("5")
+	HeaderTTL    = "TTL"   // Go duration or seconds
+	// HeaderPrefix marks a message header: "Msg-Header-Color: red" stores
+	// header "color" = "red".
+	HeaderPrefix = "Msg-Header-"
+)
+
+// maxWait bounds a long poll.
+const maxWait = 60 * time.Second
+
+// Server is the HTTP handler of a broker.
+type Server struct {
+	b   *broker.Broker
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns the handler for b.
+func New(b *broker.Broker) *Server {
+	s := &Server{b: b, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /v1/queues", s.listQueues)
+	s.mux.HandleFunc("PUT /v1/queues/{name}", s.putQueue)
+	s.mux.HandleFunc("GET /v1/queues/{name}", s.getQueue)
+	s.mux.HandleFunc("DELETE /v1/queues/{name}", s.deleteQueue)
+	s.mux.HandleFunc("POST /v1/queues/{name}/messages", s.publish)
+	s.mux.HandleFunc("POST /v1/queues/{name}/receive", s.receive)
+	s.mux.HandleFunc("POST /v1/queues/{name}/ack", s.ack)
+	s.mux.HandleFunc("POST /v1/queues/{name}/nack", s.nack)
+	s.mux.HandleFunc("POST /v1/queues/{name}/redrive", s.redrive)
+	s.routePubSub()
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// errorBody is the JSON of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	Queue string `json:"queue,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: msg, Code: code})
+}
+
+// fail maps a broker error to its status and code.
+func fail(w http.ResponseWriter, err error) {
+	var full *broker.QueueFullError
+	switch {
+	case errors.As(err, &full):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: "queue_full", Queue: full.Queue, Limit: full.Limit})
+	case errors.Is(err, broker.ErrNotFound):
+		writeErr(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, broker.ErrTooLarge):
+		writeErr(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case errors.Is(err, broker.ErrInvalid):
+		writeErr(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, broker.ErrClosed):
+		writeErr(w, http.StatusServiceUnavailable, "closed", err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeErr(w, http.StatusServiceUnavailable, "timeout", err.Error())
+	default:
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+func badRequest(w http.ResponseWriter, format string, args ...any) {
+	writeErr(w, http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...))
+}
+
+// decodeJSON strictly decodes an optional JSON body (empty means zero).
+func decodeJSON(r *http.Request, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading body: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("parsing JSON body: %w", err)
+	}
+	if dec.More() {
+		return errors.New("parsing JSON body: trailing data")
+	}
+	return nil
+}
+
+func (s *Server) listQueues(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string][]string{"queues": s.b.Queues()})
+}
+
+func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var cfg broker.QueueConfig
+	if err := decodeJSON(r, &cfg); err != nil {
+		badRequest(w, "queue %q settings: %v", name, err)
+		return
+	}
+	if err := s.b.Declare(name, cfg); err != nil {
+		fail(w, err)
+		return
+	}
+	s.getQueue(w, r)
+}
+
+func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
+	info, err := s.b.Queue(r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.DeleteQueue(r.PathValue("name")); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// parseDur parses a Go duration or a number of seconds.
+func parseDur(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("%q is negative", s)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return d, nil
+}
+
+type publishAnswer struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	cfg, err := s.b.QueueConfig(name)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	msg, opts, ok := readMessage(w, r, "queue "+strconv.Quote(name), cfg.MaxMessageSize)
+	if !ok {
+		return
+	}
+	res, err := s.b.Publish(r.Context(), name, msg, opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	status := http.StatusCreated
+	if opts.NoWait {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, publishAnswer{ID: strconv.FormatUint(res.Seq, 10), Duplicate: res.Duplicate})
+}
+
+// readMessage reads a message from a publish request: the body is the
+// payload; Msg-Id, Msg-Key, Delay, TTL and Msg-Header-* headers; the query
+// confirm=false asks for fire-and-forget. It answers the error itself and
+// returns false on bad input.
+func readMessage(w http.ResponseWriter, r *http.Request, what string, maxSize int) (broker.Message, broker.PublishOptions, bool) {
+	var (
+		msg  = broker.Message{ID: r.Header.Get(HeaderMsgID), Key: r.Header.Get(HeaderMsgKey)}
+		opts broker.PublishOptions
+		err  error
+	)
+	if msg.Delay, err = parseDur(r.Header.Get(HeaderDelay)); err != nil {
+		badRequest(w, "header Delay: %v", err)
+		return msg, opts, false
+	}
+	if msg.TTL, err = parseDur(r.Header.Get(HeaderTTL)); err != nil {
+		badRequest(w, "header TTL: %v", err)
+		return msg, opts, false
+	}
+	for k, v := range r.Header {
+		if len(k) > len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) && len(v) > 0 {
+			if msg.Headers == nil {
+				msg.Headers = make(map[string]string)
+			}
+			msg.Headers[strings.ToLower(k[len(HeaderPrefix):])] = v[0]
+		}
+	}
+	switch c := r.URL.Query().Get("confirm"); c {
+	case "", "true", "1":
+	case "false", "0":
+		opts.NoWait = true
+	default:
+		badRequest(w, "query confirm=%q: want true or false", c)
+		return msg, opts, false
+	}
+	if r.ContentLength > int64(maxSize) {
+		fail(w, fmt.Errorf("%w: %d bytes, %s accepts at most %d", broker.ErrTooLarge, r.ContentLength, what, maxSize))
+		return msg, opts, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(maxSize)+1))
+	if err != nil {
+		badRequest(w, "reading body: %v", err)
+		return msg, opts, false
+	}
+	if len(body) > maxSize {
+		fail(w, fmt.Errorf("%w: more than %d bytes, %s accepts at most %d", broker.ErrTooLarge, maxSize, what, maxSize))
+		return msg, opts, false
+	}
+	msg.Body = body
+	return msg, opts, true
+}
+
+// delivery is one received message in JSON; body is base64.
+type delivery struct {
+	ID         string            `json:"id"`
+	Receipt    string            `json:"receipt,omitempty"`
+	Body       []byte            `json:"body"`
+	Headers    map[string]string `json:"headers"`
+	Key        string            `json:"key,omitempty"`
+	MsgID      string            `json:"msg_id,omitempty"`
+	Deliveries int               `json:"deliveries"`
+	Published  time.Time         `json:"published"`
+}
+
+func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var opts broker.ReceiveOptions
+	var err error
+	if v := q.Get("max"); v != "" {
+		if opts.Max, err = strconv.Atoi(v); err != nil || opts.Max < 1 || opts.Max > 1000 {
+			badRequest(w, "query max=%q: want 1..1000", v)
+			return
+		}
+	}
+	if opts.Wait, err = parseDur(q.Get("wait")); err != nil {
+		badRequest(w, "query wait: %v", err)
+		return
+	}
+	if opts.Wait > maxWait {
+		badRequest(w, "query wait=%s: at most %s", opts.Wait, maxWait)
+		return
+	}
+	if opts.Visibility, err = parseDur(q.Get("visibility")); err != nil {
+		badRequest(w, "query visibility: %v", err)
+		return
+	}
+	switch v := q.Get("auto_ack"); v {
+	case "", "false", "0":
+	case "true", "1":
+		opts.AutoAck = true
+	default:
+		badRequest(w, "query auto_ack=%q: want true or false", v)
+		return
+	}
+	ds, err := s.b.Receive(r.Context(), r.PathValue("name"), opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	out := make([]delivery, len(ds))
+	for i, d := range ds {
+		h := d.Headers
+		if h == nil {
+			h = map[string]string{}
+		}
+		out[i] = delivery{ID: strconv.FormatUint(d.Seq, 10), Receipt: d.Receipt, Body: d.Body, Headers: h,
+			Key: d.Key, MsgID: d.MsgID, Deliveries: d.Deliveries, Published: d.PublishedAt.UTC()}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// settleRequest is the body of ack and nack.
+type settleRequest struct {
+	Receipts []string `json:"receipts"`
+	Delay    string   `json:"delay,omitempty"` // nack only
+}
+
+// settleKind says which of ack and nack a settle request is.
+type settleKind int
+
+const (
+	kindAck settleKind = iota
+	kindNack
+)
+
+func (s *Server) settle(w http.ResponseWriter, r *http.Request, kind settleKind) {
+	var req settleRequest
+	if err := decodeJSON(r, &req); err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	if len(req.Receipts) == 0 {
+		badRequest(w, "receipts: at least one receipt required")
+		return
+	}
+	var (
+		res broker.AckResult
+		err error
+	)
+	if kind == kindNack {
+		d, perr := parseDur(req.Delay)
+		if perr != nil {
+			badRequest(w, "delay: %v", perr)
+			return
+		}
+		res, err = s.b.Nack(r.Context(), r.PathValue("name"), req.Receipts, d)
+	} else {
+		if req.Delay != "" {
+			badRequest(w, "delay: only valid for nack")
+			return
+		}
+		res, err = s.b.Ack(r.Context(), r.PathValue("name"), req.Receipts)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) ack(w http.ResponseWriter, r *http.Request)  { s.settle(w, r, kindAck) }
+func (s *Server) nack(w http.ResponseWriter, r *http.Request) { s.settle(w, r, kindNack) }
+
+func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
+	n, err := s.b.Redrive(r.Context(), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"moved": n})
+}

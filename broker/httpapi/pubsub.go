@@ -1,0 +1,291 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+)
+
+// sseHeartbeat is how often an idle event stream gets a comment line, so
+// that proxies and clients see the connection alive.
+const sseHeartbeat = 15 * time.Second
+
+func (s *Server) routePubSub() {
+	s.mux.HandleFunc("PUT /v1/topics/{name}", s.putTopic)
+	s.mux.HandleFunc("GET /v1/topics/{name}", s.getTopic)
+	s.mux.HandleFunc("DELETE /v1/topics/{name}", s.deleteTopic)
+	s.mux.HandleFunc("POST /v1/topics/{name}/messages", s.publishTopic)
+	s.mux.HandleFunc("GET /v1/topics/{name}/events", s.events)
+
+	s.mux.HandleFunc("PUT /v1/streams/{name}", s.putStream)
+	s.mux.HandleFunc("GET /v1/streams/{name}", s.getStream)
+	s.mux.HandleFunc("DELETE /v1/streams/{name}", s.deleteStream)
+	s.mux.HandleFunc("POST /v1/streams/{name}/messages", s.appendStream)
+	s.mux.HandleFunc("GET /v1/streams/{name}/messages", s.readStream)
+	s.mux.HandleFunc("GET /v1/streams/{name}/groups/{group}/fetch", s.fetch)
+	s.mux.HandleFunc("POST /v1/streams/{name}/groups/{group}/fetch", s.fetch)
+	s.mux.HandleFunc("POST /v1/streams/{name}/groups/{group}/commit", s.commit)
+}
+
+func (s *Server) putTopic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var cfg broker.TopicConfig
+	if err := decodeJSON(r, &cfg); err != nil {
+		badRequest(w, "topic %q settings: %v", name, err)
+		return
+	}
+	if err := s.b.DeclareTopic(name, cfg); err != nil {
+		fail(w, err)
+		return
+	}
+	s.getTopic(w, r)
+}
+
+func (s *Server) getTopic(w http.ResponseWriter, r *http.Request) {
+	info, err := s.b.Topic(r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) deleteTopic(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.DeleteTopic(r.PathValue("name")); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) publishTopic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	info, err := s.b.Topic(name)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	msg, opts, ok := readMessage(w, r, "topic "+strconv.Quote(name), info.Config.MaxMessageSize)
+	if !ok {
+		return
+	}
+	res, err := s.b.PublishTopic(r.Context(), name, msg, opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, res)
+}
+
+// event is the data of one SSE "message" event.
+type event struct {
+	ID      string            `json:"id"`
+	Body    []byte            `json:"body"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Key     string            `json:"key,omitempty"`
+	MsgID   string            `json:"msg_id,omitempty"`
+	Time    time.Time         `json:"time"`
+}
+
+// events streams a topic's new messages as server-sent events until the
+// client goes away or the subscription ends (an "error" event says why).
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.b.Subscribe(r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	defer sub.Close()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": subscribed\n\n")
+	if rc.Flush() != nil {
+		return
+	}
+	beat := time.NewTicker(sseHeartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-beat.C:
+			fmt.Fprint(w, ": ping\n\n")
+		case m, ok := <-sub.C:
+			if !ok {
+				msg := "subscription ended"
+				if err := sub.Err(); err != nil {
+					msg = err.Error()
+				}
+				data, _ := json.Marshal(errorBody{Error: msg, Code: "subscription_ended"})
+				fmt.Fprintf(w, "event: error\ndata: %s\n\n", data)
+				rc.Flush()
+				return
+			}
+			data, _ := json.Marshal(event{ID: strconv.FormatUint(m.ID, 10), Body: m.Body, Headers: m.Headers,
+				Key: m.Key, MsgID: m.MsgID, Time: m.Time.UTC()})
+			fmt.Fprintf(w, "id: %d\nevent: message\ndata: %s\n\n", m.ID, data)
+			// Batch the flush when more messages are already waiting.
+			if len(sub.C) > 0 {
+				continue
+			}
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) putStream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var cfg broker.StreamConfig
+	if err := decodeJSON(r, &cfg); err != nil {
+		badRequest(w, "stream %q settings: %v", name, err)
+		return
+	}
+	if err := s.b.DeclareStream(name, cfg); err != nil {
+		fail(w, err)
+		return
+	}
+	s.getStream(w, r)
+}
+
+func (s *Server) getStream(w http.ResponseWriter, r *http.Request) {
+	info, err := s.b.Stream(r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.DeleteStream(r.PathValue("name")); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) appendStream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	info, err := s.b.Stream(name)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	msg, _, ok := readMessage(w, r, "stream "+strconv.Quote(name), info.Config.MaxMessageSize)
+	if !ok {
+		return
+	}
+	off, err := s.b.Append(r.Context(), name, msg)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]uint64{"offset": off})
+}
+
+// readPage is the answer of a stream read or group fetch.
+type readPage struct {
+	Messages []broker.StreamMessage `json:"messages"`
+	Next     uint64                 `json:"next"` // offset to read next
+}
+
+func readOpts(w http.ResponseWriter, r *http.Request) (broker.ReadOptions, bool) {
+	var opts broker.ReadOptions
+	q := r.URL.Query()
+	if v := q.Get("max"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			badRequest(w, "query max=%q: want 1..10000", v)
+			return opts, false
+		}
+		opts.Max = n
+	}
+	d, err := parseDur(q.Get("wait"))
+	if err != nil || d > maxWait {
+		badRequest(w, "query wait=%q: want a duration up to %s", q.Get("wait"), maxWait)
+		return opts, false
+	}
+	opts.Wait = d
+	return opts, true
+}
+
+func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	opts, ok := readOpts(w, r)
+	if !ok {
+		return
+	}
+	from, err := s.b.OffsetAt(name, r.URL.Query().Get("from"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	ms, err := s.b.Read(r.Context(), name, from, opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writePage(w, ms, from)
+}
+
+func writePage(w http.ResponseWriter, ms []broker.StreamMessage, from uint64) {
+	next := from
+	if len(ms) > 0 {
+		next = ms[len(ms)-1].Offset + 1
+	}
+	if ms == nil {
+		ms = []broker.StreamMessage{}
+	}
+	writeJSON(w, http.StatusOK, readPage{Messages: ms, Next: next})
+}
+
+func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
+	name, group := r.PathValue("name"), r.PathValue("group")
+	opts, ok := readOpts(w, r)
+	if !ok {
+		return
+	}
+	info, err := s.b.Stream(name)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	ms, err := s.b.Fetch(r.Context(), name, group, opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	from := info.Groups[group]
+	if from < info.FirstOffset {
+		from = info.FirstOffset
+	}
+	writePage(w, ms, from)
+}
+
+func (s *Server) commit(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Offset *uint64 `json:"offset"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	if req.Offset == nil {
+		badRequest(w, "offset: required (the next offset the group will read)")
+		return
+	}
+	if err := s.b.Commit(r.PathValue("name"), r.PathValue("group"), *req.Offset); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"offset": *req.Offset})
+}

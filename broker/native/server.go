@@ -1,0 +1,461 @@
+// Package native serves the broker over its binary protocol (package wire).
+package native
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/wire"
+)
+
+// Options tune a Server. Zero fields take the defaults.
+type Options struct {
+	// MaxInflight bounds the requests one connection may have in progress;
+	// the server stops reading a connection at the limit. Default 1024.
+	MaxInflight int
+	// MaxFrame bounds a request frame, in bytes. Default 64 MiB.
+	MaxFrame int
+}
+
+// Server serves a broker on the native protocol.
+type Server struct {
+	b    *broker.Broker
+	opts Options
+}
+
+// New returns a server for b.
+func New(b *broker.Broker, opts Options) *Server {
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = 1024
+	}
+	return &Server{b: b, opts: opts}
+}
+
+// Serve accepts connections on ln until ctx ends, then closes ln and every
+// connection and waits for their goroutines.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accepting: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, nc)
+		}()
+	}
+}
+
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	ctx  context.Context
+	out  chan []byte
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	subs map[uint32]*sub
+
+	confirms chan confirm // fast-path publishes waiting for their fsync
+}
+
+// confirm is a publish request accepted by the reader without waiting; the
+// confirmer answers it once its records are durable.
+type confirm struct {
+	id    uint32
+	queue string
+	res   []broker.PublishResult
+}
+
+type sub struct {
+	cancel context.CancelFunc
+	credit atomic.Int64
+	more   chan struct{} // signalled when credit is added
+	done   chan struct{}
+}
+
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &conn{s: s, nc: nc, ctx: ctx, out: make(chan []byte, 256), sem: make(chan struct{}, s.opts.MaxInflight), subs: map[uint32]*sub{},
+		confirms: make(chan confirm, s.opts.MaxInflight)}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	var wwg sync.WaitGroup
+	wwg.Add(1)
+	go func() {
+		defer wwg.Done()
+		c.writer()
+		cancel() // a write error ends the connection
+		nc.Close()
+	}()
+	go func() { <-ctx.Done(); nc.Close() }()
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.confirmer() }()
+	c.reader()
+	cancel()
+	nc.Close()
+	c.wg.Wait()
+	wwg.Wait()
+}
+
+// writer writes queued frames, flushing when no more are waiting.
+func (c *conn) writer() {
+	w := bufio.NewWriterSize(c.nc, 64<<10)
+	for {
+		select {
+		case f := <-c.out:
+			if _, err := w.Write(f); err != nil {
+				return
+			}
+			if len(c.out) == 0 {
+				// Give goroutines about to send a chance to, so that one
+				// write carries many frames.
+				runtime.Gosched()
+			}
+			if len(c.out) == 0 {
+				if err := w.Flush(); err != nil {
+					return
+				}
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *conn) send(f []byte) {
+	select {
+	case c.out <- f:
+	case <-c.ctx.Done():
+	}
+}
+
+func (c *conn) reply(t wire.Type, id uint32, body []byte) {
+	c.send(wire.AppendFrame(make([]byte, 0, 9+len(body)), t, id, body))
+}
+
+func (c *conn) fail(id uint32, err error) {
+	c.reply(wire.Err, id, wire.AppendErr(nil, toWireError(err)))
+}
+
+// toWireError maps a broker error to its protocol code.
+func toWireError(err error) *wire.Error {
+	e := &wire.Error{Code: "internal", Message: err.Error()}
+	var full *broker.QueueFullError
+	switch {
+	case errors.As(err, &full):
+		e.Code, e.Queue, e.Limit = "queue_full", full.Queue, full.Limit
+	case errors.Is(err, broker.ErrNotFound):
+		e.Code = "not_found"
+	case errors.Is(err, broker.ErrTooLarge):
+		e.Code = "too_large"
+	case errors.Is(err, broker.ErrInvalid), errors.Is(err, wire.ErrMalformed):
+		e.Code = "bad_request"
+	case errors.Is(err, broker.ErrClosed):
+		e.Code = "closed"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		e.Code = "timeout"
+	}
+	return e
+}
+
+func (c *conn) reader() {
+	r := wire.NewReader(c.nc, c.s.opts.MaxFrame)
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f.Type {
+		case wire.Credit:
+			d := wire.Decoder{B: f.Body}
+			n := d.Int(1 << 30)
+			if d.Done() != nil {
+				c.fail(f.ID, d.Err)
+				continue
+			}
+			c.mu.Lock()
+			sb := c.subs[f.ID]
+			c.mu.Unlock()
+			if sb != nil {
+				sb.credit.Add(int64(n))
+				select {
+				case sb.more <- struct{}{}:
+				default:
+				}
+			}
+			continue
+		case wire.Unsub:
+			c.mu.Lock()
+			sb := c.subs[f.ID]
+			delete(c.subs, f.ID)
+			c.mu.Unlock()
+			if sb != nil {
+				sb.cancel()
+				<-sb.done
+			}
+			c.reply(wire.SubOK, f.ID, nil)
+			continue
+		case wire.Ping:
+			c.reply(wire.Pong, f.ID, nil)
+			continue
+		case wire.Pub:
+			if c.fastPublish(f.ID, f.Body) {
+				continue
+			}
+		}
+		body := append([]byte(nil), f.Body...)
+		select {
+		case c.sem <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer func() { <-c.sem }()
+			c.handle(f.Type, f.ID, body)
+		}()
+	}
+}
+
+func (c *conn) handle(t wire.Type, id uint32, body []byte) {
+	b := c.s.b
+	switch t {
+	case wire.Pub:
+		req, err := wire.DecodePubReq(body)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		res, err := publishBatch(c.ctx, b, &req)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		c.reply(wire.PubOK, id, wire.AppendPubOK(nil, res))
+	case wire.Recv:
+		req, err := wire.DecodeRecvReq(body)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		ds, err := b.Receive(c.ctx, req.Queue, broker.ReceiveOptions{Max: req.Max, Wait: req.Wait, Visibility: req.Visibility, AutoAck: req.AutoAck})
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		c.reply(wire.Msgs, id, wire.AppendMsgs(nil, ds))
+	case wire.Ack, wire.Nack:
+		req, err := wire.DecodeSettle(t, body)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		var res broker.AckResult
+		if t == wire.Ack {
+			res, err = b.Ack(c.ctx, req.Queue, req.Receipts)
+		} else {
+			res, err = b.Nack(c.ctx, req.Queue, req.Receipts, req.Delay)
+		}
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		c.reply(wire.AckOK, id, wire.AppendAckOK(nil, res))
+	case wire.Sub:
+		req, err := wire.DecodeRecvReq(body)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		if _, err := b.QueueConfig(req.Queue); err != nil {
+			c.fail(id, err)
+			return
+		}
+		c.subscribe(id, req)
+	default:
+		c.fail(id, fmt.Errorf("%w: unknown frame type %d", wire.ErrMalformed, t))
+	}
+}
+
+// publishBatch publishes every message of the request without waiting and
+// then waits once for the last one, so a batch costs one group commit.
+func publishBatch(ctx context.Context, b *broker.Broker, req *wire.PubReq) ([]broker.PublishResult, error) {
+	res := make([]broker.PublishResult, len(req.Msgs))
+	if len(req.Msgs) == 1 || req.NoWait {
+		for i, m := range req.Msgs {
+			r, err := b.Publish(ctx, req.Queue, m, broker.PublishOptions{NoWait: req.NoWait})
+			if err != nil {
+				return nil, fmt.Errorf("message %d of %d: %w", i, len(req.Msgs), err)
+			}
+			res[i] = r
+		}
+		return res, nil
+	}
+	for i, m := range req.Msgs {
+		r, err := b.Publish(ctx, req.Queue, m, broker.PublishOptions{NoWait: true})
+		if err != nil {
+			return nil, fmt.Errorf("message %d of %d (earlier ones were accepted): %w", i, len(req.Msgs), err)
+		}
+		res[i] = r
+	}
+	if err := b.Confirm(ctx, req.Queue, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// subscribe starts a push subscription owned by the connection.
+func (c *conn) subscribe(id uint32, req wire.RecvReq) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	sb := &sub{cancel: cancel, more: make(chan struct{}, 1), done: make(chan struct{})}
+	sb.credit.Store(int64(req.Max))
+	c.mu.Lock()
+	if old := c.subs[id]; old != nil {
+		c.mu.Unlock()
+		cancel()
+		c.fail(id, fmt.Errorf("%w: subscription id %d in use", broker.ErrInvalid, id))
+		return
+	}
+	c.subs[id] = sb
+	c.mu.Unlock()
+	c.reply(wire.SubOK, id, nil)
+	defer close(sb.done)
+	for {
+		for sb.credit.Load() <= 0 {
+			select {
+			case <-sb.more:
+			case <-ctx.Done():
+				return
+			}
+		}
+		n := int(min(sb.credit.Load(), 256))
+		ds, err := c.s.b.Receive(ctx, req.Queue, broker.ReceiveOptions{Max: n, Wait: time.Second, Visibility: req.Visibility, AutoAck: req.AutoAck})
+		if err != nil {
+			if ctx.Err() == nil {
+				c.fail(id, err)
+				c.mu.Lock()
+				delete(c.subs, id)
+				c.mu.Unlock()
+			}
+			return
+		}
+		if len(ds) > 0 {
+			sb.credit.Add(-int64(len(ds)))
+			c.reply(wire.Msgs, id, wire.AppendMsgs(nil, ds))
+		}
+	}
+}
+
+// fastPublish handles a publish on the reader goroutine when it cannot
+// block (the queue's overflow is not "block"): the messages are queued for
+// writing at once and the confirmer answers when they are durable, so a
+// connection's pipelined publishes share fsyncs without a goroutine each.
+// It returns false to leave the request to the general path.
+func (c *conn) fastPublish(id uint32, body []byte) bool {
+	req, err := wire.DecodePubReq(body)
+	if err != nil {
+		c.fail(id, err)
+		return true
+	}
+	cfg, err := c.s.b.QueueConfig(req.Queue)
+	if err != nil {
+		c.fail(id, err)
+		return true
+	}
+	if cfg.Overflow == broker.OverflowBlock {
+		return false
+	}
+	res := make([]broker.PublishResult, len(req.Msgs))
+	for i, m := range req.Msgs {
+		r, err := c.s.b.Publish(c.ctx, req.Queue, m, broker.PublishOptions{NoWait: true})
+		if err != nil {
+			if i > 0 {
+				err = fmt.Errorf("message %d of %d (earlier ones were accepted): %w", i, len(req.Msgs), err)
+			}
+			c.fail(id, err)
+			return true
+		}
+		res[i] = r
+	}
+	if req.NoWait {
+		c.reply(wire.PubOK, id, wire.AppendPubOK(nil, res))
+		return true
+	}
+	select {
+	case c.confirms <- confirm{id: id, queue: req.Queue, res: res}:
+	case <-c.ctx.Done():
+	}
+	return true
+}
+
+// confirmer answers fast-path publishes in batches: it waits once for the
+// newest record of everything queued, then replies to all of them.
+func (c *conn) confirmer() {
+	var batch []confirm
+	for {
+		batch = batch[:0]
+		select {
+		case cf := <-c.confirms:
+			batch = append(batch, cf)
+		case <-c.ctx.Done():
+			return
+		}
+	drain:
+		for {
+			select {
+			case cf := <-c.confirms:
+				batch = append(batch, cf)
+			default:
+				break drain
+			}
+		}
+		// Records are durable in sequence order: waiting for the newest
+		// covers the batch; Confirm also makes them visible.
+		done := map[string]error{}
+		for i := len(batch) - 1; i >= 0; i-- {
+			cf := batch[i]
+			if _, ok := done[cf.queue]; !ok {
+				done[cf.queue] = c.s.b.Confirm(c.ctx, cf.queue, cf.res)
+			}
+		}
+		for _, cf := range batch {
+			if err := done[cf.queue]; err != nil {
+				c.fail(cf.id, err)
+				continue
+			}
+			c.reply(wire.PubOK, cf.id, wire.AppendPubOK(nil, cf.res))
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package native
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/wire"
+)
+
+func start(t *testing.T) (net.Conn, *broker.Broker) {
+	t.Helper()
+	b, err := broker.Open(broker.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- New(b, Options{}).Serve(ctx, ln) }()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		nc.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		b.Close()
+	})
+	return nc, b
+}
+
+func TestBadRequestsGetErrors(t *testing.T) {
+	nc, b := start(t)
+	b.Declare("q", broker.QueueConfig{})
+	r := wire.NewReader(nc, 0)
+	send := func(f []byte) wire.Frame {
+		t.Helper()
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := nc.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		fr, err := r.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fr
+	}
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		code  string
+	}{
+		{"garbage publish", wire.AppendFrame(nil, wire.Pub, 1, []byte{0xff, 0xff}), "bad_request"},
+		{"unknown type", wire.AppendFrame(nil, 0x42, 2, nil), "bad_request"},
+		{"unknown queue", wire.AppendFrame(nil, wire.Recv, 3, wire.AppendRecvReq(nil, &wire.RecvReq{Queue: "nope"})), "not_found"},
+		{"garbage ack", wire.AppendFrame(nil, wire.Ack, 4, []byte{1}), "bad_request"},
+	} {
+		fr := send(c.frame)
+		if fr.Type != wire.Err {
+			t.Fatalf("%s: reply type %#x, want Err", c.name, fr.Type)
+		}
+		e, err := wire.DecodeErr(fr.Body)
+		if err != nil || e.Code != c.code {
+			t.Fatalf("%s: %+v %v, want code %s", c.name, e, err, c.code)
+		}
+	}
+	// The connection still works after the errors.
+	if fr := send(wire.AppendFrame(nil, wire.Ping, 9, nil)); fr.Type != wire.Pong || fr.ID != 9 {
+		t.Fatalf("ping: %+v", fr)
+	}
+	fr := send(wire.AppendFrame(nil, wire.Pub, 10, wire.AppendPubReq(nil, &wire.PubReq{Queue: "q", Msgs: []broker.Message{{Body: []byte("x")}}})))
+	res, err := wire.DecodePubOK(fr.Body)
+	if fr.Type != wire.PubOK || err != nil || len(res) != 1 || res[0].Seq == 0 {
+		t.Fatalf("publish: %+v %v", fr, err)
+	}
+}
+
+func TestOversizedFrameClosesConnection(t *testing.T) {
+	nc, _ := start(t)
+	// A length field above the limit ends the connection.
+	nc.Write([]byte{0x7f, 0xff, 0xff, 0xff, byte(wire.Pub), 0, 0, 0, 1})
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := wire.NewReader(nc, 0).ReadFrame(); err == nil {
+		t.Fatal("connection still open after an oversized frame")
+	}
+}

@@ -1,0 +1,547 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Dead-letter headers set on a message moved to a dead-letter queue.
+const (
+	HeaderDeadLetterReason = "x-dead-letter-reason"
+	HeaderOriginalQueue    = "x-original-queue"
+	HeaderDeliveries       = "x-deliveries"
+)
+
+// Message is what a producer publishes.
+type Message struct {
+	Body    []byte
+	ID      string            // producer message id (Msg-Id) for dedup; optional
+	Key     string            // ordering key (Msg-Key); optional
+	Headers map[string]string // optional
+	Delay   time.Duration     // deliver no earlier than this from now
+	TTL     time.Duration     // expire after this; 0 = the queue's message_ttl
+}
+
+// PublishOptions tune one publish.
+type PublishOptions struct {
+	// NoWait returns as soon as the message is queued for writing, before
+	// it is durable (fire-and-forget, at-most-once).
+	NoWait bool
+}
+
+// PublishResult is the outcome of a publish.
+type PublishResult struct {
+	Seq       uint64 // the message id inside the queue
+	Duplicate bool   // the producer id was seen within the dedup window
+}
+
+// getBuf and putBuf recycle record encoding buffers (per broker, so that
+// brokers in one process share nothing).
+func (b *Broker) getBuf() *[]byte {
+	if bp, ok := b.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	buf := make([]byte, 0, 4096)
+	return &buf
+}
+
+func (b *Broker) putBuf(bp *[]byte) {
+	if cap(*bp) <= 1<<20 {
+		b.bufs.Put(bp)
+	}
+}
+
+// Publish appends a message to the queue and, unless opts.NoWait, returns
+// once it is durable. A full queue returns *QueueFullError (after waiting
+// up to block_timeout for overflow "block"); a body above max_message_size
+// returns ErrTooLarge.
+func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts PublishOptions) (PublishResult, error) {
+	q, err := b.queue(name)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	if msg.Delay < 0 || msg.TTL < 0 {
+		return PublishResult{}, fmt.Errorf("%w: negative delay or ttl", ErrInvalid)
+	}
+	now := b.cfg.Now()
+	nowNS := now.UnixNano()
+	q.mu.Lock()
+	if len(msg.Body) > q.cfg.MaxMessageSize {
+		limit := q.cfg.MaxMessageSize
+		q.mu.Unlock()
+		return PublishResult{}, fmt.Errorf("%w: %d bytes, queue %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
+	}
+	if msg.ID != "" && q.cfg.DedupWindow > 0 {
+		if e, ok := q.dedup[msg.ID]; ok && nowNS-e.at <= int64(q.cfg.DedupWindow) {
+			q.mu.Unlock()
+			if !opts.NoWait {
+				if err := b.log.Wait(ctx, e.seq); err != nil {
+					return PublishResult{}, err
+				}
+			}
+			return PublishResult{Seq: e.seq, Duplicate: true}, nil
+		}
+	}
+	var deadline time.Time
+	for q.cfg.MaxLength > 0 && q.countLocked() >= q.cfg.MaxLength {
+		full := &QueueFullError{Queue: name, Limit: q.cfg.MaxLength}
+		if q.cfg.Overflow != OverflowBlock || q.gone != nil {
+			q.mu.Unlock()
+			return PublishResult{}, full
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(q.cfg.BlockTimeout.Std())
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			q.mu.Unlock()
+			return PublishResult{}, full
+		}
+		space := q.space
+		q.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-space:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return PublishResult{}, ctx.Err()
+		}
+		t.Stop()
+		q.mu.Lock()
+		if q.gone != nil {
+			err := q.gone
+			q.mu.Unlock()
+			return PublishResult{}, err
+		}
+	}
+	rec := pubRecord{
+		queue:       q.id,
+		publishedAt: nowNS,
+		msgID:       msg.ID,
+		key:         msg.Key,
+		headers:     msg.Headers,
+		body:        msg.Body,
+	}
+	if msg.Delay > 0 {
+		rec.availableAt = nowNS + int64(msg.Delay)
+	}
+	ttl := msg.TTL
+	if ttl == 0 {
+		ttl = q.cfg.MessageTTL.Std()
+	}
+	if ttl > 0 {
+		rec.expiresAt = nowNS + int64(ttl)
+	}
+	bp := b.getBuf()
+	buf := appendPublish((*bp)[:0], &rec)
+	seq, err := b.log.Enqueue(buf)
+	*bp = buf
+	b.putBuf(bp)
+	if err != nil {
+		q.mu.Unlock()
+		return PublishResult{}, fmt.Errorf("appending to log: %w", err)
+	}
+	// The message owns copies of what the caller passed.
+	rec.body = append([]byte(nil), msg.Body...)
+	if len(msg.Headers) > 0 {
+		rec.headers = maps.Clone(msg.Headers)
+	}
+	m := newMessage(seq, &rec)
+	m.state = stPending
+	q.pending = append(q.pending, m)
+	q.rememberLocked(msg.ID, seq, nowNS)
+	q.mu.Unlock()
+	if opts.NoWait {
+		return PublishResult{Seq: seq}, nil
+	}
+	if err := b.log.Wait(ctx, seq); err != nil {
+		return PublishResult{}, fmt.Errorf("waiting for fsync: %w", err)
+	}
+	b.promote(q)
+	return PublishResult{Seq: seq}, nil
+}
+
+// promote makes the queue's durable pending messages visible.
+func (b *Broker) promote(q *queue) {
+	durable := b.log.DurableSeq()
+	q.mu.Lock()
+	if len(q.pending) > 0 && q.pending[0].seq <= durable {
+		q.promoteLocked(durable, b.cfg.Now().UnixNano())
+	}
+	q.mu.Unlock()
+}
+
+// ReceiveOptions tune one receive.
+type ReceiveOptions struct {
+	Max        int           // messages at most; default 1, at most 1000
+	Wait       time.Duration // long-poll up to this for the first message; 0 = return at once
+	Visibility time.Duration // invisibility after delivery; 0 = the queue's visibility_timeout
+	// AutoAck acknowledges messages as they are delivered (at-most-once).
+	AutoAck bool
+}
+
+// Delivery is a received message.
+type Delivery struct {
+	Seq         uint64
+	Receipt     string // pass to Ack / Nack; valid for this delivery only
+	Body        []byte // shared: do not modify
+	MsgID       string
+	Key         string
+	Headers     map[string]string // shared: do not modify
+	Deliveries  int               // 1 on first delivery
+	PublishedAt time.Time
+}
+
+func receipt(qid uint32, seq uint64, deliveries int) string {
+	b := make([]byte, 0, 24)
+	b = strconv.AppendUint(b, uint64(qid), 36)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, seq, 36)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(deliveries), 36)
+	return string(b)
+}
+
+func parseReceipt(s string) (qid uint32, seq uint64, deliveries int, ok bool) {
+	a, rest, ok1 := strings.Cut(s, ".")
+	c, d, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 {
+		return 0, 0, 0, false
+	}
+	q, e1 := strconv.ParseUint(a, 36, 32)
+	sq, e2 := strconv.ParseUint(c, 36, 64)
+	dl, e3 := strconv.ParseUint(d, 36, 31)
+	if e1 != nil || e2 != nil || e3 != nil {
+		return 0, 0, 0, false
+	}
+	return uint32(q), sq, int(dl), true
+}
+
+// Receive delivers up to opts.Max messages, waiting up to opts.Wait for
+// the first one. Delivered messages are invisible to other consumers until
+// acked, nacked or their visibility timeout passes.
+func (b *Broker) Receive(ctx context.Context, name string, opts ReceiveOptions) ([]Delivery, error) {
+	q, err := b.queue(name)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Max <= 0 {
+		opts.Max = 1
+	}
+	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 {
+		return nil, fmt.Errorf("%w: max must be 1..1000, wait and visibility not negative", ErrInvalid)
+	}
+	var timer *time.Timer
+	var expired <-chan time.Time
+	if opts.Wait > 0 {
+		timer = time.NewTimer(opts.Wait)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	for {
+		out, dead, notify, err := b.take(q, opts)
+		if len(dead) > 0 {
+			b.opMu.RLock()
+			b.deadLetter(ctx, dead)
+			b.opMu.RUnlock()
+		}
+		if err != nil || len(out) > 0 || expired == nil {
+			return out, err
+		}
+		select {
+		case <-notify:
+		case <-expired:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// take pops ready messages under the queue lock and logs their delivery.
+func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-chan struct{}, error) {
+	now := b.cfg.Now().UnixNano()
+	vis := opts.Visibility
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.gone != nil {
+		return nil, nil, nil, q.gone
+	}
+	if vis == 0 {
+		vis = q.cfg.VisibilityTimeout.Std()
+	}
+	var (
+		out  []Delivery
+		dead []deadMsg
+		seqs []uint64
+	)
+	for len(out) < opts.Max && q.ready.Len() > 0 {
+		m := q.ready.items[0]
+		if r := q.deadReason(m, now); r != "" {
+			q.unlinkLocked(m, now)
+			dead = append(dead, deadMsg{m: m, from: q, reason: r})
+			continue
+		}
+		popReady(q)
+		m.deliveries++
+		seqs = append(seqs, m.seq)
+		out = append(out, Delivery{
+			Seq: m.seq, Body: m.body, MsgID: m.msgID, Key: m.key, Headers: m.headers,
+			Deliveries: m.deliveries, PublishedAt: time.Unix(0, m.publishedAt),
+		})
+		if opts.AutoAck {
+			q.unlinkAfterPopLocked(m, now)
+			continue
+		}
+		m.deadline = now + int64(vis)
+		m.state = stInflight
+		pushInflight(q, m)
+		out[len(out)-1].Receipt = receipt(q.id, m.seq, m.deliveries)
+	}
+	if len(seqs) > 0 {
+		op := opDeliver
+		if opts.AutoAck {
+			op = opAck
+		}
+		if _, err := b.log.Enqueue(appendSeqs(nil, op, q.id, 0, seqs)); err != nil {
+			// The log is failing: deliver nothing. In-flight messages come
+			// back after their visibility timeout; auto-acked ones are
+			// still in the log and come back on restart.
+			return nil, dead, nil, fmt.Errorf("logging delivery: %w", err)
+		}
+	}
+	return out, dead, q.notify, nil
+}
+
+// AckResult reports a batch ack or nack.
+type AckResult struct {
+	Done   int            `json:"done"`             // receipts applied
+	Failed []ReceiptError `json:"failed,omitempty"` // receipts that were not
+}
+
+// ReceiptError names a receipt that could not be applied and why.
+type ReceiptError struct {
+	Receipt string `json:"receipt"`
+	Error   string `json:"error"`
+}
+
+// Ack acknowledges delivered messages; it returns once the acks are
+// durable. Stale receipts (the message was redelivered since, or is gone)
+// are reported in Failed.
+func (b *Broker) Ack(ctx context.Context, name string, receipts []string) (AckResult, error) {
+	return b.settle(ctx, name, receipts, opAck, 0)
+}
+
+// Nack returns delivered messages to the queue, visible again after delay.
+// A message that reached max_deliveries goes to the dead-letter queue.
+func (b *Broker) Nack(ctx context.Context, name string, receipts []string, delay time.Duration) (AckResult, error) {
+	if delay < 0 {
+		return AckResult{}, fmt.Errorf("%w: negative delay", ErrInvalid)
+	}
+	return b.settle(ctx, name, receipts, opNack, delay)
+}
+
+func (b *Broker) settle(ctx context.Context, name string, receipts []string, op byte, delay time.Duration) (AckResult, error) {
+	q, err := b.queue(name)
+	if err != nil {
+		return AckResult{}, err
+	}
+	now := b.cfg.Now().UnixNano()
+	availableAt := now + int64(delay)
+	var (
+		res  AckResult
+		seqs []uint64
+		dead []deadMsg
+	)
+	b.opMu.RLock()
+	defer b.opMu.RUnlock()
+	q.mu.Lock()
+	for _, r := range receipts {
+		qid, seq, n, ok := parseReceipt(r)
+		if !ok || qid != q.id {
+			res.Failed = append(res.Failed, ReceiptError{Receipt: r, Error: "malformed receipt or another queue's"})
+			continue
+		}
+		m := q.msgs[seq]
+		if m == nil || m.state != stInflight || m.deliveries != n {
+			res.Failed = append(res.Failed, ReceiptError{Receipt: r, Error: "stale receipt: message acked, redelivered or gone"})
+			continue
+		}
+		if op == opAck {
+			q.unlinkLocked(m, now)
+		} else {
+			dead = q.returnLocked(m, availableAt, now, dead)
+		}
+		seqs = append(seqs, seq)
+		res.Done++
+	}
+	var last uint64
+	if len(seqs) > 0 {
+		last, err = b.log.Enqueue(appendSeqs(nil, op, q.id, availableAt, seqs))
+	}
+	q.mu.Unlock()
+	if err != nil {
+		return AckResult{}, fmt.Errorf("appending to log: %w", err)
+	}
+	if len(dead) > 0 {
+		b.deadLetter(ctx, dead)
+	}
+	if last > 0 {
+		if err := b.log.Wait(ctx, last); err != nil {
+			return AckResult{}, fmt.Errorf("waiting for fsync: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// deadLetter moves messages taken out of their queues to the dead-letter
+// queue (or drops them) with one log record each. Caller holds b.opMu for
+// reading so that compaction cannot delete the messages' records first.
+func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
+	var last uint64
+	touched := map[*queue]bool{}
+	for _, d := range dead {
+		target := d.from.cfg.DeadLetter
+		if d.reason == "retention" || target == NoDeadLetter {
+			if s, err := b.log.Enqueue(appendSeqs(nil, opAck, d.from.id, 0, []uint64{d.m.seq})); err == nil {
+				last = max(last, s)
+			}
+			continue
+		}
+		h := make(map[string]string, len(d.m.headers)+3)
+		maps.Copy(h, d.m.headers)
+		h[HeaderDeadLetterReason] = d.reason
+		h[HeaderOriginalQueue] = d.from.name
+		h[HeaderDeliveries] = strconv.Itoa(d.m.deliveries)
+		if s, q := b.move(d, target, h); q != nil {
+			last = max(last, s)
+			touched[q] = true
+		}
+	}
+	if last > 0 && b.log.Wait(ctx, last) == nil {
+		for q := range touched {
+			b.promote(q)
+		}
+	}
+}
+
+// move appends a move record of d.m into the queue named target and adds
+// the new message as pending there. It returns the record's sequence and
+// the target queue, or nil if the target does not exist and could not be
+// created.
+func (b *Broker) move(d deadMsg, target string, headers map[string]string) (uint64, *queue) {
+	tq, err := b.queue(target)
+	if err != nil {
+		if b.Declare(target, QueueConfig{}) != nil {
+			return 0, nil
+		}
+		if tq, err = b.queue(target); err != nil {
+			return 0, nil
+		}
+	}
+	now := b.cfg.Now().UnixNano()
+	rec := pubRecord{
+		queue: tq.id, fromQueue: d.from.id, fromSeq: d.m.seq,
+		publishedAt: now, msgID: d.m.msgID, key: d.m.key, headers: headers, body: d.m.body,
+	}
+	if tq.cfg.MessageTTL > 0 {
+		rec.expiresAt = now + int64(tq.cfg.MessageTTL)
+	}
+	tq.mu.Lock()
+	defer tq.mu.Unlock()
+	seq, err := b.log.Enqueue(appendPublish(nil, &rec))
+	if err != nil {
+		return 0, nil
+	}
+	m := newMessage(seq, &rec)
+	m.state = stPending
+	tq.pending = append(tq.pending, m)
+	return seq, tq
+}
+
+// Redrive moves the messages of the queue's dead-letter queue back to the
+// queues they came from (x-original-queue, else this queue), with fresh
+// delivery counts. It returns how many moved.
+func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
+	q, err := b.queue(name)
+	if err != nil {
+		return 0, err
+	}
+	q.mu.Lock()
+	dl := q.cfg.DeadLetter
+	q.mu.Unlock()
+	if dl == NoDeadLetter {
+		return 0, fmt.Errorf("%w: queue %q has no dead-letter queue", ErrInvalid, name)
+	}
+	dq, err := b.queue(dl)
+	if err != nil {
+		return 0, err
+	}
+	b.opMu.RLock()
+	defer b.opMu.RUnlock()
+	now := b.cfg.Now().UnixNano()
+	var moving []*message
+	dq.mu.Lock()
+	for _, m := range dq.msgs {
+		if m.state != stInflight {
+			moving = append(moving, m)
+		}
+	}
+	sortBySeq(moving)
+	for _, m := range moving {
+		dq.unlinkLocked(m, now)
+	}
+	dq.mu.Unlock()
+	var last uint64
+	touched := map[*queue]bool{}
+	for _, m := range moving {
+		target := m.headers[HeaderOriginalQueue]
+		if target == "" {
+			target = name
+		}
+		h := maps.Clone(m.headers)
+		delete(h, HeaderDeadLetterReason)
+		delete(h, HeaderOriginalQueue)
+		delete(h, HeaderDeliveries)
+		if s, tq := b.move(deadMsg{m: m, from: dq}, target, h); tq != nil {
+			last = max(last, s)
+			touched[tq] = true
+		}
+	}
+	if last > 0 {
+		if err := b.log.Wait(ctx, last); err != nil {
+			return 0, fmt.Errorf("waiting for fsync: %w", err)
+		}
+		for tq := range touched {
+			b.promote(tq)
+		}
+	}
+	return len(moving), nil
+}
+
+// Confirm waits until the messages of earlier NoWait publishes to the
+// queue are durable, and makes them visible. A batch of NoWait publishes
+// followed by one Confirm costs one group commit.
+func (b *Broker) Confirm(ctx context.Context, name string, res []PublishResult) error {
+	q, err := b.queue(name)
+	if err != nil {
+		return err
+	}
+	var last uint64
+	for _, r := range res {
+		last = max(last, r.Seq)
+	}
+	if last == 0 {
+		return nil
+	}
+	if err := b.log.Wait(ctx, last); err != nil {
+		return fmt.Errorf("waiting for fsync: %w", err)
+	}
+	b.promote(q)
+	return nil
+}

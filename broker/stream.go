@@ -1,0 +1,418 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/wal"
+)
+
+// StreamConfig are the settings of a stream: an append-only, replayable log
+// read by offset (or time), with consumer groups that commit offsets.
+type StreamConfig struct {
+	// MaxAge deletes whole segments whose newest message is older than
+	// this. Default 0: keep forever.
+	MaxAge Duration `json:"max_age,omitempty" yaml:"max_age"`
+	// MaxBytes deletes the oldest segments while the stream is larger than
+	// this many bytes. Default 0: no limit.
+	MaxBytes int64 `json:"max_bytes,omitempty" yaml:"max_bytes"`
+	// SegmentBytes is the segment size in bytes, the unit of retention.
+	// Default 64 MiB.
+	SegmentBytes int64 `json:"segment_bytes,omitempty" yaml:"segment_bytes"`
+	// MaxMessageSize is the largest accepted body, in bytes. Default 1 MiB.
+	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
+}
+
+// WithDefaults fills zero fields.
+func (c StreamConfig) WithDefaults() StreamConfig {
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = 64 << 20
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 1 << 20
+	}
+	return c
+}
+
+// Validate reports every problem at once.
+func (c StreamConfig) Validate() error {
+	var errs []error
+	if c.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("max_age %s: must not be negative", c.MaxAge.Std()))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_bytes %d: must not be negative", c.MaxBytes))
+	}
+	if c.SegmentBytes < 0 {
+		errs = append(errs, fmt.Errorf("segment_bytes %d: must not be negative", c.SegmentBytes))
+	}
+	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
+		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
+	}
+	return errors.Join(errs...)
+}
+
+// Stream record payload: header count (uvarint), (name, value) strings as
+// in queue records, then the body.
+
+type stream struct {
+	name string
+	id   uint32
+	cfg  StreamConfig
+	dir  string
+	log  *wal.Log
+
+	commitMu sync.Mutex // serializes writes of groups.json
+	mu       sync.Mutex
+	notify   chan struct{} // closed on append
+	groups   map[string]uint64
+	deleted  bool
+}
+
+const groupsFile = "groups.json"
+
+func (b *Broker) streamDir(id uint32) string {
+	return filepath.Join(b.cfg.Dir, "streams", strconv.FormatUint(uint64(id), 10))
+}
+
+// openStream opens (creating) a stream's log and committed offsets.
+func (b *Broker) openStream(name string, id uint32, cfg StreamConfig) (*stream, error) {
+	cfg = cfg.WithDefaults()
+	dir := b.streamDir(id)
+	l, err := wal.Open(dir, wal.Options{
+		SegmentBytes:   cfg.SegmentBytes,
+		Sync:           b.cfg.Fsync,
+		MaxAge:         cfg.MaxAge.Std(),
+		MaxBytes:       cfg.MaxBytes,
+		MaxRecordBytes: cfg.MaxMessageSize + 64<<10,
+		Now:            b.cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening stream %q: %w", name, err)
+	}
+	s := &stream{name: name, id: id, cfg: cfg, dir: dir, log: l, notify: make(chan struct{}), groups: map[string]uint64{}}
+	data, err := os.ReadFile(filepath.Join(dir, groupsFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		l.Close()
+		return nil, fmt.Errorf("reading consumer groups of stream %q: %w", name, err)
+	default:
+		if err := json.Unmarshal(data, &s.groups); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("parsing %q: %w", filepath.Join(dir, groupsFile), err)
+		}
+	}
+	return s, nil
+}
+
+// DeclareStream creates a stream or updates its settings (an update takes
+// effect for retention and sizes on the next restart).
+func (b *Broker) DeclareStream(name string, cfg StreamConfig) error {
+	if !ValidName(name) {
+		return fmt.Errorf("%w: stream name %q", ErrInvalid, name)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: stream %q: %w", ErrInvalid, name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if s, ok := b.streams[name]; ok {
+		s.mu.Lock()
+		s.cfg = cfg.WithDefaults()
+		s.mu.Unlock()
+		return b.saveMetaLocked()
+	}
+	s, err := b.openStream(name, b.nextID, cfg)
+	if err != nil {
+		return err
+	}
+	b.nextID++
+	b.streams[name] = s
+	return b.saveMetaLocked()
+}
+
+// DeleteStream deletes a stream and its data.
+func (b *Broker) DeleteStream(name string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.streams[name]
+	if !ok {
+		return fmt.Errorf("stream %q: %w", name, ErrNotFound)
+	}
+	delete(b.streams, name)
+	if err := b.saveMetaLocked(); err != nil {
+		return err
+	}
+	s.close()
+	return os.RemoveAll(s.dir)
+}
+
+func (s *stream) close() error {
+	s.mu.Lock()
+	s.deleted = true
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+	return s.log.Close()
+}
+
+func (b *Broker) stream(name string) (*stream, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	s, ok := b.streams[name]
+	if !ok {
+		return nil, fmt.Errorf("stream %q: %w", name, ErrNotFound)
+	}
+	return s, nil
+}
+
+// StreamInfo describes a stream.
+type StreamInfo struct {
+	Name        string            `json:"name"`
+	Config      StreamConfig      `json:"config"`
+	FirstOffset uint64            `json:"first_offset"` // 0 if empty
+	LastOffset  uint64            `json:"last_offset"`  // 0 if empty
+	Bytes       int64             `json:"bytes"`
+	Groups      map[string]uint64 `json:"groups"` // committed offsets: the next offset each group reads
+}
+
+// Stream returns a stream's settings and positions.
+func (b *Broker) Stream(name string) (StreamInfo, error) {
+	s, err := b.stream(name)
+	if err != nil {
+		return StreamInfo{}, err
+	}
+	s.mu.Lock()
+	groups := make(map[string]uint64, len(s.groups))
+	for g, o := range s.groups {
+		groups[g] = o
+	}
+	cfg := s.cfg
+	s.mu.Unlock()
+	return StreamInfo{Name: name, Config: cfg, FirstOffset: s.log.FirstSeq(), LastOffset: s.log.DurableSeq(),
+		Bytes: s.log.Size(), Groups: groups}, nil
+}
+
+// Append appends a message to a stream and returns its offset once durable.
+func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, error) {
+	s, err := b.stream(name)
+	if err != nil {
+		return 0, err
+	}
+	if len(msg.Body) > s.cfg.MaxMessageSize {
+		return 0, fmt.Errorf("%w: %d bytes, stream %q accepts at most %d", ErrTooLarge, len(msg.Body), name, s.cfg.MaxMessageSize)
+	}
+	bp := b.getBuf()
+	buf := encodeStreamRecord((*bp)[:0], msg.Headers, msg.Body)
+	off, err := s.log.Append(ctx, buf)
+	*bp = buf
+	b.putBuf(bp)
+	if err != nil {
+		return 0, fmt.Errorf("appending to stream %q: %w", name, err)
+	}
+	s.mu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+	return off, nil
+}
+
+func encodeStreamRecord(b []byte, headers map[string]string, body []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(headers)))
+	keys := make([]string, 0, len(headers))
+	for k := range headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b = appendString(b, k)
+		b = appendString(b, headers[k])
+	}
+	return append(b, body...)
+}
+
+func decodeStreamRecord(p []byte) (map[string]string, []byte, error) {
+	d := decoder{b: p}
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%w: %d headers in %d bytes", errBadRecord, n, len(d.b))
+	}
+	var h map[string]string
+	if d.err == nil && n > 0 {
+		h = make(map[string]string, n)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			k := d.str()
+			h[k] = d.str()
+		}
+	}
+	if d.err != nil {
+		return nil, nil, d.err
+	}
+	return h, append([]byte(nil), d.b...), nil
+}
+
+// StreamMessage is a message read from a stream.
+type StreamMessage struct {
+	Offset  uint64            `json:"offset"`
+	Time    time.Time         `json:"time"`
+	Body    []byte            `json:"body"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// ReadOptions tune a stream read.
+type ReadOptions struct {
+	Max  int           // messages at most; default 100, at most 10000
+	Wait time.Duration // wait up to this for a message at or after the offset
+}
+
+// Read returns up to opts.Max messages with offset >= from (from older than
+// the first retained offset starts at the first), waiting up to opts.Wait
+// if there is none yet.
+func (b *Broker) Read(ctx context.Context, name string, from uint64, opts ReadOptions) ([]StreamMessage, error) {
+	s, err := b.stream(name)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Max <= 0 {
+		opts.Max = 100
+	}
+	if opts.Max > 10000 || opts.Wait < 0 {
+		return nil, fmt.Errorf("%w: max must be 1..10000 and wait not negative", ErrInvalid)
+	}
+	var expired <-chan time.Time
+	if opts.Wait > 0 {
+		t := time.NewTimer(opts.Wait)
+		defer t.Stop()
+		expired = t.C
+	}
+	for {
+		s.mu.Lock()
+		notify, deleted := s.notify, s.deleted
+		s.mu.Unlock()
+		if deleted {
+			return nil, fmt.Errorf("stream %q: %w", name, ErrNotFound)
+		}
+		out, err := s.read(from, opts.Max)
+		if err != nil || len(out) > 0 || expired == nil {
+			return out, err
+		}
+		select {
+		case <-notify:
+		case <-expired:
+			return out, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (s *stream) read(from uint64, max int) ([]StreamMessage, error) {
+	durable := s.log.DurableSeq()
+	var out []StreamMessage
+	err := s.log.Scan(from, func(r wal.Record) error {
+		if r.Seq > durable {
+			return wal.ErrStop
+		}
+		h, body, err := decodeStreamRecord(r.Payload)
+		if err != nil {
+			return fmt.Errorf("stream %q offset %d: %w", s.name, r.Seq, err)
+		}
+		out = append(out, StreamMessage{Offset: r.Seq, Time: time.Unix(0, r.Time).UTC(), Body: body, Headers: h})
+		if len(out) >= max {
+			return wal.ErrStop
+		}
+		return nil
+	})
+	return out, err
+}
+
+// OffsetAt resolves a position: "start" (the first retained offset), "end"
+// (the next offset to be written), an RFC 3339 time (the first message at
+// or after it) or a decimal offset.
+func (b *Broker) OffsetAt(name, pos string) (uint64, error) {
+	s, err := b.stream(name)
+	if err != nil {
+		return 0, err
+	}
+	switch pos {
+	case "", "start":
+		if f := s.log.FirstSeq(); f > 0 {
+			return f, nil
+		}
+		return s.log.LastSeq() + 1, nil
+	case "end":
+		return s.log.LastSeq() + 1, nil
+	}
+	if n, err := strconv.ParseUint(pos, 10, 64); err == nil {
+		return n, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, pos)
+	if err != nil {
+		return 0, fmt.Errorf("%w: position %q: want an offset, start, end or an RFC 3339 time", ErrInvalid, pos)
+	}
+	return s.log.SeqAtTime(t)
+}
+
+// Fetch reads for a consumer group from its committed offset (the start of
+// the stream for a new group). Fetch does not move the offset: Commit does.
+// Members of one group share the offset, so a group has one active reader.
+func (b *Broker) Fetch(ctx context.Context, name, group string, opts ReadOptions) ([]StreamMessage, error) {
+	if !ValidName(group) {
+		return nil, fmt.Errorf("%w: group name %q", ErrInvalid, group)
+	}
+	s, err := b.stream(name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	from, ok := s.groups[group]
+	s.mu.Unlock()
+	if !ok {
+		from = 0
+	}
+	return b.Read(ctx, name, from, opts)
+}
+
+// Commit durably records that group has processed everything before
+// offset (the next offset it will read).
+func (b *Broker) Commit(name, group string, offset uint64) error {
+	if !ValidName(group) {
+		return fmt.Errorf("%w: group name %q", ErrInvalid, group)
+	}
+	s, err := b.stream(name)
+	if err != nil {
+		return err
+	}
+	if last := s.log.LastSeq(); offset > last+1 {
+		return fmt.Errorf("%w: offset %d is past the end of stream %q (next offset %d)", ErrInvalid, offset, name, last+1)
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	s.groups[group] = offset
+	data, err := json.Marshal(s.groups)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := wal.WriteFileAtomic(s.dir, groupsFile, data); err != nil {
+		return fmt.Errorf("committing offset of group %q: %w", group, err)
+	}
+	return nil
+}

@@ -1,0 +1,257 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+)
+
+// ErrLagged ends a topic subscription whose consumer fell more than its
+// buffer behind; the subscriber must resubscribe (and missed messages).
+var ErrLagged = errors.New("subscriber fell behind and was dropped")
+
+// TopicConfig are the settings of a publish/subscribe topic. A topic
+// delivers each message to the subscribers connected when it is published
+// (new subscribers see only new messages) and, durably, to the queues bound
+// to it.
+type TopicConfig struct {
+	// Queues are bound queues: every message published to the topic is
+	// also published (durably, with the same Msg-Id, key and headers) to
+	// each of them, giving durable fan-out. Default none. The queues must
+	// exist when the topic is declared.
+	Queues []string `json:"queues,omitempty" yaml:"queues"`
+	// Buffer is each live subscriber's buffer, in messages; a subscriber
+	// that falls further behind is disconnected with ErrLagged. Default 1024.
+	Buffer int `json:"buffer,omitempty" yaml:"buffer"`
+	// MaxMessageSize is the largest accepted body, in bytes. Default 1 MiB.
+	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
+}
+
+// WithDefaults fills zero fields.
+func (c TopicConfig) WithDefaults() TopicConfig {
+	if c.Buffer == 0 {
+		c.Buffer = 1024
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 1 << 20
+	}
+	return c
+}
+
+// Validate reports every problem at once.
+func (c TopicConfig) Validate() error {
+	var errs []error
+	for i, q := range c.Queues {
+		if !ValidName(q) {
+			errs = append(errs, fmt.Errorf("queues[%d] %q: invalid queue name", i, q))
+		}
+	}
+	if c.Buffer < 0 || c.Buffer > 1<<20 {
+		errs = append(errs, fmt.Errorf("buffer %d: must be between 0 and 1048576", c.Buffer))
+	}
+	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
+		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
+	}
+	return errors.Join(errs...)
+}
+
+// TopicMessage is a message delivered to a live subscriber.
+type TopicMessage struct {
+	ID      uint64 // per-topic, increasing, not persisted
+	Body    []byte // shared: do not modify
+	Headers map[string]string
+	Key     string
+	MsgID   string
+	Time    time.Time
+}
+
+type topic struct {
+	name string
+	cfg  TopicConfig
+
+	mu   sync.Mutex
+	next uint64
+	subs map[*Subscription]struct{}
+}
+
+// Subscription is a live subscriber of a topic. C is closed when the
+// subscription ends; Err then says why.
+type Subscription struct {
+	C <-chan TopicMessage
+
+	c   chan TopicMessage
+	t   *topic
+	err error // guarded by t.mu; set when c is closed
+}
+
+// endLocked closes the subscription with err. Caller holds t.mu.
+func (s *Subscription) endLocked(err error) {
+	if _, ok := s.t.subs[s]; !ok {
+		return
+	}
+	delete(s.t.subs, s)
+	s.err = err
+	close(s.c)
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.t.mu.Lock()
+	s.endLocked(nil)
+	s.t.mu.Unlock()
+}
+
+// Err says why C was closed: nil after Close, ErrLagged, or ErrNotFound
+// when the topic was deleted, ErrClosed when the broker closed.
+func (s *Subscription) Err() error {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	return s.err
+}
+
+// DeclareTopic creates a topic or updates its settings.
+func (b *Broker) DeclareTopic(name string, cfg TopicConfig) error {
+	if !ValidName(name) {
+		return fmt.Errorf("%w: topic name %q", ErrInvalid, name)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: topic %q: %w", ErrInvalid, name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	for _, q := range cfg.Queues {
+		if b.queues[q] == nil {
+			return fmt.Errorf("%w: topic %q binds queue %q, which does not exist", ErrInvalid, name, q)
+		}
+	}
+	if t, ok := b.topics[name]; ok {
+		t.mu.Lock()
+		t.cfg = cfg.WithDefaults()
+		t.mu.Unlock()
+	} else {
+		b.topics[name] = &topic{name: name, cfg: cfg.WithDefaults(), subs: make(map[*Subscription]struct{})}
+	}
+	return b.saveMetaLocked()
+}
+
+// DeleteTopic deletes a topic, ending its subscriptions with ErrNotFound.
+func (b *Broker) DeleteTopic(name string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.topics[name]
+	if !ok {
+		return fmt.Errorf("topic %q: %w", name, ErrNotFound)
+	}
+	delete(b.topics, name)
+	t.endAll(fmt.Errorf("topic %q deleted: %w", name, ErrNotFound))
+	return b.saveMetaLocked()
+}
+
+func (t *topic) endAll(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.subs {
+		s.endLocked(err)
+	}
+}
+
+func (b *Broker) topic(name string) (*topic, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	t, ok := b.topics[name]
+	if !ok {
+		return nil, fmt.Errorf("topic %q: %w", name, ErrNotFound)
+	}
+	return t, nil
+}
+
+// TopicInfo describes a topic.
+type TopicInfo struct {
+	Name        string      `json:"name"`
+	Config      TopicConfig `json:"config"`
+	Subscribers int         `json:"subscribers"`
+	Published   uint64      `json:"published"` // since start
+}
+
+// Topic returns a topic's settings and counts.
+func (b *Broker) Topic(name string) (TopicInfo, error) {
+	t, err := b.topic(name)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return TopicInfo{Name: name, Config: t.cfg, Subscribers: len(t.subs), Published: t.next}, nil
+}
+
+// Subscribe starts a live subscription: it receives messages published
+// from now on.
+func (b *Broker) Subscribe(name string) (*Subscription, error) {
+	t, err := b.topic(name)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := make(chan TopicMessage, t.cfg.Buffer)
+	s := &Subscription{C: c, c: c, t: t}
+	t.subs[s] = struct{}{}
+	return s, nil
+}
+
+// TopicResult is the outcome of a topic publish.
+type TopicResult struct {
+	ID          uint64 `json:"id"`
+	Subscribers int    `json:"subscribers"` // live subscribers it was handed to
+	Queues      int    `json:"queues"`      // bound queues it was durably published to
+}
+
+// PublishTopic hands the message to every live subscriber (a subscriber
+// whose buffer is full is dropped with ErrLagged) and publishes it to every
+// bound queue, returning once those publishes are durable (unless
+// opts.NoWait). A failure to publish to a bound queue is returned, naming
+// the queue.
+func (b *Broker) PublishTopic(ctx context.Context, name string, msg Message, opts PublishOptions) (TopicResult, error) {
+	t, err := b.topic(name)
+	if err != nil {
+		return TopicResult{}, err
+	}
+	t.mu.Lock()
+	if len(msg.Body) > t.cfg.MaxMessageSize {
+		limit := t.cfg.MaxMessageSize
+		t.mu.Unlock()
+		return TopicResult{}, fmt.Errorf("%w: %d bytes, topic %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
+	}
+	t.next++
+	tm := TopicMessage{ID: t.next, Body: append([]byte(nil), msg.Body...), Headers: maps.Clone(msg.Headers),
+		Key: msg.Key, MsgID: msg.ID, Time: b.cfg.Now()}
+	res := TopicResult{ID: tm.ID}
+	for s := range t.subs {
+		select {
+		case s.c <- tm:
+			res.Subscribers++
+		default:
+			s.endLocked(ErrLagged)
+		}
+	}
+	queues := t.cfg.Queues
+	t.mu.Unlock()
+	var errs []error
+	for _, q := range queues {
+		if _, err := b.Publish(ctx, q, msg, opts); err != nil {
+			errs = append(errs, fmt.Errorf("publishing to bound queue %q: %w", q, err))
+			continue
+		}
+		res.Queues++
+	}
+	return res, errors.Join(errs...)
+}

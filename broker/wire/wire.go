@@ -1,0 +1,256 @@
+// Package wire is the broker's native binary protocol: length-prefixed,
+// pipelined frames carrying batched publishes, receives, acks and
+// credit-based push subscriptions.
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Frame layout (integers big endian):
+//
+//	offset size field
+//	0      4    length N of the rest of the frame (type + id + body), 5..MaxFrame
+//	4      1    type
+//	5      4    id: chosen by the client per request and echoed in the reply,
+//	            so requests can be pipelined and answered out of order; for
+//	            subscription pushes, the id of the Sub request
+//	9      N-5  body, whose layout depends on the type (see the Type constants)
+//
+// Inside bodies, integers are unsigned varints, strings and byte strings a
+// varint length then the bytes.
+const (
+	headerLen = 9
+	// MaxFrame bounds a frame's length field (64 MiB).
+	MaxFrame = 64 << 20
+)
+
+// Type is a frame type.
+type Type uint8
+
+// Requests (client to server) and replies (server to client).
+const (
+	// Pub: queue, flags (bit 0: no wait), count, count x message
+	// (msg-id, key, delay ms, ttl ms, header count, (name, value)..., body).
+	// Reply PubOK: count, count x (seq, duplicate 0|1), or Err.
+	Pub Type = 1
+	// Recv: queue, max, wait ms, visibility ms, auto-ack 0|1. Reply Msgs.
+	Recv Type = 2
+	// Ack: queue, count, receipts. Reply AckOK.
+	Ack Type = 3
+	// Nack: queue, delay ms, count, receipts. Reply AckOK.
+	Nack Type = 4
+	// Sub: queue, initial credit, visibility ms, auto-ack 0|1. Reply SubOK,
+	// then Msgs frames with the Sub's id, one credit per message.
+	Sub Type = 5
+	// Credit: (id = the Sub's id) more credit n.
+	Credit Type = 6
+	// Unsub: (id = the Sub's id). Reply SubOK when the subscription ended.
+	Unsub Type = 7
+	// Ping: empty. Reply Pong.
+	Ping Type = 8
+
+	// PubOK: see Pub.
+	PubOK Type = 0x81
+	// Msgs: count, count x delivery (seq, receipt, msg-id, key, deliveries,
+	// published Unix ns, header count, (name, value)..., body).
+	Msgs Type = 0x82
+	// AckOK: done, failed count, failed x (receipt, error).
+	AckOK Type = 0x83
+	// SubOK: empty.
+	SubOK Type = 0x85
+	// Pong: empty.
+	Pong Type = 0x88
+	// Err: code, message, queue, limit. Codes are those of the HTTP API
+	// (not_found, bad_request, too_large, queue_full, closed, internal).
+	Err Type = 0xFF
+)
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("malformed frame")
+
+// Frame is one decoded frame. Body aliases the reader's buffer until the
+// next ReadFrame.
+type Frame struct {
+	Type Type
+	ID   uint32
+	Body []byte
+}
+
+// Reader reads frames. Not safe for concurrent use.
+type Reader struct {
+	r   *bufio.Reader
+	buf []byte
+	max int
+}
+
+// NewReader returns a reader accepting frames up to max bytes (0: MaxFrame).
+func NewReader(r io.Reader, max int) *Reader {
+	if max <= 0 || max > MaxFrame {
+		max = MaxFrame
+	}
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+// ReadFrame reads the next frame.
+func (r *Reader) ReadFrame() (Frame, error) {
+	var h [headerLen]byte
+	if _, err := io.ReadFull(r.r, h[:]); err != nil {
+		return Frame{}, err
+	}
+	n := int(binary.BigEndian.Uint32(h[0:4]))
+	if n < 5 || n > r.max {
+		return Frame{}, fmt.Errorf("%w: length %d out of range 5..%d", ErrMalformed, n, r.max)
+	}
+	if cap(r.buf) < n-5 {
+		r.buf = make([]byte, n-5)
+	}
+	r.buf = r.buf[:n-5]
+	if _, err := io.ReadFull(r.r, r.buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	return Frame{Type: Type(h[4]), ID: binary.BigEndian.Uint32(h[5:9]), Body: r.buf}, nil
+}
+
+// AppendFrame appends a frame with the given body to dst.
+func AppendFrame(dst []byte, t Type, id uint32, body []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(5+len(body)))
+	dst = append(dst, byte(t))
+	dst = binary.BigEndian.AppendUint32(dst, id)
+	return append(dst, body...)
+}
+
+// Begin starts a frame in dst whose body the caller appends; End fills in
+// the length. It avoids copying large bodies.
+func Begin(dst []byte, t Type, id uint32) ([]byte, int) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, byte(t))
+	dst = binary.BigEndian.AppendUint32(dst, id)
+	return dst, start
+}
+
+// End completes a frame started at start by Begin.
+func End(dst []byte, start int) []byte {
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+// AppendUvarint, AppendString and AppendBytes encode body fields.
+func AppendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+
+// AppendString appends a length-prefixed string.
+func AppendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// AppendBytes appends a length-prefixed byte string.
+func AppendBytes(b []byte, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+// AppendHeaders appends a header map (count, then name/value pairs).
+func AppendHeaders(b []byte, h map[string]string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(h)))
+	for k, v := range h {
+		b = AppendString(b, k)
+		b = AppendString(b, v)
+	}
+	return b
+}
+
+// Decoder reads body fields, remembering the first error.
+type Decoder struct {
+	B   []byte
+	Err error
+}
+
+// Uvarint reads an unsigned varint.
+func (d *Decoder) Uvarint() uint64 {
+	if d.Err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.B)
+	if n <= 0 {
+		d.Err = fmt.Errorf("%w: bad varint", ErrMalformed)
+		return 0
+	}
+	d.B = d.B[n:]
+	return v
+}
+
+// Int reads a uvarint that must fit in a non-negative int below limit.
+func (d *Decoder) Int(limit int) int {
+	v := d.Uvarint()
+	if d.Err == nil && v > uint64(limit) {
+		d.Err = fmt.Errorf("%w: value %d above %d", ErrMalformed, v, limit)
+		return 0
+	}
+	return int(v)
+}
+
+// Bytes reads a length-prefixed byte string (aliasing the body).
+func (d *Decoder) Bytes() []byte {
+	n := d.Uvarint()
+	if d.Err != nil {
+		return nil
+	}
+	if n > uint64(len(d.B)) {
+		d.Err = fmt.Errorf("%w: %d bytes wanted, %d left", ErrMalformed, n, len(d.B))
+		return nil
+	}
+	p := d.B[:n:n]
+	d.B = d.B[n:]
+	return p
+}
+
+// String reads a length-prefixed string.
+func (d *Decoder) String() string { return string(d.Bytes()) }
+
+// Byte reads one byte.
+func (d *Decoder) Byte() byte {
+	if d.Err != nil {
+		return 0
+	}
+	if len(d.B) == 0 {
+		d.Err = fmt.Errorf("%w: missing byte", ErrMalformed)
+		return 0
+	}
+	c := d.B[0]
+	d.B = d.B[1:]
+	return c
+}
+
+// Headers reads a header map; nil when empty.
+func (d *Decoder) Headers() map[string]string {
+	n := d.Uvarint()
+	if d.Err != nil || n == 0 {
+		return nil
+	}
+	if n > uint64(len(d.B))/2 {
+		d.Err = fmt.Errorf("%w: %d headers in %d bytes", ErrMalformed, n, len(d.B))
+		return nil
+	}
+	h := make(map[string]string, n)
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		k := d.String()
+		h[k] = d.String()
+	}
+	return h
+}
+
+// Done reports the first error, or an error if bytes are left over.
+func (d *Decoder) Done() error {
+	if d.Err == nil && len(d.B) != 0 {
+		d.Err = fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.B))
+	}
+	return d.Err
+}

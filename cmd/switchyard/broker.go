@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/httpapi"
+	"github.com/switchyard/switchyard/broker/native"
+	"github.com/switchyard/switchyard/wal"
+)
+
+// runBroker runs the embedded message broker with its HTTP API.
+func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("broker", "--data DIR [--http ADDR] [--listen ADDR] [--config FILE] [--fsync POLICY]",
+		"Run the message broker: durable queues, pub/sub topics and replayable streams\n"+
+			"over an HTTP/JSON API, persisted in an append-only log under --data.", stderr)
+	dataDir := fs.String("data", "", "data `directory` for the log and metadata (required unless the config file sets data)")
+	httpAddr := fs.String("http", "127.0.0.1:7401", "HTTP API listen `address`")
+	listen := fs.String("listen", "", "native binary protocol listen `address` (e.g. 127.0.0.1:7400); off when empty")
+	configPath := fs.String("config", "", "YAML config `file` declaring queues, topics and streams")
+	fsync := fs.String("fsync", "", "fsync `policy`: always, batch (default), interval:DURATION, never; overrides the config file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "switchyard broker: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	var fc broker.FileConfig
+	if *configPath != "" {
+		var err error
+		if fc, err = broker.LoadFile(*configPath); err != nil {
+			return err
+		}
+	}
+	cfg := broker.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes}
+	if *dataDir != "" {
+		cfg.Dir = *dataDir
+	}
+	if cfg.Dir == "" {
+		fmt.Fprintln(stderr, "switchyard broker: --data is required (or data: in the config file)")
+		fs.Usage()
+		return errUsage
+	}
+	if *fsync != "" {
+		p, err := wal.ParseSyncPolicy(*fsync)
+		if err != nil {
+			fmt.Fprintf(stderr, "switchyard broker: --fsync: %v\n", err)
+			return errUsage
+		}
+		cfg.Fsync = p
+	}
+	b, err := broker.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if rec := b.Recovery(); rec.TruncatedBytes > 0 {
+		fmt.Fprintf(stderr, "switchyard broker: recovered log: cut %d bytes of torn tail from %s at offset %d (%s); last intact record %d\n",
+			rec.TruncatedBytes, rec.TruncatedFile, rec.TruncatedAt, rec.Reason, rec.LastSeq)
+	}
+	if err := fc.Apply(b); err != nil {
+		return fmt.Errorf("%s: %w", *configPath, err)
+	}
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		return fmt.Errorf("listening on --http %q: %w", *httpAddr, err)
+	}
+	srv := &http.Server{Handler: httpapi.New(b), ReadHeaderTimeout: 10 * time.Second}
+	nativeAddr := "off"
+	nctx, stopNative := context.WithCancel(ctx)
+	defer stopNative()
+	var nativeDone chan error // nil (never ready) when the native listener is off
+	if *listen != "" {
+		nativeDone = make(chan error, 1)
+		nln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on --listen %q: %w", *listen, err)
+		}
+		nativeAddr = nln.Addr().String()
+		go func() { nativeDone <- native.New(b, native.Options{}).Serve(nctx, nln) }()
+	}
+	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s data=%s fsync=%s\n", ln.Addr(), nativeAddr, cfg.Dir, cfg.Fsync)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		stopNative()
+		if nativeDone != nil {
+			<-nativeDone
+		}
+		return fmt.Errorf("serving HTTP: %w", err)
+	case err := <-nativeDone:
+		srv.Close()
+		<-errc
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("serving native protocol: %w", err)
+	case <-ctx.Done():
+	}
+	stopNative()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutting down HTTP: %w", err)
+	}
+	<-errc
+	if nativeDone != nil {
+		return <-nativeDone
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// SyncMode says when appended records are flushed to stable storage.
+type SyncMode int
+
+const (
+	// SyncBatch (the default) is group commit: every record is fsynced
+	// before Append returns, and appends that arrive while an fsync is in
+	// progress share the next one.
+	SyncBatch SyncMode = iota
+	// SyncAlways writes and fsyncs every record on its own, one at a time.
+	SyncAlways
+	// SyncInterval writes records to the operating system before Append
+	// returns (they survive a process crash) and fsyncs every Interval (a
+	// power loss may lose up to Interval of records).
+	SyncInterval
+	// SyncNever writes records to the operating system before Append
+	// returns and leaves flushing to the operating system.
+	SyncNever
+)
+
+// SyncPolicy is an fsync policy: "always", "batch", "interval:DURATION"
+// (e.g. "interval:100ms") or "never". The zero value is "batch".
+type SyncPolicy struct {
+	Mode     SyncMode
+	Interval time.Duration // only for SyncInterval; > 0
+}
+
+// ParseSyncPolicy parses "always", "batch", "interval:DURATION" or "never".
+func ParseSyncPolicy(s string) (SyncPolicy, error) {
+	switch {
+	case s == "" || s == "batch":
+		return SyncPolicy{Mode: SyncBatch}, nil
+	case s == "always":
+		return SyncPolicy{Mode: SyncAlways}, nil
+	case s == "never":
+		return SyncPolicy{Mode: SyncNever}, nil
+	case strings.HasPrefix(s, "interval:"):
+		d, err := time.ParseDuration(strings.TrimPrefix(s, "interval:"))
+		if err != nil {
+			return SyncPolicy{}, fmt.Errorf("parsing fsync policy %q: %w", s, err)
+		}
+		if d <= 0 {
+			return SyncPolicy{}, fmt.Errorf("parsing fsync policy %q: interval must be positive", s)
+		}
+		return SyncPolicy{Mode: SyncInterval, Interval: d}, nil
+	}
+	return SyncPolicy{}, fmt.Errorf("parsing fsync policy %q: want always, batch, interval:DURATION or never", s)
+}
+
+// String returns the textual form accepted by ParseSyncPolicy.
+func (p SyncPolicy) String() string {
+	switch p.Mode {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval:" + p.Interval.String()
+	case SyncNever:
+		return "never"
+	}
+	return "batch"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (p SyncPolicy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (p *SyncPolicy) UnmarshalText(b []byte) error {
+	v, err := ParseSyncPolicy(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// Options configure a Log. The zero value is usable: every zero field takes
+// its documented default.
+type Options struct {
+	// SegmentBytes is the size in bytes at which the active segment is
+	// sealed and a new one started. Default 64 MiB. A record larger than
+	// this gets a segment of its own.
+	SegmentBytes int64
+	// Sync is the fsync policy. Default batch (group commit).
+	Sync SyncPolicy
+	// MaxAge deletes sealed segments whose newest record is older than
+	// this. Zero (the default) keeps segments regardless of age.
+	MaxAge time.Duration
+	// MaxBytes deletes the oldest sealed segments while the log is larger
+	// than this many bytes. Zero (the default) means no size limit. The
+	// active segment is never deleted.
+	MaxBytes int64
+	// MaxRecordBytes is the largest payload accepted, in bytes. Default
+	// 16 MiB. Larger length fields found on disk are treated as corruption.
+	MaxRecordBytes int
+	// IndexInterval is the spacing of sparse index entries, in bytes of
+	// segment data. Default 4096.
+	IndexInterval int
+	// RetentionInterval is how often age and size retention run, in
+	// addition to every segment rotation. Default 1 minute.
+	RetentionInterval time.Duration
+	// Now is the clock used for record timestamps and retention. Default
+	// time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = 64 << 20
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = 16 << 20
+	}
+	if o.IndexInterval == 0 {
+		o.IndexInterval = 4096
+	}
+	if o.RetentionInterval == 0 {
+		o.RetentionInterval = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Validate reports every problem with the options at once.
+func (o Options) Validate() error {
+	var errs []error
+	if o.SegmentBytes < 0 {
+		errs = append(errs, fmt.Errorf("segment_bytes %d: must not be negative", o.SegmentBytes))
+	}
+	if o.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("max_age %s: must not be negative", o.MaxAge))
+	}
+	if o.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_bytes %d: must not be negative", o.MaxBytes))
+	}
+	if o.MaxRecordBytes < 0 || o.MaxRecordBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("max_record_bytes %d: must be between 0 and 1 GiB", o.MaxRecordBytes))
+	}
+	if o.IndexInterval < 0 {
+		errs = append(errs, fmt.Errorf("index_interval %d: must not be negative", o.IndexInterval))
+	}
+	if o.RetentionInterval < 0 {
+		errs = append(errs, fmt.Errorf("retention_interval %s: must not be negative", o.RetentionInterval))
+	}
+	if o.Sync.Mode < SyncBatch || o.Sync.Mode > SyncNever {
+		errs = append(errs, fmt.Errorf("sync mode %d: unknown", o.Sync.Mode))
+	}
+	if o.Sync.Mode == SyncInterval && o.Sync.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("sync %q: interval must be positive", o.Sync))
+	}
+	return errors.Join(errs...)
+}
+
+// WriteFileAtomic replaces dir/name with data so that a crash leaves either
+// the old or the new content: it writes a temporary file, fsyncs it, renames
+// it over the target and fsyncs the directory.
+func WriteFileAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("creating temp file for %q: %w", name, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing temp file for %q: %w", name, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("renaming temp file to %q: %w", name, err)
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory so that entries created, renamed or removed in
+// it are durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening directory %q for fsync: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsyncing directory %q: %w", dir, err)
+	}
+	return nil
+}

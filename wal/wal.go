@@ -1,0 +1,615 @@
+// Package wal is a durable, append-only, segmented log with per-record
+// checksums, a sparse index, size/age retention and group-commit fsync.
+package wal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// ErrClosed is returned by operations on a closed log.
+	ErrClosed = errors.New("wal: log closed")
+	// ErrTooLarge is returned by Append for a payload above MaxRecordBytes.
+	ErrTooLarge = errors.New("wal: record too large")
+	// ErrNotFound is returned by Read for a sequence that is not in the log
+	// (deleted by retention, or not written yet).
+	ErrNotFound = errors.New("wal: sequence not in log")
+	// ErrStop may be returned by a Scan callback to end the scan early
+	// without error.
+	ErrStop = errors.New("wal: stop scan")
+)
+
+const (
+	metaName   = "wal.meta"
+	metaFormat = 1
+)
+
+// Recovery describes what Open found and repaired.
+type Recovery struct {
+	Segments       int    // segment files opened
+	FirstSeq       uint64 // first sequence in the log (0 if empty)
+	LastSeq        uint64 // last intact sequence (0 if empty)
+	TruncatedBytes int64  // bytes cut from the tail of the last segment; 0 if none
+	TruncatedFile  string // the segment that was truncated
+	TruncatedAt    int64  // offset where the cut was made
+	Reason         string // why the tail was cut (the first bad record)
+}
+
+// batch is a group of records queued for one write (and one fsync).
+type batch struct {
+	buf  []byte
+	recs []recMeta
+	last uint64
+	done chan struct{} // closed when the batch is written per the policy
+	err  error         // set before done is closed
+}
+
+type recMeta struct {
+	seq uint64
+	ts  int64
+	end int // offset in buf just past the record
+}
+
+// Log is an append-only segmented log. It is safe for concurrent use.
+type Log struct {
+	dir      string
+	opts     Options
+	recovery Recovery
+
+	mu           sync.Mutex
+	segs         []*segment // ascending; the last is the active segment
+	next         uint64     // next sequence to assign
+	lastTS       int64
+	cur          *batch // accepting records
+	inflight     *batch // being written by the flusher
+	spare        *batch // recycled buffers
+	durable      uint64 // records up to here satisfy the sync policy
+	synced       uint64 // records up to here are fsynced
+	written      uint64 // records up to here are written to the OS
+	total        int64  // bytes in all segments
+	err          error  // sticky write error
+	retentionErr error  // last failure to delete a segment (not sticky)
+	closed       bool
+
+	syncs atomic.Uint64 // fsync calls on segment files
+
+	wake chan struct{}
+	quit chan struct{}
+	done chan struct{}
+}
+
+// Open opens (creating if needed) the log in dir and recovers it: a torn or
+// corrupt tail of the last segment is truncated and reported in Recovery; a
+// corrupt record in an earlier segment fails Open with a *CorruptError.
+func Open(dir string, opts Options) (*Log, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("wal options: %w", err)
+	}
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating wal directory: %w", err)
+	}
+	if err := checkMeta(dir); err != nil {
+		return nil, err
+	}
+	l := &Log{
+		dir:  dir,
+		opts: opts,
+		wake: make(chan struct{}, 1),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	l.cur = &batch{done: make(chan struct{})}
+	go l.flusher()
+	return l, nil
+}
+
+type metaFile struct {
+	Format int `json:"format"`
+}
+
+func checkMeta(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, metaName))
+	if errors.Is(err, os.ErrNotExist) {
+		data, _ := json.Marshal(metaFile{Format: metaFormat})
+		return WriteFileAtomic(dir, metaName, data)
+	}
+	if err != nil {
+		return fmt.Errorf("reading wal metadata: %w", err)
+	}
+	var m metaFile
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("parsing wal metadata %q: %w", filepath.Join(dir, metaName), err)
+	}
+	if m.Format != metaFormat {
+		return fmt.Errorf("wal metadata %q: format %d, this build reads format %d", filepath.Join(dir, metaName), m.Format, metaFormat)
+	}
+	return nil
+}
+
+func (l *Log) recover() error {
+	bases, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	if len(bases) == 0 {
+		s, err := openSegment(l.dir, 1, true)
+		if err != nil {
+			return err
+		}
+		l.segs = []*segment{s}
+		l.next = 1
+		l.recovery = Recovery{Segments: 1}
+		return SyncDir(l.dir)
+	}
+	for i, base := range bases {
+		s, err := openSegment(l.dir, base, false)
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, s)
+		if i > 0 {
+			prev := l.segs[i-1]
+			if base != prev.last+1 {
+				return &CorruptError{Path: s.path, Seq: prev.last + 1,
+					Err: fmt.Errorf("%w: segment starts at sequence %d, previous segment ends at %d", errCorrupt, base, prev.last)}
+			}
+		}
+		res, err := s.scan(l.opts.MaxRecordBytes, l.opts.IndexInterval)
+		if err != nil {
+			return err
+		}
+		if res.bad != nil {
+			if i < len(bases)-1 {
+				return &CorruptError{Path: s.path, Offset: res.badPos, Seq: s.last + 1, Err: res.bad}
+			}
+			if err := s.f.Truncate(res.badPos); err != nil {
+				return fmt.Errorf("truncating torn tail of %q at %d: %w", s.path, res.badPos, err)
+			}
+			if err := l.fsync(s.f); err != nil {
+				return fmt.Errorf("fsyncing %q after truncation: %w", s.path, err)
+			}
+			l.recovery.TruncatedBytes = res.fileLen - res.badPos
+			l.recovery.TruncatedFile = s.path
+			l.recovery.TruncatedAt = res.badPos
+			l.recovery.Reason = res.bad.Error()
+		}
+		l.total += s.size
+	}
+	act := l.segs[len(l.segs)-1]
+	l.next = act.last + 1
+	l.lastTS = act.lastTS
+	l.durable, l.synced, l.written = act.last, act.last, act.last
+	l.recovery.Segments = len(l.segs)
+	l.recovery.FirstSeq, l.recovery.LastSeq = l.firstSeqLocked(), act.last
+	return nil
+}
+
+// Recovery returns what Open found.
+func (l *Log) Recovery() Recovery { return l.recovery }
+
+// Dir returns the log directory.
+func (l *Log) Dir() string { return l.dir }
+
+func (l *Log) firstSeqLocked() uint64 {
+	for _, s := range l.segs {
+		if s.last >= s.base {
+			return s.base
+		}
+	}
+	return 0
+}
+
+// FirstSeq returns the oldest sequence still in the log, or 0 if empty.
+func (l *Log) FirstSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstSeqLocked()
+}
+
+// LastSeq returns the newest sequence readable (written to the OS), or 0.
+func (l *Log) LastSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.written
+}
+
+// DurableSeq returns the sequence up to which records satisfy the sync
+// policy (see Wait).
+func (l *Log) DurableSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.durable
+}
+
+// Size returns the total size of all segments in bytes.
+func (l *Log) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+// Err returns the sticky write error, if any.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Enqueue assigns the next sequence to payload and queues it for writing
+// without waiting. The payload is copied. Use Wait to wait for durability.
+func (l *Log) Enqueue(payload []byte) (uint64, error) {
+	if len(payload) > l.opts.MaxRecordBytes {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), l.opts.MaxRecordBytes)
+	}
+	ts := l.opts.Now().UnixNano()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return 0, err
+	}
+	seq := l.next
+	l.next++
+	if ts < l.lastTS {
+		ts = l.lastTS
+	}
+	l.lastTS = ts
+	b := l.cur
+	b.buf = appendRecord(b.buf, seq, ts, payload)
+	b.recs = append(b.recs, recMeta{seq: seq, ts: ts, end: len(b.buf)})
+	b.last = seq
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return seq, nil
+}
+
+// Append appends payload and waits until it is as durable as the sync
+// policy promises: fsynced for always and batch, written to the operating
+// system for interval and never. If ctx ends first the record may still be
+// written; the returned error is then ctx.Err() together with the sequence.
+func (l *Log) Append(ctx context.Context, payload []byte) (uint64, error) {
+	seq, err := l.Enqueue(payload)
+	if err != nil {
+		return 0, err
+	}
+	return seq, l.Wait(ctx, seq)
+}
+
+// Wait blocks until the record seq is as durable as the sync policy
+// promises (see Append), the log fails (the write error is returned) or ctx
+// ends.
+func (l *Log) Wait(ctx context.Context, seq uint64) error {
+	for {
+		l.mu.Lock()
+		if seq <= l.durable {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.err != nil {
+			err := l.err
+			l.mu.Unlock()
+			return err
+		}
+		var b *batch
+		switch {
+		case l.inflight != nil && seq <= l.inflight.last:
+			b = l.inflight
+		case seq <= l.cur.last:
+			b = l.cur
+		default:
+			l.mu.Unlock()
+			if l.closed {
+				return ErrClosed
+			}
+			return fmt.Errorf("wal: waiting for sequence %d: not appended (next is %d)", seq, l.next)
+		}
+		l.mu.Unlock()
+		select {
+		case <-b.done:
+			if b.err != nil {
+				return b.err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Sync fsyncs everything written so far, whatever the policy.
+func (l *Log) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	target := l.next - 1
+	l.mu.Unlock()
+	if err := l.Wait(ctx, target); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	act := l.segs[len(l.segs)-1]
+	written := l.written
+	l.mu.Unlock()
+	if err := l.fsync(act.f); err != nil {
+		return l.fail(fmt.Errorf("fsyncing %q: %w", act.path, err))
+	}
+	l.mu.Lock()
+	if written > l.synced {
+		l.synced = written
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// fail records a sticky error and returns it.
+func (l *Log) fail(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = err
+	}
+	return l.err
+}
+
+// Close writes and fsyncs everything queued, stops the flusher and closes
+// the files. It returns the sticky write error, if any.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.quit)
+	<-l.done
+	l.mu.Lock()
+	err := l.err
+	l.mu.Unlock()
+	if err == nil {
+		act := l.segs[len(l.segs)-1]
+		if serr := l.fsync(act.f); serr != nil {
+			err = fmt.Errorf("fsyncing %q on close: %w", act.path, serr)
+		}
+	}
+	if cerr := l.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (l *Log) closeFiles() error {
+	var errs []error
+	for _, s := range l.segs {
+		if err := s.f.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// flusher is the single writer: it takes the queued batch, writes it
+// (rotating segments as needed) without holding the lock, fsyncs per policy
+// and wakes the waiters. It exits when Close is called, after draining.
+func (l *Log) flusher() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.opts.Sync.Mode == SyncInterval {
+		t := time.NewTicker(l.opts.Sync.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	ret := time.NewTicker(l.opts.RetentionInterval)
+	defer ret.Stop()
+	for {
+		select {
+		case <-l.wake:
+			l.flushOnce()
+		case <-tick:
+			l.syncActive()
+		case <-ret.C:
+			l.applyRetention()
+		case <-l.quit:
+			l.flushOnce()
+			return
+		}
+	}
+}
+
+func (l *Log) syncActive() {
+	l.mu.Lock()
+	if l.err != nil || l.synced == l.written {
+		l.mu.Unlock()
+		return
+	}
+	act := l.segs[len(l.segs)-1]
+	written := l.written
+	l.mu.Unlock()
+	if err := l.fsync(act.f); err != nil {
+		l.fail(fmt.Errorf("fsyncing %q: %w", act.path, err))
+		return
+	}
+	l.mu.Lock()
+	if written > l.synced {
+		l.synced = written
+	}
+	l.mu.Unlock()
+}
+
+func (l *Log) flushOnce() {
+	// Let appenders that are already runnable queue their records first, so
+	// that they share this write and fsync (matters most with few Ps).
+	runtime.Gosched()
+	l.mu.Lock()
+	b := l.cur
+	if len(b.recs) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	nb := l.spare
+	l.spare = nil
+	if nb == nil {
+		nb = &batch{}
+	}
+	nb.done = make(chan struct{})
+	l.cur = nb
+	l.inflight = b
+	err := l.err
+	l.mu.Unlock()
+
+	if err == nil {
+		err = l.writeBatch(b)
+		if err != nil {
+			err = l.fail(err)
+		}
+	}
+	l.mu.Lock()
+	if err == nil {
+		l.durable = b.last
+	}
+	l.inflight = nil
+	l.mu.Unlock()
+	b.err = err
+	close(b.done)
+
+	// Recycle the buffers: waiters only look at done and err.
+	rb := &batch{buf: b.buf[:0], recs: b.recs[:0]}
+	if cap(rb.buf) > 8<<20 {
+		rb.buf = nil
+	}
+	l.mu.Lock()
+	l.spare = rb
+	l.mu.Unlock()
+}
+
+// writeBatch writes b to the active segment, rotating when a segment would
+// exceed SegmentBytes, and fsyncs per policy. Only the flusher calls it.
+func (l *Log) writeBatch(b *batch) error {
+	l.mu.Lock()
+	act := l.segs[len(l.segs)-1]
+	size := act.size
+	l.mu.Unlock()
+
+	mode := l.opts.Sync.Mode
+	from := 0 // first record not yet written
+	for i := range b.recs {
+		if size > 0 && size+int64(b.recs[i].end-b.recStart(from)) > l.opts.SegmentBytes {
+			if _, err := l.writeChunk(act, b, from, i, size); err != nil {
+				return err
+			}
+			from = i
+			var err error
+			if act, err = l.rotate(act, b.recs[i].seq); err != nil {
+				return err
+			}
+			size = 0
+		}
+		if mode == SyncAlways {
+			n, err := l.writeChunk(act, b, from, i+1, size)
+			if err != nil {
+				return err
+			}
+			if err := l.fsync(act.f); err != nil {
+				return fmt.Errorf("fsyncing %q: %w", act.path, err)
+			}
+			size += n
+			from = i + 1
+		}
+	}
+	if from < len(b.recs) {
+		if _, err := l.writeChunk(act, b, from, len(b.recs), size); err != nil {
+			return err
+		}
+	}
+	if mode == SyncBatch {
+		if err := l.fsync(act.f); err != nil {
+			return fmt.Errorf("fsyncing %q: %w", act.path, err)
+		}
+	}
+	l.mu.Lock()
+	l.written = b.last
+	if mode == SyncBatch || mode == SyncAlways {
+		l.synced = b.last
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// recStart returns the buffer offset where record i starts.
+func (b *batch) recStart(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return b.recs[i-1].end
+}
+
+// writeChunk writes records [from, upto) of b at offset pos of segment s,
+// then publishes them to readers. It returns the bytes written.
+func (l *Log) writeChunk(s *segment, b *batch, from, upto int, pos int64) (int64, error) {
+	if upto <= from {
+		return 0, nil
+	}
+	start, end := b.recStart(from), b.recs[upto-1].end
+	if _, err := s.f.WriteAt(b.buf[start:end], pos); err != nil {
+		return 0, fmt.Errorf("writing %q at offset %d: %w", s.path, pos, err)
+	}
+	l.mu.Lock()
+	for i := from; i < upto; i++ {
+		r := b.recs[i]
+		rs := b.recStart(i)
+		s.addRecordLocked(r.seq, r.ts, pos+int64(rs-start), int64(r.end-rs), l.opts.IndexInterval)
+	}
+	l.written = b.recs[upto-1].seq
+	l.total += int64(end - start)
+	l.mu.Unlock()
+	return int64(end - start), nil
+}
+
+// rotate seals act (fsyncing it unless the policy is never) and starts a new
+// segment whose first record will be base.
+func (l *Log) rotate(act *segment, base uint64) (*segment, error) {
+	if l.opts.Sync.Mode != SyncNever {
+		if err := l.fsync(act.f); err != nil {
+			return nil, fmt.Errorf("fsyncing %q before rotation: %w", act.path, err)
+		}
+	}
+	s, err := openSegment(l.dir, base, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := SyncDir(l.dir); err != nil {
+		s.f.Close()
+		return nil, err
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, s)
+	l.mu.Unlock()
+	l.applyRetention()
+	return s, nil
+}
+
+func (l *Log) fsync(f *os.File) error {
+	l.syncs.Add(1)
+	return f.Sync()
+}
+
+// Syncs returns how many fsyncs the log has issued on segment files.
+func (l *Log) Syncs() uint64 { return l.syncs.Load() }
