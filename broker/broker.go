@@ -228,7 +228,7 @@ func (b *Broker) apply(seq uint64, op byte, body []byte, now int64) error {
 		}
 		if src := b.byID[r.fromQueue]; src != nil {
 			if m := src.msgs[r.fromSeq]; m != nil {
-				src.unlinkLocked(m, now)
+				src.retireLocked(m, now, b.moveOutcome(&r))
 			}
 		}
 		q := b.byID[r.queue]
@@ -259,7 +259,7 @@ func (b *Broker) apply(seq uint64, op byte, body []byte, now int64) error {
 			}
 			switch op {
 			case opAck:
-				q.unlinkLocked(m, now)
+				q.retireLocked(m, now, acked) // also a replayed drop: it was logged as an ack
 			case opDeliver:
 				m.deliveries++
 			case opNack:

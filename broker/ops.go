@@ -283,7 +283,7 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 	for len(out) < opts.Max && q.ready.Len() > 0 {
 		m := q.ready.items[0]
 		if r := q.deadReason(m, now); r != "" {
-			q.unlinkLocked(m, now)
+			q.retireLocked(m, now, q.deadOutcome(r))
 			dead = append(dead, deadMsg{m: m, from: q, reason: r})
 			continue
 		}
@@ -295,7 +295,7 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 			Deliveries: m.deliveries, PublishedAt: time.Unix(0, m.publishedAt),
 		})
 		if opts.AutoAck {
-			q.unlinkAfterPopLocked(m, now)
+			q.retireAfterPopLocked(m, now, acked)
 			continue
 		}
 		m.deadline = now + int64(vis)
@@ -373,7 +373,7 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 			continue
 		}
 		if op == opAck {
-			q.unlinkLocked(m, now)
+			q.retireLocked(m, now, acked)
 		} else {
 			dead = q.returnLocked(m, availableAt, now, dead)
 		}
@@ -494,7 +494,11 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	}
 	sortBySeq(moving)
 	for _, m := range moving {
-		dq.unlinkLocked(m, now)
+		target := m.headers[HeaderOriginalQueue]
+		if target == "" {
+			target = name
+		}
+		dq.retireLocked(m, now, outcome{state: StateMoved, to: target})
 	}
 	dq.mu.Unlock()
 	var last uint64

@@ -96,6 +96,7 @@ type queue struct {
 	keys      map[string][]*message
 	dedup     map[string]dedupEntry
 	dedupFIFO []dedupItem
+	settled   settledRing   // how recently settled messages left, for MessageStatus
 	notify    chan struct{} // closed when a message becomes ready
 	space     chan struct{} // closed when a message leaves
 	gone      error         // set when the queue is deleted or the broker closed
@@ -258,7 +259,7 @@ func (q *queue) tickLocked(now int64, dead []deadMsg) []deadMsg {
 // nack): it becomes available at availableAt, or is dead-lettered.
 func (q *queue) returnLocked(m *message, availableAt, now int64, dead []deadMsg) []deadMsg {
 	if r := q.deadReason(m, now); r != "" {
-		q.unlinkLocked(m, now)
+		q.retireLocked(m, now, q.deadOutcome(r))
 		return append(dead, deadMsg{m: m, from: q, reason: r})
 	}
 	heap.Remove(&q.inflight, m.hidx)
@@ -276,10 +277,10 @@ func (q *queue) sweepLocked(now int64, dead []deadMsg) []deadMsg {
 		}
 		switch {
 		case q.expiredByRetention(m, now):
-			q.unlinkLocked(m, now)
+			q.retireLocked(m, now, q.deadOutcome("retention"))
 			dead = append(dead, deadMsg{m: m, from: q, reason: "retention"})
 		case m.expiresAt > 0 && now >= m.expiresAt:
-			q.unlinkLocked(m, now)
+			q.retireLocked(m, now, q.deadOutcome("expired"))
 			dead = append(dead, deadMsg{m: m, from: q, reason: "expired"})
 		}
 	}
@@ -327,10 +328,10 @@ func popReady(q *queue) *message { return heap.Pop(&q.ready).(*message) }
 
 func pushInflight(q *queue, m *message) { heap.Push(&q.inflight, m) }
 
-// unlinkAfterPopLocked removes a message already popped from its heap.
-func (q *queue) unlinkAfterPopLocked(m *message, now int64) {
+// retireAfterPopLocked removes a message already popped from its heap.
+func (q *queue) retireAfterPopLocked(m *message, now int64, o outcome) {
 	m.state = stPending // in no heap
-	q.unlinkLocked(m, now)
+	q.retireLocked(m, now, o)
 }
 
 func sortBySeq(ms []*message) {

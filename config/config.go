@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,7 +54,11 @@ type Config struct {
 	// RateLimitFailOpen lets requests through when the Redis store cannot
 	// be reached (default false: they are refused with 503).
 	RateLimitFailOpen bool `yaml:"rate_limit_fail_open"`
-	// Upstreams are the named backend pools routes forward to.
+	// Broker is the switchyard message broker that publish routes hand
+	// requests to (see Route.Publish). Required when a route publishes.
+	Broker *Broker `yaml:"broker"`
+	// Upstreams are the named backend pools routes forward to. At least one
+	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	// Routes are matched in order; the first match wins.
 	Routes []Route `yaml:"routes"`
@@ -66,6 +71,32 @@ type Config struct {
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+}
+
+// Broker locates the message broker (`switchyard broker`) by its HTTP API.
+type Broker struct {
+	// URL is the base URL of the broker's HTTP API, e.g.
+	// http://127.0.0.1:7401 (http or https, no query). Required. Clients
+	// never see it: the gateway answers status lookups itself.
+	URL string `yaml:"url"`
+	// Timeout bounds each call to the broker: a publish (including a wait
+	// for room in a queue with overflow: block) or a status lookup.
+	// Default 10s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Publish answers a route asynchronously: the request is published
+// durably to a broker queue and answered 202 Accepted with a tracking id
+// and a status URL (see docs/api-gateway.md).
+type Publish struct {
+	// Queue is the broker queue the requests go to; it must exist on the
+	// broker (declare it there). Required.
+	Queue string `yaml:"queue"`
+	// Headers are the request headers copied into the message headers
+	// (under lower-case names). Default: X-Consumer, X-Consumer-Tier,
+	// X-Scopes, Content-Type and X-Request-Id. The request method and URI
+	// are always added as x-request-method and x-request-uri.
+	Headers []string `yaml:"headers"`
 }
 
 // Server holds timeouts on the client side of the gateway.
@@ -209,11 +240,16 @@ type Route struct {
 	Name string `yaml:"name"`
 	// Match selects requests; an empty match matches everything.
 	Match Match `yaml:"match"`
-	// Upstream is the name of the pool. Required unless Aggregate is set.
+	// Upstream is the name of the pool. Required unless Aggregate or
+	// Publish is set.
 	Upstream string `yaml:"upstream"`
 	// Aggregate answers the route by composing several upstream calls
 	// (scatter-gather) instead of forwarding; see package compose.
 	Aggregate *compose.Config `yaml:"aggregate"`
+	// Publish answers the route by publishing each request to a broker
+	// queue (202 Accepted, tracking id, status URL) instead of forwarding.
+	// Exclusive with Upstream and Aggregate; needs the top-level broker.
+	Publish *Publish `yaml:"publish"`
 	// StripPrefix removes this prefix from the path before forwarding.
 	StripPrefix string `yaml:"strip_prefix"`
 	// Auth lists the accepted credential methods: api_key, jwt, basic, or
@@ -427,6 +463,49 @@ func (c *Config) UpstreamNames() []string {
 	return names
 }
 
+// onlyPublishes reports whether there are routes and all of them publish
+// to the broker (such a gateway needs no upstream).
+func (c *Config) onlyPublishes() bool {
+	for _, r := range c.Routes {
+		if r.Publish == nil {
+			return false
+		}
+	}
+	return len(c.Routes) > 0
+}
+
+// validBrokerURL checks the broker's HTTP API base URL.
+func validBrokerURL(s string) error {
+	if s == "" {
+		return errors.New("missing: expected the broker's HTTP API base URL, e.g. http://127.0.0.1:7401")
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("invalid URL %q: %v", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("invalid URL %q: expected an http:// or https:// URL", s)
+	case u.Host == "":
+		return fmt.Errorf("invalid URL %q: no host", s)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return fmt.Errorf("invalid URL %q: expected a base URL without user, query or fragment", s)
+	}
+	return nil
+}
+
+// validToken reports whether s is an HTTP header name (RFC 9110 token).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // validate checks the structure and cross references; it runs after decoding.
 func (c *Config) validate(file string, lines map[string]int) error {
 	c.file = file
@@ -450,8 +529,13 @@ func (c *Config) validate(file string, lines map[string]int) error {
 	if c.Server.MaxBodyBuffer < 0 {
 		add("server.max_body_buffer", "negative size %d", c.Server.MaxBodyBuffer)
 	}
-	if len(c.Upstreams) == 0 {
+	if len(c.Upstreams) == 0 && !c.onlyPublishes() {
 		add("upstreams", "missing: expected at least one upstream")
+	}
+	if b := c.Broker; b != nil {
+		if err := validBrokerURL(b.URL); err != nil {
+			add("broker.url", "%v", err)
+		}
 	}
 	for _, name := range c.UpstreamNames() {
 		u := c.Upstreams[name]
@@ -496,7 +580,25 @@ func (c *Config) validate(file string, lines map[string]int) error {
 			add(p+".name", "duplicate route name %q", r.Name)
 		}
 		names[r.Name] = true
-		if a := r.Aggregate; a != nil {
+		if pub := r.Publish; pub != nil {
+			if r.Upstream != "" || r.Aggregate != nil {
+				add(p+".publish", "a route has one of upstream, aggregate and publish, not several")
+			}
+			if r.Split != nil {
+				add(p+".split", "a publish route forwards nothing: split needs upstream")
+			}
+			if pub.Queue == "" {
+				add(p+".publish.queue", "missing: expected the name of a broker queue")
+			}
+			if c.Broker == nil {
+				add(p+".publish", "route publishes to queue %q but the config has no top-level broker section (broker: { url: http://127.0.0.1:7401 })", pub.Queue)
+			}
+			for j, h := range pub.Headers {
+				if !validToken(h) {
+					add(fmt.Sprintf("%s.publish.headers[%d]", p, j), "invalid header name %q", h)
+				}
+			}
+		} else if a := r.Aggregate; a != nil {
 			if r.Upstream != "" {
 				add(p+".aggregate", "a route has either upstream or aggregate, not both")
 			}

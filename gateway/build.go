@@ -63,7 +63,10 @@ type buildDeps struct {
 	metrics *proxy.Metrics
 	handler *proxy.Handler  // prepares routes; nil when only checking
 	limits  ratelimit.Store // rate-limit state, shared by all generations
-	prev    *runtime        // previous generation, to carry target state over; may be nil
+	// brokerTransport carries publish routes' calls to the broker, shared
+	// by all generations; nil uses http.DefaultTransport (when checking).
+	brokerTransport http.RoundTripper
+	prev            *runtime // previous generation, to carry target state over; may be nil
 }
 
 // build turns a validated config into a runtime, validating each building
@@ -111,6 +114,25 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 				continue
 			}
 			pr.Terminal = agg
+		}
+		if r.Publish != nil {
+			pub, err := newPublisher(cfg, p, r, deps.brokerTransport)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			pr.Terminal = pub
+			// The status lookups come first: GET {path}/_status/{id}.
+			sm := pub.statusMatch(r.Match)
+			status := &proxy.Route{Name: r.Name + ".status", Middleware: mws, Terminal: http.HandlerFunc(pub.status)}
+			if deps.handler != nil {
+				deps.handler.Prepare(status)
+			}
+			if err := rt.routes.Add(route.Match{Host: sm.Host, PathPrefix: sm.PathPrefix, Methods: sm.Methods,
+				Headers: sm.Headers, Client: sm.Client}, status); err != nil {
+				errs = append(errs, cfg.Wrap(p+".match", err))
+				continue
+			}
 		}
 		if sp := r.Split; sp != nil {
 			pr.Split = &proxy.Split{Pool: rt.pools[sp.Upstream], Percent: sp.Percent, PathPrefixes: sp.Paths}

@@ -51,6 +51,7 @@ type Gateway struct {
 	logFile     *os.File
 	limits      ratelimit.Store // rate-limit state; survives reloads
 	closeLimits func() error
+	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -86,6 +87,7 @@ func New(opts Options) (*Gateway, error) {
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
 	}
+	g.brokerConns = newBrokerTransport()
 	rt, err := build(cfg, g.deps(nil))
 	if err != nil {
 		_ = g.closeLimits()
@@ -136,7 +138,18 @@ func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
 }
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
-	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev}
+	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev,
+		brokerTransport: g.brokerConns}
+}
+
+// newBrokerTransport returns the HTTP transport of publish routes' calls
+// to the broker: direct (no proxy from the environment), with enough idle
+// connections per host for a busy route.
+func newBrokerTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.MaxIdleConnsPerHost = 64
+	return t
 }
 
 // Resolve implements proxy.Resolver over the current runtime.
@@ -240,6 +253,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		_ = g.logFile.Close()
 	}
 	_ = g.closeLimits()
+	g.brokerConns.CloseIdleConnections()
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serving: %w", serveErr)
 	}

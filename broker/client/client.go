@@ -84,3 +84,8 @@ func (e Embedded) Nack(ctx context.Context, queue string, delay time.Duration, r
 
 // Close does nothing: the broker belongs to the caller.
 func (e Embedded) Close() error { return nil }
+
+// Status returns the state of message seq of the queue.
+func (e Embedded) Status(_ context.Context, queue string, seq uint64) (broker.MessageStatus, error) {
+	return e.B.MessageStatus(queue, seq)
+}

@@ -33,10 +33,16 @@ func (h *HTTP) client() *http.Client {
 	return http.DefaultClient
 }
 
-// do sends a request and decodes a 2xx JSON answer into out, or turns an
+// do sends a POST and decodes a 2xx JSON answer into out, or turns an
 // error answer into the broker's error values.
 func (h *HTTP) do(ctx context.Context, path string, body io.Reader, hdr http.Header, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(h.Base, "/")+path, body)
+	return h.send(ctx, http.MethodPost, path, body, hdr, out)
+}
+
+// send is do with any method. A broker that cannot be reached (or whose
+// answer is cut) is ErrDisconnected.
+func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hdr http.Header, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(h.Base, "/")+path, body)
 	if err != nil {
 		return err
 	}
@@ -128,6 +134,15 @@ func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message
 		res = append(res, broker.PublishResult{Seq: seq, Duplicate: ans.Duplicate})
 	}
 	return res, nil
+}
+
+// Status returns the state of message seq of the queue (GET
+// /v1/queues/NAME/messages/ID); an unknown queue is broker.ErrNotFound.
+func (h *HTTP) Status(ctx context.Context, queue string, seq uint64) (broker.MessageStatus, error) {
+	var st broker.MessageStatus
+	path := "/v1/queues/" + url.PathEscape(queue) + "/messages/" + strconv.FormatUint(seq, 10)
+	err := h.send(ctx, http.MethodGet, path, nil, nil, &st)
+	return st, err
 }
 
 // Receive implements Consumer.

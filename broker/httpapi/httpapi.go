@@ -46,6 +46,7 @@ func New(b *broker.Broker) *Server {
 	s.mux.HandleFunc("GET /v1/queues/{name}", s.getQueue)
 	s.mux.HandleFunc("DELETE /v1/queues/{name}", s.deleteQueue)
 	s.mux.HandleFunc("POST /v1/queues/{name}/messages", s.publish)
+	s.mux.HandleFunc("GET /v1/queues/{name}/messages/{id}", s.messageStatus)
 	s.mux.HandleFunc("POST /v1/queues/{name}/receive", s.receive)
 	s.mux.HandleFunc("POST /v1/queues/{name}/ack", s.ack)
 	s.mux.HandleFunc("POST /v1/queues/{name}/nack", s.nack)
@@ -206,6 +207,24 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusAccepted
 	}
 	writeJSON(w, status, publishAnswer{ID: strconv.FormatUint(res.Seq, 10), Duplicate: res.Duplicate})
+}
+
+// messageStatus answers the state of one message (broker.MessageStatus
+// as JSON): live states from the queue, settled ones while the queue
+// remembers them (broker.SettledMemory), else "unknown".
+func (s *Server) messageStatus(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	seq, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || seq == 0 {
+		badRequest(w, "message id %q: want a positive integer (the id a publish answered)", id)
+		return
+	}
+	st, err := s.b.MessageStatus(r.PathValue("name"), seq)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // readMessage reads a message from a publish request: the body is the
