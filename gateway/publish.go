@@ -125,7 +125,7 @@ type acceptAnswer struct {
 
 // ServeHTTP publishes the request: the body, the configured headers plus
 // x-request-method and x-request-uri, with Msg-Id derived from the
-// Idempotency-Key (else the request id).
+// Idempotency-Key (none without one).
 func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
