@@ -91,3 +91,11 @@ func TestStrategy(t *testing.T) {
 		t.Error("unknown values are not shown with their number")
 	}
 }
+
+func TestCanonicalHeaderNames(t *testing.T) {
+	for have, name := range map[string]string{canonLimit: HeaderLimit, canonRemaining: HeaderRemaining, canonReset: HeaderReset, canonRetryAfter: HeaderRetryAfter} {
+		if http.CanonicalHeaderKey(name) != have {
+			t.Errorf("canonical form of %q is %q, not %q", name, http.CanonicalHeaderKey(name), have)
+		}
+	}
+}

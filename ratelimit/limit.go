@@ -144,13 +144,23 @@ const (
 // (IETF draft-ietf-httpapi-ratelimit-headers, seconds) on h, and Retry-After
 // (seconds, at least 1) when the request is not allowed.
 func (d Decision) SetHeaders(h http.Header) {
-	h.Set(HeaderLimit, strconv.Itoa(d.Limit))
-	h.Set(HeaderRemaining, strconv.Itoa(max(d.Remaining, 0)))
-	h.Set(HeaderReset, strconv.FormatInt(ceilSeconds(d.ResetAfter), 10))
+	// Assign under the canonical keys directly: Header.Set would
+	// canonicalise "RateLimit-Limit" (not canonical) on every request.
+	h[canonLimit] = []string{strconv.Itoa(d.Limit)}
+	h[canonRemaining] = []string{strconv.Itoa(max(d.Remaining, 0))}
+	h[canonReset] = []string{strconv.FormatInt(ceilSeconds(d.ResetAfter), 10)}
 	if !d.Allowed {
-		h.Set(HeaderRetryAfter, strconv.FormatInt(max(ceilSeconds(d.RetryAfter), 1), 10))
+		h[canonRetryAfter] = []string{strconv.FormatInt(max(ceilSeconds(d.RetryAfter), 1), 10)}
 	}
 }
+
+// Canonical forms of the header names (what Header.Set would store).
+const (
+	canonLimit      = "Ratelimit-Limit"
+	canonRemaining  = "Ratelimit-Remaining"
+	canonReset      = "Ratelimit-Reset"
+	canonRetryAfter = "Retry-After"
+)
 
 func ceilSeconds(d time.Duration) int64 {
 	if d <= 0 {
