@@ -126,14 +126,15 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	if cfg.Transport != nil {
 		p.transport = cfg.Transport
 	} else {
-		tr := newTransport(cfg)
-		p.transport = tr
-		p.closeIdle = tr.CloseIdleConnections
+		tr, dialer, idle := newTransport(cfg)
+		h1 := newH1Transport(tr, dialer, cfg.HeaderTimeout, idle)
+		p.transport = h1
+		p.closeIdle = h1.CloseIdleConnections
 	}
 	return p, nil
 }
 
-func newTransport(cfg PoolConfig) *http.Transport {
+func newTransport(cfg PoolConfig) (*http.Transport, *net.Dialer, int) {
 	dialer := &net.Dialer{Timeout: orDefault(cfg.ConnectTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
 	idle := cfg.MaxIdleConns
 	if idle <= 0 {
@@ -151,7 +152,7 @@ func newTransport(cfg PoolConfig) *http.Transport {
 		MaxResponseHeaderBytes: 1 << 20,
 		WriteBufferSize:        32 << 10,
 		ReadBufferSize:         32 << 10,
-	}
+	}, dialer, idle
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/switchyard/switchyard/retry"
+)
+
+// h1Transport is a lean HTTP/1.1 client for the common case of a proxied
+// request without a body and without an upgrade: it writes the request
+// and reads the response on the calling goroutine over its own keep-alive
+// pool, instead of handing them to http.Transport's per-connection read
+// and write goroutines (measured: those hand-offs and their wake-ups are a
+// large part of the proxy's CPU per request). Requests with a body, an
+// Upgrade header or a non-http scheme go to the fallback http.Transport,
+// which handles 100-continue, early responses while a body is still being
+// sent, and protocol switches.
+//
+// The wire work is the standard library's: Request.Write and
+// http.ReadResponse (chunked bodies, trailers, HEAD, 1xx).
+type h1Transport struct {
+	fallback      *http.Transport
+	dialer        *net.Dialer
+	headerTimeout time.Duration
+	maxIdle       int
+
+	mu     sync.Mutex
+	idle   map[string][]*h1Conn
+	closed bool
+}
+
+var _ http.RoundTripper = (*h1Transport)(nil)
+
+type h1Conn struct {
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func newH1Transport(fallback *http.Transport, dialer *net.Dialer, headerTimeout time.Duration, maxIdle int) *h1Transport {
+	return &h1Transport{fallback: fallback, dialer: dialer, headerTimeout: headerTimeout, maxIdle: maxIdle,
+		idle: map[string][]*h1Conn{}}
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// Only replayable requests take the fast path: a kept-alive connection
+	// the server closed while idle is detected when it fails, and then the
+	// request must be safe to send again (http.Transport notices such
+	// closes in its read loop instead).
+	replayable := retry.Idempotent(req.Method) || req.Header.Get("Idempotency-Key") != ""
+	if !replayable || (req.Body != nil && req.Body != http.NoBody) || req.URL.Scheme != "http" || req.Close ||
+		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
+		return t.fallback.RoundTrip(req)
+	}
+	addr := req.URL.Host
+	for try := 0; ; try++ {
+		c, reused, err := t.get(req.Context(), addr)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.exchange(c, req)
+		if err == nil {
+			return resp, nil
+		}
+		_ = c.nc.Close()
+		// A kept-alive connection the server closed meanwhile fails
+		// before any answer; like http.Transport, try once more on a new
+		// connection when the request may be replayed.
+		if reused && try == 0 && req.Context().Err() == nil && staleConn(err) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// staleConn reports errors typical of a keep-alive connection closed by
+// the server before it read the request.
+func staleConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// aLongTimeAgo is a deadline in the past: setting it aborts blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, error) {
+	// Cancelling the request (client gone, response timeout) aborts any
+	// blocked read or write on the connection.
+	stop := context.AfterFunc(req.Context(), func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	if t.headerTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	}
+	if err := req.Write(c.bw); err != nil {
+		stop()
+		return nil, err
+	}
+	if err := c.bw.Flush(); err != nil {
+		stop()
+		return nil, err
+	}
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		// Informational answers (103 Early Hints ...) precede the real one.
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		break
+	}
+	if t.headerTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	resp.Body = &h1Body{rc: resp.Body, c: c, t: t, stop: stop, addr: req.URL.Host, keep: !resp.Close}
+	return resp, nil
+}
+
+// h1Body returns its connection to the pool once the body was read to the
+// end, and closes it otherwise.
+type h1Body struct {
+	rc   io.ReadCloser
+	c    *h1Conn
+	t    *h1Transport
+	stop func() bool
+	addr string
+	keep bool
+	eof  bool
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	err := b.rc.Close() // for a fully read body this does no I/O
+	cancelled := !b.stop()
+	if b.eof && b.keep && !cancelled && err == nil {
+		b.t.put(b.addr, b.c)
+		return nil
+	}
+	_ = b.c.nc.Close()
+	return err
+}
+
+// get returns an idle connection to addr, or dials a new one.
+func (t *h1Transport) get(ctx context.Context, addr string) (c *h1Conn, reused bool, err error) {
+	t.mu.Lock()
+	if list := t.idle[addr]; len(list) > 0 {
+		c = list[len(list)-1]
+		t.idle[addr] = list[:len(list)-1]
+		t.mu.Unlock()
+		return c, true, nil
+	}
+	t.mu.Unlock()
+	nc, err := t.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
+}
+
+// put keeps an idle connection for reuse.
+func (t *h1Transport) put(addr string, c *h1Conn) {
+	_ = c.nc.SetDeadline(time.Time{})
+	t.mu.Lock()
+	if !t.closed && len(t.idle[addr]) < t.maxIdle {
+		t.idle[addr] = append(t.idle[addr], c)
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+// CloseIdleConnections closes the idle connections of both transports.
+// Connections in use are closed by their requests when they finish.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = map[string][]*h1Conn{}
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			_ = c.nc.Close()
+		}
+	}
+	t.fallback.CloseIdleConnections()
+}

@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func newTestH1(headerTimeout time.Duration) *h1Transport {
+	d := &net.Dialer{Timeout: time.Second}
+	return newH1Transport(&http.Transport{DialContext: d.DialContext}, d, headerTimeout, 8)
+}
+
+func roundTrip(t *testing.T, tr http.RoundTripper, method, url string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func TestH1ReusesConnectionsAndHandlesBodies(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			fmt.Fprint(w, "part1-")
+			w.(http.Flusher).Flush()
+			fmt.Fprint(w, "part2")
+			w.Header().Set("X-Sum", "42")
+		case "/hints":
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			fmt.Fprint(w, "after hints")
+		default:
+			fmt.Fprint(w, "hello")
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tr := newTestH1(0)
+	defer tr.CloseIdleConnections()
+
+	for i := 0; i < 5; i++ {
+		if _, body := roundTrip(t, tr, "GET", srv.URL+"/"); body != "hello" {
+			t.Fatalf("body %q", body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("5 sequential GETs used %d connections, want 1 (keep-alive)", n)
+	}
+	resp, body := roundTrip(t, tr, "GET", srv.URL+"/chunked")
+	if body != "part1-part2" || resp.Trailer.Get("X-Sum") != "42" {
+		t.Fatalf("chunked: %q trailer %v", body, resp.Trailer)
+	}
+	resp, body = roundTrip(t, tr, "HEAD", srv.URL+"/")
+	if resp.StatusCode != 200 || body != "" {
+		t.Fatalf("HEAD: %d %q", resp.StatusCode, body)
+	}
+	resp, body = roundTrip(t, tr, "GET", srv.URL+"/hints")
+	if resp.StatusCode != 200 || body != "after hints" {
+		t.Fatalf("103 then 200: %d %q", resp.StatusCode, body)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("all requests should share one connection, used %d", n)
+	}
+}
+
+// A server that closes a keep-alive connection after each response (as an
+// idle timeout would) makes the next GET fail on the stale connection; the
+// transport retries it once on a new connection.
+func TestH1RetriesStaleKeepAlive(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var served atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				served.Add(1)
+				// Claim keep-alive, then close anyway: the next request on
+				// this connection finds it dead.
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	tr := newTestH1(0)
+	defer tr.CloseIdleConnections()
+	for i := 0; i < 3; i++ {
+		if _, body := roundTrip(t, tr, "GET", "http://"+ln.Addr().String()+"/"); body != "ok" {
+			t.Fatalf("request %d: %q", i, body)
+		}
+	}
+	if served.Load() != 3 {
+		t.Fatalf("served %d", served.Load())
+	}
+}
+
+func TestH1FallbackForBodiesAndNonIdempotent(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s", r.Method, b)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tr := newTestH1(0)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", srv.URL+"/", strings.NewReader("payload"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "POST payload" {
+		t.Fatalf("POST with body: %q", b)
+	}
+	if _, body := roundTrip(t, tr, "POST", srv.URL+"/"); body != "POST " {
+		t.Fatalf("bodiless POST: %q", body)
+	}
+	if _, body := roundTrip(t, tr, "GET", srv.URL+"/"); body != "GET " {
+		t.Fatalf("GET: %q", body)
+	}
+	// The fallback transport keeps its own connection; the fast path opened one.
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("connections %d, want 2 (one per transport)", n)
+	}
+}
+
+func TestH1TimeoutsAndCancel(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	tr := newTestH1(50 * time.Millisecond)
+	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+	_, err := tr.RoundTrip(req)
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("header timeout: err %v, want a timeout", err)
+	}
+
+	tr = newTestH1(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ = http.NewRequestWithContext(ctx, "GET", srv.URL+"/", nil)
+	done := make(chan error, 1)
+	go func() { _, err := tr.RoundTrip(req); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("cancelled request succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancel did not abort the blocked read")
+	}
+
+	if _, err := tr.RoundTrip(mustReq(t, "GET", "http://"+deadAddrH1(t)+"/")); err == nil || !isDialError(err) {
+		t.Fatalf("dial to a closed port: %v, want a dial error", err)
+	}
+}
+
+func mustReq(t *testing.T, method, url string) *http.Request {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func deadAddrH1(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
