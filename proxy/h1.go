@@ -194,8 +194,17 @@ func (t *h1Transport) put(addr string, c *h1Conn) {
 	_ = c.nc.Close()
 }
 
+// Close closes the idle connections of both transports and stops keeping
+// new ones: connections still in use are closed by their requests when
+// they finish, so a retired pool (after a reload) leaks none.
+func (t *h1Transport) Close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.CloseIdleConnections()
+}
+
 // CloseIdleConnections closes the idle connections of both transports.
-// Connections in use are closed by their requests when they finish.
 func (t *h1Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle

@@ -223,3 +223,23 @@ func deadAddrH1(t *testing.T) string {
 	ln.Close()
 	return a
 }
+
+func TestH1CloseKeepsNoNewIdleConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") }))
+	defer srv.Close()
+	tr := newTestH1(0)
+	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Close() // the pool is retired while a response is still open
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	tr.mu.Lock()
+	n := len(tr.idle[req.URL.Host])
+	tr.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d idle connections kept after Close", n)
+	}
+}

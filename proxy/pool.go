@@ -129,7 +129,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		tr, dialer, idle := newTransport(cfg)
 		h1 := newH1Transport(tr, dialer, cfg.HeaderTimeout, idle)
 		p.transport = h1
-		p.closeIdle = h1.CloseIdleConnections
+		p.closeIdle = h1.Close
 	}
 	return p, nil
 }
@@ -190,7 +190,8 @@ func (p *Pool) TargetHealthChanged(t *upstream.Target, healthy bool) {
 	}
 }
 
-// Close releases idle upstream connections.
+// Close releases idle upstream connections and keeps no new ones; call it
+// when the pool is retired.
 func (p *Pool) Close() {
 	if p.closeIdle != nil {
 		p.closeIdle()
