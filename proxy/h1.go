@@ -124,7 +124,10 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 	if t.headerTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
-	resp.Body = &h1Body{rc: resp.Body, c: c, t: t, stop: stop, addr: req.URL.Host, keep: !resp.Close}
+	// A response without a body (HEAD, 204, 304, Content-Length: 0) is
+	// complete already, even if nobody reads its empty body.
+	resp.Body = &h1Body{rc: resp.Body, c: c, t: t, stop: stop, addr: req.URL.Host, keep: !resp.Close,
+		eof: resp.Body == http.NoBody}
 	return resp, nil
 }
 
