@@ -63,7 +63,9 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	addr := req.URL.Host
 	for try := 0; ; try++ {
-		c, reused, err := t.get(req.Context(), addr)
+		// A retry always dials: the other idle connections to addr were
+		// likely closed by the server at the same time.
+		c, reused, err := t.get(req.Context(), addr, try == 0)
 		if err != nil {
 			return nil, err
 		}
@@ -167,10 +169,10 @@ func (b *h1Body) Close() error {
 	return err
 }
 
-// get returns an idle connection to addr, or dials a new one.
-func (t *h1Transport) get(ctx context.Context, addr string) (c *h1Conn, reused bool, err error) {
+// get returns an idle connection to addr (when mayReuse), or dials a new one.
+func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h1Conn, reused bool, err error) {
 	t.mu.Lock()
-	if list := t.idle[addr]; len(list) > 0 {
+	if list := t.idle[addr]; mayReuse && len(list) > 0 {
 		c = list[len(list)-1]
 		t.idle[addr] = list[:len(list)-1]
 		t.mu.Unlock()

@@ -243,3 +243,45 @@ func TestH1CloseKeepsNoNewIdleConnections(t *testing.T) {
 		t.Fatalf("%d idle connections kept after Close", n)
 	}
 }
+
+// When the server closes every idle keep-alive connection at once, the
+// retry must dial instead of taking another dead idle connection.
+func TestH1RetryDialsAfterAllIdleConnectionsDied(t *testing.T) {
+	release := make(chan struct{})
+	var arrived atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			arrived.Add(1)
+			<-release
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer srv.Close()
+	tr := newTestH1(0)
+	defer tr.CloseIdleConnections()
+	// Three concurrent requests leave three idle connections behind.
+	done := make(chan struct{}, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			roundTrip(t, tr, "GET", srv.URL+"/hold")
+			done <- struct{}{}
+		}()
+	}
+	for arrived.Load() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for i := 0; i < 3; i++ {
+		<-done
+	}
+	tr.mu.Lock()
+	idle := len(tr.idle[srv.Listener.Addr().String()])
+	tr.mu.Unlock()
+	if idle != 3 {
+		t.Fatalf("%d idle connections, want 3", idle)
+	}
+	srv.CloseClientConnections()
+	if _, body := roundTrip(t, tr, "GET", srv.URL+"/"); body != "ok" {
+		t.Fatalf("after the server dropped all idle connections: %q", body)
+	}
+}
