@@ -31,6 +31,7 @@ type h1Transport struct {
 	dialer        *net.Dialer
 	headerTimeout time.Duration
 	maxIdle       int
+	probeAfter    time.Duration // see probeAfter; a field so tests can shorten it
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn
@@ -40,14 +41,20 @@ type h1Transport struct {
 var _ http.RoundTripper = (*h1Transport)(nil)
 
 type h1Conn struct {
-	nc net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	nc        net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
 }
+
+// probeAfter is how long a connection may sit idle before it is checked
+// for a close by the server (a zero-wait read) before reuse. Under load
+// connections are reused sooner, so the check costs no syscall there.
+const probeAfter = time.Second
 
 func newH1Transport(fallback *http.Transport, dialer *net.Dialer, headerTimeout time.Duration, maxIdle int) *h1Transport {
 	return &h1Transport{fallback: fallback, dialer: dialer, headerTimeout: headerTimeout, maxIdle: maxIdle,
-		idle: map[string][]*h1Conn{}}
+		probeAfter: probeAfter, idle: map[string][]*h1Conn{}}
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -171,14 +178,21 @@ func (b *h1Body) Close() error {
 
 // get returns an idle connection to addr (when mayReuse), or dials a new one.
 func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h1Conn, reused bool, err error) {
-	t.mu.Lock()
-	if list := t.idle[addr]; mayReuse && len(list) > 0 {
+	for mayReuse {
+		t.mu.Lock()
+		list := t.idle[addr]
+		if len(list) == 0 {
+			t.mu.Unlock()
+			break
+		}
 		c = list[len(list)-1]
 		t.idle[addr] = list[:len(list)-1]
 		t.mu.Unlock()
-		return c, true, nil
+		if time.Since(c.idleSince) < t.probeAfter || c.alive() {
+			return c, true, nil
+		}
+		_ = c.nc.Close()
 	}
-	t.mu.Unlock()
 	nc, err := t.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err
@@ -189,6 +203,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 // put keeps an idle connection for reuse.
 func (t *h1Transport) put(addr string, c *h1Conn) {
 	_ = c.nc.SetDeadline(time.Time{})
+	c.idleSince = time.Now()
 	t.mu.Lock()
 	if !t.closed && len(t.idle[addr]) < t.maxIdle {
 		t.idle[addr] = append(t.idle[addr], c)

@@ -285,3 +285,41 @@ func TestH1RetryDialsAfterAllIdleConnectionsDied(t *testing.T) {
 		t.Fatalf("after the server dropped all idle connections: %q", body)
 	}
 }
+
+// An idle connection the server closed is noticed before reuse, so the
+// request is not sent on it at all.
+func TestH1ProbesLongIdleConnections(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	tr := newTestH1(0)
+	tr.probeAfter = 0 // probe every reuse
+	defer tr.CloseIdleConnections()
+	roundTrip(t, tr, "GET", srv.URL+"/")
+	addr := srv.Listener.Addr().String()
+
+	// Still open: the probe keeps it.
+	c, reused, err := tr.get(context.Background(), addr, true)
+	if err != nil || !reused {
+		t.Fatalf("live idle connection not reused: reused %v err %v", reused, err)
+	}
+	tr.put(addr, c)
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, reused, err := tr.get(context.Background(), addr, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reused {
+			c.nc.Close()
+			return // the closed connection was detected and a new one dialed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a connection closed by the server's idle timeout kept being reused")
+		}
+		tr.put(addr, c)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
