@@ -111,6 +111,9 @@ func FuzzParse(f *testing.F) {
 	f.Add("listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\nroutes: [{upstream: a}]\n")
 	f.Add("listen: &a x\nadmin: *a\n")
 	f.Add("upstreams: {a: {retry: {budget: 20%, base: 1s}}}")
+	f.Add("listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\nroutes: [{aggregate: {calls: [{name: x, upstream: a, path: /}]}}]\n")
+	f.Add("listen: 127.0.0.1:1\nbroker: {url: 'http://127.0.0.1:7401'}\nroutes: [{publish: {queue: q}}]\n")
+	f.Add("listen: 127.0.0.1:1\na: &a [x, x]\nb: &b [*a, *a]\nroutes: [{upstream: u, match: {methods: *b}}]\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		cfg, err := Parse([]byte(doc), "fuzz.yaml")
 		if err != nil {
@@ -123,6 +126,9 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a config without listen or routes")
 		}
 		for _, r := range cfg.Routes {
+			if r.Aggregate != nil || r.Publish != nil {
+				continue // answered by composition or the broker, not an upstream
+			}
 			if _, ok := cfg.Upstreams[r.Upstream]; !ok {
 				t.Fatalf("accepted a route to unknown upstream %q", r.Upstream)
 			}

@@ -122,8 +122,15 @@ func decodeErrors(err error, file string, lines map[int]string) error {
 // rejecting unknown keys with their key path, and records the key path of
 // every line so later decode errors can name it.
 func checkKeys(n *yaml.Node, t reflect.Type, path, file string, loc *locations, errs *[]error) {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+	if n.Kind == yaml.AliasNode {
+		// The anchored content was checked where it was defined. Following
+		// aliases here would expand "billion laughs" documents (and loop on
+		// recursive ones); the decoder has its own alias limits.
+		return
+	}
+	if strings.Count(path, ".")+strings.Count(path, "[") > maxDepth {
+		*errs = append(*errs, &Error{File: file, Line: n.Line, Path: path, Msg: fmt.Sprintf("nested deeper than %d levels", maxDepth)})
+		return
 	}
 	if path != "" {
 		loc.add(path, n.Line)
@@ -195,6 +202,10 @@ func (l *locations) add(path string, line int) {
 		l.paths[path] = line
 	}
 }
+
+// maxDepth bounds how deep the key check descends; real configs are far
+// shallower.
+const maxDepth = 64
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
