@@ -112,6 +112,11 @@ type Server struct {
 	// request can be retried (only for retry-safe requests). Default 64 KiB;
 	// larger bodies are streamed and not retried after they were sent.
 	MaxBodyBuffer int `yaml:"max_body_buffer"`
+	// HTTP1 chooses the server of plain (non-TLS, non-h2c) HTTP/1.x
+	// listeners: "switchyard" (default), the gateway's own lean server
+	// (package httpserver), or "net/http", the standard library's. Listeners
+	// with tls or h2c always use net/http, which also speaks HTTP/2.
+	HTTP1 string `yaml:"http1"`
 }
 
 // Upstream is a pool of targets and the policies applied to it.
@@ -525,6 +530,11 @@ func (c *Config) validate(file string, lines map[string]int) error {
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		add("tls", "both cert and key are required")
+	}
+	switch c.Server.HTTP1 {
+	case "", "switchyard", "net/http":
+	default:
+		add("server.http1", "unknown server %q: expected switchyard or net/http", c.Server.HTTP1)
 	}
 	if c.Server.MaxBodyBuffer < 0 {
 		add("server.max_body_buffer", "negative size %d", c.Server.MaxBodyBuffer)

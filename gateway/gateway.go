@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
 )
@@ -178,30 +179,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return cfg.Errorf("listen", "listening: %v", err)
 	}
-	srv := &http.Server{
-		Handler:           g.handler,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(10 * time.Second),
-		IdleTimeout:       cfg.Server.IdleTimeout.D(120 * time.Second),
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-		Protocols:         new(http.Protocols),
-	}
-	srv.Protocols.SetHTTP1(true)
-	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			ln.Close()
-			return cfg.Errorf("tls", "loading certificate: %v", err)
-		}
-		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
-		// a listener it did not wrap itself when the config already names
-		// "h2", and the listener negotiates ALPN with this very config.
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-			NextProtos: []string{"h2", "http/1.1"}}
-		srv.Protocols.SetHTTP2(true)
-		ln = tls.NewListener(ln, srv.TLSConfig)
-	}
-	if cfg.H2C {
-		srv.Protocols.SetUnencryptedHTTP2(true)
+	srv, ln, err := g.newServer(cfg, ln)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 
 	var adminSrv *http.Server
@@ -245,6 +226,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	shutErr := srv.Shutdown(sctx)
+	if shutErr != nil {
+		_ = srv.Close() // the grace period is over: cut what is left
+	}
 	if adminSrv != nil {
 		_ = adminSrv.Shutdown(sctx)
 	}
@@ -261,6 +245,57 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("graceful shutdown: %w", shutErr)
 	}
 	return nil
+}
+
+// server is what serves the proxy listener: net/http's server or the
+// gateway's own HTTP/1.x server (package httpserver).
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// newServer builds the proxy listener's server: net/http's when the
+// listener needs TLS (HTTP/2 over TLS), h2c, or server.http1 asks for it;
+// otherwise the gateway's own HTTP/1.x server, which costs less CPU per
+// request (docs/benchmarks.md). It returns the listener to serve on
+// (wrapped for TLS).
+func (g *Gateway) newServer(cfg *config.Config, ln net.Listener) (server, net.Listener, error) {
+	readHeader := cfg.Server.ReadHeaderTimeout.D(10 * time.Second)
+	idle := cfg.Server.IdleTimeout.D(120 * time.Second)
+	if cfg.TLS == nil && !cfg.H2C && cfg.Server.HTTP1 != "net/http" {
+		return &httpserver.Server{
+			Handler:           g.handler,
+			ReadHeaderTimeout: readHeader,
+			IdleTimeout:       idle,
+			ErrorLog:          g.log.With("component", "server"),
+		}, ln, nil
+	}
+	srv := &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: readHeader,
+		IdleTimeout:       idle,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	if cfg.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, ln, cfg.Errorf("tls", "loading certificate: %v", err)
+		}
+		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
+		// a listener it did not wrap itself when the config already names
+		// "h2", and the listener negotiates ALPN with this very config.
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"}}
+		srv.Protocols.SetHTTP2(true)
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	if cfg.H2C {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return srv, ln, nil
 }
 
 // start runs a runtime's health checkers under ctx.

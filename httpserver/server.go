@@ -1,0 +1,251 @@
+// Package httpserver is the gateway's HTTP/1.x server: it serves an
+// http.Handler on plain TCP connections with less work per request than
+// net/http's server.
+//
+// Measured on the proxy (docs/benchmarks.md), a large share of net/http's
+// per-request cost is not parsing but bookkeeping around it: a goroutine
+// started for every request to watch the connection for a client that
+// leaves (one more read syscall that fails with EAGAIN, one more goroutine
+// wake-up, a condition variable to stop it), two cancellable contexts, and
+// the response writer's buffering layers. This server parses requests with
+// the standard library (http.ReadRequest: the same validation and
+// request-smuggling defences) and writes responses itself:
+//
+//   - The client connection is watched for a disconnect only once a request
+//     has been in the handler for WatchAfter (default 2ms) — long enough that
+//     short proxied requests never pay for it, short enough that a client
+//     leaving during a slow upstream call cancels it almost at once.
+//   - One context per request (cancelled when the client leaves or the
+//     connection closes); one buffered writer per connection, flushed once
+//     per response when the handler does not flush itself.
+//
+// It serves HTTP/1.0 and HTTP/1.1 with keep-alive and pipelining,
+// Content-Length and chunked bodies both ways, trailers, Expect:
+// 100-continue, 1xx informational responses, Hijack (WebSocket), Flush
+// (SSE) and http.ResponseController. It does not do TLS or HTTP/2; the
+// gateway uses net/http's server for listeners that need them.
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = http.ErrServerClosed
+
+// Server serves HTTP/1.x. Set its fields before Serve; do not change them
+// afterwards. The zero value is not usable: Handler is required.
+type Server struct {
+	// Handler answers every request.
+	Handler http.Handler
+	// ReadHeaderTimeout bounds reading a request line and headers once the
+	// first byte arrived. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that waits this long for
+	// its next request. Default 120s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus headers; larger requests
+	// get 431. Default 1 MiB (as net/http).
+	MaxHeaderBytes int
+	// WatchAfter is how long a request may run before its connection is
+	// watched for a client disconnect. Default 2ms; negative watches every
+	// request from its start (as net/http does).
+	WatchAfter time.Duration
+	// ErrorLog receives connection-level errors (malformed requests,
+	// handler panics); nil discards them.
+	ErrorLog *slog.Logger
+	// BaseContext is the parent of every request's context; nil means
+	// context.Background().
+	BaseContext context.Context
+
+	mu         sync.Mutex
+	listeners  map[*net.Listener]struct{}
+	conns      map[*conn]struct{}
+	inShutdown atomic.Bool
+	date       atomic.Pointer[dateCache]
+}
+
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultIdleTimeout       = 120 * time.Second
+	defaultMaxHeaderBytes    = 1 << 20
+	defaultWatchAfter        = 2 * time.Millisecond
+	bufSize                  = 4 << 10
+)
+
+func (s *Server) readHeaderTimeout() time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return defaultReadHeaderTimeout
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return defaultIdleTimeout
+}
+
+func (s *Server) maxHeaderBytes() int64 {
+	if s.MaxHeaderBytes > 0 {
+		return int64(s.MaxHeaderBytes)
+	}
+	return defaultMaxHeaderBytes
+}
+
+func (s *Server) watchAfter() time.Duration {
+	switch {
+	case s.WatchAfter < 0:
+		return 0
+	case s.WatchAfter == 0:
+		return defaultWatchAfter
+	}
+	return s.WatchAfter
+}
+
+func (s *Server) logf(msg string, args ...any) {
+	if s.ErrorLog != nil {
+		s.ErrorLog.Warn(msg, args...)
+	}
+}
+
+// Serve accepts connections on ln and serves each on its own goroutine
+// until Shutdown or Close; it then returns ErrServerClosed. It closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("httpserver: Server.Handler is nil")
+	}
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = map[*net.Listener]struct{}{}
+		s.conns = map[*conn]struct{}{}
+	}
+	s.listeners[&ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, &ln)
+		s.mu.Unlock()
+		_ = ln.Close()
+	}()
+
+	base := s.BaseContext
+	if base == nil {
+		base = context.Background()
+	}
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if temporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logf("accept error; retrying", "error", err.Error(), "in", backoff.String())
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := newConn(s, nc, base)
+		if !s.track(c) {
+			_ = nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+// temporary reports accept errors worth retrying (too many open files,
+// connection aborted before accept), as net/http does.
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inShutdown.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
+// progress finish (their connections close after the response) and
+// returns once every connection is closed, or with ctx's error when ctx
+// ends first (then the remaining connections are left to Close).
+// Hijacked connections are not tracked.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.inShutdown.Store(true)
+	s.mu.Lock()
+	s.closeListenersLocked()
+	s.mu.Unlock()
+
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// closeIdle closes connections waiting for a request and reports whether
+// no connection is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.Load() == stateIdle {
+			c.closeFromOutside()
+		}
+	}
+	return len(s.conns) == 0
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.inShutdown.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeListenersLocked()
+	for c := range s.conns {
+		c.closeFromOutside()
+	}
+	return nil
+}
+
+func (s *Server) closeListenersLocked() {
+	for ln := range s.listeners {
+		_ = (*ln).Close()
+	}
+}
