@@ -26,8 +26,11 @@ type OutlierConfig struct {
 	// target. At least 1. Default 5.
 	ConsecutiveFailures int
 	// Ejection is the base ejection time. A target is ejected for Ejection
-	// times the number of its ejections so far, this one included (30s,
-	// 60s, 90s... like Envoy), up to MaxEjection. Positive. Default 30s.
+	// times its ejection multiplier (30s, 60s, 90s... like Envoy), up to
+	// MaxEjection. The multiplier grows by one with each ejection and
+	// shrinks by one for every Ejection the target then stays in service,
+	// so a target that recovered for good is soon treated as new again.
+	// Positive. Default 30s.
 	Ejection time.Duration
 	// MaxEjection caps the ejection time. At least Ejection. Default 5m.
 	MaxEjection time.Duration
@@ -80,16 +83,17 @@ func (c OutlierConfig) Validate() error {
 // with NewOutlier. Safe for concurrent use; Observe is cheap enough for
 // every response: an atomic operation, and a mutex only when ejecting.
 //
-// The ejection time grows with Target.Ejections, the target's lifetime
-// count, which never decreases: a target ejected often gets MaxEjection
-// from then on.
+// The ejection time grows with each ejection of a target and decays while
+// the target stays in service (see OutlierConfig.Ejection).
 type Outlier struct {
 	cfg      OutlierConfig
 	targets  []*upstream.Target
 	failures []atomic.Int32 // consecutive failures, parallel to targets
 	maxOut   int            // most targets ejected at once
 
-	mu sync.Mutex // serialises ejections so the percent limit holds
+	mu     sync.Mutex  // serialises ejections so the percent limit holds
+	levels []int64     // ejection multipliers, parallel to targets; under mu
+	ends   []time.Time // when each target's last ejection ended; under mu
 }
 
 // NewOutlier applies defaults to cfg, validates it and returns an Outlier
@@ -105,12 +109,22 @@ func NewOutlier(cfg OutlierConfig, targets []*upstream.Target) (*Outlier, error)
 	if maxOut == 0 && n > 1 {
 		maxOut = 1
 	}
-	return &Outlier{
+	o := &Outlier{
 		cfg:      cfg,
 		targets:  targets,
 		failures: make([]atomic.Int32, n),
 		maxOut:   maxOut,
-	}, nil
+		levels:   make([]int64, n),
+		ends:     make([]time.Time, n),
+	}
+	for i, t := range targets {
+		// A target still ejected when the pool was rebuilt (config reload)
+		// keeps a multiplier of one: its next ejection is the second.
+		if until := t.EjectedUntil(); !until.IsZero() {
+			o.levels[i], o.ends[i] = 1, until
+		}
+	}
+	return o, nil
 }
 
 // Observe records the outcome of a response from t at now and reports
@@ -147,10 +161,16 @@ func (o *Outlier) eject(i int, now time.Time) bool {
 	if t.Ejected(now) || o.ejectedLocked(now) >= o.maxOut {
 		return false
 	}
-	d := o.cfg.MaxEjection
-	if k := t.Ejections() + 1; k <= int64(o.cfg.MaxEjection/o.cfg.Ejection) {
-		d = o.cfg.Ejection * time.Duration(k)
+	level := o.levels[i]
+	if end := o.ends[i]; level > 0 && now.After(end) {
+		level = max(0, level-int64(now.Sub(end)/o.cfg.Ejection)) // decay while in service
 	}
+	level++
+	d := o.cfg.MaxEjection
+	if level <= int64(o.cfg.MaxEjection/o.cfg.Ejection) {
+		d = o.cfg.Ejection * time.Duration(level)
+	}
+	o.levels[i], o.ends[i] = level, now.Add(d)
 	t.Eject(now.Add(d))
 	return true
 }

@@ -229,3 +229,39 @@ func BenchmarkOutlierObserve(b *testing.B) {
 		}
 	})
 }
+
+func TestOutlierEjectionDecays(t *testing.T) {
+	ts := pool(2)
+	o, err := NewOutlier(OutlierConfig{ConsecutiveFailures: 1, Ejection: 10 * time.Second, MaxEjection: time.Minute}, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eject := func(now time.Time) time.Duration {
+		t.Helper()
+		if !o.Observe(ts[0], true, now) {
+			t.Fatalf("no ejection at %v", now.Sub(t0))
+		}
+		return ts[0].EjectedUntil().Sub(now)
+	}
+	now := t0
+	for _, want := range []time.Duration{10, 20, 30} { // multiplier 1, 2, 3
+		if got := eject(now); got != want*time.Second {
+			t.Fatalf("ejection lasts %v, want %vs", got, want)
+		}
+		now = ts[0].EjectedUntil()
+	}
+	// 25s in service after the third ejection: two decay steps (3 -> 1),
+	// so the next ejection uses multiplier 2.
+	now = now.Add(25 * time.Second)
+	if got := eject(now); got != 20*time.Second {
+		t.Fatalf("after 25s in service: ejection lasts %v, want 20s", got)
+	}
+	// A long healthy stretch resets it to the base ejection.
+	now = ts[0].EjectedUntil().Add(time.Hour)
+	if got := eject(now); got != 10*time.Second {
+		t.Fatalf("after an hour in service: ejection lasts %v, want 10s", got)
+	}
+	if ts[0].Ejections() != 5 {
+		t.Fatalf("lifetime ejections %d, want 5", ts[0].Ejections())
+	}
+}
