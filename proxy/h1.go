@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -42,6 +43,7 @@ var _ http.RoundTripper = (*h1Transport)(nil)
 
 type h1Conn struct {
 	nc        net.Conn
+	lr        limitedReader // what br reads from: nc, with the header size limit
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -119,9 +121,13 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 	var resp *http.Response
 	for {
 		var err error
+		c.lr.remain = maxResponseHeader + int64(c.br.Size()) // bufio may read ahead into the body
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
 			stop()
+			if c.lr.remain <= 0 {
+				return nil, errResponseHeaderTooLarge
+			}
 			return nil, err
 		}
 		// Informational answers (103 Early Hints ...) precede the real one.
@@ -130,6 +136,7 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 		}
 		break
 	}
+	c.lr.remain = math.MaxInt64
 	if t.headerTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
@@ -197,7 +204,35 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
+	c = &h1Conn{nc: nc, lr: limitedReader{r: nc, remain: math.MaxInt64}, bw: bufio.NewWriterSize(nc, 4<<10)}
+	c.br = bufio.NewReaderSize(&c.lr, 16<<10)
+	return c, false, nil
+}
+
+// maxResponseHeader bounds a target's response header (status line and
+// fields), as http.Transport's MaxResponseHeaderBytes default does: a
+// target cannot make the gateway buffer without end.
+const maxResponseHeader = 1 << 20
+
+var errResponseHeaderTooLarge = errors.New("upstream response header exceeds 1 MiB")
+
+// limitedReader reads from r until remain bytes were read, then reports
+// EOF (the caller tells that apart from a real EOF by remain).
+type limitedReader struct {
+	r      io.Reader
+	remain int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.remain <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.remain {
+		p = p[:l.remain]
+	}
+	n, err := l.r.Read(p)
+	l.remain -= int64(n)
+	return n, err
 }
 
 // put keeps an idle connection for reuse.

@@ -323,3 +323,37 @@ func TestH1ProbesLongIdleConnections(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A target that sends an endless response header gets an error after the
+// 1 MiB limit instead of the gateway buffering it all.
+func TestH1LimitsResponseHeader(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
+		for i := 0; i < 4096; i++ { // 4 MiB of header, never ended
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	}()
+	tr := newTestH1(5 * time.Second)
+	defer tr.Close()
+	_, err = tr.RoundTrip(mustReq(t, "GET", "http://"+ln.Addr().String()+"/"))
+	if !errors.Is(err, errResponseHeaderTooLarge) {
+		t.Fatalf("RoundTrip error %v, want %v", err, errResponseHeaderTooLarge)
+	}
+}
