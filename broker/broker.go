@@ -71,6 +71,7 @@ type Broker struct {
 	closed  bool
 
 	metaStreams map[string]metaStream // catalogue entries until opened
+	metrics     *metrics              // nil unless Config.Metrics is set
 
 	bufs   sync.Pool    // *[]byte record encoding buffers
 	metaMu sync.Mutex   // serializes catalogue writes
@@ -104,21 +105,32 @@ func Open(cfg Config) (*Broker, error) {
 	if err := b.loadMeta(); err != nil {
 		return nil, err
 	}
+	if cfg.Metrics != nil {
+		m, err := newMetrics(b, cfg.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("registering broker metrics: %w", err)
+		}
+		b.metrics = m
+	}
 	l, err := wal.Open(filepath.Join(cfg.Dir, "log"), wal.Options{
 		SegmentBytes: cfg.SegmentBytes,
 		Sync:         cfg.Fsync,
 		Now:          cfg.Now,
+		OnFsync:      b.metrics.fsyncHook(queueLogLabel),
 	})
 	if err != nil {
+		b.metrics.unregister()
 		return nil, fmt.Errorf("opening log: %w", err)
 	}
 	b.log = l
 	if err := b.replay(); err != nil {
 		l.Close()
+		b.metrics.unregister()
 		return nil, err
 	}
 	if err := b.openStreams(); err != nil {
 		l.Close()
+		b.metrics.unregister()
 		return nil, err
 	}
 	go b.loop()
@@ -322,6 +334,7 @@ func (b *Broker) Close() error {
 	if err := b.log.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	b.metrics.unregister()
 	return errors.Join(errs...)
 }
 
@@ -370,7 +383,7 @@ func (b *Broker) tick(ctx context.Context) {
 	var dead []deadMsg
 	for _, q := range b.queueList() {
 		q.mu.Lock()
-		q.promoteLocked(durable, now)
+		q.promoteLocked(durable, now, nil)
 		dead = q.tickLocked(now, dead)
 		q.mu.Unlock()
 	}

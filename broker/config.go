@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -167,6 +169,12 @@ type Config struct {
 	TickInterval Duration `json:"tick_interval" yaml:"tick_interval"`
 	// Now is the clock. Default time.Now.
 	Now func() time.Time `json:"-" yaml:"-"`
+	// Metrics, if set, receives the broker's Prometheus metrics (queue,
+	// topic and stream counters and gauges, fsync and publish-confirm
+	// histograms; see metrics.go): Open registers one collector with it and
+	// Close unregisters it, so a registry serves one open broker at a time.
+	// Default none (counting still happens, nothing is timed or exported).
+	Metrics prometheus.Registerer `json:"-" yaml:"-"`
 }
 
 func (c Config) withDefaults() Config {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Dead-letter headers set on a message moved to a dead-letter queue.
@@ -73,6 +75,7 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 	if len(msg.Body) > q.cfg.MaxMessageSize {
 		limit := q.cfg.MaxMessageSize
 		q.mu.Unlock()
+		q.stats.tooLarge.Add(1)
 		return PublishResult{}, fmt.Errorf("%w: %d bytes, queue %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
 	}
 	if msg.ID != "" && q.cfg.DedupWindow > 0 {
@@ -91,6 +94,7 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 		full := &QueueFullError{Queue: name, Limit: q.cfg.MaxLength}
 		if q.cfg.Overflow != OverflowBlock || q.gone != nil {
 			q.mu.Unlock()
+			q.stats.full.Add(1)
 			return PublishResult{}, full
 		}
 		if deadline.IsZero() {
@@ -99,6 +103,7 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			q.mu.Unlock()
+			q.stats.full.Add(1)
 			return PublishResult{}, full
 		}
 		space := q.space
@@ -156,22 +161,27 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 	q.pending = append(q.pending, m)
 	q.rememberLocked(msg.ID, seq, nowNS)
 	q.mu.Unlock()
+	q.stats.published.Add(1)
 	if opts.NoWait {
 		return PublishResult{Seq: seq}, nil
 	}
 	if err := b.log.Wait(ctx, seq); err != nil {
 		return PublishResult{}, fmt.Errorf("waiting for fsync: %w", err)
 	}
-	b.promote(q)
+	b.promoteTimed(q, b.metrics.confirmObserver())
 	return PublishResult{Seq: seq}, nil
 }
 
 // promote makes the queue's durable pending messages visible.
-func (b *Broker) promote(q *queue) {
+func (b *Broker) promote(q *queue) { b.promoteTimed(q, nil) }
+
+// promoteTimed is promote for a publisher's confirm: it also observes, in
+// confirm (if not nil), each promoted message's time since its publish.
+func (b *Broker) promoteTimed(q *queue, confirm prometheus.Observer) {
 	durable := b.log.DurableSeq()
 	q.mu.Lock()
 	if len(q.pending) > 0 && q.pending[0].seq <= durable {
-		q.promoteLocked(durable, b.cfg.Now().UnixNano())
+		q.promoteLocked(durable, b.cfg.Now().UnixNano(), confirm)
 	}
 	q.mu.Unlock()
 }
@@ -276,9 +286,10 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 		vis = q.cfg.VisibilityTimeout.Std()
 	}
 	var (
-		out  []Delivery
-		dead []deadMsg
-		seqs []uint64
+		out   []Delivery
+		dead  []deadMsg
+		seqs  []uint64
+		again uint64 // redeliveries among seqs
 	)
 	for len(out) < opts.Max && q.ready.Len() > 0 {
 		m := q.ready.items[0]
@@ -289,6 +300,9 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 		}
 		popReady(q)
 		m.deliveries++
+		if m.deliveries > 1 {
+			again++
+		}
 		seqs = append(seqs, m.seq)
 		out = append(out, Delivery{
 			Seq: m.seq, Body: m.body, MsgID: m.msgID, Key: m.key, Headers: m.headers,
@@ -313,6 +327,11 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 			// back after their visibility timeout; auto-acked ones are
 			// still in the log and come back on restart.
 			return nil, dead, nil, fmt.Errorf("logging delivery: %w", err)
+		}
+		q.stats.delivered.Add(uint64(len(seqs)))
+		q.stats.redelivered.Add(again)
+		if opts.AutoAck {
+			q.stats.acked.Add(uint64(len(seqs)))
 		}
 	}
 	return out, dead, q.notify, nil
@@ -388,6 +407,11 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 	if err != nil {
 		return AckResult{}, fmt.Errorf("appending to log: %w", err)
 	}
+	if op == opAck {
+		q.stats.acked.Add(uint64(res.Done))
+	} else {
+		q.stats.nacked.Add(uint64(res.Done))
+	}
 	if len(dead) > 0 {
 		b.deadLetter(ctx, dead)
 	}
@@ -407,7 +431,9 @@ func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
 	touched := map[*queue]bool{}
 	for _, d := range dead {
 		target := d.from.cfg.DeadLetter
-		if d.reason == "retention" || target == NoDeadLetter {
+		drop := d.reason == "retention" || target == NoDeadLetter
+		d.from.stats.countDead(d.reason, drop)
+		if drop {
 			if s, err := b.log.Enqueue(appendSeqs(nil, opAck, d.from.id, 0, []uint64{d.m.seq})); err == nil {
 				last = max(last, s)
 			}
@@ -546,6 +572,6 @@ func (b *Broker) Confirm(ctx context.Context, name string, res []PublishResult) 
 	if err := b.log.Wait(ctx, last); err != nil {
 		return fmt.Errorf("waiting for fsync: %w", err)
 	}
-	b.promote(q)
+	b.promoteTimed(q, b.metrics.confirmObserver())
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"sort"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 type msgState uint8
@@ -100,6 +102,7 @@ type queue struct {
 	notify    chan struct{} // closed when a message becomes ready
 	space     chan struct{} // closed when a message leaves
 	gone      error         // set when the queue is deleted or the broker closed
+	stats     queueStats    // event counters (atomic; see metrics.go)
 }
 
 func newQueue(name string, id uint32, cfg QueueConfig) *queue {
@@ -220,10 +223,14 @@ func (q *queue) expiredByRetention(m *message, now int64) bool {
 	return q.cfg.Retention > 0 && now-m.publishedAt > int64(q.cfg.Retention)
 }
 
-// promoteLocked makes pending messages up to durable visible, in order.
-func (q *queue) promoteLocked(durable uint64, now int64) {
+// promoteLocked makes pending messages up to durable visible, in order,
+// observing in confirm (if not nil) each one's time since its publish.
+func (q *queue) promoteLocked(durable uint64, now int64, confirm prometheus.Observer) {
 	i := 0
 	for i < len(q.pending) && q.pending[i].seq <= durable {
+		if confirm != nil {
+			confirm.Observe(float64(max(now-q.pending[i].publishedAt, 0)) / 1e9)
+		}
 		q.insertLocked(q.pending[i], now)
 		q.pending[i] = nil
 		i++

@@ -76,6 +76,7 @@ type stream struct {
 	notify   chan struct{} // closed on append
 	groups   map[string]uint64
 	deleted  bool
+	base     uint64 // the last durable offset when opened (appends since = DurableSeq - base)
 }
 
 const groupsFile = "groups.json"
@@ -95,11 +96,13 @@ func (b *Broker) openStream(name string, id uint32, cfg StreamConfig) (*stream, 
 		MaxBytes:       cfg.MaxBytes,
 		MaxRecordBytes: cfg.MaxMessageSize + 64<<10,
 		Now:            b.cfg.Now,
+		OnFsync:        b.metrics.fsyncHook(streamLogLabel(name)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %q: %w", name, err)
 	}
-	s := &stream{name: name, id: id, cfg: cfg, dir: dir, log: l, notify: make(chan struct{}), groups: map[string]uint64{}}
+	s := &stream{name: name, id: id, cfg: cfg, dir: dir, log: l, notify: make(chan struct{}), groups: map[string]uint64{},
+		base: l.DurableSeq()}
 	data, err := os.ReadFile(filepath.Join(dir, groupsFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -157,6 +160,7 @@ func (b *Broker) DeleteStream(name string) error {
 		return err
 	}
 	s.close()
+	b.metrics.forgetLog(streamLogLabel(name))
 	return os.RemoveAll(s.dir)
 }
 
@@ -226,11 +230,60 @@ func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, 
 	if err != nil {
 		return 0, fmt.Errorf("appending to stream %q: %w", name, err)
 	}
+	s.wake()
+	return off, nil
+}
+
+// AppendBatch appends msgs in order (their Headers and Body; other fields
+// are not stored) and returns their offsets once all are durable: the
+// batch costs one group commit. Every body is checked against the stream's
+// max_message_size before any is written. On a write error or when ctx
+// ends, some of the messages may be stored.
+func (b *Broker) AppendBatch(ctx context.Context, name string, msgs []Message) ([]uint64, error) {
+	s, err := b.stream(name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	limit := s.cfg.MaxMessageSize
+	s.mu.Unlock()
+	for i := range msgs {
+		if len(msgs[i].Body) > limit {
+			return nil, fmt.Errorf("message %d of %d: %w: %d bytes, stream %q accepts at most %d",
+				i, len(msgs), ErrTooLarge, len(msgs[i].Body), name, limit)
+		}
+	}
+	offs := make([]uint64, len(msgs))
+	bp := b.getBuf()
+	for i := range msgs {
+		buf := encodeStreamRecord((*bp)[:0], msgs[i].Headers, msgs[i].Body)
+		off, err := s.log.Enqueue(buf) // copies buf
+		*bp = buf
+		if err != nil {
+			b.putBuf(bp)
+			return nil, fmt.Errorf("appending message %d of %d to stream %q: %w", i, len(msgs), name, err)
+		}
+		offs[i] = off
+	}
+	b.putBuf(bp)
+	if len(offs) == 0 {
+		return offs, nil
+	}
+	// Records become durable in offset order: waiting for the last covers
+	// the batch.
+	if err := s.log.Wait(ctx, offs[len(offs)-1]); err != nil {
+		return nil, fmt.Errorf("appending to stream %q: %w", name, err)
+	}
+	s.wake()
+	return offs, nil
+}
+
+// wake tells waiting readers that messages were appended.
+func (s *stream) wake() {
 	s.mu.Lock()
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()
-	return off, nil
 }
 
 func encodeStreamRecord(b []byte, headers map[string]string, body []byte) []byte {
@@ -365,6 +418,16 @@ func (b *Broker) OffsetAt(name, pos string) (uint64, error) {
 	t, err := time.Parse(time.RFC3339Nano, pos)
 	if err != nil {
 		return 0, fmt.Errorf("%w: position %q: want an offset, start, end or an RFC 3339 time", ErrInvalid, pos)
+	}
+	return s.log.SeqAtTime(t)
+}
+
+// OffsetAtTime returns the offset of the first message at or after t, or
+// the next offset to be written if there is none (OffsetAt with a time).
+func (b *Broker) OffsetAtTime(name string, t time.Time) (uint64, error) {
+	s, err := b.stream(name)
+	if err != nil {
+		return 0, err
 	}
 	return s.log.SeqAtTime(t)
 }

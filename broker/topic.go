@@ -225,26 +225,10 @@ func (b *Broker) PublishTopic(ctx context.Context, name string, msg Message, opt
 	if err != nil {
 		return TopicResult{}, err
 	}
-	t.mu.Lock()
-	if len(msg.Body) > t.cfg.MaxMessageSize {
-		limit := t.cfg.MaxMessageSize
-		t.mu.Unlock()
-		return TopicResult{}, fmt.Errorf("%w: %d bytes, topic %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
+	res, queues, err := t.fanOut(&msg, b.cfg.Now)
+	if err != nil {
+		return TopicResult{}, err
 	}
-	t.next++
-	tm := TopicMessage{ID: t.next, Body: append([]byte(nil), msg.Body...), Headers: maps.Clone(msg.Headers),
-		Key: msg.Key, MsgID: msg.ID, Time: b.cfg.Now()}
-	res := TopicResult{ID: tm.ID}
-	for s := range t.subs {
-		select {
-		case s.c <- tm:
-			res.Subscribers++
-		default:
-			s.endLocked(ErrLagged)
-		}
-	}
-	queues := t.cfg.Queues
-	t.mu.Unlock()
 	var errs []error
 	for _, q := range queues {
 		if _, err := b.Publish(ctx, q, msg, opts); err != nil {
@@ -254,4 +238,89 @@ func (b *Broker) PublishTopic(ctx context.Context, name string, msg Message, opt
 		res.Queues++
 	}
 	return res, errors.Join(errs...)
+}
+
+// PublishTopicBatch publishes msgs in order as PublishTopic does, but waits
+// once, after the last message, for the bound queues' records to be durable
+// (unless opts.NoWait): a batch costs one group commit. Every body is
+// checked against the topic's max_message_size before any message is
+// handed out. On an error at message i, messages before i were handed to
+// the subscribers and may be stored in the bound queues; retrying them with
+// the same Message.ID is safe for the queues (each dedups), not for live
+// subscribers (they see them again).
+func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Message, opts PublishOptions) ([]TopicResult, error) {
+	t, err := b.topic(name)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	limit := t.cfg.MaxMessageSize
+	t.mu.Unlock()
+	for i := range msgs {
+		if len(msgs[i].Body) > limit {
+			return nil, fmt.Errorf("message %d of %d: %w: %d bytes, topic %q accepts at most %d",
+				i, len(msgs), ErrTooLarge, len(msgs[i].Body), name, limit)
+		}
+	}
+	out := make([]TopicResult, len(msgs))
+	// last is the newest record per bound queue, for the one confirm.
+	var last []PublishResult
+	var lastQueue []string
+	for i := range msgs {
+		res, queues, err := t.fanOut(&msgs[i], b.cfg.Now)
+		if err != nil {
+			return nil, fmt.Errorf("message %d of %d: %w", i, len(msgs), err)
+		}
+		for _, q := range queues {
+			r, err := b.Publish(ctx, q, msgs[i], PublishOptions{NoWait: true})
+			if err != nil {
+				return nil, fmt.Errorf("message %d of %d (earlier ones were published): publishing to bound queue %q: %w", i, len(msgs), q, err)
+			}
+			res.Queues++
+			j := 0
+			for j < len(lastQueue) && lastQueue[j] != q {
+				j++
+			}
+			if j == len(lastQueue) {
+				lastQueue = append(lastQueue, q)
+				last = append(last, r)
+			} else if r.Seq > last[j].Seq {
+				last[j] = r
+			}
+		}
+		out[i] = res
+	}
+	if opts.NoWait {
+		return out, nil
+	}
+	for j, q := range lastQueue {
+		if err := b.Confirm(ctx, q, last[j:j+1]); err != nil {
+			return nil, fmt.Errorf("confirming bound queue %q: %w", q, err)
+		}
+	}
+	return out, nil
+}
+
+// fanOut checks msg's size, hands it to every live subscriber and returns
+// the result so far and the bound queues to publish it to. now stamps the
+// message under the topic's lock, so times follow ids.
+func (t *topic) fanOut(msg *Message, now func() time.Time) (TopicResult, []string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(msg.Body) > t.cfg.MaxMessageSize {
+		return TopicResult{}, nil, fmt.Errorf("%w: %d bytes, topic %q accepts at most %d", ErrTooLarge, len(msg.Body), t.name, t.cfg.MaxMessageSize)
+	}
+	t.next++
+	tm := TopicMessage{ID: t.next, Body: append([]byte(nil), msg.Body...), Headers: maps.Clone(msg.Headers),
+		Key: msg.Key, MsgID: msg.ID, Time: now()}
+	res := TopicResult{ID: tm.ID}
+	for s := range t.subs {
+		select {
+		case s.c <- tm:
+			res.Subscribers++
+		default:
+			s.endLocked(ErrLagged)
+		}
+	}
+	return res, t.cfg.Queues, nil
 }

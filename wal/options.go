@@ -111,6 +111,14 @@ type Options struct {
 	// Now is the clock used for record timestamps and retention. Default
 	// time.Now.
 	Now func() time.Time
+	// OnFsync, if set, is called after every successful fsync of a segment
+	// file with how long the fsync took and how many records it made
+	// durable (those written since the previous fsync: the group-commit
+	// batch size; 0 for an fsync that only repairs a segment on open or
+	// flushes an idle log on close). It runs on the goroutine that issued
+	// the fsync, usually the log's single writer, so it must be quick and
+	// safe for concurrent use. Default none.
+	OnFsync func(d time.Duration, records int)
 }
 
 func (o Options) withDefaults() Options {

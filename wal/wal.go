@@ -80,7 +80,8 @@ type Log struct {
 	retentionErr error  // last failure to delete a segment (not sticky)
 	closed       bool
 
-	syncs atomic.Uint64 // fsync calls on segment files
+	syncs    atomic.Uint64 // fsync calls on segment files
+	unsynced atomic.Int64  // records written to the OS since the last fsync
 
 	wake chan struct{}
 	quit chan struct{}
@@ -580,6 +581,7 @@ func (l *Log) writeChunk(s *segment, b *batch, from, upto int, pos int64) (int64
 	l.written = b.recs[upto-1].seq
 	l.total += int64(end - start)
 	l.mu.Unlock()
+	l.unsynced.Add(int64(upto - from))
 	return int64(end - start), nil
 }
 
@@ -608,7 +610,18 @@ func (l *Log) rotate(act *segment, base uint64) (*segment, error) {
 
 func (l *Log) fsync(f *os.File) error {
 	l.syncs.Add(1)
-	return f.Sync()
+	if l.opts.OnFsync == nil {
+		l.unsynced.Store(0)
+		return f.Sync()
+	}
+	// Records written while this fsync runs are counted by the next one.
+	records := l.unsynced.Swap(0)
+	start := time.Now()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	l.opts.OnFsync(time.Since(start), int(records))
+	return nil
 }
 
 // Syncs returns how many fsyncs the log has issued on segment files.

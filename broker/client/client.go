@@ -1,14 +1,19 @@
-// Package client is the Go client of the switchyard broker: a small
-// Publisher/Consumer interface with an in-process implementation
+// Package client is the Go client of the switchyard broker: small
+// interfaces for queues (Publisher, Consumer), topics (TopicClient) and
+// streams (StreamClient, GroupClient) with an in-process implementation
 // (Embedded), a native-protocol TCP implementation (Conn) that reconnects,
 // and an HTTP implementation (HTTP). One contract suite tests all three.
 package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/wire"
 )
 
 // Publisher publishes messages to a queue.
@@ -42,12 +47,163 @@ type Client interface {
 	Close() error
 }
 
-// Embedded is a Client over a broker in the same process.
+// TopicClient publishes to topics and subscribes to them.
+//
+// PublishTopic hands each message to the topic's live subscribers and
+// publishes it to the queues bound to the topic, returning once those
+// records are durable (one group commit per batch over the native
+// protocol and in process; HTTP sends one request per message). Each
+// result says how many subscribers and bound queues the message reached.
+// On error, earlier messages of the batch were delivered: retrying with
+// the same Message.ID values is safe for bound queues (they dedup), but
+// live subscribers see the retried messages again.
+//
+// SubscribeTopic returns once the subscription is live: it receives the
+// messages published from then on, never earlier ones. ctx bounds only
+// the subscribing; the subscription lasts until Close or until it ends.
+type TopicClient interface {
+	PublishTopic(ctx context.Context, topic string, msgs ...broker.Message) ([]broker.TopicResult, error)
+	SubscribeTopic(ctx context.Context, topic string, opts TopicOptions) (TopicSubscription, error)
+}
+
+// TopicSubscription is a live topic subscription. Next and Close may be
+// called from different goroutines; Next itself is not safe for concurrent
+// use.
+//
+// Next waits for the next message. If ctx ends first it returns ctx.Err()
+// and the subscription stays usable. Once the subscription has ended Next
+// returns why, every time: broker.ErrLagged (it fell more than the topic's
+// buffer behind and was dropped; the messages already pushed come first),
+// broker.ErrNotFound (the topic was deleted), broker.ErrClosed (the broker
+// or the Conn closed), ErrDisconnected (the connection was lost) or
+// ErrSubscriptionClosed (after Close). A subscription does not survive a
+// reconnect, like Conn.Subscribe: subscribe again, and bind a queue to the
+// topic (or use a stream) if messages published in between matter. A
+// message's Body may be shared with other subscribers: do not modify it.
+//
+// Close ends the subscription; calling it again does nothing.
+type TopicSubscription interface {
+	Next(ctx context.Context) (broker.TopicMessage, error)
+	Close() error
+}
+
+// ErrSubscriptionClosed is returned by TopicSubscription.Next after Close.
+var ErrSubscriptionClosed = errors.New("topic subscription closed")
+
+// TopicOptions tune a topic subscription. The zero value is ready to use.
+type TopicOptions struct {
+	// Credit is how many messages the broker may push ahead of Next over
+	// the native protocol (flow control). Default 256. Beyond the credit
+	// the broker holds up to the topic's buffer for the subscriber, then
+	// drops it with broker.ErrLagged. Embedded and HTTP ignore it (they
+	// have the topic's buffer, and HTTP also TCP's flow control).
+	Credit int
+}
+
+// StreamClient appends to streams and reads them by position.
+//
+// Append returns the messages' offsets once all are durable (one group
+// commit per batch over the native protocol and in process; HTTP sends one
+// request per message); only Headers and Body are stored. On error, some
+// of the messages may be stored.
+//
+// ReadStream returns up to opts.Max messages (default 100, at most 10000)
+// from the position, waiting up to opts.Wait (at most 60s over the native
+// protocol and HTTP) for the first if there is none yet. The page's Next
+// is the offset to read next.
+type StreamClient interface {
+	Append(ctx context.Context, stream string, msgs ...broker.Message) ([]uint64, error)
+	ReadStream(ctx context.Context, stream string, from Position, opts broker.ReadOptions) (StreamPage, error)
+}
+
+// GroupClient reads streams through consumer groups.
+//
+// Fetch reads like ReadStream from the group's committed offset (the start
+// of the stream for a new group) and does not move it. Commit durably
+// records offset as the next one the group reads: commit StreamPage.Next
+// after processing a page. A group shares one offset, so it has one active
+// reader at a time. Group names follow the rules of queue names.
+type GroupClient interface {
+	Fetch(ctx context.Context, stream, group string, opts broker.ReadOptions) (StreamPage, error)
+	Commit(ctx context.Context, stream, group string, offset uint64) error
+}
+
+// StreamPage is the answer of a stream read or group fetch.
+type StreamPage struct {
+	Messages []broker.StreamMessage
+	// Next is the offset to read next: after the last message, or the
+	// position read from when there was none.
+	Next uint64
+}
+
+// Position is where a stream read starts: FromStart, FromEnd, FromOffset
+// or FromTime. The zero Position is the start of the stream.
+type Position struct {
+	from   wire.From
+	offset uint64
+	time   time.Time
+}
+
+// FromStart is the first retained message.
+func FromStart() Position { return Position{from: wire.FromStart} }
+
+// FromEnd is the next message to be appended (a tail).
+func FromEnd() Position { return Position{from: wire.FromEnd} }
+
+// FromOffset is the message at offset; an offset older than the first
+// retained message starts at the first.
+func FromOffset(offset uint64) Position { return Position{from: wire.FromOffset, offset: offset} }
+
+// FromTime is the first message appended at or after t.
+func FromTime(t time.Time) Position { return Position{from: wire.FromTime, time: t} }
+
+// String returns the position as the HTTP API's from parameter: start,
+// end, a decimal offset or an RFC 3339 time.
+func (p Position) String() string {
+	switch p.from {
+	case wire.FromEnd:
+		return "end"
+	case wire.FromOffset:
+		return strconv.FormatUint(p.offset, 10)
+	case wire.FromTime:
+		return p.time.UTC().Format(time.RFC3339Nano)
+	}
+	return "start"
+}
+
+// checkRead rejects read options that no implementation accepts, so that
+// all of them answer alike.
+func checkRead(opts broker.ReadOptions) error {
+	if opts.Max < 0 || opts.Max > 10000 {
+		return fmt.Errorf("%w: read max %d: want 1..10000 (0: 100)", broker.ErrInvalid, opts.Max)
+	}
+	if opts.Wait < 0 {
+		return fmt.Errorf("%w: read wait %s: must not be negative", broker.ErrInvalid, opts.Wait)
+	}
+	return nil
+}
+
+// page builds the answer of a read that started at from.
+func page(ms []broker.StreamMessage, from uint64) StreamPage {
+	p := StreamPage{Messages: ms, Next: from}
+	if len(ms) > 0 {
+		p.Next = ms[len(ms)-1].Offset + 1
+	}
+	return p
+}
+
+// Embedded is a Client, TopicClient, StreamClient and GroupClient over a
+// broker in the same process.
 type Embedded struct {
 	B *broker.Broker
 }
 
-var _ Client = Embedded{}
+var (
+	_ Client       = Embedded{}
+	_ TopicClient  = Embedded{}
+	_ StreamClient = Embedded{}
+	_ GroupClient  = Embedded{}
+)
 
 // Publish implements Publisher.
 func (e Embedded) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
@@ -88,4 +244,104 @@ func (e Embedded) Close() error { return nil }
 // Status returns the state of message seq of the queue.
 func (e Embedded) Status(_ context.Context, queue string, seq uint64) (broker.MessageStatus, error) {
 	return e.B.MessageStatus(queue, seq)
+}
+
+// PublishTopic implements TopicClient.
+func (e Embedded) PublishTopic(ctx context.Context, topic string, msgs ...broker.Message) ([]broker.TopicResult, error) {
+	return e.B.PublishTopicBatch(ctx, topic, msgs, broker.PublishOptions{})
+}
+
+// SubscribeTopic implements TopicClient; the subscription buffers up to the
+// topic's buffer.
+func (e Embedded) SubscribeTopic(ctx context.Context, topic string, _ TopicOptions) (TopicSubscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := e.B.Subscribe(topic)
+	if err != nil {
+		return nil, err
+	}
+	return &embeddedSub{topic: topic, s: s}, nil
+}
+
+// embeddedSub is a TopicSubscription over a broker.Subscription.
+type embeddedSub struct {
+	topic string
+	s     *broker.Subscription
+}
+
+func (s *embeddedSub) Next(ctx context.Context) (broker.TopicMessage, error) {
+	select {
+	case m, ok := <-s.s.C:
+		if ok {
+			return m, nil
+		}
+		if err := s.s.Err(); err != nil {
+			return broker.TopicMessage{}, fmt.Errorf("topic %q subscription: %w", s.topic, err)
+		}
+		return broker.TopicMessage{}, ErrSubscriptionClosed
+	case <-ctx.Done():
+		return broker.TopicMessage{}, ctx.Err()
+	}
+}
+
+func (s *embeddedSub) Close() error {
+	s.s.Close()
+	return nil
+}
+
+// Append implements StreamClient.
+func (e Embedded) Append(ctx context.Context, stream string, msgs ...broker.Message) ([]uint64, error) {
+	return e.B.AppendBatch(ctx, stream, msgs)
+}
+
+// ReadStream implements StreamClient.
+func (e Embedded) ReadStream(ctx context.Context, stream string, from Position, opts broker.ReadOptions) (StreamPage, error) {
+	if err := checkRead(opts); err != nil {
+		return StreamPage{}, err
+	}
+	var (
+		off uint64
+		err error
+	)
+	switch from.from {
+	case wire.FromOffset:
+		off = from.offset // Read reports an unknown stream
+	case wire.FromTime:
+		off, err = e.B.OffsetAtTime(stream, from.time)
+	default:
+		off, err = e.B.OffsetAt(stream, from.String())
+	}
+	if err != nil {
+		return StreamPage{}, err
+	}
+	ms, err := e.B.Read(ctx, stream, off, opts)
+	if err != nil {
+		return StreamPage{}, err
+	}
+	return page(ms, off), nil
+}
+
+// Fetch implements GroupClient.
+func (e Embedded) Fetch(ctx context.Context, stream, group string, opts broker.ReadOptions) (StreamPage, error) {
+	if err := checkRead(opts); err != nil {
+		return StreamPage{}, err
+	}
+	info, err := e.B.Stream(stream)
+	if err != nil {
+		return StreamPage{}, err
+	}
+	ms, err := e.B.Fetch(ctx, stream, group, opts)
+	if err != nil {
+		return StreamPage{}, err
+	}
+	return page(ms, max(info.Groups[group], info.FirstOffset)), nil
+}
+
+// Commit implements GroupClient.
+func (e Embedded) Commit(ctx context.Context, stream, group string, offset uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.B.Commit(stream, group, offset)
 }

@@ -31,8 +31,9 @@ type Options struct {
 	MaxBackoff time.Duration
 }
 
-// Conn is a Client over the native protocol. Requests from many goroutines
-// are pipelined on one TCP connection. Safe for concurrent use.
+// Conn is a Client, TopicClient, StreamClient and GroupClient over the
+// native protocol. Requests from many goroutines are pipelined on one TCP
+// connection. Safe for concurrent use.
 type Conn struct {
 	addr string
 	opts Options
@@ -44,7 +45,7 @@ type Conn struct {
 	backoff time.Duration
 }
 
-var _ Client = (*Conn)(nil)
+var _ Client = (*Conn)(nil) // and TopicClient, StreamClient, GroupClient: conn_pubsub.go
 
 type result struct {
 	t    wire.Type
@@ -263,6 +264,8 @@ func decodeErr(body []byte) error {
 		return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
 	case "not_found":
 		return fmt.Errorf("%s: %w", e.Message, broker.ErrNotFound)
+	case "lagged":
+		return fmt.Errorf("%s: %w", e.Message, broker.ErrLagged)
 	case "too_large":
 		return fmt.Errorf("%s: %w", e.Message, broker.ErrTooLarge)
 	case "bad_request":

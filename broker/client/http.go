@@ -15,8 +15,10 @@ import (
 	"github.com/switchyard/switchyard/broker"
 )
 
-// HTTP is a Client over the broker's HTTP API (see docs/broker.md), for
-// places where the native protocol is not reachable.
+// HTTP is a Client, TopicClient, StreamClient and GroupClient over the
+// broker's HTTP API (see docs/broker.md), for places where the native
+// protocol is not reachable. Topic subscriptions are server-sent event
+// streams: a Client with a Timeout ends them after that time.
 type HTTP struct {
 	// Base is the API address, e.g. "http://127.0.0.1:7401".
 	Base string
@@ -59,19 +61,7 @@ func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hd
 		return fmt.Errorf("%w: reading answer: %v", ErrDisconnected, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-			Queue string `json:"queue"`
-			Limit int    `json:"limit"`
-		}
-		if json.Unmarshal(data, &e) != nil || e.Code == "" {
-			return fmt.Errorf("broker answered %s: %q", resp.Status, data)
-		}
-		if e.Code == "queue_full" {
-			return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
-		}
-		return codeErr(e.Code, e.Error)
+		return answerErr(resp.Status, data)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -81,12 +71,32 @@ func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hd
 	return nil
 }
 
+// answerErr turns an error answer (status line and JSON body) into the
+// broker's error values.
+func answerErr(status string, data []byte) error {
+	var e struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+		Queue string `json:"queue"`
+		Limit int    `json:"limit"`
+	}
+	if json.Unmarshal(data, &e) != nil || e.Code == "" {
+		return fmt.Errorf("broker answered %s: %q", status, data)
+	}
+	if e.Code == "queue_full" {
+		return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
+	}
+	return codeErr(e.Code, e.Error)
+}
+
 // codeErr maps an error code of the API to an error that errors.Is
 // recognises like the broker's own.
 func codeErr(code, msg string) error {
 	switch code {
 	case "not_found":
 		return fmt.Errorf("%s: %w", msg, broker.ErrNotFound)
+	case "lagged":
+		return fmt.Errorf("%s: %w", msg, broker.ErrLagged)
 	case "too_large":
 		return fmt.Errorf("%s: %w", msg, broker.ErrTooLarge)
 	case "bad_request":
@@ -101,22 +111,7 @@ func codeErr(code, msg string) error {
 func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
 	res := make([]broker.PublishResult, 0, len(msgs))
 	for i, m := range msgs {
-		hdr := http.Header{}
-		if m.ID != "" {
-			hdr.Set("Msg-Id", m.ID)
-		}
-		if m.Key != "" {
-			hdr.Set("Msg-Key", m.Key)
-		}
-		if m.Delay > 0 {
-			hdr.Set("Delay", m.Delay.String())
-		}
-		if m.TTL > 0 {
-			hdr.Set("TTL", m.TTL.String())
-		}
-		for k, v := range m.Headers {
-			hdr.Set("Msg-Header-"+k, v)
-		}
+		hdr := messageHeader(&m)
 		var ans struct {
 			ID        string `json:"id"`
 			Duplicate bool   `json:"duplicate"`
@@ -134,6 +129,28 @@ func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message
 		res = append(res, broker.PublishResult{Seq: seq, Duplicate: ans.Duplicate})
 	}
 	return res, nil
+}
+
+// messageHeader carries a message's id, key, delay, ttl and headers as
+// the HTTP API's request headers.
+func messageHeader(m *broker.Message) http.Header {
+	hdr := http.Header{}
+	if m.ID != "" {
+		hdr.Set("Msg-Id", m.ID)
+	}
+	if m.Key != "" {
+		hdr.Set("Msg-Key", m.Key)
+	}
+	if m.Delay > 0 {
+		hdr.Set("Delay", m.Delay.String())
+	}
+	if m.TTL > 0 {
+		hdr.Set("TTL", m.TTL.String())
+	}
+	for k, v := range m.Headers {
+		hdr.Set("Msg-Header-"+k, v)
+	}
+	return hdr
 }
 
 // Status returns the state of message seq of the queue (GET

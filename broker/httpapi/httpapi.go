@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/switchyard/switchyard/broker"
 )
 
@@ -38,9 +41,23 @@ type Server struct {
 
 var _ http.Handler = (*Server)(nil)
 
-// New returns the handler for b.
-func New(b *broker.Broker) *Server {
+// Options configure a Server. The zero value serves the API alone.
+type Options struct {
+	// Metrics, if set, is served at GET /metrics in the Prometheus
+	// exposition format: typically the registry passed to
+	// broker.Config.Metrics. Default none (/metrics is 404).
+	Metrics prometheus.Gatherer
+}
+
+// New returns the handler for b, without /metrics.
+func New(b *broker.Broker) *Server { return NewWithOptions(b, Options{}) }
+
+// NewWithOptions returns the handler for b configured by opts.
+func NewWithOptions(b *broker.Broker, opts Options) *Server {
 	s := &Server{b: b, mux: http.NewServeMux()}
+	if opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
+	}
 	s.mux.HandleFunc("GET /v1/queues", s.listQueues)
 	s.mux.HandleFunc("PUT /v1/queues/{name}", s.putQueue)
 	s.mux.HandleFunc("GET /v1/queues/{name}", s.getQueue)
@@ -193,8 +210,12 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	msg, opts, ok := readMessage(w, r, "queue "+strconv.Quote(name), cfg.MaxMessageSize)
-	if !ok {
+	msg, opts, err := readMessage(r, "queue "+strconv.Quote(name), cfg.MaxMessageSize)
+	if err != nil {
+		if errors.Is(err, broker.ErrTooLarge) {
+			s.b.RecordTooLarge(name)
+		}
+		failRead(w, err)
 		return
 	}
 	res, err := s.b.Publish(r.Context(), name, msg, opts)
@@ -229,21 +250,20 @@ func (s *Server) messageStatus(w http.ResponseWriter, r *http.Request) {
 
 // readMessage reads a message from a publish request: the body is the
 // payload; Msg-Id, Msg-Key, Delay, TTL and Msg-Header-* headers; the query
-// confirm=false asks for fire-and-forget. It answers the error itself and
-// returns false on bad input.
-func readMessage(w http.ResponseWriter, r *http.Request, what string, maxSize int) (broker.Message, broker.PublishOptions, bool) {
+// confirm=false asks for fire-and-forget. Bad input is an error naming the
+// header or query; a body above maxSize wraps broker.ErrTooLarge. Answer
+// either with failRead.
+func readMessage(r *http.Request, what string, maxSize int) (broker.Message, broker.PublishOptions, error) {
 	var (
 		msg  = broker.Message{ID: r.Header.Get(HeaderMsgID), Key: r.Header.Get(HeaderMsgKey)}
 		opts broker.PublishOptions
 		err  error
 	)
 	if msg.Delay, err = parseDur(r.Header.Get(HeaderDelay)); err != nil {
-		badRequest(w, "header Delay: %v", err)
-		return msg, opts, false
+		return msg, opts, fmt.Errorf("header Delay: %w", err)
 	}
 	if msg.TTL, err = parseDur(r.Header.Get(HeaderTTL)); err != nil {
-		badRequest(w, "header TTL: %v", err)
-		return msg, opts, false
+		return msg, opts, fmt.Errorf("header TTL: %w", err)
 	}
 	for k, v := range r.Header {
 		if len(k) > len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) && len(v) > 0 {
@@ -258,24 +278,29 @@ func readMessage(w http.ResponseWriter, r *http.Request, what string, maxSize in
 	case "false", "0":
 		opts.NoWait = true
 	default:
-		badRequest(w, "query confirm=%q: want true or false", c)
-		return msg, opts, false
+		return msg, opts, fmt.Errorf("query confirm=%q: want true or false", c)
 	}
 	if r.ContentLength > int64(maxSize) {
-		fail(w, fmt.Errorf("%w: %d bytes, %s accepts at most %d", broker.ErrTooLarge, r.ContentLength, what, maxSize))
-		return msg, opts, false
+		return msg, opts, fmt.Errorf("%w: %d bytes, %s accepts at most %d", broker.ErrTooLarge, r.ContentLength, what, maxSize)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(maxSize)+1))
 	if err != nil {
-		badRequest(w, "reading body: %v", err)
-		return msg, opts, false
+		return msg, opts, fmt.Errorf("reading body: %w", err)
 	}
 	if len(body) > maxSize {
-		fail(w, fmt.Errorf("%w: more than %d bytes, %s accepts at most %d", broker.ErrTooLarge, maxSize, what, maxSize))
-		return msg, opts, false
+		return msg, opts, fmt.Errorf("%w: more than %d bytes, %s accepts at most %d", broker.ErrTooLarge, maxSize, what, maxSize)
 	}
 	msg.Body = body
-	return msg, opts, true
+	return msg, opts, nil
+}
+
+// failRead answers an error of readMessage: 413 too_large or 400.
+func failRead(w http.ResponseWriter, err error) {
+	if errors.Is(err, broker.ErrTooLarge) {
+		fail(w, err)
+		return
+	}
+	badRequest(w, "%v", err)
 }
 
 // delivery is one received message in JSON; body is base64.

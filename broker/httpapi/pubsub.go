@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -69,8 +70,9 @@ func (s *Server) publishTopic(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	msg, opts, ok := readMessage(w, r, "topic "+strconv.Quote(name), info.Config.MaxMessageSize)
-	if !ok {
+	msg, opts, err := readMessage(r, "topic "+strconv.Quote(name), info.Config.MaxMessageSize)
+	if err != nil {
+		failRead(w, err)
 		return
 	}
 	res, err := s.b.PublishTopic(r.Context(), name, msg, opts)
@@ -89,6 +91,35 @@ type event struct {
 	Key     string            `json:"key,omitempty"`
 	MsgID   string            `json:"msg_id,omitempty"`
 	Time    time.Time         `json:"time"`
+}
+
+// ended is the data of the "error" event that ends an event stream.
+// Reason says why, so that clients can act on it without matching the
+// message: lagged (the subscriber fell more than the topic's buffer
+// behind), not_found (the topic was deleted) or closed (the broker is
+// closing).
+type ended struct {
+	Error  string `json:"error"`
+	Code   string `json:"code"` // always subscription_ended
+	Reason string `json:"reason,omitempty"`
+}
+
+// endEvent describes why a subscription ended (err nil: it was closed).
+func endEvent(err error) ended {
+	e := ended{Error: "subscription ended", Code: "subscription_ended"}
+	if err == nil {
+		return e
+	}
+	e.Error = err.Error()
+	switch {
+	case errors.Is(err, broker.ErrLagged):
+		e.Reason = "lagged"
+	case errors.Is(err, broker.ErrNotFound):
+		e.Reason = "not_found"
+	case errors.Is(err, broker.ErrClosed):
+		e.Reason = "closed"
+	}
+	return e
 }
 
 // events streams a topic's new messages as server-sent events until the
@@ -119,11 +150,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, ": ping\n\n")
 		case m, ok := <-sub.C:
 			if !ok {
-				msg := "subscription ended"
-				if err := sub.Err(); err != nil {
-					msg = err.Error()
-				}
-				data, _ := json.Marshal(errorBody{Error: msg, Code: "subscription_ended"})
+				data, _ := json.Marshal(endEvent(sub.Err()))
 				fmt.Fprintf(w, "event: error\ndata: %s\n\n", data)
 				rc.Flush()
 				return
@@ -180,8 +207,9 @@ func (s *Server) appendStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	msg, _, ok := readMessage(w, r, "stream "+strconv.Quote(name), info.Config.MaxMessageSize)
-	if !ok {
+	msg, _, err := readMessage(r, "stream "+strconv.Quote(name), info.Config.MaxMessageSize)
+	if err != nil {
+		failRead(w, err)
 		return
 	}
 	off, err := s.b.Append(r.Context(), name, msg)

@@ -177,6 +177,8 @@ func toWireError(err error) *wire.Error {
 		e.Code, e.Queue, e.Limit = "queue_full", full.Queue, full.Limit
 	case errors.Is(err, broker.ErrNotFound):
 		e.Code = "not_found"
+	case errors.Is(err, broker.ErrLagged):
+		e.Code = "lagged"
 	case errors.Is(err, broker.ErrTooLarge):
 		e.Code = "too_large"
 	case errors.Is(err, broker.ErrInvalid), errors.Is(err, wire.ErrMalformed):
@@ -305,7 +307,9 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 		}
 		c.subscribe(id, req)
 	default:
-		c.fail(id, fmt.Errorf("%w: unknown frame type %d", wire.ErrMalformed, t))
+		if !c.handlePubSub(t, id, body) {
+			c.fail(id, fmt.Errorf("%w: unknown frame type %d", wire.ErrMalformed, t))
+		}
 	}
 }
 
@@ -336,20 +340,32 @@ func publishBatch(ctx context.Context, b *broker.Broker, req *wire.PubReq) ([]br
 	return res, nil
 }
 
-// subscribe starts a push subscription owned by the connection.
-func (c *conn) subscribe(id uint32, req wire.RecvReq) {
+// addSub registers a push subscription (queue or topic) under the
+// request id with the initial credit. It answers the error itself and
+// returns false if the id is taken. The caller closes sb.done when its
+// push loop ends; ctx ends on Unsub or when the connection closes.
+func (c *conn) addSub(id uint32, credit int) (context.Context, *sub, bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	sb := &sub{cancel: cancel, more: make(chan struct{}, 1), done: make(chan struct{})}
-	sb.credit.Store(int64(req.Max))
+	sb.credit.Store(int64(credit))
 	c.mu.Lock()
 	if old := c.subs[id]; old != nil {
 		c.mu.Unlock()
 		cancel()
 		c.fail(id, fmt.Errorf("%w: subscription id %d in use", broker.ErrInvalid, id))
-		return
+		return nil, nil, false
 	}
 	c.subs[id] = sb
 	c.mu.Unlock()
+	return ctx, sb, true
+}
+
+// subscribe starts a push subscription owned by the connection.
+func (c *conn) subscribe(id uint32, req wire.RecvReq) {
+	ctx, sb, ok := c.addSub(id, req.Max)
+	if !ok {
+		return
+	}
 	c.reply(wire.SubOK, id, nil)
 	defer close(sb.done)
 	for {

@@ -1,6 +1,7 @@
 // Package wire is the broker's native binary protocol: length-prefixed,
 // pipelined frames carrying batched publishes, receives, acks and
-// credit-based push subscriptions.
+// credit-based push subscriptions for queues and topics, and batched
+// appends, reads and consumer-group offsets for streams.
 package wire
 
 import (
@@ -47,12 +48,37 @@ const (
 	// Sub: queue, initial credit, visibility ms, auto-ack 0|1. Reply SubOK,
 	// then Msgs frames with the Sub's id, one credit per message.
 	Sub Type = 5
-	// Credit: (id = the Sub's id) more credit n.
+	// Credit: (id = the Sub's or TopicSub's id) more credit n.
 	Credit Type = 6
-	// Unsub: (id = the Sub's id). Reply SubOK when the subscription ended.
+	// Unsub: (id = the Sub's or TopicSub's id). Reply SubOK when the
+	// subscription ended.
 	Unsub Type = 7
 	// Ping: empty. Reply Pong.
 	Ping Type = 8
+	// TopicPub: the body of Pub naming a topic (bit 0 of flags: do not wait
+	// for the bound queues' records to be durable; delay and ttl apply to
+	// the bound queues). Reply TopicPubOK, or Err.
+	TopicPub Type = 9
+	// TopicSub: topic, initial credit. Reply SubOK (the subscriber sees
+	// only messages published after it), then TopicMsgs frames with the
+	// TopicSub's id, one credit per message; Credit and Unsub work as for
+	// Sub. An Err frame with that id ends the subscription: code lagged
+	// (it fell more than the topic's buffer behind), not_found (the topic
+	// was deleted) or closed (the broker is closing).
+	TopicSub Type = 10
+	// StreamAppend: stream, count, count x (header count, (name, value)...,
+	// body). Reply AppendOK once every message is durable, or Err.
+	StreamAppend Type = 11
+	// StreamRead: stream, from (see From), position (the offset for
+	// FromOffset, Unix ns for FromTime, else 0), max (0: 100), wait ms.
+	// Reply StreamMsgs.
+	StreamRead Type = 12
+	// GroupFetch: stream, group, max (0: 100), wait ms: a read from the
+	// group's committed offset. Reply StreamMsgs.
+	GroupFetch Type = 13
+	// GroupCommit: stream, group, offset (the next offset the group will
+	// read). Reply CommitOK once durable.
+	GroupCommit Type = 14
 
 	// PubOK: see Pub.
 	PubOK Type = 0x81
@@ -65,8 +91,21 @@ const (
 	SubOK Type = 0x85
 	// Pong: empty.
 	Pong Type = 0x88
+	// TopicPubOK: count, count x (id, subscribers, queues).
+	TopicPubOK Type = 0x89
+	// TopicMsgs: count, count x message (id, msg-id, key, time Unix ns,
+	// header count, (name, value)..., body).
+	TopicMsgs Type = 0x8A
+	// AppendOK: count, count x offset.
+	AppendOK Type = 0x8B
+	// StreamMsgs: next offset to read, count, count x message (offset, time
+	// Unix ns, header count, (name, value)..., body).
+	StreamMsgs Type = 0x8C
+	// CommitOK: the committed offset.
+	CommitOK Type = 0x8E
 	// Err: code, message, queue, limit. Codes are those of the HTTP API
-	// (not_found, bad_request, too_large, queue_full, closed, internal).
+	// (not_found, bad_request, too_large, queue_full, closed, timeout,
+	// internal), plus lagged for an ended topic subscription.
 	Err Type = 0xFF
 )
 

@@ -57,6 +57,17 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(AppendFrame(nil, Pub, 1, AppendPubReq(nil, &PubReq{Queue: "q", Msgs: []broker.Message{{Body: []byte("x"), Headers: map[string]string{"a": "b"}}}})))
 	f.Add(AppendFrame(nil, Ack, 2, AppendSettle(nil, Ack, &SettleReq{Queue: "q", Receipts: []string{"1.2.3"}})))
 	f.Add(AppendFrame(nil, Msgs, 3, AppendMsgs(nil, []broker.Delivery{{Seq: 1, Body: []byte("x")}})))
+	at := time.Unix(1700000000, 5)
+	f.Add(AppendFrame(nil, TopicSub, 4, AppendTopicSubReq(nil, &TopicSubReq{Topic: "t", Credit: 16})))
+	f.Add(AppendFrame(nil, TopicPubOK, 5, AppendTopicPubOK(nil, []broker.TopicResult{{ID: 1, Subscribers: 2, Queues: 1}})))
+	f.Add(AppendFrame(nil, TopicMsgs, 6, AppendTopicMsgs(nil, []broker.TopicMessage{{ID: 1, MsgID: "m", Key: "k", Time: at, Headers: map[string]string{"a": "b"}, Body: []byte("x")}})))
+	f.Add(AppendFrame(nil, StreamAppend, 7, AppendAppendReq(nil, &AppendReq{Stream: "s", Msgs: []broker.Message{{Body: []byte("x"), Headers: map[string]string{"a": "b"}}}})))
+	f.Add(AppendFrame(nil, AppendOK, 8, AppendAppendOK(nil, []uint64{1, 2})))
+	f.Add(AppendFrame(nil, StreamRead, 9, AppendReadReq(nil, &ReadReq{Stream: "s", From: FromTime, Time: at, Max: 10, Wait: time.Second})))
+	f.Add(AppendFrame(nil, StreamRead, 10, AppendReadReq(nil, &ReadReq{Stream: "s", From: FromOffset, Offset: 3})))
+	f.Add(AppendFrame(nil, GroupFetch, 11, AppendFetchReq(nil, &FetchReq{Stream: "s", Group: "g", Max: 10})))
+	f.Add(AppendFrame(nil, StreamMsgs, 12, AppendStreamMsgs(nil, &StreamPage{Next: 2, Messages: []broker.StreamMessage{{Offset: 1, Time: at, Body: []byte("x")}}})))
+	f.Add(AppendFrame(nil, GroupCommit, 13, AppendCommitReq(nil, &CommitReq{Stream: "s", Group: "g", Offset: 2})))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := NewReader(bytes.NewReader(b), 1<<20)
 		for {
@@ -73,6 +84,17 @@ func FuzzReadFrame(f *testing.F) {
 			DecodeSettle(Nack, fr.Body)
 			DecodeAckOK(fr.Body)
 			DecodeErr(fr.Body)
+			DecodeTopicSubReq(fr.Body)
+			DecodeTopicPubOK(fr.Body)
+			DecodeTopicMsgs(nil, fr.Body)
+			DecodeAppendReq(fr.Body)
+			DecodeAppendOK(fr.Body)
+			DecodeReadReq(fr.Body)
+			DecodeFetchReq(fr.Body)
+			var p StreamPage
+			DecodeStreamMsgs(&p, fr.Body)
+			DecodeCommitReq(fr.Body)
+			DecodeCommitOK(fr.Body)
 		}
 	})
 }

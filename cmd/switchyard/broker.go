@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
@@ -19,9 +22,10 @@ import (
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("broker", "--data DIR [--http ADDR] [--listen ADDR] [--config FILE] [--fsync POLICY]",
 		"Run the message broker: durable queues, pub/sub topics and replayable streams\n"+
-			"over an HTTP/JSON API, persisted in an append-only log under --data.", stderr)
+			"over an HTTP/JSON API (Prometheus metrics at GET /metrics), persisted in an\n"+
+			"append-only log under --data.", stderr)
 	dataDir := fs.String("data", "", "data `directory` for the log and metadata (required unless the config file sets data)")
-	httpAddr := fs.String("http", "127.0.0.1:7401", "HTTP API listen `address`")
+	httpAddr := fs.String("http", "127.0.0.1:7401", "HTTP API and /metrics listen `address`")
 	listen := fs.String("listen", "", "native binary protocol listen `address` (e.g. 127.0.0.1:7400); off when empty")
 	configPath := fs.String("config", "", "YAML config `file` declaring queues, topics and streams")
 	fsync := fs.String("fsync", "", "fsync `policy`: always, batch (default), interval:DURATION, never; overrides the config file")
@@ -40,7 +44,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	cfg := broker.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg := broker.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes, Metrics: reg}
 	if *dataDir != "" {
 		cfg.Dir = *dataDir
 	}
@@ -73,7 +79,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("listening on --http %q: %w", *httpAddr, err)
 	}
-	srv := &http.Server{Handler: httpapi.New(b), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: httpapi.NewWithOptions(b, httpapi.Options{Metrics: reg}), ReadHeaderTimeout: 10 * time.Second}
 	nativeAddr := "off"
 	nctx, stopNative := context.WithCancel(ctx)
 	defer stopNative()
