@@ -219,8 +219,11 @@ func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, 
 	if err != nil {
 		return 0, err
 	}
-	if len(msg.Body) > s.cfg.MaxMessageSize {
-		return 0, fmt.Errorf("%w: %d bytes, stream %q accepts at most %d", ErrTooLarge, len(msg.Body), name, s.cfg.MaxMessageSize)
+	s.mu.Lock() // a redeclaration may change the limit concurrently
+	limit := s.cfg.MaxMessageSize
+	s.mu.Unlock()
+	if len(msg.Body) > limit {
+		return 0, fmt.Errorf("%w: %d bytes, stream %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
 	}
 	bp := b.getBuf()
 	buf := encodeStreamRecord((*bp)[:0], msg.Headers, msg.Body)
