@@ -118,6 +118,7 @@ func (c *conn) serve() {
 	defer c.watchTimer.Stop()
 
 	headerLimit := c.s.maxHeaderBytes() + bufSize // slop for what bufio reads ahead
+	afterPOST := false
 	for {
 		c.state.Store(stateIdle)
 		if c.s.inShutdown.Load() {
@@ -132,6 +133,13 @@ func (c *conn) serve() {
 		}
 		c.state.Store(stateActive)
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.readHeaderTimeout()))
+		if afterPOST {
+			// Old clients end a POST body with an extra CRLF: skip empty
+			// lines before the next request line (RFC 9112 2.2), as
+			// net/http does.
+			peek, _ := c.br.Peek(4) // ReadRequest reports the error
+			_, _ = c.br.Discard(leadingCRorLF(peek))
+		}
 		req, err := http.ReadRequest(c.br)
 		if err != nil {
 			c.rejectRequest(err)
@@ -143,13 +151,32 @@ func (c *conn) serve() {
 			c.writeError(http.StatusBadRequest, msg)
 			return
 		}
+		afterPOST = req.Method == http.MethodPost
 		if !c.serveRequest(req) {
 			return
 		}
 	}
 }
 
+func leadingCRorLF(b []byte) int {
+	for i, c := range b {
+		if c != '\r' && c != '\n' {
+			return i
+		}
+	}
+	return len(b)
+}
+
 // checkRequest applies the checks net/http's server adds to ReadRequest's.
+// ReadRequest itself accepts field names net/http's server rejects, such
+// as "Content-Length " with a space before the colon: passing those on
+// would let a request be framed differently here than by a proxy in front.
+//
+// ReadRequest has already removed the Host field, so the Host checks look
+// at req.Host, which holds the field's value unless the target is absolute
+// (or a CONNECT authority). Unlike net/http, an HTTP/1.1 request with an
+// empty Host field is rejected, and one with an absolute target is accepted
+// without a Host field or with a malformed one.
 func checkRequest(req *http.Request) string {
 	if req.ProtoMajor != 1 {
 		return "unsupported protocol version"
@@ -157,21 +184,43 @@ func checkRequest(req *http.Request) string {
 	if req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
 		return "missing required Host header"
 	}
-	if !validHost(req.Host) {
+	if req.URL.Host == "" && !validHost(req.Host) {
 		return "malformed Host header"
+	}
+	for k, vs := range req.Header {
+		if !validFieldName(k) {
+			return "invalid header name"
+		}
+		for _, v := range vs {
+			if !validFieldValue(v) {
+				return "invalid header value"
+			}
+		}
 	}
 	return ""
 }
 
 // validHost accepts the characters a Host header may hold (RFC 3986
-// reg-name, IP literals, port) and rejects controls, spaces and the like.
+// reg-name, IP literals, port) and rejects controls, spaces and the like:
+// the set net/http accepts (httpguts.ValidHostHeader).
 func validHost(h string) bool {
 	for i := 0; i < len(h); i++ {
 		c := h[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=:%[]@", c) >= 0:
+		case strings.IndexByte("-._~!$&'()*+,;=:%[]", c) >= 0:
 		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue rejects control characters other than space and tab
+// (httpguts.ValidHeaderFieldValue).
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}
@@ -187,11 +236,19 @@ func (c *conn) rejectRequest(err error) {
 		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne):
 		// The client left or was too slow: nobody to answer.
-	case strings.Contains(err.Error(), "unsupported transfer encoding"):
+	case isUnsupportedTE(err):
 		c.writeError(http.StatusNotImplemented, "unsupported transfer encoding")
 	default:
 		c.writeError(http.StatusBadRequest, err.Error())
 	}
+}
+
+// isUnsupportedTE reports whether ReadRequest failed on a Transfer-Encoding
+// it does not implement ("gzip", or "chunked" and another coding). net/http
+// exports no way to tell: this matches its error type by name, as its own
+// server does by type, rather than one of the type's several messages.
+func isUnsupportedTE(err error) bool {
+	return fmt.Sprintf("%T", err) == "*http.unsupportedTEError"
 }
 
 // writeError answers a request the server rejects before any handler saw
@@ -209,25 +266,29 @@ func (c *conn) writeError(status int, msg string) {
 func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	ctx, cancel := context.WithCancelCause(c.base)
 	defer cancel(nil)
-	req = req.WithContext(ctx)
+	// Keep the pointer ReadRequest returned: a chunked body sets the
+	// trailer it reads on that Request, so the handler must have it.
+	*req = *req.WithContext(ctx)
 	req.RemoteAddr = c.remote
 
-	w := &response{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	// 100-continue is the only expectation there is (RFC 9110 10.1.1); on
+	// a request without a body it is met trivially.
+	expect := req.Header.Get("Expect")
+	continues := hasToken(expect, "100-continue")
+	if expect != "" && !continues {
+		c.writeError(http.StatusExpectationFailed, "unsupported expectation")
+		return false
+	}
+	w := &response{c: c, req: req, header: make(http.Header, 8), contentLength: -1, clientClose: wantsClose(req)}
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	if hasBody {
 		b := &requestBody{rc: req.Body, c: c}
-		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") && req.ProtoAtLeast(1, 1) {
-			b.continueW = w
+		if continues && req.ProtoAtLeast(1, 1) {
+			b.w = w
+			w.continueState = continueWanted
 		}
 		req.Body = b
 		w.body = b
-	} else if req.Header.Get("Expect") != "" {
-		// An expectation on a request without a body is met trivially;
-		// any other expectation is not supported (RFC 9110 10.1.1).
-		if !strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
-			c.writeError(http.StatusExpectationFailed, "unsupported expectation")
-			return false
-		}
 	}
 
 	c.mu.Lock()
@@ -238,10 +299,17 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		c.arm()
 	}
 
-	if !c.runHandler(w, req) {
-		return false
+	ok := c.runHandler(w, req)
+	bodyEOF := false
+	if w.body != nil {
+		// Before disarm: a body read on another goroutine must not arm
+		// the watcher again once the request loop owns the connection.
+		bodyEOF = w.body.handlerDone()
 	}
 	c.disarm()
+	if !ok {
+		return false
+	}
 	c.mu.Lock()
 	c.cancel = nil
 	gone, hijacked := c.clientGone, c.hijacked
@@ -250,9 +318,15 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		return false
 	}
 
-	keep = !req.Close && !gone && !c.s.inShutdown.Load()
-	if w.body != nil && !w.body.eof {
-		if w.body.continueW != nil && !w.body.continued {
+	// The watcher cannot tell a client that left from one that only shut
+	// its sending side after pipelining requests: answer those it sent
+	// (as net/http does), and close once none is left.
+	if gone && (c.br.Buffered() > 0 || c.cr.hasPending) {
+		gone = false
+	}
+	keep = !w.clientClose && !gone && !c.s.inShutdown.Load()
+	if w.body != nil && !bodyEOF {
+		if w.body.w != nil && !w.continueSent() {
 			// The client is waiting for 100 Continue we never sent: it
 			// will not send the body, so the connection cannot be reused.
 			keep = false
@@ -273,6 +347,37 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	}
 	return !w.closeAfter
 }
+
+// wantsClose reports whether the client asks to close the connection after
+// the response, decided as net/http's server does: HTTP/1.0 closes unless
+// the Connection field holds "keep-alive", HTTP/1.1 closes when it holds
+// "close". Its token match also splits on spaces, ReadRequest's (which set
+// req.Close) only on commas.
+func wantsClose(req *http.Request) bool {
+	if !req.ProtoAtLeast(1, 1) {
+		return !hasToken(req.Header.Get("Connection"), "keep-alive")
+	}
+	return req.Close || hasToken(req.Header.Get("Connection"), "close")
+}
+
+// hasToken reports whether the comma- or space-separated list v holds
+// token, ignoring case (as net/http's hasToken).
+func hasToken(v, token string) bool {
+	for sp := 0; sp+len(token) <= len(v); sp++ {
+		if sp > 0 && !isTokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if strings.EqualFold(v[sp:sp+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // runHandler calls the handler, recovering a panic (the connection then
 // closes; http.ErrAbortHandler is the quiet way for a handler to do that).
@@ -367,35 +472,46 @@ func (c *conn) closeFromOutside() {
 // requestBody wraps a request body: it notices the end (then the watcher
 // may run), and sends 100 Continue before the first read when the client
 // asked for it.
+//
+// The handler may pass the body to another goroutine that reads and
+// closes it while the handler writes the response (httputil.ReverseProxy's
+// transport does), possibly until after the handler returned: the state
+// is under mu, 100 Continue is written under the response's continueMu,
+// and the underlying body (net/http's) serializes its own reads.
 type requestBody struct {
-	rc        io.ReadCloser
-	c         *conn
-	continueW *response // set when the client expects 100 Continue
-	continued bool
-	eof       bool
-	closed    bool
+	rc io.ReadCloser
+	c  *conn
+	w  *response // set when the client expects 100 Continue
+
+	mu     sync.Mutex
+	eof    bool
+	closed bool
+	done   bool // the handler returned
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
-	if b.closed {
+	b.mu.Lock()
+	closed, eof := b.closed || b.done, b.eof
+	b.mu.Unlock()
+	switch {
+	case closed:
 		return 0, http.ErrBodyReadAfterClose
-	}
-	if b.eof {
+	case eof:
 		return 0, io.EOF
 	}
-	if b.continueW != nil && !b.continued {
-		b.continued = true
-		if !b.continueW.committed && !b.continueW.c.hijackedNow() {
-			_, _ = b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := b.c.bw.Flush(); err != nil {
-				return 0, err
-			}
+	if b.w != nil {
+		if err := b.w.sendContinue(); err != nil {
+			return 0, err
 		}
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
+		b.mu.Lock()
 		b.eof = true
-		b.c.arm()
+		if !b.done {
+			b.c.arm()
+		}
+		b.mu.Unlock()
 	}
 	return n, err
 }
@@ -403,12 +519,18 @@ func (b *requestBody) Read(p []byte) (int, error) {
 // Close marks the body closed; the unread rest is dealt with after the
 // handler returns (discarded or the connection closed).
 func (b *requestBody) Close() error {
+	b.mu.Lock()
 	b.closed = true
+	b.mu.Unlock()
 	return nil
 }
 
-func (c *conn) hijackedNow() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.hijacked
+// handlerDone ends reads by other goroutines (as net/http closes the body
+// when the handler returns) and reports whether the body was read to its
+// end.
+func (b *requestBody) handlerDone() (eof bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done = true
+	return b.eof
 }

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,6 +24,12 @@ type response struct {
 	body   *requestBody // nil when the request has none
 	header http.Header
 
+	// continueMu guards sending 100 Continue, which a body read may do on
+	// another goroutine, against the other writes before the response
+	// commits (see requestBody).
+	continueMu    sync.Mutex
+	continueState int // continueNone ... continueRefused
+
 	status        int
 	wroteHeader   bool // the final status was set
 	committed     bool // the status line and header are in the write buffer
@@ -29,11 +37,20 @@ type response struct {
 	written       int64
 	chunked       bool
 	closeAfter    bool
+	clientClose   bool // the client asked to close after this response
 	hijacked      bool
 	pending       []byte
 	trailers      []string
 	err           error
 }
+
+// States of a client's expectation of 100 Continue.
+const (
+	continueNone    = iota // no expectation
+	continueWanted         // sent by the first body read, unless the response begins first
+	continueSent           // the client was told to send the body
+	continueRefused        // the response began first: the client may not send the body
+)
 
 var (
 	_ http.ResponseWriter = (*response)(nil)
@@ -53,6 +70,16 @@ func (w *response) WriteHeader(code int) {
 		panic("httpserver: invalid WriteHeader code " + strconv.Itoa(code))
 	}
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		w.continueMu.Lock()
+		defer w.continueMu.Unlock()
+		if code == http.StatusContinue {
+			if w.continueState == continueSent {
+				return // a body read sent it already (a proxy forwarding its upstream's)
+			}
+			if w.continueState == continueWanted {
+				w.continueState = continueSent
+			}
+		}
 		w.writeStatusLine(code)
 		w.writeHeaderFields(false)
 		_, _ = w.c.bw.WriteString("\r\n")
@@ -69,6 +96,36 @@ func (w *response) WriteHeader(code int) {
 			w.header.Del("Content-Length")
 		}
 	}
+}
+
+// sendContinue sends 100 Continue if the client waits for it and the
+// response has not begun.
+func (w *response) sendContinue() error {
+	w.continueMu.Lock()
+	defer w.continueMu.Unlock()
+	if w.continueState != continueWanted {
+		return nil
+	}
+	w.continueState = continueSent
+	_, _ = w.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return w.c.bw.Flush()
+}
+
+// stopContinue keeps body reads from sending 100 Continue once the
+// response begins (and waits for one being sent).
+func (w *response) stopContinue() {
+	w.continueMu.Lock()
+	if w.continueState == continueWanted {
+		w.continueState = continueRefused
+	}
+	w.continueMu.Unlock()
+}
+
+// continueSent reports whether the client was told to send its body.
+func (w *response) continueSent() bool {
+	w.continueMu.Lock()
+	defer w.continueMu.Unlock()
+	return w.continueState == continueSent
 }
 
 func (w *response) bodyAllowed() bool {
@@ -142,6 +199,7 @@ func (w *response) commit(finishing bool) {
 		return
 	}
 	w.committed = true
+	w.stopContinue()
 	h := w.header
 	if w.c.s.inShutdown.Load() {
 		w.closeAfter = true
@@ -161,20 +219,36 @@ func (w *response) commit(finishing bool) {
 		delete(h, "Content-Length")
 	case w.contentLength >= 0:
 		// declared by the handler
-	case finishing:
-		if w.req.Method != http.MethodHead || w.written > 0 {
+	case w.req.Method == http.MethodHead:
+		// No body follows, so no framing to choose: the Content-Length
+		// of the body the handler wrote, if it wrote all of it.
+		if finishing && w.written > 0 {
 			w.contentLength = w.written
 			h["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
 		}
-	case w.req.ProtoAtLeast(1, 1) && w.req.Method != http.MethodHead:
+	case finishing && !(w.req.ProtoAtLeast(1, 1) && hasTrailers(h)):
+		// The whole body is known. Trailers need chunked encoding, so a
+		// handler that declares them gets it anyway (as net/http).
+		w.contentLength = w.written
+		h["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
+	case w.req.ProtoAtLeast(1, 1):
 		w.chunked = true
 	default:
 		w.closeAfter = true // HTTP/1.0: the body ends when the connection does
 	}
-	if w.req.Close || !w.req.ProtoAtLeast(1, 0) {
+	if w.clientClose || !w.req.ProtoAtLeast(1, 0) {
 		w.closeAfter = true
 	}
 
+	if w.chunked {
+		for _, v := range h["Trailer"] {
+			for _, k := range strings.Split(v, ",") {
+				if k = strings.TrimSpace(k); k != "" {
+					w.trailers = append(w.trailers, http.CanonicalHeaderKey(k))
+				}
+			}
+		}
+	}
 	w.writeStatusLine(w.status)
 	w.writeHeaderFields(true)
 	bw := w.c.bw
@@ -185,15 +259,6 @@ func (w *response) commit(finishing bool) {
 	}
 	if w.chunked {
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
-		if t := h["Trailer"]; len(t) > 0 {
-			for _, v := range t {
-				for _, k := range strings.Split(v, ",") {
-					if k = strings.TrimSpace(k); k != "" {
-						w.trailers = append(w.trailers, http.CanonicalHeaderKey(k))
-					}
-				}
-			}
-		}
 	}
 	switch {
 	case w.closeAfter:
@@ -208,6 +273,20 @@ func (w *response) commit(finishing bool) {
 		w.pending = nil
 		_ = w.writeBody(p)
 	}
+}
+
+// hasTrailers reports whether h declares trailers, by a Trailer field or
+// a field named with http.TrailerPrefix.
+func hasTrailers(h http.Header) bool {
+	if len(h["Trailer"]) > 0 {
+		return true
+	}
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *response) writeStatusLine(code int) {
@@ -233,14 +312,16 @@ func (w *response) writeStatusLine(code int) {
 // valid tokens are skipped and line breaks in values become spaces, so a
 // handler cannot split the response; trailer-only fields (http.TrailerPrefix)
 // and, for the final response, the framing fields of the other framing are
-// left out.
+// left out, and so are declared trailer fields, which go in the trailer
+// (a handler that writes a small body sets them before the header is
+// written).
 func (w *response) writeHeaderFields(final bool) {
 	bw := w.c.bw
 	for k, vs := range w.header {
 		if !validFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
-		if final && (k == "Trailer" && !w.chunked || k == "Content-Length" && w.chunked) {
+		if final && (k == "Trailer" && !w.chunked || k == "Content-Length" && w.chunked || slices.Contains(w.trailers, k)) {
 			continue
 		}
 		for _, v := range vs {
@@ -286,6 +367,9 @@ func (w *response) finish() error {
 		bw := w.c.bw
 		_, _ = bw.WriteString("0\r\n")
 		for _, k := range w.trailers {
+			if !validFieldName(k) {
+				continue // as in the header: a name that is not a token would split the response
+			}
 			for _, v := range w.header[k] {
 				_, _ = bw.WriteString(k + ": ")
 				writeFieldValue(bw, v)
@@ -338,6 +422,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
+	w.stopContinue()
 	c := w.c
 	c.disarm()
 	c.mu.Lock()

@@ -24,6 +24,27 @@
 // 100-continue, 1xx informational responses, Hijack (WebSocket), Flush
 // (SSE) and http.ResponseController. It does not do TLS or HTTP/2; the
 // gateway uses net/http's server for listeners that need them.
+//
+// Other differences from net/http's server (FuzzServer and TestLikeNetHTTP
+// compare the two):
+//
+//   - No Content-Type sniffing: a response the handler gives none has none.
+//   - ReadRequest drops the Host field, so the Host checks see req.Host: an
+//     HTTP/1.1 request with an empty Host field gets 400, and one with an
+//     absolute target (or CONNECT) is served without a Host field or with a
+//     malformed one.
+//   - "OPTIONS *" goes to the handler, as with net/http's
+//     DisableGeneralOptionsHandler; an HTTP/2 preface ("PRI * HTTP/2.0")
+//     gets 400.
+//   - Header fields the handler changes after WriteHeader are still sent
+//     while the header is held back (a body under 2 KiB, not flushed);
+//     net/http sends the header as it was at WriteHeader.
+//   - A 400 answer says what could not be parsed; net/http's does not.
+//   - After an answer to a request it rejects, or to one whose unread body
+//     is over 256 KiB, the server closes the connection at once, without
+//     net/http's half-close and wait for the client to stop sending.
+//   - An unread request body is not discarded once the response has begun
+//     (it is flushed or over 2 KiB): the connection closes instead.
 package httpserver
 
 import (
