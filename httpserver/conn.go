@@ -48,9 +48,9 @@ type conn struct {
 	bw     *bufio.Writer
 	state  atomic.Int32
 
-	watchTimer *time.Timer
 	mu         sync.Mutex // guards the fields below
 	armed      bool       // the current request may be watched
+	gen        uint64     // counts arm calls: tells a request from the next
 	watching   bool       // a watcher read is in progress
 	watchDone  chan struct{}
 	cancel     context.CancelCauseFunc // the current request's
@@ -114,9 +114,6 @@ func (c *conn) serve() {
 			_ = c.nc.Close()
 		}
 	}()
-	c.watchTimer = time.AfterFunc(math.MaxInt64, c.watch)
-	defer c.watchTimer.Stop()
-
 	headerLimit := c.s.maxHeaderBytes() + bufSize // slop for what bufio reads ahead
 	afterPOST := false
 	for {
@@ -404,10 +401,22 @@ func (c *conn) runHandler(w *response, req *http.Request) (ok bool) {
 func (c *conn) arm() {
 	c.mu.Lock()
 	c.armed = true
+	c.gen++
+	gen := c.gen
 	c.mu.Unlock()
-	if d := c.s.watchAfter(); d > 0 {
-		c.watchTimer.Reset(d)
+	if c.s.watchAfter() > 0 {
+		c.s.watches.add(c, gen)
 	} else {
+		go c.watch()
+	}
+}
+
+// startWatch starts the watcher if the request armed as gen still runs.
+func (c *conn) startWatch(gen uint64) {
+	c.mu.Lock()
+	ok := c.armed && c.gen == gen && !c.watching && !c.hijacked
+	c.mu.Unlock()
+	if ok {
 		go c.watch()
 	}
 }
@@ -450,7 +459,6 @@ func (c *conn) disarm() {
 	c.armed = false
 	watching, done := c.watching, c.watchDone
 	c.mu.Unlock()
-	c.watchTimer.Stop()
 	if watching {
 		_ = c.nc.SetReadDeadline(aLongTimeAgo)
 		<-done

@@ -12,9 +12,11 @@
 // request-smuggling defences) and writes responses itself:
 //
 //   - The client connection is watched for a disconnect only once a request
-//     has been in the handler for WatchAfter (default 2ms) — long enough that
-//     short proxied requests never pay for it, short enough that a client
-//     leaving during a slow upstream call cancels it almost at once.
+//     has been in the handler for one to two WatchAfter (default 2ms) — long
+//     enough that short proxied requests never pay for it, short enough that
+//     a client leaving during a slow upstream call cancels it almost at
+//     once. One sweeper per server does this, not a timer per request (see
+//     watchList).
 //   - One context per request (cancelled when the client leaves or the
 //     connection closes); one buffered writer per connection, flushed once
 //     per response when the handler does not flush itself.
@@ -76,7 +78,8 @@ type Server struct {
 	// get 431. Default 1 MiB (as net/http).
 	MaxHeaderBytes int
 	// WatchAfter is how long a request may run before its connection is
-	// watched for a client disconnect. Default 2ms; negative watches every
+	// watched for a client disconnect: the watch starts between one and two
+	// WatchAfter into the request. Default 2ms; negative watches every
 	// request from its start (as net/http does).
 	WatchAfter time.Duration
 	// ErrorLog receives connection-level errors (malformed requests,
@@ -91,6 +94,7 @@ type Server struct {
 	conns      map[*conn]struct{}
 	inShutdown atomic.Bool
 	date       atomic.Pointer[dateCache]
+	watches    watchList
 }
 
 const (
