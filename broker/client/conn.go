@@ -206,6 +206,12 @@ func (l *link) reader() {
 
 // roundTrip sends one request and waits for its reply.
 func (c *Conn) roundTrip(ctx context.Context, t wire.Type, body func([]byte) []byte) (result, error) {
+	return c.roundTripSize(ctx, t, 256, body)
+}
+
+// roundTripSize is roundTrip with the expected body size, so that the frame
+// buffer is allocated once at the right size.
+func (c *Conn) roundTripSize(ctx context.Context, t wire.Type, size int, body func([]byte) []byte) (result, error) {
 	l, err := c.link(ctx)
 	if err != nil {
 		return result{}, err
@@ -222,7 +228,7 @@ func (c *Conn) roundTrip(ctx context.Context, t wire.Type, body func([]byte) []b
 	}
 	l.pending[id] = ch
 	l.mu.Unlock()
-	f, start := wire.Begin(make([]byte, 0, 256), t, id)
+	f, start := wire.Begin(make([]byte, 0, 16+size), t, id)
 	f = wire.End(body(f), start)
 	select {
 	case l.out <- f:
@@ -295,7 +301,7 @@ func (c *Conn) PublishNoWait(ctx context.Context, queue string, msgs ...broker.M
 }
 
 func (c *Conn) publish(ctx context.Context, req *wire.PubReq) ([]broker.PublishResult, error) {
-	r, err := c.roundTrip(ctx, wire.Pub, func(b []byte) []byte { return wire.AppendPubReq(b, req) })
+	r, err := c.roundTripSize(ctx, wire.Pub, wire.PubReqSize(req), func(b []byte) []byte { return wire.AppendPubReq(b, req) })
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func (c *Conn) PublishTopicNoWait(ctx context.Context, topic string, msgs ...bro
 }
 
 func (c *Conn) publishTopic(ctx context.Context, req *wire.PubReq) ([]broker.TopicResult, error) {
-	r, err := c.roundTrip(ctx, wire.TopicPub, func(b []byte) []byte { return wire.AppendPubReq(b, req) })
+	r, err := c.roundTripSize(ctx, wire.TopicPub, wire.PubReqSize(req), func(b []byte) []byte { return wire.AppendPubReq(b, req) })
 	if err != nil {
 		return nil, err
 	}

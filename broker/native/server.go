@@ -164,6 +164,13 @@ func (c *conn) reply(t wire.Type, id uint32, body []byte) {
 	c.send(wire.AppendFrame(make([]byte, 0, 9+len(body)), t, id, body))
 }
 
+// sendMsgs sends deliveries in one Msgs frame, encoded straight into a
+// buffer of the right size (no growing, no second copy into the frame).
+func (c *conn) sendMsgs(id uint32, ds []broker.Delivery) {
+	f, start := wire.Begin(make([]byte, 0, 16+wire.MsgsSize(ds)), wire.Msgs, id)
+	c.send(wire.End(wire.AppendMsgs(f, ds), start))
+}
+
 func (c *conn) fail(id uint32, err error) {
 	c.reply(wire.Err, id, wire.AppendErr(nil, toWireError(err)))
 }
@@ -277,7 +284,7 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 			c.fail(id, err)
 			return
 		}
-		c.reply(wire.Msgs, id, wire.AppendMsgs(nil, ds))
+		c.sendMsgs(id, ds)
 	case wire.Ack, wire.Nack:
 		req, err := wire.DecodeSettle(t, body)
 		if err != nil {
@@ -389,7 +396,7 @@ func (c *conn) subscribe(id uint32, req wire.RecvReq) {
 		}
 		if len(ds) > 0 {
 			sb.credit.Add(-int64(len(ds)))
-			c.reply(wire.Msgs, id, wire.AppendMsgs(nil, ds))
+			c.sendMsgs(id, ds)
 		}
 	}
 }

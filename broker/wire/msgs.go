@@ -31,6 +31,37 @@ type PubReq struct {
 	Msgs   []broker.Message
 }
 
+// PubReqSize returns how many bytes AppendPubReq appends for r, give or
+// take a few, so that a caller can size the buffer once instead of letting
+// it grow (and copy) message by message.
+func PubReqSize(r *PubReq) int {
+	n := 16 + len(r.Queue)
+	for i := range r.Msgs {
+		m := &r.Msgs[i]
+		n += 32 + len(m.ID) + len(m.Key) + len(m.Body) + headersSize(m.Headers)
+	}
+	return n
+}
+
+// MsgsSize returns how many bytes AppendMsgs appends for ds, give or take
+// a few (see PubReqSize).
+func MsgsSize(ds []broker.Delivery) int {
+	n := 8
+	for i := range ds {
+		m := &ds[i]
+		n += 48 + len(m.Receipt) + len(m.MsgID) + len(m.Key) + len(m.Body) + headersSize(m.Headers)
+	}
+	return n
+}
+
+func headersSize(h map[string]string) int {
+	n := 4
+	for k, v := range h {
+		n += 8 + len(k) + len(v)
+	}
+	return n
+}
+
 // AppendPubReq encodes a Pub body.
 func AppendPubReq(b []byte, r *PubReq) []byte {
 	b = AppendString(b, r.Queue)

@@ -98,3 +98,18 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// The size estimates must cover what is appended, or buffers grow again.
+func TestSizeEstimatesCoverEncoding(t *testing.T) {
+	msgs := []broker.Message{{Body: make([]byte, 300), ID: "id-1", Key: "k", Headers: map[string]string{"a": "b", "trace": "x"}},
+		{Body: nil}, {Body: make([]byte, 70000), Delay: 1 << 40}}
+	req := &PubReq{Queue: "q", Msgs: msgs}
+	if got, est := len(AppendPubReq(nil, req)), PubReqSize(req); got > est {
+		t.Fatalf("PubReq: %d bytes encoded, estimate %d", got, est)
+	}
+	ds := []broker.Delivery{{Seq: 1 << 60, Receipt: "r-123", MsgID: "m", Key: "k", Body: make([]byte, 1000),
+		Headers: map[string]string{"x-dead-letter-reason": "max_deliveries"}, Deliveries: 1 << 20}, {}}
+	if got, est := len(AppendMsgs(nil, ds)), MsgsSize(ds); got > est {
+		t.Fatalf("Msgs: %d bytes encoded, estimate %d", got, est)
+	}
+}
