@@ -106,7 +106,7 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 			q.stats.full.Add(1)
 			return PublishResult{}, full
 		}
-		space := q.space
+		space := q.spaceChanLocked()
 		q.mu.Unlock()
 		t := time.NewTimer(wait)
 		select {
@@ -334,7 +334,11 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 			q.stats.acked.Add(uint64(len(seqs)))
 		}
 	}
-	return out, dead, q.notify, nil
+	var notify <-chan struct{}
+	if len(out) == 0 {
+		notify = q.readyChanLocked() // only a receiver about to wait needs it
+	}
+	return out, dead, notify, nil
 }
 
 // AckResult reports a batch ack or nack.

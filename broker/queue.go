@@ -99,8 +99,8 @@ type queue struct {
 	dedup     map[string]dedupEntry
 	dedupFIFO []dedupItem
 	settled   settledRing   // how recently settled messages left, for MessageStatus
-	notify    chan struct{} // closed when a message becomes ready
-	space     chan struct{} // closed when a message leaves
+	notify    chan struct{} // closed when a message becomes ready; nil until someone waits
+	space     chan struct{} // closed when a message leaves; nil until someone waits
 	gone      error         // set when the queue is deleted or the broker closed
 	stats     queueStats    // event counters (atomic; see metrics.go)
 }
@@ -116,21 +116,43 @@ func newQueue(name string, id uint32, cfg QueueConfig) *queue {
 		inflight: mheap{less: byDeadline},
 		keys:     make(map[string][]*message),
 		dedup:    make(map[string]dedupEntry),
-		notify:   make(chan struct{}),
-		space:    make(chan struct{}),
 	}
 }
 
 func (q *queue) countLocked() int { return len(q.msgs) + len(q.pending) }
 
+// The wait channels are made only when a receiver or a blocked publisher
+// asks for one, so a queue nobody waits on allocates no channel per
+// message.
+
+// readyChanLocked returns a channel closed when a message becomes ready.
+func (q *queue) readyChanLocked() <-chan struct{} {
+	if q.notify == nil {
+		q.notify = make(chan struct{})
+	}
+	return q.notify
+}
+
+// spaceChanLocked returns a channel closed when a message leaves.
+func (q *queue) spaceChanLocked() <-chan struct{} {
+	if q.space == nil {
+		q.space = make(chan struct{})
+	}
+	return q.space
+}
+
 func (q *queue) signalReadyLocked() {
-	close(q.notify)
-	q.notify = make(chan struct{})
+	if q.notify != nil {
+		close(q.notify)
+		q.notify = nil
+	}
 }
 
 func (q *queue) signalSpaceLocked() {
-	close(q.space)
-	q.space = make(chan struct{})
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
 }
 
 // placeLocked makes an eligible message ready or delayed.
