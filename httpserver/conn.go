@@ -236,7 +236,10 @@ func (c *conn) rejectRequest(err error) {
 	case isUnsupportedTE(err):
 		c.writeError(http.StatusNotImplemented, "unsupported transfer encoding")
 	default:
-		c.writeError(http.StatusBadRequest, err.Error())
+		// The parser's message quotes what the client sent: log it, but
+		// do not reflect client bytes back in the answer.
+		c.s.logf("malformed request", "remote", c.remote, "error", err.Error())
+		c.writeError(http.StatusBadRequest, "malformed request")
 	}
 }
 

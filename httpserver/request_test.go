@@ -136,9 +136,12 @@ func TestMalformedRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, ts.addr)
 			go func() { _, _ = c.nc.Write([]byte(tc.req)) }() // may block on a large header
-			resp, _ := c.response("GET")
+			resp, body := c.response("GET")
 			if resp.StatusCode != tc.status || !resp.Close {
 				t.Fatalf("status %d close %v, want %d and close", resp.StatusCode, resp.Close, tc.status)
+			}
+			if strings.Contains(body, "GARBAGE") || strings.Contains(body, "x.y") || strings.Contains(body, "zz") {
+				t.Fatalf("the answer reflects the client's bytes: %q", body)
 			}
 			c.expectClosed()
 		})

@@ -41,7 +41,10 @@
 //   - Header fields the handler changes after WriteHeader are still sent
 //     while the header is held back (a body under 2 KiB, not flushed);
 //     net/http sends the header as it was at WriteHeader.
-//   - A 400 answer says what could not be parsed; net/http's does not.
+//   - A 400 answer to a request that does not parse says "malformed
+//     request" (the parser's detail, which quotes the client's bytes, goes
+//     to ErrorLog only); for requests that parse but fail a check it names
+//     the check ("missing required Host header", "invalid header name").
 //   - After an answer to a request it rejects, or to one whose unread body
 //     is over 256 KiB, the server closes the connection at once, without
 //     net/http's half-close and wait for the client to stop sending.
