@@ -292,13 +292,13 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 		again uint64 // redeliveries among seqs
 	)
 	for len(out) < opts.Max && q.ready.Len() > 0 {
-		m := q.ready.items[0]
+		m := q.ready.peek()
 		if r := q.deadReason(m, now); r != "" {
 			q.retireLocked(m, now, q.deadOutcome(r))
 			dead = append(dead, deadMsg{m: m, from: q, reason: r})
 			continue
 		}
-		popReady(q)
+		q.ready.remove(m)
 		m.deliveries++
 		if m.deliveries > 1 {
 			again++

@@ -32,7 +32,8 @@ type message struct {
 	deadline    int64 // visibility deadline while in flight
 	deliveries  int
 	state       msgState
-	hidx        int // index in the heap of its state
+	hidx        int  // index in the heap of its state (or readySet.fifo)
+	inFifo      bool // in its queue's readySet FIFO (see readySet)
 }
 
 // mheap is a binary heap of messages ordered by less; it keeps
@@ -92,7 +93,7 @@ type queue struct {
 	mu        sync.Mutex
 	msgs      map[uint64]*message // every message but pending ones
 	pending   []*message          // appended, not yet durable, ascending seq
-	ready     mheap               // by seq: publish order
+	ready     readySet            // by seq: publish order
 	delayed   mheap               // by availableAt
 	inflight  mheap               // by deadline
 	keys      map[string][]*message
@@ -111,7 +112,7 @@ func newQueue(name string, id uint32, cfg QueueConfig) *queue {
 		id:       id,
 		cfg:      cfg.WithDefaults(name),
 		msgs:     make(map[uint64]*message),
-		ready:    mheap{less: bySeq},
+		ready:    newReadySet(),
 		delayed:  mheap{less: byAvail},
 		inflight: mheap{less: byDeadline},
 		keys:     make(map[string][]*message),
@@ -163,7 +164,7 @@ func (q *queue) placeLocked(m *message, now int64) {
 		return
 	}
 	m.state = stReady
-	heap.Push(&q.ready, m)
+	q.ready.push(m)
 	q.signalReadyLocked()
 }
 
@@ -196,7 +197,7 @@ func (q *queue) insertLocked(m *message, now int64) {
 func (q *queue) unheapLocked(m *message) {
 	switch m.state {
 	case stReady:
-		heap.Remove(&q.ready, m.hidx)
+		q.ready.remove(m)
 	case stDelayed:
 		heap.Remove(&q.delayed, m.hidx)
 	case stInflight:
@@ -275,7 +276,7 @@ func (q *queue) tickLocked(now int64, dead []deadMsg) []deadMsg {
 	for m := q.delayed.peek(); m != nil && m.availableAt <= now; m = q.delayed.peek() {
 		heap.Pop(&q.delayed)
 		m.state = stReady
-		heap.Push(&q.ready, m)
+		q.ready.push(m)
 		q.signalReadyLocked()
 	}
 	for m := q.inflight.peek(); m != nil && m.deadline <= now; m = q.inflight.peek() {
@@ -352,8 +353,6 @@ func (q *queue) minSeqLocked() uint64 {
 	}
 	return min
 }
-
-func popReady(q *queue) *message { return heap.Pop(&q.ready).(*message) }
 
 func pushInflight(q *queue, m *message) { heap.Push(&q.inflight, m) }
 
