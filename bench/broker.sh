@@ -33,6 +33,11 @@
 # alternating rounds, median of each percentile. Latencies are HDR
 # histograms (hdrhistogram-go) in microseconds.
 #
+# SY_QUEUE='{"async_acks": true}' (any queue settings as JSON) declares the
+# throughput phase's switchyard queue with those settings; async_acks
+# answers acks before their fsync, as JetStream's AckSync does (its file
+# store flushes consumer state about ten times a second).
+#
 # Durability is the same for all three. With -d durable (the default) a
 # publish counts only when the broker confirmed it, and each broker confirms
 # only after fsync:
@@ -161,6 +166,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"sync"
@@ -219,12 +225,20 @@ func main() {
 }
 
 func runSwitchyard(addr, httpAddr string, n, window int, body []byte) (time.Duration, time.Duration, error) {
-	req, _ := http.NewRequest("PUT", "http://"+httpAddr+"/v1/queues/bench", bytes.NewReader([]byte(`{}`)))
+	settings := os.Getenv("SY_QUEUE") // e.g. {"async_acks": true}
+	if settings == "" {
+		settings = `{}`
+	}
+	req, _ := http.NewRequest("PUT", "http://"+httpAddr+"/v1/queues/bench", bytes.NewReader([]byte(settings)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, 0, err
 	}
+	msg, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("declaring queue bench with SY_QUEUE=%s: %s: %s", settings, resp.Status, msg)
+	}
 	ctx := context.Background()
 	c, err := client.Dial(ctx, addr, client.Options{})
 	if err != nil {

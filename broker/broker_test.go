@@ -566,3 +566,37 @@ func FuzzDecodeRecords(f *testing.F) {
 		}
 	})
 }
+
+// With async_acks an ack is applied at once and still reaches the log:
+// after a restart the acked messages stay gone. A redeclaration racing
+// with acks must not race on the setting (run with -race).
+func TestAsyncAcks(t *testing.T) {
+	e := newEnv(t)
+	e.declare("q", QueueConfig{AsyncAcks: true})
+	for i := range 4 {
+		e.pub("q", Message{Body: []byte(fmt.Sprint(i))})
+	}
+	ds := e.recv("q", 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			if err := e.b.Declare("q", QueueConfig{AsyncAcks: true, MaxDeliveries: 7}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	if r := e.ack("q", ds[:3]); r.Done != 3 || len(r.Failed) != 0 {
+		t.Fatalf("ack %+v", r)
+	}
+	<-done
+	if info, _ := e.b.Queue("q"); info.Depth != 0 || info.InFlight != 1 {
+		t.Fatalf("after ack %+v", info)
+	}
+	e.restart()
+	ds = e.recv("q", 10)
+	if got := fmt.Sprint(bodies(ds)); got != "[3]" {
+		t.Fatalf("after restart received %s, want only the unacked message", got)
+	}
+}

@@ -78,6 +78,13 @@ type QueueConfig struct {
 	Retention Duration `json:"retention,omitempty" yaml:"retention"`
 	// MaxMessageSize is the largest accepted body, in bytes. Default 1 MiB.
 	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
+	// AsyncAcks answers acks and nacks once they are applied and their log
+	// record is queued, without waiting for its fsync (it is durable with
+	// the next group commit). Consumers then do not wait for the disk, at
+	// the price that a crash can bring back, as redeliveries, messages
+	// acked in the last group commit before it (still at-least-once).
+	// Default false: an ack is answered once it is on disk.
+	AsyncAcks bool `json:"async_acks,omitempty" yaml:"async_acks"`
 }
 
 // WithDefaults returns c with zero fields set to their defaults for a queue

@@ -407,6 +407,7 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 	if len(seqs) > 0 {
 		last, err = b.log.Enqueue(appendSeqs(nil, op, q.id, availableAt, seqs))
 	}
+	async := q.cfg.AsyncAcks
 	q.mu.Unlock()
 	if err != nil {
 		return AckResult{}, fmt.Errorf("appending to log: %w", err)
@@ -419,7 +420,7 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 	if len(dead) > 0 {
 		b.deadLetter(ctx, dead)
 	}
-	if last > 0 {
+	if last > 0 && !async {
 		if err := b.log.Wait(ctx, last); err != nil {
 			return AckResult{}, fmt.Errorf("waiting for fsync: %w", err)
 		}
