@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	listen := fs.String("listen", "", "native binary protocol listen `address` (e.g. 127.0.0.1:7400); off when empty")
 	configPath := fs.String("config", "", "YAML config `file` declaring queues, topics and streams")
 	fsync := fs.String("fsync", "", "fsync `policy`: always, batch (default), interval:DURATION, never; overrides the config file")
+	pprofAddr := fs.String("pprof", "", "serve Go profiles at /debug/pprof/ on this `address` (e.g. 127.0.0.1:7402); off when empty. Keep it private: profiles reveal internals")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -94,7 +96,25 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		nativeAddr = nln.Addr().String()
 		go func() { nativeDone <- native.New(b, native.Options{}).Serve(nctx, nln) }()
 	}
-	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s data=%s fsync=%s\n", ln.Addr(), nativeAddr, cfg.Dir, cfg.Fsync)
+	pprofShown := "off"
+	if *pprofAddr != "" {
+		pln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on --pprof %q: %w", *pprofAddr, err)
+		}
+		pprofShown = pln.Addr().String()
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = psrv.Serve(pln) }()
+		defer psrv.Close()
+	}
+	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s pprof=%s data=%s fsync=%s\n", ln.Addr(), nativeAddr, pprofShown, cfg.Dir, cfg.Fsync)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -15,8 +15,8 @@ import (
 // TestBinaryBrokerServesMetrics runs `switchyard broker` and scrapes
 // GET /metrics on its --http listener after a publish.
 func TestBinaryBrokerServesMetrics(t *testing.T) {
-	httpAddr := freeAddr(t)
-	cmd := exec.Command(os.Args[0], "broker", "--data", t.TempDir(), "--http", httpAddr)
+	httpAddr, pprofAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(os.Args[0], "broker", "--data", t.TempDir(), "--http", httpAddr, "--pprof", pprofAddr)
 	cmd.Env = append(os.Environ(), "SWITCHYARD_MAIN=1")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -31,7 +31,7 @@ func TestBinaryBrokerServesMetrics(t *testing.T) {
 	}()
 	select {
 	case line := <-ready:
-		if !strings.Contains(line, "switchyard broker: http="+httpAddr) {
+		if !strings.Contains(line, "switchyard broker: http="+httpAddr) || !strings.Contains(line, "pprof="+pprofAddr) {
 			t.Fatalf("startup line %q", line)
 		}
 	case <-time.After(10 * time.Second):
@@ -47,6 +47,15 @@ func TestBinaryBrokerServesMetrics(t *testing.T) {
 		defer resp.Body.Close()
 		data, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(data)
+	}
+	// Profiles are on their own listener only, never on the public API.
+	if resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET pprof goroutine profile: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if st, _ := do("GET", "/debug/pprof/", ""); st != 404 {
+		t.Fatalf("GET /debug/pprof/ on the API listener: %d, want 404", st)
 	}
 	if st, body := do("PUT", "/v1/queues/orders", ""); st != 200 {
 		t.Fatalf("declare: %d %s", st, body)
