@@ -53,6 +53,29 @@ func (b *Broker) RecordTooLarge(queue string) {
 	}
 }
 
+// RecordTopicTooLarge counts a publish to a topic that a front end refused
+// as larger than its max_message_size. An unknown topic is ignored.
+func (b *Broker) RecordTopicTooLarge(name string) {
+	b.mu.RLock()
+	t := b.topics[name]
+	b.mu.RUnlock()
+	if t != nil {
+		t.tooLarge.Add(1)
+	}
+}
+
+// RecordStreamTooLarge counts an append to a stream that a front end
+// refused as larger than its max_message_size. An unknown stream is
+// ignored.
+func (b *Broker) RecordStreamTooLarge(name string) {
+	b.mu.RLock()
+	s := b.streams[name]
+	b.mu.RUnlock()
+	if s != nil {
+		s.tooLarge.Add(1)
+	}
+}
+
 // Descriptions of the metrics read at scrape time.
 var (
 	queueLabel = []string{"queue"}
@@ -74,8 +97,10 @@ var (
 
 	descTopicPublished   = prometheus.NewDesc("switchyard_broker_topic_published_total", "Messages published to the topic.", []string{"topic"}, nil)
 	descTopicSubscribers = prometheus.NewDesc("switchyard_broker_topic_subscribers", "Live subscribers of the topic.", []string{"topic"}, nil)
+	descTopicRejected    = prometheus.NewDesc("switchyard_broker_topic_rejected_total", "Publishes refused, by reason: too_large (max_message_size).", []string{"topic", "reason"}, nil)
 
 	descStreamAppended = prometheus.NewDesc("switchyard_broker_stream_appended_total", "Messages appended (durably) to the stream since the broker started.", []string{"stream"}, nil)
+	descStreamRejected = prometheus.NewDesc("switchyard_broker_stream_rejected_total", "Appends refused, by reason: too_large (max_message_size).", []string{"stream", "reason"}, nil)
 	descStreamLag      = prometheus.NewDesc("switchyard_broker_stream_group_lag", "Durable messages after the consumer group's committed offset, not yet committed by the group.", []string{"stream", "group"}, nil)
 )
 
@@ -168,7 +193,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		descQueuePublished, descQueueDelivered, descQueueRedelivered, descQueueAcked, descQueueNacked,
 		descQueueDeadLettered, descQueueDropped, descQueueExpired, descQueueRejected,
 		descQueueDepth, descQueueInFlight, descQueueDelayed, descQueueDLQDepth,
-		descTopicPublished, descTopicSubscribers, descStreamAppended, descStreamLag,
+		descTopicPublished, descTopicSubscribers, descTopicRejected, descStreamAppended, descStreamRejected, descStreamLag,
 	} {
 		ch <- d
 	}
@@ -242,6 +267,7 @@ func (m *metrics) collectTopics(ch chan<- prometheus.Metric) {
 		t.mu.Unlock()
 		ch <- prometheus.MustNewConstMetric(descTopicPublished, prometheus.CounterValue, float64(published), t.name)
 		ch <- prometheus.MustNewConstMetric(descTopicSubscribers, prometheus.GaugeValue, float64(subs), t.name)
+		ch <- prometheus.MustNewConstMetric(descTopicRejected, prometheus.CounterValue, float64(t.tooLarge.Load()), t.name, "too_large")
 	}
 }
 
@@ -255,6 +281,7 @@ func (m *metrics) collectStreams(ch chan<- prometheus.Metric) {
 	for _, s := range ss {
 		first, last := s.log.FirstSeq(), s.log.DurableSeq()
 		ch <- prometheus.MustNewConstMetric(descStreamAppended, prometheus.CounterValue, float64(last-s.base), s.name)
+		ch <- prometheus.MustNewConstMetric(descStreamRejected, prometheus.CounterValue, float64(s.tooLarge.Load()), s.name, "too_large")
 		s.mu.Lock()
 		for g, committed := range s.groups {
 			ch <- prometheus.MustNewConstMetric(descStreamLag, prometheus.GaugeValue, float64(groupLag(first, last, committed)), s.name, g)

@@ -199,3 +199,46 @@ func BenchmarkScrape(b *testing.B) {
 		}
 	}
 }
+
+// Oversized publishes to topics and appends to streams are counted like a
+// queue's, whichever way they are refused.
+func TestMetricsTopicAndStreamRejects(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b, err := Open(Config{Dir: t.TempDir(), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	if err := b.DeclareTopic("t", TopicConfig{MaxMessageSize: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeclareStream("s", StreamConfig{MaxMessageSize: 4}); err != nil {
+		t.Fatal(err)
+	}
+	big := Message{Body: []byte("12345")}
+	if _, err := b.PublishTopic(ctx, "t", big, PublishOptions{}); err == nil {
+		t.Fatal("oversized topic publish accepted")
+	}
+	if _, err := b.PublishTopicBatch(ctx, "t", []Message{{Body: []byte("ok")}, big}, PublishOptions{}); err == nil {
+		t.Fatal("oversized topic batch accepted")
+	}
+	b.RecordTopicTooLarge("t")     // refused by a front end
+	b.RecordTopicTooLarge("nope")  // unknown: ignored
+	b.RecordStreamTooLarge("nope") // unknown: ignored
+	if _, err := b.Append(ctx, "s", big); err == nil {
+		t.Fatal("oversized append accepted")
+	}
+	if _, err := b.AppendBatch(ctx, "s", []Message{big}); err == nil {
+		t.Fatal("oversized append batch accepted")
+	}
+	got := gathered(t, reg)
+	for key, want := range map[string]float64{
+		"switchyard_broker_topic_rejected_total{too_large,t}":  3,
+		"switchyard_broker_stream_rejected_total{too_large,s}": 2,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/wal"
@@ -77,6 +78,8 @@ type stream struct {
 	groups   map[string]uint64
 	deleted  bool
 	base     uint64 // the last durable offset when opened (appends since = DurableSeq - base)
+
+	tooLarge atomic.Uint64 // appends refused above max_message_size
 }
 
 const groupsFile = "groups.json"
@@ -223,6 +226,7 @@ func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, 
 	limit := s.cfg.MaxMessageSize
 	s.mu.Unlock()
 	if len(msg.Body) > limit {
+		s.tooLarge.Add(1)
 		return 0, fmt.Errorf("%w: %d bytes, stream %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
 	}
 	bp := b.getBuf()
@@ -252,6 +256,7 @@ func (b *Broker) AppendBatch(ctx context.Context, name string, msgs []Message) (
 	s.mu.Unlock()
 	for i := range msgs {
 		if len(msgs[i].Body) > limit {
+			s.tooLarge.Add(1)
 			return nil, fmt.Errorf("message %d of %d: %w: %d bytes, stream %q accepts at most %d",
 				i, len(msgs), ErrTooLarge, len(msgs[i].Body), name, limit)
 		}

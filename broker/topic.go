@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,6 +76,8 @@ type topic struct {
 	mu   sync.Mutex
 	next uint64
 	subs map[*Subscription]struct{}
+
+	tooLarge atomic.Uint64 // publishes refused above max_message_size
 }
 
 // Subscription is a live subscriber of a topic. C is closed when the
@@ -258,6 +261,7 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Mess
 	t.mu.Unlock()
 	for i := range msgs {
 		if len(msgs[i].Body) > limit {
+			t.tooLarge.Add(1)
 			return nil, fmt.Errorf("message %d of %d: %w: %d bytes, topic %q accepts at most %d",
 				i, len(msgs), ErrTooLarge, len(msgs[i].Body), name, limit)
 		}
@@ -308,6 +312,7 @@ func (t *topic) fanOut(msg *Message, now func() time.Time) (TopicResult, []strin
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(msg.Body) > t.cfg.MaxMessageSize {
+		t.tooLarge.Add(1)
 		return TopicResult{}, nil, fmt.Errorf("%w: %d bytes, topic %q accepts at most %d", ErrTooLarge, len(msg.Body), t.name, t.cfg.MaxMessageSize)
 	}
 	t.next++

@@ -72,6 +72,9 @@ func (s *Server) publishTopic(w http.ResponseWriter, r *http.Request) {
 	}
 	msg, opts, err := readMessage(r, "topic "+strconv.Quote(name), info.Config.MaxMessageSize)
 	if err != nil {
+		if errors.Is(err, broker.ErrTooLarge) {
+			s.b.RecordTopicTooLarge(name)
+		}
 		failRead(w, err)
 		return
 	}
@@ -209,6 +212,9 @@ func (s *Server) appendStream(w http.ResponseWriter, r *http.Request) {
 	}
 	msg, _, err := readMessage(r, "stream "+strconv.Quote(name), info.Config.MaxMessageSize)
 	if err != nil {
+		if errors.Is(err, broker.ErrTooLarge) {
+			s.b.RecordStreamTooLarge(name)
+		}
 		failRead(w, err)
 		return
 	}
