@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -30,6 +32,26 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // Std returns the value as a time.Duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// DecodeJSON strictly decodes a JSON document, as the HTTP API and the
+// native protocol read settings (QueueConfig, TopicConfig, StreamConfig)
+// and request bodies: empty (or blank) data leaves v unchanged, and unknown
+// fields and trailing data are errors. Callers wrap the error with
+// ErrInvalid or their own status.
+func DecodeJSON(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
 
 // Overflow policies for a full queue.
 const (

@@ -1,6 +1,6 @@
 // Package client is the Go client of the switchyard broker: small
-// interfaces for queues (Publisher, Consumer), topics (TopicClient) and
-// streams (StreamClient, GroupClient) with an in-process implementation
+// interfaces for queues (Publisher, Consumer), topics (TopicClient),
+// streams (StreamClient, GroupClient) and declaring them (Admin) with an in-process implementation
 // (Embedded), a native-protocol TCP implementation (Conn) that reconnects,
 // and an HTTP implementation (HTTP). One contract suite tests all three.
 package client
@@ -128,6 +128,40 @@ type GroupClient interface {
 	Commit(ctx context.Context, stream, group string, offset uint64) error
 }
 
+// Admin declares and deletes queues, topics and streams.
+//
+// A declare creates the queue, topic or stream, or replaces its settings
+// with cfg (zero fields take their defaults, as in the config file); it
+// returns once the change is durable. Invalid settings or names are
+// broker.ErrInvalid. A delete drops the messages or data; an unknown name
+// is broker.ErrNotFound. Deleting a queue fails its waiting consumers and
+// publishers with broker.ErrNotFound, deleting a topic ends its
+// subscriptions with it.
+type Admin interface {
+	QueueAdmin
+	TopicAdmin
+	StreamAdmin
+}
+
+// QueueAdmin declares (creates, or changes the settings of) and deletes
+// queues.
+type QueueAdmin interface {
+	DeclareQueue(ctx context.Context, name string, cfg broker.QueueConfig) error
+	DeleteQueue(ctx context.Context, name string) error
+}
+
+// TopicAdmin declares and deletes topics.
+type TopicAdmin interface {
+	DeclareTopic(ctx context.Context, name string, cfg broker.TopicConfig) error
+	DeleteTopic(ctx context.Context, name string) error
+}
+
+// StreamAdmin declares and deletes streams.
+type StreamAdmin interface {
+	DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error
+	DeleteStream(ctx context.Context, name string) error
+}
+
 // StreamPage is the answer of a stream read or group fetch.
 type StreamPage struct {
 	Messages []broker.StreamMessage
@@ -192,8 +226,8 @@ func page(ms []broker.StreamMessage, from uint64) StreamPage {
 	return p
 }
 
-// Embedded is a Client, TopicClient, StreamClient and GroupClient over a
-// broker in the same process.
+// Embedded is a Client, TopicClient, StreamClient, GroupClient and Admin
+// over a broker in the same process.
 type Embedded struct {
 	B *broker.Broker
 }
@@ -203,6 +237,7 @@ var (
 	_ TopicClient  = Embedded{}
 	_ StreamClient = Embedded{}
 	_ GroupClient  = Embedded{}
+	_ Admin        = Embedded{}
 )
 
 // Publish implements Publisher.
@@ -344,4 +379,52 @@ func (e Embedded) Commit(ctx context.Context, stream, group string, offset uint6
 		return err
 	}
 	return e.B.Commit(stream, group, offset)
+}
+
+// DeclareQueue implements Admin.
+func (e Embedded) DeclareQueue(ctx context.Context, name string, cfg broker.QueueConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.B.Declare(name, cfg)
+}
+
+// DeleteQueue implements Admin.
+func (e Embedded) DeleteQueue(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.B.DeleteQueue(name)
+}
+
+// DeclareTopic implements Admin.
+func (e Embedded) DeclareTopic(ctx context.Context, name string, cfg broker.TopicConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.B.DeclareTopic(name, cfg)
+}
+
+// DeleteTopic implements Admin.
+func (e Embedded) DeleteTopic(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.B.DeleteTopic(name)
+}
+
+// DeclareStream implements Admin.
+func (e Embedded) DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.B.DeclareStream(name, cfg)
+}
+
+// DeleteStream implements Admin.
+func (e Embedded) DeleteStream(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.B.DeleteStream(name)
 }

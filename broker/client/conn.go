@@ -31,8 +31,8 @@ type Options struct {
 	MaxBackoff time.Duration
 }
 
-// Conn is a Client, TopicClient, StreamClient and GroupClient over the
-// native protocol. Requests from many goroutines are pipelined on one TCP
+// Conn is a Client, TopicClient, StreamClient, GroupClient and Admin over
+// the native protocol. Requests from many goroutines are pipelined on one TCP
 // connection. Safe for concurrent use.
 type Conn struct {
 	addr string
@@ -45,7 +45,7 @@ type Conn struct {
 	backoff time.Duration
 }
 
-var _ Client = (*Conn)(nil) // and TopicClient, StreamClient, GroupClient: conn_pubsub.go
+var _ Client = (*Conn)(nil) // and TopicClient, StreamClient, GroupClient: conn_pubsub.go; Admin: admin.go
 
 type result struct {
 	t    wire.Type

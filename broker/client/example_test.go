@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -135,4 +136,40 @@ func ExampleConn_ReadStream() {
 	// tail: 0 messages, next 4
 	// billing fetched 2 next 3
 	// billing continues at 3 {"driver":9}
+}
+
+// Queues, topics and streams can be declared over the native protocol.
+func ExampleConn_DeclareQueue() {
+	ctx := context.Background()
+	addr, stop := startBroker(ctx)
+	defer stop()
+
+	c, err := client.Dial(ctx, addr, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	var a client.Admin = c
+	if err := a.DeclareQueue(ctx, "payments", broker.QueueConfig{MaxDeliveries: 10, MaxLength: 1000}); err != nil {
+		log.Fatal(err)
+	}
+	if err := a.DeclareTopic(ctx, "payment-events", broker.TopicConfig{Queues: []string{"payments"}}); err != nil {
+		log.Fatal(err)
+	}
+	res, err := c.PublishTopic(ctx, "payment-events", broker.Message{Body: []byte("paid")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("bound queues reached:", res[0].Queues)
+	err = a.DeclareQueue(ctx, "payments", broker.QueueConfig{Overflow: "sometimes"})
+	fmt.Println("invalid settings:", errors.Is(err, broker.ErrInvalid))
+	if err := a.DeleteTopic(ctx, "payment-events"); err != nil {
+		log.Fatal(err)
+	}
+	_, err = c.PublishTopic(ctx, "payment-events", broker.Message{Body: []byte("paid")})
+	fmt.Println("deleted:", errors.Is(err, broker.ErrNotFound))
+	// Output:
+	// bound queues reached: 1
+	// invalid settings: true
+	// deleted: true
 }

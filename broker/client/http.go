@@ -15,7 +15,7 @@ import (
 	"github.com/switchyard/switchyard/broker"
 )
 
-// HTTP is a Client, TopicClient, StreamClient and GroupClient over the
+// HTTP is a Client, TopicClient, StreamClient, GroupClient and Admin over the
 // broker's HTTP API (see docs/broker.md), for places where the native
 // protocol is not reachable. Topic subscriptions are server-sent event
 // streams: a Client with a Timeout ends them after that time.

@@ -12,11 +12,13 @@ import (
 	"github.com/switchyard/switchyard/broker/httpapi"
 )
 
-// pubsubClient is what the topic and stream contract suite needs.
+// pubsubClient is what the topic, stream and admin contract suites need.
 type pubsubClient interface {
+	Publisher
 	TopicClient
 	StreamClient
 	GroupClient
+	Admin
 }
 
 // eachClient runs fn against every implementation, each with a fresh

@@ -2,7 +2,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -128,16 +127,8 @@ func decodeJSON(r *http.Request, v any) error {
 	if err != nil {
 		return fmt.Errorf("reading body: %w", err)
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := broker.DecodeJSON(data, v); err != nil {
 		return fmt.Errorf("parsing JSON body: %w", err)
-	}
-	if dec.More() {
-		return errors.New("parsing JSON body: trailing data")
 	}
 	return nil
 }

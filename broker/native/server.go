@@ -314,7 +314,7 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 		}
 		c.subscribe(id, req)
 	default:
-		if !c.handlePubSub(t, id, body) {
+		if !c.handlePubSub(t, id, body) && !c.handleAdmin(t, id, body) {
 			c.fail(id, fmt.Errorf("%w: unknown frame type %d", wire.ErrMalformed, t))
 		}
 	}

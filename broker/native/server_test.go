@@ -2,6 +2,7 @@ package native
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -63,6 +64,13 @@ func TestBadRequestsGetErrors(t *testing.T) {
 		{"unknown type", wire.AppendFrame(nil, 0x42, 2, nil), "bad_request"},
 		{"unknown queue", wire.AppendFrame(nil, wire.Recv, 3, wire.AppendRecvReq(nil, &wire.RecvReq{Queue: "nope"})), "not_found"},
 		{"garbage ack", wire.AppendFrame(nil, wire.Ack, 4, []byte{1}), "bad_request"},
+		{"declare unknown field", declareFrame(5, wire.KindQueue, "q2", `{"max_deliverys":3}`), "bad_request"},
+		{"declare trailing JSON", declareFrame(6, wire.KindTopic, "t", `{} {}`), "bad_request"},
+		{"declare bad JSON", declareFrame(7, wire.KindStream, "s", `{"max_bytes":"x"}`), "bad_request"},
+		{"declare invalid settings", declareFrame(8, wire.KindQueue, "q2", `{"overflow":"sometimes"}`), "bad_request"},
+		{"declare invalid name", declareFrame(11, wire.KindQueue, "-q", ``), "bad_request"},
+		{"declare unknown kind", wire.AppendFrame(nil, wire.Declare, 12, []byte{9, 1, 'q', 0}), "bad_request"},
+		{"delete unknown queue", wire.AppendFrame(nil, wire.Delete, 13, wire.AppendDeleteReq(nil, &wire.DeleteReq{Kind: wire.KindQueue, Name: "nope"})), "not_found"},
 	} {
 		fr := send(c.frame)
 		if fr.Type != wire.Err {
@@ -81,6 +89,42 @@ func TestBadRequestsGetErrors(t *testing.T) {
 	res, err := wire.DecodePubOK(fr.Body)
 	if fr.Type != wire.PubOK || err != nil || len(res) != 1 || res[0].Seq == 0 {
 		t.Fatalf("publish: %+v %v", fr, err)
+	}
+}
+
+func declareFrame(id uint32, k wire.Kind, name, settings string) []byte {
+	return wire.AppendFrame(nil, wire.Declare, id, wire.AppendDeclareReq(nil, &wire.DeclareReq{Kind: k, Name: name, Settings: []byte(settings)}))
+}
+
+func TestDeclareAndDelete(t *testing.T) {
+	nc, b := start(t)
+	r := wire.NewReader(nc, 0)
+	for i, c := range []struct {
+		frame []byte
+		want  wire.Type
+	}{
+		{declareFrame(1, wire.KindQueue, "q", `{"max_deliveries":3,"overflow":"block"}`), wire.DeclareOK},
+		{declareFrame(2, wire.KindTopic, "t", `{"queues":["q"]}`), wire.DeclareOK},
+		{declareFrame(3, wire.KindStream, "s", ``), wire.DeclareOK},
+		{wire.AppendFrame(nil, wire.Delete, 4, wire.AppendDeleteReq(nil, &wire.DeleteReq{Kind: wire.KindStream, Name: "s"})), wire.DeleteOK},
+	} {
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := nc.Write(c.frame); err != nil {
+			t.Fatal(err)
+		}
+		fr, err := r.ReadFrame()
+		if err != nil || fr.Type != c.want || fr.ID != uint32(i+1) || len(fr.Body) != 0 {
+			t.Fatalf("request %d: %+v %v, want %#x", i+1, fr, err, c.want)
+		}
+	}
+	if cfg, err := b.QueueConfig("q"); err != nil || cfg.MaxDeliveries != 3 || cfg.Overflow != broker.OverflowBlock {
+		t.Fatalf("queue settings: %+v %v", cfg, err)
+	}
+	if info, err := b.Topic("t"); err != nil || len(info.Config.Queues) != 1 {
+		t.Fatalf("topic: %+v %v", info, err)
+	}
+	if _, err := b.Stream("s"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("deleted stream: %v", err)
 	}
 }
 

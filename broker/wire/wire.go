@@ -1,7 +1,8 @@
 // Package wire is the broker's native binary protocol: length-prefixed,
 // pipelined frames carrying batched publishes, receives, acks and
-// credit-based push subscriptions for queues and topics, and batched
-// appends, reads and consumer-group offsets for streams.
+// credit-based push subscriptions for queues and topics, batched appends,
+// reads and consumer-group offsets for streams, and declaring and deleting
+// queues, topics and streams.
 package wire
 
 import (
@@ -79,6 +80,14 @@ const (
 	// GroupCommit: stream, group, offset (the next offset the group will
 	// read). Reply CommitOK once durable.
 	GroupCommit Type = 14
+	// Declare: kind (1 byte: 1 queue, 2 topic, 3 stream), name, settings
+	// (the JSON the HTTP API's PUT accepts, at most MaxSettings bytes;
+	// empty: defaults). Creates the queue, topic or stream or replaces its
+	// settings. Reply DeclareOK once the change is durable, or Err
+	// (bad_request for invalid settings or unknown fields).
+	Declare Type = 15
+	// Delete: kind, name. Reply DeleteOK, or Err (not_found).
+	Delete Type = 16
 
 	// PubOK: see Pub.
 	PubOK Type = 0x81
@@ -103,6 +112,10 @@ const (
 	StreamMsgs Type = 0x8C
 	// CommitOK: the committed offset.
 	CommitOK Type = 0x8E
+	// DeclareOK: empty.
+	DeclareOK Type = 0x8F
+	// DeleteOK: empty.
+	DeleteOK Type = 0x90
 	// Err: code, message, queue, limit. Codes are those of the HTTP API
 	// (not_found, bad_request, too_large, queue_full, closed, timeout,
 	// internal), plus lagged for an ended topic subscription.

@@ -68,6 +68,10 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(AppendFrame(nil, GroupFetch, 11, AppendFetchReq(nil, &FetchReq{Stream: "s", Group: "g", Max: 10})))
 	f.Add(AppendFrame(nil, StreamMsgs, 12, AppendStreamMsgs(nil, &StreamPage{Next: 2, Messages: []broker.StreamMessage{{Offset: 1, Time: at, Body: []byte("x")}}})))
 	f.Add(AppendFrame(nil, GroupCommit, 13, AppendCommitReq(nil, &CommitReq{Stream: "s", Group: "g", Offset: 2})))
+	f.Add(AppendFrame(nil, Declare, 14, AppendDeclareReq(nil, &DeclareReq{Kind: KindQueue, Name: "q", Settings: []byte(`{"max_deliveries":3,"overflow":"block"}`)})))
+	f.Add(AppendFrame(nil, Declare, 15, AppendDeclareReq(nil, &DeclareReq{Kind: KindStream, Name: "s"})))
+	f.Add(AppendFrame(nil, Delete, 16, AppendDeleteReq(nil, &DeleteReq{Kind: KindTopic, Name: "t"})))
+	f.Add(AppendFrame(nil, DeclareOK, 17, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := NewReader(bytes.NewReader(b), 1<<20)
 		for {
@@ -95,6 +99,8 @@ func FuzzReadFrame(f *testing.F) {
 			DecodeStreamMsgs(&p, fr.Body)
 			DecodeCommitReq(fr.Body)
 			DecodeCommitOK(fr.Body)
+			DecodeDeclareReq(fr.Body)
+			DecodeDeleteReq(fr.Body)
 		}
 	})
 }

@@ -1,0 +1,111 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/wire"
+)
+
+var (
+	_ Admin = (*Conn)(nil)
+	_ Admin = (*HTTP)(nil)
+)
+
+// DeclareQueue implements Admin with a Declare frame.
+func (c *Conn) DeclareQueue(ctx context.Context, name string, cfg broker.QueueConfig) error {
+	return c.declare(ctx, wire.KindQueue, name, cfg)
+}
+
+// DeleteQueue implements Admin with a Delete frame.
+func (c *Conn) DeleteQueue(ctx context.Context, name string) error {
+	return c.delete(ctx, wire.KindQueue, name)
+}
+
+// DeclareTopic implements Admin with a Declare frame.
+func (c *Conn) DeclareTopic(ctx context.Context, name string, cfg broker.TopicConfig) error {
+	return c.declare(ctx, wire.KindTopic, name, cfg)
+}
+
+// DeleteTopic implements Admin with a Delete frame.
+func (c *Conn) DeleteTopic(ctx context.Context, name string) error {
+	return c.delete(ctx, wire.KindTopic, name)
+}
+
+// DeclareStream implements Admin with a Declare frame.
+func (c *Conn) DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error {
+	return c.declare(ctx, wire.KindStream, name, cfg)
+}
+
+// DeleteStream implements Admin with a Delete frame.
+func (c *Conn) DeleteStream(ctx context.Context, name string) error {
+	return c.delete(ctx, wire.KindStream, name)
+}
+
+// declare sends cfg as the JSON the HTTP API accepts; the broker
+// validates it.
+func (c *Conn) declare(ctx context.Context, k wire.Kind, name string, cfg any) error {
+	settings, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encoding %s %q settings: %w", k, name, err)
+	}
+	req := wire.DeclareReq{Kind: k, Name: name, Settings: settings}
+	r, err := c.roundTripSize(ctx, wire.Declare, len(name)+len(settings)+16, func(b []byte) []byte { return wire.AppendDeclareReq(b, &req) })
+	if err != nil {
+		return err
+	}
+	return expect(r, wire.DeclareOK)
+}
+
+func (c *Conn) delete(ctx context.Context, k wire.Kind, name string) error {
+	req := wire.DeleteReq{Kind: k, Name: name}
+	r, err := c.roundTrip(ctx, wire.Delete, func(b []byte) []byte { return wire.AppendDeleteReq(b, &req) })
+	if err != nil {
+		return err
+	}
+	return expect(r, wire.DeleteOK)
+}
+
+// DeclareQueue implements Admin (PUT /v1/queues/NAME).
+func (h *HTTP) DeclareQueue(ctx context.Context, name string, cfg broker.QueueConfig) error {
+	return h.declare(ctx, "/v1/queues/", name, cfg)
+}
+
+// DeleteQueue implements Admin (DELETE /v1/queues/NAME).
+func (h *HTTP) DeleteQueue(ctx context.Context, name string) error {
+	return h.send(ctx, http.MethodDelete, "/v1/queues/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// DeclareTopic implements Admin (PUT /v1/topics/NAME).
+func (h *HTTP) DeclareTopic(ctx context.Context, name string, cfg broker.TopicConfig) error {
+	return h.declare(ctx, "/v1/topics/", name, cfg)
+}
+
+// DeleteTopic implements Admin (DELETE /v1/topics/NAME).
+func (h *HTTP) DeleteTopic(ctx context.Context, name string) error {
+	return h.send(ctx, http.MethodDelete, "/v1/topics/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// DeclareStream implements Admin (PUT /v1/streams/NAME).
+func (h *HTTP) DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error {
+	return h.declare(ctx, "/v1/streams/", name, cfg)
+}
+
+// DeleteStream implements Admin (DELETE /v1/streams/NAME).
+func (h *HTTP) DeleteStream(ctx context.Context, name string) error {
+	return h.send(ctx, http.MethodDelete, "/v1/streams/"+url.PathEscape(name), nil, nil, nil)
+}
+
+func (h *HTTP) declare(ctx context.Context, prefix, name string, cfg any) error {
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encoding %q settings: %w", name, err)
+	}
+	return h.send(ctx, http.MethodPut, prefix+url.PathEscape(name), bytes.NewReader(body),
+		http.Header{"Content-Type": {"application/json"}}, nil)
+}
