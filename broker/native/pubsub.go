@@ -65,22 +65,32 @@ func (c *conn) topicSubscribe(id uint32, body []byte) {
 		c.fail(id, err)
 		return
 	}
-	ts, err := c.s.b.Subscribe(req.Topic)
-	if err != nil {
-		c.fail(id, err)
-		return
-	}
+	// The id is claimed before the broker subscription exists, so that a
+	// refused duplicate id never briefly adds a subscriber to the topic.
 	ctx, sb, ok := c.addSub(id, req.Credit)
 	if !ok {
-		ts.Close()
 		return
 	}
+	var ts *broker.Subscription
 	// Unsub answers once done is closed: the broker must have forgotten
 	// the subscriber by then.
 	defer func() {
-		ts.Close()
+		if ts != nil {
+			ts.Close()
+		}
+		sb.cancel()
 		close(sb.done)
 	}()
+	ts, err = c.s.b.Subscribe(req.Topic)
+	if err != nil {
+		c.mu.Lock()
+		if c.subs[id] == sb {
+			delete(c.subs, id)
+		}
+		c.mu.Unlock()
+		c.fail(id, err)
+		return
+	}
 	c.reply(wire.SubOK, id, nil)
 	batch := make([]broker.TopicMessage, 0, maxPush)
 	for {
