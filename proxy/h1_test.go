@@ -168,7 +168,9 @@ func TestH1FallbackForBodiesAndNonIdempotent(t *testing.T) {
 
 func TestH1TimeoutsAndCancel(t *testing.T) {
 	release := make(chan struct{})
+	arrived := make(chan struct{}, 8)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -190,7 +192,15 @@ func TestH1TimeoutsAndCancel(t *testing.T) {
 	req, _ = http.NewRequestWithContext(ctx, "GET", srv.URL+"/", nil)
 	done := make(chan error, 1)
 	go func() { _, err := tr.RoundTrip(req); done <- err }()
-	time.Sleep(20 * time.Millisecond)
+	for i := 0; i < 2; i++ { // the header-timeout request, then this one
+		select {
+		case <-arrived:
+		case <-done:
+			t.Fatal("request ended before reaching the server")
+		case <-time.After(5 * time.Second):
+			t.Fatal("request did not reach the server within 5s")
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -267,7 +277,11 @@ func TestH1RetryDialsAfterAllIdleConnectionsDied(t *testing.T) {
 			done <- struct{}{}
 		}()
 	}
+	deadline := time.Now().Add(5 * time.Second)
 	for arrived.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 requests reached the server within 5s", arrived.Load())
+		}
 		time.Sleep(time.Millisecond)
 	}
 	close(release)

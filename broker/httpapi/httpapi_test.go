@@ -82,7 +82,22 @@ func TestQueueLifecycle(t *testing.T) {
 	if st := c.do("POST", "/v1/queues/orders/messages?confirm=false", "ff", nil, &pub); st != 202 {
 		t.Fatalf("fire-and-forget: %d", st)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// The fire-and-forget message becomes deliverable once it is durable:
+	// wait for its status to say so.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st struct {
+			State string `json:"state"`
+		}
+		c.do("GET", "/v1/queues/orders/messages/"+pub.ID, "", nil, &st)
+		if st.State == "ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fire-and-forget message state %q, want ready", st.State)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	c.do("GET", "/v1/queues/orders", "", nil, &info)
 	if info.Depth != 2 || info.Delayed != 1 {
 		t.Fatalf("info %+v", info)
