@@ -265,19 +265,11 @@ func decodeErr(body []byte) error {
 	if err != nil {
 		return err
 	}
-	switch e.Code {
-	case "queue_full":
+	if e.Code == broker.CodeQueueFull {
 		return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
-	case "not_found":
-		return fmt.Errorf("%s: %w", e.Message, broker.ErrNotFound)
-	case "lagged":
-		return fmt.Errorf("%s: %w", e.Message, broker.ErrLagged)
-	case "too_large":
-		return fmt.Errorf("%s: %w", e.Message, broker.ErrTooLarge)
-	case "bad_request":
-		return fmt.Errorf("%s: %w", e.Message, broker.ErrInvalid)
-	case "closed":
-		return fmt.Errorf("%s: %w", e.Message, broker.ErrClosed)
+	}
+	if err := broker.CodeError(e.Code, e.Message); err != nil {
+		return err
 	}
 	return e
 }

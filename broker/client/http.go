@@ -83,7 +83,7 @@ func answerErr(status string, data []byte) error {
 	if json.Unmarshal(data, &e) != nil || e.Code == "" {
 		return fmt.Errorf("broker answered %s: %q", status, data)
 	}
-	if e.Code == "queue_full" {
+	if e.Code == broker.CodeQueueFull {
 		return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
 	}
 	return codeErr(e.Code, e.Error)
@@ -92,17 +92,8 @@ func answerErr(status string, data []byte) error {
 // codeErr maps an error code of the API to an error that errors.Is
 // recognises like the broker's own.
 func codeErr(code, msg string) error {
-	switch code {
-	case "not_found":
-		return fmt.Errorf("%s: %w", msg, broker.ErrNotFound)
-	case "lagged":
-		return fmt.Errorf("%s: %w", msg, broker.ErrLagged)
-	case "too_large":
-		return fmt.Errorf("%s: %w", msg, broker.ErrTooLarge)
-	case "bad_request":
-		return fmt.Errorf("%s: %w", msg, broker.ErrInvalid)
-	case "closed":
-		return fmt.Errorf("%s: %w", msg, broker.ErrClosed)
+	if err := broker.CodeError(code, msg); err != nil {
+		return err
 	}
 	return fmt.Errorf("broker error %s: %s", code, msg)
 }

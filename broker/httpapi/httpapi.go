@@ -2,7 +2,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,24 +96,29 @@ func writeErr(w http.ResponseWriter, status int, code, msg string) {
 
 // fail maps a broker error to its status and code.
 func fail(w http.ResponseWriter, err error) {
-	var full *broker.QueueFullError
-	switch {
-	case errors.As(err, &full):
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: "queue_full", Queue: full.Queue, Limit: full.Limit})
-	case errors.Is(err, broker.ErrNotFound):
-		writeErr(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, broker.ErrTooLarge):
-		writeErr(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
-	case errors.Is(err, broker.ErrInvalid):
-		writeErr(w, http.StatusBadRequest, "bad_request", err.Error())
-	case errors.Is(err, broker.ErrClosed):
-		writeErr(w, http.StatusServiceUnavailable, "closed", err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		writeErr(w, http.StatusServiceUnavailable, "timeout", err.Error())
-	default:
-		writeErr(w, http.StatusInternalServerError, "internal", err.Error())
+	code := broker.ErrorCode(err)
+	status, ok := codeStatus[code]
+	if !ok {
+		code, status = broker.CodeInternal, http.StatusInternalServerError
 	}
+	var full *broker.QueueFullError
+	if errors.As(err, &full) {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, status, errorBody{Error: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
+		return
+	}
+	writeErr(w, status, code, err.Error())
+}
+
+// codeStatus is the HTTP status of each error code the API answers with;
+// other codes are answered as internal errors.
+var codeStatus = map[string]int{
+	broker.CodeQueueFull:  http.StatusServiceUnavailable,
+	broker.CodeNotFound:   http.StatusNotFound,
+	broker.CodeTooLarge:   http.StatusRequestEntityTooLarge,
+	broker.CodeBadRequest: http.StatusBadRequest,
+	broker.CodeClosed:     http.StatusServiceUnavailable,
+	broker.CodeTimeout:    http.StatusServiceUnavailable,
 }
 
 func badRequest(w http.ResponseWriter, format string, args ...any) {

@@ -114,13 +114,9 @@ func endEvent(err error) ended {
 		return e
 	}
 	e.Error = err.Error()
-	switch {
-	case errors.Is(err, broker.ErrLagged):
-		e.Reason = "lagged"
-	case errors.Is(err, broker.ErrNotFound):
-		e.Reason = "not_found"
-	case errors.Is(err, broker.ErrClosed):
-		e.Reason = "closed"
+	switch code := broker.ErrorCode(err); code {
+	case broker.CodeLagged, broker.CodeNotFound, broker.CodeClosed:
+		e.Reason = code
 	}
 	return e
 }

@@ -177,23 +177,13 @@ func (c *conn) fail(id uint32, err error) {
 
 // toWireError maps a broker error to its protocol code.
 func toWireError(err error) *wire.Error {
-	e := &wire.Error{Code: "internal", Message: err.Error()}
+	e := &wire.Error{Code: broker.ErrorCode(err), Message: err.Error()}
 	var full *broker.QueueFullError
 	switch {
 	case errors.As(err, &full):
-		e.Code, e.Queue, e.Limit = "queue_full", full.Queue, full.Limit
-	case errors.Is(err, broker.ErrNotFound):
-		e.Code = "not_found"
-	case errors.Is(err, broker.ErrLagged):
-		e.Code = "lagged"
-	case errors.Is(err, broker.ErrTooLarge):
-		e.Code = "too_large"
-	case errors.Is(err, broker.ErrInvalid), errors.Is(err, wire.ErrMalformed):
-		e.Code = "bad_request"
-	case errors.Is(err, broker.ErrClosed):
-		e.Code = "closed"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		e.Code = "timeout"
+		e.Queue, e.Limit = full.Queue, full.Limit
+	case e.Code == broker.CodeInternal && errors.Is(err, wire.ErrMalformed):
+		e.Code = broker.CodeBadRequest
 	}
 	return e
 }
