@@ -488,17 +488,22 @@ func (b *Broker) DeleteQueue(name string) error {
 	return b.saveMetaLocked()
 }
 
-func (b *Broker) queue(name string) (*queue, error) {
+func (b *Broker) queue(name string) (*queue, error) { return lookup(b, b.queues, "queue", name) }
+
+// lookup finds a queue, topic or stream by name under the broker's lock:
+// ErrClosed once the broker closed, ErrNotFound naming kind when absent.
+func lookup[T any](b *Broker, m map[string]T, kind, name string) (T, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	var zero T
 	if b.closed {
-		return nil, ErrClosed
+		return zero, ErrClosed
 	}
-	q, ok := b.queues[name]
+	v, ok := m[name]
 	if !ok {
-		return nil, fmt.Errorf("queue %q: %w", name, ErrNotFound)
+		return zero, fmt.Errorf("%s %q: %w", kind, name, ErrNotFound)
 	}
-	return q, nil
+	return v, nil
 }
 
 // QueueInfo describes a queue.

@@ -176,18 +176,7 @@ func (s *stream) close() error {
 	return s.log.Close()
 }
 
-func (b *Broker) stream(name string) (*stream, error) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
-		return nil, ErrClosed
-	}
-	s, ok := b.streams[name]
-	if !ok {
-		return nil, fmt.Errorf("stream %q: %w", name, ErrNotFound)
-	}
-	return s, nil
-}
+func (b *Broker) stream(name string) (*stream, error) { return lookup(b, b.streams, "stream", name) }
 
 // StreamInfo describes a stream.
 type StreamInfo struct {

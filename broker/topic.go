@@ -164,18 +164,7 @@ func (t *topic) endAll(err error) {
 	}
 }
 
-func (b *Broker) topic(name string) (*topic, error) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
-		return nil, ErrClosed
-	}
-	t, ok := b.topics[name]
-	if !ok {
-		return nil, fmt.Errorf("topic %q: %w", name, ErrNotFound)
-	}
-	return t, nil
-}
+func (b *Broker) topic(name string) (*topic, error) { return lookup(b, b.topics, "topic", name) }
 
 // TopicInfo describes a topic.
 type TopicInfo struct {
