@@ -36,6 +36,8 @@ type segment struct {
 	size      int64 // bytes of complete records readable
 	index     []indexEntry
 	nextIndex int64 // add an index entry for the first record at or after this offset
+
+	alloc int64 // file size (data plus preallocated zeros); only the flusher uses it
 }
 
 func segName(base uint64) string { return fmt.Sprintf("%020d%s", base, segSuffix) }
@@ -83,9 +85,10 @@ func (s *segment) addRecordLocked(seq uint64, ts int64, pos, n int64, interval i
 
 // scanResult is what a full scan of a segment file found.
 type scanResult struct {
-	bad     error // first problem found, nil if the whole file is valid
-	badPos  int64 // offset of the first bad record
-	fileLen int64
+	bad      error // first problem found, nil if the whole file is valid
+	badPos   int64 // offset of the first bad record
+	fileLen  int64
+	zeroTail bool // the file ends in preallocated zeros after s.size
 }
 
 // scan reads the whole segment file, verifying every record, and fills the
@@ -112,6 +115,18 @@ func (s *segment) scan(maxRecord, interval int) (scanResult, error) {
 				return res, nil
 			}
 			return res, fmt.Errorf("reading %q: %w", s.path, err)
+		}
+		if hb == ([headerSize]byte{}) {
+			// No record has sequence 0: this is preallocated space if
+			// everything to the end of the file is zero too.
+			zero, err := zerosToEnd(r)
+			if err != nil {
+				return res, fmt.Errorf("reading %q: %w", s.path, err)
+			}
+			if zero {
+				res.zeroTail = true
+				return res, nil
+			}
 		}
 		h := decodeHeader(hb[:])
 		if int64(h.length) > int64(maxRecord) {
@@ -143,6 +158,25 @@ func (s *segment) scan(maxRecord, interval int) (scanResult, error) {
 		want++
 	}
 	return res, nil
+}
+
+// zerosToEnd reports whether r holds only zero bytes until its end.
+func zerosToEnd(r io.Reader) (bool, error) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
 }
 
 // locate returns the offset of the last index entry at or before seq, and the

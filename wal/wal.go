@@ -80,6 +80,8 @@ type Log struct {
 	retentionErr error  // last failure to delete a segment (not sticky)
 	closed       bool
 
+	prealloc bool // extend segment files ahead of their data (flusher only)
+
 	syncs    atomic.Uint64 // fsync calls on segment files
 	unsynced atomic.Int64  // records written to the OS since the last fsync
 
@@ -103,11 +105,12 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		dir:  dir,
-		opts: opts,
-		wake: make(chan struct{}, 1),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		dir:      dir,
+		opts:     opts,
+		prealloc: opts.Preallocate > 0,
+		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	if err := l.recover(); err != nil {
 		l.closeFiles()
@@ -173,6 +176,17 @@ func (l *Log) recover() error {
 		if err != nil {
 			return err
 		}
+		s.alloc = res.fileLen
+		if res.zeroTail && i < len(bases)-1 {
+			// Sealing cuts the preallocated tail off; a crash came first.
+			if err := s.f.Truncate(s.size); err != nil {
+				return fmt.Errorf("truncating preallocated tail of sealed segment %q: %w", s.path, err)
+			}
+			if err := l.fsync(s.f); err != nil {
+				return fmt.Errorf("fsyncing %q after truncation: %w", s.path, err)
+			}
+			s.alloc = s.size
+		}
 		if res.bad != nil {
 			if i < len(bases)-1 {
 				return &CorruptError{Path: s.path, Offset: res.badPos, Seq: s.last + 1, Err: res.bad}
@@ -183,6 +197,7 @@ func (l *Log) recover() error {
 			if err := l.fsync(s.f); err != nil {
 				return fmt.Errorf("fsyncing %q after truncation: %w", s.path, err)
 			}
+			s.alloc = res.badPos
 			l.recovery.TruncatedBytes = res.fileLen - res.badPos
 			l.recovery.TruncatedFile = s.path
 			l.recovery.TruncatedAt = res.badPos
@@ -387,7 +402,9 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	if err == nil {
 		act := l.segs[len(l.segs)-1]
-		if serr := l.fsync(act.f); serr != nil {
+		if terr := l.trimAlloc(act); terr != nil {
+			err = terr
+		} else if serr := l.fsync(act.f); serr != nil {
 			err = fmt.Errorf("fsyncing %q on close: %w", act.path, serr)
 		}
 	}
@@ -569,6 +586,7 @@ func (l *Log) writeChunk(s *segment, b *batch, from, upto int, pos int64) (int64
 		return 0, nil
 	}
 	start, end := b.recStart(from), b.recs[upto-1].end
+	l.preallocate(s, pos+int64(end-start))
 	if _, err := s.f.WriteAt(b.buf[start:end], pos); err != nil {
 		return 0, fmt.Errorf("writing %q at offset %d: %w", s.path, pos, err)
 	}
@@ -588,6 +606,9 @@ func (l *Log) writeChunk(s *segment, b *batch, from, upto int, pos int64) (int64
 // rotate seals act (fsyncing it unless the policy is never) and starts a new
 // segment whose first record will be base.
 func (l *Log) rotate(act *segment, base uint64) (*segment, error) {
+	if err := l.trimAlloc(act); err != nil {
+		return nil, err
+	}
 	if l.opts.Sync.Mode != SyncNever {
 		if err := l.fsync(act.f); err != nil {
 			return nil, fmt.Errorf("fsyncing %q before rotation: %w", act.path, err)
@@ -606,6 +627,42 @@ func (l *Log) rotate(act *segment, base uint64) (*segment, error) {
 	l.mu.Unlock()
 	l.applyRetention()
 	return s, nil
+}
+
+// preallocate makes sure s's file is at least need bytes long, extending it
+// by Options.Preallocate at a time (up to the segment size) so that most
+// writes land in space that already belongs to the file. Only the flusher
+// calls it. Failure is not an error: the write that follows grows the
+// file itself (and fails, if the disk is full).
+func (l *Log) preallocate(s *segment, need int64) {
+	if !l.prealloc || need <= s.alloc {
+		return
+	}
+	end := max(need, min(s.alloc+l.opts.Preallocate, l.opts.SegmentBytes))
+	err := fallocate(s.f, s.alloc, end-s.alloc)
+	switch {
+	case err == nil:
+		s.alloc = end
+	case errors.Is(err, errors.ErrUnsupported):
+		l.prealloc = false
+	}
+}
+
+// trimAlloc cuts the preallocated zeros off the end of s's file, so that a
+// sealed segment, or the active one after Close, holds only its records.
+// Only the flusher calls it, or Close after the flusher stopped.
+func (l *Log) trimAlloc(s *segment) error {
+	l.mu.Lock()
+	size := s.size
+	l.mu.Unlock()
+	if s.alloc <= size {
+		return nil
+	}
+	if err := s.f.Truncate(size); err != nil {
+		return fmt.Errorf("truncating preallocated tail of %q at %d: %w", s.path, size, err)
+	}
+	s.alloc = size
+	return nil
 }
 
 func (l *Log) fsync(f *os.File) error {
