@@ -57,6 +57,22 @@ func (b *Broker) putBuf(bp *[]byte) {
 	}
 }
 
+// enqueueSeqs queues a record of op on the seqs of queue qid for writing
+// (encoded in a recycled buffer: the log copies it). A lazy record nobody
+// waits for goes with the next write instead of starting one.
+func (b *Broker) enqueueSeqs(op byte, qid uint32, availableAt int64, seqs []uint64, lazy bool) (uint64, error) {
+	bp := b.getBuf()
+	buf := appendSeqs((*bp)[:0], op, qid, availableAt, seqs)
+	enqueue := b.log.Enqueue
+	if lazy {
+		enqueue = b.log.EnqueueLazy
+	}
+	seq, err := enqueue(buf)
+	*bp = buf
+	b.putBuf(bp)
+	return seq, err
+}
+
 // Publish appends a message to the queue and, unless opts.NoWait, returns
 // once it is durable. A full queue returns *QueueFullError (after waiting
 // up to block_timeout for overflow "block"); a body above max_message_size
@@ -291,6 +307,10 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 		seqs  []uint64
 		again uint64 // redeliveries among seqs
 	)
+	if n := min(opts.Max, q.ready.Len()); n > 0 {
+		out = make([]Delivery, 0, n)
+		seqs = make([]uint64, 0, n)
+	}
 	for len(out) < opts.Max && q.ready.Len() > 0 {
 		m := q.ready.peek()
 		if r := q.deadReason(m, now); r != "" {
@@ -322,7 +342,7 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 		if opts.AutoAck {
 			op = opAck
 		}
-		if _, err := b.log.Enqueue(appendSeqs(nil, op, q.id, 0, seqs)); err != nil {
+		if _, err := b.enqueueSeqs(op, q.id, 0, seqs, true); err != nil {
 			// The log is failing: deliver nothing. In-flight messages come
 			// back after their visibility timeout; auto-acked ones are
 			// still in the log and come back on restart.
@@ -404,10 +424,10 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 		res.Done++
 	}
 	var last uint64
-	if len(seqs) > 0 {
-		last, err = b.log.Enqueue(appendSeqs(nil, op, q.id, availableAt, seqs))
-	}
 	async := q.cfg.AsyncAcks
+	if len(seqs) > 0 {
+		last, err = b.enqueueSeqs(op, q.id, availableAt, seqs, async)
+	}
 	q.mu.Unlock()
 	if err != nil {
 		return AckResult{}, fmt.Errorf("appending to log: %w", err)
@@ -439,7 +459,7 @@ func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
 		drop := d.reason == "retention" || target == NoDeadLetter
 		d.from.stats.countDead(d.reason, drop)
 		if drop {
-			if s, err := b.log.Enqueue(appendSeqs(nil, opAck, d.from.id, 0, []uint64{d.m.seq})); err == nil {
+			if s, err := b.enqueueSeqs(opAck, d.from.id, 0, []uint64{d.m.seq}, false); err == nil {
 				last = max(last, s)
 			}
 			continue

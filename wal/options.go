@@ -111,6 +111,9 @@ type Options struct {
 	// Now is the clock used for record timestamps and retention. Default
 	// time.Now.
 	Now func() time.Time
+	// LazyDelay bounds how long a record queued with EnqueueLazy waits for
+	// another write to go with. Default 5 ms.
+	LazyDelay time.Duration
 	// Preallocate is how far, in bytes, the writer extends a segment file
 	// ahead of its data (fallocate on Linux; elsewhere files grow with their
 	// writes). An fsync after a write that grew the file must also commit
@@ -141,6 +144,9 @@ func (o Options) withDefaults() Options {
 	if o.IndexInterval == 0 {
 		o.IndexInterval = 4096
 	}
+	if o.LazyDelay == 0 {
+		o.LazyDelay = 5 * time.Millisecond
+	}
 	if o.Preallocate == 0 {
 		o.Preallocate = 4 << 20
 	}
@@ -170,6 +176,9 @@ func (o Options) Validate() error {
 	}
 	if o.IndexInterval < 0 {
 		errs = append(errs, fmt.Errorf("index_interval %d: must not be negative", o.IndexInterval))
+	}
+	if o.LazyDelay < 0 {
+		errs = append(errs, fmt.Errorf("lazy_delay %s: must not be negative", o.LazyDelay))
 	}
 	if o.RetentionInterval < 0 {
 		errs = append(errs, fmt.Errorf("retention_interval %s: must not be negative", o.RetentionInterval))

@@ -49,6 +49,7 @@ type batch struct {
 	buf  []byte
 	recs []recMeta
 	last uint64
+	lazy bool          // holds a lazy record: a flush is armed for LazyDelay
 	done chan struct{} // closed when the batch is written per the policy
 	err  error         // set before done is closed
 }
@@ -267,7 +268,16 @@ func (l *Log) Err() error {
 
 // Enqueue assigns the next sequence to payload and queues it for writing
 // without waiting. The payload is copied. Use Wait to wait for durability.
-func (l *Log) Enqueue(payload []byte) (uint64, error) {
+func (l *Log) Enqueue(payload []byte) (uint64, error) { return l.enqueue(payload, false) }
+
+// EnqueueLazy is Enqueue for a record nobody waits for at once: it does not
+// start a write of its own but goes with the next one, started by another
+// record or a Wait, or by itself after Options.LazyDelay at the latest.
+// Bookkeeping records written after almost every operation (deliveries,
+// acks answered before their fsync) then cost no extra write and fsync.
+func (l *Log) EnqueueLazy(payload []byte) (uint64, error) { return l.enqueue(payload, true) }
+
+func (l *Log) enqueue(payload []byte, lazy bool) (uint64, error) {
 	if len(payload) > l.opts.MaxRecordBytes {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), l.opts.MaxRecordBytes)
 	}
@@ -292,12 +302,26 @@ func (l *Log) Enqueue(payload []byte) (uint64, error) {
 	b.buf = appendRecord(b.buf, seq, ts, payload)
 	b.recs = append(b.recs, recMeta{seq: seq, ts: ts, end: len(b.buf)})
 	b.last = seq
+	if lazy {
+		arm := !b.lazy
+		b.lazy = true
+		l.mu.Unlock()
+		if arm {
+			time.AfterFunc(l.opts.LazyDelay, l.kick)
+		}
+		return seq, nil
+	}
 	l.mu.Unlock()
+	l.kick()
+	return seq, nil
+}
+
+// kick wakes the flusher.
+func (l *Log) kick() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return seq, nil
 }
 
 // Append appends payload and waits until it is as durable as the sync
@@ -340,7 +364,11 @@ func (l *Log) Wait(ctx context.Context, seq uint64) error {
 			}
 			return fmt.Errorf("wal: waiting for sequence %d: not appended (next is %d)", seq, l.next)
 		}
+		lazy := b.lazy
 		l.mu.Unlock()
+		if lazy {
+			l.kick() // a waiter does not wait for LazyDelay
+		}
 		select {
 		case <-b.done:
 			if b.err != nil {

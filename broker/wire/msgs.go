@@ -230,6 +230,9 @@ func DecodeSettle(t Type, body []byte) (SettleReq, error) {
 		r.Delay = dur(&d)
 	}
 	n := d.Int(maxReceipts)
+	// Each receipt takes at least its length byte: a forged count cannot
+	// make this allocate more than the body could hold.
+	r.Receipts = make([]string, 0, min(n, len(d.B)))
 	for i := 0; i < n && d.Err == nil; i++ {
 		r.Receipts = append(r.Receipts, d.String())
 	}
