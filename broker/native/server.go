@@ -27,8 +27,33 @@ type Options struct {
 
 // Server serves a broker on the native protocol.
 type Server struct {
-	b    *broker.Broker
-	opts Options
+	b      *broker.Broker
+	opts   Options
+	frames sync.Pool // *[]byte buffers of delivery frames, back from the writers
+}
+
+// maxPooledFrame bounds the delivery frame buffers kept for reuse.
+const maxPooledFrame = 8 << 20
+
+// frameBuf returns a buffer of at least size bytes capacity for a frame.
+// Big frames are where it matters: a fresh multi-megabyte buffer for every
+// batch of large messages costs a page fault per 4 KiB on first touch.
+func (s *Server) frameBuf(size int) *[]byte {
+	if bp, ok := s.frames.Get().(*[]byte); ok {
+		if cap(*bp) >= size {
+			return bp
+		}
+		s.frames.Put(bp)
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+// outFrame is a frame queued for the writer; pool, if set, is the buffer
+// to recycle once it is written.
+type outFrame struct {
+	b    []byte
+	pool *[]byte
 }
 
 // New returns a server for b.
@@ -79,7 +104,7 @@ type conn struct {
 	s    *Server
 	nc   net.Conn
 	ctx  context.Context
-	out  chan []byte
+	out  chan outFrame
 	sem  chan struct{}
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -105,7 +130,7 @@ type sub struct {
 
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
-	c := &conn{s: s, nc: nc, ctx: ctx, out: make(chan []byte, 256), sem: make(chan struct{}, s.opts.MaxInflight), subs: map[uint32]*sub{},
+	c := &conn{s: s, nc: nc, ctx: ctx, out: make(chan outFrame, 256), sem: make(chan struct{}, s.opts.MaxInflight), subs: map[uint32]*sub{},
 		confirms: make(chan confirm, s.opts.MaxInflight)}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
@@ -134,8 +159,12 @@ func (c *conn) writer() {
 	for {
 		select {
 		case f := <-c.out:
-			if _, err := w.Write(f); err != nil {
+			if _, err := w.Write(f.b); err != nil {
 				return
+			}
+			if f.pool != nil && cap(f.b) <= maxPooledFrame {
+				*f.pool = f.b[:0]
+				c.s.frames.Put(f.pool)
 			}
 			if len(c.out) == 0 {
 				// Give goroutines about to send a chance to, so that one
@@ -153,7 +182,9 @@ func (c *conn) writer() {
 	}
 }
 
-func (c *conn) send(f []byte) {
+func (c *conn) send(f []byte) { c.sendFrame(outFrame{b: f}) }
+
+func (c *conn) sendFrame(f outFrame) {
 	select {
 	case c.out <- f:
 	case <-c.ctx.Done():
@@ -167,8 +198,9 @@ func (c *conn) reply(t wire.Type, id uint32, body []byte) {
 // sendMsgs sends deliveries in one Msgs frame, encoded straight into a
 // buffer of the right size (no growing, no second copy into the frame).
 func (c *conn) sendMsgs(id uint32, ds []broker.Delivery) {
-	f, start := wire.Begin(make([]byte, 0, 16+wire.MsgsSize(ds)), wire.Msgs, id)
-	c.send(wire.End(wire.AppendMsgs(f, ds), start))
+	bp := c.s.frameBuf(16 + wire.MsgsSize(ds))
+	f, start := wire.Begin((*bp)[:0], wire.Msgs, id)
+	c.sendFrame(outFrame{b: wire.End(wire.AppendMsgs(f, ds), start), pool: bp})
 }
 
 func (c *conn) fail(id uint32, err error) {

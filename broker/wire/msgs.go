@@ -186,7 +186,7 @@ func AppendMsgs(b []byte, ds []broker.Delivery) []byte {
 func DecodeMsgs(body []byte) ([]broker.Delivery, error) {
 	d := Decoder{B: body}
 	n := d.Int(maxBatch)
-	var out []broker.Delivery
+	out := make([]broker.Delivery, 0, min(n, len(d.B)))
 	for i := 0; i < n && d.Err == nil; i++ {
 		var m broker.Delivery
 		m.Seq = d.Uvarint()
