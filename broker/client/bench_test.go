@@ -1,15 +1,14 @@
 package client
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
-	"context"
-	"github.com/switchyard/switchyard/wal"
-	"testing"
-
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/wal"
 )
 
 // BenchmarkNativePublish publishes confirmed 256 B messages over the native
@@ -95,4 +94,47 @@ func BenchmarkNativeConsume(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkNativeConsumePush consumes with Conn.Consume (push, at most 256
+// unacked, acks batched and pipelined) over the native protocol.
+func BenchmarkNativeConsumePush(b *testing.B) {
+	br, err := broker.Open(broker.Config{Dir: b.TempDir(), Fsync: wal.SyncPolicy{Mode: wal.SyncInterval, Interval: time.Minute}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.Close()
+	br.Declare("q", broker.QueueConfig{DedupWindow: -1})
+	addr, stop := serve(b, br, "127.0.0.1:0")
+	defer stop()
+	ctx := context.Background()
+	c, err := Dial(ctx, addr, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	body := make([]byte, 256)
+	batch := make([]broker.Message, 100)
+	for i := range batch {
+		batch[i] = broker.Message{Body: body}
+	}
+	for i := 0; i < b.N; i += len(batch) {
+		if _, err := c.Publish(ctx, "q", batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := 0
+	err = c.Consume(cctx, "q", ConsumeOptions{MaxUnacked: 256}, func(broker.Delivery) error {
+		if got++; got == b.N {
+			cancel()
+		}
+		return nil
+	})
+	if err != context.Canceled {
+		b.Fatal(err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,5 +241,63 @@ func TestLogStore(t *testing.T) {
 	}
 	if ran, _ := s.Process(ctx, "b", fn); !ran {
 		t.Fatal("failed id was recorded")
+	}
+}
+
+func TestConsumeBoundsUnackedAndPipelinesAcks(t *testing.T) {
+	b := openBroker(t, t.TempDir())
+	defer b.Close()
+	b.Declare("c", broker.QueueConfig{})
+	addr, stop := serve(t, b, "127.0.0.1:0")
+	defer stop()
+	ctx := context.Background()
+	c, err := Dial(ctx, addr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n, limit = 500, 16
+	msgs := make([]broker.Message, n)
+	for i := range msgs {
+		msgs[i] = broker.Message{Body: []byte(fmt.Sprint(i))}
+	}
+	if _, err := c.Publish(ctx, "c", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	seen := map[string]int{}
+	acked, maxInFlight := 0, 0
+	err = c.Consume(cctx, "c", ConsumeOptions{MaxUnacked: limit, AckBatch: 4}, func(d broker.Delivery) error {
+		i, _ := b.Queue("c")
+		maxInFlight = max(maxInFlight, i.InFlight)
+		seen[string(d.Body)]++
+		if strings.HasSuffix(string(d.Body), "7") && d.Deliveries == 1 {
+			return errors.New("fails the first time") // nacked, redelivered
+		}
+		acked++
+		if acked == n {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("consume: %v", err)
+	}
+	if len(seen) != n || acked != n {
+		t.Fatalf("saw %d distinct messages, acked %d, want %d", len(seen), acked, n)
+	}
+	if seen["7"] != 2 || seen["8"] != 1 {
+		t.Fatalf("deliveries of 7 and 8: %d, %d; want 2 (nacked once) and 1", seen["7"], seen["8"])
+	}
+	if maxInFlight > limit {
+		t.Fatalf("%d messages in flight at once, MaxUnacked is %d", maxInFlight, limit)
+	}
+	// Consume returned after the acks it sent were answered.
+	if i, _ := b.Queue("c"); i.Depth+i.InFlight != 0 {
+		t.Fatalf("left over %+v", i)
+	}
+	if err := c.Consume(ctx, "nope", ConsumeOptions{}, func(broker.Delivery) error { return nil }); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("consume of a missing queue: %v, want ErrNotFound", err)
 	}
 }

@@ -50,6 +50,7 @@ var _ Client = (*Conn)(nil) // and TopicClient, StreamClient, GroupClient: conn_
 type result struct {
 	t    wire.Type
 	body []byte
+	ds   []broker.Delivery // a pushed Msgs frame, decoded by the reader
 	err  error
 }
 
@@ -189,8 +190,20 @@ func (l *link) reader() {
 			l.kill(fmt.Errorf("%w: %v", ErrDisconnected, err))
 			return
 		}
-		res := result{t: f.Type, body: append([]byte(nil), f.Body...)}
 		l.mu.Lock()
+		_, pending := l.pending[f.ID]
+		_, sub := l.subs[f.ID]
+		l.mu.Unlock()
+		var res result
+		if !pending && sub && f.Type == wire.Msgs {
+			// Decode a push here: the bodies are copied once, out of the
+			// read buffer, instead of copying the whole frame first.
+			res.t = f.Type
+			res.ds, res.err = wire.DecodeMsgs(f.Body)
+		} else {
+			res = result{t: f.Type, body: append([]byte(nil), f.Body...)}
+		}
+		l.mu.Lock() // look again: kill may have answered everyone meanwhile
 		if ch, ok := l.pending[f.ID]; ok {
 			delete(l.pending, f.ID)
 			ch <- res

@@ -173,3 +173,46 @@ func ExampleConn_DeclareQueue() {
 	// invalid settings: true
 	// deleted: true
 }
+
+// A worker consumes a queue: nil acks a message, an error nacks it (here
+// it comes back once and then succeeds), and acks are pipelined with at
+// most MaxUnacked messages unsettled.
+func ExampleConn_Consume() {
+	ctx := context.Background()
+	addr, stop := startBroker(ctx)
+	defer stop()
+
+	c, err := client.Dial(ctx, addr, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.DeclareQueue(ctx, "payments", broker.QueueConfig{}); err != nil {
+		log.Fatal(err)
+	}
+	for _, p := range []string{"pay-1", "pay-2", "pay-3"} {
+		if _, err := c.Publish(ctx, "payments", broker.Message{ID: p, Body: []byte(p)}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := 0
+	err = c.Consume(ctx, "payments", client.ConsumeOptions{MaxUnacked: 64}, func(d broker.Delivery) error {
+		if string(d.Body) == "pay-2" && d.Deliveries == 1 {
+			fmt.Println("pay-2 failed, nacked")
+			return errors.New("card processor unavailable")
+		}
+		fmt.Println("charged", string(d.Body), "delivery", d.Deliveries)
+		if done++; done == 3 {
+			cancel()
+		}
+		return nil
+	})
+	fmt.Println(errors.Is(err, context.Canceled))
+	// Output:
+	// charged pay-1 delivery 1
+	// pay-2 failed, nacked
+	// charged pay-3 delivery 1
+	// charged pay-2 delivery 2
+	// true
+}

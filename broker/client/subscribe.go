@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/wire"
@@ -25,10 +26,36 @@ type SubscribeOptions struct {
 // unacked messages are redelivered after their visibility timeout). The
 // broker sends at most Credit messages ahead; credit is returned as
 // messages are handled. The handler acks with c.Ack unless AutoAck.
+// Consume is the same with acks done for the handler and credit tied to
+// them.
 func (c *Conn) Subscribe(ctx context.Context, queue string, opts SubscribeOptions, handle func(broker.Delivery)) error {
 	if opts.Credit <= 0 {
 		opts.Credit = 256
 	}
+	handled := 0
+	return c.push(ctx, queue, opts, func(ds []broker.Delivery, credit func(n int) bool) error {
+		for _, d := range ds {
+			handle(d)
+		}
+		handled += len(ds)
+		if handled >= max(opts.Credit/2, 1) {
+			if !credit(handled) {
+				return ErrDisconnected
+			}
+			handled = 0
+		}
+		return nil
+	}, nil)
+}
+
+// push runs a push subscription: it subscribes with opts.Credit and calls
+// deliver, on the calling goroutine, with each batch the broker pushes and
+// a function that returns credit to the broker (false once the connection
+// is gone). It ends when ctx ends (ctx.Err()), the connection drops
+// (ErrDisconnected), the broker ends the subscription, deliver returns an
+// error, or a value arrives on stop (that value).
+func (c *Conn) push(ctx context.Context, queue string, opts SubscribeOptions,
+	deliver func(ds []broker.Delivery, credit func(n int) bool) error, stop <-chan error) error {
 	l, err := c.link(ctx)
 	if err != nil {
 		return err
@@ -61,6 +88,10 @@ func (c *Conn) Subscribe(ctx context.Context, queue string, opts SubscribeOption
 			return false
 		}
 	}
+	credit := func(n int) bool {
+		f, start := wire.Begin(nil, wire.Credit, id)
+		return send(wire.End(wire.AppendUvarint(f, uint64(n)), start))
+	}
 	req := wire.RecvReq{Queue: queue, Max: opts.Credit, Visibility: opts.Visibility.Std(), AutoAck: opts.AutoAck}
 	f, start := wire.Begin(nil, wire.Sub, id)
 	if !send(wire.End(wire.AppendRecvReq(f, &req), start)) {
@@ -77,7 +108,10 @@ func (c *Conn) Subscribe(ctx context.Context, queue string, opts SubscribeOption
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	handled := 0
+	unsub := func() {
+		f, start := wire.Begin(nil, wire.Unsub, id)
+		send(wire.End(f, start))
+	}
 	for {
 		select {
 		case r := <-msgs:
@@ -87,26 +121,21 @@ func (c *Conn) Subscribe(ctx context.Context, queue string, opts SubscribeOption
 			if r.t == wire.Err {
 				return decodeErr(r.body)
 			}
-			ds, err := wire.DecodeMsgs(r.body)
-			if err != nil {
+			ds := r.ds
+			if r.t != wire.Msgs {
+				return fmt.Errorf("%w: frame type %d on subscription %d", wire.ErrMalformed, r.t, id)
+			}
+			if err := deliver(ds, credit); err != nil {
+				unsub()
 				return err
 			}
-			for _, d := range ds {
-				handle(d)
-			}
-			handled += len(ds)
-			if handled >= max(opts.Credit/2, 1) {
-				f, start := wire.Begin(nil, wire.Credit, id)
-				if !send(wire.End(wire.AppendUvarint(f, uint64(handled)), start)) {
-					return ErrDisconnected
-				}
-				handled = 0
-			}
+		case err := <-stop:
+			unsub()
+			return err
 		case <-l.done:
 			return ErrDisconnected
 		case <-ctx.Done():
-			f, start := wire.Begin(nil, wire.Unsub, id)
-			send(wire.End(f, start))
+			unsub()
 			return ctx.Err()
 		}
 	}
