@@ -44,6 +44,9 @@ type Recovery struct {
 	Reason         string // why the tail was cut (the first bad record)
 }
 
+// maxSpareBuf bounds the batch buffer kept for the next batch.
+const maxSpareBuf = 64 << 20
+
 // batch is a group of records queued for one write (and one fsync).
 type batch struct {
 	buf  []byte
@@ -536,9 +539,11 @@ func (l *Log) flushOnce() {
 	b.err = err
 	close(b.done)
 
-	// Recycle the buffers: waiters only look at done and err.
+	// Recycle the buffers: waiters only look at done and err. Big ones
+	// too: with large records a batch is megabytes, and a fresh buffer
+	// for each (grown by doubling) costs a page fault per 4 KiB touched.
 	rb := &batch{buf: b.buf[:0], recs: b.recs[:0]}
-	if cap(rb.buf) > 8<<20 {
+	if cap(rb.buf) > maxSpareBuf {
 		rb.buf = nil
 	}
 	l.mu.Lock()
