@@ -117,6 +117,7 @@ func Open(cfg Config) (*Broker, error) {
 		Sync:         cfg.Fsync,
 		Now:          cfg.Now,
 		OnFsync:      b.metrics.fsyncHook(queueLogLabel),
+		Preallocate:  cfg.Preallocate,
 	})
 	if err != nil {
 		b.metrics.unregister()

@@ -190,6 +190,10 @@ type Config struct {
 	Fsync wal.SyncPolicy `json:"fsync" yaml:"fsync"`
 	// SegmentBytes is the log segment size in bytes. Default 64 MiB.
 	SegmentBytes int64 `json:"segment_bytes" yaml:"segment_bytes"`
+	// Preallocate, if positive, extends log segment files this many bytes
+	// ahead of their data (see wal.Options.Preallocate: lower median fsync
+	// latency, worse p99.9 on ext4). Default 0 (off).
+	Preallocate int64 `json:"preallocate" yaml:"preallocate"`
 	// CompactInterval is how often fully consumed log segments are
 	// deleted and expired messages swept. Default 5s.
 	CompactInterval Duration `json:"compact_interval" yaml:"compact_interval"`
@@ -227,6 +231,9 @@ func (c Config) Validate() error {
 	}
 	if c.SegmentBytes < 0 {
 		errs = append(errs, fmt.Errorf("segment_bytes %d: must not be negative", c.SegmentBytes))
+	}
+	if c.Preallocate < 0 {
+		errs = append(errs, fmt.Errorf("preallocate %d: must not be negative", c.Preallocate))
 	}
 	if c.CompactInterval < 0 {
 		errs = append(errs, fmt.Errorf("compact_interval %s: must not be negative", c.CompactInterval.Std()))

@@ -38,6 +38,9 @@ type FileConfig struct {
 	Fsync wal.SyncPolicy `yaml:"fsync"`
 	// SegmentBytes is the log segment size in bytes. Default 64 MiB.
 	SegmentBytes int64 `yaml:"segment_bytes"`
+	// Preallocate extends log segment files this many bytes ahead of their
+	// data (see Config.Preallocate). Default 0 (off).
+	Preallocate int64 `yaml:"preallocate"`
 	// Queues declares queues, by name, created or updated on start.
 	Queues map[string]QueueConfig `yaml:"queues"`
 	// Topics declares pub/sub topics, by name.
@@ -75,6 +78,9 @@ func (fc FileConfig) Validate() error {
 	var errs []error
 	if fc.SegmentBytes < 0 {
 		errs = append(errs, fmt.Errorf("segment_bytes: %d must not be negative", fc.SegmentBytes))
+	}
+	if fc.Preallocate < 0 {
+		errs = append(errs, fmt.Errorf("preallocate: %d must not be negative", fc.Preallocate))
 	}
 	for _, name := range sortedKeys(fc.Queues) {
 		if !ValidName(name) {

@@ -138,6 +138,7 @@ func TestStreamReplayGroupsRetention(t *testing.T) {
 func TestFileConfig(t *testing.T) {
 	good := `
 fsync: interval:50ms
+preallocate: 4194304
 queues:
   orders:
     max_length: 10
@@ -153,7 +154,7 @@ streams:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fc.Fsync.String() != "interval:50ms" || fc.Queues["orders"].MaxLength != 10 || fc.Streams["loc"].MaxAge.Std() != 24*time.Hour {
+	if fc.Fsync.String() != "interval:50ms" || fc.Preallocate != 4<<20 || fc.Queues["orders"].MaxLength != 10 || fc.Streams["loc"].MaxAge.Std() != 24*time.Hour {
 		t.Fatalf("parsed %+v", fc)
 	}
 	e := newEnv(t)
@@ -165,6 +166,7 @@ streams:
 		{"queues:\n  orders:\n    overflow: drop\n    max_length: -1\n", "queues.orders.overflow"},
 		{"streams:\n  s:\n    max_bytes: -1\n", "streams.s.max_bytes"},
 		{"fsync: sometimes\n", "b.yaml"},
+		{"preallocate: -1\n", "b.yaml: preallocate: -1 must not be negative"},
 		{"queues:\n  orders:\n    visibility_timeout: soon\n", "b.yaml"},
 	} {
 		_, err := ParseFile("b.yaml", []byte(c.yaml))

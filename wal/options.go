@@ -114,15 +114,18 @@ type Options struct {
 	// LazyDelay bounds how long a record queued with EnqueueLazy waits for
 	// another write to go with. Default 5 ms.
 	LazyDelay time.Duration
-	// Preallocate is how far, in bytes, the writer extends a segment file
-	// ahead of its data (fallocate on Linux; elsewhere files grow with their
-	// writes). An fsync after a write that grew the file must also commit
-	// the new file size; writing into space allocated earlier saves that
-	// (on ext4 here: fsync p50 334 -> 230 µs). Only the space between the
-	// data and the end of the file is ever zeros: a clean Close and a
-	// segment's sealing cut it off, and Open reads an all-zero tail left by
-	// a crash as the end of the log, not as damage. Default 4 MiB; negative
-	// disables it.
+	// Preallocate, if positive, is how far in bytes the writer extends a
+	// segment file ahead of its data (fallocate on Linux; elsewhere files
+	// grow with their writes). An fsync after a write that grew the file
+	// must also commit the new file size; writing into space allocated
+	// earlier saves that. The trade, measured on ext4 here with one
+	// synchronous publisher: fsync-bound latency p50 400 -> 260 µs, p99
+	// about the same, p99.9 2.2 -> 4.6 ms (the file system converts the
+	// preallocated, unwritten extents as they are written, in batches that
+	// stall an fsync now and then). So it is off by default (0). Only the
+	// space between the data and the end of the file is ever zeros: a clean
+	// Close and a segment's sealing cut it off, and Open reads an all-zero
+	// tail left by a crash as the end of the log, not as damage.
 	Preallocate int64
 	// OnFsync, if set, is called after every successful fsync of a segment
 	// file with how long the fsync took and how many records it made
@@ -146,9 +149,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LazyDelay == 0 {
 		o.LazyDelay = 5 * time.Millisecond
-	}
-	if o.Preallocate == 0 {
-		o.Preallocate = 4 << 20
 	}
 	if o.RetentionInterval == 0 {
 		o.RetentionInterval = time.Minute
@@ -176,6 +176,9 @@ func (o Options) Validate() error {
 	}
 	if o.IndexInterval < 0 {
 		errs = append(errs, fmt.Errorf("index_interval %d: must not be negative", o.IndexInterval))
+	}
+	if o.Preallocate < 0 {
+		errs = append(errs, fmt.Errorf("preallocate %d: must not be negative", o.Preallocate))
 	}
 	if o.LazyDelay < 0 {
 		errs = append(errs, fmt.Errorf("lazy_delay %s: must not be negative", o.LazyDelay))

@@ -8,6 +8,8 @@ import (
 	"testing"
 )
 
+var pre = Options{Preallocate: 4 << 20}
+
 // recordBytes returns how many bytes the records of segment file p occupy,
 // decoding them from the start until the first thing that is not a record.
 func recordBytes(t *testing.T, p string) int64 {
@@ -89,16 +91,16 @@ func openPrealloc(t *testing.T, o Options) (*Log, string) {
 }
 
 func TestPreallocatedTailIsTheEndOfTheLog(t *testing.T) {
-	l, dir := openPrealloc(t, Options{})
+	l, dir := openPrealloc(t, pre)
 	p := lastSegPath(t, dir)
 	data := recordBytes(t, p)
 	if got := fileSize(t, p); got != 4<<20 {
-		t.Errorf("active segment is %d bytes, want the default 4 MiB preallocation", got)
+		t.Errorf("active segment is %d bytes, want the 4 MiB preallocation", got)
 	}
 	img := crashImage(t, dir)
 	l.Close()
 
-	l2 := openT(t, img, Options{})
+	l2 := openT(t, img, pre)
 	if rec := l2.Recovery(); rec.LastSeq != 20 || rec.TruncatedBytes != 0 || rec.Reason != "" {
 		t.Fatalf("recovery %+v: zeros after the last record are not damage", rec)
 	}
@@ -112,7 +114,7 @@ func TestPreallocatedTailIsTheEndOfTheLog(t *testing.T) {
 	if got, want := fileSize(t, ip), recordBytes(t, ip); got != want || want <= data {
 		t.Fatalf("after Close the segment is %d bytes, its records %d (before: %d): the tail was not cut", got, want, data)
 	}
-	l3 := openT(t, img, Options{})
+	l3 := openT(t, img, pre)
 	defer l3.Close()
 	checkAll(t, l3, 1, 30)
 }
@@ -127,7 +129,7 @@ func TestTornRecordInPreallocatedSpace(t *testing.T) {
 		{"zeros-then-data", 1000, []byte{0xff}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, dir := openPrealloc(t, Options{})
+			l, dir := openPrealloc(t, pre)
 			img := crashImage(t, dir)
 			l.Close()
 			p := lastSegPath(t, img)
@@ -142,7 +144,7 @@ func TestTornRecordInPreallocatedSpace(t *testing.T) {
 			f.Close()
 			size := fileSize(t, p)
 
-			l2 := openT(t, img, Options{})
+			l2 := openT(t, img, pre)
 			rec := l2.Recovery()
 			if rec.LastSeq != 20 || rec.TruncatedAt != end || rec.TruncatedBytes != size-end || rec.Reason == "" {
 				t.Fatalf("recovery %+v, want the tail cut at %d (%d bytes)", rec, end, size-end)
@@ -151,7 +153,7 @@ func TestTornRecordInPreallocatedSpace(t *testing.T) {
 			appendN(t, l2, 21, 5)
 			checkAll(t, l2, 1, 25)
 			l2.Close()
-			l3 := openT(t, img, Options{})
+			l3 := openT(t, img, pre)
 			defer l3.Close()
 			checkAll(t, l3, 1, 25)
 		})
@@ -159,7 +161,7 @@ func TestTornRecordInPreallocatedSpace(t *testing.T) {
 }
 
 func TestSealedSegmentWithPreallocatedTail(t *testing.T) {
-	o := Options{SegmentBytes: 600}
+	o := Options{SegmentBytes: 600, Preallocate: 4 << 20}
 	dir := t.TempDir()
 	l := openT(t, dir, o)
 	appendN(t, l, 1, 40)
@@ -203,7 +205,7 @@ func TestSealedSegmentWithPreallocatedTail(t *testing.T) {
 
 func TestPreallocateDisabled(t *testing.T) {
 	dir := t.TempDir()
-	l := openT(t, dir, Options{Preallocate: -1})
+	l := openT(t, dir, Options{}) // off by default
 	defer l.Close()
 	appendN(t, l, 1, 20)
 	p := lastSegPath(t, dir)

@@ -48,7 +48,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cfg := broker.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes, Metrics: reg}
+	cfg := broker.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes, Preallocate: fc.Preallocate, Metrics: reg}
 	if *dataDir != "" {
 		cfg.Dir = *dataDir
 	}
