@@ -11,7 +11,12 @@
 # -p (or $PHASES) is a comma list of phases, default all:
 #   throughput  publish N messages with confirms, then consume them (below)
 #   fsync       the fsync baseline: 128 B append + fdatasync in a loop on a
-#               file next to the brokers' data (CPU 1), p50/p90/p99/p99.9/max
+#               file next to the brokers' data (CPU 1), p50/p90/p99/p99.9/max;
+#               the same into space preallocated with fallocate (as
+#               switchyard's log writes); and a 64 B loopback TCP round trip
+#               between an echo process on CPU 1 and the generator on CPU 0
+#               (what any networked synchronous publish pays on top of its
+#               fsync)
 #   sync        synchronous durable publish latency: one publisher, one
 #               message at a time, each waiting for its confirm; switchyard
 #               (native protocol) with --fsync always and with --fsync batch,
@@ -33,10 +38,15 @@
 # alternating rounds, median of each percentile. Latencies are HDR
 # histograms (hdrhistogram-go) in microseconds.
 #
+# Throughput-phase consumers, each with at most WINDOW messages unacked:
+# switchyard client.Conn.Consume (push, acks batched and pipelined, credit
+# back when an ack is answered); NATS a push consumer, MaxAckPending
+# WINDOW, Ack per message (NATS_CONSUMER=pull: a pull consumer fetching
+# WINDOW, slower here); RabbitMQ prefetch WINDOW, multiple-ack per WINDOW/4.
 # SY_QUEUE='{"async_acks": true}' (any queue settings as JSON) declares the
 # throughput phase's switchyard queue with those settings; async_acks
-# answers acks before their fsync, as JetStream's AckSync does (its file
-# store flushes consumer state about ten times a second).
+# answers acks before their fsync, as JetStream does (its file store
+# flushes consumer state about ten times a second).
 #
 # Durability is the same for all three. With -d durable (the default) a
 # publish counts only when the broker confirmed it, and each broker confirms
@@ -59,6 +69,7 @@
 # Prints every round and the medians, then the RESULT lines of the phases
 # run (latencies in µs; the last line is the publish throughput):
 #   RESULT broker_fsync_latency_us p50=... p90=... p99=... p999=... max=...
+#   RESULT broker_fsync_prealloc_latency_us ... and broker_loopback_rtt_us ...
 #   RESULT broker_sync_publish_p50_us switchyard_always=... switchyard_batch=... nats_js=... rabbitmq=...
 #   RESULT broker_sync_publish_p99_us ... fsync_p99=... goal_us=... goal_met_always=yes|no goal_met_batch=yes|no
 #   RESULT broker_sync_publish_p999_us ...
@@ -265,38 +276,23 @@ func runSwitchyard(addr, httpAddr string, n, window int, body []byte) (time.Dura
 	if f := failed.Load(); f > 0 {
 		return 0, 0, fmt.Errorf("%d publishes failed", f)
 	}
-	// Consume: 8 pullers, batches of window/8 (window messages in flight),
-	// one ack per batch, answered after the ack's fsync.
+	// Consume: a push consumer with at most window messages unacked
+	// (client.Conn.Consume: acks batched and pipelined, credit returned
+	// only when an ack is answered, i.e. after its fsync unless the queue
+	// has async_acks).
 	var got atomic.Int64
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	start = time.Now()
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for got.Load() < int64(n) {
-				ds, err := c.Receive(ctx, "bench", broker.ReceiveOptions{Max: max(window/8, 1), Wait: 100 * time.Millisecond})
-				if err != nil {
-					failed.Add(1)
-					return
-				}
-				rs := make([]string, len(ds))
-				for i, m := range ds {
-					rs[i] = m.Receipt
-				}
-				if len(rs) > 0 {
-					if _, err := c.Ack(ctx, "bench", rs...); err != nil {
-						failed.Add(1)
-						return
-					}
-				}
-				got.Add(int64(len(ds)))
-			}
-		}()
-	}
-	wg.Wait()
+	err = c.Consume(cctx, "bench", client.ConsumeOptions{MaxUnacked: window}, func(broker.Delivery) error {
+		if got.Add(1) == int64(n) {
+			cancel()
+		}
+		return nil
+	})
 	dc := time.Since(start)
-	if f := failed.Load(); f > 0 || got.Load() != int64(n) {
-		return 0, 0, fmt.Errorf("consume: %d failures, %d of %d messages", f, got.Load(), n)
+	if !errors.Is(err, context.Canceled) || got.Load() != int64(n) {
+		return 0, 0, fmt.Errorf("consume: %v, %d of %d messages", err, got.Load(), n)
 	}
 	req, _ = http.NewRequest("DELETE", "http://"+httpAddr+"/v1/queues/bench", nil)
 	if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -344,6 +340,35 @@ func runNATS(addr string, n, window int, body []byte) (time.Duration, time.Durat
 		case err := <-f.Err():
 			return 0, 0, err
 		}
+	}
+	if os.Getenv("NATS_CONSUMER") != "pull" {
+		// A push consumer, MaxAckPending window, explicit ack per message.
+		var got atomic.Int64
+		var ackErr atomic.Value
+		done := make(chan struct{})
+		start = time.Now()
+		sub, err := js.Subscribe("bench", func(m *nats.Msg) {
+			if err := m.Ack(); err != nil {
+				ackErr.Store(err)
+			}
+			if got.Add(1) == int64(n) {
+				close(done)
+			}
+		}, nats.Durable("benchpush"), nats.ManualAck(), nats.AckExplicit(), nats.DeliverAll(), nats.MaxAckPending(window))
+		if err != nil {
+			return 0, 0, err
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			return 0, 0, fmt.Errorf("push consume: %d of %d after 5 minutes", got.Load(), n)
+		}
+		dc := time.Since(start)
+		sub.Unsubscribe()
+		if e, ok := ackErr.Load().(error); ok {
+			return 0, 0, fmt.Errorf("ack: %w", e)
+		}
+		return d, dc, nil
 	}
 	// Consume: a durable pull consumer, batches of window, explicit acks
 	// (AckSync on the last of each batch, so the batch is acknowledged).
@@ -476,6 +501,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -527,11 +554,15 @@ func runLatency(o latencyOpts) error {
 		return fmt.Errorf("-size %d: latency modes need at least 16 bytes (index and timestamp)", o.size)
 	}
 	switch o.mode {
-	case "fsync":
+	case "fsync", "fsync-prealloc":
 		if o.dir == "" {
-			return errors.New("-mode fsync needs -dir")
+			return fmt.Errorf("-mode %s needs -dir", o.mode)
 		}
-		return runFsync(o)
+		return runFsync(o, o.mode == "fsync-prealloc")
+	case "echo":
+		return runEcho(o)
+	case "rtt":
+		return runRTT(o)
 	case "sync":
 		return runSync(o)
 	case "peak", "e2e":
@@ -548,29 +579,90 @@ func runLatency(o latencyOpts) error {
 		}
 		return runE2E(o, p)
 	}
-	return fmt.Errorf("-mode %q: want throughput, fsync, sync, peak or e2e", o.mode)
+	return fmt.Errorf("-mode %q: want throughput, fsync, fsync-prealloc, echo, rtt, sync, peak or e2e", o.mode)
 }
 
 // --- fsync baseline ------------------------------------------------------------
 
-func runFsync(o latencyOpts) error {
+// runFsync appends 128 B and fdatasyncs, in a loop. With prealloc the file
+// is first given 256 MiB with fallocate, so that the writes land in space
+// the file already has (what switchyard's log does) and an fdatasync does
+// not also commit a new file size.
+func runFsync(o latencyOpts, prealloc bool) error {
 	path := filepath.Join(o.dir, "fsync-probe")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening fsync probe: %w", err)
 	}
 	defer os.Remove(path)
 	defer f.Close()
+	if prealloc {
+		if err := syscall.Fallocate(int(f.Fd()), 0, 0, 256<<20); err != nil {
+			return fmt.Errorf("fallocate %s: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
 	buf := bytes.Repeat([]byte("f"), 128)
 	h := newHist()
 	start := time.Now()
 	warm, end := start.Add(warmup(o.duration)), start.Add(o.duration)
+	var off int64
 	for now := start; now.Before(end); now = time.Now() {
-		if _, err := f.Write(buf); err != nil {
+		_, err := f.WriteAt(buf, off)
+		off += int64(len(buf))
+		if err != nil {
 			return fmt.Errorf("writing %s: %w", path, err)
 		}
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 			return fmt.Errorf("fdatasync %s: %w", path, err)
+		}
+		if now.After(warm) {
+			record(h, int64(time.Since(now)))
+		}
+	}
+	fmt.Println(stats(h))
+	return nil
+}
+
+// --- loopback round trip ---------------------------------------------------------
+
+// runEcho serves -addr: it echoes every byte back, for -mode rtt.
+func runEcho(o latencyOpts) error {
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go io.Copy(c, c)
+	}
+}
+
+// runRTT sends 64 B to the echo server at -addr and waits for them back,
+// one at a time: the cost of one request/response between two idle
+// processes on this machine, which every networked sync publish pays on
+// top of its fsync.
+func runRTT(o latencyOpts) error {
+	c, err := net.Dial("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	h := newHist()
+	start := time.Now()
+	warm, end := start.Add(warmup(o.duration)), start.Add(o.duration)
+	for now := start; now.Before(end); now = time.Now() {
+		if _, err := c.Write(buf); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
 		}
 		if now.After(warm) {
 			record(h, int64(time.Since(now)))
@@ -1284,22 +1376,6 @@ ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
 RESULTS=()
 TP_RESULT=""
 
-gen() { taskset -c 0 "$WORK/brokerbench" -n "$N" -size "$SIZE" -window "$WINDOW" "$@"; }
-if has throughput; then
-	declare -a SY NJ RB SYC NJC RBC
-	for r in $(seq "$ROUNDS"); do
-		read -r p c < <(gen -target switchyard -addr 127.0.0.1:17400 -http 127.0.0.1:17401); SY+=("$p"); SYC+=("$c")
-		read -r p c < <(gen -target nats -addr 127.0.0.1:14222); NJ+=("$p"); NJC+=("$c")
-		read -r p c < <(gen -target rabbit -addr 127.0.0.1:5672 -persistent=$PERSISTENT); RB+=("$p"); RBC+=("$c")
-		echo "round $r publish: switchyard=${SY[-1]} nats_js=${NJ[-1]} rabbitmq=${RB[-1]} msgs/s; consume+ack: switchyard=${SYC[-1]} nats_js=${NJC[-1]} rabbitmq=${RBC[-1]} msgs/s"
-	done
-	sc=$(median "${SYC[@]}") nc=$(median "${NJC[@]}") qc=$(median "${RBC[@]}")
-	echo "consume+ack median: switchyard=$sc nats_js=$nc rabbitmq=$qc ratio_vs_nats=$(ratio "$sc" "$nc") ratio_vs_rabbitmq=$(ratio "$sc" "$qc")"
-	s=$(median "${SY[@]}") n=$(median "${NJ[@]}") q=$(median "${RB[@]}")
-	TP_RESULT="RESULT broker_publish_msgs_per_s_$DUR switchyard=$s nats_js=$n rabbitmq=$q ratio_vs_nats=$(ratio "$s" "$n") ratio_vs_rabbitmq=$(ratio "$s" "$q")"
-fi
-
-# --- latency ---------------------------------------------------------------------
 # settle waits (up to about 10 s) until CPU 1 is at least 80% idle over
 # 0.3 s, so that one contender's leftover work (queue deletion, GC,
 # RabbitMQ's busy-waiting schedulers) does not land in the next one's
@@ -1315,6 +1391,27 @@ settle() {
 	done
 	echo "note: CPU 1 still busy after 9 s of waiting; measuring anyway" >&2
 }
+gen() { taskset -c 0 "$WORK/brokerbench" -n "$N" -size "$SIZE" -window "$WINDOW" "$@"; }
+if has throughput; then
+	declare -a SY NJ RB SYC NJC RBC
+	for r in $(seq "$ROUNDS"); do
+		# settle: RabbitMQ's schedulers busy-wait on CPU 1 for a while
+		# after a run, which would land in the next contender's numbers.
+		settle
+		read -r p c < <(gen -target switchyard -addr 127.0.0.1:17400 -http 127.0.0.1:17401); SY+=("$p"); SYC+=("$c")
+		settle
+		read -r p c < <(gen -target nats -addr 127.0.0.1:14222); NJ+=("$p"); NJC+=("$c")
+		settle
+		read -r p c < <(gen -target rabbit -addr 127.0.0.1:5672 -persistent=$PERSISTENT); RB+=("$p"); RBC+=("$c")
+		echo "round $r publish: switchyard=${SY[-1]} nats_js=${NJ[-1]} rabbitmq=${RB[-1]} msgs/s; consume+ack: switchyard=${SYC[-1]} nats_js=${NJC[-1]} rabbitmq=${RBC[-1]} msgs/s"
+	done
+	sc=$(median "${SYC[@]}") nc=$(median "${NJC[@]}") qc=$(median "${RBC[@]}")
+	echo "consume+ack median: switchyard=$sc nats_js=$nc rabbitmq=$qc ratio_vs_nats=$(ratio "$sc" "$nc") ratio_vs_rabbitmq=$(ratio "$sc" "$qc")"
+	s=$(median "${SY[@]}") n=$(median "${NJ[@]}") q=$(median "${RB[@]}")
+	TP_RESULT="RESULT broker_publish_msgs_per_s_$DUR switchyard=$s nats_js=$n rabbitmq=$q ratio_vs_nats=$(ratio "$s" "$n") ratio_vs_rabbitmq=$(ratio "$s" "$q")"
+fi
+
+# --- latency ---------------------------------------------------------------------
 lat() {
 	settle
 	taskset -c 0 "$WORK/brokerbench" -size "$SIZE" -window "$WINDOW" -duration "${DURATION}s" "$@"
@@ -1331,16 +1428,27 @@ target() {
 
 FSYNC_P99=""
 if has fsync; then
-	FS=()
+	FS=() FP=() RT=()
+	# The echo server for the round-trip probe, on the brokers' CPU.
+	taskset -c 1 "$WORK/brokerbench" -mode echo -addr 127.0.0.1:17499 -duration 1s >/dev/null 2>&1 &
+	PIDS+=($!)
 	for r in $(seq "$ROUNDS"); do
 		# On CPU 1, where the brokers' log writers run; the file sits next
 		# to their data directories.
 		settle
 		FS+=("$(taskset -c 1 "$WORK/brokerbench" -mode fsync -dir "$WORK" -duration "${DURATION}s")")
 		echo "round $r fsync (128 B append + fdatasync) µs: ${FS[-1]}"
+		settle
+		FP+=("$(taskset -c 1 "$WORK/brokerbench" -mode fsync-prealloc -dir "$WORK" -duration "${DURATION}s")")
+		echo "round $r fsync (128 B into preallocated space + fdatasync) µs: ${FP[-1]}"
+		settle
+		RT+=("$(taskset -c 0 "$WORK/brokerbench" -mode rtt -addr 127.0.0.1:17499 -duration "${DURATION}s")")
+		echo "round $r loopback round trip (64 B, CPU 0 -> CPU 1 -> CPU 0) µs: ${RT[-1]}"
 	done
 	FSYNC_P99=$(medfield p99 "${FS[@]}")
 	RESULTS+=("RESULT broker_fsync_latency_us p50=$(medfield p50 "${FS[@]}") p90=$(medfield p90 "${FS[@]}") p99=$FSYNC_P99 p999=$(medfield p999 "${FS[@]}") max=$(medfield max "${FS[@]}")")
+	RESULTS+=("RESULT broker_fsync_prealloc_latency_us p50=$(medfield p50 "${FP[@]}") p90=$(medfield p90 "${FP[@]}") p99=$(medfield p99 "${FP[@]}") p999=$(medfield p999 "${FP[@]}") max=$(medfield max "${FP[@]}")")
+	RESULTS+=("RESULT broker_loopback_rtt_us p50=$(medfield p50 "${RT[@]}") p90=$(medfield p90 "${RT[@]}") p99=$(medfield p99 "${RT[@]}") p999=$(medfield p999 "${RT[@]}") max=$(medfield max "${RT[@]}")")
 fi
 
 if has sync; then
