@@ -126,6 +126,14 @@ func TestStreamReplayGroupsRetention(t *testing.T) {
 	if ms[0].Offset != info.FirstOffset {
 		t.Fatalf("read from 0 got offset %d, first is %d", ms[0].Offset, info.FirstOffset)
 	}
+	// A re-declare with tighter retention applies it at once.
+	if err := e.b.DeclareStream("loc", StreamConfig{SegmentBytes: 512, MaxBytes: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	tight, _ := e.b.Stream("loc")
+	if tight.FirstOffset <= info.FirstOffset || tight.Bytes > 1024+512 || tight.LastOffset != 300 {
+		t.Fatalf("after re-declaring max_bytes 1024: %+v (before %+v)", tight, info)
+	}
 	if err := e.b.DeleteStream("loc"); err != nil {
 		t.Fatal(err)
 	}

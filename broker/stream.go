@@ -121,8 +121,9 @@ func (b *Broker) openStream(name string, id uint32, cfg StreamConfig) (*stream, 
 	return s, nil
 }
 
-// DeclareStream creates a stream or updates its settings (an update takes
-// effect for retention and sizes on the next restart).
+// DeclareStream creates a stream or updates its settings. An update
+// applies retention (max_age, max_bytes) and max_message_size at once;
+// segment_bytes applies from the next restart.
 func (b *Broker) DeclareStream(name string, cfg StreamConfig) error {
 	if !ValidName(name) {
 		return fmt.Errorf("%w: stream name %q", ErrInvalid, name)
@@ -136,10 +137,14 @@ func (b *Broker) DeclareStream(name string, cfg StreamConfig) error {
 		return ErrClosed
 	}
 	if s, ok := b.streams[name]; ok {
+		cfg = cfg.WithDefaults()
 		s.mu.Lock()
-		s.cfg = cfg.WithDefaults()
+		s.cfg = cfg
 		s.mu.Unlock()
-		return b.saveMetaLocked()
+		if err := b.saveMetaLocked(); err != nil {
+			return err
+		}
+		return s.log.SetRetention(cfg.MaxAge.Std(), cfg.MaxBytes)
 	}
 	s, err := b.openStream(name, b.nextID, cfg)
 	if err != nil {

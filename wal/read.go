@@ -158,17 +158,19 @@ func (l *Log) DeleteBefore(seq uint64) (int, error) {
 // applyRetention deletes sealed segments that are older than MaxAge or that
 // make the log larger than MaxBytes, oldest first.
 func (l *Log) applyRetention() {
-	if l.opts.MaxAge <= 0 && l.opts.MaxBytes <= 0 {
-		return
-	}
 	now := l.opts.Now().UnixNano()
 	l.mu.Lock()
+	maxAge, maxBytes := l.maxAge, l.maxBytes
+	if maxAge <= 0 && maxBytes <= 0 {
+		l.mu.Unlock()
+		return
+	}
 	n := 0
 	total := l.total
 	for n < len(l.segs)-1 {
 		s := l.segs[n]
-		old := l.opts.MaxAge > 0 && now-s.lastTS > int64(l.opts.MaxAge)
-		big := l.opts.MaxBytes > 0 && total > l.opts.MaxBytes
+		old := maxAge > 0 && now-s.lastTS > int64(maxAge)
+		big := maxBytes > 0 && total > maxBytes
 		if !old && !big {
 			break
 		}
@@ -184,6 +186,19 @@ func (l *Log) applyRetention() {
 
 // ApplyRetention runs age and size retention now.
 func (l *Log) ApplyRetention() { l.applyRetention() }
+
+// SetRetention replaces Options.MaxAge and Options.MaxBytes (zero: no
+// limit) and applies them at once.
+func (l *Log) SetRetention(maxAge time.Duration, maxBytes int64) error {
+	if maxAge < 0 || maxBytes < 0 {
+		return fmt.Errorf("wal retention: max_age %s and max_bytes %d must not be negative", maxAge, maxBytes)
+	}
+	l.mu.Lock()
+	l.maxAge, l.maxBytes = maxAge, maxBytes
+	l.mu.Unlock()
+	l.applyRetention()
+	return nil
+}
 
 // removeFirstLocked removes the first n segments from the list, unlocks,
 // and deletes their files.

@@ -86,6 +86,9 @@ type Log struct {
 
 	prealloc bool // extend segment files ahead of their data (flusher only)
 
+	maxAge   time.Duration // retention, from Options; see SetRetention
+	maxBytes int64
+
 	syncs    atomic.Uint64 // fsync calls on segment files
 	unsynced atomic.Int64  // records written to the OS since the last fsync
 
@@ -112,6 +115,8 @@ func Open(dir string, opts Options) (*Log, error) {
 		dir:      dir,
 		opts:     opts,
 		prealloc: opts.Preallocate > 0,
+		maxAge:   opts.MaxAge,
+		maxBytes: opts.MaxBytes,
 		wake:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
