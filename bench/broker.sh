@@ -29,8 +29,8 @@
 #               publisher at 50% of that peak ($E2E_RATE msg/s for all
 #               instead, if set) with consumers acking; latency = consume
 #               time - the due send time carried in the payload (a late send
-#               does not hide queueing). Consumers: switchyard push
-#               subscription (credit WINDOW) + batched acks; NATS push
+#               does not hide queueing). Consumers: switchyard
+#               Conn.Consume (at most WINDOW unacked); NATS push
 #               consumer, explicit ack per message (MaxAckPending WINDOW);
 #               RabbitMQ prefetch WINDOW, multiple-ack per 16 or when idle.
 # Each latency measurement runs -t SECONDS (or $DURATION, default 10), of
@@ -807,9 +807,9 @@ func openPubSub(o latencyOpts) (pubSub, error) {
 }
 
 // switchyard: WINDOW goroutines publish with confirms on one native
-// connection; a push subscription (credit WINDOW) on a second connection
-// consumes, and 4 ackers ack what it handled in batches (one ack call per
-// batch, answered after the ack's fsync).
+// connection; Conn.Consume on a second connection consumes with at most
+// WINDOW unacked (acks batched and pipelined, each answered after its
+// fsync), like the NATS consumer's MaxAckPending.
 type syPubSub struct {
 	o       latencyOpts
 	pub     *client.Conn
@@ -858,45 +858,12 @@ func (p *syPubSub) publish(body []byte) error {
 }
 
 func (p *syPubSub) consume(ctx context.Context, handle func([]byte)) error {
-	acks := make(chan string, 1<<16)
-	var ackers sync.WaitGroup
-	var ackErr atomic.Value
-	for range 4 {
-		ackers.Add(1)
-		go func() {
-			defer ackers.Done()
-			batch := make([]string, 0, 256)
-			for r := range acks {
-				batch = append(batch[:0], r)
-			more:
-				for len(batch) < cap(batch) {
-					select {
-					case r, ok := <-acks:
-						if !ok {
-							break more
-						}
-						batch = append(batch, r)
-					default:
-						break more
-					}
-				}
-				if _, err := p.sub.Ack(context.Background(), "lat", batch...); err != nil {
-					ackErr.Store(err)
-				}
-			}
-		}()
-	}
-	err := p.sub.Subscribe(ctx, "lat", client.SubscribeOptions{Credit: p.o.window}, func(d broker.Delivery) {
+	err := p.sub.Consume(ctx, "lat", client.ConsumeOptions{MaxUnacked: p.o.window}, func(d broker.Delivery) error {
 		handle(d.Body)
-		acks <- d.Receipt
+		return nil
 	})
-	close(acks)
-	ackers.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
-	}
-	if e, ok := ackErr.Load().(error); ok && err == nil {
-		err = fmt.Errorf("ack: %w", e)
 	}
 	return err
 }

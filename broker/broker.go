@@ -409,8 +409,19 @@ func (b *Broker) sweep(ctx context.Context) {
 	}
 }
 
-// compact deletes log segments that hold no live message.
+// compact deletes log segments that hold no live message. It finds the
+// oldest record still needed with every operation held off (b.opMu), then
+// deletes files with them running again: later operations only need
+// records at or above that point, and unlinking a 64 MiB segment can take
+// milliseconds (more with online discard).
 func (b *Broker) compact() {
+	if low := b.compactPoint(); low > 0 {
+		b.log.DeleteBefore(low) // a failed delete is retried next time
+	}
+}
+
+// compactPoint returns the lowest sequence the broker still needs.
+func (b *Broker) compactPoint() uint64 {
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
 	low := b.log.DurableSeq() + 1
@@ -430,7 +441,7 @@ func (b *Broker) compact() {
 			low = s
 		}
 	}
-	b.log.DeleteBefore(low) // a failed delete is retried next time
+	return low
 }
 
 // Declare creates the queue or updates its settings. A dead-letter queue

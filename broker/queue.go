@@ -103,6 +103,7 @@ type queue struct {
 	notify    chan struct{} // closed when a message becomes ready; nil until someone waits
 	space     chan struct{} // closed when a message leaves; nil until someone waits
 	gone      error         // set when the queue is deleted or the broker closed
+	ttls      bool          // some message ever had a TTL: sweeps must look
 	stats     queueStats    // event counters (atomic; see metrics.go)
 }
 
@@ -171,6 +172,9 @@ func (q *queue) placeLocked(m *message, now int64) {
 // insertLocked adds a durable message to the queue.
 func (q *queue) insertLocked(m *message, now int64) {
 	q.msgs[m.seq] = m
+	if m.expiresAt > 0 {
+		q.ttls = true
+	}
 	if m.key == "" {
 		q.placeLocked(m, now)
 		return
@@ -301,6 +305,9 @@ func (q *queue) returnLocked(m *message, availableAt, now int64, dead []deadMsg)
 // sweepLocked removes messages past their TTL or the queue retention from
 // ready and delayed messages.
 func (q *queue) sweepLocked(now int64, dead []deadMsg) []deadMsg {
+	if q.cfg.Retention <= 0 && !q.ttls {
+		return dead // nothing can expire: do not walk every message under the lock
+	}
 	for _, m := range q.msgs {
 		if m.state == stInflight {
 			continue
