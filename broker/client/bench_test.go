@@ -11,24 +11,45 @@ import (
 	"github.com/switchyard/switchyard/wal"
 )
 
+// benchConn serves a broker with queue "q" on loopback and returns a
+// connection to it, all closed when the benchmark ends. The log uses the
+// interval fsync policy: these measure the protocol path, not the disk.
+func benchConn(b *testing.B) *Conn {
+	br, err := broker.Open(broker.Config{Dir: b.TempDir(), Fsync: wal.SyncPolicy{Mode: wal.SyncInterval, Interval: time.Minute}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { br.Close() })
+	br.Declare("q", broker.QueueConfig{DedupWindow: -1})
+	addr, stop := serve(b, br, "127.0.0.1:0")
+	b.Cleanup(stop)
+	c, err := Dial(context.Background(), addr, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// fillQueue publishes at least n messages of 256 B to "q", 100 per batch.
+func fillQueue(b *testing.B, c *Conn, n int) {
+	batch := make([]broker.Message, 100)
+	for i := range batch {
+		batch[i] = broker.Message{Body: make([]byte, 256)}
+	}
+	for i := 0; i < n; i += len(batch) {
+		if _, err := c.Publish(context.Background(), "q", batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkNativePublish publishes confirmed 256 B messages over the native
 // protocol from many pipelining goroutines on one connection. The log uses
 // the interval fsync policy, so this measures the protocol path, not the
 // disk (bench/broker.sh measures both).
 func BenchmarkNativePublish(b *testing.B) {
-	br, err := broker.Open(broker.Config{Dir: b.TempDir(), Fsync: wal.SyncPolicy{Mode: wal.SyncInterval, Interval: time.Minute}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer br.Close()
-	br.Declare("q", broker.QueueConfig{DedupWindow: -1})
-	addr, stop := serve(b, br, "127.0.0.1:0")
-	defer stop()
-	c, err := Dial(context.Background(), addr, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := benchConn(b)
 	body := make([]byte, 256)
 	b.ReportAllocs()
 	b.SetParallelism(128)
@@ -46,28 +67,9 @@ func BenchmarkNativePublish(b *testing.B) {
 // BenchmarkNativeConsume receives and acks (one durable ack per batch of 64)
 // over the native protocol from 4 pullers.
 func BenchmarkNativeConsume(b *testing.B) {
-	br, err := broker.Open(broker.Config{Dir: b.TempDir(), Fsync: wal.SyncPolicy{Mode: wal.SyncInterval, Interval: time.Minute}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer br.Close()
-	br.Declare("q", broker.QueueConfig{DedupWindow: -1})
-	addr, stop := serve(b, br, "127.0.0.1:0")
-	defer stop()
+	c := benchConn(b)
 	ctx := context.Background()
-	c, err := Dial(ctx, addr, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	body := make([]byte, 256)
-	batch := make([]broker.Message, 100)
-	for i := range batch {
-		batch[i] = broker.Message{Body: body}
-	}
-	for i := 0; i < b.N; i += len(batch) {
-		c.Publish(ctx, "q", batch...)
-	}
+	fillQueue(b, c, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	var got atomic.Int64
@@ -99,36 +101,15 @@ func BenchmarkNativeConsume(b *testing.B) {
 // BenchmarkNativeConsumePush consumes with Conn.Consume (push, at most 256
 // unacked, acks batched and pipelined) over the native protocol.
 func BenchmarkNativeConsumePush(b *testing.B) {
-	br, err := broker.Open(broker.Config{Dir: b.TempDir(), Fsync: wal.SyncPolicy{Mode: wal.SyncInterval, Interval: time.Minute}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer br.Close()
-	br.Declare("q", broker.QueueConfig{DedupWindow: -1})
-	addr, stop := serve(b, br, "127.0.0.1:0")
-	defer stop()
+	c := benchConn(b)
 	ctx := context.Background()
-	c, err := Dial(ctx, addr, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	body := make([]byte, 256)
-	batch := make([]broker.Message, 100)
-	for i := range batch {
-		batch[i] = broker.Message{Body: body}
-	}
-	for i := 0; i < b.N; i += len(batch) {
-		if _, err := c.Publish(ctx, "q", batch...); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fillQueue(b, c, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	got := 0
-	err = c.Consume(cctx, "q", ConsumeOptions{MaxUnacked: 256}, func(broker.Delivery) error {
+	err := c.Consume(cctx, "q", ConsumeOptions{MaxUnacked: 256}, func(broker.Delivery) error {
 		if got++; got == b.N {
 			cancel()
 		}
