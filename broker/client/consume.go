@@ -87,29 +87,25 @@ func (c *Conn) Consume(ctx context.Context, queue string, opts ConsumeOptions, h
 	}
 	err := c.push(ctx, queue, SubscribeOptions{Credit: opts.MaxUnacked, Visibility: opts.Visibility},
 		func(ds []broker.Delivery, credit func(int) bool) error {
+			// flush sends the pending receipts of one kind once there are
+			// at least min of them.
+			flush := func(rs *[]string, nack bool, min int) {
+				if len(*rs) >= min {
+					settle(credit, *rs, nack)
+					*rs = nil
+				}
+			}
 			for _, d := range ds {
 				if handle(d) != nil {
 					nacks = append(nacks, d.Receipt)
 				} else {
 					acks = append(acks, d.Receipt)
 				}
-				if len(acks) >= opts.AckBatch {
-					settle(credit, acks, false)
-					acks = nil
-				}
-				if len(nacks) >= opts.AckBatch {
-					settle(credit, nacks, true)
-					nacks = nil
-				}
+				flush(&acks, false, opts.AckBatch)
+				flush(&nacks, true, opts.AckBatch)
 			}
-			if len(acks) > 0 {
-				settle(credit, acks, false)
-				acks = nil
-			}
-			if len(nacks) > 0 {
-				settle(credit, nacks, true)
-				nacks = nil
-			}
+			flush(&acks, false, 1) // the rest of this batch
+			flush(&nacks, true, 1)
 			return nil
 		}, stop)
 	wg.Wait()
