@@ -26,7 +26,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Defaults applied to zero fields of Config.
@@ -378,7 +378,7 @@ func isPreflight(r *http.Request) bool {
 //     header (the browser then withholds the response from the script).
 //   - Upstream Access-Control-* response headers are dropped; responses
 //     that depend on Origin carry Vary: Origin.
-func (c *CORS) Middleware() proxy.Middleware {
+func (c *CORS) Middleware() httpx.Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			origin := r.Header.Get("Origin")
@@ -431,12 +431,12 @@ func (c *CORS) preflight(w http.ResponseWriter, r *http.Request, origin string) 
 	if c.maxAge != nil {
 		h["Access-Control-Max-Age"] = c.maxAge
 	}
-	proxy.RecordStatus(r, http.StatusNoContent)
+	httpx.RecordStatus(r, http.StatusNoContent)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func forbid(w http.ResponseWriter, r *http.Request, msg string) {
-	proxy.WriteError(w, r, &proxy.Error{Status: http.StatusForbidden, Code: "cors_forbidden", Msg: msg})
+	httpx.WriteError(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "cors_forbidden", Msg: msg})
 }
 
 // addVary adds a shared Vary value, without allocating when h has none.
