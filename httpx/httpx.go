@@ -80,8 +80,8 @@ type State struct {
 	// RequestID is the gateway's id of the request (the client's
 	// X-Request-Id when valid, otherwise generated).
 	RequestID string
-	// Traceparent is the W3C trace context the gateway forwards upstream
-	// (a child of the client's, or a new trace).
+	// Traceparent is the W3C trace context the proxy forwarded upstream
+	// (a child of the client's, or a new trace); "" before forwarding.
 	Traceparent string
 	// Status is the status of the answer, for the access log and metrics.
 	Status int

@@ -305,7 +305,8 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	out.Header.Set("X-Request-Id", st.RequestID)
-	out.Header.Set("Traceparent", httpx.ChildTraceparent(pr.In.Header.Get("Traceparent")))
+	st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
+	out.Header.Set("Traceparent", st.Traceparent)
 }
 
 // modifyResponse stamps gateway headers on a response from a target.
