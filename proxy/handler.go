@@ -46,7 +46,17 @@ type Route struct {
 	// in order (response transformation); an error becomes a 502.
 	ResponseHooks []func(*http.Response) error
 
-	handler http.Handler // Middleware around forwarding, built by Prepare
+	handler  http.Handler // Middleware around forwarding, built by Prepare
+	obs      *routeObs    // metrics for requests served by Pool
+	splitObs *routeObs    // and by Split.Pool
+}
+
+// observers returns the route's metrics for requests served by pool.
+func (rt *Route) observers(pool *Pool) *routeObs {
+	if rt.Split != nil && pool == rt.Split.Pool {
+		return rt.splitObs
+	}
+	return rt.obs
 }
 
 // noPool stands in for the pool of routes that have none.
@@ -87,6 +97,14 @@ func (h *Handler) Prepare(rt *Route) {
 		next = rt.Middleware[i](next)
 	}
 	rt.handler = next
+	pool := rt.Pool
+	if pool == nil {
+		pool = noPool
+	}
+	rt.obs = h.metrics.forRoute(rt.Name, pool.name)
+	if rt.Split != nil {
+		rt.splitObs = h.metrics.forRoute(rt.Name, rt.Split.Pool.name)
+	}
 }
 
 // Call sends req to a pool with its balancing, breakers and retries and
@@ -246,7 +264,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.timedOut.Store(true)
 		cancel()
 	})
-	h.metrics.routeInflight(rt.Name, 1)
+	obs := rt.observers(st.pool)
+	obs.routeInflight(1)
 	if rt.handler != nil {
 		rt.handler.ServeHTTP(w, r.WithContext(st))
 	} else {
@@ -254,10 +273,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.timer.Stop()
 	cancel()
-	h.metrics.routeInflight(rt.Name, -1)
+	obs.routeInflight(-1)
 
 	dur := time.Since(start)
-	h.metrics.request(rt.Name, st.pool.name, st.Status, dur)
+	obs.request(st.Status, dur)
 	h.log(r, st, id, st.Status, st.attempts, start)
 }
 

@@ -141,10 +141,11 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		if tb != nil {
 			tb.Record(!failed)
 		}
-		if pool.outlier != nil && pool.outlier.Observe(t, failed, now) && at.h.metrics != nil {
-			at.h.metrics.ejection(pool.name, t.Address)
+		tobs := pool.obs.target(t)
+		if pool.outlier != nil && pool.outlier.Observe(t, failed, now) {
+			tobs.ejection()
 		}
-		at.h.metrics.attempt(pool.name, t.Address, resp, err, now.Sub(start))
+		tobs.attempt(resp, err, now.Sub(start))
 		if err == nil {
 			t.ObserveLatency(now, now.Sub(start))
 		}
@@ -165,12 +166,12 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			return at.finish(t, resp, err, failed)
 		}
 		if !pool.budget.TryRetry(now) {
-			at.h.metrics.budgetRefused(pool.name)
+			pool.obs.budgetRefused()
 			return at.finish(t, resp, err, failed)
 		}
 		t.Done(failed)
 		lastResp, lastErr = resp, err
-		at.h.metrics.retry(pool.name)
+		pool.obs.retry()
 		if !sleep(req.Context(), pool.backoff.Delay(attempt, jitterRand{})) {
 			if lastResp != nil {
 				drainClose(lastResp.Body)
