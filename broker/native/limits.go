@@ -2,20 +2,22 @@ package native
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/wire"
 )
 
 // Defaults of the connection limits (see Options).
 const (
-	defaultMaxBuffered  = 256 << 20
-	defaultPingInterval = 30 * time.Second
-	defaultPingTimeout  = 20 * time.Second
-	defaultWriteTimeout = 10 * time.Second
+	DefaultMaxBuffered  = 256 << 20
+	DefaultPingInterval = 30 * time.Second
+	DefaultPingTimeout  = 20 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
 )
 
 // smallFrame is the largest frame body read without the memory budget: a
@@ -128,4 +130,20 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 		p = p[m:]
 	}
 	return n, nil
+}
+
+// Validate reports every out-of-range option at once, naming them as the
+// broker's flags do. Zero fields are valid (they take the defaults).
+func (o Options) Validate() error {
+	var errs []error
+	if o.MaxFrame < 0 || o.MaxFrame > wire.MaxFrame {
+		errs = append(errs, fmt.Errorf("--native-max-frame %d: must be at most %d bytes (0: the default)", o.MaxFrame, wire.MaxFrame))
+	}
+	if o.MaxBuffered < 0 {
+		errs = append(errs, fmt.Errorf("--native-max-buffered %d: must not be negative", o.MaxBuffered))
+	}
+	if o.PingTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--native-ping-timeout %s: must not be negative", o.PingTimeout))
+	}
+	return errors.Join(errs...)
 }

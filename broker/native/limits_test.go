@@ -98,8 +98,8 @@ func TestClaimedFrameLengthsCostNothing(t *testing.T) {
 	if heap > 64<<20 || sys > 256<<20 {
 		t.Fatalf("200 headers claiming 64 MiB grew the heap by %d bytes and Sys by %d bytes", heap, sys)
 	}
-	if got := s.budget.inUse(); got > defaultMaxBuffered {
-		t.Fatalf("budget in use %d above %d", got, defaultMaxBuffered)
+	if got := s.budget.inUse(); got > DefaultMaxBuffered {
+		t.Fatalf("budget in use %d above %d", got, DefaultMaxBuffered)
 	}
 }
 

@@ -94,16 +94,16 @@ func New(b *broker.Broker, opts Options) *Server {
 		opts.MaxFrame = wire.MaxFrame
 	}
 	if opts.MaxBuffered <= 0 {
-		opts.MaxBuffered = defaultMaxBuffered
+		opts.MaxBuffered = DefaultMaxBuffered
 	}
 	if opts.PingInterval == 0 {
-		opts.PingInterval = defaultPingInterval
+		opts.PingInterval = DefaultPingInterval
 	}
 	if opts.PingTimeout <= 0 {
-		opts.PingTimeout = defaultPingTimeout
+		opts.PingTimeout = DefaultPingTimeout
 	}
 	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = defaultWriteTimeout
+		opts.WriteTimeout = DefaultWriteTimeout
 	}
 	return &Server{b: b, opts: opts, budget: newBudget(opts.MaxBuffered)}
 }

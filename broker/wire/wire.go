@@ -55,7 +55,9 @@ const (
 	// Unsub: (id = the Sub's or TopicSub's id). Reply SubOK when the
 	// subscription ended.
 	Unsub Type = 7
-	// Ping: empty. Reply Pong.
+	// Ping: empty. Reply Pong with the same id. Either side may ping: the
+	// server pings (id 0) a connection silent for its ping interval and
+	// closes it if nothing arrives within its ping timeout.
 	Ping Type = 8
 	// TopicPub: the body of Pub naming a topic (bit 0 of flags: do not wait
 	// for the bound queues' records to be durable; delay and ttl apply to
@@ -99,7 +101,7 @@ const (
 	AckOK Type = 0x83
 	// SubOK: empty.
 	SubOK Type = 0x85
-	// Pong: empty.
+	// Pong: empty; also sent by clients, answering the server's Ping.
 	Pong Type = 0x88
 	// TopicPubOK: count, count x (id, subscribers, queues).
 	TopicPubOK Type = 0x89
