@@ -207,7 +207,7 @@ func TestRampFindsDegradationPoint(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	slo, err := ParseSLO("p99<60ms,errors<1%")
+	slo, err := ParseSLO("p99<100ms,errors<1%") // 5x the service time: room for a busy machine
 	if err != nil {
 		t.Fatal(err)
 	}
