@@ -24,6 +24,7 @@ const (
 	DefaultLatencyFactor    = 2.0
 	DefaultMinLatencyRise   = 2 * time.Millisecond
 	DefaultThroughputFactor = 0.9
+	DefaultMaxErrorRate     = 1.0 // percent
 	DefaultStepDuration     = 10 * time.Second
 
 	// maxRate bounds the offered rate to something one process can schedule.
@@ -114,9 +115,10 @@ type Ramp struct {
 	Start, End, Step float64
 	// StepDuration is how long each rate is held. Default 10s.
 	StepDuration time.Duration
-	// LatencyFactor: a step is degraded when its p99 exceeds LatencyFactor
-	// times the lowest p99 of the earlier steps (and by at least
-	// MinLatencyRise). Default 2.
+	// LatencyFactor: without an SLO, a step is degraded when its p99
+	// exceeds LatencyFactor times the median p99 of the earlier steps (and
+	// by at least MinLatencyRise). With an SLO, the SLO decides instead.
+	// Default 2.
 	LatencyFactor float64
 	// MinLatencyRise is the smallest p99 rise that counts as degradation, so
 	// that sub-millisecond noise does not. Default 2ms.
@@ -124,6 +126,10 @@ type Ramp struct {
 	// ThroughputFactor: a step is degraded when its throughput is below
 	// ThroughputFactor times the offered rate. Default 0.9.
 	ThroughputFactor float64
+	// MaxErrorRate: a step is degraded when more than this percentage of
+	// its requests failed, unless the SLO has an errors or availability
+	// term (which then decides). Default 1 (%).
+	MaxErrorRate float64
 }
 
 // Rates returns the offered rates of the ramp's steps.
@@ -168,6 +174,9 @@ func (c *Config) withDefaults() Config {
 		}
 		if r.ThroughputFactor == 0 {
 			r.ThroughputFactor = DefaultThroughputFactor
+		}
+		if r.MaxErrorRate == 0 {
+			r.MaxErrorRate = DefaultMaxErrorRate
 		}
 		d.Ramp = &r
 	}
@@ -231,6 +240,9 @@ func (r *Ramp) validate() error {
 	}
 	if r.MinLatencyRise < 0 {
 		errs = append(errs, fmt.Errorf("ramp minimum latency rise: '%s': must be positive", r.MinLatencyRise))
+	}
+	if !(r.MaxErrorRate >= 0 && r.MaxErrorRate <= 100) {
+		errs = append(errs, fmt.Errorf("ramp maximum error rate: '%g': must be a percentage in [0, 100]", r.MaxErrorRate))
 	}
 	if r.ThroughputFactor < 0 || r.ThroughputFactor > 1 {
 		errs = append(errs, fmt.Errorf("ramp throughput factor: '%g': must be in (0, 1]", r.ThroughputFactor))

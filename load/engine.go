@@ -50,6 +50,8 @@ type shard struct {
 	winFailed   int64
 	statuses    map[int]int64
 	kinds       [numKinds]int64
+	samples     [numKinds]string // the first error message of each kind
+	timeout     time.Duration    // for the samples' wording
 	lateConn    int64
 	lateCPU     int64
 	_           [64]byte // keep hot shards on separate cache lines
@@ -59,12 +61,12 @@ type recorder struct {
 	shards [numShards]shard
 }
 
-func newRecorder(start time.Time) *recorder {
+func newRecorder(start time.Time, timeout time.Duration) *recorder {
 	r := &recorder{}
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.corrected, s.uncorrected, s.lag, s.window = newHist(), newHist(), newHist(), newHist()
-		s.doneAt, s.start = newHist(), start
+		s.doneAt, s.start, s.timeout = newHist(), start, timeout
 		s.statuses = map[int]int64{}
 	}
 	return r
@@ -75,6 +77,7 @@ type outcome struct {
 	intended, sent, done time.Time
 	status               int
 	kind                 ErrorKind
+	err                  error // the transport error, if any
 	lateConn, lateCPU    bool
 }
 
@@ -97,6 +100,9 @@ func (s *shard) record(o *outcome) {
 		s.failed++
 		s.winFailed++
 		s.kinds[o.kind]++
+		if s.samples[o.kind] == "" {
+			s.samples[o.kind] = describe(o.kind, o.status, o.err, s.timeout)
+		}
 	}
 	if o.lateConn {
 		s.lateConn++
@@ -250,6 +256,7 @@ type phaseStats struct {
 	window                 time.Duration // see stats
 	statuses               map[int]int64
 	kinds                  [numKinds]int64
+	samples                [numKinds]string
 	interrupted            bool
 }
 
@@ -365,7 +372,7 @@ func runPhase(ctx context.Context, env *runEnv, rate float64, d time.Duration) *
 		rec:      nil, // set below, once start is known
 	}
 	ph.stopAt = ph.start.Add(d + cfg.Timeout)
-	ph.rec = newRecorder(ph.start)
+	ph.rec = newRecorder(ph.start, cfg.Timeout)
 
 	stopAbort := context.AfterFunc(ctx, p.abort)
 	defer stopAbort()
@@ -432,6 +439,9 @@ func (ph *phase) stats(ctx context.Context, d time.Duration) *phaseStats {
 		}
 		for k, v := range s.kinds {
 			st.kinds[k] += v
+			if st.samples[k] == "" {
+				st.samples[k] = s.samples[k]
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -511,11 +521,9 @@ func (ph *phase) worker(ctx context.Context, w int) {
 		}
 		switch {
 		case err != nil:
-			o.kind = classify(err) // no status: a broken response has no latency
-		case status >= 400:
-			o.status, o.kind = status, KindStatus
+			o.kind, o.err = classify(err), err // no status: a broken response has no latency
 		default:
-			o.status = status
+			o.status, o.kind = status, statusKind(status)
 		}
 		sh.record(&o)
 	}

@@ -27,9 +27,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -39,18 +41,24 @@ type ErrorKind int
 
 // The kinds of failure the generator tells apart.
 const (
-	KindNone     ErrorKind = iota
-	KindTimeout            // no complete response within Config.Timeout
-	KindRefused            // connection refused (nothing listening)
-	KindReset              // connection reset or broken pipe
-	KindClosed             // server closed the connection before a complete response
-	KindProtocol           // malformed HTTP response
-	KindStatus             // the response had an error status (>= 400)
-	KindOther              // anything else (DNS, TLS, ...)
+	KindNone           ErrorKind = iota
+	KindDNS                      // the host name did not resolve
+	KindRefused                  // connection refused (nothing listening)
+	KindUnreachable              // no route to the host or network
+	KindConnectTimeout           // connecting (TCP and TLS handshake) took longer than Config.Timeout
+	KindTimeout                  // no complete response within Config.Timeout
+	KindReset                    // connection reset or broken pipe
+	KindClosed                   // server closed the connection before a complete response
+	KindTLS                      // TLS handshake or certificate failure
+	KindProtocol                 // malformed HTTP response
+	KindHTTP4xx                  // the response had a 4xx status
+	KindHTTP5xx                  // the response had a 5xx status
+	KindOther                    // anything else
 	numKinds
 )
 
-var kindNames = [numKinds]string{"none", "timeout", "refused", "reset", "closed", "protocol", "status", "other"}
+var kindNames = [numKinds]string{"none", "dns", "refused", "unreachable", "connect_timeout", "timeout",
+	"reset", "closed", "tls", "protocol", "http_4xx", "http_5xx", "other"}
 
 // String returns the kind's name as used in the JSON output.
 func (k ErrorKind) String() string {
@@ -60,25 +68,66 @@ func (k ErrorKind) String() string {
 	return kindNames[k]
 }
 
+// statusKind returns the kind of a response status: KindNone below 400.
+func statusKind(status int) ErrorKind {
+	switch {
+	case status >= 500:
+		return KindHTTP5xx
+	case status >= 400:
+		return KindHTTP4xx
+	}
+	return KindNone
+}
+
 // protocolError is a malformed or unsupported response.
 type protocolError struct{ msg string }
 
 func (e *protocolError) Error() string { return "bad response: " + e.msg }
 
+// dialError is a failure to connect (including the TLS handshake).
+type dialError struct {
+	err error
+	tls bool // the TCP connection was made; the TLS handshake failed
+}
+
+func (e *dialError) Error() string {
+	if e.tls {
+		return "tls handshake: " + e.err.Error()
+	}
+	return e.err.Error()
+}
+
+func (e *dialError) Unwrap() error { return e.err }
+
 // classify maps a transport error to its kind.
 func classify(err error) ErrorKind {
 	var pe *protocolError
+	var de *dialError
+	var dns *net.DNSError
 	var ne net.Error
+	var rh tls.RecordHeaderError
+	var alert tls.AlertError
+	var cv *tls.CertificateVerificationError
+	timeout := errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
+	dialing := errors.As(err, &de)
 	switch {
 	case err == nil:
 		return KindNone
+	case errors.As(err, &dns):
+		return KindDNS
 	case errors.As(err, &pe):
 		return KindProtocol
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &ne) && ne.Timeout():
+	case dialing && timeout:
+		return KindConnectTimeout
+	case timeout:
 		return KindTimeout
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return KindRefused
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return KindUnreachable
+	case dialing && de.tls, errors.As(err, &rh), errors.As(err, &alert), errors.As(err, &cv):
+		return KindTLS
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
 		return KindReset
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
@@ -86,6 +135,23 @@ func classify(err error) ErrorKind {
 	default:
 		return KindOther
 	}
+}
+
+// describe is the sample message shown for a failed request's kind.
+func describe(kind ErrorKind, status int, err error, timeout time.Duration) string {
+	switch {
+	case kind == KindHTTP4xx || kind == KindHTTP5xx:
+		return fmt.Sprintf("HTTP %d %s", status, http.StatusText(status))
+	case err == nil:
+		return kind.String()
+	case kind == KindTimeout:
+		return fmt.Sprintf("no complete response within %s (--timeout): %v", timeout, err)
+	case kind == KindConnectTimeout:
+		return fmt.Sprintf("could not connect within %s (--timeout): %v", timeout, err)
+	case kind == KindClosed && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
+		return "server closed the connection before a complete response (" + err.Error() + ")"
+	}
+	return err.Error()
 }
 
 // endpoint is one host to connect to.
@@ -142,8 +208,7 @@ func prepare(targets []Target, insecure bool) ([]request, []endpoint, error) {
 
 func buildRequest(method string, u *url.URL, t Target) []byte {
 	var b bytes.Buffer
-	path := u.RequestURI()
-	b.WriteString(method + " " + path + " HTTP/1.1\r\n")
+	b.WriteString(method + " " + requestTarget(u) + " HTTP/1.1\r\n")
 	host := u.Host
 	hasUA, hasAccept := false, false
 	for _, h := range t.Header {
@@ -175,6 +240,57 @@ func buildRequest(method string, u *url.URL, t Target) []byte {
 	b.WriteString("\r\n")
 	b.Write(t.Body)
 	return b.Bytes()
+}
+
+// requestTarget returns the origin-form request target of u (path and
+// query) with every byte that may not appear in a request line — space,
+// controls, non-ASCII, and "<>\^`{|} — percent-encoded. Escapes already in
+// the URL are kept as written (url.URL.RequestURI would send the query raw,
+// spaces included, and may decode the path's escapes).
+func requestTarget(u *url.URL) string {
+	path := u.RawPath
+	if path == "" {
+		path = u.EscapedPath()
+	}
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	target := escapeTarget(path)
+	if u.ForceQuery || u.RawQuery != "" {
+		target += "?" + escapeTarget(u.RawQuery)
+	}
+	return target
+}
+
+func escapeTarget(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		bad := c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}#", c) >= 0
+		// A '%' not followed by two hex digits would be read as a broken escape.
+		if c == '%' && (i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2])) {
+			bad = true
+		}
+		if !bad {
+			if b != nil {
+				b = append(b, c)
+			}
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(s)+8), s[:i]...)
+		}
+		b = append(b, '%', hex[c>>4], hex[c&15])
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // equalFold is an ASCII case-insensitive comparison that does not allocate.
@@ -212,7 +328,7 @@ func dial(ctx context.Context, ep endpoint, timeout time.Duration) (*httpConn, e
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(ctx, "tcp", ep.addr)
 	if err != nil {
-		return nil, err
+		return nil, &dialError{err: err}
 	}
 	if ep.tls != nil {
 		tc := tls.Client(nc, ep.tls)
@@ -221,7 +337,7 @@ func dial(ctx context.Context, ep endpoint, timeout time.Duration) (*httpConn, e
 		cancel()
 		if err != nil {
 			nc.Close()
-			return nil, err
+			return nil, &dialError{err: err, tls: true}
 		}
 		nc = tc
 	}

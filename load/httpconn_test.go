@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -201,4 +202,90 @@ func BenchmarkClientNetHTTP(b *testing.B) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+}
+
+// TestRequestTargetEscaped: a URL with a space or other bytes that may not
+// appear in a request line is sent percent-encoded, with existing escapes
+// kept as they are. A raw TCP server captures the request line.
+func TestRequestTargetEscaped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lines := make(chan string, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					lines <- strings.TrimRight(line, "\r\n")
+					for { // rest of the head
+						h, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if h == "\r\n" {
+							break
+						}
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	for _, tc := range []struct{ path, want string }{
+		{"/a b?q=x y", "GET /a%20b?q=x%20y HTTP/1.1"},
+		{"/%41 b/é?q=é&r=\"<>\"", "GET /%41%20b/%C3%A9?q=%C3%A9&r=%22%3C%3E%22 HTTP/1.1"},
+		{"/ok/path?a=1&b=%2F", "GET /ok/path?a=1&b=%2F HTTP/1.1"},
+	} {
+		res, err := Run(context.Background(), Config{
+			Targets: []Target{{URL: "http://" + ln.Addr().String() + tc.path}},
+			Rate:    10, Duration: 100 * time.Millisecond, Connections: 1,
+		})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.path, err)
+		}
+		if res.Successes != 1 {
+			t.Fatalf("%q: %d successes, errors %v", tc.path, res.Successes, res.ErrorSamples)
+		}
+		select {
+		case got := <-lines:
+			if got != tc.want {
+				t.Errorf("URL path %q: request line %q, want %q", tc.path, got, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q: no request line", tc.path)
+		}
+	}
+}
+
+func FuzzRequestTarget(f *testing.F) {
+	for _, s := range []string{"/", "/a b?q=x y", "/%41?%zz", "/é", "?", "/a#b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := url.Parse("http://h" + s)
+		if err != nil || u.Host != "h" {
+			return
+		}
+		target := requestTarget(u)
+		if !strings.HasPrefix(target, "/") {
+			t.Fatalf("%q: request target %q does not start with /", s, target)
+		}
+		for i := 0; i < len(target); i++ {
+			if c := target[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}#", c) >= 0 {
+				t.Fatalf("%q: request target %q has byte %q", s, target, c)
+			}
+		}
+	})
 }

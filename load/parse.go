@@ -49,6 +49,16 @@ type SLOTerm struct {
 	Percent float64
 }
 
+// boundsErrors reports whether the SLO has an errors or availability term.
+func (s SLO) boundsErrors() bool {
+	for _, t := range s.Terms {
+		if t.Metric == MetricErrors || t.Metric == MetricAvailability {
+			return true
+		}
+	}
+	return false
+}
+
 // String formats the SLO in the syntax ParseSLO reads.
 func (s SLO) String() string {
 	parts := make([]string, len(s.Terms))
@@ -159,7 +169,7 @@ func parseSLOTerm(s string) (SLOTerm, error) {
 			}
 			t.Percentile = v
 		}
-		d, err := time.ParseDuration(rest)
+		d, err := ParseDuration(rest, "ms")
 		if err != nil {
 			return SLOTerm{}, fmt.Errorf("parsing slo term '%s': latency: %w", s, err)
 		}
@@ -259,4 +269,64 @@ func ParseTargets(r io.Reader) ([]Target, error) {
 		return nil, fmt.Errorf("parsing targets: %w", ErrNoTargets)
 	}
 	return out, nil
+}
+
+// durationUnitWords maps spelled-out units people type to Go's units.
+var durationUnitWords = map[string]string{
+	"sec": "s", "secs": "s", "second": "s", "seconds": "s",
+	"min": "m", "mins": "m", "minute": "m", "minutes": "m",
+	"msec": "ms", "msecs": "ms", "millis": "ms", "millisecond": "ms", "milliseconds": "ms",
+	"hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+	"usec": "us", "µsec": "us", "microsecond": "us", "microseconds": "us",
+}
+
+// ParseDuration parses a Go duration such as "500ms", "30s", "2m" or
+// "1m30s". When s is not one, the error suggests what was probably meant:
+// a bare number gets defaultUnit ("10" with "s": did you mean 10s?), and
+// spaces or spelled-out units are fixed ("1 sec": did you mean 1s?).
+func ParseDuration(s, defaultUnit string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err == nil {
+		return d, nil
+	}
+	const want = "want a Go duration like 500ms, 30s or 2m (units ns, us, ms, s, m, h)"
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, fmt.Errorf("empty duration: %s", want)
+	}
+	if defaultUnit != "" && isDecimal(t) {
+		if _, gerr := time.ParseDuration(t + defaultUnit); gerr == nil {
+			return 0, fmt.Errorf("duration '%s' has no unit: did you mean %s%s?", s, t, defaultUnit)
+		}
+	}
+	// "1 s", "10 sec", "2 minutes": number, optional spaces, a unit word.
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.' || t[i] == '-' || t[i] == '+') {
+		i++
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	if w, ok := durationUnitWords[unit]; ok {
+		unit = w
+	}
+	if guess := num + unit; num != "" && guess != s {
+		if _, gerr := time.ParseDuration(guess); gerr == nil {
+			return 0, fmt.Errorf("invalid duration '%s': did you mean %s?", s, guess)
+		}
+	}
+	return 0, fmt.Errorf("invalid duration '%s': %s", s, want)
+}
+
+// isDecimal reports whether s is a plain decimal number like "10" or "2.5".
+func isDecimal(s string) bool {
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' || (i == 0 && (c == '-' || c == '+')):
+		default:
+			return false
+		}
+	}
+	return digits > 0 && strings.Count(s, ".") <= 1
 }

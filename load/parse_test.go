@@ -210,3 +210,44 @@ func FuzzParseRamp(f *testing.F) {
 		}
 	})
 }
+
+func TestParseDurationHints(t *testing.T) {
+	for _, tc := range []struct{ in, unit, want string }{
+		{"10", "s", "did you mean 10s?"},
+		{"2.5", "ms", "did you mean 2.5ms?"},
+		{"1 s", "s", "did you mean 1s?"},
+		{"10 sec", "s", "did you mean 10s?"},
+		{"2minutes", "s", "did you mean 2m?"},
+		{"fast", "s", "like 500ms, 30s or 2m"},
+		{"", "s", "empty duration"},
+	} {
+		_, err := ParseDuration(tc.in, tc.unit)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseDuration(%q): %v, want ~%q", tc.in, err, tc.want)
+		}
+	}
+	if d, err := ParseDuration("1m30s", "s"); err != nil || d != 90*time.Second {
+		t.Errorf("1m30s: %v %v", d, err)
+	}
+}
+
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"10", "1 s", "10 sec", "fast", "1m30s", "-5", ".", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDuration(s, "s")
+		if want, werr := time.ParseDuration(s); (err == nil) != (werr == nil) || d != want {
+			t.Fatalf("%q: %v %v; time.ParseDuration says %v %v", s, d, err, want, werr)
+		}
+		if err == nil {
+			return
+		}
+		if _, guess, ok := strings.Cut(err.Error(), "did you mean "); ok {
+			guess = strings.TrimSuffix(guess, "?")
+			if _, gerr := time.ParseDuration(guess); gerr != nil {
+				t.Fatalf("%q: suggests %q, which does not parse: %v", s, guess, gerr)
+			}
+		}
+	})
+}

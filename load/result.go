@@ -47,7 +47,10 @@ type Result struct {
 	StatusCodes    map[string]int64 `json:"status_codes"`
 	ErrorsByStatus map[string]int64 `json:"errors_by_status"`
 	ErrorsByKind   map[string]int64 `json:"errors_by_kind"`
-	Generator      GeneratorHealth  `json:"generator"`
+	// ErrorSamples holds, for each kind in ErrorsByKind, the message of
+	// one failed request of that kind.
+	ErrorSamples map[string]string `json:"error_samples"`
+	Generator    GeneratorHealth   `json:"generator"`
 
 	SLO         string   `json:"slo,omitempty"`
 	SLOMet      *bool    `json:"slo_met,omitempty"`
@@ -55,11 +58,17 @@ type Result struct {
 
 	// Steps, MaxRateWithinSLO and DegradationRate are set by a ramp; the two
 	// rates are null when not found.
-	Steps             []Step   `json:"steps,omitempty"`
-	MaxRateWithinSLO  *float64 `json:"max_rate_within_slo"`
-	DegradationRate   *float64 `json:"degradation_rate"`
-	DegradationReason string   `json:"degradation_reason,omitempty"`
-	StoppedEarly      bool     `json:"stopped_early,omitempty"`
+	Steps            []Step   `json:"steps,omitempty"`
+	MaxRateWithinSLO *float64 `json:"max_rate_within_slo"`
+	// MaxRateWithinSLOIsLowerBound is set when no step above
+	// MaxRateWithinSLO was run to the end and seen to fail: the ramp
+	// reached its end rate, or was interrupted, with the SLO still met. The
+	// service may meet its SLO at higher rates; LowerBoundReason says why.
+	MaxRateWithinSLOIsLowerBound bool     `json:"max_rate_within_slo_is_lower_bound,omitempty"`
+	LowerBoundReason             string   `json:"lower_bound_reason,omitempty"`
+	DegradationRate              *float64 `json:"degradation_rate"`
+	DegradationReason            string   `json:"degradation_reason,omitempty"`
+	StoppedEarly                 bool     `json:"stopped_early,omitempty"`
 
 	// Timeline has one entry per Config.Interval.
 	Timeline    []Interval `json:"timeline"`
@@ -123,10 +132,11 @@ type Step struct {
 	P99         float64 `json:"p99_ms"`
 	Max         float64 `json:"max_ms"`
 	// Late counts late and unsent requests of the step.
-	Late     int64  `json:"late"`
-	SLOMet   *bool  `json:"slo_met,omitempty"`
-	Degraded bool   `json:"degraded"`
-	Reason   string `json:"reason,omitempty"`
+	Late        int64    `json:"late"`
+	SLOMet      *bool    `json:"slo_met,omitempty"`
+	SLOFailures []string `json:"slo_failures,omitempty"`
+	Degraded    bool     `json:"degraded"`
+	Reason      string   `json:"reason,omitempty"`
 }
 
 // Interval is one slice of the timeline.
@@ -231,14 +241,13 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		if len(r.ErrorsByStatus) > 0 {
 			fmt.Fprintf(b, "  errors by status: %s\n", formatCounts(r.ErrorsByStatus))
 		}
-		kinds := map[string]int64{}
-		for k, v := range r.ErrorsByKind {
-			if k != KindStatus.String() {
-				kinds[k] = v
+		if len(r.ErrorsByKind) > 0 {
+			fmt.Fprintf(b, "  errors by kind: %s\n", formatCounts(r.ErrorsByKind))
+			for _, k := range sortedKeys(r.ErrorsByKind) {
+				if msg := r.ErrorSamples[k]; msg != "" {
+					fmt.Fprintf(b, "    %s: %s\n", k, msg)
+				}
 			}
-		}
-		if len(kinds) > 0 {
-			fmt.Fprintf(b, "  errors by kind: %s\n", formatCounts(kinds))
 		}
 	}
 	fmt.Fprintf(b, "Generator   send lag p99 %.3fms, max %.3fms; %d late, %d unsent; max %d in flight\n",
@@ -277,28 +286,58 @@ func writeSteps(b *strings.Builder, r *Result) {
 	}
 	tw.Flush()
 	if r.SLO != "" {
-		if r.MaxRateWithinSLO != nil {
-			fmt.Fprintf(b, "Highest rate within SLO: %.6g req/s\n", *r.MaxRateWithinSLO)
-		} else {
+		switch {
+		case r.MaxRateWithinSLO == nil:
 			fmt.Fprintf(b, "Highest rate within SLO: none of the steps met it\n")
+		case r.MaxRateWithinSLOIsLowerBound:
+			fmt.Fprintf(b, "Highest rate within SLO: at least %.6g req/s (a lower bound: %s)\n", *r.MaxRateWithinSLO, r.LowerBoundReason)
+		default:
+			fmt.Fprintf(b, "Highest rate within SLO: %.6g req/s\n", *r.MaxRateWithinSLO)
 		}
 	}
-	if r.DegradationRate != nil {
+	switch {
+	case r.DegradationRate != nil:
 		fmt.Fprintf(b, "Degradation point: %.6g req/s (%s)\n", *r.DegradationRate, r.DegradationReason)
-	} else {
-		fmt.Fprintf(b, "Degradation point: not reached\n")
+	case r.Interrupted:
+		fmt.Fprintf(b, "Degradation point: not reached before the ramp was interrupted\n")
+	default:
+		fmt.Fprintf(b, "Degradation point: not reached up to %.6g req/s\n", r.Steps[len(r.Steps)-1].OfferedRate)
 	}
 	if r.StoppedEarly {
 		fmt.Fprintf(b, "Stopped early: %d consecutive degraded steps\n", confirmSteps)
 	}
 }
 
-func formatCounts(m map[string]int64) string {
+// ErrorKindsSummary describes the failures in one line: the count of each
+// kind and the sample message of the most frequent one.
+func (r *Result) ErrorKindsSummary() string {
+	if len(r.ErrorsByKind) == 0 {
+		return "no errors"
+	}
+	top := ""
+	for _, k := range sortedKeys(r.ErrorsByKind) {
+		if top == "" || r.ErrorsByKind[k] > r.ErrorsByKind[top] {
+			top = k
+		}
+	}
+	s := formatCounts(r.ErrorsByKind)
+	if msg := r.ErrorSamples[top]; msg != "" {
+		s += "; " + top + ": " + msg
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	return keys
+}
+
+func formatCounts(m map[string]int64) string {
+	keys := sortedKeys(m)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s=%d", k, m[k])

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -59,13 +61,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				break
 			}
 			res.Steps = append(res.Steps, newStep(st, c.SLO))
-			assessStep(res.Steps, len(res.Steps)-1, r)
+			assessStep(res.Steps, len(res.Steps)-1, r, c.SLO)
 			if consecutiveDegraded(res.Steps) >= confirmSteps {
 				res.StoppedEarly = len(res.Steps) < len(r.Rates())
 				break
 			}
 		}
-		res.findPoints(c.SLO)
+		res.findPoints(c.SLO, r, ctx.Err() != nil)
 	}
 	res.fill(total, c.MaxLag)
 	res.Timeline = tk.timeline
@@ -102,6 +104,9 @@ func (ps *phaseStats) add(o *phaseStats) {
 	}
 	for k, v := range o.kinds {
 		ps.kinds[k] += v
+		if ps.samples[k] == "" {
+			ps.samples[k] = o.samples[k]
+		}
 	}
 	ps.interrupted = ps.interrupted || o.interrupted
 }
@@ -122,6 +127,7 @@ func (r *Result) fill(t *phaseStats, maxLag time.Duration) {
 	r.StatusCodes = map[string]int64{}
 	r.ErrorsByStatus = map[string]int64{}
 	r.ErrorsByKind = map[string]int64{}
+	r.ErrorSamples = map[string]string{}
 	for code, n := range t.statuses {
 		r.StatusCodes[strconv.Itoa(code)] = n
 		if code >= 400 {
@@ -131,6 +137,7 @@ func (r *Result) fill(t *phaseStats, maxLag time.Duration) {
 	for k, n := range t.kinds {
 		if n > 0 {
 			r.ErrorsByKind[ErrorKind(k).String()] = n
+			r.ErrorSamples[ErrorKind(k).String()] = t.samples[k]
 		}
 	}
 	g := &r.Generator
@@ -161,38 +168,61 @@ func newStep(st *phaseStats, slo SLO) Step {
 		s.ErrorRate = round(100*float64(st.failed)/float64(s.Requests), 4)
 	}
 	if len(slo.Terms) > 0 {
-		met, _ := slo.evaluate(st.corrected, st.ok, st.failed)
+		met, failures := slo.evaluate(st.corrected, st.ok, st.failed)
 		s.SLOMet = &met
+		s.SLOFailures = failures
 	}
 	return s
 }
 
-// assessStep decides whether step i is degraded, comparing it with the
-// offered rate and with the earlier steps.
-func assessStep(steps []Step, i int, r *Ramp) {
+// assessStep decides whether step i is degraded. A step is degraded when
+// its throughput falls below ThroughputFactor of the offered rate (the
+// service stopped following the load), when it violates the SLO, or when
+// its error rate exceeds MaxErrorRate (unless the SLO bounds errors
+// itself). Only without an SLO does a latency rise count: a p99 more than
+// LatencyFactor times the median p99 of the earlier steps. With an SLO a
+// p99 that jumps but stays inside it is noise, not degradation.
+func assessStep(steps []Step, i int, r *Ramp, slo SLO) {
 	s := &steps[i]
-	defer func() {
-		if s.Degraded && float64(s.Late) > keptUpShare*float64(max(s.Requests, 1)) {
-			s.Reason += fmt.Sprintf("; but %d requests of this step left late, so the generator may be the bottleneck", s.Late)
-		}
-	}()
+	var reasons []string
 	if s.Throughput < r.ThroughputFactor*s.OfferedRate {
-		s.Degraded = true
-		s.Reason = fmt.Sprintf("throughput %.0f/s is below %.0f%% of the offered %.0f/s", s.Throughput, 100*r.ThroughputFactor, s.OfferedRate)
-		return
+		reasons = append(reasons, fmt.Sprintf("throughput %.0f/s is below %.0f%% of the offered %.0f/s", s.Throughput, 100*r.ThroughputFactor, s.OfferedRate))
 	}
-	if i == 0 {
-		return
+	if s.SLOMet != nil && !*s.SLOMet {
+		reasons = append(reasons, "SLO violated: "+strings.Join(s.SLOFailures, "; "))
 	}
-	base := math.Inf(1)
-	for _, p := range steps[:i] {
-		base = min(base, p.P99)
+	if !slo.boundsErrors() && s.ErrorRate > r.MaxErrorRate {
+		reasons = append(reasons, fmt.Sprintf("errors %.3g%% are above %.3g%%", s.ErrorRate, r.MaxErrorRate))
 	}
-	rise := ms(r.MinLatencyRise.Microseconds())
-	if s.P99 > r.LatencyFactor*base && s.P99-base >= rise {
-		s.Degraded = true
-		s.Reason = fmt.Sprintf("p99 %.3gms is over %.3gx the lowest earlier p99 %.3gms", s.P99, r.LatencyFactor, base)
+	if len(slo.Terms) == 0 && i > 0 {
+		earlier := make([]float64, i)
+		for j, p := range steps[:i] {
+			earlier[j] = p.P99
+		}
+		base := median(earlier)
+		rise := ms(r.MinLatencyRise.Microseconds())
+		if s.P99 > r.LatencyFactor*base && s.P99-base >= rise {
+			reasons = append(reasons, fmt.Sprintf("p99 %.3gms is over %.3gx the median earlier p99 %.3gms", s.P99, r.LatencyFactor, base))
+		}
 	}
+	s.Degraded = len(reasons) > 0
+	s.Reason = strings.Join(reasons, "; ")
+	if s.Degraded && float64(s.Late) > keptUpShare*float64(max(s.Requests, 1)) {
+		s.Reason += fmt.Sprintf("; but %d requests of this step left late, so the generator may be the bottleneck", s.Late)
+	}
+}
+
+// median returns the median of vs (which it sorts); 0 for none.
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
 }
 
 // consecutiveDegraded counts the degraded steps at the end of steps.
@@ -206,8 +236,10 @@ func consecutiveDegraded(steps []Step) int {
 
 // findPoints sets the degradation point — the first step of the first run
 // of confirmSteps degraded steps, or of a degraded run reaching the last
-// step — and the highest rate whose step met the SLO.
-func (r *Result) findPoints(slo SLO) {
+// step — and the highest rate whose step met the SLO. That rate is only a
+// lower bound when no step above it was run and seen to fail: the ramp was
+// interrupted, or its last step still met the SLO.
+func (r *Result) findPoints(slo SLO, ramp *Ramp, interrupted bool) {
 	run := 0
 	for i, s := range r.Steps {
 		if !s.Degraded {
@@ -231,6 +263,22 @@ func (r *Result) findPoints(slo SLO) {
 			rate := s.OfferedRate
 			r.MaxRateWithinSLO = &rate
 		}
+	}
+	if r.MaxRateWithinSLO == nil || len(r.Steps) == 0 {
+		return
+	}
+	last := r.Steps[len(r.Steps)-1]
+	lastMet := last.SLOMet != nil && *last.SLOMet
+	switch {
+	case interrupted:
+		r.MaxRateWithinSLOIsLowerBound = true
+		r.LowerBoundReason = fmt.Sprintf("the ramp was interrupted after %d steps", len(r.Steps))
+	case lastMet && ramp != nil && last.OfferedRate >= ramp.End*(1-1e-9):
+		r.MaxRateWithinSLOIsLowerBound = true
+		r.LowerBoundReason = fmt.Sprintf("the ramp reached its end rate %.6g req/s with the SLO met; raise END to search higher", ramp.End)
+	case lastMet:
+		r.MaxRateWithinSLOIsLowerBound = true
+		r.LowerBoundReason = fmt.Sprintf("the ramp stopped at %.6g req/s with the SLO met", last.OfferedRate)
 	}
 }
 

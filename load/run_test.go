@@ -3,9 +3,12 @@ package load
 import (
 	"context"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,7 +207,7 @@ func TestRampFindsDegradationPoint(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	slo, err := ParseSLO("p99<60ms,errors<1%")
+	slo, err := ParseSLO("p99<100ms,errors<1%") // 5x the service time: room for a busy machine
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +273,8 @@ func TestCancelStopsAndKeepsPartialResult(t *testing.T) {
 	}
 }
 
+// TestErrorClassification: every kind of failure is counted under its own
+// kind, with a sample message in the JSON and the summary.
 func TestErrorClassification(t *testing.T) {
 	closedPort := func(t *testing.T) string {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -292,32 +297,60 @@ func TestErrorClassification(t *testing.T) {
 			c.Close()
 		}
 	}
+	garbage := func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "SMTP ready\r\n")
+		c.Close()
+	}
+	ok := func(w http.ResponseWriter, r *http.Request) {}
 	cases := []struct {
 		name    string
 		handler http.HandlerFunc
+		url     string // instead of a handler
+		tls     bool   // serve the handler over TLS (self-signed)
+		scheme  string // replace the server URL's scheme
 		kind    string
 		status  string
+		sample  string
 	}{
-		{"status", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, "status", "503"},
-		{"timeout", func(w http.ResponseWriter, r *http.Request) {
+		{name: "5xx", handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, kind: "http_5xx", status: "503", sample: "HTTP 503 Service Unavailable"},
+		{name: "4xx", handler: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, kind: "http_4xx", status: "404", sample: "HTTP 404 Not Found"},
+		{name: "timeout", handler: func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-time.After(2 * time.Second):
 			case <-r.Context().Done():
 			}
-		}, "timeout", ""},
-		{"reset", hijack(true), "reset", ""},
-		{"closed", hijack(false), "closed", ""},
-		{"refused", nil, "refused", ""},
+		}, kind: "timeout", sample: "no complete response within 300ms"},
+		{name: "reset", handler: hijack(true), kind: "reset", sample: "reset"},
+		{name: "closed", handler: hijack(false), kind: "closed", sample: "closed"},
+		{name: "protocol", handler: garbage, kind: "protocol", sample: `"SMTP ready"`},
+		{name: "refused", url: "refused", kind: "refused", sample: "connection refused"},
+		{name: "dns", url: "http://nonexistent-host.invalid/", kind: "dns", sample: "nonexistent-host.invalid"},
+		{name: "tls untrusted", handler: ok, tls: true, kind: "tls", sample: "certificate"},
+		{name: "https to plain http", handler: ok, scheme: "https", kind: "tls", sample: "tls"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			url := ""
-			if tc.handler == nil {
+			url := tc.url
+			switch {
+			case url == "refused":
 				url = closedPort(t)
-			} else {
-				srv := httptest.NewServer(tc.handler)
+			case tc.handler != nil:
+				srv := httptest.NewUnstartedServer(tc.handler)
+				srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+				if tc.tls {
+					srv.StartTLS()
+				} else {
+					srv.Start()
+				}
 				defer srv.Close()
 				url = srv.URL
+				if tc.scheme != "" {
+					url = tc.scheme + url[strings.Index(url, ":"):]
+				}
 			}
 			res, err := Run(context.Background(), Config{
 				Targets: []Target{{URL: url}}, Rate: 50, Duration: 200 * time.Millisecond,
@@ -330,13 +363,26 @@ func TestErrorClassification(t *testing.T) {
 				t.Fatalf("errors %d of %d requests, want all of 10: %v", res.Errors, res.Requests, res.ErrorsByKind)
 			}
 			if res.ErrorsByKind[tc.kind] != res.Errors {
-				t.Errorf("errors by kind %v, want all %q", res.ErrorsByKind, tc.kind)
+				t.Errorf("errors by kind %v, want all %q (samples %v)", res.ErrorsByKind, tc.kind, res.ErrorSamples)
 			}
 			if tc.status != "" && res.ErrorsByStatus[tc.status] != res.Errors {
 				t.Errorf("errors by status %v, want all %s", res.ErrorsByStatus, tc.status)
 			}
 			if res.Availability != 0 {
 				t.Errorf("availability %.2f, want 0", res.Availability)
+			}
+			sample := res.ErrorSamples[tc.kind]
+			if !strings.Contains(sample, tc.sample) {
+				t.Errorf("sample message for %s: %q, want it to mention %q", tc.kind, sample, tc.sample)
+			}
+			var js, text strings.Builder
+			res.WriteJSON(&js)
+			res.WriteSummary(&text)
+			if !strings.Contains(js.String(), `"error_samples"`) || !strings.Contains(js.String(), tc.kind) {
+				t.Errorf("JSON lacks error_samples for %s:\n%s", tc.kind, js.String())
+			}
+			if !strings.Contains(text.String(), tc.kind+": "+sample) {
+				t.Errorf("summary lacks the %s sample %q:\n%s", tc.kind, sample, text.String())
 			}
 		})
 	}
@@ -402,7 +448,7 @@ func TestDegradationAssessment(t *testing.T) {
 		{OfferedRate: 600, Throughput: 590, P99: 60},
 	}
 	for i := range steps {
-		assessStep(steps, i, r)
+		assessStep(steps, i, r, SLO{})
 	}
 	wantDegraded := []bool{false, true, false, true, true, true}
 	for i, s := range steps {
@@ -411,16 +457,112 @@ func TestDegradationAssessment(t *testing.T) {
 		}
 	}
 	res := &Result{Steps: steps}
-	res.findPoints(SLO{})
+	res.findPoints(SLO{}, r, false)
 	if res.DegradationRate == nil || *res.DegradationRate != 400 {
 		t.Errorf("degradation rate %v, want 400 (the lone spike at 200 is not confirmed)", res.DegradationRate)
+	}
+}
+
+// TestDegradationFollowsSLO: with an SLO, a step is degraded when it
+// violates the SLO, its throughput falls behind the offered rate or its
+// errors rise, not because its p99 jumped relative to earlier steps while
+// staying well inside the SLO. A ramp that ends with the SLO still met
+// reports its highest rate within the SLO as a lower bound.
+func TestDegradationFollowsSLO(t *testing.T) {
+	slo, err := ParseSLO("p99<100ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := (&Config{Ramp: &Ramp{Start: 500, End: 2000, Step: 250}}).withDefaults().Ramp
+	yes, no := true, false
+	steps := []Step{
+		{OfferedRate: 500, Throughput: 500, P99: 2, SLOMet: &yes},
+		{OfferedRate: 750, Throughput: 750, P99: 2.5, SLOMet: &yes},
+		{OfferedRate: 1000, Throughput: 1000, P99: 3, SLOMet: &yes},
+		{OfferedRate: 1250, Throughput: 1250, P99: 4, SLOMet: &yes},
+		{OfferedRate: 1500, Throughput: 1500, P99: 19, SLOMet: &yes}, // noisy, 6x
+		{OfferedRate: 1750, Throughput: 1750, P99: 24, SLOMet: &yes}, // still noisy
+		{OfferedRate: 2000, Throughput: 1995, P99: 12, SLOMet: &yes},
+	}
+	for i := range steps {
+		assessStep(steps, i, r, slo)
+		if steps[i].Degraded {
+			t.Errorf("step at %g req/s degraded (%s) although the SLO held and throughput followed", steps[i].OfferedRate, steps[i].Reason)
+		}
+	}
+	res := &Result{Steps: steps, SLO: slo.String()}
+	res.findPoints(slo, r, false)
+	if res.DegradationRate != nil {
+		t.Errorf("degradation point %g (%s), want none", *res.DegradationRate, res.DegradationReason)
+	}
+	if res.MaxRateWithinSLO == nil || *res.MaxRateWithinSLO != 2000 || !res.MaxRateWithinSLOIsLowerBound {
+		t.Errorf("max rate within SLO %v, lower bound %v; want 2000 as a lower bound", res.MaxRateWithinSLO, res.MaxRateWithinSLOIsLowerBound)
+	}
+	var text strings.Builder
+	res.WriteSummary(&text)
+	if !strings.Contains(text.String(), "at least 2000 req/s") || !strings.Contains(text.String(), "lower bound") {
+		t.Errorf("summary does not say the highest rate within SLO is a lower bound:\n%s", text.String())
+	}
+
+	// An SLO violation, errors, or a throughput shortfall do degrade a step.
+	bad := []Step{
+		{OfferedRate: 500, Throughput: 500, P99: 2, SLOMet: &yes},
+		{OfferedRate: 750, Throughput: 750, P99: 150, SLOMet: &no, SLOFailures: []string{"p99<100ms: measured 150ms"}},
+		{OfferedRate: 1000, Throughput: 700, P99: 90, SLOMet: &yes},
+		{OfferedRate: 1250, Throughput: 1250, P99: 9, SLOMet: &yes, Requests: 1000, Errors: 50, ErrorRate: 5},
+		{OfferedRate: 1500, Throughput: 1500, P99: 120, SLOMet: &no, SLOFailures: []string{"p99<100ms: measured 120ms"}},
+	}
+	for i := range bad {
+		assessStep(bad, i, r, slo)
+	}
+	for i, want := range []string{"", "SLO violated", "throughput", "errors", "SLO violated"} {
+		if got := bad[i]; (want != "") != got.Degraded || !strings.Contains(got.Reason, want) {
+			t.Errorf("step %d: degraded=%v reason %q, want reason ~%q", i, got.Degraded, got.Reason, want)
+		}
+	}
+	res = &Result{Steps: bad, SLO: slo.String()}
+	res.findPoints(slo, r, false)
+	if res.DegradationRate == nil || *res.DegradationRate != 750 || res.MaxRateWithinSLOIsLowerBound || *res.MaxRateWithinSLO != 1250 {
+		t.Errorf("degradation %v, highest within SLO %v (lower bound %v): want 750, and exactly 1250", res.DegradationRate, *res.MaxRateWithinSLO, res.MaxRateWithinSLOIsLowerBound)
+	}
+}
+
+// TestInterruptedRampIsLowerBound: a ramp cut short (Ctrl-C, a deadline)
+// says that its highest rate within the SLO is only a lower bound.
+func TestInterruptedRampIsLowerBound(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	slo, _ := ParseSLO("errors<1%")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	steps := 0
+	res, err := Run(ctx, Config{
+		Targets: []Target{{URL: srv.URL}}, SLO: slo, Connections: 4, Interval: 50 * time.Millisecond,
+		Ramp: &Ramp{Start: 20, End: 100, Step: 20, StepDuration: 200 * time.Millisecond},
+		Progress: func(p Progress) {
+			if p.OfferedRate > 20 && steps == 0 { // the second step started
+				steps++
+				cancel()
+			}
+		},
+	})
+	if !errors.Is(err, context.Canceled) || res == nil {
+		t.Fatalf("err %v, want the context's error with a result", err)
+	}
+	if res.MaxRateWithinSLO == nil || *res.MaxRateWithinSLO != 20 || !res.MaxRateWithinSLOIsLowerBound {
+		t.Fatalf("max rate within SLO %v lower bound %v; want 20 as a lower bound", res.MaxRateWithinSLO, res.MaxRateWithinSLOIsLowerBound)
+	}
+	var text strings.Builder
+	res.WriteSummary(&text)
+	if !strings.Contains(text.String(), "lower bound") || !strings.Contains(text.String(), "interrupted") {
+		t.Errorf("summary:\n%s", text.String())
 	}
 }
 
 // TestRecordAllocs: recording a finished request allocates nothing.
 func TestRecordAllocs(t *testing.T) {
 	now := time.Now()
-	rec := newRecorder(now)
+	rec := newRecorder(now, time.Second)
 	o := outcome{intended: now, sent: now.Add(time.Millisecond), done: now.Add(3 * time.Millisecond), status: 200}
 	rec.shards[0].record(&o)
 	if allocs := testing.AllocsPerRun(1000, func() { rec.shards[0].record(&o) }); allocs != 0 {

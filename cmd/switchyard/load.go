@@ -28,6 +28,35 @@ func (h *headerFlags) Set(s string) error {
 	return nil
 }
 
+// durationFlag is a duration flag whose parse errors suggest a fix
+// ("--duration 10": did you mean 10s?).
+type durationFlag struct {
+	d    *time.Duration
+	unit string // suggested for a bare number
+}
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := load.ParseDuration(s, f.unit)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+// durationVar defines a duration flag with value def and a hint unit.
+func durationVar(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, unit, usage string) {
+	*p = def
+	fs.Var(durationFlag{p, unit}, name, usage)
+}
+
 type loadFlags struct {
 	rate        float64
 	duration    time.Duration
@@ -56,29 +85,40 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"percentiles, throughput, errors and availability. --ramp steps the rate to find the\n"+
 			"degradation point. See docs/load.md.", stderr)
 	fs.Float64Var(&f.rate, "rate", 0, "offered `rate` in requests per second (required unless --ramp)")
-	fs.DurationVar(&f.duration, "duration", load.DefaultDuration, "how long to hold --rate")
+	durationVar(fs, &f.duration, "duration", load.DefaultDuration, "s", "how long to hold --rate (`D`: 500ms, 30s, 2m)")
 	fs.IntVar(&f.connections, "connections", load.DefaultConnections, "keep-alive connections per target host (one request in flight each)")
 	fs.IntVar(&f.connections, "c", load.DefaultConnections, "shorthand for --connections")
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
 	fs.StringVar(&f.method, "method", "GET", "HTTP method")
 	fs.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file")
 	fs.StringVar(&f.targets, "targets", "", "`file` of targets, one 'URL [WEIGHT]' per line")
-	fs.DurationVar(&f.timeout, "timeout", load.DefaultTimeout, "per-request timeout (connect, send, whole response)")
-	fs.DurationVar(&f.maxLag, "max-lag", load.DefaultMaxLag, "a request leaving later than this after its intended time counts as late")
-	fs.DurationVar(&f.interval, "interval", load.DefaultInterval, "progress and timeline resolution")
+	durationVar(fs, &f.timeout, "timeout", load.DefaultTimeout, "s", "per-request timeout (connect, send, whole response)")
+	durationVar(fs, &f.maxLag, "max-lag", load.DefaultMaxLag, "ms", "a request leaving later than this after its intended time counts as late")
+	durationVar(fs, &f.interval, "interval", load.DefaultInterval, "s", "progress and timeline resolution")
 	fs.StringVar(&f.ramp, "ramp", "", "step the rate: `START:END:STEP` in requests per second, e.g. 100:5000:250")
-	fs.DurationVar(&f.step, "step", load.DefaultStepDuration, "how long each --ramp step lasts")
+	durationVar(fs, &f.step, "step", load.DefaultStepDuration, "s", "how long each --ramp step lasts")
 	fs.StringVar(&f.slo, "slo", "", "acceptable region, e.g. 'p99<100ms,errors<1%' (also max<, availability>)")
 	fs.StringVar(&f.jsonOut, "json", "", "write the result as JSON to `FILE` ('-' for stdout; the summary then goes to stderr)")
 	fs.StringVar(&f.hdrOut, "hdr", "", "write the corrected latency distribution to `FILE` in HdrHistogram percentile format")
 	fs.StringVar(&f.chartOut, "chart", "", "draw charts to `FILE`.png or FILE.svg")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification for https targets")
 
+	// A flag error prints the error and a pointer to --help, not the whole
+	// flag list (which would bury the message); --help prints the list.
+	fullUsage := fs.Usage
+	fs.Usage = func() {}
 	urls, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fullUsage()
+	} else if err != nil {
+		fmt.Fprintf(stderr, "\nRun 'switchyard load --help' for usage.\n")
+	}
 	if err != nil {
 		return err
 	}
-	cfg, err := f.config(urls)
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	cfg, err := f.config(urls, set)
 	if err != nil {
 		fmt.Fprintf(stderr, "switchyard load: %v\n\nRun 'switchyard load --help' for usage.\n", err)
 		return errUsage
@@ -127,6 +167,40 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return runErr
 	}
+	return verdict(res)
+}
+
+// Exit statuses of `switchyard load` besides 0 (all good) and 2 (usage).
+const (
+	exitFailed    = 1  // the run could not be done properly, or every request failed
+	exitSLOFailed = 99 // the SLO was violated (as k6 exits on a failed threshold)
+)
+
+// verdict turns a finished run into the command's exit status, so that a
+// CI job can gate on it: a run whose every request failed, or whose load
+// the generator could not apply, is a failed run (1); a violated SLO is 99.
+func verdict(res *load.Result) error {
+	switch {
+	case res.Requests == 0:
+		return &exitError{exitFailed, errors.New("no request completed")}
+	case res.Successes == 0:
+		return &exitError{exitFailed, fmt.Errorf("every request failed (%d of %d: %s); check the URL and that the service is up",
+			res.Errors, res.Requests, res.ErrorKindsSummary())}
+	}
+	if len(res.Steps) > 0 {
+		// A ramp is expected to push past the SLO: it fails only if no
+		// step met it. Late sends past the degradation point are expected.
+		if res.SLOMet != nil && res.MaxRateWithinSLO == nil {
+			return &exitError{exitSLOFailed, fmt.Errorf("SLO violated: no ramp step met %s", res.SLO)}
+		}
+		return nil
+	}
+	if res.SLOMet != nil && !*res.SLOMet {
+		return &exitError{exitSLOFailed, fmt.Errorf("SLO violated: %s", strings.Join(res.SLOFailures, "; "))}
+	}
+	if !res.Generator.KeptUp {
+		return &exitError{exitFailed, errors.New("the generator did not keep the offered rate, so the result does not show the service under that load (see the WARNING; raise --connections, or --max-lag, or give the generator more CPU)")}
+	}
 	return nil
 }
 
@@ -151,7 +225,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func (f *loadFlags) config(urls []string) (load.Config, error) {
+// config builds the run's configuration from the flags; set holds the
+// names of the flags given on the command line.
+func (f *loadFlags) config(urls []string, set map[string]bool) (load.Config, error) {
 	cfg := load.Config{
 		Rate:               f.rate,
 		Duration:           f.duration,
@@ -162,6 +238,22 @@ func (f *loadFlags) config(urls []string) (load.Config, error) {
 		InsecureSkipVerify: f.insecure,
 	}
 	var errs []error
+	// Combinations that cannot mean anything.
+	if f.ramp != "" {
+		for _, name := range []string{"rate", "duration"} {
+			if set[name] {
+				errs = append(errs, fmt.Errorf("--%s and --ramp: a ramp sets its own rates and runs each for --step; drop --%s", name, name))
+			}
+		}
+	} else if set["step"] {
+		errs = append(errs, errors.New("--step without --ramp: --step is the length of a ramp step; use --duration for a constant --rate"))
+	}
+	if set["c"] && set["connections"] {
+		errs = append(errs, errors.New("-c and --connections both given: -c is short for --connections; give one"))
+	}
+	if strings.EqualFold(f.method, "HEAD") && f.body != "" {
+		errs = append(errs, errors.New("--body with --method HEAD: a HEAD request carries no body"))
+	}
 	if f.duration <= 0 {
 		errs = append(errs, fmt.Errorf("--duration: '%s': must be positive", f.duration))
 	}

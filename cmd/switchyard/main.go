@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"syscall"
 )
@@ -25,6 +27,22 @@ type command struct {
 // errUsage marks an error already reported with usage text; main exits 2.
 var errUsage = errors.New("usage")
 
+// exitError ends the command with a specific exit status. Its message, if
+// any, is printed like any other error.
+type exitError struct {
+	code int
+	err  error // nil: nothing more to print
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
 func commands() map[string]command {
 	return map[string]command{
 		"gateway": {"run the L7 load balancer / API gateway from a YAML config", runGateway},
@@ -35,11 +53,39 @@ func commands() map[string]command {
 	}
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version may be set at build time with -ldflags "-X main.version=...";
+// otherwise it comes from the module version in the build info.
+var version = ""
+
+// versionLine returns "switchyard VERSION (commit C[, modified], goX.Y.Z)"
+// from the build information the Go toolchain embeds in the binary.
+func versionLine() string {
+	v, commit, modified, goVersion := version, "unknown", false, runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	if modified {
+		commit += ", modified"
+	}
+	return fmt.Sprintf("switchyard %s (commit %s, %s)", v, commit, goVersion)
+}
 
 func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintf(stdout, "switchyard %s\n", version)
+	fmt.Fprintln(stdout, versionLine())
 	return nil
 }
 
@@ -68,8 +114,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help", "help":
 		usage(stdout)
+		return 0
+	case "-version", "--version":
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	}
 	cmd, ok := commands()[args[0]]
@@ -81,7 +130,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := cmd.run(ctx, args[1:], stdout, stderr)
+	var ee *exitError
 	switch {
+	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "switchyard %s: %v\n", args[0], ee.err)
+		}
+		return ee.code
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
