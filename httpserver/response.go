@@ -429,6 +429,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c.hijacked = true
 	c.mu.Unlock()
 	w.hijacked = true
+	c.dw.timeout = 0 // the handler owns the connection's deadlines now
 	_ = c.nc.SetDeadline(time.Time{})
 	return c.nc, bufio.NewReadWriter(c.br, c.bw), nil
 }

@@ -77,8 +77,20 @@ type Server struct {
 	// IdleTimeout closes a keep-alive connection that waits this long for
 	// its next request. Default 120s.
 	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds the request line plus headers; larger requests
-	// get 431. Default 1 MiB (as net/http).
+	// ReadBodyTimeout bounds the wait for each read of a request body: a
+	// client that sends nothing of its body for this long is answered 408
+	// (if the response has not begun) and its connection closed; a slow
+	// but steady sender is fine. Default 60s; negative means none.
+	ReadBodyTimeout time.Duration
+	// WriteTimeout closes a connection whose client accepts no bytes of a
+	// response for this long (the deadline is renewed whenever a write makes
+	// progress, as nginx's send_timeout): the handler's Write returns an
+	// error. Default 60s; negative means none. Hijacked connections are the
+	// handler's to time out.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus header fields (and, on
+	// its own, a chunked body's trailer). A request line that does not end
+	// within it gets 414, a header that does not, 431. Default 16 KiB.
 	MaxHeaderBytes int
 	// WatchAfter is how long a request may run before its connection is
 	// watched for a client disconnect: the watch starts between one and two
@@ -103,7 +115,9 @@ type Server struct {
 const (
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultIdleTimeout       = 120 * time.Second
-	defaultMaxHeaderBytes    = 1 << 20
+	defaultMaxHeaderBytes    = 16 << 10
+	defaultReadBodyTimeout   = 60 * time.Second
+	defaultWriteTimeout      = 60 * time.Second
 	defaultWatchAfter        = 2 * time.Millisecond
 	bufSize                  = 4 << 10
 )
@@ -120,6 +134,26 @@ func (s *Server) idleTimeout() time.Duration {
 		return s.IdleTimeout
 	}
 	return defaultIdleTimeout
+}
+
+func (s *Server) readBodyTimeout() time.Duration {
+	switch {
+	case s.ReadBodyTimeout < 0:
+		return 0
+	case s.ReadBodyTimeout == 0:
+		return defaultReadBodyTimeout
+	}
+	return s.ReadBodyTimeout
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	switch {
+	case s.WriteTimeout < 0:
+		return 0
+	case s.WriteTimeout == 0:
+		return defaultWriteTimeout
+	}
+	return s.WriteTimeout
 }
 
 func (s *Server) maxHeaderBytes() int64 {
