@@ -7,9 +7,12 @@
 // started for every request to watch the connection for a client that
 // leaves (one more read syscall that fails with EAGAIN, one more goroutine
 // wake-up, a condition variable to stop it), two cancellable contexts, and
-// the response writer's buffering layers. This server parses requests with
-// the standard library (http.ReadRequest: the same validation and
-// request-smuggling defences) and writes responses itself:
+// the response writer's buffering layers. This server checks each request
+// head and body framing against strict rules of its own (framing.go:
+// anything with more than one reading, such as Transfer-Encoding with
+// Content-Length, obs-fold or bare LF, is refused and the connection
+// closed), parses requests with the standard library (http.ReadRequest)
+// and writes responses itself:
 //
 //   - The client connection is watched for a disconnect only once a request
 //     has been in the handler for one to two WatchAfter (default 2ms) — long
@@ -31,13 +34,26 @@
 // compare the two):
 //
 //   - No Content-Type sniffing: a response the handler gives none has none.
-//   - ReadRequest drops the Host field, so the Host checks see req.Host: an
-//     HTTP/1.1 request with an empty Host field gets 400, and one with an
-//     absolute target (or CONNECT) is served without a Host field or with a
-//     malformed one.
+//   - Stricter framing (framing.go): requests net/http serves but that a
+//     proxy in front could frame differently get 400 and a close:
+//     Transfer-Encoding with Content-Length or on HTTP/1.0, two
+//     Content-Length fields even when equal, obs-fold, bare LF, an
+//     HTTP/1.1 request without exactly one non-empty Host field (CONNECT
+//     and absolute targets too), an absolute target whose authority
+//     differs from Host, a chunk line with bare LF or bad extension bytes.
+//     A Transfer-Encoding that does not end in chunked gets 400 (RFC 9112
+//     6.3) where net/http answers 501.
 //   - "OPTIONS *" goes to the handler, as with net/http's
-//     DisableGeneralOptionsHandler; an HTTP/2 preface ("PRI * HTTP/2.0")
-//     gets 400.
+//     DisableGeneralOptionsHandler; an HTTP version other than 1.x (an
+//     HTTP/2 preface "PRI * HTTP/2.0" too) gets 505.
+//   - A request head that does not arrive whole within ReadHeaderTimeout
+//     is closed without an answer; a request line longer than
+//     MaxHeaderBytes gets 414, a longer head 431 (net/http: 431 only).
+//   - A request body whose chunked framing is broken, or of which nothing
+//     arrives for ReadBodyTimeout, is answered 400 or 408 in place of the
+//     handler's answer when that was not sent yet; the connection closes.
+//   - A client that accepts no response bytes for WriteTimeout is dropped
+//     (net/http's WriteTimeout bounds the whole response instead).
 //   - Header fields the handler changes after WriteHeader are still sent
 //     while the header is held back (a body under 2 KiB, not flushed);
 //     net/http sends the header as it was at WriteHeader.
