@@ -27,6 +27,11 @@ const (
 // client closed its connection.
 var errClientGone = errors.New("client closed the connection")
 
+// errWriteFailed is the cause of a request context cancelled because a
+// response write failed (the client is gone or stopped reading for
+// WriteTimeout).
+var errWriteFailed = errors.New("writing the response failed")
+
 // aLongTimeAgo is a deadline in the past: setting it aborts blocked I/O.
 var aLongTimeAgo = time.Unix(1, 0)
 
