@@ -100,12 +100,26 @@ type Publish struct {
 	Headers []string `yaml:"headers"`
 }
 
-// Server holds timeouts on the client side of the gateway.
+// Server holds timeouts and limits on the client side of the gateway.
 type Server struct {
-	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	// ReadHeaderTimeout bounds reading a request's line and headers, from
+	// its first byte. Default 10s.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle client keep-alive connections. Default 120s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// ReadBodyTimeout is the longest wait for the next part of a request
+	// body (not for the whole body): a client that sends nothing for this
+	// long is answered 408 and closed. Default 60s.
+	ReadBodyTimeout Duration `yaml:"read_body_timeout"`
+	// WriteTimeout closes a client connection that accepts no bytes of a
+	// response for this long (renewed as the client reads, not a bound on
+	// the whole response), so a client that stops reading cannot hold an
+	// upstream connection. Default 60s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxHeaderBytes bounds a request's line plus header fields: a longer
+	// request line gets 414, a longer header 431. Default 16384 (16 KiB);
+	// 1024 to 1048576.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM or
 	// when a reload retires a listener. Default 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -119,6 +133,15 @@ type Server struct {
 	// with tls or h2c always use net/http, which also speaks HTTP/2.
 	HTTP1 string `yaml:"http1"`
 }
+
+// Bounds of the server settings: values outside them are refused.
+const (
+	MinServerTimeout   = time.Millisecond
+	MaxServerTimeout   = 24 * time.Hour
+	MinHeaderBytes     = 1 << 10
+	MaxHeaderBytes     = 1 << 20
+	DefaultHeaderBytes = 16 << 10
+)
 
 // Upstream is a pool of targets and the policies applied to it.
 type Upstream struct {
@@ -523,6 +546,23 @@ func (c *Config) validate(file string, lines map[string]int) error {
 	case "", "switchyard", "net/http":
 	default:
 		add("server.http1", "unknown server %q: expected switchyard or net/http", c.Server.HTTP1)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"read_header_timeout", c.Server.ReadHeaderTimeout},
+		{"idle_timeout", c.Server.IdleTimeout},
+		{"read_body_timeout", c.Server.ReadBodyTimeout},
+		{"write_timeout", c.Server.WriteTimeout},
+		{"shutdown_timeout", c.Server.ShutdownTimeout},
+	} {
+		if d.v != 0 && (d.v < Duration(MinServerTimeout) || d.v > Duration(MaxServerTimeout)) {
+			add("server."+d.key, "%s out of range: expected %s to %s (or omit it for the default)", time.Duration(d.v), MinServerTimeout, MaxServerTimeout)
+		}
+	}
+	if n := c.Server.MaxHeaderBytes; n != 0 && (n < MinHeaderBytes || n > MaxHeaderBytes) {
+		add("server.max_header_bytes", "%d out of range: expected %d to %d bytes (default %d)", n, MinHeaderBytes, MaxHeaderBytes, DefaultHeaderBytes)
 	}
 	if c.Server.MaxBodyBuffer < 0 {
 		add("server.max_body_buffer", "negative size %d", c.Server.MaxBodyBuffer)

@@ -24,6 +24,9 @@ func TestLoadFullExample(t *testing.T) {
 	if u.Outlier.MaxEjected != 0.5 || time.Duration(u.Timeout.Connect) != time.Second {
 		t.Fatalf("outlier/timeout decoded wrong: %+v %+v", u.Outlier, u.Timeout)
 	}
+	if sv := cfg.Server; time.Duration(sv.ReadBodyTimeout) != 30*time.Second || time.Duration(sv.WriteTimeout) != 45*time.Second || sv.MaxHeaderBytes != 8192 {
+		t.Fatalf("server decoded wrong: %+v", sv)
+	}
 	r := cfg.Routes[0]
 	if r.Name != "route0" || r.Match.Headers["X-Client"] != "mobile" || r.StripPrefix != "/v1" {
 		t.Fatalf("route decoded wrong: %+v", r)
@@ -36,14 +39,23 @@ func TestErrorsNameFileKeyPathAndExpectation(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		"unknown top key":   {base + "listn: x\n", []string{"bad.yaml:8", "listn", `unknown key "listn"`, "expected one of"}},
-		"unknown nested":    {strings.Replace(base, "targets:", "balanse: x\n    targets:", 1), []string{"upstreams.rides.balanse", "bad.yaml:4"}},
-		"bad duration":      {base + "server: { idle_timeout: 10x }\n", []string{"server.idle_timeout", `invalid duration "10x"`}},
-		"negative duration": {base + "server: { idle_timeout: -1s }\n", []string{"server.idle_timeout", "negative"}},
-		"bad percent":       {strings.Replace(base, "targets:", "outlier: { max_ejected: 150% }\n    targets:", 1), []string{"upstreams.rides.outlier.max_ejected", "percentage"}},
-		"wrong type":        {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: heavy }", 1), []string{"upstreams.rides.targets[0]", "weight", "heavy"}},
-		"missing upstream":  {strings.Replace(base, "upstream: rides", "upstream: ridez", 1), []string{"routes[0].upstream", `unknown upstream "ridez"`, "expected one of rides"}},
-		"duplicate target":  {strings.Replace(base, "      - { address: 127.0.0.1:9001 }", "      - { address: 127.0.0.1:9001 }\n      - { address: 127.0.0.1:9001 }", 1), []string{"targets[1].address", "duplicate target"}},
+		"unknown top key":        {base + "listn: x\n", []string{"bad.yaml:8", "listn", `unknown key "listn"`, "expected one of"}},
+		"unknown nested":         {strings.Replace(base, "targets:", "balanse: x\n    targets:", 1), []string{"upstreams.rides.balanse", "bad.yaml:4"}},
+		"bad duration":           {base + "server: { idle_timeout: 10x }\n", []string{"server.idle_timeout", `invalid duration "10x"`}},
+		"negative duration":      {base + "server: { idle_timeout: -1s }\n", []string{"server.idle_timeout", "negative"}},
+		"negative write timeout": {base + "server: { write_timeout: -5s }\n", []string{"bad.yaml:8", "server.write_timeout", "negative"}},
+		"huge write timeout":     {base + "server:\n  write_timeout: 1000h\n", []string{"bad.yaml:9", "server.write_timeout", "out of range", "1ms to 24h0m0s"}},
+		"tiny body timeout":      {base + "server:\n  read_body_timeout: 1ns\n", []string{"bad.yaml:9", "server.read_body_timeout", "out of range"}},
+		"huge idle timeout":      {base + "server:\n  idle_timeout: 9999h\n", []string{"bad.yaml:9", "server.idle_timeout", "out of range"}},
+		"bad write timeout":      {base + "server: { write_timeout: soon }\n", []string{"server.write_timeout", `invalid duration "soon"`}},
+		"negative header bytes":  {base + "server:\n  max_header_bytes: -1\n", []string{"bad.yaml:9", "server.max_header_bytes", "-1 out of range", "1024 to 1048576"}},
+		"small header bytes":     {base + "server:\n  max_header_bytes: 100\n", []string{"bad.yaml:9", "server.max_header_bytes", "out of range"}},
+		"huge header bytes":      {base + "server:\n  max_header_bytes: 99999999999\n", []string{"bad.yaml:9", "server.max_header_bytes", "out of range"}},
+		"header bytes not int":   {base + "server:\n  max_header_bytes: 16k\n", []string{"bad.yaml:9", "max_header_bytes", "16k"}},
+		"bad percent":            {strings.Replace(base, "targets:", "outlier: { max_ejected: 150% }\n    targets:", 1), []string{"upstreams.rides.outlier.max_ejected", "percentage"}},
+		"wrong type":             {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: heavy }", 1), []string{"upstreams.rides.targets[0]", "weight", "heavy"}},
+		"missing upstream":       {strings.Replace(base, "upstream: rides", "upstream: ridez", 1), []string{"routes[0].upstream", `unknown upstream "ridez"`, "expected one of rides"}},
+		"duplicate target":       {strings.Replace(base, "      - { address: 127.0.0.1:9001 }", "      - { address: 127.0.0.1:9001 }\n      - { address: 127.0.0.1:9001 }", 1), []string{"targets[1].address", "duplicate target"}},
 		"duplicate upstream": {"listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\n  a: {targets: [{address: 'h:2'}]}\nroutes: [{upstream: a}]\n",
 			[]string{"upstreams.a", "duplicate"}},
 		"duplicate route":   {base + "  - { name: route0, upstream: rides }\n", []string{"routes[1].name", "duplicate route name"}},

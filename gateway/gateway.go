@@ -263,18 +263,30 @@ type server interface {
 func (g *Gateway) newServer(cfg *config.Config, ln net.Listener) (server, net.Listener, error) {
 	readHeader := cfg.Server.ReadHeaderTimeout.D(10 * time.Second)
 	idle := cfg.Server.IdleTimeout.D(120 * time.Second)
+	readBody := cfg.Server.ReadBodyTimeout.D(60 * time.Second)
+	write := cfg.Server.WriteTimeout.D(60 * time.Second)
+	maxHeader := cfg.Server.MaxHeaderBytes
+	if maxHeader == 0 {
+		maxHeader = config.DefaultHeaderBytes
+	}
 	if cfg.TLS == nil && !cfg.H2C && cfg.Server.HTTP1 != "net/http" {
 		return &httpserver.Server{
 			Handler:           g.handler,
 			ReadHeaderTimeout: readHeader,
 			IdleTimeout:       idle,
+			ReadBodyTimeout:   readBody,
+			WriteTimeout:      write,
+			MaxHeaderBytes:    maxHeader,
 			ErrorLog:          g.log.With("component", "server"),
 		}, ln, nil
 	}
 	srv := &http.Server{
-		Handler:           g.handler,
+		// net/http's WriteTimeout and ReadTimeout bound a whole exchange:
+		// the progress-based deadlines are set per write and per body read.
+		Handler:           progressDeadlines(g.handler, write, readBody),
 		ReadHeaderTimeout: readHeader,
 		IdleTimeout:       idle,
+		MaxHeaderBytes:    maxHeader,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		Protocols:         new(http.Protocols),
 	}

@@ -2,11 +2,11 @@ package httpserver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +27,11 @@ const (
 // client closed its connection.
 var errClientGone = errors.New("client closed the connection")
 
+// errWriteFailed is the cause of a request context cancelled because a
+// response write failed (the client is gone or stopped reading for
+// WriteTimeout).
+var errWriteFailed = errors.New("writing the response failed")
+
 // aLongTimeAgo is a deadline in the past: setting it aborts blocked I/O.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -45,6 +50,7 @@ type conn struct {
 	base   context.Context
 	cr     connReader
 	br     *bufio.Reader
+	dw     deadlineWriter
 	bw     *bufio.Writer
 	state  atomic.Int32
 
@@ -65,15 +71,15 @@ func newConn(s *Server, nc net.Conn, base context.Context) *conn {
 	}
 	c.cr.nc = nc
 	c.br = bufio.NewReaderSize(&c.cr, bufSize)
-	c.bw = bufio.NewWriterSize(nc, bufSize)
+	c.dw = deadlineWriter{nc: nc, timeout: s.writeTimeout()}
+	c.bw = bufio.NewWriterSize(&c.dw, bufSize)
 	return c
 }
 
-// connReader reads from the connection with an optional byte budget (the
-// header size limit) and hands out a byte the watcher read first.
+// connReader reads from the connection and hands out a byte the watcher
+// read first.
 type connReader struct {
 	nc         net.Conn
-	remain     int64
 	pending    byte
 	hasPending bool
 }
@@ -82,21 +88,45 @@ func (r *connReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if r.remain <= 0 {
-		return 0, io.EOF // the header limit: reported as 431 by the caller
-	}
-	if int64(len(p)) > r.remain {
-		p = p[:r.remain]
-	}
 	if r.hasPending {
 		p[0] = r.pending
 		r.hasPending = false
-		r.remain--
 		return 1, nil
 	}
-	n, err := r.nc.Read(p)
-	r.remain -= int64(n)
-	return n, err
+	return r.nc.Read(p)
+}
+
+// deadlineWriter writes to the connection with a write deadline renewed
+// while the client makes progress: a write fails only once the client
+// accepted no byte for a whole timeout (so a slow but steady reader is
+// served, one that stopped reading is dropped within one to two timeouts).
+// Large writes go in pieces, each with a fresh deadline.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration // 0: none (hijacked connections)
+}
+
+// writePiece is how much is written under one deadline.
+const writePiece = 64 << 10
+
+func (w *deadlineWriter) Write(p []byte) (n int, err error) {
+	if w.timeout <= 0 {
+		return w.nc.Write(p)
+	}
+	for len(p) > 0 {
+		piece := p[:min(len(p), writePiece)]
+		_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		m, err := w.nc.Write(piece)
+		n += m
+		p = p[m:]
+		if err != nil {
+			if m > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // the client read some: give it another timeout
+			}
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (c *conn) serve() {
@@ -114,14 +144,12 @@ func (c *conn) serve() {
 			_ = c.nc.Close()
 		}
 	}()
-	headerLimit := c.s.maxHeaderBytes() + bufSize // slop for what bufio reads ahead
 	afterPOST := false
 	for {
 		c.state.Store(stateIdle)
 		if c.s.inShutdown.Load() {
 			return
 		}
-		c.cr.remain = headerLimit
 		if c.br.Buffered() == 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.idleTimeout()))
 			if _, err := c.br.Peek(1); err != nil {
@@ -137,16 +165,28 @@ func (c *conn) serve() {
 			peek, _ := c.br.Peek(4) // ReadRequest reports the error
 			_, _ = c.br.Discard(leadingCRorLF(peek))
 		}
+		info, herr, err := c.readHead()
+		if err != nil {
+			return // the client left or was too slow: nobody to answer
+		}
+		if herr != nil {
+			c.writeError(herr.status, herr.msg)
+			return
+		}
 		req, err := http.ReadRequest(c.br)
 		if err != nil {
 			c.rejectRequest(err)
 			return
 		}
-		c.cr.remain = math.MaxInt64
 		_ = c.nc.SetReadDeadline(time.Time{})
 		if msg := checkRequest(req); msg != "" {
 			c.writeError(http.StatusBadRequest, msg)
 			return
+		}
+		if info.chunked {
+			// Our strict chunked reader replaces ReadRequest's lenient one
+			// (which takes bare LF and any chunk extension bytes).
+			req.Body = &chunkedBody{br: c.br, req: req, maxTrailer: int(c.s.maxHeaderBytes())}
 		}
 		afterPOST = req.Method == http.MethodPost
 		if !c.serveRequest(req) {
@@ -224,15 +264,45 @@ func validFieldValue(v string) bool {
 	return true
 }
 
-// rejectRequest answers a request that could not be read, when there is
-// anyone to answer.
+// readHead waits until the buffer holds a whole request head (at most
+// MaxHeaderBytes) and checks it (scanHead). It returns an I/O error when
+// the client left or was too slow, a headError for a request to refuse.
+func (c *conn) readHead() (headInfo, *headError, error) {
+	limit := int(c.s.maxHeaderBytes())
+	scanned := 0
+	for {
+		b, _ := c.br.Peek(c.br.Buffered())
+		end, next, herr := headEnd(b[:min(len(b), limit)], scanned)
+		if herr != nil {
+			return headInfo{}, herr, nil
+		}
+		if end > 0 {
+			info, herr := scanHead(b[:end])
+			return info, herr, nil
+		}
+		scanned = next
+		if len(b) >= limit {
+			if bytes.IndexByte(b[:limit], '\n') < 0 {
+				return headInfo{}, &headError{http.StatusRequestURITooLong, "request line too long"}, nil
+			}
+			return headInfo{}, &headError{http.StatusRequestHeaderFieldsTooLarge, "request header too large"}, nil
+		}
+		if c.br.Buffered() == c.br.Size() {
+			// A head larger than the usual buffer: move to one that holds
+			// the largest head allowed, for this connection only.
+			rest := bytes.Clone(b)
+			c.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), &c.cr), limit)
+		}
+		if _, err := c.br.Peek(c.br.Buffered() + 1); err != nil {
+			return headInfo{}, nil, err
+		}
+	}
+}
+
+// rejectRequest answers a request whose head passed scanHead but that
+// ReadRequest could not parse.
 func (c *conn) rejectRequest(err error) {
-	var ne net.Error
 	switch {
-	case c.cr.remain <= 0:
-		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne):
-		// The client left or was too slow: nobody to answer.
 	case isUnsupportedTE(err):
 		c.writeError(http.StatusNotImplemented, "unsupported transfer encoding")
 	default:
@@ -254,6 +324,7 @@ func isUnsupportedTE(err error) bool {
 // writeError answers a request the server rejects before any handler saw
 // it; the connection closes afterwards.
 func (c *conn) writeError(status int, msg string) {
+	c.dw.timeout = min(c.dw.timeout, time.Second)
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%d %s: %s",
 		status, http.StatusText(status), len(http.StatusText(status))+6+len(msg), status, http.StatusText(status), msg)
@@ -333,11 +404,29 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		} else if keep && !w.committed {
 			// Small leftovers are read and dropped to keep the
 			// connection; more than maxDiscard, or a failure, closes it.
+			if t := c.s.readBodyTimeout(); t > 0 {
+				_ = c.nc.SetReadDeadline(time.Now().Add(t))
+			}
 			n, err := io.CopyN(io.Discard, w.body.rc, maxDiscard+1)
 			if n > maxDiscard || (err != nil && err != io.EOF) {
 				keep = false
 			}
+			if err != nil && err != io.EOF {
+				w.body.mu.Lock()
+				w.body.noteFailure(err)
+				w.body.mu.Unlock()
+			}
 		} else {
+			keep = false
+		}
+		if status, msg := w.body.failure(); status != 0 {
+			// The request was not what it claimed to be, or never
+			// arrived whole: the handler's answer (if not yet sent) is
+			// replaced, and nothing after it is read.
+			if !w.committed {
+				c.writeError(status, msg)
+				return false
+			}
 			keep = false
 		}
 	}
@@ -494,10 +583,12 @@ type requestBody struct {
 	c  *conn
 	w  *response // set when the client expects 100 Continue
 
-	mu     sync.Mutex
-	eof    bool
-	closed bool
-	done   bool // the handler returned
+	mu         sync.Mutex
+	eof        bool
+	closed     bool
+	done       bool // the handler returned
+	failStatus int  // the answer a failed read calls for (400, 408), or 0
+	failMsg    string
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
@@ -515,16 +606,48 @@ func (b *requestBody) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if t := b.c.s.readBodyTimeout(); t > 0 {
+		_ = b.c.nc.SetReadDeadline(time.Now().Add(t))
+	}
 	n, err := b.rc.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.mu.Lock()
 		b.eof = true
 		if !b.done {
+			// The watcher reads without a deadline.
+			_ = b.c.nc.SetReadDeadline(time.Time{})
 			b.c.arm()
 		}
 		b.mu.Unlock()
+	case err != nil:
+		b.mu.Lock()
+		b.noteFailure(err)
+		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// noteFailure records why reading the body failed, when the client is to
+// be told: a body that breaks the framing rules (400) or a client that
+// sent nothing for ReadBodyTimeout (408). Called with mu held.
+func (b *requestBody) noteFailure(err error) {
+	if b.failStatus != 0 {
+		return
+	}
+	switch {
+	case isBadBody(err):
+		b.failStatus, b.failMsg = http.StatusBadRequest, "malformed request body"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.failStatus, b.failMsg = http.StatusRequestTimeout, "request body not received in time"
+	}
+}
+
+// failure returns the answer noteFailure chose, or 0.
+func (b *requestBody) failure() (int, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failStatus, b.failMsg
 }
 
 // Close marks the body closed; the unread rest is dealt with after the

@@ -123,6 +123,8 @@ func FuzzServer(f *testing.F) {
 // applies to req (as ReadRequest parsed it), or returns "".
 func fuzzKnownDifference(req parsedRequest) string {
 	switch {
+	case req.refused != "":
+		return "the framing rules refuse it: " + req.refused
 	case req.protoMajor != 1:
 		return "HTTP/2 is not served (net/http passes a PRI * HTTP/2.0 preface to the handler)"
 	case req.host == "" && req.http11 && req.method != http.MethodConnect:
@@ -136,12 +138,13 @@ type parsedRequest struct {
 	host       string
 	protoMajor int
 	http11     bool
+	refused    string // why framing.go refuses the request (or its body)
 }
 
 // parseRequests parses raw as the servers do, as far as it can, for what
 // reading their answers needs (HEAD has no body) and fuzzKnownDifference.
 func parseRequests(raw []byte) []parsedRequest {
-	br := bufio.NewReader(bytes.NewReader(raw))
+	br := bufio.NewReaderSize(bytes.NewReader(raw), len(raw)+16) // holds all of raw
 	var out []parsedRequest
 	afterPOST := false
 	for {
@@ -149,12 +152,34 @@ func parseRequests(raw []byte) []parsedRequest {
 			peek, _ := br.Peek(4)
 			_, _ = br.Discard(leadingCRorLF(peek))
 		}
+		// What this server's framing rules say of the head.
+		_, _ = br.Peek(1) // fills the buffer with the rest of raw
+		b, _ := br.Peek(br.Buffered())
+		var refused string
+		var info headInfo
+		end, _, herr := headEnd(b[:min(len(b), defaultMaxHeaderBytes)], 0)
+		if herr == nil && end > 0 {
+			info, herr = scanHead(b[:end])
+		}
+		if herr != nil {
+			refused = herr.msg
+		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return out
 		}
-		out = append(out, parsedRequest{req.Method, req.Host, req.ProtoMajor, req.ProtoAtLeast(1, 1)})
-		if _, err := io.Copy(io.Discard, req.Body); err != nil {
+		out = append(out, parsedRequest{req.Method, req.Host, req.ProtoMajor, req.ProtoAtLeast(1, 1), refused})
+		if refused != "" {
+			return out
+		}
+		body := req.Body
+		if info.chunked {
+			body = &chunkedBody{br: br, req: req, maxTrailer: defaultMaxHeaderBytes}
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			if isBadBody(err) {
+				out[len(out)-1].refused = err.Error()
+			}
 			return out
 		}
 		afterPOST = req.Method == http.MethodPost

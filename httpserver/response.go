@@ -2,6 +2,7 @@ package httpserver
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -185,9 +186,17 @@ func (w *response) writeBody(p []byte) error {
 	return w.err
 }
 
+// fail records the first write error. The client cannot be reached any
+// more: the request's context is cancelled (as net/http does), so work
+// for it stops, such as an upstream response being read to its end.
 func (w *response) fail(err error) {
 	if err != nil && w.err == nil {
 		w.err = err
+		w.c.mu.Lock()
+		if w.c.cancel != nil {
+			w.c.cancel(fmt.Errorf("%w: %w", errWriteFailed, err))
+		}
+		w.c.mu.Unlock()
 	}
 }
 
@@ -429,6 +438,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c.hijacked = true
 	c.mu.Unlock()
 	w.hijacked = true
+	c.dw.timeout = 0 // the handler owns the connection's deadlines now
 	_ = c.nc.SetDeadline(time.Time{})
 	return c.nc, bufio.NewReadWriter(c.br, c.bw), nil
 }

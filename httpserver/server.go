@@ -7,9 +7,12 @@
 // started for every request to watch the connection for a client that
 // leaves (one more read syscall that fails with EAGAIN, one more goroutine
 // wake-up, a condition variable to stop it), two cancellable contexts, and
-// the response writer's buffering layers. This server parses requests with
-// the standard library (http.ReadRequest: the same validation and
-// request-smuggling defences) and writes responses itself:
+// the response writer's buffering layers. This server checks each request
+// head and body framing against strict rules of its own (framing.go:
+// anything with more than one reading, such as Transfer-Encoding with
+// Content-Length, obs-fold or bare LF, is refused and the connection
+// closed), parses requests with the standard library (http.ReadRequest)
+// and writes responses itself:
 //
 //   - The client connection is watched for a disconnect only once a request
 //     has been in the handler for one to two WatchAfter (default 2ms) — long
@@ -31,13 +34,26 @@
 // compare the two):
 //
 //   - No Content-Type sniffing: a response the handler gives none has none.
-//   - ReadRequest drops the Host field, so the Host checks see req.Host: an
-//     HTTP/1.1 request with an empty Host field gets 400, and one with an
-//     absolute target (or CONNECT) is served without a Host field or with a
-//     malformed one.
+//   - Stricter framing (framing.go): requests net/http serves but that a
+//     proxy in front could frame differently get 400 and a close:
+//     Transfer-Encoding with Content-Length or on HTTP/1.0, two
+//     Content-Length fields even when equal, obs-fold, bare LF, an
+//     HTTP/1.1 request without exactly one non-empty Host field (CONNECT
+//     and absolute targets too), an absolute target whose authority
+//     differs from Host, a chunk line with bare LF or bad extension bytes.
+//     A Transfer-Encoding that does not end in chunked gets 400 (RFC 9112
+//     6.3) where net/http answers 501.
 //   - "OPTIONS *" goes to the handler, as with net/http's
-//     DisableGeneralOptionsHandler; an HTTP/2 preface ("PRI * HTTP/2.0")
-//     gets 400.
+//     DisableGeneralOptionsHandler; an HTTP version other than 1.x (an
+//     HTTP/2 preface "PRI * HTTP/2.0" too) gets 505.
+//   - A request head that does not arrive whole within ReadHeaderTimeout
+//     is closed without an answer; a request line longer than
+//     MaxHeaderBytes gets 414, a longer head 431 (net/http: 431 only).
+//   - A request body whose chunked framing is broken, or of which nothing
+//     arrives for ReadBodyTimeout, is answered 400 or 408 in place of the
+//     handler's answer when that was not sent yet; the connection closes.
+//   - A client that accepts no response bytes for WriteTimeout is dropped
+//     (net/http's WriteTimeout bounds the whole response instead).
 //   - Header fields the handler changes after WriteHeader are still sent
 //     while the header is held back (a body under 2 KiB, not flushed);
 //     net/http sends the header as it was at WriteHeader.
@@ -77,8 +93,20 @@ type Server struct {
 	// IdleTimeout closes a keep-alive connection that waits this long for
 	// its next request. Default 120s.
 	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds the request line plus headers; larger requests
-	// get 431. Default 1 MiB (as net/http).
+	// ReadBodyTimeout bounds the wait for each read of a request body: a
+	// client that sends nothing of its body for this long is answered 408
+	// (if the response has not begun) and its connection closed; a slow
+	// but steady sender is fine. Default 60s; negative means none.
+	ReadBodyTimeout time.Duration
+	// WriteTimeout closes a connection whose client accepts no bytes of a
+	// response for this long (the deadline is renewed whenever a write makes
+	// progress, as nginx's send_timeout): the handler's Write returns an
+	// error. Default 60s; negative means none. Hijacked connections are the
+	// handler's to time out.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus header fields (and, on
+	// its own, a chunked body's trailer). A request line that does not end
+	// within it gets 414, a header that does not, 431. Default 16 KiB.
 	MaxHeaderBytes int
 	// WatchAfter is how long a request may run before its connection is
 	// watched for a client disconnect: the watch starts between one and two
@@ -103,7 +131,9 @@ type Server struct {
 const (
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultIdleTimeout       = 120 * time.Second
-	defaultMaxHeaderBytes    = 1 << 20
+	defaultMaxHeaderBytes    = 16 << 10
+	defaultReadBodyTimeout   = 60 * time.Second
+	defaultWriteTimeout      = 60 * time.Second
 	defaultWatchAfter        = 2 * time.Millisecond
 	bufSize                  = 4 << 10
 )
@@ -120,6 +150,26 @@ func (s *Server) idleTimeout() time.Duration {
 		return s.IdleTimeout
 	}
 	return defaultIdleTimeout
+}
+
+func (s *Server) readBodyTimeout() time.Duration {
+	switch {
+	case s.ReadBodyTimeout < 0:
+		return 0
+	case s.ReadBodyTimeout == 0:
+		return defaultReadBodyTimeout
+	}
+	return s.ReadBodyTimeout
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	switch {
+	case s.WriteTimeout < 0:
+		return 0
+	case s.WriteTimeout == 0:
+		return defaultWriteTimeout
+	}
+	return s.WriteTimeout
 }
 
 func (s *Server) maxHeaderBytes() int64 {

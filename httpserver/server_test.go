@@ -225,14 +225,10 @@ func TestTimeouts(t *testing.T) {
 	})
 	t.Run("read header", func(t *testing.T) {
 		ts := startServer(t, echoPath, func(s *Server) { s.ReadHeaderTimeout = 20 * time.Millisecond })
-		// Half a request line: ReadRequest sees the partial line as the
-		// whole line (bufio.Reader.ReadLine drops the timeout error), so
-		// the server answers 400 before closing, as net/http does.
+		// Half a request line: closed without an answer (net/http parses
+		// the partial line as a whole one and answers 400).
 		c := dial(t, ts.addr)
 		c.send("GET /half-a-req")
-		if resp, _ := c.response("GET"); resp.StatusCode != http.StatusBadRequest || !resp.Close {
-			t.Fatalf("status %d, close %v", resp.StatusCode, resp.Close)
-		}
 		c.expectClosed()
 		// Half a header: closed without an answer.
 		c = dial(t, ts.addr)

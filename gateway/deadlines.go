@@ -1,0 +1,142 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// progressDeadlines gives listeners served by net/http's server (TLS, h2c,
+// server.http1: net/http) the same server.write_timeout and
+// server.read_body_timeout as switchyard's own HTTP/1.x server: deadlines
+// renewed on progress rather than net/http's WriteTimeout and ReadTimeout,
+// which bound the whole exchange (and would cut long downloads and SSE).
+// Before each write (or flush) of the response the write deadline is set
+// to now + write, before each read of the body the read deadline to now +
+// readBody, through http.ResponseController (per stream on HTTP/2). A
+// handler write blocked longer than write fails, and net/http closes the
+// connection (HTTP/1) or resets the stream (HTTP/2). A body that stalls
+// longer than readBody fails its read; the answer is then 408 if the
+// handler had not begun its own.
+//
+// Unlike switchyard's server, progress is counted per Write call, not per
+// byte: a single Write of more than the client reads in write fails. The
+// proxy copies in pieces of 32 KiB, so this matters only for clients
+// slower than 32 KiB per write timeout.
+func progressDeadlines(next http.Handler, write, readBody time.Duration) http.Handler {
+	if write <= 0 && readBody <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		pw := &progressWriter{ResponseWriter: w, rc: rc, timeout: write}
+		if readBody > 0 && r.Body != nil && r.Body != http.NoBody {
+			pw.body = &progressBody{ReadCloser: r.Body, rc: rc, timeout: readBody}
+			r.Body = pw.body
+		}
+		next.ServeHTTP(pw, r)
+		if !pw.wroteHeader && !pw.hijacked && pw.body != nil && pw.body.timedOut() {
+			// net/http cancelled the request when the read failed, so
+			// the handler took the client for gone and answered nothing.
+			pw.WriteHeader(http.StatusRequestTimeout)
+		}
+	})
+}
+
+// progressWriter renews the write deadline before each write.
+type progressWriter struct {
+	http.ResponseWriter
+	rc          *http.ResponseController
+	timeout     time.Duration
+	body        *progressBody
+	wroteHeader bool
+	hijacked    bool
+}
+
+func (w *progressWriter) renew() {
+	if w.timeout > 0 && !w.hijacked {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+}
+
+func (w *progressWriter) WriteHeader(code int) {
+	if !w.wroteHeader && code >= 200 {
+		w.wroteHeader = true
+		if w.body != nil && w.body.timedOut() {
+			// The handler answers a body that never arrived whole: the
+			// client is told why, and the connection closes.
+			code = http.StatusRequestTimeout
+			w.Header().Set("Connection", "close")
+		}
+	}
+	w.renew()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.renew()
+	return w.ResponseWriter.Write(p)
+}
+
+// FlushError is Flush for http.ResponseController.
+func (w *progressWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.renew()
+	return w.rc.Flush()
+}
+
+func (w *progressWriter) Flush() { _ = w.FlushError() }
+
+// Hijack hands over the connection without the deadlines set so far.
+func (w *progressWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := w.rc.Hijack()
+	if err == nil {
+		w.hijacked = true
+		_ = c.SetDeadline(time.Time{})
+	}
+	return c, brw, err
+}
+
+// Unwrap lets http.ResponseController reach the rest (deadlines, full
+// duplex).
+func (w *progressWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// progressBody renews the read deadline before each read of the body.
+type progressBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+
+	mu      sync.Mutex
+	expired bool
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		b.mu.Lock()
+		b.expired = true
+		b.mu.Unlock()
+	}
+	if err == io.EOF {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+func (b *progressBody) timedOut() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.expired
+}
