@@ -20,7 +20,7 @@ type Error struct {
 	Status int
 	// Code is a stable machine-readable reason (no_route, no_target,
 	// circuit_open, upstream_timeout, upstream_unreachable, upstream_error,
-	// client_closed).
+	// client_closed, bad_request_body, request_body_timeout).
 	Code string
 	// Msg is a human-readable message.
 	Msg string
@@ -89,10 +89,19 @@ func isTimeout(err error) bool {
 func toError(err error, clientGone bool) *Error {
 	var pe *Error
 	if errors.As(err, &pe) {
-		return pe
+		return pe // e.g. a body-size middleware's 413
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+			Msg: "request body larger than " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes", Err: err}
 	}
 	if clientGone {
 		return &Error{Status: 499, Code: "client_closed", Msg: "client closed the request", Err: err}
+	}
+	var ce *ClientBodyError
+	if errors.As(err, &ce) {
+		return ce.toError()
 	}
 	switch classify(err) {
 	case retry.ConnectFailure:
