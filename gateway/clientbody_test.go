@@ -168,7 +168,7 @@ func grepLines(text, sub string) string {
 // upstream's breaker is untouched.
 func TestClientBodyTooSlowIs408AndOpensNoUpstreamConnection(t *testing.T) {
 	b := newAcceptBackend(t)
-	r := startGateway(t, e2eConfig{addrs: []string{b.addr()}, top: []string{"access_log: off"},
+	r := startGateway(t, e2eConfig{addrs: []string{b.addr()}, top: []string{"access_log: off", bodyLimitsConfig},
 		upstream: []string{
 			"circuit_breaker: {failure_ratio: 0.5, min_requests: 2, window: 10s, open_for: 10s, half_open_probes: 1}",
 			"outlier: {consecutive_failures: 2, ejection: 10s, max_ejected: 100%}",
@@ -190,6 +190,19 @@ func TestClientBodyTooSlowIs408AndOpensNoUpstreamConnection(t *testing.T) {
 	if n := b.accepts.Load(); n != 0 {
 		t.Fatalf("backend accepted %d connections for requests whose body never arrived", n)
 	}
+	// A body over max_body_buffer is streamed: the target is contacted,
+	// but the client's stall is still the client's fault.
+	for i := range 3 {
+		c, br := rawConn(t, r.url)
+		if _, err := io.WriteString(c, "POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\n"+strings.Repeat("x", 100)); err != nil {
+			t.Fatal(err)
+		}
+		code, body, _ := readResponse(t, br)
+		if code != http.StatusRequestTimeout || e2eErrorCode(t, body) != "request_body_timeout" {
+			t.Fatalf("slow streamed body %d: got %d %s, want 408 request_body_timeout", i, code, body)
+		}
+	}
+	eventually(t, 2*time.Second, "the slow requests to finish", func() bool { return r.g.handler.InFlight() == 0 })
 	if code, body, _ := do(t, http.MethodPost, r.url+"/x", strings.NewReader("good")); code != http.StatusOK {
 		t.Fatalf("good request after slow bodies: got %d %s", code, body)
 	}

@@ -3,10 +3,13 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/ratelimit"
@@ -61,13 +64,16 @@ const (
 // read blocked on the client when the request ends (response timeout,
 // client gone), so a slow body never outlives its request.
 type clientBody struct {
-	rc     io.ReadCloser
-	st     *reqState
-	disarm func() bool // stops the abort; safe to call more than once
+	rc      io.ReadCloser
+	st      *reqState
+	disarm  func() bool // stops the abort; safe to call more than once
+	reading atomic.Bool // a Read waits on the client
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	b.reading.Store(true)
 	n, err := b.rc.Read(p)
+	b.reading.Store(false)
 	if err == nil {
 		return n, nil
 	}
@@ -90,9 +96,32 @@ func (b *clientBody) Close() error { return b.rc.Close() }
 func wrapBody(w http.ResponseWriter, r *http.Request, st *reqState) *clientBody {
 	cb := &clientBody{rc: r.Body, st: st}
 	rc := http.NewResponseController(w)
-	cb.disarm = context.AfterFunc(st, func() { _ = rc.SetReadDeadline(aLongTimeAgo) })
+	cb.disarm = context.AfterFunc(st, func() { _ = rc.SetReadDeadline(pastDeadline) })
 	r.Body = cb
+	st.cbody = cb
 	return cb
+}
+
+// pastDeadline is a deadline in the past: setting it aborts blocked I/O.
+var pastDeadline = time.Unix(1, 0)
+
+var errBodyTimeout = errors.New("timed out waiting for the client to send the request body")
+
+// clientBodyFailed returns the client's body error of a request whose
+// attempt failed with err, or nil when the failure is not the client's.
+// When the response timeout cut an attempt while the body was still
+// waited for from the client, the client was too slow (not the target):
+// that is decided here rather than by the aborted read, which the
+// transport may not wait for.
+func (st *reqState) clientBodyFailed(err error) *ClientBodyError {
+	if ce := st.bodyErr.Load(); ce != nil {
+		return ce
+	}
+	if err != nil && st.timedOut.Load() && st.cbody != nil && st.cbody.reading.Load() {
+		st.bodyErr.CompareAndSwap(nil, &ClientBodyError{Err: errBodyTimeout, TimedOut: true})
+		return st.bodyErr.Load()
+	}
+	return nil
 }
 
 // readAhead reads the body of r (wrapped in cb) before an upstream is

@@ -267,6 +267,7 @@ type reqState struct {
 	body     []byte
 	reserved int64 // bytes of the read-ahead budget held
 	bodyErr  atomic.Pointer[ClientBodyError]
+	cbody    *clientBody // the client's body, wrapped (nil without one)
 }
 
 // Value returns the state itself for stateKey and defers to the parent

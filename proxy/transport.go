@@ -137,7 +137,7 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		t.Begin()
 		resp, err := pool.transport.RoundTrip(req)
 		now := time.Now()
-		if ce := st.bodyErr.Load(); ce != nil {
+		if ce := st.clientBodyFailed(err); ce != nil {
 			// Reading the client's body failed while it was sent: the
 			// client's fault, whatever the transport or the target made of
 			// the cut request. Nothing is learnt about the target and the
