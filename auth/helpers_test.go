@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/switchyard/switchyard/internal/testclock"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -132,25 +133,7 @@ func jwkOf(kid string, priv any) map[string]any {
 	panic("unsupported key")
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testclock.Clock { return testclock.At(t0) }
 
 // baseConfig registers alice (premium, API key + Basic) and bob (free,
 // hashed API key) and accepts HS256, RS256 and ES256 with static keys.
@@ -172,7 +155,7 @@ func baseConfig(t testing.TB) Config {
 	}
 }
 
-func newAuth(t testing.TB, cfg Config, clk *clock) *Authenticator {
+func newAuth(t testing.TB, cfg Config, clk *testclock.Clock) *Authenticator {
 	t.Helper()
 	if clk == nil {
 		clk = newClock()

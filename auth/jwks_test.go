@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/switchyard/switchyard/internal/testclock"
 )
 
 // jwksServer serves a mutable JWK set and counts fetches; down makes it
@@ -50,7 +51,7 @@ func (s *jwksServer) set(keys ...map[string]any) {
 	s.mu.Unlock()
 }
 
-func jwksAuth(t *testing.T, url string, clk *clock, log *slog.Logger) *Authenticator {
+func jwksAuth(t *testing.T, url string, clk *testclock.Clock, log *slog.Logger) *Authenticator {
 	t.Helper()
 	cfg := Config{JWT: &JWTConfig{Issuer: testIssuer, Audience: []string{testAudience}, JWKSURL: url}}
 	a, err := New(cfg, Options{Now: clk.Now, Logger: log})

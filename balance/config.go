@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/upstream"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Policy names accepted in Config.Policy.
@@ -107,7 +108,7 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.Cookie != "" && !isToken(c.Cookie) {
+	if c.Cookie != "" && !httpguts.ValidHeaderFieldName(c.Cookie) {
 		errs = append(errs, fmt.Errorf("invalid cookie name %q: expected a token (letters, digits and !#$%%&'*+-.^_`|~)", c.Cookie))
 	}
 	if c.CookieTTL < 0 {
@@ -204,22 +205,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// isToken reports whether s is a non-empty RFC 7230 token, the syntax of
-// header and cookie names.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // keyKind says where a hash key comes from.
@@ -42,12 +44,12 @@ func parseHashOn(s string) (keySource, error) {
 	var k keySource
 	switch kind {
 	case "header":
-		if !isToken(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			return keySource{}, fmt.Errorf("invalid hash_on %q: expected a header name (a token) after \"header:\"", s)
 		}
 		k = keySource{kind: keyHeader, name: textproto.CanonicalMIMEHeaderKey(name)}
 	case "cookie":
-		if !isToken(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			return keySource{}, fmt.Errorf("invalid hash_on %q: expected a cookie name (a token) after \"cookie:\"", s)
 		}
 		k = keySource{kind: keyCookie, name: name}

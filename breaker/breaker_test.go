@@ -7,34 +7,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/testclock"
 )
-
-// clock is a manual clock for tests. Safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type transition struct{ from, to State }
 
 // newTest returns a breaker on a manual clock that records its transitions.
-func newTest(t *testing.T, cfg Config) (*Breaker, *clock, *[]transition) {
+func newTest(t *testing.T, cfg Config) (*Breaker, *testclock.Clock, *[]transition) {
 	t.Helper()
-	clk := newClock()
+	clk := testclock.New()
 	var trans []transition
 	b, err := New(cfg, Options{
 		Now:           clk.Now,

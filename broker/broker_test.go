@@ -11,31 +11,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/testclock"
 	"github.com/switchyard/switchyard/wal"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type env struct {
 	t   *testing.T
 	dir string
-	clk *clock
+	clk *testclock.Clock
 	b   *Broker
 	cfg Config
 }
 
 func newEnv(t *testing.T) *env {
-	e := &env{t: t, dir: t.TempDir(), clk: &clock{t: time.Unix(1_700_000_000, 0)}}
+	e := &env{t: t, dir: t.TempDir(), clk: testclock.New()}
 	e.cfg = Config{Dir: e.dir, TickInterval: Duration(2 * time.Millisecond), CompactInterval: Duration(time.Hour), Now: e.clk.Now}
 	e.open()
 	t.Cleanup(func() {
@@ -170,7 +159,7 @@ func TestVisibilityMaxDeliveriesDLQAndRedrive(t *testing.T) {
 		if again := e.recv("q", 1); len(again) != 0 {
 			t.Fatal("in-flight message delivered twice")
 		}
-		e.clk.Add(1100 * time.Millisecond)
+		e.clk.Advance(1100 * time.Millisecond)
 		if n == 1 {
 			e.waitFor("redelivery", func() bool { i, _ := e.b.Queue("q"); return i.Depth == 1 })
 		}
@@ -224,12 +213,12 @@ func TestNackDelayAndDelayedPublish(t *testing.T) {
 		t.Fatalf("got %v before delays", bodies(got))
 	}
 	e.restart() // delays survive restart
-	e.clk.Add(6 * time.Second)
+	e.clk.Advance(6 * time.Second)
 	e.waitFor("nacked message", func() bool { i, _ := e.b.Queue("q"); return i.Depth == 1 })
 	if got := e.recv("q", 10); fmt.Sprint(bodies(got)) != "[now]" || got[0].Deliveries != 2 {
 		t.Fatalf("got %v", got)
 	}
-	e.clk.Add(5 * time.Second)
+	e.clk.Advance(5 * time.Second)
 	e.waitFor("delayed message", func() bool { i, _ := e.b.Queue("q"); return i.Depth == 1 })
 	if got := e.recv("q", 10); fmt.Sprint(bodies(got)) != "[later]" {
 		t.Fatalf("got %v", bodies(got))
@@ -319,7 +308,7 @@ func TestDedup(t *testing.T) {
 	if r := e.pub("q", Message{ID: "m-1", Body: []byte("x")}); !r.Duplicate || r.Seq != r1.Seq {
 		t.Fatalf("after restart %+v", r)
 	}
-	e.clk.Add(2 * time.Minute)
+	e.clk.Advance(2 * time.Minute)
 	if r := e.pub("q", Message{ID: "m-1", Body: []byte("x")}); r.Duplicate {
 		t.Fatalf("after window %+v", r)
 	}
@@ -335,7 +324,7 @@ func TestTTLAndRetention(t *testing.T) {
 	e.pub("ttl", Message{Body: []byte("x")})
 	e.pub("ttl", Message{Body: []byte("long"), TTL: time.Hour})
 	e.pub("ret", Message{Body: []byte("y")})
-	e.clk.Add(2 * time.Minute)
+	e.clk.Advance(2 * time.Minute)
 	ds := e.recv("ttl", 10)
 	if fmt.Sprint(bodies(ds)) != "[long]" {
 		t.Fatalf("got %v", bodies(ds))
@@ -445,7 +434,7 @@ func TestCompaction(t *testing.T) {
 	if r := e.pub("q", Message{ID: "7", Body: []byte("again")}); !r.Duplicate {
 		t.Fatal("producer id forgotten after restart")
 	}
-	e.clk.Add(3 * time.Minute) // past every queue's window (q.dlq's default is 2m)
+	e.clk.Advance(3 * time.Minute) // past every queue's window (q.dlq's default is 2m)
 	e.b.compact()
 	if after := segs(); after >= before || after > 2 {
 		t.Fatalf("segments %d -> %d after everything was acked and the window passed", before, after)

@@ -71,7 +71,7 @@ func TestStreamReplayGroupsRetention(t *testing.T) {
 		if err != nil || off != uint64(i) {
 			t.Fatalf("append %d: %d %v", i, off, err)
 		}
-		e.clk.Add(time.Second)
+		e.clk.Advance(time.Second)
 	}
 	ms, err := e.b.Read(ctx, "loc", 4, ReadOptions{Max: 3})
 	if err != nil || len(ms) != 3 || string(ms[0].Body) != "4" || ms[2].Offset != 6 || ms[0].Headers["n"] != "4" {

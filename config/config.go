@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/compose"
@@ -504,19 +505,6 @@ func validBrokerURL(s string) error {
 	return nil
 }
 
-// validToken reports whether s is an HTTP header name (RFC 9110 token).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // validate checks the structure and cross references; it runs after decoding.
 func (c *Config) validate(file string, lines map[string]int) error {
 	c.file = file
@@ -613,7 +601,7 @@ func (c *Config) validate(file string, lines map[string]int) error {
 				add(p+".publish", "route publishes to queue %q but the config has no top-level broker section (broker: { url: http://127.0.0.1:7401 })", pub.Queue)
 			}
 			for j, h := range pub.Headers {
-				if !validToken(h) {
+				if !httpguts.ValidHeaderFieldName(h) {
 					add(fmt.Sprintf("%s.publish.headers[%d]", p, j), "invalid header name %q", h)
 				}
 			}

@@ -26,7 +26,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/httpx"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults applied to zero fields of Config.
@@ -98,7 +99,7 @@ func (c Config) Validate() error {
 	for _, h := range c.ExposeHeaders {
 		if h == "*" {
 			errs = append(errs, errors.New("expose_headers: \"*\"; expected header names (a wildcard is ignored by browsers for credentialed requests)"))
-		} else if !isToken(h) {
+		} else if !httpguts.ValidHeaderFieldName(h) {
 			errs = append(errs, fmt.Errorf("expose_headers: %q: expected a header name", h))
 		}
 	}
@@ -122,7 +123,7 @@ func checkTokens(key string, vs []string, what string) []error {
 			}
 			continue
 		}
-		if !isToken(v) {
+		if !httpguts.ValidHeaderFieldName(v) {
 			errs = append(errs, fmt.Errorf("%s: %q: expected a %s", key, v, what))
 		}
 	}
@@ -378,7 +379,7 @@ func isPreflight(r *http.Request) bool {
 //     header (the browser then withholds the response from the script).
 //   - Upstream Access-Control-* response headers are dropped; responses
 //     that depend on Origin carry Vary: Origin.
-func (c *CORS) Middleware() proxy.Middleware {
+func (c *CORS) Middleware() httpx.Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			origin := r.Header.Get("Origin")
@@ -431,12 +432,12 @@ func (c *CORS) preflight(w http.ResponseWriter, r *http.Request, origin string) 
 	if c.maxAge != nil {
 		h["Access-Control-Max-Age"] = c.maxAge
 	}
-	proxy.RecordStatus(r, http.StatusNoContent)
+	httpx.RecordStatus(r, http.StatusNoContent)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func forbid(w http.ResponseWriter, r *http.Request, msg string) {
-	proxy.WriteError(w, r, &proxy.Error{Status: http.StatusForbidden, Code: "cors_forbidden", Msg: msg})
+	httpx.WriteError(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "cors_forbidden", Msg: msg})
 }
 
 // addVary adds a shared Vary value, without allocating when h has none.
@@ -508,17 +509,3 @@ func (w *corsWriter) Write(p []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
 func (w *corsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}

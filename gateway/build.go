@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/health"
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/retry"
@@ -54,7 +55,7 @@ func (rt *runtime) call(h *proxy.Handler) compose.Doer {
 }
 
 func aggregateError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	proxy.WriteError(w, r, &proxy.Error{Status: status, Code: code, Msg: msg})
+	httpx.WriteError(w, r, &httpx.Error{Status: status, Code: code, Msg: msg})
 }
 
 // buildDeps are what building a runtime needs from the gateway.
@@ -196,6 +197,7 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 		Name: name, Targets: targets, Policy: policy,
 		ConnectTimeout: u.Timeout.Connect.D(0), HeaderTimeout: u.Timeout.Header.D(0),
 		ResponseTimeout: u.Timeout.Response.D(0), MaxIdleConns: u.MaxIdleConns, MaxInFlight: u.MaxInFlight,
+		Metrics: deps.metrics,
 	}
 	if u.MaxInFlight < 0 {
 		errs = append(errs, cfg.Errorf(path+".max_in_flight", "negative value %d", u.MaxInFlight))

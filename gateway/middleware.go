@@ -2,13 +2,12 @@ package gateway
 
 import (
 	"errors"
-	"net/http"
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ipfilter"
-	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/transform"
 )
 
@@ -17,7 +16,7 @@ import (
 // (strip client-supplied identity headers, authenticate, authorize,
 // forward the identity), rate limits (which may count by the identity),
 // request transformation.
-func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *auth.Authenticator, deps buildDeps) ([]proxy.Middleware, error) {
+func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *auth.Authenticator, deps buildDeps) ([]httpx.Middleware, error) {
 	var errs []error
 	if r.Auth != auth.None {
 		if authn == nil {
@@ -34,7 +33,7 @@ func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *aut
 			errs = append(errs, cfg.Wrap(path+".require", err))
 		}
 	}
-	var mws []proxy.Middleware
+	var mws []httpx.Middleware
 	if r.CORS != nil { // outermost: preflights carry no credentials
 		c, err := cors.New(*r.CORS)
 		if err != nil {
@@ -54,7 +53,7 @@ func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *aut
 	if r.MaxRequestBody > 0 {
 		mws = append(mws, transform.MaxBytes(r.MaxRequestBody))
 	}
-	mws = append(mws, identity(authn, r.Auth, r.Require))
+	mws = append(mws, auth.Middleware(authn, r.Auth, r.Require))
 	if r.RateLimit != nil {
 		mw, err := buildRateLimit(cfg, path+".rate_limit", r, deps.limits, deps.log)
 		if err != nil {
@@ -74,39 +73,4 @@ func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *aut
 		return nil, errors.Join(errs...)
 	}
 	return mws, nil
-}
-
-// identity strips identity headers a client sent, and on routes with
-// auth authenticates the request, checks the route's requirements and
-// forwards the identity upstream (X-Consumer, X-Consumer-Tier, X-Scopes).
-func identity(a *auth.Authenticator, methods auth.Methods, req *auth.Require) proxy.Middleware {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			auth.StripIdentityHeaders(r.Header)
-			if methods == auth.None {
-				next.ServeHTTP(w, r)
-				return
-			}
-			id, err := a.Authenticate(r, methods)
-			if err == nil && req != nil {
-				err = req.Check(id)
-			}
-			if err != nil {
-				writeAuthError(w, r, err)
-				return
-			}
-			auth.ForwardHeaders(r.Header, id)
-			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-func writeAuthError(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *auth.Error
-	if !errors.As(err, &ae) {
-		proxy.WriteError(w, r, &proxy.Error{Status: http.StatusInternalServerError, Code: "auth_error", Msg: "authentication failed", Err: err})
-		return
-	}
-	ae.SetHeaders(w.Header())
-	proxy.WriteError(w, r, &proxy.Error{Status: ae.Status, Code: ae.Code, Msg: ae.Message, Err: ae})
 }

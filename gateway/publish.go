@@ -15,7 +15,7 @@ import (
 	"github.com/switchyard/switchyard/broker"
 	brokerclient "github.com/switchyard/switchyard/broker/client"
 	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Defaults of publish routes.
@@ -131,25 +131,25 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 	default:
 		w.Header().Set("Allow", "POST, PUT, PATCH, DELETE")
-		proxy.WriteError(w, r, &proxy.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		httpx.WriteError(w, r, &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 			Msg: fmt.Sprintf("%s does not publish: use POST, PUT, PATCH or DELETE, or GET %s{id} for a status", r.Method, p.statusPrefix)})
 		return
 	}
 	msgID, perr := p.msgID(r)
 	if perr != nil {
-		proxy.WriteError(w, r, perr)
+		httpx.WriteError(w, r, perr)
 		return
 	}
 	body, perr := p.readBody(r)
 	if perr != nil {
-		proxy.WriteError(w, r, perr)
+		httpx.WriteError(w, r, perr)
 		return
 	}
 	msg := broker.Message{ID: msgID, Body: body, Headers: make(map[string]string, len(p.headers)+2)}
 	for _, h := range p.headers {
 		v := r.Header.Get(h)
 		if h == "X-Request-Id" {
-			v = proxy.RequestID(r) // the id the gateway uses, which may differ from the client's
+			v = httpx.RequestID(r) // the id the gateway uses, which may differ from the client's
 		}
 		if v != "" {
 			msg.Headers[strings.ToLower(h)] = v
@@ -165,7 +165,7 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("broker answered %d results for one message", len(res))
 	}
 	if err != nil {
-		proxy.WriteError(w, r, p.publishError(err))
+		httpx.WriteError(w, r, p.publishError(err))
 		return
 	}
 	id := strconv.FormatUint(res[0].Seq, 10)
@@ -179,7 +179,7 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // consumers' keys never collide. Without a key there is no producer id and
 // no deduplication: a client-chosen X-Request-Id is not trusted as one,
 // since reusing it would silently drop messages.
-func (p *publisher) msgID(r *http.Request) (string, *proxy.Error) {
+func (p *publisher) msgID(r *http.Request) (string, *httpx.Error) {
 	// The consumer name is escaped so it holds no "/": the split is unambiguous.
 	consumer := url.PathEscape(r.Header.Get("X-Consumer"))
 	key := r.Header.Get(HeaderIdempotencyKey)
@@ -187,16 +187,16 @@ func (p *publisher) msgID(r *http.Request) (string, *proxy.Error) {
 		return "", nil
 	}
 	if len(key) > maxIdempotencyKey || strings.IndexFunc(key, func(c rune) bool { return c < ' ' || c > '~' }) >= 0 {
-		return "", &proxy.Error{Status: http.StatusBadRequest, Code: "bad_idempotency_key",
+		return "", &httpx.Error{Status: http.StatusBadRequest, Code: "bad_idempotency_key",
 			Msg: fmt.Sprintf("header %s: expected 1 to %d printable ASCII characters", HeaderIdempotencyKey, maxIdempotencyKey)}
 	}
 	return "key:" + consumer + "/" + key, nil
 }
 
 // readBody reads the request body up to the route's cap.
-func (p *publisher) readBody(r *http.Request) ([]byte, *proxy.Error) {
-	tooLarge := func(n string) *proxy.Error {
-		return &proxy.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+func (p *publisher) readBody(r *http.Request) ([]byte, *httpx.Error) {
+	tooLarge := func(n string) *httpx.Error {
+		return &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 			Msg: fmt.Sprintf("request body of %s bytes exceeds the limit of %d bytes", n, p.maxBody)}
 	}
 	if r.ContentLength > p.maxBody {
@@ -207,11 +207,11 @@ func (p *publisher) readBody(r *http.Request) ([]byte, *proxy.Error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, p.maxBody+1))
 	if err != nil {
-		var pe *proxy.Error // the route's max_request_body middleware reports 413 so
+		var pe *httpx.Error // the route's max_request_body middleware reports 413 so
 		if errors.As(err, &pe) {
 			return nil, pe
 		}
-		return nil, &proxy.Error{Status: http.StatusBadRequest, Code: "bad_request", Msg: "reading request body", Err: err}
+		return nil, &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request", Msg: "reading request body", Err: err}
 	}
 	if int64(len(body)) > p.maxBody {
 		return nil, tooLarge("more than " + strconv.FormatInt(p.maxBody, 10))
@@ -223,28 +223,28 @@ func (p *publisher) readBody(r *http.Request) ([]byte, *proxy.Error) {
 // unreachable or timing out is 503 broker_unavailable, a full queue 503
 // queue_full, a body over the queue's max_message_size 413, anything else
 // (an unknown queue first of all) 502 publish_failed.
-func (p *publisher) publishError(err error) *proxy.Error {
+func (p *publisher) publishError(err error) *httpx.Error {
 	var full *broker.QueueFullError
 	switch {
 	case errors.As(err, &full):
-		return &proxy.Error{Status: http.StatusServiceUnavailable, Code: "queue_full", Msg: full.Error(), RetryAfter: time.Second, Err: err}
+		return &httpx.Error{Status: http.StatusServiceUnavailable, Code: "queue_full", Msg: full.Error(), RetryAfter: time.Second, Err: err}
 	case errors.Is(err, broker.ErrNotFound):
-		return &proxy.Error{Status: http.StatusBadGateway, Code: "publish_failed",
+		return &httpx.Error{Status: http.StatusBadGateway, Code: "publish_failed",
 			Msg: fmt.Sprintf("publishing to queue %q: the broker has no such queue", p.queue), Err: err}
 	case errors.Is(err, broker.ErrTooLarge):
-		return &proxy.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+		return &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 			Msg: fmt.Sprintf("queue %q refused the body as too large", p.queue), Err: err}
 	}
 	if e := unavailable(err, p.timeout); e != nil {
 		return e
 	}
-	return &proxy.Error{Status: http.StatusBadGateway, Code: "publish_failed",
+	return &httpx.Error{Status: http.StatusBadGateway, Code: "publish_failed",
 		Msg: fmt.Sprintf("publishing to queue %q failed", p.queue), Err: err}
 }
 
 // unavailable returns the 503 of a broker that cannot be reached, is
 // closing or does not answer within timeout; nil for other errors.
-func unavailable(err error, timeout time.Duration) *proxy.Error {
+func unavailable(err error, timeout time.Duration) *httpx.Error {
 	msg := ""
 	switch {
 	case errors.Is(err, brokerclient.ErrDisconnected), errors.Is(err, broker.ErrClosed):
@@ -254,7 +254,7 @@ func unavailable(err error, timeout time.Duration) *proxy.Error {
 	default:
 		return nil
 	}
-	return &proxy.Error{Status: http.StatusServiceUnavailable, Code: "broker_unavailable", Msg: msg, RetryAfter: time.Second, Err: err}
+	return &httpx.Error{Status: http.StatusServiceUnavailable, Code: "broker_unavailable", Msg: msg, RetryAfter: time.Second, Err: err}
 }
 
 // statusAnswer is a status lookup's answer: the broker's view without the
@@ -277,7 +277,7 @@ func (p *publisher) status(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, p.statusPrefix)
 	seq, err := strconv.ParseUint(id, 10, 64)
 	if !strings.HasPrefix(r.URL.Path, p.statusPrefix) || err != nil || seq == 0 {
-		proxy.WriteError(w, r, &proxy.Error{Status: http.StatusNotFound, Code: "not_found",
+		httpx.WriteError(w, r, &httpx.Error{Status: http.StatusNotFound, Code: "not_found",
 			Msg: fmt.Sprintf("no status at %q: expected %s{id} with the id a publish answered", r.URL.Path, p.statusPrefix)})
 		return
 	}
@@ -287,10 +287,10 @@ func (p *publisher) status(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		e := unavailable(err, p.timeout)
 		if e == nil {
-			e = &proxy.Error{Status: http.StatusBadGateway, Code: "status_failed",
+			e = &httpx.Error{Status: http.StatusBadGateway, Code: "status_failed",
 				Msg: fmt.Sprintf("looking up message %s of queue %q failed", id, p.queue), Err: err}
 		}
-		proxy.WriteError(w, r, e)
+		httpx.WriteError(w, r, e)
 		return
 	}
 	writeJSON(w, r, http.StatusOK, statusAnswer{ID: id, Queue: p.queue, State: string(st.State), Deliveries: st.Deliveries,
@@ -301,13 +301,13 @@ func (p *publisher) status(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		proxy.WriteError(w, r, &proxy.Error{Status: http.StatusInternalServerError, Code: "internal", Msg: "encoding the answer", Err: err})
+		httpx.WriteError(w, r, &httpx.Error{Status: http.StatusInternalServerError, Code: "internal", Msg: "encoding the answer", Err: err})
 		return
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	proxy.RecordStatus(r, status)
+	httpx.RecordStatus(r, status)
 	_, _ = w.Write(append(data, '\n'))
 }

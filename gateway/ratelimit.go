@@ -12,7 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ratelimit"
 )
 
@@ -44,7 +44,7 @@ type limitRule struct {
 }
 
 // buildRateLimit compiles a route's rate_limit section into middleware.
-func buildRateLimit(cfg *config.Config, path string, r config.Route, store ratelimit.Store, log *slog.Logger) (proxy.Middleware, error) {
+func buildRateLimit(cfg *config.Config, path string, r config.Route, store ratelimit.Store, log *slog.Logger) (httpx.Middleware, error) {
 	rl := r.RateLimit
 	var errs []error
 	strategy := ratelimit.StrategyDrop
@@ -212,20 +212,20 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		case errors.Is(err, ratelimit.ErrUnavailable):
 			l.log.Warn("rate limit store unavailable", "error", err.Error(), "fail_open", d.Allowed)
 			if !d.Allowed {
-				proxy.WriteError(w, r, &proxy.Error{Status: http.StatusServiceUnavailable, Code: "rate_limit_unavailable",
+				httpx.WriteError(w, r, &httpx.Error{Status: http.StatusServiceUnavailable, Code: "rate_limit_unavailable",
 					Msg: "rate limit store unavailable", RetryAfter: time.Second, Err: err})
 				return
 			}
 		case errors.Is(err, ratelimit.ErrQueueFull), errors.Is(err, ratelimit.ErrWaitTooLong):
 			d.SetHeaders(w.Header())
-			proxy.WriteError(w, r, &proxy.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+			httpx.WriteError(w, r, &httpx.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 				Msg: "rate limit exceeded: " + err.Error(), Err: err})
 			return
 		case err != nil && ctx.Err() != nil:
-			proxy.RecordStatus(r, 499) // the client gave up while queued
+			httpx.RecordStatus(r, 499) // the client gave up while queued
 			return
 		case err != nil:
-			proxy.WriteError(w, r, &proxy.Error{Status: http.StatusInternalServerError, Code: "rate_limit_error",
+			httpx.WriteError(w, r, &httpx.Error{Status: http.StatusInternalServerError, Code: "rate_limit_error",
 				Msg: "rate limit check failed", Err: err})
 			return
 		}
@@ -238,7 +238,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			proxy.WriteError(w, r, &proxy.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+			httpx.WriteError(w, r, &httpx.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 				Msg: "rate limit exceeded", RetryAfter: d.RetryAfter})
 			return
 		}

@@ -18,7 +18,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Config is one route's IP filter. The zero value admits every request
@@ -187,7 +187,7 @@ func parseHost(s string) netip.Addr {
 
 // Middleware refuses requests whose ClientIP is not Allowed with
 // 403 {"code": "ip_forbidden"} and passes the others on.
-func (f *Filter) Middleware() proxy.Middleware {
+func (f *Filter) Middleware() httpx.Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ip := f.ClientIP(r)
@@ -196,7 +196,7 @@ func (f *Filter) Middleware() proxy.Middleware {
 				if ip.IsValid() {
 					msg = "client address " + ip.String() + " not allowed"
 				}
-				proxy.WriteError(w, r, &proxy.Error{Status: http.StatusForbidden, Code: "ip_forbidden", Msg: msg})
+				httpx.WriteError(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "ip_forbidden", Msg: msg})
 				return
 			}
 			next.ServeHTTP(w, r)

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults applied by Config.setDefaults (and documented on each field).
@@ -247,7 +249,7 @@ func (t *Target) validate() error {
 	case u.Host == "":
 		errs = append(errs, fmt.Errorf("URL: '%s': no host", t.URL))
 	}
-	if t.Method != "" && !isToken(t.Method) {
+	if t.Method != "" && !httpguts.ValidHeaderFieldName(t.Method) {
 		errs = append(errs, fmt.Errorf("method: '%s': not a valid HTTP method token", t.Method))
 	}
 	for _, h := range t.Header {
@@ -262,7 +264,7 @@ func (t *Target) validate() error {
 }
 
 func (h HeaderField) validate() error {
-	if !isToken(h.Name) {
+	if !httpguts.ValidHeaderFieldName(h.Name) {
 		return fmt.Errorf("header: '%s': invalid field name", h.Name)
 	}
 	switch strings.ToLower(h.Name) {
@@ -273,21 +275,4 @@ func (h HeaderField) validate() error {
 		return fmt.Errorf("header: '%s': value contains a line break or NUL", h.Name)
 	}
 	return nil
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

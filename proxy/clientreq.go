@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ratelimit"
 )
 
@@ -43,12 +44,12 @@ func (e *ClientBodyError) Error() string {
 func (e *ClientBodyError) Unwrap() error { return e.Err }
 
 // toError is the answer to the client.
-func (e *ClientBodyError) toError() *Error {
+func (e *ClientBodyError) toError() *httpx.Error {
 	if e.TimedOut {
-		return &Error{Status: http.StatusRequestTimeout, Code: "request_body_timeout",
+		return &httpx.Error{Status: http.StatusRequestTimeout, Code: "request_body_timeout",
 			Msg: "the request body did not arrive in time", Err: e}
 	}
-	return &Error{Status: http.StatusBadRequest, Code: "bad_request_body",
+	return &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request_body",
 		Msg: "the request body is malformed or incomplete", Err: e}
 }
 
@@ -299,13 +300,13 @@ func dropUnderscoreSpoofs(h http.Header) {
 // refuseMethod answers requests the gateway never proxies: CONNECT (it is
 // not a forward proxy) and the HTTP/2 connection preface ("PRI *
 // HTTP/2.0") reaching an HTTP/1 handler.
-func refuseMethod(r *http.Request) *Error {
+func refuseMethod(r *http.Request) *httpx.Error {
 	switch {
 	case r.Method == http.MethodConnect:
-		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		return &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 			Msg: "CONNECT is not supported: the gateway is not a forward proxy"}
 	case r.Method == "PRI":
-		return &Error{Status: http.StatusBadRequest, Code: "bad_request",
+		return &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request",
 			Msg: "HTTP/2 connection preface on an HTTP/1 connection"}
 	}
 	return nil

@@ -9,8 +9,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -21,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/route"
 	"github.com/switchyard/switchyard/upstream"
 )
@@ -40,7 +39,7 @@ type Route struct {
 	// limits, request transformation ...). A middleware that answers by
 	// itself should use WriteError or RecordStatus so logs and metrics see
 	// the status. Call Handler.Prepare after setting it.
-	Middleware []Middleware
+	Middleware []httpx.Middleware
 	// Terminal, when set, answers the route's requests instead of
 	// forwarding them to Pool (API composition); Pool may then be nil.
 	Terminal http.Handler
@@ -48,7 +47,17 @@ type Route struct {
 	// in order (response transformation); an error becomes a 502.
 	ResponseHooks []func(*http.Response) error
 
-	handler http.Handler // Middleware around forwarding, built by Prepare
+	handler  http.Handler // Middleware around forwarding, built by Prepare
+	obs      *routeObs    // metrics for requests served by Pool
+	splitObs *routeObs    // and by Split.Pool
+}
+
+// observers returns the route's metrics for requests served by pool.
+func (rt *Route) observers(pool *Pool) *routeObs {
+	if rt.Split != nil && pool == rt.Split.Pool {
+		return rt.splitObs
+	}
+	return rt.obs
 }
 
 // noPool stands in for the pool of routes that have none.
@@ -78,9 +87,6 @@ func (s *Split) pick(r *http.Request, def *Pool) *Pool {
 	return def
 }
 
-// Middleware wraps a handler.
-type Middleware func(next http.Handler) http.Handler
-
 // Prepare composes the route's middleware around h's forwarding; call it
 // once the route is complete and before it is served.
 func (h *Handler) Prepare(rt *Route) {
@@ -92,6 +98,14 @@ func (h *Handler) Prepare(rt *Route) {
 		next = rt.Middleware[i](next)
 	}
 	rt.handler = next
+	pool := rt.Pool
+	if pool == nil {
+		pool = noPool
+	}
+	rt.obs = h.metrics.forRoute(rt.Name, pool.name)
+	if rt.Split != nil {
+		rt.splitObs = h.metrics.forRoute(rt.Name, rt.Split.Pool.name)
+	}
 }
 
 // Call sends req to a pool with its balancing, breakers and retries and
@@ -99,11 +113,11 @@ func (h *Handler) Prepare(rt *Route) {
 // the body. req's URL host is replaced by the chosen target.
 func (h *Handler) Call(pool *Pool, req *http.Request) (*http.Response, error) {
 	st := &reqState{Context: req.Context(), pool: pool, clientCtx: req.Context(),
-		route: &Route{Name: "call:" + pool.name, Pool: pool}, requestID: req.Header.Get("X-Request-Id")}
+		route: &Route{Name: "call:" + pool.name, Pool: pool}, State: httpx.State{RequestID: req.Header.Get("X-Request-Id")}}
 	req = req.WithContext(st)
 	req.URL.Scheme = "http"
 	if req.Header.Get("Traceparent") != "" {
-		req.Header.Set("Traceparent", childTraceparent(req.Header.Get("Traceparent")))
+		req.Header.Set("Traceparent", httpx.ChildTraceparent(req.Header.Get("Traceparent")))
 	}
 	return attemptTransport{h: h}.RoundTrip(req)
 }
@@ -126,40 +140,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	}
 	if c := st.pool.inflight; c != nil {
 		if !c.TryAcquire() {
-			WriteError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: "upstream_busy",
+			httpx.WriteError(w, r, &httpx.Error{Status: http.StatusServiceUnavailable, Code: "upstream_busy",
 				Msg: "upstream " + st.pool.name + " is at its in-flight limit", RetryAfter: time.Second})
 			return
 		}
 		defer c.Release()
 	}
 	h.rp.ServeHTTP(w, r)
-}
-
-// WriteError answers r with a gateway error (JSON body, Retry-After) and
-// records its status for the access log and metrics. For use by middleware.
-func WriteError(w http.ResponseWriter, r *http.Request, e *Error) {
-	st, _ := r.Context().Value(stateKey{}).(*reqState)
-	id := ""
-	if st != nil {
-		st.status = e.Status
-		id = st.requestID
-	}
-	e.write(w, id)
-}
-
-// RecordStatus records the status of a response a middleware wrote itself.
-func RecordStatus(r *http.Request, status int) {
-	if st, _ := r.Context().Value(stateKey{}).(*reqState); st != nil {
-		st.status = status
-	}
-}
-
-// RequestID returns the gateway's id of the request ("" outside the proxy).
-func RequestID(r *http.Request) string {
-	if st, _ := r.Context().Value(stateKey{}).(*reqState); st != nil {
-		return st.requestID
-	}
-	return ""
 }
 
 // Resolver finds the route of a request. The gateway implements it over
@@ -250,10 +237,9 @@ type reqState struct {
 	context.Context
 	route       *Route
 	pool        *Pool // the route's pool, or its split's
-	requestID   string
+	httpx.State       // request id and recorded status, shared with middleware
 	target      *upstream.Target
 	attempts    int
-	status      int
 	circuitOpen bool
 	timedOut    atomic.Bool
 	clientCtx   context.Context
@@ -273,8 +259,11 @@ type reqState struct {
 // Value returns the state itself for stateKey and defers to the parent
 // context otherwise.
 func (st *reqState) Value(key any) any {
-	if _, ok := key.(stateKey); ok {
+	switch key.(type) {
+	case stateKey:
 		return st
+	case httpx.StateKey:
+		return &st.State
 	}
 	return st.Context.Value(key)
 }
@@ -291,8 +280,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.inflight.Add(-1)
 
 	id := r.Header.Get("X-Request-Id")
-	if !validRequestID(id) {
-		id = newRequestID()
+	if !httpx.ValidRequestID(id) {
+		id = httpx.NewRequestID()
 	}
 	w.Header().Set("X-Request-Id", id)
 
@@ -301,7 +290,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allowedMethods)
 		}
 		w.Header().Set("Connection", "close")
-		e.write(w, id)
+		e.Write(w, id)
 		h.log(r, nil, id, e.Status, 0, start)
 		h.metrics.request("", "", e.Status, time.Since(start))
 		return
@@ -310,14 +299,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rt, ok := h.resolver.Resolve(r)
 	if !ok {
-		e := &Error{Status: http.StatusNotFound, Code: "no_route", Msg: "no route matches " + r.Method + " " + r.Host + r.URL.Path}
-		e.write(w, id)
+		e := &httpx.Error{Status: http.StatusNotFound, Code: "no_route", Msg: "no route matches " + r.Method + " " + r.Host + r.URL.Path}
+		e.Write(w, id)
 		h.log(r, nil, id, e.Status, 0, start)
 		h.metrics.request("", "", e.Status, time.Since(start))
 		return
 	}
 
-	st := &reqState{route: rt, pool: rt.Pool, requestID: id, clientCtx: r.Context(), connListed: listed}
+	st := &reqState{route: rt, pool: rt.Pool, State: httpx.State{RequestID: id}, clientCtx: r.Context(), connListed: listed}
 	if st.pool == nil { // a terminal route (composition): no pool of its own
 		st.pool = noPool
 	}
@@ -330,7 +319,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.timedOut.Store(true)
 		cancel()
 	})
-	h.metrics.routeInflight(rt.Name, 1)
+	obs := rt.observers(st.pool)
+	obs.routeInflight(1)
 	if rt.handler != nil {
 		rt.handler.ServeHTTP(w, r.WithContext(st))
 	} else {
@@ -338,11 +328,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.timer.Stop()
 	cancel()
-	h.metrics.routeInflight(rt.Name, -1)
+	obs.routeInflight(-1)
 
 	dur := time.Since(start)
-	h.metrics.request(rt.Name, st.pool.name, st.status, dur)
-	h.log(r, st, id, st.status, st.attempts, start)
+	obs.request(st.Status, dur)
+	h.log(r, st, id, st.Status, st.attempts, start)
 }
 
 func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts int, start time.Time) {
@@ -390,21 +380,22 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	restoreGatewayHeaders(pr.In.Header, out.Header, st.connListed)
 	dropUnderscoreSpoofs(out.Header)
-	out.Header.Set("X-Request-Id", st.requestID)
-	out.Header.Set("Traceparent", childTraceparent(pr.In.Header.Get("Traceparent")))
+	out.Header.Set("X-Request-Id", st.RequestID)
+	st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
+	out.Header.Set("Traceparent", st.Traceparent)
 }
 
 // modifyResponse stamps gateway headers on a response from a target.
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(stateKey{}).(*reqState)
-	st.status = resp.StatusCode
+	st.Status = resp.StatusCode
 	resp.Header.Del("X-Request-Id") // ours is already set on the client response
 	if isStream(resp) {
 		st.timer.Stop() // streams are not bounded by the response timeout once started
 	}
 	for _, hook := range st.route.ResponseHooks {
 		if err := hook(resp); err != nil {
-			return &Error{Status: http.StatusBadGateway, Code: "response_transform", Msg: "transforming the upstream response", Err: err}
+			return &httpx.Error{Status: http.StatusBadGateway, Code: "response_transform", Msg: "transforming the upstream response", Err: err}
 		}
 	}
 	if s := st.pool.sticky; s != nil && st.target != nil {
@@ -431,75 +422,23 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	e := toError(err, st.clientGone())
 	var ce *ClientBodyError
 	if st.timedOut.Load() && e.Code != "circuit_open" && !errors.As(err, &ce) {
-		e = &Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Msg: "upstream timed out", Err: err}
+		e = &httpx.Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Msg: "upstream timed out", Err: err}
 	}
 	if ce != nil {
 		// The body's framing is broken or its read aborted: the rest of
 		// the connection cannot be trusted.
 		w.Header().Set("Connection", "close")
 	}
-	st.status = e.Status
+	st.Status = e.Status
 	if h.errorLog != nil && e.Code != "client_closed" {
 		h.errorLog.LogAttrs(r.Context(), slog.LevelWarn, "proxy error",
-			slog.String("request_id", st.requestID), slog.String("route", st.route.Name),
+			slog.String("request_id", st.RequestID), slog.String("route", st.route.Name),
 			slog.String("code", e.Code), slog.String("error", e.Error()))
 	}
 	if e.Code == "client_closed" {
 		return // nobody to answer
 	}
-	e.write(w, st.requestID)
-}
-
-// validRequestID accepts client-supplied ids that are short and printable.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c < 0x21 || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// childTraceparent continues a W3C trace context: the trace id and flags
-// of a valid incoming traceparent are kept and the gateway's own span id
-// becomes the parent; otherwise a new sampled trace starts.
-func childTraceparent(in string) string {
-	// version(2) - trace-id(32) - parent-id(16) - flags(2)
-	var out [55]byte
-	var rnd [24]byte // 16 bytes of trace id (when new) + 8 of span id
-	_, _ = rand.Read(rnd[:])
-	copy(out[:3], "00-")
-	out[35], out[52] = '-', '-'
-	hex.Encode(out[36:52], rnd[16:])
-	if len(in) == 55 && in[2] == '-' && in[35] == '-' && in[52] == '-' && in[:2] != "ff" &&
-		isHex(in[:2]) && isHex(in[3:35]) && isHex(in[36:52]) && isHex(in[53:]) &&
-		in[3:35] != "00000000000000000000000000000000" {
-		copy(out[3:35], in[3:35])
-		copy(out[53:], in[53:])
-	} else {
-		hex.Encode(out[3:35], rnd[:16])
-		copy(out[53:], "01")
-	}
-	return string(out[:])
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	e.Write(w, st.RequestID)
 }
 
 // bufferPool lends 32 KiB copy buffers to the reverse proxy.

@@ -3,11 +3,13 @@ package proxy
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/upstream"
 )
 
 // Metrics are the proxy's Prometheus collectors. Create one per gateway
@@ -88,6 +90,61 @@ func codeLabel(code int) string {
 	return strconv.Itoa(code)
 }
 
+// codeCounters counts by status code with the counter of each code looked
+// up once, on its first use, instead of by label values per request.
+type codeCounters struct {
+	vec    *prometheus.CounterVec
+	labels []string // label values before the code
+	byCode [600]atomic.Pointer[prometheus.Counter]
+}
+
+func (cc *codeCounters) inc(code int) {
+	if code < 0 || code >= len(cc.byCode) {
+		cc.vec.WithLabelValues(append(cc.labels[:len(cc.labels):len(cc.labels)], codeLabel(code))...).Inc()
+		return
+	}
+	if c := cc.byCode[code].Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := cc.vec.WithLabelValues(append(cc.labels[:len(cc.labels):len(cc.labels)], codes[code])...)
+	cc.byCode[code].Store(&c)
+	c.Inc()
+}
+
+// routeObs holds a route's observers for one of its pools, resolved when
+// the route is prepared. Methods are safe on nil.
+type routeObs struct {
+	requests codeCounters
+	duration prometheus.Observer
+	inflight prometheus.Gauge
+}
+
+func (m *Metrics) forRoute(routeName, upstreamName string) *routeObs {
+	if m == nil {
+		return nil
+	}
+	return &routeObs{
+		requests: codeCounters{vec: m.requests, labels: []string{routeName, upstreamName}},
+		duration: m.duration.WithLabelValues(routeName, upstreamName),
+		inflight: m.inflight.WithLabelValues(routeName),
+	}
+}
+
+func (o *routeObs) request(status int, d time.Duration) {
+	if o != nil {
+		o.requests.inc(status)
+		o.duration.Observe(d.Seconds())
+	}
+}
+
+func (o *routeObs) routeInflight(delta float64) {
+	if o != nil {
+		o.inflight.Add(delta)
+	}
+}
+
+// request records a request answered without a route.
 func (m *Metrics) request(routeName, upstreamName string, status int, d time.Duration) {
 	if m == nil {
 		return
@@ -96,59 +153,98 @@ func (m *Metrics) request(routeName, upstreamName string, status int, d time.Dur
 	m.duration.WithLabelValues(routeName, upstreamName).Observe(d.Seconds())
 }
 
-func (m *Metrics) routeInflight(routeName string, delta float64) {
-	if m == nil {
-		return
-	}
-	m.inflight.WithLabelValues(routeName).Add(delta)
+// poolObs holds a pool's observers, resolved when the pool is built.
+// Methods are safe on nil.
+type poolObs struct {
+	retries, budgetExhausted prometheus.Counter
+	targets                  []*targetObs // by Target.Index
 }
 
-func (m *Metrics) attempt(upstreamName, target string, resp *http.Response, err error, d time.Duration) {
+type targetObs struct {
+	attempts  codeCounters
+	duration  prometheus.Observer
+	errors    [5]prometheus.Counter // by errorKind index, then 5xx
+	ejections prometheus.Counter
+}
+
+var errorKinds = [5]string{"connect_failure", "timeout", "reset", "other", "5xx"}
+
+func (m *Metrics) forPool(upstreamName string, targets []*upstream.Target) *poolObs {
 	if m == nil {
+		return nil
+	}
+	o := &poolObs{
+		retries:         m.retries.WithLabelValues(upstreamName),
+		budgetExhausted: m.budgetExhausted.WithLabelValues(upstreamName),
+		targets:         make([]*targetObs, len(targets)),
+	}
+	for i, t := range targets {
+		to := &targetObs{
+			attempts:  codeCounters{vec: m.attempts, labels: []string{upstreamName, t.Address}},
+			duration:  m.attemptDuration.WithLabelValues(upstreamName, t.Address),
+			ejections: m.ejections.WithLabelValues(upstreamName, t.Address),
+		}
+		for k, kind := range errorKinds {
+			to.errors[k] = m.attemptErrors.WithLabelValues(upstreamName, t.Address, kind)
+		}
+		o.targets[i] = to
+	}
+	return o
+}
+
+func (o *poolObs) target(t *upstream.Target) *targetObs {
+	if o == nil || t.Index < 0 || t.Index >= len(o.targets) {
+		return nil
+	}
+	return o.targets[t.Index]
+}
+
+func (o *targetObs) attempt(resp *http.Response, err error, d time.Duration) {
+	if o == nil {
 		return
 	}
 	code := 0
 	if err == nil {
 		code = resp.StatusCode
-		m.attemptDuration.WithLabelValues(upstreamName, target).Observe(d.Seconds())
+		o.duration.Observe(d.Seconds())
 	}
-	m.attempts.WithLabelValues(upstreamName, target, codeLabel(code)).Inc()
+	o.attempts.inc(code)
 	switch {
 	case err != nil:
-		m.attemptErrors.WithLabelValues(upstreamName, target, errorKindLabel(classify(err))).Inc()
+		o.errors[errorKindIndex(classify(err))].Inc()
 	case code >= 500:
-		m.attemptErrors.WithLabelValues(upstreamName, target, "5xx").Inc()
+		o.errors[4].Inc()
 	}
 }
 
-func errorKindLabel(k retry.ErrorKind) string {
+func (o *targetObs) ejection() {
+	if o != nil {
+		o.ejections.Inc()
+	}
+}
+
+func (o *poolObs) retry() {
+	if o != nil {
+		o.retries.Inc()
+	}
+}
+
+func (o *poolObs) budgetRefused() {
+	if o != nil {
+		o.budgetExhausted.Inc()
+	}
+}
+
+func errorKindIndex(k retry.ErrorKind) int {
 	switch k {
 	case retry.ConnectFailure:
-		return "connect_failure"
+		return 0
 	case retry.Timeout:
-		return "timeout"
+		return 1
 	case retry.Reset:
-		return "reset"
+		return 2
 	}
-	return "other"
-}
-
-func (m *Metrics) retry(upstreamName string) {
-	if m != nil {
-		m.retries.WithLabelValues(upstreamName).Inc()
-	}
-}
-
-func (m *Metrics) budgetRefused(upstreamName string) {
-	if m != nil {
-		m.budgetExhausted.WithLabelValues(upstreamName).Inc()
-	}
-}
-
-func (m *Metrics) ejection(upstreamName, target string) {
-	if m != nil {
-		m.ejections.WithLabelValues(upstreamName, target).Inc()
-	}
+	return 3
 }
 
 // BreakerTransition records a circuit state change; target is "" for the

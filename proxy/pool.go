@@ -47,6 +47,9 @@ type PoolConfig struct {
 	Transport http.RoundTripper
 	// Hooks receive state changes for metrics and logs; may be nil.
 	Hooks *Hooks
+	// Metrics, if set, records the pool's attempts, retries and ejections
+	// (observers resolved here, once).
+	Metrics *Metrics
 }
 
 // Hooks are optional callbacks for observability.
@@ -74,6 +77,7 @@ type Pool struct {
 	closeIdle func()
 	respTO    time.Duration
 	inflight  *ratelimit.Concurrency // nil without a cap
+	obs       *poolObs               // nil without metrics
 }
 
 // NewPool validates cfg and builds the pool.
@@ -85,6 +89,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		outlier:  cfg.Outlier,
 		attempts: 1,
 		respTO:   orDefault(cfg.ResponseTimeout, 60*time.Second),
+		obs:      cfg.Metrics.forPool(cfg.Name, cfg.Targets),
 	}
 	p.sticky, _ = cfg.Policy.(balance.Sticky)
 	if cfg.MaxInFlight > 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/upstream"
 )
@@ -46,8 +47,8 @@ func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	return resp, err
 }
 
-func openError(upstreamName string, err error) *Error {
-	e := &Error{Status: http.StatusServiceUnavailable, Code: "circuit_open",
+func openError(upstreamName string, err error) *httpx.Error {
+	e := &httpx.Error{Status: http.StatusServiceUnavailable, Code: "circuit_open",
 		Msg: "circuit breaker open for upstream " + upstreamName, RetryAfter: time.Second, Err: err}
 	var oe *breaker.OpenError
 	if errors.As(err, &oe) && oe.RetryAfter() > 0 {
@@ -75,16 +76,16 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 	if st.bodyMode == bodyUnread && req.Body != nil && req.Body != http.NoBody && maxAttempts > 1 {
 		buf, rest, err := bufferBody(req.Body, at.h.maxBody)
 		if err != nil {
-			var pe *Error
+			var pe *httpx.Error
 			if errors.As(err, &pe) {
 				return nil, pe // e.g. a body-size middleware's 413
 			}
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
-				return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+				return nil, &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 					Msg: "request body larger than " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes", Err: err}
 			}
-			return nil, &Error{Status: http.StatusBadRequest, Code: "bad_request_body", Msg: "reading request body", Err: err}
+			return nil, &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request_body", Msg: "reading request body", Err: err}
 		}
 		body = buf
 		if rest != nil {
@@ -163,10 +164,11 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		if tb != nil {
 			tb.Record(!failed)
 		}
-		if pool.outlier != nil && pool.outlier.Observe(t, failed, now) && at.h.metrics != nil {
-			at.h.metrics.ejection(pool.name, t.Address)
+		tobs := pool.obs.target(t)
+		if pool.outlier != nil && pool.outlier.Observe(t, failed, now) {
+			tobs.ejection()
 		}
-		at.h.metrics.attempt(pool.name, t.Address, resp, err, now.Sub(start))
+		tobs.attempt(resp, err, now.Sub(start))
 		if err == nil {
 			t.ObserveLatency(now, now.Sub(start))
 		}
@@ -187,12 +189,12 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			return at.finish(t, resp, err, failed)
 		}
 		if !pool.budget.TryRetry(now) {
-			at.h.metrics.budgetRefused(pool.name)
+			pool.obs.budgetRefused()
 			return at.finish(t, resp, err, failed)
 		}
 		t.Done(failed)
 		lastResp, lastErr = resp, err
-		at.h.metrics.retry(pool.name)
+		pool.obs.retry()
 		if !sleep(req.Context(), pool.backoff.Delay(attempt, jitterRand{})) {
 			if lastResp != nil {
 				drainClose(lastResp.Body)

@@ -27,7 +27,7 @@
 //
 // Headers edits run remove, rename, set, add; query edits remove, rename,
 // set; a request is transformed headers, path, query. Request transforms
-// run as proxy.Middleware (before the route's strip_prefix); response
+// run as httpx.Middleware (before the route's strip_prefix); response
 // transforms as a proxy response hook, whose error the proxy answers with
 // 502 {"code": "response_transform"}.
 //

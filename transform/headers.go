@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Headers edits an HTTP header. Operations run in a fixed order: Remove,
@@ -38,7 +40,7 @@ var managedHeaders = []string{"Host", "Content-Length", "Transfer-Encoding", "Co
 func (h Headers) validate(key string) []error {
 	var errs []error
 	checkName := func(op, name string) string {
-		if !isToken(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			errs = append(errs, fmt.Errorf("%s.%s: header name %q: expected a token such as X-Api-Version", key, op, name))
 			return ""
 		}
@@ -164,27 +166,8 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
 // validFieldValue reports whether v is a valid RFC 9110 field value: no
 // CR, LF, NUL or other controls except tab, no surrounding whitespace.
 func validFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return strings.TrimSpace(v) == v
+	return httpguts.ValidHeaderFieldValue(v) && strings.TrimSpace(v) == v
 }

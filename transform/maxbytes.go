@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // MaxBytes returns middleware limiting request bodies to n bytes (n < 0 is
@@ -17,18 +17,18 @@ import (
 // 100 Continue sends nothing). A body of unknown length (chunked, or
 // HTTP/2 without content-length) is forwarded through
 // http.MaxBytesReader: once it passes n bytes, reading it fails with a
-// *proxy.Error of status 413 and code body_too_large, which aborts the
+// *httpx.Error of status 413 and code body_too_large, which aborts the
 // upstream request; the client then gets that 413 when the proxy reports
 // the error (when the route retries, the proxy reads small bodies before
 // forwarding and currently answers 400 bad_request_body instead), and
 // net/http closes the client connection afterwards.
-func MaxBytes(n int64) proxy.Middleware {
+func MaxBytes(n int64) httpx.Middleware {
 	n = max(n, 0)
 	msg := "request body exceeds the limit of " + strconv.FormatInt(n, 10) + " bytes"
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ContentLength > n {
-				proxy.WriteError(w, r, &proxy.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+				httpx.WriteError(w, r, &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 					Msg: "request body of " + strconv.FormatInt(r.ContentLength, 10) + " bytes exceeds the limit of " + strconv.FormatInt(n, 10) + " bytes"})
 				return
 			}
@@ -44,7 +44,7 @@ func MaxBytes(n int64) proxy.Middleware {
 }
 
 // limitedBody turns the *http.MaxBytesError of a body over the limit into a
-// *proxy.Error, so the proxy answers 413 rather than 502.
+// *httpx.Error, so the proxy answers 413 rather than 502.
 type limitedBody struct {
 	io.ReadCloser
 	msg string
@@ -54,7 +54,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	var mbe *http.MaxBytesError
 	if err != nil && errors.As(err, &mbe) {
-		err = &proxy.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Msg: b.msg, Err: err}
+		err = &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Msg: b.msg, Err: err}
 	}
 	return n, err
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/retry"
 )
@@ -47,7 +48,7 @@ func TestMaxBytes(t *testing.T) {
 					t.Errorf("backend read %d bytes, limit %d", n, limit)
 				}
 			})
-			url := newGateway(t, &proxy.Route{Middleware: []proxy.Middleware{MaxBytes(limit)}}, tt.retry, backend)
+			url := newGateway(t, &proxy.Route{Middleware: []httpx.Middleware{MaxBytes(limit)}}, tt.retry, backend)
 			var body io.Reader
 			if tt.body != nil {
 				body = tt.body

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Request transforms requests before they are forwarded.
@@ -257,7 +257,7 @@ func (t *RequestTransform) rewritePath(u *url.URL) {
 // The request is shallow-copied first, with its own URL and Header, so
 // the caller's view of the incoming request (access logs, metrics) keeps
 // the original path and headers.
-func (t *RequestTransform) Middleware() proxy.Middleware {
+func (t *RequestTransform) Middleware() httpx.Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			r2 := new(http.Request)

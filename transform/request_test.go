@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/proxy"
 )
 
@@ -222,7 +223,7 @@ func TestRequestMiddleware(t *testing.T) {
 	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(seen{r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.Header})
 	})
-	url := newGateway(t, &proxy.Route{Middleware: []proxy.Middleware{observe, rt.Middleware()}}, nil, backend)
+	url := newGateway(t, &proxy.Route{Middleware: []httpx.Middleware{observe, rt.Middleware()}}, nil, backend)
 
 	req, _ := http.NewRequest("GET", url+"/v1/rides/42?debug=1&x=%2F&format=xml", nil)
 	req.Header.Set("Cookie", "session=secret")

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/testclock"
 )
 
 var policies = []string{"always", "batch", "interval:5ms", "never"}
@@ -140,25 +142,13 @@ func TestRotationAndIndex(t *testing.T) {
 	}
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestSeqAtTime(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1000, 0)}
+	clk := testclock.At(time.Unix(1000, 0))
 	l := openT(t, t.TempDir(), Options{SegmentBytes: 400, IndexInterval: 50, Now: clk.Now})
 	defer l.Close()
 	for i := 1; i <= 100; i++ {
 		appendN(t, l, i, 1)
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	for _, c := range []struct {
 		at   time.Time
@@ -195,12 +185,12 @@ func TestRetention(t *testing.T) {
 		checkAll(t, l, first, 300)
 	})
 	t.Run("age", func(t *testing.T) {
-		clk := &fakeClock{t: time.Unix(1000, 0)}
+		clk := testclock.At(time.Unix(1000, 0))
 		dir := t.TempDir()
 		o := Options{SegmentBytes: 500, MaxAge: time.Hour, Now: clk.Now}
 		l := openT(t, dir, o)
 		appendN(t, l, 1, 50)
-		clk.Add(2 * time.Hour)
+		clk.Advance(2 * time.Hour)
 		appendN(t, l, 51, 50)
 		l.ApplyRetention()
 		first := int(l.FirstSeq())

@@ -190,6 +190,16 @@ func (l *link) reader() {
 			l.kill(fmt.Errorf("%w: %v", ErrDisconnected, err))
 			return
 		}
+		if f.Type == wire.Ping {
+			// The broker checks that an idle connection is alive: answer,
+			// or it closes the connection.
+			select {
+			case l.out <- wire.AppendFrame(nil, wire.Pong, f.ID, nil):
+			case <-l.done:
+				return
+			}
+			continue
+		}
 		l.mu.Lock()
 		_, pending := l.pending[f.ID]
 		_, sub := l.subs[f.ID]

@@ -21,8 +21,31 @@ type Options struct {
 	// MaxInflight bounds the requests one connection may have in progress;
 	// the server stops reading a connection at the limit. Default 1024.
 	MaxInflight int
-	// MaxFrame bounds a request frame, in bytes. Default 64 MiB.
+	// MaxFrame bounds a request frame, in bytes: a longer one is answered
+	// with an Err frame (too_large) and the connection closed. Default
+	// wire.MaxFrame (65 MiB: one message of the largest max_message_size,
+	// 64 MiB, and its fields).
 	MaxFrame int
+	// MaxBuffered bounds the bytes of request frames above 64 KiB held
+	// across all connections (being read or being handled). A frame's
+	// claimed length is reserved before its body is read; while the budget
+	// is short the server stops reading that connection (back-pressure). A
+	// frame longer than the whole budget is answered too_large and the
+	// connection closed. Default 256 MiB.
+	MaxBuffered int
+	// PingInterval is how long a connection may be silent (no byte from
+	// the client) before the server sends it a Ping. Default 30s; negative
+	// disables pings and idle closing.
+	PingInterval time.Duration
+	// PingTimeout is how long the server then waits for any frame (the
+	// Pong, or anything else) before closing the connection; it also
+	// bounds, with PingInterval, silence in the middle of a frame.
+	// Default 20s.
+	PingTimeout time.Duration
+	// WriteTimeout closes a connection when a write (of at most 256 KiB)
+	// makes no progress for this long: a client that stopped reading.
+	// Default 10s; negative disables.
+	WriteTimeout time.Duration
 }
 
 // Server serves a broker on the native protocol.
@@ -30,6 +53,10 @@ type Server struct {
 	b      *broker.Broker
 	opts   Options
 	frames sync.Pool // *[]byte buffers of delivery frames, back from the writers
+	budget *budget
+
+	open    atomic.Int64 // connections being served
+	headers atomic.Int64 // frame headers read (for tests)
 }
 
 // maxPooledFrame bounds the delivery frame buffers kept for reuse.
@@ -50,10 +77,12 @@ func (s *Server) frameBuf(size int) *[]byte {
 }
 
 // outFrame is a frame queued for the writer; pool, if set, is the buffer
-// to recycle once it is written.
+// to recycle once it is written. After a last frame the writer flushes
+// and ends the connection.
 type outFrame struct {
 	b    []byte
 	pool *[]byte
+	last bool
 }
 
 // New returns a server for b.
@@ -61,7 +90,22 @@ func New(b *broker.Broker, opts Options) *Server {
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = 1024
 	}
-	return &Server{b: b, opts: opts}
+	if opts.MaxFrame <= 0 || opts.MaxFrame > wire.MaxFrame {
+		opts.MaxFrame = wire.MaxFrame
+	}
+	if opts.MaxBuffered <= 0 {
+		opts.MaxBuffered = DefaultMaxBuffered
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
+	if opts.PingTimeout <= 0 {
+		opts.PingTimeout = DefaultPingTimeout
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	return &Server{b: b, opts: opts, budget: newBudget(opts.MaxBuffered)}
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln and every
@@ -102,7 +146,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 type conn struct {
 	s    *Server
-	nc   net.Conn
+	nc   *deadlineConn
 	ctx  context.Context
 	out  chan outFrame
 	sem  chan struct{}
@@ -128,17 +172,19 @@ type sub struct {
 	done   chan struct{}
 }
 
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
+	s.open.Add(1)
+	defer s.open.Add(-1)
 	ctx, cancel := context.WithCancel(ctx)
+	nc := &deadlineConn{Conn: raw, writeTimeout: s.opts.WriteTimeout}
 	c := &conn{s: s, nc: nc, ctx: ctx, out: make(chan outFrame, 256), sem: make(chan struct{}, s.opts.MaxInflight), subs: map[uint32]*sub{},
 		confirms: make(chan confirm, s.opts.MaxInflight)}
-	if tc, ok := nc.(*net.TCPConn); ok {
+	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	var wwg sync.WaitGroup
-	wwg.Add(1)
+	writerDone := make(chan struct{})
 	go func() {
-		defer wwg.Done()
+		defer close(writerDone)
 		c.writer()
 		cancel() // a write error ends the connection
 		nc.Close()
@@ -146,11 +192,20 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	go func() { <-ctx.Done(); nc.Close() }()
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.confirmer() }()
-	c.reader()
+	if c.reader() {
+		// The reader queued a last frame (a protocol error): let the
+		// writer send it before closing; the write timeout bounds this.
+		t := time.NewTimer(max(s.opts.WriteTimeout, time.Second))
+		select {
+		case <-writerDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	cancel()
 	nc.Close()
 	c.wg.Wait()
-	wwg.Wait()
+	<-writerDone
 }
 
 // writer writes queued frames, flushing when no more are waiting.
@@ -160,6 +215,10 @@ func (c *conn) writer() {
 		select {
 		case f := <-c.out:
 			if _, err := w.Write(f.b); err != nil {
+				return
+			}
+			if f.last {
+				w.Flush()
 				return
 			}
 			if f.pool != nil && cap(f.b) <= maxPooledFrame {
@@ -214,70 +273,144 @@ func toWireError(err error) *wire.Error {
 	switch {
 	case errors.As(err, &full):
 		e.Queue, e.Limit = full.Queue, full.Limit
+	case errors.Is(err, wire.ErrTooLarge):
+		e.Code = broker.CodeTooLarge
 	case e.Code == broker.CodeInternal && errors.Is(err, wire.ErrMalformed):
 		e.Code = broker.CodeBadRequest
 	}
 	return e
 }
 
-func (c *conn) reader() {
-	r := wire.NewReader(c.nc, c.s.opts.MaxFrame)
+// reader reads and dispatches requests until the connection ends. It
+// reports whether it queued a last frame (an error before closing).
+func (c *conn) reader() (last bool) {
+	s := c.s
+	r := wire.NewReader(c.nc, s.opts.MaxFrame)
+	charge := 0 // budget bytes reserved for the current frame
+	r.Admit = func(_ wire.Type, _ uint32, n int) error {
+		s.headers.Add(1)
+		charge = 0
+		if n <= smallFrame {
+			return nil
+		}
+		if err := s.budget.acquire(c.ctx, n); err != nil {
+			return err
+		}
+		charge = n
+		return nil
+	}
+	defer func() { s.budget.release(charge) }()
+	idle, pingWait := s.opts.PingInterval, s.opts.PingTimeout
+	pinged := false
 	for {
+		if idle > 0 {
+			c.nc.readTimeout = idle
+			if pinged {
+				c.nc.readTimeout = pingWait
+			}
+		}
+		if err := r.Wait(); err != nil {
+			var ne net.Error
+			if idle > 0 && !pinged && errors.As(err, &ne) && ne.Timeout() {
+				// Silent for the ping interval: ask for a sign of life.
+				pinged = true
+				c.reply(wire.Ping, 0, nil)
+				continue
+			}
+			return false
+		}
+		pinged = false
+		if idle > 0 {
+			// Within a frame the client cannot answer a ping: silence
+			// for both together ends it.
+			c.nc.readTimeout = idle + pingWait
+		}
 		f, err := r.ReadFrame()
 		if err != nil {
-			return
+			if errors.Is(err, wire.ErrMalformed) || errors.Is(err, broker.ErrTooLarge) {
+				c.sendFrame(outFrame{b: wire.AppendFrame(nil, wire.Err, f.ID, wire.AppendErr(nil, toWireError(err))), last: true})
+				return true
+			}
+			return false
 		}
-		switch f.Type {
-		case wire.Credit:
-			d := wire.Decoder{B: f.Body}
-			n := d.Int(1 << 30)
-			if d.Done() != nil {
-				c.fail(f.ID, d.Err)
-				continue
-			}
-			c.mu.Lock()
-			sb := c.subs[f.ID]
-			c.mu.Unlock()
-			if sb != nil {
-				sb.credit.Add(int64(n))
-				select {
-				case sb.more <- struct{}{}:
-				default:
-				}
-			}
+		if c.dispatch(f, charge) {
+			// Handed to a goroutine with its body, which releases the
+			// reservation.
+			r.Detach()
+			charge = 0
 			continue
-		case wire.Unsub:
-			c.mu.Lock()
-			sb := c.subs[f.ID]
-			delete(c.subs, f.ID)
-			c.mu.Unlock()
-			if sb != nil {
-				sb.cancel()
-				<-sb.done
-			}
-			c.reply(wire.SubOK, f.ID, nil)
-			continue
-		case wire.Ping:
-			c.reply(wire.Pong, f.ID, nil)
-			continue
-		case wire.Pub:
-			if c.fastPublish(f.ID, f.Body) {
-				continue
-			}
 		}
-		body := append([]byte(nil), f.Body...)
-		select {
-		case c.sem <- struct{}{}:
-		case <-c.ctx.Done():
-			return
+		if charge > 0 {
+			s.budget.release(charge)
+			charge = 0
+			r.Detach() // the large buffer goes with its reservation
 		}
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			defer func() { <-c.sem }()
-			c.handle(f.Type, f.ID, body)
-		}()
 	}
+}
+
+// dispatch serves a request: control frames and fast-path publishes on
+// the reader goroutine (false: the body is free again once it returns),
+// the rest on a goroutine of its own (true: the goroutine owns the body,
+// and releases charge budget bytes when done).
+func (c *conn) dispatch(f wire.Frame, charge int) bool {
+	switch f.Type {
+	case wire.Credit:
+		d := wire.Decoder{B: f.Body}
+		n := d.Int(1 << 30)
+		if d.Done() != nil {
+			c.fail(f.ID, d.Err)
+			return false
+		}
+		c.mu.Lock()
+		sb := c.subs[f.ID]
+		c.mu.Unlock()
+		if sb != nil {
+			sb.credit.Add(int64(n))
+			select {
+			case sb.more <- struct{}{}:
+			default:
+			}
+		}
+		return false
+	case wire.Unsub:
+		c.mu.Lock()
+		sb := c.subs[f.ID]
+		delete(c.subs, f.ID)
+		c.mu.Unlock()
+		if sb != nil {
+			sb.cancel()
+			<-sb.done
+		}
+		c.reply(wire.SubOK, f.ID, nil)
+		return false
+	case wire.Ping:
+		c.reply(wire.Pong, f.ID, nil)
+		return false
+	case wire.Pong:
+		return false // the answer to the server's ping: it arrived
+	case wire.Pub:
+		if c.fastPublish(f.ID, f.Body) {
+			return false
+		}
+	}
+	body := f.Body
+	if charge == 0 {
+		body = append([]byte(nil), f.Body...)
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-c.ctx.Done():
+		c.s.budget.release(charge)
+		return true
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.sem }()
+		defer c.s.budget.release(charge)
+		c.handle(f.Type, f.ID, body)
+	}()
+	return true
 }
 
 func (c *conn) handle(t wire.Type, id uint32, body []byte) {

@@ -90,7 +90,10 @@ func DecodePubReq(body []byte) (PubReq, error) {
 	r.Queue = d.String()
 	r.NoWait = d.Byte()&1 != 0
 	n := d.Int(maxBatch)
-	if d.Err == nil && n > len(d.B) {
+	// A message takes at least 6 bytes (id, key, delay, ttl, header count,
+	// body length): a count the body cannot hold is refused before
+	// anything is allocated for it.
+	if d.Err == nil && n > len(d.B)/6 {
 		d.Err = fmt.Errorf("%w: %d messages in %d bytes", ErrMalformed, n, len(d.B))
 	}
 	if d.Err == nil {
@@ -126,7 +129,14 @@ func AppendPubOK(b []byte, res []broker.PublishResult) []byte {
 func DecodePubOK(body []byte) ([]broker.PublishResult, error) {
 	d := Decoder{B: body}
 	n := d.Int(maxBatch)
+	// A result takes at least 2 bytes (seq, duplicate).
+	if d.Err == nil && n > len(d.B)/2 {
+		d.Err = fmt.Errorf("%w: %d results in %d bytes", ErrMalformed, n, len(d.B))
+	}
 	var out []broker.PublishResult
+	if d.Err == nil {
+		out = make([]broker.PublishResult, 0, n)
+	}
 	for i := 0; i < n && d.Err == nil; i++ {
 		out = append(out, broker.PublishResult{Seq: d.Uvarint(), Duplicate: d.Byte() == 1})
 	}
@@ -186,7 +196,15 @@ func AppendMsgs(b []byte, ds []broker.Delivery) []byte {
 func DecodeMsgs(body []byte) ([]broker.Delivery, error) {
 	d := Decoder{B: body}
 	n := d.Int(maxBatch)
-	out := make([]broker.Delivery, 0, min(n, len(d.B)))
+	// A delivery takes at least 8 bytes (seq, receipt, msg-id, key,
+	// deliveries, time, header count, body length).
+	if d.Err == nil && n > len(d.B)/8 {
+		d.Err = fmt.Errorf("%w: %d deliveries in %d bytes", ErrMalformed, n, len(d.B))
+	}
+	var out []broker.Delivery
+	if d.Err == nil {
+		out = make([]broker.Delivery, 0, n)
+	}
 	for i := 0; i < n && d.Err == nil; i++ {
 		var m broker.Delivery
 		m.Seq = d.Uvarint()
@@ -232,7 +250,12 @@ func DecodeSettle(t Type, body []byte) (SettleReq, error) {
 	n := d.Int(maxReceipts)
 	// Each receipt takes at least its length byte: a forged count cannot
 	// make this allocate more than the body could hold.
-	r.Receipts = make([]string, 0, min(n, len(d.B)))
+	if d.Err == nil && n > len(d.B) {
+		d.Err = fmt.Errorf("%w: %d receipts in %d bytes", ErrMalformed, n, len(d.B))
+	}
+	if d.Err == nil {
+		r.Receipts = make([]string, 0, n)
+	}
 	for i := 0; i < n && d.Err == nil; i++ {
 		r.Receipts = append(r.Receipts, d.String())
 	}
@@ -255,6 +278,10 @@ func DecodeAckOK(body []byte) (broker.AckResult, error) {
 	d := Decoder{B: body}
 	r := broker.AckResult{Done: d.Int(1 << 30)}
 	n := d.Int(maxReceipts)
+	// A failure takes at least 2 bytes (receipt, error).
+	if d.Err == nil && n > len(d.B)/2 {
+		d.Err = fmt.Errorf("%w: %d failures in %d bytes", ErrMalformed, n, len(d.B))
+	}
 	for i := 0; i < n && d.Err == nil; i++ {
 		r.Failed = append(r.Failed, broker.ReceiptError{Receipt: d.String(), Error: d.String()})
 	}

@@ -27,8 +27,9 @@ import (
 // varint length then the bytes.
 const (
 	headerLen = 9
-	// MaxFrame bounds a frame's length field (64 MiB).
-	MaxFrame = 64 << 20
+	// MaxFrame bounds a frame's length field: 65 MiB, room for one
+	// message of the largest max_message_size (64 MiB) and its fields.
+	MaxFrame = 65 << 20
 )
 
 // Type is a frame type.
@@ -54,7 +55,9 @@ const (
 	// Unsub: (id = the Sub's or TopicSub's id). Reply SubOK when the
 	// subscription ended.
 	Unsub Type = 7
-	// Ping: empty. Reply Pong.
+	// Ping: empty. Reply Pong with the same id. Either side may ping: the
+	// server pings (id 0) a connection silent for its ping interval and
+	// closes it if nothing arrives within its ping timeout.
 	Ping Type = 8
 	// TopicPub: the body of Pub naming a topic (bit 0 of flags: do not wait
 	// for the bound queues' records to be durable; delay and ttl apply to
@@ -98,7 +101,7 @@ const (
 	AckOK Type = 0x83
 	// SubOK: empty.
 	SubOK Type = 0x85
-	// Pong: empty.
+	// Pong: empty; also sent by clients, answering the server's Ping.
 	Pong Type = 0x88
 	// TopicPubOK: count, count x (id, subscribers, queues).
 	TopicPubOK Type = 0x89
@@ -125,19 +128,36 @@ const (
 // ErrMalformed is wrapped by every decoding error.
 var ErrMalformed = errors.New("malformed frame")
 
+// ErrTooLarge is wrapped (with ErrMalformed) by the error for a frame
+// whose length field is above the reader's limit.
+var ErrTooLarge = errors.New("frame too large")
+
 // Frame is one decoded frame. Body aliases the reader's buffer until the
-// next ReadFrame.
+// next ReadFrame (unless Detach is called).
 type Frame struct {
 	Type Type
 	ID   uint32
 	Body []byte
 }
 
+// firstChunk is the buffer a frame body starts with; it doubles as bytes
+// arrive, up to the frame's length.
+const firstChunk = 64 << 10
+
 // Reader reads frames. Not safe for concurrent use.
+//
+// A frame's length field is a claim, not an allocation: the body buffer
+// grows (geometrically, from 64 KiB) as the bytes actually arrive, so a
+// header claiming 64 MiB followed by silence costs at most 64 KiB.
 type Reader struct {
 	r   *bufio.Reader
 	buf []byte
 	max int
+	// Admit, if set, is called with a frame's type, id and body length
+	// once its header is read and before any of its body is; it may block
+	// (back-pressure). An error ends ReadFrame with that error and the
+	// frame's type and id.
+	Admit func(t Type, id uint32, n int) error
 }
 
 // NewReader returns a reader accepting frames up to max bytes (0: MaxFrame).
@@ -148,27 +168,59 @@ func NewReader(r io.Reader, max int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
 }
 
-// ReadFrame reads the next frame.
+// Wait blocks until at least one byte of the next frame has arrived.
+func (r *Reader) Wait() error {
+	_, err := r.r.Peek(1)
+	return err
+}
+
+// Detach hands the last frame's body to the caller for good (and lets the
+// reader forget a large buffer): the next ReadFrame reads into a new one.
+func (r *Reader) Detach() { r.buf = nil }
+
+// ReadFrame reads the next frame. On an error after the header (a length
+// out of range, an Admit error, a short body), the returned Frame carries
+// the header's type and id.
 func (r *Reader) ReadFrame() (Frame, error) {
 	var h [headerLen]byte
 	if _, err := io.ReadFull(r.r, h[:]); err != nil {
 		return Frame{}, err
 	}
 	n := int(binary.BigEndian.Uint32(h[0:4]))
-	if n < 5 || n > r.max {
-		return Frame{}, fmt.Errorf("%w: length %d out of range 5..%d", ErrMalformed, n, r.max)
+	f := Frame{Type: Type(h[4]), ID: binary.BigEndian.Uint32(h[5:9])}
+	if n > r.max {
+		return f, fmt.Errorf("%w: %w: length %d above the limit of %d bytes", ErrMalformed, ErrTooLarge, n, r.max)
 	}
-	if cap(r.buf) < n-5 {
-		r.buf = make([]byte, n-5)
+	if n < 5 {
+		return f, fmt.Errorf("%w: length %d below the minimum of 5", ErrMalformed, n)
 	}
-	r.buf = r.buf[:n-5]
-	if _, err := io.ReadFull(r.r, r.buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	n -= 5
+	if r.Admit != nil {
+		if err := r.Admit(f.Type, f.ID, n); err != nil {
+			return f, err
 		}
-		return Frame{}, err
 	}
-	return Frame{Type: Type(h[4]), ID: binary.BigEndian.Uint32(h[5:9]), Body: r.buf}, nil
+	if cap(r.buf) < min(n, firstChunk) {
+		r.buf = make([]byte, 0, firstChunk)
+	}
+	r.buf = r.buf[:0]
+	for len(r.buf) < n {
+		if len(r.buf) == cap(r.buf) {
+			nb := make([]byte, len(r.buf), min(n, 2*cap(r.buf)))
+			copy(nb, r.buf)
+			r.buf = nb
+		}
+		m, err := r.r.Read(r.buf[len(r.buf):min(n, cap(r.buf))])
+		r.buf = r.buf[:len(r.buf)+m]
+		if err != nil && len(r.buf) < n {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return f, err
+		}
+	}
+	f.Body = r.buf
+	return f, nil
 }
 
 // AppendFrame appends a frame with the given body to dst.
@@ -291,7 +343,8 @@ func (d *Decoder) Headers() map[string]string {
 		d.Err = fmt.Errorf("%w: %d headers in %d bytes", ErrMalformed, n, len(d.B))
 		return nil
 	}
-	h := make(map[string]string, n)
+	// The count is a claim: size the map for what arrives, not for it.
+	h := make(map[string]string, min(n, 8))
 	for i := uint64(0); i < n && d.Err == nil; i++ {
 		k := d.String()
 		h[k] = d.String()

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
+	"github.com/switchyard/switchyard/broker/wire"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -31,8 +32,18 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	configPath := fs.String("config", "", "YAML config `file` declaring queues, topics and streams")
 	fsync := fs.String("fsync", "", "fsync `policy`: always, batch (default), interval:DURATION, never; overrides the config file")
 	pprofAddr := fs.String("pprof", "", "serve Go profiles at /debug/pprof/ on this `address` (e.g. 127.0.0.1:7402); off when empty. Keep it private: profiles reveal internals")
+	maxFrame := fs.Int("native-max-frame", wire.MaxFrame, "largest native protocol request frame in `bytes` (at most 65 MiB); a larger one is answered too_large and its connection closed")
+	maxBuffered := fs.Int("native-max-buffered", native.DefaultMaxBuffered, "memory budget in `bytes` for native request frames above 64 KiB across all connections; when spent, connections are not read until it frees")
+	pingInterval := fs.Duration("native-ping-interval", native.DefaultPingInterval, "ping a native connection silent for this `duration`; negative: never ping or close idle connections")
+	pingTimeout := fs.Duration("native-ping-timeout", native.DefaultPingTimeout, "close a pinged native connection if nothing arrives within this `duration`")
+	writeTimeout := fs.Duration("native-write-timeout", native.DefaultWriteTimeout, "close a native connection whose writes make no progress for this `duration` (a client that stopped reading); negative disables")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	nopts := native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: *pingInterval, PingTimeout: *pingTimeout, WriteTimeout: *writeTimeout}
+	if err := nopts.Validate(); err != nil {
+		fmt.Fprintf(stderr, "switchyard broker: %v\n", err)
+		return errUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "switchyard broker: unexpected argument %q\n", fs.Arg(0))
@@ -94,7 +105,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("listening on --listen %q: %w", *listen, err)
 		}
 		nativeAddr = nln.Addr().String()
-		go func() { nativeDone <- native.New(b, native.Options{}).Serve(nctx, nln) }()
+		go func() { nativeDone <- native.New(b, nopts).Serve(nctx, nln) }()
 	}
 	pprofShown := "off"
 	if *pprofAddr != "" {
