@@ -36,14 +36,15 @@ func TestErrorsNameFileKeyPathAndExpectation(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		"unknown top key":   {base + "listn: x\n", []string{"bad.yaml:8", "listn", `unknown key "listn"`, "expected one of"}},
-		"unknown nested":    {strings.Replace(base, "targets:", "balanse: x\n    targets:", 1), []string{"upstreams.rides.balanse", "bad.yaml:4"}},
-		"bad duration":      {base + "server: { idle_timeout: 10x }\n", []string{"server.idle_timeout", `invalid duration "10x"`}},
-		"negative duration": {base + "server: { idle_timeout: -1s }\n", []string{"server.idle_timeout", "negative"}},
-		"bad percent":       {strings.Replace(base, "targets:", "outlier: { max_ejected: 150% }\n    targets:", 1), []string{"upstreams.rides.outlier.max_ejected", "percentage"}},
-		"wrong type":        {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: heavy }", 1), []string{"upstreams.rides.targets[0]", "weight", "heavy"}},
-		"missing upstream":  {strings.Replace(base, "upstream: rides", "upstream: ridez", 1), []string{"routes[0].upstream", `unknown upstream "ridez"`, "expected one of rides"}},
-		"duplicate target":  {strings.Replace(base, "      - { address: 127.0.0.1:9001 }", "      - { address: 127.0.0.1:9001 }\n      - { address: 127.0.0.1:9001 }", 1), []string{"targets[1].address", "duplicate target"}},
+		"unknown top key":            {base + "listn: x\n", []string{"bad.yaml:8", "listn", `unknown key "listn"`, "expected one of"}},
+		"unknown nested":             {strings.Replace(base, "targets:", "balanse: x\n    targets:", 1), []string{"upstreams.rides.balanse", "bad.yaml:4"}},
+		"bad duration":               {base + "server: { idle_timeout: 10x }\n", []string{"server.idle_timeout", `invalid duration "10x"`}},
+		"negative duration":          {base + "server: { idle_timeout: -1s }\n", []string{"server.idle_timeout", "negative"}},
+		"negative body buffer total": {base + "server: { max_body_buffer_total: -1 }\n", []string{"server.max_body_buffer_total", "negative size -1"}},
+		"bad percent":                {strings.Replace(base, "targets:", "outlier: { max_ejected: 150% }\n    targets:", 1), []string{"upstreams.rides.outlier.max_ejected", "percentage"}},
+		"wrong type":                 {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: heavy }", 1), []string{"upstreams.rides.targets[0]", "weight", "heavy"}},
+		"missing upstream":           {strings.Replace(base, "upstream: rides", "upstream: ridez", 1), []string{"routes[0].upstream", `unknown upstream "ridez"`, "expected one of rides"}},
+		"duplicate target":           {strings.Replace(base, "      - { address: 127.0.0.1:9001 }", "      - { address: 127.0.0.1:9001 }\n      - { address: 127.0.0.1:9001 }", 1), []string{"targets[1].address", "duplicate target"}},
 		"duplicate upstream": {"listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\n  a: {targets: [{address: 'h:2'}]}\nroutes: [{upstream: a}]\n",
 			[]string{"upstreams.a", "duplicate"}},
 		"duplicate route":   {base + "  - { name: route0, upstream: rides }\n", []string{"routes[1].name", "duplicate route name"}},
