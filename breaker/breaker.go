@@ -284,6 +284,20 @@ func (b *Breaker) Record(success bool) {
 	}
 }
 
+// Release ends a request admitted by Allow without an outcome, for a
+// request that says nothing about the protected service (the client sent a
+// bad or too slow request body). It counts nothing; while half-open it
+// frees the request's probe slot so another request may probe.
+func (b *Breaker) Release() {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advanceLocked(now)
+	if b.state == HalfOpen && b.admitted > b.succeeded {
+		b.admitted--
+	}
+}
+
 // State returns the breaker's state at the current time. An open breaker
 // whose OpenFor has passed becomes half-open here (and OnStateChange is
 // called), as it would on the next Allow.

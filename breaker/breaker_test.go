@@ -387,3 +387,38 @@ func BenchmarkAllowRecordFixedClock(b *testing.B) {
 		}
 	}
 }
+
+// Release counts nothing: a closed breaker does not open however many
+// requests are released, and a released half-open probe frees its slot.
+func TestReleaseCountsNothing(t *testing.T) {
+	b, clk, _ := newTest(t, Config{MinRequests: 3, FailureRatio: 0.6, OpenFor: time.Second, HalfOpenProbes: 1})
+	for range 10 {
+		if err := b.Allow(); err != nil {
+			t.Fatal(err)
+		}
+		b.Release()
+	}
+	record(t, b, 3, 1) // 1 failure of 3: below the ratio, as if the releases never happened
+	if b.State() != Closed {
+		t.Fatalf("state = %v after releases and 1/3 failures, want closed", b.State())
+	}
+	record(t, b, 2, 2) // now 3 of 5 failed
+	if b.State() != Open {
+		t.Fatalf("state = %v, want open", b.State())
+	}
+	clk.Advance(time.Second)
+	if err := b.Allow(); err != nil {
+		t.Fatalf("probe refused: %v", err)
+	}
+	if err := b.Allow(); err == nil {
+		t.Fatal("second probe admitted with half_open_probes 1")
+	}
+	b.Release()
+	if err := b.Allow(); err != nil {
+		t.Fatalf("probe after a released probe refused: %v", err)
+	}
+	b.Record(true)
+	if b.State() != Closed {
+		t.Fatalf("state = %v after the probe succeeded, want closed", b.State())
+	}
+}

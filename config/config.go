@@ -123,10 +123,16 @@ type Server struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM or
 	// when a reload retires a listener. Default 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// MaxBodyBuffer is how many bytes of a request body are kept so the
-	// request can be retried (only for retry-safe requests). Default 64 KiB;
-	// larger bodies are streamed and not retried after they were sent.
+	// MaxBodyBuffer is how many bytes of a request body the gateway reads
+	// before it picks and contacts a target (so a slow client holds no
+	// upstream connection), and keeps so the request can be retried.
+	// Default 64 KiB; larger bodies are streamed and not retried after
+	// they were sent.
 	MaxBodyBuffer int `yaml:"max_body_buffer"`
+	// MaxBodyBufferTotal bounds the bytes of request bodies buffered at
+	// once over all requests; a body that does not fit is streamed.
+	// Default 64 MiB.
+	MaxBodyBufferTotal int64 `yaml:"max_body_buffer_total"`
 	// HTTP1 chooses the server of plain (non-TLS, non-h2c) HTTP/1.x
 	// listeners: "switchyard" (default), the gateway's own lean server
 	// (package httpserver), or "net/http", the standard library's. Listeners
@@ -566,6 +572,9 @@ func (c *Config) validate(file string, lines map[string]int) error {
 	}
 	if c.Server.MaxBodyBuffer < 0 {
 		add("server.max_body_buffer", "negative size %d", c.Server.MaxBodyBuffer)
+	}
+	if c.Server.MaxBodyBufferTotal < 0 {
+		add("server.max_body_buffer_total", "negative size %d", c.Server.MaxBodyBufferTotal)
 	}
 	if len(c.Upstreams) == 0 && !c.onlyPublishes() {
 		add("upstreams", "missing: expected at least one upstream")

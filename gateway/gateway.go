@@ -83,7 +83,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
-		MaxBodyBuffer: cfg.Server.MaxBodyBuffer,
+		MaxBodyBuffer: cfg.Server.MaxBodyBuffer, MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err

@@ -401,6 +401,8 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 			// The client is waiting for 100 Continue we never sent: it
 			// will not send the body, so the connection cannot be reused.
 			keep = false
+		} else if status, _ := w.body.failure(); status != 0 {
+			keep = false // reading already failed: nothing more is read
 		} else if keep && !w.committed {
 			// Small leftovers are read and dropped to keep the
 			// connection; more than maxDiscard, or a failure, closes it.
@@ -423,7 +425,9 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 			// The request was not what it claimed to be, or never
 			// arrived whole: the handler's answer (if not yet sent) is
 			// replaced, and nothing after it is read.
-			if !w.committed {
+			// A handler that blamed the client itself (a 4xx of its own,
+			// such as the gateway's JSON error) keeps its answer.
+			if !w.committed && !(w.wroteHeader && w.status >= 400 && w.status < 500) {
 				c.writeError(status, msg)
 				return false
 			}

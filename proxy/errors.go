@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -49,10 +50,19 @@ func isTimeout(err error) bool {
 func toError(err error, clientGone bool) *httpx.Error {
 	var pe *httpx.Error
 	if errors.As(err, &pe) {
-		return pe
+		return pe // e.g. a body-size middleware's 413
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+			Msg: "request body larger than " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes", Err: err}
 	}
 	if clientGone {
 		return &httpx.Error{Status: 499, Code: "client_closed", Msg: "client closed the request", Err: err}
+	}
+	var ce *ClientBodyError
+	if errors.As(err, &ce) {
+		return ce.toError()
 	}
 	switch classify(err) {
 	case retry.ConnectFailure:

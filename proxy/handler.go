@@ -9,6 +9,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -124,6 +125,19 @@ func (h *Handler) Call(pool *Pool, req *http.Request) (*http.Response, error) {
 // forward sends the request upstream, within the pool's in-flight cap.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	st := r.Context().Value(stateKey{}).(*reqState)
+	if r.Body != nil && r.Body != http.NoBody && st.bodyMode == bodyUnread {
+		// Read a small body ahead, before the in-flight cap, the breakers
+		// and the choice of a target: a slow client holds none of them.
+		cb := wrapBody(w, r, st)
+		defer func() {
+			cb.disarm()
+			h.buffered.Add(-st.reserved)
+		}()
+		if !h.readAhead(r, st, cb) {
+			h.errorHandler(w, r, st.bodyErr.Load())
+			return
+		}
+	}
 	if c := st.pool.inflight; c != nil {
 		if !c.TryAcquire() {
 			httpx.WriteError(w, r, &httpx.Error{Status: http.StatusServiceUnavailable, Code: "upstream_busy",
@@ -149,9 +163,14 @@ type Options struct {
 	ErrorLog *slog.Logger
 	// Metrics, if set, records Prometheus metrics.
 	Metrics *Metrics
-	// MaxBodyBuffer is how many request body bytes are kept for retries.
+	// MaxBodyBuffer is how many bytes of a request body are read before
+	// the request goes upstream (so a slow client holds no upstream
+	// connection) and kept for retries; larger bodies are streamed.
 	// Default 64 KiB.
 	MaxBodyBuffer int
+	// MaxBodyBufferTotal bounds the bytes of all request bodies buffered
+	// at once; a body that does not fit is streamed. Default 64 MiB.
+	MaxBodyBufferTotal int64
 }
 
 // Handler is the proxy's http.Handler. Safe for concurrent use.
@@ -163,7 +182,16 @@ type Handler struct {
 	metrics   *Metrics
 	maxBody   int
 	inflight  atomic.Int64
+
+	maxBodyTotal int64
+	buffered     atomic.Int64 // request body bytes held by read-ahead
 }
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBuffer      = 64 << 10
+	DefaultMaxBodyBufferTotal = 64 << 20
+)
 
 // New returns a proxy handler that resolves routes with resolver.
 func New(resolver Resolver, opts Options) *Handler {
@@ -173,9 +201,14 @@ func New(resolver Resolver, opts Options) *Handler {
 		errorLog:  opts.ErrorLog,
 		metrics:   opts.Metrics,
 		maxBody:   opts.MaxBodyBuffer,
+
+		maxBodyTotal: opts.MaxBodyBufferTotal,
 	}
 	if h.maxBody <= 0 {
-		h.maxBody = 64 << 10
+		h.maxBody = DefaultMaxBodyBuffer
+	}
+	if h.maxBodyTotal <= 0 {
+		h.maxBodyTotal = DefaultMaxBodyBufferTotal
 	}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
@@ -211,6 +244,16 @@ type reqState struct {
 	timedOut    atomic.Bool
 	clientCtx   context.Context
 	timer       *time.Timer
+	// connListed are the fields the client named in its Connection
+	// header (see sanitizeClientHeaders).
+	connListed []string
+	// The request body: read ahead (body) or streamed; bodyErr is the
+	// first error reading it (set from the transport's goroutine).
+	bodyMode uint8
+	body     []byte
+	reserved int64 // bytes of the read-ahead budget held
+	bodyErr  atomic.Pointer[ClientBodyError]
+	cbody    *clientBody // the client's body, wrapped (nil without one)
 }
 
 // Value returns the state itself for stateKey and defers to the parent
@@ -242,6 +285,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", id)
 
+	if e := refuseMethod(r); e != nil {
+		if e.Status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", allowedMethods)
+		}
+		w.Header().Set("Connection", "close")
+		e.Write(w, id)
+		h.log(r, nil, id, e.Status, 0, start)
+		h.metrics.request("", "", e.Status, time.Since(start))
+		return
+	}
+	listed := sanitizeClientHeaders(r.Header)
+
 	rt, ok := h.resolver.Resolve(r)
 	if !ok {
 		e := &httpx.Error{Status: http.StatusNotFound, Code: "no_route", Msg: "no route matches " + r.Method + " " + r.Host + r.URL.Path}
@@ -251,7 +306,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	st := &reqState{route: rt, pool: rt.Pool, State: httpx.State{RequestID: id}, clientCtx: r.Context()}
+	st := &reqState{route: rt, pool: rt.Pool, State: httpx.State{RequestID: id}, clientCtx: r.Context(), connListed: listed}
 	if st.pool == nil { // a terminal route (composition): no pool of its own
 		st.pool = noPool
 	}
@@ -323,6 +378,8 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		out.Header["X-Forwarded-For"] = prior
 	}
 	pr.SetXForwarded()
+	restoreGatewayHeaders(pr.In.Header, out.Header, st.connListed)
+	dropUnderscoreSpoofs(out.Header)
 	out.Header.Set("X-Request-Id", st.RequestID)
 	st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
 	out.Header.Set("Traceparent", st.Traceparent)
@@ -359,9 +416,18 @@ func isStream(resp *http.Response) bool {
 
 func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(stateKey{}).(*reqState)
+	if ce := st.bodyErr.Load(); ce != nil {
+		err = ce // the client's body failed, whatever the transport made of it
+	}
 	e := toError(err, st.clientGone())
-	if st.timedOut.Load() && e.Code != "circuit_open" {
+	var ce *ClientBodyError
+	if st.timedOut.Load() && e.Code != "circuit_open" && !errors.As(err, &ce) {
 		e = &httpx.Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Msg: "upstream timed out", Err: err}
+	}
+	if ce != nil {
+		// The body's framing is broken or its read aborted: the rest of
+		// the connection cannot be trusted.
+		w.Header().Set("Connection", "close")
 	}
 	st.Status = e.Status
 	if h.errorLog != nil && e.Code != "client_closed" {

@@ -36,7 +36,10 @@ func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 	}
 	resp, err := at.attempts(req, st, pool)
-	if pool.breaker != nil {
+	if pool.breaker != nil && st.bodyErr.Load() != nil {
+		// The client's body failed: nothing learnt about the upstream.
+		pool.breaker.Release()
+	} else if pool.breaker != nil {
 		// A request the client abandoned says nothing about the upstream
 		// (the target breakers treat it the same way).
 		pool.breaker.Record(err == nil && resp.StatusCode < 500 || err != nil && st.clientGone())
@@ -64,7 +67,13 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 	// request is never retried.
 	var body []byte
 	replayable := true
-	if req.Body != nil && req.Body != http.NoBody && maxAttempts > 1 {
+	switch st.bodyMode {
+	case bodyBuffered: // read ahead by forward
+		body = st.body
+	case bodyStreamed:
+		replayable = false
+	}
+	if st.bodyMode == bodyUnread && req.Body != nil && req.Body != http.NoBody && maxAttempts > 1 {
 		buf, rest, err := bufferBody(req.Body, at.h.maxBody)
 		if err != nil {
 			var pe *httpx.Error
@@ -129,6 +138,20 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		t.Begin()
 		resp, err := pool.transport.RoundTrip(req)
 		now := time.Now()
+		if ce := st.clientBodyFailed(err); ce != nil {
+			// Reading the client's body failed while it was sent: the
+			// client's fault, whatever the transport or the target made of
+			// the cut request. Nothing is learnt about the target and the
+			// request cannot be retried (its body is gone).
+			if tb != nil {
+				tb.Release()
+			}
+			if err != nil {
+				t.Done(false)
+				return nil, ce
+			}
+			return at.finish(t, resp, nil, false)
+		}
 		failed := err != nil || resp.StatusCode >= 500
 		if err != nil && st.clientGone() {
 			// The client went away: not the target's fault.
