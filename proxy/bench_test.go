@@ -152,3 +152,24 @@ func BenchmarkH1Loopback(b *testing.B) {
 		h.ServeHTTP(w, req)
 	}
 }
+
+// BenchmarkH1IdleCheck is the check of an idle connection before reuse
+// (a non-blocking peek at the socket).
+func BenchmarkH1IdleCheck(b *testing.B) {
+	addr := rawBackend(b, "")
+	tr := newH1Transport(&http.Transport{}, &net.Dialer{}, 0, 8)
+	defer tr.Close()
+	c, _, err := tr.get(b.Context(), addr, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr.put(addr, c)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, reused, err := tr.get(b.Context(), addr, true)
+		if err != nil || !reused {
+			b.Fatalf("reused %v, err %v", reused, err)
+		}
+		tr.put(addr, c)
+	}
+}

@@ -32,7 +32,6 @@ type h1Transport struct {
 	dialer        *net.Dialer
 	headerTimeout time.Duration
 	maxIdle       int
-	probeAfter    time.Duration // see probeAfter; a field so tests can shorten it
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn
@@ -42,21 +41,16 @@ type h1Transport struct {
 var _ http.RoundTripper = (*h1Transport)(nil)
 
 type h1Conn struct {
-	nc        net.Conn
-	lr        limitedReader // what br reads from: nc, with the header size limit
-	br        *bufio.Reader
-	bw        *bufio.Writer
-	idleSince time.Time
+	nc   net.Conn
+	lr   limitedReader // what br reads from: nc, with the header size limit
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	peek peeker // see alive
 }
-
-// probeAfter is how long a connection may sit idle before it is checked
-// for a close by the server (a zero-wait read) before reuse. Under load
-// connections are reused sooner, so the check costs no syscall there.
-const probeAfter = time.Second
 
 func newH1Transport(fallback *http.Transport, dialer *net.Dialer, headerTimeout time.Duration, maxIdle int) *h1Transport {
 	return &h1Transport{fallback: fallback, dialer: dialer, headerTimeout: headerTimeout, maxIdle: maxIdle,
-		probeAfter: probeAfter, idle: map[string][]*h1Conn{}}
+		idle: map[string][]*h1Conn{}}
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -175,7 +169,12 @@ func (b *h1Body) Close() error {
 	b.done = true
 	err := b.rc.Close() // for a fully read body this does no I/O
 	cancelled := !b.stop()
-	if b.eof && b.keep && !cancelled && err == nil {
+	// Bytes after the end of the response (more than its Content-Length,
+	// a body on a HEAD, 204 or 304 answer) would be read as the answer to
+	// the connection's next request, which may be another client's: such
+	// a connection is closed, as nginx and http.Transport do. Bytes that
+	// arrive later are caught by the check in get.
+	if b.eof && b.keep && !cancelled && err == nil && b.c.br.Buffered() == 0 {
 		b.t.put(b.addr, b.c)
 		return nil
 	}
@@ -184,6 +183,10 @@ func (b *h1Body) Close() error {
 }
 
 // get returns an idle connection to addr (when mayReuse), or dials a new one.
+// An idle connection is checked before reuse (one non-blocking peek at the
+// socket, see alive): one the server closed is dropped instead of failing
+// the request, and one with unsolicited bytes is dropped instead of
+// serving them as the next request's answer.
 func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h1Conn, reused bool, err error) {
 	for mayReuse {
 		t.mu.Lock()
@@ -195,7 +198,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 		c = list[len(list)-1]
 		t.idle[addr] = list[:len(list)-1]
 		t.mu.Unlock()
-		if time.Since(c.idleSince) < t.probeAfter || c.alive() {
+		if c.alive() {
 			return c, true, nil
 		}
 		_ = c.nc.Close()
@@ -206,6 +209,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 	}
 	c = &h1Conn{nc: nc, lr: limitedReader{r: nc, remain: math.MaxInt64}, bw: bufio.NewWriterSize(nc, 4<<10)}
 	c.br = bufio.NewReaderSize(&c.lr, 16<<10)
+	c.peek = newPeeker(nc)
 	return c, false, nil
 }
 
@@ -238,7 +242,6 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // put keeps an idle connection for reuse.
 func (t *h1Transport) put(addr string, c *h1Conn) {
 	_ = c.nc.SetDeadline(time.Time{})
-	c.idleSince = time.Now()
 	t.mu.Lock()
 	if !t.closed && len(t.idle[addr]) < t.maxIdle {
 		t.idle[addr] = append(t.idle[addr], c)
