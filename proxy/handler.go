@@ -222,6 +222,7 @@ type reqState struct {
 	attempts    int
 	status      int
 	circuitOpen bool
+	bodyErr     error // reading the upstream response body failed
 	timedOut    atomic.Bool
 	clientCtx   context.Context
 	timer       *time.Timer
@@ -276,18 +277,51 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	})
 	h.metrics.routeInflight(rt.Name, 1)
+	defer func() {
+		st.timer.Stop()
+		cancel()
+		h.metrics.routeInflight(rt.Name, -1)
+		v := recover()
+		switch {
+		case v == http.ErrAbortHandler:
+			// The reverse proxy aborts a response whose upstream body
+			// broke off, or that the client stopped taking, so that the
+			// server closes the connection without ending the response
+			// as complete: the log and metrics must not say 200.
+			st.status = st.abortStatus()
+		case v != nil:
+			st.status = http.StatusInternalServerError
+		case st.bodyErr != nil && st.status < 400:
+			// A server that does not abort (without http.ServerContextKey)
+			// ended the response; it was broken all the same.
+			st.status = st.abortStatus()
+		}
+		h.metrics.request(rt.Name, st.pool.name, st.status, time.Since(start))
+		h.log(r, st, id, st.status, st.attempts, start)
+		if v != nil {
+			panic(v) // the server closes the connection (the stack is not unwound yet)
+		}
+	}()
 	if rt.handler != nil {
 		rt.handler.ServeHTTP(w, r.WithContext(st))
 	} else {
 		h.forward(w, r.WithContext(st))
 	}
-	st.timer.Stop()
-	cancel()
-	h.metrics.routeInflight(rt.Name, -1)
+}
 
-	dur := time.Since(start)
-	h.metrics.request(rt.Name, st.pool.name, st.status, dur)
-	h.log(r, st, id, st.status, st.attempts, start)
+// abortStatus is the status recorded for a response that was aborted
+// after it began: 504 when the response timeout cut it, 499 when the
+// client left (or stopped taking it), 502 when the upstream body broke.
+func (st *reqState) abortStatus() int {
+	switch {
+	case st.timedOut.Load():
+		return http.StatusGatewayTimeout
+	case st.clientGone():
+		return 499
+	case st.bodyErr != nil:
+		return http.StatusBadGateway
+	}
+	return 499 // writing to the client failed
 }
 
 func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts int, start time.Time) {
