@@ -8,11 +8,15 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -150,5 +154,90 @@ func TestUpstreamTruncatedChunkedResponseAborts(t *testing.T) {
 				t.Fatalf("next request: %d %q", code, body)
 			}
 		})
+	}
+}
+
+// Informational responses from an upstream: 103 Early Hints reach the
+// client, their fields stay out of the final response, and an upstream
+// that sends too many, a status under 100 or a 101 nobody asked for gets
+// a 502 and its connection is not reused.
+func TestUpstreamInformationalResponses(t *testing.T) {
+	var mu sync.Mutex
+	badConns := map[string]bool{} // connections that sent an invalid answer
+	addr := rawUpstream(t, func(c net.Conn, req *http.Request) []byte {
+		remote := c.RemoteAddr().String()
+		mu.Lock()
+		reused := badConns[remote]
+		mu.Unlock()
+		if reused {
+			return []byte("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nreused")
+		}
+		var pre string
+		switch req.URL.Path {
+		case "/hints":
+			pre = "HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"
+		case "/continue":
+			pre = "HTTP/1.1 100 Continue\r\n\r\n"
+		case "/many":
+			pre = strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", 9)
+		case "/low":
+			pre = "HTTP/1.1 099 Odd\r\n\r\n"
+		case "/switch":
+			pre = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+		}
+		if req.URL.Path == "/many" || req.URL.Path == "/low" || req.URL.Path == "/switch" {
+			mu.Lock()
+			badConns[remote] = true
+			mu.Unlock()
+		}
+		return []byte(pre + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+	})
+	r := startGateway(t, e2eConfig{addrs: []string{addr}, top: []string{"access_log: off"}}.String())
+
+	send := func(path string) (*http.Response, string, []int, []http.Header) {
+		t.Helper()
+		var codes []int
+		var hdrs []http.Header
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			codes = append(codes, code)
+			hdrs = append(hdrs, http.Header(h).Clone())
+			return nil
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", r.url+path, nil)
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b), codes, hdrs
+	}
+
+	resp, body, codes, hdrs := send("/hints")
+	if resp.StatusCode != 200 || body != "final" {
+		t.Fatalf("/hints: %d %q", resp.StatusCode, body)
+	}
+	if len(codes) != 1 || codes[0] != 103 || hdrs[0].Get("Link") != "</app.css>; rel=preload" {
+		t.Fatalf("/hints: client got 1xx %v %v, want one 103 with the Link", codes, hdrs)
+	}
+	if resp.Header.Get("Link") != "" {
+		t.Errorf("the 103's Link leaked into the final response: %v", resp.Header)
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Errorf("final response after a 103 lacks X-Request-Id: %v", resp.Header)
+	}
+
+	if resp, body, codes, _ := send("/continue"); resp.StatusCode != 200 || body != "final" || len(codes) != 0 {
+		t.Fatalf("/continue: %d %q, 1xx %v (an unasked 100 is dropped)", resp.StatusCode, body, codes)
+	}
+
+	for _, path := range []string{"/many", "/low", "/switch"} {
+		resp, body, _, _ := send(path)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("%s: %d %q, want 502", path, resp.StatusCode, body)
+		}
+		if _, body, _, _ := send("/after"); body != "final" {
+			t.Errorf("after %s: %q (the connection that sent it was reused)", path, body)
+		}
 	}
 }

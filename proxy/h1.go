@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync"
 	"syscall"
 	"time"
@@ -26,7 +29,11 @@ import (
 // sent, and protocol switches.
 //
 // The wire work is the standard library's: Request.Write and
-// http.ReadResponse (chunked bodies, trailers, HEAD, 1xx).
+// http.ReadResponse (chunked bodies, trailers, HEAD). Informational (1xx)
+// responses are forwarded through the request's httptrace.ClientTrace
+// (Got1xxResponse, which httputil.ReverseProxy sets), at most max1xx of
+// them; a status under 100 or a 101 (the fast path never asks for an
+// upgrade) fails the request and closes the connection.
 type h1Transport struct {
 	fallback      *http.Transport
 	dialer        *net.Dialer
@@ -113,7 +120,7 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 		return nil, err
 	}
 	var resp *http.Response
-	for {
+	for n1xx := 0; ; {
 		var err error
 		c.lr.remain = maxResponseHeader + int64(c.br.Size()) // bufio may read ahead into the body
 		resp, err = http.ReadResponse(c.br, req)
@@ -124,11 +131,35 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 			}
 			return nil, err
 		}
-		// Informational answers (103 Early Hints ...) precede the real one.
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			continue
+		code := resp.StatusCode
+		if code >= 200 {
+			break
 		}
-		break
+		// The caller closes the connection on these errors.
+		switch {
+		case code < 100:
+			stop()
+			return nil, fmt.Errorf("upstream sent status %d: %w", code, errBadStatus)
+		case code == http.StatusSwitchingProtocols:
+			// The fast path never asks for an upgrade.
+			stop()
+			return nil, fmt.Errorf("upstream switched protocols (101) without an Upgrade request: %w", errBadStatus)
+		}
+		// Informational answers (103 Early Hints ...) precede the real one
+		// and go on to the client (as with http.Transport, through the
+		// reverse proxy's trace); 100 Continue was not asked for here.
+		if n1xx++; n1xx > max1xx {
+			stop()
+			return nil, fmt.Errorf("upstream sent more than %d informational (1xx) responses: %w", max1xx, errBadStatus)
+		}
+		if code != http.StatusContinue {
+			if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+				if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+					stop()
+					return nil, err
+				}
+			}
+		}
 	}
 	c.lr.remain = math.MaxInt64
 	if t.headerTimeout > 0 {
@@ -219,6 +250,14 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 const maxResponseHeader = 1 << 20
 
 var errResponseHeaderTooLarge = errors.New("upstream response header exceeds 1 MiB")
+
+// max1xx bounds the informational responses before the final one, so a
+// target cannot keep a request (and the client) waiting with them.
+const max1xx = 8
+
+// errBadStatus marks a response status the proxy does not accept from a
+// target on the fast path.
+var errBadStatus = errors.New("invalid upstream response status")
 
 // limitedReader reads from r until remain bytes were read, then reports
 // EOF (the caller tells that apart from a real EOF by remain).

@@ -222,7 +222,8 @@ type reqState struct {
 	attempts    int
 	status      int
 	circuitOpen bool
-	bodyErr     error // reading the upstream response body failed
+	bodyErr     error       // reading the upstream response body failed
+	respHeader  http.Header // the client response's header, nil in Call
 	timedOut    atomic.Bool
 	clientCtx   context.Context
 	timer       *time.Timer
@@ -263,7 +264,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	st := &reqState{route: rt, pool: rt.Pool, requestID: id, clientCtx: r.Context()}
+	st := &reqState{route: rt, pool: rt.Pool, requestID: id, clientCtx: r.Context(), respHeader: w.Header()}
 	if st.pool == nil { // a terminal route (composition): no pool of its own
 		st.pool = noPool
 	}
@@ -375,7 +376,13 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(stateKey{}).(*reqState)
 	st.status = resp.StatusCode
-	resp.Header.Del("X-Request-Id") // ours is already set on the client response
+	resp.Header.Del("X-Request-Id")
+	if st.respHeader != nil && len(st.respHeader["X-Request-Id"]) == 0 {
+		// The reverse proxy clears the client response's header after
+		// forwarding a 1xx (103 Early Hints), so that the hints' fields do
+		// not reach the final response: ours goes back with the upstream's.
+		resp.Header["X-Request-Id"] = []string{st.requestID}
+	}
 	if isStream(resp) {
 		st.timer.Stop() // streams are not bounded by the response timeout once started
 	}
