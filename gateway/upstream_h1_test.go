@@ -241,3 +241,35 @@ func TestUpstreamInformationalResponses(t *testing.T) {
 		}
 	}
 }
+
+// An "Upgrade: h2c" offer is for the gateway's hop and is not passed on:
+// the request reaches the upstream as a plain request.
+func TestUpstreamNeverSeesH2CUpgrade(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	addr := rawUpstream(t, func(_ net.Conn, req *http.Request) []byte {
+		seen <- req.Header.Clone()
+		if req.Header.Get("Upgrade") != "" {
+			return []byte("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+		}
+		return []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
+	})
+	r := startGateway(t, e2eConfig{addrs: []string{addr}, top: []string{"access_log: off"}}.String())
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "GET /x HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "plain" {
+		t.Fatalf("got %d %q, want the plain 200", resp.StatusCode, body)
+	}
+	if h := <-seen; h.Get("Upgrade") != "" || h.Get("Http2-Settings") != "" {
+		t.Fatalf("upstream saw Upgrade %q, HTTP2-Settings %q", h.Get("Upgrade"), h.Get("Http2-Settings"))
+	}
+}

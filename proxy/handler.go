@@ -118,8 +118,48 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		}
 		defer c.Release()
 	}
+	if _, ok := r.Header["Upgrade"]; ok {
+		dropH2CUpgrade(r.Header)
+	}
 	h.rp.ServeHTTP(w, r)
 }
+
+// dropH2CUpgrade removes an offer to upgrade to h2c (cleartext HTTP/2,
+// RFC 7540 3.2) from a request's Upgrade field, with its HTTP2-Settings:
+// the offer is for this hop, whose server declines it by ignoring it
+// (RFC 9110 7.8); passed on, a target that accepts would switch the
+// connection to a protocol the client never agreed to with it. Other
+// offers (websocket) stay.
+func dropH2CUpgrade(h http.Header) {
+	vs := h["Upgrade"]
+	found := false
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if isH2C(tok) {
+				found = true
+			}
+		}
+	}
+	if !found {
+		return
+	}
+	var keep []string
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !isH2C(tok) {
+				keep = append(keep, tok)
+			}
+		}
+	}
+	delete(h, "Http2-Settings")
+	if len(keep) == 0 {
+		delete(h, "Upgrade")
+		return
+	}
+	h["Upgrade"] = []string{strings.Join(keep, ", ")}
+}
+
+func isH2C(tok string) bool { return strings.EqualFold(strings.TrimSpace(tok), "h2c") }
 
 // WriteError answers r with a gateway error (JSON body, Retry-After) and
 // records its status for the access log and metrics. For use by middleware.
