@@ -65,7 +65,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn, base context.Context) *conn {
-	c := &conn{s: s, nc: nc, base: base}
+	c := &conn{s: s, nc: nc, base: context.WithValue(base, http.LocalAddrContextKey, nc.LocalAddr())}
 	if ra := nc.RemoteAddr(); ra != nil {
 		c.remote = ra.String()
 	}

@@ -24,6 +24,12 @@
 //     connection closes); one buffered writer per connection, flushed once
 //     per response when the handler does not flush itself.
 //
+// Request contexts carry http.ServerContextKey (a *http.Server holding the
+// Handler and limits, never served) and http.LocalAddrContextKey, as with
+// net/http's server; httputil.ReverseProxy needs the former to abort a
+// response whose upstream body breaks off instead of ending it as if
+// complete.
+//
 // It serves HTTP/1.0 and HTTP/1.1 with keep-alive and pipelining,
 // Content-Length and chunked bodies both ways, trailers, Expect:
 // 100-continue, 1xx informational responses, Hijack (WebSocket), Flush
@@ -224,6 +230,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	if base == nil {
 		base = context.Background()
 	}
+	// As net/http's server: handlers find the server in the request's
+	// context (httputil.ReverseProxy aborts a response whose upstream body
+	// breaks off, with http.ErrAbortHandler, only when it is there).
+	base = context.WithValue(base, http.ServerContextKey, s.stdServer())
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -247,6 +257,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go c.serve()
 	}
+}
+
+// stdServer describes s as a net/http Server, for http.ServerContextKey:
+// its Handler and limits, never served.
+func (s *Server) stdServer() *http.Server {
+	return &http.Server{Handler: s.Handler, ReadHeaderTimeout: s.readHeaderTimeout(), IdleTimeout: s.idleTimeout(),
+		MaxHeaderBytes: int(s.maxHeaderBytes())}
 }
 
 // temporary reports accept errors worth retrying (too many open files,

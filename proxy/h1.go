@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync"
 	"syscall"
 	"time"
@@ -26,13 +29,16 @@ import (
 // sent, and protocol switches.
 //
 // The wire work is the standard library's: Request.Write and
-// http.ReadResponse (chunked bodies, trailers, HEAD, 1xx).
+// http.ReadResponse (chunked bodies, trailers, HEAD). Informational (1xx)
+// responses are forwarded through the request's httptrace.ClientTrace
+// (Got1xxResponse, which httputil.ReverseProxy sets), at most max1xx of
+// them; a status under 100 or a 101 (the fast path never asks for an
+// upgrade) fails the request and closes the connection.
 type h1Transport struct {
 	fallback      *http.Transport
 	dialer        *net.Dialer
 	headerTimeout time.Duration
 	maxIdle       int
-	probeAfter    time.Duration // see probeAfter; a field so tests can shorten it
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn
@@ -42,21 +48,16 @@ type h1Transport struct {
 var _ http.RoundTripper = (*h1Transport)(nil)
 
 type h1Conn struct {
-	nc        net.Conn
-	lr        limitedReader // what br reads from: nc, with the header size limit
-	br        *bufio.Reader
-	bw        *bufio.Writer
-	idleSince time.Time
+	nc   net.Conn
+	lr   limitedReader // what br reads from: nc, with the header size limit
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	peek peeker // see alive
 }
-
-// probeAfter is how long a connection may sit idle before it is checked
-// for a close by the server (a zero-wait read) before reuse. Under load
-// connections are reused sooner, so the check costs no syscall there.
-const probeAfter = time.Second
 
 func newH1Transport(fallback *http.Transport, dialer *net.Dialer, headerTimeout time.Duration, maxIdle int) *h1Transport {
 	return &h1Transport{fallback: fallback, dialer: dialer, headerTimeout: headerTimeout, maxIdle: maxIdle,
-		probeAfter: probeAfter, idle: map[string][]*h1Conn{}}
+		idle: map[string][]*h1Conn{}}
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -119,7 +120,7 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 		return nil, err
 	}
 	var resp *http.Response
-	for {
+	for n1xx := 0; ; {
 		var err error
 		c.lr.remain = maxResponseHeader + int64(c.br.Size()) // bufio may read ahead into the body
 		resp, err = http.ReadResponse(c.br, req)
@@ -130,11 +131,35 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 			}
 			return nil, err
 		}
-		// Informational answers (103 Early Hints ...) precede the real one.
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			continue
+		code := resp.StatusCode
+		if code >= 200 {
+			break
 		}
-		break
+		// The caller closes the connection on these errors.
+		switch {
+		case code < 100:
+			stop()
+			return nil, fmt.Errorf("upstream sent status %d: %w", code, errBadStatus)
+		case code == http.StatusSwitchingProtocols:
+			// The fast path never asks for an upgrade.
+			stop()
+			return nil, fmt.Errorf("upstream switched protocols (101) without an Upgrade request: %w", errBadStatus)
+		}
+		// Informational answers (103 Early Hints ...) precede the real one
+		// and go on to the client (as with http.Transport, through the
+		// reverse proxy's trace); 100 Continue was not asked for here.
+		if n1xx++; n1xx > max1xx {
+			stop()
+			return nil, fmt.Errorf("upstream sent more than %d informational (1xx) responses: %w", max1xx, errBadStatus)
+		}
+		if code != http.StatusContinue {
+			if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+				if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+					stop()
+					return nil, err
+				}
+			}
+		}
 	}
 	c.lr.remain = math.MaxInt64
 	if t.headerTimeout > 0 {
@@ -175,7 +200,12 @@ func (b *h1Body) Close() error {
 	b.done = true
 	err := b.rc.Close() // for a fully read body this does no I/O
 	cancelled := !b.stop()
-	if b.eof && b.keep && !cancelled && err == nil {
+	// Bytes after the end of the response (more than its Content-Length,
+	// a body on a HEAD, 204 or 304 answer) would be read as the answer to
+	// the connection's next request, which may be another client's: such
+	// a connection is closed, as nginx and http.Transport do. Bytes that
+	// arrive later are caught by the check in get.
+	if b.eof && b.keep && !cancelled && err == nil && b.c.br.Buffered() == 0 {
 		b.t.put(b.addr, b.c)
 		return nil
 	}
@@ -184,6 +214,10 @@ func (b *h1Body) Close() error {
 }
 
 // get returns an idle connection to addr (when mayReuse), or dials a new one.
+// An idle connection is checked before reuse (one non-blocking peek at the
+// socket, see alive): one the server closed is dropped instead of failing
+// the request, and one with unsolicited bytes is dropped instead of
+// serving them as the next request's answer.
 func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h1Conn, reused bool, err error) {
 	for mayReuse {
 		t.mu.Lock()
@@ -195,7 +229,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 		c = list[len(list)-1]
 		t.idle[addr] = list[:len(list)-1]
 		t.mu.Unlock()
-		if time.Since(c.idleSince) < t.probeAfter || c.alive() {
+		if c.alive() {
 			return c, true, nil
 		}
 		_ = c.nc.Close()
@@ -206,6 +240,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 	}
 	c = &h1Conn{nc: nc, lr: limitedReader{r: nc, remain: math.MaxInt64}, bw: bufio.NewWriterSize(nc, 4<<10)}
 	c.br = bufio.NewReaderSize(&c.lr, 16<<10)
+	c.peek = newPeeker(nc)
 	return c, false, nil
 }
 
@@ -215,6 +250,14 @@ func (t *h1Transport) get(ctx context.Context, addr string, mayReuse bool) (c *h
 const maxResponseHeader = 1 << 20
 
 var errResponseHeaderTooLarge = errors.New("upstream response header exceeds 1 MiB")
+
+// max1xx bounds the informational responses before the final one, so a
+// target cannot keep a request (and the client) waiting with them.
+const max1xx = 8
+
+// errBadStatus marks a response status the proxy does not accept from a
+// target on the fast path.
+var errBadStatus = errors.New("invalid upstream response status")
 
 // limitedReader reads from r until remain bytes were read, then reports
 // EOF (the caller tells that apart from a real EOF by remain).
@@ -238,7 +281,6 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // put keeps an idle connection for reuse.
 func (t *h1Transport) put(addr string, c *h1Conn) {
 	_ = c.nc.SetDeadline(time.Time{})
-	c.idleSince = time.Now()
 	t.mu.Lock()
 	if !t.closed && len(t.idle[addr]) < t.maxIdle {
 		t.idle[addr] = append(t.idle[addr], c)

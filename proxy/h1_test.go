@@ -300,15 +300,14 @@ func TestH1RetryDialsAfterAllIdleConnectionsDied(t *testing.T) {
 	}
 }
 
-// An idle connection the server closed is noticed before reuse, so the
-// request is not sent on it at all.
+// An idle connection the server closed is noticed before reuse (every
+// reuse is probed), so the request is not sent on it at all.
 func TestH1ProbesLongIdleConnections(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
 	srv.Config.IdleTimeout = 20 * time.Millisecond
 	srv.Start()
 	defer srv.Close()
 	tr := newTestH1(0)
-	tr.probeAfter = 0 // probe every reuse
 	defer tr.CloseIdleConnections()
 	roundTrip(t, tr, "GET", srv.URL+"/")
 	addr := srv.Listener.Addr().String()

@@ -146,8 +146,48 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		}
 		defer c.Release()
 	}
+	if _, ok := r.Header["Upgrade"]; ok {
+		dropH2CUpgrade(r.Header)
+	}
 	h.rp.ServeHTTP(w, r)
 }
+
+// dropH2CUpgrade removes an offer to upgrade to h2c (cleartext HTTP/2,
+// RFC 7540 3.2) from a request's Upgrade field, with its HTTP2-Settings:
+// the offer is for this hop, whose server declines it by ignoring it
+// (RFC 9110 7.8); passed on, a target that accepts would switch the
+// connection to a protocol the client never agreed to with it. Other
+// offers (websocket) stay.
+func dropH2CUpgrade(h http.Header) {
+	vs := h["Upgrade"]
+	found := false
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if isH2C(tok) {
+				found = true
+			}
+		}
+	}
+	if !found {
+		return
+	}
+	var keep []string
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !isH2C(tok) {
+				keep = append(keep, tok)
+			}
+		}
+	}
+	delete(h, "Http2-Settings")
+	if len(keep) == 0 {
+		delete(h, "Upgrade")
+		return
+	}
+	h["Upgrade"] = []string{strings.Join(keep, ", ")}
+}
+
+func isH2C(tok string) bool { return strings.EqualFold(strings.TrimSpace(tok), "h2c") }
 
 // Resolver finds the route of a request. The gateway implements it over
 // its current (hot-reloadable) routing table.
@@ -241,6 +281,8 @@ type reqState struct {
 	target      *upstream.Target
 	attempts    int
 	circuitOpen bool
+	respBodyErr error       // reading the upstream response body failed
+	respHeader  http.Header // the client response's header, nil in Call
 	timedOut    atomic.Bool
 	clientCtx   context.Context
 	timer       *time.Timer
@@ -306,7 +348,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	st := &reqState{route: rt, pool: rt.Pool, State: httpx.State{RequestID: id}, clientCtx: r.Context(), connListed: listed}
+	st := &reqState{route: rt, pool: rt.Pool, State: httpx.State{RequestID: id}, clientCtx: r.Context(), connListed: listed, respHeader: w.Header()}
 	if st.pool == nil { // a terminal route (composition): no pool of its own
 		st.pool = noPool
 	}
@@ -321,18 +363,51 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	obs := rt.observers(st.pool)
 	obs.routeInflight(1)
+	defer func() {
+		st.timer.Stop()
+		cancel()
+		obs.routeInflight(-1)
+		v := recover()
+		switch {
+		case v == http.ErrAbortHandler:
+			// The reverse proxy aborts a response whose upstream body
+			// broke off, or that the client stopped taking, so that the
+			// server closes the connection without ending the response
+			// as complete: the log and metrics must not say 200.
+			st.Status = st.abortStatus()
+		case v != nil:
+			st.Status = http.StatusInternalServerError
+		case st.respBodyErr != nil && st.Status < 400:
+			// A server that does not abort (without http.ServerContextKey)
+			// ended the response; it was broken all the same.
+			st.Status = st.abortStatus()
+		}
+		obs.request(st.Status, time.Since(start))
+		h.log(r, st, id, st.Status, st.attempts, start)
+		if v != nil {
+			panic(v) // the server closes the connection (the stack is not unwound yet)
+		}
+	}()
 	if rt.handler != nil {
 		rt.handler.ServeHTTP(w, r.WithContext(st))
 	} else {
 		h.forward(w, r.WithContext(st))
 	}
-	st.timer.Stop()
-	cancel()
-	obs.routeInflight(-1)
+}
 
-	dur := time.Since(start)
-	obs.request(st.Status, dur)
-	h.log(r, st, id, st.Status, st.attempts, start)
+// abortStatus is the status recorded for a response that was aborted
+// after it began: 504 when the response timeout cut it, 499 when the
+// client left (or stopped taking it), 502 when the upstream body broke.
+func (st *reqState) abortStatus() int {
+	switch {
+	case st.timedOut.Load():
+		return http.StatusGatewayTimeout
+	case st.clientGone():
+		return 499
+	case st.respBodyErr != nil:
+		return http.StatusBadGateway
+	}
+	return 499 // writing to the client failed
 }
 
 func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts int, start time.Time) {
@@ -389,7 +464,13 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(stateKey{}).(*reqState)
 	st.Status = resp.StatusCode
-	resp.Header.Del("X-Request-Id") // ours is already set on the client response
+	resp.Header.Del("X-Request-Id")
+	if st.respHeader != nil && len(st.respHeader["X-Request-Id"]) == 0 {
+		// The reverse proxy clears the client response's header after
+		// forwarding a 1xx (103 Early Hints), so that the hints' fields do
+		// not reach the final response: ours goes back with the upstream's.
+		resp.Header["X-Request-Id"] = []string{st.RequestID}
+	}
 	if isStream(resp) {
 		st.timer.Stop() // streams are not bounded by the response timeout once started
 	}

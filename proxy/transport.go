@@ -150,7 +150,7 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 				t.Done(false)
 				return nil, ce
 			}
-			return at.finish(t, resp, nil, false)
+			return at.finish(st, t, resp, nil, false)
 		}
 		failed := err != nil || resp.StatusCode >= 500
 		if err != nil && st.clientGone() {
@@ -175,7 +175,7 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 
 		// Decide whether to retry.
 		if attempt >= maxAttempts || pool.retry == nil {
-			return at.finish(t, resp, err, failed)
+			return at.finish(st, t, resp, err, failed)
 		}
 		var retryable bool
 		if err != nil {
@@ -186,11 +186,11 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			retryable = pool.retry.RetryOnStatus(resp.StatusCode) && safe && replayable
 		}
 		if !retryable {
-			return at.finish(t, resp, err, failed)
+			return at.finish(st, t, resp, err, failed)
 		}
 		if !pool.budget.TryRetry(now) {
 			pool.obs.budgetRefused()
-			return at.finish(t, resp, err, failed)
+			return at.finish(st, t, resp, err, failed)
 		}
 		t.Done(failed)
 		lastResp, lastErr = resp, err
@@ -215,7 +215,7 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 
 // finish hands the response to the reverse proxy, keeping the target's
 // in-flight count until the body is fully read (or the upgrade starts).
-func (at attemptTransport) finish(t *upstream.Target, resp *http.Response, err error, failed bool) (*http.Response, error) {
+func (at attemptTransport) finish(st *reqState, t *upstream.Target, resp *http.Response, err error, failed bool) (*http.Response, error) {
 	if err != nil {
 		t.Done(true)
 		return nil, err
@@ -224,16 +224,30 @@ func (at attemptTransport) finish(t *upstream.Target, resp *http.Response, err e
 		t.Done(false) // a long-lived upgraded connection is not an in-flight request
 		return resp, nil
 	}
-	resp.Body = &trackedBody{ReadCloser: resp.Body, t: t, failed: failed}
+	resp.Body = &trackedBody{ReadCloser: resp.Body, st: st, t: t, failed: failed}
 	return resp, nil
 }
 
-// trackedBody ends a target's in-flight request when the body is closed.
+// trackedBody ends a target's in-flight request when the body is closed,
+// and records a body that broke off (for the status in logs and metrics,
+// and as a failure of the target).
 type trackedBody struct {
 	io.ReadCloser
+	st     *reqState
 	t      *upstream.Target
 	failed bool
 	done   bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.st.respBodyErr == nil {
+		b.st.respBodyErr = err
+		if !b.st.clientGone() {
+			b.failed = true
+		}
+	}
+	return n, err
 }
 
 func (b *trackedBody) Close() error {
