@@ -64,7 +64,7 @@ type Config struct {
 	Routes []Route `yaml:"routes"`
 
 	file  string
-	lines map[string]int // key path -> line, for errors found after decoding
+	lines map[string]pos // key path -> position, for errors found after decoding
 }
 
 // TLS is a certificate and key in PEM files.
@@ -423,12 +423,13 @@ func (c *Config) File() string { return c.file }
 
 // Errorf returns an *Error located at the key path in this config's file.
 func (c *Config) Errorf(path, format string, args ...any) error {
-	return &Error{File: c.file, Path: path, Line: c.line(path), Msg: fmt.Sprintf(format, args...)}
+	at := c.pos(path)
+	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)}
 }
 
-// line returns the line of path, or of its closest ancestor in the file
+// pos returns the position of path, or of its closest ancestor in the file
 // (a path such as routes[0].name may name a default that is not written).
-func (c *Config) line(path string) int {
+func (c *Config) pos(path string) pos {
 	for path != "" {
 		if l, ok := c.lines[path]; ok {
 			return l
@@ -439,7 +440,7 @@ func (c *Config) line(path string) int {
 		}
 		path = path[:i]
 	}
-	return 0
+	return pos{}
 }
 
 // Wrap locates err at path; it returns nil for a nil err, and one located
@@ -455,7 +456,8 @@ func (c *Config) Wrap(path string, err error) error {
 		}
 		return errors.Join(out...)
 	}
-	return &Error{File: c.file, Path: path, Line: c.line(path), Msg: err.Error()}
+	at := c.pos(path)
+	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: err.Error()}
 }
 
 // UpstreamNames returns the upstream names in sorted order.
@@ -512,7 +514,7 @@ func validToken(s string) bool {
 }
 
 // validate checks the structure and cross references; it runs after decoding.
-func (c *Config) validate(file string, lines map[string]int) error {
+func (c *Config) validate(file string, lines map[string]pos) error {
 	c.file = file
 	c.lines = lines
 	var errs []error

@@ -97,7 +97,7 @@ func TestWrapLocatesComponentErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := cfg.Wrap("upstreams.a.balance", os.ErrInvalid)
-	if want := path + ":4: upstreams.a.balance: invalid argument"; e.Error() != want {
+	if want := path + ":4:5: upstreams.a.balance: invalid argument"; e.Error() != want {
 		t.Fatalf("got %q, want %q", e, want)
 	}
 }
