@@ -500,6 +500,52 @@ func validBrokerURL(s string) error {
 	return nil
 }
 
+// MaxWeight bounds target weights, in the config and through the admin
+// API: large enough for any ratio worth expressing, small enough that
+// weight sums and weighted structures stay cheap.
+const MaxWeight = 1_000_000
+
+// checkListenAddr checks a listener address: host:port with a port of 0
+// (any free port) to 65535.
+func checkListenAddr(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: expected host:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid address %q: port %q out of range: expected 0 to 65535", s, port)
+	}
+	return nil
+}
+
+// checkTargetAddr checks a backend address: host:port with a port of 1 to
+// 65535.
+func checkTargetAddr(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: expected host:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("invalid address %q: port %q out of range: expected 1 to 65535", s, port)
+	}
+	return nil
+}
+
+// sameListener reports whether two valid listen addresses would collide:
+// the same non-zero port on the same host, or on a wildcard host that
+// covers the other.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na == 0 || na != nb {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return strings.EqualFold(ha, hb) || wild(ha) || wild(hb)
+}
+
 // validToken reports whether s is an HTTP header name (RFC 9110 token).
 func validToken(s string) bool {
 	if s == "" {
@@ -522,12 +568,14 @@ func (c *Config) validate(file string, lines map[string]pos) error {
 
 	if c.Listen == "" {
 		add("listen", "missing: expected the proxy's listen address, e.g. 127.0.0.1:8080")
-	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		add("listen", "invalid address %q: expected host:port", c.Listen)
+	} else if err := checkListenAddr(c.Listen); err != nil {
+		add("listen", "%v", err)
 	}
 	if c.Admin != "" {
-		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
-			add("admin", "invalid address %q: expected host:port", c.Admin)
+		if err := checkListenAddr(c.Admin); err != nil {
+			add("admin", "%v", err)
+		} else if c.Listen != "" && sameListener(c.Listen, c.Admin) {
+			add("admin", "%q is the same address as listen (%q): two listeners cannot share an address; give admin its own port", c.Admin, c.Listen)
 		}
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
@@ -564,14 +612,14 @@ func (c *Config) validate(file string, lines map[string]pos) error {
 			tp := fmt.Sprintf("%s.targets[%d]", p, i)
 			if t.Address == "" {
 				add(tp+".address", "missing: expected host:port")
-			} else if _, _, err := net.SplitHostPort(t.Address); err != nil {
-				add(tp+".address", "invalid address %q: expected host:port", t.Address)
+			} else if err := checkTargetAddr(t.Address); err != nil {
+				add(tp+".address", "%v", err)
 			} else if seen[t.Address] {
 				add(tp+".address", "duplicate target %q in upstream %q", t.Address, name)
 			}
 			seen[t.Address] = true
-			if t.Weight < 0 {
-				add(tp+".weight", "negative weight %d: expected >= 1", t.Weight)
+			if _, written := c.lines[tp+".weight"]; (written || t.Weight != 0) && (t.Weight < 1 || t.Weight > MaxWeight) {
+				add(tp+".weight", "weight %d out of range: expected 1 to %d (default 1; to take a target out of service, drain it through the admin API or remove it)", t.Weight, MaxWeight)
 			}
 		}
 		if u.MaxIdleConns < 0 {
