@@ -456,8 +456,18 @@ func (c *Config) Wrap(path string, err error) error {
 		}
 		return errors.Join(out...)
 	}
+	msg := err.Error()
+	var kp interface{ KeyPath() string }
+	if errors.As(err, &kp) && kp.KeyPath() != "" {
+		// A component located the problem inside its section
+		// ("jwt.public_keys[0]"): name that key.
+		path = join(path, kp.KeyPath())
+		if u := errors.Unwrap(kp.(error)); u != nil {
+			msg = u.Error()
+		}
+	}
 	at := c.pos(path)
-	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: err.Error()}
+	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: msg}
 }
 
 // UpstreamNames returns the upstream names in sorted order.

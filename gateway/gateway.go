@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,9 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFiles(cfg); err != nil {
+		return nil, err
+	}
 	g := &Gateway{opts: opts, log: opts.Logger, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
 	if g.log == nil {
 		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -108,13 +112,48 @@ func Check(path string) error {
 	if err != nil {
 		return err
 	}
+	fileErr := checkFiles(cfg)
 	limits, closeLimits, err := newLimitStore(cfg)
 	if err != nil {
-		return err
+		return errors.Join(fileErr, err)
 	}
 	defer closeLimits()
 	_, err = build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
-	return err
+	return errors.Join(fileErr, err)
+}
+
+// checkFiles checks the files the config names outside the building
+// blocks (which load theirs, e.g. JWT keys, when built): the TLS
+// certificate and key must load, and the access log must be a file that
+// can be opened for appending (or created in an existing directory). It
+// creates nothing.
+func checkFiles(cfg *config.Config) error {
+	var errs []error
+	if cfg.TLS != nil {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			errs = append(errs, cfg.Errorf("tls", "loading certificate: %v", err))
+		}
+	}
+	switch f := cfg.AccessLog; f {
+	case "", "stdout", "stderr", "off":
+	default:
+		if fi, err := os.Stat(f); err == nil {
+			if fi.IsDir() {
+				errs = append(errs, cfg.Errorf("access_log", "%q is a directory: expected a file path", f))
+			} else if fh, err := os.OpenFile(f, os.O_APPEND|os.O_WRONLY, 0); err != nil {
+				errs = append(errs, cfg.Errorf("access_log", "opening access log: %v", err))
+			} else {
+				fh.Close()
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, cfg.Errorf("access_log", "opening access log: %v", err))
+		} else if fi, err := os.Stat(filepath.Dir(f)); err != nil {
+			errs = append(errs, cfg.Errorf("access_log", "cannot create %q: %v", f, err))
+		} else if !fi.IsDir() {
+			errs = append(errs, cfg.Errorf("access_log", "cannot create %q: %s is not a directory", f, filepath.Dir(f)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
