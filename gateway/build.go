@@ -67,6 +67,8 @@ type buildDeps struct {
 	// by all generations; nil uses http.DefaultTransport (when checking).
 	brokerTransport http.RoundTripper
 	prev            *runtime // previous generation, to carry target state over; may be nil
+	// overrides are admin-set weights that replace the config's; may be nil.
+	overrides *weightOverrides
 }
 
 // build turns a validated config into a runtime, validating each building
@@ -177,7 +179,11 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	}
 	targets := make([]*upstream.Target, len(u.Targets))
 	for i, tc := range u.Targets {
-		targets[i] = upstream.NewTarget(tc.Address, i, tc.Weight)
+		w := tc.Weight
+		if ow, ok := deps.overrides.get(name, tc.Address); ok {
+			w = ow // an admin override survives reloads while its target stays
+		}
+		targets[i] = upstream.NewTarget(tc.Address, i, w)
 		if old, ok := prevTargets[tc.Address]; ok {
 			targets[i].CarryStateFrom(old)
 		}

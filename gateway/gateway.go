@@ -54,6 +54,7 @@ type Gateway struct {
 	limits      ratelimit.Store // rate-limit state; survives reloads
 	closeLimits func() error
 	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
+	overrides   weightOverrides // admin-set weights; survive reloads
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -179,7 +180,7 @@ func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
 	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev,
-		brokerTransport: g.brokerConns}
+		brokerTransport: g.brokerConns, overrides: &g.overrides}
 }
 
 // newBrokerTransport returns the HTTP transport of publish routes' calls
@@ -385,6 +386,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.start(context.WithoutCancel(ctx), rt)
 	}
 	g.current.Store(rt)
+	g.overrides.keepOnly(cfg)
 	// Requests in flight on the old generation keep their pool pointers and
 	// finish normally; only its health checkers stop now. Its idle
 	// connections are closed after the grace period.
