@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +54,49 @@ func (rt *runtime) call(h *proxy.Handler) compose.Doer {
 		}
 		return h.Call(p, req)
 	}
+}
+
+// withTraceContext gives an aggregate route's calls the request's identity:
+// X-Request-Id is set to the gateway's id of the request (the client's
+// when valid, else a generated one) and Traceparent to a valid parent in
+// the request's trace (the client's when valid, else a new trace), so each
+// call (proxy.Handler.Call) sends a child span of the same trace.
+func withTraceContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(r.Context())
+		r.Header = r.Header.Clone()
+		if id := proxy.RequestID(r); id != "" {
+			r.Header.Set("X-Request-Id", id)
+		}
+		if !validTraceparent(r.Header.Get("Traceparent")) {
+			r.Header.Set("Traceparent", newTraceparent())
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// validTraceparent reports whether s is a W3C traceparent the gateway
+// continues (version 00-fe, non-zero ids, lower-case hex).
+func validTraceparent(s string) bool {
+	if len(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || s[:2] == "ff" {
+		return false
+	}
+	for i, c := range []byte(s) {
+		if i == 2 || i == 35 || i == 52 {
+			continue
+		}
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s[3:35] != strings.Repeat("0", 32) && s[36:52] != strings.Repeat("0", 16)
+}
+
+// newTraceparent starts a new sampled trace with the gateway's span.
+func newTraceparent() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
 }
 
 func aggregateError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
@@ -115,7 +161,7 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 				errs = append(errs, cfg.Wrap(p+".aggregate", err))
 				continue
 			}
-			pr.Terminal = agg
+			pr.Terminal = withTraceContext(agg)
 		}
 		if r.Publish != nil {
 			pub, err := newPublisher(cfg, p, r, deps.brokerTransport)
