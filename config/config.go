@@ -28,6 +28,22 @@ import (
 	"github.com/switchyard/switchyard/transform"
 )
 
+// Defaults the gateway applies to settings left out (or zero). The
+// building blocks' own defaults (breaker, retry, health, balance) live in
+// their packages; docs/gateway.md shows them all, checked by a test.
+const (
+	DefaultAccessLog         = "stdout"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultMaxBodyBuffer     = 64 << 10
+	DefaultHTTP1             = "switchyard"
+	DefaultConnectTimeout    = 5 * time.Second
+	DefaultResponseTimeout   = 60 * time.Second
+	DefaultMaxIdleConns      = 256
+	DefaultWeight            = 1
+)
+
 // Config is a whole gateway configuration file.
 type Config struct {
 	// Listen is the address the proxy serves on, host:port. Required.

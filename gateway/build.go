@@ -246,8 +246,9 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 
 	pc := proxy.PoolConfig{
 		Name: name, Targets: targets, Policy: policy,
-		ConnectTimeout: u.Timeout.Connect.D(0), HeaderTimeout: u.Timeout.Header.D(0),
-		ResponseTimeout: u.Timeout.Response.D(0), MaxIdleConns: u.MaxIdleConns, MaxInFlight: u.MaxInFlight,
+		ConnectTimeout: u.Timeout.Connect.D(config.DefaultConnectTimeout), HeaderTimeout: u.Timeout.Header.D(0),
+		ResponseTimeout: u.Timeout.Response.D(config.DefaultResponseTimeout),
+		MaxIdleConns:    orInt(u.MaxIdleConns, config.DefaultMaxIdleConns), MaxInFlight: u.MaxInFlight,
 	}
 	if u.MaxInFlight < 0 {
 		errs = append(errs, cfg.Errorf(path+".max_in_flight", "negative value %d", u.MaxInFlight))

@@ -88,7 +88,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
-		MaxBodyBuffer: cfg.Server.MaxBodyBuffer,
+		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, config.DefaultMaxBodyBuffer),
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
@@ -261,7 +261,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	grace := g.current.Load().cfg.Server.ShutdownTimeout.D(30 * time.Second)
+	grace := g.current.Load().cfg.Server.ShutdownTimeout.D(config.DefaultShutdownTimeout)
 	g.log.Info("gateway shutting down", "grace", grace.String(), "in_flight", g.handler.InFlight())
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -301,8 +301,8 @@ type server interface {
 // request (docs/benchmarks.md). It returns the listener to serve on
 // (wrapped for TLS).
 func (g *Gateway) newServer(cfg *config.Config, ln net.Listener) (server, net.Listener, error) {
-	readHeader := cfg.Server.ReadHeaderTimeout.D(10 * time.Second)
-	idle := cfg.Server.IdleTimeout.D(120 * time.Second)
+	readHeader := cfg.Server.ReadHeaderTimeout.D(config.DefaultReadHeaderTimeout)
+	idle := cfg.Server.IdleTimeout.D(config.DefaultIdleTimeout)
 	if cfg.TLS == nil && !cfg.H2C && cfg.Server.HTTP1 != "net/http" {
 		return &httpserver.Server{
 			Handler:           g.handler,
@@ -393,7 +393,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	if old.cancel != nil {
 		old.cancel()
 	}
-	time.AfterFunc(old.cfg.Server.ShutdownTimeout.D(30*time.Second), func() {
+	time.AfterFunc(old.cfg.Server.ShutdownTimeout.D(config.DefaultShutdownTimeout), func() {
 		for _, p := range old.pools {
 			p.Close()
 		}
@@ -421,4 +421,12 @@ func restartOnly(old, cfg *config.Config) error {
 		errs = append(errs, cfg.Errorf("access_log", "changed: access log changes need a restart"))
 	}
 	return errors.Join(errs...)
+}
+
+// orInt returns v, or def when v is zero.
+func orInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }

@@ -428,7 +428,9 @@ upstreams:
 `, targets(ts...))
 	}
 	gw := startGateway(t, cfgFor(a.addr(), b.addr()))
-	wurl := func(addr string) string { return fmt.Sprintf("%s/admin/upstreams/web/targets/%s/weight", gw.admin, addr) }
+	wurl := func(addr string) string {
+		return fmt.Sprintf("%s/admin/upstreams/web/targets/%s/weight", gw.admin, addr)
+	}
 	var tgt admin.Target
 	if code := adminJSON(t, "PUT", wurl(a.addr()), `{"weight": 7}`, &tgt); code != 200 || tgt.Weight != 7 || !tgt.WeightOverride {
 		t.Fatalf("set weight: %d %+v", code, tgt)
