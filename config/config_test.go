@@ -114,6 +114,9 @@ func FuzzParse(f *testing.F) {
 	f.Add("listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\nroutes: [{aggregate: {calls: [{name: x, upstream: a, path: /}]}}]\n")
 	f.Add("listen: 127.0.0.1:1\nbroker: {url: 'http://127.0.0.1:7401'}\nroutes: [{publish: {queue: q}}]\n")
 	f.Add("listen: 127.0.0.1:1\na: &a [x, x]\nb: &b [*a, *a]\nroutes: [{upstream: u, match: {methods: *b}}]\n")
+	f.Add("listen: 127.0.0.1:1\nupstreams:\n  a: &a {targets: [{address: 'h:1'}], timeout: {connect: 1s}}\n  b: {<<: *a, balance: random}\nroutes: [{upstream: b}]\n")
+	f.Add("listen: 127.0.0.1:1\nx: &x {a: &y {<<: *x}}\n")
+	f.Add("listen: 127.0.0.1:1\nupstreams: {a: {<<: [*a], targets: [{address: 'h:1', weight: 0}]}}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		cfg, err := Parse([]byte(doc), "fuzz.yaml")
 		if err != nil {
