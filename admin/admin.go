@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -143,7 +144,11 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil || body.Weight == nil || *body.Weight < 1 || *body.Weight > MaxWeight {
+		err := dec.Decode(&body)
+		if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+		if err != nil || body.Weight == nil || *body.Weight < 1 || *body.Weight > MaxWeight {
 			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf(`expected a JSON body {"weight": N} with N from 1 to %d`, MaxWeight))
 			return
 		}

@@ -136,6 +136,7 @@ func TestWeightBounds(t *testing.T) {
 	for body, want := range map[string]int{
 		`{"weight": 0}`: 400, `{"weight": -1}`: 400, `{"weight": 1000001}`: 400,
 		`{"weight": 99999999999999999999}`: 400, `{"weight": 1.5}`: 400,
+		`{"weight": 2} {"weight": 3}`: 400,
 		`{"weight": 1000000}`: 200, `{"weight": 1}`: 200,
 	} {
 		req, _ := http.NewRequest("PUT", srv.URL+"/admin/upstreams/u/targets/h:1/weight", strings.NewReader(body))
@@ -148,4 +149,30 @@ func TestWeightBounds(t *testing.T) {
 			t.Errorf("PUT weight %s: %d, want %d", body, resp.StatusCode, want)
 		}
 	}
+}
+
+// FuzzWeightBody: any body to PUT .../weight answers 200 with a weight in
+// 1..MaxWeight reaching the backend, or 400 with a JSON error.
+func FuzzWeightBody(f *testing.F) {
+	for _, s := range []string{`{"weight": 3}`, `{"weight": 0}`, `{"weight": 1e6}`, `{"weight": 1000001}`, `{"weight": "3"}`, `{}`, `[]`, `{"weight": 2, "x": 1}`, "{\"weight\": 2}\n{\"weight\": 9999999}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		fb := &fake{weight: 1}
+		h := Handler(fb, nil)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("PUT", "/admin/upstreams/u/targets/h:1/weight", strings.NewReader(body)))
+		switch w.Code {
+		case 200:
+			if fb.weight < 1 || fb.weight > MaxWeight {
+				t.Fatalf("body %q set weight %d", body, fb.weight)
+			}
+		case 400:
+			if !json.Valid(w.Body.Bytes()) {
+				t.Fatalf("400 body not JSON: %q", w.Body)
+			}
+		default:
+			t.Fatalf("body %q: status %d", body, w.Code)
+		}
+	})
 }
