@@ -60,6 +60,26 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes and validates a config document; name is used in errors.
 func Parse(data []byte, name string) (*Config, error) {
+	cfg, err := parse(data, name)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// LoadDecoded is Load for checkers that want to report more: when the
+// file decodes but does not validate, it returns the decoded config too,
+// with the validation errors, so further checks (files it names) can run
+// on it. The config must not be used to serve.
+func LoadDecoded(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return parse(data, path)
+}
+
+func parse(data []byte, name string) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -89,7 +109,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		return nil, decodeErrors(err, name, loc.lines)
 	}
 	if err := cfg.validate(name, loc.paths); err != nil {
-		return nil, err
+		return &cfg, err
 	}
 	return &cfg, nil
 }

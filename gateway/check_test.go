@@ -39,6 +39,8 @@ func TestCheckCatchesWhatCannotStart(t *testing.T) {
 			[]string{":7:1: access_log", "directory"}},
 		"port out of range": {strings.Replace(base, "127.0.0.1:0", "127.0.0.1:99999", 1),
 			[]string{":1:1: listen", "0 to 65535"}},
+		"every problem at once": {strings.Replace(base, "127.0.0.1:0", "127.0.0.1:18080", 1) + "admin: 127.0.0.1:18080\ntls: { cert: " + missing + ", key: " + missing + " }\n",
+			[]string{":7:1: admin", "same address", ":8:1: tls", "missing.pem"}},
 		"listen equals admin": {strings.Replace(base, "127.0.0.1:0", "127.0.0.1:18080", 1) + "admin: 127.0.0.1:18080\n",
 			[]string{":7:1: admin", "same address"}},
 	} {

@@ -109,9 +109,12 @@ func New(opts Options) (*Gateway, error) {
 // Check loads the config at path and builds (without starting) everything
 // it describes, reporting every problem; it is `switchyard gateway --check`.
 func Check(path string) error {
-	cfg, err := config.Load(path)
-	if err != nil {
+	cfg, err := config.LoadDecoded(path)
+	if cfg == nil {
 		return err
+	}
+	if err != nil { // invalid, but decoded: report its files' problems too
+		return errors.Join(err, checkFiles(cfg))
 	}
 	fileErr := checkFiles(cfg)
 	limits, closeLimits, err := newLimitStore(cfg)
