@@ -520,6 +520,8 @@ func validBrokerURL(s string) error {
 		return fmt.Errorf("invalid URL %q: expected an http:// or https:// URL", s)
 	case u.Host == "":
 		return fmt.Errorf("invalid URL %q: no host", s)
+	case u.Port() != "" && !validPort(u.Port(), 1):
+		return fmt.Errorf("invalid URL %q: port %q out of range: expected 1 to 65535", s, u.Port())
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		return fmt.Errorf("invalid URL %q: expected a base URL without user, query or fragment", s)
 	}
@@ -555,6 +557,12 @@ func checkTargetAddr(s string) error {
 		return fmt.Errorf("invalid address %q: port %q out of range: expected 1 to 65535", s, port)
 	}
 	return nil
+}
+
+// validPort reports whether p is a decimal port from min to 65535.
+func validPort(p string, min int) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= min && n <= 65535
 }
 
 // sameListener reports whether two valid listen addresses would collide:

@@ -152,6 +152,7 @@ func TestRefusesConfigsThatCannotStart(t *testing.T) {
 		"admin port out of range":  {base + "admin: 127.0.0.1:70000\n", []string{"c.yaml:8:1: admin", "0 to 65535"}},
 		"target port out of range": {strings.Replace(base, "127.0.0.1:9001", "127.0.0.1:65536", 1), []string{"targets[0].address", "1 to 65535"}},
 		"target port zero":         {strings.Replace(base, "127.0.0.1:9001", "127.0.0.1:0", 1), []string{"targets[0].address", "1 to 65535"}},
+		"broker port out of range": {base + "broker: { url: 'http://127.0.0.1:74010' }\n", []string{"c.yaml:8:11: broker.url", "1 to 65535"}},
 		"listen equals admin":      {base + "admin: 127.0.0.1:8080\n", []string{"c.yaml:8:1: admin", "same address as listen"}},
 		"admin on wildcard":        {base + "admin: :8080\n", []string{"c.yaml:8:1: admin", "same address as listen"}},
 		"weight zero":              {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: 0 }", 1), []string{"targets[0].weight", "weight 0", "1 to 1000000", "drain"}},

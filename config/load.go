@@ -229,9 +229,8 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // an empty value: the zero value
 	}
-	custom := reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(obsoleteUnmarshalerType)
 	switch {
-	case custom:
+	case custom(t):
 		w.leaf(n, t, path, via)
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
