@@ -137,7 +137,7 @@ func TestWeightBounds(t *testing.T) {
 		`{"weight": 0}`: 400, `{"weight": -1}`: 400, `{"weight": 1000001}`: 400,
 		`{"weight": 99999999999999999999}`: 400, `{"weight": 1.5}`: 400,
 		`{"weight": 2} {"weight": 3}`: 400,
-		`{"weight": 1000000}`: 200, `{"weight": 1}`: 200,
+		`{"weight": 1000000}`:         200, `{"weight": 1}`: 200,
 	} {
 		req, _ := http.NewRequest("PUT", srv.URL+"/admin/upstreams/u/targets/h:1/weight", strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
