@@ -11,9 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,11 +28,17 @@ type Backend interface {
 	Snapshot() Snapshot
 	// SetDraining drains (true) or undrains a target.
 	SetDraining(upstream, address string, draining bool) error
-	// SetWeight changes a target's weight.
+	// SetWeight overrides a target's weight (1..MaxWeight); the override
+	// survives reloads while the target stays in the config.
 	SetWeight(upstream, address string, weight int) error
+	// ResetWeight drops a weight override: the config's weight applies.
+	ResetWeight(upstream, address string) error
 	// Reload re-reads the configuration; on error the old one keeps serving.
 	Reload(ctx context.Context) error
 }
+
+// MaxWeight is the largest target weight (the config's bound too).
+const MaxWeight = 1_000_000
 
 // ErrNotFound is returned (wrapped) by a Backend for unknown upstreams or targets.
 var ErrNotFound = errors.New("not found")
@@ -66,19 +74,22 @@ type Upstream struct {
 
 // Target describes one backend.
 type Target struct {
-	Address       string     `json:"address"`
-	Weight        int        `json:"weight"`
-	Healthy       bool       `json:"healthy"`
-	Draining      bool       `json:"draining"`
-	Ejected       bool       `json:"ejected"`
-	EjectedUntil  *time.Time `json:"ejected_until,omitempty"`
-	Ejections     int64      `json:"ejections"`
-	Available     bool       `json:"available"`
-	Circuit       string     `json:"circuit,omitempty"`
-	InFlight      int64      `json:"in_flight"`
-	Requests      uint64     `json:"requests"`
-	Failures      uint64     `json:"failures"`
-	LatencyEWMAms float64    `json:"latency_ewma_ms"`
+	Address string `json:"address"`
+	Weight  int    `json:"weight"`
+	// WeightOverride is true while an admin-set weight replaces the
+	// config's (DELETE .../weight drops it).
+	WeightOverride bool       `json:"weight_override,omitempty"`
+	Healthy        bool       `json:"healthy"`
+	Draining       bool       `json:"draining"`
+	Ejected        bool       `json:"ejected"`
+	EjectedUntil   *time.Time `json:"ejected_until,omitempty"`
+	Ejections      int64      `json:"ejections"`
+	Available      bool       `json:"available"`
+	Circuit        string     `json:"circuit,omitempty"`
+	InFlight       int64      `json:"in_flight"`
+	Requests       uint64     `json:"requests"`
+	Failures       uint64     `json:"failures"`
+	LatencyEWMAms  float64    `json:"latency_ewma_ms"`
 }
 
 // Handler returns the admin API over b, with /metrics from g (nil omits it).
@@ -90,10 +101,14 @@ type Target struct {
 //	GET  /admin/upstreams/{name}                        one upstream
 //	POST /admin/upstreams/{name}/targets/{addr}/drain   ?wait=10s blocks until its in-flight reach 0
 //	POST /admin/upstreams/{name}/targets/{addr}/undrain
-//	PUT  /admin/upstreams/{name}/targets/{addr}/weight  {"weight": 3}
+//	PUT  /admin/upstreams/{name}/targets/{addr}/weight  {"weight": 3} (1..MaxWeight), kept across reloads
+//	DELETE /admin/upstreams/{name}/targets/{addr}/weight  back to the config's weight
 //	POST /admin/reload                                  re-read the config file
 //	GET  /metrics                                       Prometheus exposition
 //	GET  /debug/pprof/...                               Go profiles (pprof)
+//
+// A known path asked with a method it does not serve gets 405 with an
+// Allow header; an unknown path gets 404. Both bodies are JSON errors.
 func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -129,12 +144,24 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil || body.Weight == nil || *body.Weight < 1 {
-			writeError(w, http.StatusBadRequest, "bad_request", `expected a JSON body {"weight": N} with N >= 1`)
+		err := dec.Decode(&body)
+		if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+		if err != nil || body.Weight == nil || *body.Weight < 1 || *body.Weight > MaxWeight {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf(`expected a JSON body {"weight": N} with N from 1 to %d`, MaxWeight))
 			return
 		}
 		name, addr := r.PathValue("name"), r.PathValue("addr")
 		if err := b.SetWeight(name, addr, *body.Weight); err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeTarget(w, b, name, addr)
+	})
+	mux.HandleFunc("DELETE /admin/upstreams/{name}/targets/{addr}/weight", func(w http.ResponseWriter, r *http.Request) {
+		name, addr := r.PathValue("name"), r.PathValue("addr")
+		if err := b.ResetWeight(name, addr); err != nil {
 			writeBackendError(w, err)
 			return
 		}
@@ -156,10 +183,33 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 	if g != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// No pattern for this method and path: 405 when the path is served
+		// for other methods, else 404, both as JSON errors.
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s is not served on %s: expected %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no admin endpoint "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+}
+
+// allowed lists the methods mux serves r's path with, sorted.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"} {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := mux.Handler(probe); pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func drain(w http.ResponseWriter, r *http.Request, b Backend, on bool) {

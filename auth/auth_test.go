@@ -384,9 +384,9 @@ func TestValidate(t *testing.T) {
 		}, []string{
 			`jwt: algorithm "RS512": unsupported`,
 			`jwt: algorithm "RS256": listed twice`,
-			"jwt: secret: too short (5 bytes)",
-			"jwt: public_keys[0]: expected a PEM block",
-			`jwt: jwks_url "http://idp.example.com/jwks": plain http is allowed only to a loopback address`,
+			"jwt.secret: too short (5 bytes)",
+			"jwt.public_keys[0]: expected a PEM block",
+			`jwt.jwks_url: "http://idp.example.com/jwks": plain http is allowed only to a loopback address`,
 			"jwt: jwks_refresh 1ns: must be at least 10s",
 			"jwt: clock_skew -1ns",
 		}},

@@ -326,7 +326,7 @@ func (c JWTConfig) validate() error {
 		add("secret is set but HS256 is not in algorithms %q (list it explicitly to use a shared secret)", c.Algorithms)
 	case hs:
 		if err := checkSecretSpec(c.Secret); err != nil {
-			errs = append(errs, fmt.Errorf("jwt: secret: %w", err))
+			errs = append(errs, &FieldError{Path: "jwt.secret", Err: err})
 		}
 	}
 	if asym && len(c.PublicKeys) == 0 && c.JWKSURL == "" {
@@ -337,14 +337,14 @@ func (c JWTConfig) validate() error {
 	}
 	for i, pk := range c.PublicKeys {
 		if pk == "" || pk == "file:" {
-			add("public_keys[%d]: empty", i)
+			errs = append(errs, &FieldError{Path: fmt.Sprintf("jwt.public_keys[%d]", i), Err: errors.New("empty")})
 		} else if !strings.HasPrefix(pk, "file:") && !strings.Contains(pk, "-----BEGIN ") {
-			add("public_keys[%d]: expected a PEM block or \"file:PATH\"", i)
+			errs = append(errs, &FieldError{Path: fmt.Sprintf("jwt.public_keys[%d]", i), Err: errors.New("expected a PEM block or \"file:PATH\"")})
 		}
 	}
 	if c.JWKSURL != "" {
 		if err := checkJWKSURL(c.JWKSURL); err != nil {
-			errs = append(errs, fmt.Errorf("jwt: jwks_url %q: %w", c.JWKSURL, err))
+			errs = append(errs, &FieldError{Path: "jwt.jwks_url", Err: fmt.Errorf("%q: %w", c.JWKSURL, err)})
 		}
 	}
 	if c.JWKSRefresh < MinJWKSRefreshInterval {

@@ -121,3 +121,20 @@ func quoteSafe(s string) string {
 	}
 	return string(b)
 }
+
+// FieldError is a configuration problem of one setting: Path is its key
+// path inside the auth section ("jwt.public_keys[0]", "jwt.secret"), so
+// the gateway can name the file, line and full key path.
+type FieldError struct {
+	Path string
+	Err  error
+}
+
+// Error returns the key path and the problem.
+func (e *FieldError) Error() string { return e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the problem.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// KeyPath returns Path (relative to the auth section).
+func (e *FieldError) KeyPath() string { return e.Path }

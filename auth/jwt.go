@@ -63,7 +63,7 @@ func newJWTVerifier(cfg JWTConfig, a *Authenticator, opts Options) (*jwtVerifier
 	if slices.Contains(cfg.Algorithms, "HS256") {
 		secret, err := loadSecret(cfg.Secret)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("jwt: secret: %w", err))
+			errs = append(errs, &FieldError{Path: "jwt.secret", Err: err})
 		} else {
 			v.hsKey = secret
 		}
@@ -72,7 +72,7 @@ func newJWTVerifier(cfg JWTConfig, a *Authenticator, opts Options) (*jwtVerifier
 	for i, spec := range cfg.PublicKeys {
 		keys, err := loadPublicKeys(spec)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("jwt: public_keys[%d]: %w", i, err))
+			errs = append(errs, &FieldError{Path: fmt.Sprintf("jwt.public_keys[%d]", i), Err: err})
 			continue
 		}
 		for _, k := range keys {

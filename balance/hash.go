@@ -119,17 +119,27 @@ func buildRing(ts []*upstream.Target, perWeight int) *hashRing {
 		weights[i] = t.Weight()
 		total += weights[i]
 	}
-	if total > 0 && total*perWeight > maxRingSize {
-		perWeight = max(1, maxRingSize/total)
+	// Points per target: perWeight per unit of weight, scaled down in
+	// proportion when the ring would exceed maxRingSize (at least one each),
+	// so large weights cannot make the ring large.
+	counts := make([]int, len(ts))
+	n := 0
+	for i, w := range weights {
+		c := w * perWeight
+		if total > 0 && total*perWeight > maxRingSize {
+			c = max(1, int(int64(w)*maxRingSize/int64(total)))
+		}
+		counts[i] = c
+		n += c
 	}
 	type point struct {
 		h     uint64
 		owner int32
 	}
-	pts := make([]point, 0, total*perWeight)
+	pts := make([]point, 0, n)
 	for i, t := range ts {
 		base := hashString(t.Address)
-		for k := 0; k < weights[i]*perWeight; k++ {
+		for k := 0; k < counts[i]; k++ {
 			pts = append(pts, point{mix64(base + uint64(k+1)*golden), int32(i)})
 		}
 	}

@@ -29,6 +29,22 @@ import (
 	"github.com/switchyard/switchyard/transform"
 )
 
+// Defaults the gateway applies to settings left out (or zero). The
+// building blocks' own defaults (breaker, retry, health, balance) live in
+// their packages; docs/gateway.md shows them all, checked by a test.
+const (
+	DefaultAccessLog         = "stdout"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultMaxBodyBuffer     = 64 << 10
+	DefaultHTTP1             = "switchyard"
+	DefaultConnectTimeout    = 5 * time.Second
+	DefaultResponseTimeout   = 60 * time.Second
+	DefaultMaxIdleConns      = 256
+	DefaultWeight            = 1
+)
+
 // Config is a whole gateway configuration file.
 type Config struct {
 	// Listen is the address the proxy serves on, host:port. Required.
@@ -65,7 +81,7 @@ type Config struct {
 	Routes []Route `yaml:"routes"`
 
 	file  string
-	lines map[string]int // key path -> line, for errors found after decoding
+	lines map[string]pos // key path -> position, for errors found after decoding
 }
 
 // TLS is a certificate and key in PEM files.
@@ -146,7 +162,7 @@ const (
 	MaxServerTimeout   = 24 * time.Hour
 	MinHeaderBytes     = 1 << 10
 	MaxHeaderBytes     = 1 << 20
-	DefaultHeaderBytes = 16 << 10
+	DefaultHeaderBytes = 16 << 10 // httpserver.DefaultMaxHeaderBytes
 )
 
 // Upstream is a pool of targets and the policies applied to it.
@@ -453,12 +469,13 @@ func (c *Config) File() string { return c.file }
 
 // Errorf returns an *Error located at the key path in this config's file.
 func (c *Config) Errorf(path, format string, args ...any) error {
-	return &Error{File: c.file, Path: path, Line: c.line(path), Msg: fmt.Sprintf(format, args...)}
+	at := c.pos(path)
+	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)}
 }
 
-// line returns the line of path, or of its closest ancestor in the file
+// pos returns the position of path, or of its closest ancestor in the file
 // (a path such as routes[0].name may name a default that is not written).
-func (c *Config) line(path string) int {
+func (c *Config) pos(path string) pos {
 	for path != "" {
 		if l, ok := c.lines[path]; ok {
 			return l
@@ -469,7 +486,7 @@ func (c *Config) line(path string) int {
 		}
 		path = path[:i]
 	}
-	return 0
+	return pos{}
 }
 
 // Wrap locates err at path; it returns nil for a nil err, and one located
@@ -485,7 +502,18 @@ func (c *Config) Wrap(path string, err error) error {
 		}
 		return errors.Join(out...)
 	}
-	return &Error{File: c.file, Path: path, Line: c.line(path), Msg: err.Error()}
+	msg := err.Error()
+	var kp interface{ KeyPath() string }
+	if errors.As(err, &kp) && kp.KeyPath() != "" {
+		// A component located the problem inside its section
+		// ("jwt.public_keys[0]"): name that key.
+		path = join(path, kp.KeyPath())
+		if u := errors.Unwrap(kp.(error)); u != nil {
+			msg = u.Error()
+		}
+	}
+	at := c.pos(path)
+	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: msg}
 }
 
 // UpstreamNames returns the upstream names in sorted order.
@@ -522,14 +550,68 @@ func validBrokerURL(s string) error {
 		return fmt.Errorf("invalid URL %q: expected an http:// or https:// URL", s)
 	case u.Host == "":
 		return fmt.Errorf("invalid URL %q: no host", s)
+	case u.Port() != "" && !validPort(u.Port(), 1):
+		return fmt.Errorf("invalid URL %q: port %q out of range: expected 1 to 65535", s, u.Port())
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		return fmt.Errorf("invalid URL %q: expected a base URL without user, query or fragment", s)
 	}
 	return nil
 }
 
+// MaxWeight bounds target weights, in the config and through the admin
+// API: large enough for any ratio worth expressing, small enough that
+// weight sums and weighted structures stay cheap.
+const MaxWeight = 1_000_000
+
+// checkListenAddr checks a listener address: host:port with a port of 0
+// (any free port) to 65535.
+func checkListenAddr(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: expected host:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid address %q: port %q out of range: expected 0 to 65535", s, port)
+	}
+	return nil
+}
+
+// checkTargetAddr checks a backend address: host:port with a port of 1 to
+// 65535.
+func checkTargetAddr(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: expected host:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("invalid address %q: port %q out of range: expected 1 to 65535", s, port)
+	}
+	return nil
+}
+
+// validPort reports whether p is a decimal port from min to 65535.
+func validPort(p string, min int) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= min && n <= 65535
+}
+
+// sameListener reports whether two valid listen addresses would collide:
+// the same non-zero port on the same host, or on a wildcard host that
+// covers the other.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na == 0 || na != nb {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return strings.EqualFold(ha, hb) || wild(ha) || wild(hb)
+}
+
 // validate checks the structure and cross references; it runs after decoding.
-func (c *Config) validate(file string, lines map[string]int) error {
+func (c *Config) validate(file string, lines map[string]pos) error {
 	c.file = file
 	c.lines = lines
 	var errs []error
@@ -537,12 +619,14 @@ func (c *Config) validate(file string, lines map[string]int) error {
 
 	if c.Listen == "" {
 		add("listen", "missing: expected the proxy's listen address, e.g. 127.0.0.1:8080")
-	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		add("listen", "invalid address %q: expected host:port", c.Listen)
+	} else if err := checkListenAddr(c.Listen); err != nil {
+		add("listen", "%v", err)
 	}
 	if c.Admin != "" {
-		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
-			add("admin", "invalid address %q: expected host:port", c.Admin)
+		if err := checkListenAddr(c.Admin); err != nil {
+			add("admin", "%v", err)
+		} else if c.Listen != "" && sameListener(c.Listen, c.Admin) {
+			add("admin", "%q is the same address as listen (%q): two listeners cannot share an address; give admin its own port", c.Admin, c.Listen)
 		}
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
@@ -599,14 +683,14 @@ func (c *Config) validate(file string, lines map[string]int) error {
 			tp := fmt.Sprintf("%s.targets[%d]", p, i)
 			if t.Address == "" {
 				add(tp+".address", "missing: expected host:port")
-			} else if _, _, err := net.SplitHostPort(t.Address); err != nil {
-				add(tp+".address", "invalid address %q: expected host:port", t.Address)
+			} else if err := checkTargetAddr(t.Address); err != nil {
+				add(tp+".address", "%v", err)
 			} else if seen[t.Address] {
 				add(tp+".address", "duplicate target %q in upstream %q", t.Address, name)
 			}
 			seen[t.Address] = true
-			if t.Weight < 0 {
-				add(tp+".weight", "negative weight %d: expected >= 1", t.Weight)
+			if _, written := c.lines[tp+".weight"]; (written || t.Weight != 0) && (t.Weight < 1 || t.Weight > MaxWeight) {
+				add(tp+".weight", "weight %d out of range: expected 1 to %d (default 1; to take a target out of service, drain it through the admin API or remove it)", t.Weight, MaxWeight)
 			}
 		}
 		if u.MaxIdleConns < 0 {

@@ -110,7 +110,7 @@ func TestWrapLocatesComponentErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := cfg.Wrap("upstreams.a.balance", os.ErrInvalid)
-	if want := path + ":4: upstreams.a.balance: invalid argument"; e.Error() != want {
+	if want := path + ":4:5: upstreams.a.balance: invalid argument"; e.Error() != want {
 		t.Fatalf("got %q, want %q", e, want)
 	}
 }
@@ -127,6 +127,9 @@ func FuzzParse(f *testing.F) {
 	f.Add("listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\nroutes: [{aggregate: {calls: [{name: x, upstream: a, path: /}]}}]\n")
 	f.Add("listen: 127.0.0.1:1\nbroker: {url: 'http://127.0.0.1:7401'}\nroutes: [{publish: {queue: q}}]\n")
 	f.Add("listen: 127.0.0.1:1\na: &a [x, x]\nb: &b [*a, *a]\nroutes: [{upstream: u, match: {methods: *b}}]\n")
+	f.Add("listen: 127.0.0.1:1\nupstreams:\n  a: &a {targets: [{address: 'h:1'}], timeout: {connect: 1s}}\n  b: {<<: *a, balance: random}\nroutes: [{upstream: b}]\n")
+	f.Add("listen: 127.0.0.1:1\nx: &x {a: &y {<<: *x}}\n")
+	f.Add("listen: 127.0.0.1:1\nupstreams: {a: {<<: [*a], targets: [{address: 'h:1', weight: 0}]}}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		cfg, err := Parse([]byte(doc), "fuzz.yaml")
 		if err != nil {
@@ -147,4 +150,46 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRefusesConfigsThatCannotStart covers mistakes that only showed when
+// the gateway tried to listen or balance: ports out of range, two
+// listeners on one address, weights outside 1..1000000.
+func TestRefusesConfigsThatCannotStart(t *testing.T) {
+	base := "listen: 127.0.0.1:8080\nupstreams:\n  rides:\n    targets:\n      - { address: 127.0.0.1:9001 }\nroutes:\n  - upstream: rides\n"
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string
+	}{
+		"listen port out of range": {strings.Replace(base, "127.0.0.1:8080", "127.0.0.1:99999", 1), []string{"c.yaml:1:1: listen", `port "99999"`, "0 to 65535"}},
+		"admin port out of range":  {base + "admin: 127.0.0.1:70000\n", []string{"c.yaml:8:1: admin", "0 to 65535"}},
+		"target port out of range": {strings.Replace(base, "127.0.0.1:9001", "127.0.0.1:65536", 1), []string{"targets[0].address", "1 to 65535"}},
+		"target port zero":         {strings.Replace(base, "127.0.0.1:9001", "127.0.0.1:0", 1), []string{"targets[0].address", "1 to 65535"}},
+		"broker port out of range": {base + "broker: { url: 'http://127.0.0.1:74010' }\n", []string{"c.yaml:8:11: broker.url", "1 to 65535"}},
+		"listen equals admin":      {base + "admin: 127.0.0.1:8080\n", []string{"c.yaml:8:1: admin", "same address as listen"}},
+		"admin on wildcard":        {base + "admin: :8080\n", []string{"c.yaml:8:1: admin", "same address as listen"}},
+		"weight zero":              {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: 0 }", 1), []string{"targets[0].weight", "weight 0", "1 to 1000000", "drain"}},
+		"weight too big":           {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: 1000001 }", 1), []string{"targets[0].weight", "1 to 1000000"}},
+		"weight beyond int32":      {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: 4294967297 }", 1), []string{"targets[0].weight", "1 to 1000000"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), "c.yaml")
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	// Port 0 (any free port) stays valid for listeners, and distinct ports
+	// on one host are fine.
+	if _, err := Parse([]byte(strings.Replace(base, "127.0.0.1:8080", "127.0.0.1:0", 1)+"admin: 127.0.0.1:0\n"), "c.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse([]byte(base+"admin: 127.0.0.1:9901\n"), "c.yaml"); err != nil {
+		t.Fatal(err)
+	}
 }

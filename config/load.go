@@ -11,18 +11,20 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
 
 // Error is a configuration problem located in a file. Path is the key path
 // in dotted form ("upstreams.rides.retry.backoff", "routes[0].match.host");
-// Line is 0 when unknown.
+// Line and Column (1-based) are 0 when unknown.
 type Error struct {
-	File string
-	Path string
-	Line int
-	Msg  string
+	File   string
+	Path   string
+	Line   int
+	Column int
+	Msg    string
 }
 
 func (e *Error) Error() string {
@@ -31,6 +33,10 @@ func (e *Error) Error() string {
 	if e.Line > 0 {
 		b.WriteString(":")
 		b.WriteString(strconv.Itoa(e.Line))
+		if e.Column > 0 {
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(e.Column))
+		}
 	}
 	b.WriteString(": ")
 	if e.Path != "" {
@@ -54,6 +60,26 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes and validates a config document; name is used in errors.
 func Parse(data []byte, name string) (*Config, error) {
+	cfg, err := parse(data, name)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// LoadDecoded is Load for checkers that want to report more: when the
+// file decodes but does not validate, it returns the decoded config too,
+// with the validation errors, so further checks (files it names) can run
+// on it. The config must not be used to serve.
+func LoadDecoded(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return parse(data, path)
+}
+
+func parse(data []byte, name string) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -69,21 +95,21 @@ func Parse(data []byte, name string) (*Config, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, &Error{File: name, Line: root.Line, Msg: "expected a YAML mapping at the top level"}
 	}
-	loc := &locations{lines: map[int]string{}, paths: map[string]int{}}
-	var errs []error
-	checkKeys(root, reflect.TypeOf(Config{}), "", name, loc, &errs)
+	loc := &locations{lines: map[int]string{}, paths: map[string]pos{}}
+	// The walk reports unknown keys and bad values, each at its own
+	// position; validating a partially decoded config would add noise, so
+	// stop there when it found any.
+	if errs := checkKeys(root, reflect.TypeOf(Config{}), name, loc); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	var cfg Config
 	if err := root.Decode(&cfg); err != nil {
-		// Report unknown keys and type errors together; validating a
-		// partially decoded config would add noise, so stop here.
-		errs = append(errs, decodeErrors(err, name, loc.lines))
-		return nil, errors.Join(errs...)
+		// The walk decodes every leaf, so this is a backstop: locate what
+		// the decoder reports by its line.
+		return nil, decodeErrors(err, name, loc.lines)
 	}
 	if err := cfg.validate(name, loc.paths); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return &cfg, err
 	}
 	return &cfg, nil
 }
@@ -118,96 +144,323 @@ func decodeErrors(err error, file string, lines map[int]string) error {
 	return errors.Join(errs...)
 }
 
-// checkKeys walks the YAML tree beside the Go type it will decode into,
-// rejecting unknown keys with their key path, and records the key path of
-// every line so later decode errors can name it.
-func checkKeys(n *yaml.Node, t reflect.Type, path, file string, loc *locations, errs *[]error) {
-	if n.Kind == yaml.AliasNode {
-		// The anchored content was checked where it was defined. Following
-		// aliases here would expand "billion laughs" documents (and loop on
-		// recursive ones); the decoder has its own alias limits.
-		return
-	}
-	if strings.Count(path, ".")+strings.Count(path, "[") > maxDepth {
-		*errs = append(*errs, &Error{File: file, Line: n.Line, Path: path, Msg: fmt.Sprintf("nested deeper than %d levels", maxDepth)})
-		return
-	}
-	if path != "" {
-		loc.add(path, n.Line)
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if reflect.PointerTo(t).Implements(unmarshalerType) {
-		return // a scalar type with its own decoding (Duration, Percent ...)
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			return // the decoder reports the type mismatch
-		}
-		fields := yamlFields(t)
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := join(path, k.Value)
-			loc.add(p, k.Line)
-			if seen[k.Value] {
-				*errs = append(*errs, &Error{File: file, Line: k.Line, Path: p, Msg: "duplicate key"})
-			}
-			seen[k.Value] = true
-			ft, ok := fields[k.Value]
-			if !ok {
-				*errs = append(*errs, &Error{File: file, Line: k.Line, Path: p,
-					Msg: fmt.Sprintf("unknown key %q: expected one of %s", k.Value, fieldList(fields))})
-				continue
-			}
-			checkKeys(v, ft, p, file, loc, errs)
-		}
-	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			return
-		}
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := join(path, k.Value)
-			loc.add(p, k.Line)
-			if seen[k.Value] {
-				*errs = append(*errs, &Error{File: file, Line: k.Line, Path: p, Msg: "duplicate name"})
-			}
-			seen[k.Value] = true
-			checkKeys(v, t.Elem(), p, file, loc, errs)
-		}
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			return
-		}
-		for i, v := range n.Content {
-			checkKeys(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i), file, loc, errs)
-		}
-	}
+// checkKeys walks the YAML tree beside the Go type it will decode into. It
+// rejects unknown keys (with a did-you-mean suggestion), decodes every leaf
+// on its own so a bad value is blamed on its own key with its own line and
+// column (block or flow style alike), follows aliases and merge keys (<<)
+// with YAML's semantics, and records the position of every key path so
+// later validation errors can name it.
+func checkKeys(root *yaml.Node, t reflect.Type, file string, loc *locations) []error {
+	w := &walker{file: file, loc: loc, aliases: map[aliasKey]bool{}}
+	w.walk(root, t, "", "")
+	return w.errs
 }
 
-// locations maps lines to key paths (the deepest key seen on a line, for
-// decode errors that only know the line) and key paths to their lines.
-type locations struct {
-	lines map[int]string
-	paths map[string]int
+type walker struct {
+	file    string
+	loc     *locations
+	errs    []error
+	aliases map[aliasKey]bool // anchored nodes already checked, per type
+	visits  int               // nodes visited, bounded by maxVisits
 }
 
-func (l *locations) add(path string, line int) {
-	l.lines[line] = path
-	if _, ok := l.paths[path]; !ok {
-		l.paths[path] = line
-	}
+type aliasKey struct {
+	n *yaml.Node
+	t reflect.Type
 }
+
+// maxVisits bounds the work of following aliases and merges; a document of
+// nested aliases ("billion laughs") stops here instead of expanding.
+const maxVisits = 200_000
 
 // maxDepth bounds how deep the key check descends; real configs are far
 // shallower.
 const maxDepth = 64
 
-var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+func (w *walker) errorf(n *yaml.Node, path, via, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if via != "" {
+		msg += " (" + via + ")"
+	}
+	w.errs = append(w.errs, &Error{File: w.file, Line: n.Line, Column: n.Column, Path: path, Msg: msg})
+}
+
+// walk checks n as a value of type t at path. via, when not empty, says
+// how n was reached (through an alias or a merge key), for the message.
+func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
+	if w.visits++; w.visits > maxVisits {
+		if w.visits == maxVisits+1 {
+			w.errorf(n, path, via, "too many nodes after expanding aliases and merge keys (more than %d)", maxVisits)
+		}
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return
+		}
+		if path != "" {
+			w.loc.add(path, n.Line, n.Column)
+		}
+		if via == "" {
+			via = fmt.Sprintf("through alias *%s at line %d:%d", n.Value, n.Line, n.Column)
+		}
+		w.walk(n.Alias, t, path, via)
+		return
+	}
+	if strings.Count(path, ".")+strings.Count(path, "[") > maxDepth {
+		w.errorf(n, path, via, "nested deeper than %d levels", maxDepth)
+		return
+	}
+	if path != "" {
+		w.loc.add(path, n.Line, n.Column)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Anchor != "" {
+		// Checked once per type it is used as: an alias to it as the same
+		// type needs no second check (and would repeat its errors).
+		k := aliasKey{n, t}
+		if w.aliases[k] {
+			return
+		}
+		w.aliases[k] = true
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value: the zero value
+	}
+	switch {
+	case custom(t):
+		w.leaf(n, t, path, via)
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			w.errorf(n, path, via, "expected a mapping with keys %s, got %s", fieldList(yamlFields(t)), describe(n))
+			return
+		}
+		fields := yamlFields(t)
+		for _, kv := range w.pairs(n, path, via) {
+			p := join(path, kv.k.Value)
+			ft, ok := fields[kv.k.Value]
+			if !ok {
+				w.errorf(kv.k, p, kv.via, "unknown key %q: %sexpected one of %s", kv.k.Value, suggest(kv.k.Value, fields), fieldList(fields))
+				continue
+			}
+			w.loc.add(p, kv.k.Line, kv.k.Column)
+			w.walk(kv.v, ft, p, kv.via)
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			w.errorf(n, path, via, "expected a mapping of names, got %s", describe(n))
+			return
+		}
+		for _, kv := range w.pairs(n, path, via) {
+			p := join(path, kv.k.Value)
+			w.leaf(kv.k, t.Key(), p, kv.via)
+			w.loc.add(p, kv.k.Line, kv.k.Column)
+			w.walk(kv.v, t.Elem(), p, kv.via)
+		}
+	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
+		if n.Kind != yaml.SequenceNode {
+			w.errorf(n, path, via, "expected a list, got %s", describe(n))
+			return
+		}
+		for i, v := range n.Content {
+			w.walk(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i), via)
+		}
+	default:
+		w.leaf(n, t, path, via)
+	}
+}
+
+// leaf decodes a scalar (or a type with its own decoding) on its own, so
+// an error names this very value.
+func (w *walker) leaf(n *yaml.Node, t reflect.Type, path, via string) {
+	if !custom(t) {
+		switch t.Kind() {
+		case reflect.Struct, reflect.Map, reflect.Slice, reflect.Interface:
+		default:
+			if n.Kind != yaml.ScalarNode {
+				w.errorf(n, path, via, "expected %s, got %s", kindName(t), describe(n))
+				return
+			}
+		}
+	}
+	v := reflect.New(t)
+	if err := n.Decode(v.Interface()); err != nil {
+		msg := stripLine(err.Error())
+		var te *yaml.TypeError
+		if errors.As(err, &te) && len(te.Errors) > 0 {
+			msg = stripLine(te.Errors[0])
+			if strings.HasPrefix(msg, "cannot unmarshal") {
+				msg = fmt.Sprintf("expected %s, got %s", kindName(t), describe(n))
+			}
+		}
+		w.errorf(n, path, via, "%s", msg)
+	}
+}
+
+func custom(t reflect.Type) bool {
+	return reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(obsoleteUnmarshalerType)
+}
+
+type pair struct {
+	k, v *yaml.Node
+	via  string
+}
+
+// pairs returns the key/value pairs of mapping n with merge keys (<<)
+// resolved as YAML defines them: keys written in n win over merged ones,
+// and among merged mappings the first listed wins. A key written twice in
+// n is reported.
+func (w *walker) pairs(n *yaml.Node, path, via string) []pair {
+	var out []pair
+	seen := map[string]bool{}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if seen[k.Value] {
+			w.errorf(k, join(path, k.Value), via, "duplicate key %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, pair{k, v, via})
+	}
+	for _, m := range merges {
+		srcs := []*yaml.Node{m}
+		if m.Kind == yaml.SequenceNode {
+			srcs = m.Content
+		}
+		for _, s := range srcs {
+			mvia := via
+			if s.Kind == yaml.AliasNode && s.Alias != nil {
+				if mvia == "" {
+					mvia = fmt.Sprintf("merged by <<: *%s at line %d:%d", s.Value, s.Line, s.Column)
+				}
+				s = s.Alias
+			}
+			if s.Kind != yaml.MappingNode {
+				w.errorf(s, path, via, "merge key <<: expected a mapping or a list of mappings, got %s", describe(s))
+				continue
+			}
+			if w.visits += len(s.Content); w.visits > maxVisits {
+				return out
+			}
+			for _, kv := range w.pairs(s, path, mvia) {
+				if seen[kv.k.Value] {
+					continue // overridden
+				}
+				seen[kv.k.Value] = true
+				out = append(out, kv)
+			}
+		}
+	}
+	return out
+}
+
+// describe names a node's kind and value for messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if t == reflect.TypeOf(time.Duration(0)) {
+			return "a duration such as \"250ms\" or \"10s\""
+		}
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	}
+	return t.String()
+}
+
+// suggest returns `did you mean "x"? ` for the closest field name, or "".
+func suggest(key string, fields map[string]reflect.Type) string {
+	best, bestD := "", 0
+	for f := range fields {
+		d := editDistance(strings.ToLower(key), f)
+		if best == "" || d < bestD || d == bestD && f < best {
+			best, bestD = f, d
+		}
+	}
+	if best == "" || bestD > max(2, len(key)/3) {
+		return ""
+	}
+	return fmt.Sprintf("did you mean %q? ", best)
+}
+
+// editDistance is the Levenshtein distance of a and b, with an adjacent
+// swap counted as one edit.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 30
+	}
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// locations maps lines to key paths (the deepest key seen on a line, for
+// decode errors that only know the line) and key paths to their positions.
+type locations struct {
+	lines map[int]string
+	paths map[string]pos
+}
+
+type pos struct{ line, col int }
+
+func (l *locations) add(path string, line, col int) {
+	l.lines[line] = path
+	if _, ok := l.paths[path]; !ok {
+		l.paths[path] = pos{line, col}
+	}
+}
+
+var (
+	unmarshalerType         = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	obsoleteUnmarshalerType = reflect.TypeOf((*interface{ UnmarshalYAML(func(any) error) error })(nil)).Elem()
+)
 
 func join(path, key string) string {
 	if path == "" {

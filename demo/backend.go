@@ -94,7 +94,11 @@ func Start(ctx context.Context, name, addr string) (*Backend, error) {
 		w.Header().Set("Cache-Control", "no-cache")
 		rc := http.NewResponseController(w)
 		for i := 1; i <= n; i++ {
-			fmt.Fprintf(w, "id: %d\ndata: {\"backend\":%q,\"event\":%d}\n\n", i, b.Name, i)
+			data, _ := json.Marshal(struct {
+				Backend string `json:"backend"`
+				Event   int    `json:"event"`
+			}{b.Name, i})
+			fmt.Fprintf(w, "id: %d\ndata: %s\n\n", i, data)
 			if err := rc.Flush(); err != nil {
 				return
 			}

@@ -54,6 +54,25 @@ func (rt *runtime) call(h *proxy.Handler) compose.Doer {
 	}
 }
 
+// withTraceContext gives an aggregate route's calls the request's identity:
+// X-Request-Id is set to the gateway's id of the request (the client's
+// when valid, else a generated one) and Traceparent to the gateway's span
+// in the client's trace (or in a new one), so each call
+// (proxy.Handler.Call) sends a child span of the same trace.
+func withTraceContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(r.Context())
+		r.Header = r.Header.Clone()
+		if id := httpx.RequestID(r); id != "" {
+			r.Header.Set("X-Request-Id", id)
+		}
+		// The gateway's span, a child of the client's trace (or a new
+		// trace); each call then sends a child of it.
+		r.Header.Set("Traceparent", httpx.ChildTraceparent(r.Header.Get("Traceparent")))
+		next.ServeHTTP(w, r)
+	})
+}
+
 func aggregateError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	httpx.WriteError(w, r, &httpx.Error{Status: status, Code: code, Msg: msg})
 }
@@ -68,6 +87,8 @@ type buildDeps struct {
 	// by all generations; nil uses http.DefaultTransport (when checking).
 	brokerTransport http.RoundTripper
 	prev            *runtime // previous generation, to carry target state over; may be nil
+	// overrides are admin-set weights that replace the config's; may be nil.
+	overrides *weightOverrides
 }
 
 // build turns a validated config into a runtime, validating each building
@@ -114,7 +135,7 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 				errs = append(errs, cfg.Wrap(p+".aggregate", err))
 				continue
 			}
-			pr.Terminal = agg
+			pr.Terminal = withTraceContext(agg)
 		}
 		if r.Publish != nil {
 			pub, err := newPublisher(cfg, p, r, deps.brokerTransport)
@@ -178,7 +199,11 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	}
 	targets := make([]*upstream.Target, len(u.Targets))
 	for i, tc := range u.Targets {
-		targets[i] = upstream.NewTarget(tc.Address, i, tc.Weight)
+		w := tc.Weight
+		if ow, ok := deps.overrides.get(name, tc.Address); ok {
+			w = ow // an admin override survives reloads while its target stays
+		}
+		targets[i] = upstream.NewTarget(tc.Address, i, w)
 		if old, ok := prevTargets[tc.Address]; ok {
 			targets[i].CarryStateFrom(old)
 		}
@@ -195,8 +220,9 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 
 	pc := proxy.PoolConfig{
 		Name: name, Targets: targets, Policy: policy,
-		ConnectTimeout: u.Timeout.Connect.D(0), HeaderTimeout: u.Timeout.Header.D(0),
-		ResponseTimeout: u.Timeout.Response.D(0), MaxIdleConns: u.MaxIdleConns, MaxInFlight: u.MaxInFlight,
+		ConnectTimeout: u.Timeout.Connect.D(config.DefaultConnectTimeout), HeaderTimeout: u.Timeout.Header.D(0),
+		ResponseTimeout: u.Timeout.Response.D(config.DefaultResponseTimeout),
+		MaxIdleConns:    orInt(u.MaxIdleConns, config.DefaultMaxIdleConns), MaxInFlight: u.MaxInFlight,
 		Metrics: deps.metrics,
 	}
 	if u.MaxInFlight < 0 {

@@ -119,3 +119,73 @@ routes:
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestAggregateCallsCarryRequestIDAndTrace: every sub-request of an
+// aggregate route carries the request's X-Request-Id (the gateway's when
+// the client sent none) and a traceparent that is a child in the request's
+// trace (a new trace when the client sent none, or an invalid one).
+func TestAggregateCallsCarryRequestIDAndTrace(t *testing.T) {
+	type seen struct{ id, tp string }
+	got := make(chan seen, 10)
+	capture := func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Header.Get("X-Request-Id"), r.Header.Get("Traceparent")}
+		_, _ = w.Write([]byte(`{}`))
+	}
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	a.handle(capture)
+	b.handle(capture)
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+upstreams:
+  a: { targets: [{address: %s}] }
+  b: { targets: [{address: %s}] }
+routes:
+  - match: { path: /agg }
+    aggregate:
+      calls:
+        - { name: one, upstream: a, path: /one }
+        - { name: two, upstream: b, path: /two }
+`, a.addr(), b.addr()))
+	const clientTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for name, hdr := range map[string][]string{
+		"no client ids":       nil,
+		"client ids":          {"X-Request-Id", "client-id-1", "Traceparent", clientTrace},
+		"invalid client ones": {"X-Request-Id", strings.Repeat("x", 200), "Traceparent", "00-zz-bad-01"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, body, h := get(t, gw.url+"/agg", hdr...)
+			if code != 200 {
+				t.Fatalf("status %d: %s", code, body)
+			}
+			id := h.Get("X-Request-Id")
+			if id == "" || (name == "client ids" && id != "client-id-1") {
+				t.Fatalf("response X-Request-Id %q", id)
+			}
+			var trace string
+			spans := map[string]bool{}
+			for i := 0; i < 2; i++ {
+				s := <-got
+				if s.id != id {
+					t.Errorf("sub-request X-Request-Id %q, want the request's %q", s.id, id)
+				}
+				parts := strings.Split(s.tp, "-")
+				if len(parts) != 4 || len(parts[1]) != 32 || len(parts[2]) != 16 || parts[1] == strings.Repeat("0", 32) {
+					t.Fatalf("sub-request traceparent %q is not a valid W3C traceparent", s.tp)
+				}
+				if trace == "" {
+					trace = parts[1]
+				} else if parts[1] != trace {
+					t.Errorf("sub-requests in different traces: %s and %s", trace, parts[1])
+				}
+				spans[parts[2]] = true
+				if name == "client ids" && (parts[1] != "4bf92f3577b34da6a3ce929d0e0e4736" || parts[2] == "00f067aa0ba902b7") {
+					t.Errorf("traceparent %q is not a child of the client's %q", s.tp, clientTrace)
+				}
+			}
+			if len(spans) != 2 {
+				t.Errorf("sub-requests share a span id: %v", spans)
+			}
+		})
+	}
+}

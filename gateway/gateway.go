@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,7 @@ type Gateway struct {
 	limits      ratelimit.Store // rate-limit state; survives reloads
 	closeLimits func() error
 	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
+	overrides   weightOverrides // admin-set weights; survive reloads
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -66,6 +68,9 @@ type Gateway struct {
 func New(opts Options) (*Gateway, error) {
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkFiles(cfg); err != nil {
 		return nil, err
 	}
 	g := &Gateway{opts: opts, log: opts.Logger, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
@@ -83,7 +88,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
-		MaxBodyBuffer: cfg.Server.MaxBodyBuffer, MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
+		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, config.DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
@@ -104,17 +109,55 @@ func New(opts Options) (*Gateway, error) {
 // Check loads the config at path and builds (without starting) everything
 // it describes, reporting every problem; it is `switchyard gateway --check`.
 func Check(path string) error {
-	cfg, err := config.Load(path)
-	if err != nil {
+	cfg, err := config.LoadDecoded(path)
+	if cfg == nil {
 		return err
 	}
+	if err != nil { // invalid, but decoded: report its files' problems too
+		return errors.Join(err, checkFiles(cfg))
+	}
+	fileErr := checkFiles(cfg)
 	limits, closeLimits, err := newLimitStore(cfg)
 	if err != nil {
-		return err
+		return errors.Join(fileErr, err)
 	}
 	defer closeLimits()
 	_, err = build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
-	return err
+	return errors.Join(fileErr, err)
+}
+
+// checkFiles checks the files the config names outside the building
+// blocks (which load theirs, e.g. JWT keys, when built): the TLS
+// certificate and key must load, and the access log must be a file that
+// can be opened for appending (or created in an existing directory). It
+// creates nothing.
+func checkFiles(cfg *config.Config) error {
+	var errs []error
+	if cfg.TLS != nil {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			errs = append(errs, cfg.Errorf("tls", "loading certificate: %v", err))
+		}
+	}
+	switch f := cfg.AccessLog; f {
+	case "", "stdout", "stderr", "off":
+	default:
+		if fi, err := os.Stat(f); err == nil {
+			if fi.IsDir() {
+				errs = append(errs, cfg.Errorf("access_log", "%q is a directory: expected a file path", f))
+			} else if fh, err := os.OpenFile(f, os.O_APPEND|os.O_WRONLY, 0); err != nil {
+				errs = append(errs, cfg.Errorf("access_log", "opening access log: %v", err))
+			} else {
+				fh.Close()
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, cfg.Errorf("access_log", "opening access log: %v", err))
+		} else if fi, err := os.Stat(filepath.Dir(f)); err != nil {
+			errs = append(errs, cfg.Errorf("access_log", "cannot create %q: %v", f, err))
+		} else if !fi.IsDir() {
+			errs = append(errs, cfg.Errorf("access_log", "cannot create %q: %s is not a directory", f, filepath.Dir(f)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
@@ -140,7 +183,7 @@ func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
 	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev,
-		brokerTransport: g.brokerConns}
+		brokerTransport: g.brokerConns, overrides: &g.overrides}
 }
 
 // newBrokerTransport returns the HTTP transport of publish routes' calls
@@ -221,7 +264,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	grace := g.current.Load().cfg.Server.ShutdownTimeout.D(30 * time.Second)
+	grace := g.current.Load().cfg.Server.ShutdownTimeout.D(config.DefaultShutdownTimeout)
 	g.log.Info("gateway shutting down", "grace", grace.String(), "in_flight", g.handler.InFlight())
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -261,13 +304,13 @@ type server interface {
 // request (docs/benchmarks.md). It returns the listener to serve on
 // (wrapped for TLS).
 func (g *Gateway) newServer(cfg *config.Config, ln net.Listener) (server, net.Listener, error) {
-	readHeader := cfg.Server.ReadHeaderTimeout.D(10 * time.Second)
-	idle := cfg.Server.IdleTimeout.D(120 * time.Second)
-	readBody := cfg.Server.ReadBodyTimeout.D(60 * time.Second)
-	write := cfg.Server.WriteTimeout.D(60 * time.Second)
+	readHeader := cfg.Server.ReadHeaderTimeout.D(config.DefaultReadHeaderTimeout)
+	idle := cfg.Server.IdleTimeout.D(config.DefaultIdleTimeout)
+	readBody := cfg.Server.ReadBodyTimeout.D(httpserver.DefaultReadBodyTimeout)
+	write := cfg.Server.WriteTimeout.D(httpserver.DefaultWriteTimeout)
 	maxHeader := cfg.Server.MaxHeaderBytes
 	if maxHeader == 0 {
-		maxHeader = config.DefaultHeaderBytes
+		maxHeader = httpserver.DefaultMaxHeaderBytes
 	}
 	if cfg.TLS == nil && !cfg.H2C && cfg.Server.HTTP1 != "net/http" {
 		return &httpserver.Server{
@@ -358,13 +401,14 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.start(context.WithoutCancel(ctx), rt)
 	}
 	g.current.Store(rt)
+	g.overrides.keepOnly(cfg)
 	// Requests in flight on the old generation keep their pool pointers and
 	// finish normally; only its health checkers stop now. Its idle
 	// connections are closed after the grace period.
 	if old.cancel != nil {
 		old.cancel()
 	}
-	time.AfterFunc(old.cfg.Server.ShutdownTimeout.D(30*time.Second), func() {
+	time.AfterFunc(old.cfg.Server.ShutdownTimeout.D(config.DefaultShutdownTimeout), func() {
 		for _, p := range old.pools {
 			p.Close()
 		}
@@ -392,4 +436,12 @@ func restartOnly(old, cfg *config.Config) error {
 		errs = append(errs, cfg.Errorf("access_log", "changed: access log changes need a restart"))
 	}
 	return errors.Join(errs...)
+}
+
+// orInt returns v, or def when v is zero.
+func orInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/admin"
+	"github.com/switchyard/switchyard/config"
 )
 
 func TestRoundRobinAcrossRealBackends(t *testing.T) {
@@ -406,5 +407,85 @@ routes: [{upstream: web, match: {host: "a.*.com"}}]`, "routes[0].match"},
 				t.Fatalf("error %v, want one naming %s and %q", err, path, tc.want)
 			}
 		})
+	}
+}
+
+// TestReloadKeepsAdminWeights: a weight set through the admin API survives
+// a reload while its target stays in the config; DELETE drops it.
+func TestReloadKeepsAdminWeights(t *testing.T) {
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	cfgFor := func(ts ...string) string {
+		return fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: off
+upstreams:
+  web:
+    balance: weighted_round_robin
+    targets:
+%sroutes:
+  - upstream: web
+`, targets(ts...))
+	}
+	gw := startGateway(t, cfgFor(a.addr(), b.addr()))
+	wurl := func(addr string) string {
+		return fmt.Sprintf("%s/admin/upstreams/web/targets/%s/weight", gw.admin, addr)
+	}
+	var tgt admin.Target
+	if code := adminJSON(t, "PUT", wurl(a.addr()), `{"weight": 7}`, &tgt); code != 200 || tgt.Weight != 7 || !tgt.WeightOverride {
+		t.Fatalf("set weight: %d %+v", code, tgt)
+	}
+	if code := adminJSON(t, "PUT", wurl(b.addr()), `{"weight": 5}`, &tgt); code != 200 {
+		t.Fatalf("set weight: %d %+v", code, tgt)
+	}
+	weights := func() map[string]admin.Target {
+		out := map[string]admin.Target{}
+		for _, t := range gw.g.Snapshot().Upstreams[0].Targets {
+			out[t.Address] = t
+		}
+		return out
+	}
+	// Reload with c added and b removed: a keeps 7, c gets its config weight.
+	gw.rewrite(t, cfgFor(a.addr(), c.addr()))
+	if code := adminJSON(t, "POST", gw.admin+"/admin/reload", "", nil); code != 200 {
+		t.Fatalf("reload: %d", code)
+	}
+	w := weights()
+	if w[a.addr()].Weight != 7 || !w[a.addr()].WeightOverride || w[c.addr()].Weight != 1 || w[c.addr()].WeightOverride {
+		t.Fatalf("after reload: %+v", w)
+	}
+	hits := map[string]int{}
+	for i := 0; i < 8; i++ {
+		_, body, _ := get(t, gw.url+"/")
+		hits[body]++
+	}
+	if hits["a"] != 7 || hits["c"] != 1 {
+		t.Fatalf("8 requests at 7:1 split %v", hits)
+	}
+	// b left the config: its override is gone when it comes back.
+	gw.rewrite(t, cfgFor(a.addr(), b.addr(), c.addr()))
+	if err := gw.g.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w := weights(); w[b.addr()].Weight != 1 || w[b.addr()].WeightOverride {
+		t.Fatalf("removed target's override came back: %+v", w[b.addr()])
+	}
+	// DELETE restores the config's weight, and it stays restored.
+	var reset admin.Target
+	if code := adminJSON(t, "DELETE", wurl(a.addr()), "", &reset); code != 200 || reset.Weight != 1 || reset.WeightOverride {
+		t.Fatalf("reset weight: %d %+v", code, reset)
+	}
+	if err := gw.g.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w := weights(); w[a.addr()].Weight != 1 {
+		t.Fatalf("after reset and reload: %+v", w[a.addr()])
+	}
+	var e map[string]string
+	if code := adminJSON(t, "PUT", wurl(a.addr()), `{"weight": 1000001}`, &e); code != 400 {
+		t.Fatalf("weight over the bound: %d %v", code, e)
+	}
+	if admin.MaxWeight != config.MaxWeight {
+		t.Fatalf("admin.MaxWeight %d != config.MaxWeight %d", admin.MaxWeight, config.MaxWeight)
 	}
 }

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/admin"
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -37,6 +39,7 @@ func (g *Gateway) Snapshot() admin.Snapshot {
 				InFlight: t.InFlight(), Requests: t.Requests(), Failures: t.Failures(),
 				LatencyEWMAms: float64(t.LatencyEWMA().Microseconds()) / 1000,
 			}
+			_, at.WeightOverride = g.overrides.get(name, t.Address)
 			if at.Ejected {
 				until := t.EjectedUntil()
 				at.EjectedUntil = &until
@@ -76,19 +79,94 @@ func (g *Gateway) SetDraining(upstreamName, address string, draining bool) error
 	return nil
 }
 
-// SetWeight implements admin.Backend. The weight lasts until the next
-// reload, which applies the config's weight.
+// SetWeight implements admin.Backend. The weight overrides the config's
+// and survives reloads as long as the target stays in the upstream; a
+// reload without the target forgets it.
 func (g *Gateway) SetWeight(upstreamName, address string, weight int) error {
-	if weight < 1 {
-		return fmt.Errorf("invalid weight %d: expected >= 1", weight)
+	if weight < 1 || weight > config.MaxWeight {
+		return fmt.Errorf("invalid weight %d: expected 1 to %d", weight, config.MaxWeight)
 	}
+	g.reloadMu.Lock() // a reload reads the overrides as it builds
+	defer g.reloadMu.Unlock()
 	t, err := g.target(upstreamName, address)
 	if err != nil {
 		return err
 	}
 	t.SetWeight(weight)
+	g.overrides.set(upstreamName, address, weight)
 	g.log.Info("target weight changed", "upstream", upstreamName, "target", address, "weight", weight)
 	return nil
+}
+
+// ResetWeight implements admin.Backend: the config's weight applies again.
+func (g *Gateway) ResetWeight(upstreamName, address string) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	t, err := g.target(upstreamName, address)
+	if err != nil {
+		return err
+	}
+	g.overrides.drop(upstreamName, address)
+	w := 1
+	for _, tc := range g.current.Load().cfg.Upstreams[upstreamName].Targets {
+		if tc.Address == address && tc.Weight > 0 {
+			w = tc.Weight
+		}
+	}
+	t.SetWeight(w)
+	g.log.Info("target weight reset to the config's", "upstream", upstreamName, "target", address, "weight", w)
+	return nil
+}
+
+// weightOverrides are the weights set through the admin API, by upstream
+// and target address. Guarded by Gateway.reloadMu for writes; read under
+// its own lock by snapshots.
+type weightOverrides struct {
+	mu sync.Mutex
+	m  map[[2]string]int
+}
+
+func (o *weightOverrides) set(up, addr string, w int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[[2]string]int{}
+	}
+	o.m[[2]string{up, addr}] = w
+}
+
+func (o *weightOverrides) drop(up, addr string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, [2]string{up, addr})
+}
+
+func (o *weightOverrides) get(up, addr string) (int, bool) {
+	if o == nil {
+		return 0, false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w, ok := o.m[[2]string{up, addr}]
+	return w, ok
+}
+
+// keepOnly forgets the overrides of targets cfg no longer has.
+func (o *weightOverrides) keepOnly(cfg *config.Config) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k := range o.m {
+		u := cfg.Upstreams[k[0]]
+		found := false
+		if u != nil {
+			for _, t := range u.Targets {
+				found = found || t.Address == k[1]
+			}
+		}
+		if !found {
+			delete(o.m, k)
+		}
+	}
 }
 
 // targetCollector exports live target state on each scrape.

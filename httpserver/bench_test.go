@@ -32,8 +32,8 @@ func BenchmarkServerHTTPServer(b *testing.B) {
 // on both): each costs deadline updates on the connection per request.
 func BenchmarkServerNetHTTP(b *testing.B) {
 	ts := httptest.NewUnstartedServer(benchHandler)
-	ts.Config.ReadHeaderTimeout = defaultReadHeaderTimeout
-	ts.Config.IdleTimeout = defaultIdleTimeout
+	ts.Config.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	ts.Config.IdleTimeout = DefaultIdleTimeout
 	ts.Start()
 	defer ts.Close()
 	benchmarkRoundTrip(b, ts.Listener.Addr().String())
@@ -49,8 +49,8 @@ func BenchmarkServerParallel(b *testing.B) {
 	})
 	b.Run("NetHTTP", func(b *testing.B) {
 		ts := httptest.NewUnstartedServer(benchHandler)
-		ts.Config.ReadHeaderTimeout = defaultReadHeaderTimeout
-		ts.Config.IdleTimeout = defaultIdleTimeout
+		ts.Config.ReadHeaderTimeout = DefaultReadHeaderTimeout
+		ts.Config.IdleTimeout = DefaultIdleTimeout
 		ts.Start()
 		defer ts.Close()
 		benchmarkParallel(b, ts.Listener.Addr().String())

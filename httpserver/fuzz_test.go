@@ -157,7 +157,7 @@ func parseRequests(raw []byte) []parsedRequest {
 		b, _ := br.Peek(br.Buffered())
 		var refused string
 		var info headInfo
-		end, _, herr := headEnd(b[:min(len(b), defaultMaxHeaderBytes)], 0)
+		end, _, herr := headEnd(b[:min(len(b), DefaultMaxHeaderBytes)], 0)
 		if herr == nil && end > 0 {
 			info, herr = scanHead(b[:end])
 		}
@@ -174,7 +174,7 @@ func parseRequests(raw []byte) []parsedRequest {
 		}
 		body := req.Body
 		if info.chunked {
-			body = &chunkedBody{br: br, req: req, maxTrailer: defaultMaxHeaderBytes}
+			body = &chunkedBody{br: br, req: req, maxTrailer: DefaultMaxHeaderBytes}
 		}
 		if _, err := io.Copy(io.Discard, body); err != nil {
 			if isBadBody(err) {

@@ -134,12 +134,13 @@ type Server struct {
 	watches    watchList
 }
 
+// Defaults of the Server's limits (a zero field means the default).
 const (
-	defaultReadHeaderTimeout = 10 * time.Second
-	defaultIdleTimeout       = 120 * time.Second
-	defaultMaxHeaderBytes    = 16 << 10
-	defaultReadBodyTimeout   = 60 * time.Second
-	defaultWriteTimeout      = 60 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 16 << 10
+	DefaultReadBodyTimeout   = 60 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
 	defaultWatchAfter        = 2 * time.Millisecond
 	bufSize                  = 4 << 10
 )
@@ -148,14 +149,14 @@ func (s *Server) readHeaderTimeout() time.Duration {
 	if s.ReadHeaderTimeout > 0 {
 		return s.ReadHeaderTimeout
 	}
-	return defaultReadHeaderTimeout
+	return DefaultReadHeaderTimeout
 }
 
 func (s *Server) idleTimeout() time.Duration {
 	if s.IdleTimeout > 0 {
 		return s.IdleTimeout
 	}
-	return defaultIdleTimeout
+	return DefaultIdleTimeout
 }
 
 func (s *Server) readBodyTimeout() time.Duration {
@@ -163,7 +164,7 @@ func (s *Server) readBodyTimeout() time.Duration {
 	case s.ReadBodyTimeout < 0:
 		return 0
 	case s.ReadBodyTimeout == 0:
-		return defaultReadBodyTimeout
+		return DefaultReadBodyTimeout
 	}
 	return s.ReadBodyTimeout
 }
@@ -173,7 +174,7 @@ func (s *Server) writeTimeout() time.Duration {
 	case s.WriteTimeout < 0:
 		return 0
 	case s.WriteTimeout == 0:
-		return defaultWriteTimeout
+		return DefaultWriteTimeout
 	}
 	return s.WriteTimeout
 }
@@ -182,7 +183,7 @@ func (s *Server) maxHeaderBytes() int64 {
 	if s.MaxHeaderBytes > 0 {
 		return int64(s.MaxHeaderBytes)
 	}
-	return defaultMaxHeaderBytes
+	return DefaultMaxHeaderBytes
 }
 
 func (s *Server) watchAfter() time.Duration {

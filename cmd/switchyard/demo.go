@@ -28,11 +28,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "switchyard demo: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
+	// Name a busy port before starting anything (the gateway would report
+	// it against its generated config file, which says little here).
+	for _, l := range []struct{ flag, addr string }{{"--listen", *listen}, {"--admin", *adminAddr}} {
+		if err := demo.CheckFree(l.flag, l.addr); err != nil {
+			return err
+		}
+	}
 	var addrs []string
 	for i, a := range strings.Split(*backends, ",") {
-		b, err := demo.Start(ctx, fmt.Sprintf("backend-%d", i+1), strings.TrimSpace(a))
+		a = strings.TrimSpace(a)
+		b, err := demo.Start(ctx, fmt.Sprintf("backend-%d", i+1), a)
 		if err != nil {
-			return err
+			return demo.PortError(err, "--backends", a)
 		}
 		defer b.Close()
 		addrs = append(addrs, b.Addr())

@@ -63,7 +63,7 @@ func TestGatewayCheckNamesFileAndKey(t *testing.T) {
 	for _, args := range [][]string{{"gateway", "--check", "--config", path}, {"gateway", "--config", path}} {
 		var out, errb bytes.Buffer
 		code := run(args, &out, &errb)
-		if code != 1 || !strings.Contains(errb.String(), path+":3: upstreams.a.retry.backoff") {
+		if code != 1 || !strings.Contains(errb.String(), path+":3:44: upstreams.a.retry.backoff") {
 			t.Fatalf("%v: exit %d, stderr %q: want 1 naming the file, line and upstreams.a.retry.backoff", args, code, errb.String())
 		}
 	}
