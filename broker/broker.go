@@ -59,8 +59,9 @@ type metaQueue struct {
 
 // Broker owns the log and the queues. It is safe for concurrent use.
 type Broker struct {
-	cfg Config
-	log *wal.Log
+	cfg  Config
+	log  *wal.Log
+	lock *wal.DirLock // held from Open to Close: one broker per data directory
 
 	mu      sync.RWMutex
 	queues  map[string]*queue
@@ -92,7 +93,21 @@ func Open(cfg Config) (*Broker, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
+	lock, err := wal.LockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := open(cfg, lock)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	return b, nil
+}
+
+func open(cfg Config, lock *wal.DirLock) (*Broker, error) {
 	b := &Broker{
+		lock:    lock,
 		cfg:     cfg,
 		queues:  make(map[string]*queue),
 		byID:    make(map[uint32]*queue),
@@ -336,6 +351,9 @@ func (b *Broker) Close() error {
 		errs = append(errs, err)
 	}
 	b.metrics.unregister()
+	if err := b.lock.Unlock(); err != nil {
+		errs = append(errs, fmt.Errorf("releasing data directory lock: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
