@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strconv"
@@ -25,5 +26,39 @@ func TestDataDirLocked(t *testing.T) {
 	e.restart() // Close releases the lock
 	if _, err := Open(e.cfg); err == nil {
 		t.Fatal("second Open after restart succeeded")
+	}
+}
+
+// TestRedriveFailedMoveKeepsDeadLetters: a dead letter that cannot be moved
+// (its x-original-queue names no valid queue) stays in the dead-letter
+// queue, is not counted, and the redrive reports the error; the messages
+// before it move, those after it stay.
+func TestRedriveFailedMoveKeepsDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	e.declare("q", QueueConfig{})
+	e.pub("q.dlq", Message{Body: []byte("one"), Headers: map[string]string{HeaderOriginalQueue: "q"}})
+	e.pub("q.dlq", Message{Body: []byte("bad"), Headers: map[string]string{HeaderOriginalQueue: "no such/queue"}})
+	e.pub("q.dlq", Message{Body: []byte("three"), Headers: map[string]string{HeaderOriginalQueue: "q"}})
+	n, err := e.b.Redrive(context.Background(), "q")
+	if err == nil || n != 1 {
+		t.Fatalf("redrive: moved %d, err %v; want 1 moved and an error", n, err)
+	}
+	if !strings.Contains(err.Error(), "no such/queue") {
+		t.Fatalf("redrive error %q does not name the bad target", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		qi, _ := e.b.Queue("q")
+		if qi.Depth != 1 || qi.DeadLettered != 2 {
+			t.Fatalf("%s: q depth %d, dead letters %d; want 1 and 2", when, qi.Depth, qi.DeadLettered)
+		}
+	}
+	check("after the redrive")
+	e.b.compact() // nothing still in the dead-letter queue may lose its record
+	e.restart()
+	check("after restart")
+	ds := e.recv("q.dlq", 10)
+	if got := strings.Join(bodies(ds), ","); got != "bad,three" {
+		t.Fatalf("dead letters after restart %q, want bad,three", got)
 	}
 }
