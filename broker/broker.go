@@ -24,6 +24,10 @@ var (
 	ErrInvalid  = errors.New("invalid request")
 	ErrTooLarge = errors.New("message too large")
 	ErrClosed   = errors.New("broker closed")
+	// ErrStorageFull: the disk is full. Publishes, moves and stream appends
+	// fail with it (nothing of them is stored) until space returns, which
+	// the broker notices by itself; receives, acks and nacks go on.
+	ErrStorageFull = wal.ErrNoSpace
 )
 
 // QueueFullError is returned when a publish finds the queue at max_length
@@ -133,6 +137,8 @@ func open(cfg Config, lock *wal.DirLock) (*Broker, error) {
 		Now:          cfg.Now,
 		OnFsync:      b.metrics.fsyncHook(queueLogLabel),
 		Preallocate:  cfg.Preallocate,
+		OnVoid:       b.forgetVoided,
+		WriteHook:    cfg.WriteHook,
 	})
 	if err != nil {
 		b.metrics.unregister()
@@ -434,7 +440,31 @@ func (b *Broker) sweep(ctx context.Context) {
 // milliseconds (more with online discard).
 func (b *Broker) compact() {
 	if low := b.compactPoint(); low > 0 {
-		b.log.DeleteBefore(low) // a failed delete is retried next time
+		if n, _ := b.log.DeleteBefore(low); n > 0 && b.log.Full() != nil {
+			b.log.Retry() // space was freed: try the held records now
+		}
+	}
+}
+
+// forgetVoided drops the pending messages whose publish or move records
+// were voided by a full disk (wal.Options.OnVoid): they will never be
+// durable, so they must never become visible. Publishers waiting for them
+// get the error; NoWait publishers lose them (at-most-once).
+func (b *Broker) forgetVoided(seqs []uint64) {
+	void := make(map[uint64]bool, len(seqs))
+	for _, s := range seqs {
+		void[s] = true
+	}
+	for _, q := range b.queueList() {
+		q.mu.Lock()
+		for i := 0; i < len(q.pending); {
+			if m := q.pending[i]; void[m.seq] {
+				q.forgetPendingLocked(i)
+				continue
+			}
+			i++
+		}
+		q.mu.Unlock()
 	}
 }
 

@@ -208,6 +208,10 @@ type Config struct {
 	// Close unregisters it, so a registry serves one open broker at a time.
 	// Default none (counting still happens, nothing is timed or exported).
 	Metrics prometheus.Registerer `json:"-" yaml:"-"`
+	// WriteHook is fault injection for tests (wal.Options.WriteHook) on
+	// every log of the broker: e.g. return syscall.ENOSPC to simulate a
+	// full disk. Default none.
+	WriteHook func(path string, off int64, n int) error `json:"-" yaml:"-"`
 }
 
 func (c Config) withDefaults() Config {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/switchyard/switchyard/wal"
@@ -60,5 +62,46 @@ func TestRedriveFailedMoveKeepsDeadLetters(t *testing.T) {
 	ds := e.recv("q.dlq", 10)
 	if got := strings.Join(bodies(ds), ","); got != "bad,three" {
 		t.Fatalf("dead letters after restart %q, want bad,three", got)
+	}
+}
+
+// TestDeadLetterOnFullDiskKeepsMessage: a message due for the dead-letter
+// queue while the disk is full stays in its queue (the move record cannot
+// be written) and is dead-lettered once space returns.
+func TestDeadLetterOnFullDiskKeepsMessage(t *testing.T) {
+	e := newEnv(t)
+	var full atomic.Bool
+	e.cfg.WriteHook = func(string, int64, int) error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	e.restart()
+	e.declare("q", QueueConfig{MaxDeliveries: 1})
+	e.pub("q", Message{Body: []byte("x")})
+	ds := e.recv("q", 1)
+	full.Store(true)
+	if _, err := e.b.Publish(context.Background(), "q", Message{Body: []byte("y")}, PublishOptions{}); ErrorCode(err) != CodeStorageFull || !errors.Is(err, ErrStorageFull) {
+		t.Fatalf("publish on a full disk: %v, want storage_full", err)
+	}
+	if r, err := e.b.Nack(context.Background(), "q", []string{ds[0].Receipt}, 0); err != nil || r.Done != 1 {
+		t.Fatalf("nack on a full disk: %+v %v", r, err)
+	}
+	qi, _ := e.b.Queue("q")
+	if qi.Depth+qi.Delayed != 1 || qi.DeadLettered != 0 {
+		t.Fatalf("after a failed dead-letter move: %+v, want the message still in q", qi)
+	}
+	full.Store(false)
+	e.waitFor("space noticed", func() bool { return e.b.log.Full() == nil })
+	e.clk.Add(2 * deadLetterRetry)
+	e.waitFor("dead-lettering", func() bool {
+		e.recv("q", 1)
+		qi, _ := e.b.Queue("q")
+		return qi.DeadLettered == 1
+	})
+	e.restart()
+	if qi, _ := e.b.Queue("q"); qi.Depth != 0 || qi.DeadLettered != 1 {
+		t.Fatalf("after restart %+v", qi)
 	}
 }

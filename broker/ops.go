@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/wal"
 )
 
 // Dead-letter headers set on a message moved to a dead-letter queue.
@@ -63,7 +66,7 @@ func (b *Broker) putBuf(bp *[]byte) {
 func (b *Broker) enqueueSeqs(op byte, qid uint32, availableAt int64, seqs []uint64, lazy bool) (uint64, error) {
 	bp := b.getBuf()
 	buf := appendSeqs((*bp)[:0], op, qid, availableAt, seqs)
-	enqueue := b.log.Enqueue
+	enqueue := b.log.EnqueueKept // bookkeeping is held, not voided, on a full disk
 	if lazy {
 		enqueue = b.log.EnqueueLazy
 	}
@@ -182,6 +185,13 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 		return PublishResult{Seq: seq}, nil
 	}
 	if err := b.log.Wait(ctx, seq); err != nil {
+		if errors.Is(err, wal.ErrNoSpace) {
+			// Voided (forgetVoided dropped it) or written before the
+			// failure: in the log's hands, decided by the time Wait answers.
+			q.mu.Lock()
+			q.dropPendingLocked(seq)
+			q.mu.Unlock()
+		}
 		return PublishResult{}, fmt.Errorf("waiting for fsync: %w", err)
 	}
 	b.promoteTimed(q, b.metrics.confirmObserver())
@@ -441,7 +451,9 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 		b.deadLetter(ctx, dead)
 	}
 	if last > 0 && !async {
-		if err := b.log.Wait(ctx, last); err != nil {
+		// On a full disk the record is held in memory and written once
+		// space returns: the ack is applied and answered like an async one.
+		if err := b.log.Wait(ctx, last); err != nil && !errors.Is(err, wal.ErrNoSpace) {
 			return AckResult{}, fmt.Errorf("waiting for fsync: %w", err)
 		}
 	}
@@ -483,6 +495,10 @@ func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
 		_ = b.log.Wait(context.WithoutCancel(ctx), last)
 	}
 }
+
+// deadLetterRetry is how long a message whose dead-letter move failed
+// waits in its queue before the next attempt.
+const deadLetterRetry = time.Second
 
 // moveItem is one message to move to the queue named target.
 type moveItem struct {
@@ -539,7 +555,7 @@ func (b *Broker) moveAll(ctx context.Context, items []moveItem, stopOnError bool
 	touched := map[*queue]bool{}
 	for i := range items {
 		it := &items[i]
-		ok := it.seq != 0 && it.seq <= durable
+		ok := it.seq != 0 && it.seq <= durable && !b.log.Voided(it.seq)
 		if it.seq != 0 && !ok {
 			it.tq.mu.Lock()
 			it.tq.dropPendingLocked(it.seq)
@@ -551,6 +567,9 @@ func (b *Broker) moveAll(ctx context.Context, items []moveItem, stopOnError bool
 			it.from.retireLocked(it.m, now, outcome{state: StateMoved, to: it.target})
 		case !ok && it.retired:
 			if it.from.gone == nil {
+				// Back in its queue; dead-lettered again at a later
+				// attempt, not at once (no spinning on a full disk).
+				it.m.availableAt = now + int64(deadLetterRetry)
 				it.from.insertLocked(it.m, now)
 			}
 		case !ok:

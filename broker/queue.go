@@ -389,11 +389,21 @@ func (q *queue) unholdLocked(m *message, now int64) {
 func (q *queue) dropPendingLocked(seq uint64) {
 	for i, p := range q.pending {
 		if p.seq == seq {
-			q.pending = append(q.pending[:i], q.pending[i+1:]...)
-			q.signalSpaceLocked()
+			q.forgetPendingLocked(i)
 			return
 		}
 	}
+}
+
+// forgetPendingLocked removes pending message i, and its producer id from
+// the dedup memory so that a retry with the same id is stored.
+func (q *queue) forgetPendingLocked(i int) {
+	m := q.pending[i]
+	q.pending = append(q.pending[:i], q.pending[i+1:]...)
+	if e, ok := q.dedup[m.msgID]; ok && m.msgID != "" && e.seq == m.seq {
+		delete(q.dedup, m.msgID)
+	}
+	q.signalSpaceLocked()
 }
 
 func pushInflight(q *queue, m *message) { heap.Push(&q.inflight, m) }

@@ -100,6 +100,7 @@ func (b *Broker) openStream(name string, id uint32, cfg StreamConfig) (*stream, 
 		MaxRecordBytes: cfg.MaxMessageSize + 64<<10,
 		Now:            b.cfg.Now,
 		OnFsync:        b.metrics.fsyncHook(streamLogLabel(name)),
+		WriteHook:      b.cfg.WriteHook,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %q: %w", name, err)

@@ -454,6 +454,14 @@ func (l *Log) Wait(ctx context.Context, seq uint64) error {
 	}
 }
 
+// Voided reports whether the record seq was voided by a full disk (see
+// ErrNoSpace): it will never be readable.
+func (l *Log) Voided(seq uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.voidLocked(seq) != nil
+}
+
 // voidLocked returns why seq was voided, or nil if it was not.
 func (l *Log) voidLocked(seq uint64) error {
 	for i := len(l.voids) - 1; i >= 0; i-- {
