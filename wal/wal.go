@@ -224,6 +224,18 @@ func (l *Log) recover() error {
 			if i < len(bases)-1 {
 				return &CorruptError{Path: s.path, Offset: res.badPos, Seq: s.last + 1, Err: res.bad}
 			}
+			// The last segment: a torn write leaves damage only at the end.
+			// An intact record after the bad one means corruption, and
+			// cutting would drop confirmed records: refuse, as for a
+			// sealed segment.
+			at, seq, ok, err := s.intactAfter(res.badPos, res.fileLen, s.last+1, l.opts.MaxRecordBytes)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return &CorruptError{Path: s.path, Offset: res.badPos, Seq: s.last + 1, Err: res.bad,
+					Active: true, IntactAt: at, IntactSeq: seq}
+			}
 			if err := s.f.Truncate(res.badPos); err != nil {
 				return fmt.Errorf("truncating torn tail of %q at %d: %w", s.path, res.badPos, err)
 			}
