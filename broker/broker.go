@@ -132,13 +132,14 @@ func open(cfg Config, lock *wal.DirLock) (*Broker, error) {
 		b.metrics = m
 	}
 	l, err := wal.Open(filepath.Join(cfg.Dir, "log"), wal.Options{
-		SegmentBytes: cfg.SegmentBytes,
-		Sync:         cfg.Fsync,
-		Now:          cfg.Now,
-		OnFsync:      b.metrics.fsyncHook(queueLogLabel),
-		Preallocate:  cfg.Preallocate,
-		OnVoid:       b.forgetVoided,
-		WriteHook:    cfg.WriteHook,
+		SegmentBytes:   cfg.SegmentBytes,
+		Sync:           cfg.Fsync,
+		Now:            cfg.Now,
+		OnFsync:        b.metrics.fsyncHook(queueLogLabel),
+		Preallocate:    cfg.Preallocate,
+		OnVoid:         b.forgetVoided,
+		MaxRecordBytes: maxRecordBytes,
+		WriteHook:      cfg.WriteHook,
 	})
 	if err != nil {
 		b.metrics.unregister()

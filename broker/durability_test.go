@@ -1,14 +1,17 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/switchyard/switchyard/wal"
 )
@@ -103,5 +106,99 @@ func TestDeadLetterOnFullDiskKeepsMessage(t *testing.T) {
 	e.restart()
 	if qi, _ := e.b.Queue("q"); qi.Depth != 0 || qi.DeadLettered != 1 {
 		t.Fatalf("after restart %+v", qi)
+	}
+}
+
+// lowerMinSegment lets a test use tiny segments (retention tests).
+func lowerMinSegment(t *testing.T) {
+	old := minSegmentBytes
+	minSegmentBytes = 256
+	t.Cleanup(func() { minSegmentBytes = old })
+}
+
+// TestSettingLimits: tiny segments and absurd durations are refused with
+// an error naming the key and the bounds.
+func TestSettingLimits(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{e.b.DeclareStream("s", StreamConfig{SegmentBytes: 1}), "segment_bytes 1: must be between 1048576 (1 MiB) and 1 GiB"},
+		{e.b.DeclareStream("s", StreamConfig{MaxAge: Duration(100 * 365 * 24 * time.Hour)}), "max_age"},
+		{e.b.Declare("q", QueueConfig{VisibilityTimeout: Duration(999999 * time.Hour)}), "visibility_timeout 999999h0m0s: must be between 0 and 12h0m0s"},
+		{e.b.Declare("q", QueueConfig{BlockTimeout: Duration(time.Hour)}), "block_timeout"},
+		{e.b.Declare("q", QueueConfig{DedupWindow: Duration(30 * 24 * time.Hour)}), "dedup_window"},
+		{e.b.Declare("q", QueueConfig{MessageTTL: Duration(999999 * time.Hour)}), "message_ttl"},
+		{e.b.Declare("q", QueueConfig{Retention: Duration(999999 * time.Hour)}), "retention"},
+		{Config{Dir: "x", SegmentBytes: 4096}.Validate(), "segment_bytes 4096"},
+		{FileConfig{SegmentBytes: 1}.Validate(), "segment_bytes 1"},
+	} {
+		if !errors.Is(c.err, ErrInvalid) && !strings.Contains(fmt.Sprint(c.err), "segment_bytes") {
+			t.Errorf("%v: want ErrInvalid", c.err)
+		}
+		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("error %v, want it to contain %q", c.err, c.want)
+		}
+	}
+	e.declare("q", QueueConfig{})
+	e.pub("q", Message{Body: []byte("x")})
+	if _, err := e.b.Receive(context.Background(), "q", ReceiveOptions{Visibility: 999999 * time.Hour}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "visibility") {
+		t.Errorf("receive with visibility 999999h: %v, want ErrInvalid naming visibility", err)
+	}
+	if _, err := e.b.Publish(context.Background(), "q", Message{Body: []byte("x"), Delay: 999999 * time.Hour}, PublishOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("publish with delay 999999h: %v, want ErrInvalid", err)
+	}
+}
+
+// TestMaxMessageSizeCountsEverything: max_message_size counts id, key,
+// headers and body, for queues, topics and streams.
+func TestMaxMessageSizeCountsEverything(t *testing.T) {
+	e := newEnv(t)
+	e.declare("q", QueueConfig{MaxMessageSize: 10})
+	if err := e.b.DeclareStream("s", StreamConfig{MaxMessageSize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.DeclareTopic("t", TopicConfig{MaxMessageSize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	fits := Message{Body: []byte("12345"), ID: "ab", Key: "c", Headers: map[string]string{"d": "e"}}  // 10
+	over := Message{Body: []byte("12345"), ID: "ab", Key: "c", Headers: map[string]string{"d": "ef"}} // 11
+	ctx := context.Background()
+	if _, err := e.b.Publish(ctx, "q", fits, PublishOptions{}); err != nil {
+		t.Fatalf("queue, 10 bytes: %v", err)
+	}
+	if _, err := e.b.Publish(ctx, "q", over, PublishOptions{}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "11 bytes") {
+		t.Fatalf("queue, 11 bytes: %v", err)
+	}
+	if _, err := e.b.Append(ctx, "s", over); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("stream, 11 bytes: %v", err)
+	}
+	if _, err := e.b.PublishTopic(ctx, "t", over, PublishOptions{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("topic, 11 bytes: %v", err)
+	}
+}
+
+// TestLargestMessageEndToEnd: a message of the largest max_message_size
+// (64 MiB) goes through the queue log and comes back after a restart.
+func TestLargestMessageEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 MiB message")
+	}
+	e := newEnv(t)
+	e.declare("big", QueueConfig{MaxMessageSize: MaxMessageSizeLimit})
+	body := make([]byte, MaxMessageSizeLimit-9)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	msg := Message{Body: body, ID: "id", Key: "k", Headers: map[string]string{"ab": "cdef"}} // exactly 64 MiB
+	if msg.Size() != MaxMessageSizeLimit {
+		t.Fatalf("size %d", msg.Size())
+	}
+	e.pub("big", msg)
+	e.restart()
+	ds := e.recv("big", 1)
+	if len(ds) != 1 || !bytes.Equal(ds[0].Body, body) {
+		t.Fatalf("64 MiB message did not come back intact")
 	}
 }

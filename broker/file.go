@@ -77,8 +77,8 @@ func ParseFile(path string, data []byte) (FileConfig, error) {
 // Validate reports every problem, each prefixed by its key path.
 func (fc FileConfig) Validate() error {
 	var errs []error
-	if fc.SegmentBytes < 0 {
-		errs = append(errs, fmt.Errorf("segment_bytes: %d must not be negative", fc.SegmentBytes))
+	if err := checkSegmentBytes("segment_bytes", fc.SegmentBytes); err != nil {
+		errs = append(errs, err)
 	}
 	if fc.Preallocate < 0 {
 		errs = append(errs, fmt.Errorf("preallocate: %d must not be negative", fc.Preallocate))

@@ -31,6 +31,16 @@ type Message struct {
 	TTL     time.Duration     // expire after this; 0 = the queue's message_ttl
 }
 
+// Size is what max_message_size counts: the body, the producer id, the
+// key and every header name and value, in bytes.
+func (m *Message) Size() int {
+	n := len(m.Body) + len(m.ID) + len(m.Key)
+	for k, v := range m.Headers {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
 // PublishOptions tune one publish.
 type PublishOptions struct {
 	// NoWait returns as soon as the message is queued for writing, before
@@ -85,17 +95,18 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 	if err != nil {
 		return PublishResult{}, err
 	}
-	if msg.Delay < 0 || msg.TTL < 0 {
-		return PublishResult{}, fmt.Errorf("%w: negative delay or ttl", ErrInvalid)
+	if msg.Delay < 0 || msg.TTL < 0 || msg.Delay > MaxMessageTTL || msg.TTL > MaxMessageTTL {
+		return PublishResult{}, fmt.Errorf("%w: delay %s, ttl %s: each must be between 0 and %s", ErrInvalid, msg.Delay, msg.TTL, MaxMessageTTL)
 	}
+	size := msg.Size()
 	now := b.cfg.Now()
 	nowNS := now.UnixNano()
 	q.mu.Lock()
-	if len(msg.Body) > q.cfg.MaxMessageSize {
+	if size > q.cfg.MaxMessageSize {
 		limit := q.cfg.MaxMessageSize
 		q.mu.Unlock()
 		q.stats.tooLarge.Add(1)
-		return PublishResult{}, fmt.Errorf("%w: %d bytes, queue %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
+		return PublishResult{}, fmt.Errorf("%w: %d bytes (id, key, headers and body), queue %q accepts at most %d", ErrTooLarge, size, name, limit)
 	}
 	if msg.ID != "" && q.cfg.DedupWindow > 0 {
 		if e, ok := q.dedup[msg.ID]; ok && nowNS-e.at <= int64(q.cfg.DedupWindow) {
@@ -269,8 +280,9 @@ func (b *Broker) Receive(ctx context.Context, name string, opts ReceiveOptions) 
 	if opts.Max <= 0 {
 		opts.Max = 1
 	}
-	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 {
-		return nil, fmt.Errorf("%w: max must be 1..1000, wait and visibility not negative", ErrInvalid)
+	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 || opts.Visibility > MaxVisibilityTimeout {
+		return nil, fmt.Errorf("%w: max %d, wait %s, visibility %s: max must be 1..1000, wait not negative, visibility between 0 and %s",
+			ErrInvalid, opts.Max, opts.Wait, opts.Visibility, MaxVisibilityTimeout)
 	}
 	var timer *time.Timer
 	var expired <-chan time.Time
