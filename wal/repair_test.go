@@ -170,4 +170,3 @@ func FuzzSegmentRecovery(f *testing.F) {
 		check(l)
 	})
 }
-

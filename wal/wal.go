@@ -105,7 +105,7 @@ type Log struct {
 	full         error  // the disk is full (wraps ErrNoSpace); cleared by the next successful write
 	retry        *batch // records held after a failed write, written before l.cur
 	voids        []seqRange
-	retentionErr error  // last failure to delete a segment (not sticky)
+	retentionErr error // last failure to delete a segment (not sticky)
 	closed       bool
 
 	prealloc bool // extend segment files ahead of their data (flusher only)
@@ -701,7 +701,9 @@ type noSpaceError struct {
 func (e *noSpaceError) Error() string { return e.err.Error() }
 func (e *noSpaceError) Unwrap() error { return e.err }
 
-func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) }
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // noSpace handles a write of w that failed for lack of space: it cuts the
 // partial write off, makes the records written before it durable, voids
