@@ -24,6 +24,10 @@ var (
 	ErrInvalid  = errors.New("invalid request")
 	ErrTooLarge = errors.New("message too large")
 	ErrClosed   = errors.New("broker closed")
+	// ErrStorageFull: the disk is full. Publishes, moves and stream appends
+	// fail with it (nothing of them is stored) until space returns, which
+	// the broker notices by itself; receives, acks and nacks go on.
+	ErrStorageFull = wal.ErrNoSpace
 )
 
 // QueueFullError is returned when a publish finds the queue at max_length
@@ -59,8 +63,9 @@ type metaQueue struct {
 
 // Broker owns the log and the queues. It is safe for concurrent use.
 type Broker struct {
-	cfg Config
-	log *wal.Log
+	cfg  Config
+	log  *wal.Log
+	lock *wal.DirLock // held from Open to Close: one broker per data directory
 
 	mu      sync.RWMutex
 	queues  map[string]*queue
@@ -92,7 +97,21 @@ func Open(cfg Config) (*Broker, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
+	lock, err := wal.LockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := open(cfg, lock)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	return b, nil
+}
+
+func open(cfg Config, lock *wal.DirLock) (*Broker, error) {
 	b := &Broker{
+		lock:    lock,
 		cfg:     cfg,
 		queues:  make(map[string]*queue),
 		byID:    make(map[uint32]*queue),
@@ -113,11 +132,14 @@ func Open(cfg Config) (*Broker, error) {
 		b.metrics = m
 	}
 	l, err := wal.Open(filepath.Join(cfg.Dir, "log"), wal.Options{
-		SegmentBytes: cfg.SegmentBytes,
-		Sync:         cfg.Fsync,
-		Now:          cfg.Now,
-		OnFsync:      b.metrics.fsyncHook(queueLogLabel),
-		Preallocate:  cfg.Preallocate,
+		SegmentBytes:   cfg.SegmentBytes,
+		Sync:           cfg.Fsync,
+		Now:            cfg.Now,
+		OnFsync:        b.metrics.fsyncHook(queueLogLabel),
+		Preallocate:    cfg.Preallocate,
+		OnVoid:         b.forgetVoided,
+		MaxRecordBytes: maxRecordBytes,
+		WriteHook:      cfg.WriteHook,
 	})
 	if err != nil {
 		b.metrics.unregister()
@@ -336,6 +358,9 @@ func (b *Broker) Close() error {
 		errs = append(errs, err)
 	}
 	b.metrics.unregister()
+	if err := b.lock.Unlock(); err != nil {
+		errs = append(errs, fmt.Errorf("releasing data directory lock: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -416,7 +441,31 @@ func (b *Broker) sweep(ctx context.Context) {
 // milliseconds (more with online discard).
 func (b *Broker) compact() {
 	if low := b.compactPoint(); low > 0 {
-		b.log.DeleteBefore(low) // a failed delete is retried next time
+		if n, _ := b.log.DeleteBefore(low); n > 0 && b.log.Full() != nil {
+			b.log.Retry() // space was freed: try the held records now
+		}
+	}
+}
+
+// forgetVoided drops the pending messages whose publish or move records
+// were voided by a full disk (wal.Options.OnVoid): they will never be
+// durable, so they must never become visible. Publishers waiting for them
+// get the error; NoWait publishers lose them (at-most-once).
+func (b *Broker) forgetVoided(seqs []uint64) {
+	void := make(map[uint64]bool, len(seqs))
+	for _, s := range seqs {
+		void[s] = true
+	}
+	for _, q := range b.queueList() {
+		q.mu.Lock()
+		for i := 0; i < len(q.pending); {
+			if m := q.pending[i]; void[m.seq] {
+				q.forgetPendingLocked(i)
+				continue
+			}
+			i++
+		}
+		q.mu.Unlock()
 	}
 }
 

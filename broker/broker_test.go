@@ -401,6 +401,7 @@ func TestDeleteQueue(t *testing.T) {
 }
 
 func TestCompaction(t *testing.T) {
+	lowerMinSegment(t)
 	e := newEnv(t)
 	e.cfg.SegmentBytes = 2048
 	e.restart()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Error codes: the stable names of the broker's errors in the HTTP API's
@@ -19,6 +20,9 @@ const (
 	CodeClosed     = "closed"  // ErrClosed
 	CodeTimeout    = "timeout" // the request's context ended
 	CodeInternal   = "internal"
+	// CodeStorageFull: the disk is full (ErrStorageFull); publishes and
+	// appends are refused until space returns, consumers keep working.
+	CodeStorageFull = "storage_full"
 )
 
 // ErrorCode returns the code of err: CodeInternal for an error that is
@@ -28,6 +32,8 @@ func ErrorCode(err error) string {
 	switch {
 	case errors.As(err, &full):
 		return CodeQueueFull
+	case errors.Is(err, ErrStorageFull), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return CodeStorageFull
 	case errors.Is(err, ErrNotFound):
 		return CodeNotFound
 	case errors.Is(err, ErrLagged):
@@ -61,6 +67,8 @@ func CodeError(code, msg string) error {
 		sentinel = ErrInvalid
 	case CodeClosed:
 		sentinel = ErrClosed
+	case CodeStorageFull:
+		sentinel = ErrStorageFull
 	default:
 		return nil
 	}

@@ -10,7 +10,7 @@ import (
 // Every error value survives the trip to a code and back, so the HTTP and
 // native clients see the broker's own errors.
 func TestErrorCodesRoundTrip(t *testing.T) {
-	for _, sentinel := range []error{ErrNotFound, ErrLagged, ErrTooLarge, ErrInvalid, ErrClosed} {
+	for _, sentinel := range []error{ErrNotFound, ErrLagged, ErrTooLarge, ErrInvalid, ErrClosed, ErrStorageFull} {
 		code := ErrorCode(fmt.Errorf("queue %q: %w", "q", sentinel))
 		back := CodeError(code, "msg")
 		if !errors.Is(back, sentinel) {

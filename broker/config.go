@@ -98,7 +98,9 @@ type QueueConfig struct {
 	// bounding how long an unconsumed message pins the log. Default 0:
 	// keep until consumed.
 	Retention Duration `json:"retention,omitempty" yaml:"retention"`
-	// MaxMessageSize is the largest accepted body, in bytes. Default 1 MiB.
+	// MaxMessageSize is the largest accepted message, in bytes, counting
+	// its body, producer id, key and every header name and value (see
+	// Message.Size). Default 1 MiB, at most 64 MiB.
 	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
 	// AsyncAcks answers acks and nacks once they are applied and their log
 	// record is queued, without waiting for its fsync (it is durable with
@@ -140,6 +142,43 @@ func (c QueueConfig) WithDefaults(name string) QueueConfig {
 	return c
 }
 
+// Limits on settings: a value above them is almost certainly a mistake
+// (999999h) and would pin memory or the log for years.
+const (
+	MaxVisibilityTimeout = 12 * time.Hour       // visibility_timeout, and a receive's visibility (as SQS)
+	MaxBlockTimeout      = 5 * time.Minute      // block_timeout
+	MaxDedupWindow       = 7 * 24 * time.Hour   // dedup_window
+	MaxMessageTTL        = 365 * 24 * time.Hour // message_ttl, and a message's TTL and delay
+	MaxRetention         = 365 * 24 * time.Hour // retention
+	MaxStreamAge         = 10 * 365 * 24 * time.Hour
+	MaxMessageSizeLimit  = 64 << 20 // max_message_size
+	// MinSegmentBytes is the smallest segment_bytes (a segment is a file
+	// kept open: tiny segments mean a file per message).
+	MinSegmentBytes = 1 << 20
+	// maxRecordBytes bounds a log record: a message of MaxMessageSizeLimit
+	// plus its encoding (see Message.Size).
+	maxRecordBytes = 4*MaxMessageSizeLimit + 1<<20
+)
+
+// minSegmentBytes is MinSegmentBytes; tests lower it.
+var minSegmentBytes int64 = MinSegmentBytes
+
+// checkSegmentBytes checks a segment_bytes setting (0: the default).
+func checkSegmentBytes(key string, n int64) error {
+	if n != 0 && (n < minSegmentBytes || n > 1<<30) {
+		return fmt.Errorf("%s %d: must be between %d (1 MiB) and 1 GiB, or 0 for the default (64 MiB)", key, n, minSegmentBytes)
+	}
+	return nil
+}
+
+// checkDur checks a duration setting against 0..limit.
+func checkDur(key string, d Duration, limit time.Duration) error {
+	if d < 0 || d.Std() > limit {
+		return fmt.Errorf("%s %s: must be between 0 and %s", key, d.Std(), limit)
+	}
+	return nil
+}
+
 func isDLQName(name string) bool { return len(name) > 4 && name[len(name)-4:] == ".dlq" }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$`)
@@ -151,8 +190,8 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // Validate reports every problem at once.
 func (c QueueConfig) Validate() error {
 	var errs []error
-	if c.VisibilityTimeout < 0 {
-		errs = append(errs, fmt.Errorf("visibility_timeout %s: must not be negative", c.VisibilityTimeout.Std()))
+	if err := checkDur("visibility_timeout", c.VisibilityTimeout, MaxVisibilityTimeout); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxDeliveries < 0 {
 		errs = append(errs, fmt.Errorf("max_deliveries %d: must not be negative", c.MaxDeliveries))
@@ -166,14 +205,17 @@ func (c QueueConfig) Validate() error {
 	if c.Overflow != "" && c.Overflow != OverflowReject && c.Overflow != OverflowBlock {
 		errs = append(errs, fmt.Errorf("overflow %q: want reject or block", c.Overflow))
 	}
-	if c.BlockTimeout < 0 {
-		errs = append(errs, fmt.Errorf("block_timeout %s: must not be negative", c.BlockTimeout.Std()))
+	if err := checkDur("block_timeout", c.BlockTimeout, MaxBlockTimeout); err != nil {
+		errs = append(errs, err)
 	}
-	if c.MessageTTL < 0 {
-		errs = append(errs, fmt.Errorf("message_ttl %s: must not be negative", c.MessageTTL.Std()))
+	if c.DedupWindow.Std() > MaxDedupWindow { // negative disables
+		errs = append(errs, fmt.Errorf("dedup_window %s: must be at most %s (negative disables)", c.DedupWindow.Std(), MaxDedupWindow))
 	}
-	if c.Retention < 0 {
-		errs = append(errs, fmt.Errorf("retention %s: must not be negative", c.Retention.Std()))
+	if err := checkDur("message_ttl", c.MessageTTL, MaxMessageTTL); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkDur("retention", c.Retention, MaxRetention); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
 		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
@@ -208,6 +250,10 @@ type Config struct {
 	// Close unregisters it, so a registry serves one open broker at a time.
 	// Default none (counting still happens, nothing is timed or exported).
 	Metrics prometheus.Registerer `json:"-" yaml:"-"`
+	// WriteHook is fault injection for tests (wal.Options.WriteHook) on
+	// every log of the broker: e.g. return syscall.ENOSPC to simulate a
+	// full disk. Default none.
+	WriteHook func(path string, off int64, n int) error `json:"-" yaml:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -229,8 +275,8 @@ func (c Config) Validate() error {
 	if c.Dir == "" {
 		errs = append(errs, errors.New("data: directory required"))
 	}
-	if c.SegmentBytes < 0 {
-		errs = append(errs, fmt.Errorf("segment_bytes %d: must not be negative", c.SegmentBytes))
+	if err := checkSegmentBytes("segment_bytes", c.SegmentBytes); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Preallocate < 0 {
 		errs = append(errs, fmt.Errorf("preallocate %d: must not be negative", c.Preallocate))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"go.yaml.in/yaml/v3"
@@ -76,8 +77,8 @@ func ParseFile(path string, data []byte) (FileConfig, error) {
 // Validate reports every problem, each prefixed by its key path.
 func (fc FileConfig) Validate() error {
 	var errs []error
-	if fc.SegmentBytes < 0 {
-		errs = append(errs, fmt.Errorf("segment_bytes: %d must not be negative", fc.SegmentBytes))
+	if err := checkSegmentBytes("segment_bytes", fc.SegmentBytes); err != nil {
+		errs = append(errs, err)
 	}
 	if fc.Preallocate < 0 {
 		errs = append(errs, fmt.Errorf("preallocate: %d must not be negative", fc.Preallocate))
@@ -149,4 +150,35 @@ func (fc FileConfig) Apply(b *Broker) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Repair repairs the logs in the data directory dir (the queue log and
+// every stream's log; see wal.Repair) with no broker running on it (it
+// takes the directory lock): damaged records are skipped, everything
+// intact is kept, a torn tail is cut. It returns what was dropped.
+func Repair(dir string) ([]wal.Damage, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	lock, err := wal.LockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	logs := []string{filepath.Join(dir, "log")}
+	streams, _ := filepath.Glob(filepath.Join(dir, "streams", "*"))
+	sort.Strings(streams)
+	logs = append(logs, streams...)
+	var all []wal.Damage
+	for _, d := range logs {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			continue
+		}
+		dmg, err := wal.Repair(d, wal.Options{MaxRecordBytes: 1 << 30})
+		all = append(all, dmg...)
+		if err != nil {
+			return all, fmt.Errorf("repairing %q: %w", d, err)
+		}
+	}
+	return all, nil
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/wal"
 )
 
 // Dead-letter headers set on a message moved to a dead-letter queue.
@@ -26,6 +29,16 @@ type Message struct {
 	Headers map[string]string // optional
 	Delay   time.Duration     // deliver no earlier than this from now
 	TTL     time.Duration     // expire after this; 0 = the queue's message_ttl
+}
+
+// Size is what max_message_size counts: the body, the producer id, the
+// key and every header name and value, in bytes.
+func (m *Message) Size() int {
+	n := len(m.Body) + len(m.ID) + len(m.Key)
+	for k, v := range m.Headers {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // PublishOptions tune one publish.
@@ -63,7 +76,7 @@ func (b *Broker) putBuf(bp *[]byte) {
 func (b *Broker) enqueueSeqs(op byte, qid uint32, availableAt int64, seqs []uint64, lazy bool) (uint64, error) {
 	bp := b.getBuf()
 	buf := appendSeqs((*bp)[:0], op, qid, availableAt, seqs)
-	enqueue := b.log.Enqueue
+	enqueue := b.log.EnqueueKept // bookkeeping is held, not voided, on a full disk
 	if lazy {
 		enqueue = b.log.EnqueueLazy
 	}
@@ -82,17 +95,18 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 	if err != nil {
 		return PublishResult{}, err
 	}
-	if msg.Delay < 0 || msg.TTL < 0 {
-		return PublishResult{}, fmt.Errorf("%w: negative delay or ttl", ErrInvalid)
+	if msg.Delay < 0 || msg.TTL < 0 || msg.Delay > MaxMessageTTL || msg.TTL > MaxMessageTTL {
+		return PublishResult{}, fmt.Errorf("%w: delay %s, ttl %s: each must be between 0 and %s", ErrInvalid, msg.Delay, msg.TTL, MaxMessageTTL)
 	}
+	size := msg.Size()
 	now := b.cfg.Now()
 	nowNS := now.UnixNano()
 	q.mu.Lock()
-	if len(msg.Body) > q.cfg.MaxMessageSize {
+	if size > q.cfg.MaxMessageSize {
 		limit := q.cfg.MaxMessageSize
 		q.mu.Unlock()
 		q.stats.tooLarge.Add(1)
-		return PublishResult{}, fmt.Errorf("%w: %d bytes, queue %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
+		return PublishResult{}, fmt.Errorf("%w: %d bytes (id, key, headers and body), queue %q accepts at most %d", ErrTooLarge, size, name, limit)
 	}
 	if msg.ID != "" && q.cfg.DedupWindow > 0 {
 		if e, ok := q.dedup[msg.ID]; ok && nowNS-e.at <= int64(q.cfg.DedupWindow) {
@@ -182,6 +196,13 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 		return PublishResult{Seq: seq}, nil
 	}
 	if err := b.log.Wait(ctx, seq); err != nil {
+		if errors.Is(err, wal.ErrNoSpace) {
+			// Voided (forgetVoided dropped it) or written before the
+			// failure: in the log's hands, decided by the time Wait answers.
+			q.mu.Lock()
+			q.dropPendingLocked(seq)
+			q.mu.Unlock()
+		}
 		return PublishResult{}, fmt.Errorf("waiting for fsync: %w", err)
 	}
 	b.promoteTimed(q, b.metrics.confirmObserver())
@@ -259,8 +280,9 @@ func (b *Broker) Receive(ctx context.Context, name string, opts ReceiveOptions) 
 	if opts.Max <= 0 {
 		opts.Max = 1
 	}
-	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 {
-		return nil, fmt.Errorf("%w: max must be 1..1000, wait and visibility not negative", ErrInvalid)
+	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 || opts.Visibility > MaxVisibilityTimeout {
+		return nil, fmt.Errorf("%w: max %d, wait %s, visibility %s: max must be 1..1000, wait not negative, visibility between 0 and %s",
+			ErrInvalid, opts.Max, opts.Wait, opts.Visibility, MaxVisibilityTimeout)
 	}
 	var timer *time.Timer
 	var expired <-chan time.Time
@@ -441,7 +463,9 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 		b.deadLetter(ctx, dead)
 	}
 	if last > 0 && !async {
-		if err := b.log.Wait(ctx, last); err != nil {
+		// On a full disk the record is held in memory and written once
+		// space returns: the ack is applied and answered like an async one.
+		if err := b.log.Wait(ctx, last); err != nil && !errors.Is(err, wal.ErrNoSpace) {
 			return AckResult{}, fmt.Errorf("waiting for fsync: %w", err)
 		}
 	}
@@ -450,15 +474,20 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 
 // deadLetter moves messages taken out of their queues to the dead-letter
 // queue (or drops them) with one log record each. Caller holds b.opMu for
-// reading so that compaction cannot delete the messages' records first.
+// reading so that compaction cannot delete the messages' records first. A
+// move that fails (or whose record does not become durable) puts the
+// message back into the queue it came from: it is dead-lettered again on a
+// later attempt, never dropped.
 func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
 	var last uint64
-	touched := map[*queue]bool{}
+	var moves []moveItem
 	for _, d := range dead {
 		target := d.from.cfg.DeadLetter
 		drop := d.reason == "retention" || target == NoDeadLetter
-		d.from.stats.countDead(d.reason, drop)
 		if drop {
+			// An intended drop: if its record is lost the message comes
+			// back on restart and is dropped again.
+			d.from.stats.countDead(d.reason, true)
 			if s, err := b.enqueueSeqs(opAck, d.from.id, 0, []uint64{d.m.seq}, false); err == nil {
 				last = max(last, s)
 			}
@@ -469,55 +498,148 @@ func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
 		h[HeaderDeadLetterReason] = d.reason
 		h[HeaderOriginalQueue] = d.from.name
 		h[HeaderDeliveries] = strconv.Itoa(d.m.deliveries)
-		if s, q := b.move(d, target, h); q != nil {
-			last = max(last, s)
-			touched[q] = true
-		}
+		moves = append(moves, moveItem{m: d.m, from: d.from, target: target, headers: h, retired: true, reason: d.reason})
 	}
-	if last > 0 && b.log.Wait(ctx, last) == nil {
-		for q := range touched {
-			b.promote(q)
-		}
+	if len(moves) > 0 {
+		b.moveAll(ctx, moves, false) // failures are put back and retried later
+	}
+	if last > 0 {
+		_ = b.log.Wait(context.WithoutCancel(ctx), last)
 	}
 }
 
-// move appends a move record of d.m into the queue named target and adds
-// the new message as pending there. It returns the record's sequence and
-// the target queue, or nil if the target does not exist and could not be
-// created.
-func (b *Broker) move(d deadMsg, target string, headers map[string]string) (uint64, *queue) {
+// deadLetterRetry is how long a message whose dead-letter move failed
+// waits in its queue before the next attempt.
+const deadLetterRetry = time.Second
+
+// moveItem is one message to move to the queue named target.
+type moveItem struct {
+	m       *message
+	from    *queue
+	target  string
+	headers map[string]string
+	// retired: the message was already taken out of from (dead-lettering)
+	// and goes back in if the move fails; otherwise it is still in from,
+	// held out of delivery (stMoving), and leaves only once moved.
+	retired bool
+	reason  string // dead-letter reason, for the counters
+
+	seq uint64 // the move record, once appended
+	tq  *queue
+}
+
+// moveAll appends a move record for each item, in order, waits until they
+// are durable and only then takes the messages out of their source queues
+// and makes them visible in their targets. On the first error it stops
+// appending (if stopOnError) or skips the item; every item whose record
+// did not become durable stays in (or goes back to) its source queue. It
+// returns how many moved and the first error.
+func (b *Broker) moveAll(ctx context.Context, items []moveItem, stopOnError bool) (int, error) {
+	var (
+		firstErr error
+		last     uint64
+	)
+	for i := range items {
+		it := &items[i]
+		seq, tq, err := b.move(it.m, it.from, it.target, it.headers)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			if stopOnError {
+				break
+			}
+			continue
+		}
+		it.seq, it.tq = seq, tq
+		last = max(last, seq)
+	}
+	if last > 0 {
+		// Wait even if the caller gives up: the outcome decides where the
+		// messages live in memory.
+		if err := b.log.Wait(context.WithoutCancel(ctx), last); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("moving messages: %w", err)
+		}
+	}
+	durable := b.log.DurableSeq()
+	now := b.cfg.Now().UnixNano()
+	moved := 0
+	touched := map[*queue]bool{}
+	for i := range items {
+		it := &items[i]
+		ok := it.seq != 0 && it.seq <= durable && !b.log.Voided(it.seq)
+		if it.seq != 0 && !ok {
+			it.tq.mu.Lock()
+			it.tq.dropPendingLocked(it.seq)
+			it.tq.mu.Unlock()
+		}
+		it.from.mu.Lock()
+		switch {
+		case ok && !it.retired:
+			it.from.retireLocked(it.m, now, outcome{state: StateMoved, to: it.target})
+		case !ok && it.retired:
+			if it.from.gone == nil {
+				// Back in its queue; dead-lettered again at a later
+				// attempt, not at once (no spinning on a full disk).
+				it.m.availableAt = now + int64(deadLetterRetry)
+				it.from.insertLocked(it.m, now)
+			}
+		case !ok:
+			it.from.unholdLocked(it.m, now)
+		}
+		it.from.mu.Unlock()
+		if ok {
+			moved++
+			touched[it.tq] = true
+			if it.retired {
+				it.from.stats.countDead(it.reason, false)
+			}
+		}
+	}
+	for tq := range touched {
+		b.promote(tq)
+	}
+	return moved, firstErr
+}
+
+// move appends a move record of m (in queue from) into the queue named
+// target and adds the new message as pending there. It returns the
+// record's sequence and the target queue.
+func (b *Broker) move(m *message, from *queue, target string, headers map[string]string) (uint64, *queue, error) {
 	tq, err := b.queue(target)
 	if err != nil {
-		if b.Declare(target, QueueConfig{}) != nil {
-			return 0, nil
+		if derr := b.Declare(target, QueueConfig{}); derr != nil {
+			return 0, nil, fmt.Errorf("moving message %d of queue %q to %q: %w", m.seq, from.name, target, derr)
 		}
 		if tq, err = b.queue(target); err != nil {
-			return 0, nil
+			return 0, nil, fmt.Errorf("moving message %d of queue %q to %q: %w", m.seq, from.name, target, err)
 		}
 	}
 	now := b.cfg.Now().UnixNano()
 	rec := pubRecord{
-		queue: tq.id, fromQueue: d.from.id, fromSeq: d.m.seq,
-		publishedAt: now, msgID: d.m.msgID, key: d.m.key, headers: headers, body: d.m.body,
-	}
-	if tq.cfg.MessageTTL > 0 {
-		rec.expiresAt = now + int64(tq.cfg.MessageTTL)
+		queue: tq.id, fromQueue: from.id, fromSeq: m.seq,
+		publishedAt: now, msgID: m.msgID, key: m.key, headers: headers, body: m.body,
 	}
 	tq.mu.Lock()
 	defer tq.mu.Unlock()
+	if tq.cfg.MessageTTL > 0 {
+		rec.expiresAt = now + int64(tq.cfg.MessageTTL)
+	}
 	seq, err := b.log.Enqueue(appendPublish(nil, &rec))
 	if err != nil {
-		return 0, nil
+		return 0, nil, fmt.Errorf("moving message %d of queue %q to %q: %w", m.seq, from.name, target, err)
 	}
-	m := newMessage(seq, &rec)
-	m.state = stPending
-	tq.pending = append(tq.pending, m)
-	return seq, tq
+	nm := newMessage(seq, &rec)
+	nm.state = stPending
+	tq.pending = append(tq.pending, nm)
+	return seq, tq, nil
 }
 
 // Redrive moves the messages of the queue's dead-letter queue back to the
 // queues they came from (x-original-queue, else this queue), with fresh
-// delivery counts. It returns how many moved.
+// delivery counts, in order. Each message leaves the dead-letter queue
+// only once its move is durable: on an error the redrive stops, the rest
+// stay, and it returns how many moved together with the error.
 func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	q, err := b.queue(name)
 	if err != nil {
@@ -535,25 +657,19 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	}
 	b.opMu.RLock()
 	defer b.opMu.RUnlock()
-	now := b.cfg.Now().UnixNano()
 	var moving []*message
 	dq.mu.Lock()
 	for _, m := range dq.msgs {
-		if m.state != stInflight {
+		if m.state != stInflight && m.state != stMoving {
 			moving = append(moving, m)
 		}
 	}
 	sortBySeq(moving)
 	for _, m := range moving {
-		target := m.headers[HeaderOriginalQueue]
-		if target == "" {
-			target = name
-		}
-		dq.retireLocked(m, now, outcome{state: StateMoved, to: target})
+		dq.holdLocked(m) // no consumer gets it while it moves
 	}
 	dq.mu.Unlock()
-	var last uint64
-	touched := map[*queue]bool{}
+	items := make([]moveItem, 0, len(moving))
 	for _, m := range moving {
 		target := m.headers[HeaderOriginalQueue]
 		if target == "" {
@@ -563,20 +679,13 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 		delete(h, HeaderDeadLetterReason)
 		delete(h, HeaderOriginalQueue)
 		delete(h, HeaderDeliveries)
-		if s, tq := b.move(deadMsg{m: m, from: dq}, target, h); tq != nil {
-			last = max(last, s)
-			touched[tq] = true
-		}
+		items = append(items, moveItem{m: m, from: dq, target: target, headers: h})
 	}
-	if last > 0 {
-		if err := b.log.Wait(ctx, last); err != nil {
-			return 0, fmt.Errorf("waiting for fsync: %w", err)
-		}
-		for tq := range touched {
-			b.promote(tq)
-		}
+	n, err := b.moveAll(ctx, items, true)
+	if err != nil {
+		return n, fmt.Errorf("redrive of %q stopped after moving %d of %d messages (the rest stay in %q): %w", dl, n, len(items), dl, err)
 	}
-	return len(moving), nil
+	return n, nil
 }
 
 // Confirm waits until the messages of earlier NoWait publishes to the

@@ -60,6 +60,7 @@ func TestTopicFanOut(t *testing.T) {
 }
 
 func TestStreamReplayGroupsRetention(t *testing.T) {
+	lowerMinSegment(t)
 	e := newEnv(t)
 	if err := e.b.DeclareStream("loc", StreamConfig{SegmentBytes: 512, MaxBytes: 4096}); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ const (
 	stDelayed                  // deliverable at availableAt
 	stInflight                 // delivered, invisible until deadline
 	stKeyWait                  // waits for an earlier message with the same key
+	stMoving                   // being moved out (redrive): in msgs, in no heap, not deliverable
 )
 
 // message is one queued message. All fields but the immutable ones (seq,
@@ -309,7 +310,7 @@ func (q *queue) sweepLocked(now int64, dead []deadMsg) []deadMsg {
 		return dead // nothing can expire: do not walk every message under the lock
 	}
 	for _, m := range q.msgs {
-		if m.state == stInflight {
+		if m.state == stInflight || m.state == stMoving {
 			continue
 		}
 		switch {
@@ -359,6 +360,50 @@ func (q *queue) minSeqLocked() uint64 {
 		min = q.pending[0].seq
 	}
 	return min
+}
+
+// holdLocked takes m out of delivery while it is being moved: it stays in
+// the queue (and keeps its log record from compaction) until the move is
+// durable.
+func (q *queue) holdLocked(m *message) {
+	q.unheapLocked(m)
+	m.state = stMoving
+}
+
+// unholdLocked makes a held message deliverable again after a failed move.
+func (q *queue) unholdLocked(m *message, now int64) {
+	if m.state != stMoving || q.msgs[m.seq] != m {
+		return
+	}
+	if m.key != "" {
+		if fifo := q.keys[m.key]; len(fifo) > 0 && fifo[0] != m {
+			m.state = stKeyWait
+			return
+		}
+	}
+	q.placeLocked(m, now)
+}
+
+// dropPendingLocked forgets the pending message seq whose record did not
+// become durable.
+func (q *queue) dropPendingLocked(seq uint64) {
+	for i, p := range q.pending {
+		if p.seq == seq {
+			q.forgetPendingLocked(i)
+			return
+		}
+	}
+}
+
+// forgetPendingLocked removes pending message i, and its producer id from
+// the dedup memory so that a retry with the same id is stored.
+func (q *queue) forgetPendingLocked(i int) {
+	m := q.pending[i]
+	q.pending = append(q.pending[:i], q.pending[i+1:]...)
+	if e, ok := q.dedup[m.msgID]; ok && m.msgID != "" && e.seq == m.seq {
+		delete(q.dedup, m.msgID)
+	}
+	q.signalSpaceLocked()
 }
 
 func pushInflight(q *queue, m *message) { heap.Push(&q.inflight, m) }

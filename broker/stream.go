@@ -29,7 +29,8 @@ type StreamConfig struct {
 	// SegmentBytes is the segment size in bytes, the unit of retention.
 	// Default 64 MiB.
 	SegmentBytes int64 `json:"segment_bytes,omitempty" yaml:"segment_bytes"`
-	// MaxMessageSize is the largest accepted body, in bytes. Default 1 MiB.
+	// MaxMessageSize is the largest accepted message, in bytes: body, id,
+	// key and header names and values (Message.Size). Default 1 MiB.
 	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
 }
 
@@ -47,14 +48,14 @@ func (c StreamConfig) WithDefaults() StreamConfig {
 // Validate reports every problem at once.
 func (c StreamConfig) Validate() error {
 	var errs []error
-	if c.MaxAge < 0 {
-		errs = append(errs, fmt.Errorf("max_age %s: must not be negative", c.MaxAge.Std()))
+	if err := checkDur("max_age", c.MaxAge, MaxStreamAge); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("max_bytes %d: must not be negative", c.MaxBytes))
 	}
-	if c.SegmentBytes < 0 {
-		errs = append(errs, fmt.Errorf("segment_bytes %d: must not be negative", c.SegmentBytes))
+	if err := checkSegmentBytes("segment_bytes", c.SegmentBytes); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
 		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
@@ -97,9 +98,10 @@ func (b *Broker) openStream(name string, id uint32, cfg StreamConfig) (*stream, 
 		Sync:           b.cfg.Fsync,
 		MaxAge:         cfg.MaxAge.Std(),
 		MaxBytes:       cfg.MaxBytes,
-		MaxRecordBytes: cfg.MaxMessageSize + 64<<10,
+		MaxRecordBytes: maxRecordBytes, // not the stream's limit: that may be lowered after large messages were stored
 		Now:            b.cfg.Now,
 		OnFsync:        b.metrics.fsyncHook(streamLogLabel(name)),
+		WriteHook:      b.cfg.WriteHook,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %q: %w", name, err)
@@ -219,9 +221,9 @@ func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, 
 	s.mu.Lock() // a redeclaration may change the limit concurrently
 	limit := s.cfg.MaxMessageSize
 	s.mu.Unlock()
-	if len(msg.Body) > limit {
+	if n := msg.Size(); n > limit {
 		s.tooLarge.Add(1)
-		return 0, fmt.Errorf("%w: %d bytes, stream %q accepts at most %d", ErrTooLarge, len(msg.Body), name, limit)
+		return 0, fmt.Errorf("%w: %d bytes (id, key, headers and body), stream %q accepts at most %d", ErrTooLarge, n, name, limit)
 	}
 	bp := b.getBuf()
 	buf := encodeStreamRecord((*bp)[:0], msg.Headers, msg.Body)
@@ -249,10 +251,10 @@ func (b *Broker) AppendBatch(ctx context.Context, name string, msgs []Message) (
 	limit := s.cfg.MaxMessageSize
 	s.mu.Unlock()
 	for i := range msgs {
-		if len(msgs[i].Body) > limit {
+		if n := msgs[i].Size(); n > limit {
 			s.tooLarge.Add(1)
-			return nil, fmt.Errorf("message %d of %d: %w: %d bytes, stream %q accepts at most %d",
-				i, len(msgs), ErrTooLarge, len(msgs[i].Body), name, limit)
+			return nil, fmt.Errorf("message %d of %d: %w: %d bytes (id, key, headers and body), stream %q accepts at most %d",
+				i, len(msgs), ErrTooLarge, n, name, limit)
 		}
 	}
 	offs := make([]uint64, len(msgs))

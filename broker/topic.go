@@ -27,7 +27,8 @@ type TopicConfig struct {
 	// Buffer is each live subscriber's buffer, in messages; a subscriber
 	// that falls further behind is disconnected with ErrLagged. Default 1024.
 	Buffer int `json:"buffer,omitempty" yaml:"buffer"`
-	// MaxMessageSize is the largest accepted body, in bytes. Default 1 MiB.
+	// MaxMessageSize is the largest accepted message, in bytes: body, id,
+	// key and header names and values (Message.Size). Default 1 MiB.
 	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
 }
 
@@ -249,10 +250,10 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Mess
 	limit := t.cfg.MaxMessageSize
 	t.mu.Unlock()
 	for i := range msgs {
-		if len(msgs[i].Body) > limit {
+		if n := msgs[i].Size(); n > limit {
 			t.tooLarge.Add(1)
-			return nil, fmt.Errorf("message %d of %d: %w: %d bytes, topic %q accepts at most %d",
-				i, len(msgs), ErrTooLarge, len(msgs[i].Body), name, limit)
+			return nil, fmt.Errorf("message %d of %d: %w: %d bytes (id, key, headers and body), topic %q accepts at most %d",
+				i, len(msgs), ErrTooLarge, n, name, limit)
 		}
 	}
 	out := make([]TopicResult, len(msgs))
@@ -300,9 +301,9 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Mess
 func (t *topic) fanOut(msg *Message, now func() time.Time) (TopicResult, []string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(msg.Body) > t.cfg.MaxMessageSize {
+	if n := msg.Size(); n > t.cfg.MaxMessageSize {
 		t.tooLarge.Add(1)
-		return TopicResult{}, nil, fmt.Errorf("%w: %d bytes, topic %q accepts at most %d", ErrTooLarge, len(msg.Body), t.name, t.cfg.MaxMessageSize)
+		return TopicResult{}, nil, fmt.Errorf("%w: %d bytes (id, key, headers and body), topic %q accepts at most %d", ErrTooLarge, n, t.name, t.cfg.MaxMessageSize)
 	}
 	t.next++
 	tm := TopicMessage{ID: t.next, Body: append([]byte(nil), msg.Body...), Headers: maps.Clone(msg.Headers),

@@ -135,6 +135,22 @@ type Options struct {
 	// the fsync, usually the log's single writer, so it must be quick and
 	// safe for concurrent use. Default none.
 	OnFsync func(d time.Duration, records int)
+	// RetryInterval is how often the writer tries again to write records
+	// it holds after the disk was full (see ErrNoSpace). Default 100 ms;
+	// Retry tries at once.
+	RetryInterval time.Duration
+	// OnVoid, if set, is called with the sequences of records that were
+	// voided because the disk was full (see ErrNoSpace): they will never
+	// be readable, and their waiters got the error. It runs on the
+	// writer goroutine before any later record is written; it must not
+	// append to the log or wait for it.
+	OnVoid func(seqs []uint64)
+	// WriteHook, if set, is called before every write of records to a
+	// segment file with the file, offset and length; an error it returns
+	// is the write's error, after half of the bytes were written (a
+	// partial write). For fault injection in tests, e.g. returning
+	// syscall.ENOSPC to simulate a full disk.
+	WriteHook func(path string, off int64, n int) error
 }
 
 func (o Options) withDefaults() Options {
@@ -155,6 +171,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.RetryInterval == 0 {
+		o.RetryInterval = 100 * time.Millisecond
 	}
 	return o
 }
@@ -182,6 +201,9 @@ func (o Options) Validate() error {
 	}
 	if o.LazyDelay < 0 {
 		errs = append(errs, fmt.Errorf("lazy_delay %s: must not be negative", o.LazyDelay))
+	}
+	if o.RetryInterval < 0 {
+		errs = append(errs, fmt.Errorf("retry_interval %s: must not be negative", o.RetryInterval))
 	}
 	if o.RetentionInterval < 0 {
 		errs = append(errs, fmt.Errorf("retention_interval %s: must not be negative", o.RetentionInterval))

@@ -68,7 +68,7 @@ func (l *Log) Scan(from uint64, fn func(Record) error) error {
 				return fmt.Errorf("reading %q at offset %d: %w: checksum mismatch", v.s.path, pos, errCorrupt)
 			}
 			pos += headerSize + int64(h.length)
-			if h.seq < from {
+			if h.seq < from || h.length == 0 { // before from, or a void record
 				continue
 			}
 			if err := fn(Record{Seq: h.seq, Time: h.ts, Payload: buf}); err != nil {

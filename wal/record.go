@@ -22,6 +22,11 @@ import (
 // timestamp as well as the payload, so a flipped bit anywhere in a record is
 // detected. A length larger than Options.MaxRecordBytes is treated as
 // corruption without reading further.
+//
+// A record with length 0 is a void record: the log writes one in place of
+// a record whose write failed because the disk was full, so that sequences
+// stay dense while the failed record never appears. Appending an empty
+// payload is refused, and Scan and Read skip void records.
 const headerSize = 24
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

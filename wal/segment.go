@@ -213,18 +213,30 @@ func openSegment(dir string, base uint64, create bool) (*segment, error) {
 	return &segment{base: base, path: p, f: f, last: base - 1}, nil
 }
 
-// CorruptError reports a corrupt record in a sealed (not the last) segment,
-// or a gap between segments. Such damage is never repaired automatically.
+// CorruptError reports a corrupt record in a sealed segment, a corrupt
+// record followed by intact ones in the last segment (not a torn write), or
+// a gap between segments. Such damage is never repaired automatically (see
+// Repair).
 type CorruptError struct {
 	Path   string // segment file
 	Offset int64  // byte offset of the bad record
 	Seq    uint64 // sequence expected at Offset
 	Err    error  // what is wrong
+
+	Active    bool   // in the last segment, with intact records after it
+	IntactAt  int64  // offset of the first intact record after the damage (Active)
+	IntactSeq uint64 // its sequence
 }
 
 func (e *CorruptError) Error() string {
+	if e.Active {
+		return fmt.Sprintf("corrupt segment %q at offset %d (expected sequence %d): %v; "+
+			"an intact record (sequence %d) follows at offset %d, so this is not a torn write and cutting the tail would lose records: "+
+			"the log is not opened; restore the file, or repair it to skip only the damaged bytes",
+			e.Path, e.Offset, e.Seq, e.Err, e.IntactSeq, e.IntactAt)
+	}
 	return fmt.Sprintf("corrupt sealed segment %q at offset %d (expected sequence %d): %v; "+
-		"records after it would be lost, so the log is not opened: restore the file or move it aside",
+		"records after it would be lost, so the log is not opened: restore the file, or repair it to skip only the damaged bytes",
 		e.Path, e.Offset, e.Seq, e.Err)
 }
 

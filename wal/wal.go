@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -26,6 +27,15 @@ var (
 	// ErrStop may be returned by a Scan callback to end the scan early
 	// without error.
 	ErrStop = errors.New("wal: stop scan")
+	// ErrNoSpace is returned (wrapping the system's error, e.g.
+	// syscall.ENOSPC) while the disk is full: a write of records failed for
+	// lack of space. It is not sticky: records enqueued with Enqueue are
+	// refused at once (and those of the failed write are voided: never
+	// written, never readable), records enqueued with EnqueueKept or
+	// EnqueueLazy are held in memory and written, in order, as soon as a
+	// write succeeds again (the writer retries every RetryInterval).
+	ErrNoSpace = errors.New("wal: no space left on device")
+	errEmpty   = errors.New("wal: empty payload (reserved for void records)")
 )
 
 const (
@@ -58,10 +68,21 @@ type batch struct {
 }
 
 type recMeta struct {
-	seq uint64
-	ts  int64
-	end int // offset in buf just past the record
+	seq  uint64
+	ts   int64
+	end  int  // offset in buf just past the record
+	keep bool // held and rewritten after a failed write (not voided)
 }
+
+// seqRange is an inclusive range of voided sequences.
+type seqRange struct {
+	from, to uint64
+	err      error // why (wraps ErrNoSpace)
+}
+
+// maxVoidRanges bounds the memory of voided sequences (each failed write
+// adds at most one range; refused records get no sequence).
+const maxVoidRanges = 4096
 
 // Log is an append-only segmented log. It is safe for concurrent use.
 type Log struct {
@@ -81,7 +102,10 @@ type Log struct {
 	written      uint64 // records up to here are written to the OS
 	total        int64  // bytes in all segments
 	err          error  // sticky write error
-	retentionErr error  // last failure to delete a segment (not sticky)
+	full         error  // the disk is full (wraps ErrNoSpace); cleared by the next successful write
+	retry        *batch // records held after a failed write, written before l.cur
+	voids        []seqRange
+	retentionErr error // last failure to delete a segment (not sticky)
 	closed       bool
 
 	prealloc bool // extend segment files ahead of their data (flusher only)
@@ -200,6 +224,18 @@ func (l *Log) recover() error {
 			if i < len(bases)-1 {
 				return &CorruptError{Path: s.path, Offset: res.badPos, Seq: s.last + 1, Err: res.bad}
 			}
+			// The last segment: a torn write leaves damage only at the end.
+			// An intact record after the bad one means corruption, and
+			// cutting would drop confirmed records: refuse, as for a
+			// sealed segment.
+			at, seq, ok, err := s.intactAfter(res.badPos, res.fileLen, s.last+1, l.opts.MaxRecordBytes)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return &CorruptError{Path: s.path, Offset: res.badPos, Seq: s.last + 1, Err: res.bad,
+					Active: true, IntactAt: at, IntactSeq: seq}
+			}
 			if err := s.f.Truncate(res.badPos); err != nil {
 				return fmt.Errorf("truncating torn tail of %q at %d: %w", s.path, res.badPos, err)
 			}
@@ -276,16 +312,38 @@ func (l *Log) Err() error {
 
 // Enqueue assigns the next sequence to payload and queues it for writing
 // without waiting. The payload is copied. Use Wait to wait for durability.
-func (l *Log) Enqueue(payload []byte) (uint64, error) { return l.enqueue(payload, false) }
+//
+// While the disk is full (see ErrNoSpace) it fails at once, and a record
+// whose write fails for lack of space is voided.
+func (l *Log) Enqueue(payload []byte) (uint64, error) { return l.enqueue(payload, false, false) }
+
+// EnqueueKept is Enqueue for a record that must not be voided by a full
+// disk: while the disk is full it is accepted and held in memory (Wait
+// returns ErrNoSpace), and written once space returns. For bookkeeping
+// whose loss would be worse than holding it, like acks.
+func (l *Log) EnqueueKept(payload []byte) (uint64, error) { return l.enqueue(payload, false, true) }
+
+// Retry makes the writer try at once to write records held after the disk
+// was full (it also retries every Options.RetryInterval).
+func (l *Log) Retry() { l.kick() }
+
+// Full returns the error of the failed write while the disk is full
+// (wrapping ErrNoSpace), or nil.
+func (l *Log) Full() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.full
+}
 
 // EnqueueLazy is Enqueue for a record nobody waits for at once: it does not
 // start a write of its own but goes with the next one, started by another
 // record or a Wait, or by itself after Options.LazyDelay at the latest.
 // Bookkeeping records written after almost every operation (deliveries,
 // acks answered before their fsync) then cost no extra write and fsync.
-func (l *Log) EnqueueLazy(payload []byte) (uint64, error) { return l.enqueue(payload, true) }
+// A lazy record is kept like EnqueueKept's while the disk is full.
+func (l *Log) EnqueueLazy(payload []byte) (uint64, error) { return l.enqueue(payload, true, true) }
 
-func (l *Log) enqueue(payload []byte, lazy bool) (uint64, error) {
+func (l *Log) enqueue(payload []byte, lazy, keep bool) (uint64, error) {
 	if len(payload) > l.opts.MaxRecordBytes {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), l.opts.MaxRecordBytes)
 	}
@@ -300,6 +358,15 @@ func (l *Log) enqueue(payload []byte, lazy bool) (uint64, error) {
 		l.mu.Unlock()
 		return 0, err
 	}
+	if l.full != nil && !keep {
+		err := l.full
+		l.mu.Unlock()
+		return 0, err
+	}
+	if len(payload) == 0 {
+		l.mu.Unlock()
+		return 0, errEmpty
+	}
 	seq := l.next
 	l.next++
 	if ts < l.lastTS {
@@ -308,7 +375,7 @@ func (l *Log) enqueue(payload []byte, lazy bool) (uint64, error) {
 	l.lastTS = ts
 	b := l.cur
 	b.buf = appendRecord(b.buf, seq, ts, payload)
-	b.recs = append(b.recs, recMeta{seq: seq, ts: ts, end: len(b.buf)})
+	b.recs = append(b.recs, recMeta{seq: seq, ts: ts, end: len(b.buf), keep: keep})
 	b.last = seq
 	if lazy {
 		arm := !b.lazy
@@ -346,10 +413,15 @@ func (l *Log) Append(ctx context.Context, payload []byte) (uint64, error) {
 
 // Wait blocks until the record seq is as durable as the sync policy
 // promises (see Append), the log fails (the write error is returned) or ctx
-// ends.
+// ends. While the disk is full it returns the ErrNoSpace error at once for
+// a record not yet written; for a voided record, always.
 func (l *Log) Wait(ctx context.Context, seq uint64) error {
 	for {
 		l.mu.Lock()
+		if v := l.voidLocked(seq); v != nil {
+			l.mu.Unlock()
+			return fmt.Errorf("record %d not written, voided: %w", seq, v)
+		}
 		if seq <= l.durable {
 			l.mu.Unlock()
 			return nil
@@ -363,6 +435,10 @@ func (l *Log) Wait(ctx context.Context, seq uint64) error {
 		switch {
 		case l.inflight != nil && seq <= l.inflight.last:
 			b = l.inflight
+		case l.full != nil:
+			err := l.full
+			l.mu.Unlock()
+			return err
 		case seq <= l.cur.last:
 			b = l.cur
 		default:
@@ -379,13 +455,33 @@ func (l *Log) Wait(ctx context.Context, seq uint64) error {
 		}
 		select {
 		case <-b.done:
-			if b.err != nil {
+			if b.err != nil && !errors.Is(b.err, ErrNoSpace) {
 				return b.err
 			}
+			// Out of space: this record may have been written before the
+			// failure, voided or held; look again.
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// Voided reports whether the record seq was voided by a full disk (see
+// ErrNoSpace): it will never be readable.
+func (l *Log) Voided(seq uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.voidLocked(seq) != nil
+}
+
+// voidLocked returns why seq was voided, or nil if it was not.
+func (l *Log) voidLocked(seq uint64) error {
+	for i := len(l.voids) - 1; i >= 0; i-- {
+		if r := l.voids[i]; seq >= r.from && seq <= r.to {
+			return r.err
+		}
+	}
+	return nil
 }
 
 // Sync fsyncs everything written so far, whatever the policy.
@@ -435,8 +531,11 @@ func (l *Log) Close() error {
 	<-l.done
 	l.mu.Lock()
 	err := l.err
+	if err == nil && l.retry != nil && len(l.retry.recs) > 0 {
+		err = fmt.Errorf("closing with %d records held in memory, not written: %w", len(l.retry.recs), l.full)
+	}
 	l.mu.Unlock()
-	if err == nil {
+	if err == nil || errors.Is(err, ErrNoSpace) {
 		act := l.segs[len(l.segs)-1]
 		if terr := l.trimAlloc(act); terr != nil {
 			err = terr
@@ -473,10 +572,19 @@ func (l *Log) flusher() {
 	}
 	ret := time.NewTicker(l.opts.RetentionInterval)
 	defer ret.Stop()
+	retry := time.NewTicker(l.opts.RetryInterval)
+	defer retry.Stop()
 	for {
 		select {
 		case <-l.wake:
 			l.flushOnce()
+		case <-retry.C:
+			l.mu.Lock()
+			held := l.retry != nil
+			l.mu.Unlock()
+			if held {
+				l.flushOnce()
+			}
 		case <-tick:
 			l.syncActive()
 		case <-ret.C:
@@ -514,7 +622,8 @@ func (l *Log) flushOnce() {
 	runtime.Gosched()
 	l.mu.Lock()
 	b := l.cur
-	if len(b.recs) == 0 {
+	r := l.retry
+	if len(b.recs) == 0 && r == nil {
 		l.mu.Unlock()
 		return
 	}
@@ -526,18 +635,31 @@ func (l *Log) flushOnce() {
 	nb.done = make(chan struct{})
 	l.cur = nb
 	l.inflight = b
+	w := b // what is written: the held records first, then b's
+	if r != nil {
+		l.retry = nil
+		w = r.merge(b)
+		if b.last == 0 {
+			b.last = w.last // so that Wait finds the held records in flight
+		}
+	}
 	err := l.err
 	l.mu.Unlock()
 
 	if err == nil {
-		err = l.writeBatch(b)
-		if err != nil {
+		err = l.writeBatch(w)
+		var ns *noSpaceError
+		switch {
+		case errors.As(err, &ns):
+			err = l.noSpace(w, ns)
+		case err != nil:
 			err = l.fail(err)
 		}
 	}
 	l.mu.Lock()
 	if err == nil {
-		l.durable = b.last
+		l.durable = w.last
+		l.full = nil
 	}
 	l.inflight = nil
 	l.mu.Unlock()
@@ -556,6 +678,87 @@ func (l *Log) flushOnce() {
 	l.mu.Unlock()
 }
 
+// merge returns a new batch holding r's records, then b's.
+func (r *batch) merge(b *batch) *batch {
+	w := &batch{buf: append(r.buf, b.buf...), recs: r.recs, last: max(r.last, b.last)}
+	off := len(r.buf)
+	for _, m := range b.recs {
+		m.end += off
+		w.recs = append(w.recs, m)
+	}
+	return w
+}
+
+// noSpaceError is a write that failed for lack of space: records [from:]
+// of the batch were not written; seg holds a partial write from pos on.
+type noSpaceError struct {
+	from int
+	seg  *segment
+	pos  int64
+	err  error
+}
+
+func (e *noSpaceError) Error() string { return e.err.Error() }
+func (e *noSpaceError) Unwrap() error { return e.err }
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// noSpace handles a write of w that failed for lack of space: it cuts the
+// partial write off, makes the records written before it durable, voids
+// the failed records that may be voided and holds the others (and the void
+// records) for the next write. It returns the error for the batch's
+// waiters (wrapping ErrNoSpace), or a sticky error if the repair failed.
+func (l *Log) noSpace(w *batch, ns *noSpaceError) error {
+	if err := ns.seg.f.Truncate(ns.pos); err != nil {
+		return l.fail(fmt.Errorf("cutting a partial write off %q at %d after %v: %w", ns.seg.path, ns.pos, ns.err, err))
+	}
+	ns.seg.alloc = ns.pos
+	if ns.from > 0 && (l.opts.Sync.Mode == SyncBatch || l.opts.Sync.Mode == SyncAlways) {
+		if err := l.fsync(ns.seg.f); err != nil {
+			return l.fail(fmt.Errorf("fsyncing %q: %w", ns.seg.path, err))
+		}
+	}
+	r := &batch{}
+	var voided []uint64
+	for i := ns.from; i < len(w.recs); i++ {
+		m := w.recs[i]
+		if m.keep {
+			r.buf = append(r.buf, w.buf[w.recStart(i):m.end]...)
+		} else {
+			r.buf = appendRecord(r.buf, m.seq, m.ts, nil)
+			voided = append(voided, m.seq)
+		}
+		r.recs = append(r.recs, recMeta{seq: m.seq, ts: m.ts, end: len(r.buf), keep: true})
+		r.last = m.seq
+	}
+	full := fmt.Errorf("%w: %w", ErrNoSpace, ns.err)
+	l.mu.Lock()
+	l.retry = r
+	l.full = full
+	if ns.from > 0 {
+		l.durable = w.recs[ns.from-1].seq
+		l.written = l.durable
+		l.synced = max(l.synced, l.durable)
+	}
+	for _, seq := range voided {
+		if n := len(l.voids); n > 0 && l.voids[n-1].to+1 == seq && l.voids[n-1].err == full {
+			l.voids[n-1].to = seq
+			continue
+		}
+		l.voids = append(l.voids, seqRange{seq, seq, full})
+	}
+	if n := len(l.voids); n > maxVoidRanges {
+		l.voids = append(l.voids[:0], l.voids[n-maxVoidRanges:]...)
+	}
+	l.mu.Unlock()
+	if len(voided) > 0 && l.opts.OnVoid != nil {
+		l.opts.OnVoid(voided)
+	}
+	return full
+}
+
 // writeBatch writes b to the active segment, rotating when a segment would
 // exceed SegmentBytes, and fsyncs per policy. Only the flusher calls it.
 func (l *Log) writeBatch(b *batch) error {
@@ -569,19 +772,22 @@ func (l *Log) writeBatch(b *batch) error {
 	for i := range b.recs {
 		if size > 0 && size+int64(b.recs[i].end-b.recStart(from)) > l.opts.SegmentBytes {
 			if _, err := l.writeChunk(act, b, from, i, size); err != nil {
-				return err
+				return l.writeErr(err, from, act, size)
 			}
 			from = i
-			var err error
-			if act, err = l.rotate(act, b.recs[i].seq); err != nil {
-				return err
+			l.mu.Lock()
+			size = act.size
+			l.mu.Unlock()
+			next, err := l.rotate(act, b.recs[i].seq)
+			if err != nil {
+				return l.writeErr(err, from, act, size)
 			}
-			size = 0
+			act, size = next, 0
 		}
 		if mode == SyncAlways {
 			n, err := l.writeChunk(act, b, from, i+1, size)
 			if err != nil {
-				return err
+				return l.writeErr(err, from, act, size)
 			}
 			if err := l.fsync(act.f); err != nil {
 				return fmt.Errorf("fsyncing %q: %w", act.path, err)
@@ -592,7 +798,7 @@ func (l *Log) writeBatch(b *batch) error {
 	}
 	if from < len(b.recs) {
 		if _, err := l.writeChunk(act, b, from, len(b.recs), size); err != nil {
-			return err
+			return l.writeErr(err, from, act, size)
 		}
 	}
 	if mode == SyncBatch {
@@ -607,6 +813,15 @@ func (l *Log) writeBatch(b *batch) error {
 	}
 	l.mu.Unlock()
 	return nil
+}
+
+// writeErr returns err, as a *noSpaceError if it is a lack of space
+// (records [from:] of the batch not written, a partial write in s at pos).
+func (l *Log) writeErr(err error, from int, s *segment, pos int64) error {
+	if isNoSpace(err) {
+		return &noSpaceError{from: from, seg: s, pos: pos, err: err}
+	}
+	return err
 }
 
 // recStart returns the buffer offset where record i starts.
@@ -625,6 +840,12 @@ func (l *Log) writeChunk(s *segment, b *batch, from, upto int, pos int64) (int64
 	}
 	start, end := b.recStart(from), b.recs[upto-1].end
 	l.preallocate(s, pos+int64(end-start))
+	if h := l.opts.WriteHook; h != nil {
+		if err := h(s.path, pos, end-start); err != nil {
+			_, _ = s.f.WriteAt(b.buf[start:start+(end-start)/2], pos) // a partial write
+			return 0, fmt.Errorf("writing %q at offset %d: %w", s.path, pos, err)
+		}
+	}
 	if _, err := s.f.WriteAt(b.buf[start:end], pos); err != nil {
 		return 0, fmt.Errorf("writing %q at offset %d: %w", s.path, pos, err)
 	}

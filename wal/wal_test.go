@@ -284,9 +284,9 @@ func TestBitFlips(t *testing.T) {
 			l.Close()
 			p := lastSegPath(t, dir)
 			data, _ := os.ReadFile(p)
-			// Offset of record 8.
+			// Offset of record 10, the last: damage there is a torn tail.
 			off := 0
-			for i := 1; i < 8; i++ {
+			for i := 1; i < 10; i++ {
 				off += headerSize + len(payload(i))
 			}
 			data[off+f.off] ^= 0x10
@@ -294,10 +294,34 @@ func TestBitFlips(t *testing.T) {
 			l = openT(t, dir, Options{})
 			defer l.Close()
 			rec := l.Recovery()
-			if rec.LastSeq != 7 || rec.TruncatedAt != int64(off) {
-				t.Fatalf("recovery %+v, want cut at record 8 offset %d", rec, off)
+			if rec.LastSeq != 9 || rec.TruncatedAt != int64(off) {
+				t.Fatalf("recovery %+v, want cut at record 10 offset %d", rec, off)
 			}
-			checkAll(t, l, 1, 7)
+			checkAll(t, l, 1, 9)
+		})
+		t.Run("active-middle/"+f.name, func(t *testing.T) {
+			// Damage with intact records after it is not a torn write:
+			// Open refuses instead of cutting the records off.
+			dir := t.TempDir()
+			l := openT(t, dir, Options{})
+			appendN(t, l, 1, 10)
+			l.Close()
+			p := lastSegPath(t, dir)
+			data, _ := os.ReadFile(p)
+			off := 0
+			for i := 1; i < 8; i++ {
+				off += headerSize + len(payload(i))
+			}
+			data[off+f.off] ^= 0x10
+			os.WriteFile(p, data, 0o644)
+			_, err := Open(dir, Options{})
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Path != p || ce.Offset != int64(off) || ce.Seq != 8 {
+				t.Fatalf("open: %v, want CorruptError for %s at %d", err, p, off)
+			}
+			if st, _ := os.Stat(p); st.Size() != int64(len(data)) {
+				t.Fatalf("the damaged segment was changed: %d bytes, had %d", st.Size(), len(data))
+			}
 		})
 		t.Run("sealed/"+f.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -46,6 +46,13 @@ func runChild(dir string) error {
 	if err := b.Declare("crash", broker.QueueConfig{DedupWindow: broker.Duration(time.Hour)}); err != nil {
 		return err
 	}
+	// For TestCrashStreamsGroupsRedrive: a nack dead-letters at once.
+	if err := b.Declare("rq", broker.QueueConfig{MaxDeliveries: 1, DedupWindow: broker.Duration(time.Hour)}); err != nil {
+		return err
+	}
+	if err := b.DeclareStream("cs", broker.StreamConfig{}); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

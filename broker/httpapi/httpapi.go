@@ -119,6 +119,8 @@ var codeStatus = map[string]int{
 	broker.CodeBadRequest: http.StatusBadRequest,
 	broker.CodeClosed:     http.StatusServiceUnavailable,
 	broker.CodeTimeout:    http.StatusServiceUnavailable,
+	// 507 Insufficient Storage: publishes are refused until space returns.
+	broker.CodeStorageFull: http.StatusInsufficientStorage,
 }
 
 func badRequest(w http.ResponseWriter, format string, args ...any) {

@@ -22,6 +22,9 @@ import (
 
 // runBroker runs the embedded message broker with its HTTP API.
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "repair" {
+		return runBrokerRepair(args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("broker", "--data DIR [--http ADDR] [--listen ADDR] [--config FILE] [--fsync POLICY]",
 		"Run the message broker: durable queues, pub/sub topics and replayable streams\n"+
 			"over an HTTP/JSON API (Prometheus metrics at GET /metrics), persisted in an\n"+
@@ -78,6 +81,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	b, err := broker.Open(cfg)
 	if err != nil {
+		if errors.As(err, new(*wal.CorruptError)) {
+			return fmt.Errorf("%w\nto skip only the damaged records and keep the rest: switchyard broker repair --data %s", err, cfg.Dir)
+		}
 		return err
 	}
 	defer b.Close()
@@ -154,5 +160,38 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if nativeDone != nil {
 		return <-nativeDone
 	}
+	return nil
+}
+
+// runBrokerRepair repairs a stopped broker's data directory: damaged log
+// records are skipped (and reported), everything intact is kept.
+func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("broker repair", "--data DIR",
+		"Repair the logs of a stopped broker: skip damaged records (reporting each\n"+
+			"segment, offset, byte and record count lost), keep every intact record,\n"+
+			"cut a torn tail. The damaged originals are kept as *.seg.damaged.", stderr)
+	dataDir := fs.String("data", "", "the broker's data `directory` (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 || *dataDir == "" {
+		fmt.Fprintln(stderr, "switchyard broker repair: --data DIR is required, and nothing else")
+		fs.Usage()
+		return errUsage
+	}
+	dmg, err := broker.Repair(*dataDir)
+	var lost uint64
+	for _, d := range dmg {
+		fmt.Fprintf(stdout, "switchyard broker repair: %s\n", d)
+		lost += d.Records
+	}
+	if err != nil {
+		return err
+	}
+	if len(dmg) == 0 {
+		fmt.Fprintf(stdout, "switchyard broker repair: %s: no damage found, nothing changed\n", *dataDir)
+		return nil
+	}
+	fmt.Fprintf(stdout, "switchyard broker repair: %d damaged stretches repaired, %d records lost; every other record kept\n", len(dmg), lost)
 	return nil
 }

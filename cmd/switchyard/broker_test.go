@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,5 +92,49 @@ func TestBinaryBrokerServesMetrics(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("broker did not exit after SIGTERM")
+	}
+}
+
+// TestBinaryBrokerDataDirLocked starts two `switchyard broker` processes
+// on one --data directory: the second exits with status 1 and a message
+// naming the first one's pid.
+func TestBinaryBrokerDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	first := exec.Command(os.Args[0], "broker", "--data", dir, "--http", "127.0.0.1:0")
+	first.Env = append(os.Environ(), "SWITCHYARD_MAIN=1")
+	stdout, _ := first.StdoutPipe()
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		first.Process.Signal(syscall.SIGKILL)
+		first.Wait()
+	}()
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		ready <- line
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case line := <-ready:
+		if !strings.Contains(line, "switchyard broker: http=") {
+			t.Fatalf("startup line %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("first broker did not start within 10s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, os.Args[0], "broker", "--data", dir, "--http", "127.0.0.1:0")
+	second.Env = append(os.Environ(), "SWITCHYARD_MAIN=1")
+	out, err := second.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("second broker on the same --data: %v (output %q), want exit status 1", err, out)
+	}
+	want := "in use by process " + strconv.Itoa(first.Process.Pid)
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("second broker said %q, want it to contain %q", out, want)
 	}
 }
