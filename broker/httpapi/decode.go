@@ -94,7 +94,9 @@ func check(v any, t reflect.Type, path string, errs *[]string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	bad := func() { *errs = append(*errs, fmt.Sprintf("%s: expected %s, got %s", label(path), expect(t), describe(v))) }
+	bad := func() {
+		*errs = append(*errs, fmt.Sprintf("%s: expected %s, got %s", label(path), expect(t), describe(v)))
+	}
 	if reflect.PointerTo(t).Implements(textUnmarshaler) {
 		s, ok := v.(string)
 		if !ok {
