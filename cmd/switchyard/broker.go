@@ -93,7 +93,7 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 			rec.TruncatedBytes, rec.TruncatedFile, rec.TruncatedAt, rec.Reason, rec.LastSeq)
 	}
 	if err := fc.Apply(b); err != nil {
-		return fmt.Errorf("%s: %w", *configPath, err)
+		return err // located in the file: FILE:LINE:COLUMN: KEY.PATH: ...
 	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
