@@ -461,3 +461,30 @@ func TestParseInterspersed(t *testing.T) {
 		t.Fatalf("got %v", m)
 	}
 }
+
+// FuzzArgs feeds arbitrary text to the CLI's own parsers: settings,
+// positions, server addresses, headers and ack's stdin lines. None may
+// panic; a setting accepted is set.
+func FuzzArgs(f *testing.F) {
+	for _, s := range []string{"max_length=3", "visibility_timeout=1s", "queues=a,b", "x", "=", "async_acks=maybe",
+		"2026-12-04T10:00:00Z", "end", "http://h:1", "{\"queue\":\"q\",\"receipt\":\"1.1.1\"}\n1.2.1\n", "k: v"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, cfg := range []any{&broker.QueueConfig{}, &broker.TopicConfig{}, &broker.StreamConfig{}} {
+			_ = setField(cfg, s)
+		}
+		_, _ = parseFrom(s)
+		if u, err := serverURL(s); err == nil && !strings.HasPrefix(u, "http") {
+			t.Fatalf("serverURL(%q) = %q", s, u)
+		}
+		_ = headerFlag{}.Set(s)
+		// ack's stdin parsing, without a broker: a server nobody answers
+		// on port 1 (refused at once) or a usage error; never a panic.
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), []string{"ack", "--server", "127.0.0.1:1", "--timeout", "1s"}, strings.NewReader(s), &out, &errOut)
+		if c := ExitCode(err); c != 0 && c != 1 && c != 2 {
+			t.Fatalf("exit %d", c)
+		}
+	})
+}

@@ -214,8 +214,10 @@ func runRead(e *env, fs *flag.FlagSet, args []string) error {
 		if !o.follow || (o.count > 0 && printed >= o.count) {
 			if !e.json {
 				switch {
-				case len(page.Messages) == 0 && !o.follow:
-					e.note("no messages in stream %s from %s; next offset %d", stream, from, page.Next)
+				case len(page.Messages) == 0 && o.group != "":
+					e.note("no new messages in stream %s for group %s (next offset %d)", stream, o.group, page.Next)
+				case len(page.Messages) == 0:
+					e.note("no messages in stream %s from offset %d", stream, page.Next)
 				case o.group != "" && !o.noCommit:
 					e.note("group %s committed offset %d (the next it reads)", o.group, page.Next)
 				default:
