@@ -257,7 +257,7 @@ func showValue(v reflect.Value) string {
 	case broker.Duration:
 		return x.Std().String()
 	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
+		return x.UTC().Format(timeFormat)
 	case []string:
 		if len(x) == 0 {
 			return "-"
