@@ -131,6 +131,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Usage(stderr)
 		return ErrUsage
 	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := newFlags(args[0], c, e, stderr)
 	pos, err := parseInterspersed(fs, args[1:])
@@ -243,7 +246,12 @@ func (e *env) reqCtx(wait time.Duration) (context.Context, context.CancelFunc) {
 // explain words transport failures for a person: which address could not
 // be reached, and why.
 func (e *env) explain(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
+	// The HTTP client reports a request's end as a disconnection with
+	// the context's error as text.
+	if e.ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		return fmt.Errorf("the broker at %s did not answer within --timeout %s", e.base, e.timeout)
 	}
 	if !errors.Is(err, client.ErrDisconnected) {

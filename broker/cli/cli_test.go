@@ -488,3 +488,48 @@ func FuzzArgs(f *testing.F) {
 		}
 	})
 }
+
+// TestNilStdinAndInterrupt: a caller without stdin publishes an empty
+// body; an interrupted long poll says so.
+func TestNilStdinAndInterrupt(t *testing.T) {
+	tb := newBroker(t)
+	tb.must("", "declare", "queue", "q")
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"publish", "q", "--server", tb.addr}, nil, &out, &errOut); err != nil {
+		t.Fatalf("nil stdin: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"receive", "empty", "--wait", "30s", "--server", tb.addr}, nil, &out, &errOut)
+	}()
+	tb.must("", "declare", "queue", "empty")
+	cancel()
+	if err := <-done; err == nil || (!strings.Contains(err.Error(), "interrupted") && !strings.Contains(err.Error(), "not found")) {
+		t.Fatalf("interrupted receive: %v", err)
+	}
+}
+
+// TestTimeoutSaysSo: a broker that accepts but never answers is reported
+// as not answering within --timeout, naming the address.
+func TestTimeoutSaysSo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	var out, errOut bytes.Buffer
+	err = Run(context.Background(), []string{"status", "--server", ln.Addr().String(), "--timeout", "100ms"}, nil, &out, &errOut)
+	if ExitCode(err) != 1 || !strings.Contains(err.Error(), "the broker at http://"+ln.Addr().String()+" did not answer within --timeout 100ms") {
+		t.Fatalf("got %v", err)
+	}
+}
