@@ -94,6 +94,14 @@ func ParseFile(path string, data []byte) (FileConfig, error) {
 	fl := &fileLocator{file: path, pos: map[string][2]int{}}
 	fl.check(root, reflect.TypeOf(fc), "")
 	if len(fl.errs) > 0 {
+		// Report the settings' own problems (overflow: drop, a bad name)
+		// too, from what does decode, except where a problem is shown.
+		_ = root.Decode(&fc)
+		for _, le := range fl.locateEach(fc.Validate()) {
+			if !fl.bad[le.path] {
+				fl.errs = append(fl.errs, le.err)
+			}
+		}
 		return FileConfig{}, errors.Join(fl.errs...)
 	}
 	if err := root.Decode(&fc); err != nil {
@@ -124,9 +132,14 @@ type fileLocator struct {
 	file string
 	pos  map[string][2]int // key path -> line, column of its value (of the key for names)
 	errs []error
+	bad  map[string]bool // key paths with an error in errs
 }
 
 func (fl *fileLocator) errorf(n *yaml.Node, path, format string, args ...any) {
+	if fl.bad == nil {
+		fl.bad = map[string]bool{}
+	}
+	fl.bad[path] = true
 	fl.errs = append(fl.errs, fmt.Errorf("%s:%d:%d: %s: %s", fl.file, n.Line, n.Column, path, fmt.Sprintf(format, args...)))
 }
 
@@ -146,7 +159,7 @@ func (fl *fileLocator) check(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	if strings.Count(path, ".") > 16 {
-		fl.errorf(n, path, "nested too deep")
+		fl.badValue(n, path, "nested too deep")
 		return
 	}
 	if path != "" {
@@ -160,38 +173,41 @@ func (fl *fileLocator) check(n *yaml.Node, t reflect.Type, path string) {
 	switch {
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode {
-			fl.errorf(n, path, "expected a duration like \"30s\", got %s", describeNode(n))
+			fl.badValue(n, path, "expected a duration like \"30s\", got %s", describeNode(n))
 		} else if _, err := time.ParseDuration(n.Value); err != nil {
-			fl.errorf(n, path, "expected a duration like \"30s\", got %s", describeNode(n))
+			fl.badValue(n, path, "expected a duration like \"30s\", got %s", describeNode(n))
 		}
 		return
 	case t == syncPolicyType:
 		if n.Kind != yaml.ScalarNode {
-			fl.errorf(n, path, "expected always, batch, interval:DURATION or never, got %s", describeNode(n))
+			fl.badValue(n, path, "expected always, batch, interval:DURATION or never, got %s", describeNode(n))
 		} else if _, err := wal.ParseSyncPolicy(n.Value); err != nil {
-			fl.errorf(n, path, "expected always, batch, interval:DURATION or never, got %s", describeNode(n))
+			fl.badValue(n, path, "expected always, batch, interval:DURATION or never, got %s", describeNode(n))
 		}
 		return
 	case reflect.PointerTo(t).Implements(textUnmarshalerType) || reflect.PointerTo(t).Implements(yamlUnmarshalerType):
 		// A setting with its own syntax: its error is the explanation.
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			fl.errorf(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			fl.badValue(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			fl.errorf(n, path, "expected a mapping of settings, got %s", describeNode(n))
+			fl.badValue(n, path, "expected a mapping of settings, got %s", describeNode(n))
 			return
 		}
 		fields := yamlFields(t)
 		seen := map[string]bool{}
+		var dups []int
+		defer func() { dropPairs(n, dups) }()
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := joinPath(path, k.Value)
 			if seen[k.Value] {
 				fl.errorf(k, p, "set twice")
+				dups = append(dups, i)
 				continue
 			}
 			seen[k.Value] = true
@@ -204,15 +220,18 @@ func (fl *fileLocator) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			fl.errorf(n, path, "expected a mapping of names to settings, got %s", describeNode(n))
+			fl.badValue(n, path, "expected a mapping of names to settings, got %s", describeNode(n))
 			return
 		}
 		seen := map[string]bool{}
+		var dups []int
+		defer func() { dropPairs(n, dups) }()
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := joinPath(path, k.Value)
 			if seen[k.Value] {
 				fl.errorf(k, p, "declared twice")
+				dups = append(dups, i)
 				continue
 			}
 			seen[k.Value] = true
@@ -221,7 +240,7 @@ func (fl *fileLocator) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			fl.errorf(n, path, "expected a list like [a, b], got %s", describeNode(n))
+			fl.badValue(n, path, "expected a list like [a, b], got %s", describeNode(n))
 			return
 		}
 		for i, e := range n.Content {
@@ -229,12 +248,28 @@ func (fl *fileLocator) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {
-			fl.errorf(n, path, "expected %s, got %s", expectKind(t), describeNode(n))
+			fl.badValue(n, path, "expected %s, got %s", expectKind(t), describeNode(n))
 			return
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			fl.errorf(n, path, "expected %s, got %s", expectKind(t), describeNode(n))
+			fl.badValue(n, path, "expected %s, got %s", expectKind(t), describeNode(n))
 		}
+	}
+}
+
+// badValue reports a value that cannot be used and blanks it in the
+// tree, so that the rest of the document still decodes (and is checked).
+func (fl *fileLocator) badValue(n *yaml.Node, path, format string, args ...any) {
+	fl.errorf(n, path, format, args...)
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+}
+
+// dropPairs removes the key-value pairs at the key indexes from mapping n
+// (duplicates, already reported).
+func dropPairs(n *yaml.Node, keys []int) {
+	for j := len(keys) - 1; j >= 0; j-- {
+		i := keys[j]
+		n.Content = append(n.Content[:i], n.Content[i+2:]...)
 	}
 }
 
@@ -343,27 +378,43 @@ func editDistance(a, b string) int {
 // longest recorded path it starts with (FILE alone if none).
 func (fl *fileLocator) locate(err error) error {
 	var errs []error
+	for _, le := range fl.locateEach(err) {
+		errs = append(errs, le.err)
+	}
+	return errors.Join(errs...)
+}
+
+type locatedPath struct {
+	path string // the key path the error is located at ("" if none)
+	err  error
+}
+
+func (fl *fileLocator) locateEach(err error) []locatedPath {
+	if err == nil {
+		return nil
+	}
+	var errs []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	} else {
 		errs = []error{err}
 	}
-	out := make([]error, 0, len(errs))
+	var out []locatedPath
 	for _, e := range errs {
 		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			out = append(out, fl.locate(errors.Join(j.Unwrap()...)))
+			out = append(out, fl.locateEach(errors.Join(j.Unwrap()...))...)
 			continue
 		}
 		msg := e.Error()
-		where, best := fl.file, 0
+		where, path := fl.file, ""
 		for p, lc := range fl.pos {
-			if len(p) > best && strings.HasPrefix(msg, p) && (len(msg) == len(p) || strings.ContainsRune(" :.[", rune(msg[len(p)]))) {
-				where, best = fmt.Sprintf("%s:%d:%d", fl.file, lc[0], lc[1]), len(p)
+			if len(p) > len(path) && strings.HasPrefix(msg, p) && (len(msg) == len(p) || strings.ContainsRune(" :.[", rune(msg[len(p)]))) {
+				where, path = fmt.Sprintf("%s:%d:%d", fl.file, lc[0], lc[1]), p
 			}
 		}
-		out = append(out, &locatedError{msg: where + ": " + msg, err: e})
+		out = append(out, locatedPath{path: path, err: &locatedError{msg: where + ": " + msg, err: e}})
 	}
-	return errors.Join(out...)
+	return out
 }
 
 // locatedError is an error of the file with its place; it unwraps to the
