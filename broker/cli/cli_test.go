@@ -264,6 +264,7 @@ func TestTailAndPublishTopic(t *testing.T) {
 		t.Fatalf("tail printed %s", out.String())
 	}
 	// Interrupting tail (Ctrl-C cancels the context) is a normal end.
+	waitFor(t, func() bool { i, _ := tb.b.Topic("rides"); return i.Subscribers == 0 })
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	go func() {
 		done <- Run(ctx2, []string{"tail", "rides", "--server", tb.addr}, strings.NewReader(""), &out, &errOut)

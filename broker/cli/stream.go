@@ -56,6 +56,9 @@ func runTail(e *env, fs *flag.FlagSet, args []string) error {
 	sub, err := e.h.SubscribeTopic(ctx, topic, client.TopicOptions{})
 	cancel()
 	if err != nil {
+		if e.ctx.Err() != nil {
+			return nil // interrupted while subscribing: a normal end
+		}
 		return err
 	}
 	defer sub.Close()
