@@ -171,11 +171,11 @@ streams:
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ yaml, want string }{
-		{"queues:\n  orders:\n    visibility: 1s\n", "b.yaml: yaml: unmarshal errors:\n  line 3: field visibility not found"},
+		{"queues:\n  orders:\n    visibility: 1s\n", `b.yaml:3:5: queues.orders.visibility: unknown key`},
 		{"queues:\n  orders:\n    overflow: drop\n    max_length: -1\n", "queues.orders.overflow"},
 		{"streams:\n  s:\n    max_bytes: -1\n", "streams.s.max_bytes"},
 		{"fsync: sometimes\n", "b.yaml"},
-		{"preallocate: -1\n", "b.yaml: preallocate: -1 must not be negative"},
+		{"preallocate: -1\n", "b.yaml:1:14: preallocate: -1 must not be negative"},
 		{"queues:\n  orders:\n    visibility_timeout: soon\n", "b.yaml"},
 	} {
 		_, err := ParseFile("b.yaml", []byte(c.yaml))

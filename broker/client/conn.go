@@ -292,7 +292,7 @@ func decodeErr(body []byte) error {
 		return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
 	}
 	if err := broker.CodeError(e.Code, e.Message); err != nil {
-		return err
+		return &answerError{msg: e.Message, err: err}
 	}
 	return e
 }

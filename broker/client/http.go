@@ -93,7 +93,7 @@ func answerErr(status string, data []byte) error {
 // recognises like the broker's own.
 func codeErr(code, msg string) error {
 	if err := broker.CodeError(code, msg); err != nil {
-		return err
+		return &answerError{msg: msg, err: err}
 	}
 	return fmt.Errorf("broker error %s: %s", code, msg)
 }
@@ -222,3 +222,14 @@ func (h *HTTP) Close() error {
 	h.client().CloseIdleConnections()
 	return nil
 }
+
+// answerError is an error the broker answered: its message as the broker
+// worded it (`queue "rides" not found`, not followed by the sentinel's own
+// text again), matching the broker's error value with errors.Is.
+type answerError struct {
+	msg string
+	err error // from broker.CodeError: wraps the sentinel
+}
+
+func (e *answerError) Error() string { return e.msg }
+func (e *answerError) Unwrap() error { return e.err }

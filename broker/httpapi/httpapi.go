@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +34,9 @@ const maxWait = 60 * time.Second
 
 // Server is the HTTP handler of a broker.
 type Server struct {
-	b   *broker.Broker
-	mux *http.ServeMux
+	b     *broker.Broker
+	mux   *http.ServeMux
+	allow map[string][]string // path pattern -> methods, while routing
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -52,26 +54,52 @@ func New(b *broker.Broker) *Server { return NewWithOptions(b, Options{}) }
 
 // NewWithOptions returns the handler for b configured by opts.
 func NewWithOptions(b *broker.Broker, opts Options) *Server {
-	s := &Server{b: b, mux: http.NewServeMux()}
+	s := &Server{b: b, mux: http.NewServeMux(), allow: map[string][]string{}}
 	if opts.Metrics != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
+		s.handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
 	}
-	s.mux.HandleFunc("GET /v1/queues", s.listQueues)
-	s.mux.HandleFunc("PUT /v1/queues/{name}", s.putQueue)
-	s.mux.HandleFunc("GET /v1/queues/{name}", s.getQueue)
-	s.mux.HandleFunc("DELETE /v1/queues/{name}", s.deleteQueue)
-	s.mux.HandleFunc("POST /v1/queues/{name}/messages", s.publish)
-	s.mux.HandleFunc("GET /v1/queues/{name}/messages/{id}", s.messageStatus)
-	s.mux.HandleFunc("POST /v1/queues/{name}/receive", s.receive)
-	s.mux.HandleFunc("POST /v1/queues/{name}/ack", s.ack)
-	s.mux.HandleFunc("POST /v1/queues/{name}/nack", s.nack)
-	s.mux.HandleFunc("POST /v1/queues/{name}/redrive", s.redrive)
+	s.handle("GET /v1/queues", s.listQueues)
+	s.handle("PUT /v1/queues/{name}", s.putQueue)
+	s.handle("GET /v1/queues/{name}", s.getQueue)
+	s.handle("DELETE /v1/queues/{name}", s.deleteQueue)
+	s.handle("POST /v1/queues/{name}/messages", s.publish)
+	s.handle("GET /v1/queues/{name}/messages/{id}", s.messageStatus)
+	s.handle("POST /v1/queues/{name}/receive", s.receive)
+	s.handle("POST /v1/queues/{name}/ack", s.ack)
+	s.handle("POST /v1/queues/{name}/nack", s.nack)
+	s.handle("POST /v1/queues/{name}/redrive", s.redrive)
 	s.routePubSub()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.handle("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	// Every path answers the methods it does not take with 405 and the
+	// ones it does in Allow (OPTIONS: 204 with Allow).
+	for pattern, methods := range s.allow {
+		if slices.Contains(methods, http.MethodGet) {
+			methods = append(methods, http.MethodHead)
+		}
+		slices.Sort(methods)
+		allow := strings.Join(methods, ", ")
+		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			if r.Method == http.MethodOptions {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			writeErr(w, http.StatusMethodNotAllowed, broker.CodeBadRequest,
+				fmt.Sprintf("method %s is not allowed on %s: use %s", r.Method, r.URL.Path, allow))
+		})
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return s
+}
+
+// handle registers h for "METHOD /path" and records the method as allowed
+// on the path.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	s.mux.HandleFunc(pattern, h)
+	s.allow[path] = append(s.allow[path], method)
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -107,7 +135,26 @@ func fail(w http.ResponseWriter, err error) {
 		writeJSON(w, status, errorBody{Error: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
 		return
 	}
-	writeErr(w, status, code, err.Error())
+	msg := err.Error()
+	if code == broker.CodeNotFound {
+		msg = notFoundMsg(msg)
+	}
+	writeErr(w, status, code, msg)
+}
+
+// notFoundMsg words the broker's `queue "rides": not found` as
+// `queue "rides" not found` (and `queue "q" deleted: not found` as
+// `queue "q" deleted`).
+func notFoundMsg(msg string) string {
+	suffix := ": " + broker.ErrNotFound.Error()
+	base, ok := strings.CutSuffix(msg, suffix)
+	if !ok {
+		return msg
+	}
+	if strings.HasSuffix(base, `"`) {
+		return base + " not found"
+	}
+	return base
 }
 
 // codeStatus is the HTTP status of each error code the API answers with;
@@ -131,12 +178,9 @@ func badRequest(w http.ResponseWriter, format string, args ...any) {
 func decodeJSON(r *http.Request, v any) error {
 	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("reading body: %w", err)
+		return fmt.Errorf("reading body: %v", err)
 	}
-	if err := broker.DecodeJSON(data, v); err != nil {
-		return fmt.Errorf("parsing JSON body: %w", err)
-	}
-	return nil
+	return decodeBody(data, v)
 }
 
 func (s *Server) listQueues(w http.ResponseWriter, _ *http.Request) {
@@ -361,8 +405,19 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 
 // settleRequest is the body of ack and nack.
 type settleRequest struct {
-	Receipts []string `json:"receipts"`
-	Delay    string   `json:"delay,omitempty"` // nack only
+	Receipts []string     `json:"receipts"`
+	Delay    *reqDuration `json:"delay,omitempty"` // nack only
+}
+
+// reqDuration is a duration in a request body: a Go duration string
+// ("5s") or a number of seconds as a string ("5").
+type reqDuration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *reqDuration) UnmarshalText(b []byte) error {
+	v, err := parseDur(string(b))
+	*d = reqDuration(v)
+	return err
 }
 
 // settleKind says which of ack and nack a settle request is.
@@ -388,14 +443,13 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request, kind settleKind)
 		err error
 	)
 	if kind == kindNack {
-		d, perr := parseDur(req.Delay)
-		if perr != nil {
-			badRequest(w, "delay: %v", perr)
-			return
+		var d time.Duration
+		if req.Delay != nil {
+			d = time.Duration(*req.Delay)
 		}
 		res, err = s.b.Nack(r.Context(), r.PathValue("name"), req.Receipts, d)
 	} else {
-		if req.Delay != "" {
+		if req.Delay != nil {
 			badRequest(w, "delay: only valid for nack")
 			return
 		}

@@ -16,20 +16,26 @@ import (
 const sseHeartbeat = 15 * time.Second
 
 func (s *Server) routePubSub() {
-	s.mux.HandleFunc("PUT /v1/topics/{name}", s.putTopic)
-	s.mux.HandleFunc("GET /v1/topics/{name}", s.getTopic)
-	s.mux.HandleFunc("DELETE /v1/topics/{name}", s.deleteTopic)
-	s.mux.HandleFunc("POST /v1/topics/{name}/messages", s.publishTopic)
-	s.mux.HandleFunc("GET /v1/topics/{name}/events", s.events)
+	s.handle("GET /v1/topics", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string][]string{"topics": s.b.Topics()})
+	})
+	s.handle("GET /v1/streams", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string][]string{"streams": s.b.Streams()})
+	})
+	s.handle("PUT /v1/topics/{name}", s.putTopic)
+	s.handle("GET /v1/topics/{name}", s.getTopic)
+	s.handle("DELETE /v1/topics/{name}", s.deleteTopic)
+	s.handle("POST /v1/topics/{name}/messages", s.publishTopic)
+	s.handle("GET /v1/topics/{name}/events", s.events)
 
-	s.mux.HandleFunc("PUT /v1/streams/{name}", s.putStream)
-	s.mux.HandleFunc("GET /v1/streams/{name}", s.getStream)
-	s.mux.HandleFunc("DELETE /v1/streams/{name}", s.deleteStream)
-	s.mux.HandleFunc("POST /v1/streams/{name}/messages", s.appendStream)
-	s.mux.HandleFunc("GET /v1/streams/{name}/messages", s.readStream)
-	s.mux.HandleFunc("GET /v1/streams/{name}/groups/{group}/fetch", s.fetch)
-	s.mux.HandleFunc("POST /v1/streams/{name}/groups/{group}/fetch", s.fetch)
-	s.mux.HandleFunc("POST /v1/streams/{name}/groups/{group}/commit", s.commit)
+	s.handle("PUT /v1/streams/{name}", s.putStream)
+	s.handle("GET /v1/streams/{name}", s.getStream)
+	s.handle("DELETE /v1/streams/{name}", s.deleteStream)
+	s.handle("POST /v1/streams/{name}/messages", s.appendStream)
+	s.handle("GET /v1/streams/{name}/messages", s.readStream)
+	s.handle("GET /v1/streams/{name}/groups/{group}/fetch", s.fetch)
+	s.handle("POST /v1/streams/{name}/groups/{group}/fetch", s.fetch)
+	s.handle("POST /v1/streams/{name}/groups/{group}/commit", s.commit)
 }
 
 func (s *Server) putTopic(w http.ResponseWriter, r *http.Request) {

@@ -8,27 +8,45 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/cli"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
 	"github.com/switchyard/switchyard/broker/wire"
 	"github.com/switchyard/switchyard/wal"
 )
 
-// runBroker runs the embedded message broker with its HTTP API.
+// runBroker runs the embedded message broker with its HTTP API or, when
+// the first argument names a client command (publish, receive, ls, ...),
+// that command against a running broker (package broker/cli).
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "repair" {
 		return runBrokerRepair(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && cli.IsCommand(args[0]) {
+		err := cli.Run(ctx, args, os.Stdin, stdout, stderr)
+		if errors.Is(err, cli.ErrUsage) {
+			return errUsage
+		}
+		return err
+	}
+	return runBrokerServer(ctx, args, stdout, stderr)
+}
+
+// runBrokerServer runs the embedded message broker with its HTTP API.
+func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("broker", "--data DIR [--http ADDR] [--listen ADDR] [--config FILE] [--fsync POLICY]",
 		"Run the message broker: durable queues, pub/sub topics and replayable streams\n"+
 			"over an HTTP/JSON API (Prometheus metrics at GET /metrics), persisted in an\n"+
-			"append-only log under --data.", stderr)
+			"append-only log under --data.\n\n"+
+			"Client commands for a running broker: switchyard broker publish|receive|ack|nack|tail|\n"+
+			"publish-topic|append|read|ls|info|declare|delete|redrive|status ('switchyard broker help').", stderr)
 	dataDir := fs.String("data", "", "data `directory` for the log and metadata (required unless the config file sets data)")
 	httpAddr := fs.String("http", "127.0.0.1:7401", "HTTP API and /metrics listen `address`")
 	listen := fs.String("listen", "", "native binary protocol listen `address` (e.g. 127.0.0.1:7400); off when empty")
@@ -92,7 +110,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			rec.TruncatedBytes, rec.TruncatedFile, rec.TruncatedAt, rec.Reason, rec.LastSeq)
 	}
 	if err := fc.Apply(b); err != nil {
-		return fmt.Errorf("%s: %w", *configPath, err)
+		return err // located in the file: FILE:LINE:COLUMN: KEY.PATH: ...
 	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
