@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/gateway"
 )
 
 func TestDemoConfigIsValid(t *testing.T) {
@@ -22,7 +22,7 @@ func TestDemoConfigIsValid(t *testing.T) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path)
+	cfg, err := gateway.LoadConfig(path)
 	if err != nil {
 		t.Fatalf("demo config rejected: %v\n%s", err, text)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
 	"github.com/switchyard/switchyard/compose"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/proxy"
@@ -29,7 +28,7 @@ import (
 // pools and their health checkers. A reload builds a new runtime and swaps
 // it in; requests already running finish on the old one.
 type runtime struct {
-	cfg      *config.Config
+	cfg      *Config
 	loadedAt time.Time
 	routes   route.Table[*proxy.Route]
 	pools    map[string]*proxy.Pool
@@ -94,7 +93,7 @@ type buildDeps struct {
 // build turns a validated config into a runtime, validating each building
 // block's settings and locating every problem at its key path. It starts
 // nothing; start does.
-func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
+func build(cfg *Config, deps buildDeps) (*runtime, error) {
 	rt := &runtime{cfg: cfg, loadedAt: time.Now(), pools: map[string]*proxy.Pool{}, names: cfg.UpstreamNames()}
 	var errs []error
 	for _, name := range rt.names {
@@ -183,7 +182,7 @@ func build(cfg *config.Config, deps buildDeps) (*runtime, error) {
 	return rt, nil
 }
 
-func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *health.Checker, error) {
+func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.Checker, error) {
 	u := cfg.Upstreams[name]
 	path := "upstreams." + name
 	var errs []error
@@ -211,7 +210,7 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 
 	bc := balance.Config{Policy: u.Balance, HashOn: u.HashOn}
 	if u.Cookie != nil {
-		bc.Cookie, bc.CookieTTL = u.Cookie.Name, u.Cookie.TTL.D(0)
+		bc.Cookie, bc.CookieTTL = u.Cookie.Name, orDuration(u.Cookie.TTL, 0)
 	}
 	policy, err := balance.New(bc, targets)
 	if err != nil {
@@ -220,9 +219,9 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 
 	pc := proxy.PoolConfig{
 		Name: name, Targets: targets, Policy: policy,
-		ConnectTimeout: u.Timeout.Connect.D(config.DefaultConnectTimeout), HeaderTimeout: u.Timeout.Header.D(0),
-		ResponseTimeout: u.Timeout.Response.D(config.DefaultResponseTimeout),
-		MaxIdleConns:    orInt(u.MaxIdleConns, config.DefaultMaxIdleConns), MaxInFlight: u.MaxInFlight,
+		ConnectTimeout: orDuration(u.Timeout.Connect, DefaultConnectTimeout), HeaderTimeout: orDuration(u.Timeout.Header, 0),
+		ResponseTimeout: orDuration(u.Timeout.Response, DefaultResponseTimeout),
+		MaxIdleConns:    orInt(u.MaxIdleConns, DefaultMaxIdleConns), MaxInFlight: u.MaxInFlight,
 		Metrics: deps.metrics,
 	}
 	if u.MaxInFlight < 0 {
@@ -240,7 +239,7 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	}
 	if c := u.CircuitBreaker; c != nil {
 		bcfg := breaker.Config{FailureRatio: c.FailureRatio, MinRequests: c.MinRequests,
-			Window: c.Window.D(0), OpenFor: c.OpenFor.D(0), HalfOpenProbes: c.HalfOpenProbes}
+			Window: orDuration(c.Window, 0), OpenFor: orDuration(c.OpenFor, 0), HalfOpenProbes: c.HalfOpenProbes}
 		bcfg = bcfg.WithDefaults()
 		if err := bcfg.Validate(); err != nil {
 			errs = append(errs, cfg.Wrap(path+".circuit_breaker", err))
@@ -248,8 +247,8 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 		pc.Breaker = &bcfg
 	}
 	if o := u.Outlier; o != nil {
-		ocfg := health.OutlierConfig{ConsecutiveFailures: o.ConsecutiveFailures, Ejection: o.Ejection.D(0),
-			MaxEjection: o.MaxEjection.D(0), MaxEjectedPercent: int(float64(o.MaxEjected)*100 + 0.5)}
+		ocfg := health.OutlierConfig{ConsecutiveFailures: o.ConsecutiveFailures, Ejection: orDuration(o.Ejection, 0),
+			MaxEjection: orDuration(o.MaxEjection, 0), MaxEjectedPercent: int(float64(o.MaxEjected)*100 + 0.5)}
 		if o.MaxEjected == 0 {
 			ocfg.MaxEjectedPercent = 0 // default applies
 		}
@@ -261,7 +260,7 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	}
 	if r := u.Retry; r != nil {
 		rc := retry.Config{Attempts: r.Attempts, Backoff: r.Backoff, Jitter: r.Jitter,
-			Base: r.Base.D(0), Cap: r.Cap.D(0), On: r.On, Budget: float64(r.Budget)}
+			Base: orDuration(r.Base, 0), Cap: orDuration(r.Cap, 0), On: r.On, Budget: float64(r.Budget)}
 		before := len(errs)
 		// Locate the string settings precisely; Validate covers the rest.
 		if r.Backoff != "" {
@@ -290,7 +289,7 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 	var checker *health.Checker
 	var poolRef atomic.Pointer[proxy.Pool] // set once the pool exists; read by the health hook
 	if hc := u.HealthCheck; hc != nil {
-		ccfg := health.CheckConfig{Path: hc.Path, Interval: hc.Interval.D(0), Timeout: hc.Timeout.D(0),
+		ccfg := health.CheckConfig{Path: hc.Path, Interval: orDuration(hc.Interval, 0), Timeout: orDuration(hc.Timeout, 0),
 			HealthyAfter: hc.HealthyAfter, UnhealthyAfter: hc.UnhealthyAfter}
 		ccfg = ccfg.WithDefaults()
 		if err := ccfg.Validate(); err != nil {
@@ -325,7 +324,7 @@ func buildPool(cfg *config.Config, name string, deps buildDeps) (*proxy.Pool, *h
 // deprecationHook stamps Deprecation, Sunset and Link headers (RFC 9745,
 // RFC 8594) on the responses of a deprecated API version. The config was
 // validated, so the times parse.
-func deprecationHook(d *config.Deprecated) func(*http.Response) error {
+func deprecationHook(d *Deprecated) func(*http.Response) error {
 	dep := "true"
 	if t, err := time.Parse(time.RFC3339, d.Since); err == nil {
 		dep = fmt.Sprintf("@%d", t.Unix())

@@ -13,7 +13,6 @@ import (
 
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
@@ -47,7 +46,7 @@ func docBlock(t *testing.T, marker string) string {
 // block must be either checked here or listed as having no default.
 func TestDocDefaultsMatchLoader(t *testing.T) {
 	block := docBlock(t, "Every load-balancer key, each showing its default")
-	cfg, err := config.Parse([]byte(block), "docs/gateway.md")
+	cfg, err := ParseConfig([]byte(block), "docs/gateway.md")
 	if err != nil {
 		t.Fatalf("the doc block does not load: %v", err)
 	}
@@ -56,26 +55,26 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 	rc := retry.Config{}.WithDefaults()
 	hc := health.CheckConfig{}.WithDefaults()
 	oc := health.OutlierConfig{}.WithDefaults()
-	d := func(v config.Duration) time.Duration { return time.Duration(v) }
+	d := func(v time.Duration) time.Duration { return v }
 	// path -> (value in the doc, default applied)
 	checks := map[string][2]any{
-		"access_log":                   {cfg.AccessLog, config.DefaultAccessLog},
+		"access_log":                   {cfg.AccessLog, DefaultAccessLog},
 		"h2c":                          {cfg.H2C, false},
-		"server.read_header_timeout":   {d(cfg.Server.ReadHeaderTimeout), config.DefaultReadHeaderTimeout},
-		"server.idle_timeout":          {d(cfg.Server.IdleTimeout), config.DefaultIdleTimeout},
-		"server.shutdown_timeout":      {d(cfg.Server.ShutdownTimeout), config.DefaultShutdownTimeout},
-		"server.max_body_buffer":       {cfg.Server.MaxBodyBuffer, config.DefaultMaxBodyBuffer},
+		"server.read_header_timeout":   {d(cfg.Server.ReadHeaderTimeout), DefaultReadHeaderTimeout},
+		"server.idle_timeout":          {d(cfg.Server.IdleTimeout), DefaultIdleTimeout},
+		"server.shutdown_timeout":      {d(cfg.Server.ShutdownTimeout), DefaultShutdownTimeout},
+		"server.max_body_buffer":       {cfg.Server.MaxBodyBuffer, DefaultMaxBodyBuffer},
 		"server.max_body_buffer_total": {cfg.Server.MaxBodyBufferTotal, int64(proxy.DefaultMaxBodyBufferTotal)},
 		"server.read_body_timeout":     {d(cfg.Server.ReadBodyTimeout), httpserver.DefaultReadBodyTimeout},
 		"server.write_timeout":         {d(cfg.Server.WriteTimeout), httpserver.DefaultWriteTimeout},
 		"server.max_header_bytes":      {cfg.Server.MaxHeaderBytes, httpserver.DefaultMaxHeaderBytes},
-		"server.http1":                 {cfg.Server.HTTP1, config.DefaultHTTP1},
+		"server.http1":                 {cfg.Server.HTTP1, DefaultHTTP1},
 		"upstreams.rides.balance":      {u.Balance, balance.DefaultPolicy},
 		"upstreams.rides.hash_on":      {u.HashOn, balance.DefaultHashOn},
 		"upstreams.rides.cookie.name":  {u.Cookie.Name, balance.DefaultCookie},
 		"upstreams.rides.cookie.ttl":   {d(u.Cookie.TTL), time.Duration(0)},
 
-		"upstreams.rides.targets[0].weight": {u.Targets[0].Weight, config.DefaultWeight},
+		"upstreams.rides.targets[0].weight": {u.Targets[0].Weight, DefaultWeight},
 
 		"upstreams.rides.health_check.path":            {u.HealthCheck.Path, hc.Path},
 		"upstreams.rides.health_check.interval":        {d(u.HealthCheck.Interval), hc.Interval},
@@ -102,10 +101,10 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 		"upstreams.rides.retry.on":       {u.Retry.On, rc.On},
 		"upstreams.rides.retry.budget":   {float64(u.Retry.Budget), rc.Budget},
 
-		"upstreams.rides.timeout.connect":  {d(u.Timeout.Connect), config.DefaultConnectTimeout},
+		"upstreams.rides.timeout.connect":  {d(u.Timeout.Connect), DefaultConnectTimeout},
 		"upstreams.rides.timeout.header":   {d(u.Timeout.Header), time.Duration(0)},
-		"upstreams.rides.timeout.response": {d(u.Timeout.Response), config.DefaultResponseTimeout},
-		"upstreams.rides.max_idle_conns":   {u.MaxIdleConns, config.DefaultMaxIdleConns},
+		"upstreams.rides.timeout.response": {d(u.Timeout.Response), DefaultResponseTimeout},
+		"upstreams.rides.max_idle_conns":   {u.MaxIdleConns, DefaultMaxIdleConns},
 		"upstreams.rides.max_in_flight":    {u.MaxInFlight, 0},
 		"routes[0].name":                   {cfg.Routes[0].Name, "route0"},
 	}
@@ -165,7 +164,7 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 		}
 	}
 	// The server defaults must be what the gateway's listener gets.
-	empty, err := config.Parse([]byte("listen: 127.0.0.1:0\nupstreams: {a: {targets: [{address: 'h:1'}]}}\nroutes: [{upstream: a}]\n"), "min.yaml")
+	empty, err := ParseConfig([]byte("listen: 127.0.0.1:0\nupstreams: {a: {targets: [{address: 'h:1'}]}}\nroutes: [{upstream: a}]\n"), "min.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +173,8 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rv := reflect.ValueOf(srv).Elem(); rv.FieldByName("ReadHeaderTimeout").Interface() != config.DefaultReadHeaderTimeout ||
-		rv.FieldByName("IdleTimeout").Interface() != config.DefaultIdleTimeout {
+	if rv := reflect.ValueOf(srv).Elem(); rv.FieldByName("ReadHeaderTimeout").Interface() != DefaultReadHeaderTimeout ||
+		rv.FieldByName("IdleTimeout").Interface() != DefaultIdleTimeout {
 		t.Errorf("listener timeouts %v / %v differ from the documented defaults", rv.FieldByName("ReadHeaderTimeout"), rv.FieldByName("IdleTimeout"))
 	}
 }

@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchyard/switchyard/admin"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
@@ -66,7 +65,7 @@ type Gateway struct {
 // New loads and validates the config and builds the gateway. Nothing
 // listens until Run.
 func New(opts Options) (*Gateway, error) {
-	cfg, err := config.Load(opts.ConfigPath)
+	cfg, err := LoadConfig(opts.ConfigPath)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +87,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
-		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, config.DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
+		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
@@ -109,7 +108,7 @@ func New(opts Options) (*Gateway, error) {
 // Check loads the config at path and builds (without starting) everything
 // it describes, reporting every problem; it is `switchyard gateway --check`.
 func Check(path string) error {
-	cfg, err := config.LoadDecoded(path)
+	cfg, err := loadDecoded(path)
 	if cfg == nil {
 		return err
 	}
@@ -131,7 +130,7 @@ func Check(path string) error {
 // certificate and key must load, and the access log must be a file that
 // can be opened for appending (or created in an existing directory). It
 // creates nothing.
-func checkFiles(cfg *config.Config) error {
+func checkFiles(cfg *Config) error {
 	var errs []error
 	if cfg.TLS != nil {
 		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
@@ -160,7 +159,7 @@ func checkFiles(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
-func (g *Gateway) accessLogger(cfg *config.Config) (*slog.Logger, error) {
+func (g *Gateway) accessLogger(cfg *Config) (*slog.Logger, error) {
 	w := g.opts.AccessLogWriter
 	switch {
 	case w != nil:
@@ -264,7 +263,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	grace := g.current.Load().cfg.Server.ShutdownTimeout.D(config.DefaultShutdownTimeout)
+	grace := orDuration(g.current.Load().cfg.Server.ShutdownTimeout, DefaultShutdownTimeout)
 	g.log.Info("gateway shutting down", "grace", grace.String(), "in_flight", g.handler.InFlight())
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -303,11 +302,11 @@ type server interface {
 // otherwise the gateway's own HTTP/1.x server, which costs less CPU per
 // request (docs/benchmarks.md). It returns the listener to serve on
 // (wrapped for TLS).
-func (g *Gateway) newServer(cfg *config.Config, ln net.Listener) (server, net.Listener, error) {
-	readHeader := cfg.Server.ReadHeaderTimeout.D(config.DefaultReadHeaderTimeout)
-	idle := cfg.Server.IdleTimeout.D(config.DefaultIdleTimeout)
-	readBody := cfg.Server.ReadBodyTimeout.D(httpserver.DefaultReadBodyTimeout)
-	write := cfg.Server.WriteTimeout.D(httpserver.DefaultWriteTimeout)
+func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener, error) {
+	readHeader := orDuration(cfg.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	idle := orDuration(cfg.Server.IdleTimeout, DefaultIdleTimeout)
+	readBody := orDuration(cfg.Server.ReadBodyTimeout, httpserver.DefaultReadBodyTimeout)
+	write := orDuration(cfg.Server.WriteTimeout, httpserver.DefaultWriteTimeout)
 	maxHeader := cfg.Server.MaxHeaderBytes
 	if maxHeader == 0 {
 		maxHeader = httpserver.DefaultMaxHeaderBytes
@@ -383,7 +382,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	old := g.current.Load()
-	cfg, err := config.Load(g.opts.ConfigPath)
+	cfg, err := LoadConfig(g.opts.ConfigPath)
 	if err != nil {
 		g.log.Error("reload refused", "error", err.Error())
 		return err
@@ -408,7 +407,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	if old.cancel != nil {
 		old.cancel()
 	}
-	time.AfterFunc(old.cfg.Server.ShutdownTimeout.D(config.DefaultShutdownTimeout), func() {
+	time.AfterFunc(orDuration(old.cfg.Server.ShutdownTimeout, DefaultShutdownTimeout), func() {
 		for _, p := range old.pools {
 			p.Close()
 		}
@@ -418,7 +417,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 }
 
 // restartOnly rejects changes that a reload cannot apply.
-func restartOnly(old, cfg *config.Config) error {
+func restartOnly(old, cfg *Config) error {
 	var errs []error
 	if old.Listen != cfg.Listen {
 		errs = append(errs, cfg.Errorf("listen", "changed from %q to %q: listener changes need a restart", old.Listen, cfg.Listen))

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/admin"
-	"github.com/switchyard/switchyard/config"
 )
 
 func TestRoundRobinAcrossRealBackends(t *testing.T) {
@@ -485,7 +484,7 @@ upstreams:
 	if code := adminJSON(t, "PUT", wurl(a.addr()), `{"weight": 1000001}`, &e); code != 400 {
 		t.Fatalf("weight over the bound: %d %v", code, e)
 	}
-	if admin.MaxWeight != config.MaxWeight {
-		t.Fatalf("admin.MaxWeight %d != config.MaxWeight %d", admin.MaxWeight, config.MaxWeight)
+	if admin.MaxWeight != MaxWeight {
+		t.Fatalf("admin.MaxWeight %d != MaxWeight %d", admin.MaxWeight, MaxWeight)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/switchyard/switchyard/auth"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ipfilter"
@@ -16,7 +15,7 @@ import (
 // (strip client-supplied identity headers, authenticate, authorize,
 // forward the identity), rate limits (which may count by the identity),
 // request transformation.
-func routeMiddleware(cfg *config.Config, path string, r config.Route, authn *auth.Authenticator, deps buildDeps) ([]httpx.Middleware, error) {
+func routeMiddleware(cfg *Config, path string, r Route, authn *auth.Authenticator, deps buildDeps) ([]httpx.Middleware, error) {
 	var errs []error
 	if r.Auth != auth.None {
 		if authn == nil {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	brokerclient "github.com/switchyard/switchyard/broker/client"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpx"
 )
 
@@ -67,7 +66,7 @@ type publisher struct {
 
 // newPublisher builds the publisher of route r (at key path path). The
 // config was validated, so r.Publish and cfg.Broker are set.
-func newPublisher(cfg *config.Config, path string, r config.Route, rt http.RoundTripper) (*publisher, error) {
+func newPublisher(cfg *Config, path string, r Route, rt http.RoundTripper) (*publisher, error) {
 	pc := r.Publish
 	if !broker.ValidName(pc.Queue) {
 		return nil, cfg.Errorf(path+".publish.queue", "invalid queue name %q: expected letters, digits, '.', '_' or '-'", pc.Queue)
@@ -79,7 +78,7 @@ func newPublisher(cfg *config.Config, path string, r config.Route, rt http.Round
 	p := &publisher{
 		queue:        pc.Queue,
 		broker:       hc,
-		timeout:      cfg.Broker.Timeout.D(defaultBrokerTimeout),
+		timeout:      orDuration(cfg.Broker.Timeout, defaultBrokerTimeout),
 		maxBody:      r.MaxRequestBody,
 		statusPrefix: statusBase(r.Match) + statusSegment,
 	}
@@ -98,7 +97,7 @@ func newPublisher(cfg *config.Config, path string, r config.Route, rt http.Round
 
 // statusBase is the path under which a publish route's status lookups
 // live: its exact path or path prefix, without a trailing slash.
-func statusBase(m config.Match) string {
+func statusBase(m Match) string {
 	base := m.Path
 	if base == "" {
 		base = m.PathPrefix
@@ -108,7 +107,7 @@ func statusBase(m config.Match) string {
 
 // statusMatch is the match of the status route of a publish route: the
 // same host, headers and client type, GET and HEAD under the status path.
-func (p *publisher) statusMatch(m config.Match) config.Match {
+func (p *publisher) statusMatch(m Match) Match {
 	m.Path = ""
 	m.PathPrefix = strings.TrimSuffix(p.statusPrefix, "/")
 	m.Methods = []string{http.MethodGet, http.MethodHead}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/httpapi"
-	"github.com/switchyard/switchyard/config"
 )
 
 // startBroker runs a real broker with its HTTP API on loopback until the
@@ -284,7 +283,7 @@ func TestPublishConfigErrors(t *testing.T) {
 		})
 	}
 	t.Run("a publish-only gateway needs no upstream", func(t *testing.T) {
-		if _, err := config.Parse([]byte(head+"broker: { url: http://b:1 }\nroutes:\n  - publish: { queue: q }\n"), "ok.yaml"); err != nil {
+		if _, err := ParseConfig([]byte(head+"broker: { url: http://b:1 }\nroutes:\n  - publish: { queue: q }\n"), "ok.yaml"); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -11,14 +11,13 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/auth"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ratelimit"
 )
 
 // newLimitStore opens the rate-limit store the config names. It lives as
 // long as the gateway, so limits survive config reloads.
-func newLimitStore(cfg *config.Config) (ratelimit.Store, func() error, error) {
+func newLimitStore(cfg *Config) (ratelimit.Store, func() error, error) {
 	switch s := cfg.RateLimitStore; {
 	case s == "" || s == "memory":
 		m, err := ratelimit.NewMemory(ratelimit.MemoryConfig{})
@@ -34,7 +33,7 @@ func newLimitStore(cfg *config.Config) (ratelimit.Store, func() error, error) {
 	}
 }
 
-// limitRule is one compiled config.Limit.
+// limitRule is one compiled Limit.
 type limitRule struct {
 	prefix string // store key prefix: route name and rule index
 	key    string // route | consumer | tier | ip | header:NAME
@@ -44,7 +43,7 @@ type limitRule struct {
 }
 
 // buildRateLimit compiles a route's rate_limit section into middleware.
-func buildRateLimit(cfg *config.Config, path string, r config.Route, store ratelimit.Store, log *slog.Logger) (httpx.Middleware, error) {
+func buildRateLimit(cfg *Config, path string, r Route, store ratelimit.Store, log *slog.Logger) (httpx.Middleware, error) {
 	rl := r.RateLimit
 	var errs []error
 	strategy := ratelimit.StrategyDrop

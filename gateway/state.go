@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/admin"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -83,8 +82,8 @@ func (g *Gateway) SetDraining(upstreamName, address string, draining bool) error
 // and survives reloads as long as the target stays in the upstream; a
 // reload without the target forgets it.
 func (g *Gateway) SetWeight(upstreamName, address string, weight int) error {
-	if weight < 1 || weight > config.MaxWeight {
-		return fmt.Errorf("invalid weight %d: expected 1 to %d", weight, config.MaxWeight)
+	if weight < 1 || weight > MaxWeight {
+		return fmt.Errorf("invalid weight %d: expected 1 to %d", weight, MaxWeight)
 	}
 	g.reloadMu.Lock() // a reload reads the overrides as it builds
 	defer g.reloadMu.Unlock()
@@ -152,7 +151,7 @@ func (o *weightOverrides) get(up, addr string) (int, bool) {
 }
 
 // keepOnly forgets the overrides of targets cfg no longer has.
-func (o *weightOverrides) keepOnly(cfg *config.Config) {
+func (o *weightOverrides) keepOnly(cfg *Config) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for k := range o.m {

@@ -1,9 +1,12 @@
-package config
+package gateway
 
 import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/config"
 )
 
 // locBase is a valid config that each location case extends.
@@ -85,7 +88,7 @@ func TestErrorsNameExactKeyAndPosition(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Parse([]byte(tc.yaml), "loc.yaml")
+			_, err := ParseConfig([]byte(tc.yaml), "loc.yaml")
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -106,24 +109,24 @@ func TestErrorsNameExactKeyAndPosition(t *testing.T) {
 // YAML's semantics (explicit keys win over merged ones).
 func TestMergeKeysAccepted(t *testing.T) {
 	doc := "listen: 127.0.0.1:8080\nupstreams:\n  a: &a\n    balance: random\n    timeout: &t { connect: 1s, header: 2s }\n    targets: [{ address: 'h:1' }]\n  b:\n    <<: *a\n    balance: least_connections\n    targets: [{ address: 'h:2' }]\n  c:\n    timeout: *t\n    targets: [{ address: 'h:3' }]\nroutes: [{ upstream: a }]\n"
-	cfg, err := Parse([]byte(doc), "m.yaml")
+	cfg, err := ParseConfig([]byte(doc), "m.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := cfg.Upstreams["b"]; b.Balance != "least_connections" || b.Timeout.Connect != Duration(1e9) || b.Targets[0].Address != "h:2" {
+	if b := cfg.Upstreams["b"]; b.Balance != "least_connections" || b.Timeout.Connect != time.Duration(1e9) || b.Targets[0].Address != "h:2" {
 		t.Fatalf("merge decoded wrong: %+v", b)
 	}
-	if c := cfg.Upstreams["c"]; c.Timeout.Header != Duration(2e9) {
+	if c := cfg.Upstreams["c"]; c.Timeout.Header != time.Duration(2e9) {
 		t.Fatalf("alias decoded wrong: %+v", c)
 	}
 }
 
 func TestDidYouMean(t *testing.T) {
-	_, err := Parse([]byte(locBase+"acess_log: off\n"), "d.yaml")
+	_, err := ParseConfig([]byte(locBase+"acess_log: off\n"), "d.yaml")
 	if err == nil || !strings.Contains(err.Error(), `did you mean "access_log"`) {
 		t.Fatalf("err = %v", err)
 	}
-	_, err = Parse([]byte(locBase+"zzzzzz: 1\n"), "d.yaml")
+	_, err = ParseConfig([]byte(locBase+"zzzzzz: 1\n"), "d.yaml")
 	if err == nil || strings.Contains(err.Error(), "did you mean") {
 		t.Fatalf("suggested something for a far-off key: %v", err)
 	}
@@ -138,7 +141,7 @@ func TestAliasExpansionBounded(t *testing.T) {
 		b.WriteString("  a" + itoa(i) + ": &a" + itoa(i) + " { <<: [*a" + itoa(i-1) + ", *a" + itoa(i-1) + "] }\n")
 	}
 	b.WriteString("routes: [{ upstream: a0 }]\n")
-	_, _ = Parse([]byte(b.String()), "laughs.yaml") // must return (quickly); accepted or not
+	_, _ = ParseConfig([]byte(b.String()), "laughs.yaml") // must return (quickly); accepted or not
 }
 
 func itoa(i int) string {
@@ -154,7 +157,7 @@ func flatten(err error) []error {
 		}
 		return out
 	}
-	var e *Error
+	var e *config.Error
 	if errors.As(err, &e) {
 		return []error{e}
 	}

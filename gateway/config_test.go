@@ -1,4 +1,4 @@
-package config
+package gateway
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestLoadFullExample(t *testing.T) {
-	cfg, err := Load("testdata/full.yaml")
+	cfg, err := LoadConfig("testdata/full.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestErrorsNameFileKeyPathAndExpectation(t *testing.T) {
 		"syntax":            {"listen: [1\n", []string{"bad.yaml:", "invalid YAML"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Parse([]byte(tc.yaml), "bad.yaml")
+			_, err := ParseConfig([]byte(tc.yaml), "bad.yaml")
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -84,7 +84,7 @@ func TestErrorsNameFileKeyPathAndExpectation(t *testing.T) {
 }
 
 func TestAllProblemsReported(t *testing.T) {
-	_, err := Parse([]byte("listen: nope\nupstreams:\n  a: {targets: [{address: x}]}\nroutes: [{upstream: b}]\n"), "c.yaml")
+	_, err := ParseConfig([]byte("listen: nope\nupstreams:\n  a: {targets: [{address: x}]}\nroutes: [{upstream: b}]\n"), "c.yaml")
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -96,7 +96,7 @@ func TestAllProblemsReported(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "none.yaml"))
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "none.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "none.yaml") {
 		t.Fatalf("err = %v", err)
 	}
@@ -105,7 +105,7 @@ func TestLoadMissingFile(t *testing.T) {
 func TestWrapLocatesComponentErrors(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "g.yaml")
 	_ = os.WriteFile(path, []byte("listen: 127.0.0.1:1\nupstreams:\n  a:\n    balance: nope\n    targets: [{address: 'h:1'}]\nroutes: [{upstream: a}]\n"), 0o644)
-	cfg, err := Load(path)
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("listen: 127.0.0.1:1\nx: &x {a: &y {<<: *x}}\n")
 	f.Add("listen: 127.0.0.1:1\nupstreams: {a: {<<: [*a], targets: [{address: 'h:1', weight: 0}]}}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
-		cfg, err := Parse([]byte(doc), "fuzz.yaml")
+		cfg, err := ParseConfig([]byte(doc), "fuzz.yaml")
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
 				t.Fatalf("error without file name: %v", err)
@@ -173,7 +173,7 @@ func TestRefusesConfigsThatCannotStart(t *testing.T) {
 		"weight beyond int32":      {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: 4294967297 }", 1), []string{"targets[0].weight", "1 to 1000000"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Parse([]byte(tc.yaml), "c.yaml")
+			_, err := ParseConfig([]byte(tc.yaml), "c.yaml")
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -186,10 +186,10 @@ func TestRefusesConfigsThatCannotStart(t *testing.T) {
 	}
 	// Port 0 (any free port) stays valid for listeners, and distinct ports
 	// on one host are fine.
-	if _, err := Parse([]byte(strings.Replace(base, "127.0.0.1:8080", "127.0.0.1:0", 1)+"admin: 127.0.0.1:0\n"), "c.yaml"); err != nil {
+	if _, err := ParseConfig([]byte(strings.Replace(base, "127.0.0.1:8080", "127.0.0.1:0", 1)+"admin: 127.0.0.1:0\n"), "c.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Parse([]byte(base+"admin: 127.0.0.1:9901\n"), "c.yaml"); err != nil {
+	if _, err := ParseConfig([]byte(base+"admin: 127.0.0.1:9901\n"), "c.yaml"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,3 +1,13 @@
+// Package config is what every configurable part of switchyard shares:
+// strict YAML decoding that names the exact key of every problem (file,
+// line, column, key path, what was given and what was expected, with
+// did-you-mean for unknown keys, through flow style, aliases and merge
+// keys), Source to locate problems found later by validation, and the
+// value types written as text (Duration, Percent).
+//
+// It is a leaf: each building block declares its own Config with yaml
+// tags and documents its defaults, and the programs (gateway, broker)
+// embed those in their file schemas and decode them here.
 package config
 
 import (
@@ -5,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -25,7 +34,15 @@ type Error struct {
 	Line   int
 	Column int
 	Msg    string
+	// Err is the cause, when there is one to test for (ErrEmpty).
+	Err error
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrEmpty is the cause of the error for a document with no content.
+var ErrEmpty = errors.New("empty document")
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -47,44 +64,114 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Load reads, strictly decodes and validates the gateway config file at path.
-// Every problem found is reported (joined), each naming the file, the key
-// path and what was expected.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	return Parse(data, path)
+// Source is a decoded document: its name and the position of every key
+// path written in it, to locate problems that validation finds later.
+type Source struct {
+	file  string
+	paths map[string]pos
 }
 
-// Parse decodes and validates a config document; name is used in errors.
-func Parse(data []byte, name string) (*Config, error) {
-	cfg, err := parse(data, name)
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
+// File returns the name of the document.
+func (s *Source) File() string { return s.file }
+
+// Written reports whether the key path was written in the document (as
+// opposed to left to its default).
+func (s *Source) Written(path string) bool {
+	_, ok := s.paths[path]
+	return ok
 }
 
-// LoadDecoded is Load for checkers that want to report more: when the
-// file decodes but does not validate, it returns the decoded config too,
-// with the validation errors, so further checks (files it names) can run
-// on it. The config must not be used to serve.
-func LoadDecoded(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	return parse(data, path)
+// Errorf returns an *Error located at the key path.
+func (s *Source) Errorf(path, format string, args ...any) error {
+	at := s.pos(path)
+	return &Error{File: s.file, Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)}
 }
 
-func parse(data []byte, name string) (*Config, error) {
+// pos returns the position of path, or of its closest ancestor in the
+// document (a path such as routes[0].name may name a default that is not
+// written).
+func (s *Source) pos(path string) pos {
+	if s == nil {
+		return pos{}
+	}
+	for path != "" {
+		if l, ok := s.paths[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return pos{}
+}
+
+// KeyPather is an error that knows which key inside a block's section it
+// is about (a FieldError); Wrap appends that key to the section's path.
+type KeyPather interface {
+	error
+	KeyPath() string
+}
+
+// Wrap locates err at path; it returns nil for a nil err, and one located
+// error per joined error inside err.
+func (s *Source) Wrap(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, s.Wrap(path, e))
+		}
+		return errors.Join(out...)
+	}
+	var located *Error
+	if errors.As(err, &located) {
+		return err
+	}
+	msg := err.Error()
+	var kp KeyPather
+	if errors.As(err, &kp) && kp.KeyPath() != "" {
+		// A component located the problem inside its section
+		// ("jwt.public_keys[0]"): name that key.
+		path = Join(path, kp.KeyPath())
+		if u := errors.Unwrap(kp); u != nil {
+			msg = u.Error()
+		}
+	}
+	at := s.pos(path)
+	return &Error{File: s.file, Path: path, Line: at.line, Column: at.col, Msg: msg}
+}
+
+// FieldError is a block's validation error about one of its keys, given
+// by its yaml key path inside the block ("window", "on[2]"); Source.Wrap
+// turns it into an error at that key's position in the file.
+type FieldError struct {
+	Path string
+	Err  error
+}
+
+// Fieldf returns a *FieldError for the key path.
+func Fieldf(path, format string, args ...any) error {
+	return &FieldError{Path: path, Err: fmt.Errorf(format, args...)}
+}
+
+func (e *FieldError) Error() string   { return e.Path + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error   { return e.Err }
+func (e *FieldError) KeyPath() string { return e.Path }
+
+// DecodeYAML strictly decodes the YAML document data into v (a pointer to
+// a struct whose fields carry yaml tags); name is used in errors. Every
+// unknown key and every bad value is reported, each at its own position;
+// when there is any, v is left partly decoded and must not be used.
+func DecodeYAML(data []byte, name string, v any) (*Source, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &Error{File: name, Msg: "config is empty: expected a YAML mapping with at least listen, upstreams and routes"}
+			return nil, &Error{File: name, Msg: "the document is empty: expected a YAML mapping", Err: ErrEmpty}
 		}
 		return nil, &Error{File: name, Line: lineOf(err.Error()), Msg: "invalid YAML: " + stripLine(err.Error())}
 	}
@@ -93,25 +180,18 @@ func parse(data []byte, name string) (*Config, error) {
 		root = root.Content[0]
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, &Error{File: name, Line: root.Line, Msg: "expected a YAML mapping at the top level"}
+		return nil, &Error{File: name, Line: root.Line, Column: root.Column, Msg: "expected a YAML mapping at the top level, got " + describe(root)}
 	}
 	loc := &locations{lines: map[int]string{}, paths: map[string]pos{}}
-	// The walk reports unknown keys and bad values, each at its own
-	// position; validating a partially decoded config would add noise, so
-	// stop there when it found any.
-	if errs := checkKeys(root, reflect.TypeOf(Config{}), name, loc); len(errs) > 0 {
+	if errs := checkKeys(root, reflect.TypeOf(v).Elem(), name, loc); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	var cfg Config
-	if err := root.Decode(&cfg); err != nil {
+	if err := root.Decode(v); err != nil {
 		// The walk decodes every leaf, so this is a backstop: locate what
 		// the decoder reports by its line.
 		return nil, decodeErrors(err, name, loc.lines)
 	}
-	if err := cfg.validate(name, loc.paths); err != nil {
-		return &cfg, err
-	}
-	return &cfg, nil
+	return &Source{file: name, paths: loc.paths}, nil
 }
 
 var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
@@ -239,7 +319,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 		}
 		fields := yamlFields(t)
 		for _, kv := range w.pairs(n, path, via) {
-			p := join(path, kv.k.Value)
+			p := Join(path, kv.k.Value)
 			ft, ok := fields[kv.k.Value]
 			if !ok {
 				w.errorf(kv.k, p, kv.via, "unknown key %q: %sexpected one of %s", kv.k.Value, suggest(kv.k.Value, fields), fieldList(fields))
@@ -254,7 +334,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 			return
 		}
 		for _, kv := range w.pairs(n, path, via) {
-			p := join(path, kv.k.Value)
+			p := Join(path, kv.k.Value)
 			w.leaf(kv.k, t.Key(), p, kv.via)
 			w.loc.add(p, kv.k.Line, kv.k.Column)
 			w.walk(kv.v, t.Elem(), p, kv.via)
@@ -293,10 +373,34 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path, via string) {
 			msg = stripLine(te.Errors[0])
 			if strings.HasPrefix(msg, "cannot unmarshal") {
 				msg = fmt.Sprintf("expected %s, got %s", kindName(t), describe(n))
+				if t == durationType && n.Kind == yaml.ScalarNode {
+					msg = fmt.Sprintf("invalid duration %q: expected %s%s", n.Value, kindName(t), durationHint(n.Value))
+				}
 			}
 		}
 		w.errorf(n, path, via, "%s", msg)
+		return
 	}
+	if t == durationType && v.Elem().Int() < 0 {
+		w.errorf(n, path, via, "negative duration %q: expected a duration such as \"250ms\" or \"10s\"", n.Value)
+	}
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationHint guesses what a mistyped duration meant: "10" (no unit) or
+// "300 ms" (a space).
+func durationHint(v string) string {
+	v = strings.TrimSpace(v)
+	if _, err := strconv.ParseFloat(v, 64); err == nil {
+		return fmt.Sprintf(" (did you mean %q? a duration needs a unit)", v+"s")
+	}
+	if c := strings.ReplaceAll(v, " ", ""); c != v {
+		if _, err := time.ParseDuration(c); err == nil {
+			return fmt.Sprintf(" (did you mean %q?)", c)
+		}
+	}
+	return ""
 }
 
 func custom(t reflect.Type) bool {
@@ -323,7 +427,7 @@ func (w *walker) pairs(n *yaml.Node, path, via string) []pair {
 			continue
 		}
 		if seen[k.Value] {
-			w.errorf(k, join(path, k.Value), via, "duplicate key %q", k.Value)
+			w.errorf(k, Join(path, k.Value), via, "duplicate key %q", k.Value)
 			continue
 		}
 		seen[k.Value] = true
@@ -379,7 +483,7 @@ func kindName(t reflect.Type) string {
 	case reflect.Bool:
 		return "true or false"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if t == reflect.TypeOf(time.Duration(0)) {
+		if t == durationType {
 			return "a duration such as \"250ms\" or \"10s\""
 		}
 		return "an integer"
@@ -401,7 +505,7 @@ func kindName(t reflect.Type) string {
 func suggest(key string, fields map[string]reflect.Type) string {
 	best, bestD := "", 0
 	for f := range fields {
-		d := editDistance(strings.ToLower(key), f)
+		d := EditDistance(strings.ToLower(key), f)
 		if best == "" || d < bestD || d == bestD && f < best {
 			best, bestD = f, d
 		}
@@ -412,9 +516,9 @@ func suggest(key string, fields map[string]reflect.Type) string {
 	return fmt.Sprintf("did you mean %q? ", best)
 }
 
-// editDistance is the Levenshtein distance of a and b, with an adjacent
+// EditDistance is the Levenshtein distance of a and b, with an adjacent
 // swap counted as one edit.
-func editDistance(a, b string) int {
+func EditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 1 << 30
 	}
@@ -462,7 +566,8 @@ var (
 	obsoleteUnmarshalerType = reflect.TypeOf((*interface{ UnmarshalYAML(func(any) error) error })(nil)).Elem()
 )
 
-func join(path, key string) string {
+// Join appends key to a dotted key path.
+func Join(path, key string) string {
 	if path == "" {
 		return key
 	}

@@ -1,4 +1,4 @@
-// Package config defines the gateway's YAML configuration: its shape (the
+// The gateway's YAML configuration: its shape (the
 // public interface users write), strict decoding that rejects unknown keys,
 // and validation whose errors name the file, the key path and what was
 // expected.
@@ -7,23 +7,24 @@
 // health, breaker, retry ...) validates its own settings when the gateway
 // builds it, and reports problems through Config.Errorf so they carry the
 // same file and key-path location.
-package config
+package gateway
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/compose"
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
 	"github.com/switchyard/switchyard/ipfilter"
 	"github.com/switchyard/switchyard/transform"
@@ -80,8 +81,7 @@ type Config struct {
 	// Routes are matched in order; the first match wins.
 	Routes []Route `yaml:"routes"`
 
-	file  string
-	lines map[string]pos // key path -> position, for errors found after decoding
+	src *config.Source // positions of the keys, for errors found after decoding
 }
 
 // TLS is a certificate and key in PEM files.
@@ -99,7 +99,7 @@ type Broker struct {
 	// Timeout bounds each call to the broker: a publish (including a wait
 	// for room in a queue with overflow: block) or a status lookup.
 	// Default 10s.
-	Timeout Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Publish answers a route asynchronously: the request is published
@@ -120,25 +120,25 @@ type Publish struct {
 type Server struct {
 	// ReadHeaderTimeout bounds reading a request's line and headers, from
 	// its first byte. Default 10s.
-	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle client keep-alive connections. Default 120s.
-	IdleTimeout Duration `yaml:"idle_timeout"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// ReadBodyTimeout is the longest wait for the next part of a request
 	// body (not for the whole body): a client that sends nothing for this
 	// long is answered 408 and closed. Default 60s.
-	ReadBodyTimeout Duration `yaml:"read_body_timeout"`
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
 	// WriteTimeout closes a client connection that accepts no bytes of a
 	// response for this long (renewed as the client reads, not a bound on
 	// the whole response), so a client that stops reading cannot hold an
 	// upstream connection. Default 60s.
-	WriteTimeout Duration `yaml:"write_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxHeaderBytes bounds a request's line plus header fields: a longer
 	// request line gets 414, a longer header 431. Default 16384 (16 KiB);
 	// 1024 to 1048576.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM or
 	// when a reload retires a listener. Default 30s.
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxBodyBuffer is how many bytes of a request body the gateway reads
 	// before it picks and contacts a target (so a slow client holds no
 	// upstream connection), and keeps so the request can be retried.
@@ -201,7 +201,7 @@ type Cookie struct {
 	// Name of the cookie. Default "sy_sticky".
 	Name string `yaml:"name"`
 	// TTL is the cookie's Max-Age; 0 (default) makes a session cookie.
-	TTL Duration `yaml:"ttl"`
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // Target is one backend.
@@ -217,9 +217,9 @@ type HealthCheck struct {
 	// Path is the HTTP path to GET; empty means a TCP connect check.
 	Path string `yaml:"path"`
 	// Interval between checks. Default 10s.
-	Interval Duration `yaml:"interval"`
+	Interval time.Duration `yaml:"interval"`
 	// Timeout of one check (at most Interval). Default 2s.
-	Timeout Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout"`
 	// HealthyAfter consecutive passes mark a target healthy. Default 2.
 	HealthyAfter int `yaml:"healthy_after"`
 	// UnhealthyAfter consecutive failures mark it unhealthy. Default 2.
@@ -231,11 +231,11 @@ type Outlier struct {
 	// ConsecutiveFailures (connect errors, timeouts, 5xx) before ejection. Default 5.
 	ConsecutiveFailures int `yaml:"consecutive_failures"`
 	// Ejection is the base ejection time; it grows with each ejection. Default 30s.
-	Ejection Duration `yaml:"ejection"`
+	Ejection time.Duration `yaml:"ejection"`
 	// MaxEjection caps the growing ejection time. Default 5m.
-	MaxEjection Duration `yaml:"max_ejection"`
+	MaxEjection time.Duration `yaml:"max_ejection"`
 	// MaxEjected is the largest share of the pool ejected at once. Default 50%.
-	MaxEjected Percent `yaml:"max_ejected"`
+	MaxEjected config.Percent `yaml:"max_ejected"`
 }
 
 // CircuitBreaker configures breakers.
@@ -245,9 +245,9 @@ type CircuitBreaker struct {
 	// MinRequests in the window before the ratio is considered. Default 20.
 	MinRequests int `yaml:"min_requests"`
 	// Window is the sliding window length. Default 10s.
-	Window Duration `yaml:"window"`
+	Window time.Duration `yaml:"window"`
 	// OpenFor is how long the breaker stays open before probing. Default 10s.
-	OpenFor Duration `yaml:"open_for"`
+	OpenFor time.Duration `yaml:"open_for"`
 	// HalfOpenProbes requests are let through while half-open. Default 3.
 	HalfOpenProbes int `yaml:"half_open_probes"`
 }
@@ -259,9 +259,9 @@ type Retry struct {
 	// Backoff is fixed, incremental or exponential (default).
 	Backoff string `yaml:"backoff"`
 	// Base delay. Default 25ms.
-	Base Duration `yaml:"base"`
+	Base time.Duration `yaml:"base"`
 	// Cap on one delay. Default 10 × Base.
-	Cap Duration `yaml:"cap"`
+	Cap time.Duration `yaml:"cap"`
 	// Jitter is none, full (default) or equal.
 	Jitter string `yaml:"jitter"`
 	// On lists the conditions that trigger a retry: connect_failure,
@@ -269,20 +269,20 @@ type Retry struct {
 	// code. Default [connect_failure].
 	On []string `yaml:"on"`
 	// Budget is the largest share of extra load retries may add. Default 20%.
-	Budget Percent `yaml:"budget"`
+	Budget config.Percent `yaml:"budget"`
 }
 
 // Timeout configures upstream timeouts. Zero means the default.
 type Timeout struct {
 	// Connect bounds dialing a target. Default 5s.
-	Connect Duration `yaml:"connect"`
+	Connect time.Duration `yaml:"connect"`
 	// Header bounds the wait for response headers after the request was
 	// sent. Default: no separate bound (Response applies).
-	Header Duration `yaml:"header"`
+	Header time.Duration `yaml:"header"`
 	// Response bounds the whole upstream exchange, including retries and
 	// the response body. Default 60s; streaming routes (SSE, WebSocket)
 	// are not bounded by it once the response has started.
-	Response Duration `yaml:"response"`
+	Response time.Duration `yaml:"response"`
 }
 
 // Route sends matching requests to an upstream.
@@ -347,7 +347,7 @@ type Queue struct {
 	// MaxLength is how many requests may wait at once. Default 100.
 	MaxLength int `yaml:"max_length"`
 	// MaxWait is the longest a request waits for its turn. Default 1s.
-	MaxWait Duration `yaml:"max_wait"`
+	MaxWait time.Duration `yaml:"max_wait"`
 }
 
 // Limit is one rate limit or quota.
@@ -412,109 +412,18 @@ type Match struct {
 	Client string `yaml:"client"`
 }
 
-// Duration is a time.Duration written as a Go duration string ("250ms").
-type Duration time.Duration
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: expected a duration such as \"250ms\" or \"10s\"", n.Line)
-	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q: expected a Go duration such as \"250ms\" or \"10s\"", n.Line, n.Value)
-	}
-	if v < 0 {
-		return fmt.Errorf("line %d: negative duration %q", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// D returns the duration, or def when it is zero.
-func (d Duration) D(def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return time.Duration(d)
-}
-
-// Percent is a share written as "20%" (or a fraction such as 0.2).
-type Percent float64
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (p *Percent) UnmarshalYAML(n *yaml.Node) error {
-	bad := fmt.Errorf("line %d: invalid percentage %q: expected e.g. \"20%%\" (0%%..100%%)", n.Line, n.Value)
-	if n.Kind != yaml.ScalarNode {
-		return bad
-	}
-	s := strings.TrimSpace(n.Value)
-	var v float64
-	var err error
-	if num, ok := strings.CutSuffix(s, "%"); ok {
-		v, err = strconv.ParseFloat(strings.TrimSpace(num), 64)
-		v /= 100
-	} else {
-		v, err = strconv.ParseFloat(s, 64)
-	}
-	if err != nil || v < 0 || v > 1 {
-		return bad
-	}
-	*p = Percent(v)
-	return nil
-}
-
 // File returns the name of the file the config was loaded from.
-func (c *Config) File() string { return c.file }
+func (c *Config) File() string { return c.src.File() }
 
-// Errorf returns an *Error located at the key path in this config's file.
+// Errorf returns a *config.Error located at the key path in this config's
+// file.
 func (c *Config) Errorf(path, format string, args ...any) error {
-	at := c.pos(path)
-	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)}
-}
-
-// pos returns the position of path, or of its closest ancestor in the file
-// (a path such as routes[0].name may name a default that is not written).
-func (c *Config) pos(path string) pos {
-	for path != "" {
-		if l, ok := c.lines[path]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
-	}
-	return pos{}
+	return c.src.Errorf(path, format, args...)
 }
 
 // Wrap locates err at path; it returns nil for a nil err, and one located
 // error per joined error inside err.
-func (c *Config) Wrap(path string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, c.Wrap(path, e))
-		}
-		return errors.Join(out...)
-	}
-	msg := err.Error()
-	var kp interface{ KeyPath() string }
-	if errors.As(err, &kp) && kp.KeyPath() != "" {
-		// A component located the problem inside its section
-		// ("jwt.public_keys[0]"): name that key.
-		path = join(path, kp.KeyPath())
-		if u := errors.Unwrap(kp.(error)); u != nil {
-			msg = u.Error()
-		}
-	}
-	at := c.pos(path)
-	return &Error{File: c.file, Path: path, Line: at.line, Column: at.col, Msg: msg}
-}
+func (c *Config) Wrap(path string, err error) error { return c.src.Wrap(path, err) }
 
 // UpstreamNames returns the upstream names in sorted order.
 func (c *Config) UpstreamNames() []string {
@@ -611,9 +520,8 @@ func sameListener(a, b string) bool {
 }
 
 // validate checks the structure and cross references; it runs after decoding.
-func (c *Config) validate(file string, lines map[string]pos) error {
-	c.file = file
-	c.lines = lines
+func (c *Config) validate(src *config.Source) error {
+	c.src = src
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
 
@@ -639,7 +547,7 @@ func (c *Config) validate(file string, lines map[string]pos) error {
 	}
 	for _, d := range []struct {
 		key string
-		v   Duration
+		v   time.Duration
 	}{
 		{"read_header_timeout", c.Server.ReadHeaderTimeout},
 		{"idle_timeout", c.Server.IdleTimeout},
@@ -647,8 +555,8 @@ func (c *Config) validate(file string, lines map[string]pos) error {
 		{"write_timeout", c.Server.WriteTimeout},
 		{"shutdown_timeout", c.Server.ShutdownTimeout},
 	} {
-		if d.v != 0 && (d.v < Duration(MinServerTimeout) || d.v > Duration(MaxServerTimeout)) {
-			add("server."+d.key, "%s out of range: expected %s to %s (or omit it for the default)", time.Duration(d.v), MinServerTimeout, MaxServerTimeout)
+		if d.v != 0 && (d.v < MinServerTimeout || d.v > MaxServerTimeout) {
+			add("server."+d.key, "%s out of range: expected %s to %s (or omit it for the default)", d.v, MinServerTimeout, MaxServerTimeout)
 		}
 	}
 	if n := c.Server.MaxHeaderBytes; n != 0 && (n < MinHeaderBytes || n > MaxHeaderBytes) {
@@ -689,7 +597,7 @@ func (c *Config) validate(file string, lines map[string]pos) error {
 				add(tp+".address", "duplicate target %q in upstream %q", t.Address, name)
 			}
 			seen[t.Address] = true
-			if _, written := c.lines[tp+".weight"]; (written || t.Weight != 0) && (t.Weight < 1 || t.Weight > MaxWeight) {
+			if written := c.src.Written(tp + ".weight"); (written || t.Weight != 0) && (t.Weight < 1 || t.Weight > MaxWeight) {
 				add(tp+".weight", "weight %d out of range: expected 1 to %d (default 1; to take a target out of service, drain it through the admin API or remove it)", t.Weight, MaxWeight)
 			}
 		}
@@ -792,4 +700,62 @@ func (c *Config) validate(file string, lines map[string]pos) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// LoadConfig reads, strictly decodes and validates the gateway config file
+// at path. Every problem found is reported (joined), each naming the file,
+// line and column, the key path and what was expected.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig decodes and validates a config document; name is used in
+// errors.
+func ParseConfig(data []byte, name string) (*Config, error) {
+	cfg, err := parseConfig(data, name)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// loadDecoded is LoadConfig for checkers that want to report more: when
+// the file decodes but does not validate, it returns the decoded config
+// too, with the validation errors, so further checks (files it names) can
+// run on it. The config must not be used to serve.
+func loadDecoded(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return parseConfig(data, path)
+}
+
+func parseConfig(data []byte, name string) (*Config, error) {
+	var cfg Config
+	src, err := config.DecodeYAML(data, name, &cfg)
+	if errors.Is(err, config.ErrEmpty) {
+		return nil, &config.Error{File: name, Msg: "config is empty: expected a YAML mapping with at least listen, upstreams and routes", Err: config.ErrEmpty}
+	}
+	if err != nil {
+		// Unknown keys and bad values, each at its own position;
+		// validating a partially decoded config would add noise.
+		return nil, err
+	}
+	if err := cfg.validate(src); err != nil {
+		return &cfg, err
+	}
+	return &cfg, nil
+}
+
+// orDuration returns d, or def when d is zero (not set).
+func orDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
