@@ -15,7 +15,7 @@ func TestConfigValidate(t *testing.T) {
 		want []string // substrings, one per expected error; none means valid
 	}{
 		{"zero value", Config{}, nil},
-		{"every policy", Config{Policy: CookiePolicy, HashOn: "query:u", Cookie: "sid", CookieTTL: time.Hour, VirtualNodes: 200, LoadFactor: 1.5, Fallback: LeastConnectionsPolicy}, nil},
+		{"every policy", Config{Policy: CookiePolicy, HashOn: "query:u", Cookie: CookieConfig{Name: "sid", TTL: time.Hour}, VirtualNodes: 200, LoadFactor: 1.5, Fallback: LeastConnectionsPolicy}, nil},
 		{"hash_on forms", Config{HashOn: "header:X-Tenant-Id"}, nil},
 		{"unknown policy", Config{Policy: "fastest"},
 			[]string{`unknown balance policy "fastest": expected one of round_robin, weighted_round_robin, least_connections, least_response_time, random, ip_hash, consistent_hash, cookie`}},
@@ -25,15 +25,15 @@ func TestConfigValidate(t *testing.T) {
 		{"hash_on bad header", Config{HashOn: "header:X User"}, []string{`invalid hash_on "header:X User"`}},
 		{"hash_on empty cookie", Config{HashOn: "cookie:"}, []string{`expected a cookie name`}},
 		{"hash_on empty query", Config{HashOn: "query:"}, []string{`expected a query parameter name`}},
-		{"bad cookie name", Config{Cookie: "a b"}, []string{`invalid cookie name "a b"`}},
-		{"negative ttl", Config{CookieTTL: -time.Second}, []string{`negative cookie ttl -1s`}},
+		{"bad cookie name", Config{Cookie: CookieConfig{Name: "a b"}}, []string{`invalid cookie name "a b"`}},
+		{"negative ttl", Config{Cookie: CookieConfig{TTL: -time.Second}}, []string{`negative cookie ttl -1s`}},
 		{"virtual nodes", Config{VirtualNodes: -1}, []string{`virtual nodes -1 out of range: expected 1 to 10000`}},
 		{"too many virtual nodes", Config{VirtualNodes: 20000}, []string{`virtual nodes 20000 out of range`}},
 		{"load factor 1", Config{LoadFactor: 1}, []string{`load factor 1 out of range: expected a finite number greater than 1`}},
 		{"load factor nan", Config{LoadFactor: math.NaN()}, []string{`load factor NaN`}},
 		{"load factor inf", Config{LoadFactor: math.Inf(1)}, []string{`load factor +Inf`}},
 		{"hash fallback", Config{Fallback: IPHashPolicy}, []string{`unknown fallback policy "ip_hash": expected one of round_robin,`}},
-		{"all at once", Config{Policy: "x", HashOn: "y", Cookie: ";", CookieTTL: -1, VirtualNodes: -1, LoadFactor: 0.5, Fallback: "z"},
+		{"all at once", Config{Policy: "x", HashOn: "y", Cookie: CookieConfig{Name: ";", TTL: -1}, VirtualNodes: -1, LoadFactor: 0.5, Fallback: "z"},
 			[]string{"policy", "hash_on", "cookie name", "cookie ttl", "virtual nodes", "load factor", "fallback"}},
 	}
 	for _, tt := range tests {

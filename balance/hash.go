@@ -272,11 +272,11 @@ func newCookie(cfg Config, ts []*upstream.Target, fb Policy) *Cookie {
 		targets:  ts,
 		ids:      make([]string, len(ts)),
 		bySlot:   make(map[string]int, len(ts)),
-		name:     cfg.Cookie,
+		name:     cfg.Cookie.Name,
 		Fallback: fb,
 	}
-	if cfg.CookieTTL > 0 {
-		p.maxAge = int((cfg.CookieTTL + time.Second - 1) / time.Second)
+	if cfg.Cookie.TTL > 0 {
+		p.maxAge = int((cfg.Cookie.TTL + time.Second - 1) / time.Second)
 	}
 	for i, t := range ts {
 		id := cookieID(t.Address, 0)
@@ -323,7 +323,7 @@ func (p *Cookie) Pick(r *http.Request, tried upstream.Tried) *upstream.Target {
 
 // StickyCookie implements Sticky: it returns the cookie pinning the client
 // to t (HttpOnly, Path=/, SameSite=Lax, Secure when r came over TLS,
-// Max-Age from Config.CookieTTL), or nil when r already carries it or t is
+// Max-Age from Config.Cookie.TTL), or nil when r already carries it or t is
 // not one of the policy's targets.
 func (p *Cookie) StickyCookie(r *http.Request, t *upstream.Target) *http.Cookie {
 	slot := p.slotOf(t)

@@ -250,7 +250,7 @@ func TestConsistentHash(t *testing.T) {
 
 func TestCookie(t *testing.T) {
 	newCookiePolicy := func(t *testing.T, ts []*upstream.Target, ttl time.Duration) *Cookie {
-		return mustNew(t, Config{Policy: CookiePolicy, CookieTTL: ttl}, ts).(*Cookie)
+		return mustNew(t, Config{Policy: CookiePolicy, Cookie: CookieConfig{TTL: ttl}}, ts).(*Cookie)
 	}
 	withCookie := func(c *http.Cookie) *http.Request {
 		r := newReq("192.0.2.7:999")

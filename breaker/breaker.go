@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/switchyard/switchyard/config"
 )
 
 // State is the state of a Breaker.
@@ -52,22 +54,22 @@ const buckets = 10
 type Config struct {
 	// FailureRatio is the fraction of failed requests in the window at or
 	// above which the breaker opens; 0 < FailureRatio <= 1. Default 0.5.
-	FailureRatio float64
+	FailureRatio float64 `yaml:"failure_ratio"`
 	// MinRequests is the number of requests the window must hold before the
 	// breaker may open, so that a handful of failures on an idle target do
 	// not trip it. At least 1. Default 20.
-	MinRequests int
+	MinRequests int `yaml:"min_requests"`
 	// Window is the length of the sliding window over which outcomes are
 	// counted. It is kept as 10 buckets of Window/10, so outcomes age out one
 	// bucket at a time. At least 10ms. Default 10s.
-	Window time.Duration
+	Window time.Duration `yaml:"window"`
 	// OpenFor is how long the breaker stays open before admitting probes.
 	// Positive. Default 10s.
-	OpenFor time.Duration
+	OpenFor time.Duration `yaml:"open_for"`
 	// HalfOpenProbes is the number of probe requests admitted while
 	// half-open; they must all succeed to close the breaker. At least 1.
 	// Default 3.
-	HalfOpenProbes int
+	HalfOpenProbes int `yaml:"half_open_probes"`
 }
 
 // Defaults applied by WithDefaults to zero fields.
@@ -108,19 +110,19 @@ func (c Config) Validate() error {
 	c = c.WithDefaults()
 	var errs []error
 	if !(c.FailureRatio > 0 && c.FailureRatio <= 1) { // also rejects NaN
-		errs = append(errs, fmt.Errorf("breaker failure ratio %v: expected 0 < ratio <= 1", c.FailureRatio))
+		errs = append(errs, config.Fieldf("failure_ratio", "%v: expected 0 < ratio <= 1", c.FailureRatio))
 	}
 	if c.MinRequests < 1 {
-		errs = append(errs, fmt.Errorf("breaker min requests %d: expected at least 1", c.MinRequests))
+		errs = append(errs, config.Fieldf("min_requests", "%d: expected at least 1", c.MinRequests))
 	}
 	if c.Window < minWindow {
-		errs = append(errs, fmt.Errorf("breaker window %v: expected at least %v", c.Window, minWindow))
+		errs = append(errs, config.Fieldf("window", "%v: expected at least %v", c.Window, minWindow))
 	}
 	if c.OpenFor <= 0 {
-		errs = append(errs, fmt.Errorf("breaker open duration %v: expected a positive duration", c.OpenFor))
+		errs = append(errs, config.Fieldf("open_for", "%v: expected a positive duration", c.OpenFor))
 	}
 	if c.HalfOpenProbes < 1 {
-		errs = append(errs, fmt.Errorf("breaker half-open probes %d: expected at least 1", c.HalfOpenProbes))
+		errs = append(errs, config.Fieldf("half_open_probes", "%d: expected at least 1", c.HalfOpenProbes))
 	}
 	return errors.Join(errs...)
 }

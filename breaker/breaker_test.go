@@ -55,7 +55,7 @@ func TestConfigValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"failure ratio 1.5", "min requests -1", "window 1ms", "open duration -1s", "half-open probes -2"} {
+	for _, want := range []string{"failure_ratio: 1.5", "min_requests: -1", "window: 1ms", "open_for: -1s", "half_open_probes: -2"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -339,6 +339,14 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 			w.loc.add(p, kv.k.Line, kv.k.Column)
 			w.walk(kv.v, t.Elem(), p, kv.via)
 		}
+	case t.Kind() == reflect.Array:
+		if n.Kind != yaml.SequenceNode || len(n.Content) != t.Len() {
+			w.errorf(n, path, via, "expected a list of %d values, got %s", t.Len(), describe(n))
+			return
+		}
+		for i, v := range n.Content {
+			w.walk(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i), via)
+		}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
 		if n.Kind != yaml.SequenceNode {
 			w.errorf(n, path, via, "expected a list, got %s", describe(n))

@@ -18,7 +18,6 @@ import (
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
-	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/route"
 	"github.com/switchyard/switchyard/transform"
 	"github.com/switchyard/switchyard/upstream"
@@ -208,21 +207,18 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 		}
 	}
 
-	bc := balance.Config{Policy: u.Balance, HashOn: u.HashOn}
-	if u.Cookie != nil {
-		bc.Cookie, bc.CookieTTL = u.Cookie.Name, orDuration(u.Cookie.TTL, 0)
-	}
-	policy, err := balance.New(bc, targets)
+	policy, err := balance.New(u.Config, targets)
 	if err != nil {
-		errs = append(errs, cfg.Wrap(path+".balance", err))
+		errs = append(errs, cfg.Wrap(path, err))
 	}
 
 	pc := proxy.PoolConfig{
-		Name: name, Targets: targets, Policy: policy,
-		ConnectTimeout: orDuration(u.Timeout.Connect, DefaultConnectTimeout), HeaderTimeout: orDuration(u.Timeout.Header, 0),
-		ResponseTimeout: orDuration(u.Timeout.Response, DefaultResponseTimeout),
-		MaxIdleConns:    orInt(u.MaxIdleConns, DefaultMaxIdleConns), MaxInFlight: u.MaxInFlight,
+		Name: name, Targets: targets, Policy: policy, Timeout: u.Timeout,
+		MaxIdleConns: orInt(u.MaxIdleConns, DefaultMaxIdleConns), MaxInFlight: u.MaxInFlight,
 		Metrics: deps.metrics,
+	}
+	if err := u.Timeout.Validate(); err != nil {
+		errs = append(errs, cfg.Wrap(path+".timeout", err))
 	}
 	if u.MaxInFlight < 0 {
 		errs = append(errs, cfg.Errorf(path+".max_in_flight", "negative value %d", u.MaxInFlight))
@@ -238,60 +234,30 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 		}}
 	}
 	if c := u.CircuitBreaker; c != nil {
-		bcfg := breaker.Config{FailureRatio: c.FailureRatio, MinRequests: c.MinRequests,
-			Window: orDuration(c.Window, 0), OpenFor: orDuration(c.OpenFor, 0), HalfOpenProbes: c.HalfOpenProbes}
-		bcfg = bcfg.WithDefaults()
+		bcfg := c.WithDefaults()
 		if err := bcfg.Validate(); err != nil {
 			errs = append(errs, cfg.Wrap(path+".circuit_breaker", err))
 		}
 		pc.Breaker = &bcfg
 	}
 	if o := u.Outlier; o != nil {
-		ocfg := health.OutlierConfig{ConsecutiveFailures: o.ConsecutiveFailures, Ejection: orDuration(o.Ejection, 0),
-			MaxEjection: orDuration(o.MaxEjection, 0), MaxEjectedPercent: int(float64(o.MaxEjected)*100 + 0.5)}
-		if o.MaxEjected == 0 {
-			ocfg.MaxEjectedPercent = 0 // default applies
-		}
-		out, err := health.NewOutlier(ocfg, targets)
+		out, err := health.NewOutlier(*o, targets)
 		if err != nil {
 			errs = append(errs, cfg.Wrap(path+".outlier", err))
 		}
 		pc.Outlier = out
 	}
 	if r := u.Retry; r != nil {
-		rc := retry.Config{Attempts: r.Attempts, Backoff: r.Backoff, Jitter: r.Jitter,
-			Base: orDuration(r.Base, 0), Cap: orDuration(r.Cap, 0), On: r.On, Budget: float64(r.Budget)}
-		before := len(errs)
-		// Locate the string settings precisely; Validate covers the rest.
-		if r.Backoff != "" {
-			if _, err := retry.ParseKind(r.Backoff); err != nil {
-				errs = append(errs, cfg.Wrap(path+".retry.backoff", err))
-			}
-		}
-		if r.Jitter != "" {
-			if _, err := retry.ParseJitter(r.Jitter); err != nil {
-				errs = append(errs, cfg.Wrap(path+".retry.jitter", err))
-			}
-		}
-		for i, on := range r.On {
-			if _, err := retry.NewPolicy(retry.Config{Attempts: 2, On: []string{on}}); err != nil {
-				errs = append(errs, cfg.Wrap(fmt.Sprintf("%s.retry.on[%d]", path, i), err))
-			}
-		}
-		rc = rc.WithDefaults()
-		if len(errs) == before {
-			if err := rc.Validate(); err != nil {
-				errs = append(errs, cfg.Wrap(path+".retry", err))
-			}
+		rc := r.WithDefaults()
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, cfg.Wrap(path+".retry", err))
 		}
 		pc.Retry = &rc
 	}
 	var checker *health.Checker
 	var poolRef atomic.Pointer[proxy.Pool] // set once the pool exists; read by the health hook
 	if hc := u.HealthCheck; hc != nil {
-		ccfg := health.CheckConfig{Path: hc.Path, Interval: orDuration(hc.Interval, 0), Timeout: orDuration(hc.Timeout, 0),
-			HealthyAfter: hc.HealthyAfter, UnhealthyAfter: hc.UnhealthyAfter}
-		ccfg = ccfg.WithDefaults()
+		ccfg := hc.WithDefaults()
 		if err := ccfg.Validate(); err != nil {
 			errs = append(errs, cfg.Wrap(path+".health_check", err))
 		}

@@ -23,10 +23,15 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/breaker"
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
+	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/ipfilter"
+	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/transform"
 )
 
@@ -40,8 +45,6 @@ const (
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultMaxBodyBuffer     = 64 << 10
 	DefaultHTTP1             = "switchyard"
-	DefaultConnectTimeout    = 5 * time.Second
-	DefaultResponseTimeout   = 60 * time.Second
 	DefaultMaxIdleConns      = 256
 	DefaultWeight            = 1
 )
@@ -165,43 +168,34 @@ const (
 	DefaultHeaderBytes = 16 << 10 // httpserver.DefaultMaxHeaderBytes
 )
 
-// Upstream is a pool of targets and the policies applied to it.
+// Upstream is a pool of targets and the policies applied to it. The
+// sections are the building blocks' own configs (package balance, health,
+// breaker, retry, proxy), documented and defaulted there.
 type Upstream struct {
-	// Balance is the load-balancing policy: round_robin (default),
-	// weighted_round_robin, least_connections, least_response_time, random,
-	// ip_hash, consistent_hash, cookie.
-	Balance string `yaml:"balance"`
-	// HashOn is the key of ip_hash / consistent_hash: client_ip (default),
-	// header:NAME, cookie:NAME, query:NAME or path.
-	HashOn string `yaml:"hash_on"`
-	// Cookie configures the cookie policy's sticky-session cookie.
-	Cookie *Cookie `yaml:"cookie"`
+	// Balancing policy and its settings, written in the upstream's own
+	// mapping: balance (round_robin default, weighted_round_robin,
+	// least_connections, least_response_time, random, ip_hash,
+	// consistent_hash, cookie), hash_on, cookie {name, ttl},
+	// virtual_nodes, load_factor, balance_fallback. See balance.Config.
+	balance.Config `yaml:",inline"`
 	// Targets are the backends. At least one is required.
 	Targets []Target `yaml:"targets"`
 	// HealthCheck enables active health checks; absent means targets are
 	// considered healthy unless passive outlier detection ejects them.
-	HealthCheck *HealthCheck `yaml:"health_check"`
+	HealthCheck *health.CheckConfig `yaml:"health_check"`
 	// Outlier enables passive outlier ejection.
-	Outlier *Outlier `yaml:"outlier"`
+	Outlier *health.OutlierConfig `yaml:"outlier"`
 	// CircuitBreaker enables a breaker per target and one for the upstream.
-	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker"`
+	CircuitBreaker *breaker.Config `yaml:"circuit_breaker"`
 	// Retry enables retries (only of retry-safe requests).
-	Retry *Retry `yaml:"retry"`
+	Retry *retry.Config `yaml:"retry"`
 	// Timeout bounds connecting and waiting for the upstream.
-	Timeout Timeout `yaml:"timeout"`
+	Timeout proxy.Timeouts `yaml:"timeout"`
 	// MaxIdleConns is the keep-alive pool size per target. Default 256.
 	MaxIdleConns int `yaml:"max_idle_conns"`
 	// MaxInFlight caps concurrent requests to the upstream; requests over
 	// it get 503 upstream_busy at once. 0 (default) means no cap.
 	MaxInFlight int `yaml:"max_in_flight"`
-}
-
-// Cookie names the sticky-session cookie.
-type Cookie struct {
-	// Name of the cookie. Default "sy_sticky".
-	Name string `yaml:"name"`
-	// TTL is the cookie's Max-Age; 0 (default) makes a session cookie.
-	TTL time.Duration `yaml:"ttl"`
 }
 
 // Target is one backend.
@@ -210,79 +204,6 @@ type Target struct {
 	Address string `yaml:"address"`
 	// Weight for weighted policies, >= 1. Default 1.
 	Weight int `yaml:"weight"`
-}
-
-// HealthCheck configures active checks.
-type HealthCheck struct {
-	// Path is the HTTP path to GET; empty means a TCP connect check.
-	Path string `yaml:"path"`
-	// Interval between checks. Default 10s.
-	Interval time.Duration `yaml:"interval"`
-	// Timeout of one check (at most Interval). Default 2s.
-	Timeout time.Duration `yaml:"timeout"`
-	// HealthyAfter consecutive passes mark a target healthy. Default 2.
-	HealthyAfter int `yaml:"healthy_after"`
-	// UnhealthyAfter consecutive failures mark it unhealthy. Default 2.
-	UnhealthyAfter int `yaml:"unhealthy_after"`
-}
-
-// Outlier configures passive ejection.
-type Outlier struct {
-	// ConsecutiveFailures (connect errors, timeouts, 5xx) before ejection. Default 5.
-	ConsecutiveFailures int `yaml:"consecutive_failures"`
-	// Ejection is the base ejection time; it grows with each ejection. Default 30s.
-	Ejection time.Duration `yaml:"ejection"`
-	// MaxEjection caps the growing ejection time. Default 5m.
-	MaxEjection time.Duration `yaml:"max_ejection"`
-	// MaxEjected is the largest share of the pool ejected at once. Default 50%.
-	MaxEjected config.Percent `yaml:"max_ejected"`
-}
-
-// CircuitBreaker configures breakers.
-type CircuitBreaker struct {
-	// FailureRatio in (0,1] over the window that opens the breaker. Default 0.5.
-	FailureRatio float64 `yaml:"failure_ratio"`
-	// MinRequests in the window before the ratio is considered. Default 20.
-	MinRequests int `yaml:"min_requests"`
-	// Window is the sliding window length. Default 10s.
-	Window time.Duration `yaml:"window"`
-	// OpenFor is how long the breaker stays open before probing. Default 10s.
-	OpenFor time.Duration `yaml:"open_for"`
-	// HalfOpenProbes requests are let through while half-open. Default 3.
-	HalfOpenProbes int `yaml:"half_open_probes"`
-}
-
-// Retry configures retries.
-type Retry struct {
-	// Attempts is the total number of tries, including the first. Default 1.
-	Attempts int `yaml:"attempts"`
-	// Backoff is fixed, incremental or exponential (default).
-	Backoff string `yaml:"backoff"`
-	// Base delay. Default 25ms.
-	Base time.Duration `yaml:"base"`
-	// Cap on one delay. Default 10 × Base.
-	Cap time.Duration `yaml:"cap"`
-	// Jitter is none, full (default) or equal.
-	Jitter string `yaml:"jitter"`
-	// On lists the conditions that trigger a retry: connect_failure,
-	// timeout, reset, 5xx, gateway_error (502, 503, 504), or a status
-	// code. Default [connect_failure].
-	On []string `yaml:"on"`
-	// Budget is the largest share of extra load retries may add. Default 20%.
-	Budget config.Percent `yaml:"budget"`
-}
-
-// Timeout configures upstream timeouts. Zero means the default.
-type Timeout struct {
-	// Connect bounds dialing a target. Default 5s.
-	Connect time.Duration `yaml:"connect"`
-	// Header bounds the wait for response headers after the request was
-	// sent. Default: no separate bound (Response applies).
-	Header time.Duration `yaml:"header"`
-	// Response bounds the whole upstream exchange, including retries and
-	// the response body. Default 60s; streaming routes (SSE, WebSocket)
-	// are not bounded by it once the response has started.
-	Response time.Duration `yaml:"response"`
 }
 
 // Route sends matching requests to an upstream.

@@ -113,7 +113,7 @@ func TestMergeKeysAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := cfg.Upstreams["b"]; b.Balance != "least_connections" || b.Timeout.Connect != time.Duration(1e9) || b.Targets[0].Address != "h:2" {
+	if b := cfg.Upstreams["b"]; b.Policy != "least_connections" || b.Timeout.Connect != time.Duration(1e9) || b.Targets[0].Address != "h:2" {
 		t.Fatalf("merge decoded wrong: %+v", b)
 	}
 	if c := cfg.Upstreams["c"]; c.Timeout.Header != time.Duration(2e9) {

@@ -69,7 +69,7 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 		"server.write_timeout":         {d(cfg.Server.WriteTimeout), httpserver.DefaultWriteTimeout},
 		"server.max_header_bytes":      {cfg.Server.MaxHeaderBytes, httpserver.DefaultMaxHeaderBytes},
 		"server.http1":                 {cfg.Server.HTTP1, DefaultHTTP1},
-		"upstreams.rides.balance":      {u.Balance, balance.DefaultPolicy},
+		"upstreams.rides.balance":      {u.Policy, balance.DefaultPolicy},
 		"upstreams.rides.hash_on":      {u.HashOn, balance.DefaultHashOn},
 		"upstreams.rides.cookie.name":  {u.Cookie.Name, balance.DefaultCookie},
 		"upstreams.rides.cookie.ttl":   {d(u.Cookie.TTL), time.Duration(0)},
@@ -85,7 +85,7 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 		"upstreams.rides.outlier.consecutive_failures": {u.Outlier.ConsecutiveFailures, oc.ConsecutiveFailures},
 		"upstreams.rides.outlier.ejection":             {d(u.Outlier.Ejection), oc.Ejection},
 		"upstreams.rides.outlier.max_ejection":         {d(u.Outlier.MaxEjection), oc.MaxEjection},
-		"upstreams.rides.outlier.max_ejected":          {int(float64(u.Outlier.MaxEjected)*100 + 0.5), oc.MaxEjectedPercent},
+		"upstreams.rides.outlier.max_ejected":          {u.Outlier.MaxEjected, oc.MaxEjected},
 
 		"upstreams.rides.circuit_breaker.failure_ratio":    {u.CircuitBreaker.FailureRatio, bc.FailureRatio},
 		"upstreams.rides.circuit_breaker.min_requests":     {u.CircuitBreaker.MinRequests, bc.MinRequests},
@@ -93,17 +93,23 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 		"upstreams.rides.circuit_breaker.open_for":         {d(u.CircuitBreaker.OpenFor), bc.OpenFor},
 		"upstreams.rides.circuit_breaker.half_open_probes": {u.CircuitBreaker.HalfOpenProbes, bc.HalfOpenProbes},
 
-		"upstreams.rides.retry.attempts": {u.Retry.Attempts, rc.Attempts},
-		"upstreams.rides.retry.backoff":  {u.Retry.Backoff, rc.Backoff},
-		"upstreams.rides.retry.base":     {d(u.Retry.Base), rc.Base},
-		"upstreams.rides.retry.cap":      {d(u.Retry.Cap), rc.Cap},
-		"upstreams.rides.retry.jitter":   {u.Retry.Jitter, rc.Jitter},
-		"upstreams.rides.retry.on":       {u.Retry.On, rc.On},
-		"upstreams.rides.retry.budget":   {float64(u.Retry.Budget), rc.Budget},
+		"upstreams.rides.retry.attempts":               {u.Retry.Attempts, rc.Attempts},
+		"upstreams.rides.retry.backoff":                {u.Retry.Backoff, rc.Backoff},
+		"upstreams.rides.retry.base":                   {d(u.Retry.Base), rc.Base},
+		"upstreams.rides.retry.cap":                    {d(u.Retry.Cap), rc.Cap},
+		"upstreams.rides.retry.jitter":                 {u.Retry.Jitter, rc.Jitter},
+		"upstreams.rides.retry.on":                     {u.Retry.On, rc.On},
+		"upstreams.rides.retry.budget":                 {u.Retry.Budget, rc.Budget},
+		"upstreams.rides.retry.min_retries_per_second": {u.Retry.MinRetriesPerSecond, rc.MinRetriesPerSecond},
+		"upstreams.rides.virtual_nodes":                {u.VirtualNodes, balance.DefaultVirtualNodes},
+		"upstreams.rides.load_factor":                  {u.LoadFactor, balance.DefaultLoadFactor},
+		"upstreams.rides.balance_fallback":             {u.Fallback, balance.DefaultFallback},
+		"upstreams.rides.health_check.expect_status":   {u.HealthCheck.ExpectStatus, hc.ExpectStatus},
+		"upstreams.rides.health_check.host":            {u.HealthCheck.Host, ""},
 
-		"upstreams.rides.timeout.connect":  {d(u.Timeout.Connect), DefaultConnectTimeout},
+		"upstreams.rides.timeout.connect":  {d(u.Timeout.Connect), proxy.DefaultConnectTimeout},
 		"upstreams.rides.timeout.header":   {d(u.Timeout.Header), time.Duration(0)},
-		"upstreams.rides.timeout.response": {d(u.Timeout.Response), DefaultResponseTimeout},
+		"upstreams.rides.timeout.response": {d(u.Timeout.Response), proxy.DefaultResponseTimeout},
 		"upstreams.rides.max_idle_conns":   {u.MaxIdleConns, DefaultMaxIdleConns},
 		"upstreams.rides.max_in_flight":    {u.MaxInFlight, 0},
 		"routes[0].name":                   {cfg.Routes[0].Name, "route0"},
@@ -132,7 +138,7 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 				walk(n.Content[i+1], p)
 			}
 		case yaml.SequenceNode:
-			if strings.HasSuffix(path, ".on") {
+			if strings.HasSuffix(path, ".on") || strings.HasSuffix(path, ".expect_status") {
 				leaves[path] = true // a list value
 				return
 			}

@@ -388,7 +388,7 @@ upstreams:
     balance: consistent_hash
     hash_on: header
     targets: [{address: 127.0.0.1:1}]
-routes: [{upstream: web}]`, "upstreams.web.balance"},
+routes: [{upstream: web}]`, "upstreams.web.hash_on"},
 		"bad wildcard host": {`
 listen: 127.0.0.1:0
 upstreams:

@@ -25,7 +25,7 @@ func (g *Gateway) Snapshot() admin.Snapshot {
 	}
 	for _, name := range rt.names {
 		p := rt.pools[name]
-		policy := rt.cfg.Upstreams[name].Balance
+		policy := rt.cfg.Upstreams[name].Policy
 		if policy == "" {
 			policy = "round_robin"
 		}

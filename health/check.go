@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -41,25 +42,25 @@ type CheckConfig struct {
 	// Path is the HTTP path requested with GET, starting with "/" (it may
 	// carry a query). Empty means a TCP check: the target is healthy when a
 	// connection to it opens.
-	Path string
+	Path string `yaml:"path"`
 	// Interval is the time between the end of one check of a target and the
 	// start of the next, plus up to 10% random jitter so checks of many
 	// targets spread out. Positive. Default 10s.
-	Interval time.Duration
+	Interval time.Duration `yaml:"interval"`
 	// Timeout bounds one check (connect, request and response headers).
 	// Positive and at most Interval. Default 2s.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
 	// HealthyAfter is the number of consecutive passing checks that mark an
 	// unhealthy target healthy. At least 1. Default 2.
-	HealthyAfter int
+	HealthyAfter int `yaml:"healthy_after"`
 	// UnhealthyAfter is the number of consecutive failing checks that mark a
 	// healthy target unhealthy. At least 1. Default 2.
-	UnhealthyAfter int
+	UnhealthyAfter int `yaml:"unhealthy_after"`
 	// ExpectStatus is the inclusive range of HTTP status codes that pass,
 	// within 100-599. Default [200, 399]. Redirects are not followed.
-	ExpectStatus [2]int
+	ExpectStatus [2]int `yaml:"expect_status"`
 	// Host is the Host header of HTTP checks. Default: the target's address.
-	Host string
+	Host string `yaml:"host"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -88,25 +89,25 @@ func (c CheckConfig) Validate() error {
 	c = c.WithDefaults()
 	var errs []error
 	if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
-		errs = append(errs, fmt.Errorf("health check path %q: expected a path starting with \"/\" (or empty for a tcp check)", c.Path))
+		errs = append(errs, config.Fieldf("path", "%q: expected a path starting with \"/\" (or empty for a tcp check)", c.Path))
 	}
 	if c.Interval <= 0 {
-		errs = append(errs, fmt.Errorf("health check interval %v: expected a positive duration", c.Interval))
+		errs = append(errs, config.Fieldf("interval", "%v: expected a positive duration", c.Interval))
 	}
 	if c.Timeout <= 0 || c.Timeout > c.Interval {
-		errs = append(errs, fmt.Errorf("health check timeout %v: expected a positive duration at most the interval %v", c.Timeout, c.Interval))
+		errs = append(errs, config.Fieldf("timeout", "%v: expected a positive duration at most the interval %v", c.Timeout, c.Interval))
 	}
 	if c.HealthyAfter < 1 {
-		errs = append(errs, fmt.Errorf("health check healthy after %d: expected at least 1 check", c.HealthyAfter))
+		errs = append(errs, config.Fieldf("healthy_after", "%d: expected at least 1 check", c.HealthyAfter))
 	}
 	if c.UnhealthyAfter < 1 {
-		errs = append(errs, fmt.Errorf("health check unhealthy after %d: expected at least 1 check", c.UnhealthyAfter))
+		errs = append(errs, config.Fieldf("unhealthy_after", "%d: expected at least 1 check", c.UnhealthyAfter))
 	}
 	if lo, hi := c.ExpectStatus[0], c.ExpectStatus[1]; lo < 100 || hi > 599 || lo > hi {
-		errs = append(errs, fmt.Errorf("health check expected status %d-%d: expected a range within 100-599", lo, hi))
+		errs = append(errs, config.Fieldf("expect_status", "%d-%d: expected a range within 100-599", lo, hi))
 	}
 	if strings.ContainsAny(c.Host, " \r\n/") {
-		errs = append(errs, fmt.Errorf("health check host %q: expected a host name without spaces or slashes", c.Host))
+		errs = append(errs, config.Fieldf("host", "%q: expected a host name without spaces or slashes", c.Host))
 	}
 	return errors.Join(errs...)
 }

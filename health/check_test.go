@@ -66,8 +66,8 @@ func TestCheckConfigValidate(t *testing.T) {
 		t.Fatal("bad config accepted")
 	}
 	for _, want := range []string{
-		`path "healthz"`, "interval -1s", "timeout 1m0s", "healthy after -1", "unhealthy after -2",
-		"expected status 400-200", `host "a b"`,
+		`path: "healthz"`, "interval: -1s", "timeout: 1m0s", "healthy_after: -1", "unhealthy_after: -2",
+		"expect_status: 400-200", `host: "a b"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)

@@ -36,7 +36,7 @@ func Example() {
 	<-done
 
 	// Passive outlier detection: five failed responses in a row eject it.
-	outlier, err := health.NewOutlier(health.OutlierConfig{MaxEjectedPercent: 100}, pool)
+	outlier, err := health.NewOutlier(health.OutlierConfig{MaxEjected: 1}, pool)
 	if err != nil {
 		panic(err)
 	}

@@ -2,11 +2,11 @@ package health
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -15,7 +15,7 @@ const (
 	DefaultConsecutiveFailures = 5
 	DefaultEjection            = 30 * time.Second
 	DefaultMaxEjection         = 5 * time.Minute
-	DefaultMaxEjectedPercent   = 50
+	DefaultMaxEjected          = config.Percent(0.5)
 )
 
 // OutlierConfig configures passive outlier detection of a pool. The zero
@@ -24,21 +24,21 @@ type OutlierConfig struct {
 	// ConsecutiveFailures is the number of failed responses in a row
 	// (connect errors, timeouts, 5xx: the caller decides) that eject a
 	// target. At least 1. Default 5.
-	ConsecutiveFailures int
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
 	// Ejection is the base ejection time. A target is ejected for Ejection
 	// times its ejection multiplier (30s, 60s, 90s... like Envoy), up to
 	// MaxEjection. The multiplier grows by one with each ejection and
 	// shrinks by one for every Ejection the target then stays in service,
 	// so a target that recovered for good is soon treated as new again.
 	// Positive. Default 30s.
-	Ejection time.Duration
+	Ejection time.Duration `yaml:"ejection"`
 	// MaxEjection caps the ejection time. At least Ejection. Default 5m.
-	MaxEjection time.Duration
-	// MaxEjectedPercent is the largest share of the pool, in percent
-	// (1-100), ejected at once; further outliers stay in. It is rounded
+	MaxEjection time.Duration `yaml:"max_ejection"`
+	// MaxEjected is the largest share of the pool ejected at once, more
+	// than 0 and at most 1 (written "50%"); further outliers stay in. It is rounded
 	// down, but in a pool of two or more targets one target may always be
 	// ejected. A pool of one target is only ejected at 100. Default 50.
-	MaxEjectedPercent int
+	MaxEjected config.Percent `yaml:"max_ejected"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -52,8 +52,8 @@ func (c OutlierConfig) WithDefaults() OutlierConfig {
 	if c.MaxEjection == 0 {
 		c.MaxEjection = max(DefaultMaxEjection, c.Ejection)
 	}
-	if c.MaxEjectedPercent == 0 {
-		c.MaxEjectedPercent = DefaultMaxEjectedPercent
+	if c.MaxEjected == 0 {
+		c.MaxEjected = DefaultMaxEjected
 	}
 	return c
 }
@@ -64,16 +64,16 @@ func (c OutlierConfig) Validate() error {
 	c = c.WithDefaults()
 	var errs []error
 	if c.ConsecutiveFailures < 1 {
-		errs = append(errs, fmt.Errorf("outlier consecutive failures %d: expected at least 1", c.ConsecutiveFailures))
+		errs = append(errs, config.Fieldf("consecutive_failures", "%d: expected at least 1", c.ConsecutiveFailures))
 	}
 	if c.Ejection <= 0 {
-		errs = append(errs, fmt.Errorf("outlier ejection %v: expected a positive duration", c.Ejection))
+		errs = append(errs, config.Fieldf("ejection", "%v: expected a positive duration", c.Ejection))
 	}
 	if c.MaxEjection < c.Ejection {
-		errs = append(errs, fmt.Errorf("outlier max ejection %v: expected at least the ejection %v", c.MaxEjection, c.Ejection))
+		errs = append(errs, config.Fieldf("max_ejection", "%v: expected at least the ejection %v", c.MaxEjection, c.Ejection))
 	}
-	if c.MaxEjectedPercent < 1 || c.MaxEjectedPercent > 100 {
-		errs = append(errs, fmt.Errorf("outlier max ejected percent %d: expected 1 to 100", c.MaxEjectedPercent))
+	if !(c.MaxEjected > 0 && c.MaxEjected <= 1) {
+		errs = append(errs, config.Fieldf("max_ejected", "%s: expected more than 0%% and at most 100%%", c.MaxEjected))
 	}
 	return errors.Join(errs...)
 }
@@ -105,7 +105,7 @@ func NewOutlier(cfg OutlierConfig, targets []*upstream.Target) (*Outlier, error)
 		return nil, err
 	}
 	n := len(targets)
-	maxOut := n * cfg.MaxEjectedPercent / 100
+	maxOut := int(float64(n) * float64(cfg.MaxEjected) * (1 + 1e-9)) // rounded down
 	if maxOut == 0 && n > 1 {
 		maxOut = 1
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -27,11 +28,11 @@ func TestOutlierConfigValidate(t *testing.T) {
 	if err := (OutlierConfig{Ejection: 10 * time.Minute}).Validate(); err != nil {
 		t.Errorf("ejection above the default cap: %v (the cap's default should follow)", err)
 	}
-	err := OutlierConfig{ConsecutiveFailures: -1, Ejection: -time.Second, MaxEjection: -2 * time.Second, MaxEjectedPercent: 101}.Validate()
+	err := OutlierConfig{ConsecutiveFailures: -1, Ejection: -time.Second, MaxEjection: -2 * time.Second, MaxEjected: 1.01}.Validate()
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"consecutive failures -1", "ejection -1s", "max ejection -2s", "max ejected percent 101"} {
+	for _, want := range []string{"consecutive_failures: -1", "ejection: -1s", "max_ejection: -2s", "max_ejected: 101%"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -39,7 +40,7 @@ func TestOutlierConfigValidate(t *testing.T) {
 	if err := (OutlierConfig{Ejection: time.Minute, MaxEjection: time.Second}).Validate(); err == nil {
 		t.Error("max ejection below ejection accepted")
 	}
-	if _, err := NewOutlier(OutlierConfig{MaxEjectedPercent: -5}, nil); err == nil {
+	if _, err := NewOutlier(OutlierConfig{MaxEjected: -0.05}, nil); err == nil {
 		t.Error("NewOutlier accepted a bad config")
 	}
 }
@@ -119,7 +120,7 @@ func TestOutlierMaxEjectedPercent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%d targets at %d%%", tt.pool, tt.percent), func(t *testing.T) {
 			ts := pool(tt.pool)
-			o, err := NewOutlier(OutlierConfig{ConsecutiveFailures: 2, MaxEjectedPercent: tt.percent}, ts)
+			o, err := NewOutlier(OutlierConfig{ConsecutiveFailures: 2, MaxEjected: config.Percent(float64(tt.percent) / 100)}, ts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +174,7 @@ func TestOutlierUnknownTarget(t *testing.T) {
 
 func TestOutlierConcurrent(t *testing.T) {
 	ts := pool(10)
-	o, err := NewOutlier(OutlierConfig{ConsecutiveFailures: 3, MaxEjectedPercent: 30}, ts)
+	o, err := NewOutlier(OutlierConfig{ConsecutiveFailures: 3, MaxEjected: 0.3}, ts)
 	if err != nil {
 		t.Fatal(err)
 	}

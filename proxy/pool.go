@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/retry"
@@ -31,13 +33,8 @@ type PoolConfig struct {
 	Outlier *health.Outlier
 	// Retry, when set with more than one attempt, retries safe requests.
 	Retry *retry.Config
-	// ConnectTimeout bounds dialing. Default 5s.
-	ConnectTimeout time.Duration
-	// HeaderTimeout bounds the wait for response headers; 0 = none.
-	HeaderTimeout time.Duration
-	// ResponseTimeout bounds the whole exchange (all attempts and the body,
-	// except for streams once they started). Default 60s.
-	ResponseTimeout time.Duration
+	// Timeout bounds connecting and waiting for the upstream.
+	Timeout Timeouts
 	// MaxIdleConns is the keep-alive pool size per target. Default 256.
 	MaxIdleConns int
 	// MaxInFlight caps concurrent requests to the upstream (0 = no cap);
@@ -50,6 +47,40 @@ type PoolConfig struct {
 	// Metrics, if set, records the pool's attempts, retries and ejections
 	// (observers resolved here, once).
 	Metrics *Metrics
+}
+
+// Timeouts bound the exchange with an upstream. Zero fields take their
+// defaults.
+type Timeouts struct {
+	// Connect bounds dialing a target. Default 5s.
+	Connect time.Duration `yaml:"connect"`
+	// Header bounds the wait for response headers after the request was
+	// sent. Default 0: no separate bound (Response applies).
+	Header time.Duration `yaml:"header"`
+	// Response bounds the whole upstream exchange, including retries and
+	// the response body. Default 60s; streams (SSE, WebSocket) are not
+	// bounded by it once the response has started.
+	Response time.Duration `yaml:"response"`
+}
+
+// Default timeouts.
+const (
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultResponseTimeout = 60 * time.Second
+)
+
+// Validate reports negative timeouts, each at its key.
+func (t Timeouts) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key string
+		v   time.Duration
+	}{{"connect", t.Connect}, {"header", t.Header}, {"response", t.Response}} {
+		if f.v < 0 {
+			errs = append(errs, config.Fieldf(f.key, "negative duration %s", f.v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Hooks are optional callbacks for observability.
@@ -88,7 +119,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		policy:   cfg.Policy,
 		outlier:  cfg.Outlier,
 		attempts: 1,
-		respTO:   orDefault(cfg.ResponseTimeout, 60*time.Second),
+		respTO:   orDefault(cfg.Timeout.Response, DefaultResponseTimeout),
 		obs:      cfg.Metrics.forPool(cfg.Name, cfg.Targets),
 	}
 	p.sticky, _ = cfg.Policy.(balance.Sticky)
@@ -132,7 +163,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.transport = cfg.Transport
 	} else {
 		tr, dialer, idle := newTransport(cfg)
-		h1 := newH1Transport(tr, dialer, cfg.HeaderTimeout, idle)
+		h1 := newH1Transport(tr, dialer, cfg.Timeout.Header, idle)
 		p.transport = h1
 		p.closeIdle = h1.Close
 	}
@@ -140,7 +171,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 }
 
 func newTransport(cfg PoolConfig) (*http.Transport, *net.Dialer, int) {
-	dialer := &net.Dialer{Timeout: orDefault(cfg.ConnectTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: orDefault(cfg.Timeout.Connect, DefaultConnectTimeout), KeepAlive: 30 * time.Second}
 	idle := cfg.MaxIdleConns
 	if idle <= 0 {
 		idle = 256
@@ -151,7 +182,7 @@ func newTransport(cfg PoolConfig) (*http.Transport, *net.Dialer, int) {
 		MaxIdleConns:           0, // no global cap; per host below
 		MaxIdleConnsPerHost:    idle,
 		IdleConnTimeout:        90 * time.Second,
-		ResponseHeaderTimeout:  cfg.HeaderTimeout,
+		ResponseHeaderTimeout:  cfg.Timeout.Header,
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true, // pass encodings through untouched
 		MaxResponseHeaderBytes: 1 << 20,

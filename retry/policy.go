@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/switchyard/switchyard/config"
 )
 
 // Condition names accepted in Config.On.
@@ -54,32 +56,32 @@ const MaxAttempts = 10
 type Config struct {
 	// Attempts is the total number of tries including the first, 1 to
 	// MaxAttempts. Default 1 (no retry).
-	Attempts int
+	Attempts int `yaml:"attempts"`
 	// Backoff is how the wait grows between retries: "fixed",
 	// "incremental" or "exponential". Default "exponential".
-	Backoff string
+	Backoff string `yaml:"backoff"`
 	// Base is the wait before the first retry, before jitter. Positive.
 	// Default 25ms.
-	Base time.Duration
+	Base time.Duration `yaml:"base"`
 	// Cap is the largest wait before jitter; at least Base. Default 10 *
 	// Base.
-	Cap time.Duration
+	Cap time.Duration `yaml:"cap"`
 	// Jitter randomises the wait: "none", "full" (uniform in [0, wait)) or
 	// "equal" (wait/2 plus uniform in [0, wait/2)). Default "full".
-	Jitter string
+	Jitter string `yaml:"jitter"`
 	// On lists the conditions that make an attempt retriable:
 	// "connect_failure", "timeout", "reset", "5xx", "gateway_error" (502,
 	// 503, 504) or a status code such as "503". Default ["connect_failure"],
 	// the one condition where the backend never saw the request.
-	On []string
+	On []string `yaml:"on"`
 	// Budget is the fraction of the route's original requests that retries
 	// may add over the budget window (BudgetWindow), 0 < Budget <= 1.
 	// Default 0.2 (at most 20% extra load).
-	Budget float64
+	Budget config.Percent `yaml:"budget"`
 	// MinRetriesPerSecond is a floor under the budget so that low-traffic
 	// routes can still retry: the window always allows this many retries
 	// per second of BudgetWindow. Default 10; -1 means no floor.
-	MinRetriesPerSecond int
+	MinRetriesPerSecond int `yaml:"min_retries_per_second"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -140,37 +142,37 @@ func compile(c Config) (*Policy, error) {
 	var errs []error
 	p := &Policy{attempts: c.Attempts}
 	if c.Attempts < 1 || c.Attempts > MaxAttempts {
-		errs = append(errs, fmt.Errorf("retry attempts %d: expected 1 to %d tries including the first", c.Attempts, MaxAttempts))
+		errs = append(errs, config.Fieldf("attempts", "%d: expected 1 to %d tries including the first", c.Attempts, MaxAttempts))
 	}
 	var err error
 	if p.backoff.Kind, err = ParseKind(c.Backoff); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, &config.FieldError{Path: "backoff", Err: err})
 	}
 	if p.backoff.Jitter, err = ParseJitter(c.Jitter); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, &config.FieldError{Path: "jitter", Err: err})
 	}
 	p.backoff.Base, p.backoff.Cap = c.Base, c.Cap
 	if c.Base <= 0 {
-		errs = append(errs, fmt.Errorf("retry backoff base %v: expected a positive duration", c.Base))
+		errs = append(errs, config.Fieldf("base", "%v: expected a positive duration", c.Base))
 	}
 	if c.Cap < c.Base {
-		errs = append(errs, fmt.Errorf("retry backoff cap %v: expected at least the base %v", c.Cap, c.Base))
+		errs = append(errs, config.Fieldf("cap", "%v: expected at least the base %v", c.Cap, c.Base))
 	}
-	for _, on := range c.On {
+	for i, on := range c.On {
 		if err := p.addCondition(on); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &config.FieldError{Path: fmt.Sprintf("on[%d]", i), Err: err})
 		}
 	}
 	if !(c.Budget > 0 && c.Budget <= 1) { // also rejects NaN
-		errs = append(errs, fmt.Errorf("retry budget %v: expected a fraction 0 < budget <= 1", c.Budget))
+		errs = append(errs, config.Fieldf("budget", "%v: expected a fraction 0 < budget <= 1", c.Budget))
 	}
 	if c.MinRetriesPerSecond < -1 {
-		errs = append(errs, fmt.Errorf("retry min retries per second %d: expected -1 (no floor) or at least 0", c.MinRetriesPerSecond))
+		errs = append(errs, config.Fieldf("min_retries_per_second", "%d: expected -1 (no floor) or at least 0", c.MinRetriesPerSecond))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	p.budget = NewBudget(c.Budget, max(c.MinRetriesPerSecond, 0))
+	p.budget = NewBudget(float64(c.Budget), max(c.MinRetriesPerSecond, 0))
 	return p, nil
 }
 

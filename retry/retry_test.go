@@ -152,15 +152,15 @@ func TestConfigValidate(t *testing.T) {
 			[]string{`retry condition "connect-failure"`, validConditions}},
 		{"code out of range", Config{On: []string{"600", "99"}},
 			[]string{`retry condition "600": expected a status code 100-599`, `retry condition "99"`}},
-		{"attempts", Config{Attempts: 11}, []string{"retry attempts 11"}},
-		{"negative attempts", Config{Attempts: -1}, []string{"retry attempts -1"}},
+		{"attempts", Config{Attempts: 11}, []string{"attempts: 11"}},
+		{"negative attempts", Config{Attempts: -1}, []string{"attempts: -1"}},
 		{"kind and jitter", Config{Backoff: "linear", Jitter: "half"}, []string{`"linear"`, `"half"`}},
-		{"base and cap", Config{Base: -ms}, []string{"base -1ms"}},
-		{"cap below base", Config{Base: 10 * ms, Cap: ms}, []string{"cap 1ms: expected at least the base 10ms"}},
-		{"budget", Config{Budget: 1.5}, []string{"retry budget 1.5"}},
-		{"min retries", Config{MinRetriesPerSecond: -2}, []string{"min retries per second -2"}},
+		{"base and cap", Config{Base: -ms}, []string{"base: -1ms"}},
+		{"cap below base", Config{Base: 10 * ms, Cap: ms}, []string{"cap: 1ms: expected at least the base 10ms"}},
+		{"budget", Config{Budget: 1.5}, []string{"budget: 150%"}},
+		{"min retries", Config{MinRetriesPerSecond: -2}, []string{"min_retries_per_second: -2"}},
 		{"all at once", Config{Attempts: 11, Budget: -1, On: []string{"x"}},
-			[]string{"retry attempts 11", "retry budget -1", `retry condition "x"`}},
+			[]string{"attempts: 11", "budget: -100%", `retry condition "x"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
