@@ -1,0 +1,131 @@
+package config_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/config"
+)
+
+type block struct {
+	Window  time.Duration  `yaml:"window"`
+	Share   config.Percent `yaml:"share"`
+	Range   [2]int         `yaml:"range"`
+	Names   []string       `yaml:"names"`
+	Enabled bool           `yaml:"enabled"`
+}
+
+func (b block) Validate() error {
+	var errs []error
+	if b.Range[0] > b.Range[1] {
+		errs = append(errs, config.Fieldf("range", "%d-%d: expected low to high", b.Range[0], b.Range[1]))
+	}
+	if len(b.Names) > 0 && b.Names[0] == "" {
+		errs = append(errs, config.Fieldf("names[0]", "empty name"))
+	}
+	return errors.Join(errs...)
+}
+
+type doc struct {
+	Block  *block            `yaml:"block"`
+	Blocks map[string]*block `yaml:"blocks"`
+	Inline block             `yaml:",inline"`
+}
+
+func decode(t *testing.T, src string) (*doc, *config.Source, error) {
+	t.Helper()
+	var d doc
+	s, err := config.DecodeYAML([]byte(src), "t.yaml", &d)
+	return &d, s, err
+}
+
+func TestDecodeYAMLNamesEveryProblemAtItsKey(t *testing.T) {
+	for name, c := range map[string]struct{ src, want string }{
+		"unknown key with suggestion": {"block: { windwo: 1s }\n", `t.yaml:1:10: block.windwo: unknown key "windwo": did you mean "window"?`},
+		"unit missing":                {"block:\n  window: 10\n", `t.yaml:2:11: block.window: invalid duration "10": expected a duration such as "250ms" or "10s" (did you mean "10s"? a duration needs a unit)`},
+		"space in duration":           {"window: 300 ms\n", `t.yaml:1:9: window: invalid duration "300 ms": expected a duration such as "250ms" or "10s" (did you mean "300ms"?)`},
+		"negative duration":           {"blocks: { a: { window: -1s } }\n", `t.yaml:1:24: blocks.a.window: negative duration "-1s"`},
+		"bad percent":                 {"share: 150%\n", `t.yaml:1:8: share: invalid percentage "150%"`},
+		"fixed-size list":             {"range: [1, 2, 3]\n", `t.yaml:1:8: range: expected a list of 2 values, got a list`},
+		"wrong type in list":          {"names: [a, [b]]\n", `t.yaml:1:12: names[1]: expected a string, got a list`},
+		"bool":                        {"enabled: maybe\n", `t.yaml:1:10: enabled: expected true or false, got "maybe"`},
+		"through an alias":            {"block: &b { window: x }\nblocks: { a: *b }\n", `t.yaml:1:21: block.window: invalid duration "x"`},
+		"empty":                       {"# nothing\n", `t.yaml: the document is empty`},
+		"not a mapping":               {"- a\n", `t.yaml:1:1: expected a YAML mapping at the top level, got a list`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := decode(t, c.src)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v\nwant an error containing %s", err, c.want)
+			}
+		})
+	}
+}
+
+func TestSourceLocatesBlockErrors(t *testing.T) {
+	d, src, err := decode(t, "blocks:\n  a:\n    range: [5, 1]\n    names: ['', b]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := src.Wrap("blocks.a", d.Blocks["a"].Validate()).Error()
+	for _, want := range []string{"t.yaml:3:5: blocks.a.range: 5-1: expected low to high", "t.yaml:4:13: blocks.a.names[0]: empty name"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("got %q\nwant it to contain %q", got, want)
+		}
+	}
+	// A key that was not written is located at its closest written parent.
+	if e := src.Errorf("blocks.a.window", "x").Error(); !strings.HasPrefix(e, "t.yaml:2:3: blocks.a.window: x") {
+		t.Errorf("default key located as %q", e)
+	}
+	if !src.Written("blocks.a.range") || src.Written("blocks.a.window") {
+		t.Error("Written is wrong")
+	}
+	var ce *config.Error
+	if !errors.As(src.Errorf("blocks", "y"), &ce) || ce.Line != 1 || ce.Column != 1 {
+		t.Errorf("Errorf: %#v", ce)
+	}
+}
+
+func TestDurationText(t *testing.T) {
+	var d config.Duration
+	if err := d.UnmarshalText([]byte("1m30s")); err != nil || d.Std() != 90*time.Second || d.String() != "1m30s" {
+		t.Fatal(d, err)
+	}
+	if err := d.UnmarshalText([]byte("soon")); err == nil {
+		t.Fatal("accepted")
+	}
+	if b, _ := config.Duration(-time.Second).MarshalText(); string(b) != "-1s" {
+		t.Fatal(string(b))
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		d    int
+	}{{"window", "windwo", 1}, {"", "abc", 3}, {"abc", "abc", 0}, {"kitten", "sitting", 3}} {
+		if got := config.EditDistance(c.a, c.b); got != c.d {
+			t.Errorf("%s/%s: %d, want %d", c.a, c.b, got, c.d)
+		}
+	}
+}
+
+// FuzzDecodeYAML: any document decodes or fails with a located error,
+// never a panic, and the alias expansion stays bounded.
+func FuzzDecodeYAML(f *testing.F) {
+	for _, s := range []string{"block: { window: 1s }", "blocks: { a: &x {window: 2s}, b: *x }", "range: [1, 2]",
+		"a: &a [*a]", "<<: {window: 1s}", "share: 20%", "blocks:\n  x:\n    <<: [{window: 1s}]\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var d doc
+		_, err := config.DecodeYAML([]byte(s), "f.yaml", &d)
+		if err != nil && !strings.HasPrefix(err.Error(), "f.yaml") {
+			t.Fatalf("error not located in the file: %v", err)
+		}
+		_ = fmt.Sprint(d)
+	})
+}
