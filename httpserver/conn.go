@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Connection states, for Shutdown.
@@ -221,47 +223,20 @@ func checkRequest(req *http.Request) string {
 	if req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
 		return "missing required Host header"
 	}
-	if req.URL.Host == "" && !validHost(req.Host) {
+	if req.URL.Host == "" && !httpguts.ValidHostHeader(req.Host) {
 		return "malformed Host header"
 	}
 	for k, vs := range req.Header {
-		if !validFieldName(k) {
+		if !validToken(k) {
 			return "invalid header name"
 		}
 		for _, v := range vs {
-			if !validFieldValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				return "invalid header value"
 			}
 		}
 	}
 	return ""
-}
-
-// validHost accepts the characters a Host header may hold (RFC 3986
-// reg-name, IP literals, port) and rejects controls, spaces and the like:
-// the set net/http accepts (httpguts.ValidHostHeader).
-func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=:%[]", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validFieldValue rejects control characters other than space and tab
-// (httpguts.ValidHeaderFieldValue).
-func validFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // readHead waits until the buffer holds a whole request head (at most

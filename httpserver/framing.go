@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // This file holds every rule on how a request is framed: where its head
@@ -262,7 +264,7 @@ func validContentLength(v string) bool {
 // validHostField checks a Host value (or absolute-form authority):
 // uri-host [":" port] without userinfo, as validHost plus no '@'.
 func validHostField(h string) bool {
-	return validHost(h) && !strings.ContainsAny(h, "@,")
+	return httpguts.ValidHostHeader(h) && !strings.ContainsAny(h, "@,")
 }
 
 func validScheme(s string) bool {
@@ -278,11 +280,15 @@ func validScheme(s string) bool {
 	return true
 }
 
-func validToken(b []byte) bool {
+// validToken reports whether b is an RFC 9110 token (a method, a field
+// name): the rule of httpguts.ValidHeaderFieldName, for bytes and strings
+// alike without a conversion on the hot path.
+func validToken[T string | []byte](b T) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
 			return false
 		}

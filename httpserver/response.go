@@ -327,7 +327,7 @@ func (w *response) writeStatusLine(code int) {
 func (w *response) writeHeaderFields(final bool) {
 	bw := w.c.bw
 	for k, vs := range w.header {
-		if !validFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
+		if !validToken(k) || strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
 		if final && (k == "Trailer" && !w.chunked || k == "Content-Length" && w.chunked || slices.Contains(w.trailers, k)) {
@@ -350,19 +350,6 @@ func writeFieldValue(bw *bufio.Writer, v string) {
 	_, _ = bw.WriteString(strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(v)))
 }
 
-func validFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // finish completes the response after the handler returned.
 func (w *response) finish() error {
 	if w.hijacked {
@@ -376,7 +363,7 @@ func (w *response) finish() error {
 		bw := w.c.bw
 		_, _ = bw.WriteString("0\r\n")
 		for _, k := range w.trailers {
-			if !validFieldName(k) {
+			if !validToken(k) {
 				continue // as in the header: a name that is not a token would split the response
 			}
 			for _, v := range w.header[k] {
@@ -386,7 +373,7 @@ func (w *response) finish() error {
 			}
 		}
 		for k, vs := range w.header {
-			if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validFieldName(name) {
+			if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validToken(name) {
 				for _, v := range vs {
 					_, _ = bw.WriteString(name + ": ")
 					writeFieldValue(bw, v)
