@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/client"
 )
 
@@ -148,6 +149,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer e.h.Close()
 	err = c.run(e, fs, pos)
 	if err != nil && !errors.Is(err, ErrUsage) {
+		err = e.notBroker(err)
 		err = e.explain(err)
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
@@ -243,6 +245,22 @@ func (e *env) reqCtx(wait time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(e.ctx, e.timeout+wait)
 }
 
+// notBroker turns a "not found" answer into client.ErrNotBroker when the
+// server is not a broker at all (--server pointed at a gateway or its
+// admin API, which answer 404 to every /v1 path): "queue not found" would
+// send the user looking for a queue.
+func (e *env) notBroker(err error) error {
+	if !errors.Is(err, broker.ErrNotFound) || e.ctx.Err() != nil {
+		return err
+	}
+	ctx, cancel := e.reqCtx(0)
+	defer cancel()
+	if herr := e.h.Health(ctx); errors.Is(herr, client.ErrNotBroker) {
+		return herr
+	}
+	return err
+}
+
 // explain words transport failures for a person: which address could not
 // be reached, and why.
 func (e *env) explain(err error) error {
@@ -253,6 +271,9 @@ func (e *env) explain(err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		return fmt.Errorf("the broker at %s did not answer within --timeout %s", e.base, e.timeout)
+	}
+	if errors.Is(err, client.ErrNotBroker) {
+		return fmt.Errorf("%w (is --server the broker's --http address? set --server or $%s)", err, EnvServer)
 	}
 	if !errors.Is(err, client.ErrDisconnected) {
 		return err

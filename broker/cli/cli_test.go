@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -532,5 +534,36 @@ func TestTimeoutSaysSo(t *testing.T) {
 	err = Run(context.Background(), []string{"status", "--server", ln.Addr().String(), "--timeout", "100ms"}, nil, &out, &errOut)
 	if ExitCode(err) != 1 || !strings.Contains(err.Error(), "the broker at http://"+ln.Addr().String()+" did not answer within --timeout 100ms") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestNotABroker: --server pointed at another HTTP service (a gateway in
+// front of echo backends answers 200 JSON to every path; the gateway's
+// admin API answers /healthz but 404 to /v1/...) is exit 1 saying that
+// the server is not a switchyard broker, never "up" or an empty listing.
+func TestNotABroker(t *testing.T) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"backend":"backend-1","method":%q,"path":%q,"status":200}`, r.Method, r.URL.Path)
+	}))
+	defer echo.Close()
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"code":"not_found","error":"no admin endpoint %s %s","status":"404"}`, r.Method, r.URL.Path)
+	}))
+	defer admin.Close()
+	for _, srv := range []*httptest.Server{echo, admin} {
+		for _, args := range [][]string{{"status"}, {"ls"}, {"ls", "topics"}, {"ls", "streams"}, {"publish", "q", "x"}} {
+			var out, errOut bytes.Buffer
+			err := Run(context.Background(), append(args, "--server", srv.URL), strings.NewReader(""), &out, &errOut)
+			if ExitCode(err) != 1 || !strings.Contains(err.Error(), "not a switchyard broker") {
+				t.Errorf("%v against %s: exit %d, err %v, stdout %q", args, srv.URL, ExitCode(err), err, out.String())
+			}
+		}
 	}
 }
