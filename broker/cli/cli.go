@@ -180,7 +180,7 @@ func newFlags(name string, c *command, e *env, out io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&e.server, "server", def, "broker HTTP API `address` (host:port or http://host:port; env "+EnvServer+")")
 	fs.BoolVar(&e.json, "json", false, "print JSON, one object per line")
-	fs.DurationVar(&e.timeout, "timeout", 10*time.Second, "give up on the broker after this long (beyond --wait)")
+	durationVar(fs, &e.timeout, "timeout", 10*time.Second, "give up on the broker after this `duration` (beyond --wait)")
 	if c.flags != nil {
 		c.flags(fs, e)
 	}

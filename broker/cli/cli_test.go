@@ -567,3 +567,24 @@ func TestNotABroker(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationWithoutUnit: a duration flag given a bare number (--wait 10)
+// is a usage error that suggests the unit, not flag's "parse error".
+func TestDurationWithoutUnit(t *testing.T) {
+	for _, args := range [][]string{
+		{"receive", "q", "--wait", "10"}, {"publish", "q", "x", "--delay", "10"}, {"publish", "q", "x", "--ttl", "10"},
+		{"nack", "q", "r", "--delay", "10"}, {"read", "s", "--wait", "10"}, {"status", "--timeout", "10"},
+		{"receive", "q", "--visibility", "10"},
+	} {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), append(args, "--server", "127.0.0.1:1"), strings.NewReader(""), &out, &errOut)
+		if ExitCode(err) != 2 || !strings.Contains(errOut.String(), "no unit: did you mean 10s?") {
+			t.Errorf("%v: exit %d, stderr %q", args, ExitCode(err), errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	err := Run(context.Background(), []string{"receive", "q", "--wait", "soon", "--server", "127.0.0.1:1"}, nil, &out, &errOut)
+	if ExitCode(err) != 2 || !strings.Contains(errOut.String(), "want a duration like 500ms, 30s or 2m") {
+		t.Errorf("--wait soon: exit %d, stderr %q", ExitCode(err), errOut.String())
+	}
+}
