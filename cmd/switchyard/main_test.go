@@ -47,6 +47,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"load", "--slo", "p99<fast", "http://127.0.0.1:1/"}, 2, "", "slo"},
 		{[]string{"load", "--ramp", "10:5", "http://127.0.0.1:1/"}, 2, "", "ramp"},
 		{[]string{"load", "--rate", "10", "ftp://127.0.0.1/"}, 2, "", "ftp"},
+		{[]string{"broker", "--data", "/nonexistent/sy", "--native-ping-interval", "30"}, 2, "", "did you mean 30s?"},
+		{[]string{"broker", "--data", "/nonexistent/sy", "--native-write-timeout", "10"}, 2, "", "did you mean 10s?"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(tc.args, &out, &errb)
