@@ -10,6 +10,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -137,7 +138,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := newFlags(args[0], c, e, stderr)
-	pos, err := parseInterspersed(fs, args[1:])
+	pos, err := parseInterspersed(fs, args[1:], stdout)
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func newFlags(name string, c *command, e *env, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("switchyard broker "+name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: switchyard broker %s %s\n\n%s.\n\nFlags:\n", name, c.args, c.summary)
+		fmt.Fprintf(fs.Output(), "Usage: switchyard broker %s %s\n\n%s.\n\nFlags:\n", name, c.args, c.summary)
 		fs.PrintDefaults()
 	}
 	def := os.Getenv(EnvServer)
@@ -189,14 +190,22 @@ func newFlags(name string, c *command, e *env, out io.Writer) *flag.FlagSet {
 
 // parseInterspersed parses flags wherever they are among the positional
 // arguments (`publish orders hello --key k`); after "--" everything is
-// positional.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+// positional. The usage --help asks for goes to stdout; flag errors and
+// their usage to the flag set's output (stderr).
+func parseInterspersed(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	var pos []string
+	out := fs.Output()
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, flag.ErrHelp
-			}
+		var buf bytes.Buffer
+		fs.SetOutput(&buf)
+		err := fs.Parse(args)
+		fs.SetOutput(out)
+		if errors.Is(err, flag.ErrHelp) {
+			stdout.Write(buf.Bytes())
+			return nil, flag.ErrHelp
+		}
+		out.Write(buf.Bytes())
+		if err != nil {
 			return nil, ErrUsage
 		}
 		rest := fs.Args()

@@ -61,7 +61,7 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 	durationVar(fs, &pingTimeout, "native-ping-timeout", native.DefaultPingTimeout, "s", "close a pinged native connection if nothing arrives within this `duration`")
 	var writeTimeout time.Duration
 	durationVar(fs, &writeTimeout, "native-write-timeout", native.DefaultWriteTimeout, "s", "close a native connection whose writes make no progress for this `duration` (a client that stopped reading); negative disables")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	nopts := native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: pingInterval, PingTimeout: pingTimeout, WriteTimeout: writeTimeout}
@@ -192,7 +192,7 @@ func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
 			"segment, offset, byte and record count lost), keep every intact record,\n"+
 			"cut a torn tail. The damaged originals are kept as *.seg.damaged.", stderr)
 	dataDir := fs.String("data", "", "the broker's data `directory` (required)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 || *dataDir == "" {

@@ -21,7 +21,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	adminAddr := fs.String("admin", "127.0.0.1:9901", "admin API and /metrics address")
 	backends := fs.String("backends", "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003", "demo backend addresses (comma-separated; use port 0 for any free port)")
 	accessLog := fs.String("access-log", "stdout", "access log: stdout, stderr, off or a file path")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

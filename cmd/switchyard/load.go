@@ -107,8 +107,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// flag list (which would bury the message); --help prints the list.
 	fullUsage := fs.Usage
 	fs.Usage = func() {}
-	urls, err := parseInterleaved(fs, args)
+	urls, err := parseInterleaved(fs, args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
 		fullUsage()
 	} else if err != nil {
 		fmt.Fprintf(stderr, "\nRun 'switchyard load --help' for usage.\n")
@@ -206,10 +207,10 @@ func verdict(res *load.Result) error {
 
 // parseInterleaved parses flags that may come before, between or after the
 // positional URLs (flag.Parse alone stops at the first URL).
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseInterleaved(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	var positional []string
 	for {
-		if err := parseFlags(fs, args); err != nil {
+		if err := parseFlags(fs, args, stdout); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()

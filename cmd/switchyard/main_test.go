@@ -35,13 +35,13 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{nil, 2, "", "Usage: switchyard <command>"},
 		{[]string{"--help"}, 0, "gateway", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
-		{[]string{"gateway", "--help"}, 0, "", "--config"},
+		{[]string{"gateway", "--help"}, 0, "--config", ""},
 		{[]string{"gateway"}, 2, "", "--config FILE is required"},
 		{[]string{"gateway", "--bogus"}, 2, "", "flag provided but not defined"},
 		{[]string{"gateway", "--config", "/nonexistent.yaml"}, 1, "", "/nonexistent.yaml"},
-		{[]string{"demo", "--help"}, 0, "", "--backends"},
+		{[]string{"demo", "--help"}, 0, "--backends", ""},
 		{[]string{"version"}, 0, "switchyard ", ""},
-		{[]string{"load", "--help"}, 0, "", "--rate"},
+		{[]string{"load", "--help"}, 0, "--rate", ""},
 		{[]string{"load"}, 2, "", "URL"},
 		{[]string{"load", "--rate", "-5", "http://127.0.0.1:1/"}, 2, "", "rate"},
 		{[]string{"load", "--slo", "p99<fast", "http://127.0.0.1:1/"}, 2, "", "slo"},
@@ -55,6 +55,30 @@ func TestUsageAndExitCodes(t *testing.T) {
 		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
 			t.Errorf("switchyard %v: exit %d stdout %q stderr %q; want exit %d, stdout ~%q, stderr ~%q",
 				tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
+
+// TestHelpGoesToStdout: --help of every command and subcommand prints its
+// usage on stdout (so `switchyard load --help | less` works) and exits 0,
+// as `switchyard --help` and `switchyard broker help` do.
+func TestHelpGoesToStdout(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"gateway", "--help"}, {"gateway", "-h"}, {"demo", "--help"}, {"load", "--help"},
+		{"broker", "--help"}, {"broker", "repair", "--help"}, {"broker", "help"},
+		{"broker", "publish", "--help"}, {"broker", "receive", "-h"}, {"broker", "read", "s", "--help"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		if code != 0 || !strings.Contains(out.String(), "Usage: switchyard") || errb.Len() != 0 {
+			t.Errorf("switchyard %v: exit %d, stdout %q, stderr %q; want exit 0, usage on stdout only", args, code, out.String(), errb.String())
+		}
+	}
+	// A flag error still goes to stderr, with exit 2.
+	for _, args := range [][]string{{"gateway", "--bogus"}, {"broker", "publish", "q", "--bogus"}, {"load", "--bogus"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), "bogus") {
+			t.Errorf("switchyard %v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
 		}
 	}
 }
