@@ -75,6 +75,17 @@ func IsCommand(name string) bool {
 	return ok || name == "help"
 }
 
+// Suggest returns the client subcommand name is probably a typo of
+// ("pubish": "publish"), or "".
+func Suggest(name string) string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return closest(name, names)
+}
+
 // Usage prints the list of client subcommands.
 func Usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: switchyard broker COMMAND [flags] [args]   (client of a running broker)")
@@ -90,6 +101,8 @@ func Usage(w io.Writer) {
 	fmt.Fprintf(w, "\nEvery command takes --server ADDR (default $%s or %s), --json\n", EnvServer, DefaultServer)
 	fmt.Fprintln(w, "(one JSON object per line) and --timeout. 'switchyard broker COMMAND --help' shows its flags.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the broker refused or could not be reached, 2 usage error.")
+	fmt.Fprintln(w, "\nThe broker itself: switchyard broker --data DIR [flags] ('switchyard broker --help');")
+	fmt.Fprintln(w, "repair a stopped broker's log: switchyard broker repair --data DIR.")
 }
 
 // env is what a command runs with.

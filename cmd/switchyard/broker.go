@@ -70,6 +70,16 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 		return errUsage
 	}
 	if fs.NArg() > 0 {
+		// A first argument that is not a flag was meant as a client command.
+		if len(args) > 0 && args[0] == fs.Arg(0) {
+			fmt.Fprintf(stderr, "switchyard broker: unknown command %q", args[0])
+			if s := cli.Suggest(args[0]); s != "" {
+				fmt.Fprintf(stderr, ": did you mean %q?", s)
+			}
+			fmt.Fprintf(stderr, "\n\n")
+			cli.Usage(stderr)
+			return errUsage
+		}
 		fmt.Fprintf(stderr, "switchyard broker: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return errUsage

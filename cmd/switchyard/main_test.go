@@ -48,6 +48,10 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"load", "--ramp", "10:5", "http://127.0.0.1:1/"}, 2, "", "ramp"},
 		{[]string{"load", "--rate", "10", "ftp://127.0.0.1/"}, 2, "", "ftp"},
 		{[]string{"broker", "--data", "/nonexistent/sy", "--native-ping-interval", "30"}, 2, "", "did you mean 30s?"},
+		{[]string{"broker", "pubish", "orders", "x"}, 2, "", `unknown command "pubish": did you mean "publish"?`},
+		{[]string{"broker", "recieve", "orders"}, 2, "", `did you mean "receive"?`},
+		{[]string{"broker", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"broker", "--data", "/nonexistent/sy", "x"}, 2, "", `unexpected argument "x"`},
 		{[]string{"broker", "--data", "/nonexistent/sy", "--native-write-timeout", "10"}, 2, "", "did you mean 10s?"},
 	} {
 		var out, errb bytes.Buffer
