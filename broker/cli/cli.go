@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/internal/flaghint"
 )
 
 // DefaultServer is the broker's default --http address.
@@ -217,7 +218,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string, stdout io.Writer) ([]str
 			stdout.Write(buf.Bytes())
 			return nil, flag.ErrHelp
 		}
-		out.Write(buf.Bytes())
+		out.Write(flaghint.Annotate(fs, err, buf.Bytes()))
 		if err != nil {
 			return nil, ErrUsage
 		}

@@ -16,6 +16,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+
+	"github.com/switchyard/switchyard/internal/flaghint"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand
@@ -174,7 +176,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	if errors.Is(err, flag.ErrHelp) {
 		out = stdout
 	}
-	out.Write(buf.Bytes())
+	out.Write(flaghint.Annotate(fs, err, buf.Bytes()))
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return flag.ErrHelp
