@@ -165,6 +165,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	err = c.run(e, fs, pos)
 	if err != nil && !errors.Is(err, ErrUsage) {
 		err = e.notBroker(err)
+		if len(pos) > 0 {
+			err = e.otherKind(args[0], pos[0], err)
+		}
 		err = e.explain(err)
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
@@ -280,6 +283,57 @@ func (e *env) notBroker(err error) error {
 	defer cancel()
 	if herr := e.h.Health(ctx); errors.Is(herr, client.ErrNotBroker) {
 		return herr
+	}
+	return err
+}
+
+// kindOf is the kind of name each command works on, and whether it
+// reads (else writes); commandFor is the reading and writing command of
+// each kind.
+var (
+	kindOf = map[string]struct {
+		kind string
+		read bool
+	}{
+		"publish": {"queue", false}, "receive": {"queue", true}, "redrive": {"queue", true},
+		"publish-topic": {"topic", false}, "tail": {"topic", true},
+		"append": {"stream", false}, "read": {"stream", true},
+	}
+	commandFor = map[string][2]string{ // kind: reading, writing
+		"queue": {"receive", "publish"}, "topic": {"tail", "publish-topic"}, "stream": {"read", "append"},
+	}
+)
+
+// otherKind adds to a "not found" of command cmd on name what name is when
+// it is another kind, and the command that fits it (`receive rides` on a
+// topic: "rides is a topic: switchyard broker tail rides").
+func (e *env) otherKind(cmd, name string, err error) error {
+	k, ok := kindOf[cmd]
+	if !ok || !errors.Is(err, broker.ErrNotFound) || e.ctx.Err() != nil {
+		return err
+	}
+	ctx, cancel := e.reqCtx(0)
+	defer cancel()
+	for _, kind := range []string{"queue", "topic", "stream"} {
+		if kind == k.kind {
+			continue
+		}
+		var ierr error
+		switch kind {
+		case "queue":
+			_, ierr = e.h.QueueInfo(ctx, name)
+		case "topic":
+			_, ierr = e.h.TopicInfo(ctx, name)
+		default:
+			_, ierr = e.h.StreamInfo(ctx, name)
+		}
+		if ierr == nil {
+			use := commandFor[kind][1]
+			if k.read {
+				use = commandFor[kind][0]
+			}
+			return fmt.Errorf("%w (%s is a %s: switchyard broker %s %s)", err, name, kind, use, name)
+		}
 	}
 	return err
 }

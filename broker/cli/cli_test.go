@@ -588,3 +588,35 @@ func TestDurationWithoutUnit(t *testing.T) {
 		t.Errorf("--wait soon: exit %d, stderr %q", ExitCode(err), errOut.String())
 	}
 }
+
+// TestWrongKindSaysWhichCommand: a queue command on a topic's or a
+// stream's name (and the other way round) still fails with "not found",
+// and says what the name is and which command fits it.
+func TestWrongKindSaysWhichCommand(t *testing.T) {
+	tb := newBroker(t)
+	tb.must("", "declare", "queue", "orders")
+	tb.must("", "declare", "topic", "rides")
+	tb.must("", "declare", "stream", "locations")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"receive", "rides"}, `queue "rides" not found (rides is a topic: switchyard broker tail rides)`},
+		{[]string{"publish", "rides", "x"}, `(rides is a topic: switchyard broker publish-topic rides)`},
+		{[]string{"receive", "locations"}, `(locations is a stream: switchyard broker read locations)`},
+		{[]string{"publish", "locations", "x"}, `(locations is a stream: switchyard broker append locations)`},
+		{[]string{"tail", "orders", "--count", "1"}, `(orders is a queue: switchyard broker receive orders)`},
+		{[]string{"publish-topic", "orders", "x"}, `(orders is a queue: switchyard broker publish orders)`},
+		{[]string{"read", "orders"}, `(orders is a queue: switchyard broker receive orders)`},
+		{[]string{"append", "rides", "x"}, `(rides is a topic: switchyard broker publish-topic rides)`},
+	} {
+		r := tb.run("", tc.args...)
+		if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), tc.want) {
+			t.Errorf("%v: exit %d, err %v; want ~%q", tc.args, r.code, r.err, tc.want)
+		}
+	}
+	// A name that is nothing stays a plain "not found".
+	if r := tb.run("", "receive", "nothing"); r.code != 1 || r.err.Error() != `receive: queue "nothing" not found` {
+		t.Errorf("unknown: %d %v", r.code, r.err)
+	}
+}
