@@ -89,7 +89,7 @@ Try:
   curl -si http://%[1]s/sticky/x                # cookie sticky session (Set-Cookie)
   curl -s http://%[1]s/status/503               # retried on other targets, then 503
   curl -sN 'http://%[1]s/sse?n=3'               # Server-Sent Events streamed through
-  curl -s -X POST http://%[5]s/demo/health?ok=false   # fail backend-1's health check
+  curl -s -X POST 'http://%[5]s/demo/health?ok=false' # fail backend-1's health check
   curl -s http://%[2]s/admin/upstreams          # health, circuits, in-flight, ejections
   curl -s -X POST http://%[2]s/admin/upstreams/demo/targets/%[5]s/drain
 Ctrl-C stops everything.

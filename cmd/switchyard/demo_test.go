@@ -81,6 +81,12 @@ func TestDemoPrintsBoundAddresses(t *testing.T) {
 	if strings.Contains(out, ":0/") || strings.Contains(out, ":0 ") {
 		t.Fatalf("demo prints a port 0 address:\n%s", out)
 	}
+	// zsh refuses an unquoted "?" (no matches found): URLs with a query are quoted.
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "curl") && strings.Contains(l, "?") && !strings.Contains(l, "'http://") {
+			t.Errorf("unquoted URL with a query: %s", l)
+		}
+	}
 	if !strings.Contains(out, "round robin over 2 backends") {
 		t.Errorf("demo with 2 backends:\n%s", out)
 	}
