@@ -126,7 +126,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := commands()[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "switchyard: unknown command %q\n\n", args[0])
+		names := make([]string, 0, len(commands()))
+		for n := range commands() {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(stderr, "switchyard: unknown command %q", args[0])
+		if s := flaghint.Closest(args[0], names); s != "" {
+			fmt.Fprintf(stderr, ": did you mean %q?", s)
+		}
+		fmt.Fprint(stderr, "\n\n")
 		usage(stderr)
 		return 2
 	}

@@ -35,6 +35,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{nil, 2, "", "Usage: switchyard <command>"},
 		{[]string{"--help"}, 0, "gateway", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"gatway", "--config", "x"}, 2, "", `unknown command "gatway": did you mean "gateway"?`},
+		{[]string{"brokr"}, 2, "", `did you mean "broker"?`},
 		{[]string{"gateway", "--help"}, 0, "--config", ""},
 		{[]string{"gateway"}, 2, "", "--config FILE is required"},
 		{[]string{"gateway", "--bogus"}, 2, "", "flag provided but not defined"},

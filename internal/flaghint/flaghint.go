@@ -59,6 +59,21 @@ func Suggest(fs *flag.FlagSet, name string) string {
 	return ""
 }
 
+// Closest returns the one of names that s is probably a typo of (within
+// an edit distance of 2, or a third of its length), or "".
+func Closest(s string, names []string) string {
+	best, bestD := "", -1
+	for _, n := range names {
+		if d := distance(s, n); bestD < 0 || d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD >= 0 && (bestD <= 2 || bestD <= len(s)/3) {
+		return best
+	}
+	return ""
+}
+
 // distance is the Levenshtein distance of a and b.
 func distance(a, b string) int {
 	prev := make([]int, len(b)+1)

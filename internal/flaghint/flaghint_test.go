@@ -49,3 +49,12 @@ func FuzzSuggest(f *testing.F) {
 		}
 	})
 }
+
+func TestClosest(t *testing.T) {
+	names := []string{"broker", "demo", "gateway", "load", "version"}
+	for in, want := range map[string]string{"gatway": "gateway", "brokr": "broker", "lod": "load", "xyzzy": "", "": ""} {
+		if got := Closest(in, names); got != want {
+			t.Errorf("Closest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
