@@ -254,6 +254,10 @@ func (t *Target) validate() error {
 	var errs []error
 	u, err := url.Parse(t.URL)
 	switch {
+	case !strings.Contains(t.URL, "://") && t.URL != "":
+		// "127.0.0.1:8080/x" does not parse, "localhost:8080" parses
+		// with the scheme "localhost": say what is missing.
+		errs = append(errs, fmt.Errorf("URL: '%s': want an http:// or https:// URL: did you mean http://%s?", t.URL, strings.TrimPrefix(t.URL, "//")))
 	case err != nil:
 		errs = append(errs, fmt.Errorf("parsing URL: '%s': %w", t.URL, err))
 	case u.Scheme != "http" && u.Scheme != "https":

@@ -10,6 +10,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -23,7 +24,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/internal/flaghint"
 )
 
 // DefaultServer is the broker's default --http address.
@@ -73,6 +76,17 @@ func IsCommand(name string) bool {
 	return ok || name == "help"
 }
 
+// Suggest returns the client subcommand name is probably a typo of
+// ("pubish": "publish"), or "".
+func Suggest(name string) string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return closest(name, names)
+}
+
 // Usage prints the list of client subcommands.
 func Usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: switchyard broker COMMAND [flags] [args]   (client of a running broker)")
@@ -88,6 +102,8 @@ func Usage(w io.Writer) {
 	fmt.Fprintf(w, "\nEvery command takes --server ADDR (default $%s or %s), --json\n", EnvServer, DefaultServer)
 	fmt.Fprintln(w, "(one JSON object per line) and --timeout. 'switchyard broker COMMAND --help' shows its flags.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the broker refused or could not be reached, 2 usage error.")
+	fmt.Fprintln(w, "\nThe broker itself: switchyard broker --data DIR [flags] ('switchyard broker --help');")
+	fmt.Fprintln(w, "repair a stopped broker's log: switchyard broker repair --data DIR.")
 }
 
 // env is what a command runs with.
@@ -136,7 +152,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := newFlags(args[0], c, e, stderr)
-	pos, err := parseInterspersed(fs, args[1:])
+	pos, err := parseInterspersed(fs, args[1:], stdout)
 	if err != nil {
 		return err
 	}
@@ -148,6 +164,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer e.h.Close()
 	err = c.run(e, fs, pos)
 	if err != nil && !errors.Is(err, ErrUsage) {
+		err = e.notBroker(err)
+		if len(pos) > 0 {
+			err = e.otherKind(args[0], pos[0], err)
+		}
 		err = e.explain(err)
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
@@ -169,7 +189,7 @@ func newFlags(name string, c *command, e *env, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("switchyard broker "+name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: switchyard broker %s %s\n\n%s.\n\nFlags:\n", name, c.args, c.summary)
+		fmt.Fprintf(fs.Output(), "Usage: switchyard broker %s %s\n\n%s.\n\nFlags:\n", name, c.args, c.summary)
 		fs.PrintDefaults()
 	}
 	def := os.Getenv(EnvServer)
@@ -178,7 +198,7 @@ func newFlags(name string, c *command, e *env, out io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&e.server, "server", def, "broker HTTP API `address` (host:port or http://host:port; env "+EnvServer+")")
 	fs.BoolVar(&e.json, "json", false, "print JSON, one object per line")
-	fs.DurationVar(&e.timeout, "timeout", 10*time.Second, "give up on the broker after this long (beyond --wait)")
+	durationVar(fs, &e.timeout, "timeout", 10*time.Second, "give up on the broker after this `duration` (beyond --wait)")
 	if c.flags != nil {
 		c.flags(fs, e)
 	}
@@ -187,14 +207,22 @@ func newFlags(name string, c *command, e *env, out io.Writer) *flag.FlagSet {
 
 // parseInterspersed parses flags wherever they are among the positional
 // arguments (`publish orders hello --key k`); after "--" everything is
-// positional.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+// positional. The usage --help asks for goes to stdout; flag errors and
+// their usage to the flag set's output (stderr).
+func parseInterspersed(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	var pos []string
+	out := fs.Output()
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, flag.ErrHelp
-			}
+		var buf bytes.Buffer
+		fs.SetOutput(&buf)
+		err := fs.Parse(args)
+		fs.SetOutput(out)
+		if errors.Is(err, flag.ErrHelp) {
+			stdout.Write(buf.Bytes())
+			return nil, flag.ErrHelp
+		}
+		out.Write(flaghint.Annotate(fs, err, buf.Bytes()))
+		if err != nil {
 			return nil, ErrUsage
 		}
 		rest := fs.Args()
@@ -243,6 +271,73 @@ func (e *env) reqCtx(wait time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(e.ctx, e.timeout+wait)
 }
 
+// notBroker turns a "not found" answer into client.ErrNotBroker when the
+// server is not a broker at all (--server pointed at a gateway or its
+// admin API, which answer 404 to every /v1 path): "queue not found" would
+// send the user looking for a queue.
+func (e *env) notBroker(err error) error {
+	if !errors.Is(err, broker.ErrNotFound) || e.ctx.Err() != nil {
+		return err
+	}
+	ctx, cancel := e.reqCtx(0)
+	defer cancel()
+	if herr := e.h.Health(ctx); errors.Is(herr, client.ErrNotBroker) {
+		return herr
+	}
+	return err
+}
+
+// kindOf is the kind of name each command works on, and whether it
+// reads (else writes); commandFor is the reading and writing command of
+// each kind.
+var (
+	kindOf = map[string]struct {
+		kind string
+		read bool
+	}{
+		"publish": {"queue", false}, "receive": {"queue", true}, "redrive": {"queue", true},
+		"publish-topic": {"topic", false}, "tail": {"topic", true},
+		"append": {"stream", false}, "read": {"stream", true},
+	}
+	commandFor = map[string][2]string{ // kind: reading, writing
+		"queue": {"receive", "publish"}, "topic": {"tail", "publish-topic"}, "stream": {"read", "append"},
+	}
+)
+
+// otherKind adds to a "not found" of command cmd on name what name is when
+// it is another kind, and the command that fits it (`receive rides` on a
+// topic: "rides is a topic: switchyard broker tail rides").
+func (e *env) otherKind(cmd, name string, err error) error {
+	k, ok := kindOf[cmd]
+	if !ok || !errors.Is(err, broker.ErrNotFound) || e.ctx.Err() != nil {
+		return err
+	}
+	ctx, cancel := e.reqCtx(0)
+	defer cancel()
+	for _, kind := range []string{"queue", "topic", "stream"} {
+		if kind == k.kind {
+			continue
+		}
+		var ierr error
+		switch kind {
+		case "queue":
+			_, ierr = e.h.QueueInfo(ctx, name)
+		case "topic":
+			_, ierr = e.h.TopicInfo(ctx, name)
+		default:
+			_, ierr = e.h.StreamInfo(ctx, name)
+		}
+		if ierr == nil {
+			use := commandFor[kind][1]
+			if k.read {
+				use = commandFor[kind][0]
+			}
+			return fmt.Errorf("%w (%s is a %s: switchyard broker %s %s)", err, name, kind, use, name)
+		}
+	}
+	return err
+}
+
 // explain words transport failures for a person: which address could not
 // be reached, and why.
 func (e *env) explain(err error) error {
@@ -253,6 +348,9 @@ func (e *env) explain(err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		return fmt.Errorf("the broker at %s did not answer within --timeout %s", e.base, e.timeout)
+	}
+	if errors.Is(err, client.ErrNotBroker) {
+		return fmt.Errorf("%w (is --server the broker's --http address? set --server or $%s)", err, EnvServer)
 	}
 	if !errors.Is(err, client.ErrDisconnected) {
 		return err

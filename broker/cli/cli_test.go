@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -532,5 +534,89 @@ func TestTimeoutSaysSo(t *testing.T) {
 	err = Run(context.Background(), []string{"status", "--server", ln.Addr().String(), "--timeout", "100ms"}, nil, &out, &errOut)
 	if ExitCode(err) != 1 || !strings.Contains(err.Error(), "the broker at http://"+ln.Addr().String()+" did not answer within --timeout 100ms") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestNotABroker: --server pointed at another HTTP service (a gateway in
+// front of echo backends answers 200 JSON to every path; the gateway's
+// admin API answers /healthz but 404 to /v1/...) is exit 1 saying that
+// the server is not a switchyard broker, never "up" or an empty listing.
+func TestNotABroker(t *testing.T) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"backend":"backend-1","method":%q,"path":%q,"status":200}`, r.Method, r.URL.Path)
+	}))
+	defer echo.Close()
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"code":"not_found","error":"no admin endpoint %s %s","status":"404"}`, r.Method, r.URL.Path)
+	}))
+	defer admin.Close()
+	for _, srv := range []*httptest.Server{echo, admin} {
+		for _, args := range [][]string{{"status"}, {"ls"}, {"ls", "topics"}, {"ls", "streams"}, {"publish", "q", "x"}} {
+			var out, errOut bytes.Buffer
+			err := Run(context.Background(), append(args, "--server", srv.URL), strings.NewReader(""), &out, &errOut)
+			if ExitCode(err) != 1 || !strings.Contains(err.Error(), "not a switchyard broker") {
+				t.Errorf("%v against %s: exit %d, err %v, stdout %q", args, srv.URL, ExitCode(err), err, out.String())
+			}
+		}
+	}
+}
+
+// TestDurationWithoutUnit: a duration flag given a bare number (--wait 10)
+// is a usage error that suggests the unit, not flag's "parse error".
+func TestDurationWithoutUnit(t *testing.T) {
+	for _, args := range [][]string{
+		{"receive", "q", "--wait", "10"}, {"publish", "q", "x", "--delay", "10"}, {"publish", "q", "x", "--ttl", "10"},
+		{"nack", "q", "r", "--delay", "10"}, {"read", "s", "--wait", "10"}, {"status", "--timeout", "10"},
+		{"receive", "q", "--visibility", "10"},
+	} {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), append(args, "--server", "127.0.0.1:1"), strings.NewReader(""), &out, &errOut)
+		if ExitCode(err) != 2 || !strings.Contains(errOut.String(), "no unit: did you mean 10s?") {
+			t.Errorf("%v: exit %d, stderr %q", args, ExitCode(err), errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	err := Run(context.Background(), []string{"receive", "q", "--wait", "soon", "--server", "127.0.0.1:1"}, nil, &out, &errOut)
+	if ExitCode(err) != 2 || !strings.Contains(errOut.String(), "want a duration like 500ms, 30s or 2m") {
+		t.Errorf("--wait soon: exit %d, stderr %q", ExitCode(err), errOut.String())
+	}
+}
+
+// TestWrongKindSaysWhichCommand: a queue command on a topic's or a
+// stream's name (and the other way round) still fails with "not found",
+// and says what the name is and which command fits it.
+func TestWrongKindSaysWhichCommand(t *testing.T) {
+	tb := newBroker(t)
+	tb.must("", "declare", "queue", "orders")
+	tb.must("", "declare", "topic", "rides")
+	tb.must("", "declare", "stream", "locations")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"receive", "rides"}, `queue "rides" not found (rides is a topic: switchyard broker tail rides)`},
+		{[]string{"publish", "rides", "x"}, `(rides is a topic: switchyard broker publish-topic rides)`},
+		{[]string{"receive", "locations"}, `(locations is a stream: switchyard broker read locations)`},
+		{[]string{"publish", "locations", "x"}, `(locations is a stream: switchyard broker append locations)`},
+		{[]string{"tail", "orders", "--count", "1"}, `(orders is a queue: switchyard broker receive orders)`},
+		{[]string{"publish-topic", "orders", "x"}, `(orders is a queue: switchyard broker publish orders)`},
+		{[]string{"read", "orders"}, `(orders is a queue: switchyard broker receive orders)`},
+		{[]string{"append", "rides", "x"}, `(rides is a topic: switchyard broker publish-topic rides)`},
+	} {
+		r := tb.run("", tc.args...)
+		if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), tc.want) {
+			t.Errorf("%v: exit %d, err %v; want ~%q", tc.args, r.code, r.err, tc.want)
+		}
+	}
+	// A name that is nothing stays a plain "not found".
+	if r := tb.run("", "receive", "nothing"); r.code != 1 || r.err.Error() != `receive: queue "nothing" not found` {
+		t.Errorf("unknown: %d %v", r.code, r.err)
 	}
 }

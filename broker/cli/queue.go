@@ -46,8 +46,8 @@ func messageFlags(fs *flag.FlagSet, e *env, queueOnly bool) {
 	if queueOnly {
 		fs.StringVar(&o.id, "id", "", "producer message `id`: a repeat within the queue's dedup window is not stored again")
 		fs.StringVar(&o.key, "key", "", "ordering `key`: messages with the same key are delivered in order, one at a time")
-		fs.DurationVar(&o.delay, "delay", 0, "deliver after this `duration`")
-		fs.DurationVar(&o.ttl, "ttl", 0, "dead-letter the message if not consumed within this `duration`")
+		durationVar(fs, &o.delay, "delay", 0, "deliver after this `duration`")
+		durationVar(fs, &o.ttl, "ttl", 0, "dead-letter the message if not consumed within this `duration`")
 	}
 }
 
@@ -143,8 +143,8 @@ type receiveOpts struct {
 func receiveFlags(fs *flag.FlagSet, e *env) {
 	o := &e.recv
 	fs.IntVar(&o.max, "max", 1, "receive up to `n` messages (1..1000)")
-	fs.DurationVar(&o.wait, "wait", 0, "wait up to this `duration` (at most 60s) for the first message")
-	fs.DurationVar(&o.vis, "visibility", 0, "keep the messages invisible to other consumers this long (default: the queue's visibility_timeout)")
+	durationVar(fs, &o.wait, "wait", 0, "wait up to this `duration` (at most 60s) for the first message")
+	durationVar(fs, &o.vis, "visibility", 0, "keep the messages invisible to other consumers this `duration` (default: the queue's visibility_timeout)")
 	fs.BoolVar(&o.ack, "ack", false, "acknowledge the messages once printed")
 	fs.BoolVar(&o.auto, "auto-ack", false, "acknowledge on delivery, in the broker (at-most-once)")
 }
@@ -213,7 +213,7 @@ func (e *env) settled(op, queue string, res broker.AckResult, quiet bool) error 
 }
 
 func nackFlags(fs *flag.FlagSet, e *env) {
-	fs.DurationVar(&e.nackDelay, "delay", 0, "redeliver after this `duration`")
+	durationVar(fs, &e.nackDelay, "delay", 0, "redeliver after this `duration`")
 }
 
 func runAck(e *env, fs *flag.FlagSet, args []string) error  { return e.settle(fs, args, "ack") }

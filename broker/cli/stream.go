@@ -122,7 +122,7 @@ func readFlags(fs *flag.FlagSet, e *env) {
 	o := &e.read
 	fs.StringVar(&o.from, "from", "start", "where to start: start, end, an `offset`, or an RFC 3339 time")
 	fs.IntVar(&o.max, "max", 100, "read up to `n` messages (1..10000)")
-	fs.DurationVar(&o.wait, "wait", 0, "wait up to this `duration` (at most 60s) for a message")
+	durationVar(fs, &o.wait, "wait", 0, "wait up to this `duration` (at most 60s) for a message")
 	fs.StringVar(&o.group, "group", "", "read as consumer `group` from its committed offset, then commit what was printed")
 	fs.BoolVar(&o.noCommit, "no-commit", false, "with --group: do not commit (peek)")
 	fs.BoolVar(&o.follow, "follow", false, "keep reading new messages until interrupted (or --count)")

@@ -42,7 +42,8 @@ func (h *HTTP) do(ctx context.Context, path string, body io.Reader, hdr http.Hea
 }
 
 // send is do with any method. A broker that cannot be reached (or whose
-// answer is cut) is ErrDisconnected.
+// answer is cut) is ErrDisconnected. An out of type *[]byte gets the
+// answer's bytes undecoded.
 func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hdr http.Header, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(h.Base, "/")+path, body)
 	if err != nil {
@@ -62,6 +63,10 @@ func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hd
 	}
 	if resp.StatusCode/100 != 2 {
 		return answerErr(resp.Status, data)
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -107,7 +112,13 @@ func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message
 			ID        string `json:"id"`
 			Duplicate bool   `json:"duplicate"`
 		}
-		if err := h.do(ctx, "/v1/queues/"+url.PathEscape(queue)+"/messages", bytes.NewReader(m.Body), hdr, &ans); err != nil {
+		path := "/v1/queues/" + url.PathEscape(queue) + "/messages"
+		var raw []byte
+		err := h.do(ctx, path, bytes.NewReader(m.Body), hdr, &raw)
+		if err == nil && json.Unmarshal(raw, &ans) != nil {
+			err = h.notBroker(http.MethodPost, path, `{"id":"N",...}`, raw)
+		}
+		if err != nil {
 			if i > 0 {
 				return res, fmt.Errorf("message %d of %d (earlier ones were stored): %w", i, len(msgs), err)
 			}
@@ -115,7 +126,7 @@ func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message
 		}
 		seq, err := strconv.ParseUint(ans.ID, 10, 64)
 		if err != nil {
-			return res, fmt.Errorf("decoding message id %q: %w", ans.ID, err)
+			return res, h.notBroker(http.MethodPost, path, `{"id":"N",...}`, raw)
 		}
 		res = append(res, broker.PublishResult{Seq: seq, Duplicate: ans.Duplicate})
 	}

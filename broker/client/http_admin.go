@@ -2,42 +2,97 @@ package client
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/switchyard/switchyard/broker"
 )
 
-// Health checks that the broker answers (GET /healthz).
+// ErrNotBroker is returned when the server at Base answers, but not as a
+// switchyard broker's HTTP API would (another service on that port: a
+// gateway, its admin API, a backend).
+var ErrNotBroker = errors.New("not a switchyard broker")
+
+// notBroker reports that h.Base answered method path with data.
+func (h *HTTP) notBroker(method, path, expected string, data any) error {
+	return fmt.Errorf("%s is %w: %s %s answered %s, expected %s", h.Base, ErrNotBroker, method, path, shorten(data), expected)
+}
+
+// shorten quotes an answer for an error message, cut to 120 bytes.
+func shorten(data any) string {
+	var s string
+	switch d := data.(type) {
+	case string:
+		s = d
+	case []byte:
+		s = string(d)
+	case error:
+		s = d.Error()
+	default:
+		s = fmt.Sprint(d)
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > 120 {
+		s = s[:120] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// Health checks that the broker answers (GET /healthz with
+// {"status":"ok"}); another service's answer is ErrNotBroker.
 func (h *HTTP) Health(ctx context.Context) error {
-	return h.send(ctx, http.MethodGet, "/healthz", nil, nil, nil)
+	var raw []byte
+	if err := h.send(ctx, http.MethodGet, "/healthz", nil, nil, &raw); err != nil {
+		if errors.Is(err, ErrDisconnected) || ctx.Err() != nil {
+			return err
+		}
+		return h.notBroker(http.MethodGet, "/healthz", `{"status":"ok"}`, err)
+	}
+	var ans struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(raw, &ans) != nil || ans.Status != "ok" {
+		return h.notBroker(http.MethodGet, "/healthz", `{"status":"ok"}`, raw)
+	}
+	return nil
+}
+
+// list gets the names under key from GET path. A broker always serves
+// these paths with that key: anything else is ErrNotBroker.
+func (h *HTTP) list(ctx context.Context, path, key string) ([]string, error) {
+	var raw []byte
+	if err := h.send(ctx, http.MethodGet, path, nil, nil, &raw); err != nil {
+		if errors.Is(err, broker.ErrNotFound) {
+			return nil, h.notBroker(http.MethodGet, path, `{"`+key+`":[...]}`, err)
+		}
+		return nil, err
+	}
+	var ans map[string]json.RawMessage
+	var names []string
+	if json.Unmarshal(raw, &ans) != nil || ans[key] == nil || json.Unmarshal(ans[key], &names) != nil {
+		return nil, h.notBroker(http.MethodGet, path, `{"`+key+`":[...]}`, raw)
+	}
+	return names, nil
 }
 
 // Queues lists the queues' names, sorted (GET /v1/queues).
 func (h *HTTP) Queues(ctx context.Context) ([]string, error) {
-	var ans struct {
-		Queues []string `json:"queues"`
-	}
-	err := h.send(ctx, http.MethodGet, "/v1/queues", nil, nil, &ans)
-	return ans.Queues, err
+	return h.list(ctx, "/v1/queues", "queues")
 }
 
 // Topics lists the topics' names, sorted (GET /v1/topics).
 func (h *HTTP) Topics(ctx context.Context) ([]string, error) {
-	var ans struct {
-		Topics []string `json:"topics"`
-	}
-	err := h.send(ctx, http.MethodGet, "/v1/topics", nil, nil, &ans)
-	return ans.Topics, err
+	return h.list(ctx, "/v1/topics", "topics")
 }
 
 // Streams lists the streams' names, sorted (GET /v1/streams).
 func (h *HTTP) Streams(ctx context.Context) ([]string, error) {
-	var ans struct {
-		Streams []string `json:"streams"`
-	}
-	err := h.send(ctx, http.MethodGet, "/v1/streams", nil, nil, &ans)
-	return ans.Streams, err
+	return h.list(ctx, "/v1/streams", "streams")
 }
 
 // QueueInfo returns a queue's settings and counts (GET /v1/queues/NAME).

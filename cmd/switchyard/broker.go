@@ -55,18 +55,31 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 	pprofAddr := fs.String("pprof", "", "serve Go profiles at /debug/pprof/ on this `address` (e.g. 127.0.0.1:7402); off when empty. Keep it private: profiles reveal internals")
 	maxFrame := fs.Int("native-max-frame", wire.MaxFrame, "largest native protocol request frame in `bytes` (at most 65 MiB); a larger one is answered too_large and its connection closed")
 	maxBuffered := fs.Int("native-max-buffered", native.DefaultMaxBuffered, "memory budget in `bytes` for native request frames above 64 KiB across all connections; when spent, connections are not read until it frees")
-	pingInterval := fs.Duration("native-ping-interval", native.DefaultPingInterval, "ping a native connection silent for this `duration`; negative: never ping or close idle connections")
-	pingTimeout := fs.Duration("native-ping-timeout", native.DefaultPingTimeout, "close a pinged native connection if nothing arrives within this `duration`")
-	writeTimeout := fs.Duration("native-write-timeout", native.DefaultWriteTimeout, "close a native connection whose writes make no progress for this `duration` (a client that stopped reading); negative disables")
-	if err := parseFlags(fs, args); err != nil {
+	var pingInterval time.Duration
+	durationVar(fs, &pingInterval, "native-ping-interval", native.DefaultPingInterval, "s", "ping a native connection silent for this `duration`; negative: never ping or close idle connections")
+	var pingTimeout time.Duration
+	durationVar(fs, &pingTimeout, "native-ping-timeout", native.DefaultPingTimeout, "s", "close a pinged native connection if nothing arrives within this `duration`")
+	var writeTimeout time.Duration
+	durationVar(fs, &writeTimeout, "native-write-timeout", native.DefaultWriteTimeout, "s", "close a native connection whose writes make no progress for this `duration` (a client that stopped reading); negative disables")
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	nopts := native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: *pingInterval, PingTimeout: *pingTimeout, WriteTimeout: *writeTimeout}
+	nopts := native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: pingInterval, PingTimeout: pingTimeout, WriteTimeout: writeTimeout}
 	if err := nopts.Validate(); err != nil {
 		fmt.Fprintf(stderr, "switchyard broker: %v\n", err)
 		return errUsage
 	}
 	if fs.NArg() > 0 {
+		// A first argument that is not a flag was meant as a client command.
+		if len(args) > 0 && args[0] == fs.Arg(0) {
+			fmt.Fprintf(stderr, "switchyard broker: unknown command %q", args[0])
+			if s := cli.Suggest(args[0]); s != "" {
+				fmt.Fprintf(stderr, ": did you mean %q?", s)
+			}
+			fmt.Fprintf(stderr, "\n\n")
+			cli.Usage(stderr)
+			return errUsage
+		}
 		fmt.Fprintf(stderr, "switchyard broker: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return errUsage
@@ -189,7 +202,7 @@ func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
 			"segment, offset, byte and record count lost), keep every intact record,\n"+
 			"cut a torn tail. The damaged originals are kept as *.seg.damaged.", stderr)
 	dataDir := fs.String("data", "", "the broker's data `directory` (required)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 || *dataDir == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,11 +22,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	adminAddr := fs.String("admin", "127.0.0.1:9901", "admin API and /metrics address")
 	backends := fs.String("backends", "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003", "demo backend addresses (comma-separated; use port 0 for any free port)")
 	accessLog := fs.String("access-log", "stdout", "access log: stdout, stderr, off or a file path")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "switchyard demo: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	if _, port, err := net.SplitHostPort(*listen); err == nil && port != "0" && *listen == *adminAddr {
+		fmt.Fprintf(stderr, "switchyard demo: --admin %s is the same address as --listen: give the admin API its own port (e.g. --admin 127.0.0.1:0)\n", *adminAddr)
 		return errUsage
 	}
 	// Name a busy port before starting anything (the gateway would report
@@ -70,22 +75,25 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return
 		}
 		gw, ad := g.Addr().String(), *adminAddr
+		if a := g.AdminAddr(); a != nil {
+			ad = a.String() // the port it got, when --admin asked for port 0
+		}
 		fmt.Fprintf(stdout, `switchyard demo is running.
   gateway  http://%[1]s  (config: %[3]s)
   admin    http://%[2]s/admin/status   metrics: http://%[2]s/metrics
   backends %[4]s
 
 Try:
-  curl -s http://%[1]s/hello                    # round robin over 3 backends
+  curl -s http://%[1]s/hello                    # round robin over %[6]d backends
   curl -s http://%[1]s/weighted/x               # smooth weighted 5:1:1
   curl -si http://%[1]s/sticky/x                # cookie sticky session (Set-Cookie)
   curl -s http://%[1]s/status/503               # retried on other targets, then 503
   curl -sN 'http://%[1]s/sse?n=3'               # Server-Sent Events streamed through
-  curl -s -X POST http://%[5]s/demo/health?ok=false   # fail backend-1's health check
+  curl -s -X POST 'http://%[5]s/demo/health?ok=false' # fail backend-1's health check
   curl -s http://%[2]s/admin/upstreams          # health, circuits, in-flight, ejections
   curl -s -X POST http://%[2]s/admin/upstreams/demo/targets/%[5]s/drain
 Ctrl-C stops everything.
-`, gw, ad, cfgPath, strings.Join(addrs, " "), addrs[0])
+`, gw, ad, cfgPath, strings.Join(addrs, " "), addrs[0], len(addrs))
 	}()
 	return serveWithReload(ctx, g, logger)
 }

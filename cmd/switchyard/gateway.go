@@ -20,7 +20,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfgPath := fs.String("config", "", "path to the YAML config (required)")
 	check := fs.Bool("check", false, "validate the config and exit (0 when valid)")
 	logLevel := fs.String("log-level", "info", "operational log level: debug, info, warn, error")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +27,26 @@ func (h *headerFlags) Set(s string) error {
 		return err
 	}
 	*h = append(*h, f)
+	return nil
+}
+
+// rateFlag is --rate: a number of requests per second. flag.Float64
+// answers "--rate 100/s" with "parse error".
+type rateFlag struct{ p *float64 }
+
+func (f rateFlag) String() string {
+	if f.p == nil || *f.p == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(*f.p, 'g', -1, 64)
+}
+
+func (f rateFlag) Set(s string) error {
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return errors.New("want requests per second as a number, e.g. 100")
+	}
+	*f.p = v
 	return nil
 }
 
@@ -84,7 +106,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"times each from its intended send time (no coordinated omission), and reports HDR\n"+
 			"percentiles, throughput, errors and availability. --ramp steps the rate to find the\n"+
 			"degradation point. See docs/load.md.", stderr)
-	fs.Float64Var(&f.rate, "rate", 0, "offered `rate` in requests per second (required unless --ramp)")
+	fs.Var(rateFlag{&f.rate}, "rate", "offered `rate` in requests per second (required unless --ramp)")
 	durationVar(fs, &f.duration, "duration", load.DefaultDuration, "s", "how long to hold --rate (`D`: 500ms, 30s, 2m)")
 	fs.IntVar(&f.connections, "connections", load.DefaultConnections, "keep-alive connections per target host (one request in flight each)")
 	fs.IntVar(&f.connections, "c", load.DefaultConnections, "shorthand for --connections")
@@ -107,8 +129,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// flag list (which would bury the message); --help prints the list.
 	fullUsage := fs.Usage
 	fs.Usage = func() {}
-	urls, err := parseInterleaved(fs, args)
+	urls, err := parseInterleaved(fs, args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
 		fullUsage()
 	} else if err != nil {
 		fmt.Fprintf(stderr, "\nRun 'switchyard load --help' for usage.\n")
@@ -206,10 +229,10 @@ func verdict(res *load.Result) error {
 
 // parseInterleaved parses flags that may come before, between or after the
 // positional URLs (flag.Parse alone stops at the first URL).
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseInterleaved(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	var positional []string
 	for {
-		if err := parseFlags(fs, args); err != nil {
+		if err := parseFlags(fs, args, stdout); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
@@ -313,8 +336,10 @@ func (f *loadFlags) config(urls []string, set map[string]bool) (load.Config, err
 			r.StepDuration = f.step
 			cfg.Ramp = r
 		}
+	} else if !set["rate"] {
+		errs = append(errs, errors.New("--rate R is required (requests per second, e.g. --rate 1000), or --ramp START:END:STEP"))
 	} else if f.rate <= 0 {
-		errs = append(errs, fmt.Errorf("--rate: '%g': required and must be > 0 (or use --ramp)", f.rate))
+		errs = append(errs, fmt.Errorf("--rate: '%g': must be > 0 (or use --ramp)", f.rate))
 	}
 	slo, err := load.ParseSLO(f.slo)
 	if err != nil {

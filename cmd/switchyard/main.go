@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -15,6 +16,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+
+	"github.com/switchyard/switchyard/internal/flaghint"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand
@@ -123,7 +126,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := commands()[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "switchyard: unknown command %q\n\n", args[0])
+		names := make([]string, 0, len(commands()))
+		for n := range commands() {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(stderr, "switchyard: unknown command %q", args[0])
+		if s := flaghint.Closest(args[0], names); s != "" {
+			fmt.Fprintf(stderr, ": did you mean %q?", s)
+		}
+		fmt.Fprint(stderr, "\n\n")
 		usage(stderr)
 		return 2
 	}
@@ -147,21 +159,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// newFlagSet returns a flag set that prints its usage to stderr with a
-// one-line description, and reports errors instead of exiting.
+// newFlagSet returns a flag set with a one-line description in its usage,
+// which reports errors instead of exiting. Its usage goes to stderr after
+// a flag error, and to stdout when --help asked for it (see parseFlags).
 func newFlagSet(name, synopsis, description string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("switchyard "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: switchyard %s %s\n\n%s\n\nFlags:\n", name, synopsis, description)
+		fmt.Fprintf(fs.Output(), "Usage: switchyard %s %s\n\n%s\n\nFlags:\n", name, synopsis, description)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parseFlags parses args, mapping flag errors to errUsage and -h to flag.ErrHelp.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+// parseFlags parses args, mapping flag errors to errUsage and -h to
+// flag.ErrHelp. What the flag package prints is held until the outcome
+// is known: the usage asked for with --help goes to stdout (exit 0), a
+// flag error and its usage to the flag set's output (stderr).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	out := fs.Output()
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		out = stdout
+	}
+	out.Write(flaghint.Annotate(fs, err, buf.Bytes()))
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return flag.ErrHelp
 		}

@@ -35,24 +35,65 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{nil, 2, "", "Usage: switchyard <command>"},
 		{[]string{"--help"}, 0, "gateway", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
-		{[]string{"gateway", "--help"}, 0, "", "--config"},
+		{[]string{"gatway", "--config", "x"}, 2, "", `unknown command "gatway": did you mean "gateway"?`},
+		{[]string{"brokr"}, 2, "", `did you mean "broker"?`},
+		{[]string{"gateway", "--help"}, 0, "--config", ""},
 		{[]string{"gateway"}, 2, "", "--config FILE is required"},
 		{[]string{"gateway", "--bogus"}, 2, "", "flag provided but not defined"},
 		{[]string{"gateway", "--config", "/nonexistent.yaml"}, 1, "", "/nonexistent.yaml"},
-		{[]string{"demo", "--help"}, 0, "", "--backends"},
+		{[]string{"demo", "--help"}, 0, "--backends", ""},
 		{[]string{"version"}, 0, "switchyard ", ""},
-		{[]string{"load", "--help"}, 0, "", "--rate"},
+		{[]string{"load", "--help"}, 0, "--rate", ""},
 		{[]string{"load"}, 2, "", "URL"},
 		{[]string{"load", "--rate", "-5", "http://127.0.0.1:1/"}, 2, "", "rate"},
 		{[]string{"load", "--slo", "p99<fast", "http://127.0.0.1:1/"}, 2, "", "slo"},
 		{[]string{"load", "--ramp", "10:5", "http://127.0.0.1:1/"}, 2, "", "ramp"},
 		{[]string{"load", "--rate", "10", "ftp://127.0.0.1/"}, 2, "", "ftp"},
+		{[]string{"load", "--rate", "10", "127.0.0.1:8080/hello"}, 2, "", "did you mean http://127.0.0.1:8080/hello?"},
+		{[]string{"load", "--rate", "10", "localhost:8080"}, 2, "", "did you mean http://localhost:8080?"},
+		{[]string{"load", "--rate", "100/s", "http://127.0.0.1:1/"}, 2, "", `invalid value "100/s" for flag -rate: want requests per second as a number, e.g. 100`},
+		{[]string{"load", "http://127.0.0.1:1/"}, 2, "", "--rate R is required (requests per second, e.g. --rate 1000), or --ramp"},
+		{[]string{"broker", "--data", "/nonexistent/sy", "--native-ping-interval", "30"}, 2, "", "did you mean 30s?"},
+		{[]string{"broker", "pubish", "orders", "x"}, 2, "", `unknown command "pubish": did you mean "publish"?`},
+		{[]string{"gateway", "--confg", "gw.yaml"}, 2, "", "flag provided but not defined: -confg (did you mean --config?)"},
+		{[]string{"load", "--duraton", "1s", "http://127.0.0.1:1/"}, 2, "", "-duraton (did you mean --duration?)"},
+		{[]string{"broker", "--dta", "/tmp/x"}, 2, "", "-dta (did you mean --data?)"},
+		{[]string{"broker", "publish", "q", "x", "--msg-id", "a"}, 2, "", "-msg-id (did you mean --id?)"},
+		{[]string{"broker", "receive", "q", "--wiat", "1s"}, 2, "", "-wiat (did you mean --wait?)"},
+		{[]string{"broker", "recieve", "orders"}, 2, "", `did you mean "receive"?`},
+		{[]string{"broker", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"broker", "--data", "/nonexistent/sy", "x"}, 2, "", `unexpected argument "x"`},
+		{[]string{"broker", "--data", "/nonexistent/sy", "--native-write-timeout", "10"}, 2, "", "did you mean 10s?"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(tc.args, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
 			t.Errorf("switchyard %v: exit %d stdout %q stderr %q; want exit %d, stdout ~%q, stderr ~%q",
 				tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
+
+// TestHelpGoesToStdout: --help of every command and subcommand prints its
+// usage on stdout (so `switchyard load --help | less` works) and exits 0,
+// as `switchyard --help` and `switchyard broker help` do.
+func TestHelpGoesToStdout(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"gateway", "--help"}, {"gateway", "-h"}, {"demo", "--help"}, {"load", "--help"},
+		{"broker", "--help"}, {"broker", "repair", "--help"}, {"broker", "help"},
+		{"broker", "publish", "--help"}, {"broker", "receive", "-h"}, {"broker", "read", "s", "--help"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		if code != 0 || !strings.Contains(out.String(), "Usage: switchyard") || errb.Len() != 0 {
+			t.Errorf("switchyard %v: exit %d, stdout %q, stderr %q; want exit 0, usage on stdout only", args, code, out.String(), errb.String())
+		}
+	}
+	// A flag error still goes to stderr, with exit 2.
+	for _, args := range [][]string{{"gateway", "--bogus"}, {"broker", "publish", "q", "--bogus"}, {"load", "--bogus"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), "bogus") {
+			t.Errorf("switchyard %v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
 		}
 	}
 }

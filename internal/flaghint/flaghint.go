@@ -1,0 +1,96 @@
+// Package flaghint suggests the flag a mistyped one probably meant, for
+// the "flag provided but not defined: -confg" error of package flag.
+package flaghint
+
+import (
+	"flag"
+	"strings"
+)
+
+const notDefined = "flag provided but not defined: -"
+
+// Annotate returns the flag package's output with " (did you mean
+// --NAME?)" added to its "flag provided but not defined" line when err is
+// that error and fs has a flag close to the unknown one; else out as is.
+func Annotate(fs *flag.FlagSet, err error, out []byte) []byte {
+	if err == nil || !strings.HasPrefix(err.Error(), notDefined) {
+		return out
+	}
+	s := Suggest(fs, strings.TrimPrefix(err.Error(), notDefined))
+	if s == "" {
+		return out
+	}
+	line := err.Error()
+	i := strings.Index(string(out), line)
+	if i < 0 {
+		return out
+	}
+	j := i + len(line)
+	res := make([]byte, 0, len(out)+len(s)+20)
+	res = append(res, out[:j]...)
+	res = append(res, " (did you mean --"+s+"?)"...)
+	return append(res, out[j:]...)
+}
+
+// Suggest returns the name of the flag of fs that name is probably a typo
+// of: within an edit distance of 2 (or a third of its length), or a flag
+// that name ends or starts with after a dash ("msg-id": "id"); else "".
+func Suggest(fs *flag.FlagSet, name string) string {
+	name = strings.TrimLeft(name, "-")
+	if i := strings.IndexByte(name, '='); i >= 0 {
+		name = name[:i]
+	}
+	best, bestD := "", -1
+	fs.VisitAll(func(f *flag.Flag) {
+		if len(f.Name) < 2 {
+			return
+		}
+		d := distance(name, f.Name)
+		if strings.HasSuffix(name, "-"+f.Name) || strings.HasPrefix(name, f.Name+"-") {
+			d = min(d, 1)
+		}
+		if bestD < 0 || d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	if bestD >= 0 && (bestD <= 2 || bestD <= len(name)/3) {
+		return best
+	}
+	return ""
+}
+
+// Closest returns the one of names that s is probably a typo of (within
+// an edit distance of 2, or a third of its length), or "".
+func Closest(s string, names []string) string {
+	best, bestD := "", -1
+	for _, n := range names {
+		if d := distance(s, n); bestD < 0 || d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD >= 0 && (bestD <= 2 || bestD <= len(s)/3) {
+		return best
+	}
+	return ""
+}
+
+// distance is the Levenshtein distance of a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
