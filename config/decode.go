@@ -511,17 +511,33 @@ func kindName(t reflect.Type) string {
 
 // suggest returns `did you mean "x"? ` for the closest field name, or "".
 func suggest(key string, fields map[string]reflect.Type) string {
-	best, bestD := "", 0
+	names := make([]string, 0, len(fields))
 	for f := range fields {
-		d := EditDistance(strings.ToLower(key), f)
-		if best == "" || d < bestD || d == bestD && f < best {
-			best, bestD = f, d
+		names = append(names, f)
+	}
+	if best := Closest(key, names); best != "" {
+		return fmt.Sprintf("did you mean %q? ", best)
+	}
+	return ""
+}
+
+// Closest returns the one of names that s is probably a typo of, ignoring
+// case: the nearest by EditDistance, if within 2 edits or a third of the
+// length of s; "" when none is that close. Ties go to the name that sorts
+// first.
+func Closest(s string, names []string) string {
+	best, bestD := "", 0
+	ls := strings.ToLower(s)
+	for _, n := range names {
+		d := EditDistance(ls, strings.ToLower(n))
+		if best == "" || d < bestD || d == bestD && n < best {
+			best, bestD = n, d
 		}
 	}
-	if best == "" || bestD > max(2, len(key)/3) {
+	if best == "" || bestD > max(2, len(s)/3) {
 		return ""
 	}
-	return fmt.Sprintf("did you mean %q? ", best)
+	return best
 }
 
 // EditDistance is the Levenshtein distance of a and b, with an adjacent

@@ -5,6 +5,8 @@ package flaghint
 import (
 	"flag"
 	"strings"
+
+	"github.com/switchyard/switchyard/config"
 )
 
 const notDefined = "flag provided but not defined: -"
@@ -45,7 +47,7 @@ func Suggest(fs *flag.FlagSet, name string) string {
 		if len(f.Name) < 2 {
 			return
 		}
-		d := distance(name, f.Name)
+		d := config.EditDistance(name, f.Name)
 		if strings.HasSuffix(name, "-"+f.Name) || strings.HasPrefix(name, f.Name+"-") {
 			d = min(d, 1)
 		}
@@ -59,38 +61,6 @@ func Suggest(fs *flag.FlagSet, name string) string {
 	return ""
 }
 
-// Closest returns the one of names that s is probably a typo of (within
-// an edit distance of 2, or a third of its length), or "".
-func Closest(s string, names []string) string {
-	best, bestD := "", -1
-	for _, n := range names {
-		if d := distance(s, n); bestD < 0 || d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if bestD >= 0 && (bestD <= 2 || bestD <= len(s)/3) {
-		return best
-	}
-	return ""
-}
-
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
+// Closest returns the one of names that s is probably a typo of, or ""
+// (config.Closest).
+func Closest(s string, names []string) string { return config.Closest(s, names) }
