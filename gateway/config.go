@@ -32,6 +32,7 @@ import (
 	"github.com/switchyard/switchyard/ipfilter"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/transform"
 )
 
@@ -230,8 +231,8 @@ type Route struct {
 	// Require authorizes authenticated requests: all of scopes, any of
 	// roles, any of tiers; otherwise 403.
 	Require *auth.Require `yaml:"require"`
-	// RateLimit throttles the route.
-	RateLimit *RateLimit `yaml:"rate_limit"`
+	// RateLimit throttles the route; see package throttle.
+	RateLimit *throttle.Config `yaml:"rate_limit"`
 	// CORS answers preflights and sets CORS headers; see package cors.
 	CORS *cors.Config `yaml:"cors"`
 	// IPFilter allows or denies client addresses; see package ipfilter.
@@ -247,47 +248,6 @@ type Route struct {
 	// Deprecated marks the route's API version as deprecated: responses
 	// carry Deprecation, Sunset and Link headers.
 	Deprecated *Deprecated `yaml:"deprecated"`
-}
-
-// RateLimit is a route's throttling: one or more limits and what happens
-// to requests over them.
-type RateLimit struct {
-	// OnLimit is the strategy for requests over a limit: drop (default:
-	// 429 with Retry-After and RateLimit-* headers), queue (wait in FIFO
-	// order up to queue.max_wait, then drop), degrade (forward with
-	// X-Degraded: 1 so the backend can answer more cheaply).
-	OnLimit string `yaml:"on_limit"`
-	// Queue bounds the queue strategy.
-	Queue *Queue `yaml:"queue"`
-	// Limits are all checked, in order; the first refusal decides.
-	Limits []Limit `yaml:"limits"`
-}
-
-// Queue bounds the wait of the queue strategy.
-type Queue struct {
-	// MaxLength is how many requests may wait at once. Default 100.
-	MaxLength int `yaml:"max_length"`
-	// MaxWait is the longest a request waits for its turn. Default 1s.
-	MaxWait time.Duration `yaml:"max_wait"`
-}
-
-// Limit is one rate limit or quota.
-type Limit struct {
-	// Key is what the limit counts by: route (default: all requests of
-	// the route), consumer (each authenticated consumer; anonymous
-	// requests count by client IP), tier (all consumers of a tier
-	// together), ip (client address), or header:NAME.
-	Key string `yaml:"key"`
-	// Rate is a token-bucket refill rate such as "100/s" or "6000/min".
-	Rate string `yaml:"rate"`
-	// Burst is the bucket size for Rate. Default: the rate's count.
-	Burst int `yaml:"burst"`
-	// Quota is a fixed-window quota such as "10000/day" (UTC days).
-	// Exactly one of rate and quota is required.
-	Quota string `yaml:"quota"`
-	// Tiers restricts the limit to consumers of these tiers; empty
-	// applies it to every request.
-	Tiers []string `yaml:"tiers"`
 }
 
 // Split moves traffic from a route's upstream to another one.
