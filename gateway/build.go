@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/route"
 	"github.com/switchyard/switchyard/transform"
@@ -136,15 +138,17 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			pr.Terminal = withTraceContext(agg)
 		}
 		if r.Publish != nil {
-			pub, err := newPublisher(cfg, p, r, deps.brokerTransport)
+			// The config was validated, so cfg.Broker is set.
+			pub, err := publish.New(*r.Publish, publish.Options{Broker: *cfg.Broker, Base: statusBase(r.Match),
+				MaxBody: r.MaxRequestBody, Transport: deps.brokerTransport})
 			if err != nil {
-				errs = append(errs, err)
+				errs = append(errs, cfg.Wrap(p+".publish", err))
 				continue
 			}
 			pr.Terminal = pub
 			// The status lookups come first: GET {path}/_status/{id}.
-			sm := pub.statusMatch(r.Match)
-			status := &proxy.Route{Name: r.Name + ".status", Middleware: mws, Terminal: http.HandlerFunc(pub.status)}
+			sm := statusMatch(r.Match, pub.StatusPrefix())
+			status := &proxy.Route{Name: r.Name + ".status", Middleware: mws, Terminal: pub.Status()}
 			if deps.handler != nil {
 				deps.handler.Prepare(status)
 			}
@@ -313,4 +317,23 @@ func deprecationHook(d *Deprecated) func(*http.Response) error {
 		}
 		return nil
 	}
+}
+
+// statusBase is the path under which a publish route's status lookups
+// live: its exact path or path prefix, without a trailing slash.
+func statusBase(m Match) string {
+	base := m.Path
+	if base == "" {
+		base = m.PathPrefix
+	}
+	return strings.TrimSuffix(base, "/")
+}
+
+// statusMatch is the match of the status route of a publish route: the
+// same host, headers and client type, GET and HEAD under the status path.
+func statusMatch(m Match, statusPrefix string) Match {
+	m.Path = ""
+	m.PathPrefix = strings.TrimSuffix(statusPrefix, "/")
+	m.Methods = []string{http.MethodGet, http.MethodHead}
+	return m
 }

@@ -13,14 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/balance"
@@ -31,7 +28,9 @@ import (
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/ipfilter"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/transform"
 )
 
@@ -77,7 +76,7 @@ type Config struct {
 	RateLimitFailOpen bool `yaml:"rate_limit_fail_open"`
 	// Broker is the switchyard message broker that publish routes hand
 	// requests to (see Route.Publish). Required when a route publishes.
-	Broker *Broker `yaml:"broker"`
+	Broker *publish.BrokerConfig `yaml:"broker"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
@@ -91,32 +90,6 @@ type Config struct {
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
-}
-
-// Broker locates the message broker (`switchyard broker`) by its HTTP API.
-type Broker struct {
-	// URL is the base URL of the broker's HTTP API, e.g.
-	// http://127.0.0.1:7401 (http or https, no query). Required. Clients
-	// never see it: the gateway answers status lookups itself.
-	URL string `yaml:"url"`
-	// Timeout bounds each call to the broker: a publish (including a wait
-	// for room in a queue with overflow: block) or a status lookup.
-	// Default 10s.
-	Timeout time.Duration `yaml:"timeout"`
-}
-
-// Publish answers a route asynchronously: the request is published
-// durably to a broker queue and answered 202 Accepted with a tracking id
-// and a status URL (see docs/api-gateway.md).
-type Publish struct {
-	// Queue is the broker queue the requests go to; it must exist on the
-	// broker (declare it there). Required.
-	Queue string `yaml:"queue"`
-	// Headers are the request headers copied into the message headers
-	// (under lower-case names). Default: X-Consumer, X-Consumer-Tier,
-	// X-Scopes, Content-Type and X-Request-Id. The request method and URI
-	// are always added as x-request-method and x-request-uri.
-	Headers []string `yaml:"headers"`
 }
 
 // Server holds timeouts and limits on the client side of the gateway.
@@ -221,7 +194,8 @@ type Route struct {
 	// Publish answers the route by publishing each request to a broker
 	// queue (202 Accepted, tracking id, status URL) instead of forwarding.
 	// Exclusive with Upstream and Aggregate; needs the top-level broker.
-	Publish *Publish `yaml:"publish"`
+	// See package publish.
+	Publish *publish.Config `yaml:"publish"`
 	// StripPrefix removes this prefix from the path before forwarding.
 	StripPrefix string `yaml:"strip_prefix"`
 	// Auth lists the accepted credential methods: api_key, jwt, basic, or
@@ -230,8 +204,8 @@ type Route struct {
 	// Require authorizes authenticated requests: all of scopes, any of
 	// roles, any of tiers; otherwise 403.
 	Require *auth.Require `yaml:"require"`
-	// RateLimit throttles the route.
-	RateLimit *RateLimit `yaml:"rate_limit"`
+	// RateLimit throttles the route; see package throttle.
+	RateLimit *throttle.Config `yaml:"rate_limit"`
 	// CORS answers preflights and sets CORS headers; see package cors.
 	CORS *cors.Config `yaml:"cors"`
 	// IPFilter allows or denies client addresses; see package ipfilter.
@@ -247,47 +221,6 @@ type Route struct {
 	// Deprecated marks the route's API version as deprecated: responses
 	// carry Deprecation, Sunset and Link headers.
 	Deprecated *Deprecated `yaml:"deprecated"`
-}
-
-// RateLimit is a route's throttling: one or more limits and what happens
-// to requests over them.
-type RateLimit struct {
-	// OnLimit is the strategy for requests over a limit: drop (default:
-	// 429 with Retry-After and RateLimit-* headers), queue (wait in FIFO
-	// order up to queue.max_wait, then drop), degrade (forward with
-	// X-Degraded: 1 so the backend can answer more cheaply).
-	OnLimit string `yaml:"on_limit"`
-	// Queue bounds the queue strategy.
-	Queue *Queue `yaml:"queue"`
-	// Limits are all checked, in order; the first refusal decides.
-	Limits []Limit `yaml:"limits"`
-}
-
-// Queue bounds the wait of the queue strategy.
-type Queue struct {
-	// MaxLength is how many requests may wait at once. Default 100.
-	MaxLength int `yaml:"max_length"`
-	// MaxWait is the longest a request waits for its turn. Default 1s.
-	MaxWait time.Duration `yaml:"max_wait"`
-}
-
-// Limit is one rate limit or quota.
-type Limit struct {
-	// Key is what the limit counts by: route (default: all requests of
-	// the route), consumer (each authenticated consumer; anonymous
-	// requests count by client IP), tier (all consumers of a tier
-	// together), ip (client address), or header:NAME.
-	Key string `yaml:"key"`
-	// Rate is a token-bucket refill rate such as "100/s" or "6000/min".
-	Rate string `yaml:"rate"`
-	// Burst is the bucket size for Rate. Default: the rate's count.
-	Burst int `yaml:"burst"`
-	// Quota is a fixed-window quota such as "10000/day" (UTC days).
-	// Exactly one of rate and quota is required.
-	Quota string `yaml:"quota"`
-	// Tiers restricts the limit to consumers of these tiers; empty
-	// applies it to every request.
-	Tiers []string `yaml:"tiers"`
 }
 
 // Split moves traffic from a route's upstream to another one.
@@ -367,27 +300,6 @@ func (c *Config) onlyPublishes() bool {
 	return len(c.Routes) > 0
 }
 
-// validBrokerURL checks the broker's HTTP API base URL.
-func validBrokerURL(s string) error {
-	if s == "" {
-		return errors.New("missing: expected the broker's HTTP API base URL, e.g. http://127.0.0.1:7401")
-	}
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return fmt.Errorf("invalid URL %q: %v", s, err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("invalid URL %q: expected an http:// or https:// URL", s)
-	case u.Host == "":
-		return fmt.Errorf("invalid URL %q: no host", s)
-	case u.Port() != "" && !validPort(u.Port(), 1):
-		return fmt.Errorf("invalid URL %q: port %q out of range: expected 1 to 65535", s, u.Port())
-	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return fmt.Errorf("invalid URL %q: expected a base URL without user, query or fragment", s)
-	}
-	return nil
-}
-
 // MaxWeight bounds target weights, in the config and through the admin
 // API: large enough for any ratio worth expressing, small enough that
 // weight sums and weighted structures stay cheap.
@@ -417,12 +329,6 @@ func checkTargetAddr(s string) error {
 		return fmt.Errorf("invalid address %q: port %q out of range: expected 1 to 65535", s, port)
 	}
 	return nil
-}
-
-// validPort reports whether p is a decimal port from min to 65535.
-func validPort(p string, min int) bool {
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= min && n <= 65535
 }
 
 // sameListener reports whether two valid listen addresses would collide:
@@ -493,8 +399,8 @@ func (c *Config) validate(src *config.Source) error {
 		add("upstreams", "missing: expected at least one upstream")
 	}
 	if b := c.Broker; b != nil {
-		if err := validBrokerURL(b.URL); err != nil {
-			add("broker.url", "%v", err)
+		if err := b.Validate(); err != nil {
+			errs = append(errs, c.Wrap("broker", err))
 		}
 	}
 	for _, name := range c.UpstreamNames() {
@@ -547,16 +453,11 @@ func (c *Config) validate(src *config.Source) error {
 			if r.Split != nil {
 				add(p+".split", "a publish route forwards nothing: split needs upstream")
 			}
-			if pub.Queue == "" {
-				add(p+".publish.queue", "missing: expected the name of a broker queue")
+			if err := pub.Validate(); err != nil {
+				errs = append(errs, c.Wrap(p+".publish", err))
 			}
 			if c.Broker == nil {
 				add(p+".publish", "route publishes to queue %q but the config has no top-level broker section (broker: { url: http://127.0.0.1:7401 })", pub.Queue)
-			}
-			for j, h := range pub.Headers {
-				if !httpguts.ValidHeaderFieldName(h) {
-					add(fmt.Sprintf("%s.publish.headers[%d]", p, j), "invalid header name %q", h)
-				}
 			}
 		} else if a := r.Aggregate; a != nil {
 			if r.Upstream != "" {

@@ -7,6 +7,7 @@ import (
 	"github.com/switchyard/switchyard/cors"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ipfilter"
+	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/transform"
 )
 
@@ -54,11 +55,12 @@ func routeMiddleware(cfg *Config, path string, r Route, authn *auth.Authenticato
 	}
 	mws = append(mws, auth.Middleware(authn, r.Auth, r.Require))
 	if r.RateLimit != nil {
-		mw, err := buildRateLimit(cfg, path+".rate_limit", r, deps.limits, deps.log)
+		t, err := throttle.New(*r.RateLimit, r.Name, deps.limits, deps.log)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, cfg.Wrap(path+".rate_limit", err))
+		} else {
+			mws = append(mws, t.Middleware())
 		}
-		mws = append(mws, mw)
 	}
 	if t := r.Transform; t != nil && t.Request != nil {
 		rt, err := transform.NewRequest(*t.Request)

@@ -1,4 +1,19 @@
-package gateway
+// Package publish answers gateway routes asynchronously: each request is
+// published durably to a switchyard broker queue and answered 202 Accepted
+// with a tracking id (the broker's message id) and a status URL, which the
+// status handler answers by asking the broker (see docs/api-gateway.md).
+//
+// YAML shape, defaults in comments:
+//
+//	broker:                     # top level (BrokerConfig)
+//	  url: http://127.0.0.1:7401  # the broker's HTTP API; required
+//	  timeout: 10s              # per broker call; default 10s
+//	routes:
+//	  - match: { path_prefix: /orders }
+//	    publish:                # the route's section (Config)
+//	      queue: orders         # required; must exist on the broker
+//	      headers: [X-Tenant]   # default X-Consumer, X-Consumer-Tier, X-Scopes, Content-Type, X-Request-Id
+package publish
 
 import (
 	"context"
@@ -14,21 +29,23 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	brokerclient "github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpx"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults of publish routes.
 const (
-	// defaultPublishBody caps a published request body when the route
-	// sets no max_request_body.
-	defaultPublishBody = 1 << 20
-	// defaultBrokerTimeout bounds one call to the broker.
-	defaultBrokerTimeout = 10 * time.Second
+	// DefaultMaxBody caps a published request body when the route sets
+	// no max_request_body.
+	DefaultMaxBody = 1 << 20
+	// DefaultTimeout bounds one call to the broker.
+	DefaultTimeout = 10 * time.Second
 	// maxIdempotencyKey is the longest Idempotency-Key accepted.
 	maxIdempotencyKey = 255
-	// statusSegment is the path segment of status lookups:
+	// StatusSegment is the path segment of status lookups:
 	// {path or path_prefix}/_status/{id}.
-	statusSegment = "/_status/"
+	StatusSegment = "/_status/"
 )
 
 // HeaderIdempotencyKey makes a client's retries of a publish idempotent:
@@ -36,10 +53,10 @@ const (
 // enqueued again.
 const HeaderIdempotencyKey = "Idempotency-Key"
 
-// defaultPublishHeaders are copied into message headers when a route does
-// not list its own: the identity the gateway established, the body's type
-// and the request id.
-var defaultPublishHeaders = []string{"X-Consumer", "X-Consumer-Tier", "X-Scopes", "Content-Type", "X-Request-Id"}
+// defaultHeaders are copied into message headers when a route does not
+// list its own: the identity the gateway established, the body's type and
+// the request id.
+var defaultHeaders = []string{"X-Consumer", "X-Consumer-Tier", "X-Scopes", "Content-Type", "X-Request-Id"}
 
 // brokerClient is what publish routes need from the broker;
 // *brokerclient.HTTP implements it over the broker's HTTP API.
@@ -52,10 +69,102 @@ type brokerClient interface {
 
 var _ brokerClient = (*brokerclient.HTTP)(nil)
 
-// publisher answers a publish route: it publishes each request to a queue
+// Config is a route's publish section.
+type Config struct {
+	// Queue is the broker queue the requests go to; it must exist on the
+	// broker (declare it there). Required.
+	Queue string `yaml:"queue"`
+	// Headers are the request headers copied into the message headers
+	// (under lower-case names). Default: X-Consumer, X-Consumer-Tier,
+	// X-Scopes, Content-Type and X-Request-Id. The request method and URI
+	// are always added as x-request-method and x-request-uri.
+	Headers []string `yaml:"headers"`
+}
+
+// Validate reports every problem of c at once (errors.Join), each a
+// *config.FieldError relative to the publish section. It does not modify
+// c. New also checks the queue name.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Queue == "" {
+		errs = append(errs, config.Fieldf("queue", "missing: expected the name of a broker queue"))
+	}
+	for j, h := range c.Headers {
+		if !httpguts.ValidHeaderFieldName(h) {
+			errs = append(errs, config.Fieldf(fmt.Sprintf("headers[%d]", j), "invalid header name %q", h))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// BrokerConfig locates the message broker (`switchyard broker`) by its
+// HTTP API.
+type BrokerConfig struct {
+	// URL is the base URL of the broker's HTTP API, e.g.
+	// http://127.0.0.1:7401 (http or https, no query). Required. Clients
+	// never see it: the gateway answers status lookups itself.
+	URL string `yaml:"url"`
+	// Timeout bounds each call to the broker: a publish (including a wait
+	// for room in a queue with overflow: block) or a status lookup.
+	// Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Validate reports the problems of c, each a *config.FieldError relative
+// to the broker section. It does not modify c.
+func (c BrokerConfig) Validate() error {
+	if err := validBrokerURL(c.URL); err != nil {
+		return &config.FieldError{Path: "url", Err: err}
+	}
+	return nil
+}
+
+// validBrokerURL checks the broker's HTTP API base URL.
+func validBrokerURL(s string) error {
+	if s == "" {
+		return errors.New("missing: expected the broker's HTTP API base URL, e.g. http://127.0.0.1:7401")
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("invalid URL %q: %v", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("invalid URL %q: expected an http:// or https:// URL", s)
+	case u.Host == "":
+		return fmt.Errorf("invalid URL %q: no host", s)
+	case u.Port() != "" && !validPort(u.Port()):
+		return fmt.Errorf("invalid URL %q: port %q out of range: expected 1 to 65535", s, u.Port())
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return fmt.Errorf("invalid URL %q: expected a base URL without user, query or fragment", s)
+	}
+	return nil
+}
+
+// validPort reports whether p is a decimal port from 1 to 65535.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// Options are what a publisher needs beyond its section.
+type Options struct {
+	// Broker is the top-level broker section; its URL must be valid.
+	Broker BrokerConfig
+	// Base is the route's exact path or path prefix: status lookups are
+	// answered at {Base}/_status/{id} (a trailing slash is dropped).
+	Base string
+	// MaxBody caps a request body in bytes (413 beyond). Default
+	// DefaultMaxBody.
+	MaxBody int64
+	// Transport carries the calls to the broker; nil uses
+	// http.DefaultClient.
+	Transport http.RoundTripper
+}
+
+// Publisher answers a publish route: it publishes each request to a queue
 // and answers 202 with a tracking id (the broker's message id) and a
 // status URL, which its status handler answers by asking the broker.
-type publisher struct {
+type Publisher struct {
 	queue        string
 	broker       brokerClient
 	timeout      time.Duration // per broker call
@@ -64,30 +173,33 @@ type publisher struct {
 	statusPrefix string   // e.g. "/orders/_status/"
 }
 
-// newPublisher builds the publisher of route r (at key path path). The
-// config was validated, so r.Publish and cfg.Broker are set.
-func newPublisher(cfg *Config, path string, r Route, rt http.RoundTripper) (*publisher, error) {
-	pc := r.Publish
-	if !broker.ValidName(pc.Queue) {
-		return nil, cfg.Errorf(path+".publish.queue", "invalid queue name %q: expected letters, digits, '.', '_' or '-'", pc.Queue)
+// New builds the publisher of a route whose section was validated
+// (Config.Validate). An invalid queue name is a *config.FieldError at
+// "queue".
+func New(cfg Config, o Options) (*Publisher, error) {
+	if !broker.ValidName(cfg.Queue) {
+		return nil, config.Fieldf("queue", "invalid queue name %q: expected letters, digits, '.', '_' or '-'", cfg.Queue)
 	}
-	hc := &brokerclient.HTTP{Base: cfg.Broker.URL}
-	if rt != nil {
-		hc.Client = &http.Client{Transport: rt}
+	hc := &brokerclient.HTTP{Base: o.Broker.URL}
+	if o.Transport != nil {
+		hc.Client = &http.Client{Transport: o.Transport}
 	}
-	p := &publisher{
-		queue:        pc.Queue,
+	p := &Publisher{
+		queue:        cfg.Queue,
 		broker:       hc,
-		timeout:      orDuration(cfg.Broker.Timeout, defaultBrokerTimeout),
-		maxBody:      r.MaxRequestBody,
-		statusPrefix: statusBase(r.Match) + statusSegment,
+		timeout:      o.Broker.Timeout,
+		maxBody:      o.MaxBody,
+		statusPrefix: strings.TrimSuffix(o.Base, "/") + StatusSegment,
+	}
+	if p.timeout == 0 {
+		p.timeout = DefaultTimeout
 	}
 	if p.maxBody <= 0 {
-		p.maxBody = defaultPublishBody
+		p.maxBody = DefaultMaxBody
 	}
-	hs := pc.Headers
+	hs := cfg.Headers
 	if len(hs) == 0 {
-		hs = defaultPublishHeaders
+		hs = defaultHeaders
 	}
 	for _, h := range hs {
 		p.headers = append(p.headers, http.CanonicalHeaderKey(h))
@@ -95,24 +207,12 @@ func newPublisher(cfg *Config, path string, r Route, rt http.RoundTripper) (*pub
 	return p, nil
 }
 
-// statusBase is the path under which a publish route's status lookups
-// live: its exact path or path prefix, without a trailing slash.
-func statusBase(m Match) string {
-	base := m.Path
-	if base == "" {
-		base = m.PathPrefix
-	}
-	return strings.TrimSuffix(base, "/")
-}
+// StatusPrefix is the path prefix of the status lookups, ending in a
+// slash: {Base}/_status/.
+func (p *Publisher) StatusPrefix() string { return p.statusPrefix }
 
-// statusMatch is the match of the status route of a publish route: the
-// same host, headers and client type, GET and HEAD under the status path.
-func (p *publisher) statusMatch(m Match) Match {
-	m.Path = ""
-	m.PathPrefix = strings.TrimSuffix(p.statusPrefix, "/")
-	m.Methods = []string{http.MethodGet, http.MethodHead}
-	return m
-}
+// Status returns the handler of status lookups, GET {StatusPrefix}{id}.
+func (p *Publisher) Status() http.Handler { return http.HandlerFunc(p.status) }
 
 // acceptAnswer is the body of a 202 answer.
 type acceptAnswer struct {
@@ -125,7 +225,7 @@ type acceptAnswer struct {
 // ServeHTTP publishes the request: the body, the configured headers plus
 // x-request-method and x-request-uri, with Msg-Id derived from the
 // Idempotency-Key (none without one).
-func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 	default:
@@ -178,7 +278,7 @@ func (p *publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // consumers' keys never collide. Without a key there is no producer id and
 // no deduplication: a client-chosen X-Request-Id is not trusted as one,
 // since reusing it would silently drop messages.
-func (p *publisher) msgID(r *http.Request) (string, *httpx.Error) {
+func (p *Publisher) msgID(r *http.Request) (string, *httpx.Error) {
 	// The consumer name is escaped so it holds no "/": the split is unambiguous.
 	consumer := url.PathEscape(r.Header.Get("X-Consumer"))
 	key := r.Header.Get(HeaderIdempotencyKey)
@@ -193,7 +293,7 @@ func (p *publisher) msgID(r *http.Request) (string, *httpx.Error) {
 }
 
 // readBody reads the request body up to the route's cap.
-func (p *publisher) readBody(r *http.Request) ([]byte, *httpx.Error) {
+func (p *Publisher) readBody(r *http.Request) ([]byte, *httpx.Error) {
 	tooLarge := func(n string) *httpx.Error {
 		return &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
 			Msg: fmt.Sprintf("request body of %s bytes exceeds the limit of %d bytes", n, p.maxBody)}
@@ -222,7 +322,7 @@ func (p *publisher) readBody(r *http.Request) ([]byte, *httpx.Error) {
 // unreachable or timing out is 503 broker_unavailable, a full queue 503
 // queue_full, a body over the queue's max_message_size 413, anything else
 // (an unknown queue first of all) 502 publish_failed.
-func (p *publisher) publishError(err error) *httpx.Error {
+func (p *Publisher) publishError(err error) *httpx.Error {
 	var full *broker.QueueFullError
 	switch {
 	case errors.As(err, &full):
@@ -272,7 +372,7 @@ type statusAnswer struct {
 }
 
 // status answers GET {statusPrefix}{id} by asking the broker.
-func (p *publisher) status(w http.ResponseWriter, r *http.Request) {
+func (p *Publisher) status(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, p.statusPrefix)
 	seq, err := strconv.ParseUint(id, 10, 64)
 	if !strings.HasPrefix(r.URL.Path, p.statusPrefix) || err != nil || seq == 0 {
