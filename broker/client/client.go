@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
 
@@ -229,7 +230,7 @@ func page(ms []broker.StreamMessage, from uint64) StreamPage {
 // Embedded is a Client, TopicClient, StreamClient, GroupClient and Admin
 // over a broker in the same process.
 type Embedded struct {
-	B *broker.Broker
+	B *engine.Broker
 }
 
 var (
@@ -299,10 +300,10 @@ func (e Embedded) SubscribeTopic(ctx context.Context, topic string, _ TopicOptio
 	return &embeddedSub{topic: topic, s: s}, nil
 }
 
-// embeddedSub is a TopicSubscription over a broker.Subscription.
+// embeddedSub is a TopicSubscription over a engine.Subscription.
 type embeddedSub struct {
 	topic string
-	s     *broker.Subscription
+	s     *engine.Subscription
 }
 
 func (s *embeddedSub) Next(ctx context.Context) (broker.TopicMessage, error) {

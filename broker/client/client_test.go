@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
 )
 
-func openBroker(t *testing.T, dir string) *broker.Broker {
+func openBroker(t *testing.T, dir string) *engine.Broker {
 	t.Helper()
-	b, err := broker.Open(broker.Config{Dir: dir, TickInterval: broker.Duration(5 * time.Millisecond)})
+	b, err := engine.Open(engine.Config{Dir: dir, TickInterval: broker.Duration(5 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func openBroker(t *testing.T, dir string) *broker.Broker {
 
 // serve runs a native server for b on addr ("127.0.0.1:0" for any) until
 // the returned stop is called.
-func serve(t testing.TB, b *broker.Broker, addr string) (string, func()) {
+func serve(t testing.TB, b *engine.Broker, addr string) (string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -43,7 +44,7 @@ func serve(t testing.TB, b *broker.Broker, addr string) (string, func()) {
 }
 
 // contract is the suite every Client implementation passes.
-func contract(t *testing.T, c Client, b *broker.Broker) {
+func contract(t *testing.T, c Client, b *engine.Broker) {
 	ctx := context.Background()
 	if err := b.Declare("c", broker.QueueConfig{MaxLength: 100, MaxMessageSize: 1000}); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // TestCrashStreamsGroupsRedrive SIGKILLs a broker process while it appends
@@ -156,7 +157,7 @@ func TestCrashStreamsGroupsRedrive(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		t.Fatalf("reopening after crashes: %v", err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	bclient "github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/native"
 )
 
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 func runChild(dir string) error {
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func TestCrashConfirmedMessagesSurvive(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		t.Fatalf("reopening after crashes: %v", err)
 	}

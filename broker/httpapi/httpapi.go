@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // Request headers of a publish.
@@ -34,7 +35,7 @@ const maxWait = 60 * time.Second
 
 // Server is the HTTP handler of a broker.
 type Server struct {
-	b     *broker.Broker
+	b     *engine.Broker
 	mux   *http.ServeMux
 	allow map[string][]string // path pattern -> methods, while routing
 }
@@ -45,15 +46,15 @@ var _ http.Handler = (*Server)(nil)
 type Options struct {
 	// Metrics, if set, is served at GET /metrics in the Prometheus
 	// exposition format: typically the registry passed to
-	// broker.Config.Metrics. Default none (/metrics is 404).
+	// engine.Config.Metrics. Default none (/metrics is 404).
 	Metrics prometheus.Gatherer
 }
 
 // New returns the handler for b, without /metrics.
-func New(b *broker.Broker) *Server { return NewWithOptions(b, Options{}) }
+func New(b *engine.Broker) *Server { return NewWithOptions(b, Options{}) }
 
 // NewWithOptions returns the handler for b configured by opts.
-func NewWithOptions(b *broker.Broker, opts Options) *Server {
+func NewWithOptions(b *engine.Broker, opts Options) *Server {
 	s := &Server{b: b, mux: http.NewServeMux(), allow: map[string][]string{}}
 	if opts.Metrics != nil {
 		s.handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}).ServeHTTP)

@@ -14,10 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/cli"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
+	"github.com/switchyard/switchyard/broker/server"
 	"github.com/switchyard/switchyard/broker/wire"
 	"github.com/switchyard/switchyard/wal"
 )
@@ -71,16 +72,16 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 		fs.Usage()
 		return errUsage
 	}
-	var fc broker.FileConfig
+	var fc server.FileConfig
 	if *configPath != "" {
 		var err error
-		if fc, err = broker.LoadFile(*configPath); err != nil {
+		if fc, err = server.LoadFile(*configPath); err != nil {
 			return err
 		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cfg := broker.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes, Preallocate: fc.Preallocate, Metrics: reg}
+	cfg := engine.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes, Preallocate: fc.Preallocate, Metrics: reg}
 	if *dataDir != "" {
 		cfg.Dir = *dataDir
 	}
@@ -97,7 +98,7 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		cfg.Fsync = p
 	}
-	b, err := broker.Open(cfg)
+	b, err := engine.Open(cfg)
 	if err != nil {
 		if errors.As(err, new(*wal.CorruptError)) {
 			return fmt.Errorf("%w\nto skip only the damaged records and keep the rest: switchyard broker repair --data %s", err, cfg.Dir)
@@ -197,7 +198,7 @@ func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	dmg, err := broker.Repair(*dataDir)
+	dmg, err := server.Repair(*dataDir)
 	var lost uint64
 	for _, d := range dmg {
 		fmt.Fprintf(stdout, "switchyard broker repair: %s\n", d)
