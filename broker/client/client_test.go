@@ -103,7 +103,7 @@ func contract(t *testing.T, c Client, b *engine.Broker) {
 func TestContractEmbedded(t *testing.T) {
 	b := openBroker(t, t.TempDir())
 	defer b.Close()
-	contract(t, Embedded{B: b}, b)
+	contract(t, newLocal(b), b)
 }
 
 func TestContractNative(t *testing.T) {
@@ -210,38 +210,6 @@ func TestReconnect(t *testing.T) {
 	ds, _ := c.Receive(ctx, "r", broker.ReceiveOptions{Max: 10})
 	if len(ds) != 2 {
 		t.Fatalf("got %d messages after restart, want 2", len(ds))
-	}
-}
-
-func TestLogStore(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenLogStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	calls := 0
-	fn := func(context.Context) error { calls++; return nil }
-	if ran, err := s.Process(ctx, "a", fn); !ran || err != nil {
-		t.Fatal(ran, err)
-	}
-	if ran, _ := s.Process(ctx, "a", fn); ran {
-		t.Fatal("processed twice")
-	}
-	if ran, err := s.Process(ctx, "b", func(context.Context) error { return errors.New("boom") }); ran || err == nil {
-		t.Fatal("failed fn recorded")
-	}
-	s.Close()
-	s, err = OpenLogStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if ran, _ := s.Process(ctx, "a", fn); ran || calls != 1 {
-		t.Fatal("processed again after reopen")
-	}
-	if ran, _ := s.Process(ctx, "b", fn); !ran {
-		t.Fatal("failed id was recorded")
 	}
 }
 

@@ -305,7 +305,7 @@ type httpPage struct {
 
 // ReadStream implements StreamClient (GET /v1/streams/NAME/messages).
 func (h *HTTP) ReadStream(ctx context.Context, stream string, from Position, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
+	if err := CheckRead(opts); err != nil {
 		return StreamPage{}, err
 	}
 	q := readQuery(url.Values{"from": {from.String()}}, opts)
@@ -318,7 +318,7 @@ func (h *HTTP) ReadStream(ctx context.Context, stream string, from Position, opt
 
 // Fetch implements GroupClient (POST /v1/streams/NAME/groups/GROUP/fetch).
 func (h *HTTP) Fetch(ctx context.Context, stream, group string, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
+	if err := CheckRead(opts); err != nil {
 		return StreamPage{}, err
 	}
 	path := "/v1/streams/" + url.PathEscape(stream) + "/groups/" + url.PathEscape(group) + "/fetch?" + readQuery(url.Values{}, opts)

@@ -30,7 +30,7 @@ func eachClient(t *testing.T, fn func(t *testing.T, c pubsubClient, b *engine.Br
 		name string
 		make func(t *testing.T, b *engine.Broker) pubsubClient
 	}{
-		{"embedded", func(_ *testing.T, b *engine.Broker) pubsubClient { return Embedded{B: b} }},
+		{"embedded", func(_ *testing.T, b *engine.Broker) pubsubClient { return newLocal(b) }},
 		{"native", func(t *testing.T, b *engine.Broker) pubsubClient {
 			addr, stop := serve(t, b, "127.0.0.1:0")
 			t.Cleanup(stop)
