@@ -125,7 +125,7 @@ func TestCrashStreamsGroupsRedrive(t *testing.T) {
 			return true
 		})
 		worker(func(int) bool { // receive + nack: straight to rq.dlq
-			var ds []delivery
+			var ds []broker.ReceivedMessage
 			if post(base+"/v1/queues/rq/receive?max=10&wait=20ms", "", "", &ds) != http.StatusOK {
 				return false
 			}

@@ -300,7 +300,7 @@ func consumeAndAck(hc *http.Client, base string, sending func([]string)) ([]stri
 	if err != nil {
 		return nil, false
 	}
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	err = json.NewDecoder(resp.Body).Decode(&ds)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK {

@@ -105,14 +105,6 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// errorBody is the JSON of every error answer.
-type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-	Queue string `json:"queue,omitempty"`
-	Limit int    `json:"limit,omitempty"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -120,7 +112,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, errorBody{Error: msg, Code: code})
+	writeJSON(w, status, broker.ErrorBody{Error: msg, Code: code})
 }
 
 // fail maps a broker error to its status and code.
@@ -133,7 +125,7 @@ func fail(w http.ResponseWriter, err error) {
 	var full *broker.QueueFullError
 	if errors.As(err, &full) {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, status, errorBody{Error: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
+		writeJSON(w, status, broker.ErrorBody{Error: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
 		return
 	}
 	msg := err.Error()
@@ -240,11 +232,6 @@ func parseDur(s string) (time.Duration, error) {
 	return d, nil
 }
 
-type publishAnswer struct {
-	ID        string `json:"id"`
-	Duplicate bool   `json:"duplicate"`
-}
-
 func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	cfg, err := s.b.QueueConfig(name)
@@ -269,7 +256,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	if opts.NoWait {
 		status = http.StatusAccepted
 	}
-	writeJSON(w, status, publishAnswer{ID: strconv.FormatUint(res.Seq, 10), Duplicate: res.Duplicate})
+	writeJSON(w, status, broker.PublishAnswer{ID: strconv.FormatUint(res.Seq, 10), Duplicate: res.Duplicate})
 }
 
 // messageStatus answers the state of one message (broker.MessageStatus
@@ -345,18 +332,6 @@ func failRead(w http.ResponseWriter, err error) {
 	badRequest(w, "%v", err)
 }
 
-// delivery is one received message in JSON; body is base64.
-type delivery struct {
-	ID         string            `json:"id"`
-	Receipt    string            `json:"receipt,omitempty"`
-	Body       []byte            `json:"body"`
-	Headers    map[string]string `json:"headers"`
-	Key        string            `json:"key,omitempty"`
-	MsgID      string            `json:"msg_id,omitempty"`
-	Deliveries int               `json:"deliveries"`
-	Published  time.Time         `json:"published"`
-}
-
 func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var opts broker.ReceiveOptions
@@ -392,13 +367,13 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	out := make([]delivery, len(ds))
+	out := make([]broker.ReceivedMessage, len(ds))
 	for i, d := range ds {
 		h := d.Headers
 		if h == nil {
 			h = map[string]string{}
 		}
-		out[i] = delivery{ID: strconv.FormatUint(d.Seq, 10), Receipt: d.Receipt, Body: d.Body, Headers: h,
+		out[i] = broker.ReceivedMessage{ID: strconv.FormatUint(d.Seq, 10), Receipt: d.Receipt, Body: d.Body, Headers: h,
 			Key: d.Key, MsgID: d.MsgID, Deliveries: d.Deliveries, Published: d.PublishedAt.UTC()}
 	}
 	writeJSON(w, http.StatusOK, out)

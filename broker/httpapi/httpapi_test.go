@@ -103,7 +103,7 @@ func TestQueueLifecycle(t *testing.T) {
 	if info.Depth != 2 || info.Delayed != 1 {
 		t.Fatalf("info %+v", info)
 	}
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	if st := c.do("POST", "/v1/queues/orders/receive?max=10&wait=1s&visibility=30s", "", nil, &ds); st != 200 || len(ds) != 2 {
 		t.Fatalf("receive: %d %+v", st, ds)
 	}
@@ -187,7 +187,7 @@ func TestLongPollHTTP(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	start := time.Now()
 	if st := c.do("POST", "/v1/queues/q/receive?wait=5s", "", nil, &ds); st != 200 || len(ds) != 1 {
 		t.Fatalf("long poll: %d %+v", st, ds)

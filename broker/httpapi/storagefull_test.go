@@ -53,7 +53,7 @@ func TestStorageFull(t *testing.T) {
 			t.Fatalf("publish on a full disk: %d %+v, want 507 storage_full", st, e)
 		}
 	}
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	if st := c.do("POST", "/v1/queues/q/receive?max=3", "", nil, &ds); st != 200 || len(ds) != 3 {
 		t.Fatalf("receive on a full disk: %d %+v", st, ds)
 	}
