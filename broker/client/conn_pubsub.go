@@ -220,7 +220,7 @@ func (s *connTopicSub) end(err error) {
 func (s *connTopicSub) grant() {
 	f, start := wire.Begin(make([]byte, 0, 16), wire.Credit, s.id)
 	select {
-	case s.l.out <- wire.End(wire.AppendUvarint(f, uint64(s.taken)), start):
+	case s.l.out <- wire.End(wire.AppendCredit(f, s.taken), start):
 		s.taken = 0
 	case <-s.l.done:
 	case <-s.closed:

@@ -261,5 +261,5 @@ func (c *conn) groupCommit(id uint32, body []byte) {
 		c.fail(id, err)
 		return
 	}
-	c.reply(wire.CommitOK, id, wire.AppendUvarint(nil, req.Offset))
+	c.reply(wire.CommitOK, id, wire.AppendCommitOK(nil, req.Offset))
 }

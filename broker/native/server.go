@@ -356,10 +356,9 @@ func (c *conn) reader() (last bool) {
 func (c *conn) dispatch(f wire.Frame, charge int) bool {
 	switch f.Type {
 	case wire.Credit:
-		d := wire.Decoder{B: f.Body}
-		n := d.Int(1 << 30)
-		if d.Done() != nil {
-			c.fail(f.ID, d.Err)
+		n, err := wire.DecodeCredit(f.Body)
+		if err != nil {
+			c.fail(f.ID, err)
 			return false
 		}
 		c.mu.Lock()
