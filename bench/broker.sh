@@ -1246,7 +1246,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
 	"github.com/switchyard/switchyard/wal"
@@ -1263,7 +1263,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	b, err := broker.Open(broker.Config{Dir: *data, Fsync: p})
+	b, err := engine.Open(engine.Config{Dir: *data, Fsync: p})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

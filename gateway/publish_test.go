@@ -14,14 +14,15 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 )
 
 // startBroker runs a real broker with its HTTP API on loopback until the
 // test ends, with the given queues declared.
-func startBroker(t *testing.T, queues map[string]broker.QueueConfig) (*broker.Broker, string) {
+func startBroker(t *testing.T, queues map[string]broker.QueueConfig) (*engine.Broker, string) {
 	t.Helper()
-	b, err := broker.Open(broker.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}

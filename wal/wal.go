@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/diskfull"
 )
 
 var (
@@ -34,7 +36,7 @@ var (
 	// written, never readable), records enqueued with EnqueueKept or
 	// EnqueueLazy are held in memory and written, in order, as soon as a
 	// write succeeds again (the writer retries every RetryInterval).
-	ErrNoSpace = errors.New("wal: no space left on device")
+	ErrNoSpace = diskfull.ErrNoSpace
 	errEmpty   = errors.New("wal: empty payload (reserved for void records)")
 )
 

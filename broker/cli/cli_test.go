@@ -14,19 +14,20 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 )
 
 // testBroker is a real broker with its HTTP API on 127.0.0.1:0.
 type testBroker struct {
 	t    *testing.T
-	b    *broker.Broker
+	b    *engine.Broker
 	addr string // host:port
 }
 
 func newBroker(t *testing.T) *testBroker {
 	t.Helper()
-	b, err := broker.Open(broker.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 func TestAdminQueueContract(t *testing.T) {
-	eachClient(t, func(t *testing.T, c pubsubClient, b *broker.Broker) {
+	eachClient(t, func(t *testing.T, c pubsubClient, b *engine.Broker) {
 		ctx := context.Background()
 		if err := c.DeclareQueue(ctx, "orders", broker.QueueConfig{MaxLength: 1}); err != nil {
 			t.Fatalf("declare: %v", err)
@@ -61,7 +62,7 @@ func TestAdminQueueContract(t *testing.T) {
 }
 
 func TestAdminTopicContract(t *testing.T) {
-	eachClient(t, func(t *testing.T, c pubsubClient, b *broker.Broker) {
+	eachClient(t, func(t *testing.T, c pubsubClient, b *engine.Broker) {
 		ctx := context.Background()
 		if err := c.DeclareTopic(ctx, "events", broker.TopicConfig{}); err != nil {
 			t.Fatalf("declare: %v", err)
@@ -95,7 +96,7 @@ func TestAdminTopicContract(t *testing.T) {
 }
 
 func TestAdminStreamContract(t *testing.T) {
-	eachClient(t, func(t *testing.T, c pubsubClient, b *broker.Broker) {
+	eachClient(t, func(t *testing.T, c pubsubClient, b *engine.Broker) {
 		ctx := context.Background()
 		if err := c.DeclareStream(ctx, "log", broker.StreamConfig{MaxMessageSize: 10}); err != nil {
 			t.Fatalf("declare: %v", err)

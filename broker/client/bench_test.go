@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -15,7 +16,7 @@ import (
 // connection to it, all closed when the benchmark ends. The log uses the
 // interval fsync policy: these measure the protocol path, not the disk.
 func benchConn(b *testing.B) *Conn {
-	br, err := broker.Open(broker.Config{Dir: b.TempDir(), Fsync: wal.SyncPolicy{Mode: wal.SyncInterval, Interval: time.Minute}})
+	br, err := engine.Open(engine.Config{Dir: b.TempDir(), Fsync: wal.SyncPolicy{Mode: wal.SyncInterval, Interval: time.Minute}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 // Package client is the Go client of the switchyard broker: small
 // interfaces for queues (Publisher, Consumer), topics (TopicClient),
-// streams (StreamClient, GroupClient) and declaring them (Admin) with an in-process implementation
-// (Embedded), a native-protocol TCP implementation (Conn) that reconnects,
-// and an HTTP implementation (HTTP). One contract suite tests all three.
+// streams (StreamClient, GroupClient) and declaring them (Admin), with a
+// native-protocol TCP implementation (Conn) that reconnects and an HTTP
+// implementation (HTTP); package broker/local implements them in process.
+// One contract suite tests all three. It imports the broker's public face
+// (package broker) and its wire format, never the engine.
 package client
 
 import (
@@ -95,7 +97,7 @@ type TopicOptions struct {
 	// Credit is how many messages the broker may push ahead of Next over
 	// the native protocol (flow control). Default 256. Beyond the credit
 	// the broker holds up to the topic's buffer for the subscriber, then
-	// drops it with broker.ErrLagged. Embedded and HTTP ignore it (they
+	// drops it with broker.ErrLagged. broker/local and HTTP ignore it (they
 	// have the topic's buffer, and HTTP also TCP's flow control).
 	Credit int
 }
@@ -191,6 +193,12 @@ func FromOffset(offset uint64) Position { return Position{from: wire.FromOffset,
 // FromTime is the first message appended at or after t.
 func FromTime(t time.Time) Position { return Position{from: wire.FromTime, time: t} }
 
+// Where returns the position's parts: its kind, and the offset of a
+// FromOffset or the time of a FromTime position.
+func (p Position) Where() (from wire.From, offset uint64, t time.Time) {
+	return p.from, p.offset, p.time
+}
+
 // String returns the position as the HTTP API's from parameter: start,
 // end, a decimal offset or an RFC 3339 time.
 func (p Position) String() string {
@@ -205,9 +213,9 @@ func (p Position) String() string {
 	return "start"
 }
 
-// checkRead rejects read options that no implementation accepts, so that
-// all of them answer alike.
-func checkRead(opts broker.ReadOptions) error {
+// CheckRead rejects read options that no implementation accepts, so that
+// all of them (and broker/local's) answer alike.
+func CheckRead(opts broker.ReadOptions) error {
 	if opts.Max < 0 || opts.Max > 10000 {
 		return fmt.Errorf("%w: read max %d: want 1..10000 (0: 100)", broker.ErrInvalid, opts.Max)
 	}
@@ -224,207 +232,4 @@ func page(ms []broker.StreamMessage, from uint64) StreamPage {
 		p.Next = ms[len(ms)-1].Offset + 1
 	}
 	return p
-}
-
-// Embedded is a Client, TopicClient, StreamClient, GroupClient and Admin
-// over a broker in the same process.
-type Embedded struct {
-	B *broker.Broker
-}
-
-var (
-	_ Client       = Embedded{}
-	_ TopicClient  = Embedded{}
-	_ StreamClient = Embedded{}
-	_ GroupClient  = Embedded{}
-	_ Admin        = Embedded{}
-)
-
-// Publish implements Publisher.
-func (e Embedded) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
-	res := make([]broker.PublishResult, len(msgs))
-	if len(msgs) == 1 {
-		r, err := e.B.Publish(ctx, queue, msgs[0], broker.PublishOptions{})
-		res[0] = r
-		return res, err
-	}
-	for i, m := range msgs {
-		r, err := e.B.Publish(ctx, queue, m, broker.PublishOptions{NoWait: true})
-		if err != nil {
-			return nil, err
-		}
-		res[i] = r
-	}
-	return res, e.B.Confirm(ctx, queue, res)
-}
-
-// Receive implements Consumer.
-func (e Embedded) Receive(ctx context.Context, queue string, opts broker.ReceiveOptions) ([]broker.Delivery, error) {
-	return e.B.Receive(ctx, queue, opts)
-}
-
-// Ack implements Consumer.
-func (e Embedded) Ack(ctx context.Context, queue string, receipts ...string) (broker.AckResult, error) {
-	return e.B.Ack(ctx, queue, receipts)
-}
-
-// Nack implements Consumer.
-func (e Embedded) Nack(ctx context.Context, queue string, delay time.Duration, receipts ...string) (broker.AckResult, error) {
-	return e.B.Nack(ctx, queue, receipts, delay)
-}
-
-// Close does nothing: the broker belongs to the caller.
-func (e Embedded) Close() error { return nil }
-
-// Status returns the state of message seq of the queue.
-func (e Embedded) Status(_ context.Context, queue string, seq uint64) (broker.MessageStatus, error) {
-	return e.B.MessageStatus(queue, seq)
-}
-
-// PublishTopic implements TopicClient.
-func (e Embedded) PublishTopic(ctx context.Context, topic string, msgs ...broker.Message) ([]broker.TopicResult, error) {
-	return e.B.PublishTopicBatch(ctx, topic, msgs, broker.PublishOptions{})
-}
-
-// SubscribeTopic implements TopicClient; the subscription buffers up to the
-// topic's buffer.
-func (e Embedded) SubscribeTopic(ctx context.Context, topic string, _ TopicOptions) (TopicSubscription, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s, err := e.B.Subscribe(topic)
-	if err != nil {
-		return nil, err
-	}
-	return &embeddedSub{topic: topic, s: s}, nil
-}
-
-// embeddedSub is a TopicSubscription over a broker.Subscription.
-type embeddedSub struct {
-	topic string
-	s     *broker.Subscription
-}
-
-func (s *embeddedSub) Next(ctx context.Context) (broker.TopicMessage, error) {
-	select {
-	case m, ok := <-s.s.C:
-		if ok {
-			return m, nil
-		}
-		if err := s.s.Err(); err != nil {
-			return broker.TopicMessage{}, fmt.Errorf("topic %q subscription: %w", s.topic, err)
-		}
-		return broker.TopicMessage{}, ErrSubscriptionClosed
-	case <-ctx.Done():
-		return broker.TopicMessage{}, ctx.Err()
-	}
-}
-
-func (s *embeddedSub) Close() error {
-	s.s.Close()
-	return nil
-}
-
-// Append implements StreamClient.
-func (e Embedded) Append(ctx context.Context, stream string, msgs ...broker.Message) ([]uint64, error) {
-	return e.B.AppendBatch(ctx, stream, msgs)
-}
-
-// ReadStream implements StreamClient.
-func (e Embedded) ReadStream(ctx context.Context, stream string, from Position, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
-		return StreamPage{}, err
-	}
-	var (
-		off uint64
-		err error
-	)
-	switch from.from {
-	case wire.FromOffset:
-		off = from.offset // Read reports an unknown stream
-	case wire.FromTime:
-		off, err = e.B.OffsetAtTime(stream, from.time)
-	default:
-		off, err = e.B.OffsetAt(stream, from.String())
-	}
-	if err != nil {
-		return StreamPage{}, err
-	}
-	ms, err := e.B.Read(ctx, stream, off, opts)
-	if err != nil {
-		return StreamPage{}, err
-	}
-	return page(ms, off), nil
-}
-
-// Fetch implements GroupClient.
-func (e Embedded) Fetch(ctx context.Context, stream, group string, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
-		return StreamPage{}, err
-	}
-	info, err := e.B.Stream(stream)
-	if err != nil {
-		return StreamPage{}, err
-	}
-	ms, err := e.B.Fetch(ctx, stream, group, opts)
-	if err != nil {
-		return StreamPage{}, err
-	}
-	return page(ms, max(info.Groups[group], info.FirstOffset)), nil
-}
-
-// Commit implements GroupClient.
-func (e Embedded) Commit(ctx context.Context, stream, group string, offset uint64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.B.Commit(stream, group, offset)
-}
-
-// DeclareQueue implements Admin.
-func (e Embedded) DeclareQueue(ctx context.Context, name string, cfg broker.QueueConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.B.Declare(name, cfg)
-}
-
-// DeleteQueue implements Admin.
-func (e Embedded) DeleteQueue(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.B.DeleteQueue(name)
-}
-
-// DeclareTopic implements Admin.
-func (e Embedded) DeclareTopic(ctx context.Context, name string, cfg broker.TopicConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.B.DeclareTopic(name, cfg)
-}
-
-// DeleteTopic implements Admin.
-func (e Embedded) DeleteTopic(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.B.DeleteTopic(name)
-}
-
-// DeclareStream implements Admin.
-func (e Embedded) DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.B.DeclareStream(name, cfg)
-}
-
-// DeleteStream implements Admin.
-func (e Embedded) DeleteStream(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.B.DeleteStream(name)
 }

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
 )
 
-func openBroker(t *testing.T, dir string) *broker.Broker {
+func openBroker(t *testing.T, dir string) *engine.Broker {
 	t.Helper()
-	b, err := broker.Open(broker.Config{Dir: dir, TickInterval: broker.Duration(5 * time.Millisecond)})
+	b, err := engine.Open(engine.Config{Dir: dir, TickInterval: broker.Duration(5 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func openBroker(t *testing.T, dir string) *broker.Broker {
 
 // serve runs a native server for b on addr ("127.0.0.1:0" for any) until
 // the returned stop is called.
-func serve(t testing.TB, b *broker.Broker, addr string) (string, func()) {
+func serve(t testing.TB, b *engine.Broker, addr string) (string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -43,7 +44,7 @@ func serve(t testing.TB, b *broker.Broker, addr string) (string, func()) {
 }
 
 // contract is the suite every Client implementation passes.
-func contract(t *testing.T, c Client, b *broker.Broker) {
+func contract(t *testing.T, c Client, b *engine.Broker) {
 	ctx := context.Background()
 	if err := b.Declare("c", broker.QueueConfig{MaxLength: 100, MaxMessageSize: 1000}); err != nil {
 		t.Fatal(err)
@@ -102,7 +103,7 @@ func contract(t *testing.T, c Client, b *broker.Broker) {
 func TestContractEmbedded(t *testing.T) {
 	b := openBroker(t, t.TempDir())
 	defer b.Close()
-	contract(t, Embedded{B: b}, b)
+	contract(t, newLocal(b), b)
 }
 
 func TestContractNative(t *testing.T) {
@@ -209,38 +210,6 @@ func TestReconnect(t *testing.T) {
 	ds, _ := c.Receive(ctx, "r", broker.ReceiveOptions{Max: 10})
 	if len(ds) != 2 {
 		t.Fatalf("got %d messages after restart, want 2", len(ds))
-	}
-}
-
-func TestLogStore(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenLogStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	calls := 0
-	fn := func(context.Context) error { calls++; return nil }
-	if ran, err := s.Process(ctx, "a", fn); !ran || err != nil {
-		t.Fatal(ran, err)
-	}
-	if ran, _ := s.Process(ctx, "a", fn); ran {
-		t.Fatal("processed twice")
-	}
-	if ran, err := s.Process(ctx, "b", func(context.Context) error { return errors.New("boom") }); ran || err == nil {
-		t.Fatal("failed fn recorded")
-	}
-	s.Close()
-	s, err = OpenLogStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if ran, _ := s.Process(ctx, "a", fn); ran || calls != 1 {
-		t.Fatal("processed again after reopen")
-	}
-	if ran, _ := s.Process(ctx, "b", fn); !ran {
-		t.Fatal("failed id was recorded")
 	}
 }
 

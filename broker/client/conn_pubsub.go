@@ -220,7 +220,7 @@ func (s *connTopicSub) end(err error) {
 func (s *connTopicSub) grant() {
 	f, start := wire.Begin(make([]byte, 0, 16), wire.Credit, s.id)
 	select {
-	case s.l.out <- wire.End(wire.AppendUvarint(f, uint64(s.taken)), start):
+	case s.l.out <- wire.End(wire.AppendCredit(f, s.taken), start):
 		s.taken = 0
 	case <-s.l.done:
 	case <-s.closed:
@@ -260,7 +260,7 @@ func (c *Conn) Append(ctx context.Context, stream string, msgs ...broker.Message
 
 // ReadStream implements StreamClient.
 func (c *Conn) ReadStream(ctx context.Context, stream string, from Position, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
+	if err := CheckRead(opts); err != nil {
 		return StreamPage{}, err
 	}
 	req := wire.ReadReq{Stream: stream, From: from.from, Offset: from.offset, Time: from.time, Max: opts.Max, Wait: opts.Wait}
@@ -269,7 +269,7 @@ func (c *Conn) ReadStream(ctx context.Context, stream string, from Position, opt
 
 // Fetch implements GroupClient.
 func (c *Conn) Fetch(ctx context.Context, stream, group string, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
+	if err := CheckRead(opts); err != nil {
 		return StreamPage{}, err
 	}
 	req := wire.FetchReq{Stream: stream, Group: group, Max: opts.Max, Wait: opts.Wait}

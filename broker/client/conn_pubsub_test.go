@@ -65,7 +65,7 @@ func TestTopicLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for name, sub := range map[string]TopicClient{"native": c, "embedded": Embedded{B: b}} {
+	for name, sub := range map[string]TopicClient{"native": c, "embedded": newLocal(b)} {
 		t.Run(name, func(t *testing.T) {
 			s, err := sub.SubscribeTopic(ctx, "t", TopicOptions{Credit: 1})
 			if err != nil {

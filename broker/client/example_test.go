@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/native"
 )
 
@@ -21,7 +22,7 @@ func startBroker(ctx context.Context) (string, func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -79,12 +79,7 @@ func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hd
 // answerErr turns an error answer (status line and JSON body) into the
 // broker's error values.
 func answerErr(status string, data []byte) error {
-	var e struct {
-		Error string `json:"error"`
-		Code  string `json:"code"`
-		Queue string `json:"queue"`
-		Limit int    `json:"limit"`
-	}
+	var e broker.ErrorBody
 	if json.Unmarshal(data, &e) != nil || e.Code == "" {
 		return fmt.Errorf("broker answered %s: %q", status, data)
 	}
@@ -108,10 +103,7 @@ func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message
 	res := make([]broker.PublishResult, 0, len(msgs))
 	for i, m := range msgs {
 		hdr := messageHeader(&m)
-		var ans struct {
-			ID        string `json:"id"`
-			Duplicate bool   `json:"duplicate"`
-		}
+		var ans broker.PublishAnswer
 		path := "/v1/queues/" + url.PathEscape(queue) + "/messages"
 		var raw []byte
 		err := h.do(ctx, path, bytes.NewReader(m.Body), hdr, &raw)
@@ -179,16 +171,7 @@ func (h *HTTP) Receive(ctx context.Context, queue string, opts broker.ReceiveOpt
 	if opts.AutoAck {
 		q.Set("auto_ack", "true")
 	}
-	var ans []struct {
-		ID         string            `json:"id"`
-		Receipt    string            `json:"receipt"`
-		Body       []byte            `json:"body"`
-		Headers    map[string]string `json:"headers"`
-		Key        string            `json:"key"`
-		MsgID      string            `json:"msg_id"`
-		Deliveries int               `json:"deliveries"`
-		Published  time.Time         `json:"published"`
-	}
+	var ans []broker.ReceivedMessage
 	if err := h.do(ctx, "/v1/queues/"+url.PathEscape(queue)+"/receive?"+q.Encode(), nil, nil, &ans); err != nil {
 		return nil, err
 	}

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 )
 
-func newHTTP(t *testing.T) (*HTTP, *broker.Broker) {
+func newHTTP(t *testing.T) (*HTTP, *engine.Broker) {
 	t.Helper()
-	b, err := broker.Open(broker.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}

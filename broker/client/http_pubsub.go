@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/switchyard/switchyard/broker"
 )
@@ -105,23 +104,6 @@ type sseResult struct {
 	err error
 }
 
-// sseEvent is the data of a "message" event (httpapi's event).
-type sseEvent struct {
-	ID      string            `json:"id"`
-	Body    []byte            `json:"body"`
-	Headers map[string]string `json:"headers"`
-	Key     string            `json:"key"`
-	MsgID   string            `json:"msg_id"`
-	Time    time.Time         `json:"time"`
-}
-
-// sseEnd is the data of the "error" event that ends a stream.
-type sseEnd struct {
-	Error  string `json:"error"`
-	Code   string `json:"code"`
-	Reason string `json:"reason"`
-}
-
 // read parses the event stream until it ends or ctx (Close) ends it.
 func (s *httpTopicSub) read(ctx context.Context, body io.ReadCloser) {
 	defer close(s.done)
@@ -138,7 +120,7 @@ func (s *httpTopicSub) read(ctx context.Context, body io.ReadCloser) {
 	err := parseSSE(bufio.NewReaderSize(body, 64<<10), func(event string, data []byte) bool {
 		switch event {
 		case "", "message":
-			var ev sseEvent
+			var ev broker.TopicEvent
 			if err := json.Unmarshal(data, &ev); err != nil {
 				deliver(sseResult{err: fmt.Errorf("decoding event of topic %q: %w", s.topic, err)})
 				return false
@@ -150,7 +132,7 @@ func (s *httpTopicSub) read(ctx context.Context, body io.ReadCloser) {
 			}
 			return deliver(sseResult{m: broker.TopicMessage{ID: id, Body: ev.Body, Headers: ev.Headers, Key: ev.Key, MsgID: ev.MsgID, Time: ev.Time}})
 		case "error":
-			var end sseEnd
+			var end broker.SubscriptionEnded
 			if err := json.Unmarshal(data, &end); err != nil || end.Error == "" {
 				deliver(sseResult{err: fmt.Errorf("topic %q subscription ended: %q", s.topic, data)})
 				return false
@@ -297,19 +279,13 @@ func readQuery(q url.Values, opts broker.ReadOptions) string {
 	return q.Encode()
 }
 
-// httpPage is the JSON of a read or fetch answer.
-type httpPage struct {
-	Messages []broker.StreamMessage `json:"messages"`
-	Next     uint64                 `json:"next"`
-}
-
 // ReadStream implements StreamClient (GET /v1/streams/NAME/messages).
 func (h *HTTP) ReadStream(ctx context.Context, stream string, from Position, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
+	if err := CheckRead(opts); err != nil {
 		return StreamPage{}, err
 	}
 	q := readQuery(url.Values{"from": {from.String()}}, opts)
-	var p httpPage
+	var p broker.ReadPage
 	if err := h.send(ctx, http.MethodGet, "/v1/streams/"+url.PathEscape(stream)+"/messages?"+q, nil, nil, &p); err != nil {
 		return StreamPage{}, err
 	}
@@ -318,11 +294,11 @@ func (h *HTTP) ReadStream(ctx context.Context, stream string, from Position, opt
 
 // Fetch implements GroupClient (POST /v1/streams/NAME/groups/GROUP/fetch).
 func (h *HTTP) Fetch(ctx context.Context, stream, group string, opts broker.ReadOptions) (StreamPage, error) {
-	if err := checkRead(opts); err != nil {
+	if err := CheckRead(opts); err != nil {
 		return StreamPage{}, err
 	}
 	path := "/v1/streams/" + url.PathEscape(stream) + "/groups/" + url.PathEscape(group) + "/fetch?" + readQuery(url.Values{}, opts)
-	var p httpPage
+	var p broker.ReadPage
 	if err := h.do(ctx, path, nil, nil, &p); err != nil {
 		return StreamPage{}, err
 	}

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/switchyard/switchyard/broker"
-	"github.com/switchyard/switchyard/wal"
 )
 
 // ProcessedStore remembers which messages a consumer has processed: the
@@ -115,45 +114,3 @@ func (s *MemoryStore) Process(ctx context.Context, id string, fn func(context.Co
 	s.mu.Unlock()
 	return true, nil
 }
-
-// LogStore is a durable ProcessedStore in the consumer's own directory: a
-// wal of processed ids, loaded into memory on open. The id is appended
-// (and fsynced) after fn succeeds, so a crash between fn and the append
-// runs fn again for that one message: use it where fn is idempotent or
-// its side effects live in the same directory; otherwise implement
-// ProcessedStore on the database that holds the side effects.
-type LogStore struct {
-	log *wal.Log
-	mem MemoryStore
-}
-
-// OpenLogStore opens (creating) a LogStore in dir.
-func OpenLogStore(dir string) (*LogStore, error) {
-	l, err := wal.Open(dir, wal.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("opening processed-id store: %w", err)
-	}
-	s := &LogStore{log: l}
-	s.mem.done, s.mem.busy = map[string]bool{}, map[string]*sync.Mutex{}
-	if err := l.Scan(0, func(r wal.Record) error { s.mem.done[string(r.Payload)] = true; return nil }); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("loading processed ids: %w", err)
-	}
-	return s, nil
-}
-
-// Process implements ProcessedStore.
-func (s *LogStore) Process(ctx context.Context, id string, fn func(context.Context) error) (bool, error) {
-	return s.mem.Process(ctx, id, func(ctx context.Context) error {
-		if err := fn(ctx); err != nil {
-			return err
-		}
-		if _, err := s.log.Append(ctx, []byte(id)); err != nil {
-			return fmt.Errorf("recording processed id %q: %w", id, err)
-		}
-		return nil
-	})
-}
-
-// Close closes the store.
-func (s *LogStore) Close() error { return s.log.Close() }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 )
 
@@ -24,13 +25,13 @@ type pubsubClient interface {
 // eachClient runs fn against every implementation, each with a fresh
 // broker: in process, over the native protocol on a loopback listener and
 // over the HTTP API.
-func eachClient(t *testing.T, fn func(t *testing.T, c pubsubClient, b *broker.Broker)) {
+func eachClient(t *testing.T, fn func(t *testing.T, c pubsubClient, b *engine.Broker)) {
 	impls := []struct {
 		name string
-		make func(t *testing.T, b *broker.Broker) pubsubClient
+		make func(t *testing.T, b *engine.Broker) pubsubClient
 	}{
-		{"embedded", func(_ *testing.T, b *broker.Broker) pubsubClient { return Embedded{B: b} }},
-		{"native", func(t *testing.T, b *broker.Broker) pubsubClient {
+		{"embedded", func(_ *testing.T, b *engine.Broker) pubsubClient { return newLocal(b) }},
+		{"native", func(t *testing.T, b *engine.Broker) pubsubClient {
 			addr, stop := serve(t, b, "127.0.0.1:0")
 			t.Cleanup(stop)
 			c, err := Dial(context.Background(), addr, Options{})
@@ -40,7 +41,7 @@ func eachClient(t *testing.T, fn func(t *testing.T, c pubsubClient, b *broker.Br
 			t.Cleanup(func() { c.Close() })
 			return c
 		}},
-		{"http", func(t *testing.T, b *broker.Broker) pubsubClient {
+		{"http", func(t *testing.T, b *engine.Broker) pubsubClient {
 			srv := httptest.NewServer(httpapi.New(b))
 			t.Cleanup(srv.Close)
 			c := &HTTP{Base: srv.URL}
@@ -96,7 +97,7 @@ func nextErr(t *testing.T, s TopicSubscription) error {
 }
 
 func TestTopicContract(t *testing.T) {
-	eachClient(t, func(t *testing.T, c pubsubClient, b *broker.Broker) {
+	eachClient(t, func(t *testing.T, c pubsubClient, b *engine.Broker) {
 		ctx := context.Background()
 		if err := b.Declare("audit", broker.QueueConfig{}); err != nil {
 			t.Fatal(err)
@@ -183,7 +184,7 @@ func TestTopicContract(t *testing.T) {
 }
 
 func TestStreamContract(t *testing.T) {
-	eachClient(t, func(t *testing.T, c pubsubClient, b *broker.Broker) {
+	eachClient(t, func(t *testing.T, c pubsubClient, b *engine.Broker) {
 		ctx := context.Background()
 		if err := b.DeclareStream("loc", broker.StreamConfig{MaxMessageSize: 100}); err != nil {
 			t.Fatal(err)

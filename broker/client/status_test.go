@@ -17,7 +17,6 @@ type statuser interface {
 }
 
 var (
-	_ statuser = Embedded{}
 	_ statuser = (*HTTP)(nil)
 )
 
@@ -29,7 +28,7 @@ func TestStatus(t *testing.T) {
 	if err := b.Declare("st", broker.QueueConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	for name, c := range map[string]statuser{"embedded": Embedded{B: b}, "http": &HTTP{Base: srv.URL}} {
+	for name, c := range map[string]statuser{"embedded": newLocal(b), "http": &HTTP{Base: srv.URL}} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			res, err := c.Publish(ctx, "st", broker.Message{Body: []byte("x"), ID: "s-" + name})

@@ -90,7 +90,7 @@ func (c *Conn) push(ctx context.Context, queue string, opts SubscribeOptions,
 	}
 	credit := func(n int) bool {
 		f, start := wire.Begin(nil, wire.Credit, id)
-		return send(wire.End(wire.AppendUvarint(f, uint64(n)), start))
+		return send(wire.End(wire.AppendCredit(f, n), start))
 	}
 	req := wire.RecvReq{Queue: queue, Max: opts.Credit, Visibility: opts.Visibility.Std(), AutoAck: opts.AutoAck}
 	f, start := wire.Begin(nil, wire.Sub, id)

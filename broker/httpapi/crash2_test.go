@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // TestCrashStreamsGroupsRedrive SIGKILLs a broker process while it appends
@@ -124,7 +125,7 @@ func TestCrashStreamsGroupsRedrive(t *testing.T) {
 			return true
 		})
 		worker(func(int) bool { // receive + nack: straight to rq.dlq
-			var ds []delivery
+			var ds []broker.ReceivedMessage
 			if post(base+"/v1/queues/rq/receive?max=10&wait=20ms", "", "", &ds) != http.StatusOK {
 				return false
 			}
@@ -156,7 +157,7 @@ func TestCrashStreamsGroupsRedrive(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		t.Fatalf("reopening after crashes: %v", err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	bclient "github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/native"
 )
 
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 func runChild(dir string) error {
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func TestCrashConfirmedMessagesSurvive(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		t.Fatalf("reopening after crashes: %v", err)
 	}
@@ -299,7 +300,7 @@ func consumeAndAck(hc *http.Client, base string, sending func([]string)) ([]stri
 	if err != nil {
 		return nil, false
 	}
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	err = json.NewDecoder(resp.Body).Decode(&ds)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK {

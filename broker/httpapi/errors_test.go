@@ -10,13 +10,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // TestWrongMethodIs405WithAllow sends a method no route takes to every
 // path of the API: each answers 405 with the methods it does take in
 // Allow, and a JSON error naming them.
 func TestWrongMethodIs405WithAllow(t *testing.T) {
-	b, err := broker.Open(broker.Config{Dir: t.TempDir()})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // Request headers of a publish.
@@ -34,7 +35,7 @@ const maxWait = 60 * time.Second
 
 // Server is the HTTP handler of a broker.
 type Server struct {
-	b     *broker.Broker
+	b     *engine.Broker
 	mux   *http.ServeMux
 	allow map[string][]string // path pattern -> methods, while routing
 }
@@ -45,15 +46,15 @@ var _ http.Handler = (*Server)(nil)
 type Options struct {
 	// Metrics, if set, is served at GET /metrics in the Prometheus
 	// exposition format: typically the registry passed to
-	// broker.Config.Metrics. Default none (/metrics is 404).
+	// engine.Config.Metrics. Default none (/metrics is 404).
 	Metrics prometheus.Gatherer
 }
 
 // New returns the handler for b, without /metrics.
-func New(b *broker.Broker) *Server { return NewWithOptions(b, Options{}) }
+func New(b *engine.Broker) *Server { return NewWithOptions(b, Options{}) }
 
 // NewWithOptions returns the handler for b configured by opts.
-func NewWithOptions(b *broker.Broker, opts Options) *Server {
+func NewWithOptions(b *engine.Broker, opts Options) *Server {
 	s := &Server{b: b, mux: http.NewServeMux(), allow: map[string][]string{}}
 	if opts.Metrics != nil {
 		s.handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
@@ -104,14 +105,6 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// errorBody is the JSON of every error answer.
-type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-	Queue string `json:"queue,omitempty"`
-	Limit int    `json:"limit,omitempty"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -119,7 +112,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, errorBody{Error: msg, Code: code})
+	writeJSON(w, status, broker.ErrorBody{Error: msg, Code: code})
 }
 
 // fail maps a broker error to its status and code.
@@ -132,7 +125,7 @@ func fail(w http.ResponseWriter, err error) {
 	var full *broker.QueueFullError
 	if errors.As(err, &full) {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, status, errorBody{Error: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
+		writeJSON(w, status, broker.ErrorBody{Error: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
 		return
 	}
 	msg := err.Error()
@@ -239,11 +232,6 @@ func parseDur(s string) (time.Duration, error) {
 	return d, nil
 }
 
-type publishAnswer struct {
-	ID        string `json:"id"`
-	Duplicate bool   `json:"duplicate"`
-}
-
 func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	cfg, err := s.b.QueueConfig(name)
@@ -268,7 +256,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	if opts.NoWait {
 		status = http.StatusAccepted
 	}
-	writeJSON(w, status, publishAnswer{ID: strconv.FormatUint(res.Seq, 10), Duplicate: res.Duplicate})
+	writeJSON(w, status, broker.PublishAnswer{ID: strconv.FormatUint(res.Seq, 10), Duplicate: res.Duplicate})
 }
 
 // messageStatus answers the state of one message (broker.MessageStatus
@@ -344,18 +332,6 @@ func failRead(w http.ResponseWriter, err error) {
 	badRequest(w, "%v", err)
 }
 
-// delivery is one received message in JSON; body is base64.
-type delivery struct {
-	ID         string            `json:"id"`
-	Receipt    string            `json:"receipt,omitempty"`
-	Body       []byte            `json:"body"`
-	Headers    map[string]string `json:"headers"`
-	Key        string            `json:"key,omitempty"`
-	MsgID      string            `json:"msg_id,omitempty"`
-	Deliveries int               `json:"deliveries"`
-	Published  time.Time         `json:"published"`
-}
-
 func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var opts broker.ReceiveOptions
@@ -391,13 +367,13 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	out := make([]delivery, len(ds))
+	out := make([]broker.ReceivedMessage, len(ds))
 	for i, d := range ds {
 		h := d.Headers
 		if h == nil {
 			h = map[string]string{}
 		}
-		out[i] = delivery{ID: strconv.FormatUint(d.Seq, 10), Receipt: d.Receipt, Body: d.Body, Headers: h,
+		out[i] = broker.ReceivedMessage{ID: strconv.FormatUint(d.Seq, 10), Receipt: d.Receipt, Body: d.Body, Headers: h,
 			Key: d.Key, MsgID: d.MsgID, Deliveries: d.Deliveries, Published: d.PublishedAt.UTC()}
 	}
 	writeJSON(w, http.StatusOK, out)

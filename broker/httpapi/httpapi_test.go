@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 type client struct {
@@ -19,7 +20,7 @@ type client struct {
 }
 
 func newServer(t *testing.T) *client {
-	b, err := broker.Open(broker.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestQueueLifecycle(t *testing.T) {
 	if info.Depth != 2 || info.Delayed != 1 {
 		t.Fatalf("info %+v", info)
 	}
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	if st := c.do("POST", "/v1/queues/orders/receive?max=10&wait=1s&visibility=30s", "", nil, &ds); st != 200 || len(ds) != 2 {
 		t.Fatalf("receive: %d %+v", st, ds)
 	}
@@ -186,7 +187,7 @@ func TestLongPollHTTP(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	start := time.Now()
 	if st := c.do("POST", "/v1/queues/q/receive?wait=5s", "", nil, &ds); st != 200 || len(ds) != 1 {
 		t.Fatalf("long poll: %d %+v", st, ds)

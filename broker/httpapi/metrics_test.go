@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // scrape reads GET /metrics into series (`name{label="v",...}`, labels
@@ -47,7 +48,7 @@ func (c *client) scrape() map[string]float64 {
 
 func TestMetricsOverHTTP(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	b, err := broker.Open(broker.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond), Metrics: reg})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond), Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

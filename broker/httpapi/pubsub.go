@@ -92,30 +92,9 @@ func (s *Server) publishTopic(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, res)
 }
 
-// event is the data of one SSE "message" event.
-type event struct {
-	ID      string            `json:"id"`
-	Body    []byte            `json:"body"`
-	Headers map[string]string `json:"headers,omitempty"`
-	Key     string            `json:"key,omitempty"`
-	MsgID   string            `json:"msg_id,omitempty"`
-	Time    time.Time         `json:"time"`
-}
-
-// ended is the data of the "error" event that ends an event stream.
-// Reason says why, so that clients can act on it without matching the
-// message: lagged (the subscriber fell more than the topic's buffer
-// behind), not_found (the topic was deleted) or closed (the broker is
-// closing).
-type ended struct {
-	Error  string `json:"error"`
-	Code   string `json:"code"` // always subscription_ended
-	Reason string `json:"reason,omitempty"`
-}
-
 // endEvent describes why a subscription ended (err nil: it was closed).
-func endEvent(err error) ended {
-	e := ended{Error: "subscription ended", Code: "subscription_ended"}
+func endEvent(err error) broker.SubscriptionEnded {
+	e := broker.SubscriptionEnded{Error: "subscription ended", Code: "subscription_ended"}
 	if err == nil {
 		return e
 	}
@@ -160,7 +139,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				rc.Flush()
 				return
 			}
-			data, _ := json.Marshal(event{ID: strconv.FormatUint(m.ID, 10), Body: m.Body, Headers: m.Headers,
+			data, _ := json.Marshal(broker.TopicEvent{ID: strconv.FormatUint(m.ID, 10), Body: m.Body, Headers: m.Headers,
 				Key: m.Key, MsgID: m.MsgID, Time: m.Time.UTC()})
 			fmt.Fprintf(w, "id: %d\nevent: message\ndata: %s\n\n", m.ID, data)
 			// Batch the flush when more messages are already waiting.
@@ -228,12 +207,6 @@ func (s *Server) appendStream(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]uint64{"offset": off})
 }
 
-// readPage is the answer of a stream read or group fetch.
-type readPage struct {
-	Messages []broker.StreamMessage `json:"messages"`
-	Next     uint64                 `json:"next"` // offset to read next
-}
-
 func readOpts(w http.ResponseWriter, r *http.Request) (broker.ReadOptions, bool) {
 	var opts broker.ReadOptions
 	q := r.URL.Query()
@@ -281,7 +254,7 @@ func writePage(w http.ResponseWriter, ms []broker.StreamMessage, from uint64) {
 	if ms == nil {
 		ms = []broker.StreamMessage{}
 	}
-	writeJSON(w, http.StatusOK, readPage{Messages: ms, Next: next})
+	writeJSON(w, http.StatusOK, broker.ReadPage{Messages: ms, Next: next})
 }
 
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {

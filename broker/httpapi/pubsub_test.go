@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/broker"
 )
 
 func TestTopicSSE(t *testing.T) {
@@ -36,7 +38,7 @@ func TestTopicSSE(t *testing.T) {
 	if st := c.do("POST", "/v1/topics/rides/messages", "new", map[string]string{"Msg-Header-A": "b"}, &res); st != 201 || res.Subscribers != 1 || res.Queues != 1 {
 		t.Fatalf("publish %d %+v", st, res)
 	}
-	var ev event
+	var ev broker.TopicEvent
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		line, err := rd.ReadString('\n')
@@ -70,7 +72,7 @@ func TestStreamHTTP(t *testing.T) {
 			t.Fatalf("append %d %v", st, r)
 		}
 	}
-	var page readPage
+	var page broker.ReadPage
 	if st := c.do("GET", "/v1/streams/loc/messages?from=2&max=10", "", nil, &page); st != 200 || len(page.Messages) != 2 || page.Next != 4 || string(page.Messages[0].Body) != "b" {
 		t.Fatalf("read %d %+v", st, page)
 	}

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"fmt"
 	"testing"
+
+	"github.com/switchyard/switchyard/broker"
 )
 
 type statusAnswer struct {
@@ -19,7 +21,7 @@ type statusAnswer struct {
 func TestMessageStatusHTTP(t *testing.T) {
 	c := newServer(t)
 	c.do("PUT", "/v1/queues/jobs", `{"max_deliveries":1}`, nil, nil)
-	var pub publishAnswer
+	var pub broker.PublishAnswer
 	if st := c.do("POST", "/v1/queues/jobs/messages", "x", map[string]string{"Msg-Id": "j-1"}, &pub); st != 201 {
 		t.Fatalf("publish: %d", st)
 	}
@@ -34,7 +36,7 @@ func TestMessageStatusHTTP(t *testing.T) {
 	if s := status("ready"); s.MsgID != "j-1" || s.Deliveries != 0 {
 		t.Fatalf("ready: %+v", s)
 	}
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	c.do("POST", "/v1/queues/jobs/receive", "", nil, &ds)
 	if s := status("in_flight"); s.Deliveries != 1 || s.VisibleAt == "" {
 		t.Fatalf("in flight: %+v", s)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // TestStorageFull: with the disk full (ENOSPC injected into the log's
@@ -19,14 +20,14 @@ import (
 func TestStorageFull(t *testing.T) {
 	dir := t.TempDir()
 	var full atomic.Bool
-	cfg := broker.Config{Dir: dir, TickInterval: broker.Duration(5 * time.Millisecond),
+	cfg := engine.Config{Dir: dir, TickInterval: broker.Duration(5 * time.Millisecond),
 		WriteHook: func(path string, off int64, n int) error {
 			if full.Load() {
 				return fmt.Errorf("injected: %w", syscall.ENOSPC)
 			}
 			return nil
 		}}
-	b, err := broker.Open(cfg)
+	b, err := engine.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestStorageFull(t *testing.T) {
 			t.Fatalf("publish on a full disk: %d %+v, want 507 storage_full", st, e)
 		}
 	}
-	var ds []delivery
+	var ds []broker.ReceivedMessage
 	if st := c.do("POST", "/v1/queues/q/receive?max=3", "", nil, &ds); st != 200 || len(ds) != 3 {
 		t.Fatalf("receive on a full disk: %d %+v", st, ds)
 	}
@@ -80,7 +81,7 @@ func TestStorageFull(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	b, err = broker.Open(broker.Config{Dir: dir})
+	b, err = engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
 
@@ -39,7 +40,7 @@ func (c *conn) handleAdmin(t wire.Type, id uint32, body []byte) bool {
 
 // declare decodes the settings strictly, as the HTTP API does, and
 // declares the queue, topic or stream.
-func declare(b *broker.Broker, req *wire.DeclareReq) error {
+func declare(b *engine.Broker, req *wire.DeclareReq) error {
 	switch req.Kind {
 	case wire.KindQueue:
 		var cfg broker.QueueConfig
@@ -70,7 +71,7 @@ func settings(req *wire.DeclareReq, cfg any) error {
 	return nil
 }
 
-func deleteByKind(b *broker.Broker, req *wire.DeleteReq) error {
+func deleteByKind(b *engine.Broker, req *wire.DeleteReq) error {
 	switch req.Kind {
 	case wire.KindQueue:
 		return b.DeleteQueue(req.Name)

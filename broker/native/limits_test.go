@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
 
 // startServer runs a native server with opts on a loopback port.
-func startServer(t *testing.T, opts Options) (string, *Server, *broker.Broker) {
+func startServer(t *testing.T, opts Options) (string, *Server, *engine.Broker) {
 	t.Helper()
-	b, err := broker.Open(broker.Config{Dir: t.TempDir()})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

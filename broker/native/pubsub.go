@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
 
@@ -71,7 +72,7 @@ func (c *conn) topicSubscribe(id uint32, body []byte) {
 	if !ok {
 		return
 	}
-	var ts *broker.Subscription
+	var ts *engine.Subscription
 	// Unsub answers once done is closed: the broker must have forgotten
 	// the subscriber by then.
 	defer func() {
@@ -260,5 +261,5 @@ func (c *conn) groupCommit(id uint32, body []byte) {
 		c.fail(id, err)
 		return
 	}
-	c.reply(wire.CommitOK, id, wire.AppendUvarint(nil, req.Offset))
+	c.reply(wire.CommitOK, id, wire.AppendCommitOK(nil, req.Offset))
 }

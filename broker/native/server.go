@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
 
@@ -50,7 +51,7 @@ type Options struct {
 
 // Server serves a broker on the native protocol.
 type Server struct {
-	b      *broker.Broker
+	b      *engine.Broker
 	opts   Options
 	frames sync.Pool // *[]byte buffers of delivery frames, back from the writers
 	budget *budget
@@ -86,7 +87,7 @@ type outFrame struct {
 }
 
 // New returns a server for b.
-func New(b *broker.Broker, opts Options) *Server {
+func New(b *engine.Broker, opts Options) *Server {
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = 1024
 	}
@@ -355,10 +356,9 @@ func (c *conn) reader() (last bool) {
 func (c *conn) dispatch(f wire.Frame, charge int) bool {
 	switch f.Type {
 	case wire.Credit:
-		d := wire.Decoder{B: f.Body}
-		n := d.Int(1 << 30)
-		if d.Done() != nil {
-			c.fail(f.ID, d.Err)
+		n, err := wire.DecodeCredit(f.Body)
+		if err != nil {
+			c.fail(f.ID, err)
 			return false
 		}
 		c.mu.Lock()
@@ -477,7 +477,7 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 
 // publishBatch publishes every message of the request without waiting and
 // then waits once for the last one, so a batch costs one group commit.
-func publishBatch(ctx context.Context, b *broker.Broker, req *wire.PubReq) ([]broker.PublishResult, error) {
+func publishBatch(ctx context.Context, b *engine.Broker, req *wire.PubReq) ([]broker.PublishResult, error) {
 	res := make([]broker.PublishResult, len(req.Msgs))
 	if len(req.Msgs) == 1 || req.NoWait {
 		for i, m := range req.Msgs {

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
 
-func start(t *testing.T) (net.Conn, *broker.Broker) {
+func start(t *testing.T) (net.Conn, *engine.Broker) {
 	t.Helper()
-	b, err := broker.Open(broker.Config{Dir: t.TempDir()})
+	b, err := engine.Open(engine.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -330,10 +330,24 @@ func DecodeCommitReq(body []byte) (CommitReq, error) {
 	return r, d.Done()
 }
 
+// AppendCommitOK appends a CommitOK body: the committed offset.
+func AppendCommitOK(b []byte, offset uint64) []byte { return AppendUvarint(b, offset) }
+
 // DecodeCommitOK decodes a CommitOK body (the committed offset, encoded
-// with AppendUvarint).
+// by AppendCommitOK).
 func DecodeCommitOK(body []byte) (uint64, error) {
 	d := Decoder{B: body}
 	o := d.Uvarint()
 	return o, d.Done()
+}
+
+// AppendCredit appends a Credit body: n more messages for the Sub or
+// TopicSub of the frame's id.
+func AppendCredit(b []byte, n int) []byte { return AppendUvarint(b, uint64(n)) }
+
+// DecodeCredit decodes a Credit body (at most 1<<30 messages).
+func DecodeCredit(body []byte) (int, error) {
+	d := Decoder{B: body}
+	n := d.Int(1 << 30)
+	return n, d.Done()
 }

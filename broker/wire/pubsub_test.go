@@ -109,7 +109,8 @@ func TestMalformedPubSubFrames(t *testing.T) {
 		"GroupFetch":   AppendFetchReq(nil, &FetchReq{Stream: "s", Group: "g", Max: 1}),
 		"StreamMsgs":   AppendStreamMsgs(nil, &StreamPage{Next: 2, Messages: []broker.StreamMessage{{Offset: 1, Time: at, Body: []byte("x")}}}),
 		"GroupCommit":  AppendCommitReq(nil, &CommitReq{Stream: "s", Group: "g", Offset: 1}),
-		"CommitOK":     AppendUvarint(nil, 1),
+		"CommitOK":     AppendCommitOK(nil, 1),
+		"Credit":       AppendCredit(nil, 5),
 	}
 	decode := map[string]func([]byte) error{
 		"TopicSub":     func(b []byte) error { _, err := DecodeTopicSubReq(b); return err },
@@ -122,6 +123,7 @@ func TestMalformedPubSubFrames(t *testing.T) {
 		"StreamMsgs":   func(b []byte) error { var p StreamPage; return DecodeStreamMsgs(&p, b) },
 		"GroupCommit":  func(b []byte) error { _, err := DecodeCommitReq(b); return err },
 		"CommitOK":     func(b []byte) error { _, err := DecodeCommitOK(b); return err },
+		"Credit":       func(b []byte) error { _, err := DecodeCredit(b); return err },
 	}
 	for name, body := range valid {
 		t.Run(name, func(t *testing.T) {

@@ -5,21 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/cli"
-	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
+	"github.com/switchyard/switchyard/broker/server"
 	"github.com/switchyard/switchyard/broker/wire"
-	"github.com/switchyard/switchyard/wal"
 )
 
 // runBroker runs the embedded message broker with its HTTP API or, when
@@ -39,7 +31,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return runBrokerServer(ctx, args, stdout, stderr)
 }
 
-// runBrokerServer runs the embedded message broker with its HTTP API.
+// runBrokerServer parses the broker's flags and runs it (server.Run).
 func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("broker", "--data DIR [--http ADDR] [--listen ADDR] [--config FILE] [--fsync POLICY]",
 		"Run the message broker: durable queues, pub/sub topics and replayable streams\n"+
@@ -64,8 +56,9 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	nopts := native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: pingInterval, PingTimeout: pingTimeout, WriteTimeout: writeTimeout}
-	if err := nopts.Validate(); err != nil {
+	opts := server.Options{Data: *dataDir, HTTP: *httpAddr, Listen: *listen, ConfigFile: *configPath, Fsync: *fsync, Pprof: *pprofAddr,
+		Native: native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: pingInterval, PingTimeout: pingTimeout, WriteTimeout: writeTimeout}}
+	if err := opts.Native.Validate(); err != nil { // before the arguments, as server.Run would
 		fmt.Fprintf(stderr, "switchyard broker: %v\n", err)
 		return errUsage
 	}
@@ -84,118 +77,21 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 		fs.Usage()
 		return errUsage
 	}
-	var fc broker.FileConfig
-	if *configPath != "" {
-		var err error
-		if fc, err = broker.LoadFile(*configPath); err != nil {
-			return err
+	err := server.Run(ctx, opts, stdout, stderr)
+	var uerr *server.UsageError
+	if errors.As(err, &uerr) {
+		fmt.Fprintf(stderr, "switchyard broker: %v\n", uerr.Err)
+		if uerr.ShowUsage {
+			fs.Usage()
 		}
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cfg := broker.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes, Preallocate: fc.Preallocate, Metrics: reg}
-	if *dataDir != "" {
-		cfg.Dir = *dataDir
-	}
-	if cfg.Dir == "" {
-		fmt.Fprintln(stderr, "switchyard broker: --data is required (or data: in the config file)")
-		fs.Usage()
 		return errUsage
 	}
-	if *fsync != "" {
-		p, err := wal.ParseSyncPolicy(*fsync)
-		if err != nil {
-			fmt.Fprintf(stderr, "switchyard broker: --fsync: %v\n", err)
-			return errUsage
-		}
-		cfg.Fsync = p
-	}
-	b, err := broker.Open(cfg)
-	if err != nil {
-		if errors.As(err, new(*wal.CorruptError)) {
-			return fmt.Errorf("%w\nto skip only the damaged records and keep the rest: switchyard broker repair --data %s", err, cfg.Dir)
-		}
-		return err
-	}
-	defer b.Close()
-	if rec := b.Recovery(); rec.TruncatedBytes > 0 {
-		fmt.Fprintf(stderr, "switchyard broker: recovered log: cut %d bytes of torn tail from %s at offset %d (%s); last intact record %d\n",
-			rec.TruncatedBytes, rec.TruncatedFile, rec.TruncatedAt, rec.Reason, rec.LastSeq)
-	}
-	if err := fc.Apply(b); err != nil {
-		return err // located in the file: FILE:LINE:COLUMN: KEY.PATH: ...
-	}
-	ln, err := net.Listen("tcp", *httpAddr)
-	if err != nil {
-		return fmt.Errorf("listening on --http %q: %w", *httpAddr, err)
-	}
-	srv := &http.Server{Handler: httpapi.NewWithOptions(b, httpapi.Options{Metrics: reg}), ReadHeaderTimeout: 10 * time.Second}
-	nativeAddr := "off"
-	nctx, stopNative := context.WithCancel(ctx)
-	defer stopNative()
-	var nativeDone chan error // nil (never ready) when the native listener is off
-	if *listen != "" {
-		nativeDone = make(chan error, 1)
-		nln, err := net.Listen("tcp", *listen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("listening on --listen %q: %w", *listen, err)
-		}
-		nativeAddr = nln.Addr().String()
-		go func() { nativeDone <- native.New(b, nopts).Serve(nctx, nln) }()
-	}
-	pprofShown := "off"
-	if *pprofAddr != "" {
-		pln, err := net.Listen("tcp", *pprofAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("listening on --pprof %q: %w", *pprofAddr, err)
-		}
-		pprofShown = pln.Addr().String()
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = psrv.Serve(pln) }()
-		defer psrv.Close()
-	}
-	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s pprof=%s data=%s fsync=%s\n", ln.Addr(), nativeAddr, pprofShown, cfg.Dir, cfg.Fsync)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		stopNative()
-		if nativeDone != nil {
-			<-nativeDone
-		}
-		return fmt.Errorf("serving HTTP: %w", err)
-	case err := <-nativeDone:
-		srv.Close()
-		<-errc
-		if err == nil {
-			err = errors.New("stopped")
-		}
-		return fmt.Errorf("serving native protocol: %w", err)
-	case <-ctx.Done():
-	}
-	stopNative()
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutting down HTTP: %w", err)
-	}
-	<-errc
-	if nativeDone != nil {
-		return <-nativeDone
-	}
-	return nil
+	return err
 }
 
-// runBrokerRepair repairs a stopped broker's data directory: damaged log
-// records are skipped (and reported), everything intact is kept.
+// runBrokerRepair parses the flags of broker repair and repairs a stopped
+// broker's data directory (server.RunRepair): damaged log records are
+// skipped (and reported), everything intact is kept.
 func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("broker repair", "--data DIR",
 		"Repair the logs of a stopped broker: skip damaged records (reporting each\n"+
@@ -210,19 +106,5 @@ func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	dmg, err := broker.Repair(*dataDir)
-	var lost uint64
-	for _, d := range dmg {
-		fmt.Fprintf(stdout, "switchyard broker repair: %s\n", d)
-		lost += d.Records
-	}
-	if err != nil {
-		return err
-	}
-	if len(dmg) == 0 {
-		fmt.Fprintf(stdout, "switchyard broker repair: %s: no damage found, nothing changed\n", *dataDir)
-		return nil
-	}
-	fmt.Fprintf(stdout, "switchyard broker repair: %d damaged stretches repaired, %d records lost; every other record kept\n", len(dmg), lost)
-	return nil
+	return server.RunRepair(*dataDir, stdout)
 }

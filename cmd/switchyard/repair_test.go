@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // TestBinaryBrokerRepair: one flipped byte in the middle of the active log
@@ -19,7 +20,7 @@ import (
 // message, says so, and the other 199 are kept.
 func TestBinaryBrokerRepair(t *testing.T) {
 	dir := t.TempDir()
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestBinaryBrokerRepair(t *testing.T) {
 	if code, out = run("broker", "repair", "--data", dir); code != 0 || !strings.Contains(out, "no damage found") {
 		t.Fatalf("second repair: exit %d, %q", code, out)
 	}
-	b, err = broker.Open(broker.Config{Dir: dir})
+	b, err = engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		t.Fatalf("open after repair: %v", err)
 	}

@@ -1,8 +1,11 @@
-// Package broker is switchyard's embedded message broker: durable queues
+// Package engine is switchyard's message broker itself: durable queues
 // with competing consumers, acks, visibility timeouts, dead-letter queues,
-// delays, TTLs, ordering by key, producer dedup and back pressure, all
-// persisted through a write-ahead log (package wal).
-package broker
+// delays, TTLs, ordering by key, producer dedup and back pressure, topics
+// and streams, all persisted through a write-ahead log (package wal), with
+// Prometheus metrics. Its messages, settings and errors are the types of
+// package broker; front ends (broker/httpapi, broker/native) serve an
+// engine, clients (broker/client, broker/local) never import it.
+package engine
 
 import (
 	"context"
@@ -15,50 +18,28 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/wal"
 )
-
-// Errors returned by the broker; test with errors.Is / errors.As.
-var (
-	ErrNotFound = errors.New("not found")
-	ErrInvalid  = errors.New("invalid request")
-	ErrTooLarge = errors.New("message too large")
-	ErrClosed   = errors.New("broker closed")
-	// ErrStorageFull: the disk is full. Publishes, moves and stream appends
-	// fail with it (nothing of them is stored) until space returns, which
-	// the broker notices by itself; receives, acks and nacks go on.
-	ErrStorageFull = wal.ErrNoSpace
-)
-
-// QueueFullError is returned when a publish finds the queue at max_length
-// (after waiting, for overflow "block").
-type QueueFullError struct {
-	Queue string
-	Limit int
-}
-
-func (e *QueueFullError) Error() string {
-	return fmt.Sprintf("queue %q is full (max_length %d)", e.Queue, e.Limit)
-}
 
 const metaName = "broker.json"
 
 // meta is the durable catalogue of queues, replaced atomically on change.
 type meta struct {
-	NextID  uint32                 `json:"next_id"`
-	Queues  map[string]metaQueue   `json:"queues"`
-	Topics  map[string]TopicConfig `json:"topics,omitempty"`
-	Streams map[string]metaStream  `json:"streams,omitempty"`
+	NextID  uint32                        `json:"next_id"`
+	Queues  map[string]metaQueue          `json:"queues"`
+	Topics  map[string]broker.TopicConfig `json:"topics,omitempty"`
+	Streams map[string]metaStream         `json:"streams,omitempty"`
 }
 
 type metaStream struct {
-	ID     uint32       `json:"id"`
-	Config StreamConfig `json:"config"`
+	ID     uint32              `json:"id"`
+	Config broker.StreamConfig `json:"config"`
 }
 
 type metaQueue struct {
-	ID     uint32      `json:"id"`
-	Config QueueConfig `json:"config"`
+	ID     uint32             `json:"id"`
+	Config broker.QueueConfig `json:"config"`
 }
 
 // Broker owns the log and the queues. It is safe for concurrent use.
@@ -212,7 +193,7 @@ func (b *Broker) saveMetaLocked() error {
 		m.Queues[name] = metaQueue{ID: q.id, Config: q.cfg}
 	}
 	if len(b.topics) > 0 {
-		m.Topics = make(map[string]TopicConfig, len(b.topics))
+		m.Topics = make(map[string]broker.TopicConfig, len(b.topics))
 		for name, t := range b.topics {
 			m.Topics[name] = t.cfg
 		}
@@ -332,18 +313,18 @@ func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return ErrClosed
+		return broker.ErrClosed
 	}
 	b.closed = true
 	for _, q := range b.queues {
 		q.mu.Lock()
-		q.gone = ErrClosed
+		q.gone = broker.ErrClosed
 		q.signalReadyLocked()
 		q.signalSpaceLocked()
 		q.mu.Unlock()
 	}
 	for _, t := range b.topics {
-		t.endAll(ErrClosed)
+		t.endAll(broker.ErrClosed)
 	}
 	var errs []error
 	for name, s := range b.streams {
@@ -495,18 +476,18 @@ func (b *Broker) compactPoint() uint64 {
 
 // Declare creates the queue or updates its settings. A dead-letter queue
 // it names is created with default settings if missing.
-func (b *Broker) Declare(name string, cfg QueueConfig) error {
-	if !ValidName(name) {
-		return fmt.Errorf("%w: queue name %q", ErrInvalid, name)
+func (b *Broker) Declare(name string, cfg broker.QueueConfig) error {
+	if !broker.ValidName(name) {
+		return fmt.Errorf("%w: queue name %q", broker.ErrInvalid, name)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: queue %q: %w", ErrInvalid, name, err)
+		return fmt.Errorf("%w: queue %q: %w", broker.ErrInvalid, name, err)
 	}
 	full := cfg.WithDefaults(name)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return ErrClosed
+		return broker.ErrClosed
 	}
 	if q, ok := b.queues[name]; ok {
 		q.mu.Lock()
@@ -516,13 +497,13 @@ func (b *Broker) Declare(name string, cfg QueueConfig) error {
 	} else {
 		b.addQueueLocked(name, cfg)
 	}
-	if dl := full.DeadLetter; dl != NoDeadLetter && b.queues[dl] == nil {
-		b.addQueueLocked(dl, QueueConfig{})
+	if dl := full.DeadLetter; dl != broker.NoDeadLetter && b.queues[dl] == nil {
+		b.addQueueLocked(dl, broker.QueueConfig{})
 	}
 	return b.saveMetaLocked()
 }
 
-func (b *Broker) addQueueLocked(name string, cfg QueueConfig) *queue {
+func (b *Broker) addQueueLocked(name string, cfg broker.QueueConfig) *queue {
 	q := newQueue(name, b.nextID, cfg)
 	b.nextID++
 	b.queues[name] = q
@@ -537,12 +518,12 @@ func (b *Broker) DeleteQueue(name string) error {
 	defer b.mu.Unlock()
 	q, ok := b.queues[name]
 	if !ok {
-		return fmt.Errorf("queue %q: %w", name, ErrNotFound)
+		return fmt.Errorf("queue %q: %w", name, broker.ErrNotFound)
 	}
 	delete(b.queues, name)
 	delete(b.byID, q.id)
 	q.mu.Lock()
-	q.gone = fmt.Errorf("queue %q deleted: %w", name, ErrNotFound)
+	q.gone = fmt.Errorf("queue %q deleted: %w", name, broker.ErrNotFound)
 	q.signalReadyLocked()
 	q.signalSpaceLocked()
 	q.mu.Unlock()
@@ -558,33 +539,23 @@ func lookup[T any](b *Broker, m map[string]T, kind, name string) (T, error) {
 	defer b.mu.RUnlock()
 	var zero T
 	if b.closed {
-		return zero, ErrClosed
+		return zero, broker.ErrClosed
 	}
 	v, ok := m[name]
 	if !ok {
-		return zero, fmt.Errorf("%s %q: %w", kind, name, ErrNotFound)
+		return zero, fmt.Errorf("%s %q: %w", kind, name, broker.ErrNotFound)
 	}
 	return v, nil
 }
 
-// QueueInfo describes a queue.
-type QueueInfo struct {
-	Name         string      `json:"name"`
-	Config       QueueConfig `json:"config"`
-	Depth        int         `json:"depth"`         // ready + waiting for their key
-	InFlight     int         `json:"in_flight"`     // delivered, not acked
-	Delayed      int         `json:"delayed"`       // not yet available
-	DeadLettered int         `json:"dead_lettered"` // messages in its dead-letter queue
-}
-
 // Queue returns the queue's settings and counts.
-func (b *Broker) Queue(name string) (QueueInfo, error) {
+func (b *Broker) Queue(name string) (broker.QueueInfo, error) {
 	q, err := b.queue(name)
 	if err != nil {
-		return QueueInfo{}, err
+		return broker.QueueInfo{}, err
 	}
 	q.mu.Lock()
-	info := QueueInfo{
+	info := broker.QueueInfo{
 		Name:     name,
 		Config:   q.cfg,
 		InFlight: q.inflight.Len(),
@@ -593,7 +564,7 @@ func (b *Broker) Queue(name string) (QueueInfo, error) {
 	info.Depth = len(q.msgs) + len(q.pending) - info.InFlight - info.Delayed
 	dl := q.cfg.DeadLetter
 	q.mu.Unlock()
-	if dl != NoDeadLetter {
+	if dl != broker.NoDeadLetter {
 		if d, err := b.queue(dl); err == nil {
 			d.mu.Lock()
 			info.DeadLettered = len(d.msgs) + len(d.pending)
@@ -616,10 +587,10 @@ func (b *Broker) Queues() []string {
 }
 
 // QueueConfig returns the queue's settings, defaults filled in.
-func (b *Broker) QueueConfig(name string) (QueueConfig, error) {
+func (b *Broker) QueueConfig(name string) (broker.QueueConfig, error) {
 	q, err := b.queue(name)
 	if err != nil {
-		return QueueConfig{}, err
+		return broker.QueueConfig{}, err
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -1,4 +1,4 @@
-package broker
+package server
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -49,11 +51,11 @@ type FileConfig struct {
 	// data (see Config.Preallocate). Default 0 (off).
 	Preallocate int64 `yaml:"preallocate"`
 	// Queues declares queues, by name, created or updated on start.
-	Queues map[string]QueueConfig `yaml:"queues"`
+	Queues map[string]broker.QueueConfig `yaml:"queues"`
 	// Topics declares pub/sub topics, by name.
-	Topics map[string]TopicConfig `yaml:"topics"`
+	Topics map[string]broker.TopicConfig `yaml:"topics"`
 	// Streams declares replayable streams, by name.
-	Streams map[string]StreamConfig `yaml:"streams"`
+	Streams map[string]broker.StreamConfig `yaml:"streams"`
 
 	loc *fileLocator // where each key is, when parsed from a file
 }
@@ -145,7 +147,7 @@ func (fl *fileLocator) errorf(n *yaml.Node, path, format string, args ...any) {
 }
 
 var (
-	durationType   = reflect.TypeOf(Duration(0))
+	durationType   = reflect.TypeOf(broker.Duration(0))
 	syncPolicyType = reflect.TypeOf(wal.SyncPolicy{})
 
 	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
@@ -431,14 +433,14 @@ func (e *locatedError) Unwrap() error { return e.err }
 // Validate reports every problem, each prefixed by its key path.
 func (fc FileConfig) Validate() error {
 	var errs []error
-	if err := checkSegmentBytes("segment_bytes", fc.SegmentBytes); err != nil {
+	if err := broker.CheckSegmentBytes("segment_bytes", fc.SegmentBytes); err != nil {
 		errs = append(errs, err)
 	}
 	if fc.Preallocate < 0 {
 		errs = append(errs, fmt.Errorf("preallocate: %d must not be negative", fc.Preallocate))
 	}
 	for _, name := range sortedKeys(fc.Queues) {
-		if !ValidName(name) {
+		if !broker.ValidName(name) {
 			errs = append(errs, fmt.Errorf("queues.%s: invalid queue name", name))
 		}
 		if err := fc.Queues[name].Validate(); err != nil {
@@ -446,7 +448,7 @@ func (fc FileConfig) Validate() error {
 		}
 	}
 	for _, name := range sortedKeys(fc.Topics) {
-		if !ValidName(name) {
+		if !broker.ValidName(name) {
 			errs = append(errs, fmt.Errorf("topics.%s: invalid topic name", name))
 		}
 		if err := fc.Topics[name].Validate(); err != nil {
@@ -454,7 +456,7 @@ func (fc FileConfig) Validate() error {
 		}
 	}
 	for _, name := range sortedKeys(fc.Streams) {
-		if !ValidName(name) {
+		if !broker.ValidName(name) {
 			errs = append(errs, fmt.Errorf("streams.%s: invalid stream name", name))
 		}
 		if err := fc.Streams[name].Validate(); err != nil {
@@ -486,7 +488,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // Apply declares the file's queues, topics and streams on b.
-func (fc FileConfig) Apply(b *Broker) error {
+func (fc FileConfig) Apply(b *engine.Broker) error {
 	var errs []error
 	for _, name := range sortedKeys(fc.Queues) {
 		if err := b.Declare(name, fc.Queues[name]); err != nil {

@@ -1,4 +1,4 @@
-package broker
+package engine
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/internal/seglimit"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -40,10 +42,10 @@ func TestDataDirLocked(t *testing.T) {
 // before it move, those after it stay.
 func TestRedriveFailedMoveKeepsDeadLetters(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
-	e.pub("q.dlq", Message{Body: []byte("one"), Headers: map[string]string{HeaderOriginalQueue: "q"}})
-	e.pub("q.dlq", Message{Body: []byte("bad"), Headers: map[string]string{HeaderOriginalQueue: "no such/queue"}})
-	e.pub("q.dlq", Message{Body: []byte("three"), Headers: map[string]string{HeaderOriginalQueue: "q"}})
+	e.declare("q", broker.QueueConfig{})
+	e.pub("q.dlq", broker.Message{Body: []byte("one"), Headers: map[string]string{broker.HeaderOriginalQueue: "q"}})
+	e.pub("q.dlq", broker.Message{Body: []byte("bad"), Headers: map[string]string{broker.HeaderOriginalQueue: "no such/queue"}})
+	e.pub("q.dlq", broker.Message{Body: []byte("three"), Headers: map[string]string{broker.HeaderOriginalQueue: "q"}})
 	n, err := e.b.Redrive(context.Background(), "q")
 	if err == nil || n != 1 {
 		t.Fatalf("redrive: moved %d, err %v; want 1 moved and an error", n, err)
@@ -81,11 +83,11 @@ func TestDeadLetterOnFullDiskKeepsMessage(t *testing.T) {
 		return nil
 	}
 	e.restart()
-	e.declare("q", QueueConfig{MaxDeliveries: 1})
-	e.pub("q", Message{Body: []byte("x")})
+	e.declare("q", broker.QueueConfig{MaxDeliveries: 1})
+	e.pub("q", broker.Message{Body: []byte("x")})
 	ds := e.recv("q", 1)
 	full.Store(true)
-	if _, err := e.b.Publish(context.Background(), "q", Message{Body: []byte("y")}, PublishOptions{}); ErrorCode(err) != CodeStorageFull || !errors.Is(err, ErrStorageFull) {
+	if _, err := e.b.Publish(context.Background(), "q", broker.Message{Body: []byte("y")}, broker.PublishOptions{}); broker.ErrorCode(err) != broker.CodeStorageFull || !errors.Is(err, broker.ErrStorageFull) {
 		t.Fatalf("publish on a full disk: %v, want storage_full", err)
 	}
 	if r, err := e.b.Nack(context.Background(), "q", []string{ds[0].Receipt}, 0); err != nil || r.Done != 1 {
@@ -111,9 +113,9 @@ func TestDeadLetterOnFullDiskKeepsMessage(t *testing.T) {
 
 // lowerMinSegment lets a test use tiny segments (retention tests).
 func lowerMinSegment(t *testing.T) {
-	old := minSegmentBytes
-	minSegmentBytes = 256
-	t.Cleanup(func() { minSegmentBytes = old })
+	old := seglimit.Min
+	seglimit.Min = 256
+	t.Cleanup(func() { seglimit.Min = old })
 }
 
 // TestSettingLimits: tiny segments and absurd durations are refused with
@@ -124,29 +126,28 @@ func TestSettingLimits(t *testing.T) {
 		err  error
 		want string
 	}{
-		{e.b.DeclareStream("s", StreamConfig{SegmentBytes: 1}), "segment_bytes 1: must be between 1048576 (1 MiB) and 1 GiB"},
-		{e.b.DeclareStream("s", StreamConfig{MaxAge: Duration(100 * 365 * 24 * time.Hour)}), "max_age"},
-		{e.b.Declare("q", QueueConfig{VisibilityTimeout: Duration(999999 * time.Hour)}), "visibility_timeout 999999h0m0s: must be between 0 and 12h0m0s"},
-		{e.b.Declare("q", QueueConfig{BlockTimeout: Duration(time.Hour)}), "block_timeout"},
-		{e.b.Declare("q", QueueConfig{DedupWindow: Duration(30 * 24 * time.Hour)}), "dedup_window"},
-		{e.b.Declare("q", QueueConfig{MessageTTL: Duration(999999 * time.Hour)}), "message_ttl"},
-		{e.b.Declare("q", QueueConfig{Retention: Duration(999999 * time.Hour)}), "retention"},
+		{e.b.DeclareStream("s", broker.StreamConfig{SegmentBytes: 1}), "segment_bytes 1: must be between 1048576 (1 MiB) and 1 GiB"},
+		{e.b.DeclareStream("s", broker.StreamConfig{MaxAge: broker.Duration(100 * 365 * 24 * time.Hour)}), "max_age"},
+		{e.b.Declare("q", broker.QueueConfig{VisibilityTimeout: broker.Duration(999999 * time.Hour)}), "visibility_timeout 999999h0m0s: must be between 0 and 12h0m0s"},
+		{e.b.Declare("q", broker.QueueConfig{BlockTimeout: broker.Duration(time.Hour)}), "block_timeout"},
+		{e.b.Declare("q", broker.QueueConfig{DedupWindow: broker.Duration(30 * 24 * time.Hour)}), "dedup_window"},
+		{e.b.Declare("q", broker.QueueConfig{MessageTTL: broker.Duration(999999 * time.Hour)}), "message_ttl"},
+		{e.b.Declare("q", broker.QueueConfig{Retention: broker.Duration(999999 * time.Hour)}), "retention"},
 		{Config{Dir: "x", SegmentBytes: 4096}.Validate(), "segment_bytes 4096"},
-		{FileConfig{SegmentBytes: 1}.Validate(), "segment_bytes 1"},
 	} {
-		if !errors.Is(c.err, ErrInvalid) && !strings.Contains(fmt.Sprint(c.err), "segment_bytes") {
+		if !errors.Is(c.err, broker.ErrInvalid) && !strings.Contains(fmt.Sprint(c.err), "segment_bytes") {
 			t.Errorf("%v: want ErrInvalid", c.err)
 		}
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
 			t.Errorf("error %v, want it to contain %q", c.err, c.want)
 		}
 	}
-	e.declare("q", QueueConfig{})
-	e.pub("q", Message{Body: []byte("x")})
-	if _, err := e.b.Receive(context.Background(), "q", ReceiveOptions{Visibility: 999999 * time.Hour}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "visibility") {
+	e.declare("q", broker.QueueConfig{})
+	e.pub("q", broker.Message{Body: []byte("x")})
+	if _, err := e.b.Receive(context.Background(), "q", broker.ReceiveOptions{Visibility: 999999 * time.Hour}); !errors.Is(err, broker.ErrInvalid) || !strings.Contains(err.Error(), "visibility") {
 		t.Errorf("receive with visibility 999999h: %v, want ErrInvalid naming visibility", err)
 	}
-	if _, err := e.b.Publish(context.Background(), "q", Message{Body: []byte("x"), Delay: 999999 * time.Hour}, PublishOptions{}); !errors.Is(err, ErrInvalid) {
+	if _, err := e.b.Publish(context.Background(), "q", broker.Message{Body: []byte("x"), Delay: 999999 * time.Hour}, broker.PublishOptions{}); !errors.Is(err, broker.ErrInvalid) {
 		t.Errorf("publish with delay 999999h: %v, want ErrInvalid", err)
 	}
 }
@@ -155,26 +156,26 @@ func TestSettingLimits(t *testing.T) {
 // headers and body, for queues, topics and streams.
 func TestMaxMessageSizeCountsEverything(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{MaxMessageSize: 10})
-	if err := e.b.DeclareStream("s", StreamConfig{MaxMessageSize: 10}); err != nil {
+	e.declare("q", broker.QueueConfig{MaxMessageSize: 10})
+	if err := e.b.DeclareStream("s", broker.StreamConfig{MaxMessageSize: 10}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.b.DeclareTopic("t", TopicConfig{MaxMessageSize: 10}); err != nil {
+	if err := e.b.DeclareTopic("t", broker.TopicConfig{MaxMessageSize: 10}); err != nil {
 		t.Fatal(err)
 	}
-	fits := Message{Body: []byte("12345"), ID: "ab", Key: "c", Headers: map[string]string{"d": "e"}}  // 10
-	over := Message{Body: []byte("12345"), ID: "ab", Key: "c", Headers: map[string]string{"d": "ef"}} // 11
+	fits := broker.Message{Body: []byte("12345"), ID: "ab", Key: "c", Headers: map[string]string{"d": "e"}}  // 10
+	over := broker.Message{Body: []byte("12345"), ID: "ab", Key: "c", Headers: map[string]string{"d": "ef"}} // 11
 	ctx := context.Background()
-	if _, err := e.b.Publish(ctx, "q", fits, PublishOptions{}); err != nil {
+	if _, err := e.b.Publish(ctx, "q", fits, broker.PublishOptions{}); err != nil {
 		t.Fatalf("queue, 10 bytes: %v", err)
 	}
-	if _, err := e.b.Publish(ctx, "q", over, PublishOptions{}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "11 bytes") {
+	if _, err := e.b.Publish(ctx, "q", over, broker.PublishOptions{}); !errors.Is(err, broker.ErrTooLarge) || !strings.Contains(err.Error(), "11 bytes") {
 		t.Fatalf("queue, 11 bytes: %v", err)
 	}
-	if _, err := e.b.Append(ctx, "s", over); !errors.Is(err, ErrTooLarge) {
+	if _, err := e.b.Append(ctx, "s", over); !errors.Is(err, broker.ErrTooLarge) {
 		t.Fatalf("stream, 11 bytes: %v", err)
 	}
-	if _, err := e.b.PublishTopic(ctx, "t", over, PublishOptions{}); !errors.Is(err, ErrTooLarge) {
+	if _, err := e.b.PublishTopic(ctx, "t", over, broker.PublishOptions{}); !errors.Is(err, broker.ErrTooLarge) {
 		t.Fatalf("topic, 11 bytes: %v", err)
 	}
 }
@@ -186,13 +187,13 @@ func TestLargestMessageEndToEnd(t *testing.T) {
 		t.Skip("64 MiB message")
 	}
 	e := newEnv(t)
-	e.declare("big", QueueConfig{MaxMessageSize: MaxMessageSizeLimit})
-	body := make([]byte, MaxMessageSizeLimit-9)
+	e.declare("big", broker.QueueConfig{MaxMessageSize: broker.MaxMessageSizeLimit})
+	body := make([]byte, broker.MaxMessageSizeLimit-9)
 	for i := range body {
 		body[i] = byte(i * 7)
 	}
-	msg := Message{Body: body, ID: "id", Key: "k", Headers: map[string]string{"ab": "cdef"}} // exactly 64 MiB
-	if msg.Size() != MaxMessageSizeLimit {
+	msg := broker.Message{Body: body, ID: "id", Key: "k", Headers: map[string]string{"ab": "cdef"}} // exactly 64 MiB
+	if msg.Size() != broker.MaxMessageSizeLimit {
 		t.Fatalf("size %d", msg.Size())
 	}
 	e.pub("big", msg)

@@ -1,4 +1,4 @@
-package broker
+package engine
 
 import (
 	"container/heap"
@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchyard/switchyard/broker"
 )
 
 type msgState uint8
@@ -89,7 +90,7 @@ type dedupEntry struct {
 type queue struct {
 	name string
 	id   uint32
-	cfg  QueueConfig // with defaults
+	cfg  broker.QueueConfig // with defaults
 
 	mu        sync.Mutex
 	msgs      map[uint64]*message // every message but pending ones
@@ -108,7 +109,7 @@ type queue struct {
 	stats     queueStats    // event counters (atomic; see metrics.go)
 }
 
-func newQueue(name string, id uint32, cfg QueueConfig) *queue {
+func newQueue(name string, id uint32, cfg broker.QueueConfig) *queue {
 	return &queue{
 		name:     name,
 		id:       id,

@@ -1,8 +1,10 @@
-package broker
+package engine
 
 import (
 	"context"
 	"testing"
+
+	"github.com/switchyard/switchyard/broker"
 )
 
 func BenchmarkPublishConfirmed(b *testing.B) {
@@ -13,7 +15,7 @@ func BenchmarkPublishConfirmed(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer br.Close()
-			br.Declare("q", QueueConfig{DedupWindow: -1})
+			br.Declare("q", broker.QueueConfig{DedupWindow: -1})
 			body := make([]byte, size)
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -22,7 +24,7 @@ func BenchmarkPublishConfirmed(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := br.Publish(ctx, "q", Message{Body: body}, PublishOptions{}); err != nil {
+					if _, err := br.Publish(ctx, "q", broker.Message{Body: body}, broker.PublishOptions{}); err != nil {
 						b.Error(err)
 						return
 					}

@@ -1,4 +1,4 @@
-package broker_test
+package engine_test
 
 import (
 	"context"
@@ -6,12 +6,13 @@ import (
 	"os"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 func Example() {
 	dir, _ := os.MkdirTemp("", "broker-example")
 	defer os.RemoveAll(dir)
-	b, err := broker.Open(broker.Config{Dir: dir})
+	b, err := engine.Open(engine.Config{Dir: dir})
 	if err != nil {
 		panic(err)
 	}

@@ -1,8 +1,11 @@
-package broker
+package server
 
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/broker/engine"
 )
 
 // TestFileConfigErrorsLocated: every problem of a config file is
@@ -120,4 +123,66 @@ func TestFileConfigApplyErrorsLocated(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "b.yaml:2:3: topics.rides: ") || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+func TestFileConfig(t *testing.T) {
+	good := `
+fsync: interval:50ms
+preallocate: 4194304
+queues:
+  orders:
+    max_length: 10
+    overflow: block
+topics:
+  rides:
+    queues: [orders]
+streams:
+  loc:
+    max_age: 24h
+`
+	fc, err := ParseFile("b.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc.Fsync.String() != "interval:50ms" || fc.Preallocate != 4<<20 || fc.Queues["orders"].MaxLength != 10 || fc.Streams["loc"].MaxAge.Std() != 24*time.Hour {
+		t.Fatalf("parsed %+v", fc)
+	}
+	e := newEnv(t)
+	if err := fc.Apply(e.b); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"queues:\n  orders:\n    visibility: 1s\n", `b.yaml:3:5: queues.orders.visibility: unknown key`},
+		{"queues:\n  orders:\n    overflow: drop\n    max_length: -1\n", "queues.orders.overflow"},
+		{"streams:\n  s:\n    max_bytes: -1\n", "streams.s.max_bytes"},
+		{"fsync: sometimes\n", "b.yaml"},
+		{"preallocate: -1\n", "b.yaml:1:14: preallocate: -1 must not be negative"},
+		{"queues:\n  orders:\n    visibility_timeout: soon\n", "b.yaml"},
+	} {
+		_, err := ParseFile("b.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseFile(%q) = %v, want mention of %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+// TestFileConfigSegmentBytesLimit: the file's segment_bytes has the
+// engine's bounds.
+func TestFileConfigSegmentBytesLimit(t *testing.T) {
+	if err := (FileConfig{SegmentBytes: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "segment_bytes 1") {
+		t.Errorf("error %v, want it to contain %q", err, "segment_bytes 1")
+	}
+}
+
+type env struct{ b *engine.Broker }
+
+// newEnv opens a broker on a fresh directory, closed when the test ends.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	b, err := engine.Open(engine.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return &env{b: b}
 }

@@ -1,4 +1,4 @@
-package broker
+package engine
 
 import (
 	"context"
@@ -14,54 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/wal"
 )
-
-// StreamConfig are the settings of a stream: an append-only, replayable log
-// read by offset (or time), with consumer groups that commit offsets.
-type StreamConfig struct {
-	// MaxAge deletes whole segments whose newest message is older than
-	// this. Default 0: keep forever.
-	MaxAge Duration `json:"max_age,omitempty" yaml:"max_age"`
-	// MaxBytes deletes the oldest segments while the stream is larger than
-	// this many bytes. Default 0: no limit.
-	MaxBytes int64 `json:"max_bytes,omitempty" yaml:"max_bytes"`
-	// SegmentBytes is the segment size in bytes, the unit of retention.
-	// Default 64 MiB.
-	SegmentBytes int64 `json:"segment_bytes,omitempty" yaml:"segment_bytes"`
-	// MaxMessageSize is the largest accepted message, in bytes: body, id,
-	// key and header names and values (Message.Size). Default 1 MiB.
-	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
-}
-
-// WithDefaults fills zero fields.
-func (c StreamConfig) WithDefaults() StreamConfig {
-	if c.SegmentBytes == 0 {
-		c.SegmentBytes = 64 << 20
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = 1 << 20
-	}
-	return c
-}
-
-// Validate reports every problem at once.
-func (c StreamConfig) Validate() error {
-	var errs []error
-	if err := checkDur("max_age", c.MaxAge, MaxStreamAge); err != nil {
-		errs = append(errs, err)
-	}
-	if c.MaxBytes < 0 {
-		errs = append(errs, fmt.Errorf("max_bytes %d: must not be negative", c.MaxBytes))
-	}
-	if err := checkSegmentBytes("segment_bytes", c.SegmentBytes); err != nil {
-		errs = append(errs, err)
-	}
-	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
-		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
-	}
-	return errors.Join(errs...)
-}
 
 // Stream record payload: header count (uvarint), (name, value) strings as
 // in queue records, then the body.
@@ -69,7 +24,7 @@ func (c StreamConfig) Validate() error {
 type stream struct {
 	name string
 	id   uint32
-	cfg  StreamConfig
+	cfg  broker.StreamConfig
 	dir  string
 	log  *wal.Log
 
@@ -90,7 +45,7 @@ func (b *Broker) streamDir(id uint32) string {
 }
 
 // openStream opens (creating) a stream's log and committed offsets.
-func (b *Broker) openStream(name string, id uint32, cfg StreamConfig) (*stream, error) {
+func (b *Broker) openStream(name string, id uint32, cfg broker.StreamConfig) (*stream, error) {
 	cfg = cfg.WithDefaults()
 	dir := b.streamDir(id)
 	l, err := wal.Open(dir, wal.Options{
@@ -126,17 +81,17 @@ func (b *Broker) openStream(name string, id uint32, cfg StreamConfig) (*stream, 
 // DeclareStream creates a stream or updates its settings. An update
 // applies retention (max_age, max_bytes) and max_message_size at once;
 // segment_bytes applies from the next restart.
-func (b *Broker) DeclareStream(name string, cfg StreamConfig) error {
-	if !ValidName(name) {
-		return fmt.Errorf("%w: stream name %q", ErrInvalid, name)
+func (b *Broker) DeclareStream(name string, cfg broker.StreamConfig) error {
+	if !broker.ValidName(name) {
+		return fmt.Errorf("%w: stream name %q", broker.ErrInvalid, name)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: stream %q: %w", ErrInvalid, name, err)
+		return fmt.Errorf("%w: stream %q: %w", broker.ErrInvalid, name, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return ErrClosed
+		return broker.ErrClosed
 	}
 	if s, ok := b.streams[name]; ok {
 		cfg = cfg.WithDefaults()
@@ -163,7 +118,7 @@ func (b *Broker) DeleteStream(name string) error {
 	defer b.mu.Unlock()
 	s, ok := b.streams[name]
 	if !ok {
-		return fmt.Errorf("stream %q: %w", name, ErrNotFound)
+		return fmt.Errorf("stream %q: %w", name, broker.ErrNotFound)
 	}
 	delete(b.streams, name)
 	if err := b.saveMetaLocked(); err != nil {
@@ -185,21 +140,11 @@ func (s *stream) close() error {
 
 func (b *Broker) stream(name string) (*stream, error) { return lookup(b, b.streams, "stream", name) }
 
-// StreamInfo describes a stream.
-type StreamInfo struct {
-	Name        string            `json:"name"`
-	Config      StreamConfig      `json:"config"`
-	FirstOffset uint64            `json:"first_offset"` // 0 if empty
-	LastOffset  uint64            `json:"last_offset"`  // 0 if empty
-	Bytes       int64             `json:"bytes"`
-	Groups      map[string]uint64 `json:"groups"` // committed offsets: the next offset each group reads
-}
-
 // Stream returns a stream's settings and positions.
-func (b *Broker) Stream(name string) (StreamInfo, error) {
+func (b *Broker) Stream(name string) (broker.StreamInfo, error) {
 	s, err := b.stream(name)
 	if err != nil {
-		return StreamInfo{}, err
+		return broker.StreamInfo{}, err
 	}
 	s.mu.Lock()
 	groups := make(map[string]uint64, len(s.groups))
@@ -208,12 +153,12 @@ func (b *Broker) Stream(name string) (StreamInfo, error) {
 	}
 	cfg := s.cfg
 	s.mu.Unlock()
-	return StreamInfo{Name: name, Config: cfg, FirstOffset: s.log.FirstSeq(), LastOffset: s.log.DurableSeq(),
+	return broker.StreamInfo{Name: name, Config: cfg, FirstOffset: s.log.FirstSeq(), LastOffset: s.log.DurableSeq(),
 		Bytes: s.log.Size(), Groups: groups}, nil
 }
 
 // Append appends a message to a stream and returns its offset once durable.
-func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, error) {
+func (b *Broker) Append(ctx context.Context, name string, msg broker.Message) (uint64, error) {
 	s, err := b.stream(name)
 	if err != nil {
 		return 0, err
@@ -223,7 +168,7 @@ func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, 
 	s.mu.Unlock()
 	if n := msg.Size(); n > limit {
 		s.tooLarge.Add(1)
-		return 0, fmt.Errorf("%w: %d bytes (id, key, headers and body), stream %q accepts at most %d", ErrTooLarge, n, name, limit)
+		return 0, fmt.Errorf("%w: %d bytes (id, key, headers and body), stream %q accepts at most %d", broker.ErrTooLarge, n, name, limit)
 	}
 	bp := b.getBuf()
 	buf := encodeStreamRecord((*bp)[:0], msg.Headers, msg.Body)
@@ -242,7 +187,7 @@ func (b *Broker) Append(ctx context.Context, name string, msg Message) (uint64, 
 // batch costs one group commit. Every body is checked against the stream's
 // max_message_size before any is written. On a write error or when ctx
 // ends, some of the messages may be stored.
-func (b *Broker) AppendBatch(ctx context.Context, name string, msgs []Message) ([]uint64, error) {
+func (b *Broker) AppendBatch(ctx context.Context, name string, msgs []broker.Message) ([]uint64, error) {
 	s, err := b.stream(name)
 	if err != nil {
 		return nil, err
@@ -254,7 +199,7 @@ func (b *Broker) AppendBatch(ctx context.Context, name string, msgs []Message) (
 		if n := msgs[i].Size(); n > limit {
 			s.tooLarge.Add(1)
 			return nil, fmt.Errorf("message %d of %d: %w: %d bytes (id, key, headers and body), stream %q accepts at most %d",
-				i, len(msgs), ErrTooLarge, n, name, limit)
+				i, len(msgs), broker.ErrTooLarge, n, name, limit)
 		}
 	}
 	offs := make([]uint64, len(msgs))
@@ -324,24 +269,10 @@ func decodeStreamRecord(p []byte) (map[string]string, []byte, error) {
 	return h, append([]byte(nil), d.b...), nil
 }
 
-// StreamMessage is a message read from a stream.
-type StreamMessage struct {
-	Offset  uint64            `json:"offset"`
-	Time    time.Time         `json:"time"`
-	Body    []byte            `json:"body"`
-	Headers map[string]string `json:"headers,omitempty"`
-}
-
-// ReadOptions tune a stream read.
-type ReadOptions struct {
-	Max  int           // messages at most; default 100, at most 10000
-	Wait time.Duration // wait up to this for a message at or after the offset
-}
-
 // Read returns up to opts.Max messages with offset >= from (from older than
 // the first retained offset starts at the first), waiting up to opts.Wait
 // if there is none yet.
-func (b *Broker) Read(ctx context.Context, name string, from uint64, opts ReadOptions) ([]StreamMessage, error) {
+func (b *Broker) Read(ctx context.Context, name string, from uint64, opts broker.ReadOptions) ([]broker.StreamMessage, error) {
 	s, err := b.stream(name)
 	if err != nil {
 		return nil, err
@@ -350,7 +281,7 @@ func (b *Broker) Read(ctx context.Context, name string, from uint64, opts ReadOp
 		opts.Max = 100
 	}
 	if opts.Max > 10000 || opts.Wait < 0 {
-		return nil, fmt.Errorf("%w: max must be 1..10000 and wait not negative", ErrInvalid)
+		return nil, fmt.Errorf("%w: max must be 1..10000 and wait not negative", broker.ErrInvalid)
 	}
 	var expired <-chan time.Time
 	if opts.Wait > 0 {
@@ -363,7 +294,7 @@ func (b *Broker) Read(ctx context.Context, name string, from uint64, opts ReadOp
 		notify, deleted := s.notify, s.deleted
 		s.mu.Unlock()
 		if deleted {
-			return nil, fmt.Errorf("stream %q: %w", name, ErrNotFound)
+			return nil, fmt.Errorf("stream %q: %w", name, broker.ErrNotFound)
 		}
 		out, err := s.read(from, opts.Max)
 		if err != nil || len(out) > 0 || expired == nil {
@@ -379,9 +310,9 @@ func (b *Broker) Read(ctx context.Context, name string, from uint64, opts ReadOp
 	}
 }
 
-func (s *stream) read(from uint64, max int) ([]StreamMessage, error) {
+func (s *stream) read(from uint64, max int) ([]broker.StreamMessage, error) {
 	durable := s.log.DurableSeq()
-	var out []StreamMessage
+	var out []broker.StreamMessage
 	err := s.log.Scan(from, func(r wal.Record) error {
 		if r.Seq > durable {
 			return wal.ErrStop
@@ -390,7 +321,7 @@ func (s *stream) read(from uint64, max int) ([]StreamMessage, error) {
 		if err != nil {
 			return fmt.Errorf("stream %q offset %d: %w", s.name, r.Seq, err)
 		}
-		out = append(out, StreamMessage{Offset: r.Seq, Time: time.Unix(0, r.Time).UTC(), Body: body, Headers: h})
+		out = append(out, broker.StreamMessage{Offset: r.Seq, Time: time.Unix(0, r.Time).UTC(), Body: body, Headers: h})
 		if len(out) >= max {
 			return wal.ErrStop
 		}
@@ -421,7 +352,7 @@ func (b *Broker) OffsetAt(name, pos string) (uint64, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, pos)
 	if err != nil {
-		return 0, fmt.Errorf("%w: position %q: want an offset, start, end or an RFC 3339 time", ErrInvalid, pos)
+		return 0, fmt.Errorf("%w: position %q: want an offset, start, end or an RFC 3339 time", broker.ErrInvalid, pos)
 	}
 	return s.log.SeqAtTime(t)
 }
@@ -439,9 +370,9 @@ func (b *Broker) OffsetAtTime(name string, t time.Time) (uint64, error) {
 // Fetch reads for a consumer group from its committed offset (the start of
 // the stream for a new group). Fetch does not move the offset: Commit does.
 // Members of one group share the offset, so a group has one active reader.
-func (b *Broker) Fetch(ctx context.Context, name, group string, opts ReadOptions) ([]StreamMessage, error) {
-	if !ValidName(group) {
-		return nil, fmt.Errorf("%w: group name %q", ErrInvalid, group)
+func (b *Broker) Fetch(ctx context.Context, name, group string, opts broker.ReadOptions) ([]broker.StreamMessage, error) {
+	if !broker.ValidName(group) {
+		return nil, fmt.Errorf("%w: group name %q", broker.ErrInvalid, group)
 	}
 	s, err := b.stream(name)
 	if err != nil {
@@ -459,15 +390,15 @@ func (b *Broker) Fetch(ctx context.Context, name, group string, opts ReadOptions
 // Commit durably records that group has processed everything before
 // offset (the next offset it will read).
 func (b *Broker) Commit(name, group string, offset uint64) error {
-	if !ValidName(group) {
-		return fmt.Errorf("%w: group name %q", ErrInvalid, group)
+	if !broker.ValidName(group) {
+		return fmt.Errorf("%w: group name %q", broker.ErrInvalid, group)
 	}
 	s, err := b.stream(name)
 	if err != nil {
 		return err
 	}
 	if last := s.log.LastSeq(); offset > last+1 {
-		return fmt.Errorf("%w: offset %d is past the end of stream %q (next offset %d)", ErrInvalid, offset, name, last+1)
+		return fmt.Errorf("%w: offset %d is past the end of stream %q (next offset %d)", broker.ErrInvalid, offset, name, last+1)
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()

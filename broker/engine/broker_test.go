@@ -1,4 +1,4 @@
-package broker
+package engine
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/internal/testclock"
 	"github.com/switchyard/switchyard/wal"
 )
@@ -25,7 +26,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	e := &env{t: t, dir: t.TempDir(), clk: testclock.New()}
-	e.cfg = Config{Dir: e.dir, TickInterval: Duration(2 * time.Millisecond), CompactInterval: Duration(time.Hour), Now: e.clk.Now}
+	e.cfg = Config{Dir: e.dir, TickInterval: broker.Duration(2 * time.Millisecond), CompactInterval: broker.Duration(time.Hour), Now: e.clk.Now}
 	e.open()
 	t.Cleanup(func() {
 		if e.b != nil {
@@ -52,32 +53,32 @@ func (e *env) restart() {
 	e.open()
 }
 
-func (e *env) declare(name string, c QueueConfig) {
+func (e *env) declare(name string, c broker.QueueConfig) {
 	e.t.Helper()
 	if err := e.b.Declare(name, c); err != nil {
 		e.t.Fatalf("declare %s: %v", name, err)
 	}
 }
 
-func (e *env) pub(q string, m Message) PublishResult {
+func (e *env) pub(q string, m broker.Message) broker.PublishResult {
 	e.t.Helper()
-	r, err := e.b.Publish(context.Background(), q, m, PublishOptions{})
+	r, err := e.b.Publish(context.Background(), q, m, broker.PublishOptions{})
 	if err != nil {
 		e.t.Fatalf("publish: %v", err)
 	}
 	return r
 }
 
-func (e *env) recv(q string, max int) []Delivery {
+func (e *env) recv(q string, max int) []broker.Delivery {
 	e.t.Helper()
-	d, err := e.b.Receive(context.Background(), q, ReceiveOptions{Max: max})
+	d, err := e.b.Receive(context.Background(), q, broker.ReceiveOptions{Max: max})
 	if err != nil {
 		e.t.Fatalf("receive: %v", err)
 	}
 	return d
 }
 
-func (e *env) ack(q string, ds []Delivery) AckResult {
+func (e *env) ack(q string, ds []broker.Delivery) broker.AckResult {
 	e.t.Helper()
 	var rs []string
 	for _, d := range ds {
@@ -102,7 +103,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
-func bodies(ds []Delivery) []string {
+func bodies(ds []broker.Delivery) []string {
 	var s []string
 	for _, d := range ds {
 		s = append(s, string(d.Body))
@@ -112,9 +113,9 @@ func bodies(ds []Delivery) []string {
 
 func TestPublishReceiveAckRestart(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
+	e.declare("q", broker.QueueConfig{})
 	for i := range 5 {
-		e.pub("q", Message{Body: []byte(fmt.Sprint(i)), Headers: map[string]string{"h": "v"}})
+		e.pub("q", broker.Message{Body: []byte(fmt.Sprint(i)), Headers: map[string]string{"h": "v"}})
 	}
 	ds := e.recv("q", 3)
 	if got := fmt.Sprint(bodies(ds)); got != "[0 1 2]" {
@@ -149,8 +150,8 @@ func TestPublishReceiveAckRestart(t *testing.T) {
 
 func TestVisibilityMaxDeliveriesDLQAndRedrive(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{VisibilityTimeout: Duration(time.Second), MaxDeliveries: 2})
-	e.pub("q", Message{Body: []byte("poison"), Headers: map[string]string{"a": "b"}})
+	e.declare("q", broker.QueueConfig{VisibilityTimeout: broker.Duration(time.Second), MaxDeliveries: 2})
+	e.pub("q", broker.Message{Body: []byte("poison"), Headers: map[string]string{"a": "b"}})
 	for n := 1; n <= 2; n++ {
 		ds := e.recv("q", 1)
 		if len(ds) != 1 || ds[0].Deliveries != n {
@@ -165,12 +166,12 @@ func TestVisibilityMaxDeliveriesDLQAndRedrive(t *testing.T) {
 		}
 	}
 	e.waitFor("dead-lettering", func() bool { i, _ := e.b.Queue("q"); return i.DeadLettered == 1 })
-	dl, _ := e.b.Receive(context.Background(), "q.dlq", ReceiveOptions{Wait: 3 * time.Second})
+	dl, _ := e.b.Receive(context.Background(), "q.dlq", broker.ReceiveOptions{Wait: 3 * time.Second})
 	if len(dl) != 1 {
 		t.Fatal("nothing in q.dlq")
 	}
 	h := dl[0].Headers
-	if h[HeaderDeadLetterReason] != "max_deliveries" || h[HeaderOriginalQueue] != "q" || h[HeaderDeliveries] != "2" || h["a"] != "b" {
+	if h[broker.HeaderDeadLetterReason] != "max_deliveries" || h[broker.HeaderOriginalQueue] != "q" || h[broker.HeaderDeliveries] != "2" || h["a"] != "b" {
 		t.Fatalf("dead-letter headers %v", h)
 	}
 	if _, err := e.b.Nack(context.Background(), "q.dlq", []string{dl[0].Receipt}, 0); err != nil {
@@ -185,7 +186,7 @@ func TestVisibilityMaxDeliveriesDLQAndRedrive(t *testing.T) {
 		t.Fatalf("redrive %d %v", n, err)
 	}
 	ds := e.recv("q", 1)
-	if len(ds) != 1 || string(ds[0].Body) != "poison" || ds[0].Deliveries != 1 || ds[0].Headers[HeaderDeadLetterReason] != "" {
+	if len(ds) != 1 || string(ds[0].Body) != "poison" || ds[0].Deliveries != 1 || ds[0].Headers[broker.HeaderDeadLetterReason] != "" {
 		t.Fatalf("redriven %+v", ds)
 	}
 	e.restart()
@@ -196,9 +197,9 @@ func TestVisibilityMaxDeliveriesDLQAndRedrive(t *testing.T) {
 
 func TestNackDelayAndDelayedPublish(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
-	e.pub("q", Message{Body: []byte("later"), Delay: 10 * time.Second})
-	e.pub("q", Message{Body: []byte("now")})
+	e.declare("q", broker.QueueConfig{})
+	e.pub("q", broker.Message{Body: []byte("later"), Delay: 10 * time.Second})
+	e.pub("q", broker.Message{Body: []byte("now")})
 	if i, _ := e.b.Queue("q"); i.Delayed != 1 || i.Depth != 1 {
 		t.Fatalf("info %+v", i)
 	}
@@ -227,9 +228,9 @@ func TestNackDelayAndDelayedPublish(t *testing.T) {
 
 func TestOrderingByKey(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
+	e.declare("q", broker.QueueConfig{})
 	for _, m := range []struct{ k, b string }{{"a", "a1"}, {"b", "b1"}, {"a", "a2"}, {"", "n1"}, {"a", "a3"}, {"b", "b2"}} {
-		e.pub("q", Message{Key: m.k, Body: []byte(m.b)})
+		e.pub("q", broker.Message{Key: m.k, Body: []byte(m.b)})
 	}
 	ds := e.recv("q", 10)
 	if got := fmt.Sprint(bodies(ds)); got != "[a1 b1 n1]" {
@@ -256,20 +257,20 @@ func TestOrderingByKey(t *testing.T) {
 
 func TestBackPressure(t *testing.T) {
 	e := newEnv(t)
-	e.declare("rej", QueueConfig{MaxLength: 2})
-	e.pub("rej", Message{Body: []byte("1")})
-	e.pub("rej", Message{Body: []byte("2")})
-	_, err := e.b.Publish(context.Background(), "rej", Message{Body: []byte("3")}, PublishOptions{})
-	var full *QueueFullError
+	e.declare("rej", broker.QueueConfig{MaxLength: 2})
+	e.pub("rej", broker.Message{Body: []byte("1")})
+	e.pub("rej", broker.Message{Body: []byte("2")})
+	_, err := e.b.Publish(context.Background(), "rej", broker.Message{Body: []byte("3")}, broker.PublishOptions{})
+	var full *broker.QueueFullError
 	if !errors.As(err, &full) || full.Queue != "rej" || full.Limit != 2 {
 		t.Fatalf("publish to full queue: %v", err)
 	}
 
-	e.declare("blk", QueueConfig{MaxLength: 1, Overflow: OverflowBlock, BlockTimeout: Duration(5 * time.Second)})
-	e.pub("blk", Message{Body: []byte("1")})
+	e.declare("blk", broker.QueueConfig{MaxLength: 1, Overflow: broker.OverflowBlock, BlockTimeout: broker.Duration(5 * time.Second)})
+	e.pub("blk", broker.Message{Body: []byte("1")})
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.b.Publish(context.Background(), "blk", Message{Body: []byte("2")}, PublishOptions{})
+		_, err := e.b.Publish(context.Background(), "blk", broker.Message{Body: []byte("2")}, broker.PublishOptions{})
 		done <- err
 	}()
 	select {
@@ -281,35 +282,35 @@ func TestBackPressure(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("unblocked publish: %v", err)
 	}
-	e.declare("blk", QueueConfig{MaxLength: 1, Overflow: OverflowBlock, BlockTimeout: Duration(30 * time.Millisecond)})
+	e.declare("blk", broker.QueueConfig{MaxLength: 1, Overflow: broker.OverflowBlock, BlockTimeout: broker.Duration(30 * time.Millisecond)})
 	// The block timeout is measured on the broker clock's start and real time.
-	if _, err := e.b.Publish(context.Background(), "blk", Message{Body: []byte("3")}, PublishOptions{}); !errors.As(err, &full) {
+	if _, err := e.b.Publish(context.Background(), "blk", broker.Message{Body: []byte("3")}, broker.PublishOptions{}); !errors.As(err, &full) {
 		t.Fatalf("blocked publish past timeout: %v", err)
 	}
 
-	e.declare("small", QueueConfig{MaxMessageSize: 4})
-	if _, err := e.b.Publish(context.Background(), "small", Message{Body: []byte("12345")}, PublishOptions{}); !errors.Is(err, ErrTooLarge) {
+	e.declare("small", broker.QueueConfig{MaxMessageSize: 4})
+	if _, err := e.b.Publish(context.Background(), "small", broker.Message{Body: []byte("12345")}, broker.PublishOptions{}); !errors.Is(err, broker.ErrTooLarge) {
 		t.Fatalf("oversized: %v", err)
 	}
-	if _, err := e.b.Publish(context.Background(), "nope", Message{}, PublishOptions{}); !errors.Is(err, ErrNotFound) {
+	if _, err := e.b.Publish(context.Background(), "nope", broker.Message{}, broker.PublishOptions{}); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("unknown queue: %v", err)
 	}
 }
 
 func TestDedup(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{DedupWindow: Duration(time.Minute)})
-	r1 := e.pub("q", Message{ID: "m-1", Body: []byte("x")})
-	r2 := e.pub("q", Message{ID: "m-1", Body: []byte("x")})
+	e.declare("q", broker.QueueConfig{DedupWindow: broker.Duration(time.Minute)})
+	r1 := e.pub("q", broker.Message{ID: "m-1", Body: []byte("x")})
+	r2 := e.pub("q", broker.Message{ID: "m-1", Body: []byte("x")})
 	if r1.Duplicate || !r2.Duplicate || r1.Seq != r2.Seq {
 		t.Fatalf("r1 %+v r2 %+v", r1, r2)
 	}
 	e.restart()
-	if r := e.pub("q", Message{ID: "m-1", Body: []byte("x")}); !r.Duplicate || r.Seq != r1.Seq {
+	if r := e.pub("q", broker.Message{ID: "m-1", Body: []byte("x")}); !r.Duplicate || r.Seq != r1.Seq {
 		t.Fatalf("after restart %+v", r)
 	}
 	e.clk.Advance(2 * time.Minute)
-	if r := e.pub("q", Message{ID: "m-1", Body: []byte("x")}); r.Duplicate {
+	if r := e.pub("q", broker.Message{ID: "m-1", Body: []byte("x")}); r.Duplicate {
 		t.Fatalf("after window %+v", r)
 	}
 	if i, _ := e.b.Queue("q"); i.Depth != 2 {
@@ -319,18 +320,18 @@ func TestDedup(t *testing.T) {
 
 func TestTTLAndRetention(t *testing.T) {
 	e := newEnv(t)
-	e.declare("ttl", QueueConfig{MessageTTL: Duration(time.Minute)})
-	e.declare("ret", QueueConfig{Retention: Duration(time.Minute)})
-	e.pub("ttl", Message{Body: []byte("x")})
-	e.pub("ttl", Message{Body: []byte("long"), TTL: time.Hour})
-	e.pub("ret", Message{Body: []byte("y")})
+	e.declare("ttl", broker.QueueConfig{MessageTTL: broker.Duration(time.Minute)})
+	e.declare("ret", broker.QueueConfig{Retention: broker.Duration(time.Minute)})
+	e.pub("ttl", broker.Message{Body: []byte("x")})
+	e.pub("ttl", broker.Message{Body: []byte("long"), TTL: time.Hour})
+	e.pub("ret", broker.Message{Body: []byte("y")})
 	e.clk.Advance(2 * time.Minute)
 	ds := e.recv("ttl", 10)
 	if fmt.Sprint(bodies(ds)) != "[long]" {
 		t.Fatalf("got %v", bodies(ds))
 	}
 	dl := e.recv("ttl.dlq", 10)
-	if len(dl) != 1 || dl[0].Headers[HeaderDeadLetterReason] != "expired" {
+	if len(dl) != 1 || dl[0].Headers[broker.HeaderDeadLetterReason] != "expired" {
 		t.Fatalf("dlq %+v", dl)
 	}
 	e.b.sweep(context.Background())
@@ -345,11 +346,11 @@ func TestTTLAndRetention(t *testing.T) {
 
 func TestAutoAckAndNoWait(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
-	if _, err := e.b.Publish(context.Background(), "q", Message{Body: []byte("ff")}, PublishOptions{NoWait: true}); err != nil {
+	e.declare("q", broker.QueueConfig{})
+	if _, err := e.b.Publish(context.Background(), "q", broker.Message{Body: []byte("ff")}, broker.PublishOptions{NoWait: true}); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := e.b.Receive(context.Background(), "q", ReceiveOptions{Max: 5, AutoAck: true, Wait: 3 * time.Second})
+	ds, err := e.b.Receive(context.Background(), "q", broker.ReceiveOptions{Max: 5, AutoAck: true, Wait: 3 * time.Second})
 	if err != nil || len(ds) != 1 || ds[0].Receipt != "" {
 		t.Fatalf("auto-ack receive %+v %v", ds, err)
 	}
@@ -361,17 +362,17 @@ func TestAutoAckAndNoWait(t *testing.T) {
 
 func TestLongPoll(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
+	e.declare("q", broker.QueueConfig{})
 	go func() {
 		time.Sleep(30 * time.Millisecond)
-		e.b.Publish(context.Background(), "q", Message{Body: []byte("x")}, PublishOptions{})
+		e.b.Publish(context.Background(), "q", broker.Message{Body: []byte("x")}, broker.PublishOptions{})
 	}()
 	start := time.Now()
-	ds, err := e.b.Receive(context.Background(), "q", ReceiveOptions{Max: 1, Wait: 5 * time.Second})
+	ds, err := e.b.Receive(context.Background(), "q", broker.ReceiveOptions{Max: 1, Wait: 5 * time.Second})
 	if err != nil || len(ds) != 1 || time.Since(start) > 4*time.Second {
 		t.Fatalf("long poll %+v %v after %v", ds, err, time.Since(start))
 	}
-	ds, err = e.b.Receive(context.Background(), "q", ReceiveOptions{Max: 1, Wait: 20 * time.Millisecond})
+	ds, err = e.b.Receive(context.Background(), "q", broker.ReceiveOptions{Max: 1, Wait: 20 * time.Millisecond})
 	if err != nil || len(ds) != 0 {
 		t.Fatalf("empty long poll %+v %v", ds, err)
 	}
@@ -379,23 +380,23 @@ func TestLongPoll(t *testing.T) {
 
 func TestDeleteQueue(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
-	e.pub("q", Message{Body: []byte("x")})
+	e.declare("q", broker.QueueConfig{})
+	e.pub("q", broker.Message{Body: []byte("x")})
 	if err := e.b.DeleteQueue("q"); err != nil {
 		t.Fatal(err)
 	}
-	e.declare("q", QueueConfig{})
+	e.declare("q", broker.QueueConfig{})
 	e.restart()
 	if i, err := e.b.Queue("q"); err != nil || i.Depth != 0 {
 		t.Fatalf("recreated queue %+v %v", i, err)
 	}
-	if err := e.b.DeleteQueue("zz"); !errors.Is(err, ErrNotFound) {
+	if err := e.b.DeleteQueue("zz"); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatal(err)
 	}
-	if err := e.b.Declare("bad name", QueueConfig{}); !errors.Is(err, ErrInvalid) {
+	if err := e.b.Declare("bad name", broker.QueueConfig{}); !errors.Is(err, broker.ErrInvalid) {
 		t.Fatal(err)
 	}
-	if err := e.b.Declare("q2", QueueConfig{Overflow: "drop", MaxLength: -1}); !errors.Is(err, ErrInvalid) {
+	if err := e.b.Declare("q2", broker.QueueConfig{Overflow: "drop", MaxLength: -1}); !errors.Is(err, broker.ErrInvalid) {
 		t.Fatal(err)
 	}
 }
@@ -405,9 +406,9 @@ func TestCompaction(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.SegmentBytes = 2048
 	e.restart()
-	e.declare("q", QueueConfig{DedupWindow: Duration(time.Minute)})
+	e.declare("q", broker.QueueConfig{DedupWindow: broker.Duration(time.Minute)})
 	for i := range 200 {
-		e.pub("q", Message{ID: fmt.Sprint(i), Body: []byte(fmt.Sprintf("message %d with some padding ..........", i))})
+		e.pub("q", broker.Message{ID: fmt.Sprint(i), Body: []byte(fmt.Sprintf("message %d with some padding ..........", i))})
 	}
 	segs := func() int {
 		ents, _ := os.ReadDir(filepath.Join(e.dir, "log"))
@@ -432,7 +433,7 @@ func TestCompaction(t *testing.T) {
 		t.Fatalf("segments %d -> %d: deleted publish records inside the dedup window", before, after)
 	}
 	e.restart()
-	if r := e.pub("q", Message{ID: "7", Body: []byte("again")}); !r.Duplicate {
+	if r := e.pub("q", broker.Message{ID: "7", Body: []byte("again")}); !r.Duplicate {
 		t.Fatal("producer id forgotten after restart")
 	}
 	e.clk.Advance(3 * time.Minute) // past every queue's window (q.dlq's default is 2m)
@@ -440,7 +441,7 @@ func TestCompaction(t *testing.T) {
 	if after := segs(); after >= before || after > 2 {
 		t.Fatalf("segments %d -> %d after everything was acked and the window passed", before, after)
 	}
-	e.pub("q", Message{Body: []byte("survivor")})
+	e.pub("q", broker.Message{Body: []byte("survivor")})
 	e.restart()
 	if ds := e.recv("q", 10); fmt.Sprint(bodies(ds)) != "[survivor]" {
 		t.Fatalf("after compaction+restart %v", bodies(ds))
@@ -449,7 +450,7 @@ func TestCompaction(t *testing.T) {
 
 func TestConcurrentExactlyOnceAck(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{})
+	e.declare("q", broker.QueueConfig{})
 	const producers, each = 4, 100
 	var wg sync.WaitGroup
 	for p := range producers {
@@ -457,7 +458,7 @@ func TestConcurrentExactlyOnceAck(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				if _, err := e.b.Publish(context.Background(), "q", Message{Body: []byte(fmt.Sprintf("%d-%d", p, i))}, PublishOptions{}); err != nil {
+				if _, err := e.b.Publish(context.Background(), "q", broker.Message{Body: []byte(fmt.Sprintf("%d-%d", p, i))}, broker.PublishOptions{}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -472,7 +473,7 @@ func TestConcurrentExactlyOnceAck(t *testing.T) {
 		go func() {
 			defer cw.Done()
 			for ctx.Err() == nil {
-				ds, err := e.b.Receive(ctx, "q", ReceiveOptions{Max: 10, Wait: 20 * time.Millisecond})
+				ds, err := e.b.Receive(ctx, "q", broker.ReceiveOptions{Max: 10, Wait: 20 * time.Millisecond})
 				if err != nil {
 					return
 				}
@@ -517,9 +518,9 @@ func TestEveryFsyncPolicy(t *testing.T) {
 			e := newEnv(t)
 			e.cfg.Fsync = p
 			e.restart()
-			e.declare("q", QueueConfig{})
+			e.declare("q", broker.QueueConfig{})
 			for i := range 5 {
-				e.pub("q", Message{Body: []byte(fmt.Sprint(i))})
+				e.pub("q", broker.Message{Body: []byte(fmt.Sprint(i))})
 			}
 			e.ack("q", e.recv("q", 2))
 			e.restart()
@@ -562,16 +563,16 @@ func FuzzDecodeRecords(f *testing.F) {
 // with acks must not race on the setting (run with -race).
 func TestAsyncAcks(t *testing.T) {
 	e := newEnv(t)
-	e.declare("q", QueueConfig{AsyncAcks: true})
+	e.declare("q", broker.QueueConfig{AsyncAcks: true})
 	for i := range 4 {
-		e.pub("q", Message{Body: []byte(fmt.Sprint(i))})
+		e.pub("q", broker.Message{Body: []byte(fmt.Sprint(i))})
 	}
 	ds := e.recv("q", 4)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for range 50 {
-			if err := e.b.Declare("q", QueueConfig{AsyncAcks: true, MaxDeliveries: 7}); err != nil {
+			if err := e.b.Declare("q", broker.QueueConfig{AsyncAcks: true, MaxDeliveries: 7}); err != nil {
 				t.Error(err)
 				return
 			}

@@ -1,10 +1,11 @@
-package broker
+package engine
 
 import (
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchyard/switchyard/broker"
 )
 
 // Metrics. Counting is always on and costs one atomic add per event on
@@ -248,7 +249,7 @@ func (m *metrics) collectQueues(ch chan<- prometheus.Metric) {
 		gauge(descQueueDepth, s.total-s.inFlight-s.delayed, name)
 		gauge(descQueueInFlight, s.inFlight, name)
 		gauge(descQueueDelayed, s.delayed, name)
-		if dl, ok := all[s.dl]; ok && s.dl != NoDeadLetter {
+		if dl, ok := all[s.dl]; ok && s.dl != broker.NoDeadLetter {
 			gauge(descQueueDLQDepth, dl.total, name)
 		}
 	}

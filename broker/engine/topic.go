@@ -1,4 +1,4 @@
-package broker
+package engine
 
 import (
 	"context"
@@ -8,71 +8,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchyard/switchyard/broker"
 )
-
-// ErrLagged ends a topic subscription whose consumer fell more than its
-// buffer behind; the subscriber must resubscribe (and missed messages).
-var ErrLagged = errors.New("subscriber fell behind and was dropped")
-
-// TopicConfig are the settings of a publish/subscribe topic. A topic
-// delivers each message to the subscribers connected when it is published
-// (new subscribers see only new messages) and, durably, to the queues bound
-// to it.
-type TopicConfig struct {
-	// Queues are bound queues: every message published to the topic is
-	// also published (durably, with the same Msg-Id, key and headers) to
-	// each of them, giving durable fan-out. Default none. The queues must
-	// exist when the topic is declared.
-	Queues []string `json:"queues,omitempty" yaml:"queues"`
-	// Buffer is each live subscriber's buffer, in messages; a subscriber
-	// that falls further behind is disconnected with ErrLagged. Default 1024.
-	Buffer int `json:"buffer,omitempty" yaml:"buffer"`
-	// MaxMessageSize is the largest accepted message, in bytes: body, id,
-	// key and header names and values (Message.Size). Default 1 MiB.
-	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
-}
-
-// WithDefaults fills zero fields.
-func (c TopicConfig) WithDefaults() TopicConfig {
-	if c.Buffer == 0 {
-		c.Buffer = 1024
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = 1 << 20
-	}
-	return c
-}
-
-// Validate reports every problem at once.
-func (c TopicConfig) Validate() error {
-	var errs []error
-	for i, q := range c.Queues {
-		if !ValidName(q) {
-			errs = append(errs, fmt.Errorf("queues[%d] %q: invalid queue name", i, q))
-		}
-	}
-	if c.Buffer < 0 || c.Buffer > 1<<20 {
-		errs = append(errs, fmt.Errorf("buffer %d: must be between 0 and 1048576", c.Buffer))
-	}
-	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
-		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
-	}
-	return errors.Join(errs...)
-}
-
-// TopicMessage is a message delivered to a live subscriber.
-type TopicMessage struct {
-	ID      uint64 // per-topic, increasing, not persisted
-	Body    []byte // shared: do not modify
-	Headers map[string]string
-	Key     string
-	MsgID   string
-	Time    time.Time
-}
 
 type topic struct {
 	name string
-	cfg  TopicConfig
+	cfg  broker.TopicConfig
 
 	mu   sync.Mutex
 	next uint64
@@ -84,9 +26,9 @@ type topic struct {
 // Subscription is a live subscriber of a topic. C is closed when the
 // subscription ends; Err then says why.
 type Subscription struct {
-	C <-chan TopicMessage
+	C <-chan broker.TopicMessage
 
-	c   chan TopicMessage
+	c   chan broker.TopicMessage
 	t   *topic
 	err error // guarded by t.mu; set when c is closed
 }
@@ -117,21 +59,21 @@ func (s *Subscription) Err() error {
 }
 
 // DeclareTopic creates a topic or updates its settings.
-func (b *Broker) DeclareTopic(name string, cfg TopicConfig) error {
-	if !ValidName(name) {
-		return fmt.Errorf("%w: topic name %q", ErrInvalid, name)
+func (b *Broker) DeclareTopic(name string, cfg broker.TopicConfig) error {
+	if !broker.ValidName(name) {
+		return fmt.Errorf("%w: topic name %q", broker.ErrInvalid, name)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: topic %q: %w", ErrInvalid, name, err)
+		return fmt.Errorf("%w: topic %q: %w", broker.ErrInvalid, name, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return ErrClosed
+		return broker.ErrClosed
 	}
 	for _, q := range cfg.Queues {
 		if b.queues[q] == nil {
-			return fmt.Errorf("%w: topic %q binds queue %q, which does not exist", ErrInvalid, name, q)
+			return fmt.Errorf("%w: topic %q binds queue %q, which does not exist", broker.ErrInvalid, name, q)
 		}
 	}
 	if t, ok := b.topics[name]; ok {
@@ -150,10 +92,10 @@ func (b *Broker) DeleteTopic(name string) error {
 	defer b.mu.Unlock()
 	t, ok := b.topics[name]
 	if !ok {
-		return fmt.Errorf("topic %q: %w", name, ErrNotFound)
+		return fmt.Errorf("topic %q: %w", name, broker.ErrNotFound)
 	}
 	delete(b.topics, name)
-	t.endAll(fmt.Errorf("topic %q deleted: %w", name, ErrNotFound))
+	t.endAll(fmt.Errorf("topic %q deleted: %w", name, broker.ErrNotFound))
 	return b.saveMetaLocked()
 }
 
@@ -167,23 +109,15 @@ func (t *topic) endAll(err error) {
 
 func (b *Broker) topic(name string) (*topic, error) { return lookup(b, b.topics, "topic", name) }
 
-// TopicInfo describes a topic.
-type TopicInfo struct {
-	Name        string      `json:"name"`
-	Config      TopicConfig `json:"config"`
-	Subscribers int         `json:"subscribers"`
-	Published   uint64      `json:"published"` // since start
-}
-
 // Topic returns a topic's settings and counts.
-func (b *Broker) Topic(name string) (TopicInfo, error) {
+func (b *Broker) Topic(name string) (broker.TopicInfo, error) {
 	t, err := b.topic(name)
 	if err != nil {
-		return TopicInfo{}, err
+		return broker.TopicInfo{}, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return TopicInfo{Name: name, Config: t.cfg, Subscribers: len(t.subs), Published: t.next}, nil
+	return broker.TopicInfo{Name: name, Config: t.cfg, Subscribers: len(t.subs), Published: t.next}, nil
 }
 
 // Subscribe starts a live subscription: it receives messages published
@@ -195,17 +129,10 @@ func (b *Broker) Subscribe(name string) (*Subscription, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := make(chan TopicMessage, t.cfg.Buffer)
+	c := make(chan broker.TopicMessage, t.cfg.Buffer)
 	s := &Subscription{C: c, c: c, t: t}
 	t.subs[s] = struct{}{}
 	return s, nil
-}
-
-// TopicResult is the outcome of a topic publish.
-type TopicResult struct {
-	ID          uint64 `json:"id"`
-	Subscribers int    `json:"subscribers"` // live subscribers it was handed to
-	Queues      int    `json:"queues"`      // bound queues it was durably published to
 }
 
 // PublishTopic hands the message to every live subscriber (a subscriber
@@ -213,14 +140,14 @@ type TopicResult struct {
 // bound queue, returning once those publishes are durable (unless
 // opts.NoWait). A failure to publish to a bound queue is returned, naming
 // the queue.
-func (b *Broker) PublishTopic(ctx context.Context, name string, msg Message, opts PublishOptions) (TopicResult, error) {
+func (b *Broker) PublishTopic(ctx context.Context, name string, msg broker.Message, opts broker.PublishOptions) (broker.TopicResult, error) {
 	t, err := b.topic(name)
 	if err != nil {
-		return TopicResult{}, err
+		return broker.TopicResult{}, err
 	}
 	res, queues, err := t.fanOut(&msg, b.cfg.Now)
 	if err != nil {
-		return TopicResult{}, err
+		return broker.TopicResult{}, err
 	}
 	var errs []error
 	for _, q := range queues {
@@ -241,7 +168,7 @@ func (b *Broker) PublishTopic(ctx context.Context, name string, msg Message, opt
 // the subscribers and may be stored in the bound queues; retrying them with
 // the same Message.ID is safe for the queues (each dedups), not for live
 // subscribers (they see them again).
-func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Message, opts PublishOptions) ([]TopicResult, error) {
+func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []broker.Message, opts broker.PublishOptions) ([]broker.TopicResult, error) {
 	t, err := b.topic(name)
 	if err != nil {
 		return nil, err
@@ -253,12 +180,12 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Mess
 		if n := msgs[i].Size(); n > limit {
 			t.tooLarge.Add(1)
 			return nil, fmt.Errorf("message %d of %d: %w: %d bytes (id, key, headers and body), topic %q accepts at most %d",
-				i, len(msgs), ErrTooLarge, n, name, limit)
+				i, len(msgs), broker.ErrTooLarge, n, name, limit)
 		}
 	}
-	out := make([]TopicResult, len(msgs))
+	out := make([]broker.TopicResult, len(msgs))
 	// last is the newest record per bound queue, for the one confirm.
-	var last []PublishResult
+	var last []broker.PublishResult
 	var lastQueue []string
 	for i := range msgs {
 		res, queues, err := t.fanOut(&msgs[i], b.cfg.Now)
@@ -266,7 +193,7 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Mess
 			return nil, fmt.Errorf("message %d of %d: %w", i, len(msgs), err)
 		}
 		for _, q := range queues {
-			r, err := b.Publish(ctx, q, msgs[i], PublishOptions{NoWait: true})
+			r, err := b.Publish(ctx, q, msgs[i], broker.PublishOptions{NoWait: true})
 			if err != nil {
 				return nil, fmt.Errorf("message %d of %d (earlier ones were published): publishing to bound queue %q: %w", i, len(msgs), q, err)
 			}
@@ -298,23 +225,23 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []Mess
 // fanOut checks msg's size, hands it to every live subscriber and returns
 // the result so far and the bound queues to publish it to. now stamps the
 // message under the topic's lock, so times follow ids.
-func (t *topic) fanOut(msg *Message, now func() time.Time) (TopicResult, []string, error) {
+func (t *topic) fanOut(msg *broker.Message, now func() time.Time) (broker.TopicResult, []string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if n := msg.Size(); n > t.cfg.MaxMessageSize {
 		t.tooLarge.Add(1)
-		return TopicResult{}, nil, fmt.Errorf("%w: %d bytes (id, key, headers and body), topic %q accepts at most %d", ErrTooLarge, n, t.name, t.cfg.MaxMessageSize)
+		return broker.TopicResult{}, nil, fmt.Errorf("%w: %d bytes (id, key, headers and body), topic %q accepts at most %d", broker.ErrTooLarge, n, t.name, t.cfg.MaxMessageSize)
 	}
 	t.next++
-	tm := TopicMessage{ID: t.next, Body: append([]byte(nil), msg.Body...), Headers: maps.Clone(msg.Headers),
+	tm := broker.TopicMessage{ID: t.next, Body: append([]byte(nil), msg.Body...), Headers: maps.Clone(msg.Headers),
 		Key: msg.Key, MsgID: msg.ID, Time: now()}
-	res := TopicResult{ID: tm.ID}
+	res := broker.TopicResult{ID: tm.ID}
 	for s := range t.subs {
 		select {
 		case s.c <- tm:
 			res.Subscribers++
 		default:
-			s.endLocked(ErrLagged)
+			s.endLocked(broker.ErrLagged)
 		}
 	}
 	return res, t.cfg.Queues, nil

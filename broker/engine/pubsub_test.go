@@ -1,28 +1,29 @@
-package broker
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/broker"
 )
 
 func TestTopicFanOut(t *testing.T) {
 	e := newEnv(t)
-	e.declare("audit", QueueConfig{})
-	if err := e.b.DeclareTopic("rides", TopicConfig{Queues: []string{"audit"}, Buffer: 2}); err != nil {
+	e.declare("audit", broker.QueueConfig{})
+	if err := e.b.DeclareTopic("rides", broker.TopicConfig{Queues: []string{"audit"}, Buffer: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.b.DeclareTopic("bad", TopicConfig{Queues: []string{"missing"}}); !errors.Is(err, ErrInvalid) {
+	if err := e.b.DeclareTopic("bad", broker.TopicConfig{Queues: []string{"missing"}}); !errors.Is(err, broker.ErrInvalid) {
 		t.Fatalf("binding a missing queue: %v", err)
 	}
 	ctx := context.Background()
-	e.b.PublishTopic(ctx, "rides", Message{Body: []byte("before")}, PublishOptions{})
+	e.b.PublishTopic(ctx, "rides", broker.Message{Body: []byte("before")}, broker.PublishOptions{})
 	s1, _ := e.b.Subscribe("rides")
 	s2, _ := e.b.Subscribe("rides")
-	res, err := e.b.PublishTopic(ctx, "rides", Message{Body: []byte("m1"), Headers: map[string]string{"a": "b"}}, PublishOptions{})
+	res, err := e.b.PublishTopic(ctx, "rides", broker.Message{Body: []byte("m1"), Headers: map[string]string{"a": "b"}}, broker.PublishOptions{})
 	if err != nil || res.Subscribers != 2 || res.Queues != 1 {
 		t.Fatalf("publish %+v %v", res, err)
 	}
@@ -34,12 +35,12 @@ func TestTopicFanOut(t *testing.T) {
 	}
 	// s2 stops reading: after its buffer (2) fills it is dropped, s1 is not.
 	for i := range 3 {
-		e.b.PublishTopic(ctx, "rides", Message{Body: []byte(fmt.Sprint(i))}, PublishOptions{})
+		e.b.PublishTopic(ctx, "rides", broker.Message{Body: []byte(fmt.Sprint(i))}, broker.PublishOptions{})
 		<-s1.C
 	}
 	<-s2.C
 	<-s2.C
-	if _, ok := <-s2.C; ok || !errors.Is(s2.Err(), ErrLagged) {
+	if _, ok := <-s2.C; ok || !errors.Is(s2.Err(), broker.ErrLagged) {
 		t.Fatalf("slow subscriber: err %v", s2.Err())
 	}
 	if i, _ := e.b.Topic("rides"); i.Subscribers != 1 {
@@ -54,7 +55,7 @@ func TestTopicFanOut(t *testing.T) {
 	}
 	s3, _ := e.b.Subscribe("rides")
 	e.b.DeleteTopic("rides")
-	if _, ok := <-s3.C; ok || !errors.Is(s3.Err(), ErrNotFound) {
+	if _, ok := <-s3.C; ok || !errors.Is(s3.Err(), broker.ErrNotFound) {
 		t.Fatalf("after delete: %v", s3.Err())
 	}
 }
@@ -62,19 +63,19 @@ func TestTopicFanOut(t *testing.T) {
 func TestStreamReplayGroupsRetention(t *testing.T) {
 	lowerMinSegment(t)
 	e := newEnv(t)
-	if err := e.b.DeclareStream("loc", StreamConfig{SegmentBytes: 512, MaxBytes: 4096}); err != nil {
+	if err := e.b.DeclareStream("loc", broker.StreamConfig{SegmentBytes: 512, MaxBytes: 4096}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	t0 := e.clk.Now()
 	for i := 1; i <= 10; i++ {
-		off, err := e.b.Append(ctx, "loc", Message{Body: []byte(fmt.Sprint(i)), Headers: map[string]string{"n": fmt.Sprint(i)}})
+		off, err := e.b.Append(ctx, "loc", broker.Message{Body: []byte(fmt.Sprint(i)), Headers: map[string]string{"n": fmt.Sprint(i)}})
 		if err != nil || off != uint64(i) {
 			t.Fatalf("append %d: %d %v", i, off, err)
 		}
 		e.clk.Advance(time.Second)
 	}
-	ms, err := e.b.Read(ctx, "loc", 4, ReadOptions{Max: 3})
+	ms, err := e.b.Read(ctx, "loc", 4, broker.ReadOptions{Max: 3})
 	if err != nil || len(ms) != 3 || string(ms[0].Body) != "4" || ms[2].Offset != 6 || ms[0].Headers["n"] != "4" {
 		t.Fatalf("read %+v %v", ms, err)
 	}
@@ -85,37 +86,37 @@ func TestStreamReplayGroupsRetention(t *testing.T) {
 	if s, _ := e.b.OffsetAt("loc", "start"); s != 1 {
 		t.Fatalf("start %d", s)
 	}
-	if _, err := e.b.OffsetAt("loc", "yesterday"); !errors.Is(err, ErrInvalid) {
+	if _, err := e.b.OffsetAt("loc", "yesterday"); !errors.Is(err, broker.ErrInvalid) {
 		t.Fatal(err)
 	}
 	// Consumer group: fetch from committed offset, commit, restart.
-	ms, _ = e.b.Fetch(ctx, "loc", "g1", ReadOptions{Max: 4})
+	ms, _ = e.b.Fetch(ctx, "loc", "g1", broker.ReadOptions{Max: 4})
 	if len(ms) != 4 || ms[0].Offset != 1 {
 		t.Fatalf("first fetch %+v", ms)
 	}
 	if err := e.b.Commit("loc", "g1", 5); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.b.Commit("loc", "g1", 99); !errors.Is(err, ErrInvalid) {
+	if err := e.b.Commit("loc", "g1", 99); !errors.Is(err, broker.ErrInvalid) {
 		t.Fatalf("commit past end: %v", err)
 	}
 	e.restart()
-	ms, _ = e.b.Fetch(ctx, "loc", "g1", ReadOptions{Max: 100})
+	ms, _ = e.b.Fetch(ctx, "loc", "g1", broker.ReadOptions{Max: 100})
 	if len(ms) != 6 || ms[0].Offset != 5 {
 		t.Fatalf("fetch after restart %+v", ms)
 	}
 	// Long poll wakes on append.
 	go func() {
 		time.Sleep(30 * time.Millisecond)
-		e.b.Append(ctx, "loc", Message{Body: []byte("11")})
+		e.b.Append(ctx, "loc", broker.Message{Body: []byte("11")})
 	}()
-	ms, err = e.b.Read(ctx, "loc", 11, ReadOptions{Wait: 3 * time.Second})
+	ms, err = e.b.Read(ctx, "loc", 11, broker.ReadOptions{Wait: 3 * time.Second})
 	if err != nil || len(ms) != 1 || string(ms[0].Body) != "11" {
 		t.Fatalf("long poll %+v %v", ms, err)
 	}
 	// Size retention deletes whole old segments.
 	for i := 12; i <= 300; i++ {
-		e.b.Append(ctx, "loc", Message{Body: []byte(fmt.Sprintf("%d ........................", i))})
+		e.b.Append(ctx, "loc", broker.Message{Body: []byte(fmt.Sprintf("%d ........................", i))})
 	}
 	s, _ := e.b.stream("loc")
 	s.log.ApplyRetention()
@@ -123,12 +124,12 @@ func TestStreamReplayGroupsRetention(t *testing.T) {
 	if info.FirstOffset <= 1 || info.Bytes > 4096+512 || info.LastOffset != 300 {
 		t.Fatalf("retention: %+v", info)
 	}
-	ms, _ = e.b.Read(ctx, "loc", 0, ReadOptions{Max: 1})
+	ms, _ = e.b.Read(ctx, "loc", 0, broker.ReadOptions{Max: 1})
 	if ms[0].Offset != info.FirstOffset {
 		t.Fatalf("read from 0 got offset %d, first is %d", ms[0].Offset, info.FirstOffset)
 	}
 	// A re-declare with tighter retention applies it at once.
-	if err := e.b.DeclareStream("loc", StreamConfig{SegmentBytes: 512, MaxBytes: 1024}); err != nil {
+	if err := e.b.DeclareStream("loc", broker.StreamConfig{SegmentBytes: 512, MaxBytes: 1024}); err != nil {
 		t.Fatal(err)
 	}
 	tight, _ := e.b.Stream("loc")
@@ -139,48 +140,7 @@ func TestStreamReplayGroupsRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.restart()
-	if _, err := e.b.Stream("loc"); !errors.Is(err, ErrNotFound) {
+	if _, err := e.b.Stream("loc"); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("deleted stream: %v", err)
-	}
-}
-
-func TestFileConfig(t *testing.T) {
-	good := `
-fsync: interval:50ms
-preallocate: 4194304
-queues:
-  orders:
-    max_length: 10
-    overflow: block
-topics:
-  rides:
-    queues: [orders]
-streams:
-  loc:
-    max_age: 24h
-`
-	fc, err := ParseFile("b.yaml", []byte(good))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fc.Fsync.String() != "interval:50ms" || fc.Preallocate != 4<<20 || fc.Queues["orders"].MaxLength != 10 || fc.Streams["loc"].MaxAge.Std() != 24*time.Hour {
-		t.Fatalf("parsed %+v", fc)
-	}
-	e := newEnv(t)
-	if err := fc.Apply(e.b); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ yaml, want string }{
-		{"queues:\n  orders:\n    visibility: 1s\n", `b.yaml:3:5: queues.orders.visibility: unknown key`},
-		{"queues:\n  orders:\n    overflow: drop\n    max_length: -1\n", "queues.orders.overflow"},
-		{"streams:\n  s:\n    max_bytes: -1\n", "streams.s.max_bytes"},
-		{"fsync: sometimes\n", "b.yaml"},
-		{"preallocate: -1\n", "b.yaml:1:14: preallocate: -1 must not be negative"},
-		{"queues:\n  orders:\n    visibility_timeout: soon\n", "b.yaml"},
-	} {
-		_, err := ParseFile("b.yaml", []byte(c.yaml))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ParseFile(%q) = %v, want mention of %q", c.yaml, err, c.want)
-		}
 	}
 }

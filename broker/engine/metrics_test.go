@@ -1,4 +1,4 @@
-package broker
+package engine
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchyard/switchyard/broker"
 )
 
 // gathered returns the registry's series as `name{v1,v2}` -> value
@@ -65,7 +66,7 @@ func TestMetricsRegistration(t *testing.T) {
 		t.Fatalf("reopen on the same registry: %v", err)
 	}
 	defer b.Close()
-	if err := b.Declare("q", QueueConfig{}); err != nil {
+	if err := b.Declare("q", broker.QueueConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	b.RecordTooLarge("q")
@@ -80,18 +81,18 @@ func TestMetricsConfirmBatch(t *testing.T) {
 	// The native protocol publishes without waiting and confirms a batch
 	// once: every message of the batch is timed. No tick promotes first.
 	reg := prometheus.NewRegistry()
-	b, err := Open(Config{Dir: t.TempDir(), Metrics: reg, TickInterval: Duration(time.Hour)})
+	b, err := Open(Config{Dir: t.TempDir(), Metrics: reg, TickInterval: broker.Duration(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if err := b.Declare("q", QueueConfig{}); err != nil {
+	if err := b.Declare("q", broker.QueueConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var res []PublishResult
+	var res []broker.PublishResult
 	for range 10 {
-		r, err := b.Publish(ctx, "q", Message{Body: []byte("x")}, PublishOptions{NoWait: true})
+		r, err := b.Publish(ctx, "q", broker.Message{Body: []byte("x")}, broker.PublishOptions{NoWait: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,12 +155,12 @@ func BenchmarkPublishMetrics(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer br.Close()
-				if err := br.Declare("q", QueueConfig{DedupWindow: -1}); err != nil {
+				if err := br.Declare("q", broker.QueueConfig{DedupWindow: -1}); err != nil {
 					b.Fatal(err)
 				}
 				body := make([]byte, 128)
 				ctx := context.Background()
-				opts := PublishOptions{NoWait: mode == "nowait"}
+				opts := broker.PublishOptions{NoWait: mode == "nowait"}
 				b.ReportAllocs()
 				b.SetBytes(int64(len(body)))
 				if !opts.NoWait {
@@ -168,7 +169,7 @@ func BenchmarkPublishMetrics(b *testing.B) {
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := br.Publish(ctx, "q", Message{Body: body}, opts); err != nil {
+						if _, err := br.Publish(ctx, "q", broker.Message{Body: body}, opts); err != nil {
 							b.Error(err)
 							return
 						}
@@ -188,7 +189,7 @@ func BenchmarkScrape(b *testing.B) {
 	}
 	defer br.Close()
 	for i := range 100 {
-		if err := br.Declare(fmt.Sprintf("q%d", i), QueueConfig{DeadLetter: NoDeadLetter}); err != nil {
+		if err := br.Declare(fmt.Sprintf("q%d", i), broker.QueueConfig{DeadLetter: broker.NoDeadLetter}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -210,17 +211,17 @@ func TestMetricsTopicAndStreamRejects(t *testing.T) {
 	}
 	defer b.Close()
 	ctx := context.Background()
-	if err := b.DeclareTopic("t", TopicConfig{MaxMessageSize: 4}); err != nil {
+	if err := b.DeclareTopic("t", broker.TopicConfig{MaxMessageSize: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.DeclareStream("s", StreamConfig{MaxMessageSize: 4}); err != nil {
+	if err := b.DeclareStream("s", broker.StreamConfig{MaxMessageSize: 4}); err != nil {
 		t.Fatal(err)
 	}
-	big := Message{Body: []byte("12345")}
-	if _, err := b.PublishTopic(ctx, "t", big, PublishOptions{}); err == nil {
+	big := broker.Message{Body: []byte("12345")}
+	if _, err := b.PublishTopic(ctx, "t", big, broker.PublishOptions{}); err == nil {
 		t.Fatal("oversized topic publish accepted")
 	}
-	if _, err := b.PublishTopicBatch(ctx, "t", []Message{{Body: []byte("ok")}, big}, PublishOptions{}); err == nil {
+	if _, err := b.PublishTopicBatch(ctx, "t", []broker.Message{{Body: []byte("ok")}, big}, broker.PublishOptions{}); err == nil {
 		t.Fatal("oversized topic batch accepted")
 	}
 	b.RecordTopicTooLarge("t")     // refused by a front end
@@ -229,7 +230,7 @@ func TestMetricsTopicAndStreamRejects(t *testing.T) {
 	if _, err := b.Append(ctx, "s", big); err == nil {
 		t.Fatal("oversized append accepted")
 	}
-	if _, err := b.AppendBatch(ctx, "s", []Message{big}); err == nil {
+	if _, err := b.AppendBatch(ctx, "s", []broker.Message{big}); err == nil {
 		t.Fatal("oversized append batch accepted")
 	}
 	got := gathered(t, reg)

@@ -1,4 +1,4 @@
-package broker
+package engine
 
 import (
 	"context"
@@ -11,48 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/wal"
 )
-
-// Dead-letter headers set on a message moved to a dead-letter queue.
-const (
-	HeaderDeadLetterReason = "x-dead-letter-reason"
-	HeaderOriginalQueue    = "x-original-queue"
-	HeaderDeliveries       = "x-deliveries"
-)
-
-// Message is what a producer publishes.
-type Message struct {
-	Body    []byte
-	ID      string            // producer message id (Msg-Id) for dedup; optional
-	Key     string            // ordering key (Msg-Key); optional
-	Headers map[string]string // optional
-	Delay   time.Duration     // deliver no earlier than this from now
-	TTL     time.Duration     // expire after this; 0 = the queue's message_ttl
-}
-
-// Size is what max_message_size counts: the body, the producer id, the
-// key and every header name and value, in bytes.
-func (m *Message) Size() int {
-	n := len(m.Body) + len(m.ID) + len(m.Key)
-	for k, v := range m.Headers {
-		n += len(k) + len(v)
-	}
-	return n
-}
-
-// PublishOptions tune one publish.
-type PublishOptions struct {
-	// NoWait returns as soon as the message is queued for writing, before
-	// it is durable (fire-and-forget, at-most-once).
-	NoWait bool
-}
-
-// PublishResult is the outcome of a publish.
-type PublishResult struct {
-	Seq       uint64 // the message id inside the queue
-	Duplicate bool   // the producer id was seen within the dedup window
-}
 
 // getBuf and putBuf recycle record encoding buffers (per broker, so that
 // brokers in one process share nothing).
@@ -90,13 +51,13 @@ func (b *Broker) enqueueSeqs(op byte, qid uint32, availableAt int64, seqs []uint
 // once it is durable. A full queue returns *QueueFullError (after waiting
 // up to block_timeout for overflow "block"); a body above max_message_size
 // returns ErrTooLarge.
-func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts PublishOptions) (PublishResult, error) {
+func (b *Broker) Publish(ctx context.Context, name string, msg broker.Message, opts broker.PublishOptions) (broker.PublishResult, error) {
 	q, err := b.queue(name)
 	if err != nil {
-		return PublishResult{}, err
+		return broker.PublishResult{}, err
 	}
-	if msg.Delay < 0 || msg.TTL < 0 || msg.Delay > MaxMessageTTL || msg.TTL > MaxMessageTTL {
-		return PublishResult{}, fmt.Errorf("%w: delay %s, ttl %s: each must be between 0 and %s", ErrInvalid, msg.Delay, msg.TTL, MaxMessageTTL)
+	if msg.Delay < 0 || msg.TTL < 0 || msg.Delay > broker.MaxMessageTTL || msg.TTL > broker.MaxMessageTTL {
+		return broker.PublishResult{}, fmt.Errorf("%w: delay %s, ttl %s: each must be between 0 and %s", broker.ErrInvalid, msg.Delay, msg.TTL, broker.MaxMessageTTL)
 	}
 	size := msg.Size()
 	now := b.cfg.Now()
@@ -106,26 +67,26 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 		limit := q.cfg.MaxMessageSize
 		q.mu.Unlock()
 		q.stats.tooLarge.Add(1)
-		return PublishResult{}, fmt.Errorf("%w: %d bytes (id, key, headers and body), queue %q accepts at most %d", ErrTooLarge, size, name, limit)
+		return broker.PublishResult{}, fmt.Errorf("%w: %d bytes (id, key, headers and body), queue %q accepts at most %d", broker.ErrTooLarge, size, name, limit)
 	}
 	if msg.ID != "" && q.cfg.DedupWindow > 0 {
 		if e, ok := q.dedup[msg.ID]; ok && nowNS-e.at <= int64(q.cfg.DedupWindow) {
 			q.mu.Unlock()
 			if !opts.NoWait {
 				if err := b.log.Wait(ctx, e.seq); err != nil {
-					return PublishResult{}, err
+					return broker.PublishResult{}, err
 				}
 			}
-			return PublishResult{Seq: e.seq, Duplicate: true}, nil
+			return broker.PublishResult{Seq: e.seq, Duplicate: true}, nil
 		}
 	}
 	var deadline time.Time
 	for q.cfg.MaxLength > 0 && q.countLocked() >= q.cfg.MaxLength {
-		full := &QueueFullError{Queue: name, Limit: q.cfg.MaxLength}
-		if q.cfg.Overflow != OverflowBlock || q.gone != nil {
+		full := &broker.QueueFullError{Queue: name, Limit: q.cfg.MaxLength}
+		if q.cfg.Overflow != broker.OverflowBlock || q.gone != nil {
 			q.mu.Unlock()
 			q.stats.full.Add(1)
-			return PublishResult{}, full
+			return broker.PublishResult{}, full
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(q.cfg.BlockTimeout.Std())
@@ -134,7 +95,7 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 		if wait <= 0 {
 			q.mu.Unlock()
 			q.stats.full.Add(1)
-			return PublishResult{}, full
+			return broker.PublishResult{}, full
 		}
 		space := q.spaceChanLocked()
 		q.mu.Unlock()
@@ -144,14 +105,14 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return PublishResult{}, ctx.Err()
+			return broker.PublishResult{}, ctx.Err()
 		}
 		t.Stop()
 		q.mu.Lock()
 		if q.gone != nil {
 			err := q.gone
 			q.mu.Unlock()
-			return PublishResult{}, err
+			return broker.PublishResult{}, err
 		}
 	}
 	rec := pubRecord{
@@ -179,7 +140,7 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 	b.putBuf(bp)
 	if err != nil {
 		q.mu.Unlock()
-		return PublishResult{}, fmt.Errorf("appending to log: %w", err)
+		return broker.PublishResult{}, fmt.Errorf("appending to log: %w", err)
 	}
 	// The message owns copies of what the caller passed.
 	rec.body = append([]byte(nil), msg.Body...)
@@ -193,7 +154,7 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 	q.mu.Unlock()
 	q.stats.published.Add(1)
 	if opts.NoWait {
-		return PublishResult{Seq: seq}, nil
+		return broker.PublishResult{Seq: seq}, nil
 	}
 	if err := b.log.Wait(ctx, seq); err != nil {
 		if errors.Is(err, wal.ErrNoSpace) {
@@ -203,10 +164,10 @@ func (b *Broker) Publish(ctx context.Context, name string, msg Message, opts Pub
 			q.dropPendingLocked(seq)
 			q.mu.Unlock()
 		}
-		return PublishResult{}, fmt.Errorf("waiting for fsync: %w", err)
+		return broker.PublishResult{}, fmt.Errorf("waiting for fsync: %w", err)
 	}
 	b.promoteTimed(q, b.metrics.confirmObserver())
-	return PublishResult{Seq: seq}, nil
+	return broker.PublishResult{Seq: seq}, nil
 }
 
 // promote makes the queue's durable pending messages visible.
@@ -221,27 +182,6 @@ func (b *Broker) promoteTimed(q *queue, confirm prometheus.Observer) {
 		q.promoteLocked(durable, b.cfg.Now().UnixNano(), confirm)
 	}
 	q.mu.Unlock()
-}
-
-// ReceiveOptions tune one receive.
-type ReceiveOptions struct {
-	Max        int           // messages at most; default 1, at most 1000
-	Wait       time.Duration // long-poll up to this for the first message; 0 = return at once
-	Visibility time.Duration // invisibility after delivery; 0 = the queue's visibility_timeout
-	// AutoAck acknowledges messages as they are delivered (at-most-once).
-	AutoAck bool
-}
-
-// Delivery is a received message.
-type Delivery struct {
-	Seq         uint64
-	Receipt     string // pass to Ack / Nack; valid for this delivery only
-	Body        []byte // shared: do not modify
-	MsgID       string
-	Key         string
-	Headers     map[string]string // shared: do not modify
-	Deliveries  int               // 1 on first delivery
-	PublishedAt time.Time
 }
 
 func receipt(qid uint32, seq uint64, deliveries int) string {
@@ -272,7 +212,7 @@ func parseReceipt(s string) (qid uint32, seq uint64, deliveries int, ok bool) {
 // Receive delivers up to opts.Max messages, waiting up to opts.Wait for
 // the first one. Delivered messages are invisible to other consumers until
 // acked, nacked or their visibility timeout passes.
-func (b *Broker) Receive(ctx context.Context, name string, opts ReceiveOptions) ([]Delivery, error) {
+func (b *Broker) Receive(ctx context.Context, name string, opts broker.ReceiveOptions) ([]broker.Delivery, error) {
 	q, err := b.queue(name)
 	if err != nil {
 		return nil, err
@@ -280,9 +220,9 @@ func (b *Broker) Receive(ctx context.Context, name string, opts ReceiveOptions) 
 	if opts.Max <= 0 {
 		opts.Max = 1
 	}
-	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 || opts.Visibility > MaxVisibilityTimeout {
+	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 || opts.Visibility > broker.MaxVisibilityTimeout {
 		return nil, fmt.Errorf("%w: max %d, wait %s, visibility %s: max must be 1..1000, wait not negative, visibility between 0 and %s",
-			ErrInvalid, opts.Max, opts.Wait, opts.Visibility, MaxVisibilityTimeout)
+			broker.ErrInvalid, opts.Max, opts.Wait, opts.Visibility, broker.MaxVisibilityTimeout)
 	}
 	var timer *time.Timer
 	var expired <-chan time.Time
@@ -312,7 +252,7 @@ func (b *Broker) Receive(ctx context.Context, name string, opts ReceiveOptions) 
 }
 
 // take pops ready messages under the queue lock and logs their delivery.
-func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-chan struct{}, error) {
+func (b *Broker) take(q *queue, opts broker.ReceiveOptions) ([]broker.Delivery, []deadMsg, <-chan struct{}, error) {
 	now := b.cfg.Now().UnixNano()
 	vis := opts.Visibility
 	q.mu.Lock()
@@ -324,13 +264,13 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 		vis = q.cfg.VisibilityTimeout.Std()
 	}
 	var (
-		out   []Delivery
+		out   []broker.Delivery
 		dead  []deadMsg
 		seqs  []uint64
 		again uint64 // redeliveries among seqs
 	)
 	if n := min(opts.Max, q.ready.Len()); n > 0 {
-		out = make([]Delivery, 0, n)
+		out = make([]broker.Delivery, 0, n)
 		seqs = make([]uint64, 0, n)
 	}
 	for len(out) < opts.Max && q.ready.Len() > 0 {
@@ -346,7 +286,7 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 			again++
 		}
 		seqs = append(seqs, m.seq)
-		out = append(out, Delivery{
+		out = append(out, broker.Delivery{
 			Seq: m.seq, Body: m.body, MsgID: m.msgID, Key: m.key, Headers: m.headers,
 			Deliveries: m.deliveries, PublishedAt: time.Unix(0, m.publishedAt),
 		})
@@ -383,43 +323,31 @@ func (b *Broker) take(q *queue, opts ReceiveOptions) ([]Delivery, []deadMsg, <-c
 	return out, dead, notify, nil
 }
 
-// AckResult reports a batch ack or nack.
-type AckResult struct {
-	Done   int            `json:"done"`             // receipts applied
-	Failed []ReceiptError `json:"failed,omitempty"` // receipts that were not
-}
-
-// ReceiptError names a receipt that could not be applied and why.
-type ReceiptError struct {
-	Receipt string `json:"receipt"`
-	Error   string `json:"error"`
-}
-
 // Ack acknowledges delivered messages; it returns once the acks are
 // durable. Stale receipts (the message was redelivered since, or is gone)
 // are reported in Failed.
-func (b *Broker) Ack(ctx context.Context, name string, receipts []string) (AckResult, error) {
+func (b *Broker) Ack(ctx context.Context, name string, receipts []string) (broker.AckResult, error) {
 	return b.settle(ctx, name, receipts, opAck, 0)
 }
 
 // Nack returns delivered messages to the queue, visible again after delay.
 // A message that reached max_deliveries goes to the dead-letter queue.
-func (b *Broker) Nack(ctx context.Context, name string, receipts []string, delay time.Duration) (AckResult, error) {
+func (b *Broker) Nack(ctx context.Context, name string, receipts []string, delay time.Duration) (broker.AckResult, error) {
 	if delay < 0 {
-		return AckResult{}, fmt.Errorf("%w: negative delay", ErrInvalid)
+		return broker.AckResult{}, fmt.Errorf("%w: negative delay", broker.ErrInvalid)
 	}
 	return b.settle(ctx, name, receipts, opNack, delay)
 }
 
-func (b *Broker) settle(ctx context.Context, name string, receipts []string, op byte, delay time.Duration) (AckResult, error) {
+func (b *Broker) settle(ctx context.Context, name string, receipts []string, op byte, delay time.Duration) (broker.AckResult, error) {
 	q, err := b.queue(name)
 	if err != nil {
-		return AckResult{}, err
+		return broker.AckResult{}, err
 	}
 	now := b.cfg.Now().UnixNano()
 	availableAt := now + int64(delay)
 	var (
-		res  AckResult
+		res  broker.AckResult
 		seqs []uint64
 		dead []deadMsg
 	)
@@ -429,12 +357,12 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 	for _, r := range receipts {
 		qid, seq, n, ok := parseReceipt(r)
 		if !ok || qid != q.id {
-			res.Failed = append(res.Failed, ReceiptError{Receipt: r, Error: "malformed receipt or another queue's"})
+			res.Failed = append(res.Failed, broker.ReceiptError{Receipt: r, Error: "malformed receipt or another queue's"})
 			continue
 		}
 		m := q.msgs[seq]
 		if m == nil || m.state != stInflight || m.deliveries != n {
-			res.Failed = append(res.Failed, ReceiptError{Receipt: r, Error: "stale receipt: message acked, redelivered or gone"})
+			res.Failed = append(res.Failed, broker.ReceiptError{Receipt: r, Error: "stale receipt: message acked, redelivered or gone"})
 			continue
 		}
 		if op == opAck {
@@ -452,7 +380,7 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 	}
 	q.mu.Unlock()
 	if err != nil {
-		return AckResult{}, fmt.Errorf("appending to log: %w", err)
+		return broker.AckResult{}, fmt.Errorf("appending to log: %w", err)
 	}
 	if op == opAck {
 		q.stats.acked.Add(uint64(res.Done))
@@ -466,7 +394,7 @@ func (b *Broker) settle(ctx context.Context, name string, receipts []string, op 
 		// On a full disk the record is held in memory and written once
 		// space returns: the ack is applied and answered like an async one.
 		if err := b.log.Wait(ctx, last); err != nil && !errors.Is(err, wal.ErrNoSpace) {
-			return AckResult{}, fmt.Errorf("waiting for fsync: %w", err)
+			return broker.AckResult{}, fmt.Errorf("waiting for fsync: %w", err)
 		}
 	}
 	return res, nil
@@ -483,7 +411,7 @@ func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
 	var moves []moveItem
 	for _, d := range dead {
 		target := d.from.cfg.DeadLetter
-		drop := d.reason == "retention" || target == NoDeadLetter
+		drop := d.reason == "retention" || target == broker.NoDeadLetter
 		if drop {
 			// An intended drop: if its record is lost the message comes
 			// back on restart and is dropped again.
@@ -495,9 +423,9 @@ func (b *Broker) deadLetter(ctx context.Context, dead []deadMsg) {
 		}
 		h := make(map[string]string, len(d.m.headers)+3)
 		maps.Copy(h, d.m.headers)
-		h[HeaderDeadLetterReason] = d.reason
-		h[HeaderOriginalQueue] = d.from.name
-		h[HeaderDeliveries] = strconv.Itoa(d.m.deliveries)
+		h[broker.HeaderDeadLetterReason] = d.reason
+		h[broker.HeaderOriginalQueue] = d.from.name
+		h[broker.HeaderDeliveries] = strconv.Itoa(d.m.deliveries)
 		moves = append(moves, moveItem{m: d.m, from: d.from, target: target, headers: h, retired: true, reason: d.reason})
 	}
 	if len(moves) > 0 {
@@ -576,7 +504,7 @@ func (b *Broker) moveAll(ctx context.Context, items []moveItem, stopOnError bool
 		it.from.mu.Lock()
 		switch {
 		case ok && !it.retired:
-			it.from.retireLocked(it.m, now, outcome{state: StateMoved, to: it.target})
+			it.from.retireLocked(it.m, now, outcome{state: broker.StateMoved, to: it.target})
 		case !ok && it.retired:
 			if it.from.gone == nil {
 				// Back in its queue; dead-lettered again at a later
@@ -608,7 +536,7 @@ func (b *Broker) moveAll(ctx context.Context, items []moveItem, stopOnError bool
 func (b *Broker) move(m *message, from *queue, target string, headers map[string]string) (uint64, *queue, error) {
 	tq, err := b.queue(target)
 	if err != nil {
-		if derr := b.Declare(target, QueueConfig{}); derr != nil {
+		if derr := b.Declare(target, broker.QueueConfig{}); derr != nil {
 			return 0, nil, fmt.Errorf("moving message %d of queue %q to %q: %w", m.seq, from.name, target, derr)
 		}
 		if tq, err = b.queue(target); err != nil {
@@ -648,8 +576,8 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	q.mu.Lock()
 	dl := q.cfg.DeadLetter
 	q.mu.Unlock()
-	if dl == NoDeadLetter {
-		return 0, fmt.Errorf("%w: queue %q has no dead-letter queue", ErrInvalid, name)
+	if dl == broker.NoDeadLetter {
+		return 0, fmt.Errorf("%w: queue %q has no dead-letter queue", broker.ErrInvalid, name)
 	}
 	dq, err := b.queue(dl)
 	if err != nil {
@@ -671,14 +599,14 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	dq.mu.Unlock()
 	items := make([]moveItem, 0, len(moving))
 	for _, m := range moving {
-		target := m.headers[HeaderOriginalQueue]
+		target := m.headers[broker.HeaderOriginalQueue]
 		if target == "" {
 			target = name
 		}
 		h := maps.Clone(m.headers)
-		delete(h, HeaderDeadLetterReason)
-		delete(h, HeaderOriginalQueue)
-		delete(h, HeaderDeliveries)
+		delete(h, broker.HeaderDeadLetterReason)
+		delete(h, broker.HeaderOriginalQueue)
+		delete(h, broker.HeaderDeliveries)
 		items = append(items, moveItem{m: m, from: dq, target: target, headers: h})
 	}
 	n, err := b.moveAll(ctx, items, true)
@@ -691,7 +619,7 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 // Confirm waits until the messages of earlier NoWait publishes to the
 // queue are durable, and makes them visible. A batch of NoWait publishes
 // followed by one Confirm costs one group commit.
-func (b *Broker) Confirm(ctx context.Context, name string, res []PublishResult) error {
+func (b *Broker) Confirm(ctx context.Context, name string, res []broker.PublishResult) error {
 	q, err := b.queue(name)
 	if err != nil {
 		return err

@@ -1,0 +1,63 @@
+package broker
+
+import "time"
+
+// The HTTP API's JSON shapes, defined once for the server (broker/httpapi)
+// and its client (broker/client.HTTP). docs/broker.md documents them.
+
+// ErrorBody is the JSON of every error answer. Code is one of the Code*
+// constants; a queue_full answer also names the queue and its limit.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	Queue string `json:"queue,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// PublishAnswer is the answer of a queue publish: the message id (a
+// decimal string) and whether the producer id was a duplicate.
+type PublishAnswer struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// ReceivedMessage is one message of a receive answer (an array); the body
+// is base64 in JSON.
+type ReceivedMessage struct {
+	ID         string            `json:"id"`
+	Receipt    string            `json:"receipt,omitempty"`
+	Body       []byte            `json:"body"`
+	Headers    map[string]string `json:"headers"`
+	Key        string            `json:"key,omitempty"`
+	MsgID      string            `json:"msg_id,omitempty"`
+	Deliveries int               `json:"deliveries"`
+	Published  time.Time         `json:"published"`
+}
+
+// TopicEvent is the data of one "message" event of a topic subscription's
+// event stream (SSE).
+type TopicEvent struct {
+	ID      string            `json:"id"`
+	Body    []byte            `json:"body"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Key     string            `json:"key,omitempty"`
+	MsgID   string            `json:"msg_id,omitempty"`
+	Time    time.Time         `json:"time"`
+}
+
+// SubscriptionEnded is the data of the "error" event that ends a topic
+// subscription's event stream. Reason says why, so that clients can act on
+// it without matching the message: lagged (the subscriber fell more than
+// the topic's buffer behind), not_found (the topic was deleted) or closed
+// (the broker is closing).
+type SubscriptionEnded struct {
+	Error  string `json:"error"`
+	Code   string `json:"code"` // always subscription_ended
+	Reason string `json:"reason,omitempty"`
+}
+
+// ReadPage is the answer of a stream read or group fetch.
+type ReadPage struct {
+	Messages []StreamMessage `json:"messages"`
+	Next     uint64          `json:"next"` // offset to read next
+}

@@ -1,0 +1,194 @@
+// Package server runs a broker process: the config file (FileConfig), the
+// data directory's engine, the HTTP API with /metrics, the native protocol
+// listener, pprof, and shutdown when the context ends (Run); and the
+// offline repair of a data directory (Repair, RunRepair). The command line
+// (cmd/switchyard) only parses flags into Options.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchyard/switchyard/broker/engine"
+	"github.com/switchyard/switchyard/broker/httpapi"
+	"github.com/switchyard/switchyard/broker/native"
+	"github.com/switchyard/switchyard/wal"
+)
+
+// Options configure a broker process; the names are those of the
+// switchyard broker command's flags.
+type Options struct {
+	// Data is the data directory (--data); it overrides the config file's
+	// data. One of them is required.
+	Data string
+	// HTTP is the HTTP API and /metrics listen address (--http).
+	HTTP string
+	// Listen is the native protocol listen address (--listen); "" is off.
+	Listen string
+	// ConfigFile is the YAML config file (--config); "" is none.
+	ConfigFile string
+	// Fsync is the fsync policy (--fsync); it overrides the config file's.
+	// "" keeps the config file's (default batch).
+	Fsync string
+	// Pprof serves Go profiles at /debug/pprof/ on this address (--pprof);
+	// "" is off.
+	Pprof string
+	// Native tunes the native protocol listener (--native-*).
+	Native native.Options
+}
+
+// UsageError is an error in the Options (the command line's fault), as
+// opposed to one of running: cmd/switchyard prints it, with the usage text
+// if ShowUsage, and exits 2.
+type UsageError struct {
+	Err       error
+	ShowUsage bool // a required option is missing
+}
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Run runs a broker until ctx ends, then shuts it down (HTTP requests get
+// up to 5s to finish). Once listening it prints a line with the addresses
+// to stdout; a log recovered with a torn tail is reported on stderr. Bad
+// Options are a *UsageError; anything else that stops it is returned.
+func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
+	if err := o.Native.Validate(); err != nil {
+		return &UsageError{Err: err}
+	}
+	var fc FileConfig
+	if o.ConfigFile != "" {
+		var err error
+		if fc, err = LoadFile(o.ConfigFile); err != nil {
+			return err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg := engine.Config{Dir: fc.Dir, Fsync: fc.Fsync, SegmentBytes: fc.SegmentBytes, Preallocate: fc.Preallocate, Metrics: reg}
+	if o.Data != "" {
+		cfg.Dir = o.Data
+	}
+	if cfg.Dir == "" {
+		return &UsageError{Err: errors.New("--data is required (or data: in the config file)"), ShowUsage: true}
+	}
+	if o.Fsync != "" {
+		p, err := wal.ParseSyncPolicy(o.Fsync)
+		if err != nil {
+			return &UsageError{Err: fmt.Errorf("--fsync: %w", err)}
+		}
+		cfg.Fsync = p
+	}
+	b, err := engine.Open(cfg)
+	if err != nil {
+		if errors.As(err, new(*wal.CorruptError)) {
+			return fmt.Errorf("%w\nto skip only the damaged records and keep the rest: switchyard broker repair --data %s", err, cfg.Dir)
+		}
+		return err
+	}
+	defer b.Close()
+	if rec := b.Recovery(); rec.TruncatedBytes > 0 {
+		fmt.Fprintf(stderr, "switchyard broker: recovered log: cut %d bytes of torn tail from %s at offset %d (%s); last intact record %d\n",
+			rec.TruncatedBytes, rec.TruncatedFile, rec.TruncatedAt, rec.Reason, rec.LastSeq)
+	}
+	if err := fc.Apply(b); err != nil {
+		return err // located in the file: FILE:LINE:COLUMN: KEY.PATH: ...
+	}
+	ln, err := net.Listen("tcp", o.HTTP)
+	if err != nil {
+		return fmt.Errorf("listening on --http %q: %w", o.HTTP, err)
+	}
+	srv := &http.Server{Handler: httpapi.NewWithOptions(b, httpapi.Options{Metrics: reg}), ReadHeaderTimeout: 10 * time.Second}
+	nativeAddr := "off"
+	nctx, stopNative := context.WithCancel(ctx)
+	defer stopNative()
+	var nativeDone chan error // nil (never ready) when the native listener is off
+	if o.Listen != "" {
+		nativeDone = make(chan error, 1)
+		nln, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on --listen %q: %w", o.Listen, err)
+		}
+		nativeAddr = nln.Addr().String()
+		go func() { nativeDone <- native.New(b, o.Native).Serve(nctx, nln) }()
+	}
+	pprofShown := "off"
+	if o.Pprof != "" {
+		pln, err := net.Listen("tcp", o.Pprof)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on --pprof %q: %w", o.Pprof, err)
+		}
+		pprofShown = pln.Addr().String()
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = psrv.Serve(pln) }()
+		defer psrv.Close()
+	}
+	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s pprof=%s data=%s fsync=%s\n", ln.Addr(), nativeAddr, pprofShown, cfg.Dir, cfg.Fsync)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		stopNative()
+		if nativeDone != nil {
+			<-nativeDone
+		}
+		return fmt.Errorf("serving HTTP: %w", err)
+	case err := <-nativeDone:
+		srv.Close()
+		<-errc
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("serving native protocol: %w", err)
+	case <-ctx.Done():
+	}
+	stopNative()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutting down HTTP: %w", err)
+	}
+	<-errc
+	if nativeDone != nil {
+		return <-nativeDone
+	}
+	return nil
+}
+
+// RunRepair repairs a stopped broker's data directory (Repair), reporting
+// on stdout each damaged stretch skipped and what was lost, or that there
+// was nothing to repair.
+func RunRepair(dir string, stdout io.Writer) error {
+	dmg, err := Repair(dir)
+	var lost uint64
+	for _, d := range dmg {
+		fmt.Fprintf(stdout, "switchyard broker repair: %s\n", d)
+		lost += d.Records
+	}
+	if err != nil {
+		return err
+	}
+	if len(dmg) == 0 {
+		fmt.Fprintf(stdout, "switchyard broker repair: %s: no damage found, nothing changed\n", dir)
+		return nil
+	}
+	fmt.Fprintf(stdout, "switchyard broker repair: %d damaged stretches repaired, %d records lost; every other record kept\n", len(dmg), lost)
+	return nil
+}
