@@ -9,27 +9,12 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker/internal/seglimit"
+	"github.com/switchyard/switchyard/config"
 )
 
 // Duration is a time.Duration that reads and writes as a Go duration string
-// ("30s", "1m30s") in JSON and YAML.
-type Duration time.Duration
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("parsing duration %q: %w", b, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// Std returns the value as a time.Duration.
-func (d Duration) Std() time.Duration { return time.Duration(d) }
+// ("30s", "1m30s") in JSON and YAML: the project's one such type.
+type Duration = config.Duration
 
 // DecodeJSON strictly decodes a JSON document, as the HTTP API and the
 // native protocol read settings (QueueConfig, TopicConfig, StreamConfig)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/config"
 )
 
 var kinds = []string{"queue", "topic", "stream"}
@@ -389,45 +390,10 @@ func setField(cfg any, arg string) error {
 		}
 		return nil
 	}
-	if s := closest(key, names); s != "" {
+	if s := config.Closest(key, names); s != "" {
 		return fmt.Errorf("unknown setting %q, did you mean %q?", key, s)
 	}
 	return fmt.Errorf("unknown setting %q (known: %s)", key, strings.Join(names, ", "))
-}
-
-// closest is the name close enough to s to be a typo of it (edit
-// distance at most 2, or a third of its length), if any.
-func closest(s string, names []string) string {
-	best, bestD := "", -1
-	for _, n := range names {
-		if d := distance(s, n); bestD < 0 || d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if bestD >= 0 && (bestD <= 2 || bestD <= len(s)/3) {
-		return best
-	}
-	return ""
-}
-
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func runDelete(e *env, fs *flag.FlagSet, args []string) error {

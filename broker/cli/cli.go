@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/internal/flaghint"
 )
 
@@ -84,7 +85,7 @@ func Suggest(name string) string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return closest(name, names)
+	return config.Closest(name, names)
 }
 
 // Usage prints the list of client subcommands.

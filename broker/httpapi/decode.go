@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/config"
 )
 
 // decodeBody strictly decodes a JSON request body into v (a pointer to a
@@ -310,44 +311,8 @@ func unknownField(path, k string, fields map[string]reflect.Type) string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	if s := suggest(k, names); s != "" {
+	if s := config.Closest(k, names); s != "" {
 		return fmt.Sprintf("%s: unknown field, did you mean %q?", path, s)
 	}
 	return fmt.Sprintf("%s: unknown field (known: %s)", path, strings.Join(names, ", "))
-}
-
-// suggest returns the candidate closest to s if it is close enough to be
-// a typo (edit distance at most 2, or a third of the length).
-func suggest(s string, candidates []string) string {
-	best, bestD := "", -1
-	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
-		if bestD < 0 || d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if bestD >= 0 && (bestD <= 2 || bestD <= len(s)/3) {
-		return best
-	}
-	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/engine"
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -344,36 +345,10 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 // like a typo, else the list.
 func unknownKey(k string, fields map[string]reflect.Type) string {
 	names := sortedKeys(fields)
-	best, bestD := "", -1
-	for _, n := range names {
-		if d := editDistance(k, n); bestD < 0 || d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if bestD >= 0 && (bestD <= 2 || bestD <= len(k)/3) {
+	if best := config.Closest(k, names); best != "" {
 		return fmt.Sprintf("unknown key, did you mean %q?", best)
 	}
 	return fmt.Sprintf("unknown key (known: %s)", strings.Join(names, ", "))
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // locate prefixes each of the joined errors err, which start with a key
