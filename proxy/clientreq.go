@@ -312,5 +312,30 @@ func refuseMethod(r *http.Request) *httpx.Error {
 	return nil
 }
 
+// refusePath answers a request whose path has a dot segment ("." or ".."
+// between slashes, also percent-encoded, or between backslashes, which
+// some servers take for slashes). Routes match the path as written, but
+// most backends resolve dot segments: "/public/../admin" would reach the
+// backend's /admin through the route for /public, without /admin's
+// access control. No browser or HTTP library sends such paths (RFC 3986
+// 5.2.4 has the client remove them), so they are refused, not rewritten.
+func refusePath(r *http.Request) *httpx.Error {
+	p := r.URL.Path
+	for len(p) > 0 {
+		i := strings.IndexAny(p, "/\\")
+		seg := p
+		if i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			p = ""
+		}
+		if seg == "." || seg == ".." {
+			return &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request",
+				Msg: "the request path has a dot segment (\"/./\" or \"/../\")"}
+		}
+	}
+	return nil
+}
+
 // allowedMethods is the Allow header of 405 answers.
 const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
