@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -310,6 +311,38 @@ func refuseMethod(r *http.Request) *httpx.Error {
 			Msg: "HTTP/2 connection preface on an HTTP/1 connection"}
 	}
 	return nil
+}
+
+// mergeSlashes replaces runs of slashes in r's path by one slash, before
+// routing, as nginx does by default (merge_slashes): "//admin" matches the
+// /admin route, instead of another route that would take it to a backend
+// that merges slashes itself. Encoded slashes (%2F) are left alone.
+func mergeSlashes(r *http.Request) {
+	u := r.URL
+	if u.RawPath == "" {
+		if strings.Contains(u.Path, "//") {
+			u.Path = collapseSlashes(u.Path)
+		}
+		return
+	}
+	if !strings.Contains(u.RawPath, "//") {
+		return
+	}
+	raw := collapseSlashes(u.RawPath)
+	if p, err := url.PathUnescape(raw); err == nil {
+		u.Path, u.RawPath = p, raw
+	}
+}
+
+func collapseSlashes(p string) string {
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && len(b) > 0 && b[len(b)-1] == '/' {
+			continue
+		}
+		b = append(b, p[i])
+	}
+	return string(b)
 }
 
 // refusePath answers a request whose path has a dot segment ("." or ".."

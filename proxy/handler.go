@@ -337,6 +337,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.request("", "", e.Status, time.Since(start))
 		return
 	}
+	mergeSlashes(r)
 	if e := refusePath(r); e != nil {
 		e.Write(w, id)
 		h.log(r, nil, id, e.Status, 0, start)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,24 +53,10 @@ func rawExchange(t *testing.T, addr, raw string) *http.Response {
 	return resp
 }
 
-// A path with dot segments ("/x/../admin", also percent-encoded or with
-// an encoded slash or a backslash) is matched against the routes as
-// written, but most backends resolve it: it would reach /admin on the
-// backend through a route without /admin's access control. Such paths
-// are refused (no browser or HTTP library sends them: RFC 3986 5.2.4 has
-// the client remove dot segments) and never go upstream.
-func TestDotSegmentsCannotBypassRoutes(t *testing.T) {
-	var (
-		mu      sync.Mutex
-		reached []string
-	)
-	b := newScriptedBackend(t, func(c net.Conn, req *http.Request) []byte {
-		mu.Lock()
-		defer mu.Unlock()
-		reached = append(reached, req.RequestURI)
-		return echoResponse(req)
-	})
-	targets := []*upstream.Target{upstream.NewTarget(b.addr, 0, 1)}
+// prefixServer serves a handler with an /admin route whose middleware
+// refuses every request (401) and a catch-all route, both to backend.
+func prefixServer(t *testing.T, backend string) string {
+	targets := []*upstream.Target{upstream.NewTarget(backend, 0, 1)}
 	pol, err := balance.New(balance.Config{}, targets)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +78,28 @@ func TestDotSegmentsCannotBypassRoutes(t *testing.T) {
 	h.Prepare(public)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	addr := strings.TrimPrefix(srv.URL, "http://")
+	return strings.TrimPrefix(srv.URL, "http://")
+
+}
+
+// A path with dot segments ("/x/../admin", also percent-encoded or with
+// an encoded slash or a backslash) is matched against the routes as
+// written, but most backends resolve it: it would reach /admin on the
+// backend through a route without /admin's access control. Such paths
+// are refused (no browser or HTTP library sends them: RFC 3986 5.2.4 has
+// the client remove dot segments) and never go upstream.
+func TestDotSegmentsCannotBypassRoutes(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		reached []string
+	)
+	b := newScriptedBackend(t, func(c net.Conn, req *http.Request) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		reached = append(reached, req.RequestURI)
+		return echoResponse(req)
+	})
+	addr := prefixServer(t, b.addr)
 
 	for _, path := range []string{
 		"/x/../admin/users", "/x/%2e%2e/admin/users", "/x/%2E%2E/admin", "/x%2f..%2fadmin/users",
@@ -116,7 +124,8 @@ func TestDotSegmentsCannotBypassRoutes(t *testing.T) {
 	}
 }
 
-// FuzzRefusePath: a path refusePath lets through has no dot segment, so
+// FuzzRefusePath: merged slashes leave no "//" in what goes upstream and
+// keep its path and escaped path in step; a path refusePath lets through has no dot segment, so
 // resolving dot segments (path.Clean, with backslashes as slashes) changes
 // no more than repeated and trailing slashes.
 func FuzzRefusePath(f *testing.F) {
@@ -129,6 +138,15 @@ func FuzzRefusePath(f *testing.F) {
 			return
 		}
 		r := &http.Request{URL: u}
+		rawBefore := u.EscapedPath()
+		mergeSlashes(r)
+		esc := u.EscapedPath()
+		if strings.Contains(esc, "//") || (!strings.Contains(rawBefore, "//") && esc != rawBefore) {
+			t.Fatalf("merging slashes in %q gave %q", rawBefore, esc)
+		}
+		if p, err := url.PathUnescape(esc); err != nil || p != u.Path {
+			t.Fatalf("merged %q: path %q, escaped %q", rawBefore, u.Path, esc)
+		}
 		if refusePath(r) != nil {
 			return
 		}
@@ -138,4 +156,36 @@ func FuzzRefusePath(f *testing.F) {
 			t.Fatalf("accepted %q: resolves to %q, not %q", u.Path, got, collapsed)
 		}
 	})
+}
+
+// Repeated slashes are merged before routing (as nginx's default
+// merge_slashes does): "//admin" is the /admin route's, not a way around
+// its access control to a backend that merges them itself.
+func TestRepeatedSlashesAreMergedBeforeRouting(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		reached []string
+	)
+	b := newScriptedBackend(t, func(c net.Conn, req *http.Request) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		reached = append(reached, req.RequestURI)
+		return echoResponse(req)
+	})
+	addr := prefixServer(t, b.addr)
+	for path, want := range map[string]int{
+		"//admin/users": http.StatusUnauthorized, "///admin": http.StatusUnauthorized,
+		"/admin//users": http.StatusUnauthorized, "//x//y//?q=//": http.StatusOK,
+		"/x%2F%2Fy//z": http.StatusOK,
+	} {
+		if resp := rawExchange(t, addr, "GET "+path+" HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != want {
+			t.Errorf("GET %s: status %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(reached)
+	if want := []string{"/x%2F%2Fy/z", "/x/y/?q=//"}; !slices.Equal(reached, want) {
+		t.Errorf("backend got %q, want %q", reached, want)
+	}
 }
