@@ -298,6 +298,19 @@ func dropUnderscoreSpoofs(h http.Header) {
 	}
 }
 
+// dropGatewayTrailers removes from a request's trailer the fields the
+// gateway sets or vouches for (in any spelling, '_' for '-' included): a
+// backend that reads trailers as metadata would take a client's for the
+// gateway's. The trailer of a body read ahead is complete when the
+// request is rewritten; one that arrives later is not forwarded.
+func dropGatewayTrailers(t http.Header) {
+	for k := range t {
+		if gatewayHeaders[http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))] {
+			delete(t, k)
+		}
+	}
+}
+
 // refuseMethod answers requests the gateway never proxies: CONNECT (it is
 // not a forward proxy) and the HTTP/2 connection preface ("PRI *
 // HTTP/2.0") reaching an HTTP/1 handler.

@@ -462,6 +462,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	restoreGatewayHeaders(pr.In.Header, out.Header, st.connListed)
 	dropUnderscoreSpoofs(out.Header)
+	dropGatewayTrailers(out.Trailer)
 	out.Header.Set("X-Request-Id", st.RequestID)
 	st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
 	out.Header.Set("Traceparent", st.Traceparent)

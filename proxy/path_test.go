@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -187,5 +188,42 @@ func TestRepeatedSlashesAreMergedBeforeRouting(t *testing.T) {
 	slices.Sort(reached)
 	if want := []string{"/x%2F%2Fy/z", "/x/y/?q=//"}; !slices.Equal(reached, want) {
 		t.Errorf("backend got %q, want %q", reached, want)
+	}
+}
+
+// A client cannot send the identity or forwarding headers the gateway
+// vouches for as request trailers either: a backend that reads trailers
+// as metadata would take them for the gateway's.
+func TestGatewayHeadersNotAcceptedAsTrailers(t *testing.T) {
+	got := make(chan http.Header, 1)
+	b := newScriptedBackend(t, func(c net.Conn, req *http.Request) []byte {
+		got <- req.Trailer
+		return echoResponse(req)
+	})
+	addr := prefixServer(t, b.addr)
+	resp := rawExchange(t, addr, "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-Consumer, X-Checksum\r\n\r\n"+
+		"5\r\nhello\r\n0\r\nX-Consumer: admin\r\nX_Scopes: all\r\nx-forwarded-for: 1.2.3.4\r\nX-Request-Id: spoof\r\nX-Checksum: abc\r\n\r\n")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	tr := <-got
+	for k := range tr {
+		if k != "X-Checksum" {
+			t.Errorf("trailer %s: %q reached the backend", k, tr[k])
+		}
+	}
+	if tr.Get("X-Checksum") != "abc" {
+		t.Errorf("trailers %v: the client's own X-Checksum is missing", tr)
+	}
+
+	// A body too large to read ahead is streamed: its trailer arrives
+	// after the request went upstream.
+	big := strings.Repeat("x", 200<<10)
+	resp = rawExchange(t, addr, fmt.Sprintf("POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-Consumer\r\n\r\n%x\r\n%s\r\n0\r\nX-Consumer: admin\r\n\r\n", len(big), big))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("streamed: status %d", resp.StatusCode)
+	}
+	if v := (<-got).Values("X-Consumer"); len(v) > 0 {
+		t.Errorf("streamed body: trailer X-Consumer %q reached the backend", v)
 	}
 }
