@@ -219,6 +219,11 @@ func (a *Aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, c := range a.calls {
 		res := results[c.Name]
 		if res.err != nil {
+			var ce *ClientValueError
+			if errors.As(res.err, &ce) {
+				a.fail(w, r, http.StatusBadRequest, "bad_request", fmt.Sprintf("call %q: %v", c.Name, ce))
+				return
+			}
 			if !c.Optional {
 				a.fail(w, r, http.StatusBadGateway, "aggregate_failed", fmt.Sprintf("required call %q failed: %v", c.Name, res.err))
 				return
@@ -293,7 +298,15 @@ func (a *Aggregator) call(r *http.Request, c Call, results map[string]*result) (
 	return s, nil
 }
 
-// expand fills a path template.
+// ClientValueError is a value from the client's request (query or header)
+// that cannot go into a call's path: the client's 400, not a failed call.
+type ClientValueError struct{ Msg string }
+
+func (e *ClientValueError) Error() string { return e.Msg }
+
+// expand fills a path template. A path segment that placeholders fill
+// must not come out empty, "." or "..": the upstream would resolve it
+// (/users/{query.uid}/profile with uid=.. is /profile there).
 func expand(tmpl string, r *http.Request, results map[string]*result) (string, error) {
 	var firstErr error
 	path, query, hasQuery := strings.Cut(tmpl, "?")
@@ -317,11 +330,44 @@ func expand(tmpl string, r *http.Request, results map[string]*result) (string, e
 			return esc(v)
 		})
 	}
-	out := fill(path, url.PathEscape)
+	segs := pathSegments(path)
+	for i, seg := range segs {
+		out := fill(seg, url.PathEscape)
+		if out != seg && (out == "" || out == "." || out == "..") && firstErr == nil {
+			msg := fmt.Sprintf("path segment %q would be %q", seg, out)
+			if strings.Contains(seg, "{query.") || strings.Contains(seg, "{header.") {
+				firstErr = &ClientValueError{Msg: "a request value cannot be used in the call's path: " + msg}
+			} else {
+				firstErr = errors.New(msg)
+			}
+		}
+		segs[i] = out
+	}
+	out := strings.Join(segs, "/")
 	if hasQuery {
 		out += "?" + fill(query, url.QueryEscape)
 	}
 	return out, firstErr
+}
+
+// pathSegments splits a path template at the slashes outside placeholders.
+func pathSegments(path string) []string {
+	var segs []string
+	depth, start := 0, 0
+	for i := 0; i < len(path); i++ {
+		switch path[i] {
+		case '{':
+			depth++
+		case '}':
+			depth = max(depth-1, 0)
+		case '/':
+			if depth == 0 {
+				segs = append(segs, path[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(segs, path[start:])
 }
 
 // lookup reads a dotted path from a JSON document as a string.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -297,6 +298,19 @@ func dropUnderscoreSpoofs(h http.Header) {
 	}
 }
 
+// dropGatewayTrailers removes from a request's trailer the fields the
+// gateway sets or vouches for (in any spelling, '_' for '-' included): a
+// backend that reads trailers as metadata would take a client's for the
+// gateway's. The trailer of a body read ahead is complete when the
+// request is rewritten; one that arrives later is not forwarded.
+func dropGatewayTrailers(t http.Header) {
+	for k := range t {
+		if gatewayHeaders[http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))] {
+			delete(t, k)
+		}
+	}
+}
+
 // refuseMethod answers requests the gateway never proxies: CONNECT (it is
 // not a forward proxy) and the HTTP/2 connection preface ("PRI *
 // HTTP/2.0") reaching an HTTP/1 handler.
@@ -308,6 +322,63 @@ func refuseMethod(r *http.Request) *httpx.Error {
 	case r.Method == "PRI":
 		return &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request",
 			Msg: "HTTP/2 connection preface on an HTTP/1 connection"}
+	}
+	return nil
+}
+
+// mergeSlashes replaces runs of slashes in r's path by one slash, before
+// routing, as nginx does by default (merge_slashes): "//admin" matches the
+// /admin route, instead of another route that would take it to a backend
+// that merges slashes itself. Encoded slashes (%2F) are left alone.
+func mergeSlashes(r *http.Request) {
+	u := r.URL
+	if u.RawPath == "" {
+		if strings.Contains(u.Path, "//") {
+			u.Path = collapseSlashes(u.Path)
+		}
+		return
+	}
+	if !strings.Contains(u.RawPath, "//") {
+		return
+	}
+	raw := collapseSlashes(u.RawPath)
+	if p, err := url.PathUnescape(raw); err == nil {
+		u.Path, u.RawPath = p, raw
+	}
+}
+
+func collapseSlashes(p string) string {
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && len(b) > 0 && b[len(b)-1] == '/' {
+			continue
+		}
+		b = append(b, p[i])
+	}
+	return string(b)
+}
+
+// refusePath answers a request whose path has a dot segment ("." or ".."
+// between slashes, also percent-encoded, or between backslashes, which
+// some servers take for slashes). Routes match the path as written, but
+// most backends resolve dot segments: "/public/../admin" would reach the
+// backend's /admin through the route for /public, without /admin's
+// access control. No browser or HTTP library sends such paths (RFC 3986
+// 5.2.4 has the client remove them), so they are refused, not rewritten.
+func refusePath(r *http.Request) *httpx.Error {
+	p := r.URL.Path
+	for len(p) > 0 {
+		i := strings.IndexAny(p, "/\\")
+		seg := p
+		if i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			p = ""
+		}
+		if seg == "." || seg == ".." {
+			return &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request",
+				Msg: "the request path has a dot segment (\"/./\" or \"/../\")"}
+		}
 	}
 	return nil
 }

@@ -337,6 +337,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.request("", "", e.Status, time.Since(start))
 		return
 	}
+	mergeSlashes(r)
+	if e := refusePath(r); e != nil {
+		e.Write(w, id)
+		h.log(r, nil, id, e.Status, 0, start)
+		h.metrics.request("", "", e.Status, time.Since(start))
+		return
+	}
 	listed := sanitizeClientHeaders(r.Header)
 
 	rt, ok := h.resolver.Resolve(r)
@@ -455,6 +462,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	restoreGatewayHeaders(pr.In.Header, out.Header, st.connListed)
 	dropUnderscoreSpoofs(out.Header)
+	dropGatewayTrailers(out.Trailer)
 	out.Header.Set("X-Request-Id", st.RequestID)
 	st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
 	out.Header.Set("Traceparent", st.Traceparent)

@@ -2,6 +2,8 @@ package ratelimit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -117,6 +119,7 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 
 // Allow implements Store. It never returns ErrUnavailable.
 func (m *Memory) Allow(_ context.Context, key string, lim Limit, now time.Time) (Decision, error) {
+	key = compactKey(key)
 	iv, err := checkLimit(lim)
 	if err != nil {
 		return Decision{}, err
@@ -225,4 +228,21 @@ func (s *shard) removeLocked(i int) {
 	delete(s.idx, s.ents[i].key)
 	s.ents[i] = entry{} // drop the key so its bytes can be collected
 	s.free = append(s.free, int32(i))
+}
+
+// maxKeyLen is the longest key a store keeps as it is.
+const maxKeyLen = 128
+
+// compactKey returns key, or for a key longer than maxKeyLen (keys come
+// from request headers: up to the server's header limit) its first 64
+// bytes, "#" and the hex SHA-256 of all of it: a store holding its
+// maximum of keys then holds at most about maxKeyLen bytes for each.
+// Compacted keys are 129 bytes long, so they never equal a key kept as
+// it is.
+func compactKey(key string) string {
+	if len(key) <= maxKeyLen {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return key[:64] + "#" + hex.EncodeToString(sum[:])
 }

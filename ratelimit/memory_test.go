@@ -2,7 +2,9 @@ package ratelimit
 
 import (
 	"context"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -217,6 +219,54 @@ func BenchmarkMemoryAllow(b *testing.B) {
 			if i++; i == len(keys) {
 				i = 0
 			}
+		}
+	})
+}
+
+// Keys come from request headers ("header:X-Tenant" limits), up to the
+// server's header size (16 KiB by default, up to 1 MiB): MaxKeys of them
+// must not hold MaxKeys times that. Long keys are kept as a digest, and
+// still each counts on its own.
+func TestMemoryLongKeysAreCompact(t *testing.T) {
+	const keys, keyLen = 2000, 16 << 10
+	m := newTestMemory(t, keys)
+	ctx := context.Background()
+	lim := Limit{Rate: Rate{N: 1, Per: time.Hour}, Burst: 1}
+	base := strings.Repeat("t", keyLen)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range keys {
+		k := base + strconv.Itoa(i) // distinct only at the end
+		if d, _ := m.Allow(ctx, k, lim, t0); !d.Allowed {
+			t.Fatalf("first request of long key %d refused", i)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Errorf("%d keys of %d bytes hold %d bytes", keys, keyLen, grown)
+	}
+	for i := range 3 {
+		if d, _ := m.Allow(ctx, base+strconv.Itoa(i), lim, t0); d.Allowed {
+			t.Errorf("long key %d: second request allowed beyond its burst", i)
+		}
+	}
+	runtime.KeepAlive(m)
+}
+
+// FuzzCompactKey: compacted keys are short, stable and keep distinct keys
+// distinct (a short key never equals a long key's compact form).
+func FuzzCompactKey(f *testing.F) {
+	f.Add("client:1", strings.Repeat("x", 200))
+	f.Add(strings.Repeat("a", 128), strings.Repeat("a", 129))
+	f.Fuzz(func(t *testing.T, a, b string) {
+		ca, cb := compactKey(a), compactKey(b)
+		if len(ca) > maxKeyLen+1 || ca != compactKey(a) {
+			t.Fatalf("compactKey(%d bytes) = %d bytes, or unstable", len(a), len(ca))
+		}
+		if (a == b) != (ca == cb) {
+			t.Fatalf("keys %q and %q: compact forms %q and %q", a, b, ca, cb)
 		}
 	})
 }

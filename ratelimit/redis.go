@@ -174,6 +174,7 @@ func (r *Redis) Close() error { return r.client.Close() }
 // Allow implements Store. See RedisOptions.FailOpen for what happens when
 // Redis is unavailable.
 func (r *Redis) Allow(ctx context.Context, key string, lim Limit, now time.Time) (Decision, error) {
+	key = compactKey(key)
 	iv, err := checkLimit(lim)
 	if err != nil {
 		return Decision{}, err

@@ -95,8 +95,10 @@ func (t *Table[V]) Add(m Match, v V) error {
 func (t *Table[V]) Len() int { return len(t.matches) }
 
 // Lookup returns the payload of the first route matching r.
+// A fully qualified host's trailing dot is ignored ("api.example.com." is
+// api.example.com), as DNS and most servers' virtual hosts ignore it.
 func (t *Table[V]) Lookup(r *http.Request) (v V, ok bool) {
-	host := hostOnly(r.Host)
+	host := strings.TrimSuffix(hostOnly(r.Host), ".")
 	for i := range t.matches {
 		if t.matches[i].match(r, host) {
 			return t.values[i], true

@@ -145,3 +145,24 @@ func TestClientType(t *testing.T) {
 		t.Fatal("unknown client type accepted")
 	}
 }
+
+// A fully qualified host with its trailing dot ("admin.example.com.") is
+// the same host to DNS and to most backends' virtual hosts: it matches the
+// host's routes, rather than slipping past them (and their auth) to a
+// catch-all route to the same backend.
+func TestHostTrailingDotMatchesHostRoute(t *testing.T) {
+	var tab Table[string]
+	_ = tab.Add(Match{Host: "admin.example.com"}, "admin")
+	_ = tab.Add(Match{Host: "*.example.com"}, "wild")
+	_ = tab.Add(Match{}, "public")
+	for host, want := range map[string]string{
+		"admin.example.com": "admin", "admin.example.com.": "admin", "ADMIN.example.com.:8080": "admin",
+		"x.example.com.": "wild", "example.com.": "public", ".": "public",
+	} {
+		r := httptest.NewRequest("GET", "http://h/", nil)
+		r.Host = host
+		if got, _ := tab.Lookup(r); got != want {
+			t.Errorf("Host %q: route %q, want %q", host, got, want)
+		}
+	}
+}

@@ -189,3 +189,52 @@ func FuzzReadFrameGrowing(f *testing.F) {
 		}
 	})
 }
+
+// manyHeaders returns n distinct headers of 3-byte names and empty values
+// (5 bytes each on the wire, about 100 bytes each once decoded).
+func manyHeaders(n int) map[string]string {
+	h := make(map[string]string, n)
+	for i := range n {
+		h[string([]byte{byte(i), byte(i >> 8), byte(i >> 16)})] = ""
+	}
+	return h
+}
+
+// TestRequestHeaderEntriesAreBounded: a publish or append frame holds at
+// most MaxFrameHeaders header fields in all. Without the bound, a 47 MiB
+// frame of 10 million tiny headers cost the broker about 500 MB and a
+// minute of CPU to decode (four such frames: 2 GB), far beyond the
+// memory budget that counts frame bytes.
+func TestRequestHeaderEntriesAreBounded(t *testing.T) {
+	over := AppendPubReq(nil, &PubReq{Queue: "q", Msgs: []broker.Message{
+		{Body: []byte("a"), Headers: manyHeaders(MaxFrameHeaders / 2)},
+		{Body: []byte("b"), Headers: manyHeaders(MaxFrameHeaders/2 + 1)},
+	}})
+	var err error
+	n := allocated(func() { _, err = DecodePubReq(over) })
+	if !errors.Is(err, ErrMalformed) {
+		t.Errorf("publish with %d headers: %v, want malformed", MaxFrameHeaders+1, err)
+	}
+	if n > 32<<20 { // what the fields before the bound cost
+		t.Errorf("refusing %d headers allocated %d bytes", MaxFrameHeaders+1, n)
+	}
+	app := AppendAppendReq(nil, &AppendReq{Stream: "s", Msgs: []broker.Message{{Headers: manyHeaders(MaxFrameHeaders + 1)}}})
+	if _, err := DecodeAppendReq(app); !errors.Is(err, ErrMalformed) {
+		t.Errorf("append with %d headers: %v, want malformed", MaxFrameHeaders+1, err)
+	}
+
+	// At the bound, and spread over a full batch, it decodes.
+	msgs := make([]broker.Message, 2)
+	msgs[0].Headers, msgs[1].Headers = manyHeaders(MaxFrameHeaders/2), manyHeaders(MaxFrameHeaders/2)
+	if r, err := DecodePubReq(AppendPubReq(nil, &PubReq{Queue: "q", Msgs: msgs})); err != nil || len(r.Msgs[1].Headers) != MaxFrameHeaders/2 {
+		t.Errorf("publish with %d headers: %v", MaxFrameHeaders, err)
+	}
+	batch := make([]broker.Message, maxBatch)
+	few := map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5", "f": "6", "g": "7", "h": "8", "i": "9", "j": "10"}
+	for i := range batch {
+		batch[i].Headers = few
+	}
+	if _, err := DecodeAppendReq(AppendAppendReq(nil, &AppendReq{Stream: "s", Msgs: batch})); err != nil {
+		t.Errorf("append of %d messages with %d headers each: %v", maxBatch, len(few), err)
+	}
+}

@@ -141,7 +141,7 @@ func AppendAppendReq(b []byte, r *AppendReq) []byte {
 
 // DecodeAppendReq decodes a StreamAppend body. Message bodies alias body.
 func DecodeAppendReq(body []byte) (AppendReq, error) {
-	d := Decoder{B: body}
+	d := requestDecoder(body)
 	r := AppendReq{Stream: d.String()}
 	n := d.Int(maxBatch)
 	if d.Err == nil && n > len(d.B)/2 {

@@ -275,6 +275,11 @@ func AppendHeaders(b []byte, h map[string]string) []byte {
 type Decoder struct {
 	B   []byte
 	Err error
+
+	// headerBudget is how many more distinct header fields Headers may
+	// read when bounded (a request's bound, MaxFrameHeaders).
+	headerBudget int
+	bounded      bool
 }
 
 // Uvarint reads an unsigned varint.
@@ -343,10 +348,19 @@ func (d *Decoder) Headers() map[string]string {
 		d.Err = fmt.Errorf("%w: %d headers in %d bytes", ErrMalformed, n, len(d.B))
 		return nil
 	}
+
 	// The count is a claim: size the map for what arrives, not for it.
 	h := make(map[string]string, min(n, 8))
 	for i := uint64(0); i < n && d.Err == nil; i++ {
 		k := d.String()
+		if _, dup := h[k]; !dup && d.bounded {
+			// Only distinct names cost memory.
+			if d.headerBudget == 0 {
+				d.Err = fmt.Errorf("%w: more than %d distinct header fields in one frame", ErrMalformed, MaxFrameHeaders)
+				return nil
+			}
+			d.headerBudget--
+		}
 		h[k] = d.String()
 	}
 	return h
