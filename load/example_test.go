@@ -18,7 +18,7 @@ func ExampleRun() {
 	}))
 	defer srv.Close()
 
-	slo, err := load.ParseSLO("p99<500ms,errors<1%")
+	slo, err := load.ParseSLO("errors<1%")
 	if err != nil {
 		panic(err)
 	}
