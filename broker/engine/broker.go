@@ -483,6 +483,11 @@ func (b *Broker) Declare(name string, cfg broker.QueueConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: queue %q: %w", broker.ErrInvalid, name, err)
 	}
+	if cfg.DeadLetter == name {
+		// A message over max_deliveries would go round forever.
+		return fmt.Errorf("%w: queue %q: dead_letter %q: a queue cannot be its own dead-letter queue (use %q to drop instead)",
+			broker.ErrInvalid, name, name, broker.NoDeadLetter)
+	}
 	full := cfg.WithDefaults(name)
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -590,4 +591,18 @@ func TestAsyncAcks(t *testing.T) {
 	if got := fmt.Sprint(bodies(ds)); got != "[3]" {
 		t.Fatalf("after restart received %s, want only the unacked message", got)
 	}
+}
+
+// A queue naming itself as its dead-letter queue would cycle a failing
+// message forever; it is refused at declare time.
+func TestQueueCannotDeadLetterIntoItself(t *testing.T) {
+	e := newEnv(t)
+	err := e.b.Declare("orders", broker.QueueConfig{DeadLetter: "orders"})
+	if !errors.Is(err, broker.ErrInvalid) || !strings.Contains(err.Error(), `dead_letter "orders"`) {
+		t.Fatalf("got %v, want ErrInvalid naming dead_letter", err)
+	}
+	if _, err := e.b.Queue("orders"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("the refused queue exists: %v", err)
+	}
+	e.declare("orders", broker.QueueConfig{DeadLetter: "orders.failed"})
 }
