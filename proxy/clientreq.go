@@ -332,16 +332,14 @@ func refuseMethod(r *http.Request) *httpx.Error {
 // that merges slashes itself. Encoded slashes (%2F) are left alone.
 func mergeSlashes(r *http.Request) {
 	u := r.URL
-	if u.RawPath == "" {
-		if strings.Contains(u.Path, "//") {
-			u.Path = collapseSlashes(u.Path)
-		}
+	// Work on the escaped form the request will be forwarded with: RawPath
+	// may be set yet unused (an invalid encoding such as a raw space), in
+	// which case the escaped path comes from Path.
+	esc := u.EscapedPath()
+	if !strings.Contains(esc, "//") {
 		return
 	}
-	if !strings.Contains(u.RawPath, "//") {
-		return
-	}
-	raw := collapseSlashes(u.RawPath)
+	raw := collapseSlashes(esc)
 	if p, err := url.PathUnescape(raw); err == nil {
 		u.Path, u.RawPath = p, raw
 	}
