@@ -233,6 +233,11 @@ func (fl *fileLocator) check(n *yaml.Node, t reflect.Type, path string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := joinPath(path, k.Value)
+			if k.Kind != yaml.ScalarNode {
+				fl.errorf(k, path, "expected a name, got %s", describeNode(k))
+				dups = append(dups, i) // dropped, so the rest still decodes
+				continue
+			}
 			if seen[k.Value] {
 				fl.errorf(k, p, "declared twice")
 				dups = append(dups, i)

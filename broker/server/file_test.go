@@ -91,7 +91,7 @@ fsync: sometimes
 // FuzzParseFile: any document is parsed or refused with a located error,
 // never a panic or a Go type name.
 func FuzzParseFile(f *testing.F) {
-	for _, s := range []string{"queues:\n  a:\n    max_length: 1\n", "fsync: x\n", "- 1\n", "queues: [1]\n", "a: &x [*x]\n",
+	for _, s := range []string{"streams:\n ? 0:", "queues:\n  ? [a]: {}\n", "queues:\n  a:\n    max_length: 1\n", "fsync: x\n", "- 1\n", "queues: [1]\n", "a: &x [*x]\n",
 		"topics:\n  t:\n    queues: {a: 1}\n", "streams:\n  s:\n    max_age: 1h\n    max_bytes: 1e3\n"} {
 		f.Add([]byte(s))
 	}
