@@ -96,6 +96,19 @@ func (c *Conn) SubscribeTopic(ctx context.Context, topic string, opts TopicOptio
 		case r.t != wire.SubOK:
 			forget()
 			return nil, fmt.Errorf("%w: reply type %#x, want %#x", wire.ErrMalformed, r.t, wire.SubOK)
+		case ctx.Err() != nil:
+			// The answer and the cancellation raced and the answer won the
+			// select: the caller still gave up, so end the subscription
+			// rather than hand back one it will never close.
+			l.mu.Lock()
+			delete(l.subs, id)
+			l.mu.Unlock()
+			f, start := wire.Begin(nil, wire.Unsub, id)
+			select {
+			case l.out <- wire.End(f, start):
+			case <-l.done:
+			}
+			return nil, ctx.Err()
 		}
 	case <-ctx.Done():
 		// The broker may still start the subscription: end it once it
