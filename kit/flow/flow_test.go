@@ -232,7 +232,9 @@ func TestMapReduceRecoversFailedWorkers(t *testing.T) {
 		t.Fatalf("%d retries, want 12 (one per task)", retries.Load())
 	}
 	// A task that fails every time fails the job, naming it.
-	mr.Map = func(ctx context.Context, path string, emit func(string, int)) error { return errors.New("corrupt input") }
+	mr.Map = func(ctx context.Context, path string, emit func(string, int)) error {
+		return errors.New("corrupt input")
+	}
 	_, err = mr.Run(context.Background(), files[:1])
 	var te *flow.TaskError
 	if !errors.As(err, &te) || te.Task != "map[0]" || te.Attempts != 3 {
