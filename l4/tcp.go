@@ -95,6 +95,7 @@ type TCPServer struct {
 	cfg    TCPConfig
 	log    *slog.Logger
 	dialer net.Dialer
+	routes atomic.Pointer[routing] // swapped by Update (config reloads)
 
 	active, accepted, rejected, connFail atomic.Uint64
 	bytesIn, bytesOut                    atomic.Uint64
@@ -135,11 +136,33 @@ func NewTCP(cfg TCPConfig) (*TCPServer, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &TCPServer{
+	s := &TCPServer{
 		cfg: cfg, log: cfg.Log.With("l4", cfg.Name),
 		dialer:    net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
 		perClient: map[netip.Addr]int{}, conns: map[net.Conn]struct{}{}, listeners: map[net.Listener]struct{}{},
-	}, nil
+	}
+	s.routes.Store(&routing{def: cfg.Backend, sni: cfg.SNIRoutes})
+	return s, nil
+}
+
+// routing is what a connection is forwarded to: replaced whole on Update.
+type routing struct {
+	def *Backend
+	sni []SNIRoute
+}
+
+// Update replaces the backends (a config reload with new targets or
+// policies). Open connections keep their upstream; new ones use these.
+// Whether SNI routing is on cannot change: SNI routes replace SNI routes.
+func (s *TCPServer) Update(def *Backend, routes []SNIRoute) error {
+	if (len(routes) > 0) != (len(s.cfg.SNIRoutes) > 0) {
+		return errors.New("l4: turning SNI routing on or off needs a new listener")
+	}
+	if def == nil && len(routes) == 0 {
+		return errors.New("l4: a TCP listener needs a backend or SNI routes")
+	}
+	s.routes.Store(&routing{def: def, sni: routes})
+	return nil
 }
 
 // Stats returns the counters.
@@ -268,7 +291,8 @@ func (s *TCPServer) Shutdown(ctx context.Context) error {
 func (s *TCPServer) handle(c net.Conn) {
 	client := c
 	var prefix []byte
-	be := s.cfg.Backend
+	rt := s.routes.Load()
+	be := rt.def
 	var host string
 	switch {
 	case s.cfg.TLS != nil:
@@ -290,8 +314,7 @@ func (s *TCPServer) handle(c net.Conn) {
 			return
 		}
 		prefix, host = read, name
-		be = s.cfg.Backend
-		for _, r := range s.cfg.SNIRoutes {
+		for _, r := range rt.sni {
 			if routeMatches(r, name) {
 				be = r.Backend
 				break

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -38,8 +39,9 @@ type UDPConfig struct {
 // UDPServer forwards UDP datagrams: one session per client address, each
 // with its own upstream socket, so answers go back to the right client.
 type UDPServer struct {
-	cfg UDPConfig
-	log *slog.Logger
+	cfg     UDPConfig
+	log     *slog.Logger
+	backend atomic.Pointer[Backend]
 
 	mu        sync.Mutex
 	sessions  map[netip.AddrPort]*udpSession
@@ -52,9 +54,10 @@ type UDPServer struct {
 }
 
 type udpSession struct {
-	up     *net.UDPConn
-	target *upstream.Target
-	last   atomic.Int64
+	up      *net.UDPConn
+	target  *upstream.Target
+	outlier *health.Outlier
+	last    atomic.Int64
 }
 
 // NewUDP checks cfg and returns a server.
@@ -74,7 +77,18 @@ func NewUDP(cfg UDPConfig) (*UDPServer, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &UDPServer{cfg: cfg, log: cfg.Log.With("l4", cfg.Name), sessions: map[netip.AddrPort]*udpSession{}, perClient: map[netip.Addr]int{}}, nil
+	s := &UDPServer{cfg: cfg, log: cfg.Log.With("l4", cfg.Name), sessions: map[netip.AddrPort]*udpSession{}, perClient: map[netip.Addr]int{}}
+	s.backend.Store(cfg.Backend)
+	return s, nil
+}
+
+// Update replaces the backend for new sessions (a config reload).
+func (s *UDPServer) Update(b *Backend) error {
+	if b == nil {
+		return errors.New("l4: a UDP listener needs a backend")
+	}
+	s.backend.Store(b)
+	return nil
 }
 
 // Stats returns the counters (Accepted counts sessions).
@@ -137,8 +151,9 @@ func (s *UDPServer) session(pc *net.UDPConn, client netip.AddrPort) *udpSession 
 	var tried upstream.Tried
 	var up *net.UDPConn
 	var t *upstream.Target
+	be := s.backend.Load()
 	for range 3 {
-		t = s.cfg.Backend.Policy.Pick(req, tried)
+		t = be.Policy.Pick(req, tried)
 		if t == nil {
 			s.connFail.Add(1)
 			return nil
@@ -158,7 +173,7 @@ func (s *UDPServer) session(pc *net.UDPConn, client netip.AddrPort) *udpSession 
 		return nil
 	}
 	t.Begin()
-	sess := &udpSession{up: up, target: t}
+	sess := &udpSession{up: up, target: t, outlier: be.Outlier}
 	sess.last.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	if s.closed {
@@ -195,8 +210,8 @@ func (s *UDPServer) replies(pc *net.UDPConn, client netip.AddrPort, sess *udpSes
 			s.bytesOut.Add(uint64(n))
 		}
 	}
-	if s.cfg.Backend.Outlier != nil {
-		s.cfg.Backend.Outlier.Observe(sess.target, failed, time.Now())
+	if sess.outlier != nil {
+		sess.outlier.Observe(sess.target, failed, time.Now())
 	}
 	s.end(client, sess, failed)
 }
