@@ -129,3 +129,14 @@ func mustGet(t *testing.T, url string) *http.Request {
 	}
 	return req
 }
+
+// recv waits for ch to be closed (or to deliver), failing the test after 10
+// seconds.
+func recv(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}

@@ -209,7 +209,7 @@ func TestTimeoutPerAttemptIsRetried(t *testing.T) {
 	if err != nil || code != 200 || body != "second" {
 		t.Fatalf("got %d %q %v", code, body, err)
 	}
-	<-cancelled
+	recv(t, cancelled, "the backend to see the first attempt cancelled")
 	done()
 }
 
