@@ -23,7 +23,7 @@ type backend struct {
 	conns map[net.Conn]http.ConnState
 }
 
-func newBackend(t *testing.T, h func(n int64, w http.ResponseWriter, r *http.Request)) *backend {
+func newBackend(t testing.TB, h func(n int64, w http.ResponseWriter, r *http.Request)) *backend {
 	t.Helper()
 	b := &backend{conns: make(map[net.Conn]http.ConnState)}
 	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +52,7 @@ func (b *backend) openConns() int {
 
 // newTransport returns a fresh transport, its idle connections closed at
 // the end of the test.
-func newTransport(t *testing.T) *http.Transport {
+func newTransport(t testing.TB) *http.Transport {
 	t.Helper()
 	tr := &http.Transport{MaxIdleConnsPerHost: 100}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -60,7 +60,7 @@ func newTransport(t *testing.T) *http.Transport {
 }
 
 // waitFor polls cond until it holds or 10 seconds pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -121,7 +121,7 @@ func contextWithCancel(req *http.Request) (context.Context, context.CancelFunc) 
 	return context.WithCancel(req.Context())
 }
 
-func mustGet(t *testing.T, url string) *http.Request {
+func mustGet(t testing.TB, url string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
