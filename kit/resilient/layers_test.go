@@ -164,7 +164,7 @@ func TestThrottleRejectsLocallyWhenDependencyRejects(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	var nowMu sync.Mutex
 	th, err := NewThrottle(ThrottleConfig{
-		K: 2, Window: time.Minute,
+		K: 2, Window: time.Minute, MinRequests: 1,
 		Rand: func() float64 { return dice.Load().(float64) },
 		Now:  func() time.Time { nowMu.Lock(); defer nowMu.Unlock(); return now },
 	})
@@ -430,4 +430,22 @@ func FuzzParseTraceparent(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", s, tp)
 		}
 	})
+}
+
+func TestThrottleWaitsForMinRequests(t *testing.T) {
+	b := newBackend(t, func(n int64, w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) })
+	tr := newTransport(t)
+	th, err := NewThrottle(ThrottleConfig{MinRequests: 5, Rand: func() float64 { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := th.Wrap(tr)
+	for i := range 5 {
+		if code, _, err := get(t, rt, b.URL); err != nil || code != 503 {
+			t.Fatalf("call %d: %d %v: want it sent, the window holds fewer than 5 requests", i, code, err)
+		}
+	}
+	if _, _, err := get(t, rt, b.URL); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("6th call: %v, want ErrThrottled", err)
+	}
 }

@@ -84,14 +84,14 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		Retry:    &retry.Config{Attempts: 99},
 		Breaker:  &breaker.Config{FailureRatio: 2},
 		Bulkhead: &BulkheadConfig{MaxConcurrent: 0, MaxQueue: -1},
-		Throttle: &ThrottleConfig{K: 0.5},
+		Throttle: &ThrottleConfig{K: 0.5, MinRequests: -1},
 		Hedge:    &HedgeConfig{Percentile: 1.5},
 	})
 	if err == nil {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{"timeout: -1ns", "retry.attempts: 99", "breaker.failure_ratio: 2",
-		"bulkhead.max_concurrent: 0", "bulkhead.max_queue: -1", "throttle.k: 0.5", "hedge.percentile: 1.5"} {
+		"bulkhead.max_concurrent: 0", "bulkhead.max_queue: -1", "throttle.k: 0.5", "hedge.percentile: 1.5", "throttle.min_requests: -1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

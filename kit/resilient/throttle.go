@@ -14,6 +14,7 @@ import (
 const (
 	DefaultThrottleK      = 2.0
 	DefaultThrottleWindow = 2 * time.Minute
+	DefaultThrottleMin    = 20
 )
 
 // throttleBuckets is the number of slices the throttle's window is kept in.
@@ -28,6 +29,12 @@ type ThrottleConfig struct {
 	// Window is how far back calls are counted, kept as 10 slices of
 	// Window/10. At least 10ms. Default 2 minutes.
 	Window time.Duration
+	// MinRequests is the number of requests the window must hold before
+	// the throttle rejects anything, so that one refused call of an idle
+	// client (which by the formula alone would reject half the next calls)
+	// does not throttle it. At least 1 (1: the formula from the first
+	// call). Default 20.
+	MinRequests int
 	// Rejected reports whether the dependency rejected a call. Default
 	// DefaultRejected.
 	Rejected func(*http.Response, error) bool
@@ -54,6 +61,9 @@ func (c ThrottleConfig) withDefaults() ThrottleConfig {
 	if c.Window == 0 {
 		c.Window = DefaultThrottleWindow
 	}
+	if c.MinRequests == 0 {
+		c.MinRequests = DefaultThrottleMin
+	}
 	if c.Rejected == nil {
 		c.Rejected = DefaultRejected
 	}
@@ -76,6 +86,9 @@ func (c ThrottleConfig) Validate() error {
 	if !(c.K >= 1) || math.IsInf(c.K, 0) {
 		errs = append(errs, fmt.Errorf("k: %v: expected a finite number of at least 1", c.K))
 	}
+	if c.MinRequests < 1 {
+		errs = append(errs, fmt.Errorf("min_requests: %d: expected at least 1", c.MinRequests))
+	}
 	if c.Window < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("window: %v: expected at least 10ms", c.Window))
 	}
@@ -90,9 +103,11 @@ func (c ThrottleConfig) Validate() error {
 //
 //	max(0, (requests - K*accepts) / (requests + 1))
 //
-// so that when the dependency rejects most calls, most of the load it
-// would have refused never leaves the client, yet a trickle still probes
-// it. Locally rejected calls fail with an error matching ErrThrottled.
+// once the window holds at least MinRequests requests, so that when the
+// dependency rejects most calls, most of the load it would have refused
+// never leaves the client, yet a trickle still probes it. With K=2 the
+// throttle tolerates up to half the calls rejected; beyond that it sheds
+// more the more the dependency refuses. Locally rejected calls fail with an error matching ErrThrottled.
 // Calls the caller cancelled count nothing. Create it with NewThrottle;
 // safe for concurrent use.
 type Throttle struct {
@@ -145,6 +160,9 @@ func (t *Throttle) Counts(key string) (requests, accepts float64) {
 // the dependency key is rejected.
 func (t *Throttle) RejectProbability(key string) float64 {
 	req, acc := t.Counts(key)
+	if req < float64(t.cfg.MinRequests) {
+		return 0
+	}
 	return max(0, (req-t.cfg.K*acc)/(req+1))
 }
 
