@@ -1,6 +1,7 @@
 package resilient
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -21,8 +22,9 @@ type BreakerConfig struct {
 
 // Breakers is a layer keeping a circuit breaker per dependency (per host by
 // default). An attempt fails for the breaker when it returns an error or a
-// status of 500 or more; a call the caller cancelled says nothing about the
-// dependency and counts nothing. While a dependency's breaker is open its
+// status of 500 or more; a call the caller cancelled, or one an inner
+// layer refused locally (ErrBulkheadFull, ErrThrottled), says nothing about
+// the dependency and counts nothing. While a dependency's breaker is open its
 // calls fail at once with an error matching ErrCircuitOpen (and
 // errors.As-able to *breaker.OpenError). Create it with NewBreakers; safe
 // for concurrent use.
@@ -69,8 +71,10 @@ func (b *Breakers) Wrap(next http.RoundTripper) http.RoundTripper {
 		}
 		resp, err := next.RoundTrip(req)
 		switch {
-		case err != nil && req.Context().Err() != nil:
-			br.Release() // the caller gave up
+		case err != nil && (req.Context().Err() != nil || errors.Is(err, ErrBulkheadFull) || errors.Is(err, ErrThrottled)):
+			// The caller gave up, or an inner layer refused the call
+			// locally: nothing was learnt about the dependency.
+			br.Release()
 		default:
 			br.Record(err == nil && resp.StatusCode < 500)
 		}

@@ -449,3 +449,25 @@ func TestThrottleWaitsForMinRequests(t *testing.T) {
 		t.Fatalf("6th call: %v, want ErrThrottled", err)
 	}
 }
+
+func TestBreakerIgnoresLocalRefusals(t *testing.T) {
+	release := make(chan struct{})
+	b := newBackend(t, func(n int64, w http.ResponseWriter, r *http.Request) { <-release })
+	tr := newTransport(t)
+	br, _ := NewBreakers(BreakerConfig{Breaker: breaker.Config{MinRequests: 1, OpenFor: time.Hour}})
+	bh, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1})
+	rt := Chain(tr, br.Wrap, bh.Wrap)
+	first := make(chan error, 1)
+	go func() { _, _, err := get(t, rt, b.URL); first <- err }()
+	waitFor(t, "first call in flight", func() bool { return b.hits.Load() == 1 })
+	if _, _, err := get(t, rt, b.URL); !errors.Is(err, ErrBulkheadFull) {
+		t.Fatalf("err = %v, want ErrBulkheadFull", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if s := br.For(b.Listener.Addr().String()).State(); s != breaker.Closed {
+		t.Fatalf("breaker %v: a bulkhead refusal must not count as the dependency failing", s)
+	}
+}
