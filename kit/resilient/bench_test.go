@@ -56,3 +56,34 @@ func BenchmarkStackHedged(b *testing.B) {
 		return rt
 	})
 }
+
+// BenchmarkLayersOnly measures the layers alone, over a transport that
+// answers at once without a network, so the overhead is not lost in the
+// noise of a loopback round trip.
+func BenchmarkLayersOnly(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		hedge *HedgeConfig
+	}{{"NoHedge", nil}, {"Hedge", &HedgeConfig{Delay: time.Hour}}} {
+		b.Run(c.name, func(b *testing.B) {
+			stub := RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+			})
+			o := fullOptions(stub)
+			o.Hedge = c.hedge
+			rt, err := New(o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := mustGet(b, "http://payments.internal/x")
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}

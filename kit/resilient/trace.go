@@ -9,6 +9,10 @@ import (
 // TraceparentHeader is the W3C Trace Context request header.
 const TraceparentHeader = "traceparent"
 
+// canonicalTraceparent is TraceparentHeader in canonical form, so header
+// lookups do not allocate.
+const canonicalTraceparent = "Traceparent"
+
 type traceparentKey struct{}
 
 // ContextWithTraceparent returns ctx carrying the traceparent value tp, for
@@ -109,7 +113,7 @@ func unhex(c byte) (byte, bool) {
 // caller passed is never modified.
 func Trace(next http.RoundTripper) http.RoundTripper {
 	return RoundTripFunc(func(req *http.Request) (*http.Response, error) {
-		if req.Header.Get(TraceparentHeader) != "" {
+		if req.Header.Get(canonicalTraceparent) != "" {
 			return next.RoundTrip(req)
 		}
 		tp := TraceparentFromContext(req.Context())
@@ -121,7 +125,7 @@ func Trace(next http.RoundTripper) http.RoundTripper {
 		if c.Header == nil {
 			c.Header = make(http.Header, 1)
 		}
-		c.Header.Set(TraceparentHeader, tp)
+		c.Header[canonicalTraceparent] = []string{tp}
 		return next.RoundTrip(&c)
 	})
 }
