@@ -61,6 +61,7 @@ type BulkheadError struct {
 	MaxConcurrent, MaxQueue int
 }
 
+// Error names the dependency and the limits that were full.
 func (e *BulkheadError) Error() string {
 	return fmt.Sprintf("calling %s: bulkhead full: %d calls in flight and %d waiting", e.Key, e.MaxConcurrent, e.MaxQueue)
 }

@@ -258,3 +258,31 @@ func TestTimeoutCoversBodyRead(t *testing.T) {
 	}
 	done()
 }
+
+func TestRetryReplaysBodyWithGetBody(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	b := newBackend(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		data, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(data))
+		mu.Unlock()
+		if n < 3 {
+			w.WriteHeader(502)
+		}
+	})
+	tr := newTransport(t)
+	done := leakCheck(t, tr, b)
+	rt := retryLayer(t, RetryConfig{Retry: retry503, MaxReplayBody: -1}).Wrap(tr)
+	// strings.Reader: http.NewRequest sets GetBody, so nothing is buffered.
+	req, _ := http.NewRequest("PUT", b.URL, strings.NewReader("seat 12A"))
+	if code, _, err := do(rt, req); err != nil || code != 200 {
+		t.Fatalf("got %d %v", code, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 3 || bodies[0] != "seat 12A" || bodies[1] != "seat 12A" || bodies[2] != "seat 12A" {
+		t.Fatalf("bodies %q, want \"seat 12A\" three times", bodies)
+	}
+	done()
+}

@@ -17,6 +17,7 @@ type TimeoutError struct {
 	Err error
 }
 
+// Error says which timeout passed and what the transport reported.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("timed out after %v: %v", e.After, e.Err)
 }

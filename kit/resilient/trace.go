@@ -34,10 +34,14 @@ func TraceparentFromContext(ctx context.Context) string {
 
 // Traceparent is a parsed W3C traceparent header value.
 type Traceparent struct {
-	Version  byte
-	TraceID  [16]byte
+	// Version is the format version; 00 today, ff is invalid.
+	Version byte
+	// TraceID identifies the whole trace; never all zeros.
+	TraceID [16]byte
+	// ParentID identifies the caller's span; never all zeros.
 	ParentID [8]byte
-	Flags    byte
+	// Flags holds the trace flags; bit 0 is "sampled".
+	Flags byte
 }
 
 // ParseTraceparent parses a traceparent header value as W3C Trace Context
