@@ -286,3 +286,31 @@ func TestRetryReplaysBodyWithGetBody(t *testing.T) {
 	}
 	done()
 }
+
+func TestRetryAfterConnectionDropped(t *testing.T) {
+	b := newBackend(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close() // drop the connection without an answer
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	tr := newTransport(t)
+	done := leakCheck(t, tr, b)
+	cfg := retry503
+	cfg.On = []string{"reset"}
+	rt := retryLayer(t, RetryConfig{Retry: cfg}).Wrap(tr)
+	if code, body, err := get(t, rt, b.URL); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("got %d %q %v", code, body, err)
+	}
+	// The same failure for a POST is not retried: it reached the backend.
+	b.hits.Store(0)
+	req, _ := http.NewRequest("POST", b.URL, strings.NewReader("x"))
+	if _, _, err := do(rt, req); retry.Classify(err) != retry.Reset || b.hits.Load() != 1 {
+		t.Fatalf("POST: err %v after %d hits, want a reset after 1", err, b.hits.Load())
+	}
+	done()
+}

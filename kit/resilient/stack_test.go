@@ -109,3 +109,42 @@ func TestNewZeroOptionsPassesThrough(t *testing.T) {
 		t.Fatalf("got %d %q %v", code, body, err)
 	}
 }
+
+// TestStackHedgesPostWithIdempotencyKey: a POST with an Idempotency-Key and
+// a body without GetBody is buffered by the retry layer, so the hedge below
+// it can send the same body twice.
+func TestStackHedgesPostWithIdempotencyKey(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	b := newBackend(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		data, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(data))
+		mu.Unlock()
+		if n == 1 {
+			<-r.Context().Done() // the first attempt hangs until cancelled
+			return
+		}
+		io.WriteString(w, "booked")
+	})
+	tr := newTransport(t)
+	done := leakCheck(t, tr, b)
+	o := fullOptions(tr)
+	o.Hedge = &HedgeConfig{Delay: 5 * time.Millisecond}
+	rt, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", b.URL, opaqueBody{strings.NewReader("ride 7")})
+	req.Header.Set("Idempotency-Key", "ride-7")
+	if code, body, err := do(rt, req); err != nil || code != 200 || body != "booked" {
+		t.Fatalf("got %d %q %v", code, body, err)
+	}
+	waitFor(t, "both attempts at the backend", func() bool { return b.hits.Load() == 2 })
+	done()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 2 || bodies[0] != "ride 7" || bodies[1] != "ride 7" {
+		t.Fatalf("bodies %q, want the same body twice", bodies)
+	}
+}
