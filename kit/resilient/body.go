@@ -2,6 +2,7 @@ package resilient
 
 import (
 	"io"
+	"net/http"
 	"sync"
 )
 
@@ -9,13 +10,18 @@ import (
 // closing it, so that a short body leaves its connection reusable.
 const maxDrain = 4 << 10
 
-// drainClose reads a little of an abandoned body and closes it.
-func drainClose(rc io.ReadCloser) {
-	if rc == nil {
+// drainClose closes the body of an abandoned response. A body announced as
+// at most maxDrain bytes is read first, so its connection can be reused;
+// one of unknown or larger length is closed at once (the connection is
+// dropped) rather than risk waiting on a dependency that stalls mid-body.
+func drainClose(resp *http.Response) {
+	if resp == nil || resp.Body == nil {
 		return
 	}
-	_, _ = io.CopyN(io.Discard, rc, maxDrain)
-	_ = rc.Close()
+	if resp.ContentLength >= 0 && resp.ContentLength <= maxDrain {
+		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	}
+	_ = resp.Body.Close()
 }
 
 // onCloseBody runs done once, after the body is closed, so that a layer can

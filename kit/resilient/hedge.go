@@ -224,9 +224,7 @@ func (h *Hedge) hedge(next http.RoundTripper, req *http.Request, delay time.Dura
 				loser := 1 - r.i
 				cancels[loser]()
 				go func() {
-					if l := <-results; l.resp != nil {
-						drainClose(l.resp.Body)
-					}
+					drainClose((<-results).resp)
 				}()
 			}
 			h.observe(time.Since(r.start))

@@ -114,9 +114,7 @@ func (r *Retry) roundTrip(next http.RoundTripper, req *http.Request) (*http.Resp
 		if !retriable || !r.policy.Budget().TryRetry(r.now()) {
 			return resp, err
 		}
-		if resp != nil {
-			drainClose(resp.Body)
-		}
+		drainClose(resp)
 		if !sleep(ctx, r.policy.Backoff().Delay(attempt, nil)) {
 			return nil, ctx.Err()
 		}

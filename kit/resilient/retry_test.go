@@ -314,3 +314,23 @@ func TestRetryAfterConnectionDropped(t *testing.T) {
 	}
 	done()
 }
+
+func TestRetryDoesNotWaitOnStalledBody(t *testing.T) {
+	b := newBackend(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			w.WriteHeader(503)
+			io.WriteString(w, "part of a body that never ends")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	tr := newTransport(t)
+	done := leakCheck(t, tr, b)
+	rt := retryLayer(t, RetryConfig{Retry: retry503}).Wrap(tr)
+	if code, body, err := get(t, rt, b.URL); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("got %d %q %v", code, body, err)
+	}
+	done()
+}
