@@ -86,6 +86,9 @@ type Options struct {
 	// buffers to replay a request without GetBody. A larger body is sent
 	// once and the request is not retried or hedged. Default 1 MiB.
 	MaxReplayBody int64
+	// MaxRetryAfter is the longest Retry-After a retriable response may
+	// ask for and still be retried. Default 10s; -1 ignores Retry-After.
+	MaxRetryAfter time.Duration
 	// Breaker configures a circuit breaker per dependency (see
 	// breaker.Config; zero fields take its defaults). nil means none.
 	Breaker *breaker.Config
@@ -131,7 +134,7 @@ func New(opts Options) (http.RoundTripper, error) {
 		mw = append(mw, Timeout(opts.Timeout))
 	}
 	if opts.Retry != nil {
-		r, err := NewRetry(RetryConfig{Retry: *opts.Retry, MaxReplayBody: opts.MaxReplayBody})
+		r, err := NewRetry(RetryConfig{Retry: *opts.Retry, MaxReplayBody: opts.MaxReplayBody, MaxRetryAfter: opts.MaxRetryAfter})
 		if err != nil {
 			errs = append(errs, prefix("retry", err))
 		} else {

@@ -25,9 +25,18 @@ type RetryConfig struct {
 	// body is sent once, never retried. Default DefaultMaxReplayBody; -1
 	// buffers nothing (only requests with GetBody or no body are retried).
 	MaxReplayBody int64
-	// Now returns the current time for the budget. Default time.Now.
+	// MaxRetryAfter is the longest Retry-After a retriable response may ask
+	// for and still be retried (after waiting at least that long); a
+	// response asking for longer is returned to the caller. Default 10s;
+	// -1 ignores Retry-After.
+	MaxRetryAfter time.Duration
+	// Now returns the current time for the budget and Retry-After dates.
+	// Default time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxRetryAfter is the default RetryConfig.MaxRetryAfter.
+const DefaultMaxRetryAfter = 10 * time.Second
 
 // Retry is a layer that resends failed attempts. A failed attempt is
 // retried when all of these hold:
@@ -39,15 +48,19 @@ type RetryConfig struct {
 //   - the body can be replayed (no body, GetBody, or buffered within
 //     MaxReplayBody);
 //   - tries remain and the retry budget allows it;
-//   - the caller's context is not done.
+//   - the caller's context is not done, and its deadline leaves time for
+//     the wait;
+//   - a Retry-After header on the response, if any, asks for no more than
+//     MaxRetryAfter: the wait is then the longer of it and the backoff.
 //
 // Errors that inner layers produce locally (ErrThrottled, ErrCircuitOpen,
 // ErrBulkheadFull) are never retried. The body of a response that is
 // retried is closed. Create it with NewRetry; safe for concurrent use.
 type Retry struct {
-	policy  *retry.Policy
-	maxBody int64
-	now     func() time.Time
+	policy        *retry.Policy
+	maxBody       int64
+	maxRetryAfter time.Duration
+	now           func() time.Time
 }
 
 // NewRetry validates cfg and returns the layer. Its budget is shared by
@@ -57,9 +70,15 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Retry{policy: p, maxBody: cfg.MaxReplayBody, now: cfg.Now}
+	if cfg.MaxRetryAfter < -1 {
+		return nil, fmt.Errorf("max_retry_after: %v: expected -1 (ignore), 0 (default) or a positive duration", cfg.MaxRetryAfter)
+	}
+	r := &Retry{policy: p, maxBody: cfg.MaxReplayBody, maxRetryAfter: cfg.MaxRetryAfter, now: cfg.Now}
 	if r.maxBody == 0 {
 		r.maxBody = DefaultMaxReplayBody
+	}
+	if r.maxRetryAfter == 0 {
+		r.maxRetryAfter = DefaultMaxRetryAfter
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -111,11 +130,29 @@ func (r *Retry) roundTrip(next http.RoundTripper, req *http.Request) (*http.Resp
 		} else {
 			retriable = r.policy.RetryOnStatus(resp.StatusCode) && retry.Safe(req.Method, hasKey, true)
 		}
-		if !retriable || !r.policy.Budget().TryRetry(r.now()) {
+		if !retriable {
+			return resp, err
+		}
+		now := r.now()
+		wait := r.policy.Backoff().Delay(attempt, nil)
+		if resp != nil && r.maxRetryAfter > 0 {
+			if v := resp.Header.Get("Retry-After"); v != "" {
+				if ra, ok := ParseRetryAfter(v, now); ok {
+					if ra > r.maxRetryAfter {
+						return resp, nil // the dependency asks for more patience than we have
+					}
+					wait = max(wait, ra)
+				}
+			}
+		}
+		if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
+			return resp, err // the retry could not finish in time anyway
+		}
+		if !r.policy.Budget().TryRetry(now) {
 			return resp, err
 		}
 		drainClose(resp)
-		if !sleep(ctx, r.policy.Backoff().Delay(attempt, nil)) {
+		if !sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}
@@ -166,3 +203,40 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
+
+// ParseRetryAfter parses a Retry-After header value (RFC 9110 section
+// 10.2.3): delay-seconds, or an HTTP-date taken relative to now (a date in
+// the past means 0). It reports false for anything else, including
+// negative or absurdly large numbers.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		var secs int64
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			secs = secs*10 + int64(c-'0')
+			if secs > maxRetryAfterSeconds {
+				return 0, false
+			}
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		return 0, true
+	}
+	return d, true
+}
+
+// maxRetryAfterSeconds bounds a parsed delay (about 31 years) so that it
+// cannot overflow a time.Duration.
+const maxRetryAfterSeconds = 1 << 30

@@ -1,6 +1,7 @@
 package resilient
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -333,4 +334,87 @@ func TestRetryDoesNotWaitOnStalledBody(t *testing.T) {
 		t.Fatalf("got %d %q %v", code, body, err)
 	}
 	done()
+}
+
+func TestRetryHonoursRetryAfter(t *testing.T) {
+	var retryAfter atomic.Value
+	b := newBackend(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		if n%2 == 1 {
+			w.Header().Set("Retry-After", retryAfter.Load().(string))
+			w.WriteHeader(503)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	tr := newTransport(t)
+	done := leakCheck(t, tr, b)
+	rt := retryLayer(t, RetryConfig{Retry: retry503}).Wrap(tr)
+
+	// Asks for an hour, more than MaxRetryAfter (10s): not retried.
+	retryAfter.Store("3600")
+	if code, _, err := get(t, rt, b.URL); err != nil || code != 503 || b.hits.Load() != 1 {
+		t.Fatalf("got %d %v after %d hits, want the 503 after 1", code, err, b.hits.Load())
+	}
+
+	// Asks for 5s but the caller's deadline is nearer: returned at once.
+	b.hits.Store(0)
+	retryAfter.Store("5")
+	req := mustGet(t, b.URL)
+	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+	defer cancel()
+	if code, _, err := do(rt, req.WithContext(ctx)); err != nil || code != 503 || b.hits.Load() != 1 {
+		t.Fatalf("got %d %v after %d hits, want the 503 after 1", code, err, b.hits.Load())
+	}
+
+	// Asks for 1s: retried, after at least that long (a lower bound, which
+	// no scheduler delay can break).
+	b.hits.Store(0)
+	retryAfter.Store("1")
+	start := time.Now()
+	if code, body, err := get(t, rt, b.URL); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("got %d %q %v", code, body, err)
+	}
+	if waited := time.Since(start); waited < time.Second || b.hits.Load() != 2 {
+		t.Fatalf("retried after %v and %d hits, want at least 1s and 2 hits", waited, b.hits.Load())
+	}
+	done()
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"120", 2 * time.Minute, true},
+		{"0", 0, true},
+		{"Fri, 04 Dec 2026 12:00:30 GMT", 30 * time.Second, true},
+		{"Fri, 04 Dec 2026 11:00:00 GMT", 0, true}, // in the past
+		{"", 0, false},
+		{"-1", 0, false},
+		{"1.5", 0, false},
+		{"12abc", 0, false},
+		{"99999999999999999999999", 0, false},
+		{"soon", 0, false},
+	}
+	for _, c := range cases {
+		got, ok := ParseRetryAfter(c.in, now)
+		if got != c.want || ok != c.ok {
+			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"120", "0", "Fri, 04 Dec 2026 12:00:30 GMT", "-1", "99999999999999999999"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		d, ok := ParseRetryAfter(s, now)
+		if !ok && d != 0 || d < 0 {
+			t.Fatalf("ParseRetryAfter(%q) = %v, %v", s, d, ok)
+		}
+	})
 }
