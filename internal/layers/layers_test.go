@@ -29,6 +29,7 @@ var floors = map[string]int{
 	// wire format, the load generator.
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "load": 2,
 	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
+	"kit/resilient": 2,
 	// 3: the request path, the broker's servers and client.
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
