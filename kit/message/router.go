@@ -196,12 +196,13 @@ func (r *Router) Run(ctx context.Context) error {
 			n = r.cfg.Concurrency
 		}
 		work := make(chan *Delivery)
+		rs := &routeState{raw: rt.raw, settling: make(chan struct{}, r.cfg.Prefetch), settles: &workers}
 		for range n {
 			workers.Add(1)
 			go func() {
 				defer workers.Done()
 				for d := range work {
-					r.handle(workCtx, rt.raw, h, d)
+					r.handle(workCtx, rs, h, d)
 				}
 			}()
 		}
@@ -267,28 +268,42 @@ func (r *Router) subscribe(ctx context.Context, rt *route, work chan<- *Delivery
 	}
 }
 
-// handle runs h for d and settles d unless h did.
-func (r *Router) handle(ctx context.Context, source string, h Handler, d *Delivery) {
+// handle runs h for d and settles d unless h did. The settling goes on
+// in its own goroutine (at most Prefetch at once per route), so that the
+// worker takes the next message while the backend makes the ack durable;
+// settles counts them for the shutdown.
+func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Delivery) {
 	err := h(ctx, d)
 	if d.Settled() {
 		return
 	}
 	sctx := context.WithoutCancel(ctx)
-	if err == nil {
-		err = d.Ack(sctx)
-		if err != nil {
-			r.report(source, fmt.Errorf("acking a message: %w", err))
+	rt.settling <- struct{}{}
+	rt.settles.Add(1)
+	go func() {
+		defer func() { <-rt.settling; rt.settles.Done() }()
+		if err == nil {
+			if err := d.Ack(sctx); err != nil {
+				r.report(rt.raw, fmt.Errorf("acking a message: %w", err))
+			}
+			return
 		}
-		return
-	}
-	delay := r.cfg.NackDelay
-	var ra *retryAfterError
-	if errors.As(err, &ra) {
-		delay = ra.delay
-	}
-	if err := d.Nack(sctx, delay); err != nil {
-		r.report(source, fmt.Errorf("nacking a message: %w", err))
-	}
+		delay := r.cfg.NackDelay
+		var ra *retryAfterError
+		if errors.As(err, &ra) {
+			delay = ra.delay
+		}
+		if err := d.Nack(sctx, delay); err != nil {
+			r.report(rt.raw, fmt.Errorf("nacking a message: %w", err))
+		}
+	}()
+}
+
+// routeState is a route while Run runs.
+type routeState struct {
+	raw      string
+	settling chan struct{} // a slot per settle in progress
+	settles  *sync.WaitGroup
 }
 
 func (r *Router) report(source string, err error) {

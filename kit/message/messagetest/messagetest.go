@@ -444,6 +444,11 @@ func testRouterMiddleware(t *testing.T, b Backend, n *names) {
 	if k := c.(*atomic.Int32).Load(); k != 4 {
 		t.Fatalf("bad handled %d times, want 4 (2 deliveries x 2 attempts)", k)
 	}
+	// The metrics hook (outermost) hears the last run just after the
+	// dead-letter publish inside it.
+	for deadline := time.Now().Add(wait); events.Load() < 4 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if events.Load() < 4 || !timeout.Load() {
 		t.Fatalf("metrics events %d, timeout seen %v", events.Load(), timeout.Load())
 	}

@@ -241,17 +241,18 @@ func (r *receipt) Nack(ctx context.Context, _ *message.Delivery, delay time.Dura
 // be) delivered again.
 var ErrStale = errors.New("stale receipt")
 
-// ackBatcher sends the acks of one queue: while one ack request is in
-// flight the acks that arrive wait and go together in the next (group
-// commit, as the broker's fsync), so concurrent handlers cost one round
-// trip and one fsync per batch rather than per message.
+// ackBatcher sends the acks of one queue: while maxAckFlights ack
+// requests are in flight the acks that arrive wait and go together in the
+// next (group commit, as the broker's fsync), so concurrent handlers cost
+// one round trip and a share of one fsync per batch rather than per
+// message; several requests in flight share the broker's group commits.
 type ackBatcher struct {
 	conn  *client.Conn
 	queue string
 
 	mu      sync.Mutex
 	pending []ackWait
-	busy    bool
+	flights int // flush goroutines running
 }
 
 type ackWait struct {
@@ -259,15 +260,21 @@ type ackWait struct {
 	done    chan error
 }
 
-// maxAckBatch bounds the receipts of one ack request.
-const maxAckBatch = 512
+// maxAckBatch bounds the receipts of one ack request; maxAckFlights the
+// ack requests of one queue in flight at once.
+const (
+	maxAckBatch   = 512
+	maxAckFlights = 4
+)
 
 func (a *ackBatcher) ack(ctx context.Context, r string) error {
 	w := ackWait{receipt: r, done: make(chan error, 1)}
 	a.mu.Lock()
 	a.pending = append(a.pending, w)
-	lead := !a.busy
-	a.busy = true
+	lead := a.flights < maxAckFlights
+	if lead {
+		a.flights++
+	}
 	a.mu.Unlock()
 	if lead {
 		go a.flush()
@@ -287,7 +294,7 @@ func (a *ackBatcher) flush() {
 		a.mu.Lock()
 		n := min(len(a.pending), maxAckBatch)
 		if n == 0 {
-			a.busy = false
+			a.flights--
 			a.mu.Unlock()
 			return
 		}
