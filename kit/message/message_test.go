@@ -94,7 +94,10 @@ func TestRetry(t *testing.T) {
 	}
 	calls = 0
 	h = message.Retry(message.RetryConfig{Attempts: 3})(
-		func(context.Context, *message.Delivery) error { calls++; return message.Permanent(errors.New("bad input")) })
+		func(context.Context, *message.Delivery) error {
+			calls++
+			return message.Permanent(errors.New("bad input"))
+		})
 	if err := h(context.Background(), delivery(1, &fakeAcker{})); !message.IsPermanent(err) || calls != 1 {
 		t.Fatalf("permanent: err %v after %d calls, want 1 call", err, calls)
 	}
