@@ -98,6 +98,14 @@ type Acker interface {
 	Nack(ctx context.Context, d *Delivery, delay time.Duration) error
 }
 
+// AsyncAcker is an Acker that can also ack without waiting: AckAsync
+// starts the ack and calls done with its outcome later, on any goroutine.
+// The Router uses it so that its workers do not wait for the backend.
+type AsyncAcker interface {
+	Acker
+	AckAsync(d *Delivery, done func(error))
+}
+
 // ErrSettled is returned by Ack and Nack of a delivery already settled.
 var ErrSettled = errors.New("message already settled")
 
@@ -134,6 +142,21 @@ func (d *Delivery) Ack(ctx context.Context) error {
 		return ErrSettled
 	}
 	return d.acker.Ack(ctx, d)
+}
+
+// AckAsync is Ack without waiting: done hears the outcome, on another
+// goroutine (or this one, for ErrSettled and backends without
+// AsyncAcker, whose Ack then runs on a new goroutine).
+func (d *Delivery) AckAsync(done func(error)) {
+	if !d.settled.CompareAndSwap(false, true) {
+		done(ErrSettled)
+		return
+	}
+	if a, ok := d.acker.(AsyncAcker); ok {
+		a.AckAsync(d, done)
+		return
+	}
+	go func() { done(d.acker.Ack(context.Background(), d)) }()
 }
 
 // Nack gives the message back: it is delivered again after delay (0: at

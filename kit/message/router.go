@@ -269,25 +269,30 @@ func (r *Router) subscribe(ctx context.Context, rt *route, work chan<- *Delivery
 }
 
 // handle runs h for d and settles d unless h did. The settling goes on
-// in its own goroutine (at most Prefetch at once per route), so that the
-// worker takes the next message while the backend makes the ack durable;
-// settles counts them for the shutdown.
+// without the worker (AckAsync, or a goroutine for a nack; at most
+// Prefetch at once per route), so that the worker takes the next message
+// while the backend makes the ack durable; settles counts them for the
+// shutdown.
 func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Delivery) {
 	err := h(ctx, d)
 	if d.Settled() {
 		return
 	}
-	sctx := context.WithoutCancel(ctx)
 	rt.settling <- struct{}{}
 	rt.settles.Add(1)
-	go func() {
-		defer func() { <-rt.settling; rt.settles.Done() }()
-		if err == nil {
-			if err := d.Ack(sctx); err != nil {
+	if err == nil {
+		d.AckAsync(func(err error) {
+			if err != nil {
 				r.report(rt.raw, fmt.Errorf("acking a message: %w", err))
 			}
-			return
-		}
+			<-rt.settling
+			rt.settles.Done()
+		})
+		return
+	}
+	sctx := context.WithoutCancel(ctx)
+	go func() {
+		defer func() { <-rt.settling; rt.settles.Done() }()
 		delay := r.cfg.NackDelay
 		var ra *retryAfterError
 		if errors.As(err, &ra) {

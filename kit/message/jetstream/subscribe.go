@@ -212,6 +212,10 @@ func (a *jsAck) Ack(context.Context, *message.Delivery) error {
 	return nil
 }
 
+// AckAsync implements message.AsyncAcker: a JetStream ack is sent
+// without waiting anyway.
+func (a *jsAck) AckAsync(d *message.Delivery, done func(error)) { done(a.Ack(context.Background(), d)) }
+
 // Nack naks the message with delay, or dead-letters it at the queue's
 // max deliveries.
 func (a *jsAck) Nack(ctx context.Context, _ *message.Delivery, delay time.Duration) error {

@@ -225,6 +225,10 @@ type receipt struct {
 
 func (r *receipt) Ack(ctx context.Context, _ *message.Delivery) error { return r.b.ack(ctx, r.r) }
 
+// AckAsync implements message.AsyncAcker: the receipt joins the next ack
+// batch and done hears its answer.
+func (r *receipt) AckAsync(_ *message.Delivery, done func(error)) { r.b.enqueue(r.r, done) }
+
 func (r *receipt) Nack(ctx context.Context, _ *message.Delivery, delay time.Duration) error {
 	res, err := r.b.conn.Nack(ctx, r.b.queue, delay, r.r)
 	if err != nil {
@@ -257,7 +261,7 @@ type ackBatcher struct {
 
 type ackWait struct {
 	receipt string
-	done    chan error
+	done    func(error)
 }
 
 // maxAckBatch bounds the receipts of one ack request; maxAckFlights the
@@ -268,7 +272,19 @@ const (
 )
 
 func (a *ackBatcher) ack(ctx context.Context, r string) error {
-	w := ackWait{receipt: r, done: make(chan error, 1)}
+	ch := make(chan error, 1)
+	a.enqueue(r, func(err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue adds receipt r to the next batch; done hears the answer.
+func (a *ackBatcher) enqueue(r string, done func(error)) {
+	w := ackWait{receipt: r, done: done}
 	a.mu.Lock()
 	a.pending = append(a.pending, w)
 	lead := a.flights < maxAckFlights
@@ -278,12 +294,6 @@ func (a *ackBatcher) ack(ctx context.Context, r string) error {
 	a.mu.Unlock()
 	if lead {
 		go a.flush()
-	}
-	select {
-	case err := <-w.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
@@ -319,11 +329,11 @@ func (a *ackBatcher) flush() {
 		for _, w := range batch {
 			switch {
 			case err != nil:
-				w.done <- fmt.Errorf("acking a message of queue %q: %w", a.queue, err)
+				w.done(fmt.Errorf("acking a message of queue %q: %w", a.queue, err))
 			case failed != nil && failed[w.receipt] != "":
-				w.done <- fmt.Errorf("acking a message of queue %q: %w: %s", a.queue, ErrStale, failed[w.receipt])
+				w.done(fmt.Errorf("acking a message of queue %q: %w: %s", a.queue, ErrStale, failed[w.receipt]))
 			default:
-				w.done <- nil
+				w.done(nil)
 			}
 		}
 	}
