@@ -34,9 +34,6 @@ func init() {
 	})
 }
 
-// ErrUnsupported is returned for what this backend does not do.
-var ErrUnsupported = errors.New("not supported by the switchyard backend")
-
 // Backend is a message.Backend and message.Declarer over one native
 // connection (which reconnects by itself). Safe for concurrent use.
 type Backend struct {
@@ -124,7 +121,7 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 	case message.Topic:
 		return b.subscribeTopic(ctx, d, opts, deliver)
 	case message.Stream:
-		return fmt.Errorf("subscribing to %s: %w (read streams with broker/client's GroupClient)", d, ErrUnsupported)
+		return b.subscribeStream(ctx, d, opts, deliver)
 	}
 	batcher := b.batcher(d.Name)
 	err = b.conn.Subscribe(ctx, d.Name, client.SubscribeOptions{Credit: opts.Prefetch}, func(m broker.Delivery) {
