@@ -42,4 +42,3 @@ func TestSuite(t *testing.T) {
 		return b.(*jetstream.Backend)
 	})
 }
-
