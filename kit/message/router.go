@@ -197,6 +197,13 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		work := make(chan *Delivery)
 		rs := &routeState{raw: rt.raw, settling: make(chan struct{}, r.cfg.Prefetch), settles: &workers}
+		rs.acked = func(err error) {
+			if err != nil {
+				r.report(rs.raw, fmt.Errorf("acking a message: %w", err))
+			}
+			<-rs.settling
+			rs.settles.Done()
+		}
 		for range n {
 			workers.Add(1)
 			go func() {
@@ -281,13 +288,7 @@ func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Deliv
 	rt.settling <- struct{}{}
 	rt.settles.Add(1)
 	if err == nil {
-		d.AckAsync(func(err error) {
-			if err != nil {
-				r.report(rt.raw, fmt.Errorf("acking a message: %w", err))
-			}
-			<-rt.settling
-			rt.settles.Done()
-		})
+		d.AckAsync(rt.acked)
 		return
 	}
 	sctx := context.WithoutCancel(ctx)
@@ -309,6 +310,7 @@ type routeState struct {
 	raw      string
 	settling chan struct{} // a slot per settle in progress
 	settles  *sync.WaitGroup
+	acked    func(error) // AckAsync's done: one func for the route, not one per message
 }
 
 func (r *Router) report(source string, err error) {
