@@ -265,7 +265,7 @@ type ackWait struct {
 // ack requests of one queue in flight at once.
 const (
 	maxAckBatch   = 512
-	maxAckFlights = 4
+	maxAckFlights = 1
 )
 
 func (a *ackBatcher) ack(ctx context.Context, r string) error {
