@@ -112,7 +112,11 @@ var (
 func Dial(ctx context.Context, url string) (*Backend, error) {
 	opts := []nats.Option{nats.Name("switchyard kit/message")}
 	if dl, ok := ctx.Deadline(); ok {
-		opts = append(opts, nats.Timeout(time.Until(dl)))
+		left := time.Until(dl)
+		if left <= 0 {
+			return nil, fmt.Errorf("connecting to NATS %s: %w", url, context.DeadlineExceeded)
+		}
+		opts = append(opts, nats.Timeout(left))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
