@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,4 +42,19 @@ func TestSuite(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		return b.(*jetstream.Backend)
 	})
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, u := range []string{"nats://", "nats://127.0.0.1:4222/x"} {
+		if _, err := message.Open(ctx, u); err == nil {
+			t.Errorf("Open(%q): no error", u)
+		}
+	}
+	// Nothing listens on port 1: a clear error, not a hang.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := message.Open(ctx, "nats://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Open of a closed port: %v", err)
+	}
 }
