@@ -30,8 +30,9 @@
 //     and a delivery beyond it (its visibility ran out that many times),
 //     publish the message to the dead-letter queue's stream (created on
 //     demand) with the broker's x-dead-letter-reason, x-original-queue
-//     and x-deliveries headers and a Nats-Msg-Id of "dlq:STREAM:SEQ" (so
-//     a crash in between does not duplicate it), then ack it.
+//     and x-deliveries headers and its own id as Nats-Msg-Id (or, without
+//     one, "dlq:STREAM:SEQ"), so a crash in between does not duplicate it,
+//     then ack it.
 //   - Delayed messages: a message published with Delay carries a
 //     Sy-Deliver-At header; delivered early, the adapter naks it with the
 //     remaining delay (NakWithDelay) instead of handing it out. That
@@ -88,6 +89,10 @@ const (
 	HeaderDeliverAt = "Sy-Deliver-At" // deliver no earlier than this (Unix ns)
 	HeaderExpires   = "Sy-Expires"    // expire at this (Unix ns)
 )
+
+// headerNoID marks a Nats-Msg-Id the adapter made up (for a dead letter
+// of a message without an id): it is not the message's ID.
+const headerNoID = "Sy-No-Id"
 
 // consumerName is the durable consumer every subscriber of a queue shares.
 const consumerName = "sy"
@@ -300,10 +305,13 @@ func fromNats(nm natsjs.Msg) broker.Message {
 			m.ID = vs[0]
 		case HeaderKey:
 			m.Key = vs[0]
-		case HeaderDeliverAt, HeaderExpires:
+		case HeaderDeliverAt, HeaderExpires, headerNoID:
 		default:
 			m.Headers[k] = vs[0]
 		}
+	}
+	if len(h[headerNoID]) > 0 {
+		m.ID = ""
 	}
 	return m
 }

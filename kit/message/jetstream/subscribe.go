@@ -180,9 +180,13 @@ func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, meta *natsjs.Ms
 	nm := toNats("", dm, time.Now())
 	dlq := message.Dest{Kind: message.Queue, Name: q.settings.deadLetter}
 	_, nm.Subject = streamOf(dlq)
-	// Dedup by the original's position: a retry after a crash between the
-	// publish and the ack stores it once.
-	nm.Header[natsjs.MsgIDHeader] = []string{fmt.Sprintf("dlq:%s:%d", q.stream, meta.Sequence.Stream)}
+	// Dedup by the message's id, or else by its position (marked as not
+	// the producer's): a retry after a crash between the publish and the
+	// ack stores it once.
+	if dm.ID == "" {
+		nm.Header[natsjs.MsgIDHeader] = []string{fmt.Sprintf("dlq:%s:%d", q.stream, meta.Sequence.Stream)}
+		nm.Header[headerNoID] = []string{"1"}
+	}
 	_, err := q.b.js.PublishMsg(ctx, nm, natsjs.WithRetryAttempts(0))
 	if errors.Is(notFound(err), broker.ErrNotFound) {
 		// Created on demand, as the broker does.

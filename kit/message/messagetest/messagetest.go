@@ -44,6 +44,7 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"Nack", testNack},
 		{"Delay", testDelay},
 		{"DeadLetter", testDeadLetter},
+		{"Redrive", testRedrive},
 		{"Dedup", testDedup},
 		{"KeyOrder", testKeyOrder},
 		{"RouterMiddleware", testRouterMiddleware},
@@ -673,5 +674,29 @@ func testStreamGroup(t *testing.T, b Backend, n *names) {
 	g2 := subscribe(t, b, st, message.SubscribeOptions{Group: "g2"})
 	if d := g2.next(t); string(d.Body) != "s1" || d.Deliveries != 1 {
 		t.Fatalf("second group got %q (deliveries %d), want s1", d.Body, d.Deliveries)
+	}
+}
+
+func testRedrive(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{MaxDeliveries: 1})
+	publish(t, b, q, broker.Message{Body: []byte("again"), ID: "r-1", Headers: map[string]string{"h": "1"}})
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	if err := s.next(t).Nack(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The message reaches the dead-letter queue (possibly after Redrive
+	// starts waiting: Idle covers the gap).
+	moved, err := message.Redrive(context.Background(), b, q+".dlq", message.RedriveOptions{Idle: 2 * time.Second, Max: 1})
+	if err != nil || moved != 1 {
+		t.Fatalf("Redrive: %d, %v; want 1", moved, err)
+	}
+	d := s.next(t)
+	if string(d.Body) != "again" || d.Deliveries != 1 || d.Headers["h"] != "1" || d.Headers[broker.HeaderDeadLetterReason] != "" ||
+		!strings.HasPrefix(d.ID, "r-1#redrive-") {
+		t.Fatalf("redriven: %q deliveries %d id %q headers %v", d.Body, d.Deliveries, d.ID, d.Headers)
+	}
+	ack(t, d)
+	if moved, err := message.Redrive(context.Background(), b, q+".dlq", message.RedriveOptions{Idle: 100 * time.Millisecond}); err != nil || moved != 0 {
+		t.Fatalf("second Redrive: %d, %v; want 0", moved, err)
 	}
 }
