@@ -45,6 +45,7 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"Delay", testDelay},
 		{"DeadLetter", testDeadLetter},
 		{"Redrive", testRedrive},
+		{"TTL", testTTL},
 		{"Dedup", testDedup},
 		{"KeyOrder", testKeyOrder},
 		{"RouterMiddleware", testRouterMiddleware},
@@ -699,4 +700,24 @@ func testRedrive(t *testing.T, b Backend, n *names) {
 	if moved, err := message.Redrive(context.Background(), b, q+".dlq", message.RedriveOptions{Idle: 100 * time.Millisecond}); err != nil || moved != 0 {
 		t.Fatalf("second Redrive: %d, %v; want 0", moved, err)
 	}
+}
+
+func testTTL(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	publish(t, b, q, broker.Message{Body: []byte("stale"), TTL: 100 * time.Millisecond})
+	// Let it expire unconsumed (a backend may notice at delivery time).
+	time.Sleep(150 * time.Millisecond)
+	publish(t, b, q, body("fresh"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	if d := s.next(t); string(d.Body) != "fresh" {
+		t.Fatalf("got %q, want fresh (stale expired)", d.Body)
+	} else {
+		ack(t, d)
+	}
+	dlq := subscribe(t, b, q+".dlq", message.SubscribeOptions{})
+	d := dlq.next(t)
+	if string(d.Body) != "stale" || d.Headers[broker.HeaderDeadLetterReason] != "expired" {
+		t.Fatalf("dead letter %q %v, want stale, expired", d.Body, d.Headers)
+	}
+	ack(t, d)
 }
