@@ -40,6 +40,7 @@ func benchQueue(b *testing.B) (*jetstream.Backend, string) {
 	}
 	b.Cleanup(func() {
 		be.Delete(context.Background(), q)
+		be.Delete(context.Background(), q+".dlq")
 		be.Close()
 	})
 	body := make([]byte, 128)

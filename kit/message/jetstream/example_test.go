@@ -23,6 +23,7 @@ func Example() {
 	admin := mq.(message.Declarer)
 	admin.Declare(ctx, q, message.DeclareOptions{MaxDeliveries: 3})
 	defer admin.Delete(ctx, q)
+	defer admin.Delete(ctx, q+".dlq") // Declare made it
 	mq.Publish(ctx, q, broker.Message{Body: []byte("ride r-1"), ID: "r-1"})
 
 	r, _ := message.NewRouter(mq, message.RouterConfig{})

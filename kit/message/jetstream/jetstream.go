@@ -28,8 +28,8 @@
 //     publish an advisory); instead the adapter counts deliveries
 //     (NumDelivered). A Nack of a message at the queue's max deliveries,
 //     and a delivery beyond it (its visibility ran out that many times),
-//     publish the message to the dead-letter queue's stream (created on
-//     demand) with the broker's x-dead-letter-reason, x-original-queue
+//     publish the message to the dead-letter queue's stream (created with
+//     the queue by Declare, or on demand) with the broker's x-dead-letter-reason, x-original-queue
 //     and x-deliveries headers and its own id as Nats-Msg-Id (or, without
 //     one, "dlq:STREAM:SEQ"), so a crash in between does not duplicate it,
 //     then ack it.
@@ -402,6 +402,26 @@ func (b *Backend) Declare(ctx context.Context, dest string, opts message.Declare
 		b.mu.Lock()
 		b.settings[stream] = s
 		b.mu.Unlock()
+		if s.deadLetter != broker.NoDeadLetter {
+			if err := b.ensureQueue(ctx, s.deadLetter); err != nil {
+				return fmt.Errorf("declaring %s: its dead-letter queue: %w", d, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ensureQueue creates queue name with default settings unless it exists
+// (a dead-letter queue, declared with the queue it serves so that it can
+// be read at once, as the broker's).
+func (b *Backend) ensureQueue(ctx context.Context, name string) error {
+	d := message.Dest{Kind: message.Queue, Name: name}
+	stream, subject := streamOf(d)
+	s := settingsFor(name, message.DeclareOptions{})
+	_, err := b.js.CreateStream(ctx, natsjs.StreamConfig{Name: stream, Subjects: []string{subject}, Storage: natsjs.FileStorage,
+		Duplicates: 2 * time.Minute, Retention: natsjs.WorkQueuePolicy, Description: s.String()})
+	if err != nil && !errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("creating %s (stream %s): %w", d, stream, err)
 	}
 	return nil
 }

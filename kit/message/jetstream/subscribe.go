@@ -190,7 +190,7 @@ func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, meta *natsjs.Ms
 	_, err := q.b.js.PublishMsg(ctx, nm, natsjs.WithRetryAttempts(0))
 	if errors.Is(notFound(err), broker.ErrNotFound) {
 		// Created on demand, as the broker does.
-		if err = q.b.Declare(ctx, dlq.String(), message.DeclareOptions{}); err == nil {
+		if err = q.b.ensureQueue(ctx, dlq.Name); err == nil {
 			_, err = q.b.js.PublishMsg(ctx, nm, natsjs.WithRetryAttempts(0))
 		}
 	}

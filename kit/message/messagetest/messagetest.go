@@ -44,6 +44,7 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"Nack", testNack},
 		{"Delay", testDelay},
 		{"DeadLetter", testDeadLetter},
+		{"VisibilityDeadLetter", testVisibilityDeadLetter},
 		{"Redrive", testRedrive},
 		{"TTL", testTTL},
 		{"Dedup", testDedup},
@@ -718,6 +719,26 @@ func testTTL(t *testing.T, b Backend, n *names) {
 	d := dlq.next(t)
 	if string(d.Body) != "stale" || d.Headers[broker.HeaderDeadLetterReason] != "expired" {
 		t.Fatalf("dead letter %q %v, want stale, expired", d.Body, d.Headers)
+	}
+	ack(t, d)
+}
+
+// A message whose consumer never settles it comes back after the
+// visibility timeout, and is dead-lettered once that happened
+// MaxDeliveries times.
+func testVisibilityDeadLetter(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{MaxDeliveries: 2, Visibility: 300 * time.Millisecond})
+	publish(t, b, q, body("lost"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	for i := 1; i <= 2; i++ {
+		if d := s.next(t); string(d.Body) != "lost" || d.Deliveries != i {
+			t.Fatalf("delivery %d: %q deliveries %d", i, d.Body, d.Deliveries)
+		} // not settled: the visibility timeout brings it back
+	}
+	dlq := subscribe(t, b, q+".dlq", message.SubscribeOptions{})
+	d := dlq.next(t)
+	if string(d.Body) != "lost" || d.Headers[broker.HeaderDeadLetterReason] != "max_deliveries" || d.Headers[broker.HeaderDeliveries] != "2" {
+		t.Fatalf("dead letter %q %v", d.Body, d.Headers)
 	}
 	ack(t, d)
 }
