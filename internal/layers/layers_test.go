@@ -30,11 +30,13 @@ var floors = map[string]int{
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "load": 2,
 	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
 	"kit/resilient": 2,
+	"kit/message": 2, "kit/message/messagetest": 3,
 	// 3: the request path, the broker's servers and client.
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
 	// 4: what builds on a client or the proxy.
 	"admin": 4, "publish": 4, "broker/local": 4, "broker/client/logstore": 4, "broker/cli": 4,
+	"kit/message/sybroker": 4, "kit/message/jetstream": 4,
 	// 5: assembly: a config file to a running component.
 	"gateway": 5, "broker/server": 5,
 	// 6, 7: programs.

@@ -1,0 +1,446 @@
+// Package jetstream is the kit/message backend on NATS JetStream, for
+// services that outgrow one broker machine. Importing it registers the
+// "nats" scheme: message.Open(ctx, "nats://127.0.0.1:4222").
+//
+// How switchyard's model maps onto JetStream (NAME is the kit's name;
+// in stream names '_' is written "__" and '.' "_d", so every kit name
+// has its own stream):
+//
+//   - queue NAME: a stream SYQ_NAME with work-queue retention on subject
+//     syq.NAME and a 2-minute duplicate window (Nats-Msg-Id carries
+//     broker.Message.ID, as the broker's dedup window), read through one
+//     shared durable pull consumer "sy" (competing consumers). The
+//     queue's settings (visibility, max deliveries, dead-letter queue)
+//     are kept in the stream's description.
+//   - topic NAME: the core NATS subject syt.NAME: live subscribers only,
+//     at most once, as a switchyard topic without bound queues. A topic
+//     needs no declaring; Declare and Delete of a topic do nothing, and
+//     publishing to a topic nobody declared is not an error.
+//   - stream NAME: a stream SYS_NAME with limits retention on subject
+//     sys.NAME; a group is a durable consumer of that name, acked per
+//     message (Nack redelivers).
+//
+// What switchyard's broker does natively and this adapter builds on
+// JetStream's primitives:
+//
+//   - Dead-letter queue: the consumer has no MaxDeliver (JetStream would
+//     only stop redelivering, leaving the message in the stream, and
+//     publish an advisory); instead the adapter counts deliveries
+//     (NumDelivered). A Nack of a message at the queue's max deliveries,
+//     and a delivery beyond it (its visibility ran out that many times),
+//     publish the message to the dead-letter queue's stream (created with
+//     the queue by Declare, or on demand) with the broker's x-dead-letter-reason, x-original-queue
+//     and x-deliveries headers and its own id as Nats-Msg-Id (or, without
+//     one, "dlq:STREAM:SEQ"), so a crash in between does not duplicate it,
+//     then ack it.
+//   - Delayed messages: a message published with Delay carries a
+//     Sy-Deliver-At header; delivered early, the adapter naks it with the
+//     remaining delay (NakWithDelay) instead of handing it out. That
+//     early delivery is counted by JetStream; the adapter subtracts one
+//     from Deliveries of a delayed message delivered more than once, which
+//     undercounts by one when no consumer was running during the delay
+//     (one extra delivery before dead-lettering, never one fewer).
+//   - Message TTL: Sy-Expires; an expired message is dead-lettered with
+//     reason "expired" when it is delivered.
+//   - Redrive: publish a dead letter back to its x-original-queue (the
+//     kit's DeadLetter middleware and this adapter write it alike).
+//
+// Other differences: JetStream does not hold back a message behind an
+// earlier one with the same key, so Features().KeyOrder is false (use one
+// consumer with Prefetch 1, or a subject per key, where order matters);
+// Ack is sent without waiting for the server's confirmation (a lost ack
+// means a redelivery); a publish is confirmed once the stream stored the
+// message (its durability is the server's sync setting, 2 minutes by
+// default, where switchyard fsyncs before it confirms).
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/kit/message"
+)
+
+func init() {
+	message.Register("nats", func(ctx context.Context, u *url.URL) (message.Backend, error) {
+		if u.Host == "" {
+			return nil, fmt.Errorf("%w: nats URL %q: want nats://HOST:PORT", broker.ErrInvalid, u.String())
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("%w: nats URL %q: unexpected path %q", broker.ErrInvalid, u.String(), u.Path)
+		}
+		return Dial(ctx, u.String())
+	})
+}
+
+// Headers the adapter writes on JetStream messages.
+const (
+	HeaderKey       = "Sy-Key"        // broker.Message.Key
+	HeaderDeliverAt = "Sy-Deliver-At" // deliver no earlier than this (Unix ns)
+	HeaderExpires   = "Sy-Expires"    // expire at this (Unix ns)
+)
+
+// headerNoID marks a Nats-Msg-Id the adapter made up (for a dead letter
+// of a message without an id): it is not the message's ID.
+const headerNoID = "Sy-No-Id"
+
+// consumerName is the durable consumer every subscriber of a queue shares.
+const consumerName = "sy"
+
+// Backend is a message.Backend and message.Declarer over one NATS
+// connection. Safe for concurrent use.
+type Backend struct {
+	nc *nats.Conn
+	js natsjs.JetStream
+
+	mu       sync.Mutex
+	settings map[string]queueSettings // by stream name; filled by Declare and Subscribe
+}
+
+var (
+	_ message.Backend  = (*Backend)(nil)
+	_ message.Declarer = (*Backend)(nil)
+)
+
+// Dial connects to the NATS server at url ("nats://HOST:PORT"), which
+// must have JetStream enabled.
+func Dial(ctx context.Context, url string) (*Backend, error) {
+	opts := []nats.Option{nats.Name("switchyard kit/message")}
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return nil, fmt.Errorf("connecting to NATS %s: %w", url, context.DeadlineExceeded)
+		}
+		opts = append(opts, nats.Timeout(left))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS %s: %w", url, err)
+	}
+	b, err := New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// New returns a backend over an open connection; Close closes it.
+func New(nc *nats.Conn) (*Backend, error) {
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	return &Backend{nc: nc, js: js, settings: map[string]queueSettings{}}, nil
+}
+
+// JetStream returns the JetStream handle, for what the kit does not cover.
+func (b *Backend) JetStream() natsjs.JetStream { return b.js }
+
+// Features implements messagetest's probe: no key order (see the package
+// doc).
+func (b *Backend) Features() message.Features { return message.Features{} }
+
+// Close closes the connection; messages not yet settled come back after
+// their visibility timeout.
+func (b *Backend) Close() error {
+	b.nc.Close()
+	return nil
+}
+
+// encName maps a kit name to a stream-name part, one to one: '_' is
+// written "__" and '.' "_d" (stream names may not contain '.').
+func encName(name string) string {
+	if !strings.ContainsAny(name, "_.") {
+		return name
+	}
+	var s strings.Builder
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; c {
+		case '_':
+			s.WriteString("__")
+		case '.':
+			s.WriteString("_d")
+		default:
+			s.WriteByte(c)
+		}
+	}
+	return s.String()
+}
+
+// streamOf returns the JetStream stream and subject of a queue or stream.
+func streamOf(d message.Dest) (stream, subject string) {
+	if d.Kind == message.Stream {
+		return "SYS_" + encName(d.Name), "sys." + d.Name
+	}
+	return "SYQ_" + encName(d.Name), "syq." + d.Name
+}
+
+func topicSubject(name string) string { return "syt." + name }
+
+// queueSettings are a queue's settings, kept in its stream's description.
+type queueSettings struct {
+	visibility    time.Duration
+	maxDeliveries int
+	deadLetter    string // a queue name, or broker.NoDeadLetter
+}
+
+const settingsPrefix = "switchyard-queue"
+
+func settingsFor(name string, o message.DeclareOptions) queueSettings {
+	s := queueSettings{visibility: o.Visibility, maxDeliveries: o.MaxDeliveries, deadLetter: o.DeadLetter}
+	if s.visibility <= 0 {
+		s.visibility = 30 * time.Second
+	}
+	if s.maxDeliveries <= 0 {
+		s.maxDeliveries = 5
+	}
+	if s.deadLetter == "" {
+		if strings.HasSuffix(name, ".dlq") {
+			s.deadLetter = broker.NoDeadLetter
+		} else {
+			s.deadLetter = name + ".dlq"
+		}
+	}
+	return s
+}
+
+func (s queueSettings) String() string {
+	return fmt.Sprintf("%s visibility=%s max_deliveries=%d dead_letter=%s", settingsPrefix, s.visibility, s.maxDeliveries, s.deadLetter)
+}
+
+// parseSettings reads a stream description written by queueSettings.String;
+// what it cannot read keeps the defaults for queue name.
+func parseSettings(name, desc string) (queueSettings, error) {
+	s := settingsFor(name, message.DeclareOptions{})
+	f := strings.Fields(desc)
+	if len(f) == 0 || f[0] != settingsPrefix {
+		return s, fmt.Errorf("queue %q: stream description %q: not written by this adapter", name, desc)
+	}
+	var errs []error
+	for _, kv := range f[1:] {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "visibility":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > broker.MaxVisibilityTimeout {
+				errs = append(errs, fmt.Errorf("visibility %q: want a duration in (0, %s]", v, broker.MaxVisibilityTimeout))
+				continue
+			}
+			s.visibility = d
+		case "max_deliveries":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				errs = append(errs, fmt.Errorf("max_deliveries %q: want a positive integer", v))
+				continue
+			}
+			s.maxDeliveries = n
+		case "dead_letter":
+			if v != broker.NoDeadLetter && !broker.ValidName(v) {
+				errs = append(errs, fmt.Errorf("dead_letter %q: want a queue name or none", v))
+				continue
+			}
+			s.deadLetter = v
+		default:
+			errs = append(errs, fmt.Errorf("unknown setting %q", k))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("queue %q: stream description %q: %w", name, desc, err)
+	}
+	return s, nil
+}
+
+// notFound turns JetStream's "nothing there" answers into broker.ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, natsjs.ErrStreamNotFound) || errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return fmt.Errorf("%w: %w", broker.ErrNotFound, err)
+	}
+	return err
+}
+
+// toNats builds the JetStream message for m.
+func toNats(subject string, m broker.Message, now time.Time) *nats.Msg {
+	nm := &nats.Msg{Subject: subject, Data: m.Body, Header: make(nats.Header, len(m.Headers)+4)}
+	for k, v := range m.Headers {
+		nm.Header[k] = []string{v}
+	}
+	if m.ID != "" {
+		nm.Header[natsjs.MsgIDHeader] = []string{m.ID}
+	}
+	if m.Key != "" {
+		nm.Header[HeaderKey] = []string{m.Key}
+	}
+	if m.Delay > 0 {
+		nm.Header[HeaderDeliverAt] = []string{strconv.FormatInt(now.Add(m.Delay).UnixNano(), 10)}
+	}
+	if m.TTL > 0 {
+		nm.Header[HeaderExpires] = []string{strconv.FormatInt(now.Add(m.Delay+m.TTL).UnixNano(), 10)}
+	}
+	return nm
+}
+
+// fromNats returns the kit's message of a JetStream one; the adapter's
+// own headers (Sy-*, Nats-Msg-Id) are not among the headers.
+func fromNats(nm natsjs.Msg) broker.Message {
+	h := nm.Headers()
+	m := broker.Message{Body: nm.Data(), Headers: make(map[string]string, len(h))}
+	for k, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		switch k {
+		case natsjs.MsgIDHeader:
+			m.ID = vs[0]
+		case HeaderKey:
+			m.Key = vs[0]
+		case HeaderDeliverAt, HeaderExpires, headerNoID:
+		default:
+			m.Headers[k] = vs[0]
+		}
+	}
+	if len(h[headerNoID]) > 0 {
+		m.ID = ""
+	}
+	return m
+}
+
+// Publish implements message.Publisher. Queue and stream messages are
+// published asynchronously and awaited together, so a batch costs one
+// round trip; each is confirmed once the stream stored it. Topic messages
+// are published on the subject and flushed to the server.
+func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Message) error {
+	d, err := message.ParseDest(dest)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := time.Now()
+	if d.Kind == message.Topic {
+		for _, m := range msgs {
+			if err := b.nc.PublishMsg(toNats(topicSubject(d.Name), m, now)); err != nil {
+				return fmt.Errorf("publishing to %s: %w", d, err)
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := b.nc.FlushWithContext(fctx); err != nil {
+			return fmt.Errorf("publishing %d messages to %s: %w", len(msgs), d, err)
+		}
+		return nil
+	}
+	_, subject := streamOf(d)
+	if len(msgs) == 1 {
+		if _, err := b.js.PublishMsg(ctx, toNats(subject, msgs[0], now), natsjs.WithRetryAttempts(0)); err != nil {
+			return fmt.Errorf("publishing to %s: %w", d, notFound(err))
+		}
+		return nil
+	}
+	futures := make([]natsjs.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := b.js.PublishMsgAsync(toNats(subject, m, now), natsjs.WithRetryAttempts(0))
+		if err != nil {
+			return fmt.Errorf("publishing to %s: %w", d, notFound(err))
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publishing message %d of %d to %s: %w", i+1, len(msgs), d, notFound(err))
+		case <-ctx.Done():
+			return fmt.Errorf("publishing to %s: %w", d, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Declare implements message.Declarer: a queue or stream is a JetStream
+// stream (created, or its settings updated); a topic needs nothing.
+func (b *Backend) Declare(ctx context.Context, dest string, opts message.DeclareOptions) error {
+	d, err := message.ParseDest(dest)
+	if err != nil {
+		return err
+	}
+	if d.Kind == message.Topic {
+		return nil
+	}
+	if opts.Visibility < 0 || opts.Visibility > broker.MaxVisibilityTimeout || opts.MaxDeliveries < 0 ||
+		(opts.DeadLetter != "" && opts.DeadLetter != broker.NoDeadLetter && !broker.ValidName(opts.DeadLetter)) {
+		return fmt.Errorf("%w: declaring %s: settings %+v: want visibility in [0, %s], max deliveries >= 0, dead letter a queue name or none",
+			broker.ErrInvalid, d, opts, broker.MaxVisibilityTimeout)
+	}
+	stream, subject := streamOf(d)
+	cfg := natsjs.StreamConfig{Name: stream, Subjects: []string{subject}, Storage: natsjs.FileStorage, Duplicates: 2 * time.Minute}
+	var s queueSettings
+	if d.Kind == message.Queue {
+		s = settingsFor(d.Name, opts)
+		cfg.Retention = natsjs.WorkQueuePolicy
+		cfg.Description = s.String()
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("declaring %s (stream %s): %w", d, stream, err)
+	}
+	if d.Kind == message.Queue {
+		b.mu.Lock()
+		b.settings[stream] = s
+		b.mu.Unlock()
+		if s.deadLetter != broker.NoDeadLetter {
+			if err := b.ensureQueue(ctx, s.deadLetter); err != nil {
+				return fmt.Errorf("declaring %s: its dead-letter queue: %w", d, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ensureQueue creates queue name with default settings unless it exists
+// (a dead-letter queue, declared with the queue it serves so that it can
+// be read at once, as the broker's).
+func (b *Backend) ensureQueue(ctx context.Context, name string) error {
+	d := message.Dest{Kind: message.Queue, Name: name}
+	stream, subject := streamOf(d)
+	s := settingsFor(name, message.DeclareOptions{})
+	_, err := b.js.CreateStream(ctx, natsjs.StreamConfig{Name: stream, Subjects: []string{subject}, Storage: natsjs.FileStorage,
+		Duplicates: 2 * time.Minute, Retention: natsjs.WorkQueuePolicy, Description: s.String()})
+	if err != nil && !errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("creating %s (stream %s): %w", d, stream, err)
+	}
+	return nil
+}
+
+// Delete implements message.Declarer.
+func (b *Backend) Delete(ctx context.Context, dest string) error {
+	d, err := message.ParseDest(dest)
+	if err != nil {
+		return err
+	}
+	if d.Kind == message.Topic {
+		return nil
+	}
+	stream, _ := streamOf(d)
+	if err := b.js.DeleteStream(ctx, stream); err != nil {
+		return fmt.Errorf("deleting %s (stream %s): %w", d, stream, notFound(err))
+	}
+	b.mu.Lock()
+	delete(b.settings, stream)
+	b.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,284 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/kit/message"
+)
+
+// Subscribe implements message.Subscriber. A queue or stream
+// subscription pulls up to Prefetch messages ahead through a durable
+// consumer ("sy" for a queue, the group for a stream); when ctx ends the
+// consumer is drained and the messages it had buffered are naked for
+// immediate redelivery. A topic subscription is a core NATS subscription;
+// its Ack and Nack do nothing.
+func (b *Backend) Subscribe(ctx context.Context, source string, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
+	d, err := message.ParseDest(source)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if opts.Prefetch <= 0 {
+		opts.Prefetch = 256
+	}
+	if d.Kind == message.Topic {
+		return b.subscribeTopic(ctx, d, opts, deliver)
+	}
+	stream, _ := streamOf(d)
+	q := &queueSub{b: b, src: d, stream: stream}
+	ccfg := natsjs.ConsumerConfig{Durable: consumerName, AckPolicy: natsjs.AckExplicitPolicy,
+		MaxDeliver: -1, MaxAckPending: max(opts.Prefetch*4, 1024)}
+	if d.Kind == message.Stream {
+		if !broker.ValidName(opts.Group) {
+			return fmt.Errorf("%w: subscribing to %s: group %q: want a name like a queue's", broker.ErrInvalid, d, opts.Group)
+		}
+		ccfg.Durable = encName(opts.Group)
+		ccfg.DeliverPolicy = natsjs.DeliverAllPolicy
+		ccfg.AckWait = 30 * time.Second
+		q.settings = queueSettings{deadLetter: broker.NoDeadLetter}
+	} else {
+		s, err := b.queueSettings(ctx, d, stream)
+		if err != nil {
+			return err
+		}
+		q.settings = s
+		ccfg.AckWait = s.visibility
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, ccfg)
+	if err != nil {
+		return fmt.Errorf("subscribing to %s (stream %s): %w", d, stream, notFound(err))
+	}
+	failed := make(chan error, 1)
+	cc, err := cons.Consume(func(m natsjs.Msg) { q.handle(ctx, m, deliver) },
+		natsjs.PullMaxMessages(opts.Prefetch),
+		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
+			if errors.Is(err, natsjs.ErrConsumerDeleted) || errors.Is(err, natsjs.ErrConsumerNotFound) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("subscribing to %s (stream %s): %w", d, stream, notFound(err))
+	}
+	select {
+	case <-ctx.Done():
+		err = ctx.Err()
+	case ferr := <-failed:
+		err = fmt.Errorf("subscription to %s: %w", d, notFound(ferr))
+	}
+	// Drain hands the buffered messages to the handler, which naks them
+	// now that ctx is done; then no more deliver calls.
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(30 * time.Second):
+		cc.Stop()
+	}
+	return err
+}
+
+// queueSettings returns the settings of queue d, from the cache or the
+// stream's description.
+func (b *Backend) queueSettings(ctx context.Context, d message.Dest, stream string) (queueSettings, error) {
+	b.mu.Lock()
+	s, ok := b.settings[stream]
+	b.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	st, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return s, fmt.Errorf("subscribing to %s (stream %s): %w", d, stream, notFound(err))
+	}
+	// A description not written here (a stream made by hand) keeps the
+	// defaults: the error says what was ignored, and is not fatal.
+	s, _ = parseSettings(d.Name, st.CachedInfo().Config.Description)
+	b.mu.Lock()
+	b.settings[stream] = s
+	b.mu.Unlock()
+	return s, nil
+}
+
+// queueSub is one queue or stream subscription.
+type queueSub struct {
+	b        *Backend
+	src      message.Dest
+	stream   string
+	settings queueSettings
+}
+
+// handle takes one pulled message: naks it if ctx ended, holds back a
+// delayed one, dead-letters an expired or over-delivered one, and hands
+// the rest to deliver.
+func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*message.Delivery)) {
+	if ctx.Err() != nil {
+		m.Nak()
+		return
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		m.Term() // not a JetStream message: cannot be settled or counted
+		return
+	}
+	n := int(meta.NumDelivered)
+	now := time.Now()
+	h := m.Headers()
+	if at, ok := unixHeader(h, HeaderDeliverAt); ok {
+		if wait := at.Sub(now); wait > 0 {
+			m.NakWithDelay(wait)
+			return
+		}
+		if n > 1 {
+			n-- // the early delivery held back above (see the package doc)
+		}
+	}
+	if exp, ok := unixHeader(h, HeaderExpires); ok && !now.Before(exp) {
+		q.deadLetter(context.WithoutCancel(ctx), m, meta, n, "expired")
+		return
+	}
+	if q.src.Kind == message.Queue && n > q.settings.maxDeliveries {
+		q.deadLetter(context.WithoutCancel(ctx), m, meta, n-1, "max_deliveries")
+		return
+	}
+	deliver(message.NewDelivery(q.src, fromNats(m), n, meta.Timestamp, &jsAck{q: q, m: m, meta: meta, n: n}))
+}
+
+func unixHeader(h nats.Header, k string) (time.Time, bool) {
+	v := h.Get(k)
+	if v == "" {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+// deadLetter moves m to the queue's dead-letter queue (or drops it with
+// "none") and acks it. If the move fails, m is naked and tried again.
+func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, meta *natsjs.MsgMetadata, deliveries int, reason string) error {
+	if q.settings.deadLetter == broker.NoDeadLetter {
+		return m.Ack()
+	}
+	dm := fromNats(m)
+	dm.Headers[broker.HeaderDeadLetterReason] = reason
+	dm.Headers[broker.HeaderOriginalQueue] = q.src.Name
+	dm.Headers[broker.HeaderDeliveries] = strconv.Itoa(deliveries)
+	nm := toNats("", dm, time.Now())
+	dlq := message.Dest{Kind: message.Queue, Name: q.settings.deadLetter}
+	_, nm.Subject = streamOf(dlq)
+	// Dedup by the message's id, or else by its position (marked as not
+	// the producer's): a retry after a crash between the publish and the
+	// ack stores it once.
+	if dm.ID == "" {
+		nm.Header[natsjs.MsgIDHeader] = []string{fmt.Sprintf("dlq:%s:%d", q.stream, meta.Sequence.Stream)}
+		nm.Header[headerNoID] = []string{"1"}
+	}
+	_, err := q.b.js.PublishMsg(ctx, nm, natsjs.WithRetryAttempts(0))
+	if errors.Is(notFound(err), broker.ErrNotFound) {
+		// Created on demand, as the broker does.
+		if err = q.b.ensureQueue(ctx, dlq.Name); err == nil {
+			_, err = q.b.js.PublishMsg(ctx, nm, natsjs.WithRetryAttempts(0))
+		}
+	}
+	if err != nil {
+		m.NakWithDelay(time.Second)
+		return fmt.Errorf("dead-lettering a message of %s to %s: %w", q.src, dlq, err)
+	}
+	return m.Ack()
+}
+
+// jsAck settles one JetStream delivery.
+type jsAck struct {
+	q    *queueSub
+	m    natsjs.Msg
+	meta *natsjs.MsgMetadata
+	n    int
+}
+
+func (a *jsAck) Ack(context.Context, *message.Delivery) error {
+	if err := a.m.Ack(); err != nil {
+		return fmt.Errorf("acking a message of %s: %w", a.q.src, err)
+	}
+	return nil
+}
+
+// AckAsync implements message.AsyncAcker: a JetStream ack is sent
+// without waiting anyway.
+func (a *jsAck) AckAsync(d *message.Delivery, done func(error)) { done(a.Ack(context.Background(), d)) }
+
+// Nack naks the message with delay, or dead-letters it at the queue's
+// max deliveries.
+func (a *jsAck) Nack(ctx context.Context, _ *message.Delivery, delay time.Duration) error {
+	if a.q.src.Kind == message.Queue && a.n >= a.q.settings.maxDeliveries {
+		return a.q.deadLetter(ctx, a.m, a.meta, a.n, "max_deliveries")
+	}
+	var err error
+	if delay > 0 {
+		err = a.m.NakWithDelay(delay)
+	} else {
+		err = a.m.Nak()
+	}
+	if err != nil {
+		return fmt.Errorf("nacking a message of %s: %w", a.q.src, err)
+	}
+	return nil
+}
+
+func (b *Backend) subscribeTopic(ctx context.Context, d message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
+	ch := make(chan *nats.Msg, opts.Prefetch)
+	s, err := b.nc.ChanSubscribe(topicSubject(d.Name), ch)
+	if err != nil {
+		return fmt.Errorf("subscribing to %s: %w", d, err)
+	}
+	defer s.Unsubscribe()
+	// The subscription is live once the server has it.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = b.nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("subscribing to %s: %w", d, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case nm := <-ch:
+			m := broker.Message{Body: nm.Data, Headers: make(map[string]string, len(nm.Header))}
+			for k, vs := range nm.Header {
+				switch {
+				case len(vs) == 0:
+				case k == natsjs.MsgIDHeader:
+					m.ID = vs[0]
+				case k == HeaderKey:
+					m.Key = vs[0]
+				default:
+					m.Headers[k] = vs[0]
+				}
+			}
+			deliver(message.NewDelivery(d, m, 1, time.Now(), noAck{}))
+		}
+	}
+}
+
+// noAck settles topic messages: nothing to do.
+type noAck struct{}
+
+func (noAck) Ack(context.Context, *message.Delivery) error                 { return nil }
+func (noAck) Nack(context.Context, *message.Delivery, time.Duration) error { return nil }

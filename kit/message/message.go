@@ -1,0 +1,184 @@
+package message
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+)
+
+// Publisher sends messages.
+//
+// Publish sends msgs to dest ("queue:NAME", "topic:NAME", "stream:NAME";
+// a bare NAME is a queue) and returns only after the backend confirmed
+// them durable (for a topic: handed to its live subscribers and stored in
+// what the topic stores durably). On error none, some or all of msgs may
+// have been stored: publish again with the same broker.Message.ID values
+// and the backend's dedup window stores each once. A cancelled ctx
+// abandons the wait, not necessarily the messages. An unknown destination
+// is broker.ErrNotFound, a bad one broker.ErrInvalid.
+type Publisher interface {
+	Publish(ctx context.Context, dest string, msgs ...broker.Message) error
+}
+
+// Subscriber delivers the messages of a source.
+//
+// Subscribe calls deliver with each message of source, one at a time on
+// one goroutine, until ctx ends (it then returns ctx.Err()) or the
+// subscription fails (that error; a lost connection is retried by the
+// backend where it can). deliver may block: that is back pressure, and at
+// most opts.Prefetch messages are held ahead of it. deliver must not block
+// past ctx's end. Messages handed to deliver belong to the caller, who
+// settles each exactly once with Delivery.Ack or Delivery.Nack, possibly
+// on other goroutines and after Subscribe returned, as long as the
+// backend is not closed. A message never settled comes back after the
+// source's visibility timeout (JetStream: AckWait).
+type Subscriber interface {
+	Subscribe(ctx context.Context, source string, opts SubscribeOptions, deliver func(*Delivery)) error
+}
+
+// SubscribeOptions tune a subscription. The zero value is ready to use.
+type SubscribeOptions struct {
+	// Prefetch bounds the messages the backend hands out ahead of deliver
+	// and not yet settled. Default 256.
+	Prefetch int
+	// Group names the consumer group of a stream source (required there);
+	// members of a group share its position. Queues and topics ignore it.
+	Group string
+}
+
+// Backend is a Publisher and Subscriber holding a connection until Close.
+// Close ends it: subscriptions return, and settling their messages
+// afterwards fails. Safe for concurrent use.
+type Backend interface {
+	Publisher
+	Subscriber
+	io.Closer
+}
+
+// Declarer creates, changes and deletes destinations. Backends implement
+// it beside Backend; a service usually declares at start-up.
+//
+// Declare creates dest, or changes its settings, and returns once done;
+// declaring the same settings again does nothing. Delete removes dest
+// and its messages; an unknown one is broker.ErrNotFound.
+type Declarer interface {
+	Declare(ctx context.Context, dest string, opts DeclareOptions) error
+	Delete(ctx context.Context, dest string) error
+}
+
+// DeclareOptions are a destination's settings; zero fields take the
+// defaults. Only queues read them.
+type DeclareOptions struct {
+	// Visibility is how long a delivered, unsettled message stays with its
+	// consumer before it is redelivered. Default 30s.
+	Visibility time.Duration
+	// MaxDeliveries is how many times a message is delivered before it is
+	// moved to the dead-letter queue. Default 5.
+	MaxDeliveries int
+	// DeadLetter names the dead-letter queue. Default NAME.dlq; "none"
+	// drops such messages instead.
+	DeadLetter string
+}
+
+// Features says what a backend promises beyond the contract.
+type Features struct {
+	// KeyOrder: messages of a queue with the same broker.Message.Key are
+	// delivered one at a time in publish order, the next only once the
+	// previous one was acked, however many consumers run.
+	KeyOrder bool
+}
+
+// Acker settles a delivery; backends implement it.
+type Acker interface {
+	Ack(ctx context.Context, d *Delivery) error
+	Nack(ctx context.Context, d *Delivery, delay time.Duration) error
+}
+
+// AsyncAcker is an Acker that can also ack without waiting: AckAsync
+// starts the ack and calls done with its outcome later, on any goroutine.
+// The Router uses it so that its workers do not wait for the backend.
+type AsyncAcker interface {
+	Acker
+	AckAsync(d *Delivery, done func(error))
+}
+
+// ErrSettled is returned by Ack and Nack of a delivery already settled.
+var ErrSettled = errors.New("message already settled")
+
+// Delivery is a received message. Its fields are the backend's: do not
+// modify Body or Headers.
+type Delivery struct {
+	Source      Dest
+	Body        []byte
+	ID          string            // the producer's message id, if any
+	Key         string            // the ordering key, if any
+	Headers     map[string]string // never nil
+	Deliveries  int               // 1 on the first delivery
+	PublishedAt time.Time         // zero where the backend does not say
+
+	acker   Acker
+	settled atomic.Bool
+}
+
+// NewDelivery returns a delivery settled through a; for backends.
+func NewDelivery(source Dest, m broker.Message, deliveries int, published time.Time, a Acker) *Delivery {
+	if m.Headers == nil {
+		m.Headers = map[string]string{}
+	}
+	return &Delivery{Source: source, Body: m.Body, ID: m.ID, Key: m.Key, Headers: m.Headers,
+		Deliveries: deliveries, PublishedAt: published, acker: a}
+}
+
+// Ack tells the backend the message is done with; it is not delivered
+// again. It returns once the backend has the ack (switchyard: durable;
+// JetStream: sent, applied by the server asynchronously; a lost ack only
+// means a redelivery). A second Ack or Nack is ErrSettled.
+func (d *Delivery) Ack(ctx context.Context) error {
+	if !d.settled.CompareAndSwap(false, true) {
+		return ErrSettled
+	}
+	return d.acker.Ack(ctx, d)
+}
+
+// AckAsync is Ack without waiting: done hears the outcome, on another
+// goroutine (or this one, for ErrSettled and backends without
+// AsyncAcker, whose Ack then runs on a new goroutine).
+func (d *Delivery) AckAsync(done func(error)) {
+	if !d.settled.CompareAndSwap(false, true) {
+		done(ErrSettled)
+		return
+	}
+	if a, ok := d.acker.(AsyncAcker); ok {
+		a.AckAsync(d, done)
+		return
+	}
+	go func() { done(d.acker.Ack(context.Background(), d)) }()
+}
+
+// Nack gives the message back: it is delivered again after delay (0: at
+// once), or dead-lettered once it reached its queue's MaxDeliveries. For
+// a topic Ack and Nack do nothing (a topic neither stores nor
+// redelivers). A second Ack or Nack is ErrSettled.
+func (d *Delivery) Nack(ctx context.Context, delay time.Duration) error {
+	if !d.settled.CompareAndSwap(false, true) {
+		return ErrSettled
+	}
+	return d.acker.Nack(ctx, d, delay)
+}
+
+// Settled reports whether Ack or Nack was called.
+func (d *Delivery) Settled() bool { return d.settled.Load() }
+
+// Message returns the delivery as a message to publish elsewhere: body,
+// id, key and a copy of the headers.
+func (d *Delivery) Message() broker.Message {
+	h := make(map[string]string, len(d.Headers))
+	for k, v := range d.Headers {
+		h[k] = v
+	}
+	return broker.Message{Body: d.Body, ID: d.ID, Key: d.Key, Headers: h}
+}

@@ -1,0 +1,744 @@
+// Package messagetest is the contract suite every kit/message backend
+// passes: RunSuite(t, newBackend) publishes, consumes, acks, nacks,
+// delays, dead-letters, orders by key (where promised), shuts a router
+// down gracefully and cancels, against a real server.
+package messagetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/kit/message"
+)
+
+// Backend is what the suite tests: a backend that declares destinations
+// and says what it promises beyond the contract.
+type Backend interface {
+	message.Backend
+	message.Declarer
+	Features() message.Features
+}
+
+// wait bounds every wait of the suite: a condition not met by then fails.
+const wait = 15 * time.Second
+
+// RunSuite runs the contract suite. newBackend returns a backend for one
+// subtest, connected to a server the test started (or shares); it closes
+// it with t.Cleanup. The suite names what it declares uniquely and deletes
+// it at the end, so backends may share a server with other tests.
+func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, b Backend, n *names)
+	}{
+		{"PublishConsume", testPublishConsume},
+		{"Nack", testNack},
+		{"Delay", testDelay},
+		{"DeadLetter", testDeadLetter},
+		{"VisibilityDeadLetter", testVisibilityDeadLetter},
+		{"Redrive", testRedrive},
+		{"TTL", testTTL},
+		{"Dedup", testDedup},
+		{"KeyOrder", testKeyOrder},
+		{"RouterMiddleware", testRouterMiddleware},
+		{"RouterShutdown", testRouterShutdown},
+		{"RouterShutdownTimeout", testRouterShutdownTimeout},
+		{"Cancel", testCancel},
+		{"Topic", testTopic},
+		{"StreamGroup", testStreamGroup},
+		{"Errors", testErrors},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend(t)
+			tc.fn(t, b, newNames(t, b))
+		})
+	}
+}
+
+// names hands out unique destination names and deletes them at the end.
+type names struct {
+	t      *testing.T
+	b      Backend
+	prefix string
+}
+
+func newNames(t *testing.T, b Backend) *names {
+	var r [4]byte
+	rand.Read(r[:])
+	return &names{t: t, b: b, prefix: "mt-" + hex.EncodeToString(r[:]) + "-" + strings.ToLower(strings.ReplaceAll(t.Name()[strings.LastIndexByte(t.Name(), '/')+1:], "_", "-"))}
+}
+
+// declare declares kind:prefix-suffix and deletes it (and a queue's
+// dead-letter queue) when the test ends.
+func (n *names) declare(kind, suffix string, opts message.DeclareOptions) string {
+	n.t.Helper()
+	dest := kind + ":" + n.prefix + "-" + suffix
+	if err := n.b.Declare(context.Background(), dest, opts); err != nil {
+		n.t.Fatalf("declare %s: %v", dest, err)
+	}
+	n.t.Cleanup(func() {
+		ctx := context.Background()
+		n.b.Delete(ctx, dest)
+		if kind == "queue" {
+			n.b.Delete(ctx, dest+".dlq") // may not exist
+		}
+	})
+	return dest
+}
+
+// sub is a running subscription feeding a channel.
+type sub struct {
+	ch     chan *message.Delivery
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func subscribe(t *testing.T, b Backend, source string, opts message.SubscribeOptions) *sub {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sub{ch: make(chan *message.Delivery, 1000), cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		s.done <- b.Subscribe(ctx, source, opts, func(d *message.Delivery) {
+			select {
+			case s.ch <- d:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *sub) stop() {
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case <-s.done:
+		case <-time.After(wait):
+		}
+	})
+}
+
+func (s *sub) next(t *testing.T) *message.Delivery {
+	t.Helper()
+	select {
+	case d := <-s.ch:
+		return d
+	case err := <-s.done:
+		t.Fatalf("subscription ended: %v", err)
+	case <-time.After(wait):
+		t.Fatalf("no message within %s", wait)
+	}
+	return nil
+}
+
+func publish(t *testing.T, b Backend, dest string, msgs ...broker.Message) {
+	t.Helper()
+	if err := b.Publish(context.Background(), dest, msgs...); err != nil {
+		t.Fatalf("publish to %s: %v", dest, err)
+	}
+}
+
+func ack(t *testing.T, d *message.Delivery) {
+	t.Helper()
+	if err := d.Ack(context.Background()); err != nil {
+		t.Fatalf("ack %q: %v", d.Body, err)
+	}
+}
+
+func body(s string) broker.Message { return broker.Message{Body: []byte(s)} }
+
+func testPublishConsume(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	publish(t, b, q,
+		broker.Message{Body: []byte("a"), ID: "id-a", Key: "k", Headers: map[string]string{"h": "1"}},
+		body("b"), body("c"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	got := map[string]*message.Delivery{}
+	for range 3 {
+		d := s.next(t)
+		got[string(d.Body)] = d
+	}
+	a := got["a"]
+	if a == nil || got["b"] == nil || got["c"] == nil {
+		t.Fatalf("got %v, want a, b and c", got)
+	}
+	if a.ID != "id-a" || a.Key != "k" || a.Headers["h"] != "1" || a.Deliveries != 1 || a.Source.String() != q {
+		t.Fatalf("message a: %+v", a)
+	}
+	if got["b"].Headers == nil {
+		t.Fatal("headers nil")
+	}
+	for _, d := range got {
+		ack(t, d)
+	}
+	if err := a.Ack(context.Background()); !errors.Is(err, message.ErrSettled) {
+		t.Fatalf("second ack: %v, want ErrSettled", err)
+	}
+	// Acked messages do not come back: after a new subscription, the
+	// next message is a new one.
+	s.stop()
+	publish(t, b, q, body("d"))
+	s = subscribe(t, b, q, message.SubscribeOptions{})
+	if d := s.next(t); string(d.Body) != "d" || d.Deliveries != 1 {
+		t.Fatalf("after acks got %q (deliveries %d), want d", d.Body, d.Deliveries)
+	} else {
+		ack(t, d)
+	}
+}
+
+func testNack(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	publish(t, b, q, body("x"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	d := s.next(t)
+	if err := d.Nack(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	d = s.next(t)
+	if string(d.Body) != "x" || d.Deliveries != 2 {
+		t.Fatalf("redelivery: %q deliveries %d, want x, 2", d.Body, d.Deliveries)
+	}
+	// A nack with a delay holds the message back at least that long.
+	start := time.Now()
+	if err := d.Nack(context.Background(), 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	d = s.next(t)
+	if el := time.Since(start); el < 300*time.Millisecond || d.Deliveries != 3 {
+		t.Fatalf("delayed redelivery after %s with deliveries %d, want >= 300ms and 3", el, d.Deliveries)
+	}
+	ack(t, d)
+}
+
+func testDelay(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	start := time.Now()
+	publish(t, b, q, broker.Message{Body: []byte("late"), Delay: 500 * time.Millisecond})
+	publish(t, b, q, body("now"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	d := s.next(t)
+	if string(d.Body) != "now" {
+		t.Fatalf("first message %q, want now (late is delayed)", d.Body)
+	}
+	ack(t, d)
+	d = s.next(t)
+	if string(d.Body) != "late" || time.Since(start) < 500*time.Millisecond {
+		t.Fatalf("got %q after %s, want late after >= 500ms", d.Body, time.Since(start))
+	}
+	ack(t, d)
+}
+
+func testDeadLetter(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{MaxDeliveries: 3})
+	publish(t, b, q, broker.Message{Body: []byte("poison"), Headers: map[string]string{"h": "1"}})
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	for i := 1; i <= 3; i++ {
+		d := s.next(t)
+		if d.Deliveries != i {
+			t.Fatalf("delivery %d says %d", i, d.Deliveries)
+		}
+		if err := d.Nack(context.Background(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq := subscribe(t, b, q+".dlq", message.SubscribeOptions{})
+	d := dlq.next(t)
+	name := strings.TrimPrefix(q, "queue:")
+	if string(d.Body) != "poison" || d.Headers["h"] != "1" || d.Headers[broker.HeaderOriginalQueue] != name ||
+		d.Headers[broker.HeaderDeadLetterReason] != "max_deliveries" || d.Headers[broker.HeaderDeliveries] != "3" {
+		t.Fatalf("dead letter: %q %v", d.Body, d.Headers)
+	}
+	ack(t, d)
+	// Nothing more arrives on the source: the next message is new.
+	publish(t, b, q, body("fine"))
+	if d := s.next(t); string(d.Body) != "fine" {
+		t.Fatalf("after dead-lettering got %q (deliveries %d), want fine", d.Body, d.Deliveries)
+	} else {
+		ack(t, d)
+	}
+}
+
+func testDedup(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	publish(t, b, q, broker.Message{Body: []byte("once"), ID: "dup-1"})
+	publish(t, b, q, broker.Message{Body: []byte("once"), ID: "dup-1"})
+	publish(t, b, q, body("after"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	var got []string
+	for range 2 {
+		d := s.next(t)
+		got = append(got, string(d.Body))
+		ack(t, d)
+	}
+	if fmt.Sprint(got) != "[once after]" {
+		t.Fatalf("got %v, want [once after]", got)
+	}
+}
+
+func testKeyOrder(t *testing.T, b Backend, n *names) {
+	if !b.Features().KeyOrder {
+		t.Skip("backend does not promise key order")
+	}
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	const perKey = 20
+	keys := []string{"a", "b", "c"}
+	var msgs []broker.Message
+	for i := range perKey {
+		for _, k := range keys {
+			msgs = append(msgs, broker.Message{Key: k, Body: fmt.Appendf(nil, "%s-%03d", k, i)})
+		}
+	}
+	publish(t, b, q, msgs...)
+	var (
+		mu       sync.Mutex
+		seen     = map[string][]string{}
+		inFlight = map[string]int{}
+		total    int
+		all      = make(chan struct{})
+	)
+	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Handle(q, func(ctx context.Context, d *message.Delivery) error {
+		mu.Lock()
+		inFlight[d.Key]++
+		if inFlight[d.Key] > 1 {
+			t.Errorf("two messages of key %q handled at once", d.Key)
+		}
+		mu.Unlock()
+		// Let other handlers run while this one holds its key.
+		for range 3 {
+			time.Sleep(0)
+		}
+		mu.Lock()
+		inFlight[d.Key]--
+		seen[d.Key] = append(seen[d.Key], string(d.Body))
+		total++
+		if total == len(msgs) {
+			close(all)
+		}
+		mu.Unlock()
+		return nil
+	}, message.RouteOptions{})
+	runRouter(t, r, all)
+	for _, k := range keys {
+		for i, m := range seen[k] {
+			if want := fmt.Sprintf("%s-%03d", k, i); m != want {
+				t.Fatalf("key %s: message %d is %s, want %s (order %v)", k, i, m, want, seen[k])
+			}
+		}
+	}
+}
+
+// runRouter runs r until until is closed, then shuts it down.
+func runRouter(t *testing.T, r *message.Router, until <-chan struct{}) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-until:
+	case err := <-done:
+		cancel()
+		t.Fatalf("router stopped early: %v", err)
+	case <-time.After(wait):
+		cancel()
+		<-done
+		t.Fatalf("condition not met within %s", wait)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("router: %v", err)
+	}
+}
+
+func testRouterMiddleware(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "in", message.DeclareOptions{MaxDeliveries: 20})
+	out := n.declare("queue", "out", message.DeclareOptions{})
+	poison := n.declare("queue", "poison", message.DeclareOptions{})
+	publish(t, b, q,
+		broker.Message{Body: []byte("ok"), ID: "m-1", Headers: map[string]string{
+			message.HeaderTraceparent:   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			message.HeaderCorrelationID: "corr-7"}},
+		broker.Message{Body: []byte("flaky"), ID: "m-2"},
+		broker.Message{Body: []byte("bad"), ID: "m-3"})
+	dl, err := message.DeadLetter(message.DeadLetterConfig{Publisher: b, MaxDeliveries: 2,
+		Dest: func(message.Dest) string { return poison }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		calls   sync.Map // body -> *atomic.Int32
+		events  atomic.Int32
+		timeout atomic.Bool
+	)
+	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Use(message.Metrics(func(message.Event) { events.Add(1) }), dl, message.Correlation(),
+		message.Retry(message.RetryConfig{Attempts: 2}), message.Timeout(5*time.Second))
+	pub := message.Propagate(b)
+	r.Handle(q, func(ctx context.Context, d *message.Delivery) error {
+		c, _ := calls.LoadOrStore(string(d.Body), new(atomic.Int32))
+		k := c.(*atomic.Int32).Add(1)
+		if _, ok := ctx.Deadline(); ok {
+			timeout.Store(true)
+		}
+		switch string(d.Body) {
+		case "flaky":
+			if k == 1 {
+				return errors.New("transient")
+			}
+		case "bad":
+			return errors.New("always fails")
+		}
+		return pub.Publish(ctx, out, broker.Message{Body: append([]byte("re:"), d.Body...)})
+	}, message.RouteOptions{})
+	outSub := subscribe(t, b, out, message.SubscribeOptions{})
+	poisonSub := subscribe(t, b, poison, message.SubscribeOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("router: %v", err)
+		}
+	}()
+	got := map[string]*message.Delivery{}
+	for range 2 {
+		d := outSub.next(t)
+		got[string(d.Body)] = d
+		ack(t, d)
+	}
+	okOut := got["re:ok"]
+	if okOut == nil || got["re:flaky"] == nil {
+		t.Fatalf("published from handlers: %v", got)
+	}
+	if okOut.Headers[message.HeaderCorrelationID] != "corr-7" ||
+		okOut.Headers[message.HeaderTraceparent] != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" ||
+		okOut.Headers[message.HeaderCausationID] != "m-1" {
+		t.Fatalf("propagated headers: %v", okOut.Headers)
+	}
+	if c := got["re:flaky"].Headers[message.HeaderCorrelationID]; c != "m-2" {
+		t.Fatalf("correlation id of a message without one: %q, want its id m-2", c)
+	}
+	d := poisonSub.next(t)
+	if string(d.Body) != "bad" || d.Headers[broker.HeaderDeliveries] != "2" ||
+		!strings.Contains(d.Headers[broker.HeaderDeadLetterReason], "always fails") {
+		t.Fatalf("dead letter %q %v", d.Body, d.Headers)
+	}
+	ack(t, d)
+	// Retry ran the handler twice per delivery: bad was delivered twice.
+	c, _ := calls.Load("bad")
+	if k := c.(*atomic.Int32).Load(); k != 4 {
+		t.Fatalf("bad handled %d times, want 4 (2 deliveries x 2 attempts)", k)
+	}
+	// The metrics hook (outermost) hears the last run just after the
+	// dead-letter publish inside it.
+	for deadline := time.Now().Add(wait); events.Load() < 4 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if events.Load() < 4 || !timeout.Load() {
+		t.Fatalf("metrics events %d, timeout seen %v", events.Load(), timeout.Load())
+	}
+}
+
+func testRouterShutdown(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	publish(t, b, q, body("slow"))
+	started, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Handle(q, func(ctx context.Context, d *message.Delivery) error {
+		if string(d.Body) != "slow" {
+			return fmt.Errorf("unexpected %q", d.Body)
+		}
+		close(started)
+		<-release
+		finished.Store(true)
+		return nil
+	}, message.RouteOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-started:
+	case <-time.After(wait):
+		t.Fatal("handler not started")
+	}
+	cancel()
+	// Run waits for the handler in flight (this is a chance for a wrong
+	// router to return early, never a reason for a right one to fail).
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) with a handler in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !finished.Load() {
+		t.Fatal("Run returned before the handler finished")
+	}
+	// The in-flight message was acked, and the router took nothing new.
+	publish(t, b, q, body("after"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	if d := s.next(t); string(d.Body) != "after" || d.Deliveries != 1 {
+		t.Fatalf("after shutdown got %q (deliveries %d), want after", d.Body, d.Deliveries)
+	} else {
+		ack(t, d)
+	}
+}
+
+func testRouterShutdownTimeout(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	publish(t, b, q, body("stuck"))
+	started := make(chan struct{})
+	var sawCancel atomic.Bool
+	r, err := message.NewRouter(b, message.RouterConfig{ShutdownTimeout: 100 * time.Millisecond, NackDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Handle(q, func(ctx context.Context, d *message.Delivery) error {
+		close(started)
+		<-ctx.Done()
+		sawCancel.Store(true)
+		return ctx.Err()
+	}, message.RouteOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	<-started
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, message.ErrShutdownTimeout) {
+			t.Fatalf("Run: %v, want ErrShutdownTimeout", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return after its shutdown timeout")
+	}
+	// The handler's ctx was cancelled and its message comes back.
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	d := s.next(t)
+	if string(d.Body) != "stuck" || d.Deliveries != 2 || !sawCancel.Load() {
+		t.Fatalf("got %q deliveries %d, handler saw cancel %v", d.Body, d.Deliveries, sawCancel.Load())
+	}
+	ack(t, d)
+}
+
+func testCancel(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Publish(ctx, q, body("x")); err == nil {
+		// A backend may have sent it before looking at ctx; that is
+		// allowed, but it must then be there.
+		s := subscribe(t, b, q, message.SubscribeOptions{})
+		ack(t, s.next(t))
+		s.stop()
+	}
+	if err := b.Subscribe(ctx, q, message.SubscribeOptions{}, func(*message.Delivery) {}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe with a cancelled ctx: %v", err)
+	}
+	// A running subscription ends with its ctx.
+	ctx, cancel = context.WithCancel(context.Background())
+	got := make(chan *message.Delivery, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Subscribe(ctx, q, message.SubscribeOptions{}, func(d *message.Delivery) { got <- d })
+	}()
+	publish(t, b, q, body("y"))
+	var d *message.Delivery
+	select {
+	case d = <-got:
+	case <-time.After(wait):
+		t.Fatal("no message")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Subscribe after cancel: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Subscribe did not return after cancel")
+	}
+	// A message taken before the end can still be settled.
+	ack(t, d)
+}
+
+func testTopic(t *testing.T, b Backend, n *names) {
+	tp := n.declare("topic", "t", message.DeclareOptions{})
+	s := subscribe(t, b, tp, message.SubscribeOptions{})
+	// The subscription is live some time after Subscribe starts: publish
+	// until one arrives, then a marked one.
+	deadline := time.Now().Add(wait)
+	for {
+		publish(t, b, tp, body("ping"))
+		select {
+		case d := <-s.ch:
+			ack(t, d)
+		case <-time.After(20 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("topic subscription never received")
+			}
+			continue
+		}
+		break
+	}
+	publish(t, b, tp, broker.Message{Body: []byte("hello"), Headers: map[string]string{"h": "v"}})
+	for {
+		d := s.next(t)
+		if string(d.Body) == "ping" {
+			continue
+		}
+		if string(d.Body) != "hello" || d.Headers["h"] != "v" || d.Source.String() != tp {
+			t.Fatalf("topic message %q %v", d.Body, d.Headers)
+		}
+		if err := d.Nack(context.Background(), 0); err != nil {
+			t.Fatalf("topic nack: %v", err)
+		}
+		break
+	}
+}
+
+func testErrors(t *testing.T, b Backend, n *names) {
+	ctx := context.Background()
+	if err := b.Publish(ctx, "queue:"+n.prefix+"-missing", body("x")); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("publish to a missing queue: %v, want broker.ErrNotFound", err)
+	}
+	for _, bad := range []string{"", "queue:", "bogus:x", "queue:.x", "queue:a b", "queue:a*"} {
+		if err := b.Publish(ctx, bad, body("x")); !errors.Is(err, broker.ErrInvalid) {
+			t.Fatalf("publish to %q: %v, want broker.ErrInvalid", bad, err)
+		}
+		if err := b.Subscribe(ctx, bad, message.SubscribeOptions{}, func(*message.Delivery) {}); !errors.Is(err, broker.ErrInvalid) {
+			t.Fatalf("subscribe to %q: %v, want broker.ErrInvalid", bad, err)
+		}
+	}
+}
+
+func testStreamGroup(t *testing.T, b Backend, n *names) {
+	ctx := context.Background()
+	st := n.declare("stream", "s", message.DeclareOptions{})
+	publish(t, b, st, body("s1"), body("s2"))
+	if err := b.Subscribe(ctx, st, message.SubscribeOptions{}, func(*message.Delivery) {}); !errors.Is(err, broker.ErrInvalid) {
+		t.Fatalf("stream without a group: %v, want broker.ErrInvalid", err)
+	}
+	s := subscribe(t, b, st, message.SubscribeOptions{Group: "g1"})
+	d1, d2 := s.next(t), s.next(t)
+	if string(d1.Body) != "s1" || string(d2.Body) != "s2" || d1.Deliveries != 1 {
+		t.Fatalf("got %q %q (deliveries %d), want s1 s2 in order", d1.Body, d2.Body, d1.Deliveries)
+	}
+	ack(t, d1)
+	if err := d2.Nack(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	// s2 comes again (a backend may bring s1 again with it: at least once).
+	for {
+		d := s.next(t)
+		if string(d.Body) == "s1" {
+			ack(t, d)
+			continue
+		}
+		if string(d.Body) != "s2" || d.Deliveries != 2 {
+			t.Fatalf("redelivery %q deliveries %d, want s2, 2", d.Body, d.Deliveries)
+		}
+		ack(t, d)
+		break
+	}
+	publish(t, b, st, body("s3"))
+	if d := s.next(t); string(d.Body) != "s3" {
+		t.Fatalf("after acks got %q, want s3", d.Body)
+	} else {
+		ack(t, d)
+	}
+	// Another group reads the stream from the start, on its own.
+	g2 := subscribe(t, b, st, message.SubscribeOptions{Group: "g2"})
+	if d := g2.next(t); string(d.Body) != "s1" || d.Deliveries != 1 {
+		t.Fatalf("second group got %q (deliveries %d), want s1", d.Body, d.Deliveries)
+	}
+}
+
+func testRedrive(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{MaxDeliveries: 1})
+	publish(t, b, q, broker.Message{Body: []byte("again"), ID: "r-1", Headers: map[string]string{"h": "1"}})
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	if err := s.next(t).Nack(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The message reaches the dead-letter queue (possibly after Redrive
+	// starts waiting: Idle covers the gap).
+	moved, err := message.Redrive(context.Background(), b, q+".dlq", message.RedriveOptions{Idle: 2 * time.Second, Max: 1})
+	if err != nil || moved != 1 {
+		t.Fatalf("Redrive: %d, %v; want 1", moved, err)
+	}
+	d := s.next(t)
+	if string(d.Body) != "again" || d.Deliveries != 1 || d.Headers["h"] != "1" || d.Headers[broker.HeaderDeadLetterReason] != "" ||
+		!strings.HasPrefix(d.ID, "r-1#redrive-") {
+		t.Fatalf("redriven: %q deliveries %d id %q headers %v", d.Body, d.Deliveries, d.ID, d.Headers)
+	}
+	ack(t, d)
+	if moved, err := message.Redrive(context.Background(), b, q+".dlq", message.RedriveOptions{Idle: 100 * time.Millisecond}); err != nil || moved != 0 {
+		t.Fatalf("second Redrive: %d, %v; want 0", moved, err)
+	}
+}
+
+func testTTL(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	publish(t, b, q, broker.Message{Body: []byte("stale"), TTL: 100 * time.Millisecond})
+	// Let it expire unconsumed (a backend may notice at delivery time).
+	time.Sleep(150 * time.Millisecond)
+	publish(t, b, q, body("fresh"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	if d := s.next(t); string(d.Body) != "fresh" {
+		t.Fatalf("got %q, want fresh (stale expired)", d.Body)
+	} else {
+		ack(t, d)
+	}
+	dlq := subscribe(t, b, q+".dlq", message.SubscribeOptions{})
+	d := dlq.next(t)
+	if string(d.Body) != "stale" || d.Headers[broker.HeaderDeadLetterReason] != "expired" {
+		t.Fatalf("dead letter %q %v, want stale, expired", d.Body, d.Headers)
+	}
+	ack(t, d)
+}
+
+// A message whose consumer never settles it comes back after the
+// visibility timeout, and is dead-lettered once that happened
+// MaxDeliveries times.
+func testVisibilityDeadLetter(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{MaxDeliveries: 2, Visibility: 300 * time.Millisecond})
+	publish(t, b, q, body("lost"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	for i := 1; i <= 2; i++ {
+		if d := s.next(t); string(d.Body) != "lost" || d.Deliveries != i {
+			t.Fatalf("delivery %d: %q deliveries %d", i, d.Body, d.Deliveries)
+		} // not settled: the visibility timeout brings it back
+	}
+	dlq := subscribe(t, b, q+".dlq", message.SubscribeOptions{})
+	d := dlq.next(t)
+	if string(d.Body) != "lost" || d.Headers[broker.HeaderDeadLetterReason] != "max_deliveries" || d.Headers[broker.HeaderDeliveries] != "2" {
+		t.Fatalf("dead letter %q %v", d.Body, d.Headers)
+	}
+	ack(t, d)
+}

@@ -1,0 +1,334 @@
+package message
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+)
+
+// Handler handles one message. Returning nil acks it, an error nacks it
+// (see RetryAfter for the redelivery delay). A handler that settled the
+// message itself (Delivery.Ack or Nack) is left alone. ctx ends at the
+// router's shutdown deadline, or earlier by middleware (Timeout).
+type Handler func(ctx context.Context, d *Delivery) error
+
+// Middleware wraps a handler: retry, dead-lettering, correlation ids,
+// timeouts, metrics, an inbox. The router applies them outermost first.
+type Middleware func(Handler) Handler
+
+// RouterConfig tunes a Router. Zero fields take the defaults.
+type RouterConfig struct {
+	// Concurrency is how many handlers of one route run at once. Default 16.
+	Concurrency int
+	// Prefetch is each subscription's SubscribeOptions.Prefetch. Default
+	// 256.
+	Prefetch int
+	// ShutdownTimeout bounds how long Run waits, once its ctx ended, for
+	// handlers in flight; then their ctx is cancelled and Run returns
+	// ErrShutdownTimeout. Default 30s.
+	ShutdownTimeout time.Duration
+	// NackDelay is the redelivery delay of a message whose handler failed
+	// without RetryAfter. Default 0: at once.
+	NackDelay time.Duration
+	// ResubscribeDelay is the wait before a failed subscription is tried
+	// again (doubling up to 5s). Default 100ms.
+	ResubscribeDelay time.Duration
+	// OnError, if set, hears errors no handler returns: subscriptions that
+	// failed and acks or nacks the backend refused. Called from several
+	// goroutines.
+	OnError func(source string, err error)
+}
+
+// Validate reports every problem at once.
+func (c RouterConfig) Validate() error {
+	var errs []error
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("concurrency %d: must not be negative", c.Concurrency))
+	}
+	if c.Prefetch < 0 {
+		errs = append(errs, fmt.Errorf("prefetch %d: must not be negative", c.Prefetch))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("shutdown_timeout %s: must not be negative", c.ShutdownTimeout))
+	}
+	if c.NackDelay < 0 {
+		errs = append(errs, fmt.Errorf("nack_delay %s: must not be negative", c.NackDelay))
+	}
+	if c.ResubscribeDelay < 0 {
+		errs = append(errs, fmt.Errorf("resubscribe_delay %s: must not be negative", c.ResubscribeDelay))
+	}
+	return errors.Join(errs...)
+}
+
+// WithDefaults fills zero fields.
+func (c RouterConfig) WithDefaults() RouterConfig {
+	if c.Concurrency == 0 {
+		c.Concurrency = 16
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 256
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ResubscribeDelay == 0 {
+		c.ResubscribeDelay = 100 * time.Millisecond
+	}
+	return c
+}
+
+// RouteOptions tune one route.
+type RouteOptions struct {
+	// Group is the consumer group of a stream source.
+	Group string
+	// Concurrency overrides RouterConfig.Concurrency for this route.
+	Concurrency int
+	// Middleware wraps this route's handler inside the router's own
+	// (Router.Use), outermost first.
+	Middleware []Middleware
+}
+
+// ErrShutdownTimeout is returned by Run when handlers were still running
+// at the shutdown deadline.
+var ErrShutdownTimeout = errors.New("message router: handlers still running at the shutdown deadline")
+
+// Router runs handlers for the messages of its sources. Configure it with
+// Use and Handle, then call Run once. Handle and Use are not safe to call
+// concurrently with Run.
+type Router struct {
+	sub    Subscriber
+	cfg    RouterConfig
+	mw     []Middleware
+	routes []*route
+	errs   []error
+	ran    bool
+}
+
+type route struct {
+	source Dest
+	raw    string
+	h      Handler
+	opts   RouteOptions
+}
+
+// NewRouter returns a router reading from sub.
+func NewRouter(sub Subscriber, cfg RouterConfig) (*Router, error) {
+	if sub == nil {
+		return nil, fmt.Errorf("%w: message router: nil subscriber", broker.ErrInvalid)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: message router config: %w", broker.ErrInvalid, err)
+	}
+	return &Router{sub: sub, cfg: cfg.WithDefaults()}, nil
+}
+
+// Use adds middleware for every route, outermost first.
+func (r *Router) Use(mw ...Middleware) { r.mw = append(r.mw, mw...) }
+
+// Handle adds a route: h handles the messages of source ("queue:NAME",
+// "topic:NAME", "stream:NAME"). A bad source or a stream source without
+// a group is an error, also returned by Run.
+func (r *Router) Handle(source string, h Handler, opts RouteOptions) error {
+	d, err := ParseDest(source)
+	if err == nil && h == nil {
+		err = fmt.Errorf("%w: route %q: nil handler", broker.ErrInvalid, source)
+	}
+	if err == nil && d.Kind == Stream && opts.Group == "" {
+		err = fmt.Errorf("%w: route %q: a stream source needs RouteOptions.Group", broker.ErrInvalid, source)
+	}
+	if err == nil && opts.Concurrency < 0 {
+		err = fmt.Errorf("%w: route %q: concurrency %d must not be negative", broker.ErrInvalid, source, opts.Concurrency)
+	}
+	if err != nil {
+		r.errs = append(r.errs, err)
+		return err
+	}
+	r.routes = append(r.routes, &route{source: d, raw: source, h: h, opts: opts})
+	return nil
+}
+
+// Run subscribes every route and handles messages until ctx ends, then
+// shuts down gracefully: it stops taking new messages (those already
+// handed over but not yet started are nacked for immediate redelivery),
+// waits up to ShutdownTimeout for handlers in flight to finish and settle
+// their messages, and returns nil, or ErrShutdownTimeout after cancelling
+// the ctx of handlers still running (a handler that ignores its ctx goes on
+// after Run returned). A failed subscription is retried with backoff and
+// reported to OnError; an invalid source ends Run with that error. Run
+// may be called once.
+func (r *Router) Run(ctx context.Context) error {
+	if r.ran {
+		return errors.New("message router: Run called twice")
+	}
+	r.ran = true
+	if len(r.errs) > 0 {
+		return errors.Join(r.errs...)
+	}
+	if len(r.routes) == 0 {
+		return fmt.Errorf("%w: message router: no routes", broker.ErrInvalid)
+	}
+	// subCtx ends the subscriptions; workCtx is the handlers' ctx, which
+	// outlives ctx until the shutdown deadline.
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+
+	var (
+		subs, workers sync.WaitGroup
+		fatalOnce     sync.Once
+		fatal         error
+	)
+	for _, rt := range r.routes {
+		h := rt.h
+		for i := len(rt.opts.Middleware) - 1; i >= 0; i-- {
+			h = rt.opts.Middleware[i](h)
+		}
+		for i := len(r.mw) - 1; i >= 0; i-- {
+			h = r.mw[i](h)
+		}
+		n := rt.opts.Concurrency
+		if n == 0 {
+			n = r.cfg.Concurrency
+		}
+		work := make(chan *Delivery)
+		rs := &routeState{raw: rt.raw, settling: make(chan struct{}, r.cfg.Prefetch), settles: &workers}
+		rs.acked = func(err error) {
+			if err != nil {
+				r.report(rs.raw, fmt.Errorf("acking a message: %w", err))
+			}
+			<-rs.settling
+			rs.settles.Done()
+		}
+		for range n {
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				for d := range work {
+					r.handle(workCtx, rs, h, d)
+				}
+			}()
+		}
+		subs.Add(1)
+		go func() {
+			defer subs.Done()
+			defer close(work)
+			err := r.subscribe(subCtx, rt, work)
+			if err != nil {
+				fatalOnce.Do(func() { fatal = err; stopSubs() })
+			}
+		}()
+	}
+	subs.Wait() // ctx ended (or a fatal error): no new messages
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	timer := time.NewTimer(r.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return fatal
+	case <-timer.C:
+		stopWork()
+		return errors.Join(fatal, ErrShutdownTimeout)
+	}
+}
+
+// subscribe keeps rt's subscription up until ctx ends; it returns an
+// error only for an invalid source.
+func (r *Router) subscribe(ctx context.Context, rt *route, work chan<- *Delivery) error {
+	opts := SubscribeOptions{Prefetch: r.cfg.Prefetch, Group: rt.opts.Group}
+	deliver := func(d *Delivery) {
+		select {
+		case work <- d:
+		case <-ctx.Done():
+			// Taken but not started: give it back for another consumer.
+			if err := d.Nack(context.WithoutCancel(ctx), 0); err != nil {
+				r.report(rt.raw, fmt.Errorf("returning a message at shutdown: %w", err))
+			}
+		}
+	}
+	wait := r.cfg.ResubscribeDelay
+	for {
+		err := r.sub.Subscribe(ctx, rt.raw, opts, deliver)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, broker.ErrInvalid) {
+			return fmt.Errorf("subscribing to %q: %w", rt.raw, err)
+		}
+		if err == nil {
+			err = errors.New("subscription ended")
+		}
+		r.report(rt.raw, fmt.Errorf("subscribing to %q (again in %s): %w", rt.raw, wait, err))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// handle runs h for d and settles d unless h did. The settling goes on
+// without the worker (AckAsync, or a goroutine for a nack; at most
+// Prefetch at once per route), so that the worker takes the next message
+// while the backend makes the ack durable; settles counts them for the
+// shutdown.
+func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Delivery) {
+	err := h(ctx, d)
+	if d.Settled() {
+		return
+	}
+	rt.settling <- struct{}{}
+	rt.settles.Add(1)
+	if err == nil {
+		d.AckAsync(rt.acked)
+		return
+	}
+	sctx := context.WithoutCancel(ctx)
+	go func() {
+		defer func() { <-rt.settling; rt.settles.Done() }()
+		delay := r.cfg.NackDelay
+		var ra *retryAfterError
+		if errors.As(err, &ra) {
+			delay = ra.delay
+		}
+		if err := d.Nack(sctx, delay); err != nil {
+			r.report(rt.raw, fmt.Errorf("nacking a message: %w", err))
+		}
+	}()
+}
+
+// routeState is a route while Run runs.
+type routeState struct {
+	raw      string
+	settling chan struct{} // a slot per settle in progress
+	settles  *sync.WaitGroup
+	acked    func(error) // AckAsync's done: one func for the route, not one per message
+}
+
+func (r *Router) report(source string, err error) {
+	if r.cfg.OnError != nil {
+		r.cfg.OnError(source, err)
+	}
+}
+
+// RetryAfter wraps err so that the router nacks the message with delay
+// instead of RouterConfig.NackDelay.
+func RetryAfter(err error, delay time.Duration) error {
+	return &retryAfterError{err: err, delay: delay}
+}
+
+type retryAfterError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *retryAfterError) Error() string { return fmt.Sprintf("%v (retry after %s)", e.err, e.delay) }
+func (e *retryAfterError) Unwrap() error { return e.err }

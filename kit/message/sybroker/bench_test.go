@@ -1,0 +1,120 @@
+package sybroker_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/kit/message"
+	"github.com/switchyard/switchyard/kit/message/sybroker"
+)
+
+// The pair below measures what the router adds: both consume b.N
+// messages published beforehand from one queue of a real broker, acking
+// each, with the same prefetch; Raw through broker/client's Consume
+// (batched acks, handler on one goroutine), Router through
+// kit/message's Router (16 handlers, the sybroker ack batcher). Run:
+//
+//	go test -run '^$' -bench . -benchtime 20000x -count 5 ./kit/message/sybroker/
+
+// benchPrefetch and benchConc are the prefetch (both) and the router's
+// handler goroutines.
+const (
+	benchPrefetch = 256
+	benchConc     = 16
+)
+
+func benchQueue(b *testing.B) (*sybroker.Backend, string) {
+	addr := startBroker(b)
+	be, err := sybroker.Dial(context.Background(), addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	q := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	if err := be.Declare(context.Background(), q, message.DeclareOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 128)
+	batch := make([]broker.Message, 100)
+	for i := range batch {
+		batch[i] = broker.Message{Body: body}
+	}
+	for n := b.N; n > 0; n -= len(batch) {
+		if err := be.Publish(context.Background(), q, batch[:min(n, len(batch))]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return be, q
+}
+
+func BenchmarkRawConsume(b *testing.B) {
+	be, q := benchQueue(b)
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	err := be.Conn().Consume(ctx, q, client.ConsumeOptions{MaxUnacked: benchPrefetch}, func(broker.Delivery) error {
+		if n++; n == b.N {
+			cancel()
+		}
+		return nil
+	})
+	if n < b.N {
+		b.Fatalf("consumed %d of %d: %v", n, b.N, err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/msg")
+}
+
+func BenchmarkRouter(b *testing.B) {
+	be, q := benchQueue(b)
+	r, err := message.NewRouter(be, message.RouterConfig{Prefetch: benchPrefetch, Concurrency: benchConc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n atomic.Int64
+	done := make(chan struct{})
+	r.Handle(q, func(context.Context, *message.Delivery) error {
+		if n.Add(1) == int64(b.N) {
+			close(done)
+		}
+		return nil
+	}, message.RouteOptions{})
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(ctx) }()
+	select {
+	case <-done:
+	case err := <-ran:
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-ran; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/msg")
+}
+
+// cpuTime is the process's user and system CPU time so far: the client's
+// cost per message, less noisy than wall time on a shared machine (for
+// sybroker it includes the in-process broker).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,337 @@
+// Package sybroker is the kit/message backend on switchyard's broker,
+// over its native protocol (broker/client.Conn). Importing it registers
+// the "switchyard" scheme: message.Open(ctx, "switchyard://HOST:PORT").
+//
+// Queues are the broker's queues, with their native acks, delays, key
+// ordering, dead-letter queues and dedup window; topics are its topics
+// (live subscribers, plus the queues bound to the topic); streams are its
+// streams, which this package publishes to (Append) but does not
+// subscribe to yet: read them with broker/client's GroupClient.
+package sybroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/kit/message"
+)
+
+func init() {
+	message.Register("switchyard", func(ctx context.Context, u *url.URL) (message.Backend, error) {
+		if u.Host == "" {
+			return nil, fmt.Errorf("%w: switchyard URL %q: want switchyard://HOST:PORT (the broker's native listener)", broker.ErrInvalid, u.String())
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("%w: switchyard URL %q: unexpected path %q", broker.ErrInvalid, u.String(), u.Path)
+		}
+		return Dial(ctx, u.Host)
+	})
+}
+
+// Backend is a message.Backend and message.Declarer over one native
+// connection (which reconnects by itself). Safe for concurrent use.
+type Backend struct {
+	conn *client.Conn
+
+	mu      sync.Mutex
+	batches map[string]*ackBatcher // per queue
+}
+
+var (
+	_ message.Backend  = (*Backend)(nil)
+	_ message.Declarer = (*Backend)(nil)
+)
+
+// Dial connects to the broker's native listener at addr ("HOST:PORT").
+func Dial(ctx context.Context, addr string) (*Backend, error) {
+	c, err := client.Dial(ctx, addr, client.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to switchyard broker %s: %w", addr, err)
+	}
+	return New(c), nil
+}
+
+// New returns a backend over an open connection; Close closes it.
+func New(c *client.Conn) *Backend {
+	return &Backend{conn: c, batches: map[string]*ackBatcher{}}
+}
+
+// Conn returns the underlying connection, for what the kit does not
+// cover (admin, stream reads).
+func (b *Backend) Conn() *client.Conn { return b.conn }
+
+// Features implements messagetest's probe: queues keep key order.
+func (b *Backend) Features() message.Features { return message.Features{KeyOrder: true} }
+
+// Close closes the connection.
+func (b *Backend) Close() error { return b.conn.Close() }
+
+// Publish implements message.Publisher: a queue batch is one frame and
+// one group commit; a topic publish returns once the queues bound to it
+// have the messages durably; a stream append once they are durable.
+func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Message) error {
+	d, err := message.ParseDest(dest)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	switch d.Kind {
+	case message.Topic:
+		_, err = b.conn.PublishTopic(ctx, d.Name, msgs...)
+	case message.Stream:
+		_, err = b.conn.Append(ctx, d.Name, msgs...)
+	default:
+		_, err = b.conn.Publish(ctx, d.Name, msgs...)
+	}
+	if err != nil {
+		return fmt.Errorf("publishing %d messages to %s: %w", len(msgs), d, err)
+	}
+	return nil
+}
+
+// Subscribe implements message.Subscriber. A queue subscription is a push
+// subscription with Prefetch credit; credit returns as deliver takes
+// messages. A topic subscription sees messages published from then on;
+// its Ack and Nack do nothing. A lost connection ends Subscribe with
+// client.ErrDisconnected: subscribe again (the Router does).
+func (b *Backend) Subscribe(ctx context.Context, source string, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
+	d, err := message.ParseDest(source)
+	if err != nil {
+		return err
+	}
+	if opts.Prefetch <= 0 {
+		opts.Prefetch = 256
+	}
+	// client.Conn.Subscribe cancelled while waiting for the broker's
+	// answer leaves the subscription open on the broker, holding up to
+	// Prefetch messages until their visibility timeout: do not start one
+	// for a caller that already gave up.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	switch d.Kind {
+	case message.Topic:
+		return b.subscribeTopic(ctx, d, opts, deliver)
+	case message.Stream:
+		return b.subscribeStream(ctx, d, opts, deliver)
+	}
+	batcher := b.batcher(d.Name)
+	err = b.conn.Subscribe(ctx, d.Name, client.SubscribeOptions{Credit: opts.Prefetch}, func(m broker.Delivery) {
+		msg := broker.Message{Body: m.Body, ID: m.MsgID, Key: m.Key, Headers: m.Headers}
+		deliver(message.NewDelivery(d, msg, m.Deliveries, m.PublishedAt, &receipt{b: batcher, r: m.Receipt}))
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("subscribing to %s: %w", d, err)
+	}
+	return err
+}
+
+func (b *Backend) subscribeTopic(ctx context.Context, d message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
+	sub, err := b.conn.SubscribeTopic(ctx, d.Name, client.TopicOptions{Credit: opts.Prefetch})
+	if err != nil {
+		return fmt.Errorf("subscribing to %s: %w", d, err)
+	}
+	defer sub.Close()
+	for {
+		m, err := sub.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("subscription to %s: %w", d, err)
+		}
+		msg := broker.Message{Body: m.Body, ID: m.MsgID, Key: m.Key, Headers: m.Headers}
+		deliver(message.NewDelivery(d, msg, 1, m.Time, noAck{}))
+	}
+}
+
+// noAck settles topic messages: nothing to do.
+type noAck struct{}
+
+func (noAck) Ack(context.Context, *message.Delivery) error                 { return nil }
+func (noAck) Nack(context.Context, *message.Delivery, time.Duration) error { return nil }
+
+// Declare implements message.Declarer.
+func (b *Backend) Declare(ctx context.Context, dest string, opts message.DeclareOptions) error {
+	d, err := message.ParseDest(dest)
+	if err != nil {
+		return err
+	}
+	switch d.Kind {
+	case message.Topic:
+		err = b.conn.DeclareTopic(ctx, d.Name, broker.TopicConfig{})
+	case message.Stream:
+		err = b.conn.DeclareStream(ctx, d.Name, broker.StreamConfig{})
+	default:
+		err = b.conn.DeclareQueue(ctx, d.Name, broker.QueueConfig{
+			VisibilityTimeout: broker.Duration(opts.Visibility),
+			MaxDeliveries:     opts.MaxDeliveries,
+			DeadLetter:        opts.DeadLetter,
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("declaring %s: %w", d, err)
+	}
+	return nil
+}
+
+// Delete implements message.Declarer.
+func (b *Backend) Delete(ctx context.Context, dest string) error {
+	d, err := message.ParseDest(dest)
+	if err != nil {
+		return err
+	}
+	switch d.Kind {
+	case message.Topic:
+		err = b.conn.DeleteTopic(ctx, d.Name)
+	case message.Stream:
+		err = b.conn.DeleteStream(ctx, d.Name)
+	default:
+		err = b.conn.DeleteQueue(ctx, d.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("deleting %s: %w", d, err)
+	}
+	return nil
+}
+
+func (b *Backend) batcher(queue string) *ackBatcher {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := b.batches[queue]
+	if a == nil {
+		a = &ackBatcher{conn: b.conn, queue: queue}
+		b.batches[queue] = a
+	}
+	return a
+}
+
+// receipt settles one queue delivery.
+type receipt struct {
+	b *ackBatcher
+	r string
+}
+
+func (r *receipt) Ack(ctx context.Context, _ *message.Delivery) error { return r.b.ack(ctx, r.r) }
+
+// AckAsync implements message.AsyncAcker: the receipt joins the next ack
+// batch and done hears its answer.
+func (r *receipt) AckAsync(_ *message.Delivery, done func(error)) { r.b.enqueue(r.r, done) }
+
+func (r *receipt) Nack(ctx context.Context, _ *message.Delivery, delay time.Duration) error {
+	res, err := r.b.conn.Nack(ctx, r.b.queue, delay, r.r)
+	if err != nil {
+		return fmt.Errorf("nacking a message of queue %q: %w", r.b.queue, err)
+	}
+	if len(res.Failed) > 0 {
+		return fmt.Errorf("nacking a message of queue %q: %w: %s", r.b.queue, ErrStale, res.Failed[0].Error)
+	}
+	return nil
+}
+
+// ErrStale is returned by Ack or Nack when the broker no longer knows the
+// receipt: the visibility timeout ran out and the message was (or will
+// be) delivered again.
+var ErrStale = errors.New("stale receipt")
+
+// ackBatcher sends the acks of one queue: while maxAckFlights ack
+// requests are in flight the acks that arrive wait and go together in the
+// next (group commit, as the broker's fsync), so concurrent handlers cost
+// one round trip and a share of one fsync per batch rather than per
+// message; several requests in flight share the broker's group commits.
+type ackBatcher struct {
+	conn  *client.Conn
+	queue string
+
+	mu      sync.Mutex
+	pending []ackWait
+	flights int // flush goroutines running
+}
+
+type ackWait struct {
+	receipt string
+	done    func(error)
+}
+
+// maxAckBatch bounds the receipts of one ack request; maxAckFlights the
+// ack requests of one queue in flight at once.
+const (
+	maxAckBatch   = 512
+	maxAckFlights = 1
+)
+
+func (a *ackBatcher) ack(ctx context.Context, r string) error {
+	ch := make(chan error, 1)
+	a.enqueue(r, func(err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue adds receipt r to the next batch; done hears the answer.
+func (a *ackBatcher) enqueue(r string, done func(error)) {
+	w := ackWait{receipt: r, done: done}
+	a.mu.Lock()
+	a.pending = append(a.pending, w)
+	lead := a.flights < maxAckFlights
+	if lead {
+		a.flights++
+	}
+	a.mu.Unlock()
+	if lead {
+		go a.flush()
+	}
+}
+
+// flush sends batches until none is pending, each waiter answered as its
+// batch returns. The ack that finds the batcher idle starts it.
+func (a *ackBatcher) flush() {
+	for {
+		a.mu.Lock()
+		n := min(len(a.pending), maxAckBatch)
+		if n == 0 {
+			a.flights--
+			a.mu.Unlock()
+			return
+		}
+		batch := make([]ackWait, n)
+		copy(batch, a.pending)
+		a.pending = append(a.pending[:0], a.pending[n:]...)
+		a.mu.Unlock()
+		rs := make([]string, n)
+		for i, w := range batch {
+			rs[i] = w.receipt
+		}
+		// The ack is sent for every waiter, whatever their ctx: an ack
+		// given up by one caller still settles the message.
+		res, err := a.conn.Ack(context.Background(), a.queue, rs...)
+		var failed map[string]string
+		if err == nil && len(res.Failed) > 0 {
+			failed = make(map[string]string, len(res.Failed))
+			for _, f := range res.Failed {
+				failed[f.Receipt] = f.Error
+			}
+		}
+		for _, w := range batch {
+			switch {
+			case err != nil:
+				w.done(fmt.Errorf("acking a message of queue %q: %w", a.queue, err))
+			case failed != nil && failed[w.receipt] != "":
+				w.done(fmt.Errorf("acking a message of queue %q: %w: %s", a.queue, ErrStale, failed[w.receipt]))
+			default:
+				w.done(nil)
+			}
+		}
+	}
+}
