@@ -243,8 +243,8 @@ func TestWriteBehindSurvivesSIGKILL(t *testing.T) {
 		}
 		t.Logf("round %d: killed after %d acknowledged writes", round, acks)
 	}
-	for round := 1; round <= 4; round++ {
-		run("write", round, 100+rand.IntN(900))
+	for round := 1; round <= 3; round++ {
+		run("write", round, 30+rand.IntN(300))
 	}
 	run("drain", 0, 0)
 

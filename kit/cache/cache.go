@@ -229,37 +229,54 @@ func (c *Cache[V]) Stats() Stats {
 	}
 }
 
-// lookup returns a copy of key's live entry. Expired entries are dropped.
-func (c *Cache[V]) lookup(key string, now int64) (e entry[V], ok bool) {
+// hit is what a read needs of an entry.
+type hit[V any] struct {
+	val       V
+	neg       bool
+	refreshAt int64
+}
+
+// now returns the clock in unix nanoseconds, or 0 when nothing can expire
+// (no TTLs configured): reads then skip the clock.
+func (c *Cache[V]) now() int64 {
+	if c.opts.TTL == 0 && c.opts.NegativeTTL == 0 {
+		return 0
+	}
+	return c.opts.Now().UnixNano()
+}
+
+// lookup returns what a read needs of key's live entry. Expired entries
+// are dropped.
+func (c *Cache[V]) lookup(key string, now int64) (h hit[V], ok bool) {
 	c.mu.Lock()
 	p := c.s.items[key]
 	if p == nil {
 		c.mu.Unlock()
 		c.c.misses.Add(1)
-		return e, false
+		return h, false
 	}
 	if p.expires != 0 && now >= p.expires {
 		c.s.removeEntry(p)
 		c.mu.Unlock()
 		c.c.expirations.Add(1)
 		c.c.misses.Add(1)
-		return e, false
+		return h, false
 	}
 	c.s.touch(p)
-	e = *p
+	h = hit[V]{val: p.val, neg: p.neg, refreshAt: p.refreshAt}
 	c.mu.Unlock()
-	if e.neg {
+	if h.neg {
 		c.c.negHits.Add(1)
 	} else {
 		c.c.hits.Add(1)
 	}
-	return e, true
+	return h, true
 }
 
 // Get returns the cached value of key: ErrMiss if nothing is cached,
 // ErrNotFound if the key's absence is cached.
 func (c *Cache[V]) Get(key string) (V, error) {
-	e, ok := c.lookup(key, c.opts.Now().UnixNano())
+	e, ok := c.lookup(key, c.now())
 	if !ok {
 		var zero V
 		return zero, ErrMiss
@@ -327,7 +344,7 @@ func (c *Cache[V]) jittered(d time.Duration) int64 {
 }
 
 func (c *Cache[V]) put(key string, v V, neg bool) {
-	now := c.opts.Now().UnixNano()
+	now := c.now()
 	e := entry[V]{val: v, neg: neg, size: EntryOverhead}
 	ttl := c.opts.TTL
 	if neg {
@@ -358,7 +375,7 @@ func (c *Cache[V]) put(key string, v V, neg bool) {
 // next call tries again; ErrNotFound is cached for NegativeTTL. With
 // RefreshAhead set, a hit close to expiry also starts a background reload.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load Loader[V]) (V, error) {
-	now := c.opts.Now().UnixNano()
+	now := c.now()
 	if e, ok := c.lookup(key, now); ok {
 		if e.neg {
 			return e.val, ErrNotFound
