@@ -162,7 +162,7 @@ func (t *Tiered[V]) listen() {
 			}
 			subscribed = true
 		case *redis.Message:
-			from, key, ok := strings.Cut(m.Payload, " ")
+			from, key, ok := parseInvalidation(m.Payload)
 			if !ok || from == t.id {
 				continue
 			}
@@ -193,17 +193,19 @@ func (t *Tiered[V]) GetOrLoad(ctx context.Context, key string, load Loader[V]) (
 		rk := t.opts.Prefix + key
 		raw, err := t.opts.Client.Get(ctx, rk).Bytes()
 		switch {
-		case err == nil && len(raw) > 0 && raw[0] == tagNotFound:
-			t.l2Hits.Add(1)
-			return zero, ErrNotFound
-		case err == nil && len(raw) > 0 && raw[0] == tagValue:
-			v, derr := t.opts.Codec.Decode(raw[1:])
-			if derr == nil {
+		case err == nil:
+			v, notFound, derr := decodeL2(t.opts.Codec, raw)
+			switch {
+			case derr != nil:
+				t.l2Errs.Add(1) // undecodable (another writer's format?): load again
+			case notFound:
+				t.l2Hits.Add(1)
+				return zero, ErrNotFound
+			default:
 				t.l2Hits.Add(1)
 				return v, nil
 			}
-			t.l2Errs.Add(1) // undecodable: reload and overwrite below
-		case err == nil, errors.Is(err, redis.Nil):
+		case errors.Is(err, redis.Nil):
 			t.l2Misses.Add(1)
 		default:
 			t.l2Errs.Add(1)
@@ -219,6 +221,34 @@ func (t *Tiered[V]) GetOrLoad(ctx context.Context, key string, load Loader[V]) (
 		}
 		return v, lerr
 	})
+}
+
+// parseInvalidation splits an invalidation message, "<replica id> <key>".
+func parseInvalidation(payload string) (from, key string, ok bool) {
+	from, key, ok = strings.Cut(payload, " ")
+	return from, key, ok && from != ""
+}
+
+// decodeL2 reads a Redis value: a tag byte ('v' value, 'n' not found),
+// then the encoded value.
+func decodeL2[V any](c Codec[V], raw []byte) (v V, notFound bool, err error) {
+	if len(raw) == 0 {
+		return v, false, errors.New("tiered cache: empty value in redis, want a tag byte")
+	}
+	switch raw[0] {
+	case tagNotFound:
+		if len(raw) != 1 {
+			return v, false, fmt.Errorf("tiered cache: not-found marker with %d trailing bytes", len(raw)-1)
+		}
+		return v, true, nil
+	case tagValue:
+		v, err = c.Decode(raw[1:])
+		if err != nil {
+			return v, false, fmt.Errorf("tiered cache: decoding value from redis: %w", err)
+		}
+		return v, false, nil
+	}
+	return v, false, fmt.Errorf("tiered cache: value in redis starts with %q, want 'v' or 'n'", raw[0])
 }
 
 // fill stores a loaded value unless a write got there first.

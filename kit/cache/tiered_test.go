@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,3 +183,75 @@ func (s stringStore) Save(ctx context.Context, k, v string) error {
 	return s.s.Save(ctx, k, []byte(v))
 }
 func (s stringStore) Remove(ctx context.Context, k string) error { return s.s.Remove(ctx, k) }
+
+func TestTieredResyncsAfterLostSubscription(t *testing.T) {
+	c, prefix := redisT(t)
+	ctx := context.Background()
+	a := newTiered(t, c, prefix)
+	name := "kitcache-" + prefix[len(prefix)-13:len(prefix)-1]
+	bc := redis.NewClient(&redis.Options{Addr: testRedisAddr, ClientName: name})
+	defer bc.Close()
+	l1 := newT(t, Options[string]{TTL: time.Hour})
+	b, err := NewTiered(ctx, l1, TieredOptions[string]{Client: bc, Prefix: prefix, Codec: StringCodec()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	load := func(context.Context, string) (string, error) { return "v1", nil }
+	if v, _ := b.GetOrLoad(ctx, "k", load); v != "v1" {
+		t.Fatalf("first read %q", v)
+	}
+	// Cut b's connections (its subscription among them) on the server side.
+	list, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+name+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if id, ok := strings.CutPrefix(f, "id="); ok {
+				if err := c.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err == nil {
+					killed++
+				}
+			}
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("found no connection named %s to cut", name)
+	}
+	if err := a.Put(ctx, "k", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	// Whether b got the message or missed it, it must not keep serving v1.
+	waitFor(t, func() bool { v, _ := b.GetOrLoad(ctx, "k", load); return v == "v2" })
+	waitFor(t, func() bool { return b.Stats().Resyncs >= 1 })
+}
+
+func FuzzDecodeL2(f *testing.F) {
+	f.Add([]byte("vhello"), "id key")
+	f.Add([]byte("n"), "id")
+	f.Add([]byte("nx"), " key")
+	f.Add([]byte{}, "")
+	f.Add([]byte("\x00"), "a b c")
+	f.Fuzz(func(t *testing.T, raw []byte, msg string) {
+		v, nf, err := decodeL2(BytesCodec(), raw)
+		if err == nil && !nf {
+			if raw[0] != tagValue || string(v) != string(raw[1:]) {
+				t.Fatalf("decoded %q from %q", v, raw)
+			}
+		}
+		if nf && (err != nil || string(raw) != "n") {
+			t.Fatalf("not-found from %q (err %v)", raw, err)
+		}
+		if err == nil && len(raw) == 0 {
+			t.Fatal("empty value decoded")
+		}
+		from, key, ok := parseInvalidation(msg)
+		if ok && (from == "" || from+" "+key != msg) {
+			t.Fatalf("parse %q: %q %q", msg, from, key)
+		}
+	})
+}
