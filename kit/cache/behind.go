@@ -460,11 +460,8 @@ func (w *WriteBehind[V]) flushOnce() (int, error) {
 			toCache = append(toCache, pw.w)
 		}
 	}
-	w.npending -= len(batch)
-	w.flushed = upto
-	close(w.progress)
-	w.progress = make(chan struct{})
 	w.mu.Unlock()
+	// Cache what is now stored before Flush's waiters hear of it.
 	for _, wr := range toCache {
 		if wr.Delete {
 			w.cache.Invalidate(ctx, wr.Key)
@@ -472,6 +469,12 @@ func (w *WriteBehind[V]) flushOnce() (int, error) {
 			w.cache.Put(ctx, wr.Key, wr.Value)
 		}
 	}
+	w.mu.Lock()
+	w.npending -= len(batch)
+	w.flushed = upto
+	close(w.progress)
+	w.progress = make(chan struct{})
+	w.mu.Unlock()
 	return len(batch), nil
 }
 

@@ -36,11 +36,13 @@ func TestWriteBehindFlushesInBatches(t *testing.T) {
 	dir := t.TempDir()
 	s := openSQLStore(t, filepath.Join(dir, "store.db"))
 	c := newT(t, Options[[]byte]{})
-	// The store is down while the writes arrive, so they all wait in the
-	// buffer and go in one batch, each key's repeats collapsed to its newest.
+	// The store is down while the writes arrive and the buffer is closed
+	// and reopened before it comes back, so the replay sends them all in
+	// one batch, each key's repeats collapsed to its newest.
 	down := errors.New("down")
 	s.fail.Store(&down)
-	w := openWB(t, c, s, filepath.Join(dir, "buf.db"), func(o *WriteBehindOptions[[]byte]) { o.BatchSize = 200 })
+	big := func(o *WriteBehindOptions[[]byte]) { o.BatchSize = 200 }
+	w := openWB(t, c, s, filepath.Join(dir, "buf.db"), big)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -59,7 +61,9 @@ func TestWriteBehindFlushesInBatches(t *testing.T) {
 	if _, err := w.Get(ctx, "g0-0"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("buffered delete: %v", err)
 	}
+	w.Close()
 	s.fail.Store(nil)
+	w = openWB(t, c, s, filepath.Join(dir, "buf.db"), big)
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
