@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the write-behind buffer's database
@@ -146,6 +147,8 @@ type WriteBehind[V any] struct {
 	quit      chan struct{}
 	wg        sync.WaitGroup // committer and flusher
 	appending sync.WaitGroup // appends accepted before Close
+
+	commits atomic.Uint64 // buffer transactions (group commits) so far
 
 	mu       sync.Mutex
 	pending  map[string]pendingWrite[V] // newest unflushed write per key
@@ -355,6 +358,7 @@ func (w *WriteBehind[V]) commit(batch []*appendReq) {
 		}
 		return tx.Commit()
 	}()
+	w.commits.Add(1)
 	for _, r := range batch {
 		r.err = err
 		close(r.done)

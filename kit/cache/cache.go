@@ -35,6 +35,7 @@ type PanicError struct {
 	Stack []byte // the Loader's goroutine stack at the panic
 }
 
+// Error names the key and what the Loader panicked with.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("cache: loading %q: loader panicked: %v", e.Key, e.Value)
 }
