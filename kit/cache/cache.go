@@ -173,6 +173,9 @@ type Cache[V any] struct {
 	stop   context.CancelFunc
 	loads  sync.WaitGroup
 	closed atomic.Bool
+	// expiring is set once any entry can expire (a TTL option, or SetTTL);
+	// until then reads skip the clock.
+	expiring atomic.Bool
 }
 
 // call is one in-flight load shared by every caller of the same key.
@@ -194,6 +197,7 @@ func New[V any](opts Options[V]) (*Cache[V], error) {
 		c.sizer = defaultSizer[V]
 	}
 	c.s.init(opts.Policy, opts.MaxBytes)
+	c.expiring.Store(opts.TTL > 0 || opts.NegativeTTL > 0)
 	c.life, c.stop = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -240,7 +244,7 @@ type hit[V any] struct {
 // now returns the clock in unix nanoseconds, or 0 when nothing can expire
 // (no TTLs configured): reads then skip the clock.
 func (c *Cache[V]) now() int64 {
-	if c.opts.TTL == 0 && c.opts.NegativeTTL == 0 {
+	if !c.expiring.Load() {
 		return 0
 	}
 	return c.opts.Now().UnixNano()
@@ -295,6 +299,16 @@ func (c *Cache[V]) Set(key string, v V) {
 	c.put(key, v, false)
 }
 
+// SetTTL caches v under key for ttl (with jitter) instead of the
+// configured TTL; ttl 0 means until evicted or deleted.
+func (c *Cache[V]) SetTTL(key string, v V, ttl time.Duration) {
+	if ttl > 0 && !c.expiring.Load() {
+		c.expiring.Store(true)
+	}
+	c.invalidateFlight(key)
+	c.putTTL(key, v, false, ttl)
+}
+
 // SetNotFound caches key's absence for NegativeTTL (with jitter); a no-op
 // when NegativeTTL is 0.
 func (c *Cache[V]) SetNotFound(key string) {
@@ -345,12 +359,20 @@ func (c *Cache[V]) jittered(d time.Duration) int64 {
 }
 
 func (c *Cache[V]) put(key string, v V, neg bool) {
-	now := c.now()
-	e := entry[V]{val: v, neg: neg, size: EntryOverhead}
 	ttl := c.opts.TTL
 	if neg {
 		ttl = c.opts.NegativeTTL
-	} else {
+	}
+	c.putTTL(key, v, neg, ttl)
+}
+
+func (c *Cache[V]) putTTL(key string, v V, neg bool, ttl time.Duration) {
+	var now int64
+	if ttl > 0 {
+		now = c.opts.Now().UnixNano()
+	}
+	e := entry[V]{val: v, neg: neg, size: EntryOverhead}
+	if !neg {
 		e.size += c.sizer(key, v)
 	}
 	if ttl > 0 {

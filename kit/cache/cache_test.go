@@ -435,3 +435,20 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestSetTTLPerEntry(t *testing.T) {
+	clk := newClock()
+	c := newT(t, Options[[]byte]{Now: clk.Now}) // no default TTL
+	c.Set("forever", val(0))
+	c.SetTTL("short", val(1), 10*time.Second)
+	c.SetTTL("long", val(2), time.Hour)
+	clk.Advance(11 * time.Second)
+	if _, err := c.Get("short"); !errors.Is(err, ErrMiss) {
+		t.Fatalf("short after its TTL: %v", err)
+	}
+	for _, k := range []string{"forever", "long"} {
+		if _, err := c.Get(k); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
+}
