@@ -368,6 +368,13 @@ func (w *WriteBehind[V]) commit(batch []*appendReq) {
 // flusher sends buffered writes to the store, oldest first, in batches.
 func (w *WriteBehind[V]) flusher() {
 	defer w.wg.Done()
+	// Close cancels a store call in progress rather than wait on a hung store.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-w.quit
+		cancel()
+	}()
 	backoff := time.Duration(0)
 	for {
 		if backoff > 0 {
@@ -375,8 +382,10 @@ func (w *WriteBehind[V]) flusher() {
 				return
 			}
 		}
-		n, err := w.flushOnce()
+		n, err := w.flushOnce(ctx)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return // closing
 		case err != nil:
 			if w.opts.OnFlushError != nil {
 				w.opts.OnFlushError(err)
@@ -414,8 +423,7 @@ func (w *WriteBehind[V]) sleep(d time.Duration) bool {
 
 // flushOnce moves up to BatchSize of the oldest buffered writes to the
 // store and returns how many it moved.
-func (w *WriteBehind[V]) flushOnce() (int, error) {
-	ctx := context.Background()
+func (w *WriteBehind[V]) flushOnce(ctx context.Context) (int, error) {
 	rows, err := w.db.QueryContext(ctx, `SELECT seq, key, del, val FROM write_behind ORDER BY seq LIMIT ?`, w.opts.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("write-behind: reading buffer: %w", err)
@@ -546,9 +554,9 @@ func (w *WriteBehind[V]) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the flusher after its current batch and closes the buffer.
-// Writes not yet flushed stay in the buffer for the next OpenWriteBehind;
-// call Flush first to drain them.
+// Close stops the flusher (cancelling a store call in progress) and closes
+// the buffer. Writes not yet flushed stay in the buffer for the next
+// OpenWriteBehind; call Flush first to drain them.
 func (w *WriteBehind[V]) Close() error {
 	w.mu.Lock()
 	if w.closed {
