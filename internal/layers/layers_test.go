@@ -31,6 +31,7 @@ var floors = map[string]int{
 	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
 	"kit/resilient": 2,
 	"kit/message": 2, "kit/message/messagetest": 3,
+	"kit/cache": 2,
 	// 3: the request path, the broker's servers and client.
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
