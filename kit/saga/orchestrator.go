@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/kit/store"
@@ -45,6 +47,10 @@ type Orchestrator struct {
 
 	mu   sync.RWMutex
 	defs map[string]*Definition
+
+	claimsMu  sync.Mutex
+	claims    map[*claim]struct{}
+	renewedAt atomic.Int64 // unix ms when the last successful renewal started
 }
 
 // New returns an orchestrator over db, after creating or upgrading the
@@ -74,7 +80,7 @@ func New(ctx context.Context, db *store.DB, opts Options) (*Orchestrator, error)
 	if err := Migrate(ctx, db); err != nil {
 		return nil, err
 	}
-	return &Orchestrator{db: db, opts: opts, defs: map[string]*Definition{}}, nil
+	return &Orchestrator{db: db, opts: opts, defs: map[string]*Definition{}, claims: map[*claim]struct{}{}}, nil
 }
 
 // Owner is the name this replica claims sagas under.
@@ -182,10 +188,29 @@ func scanRow(sc interface{ Scan(...any) error }) (*row, error) {
 	return r, err
 }
 
-// errLostClaim means another replica took the saga over (this one was
-// too slow to renew): the transition is dropped and the other replica
-// repeats the step under the same idempotency key.
-var errLostClaim = errors.New("saga: claim lost to another replica")
+// ErrClaimLost means this replica's claim on the saga lapsed (its
+// renewals did not get through in time) or another replica took the saga
+// over: the step's outcome is dropped and the saga's current holder runs
+// the step again under the same idempotency key. A step's context is
+// cancelled when the claim is about to lapse, and StepContext.Fence
+// refuses a write in the saga's database after it has.
+var ErrClaimLost = errors.New("saga: claim on the saga lost")
+
+// claim is a saga this replica drives, watched so that a step still
+// running when the claim is about to lapse is cancelled.
+type claim struct {
+	id     string
+	at     int64 // unix ms when the claiming statement started
+	mu     sync.Mutex
+	cancel context.CancelFunc // of the step running, if any
+	lost   bool
+}
+
+func (c *claim) isLost() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
+}
 
 // Run drives due sagas until ctx ends, then waits for the steps in
 // flight to return (they see ctx cancelled) and returns nil. Errors of
@@ -215,7 +240,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 		wait := time.Duration(0)
 		if free := n - running; free > 0 {
-			rows, err := o.claim(ctx, free)
+			rows, at, err := o.claim(ctx, free)
 			if err != nil && ctx.Err() == nil {
 				o.opts.Logger.Error("saga: claiming due sagas", "err", err)
 				wait = o.opts.PollInterval
@@ -225,7 +250,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					o.drive(ctx, r)
+					o.drive(ctx, r, at)
 					freed <- struct{}{}
 				}()
 			}
@@ -271,7 +296,7 @@ func (o *Orchestrator) untilDue(ctx context.Context) time.Duration {
 }
 
 // claim takes up to n due, unclaimed sagas for this replica.
-func (o *Orchestrator) claim(ctx context.Context, n int) ([]*row, error) {
+func (o *Orchestrator) claim(ctx context.Context, n int) ([]*row, int64, error) {
 	now := time.Now().UnixMilli()
 	lock := ""
 	if o.db.Dialect == store.Postgres {
@@ -283,34 +308,91 @@ func (o *Orchestrator) claim(ctx context.Context, n int) ([]*row, error) {
 		RETURNING `+rowColumns,
 		o.opts.Owner, now+o.opts.ClaimTTL.Milliseconds(), now, now, now, n)
 	if err != nil {
-		return nil, err
+		return nil, now, err
 	}
 	defer rs.Close()
 	var out []*row
 	for rs.Next() {
 		r, err := scanRow(rs)
 		if err != nil {
-			return out, err
+			return out, now, err
 		}
 		out = append(out, r)
 	}
-	return out, rs.Err()
+	return out, now, rs.Err()
 }
 
-// renewLoop extends this replica's claims every ClaimTTL/3.
+// renewLoop extends this replica's claims every ClaimTTL/4 and, between
+// renewals, cancels the steps whose claim is about to lapse because
+// renewals did not get through (a stalled database, a paused process).
 func (o *Orchestrator) renewLoop(ctx context.Context) {
-	t := time.NewTicker(o.opts.ClaimTTL / 3)
+	ttl := o.opts.ClaimTTL
+	t := time.NewTicker(max(ttl/8, time.Millisecond))
 	defer t.Stop()
+	var renewing atomic.Bool
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		now := time.Now().UnixMilli()
-		if _, err := o.db.Exec(ctx, "UPDATE sy_sagas SET claim_until_ms = ? WHERE owner = ? AND claim_until_ms > ?",
-			now+o.opts.ClaimTTL.Milliseconds(), o.opts.Owner, now); err != nil && ctx.Err() == nil {
-			o.opts.Logger.Error("saga: renewing claims", "err", err)
+		if time.Since(last) >= ttl/4 && renewing.CompareAndSwap(false, true) {
+			last = time.Now()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer renewing.Store(false)
+				now := time.Now().UnixMilli()
+				// Only the sagas a worker drives: a claim left behind
+				// (a worker that gave up) must lapse.
+				args := []any{now + ttl.Milliseconds(), o.opts.Owner, now}
+				o.claimsMu.Lock()
+				for c := range o.claims {
+					args = append(args, c.id)
+				}
+				o.claimsMu.Unlock()
+				if len(args) == 3 {
+					o.renewedAt.Store(now)
+					return
+				}
+				if _, err := o.db.Exec(ctx, "UPDATE sy_sagas SET claim_until_ms = ? WHERE owner = ? AND claim_until_ms > ? AND id IN (?"+
+					strings.Repeat(", ?", len(args)-4)+")", args...); err != nil {
+					if ctx.Err() == nil {
+						o.opts.Logger.Error("saga: renewing claims", "err", err)
+					}
+					return
+				}
+				o.renewedAt.Store(now)
+			}()
+		}
+		o.watch()
+	}
+}
+
+// validUntil is when c lapses unless renewed again.
+func (o *Orchestrator) validUntil(c *claim) int64 {
+	return max(c.at, o.renewedAt.Load()) + o.opts.ClaimTTL.Milliseconds()
+}
+
+// claimMargin is how long before its claim lapses a step is cancelled.
+func (o *Orchestrator) claimMargin() int64 { return max(o.opts.ClaimTTL.Milliseconds()/4, 1) }
+
+// watch cancels the steps whose claim lapses within claimMargin.
+func (o *Orchestrator) watch() {
+	now := time.Now().UnixMilli()
+	o.claimsMu.Lock()
+	defer o.claimsMu.Unlock()
+	for c := range o.claims {
+		if now >= o.validUntil(c)-o.claimMargin() {
+			c.mu.Lock()
+			c.lost = true
+			if c.cancel != nil {
+				c.cancel()
+			}
+			c.mu.Unlock()
 		}
 	}
 }
@@ -332,10 +414,23 @@ func (o *Orchestrator) holdLimit() time.Duration { return min(o.opts.ClaimTTL/3,
 
 // drive runs the claimed saga r step by step while it is due and the
 // claim holds.
-func (o *Orchestrator) drive(ctx context.Context, r *row) {
+func (o *Orchestrator) drive(ctx context.Context, r *row, claimedAt int64) {
+	c := &claim{id: r.id, at: claimedAt}
+	o.claimsMu.Lock()
+	o.claims[c] = struct{}{}
+	o.claimsMu.Unlock()
+	defer func() {
+		o.claimsMu.Lock()
+		delete(o.claims, c)
+		o.claimsMu.Unlock()
+	}()
 	for {
 		if ctx.Err() != nil {
 			o.release(r, 0)
+			return
+		}
+		if c.isLost() || time.Now().UnixMilli() >= o.validUntil(c)-o.claimMargin() {
+			o.release(r, 0) // fenced: a no-op if another replica has it
 			return
 		}
 		def := o.def(r.name)
@@ -344,14 +439,15 @@ func (o *Orchestrator) drive(ctx context.Context, r *row) {
 			o.release(r, o.opts.ClaimTTL)
 			return
 		}
-		if err := o.advance(ctx, def, r); err != nil {
+		if err := o.advance(ctx, c, def, r); err != nil {
 			if ctx.Err() != nil {
 				o.release(r, 0)
 				return
 			}
-			if !errors.Is(err, errLostClaim) {
-				o.opts.Logger.Error("saga: recording a transition (the step runs again when the claim expires)", "saga", r.id, "err", err)
+			if !errors.Is(err, ErrClaimLost) {
+				o.opts.Logger.Error("saga: recording a transition (the step runs again)", "saga", r.id, "err", err)
 			}
+			o.release(r, 0) // fenced: a no-op if another replica has it
 			return
 		}
 		if r.releaseOnSave {
@@ -381,26 +477,34 @@ func prevCompensable(def *Definition, i int) int {
 	return -1
 }
 
-// call runs f with the step's timeout, turning a panic into an error.
-func call(ctx context.Context, timeout time.Duration, f func(ctx context.Context) error) (err error) {
+// call runs f with the step's timeout, cancelled early if the claim is
+// about to lapse, turning a panic into an error.
+func call(ctx context.Context, c *claim, timeout time.Duration, f func(ctx context.Context) error) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	c.mu.Lock()
+	if c.lost {
+		c.mu.Unlock()
+		return ErrClaimLost
+	}
+	c.cancel = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cancel = nil
+		c.mu.Unlock()
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
 		}
 	}()
-	err = f(ctx)
-	if err == nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		// Returned nil after its deadline: accept it, it did its work.
-		return nil
-	}
-	return err
+	return f(ctx)
 }
 
 // advance runs the next action, reply check or compensation of r and
 // commits the outcome, updating r.
-func (o *Orchestrator) advance(ctx context.Context, def *Definition, r *row) error {
+func (o *Orchestrator) advance(ctx context.Context, c *claim, def *Definition, r *row) error {
 	now := time.Now()
 	next := *r
 	next.releaseOnSave = false
@@ -418,7 +522,7 @@ func (o *Orchestrator) advance(ctx context.Context, def *Definition, r *row) err
 	pol := def.policy(idx)
 	timeout := def.timeout(idx)
 	sc := &StepContext{SagaID: r.id, Saga: r.name, Step: st.Name, Attempt: r.attempt + 1,
-		input: []byte(r.input), data: []byte(r.data)}
+		input: []byte(r.input), data: []byte(r.data), token: r.token}
 
 	switch r.state {
 	case Running:
@@ -428,13 +532,13 @@ func (o *Orchestrator) advance(ctx context.Context, def *Definition, r *row) err
 		case r.awaiting && r.reply.Valid:
 			ev.Phase = "reply"
 			reply := []byte(r.reply.String)
-			err = call(ctx, timeout, func(ctx context.Context) error { return st.OnReply(ctx, sc, reply) })
+			err = call(ctx, c, timeout, func(ctx context.Context) error { return st.OnReply(ctx, sc, reply) })
 		case r.awaiting:
 			ev.Phase, ev.Outcome = "reply", "timeout"
 			err = fmt.Errorf("no reply to step %s within %v", st.Name, timeout)
 		default:
 			ev.Phase = "action"
-			err = call(ctx, timeout, func(ctx context.Context) error { return st.Action(ctx, sc) })
+			err = call(ctx, c, timeout, func(ctx context.Context) error { return st.Action(ctx, sc) })
 			if err == nil && st.OnReply != nil {
 				// Command sent: wait for the reply (save keeps a reply
 				// that has already arrived and makes the saga due).
@@ -448,6 +552,9 @@ func (o *Orchestrator) advance(ctx context.Context, def *Definition, r *row) err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err() // shutting down: the attempt does not count
+		}
+		if c.isLost() {
+			return ErrClaimLost // the saga's next holder repeats the attempt
 		}
 		next.awaiting, next.reply = false, sql.NullString{}
 		if err == nil {
@@ -489,10 +596,13 @@ func (o *Orchestrator) advance(ctx context.Context, def *Definition, r *row) err
 		sc.IdempotencyKey = CompensationKey(r.id, st.Name)
 		var err error
 		if st.Compensation != nil {
-			err = call(ctx, timeout, func(ctx context.Context) error { return st.Compensation(ctx, sc) })
+			err = call(ctx, c, timeout, func(ctx context.Context) error { return st.Compensation(ctx, sc) })
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if c.isLost() {
+			return ErrClaimLost
 		}
 		if err == nil {
 			next.data = string(sc.data)
@@ -537,7 +647,7 @@ func (o *Orchestrator) save(ctx context.Context, r, next *row, ev Event, now tim
 			return err
 		}
 		if token != r.token {
-			return errLostClaim
+			return ErrClaimLost
 		}
 		n := *next
 		if n.awaiting && !r.awaiting {

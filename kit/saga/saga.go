@@ -43,6 +43,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/kit/store"
 	"github.com/switchyard/switchyard/retry"
 )
 
@@ -211,6 +212,26 @@ type StepContext struct {
 	input json.RawMessage
 	data  json.RawMessage
 	dirty bool
+	token int64
+}
+
+// Fence checks, inside tx (a transaction on the saga's own database),
+// that this execution still holds the saga's claim, and keeps another
+// replica from taking it until tx ends. A step whose effect is a write
+// in the same database calls it first: the write then commits only if
+// no other replica has taken the saga over, so a stalled replica's late
+// execution cannot land after the saga moved on. It is ErrClaimLost when
+// the claim is gone.
+func (sc *StepContext) Fence(ctx context.Context, tx *store.Tx) error {
+	var token int64
+	err := tx.QueryRow(ctx, "SELECT claim_token FROM sy_sagas WHERE id = ?"+forUpdate(tx.Dialect()), sc.SagaID).Scan(&token)
+	if err != nil {
+		return fmt.Errorf("saga %s: fence: %w", sc.SagaID, err)
+	}
+	if token != sc.token {
+		return ErrClaimLost
+	}
+	return nil
 }
 
 // Input decodes the saga's input (as given to Start) into v.
