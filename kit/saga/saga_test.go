@@ -389,6 +389,24 @@ func TestSaga(t *testing.T) {
 			}
 		})
 
+		t.Run("changed definition parks", func(t *testing.T) {
+			noop := func(ctx context.Context, sc *saga.StepContext) error { return nil }
+			v1 := &saga.Definition{Name: "changing", Steps: []saga.Step{{Name: "a", Action: noop}, {Name: "b", Action: noop}}}
+			v2 := &saga.Definition{Name: "changing", Steps: []saga.Step{{Name: "b2", Action: noop}, {Name: "c", Action: noop}}}
+			if err := saga.Migrate(ctx, db); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.InTx(ctx, func(tx *store.Tx) error { return saga.Start(ctx, tx, v1, "ch-1", nil) }); err != nil {
+				t.Fatal(err)
+			}
+			o := newOrch(t, db, v2)
+			run(t, o)
+			i := wait(t, o, "ch-1")
+			if i.State != saga.Parked || !strings.Contains(i.LastError, `no step "a" at position 1`) {
+				t.Errorf("%s %q", i.State, i.LastError)
+			}
+		})
+
 		t.Run("replicas never run a saga at once", func(t *testing.T) {
 			var mu sync.Mutex
 			busy := map[string]bool{}
