@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,8 @@ type Orchestrator struct {
 	mu   sync.RWMutex
 	defs map[string]*Definition
 
+	saves chan *saveReq // to the committer
+
 	claimsMu  sync.Mutex
 	claims    map[*claim]struct{}
 	renewedAt atomic.Int64 // unix ms when the last successful renewal started
@@ -80,7 +83,8 @@ func New(ctx context.Context, db *store.DB, opts Options) (*Orchestrator, error)
 	if err := Migrate(ctx, db); err != nil {
 		return nil, err
 	}
-	return &Orchestrator{db: db, opts: opts, defs: map[string]*Definition{}, claims: map[*claim]struct{}{}}, nil
+	return &Orchestrator{db: db, opts: opts, defs: map[string]*Definition{}, claims: map[*claim]struct{}{},
+		saves: make(chan *saveReq, maxBatch)}, nil
 }
 
 // Owner is the name this replica claims sagas under.
@@ -219,7 +223,24 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	wake, stop := o.db.Listen(wakeChannel)
 	defer stop()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	stopCommit, commitDone := make(chan struct{}), make(chan struct{})
+	// SQLite has one writer; PostgreSQL commits in parallel (and its
+	// server groups their fsyncs), so it gets several committers.
+	committers := 1
+	if o.db.Dialect == store.Postgres {
+		committers = 4
+	}
+	var cwg sync.WaitGroup
+	for range committers {
+		cwg.Add(1)
+		go func() { defer cwg.Done(); o.committer(stopCommit) }()
+	}
+	go func() { cwg.Wait(); close(commitDone) }()
+	defer func() {
+		wg.Wait() // the workers, which may still save
+		close(stopCommit)
+		<-commitDone
+	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); o.renewLoop(ctx) }()
 
@@ -358,8 +379,15 @@ func (o *Orchestrator) renewLoop(ctx context.Context) {
 					o.renewedAt.Store(now)
 					return
 				}
-				if _, err := o.db.Exec(ctx, "UPDATE sy_sagas SET claim_until_ms = ? WHERE owner = ? AND claim_until_ms > ? AND id IN (?"+
-					strings.Repeat(", ?", len(args)-4)+")", args...); err != nil {
+				// Rows a transition is writing right now are skipped
+				// (the transition renews them itself): waiting for them
+				// could deadlock with the committer's batch.
+				skip := ""
+				if o.db.Dialect == store.Postgres {
+					skip = " FOR UPDATE SKIP LOCKED"
+				}
+				if _, err := o.db.Exec(ctx, "UPDATE sy_sagas SET claim_until_ms = ? WHERE id IN (SELECT id FROM sy_sagas WHERE owner = ? AND claim_until_ms > ? AND id IN (?"+
+					strings.Repeat(", ?", len(args)-4)+")"+skip+")", args...); err != nil {
 					if ctx.Err() == nil {
 						o.opts.Logger.Error("saga: renewing claims", "err", err)
 					}
@@ -632,62 +660,125 @@ func (o *Orchestrator) advance(ctx context.Context, c *claim, def *Definition, r
 	return o.save(ctx, r, &next, Event{}, now)
 }
 
+// saveReq is a transition waiting for the committer.
+type saveReq struct {
+	r, next *row
+	ev      Event
+	now     time.Time
+	saved   row
+	err     error // this transition's own outcome (ErrClaimLost)
+	done    chan error
+}
+
+// maxBatch is the most transitions the committer writes in one
+// transaction.
+const maxBatch = 64
+
 // save commits the transition from r to next with its history event,
-// fenced by r's claim token, and makes next the current row.
+// fenced by r's claim token, and makes next the current row. The
+// committer writes the transitions of all workers that arrive together
+// in one transaction (group commit): each is durable when save returns,
+// and one fsync serves many.
 func (o *Orchestrator) save(ctx context.Context, r, next *row, ev Event, now time.Time) error {
 	if next.state.Final() {
 		next.releaseOnSave = true
 	}
-	var saved row
-	err := o.db.InTx(ctx, func(tx *store.Tx) error {
-		var token, version int64
-		var reply sql.NullString
-		err := tx.QueryRow(ctx, "SELECT claim_token, version, reply FROM sy_sagas WHERE id = ?"+forUpdate(o.db.Dialect), r.id).Scan(&token, &version, &reply)
-		if err != nil {
-			return err
+	req := &saveReq{r: r, next: next, ev: ev, now: now, done: make(chan error, 1)}
+	o.saves <- req
+	if err := <-req.done; err != nil {
+		return err
+	}
+	*r = req.saved
+	return nil
+}
+
+// committer writes the transitions sent to save until stop closes.
+func (o *Orchestrator) committer(stop <-chan struct{}) {
+	for {
+		var batch []*saveReq
+		select {
+		case <-stop:
+			return
+		case req := <-o.saves:
+			batch = append(batch, req)
 		}
-		if token != r.token {
-			return ErrClaimLost
-		}
-		n := *next
-		if n.awaiting && !r.awaiting {
-			// The reply may have come before the send was recorded.
-			n.reply = reply
-			if reply.Valid {
-				n.waitUntil, n.releaseOnSave = 0, false
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case req := <-o.saves:
+				batch = append(batch, req)
+			default:
+				break more
 			}
 		}
-		owner, claimUntil := "", int64(0)
-		if !n.releaseOnSave {
-			owner, claimUntil = o.opts.Owner, now.UnixMilli()+o.opts.ClaimTTL.Milliseconds()
-		}
-		awaiting := 0
-		if n.awaiting {
-			awaiting = 1
-		}
-		if _, err := tx.Exec(ctx, `UPDATE sy_sagas SET state = ?, step = ?, step_name = ?, attempt = ?, awaiting = ?, reply = ?, data = ?,
-			failed_step = ?, last_error = ?, wait_until_ms = ?, owner = ?, claim_until_ms = ?, version = ?, updated_ms = ? WHERE id = ?`,
-			string(n.state), n.step, n.stepName, n.attempt, awaiting, n.reply, n.data, n.failedStep, n.lastError, n.waitUntil,
-			owner, claimUntil, version+1, now.UnixMilli(), r.id); err != nil {
-			return err
-		}
-		if ev.Phase != "" {
-			if _, err := tx.Exec(ctx, "INSERT INTO sy_saga_history (saga_id, seq, phase, step, attempt, outcome, error, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-				r.id, version+1, ev.Phase, ev.Step, ev.Attempt, ev.Outcome, ev.Error, now.UnixMilli()); err != nil {
-				return err
+		// One lock order for every batch.
+		slices.SortFunc(batch, func(a, b *saveReq) int { return strings.Compare(a.r.id, b.r.id) })
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := o.db.InTx(ctx, func(tx *store.Tx) error {
+			for _, req := range batch {
+				req.err = o.saveIn(ctx, tx, req)
+				if req.err != nil && !errors.Is(req.err, ErrClaimLost) {
+					return req.err
+				}
+			}
+			return nil
+		})
+		cancel()
+		for _, req := range batch {
+			if err != nil {
+				req.done <- err
+			} else {
+				req.done <- req.err
 			}
 		}
-		if n.state.Final() {
-			if err := tx.Notify(ctx, doneChannel); err != nil {
-				return err
-			}
-		}
-		saved = n
-		return nil
-	})
+	}
+}
+
+// saveIn writes one transition in tx; ErrClaimLost writes nothing.
+func (o *Orchestrator) saveIn(ctx context.Context, tx *store.Tx, req *saveReq) error {
+	r, now, ev := req.r, req.now, req.ev
+	var token, version int64
+	var reply sql.NullString
+	err := tx.QueryRow(ctx, "SELECT claim_token, version, reply FROM sy_sagas WHERE id = ?"+forUpdate(o.db.Dialect), r.id).Scan(&token, &version, &reply)
 	if err != nil {
 		return err
 	}
-	*r = saved
+	if token != r.token {
+		return ErrClaimLost
+	}
+	n := *req.next
+	if n.awaiting && !r.awaiting {
+		// The reply may have come before the send was recorded.
+		n.reply = reply
+		if reply.Valid {
+			n.waitUntil, n.releaseOnSave = 0, false
+		}
+	}
+	owner, claimUntil := "", int64(0)
+	if !n.releaseOnSave {
+		owner, claimUntil = o.opts.Owner, now.UnixMilli()+o.opts.ClaimTTL.Milliseconds()
+	}
+	awaiting := 0
+	if n.awaiting {
+		awaiting = 1
+	}
+	if _, err := tx.Exec(ctx, `UPDATE sy_sagas SET state = ?, step = ?, step_name = ?, attempt = ?, awaiting = ?, reply = ?, data = ?,
+		failed_step = ?, last_error = ?, wait_until_ms = ?, owner = ?, claim_until_ms = ?, version = ?, updated_ms = ? WHERE id = ?`,
+		string(n.state), n.step, n.stepName, n.attempt, awaiting, n.reply, n.data, n.failedStep, n.lastError, n.waitUntil,
+		owner, claimUntil, version+1, now.UnixMilli(), r.id); err != nil {
+		return err
+	}
+	if ev.Phase != "" {
+		if _, err := tx.Exec(ctx, "INSERT INTO sy_saga_history (saga_id, seq, phase, step, attempt, outcome, error, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			r.id, version+1, ev.Phase, ev.Step, ev.Attempt, ev.Outcome, ev.Error, now.UnixMilli()); err != nil {
+			return err
+		}
+	}
+	if n.state.Final() {
+		if err := tx.Notify(ctx, doneChannel); err != nil {
+			return err
+		}
+	}
+	req.saved = n
 	return nil
 }
