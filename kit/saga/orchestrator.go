@@ -472,10 +472,14 @@ func (o *Orchestrator) drive(ctx context.Context, r *row, claimedAt int64) {
 				o.release(r, 0)
 				return
 			}
-			if !errors.Is(err, ErrClaimLost) {
-				o.opts.Logger.Error("saga: recording a transition (the step runs again)", "saga", r.id, "err", err)
+			if errors.Is(err, ErrClaimLost) {
+				o.release(r, 0) // fenced: a no-op if another replica has it
+				return
 			}
-			o.release(r, 0) // fenced: a no-op if another replica has it
+			// The database refused the transition: the step runs again,
+			// after a pause so that a lasting fault does not spin.
+			o.opts.Logger.Error("saga: recording a transition (the step runs again)", "saga", r.id, "err", err)
+			o.release(r, o.opts.PollInterval)
 			return
 		}
 		if r.releaseOnSave {
@@ -737,40 +741,53 @@ func (o *Orchestrator) committer(stop <-chan struct{}) {
 // saveIn writes one transition in tx; ErrClaimLost writes nothing.
 func (o *Orchestrator) saveIn(ctx context.Context, tx *store.Tx, req *saveReq) error {
 	r, now, ev := req.r, req.now, req.ev
-	var token, version int64
-	var reply sql.NullString
-	err := tx.QueryRow(ctx, "SELECT claim_token, version, reply FROM sy_sagas WHERE id = ?"+forUpdate(o.db.Dialect), r.id).Scan(&token, &version, &reply)
-	if err != nil {
-		return err
-	}
-	if token != r.token {
-		return ErrClaimLost
-	}
 	n := *req.next
-	if n.awaiting && !r.awaiting {
-		// The reply may have come before the send was recorded.
-		n.reply = reply
-		if reply.Valid {
-			n.waitUntil, n.releaseOnSave = 0, false
-		}
+	// Entering the wait for a reply keeps a reply that came before the
+	// send was recorded, and then stays due and claimed.
+	keepReply := n.awaiting && !r.awaiting
+	keep := 0
+	if keepReply {
+		keep = 1
 	}
 	owner, claimUntil := "", int64(0)
 	if !n.releaseOnSave {
 		owner, claimUntil = o.opts.Owner, now.UnixMilli()+o.opts.ClaimTTL.Milliseconds()
 	}
+	keepOwner, keepUntil := o.opts.Owner, now.UnixMilli()+o.opts.ClaimTTL.Milliseconds()
 	awaiting := 0
 	if n.awaiting {
 		awaiting = 1
 	}
-	if _, err := tx.Exec(ctx, `UPDATE sy_sagas SET state = ?, step = ?, step_name = ?, attempt = ?, awaiting = ?, reply = ?, data = ?,
-		failed_step = ?, last_error = ?, wait_until_ms = ?, owner = ?, claim_until_ms = ?, version = ?, updated_ms = ? WHERE id = ?`,
-		string(n.state), n.step, n.stepName, n.attempt, awaiting, n.reply, n.data, n.failedStep, n.lastError, n.waitUntil,
-		owner, claimUntil, version+1, now.UnixMilli(), r.id); err != nil {
+	var version int64
+	var reply sql.NullString
+	err := tx.QueryRow(ctx, `UPDATE sy_sagas SET state = ?, step = ?, step_name = ?, attempt = ?, awaiting = ?, data = ?,
+		failed_step = ?, last_error = ?, version = version + 1, updated_ms = ?,
+		reply = CASE WHEN CAST(? AS INTEGER) = 1 THEN reply ELSE CAST(? AS TEXT) END,
+		wait_until_ms = CASE WHEN CAST(? AS INTEGER) = 1 AND reply IS NOT NULL THEN 0 ELSE CAST(? AS BIGINT) END,
+		owner = CASE WHEN CAST(? AS INTEGER) = 1 AND reply IS NOT NULL THEN CAST(? AS TEXT) ELSE CAST(? AS TEXT) END,
+		claim_until_ms = CASE WHEN CAST(? AS INTEGER) = 1 AND reply IS NOT NULL THEN CAST(? AS BIGINT) ELSE CAST(? AS BIGINT) END
+		WHERE id = ? AND claim_token = ? RETURNING version, reply`,
+		string(n.state), n.step, n.stepName, n.attempt, awaiting, n.data, n.failedStep, n.lastError, now.UnixMilli(),
+		keep, n.reply,
+		keep, n.waitUntil,
+		keep, keepOwner, owner,
+		keep, keepUntil, claimUntil,
+		r.id, r.token).Scan(&version, &reply)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrClaimLost
+	}
+	if err != nil {
 		return err
+	}
+	if keepReply {
+		n.reply = reply
+		if reply.Valid {
+			n.waitUntil, n.releaseOnSave = 0, false
+		}
 	}
 	if ev.Phase != "" {
 		if _, err := tx.Exec(ctx, "INSERT INTO sy_saga_history (saga_id, seq, phase, step, attempt, outcome, error, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-			r.id, version+1, ev.Phase, ev.Step, ev.Attempt, ev.Outcome, ev.Error, now.UnixMilli()); err != nil {
+			r.id, version, ev.Phase, ev.Step, ev.Attempt, ev.Outcome, ev.Error, now.UnixMilli()); err != nil {
 			return err
 		}
 	}
