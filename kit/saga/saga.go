@@ -33,6 +33,10 @@
 //
 // Start writes a new saga inside the caller's transaction, so a business
 // write and the saga that follows it commit together (or not at all).
+//
+// Transitions that several workers finish at the same time are committed
+// in one transaction (group commit): each is durable before its saga
+// moves on, and one fsync serves many.
 package saga
 
 import (
@@ -211,7 +215,6 @@ type StepContext struct {
 
 	input json.RawMessage
 	data  json.RawMessage
-	dirty bool
 	token int64
 }
 
@@ -260,7 +263,7 @@ func (sc *StepContext) SetData(v any) error {
 	if err != nil {
 		return fmt.Errorf("saga %s step %s: encoding data: %w", sc.SagaID, sc.Step, err)
 	}
-	sc.data, sc.dirty = b, true
+	sc.data = b
 	return nil
 }
 
@@ -288,10 +291,9 @@ func IsPermanent(err error) bool {
 
 // Errors returned by the orchestrator's API.
 var (
-	ErrNotFound     = errors.New("saga: no such saga")
-	ErrNotParked    = errors.New("saga: not parked")
-	ErrDefinition   = errors.New("saga: id already used by another definition")
-	ErrUnregistered = errors.New("saga: definition not registered")
+	ErrNotFound   = errors.New("saga: no such saga")
+	ErrNotParked  = errors.New("saga: not parked")
+	ErrDefinition = errors.New("saga: id already used by another definition")
 )
 
 // ActionKey is the idempotency key of step's action in saga id.
