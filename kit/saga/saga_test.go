@@ -407,6 +407,52 @@ func TestSaga(t *testing.T) {
 			}
 		})
 
+		t.Run("fenced write after takeover", func(t *testing.T) {
+			// While the first execution of a step runs, another replica
+			// takes the saga over (simulated: the claim token moves on).
+			// The stalled execution's fenced write is refused, its
+			// outcome is not recorded, and the saga goes on.
+			entered, proceed := make(chan struct{}), make(chan struct{})
+			var runs atomic.Int64
+			var fenceErrs []error
+			var mu sync.Mutex
+			def := &saga.Definition{Name: "fence", Steps: []saga.Step{{Name: "write",
+				Action: func(ctx context.Context, sc *saga.StepContext) error {
+					if runs.Add(1) == 1 {
+						close(entered)
+						<-proceed
+					}
+					err := db.InTx(context.Background(), func(tx *store.Tx) error { return sc.Fence(ctx, tx) })
+					mu.Lock()
+					fenceErrs = append(fenceErrs, err)
+					mu.Unlock()
+					return err
+				}}}}
+			o, err := saga.New(ctx, db, saga.Options{PollInterval: 50 * time.Millisecond, ClaimTTL: 400 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Register(def)
+			run(t, o)
+			o.Start(ctx, def, "fe-1", nil)
+			<-entered
+			if _, err := db.Exec(ctx, "UPDATE sy_sagas SET claim_token = claim_token + 1 WHERE id = ?", "fe-1"); err != nil {
+				t.Fatal(err)
+			}
+			close(proceed)
+			i := wait(t, o, "fe-1")
+			mu.Lock()
+			defer mu.Unlock()
+			if i.State != saga.Completed || len(fenceErrs) != 2 || !errors.Is(fenceErrs[0], saga.ErrClaimLost) || fenceErrs[1] != nil {
+				t.Fatalf("state %s, fence results %v; want the first refused with ErrClaimLost, the second to pass", i.State, fenceErrs)
+			}
+			for _, e := range i.History {
+				if e.Outcome == "error" {
+					t.Errorf("the stalled execution's failure was recorded: %+v", e)
+				}
+			}
+		})
+
 		t.Run("replicas never run a saga at once", func(t *testing.T) {
 			var mu sync.Mutex
 			busy := map[string]bool{}
