@@ -32,6 +32,7 @@ var floors = map[string]int{
 	"kit/resilient": 2,
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
+	"kit/saga": 2,
 	// 3: the request path, the broker's servers and client.
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
