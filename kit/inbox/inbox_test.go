@@ -265,7 +265,7 @@ func crash(t *testing.T, dsn string) {
 		return cmd
 	}
 	kills := 0
-	deadline := time.Now().Add(7 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for counter(t, db) < n && time.Now().Before(deadline) {
 		cmd := start()
 		// Let it work a random while, then SIGKILL: mid-transaction,

@@ -185,7 +185,7 @@ func crashOutbox(t *testing.T, dsn string) {
 		}
 	}()
 	kills := 0
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
 		time.Sleep(time.Duration(20+rand.IntN(200)) * time.Millisecond)
 		i := rand.IntN(len(procs))
 		kill(procs[i])

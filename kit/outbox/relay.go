@@ -99,6 +99,10 @@ type RelayStats struct {
 	// slow disk). Another replica may have published those messages too;
 	// the broker's dedup drops such copies. Zero in steady state.
 	Late int64
+	// Lost counts partitions this replica found taken over by another (or
+	// expired) when it came to renew them: it stalled past the lease TTL.
+	// Zero in steady state.
+	Lost int64
 }
 
 // Relay publishes committed outbox messages (see the package doc). Run
@@ -111,7 +115,7 @@ type Relay struct {
 	mu   sync.Mutex
 	held map[int]store.Lease // partitions this replica leads
 
-	published, rounds, errs, late atomic.Int64
+	published, rounds, errs, late, lost atomic.Int64
 }
 
 // NewRelay prepares the outbox tables and returns a relay that publishes
@@ -134,7 +138,7 @@ func NewRelay(ctx context.Context, db *store.DB, pub Publisher, opts RelayOption
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() RelayStats {
-	return RelayStats{Published: r.published.Load(), Rounds: r.rounds.Load(), Errors: r.errs.Load(), Late: r.late.Load()}
+	return RelayStats{Published: r.published.Load(), Rounds: r.rounds.Load(), Errors: r.errs.Load(), Late: r.late.Load(), Lost: r.lost.Load()}
 }
 
 // Held returns the partitions this replica leads now, in order.
@@ -253,8 +257,12 @@ func (r *Relay) rebalance(ctx context.Context) error {
 		case err != nil:
 			errs = append(errs, err) // keep it until it expires locally
 		case ok:
+			if l.Expires.Sub(time.Now()) < o.LeaseTTL/2 || held[p].Expires.Before(time.Now()) {
+				r.lost.Add(1) // it had expired before the renewal: someone may have led it meanwhile
+			}
 			held[p] = l
 		default:
+			r.lost.Add(1)
 			delete(held, p)
 		}
 	}
