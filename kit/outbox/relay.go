@@ -115,6 +115,19 @@ type Relay struct {
 	mu   sync.Mutex
 	held map[int]store.Lease // partitions this replica leads
 
+	roundMu    sync.Mutex   // held by a round from its read to its publish's end
+	roundStart atomic.Int64 // unix ns when the round in progress began; 0 between rounds
+
+	// Deletes of confirmed messages run beside the next round's publish
+	// (on SQLite a delete may queue for the write lock behind the
+	// service's transactions). pending holds the ids confirmed and not
+	// yet deleted; reads skip them, and rebalance waits for them before
+	// it may give a partition away.
+	delMu   sync.Mutex
+	delDone *sync.Cond
+	pending map[int64]struct{}
+	deletes chan confirmed
+
 	published, rounds, errs, late, lost atomic.Int64
 }
 
@@ -133,7 +146,9 @@ func NewRelay(ctx context.Context, db *store.DB, pub Publisher, opts RelayOption
 	if err := db.PrepareLeasesOnce(ctx); err != nil {
 		return nil, err
 	}
-	return &Relay{db: db, pub: pub, opts: opts.withDefaults(), held: map[int]store.Lease{}}, nil
+	r := &Relay{db: db, pub: pub, opts: opts.withDefaults(), held: map[int]store.Lease{}, pending: map[int64]struct{}{}}
+	r.delDone = sync.NewCond(&r.delMu)
+	return r, nil
 }
 
 // Stats returns the relay's counters.
@@ -166,19 +181,23 @@ func (r *Relay) Run(ctx context.Context) error {
 	wake, stop := r.db.Listen(Channel)
 	defer stop()
 	defer r.releaseAll()
+	r.deletes = make(chan confirmed, 64)
+	deleterDone := make(chan struct{})
+	go func() { defer close(deleterDone); r.deleter(ctx) }()
+	defer func() { close(r.deletes); <-deleterDone }()
+	// Leases are kept by a goroutine of their own, so that a renewal
+	// queued behind the service's transactions (SQLite's one writer)
+	// never holds up publishing.
+	kick := make(chan struct{}, 1)
+	lctx, stopLeases := context.WithCancel(ctx)
+	leasesDone := make(chan struct{})
+	go func() { defer close(leasesDone); r.keepLeases(lctx, kick) }()
+	defer func() { stopLeases(); <-leasesDone }()
 	o := r.opts
-	renewEvery := o.LeaseTTL / 3
-	var nextRenew time.Time
 	backoff := time.Duration(0)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		if now := time.Now(); !now.Before(nextRenew) {
-			if err := r.rebalance(ctx); err != nil {
-				r.fail(ctx, err)
-			}
-			nextRenew = now.Add(renewEvery)
 		}
 		n, err := r.round(ctx)
 		if err != nil {
@@ -187,7 +206,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			r.fail(ctx, err)
 			backoff = min(max(2*backoff, 50*time.Millisecond), o.MaxBackoff)
-			if !sleep(ctx, min(backoff, time.Until(nextRenew))) {
+			if !sleep(ctx, backoff) {
 				return ctx.Err()
 			}
 			continue
@@ -196,13 +215,40 @@ func (r *Relay) Run(ctx context.Context) error {
 		if n >= o.Batch {
 			continue // more may be waiting
 		}
-		t := time.NewTimer(max(min(o.PollInterval, time.Until(nextRenew)), time.Millisecond))
+		t := time.NewTimer(o.PollInterval)
 		select {
 		case <-wake:
+		case <-kick:
 		case <-t.C:
 		case <-ctx.Done():
 		}
 		t.Stop()
+	}
+}
+
+// keepLeases rebalances every third of the lease TTL until ctx ends,
+// kicking the publishing loop when it took partitions.
+func (r *Relay) keepLeases(ctx context.Context, kick chan<- struct{}) {
+	every := r.opts.LeaseTTL / 3
+	for {
+		before := len(r.Held())
+		// A publishing loop stuck in one round (a broker that never
+		// answers) must not keep its partitions: renew nothing, so that
+		// the other replicas take them over after the TTL.
+		if st := r.roundStart.Load(); st != 0 && time.Since(time.Unix(0, st)) > r.opts.LeaseTTL/2 {
+			r.fail(ctx, fmt.Errorf("outbox relay: a publish round has run for %s; letting the leases lapse", time.Since(time.Unix(0, st)).Round(time.Millisecond)))
+		} else if err := r.rebalance(ctx); err != nil {
+			r.fail(ctx, err)
+		}
+		if len(r.Held()) > before {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+		if !sleep(ctx, every) {
+			return
+		}
 	}
 }
 
@@ -257,7 +303,7 @@ func (r *Relay) rebalance(ctx context.Context) error {
 		case err != nil:
 			errs = append(errs, err) // keep it until it expires locally
 		case ok:
-			if l.Expires.Sub(time.Now()) < o.LeaseTTL/2 || held[p].Expires.Before(time.Now()) {
+			if held[p].Expires.Before(time.Now()) {
 				r.lost.Add(1) // it had expired before the renewal: someone may have led it meanwhile
 			}
 			held[p] = l
@@ -283,19 +329,32 @@ func (r *Relay) rebalance(ctx context.Context) error {
 			held[p] = l
 		}
 	}
+	var extra []int
 	for p := range held {
-		if len(held) <= share {
+		if len(held)-len(extra) <= share {
 			break
 		}
-		if err := r.db.ReleaseLease(ctx, r.partitionLease(p), o.Holder); err != nil && !errors.Is(err, store.ErrNotHeld) {
-			errs = append(errs, err)
-			continue
-		}
+		extra = append(extra, p)
+	}
+	for _, p := range extra {
 		delete(held, p)
 	}
 	r.mu.Lock()
 	r.held = held
 	r.mu.Unlock()
+	if len(extra) > 0 {
+		// Before giving partitions away: let the round that may be
+		// publishing them finish, and its rows be deleted, so that their
+		// next leader does not publish them again.
+		r.roundMu.Lock()
+		r.roundMu.Unlock()
+		r.flushDeletes()
+		for _, p := range extra {
+			if err := r.db.ReleaseLease(ctx, r.partitionLease(p), o.Holder); err != nil && !errors.Is(err, store.ErrNotHeld) {
+				errs = append(errs, err) // it expires by itself
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("outbox relay: partition leases: %w", errors.Join(errs...))
 	}
@@ -347,6 +406,10 @@ type row struct {
 // round publishes one batch of the partitions this replica leads and
 // deletes what the broker confirmed. It returns how many rows it read.
 func (r *Relay) round(ctx context.Context) (int, error) {
+	r.roundMu.Lock()
+	defer r.roundMu.Unlock()
+	r.roundStart.Store(time.Now().UnixNano())
+	defer r.roundStart.Store(0)
 	ps, expires := r.usable()
 	if len(ps) == 0 {
 		return 0, nil
@@ -362,7 +425,16 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		}
 		q += fmt.Sprintf(" WHERE khash %% %d IN (%s)", r.opts.Partitions, b.String())
 	}
-	q += " ORDER BY id LIMIT " + strconv.Itoa(r.opts.Batch)
+	// Skip the rows confirmed but not yet deleted, as they were before the
+	// read: a delete that commits during the read has its ids in this
+	// copy, while the deleter may already have dropped them from pending.
+	r.delMu.Lock()
+	skip := make(map[int64]struct{}, len(r.pending))
+	for id := range r.pending {
+		skip[id] = struct{}{}
+	}
+	r.delMu.Unlock()
+	q += " ORDER BY id LIMIT " + strconv.Itoa(r.opts.Batch+len(skip))
 	rows, err := r.db.Query(ctx, q)
 	if err != nil {
 		return 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
@@ -371,6 +443,8 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
 	}
+	batch = slices.DeleteFunc(batch, func(rw row) bool { _, ok := skip[rw.id]; return ok })
+	batch = batch[:min(len(batch), r.opts.Batch)]
 	if len(batch) == 0 {
 		return 0, nil
 	}
@@ -414,17 +488,75 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	if len(done) > 0 {
-		if err := r.delete(ctx, done); err != nil {
-			errs = append(errs, err)
-		} else {
-			r.published.Add(int64(len(done)))
-			r.rounds.Add(1)
-			if time.Now().After(expires) {
-				r.late.Add(int64(len(done)))
-			}
+		r.rounds.Add(1)
+		r.delMu.Lock()
+		for _, id := range done {
+			r.pending[id] = struct{}{}
 		}
+		r.delMu.Unlock()
+		r.deletes <- confirmed{ids: done, expires: expires}
 	}
 	return len(batch), errors.Join(errs...)
+}
+
+// confirmed are rows the broker confirmed, to delete; expires is the
+// earliest lease expiry of the round that published them.
+type confirmed struct {
+	ids     []int64
+	expires time.Time
+}
+
+// deleter deletes confirmed rows, several rounds' worth at a time, until
+// Run closes r.deletes.
+func (r *Relay) deleter(ctx context.Context) {
+	for c := range r.deletes {
+		cs := []confirmed{c}
+		for more := true; more; {
+			select {
+			case c, ok := <-r.deletes:
+				if !ok {
+					more = false
+					break
+				}
+				cs = append(cs, c)
+			default:
+				more = false
+			}
+		}
+		var ids []int64
+		for _, c := range cs {
+			ids = append(ids, c.ids...)
+		}
+		err := r.delete(ctx, ids)
+		now := time.Now()
+		if err != nil {
+			r.fail(ctx, err) // they stay and are published again: the broker drops the copies
+		} else {
+			r.published.Add(int64(len(ids)))
+			for _, c := range cs {
+				if now.After(c.expires) {
+					r.late.Add(int64(len(c.ids)))
+				}
+			}
+		}
+		r.delMu.Lock()
+		for _, id := range ids {
+			delete(r.pending, id)
+		}
+		r.delDone.Broadcast()
+		r.delMu.Unlock()
+	}
+}
+
+// flushDeletes waits until every confirmed row is deleted (or its delete
+// failed), so that no partition changes hands with rows its next leader
+// would publish again.
+func (r *Relay) flushDeletes() {
+	r.delMu.Lock()
+	for len(r.pending) > 0 {
+		r.delDone.Wait()
+	}
+	r.delMu.Unlock()
 }
 
 func scanRows(rows *sql.Rows) ([]row, error) {
