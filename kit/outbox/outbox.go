@@ -47,7 +47,12 @@
 // One replica leads each partition, so in steady state nothing is
 // published twice. A replica that dies keeps its partitions until their
 // leases expire (LeaseTTL); then the others take them over and publish
-// what it left. Every replica must use the same Partitions (the lease
+// what it left. A replica whose publish round hangs for more than half
+// the TTL stops renewing, so a stuck broker connection does not keep
+// partitions either. Leases are renewed, and confirmed rows deleted, by
+// goroutines beside the publishing loop, so neither waits for the
+// database's write lock in front of the next publish; a partition is
+// given away only after its round ended and its rows are deleted. Every replica must use the same Partitions (the lease
 // names carry it, so replicas that disagree would not exclude each
 // other).
 //
