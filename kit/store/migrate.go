@@ -118,6 +118,29 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 	})
 }
 
+// MigrateOnce is Migrate, run once per DB handle and component: a
+// library whose entry points take a *DB calls it on every use and pays
+// for the migration only the first time. Concurrent first calls may each
+// run Migrate (it is safe to); a failed one is tried again next time.
+func (db *DB) MigrateOnce(ctx context.Context, component string, ms []Migration) error {
+	db.mu.Lock()
+	done := db.migrated[component]
+	db.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := db.Migrate(ctx, component, ms); err != nil {
+		return err
+	}
+	db.mu.Lock()
+	if db.migrated == nil {
+		db.migrated = map[string]bool{}
+	}
+	db.migrated[component] = true
+	db.mu.Unlock()
+	return nil
+}
+
 // Version is the last migration of component applied to the database (0
 // when none).
 func (db *DB) Version(ctx context.Context, component string) (int, error) {

@@ -62,6 +62,7 @@ type DB struct {
 	waiters     map[string]map[chan struct{}]struct{}
 	pgl         *pgListener
 	leasesReady bool
+	migrated    map[string]bool // components MigrateOnce brought up to date
 }
 
 // Open opens the database a URL names:

@@ -302,3 +302,33 @@ func drain(ch <-chan struct{}) {
 		}
 	}
 }
+
+func TestMigrateOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ms := []store.Migration{{Version: 1, Name: "t", SQL: "CREATE TABLE once_t (x INTEGER);"}}
+		if err := db.MigrateOnce(ctx, "once", ms); err != nil {
+			t.Fatal(err)
+		}
+		// A second call does not touch the database: with the record of
+		// the migration gone, Migrate would try CREATE TABLE again and fail.
+		if _, err := db.Exec(ctx, "DELETE FROM sy_schema_migrations WHERE component = 'once'"); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MigrateOnce(ctx, "once", ms); err != nil {
+			t.Fatalf("second MigrateOnce ran the migration again: %v", err)
+		}
+		if err := db.Migrate(ctx, "once", ms); err == nil {
+			t.Fatal("Migrate after deleting the record should have failed (table exists)")
+		}
+		// A failing first call is retried next time.
+		bad := []store.Migration{{Version: 1, Name: "bad", SQL: "CREATE TABLE once_bad (;"}}
+		if err := db.MigrateOnce(ctx, "once-bad", bad); err == nil {
+			t.Fatal("bad SQL accepted")
+		}
+		good := []store.Migration{{Version: 1, Name: "good", SQL: "CREATE TABLE once_bad (x INTEGER);"}}
+		if err := db.MigrateOnce(ctx, "once-bad", good); err != nil {
+			t.Fatalf("MigrateOnce after a failure: %v", err)
+		}
+	})
+}

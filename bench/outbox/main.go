@@ -1,0 +1,242 @@
+// Command outbox measures the transactional outbox against a real broker
+// (in this process, native protocol over loopback TCP, default fsync
+// policy): the relay's drain throughput (messages committed ahead, then
+// published and confirmed per second) and the commit-to-confirm latency
+// of messages committed one per transaction at a fixed rate.
+//
+//	go run ./bench/outbox -db sqlite
+//	go run ./bench/outbox -db postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+//
+// It prints RESULT lines. A PostgreSQL run uses a schema of its own,
+// dropped at the end.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/client"
+	"github.com/switchyard/switchyard/broker/engine"
+	"github.com/switchyard/switchyard/broker/native"
+	"github.com/switchyard/switchyard/kit/outbox"
+	"github.com/switchyard/switchyard/kit/store"
+)
+
+func main() {
+	dbURL := flag.String("db", "sqlite", "`database`: sqlite (a temporary file) or a postgres:// URL")
+	n := flag.Int("messages", 20000, "messages for the throughput run")
+	rate := flag.Int("rate", 500, "messages per `second` for the latency run (one per transaction)")
+	dur := flag.Duration("duration", 5*time.Second, "length of the latency run")
+	batch := flag.Int("batch", 500, "relay batch size")
+	size := flag.Int("size", 256, "message body size in `bytes`")
+	flag.IntVar(&producers, "producers", 4, "concurrent producer transactions in the latency run")
+	flag.Parse()
+	if err := run(*dbURL, *n, *rate, *dur, *batch, *size); err != nil {
+		fmt.Fprintln(os.Stderr, "outbox bench:", err)
+		os.Exit(1)
+	}
+}
+
+var producers int
+
+// confirmer publishes through the broker client and notes when each
+// message was confirmed.
+type confirmer struct {
+	pub  outbox.Publisher
+	mu   sync.Mutex
+	at   map[string]time.Time
+	done chan struct{}
+	want int
+}
+
+func (c *confirmer) Publish(ctx context.Context, dest string, msgs ...broker.Message) error {
+	if err := c.pub.Publish(ctx, dest, msgs...); err != nil {
+		return err
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range msgs {
+		c.at[m.ID] = now
+	}
+	if len(c.at) >= c.want && c.done != nil {
+		close(c.done)
+		c.done = nil
+	}
+	return nil
+}
+
+func run(dbURL string, n, rate int, dur time.Duration, batch, size int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tmp, err := os.MkdirTemp("", "outbox-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	b, err := engine.Open(engine.Config{Dir: filepath.Join(tmp, "broker")})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Declare("bench", broker.QueueConfig{MaxLength: 10_000_000, MaxMessageSize: 1 << 20}); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go native.New(b, native.Options{}).Serve(ctx, ln)
+	conn, err := client.Dial(ctx, ln.Addr().String(), client.Options{})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	dialect := "sqlite"
+	dsn := "sqlite:" + filepath.Join(tmp, "svc.db")
+	if strings.HasPrefix(dbURL, "postgres") {
+		dialect = "postgres"
+		admin, err := store.Open(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		var r [6]byte
+		rand.Read(r[:])
+		schema := "sybench_" + hex.EncodeToString(r[:])
+		if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+			return err
+		}
+		defer func() { admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); admin.Close() }()
+		sep := "?"
+		if strings.Contains(dbURL, "?") {
+			sep = "&"
+		}
+		dsn = dbURL + sep + "search_path=" + schema
+	} else if dbURL != "sqlite" {
+		return fmt.Errorf("-db %q: want sqlite or a postgres:// URL", dbURL)
+	}
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := outbox.Prepare(ctx, db); err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, "CREATE TABLE rides (id TEXT PRIMARY KEY, v INTEGER)"); err != nil {
+		return err
+	}
+	body := make([]byte, size)
+
+	// Throughput: commit n messages ahead (1000 per transaction, keys
+	// spread over 64 aggregates), then time the relay draining them.
+	for i := 0; i < n; i += 1000 {
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			msgs := make([]broker.Message, 0, 1000)
+			for j := i; j < min(i+1000, n); j++ {
+				msgs = append(msgs, broker.Message{Key: "k" + strconv.Itoa(j%64), Body: body})
+			}
+			return outbox.Add(ctx, tx, "queue:bench", msgs...)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	c := &confirmer{pub: outbox.NewBroker(conn), at: map[string]time.Time{}, done: make(chan struct{}), want: n}
+	done := c.done
+	relay, err := outbox.NewRelay(ctx, db, c, outbox.RelayOptions{Batch: batch, Partitions: 4, PollInterval: 100 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rctx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() { relay.Run(rctx); close(relayDone) }()
+	defer func() { stopRelay(); <-relayDone }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		return errors.New("throughput run did not finish in 5 minutes")
+	}
+	el := time.Since(start)
+	fmt.Printf("RESULT outbox_relay_throughput db=%s messages=%d batch=%d size=%d msgs_per_s=%.0f\n", dialect, n, batch, size, float64(n)/el.Seconds())
+
+	// Latency: one message per transaction at a fixed rate, one
+	// producer per 100 msg/s; commit done -> broker confirm.
+	total := int(float64(rate) * dur.Seconds())
+	c.mu.Lock()
+	c.at = map[string]time.Time{}
+	c.want = total
+	c.done = make(chan struct{})
+	done = c.done
+	c.mu.Unlock()
+	committed := make([]time.Time, total)
+	ids := make([]string, total)
+	var wg sync.WaitGroup
+	every := time.Second / time.Duration(rate)
+	var errOnce sync.Once
+	var perr error
+	// A fixed pool of producers (fewer than the database handle's
+	// connections, so the relay is not starved of one) takes the
+	// scheduled sends; commit-to-confirm starts when the commit returns.
+	work := make(chan int, total)
+	for range producers {
+		wg.Go(func() {
+			for i := range work {
+				err := db.InTx(ctx, func(tx *store.Tx) error {
+					if _, err := tx.Exec(ctx, "INSERT INTO rides (id, v) VALUES (?, ?)", ids[i], i); err != nil {
+						return err
+					}
+					return outbox.Add(ctx, tx, "queue:bench", broker.Message{ID: ids[i], Key: "k" + strconv.Itoa(i%64), Body: body})
+				})
+				committed[i] = time.Now()
+				if err != nil {
+					errOnce.Do(func() { perr = err })
+				}
+			}
+		})
+	}
+	t0 := time.Now()
+	for i := range total {
+		time.Sleep(time.Until(t0.Add(time.Duration(i) * every)))
+		ids[i] = outbox.NewID()
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if perr != nil {
+		return perr
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		return errors.New("latency run: not every message was confirmed within a minute")
+	}
+	c.mu.Lock()
+	lat := make([]time.Duration, 0, total)
+	for i, id := range ids {
+		lat = append(lat, max(c.at[id].Sub(committed[i]), 0))
+	}
+	c.mu.Unlock()
+	slices.Sort(lat)
+	q := func(p float64) string {
+		return fmt.Sprintf("%.2fms", float64(lat[int(p*float64(len(lat)-1))])/1e6)
+	}
+	fmt.Printf("RESULT outbox_commit_to_confirm db=%s rate=%d producers=%d messages=%d p50=%s p90=%s p99=%s max=%s\n", dialect, rate, producers, total, q(0.5), q(0.9), q(0.99), q(1))
+	return nil
+}

@@ -1,0 +1,286 @@
+// Package outbox is the transactional outbox: a service writes its
+// business rows and the messages announcing them in one local
+// transaction (Add), and a Relay publishes the committed messages to the
+// broker afterwards, so a message goes out if and only if its
+// transaction committed, even when the service or the relay dies at any
+// moment.
+//
+// # Guarantees
+//
+// At-least-once publishing, turned into exactly-once enqueueing by the
+// broker: every message carries an id (Message.ID, the broker's Msg-Id;
+// Add assigns a random one when missing), and the relay deletes a
+// message only after the broker confirmed it durable. A relay that dies
+// between the confirm and the delete publishes the message again when it
+// (or another replica) restarts; the broker's dedup window (a queue's
+// dedup_window, default 2 minutes) drops that second copy. Re-publishes
+// later than the window after the first (a relay down for longer than
+// the window with confirmed-but-undeleted messages, which needs a crash
+// in that exact gap) reach consumers twice; consumers that must not
+// apply a message twice use package kit/inbox, whose retention should
+// outlast the window. Topics deduplicate only for their bound queues,
+// and streams not at all: use the inbox on those consumers.
+//
+// # Order
+//
+// Messages with the same Key are published in the commit order of their
+// transactions. Add serializes transactions per key: it bumps a per-key
+// counter row (sy_outbox_keys), which holds that row's lock until the
+// transaction ends, so a second transaction adding a message for the
+// same key waits for the first to commit (or roll back) and then takes
+// the next number. The number is stored with the message (seq), dense
+// per key, and since the message row is inserted after the counter lock
+// is taken, its row id grows in the same order. The relay reads in row
+// id order. A plain auto-increment id alone would not do on PostgreSQL:
+// ids are handed out when a row is inserted, not when its transaction
+// commits, so a reader can see id 8 committed while id 7 is still in
+// flight and publish them out of order; SQLite runs one writer at a time,
+// where the two orders agree anyway. Messages without a key take no lock
+// and have no order among themselves (seq 0).
+//
+// # Partitions and replicas
+//
+// Keys hash (FNV-1a) to RelayOptions.Partitions partitions. Every relay
+// replica keeps a membership lease and takes leases (kit/store leases)
+// on its fair share of the partitions; it publishes only messages of
+// partitions it holds, and renews them every third of the lease TTL.
+// One replica leads each partition, so in steady state nothing is
+// published twice. A replica that dies keeps its partitions until their
+// leases expire (LeaseTTL); then the others take them over and publish
+// what it left. A replica whose publish round hangs for more than half
+// the TTL stops renewing, so a stuck broker connection does not keep
+// partitions either. Leases are renewed, and confirmed rows deleted, by
+// goroutines beside the publishing loop, so neither waits for the
+// database's write lock in front of the next publish; a partition is
+// given away only after its round ended and its rows are deleted. Every replica must use the same Partitions (the lease
+// names carry it, so replicas that disagree would not exclude each
+// other).
+//
+// # Wake-up
+//
+// Add notifies the relay when its transaction commits (store Notify:
+// LISTEN/NOTIFY on PostgreSQL, across processes; an in-process signal on
+// SQLite), so the relay publishes without polling lag; it also polls
+// every PollInterval, for notifications missed and for SQLite services
+// whose relay runs in another process.
+//
+// # Tables
+//
+// Prepare (and NewRelay) create them, as migrations of the component
+// "outbox":
+//
+//	sy_outbox       one row per message not yet confirmed: id (row id,
+//	                relay order), msg_id, dest, msg_key, khash (key hash,
+//	                31 bits), seq (per-key commit order), body, headers
+//	                (JSON object), deliver_ms (earliest delivery, unix ms,
+//	                0 = at once), ttl_ms, created_ms
+//	sy_outbox_keys  one row per key ever used: msg_key, seq (last number)
+//
+// # Listen to yourself
+//
+// The notes' alternative without a local transaction: publish the event
+// to the broker first (with a stable id), then consume your own event
+// and update your state from it, idempotently (kit/inbox). The state is
+// then a consequence of the event, so the two cannot disagree; the price
+// is that the service's own state lags its event by one broker round
+// trip (reads right after the request may not see it yet). See
+// Example_listenToYourself.
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/kit/store"
+)
+
+// Channel is the store notification channel Add notifies and the relay
+// listens on.
+const Channel = "sy_outbox"
+
+var migrations = []store.Migration{{
+	Version: 1, Name: "outbox and per-key sequence",
+	SQLite: `CREATE TABLE sy_outbox (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		msg_id TEXT NOT NULL,
+		dest TEXT NOT NULL,
+		msg_key TEXT NOT NULL,
+		khash INTEGER NOT NULL,
+		seq BIGINT NOT NULL,
+		body BLOB NOT NULL,
+		headers TEXT NOT NULL,
+		deliver_ms BIGINT NOT NULL,
+		ttl_ms BIGINT NOT NULL,
+		created_ms BIGINT NOT NULL
+	);
+	CREATE TABLE sy_outbox_keys (msg_key TEXT PRIMARY KEY, seq BIGINT NOT NULL);`,
+	Postgres: `CREATE TABLE sy_outbox (
+		id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+		msg_id TEXT NOT NULL,
+		dest TEXT NOT NULL,
+		msg_key TEXT NOT NULL,
+		khash INTEGER NOT NULL,
+		seq BIGINT NOT NULL,
+		body BYTEA NOT NULL,
+		headers TEXT NOT NULL,
+		deliver_ms BIGINT NOT NULL,
+		ttl_ms BIGINT NOT NULL,
+		created_ms BIGINT NOT NULL
+	);
+	CREATE TABLE sy_outbox_keys (msg_key TEXT PRIMARY KEY, seq BIGINT NOT NULL);`,
+}}
+
+// Prepare creates or upgrades the outbox tables. Call it once at start
+// (NewRelay does); Add runs inside the caller's transaction and cannot.
+func Prepare(ctx context.Context, db *store.DB) error {
+	if err := db.MigrateOnce(ctx, "outbox", migrations); err != nil {
+		return fmt.Errorf("outbox: preparing tables: %w", err)
+	}
+	return nil
+}
+
+// ErrDest is returned (wrapped) for a destination Add or a Publisher
+// cannot parse.
+var ErrDest = errors.New("outbox: bad destination")
+
+// Kind is what a destination names.
+type Kind string
+
+// The destination kinds.
+const (
+	Queue  Kind = "queue"
+	Topic  Kind = "topic"
+	Stream Kind = "stream"
+)
+
+// ParseDest splits a destination into its kind and name:
+//
+//	queue:NAME   a queue (Conn.Publish); a bare NAME means the same
+//	topic:NAME   a topic (Conn.PublishTopic)
+//	stream:NAME  a stream (Conn.Append)
+//
+// NAME must be a valid broker name.
+func ParseDest(dest string) (Kind, string, error) {
+	kind, name := Queue, dest
+	if k, n, ok := strings.Cut(dest, ":"); ok {
+		switch Kind(k) {
+		case Queue, Topic, Stream:
+			kind, name = Kind(k), n
+		default:
+			return "", "", fmt.Errorf("%w %q: unknown kind %q; want queue:NAME, topic:NAME or stream:NAME", ErrDest, dest, k)
+		}
+	}
+	if !broker.ValidName(name) {
+		return "", "", fmt.Errorf("%w %q: %q is not a valid broker name", ErrDest, dest, name)
+	}
+	return kind, name, nil
+}
+
+// NewID returns a random message id (128 bits, hex).
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// keyHash is the partition hash of a key (31 bits, so it fits a signed
+// INTEGER column on both dialects).
+func keyHash(s string) int64 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return int64(h.Sum32() & 0x7fffffff)
+}
+
+// Add writes msgs, bound for dest, into the outbox in the caller's
+// transaction: they are published if and only if tx commits. A message
+// without an ID gets one (NewID; msgs is updated in place, so the caller
+// can log or return it). Messages with the same Key are published in the
+// commit order of their transactions, and in slice order within one Add:
+// Add holds the key's counter lock until tx ends, so concurrent
+// transactions on the same key queue behind each other (see the package
+// doc). Delay counts from the commit; TTL from the publish. The outbox
+// tables must exist (Prepare).
+func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message) error {
+	if _, _, err := ParseDest(dest); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	// Take the key counters in sorted order, so that two transactions
+	// adding the same keys do not deadlock on them.
+	counts := map[string]int64{}
+	for _, m := range msgs {
+		if m.Key != "" {
+			counts[m.Key]++
+		}
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	next := make(map[string]int64, len(keys)) // the first number of each key in this Add
+	for _, k := range keys {
+		var last int64
+		err := tx.QueryRow(ctx, `INSERT INTO sy_outbox_keys (msg_key, seq) VALUES (?, ?)
+			ON CONFLICT (msg_key) DO UPDATE SET seq = sy_outbox_keys.seq + excluded.seq
+			RETURNING seq`, k, counts[k]).Scan(&last)
+		if err != nil {
+			return fmt.Errorf("outbox: numbering key %q: %w", k, err)
+		}
+		next[k] = last - counts[k] + 1
+	}
+	now := time.Now().UnixMilli()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.ID == "" {
+			m.ID = NewID()
+		}
+		var seq int64
+		h := keyHash(m.ID)
+		if m.Key != "" {
+			seq = next[m.Key]
+			next[m.Key]++
+			h = keyHash(m.Key)
+		}
+		headers := ""
+		if len(m.Headers) > 0 {
+			b, err := json.Marshal(m.Headers)
+			if err != nil {
+				return fmt.Errorf("outbox: encoding headers: %w", err)
+			}
+			headers = string(b)
+		}
+		var deliver int64
+		if m.Delay > 0 {
+			deliver = now + m.Delay.Milliseconds()
+		}
+		body := m.Body
+		if body == nil {
+			body = []byte{}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO sy_outbox (msg_id, dest, msg_key, khash, seq, body, headers, deliver_ms, ttl_ms, created_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, dest, m.Key, h, seq, body, headers, deliver, m.TTL.Milliseconds(), now); err != nil {
+			return fmt.Errorf("outbox: adding message %q for %q: %w", m.ID, dest, err)
+		}
+	}
+	return tx.Notify(ctx, Channel)
+}
+
+// Pending is how many messages wait in the outbox.
+func Pending(ctx context.Context, db *store.DB) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, "SELECT COUNT(*) FROM sy_outbox").Scan(&n)
+	return n, err
+}

@@ -1,0 +1,606 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/kit/store"
+)
+
+// RelayOptions configure a Relay. Zero fields take the defaults.
+type RelayOptions struct {
+	// Holder names this replica in the leases; unique per replica.
+	// Default: host name, process id and a random suffix.
+	Holder string
+	// Partitions is how many partitions keys hash to; every replica of
+	// one outbox must use the same number. Default 16.
+	Partitions int
+	// LeaseTTL is how long a partition stays with a replica that stopped
+	// renewing it (died): the takeover delay. Leases are renewed every
+	// third of it. Default 10s.
+	LeaseTTL time.Duration
+	// Batch is the most messages read and published per round. Default 500.
+	Batch int
+	// PollInterval is how often the relay looks for messages without a
+	// notification. Default 1s.
+	PollInterval time.Duration
+	// MaxBackoff caps the wait after a failed round (it doubles from
+	// 50ms). Default 5s.
+	MaxBackoff time.Duration
+	// OnError, when set, is called with every failed round's error (a
+	// publish the broker refused, a lost database); the relay retries.
+	OnError func(error)
+}
+
+func (o RelayOptions) withDefaults() RelayOptions {
+	if o.Holder == "" {
+		host, _ := os.Hostname()
+		o.Holder = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), NewID()[:8])
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 16
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 10 * time.Second
+	}
+	if o.Batch == 0 {
+		o.Batch = 500
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = time.Second
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	return o
+}
+
+// Validate reports every bad option at once.
+func (o RelayOptions) Validate() error {
+	var errs []error
+	if o.Partitions < 0 || o.Partitions > 4096 {
+		errs = append(errs, fmt.Errorf("partitions %d: want 1..4096", o.Partitions))
+	}
+	if o.LeaseTTL < 0 || (o.LeaseTTL > 0 && o.LeaseTTL < 30*time.Millisecond) {
+		errs = append(errs, fmt.Errorf("lease TTL %s: want at least 30ms", o.LeaseTTL))
+	}
+	if o.Batch < 0 || o.Batch > 10000 {
+		errs = append(errs, fmt.Errorf("batch %d: want 1..10000", o.Batch))
+	}
+	if o.PollInterval < 0 {
+		errs = append(errs, fmt.Errorf("poll interval %s: negative", o.PollInterval))
+	}
+	if o.MaxBackoff < 0 {
+		errs = append(errs, fmt.Errorf("max backoff %s: negative", o.MaxBackoff))
+	}
+	return errors.Join(errs...)
+}
+
+// RelayStats count what a relay did.
+type RelayStats struct {
+	Published int64 // messages confirmed by the broker and deleted
+	Rounds    int64 // batches published
+	Errors    int64 // failed rounds
+	// Late counts messages of rounds that finished (published and
+	// deleted) after the lease of a partition they read had expired: a
+	// replica stalled longer than the lease TTL (overload, a GC pause, a
+	// slow disk). Another replica may have published those messages too;
+	// the broker's dedup drops such copies. Zero in steady state.
+	Late int64
+	// Lost counts partitions this replica found taken over by another (or
+	// expired) when it came to renew them: it stalled past the lease TTL.
+	// Zero in steady state.
+	Lost int64
+}
+
+// Relay publishes committed outbox messages (see the package doc). Run
+// it in every replica of the service, or in a process of its own.
+type Relay struct {
+	db   *store.DB
+	pub  Publisher
+	opts RelayOptions
+
+	mu   sync.Mutex
+	held map[int]store.Lease // partitions this replica leads
+
+	roundMu    sync.Mutex   // held by a round from its read to its publish's end
+	roundStart atomic.Int64 // unix ns when the round in progress began; 0 between rounds
+
+	// Deletes of confirmed messages run beside the next round's publish
+	// (on SQLite a delete may queue for the write lock behind the
+	// service's transactions). pending holds the ids confirmed and not
+	// yet deleted; reads skip them, and rebalance waits for them before
+	// it may give a partition away.
+	delMu   sync.Mutex
+	delDone *sync.Cond
+	pending map[int64]struct{}
+	deletes chan confirmed
+
+	published, rounds, errs, late, lost atomic.Int64
+}
+
+// NewRelay prepares the outbox tables and returns a relay that publishes
+// through pub. Start it with Run.
+func NewRelay(ctx context.Context, db *store.DB, pub Publisher, opts RelayOptions) (*Relay, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("outbox: relay options: %w", err)
+	}
+	if pub == nil {
+		return nil, errors.New("outbox: relay needs a Publisher")
+	}
+	if err := Prepare(ctx, db); err != nil {
+		return nil, err
+	}
+	if err := db.PrepareLeasesOnce(ctx); err != nil {
+		return nil, err
+	}
+	r := &Relay{db: db, pub: pub, opts: opts.withDefaults(), held: map[int]store.Lease{}, pending: map[int64]struct{}{}}
+	r.delDone = sync.NewCond(&r.delMu)
+	return r, nil
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() RelayStats {
+	return RelayStats{Published: r.published.Load(), Rounds: r.rounds.Load(), Errors: r.errs.Load(), Late: r.late.Load(), Lost: r.lost.Load()}
+}
+
+// Held returns the partitions this replica leads now, in order.
+func (r *Relay) Held() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ps := make([]int, 0, len(r.held))
+	for p := range r.held {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+func (r *Relay) partitionLease(p int) string {
+	return fmt.Sprintf("outbox.p%d.of%d", p, r.opts.Partitions)
+}
+
+const memberPrefix = "outbox.member."
+
+// Run publishes until ctx ends, then gives its leases up so that other
+// replicas take its partitions at once, and returns ctx's error. Failed
+// rounds are retried with backoff (and reported to OnError).
+func (r *Relay) Run(ctx context.Context) error {
+	wake, stop := r.db.Listen(Channel)
+	defer stop()
+	defer r.releaseAll()
+	r.deletes = make(chan confirmed, 64)
+	deleterDone := make(chan struct{})
+	go func() { defer close(deleterDone); r.deleter(ctx) }()
+	defer func() { close(r.deletes); <-deleterDone }()
+	// Leases are kept by a goroutine of their own, so that a renewal
+	// queued behind the service's transactions (SQLite's one writer)
+	// never holds up publishing.
+	kick := make(chan struct{}, 1)
+	lctx, stopLeases := context.WithCancel(ctx)
+	leasesDone := make(chan struct{})
+	go func() { defer close(leasesDone); r.keepLeases(lctx, kick) }()
+	defer func() { stopLeases(); <-leasesDone }()
+	o := r.opts
+	backoff := time.Duration(0)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := r.round(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.fail(ctx, err)
+			backoff = min(max(2*backoff, 50*time.Millisecond), o.MaxBackoff)
+			if !sleep(ctx, backoff) {
+				return ctx.Err()
+			}
+			continue
+		}
+		backoff = 0
+		if n >= o.Batch {
+			continue // more may be waiting
+		}
+		t := time.NewTimer(o.PollInterval)
+		select {
+		case <-wake:
+		case <-kick:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// keepLeases rebalances every third of the lease TTL until ctx ends,
+// kicking the publishing loop when it took partitions.
+func (r *Relay) keepLeases(ctx context.Context, kick chan<- struct{}) {
+	every := r.opts.LeaseTTL / 3
+	for {
+		before := len(r.Held())
+		// A publishing loop stuck in one round (a broker that never
+		// answers) must not keep its partitions: renew nothing, so that
+		// the other replicas take them over after the TTL.
+		if st := r.roundStart.Load(); st != 0 && time.Since(time.Unix(0, st)) > r.opts.LeaseTTL/2 {
+			r.fail(ctx, fmt.Errorf("outbox relay: a publish round has run for %s; letting the leases lapse", time.Since(time.Unix(0, st)).Round(time.Millisecond)))
+		} else if err := r.rebalance(ctx); err != nil {
+			r.fail(ctx, err)
+		}
+		if len(r.Held()) > before {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+		if !sleep(ctx, every) {
+			return
+		}
+	}
+}
+
+func (r *Relay) fail(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	r.errs.Add(1)
+	if r.opts.OnError != nil {
+		r.opts.OnError(err)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// rebalance renews this replica's membership and partition leases, takes
+// free partitions up to its fair share (partitions / live replicas,
+// rounded up) and gives up partitions beyond it.
+func (r *Relay) rebalance(ctx context.Context) error {
+	o := r.opts
+	if _, _, err := r.db.TryLease(ctx, memberPrefix+o.Holder, o.Holder, o.LeaseTTL); err != nil {
+		return fmt.Errorf("outbox relay: membership lease: %w", err)
+	}
+	var members int
+	if err := r.db.QueryRow(ctx, "SELECT COUNT(*) FROM sy_leases WHERE name LIKE ? AND expires_ms > ?",
+		memberPrefix+"%", time.Now().UnixMilli()).Scan(&members); err != nil {
+		return fmt.Errorf("outbox relay: counting replicas: %w", err)
+	}
+	share := (o.Partitions + max(members, 1) - 1) / max(members, 1)
+	r.mu.Lock()
+	held := make(map[int]store.Lease, len(r.held))
+	for p, l := range r.held {
+		held[p] = l
+	}
+	r.mu.Unlock()
+	var errs []error
+	for p := range held {
+		l, ok, err := r.db.TryLease(ctx, r.partitionLease(p), o.Holder, o.LeaseTTL)
+		switch {
+		case err != nil:
+			errs = append(errs, err) // keep it until it expires locally
+		case ok:
+			if held[p].Expires.Before(time.Now()) {
+				r.lost.Add(1) // it had expired before the renewal: someone may have led it meanwhile
+			}
+			held[p] = l
+		default:
+			r.lost.Add(1)
+			delete(held, p)
+		}
+	}
+	// Start at a random partition so that replicas starting together do
+	// not all contend for partition 0 first.
+	start := rand.IntN(o.Partitions)
+	for i := 0; i < o.Partitions && len(held) < share; i++ {
+		p := (start + i) % o.Partitions
+		if _, ok := held[p]; ok {
+			continue
+		}
+		l, ok, err := r.db.TryLease(ctx, r.partitionLease(p), o.Holder, o.LeaseTTL)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			held[p] = l
+		}
+	}
+	var extra []int
+	for p := range held {
+		if len(held)-len(extra) <= share {
+			break
+		}
+		extra = append(extra, p)
+	}
+	for _, p := range extra {
+		delete(held, p)
+	}
+	r.mu.Lock()
+	r.held = held
+	r.mu.Unlock()
+	if len(extra) > 0 {
+		// Before giving partitions away: let the round that may be
+		// publishing them finish, and its rows be deleted, so that their
+		// next leader does not publish them again.
+		r.roundMu.Lock()
+		r.roundMu.Unlock()
+		r.flushDeletes()
+		for _, p := range extra {
+			if err := r.db.ReleaseLease(ctx, r.partitionLease(p), o.Holder); err != nil && !errors.Is(err, store.ErrNotHeld) {
+				errs = append(errs, err) // it expires by itself
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("outbox relay: partition leases: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// releaseAll gives up every lease this replica holds (on the way out).
+func (r *Relay) releaseAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r.mu.Lock()
+	held := r.held
+	r.held = map[int]store.Lease{}
+	r.mu.Unlock()
+	for p := range held {
+		r.db.ReleaseLease(ctx, r.partitionLease(p), r.opts.Holder)
+	}
+	r.db.ReleaseLease(ctx, memberPrefix+r.opts.Holder, r.opts.Holder)
+}
+
+// usable returns the partitions whose leases have at least a third of the
+// TTL left, enough to publish a batch before anyone may take them over,
+// and the earliest expiry among them.
+func (r *Relay) usable() ([]int, time.Time) {
+	margin := time.Now().Add(r.opts.LeaseTTL / 3)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ps []int
+	var first time.Time
+	for p, l := range r.held {
+		if l.Expires.After(margin) {
+			ps = append(ps, p)
+			if first.IsZero() || l.Expires.Before(first) {
+				first = l.Expires
+			}
+		}
+	}
+	slices.Sort(ps)
+	return ps, first
+}
+
+type row struct {
+	id      int64
+	dst     string
+	deliver int64 // earliest delivery, unix ms; 0 = at once
+	msg     broker.Message
+}
+
+// round publishes one batch of the partitions this replica leads and
+// deletes what the broker confirmed. It returns how many rows it read.
+func (r *Relay) round(ctx context.Context) (int, error) {
+	r.roundMu.Lock()
+	defer r.roundMu.Unlock()
+	r.roundStart.Store(time.Now().UnixNano())
+	defer r.roundStart.Store(0)
+	ps, expires := r.usable()
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	q := "SELECT id, msg_id, dest, msg_key, body, headers, deliver_ms, ttl_ms FROM sy_outbox"
+	if len(ps) < r.opts.Partitions {
+		var b strings.Builder
+		for i, p := range ps {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(p))
+		}
+		q += fmt.Sprintf(" WHERE khash %% %d IN (%s)", r.opts.Partitions, b.String())
+	}
+	// Skip the rows confirmed but not yet deleted, as they were before the
+	// read: a delete that commits during the read has its ids in this
+	// copy, while the deleter may already have dropped them from pending.
+	r.delMu.Lock()
+	skip := make(map[int64]struct{}, len(r.pending))
+	for id := range r.pending {
+		skip[id] = struct{}{}
+	}
+	r.delMu.Unlock()
+	q += " ORDER BY id LIMIT " + strconv.Itoa(r.opts.Batch+len(skip))
+	rows, err := r.db.Query(ctx, q)
+	if err != nil {
+		return 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
+	}
+	batch, err := scanRows(rows)
+	if err != nil {
+		return 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
+	}
+	batch = slices.DeleteFunc(batch, func(rw row) bool { _, ok := skip[rw.id]; return ok })
+	batch = batch[:min(len(batch), r.opts.Batch)]
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	// One publish per destination, each in row order (the key order);
+	// destinations are independent of each other.
+	var dests []string
+	byDest := map[string][]row{}
+	for _, rw := range batch {
+		if _, ok := byDest[rw.dst]; !ok {
+			dests = append(dests, rw.dst)
+		}
+		byDest[rw.dst] = append(byDest[rw.dst], rw)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done []int64
+		errs []error
+	)
+	for _, d := range dests {
+		rs := byDest[d]
+		wg.Go(func() {
+			msgs := make([]broker.Message, len(rs))
+			for i, rw := range rs {
+				msgs[i] = rw.msg
+				if rw.deliver > 0 { // what is left of the delay
+					msgs[i].Delay = max(time.Until(time.UnixMilli(rw.deliver)), 0)
+				}
+			}
+			err := r.pub.Publish(ctx, d, msgs...)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			for _, rw := range rs {
+				done = append(done, rw.id)
+			}
+		})
+	}
+	wg.Wait()
+	if len(done) > 0 {
+		r.rounds.Add(1)
+		r.delMu.Lock()
+		for _, id := range done {
+			r.pending[id] = struct{}{}
+		}
+		r.delMu.Unlock()
+		r.deletes <- confirmed{ids: done, expires: expires}
+	}
+	return len(batch), errors.Join(errs...)
+}
+
+// confirmed are rows the broker confirmed, to delete; expires is the
+// earliest lease expiry of the round that published them.
+type confirmed struct {
+	ids     []int64
+	expires time.Time
+}
+
+// deleter deletes confirmed rows, several rounds' worth at a time, until
+// Run closes r.deletes.
+func (r *Relay) deleter(ctx context.Context) {
+	for c := range r.deletes {
+		cs := []confirmed{c}
+		for more := true; more; {
+			select {
+			case c, ok := <-r.deletes:
+				if !ok {
+					more = false
+					break
+				}
+				cs = append(cs, c)
+			default:
+				more = false
+			}
+		}
+		var ids []int64
+		for _, c := range cs {
+			ids = append(ids, c.ids...)
+		}
+		err := r.delete(ctx, ids)
+		now := time.Now()
+		if err != nil {
+			r.fail(ctx, err) // they stay and are published again: the broker drops the copies
+		} else {
+			r.published.Add(int64(len(ids)))
+			for _, c := range cs {
+				if now.After(c.expires) {
+					r.late.Add(int64(len(c.ids)))
+				}
+			}
+		}
+		r.delMu.Lock()
+		for _, id := range ids {
+			delete(r.pending, id)
+		}
+		r.delDone.Broadcast()
+		r.delMu.Unlock()
+	}
+}
+
+// flushDeletes waits until every confirmed row is deleted (or its delete
+// failed), so that no partition changes hands with rows its next leader
+// would publish again.
+func (r *Relay) flushDeletes() {
+	r.delMu.Lock()
+	for len(r.pending) > 0 {
+		r.delDone.Wait()
+	}
+	r.delMu.Unlock()
+}
+
+func scanRows(rows *sql.Rows) ([]row, error) {
+	defer rows.Close()
+	var out []row
+	for rows.Next() {
+		var (
+			rw             row
+			headers        string
+			deliver, ttlMS int64
+		)
+		if err := rows.Scan(&rw.id, &rw.msg.ID, &rw.dst, &rw.msg.Key, &rw.msg.Body, &headers, &deliver, &ttlMS); err != nil {
+			return nil, err
+		}
+		if headers != "" {
+			if err := json.Unmarshal([]byte(headers), &rw.msg.Headers); err != nil {
+				return nil, fmt.Errorf("message %q: headers: %w", rw.msg.ID, err)
+			}
+		}
+		rw.msg.TTL = time.Duration(ttlMS) * time.Millisecond
+		out = append(out, rw)
+	}
+	return out, rows.Err()
+}
+
+// delete removes published rows. It needs no fencing: a row is deleted
+// only after the broker confirmed it, whoever leads its partition now.
+func (r *Relay) delete(ctx context.Context, ids []int64) error {
+	// The broker has the messages: finish the delete even if ctx ends now,
+	// or the next leader publishes them again (harmless, but wasted).
+	ctx = context.WithoutCancel(ctx)
+	for chunk := range slices.Chunk(ids, 500) {
+		var b strings.Builder
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('?')
+			args[i] = id
+		}
+		if _, err := r.db.Exec(ctx, "DELETE FROM sy_outbox WHERE id IN ("+b.String()+")", args...); err != nil {
+			return fmt.Errorf("outbox relay: deleting %d published messages: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
