@@ -121,7 +121,10 @@ func Check(path string) error {
 		return errors.Join(fileErr, err)
 	}
 	defer closeLimits()
-	_, err = build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
+	rt, err := build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
+	if rt != nil {
+		rt.closeCaches()
+	}
 	return errors.Join(fileErr, err)
 }
 
@@ -370,6 +373,7 @@ func (g *Gateway) stop(rt *runtime) {
 		rt.cancel()
 	}
 	rt.wg.Wait()
+	rt.closeCaches()
 	for _, p := range rt.pools {
 		p.Close()
 	}
@@ -408,6 +412,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		old.cancel()
 	}
 	time.AfterFunc(orDuration(old.cfg.Server.ShutdownTimeout, DefaultShutdownTimeout), func() {
+		old.closeCaches()
 		for _, p := range old.pools {
 			p.Close()
 		}

@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestEdgeCacheRoute drives a cached route through the YAML config: a
+// hit never reaches the upstream and carries the gateway's own request
+// id, a route override gives freshness to answers without any.
+func TestEdgeCacheRoute(t *testing.T) {
+	be := newBackend(t, "be")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/static/") {
+			w.Header().Set("Cache-Control", "public, max-age=600")
+		}
+		w.Header().Set("Surrogate-Key", "k1")
+		fmt.Fprintf(w, "path=%s", r.URL.Path)
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+caches:
+  edge:
+    memory: 8MiB
+    max_object: 1MiB
+    default_ttl: 0s
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - match: { path_prefix: /static/ }
+    upstream: u
+    cache: edge
+  - match: { path_prefix: /api/ }
+    upstream: u
+    cache: { name: edge, default_ttl: 60s }
+  - match: { path_prefix: / }
+    upstream: u
+`, be.addr()))
+	_, body, h1 := get(t, gw.url+"/static/a.css")
+	if body != "path=/static/a.css" || !strings.HasPrefix(h1.Get("Cache-Status"), "switchyard; fwd=uri-miss") {
+		t.Fatalf("miss: %q %q", body, h1.Get("Cache-Status"))
+	}
+	code, body, h2 := get(t, gw.url+"/static/a.css")
+	if code != 200 || body != "path=/static/a.css" || h2.Get("Cache-Status") != "switchyard; hit" {
+		t.Fatalf("hit: %d %q %q", code, body, h2.Get("Cache-Status"))
+	}
+	if h2.Get("X-Request-Id") == "" || h2.Get("X-Request-Id") == h1.Get("X-Request-Id") {
+		t.Fatalf("the hit replayed the stored request id %q", h2.Get("X-Request-Id"))
+	}
+	if h2.Get("Surrogate-Key") != "" {
+		t.Fatal("Surrogate-Key reached the client")
+	}
+	get(t, gw.url+"/api/x")
+	_, _, h3 := get(t, gw.url+"/api/x")
+	if h3.Get("Cache-Status") != "switchyard; hit" {
+		t.Fatalf("route default_ttl: %q", h3.Get("Cache-Status"))
+	}
+	get(t, gw.url+"/other")
+	_, _, h4 := get(t, gw.url+"/other")
+	if h4.Get("Cache-Status") != "" {
+		t.Fatalf("uncached route: %q", h4.Get("Cache-Status"))
+	}
+	if n := be.requests.Load(); n != 4 {
+		t.Fatalf("backend asked %d times, want 4", n)
+	}
+}
+
+// TestEdgeCacheBackgroundAndStaleIfError: stale-while-revalidate
+// revalidates through the gateway's handler (its own request state), and
+// stale-if-error answers when the target is gone.
+func TestEdgeCacheBackgroundAndStaleIfError(t *testing.T) {
+	be := newBackend(t, "be")
+	var version atomic.Int64
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=600, stale-if-error=600")
+		if r.URL.Path == "/sie" {
+			w.Header().Set("Cache-Control", "max-age=0, stale-if-error=600")
+			w.Header().Set("Etag", `"1"`)
+		}
+		fmt.Fprintf(w, "v%d", version.Add(1))
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+caches:
+  edge: { memory: 1MiB }
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - upstream: u
+    cache: edge
+`, be.addr()))
+	get(t, gw.url+"/swr")
+	_, body, h := get(t, gw.url+"/swr")
+	if body != "v1" || h.Get("Cache-Status") != "switchyard; hit; detail=stale-while-revalidate" {
+		t.Fatalf("stale: %q %q", body, h.Get("Cache-Status"))
+	}
+	eventually(t, 5*time.Second, "the background revalidation", func() bool {
+		_, body, _ := get(t, gw.url+"/swr")
+		return body == "v2"
+	})
+	get(t, gw.url+"/sie")
+	be.srv.Close()
+	code, body, h := get(t, gw.url+"/sie")
+	if code != 200 || !strings.HasPrefix(body, "v") || !strings.Contains(h.Get("Cache-Status"), "detail=stale-if-error") {
+		t.Fatalf("dead upstream: %d %q %q", code, body, h.Get("Cache-Status"))
+	}
+}
+
+func TestEdgeCacheConfigErrors(t *testing.T) {
+	base := "listen: 127.0.0.1:0\nupstreams:\n  a:\n    targets: [{ address: 127.0.0.1:9 }]\n"
+	for name, tc := range map[string]struct {
+		cfg  string
+		want []string
+	}{
+		"memory missing": {base + "caches:\n  edge: { max_object: 1MiB }\nroutes:\n  - upstream: a\n    cache: edge\n",
+			[]string{"caches.edge.memory", "required"}},
+		"bad size": {base + "caches:\n  edge: { memory: 12 parsecs }\nroutes:\n  - upstream: a\n",
+			[]string{":6:19: caches.edge.memory", `invalid size "12 parsecs"`}},
+		"unknown cache": {base + "caches:\n  edge: { memory: 1MiB }\nroutes:\n  - upstream: a\n    cache: egde\n",
+			[]string{":9:5: routes[0].cache", `unknown cache "egde"`}},
+		"unknown override": {base + "caches:\n  edge: { memory: 1MiB }\nroutes:\n  - upstream: a\n    cache: { name: edge, defualt_ttl: 1s }\n",
+			[]string{"routes[0].cache", `unknown key "defualt_ttl"`, `did you mean "default_ttl"`}},
+		"bad key element": {base + "caches:\n  edge: { memory: 1MiB, key: [host, path, header:] }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.key[2]", "unknown key element"}},
+		"bad override key": {base + "caches:\n  edge: { memory: 1MiB }\nroutes:\n  - upstream: a\n    cache: { name: edge, key: [host] }\n",
+			[]string{"routes[0].cache.key", "must include path"}},
+		"disk": {base + "caches:\n  edge: { memory: 1MiB, disk: { path: /tmp/x, size: 1GiB } }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.disk", "not implemented"}},
+		"max_object above memory": {base + "caches:\n  edge: { memory: 1MiB, max_object: 2MiB }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.max_object", "larger than memory"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "gw.yaml")
+			if err := os.WriteFile(path, []byte(tc.cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := Check(path)
+			if err == nil {
+				t.Fatal("Check accepted the config")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
