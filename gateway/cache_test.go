@@ -154,3 +154,71 @@ func TestEdgeCacheConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestEdgeCacheAdmin purges by URL, prefix and tag through the admin API,
+// inspects entries and reads the cache metrics.
+func TestEdgeCacheAdmin(t *testing.T) {
+	be := newBackend(t, "be")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600, stale-while-revalidate=600")
+		w.Header().Set("Surrogate-Key", "all "+strings.Split(r.URL.Path, "/")[1])
+		fmt.Fprint(w, r.URL.Path)
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: off
+caches:
+  edge: { memory: 1MiB }
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - upstream: u
+    cache: edge
+`, be.addr()))
+	host := strings.TrimPrefix(gw.url, "http://")
+	for _, p := range []string{"/a/1", "/a/2", "/b/1", "/c/1"} {
+		get(t, gw.url+p)
+	}
+	purge := func(body string) (int, string) {
+		code, resp, _ := do(t, http.MethodPost, gw.admin+"/admin/caches/edge/purge", strings.NewReader(body))
+		return code, resp
+	}
+	if code, resp := purge(`{"url": "http://` + host + `/c/1"}`); code != 200 || !strings.Contains(resp, `"purged": 1`) {
+		t.Fatalf("purge url: %d %s", code, resp)
+	}
+	if code, resp := purge(`{"prefix": "` + host + `/a/"}`); code != 200 || !strings.Contains(resp, `"purged": 2`) {
+		t.Fatalf("purge prefix: %d %s", code, resp)
+	}
+	if code, resp := purge(`{"tag": "b", "soft": true}`); code != 200 || !strings.Contains(resp, `"purged": 1`) {
+		t.Fatalf("purge tag: %d %s", code, resp)
+	}
+	if code, resp := purge(`{"url": "x", "tag": "y"}`); code != 400 || !strings.Contains(resp, "exactly one") {
+		t.Fatalf("bad purge: %d %s", code, resp)
+	}
+	if code, _, _ := do(t, http.MethodPost, gw.admin+"/admin/caches/nope/purge", strings.NewReader(`{"tag": "a"}`)); code != 404 {
+		t.Fatalf("unknown cache: %d", code)
+	}
+	_, _, h := get(t, gw.url+"/a/1")
+	if !strings.HasPrefix(h.Get("Cache-Status"), "switchyard; fwd=uri-miss") {
+		t.Fatalf("after hard purge: %q", h.Get("Cache-Status"))
+	}
+	_, _, h = get(t, gw.url+"/b/1")
+	if h.Get("Cache-Status") != "switchyard; hit; detail=stale-while-revalidate" {
+		t.Fatalf("after soft purge: %q", h.Get("Cache-Status"))
+	}
+	code, body, _ := get(t, gw.admin+"/admin/caches/edge/entries?url=http://"+host+"/a/1")
+	if code != 200 || !strings.Contains(body, `"status": 200`) || !strings.Contains(body, `"tags": [`) {
+		t.Fatalf("entries: %d %s", code, body)
+	}
+	code, body, _ = get(t, gw.admin+"/admin/caches")
+	if code != 200 || !strings.Contains(body, `"name": "edge"`) {
+		t.Fatalf("caches: %d %s", code, body)
+	}
+	_, metrics, _ := get(t, gw.admin+"/metrics")
+	for _, m := range []string{`switchyard_cache_hits_total{cache="edge"} 0`, `switchyard_cache_stale_served_total{cache="edge"} 1`, `switchyard_cache_purged_total{cache="edge"} 4`, `switchyard_cache_entries{cache="edge"}`} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
+}

@@ -80,7 +80,7 @@ func New(opts Options) (*Gateway, error) {
 	if g.metrics, err = proxy.NewMetrics(g.reg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	g.reg.MustRegister(targetCollector{g})
+	g.reg.MustRegister(targetCollector{g}, cacheCollector{g})
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
 		return nil, err
