@@ -72,9 +72,26 @@ func normalizedHeader(h http.Header, name string) string {
 
 // Stats are a store's counters since it was made.
 type Stats struct {
-	Hits, Misses, StaleServed, Revalidations, Coalesced, Evictions, Purged, Stored int64
+	// Hits are requests answered from a fresh stored response.
+	Hits int64 `json:"hits"`
+	// Misses are requests forwarded to fill or validate an entry.
+	Misses int64 `json:"misses"`
+	// StaleServed are stale answers: stale-while-revalidate,
+	// stale-if-error, a client's max-stale.
+	StaleServed int64 `json:"stale_served"`
+	// Revalidations are conditional requests sent for stale entries.
+	Revalidations int64 `json:"revalidations"`
+	// Coalesced are requests that waited for another's origin fetch.
+	Coalesced int64 `json:"coalesced"`
+	// Evictions are entries dropped to stay within memory.
+	Evictions int64 `json:"evictions"`
+	// Purged are entries purged (soft or hard).
+	Purged int64 `json:"purged"`
+	// Stored are responses stored.
+	Stored int64 `json:"stored"`
 	// Bytes and Entries are what the store holds now.
-	Bytes, Entries int64
+	Bytes   int64 `json:"bytes"`
+	Entries int64 `json:"entries"`
 }
 
 // Store is a cache's memory tier, shared by every route that names the

@@ -137,7 +137,7 @@ func (t *teeWriter) WriteHeader(code int) {
 				t.c.store.removeLocked(st)
 				t.c.store.mu.Unlock()
 			}
-			t.c.writeHit(t.w, t.r, u.e, u.e.age(now), t.c.status("fwd=stale", "fwd-status=304"))
+			t.c.writeHit(t.w, t.r, u.e, u.e.age(now), t.c.status("fwd="+t.a.fwd, "fwd-status=304"))
 			return
 		}
 	}
@@ -491,7 +491,7 @@ func (c *Cache) merge(st *entry, h304 http.Header, reqTime, now time.Time) *merg
 	}
 	hdr := st.header.Clone()
 	for k, v := range h304 {
-		if k == "Content-Length" {
+		if k == "Content-Length" || k == "Set-Cookie" && !c.pol.AllowSetCookie {
 			continue
 		}
 		hdr[k] = v
