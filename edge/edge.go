@@ -126,11 +126,6 @@ func (c *Cache) serve(next http.Handler, w http.ResponseWriter, r *http.Request)
 		c.pass(next, w, r, "request")
 		return
 	}
-	if r.Header.Get("Range") != "" {
-		// Range requests are not answered from the cache (yet): pass them.
-		c.pass(next, w, r, "bypass; detail=range")
-		return
-	}
 	var kb [256]byte
 	c.lookup(next, w, r, buildKey(kb[:0], c.key, r), rq, true)
 }
@@ -174,6 +169,13 @@ func (c *Cache) lookup(next http.Handler, w http.ResponseWriter, r *http.Request
 		}
 	}
 	key := string(kb)
+	if len(r.Header["Range"]) > 0 {
+		// A range the store cannot answer: the origin's 206 is passed on,
+		// never stored (only full responses are).
+		c.store.misses.Add(1)
+		c.pass(next, w, r, fwd+"; detail=range")
+		return
+	}
 	if rq.OnlyIfCached {
 		w.Header()["Cache-Status"] = c.status("fwd=miss", "detail=only-if-cached")
 		httpx.WriteError(w, r, &httpx.Error{Status: http.StatusGatewayTimeout, Code: "not_cached", Msg: "only-if-cached: no usable stored response"})
@@ -240,6 +242,10 @@ func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age t
 	} else {
 		h["Cache-Status"] = status
 	}
+	if len(r.Header["Range"]) > 0 && e.status == http.StatusOK {
+		serveRange(w, r, e)
+		return
+	}
 	code := e.status
 	if notModified(r, e) {
 		code = http.StatusNotModified
@@ -252,6 +258,40 @@ func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age t
 	if code != http.StatusNotModified && r.Method != http.MethodHead {
 		_, _ = w.Write(e.body)
 	}
+}
+
+// serveRange answers a Range request from a stored full response
+// (RFC 9110 section 14): 206 for one range, multipart/byteranges for
+// several, 416 when none is satisfiable, the full 200 when If-Range does
+// not match; net/http's ServeContent implements exactly that.
+func serveRange(w http.ResponseWriter, r *http.Request, e *entry) {
+	var mod time.Time
+	if e.lastModified != "" {
+		mod, _ = http.ParseTime(e.lastModified)
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	http.ServeContent(sw, r, "", mod, bytes.NewReader(e.body))
+	httpx.RecordStatus(r, sw.code)
+}
+
+// statusWriter records the status written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
 }
 
 // notModified evaluates the client's If-None-Match / If-Modified-Since

@@ -690,3 +690,55 @@ func TestPolicyValidation(t *testing.T) {
 		t.Fatalf("config: %v", err)
 	}
 }
+
+// RFC 9110 section 14: ranges answered from a stored full response.
+func TestRangeFromStoredResponse(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Etag", `"abc"`)
+		w.Header().Set("Content-Type", "text/plain")
+		if rg := r.Header.Get("Range"); rg != "" {
+			w.Header().Set("Content-Range", "bytes 0-1/10")
+			w.WriteHeader(http.StatusPartialContent)
+			fmt.Fprint(w, "01")
+			return
+		}
+		fmt.Fprint(w, "0123456789")
+	})
+	f := newFront(t, o, Policy{}, mib, 0)
+	resp, body := f.get(t, "/r", "Range", "bytes=0-1") // a miss: the origin's 206, not stored
+	wantStatus(t, resp, "switchyard; fwd=uri-miss; detail=range")
+	if resp.StatusCode != 206 || body != "01" {
+		t.Fatalf("miss: %d %q", resp.StatusCode, body)
+	}
+	f.get(t, "/r")
+	cases := []struct {
+		hdr    []string
+		code   int
+		body   string
+		header string
+	}{
+		{[]string{"Range", "bytes=2-4"}, 206, "234", "bytes 2-4/10"},
+		{[]string{"Range", "bytes=-3"}, 206, "789", "bytes 7-9/10"},
+		{[]string{"Range", "bytes=8-"}, 206, "89", "bytes 8-9/10"},
+		{[]string{"Range", "bytes=20-30"}, 416, "", "bytes */10"},
+		{[]string{"Range", "bytes=1-2", "If-Range", `"abc"`}, 206, "12", "bytes 1-2/10"},
+		{[]string{"Range", "bytes=1-2", "If-Range", `"other"`}, 200, "0123456789", ""},
+		{[]string{"Range", "bytes=0-0,5-5"}, 206, "", ""}, // multipart
+	}
+	for _, tc := range cases {
+		resp, body := f.get(t, "/r", tc.hdr...)
+		if resp.StatusCode != tc.code || tc.body != "" && body != tc.body || resp.Header.Get("Content-Range") != tc.header {
+			t.Errorf("%q: %d %q Content-Range %q", tc.hdr, resp.StatusCode, body, resp.Header.Get("Content-Range"))
+		}
+		if tc.code != 416 && !strings.HasPrefix(resp.Header.Get("Cache-Status"), "switchyard; hit") {
+			t.Errorf("%q: %q", tc.hdr, resp.Header.Get("Cache-Status"))
+		}
+		if strings.Contains(tc.hdr[1], ",") && (!strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") || !strings.Contains(body, "Content-Range: bytes 5-5/10")) {
+			t.Errorf("multipart: %q %q", resp.Header.Get("Content-Type"), body)
+		}
+	}
+	if o.n.Load() != 2 {
+		t.Fatalf("origin asked %d times", o.n.Load())
+	}
+}
