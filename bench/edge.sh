@@ -23,6 +23,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
+  rm -rf "$TMP/nginx-cache" "$TMP/nginx-temp" "$TMP/varnish" "$TMP"/warm-*.txt  # keep the logs and wrk output
 }
 trap cleanup EXIT
 
@@ -68,8 +69,9 @@ sub vcl_recv {
 }
 sub vcl_backend_response { set beresp.ttl = 1h; }
 VCL
-mkdir -p "$TMP/nginx-cache"
+mkdir -p "$TMP/nginx-cache" "$TMP/nginx-temp"
 cat > "$TMP/nginx.conf" <<NGINX
+user root;
 worker_processes 1;
 pid $TMP/nginx.pid;
 error_log $TMP/nginx-error.log error;
@@ -77,6 +79,7 @@ daemon on;
 events { worker_connections 4096; }
 http {
   access_log off;
+  proxy_temp_path $TMP/nginx-temp;
   proxy_cache_path $TMP/nginx-cache levels=1:2 keys_zone=edge:64m max_size=4g inactive=1h use_temp_path=off;
   upstream small { server 127.0.0.1:$SMALL; keepalive 64; }
   upstream large { server 127.0.0.1:$LARGE; keepalive 64; }
@@ -126,8 +129,8 @@ run() { # port size seconds
     awk '/Requests\/sec/{print int($2)} /Non-2xx/{print "NON2XX " $0 > "/dev/stderr"}'
 }
 warm() { # port size: every key once, then a few seconds of random keys
-  for i in $(seq 1 "$KEYS"); do echo "url = \"http://127.0.0.1:$1/$2/obj$i\""; done > "$TMP/warm-$1-$2.txt"
-  curl -s --parallel --parallel-max 32 -K "$TMP/warm-$1-$2.txt" -o /dev/null
+  for i in $(seq 1 "$KEYS"); do printf 'url = "http://127.0.0.1:%s/%s/obj%s"\noutput = "/dev/null"\n' "$1" "$2" "$i"; done > "$TMP/warm-$1-$2.txt"
+  curl -s --no-progress-meter --parallel --parallel-max 16 -K "$TMP/warm-$1-$2.txt" >/dev/null 2>&1 || true
   run "$1" "$2" 2 >/dev/null
 }
 
@@ -138,6 +141,10 @@ for size in $SIZES; do
   # Every contender must now answer from its cache.
   hit=$(curl -s -D - -o /dev/null "http://127.0.0.1:$SY/$size/obj1" | tr -d '\r' | awk -F': ' '/^Cache-Status/{print $2}')
   [ "$hit" = "switchyard; hit" ] || { echo "switchyard not warm: Cache-Status $hit"; exit 1; }
+  for p in $VA $NG; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/$size/obj1")
+    [ "$code" = 200 ] || { echo "port $p answered $code"; cat "$TMP"/*.log "$TMP/nginx-error.log" 2>/dev/null | tail -20; exit 1; }
+  done
   sy=(); va=(); ng=()
   echo "== size $size: $ROUNDS rounds of switchyard, varnish, nginx (wrk -t1 -c$CONNS -d${DURATION}s over $KEYS keys)"
   for r in $(seq "$ROUNDS"); do
