@@ -742,3 +742,39 @@ func TestRangeFromStoredResponse(t *testing.T) {
 		t.Fatalf("origin asked %d times", o.n.Load())
 	}
 }
+
+// Set-Cookie responses pass uncached unless the policy allows them; a
+// qualified private stores the response without the named fields.
+func TestSetCookieAndQualifiedPrivate(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=600")
+			w.Header().Set("Set-Cookie", "s=1")
+			fmt.Fprint(w, "x")
+		})
+		f := newFront(t, o, Policy{AllowSetCookie: allow}, mib, 0)
+		f.get(t, "/c")
+		resp, _ := f.get(t, "/c")
+		if got := o.n.Load() == 1; got != allow {
+			t.Fatalf("allow_set_cookie=%v: stored=%v", allow, got)
+		}
+		if allow && resp.Header.Get("Set-Cookie") != "s=1" {
+			t.Fatalf("allowed cookie not replayed: %q", resp.Header.Get("Set-Cookie"))
+		}
+	}
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", `max-age=600, private="X-User, X-Session"`)
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "1")
+		w.Header().Set("X-User", "alice")
+		w.Header().Set("X-Public", "yes")
+		fmt.Fprint(w, "x")
+	})
+	f := newFront(t, o, Policy{}, mib, 0)
+	f.get(t, "/p")
+	resp, _ := f.get(t, "/p")
+	wantStatus(t, resp, "switchyard; hit")
+	if resp.Header.Get("X-User") != "" || resp.Header.Get("X-Public") != "yes" {
+		t.Fatalf("qualified private: X-User=%q X-Public=%q", resp.Header.Get("X-User"), resp.Header.Get("X-Public"))
+	}
+}

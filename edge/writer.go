@@ -442,11 +442,15 @@ func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time) met
 	if len(tags) > 64 {
 		tags = tags[:64]
 	}
+	for _, v := range hdr["Connection"] { // fields named by Connection are hop-by-hop too
+		for k := range strings.SplitSeq(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				hdr.Del(k)
+			}
+		}
+	}
 	for _, k := range hopHeaders {
 		delete(hdr, k)
-	}
-	for _, k := range hdr["Connection"] {
-		hdr.Del(k)
 	}
 	res.e = &entry{
 		status: code, header: hdr, tags: tags,
