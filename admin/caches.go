@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/switchyard/switchyard/edge"
 )
@@ -20,7 +21,15 @@ type CacheBackend interface {
 	Purge(cache string, p Purge) (int, error)
 	// CacheEntries describes the named cache's entries for a URL.
 	CacheEntries(cache, url string, limit int) ([]edge.EntryInfo, error)
+	// Push publishes an object into the named cache as the response to
+	// a GET of url.
+	Push(cache, url string, obj edge.PushObject) error
 }
+
+// pushHeaders are the request headers of a push that are stored with
+// the object.
+var pushHeaders = []string{"Content-Type", "Content-Language", "Content-Encoding", "Cache-Control", "Expires",
+	"Etag", "Last-Modified", "Vary", "Surrogate-Key", "Cache-Tag", "Link", "Content-Disposition"}
 
 // Cache is one named cache and its counters.
 type Cache struct {
@@ -70,6 +79,7 @@ func (p Purge) Validate() error {
 //	GET  /admin/caches                          each cache's counters
 //	POST /admin/caches/{name}/purge             {"url"|"prefix"|"tag": ..., "soft": bool} → {"purged": N}
 //	GET  /admin/caches/{name}/entries?url=URL   the entries stored for URL (all variants)
+//	PUT  /admin/caches/{name}/objects?url=URL[&ttl=60s][&status=200]   push the body as URL's response
 func cacheRoutes(mux *http.ServeMux, b Backend) {
 	cb, ok := b.(CacheBackend)
 	if !ok {
@@ -99,6 +109,48 @@ func cacheRoutes(mux *http.ServeMux, b Backend) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"purged": n, "soft": p.Soft})
+	})
+	mux.HandleFunc("PUT /admin/caches/{name}/objects", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		target := q.Get("url")
+		if target == "" {
+			writeError(w, http.StatusBadRequest, "bad_request", "missing url: expected ?url=http://host/path")
+			return
+		}
+		var obj edge.PushObject
+		if s := q.Get("ttl"); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < time.Second {
+				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid ttl %q: expected a duration of at least 1s, e.g. 10m", s))
+				return
+			}
+			obj.TTL = d
+		}
+		if s := q.Get("status"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 200 || n > 599 {
+				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid status %q: expected 200 to 599", s))
+				return
+			}
+			obj.Status = n
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<30))
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "reading the object: "+err.Error())
+			return
+		}
+		obj.Body = body
+		obj.Header = http.Header{}
+		for _, k := range pushHeaders {
+			if vs := r.Header.Values(k); len(vs) > 0 {
+				obj.Header[k] = vs
+			}
+		}
+		if err := cb.Push(r.PathValue("name"), target, obj); err != nil {
+			writeBackendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"pushed": target, "bytes": len(body)})
 	})
 	mux.HandleFunc("GET /admin/caches/{name}/entries", func(w http.ResponseWriter, r *http.Request) {
 		u := r.URL.Query().Get("url")

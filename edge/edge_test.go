@@ -778,3 +778,29 @@ func TestSetCookieAndQualifiedPrivate(t *testing.T) {
 		t.Fatalf("qualified private: X-User=%q X-Public=%q", resp.Header.Get("X-User"), resp.Header.Get("X-Public"))
 	}
 }
+
+// Push publishes an object that is then served without the origin.
+func TestPush(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	f := newFront(t, o, Policy{}, mib, 64)
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	req := httptest.NewRequest(http.MethodPut, "http://"+host+"/pushed", nil)
+	err := f.c.Push(req, PushObject{Header: http.Header{"Content-Type": {"text/plain"}, "Surrogate-Key": {"p"}}, Body: []byte("pushed!"), TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.get(t, "/pushed")
+	wantStatus(t, resp, "switchyard; hit")
+	if body != "pushed!" || resp.Header.Get("Content-Type") != "text/plain" || resp.Header.Get("Cdn-Cache-Control") != "" || o.n.Load() != 0 {
+		t.Fatalf("pushed object: %q %v origin %d", body, resp.Header, o.n.Load())
+	}
+	if err := f.c.Push(req, PushObject{Body: []byte("no freshness")}); err == nil || !strings.Contains(err.Error(), "not storable") {
+		t.Fatalf("push without freshness: %v", err)
+	}
+	if err := f.c.Push(req, PushObject{Body: make([]byte, 100), TTL: time.Minute}); err == nil || !strings.Contains(err.Error(), "max_object") {
+		t.Fatalf("push too large: %v", err)
+	}
+	if n := f.c.Store().PurgeTag("p", Hard); n != 1 {
+		t.Fatalf("purge pushed: %d", n)
+	}
+}

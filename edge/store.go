@@ -158,7 +158,7 @@ func (s *Store) lookup(key []byte, r *http.Request) (*entry, bool) {
 // insert stores e, replacing the variant with the same Vary values, and
 // evicts least recently used entries until the store is within bounds.
 func (s *Store) insert(e *entry) bool {
-	if e.size > s.maxObject {
+	if e.size > s.maxBytes { // max_object bounds bodies, checked by the callers
 		return false
 	}
 	s.mu.Lock()

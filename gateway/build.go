@@ -39,6 +39,8 @@ type runtime struct {
 	caches   map[string]*edge.Store // named caches' memory tiers
 	// routeCaches are the routes' caches, closed when the generation retires.
 	routeCaches []*edge.Cache
+	// cacheOf is each cached route's cache, for pushes.
+	cacheOf map[*proxy.Route]*edge.Cache
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -135,6 +137,7 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			errs = append(errs, err)
 			continue
 		}
+		var cache *edge.Cache
 		if r.Cache != nil { // innermost: hits have passed auth, limits and the request transform
 			c, err := rt.routeCache(cfg, p, r, deps)
 			if err != nil {
@@ -143,10 +146,17 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			}
 			rt.routeCaches = append(rt.routeCaches, c)
 			mws = append(mws, c.Middleware())
+			cache = c
 		}
 		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
 			Methods: r.Match.Methods, Headers: r.Match.Headers, Client: r.Match.Client}
 		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix, Middleware: mws}
+		if cache != nil {
+			if rt.cacheOf == nil {
+				rt.cacheOf = map[*proxy.Route]*edge.Cache{}
+			}
+			rt.cacheOf[pr] = cache
+		}
 		if r.Aggregate != nil {
 			agg, err := compose.New(*r.Aggregate, rt.call(deps.handler), aggregateError)
 			if err != nil {

@@ -222,3 +222,48 @@ routes:
 		}
 	}
 }
+
+// TestEdgeCachePush publishes an object through the admin API; the edge
+// serves it without asking the upstream.
+func TestEdgeCachePush(t *testing.T) {
+	be := newBackend(t, "be")
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: off
+caches:
+  edge: { memory: 1MiB, max_object: 1KiB }
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - match: { path_prefix: /nocache/ }
+    upstream: u
+  - upstream: u
+    cache: edge
+`, be.addr()))
+	put := func(query, body string, hdr ...string) (int, string) {
+		code, resp, _ := do(t, http.MethodPut, gw.admin+"/admin/caches/edge/objects?"+query, strings.NewReader(body), hdr...)
+		return code, resp
+	}
+	if code, resp := put("url="+gw.url+"/press/release.html&ttl=10m", "<h1>news</h1>", "Content-Type", "text/html", "X-Ignored", "1"); code != 200 {
+		t.Fatalf("push: %d %s", code, resp)
+	}
+	code, body, h := get(t, gw.url+"/press/release.html")
+	if code != 200 || body != "<h1>news</h1>" || h.Get("Content-Type") != "text/html" || h.Get("Cache-Status") != "switchyard; hit" || h.Get("X-Ignored") != "" {
+		t.Fatalf("pushed object: %d %q %v", code, body, h)
+	}
+	if be.requests.Load() != 0 {
+		t.Fatalf("upstream asked %d times", be.requests.Load())
+	}
+	for _, tc := range []struct{ query, body, want string }{
+		{"url=" + gw.url + "/nocache/x&ttl=1m", "x", "does not use cache"},
+		{"url=" + gw.url + "/big&ttl=1m", strings.Repeat("b", 2048), "max_object"},
+		{"url=" + gw.url + "/stale", "x", "not storable"},
+		{"url=/relative&ttl=1m", "x", "invalid url"},
+		{"url=" + gw.url + "/x&ttl=soon", "x", "invalid ttl"},
+	} {
+		if code, resp := put(tc.query, tc.body); code == 200 || !strings.Contains(resp, tc.want) {
+			t.Errorf("%s: %d %s", tc.query, code, resp)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -53,6 +55,33 @@ func (g *Gateway) CacheEntries(cache, url string, limit int) ([]edge.EntryInfo, 
 		return nil, err
 	}
 	return s.Inspect(url, limit), nil
+}
+
+// Push implements admin.CacheBackend: the object is stored by the cache
+// of the route a GET of rawURL matches, which must use the named cache.
+func (g *Gateway) Push(cache, rawURL string, obj edge.PushObject) error {
+	store, err := g.store(cache)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("invalid url %q: expected http://host/path", rawURL)
+	}
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("invalid url %q: %w", rawURL, err)
+	}
+	rt := g.current.Load()
+	pr, ok := rt.Resolve(req)
+	if !ok {
+		return fmt.Errorf("no route matches GET %s: %w", rawURL, admin.ErrNotFound)
+	}
+	c, ok := rt.cacheOf[pr]
+	if !ok || c.Store() != store {
+		return fmt.Errorf("route %q does not use cache %q", pr.Name, cache)
+	}
+	return c.Push(req, obj)
 }
 
 // cacheCollector exports the edge caches' counters on each scrape.
