@@ -204,6 +204,13 @@ func (p *Pool) Name() string { return p.name }
 // Targets returns the pool's targets (do not modify the slice).
 func (p *Pool) Targets() []*upstream.Target { return p.targets }
 
+// Policy is the pool's balancing policy, for other traffic (L4
+// listeners) balanced over the same targets.
+func (p *Pool) Policy() balance.Policy { return p.policy }
+
+// Outlier is the pool's outlier detector, nil when it has none.
+func (p *Pool) Outlier() *health.Outlier { return p.outlier }
+
 // BreakerState returns the state of the upstream-wide breaker and of each
 // target's breaker (nil slice and "" when breakers are disabled).
 func (p *Pool) BreakerState() (pool string, targets []string) {
