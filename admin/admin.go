@@ -104,6 +104,9 @@ type Target struct {
 //	PUT  /admin/upstreams/{name}/targets/{addr}/weight  {"weight": 3} (1..MaxWeight), kept across reloads
 //	DELETE /admin/upstreams/{name}/targets/{addr}/weight  back to the config's weight
 //	POST /admin/reload                                  re-read the config file
+//	GET  /admin/caches                                  edge caches' counters (a CacheBackend only)
+//	POST /admin/caches/{name}/purge                     {"url"|"prefix"|"tag": ..., "soft": true}
+//	GET  /admin/caches/{name}/entries?url=URL           the entries stored for URL
 //	GET  /metrics                                       Prometheus exposition
 //	GET  /debug/pprof/...                               Go profiles (pprof)
 //
@@ -174,6 +177,7 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true, "loaded_at": b.Snapshot().LoadedAt})
 	})
+	cacheRoutes(mux, b)
 	// Profiling, as Caddy's and Envoy's admin endpoints offer it.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

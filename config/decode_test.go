@@ -129,3 +129,36 @@ func FuzzDecodeYAML(f *testing.F) {
 		_ = fmt.Sprint(d)
 	})
 }
+
+func TestByteSize(t *testing.T) {
+	good := map[string]config.ByteSize{"512MiB": 512 << 20, "64KiB": 64 << 10, "20GiB": 20 << 30, "1GB": 1e9, "4096": 4096, "1.5KiB": 1536, "10 mb": 10e6, "0": 0, "2k": 2048}
+	for in, want := range good {
+		got, err := config.ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("config.ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1KiB", "1XB", "NaN", "1e30GiB", "inf"} {
+		if _, err := config.ParseByteSize(in); err == nil {
+			t.Errorf("config.ParseByteSize(%q): want an error", in)
+		}
+	}
+	if s := config.ByteSize(512 << 20).String(); s != "512MiB" {
+		t.Errorf("String = %q", s)
+	}
+	if s := config.ByteSize(1500).String(); s != "1500B" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+func FuzzParseByteSize(f *testing.F) {
+	for _, s := range []string{"512MiB", "1.5GB", "-1", "1e400", "k"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := config.ParseByteSize(s)
+		if err == nil && v < 0 {
+			t.Fatalf("config.ParseByteSize(%q) = %d", s, v)
+		}
+	})
+}

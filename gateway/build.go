@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
 	"github.com/switchyard/switchyard/compose"
+	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/proxy"
@@ -35,6 +36,11 @@ type runtime struct {
 	pools    map[string]*proxy.Pool
 	names    []string // upstream names, sorted
 	checkers []*health.Checker
+	caches   map[string]*edge.Store // named caches' memory tiers
+	// routeCaches are the routes' caches, closed when the generation retires.
+	routeCaches []*edge.Cache
+	// cacheOf is each cached route's cache, for pushes.
+	cacheOf map[*proxy.Route]*edge.Cache
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -111,6 +117,11 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	stores, err := buildCaches(cfg, deps.prev)
+	if err != nil {
+		return nil, err
+	}
+	rt.caches = stores
 	var authn *auth.Authenticator
 	if cfg.Auth != nil {
 		a, err := auth.New(*cfg.Auth, auth.Options{Logger: deps.log})
@@ -126,9 +137,26 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			errs = append(errs, err)
 			continue
 		}
+		var cache *edge.Cache
+		if r.Cache != nil { // innermost: hits have passed auth, limits and the request transform
+			c, err := rt.routeCache(cfg, p, r, deps)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rt.routeCaches = append(rt.routeCaches, c)
+			mws = append(mws, c.Middleware())
+			cache = c
+		}
 		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
 			Methods: r.Match.Methods, Headers: r.Match.Headers, Client: r.Match.Client}
 		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix, Middleware: mws}
+		if cache != nil {
+			if rt.cacheOf == nil {
+				rt.cacheOf = map[*proxy.Route]*edge.Cache{}
+			}
+			rt.cacheOf[pr] = cache
+		}
 		if r.Aggregate != nil {
 			agg, err := compose.New(*r.Aggregate, rt.call(deps.handler), aggregateError)
 			if err != nil {
@@ -180,6 +208,7 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 		}
 	}
 	if len(errs) > 0 {
+		rt.closeCaches()
 		return nil, errors.Join(errs...)
 	}
 	return rt, nil

@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
+	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/ipfilter"
 	"github.com/switchyard/switchyard/proxy"
@@ -80,6 +81,9 @@ type Config struct {
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
+	// Caches are the named edge caches (RFC 9111 shared caches) routes
+	// use with their cache key; see package edge for every field.
+	Caches map[string]*edge.Config `yaml:"caches"`
 	// Routes are matched in order; the first match wins.
 	Routes []Route `yaml:"routes"`
 	// L4 are TCP and UDP listeners balanced over the upstreams' targets
@@ -224,6 +228,11 @@ type Route struct {
 	// Deprecated marks the route's API version as deprecated: responses
 	// carry Deprecation, Sunset and Link headers.
 	Deprecated *Deprecated `yaml:"deprecated"`
+	// Cache answers the route's GET and HEAD requests from a named cache
+	// of the caches block: the name (cache: edge) or the name with
+	// overrides (cache: {name: edge, default_ttl: 60s}). Hits never reach
+	// the upstream; see docs/edge.md.
+	Cache *RouteCache `yaml:"cache"`
 }
 
 // Split moves traffic from a route's upstream to another one.

@@ -81,7 +81,7 @@ func New(opts Options) (*Gateway, error) {
 	if g.metrics, err = proxy.NewMetrics(g.reg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	g.reg.MustRegister(targetCollector{g}, l4Collector{g})
+	g.reg.MustRegister(targetCollector{g}, l4Collector{g}, cacheCollector{g})
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
 		return nil, err
@@ -122,7 +122,10 @@ func Check(path string) error {
 		return errors.Join(fileErr, err)
 	}
 	defer closeLimits()
-	_, err = build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
+	rt, err := build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
+	if rt != nil {
+		rt.closeCaches()
+	}
 	return errors.Join(fileErr, err)
 }
 
@@ -391,6 +394,7 @@ func (g *Gateway) stop(rt *runtime) {
 		rt.cancel()
 	}
 	rt.wg.Wait()
+	rt.closeCaches()
 	for _, p := range rt.pools {
 		p.Close()
 	}
@@ -435,6 +439,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		old.cancel()
 	}
 	time.AfterFunc(orDuration(old.cfg.Server.ShutdownTimeout, DefaultShutdownTimeout), func() {
+		old.closeCaches()
 		for _, p := range old.pools {
 			p.Close()
 		}

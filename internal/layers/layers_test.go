@@ -27,7 +27,7 @@ var floors = map[string]int{
 	"wal": 1, "broker": 1, "internal/flaghint": 1, "kit/store": 1, "kit/flow": 1,
 	// 2: middleware (speak httpx, never the proxy), the broker's engine and
 	// wire format, the load generator.
-	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "load": 2,
+	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "edge": 2, "load": 2,
 	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
 	"kit/resilient": 2,
 	"kit/message": 2, "kit/message/messagetest": 3,
@@ -59,6 +59,7 @@ var forbidden = map[string][]string{
 	"ipfilter":  {"proxy", "httpserver"},
 	"transform": {"proxy", "httpserver"},
 	"compose":   {"proxy", "httpserver"},
+	"edge":      {"proxy", "httpserver"},
 	"throttle":  {"proxy", "httpserver"},
 }
 

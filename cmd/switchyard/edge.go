@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// runEdge is `switchyard edge purge|stats|inspect`: the edge caches'
+// admin API from the command line.
+func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("edge", "purge|stats|inspect --admin HOST:PORT [--cache NAME] [--url U | --prefix P | --tag T] [--soft]",
+		"Operate a gateway's edge caches through its admin API:\n"+
+			"  purge    remove (or with --soft, mark stale) entries by --url, --prefix or --tag\n"+
+			"  stats    print each cache's counters\n"+
+			"  inspect  print the entries stored for --url", stderr)
+	admin := fs.String("admin", "127.0.0.1:9901", "the gateway's admin address")
+	cache := fs.String("cache", "edge", "the cache's name in the caches block")
+	u := fs.String("url", "", "a target URL (http://host/path?query)")
+	prefix := fs.String("prefix", "", "a URI prefix (host/path-prefix) to purge")
+	tag := fs.String("tag", "", "a Surrogate-Key / Cache-Tag tag to purge")
+	soft := fs.Bool("soft", false, "purge softly: mark stale instead of removing")
+	var verb string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		verb, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "switchyard edge: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	base := "http://" + *admin
+	client := &http.Client{Timeout: 30 * time.Second}
+	var req *http.Request
+	var err error
+	switch verb {
+	case "purge":
+		n := 0
+		for _, s := range []string{*u, *prefix, *tag} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			fmt.Fprintln(stderr, "switchyard edge purge: give exactly one of --url, --prefix and --tag")
+			return errUsage
+		}
+		body, _ := json.Marshal(map[string]any{"url": *u, "prefix": *prefix, "tag": *tag, "soft": *soft})
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/admin/caches/"+url.PathEscape(*cache)+"/purge", bytes.NewReader(body))
+	case "stats":
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+"/admin/caches", nil)
+	case "inspect":
+		if *u == "" {
+			fmt.Fprintln(stderr, "switchyard edge inspect: --url is required")
+			return errUsage
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+"/admin/caches/"+url.PathEscape(*cache)+"/entries?url="+url.QueryEscape(*u), nil)
+	default:
+		fmt.Fprintf(stderr, "switchyard edge: expected purge, stats or inspect, got %q\n", verb)
+		fs.Usage()
+		return errUsage
+	}
+	if err != nil {
+		return fmt.Errorf("building the request: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("asking the admin API at %s: %w", *admin, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the admin API's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(out, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("admin API answered %s", resp.Status)
+	}
+	_, err = stdout.Write(out)
+	return err
+}

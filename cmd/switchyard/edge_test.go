@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/gateway"
+)
+
+// TestEdgeCLI purges and inspects a real gateway's cache through
+// `switchyard edge`.
+func TestEdgeCLI(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Surrogate-Key", "news")
+		fmt.Fprint(w, r.URL.Path)
+	}))
+	defer origin.Close()
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: off\ncaches:\n  edge: { memory: 1MiB }\nupstreams:\n  u: { targets: [{address: %s}] }\nroutes:\n  - { upstream: u, cache: edge }\n", origin.Listener.Addr())
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("gateway did not start")
+	}
+	front := "http://" + g.Addr().String()
+	for _, p := range []string{"/a", "/b"} {
+		resp, err := http.Get(front + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	admin := g.AdminAddr().String()
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"edge"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, _ := cli("stats", "--admin", admin); code != 0 || !strings.Contains(out, `"entries": 2`) {
+		t.Fatalf("stats: %d %s", code, out)
+	}
+	if code, out, _ := cli("inspect", "--admin", admin, "--url", front+"/a"); code != 0 || !strings.Contains(out, `"status": 200`) {
+		t.Fatalf("inspect: %d %s", code, out)
+	}
+	if code, out, _ := cli("purge", "--admin", admin, "--url", front+"/a"); code != 0 || !strings.Contains(out, `"purged": 1`) {
+		t.Fatalf("purge url: %d %s", code, out)
+	}
+	if code, out, _ := cli("purge", "--admin", admin, "--tag", "news", "--soft"); code != 0 || !strings.Contains(out, `"purged": 1`) || !strings.Contains(out, `"soft": true`) {
+		t.Fatalf("purge tag: %d %s", code, out)
+	}
+	if code, _, errOut := cli("purge", "--admin", admin, "--cache", "nope", "--tag", "x"); code != 1 || !strings.Contains(errOut, `unknown cache "nope"`) {
+		t.Fatalf("unknown cache: %d %s", code, errOut)
+	}
+	if code, _, errOut := cli("purge", "--admin", admin); code != 2 || !strings.Contains(errOut, "exactly one") {
+		t.Fatalf("no target: %d %s", code, errOut)
+	}
+	if code, _, errOut := cli("frobnicate"); code != 2 || !strings.Contains(errOut, "expected purge, stats or inspect") {
+		t.Fatalf("bad verb: %d %s", code, errOut)
+	}
+}

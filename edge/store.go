@@ -1,0 +1,394 @@
+package edge
+
+import (
+	"container/list"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// entryOverhead approximates the bytes an entry costs beyond its key,
+// headers and body (structs, map and list slots).
+const entryOverhead = 256
+
+// entry is one stored response. It is immutable once stored: a 304 or a
+// soft purge stores an updated copy.
+type entry struct {
+	key      string   // primary cache key
+	uri      string   // target URI (see uriOf), the invalidation and purge index
+	vary     []string // canonical names from the response's Vary
+	varyVals []string // the storing request's values of those headers
+	status   int
+	header   http.Header // what is sent on a hit (Age and Cache-Status are added)
+	body     []byte
+	tags     []string // Surrogate-Key and Cache-Tag
+
+	reqTime, respTime  time.Time
+	initialAge         time.Duration // corrected_initial_age (RFC 9111 section 4.2.3)
+	lifetime           time.Duration // freshness lifetime, jitter applied
+	swr, sie           time.Duration // RFC 5861 windows
+	noCache            bool          // every reuse is validated
+	mustRevalidate     bool          // never served stale (must-/proxy-revalidate)
+	sMaxAge            bool          // s-maxage implies proxy-revalidate against max-stale
+	etag, lastModified string
+	size               int64
+
+	elem *list.Element // in Store.lru; guarded by Store.mu
+}
+
+// age is the entry's current_age at now.
+func (e *entry) age(now time.Time) time.Duration {
+	return e.initialAge + max(0, now.Sub(e.respTime))
+}
+
+// matches reports whether the request selects this variant (RFC 9111
+// section 4.1): each header named by Vary has the same value, after
+// joining field lines and trimming whitespace.
+func (e *entry) matches(r *http.Request) bool {
+	for i, name := range e.vary {
+		if normalizedHeader(r.Header, name) != e.varyVals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func normalizedHeader(h http.Header, name string) string {
+	vs := h[name]
+	switch len(vs) {
+	case 0:
+		return ""
+	case 1:
+		return strings.TrimSpace(vs[0])
+	}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = strings.TrimSpace(v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Stats are a store's counters since it was made.
+type Stats struct {
+	// Hits are requests answered from a fresh stored response.
+	Hits int64 `json:"hits"`
+	// Misses are requests forwarded to fill or validate an entry.
+	Misses int64 `json:"misses"`
+	// StaleServed are stale answers: stale-while-revalidate,
+	// stale-if-error, a client's max-stale.
+	StaleServed int64 `json:"stale_served"`
+	// Revalidations are conditional requests sent for stale entries.
+	Revalidations int64 `json:"revalidations"`
+	// Coalesced are requests that waited for another's origin fetch.
+	Coalesced int64 `json:"coalesced"`
+	// Evictions are entries dropped to stay within memory.
+	Evictions int64 `json:"evictions"`
+	// Purged are entries purged (soft or hard).
+	Purged int64 `json:"purged"`
+	// Stored are responses stored.
+	Stored int64 `json:"stored"`
+	// Bytes and Entries are what the store holds now.
+	Bytes   int64 `json:"bytes"`
+	Entries int64 `json:"entries"`
+}
+
+// Store is a cache's memory tier, shared by every route that names the
+// cache. It is bounded by bytes and evicts the least recently used
+// entry. Safe for concurrent use.
+type Store struct {
+	maxBytes  int64
+	maxObject int64
+
+	mu    sync.Mutex
+	bytes int64
+	lru   list.List // of *entry, most recently used at the front
+	keys  map[string][]*entry
+	uris  map[string]map[*entry]struct{}
+	tags  map[string]map[*entry]struct{}
+
+	flights map[string]*flight
+	revals  map[string]struct{} // keys with a background revalidation running
+
+	hits, misses, stale, revalidations, coalesced, evictions, purged, stored atomic.Int64
+}
+
+// NewStore makes a memory tier holding at most maxBytes, storing
+// responses of at most maxObject bytes (DefaultMaxObject when 0).
+func NewStore(maxBytes, maxObject int64) *Store {
+	if maxObject <= 0 {
+		maxObject = DefaultMaxObject
+	}
+	return &Store{
+		maxBytes: maxBytes, maxObject: min(maxObject, maxBytes),
+		keys: map[string][]*entry{}, uris: map[string]map[*entry]struct{}{}, tags: map[string]map[*entry]struct{}{},
+		flights: map[string]*flight{}, revals: map[string]struct{}{},
+	}
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	b, n := s.bytes, int64(s.lru.Len())
+	s.mu.Unlock()
+	return Stats{
+		Hits: s.hits.Load(), Misses: s.misses.Load(), StaleServed: s.stale.Load(),
+		Revalidations: s.revalidations.Load(), Coalesced: s.coalesced.Load(),
+		Evictions: s.evictions.Load(), Purged: s.purged.Load(), Stored: s.stored.Load(),
+		Bytes: b, Entries: n,
+	}
+}
+
+// lookup returns the variant of key the request selects, and whether
+// the key has any variant at all.
+func (s *Store) lookup(key []byte, r *http.Request) (*entry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs := s.keys[string(key)] // no allocation
+	for _, e := range vs {
+		if e.matches(r) {
+			s.lru.MoveToFront(e.elem)
+			return e, true
+		}
+	}
+	return nil, len(vs) > 0
+}
+
+// insert stores e, replacing the variant with the same Vary values, and
+// evicts least recently used entries until the store is within bounds.
+func (s *Store) insert(e *entry) bool {
+	if e.size > s.maxBytes { // max_object bounds bodies, checked by the callers
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs := s.keys[e.key]
+	for _, old := range vs {
+		if sameVariant(old, e) {
+			s.removeLocked(old)
+			break
+		}
+	}
+	if vs = s.keys[e.key]; len(vs) >= MaxVariants {
+		s.removeLocked(vs[0])
+		s.evictions.Add(1)
+	}
+	e.elem = s.lru.PushFront(e)
+	s.keys[e.key] = append(s.keys[e.key], e)
+	addIndex(s.uris, e.uri, e)
+	for _, t := range e.tags {
+		addIndex(s.tags, t, e)
+	}
+	s.bytes += e.size
+	s.stored.Add(1)
+	for s.bytes > s.maxBytes {
+		old := s.lru.Back().Value.(*entry)
+		s.removeLocked(old)
+		s.evictions.Add(1)
+	}
+	return true
+}
+
+func sameVariant(a, b *entry) bool {
+	if len(a.vary) != len(b.vary) {
+		return false
+	}
+	for i := range a.vary {
+		if a.vary[i] != b.vary[i] || a.varyVals[i] != b.varyVals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func addIndex(m map[string]map[*entry]struct{}, k string, e *entry) {
+	set := m[k]
+	if set == nil {
+		set = map[*entry]struct{}{}
+		m[k] = set
+	}
+	set[e] = struct{}{}
+}
+
+func delIndex(m map[string]map[*entry]struct{}, k string, e *entry) {
+	if set := m[k]; set != nil {
+		delete(set, e)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// removeLocked drops e; the caller holds s.mu.
+func (s *Store) removeLocked(e *entry) {
+	if e.elem == nil {
+		return
+	}
+	s.lru.Remove(e.elem)
+	e.elem = nil
+	vs := s.keys[e.key]
+	for i, v := range vs {
+		if v == e {
+			vs = append(vs[:i:i], vs[i+1:]...)
+			break
+		}
+	}
+	if len(vs) == 0 {
+		delete(s.keys, e.key)
+	} else {
+		s.keys[e.key] = vs
+	}
+	delIndex(s.uris, e.uri, e)
+	for _, t := range e.tags {
+		delIndex(s.tags, t, e)
+	}
+	s.bytes -= e.size
+}
+
+// replace swaps old for its updated copy (after a 304 or a soft purge)
+// if old is still stored.
+func (s *Store) replace(old, updated *entry) {
+	s.mu.Lock()
+	stored := old.elem != nil
+	s.mu.Unlock()
+	if stored {
+		s.insert(updated)
+	}
+}
+
+// PurgeMode says what a purge does to the entries it matches.
+type PurgeMode int
+
+const (
+	// Hard removes the entries.
+	Hard PurgeMode = iota
+	// Soft marks them stale: they are revalidated before reuse, and
+	// stale-while-revalidate and stale-if-error still apply.
+	Soft
+)
+
+// purgeLocked purges the matched entries; the caller holds s.mu.
+func (s *Store) purgeLocked(matched []*entry, mode PurgeMode) int {
+	for _, e := range matched {
+		s.removeLocked(e)
+		if mode == Soft {
+			c := *e
+			c.lifetime = 0
+			c.initialAge = max(c.initialAge, 1) // stale from now on
+			c.respTime = time.Now()
+			c.elem = s.lru.PushFront(&c)
+			s.keys[c.key] = append(s.keys[c.key], &c)
+			addIndex(s.uris, c.uri, &c)
+			for _, t := range c.tags {
+				addIndex(s.tags, t, &c)
+			}
+			s.bytes += c.size
+		}
+	}
+	s.purged.Add(int64(len(matched)))
+	return len(matched)
+}
+
+func collect(set map[*entry]struct{}) []*entry {
+	out := make([]*entry, 0, len(set))
+	for e := range set {
+		out = append(out, e)
+	}
+	return out
+}
+
+// PurgeURL purges every entry (all keys and variants) stored for the
+// target URI host+path?query, e.g. "example.com/a/b?x=1". The host is
+// case-insensitive. It returns the number of entries purged.
+func (s *Store) PurgeURL(uri string, mode PurgeMode) int {
+	uri = normalizeURI(uri)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.purgeLocked(collect(s.uris[uri]), mode)
+}
+
+// PurgePrefix purges every entry whose target URI starts with prefix
+// ("example.com/static/").
+func (s *Store) PurgePrefix(prefix string, mode PurgeMode) int {
+	prefix = normalizeURI(prefix)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var matched []*entry
+	for u, set := range s.uris {
+		if strings.HasPrefix(u, prefix) {
+			for e := range set {
+				matched = append(matched, e)
+			}
+		}
+	}
+	return s.purgeLocked(matched, mode)
+}
+
+// PurgeTag purges every entry whose response carried tag in its
+// Surrogate-Key or Cache-Tag header.
+func (s *Store) PurgeTag(tag string, mode PurgeMode) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.purgeLocked(collect(s.tags[tag]), mode)
+}
+
+// invalidate removes every entry stored for uri (RFC 9111 section 4.4).
+func (s *Store) invalidate(uri string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for e := range s.uris[uri] {
+		s.removeLocked(e)
+	}
+}
+
+// normalizeURI accepts "http://Host/p", "//host/p" or "host/p" and
+// returns "host/p" with the host lowercased.
+func normalizeURI(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+	}
+	u = strings.TrimPrefix(u, "//")
+	host, rest, _ := strings.Cut(u, "/")
+	if rest == "" && !strings.Contains(u, "/") {
+		return strings.ToLower(host)
+	}
+	return strings.ToLower(host) + "/" + rest
+}
+
+// EntryInfo describes one stored entry for inspection.
+type EntryInfo struct {
+	Key      string      `json:"key"`
+	URI      string      `json:"uri"`
+	Status   int         `json:"status"`
+	Header   http.Header `json:"header"`
+	Vary     []string    `json:"vary,omitempty"`
+	VaryVals []string    `json:"vary_values,omitempty"`
+	Tags     []string    `json:"tags,omitempty"`
+	Size     int64       `json:"size"`
+	Age      float64     `json:"age_seconds"`
+	TTL      float64     `json:"ttl_seconds"` // remaining freshness; negative when stale
+	Stored   time.Time   `json:"stored"`
+}
+
+// Inspect describes the entries stored for a target URI (see PurgeURL),
+// at most limit of them.
+func (s *Store) Inspect(uri string, limit int) []EntryInfo {
+	uri = normalizeURI(uri)
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []EntryInfo
+	for e := range s.uris[uri] {
+		if len(out) >= limit {
+			break
+		}
+		age := e.age(now)
+		out = append(out, EntryInfo{
+			Key: strings.ReplaceAll(e.key, "\x00", " "), URI: e.uri, Status: e.status, Header: e.header.Clone(),
+			Vary: e.vary, VaryVals: e.varyVals, Tags: e.tags, Size: e.size,
+			Age: age.Seconds(), TTL: (e.lifetime - age).Seconds(), Stored: e.respTime,
+		})
+	}
+	return out
+}

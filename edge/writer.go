@@ -1,0 +1,525 @@
+package edge
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// hopHeaders are never stored (RFC 9111 section 3.1), nor are the
+// fields this cache writes itself or strips before the client.
+var hopHeaders = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+	"Proxy-Authenticate", "Proxy-Authentication-Info",
+	"Age", "Cache-Status", "Cdn-Cache-Control", "Surrogate-Control", "Surrogate-Key", "Cache-Tag",
+}
+
+// stripForClient removes the fields meant for this cache only (RFC 9213:
+// the targeted fields; the purge tags).
+func stripForClient(h http.Header) {
+	for _, k := range [...]string{"Cdn-Cache-Control", "Surrogate-Control", "Surrogate-Key", "Cache-Tag"} {
+		delete(h, k)
+	}
+}
+
+// addStatus appends this cache's Cache-Status member after any from
+// caches nearer the origin (RFC 9211 section 2).
+func addStatus(h http.Header, status []string) {
+	if prev := h["Cache-Status"]; len(prev) > 0 {
+		h["Cache-Status"] = append(prev[:len(prev):len(prev)], status...)
+	} else {
+		h["Cache-Status"] = status
+	}
+}
+
+// passWriter forwards an answer the cache does not store, adding
+// Cache-Status and stripping the targeted fields.
+type passWriter struct {
+	http.ResponseWriter
+	status []string
+	code   int
+	header http.Header
+}
+
+func (p *passWriter) WriteHeader(code int) {
+	if p.code == 0 && code >= 200 {
+		p.code = code
+		h := p.ResponseWriter.Header()
+		p.header = h
+		stripForClient(h)
+		addStatus(h, p.status)
+	}
+	p.ResponseWriter.WriteHeader(code)
+}
+
+func (p *passWriter) Write(b []byte) (int, error) {
+	if p.code == 0 {
+		p.WriteHeader(http.StatusOK)
+	}
+	return p.ResponseWriter.Write(b)
+}
+
+// Flush sends buffered data to the client.
+func (p *passWriter) Flush() { _ = http.NewResponseController(p.ResponseWriter).Flush() }
+
+// Unwrap exposes the client's writer to http.ResponseController.
+func (p *passWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// teeWriter streams the origin's answer to the client while keeping a
+// copy to store, or swallows it when the client is answered from the
+// stale entry (a 304 to the cache's validation, or stale-if-error).
+type teeWriter struct {
+	c       *Cache
+	w       http.ResponseWriter
+	r       *http.Request
+	a       fetchArgs
+	reqTime time.Time
+	pre     int
+	preKeys map[string]bool
+
+	code        int
+	swallow     bool   // the client was answered from the stored entry
+	pending     *entry // the entry being filled, nil when not storing
+	buf         []byte
+	notModified bool // the client's own validators matched: no body
+	failed      bool // a write to the client failed
+}
+
+func (t *teeWriter) Header() http.Header { return t.w.Header() }
+
+// originHeader copies what the origin (not the gateway's outer layers)
+// put in the response header.
+func (t *teeWriter) originHeader() http.Header {
+	h := t.w.Header()
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		if !t.preKeys[k] {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// clearOrigin removes what the origin put in the response header.
+func (t *teeWriter) clearOrigin() {
+	h := t.w.Header()
+	for k := range h {
+		if !t.preKeys[k] {
+			delete(h, k)
+		}
+	}
+}
+
+func (t *teeWriter) WriteHeader(code int) {
+	if t.code != 0 {
+		return
+	}
+	if code < 200 {
+		t.w.WriteHeader(code) // informational: passes through
+		return
+	}
+	t.code = code
+	now := time.Now()
+	st := t.a.stale
+	if st != nil && code == http.StatusNotModified {
+		if u := t.c.merge(st, t.originHeader(), t.reqTime, now); u != nil {
+			t.swallow = true
+			t.clearOrigin()
+			if u.storable {
+				t.c.store.replace(st, u.e)
+				if t.a.flight != nil {
+					t.a.flight.stored = true
+				}
+			} else {
+				t.c.store.mu.Lock()
+				t.c.store.removeLocked(st)
+				t.c.store.mu.Unlock()
+			}
+			t.c.writeHit(t.w, t.r, u.e, u.e.age(now), t.c.status("fwd="+t.a.fwd, "fwd-status=304"))
+			return
+		}
+	}
+	if st != nil && code >= 500 && !st.mustRevalidate && !st.noCache {
+		window := st.sie
+		if t.a.rq.StaleIfError >= 0 {
+			window = max(window, time.Duration(t.a.rq.StaleIfError)*time.Second)
+		}
+		age := st.age(now)
+		if age-st.lifetime <= window {
+			t.swallow = true
+			t.clearOrigin()
+			t.c.store.stale.Add(1)
+			t.c.writeHit(t.w, t.r, st, age, t.c.status("fwd=stale", "fwd-status="+strconv.Itoa(code), "detail=stale-if-error"))
+			return
+		}
+	}
+	h := t.w.Header()
+	var p prepared
+	if t.r.Method == http.MethodGet {
+		p = t.c.prepare(t.r, t.a.key, code, t.originHeader(), t.reqTime, now)
+	}
+	if p.storable {
+		if cl := h.Get("Content-Length"); cl != "" {
+			if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n > t.c.store.maxObject {
+				p.storable = false
+			}
+		}
+	}
+	params := []string{"fwd=" + t.a.fwd, "fwd-status=" + strconv.Itoa(code)}
+	if p.storable {
+		t.pending = p.e
+		params = append(params, "stored")
+	} else {
+		t.release()
+	}
+	stripForClient(h)
+	addStatus(h, t.c.status(params...))
+	if code == http.StatusOK && t.pending != nil && notModified(t.r, t.pending) {
+		t.notModified = true
+		for _, k := range [...]string{"Content-Length", "Content-Type", "Content-Encoding"} {
+			delete(h, k)
+		}
+		code = http.StatusNotModified
+	}
+	t.w.WriteHeader(code)
+}
+
+// release lets coalesced waiters go: nothing will be stored.
+func (t *teeWriter) release() {
+	t.pending, t.buf = nil, nil
+	if t.a.flight != nil {
+		t.a.flight.land(t.c.store, t.a.key)
+	}
+}
+
+func (t *teeWriter) Write(b []byte) (int, error) {
+	if t.code == 0 {
+		t.WriteHeader(http.StatusOK)
+	}
+	if t.swallow {
+		return len(b), nil
+	}
+	if t.pending != nil {
+		if int64(len(t.buf)+len(b)) > t.c.store.maxObject {
+			t.release() // too large: stream the rest through, uncached
+		} else {
+			t.buf = append(t.buf, b...)
+		}
+	}
+	if t.notModified || t.r.Method == http.MethodHead {
+		return len(b), nil
+	}
+	n, err := t.w.Write(b)
+	if err != nil {
+		t.failed = true
+	}
+	return n, err
+}
+
+// Flush sends buffered data to the client.
+func (t *teeWriter) Flush() {
+	if !t.swallow && !t.notModified {
+		_ = http.NewResponseController(t.w).Flush()
+	}
+}
+
+// Unwrap exposes the client's writer to http.ResponseController.
+func (t *teeWriter) Unwrap() http.ResponseWriter { return t.w }
+
+// finish stores the copy when the whole body arrived.
+func (t *teeWriter) finish() {
+	if t.code == 0 {
+		t.WriteHeader(http.StatusOK)
+	}
+	e := t.pending
+	if e == nil || t.failed || t.r.Context().Err() != nil {
+		t.release()
+		return
+	}
+	if cl := e.header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(t.buf)) {
+		t.release() // truncated
+		return
+	}
+	e.setBody(t.buf)
+	if t.c.store.insert(e) && t.a.flight != nil {
+		t.a.flight.stored = true
+	}
+	t.pending, t.buf = nil, nil
+}
+
+// abandon drops the copy after an aborted response.
+func (t *teeWriter) abandon() { t.release() }
+
+// recorder takes a background revalidation's answer.
+type recorder struct {
+	header http.Header
+	code   int
+	wrote  bool
+	body   bytes.Buffer
+	limit  int64
+	tooBig bool
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote && code >= 200 {
+		r.code, r.wrote = code, true
+	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	if r.tooBig || int64(r.body.Len()+len(b)) > r.limit {
+		r.tooBig = true
+		r.body.Reset()
+		return len(b), nil
+	}
+	return r.body.Write(b)
+}
+
+// discard is the client writer of a background request.
+type discard struct{ h http.Header }
+
+func (d discard) Header() http.Header {
+	if d.h == nil {
+		return http.Header{}
+	}
+	return d.h
+}
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
+
+// prepared is a response's storage decision and the entry it would be.
+type prepared struct {
+	e        *entry
+	storable bool
+}
+
+// heuristicStatus are the status codes heuristically cacheable (RFC 9110
+// section 15.1), less 206 (partial content is not stored).
+func heuristicStatus(code int) bool {
+	switch code {
+	case 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501:
+		return true
+	}
+	return false
+}
+
+// prepare decides whether the answer to r may be stored (RFC 9111
+// section 3) and computes the entry without its body. hdr is the
+// origin's header, owned by the entry from here on.
+func (c *Cache) prepare(r *http.Request, key string, code int, hdr http.Header, reqTime, respTime time.Time) prepared {
+	if r.Method != http.MethodGet || code == http.StatusPartialContent || code == http.StatusNotModified {
+		return prepared{}
+	}
+	if len(hdr["Set-Cookie"]) > 0 && !c.pol.AllowSetCookie {
+		return prepared{}
+	}
+	var vary []string
+	for _, v := range hdr["Vary"] {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			if name == "*" {
+				return prepared{} // never matches (RFC 9111 section 4.1)
+			}
+			if name != "" && len(vary) < 16 {
+				vary = append(vary, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	p := c.meta(code, hdr, reqTime, respTime)
+	if !p.storable {
+		return prepared{}
+	}
+	if len(r.Header["Authorization"]) > 0 && !(p.dir.Public || p.dir.SMaxAge >= 0 || p.dir.MustRevalidate) {
+		return prepared{} // RFC 9111 section 3.5
+	}
+	e := p.e
+	e.key = key
+	e.uri = uriOf(r.Host, r.URL.EscapedPath(), r.URL.RawQuery)
+	e.vary = vary
+	e.varyVals = make([]string, len(vary))
+	for i, name := range vary {
+		e.varyVals[i] = normalizedHeader(r.Header, name)
+	}
+	return prepared{e: e, storable: true}
+}
+
+// metaResult is the freshness computed from a response header.
+type metaResult struct {
+	prepared
+	dir Directives
+}
+
+// meta computes the stored form of a response header: its directives
+// (CDN-Cache-Control, then Surrogate-Control, then Cache-Control),
+// freshness lifetime, initial age, stale windows, validators and tags.
+func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time) metaResult {
+	var d Directives
+	useExpires := false
+	switch {
+	case len(hdr["Cdn-Cache-Control"]) > 0: // RFC 9213: replaces Cache-Control and Expires here
+		d = ParseDirectives(hdr["Cdn-Cache-Control"])
+	case len(hdr["Surrogate-Control"]) > 0:
+		d = ParseDirectives(hdr["Surrogate-Control"])
+	default:
+		d = ParseDirectives(hdr["Cache-Control"])
+		useExpires = true
+	}
+	res := metaResult{dir: d}
+	if d.NoStore && !(d.MustUnderstand && (heuristicStatus(code) || code == 302 || code == 307)) {
+		return res
+	}
+	if d.Private {
+		return res
+	}
+	date, err := http.ParseTime(hdr.Get("Date"))
+	if err != nil {
+		date = respTime
+		hdr.Set("Date", respTime.UTC().Format(http.TimeFormat))
+	}
+	var lifetime time.Duration
+	explicit := true
+	switch {
+	case d.Invalid:
+		lifetime = 0
+	case d.SMaxAge >= 0:
+		lifetime = time.Duration(d.SMaxAge) * time.Second
+	case d.MaxAge >= 0:
+		lifetime = time.Duration(d.MaxAge) * time.Second
+	case useExpires && len(hdr["Expires"]) > 0:
+		if exp, err := http.ParseTime(hdr.Get("Expires")); err == nil {
+			lifetime = max(0, exp.Sub(date))
+		}
+	default:
+		explicit = false
+	}
+	if !explicit {
+		if !heuristicStatus(code) && !d.Public {
+			return res
+		}
+		if c.pol.DefaultTTL > 0 {
+			lifetime = c.pol.DefaultTTL
+		} else if lm, err := http.ParseTime(hdr.Get("Last-Modified")); err == nil && lm.Before(date) {
+			lifetime = min(date.Sub(lm)/10, HeuristicMax)
+		}
+	}
+	lifetime = jitter(lifetime, float64(c.pol.TTLJitter))
+	swr, sie := c.pol.StaleWhileRevalidate, c.pol.StaleIfError
+	if d.StaleWhileRevalidate >= 0 {
+		swr = time.Duration(d.StaleWhileRevalidate) * time.Second
+	}
+	if d.StaleIfError >= 0 {
+		sie = time.Duration(d.StaleIfError) * time.Second
+	}
+	etag, lm := hdr.Get("Etag"), hdr.Get("Last-Modified")
+	if lifetime <= 0 && etag == "" && lm == "" && swr == 0 && sie == 0 {
+		return res // nothing could ever reuse it
+	}
+	for _, f := range d.PrivateFields {
+		hdr.Del(f)
+	}
+	var ageValue int64
+	if a, ok := parseDelta(strings.TrimSpace(hdr.Get("Age"))); ok {
+		ageValue = a
+	}
+	apparent := max(0, respTime.Sub(date))
+	corrected := time.Duration(ageValue)*time.Second + respTime.Sub(reqTime)
+	var tags []string
+	for _, v := range hdr["Surrogate-Key"] {
+		tags = append(tags, strings.Fields(v)...)
+	}
+	for _, v := range hdr["Cache-Tag"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	if len(tags) > 64 {
+		tags = tags[:64]
+	}
+	for _, v := range hdr["Connection"] { // fields named by Connection are hop-by-hop too
+		for k := range strings.SplitSeq(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				hdr.Del(k)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(hdr, k)
+	}
+	res.e = &entry{
+		status: code, header: hdr, tags: tags,
+		reqTime: reqTime, respTime: respTime,
+		initialAge: max(apparent, corrected), lifetime: lifetime, swr: swr, sie: sie,
+		noCache: d.NoCache, mustRevalidate: d.MustRevalidate || d.ProxyRevalidate, sMaxAge: d.SMaxAge >= 0,
+		etag: etag, lastModified: lm,
+	}
+	res.storable = true
+	return res
+}
+
+// setBody attaches the body and computes the entry's size.
+func (e *entry) setBody(b []byte) {
+	e.body = b
+	e.header["Content-Length"] = []string{strconv.Itoa(len(b))}
+	size := int64(entryOverhead + len(e.key) + len(e.uri) + len(b))
+	for k, vs := range e.header {
+		size += int64(len(k))
+		for _, v := range vs {
+			size += int64(len(v)) + 16
+		}
+	}
+	for _, v := range e.varyVals {
+		size += int64(len(v))
+	}
+	e.size = size
+}
+
+// merged is a stale entry updated by a 304.
+type merged struct {
+	e        *entry
+	storable bool
+}
+
+// merge applies a 304's header to a stored entry (RFC 9111 sections
+// 3.2 and 4.3.4). It returns nil when the 304 names another
+// representation (a different strong validator).
+func (c *Cache) merge(st *entry, h304 http.Header, reqTime, now time.Time) *merged {
+	if et := h304.Get("Etag"); et != "" && st.etag != "" && et != st.etag {
+		return nil
+	}
+	hdr := st.header.Clone()
+	for k, v := range h304 {
+		if k == "Content-Length" || k == "Set-Cookie" && !c.pol.AllowSetCookie {
+			continue
+		}
+		hdr[k] = v
+	}
+	for _, k := range hopHeaders {
+		delete(hdr, k)
+	}
+	// The stored tags travel with the entry; the 304 may name new ones.
+	if len(h304["Surrogate-Key"]) == 0 && len(h304["Cache-Tag"]) == 0 && len(st.tags) > 0 {
+		hdr["Surrogate-Key"] = []string{strings.Join(st.tags, " ")}
+	}
+	m := c.meta(st.status, hdr, reqTime, now)
+	if m.e == nil {
+		// Now uncacheable: answer this once from the merged entry, drop it.
+		e := *st
+		e.header = hdr
+		e.elem = nil
+		e.initialAge, e.respTime = 0, now
+		return &merged{e: &e}
+	}
+	e := m.e
+	e.key, e.uri, e.vary, e.varyVals = st.key, st.uri, st.vary, st.varyVals
+	e.setBody(st.body)
+	return &merged{e: e, storable: true}
+}
+
+var _ http.Flusher = (*teeWriter)(nil)

@@ -1,0 +1,269 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestEdgeCacheRoute drives a cached route through the YAML config: a
+// hit never reaches the upstream and carries the gateway's own request
+// id, a route override gives freshness to answers without any.
+func TestEdgeCacheRoute(t *testing.T) {
+	be := newBackend(t, "be")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/static/") {
+			w.Header().Set("Cache-Control", "public, max-age=600")
+		}
+		w.Header().Set("Surrogate-Key", "k1")
+		fmt.Fprintf(w, "path=%s", r.URL.Path)
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+caches:
+  edge:
+    memory: 8MiB
+    max_object: 1MiB
+    default_ttl: 0s
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - match: { path_prefix: /static/ }
+    upstream: u
+    cache: edge
+  - match: { path_prefix: /api/ }
+    upstream: u
+    cache: { name: edge, default_ttl: 60s }
+  - match: { path_prefix: / }
+    upstream: u
+`, be.addr()))
+	_, body, h1 := get(t, gw.url+"/static/a.css")
+	if body != "path=/static/a.css" || !strings.HasPrefix(h1.Get("Cache-Status"), "switchyard; fwd=uri-miss") {
+		t.Fatalf("miss: %q %q", body, h1.Get("Cache-Status"))
+	}
+	code, body, h2 := get(t, gw.url+"/static/a.css")
+	if code != 200 || body != "path=/static/a.css" || h2.Get("Cache-Status") != "switchyard; hit" {
+		t.Fatalf("hit: %d %q %q", code, body, h2.Get("Cache-Status"))
+	}
+	if h2.Get("X-Request-Id") == "" || h2.Get("X-Request-Id") == h1.Get("X-Request-Id") {
+		t.Fatalf("the hit replayed the stored request id %q", h2.Get("X-Request-Id"))
+	}
+	if h2.Get("Surrogate-Key") != "" {
+		t.Fatal("Surrogate-Key reached the client")
+	}
+	get(t, gw.url+"/api/x")
+	_, _, h3 := get(t, gw.url+"/api/x")
+	if h3.Get("Cache-Status") != "switchyard; hit" {
+		t.Fatalf("route default_ttl: %q", h3.Get("Cache-Status"))
+	}
+	get(t, gw.url+"/other")
+	_, _, h4 := get(t, gw.url+"/other")
+	if h4.Get("Cache-Status") != "" {
+		t.Fatalf("uncached route: %q", h4.Get("Cache-Status"))
+	}
+	if n := be.requests.Load(); n != 4 {
+		t.Fatalf("backend asked %d times, want 4", n)
+	}
+}
+
+// TestEdgeCacheBackgroundAndStaleIfError: stale-while-revalidate
+// revalidates through the gateway's handler (its own request state), and
+// stale-if-error answers when the target is gone.
+func TestEdgeCacheBackgroundAndStaleIfError(t *testing.T) {
+	be := newBackend(t, "be")
+	var version atomic.Int64
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=600, stale-if-error=600")
+		if r.URL.Path == "/sie" {
+			w.Header().Set("Cache-Control", "max-age=0, stale-if-error=600")
+			w.Header().Set("Etag", `"1"`)
+		}
+		fmt.Fprintf(w, "v%d", version.Add(1))
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+caches:
+  edge: { memory: 1MiB }
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - upstream: u
+    cache: edge
+`, be.addr()))
+	get(t, gw.url+"/swr")
+	_, body, h := get(t, gw.url+"/swr")
+	if body != "v1" || h.Get("Cache-Status") != "switchyard; hit; detail=stale-while-revalidate" {
+		t.Fatalf("stale: %q %q", body, h.Get("Cache-Status"))
+	}
+	eventually(t, 5*time.Second, "the background revalidation", func() bool {
+		_, body, _ := get(t, gw.url+"/swr")
+		return body == "v2"
+	})
+	get(t, gw.url+"/sie")
+	be.srv.Close()
+	code, body, h := get(t, gw.url+"/sie")
+	if code != 200 || !strings.HasPrefix(body, "v") || !strings.Contains(h.Get("Cache-Status"), "detail=stale-if-error") {
+		t.Fatalf("dead upstream: %d %q %q", code, body, h.Get("Cache-Status"))
+	}
+}
+
+func TestEdgeCacheConfigErrors(t *testing.T) {
+	base := "listen: 127.0.0.1:0\nupstreams:\n  a:\n    targets: [{ address: 127.0.0.1:9 }]\n"
+	for name, tc := range map[string]struct {
+		cfg  string
+		want []string
+	}{
+		"memory missing": {base + "caches:\n  edge: { max_object: 1MiB }\nroutes:\n  - upstream: a\n    cache: edge\n",
+			[]string{"caches.edge.memory", "required"}},
+		"bad size": {base + "caches:\n  edge: { memory: 12 parsecs }\nroutes:\n  - upstream: a\n",
+			[]string{":6:19: caches.edge.memory", `invalid size "12 parsecs"`}},
+		"unknown cache": {base + "caches:\n  edge: { memory: 1MiB }\nroutes:\n  - upstream: a\n    cache: egde\n",
+			[]string{":9:5: routes[0].cache", `unknown cache "egde"`}},
+		"unknown override": {base + "caches:\n  edge: { memory: 1MiB }\nroutes:\n  - upstream: a\n    cache: { name: edge, defualt_ttl: 1s }\n",
+			[]string{"routes[0].cache", `unknown key "defualt_ttl"`, `did you mean "default_ttl"`}},
+		"bad key element": {base + "caches:\n  edge: { memory: 1MiB, key: [host, path, header:] }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.key[2]", "unknown key element"}},
+		"bad override key": {base + "caches:\n  edge: { memory: 1MiB }\nroutes:\n  - upstream: a\n    cache: { name: edge, key: [host] }\n",
+			[]string{"routes[0].cache.key", "must include path"}},
+		"disk": {base + "caches:\n  edge: { memory: 1MiB, disk: { path: /tmp/x, size: 1GiB } }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.disk", "not implemented"}},
+		"max_object above memory": {base + "caches:\n  edge: { memory: 1MiB, max_object: 2MiB }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.max_object", "larger than memory"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "gw.yaml")
+			if err := os.WriteFile(path, []byte(tc.cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := Check(path)
+			if err == nil {
+				t.Fatal("Check accepted the config")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestEdgeCacheAdmin purges by URL, prefix and tag through the admin API,
+// inspects entries and reads the cache metrics.
+func TestEdgeCacheAdmin(t *testing.T) {
+	be := newBackend(t, "be")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600, stale-while-revalidate=600")
+		w.Header().Set("Surrogate-Key", "all "+strings.Split(r.URL.Path, "/")[1])
+		fmt.Fprint(w, r.URL.Path)
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: off
+caches:
+  edge: { memory: 1MiB }
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - upstream: u
+    cache: edge
+`, be.addr()))
+	host := strings.TrimPrefix(gw.url, "http://")
+	for _, p := range []string{"/a/1", "/a/2", "/b/1", "/c/1"} {
+		get(t, gw.url+p)
+	}
+	purge := func(body string) (int, string) {
+		code, resp, _ := do(t, http.MethodPost, gw.admin+"/admin/caches/edge/purge", strings.NewReader(body))
+		return code, resp
+	}
+	if code, resp := purge(`{"url": "http://` + host + `/c/1"}`); code != 200 || !strings.Contains(resp, `"purged": 1`) {
+		t.Fatalf("purge url: %d %s", code, resp)
+	}
+	if code, resp := purge(`{"prefix": "` + host + `/a/"}`); code != 200 || !strings.Contains(resp, `"purged": 2`) {
+		t.Fatalf("purge prefix: %d %s", code, resp)
+	}
+	if code, resp := purge(`{"tag": "b", "soft": true}`); code != 200 || !strings.Contains(resp, `"purged": 1`) {
+		t.Fatalf("purge tag: %d %s", code, resp)
+	}
+	if code, resp := purge(`{"url": "x", "tag": "y"}`); code != 400 || !strings.Contains(resp, "exactly one") {
+		t.Fatalf("bad purge: %d %s", code, resp)
+	}
+	if code, _, _ := do(t, http.MethodPost, gw.admin+"/admin/caches/nope/purge", strings.NewReader(`{"tag": "a"}`)); code != 404 {
+		t.Fatalf("unknown cache: %d", code)
+	}
+	_, _, h := get(t, gw.url+"/a/1")
+	if !strings.HasPrefix(h.Get("Cache-Status"), "switchyard; fwd=uri-miss") {
+		t.Fatalf("after hard purge: %q", h.Get("Cache-Status"))
+	}
+	_, _, h = get(t, gw.url+"/b/1")
+	if h.Get("Cache-Status") != "switchyard; hit; detail=stale-while-revalidate" {
+		t.Fatalf("after soft purge: %q", h.Get("Cache-Status"))
+	}
+	code, body, _ := get(t, gw.admin+"/admin/caches/edge/entries?url=http://"+host+"/a/1")
+	if code != 200 || !strings.Contains(body, `"status": 200`) || !strings.Contains(body, `"tags": [`) {
+		t.Fatalf("entries: %d %s", code, body)
+	}
+	code, body, _ = get(t, gw.admin+"/admin/caches")
+	if code != 200 || !strings.Contains(body, `"name": "edge"`) {
+		t.Fatalf("caches: %d %s", code, body)
+	}
+	_, metrics, _ := get(t, gw.admin+"/metrics")
+	for _, m := range []string{`switchyard_cache_hits_total{cache="edge"} 0`, `switchyard_cache_stale_served_total{cache="edge"} 1`, `switchyard_cache_purged_total{cache="edge"} 4`, `switchyard_cache_entries{cache="edge"}`} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
+}
+
+// TestEdgeCachePush publishes an object through the admin API; the edge
+// serves it without asking the upstream.
+func TestEdgeCachePush(t *testing.T) {
+	be := newBackend(t, "be")
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: off
+caches:
+  edge: { memory: 1MiB, max_object: 1KiB }
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - match: { path_prefix: /nocache/ }
+    upstream: u
+  - upstream: u
+    cache: edge
+`, be.addr()))
+	put := func(query, body string, hdr ...string) (int, string) {
+		code, resp, _ := do(t, http.MethodPut, gw.admin+"/admin/caches/edge/objects?"+query, strings.NewReader(body), hdr...)
+		return code, resp
+	}
+	if code, resp := put("url="+gw.url+"/press/release.html&ttl=10m", "<h1>news</h1>", "Content-Type", "text/html", "X-Ignored", "1"); code != 200 {
+		t.Fatalf("push: %d %s", code, resp)
+	}
+	code, body, h := get(t, gw.url+"/press/release.html")
+	if code != 200 || body != "<h1>news</h1>" || h.Get("Content-Type") != "text/html" || h.Get("Cache-Status") != "switchyard; hit" || h.Get("X-Ignored") != "" {
+		t.Fatalf("pushed object: %d %q %v", code, body, h)
+	}
+	if be.requests.Load() != 0 {
+		t.Fatalf("upstream asked %d times", be.requests.Load())
+	}
+	for _, tc := range []struct{ query, body, want string }{
+		{"url=" + gw.url + "/nocache/x&ttl=1m", "x", "does not use cache"},
+		{"url=" + gw.url + "/big&ttl=1m", strings.Repeat("b", 2048), "max_object"},
+		{"url=" + gw.url + "/stale", "x", "not storable"},
+		{"url=/relative&ttl=1m", "x", "invalid url"},
+		{"url=" + gw.url + "/x&ttl=soon", "x", "invalid ttl"},
+	} {
+		if code, resp := put(tc.query, tc.body); code == 200 || !strings.Contains(resp, tc.want) {
+			t.Errorf("%s: %d %s", tc.query, code, resp)
+		}
+	}
+}
