@@ -29,9 +29,13 @@ var floors = map[string]int{
 	// wire format, the load generator.
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "load": 2,
 	"broker/engine": 2, "broker/wire": 2,
+	// service discovery's face and client (instances, watch, balancing).
+	"kit/discovery": 2,
 	// 3: the request path, the broker's servers and client.
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
+	// the service registry (state, SQLite file, HTTP API).
+	"kit/discovery/registry": 3,
 	// 4: what builds on a client or the proxy.
 	"admin": 4, "publish": 4, "broker/local": 4, "broker/client/logstore": 4, "broker/cli": 4,
 	// 5: assembly: a config file to a running component.
