@@ -108,8 +108,12 @@ func (b *Balancer) Pick(r *http.Request, tried upstream.Tried) *upstream.Target 
 // the latency average (least_response_time). Call it after Pick and
 // t.Begin, before t.Done.
 func (b *Balancer) Observe(t *upstream.Target, failed bool, latency time.Duration) {
+	b.set.Load().observe(t, failed, latency)
+}
+
+func (m *memberSet) observe(t *upstream.Target, failed bool, latency time.Duration) {
 	now := time.Now()
-	if m := b.set.Load(); m.outlier != nil {
+	if m.outlier != nil {
 		m.outlier.Observe(t, failed, now)
 	}
 	if latency > 0 {
@@ -177,11 +181,14 @@ func (tr *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	keyed := req.Header.Get(retry.IdempotencyKeyHeader) != ""
+	// One member set for all attempts: tried holds target indexes, which
+	// only mean something within one set.
+	m := tr.Balancer.set.Load()
 	var tried upstream.Tried
 	var lastErr error
 	var lastResp *http.Response
 	for attempt := 1; attempt <= attempts; attempt++ {
-		t := tr.Balancer.Pick(req, tried)
+		t := m.policy.Pick(req, tried)
 		if t == nil {
 			break
 		}
@@ -201,7 +208,7 @@ func (tr *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.Begin()
 		resp, err := base.RoundTrip(out)
 		failed := err != nil || resp.StatusCode >= 500
-		tr.Balancer.Observe(t, failed, time.Since(start))
+		m.observe(t, failed, time.Since(start))
 		t.Done(failed)
 		if req.Context().Err() != nil {
 			if resp != nil {

@@ -244,3 +244,11 @@ func (l *Lease) Close(ctx context.Context) error {
 func jittered(d time.Duration) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
 }
+
+// Abandon stops the heartbeats without deregistering: the registry
+// removes the instance when its TTL runs out, as after a crash. For tests
+// and for handing an instance over to another process.
+func (l *Lease) Abandon() {
+	l.cancel()
+	<-l.done
+}
