@@ -98,7 +98,7 @@ type Hooks struct {
 type Pool struct {
 	name      string
 	members   atomic.Pointer[members]
-	cfg       PoolConfig        // for building member sets
+	cfg       PoolConfig       // for building member sets
 	breaker   *breaker.Breaker // upstream-wide, nil when disabled
 	retry     *retry.Policy
 	backoff   retry.Backoff
