@@ -156,7 +156,7 @@ func (o *weightOverrides) keepOnly(cfg *Config) {
 	defer o.mu.Unlock()
 	for k := range o.m {
 		u := cfg.Upstreams[k[0]]
-		found := false
+		found := u != nil && u.Discover != "" // targets come and go with the registry
 		if u != nil {
 			for _, t := range u.Targets {
 				found = found || t.Address == k[1]

@@ -82,3 +82,17 @@ func (t *Tracker) applyDrain(targets []*upstream.Target, drain map[string]bool) 
 		t.drained[a] = d
 	}
 }
+
+// NewTracker returns a tracker whose current targets are targets (carried
+// over from a previous generation, e.g. across a config reload) and which
+// remembers the registry drain states prev applied (prev may be nil). The
+// caller must keep prev's owner from applying snapshots meanwhile.
+func NewTracker(targets []*upstream.Target, prev *Tracker) *Tracker {
+	t := &Tracker{targets: targets, drained: map[string]bool{}}
+	if prev != nil {
+		for a, d := range prev.drained {
+			t.drained[a] = d
+		}
+	}
+	return t
+}
