@@ -88,7 +88,7 @@ func TestDiscoveredUpstream(t *testing.T) {
 	regURL, c := startRegistry(t)
 	ctx := context.Background()
 	a, b, cb := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
-	ttl := 500 * time.Millisecond
+	ttl := time.Second
 	register := func(id string, be *backend) *discovery.Lease {
 		t.Helper()
 		l, err := c.Register(ctx, discovery.Registration{Service: "rides", ID: id, Address: be.addr(), TTL: config.Duration(ttl)})

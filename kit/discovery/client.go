@@ -200,7 +200,9 @@ func (l *Lease) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, every)
+		// A slow heartbeat may take up to the TTL: the instance is alive
+		// until then anyway, and giving up sooner only loses the renewal.
+		hctx, cancel := context.WithTimeout(ctx, l.reg.TTL.Std())
 		_, err := l.c.Heartbeat(hctx, l.reg.Service, l.reg.ID)
 		if errors.Is(err, ErrNotRegistered) {
 			_, err = l.c.RegisterOnce(hctx, l.reg)

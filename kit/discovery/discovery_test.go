@@ -166,7 +166,7 @@ func TestWatchKeepsLastSetWhileRegistryDown(t *testing.T) {
 	w, _ := c.Watch(context.Background(), "rides", discovery.WatchOptions{RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
 	defer w.Close()
 	<-w.Ready()
-	srv.CloseClientConnections()
+	r.Close() // answers the waiting long-poll (503), then nothing listens
 	srv.Close()
 	waitFor(t, "a poll error", func() bool { return w.Err() != nil })
 	if cur, _ := w.Current(); len(cur.Instances) != 1 {
@@ -181,7 +181,7 @@ func TestTransportRoutesAroundKilledInstance(t *testing.T) {
 	r, c := startRegistry(t)
 	ctx := context.Background()
 	a, b := backend(t, "a"), backend(t, "b")
-	ttl := 500 * time.Millisecond
+	ttl := time.Second
 	la, err := c.Register(ctx, discovery.Registration{Service: "rides", ID: "a", Address: addr(a), TTL: config.Duration(ttl)})
 	if err != nil {
 		t.Fatal(err)

@@ -215,6 +215,8 @@ func writeErr(w http.ResponseWriter, req *http.Request, err error) {
 		e.Status, e.Code = http.StatusNotFound, "not_registered"
 	case errors.Is(err, ErrFull):
 		e.Status, e.Code = http.StatusInsufficientStorage, "registry_full"
+	case errors.Is(err, ErrBusy):
+		e.Status, e.Code, e.RetryAfter = http.StatusServiceUnavailable, "busy", time.Second
 	case errors.Is(err, ErrClosed):
 		e.Status, e.Code = http.StatusServiceUnavailable, "closed"
 	}

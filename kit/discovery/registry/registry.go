@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/kit/discovery"
@@ -29,6 +30,8 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrFull: the registry holds Config.MaxInstances instances already.
 	ErrFull = errors.New("registry full")
+	// ErrBusy: Config.MaxWatchers long-polls are waiting already.
+	ErrBusy = errors.New("too many watchers")
 	// ErrClosed: the registry was closed.
 	ErrClosed = errors.New("registry closed")
 )
@@ -36,6 +39,7 @@ var (
 // Defaults of Config.
 const (
 	DefaultMaxInstances = 10000
+	DefaultMaxWatchers  = 10000
 	DefaultReapInterval = 100 * time.Millisecond
 	DefaultClockPersist = time.Second
 )
@@ -49,6 +53,9 @@ type Config struct {
 	// MaxInstances caps the registered instances over all services.
 	// Default 10000.
 	MaxInstances int
+	// MaxWatchers caps the long-polls waiting at once; over it a watch
+	// is answered 503 (the client retries with backoff). Default 10000.
+	MaxWatchers int
 	// ReapInterval is how often expired instances are looked for; an
 	// instance is removed at most this long after its TTL ran out.
 	// Default 100ms.
@@ -78,6 +85,8 @@ type Registry struct {
 	changed  chan struct{} // closed and replaced on every change
 	closed   bool
 
+	watchers atomic.Int64 // long-polls waiting in Wait
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -95,6 +104,9 @@ func Open(cfg Config) (*Registry, error) {
 	}
 	if cfg.ReapInterval <= 0 {
 		cfg.ReapInterval = DefaultReapInterval
+	}
+	if cfg.MaxWatchers <= 0 {
+		cfg.MaxWatchers = DefaultMaxWatchers
 	}
 	if cfg.ClockPersist <= 0 {
 		cfg.ClockPersist = DefaultClockPersist
@@ -393,6 +405,11 @@ func (r *Registry) snapshotLocked(name string) discovery.ServiceSnapshot {
 // When ctx ends first it returns the unchanged snapshot and no error: a
 // long-poll that timed out.
 func (r *Registry) Wait(ctx context.Context, name string, index uint64) (discovery.ServiceSnapshot, error) {
+	if r.watchers.Add(1) > int64(r.cfg.MaxWatchers) {
+		r.watchers.Add(-1)
+		return discovery.ServiceSnapshot{}, fmt.Errorf("%w: %d waiting", ErrBusy, r.cfg.MaxWatchers)
+	}
+	defer r.watchers.Add(-1)
 	for {
 		r.mu.Lock()
 		if r.closed {

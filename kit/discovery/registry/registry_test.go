@@ -244,3 +244,25 @@ func TestBackgroundReap(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxWatchers(t *testing.T) {
+	r := open(t, Config{MaxWatchers: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		r.Wait(ctx, "rides", 0)
+	}()
+	<-started
+	deadline := time.Now().Add(10 * time.Second)
+	for r.watchers.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("first watcher never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := r.Wait(ctx, "rides", 0); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second watcher: %v, want ErrBusy", err)
+	}
+}
