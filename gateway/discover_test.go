@@ -331,3 +331,34 @@ func BenchmarkDiscoveryRegisterToRoutable(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 }
+
+// TestDiscoveredUpstreamHealthChecks: the upstream's active health checks
+// run over the discovered targets, including ones that join later: a
+// registered instance that fails its checks gets no traffic.
+func TestDiscoveredUpstreamHealthChecks(t *testing.T) {
+	regURL, c := startRegistry(t)
+	ctx := context.Background()
+	good, sick := newBackend(t, "good"), newBackend(t, "sick")
+	sick.handle(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	if _, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: "good", Address: good.addr()}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(discoverConfig(regURL), "    circuit_breaker: {}\n",
+		"    circuit_breaker: {}\n    health_check: {path: /healthz, interval: 300ms, timeout: 300ms, unhealthy_after: 2, healthy_after: 1}\n", 1)
+	gw := startGateway(t, cfg)
+	if _, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: "sick", Address: sick.addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the joined instance checked and found unhealthy", func() bool {
+		tg, ok := adminTargets(t, gw)[sick.addr()]
+		return ok && !tg.Healthy
+	})
+	if !adminTargets(t, gw)[good.addr()].Healthy {
+		t.Fatal("good instance unhealthy")
+	}
+	for range 20 {
+		if code, body, _ := get(t, gw.url+"/"); code != 200 || body != "good" {
+			t.Fatalf("got %d %q, want the healthy instance", code, body)
+		}
+	}
+}
