@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -361,4 +362,58 @@ func TestDiscoveredUpstreamHealthChecks(t *testing.T) {
 			t.Fatalf("got %d %q, want the healthy instance", code, body)
 		}
 	}
+}
+
+// TestDiscoveryAcrossRegistryRestart: while the registry is down the
+// gateway keeps routing to the instances it knows; once it is back (same
+// data directory, same address) the watch resumes and a new instance is
+// routed to.
+func TestDiscoveryAcrossRegistryRestart(t *testing.T) {
+	listen, data := deadAddr(t), t.TempDir()
+	serve := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- registry.Serve(ctx, registry.ServeOptions{Listen: listen, Config: registry.Config{Dir: data, ReapInterval: 10 * time.Millisecond},
+				Ready: func(net.Addr) { close(ready) }})
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("registry: %v", err)
+		}
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("registry stopped with %v", err)
+			}
+		}
+	}
+	stop := serve()
+	c, err := discovery.NewClient("http://"+listen, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	if _, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: "a", Address: a.addr(), TTL: config.Duration(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	gw := startGateway(t, discoverConfig("http://"+listen))
+	stop()
+	for range 10 {
+		if code, body, _ := get(t, gw.url+"/"); code != 200 || body != "a" {
+			t.Fatalf("registry down: %d %q", code, body)
+		}
+	}
+	stop = serve()
+	defer stop()
+	if _, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: "b", Address: b.addr(), TTL: config.Duration(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b routable after the registry restart", func() bool {
+		_, ok := adminTargets(t, gw)[b.addr()]
+		return ok && len(adminTargets(t, gw)) == 2
+	})
 }
