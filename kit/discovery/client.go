@@ -44,11 +44,16 @@ func NewClient(registryURL string, hc *http.Client) (*Client, error) {
 
 // APIError is an error answer of the registry.
 type APIError struct {
+	// Status is the HTTP status code.
 	Status int
-	Code   string
-	Msg    string
+	// Code is the registry's stable reason: invalid, not_registered,
+	// registry_full, busy, closed, body_too_large, not_found.
+	Code string
+	// Msg is the registry's message.
+	Msg string
 }
 
+// Error implements error.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("registry answered %d %s: %s", e.Status, e.Code, e.Msg)
 }

@@ -89,13 +89,18 @@ type Instance struct {
 // by id, and the registry index of the service's last change (pass it
 // back to wait for the next one).
 type ServiceSnapshot struct {
-	Service   string     `json:"service"`
-	Index     uint64     `json:"index"`
+	// Service is the service name.
+	Service string `json:"service"`
+	// Index is the registry index of the service's last change; 0 for a
+	// service without instances.
+	Index uint64 `json:"index"`
+	// Instances are the registered instances, sorted by id.
 	Instances []Instance `json:"instances"`
 }
 
 // StateRequest is the body of a state change (drain, undrain).
 type StateRequest struct {
+	// State is the new state: "up" or "draining".
 	State State `json:"state"`
 }
 

@@ -432,10 +432,13 @@ func (r *Registry) Wait(ctx context.Context, name string, index uint64) (discove
 
 // ServiceInfo summarises one service for listings.
 type ServiceInfo struct {
-	Name      string `json:"name"`
-	Index     uint64 `json:"index"`
-	Instances int    `json:"instances"`
-	Up        int    `json:"up"`
+	// Name is the service name.
+	Name string `json:"name"`
+	// Index is the registry index of the service's last change.
+	Index uint64 `json:"index"`
+	// Instances counts the registered instances, Up those not draining.
+	Instances int `json:"instances"`
+	Up        int `json:"up"`
 }
 
 // Services lists the services with at least one instance, sorted by name.
