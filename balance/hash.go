@@ -109,20 +109,32 @@ func newConsistentHash(cfg Config, ts []*upstream.Target, key keySource, fb Poli
 	return p
 }
 
-// buildRing places perWeight points per unit of weight for every target.
-// Point k of a target hashes its address and k (splitmix64 over the address
-// hash), so a target's points do not depend on its slot or its neighbours.
+// buildRing places perWeight points per unit of weight for every target
+// (see placePoints).
 func buildRing(ts []*upstream.Target, perWeight int) *hashRing {
+	names := make([]string, len(ts))
 	weights := make([]int, len(ts))
-	total := 0
 	for i, t := range ts {
-		weights[i] = t.Weight()
-		total += weights[i]
+		names[i], weights[i] = t.Address, t.Weight()
 	}
-	// Points per target: perWeight per unit of weight, scaled down in
+	points, owners := placePoints(names, weights, perWeight)
+	return &hashRing{points: points, owners: owners, weights: weights}
+}
+
+// placePoints is the ring's geometry, shared by the gateway's consistent
+// hash and Ring: perWeight points per unit of weight for every member.
+// Point k of a member hashes its name and k (splitmix64 over the name
+// hash), so a member's points do not depend on its slot or its
+// neighbours, and adding a member moves only the keys it takes over.
+func placePoints(names []string, weights []int, perWeight int) ([]uint64, []int32) {
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	// Points per member: perWeight per unit of weight, scaled down in
 	// proportion when the ring would exceed maxRingSize (at least one each),
 	// so large weights cannot make the ring large.
-	counts := make([]int, len(ts))
+	counts := make([]int, len(names))
 	n := 0
 	for i, w := range weights {
 		c := w * perWeight
@@ -137,8 +149,8 @@ func buildRing(ts []*upstream.Target, perWeight int) *hashRing {
 		owner int32
 	}
 	pts := make([]point, 0, n)
-	for i, t := range ts {
-		base := hashString(t.Address)
+	for i, name := range names {
+		base := hashString(name)
 		for k := 0; k < counts[i]; k++ {
 			pts = append(pts, point{mix64(base + uint64(k+1)*golden), int32(i)})
 		}
@@ -150,18 +162,18 @@ func buildRing(ts []*upstream.Target, perWeight int) *hashRing {
 		case a.h > b.h:
 			return 1
 		}
-		// Equal hashes (vanishingly rare): order by address so the ring
+		// Equal hashes (vanishingly rare): order by name so the ring
 		// does not depend on slot order.
-		if ts[a.owner].Address < ts[b.owner].Address {
+		if names[a.owner] < names[b.owner] {
 			return -1
 		}
 		return 1
 	})
-	r := &hashRing{points: make([]uint64, len(pts)), owners: make([]int32, len(pts)), weights: weights}
+	points, owners := make([]uint64, len(pts)), make([]int32, len(pts))
 	for i, pt := range pts {
-		r.points[i], r.owners[i] = pt.h, pt.owner
+		points[i], owners[i] = pt.h, pt.owner
 	}
-	return r
+	return points, owners
 }
 
 // Pick implements Policy.

@@ -86,6 +86,9 @@ type Config struct {
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	// Routes are matched in order; the first match wins.
 	Routes []Route `yaml:"routes"`
+	// L4 are TCP and UDP listeners balanced over the upstreams' targets
+	// (the notes' network load balancer); see docs/l4.md.
+	L4 []L4Listener `yaml:"l4"`
 
 	src *config.Source // positions of the keys, for errors found after decoding
 }
@@ -483,9 +486,10 @@ func (c *Config) validate(src *config.Source) error {
 			add(p+".max_idle_conns", "negative value %d", u.MaxIdleConns)
 		}
 	}
-	if len(c.Routes) == 0 {
-		add("routes", "missing: expected at least one route")
+	if len(c.Routes) == 0 && len(c.L4) == 0 {
+		add("routes", "missing: expected at least one route (or an l4 listener)")
 	}
+	errs = append(errs, c.validateL4()...)
 	names := map[string]bool{}
 	for i := range c.Routes {
 		r := &c.Routes[i]

@@ -59,6 +59,7 @@ type Gateway struct {
 	mu        sync.Mutex
 	addr      net.Addr
 	adminAddr net.Addr
+	l4        []*l4Server
 	ready     chan struct{}
 }
 
@@ -80,7 +81,7 @@ func New(opts Options) (*Gateway, error) {
 	if g.metrics, err = proxy.NewMetrics(g.reg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	g.reg.MustRegister(targetCollector{g})
+	g.reg.MustRegister(targetCollector{g}, l4Collector{g})
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
 		return nil, err
@@ -135,6 +136,13 @@ func checkFiles(cfg *Config) error {
 	if cfg.TLS != nil {
 		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
 			errs = append(errs, cfg.Errorf("tls", "loading certificate: %v", err))
+		}
+	}
+	for i, l := range cfg.L4 {
+		if l.TLS != nil && l.TLS.Cert != "" && l.TLS.Key != "" {
+			if _, err := tls.LoadX509KeyPair(l.TLS.Cert, l.TLS.Key); err != nil {
+				errs = append(errs, cfg.Errorf(fmt.Sprintf("l4[%d].tls", i), "loading certificate: %v", err))
+			}
 		}
 	}
 	switch f := cfg.AccessLog; f {
@@ -238,12 +246,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 		adminSrv = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 10 * time.Second}
 	}
 
+	l4s, err := g.startL4(rt)
+	if err != nil {
+		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
+		return err
+	}
+
 	runCtx, stopRuntimes := context.WithCancel(context.Background())
 	defer stopRuntimes()
 	g.start(runCtx, rt)
 	g.waitDiscovered(ctx, rt)
 
 	g.mu.Lock()
+	g.l4 = l4s
 	g.addr = ln.Addr()
 	if adminLn != nil {
 		g.adminAddr = adminLn.Addr()
@@ -268,10 +286,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.log.Info("gateway shutting down", "grace", grace.String(), "in_flight", g.handler.InFlight())
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	l4done := make(chan struct{})
+	go func() { shutdownL4(sctx, l4s); close(l4done) }()
 	shutErr := srv.Shutdown(sctx)
 	if shutErr != nil {
 		_ = srv.Close() // the grace period is over: cut what is left
 	}
+	<-l4done
 	if adminSrv != nil {
 		_ = adminSrv.Shutdown(sctx)
 	}
@@ -433,6 +454,12 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.start(context.WithoutCancel(ctx), rt)
 	}
 	g.current.Store(rt)
+	g.mu.Lock()
+	l4s := g.l4
+	g.mu.Unlock()
+	if err := updateL4(l4s, rt); err != nil { // validated by l4RestartOnly: not expected
+		g.log.Error("l4 listeners keep their old upstreams", "error", err.Error())
+	}
 	g.overrides.keepOnly(cfg)
 	// Requests in flight on the old generation keep their pool pointers and
 	// finish normally; only its health checkers stop now. Its idle
@@ -469,6 +496,9 @@ func restartOnly(old, cfg *Config) error {
 	}
 	if old.AccessLog != cfg.AccessLog {
 		errs = append(errs, cfg.Errorf("access_log", "changed: access log changes need a restart"))
+	}
+	if err := l4RestartOnly(old, cfg); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

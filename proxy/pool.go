@@ -262,6 +262,15 @@ func (p *Pool) Name() string { return p.name }
 // Targets returns the pool's current targets (do not modify the slice).
 func (p *Pool) Targets() []*upstream.Target { return p.members.Load().targets }
 
+// Policy is the pool's current balancing policy, for other traffic (L4
+// listeners) balanced over the same targets. Read it per connection: a
+// discovered upstream replaces it when its targets change.
+func (p *Pool) Policy() balance.Policy { return p.members.Load().policy }
+
+// Outlier is the pool's current outlier detector, nil when it has none.
+// It ignores targets of another generation.
+func (p *Pool) Outlier() *health.Outlier { return p.members.Load().outlier }
+
 // BreakerState returns the current targets, the state of the
 // upstream-wide breaker and of each target's breaker (nil slice and ""
 // when breakers are disabled), all of one target set.

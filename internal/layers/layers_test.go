@@ -24,11 +24,12 @@ var floors = map[string]int{
 	"internal/...": 0, "broker/internal/...": 0, "httpx": 0, "config": 0, "upstream": 0, "route": 0,
 	// 1: primitives shared by every traffic path, the log, the broker's face.
 	"balance": 1, "health": 1, "breaker": 1, "retry": 1, "ratelimit": 1,
-	"wal": 1, "broker": 1, "internal/flaghint": 1,
+	"wal": 1, "broker": 1, "internal/flaghint": 1, "kit/store": 1, "kit/flow": 1,
 	// 2: middleware (speak httpx, never the proxy), the broker's engine and
 	// wire format, the load generator.
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "load": 2,
-	"broker/engine": 2, "broker/wire": 2,
+	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
+	"kit/resilient": 2,
 	// service discovery's face and client (instances, watch, balancing).
 	"kit/discovery": 2,
 	// 3: the request path, the broker's servers and client.

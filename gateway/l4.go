@@ -1,0 +1,346 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/l4"
+)
+
+// L4Listener is a TCP or UDP listener of the network load balancer,
+// balanced over an upstream's targets with its policy, health checks and
+// outlier detection (shared with the L7 routes using the same upstream).
+type L4Listener struct {
+	// Name labels metrics and logs. Default l4_<index>.
+	Name string `yaml:"name"`
+	// Listen is host:port. Required.
+	Listen string `yaml:"listen"`
+	// Protocol is tcp (default) or udp.
+	Protocol string `yaml:"protocol"`
+	// Upstream serves connections (required unless sni routes cover them).
+	Upstream string `yaml:"upstream"`
+	// TLS terminates TLS with this certificate (tcp only).
+	TLS *TLS `yaml:"tls"`
+	// SNI routes TLS connections by the server name of their ClientHello
+	// without decrypting them (tcp only; not with tls).
+	SNI []L4SNIRoute `yaml:"sni"`
+	// ProxyProtocol sends a PROXY protocol header (v1 or v2; v2 only for
+	// udp) to the upstream first, carrying the client's address.
+	ProxyProtocol string `yaml:"proxy_protocol"`
+	// MaxConnections (udp: sessions) in total and per client IP; 0 means
+	// no limit.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
+	// ConnectTimeout bounds a connect to a target (tcp). Default 5s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// IdleTimeout ends a connection or UDP session with no traffic either
+	// way for this long. Default 1h (tcp), 30s (udp).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// L4SNIRoute sends TLS connections for Names to Upstream.
+type L4SNIRoute struct {
+	// Names are server names, exact or "*.example.com" (one label).
+	Names    []string `yaml:"names"`
+	Upstream string   `yaml:"upstream"`
+}
+
+func (c *Config) validateL4() []error {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
+	known := func(path, name string) {
+		if u, ok := c.Upstreams[name]; !ok {
+			add(path, "unknown upstream %q: expected one of %s", name, strings.Join(c.UpstreamNames(), ", "))
+		} else if u != nil && u.Discover != "" {
+			// An L4 backend holds its upstream's targets and policy as
+			// built; it does not follow a discovered upstream's changes.
+			add(path, "upstream %q discovers its targets (discover: %s): l4 listeners need an upstream with static targets", name, u.Discover)
+		}
+	}
+	seen := map[string]string{}
+	for i := range c.L4 {
+		l := &c.L4[i]
+		p := fmt.Sprintf("l4[%d]", i)
+		if l.Name == "" {
+			l.Name = fmt.Sprintf("l4_%d", i)
+		}
+		if l.Protocol == "" {
+			l.Protocol = "tcp"
+		}
+		if l.Listen == "" {
+			add(p+".listen", "missing: expected host:port")
+		} else if err := checkListenAddr(l.Listen); err != nil {
+			add(p+".listen", "%v", err)
+		} else {
+			key := l.Protocol + " " + l.Listen
+			if other, dup := seen[key]; dup {
+				add(p+".listen", "%s %s is also %s's address", l.Protocol, l.Listen, other)
+			}
+			seen[key] = p
+			if l.Protocol == "tcp" && (sameListener(l.Listen, c.Listen) || (c.Admin != "" && sameListener(l.Listen, c.Admin))) {
+				add(p+".listen", "%q is the address of listen or admin: expected a port of its own", l.Listen)
+			}
+		}
+		switch l.Protocol {
+		case "tcp", "udp":
+		default:
+			add(p+".protocol", "unknown protocol %q: expected tcp or udp", l.Protocol)
+		}
+		if l.Upstream != "" {
+			known(p+".upstream", l.Upstream)
+		} else if len(l.SNI) == 0 {
+			add(p+".upstream", "missing: expected the name of an upstream (or sni routes)")
+		}
+		if l.Protocol == "udp" && (l.TLS != nil || len(l.SNI) > 0) {
+			add(p, "tls and sni are for tcp listeners")
+		}
+		if l.TLS != nil {
+			if len(l.SNI) > 0 {
+				add(p+".sni", "sni passes TLS through; it cannot be combined with tls termination on one listener")
+			}
+			if l.TLS.Cert == "" || l.TLS.Key == "" {
+				add(p+".tls", "both cert and key are required")
+			}
+		}
+		for j, r := range l.SNI {
+			rp := fmt.Sprintf("%s.sni[%d]", p, j)
+			if len(r.Names) == 0 {
+				add(rp+".names", "missing: expected server names such as api.example.com or *.example.com")
+			}
+			for k, n := range r.Names {
+				if n == "" || strings.ContainsAny(n, " /:") || (strings.Contains(n, "*") && (!strings.HasPrefix(n, "*.") || strings.Count(n, "*") > 1)) {
+					add(fmt.Sprintf("%s.names[%d]", rp, k), "%q: expected a host name, or *.domain for one label", n)
+				}
+			}
+			if r.Upstream == "" {
+				add(rp+".upstream", "missing: expected the name of an upstream")
+			} else {
+				known(rp+".upstream", r.Upstream)
+			}
+		}
+		switch l.ProxyProtocol {
+		case "", "v2":
+		case "v1":
+			if l.Protocol == "udp" {
+				add(p+".proxy_protocol", "v1 carries TCP only: expected v2 for udp")
+			}
+		default:
+			add(p+".proxy_protocol", "unknown version %q: expected v1 or v2", l.ProxyProtocol)
+		}
+		if l.MaxConnections < 0 {
+			add(p+".max_connections", "negative value %d", l.MaxConnections)
+		}
+		if l.MaxConnectionsPerClient < 0 {
+			add(p+".max_connections_per_client", "negative value %d", l.MaxConnectionsPerClient)
+		}
+		if l.ConnectTimeout < 0 {
+			add(p+".connect_timeout", "negative duration %v", l.ConnectTimeout)
+		}
+		if l.IdleTimeout < 0 {
+			add(p+".idle_timeout", "negative duration %v", l.IdleTimeout)
+		}
+	}
+	return errs
+}
+
+// l4Backend is the L4 view of an upstream pool of rt: the same targets,
+// policy and outlier detector.
+func (rt *runtime) l4Backend(name string) *l4.Backend {
+	p := rt.pools[name]
+	if p == nil {
+		return nil
+	}
+	return &l4.Backend{Name: name, Targets: p.Targets(), Policy: p.Policy(), Outlier: p.Outlier()}
+}
+
+func (rt *runtime) l4Routes(l L4Listener) (*l4.Backend, []l4.SNIRoute) {
+	var routes []l4.SNIRoute
+	for _, r := range l.SNI {
+		routes = append(routes, l4.SNIRoute{Names: r.Names, Backend: rt.l4Backend(r.Upstream)})
+	}
+	var def *l4.Backend
+	if l.Upstream != "" {
+		def = rt.l4Backend(l.Upstream)
+	}
+	return def, routes
+}
+
+// l4Server is one running L4 listener.
+type l4Server struct {
+	cfg   L4Listener
+	tcp   *l4.TCPServer
+	udp   *l4.UDPServer
+	ln    net.Listener
+	pc    *net.UDPConn
+	stats func() l4.Stats
+}
+
+// startL4 binds and serves every l4 listener of rt's config.
+func (g *Gateway) startL4(rt *runtime) ([]*l4Server, error) {
+	var out []*l4Server
+	fail := func(err error) ([]*l4Server, error) {
+		stopL4(out)
+		return nil, err
+	}
+	for i, l := range rt.cfg.L4 {
+		p := fmt.Sprintf("l4[%d]", i)
+		s := &l4Server{cfg: l}
+		log := g.log.With("component", "l4")
+		def, routes := rt.l4Routes(l)
+		if l.Protocol == "udp" {
+			srv, err := l4.NewUDP(l4.UDPConfig{Name: l.Name, Backend: def, ProxyProtocol: l.ProxyProtocol, IdleTimeout: l.IdleTimeout,
+				MaxSessions: l.MaxConnections, MaxSessionsPerClient: l.MaxConnectionsPerClient, Log: log})
+			if err != nil {
+				return fail(rt.cfg.Wrap(p, err))
+			}
+			addr, err := net.ResolveUDPAddr("udp", l.Listen)
+			if err == nil {
+				s.pc, err = net.ListenUDP("udp", addr)
+			}
+			if err != nil {
+				return fail(rt.cfg.Errorf(p+".listen", "listening: %v", err))
+			}
+			s.udp, s.stats = srv, srv.Stats
+			go srv.Serve(s.pc)
+		} else {
+			var tcfg *tls.Config
+			if l.TLS != nil {
+				cert, err := tls.LoadX509KeyPair(l.TLS.Cert, l.TLS.Key)
+				if err != nil {
+					return fail(rt.cfg.Errorf(p+".tls", "loading certificate: %v", err))
+				}
+				tcfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
+			srv, err := l4.NewTCP(l4.TCPConfig{Name: l.Name, Backend: def, SNIRoutes: routes, TLS: tcfg, ProxyProtocol: l.ProxyProtocol,
+				MaxConnections: l.MaxConnections, MaxConnectionsPerClient: l.MaxConnectionsPerClient,
+				ConnectTimeout: l.ConnectTimeout, IdleTimeout: l.IdleTimeout, Log: log})
+			if err != nil {
+				return fail(rt.cfg.Wrap(p, err))
+			}
+			if s.ln, err = net.Listen("tcp", l.Listen); err != nil {
+				return fail(rt.cfg.Errorf(p+".listen", "listening: %v", err))
+			}
+			s.tcp, s.stats = srv, srv.Stats
+			go srv.Serve(s.ln)
+		}
+		out = append(out, s)
+		g.log.Info("l4 listening", "name", l.Name, "protocol", l.Protocol, "addr", s.addr().String())
+	}
+	return out, nil
+}
+
+func (s *l4Server) addr() net.Addr {
+	if s.pc != nil {
+		return s.pc.LocalAddr()
+	}
+	return s.ln.Addr()
+}
+
+// updateL4 points the running listeners at a new runtime's pools.
+func updateL4(servers []*l4Server, rt *runtime) error {
+	var errs []error
+	for i, s := range servers {
+		def, routes := rt.l4Routes(rt.cfg.L4[i])
+		var err error
+		if s.udp != nil {
+			err = s.udp.Update(def)
+		} else {
+			err = s.tcp.Update(def, routes)
+		}
+		if err != nil {
+			errs = append(errs, rt.cfg.Wrap(fmt.Sprintf("l4[%d]", i), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// shutdownL4 stops accepting and lets connections end until ctx ends.
+func shutdownL4(ctx context.Context, servers []*l4Server) {
+	for _, s := range servers {
+		if s.tcp != nil {
+			s.tcp.Shutdown(ctx)
+		}
+	}
+	stopL4(servers)
+}
+
+func stopL4(servers []*l4Server) {
+	for _, s := range servers {
+		if s.tcp != nil {
+			s.tcp.Close()
+		}
+		if s.udp != nil {
+			s.udp.Close()
+			s.pc.Close()
+		}
+	}
+}
+
+// l4RestartOnly reports l4 changes a reload cannot apply: listeners added,
+// removed or changed other than in their upstreams.
+func l4RestartOnly(old, cfg *Config) error {
+	if len(old.L4) != len(cfg.L4) {
+		return cfg.Errorf("l4", "%d listeners, was %d: adding or removing l4 listeners needs a restart", len(cfg.L4), len(old.L4))
+	}
+	var errs []error
+	for i := range cfg.L4 {
+		a, b := old.L4[i], cfg.L4[i]
+		if a.Listen != b.Listen || a.Protocol != b.Protocol || (a.TLS == nil) != (b.TLS == nil) || (len(a.SNI) > 0) != (len(b.SNI) > 0) ||
+			a.ProxyProtocol != b.ProxyProtocol || a.MaxConnections != b.MaxConnections || a.MaxConnectionsPerClient != b.MaxConnectionsPerClient ||
+			a.ConnectTimeout != b.ConnectTimeout || a.IdleTimeout != b.IdleTimeout {
+			errs = append(errs, cfg.Errorf(fmt.Sprintf("l4[%d]", i), "changed: only upstream and sni upstreams of an l4 listener can change without a restart"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// l4Collector exports the L4 listeners' counters.
+type l4Collector struct{ g *Gateway }
+
+var (
+	l4Active   = prometheus.NewDesc("switchyard_l4_connections_active", "Open L4 connections (udp: sessions).", []string{"listener"}, nil)
+	l4Accepted = prometheus.NewDesc("switchyard_l4_connections_total", "L4 connections (udp: sessions) accepted.", []string{"listener"}, nil)
+	l4Rejected = prometheus.NewDesc("switchyard_l4_connections_rejected_total", "L4 connections refused by a connection limit.", []string{"listener"}, nil)
+	l4Failed   = prometheus.NewDesc("switchyard_l4_connect_failures_total", "Failed connects to L4 targets.", []string{"listener"}, nil)
+	l4Bytes    = prometheus.NewDesc("switchyard_l4_bytes_total", "Bytes forwarded by L4 listeners.", []string{"listener", "direction"}, nil)
+)
+
+func (c l4Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{l4Active, l4Accepted, l4Rejected, l4Failed, l4Bytes} {
+		ch <- d
+	}
+}
+
+func (c l4Collector) Collect(ch chan<- prometheus.Metric) {
+	c.g.mu.Lock()
+	servers := c.g.l4
+	c.g.mu.Unlock()
+	for _, s := range servers {
+		st, n := s.stats(), s.cfg.Name
+		ch <- prometheus.MustNewConstMetric(l4Active, prometheus.GaugeValue, float64(st.Active), n)
+		ch <- prometheus.MustNewConstMetric(l4Accepted, prometheus.CounterValue, float64(st.Accepted), n)
+		ch <- prometheus.MustNewConstMetric(l4Rejected, prometheus.CounterValue, float64(st.Rejected), n)
+		ch <- prometheus.MustNewConstMetric(l4Failed, prometheus.CounterValue, float64(st.ConnectFailures), n)
+		ch <- prometheus.MustNewConstMetric(l4Bytes, prometheus.CounterValue, float64(st.BytesIn), n, "in")
+		ch <- prometheus.MustNewConstMetric(l4Bytes, prometheus.CounterValue, float64(st.BytesOut), n, "out")
+	}
+}
+
+// L4Addrs returns the l4 listeners' addresses once Run is listening, in
+// config order.
+func (g *Gateway) L4Addrs() []net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []net.Addr
+	for _, s := range g.l4 {
+		out = append(out, s.addr())
+	}
+	return out
+}

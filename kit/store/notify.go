@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Listen returns a channel that receives a value (coalesced: at most one
+// pending) whenever a transaction that called Notify(channel) commits,
+// and a function that stops listening. On PostgreSQL a dedicated
+// connection LISTENs, so commits in other processes wake it too; it
+// reconnects by itself and sends a wake-up after every reconnect (a
+// notification may have been missed meanwhile). Waiters must still poll
+// now and then: a notification is a hint, never the only trigger.
+func (db *DB) Listen(channel string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	db.mu.Lock()
+	if db.waiters == nil {
+		db.waiters = map[string]map[chan struct{}]struct{}{}
+	}
+	if db.waiters[channel] == nil {
+		db.waiters[channel] = map[chan struct{}]struct{}{}
+	}
+	db.waiters[channel][ch] = struct{}{}
+	if db.Dialect == Postgres {
+		if db.pgl == nil {
+			db.pgl = startPGListener(db)
+		}
+		db.pgl.add(channel)
+	}
+	db.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			db.mu.Lock()
+			delete(db.waiters[channel], ch)
+			db.mu.Unlock()
+		})
+	}
+}
+
+// signal wakes this process's listeners of channel.
+func (db *DB) signal(channel string) {
+	db.mu.Lock()
+	for ch := range db.waiters[channel] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	db.mu.Unlock()
+}
+
+func (db *DB) signalAll() {
+	db.mu.Lock()
+	var chans []string
+	for c := range db.waiters {
+		chans = append(chans, c)
+	}
+	db.mu.Unlock()
+	for _, c := range chans {
+		db.signal(c)
+	}
+}
+
+// pgListener holds one connection that LISTENs on every channel asked.
+type pgListener struct {
+	db     *DB
+	mu     sync.Mutex
+	chans  map[string]bool
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startPGListener(db *DB) *pgListener {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &pgListener{db: db, chans: map[string]bool{}, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	go l.run(ctx)
+	return l
+}
+
+func (l *pgListener) add(channel string) {
+	l.mu.Lock()
+	l.chans[channel] = false
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (l *pgListener) stop() {
+	l.cancel()
+	<-l.done
+}
+
+func (l *pgListener) run(ctx context.Context) {
+	defer close(l.done)
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := l.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		_ = err
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// session is one connection's life: LISTEN on every channel, then wait
+// for notifications, re-checking for new channels when kicked.
+func (l *pgListener) session(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, l.db.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	l.mu.Lock()
+	for c := range l.chans {
+		l.chans[c] = false
+	}
+	l.mu.Unlock()
+	first := true
+	for {
+		l.mu.Lock()
+		var todo []string
+		for c, on := range l.chans {
+			if !on {
+				todo = append(todo, c)
+			}
+		}
+		l.mu.Unlock()
+		for _, c := range todo {
+			if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{c}.Sanitize()); err != nil {
+				return err
+			}
+			l.mu.Lock()
+			l.chans[c] = true
+			l.mu.Unlock()
+		}
+		if first {
+			// Anything committed before LISTEN took effect was missed.
+			l.db.signalAll()
+			first = false
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		stopKick := make(chan struct{})
+		go func() {
+			select {
+			case <-l.kick:
+				cancel()
+			case <-stopKick:
+			}
+		}()
+		n, err := conn.WaitForNotification(wctx)
+		close(stopKick)
+		kicked := wctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if n != nil {
+			l.db.signal(n.Channel)
+			continue
+		}
+		if kicked {
+			continue
+		}
+		return err
+	}
+}

@@ -1,0 +1,460 @@
+// Package l4 is the network load balancer of the notes: TCP and UDP
+// connections spread over the same upstream targets, balancing policies,
+// active health checks and outlier ejection the L7 gateway uses, so a
+// policy or a health check means the same at every layer.
+//
+// TCP: plain forwarding (zero-copy: Linux splices between the two
+// sockets), TLS termination, or routing by the SNI of the ClientHello
+// with the TLS passed through untouched; PROXY protocol v1/v2 towards
+// upstreams that want the client's address; connection limits in total
+// and per client address; an idle timeout over both directions; a
+// failed connect tries another target. UDP: sessions keyed by the
+// client's address, each with its own upstream socket, ended after an
+// idle timeout.
+package l4
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/health"
+	"github.com/switchyard/switchyard/upstream"
+)
+
+// Backend is the set of targets a listener (or an SNI route) forwards to.
+type Backend struct {
+	Name    string
+	Targets []*upstream.Target
+	Policy  balance.Policy
+	Outlier *health.Outlier // optional: connect failures feed it
+}
+
+// SNIRoute sends TLS connections whose ClientHello names one of Names
+// ("api.example.com", "*.example.com") to Backend, without decrypting.
+type SNIRoute struct {
+	Names   []string
+	Backend *Backend
+}
+
+// Defaults.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultTCPIdleTimeout = time.Hour
+	DefaultHelloTimeout   = 10 * time.Second
+	DefaultConnectRetries = 2
+)
+
+// TCPConfig configures a TCP listener.
+type TCPConfig struct {
+	Name string
+	// Backend serves connections no SNI route takes. Required unless
+	// SNIRoutes cover everything (then unmatched connections are closed).
+	Backend *Backend
+	// SNIRoutes route TLS passthrough by server name; checked in order.
+	SNIRoutes []SNIRoute
+	// TLS terminates TLS with this configuration and forwards plain
+	// bytes. Not combinable with SNIRoutes.
+	TLS *tls.Config
+	// ProxyProtocol: "", "v1" or "v2", sent to the upstream first.
+	ProxyProtocol string
+	// MaxConnections in total and per client IP; 0 means no limit.
+	MaxConnections, MaxConnectionsPerClient int
+	// ConnectTimeout bounds one connect to a target. Default 5s.
+	ConnectTimeout time.Duration
+	// ConnectRetries is how many other targets are tried after a failed
+	// connect. Default 2; -1 for none.
+	ConnectRetries int
+	// IdleTimeout closes a connection when neither side sent anything
+	// for this long. Default 1h.
+	IdleTimeout time.Duration
+	// HelloTimeout bounds reading the ClientHello for SNI routing and the
+	// TLS handshake when terminating. Default 10s.
+	HelloTimeout time.Duration
+	Log          *slog.Logger
+}
+
+// Stats are a listener's counters.
+type Stats struct {
+	Active, Accepted, Rejected, ConnectFailures uint64
+	BytesIn, BytesOut                           uint64 // client->upstream, upstream->client
+}
+
+// TCPServer forwards TCP connections. Create with NewTCP.
+type TCPServer struct {
+	cfg    TCPConfig
+	log    *slog.Logger
+	dialer net.Dialer
+	routes atomic.Pointer[routing] // swapped by Update (config reloads)
+
+	active, accepted, rejected, connFail atomic.Uint64
+	bytesIn, bytesOut                    atomic.Uint64
+
+	mu        sync.Mutex
+	perClient map[netip.Addr]int
+	conns     map[net.Conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// NewTCP checks cfg and returns a server.
+func NewTCP(cfg TCPConfig) (*TCPServer, error) {
+	if cfg.Backend == nil && len(cfg.SNIRoutes) == 0 {
+		return nil, errors.New("l4: a TCP listener needs a backend or SNI routes")
+	}
+	if cfg.TLS != nil && len(cfg.SNIRoutes) > 0 {
+		return nil, errors.New("l4: tls termination and sni passthrough routes cannot be combined on one listener")
+	}
+	if cfg.ProxyProtocol != ProxyNone && cfg.ProxyProtocol != ProxyV1 && cfg.ProxyProtocol != ProxyV2 {
+		return nil, fmt.Errorf("l4: proxy_protocol %q: expected v1 or v2", cfg.ProxyProtocol)
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultTCPIdleTimeout
+	}
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = DefaultHelloTimeout
+	}
+	if cfg.ConnectRetries == 0 {
+		cfg.ConnectRetries = DefaultConnectRetries
+	} else if cfg.ConnectRetries < 0 {
+		cfg.ConnectRetries = 0
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &TCPServer{
+		cfg: cfg, log: cfg.Log.With("l4", cfg.Name),
+		dialer:    net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
+		perClient: map[netip.Addr]int{}, conns: map[net.Conn]struct{}{}, listeners: map[net.Listener]struct{}{},
+	}
+	s.routes.Store(&routing{def: cfg.Backend, sni: cfg.SNIRoutes})
+	return s, nil
+}
+
+// routing is what a connection is forwarded to: replaced whole on Update.
+type routing struct {
+	def *Backend
+	sni []SNIRoute
+}
+
+// Update replaces the backends (a config reload with new targets or
+// policies). Open connections keep their upstream; new ones use these.
+// Whether SNI routing is on cannot change: SNI routes replace SNI routes.
+func (s *TCPServer) Update(def *Backend, routes []SNIRoute) error {
+	if (len(routes) > 0) != (len(s.cfg.SNIRoutes) > 0) {
+		return errors.New("l4: turning SNI routing on or off needs a new listener")
+	}
+	if def == nil && len(routes) == 0 {
+		return errors.New("l4: a TCP listener needs a backend or SNI routes")
+	}
+	s.routes.Store(&routing{def: def, sni: routes})
+	return nil
+}
+
+// Stats returns the counters.
+func (s *TCPServer) Stats() Stats {
+	return Stats{Active: s.active.Load(), Accepted: s.accepted.Load(), Rejected: s.rejected.Load(),
+		ConnectFailures: s.connFail.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load()}
+}
+
+// Serve accepts connections on ln until Close. It returns nil after
+// Close, or the accept error.
+func (s *TCPServer) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.admit(c) {
+			s.rejected.Add(1)
+			c.Close()
+			continue
+		}
+		s.accepted.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.release(c)
+			s.handle(c)
+		}()
+	}
+}
+
+func clientIP(a net.Addr) netip.Addr {
+	if ap, ok := addrPort(a); ok {
+		return ap.Addr()
+	}
+	return netip.Addr{}
+}
+
+func (s *TCPServer) admit(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
+		return false
+	}
+	ip := clientIP(c.RemoteAddr())
+	if s.cfg.MaxConnectionsPerClient > 0 && s.perClient[ip] >= s.cfg.MaxConnectionsPerClient {
+		return false
+	}
+	s.perClient[ip]++
+	s.conns[c] = struct{}{}
+	s.active.Add(1)
+	return true
+}
+
+func (s *TCPServer) release(c net.Conn) {
+	c.Close()
+	s.mu.Lock()
+	ip := clientIP(c.RemoteAddr())
+	if s.perClient[ip]--; s.perClient[ip] <= 0 {
+		delete(s.perClient, ip)
+	}
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.active.Add(^uint64(0))
+}
+
+// Close stops accepting and closes every connection at once.
+func (s *TCPServer) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Shutdown stops accepting and waits for open connections to end by
+// themselves until ctx ends, then closes the rest.
+func (s *TCPServer) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}
+
+func (s *TCPServer) handle(c net.Conn) {
+	client := c
+	var prefix []byte
+	rt := s.routes.Load()
+	be := rt.def
+	var host string
+	switch {
+	case s.cfg.TLS != nil:
+		tc := tls.Server(c, s.cfg.TLS)
+		c.SetDeadline(time.Now().Add(s.cfg.HelloTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.log.Debug("tls handshake", "client", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		c.SetDeadline(time.Time{})
+		client = tc
+		host = tc.ConnectionState().ServerName
+	case len(s.cfg.SNIRoutes) > 0:
+		c.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+		name, read, err := PeekSNI(c)
+		c.SetReadDeadline(time.Time{})
+		if err != nil {
+			s.log.Debug("sni peek", "client", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		prefix, host = read, name
+		for _, r := range rt.sni {
+			if routeMatches(r, name) {
+				be = r.Backend
+				break
+			}
+		}
+		if be == nil {
+			s.log.Debug("no sni route", "client", c.RemoteAddr().String(), "sni", name)
+			return
+		}
+	}
+	up, t := s.connect(be, c.RemoteAddr(), host)
+	if up == nil {
+		return
+	}
+	defer up.Close()
+	defer t.Done(false)
+	if s.cfg.ProxyProtocol != ProxyNone {
+		hdr, err := AppendProxyHeader(nil, s.cfg.ProxyProtocol, c.RemoteAddr(), c.LocalAddr(), false)
+		if err != nil {
+			return
+		}
+		prefix = append(hdr, prefix...)
+	}
+	if len(prefix) > 0 {
+		up.SetWriteDeadline(time.Now().Add(s.cfg.ConnectTimeout))
+		if _, err := up.Write(prefix); err != nil {
+			return
+		}
+		up.SetWriteDeadline(time.Time{})
+	}
+	s.pipe(client, up)
+}
+
+func routeMatches(r SNIRoute, name string) bool {
+	for _, n := range r.Names {
+		if matchName(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// connect picks a target and dials it, trying others after a failure.
+func (s *TCPServer) connect(be *Backend, client net.Addr, host string) (net.Conn, *upstream.Target) {
+	req := pickRequest(client, host)
+	var tried upstream.Tried
+	for attempt := 0; attempt <= s.cfg.ConnectRetries; attempt++ {
+		t := be.Policy.Pick(req, tried)
+		if t == nil {
+			break
+		}
+		tried.Add(t.Index)
+		t.Begin()
+		up, err := s.dialer.Dial("tcp", t.Address)
+		if be.Outlier != nil {
+			be.Outlier.Observe(t, err != nil, time.Now())
+		}
+		if err == nil {
+			return up, t
+		}
+		t.Done(true)
+		s.connFail.Add(1)
+		s.log.Debug("connect", "target", t.Address, "err", err)
+	}
+	return nil, nil
+}
+
+// pickRequest is what a balance.Policy sees of a connection: the client
+// address (client_ip hashing) and the SNI as the host (header hashing).
+func pickRequest(client net.Addr, host string) *http.Request {
+	return &http.Request{Method: "CONNECT", RemoteAddr: client.String(), Host: host, Header: http.Header{}}
+}
+
+// pipe copies both ways until both directions end (half-closes are
+// passed on) or the connection is idle for IdleTimeout.
+func (s *TCPServer) pipe(client, up net.Conn) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	done := make(chan struct{}, 2)
+	go func() {
+		n := s.copyDir(up, client, &last)
+		s.bytesIn.Add(uint64(n))
+		done <- struct{}{}
+	}()
+	go func() {
+		n := s.copyDir(client, up, &last)
+		s.bytesOut.Add(uint64(n))
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}
+
+// chunk is how much one splice call may move before the idle clock is
+// checked again.
+const chunk = 1 << 20
+
+// copyDir copies src to dst. Each step reads under a deadline of
+// IdleTimeout from now; on timeout the connection ends only if the other
+// direction was idle too. io.CopyN over TCP connections splices on Linux.
+func (s *TCPServer) copyDir(dst, src net.Conn, last *atomic.Int64) int64 {
+	var total int64
+	for {
+		src.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		n, err := io.CopyN(dst, src, chunk)
+		total += n
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+		}
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if idle := time.Since(time.Unix(0, last.Load())); idle < s.cfg.IdleTimeout {
+				continue // the other direction is busy
+			}
+			// Idle both ways: end the whole connection.
+			dst.Close()
+			src.Close()
+			return total
+		}
+		if errors.Is(err, io.EOF) {
+			// Half-close: tell the other side no more is coming.
+			closeWrite(dst)
+			return total
+		}
+		dst.Close()
+		src.Close()
+		return total
+	}
+}
+
+func closeWrite(c net.Conn) {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		c.CloseWrite()
+	case *tls.Conn:
+		c.CloseWrite()
+	default:
+		c.Close()
+	}
+}
