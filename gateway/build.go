@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/httpx"
+	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/ratelimit"
@@ -41,6 +42,11 @@ type runtime struct {
 	routeCaches []*edge.Cache
 	// cacheOf is each cached route's cache, for pushes.
 	cacheOf map[*proxy.Route]*edge.Cache
+	// discovered are the upstreams whose targets come from the registry;
+	// registry and registryConns are their client (nil without).
+	discovered    []*discoveredPool
+	registry      *discovery.Client
+	registryConns *http.Transport
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -103,6 +109,14 @@ type buildDeps struct {
 func build(cfg *Config, deps buildDeps) (*runtime, error) {
 	rt := &runtime{cfg: cfg, loadedAt: time.Now(), pools: map[string]*proxy.Pool{}, names: cfg.UpstreamNames()}
 	var errs []error
+	if d := cfg.Discovery; d != nil {
+		hc, tr := registryClient()
+		c, err := discovery.NewClient(d.Registry, hc)
+		if err != nil {
+			errs = append(errs, cfg.Errorf("discovery.registry", "%v", err))
+		}
+		rt.registry, rt.registryConns = c, tr
+	}
 	for _, name := range rt.names {
 		pool, checker, err := buildPool(cfg, name, deps)
 		if err != nil {
@@ -110,6 +124,10 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			continue
 		}
 		rt.pools[name] = pool
+		if u := cfg.Upstreams[name]; u.Discover != "" {
+			rt.discovered = append(rt.discovered, newDiscoveredPool(cfg, name, pool, deps))
+			continue // its checks run over the discovered targets
+		}
 		if checker != nil {
 			rt.checkers = append(rt.checkers, checker)
 		}
@@ -214,6 +232,38 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 	return rt, nil
 }
 
+// discoveredPool returns rt's discovered pool of upstream name when it
+// follows service; rt may be nil.
+func (rt *runtime) discoveredPool(name, service string) *discoveredPool {
+	if rt == nil {
+		return nil
+	}
+	for _, dp := range rt.discovered {
+		if dp.name == name && dp.service == service {
+			return dp
+		}
+	}
+	return nil
+}
+
+func newDiscoveredPool(cfg *Config, name string, pool *proxy.Pool, deps buildDeps) *discoveredPool {
+	u := cfg.Upstreams[name]
+	dp := &discoveredPool{name: name, service: u.Discover, u: u, pool: pool, log: deps.log,
+		overrides: deps.overrides, synced: make(chan struct{})}
+	if hc := u.HealthCheck; hc != nil {
+		c := hc.WithDefaults() // validated by buildPool
+		dp.check = &c
+	}
+	var prevTracker *discovery.Tracker
+	if prev := deps.prev.discoveredPool(name, u.Discover); prev != nil {
+		prev.mu.Lock()
+		defer prev.mu.Unlock()
+		prevTracker = prev.tracker
+	}
+	dp.tracker = discovery.NewTracker(pool.Targets(), prevTracker)
+	return dp
+}
+
 func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.Checker, error) {
 	u := cfg.Upstreams[name]
 	path := "upstreams." + name
@@ -228,8 +278,19 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 			}
 		}
 	}
-	targets := make([]*upstream.Target, len(u.Targets))
-	for i, tc := range u.Targets {
+	configured := u.Targets
+	if u.Discover != "" {
+		// A discovered upstream starts from the previous generation's
+		// targets (none at first); the registry's answer replaces them.
+		configured = nil
+		if dp := deps.prev.discoveredPool(name, u.Discover); dp != nil {
+			for _, t := range dp.pool.Targets() {
+				configured = append(configured, Target{Address: t.Address, Weight: t.Weight()})
+			}
+		}
+	}
+	targets := make([]*upstream.Target, len(configured))
+	for i, tc := range configured {
 		w := tc.Weight
 		if ow, ok := deps.overrides.get(name, tc.Address); ok {
 			w = ow // an admin override survives reloads while its target stays

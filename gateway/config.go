@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/ipfilter"
+	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/retry"
@@ -78,6 +79,9 @@ type Config struct {
 	// Broker is the switchyard message broker that publish routes hand
 	// requests to (see Route.Publish). Required when a route publishes.
 	Broker *publish.BrokerConfig `yaml:"broker"`
+	// Discovery is the service registry that upstreams with `discover`
+	// take their targets from, live. Required when an upstream discovers.
+	Discovery *Discovery `yaml:"discovery"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
@@ -158,8 +162,14 @@ type Upstream struct {
 	// consistent_hash, cookie), hash_on, cookie {name, ttl},
 	// virtual_nodes, load_factor, balance_fallback. See balance.Config.
 	balance.Config `yaml:",inline"`
-	// Targets are the backends. At least one is required.
+	// Targets are the backends. At least one is required, unless Discover
+	// is set.
 	Targets []Target `yaml:"targets"`
+	// Discover names the registry service whose instances are this
+	// upstream's targets, followed live (instances joining, draining and
+	// leaving apply without a reload); exclusive with Targets. Needs the
+	// top-level discovery section.
+	Discover string `yaml:"discover"`
 	// HealthCheck enables active health checks; absent means targets are
 	// considered healthy unless passive outlier detection ejects them.
 	HealthCheck *health.CheckConfig `yaml:"health_check"`
@@ -177,6 +187,24 @@ type Upstream struct {
 	// it get 503 upstream_busy at once. 0 (default) means no cap.
 	MaxInFlight int `yaml:"max_in_flight"`
 }
+
+// Discovery is the top-level discovery section.
+type Discovery struct {
+	// Registry is the URL of the service registry (`switchyard
+	// registry`), e.g. http://127.0.0.1:8500. Required.
+	Registry string `yaml:"registry"`
+	// InitialWait is how long the gateway waits at start for the first
+	// instance set of each discovered upstream before it listens anyway
+	// (with no targets for an upstream whose registry is unreachable).
+	// Default 5s.
+	InitialWait time.Duration `yaml:"initial_wait"`
+	// Wait is how long one watch long-poll blocks at the registry.
+	// Default 30s.
+	Wait time.Duration `yaml:"wait"`
+}
+
+// DefaultDiscoveryInitialWait is Discovery.InitialWait's default.
+const DefaultDiscoveryInitialWait = 5 * time.Second
 
 // Target is one backend.
 type Target struct {
@@ -415,6 +443,19 @@ func (c *Config) validate(src *config.Source) error {
 			errs = append(errs, c.Wrap("broker", err))
 		}
 	}
+	if d := c.Discovery; d != nil {
+		if _, err := discovery.NewClient(d.Registry, nil); d.Registry == "" {
+			add("discovery.registry", "missing: expected the registry URL, e.g. http://127.0.0.1:8500")
+		} else if err != nil {
+			add("discovery.registry", "%v", err)
+		}
+		if d.InitialWait < 0 {
+			add("discovery.initial_wait", "negative duration %s", d.InitialWait)
+		}
+		if d.Wait < 0 || d.Wait > 10*time.Minute {
+			add("discovery.wait", "%s out of range: expected up to 10m (default 30s)", d.Wait)
+		}
+	}
 	for _, name := range c.UpstreamNames() {
 		u := c.Upstreams[name]
 		p := "upstreams." + name
@@ -422,8 +463,18 @@ func (c *Config) validate(src *config.Source) error {
 			add(p, "empty upstream: expected balance and targets")
 			continue
 		}
-		if len(u.Targets) == 0 {
-			add(p+".targets", "missing: expected at least one target")
+		switch {
+		case u.Discover != "" && len(u.Targets) > 0:
+			add(p+".discover", "an upstream has either targets or discover, not both")
+		case u.Discover != "":
+			if err := discovery.ValidName(u.Discover); err != nil {
+				add(p+".discover", "%v", err)
+			}
+			if c.Discovery == nil {
+				add(p+".discover", "upstream discovers service %q but the config has no top-level discovery section (discovery: { registry: http://127.0.0.1:8500 })", u.Discover)
+			}
+		case len(u.Targets) == 0:
+			add(p+".targets", "missing: expected at least one target (or discover: SERVICE)")
 		}
 		seen := map[string]bool{}
 		for i, t := range u.Targets {

@@ -261,6 +261,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, stopRuntimes := context.WithCancel(context.Background())
 	defer stopRuntimes()
 	g.start(runCtx, rt)
+	g.waitDiscovered(ctx, rt)
 
 	g.mu.Lock()
 	g.l4 = l4s
@@ -376,7 +377,7 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 	return srv, ln, nil
 }
 
-// start runs a runtime's health checkers under ctx.
+// start runs a runtime's health checkers and registry watches under ctx.
 func (g *Gateway) start(ctx context.Context, rt *runtime) {
 	ctx, rt.cancel = context.WithCancel(ctx)
 	for _, c := range rt.checkers {
@@ -385,6 +386,35 @@ func (g *Gateway) start(ctx context.Context, rt *runtime) {
 			defer rt.wg.Done()
 			c.Run(ctx)
 		}()
+	}
+	for _, dp := range rt.discovered {
+		rt.wg.Add(1)
+		go func() {
+			defer rt.wg.Done()
+			dp.run(ctx, rt.registry, rt.cfg.Discovery.Wait)
+		}()
+	}
+}
+
+// waitDiscovered waits, up to discovery.initial_wait, for the first
+// instance set of each discovered upstream, so that a starting gateway
+// does not answer 503 for instances the registry already knows.
+func (g *Gateway) waitDiscovered(ctx context.Context, rt *runtime) {
+	if len(rt.discovered) == 0 {
+		return
+	}
+	t := time.NewTimer(orDuration(rt.cfg.Discovery.InitialWait, DefaultDiscoveryInitialWait))
+	defer t.Stop()
+	for _, dp := range rt.discovered {
+		select {
+		case <-dp.synced:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.log.Warn("no instance set from the registry yet: serving without", "upstream", dp.name, "service", dp.service,
+				"registry", rt.cfg.Discovery.Registry)
+			return
+		}
 	}
 }
 
@@ -397,6 +427,9 @@ func (g *Gateway) stop(rt *runtime) {
 	rt.closeCaches()
 	for _, p := range rt.pools {
 		p.Close()
+	}
+	if rt.registryConns != nil {
+		rt.registryConns.CloseIdleConnections()
 	}
 }
 
@@ -437,6 +470,9 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	// connections are closed after the grace period.
 	if old.cancel != nil {
 		old.cancel()
+	}
+	if old.registryConns != nil {
+		old.registryConns.CloseIdleConnections()
 	}
 	time.AfterFunc(orDuration(old.cfg.Server.ShutdownTimeout, DefaultShutdownTimeout), func() {
 		old.closeCaches()

@@ -56,8 +56,12 @@ func (c *Config) validateL4() []error {
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
 	known := func(path, name string) {
-		if _, ok := c.Upstreams[name]; !ok {
+		if u, ok := c.Upstreams[name]; !ok {
 			add(path, "unknown upstream %q: expected one of %s", name, strings.Join(c.UpstreamNames(), ", "))
+		} else if u != nil && u.Discover != "" {
+			// An L4 backend holds its upstream's targets and policy as
+			// built; it does not follow a discovered upstream's changes.
+			add(path, "upstream %q discovers its targets (discover: %s): l4 listeners need an upstream with static targets", name, u.Discover)
 		}
 	}
 	seen := map[string]string{}

@@ -29,9 +29,9 @@ func (g *Gateway) Snapshot() admin.Snapshot {
 		if policy == "" {
 			policy = "round_robin"
 		}
-		poolState, targetStates := p.BreakerState()
+		targets, poolState, targetStates := p.BreakerState()
 		u := admin.Upstream{Name: name, Balance: policy, Circuit: poolState}
-		for i, t := range p.Targets() {
+		for i, t := range targets {
 			at := admin.Target{
 				Address: t.Address, Weight: t.Weight(), Healthy: t.Healthy(), Draining: t.Draining(),
 				Ejected: t.Ejected(now), Ejections: t.Ejections(), Available: t.Available(now),
@@ -156,7 +156,7 @@ func (o *weightOverrides) keepOnly(cfg *Config) {
 	defer o.mu.Unlock()
 	for k := range o.m {
 		u := cfg.Upstreams[k[0]]
-		found := false
+		found := u != nil && u.Discover != "" // targets come and go with the registry
 		if u != nil {
 			for _, t := range u.Targets {
 				found = found || t.Address == k[1]

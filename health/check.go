@@ -1,6 +1,7 @@
 // Package health decides which targets are fit to receive traffic: active
-// checks (Checker), heartbeats sent by the services themselves (Registry)
-// and passive outlier detection from live responses (Outlier).
+// checks (Checker) and passive outlier detection from live responses
+// (Outlier). Heartbeats sent by the services themselves live in the
+// service registry (kit/discovery/registry).
 package health
 
 import (

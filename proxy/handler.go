@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/route"
 	"github.com/switchyard/switchyard/upstream"
@@ -279,6 +280,7 @@ type reqState struct {
 	pool        *Pool // the route's pool, or its split's
 	httpx.State       // request id and recorded status, shared with middleware
 	target      *upstream.Target
+	sticky      balance.Sticky // of the target set the target came from
 	attempts    int
 	circuitOpen bool
 	respBodyErr error       // reading the upstream response body failed
@@ -487,7 +489,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 			return &httpx.Error{Status: http.StatusBadGateway, Code: "response_transform", Msg: "transforming the upstream response", Err: err}
 		}
 	}
-	if s := st.pool.sticky; s != nil && st.target != nil {
+	if s := st.sticky; s != nil && st.target != nil {
 		if c := s.StickyCookie(resp.Request, st.target); c != nil {
 			resp.Header.Add("Set-Cookie", c.String())
 		}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/balance"
@@ -91,15 +92,14 @@ type Hooks struct {
 }
 
 // Pool is a running upstream: targets, balancer, breakers, retries and the
-// keep-alive transport. Safe for concurrent use.
+// keep-alive transport. Its target set can be replaced while it serves
+// (SetTargets, for upstreams discovered from a registry). Safe for
+// concurrent use.
 type Pool struct {
 	name      string
-	targets   []*upstream.Target
-	policy    balance.Policy
-	sticky    balance.Sticky
-	breakers  []*breaker.Breaker // per target, nil when disabled
-	breaker   *breaker.Breaker   // upstream-wide, nil when disabled
-	outlier   *health.Outlier
+	members   atomic.Pointer[members]
+	cfg       PoolConfig       // for building member sets
+	breaker   *breaker.Breaker // upstream-wide, nil when disabled
 	retry     *retry.Policy
 	backoff   retry.Backoff
 	budget    *retry.Budget
@@ -108,21 +108,29 @@ type Pool struct {
 	closeIdle func()
 	respTO    time.Duration
 	inflight  *ratelimit.Concurrency // nil without a cap
-	obs       *poolObs               // nil without metrics
+}
+
+// members is one generation of a pool's target set and what is built
+// over it. A request reads it once and uses it for all its attempts:
+// target indexes (upstream.Tried, breakers, metrics) only mean something
+// within one generation.
+type members struct {
+	targets  []*upstream.Target
+	policy   balance.Policy
+	sticky   balance.Sticky
+	breakers []*breaker.Breaker // per target, nil when disabled
+	outlier  *health.Outlier
+	obs      *poolObs // nil without metrics
 }
 
 // NewPool validates cfg and builds the pool.
 func NewPool(cfg PoolConfig) (*Pool, error) {
 	p := &Pool{
 		name:     cfg.Name,
-		targets:  cfg.Targets,
-		policy:   cfg.Policy,
-		outlier:  cfg.Outlier,
+		cfg:      cfg,
 		attempts: 1,
 		respTO:   orDefault(cfg.Timeout.Response, DefaultResponseTimeout),
-		obs:      cfg.Metrics.forPool(cfg.Name, cfg.Targets),
 	}
-	p.sticky, _ = cfg.Policy.(balance.Sticky)
 	if cfg.MaxInFlight > 0 {
 		c, err := ratelimit.NewConcurrency(cfg.MaxInFlight)
 		if err != nil {
@@ -131,24 +139,17 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.inflight = c
 	}
 	if cfg.Breaker != nil {
-		onChange := func(t *upstream.Target) func(from, to breaker.State) {
-			if cfg.Hooks == nil || cfg.Hooks.BreakerChange == nil {
-				return nil
-			}
-			return func(from, to breaker.State) { cfg.Hooks.BreakerChange(cfg.Name, t, from, to) }
-		}
-		b, err := breaker.New(*cfg.Breaker, breaker.Options{OnStateChange: onChange(nil)})
+		b, err := breaker.New(*cfg.Breaker, breaker.Options{OnStateChange: p.onBreakerChange(nil)})
 		if err != nil {
 			return nil, err
 		}
 		p.breaker = b
-		p.breakers = make([]*breaker.Breaker, len(cfg.Targets))
-		for i, t := range cfg.Targets {
-			if p.breakers[i], err = breaker.New(*cfg.Breaker, breaker.Options{OnStateChange: onChange(t)}); err != nil {
-				return nil, err
-			}
-		}
 	}
+	m, err := p.newMembers(cfg.Targets, cfg.Policy, cfg.Outlier, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.members.Store(m)
 	if cfg.Retry != nil && cfg.Retry.Attempts > 1 {
 		pol, err := retry.NewPolicy(*cfg.Retry)
 		if err != nil {
@@ -168,6 +169,63 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.closeIdle = h1.Close
 	}
 	return p, nil
+}
+
+func (p *Pool) onBreakerChange(t *upstream.Target) func(from, to breaker.State) {
+	if p.cfg.Hooks == nil || p.cfg.Hooks.BreakerChange == nil {
+		return nil
+	}
+	return func(from, to breaker.State) { p.cfg.Hooks.BreakerChange(p.name, t, from, to) }
+}
+
+// newMembers builds a member set; the per-target breakers of prev's
+// targets with the same address carry over.
+func (p *Pool) newMembers(targets []*upstream.Target, policy balance.Policy, outlier *health.Outlier, prev *members) (*members, error) {
+	m := &members{targets: targets, policy: policy, outlier: outlier, obs: p.cfg.Metrics.forPool(p.name, targets)}
+	m.sticky, _ = policy.(balance.Sticky)
+	if p.cfg.Breaker == nil {
+		return m, nil
+	}
+	old := map[string]*breaker.Breaker{}
+	if prev != nil && prev.breakers != nil {
+		for i, t := range prev.targets {
+			old[t.Address] = prev.breakers[i]
+		}
+	}
+	m.breakers = make([]*breaker.Breaker, len(targets))
+	for i, t := range targets {
+		if b, ok := old[t.Address]; ok {
+			m.breakers[i] = b
+			continue
+		}
+		b, err := breaker.New(*p.cfg.Breaker, breaker.Options{OnStateChange: p.onBreakerChange(t)})
+		if err != nil {
+			return nil, err
+		}
+		m.breakers[i] = b
+	}
+	return m, nil
+}
+
+// SetTargets replaces the pool's target set while it serves: requests
+// already running finish on the old set, new ones use the new. policy and
+// outlier (may be nil) must be built over targets, whose Index fields are
+// their positions. Breakers of addresses that stay keep their state.
+func (p *Pool) SetTargets(targets []*upstream.Target, policy balance.Policy, outlier *health.Outlier) error {
+	for i, t := range targets {
+		if t == nil || t.Index != i {
+			return errors.New("proxy: SetTargets: target indexes must be their positions")
+		}
+	}
+	if policy == nil {
+		return errors.New("proxy: SetTargets: nil policy")
+	}
+	m, err := p.newMembers(targets, policy, outlier, p.members.Load())
+	if err != nil {
+		return err
+	}
+	p.members.Store(m)
+	return nil
 }
 
 func newTransport(cfg PoolConfig) (*http.Transport, *net.Dialer, int) {
@@ -201,35 +259,40 @@ func orDefault(d, def time.Duration) time.Duration {
 // Name returns the upstream name.
 func (p *Pool) Name() string { return p.name }
 
-// Targets returns the pool's targets (do not modify the slice).
-func (p *Pool) Targets() []*upstream.Target { return p.targets }
+// Targets returns the pool's current targets (do not modify the slice).
+func (p *Pool) Targets() []*upstream.Target { return p.members.Load().targets }
 
-// Policy is the pool's balancing policy, for other traffic (L4
-// listeners) balanced over the same targets.
-func (p *Pool) Policy() balance.Policy { return p.policy }
+// Policy is the pool's current balancing policy, for other traffic (L4
+// listeners) balanced over the same targets. Read it per connection: a
+// discovered upstream replaces it when its targets change.
+func (p *Pool) Policy() balance.Policy { return p.members.Load().policy }
 
-// Outlier is the pool's outlier detector, nil when it has none.
-func (p *Pool) Outlier() *health.Outlier { return p.outlier }
+// Outlier is the pool's current outlier detector, nil when it has none.
+// It ignores targets of another generation.
+func (p *Pool) Outlier() *health.Outlier { return p.members.Load().outlier }
 
-// BreakerState returns the state of the upstream-wide breaker and of each
-// target's breaker (nil slice and "" when breakers are disabled).
-func (p *Pool) BreakerState() (pool string, targets []string) {
+// BreakerState returns the current targets, the state of the
+// upstream-wide breaker and of each target's breaker (nil slice and ""
+// when breakers are disabled), all of one target set.
+func (p *Pool) BreakerState() (targets []*upstream.Target, pool string, states []string) {
+	m := p.members.Load()
 	if p.breaker == nil {
-		return "", nil
+		return m.targets, "", nil
 	}
-	targets = make([]string, len(p.breakers))
-	for i, b := range p.breakers {
-		targets[i] = b.State().String()
+	states = make([]string, len(m.breakers))
+	for i, b := range m.breakers {
+		states[i] = b.State().String()
 	}
-	return p.breaker.State().String(), targets
+	return m.targets, p.breaker.State().String(), states
 }
 
 // TargetHealthChanged lets active health checks close an open target
 // breaker at once when the target is seen healthy again (the
 // health-check-closing breaker variant).
 func (p *Pool) TargetHealthChanged(t *upstream.Target, healthy bool) {
-	if healthy && p.breakers != nil && t.Index < len(p.breakers) {
-		p.breakers[t.Index].ForceClose()
+	m := p.members.Load()
+	if healthy && m.breakers != nil && t.Index < len(m.breakers) && m.targets[t.Index].Address == t.Address {
+		m.breakers[t.Index].ForceClose()
 	}
 }
 

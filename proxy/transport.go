@@ -97,6 +97,8 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 	if pool.budget != nil {
 		pool.budget.Request(time.Now())
 	}
+	m := pool.members.Load()
+	st.sticky = m.sticky
 	var (
 		tried    upstream.Tried
 		lastResp *http.Response
@@ -105,17 +107,17 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 	)
 	for attempt := 1; ; {
 		picks++
-		if picks > len(pool.targets)+maxAttempts {
+		if picks > len(m.targets)+maxAttempts {
 			break // every candidate's breaker is open
 		}
-		t := pool.policy.Pick(req, tried)
+		t := m.policy.Pick(req, tried)
 		if t == nil {
 			break
 		}
 		tried.Add(t.Index)
 		var tb *breaker.Breaker
-		if pool.breakers != nil {
-			tb = pool.breakers[t.Index]
+		if m.breakers != nil {
+			tb = m.breakers[t.Index]
 			if err := tb.Allow(); err != nil {
 				st.circuitOpen = true
 				lastErr = openError(pool.name+" target "+t.Address, err)
@@ -164,8 +166,8 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		if tb != nil {
 			tb.Record(!failed)
 		}
-		tobs := pool.obs.target(t)
-		if pool.outlier != nil && pool.outlier.Observe(t, failed, now) {
+		tobs := m.obs.target(t)
+		if m.outlier != nil && m.outlier.Observe(t, failed, now) {
 			tobs.ejection()
 		}
 		tobs.attempt(resp, err, now.Sub(start))
@@ -189,12 +191,12 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			return at.finish(st, t, resp, err, failed)
 		}
 		if !pool.budget.TryRetry(now) {
-			pool.obs.budgetRefused()
+			m.obs.budgetRefused()
 			return at.finish(st, t, resp, err, failed)
 		}
 		t.Done(failed)
 		lastResp, lastErr = resp, err
-		pool.obs.retry()
+		m.obs.retry()
 		if !sleep(req.Context(), pool.backoff.Delay(attempt, jitterRand{})) {
 			if lastResp != nil {
 				drainClose(lastResp.Body)

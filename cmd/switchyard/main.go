@@ -48,12 +48,13 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func commands() map[string]command {
 	return map[string]command{
-		"gateway": {"run the L7 load balancer / API gateway from a YAML config", runGateway},
-		"edge":    {"purge, inspect and count a gateway's edge caches (admin API client)", runEdge},
-		"demo":    {"start three demo backends and a gateway in front of them (no setup)", runDemo},
-		"load":    {"open-model HTTP load generator with HDR percentiles and degradation search", runLoad},
-		"broker":  {"run the message broker (queues, topics, streams)", runBroker},
-		"version": {"print the version", runVersion},
+		"gateway":  {"run the L7 load balancer / API gateway from a YAML config", runGateway},
+		"edge":     {"purge, inspect and count a gateway's edge caches (admin API client)", runEdge},
+		"demo":     {"start three demo backends and a gateway in front of them (no setup)", runDemo},
+		"load":     {"open-model HTTP load generator with HDR percentiles and degradation search", runLoad},
+		"broker":   {"run the message broker (queues, topics, streams)", runBroker},
+		"registry": {"run the service registry (registration, heartbeats, discovery)", runRegistry},
+		"version":  {"print the version", runVersion},
 	}
 }
 

@@ -64,6 +64,14 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"broker", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"broker", "--data", "/nonexistent/sy", "x"}, 2, "", `unexpected argument "x"`},
 		{[]string{"broker", "--data", "/nonexistent/sy", "--native-write-timeout", "10"}, 2, "", "did you mean 10s?"},
+		{[]string{"registry", "--help"}, 0, "--listen", ""},
+		{[]string{"registry"}, 2, "", "--data DIR is required"},
+		{[]string{"registry", "--dat", "/tmp/x"}, 2, "", "-dat (did you mean --data?)"},
+		{[]string{"registry", "--data", "/tmp/x", "extra"}, 2, "", "no positional arguments"},
+		{[]string{"registry", "--data", "/tmp/x", "--max-instances", "0"}, 2, "", "--max-instances 0"},
+		{[]string{"registry", "--data", "/tmp/x", "--log-level", "loud"}, 2, "", "--log-level"},
+		{[]string{"registy"}, 2, "", `did you mean "registry"?`},
+		{[]string{"registry", "--data", "/dev/null/x", "--listen", "127.0.0.1:0"}, 1, "", "data directory"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(tc.args, &out, &errb)
@@ -82,6 +90,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{"--help"}, {"gateway", "--help"}, {"gateway", "-h"}, {"demo", "--help"}, {"load", "--help"},
 		{"broker", "--help"}, {"broker", "repair", "--help"}, {"broker", "help"},
 		{"broker", "publish", "--help"}, {"broker", "receive", "-h"}, {"broker", "read", "s", "--help"},
+		{"registry", "--help"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(args, &out, &errb)

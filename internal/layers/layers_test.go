@@ -33,9 +33,13 @@ var floors = map[string]int{
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
 	"kit/saga": 2,
+	// service discovery's face and client (instances, watch, balancing).
+	"kit/discovery": 2,
 	// 3: the request path, the broker's servers and client.
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
+	// the service registry (state, SQLite file, HTTP API).
+	"kit/discovery/registry": 3,
 	// 4: what builds on a client or the proxy.
 	"admin": 4, "publish": 4, "broker/local": 4, "broker/client/logstore": 4, "broker/cli": 4,
 	"kit/message/sybroker": 4, "kit/message/jetstream": 4,

@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/health"
+	"github.com/switchyard/switchyard/kit/discovery"
+	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/upstream"
+)
+
+// discoveredPool is an upstream whose targets come from the registry
+// (upstreams.NAME.discover): it watches the service and, when the set of
+// addresses changes, rebuilds the pool's balancer, outlier detection and
+// health checks over the new targets (target state and breakers carry over
+// by address) and swaps them into the running pool. Drain changes apply in
+// place.
+type discoveredPool struct {
+	name, service string
+	u             *Upstream
+	pool          *proxy.Pool
+	check         *health.CheckConfig // validated, with defaults; nil without checks
+	log           *slog.Logger
+	overrides     *weightOverrides
+	synced        chan struct{} // closed once the first instance set is applied
+	syncOnce      sync.Once
+
+	mu      sync.Mutex // guards tracker (read by the next generation's build)
+	tracker *discovery.Tracker
+}
+
+// run follows the registry until ctx ends, running the pool's health
+// checks over the current targets.
+func (dp *discoveredPool) run(ctx context.Context, c *discovery.Client, wait time.Duration) {
+	var stopChecks func()
+	restartChecks := func(targets []*upstream.Target) {
+		if stopChecks != nil {
+			stopChecks()
+			stopChecks = nil
+		}
+		if dp.check == nil {
+			return
+		}
+		checker, err := health.NewChecker(*dp.check, targets, health.CheckerOptions{
+			Logger: dp.log,
+			OnChange: func(t *upstream.Target, healthy bool) {
+				dp.log.Warn("target health changed", "upstream", dp.name, "target", t.Address, "healthy", healthy)
+				dp.pool.TargetHealthChanged(t, healthy)
+			},
+		})
+		if err != nil { // validated when built
+			dp.log.Error("starting health checks", "upstream", dp.name, "error", err.Error())
+			return
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); checker.Run(cctx) }()
+		stopChecks = func() { cancel(); <-done }
+	}
+	restartChecks(dp.pool.Targets())
+	defer func() {
+		if stopChecks != nil {
+			stopChecks()
+		}
+	}()
+	w, err := c.Watch(ctx, dp.service, discovery.WatchOptions{Wait: wait})
+	if err != nil { // the name was validated
+		dp.log.Error("watching the registry", "upstream", dp.name, "service", dp.service, "error", err.Error())
+		return
+	}
+	defer w.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case snap := <-w.Updates():
+			if targets, changed := dp.apply(snap); changed {
+				restartChecks(targets)
+			}
+			dp.syncOnce.Do(func() { close(dp.synced) })
+		}
+	}
+}
+
+// apply applies one instance set to the pool and reports whether the
+// targets changed (so the health checks restart over them).
+func (dp *discoveredPool) apply(snap discovery.ServiceSnapshot) ([]*upstream.Target, bool) {
+	dp.mu.Lock()
+	targets, changed := dp.tracker.Apply(snap)
+	dp.mu.Unlock()
+	if !changed {
+		return targets, false
+	}
+	for _, t := range targets {
+		if w, ok := dp.overrides.get(dp.name, t.Address); ok {
+			t.SetWeight(w)
+		}
+	}
+	policy, err := balance.New(dp.u.Config, targets)
+	if err != nil { // validated when built
+		dp.log.Error("rebuilding the balancer", "upstream", dp.name, "error", err.Error())
+		return targets, false
+	}
+	var out *health.Outlier
+	if dp.u.Outlier != nil {
+		if out, err = health.NewOutlier(*dp.u.Outlier, targets); err != nil {
+			dp.log.Error("rebuilding outlier detection", "upstream", dp.name, "error", err.Error())
+			return targets, false
+		}
+	}
+	if err := dp.pool.SetTargets(targets, policy, out); err != nil {
+		dp.log.Error("replacing targets", "upstream", dp.name, "error", err.Error())
+		return targets, false
+	}
+	addrs := make([]string, len(targets))
+	for i, t := range targets {
+		addrs[i] = t.Address
+	}
+	dp.log.Info("discovered targets changed", "upstream", dp.name, "service", dp.service, "index", snap.Index, "targets", addrs)
+	return targets, true
+}
+
+// registryClient returns the HTTP client of a runtime's registry watches.
+func registryClient() (*http.Client, *http.Transport) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	return &http.Client{Transport: tr}, tr
+}

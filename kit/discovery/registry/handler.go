@@ -1,0 +1,224 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/switchyard/switchyard/httpx"
+	"github.com/switchyard/switchyard/kit/discovery"
+)
+
+// Long-poll bounds of GET /v1/services/{service}?index=N&wait=D.
+const (
+	DefaultWait = time.Minute
+	MaxWait     = 10 * time.Minute
+)
+
+// IndexHeader carries the service's index on every service answer.
+const IndexHeader = "X-Switchyard-Index"
+
+// Handler serves the registry's HTTP/JSON API:
+//
+//	PUT    /v1/services/{service}/instances/{id}            register (body: discovery.Registration)
+//	PUT    /v1/services/{service}/instances/{id}/heartbeat  renew the TTL (404: register again)
+//	PUT    /v1/services/{service}/instances/{id}/state      {"state":"draining"|"up"}
+//	DELETE /v1/services/{service}/instances/{id}            deregister
+//	GET    /v1/services/{service}[?index=N[&wait=30s]]      instances; with index, block until it changes
+//	GET    /v1/services                                     services and counts
+//	GET    /healthz                                         200 while the registry is open
+//
+// Request bodies are capped at discovery.MaxBody bytes and decoded
+// strictly (unknown fields are errors).
+func Handler(r *Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/services/{service}/instances/{id}", func(w http.ResponseWriter, req *http.Request) {
+		reg, err := decodeRegistration(http.MaxBytesReader(w, req.Body, discovery.MaxBody))
+		if err != nil {
+			writeErr(w, req, err)
+			return
+		}
+		service, id := req.PathValue("service"), req.PathValue("id")
+		if reg.Service == "" {
+			reg.Service = service
+		}
+		if reg.ID == "" {
+			reg.ID = id
+		}
+		if reg.Service != service || reg.ID != id {
+			writeErr(w, req, fmt.Errorf("%w: body names service %q instance %q, path %q %q", ErrInvalid, clip(reg.Service), clip(reg.ID), clip(service), clip(id)))
+			return
+		}
+		in, err := r.Register(reg)
+		if err != nil {
+			writeErr(w, req, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, in)
+	})
+	mux.HandleFunc("PUT /v1/services/{service}/instances/{id}/heartbeat", func(w http.ResponseWriter, req *http.Request) {
+		in, err := r.Heartbeat(req.PathValue("service"), req.PathValue("id"))
+		if err != nil {
+			writeErr(w, req, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, in)
+	})
+	mux.HandleFunc("PUT /v1/services/{service}/instances/{id}/state", func(w http.ResponseWriter, req *http.Request) {
+		var sr discovery.StateRequest
+		if err := decodeStrict(http.MaxBytesReader(w, req.Body, discovery.MaxBody), &sr); err != nil {
+			writeErr(w, req, err)
+			return
+		}
+		in, err := r.SetState(req.PathValue("service"), req.PathValue("id"), sr.State)
+		if err != nil {
+			writeErr(w, req, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, in)
+	})
+	mux.HandleFunc("DELETE /v1/services/{service}/instances/{id}", func(w http.ResponseWriter, req *http.Request) {
+		if err := r.Deregister(req.PathValue("service"), req.PathValue("id")); err != nil {
+			writeErr(w, req, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/services/{service}", func(w http.ResponseWriter, req *http.Request) {
+		name := req.PathValue("service")
+		if err := discovery.ValidName(name); err != nil {
+			writeErr(w, req, fmt.Errorf("%w: %w", ErrInvalid, err))
+			return
+		}
+		index, wait, err := pollParams(req)
+		if err != nil {
+			writeErr(w, req, err)
+			return
+		}
+		var snap discovery.ServiceSnapshot
+		if wait == 0 {
+			snap = r.Snapshot(name)
+		} else {
+			ctx, cancel := context.WithTimeout(req.Context(), wait)
+			snap, err = r.Wait(ctx, name, index)
+			cancel()
+			if err != nil {
+				writeErr(w, req, err)
+				return
+			}
+		}
+		w.Header().Set(IndexHeader, strconv.FormatUint(snap.Index, 10))
+		writeJSON(w, http.StatusOK, snap)
+	})
+	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"services": r.Services()})
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		closed := r.closed
+		r.mu.Unlock()
+		if closed {
+			writeErr(w, req, ErrClosed)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		httpx.WriteError(w, req, &httpx.Error{Status: http.StatusNotFound, Code: "not_found",
+			Msg: fmt.Sprintf("no registry endpoint %s %s", req.Method, clip(req.URL.Path))})
+	})
+	return mux
+}
+
+// pollParams reads ?index=N&wait=D. Without index there is no wait; with
+// it, wait defaults to DefaultWait and is capped at MaxWait.
+func pollParams(req *http.Request) (index uint64, wait time.Duration, err error) {
+	q := req.URL.Query()
+	is := q.Get("index")
+	if is == "" {
+		if q.Has("wait") {
+			return 0, 0, fmt.Errorf("%w: wait without index: pass the index of the snapshot you hold", ErrInvalid)
+		}
+		return 0, 0, nil
+	}
+	index, err = strconv.ParseUint(is, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: index %q: expected a non-negative integer", ErrInvalid, clip(is))
+	}
+	wait = DefaultWait
+	if ws := q.Get("wait"); ws != "" {
+		wait, err = time.ParseDuration(ws)
+		if err != nil || wait <= 0 {
+			return 0, 0, fmt.Errorf("%w: wait %q: expected a positive duration such as 30s", ErrInvalid, clip(ws))
+		}
+		wait = min(wait, MaxWait)
+	}
+	return index, wait, nil
+}
+
+// decodeRegistration reads one registration from body (JSON, strictly).
+func decodeRegistration(body io.Reader) (discovery.Registration, error) {
+	var reg discovery.Registration
+	if err := decodeStrict(body, &reg); err != nil {
+		return discovery.Registration{}, err
+	}
+	return reg, nil
+}
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields and trailing data.
+func decodeStrict(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+				Msg: fmt.Sprintf("request body larger than %d bytes", mbe.Limit)}
+		}
+		return fmt.Errorf("%w: decoding JSON body: %w", ErrInvalid, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: decoding JSON body: data after the JSON value", ErrInvalid)
+	}
+	rest, err := io.ReadAll(dec.Buffered())
+	if err == nil && len(bytes.TrimSpace(rest)) > 0 {
+		return fmt.Errorf("%w: decoding JSON body: data after the JSON value", ErrInvalid)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, req *http.Request, err error) {
+	var he *httpx.Error
+	if errors.As(err, &he) {
+		httpx.WriteError(w, req, he)
+		return
+	}
+	e := &httpx.Error{Status: http.StatusInternalServerError, Code: "internal", Msg: err.Error(), Err: err}
+	switch {
+	case errors.Is(err, ErrInvalid):
+		e.Status, e.Code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, ErrNotFound):
+		e.Status, e.Code = http.StatusNotFound, "not_registered"
+	case errors.Is(err, ErrFull):
+		e.Status, e.Code = http.StatusInsufficientStorage, "registry_full"
+	case errors.Is(err, ErrBusy):
+		e.Status, e.Code, e.RetryAfter = http.StatusServiceUnavailable, "busy", time.Second
+	case errors.Is(err, ErrClosed):
+		e.Status, e.Code = http.StatusServiceUnavailable, "closed"
+	}
+	httpx.WriteError(w, req, e)
+}

@@ -1,0 +1,475 @@
+// Package registry is the service registry behind `switchyard registry`:
+// instances register with a TTL and renew it with heartbeats, an instance
+// that stops renewing is removed when its TTL runs out, and every change
+// bumps an index that watchers block on (HTTP long-poll, see Handler).
+//
+// The state is kept in a SQLite file (registry.db in WAL mode) so it
+// survives restarts; after a restart every instance keeps the TTL it had
+// left when the registry stopped, rather than expiring at once or living
+// forever.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/kit/discovery"
+)
+
+// Errors the registry returns; the HTTP API maps them to status codes.
+var (
+	// ErrNotFound: no such instance (a heartbeat for it must register again).
+	ErrNotFound = errors.New("instance not registered")
+	// ErrInvalid wraps validation problems of a request.
+	ErrInvalid = errors.New("invalid request")
+	// ErrFull: the registry holds Config.MaxInstances instances already.
+	ErrFull = errors.New("registry full")
+	// ErrBusy: Config.MaxWatchers long-polls are waiting already.
+	ErrBusy = errors.New("too many watchers")
+	// ErrClosed: the registry was closed.
+	ErrClosed = errors.New("registry closed")
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxInstances = 10000
+	DefaultMaxWatchers  = 10000
+	DefaultReapInterval = 100 * time.Millisecond
+	DefaultClockPersist = time.Second
+)
+
+// Config configures a Registry. The zero value is an in-memory registry
+// with defaults.
+type Config struct {
+	// Dir is the data directory; the registry keeps registry.db (and its
+	// WAL) there. Empty: in memory only, nothing survives a restart.
+	Dir string
+	// MaxInstances caps the registered instances over all services.
+	// Default 10000.
+	MaxInstances int
+	// MaxWatchers caps the long-polls waiting at once; over it a watch
+	// is answered 503 (the client retries with backoff). Default 10000.
+	MaxWatchers int
+	// ReapInterval is how often expired instances are looked for; an
+	// instance is removed at most this long after its TTL ran out.
+	// Default 100ms.
+	ReapInterval time.Duration
+	// ClockPersist is how often the registry records the time in its
+	// file while idle, so that a restart knows how much TTL each instance
+	// had left. Default 1s.
+	ClockPersist time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives expiries and store errors. Default: discarded.
+	Logger *slog.Logger
+}
+
+// Registry holds the registered instances. Create it with Open; Close it.
+// Safe for concurrent use.
+type Registry struct {
+	cfg   Config
+	now   func() time.Time
+	log   *slog.Logger
+	store *store // nil in memory
+
+	mu       sync.Mutex
+	services map[string]*service
+	count    int
+	index    uint64
+	changed  chan struct{} // closed and replaced on every change
+	closed   bool
+
+	watchers atomic.Int64 // long-polls waiting in Wait
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type service struct {
+	index     uint64 // registry index of the service's last change
+	instances map[string]*discovery.Instance
+}
+
+// Open loads the registry from cfg.Dir (creating it) and starts removing
+// expired instances in the background until Close.
+func Open(cfg Config) (*Registry, error) {
+	if cfg.MaxInstances <= 0 {
+		cfg.MaxInstances = DefaultMaxInstances
+	}
+	if cfg.ReapInterval <= 0 {
+		cfg.ReapInterval = DefaultReapInterval
+	}
+	if cfg.MaxWatchers <= 0 {
+		cfg.MaxWatchers = DefaultMaxWatchers
+	}
+	if cfg.ClockPersist <= 0 {
+		cfg.ClockPersist = DefaultClockPersist
+	}
+	r := &Registry{cfg: cfg, now: cfg.Now, log: cfg.Logger, services: map[string]*service{},
+		changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Dir != "" {
+		st, loaded, index, err := openStore(cfg.Dir, r.now())
+		if err != nil {
+			return nil, err
+		}
+		r.store = st
+		r.index = index
+		for _, in := range loaded {
+			s := r.serviceLocked(in.Service)
+			s.instances[in.ID] = in
+			s.index = index
+			r.count++
+		}
+	}
+	go r.reapLoop()
+	return r, nil
+}
+
+// Close stops the background work, records the time (so a restart gives
+// each instance the TTL it had left) and closes the file. Watchers blocked
+// in Wait return ErrClosed.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	close(r.changed)
+	r.mu.Unlock()
+	close(r.stop)
+	<-r.done
+	if r.store == nil {
+		return nil
+	}
+	err := r.store.setClock(r.now())
+	return errors.Join(err, r.store.close())
+}
+
+func (r *Registry) serviceLocked(name string) *service {
+	s := r.services[name]
+	if s == nil {
+		s = &service{instances: map[string]*discovery.Instance{}}
+		r.services[name] = s
+	}
+	return s
+}
+
+// bumpLocked records a change of service s: a new index, and a wake-up
+// for every watcher.
+func (r *Registry) bumpLocked(name string, s *service) {
+	r.index++
+	s.index = r.index
+	if len(s.instances) == 0 {
+		delete(r.services, name)
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// Register adds or replaces an instance (state up, TTL from now).
+func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, error) {
+	reg = reg.WithDefaults()
+	if err := reg.Validate(); err != nil {
+		return discovery.Instance{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	reg.Tags = slices.Clone(reg.Tags)
+	meta := make(map[string]string, len(reg.Meta))
+	for k, v := range reg.Meta {
+		meta[k] = v
+	}
+	reg.Meta = meta
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return discovery.Instance{}, ErrClosed
+	}
+	s := r.serviceLocked(reg.Service)
+	_, exists := s.instances[reg.ID]
+	if !exists && r.count >= r.cfg.MaxInstances {
+		if len(s.instances) == 0 {
+			delete(r.services, reg.Service)
+		}
+		return discovery.Instance{}, fmt.Errorf("%w: %d instances registered", ErrFull, r.count)
+	}
+	now := r.now()
+	in := &discovery.Instance{Registration: reg, State: discovery.StateUp, Expires: now.Add(reg.TTL.Std())}
+	// The store is written under the lock: it is the order of changes.
+	if r.store != nil {
+		if err := r.store.put(in, r.index+1, now); err != nil {
+			if len(s.instances) == 0 {
+				delete(r.services, reg.Service)
+			}
+			return discovery.Instance{}, err
+		}
+	}
+	if !exists {
+		r.count++
+	}
+	s.instances[reg.ID] = in
+	r.bumpLocked(reg.Service, s)
+	r.log.Info("instance registered", "service", reg.Service, "id", reg.ID, "address", reg.Address, "ttl", reg.TTL.String())
+	return *in, nil
+}
+
+func (r *Registry) lookupLocked(name, id string) (*service, *discovery.Instance, error) {
+	if r.closed {
+		return nil, nil, ErrClosed
+	}
+	s := r.services[name]
+	if s == nil || s.instances[id] == nil {
+		return nil, nil, fmt.Errorf("%w: service %q instance %q", ErrNotFound, name, id)
+	}
+	return s, s.instances[id], nil
+}
+
+// Heartbeat renews an instance's TTL from now. ErrNotFound means the
+// instance expired or was never registered: register it again.
+func (r *Registry) Heartbeat(name, id string) (discovery.Instance, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, in, err := r.lookupLocked(name, id)
+	if err != nil {
+		return discovery.Instance{}, err
+	}
+	now := r.now()
+	expires := now.Add(in.TTL.Std())
+	if r.store != nil {
+		if err := r.store.renew(name, id, expires, now); err != nil {
+			return discovery.Instance{}, err
+		}
+	}
+	in.Expires = expires
+	return *in, nil
+}
+
+// SetState drains (StateDraining) or undrains (StateUp) an instance.
+func (r *Registry) SetState(name, id string, state discovery.State) (discovery.Instance, error) {
+	if state != discovery.StateUp && state != discovery.StateDraining {
+		return discovery.Instance{}, fmt.Errorf("%w: state %q: expected %q or %q", ErrInvalid, clip(string(state)), discovery.StateUp, discovery.StateDraining)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, in, err := r.lookupLocked(name, id)
+	if err != nil {
+		return discovery.Instance{}, err
+	}
+	if in.State == state {
+		return *in, nil
+	}
+	next := *in
+	next.State = state
+	if r.store != nil {
+		if err := r.store.put(&next, r.index+1, r.now()); err != nil {
+			return discovery.Instance{}, err
+		}
+	}
+	*in = next
+	r.bumpLocked(name, s)
+	r.log.Info("instance state changed", "service", name, "id", id, "state", string(state))
+	return *in, nil
+}
+
+// Deregister removes an instance (graceful shutdown).
+func (r *Registry) Deregister(name, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, _, err := r.lookupLocked(name, id)
+	if err != nil {
+		return err
+	}
+	if r.store != nil {
+		if err := r.store.remove(name, []string{id}, r.index+1, r.now()); err != nil {
+			return err
+		}
+	}
+	delete(s.instances, id)
+	r.count--
+	r.bumpLocked(name, s)
+	r.log.Info("instance deregistered", "service", name, "id", id)
+	return nil
+}
+
+// Reap removes the instances whose TTL ran out at or before now and
+// returns how many it removed. The background loop calls it every
+// ReapInterval; tests with a manual clock call it themselves.
+func (r *Registry) Reap() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0
+	}
+	now := r.now()
+	n := 0
+	for name, s := range r.services {
+		var gone []string
+		for id, in := range s.instances {
+			if !now.Before(in.Expires) {
+				gone = append(gone, id)
+			}
+		}
+		if len(gone) == 0 {
+			continue
+		}
+		if r.store != nil {
+			if err := r.store.remove(name, gone, r.index+1, now); err != nil {
+				r.log.Error("removing expired instances", "service", name, "error", err.Error())
+				continue
+			}
+		}
+		for _, id := range gone {
+			r.log.Warn("instance expired", "service", name, "id", id, "address", s.instances[id].Address)
+			delete(s.instances, id)
+		}
+		r.count -= len(gone)
+		n += len(gone)
+		r.bumpLocked(name, s)
+	}
+	return n
+}
+
+func (r *Registry) reapLoop() {
+	defer close(r.done)
+	tick := time.NewTicker(r.cfg.ReapInterval)
+	defer tick.Stop()
+	lastClock := r.now()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+		}
+		r.Reap()
+		if now := r.now(); r.store != nil && now.Sub(lastClock) >= r.cfg.ClockPersist {
+			lastClock = now
+			r.mu.Lock()
+			if !r.closed {
+				if err := r.store.setClock(now); err != nil {
+					r.log.Error("recording the clock", "error", err.Error())
+				}
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// Snapshot returns a service's instances (sorted by id) and index.
+func (r *Registry) Snapshot(name string) discovery.ServiceSnapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snapshotLocked(name)
+}
+
+func (r *Registry) snapshotLocked(name string) discovery.ServiceSnapshot {
+	snap := discovery.ServiceSnapshot{Service: name, Instances: []discovery.Instance{}}
+	s := r.services[name]
+	if s == nil {
+		return snap
+	}
+	snap.Index = s.index
+	for _, in := range s.instances {
+		c := *in
+		c.Tags = slices.Clone(in.Tags)
+		c.Meta = make(map[string]string, len(in.Meta))
+		for k, v := range in.Meta {
+			c.Meta[k] = v
+		}
+		snap.Instances = append(snap.Instances, c)
+	}
+	slices.SortFunc(snap.Instances, func(a, b discovery.Instance) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	return snap
+}
+
+// Wait blocks until the service's index differs from index (a change
+// since the caller's snapshot) or ctx ends, and returns the snapshot then.
+// When ctx ends first it returns the unchanged snapshot and no error: a
+// long-poll that timed out.
+func (r *Registry) Wait(ctx context.Context, name string, index uint64) (discovery.ServiceSnapshot, error) {
+	if r.watchers.Add(1) > int64(r.cfg.MaxWatchers) {
+		r.watchers.Add(-1)
+		return discovery.ServiceSnapshot{}, fmt.Errorf("%w: %d waiting", ErrBusy, r.cfg.MaxWatchers)
+	}
+	defer r.watchers.Add(-1)
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return discovery.ServiceSnapshot{}, ErrClosed
+		}
+		snap := r.snapshotLocked(name)
+		ch := r.changed
+		r.mu.Unlock()
+		if snap.Index != index {
+			return snap, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return snap, nil
+		}
+	}
+}
+
+// ServiceInfo summarises one service for listings.
+type ServiceInfo struct {
+	// Name is the service name.
+	Name string `json:"name"`
+	// Index is the registry index of the service's last change.
+	Index uint64 `json:"index"`
+	// Instances counts the registered instances, Up those not draining.
+	Instances int `json:"instances"`
+	Up        int `json:"up"`
+}
+
+// Services lists the services with at least one instance, sorted by name.
+func (r *Registry) Services() []ServiceInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]ServiceInfo, 0, len(r.services))
+	for name, s := range r.services {
+		si := ServiceInfo{Name: name, Index: s.index, Instances: len(s.instances)}
+		for _, in := range s.instances {
+			if in.State == discovery.StateUp {
+				si.Up++
+			}
+		}
+		out = append(out, si)
+	}
+	slices.SortFunc(out, func(a, b ServiceInfo) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
