@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/l4"
+	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/upstream"
 )
 
 // L4Listener is a TCP or UDP listener of the network load balancer,
@@ -56,12 +59,8 @@ func (c *Config) validateL4() []error {
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
 	known := func(path, name string) {
-		if u, ok := c.Upstreams[name]; !ok {
+		if _, ok := c.Upstreams[name]; !ok {
 			add(path, "unknown upstream %q: expected one of %s", name, strings.Join(c.UpstreamNames(), ", "))
-		} else if u != nil && u.Discover != "" {
-			// An L4 backend holds its upstream's targets and policy as
-			// built; it does not follow a discovered upstream's changes.
-			add(path, "upstream %q discovers its targets (discover: %s): l4 listeners need an upstream with static targets", name, u.Discover)
 		}
 	}
 	seen := map[string]string{}
@@ -150,14 +149,31 @@ func (c *Config) validateL4() []error {
 	return errs
 }
 
-// l4Backend is the L4 view of an upstream pool of rt: the same targets,
-// policy and outlier detector.
+// l4Backend is the L4 view of an upstream pool of rt: its policy and
+// outlier detector, read from the pool's current target generation on
+// every connection, so a discovered upstream's joins and leaves apply to
+// L4 listeners as they do to routes.
 func (rt *runtime) l4Backend(name string) *l4.Backend {
 	p := rt.pools[name]
 	if p == nil {
 		return nil
 	}
-	return &l4.Backend{Name: name, Targets: p.Targets(), Policy: p.Policy(), Outlier: p.Outlier()}
+	return &l4.Backend{Name: name, Policy: poolPolicy{p}, Outlier: poolOutlier{p}}
+}
+
+type poolPolicy struct{ p *proxy.Pool }
+
+func (pp poolPolicy) Pick(r *http.Request, tried upstream.Tried) *upstream.Target {
+	return pp.p.Policy().Pick(r, tried)
+}
+
+type poolOutlier struct{ p *proxy.Pool }
+
+func (po poolOutlier) Observe(t *upstream.Target, failed bool, now time.Time) bool {
+	if o := po.p.Outlier(); o != nil {
+		return o.Observe(t, failed, now)
+	}
+	return false
 }
 
 func (rt *runtime) l4Routes(l L4Listener) (*l4.Backend, []l4.SNIRoute) {

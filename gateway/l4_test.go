@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/kit/discovery"
 )
 
 // tcpNamed answers every connection with its name and closes.
@@ -181,4 +184,46 @@ func TestL4ConfigErrors(t *testing.T) {
 			t.Errorf("%s: got %v", l4, err)
 		}
 	}
+}
+
+// TestL4OverDiscoveredUpstream: an l4 listener over an upstream whose
+// targets come from the registry picks up instances as they join and
+// stops using one that leaves, without a reload.
+func TestL4OverDiscoveredUpstream(t *testing.T) {
+	regURL, c := startRegistry(t)
+	ctx := context.Background()
+	a, b := tcpNamed(t, "a"), tcpNamed(t, "b")
+	la, err := c.Register(ctx, discovery.Registration{Service: "db", ID: "a", Address: a, TTL: config.Duration(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startGateway(t, fmt.Sprintf(`listen: 127.0.0.1:0
+access_log: off
+discovery: {registry: %s}
+upstreams:
+  db: {discover: db}
+l4:
+  - {listen: 127.0.0.1:0, upstream: db}
+`, regURL))
+	addr := r.g.L4Addrs()[0].String()
+	if got := readName(t, addr); got != "a" {
+		t.Fatalf("with one instance: %q", got)
+	}
+	lb, err := c.Register(ctx, discovery.Registration{Service: "db", ID: "b", Address: b, TTL: config.Duration(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close(ctx)
+	eventually(t, 10*time.Second, "b to get connections", func() bool { return readName(t, addr) == "b" })
+	if err := la.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a to leave", func() bool {
+		for range 4 {
+			if readName(t, addr) != "b" {
+				return false
+			}
+		}
+		return true
+	})
 }

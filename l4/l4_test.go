@@ -65,7 +65,7 @@ func backend(t *testing.T, addrs ...string) *l4.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &l4.Backend{Name: "b", Targets: ts, Policy: p}
+	return &l4.Backend{Name: "b", Policy: p}
 }
 
 func serveTCP(t *testing.T, cfg l4.TCPConfig) (string, *l4.TCPServer) {

@@ -32,13 +32,22 @@ import (
 	"github.com/switchyard/switchyard/upstream"
 )
 
-// Backend is the set of targets a listener (or an SNI route) forwards to.
+// Backend is what a listener (or an SNI route) forwards to: a policy
+// choosing among targets, and optionally an outlier detector fed with
+// connect failures. Both may follow a changing target set (the gateway
+// passes views of its pools' current generation).
 type Backend struct {
 	Name    string
-	Targets []*upstream.Target
 	Policy  balance.Policy
-	Outlier *health.Outlier // optional: connect failures feed it
+	Outlier Observer // optional
 }
+
+// Observer hears each connect's outcome (health.Outlier is one).
+type Observer interface {
+	Observe(t *upstream.Target, failed bool, now time.Time) (ejected bool)
+}
+
+var _ Observer = (*health.Outlier)(nil)
 
 // SNIRoute sends TLS connections whose ClientHello names one of Names
 // ("api.example.com", "*.example.com") to Backend, without decrypting.

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -56,7 +55,7 @@ type UDPServer struct {
 type udpSession struct {
 	up      *net.UDPConn
 	target  *upstream.Target
-	outlier *health.Outlier
+	outlier Observer
 	last    atomic.Int64
 }
 
