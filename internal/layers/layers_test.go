@@ -28,7 +28,7 @@ var floors = map[string]int{
 	// 2: middleware (speak httpx, never the proxy), the broker's engine and
 	// wire format, the load generator.
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "load": 2,
-	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2,
+	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/eventstore": 2,
 	// 3: the request path, the broker's servers and client.
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
