@@ -33,7 +33,7 @@ var floors = map[string]int{
 	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3, "kit/projection": 3,
 	// 4: what builds on a client or the proxy.
-	"admin": 4, "publish": 4, "broker/local": 4, "broker/client/logstore": 4, "broker/cli": 4,
+	"admin": 4, "publish": 4, "broker/local": 4, "broker/client/logstore": 4, "broker/cli": 4, "kit/projection/brokersource": 4,
 	// 5: assembly: a config file to a running component.
 	"gateway": 5, "broker/server": 5,
 	// 6, 7: programs.
