@@ -37,6 +37,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/kit/store"
 )
@@ -269,9 +270,20 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 		if b.Expected < Any {
 			return fmt.Errorf("eventstore: append to %q: expected version %d; want Any (-1), NoStream (0) or a version", b.Stream, b.Expected)
 		}
+		if !cleanText(b.Stream) {
+			return fmt.Errorf("eventstore: append: stream name %q: want UTF-8 text without NUL bytes", b.Stream)
+		}
 		for i, e := range b.Events {
 			if e.Type == "" {
 				return fmt.Errorf("eventstore: append to %q: event %d has no type", b.Stream, i)
+			}
+			if !cleanText(e.Type) || !cleanText(e.ID) || !cleanText(e.CausationID) || !cleanText(e.CorrelationID) {
+				return fmt.Errorf("eventstore: append to %q: event %d (%q): type and ids must be UTF-8 text without NUL bytes", b.Stream, i, e.Type)
+			}
+			for k, v := range e.Metadata {
+				if !cleanText(k) || !cleanText(v) {
+					return fmt.Errorf("eventstore: append to %q: event %d (%s): metadata %q: want UTF-8 text without NUL bytes", b.Stream, i, e.Type, k)
+				}
 			}
 			if len(e.Data) > 0 && !json.Valid(e.Data) {
 				return fmt.Errorf("eventstore: append to %q: event %d (%s): data is not valid JSON", b.Stream, i, e.Type)
@@ -558,6 +570,12 @@ func NewID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// cleanText reports whether s can be stored as text on both dialects
+// (PostgreSQL refuses NUL bytes and invalid UTF-8).
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 func nullStr(s string) any {
