@@ -316,6 +316,9 @@ func (pr *Projector) CatchUp(ctx context.Context) error {
 // or a message cannot be applied (returning that error; the checkpoint
 // stays before the message, so a restart retries it).
 func (pr *Projector) Run(ctx context.Context) error {
+	outer := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the wake-up forwarders on any return
 	wake := make(chan struct{}, 1)
 	for _, s := range pr.sources {
 		w, ok := s.(Waker)
@@ -343,8 +346,8 @@ func (pr *Projector) Run(ctx context.Context) error {
 	for {
 		n, err := pr.Step(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if outer.Err() != nil {
+				return outer.Err()
 			}
 			return err
 		}
@@ -354,7 +357,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 		timer.Reset(pr.p.PollInterval)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return outer.Err()
 		case <-wake:
 		case <-timer.C:
 		}

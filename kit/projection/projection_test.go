@@ -376,3 +376,53 @@ func TestNewRejects(t *testing.T) {
 		t.Fatal("projection without sources accepted")
 	}
 }
+
+// Run follows new events by wake-up (polling is off in effect here) and
+// stops with the error of a message it cannot apply.
+func TestRunFollowsAndStopsOnError(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		es, _ := eventstore.Open(ctx, db)
+		p := balances
+		p.PollInterval = time.Hour
+		pr, err := projection.New(ctx, db, p, projection.EventStore(es))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runDone := make(chan error, 1)
+		go func() { runDone <- pr.Run(ctx) }()
+		r := rand.New(rand.NewPCG(9, 10))
+		want := map[string][3]int64{}
+		for i := range 3 {
+			deposit(t, ctx, es, r, want, 2, 1)
+			for {
+				cp, err := pr.Checkpoint(ctx, "eventstore")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cp == int64(i+1) {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatalf("Run did not apply event %d (checkpoint %d)", i+1, cp)
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+		if got := readModel(t, ctx, db, "balances"); !equal(got, want) {
+			t.Fatalf("got %v want %v", got, want)
+		}
+		bad, _ := eventstore.NewEvent("Deposited", map[string]int{"amount": 1}) // no "v" metadata
+		es.Append(ctx, "acct-x", eventstore.Any, bad)
+		select {
+		case err := <-runDone:
+			if err == nil || !strings.Contains(err.Error(), "position 4") {
+				t.Fatalf("Run stopped with %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("Run did not stop on a bad message")
+		}
+	})
+}
