@@ -291,39 +291,65 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 		}
 		total += len(b.Events)
 	}
-	// 1. Stream versions, checked and advanced (row-locked until commit).
-	for _, b := range batch {
-		n := int64(len(b.Events))
-		last, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
+	var head int64
+	if tx.Dialect() == store.Postgres && len(batch) == 1 && total > 0 {
+		// One statement on PostgreSQL: check and advance the stream,
+		// take the positions, queue the commit's notification
+		// (pg_notify is transactional, delivered at commit, to this
+		// process too). Fewer round trips is most of an append's cost.
+		b := batch[0]
+		n := int64(total)
+		adv, args := advanceSQL(b.Stream, b.Expected, n)
+		var last int64
+		var dummy bool
+		err := tx.QueryRow(ctx, "WITH s AS ("+adv+") UPDATE sy_event_head SET position = position + ? WHERE id = 1 AND EXISTS (SELECT 1 FROM s) RETURNING position, (SELECT version FROM s), pg_notify('"+Channel+"', '') IS NULL",
+			append(args, n)...).Scan(&head, &last, &dummy)
+		if errors.Is(err, sql.ErrNoRows) {
+			actual, err := s.StreamVersionTx(ctx, tx, b.Stream)
+			if err != nil {
+				return err
+			}
+			return &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
 		}
 		for i := range b.Events {
 			b.Events[i].Stream = b.Stream
 			b.Events[i].Version = last - n + int64(i) + 1
 		}
-	}
-	if total == 0 {
-		return nil
-	}
-	// 2. Global positions, from the head row: locked until commit, so
-	// positions follow commit order and a reader never sees a later
-	// one before an earlier one commits.
-	// On PostgreSQL the commit's notification rides on the same
-	// statement (one round trip less per append); pg_notify is
-	// transactional, delivered at commit, to this process too.
-	var head int64
-	takeQ := "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position"
-	if tx.Dialect() == store.Postgres {
-		takeQ = "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position, pg_notify('" + Channel + "', '') IS NULL"
-	}
-	var dummy bool
-	dest := []any{&head}
-	if tx.Dialect() == store.Postgres {
-		dest = append(dest, &dummy)
-	}
-	if err := tx.QueryRow(ctx, takeQ, total).Scan(dest...); err != nil {
-		return fmt.Errorf("eventstore: take positions: %w", err)
+	} else {
+		// 1. Stream versions, checked and advanced (row-locked until
+		// commit).
+		for _, b := range batch {
+			n := int64(len(b.Events))
+			last, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
+			if err != nil {
+				return err
+			}
+			for i := range b.Events {
+				b.Events[i].Stream = b.Stream
+				b.Events[i].Version = last - n + int64(i) + 1
+			}
+		}
+		if total == 0 {
+			return nil
+		}
+		// 2. Global positions, from the head row: locked until commit,
+		// so positions follow commit order and a reader never sees a
+		// later one before an earlier one commits.
+		takeQ := "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position"
+		if tx.Dialect() == store.Postgres {
+			takeQ = "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position, pg_notify('" + Channel + "', '') IS NULL"
+		}
+		var dummy bool
+		dest := []any{&head}
+		if tx.Dialect() == store.Postgres {
+			dest = append(dest, &dummy)
+		}
+		if err := tx.QueryRow(ctx, takeQ, total).Scan(dest...); err != nil {
+			return fmt.Errorf("eventstore: take positions: %w", err)
+		}
 	}
 	pos := head - int64(total)
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -385,19 +411,8 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 // n, returning the new version.
 func (s *Store) advance(ctx context.Context, tx *store.Tx, stream string, expected Expected, n int64) (int64, error) {
 	var v int64
-	var err error
-	switch {
-	case expected == Any:
-		err = tx.QueryRow(ctx, `INSERT INTO sy_event_streams (stream, version) VALUES (?, ?)
-			ON CONFLICT (stream) DO UPDATE SET version = sy_event_streams.version + excluded.version
-			RETURNING version`, stream, n).Scan(&v)
-	case expected == NoStream:
-		err = tx.QueryRow(ctx, `INSERT INTO sy_event_streams (stream, version) VALUES (?, ?)
-			ON CONFLICT (stream) DO NOTHING RETURNING version`, stream, n).Scan(&v)
-	default:
-		err = tx.QueryRow(ctx, `UPDATE sy_event_streams SET version = version + ?
-			WHERE stream = ? AND version = ? RETURNING version`, n, stream, int64(expected)).Scan(&v)
-	}
+	q, args := advanceSQL(stream, expected, n)
+	err := tx.QueryRow(ctx, q, args...).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		actual, err := s.StreamVersionTx(ctx, tx, stream)
 		if err != nil {
@@ -409,6 +424,23 @@ func (s *Store) advance(ctx context.Context, tx *store.Tx, stream string, expect
 		return 0, fmt.Errorf("eventstore: stream %q: %w", stream, err)
 	}
 	return v, nil
+}
+
+// advanceSQL is the statement that checks stream against expected and
+// moves it on by n, returning the new version (no row: a conflict).
+func advanceSQL(stream string, expected Expected, n int64) (string, []any) {
+	switch {
+	case expected == Any:
+		return `INSERT INTO sy_event_streams (stream, version) VALUES (?, ?)
+			ON CONFLICT (stream) DO UPDATE SET version = sy_event_streams.version + excluded.version
+			RETURNING version`, []any{stream, n}
+	case expected == NoStream:
+		return `INSERT INTO sy_event_streams (stream, version) VALUES (?, ?)
+			ON CONFLICT (stream) DO NOTHING RETURNING version`, []any{stream, n}
+	default:
+		return `UPDATE sy_event_streams SET version = version + ?
+			WHERE stream = ? AND version = ? RETURNING version`, []any{n, stream, int64(expected)}
+	}
 }
 
 // StreamVersion is the number of events in stream (0 when it has none).
