@@ -1,6 +1,7 @@
 package projection_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -54,6 +55,7 @@ func projectorChild(dsn string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	fmt.Println("ready") // the parent arms its kill timer now
 	for {
 		n, err := pr.Step(ctx)
 		if err != nil {
@@ -104,7 +106,7 @@ func TestCrashProjector(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			const total = 300
+			const total = 200
 			want := map[string][3]int64{}
 			r := rand.New(rand.NewPCG(11, 12))
 			deposit(t, ctx, es, r, want, 8, total/2)
@@ -125,25 +127,48 @@ func TestCrashProjector(t *testing.T) {
 						return
 					}
 					want[acct] = [3]int64{w[0] + amt, w[1] + 1, w[2] + 1}
-					time.Sleep(2 * time.Millisecond) // spread the appends over the kills
+					time.Sleep(30 * time.Millisecond) // spread the appends over the kill window
 				}
 			}()
 			kr := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-			killDeadline := time.Now().Add(3 * time.Second)
+			killDeadline := time.Now().Add(4 * time.Second)
 			kills, finished := 0, false
+			midKills, lastCP := 0, int64(0)
 			for !finished {
 				var stderr bytes.Buffer
 				cmd := exec.Command(exe, "-test.run=^$")
 				cmd.Env = append(os.Environ(), childDSN+"="+dsn, childTarget+"="+strconv.Itoa(total))
 				cmd.Stderr = &stderr
+				stdout, err := cmd.StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
+				ready := make(chan struct{})
+				go func() {
+					sc := bufio.NewScanner(stdout)
+					for sc.Scan() {
+						if sc.Text() == "ready" {
+							close(ready)
+						}
+					}
+				}()
 				exited := make(chan error, 1)
 				go func() { exited <- cmd.Wait() }()
 				var kill <-chan time.Time
 				if time.Now().Before(killDeadline) {
-					kill = time.After(time.Duration(50+kr.IntN(450)) * time.Millisecond)
+					// Kill at a random moment after the child has opened
+					// the database and started projecting.
+					select {
+					case <-ready:
+					case err := <-exited:
+						exited <- err // handled below
+					case <-ctx.Done():
+						t.Fatal("projector never got ready")
+					}
+					kill = time.After(time.Duration(kr.IntN(250)) * time.Millisecond)
 				}
 				select {
 				case err := <-exited:
@@ -155,6 +180,12 @@ func TestCrashProjector(t *testing.T) {
 					cmd.Process.Signal(syscall.SIGKILL)
 					<-exited
 					kills++
+					var cp int64
+					db.QueryRow(ctx, "SELECT position FROM sy_projection_checkpoints WHERE projection = 'balances'").Scan(&cp)
+					if cp > lastCP && cp < total {
+						midKills++ // killed while it was making progress
+					}
+					lastCP = cp
 				case <-ctx.Done():
 					cmd.Process.Kill()
 					t.Fatal("projector did not finish in time")
@@ -173,7 +204,10 @@ func TestCrashProjector(t *testing.T) {
 			if !equal(got, want) {
 				t.Fatalf("after %d kills the read model differs\n got %v\nwant %v", kills, got, want)
 			}
-			t.Logf("%d SIGKILLs, %d events, read model exact", kills, total)
+			if midKills == 0 {
+				t.Fatalf("none of the %d kills hit the projector while it was making progress: the test proved nothing", kills)
+			}
+			t.Logf("%d SIGKILLs (%d while projecting), %d events, read model exact", kills, midKills, total)
 		})
 	}
 }

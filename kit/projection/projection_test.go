@@ -289,7 +289,7 @@ func TestRebuildSwap(t *testing.T) {
 		es, _ := eventstore.Open(ctx, db)
 		r := rand.New(rand.NewPCG(5, 6))
 		want := map[string][3]int64{}
-		deposit(t, ctx, es, r, want, 6, 60)
+		deposit(t, ctx, es, r, want, 6, 40)
 		p := balances
 		p.PollInterval = 20 * time.Millisecond
 		pr, err := projection.New(ctx, db, p, projection.EventStore(es))
@@ -328,7 +328,7 @@ func TestRebuildSwap(t *testing.T) {
 		writeDone := make(chan struct{})
 		go func() {
 			defer close(writeDone)
-			deposit(t, ctx, es, rand.New(rand.NewPCG(7, 8)), want, 6, 40)
+			deposit(t, ctx, es, rand.New(rand.NewPCG(7, 8)), want, 6, 25)
 		}()
 		for range 2 {
 			if err := pr.Rebuild(ctx); err != nil {
