@@ -86,3 +86,46 @@ func Example() {
 	// 2 wallet-ann 2 Debited {"amount":12}
 	// 3 wallet-ann 3 Credited {"amount":1}
 }
+
+// Subscribe catches up from a checkpoint, then follows new events as
+// they commit; the subscriber stores the last position it handled to
+// resume from after a restart.
+func ExampleStore_Subscribe() {
+	dir, _ := os.MkdirTemp("", "eventstore-subscribe")
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "rides.db"))
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	es, _ := eventstore.Open(ctx, db)
+	for _, typ := range []string{"RideRequested", "DriverAssigned"} {
+		e, _ := eventstore.NewEvent(typ, nil)
+		es.Append(ctx, "ride-1", eventstore.Any, e)
+	}
+	caughtUp := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		es.Subscribe(ctx, 0, func(_ context.Context, e eventstore.Event) error {
+			fmt.Println(e.Position, e.Type)
+			switch e.Position {
+			case 2:
+				close(caughtUp)
+			case 3:
+				cancel()
+			}
+			return nil
+		})
+	}()
+	<-caughtUp
+	e, _ := eventstore.NewEvent("RideStarted", nil)
+	es.Append(context.Background(), "ride-1", eventstore.Any, e) // delivered live
+	<-done
+	// Output:
+	// 1 RideRequested
+	// 2 DriverAssigned
+	// 3 RideStarted
+}
