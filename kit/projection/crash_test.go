@@ -127,11 +127,11 @@ func TestCrashProjector(t *testing.T) {
 						return
 					}
 					want[acct] = [3]int64{w[0] + amt, w[1] + 1, w[2] + 1}
-					time.Sleep(30 * time.Millisecond) // spread the appends over the kill window
+					time.Sleep(22 * time.Millisecond) // spread the appends over the kill window
 				}
 			}()
 			kr := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-			killDeadline := time.Now().Add(4 * time.Second)
+			killDeadline := time.Now().Add(3 * time.Second)
 			kills, finished := 0, false
 			midKills, lastCP := 0, int64(0)
 			for !finished {
