@@ -99,6 +99,7 @@ type ConflictError struct {
 	Actual   int64 // the stream's version when the append was refused
 }
 
+// Error says which stream, what was expected and what was found.
 func (e *ConflictError) Error() string {
 	want := fmt.Sprintf("version %d", int64(e.Expected))
 	if e.Expected == NoStream {
