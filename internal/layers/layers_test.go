@@ -44,6 +44,11 @@ var floors = map[string]int{
 	"admin": 4, "publish": 4, "broker/local": 4, "broker/client/logstore": 4, "broker/cli": 4,
 	"kit/message/sybroker": 4, "kit/message/jetstream": 4,
 	"kit/outbox": 4, "kit/inbox": 4,
+	"kit/eventstore": 2,
+	// 3: the request path, the broker's servers and client.
+	"kit/projection": 3,
+	// 4: what builds on a client or the proxy.
+	"kit/projection/brokersource": 4,
 	// 5: assembly: a config file to a running component.
 	"gateway": 5, "broker/server": 5,
 	// 6, 7: programs.
