@@ -49,6 +49,7 @@ func main() {
 	conc := flag.Int("concurrency", 32, "sagas driven at once (kit/saga Concurrency; go-workflows MaxParallelWorkflowTasks and MaxParallelActivityTasks)")
 	pg := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL server URL; a schema of its own is created and dropped")
 	flag.IntVar(&submitters, "submitters", submitters, "goroutines submitting sagas, one saga per transaction (both sides)")
+	flag.IntVar(&gwCache, "gwcache", 0, "go-workflows WorkflowExecutorCacheSize; 0: the number of sagas (all cached)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
 	flag.Parse()
 	ctx := context.Background()
@@ -123,6 +124,9 @@ func submit(n int, start func(i int) error) error {
 	}
 	return first
 }
+
+// gwCache is go-workflows' WorkflowExecutorCacheSize (0: n).
+var gwCache int
 
 // submitted is how long the submission of the n sagas took (inside the
 // measured time), reported to help read the numbers.
@@ -269,6 +273,13 @@ func runGoWorkflows(ctx context.Context, path string, n, conc int, prof string) 
 	wo.MaxParallelWorkflowTasks = conc
 	wo.MaxParallelActivityTasks = conc
 	wo.SingleWorkerMode = true
+	// -gwcache 0 keeps every in-flight workflow's executor cached (the
+	// default, 128, is below the number of sagas in flight, so evicted
+	// workflows replay their histories).
+	wo.WorkflowExecutorCacheSize = n
+	if gwCache > 0 {
+		wo.WorkflowExecutorCacheSize = gwCache
+	}
 	w := worker.New(b, &wo)
 	if err := w.RegisterWorkflow(Saga); err != nil {
 		return 0, err
