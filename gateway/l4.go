@@ -60,7 +60,7 @@ func (c *Config) validateL4() []error {
 	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
 	known := func(path, name string) {
 		if _, ok := c.Upstreams[name]; !ok {
-			add(path, "unknown upstream %q: expected one of %s", name, strings.Join(c.UpstreamNames(), ", "))
+			add(path, "unknown upstream %q: %s", name, c.upstreamChoices())
 		}
 	}
 	seen := map[string]string{}
