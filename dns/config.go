@@ -491,12 +491,6 @@ func compileZone(t *tables, e *errorer, path string, z ZoneConfig, siteIdx map[s
 		if pl.policy == "" {
 			pl.policy = PolicyWeighted
 		}
-		switch pl.policy {
-		case PolicyWeighted, PolicyRandom, PolicyRoundRobin, PolicyLatency:
-		default:
-			e.add(pp+".policy", "%q: expected weighted, random, round_robin or latency", p.Policy)
-			continue
-		}
 		resolve := func(key string, names []string) []*site {
 			var out []*site
 			seen := map[string]bool{}
@@ -519,12 +513,21 @@ func compileZone(t *tables, e *errorer, path string, z ZoneConfig, siteIdx map[s
 		if len(p.Sites) == 0 {
 			e.add(pp+".sites", "missing: expected at least one site")
 		}
-		allTier, err := newTier(pl.policy, all)
-		if err != nil {
-			e.add(pp+".policy", "%v", err)
-			continue
+		policyOK := true
+		switch pl.policy {
+		case PolicyWeighted, PolicyRandom, PolicyRoundRobin, PolicyLatency:
+		default:
+			e.add(pp+".policy", "%q: expected weighted, random, round_robin or latency", p.Policy)
+			policyOK = false
 		}
-		pl.all = allTier
+		if policyOK {
+			allTier, err := newTier(pl.policy, all)
+			if err != nil {
+				e.add(pp+".policy", "%v", err)
+				continue
+			}
+			pl.all = allTier
+		}
 		pl.geo = map[string]*tier{}
 		for region, names := range p.Geo {
 			gp := pp + ".geo." + region
@@ -542,7 +545,7 @@ func compileZone(t *tables, e *errorer, path string, z ZoneConfig, siteIdx map[s
 					e.add(gp, "site %q is not in the pool's sites", st.name)
 				}
 			}
-			if len(ss) == 0 {
+			if len(ss) == 0 || !policyOK {
 				continue
 			}
 			gt, err := newTier(pl.policy, ss)

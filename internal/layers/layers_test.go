@@ -33,6 +33,8 @@ var floors = map[string]int{
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
 	"kit/saga": 2,
+	// the authoritative DNS server and GSLB (health, balance, upstream, config).
+	"dns": 2,
 	// service discovery's face and client (instances, watch, balancing).
 	"kit/discovery": 2,
 	// 3: the request path, the broker's servers and client.
