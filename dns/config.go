@@ -89,6 +89,8 @@ type SiteConfig struct {
 	Port int `yaml:"port"`
 	// Host is the target name of SRV answers for the site (a fully
 	// qualified name). Without it the site is left out of SRV answers.
+	// When it lies in a served zone, the server answers its A and AAAA
+	// queries with Addresses (at the pool TTL, whatever the health).
 	Host string `yaml:"host"`
 	// Check is host:port probed by the health check. Default: the first
 	// address and Port.
@@ -348,6 +350,7 @@ func compile(in *Config, src *config.Source) (*tables, error) {
 	if len(c.Zones) == 0 {
 		e.add("zones", "missing: expected at least one zone")
 	}
+	siteHosts(t, e, c)
 	if len(e.errs) > 0 {
 		return nil, errors.Join(e.errs...)
 	}
@@ -564,4 +567,33 @@ func orDur(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// siteHosts gives each site whose SRV host lies in a served zone that
+// name's A and AAAA records (the site's addresses, at the pool TTL), so a
+// resolver following an SRV answer finds the target here.
+func siteHosts(t *tables, e *errorer, c Config) {
+	for i, st := range t.sites {
+		if st.host == "" {
+			continue
+		}
+		z := t.zoneOf(st.host)
+		if z == nil {
+			continue
+		}
+		n := z.node(st.host)
+		if n.pool != nil || len(n.rrs[mdns.TypeA]) > 0 || len(n.rrs[mdns.TypeAAAA]) > 0 || len(n.rrs[mdns.TypeCNAME]) > 0 {
+			e.add(fmt.Sprintf("sites[%d].host", i), "%q: the name already has a pool or A, AAAA or CNAME records; the site's host gets its addresses from the site", st.host)
+			continue
+		}
+		hdr := func(ty uint16) mdns.RR_Header {
+			return mdns.RR_Header{Name: st.host, Rrtype: ty, Class: mdns.ClassINET, Ttl: seconds(c.TTL)}
+		}
+		for _, ip := range st.v4 {
+			n.add(&mdns.A{Hdr: hdr(mdns.TypeA), A: ip})
+		}
+		for _, ip := range st.v6 {
+			n.add(&mdns.AAAA{Hdr: hdr(mdns.TypeAAAA), AAAA: ip})
+		}
+	}
 }

@@ -204,6 +204,11 @@ func TestSRV(t *testing.T) {
 	if srv.Port != 443 || !strings.HasSuffix(srv.Target, ".sites.example.test.") {
 		t.Errorf("SRV record %v", srv)
 	}
+	// The SRV target resolves here too, to the site's addresses.
+	r = ask(t, addr, "udp", query(srv.Target, mdns.TypeA))
+	if got := answered(r); !r.Authoritative || (got != "192.0.2.1" && got != "192.0.2.2") {
+		t.Errorf("SRV target %s A: %v", srv.Target, r)
+	}
 }
 
 // slowBackend answers health checks after a settable delay.
