@@ -33,4 +33,3 @@ func BenchmarkAnswer(b *testing.B) {
 		})
 	}
 }
-
