@@ -89,7 +89,7 @@ func (s *Server) answer(req *mdns.Msg, src netip.Addr, udp bool) *mdns.Msg {
 
 	// Client address for geography: the ECS address when present.
 	client := src
-	if ecs != nil && ecs.Family != 0 {
+	if ecs != nil && ecs.SourceNetmask > 0 { // /0: the resolver opted out of ECS
 		if a, ok := netip.AddrFromSlice(ecs.Address); ok {
 			if p, err := a.Unmap().Prefix(int(ecs.SourceNetmask)); err == nil {
 				client = p.Addr()

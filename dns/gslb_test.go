@@ -18,7 +18,7 @@ import (
 func gslbConfig(sites [][4]string, poolExtra string) string {
 	var b strings.Builder
 	b.WriteString(`
-health: {path: /healthz, interval: 50ms, timeout: 40ms, healthy_after: 1, unhealthy_after: 1}
+health: {path: /healthz, interval: 100ms, timeout: 100ms, healthy_after: 1, unhealthy_after: 2}
 regions:
   eu: [10.1.0.0/16, 2001:db8:1::/48]
   us: [10.2.0.0/16]
@@ -69,9 +69,10 @@ func TestHealthSteering(t *testing.T) {
 		{"a", "192.0.2.1", a.addr(), "1"},
 		{"b", "192.0.2.2", b.addr(), "1"},
 	}, "        answers: 2\n"))
-	if got := answered(ask(t, addr, "udp", query("app.example.test.", mdns.TypeA))); !strings.Contains(got, "192.0.2.1") || !strings.Contains(got, "192.0.2.2") {
-		t.Fatalf("both healthy: %q", got)
-	}
+	waitFor(t, "both sites answered", func() bool {
+		got := answered(ask(t, addr, "udp", query("app.example.test.", mdns.TypeA)))
+		return strings.Contains(got, "192.0.2.1") && strings.Contains(got, "192.0.2.2")
+	})
 	r := ask(t, addr, "udp", query("app.example.test.", mdns.TypeA))
 	if r.Answer[0].Header().Ttl != 20 || !r.Authoritative {
 		t.Errorf("ttl %d aa %v, want the default 20s, authoritative", r.Answer[0].Header().Ttl, r.Authoritative)
@@ -101,7 +102,7 @@ func TestWeights(t *testing.T) {
 		{"c", "192.0.2.3", c.addr(), "2"},
 	}, "")
 	// Slow checks that tolerate a hiccup: a flap would skew the counts.
-	cfg = strings.Replace(cfg, "interval: 50ms, timeout: 40ms, healthy_after: 1, unhealthy_after: 1", "interval: 10s, timeout: 5s", 1)
+	cfg = strings.Replace(cfg, "interval: 100ms, timeout: 100ms", "interval: 10s, timeout: 5s", 1)
 	_, addr := start(t, cfg)
 	counts := map[string]int{}
 	for range 500 {
@@ -163,6 +164,10 @@ func TestGeo(t *testing.T) {
 	if got := answered(ask(t, addr, "tcp", query("app.example.test.", mdns.TypeA))); got != "192.0.2.3" {
 		t.Errorf("by source address: %q, want ap1", got)
 	}
+	// ECS /0 means the resolver opted out: its source address decides.
+	if got := answered(ask(t, addr, "udp", withECS(query("app.example.test.", mdns.TypeA), "0.0.0.0", 0))); got != "192.0.2.3" {
+		t.Errorf("ECS /0: %q, want ap1 (by source)", got)
+	}
 	// An unmapped client gets the whole pool by weight: mostly ap1 (100 of 102).
 	seen := map[string]bool{}
 	for range 102 {
@@ -192,10 +197,11 @@ func TestGeo(t *testing.T) {
 // addresses as additional records.
 func TestSRV(t *testing.T) {
 	a, b := newBackend(t), newBackend(t)
-	_, addr := start(t, gslbConfig([][4]string{
+	cfg := gslbConfig([][4]string{
 		{"a", "192.0.2.1", a.addr(), "1"},
 		{"b", "192.0.2.2", b.addr(), "1"},
-	}, "        answers: 2\n"))
+	}, "        answers: 2\n")
+	_, addr := start(t, strings.Replace(cfg, "interval: 100ms, timeout: 100ms", "interval: 10s, timeout: 5s", 1))
 	r := ask(t, addr, "udp", query("app.example.test.", mdns.TypeSRV))
 	if len(r.Answer) != 2 || len(r.Extra) != 2 {
 		t.Fatalf("SRV: %v", r)
@@ -235,7 +241,7 @@ func TestLatency(t *testing.T) {
 		{"fast", "192.0.2.1", strings.TrimPrefix(fast.srv.URL, "http://"), "1"},
 		{"slow", "192.0.2.2", strings.TrimPrefix(slow.srv.URL, "http://"), "1"},
 	}, "        policy: latency\n")
-	cfg = strings.Replace(cfg, "interval: 50ms, timeout: 40ms", "interval: 200ms, timeout: 180ms", 1)
+	cfg = strings.Replace(cfg, "interval: 100ms, timeout: 100ms", "interval: 200ms, timeout: 180ms", 1)
 	s, addr := start(t, cfg)
 	waitFor(t, "both sites measured", func() bool {
 		return s.t.sites[0].target.LatencyEWMA() > 0 && s.t.sites[1].target.LatencyEWMA() > 0
