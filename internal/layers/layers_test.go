@@ -32,7 +32,7 @@ var floors = map[string]int{
 	"kit/resilient": 2, "dns": 2,
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
-	"kit/saga": 2,
+	"kit/saga":  2,
 	// service discovery's face and client (instances, watch, balancing).
 	"kit/discovery": 2,
 	// 3: the request path, the broker's servers and client.
