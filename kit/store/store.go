@@ -122,9 +122,27 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	// readers, and WAL lets them read beside the writer.
 	h.SetMaxOpenConns(8)
 	h.SetMaxIdleConns(8)
-	if err := h.PingContext(ctx); err != nil {
+	// Switching a new file to WAL takes an exclusive lock that SQLite does
+	// not wait for with busy_timeout: replicas opening one fresh file at
+	// once get SQLITE_BUSY here. Try again for a while.
+	var err2 error
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err2 = h.PingContext(ctx)
+		if err2 == nil || !IsRetryable(err2) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err2 != nil {
 		h.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, fmt.Errorf("store: open %s: %w", path, err2)
 	}
 	return &DB{DB: h, Dialect: SQLite, dsn: path}, nil
 }
