@@ -144,9 +144,33 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig decodes and validates a config document; name is used in
-// errors. An empty document is valid here (flags may supply everything):
-// call Validate after setting fields from flags.
+// errors.
 func ParseConfig(data []byte, name string) (*Config, error) {
+	c, err := DecodeConfig(data, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ReadConfig reads and strictly decodes a config file without validating
+// it, for a program that sets more fields (from flags) before Validate,
+// whose errors still point into the file.
+func ReadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return DecodeConfig(data, path)
+}
+
+// DecodeConfig strictly decodes a config document without validating it:
+// unknown keys and bad values are reported at file:line:column and key
+// path. An empty document decodes to the zero Config.
+func DecodeConfig(data []byte, name string) (*Config, error) {
 	var c Config
 	src, err := config.DecodeYAML(data, name, &c)
 	if errors.Is(err, config.ErrEmpty) {
@@ -156,9 +180,6 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 		return nil, err
 	}
 	c.src = src
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return &c, nil
 }
 
@@ -172,7 +193,7 @@ func (c *Config) File() string {
 
 func (c *Config) source() *config.Source {
 	if c.src == nil {
-		c.src = config.NewSource("flags")
+		c.src = config.NewSource("command line")
 	}
 	return c.src
 }
@@ -246,7 +267,7 @@ func (c *Config) Validate() error {
 		}
 	} else if host, port, err := net.SplitHostPort(c.Listen); err == nil && wildcard(host) {
 		_ = port
-		add("advertise", "missing: listen %q has a wildcard host, so the address to register is unknown: expected advertise: HOST:PORT", c.Listen)
+		add("listen", "%q has a wildcard host, so the address to register is unknown: expected advertise: HOST:PORT too", c.Listen)
 	}
 	if _, err := discovery.NewClient(c.Registry, nil); err != nil {
 		add("registry", "%v", err)
@@ -278,7 +299,7 @@ func (c *Config) Validate() error {
 		if err := discovery.ValidName(name); err != nil {
 			add(p, "dependency name (the outbound path prefix /%s): %v", name, err)
 		}
-		if err := discovery.ValidName(d.Service); err != nil {
+		if err := discovery.ValidName(d.Service); err != nil && d.Service != name {
 			add(p+".service", "%v", err)
 		}
 		errs = append(errs, src.Wrap(p, d.Config.Validate()))
