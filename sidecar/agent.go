@@ -16,7 +16,8 @@ import (
 )
 
 // agent checks the app's health and keeps its registration while the app
-// is healthy: registered (with heartbeats) at the first passing check,
+// is healthy: registered (with heartbeats) at the first passing check
+// (an app still starting needs no more),
 // deregistered after UnhealthyAfter consecutive failures, registered
 // again after HealthyAfter consecutive passes.
 type agent struct {
@@ -32,7 +33,7 @@ type agent struct {
 	mu      sync.Mutex
 	lease   *discovery.Lease
 	healthy bool
-	checked bool // at least one check ran
+	wasUp   bool // the app has been healthy once
 	lastErr string
 }
 
@@ -64,12 +65,11 @@ func (a *agent) run(ctx context.Context) {
 			break
 		}
 		a.mu.Lock()
-		first, healthy := !a.checked, a.healthy
-		a.checked = true
+		starting, healthy := !a.wasUp, a.healthy
 		a.mu.Unlock()
 		if err == nil {
 			passes, fails = passes+1, 0
-			if !healthy && (first || passes >= a.check.HealthyAfter) {
+			if !healthy && (starting || passes >= a.check.HealthyAfter) {
 				a.setHealthy(true, "")
 			}
 		} else {
@@ -107,6 +107,7 @@ func (a *agent) isRegistered() bool { a.mu.Lock(); defer a.mu.Unlock(); return a
 func (a *agent) setHealthy(healthy bool, reason string) {
 	a.mu.Lock()
 	a.healthy = healthy
+	a.wasUp = a.wasUp || healthy
 	if reason != "" {
 		a.lastErr = "app health check: " + reason
 	} else {

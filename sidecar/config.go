@@ -72,7 +72,8 @@ type Config struct {
 	Meta map[string]string `yaml:"meta"`
 	// AppHealth is how the sidecar checks the app (package health's check
 	// settings). Without path it is a TCP check. The app is registered
-	// at its first passing check, deregistered after unhealthy_after
+	// at its first passing check (also when earlier ones failed while it
+	// started), deregistered after unhealthy_after
 	// failing ones and registered again after healthy_after passing ones.
 	AppHealth health.CheckConfig `yaml:"app_health"`
 	// TLS terminates TLS (and offers HTTP/2) on the inbound listener.
