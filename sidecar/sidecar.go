@@ -175,6 +175,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			return fail(err)
 		}
 	}
+	s.agent = s.newAgent() // before the admin listener, which reports its status
 	var adminSrv *http.Server
 	adminDone := make(chan error, 1)
 	if s.cfg.Admin != "off" {
@@ -189,7 +190,6 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		go func() { adminDone <- adminSrv.Serve(ln) }()
 	}
 
-	s.agent = s.newAgent()
 	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
 	agentDone := make(chan struct{})
 	go func() { defer close(agentDone); s.agent.run(agentCtx) }()
