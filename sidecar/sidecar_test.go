@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/gateway"
 	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/kit/discovery/registry"
 )
@@ -161,6 +162,25 @@ func TestDiscoverableAndReachableThroughAnotherSidecar(t *testing.T) {
 	}
 	if in.HealthURL != "http://"+sb.Addr().String()+"/healthz" || in.TTL.Std() != time.Hour {
 		t.Fatalf("registration %+v", in)
+	}
+
+	// The gateway finds it by name too.
+	gcfg, err := gateway.ParseConfig([]byte("listen: 127.0.0.1:0\naccess_log: off\ndiscovery: {registry: "+regURL+"}\n"+
+		"upstreams: {payments: {discover: payments}}\nroutes: [{upstream: payments}]\n"), "gw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Options{Config: gcfg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, stopGW := context.WithCancel(context.Background())
+	gdone := make(chan error, 1)
+	go func() { gdone <- gw.Run(gctx) }()
+	defer func() { stopGW(); <-gdone }()
+	<-gw.Ready()
+	if code, body := get(t, "http://"+gw.Addr().String()+"/refund", ""); code != 200 || body != "payments-1" {
+		t.Fatalf("through the gateway: %d %q", code, body)
 	}
 
 	rides := newApp(t, "rides-1")
