@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -111,4 +112,21 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatal("gateway configs do not match the dependencies")
 		}
 	})
+}
+
+// TestDocsEveryKeyParses: the reference block of docs/sidecar.md is a
+// valid config, so the page cannot drift from the schema.
+func TestDocsEveryKeyParses(t *testing.T) {
+	data, err := os.ReadFile("../docs/sidecar.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "### Every key\n\n```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/sidecar.md has no \"### Every key\" yaml block")
+	}
+	if _, err := ParseConfig([]byte(block), "docs/sidecar.md"); err != nil {
+		t.Fatal(err)
+	}
 }
