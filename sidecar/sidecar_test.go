@@ -44,7 +44,7 @@ type app struct {
 	paths     []string
 }
 
-func newApp(t *testing.T, name string) *app {
+func newApp(t testing.TB, name string) *app {
 	a := &app{name: name}
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
@@ -67,7 +67,7 @@ func (a *app) addr() string { return strings.TrimPrefix(a.srv.URL, "http://") }
 
 // runSidecar starts a sidecar for cfgYAML (listeners on port 0) and
 // returns it and its stop function (which waits for Run to return).
-func runSidecar(t *testing.T, cfgYAML string) (*Sidecar, func() error) {
+func runSidecar(t testing.TB, cfgYAML string) (*Sidecar, func() error) {
 	t.Helper()
 	cfg, err := ParseConfig([]byte(cfgYAML), t.Name()+".yaml")
 	if err != nil {
@@ -112,7 +112,7 @@ app_health: {path: /healthz, interval: 100ms, timeout: 100ms, healthy_after: 1, 
 }
 
 // waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -123,7 +123,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func instances(t *testing.T, c *discovery.Client, service string) []discovery.Instance {
+func instances(t testing.TB, c *discovery.Client, service string) []discovery.Instance {
 	t.Helper()
 	snap, err := c.Service(context.Background(), service, 0, 0)
 	if err != nil {
