@@ -71,6 +71,11 @@ type Source struct {
 	paths map[string]pos
 }
 
+// NewSource returns the Source of a document built in code rather than
+// decoded from a file (a program assembling another program's config):
+// its errors carry name and the key path, with no line or column.
+func NewSource(name string) *Source { return &Source{file: name, paths: map[string]pos{}} }
+
 // File returns the name of the document.
 func (s *Source) File() string { return s.file }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchyard/switchyard/admin"
+	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
@@ -38,6 +39,21 @@ type Options struct {
 	// AccessLogWriter overrides where the access log goes (tests); when nil
 	// the config's access_log setting decides.
 	AccessLogWriter io.Writer
+	// Config is a configuration built in code, used instead of reading
+	// ConfigPath (which then only names it in errors and logs), for
+	// programs that assemble gateways (the sidecar). New validates it as
+	// it would a file's, errors naming key paths without positions; Reload
+	// is refused.
+	Config *Config
+	// Registry is where the gateway registers its metrics, served on the
+	// admin listener's /metrics. Default: a registry of its own with the
+	// Go and process collectors. Programs running several gateways in one
+	// process pass one registry (with those collectors registered once)
+	// and tell the gateways apart with MetricLabels.
+	Registry *prometheus.Registry
+	// MetricLabels are constant labels added to every metric the gateway
+	// registers, e.g. {"side": "inbound"}.
+	MetricLabels prometheus.Labels
 }
 
 // Gateway is a running L7 load balancer. Create it with New, then Run.
@@ -66,22 +82,29 @@ type Gateway struct {
 // New loads and validates the config and builds the gateway. Nothing
 // listens until Run.
 func New(opts Options) (*Gateway, error) {
-	cfg, err := LoadConfig(opts.ConfigPath)
+	cfg, err := loadOrValidate(opts)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkFiles(cfg); err != nil {
 		return nil, err
 	}
-	g := &Gateway{opts: opts, log: opts.Logger, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
+	g := &Gateway{opts: opts, log: opts.Logger, reg: opts.Registry, ready: make(chan struct{})}
 	if g.log == nil {
 		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
-	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if g.metrics, err = proxy.NewMetrics(g.reg); err != nil {
+	if g.reg == nil {
+		g.reg = prometheus.NewRegistry()
+		g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	metricsReg := prometheus.WrapRegistererWith(opts.MetricLabels, g.reg)
+	if g.metrics, err = proxy.NewMetrics(metricsReg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	g.reg.MustRegister(targetCollector{g}, l4Collector{g}, cacheCollector{g})
+	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
+		metricsReg.Register(cacheCollector{g})); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
 		return nil, err
@@ -105,6 +128,26 @@ func New(opts Options) (*Gateway, error) {
 	g.current.Store(rt)
 	return g, nil
 }
+
+// loadOrValidate returns the config of opts: opts.Config validated, or
+// the file at opts.ConfigPath loaded.
+func loadOrValidate(opts Options) (*Config, error) {
+	if opts.Config == nil {
+		return LoadConfig(opts.ConfigPath)
+	}
+	name := opts.ConfigPath
+	if name == "" {
+		name = "gateway config"
+	}
+	if err := opts.Config.validate(config.NewSource(name)); err != nil {
+		return nil, err
+	}
+	return opts.Config, nil
+}
+
+// Gatherer returns the registry of the gateway's metrics (what its admin
+// listener serves on /metrics).
+func (g *Gateway) Gatherer() prometheus.Gatherer { return g.reg }
 
 // Check loads the config at path and builds (without starting) everything
 // it describes, reporting every problem; it is `switchyard gateway --check`.
@@ -440,6 +483,11 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	old := g.current.Load()
+	if g.opts.Config != nil {
+		err := fmt.Errorf("%s: the configuration was built in code: restart to change it", old.cfg.File())
+		g.log.Error("reload refused", "error", err.Error())
+		return err
+	}
 	cfg, err := LoadConfig(g.opts.ConfigPath)
 	if err != nil {
 		g.log.Error("reload refused", "error", err.Error())

@@ -55,6 +55,7 @@ func commands() map[string]command {
 		"broker":   {"run the message broker (queues, topics, streams)", runBroker},
 		"registry": {"run the service registry (registration, heartbeats, discovery)", runRegistry},
 		"dns":      {"run the authoritative DNS server and GSLB (health, geo, latency steering)", runDNS},
+		"sidecar":  {"run beside an app: register and health-check it, serve its traffic, outbound ambassador port", runSidecar},
 		"version":  {"print the version", runVersion},
 	}
 }

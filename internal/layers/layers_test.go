@@ -51,6 +51,8 @@ var floors = map[string]int{
 	"kit/projection/brokersource": 4,
 	// 5: assembly: a config file to a running component.
 	"gateway": 5, "broker/server": 5,
+	// 6: assembles gateways (the sidecar and its ambassador).
+	"sidecar": 6,
 	// 6, 7: programs.
 	"demo": 6, "bench/...": 6, "cmd/...": 7,
 }
