@@ -6,7 +6,8 @@
 # module bench/peers/watermill (the main module does not depend on
 # Watermill); see its package doc for what each mode measures.
 #
-# Runs alternate (switchyard, watermill) pairs: first throughput, then
+# Runs alternate (switchyard, watermill) pairs: first throughput (producers
+# and relay together), then drain (backlog committed first, relay alone), then
 # commit-to-confirm latency at an open-loop arrival rate of half of
 # switchyard's median throughput (and, for context, Watermill at half of
 # its own), then switchyard alone on SQLite. Medians and ratios go to the
@@ -36,9 +37,16 @@ one() { # system mode db [flags...]
 echo "INFO uptime before: $(uptime)"
 for r in $(seq "$pairs"); do
 	for sys in switchyard watermill; do
-		one "$sys" throughput "$pg" | tee /dev/stderr | field msgs_per_s >>"$tmp/tp-$sys"
+		one "$sys" throughput "$pg" | tee -a /dev/stderr | field msgs_per_s >>"$tmp/tp-$sys"
 	done
 done
+for r in $(seq "$pairs"); do
+	for sys in switchyard watermill; do
+		one "$sys" drain "$pg" | tee -a /dev/stderr | field msgs_per_s >>"$tmp/dr-$sys"
+	done
+done
+dr_sy=$(median <"$tmp/dr-switchyard")
+dr_wm=$(median <"$tmp/dr-watermill")
 tp_sy=$(median <"$tmp/tp-switchyard")
 tp_wm=$(median <"$tmp/tp-watermill")
 half=$(awk -v t="$tp_sy" 'BEGIN {printf "%d", t/2}')
@@ -46,25 +54,26 @@ half_wm=$(awk -v t="$tp_wm" 'BEGIN {printf "%d", t/2}')
 echo "INFO latency at $half msgs/s (half of switchyard's median throughput)"
 for r in $(seq "$pairs"); do
 	for sys in switchyard watermill; do
-		one "$sys" latency "$pg" -rate "$half" | tee /dev/stderr >"$tmp/out"
+		one "$sys" latency "$pg" -rate "$half" | tee -a /dev/stderr >"$tmp/out"
 		field p50_ms <"$tmp/out" >>"$tmp/p50-$sys"
 		field p99_ms <"$tmp/out" >>"$tmp/p99-$sys"
 		field p999_ms <"$tmp/out" >>"$tmp/p999-$sys"
 	done
-	one watermill latency "$pg" -rate "$half_wm" | tee /dev/stderr | field p99_ms >>"$tmp/p99-wm-own"
+	one watermill latency "$pg" -rate "$half_wm" | tee -a /dev/stderr | field p99_ms >>"$tmp/p99-wm-own"
 done
 echo "INFO switchyard on SQLite (Watermill's SQL Pub/Sub has no SQLite support)"
 for r in $(seq "$pairs"); do
-	one switchyard throughput sqlite | tee /dev/stderr | field msgs_per_s >>"$tmp/tp-sqlite"
+	one switchyard throughput sqlite | tee -a /dev/stderr | field msgs_per_s >>"$tmp/tp-sqlite"
 done
 tp_lite=$(median <"$tmp/tp-sqlite")
 half_lite=$(awk -v t="$tp_lite" 'BEGIN {printf "%d", t/2}')
 for r in $(seq "$pairs"); do
-	one switchyard latency sqlite -rate "$half_lite" | tee /dev/stderr | field p99_ms >>"$tmp/p99-sqlite"
+	one switchyard latency sqlite -rate "$half_lite" | tee -a /dev/stderr | field p99_ms >>"$tmp/p99-sqlite"
 done
 echo "INFO uptime after: $(uptime)"
 echo "RESULT outbox_vs_watermill db=postgres pairs=$pairs messages=$n" \
 	"throughput switchyard=$tp_sy watermill=$tp_wm ratio=$(ratio "$tp_sy" "$tp_wm")" \
+	"drain switchyard=$dr_sy watermill=$dr_wm drain_ratio=$(ratio "$dr_sy" "$dr_wm")" \
 	"at_rate=$half p50_ms switchyard=$(median <"$tmp/p50-switchyard") watermill=$(median <"$tmp/p50-watermill")" \
 	"p99_ms_at_half_load switchyard=$(median <"$tmp/p99-switchyard") watermill=$(median <"$tmp/p99-watermill")" \
 	"p999_ms switchyard=$(median <"$tmp/p999-switchyard") watermill=$(median <"$tmp/p999-watermill")" \

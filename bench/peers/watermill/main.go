@@ -15,6 +15,10 @@
 //	go run . -system watermill  -mode latency -rate 2000 -db postgres://...
 //	go run . -system switchyard -mode throughput -db sqlite
 //
+// drain: the same transactions are all committed first with the relay
+// stopped; then the relay starts and the time to the last confirm gives
+// msgs/s (the relay alone, as bench/outbox measures it).
+//
 // throughput: -producers goroutines commit -messages messages as fast as
 // they can, -per-tx messages (and one business row) per transaction,
 // while the relay runs; the time from the first commit's start to the
@@ -78,7 +82,7 @@ type config struct {
 func main() {
 	var c config
 	flag.StringVar(&c.system, "system", "switchyard", "`system`: switchyard (kit/outbox) or watermill (watermill-sql + forwarder)")
-	flag.StringVar(&c.mode, "mode", "throughput", "`mode`: throughput or latency")
+	flag.StringVar(&c.mode, "mode", "throughput", "`mode`: throughput, drain or latency")
 	flag.StringVar(&c.db, "db", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "`database`: a postgres:// URL, or sqlite (switchyard only)")
 	flag.IntVar(&c.messages, "messages", 20000, "messages for the throughput run")
 	flag.IntVar(&c.perTx, "per-tx", 10, "messages per transaction (each transaction also inserts one business row)")
@@ -218,8 +222,8 @@ func run(c config) error {
 	if c.mode == "latency" {
 		want = int(float64(c.rate) * c.duration.Seconds())
 		want -= want % c.perTx
-	} else if c.mode != "throughput" {
-		return fmt.Errorf("-mode %q: want throughput or latency", c.mode)
+	} else if c.mode != "throughput" && c.mode != "drain" {
+		return fmt.Errorf("-mode %q: want throughput, drain or latency", c.mode)
 	}
 	rec := newRecorder(want)
 
@@ -235,10 +239,18 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	if err := sys.start(ctx); err != nil {
-		return err
+	started := false
+	defer func() {
+		if started {
+			sys.stop()
+		}
+	}()
+	if c.mode != "drain" {
+		if err := sys.start(ctx); err != nil {
+			return err
+		}
+		started = true
 	}
-	defer sys.stop()
 
 	body := make([]byte, c.size)
 	// watermill's default payload column is JSON; a JSON string body
@@ -282,7 +294,7 @@ func run(c config) error {
 	rec.mu.Unlock()
 	t0 := time.Now()
 	late := 0
-	if c.mode == "throughput" {
+	if c.mode != "latency" {
 		for t := range txs {
 			work <- t
 		}
@@ -303,6 +315,15 @@ func run(c config) error {
 	commitEnd := time.Now()
 	if p := perr.Load(); p != nil {
 		return fmt.Errorf("producer: %w", *p)
+	}
+	if c.mode == "drain" {
+		// Everything is committed; the relay starts now and the clock
+		// with it (its start-up counts).
+		t0 = time.Now()
+		if err := sys.start(ctx); err != nil {
+			return err
+		}
+		started = true
 	}
 	select {
 	case <-done:
@@ -326,10 +347,10 @@ func run(c config) error {
 			lat = append(lat, max(at.Sub(committed[t]), 0))
 		}
 	}
-	if c.mode == "throughput" {
+	if c.mode != "latency" {
 		el := last.Sub(t0)
-		fmt.Printf("RESULT outbox_peer_throughput system=%s db=%s messages=%d per_tx=%d producers=%d size=%d synchronous_commit=%s commit_s=%.2f total_s=%.2f msgs_per_s=%.0f\n",
-			c.system, dialect, want, c.perTx, c.producers, c.size, syncCommit, commitEnd.Sub(t0).Seconds(), el.Seconds(), float64(want)/el.Seconds())
+		fmt.Printf("RESULT outbox_peer_%s system=%s db=%s messages=%d per_tx=%d producers=%d size=%d synchronous_commit=%s commit_s=%.2f total_s=%.2f msgs_per_s=%.0f\n",
+			c.mode, c.system, dialect, want, c.perTx, c.producers, c.size, syncCommit, commitEnd.Sub(t0).Seconds(), el.Seconds(), float64(want)/el.Seconds())
 		return nil
 	}
 	slices.Sort(lat)
@@ -431,6 +452,11 @@ func newWatermill(db *sql.DB, conn *client.Conn, rec *recorder, c config) (*wmOu
 	}
 	fwd, err := forwarder.NewForwarder(sub, &brokerPublisher{conn: conn, rec: rec}, logger, forwarder.Config{ForwarderTopic: wmTopic})
 	if err != nil {
+		return nil, err
+	}
+	// The tables must exist before the first producer writes (a drain
+	// run commits everything before the forwarder starts).
+	if err := sub.SubscribeInitialize(wmTopic); err != nil {
 		return nil, err
 	}
 	return &wmOutbox{db: db, fwd: fwd, schema: schema}, nil
