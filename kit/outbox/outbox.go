@@ -58,9 +58,12 @@
 //
 // # Wake-up
 //
-// Add notifies the relay when its transaction commits (store Notify:
-// LISTEN/NOTIFY on PostgreSQL, across processes; an in-process signal on
-// SQLite), so the relay publishes without polling lag; it also polls
+// Add notifies the relay when its transaction commits (store
+// NotifyAfterCommit: an in-process signal, and on PostgreSQL a NOTIFY
+// sent right after the commit from outside the transaction, across
+// processes; a NOTIFY inside the transaction would serialize the
+// service's commits on PostgreSQL's notify lock), so the relay publishes
+// without polling lag; it also polls
 // every PollInterval, for notifications missed and for SQLite services
 // whose relay runs in another process.
 //
@@ -331,7 +334,8 @@ func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message)
 	if err := flush(first); err != nil {
 		return err
 	}
-	return tx.Notify(ctx, Channel)
+	tx.NotifyAfterCommit(Channel)
+	return nil
 }
 
 // addChunk is the most rows one INSERT of Add carries (addCols
