@@ -58,9 +58,12 @@
 //
 // # Wake-up
 //
-// Add notifies the relay when its transaction commits (store Notify:
-// LISTEN/NOTIFY on PostgreSQL, across processes; an in-process signal on
-// SQLite), so the relay publishes without polling lag; it also polls
+// Add notifies the relay when its transaction commits (store
+// NotifyAfterCommit: an in-process signal, and on PostgreSQL a NOTIFY
+// sent right after the commit from outside the transaction, across
+// processes; a NOTIFY inside the transaction would serialize the
+// service's commits on PostgreSQL's notify lock), so the relay publishes
+// without polling lag; it also polls
 // every PollInterval, for notifications missed and for SQLite services
 // whose relay runs in another process.
 //
@@ -230,17 +233,62 @@ func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message)
 	}
 	slices.Sort(keys)
 	next := make(map[string]int64, len(keys)) // the first number of each key in this Add
-	for _, k := range keys {
-		var last int64
-		err := tx.QueryRow(ctx, `INSERT INTO sy_outbox_keys (msg_key, seq) VALUES (?, ?)
-			ON CONFLICT (msg_key) DO UPDATE SET seq = sy_outbox_keys.seq + excluded.seq
-			RETURNING seq`, k, counts[k]).Scan(&last)
-		if err != nil {
-			return fmt.Errorf("outbox: numbering key %q: %w", k, err)
+	// One statement numbers every key of this Add (chunked); its rows are
+	// upserted, and their locks taken, in VALUES order, which is sorted.
+	for lo := 0; lo < len(keys); lo += addChunk {
+		chunk := keys[lo:min(lo+addChunk, len(keys))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO sy_outbox_keys (msg_key, seq) VALUES ")
+		args := make([]any, 0, 2*len(chunk))
+		for i, k := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?)")
+			args = append(args, k, counts[k])
 		}
-		next[k] = last - counts[k] + 1
+		q.WriteString(" ON CONFLICT (msg_key) DO UPDATE SET seq = sy_outbox_keys.seq + excluded.seq RETURNING msg_key, seq")
+		rows, err := tx.Query(ctx, q.String(), args...)
+		if err != nil {
+			return fmt.Errorf("outbox: numbering keys %q..: %w", chunk[0], err)
+		}
+		for rows.Next() {
+			var k string
+			var last int64
+			if err := rows.Scan(&k, &last); err != nil {
+				rows.Close()
+				return fmt.Errorf("outbox: numbering keys %q..: %w", chunk[0], err)
+			}
+			next[k] = last - counts[k] + 1
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("outbox: numbering keys %q..: %w", chunk[0], err)
+		}
+	}
+	for _, k := range keys {
+		if _, ok := next[k]; !ok {
+			return fmt.Errorf("outbox: numbering key %q: the database returned no number", k)
+		}
 	}
 	now := time.Now().UnixMilli()
+	// One multi-row INSERT per chunk instead of one statement per message:
+	// a transaction of k messages costs one round trip, not k. Rows get
+	// their ids in VALUES order, so slice order is still relay order.
+	args := make([]any, 0, min(len(msgs), addChunk)*addCols)
+	var q strings.Builder
+	flush := func(first int) error {
+		if len(args) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("outbox: adding messages %q.. for %q: %w", msgs[first].ID, dest, err)
+		}
+		args = args[:0]
+		q.Reset()
+		return nil
+	}
+	first := 0
 	for i := range msgs {
 		m := &msgs[i]
 		if m.ID == "" {
@@ -269,14 +317,33 @@ func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message)
 		if body == nil {
 			body = []byte{}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO sy_outbox (msg_id, dest, msg_key, khash, seq, body, headers, deliver_ms, ttl_ms, created_ms)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, dest, m.Key, h, seq, body, headers, deliver, m.TTL.Milliseconds(), now); err != nil {
-			return fmt.Errorf("outbox: adding message %q for %q: %w", m.ID, dest, err)
+		if len(args) == 0 {
+			first = i
+			q.WriteString("INSERT INTO sy_outbox (msg_id, dest, msg_key, khash, seq, body, headers, deliver_ms, ttl_ms, created_ms) VALUES ")
+		} else {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, m.ID, dest, m.Key, h, seq, body, headers, deliver, m.TTL.Milliseconds(), now)
+		if len(args) >= addChunk*addCols {
+			if err := flush(first); err != nil {
+				return err
+			}
 		}
 	}
-	return tx.Notify(ctx, Channel)
+	if err := flush(first); err != nil {
+		return err
+	}
+	tx.NotifyAfterCommit(Channel)
+	return nil
 }
+
+// addChunk is the most rows one INSERT of Add carries (addCols
+// parameters each: well under SQLite's and PostgreSQL's limits).
+const (
+	addChunk = 500
+	addCols  = 10
+)
 
 // Pending is how many messages wait in the outbox.
 func Pending(ctx context.Context, db *store.DB) (int, error) {

@@ -110,7 +110,66 @@ func TestOutbox(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		t.Run("commit publishes, rollback does not", func(t *testing.T) { testCommitRollback(t, db) })
 		t.Run("per-key commit order under concurrency", func(t *testing.T) { testKeyOrder(t, db) })
+		t.Run("many keys per Add under concurrency", func(t *testing.T) { testManyKeys(t, db) })
 	})
+}
+
+// testManyKeys runs concurrent transactions that each add messages for
+// several overlapping keys, in a shuffled slice order: Add numbers all
+// keys of a transaction in one statement, which must neither deadlock
+// nor leave gaps, and row order must follow each key's numbers.
+func testManyKeys(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	prepare(t, db)
+	const workers, txs, keys = 6, 15, 9
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range txs {
+				var msgs []broker.Message
+				for k := range 5 {
+					key := "m" + strconv.Itoa((w+i+2*k)%keys)
+					msgs = append(msgs, broker.Message{Key: key, Body: []byte("x")}, broker.Message{Key: key})
+				}
+				rand.Shuffle(len(msgs), func(a, b int) { msgs[a], msgs[b] = msgs[b], msgs[a] })
+				if err := db.InTx(ctx, func(tx *store.Tx) error { return outbox.Add(ctx, tx, "queue:q", msgs...) }); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(ctx, "SELECT msg_key, seq FROM sy_outbox ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	last := map[string]int64{}
+	total := 0
+	for rows.Next() {
+		var k string
+		var seq int64
+		if err := rows.Scan(&k, &seq); err != nil {
+			t.Fatal(err)
+		}
+		if seq != last[k]+1 {
+			t.Fatalf("key %s: seq %d after %d in row order: numbers out of order or with a gap", k, seq, last[k])
+		}
+		last[k] = seq
+		total++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if total != workers*txs*10 {
+		t.Fatalf("%d rows, want %d", total, workers*txs*10)
+	}
 }
 
 func testCommitRollback(t *testing.T, db *store.DB) {

@@ -42,6 +42,44 @@ func (db *DB) Listen(channel string) (<-chan struct{}, func()) {
 	}
 }
 
+// notifyLater sends pg_notify(channel) from outside any transaction, by
+// one goroutine per handle at a time; channels queued while a send runs
+// go in the next one (NotifyAfterCommit).
+func (db *DB) notifyLater(channel string) {
+	db.mu.Lock()
+	if db.later == nil {
+		db.later = map[string]bool{}
+	}
+	db.later[channel] = true
+	if db.sending {
+		db.mu.Unlock()
+		return
+	}
+	db.sending = true
+	db.mu.Unlock()
+	go func() {
+		for {
+			db.mu.Lock()
+			chans := make([]string, 0, len(db.later))
+			for c := range db.later {
+				chans = append(chans, c)
+			}
+			clear(db.later)
+			if len(chans) == 0 {
+				db.sending = false
+				db.mu.Unlock()
+				return
+			}
+			db.mu.Unlock()
+			for _, c := range chans {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				db.DB.ExecContext(ctx, "SELECT pg_notify($1, '')", c) // best effort: listeners poll too
+				cancel()
+			}
+		}
+	}()
+}
+
 // signal wakes this process's listeners of channel.
 func (db *DB) signal(channel string) {
 	db.mu.Lock()

@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,8 @@ type DB struct {
 	pgl         *pgListener
 	leasesReady bool
 	migrated    map[string]bool // components MigrateOnce brought up to date
+	later       map[string]bool // channels NotifyAfterCommit still has to send (PostgreSQL)
+	sending     bool            // a notifyLater goroutine runs
 }
 
 // Open opens the database a URL names:
@@ -247,6 +250,7 @@ type Tx struct {
 	*sql.Tx
 	db       *DB
 	channels []string
+	after    []string // NotifyAfterCommit channels
 }
 
 // DB returns the database the transaction belongs to.
@@ -285,6 +289,24 @@ func (tx *Tx) Notify(ctx context.Context, channel string) error {
 		return err
 	}
 	return nil
+}
+
+// NotifyAfterCommit is Notify without PostgreSQL's commit lock: the
+// listeners of channel are woken after the transaction committed (never
+// if it rolls back), in this process at once and, on PostgreSQL, in other
+// processes by a pg_notify sent from outside the transaction shortly
+// after (coalesced: one in flight per handle, covering every commit
+// before it). A transactional NOTIFY makes PostgreSQL take a database-wide
+// lock from the commit's start to its end, WAL flush included, so
+// concurrent notifying transactions commit one after another instead of
+// sharing a flush; for a hot path (the outbox's Add) that costs more than
+// half the commit throughput. The price: a process that dies between its
+// commit and the send wakes other processes only at their next poll,
+// which Listen's callers do anyway.
+func (tx *Tx) NotifyAfterCommit(channel string) {
+	if !slices.Contains(tx.after, channel) {
+		tx.after = append(tx.after, channel)
+	}
 }
 
 // MaxAttempts is how many times InTx runs a transaction that fails with a
@@ -336,6 +358,12 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	}
 	for _, c := range tx.channels {
 		db.signal(c)
+	}
+	for _, c := range tx.after {
+		db.signal(c)
+		if db.Dialect == Postgres {
+			db.notifyLater(c)
+		}
 	}
 	return nil
 }

@@ -284,6 +284,15 @@ func TestListenAcrossHandles(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no wake-up from another handle's commit")
 	}
+	// NotifyAfterCommit wakes other processes too (sent after the commit).
+	if err := a.InTx(ctx, func(tx *store.Tx) error { tx.NotifyAfterCommit("kit_cross"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wake-up from another handle's NotifyAfterCommit")
+	}
 }
 
 func forUpdate(db *store.DB) string {
