@@ -33,6 +33,9 @@ type Config struct {
 	// MaxObject is the largest response stored; larger ones stream
 	// through uncached, never buffered whole. Default 64MiB.
 	MaxObject config.ByteSize `yaml:"max_object"`
+	// Compress, when present, compresses stored responses with gzip
+	// and/or brotli for clients that accept them (see Compress).
+	Compress *Compress `yaml:"compress"`
 	// Policy holds the per-route defaults, which a route may override.
 	Policy `yaml:",inline"`
 }
@@ -91,6 +94,11 @@ func (c *Config) Validate() error {
 	if c.MaxObject > 0 && c.Memory > 0 && c.MaxObject > c.Memory {
 		errs = append(errs, config.Fieldf("max_object", "%s is larger than memory (%s)", c.MaxObject, c.Memory))
 	}
+	if c.Compress != nil {
+		if err := c.Compress.Validate(); err != nil {
+			errs = append(errs, prefixErrs("compress", err))
+		}
+	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -117,6 +125,28 @@ func (p *Policy) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// prefixErrs puts each *config.FieldError in err under the key prefix.
+func prefixErrs(prefix string, err error) error {
+	var out []error
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var fe *config.FieldError
+		if errors.As(e, &fe) && fe.Path == "" {
+			out = append(out, &config.FieldError{Path: prefix, Err: fe.Err})
+		} else if errors.As(e, &fe) {
+			out = append(out, &config.FieldError{Path: config.Join(prefix, fe.Path), Err: fe.Err})
+		} else {
+			out = append(out, &config.FieldError{Path: prefix, Err: e})
+		}
+	}
+	return errors.Join(out...)
 }
 
 // keyPart is one element of a cache key.

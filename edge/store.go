@@ -34,6 +34,7 @@ type entry struct {
 	sMaxAge            bool          // s-maxage implies proxy-revalidate against max-stale
 	etag, lastModified string
 	size               int64
+	enc                *encodings // encoded variants; nil when not compressible
 
 	elem *list.Element // in Store.lru; guarded by Store.mu
 }
@@ -182,11 +183,7 @@ func (s *Store) insert(e *entry) bool {
 	}
 	s.bytes += e.size
 	s.stored.Add(1)
-	for s.bytes > s.maxBytes {
-		old := s.lru.Back().Value.(*entry)
-		s.removeLocked(old)
-		s.evictions.Add(1)
-	}
+	s.evictLocked()
 	return true
 }
 
@@ -244,6 +241,29 @@ func (s *Store) removeLocked(e *entry) {
 		delIndex(s.tags, t, e)
 	}
 	s.bytes -= e.size
+}
+
+// grow charges n more bytes to a stored entry (an encoded variant) and
+// evicts to stay within bounds.
+func (s *Store) grow(e *entry, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.elem == nil {
+		return
+	}
+	e.size += n
+	s.bytes += n
+	s.evictLocked()
+}
+
+// evictLocked drops least recently used entries until the store is
+// within its bound; the caller holds s.mu.
+func (s *Store) evictLocked() {
+	for s.bytes > s.maxBytes && s.lru.Len() > 0 {
+		old := s.lru.Back().Value.(*entry)
+		s.removeLocked(old)
+		s.evictions.Add(1)
+	}
 }
 
 // replace swaps old for its updated copy (after a 304 or a soft purge)

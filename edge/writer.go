@@ -171,12 +171,15 @@ func (t *teeWriter) WriteHeader(code int) {
 	if p.storable {
 		t.pending = p.e
 		params = append(params, "stored")
+		if t.c.comp.mayCompress(code, h) {
+			h["Vary"] = append(h["Vary"][:len(h["Vary"]):len(h["Vary"])], "Accept-Encoding")
+		}
 	} else {
 		t.release()
 	}
 	stripForClient(h)
 	addStatus(h, t.c.status(params...))
-	if code == http.StatusOK && t.pending != nil && notModified(t.r, t.pending) {
+	if code == http.StatusOK && t.pending != nil && notModified(t.r, t.pending, t.pending.etag) {
 		t.notModified = true
 		for _, k := range [...]string{"Content-Length", "Content-Type", "Content-Encoding"} {
 			delete(h, k)
@@ -242,7 +245,7 @@ func (t *teeWriter) finish() {
 		t.release() // truncated
 		return
 	}
-	e.setBody(t.buf)
+	t.c.setBody(e, t.buf)
 	if t.c.store.insert(e) && t.a.flight != nil {
 		t.a.flight.stored = true
 	}
@@ -463,10 +466,18 @@ func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time) met
 	return res
 }
 
-// setBody attaches the body and computes the entry's size.
-func (e *entry) setBody(b []byte) {
+// setBody attaches the body, readies the entry for compression and
+// computes its size.
+func (c *Cache) setBody(e *entry, b []byte) {
 	e.body = b
 	e.header["Content-Length"] = []string{strconv.Itoa(len(b))}
+	c.comp.markCompressible(e)
+	e.computeSize()
+}
+
+// computeSize sets the entry's size from its key, headers and body.
+func (e *entry) computeSize() {
+	b := e.body
 	size := int64(entryOverhead + len(e.key) + len(e.uri) + len(b))
 	for k, vs := range e.header {
 		size += int64(len(k))
@@ -518,7 +529,7 @@ func (c *Cache) merge(st *entry, h304 http.Header, reqTime, now time.Time) *merg
 	}
 	e := m.e
 	e.key, e.uri, e.vary, e.varyVals = st.key, st.uri, st.vary, st.varyVals
-	e.setBody(st.body)
+	c.setBody(e, st.body)
 	return &merged{e: e, storable: true}
 }
 

@@ -134,6 +134,12 @@ func TestEdgeCacheConfigErrors(t *testing.T) {
 			[]string{"routes[0].cache.key", "must include path"}},
 		"disk": {base + "caches:\n  edge: { memory: 1MiB, disk: { path: /tmp/x, size: 1GiB } }\nroutes:\n  - upstream: a\n",
 			[]string{"caches.edge.disk", "not implemented"}},
+		"compress type": {base + "caches:\n  edge:\n    memory: 1MiB\n    compress: { gzip: true, types: [text/html, javascript] }\nroutes:\n  - upstream: a\n",
+			[]string{":8:48: caches.edge.compress.types[1]", `"javascript" is not a media type`}},
+		"compress nothing": {base + "caches:\n  edge:\n    memory: 1MiB\n    compress: { min_size: 1KiB }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.compress", "enables no encoding"}},
+		"compress unknown key": {base + "caches:\n  edge:\n    memory: 1MiB\n    compress: { gzip: true, brotly: true }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.compress", "brotly"}},
 		"max_object above memory": {base + "caches:\n  edge: { memory: 1MiB, max_object: 2MiB }\nroutes:\n  - upstream: a\n",
 			[]string{"caches.edge.max_object", "larger than memory"}},
 	} {
