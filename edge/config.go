@@ -27,8 +27,9 @@ type Config struct {
 	// Memory is the bound on bytes of headers and bodies held in memory
 	// (plus a small fixed overhead per entry). Required.
 	Memory config.ByteSize `yaml:"memory"`
-	// Disk is the optional second tier. Not implemented yet: setting it
-	// is a validation error rather than a silent no-op.
+	// Disk is the optional second tier: every stored entry is also
+	// written there (write-through), what memory evicts is read back from
+	// there, and the files survive restarts (see OpenStore).
 	Disk *Disk `yaml:"disk"`
 	// MaxObject is the largest response stored; larger ones stream
 	// through uncached, never buffered whole. Default 64MiB.
@@ -86,7 +87,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Fieldf("memory", "required: the bytes of headers and bodies held in memory, e.g. 512MiB"))
 	}
 	if c.Disk != nil {
-		errs = append(errs, config.Fieldf("disk", "the disk tier is not implemented yet; remove the disk block"))
+		if c.Disk.Path == "" {
+			errs = append(errs, config.Fieldf("disk.path", "required: the directory entries are written to, e.g. /var/cache/sy"))
+		}
+		if c.Disk.Size <= 0 {
+			errs = append(errs, config.Fieldf("disk.size", "required: the bytes the files may take, e.g. 20GiB"))
+		} else if c.MaxObject > 0 && c.MaxObject > c.Disk.Size {
+			errs = append(errs, config.Fieldf("max_object", "%s is larger than disk.size (%s)", c.MaxObject, c.Disk.Size))
+		}
 	}
 	if c.MaxObject < 0 {
 		errs = append(errs, config.Fieldf("max_object", "must not be negative"))

@@ -479,9 +479,7 @@ func (c *Cache) revalidateInBackground(next http.Handler, r *http.Request, key s
 			if u := c.merge(e, rec.header, reqTime, now); u != nil && u.storable {
 				s.replace(e, u.e)
 			} else if u != nil {
-				s.mu.Lock()
-				s.removeLocked(e)
-				s.mu.Unlock()
+				s.drop(e)
 			}
 		case rec.code < 500:
 			if p := c.prepare(req, key, rec.code, rec.header, reqTime, now); p.storable && !rec.tooBig {

@@ -133,9 +133,7 @@ func (t *teeWriter) WriteHeader(code int) {
 					t.a.flight.stored = true
 				}
 			} else {
-				t.c.store.mu.Lock()
-				t.c.store.removeLocked(st)
-				t.c.store.mu.Unlock()
+				t.c.store.drop(st)
 			}
 			t.c.writeHit(t.w, t.r, u.e, u.e.age(now), t.c.status("fwd="+t.a.fwd, "fwd-status=304"))
 			return
