@@ -77,8 +77,18 @@ func TestCompressVariants(t *testing.T) {
 	})
 	f := newCompressFront(t, o, &Compress{Gzip: true, Brotli: true})
 	resp, body := f.do(t, "GET", "/p", "Accept-Encoding", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Etag") != `"v1-gzip"` || !hasVaryAE(resp.Header) ||
+		decode(t, "gzip", body) != page || !strings.HasSuffix(resp.Header.Get("Cache-Status"), "stored") {
+		t.Fatalf("miss: encoding %q, etag %s, vary %q, %d bytes, %q", resp.Header.Get("Content-Encoding"), resp.Header.Get("Etag"),
+			resp.Header.Values("Vary"), len(body), resp.Header.Get("Cache-Status"))
+	}
+	resp, body = f.do(t, "GET", "/q", "Accept-Encoding", "br;q=0.9, gzip;q=0.1")
+	if resp.Header.Get("Content-Encoding") != "br" || decode(t, "br", body) != page {
+		t.Fatalf("brotli miss: encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	resp, body = f.do(t, "GET", "/r")
 	if resp.Header.Get("Content-Encoding") != "" || body != page || !hasVaryAE(resp.Header) {
-		t.Fatalf("miss: encoding %q, vary %q, %d bytes", resp.Header.Get("Content-Encoding"), resp.Header.Values("Vary"), len(body))
+		t.Fatalf("identity miss: encoding %q, vary %q", resp.Header.Get("Content-Encoding"), resp.Header.Values("Vary"))
 	}
 	before := f.c.Store().Stats().Bytes
 	cases := []struct{ ae, want, etag string }{
@@ -120,8 +130,8 @@ func TestCompressVariants(t *testing.T) {
 			t.Errorf("Accept-Encoding %q: decoded body differs (%d bytes)", c.ae, len(got))
 		}
 	}
-	if n := o.n.Load(); n != 1 {
-		t.Errorf("origin asked %d times, want 1", n)
+	if n := o.n.Load(); n != 3 {
+		t.Errorf("origin asked %d times, want 3 (one per path)", n)
 	}
 	if after := f.c.Store().Stats().Bytes; after <= before {
 		t.Errorf("store bytes %d after building variants, %d before: variants are not charged", after, before)
