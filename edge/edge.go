@@ -2,7 +2,9 @@
 // handler: storability, freshness, Age, Vary, validation, invalidation,
 // RFC 5861 stale-while-revalidate and stale-if-error, RFC 9213
 // CDN-Cache-Control, RFC 9211 Cache-Status, and request coalescing, over
-// a memory tier bounded by bytes.
+// a memory tier bounded by bytes and an optional disk tier (OpenStore)
+// that survives restarts, with gzip and brotli variants of compressible
+// responses (Compress).
 //
 // A Store is a named cache's memory; a Cache is one route's use of it
 // (its Policy), and Cache.Middleware wraps the handler that reaches the
