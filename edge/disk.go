@@ -402,6 +402,9 @@ func (d *diskTier) load(key string, r *http.Request) *entry {
 	name, seq := m.name, m.seq
 	d.mu.Unlock()
 	e, err := d.read(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // purged or replaced while we read
+	}
 	if err != nil {
 		d.corrupt.Add(1)
 		d.forget(name, seq)
