@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,3 +214,51 @@ func TestDiskBound(t *testing.T) {
 }
 
 func sizeOf(n int64) config.ByteSize { return config.ByteSize(n) }
+
+// Concurrent fills, reads back from disk and purges leave a directory
+// whose every file verifies and whose size the index counts exactly.
+func TestDiskConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	var o *origin
+	o = newOrigin(t, counted(&o))
+	f := diskFront(t, o, dir, 4<<10, 1<<20)
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				p := fmt.Sprintf("/k%d", (i*7+g)%20)
+				resp, err := http.Get(f.srv.URL + p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.HasPrefix(string(b), p+" #") {
+					t.Errorf("%s: %q", p, b[:min(len(b), 12)])
+				}
+				if g == 0 && i%5 == 0 {
+					f.c.Store().PurgePrefix(strings.TrimPrefix(f.srv.URL, "http://")+"/k1", Soft)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	f.stop()
+	names, bytes := files(t, dir)
+	d, err := openDisk(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	for _, n := range names {
+		if _, err := d.read(n); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	if st := f.c.Store().Stats(); st.DiskBytes != bytes || st.DiskEntries != int64(len(names)) || st.DiskCorrupt != 0 {
+		t.Errorf("index %d bytes in %d files, directory %d bytes in %d files, %d corrupt", st.DiskBytes, st.DiskEntries, bytes, len(names), st.DiskCorrupt)
+	}
+}
