@@ -9,7 +9,8 @@
 #   connrate:   CONNS_C workers connecting, one byte there and back, closing
 # "direct" is the backend without a proxy (the ceiling).
 # Environment: ROUNDS (3), DURATION (5 s), CONNS_T (8), CONNS_C (32),
-# BASE_PORT (19300). Installs haproxy, nginx and its stream module with apt
+# BASE_PORT (19300). HAProxy gets option splice-auto (kernel splicing, as
+# switchyard uses); nginx stream has none, so it gets 64 KiB buffers. Installs haproxy, nginx and its stream module with apt
 # when missing. Ends with RESULT lines.
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-5}; CONNS_T=${CONNS_T:-8}; CONNS_C=${CONNS_C:-32}
@@ -42,9 +43,10 @@ GOMAXPROCS=1 taskset -c 1 "$TMP/switchyard" gateway --config "$TMP/sy.yaml" >"$T
 cat > "$TMP/haproxy.cfg" <<CFG
 global
   nbthread 1
-  maxconn 20000
+  maxconn 4000
 defaults
   mode tcp
+  option splice-auto
   timeout connect 5s
   timeout client 1h
   timeout server 1h
@@ -63,10 +65,10 @@ worker_processes 1;
 daemon off;
 pid $TMP/nginx.pid;
 error_log $TMP/nginx-error.log;
-events { worker_connections 20000; }
+events { worker_connections 8000; }
 stream {
   upstream b { server 127.0.0.1:$BACK; }
-  server { listen 127.0.0.1:$NG; proxy_pass b; proxy_timeout 1h; }
+  server { listen 127.0.0.1:$NG; proxy_pass b; proxy_timeout 1h; proxy_buffer_size 64k; }
 }
 CFG
 taskset -c 1 nginx -c "$TMP/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx.log" 2>&1 & PIDS+=($!)

@@ -329,6 +329,15 @@ func (c *Config) UpstreamNames() []string {
 	return names
 }
 
+// upstreamChoices is the expectation of an error naming an unknown
+// upstream: the names defined, or that there are none.
+func (c *Config) upstreamChoices() string {
+	if len(c.Upstreams) == 0 {
+		return "no upstreams are defined (add one under upstreams:)"
+	}
+	return "expected one of " + strings.Join(c.UpstreamNames(), ", ")
+}
+
 // onlyPublishes reports whether there are routes and all of them publish
 // to the broker (such a gateway needs no upstream).
 func (c *Config) onlyPublishes() bool {
@@ -529,13 +538,13 @@ func (c *Config) validate(src *config.Source) error {
 			}
 			for j, call := range a.Calls {
 				if _, ok := c.Upstreams[call.Upstream]; call.Upstream != "" && !ok {
-					add(fmt.Sprintf("%s.aggregate.calls[%d].upstream", p, j), "unknown upstream %q: expected one of %s", call.Upstream, strings.Join(c.UpstreamNames(), ", "))
+					add(fmt.Sprintf("%s.aggregate.calls[%d].upstream", p, j), "unknown upstream %q: %s", call.Upstream, c.upstreamChoices())
 				}
 			}
 		} else if r.Upstream == "" {
 			add(p+".upstream", "missing: expected the name of an upstream")
 		} else if _, ok := c.Upstreams[r.Upstream]; !ok {
-			add(p+".upstream", "unknown upstream %q: expected one of %s", r.Upstream, strings.Join(c.UpstreamNames(), ", "))
+			add(p+".upstream", "unknown upstream %q: %s", r.Upstream, c.upstreamChoices())
 		}
 		if r.Match.Path != "" && r.Match.PathPrefix != "" {
 			add(p+".match", "path and path_prefix are exclusive")
@@ -555,7 +564,7 @@ func (c *Config) validate(src *config.Source) error {
 			if sp.Upstream == "" {
 				add(p+".split.upstream", "missing: expected the name of an upstream")
 			} else if _, ok := c.Upstreams[sp.Upstream]; !ok {
-				add(p+".split.upstream", "unknown upstream %q: expected one of %s", sp.Upstream, strings.Join(c.UpstreamNames(), ", "))
+				add(p+".split.upstream", "unknown upstream %q: %s", sp.Upstream, c.upstreamChoices())
 			}
 			if sp.Percent < 0 || sp.Percent > 100 {
 				add(p+".split.percent", "%v out of range: expected 0 to 100", sp.Percent)

@@ -56,6 +56,7 @@ func TestErrorsNameFileKeyPathAndExpectation(t *testing.T) {
 		"bad percent":                {strings.Replace(base, "targets:", "outlier: { max_ejected: 150% }\n    targets:", 1), []string{"upstreams.rides.outlier.max_ejected", "percentage"}},
 		"wrong type":                 {strings.Replace(base, "127.0.0.1:9001 }", "127.0.0.1:9001, weight: heavy }", 1), []string{"upstreams.rides.targets[0]", "weight", "heavy"}},
 		"missing upstream":           {strings.Replace(base, "upstream: rides", "upstream: ridez", 1), []string{"routes[0].upstream", `unknown upstream "ridez"`, "expected one of rides"}},
+		"no upstreams at all":        {"listen: 127.0.0.1:8080\nroutes:\n  - upstream: rides\n", []string{"routes[0].upstream", `unknown upstream "rides": no upstreams are defined (add one under upstreams:)`}},
 		"duplicate target":           {strings.Replace(base, "      - { address: 127.0.0.1:9001 }", "      - { address: 127.0.0.1:9001 }\n      - { address: 127.0.0.1:9001 }", 1), []string{"targets[1].address", "duplicate target"}},
 		"duplicate upstream": {"listen: 127.0.0.1:1\nupstreams:\n  a: {targets: [{address: 'h:1'}]}\n  a: {targets: [{address: 'h:2'}]}\nroutes: [{upstream: a}]\n",
 			[]string{"upstreams.a", "duplicate"}},

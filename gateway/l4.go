@@ -60,7 +60,7 @@ func (c *Config) validateL4() []error {
 	add := func(path, format string, args ...any) { errs = append(errs, c.Errorf(path, format, args...)) }
 	known := func(path, name string) {
 		if _, ok := c.Upstreams[name]; !ok {
-			add(path, "unknown upstream %q: expected one of %s", name, strings.Join(c.UpstreamNames(), ", "))
+			add(path, "unknown upstream %q: %s", name, c.upstreamChoices())
 		}
 	}
 	seen := map[string]string{}
@@ -308,13 +308,41 @@ func l4RestartOnly(old, cfg *Config) error {
 	var errs []error
 	for i := range cfg.L4 {
 		a, b := old.L4[i], cfg.L4[i]
-		if a.Listen != b.Listen || a.Protocol != b.Protocol || (a.TLS == nil) != (b.TLS == nil) || (len(a.SNI) > 0) != (len(b.SNI) > 0) ||
-			a.ProxyProtocol != b.ProxyProtocol || a.MaxConnections != b.MaxConnections || a.MaxConnectionsPerClient != b.MaxConnectionsPerClient ||
-			a.ConnectTimeout != b.ConnectTimeout || a.IdleTimeout != b.IdleTimeout {
-			errs = append(errs, cfg.Errorf(fmt.Sprintf("l4[%d]", i), "changed: only upstream and sni upstreams of an l4 listener can change without a restart"))
+		for _, c := range []struct {
+			key      string
+			was, now any
+		}{
+			{"listen", a.Listen, b.Listen},
+			{"protocol", a.Protocol, b.Protocol},
+			{"tls", a.TLS != nil, b.TLS != nil},
+			{"sni", len(a.SNI) > 0, len(b.SNI) > 0},
+			{"proxy_protocol", a.ProxyProtocol, b.ProxyProtocol},
+			{"max_connections", a.MaxConnections, b.MaxConnections},
+			{"max_connections_per_client", a.MaxConnectionsPerClient, b.MaxConnectionsPerClient},
+			{"connect_timeout", a.ConnectTimeout, b.ConnectTimeout},
+			{"idle_timeout", a.IdleTimeout, b.IdleTimeout},
+		} {
+			if c.was == c.now {
+				continue
+			}
+			what := fmt.Sprintf("changed from %v to %v", l4Shown(c.was), l4Shown(c.now))
+			if c.key == "tls" || c.key == "sni" {
+				what = map[bool]string{true: "turned on", false: "turned off"}[c.now.(bool)]
+			}
+			errs = append(errs, cfg.Errorf(fmt.Sprintf("l4[%d].%s", i, c.key),
+				"%s: needs a restart (a reload changes only an l4 listener's upstream and its sni routes' upstreams)", what))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// l4Shown prints a setting in an l4 reload error: strings quoted (so an
+// empty one shows), durations and numbers as they are.
+func l4Shown(v any) string {
+	if s, ok := v.(string); ok {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprint(v)
 }
 
 // l4Collector exports the L4 listeners' counters.

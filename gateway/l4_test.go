@@ -161,10 +161,15 @@ l4:
 			t.Fatalf("with the other target down: %q", got)
 		}
 	}
-	// A reload that moves a listener is refused, the old one keeps going.
-	r.rewrite(t, strings.Replace(cfg(fmt.Sprintf("{address: %q}", a)), "protocol: udp", "protocol: tcp", 1))
-	if err := r.g.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "l4[1]") {
-		t.Fatalf("reload changing a listener's protocol: %v", err)
+	// A reload that changes a listener's settings is refused, naming what
+	// changed; the old one keeps going.
+	r.rewrite(t, strings.Replace(cfg(fmt.Sprintf("{address: %q}", a)), "protocol: udp", "protocol: udp\n    max_connections: 10", 1))
+	err = r.g.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `l4[1].max_connections: changed from 0 to 10: needs a restart`) {
+		t.Fatalf("reload changing a listener's limit: %v", err)
+	}
+	if got := readName(t, tcpAddr); got != "a" {
+		t.Fatalf("after the refused reload: %q", got)
 	}
 }
 

@@ -129,6 +129,12 @@ type CheckerOptions struct {
 	// metrics, logs, closing a circuit breaker). It runs on the target's
 	// check goroutine, so it delays that target's next check only.
 	OnChange func(t *upstream.Target, healthy bool)
+	// OnCheck, if set, is called after every completed check of a target
+	// with the check's duration (for a passing check, the probe's round
+	// trip: TCP connect, or HTTP request to response headers) and its
+	// error. It runs on the target's check goroutine. The DNS GSLB uses it
+	// to steer by measured latency.
+	OnCheck func(t *upstream.Target, rtt time.Duration, err error)
 }
 
 // Checker actively checks the health of a fixed set of targets and records
@@ -147,6 +153,7 @@ type Checker struct {
 	dialer    *net.Dialer
 	log       *slog.Logger
 	onChange  func(*upstream.Target, bool)
+	onCheck   func(*upstream.Target, time.Duration, error)
 }
 
 // NewChecker applies defaults to cfg, validates it and returns a Checker of
@@ -163,6 +170,7 @@ func NewChecker(cfg CheckConfig, targets []*upstream.Target, opts CheckerOptions
 		dialer:   opts.Dialer,
 		log:      opts.Logger,
 		onChange: opts.OnChange,
+		onCheck:  opts.OnCheck,
 	}
 	if c.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -211,9 +219,13 @@ func (c *Checker) loop(ctx context.Context, t *upstream.Target) {
 			return
 		case <-timer.C:
 		}
+		began := time.Now()
 		err := c.Check(ctx, t)
 		if ctx.Err() != nil {
 			return // the check was cut short by shutdown, not by the target
+		}
+		if c.onCheck != nil {
+			c.onCheck(t, time.Since(began), err)
 		}
 		if err == nil {
 			passes, fails = passes+1, 0

@@ -289,3 +289,38 @@ func TestRunEmptyPoolBlocks(t *testing.T) {
 		t.Errorf("Run on an empty pool = %v, want it to block until ctx is done", err)
 	}
 }
+
+// TestOnCheckReportsEveryCheck: OnCheck sees each completed check with its
+// duration and result, passing and failing alike.
+func TestOnCheckReportsEveryCheck(t *testing.T) {
+	srv := &flappy{}
+	srv.status.Store(200)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	target := targetOf(t, ts.URL)
+	var passes, fails atomic.Int32
+	var badRTT atomic.Bool
+	c, err := NewChecker(CheckConfig{Path: "/", Interval: 10 * time.Millisecond},
+		[]*upstream.Target{target}, CheckerOptions{
+			OnCheck: func(_ *upstream.Target, rtt time.Duration, err error) {
+				if rtt <= 0 {
+					badRTT.Store(true)
+				}
+				if err == nil {
+					passes.Add(1)
+				} else {
+					fails.Add(1)
+				}
+			},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	waitFor(t, "passing checks reported", func() bool { return passes.Load() >= 2 })
+	srv.status.Store(503)
+	waitFor(t, "failing checks reported", func() bool { return fails.Load() >= 2 })
+	if badRTT.Load() {
+		t.Error("OnCheck got a non-positive duration")
+	}
+}

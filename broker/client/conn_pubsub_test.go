@@ -200,3 +200,49 @@ func TestSubscribeTopicCancelled(t *testing.T) {
 		return i.Subscribers == 0
 	})
 }
+
+// TestSubscribeCancelled checks that giving up on a queue subscription
+// while the broker sets it up leaves no subscription behind to swallow
+// messages nobody reads (until their visibility timeout).
+func TestSubscribeCancelled(t *testing.T) {
+	b := openBroker(t, t.TempDir())
+	defer b.Close()
+	if err := b.Declare("q", broker.QueueConfig{VisibilityTimeout: broker.Duration(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := serve(t, b, "127.0.0.1:0")
+	defer stop()
+	c, err := Dial(context.Background(), addr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 60 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%4)*300*time.Microsecond)
+		c.Subscribe(ctx, "q", SubscribeOptions{Credit: 5}, func(broker.Delivery) { t.Error("a cancelled subscription delivered") })
+		cancel()
+	}
+	// Every message published from now on must reach a plain receiver:
+	// a subscription left behind would take them and never ack.
+	ctx := context.Background()
+	ok := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for ok < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("messages keep disappearing into abandoned subscriptions (%d in a row delivered)", ok)
+		}
+		if _, err := c.Publish(ctx, "q", broker.Message{Body: []byte("m")}); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := c.Receive(ctx, "q", broker.ReceiveOptions{Max: 1, Wait: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 1 {
+			ok++
+			c.Ack(ctx, "q", ds[0].Receipt)
+		} else {
+			ok = 0
+		}
+	}
+}

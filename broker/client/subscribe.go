@@ -74,10 +74,13 @@ func (c *Conn) push(ctx context.Context, queue string, opts SubscribeOptions,
 	l.pending[id] = reply
 	l.subs[id] = msgs
 	l.mu.Unlock()
+	keepPending := false // the abandoned-subscribe path still waits for the answer
 	defer func() {
 		l.mu.Lock()
 		delete(l.subs, id)
-		delete(l.pending, id)
+		if !keepPending {
+			delete(l.pending, id)
+		}
 		l.mu.Unlock()
 	}()
 	send := func(f []byte) bool {
@@ -106,6 +109,20 @@ func (c *Conn) push(ctx context.Context, queue string, opts SubscribeOptions,
 			return decodeErr(r.body)
 		}
 	case <-ctx.Done():
+		// The broker may still start the subscription: end it once it
+		// answers, on a goroutine that lives at most as long as the link,
+		// so no subscription nobody reads holds messages in flight.
+		keepPending = true
+		go func() {
+			select {
+			case r := <-reply:
+				if r.err == nil && r.t != wire.Err {
+					f, start := wire.Begin(nil, wire.Unsub, id)
+					send(wire.End(f, start))
+				}
+			case <-l.done:
+			}
+		}()
 		return ctx.Err()
 	}
 	unsub := func() {

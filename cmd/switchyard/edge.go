@@ -21,7 +21,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"  purge    remove (or with --soft, mark stale) entries by --url, --prefix or --tag\n"+
 			"  stats    print each cache's counters\n"+
 			"  inspect  print the entries stored for --url", stderr)
-	admin := fs.String("admin", "127.0.0.1:9901", "the gateway's admin address")
+	admin := fs.String("admin", "127.0.0.1:9901", "the gateway's admin address: HOST:PORT or http(s)://HOST:PORT")
 	cache := fs.String("cache", "edge", "the cache's name in the caches block")
 	u := fs.String("url", "", "a target URL (http://host/path?query)")
 	prefix := fs.String("prefix", "", "a URI prefix (host/path-prefix) to purge")
@@ -34,12 +34,28 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	if verb == "" && fs.NArg() > 0 {
+		// The command after the flags: switchyard edge --admin A stats.
+		verb = fs.Arg(0)
+		if err := parseFlags(fs, fs.Args()[1:], stdout); err != nil {
+			return err
+		}
+	}
+	if verb == "" {
+		fmt.Fprintln(stderr, "switchyard edge: missing command: expected purge, stats or inspect")
+		fs.Usage()
+		return errUsage
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "switchyard edge: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return errUsage
 	}
-	base := "http://" + *admin
+	// --admin is HOST:PORT; a URL (as curl takes it) works too.
+	base := strings.TrimSuffix(*admin, "/")
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		base = "http://" + base
+	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	var req *http.Request
 	var err error

@@ -80,4 +80,14 @@ func TestEdgeCLI(t *testing.T) {
 	if code, _, errOut := cli("frobnicate"); code != 2 || !strings.Contains(errOut, "expected purge, stats or inspect") {
 		t.Fatalf("bad verb: %d %s", code, errOut)
 	}
+	// The command may follow the flags, and --admin may be a URL.
+	if code, out, errOut := cli("--admin", "http://"+admin+"/", "stats"); code != 0 || !strings.Contains(out, `"entries"`) {
+		t.Fatalf("flags before the command, --admin as a URL: %d %s %s", code, out, errOut)
+	}
+	if code, _, errOut := cli("--admin", admin); code != 2 || !strings.Contains(errOut, "missing command: expected purge, stats or inspect") {
+		t.Fatalf("no verb: %d %s", code, errOut)
+	}
+	if code, _, errOut := cli("stats", "--admin", admin, "extra"); code != 2 || !strings.Contains(errOut, `unexpected argument "extra"`) {
+		t.Fatalf("extra argument: %d %s", code, errOut)
+	}
 }

@@ -23,8 +23,13 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if *cfgPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "switchyard gateway: --config FILE is required and no positional arguments are accepted")
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "switchyard gateway: unexpected argument %q: expected only flags\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "switchyard gateway: --config FILE is required")
 		fs.Usage()
 		return errUsage
 	}

@@ -54,6 +54,7 @@ func commands() map[string]command {
 		"load":     {"open-model HTTP load generator with HDR percentiles and degradation search", runLoad},
 		"broker":   {"run the message broker (queues, topics, streams)", runBroker},
 		"registry": {"run the service registry (registration, heartbeats, discovery)", runRegistry},
+		"dns":      {"run the authoritative DNS server and GSLB (health, geo, latency steering)", runDNS},
 		"version":  {"print the version", runVersion},
 	}
 }

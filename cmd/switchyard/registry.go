@@ -24,8 +24,13 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if *dataDir == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "switchyard registry: --data DIR is required and no positional arguments are accepted")
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "switchyard registry: unexpected argument %q: expected only flags\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	if *dataDir == "" {
+		fmt.Fprintln(stderr, "switchyard registry: --data DIR is required")
 		fs.Usage()
 		return errUsage
 	}

@@ -30,3 +30,21 @@ func ExampleGather() {
 	fmt.Println(len(res), err)
 	// Output: 2 <nil>
 }
+
+// Word counts: Map emits (word, 1) per word of a line, Reduce counts.
+// The job is a value, so a literal runs directly.
+func ExampleMapReduce() {
+	counts, err := flow.MapReduce[string, string, int, int]{
+		Map: func(ctx context.Context, line string, emit func(string, int)) error {
+			for _, w := range strings.Fields(line) {
+				emit(w, 1)
+			}
+			return nil
+		},
+		Reduce: func(ctx context.Context, word string, ones []int) (int, error) {
+			return len(ones), nil
+		},
+	}.Run(context.Background(), []string{"to be or", "not to be"})
+	fmt.Println(counts["to"], counts["be"], counts["or"], counts["not"], err)
+	// Output: 2 2 1 1 <nil>
+}

@@ -46,8 +46,9 @@ func (e *TaskError) Error() string {
 }
 func (e *TaskError) Unwrap() error { return e.Err }
 
-// Run runs the job over inputs and returns one result per key.
-func (mr *MapReduce[I, K, V, R]) Run(ctx context.Context, inputs []I) (map[K]R, error) {
+// Run runs the job over inputs and returns one result per key. It has a
+// value receiver, so a literal runs as is: flow.MapReduce[...]{...}.Run(ctx, in).
+func (mr MapReduce[I, K, V, R]) Run(ctx context.Context, inputs []I) (map[K]R, error) {
 	workers := mr.Workers
 	if workers <= 0 {
 		workers = 4

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/switchyard/switchyard/kit/store"
 )
 
@@ -178,7 +180,7 @@ func (f *Failover) Write(ctx context.Context, fn func(tx *store.Tx) error) error
 // row lock, so a renewal or takeover cannot slip between check and
 // commit). Otherwise it returns ErrFenced.
 func FencedWrite(ctx context.Context, db *store.DB, node string, fn func(tx *store.Tx) error) error {
-	return db.InTx(ctx, func(tx *store.Tx) error {
+	err := db.InTx(ctx, func(tx *store.Tx) error {
 		var holder string
 		var exp int64
 		q := "SELECT holder, expires_ms FROM sy_leases WHERE name = ?"
@@ -194,6 +196,12 @@ func FencedWrite(ctx context.Context, db *store.DB, node string, fn func(tx *sto
 		}
 		return fn(tx)
 	})
+	// A node the failover made read-only is fenced too.
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "25006" {
+		return fmt.Errorf("%w (%s is read-only)", ErrFenced, node)
+	}
+	return err
 }
 
 // Run checks the primary every CheckInterval until ctx ends, renewing its
