@@ -16,6 +16,9 @@ class H(http.server.BaseHTTPRequestHandler):
         elif p.startswith("/lang"):
             hdr = {"Cache-Control": "max-age=300", "Vary": "Accept-Language"}
             body = ("lang=" + self.headers.get("Accept-Language", "") + "\n").encode()
+        elif p.startswith("/big/"):
+            hdr = {"Cache-Control": "public, max-age=300", "ETag": '"big-1"'}
+            body = "".join("line %d of a large, very compressible page\n" % i for i in range(100)).encode()
         else:
             hdr = {}
         if self.command == "GET" and p.startswith("/news") and self.headers.get("If-None-Match") == '"news-1"':

@@ -27,12 +27,16 @@ type Config struct {
 	// Memory is the bound on bytes of headers and bodies held in memory
 	// (plus a small fixed overhead per entry). Required.
 	Memory config.ByteSize `yaml:"memory"`
-	// Disk is the optional second tier. Not implemented yet: setting it
-	// is a validation error rather than a silent no-op.
+	// Disk is the optional second tier: every stored entry is also
+	// written there (write-through), what memory evicts is read back from
+	// there, and the files survive restarts (see OpenStore).
 	Disk *Disk `yaml:"disk"`
 	// MaxObject is the largest response stored; larger ones stream
 	// through uncached, never buffered whole. Default 64MiB.
 	MaxObject config.ByteSize `yaml:"max_object"`
+	// Compress, when present, compresses stored responses with gzip
+	// and/or brotli for clients that accept them (see Compress).
+	Compress *Compress `yaml:"compress"`
 	// Policy holds the per-route defaults, which a route may override.
 	Policy `yaml:",inline"`
 }
@@ -83,13 +87,25 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Fieldf("memory", "required: the bytes of headers and bodies held in memory, e.g. 512MiB"))
 	}
 	if c.Disk != nil {
-		errs = append(errs, config.Fieldf("disk", "the disk tier is not implemented yet; remove the disk block"))
+		if c.Disk.Path == "" {
+			errs = append(errs, config.Fieldf("disk.path", "required: the directory entries are written to, e.g. /var/cache/sy"))
+		}
+		if c.Disk.Size <= 0 {
+			errs = append(errs, config.Fieldf("disk.size", "required: the bytes the files may take, e.g. 20GiB"))
+		} else if c.MaxObject > 0 && c.MaxObject > c.Disk.Size {
+			errs = append(errs, config.Fieldf("max_object", "%s is larger than disk.size (%s)", c.MaxObject, c.Disk.Size))
+		}
 	}
 	if c.MaxObject < 0 {
 		errs = append(errs, config.Fieldf("max_object", "must not be negative"))
 	}
 	if c.MaxObject > 0 && c.Memory > 0 && c.MaxObject > c.Memory {
 		errs = append(errs, config.Fieldf("max_object", "%s is larger than memory (%s)", c.MaxObject, c.Memory))
+	}
+	if c.Compress != nil {
+		if err := c.Compress.Validate(); err != nil {
+			errs = append(errs, prefixErrs("compress", err))
+		}
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
@@ -117,6 +133,28 @@ func (p *Policy) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// prefixErrs puts each *config.FieldError in err under the key prefix.
+func prefixErrs(prefix string, err error) error {
+	var out []error
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var fe *config.FieldError
+		if errors.As(e, &fe) && fe.Path == "" {
+			out = append(out, &config.FieldError{Path: prefix, Err: fe.Err})
+		} else if errors.As(e, &fe) {
+			out = append(out, &config.FieldError{Path: config.Join(prefix, fe.Path), Err: fe.Err})
+		} else {
+			out = append(out, &config.FieldError{Path: prefix, Err: e})
+		}
+	}
+	return errors.Join(out...)
 }
 
 // keyPart is one element of a cache key.

@@ -2,7 +2,9 @@
 // handler: storability, freshness, Age, Vary, validation, invalidation,
 // RFC 5861 stale-while-revalidate and stale-if-error, RFC 9213
 // CDN-Cache-Control, RFC 9211 Cache-Status, and request coalescing, over
-// a memory tier bounded by bytes.
+// a memory tier bounded by bytes and an optional disk tier (OpenStore)
+// that survives restarts, with gzip and brotli variants of compressible
+// responses (Compress).
 //
 // A Store is a named cache's memory; a Cache is one route's use of it
 // (its Policy), and Cache.Middleware wraps the handler that reaches the
@@ -34,6 +36,7 @@ type Cache struct {
 	pol   Policy
 	key   []keyPart
 	name  string
+	comp  *compressor // nil: no compression
 
 	// Cache-Status values, built once.
 	stHit, stHitCoalesced []string
@@ -48,6 +51,9 @@ type Cache struct {
 type Options struct {
 	// Name identifies this cache in Cache-Status. Default "switchyard".
 	Name string
+	// Compress, when set, compresses stored responses for the clients
+	// that accept it (see Compress); validated by New.
+	Compress *Compress
 }
 
 // New makes a route's cache over store with the policy (validated here).
@@ -56,11 +62,16 @@ func New(store *Store, pol Policy, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	parts, _ := parseKey(pol.Key)
+	if opts.Compress != nil {
+		if err := opts.Compress.Validate(); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Name == "" {
 		opts.Name = DefaultStatusName
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cache{store: store, pol: pol, key: parts, name: opts.Name, ctx: ctx, cancel: cancel}
+	c := &Cache{store: store, pol: pol, key: parts, name: opts.Name, ctx: ctx, cancel: cancel, comp: newCompressor(opts.Compress)}
 	c.stHit = []string{opts.Name + "; hit"}
 	c.stHitCoalesced = []string{opts.Name + "; hit; detail=coalesced"}
 	return c, nil
@@ -229,11 +240,24 @@ func ageValue(secs int64) []string {
 	return []string{strconv.FormatInt(secs, 10)}
 }
 
-// writeHit answers from a stored entry. Client conditionals are
-// evaluated against it; HEAD gets the headers only.
+// writeHit answers from a stored entry, in the coding the client
+// prefers when the entry is compressible (a Range request is answered
+// from the identity body). Client conditionals are evaluated against
+// it; HEAD gets the headers only.
 func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration, status []string) {
+	hdr, body, etag := e.header, e.body, e.etag
+	if e.enc != nil && c.comp != nil && len(r.Header["Range"]) == 0 {
+		if enc := chooseEncoding(r.Header["Accept-Encoding"], c.comp.gzip, c.comp.brotli); enc != encIdentity {
+			if v := c.variantFor(e, enc); v != nil {
+				hdr, body = v.header, v.body
+				if v.etag != "" {
+					etag = v.etag
+				}
+			}
+		}
+	}
 	h := w.Header()
-	for k, v := range e.header {
+	for k, v := range hdr {
 		h[k] = v[:len(v):len(v)] // shared and read-only: an append copies
 	}
 	h["Age"] = ageValue(int64(age / time.Second))
@@ -247,7 +271,7 @@ func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age t
 		return
 	}
 	code := e.status
-	if notModified(r, e) {
+	if notModified(r, e, etag) {
 		code = http.StatusNotModified
 		for _, k := range [...]string{"Content-Length", "Content-Type", "Content-Encoding"} {
 			delete(h, k)
@@ -256,7 +280,7 @@ func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age t
 	httpx.RecordStatus(r, code)
 	w.WriteHeader(code)
 	if code != http.StatusNotModified && r.Method != http.MethodHead {
-		_, _ = w.Write(e.body)
+		_, _ = w.Write(body)
 	}
 }
 
@@ -295,13 +319,16 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 // notModified evaluates the client's If-None-Match / If-Modified-Since
-// against a stored 200 (RFC 9110 section 13.2.2).
-func notModified(r *http.Request, e *entry) bool {
+// against a stored 200 (RFC 9110 section 13.2.2) whose answer carries
+// etag (an encoded variant's, or the entry's own). The entry's own tag
+// matches too: the identity copy a client holds has the same content.
+func notModified(r *http.Request, e *entry, etag string) bool {
 	if e.status != http.StatusOK {
 		return false
 	}
 	if inm := r.Header["If-None-Match"]; len(inm) > 0 {
-		return e.etag != "" && etagListMatches(strings.Join(inm, ","), e.etag)
+		list := strings.Join(inm, ",")
+		return etag != "" && etagListMatches(list, etag) || etag != e.etag && e.etag != "" && etagListMatches(list, e.etag)
 	}
 	if ims := r.Header.Get("If-Modified-Since"); ims != "" && e.lastModified != "" {
 		t, err1 := http.ParseTime(ims)
@@ -454,13 +481,11 @@ func (c *Cache) revalidateInBackground(next http.Handler, r *http.Request, key s
 			if u := c.merge(e, rec.header, reqTime, now); u != nil && u.storable {
 				s.replace(e, u.e)
 			} else if u != nil {
-				s.mu.Lock()
-				s.removeLocked(e)
-				s.mu.Unlock()
+				s.drop(e)
 			}
 		case rec.code < 500:
 			if p := c.prepare(req, key, rec.code, rec.header, reqTime, now); p.storable && !rec.tooBig {
-				p.e.setBody(bytes.Clone(rec.body.Bytes()))
+				c.setBody(p.e, bytes.Clone(rec.body.Bytes()))
 				s.insert(p.e)
 			}
 		}

@@ -103,7 +103,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 const mib = 1 << 20
 
-var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+var noRedirect = &http.Client{Transport: &http.Transport{DisableCompression: true}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // RFC 9111 section 4.2.3: a hit carries Age, from the origin's Age plus
 // the time in the cache; the origin is asked once.

@@ -53,7 +53,7 @@ func (c *Cache) Push(r *http.Request, obj PushObject) error {
 	if !p.storable {
 		return errors.New("pushing " + r.URL.String() + ": the object is not storable (give a ttl, or Cache-Control: max-age without no-store or private)")
 	}
-	p.e.setBody(bytes.Clone(obj.Body))
+	c.setBody(p.e, bytes.Clone(obj.Body))
 	if !c.store.insert(p.e) {
 		return fmt.Errorf("pushing %s: the entry is larger than the memory bound", r.URL)
 	}

@@ -2,7 +2,9 @@ package edge
 
 import (
 	"container/list"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,7 @@ type entry struct {
 	sMaxAge            bool          // s-maxage implies proxy-revalidate against max-stale
 	etag, lastModified string
 	size               int64
+	enc                *encodings // encoded variants; nil when not compressible
 
 	elem *list.Element // in Store.lru; guarded by Store.mu
 }
@@ -92,6 +95,17 @@ type Stats struct {
 	// Bytes and Entries are what the store holds now.
 	Bytes   int64 `json:"bytes"`
 	Entries int64 `json:"entries"`
+	// The disk tier's: bytes and files held now, entries read back into
+	// memory, files written, files found corrupt (and deleted), files
+	// evicted to stay within size, writes skipped because the writer was
+	// behind. Zero without a disk tier.
+	DiskBytes     int64 `json:"disk_bytes,omitempty"`
+	DiskEntries   int64 `json:"disk_entries,omitempty"`
+	DiskLoads     int64 `json:"disk_loads,omitempty"`
+	DiskWrites    int64 `json:"disk_writes,omitempty"`
+	DiskCorrupt   int64 `json:"disk_corrupt,omitempty"`
+	DiskEvictions int64 `json:"disk_evictions,omitempty"`
+	DiskDropped   int64 `json:"disk_dropped,omitempty"`
 }
 
 // Store is a cache's memory tier, shared by every route that names the
@@ -111,7 +125,47 @@ type Store struct {
 	flights map[string]*flight
 	revals  map[string]struct{} // keys with a background revalidation running
 
+	disk *diskTier // nil without a disk tier
+
 	hits, misses, stale, revalidations, coalesced, evictions, purged, stored atomic.Int64
+}
+
+// StoreOptions configure OpenStore.
+type StoreOptions struct {
+	// Memory bounds the memory tier in bytes (required).
+	Memory int64
+	// MaxObject is the largest response stored (DefaultMaxObject when 0).
+	MaxObject int64
+	// Disk, when set, adds the disk tier: every stored entry is also
+	// written to Disk.Path (write-through), entries evicted from memory
+	// are read back from there, and the files survive restarts.
+	Disk *Disk
+}
+
+// OpenStore makes a store, opening its disk tier (and rebuilding the
+// disk index from the files there) when o.Disk is set. Close it.
+func OpenStore(o StoreOptions) (*Store, error) {
+	s := NewStore(o.Memory, o.MaxObject)
+	if o.Disk != nil {
+		if o.Disk.Path == "" || o.Disk.Size <= 0 {
+			return nil, errors.New("disk tier: path and a positive size are required")
+		}
+		d, err := openDisk(o.Disk.Path, int64(o.Disk.Size))
+		if err != nil {
+			return nil, err
+		}
+		s.disk = d
+	}
+	return s, nil
+}
+
+// Close stops the disk tier's writer after it wrote what was queued.
+// The memory tier needs no closing.
+func (s *Store) Close() error {
+	if s.disk != nil {
+		s.disk.close()
+	}
+	return nil
 }
 
 // NewStore makes a memory tier holding at most maxBytes, storing
@@ -132,34 +186,57 @@ func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	b, n := s.bytes, int64(s.lru.Len())
 	s.mu.Unlock()
-	return Stats{
+	st := Stats{
 		Hits: s.hits.Load(), Misses: s.misses.Load(), StaleServed: s.stale.Load(),
 		Revalidations: s.revalidations.Load(), Coalesced: s.coalesced.Load(),
 		Evictions: s.evictions.Load(), Purged: s.purged.Load(), Stored: s.stored.Load(),
 		Bytes: b, Entries: n,
 	}
+	if d := s.disk; d != nil {
+		st.DiskBytes, st.DiskEntries = d.stats()
+		st.DiskLoads, st.DiskWrites, st.DiskCorrupt = d.loads.Load(), d.writes.Load(), d.corrupt.Load()
+		st.DiskEvictions, st.DiskDropped = d.evictions.Load(), d.dropped.Load()
+	}
+	return st
 }
 
 // lookup returns the variant of key the request selects, and whether
-// the key has any variant at all.
+// the key has any variant at all. A variant found only on disk is read
+// back into memory.
 func (s *Store) lookup(key []byte, r *http.Request) (*entry, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	vs := s.keys[string(key)] // no allocation
 	for _, e := range vs {
 		if e.matches(r) {
 			s.lru.MoveToFront(e.elem)
+			s.mu.Unlock()
 			return e, true
 		}
 	}
-	return nil, len(vs) > 0
+	known := len(vs) > 0
+	s.mu.Unlock()
+	if s.disk == nil {
+		return nil, known
+	}
+	e := s.disk.load(string(key), r)
+	if e == nil {
+		return nil, known
+	}
+	s.insertFrom(e, false)
+	return e, true
 }
 
 // insert stores e, replacing the variant with the same Vary values, and
 // evicts least recently used entries until the store is within bounds.
-func (s *Store) insert(e *entry) bool {
+func (s *Store) insert(e *entry) bool { return s.insertFrom(e, true) }
+
+// insertFrom inserts e, writing it to the disk tier too when toDisk.
+func (s *Store) insertFrom(e *entry, toDisk bool) bool {
 	if e.size > s.maxBytes { // max_object bounds bodies, checked by the callers
 		return false
+	}
+	if toDisk && s.disk != nil {
+		s.disk.put(e)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -182,11 +259,7 @@ func (s *Store) insert(e *entry) bool {
 	}
 	s.bytes += e.size
 	s.stored.Add(1)
-	for s.bytes > s.maxBytes {
-		old := s.lru.Back().Value.(*entry)
-		s.removeLocked(old)
-		s.evictions.Add(1)
-	}
+	s.evictLocked()
 	return true
 }
 
@@ -246,6 +319,29 @@ func (s *Store) removeLocked(e *entry) {
 	s.bytes -= e.size
 }
 
+// grow charges n more bytes to a stored entry (an encoded variant) and
+// evicts to stay within bounds.
+func (s *Store) grow(e *entry, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.elem == nil {
+		return
+	}
+	e.size += n
+	s.bytes += n
+	s.evictLocked()
+}
+
+// evictLocked drops least recently used entries until the store is
+// within its bound; the caller holds s.mu.
+func (s *Store) evictLocked() {
+	for s.bytes > s.maxBytes && s.lru.Len() > 0 {
+		old := s.lru.Back().Value.(*entry)
+		s.removeLocked(old)
+		s.evictions.Add(1)
+	}
+}
+
 // replace swaps old for its updated copy (after a 304 or a soft purge)
 // if old is still stored.
 func (s *Store) replace(old, updated *entry) {
@@ -268,8 +364,33 @@ const (
 	Soft
 )
 
-// purgeLocked purges the matched entries; the caller holds s.mu.
-func (s *Store) purgeLocked(matched []*entry, mode PurgeMode) int {
+// drop removes e from memory and disk (it became uncacheable).
+func (s *Store) drop(e *entry) {
+	s.mu.Lock()
+	s.removeLocked(e)
+	s.mu.Unlock()
+	if s.disk != nil {
+		s.disk.remove(fileName(e.key, e.vary, e.varyVals))
+	}
+}
+
+// purgeLocked purges the matched entries, whose files (with those of
+// entries only on disk, onDisk) the caller already deleted; a soft
+// purge writes the stale copies back. It returns the entries purged in
+// either tier. The caller holds s.mu.
+func (s *Store) purgeLocked(matched []*entry, mode PurgeMode, onDisk []string) int {
+	n := len(matched)
+	if len(onDisk) > 0 {
+		inMem := make(map[string]bool, len(matched))
+		for _, e := range matched {
+			inMem[fileName(e.key, e.vary, e.varyVals)] = true
+		}
+		for _, name := range onDisk {
+			if !inMem[name] {
+				n++
+			}
+		}
+	}
 	for _, e := range matched {
 		s.removeLocked(e)
 		if mode == Soft {
@@ -284,10 +405,13 @@ func (s *Store) purgeLocked(matched []*entry, mode PurgeMode) int {
 				addIndex(s.tags, t, &c)
 			}
 			s.bytes += c.size
+			if s.disk != nil {
+				s.disk.put(&c)
+			}
 		}
 	}
-	s.purged.Add(int64(len(matched)))
-	return len(matched)
+	s.purged.Add(int64(n))
+	return n
 }
 
 func collect(set map[*entry]struct{}) []*entry {
@@ -303,15 +427,23 @@ func collect(set map[*entry]struct{}) []*entry {
 // case-insensitive. It returns the number of entries purged.
 func (s *Store) PurgeURL(uri string, mode PurgeMode) int {
 	uri = normalizeURI(uri)
+	var onDisk []string
+	if s.disk != nil {
+		onDisk = s.disk.purgeURI(uri)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.purgeLocked(collect(s.uris[uri]), mode)
+	return s.purgeLocked(collect(s.uris[uri]), mode, onDisk)
 }
 
 // PurgePrefix purges every entry whose target URI starts with prefix
 // ("example.com/static/").
 func (s *Store) PurgePrefix(prefix string, mode PurgeMode) int {
 	prefix = normalizeURI(prefix)
+	var onDisk []string
+	if s.disk != nil {
+		onDisk = s.disk.purge(func(m *diskMeta) bool { return strings.HasPrefix(m.uri, prefix) })
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var matched []*entry
@@ -322,19 +454,26 @@ func (s *Store) PurgePrefix(prefix string, mode PurgeMode) int {
 			}
 		}
 	}
-	return s.purgeLocked(matched, mode)
+	return s.purgeLocked(matched, mode, onDisk)
 }
 
 // PurgeTag purges every entry whose response carried tag in its
 // Surrogate-Key or Cache-Tag header.
 func (s *Store) PurgeTag(tag string, mode PurgeMode) int {
+	var onDisk []string
+	if s.disk != nil {
+		onDisk = s.disk.purge(func(m *diskMeta) bool { return slices.Contains(m.tags, tag) })
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.purgeLocked(collect(s.tags[tag]), mode)
+	return s.purgeLocked(collect(s.tags[tag]), mode, onDisk)
 }
 
 // invalidate removes every entry stored for uri (RFC 9111 section 4.4).
 func (s *Store) invalidate(uri string) {
+	if s.disk != nil {
+		s.disk.purgeURI(uri)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for e := range s.uris[uri] {

@@ -2,10 +2,14 @@ package edge
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/andybalholm/brotli"
 )
 
 // hopHeaders are never stored (RFC 9111 section 3.1), nor are the
@@ -83,8 +87,9 @@ type teeWriter struct {
 	swallow     bool   // the client was answered from the stored entry
 	pending     *entry // the entry being filled, nil when not storing
 	buf         []byte
-	notModified bool // the client's own validators matched: no body
-	failed      bool // a write to the client failed
+	notModified bool    // the client's own validators matched: no body
+	zw          zwriter // compresses the answer to the client, nil when identity
+	failed      bool    // a write to the client failed
 }
 
 func (t *teeWriter) Header() http.Header { return t.w.Header() }
@@ -133,9 +138,7 @@ func (t *teeWriter) WriteHeader(code int) {
 					t.a.flight.stored = true
 				}
 			} else {
-				t.c.store.mu.Lock()
-				t.c.store.removeLocked(st)
-				t.c.store.mu.Unlock()
+				t.c.store.drop(st)
 			}
 			t.c.writeHit(t.w, t.r, u.e, u.e.age(now), t.c.status("fwd="+t.a.fwd, "fwd-status=304"))
 			return
@@ -168,22 +171,55 @@ func (t *teeWriter) WriteHeader(code int) {
 		}
 	}
 	params := []string{"fwd=" + t.a.fwd, "fwd-status=" + strconv.Itoa(code)}
+	compressible := false
 	if p.storable {
 		t.pending = p.e
 		params = append(params, "stored")
+		if compressible = t.c.comp.mayCompress(code, h); compressible {
+			h["Vary"] = append(h["Vary"][:len(h["Vary"]):len(h["Vary"])], "Accept-Encoding")
+		}
 	} else {
 		t.release()
 	}
 	stripForClient(h)
 	addStatus(h, t.c.status(params...))
-	if code == http.StatusOK && t.pending != nil && notModified(t.r, t.pending) {
+	if code == http.StatusOK && t.pending != nil && notModified(t.r, t.pending, t.pending.etag) {
 		t.notModified = true
 		for _, k := range [...]string{"Content-Length", "Content-Type", "Content-Encoding"} {
 			delete(h, k)
 		}
 		code = http.StatusNotModified
 	}
+	if compressible && !t.notModified && t.r.Method == http.MethodGet && len(t.r.Header["Range"]) == 0 {
+		if enc := chooseEncoding(t.r.Header["Accept-Encoding"], t.c.comp.gzip, t.c.comp.brotli); enc != encIdentity {
+			t.startCompress(enc, h)
+		}
+	}
 	t.w.WriteHeader(code)
+}
+
+// zwriter is a streaming compressor (gzip or brotli).
+type zwriter interface {
+	io.WriteCloser
+	Flush() error
+}
+
+// startCompress sends the answer being stored encoded: the client that
+// fills the cache gets the coding it asked for too (the stored copy is
+// the identity body; hits get variants built from it).
+func (t *teeWriter) startCompress(enc int, h http.Header) {
+	delete(h, "Content-Length")
+	delete(h, "Accept-Ranges")
+	h["Content-Encoding"] = []string{encNames[enc]}
+	if et := h.Get("Etag"); et != "" {
+		h["Etag"] = []string{suffixETag(et, encNames[enc])}
+	}
+	switch enc {
+	case encBrotli:
+		t.zw = brotli.NewWriterLevel(t.w, BrotliQuality)
+	default:
+		t.zw = gzip.NewWriter(t.w)
+	}
 }
 
 // release lets coalesced waiters go: nothing will be stored.
@@ -211,6 +247,13 @@ func (t *teeWriter) Write(b []byte) (int, error) {
 	if t.notModified || t.r.Method == http.MethodHead {
 		return len(b), nil
 	}
+	if t.zw != nil {
+		if _, err := t.zw.Write(b); err != nil {
+			t.failed = true
+			return 0, err
+		}
+		return len(b), nil
+	}
 	n, err := t.w.Write(b)
 	if err != nil {
 		t.failed = true
@@ -220,6 +263,9 @@ func (t *teeWriter) Write(b []byte) (int, error) {
 
 // Flush sends buffered data to the client.
 func (t *teeWriter) Flush() {
+	if t.zw != nil {
+		_ = t.zw.Flush()
+	}
 	if !t.swallow && !t.notModified {
 		_ = http.NewResponseController(t.w).Flush()
 	}
@@ -233,6 +279,12 @@ func (t *teeWriter) finish() {
 	if t.code == 0 {
 		t.WriteHeader(http.StatusOK)
 	}
+	if t.zw != nil {
+		if err := t.zw.Close(); err != nil {
+			t.failed = true
+		}
+		t.zw = nil
+	}
 	e := t.pending
 	if e == nil || t.failed || t.r.Context().Err() != nil {
 		t.release()
@@ -242,7 +294,7 @@ func (t *teeWriter) finish() {
 		t.release() // truncated
 		return
 	}
-	e.setBody(t.buf)
+	t.c.setBody(e, t.buf)
 	if t.c.store.insert(e) && t.a.flight != nil {
 		t.a.flight.stored = true
 	}
@@ -463,10 +515,18 @@ func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time) met
 	return res
 }
 
-// setBody attaches the body and computes the entry's size.
-func (e *entry) setBody(b []byte) {
+// setBody attaches the body, readies the entry for compression and
+// computes its size.
+func (c *Cache) setBody(e *entry, b []byte) {
 	e.body = b
 	e.header["Content-Length"] = []string{strconv.Itoa(len(b))}
+	c.comp.markCompressible(e)
+	e.computeSize()
+}
+
+// computeSize sets the entry's size from its key, headers and body.
+func (e *entry) computeSize() {
+	b := e.body
 	size := int64(entryOverhead + len(e.key) + len(e.uri) + len(b))
 	for k, vs := range e.header {
 		size += int64(len(k))
@@ -518,7 +578,7 @@ func (c *Cache) merge(st *entry, h304 http.Header, reqTime, now time.Time) *merg
 	}
 	e := m.e
 	e.key, e.uri, e.vary, e.varyVals = st.key, st.uri, st.vary, st.varyVals
-	e.setBody(st.body)
+	c.setBody(e, st.body)
 	return &merged{e: e, storable: true}
 }
 

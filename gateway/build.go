@@ -227,6 +227,7 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 	}
 	if len(errs) > 0 {
 		rt.closeCaches()
+		rt.releaseStores(deps.prev)
 		return nil, errors.Join(errs...)
 	}
 	return rt, nil

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -102,6 +103,7 @@ func (c *Config) CacheNames() []string {
 // not change.
 func buildCaches(cfg *Config, prev *runtime) (map[string]*edge.Store, error) {
 	stores := map[string]*edge.Store{}
+	disks := map[string]string{} // directory: cache
 	var errs []error
 	for _, name := range cfg.CacheNames() {
 		cc := cfg.Caches[name]
@@ -113,16 +115,47 @@ func buildCaches(cfg *Config, prev *runtime) (map[string]*edge.Store, error) {
 			errs = append(errs, cfg.Wrap("caches."+name, err))
 			continue
 		}
+		if cc.Disk != nil {
+			if other, dup := disks[filepath.Clean(cc.Disk.Path)]; dup {
+				errs = append(errs, cfg.Errorf("caches."+name+".disk.path", "%q is also cache %q's disk: each cache needs its own directory", cc.Disk.Path, other))
+				continue
+			}
+			disks[filepath.Clean(cc.Disk.Path)] = name
+		}
 		if prev != nil {
 			if old, ok := prev.caches[name]; ok && prev.cfg.Caches[name] != nil &&
-				prev.cfg.Caches[name].Memory == cc.Memory && prev.cfg.Caches[name].MaxObject == cc.MaxObject {
+				prev.cfg.Caches[name].Memory == cc.Memory && prev.cfg.Caches[name].MaxObject == cc.MaxObject &&
+				sameDisk(prev.cfg.Caches[name].Disk, cc.Disk) {
 				stores[name] = old
 				continue
 			}
 		}
-		stores[name] = edge.NewStore(int64(cc.Memory), int64(cc.MaxObject))
+		s, err := edge.OpenStore(edge.StoreOptions{Memory: int64(cc.Memory), MaxObject: int64(cc.MaxObject), Disk: cc.Disk})
+		if err != nil {
+			errs = append(errs, cfg.Errorf("caches."+name+".disk", "%v", err))
+			continue
+		}
+		stores[name] = s
+	}
+	if len(errs) > 0 {
+		closeStores(stores, prev)
 	}
 	return stores, errors.Join(errs...)
+}
+
+func sameDisk(a, b *edge.Disk) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
+// closeStores closes the stores (their disk writers) that keep is not
+// also using.
+func closeStores(stores map[string]*edge.Store, keep *runtime) {
+	for name, s := range stores {
+		if keep != nil && keep.caches[name] == s {
+			continue
+		}
+		_ = s.Close()
+	}
 }
 
 // routeCache builds a route's cache over its named store.
@@ -136,7 +169,7 @@ func (rt *runtime) routeCache(cfg *Config, path string, r Route, deps buildDeps)
 		return nil, cfg.Errorf(path+".cache", "unknown cache %q: expected one of the caches block (%s)", rc.Name, strings.Join(cfg.CacheNames(), ", "))
 	}
 	pol := rc.policy(cfg.Caches[rc.Name].Policy)
-	c, err := edge.New(store, pol, edge.Options{})
+	c, err := edge.New(store, pol, edge.Options{Compress: cfg.Caches[rc.Name].Compress})
 	if err != nil {
 		return nil, cfg.Wrap(path+".cache", err)
 	}
@@ -145,6 +178,10 @@ func (rt *runtime) routeCache(cfg *Config, path string, r Route, deps buildDeps)
 	}
 	return c, nil
 }
+
+// releaseStores closes rt's stores (their disk writers) that keep, the
+// generation replacing rt, does not use.
+func (rt *runtime) releaseStores(keep *runtime) { closeStores(rt.caches, keep) }
 
 // closeCaches stops the routes' background revalidations.
 func (rt *runtime) closeCaches() {

@@ -132,14 +132,23 @@ func TestEdgeCacheConfigErrors(t *testing.T) {
 			[]string{"caches.edge.key[2]", "unknown key element"}},
 		"bad override key": {base + "caches:\n  edge: { memory: 1MiB }\nroutes:\n  - upstream: a\n    cache: { name: edge, key: [host] }\n",
 			[]string{"routes[0].cache.key", "must include path"}},
-		"disk": {base + "caches:\n  edge: { memory: 1MiB, disk: { path: /tmp/x, size: 1GiB } }\nroutes:\n  - upstream: a\n",
-			[]string{"caches.edge.disk", "not implemented"}},
+		"disk size": {base + "caches:\n  edge: { memory: 1MiB, disk: { path: /tmp/x } }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.disk.size", "required"}},
+		"disk shared": {base + "caches:\n  a: { memory: 1MiB, disk: { path: DIR, size: 1MiB } }\n  b: { memory: 1MiB, disk: { path: DIR/, size: 1MiB } }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.b.disk.path", `also cache "a"'s disk`}},
+		"compress type": {base + "caches:\n  edge:\n    memory: 1MiB\n    compress: { gzip: true, types: [text/html, javascript] }\nroutes:\n  - upstream: a\n",
+			[]string{":8:48: caches.edge.compress.types[1]", `"javascript" is not a media type`}},
+		"compress nothing": {base + "caches:\n  edge:\n    memory: 1MiB\n    compress: { min_size: 1KiB }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.compress", "enables no encoding"}},
+		"compress unknown key": {base + "caches:\n  edge:\n    memory: 1MiB\n    compress: { gzip: true, brotly: true }\nroutes:\n  - upstream: a\n",
+			[]string{"caches.edge.compress", "brotly"}},
 		"max_object above memory": {base + "caches:\n  edge: { memory: 1MiB, max_object: 2MiB }\nroutes:\n  - upstream: a\n",
 			[]string{"caches.edge.max_object", "larger than memory"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "gw.yaml")
-			if err := os.WriteFile(path, []byte(tc.cfg), 0o644); err != nil {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "gw.yaml")
+			if err := os.WriteFile(path, []byte(strings.ReplaceAll(tc.cfg, "DIR", filepath.Join(dir, "disk"))), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			err := Check(path)
@@ -265,5 +274,53 @@ routes:
 		if code, resp := put(tc.query, tc.body); code == 200 || !strings.Contains(resp, tc.want) {
 			t.Errorf("%s: %d %s", tc.query, code, resp)
 		}
+	}
+}
+
+// TestEdgeCacheDiskAndCompress drives the compress and disk blocks
+// through the YAML config: a gzip variant for a client that accepts it,
+// and the entry answered by a second gateway process over the same disk
+// directory without the upstream.
+func TestEdgeCacheDiskAndCompress(t *testing.T) {
+	var n atomic.Int64
+	be := newBackend(t, "be")
+	page := strings.Repeat("body { color: red }\n", 200)
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "text/css")
+		fmt.Fprint(w, page)
+	})
+	cfg := fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+caches:
+  edge:
+    memory: 8MiB
+    disk: { path: %s, size: 64MiB }
+    compress: { gzip: true, brotli: true, types: [text/css], min_size: 1KiB }
+    key: [path, query]
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - { upstream: u, cache: edge }
+`, filepath.Join(t.TempDir(), "cache"), be.addr())
+	gw := startGateway(t, cfg)
+	get(t, gw.url+"/site.css")
+	_, body, h := get(t, gw.url+"/site.css", "Accept-Encoding", "gzip")
+	if h.Get("Content-Encoding") != "gzip" || h.Get("Vary") != "Accept-Encoding" || len(body) >= len(page)/4 {
+		t.Fatalf("gzip hit: %q %q %d bytes", h.Get("Content-Encoding"), h.Get("Vary"), len(body))
+	}
+	gw.cancel()
+	err := <-gw.done
+	gw.done <- err // for the cleanup
+	gw2 := startGateway(t, cfg)
+	_, body, h = get(t, gw2.url+"/site.css", "Accept-Encoding", "br")
+	if h.Get("Cache-Status") != "switchyard; hit" || h.Get("Content-Encoding") != "br" || n.Load() != 1 {
+		t.Fatalf("after restart: %q %q, upstream asked %d times", h.Get("Cache-Status"), h.Get("Content-Encoding"), n.Load())
+	}
+	_, body, _ = get(t, gw2.url+"/site.css")
+	if body != page {
+		t.Fatalf("identity after restart: %d bytes", len(body))
 	}
 }

@@ -102,6 +102,12 @@ var cacheDescs = []struct {
 	{prometheus.NewDesc("switchyard_cache_stored_total", "Responses stored.", []string{"cache"}, nil), prometheus.CounterValue, func(s edge.Stats) int64 { return s.Stored }},
 	{prometheus.NewDesc("switchyard_cache_bytes", "Bytes of headers and bodies (plus per-entry overhead) held in memory.", []string{"cache"}, nil), prometheus.GaugeValue, func(s edge.Stats) int64 { return s.Bytes }},
 	{prometheus.NewDesc("switchyard_cache_entries", "Entries held in memory.", []string{"cache"}, nil), prometheus.GaugeValue, func(s edge.Stats) int64 { return s.Entries }},
+	{prometheus.NewDesc("switchyard_cache_disk_bytes", "Bytes of the disk tier's files.", []string{"cache"}, nil), prometheus.GaugeValue, func(s edge.Stats) int64 { return s.DiskBytes }},
+	{prometheus.NewDesc("switchyard_cache_disk_entries", "Files in the disk tier.", []string{"cache"}, nil), prometheus.GaugeValue, func(s edge.Stats) int64 { return s.DiskEntries }},
+	{prometheus.NewDesc("switchyard_cache_disk_loads_total", "Entries read back from the disk tier into memory.", []string{"cache"}, nil), prometheus.CounterValue, func(s edge.Stats) int64 { return s.DiskLoads }},
+	{prometheus.NewDesc("switchyard_cache_disk_writes_total", "Files written to the disk tier.", []string{"cache"}, nil), prometheus.CounterValue, func(s edge.Stats) int64 { return s.DiskWrites }},
+	{prometheus.NewDesc("switchyard_cache_disk_corrupt_total", "Disk tier files found corrupt (bad header, length or checksum) and deleted.", []string{"cache"}, nil), prometheus.CounterValue, func(s edge.Stats) int64 { return s.DiskCorrupt }},
+	{prometheus.NewDesc("switchyard_cache_disk_evictions_total", "Disk tier files evicted to stay within disk.size.", []string{"cache"}, nil), prometheus.CounterValue, func(s edge.Stats) int64 { return s.DiskEvictions }},
 }
 
 func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -168,6 +168,7 @@ func Check(path string) error {
 	rt, err := build(cfg, buildDeps{log: slog.New(slog.DiscardHandler), limits: limits})
 	if rt != nil {
 		rt.closeCaches()
+		rt.releaseStores(nil)
 	}
 	return errors.Join(fileErr, err)
 }
@@ -468,6 +469,7 @@ func (g *Gateway) stop(rt *runtime) {
 	}
 	rt.wg.Wait()
 	rt.closeCaches()
+	rt.releaseStores(nil)
 	for _, p := range rt.pools {
 		p.Close()
 	}
@@ -524,6 +526,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	}
 	time.AfterFunc(orDuration(old.cfg.Server.ShutdownTimeout, DefaultShutdownTimeout), func() {
 		old.closeCaches()
+		old.releaseStores(rt)
 		for _, p := range old.pools {
 			p.Close()
 		}
