@@ -1,0 +1,61 @@
+package l4_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/l4"
+)
+
+// pushBackend greets, then writes a short line every 20 ms until the
+// connection breaks: a server push (pub/sub, a log tail) whose client
+// never writes again.
+func pushBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for i := 0; ; i++ {
+					if _, err := fmt.Fprintf(c, "push %d\n", i); err != nil {
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A connection that only the upstream talks on is not idle: the idle
+// clock must see bytes one direction moves even while its copy (a splice
+// of up to 1 MiB) has not returned yet.
+func TestTCPOneWayTrafficIsNotIdle(t *testing.T) {
+	addr, _ := serveTCP(t, l4.TCPConfig{Backend: backend(t, pushBackend(t)), IdleTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	// 75 lines take 1.5 s, several idle timeouts, with a line every 20 ms.
+	for i := range 75 {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatalf("one-way connection cut as idle after %d lines: %v", i, err)
+		}
+	}
+}
