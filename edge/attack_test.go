@@ -1,0 +1,37 @@
+package edge
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// RFC 9110 section 14.2: a server may ignore a Range of many small
+// ranges. Thousands of one-byte ranges make a multipart answer many
+// times the size of the stored body (a part header per byte); past
+// MaxRanges the cache answers the whole 200 instead.
+func TestManySmallRangesGetTheWholeBody(t *testing.T) {
+	body := strings.Repeat("x", 8<<10)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, body)
+	})
+	f := newFront(t, o, Policy{}, mib, 0)
+	f.get(t, "/big")
+	var rs []string
+	for i := range 2000 {
+		rs = append(rs, fmt.Sprintf("%d-%d", 2*i, 2*i))
+	}
+	resp, got := f.get(t, "/big", "Range", "bytes="+strings.Join(rs, ","))
+	wantStatus(t, resp, "switchyard; hit")
+	if resp.StatusCode != http.StatusOK || got != body {
+		t.Fatalf("2000 ranges: %d, %d bytes for a %d-byte body", resp.StatusCode, len(got), len(body))
+	}
+	// A handful of ranges is still answered as ranges.
+	resp, _ = f.get(t, "/big", "Range", "bytes="+strings.Join(rs[:MaxRanges], ","))
+	if resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("%d ranges: %d", MaxRanges, resp.StatusCode)
+	}
+}
