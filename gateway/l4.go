@@ -38,7 +38,8 @@ type L4Listener struct {
 	// udp) to the upstream first, carrying the client's address.
 	ProxyProtocol string `yaml:"proxy_protocol"`
 	// MaxConnections (udp: sessions) in total and per client IP; 0 means
-	// no limit.
+	// no limit, except for udp sessions in total: 0 means
+	// l4.DefaultMaxUDPSessions (4096), since any spoofed source opens one.
 	MaxConnections          int `yaml:"max_connections"`
 	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 	// ConnectTimeout bounds a connect to a target (tcp). Default 5s.

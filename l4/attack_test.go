@@ -59,3 +59,60 @@ func TestTCPOneWayTrafficIsNotIdle(t *testing.T) {
 		}
 	}
 }
+
+// Datagrams from new source ports (trivially spoofed) past MaxSessions
+// open no session: they are dropped and counted as rejected, while the
+// sessions already open keep working.
+func TestUDPSessionLimitAgainstManySourcePorts(t *testing.T) {
+	up, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := up.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			up.WriteTo(buf[:n], from)
+		}
+	}()
+	s, err := l4.NewUDP(l4.UDPConfig{Backend: backend(t, up.LocalAddr().String()), MaxSessions: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	go s.Serve(pc)
+	defer func() { s.Close(); pc.Close() }()
+	keep, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	echo := func() error {
+		keep.Write([]byte("hi"))
+		keep.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := keep.Read(make([]byte, 16))
+		return err
+	}
+	if err := echo(); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		c, err := net.Dial("udp", pc.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("flood"))
+		c.Close()
+	}
+	waitFor(t, "the flood to be counted", func() bool { st := s.Stats(); return st.Accepted+st.Rejected == 21 })
+	if st := s.Stats(); st.Active != 3 || st.Rejected != 18 {
+		t.Fatalf("stats %+v, want 3 sessions and 18 rejected", st)
+	}
+	if err := echo(); err != nil {
+		t.Fatalf("the first client's session after the flood: %v", err)
+	}
+}
