@@ -124,6 +124,9 @@ func ValidID(s string) error {
 	if s == "" || len(s) > MaxIDLen {
 		return fmt.Errorf("instance id %q: expected 1-%d characters", clip(s), MaxIDLen)
 	}
+	if s == "." || s == ".." {
+		return fmt.Errorf("instance id %q: expected more than dots (a path segment the HTTP API cannot address)", s)
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
