@@ -116,3 +116,41 @@ func TestUDPSessionLimitAgainstManySourcePorts(t *testing.T) {
 		t.Fatalf("the first client's session after the flood: %v", err)
 	}
 }
+
+// A client that stops reading while the upstream keeps sending leaves
+// the copy towards it blocked in a write: no bytes move either way, so
+// the connection is idle and must end, freeing both sockets.
+func TestTCPClientThatStopsReadingIsIdle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	upClosed := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				close(upClosed)
+				return
+			}
+		}
+	}()
+	addr, s := serveTCP(t, l4.TCPConfig{Backend: backend(t, ln.Addr().String()), IdleTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close() // never read
+	waitFor(t, "the stalled connection to end", func() bool { return s.Stats().Active == 0 && s.Stats().Accepted == 1 })
+	select {
+	case <-upClosed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream connection stayed open")
+	}
+}

@@ -437,7 +437,9 @@ type flow struct {
 // times out with nothing moved for a whole IdleTimeout does not end the
 // connection by itself: the other direction may be mid-step (a slow
 // one-way stream). It pokes the other direction to return and count its
-// bytes; the poked one ends the connection when it moved nothing either.
+// bytes; the poked one ends the connection when it moved nothing either,
+// and so does the poker when the poke is still unanswered at its next
+// timeout (the other way is stuck in a write no one reads).
 func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 	defer f.ended.Store(true)
 	var total int64
@@ -460,12 +462,14 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 			if idle := time.Since(time.Unix(0, last.Load())); idle < s.cfg.IdleTimeout {
 				continue // one of the directions moved bytes lately
 			}
-			if !poked && !other.ended.Load() {
+			if !poked && !other.ended.Load() && !other.poked.Load() {
 				other.poked.Store(true)
 				other.src.SetReadDeadline(time.Now())
 				continue
 			}
-			// Idle both ways: end the whole connection.
+			// Idle both ways, or the other way did not answer a poke for
+			// a whole IdleTimeout (stuck writing to a peer that stopped
+			// reading): end the whole connection.
 			f.dst.Close()
 			f.src.Close()
 			return total
