@@ -154,3 +154,26 @@ func TestTCPClientThatStopsReadingIsIdle(t *testing.T) {
 		t.Fatal("the upstream connection stayed open")
 	}
 }
+
+// A client that floods an echoing upstream and never reads: the upstream
+// stops reading once its writes back block, so both copies block in
+// writes and no read deadline ever fires. No byte moves either way, so
+// the connection is idle and must end all the same.
+func TestTCPBothWaysStuckIsIdle(t *testing.T) {
+	addr, s := serveTCP(t, l4.TCPConfig{Backend: backend(t, tcpBackend(t, "a", nil)), IdleTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "the stalled connection to end", func() bool { st := s.Stats(); return st.Accepted == 1 && st.Active == 0 })
+}

@@ -419,8 +419,9 @@ func (s *TCPServer) pipe(client, up net.Conn) {
 }
 
 // chunk is how much one splice call may move before the idle clock is
-// checked again.
-const chunk = 1 << 20
+// checked again. A step's write must finish within twice IdleTimeout,
+// so a peer must read at least chunk bytes per two IdleTimeouts.
+const chunk = 64 << 10
 
 // flow is one direction of a connection.
 type flow struct {
@@ -444,10 +445,16 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 	defer f.ended.Store(true)
 	var total int64
 	for {
-		f.src.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		start := time.Now()
+		f.src.SetReadDeadline(start.Add(s.cfg.IdleTimeout))
 		if f.poked.Load() {
 			f.src.SetReadDeadline(time.Now()) // a poke the line above overrode
 		}
+		// A write to a peer that reads nothing would block forever, and
+		// with both peers not reading no read deadline ever fires. The
+		// write deadline is later than the read one, so a step that
+		// times out after it was stuck writing.
+		f.dst.SetWriteDeadline(start.Add(2 * s.cfg.IdleTimeout))
 		n, err := io.CopyN(f.dst, f.src, chunk)
 		poked := f.poked.Swap(false)
 		total += n
@@ -458,7 +465,7 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 			continue
 		}
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(err, &ne) && ne.Timeout() && time.Since(start) < 2*s.cfg.IdleTimeout {
 			if idle := time.Since(time.Unix(0, last.Load())); idle < s.cfg.IdleTimeout {
 				continue // one of the directions moved bytes lately
 			}
