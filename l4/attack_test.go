@@ -177,3 +177,17 @@ func TestTCPBothWaysStuckIsIdle(t *testing.T) {
 	}()
 	waitFor(t, "the stalled connection to end", func() bool { st := s.Stats(); return st.Accepted == 1 && st.Active == 0 })
 }
+
+// A PROXY v1 header carries bare addresses: an IPv6 zone ("%eth0") is no
+// part of the spec's grammar and makes upstreams reject the connection.
+func TestProxyV1DropsIPv6Zone(t *testing.T) {
+	src := &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 4000, Zone: "eth0"}
+	dst := &net.TCPAddr{IP: net.ParseIP("fe80::2"), Port: 443, Zone: "eth0"}
+	got, err := l4.AppendProxyHeader(nil, l4.ProxyV1, src, dst, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "PROXY TCP6 fe80::1 fe80::2 4000 443\r\n"; string(got) != want {
+		t.Fatalf("header %q, want %q", got, want)
+	}
+}
