@@ -35,3 +35,24 @@ func TestManySmallRangesGetTheWholeBody(t *testing.T) {
 		t.Fatalf("%d ranges: %d", MaxRanges, resp.StatusCode)
 	}
 }
+
+// A response whose Vary names more fields than the cache keeps must not
+// be stored: dropping the extra names would hand one user's variant to
+// another whose request differs only in a dropped field.
+func TestVaryBeyondLimitIsNotStored(t *testing.T) {
+	var names []string
+	for i := range 16 {
+		names = append(names, fmt.Sprintf("X-F%d", i))
+	}
+	names = append(names, "X-User")
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", strings.Join(names, ", "))
+		fmt.Fprint(w, "for "+r.Header.Get("X-User"))
+	})
+	f := newFront(t, o, Policy{}, mib, 0)
+	f.get(t, "/me", "X-User", "alice")
+	if _, body := f.get(t, "/me", "X-User", "bob"); body != "for bob" {
+		t.Fatalf("bob got %q", body)
+	}
+}
