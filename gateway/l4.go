@@ -309,10 +309,10 @@ func l4RestartOnly(old, cfg *Config) error {
 	var errs []error
 	for i := range cfg.L4 {
 		a, b := old.L4[i], cfg.L4[i]
-		if a.Listen != b.Listen || a.Protocol != b.Protocol || (a.TLS == nil) != (b.TLS == nil) || (len(a.SNI) > 0) != (len(b.SNI) > 0) ||
+		if a.Listen != b.Listen || a.Protocol != b.Protocol || (a.TLS == nil) != (b.TLS == nil) || a.TLS != nil && *a.TLS != *b.TLS || (len(a.SNI) > 0) != (len(b.SNI) > 0) ||
 			a.ProxyProtocol != b.ProxyProtocol || a.MaxConnections != b.MaxConnections || a.MaxConnectionsPerClient != b.MaxConnectionsPerClient ||
 			a.ConnectTimeout != b.ConnectTimeout || a.IdleTimeout != b.IdleTimeout {
-			errs = append(errs, cfg.Errorf(fmt.Sprintf("l4[%d]", i), "changed: only upstream and sni upstreams of an l4 listener can change without a restart"))
+			errs = append(errs, cfg.Errorf(fmt.Sprintf("l4[%d]", i), "changed: only upstream and sni upstreams of an l4 listener can change without a restart (a new tls certificate too)"))
 		}
 	}
 	return errors.Join(errs...)
