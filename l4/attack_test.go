@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,5 +192,63 @@ func TestProxyV1DropsIPv6Zone(t *testing.T) {
 	}
 	if want := "PROXY TCP6 fe80::1 fe80::2 4000 443\r\n"; string(got) != want {
 		t.Fatalf("header %q, want %q", got, want)
+	}
+}
+
+// flakyListener fails its first Accept with err, as accept(2) does when
+// the system runs out of file table entries or buffer memory.
+type flakyListener struct {
+	net.Listener
+	err  error
+	once sync.Once
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	var err error
+	l.once.Do(func() { err = l.err })
+	if err != nil {
+		return nil, err
+	}
+	return l.Listener.Accept()
+}
+
+// Resource exhaustion an attacker can cause (ENFILE: the system's file
+// table is full; ENOBUFS, ENOMEM) passes; it must not stop the listener
+// for good, as it did for everything but EMFILE and timeouts.
+func TestTCPAcceptSurvivesResourceExhaustion(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			s, err := l4.NewTCP(l4.TCPConfig{Backend: backend(t, tcpBackend(t, "a", nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() {
+				served <- s.Serve(&flakyListener{Listener: ln, err: &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", errno)}})
+			}()
+			defer s.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil {
+				select {
+				case err := <-served:
+					t.Fatalf("Serve returned %v after one %v", err, errno)
+				default:
+				}
+				t.Fatalf("no greeting: %v", err)
+			}
+			if line != "a\n" {
+				t.Fatalf("greeting %q", line)
+			}
+		})
 	}
 }
