@@ -245,8 +245,6 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 			"discovery.wait"},
 		{"listen: 127.0.0.1:0\nupstreams:\n  rides: {}\nroutes: [{upstream: rides}]\n",
 			"or discover: SERVICE"},
-		{"listen: 127.0.0.1:0\ndiscovery: {registry: http://h:1}\nupstreams:\n  rides: {discover: rides}\nroutes: [{upstream: rides}]\nl4: [{listen: 127.0.0.1:0, upstream: rides}]\n",
-			"l4[0].upstream: upstream \"rides\" discovers its targets"},
 	} {
 		_, err := ParseConfig([]byte(tc.cfg), "gw.yaml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
