@@ -18,6 +18,10 @@ const (
 	DefaultStatusName = "switchyard"
 	// MaxVariants bounds the Vary variants kept per key; the oldest goes.
 	MaxVariants = 16
+	// MaxRanges bounds the ranges of one Range request answered from a
+	// stored response; a request with more gets the whole 200 (RFC 9110
+	// section 14.2 lets a server ignore many small or overlapping ranges).
+	MaxRanges = 64
 	// HeuristicMax caps heuristic freshness (10% of the time since Last-Modified).
 	HeuristicMax = 24 * time.Hour
 )

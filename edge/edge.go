@@ -266,7 +266,7 @@ func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age t
 	} else {
 		h["Cache-Status"] = status
 	}
-	if len(r.Header["Range"]) > 0 && e.status == http.StatusOK {
+	if len(r.Header["Range"]) > 0 && e.status == http.StatusOK && rangeCount(r.Header["Range"]) <= MaxRanges {
 		serveRange(w, r, e)
 		return
 	}
@@ -282,6 +282,16 @@ func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age t
 	if code != http.StatusNotModified && r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// rangeCount is how many ranges a Range header lists (its commas plus
+// one), without parsing them.
+func rangeCount(vs []string) int {
+	n := 0
+	for _, v := range vs {
+		n += strings.Count(v, ",") + 1
+	}
+	return n
 }
 
 // serveRange answers a Range request from a stored full response

@@ -370,6 +370,8 @@ func (c *Cache) prepare(r *http.Request, key string, code int, hdr http.Header, 
 	if len(hdr["Set-Cookie"]) > 0 && !c.pol.AllowSetCookie {
 		return prepared{}
 	}
+	// maxVaryFields bounds the fields a stored response may vary on.
+	const maxVaryFields = 16
 	var vary []string
 	for _, v := range hdr["Vary"] {
 		for name := range strings.SplitSeq(v, ",") {
@@ -377,9 +379,13 @@ func (c *Cache) prepare(r *http.Request, key string, code int, hdr http.Header, 
 			if name == "*" {
 				return prepared{} // never matches (RFC 9111 section 4.1)
 			}
-			if name != "" && len(vary) < 16 {
-				vary = append(vary, http.CanonicalHeaderKey(name))
+			if name == "" {
+				continue
 			}
+			if len(vary) == maxVaryFields {
+				return prepared{} // ignoring a field would select wrong variants
+			}
+			vary = append(vary, http.CanonicalHeaderKey(name))
 		}
 	}
 	p := c.meta(code, hdr, reqTime, respTime)

@@ -38,7 +38,8 @@ type L4Listener struct {
 	// udp) to the upstream first, carrying the client's address.
 	ProxyProtocol string `yaml:"proxy_protocol"`
 	// MaxConnections (udp: sessions) in total and per client IP; 0 means
-	// no limit.
+	// no limit, except for udp sessions in total: 0 means
+	// l4.DefaultMaxUDPSessions (4096), since any spoofed source opens one.
 	MaxConnections          int `yaml:"max_connections"`
 	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 	// ConnectTimeout bounds a connect to a target (tcp). Default 5s.
@@ -315,6 +316,8 @@ func l4RestartOnly(old, cfg *Config) error {
 			{"listen", a.Listen, b.Listen},
 			{"protocol", a.Protocol, b.Protocol},
 			{"tls", a.TLS != nil, b.TLS != nil},
+			{"tls.cert", tlsField(a.TLS, true), tlsField(b.TLS, true)},
+			{"tls.key", tlsField(a.TLS, false), tlsField(b.TLS, false)},
 			{"sni", len(a.SNI) > 0, len(b.SNI) > 0},
 			{"proxy_protocol", a.ProxyProtocol, b.ProxyProtocol},
 			{"max_connections", a.MaxConnections, b.MaxConnections},
@@ -334,6 +337,19 @@ func l4RestartOnly(old, cfg *Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// tlsField is a listener's certificate (cert) or key path, "" without
+// tls: a new path needs a restart, as does a certificate rewritten in
+// place (it is read once, at start).
+func tlsField(t *TLS, cert bool) string {
+	switch {
+	case t == nil:
+		return ""
+	case cert:
+		return t.Cert
+	}
+	return t.Key
 }
 
 // l4Shown prints a setting in an l4 reload error: strings quoted (so an

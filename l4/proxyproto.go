@@ -70,14 +70,16 @@ func AppendProxyHeader(b []byte, v string, src, dst net.Addr, udp bool) ([]byte,
 	return nil, fmt.Errorf("PROXY protocol %q: expected v1 or v2", v)
 }
 
+// addrPort is a's address, unmapped and without an IPv6 zone (which the
+// PROXY protocol cannot carry; per-client limits count the address).
 func addrPort(a net.Addr) (netip.AddrPort, bool) {
 	switch a := a.(type) {
 	case *net.TCPAddr:
 		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+		return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()), true
 	case *net.UDPAddr:
 		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+		return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()), true
 	}
 	return netip.AddrPort{}, false
 }

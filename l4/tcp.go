@@ -201,7 +201,7 @@ func (s *TCPServer) Serve(ln net.Listener) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || resourceExhausted(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				time.Sleep(backoff)
 				continue
@@ -402,14 +402,15 @@ func pickRequest(client net.Addr, host string) *http.Request {
 func (s *TCPServer) pipe(client, up net.Conn) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
+	in, out := &flow{src: client, dst: up}, &flow{src: up, dst: client}
 	done := make(chan struct{}, 2)
 	go func() {
-		n := s.copyDir(up, client, &last)
+		n := s.copyDir(in, out, &last)
 		s.bytesIn.Add(uint64(n))
 		done <- struct{}{}
 	}()
 	go func() {
-		n := s.copyDir(client, up, &last)
+		n := s.copyDir(out, in, &last)
 		s.bytesOut.Add(uint64(n))
 		done <- struct{}{}
 	}()
@@ -418,17 +419,44 @@ func (s *TCPServer) pipe(client, up net.Conn) {
 }
 
 // chunk is how much one splice call may move before the idle clock is
-// checked again.
-const chunk = 1 << 20
+// checked again. A step's write must finish within twice IdleTimeout,
+// so a peer must read at least chunk bytes per two IdleTimeouts.
+const chunk = 64 << 10
 
-// copyDir copies src to dst. Each step reads under a deadline of
-// IdleTimeout from now; on timeout the connection ends only if the other
-// direction was idle too. io.CopyN over TCP connections splices on Linux.
-func (s *TCPServer) copyDir(dst, src net.Conn, last *atomic.Int64) int64 {
+// flow is one direction of a connection.
+type flow struct {
+	src, dst net.Conn
+	// poked: the other direction timed out and asks this one to count
+	// the bytes of its copy in progress (cut short by a past deadline).
+	poked atomic.Bool
+	ended atomic.Bool
+}
+
+// copyDir copies f.src to f.dst. Each step reads under a deadline of
+// IdleTimeout from now; io.CopyN over TCP connections splices on Linux,
+// so the bytes of a step are only seen when it returns. A step that
+// times out with nothing moved for a whole IdleTimeout does not end the
+// connection by itself: the other direction may be mid-step (a slow
+// one-way stream). It pokes the other direction to return and count its
+// bytes; the poked one ends the connection when it moved nothing either,
+// and so does the poker when the poke is still unanswered at its next
+// timeout (the other way is stuck in a write no one reads).
+func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
+	defer f.ended.Store(true)
 	var total int64
 	for {
-		src.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		n, err := io.CopyN(dst, src, chunk)
+		start := time.Now()
+		f.src.SetReadDeadline(start.Add(s.cfg.IdleTimeout))
+		if f.poked.Load() {
+			f.src.SetReadDeadline(time.Now()) // a poke the line above overrode
+		}
+		// A write to a peer that reads nothing would block forever, and
+		// with both peers not reading no read deadline ever fires. The
+		// write deadline is later than the read one, so a step that
+		// times out after it was stuck writing.
+		f.dst.SetWriteDeadline(start.Add(2 * s.cfg.IdleTimeout))
+		n, err := io.CopyN(f.dst, f.src, chunk)
+		poked := f.poked.Swap(false)
 		total += n
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
@@ -437,22 +465,29 @@ func (s *TCPServer) copyDir(dst, src net.Conn, last *atomic.Int64) int64 {
 			continue
 		}
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(err, &ne) && ne.Timeout() && time.Since(start) < 2*s.cfg.IdleTimeout {
 			if idle := time.Since(time.Unix(0, last.Load())); idle < s.cfg.IdleTimeout {
-				continue // the other direction is busy
+				continue // one of the directions moved bytes lately
 			}
-			// Idle both ways: end the whole connection.
-			dst.Close()
-			src.Close()
+			if !poked && !other.ended.Load() && !other.poked.Load() {
+				other.poked.Store(true)
+				other.src.SetReadDeadline(time.Now())
+				continue
+			}
+			// Idle both ways, or the other way did not answer a poke for
+			// a whole IdleTimeout (stuck writing to a peer that stopped
+			// reading): end the whole connection.
+			f.dst.Close()
+			f.src.Close()
 			return total
 		}
 		if errors.Is(err, io.EOF) {
 			// Half-close: tell the other side no more is coming.
-			closeWrite(dst)
+			closeWrite(f.dst)
 			return total
 		}
-		dst.Close()
-		src.Close()
+		f.dst.Close()
+		f.src.Close()
 		return total
 	}
 }

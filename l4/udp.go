@@ -16,6 +16,13 @@ import (
 // datagram either way.
 const DefaultUDPIdleTimeout = 30 * time.Second
 
+// DefaultMaxUDPSessions bounds a UDP listener's sessions when
+// MaxSessions is 0. A session costs a socket, a goroutine and a 64 KiB
+// buffer, and a datagram from any new (easily spoofed) source address
+// opens one: unbounded, a flood of such datagrams exhausts file
+// descriptors and memory (4096 sessions hold 256 MiB of buffers).
+const DefaultMaxUDPSessions = 4096
+
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 64 << 10
 
@@ -29,8 +36,9 @@ type UDPConfig struct {
 	// IdleTimeout ends a session with no datagram either way for this
 	// long. Default 30s.
 	IdleTimeout time.Duration
-	// MaxSessions in total and per client IP; 0: no limit. Datagrams
-	// that would open a session past a limit are dropped.
+	// MaxSessions in total (0: DefaultMaxUDPSessions, negative: no
+	// limit) and per client IP (0: no limit). Datagrams that would open
+	// a session past a limit are dropped.
 	MaxSessions, MaxSessionsPerClient int
 	Log                               *slog.Logger
 }
@@ -72,6 +80,9 @@ func NewUDP(cfg UDPConfig) (*UDPServer, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultUDPIdleTimeout
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxUDPSessions
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

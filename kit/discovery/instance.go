@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -124,6 +125,9 @@ func ValidID(s string) error {
 	if s == "" || len(s) > MaxIDLen {
 		return fmt.Errorf("instance id %q: expected 1-%d characters", clip(s), MaxIDLen)
 	}
+	if s == "." || s == ".." {
+		return fmt.Errorf("instance id %q: expected more than dots (a path segment the HTTP API cannot address)", s)
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
@@ -146,6 +150,14 @@ func ValidAddress(s string) error {
 		c := host[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-:%_", c) >= 0) {
 			return fmt.Errorf("address %q: host %q: expected a host name or IP address", clip(s), clip(host))
+		}
+	}
+	// IPs no instance has: link-local (169.254.169.254 is the cloud
+	// metadata service, a classic target of forged registrations), the
+	// unspecified address (dials this very host) and multicast.
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip = ip.Unmap(); ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
+			return fmt.Errorf("address %q: %s is a link-local, unspecified or multicast address: expected an instance's unicast address", clip(s), ip)
 		}
 	}
 	return nil

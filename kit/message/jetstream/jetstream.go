@@ -42,6 +42,11 @@
 //     (one extra delivery before dead-lettering, never one fewer).
 //   - Message TTL: Sy-Expires; an expired message is dead-lettered with
 //     reason "expired" when it is delivered.
+//   - A message's own headers named like the adapter's (Sy-Key,
+//     Sy-Deliver-At, Sy-Expires, Sy-No-Id, in any case) or JetStream's
+//     (Nats-*: Nats-Msg-Id, Nats-Rollup, Nats-Expected-...) are not
+//     published: headers copied from outside input could otherwise
+//     expire, hold back or deduplicate messages.
 //   - Redrive: publish a dead letter back to its x-original-queue (the
 //     kit's DeadLetter middleware and this adapter write it alike).
 //
@@ -58,6 +63,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -274,7 +280,9 @@ func notFound(err error) error {
 func toNats(subject string, m broker.Message, now time.Time) *nats.Msg {
 	nm := &nats.Msg{Subject: subject, Data: m.Body, Header: make(nats.Header, len(m.Headers)+4)}
 	for k, v := range m.Headers {
-		nm.Header[k] = []string{v}
+		if !reservedHeader(k) {
+			nm.Header[k] = []string{v}
+		}
 	}
 	if m.ID != "" {
 		nm.Header[natsjs.MsgIDHeader] = []string{m.ID}
@@ -289,6 +297,17 @@ func toNats(subject string, m broker.Message, now time.Time) *nats.Msg {
 		nm.Header[HeaderExpires] = []string{strconv.FormatInt(now.Add(m.Delay+m.TTL).UnixNano(), 10)}
 	}
 	return nm
+}
+
+// reservedHeader reports whether a message header k would pose as one
+// of the adapter's or JetStream's control headers once NATS
+// canonicalizes it.
+func reservedHeader(k string) bool {
+	switch k = textproto.CanonicalMIMEHeaderKey(k); k {
+	case HeaderKey, HeaderDeliverAt, HeaderExpires, headerNoID:
+		return true
+	}
+	return strings.HasPrefix(k, "Nats-")
 }
 
 // fromNats returns the kit's message of a JetStream one; the adapter's
