@@ -63,5 +63,11 @@ func (r *Ring) Owner(key string) int {
 // OwnerName is the name of the member that owns key.
 func (r *Ring) OwnerName(key string) string { return r.names[r.Owner(key)] }
 
+// HashKey is the 64-bit hash the ring and the consistent_hash policy place
+// keys with (FNV-1a with the murmur3 finaliser): stable across processes
+// and versions, so callers that place keys themselves (hash-mod shards)
+// agree with the ring. It does not allocate.
+func HashKey(s string) uint64 { return hashString(s) }
+
 // Names are the ring's members in the order given.
 func (r *Ring) Names() []string { return slices.Clone(r.names) }

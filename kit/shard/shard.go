@@ -38,7 +38,7 @@ type hashMod int
 
 func (h hashMod) N() int { return int(h) }
 
-func (h hashMod) Shard(key string) int { return int(hashKey(key) % uint64(h)) }
+func (h hashMod) Shard(key string) int { return int(balance.HashKey(key) % uint64(h)) }
 
 // Range routes by sorted boundaries: shard 0 holds keys < bounds[0],
 // shard i keys in [bounds[i-1], bounds[i]), the last shard the rest, so
@@ -101,18 +101,4 @@ func Plan(keys []string, from, to Strategy) []Move {
 		}
 	}
 	return out
-}
-
-func hashKey(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
 }
