@@ -53,6 +53,13 @@ var floors = map[string]int{
 	"gateway": 5, "broker/server": 5,
 	// 6: assembles gateways (the sidecar and its ambassador).
 	"sidecar": 6,
+	// Hitch, the example system: its shared event contract and geometry low,
+	// each service (one package per service) on the kit, the process runtime,
+	// supervisor, simulator and benchmark above them.
+	"hitch/web": 0, "hitch/geo": 1, "hitch": 2,
+	"hitch/identity": 5, "hitch/location": 5, "hitch/matching": 5, "hitch/rides": 5,
+	"hitch/payments": 5, "hitch/cardprocessor": 5, "hitch/notifications": 5, "hitch/views": 5,
+	"hitch/svc": 6, "hitch/up": 6, "hitch/sim": 6, "hitch/hitchtest": 6,
 	// 6, 7: programs.
 	"demo": 6, "bench/...": 6, "cmd/...": 7,
 }
