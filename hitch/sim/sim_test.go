@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/switchyard/switchyard/load"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -219,5 +223,40 @@ func TestTripsFollowAvenues(t *testing.T) {
 		if from.Validate() != nil || to.Validate() != nil || miles(from, to) < 0.3 || miles(from, to) > 3 {
 			t.Fatalf("trip %v -> %v (%.2f mi)", from, to, miles(from, to))
 		}
+	}
+}
+
+// Bench signs up its users, ramps the load generator over nearby search and
+// location updates, and writes each scenario's result and chart.
+func TestBenchRampsAndWritesResults(t *testing.T) {
+	f := newFake()
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	out := t.TempDir()
+	res, err := Bench(context.Background(), BenchConfig{
+		BaseURL: srv.URL, Scenarios: []string{"nearby", "location"}, Drivers: 5, Out: out,
+		Ramp: &load.Ramp{Start: 50, End: 100, Step: 50, StepDuration: time.Second}, SLO: "p99<1s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"nearby", "location"} {
+		r := res.Scenarios[s]
+		if r == nil || len(r.Steps) != 2 || r.Successes == 0 {
+			t.Fatalf("%s: %+v", s, r)
+		}
+		for _, ext := range []string{".json", ".png"} {
+			if fi, err := os.Stat(filepath.Join(out, s+ext)); err != nil || fi.Size() == 0 {
+				t.Errorf("%s%s: %v", s, ext, err)
+			}
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hits["GET /v1/drivers/nearby"] < 100 || f.hits["PUT /v1/drivers/me/location"] < 100 {
+		t.Errorf("hits: %v", f.hits)
+	}
+	if _, err := Bench(context.Background(), BenchConfig{BaseURL: srv.URL, Scenarios: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), `unknown scenario "nope"`) {
+		t.Errorf("unknown scenario: %v", err)
 	}
 }
