@@ -43,6 +43,17 @@ const MaxWeight = 1_000_000
 // ErrNotFound is returned (wrapped) by a Backend for unknown upstreams or targets.
 var ErrNotFound = errors.New("not found")
 
+// NotFound is an error that says only its message and matches ErrNotFound
+// with errors.Is, for a Backend whose message already says what is missing.
+func NotFound(format string, args ...any) error {
+	return notFound(fmt.Sprintf(format, args...))
+}
+
+type notFound string
+
+func (e notFound) Error() string        { return string(e) }
+func (e notFound) Is(target error) bool { return target == ErrNotFound }
+
 // Snapshot is the state the admin API shows.
 type Snapshot struct {
 	ConfigFile string     `json:"config_file"`

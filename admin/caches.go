@@ -24,6 +24,9 @@ type CacheBackend interface {
 	// Push publishes an object into the named cache as the response to
 	// a GET of url.
 	Push(cache, url string, obj edge.PushObject) error
+	// CacheMaxObject is the named cache's largest object in bytes, so a
+	// push larger than that is refused before its body is read.
+	CacheMaxObject(cache string) (int64, error)
 }
 
 // pushHeaders are the request headers of a push that are stored with
@@ -134,9 +137,25 @@ func cacheRoutes(mux *http.ServeMux, b Backend) {
 			}
 			obj.Status = n
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<30))
+		max, err := cb.CacheMaxObject(r.PathValue("name"))
 		if err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "reading the object: "+err.Error())
+			writeBackendError(w, err)
+			return
+		}
+		if r.ContentLength > max {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("object of %d bytes: the cache's max_object is %d", r.ContentLength, max))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+					fmt.Sprintf("object larger than the cache's max_object of %d bytes", max))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "bad_request", "reading the object: "+err.Error())
 			return
 		}
 		obj.Body = body

@@ -182,6 +182,9 @@ func NewStore(maxBytes, maxObject int64) *Store {
 }
 
 // Stats returns the store's counters.
+// MaxObject is the largest response body the store keeps, in bytes.
+func (s *Store) MaxObject() int64 { return s.maxObject }
+
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	b, n := s.bytes, int64(s.lru.Len())

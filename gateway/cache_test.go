@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -274,6 +277,30 @@ routes:
 		if code, resp := put(tc.query, tc.body); code == 200 || !strings.Contains(resp, tc.want) {
 			t.Errorf("%s: %d %s", tc.query, code, resp)
 		}
+	}
+	// An unknown cache names the ones there are, without a bare "not found".
+	code, resp, _ := do(t, http.MethodPut, gw.admin+"/admin/caches/cdn/objects?url="+gw.url+"/x", strings.NewReader("x"))
+	if code != 404 || !strings.Contains(resp, `unknown cache \"cdn\": expected one of edge"`) {
+		t.Errorf("unknown cache: %d %s", code, resp)
+	}
+	// A body of unknown length larger than max_object: 413, read no further.
+	code, resp, _ = do(t, http.MethodPut, gw.admin+"/admin/caches/edge/objects?url="+gw.url+"/big&ttl=1m",
+		io.MultiReader(strings.NewReader(strings.Repeat("b", 4096))))
+	if code != 413 || !strings.Contains(resp, "max_object of 1024 bytes") {
+		t.Errorf("chunked push over max_object: %d %s", code, resp)
+	}
+	// A declared length over max_object is refused before any body byte
+	// is read: the client sends none and still gets its answer.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(gw.admin, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "PUT /admin/caches/edge/objects?url=%s/huge&ttl=1m HTTP/1.1\r\nHost: a\r\nContent-Length: 1073741824\r\n\r\n", gw.url)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(line, " 413 ") {
+		t.Errorf("declared 1 GiB push: %q %v", line, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,7 +29,11 @@ func (g *Gateway) Caches() []admin.Cache {
 func (g *Gateway) store(name string) (*edge.Store, error) {
 	s, ok := g.current.Load().caches[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown cache %q: %w", name, admin.ErrNotFound)
+		names := g.current.Load().cfg.CacheNames()
+		if len(names) == 0 {
+			return nil, admin.NotFound("unknown cache %q: this gateway's config has no caches block", name)
+		}
+		return nil, admin.NotFound("unknown cache %q: expected one of %s", name, strings.Join(names, ", "))
 	}
 	return s, nil
 }
@@ -57,6 +62,15 @@ func (g *Gateway) CacheEntries(cache, url string, limit int) ([]edge.EntryInfo, 
 	return s.Inspect(url, limit), nil
 }
 
+// CacheMaxObject implements admin.CacheBackend.
+func (g *Gateway) CacheMaxObject(cache string) (int64, error) {
+	s, err := g.store(cache)
+	if err != nil {
+		return 0, err
+	}
+	return s.MaxObject(), nil
+}
+
 // Push implements admin.CacheBackend: the object is stored by the cache
 // of the route a GET of rawURL matches, which must use the named cache.
 func (g *Gateway) Push(cache, rawURL string, obj edge.PushObject) error {
@@ -75,7 +89,7 @@ func (g *Gateway) Push(cache, rawURL string, obj edge.PushObject) error {
 	rt := g.current.Load()
 	pr, ok := rt.Resolve(req)
 	if !ok {
-		return fmt.Errorf("no route matches GET %s: %w", rawURL, admin.ErrNotFound)
+		return admin.NotFound("no route matches GET %s", rawURL)
 	}
 	c, ok := rt.cacheOf[pr]
 	if !ok || c.Store() != store {

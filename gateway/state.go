@@ -56,14 +56,14 @@ func (g *Gateway) Snapshot() admin.Snapshot {
 func (g *Gateway) target(upstreamName, address string) (*upstream.Target, error) {
 	p, ok := g.current.Load().pools[upstreamName]
 	if !ok {
-		return nil, fmt.Errorf("unknown upstream %q: %w", upstreamName, admin.ErrNotFound)
+		return nil, admin.NotFound("unknown upstream %q", upstreamName)
 	}
 	for _, t := range p.Targets() {
 		if t.Address == address {
 			return t, nil
 		}
 	}
-	return nil, fmt.Errorf("unknown target %q in upstream %q: %w", address, upstreamName, admin.ErrNotFound)
+	return nil, admin.NotFound("unknown target %q in upstream %q", address, upstreamName)
 }
 
 // SetDraining implements admin.Backend. A drained target gets no new
