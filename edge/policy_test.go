@@ -4,13 +4,16 @@ import (
 	"container/list"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
+	"strconv"
 	"testing"
 )
 
-// The store evicts by LRU. These simulators measure what a
-// frequency-aware policy (S3-FIFO, Yang et al., SOSP 2023) would gain on
-// a skewed workload, with objects of one size and capacity in objects;
+// These simulators measure what a frequency-aware policy (S3-FIFO, Yang et
+// al., SOSP 2023) gains over LRU on a skewed workload, with objects of one
+// size and capacity in objects, beside the real Store (which evicts with
+// S3-FIFO by bytes);
 // docs/edge.md records the numbers
 // (SWITCHYARD_MEASURE=1 go test -run EvictionPolicy -v ./edge).
 
@@ -169,14 +172,38 @@ func TestEvictionPolicyHitRatios(t *testing.T) {
 		}
 		for _, share := range []float64{0.001, 0.01, 0.1} {
 			capacity := int(share * keys)
-			l, f := newLRUSim(capacity), newS3FIFOSim(capacity)
+			l, f, st := newLRUSim(capacity), newS3FIFOSim(capacity), newStoreSim(capacity)
 			hitRatio(l, trace[:requests/10])
 			hitRatio(f, trace[:requests/10])
-			hl, hf := hitRatio(l, trace[requests/10:]), hitRatio(f, trace[requests/10:])
-			if hl <= 0 || hl >= 1 || hf <= 0 || hf >= 1 {
-				t.Fatalf("hit ratios out of range: %v %v", hl, hf)
+			hitRatio(st, trace[:requests/10])
+			hl, hf, hs := hitRatio(l, trace[requests/10:]), hitRatio(f, trace[requests/10:]), hitRatio(st, trace[requests/10:])
+			if hl <= 0 || hl >= 1 || hf <= 0 || hf >= 1 || hs <= 0 || hs >= 1 {
+				t.Fatalf("hit ratios out of range: %v %v %v", hl, hf, hs)
 			}
-			t.Logf("zipf s=%.2f cache=%5.1f%% of keys: LRU %.4f  S3-FIFO %.4f  (%+.1f%% hits)", s, share*100, hl, hf, (hf-hl)/hl*100)
+			t.Logf("zipf s=%.2f cache=%5.1f%% of keys: LRU %.4f  S3-FIFO %.4f  (%+.1f%% hits)  Store %.4f (%+.1f%%)",
+				s, share*100, hl, hf, (hf-hl)/hl*100, hs, (hs-hl)/hl*100)
 		}
 	}
+}
+
+// storeSim runs a trace through the real Store (objects of 1000 bytes, a
+// store of capacity objects), so its hit ratio can be set beside the
+// simulators'.
+type storeSim struct {
+	s   *Store
+	req *http.Request
+	key []byte
+}
+
+func newStoreSim(capacity int) *storeSim {
+	return &storeSim{s: NewStore(int64(capacity)*1000, 0), req: &http.Request{Header: http.Header{}}}
+}
+
+func (m *storeSim) get(k uint64) bool {
+	m.key = strconv.AppendUint(m.key[:0], k, 10)
+	if e, _ := m.s.lookup(m.key, m.req); e != nil {
+		return true
+	}
+	m.s.insert(&entry{key: string(m.key), uri: string(m.key), status: 200, header: http.Header{}, size: 1000})
+	return false
 }

@@ -3,6 +3,7 @@ package edge
 import (
 	"container/list"
 	"errors"
+	"hash/maphash"
 	"net/http"
 	"slices"
 	"strings"
@@ -38,7 +39,9 @@ type entry struct {
 	size               int64
 	enc                *encodings // encoded variants; nil when not compressible
 
-	elem *list.Element // in Store.lru; guarded by Store.mu
+	elem   *list.Element // in Store.small or Store.main; guarded by Store.mu
+	inMain bool          // elem is in Store.main; guarded by Store.mu
+	freq   uint8         // hits since last looked at by eviction, at most 3; guarded by Store.mu
 }
 
 // age is the entry's current_age at now.
@@ -109,18 +112,28 @@ type Stats struct {
 }
 
 // Store is a cache's memory tier, shared by every route that names the
-// cache. It is bounded by bytes and evicts the least recently used
-// entry. Safe for concurrent use.
+// cache. It is bounded by bytes and evicts with S3-FIFO (Yang et al.,
+// SOSP 2023): new entries enter a small FIFO holding about a tenth of the
+// bytes; one that was hit before it reaches the small queue's end moves to
+// the main FIFO, the others leave (most objects are never asked for again)
+// and their keys are remembered in a ghost list, so one that comes back
+// soon goes straight to main. The main FIFO gives an entry hit since it was
+// last looked at another round instead of evicting it. A hit only bumps a
+// small counter: no list is reordered on the hit path. Safe for concurrent
+// use.
 type Store struct {
 	maxBytes  int64
 	maxObject int64
 
-	mu    sync.Mutex
-	bytes int64
-	lru   list.List // of *entry, most recently used at the front
-	keys  map[string][]*entry
-	uris  map[string]map[*entry]struct{}
-	tags  map[string]map[*entry]struct{}
+	mu          sync.Mutex
+	bytes       int64
+	small, main list.List // of *entry, newest at the front (S3-FIFO's S and M)
+	smallBytes  int64     // bytes of the entries in small
+	ghost       ghostList // keys recently evicted from small (S3-FIFO's G)
+	seed        maphash.Seed
+	keys        map[string][]*entry
+	uris        map[string]map[*entry]struct{}
+	tags        map[string]map[*entry]struct{}
 
 	flights map[string]*flight
 	revals  map[string]struct{} // keys with a background revalidation running
@@ -177,17 +190,17 @@ func NewStore(maxBytes, maxObject int64) *Store {
 	return &Store{
 		maxBytes: maxBytes, maxObject: min(maxObject, maxBytes),
 		keys: map[string][]*entry{}, uris: map[string]map[*entry]struct{}{}, tags: map[string]map[*entry]struct{}{},
-		flights: map[string]*flight{}, revals: map[string]struct{}{},
+		flights: map[string]*flight{}, revals: map[string]struct{}{}, seed: maphash.MakeSeed(),
 	}
 }
 
-// Stats returns the store's counters.
 // MaxObject is the largest response body the store keeps, in bytes.
 func (s *Store) MaxObject() int64 { return s.maxObject }
 
+// Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
-	b, n := s.bytes, int64(s.lru.Len())
+	b, n := s.bytes, int64(s.small.Len()+s.main.Len())
 	s.mu.Unlock()
 	st := Stats{
 		Hits: s.hits.Load(), Misses: s.misses.Load(), StaleServed: s.stale.Load(),
@@ -211,7 +224,9 @@ func (s *Store) lookup(key []byte, r *http.Request) (*entry, bool) {
 	vs := s.keys[string(key)] // no allocation
 	for _, e := range vs {
 		if e.matches(r) {
-			s.lru.MoveToFront(e.elem)
+			if e.freq < 3 {
+				e.freq++
+			}
 			s.mu.Unlock()
 			return e, true
 		}
@@ -230,7 +245,7 @@ func (s *Store) lookup(key []byte, r *http.Request) (*entry, bool) {
 }
 
 // insert stores e, replacing the variant with the same Vary values, and
-// evicts least recently used entries until the store is within bounds.
+// evicts (S3-FIFO) until the store is within bounds.
 func (s *Store) insert(e *entry) bool { return s.insertFrom(e, true) }
 
 // insertFrom inserts e, writing it to the disk tier too when toDisk.
@@ -254,7 +269,7 @@ func (s *Store) insertFrom(e *entry, toDisk bool) bool {
 		s.removeLocked(vs[0])
 		s.evictions.Add(1)
 	}
-	e.elem = s.lru.PushFront(e)
+	s.admitLocked(e, s.ghost.take(s.ghostHash(e.key)))
 	s.keys[e.key] = append(s.keys[e.key], e)
 	addIndex(s.uris, e.uri, e)
 	for _, t := range e.tags {
@@ -301,7 +316,12 @@ func (s *Store) removeLocked(e *entry) {
 	if e.elem == nil {
 		return
 	}
-	s.lru.Remove(e.elem)
+	if e.inMain {
+		s.main.Remove(e.elem)
+	} else {
+		s.small.Remove(e.elem)
+		s.smallBytes -= e.size
+	}
 	e.elem = nil
 	vs := s.keys[e.key]
 	for i, v := range vs {
@@ -332,17 +352,99 @@ func (s *Store) grow(e *entry, n int64) {
 	}
 	e.size += n
 	s.bytes += n
+	if !e.inMain {
+		s.smallBytes += n
+	}
 	s.evictLocked()
 }
 
-// evictLocked drops least recently used entries until the store is
-// within its bound; the caller holds s.mu.
+// admitLocked puts a new entry at the front of the small queue, or of the
+// main queue when its key was evicted from small recently (ghost) or
+// toMain is otherwise set; the caller holds s.mu and accounts its bytes.
+func (s *Store) admitLocked(e *entry, toMain bool) {
+	e.freq, e.inMain = 0, toMain
+	if toMain {
+		e.elem = s.main.PushFront(e)
+		return
+	}
+	e.elem = s.small.PushFront(e)
+	s.smallBytes += e.size
+}
+
+// evictLocked evicts until the store is within its bound (S3-FIFO); the
+// caller holds s.mu. From the small queue while it holds more than its
+// tenth of the bytes (or main is empty): its oldest entry moves to main if
+// it was hit, else it is evicted and its key remembered in the ghost list.
+// Otherwise from main: its oldest entry gets another round (at the front,
+// one hit fewer) if it was hit, else it is evicted. Every step moves,
+// demotes or evicts, and an entry is demoted at most 3 times per round, so
+// the loop ends.
 func (s *Store) evictLocked() {
-	for s.bytes > s.maxBytes && s.lru.Len() > 0 {
-		old := s.lru.Back().Value.(*entry)
+	for s.bytes > s.maxBytes && s.small.Len()+s.main.Len() > 0 {
+		if s.main.Len() == 0 || s.smallBytes > s.maxBytes/10 {
+			old := s.small.Back().Value.(*entry)
+			if old.freq > 0 {
+				s.small.Remove(old.elem)
+				s.smallBytes -= old.size
+				old.freq, old.inMain = 0, true
+				old.elem = s.main.PushFront(old)
+				continue
+			}
+			s.ghost.add(s.ghostHash(old.key), s.small.Len()+s.main.Len())
+			s.removeLocked(old)
+			s.evictions.Add(1)
+			continue
+		}
+		old := s.main.Back().Value.(*entry)
+		if old.freq > 0 {
+			old.freq--
+			s.main.MoveToFront(old.elem)
+			continue
+		}
 		s.removeLocked(old)
 		s.evictions.Add(1)
 	}
+}
+
+func (s *Store) ghostHash(key string) uint64 { return maphash.String(s.seed, key) }
+
+// ghostList remembers the hashes of keys evicted from the small queue: a
+// FIFO ring as long as the cache holds entries (at least 64), with a count
+// per hash for lookups. Guarded by Store.mu.
+type ghostList struct {
+	ring  []uint64
+	next  int
+	count map[uint64]int32
+}
+
+// add remembers h, forgetting the oldest hash once the ring holds limit.
+func (g *ghostList) add(h uint64, limit int) {
+	limit = max(limit, 64)
+	if g.count == nil {
+		g.count = map[uint64]int32{}
+	}
+	if len(g.ring) < limit {
+		g.ring = append(g.ring, h)
+	} else {
+		g.next %= len(g.ring)
+		old := g.ring[g.next]
+		if g.count[old]--; g.count[old] <= 0 {
+			delete(g.count, old)
+		}
+		g.ring[g.next] = h
+		g.next++
+	}
+	g.count[h]++
+}
+
+// take reports whether h is remembered. It stays in the ring until it
+// ages out, but no longer counts.
+func (g *ghostList) take(h uint64) bool {
+	if g.count[h] > 0 {
+		delete(g.count, h)
+		return true
+	}
+	return false
 }
 
 // replace swaps old for its updated copy (after a 304 or a soft purge)
@@ -401,7 +503,7 @@ func (s *Store) purgeLocked(matched []*entry, mode PurgeMode, onDisk []string) i
 			c.lifetime = 0
 			c.initialAge = max(c.initialAge, 1) // stale from now on
 			c.respTime = time.Now()
-			c.elem = s.lru.PushFront(&c)
+			s.admitLocked(&c, e.inMain)
 			s.keys[c.key] = append(s.keys[c.key], &c)
 			addIndex(s.uris, c.uri, &c)
 			for _, t := range c.tags {
