@@ -77,7 +77,8 @@ type TCPConfig struct {
 	TLS *tls.Config
 	// ProxyProtocol: "", "v1" or "v2", sent to the upstream first.
 	ProxyProtocol string
-	// MaxConnections in total and per client IP; 0 means no limit.
+	// MaxConnections in total and per client (an IPv4 address or an
+	// IPv6 /64); 0 means no limit.
 	MaxConnections, MaxConnectionsPerClient int
 	// ConnectTimeout bounds one connect to a target. Default 5s.
 	ConnectTimeout time.Duration
@@ -224,11 +225,27 @@ func (s *TCPServer) Serve(ln net.Listener) error {
 	}
 }
 
+// clientIP is the client a connection counts against for the per-client
+// limits: its IPv4 address, or the /64 network of its IPv6 address (one
+// host usually holds a whole /64, so counting single IPv6 addresses would
+// let it dodge the limit by rotating through them).
 func clientIP(a net.Addr) netip.Addr {
 	if ap, ok := addrPort(a); ok {
-		return ap.Addr()
+		return clientKey(ap.Addr())
 	}
 	return netip.Addr{}
+}
+
+// clientKey maps an address to its per-client key: IPv4 (and IPv4-mapped
+// IPv6) as is, other IPv6 addresses to their /64.
+func clientKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
 }
 
 func (s *TCPServer) admit(c net.Conn) bool {

@@ -37,7 +37,8 @@ type UDPConfig struct {
 	// long. Default 30s.
 	IdleTimeout time.Duration
 	// MaxSessions in total (0: DefaultMaxUDPSessions, negative: no
-	// limit) and per client IP (0: no limit). Datagrams that would open
+	// limit) and per client (an IPv4 address or an IPv6 /64; 0: no
+	// limit). Datagrams that would open
 	// a session past a limit are dropped.
 	MaxSessions, MaxSessionsPerClient int
 	Log                               *slog.Logger
@@ -151,7 +152,7 @@ func (s *UDPServer) session(pc *net.UDPConn, client netip.AddrPort) *udpSession 
 		return sess
 	}
 	if (s.cfg.MaxSessions > 0 && len(s.sessions) >= s.cfg.MaxSessions) ||
-		(s.cfg.MaxSessionsPerClient > 0 && s.perClient[client.Addr()] >= s.cfg.MaxSessionsPerClient) {
+		(s.cfg.MaxSessionsPerClient > 0 && s.perClient[clientKey(client.Addr())] >= s.cfg.MaxSessionsPerClient) {
 		s.mu.Unlock()
 		s.rejected.Add(1)
 		return nil
@@ -193,7 +194,7 @@ func (s *UDPServer) session(pc *net.UDPConn, client netip.AddrPort) *udpSession 
 		return nil
 	}
 	s.sessions[client] = sess
-	s.perClient[client.Addr()]++
+	s.perClient[clientKey(client.Addr())]++
 	s.mu.Unlock()
 	s.accepted.Add(1)
 	s.active.Add(1)
@@ -230,7 +231,7 @@ func (s *UDPServer) end(client netip.AddrPort, sess *udpSession, failed bool) {
 	s.mu.Lock()
 	if s.sessions[client] == sess {
 		delete(s.sessions, client)
-		if s.perClient[client.Addr()]--; s.perClient[client.Addr()] <= 0 {
+		if s.perClient[clientKey(client.Addr())]--; s.perClient[clientKey(client.Addr())] <= 0 {
 			delete(s.perClient, client.Addr())
 		}
 		s.active.Add(^uint64(0))

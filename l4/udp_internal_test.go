@@ -1,6 +1,9 @@
 package l4
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
 // UDP has no handshake: every spoofed source address opens a session
 // with its own socket, goroutine and 64 KiB buffer. Without a limit in
@@ -16,5 +19,21 @@ func TestUDPSessionsBoundedByDefault(t *testing.T) {
 	s, _ = NewUDP(UDPConfig{Backend: &Backend{}, MaxSessions: 7})
 	if s.cfg.MaxSessions != 7 {
 		t.Fatalf("MaxSessions = %d, want the configured 7", s.cfg.MaxSessions)
+	}
+}
+
+// Per-client limits count an IPv6 client by its /64, IPv4 by its address.
+func TestClientKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":                "192.0.2.7",
+		"::ffff:192.0.2.7":         "192.0.2.7",
+		"2001:db8:1:2:aaaa::1":     "2001:db8:1:2::",
+		"2001:db8:1:2:ffff:ffff::": "2001:db8:1:2::",
+		"2001:db8:1:3::1":          "2001:db8:1:3::",
+		"::1":                      "::",
+	} {
+		if got := clientKey(netip.MustParseAddr(in)); got.String() != want {
+			t.Errorf("clientKey(%s) = %s, want %s", in, got, want)
+		}
 	}
 }
