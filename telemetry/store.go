@@ -1,0 +1,367 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Store is a span processor that keeps recent traces in memory: every
+// trace whose local root span ended, in a ring of Memory.Traces, and the
+// slow or failed ones in a second ring as long, so a flood of fast good
+// traces never pushes out the failures. When an exporter is set, a trace
+// the sampler dropped (recorded only) that turns out slow or failed is
+// exported anyway: tail-based keeping.
+type Store struct {
+	mem     Memory
+	service string
+	exp     sdktrace.SpanExporter
+
+	mu      sync.Mutex
+	pending map[trace.TraceID]*pendingTrace // spans of traces whose local root has not ended
+	recent  ring
+	kept    ring
+	byID    map[trace.TraceID]*Trace // every trace in either ring
+
+	exportQ chan []sdktrace.ReadOnlySpan
+	wg      sync.WaitGroup
+	stop    chan struct{}
+	once    sync.Once
+}
+
+type pendingTrace struct {
+	spans   []sdktrace.ReadOnlySpan
+	dropped int
+}
+
+// maxPending bounds the traces whose root has not ended yet.
+const maxPending = 10000
+
+// NewStore returns a store; exp may be nil (nothing exported).
+func NewStore(mem Memory, service string, exp sdktrace.SpanExporter) *Store {
+	if mem.Traces <= 0 {
+		mem.Traces = defaultTraces
+	}
+	if mem.Slow <= 0 {
+		mem.Slow = defaultSlow
+	}
+	if mem.MaxSpans <= 0 {
+		mem.MaxSpans = defaultMaxSpans
+	}
+	s := &Store{mem: mem, service: service, exp: exp, pending: map[trace.TraceID]*pendingTrace{},
+		recent: ring{buf: make([]*Trace, mem.Traces)}, kept: ring{buf: make([]*Trace, mem.Traces)},
+		byID: map[trace.TraceID]*Trace{}, stop: make(chan struct{})}
+	if exp != nil {
+		s.exportQ = make(chan []sdktrace.ReadOnlySpan, 64)
+		s.wg.Add(1)
+		go s.exportLoop()
+	}
+	return s
+}
+
+// ring is a fixed ring of traces, oldest overwritten first.
+type ring struct {
+	buf  []*Trace
+	next int
+	n    int
+}
+
+// push adds t and returns the trace it pushed out, if any.
+func (r *ring) push(t *Trace) *Trace {
+	old := r.buf[r.next]
+	r.buf[r.next] = t
+	r.next = (r.next + 1) % len(r.buf)
+	if r.n < len(r.buf) {
+		r.n++
+	}
+	return old
+}
+
+// Trace is one kept trace as this process saw it.
+type Trace struct {
+	ID       string        `json:"trace_id"`
+	Root     string        `json:"root"`
+	Service  string        `json:"service"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
+	Error    bool          `json:"error"`
+	Slow     bool          `json:"slow"`
+	Sampled  bool          `json:"sampled"`
+	Spans    []Span        `json:"spans,omitempty"`
+	Dropped  int           `json:"dropped_spans,omitempty"`
+}
+
+// Span is one span of a kept trace.
+type Span struct {
+	SpanID     string            `json:"span_id"`
+	ParentID   string            `json:"parent_id,omitempty"`
+	Name       string            `json:"name"`
+	Kind       string            `json:"kind"`
+	Start      time.Time         `json:"start"`
+	Duration   time.Duration     `json:"duration_ns"`
+	Status     string            `json:"status,omitempty"`
+	Message    string            `json:"status_message,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Events     []string          `json:"events,omitempty"`
+}
+
+// OnStart implements sdktrace.SpanProcessor.
+func (s *Store) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+// OnEnd implements sdktrace.SpanProcessor: it buffers the span with its
+// trace and, when it is the trace's local root, decides what to keep.
+func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
+	sc := sp.SpanContext()
+	id := sc.TraceID()
+	localRoot := !sp.Parent().IsValid() || sp.Parent().IsRemote()
+	s.mu.Lock()
+	p := s.pending[id]
+	if p == nil {
+		if !localRoot && len(s.pending) >= maxPending {
+			s.mu.Unlock()
+			return // too many open traces: this span is lost
+		}
+		p = &pendingTrace{}
+		s.pending[id] = p
+	}
+	if len(p.spans) < s.mem.MaxSpans {
+		p.spans = append(p.spans, sp)
+	} else {
+		p.dropped++
+	}
+	if !localRoot {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending, id)
+	dur := sp.EndTime().Sub(sp.StartTime())
+	t := &Trace{ID: id.String(), Root: sp.Name(), Service: s.service, Start: sp.StartTime(), Duration: dur,
+		Slow: dur >= s.mem.Slow, Sampled: sc.IsSampled(), Dropped: p.dropped}
+	for _, x := range p.spans {
+		if x.Status().Code == codes.Error {
+			t.Error = true
+		}
+	}
+	t.Spans = convert(p.spans)
+	if old := s.byID[id]; old != nil {
+		// A second local root of the same trace (a request that came back
+		// through this process): keep both under one id, the newest wins.
+		delete(s.byID, id)
+	}
+	var out *Trace
+	if t.Error || t.Slow {
+		out = s.kept.push(t)
+	} else {
+		out = s.recent.push(t)
+	}
+	if out != nil && s.byID[trace.TraceID(mustID(out.ID))] == out {
+		delete(s.byID, trace.TraceID(mustID(out.ID)))
+	}
+	s.byID[id] = t
+	spans := p.spans
+	s.mu.Unlock()
+	if s.exportQ != nil && !t.Sampled && (t.Error || t.Slow) {
+		select {
+		case s.exportQ <- spans:
+		default: // the exporter is behind: the trace stays in memory only
+		}
+	}
+}
+
+func mustID(s string) [16]byte {
+	id, _ := trace.TraceIDFromHex(s)
+	return id
+}
+
+func convert(spans []sdktrace.ReadOnlySpan) []Span {
+	out := make([]Span, 0, len(spans))
+	for _, sp := range spans {
+		x := Span{SpanID: sp.SpanContext().SpanID().String(), Name: sp.Name(), Kind: sp.SpanKind().String(),
+			Start: sp.StartTime(), Duration: sp.EndTime().Sub(sp.StartTime())}
+		if sp.Parent().IsValid() {
+			x.ParentID = sp.Parent().SpanID().String()
+		}
+		if st := sp.Status(); st.Code != codes.Unset {
+			x.Status, x.Message = st.Code.String(), st.Description
+		}
+		if attrs := sp.Attributes(); len(attrs) > 0 {
+			x.Attributes = make(map[string]string, len(attrs))
+			for _, a := range attrs {
+				x.Attributes[string(a.Key)] = a.Value.Emit()
+			}
+		}
+		for _, e := range sp.Events() {
+			x.Events = append(x.Events, e.Name)
+		}
+		out = append(out, x)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
+func (s *Store) exportLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case spans := <-s.exportQ:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s.exp.ExportSpans(ctx, spans)
+			cancel()
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// Shutdown implements sdktrace.SpanProcessor.
+func (s *Store) Shutdown(context.Context) error {
+	s.once.Do(func() { close(s.stop) })
+	s.wg.Wait()
+	return nil
+}
+
+// ForceFlush implements sdktrace.SpanProcessor.
+func (s *Store) ForceFlush(ctx context.Context) error {
+	for s.exportQ != nil && len(s.exportQ) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Query selects traces.
+type Query struct {
+	// Kind: "all" (default), "slow", "error" or "kept" (slow or failed).
+	Kind string
+	// MinDuration keeps only traces at least this long.
+	MinDuration time.Duration
+	// Limit bounds the answer, newest first. Default 50.
+	Limit int
+}
+
+// Traces returns kept traces without their spans, newest first.
+func (s *Store) Traces(q Query) []Trace {
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	s.mu.Lock()
+	var all []*Trace
+	for _, r := range []*ring{&s.recent, &s.kept} {
+		for _, t := range r.buf {
+			if t != nil {
+				all = append(all, t)
+			}
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].Start.After(all[j].Start) })
+	out := []Trace{}
+	for _, t := range all {
+		switch q.Kind {
+		case "slow":
+			if !t.Slow {
+				continue
+			}
+		case "error":
+			if !t.Error {
+				continue
+			}
+		case "kept":
+			if !t.Slow && !t.Error {
+				continue
+			}
+		}
+		if t.Duration < q.MinDuration {
+			continue
+		}
+		c := *t
+		c.Spans = nil
+		out = append(out, c)
+		if len(out) == q.Limit {
+			break
+		}
+	}
+	return out
+}
+
+// Trace returns one trace with its spans.
+func (s *Store) Trace(id string) (Trace, bool) {
+	tid, err := trace.TraceIDFromHex(id)
+	if err != nil {
+		return Trace{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.byID[tid]
+	if t == nil {
+		return Trace{}, false
+	}
+	return *t, true
+}
+
+// Handler serves the store:
+//
+//	GET /admin/traces?kind=all|slow|error|kept&min_ms=N&limit=N   summaries, newest first
+//	GET /admin/traces/{id}                                         one trace with its spans
+func (s *Store) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/traces", func(w http.ResponseWriter, r *http.Request) {
+		q := Query{Kind: r.URL.Query().Get("kind")}
+		switch q.Kind {
+		case "", "all", "slow", "error", "kept":
+		default:
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("kind %q: want all, slow, error or kept", q.Kind))
+			return
+		}
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				writeErr(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to 10000", v))
+				return
+			}
+			q.Limit = n
+		}
+		if v := r.URL.Query().Get("min_ms"); v != "" {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n < 0 {
+				writeErr(w, http.StatusBadRequest, fmt.Sprintf("min_ms %q: want milliseconds, 0 or more", v))
+				return
+			}
+			q.MinDuration = time.Duration(n * float64(time.Millisecond))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"traces": s.Traces(q)})
+	})
+	mux.HandleFunc("GET /admin/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := s.Trace(r.PathValue("id"))
+		if !ok {
+			writeErr(w, http.StatusNotFound, fmt.Sprintf("no trace %q kept here (32 hex digits; traces age out)", r.PathValue("id")))
+			return
+		}
+		writeJSON(w, http.StatusOK, t)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]any{"error": msg, "status": code})
+}

@@ -1,0 +1,323 @@
+// Package telemetry sets up tracing with OpenTelemetry for every switchyard
+// process: a tracer provider configured from YAML or from the standard
+// OTEL_* environment variables (so any collector works the way users already
+// set it up), OTLP export over gRPC or HTTP/protobuf when configured, and,
+// with nothing configured, a bounded in-memory store of recent traces
+// (Store) that the admin API serves, with tail-based keeping: slow and
+// failed traces are kept (and exported) even when the sampler dropped them.
+//
+// How the sampling works: the configured sampler (default parent-based,
+// ratio 1 when nothing exports and 0.1 when something does) decides which
+// traces are sampled, i.e. exported as usual and marked sampled in the
+// traceparent sent downstream. Every other span is still recorded
+// (RecordOnly) so that when its local root ends the Store can see whether
+// the trace failed or was slow, and then keep and export it anyway.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Config configures tracing. The zero value traces everything into the
+// in-memory store and exports nothing, unless the OTEL_* environment
+// variables say otherwise.
+type Config struct {
+	// ServiceName is the service.name resource attribute. Default
+	// $OTEL_SERVICE_NAME, else the program's own default.
+	ServiceName string `yaml:"service_name"`
+	// Sampler: parentbased_traceidratio, parentbased_always_on,
+	// parentbased_always_off, traceidratio, always_on or always_off (the
+	// OTEL_TRACES_SAMPLER names). Default $OTEL_TRACES_SAMPLER, else
+	// parentbased_traceidratio.
+	Sampler string `yaml:"sampler"`
+	// Ratio of root traces sampled by the ratio samplers, in [0, 1].
+	// Default $OTEL_TRACES_SAMPLER_ARG, else 0.1 when exporting and 1
+	// when not.
+	Ratio *float64 `yaml:"ratio"`
+	// OTLP exports spans to a collector. Default: from
+	// $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT
+	// when either is set (with $OTEL_EXPORTER_OTLP_PROTOCOL and
+	// $OTEL_EXPORTER_OTLP_HEADERS, read by the exporter), else none.
+	OTLP *OTLP `yaml:"otlp"`
+	// Memory is the in-memory store of recent traces.
+	Memory Memory `yaml:"memory"`
+	// Disabled turns tracing off: no spans, only trace context passed on.
+	Disabled bool `yaml:"disabled"`
+}
+
+// OTLP configures the exporter.
+type OTLP struct {
+	// Endpoint is the collector's URL: http://HOST:4318 for
+	// http/protobuf (the /v1/traces path is added when the URL has no
+	// path), or http://HOST:4317 for grpc. Required.
+	Endpoint string `yaml:"endpoint"`
+	// Protocol: grpc or http/protobuf. Default http/protobuf.
+	Protocol string `yaml:"protocol"`
+	// Headers sent with every export (e.g. an API key). Values may be
+	// "env:NAME" to read an environment variable.
+	Headers map[string]string `yaml:"headers"`
+	// Timeout bounds one export. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Memory configures the Store.
+type Memory struct {
+	// Traces is how many recent traces are kept, and as many slow or
+	// failed ones besides. Default 200; at most 100000.
+	Traces int `yaml:"traces"`
+	// Slow is the duration from which a trace is kept as slow. Default 1s.
+	Slow time.Duration `yaml:"slow"`
+	// MaxSpans bounds the spans kept per trace. Default 512.
+	MaxSpans int `yaml:"max_spans"`
+}
+
+const (
+	defaultTraces   = 200
+	defaultSlow     = time.Second
+	defaultMaxSpans = 512
+)
+
+// Validate reports every problem, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Sampler {
+	case "", "parentbased_traceidratio", "parentbased_always_on", "parentbased_always_off", "traceidratio", "always_on", "always_off":
+	default:
+		errs = append(errs, fmt.Errorf("sampler: %q is not one of parentbased_traceidratio, parentbased_always_on, parentbased_always_off, traceidratio, always_on, always_off", c.Sampler))
+	}
+	if c.Ratio != nil && (*c.Ratio < 0 || *c.Ratio > 1 || *c.Ratio != *c.Ratio) {
+		errs = append(errs, fmt.Errorf("ratio: %v is not in [0, 1]", *c.Ratio))
+	}
+	if o := c.OTLP; o != nil {
+		if u, err := url.Parse(o.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("otlp.endpoint: %q is not an http:// or https:// URL", o.Endpoint))
+		}
+		switch o.Protocol {
+		case "", "grpc", "http/protobuf":
+		default:
+			errs = append(errs, fmt.Errorf("otlp.protocol: %q is not grpc or http/protobuf", o.Protocol))
+		}
+		if o.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("otlp.timeout: %s is negative", o.Timeout))
+		}
+	}
+	if c.Memory.Traces < 0 || c.Memory.Traces > 100000 {
+		errs = append(errs, fmt.Errorf("memory.traces: %d is not in [0, 100000]", c.Memory.Traces))
+	}
+	if c.Memory.Slow < 0 {
+		errs = append(errs, fmt.Errorf("memory.slow: %s is negative", c.Memory.Slow))
+	}
+	if c.Memory.MaxSpans < 0 || c.Memory.MaxSpans > 100000 {
+		errs = append(errs, fmt.Errorf("memory.max_spans: %d is not in [0, 100000]", c.Memory.MaxSpans))
+	}
+	return errors.Join(errs...)
+}
+
+// Tracing is a configured tracer provider and its store.
+type Tracing struct {
+	Provider *sdktrace.TracerProvider
+	Store    *Store
+	// Exporting reports whether spans leave the process (OTLP).
+	Exporting bool
+}
+
+// Tracer returns a named tracer of the provider.
+func (t *Tracing) Tracer(name string) trace.Tracer { return t.Provider.Tracer(name) }
+
+// Shutdown flushes and stops the exporter.
+func (t *Tracing) Shutdown(ctx context.Context) error { return t.Provider.Shutdown(ctx) }
+
+// Propagator is the W3C trace-context and baggage propagator every
+// switchyard component uses.
+var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// Setup builds the tracer provider from cfg and the environment
+// (getenv; nil means os.Getenv). defaultService names the service when
+// neither cfg nor $OTEL_SERVICE_NAME does.
+func Setup(ctx context.Context, cfg Config, defaultService string, getenv func(string) string) (*Tracing, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	service := cfg.ServiceName
+	if service == "" {
+		service = getenv("OTEL_SERVICE_NAME")
+	}
+	if service == "" {
+		service = defaultService
+	}
+	otlp := cfg.OTLP
+	if otlp == nil && !cfg.Disabled {
+		if ep := firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")); ep != "" {
+			otlp = &OTLP{Endpoint: ep, Protocol: firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"))}
+			if err := (Config{OTLP: otlp}).Validate(); err != nil {
+				return nil, fmt.Errorf("from the environment: %w", err)
+			}
+		}
+	}
+	base, err := sampler(cfg, otlp != nil, getenv)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", service)))
+	if err != nil {
+		return nil, err
+	}
+	mem := cfg.Memory
+	if mem.Traces == 0 {
+		mem.Traces = defaultTraces
+	}
+	if mem.Slow == 0 {
+		mem.Slow = defaultSlow
+	}
+	if mem.MaxSpans == 0 {
+		mem.MaxSpans = defaultMaxSpans
+	}
+	t := &Tracing{}
+	var exp sdktrace.SpanExporter
+	if otlp != nil {
+		if exp, err = exporter(ctx, otlp, getenv); err != nil {
+			return nil, err
+		}
+		t.Exporting = true
+	}
+	t.Store = NewStore(mem, service, exp)
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(t.Store)}
+	if cfg.Disabled {
+		opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
+	} else {
+		opts = append(opts, sdktrace.WithSampler(recordAll{base}))
+		if exp != nil {
+			opts = append(opts, sdktrace.WithBatcher(exp))
+		}
+	}
+	t.Provider = sdktrace.NewTracerProvider(opts...)
+	return t, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// sampler is the configured head sampler.
+func sampler(cfg Config, exporting bool, getenv func(string) string) (sdktrace.Sampler, error) {
+	name := cfg.Sampler
+	if name == "" {
+		name = getenv("OTEL_TRACES_SAMPLER")
+		if err := (Config{Sampler: name}).Validate(); err != nil {
+			return nil, fmt.Errorf("OTEL_TRACES_SAMPLER: %w", err)
+		}
+	}
+	if name == "" {
+		name = "parentbased_traceidratio"
+	}
+	ratio := 1.0
+	if exporting {
+		ratio = 0.1
+	}
+	if cfg.Ratio != nil {
+		ratio = *cfg.Ratio
+	} else if s := getenv("OTEL_TRACES_SAMPLER_ARG"); s != "" && strings.HasSuffix(name, "traceidratio") {
+		r, err := strconv.ParseFloat(s, 64)
+		if err != nil || r < 0 || r > 1 {
+			return nil, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG: %q is not a ratio in [0, 1]", s)
+		}
+		ratio = r
+	}
+	switch name {
+	case "always_on":
+		return sdktrace.AlwaysSample(), nil
+	case "always_off":
+		return sdktrace.NeverSample(), nil
+	case "traceidratio":
+		return sdktrace.TraceIDRatioBased(ratio), nil
+	case "parentbased_always_on":
+		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
+	case "parentbased_always_off":
+		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
+	default:
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), nil
+	}
+}
+
+// recordAll turns the base sampler's drops into RecordOnly, so the store
+// sees every span and can keep a dropped trace that turned out slow or
+// failed. Sampled spans stay sampled.
+type recordAll struct{ base sdktrace.Sampler }
+
+func (r recordAll) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	res := r.base.ShouldSample(p)
+	if res.Decision == sdktrace.Drop {
+		res.Decision = sdktrace.RecordOnly
+	}
+	return res
+}
+
+func (r recordAll) Description() string { return "RecordAll{" + r.base.Description() + "}" }
+
+func exporter(ctx context.Context, o *OTLP, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	u, _ := url.Parse(o.Endpoint)
+	headers := map[string]string{}
+	for k, v := range o.Headers {
+		if name, ok := strings.CutPrefix(v, "env:"); ok {
+			v = getenv(name)
+		}
+		headers[k] = v
+	}
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	if o.Protocol == "grpc" {
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(u.Host), otlptracegrpc.WithTimeout(timeout)}
+		if u.Scheme == "http" {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		if len(headers) > 0 {
+			opts = append(opts, otlptracegrpc.WithHeaders(headers))
+		}
+		return otlptracegrpc.New(ctx, opts...)
+	}
+	path := u.Path
+	if path == "" || path == "/" {
+		path = "/v1/traces"
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host), otlptracehttp.WithURLPath(path), otlptracehttp.WithTimeout(timeout)}
+	if u.Scheme == "http" {
+		opts = append(opts, otlptracehttp.WithInsecure())
+	}
+	if len(headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(headers))
+	}
+	return otlptracehttp.New(ctx, opts...)
+}
+
+// SetGlobal installs t's provider and the propagator as OpenTelemetry's
+// globals, for libraries that use otel.Tracer.
+func (t *Tracing) SetGlobal() {
+	otel.SetTracerProvider(t.Provider)
+	otel.SetTextMapPropagator(Propagator)
+}
