@@ -21,6 +21,14 @@ func (w *nopResponseWriter) WriteHeader(int)             {}
 // handler (request id, route lookup, metrics, access log off, the cache
 // middleware) without the network: what a hit costs beyond HTTP parsing.
 func BenchmarkEdgeHit(b *testing.B) {
+	// tracing: the default (spans in memory) and off, to show what the
+	// server span costs a request that never leaves the gateway.
+	for _, tc := range []struct{ name, tracing string }{{"tracing=default", ""}, {"tracing=off", "tracing: { disabled: true }\n"}} {
+		b.Run(tc.name, func(b *testing.B) { benchmarkEdgeHit(b, tc.tracing) })
+	}
+}
+
+func benchmarkEdgeHit(b *testing.B, tracing string) {
 	body := strings.Repeat("x", 1024)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=3600")
@@ -28,8 +36,8 @@ func BenchmarkEdgeHit(b *testing.B) {
 	}))
 	defer be.Close()
 	path := filepath.Join(b.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\naccess_log: off\ncaches:\n  edge: { memory: 64MiB }\nupstreams:\n  u: { targets: [{address: %s}] }\nroutes:\n  - { upstream: u, cache: edge }\n",
-		be.Listener.Addr())
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\naccess_log: off\n%scaches:\n  edge: { memory: 64MiB }\nupstreams:\n  u: { targets: [{address: %s}] }\nroutes:\n  - { upstream: u, cache: edge }\n",
+		tracing, be.Listener.Addr())
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/transform"
 )
@@ -82,6 +83,13 @@ type Config struct {
 	// Discovery is the service registry that upstreams with `discover`
 	// take their targets from, live. Required when an upstream discovers.
 	Discovery *Discovery `yaml:"discovery"`
+	// Tracing configures OpenTelemetry spans (package telemetry): a server
+	// span per request and a client span per upstream attempt, kept in
+	// memory (GET /admin/traces) and exported over OTLP when configured
+	// here or by the OTEL_* environment variables. Default: on, in memory
+	// only; `tracing: {disabled: true}` turns it off. Read at start; a
+	// reload keeps the tracing the gateway started with.
+	Tracing *telemetry.Config `yaml:"tracing"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
@@ -415,6 +423,11 @@ func (c *Config) validate(src *config.Source) error {
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		add("tls", "both cert and key are required")
+	}
+	if c.Tracing != nil {
+		if err := c.Tracing.Validate(); err != nil {
+			errs = append(errs, c.Wrap("tracing", err))
+		}
 	}
 	switch c.Server.HTTP1 {
 	case "", "switchyard", "net/http":

@@ -26,6 +26,8 @@ import (
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/telemetry"
+	"go.opentelemetry.io/otel/trace"
 	"github.com/switchyard/switchyard/ratelimit"
 )
 
@@ -54,6 +56,10 @@ type Options struct {
 	// MetricLabels are constant labels added to every metric the gateway
 	// registers, e.g. {"side": "inbound"}.
 	MetricLabels prometheus.Labels
+	// Tracing is the tracer provider and trace store to use, for programs
+	// running several gateways in one process; nil sets one up from the
+	// config's tracing block (and the OTEL_* environment).
+	Tracing *telemetry.Tracing
 }
 
 // Gateway is a running L7 load balancer. Create it with New, then Run.
@@ -70,6 +76,8 @@ type Gateway struct {
 	closeLimits func() error
 	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
 	overrides   weightOverrides // admin-set weights; survive reloads
+	tracing     *telemetry.Tracing
+	ownTracing  bool // set up here (not given in Options): shut down here
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -109,9 +117,25 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.tracing = opts.Tracing
+	if g.tracing == nil {
+		tc := telemetry.Config{}
+		if cfg.Tracing != nil {
+			tc = *cfg.Tracing
+		}
+		if g.tracing, err = telemetry.Setup(context.Background(), tc, "switchyard-gateway", nil); err != nil {
+			return nil, cfg.Errorf("tracing", "%v", err)
+		}
+		g.ownTracing = true
+	}
+	var tracer trace.Tracer
+	if cfg.Tracing == nil || !cfg.Tracing.Disabled {
+		tracer = g.tracing.Tracer("switchyard/gateway")
+	}
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
 		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
+		Tracer: tracer,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
@@ -290,7 +314,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			ln.Close()
 			return cfg.Errorf("admin", "listening: %v", err)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/admin/traces", g.tracing.Store.Handler())
+		mux.Handle("/admin/traces/", g.tracing.Store.Handler())
+		mux.Handle("/", admin.Handler(g, g.reg))
+		adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	l4s, err := g.startL4(rt)
@@ -349,6 +377,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	_ = g.closeLimits()
 	g.brokerConns.CloseIdleConnections()
+	if g.ownTracing {
+		_ = g.tracing.Shutdown(sctx)
+	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serving: %w", serveErr)
 	}

@@ -23,7 +23,14 @@ import (
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/route"
 	"github.com/switchyard/switchyard/upstream"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// traceContext reads and writes W3C traceparent and tracestate.
+var traceContext = propagation.TraceContext{}
 
 // Route is a resolved route: where a matching request goes.
 type Route struct {
@@ -212,6 +219,12 @@ type Options struct {
 	// MaxBodyBufferTotal bounds the bytes of all request bodies buffered
 	// at once; a body that does not fit is streamed. Default 64 MiB.
 	MaxBodyBufferTotal int64
+	// Tracer, if set, records a server span per request (continuing the
+	// client's W3C traceparent) and a client span per upstream attempt,
+	// whose context is what the upstream receives in traceparent. Nil:
+	// no spans; a valid incoming traceparent is passed on with a new
+	// span id.
+	Tracer trace.Tracer
 }
 
 // Handler is the proxy's http.Handler. Safe for concurrent use.
@@ -223,6 +236,7 @@ type Handler struct {
 	metrics   *Metrics
 	maxBody   int
 	inflight  atomic.Int64
+	tracer    trace.Tracer
 
 	maxBodyTotal int64
 	buffered     atomic.Int64 // request body bytes held by read-ahead
@@ -242,6 +256,7 @@ func New(resolver Resolver, opts Options) *Handler {
 		errorLog:  opts.ErrorLog,
 		metrics:   opts.Metrics,
 		maxBody:   opts.MaxBodyBuffer,
+		tracer:    opts.Tracer,
 
 		maxBodyTotal: opts.MaxBodyBufferTotal,
 	}
@@ -298,6 +313,7 @@ type reqState struct {
 	reserved int64 // bytes of the read-ahead budget held
 	bodyErr  atomic.Pointer[ClientBodyError]
 	cbody    *clientBody // the client's body, wrapped (nil without one)
+	span     trace.Span  // the server span; nil without a tracer
 }
 
 // Value returns the state itself for stateKey and defers to the parent
@@ -365,6 +381,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.pool = rt.Split.pick(r, rt.Pool)
 	}
 	ctx, cancel := context.WithCancel(r.Context())
+	if h.tracer != nil {
+		ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx, st.span = h.tracer.Start(ctx, r.Method+" "+rt.Name, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+				attribute.String("http.route", rt.Name), attribute.String("client.address", r.RemoteAddr),
+				attribute.String("switchyard.request_id", id)))
+	}
 	st.Context = ctx
 	st.timer = time.AfterFunc(st.pool.respTO, func() {
 		st.timedOut.Store(true)
@@ -392,6 +415,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st.Status = st.abortStatus()
 		}
 		obs.request(st.Status, time.Since(start))
+		if st.span != nil {
+			st.span.SetAttributes(attribute.Int("http.response.status_code", st.Status), attribute.Int("switchyard.attempts", st.attempts))
+			if st.Status >= 500 {
+				st.span.SetStatus(otelcodes.Error, http.StatusText(st.Status))
+			}
+			st.span.End()
+		}
 		h.log(r, st, id, st.Status, st.attempts, start)
 		if v != nil {
 			panic(v) // the server closes the connection (the stack is not unwound yet)
@@ -442,7 +472,23 @@ func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts
 		slog.Int("status", status),
 		slog.Int("attempts", attempts),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.String("trace_id", traceID(st)),
 	)
+}
+
+// traceID is the request's trace id for the access log: its span's, or
+// the one passed on in traceparent.
+func traceID(st *reqState) string {
+	if st == nil {
+		return ""
+	}
+	if st.span != nil {
+		return st.span.SpanContext().TraceID().String()
+	}
+	if len(st.Traceparent) == 55 {
+		return st.Traceparent[3:35]
+	}
+	return ""
 }
 
 // rewrite builds the outbound request (its target host is set per attempt).
@@ -466,8 +512,14 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	dropUnderscoreSpoofs(out.Header)
 	dropGatewayTrailers(out.Trailer)
 	out.Header.Set("X-Request-Id", st.RequestID)
-	st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
-	out.Header.Set("Traceparent", st.Traceparent)
+	if st.span == nil {
+		st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
+		out.Header.Set("Traceparent", st.Traceparent)
+	} else {
+		// Each attempt's span sets it (attemptTransport).
+		out.Header.Del("Traceparent")
+		out.Header.Del("Tracestate")
+	}
 }
 
 // modifyResponse stamps gateway headers on a response from a target.

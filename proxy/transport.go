@@ -12,7 +12,44 @@ import (
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/upstream"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// attemptSpan starts the client span of one upstream attempt, a child of
+// the request's server span, and puts its context in the request's
+// traceparent: the upstream's spans join the trace under this attempt.
+func (at attemptTransport) attemptSpan(req *http.Request, st *reqState, pool *Pool, t *upstream.Target, attempt int, tb *breaker.Breaker) trace.Span {
+	ctx := trace.ContextWithSpan(req.Context(), st.span)
+	state := "none"
+	if tb != nil {
+		state = tb.State().String()
+	}
+	_, span := at.h.tracer.Start(ctx, "upstream "+pool.name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("server.address", t.Address), attribute.String("switchyard.upstream", pool.name),
+			attribute.Int("switchyard.retry", attempt-1), attribute.String("switchyard.breaker", state)))
+	traceContext.Inject(trace.ContextWithSpan(req.Context(), span), propagation.HeaderCarrier(req.Header))
+	st.Traceparent = req.Header.Get("Traceparent")
+	return span
+}
+
+// endAttemptSpan ends an attempt's span when its response headers (or its
+// error) arrived; the body streams afterwards under the server span.
+func endAttemptSpan(span trace.Span, resp *http.Response, err error) {
+	switch {
+	case err != nil:
+		span.RecordError(err)
+		span.SetStatus(otelcodes.Error, err.Error())
+	case resp.StatusCode >= 500:
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+		span.SetStatus(otelcodes.Error, http.StatusText(resp.StatusCode))
+	default:
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	}
+	span.End()
+}
 
 // attemptTransport is the RoundTripper behind the reverse proxy: for each
 // request it picks targets, applies breakers, sends attempts and decides
@@ -136,10 +173,17 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		st.target = t
 		st.attempts = attempt
 
+		var span trace.Span
+		if st.span != nil {
+			span = at.attemptSpan(req, st, pool, t, attempt, tb)
+		}
 		start := time.Now()
 		t.Begin()
 		resp, err := pool.transport.RoundTrip(req)
 		now := time.Now()
+		if span != nil {
+			endAttemptSpan(span, resp, err)
+		}
 		if ce := st.clientBodyFailed(err); ce != nil {
 			// Reading the client's body failed while it was sent: the
 			// client's fault, whatever the transport or the target made of

@@ -98,6 +98,9 @@ type Trace struct {
 	Sampled  bool          `json:"sampled"`
 	Spans    []Span        `json:"spans,omitempty"`
 	Dropped  int           `json:"dropped_spans,omitempty"`
+
+	raw []sdktrace.ReadOnlySpan // converted to Spans when asked for
+	tid trace.TraceID           // ID, formatted when asked for
 }
 
 // Span is one span of a kept trace.
@@ -144,14 +147,14 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 	}
 	delete(s.pending, id)
 	dur := sp.EndTime().Sub(sp.StartTime())
-	t := &Trace{ID: id.String(), Root: sp.Name(), Service: s.service, Start: sp.StartTime(), Duration: dur,
+	t := &Trace{tid: id, Root: sp.Name(), Service: s.service, Start: sp.StartTime(), Duration: dur,
 		Slow: dur >= s.mem.Slow, Sampled: sc.IsSampled(), Dropped: p.dropped}
 	for _, x := range p.spans {
 		if x.Status().Code == codes.Error {
 			t.Error = true
 		}
 	}
-	t.Spans = convert(p.spans)
+	t.raw = p.spans
 	if old := s.byID[id]; old != nil {
 		// A second local root of the same trace (a request that came back
 		// through this process): keep both under one id, the newest wins.
@@ -163,8 +166,8 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 	} else {
 		out = s.recent.push(t)
 	}
-	if out != nil && s.byID[trace.TraceID(mustID(out.ID))] == out {
-		delete(s.byID, trace.TraceID(mustID(out.ID)))
+	if out != nil && s.byID[out.tid] == out {
+		delete(s.byID, out.tid)
 	}
 	s.byID[id] = t
 	spans := p.spans
@@ -175,11 +178,6 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 		default: // the exporter is behind: the trace stays in memory only
 		}
 	}
-}
-
-func mustID(s string) [16]byte {
-	id, _ := trace.TraceIDFromHex(s)
-	return id
 }
 
 func convert(spans []sdktrace.ReadOnlySpan) []Span {
@@ -287,7 +285,7 @@ func (s *Store) Traces(q Query) []Trace {
 			continue
 		}
 		c := *t
-		c.Spans = nil
+		c.Spans, c.raw, c.ID = nil, nil, t.tid.String()
 		out = append(out, c)
 		if len(out) == q.Limit {
 			break
@@ -308,7 +306,9 @@ func (s *Store) Trace(id string) (Trace, bool) {
 	if t == nil {
 		return Trace{}, false
 	}
-	return *t, true
+	c := *t
+	c.Spans, c.raw, c.ID = convert(t.raw), nil, t.tid.String()
+	return c, true
 }
 
 // Handler serves the store:

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/config"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -99,32 +100,32 @@ func (c Config) Validate() error {
 	switch c.Sampler {
 	case "", "parentbased_traceidratio", "parentbased_always_on", "parentbased_always_off", "traceidratio", "always_on", "always_off":
 	default:
-		errs = append(errs, fmt.Errorf("sampler: %q is not one of parentbased_traceidratio, parentbased_always_on, parentbased_always_off, traceidratio, always_on, always_off", c.Sampler))
+		errs = append(errs, config.Fieldf("sampler", "%q is not one of parentbased_traceidratio, parentbased_always_on, parentbased_always_off, traceidratio, always_on, always_off", c.Sampler))
 	}
 	if c.Ratio != nil && (*c.Ratio < 0 || *c.Ratio > 1 || *c.Ratio != *c.Ratio) {
-		errs = append(errs, fmt.Errorf("ratio: %v is not in [0, 1]", *c.Ratio))
+		errs = append(errs, config.Fieldf("ratio", "%v is not in [0, 1]", *c.Ratio))
 	}
 	if o := c.OTLP; o != nil {
 		if u, err := url.Parse(o.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("otlp.endpoint: %q is not an http:// or https:// URL", o.Endpoint))
+			errs = append(errs, config.Fieldf("otlp.endpoint", "%q is not an http:// or https:// URL", o.Endpoint))
 		}
 		switch o.Protocol {
 		case "", "grpc", "http/protobuf":
 		default:
-			errs = append(errs, fmt.Errorf("otlp.protocol: %q is not grpc or http/protobuf", o.Protocol))
+			errs = append(errs, config.Fieldf("otlp.protocol", "%q is not grpc or http/protobuf", o.Protocol))
 		}
 		if o.Timeout < 0 {
-			errs = append(errs, fmt.Errorf("otlp.timeout: %s is negative", o.Timeout))
+			errs = append(errs, config.Fieldf("otlp.timeout", "%s is negative", o.Timeout))
 		}
 	}
 	if c.Memory.Traces < 0 || c.Memory.Traces > 100000 {
-		errs = append(errs, fmt.Errorf("memory.traces: %d is not in [0, 100000]", c.Memory.Traces))
+		errs = append(errs, config.Fieldf("memory.traces", "%d is not in [0, 100000]", c.Memory.Traces))
 	}
 	if c.Memory.Slow < 0 {
-		errs = append(errs, fmt.Errorf("memory.slow: %s is negative", c.Memory.Slow))
+		errs = append(errs, config.Fieldf("memory.slow", "%s is negative", c.Memory.Slow))
 	}
 	if c.Memory.MaxSpans < 0 || c.Memory.MaxSpans > 100000 {
-		errs = append(errs, fmt.Errorf("memory.max_spans: %d is not in [0, 100000]", c.Memory.MaxSpans))
+		errs = append(errs, config.Fieldf("memory.max_spans", "%d is not in [0, 100000]", c.Memory.MaxSpans))
 	}
 	return errors.Join(errs...)
 }
