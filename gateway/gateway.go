@@ -26,9 +26,9 @@ import (
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/telemetry"
 	"go.opentelemetry.io/otel/trace"
-	"github.com/switchyard/switchyard/ratelimit"
 )
 
 // Options configure a Gateway.
