@@ -61,3 +61,29 @@ type ReadPage struct {
 	Messages []StreamMessage `json:"messages"`
 	Next     uint64          `json:"next"` // offset to read next
 }
+
+// SettleRequest is the body of a queue ack or nack: the receipts to
+// settle and, for nack only, how long to delay the redelivery (a duration
+// such as "5s"; the server also reads a bare number as seconds).
+type SettleRequest struct {
+	Receipts []string `json:"receipts"`
+	Delay    string   `json:"delay,omitempty"`
+}
+
+// RedriveAnswer is the answer of a queue redrive: how many dead letters
+// moved back to the queues they came from.
+type RedriveAnswer struct {
+	Moved int `json:"moved"`
+}
+
+// OffsetAnswer is the answer of a stream append (the message's offset)
+// and of a group commit (the committed offset, the next one the group
+// reads); a commit's body has the same shape.
+type OffsetAnswer struct {
+	Offset uint64 `json:"offset"`
+}
+
+// HealthAnswer is the answer of GET /healthz: status "ok".
+type HealthAnswer struct {
+	Status string `json:"status"`
+}

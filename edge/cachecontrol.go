@@ -1,6 +1,10 @@
 package edge
 
-import "strings"
+import (
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
 
 // maxDelta is the value a delta-seconds larger than 2^31 is read as
 // (RFC 9111 section 1.2.2).
@@ -45,12 +49,9 @@ func ParseDirectives(lines []string) Directives {
 
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
 
-func isTokenChar(c byte) bool {
-	if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+// isTokenChar reports whether c is an RFC 9110 tchar; the one rule is
+// httpguts's.
+func isTokenChar(c byte) bool { return httpguts.IsTokenRune(rune(c)) }
 
 // parseLine reads one field line: #( token [ "=" ( token / quoted-string ) ] ).
 func (d *Directives) parseLine(s string) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/switchyard/switchyard/config"
 )
 
@@ -211,14 +213,9 @@ func parseKey(spec []string) ([]keyPart, error) {
 	return parts, errors.Join(errs...)
 }
 
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isTokenChar(s[i]) {
-			return false
-		}
-	}
-	return s != ""
-}
+// validToken reports whether s is an RFC 9110 token (the rule of
+// httpguts, shared with every other token check).
+func validToken(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 func itoa(i int) string {
 	if i < 10 {

@@ -302,8 +302,14 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 		}
 	}
 
-	policy, err := balance.New(u.Config, targets)
+	// Validate first and wrap the joined problems themselves: balance.New
+	// wraps them in one more error, behind which Wrap would see only the
+	// first.
+	var policy balance.Policy
+	err := u.Config.Validate()
 	if err != nil {
+		errs = append(errs, cfg.Wrap(path, err))
+	} else if policy, err = balance.New(u.Config, targets); err != nil {
 		errs = append(errs, cfg.Wrap(path, err))
 	}
 

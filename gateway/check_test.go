@@ -43,6 +43,10 @@ func TestCheckCatchesWhatCannotStart(t *testing.T) {
 			[]string{":7:1: admin", "same address", ":8:1: tls", "missing.pem"}},
 		"listen equals admin": {strings.Replace(base, "127.0.0.1:0", "127.0.0.1:18080", 1) + "admin: 127.0.0.1:18080\n",
 			[]string{":7:1: admin", "same address"}},
+		// balance.Config.Validate joins every problem; each must reach
+		// the user at its own key, not only the first one.
+		"every balance problem": {strings.Replace(base, "    targets:", "    balance: consistent_hash\n    virtual_nodes: 20000\n    load_factor: 0.5\n    balance_fallback: bogus\n    targets:", 1),
+			[]string{":5:5: upstreams.a.virtual_nodes", "1 to 10000", ":6:5: upstreams.a.load_factor", "greater than 1", ":7:5: upstreams.a.balance_fallback", `"bogus"`}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "gw.yaml")

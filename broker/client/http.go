@@ -195,10 +195,7 @@ func (h *HTTP) Nack(ctx context.Context, queue string, delay time.Duration, rece
 }
 
 func (h *HTTP) settle(ctx context.Context, queue, op string, delay time.Duration, receipts []string) (broker.AckResult, error) {
-	req := struct {
-		Receipts []string `json:"receipts"`
-		Delay    string   `json:"delay,omitempty"`
-	}{Receipts: receipts}
+	req := broker.SettleRequest{Receipts: receipts}
 	if op == "nack" {
 		req.Delay = delay.String()
 	}

@@ -53,9 +53,7 @@ func (h *HTTP) Health(ctx context.Context) error {
 		}
 		return h.notBroker(http.MethodGet, "/healthz", `{"status":"ok"}`, err)
 	}
-	var ans struct {
-		Status string `json:"status"`
-	}
+	var ans broker.HealthAnswer
 	if json.Unmarshal(raw, &ans) != nil || ans.Status != "ok" {
 		return h.notBroker(http.MethodGet, "/healthz", `{"status":"ok"}`, raw)
 	}
@@ -121,9 +119,7 @@ func (h *HTTP) StreamInfo(ctx context.Context, name string) (broker.StreamInfo, 
 // the queues they came from (POST /v1/queues/NAME/redrive); it returns
 // how many moved.
 func (h *HTTP) Redrive(ctx context.Context, queue string) (int, error) {
-	var ans struct {
-		Moved int `json:"moved"`
-	}
+	var ans broker.RedriveAnswer
 	err := h.do(ctx, "/v1/queues/"+url.PathEscape(queue)+"/redrive", nil, nil, &ans)
 	return ans.Moved, err
 }

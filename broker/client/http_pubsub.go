@@ -255,9 +255,7 @@ func (h *HTTP) Append(ctx context.Context, stream string, msgs ...broker.Message
 		for k, v := range msgs[i].Headers {
 			hdr.Set("Msg-Header-"+k, v)
 		}
-		var ans struct {
-			Offset uint64 `json:"offset"`
-		}
+		var ans broker.OffsetAnswer
 		if err := h.do(ctx, "/v1/streams/"+url.PathEscape(stream)+"/messages", bytes.NewReader(msgs[i].Body), hdr, &ans); err != nil {
 			if i > 0 {
 				return offs, fmt.Errorf("message %d of %d (earlier ones were stored): %w", i, len(msgs), err)
@@ -308,6 +306,9 @@ func (h *HTTP) Fetch(ctx context.Context, stream, group string, opts broker.Read
 // Commit implements GroupClient (POST /v1/streams/NAME/groups/GROUP/commit).
 func (h *HTTP) Commit(ctx context.Context, stream, group string, offset uint64) error {
 	path := "/v1/streams/" + url.PathEscape(stream) + "/groups/" + url.PathEscape(group) + "/commit"
-	body := `{"offset":` + strconv.FormatUint(offset, 10) + `}`
-	return h.do(ctx, path, strings.NewReader(body), http.Header{"Content-Type": {"application/json"}}, nil)
+	body, err := json.Marshal(broker.OffsetAnswer{Offset: offset})
+	if err != nil {
+		return err
+	}
+	return h.do(ctx, path, bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}}, nil)
 }

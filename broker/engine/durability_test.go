@@ -152,6 +152,47 @@ func TestSettingLimits(t *testing.T) {
 	}
 }
 
+// TestReadParamsNameTheBadOne: a receive, read or fetch parameter out of
+// range is named with the value given and its own bound, and the ones
+// that are fine are not blamed.
+func TestReadParamsNameTheBadOne(t *testing.T) {
+	e := newEnv(t)
+	e.declare("q", broker.QueueConfig{})
+	if err := e.b.DeclareStream("s", broker.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	recv := func(o broker.ReceiveOptions) error { _, err := e.b.Receive(ctx, "q", o); return err }
+	read := func(o broker.ReadOptions) error { _, err := e.b.Read(ctx, "s", 0, o); return err }
+	fetch := func(o broker.ReadOptions) error { _, err := e.b.Fetch(ctx, "s", "g", o); return err }
+	for _, c := range []struct {
+		err       error
+		want, not []string
+	}{
+		{recv(broker.ReceiveOptions{Visibility: 999999 * time.Hour}), []string{"visibility 999999h0m0s", "at most 12h0m0s"}, []string{"max", "wait"}},
+		{recv(broker.ReceiveOptions{Max: 5000}), []string{"max 5000", "1 to 1000"}, []string{"visibility", "wait"}},
+		{recv(broker.ReceiveOptions{Wait: -time.Second, Visibility: -time.Second}), []string{"wait -1s", "visibility -1s", "must not be negative"}, []string{"max"}},
+		{read(broker.ReadOptions{Max: 20000}), []string{"max 20000", "1 to 10000"}, []string{"wait"}},
+		{fetch(broker.ReadOptions{Wait: -time.Second}), []string{"wait -1s", "must not be negative"}, []string{"max"}},
+	} {
+		if !errors.Is(c.err, broker.ErrInvalid) {
+			t.Errorf("%v: want ErrInvalid", c.err)
+			continue
+		}
+		msg := strings.TrimPrefix(c.err.Error(), broker.ErrInvalid.Error())
+		for _, w := range c.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("error %q lacks %q", msg, w)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(msg, n) {
+				t.Errorf("error %q blames %q, which was fine", msg, n)
+			}
+		}
+	}
+}
+
 // TestMaxMessageSizeCountsEverything: max_message_size counts id, key,
 // headers and body, for queues, topics and streams.
 func TestMaxMessageSizeCountsEverything(t *testing.T) {

@@ -220,9 +220,20 @@ func (b *Broker) Receive(ctx context.Context, name string, opts broker.ReceiveOp
 	if opts.Max <= 0 {
 		opts.Max = 1
 	}
-	if opts.Max > 1000 || opts.Wait < 0 || opts.Visibility < 0 || opts.Visibility > broker.MaxVisibilityTimeout {
-		return nil, fmt.Errorf("%w: max %d, wait %s, visibility %s: max must be 1..1000, wait not negative, visibility between 0 and %s",
-			broker.ErrInvalid, opts.Max, opts.Wait, opts.Visibility, broker.MaxVisibilityTimeout)
+	var bad []string
+	if opts.Max > 1000 {
+		bad = append(bad, fmt.Sprintf("max %d: expected 1 to 1000", opts.Max))
+	}
+	if opts.Wait < 0 {
+		bad = append(bad, fmt.Sprintf("wait %s: must not be negative", opts.Wait))
+	}
+	if opts.Visibility < 0 {
+		bad = append(bad, fmt.Sprintf("visibility %s: must not be negative", opts.Visibility))
+	} else if opts.Visibility > broker.MaxVisibilityTimeout {
+		bad = append(bad, fmt.Sprintf("visibility %s: must be at most %s", opts.Visibility, broker.MaxVisibilityTimeout))
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%w: %s", broker.ErrInvalid, strings.Join(bad, "; "))
 	}
 	var timer *time.Timer
 	var expired <-chan time.Time

@@ -280,8 +280,13 @@ func (b *Broker) Read(ctx context.Context, name string, from uint64, opts broker
 	if opts.Max <= 0 {
 		opts.Max = 100
 	}
-	if opts.Max > 10000 || opts.Wait < 0 {
-		return nil, fmt.Errorf("%w: max must be 1..10000 and wait not negative", broker.ErrInvalid)
+	switch {
+	case opts.Max > 10000 && opts.Wait < 0:
+		return nil, fmt.Errorf("%w: max %d: expected 1 to 10000; wait %s: must not be negative", broker.ErrInvalid, opts.Max, opts.Wait)
+	case opts.Max > 10000:
+		return nil, fmt.Errorf("%w: max %d: expected 1 to 10000", broker.ErrInvalid, opts.Max)
+	case opts.Wait < 0:
+		return nil, fmt.Errorf("%w: wait %s: must not be negative", broker.ErrInvalid, opts.Wait)
 	}
 	var expired <-chan time.Time
 	if opts.Wait > 0 {

@@ -70,7 +70,7 @@ func NewWithOptions(b *engine.Broker, opts Options) *Server {
 	s.handle("POST /v1/queues/{name}/nack", s.nack)
 	s.handle("POST /v1/queues/{name}/redrive", s.redrive)
 	s.routePubSub()
-	s.handle("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.handle("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, broker.HealthAnswer{Status: "ok"}) })
 	// Every path answers the methods it does not take with 405 and the
 	// ones it does in Allow (OPTIONS: 204 with Allow).
 	for pattern, methods := range s.allow {
@@ -379,7 +379,8 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// settleRequest is the body of ack and nack.
+// settleRequest decodes broker.SettleRequest (the body of ack and nack)
+// with a delay that may also be a bare number of seconds.
 type settleRequest struct {
 	Receipts []string     `json:"receipts"`
 	Delay    *reqDuration `json:"delay,omitempty"` // nack only
@@ -447,5 +448,5 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"moved": n})
+	writeJSON(w, http.StatusOK, broker.RedriveAnswer{Moved: n})
 }

@@ -204,7 +204,7 @@ func (s *Server) appendStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]uint64{"offset": off})
+	writeJSON(w, http.StatusCreated, broker.OffsetAnswer{Offset: off})
 }
 
 func readOpts(w http.ResponseWriter, r *http.Request) (broker.ReadOptions, bool) {
@@ -281,7 +281,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) commit(w http.ResponseWriter, r *http.Request) {
-	var req struct {
+	var req struct { // broker.OffsetAnswer, with the offset required
 		Offset *uint64 `json:"offset"`
 	}
 	if err := decodeJSON(r, &req); err != nil {
@@ -296,5 +296,5 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]uint64{"offset": *req.Offset})
+	writeJSON(w, http.StatusOK, broker.OffsetAnswer{Offset: *req.Offset})
 }

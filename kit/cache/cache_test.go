@@ -9,27 +9,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/testclock"
 )
 
-// clock is a fake time source for TTL tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the tests' manual clock (the one test clock of the tree).
+func newClock() *testclock.Clock { return testclock.At(time.Unix(1_700_000_000, 0)) }
 
 func newT[V any](t *testing.T, o Options[V]) *Cache[V] {
 	t.Helper()
