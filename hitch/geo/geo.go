@@ -172,3 +172,60 @@ func clamp01(x float64) float64 { return math.Max(0, math.Min(1, x)) }
 func clampUnit(x float64) float64 {
 	return math.Max(-1, math.Min(1, x))
 }
+
+// Box is a latitude/longitude rectangle in degrees. MinLon > MaxLon never
+// occurs: a box that would cross the antimeridian spans every longitude.
+type Box struct {
+	MinLat, MaxLat, MinLon, MaxLon float64
+}
+
+// Contains reports whether p lies in the box.
+func (b Box) Contains(p Point) bool {
+	return p.Lat >= b.MinLat && p.Lat <= b.MaxLat && p.Lon >= b.MinLon && p.Lon <= b.MaxLon
+}
+
+// Box returns a rectangle holding every point within padMi miles of the
+// route: a cheap pre-filter (a database index can use it) before the exact
+// Project. It follows the arc (which bulges poleward on long routes) by
+// sampling it, pads latitude by padMi and longitude by padMi at the box's
+// most poleward latitude, and spans every longitude when the padded arc
+// crosses the antimeridian or comes near a pole.
+func (r Route) Box(padMi float64) Box {
+	const n = 64
+	a, b := toVec(r.From), toVec(r.To)
+	om := angle(a, b)
+	box := Box{MinLat: 90, MaxLat: -90, MinLon: 180, MaxLon: -180}
+	prevLon := r.From.Lon
+	wraps := false
+	for i := 0; i <= n; i++ {
+		p := r.From
+		if om > 0 && i > 0 {
+			f := float64(i) / n
+			s1, s2 := math.Sin((1-f)*om)/math.Sin(om), math.Sin(f*om)/math.Sin(om)
+			v := vec{s1*a.x + s2*b.x, s1*a.y + s2*b.y, s1*a.z + s2*b.z}
+			p = Point{math.Asin(clampUnit(v.z)) / rad, math.Atan2(v.y, v.x) / rad}
+		}
+		if math.Abs(p.Lon-prevLon) > 180 {
+			wraps = true
+		}
+		prevLon = p.Lon
+		box.MinLat, box.MaxLat = math.Min(box.MinLat, p.Lat), math.Max(box.MaxLat, p.Lat)
+		box.MinLon, box.MaxLon = math.Min(box.MinLon, p.Lon), math.Max(box.MaxLon, p.Lon)
+	}
+	// Between samples the arc strays at most its chord's sagitta.
+	seg := om / n
+	pad := padMi/MilesPerDegree + seg*seg/8/rad + 1e-9
+	box.MinLat, box.MaxLat = box.MinLat-pad, box.MaxLat+pad
+	poleward := math.Max(math.Abs(box.MinLat), math.Abs(box.MaxLat))
+	if wraps || poleward >= 89 || math.IsNaN(pad+poleward) {
+		box.MinLon, box.MaxLon = -180, 180
+	} else {
+		lonPad := pad/math.Cos(poleward*rad) + seg/rad/math.Cos(poleward*rad)
+		box.MinLon, box.MaxLon = box.MinLon-lonPad, box.MaxLon+lonPad
+		if box.MinLon < -180 || box.MaxLon > 180 {
+			box.MinLon, box.MaxLon = -180, 180
+		}
+	}
+	box.MinLat, box.MaxLat = math.Max(box.MinLat, -90), math.Min(box.MaxLat, 90)
+	return box
+}

@@ -173,3 +173,37 @@ func TestEquirectangularErrorRecorded(t *testing.T) {
 		t.Errorf("polar: equirectangular off by only %v mi", e)
 	}
 }
+
+// Every point within the pad of a route lies in its Box, wherever the
+// route is (antimeridian, near the poles, long arcs).
+func TestBoxHoldsTheCorridor(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 3000; i++ {
+		var r Route
+		switch i % 3 {
+		case 0: // city
+			c := Point{rng.Float64()*170 - 85, rng.Float64()*360 - 180}
+			r = Route{c, wrap(Point{math.Max(-90, math.Min(90, c.Lat+rng.Float64()*0.3-0.15)), c.Lon + rng.Float64()*0.3 - 0.15})}
+		case 1: // anywhere to anywhere
+			r = Route{Point{rng.Float64()*180 - 90, rng.Float64()*360 - 180}, Point{rng.Float64()*180 - 90, rng.Float64()*360 - 180}}
+		default: // across the antimeridian
+			r = Route{Point{rng.Float64()*10 - 5, 179.9}, Point{rng.Float64()*10 - 5, -179.9}}
+		}
+		box := r.Box(0.5)
+		p := Point{math.Max(-90, math.Min(90, r.From.Lat+rng.Float64()*0.4-0.2)), r.From.Lon + rng.Float64()*0.4 - 0.2}
+		if rng.IntN(2) == 0 {
+			// a point near the middle of the arc
+			_, _ = r.Project(p)
+			a, b := toVec(r.From), toVec(r.To)
+			v := vec{a.x + b.x, a.y + b.y, a.z + b.z}
+			if nv := v.norm(); nv > 1e-9 {
+				mid := Point{math.Asin(clampUnit(v.z/nv)) / rad, math.Atan2(v.y, v.x) / rad}
+				p = Point{math.Max(-90, math.Min(90, mid.Lat+rng.Float64()*0.02-0.01)), mid.Lon + rng.Float64()*0.02 - 0.01}
+			}
+		}
+		p = wrap(p)
+		if d := r.DistanceMi(p); d <= 0.5 && !box.Contains(p) {
+			t.Fatalf("route %+v, box %+v: %+v is %v mi from the route but outside the box", r, box, p, d)
+		}
+	}
+}
