@@ -403,4 +403,3 @@ func BenchmarkNearbyHandler(b *testing.B) {
 		h.ServeHTTP(w, queries[i%len(queries)])
 	}
 }
-
