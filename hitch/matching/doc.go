@@ -47,23 +47,33 @@
 // relay runs in Run. Event ids are stable per ride ("matching:found:RIDE",
 // "matching:none:RIDE"): even a second emission would be deduplicated.
 //
+// Matching from both sides: a new ride is measured against the drivers
+// with free seats (attempt); a driver whose seats become free (an offer, a
+// cancelled or finished ride) is measured against the rides waiting
+// (fill), oldest request first, in the same transaction that freed the
+// seats. So a waiting rider is matched the moment a fitting seat appears,
+// without every waiting ride being re-tried on every change.
+//
 // Timer table for the retries: a ride with no match yet stays in hm_rides
 // in state searching with the time of its next check (next_ms) and its
-// deadline; Run re-checks due rides every Config.RecheckEvery (and at once
-// when a driver becomes ready: a commit notification), and after the
-// deadline gives up with match.none. A table, not a nack with a delay:
-// the re-checks survive restarts, do not count against the queue's
-// max_deliveries, and a new driver wakes the search at once.
+// deadline; Run re-checks due rides every Config.RecheckEvery (a safety
+// net for a ride and a driver committed at the same moment on PostgreSQL,
+// each not seeing the other), and at the deadline gives up with
+// match.none. A table, not a nack with a delay: the waits survive
+// restarts and do not use up the queue's max_deliveries.
 //
 // # Replicas
 //
 // Several replicas consume the queue and run the re-checks on one database
 // at once. Nothing doubles because every decision is a conditional write in
-// one transaction: the ride is claimed with UPDATE ... WHERE state =
+// one transaction: a ride becomes matched only by UPDATE ... WHERE state =
 // 'searching' (a second replica blocks on the row, then finds it no longer
-// searching), and the seat with UPDATE ... SET reserved = reserved + 1
-// WHERE reserved < seats AND version = (the route it was measured
-// against). SQLite runs one writer at a time; on PostgreSQL (read committed)
-// the row locks and re-checked WHERE clauses give the same result.
+// searching and skips it), and a seat is taken only by UPDATE ... SET
+// reserved = reserved + 1 WHERE reserved < seats AND version = (the route
+// it was measured against), or under the driver row's lock. SQLite runs one
+// writer at a time; on PostgreSQL (read committed) the row locks (SELECT
+// ... FOR UPDATE) and re-checked WHERE clauses give the same result, and a
+// deadlock between a ride's try and a driver's fill is retried by
+// store.DB.InTx.
 // TestTwoReplicas proves it with two Service instances.
 package matching

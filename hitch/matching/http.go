@@ -158,12 +158,11 @@ func (s *Service) serveAvailability(w http.ResponseWriter, r *http.Request) {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return errSeatsReserved
 		}
-		// A driver with seats may suit rides already searching: check them
-		// now rather than at their next turn.
-		if _, err := tx.Exec(r.Context(), "UPDATE hm_rides SET next_ms = 0 WHERE state = ? AND next_ms > 0", stateSearching); err != nil {
+		// Seats on a new route may suit rides already waiting: give them
+		// now, in this transaction, rather than at their next re-check.
+		if err := s.fill(r.Context(), tx, c.ID); err != nil {
 			return err
 		}
-		tx.NotifyAfterCommit(wakeup)
 		a, err = readAvailability(r.Context(), tx, c.ID)
 		return err
 	})

@@ -111,6 +111,7 @@ func (s *Service) release(ctx context.Context, tx *store.Tx, ev hitch.RideRef, s
 		if _, err := tx.Exec(ctx, "UPDATE hm_drivers SET reserved = reserved - 1 WHERE driver_id = ? AND reserved > 0", driver); err != nil {
 			return err
 		}
+		return s.fill(ctx, tx, driver) // the freed seat may suit a waiting rider
 	}
 	return nil
 }
@@ -153,19 +154,13 @@ type candidate struct {
 // check, or gives up with match.none past the deadline.
 func (s *Service) attempt(ctx context.Context, tx *store.Tx, rideID string) (matched bool, err error) {
 	now := s.now().UnixMilli()
-	res, err := tx.Exec(ctx, "UPDATE hm_rides SET updated_ms = ? WHERE ride_id = ? AND state = ?", now, rideID, stateSearching)
-	if err != nil {
-		return false, err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return false, nil // matched, given up or ended by someone else
-	}
 	var rider string
 	var from, to geo.Point
 	var deadline int64
-	if _, err := queryRow(ctx, tx, "SELECT rider_id, from_lat, from_lon, to_lat, to_lon, deadline_ms FROM hm_rides WHERE ride_id = ?",
-		[]any{rideID}, &rider, &from.Lat, &from.Lon, &to.Lat, &to.Lon, &deadline); err != nil {
-		return false, err
+	found, err := queryRow(ctx, tx, "SELECT rider_id, from_lat, from_lon, to_lat, to_lon, deadline_ms FROM hm_rides WHERE ride_id = ? AND state = ?"+forUpdate(tx),
+		[]any{rideID, stateSearching}, &rider, &from.Lat, &from.Lon, &to.Lat, &to.Lon, &deadline)
+	if err != nil || !found {
+		return false, err // not found: matched, given up or ended by someone else
 	}
 	rows, err := tx.Query(ctx, `SELECT driver_id, version, from_lat, from_lon, to_lat, to_lon FROM hm_drivers
 		WHERE ready = 1 AND reserved < seats
@@ -212,18 +207,11 @@ func (s *Service) attempt(ctx context.Context, tx *store.Tx, rideID string) (mat
 		if n, _ := res.RowsAffected(); n == 0 {
 			continue // taken or changed meanwhile: the next best
 		}
-		if _, err := tx.Exec(ctx, "UPDATE hm_rides SET state = ?, driver_id = ?, detour_mi = ?, updated_ms = ? WHERE ride_id = ?",
-			stateMatched, c.driver, c.fit.DetourMi, now, rideID); err != nil {
-			return false, err
+		ok, err := s.matched(ctx, tx, rideID, rider, c.driver, c.fit.DetourMi)
+		if err == nil && !ok {
+			err = fmt.Errorf("matching: ride %q stopped searching while locked", rideID)
 		}
-		ev, err := hitch.Event(hitch.KindMatchFound, "matching:found:"+rideID, rideID, hitch.MatchFound{
-			RideRef:  hitch.RideRef{RideID: rideID, RiderID: rider, DriverID: c.driver, At: time.UnixMilli(now).UTC()},
-			DetourMi: c.fit.DetourMi,
-		})
-		if err != nil {
-			return false, err
-		}
-		return true, outbox.Add(ctx, tx, matchTopic, ev)
+		return err == nil, err
 	}
 	if now >= deadline {
 		if _, err := tx.Exec(ctx, "UPDATE hm_rides SET state = ?, updated_ms = ? WHERE ride_id = ?", stateNoDriver, now, rideID); err != nil {
@@ -236,24 +224,109 @@ func (s *Service) attempt(ctx context.Context, tx *store.Tx, rideID string) (mat
 		}
 		return false, outbox.Add(ctx, tx, matchTopic, ev)
 	}
+	// Drivers who become free match waiting rides themselves (fill); this
+	// re-check is the safety net, and the last one gives up at the deadline.
 	next := min(now+s.cfg.RecheckEvery.Milliseconds(), deadline)
 	_, err = tx.Exec(ctx, "UPDATE hm_rides SET next_ms = ? WHERE ride_id = ?", next, rideID)
 	return false, err
 }
 
-// recheckLoop tries the rides still searching whose next check is due,
-// every RecheckEvery and when a driver became ready.
+// matched marks the ride matched to driver, if it is still searching,
+// and adds match.found to the outbox, in tx; ok is false (and nothing
+// written) when the ride stopped searching meanwhile. The caller reserves
+// the seat in the same transaction.
+func (s *Service) matched(ctx context.Context, tx *store.Tx, rideID, rider, driver string, detour float64) (ok bool, err error) {
+	now := s.now()
+	res, err := tx.Exec(ctx, "UPDATE hm_rides SET state = ?, driver_id = ?, detour_mi = ?, updated_ms = ? WHERE ride_id = ? AND state = ?",
+		stateMatched, driver, detour, now.UnixMilli(), rideID, stateSearching)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return false, nil
+	}
+	ev, err := hitch.Event(hitch.KindMatchFound, "matching:found:"+rideID, rideID, hitch.MatchFound{
+		RideRef:  hitch.RideRef{RideID: rideID, RiderID: rider, DriverID: driver, At: now.UTC()},
+		DetourMi: detour,
+	})
+	if err != nil {
+		return false, err
+	}
+	return true, outbox.Add(ctx, tx, matchTopic, ev)
+}
+
+// fill gives driver's free seats to the rides waiting for one, in tx: the
+// searching rides whose both ends lie in the driver's corridor box, oldest
+// request first, each if it fits the route. Called in the transaction that
+// made seats free (an offer, a cancelled or finished ride), so a waiting
+// rider is matched at once instead of at the next re-check.
+func (s *Service) fill(ctx context.Context, tx *store.Tx, driver string) error {
+	var ready, seats, taken int
+	var r geo.Route
+	var b geo.Box
+	found, err := queryRow(ctx, tx, `SELECT ready, seats, reserved, from_lat, from_lon, to_lat, to_lon, min_lat, max_lat, min_lon, max_lon
+		FROM hm_drivers WHERE driver_id = ?`+forUpdate(tx), []any{driver},
+		&ready, &seats, &taken, &r.From.Lat, &r.From.Lon, &r.To.Lat, &r.To.Lon, &b.MinLat, &b.MaxLat, &b.MinLon, &b.MaxLon)
+	if err != nil || !found || ready != 1 || taken >= seats {
+		return err
+	}
+	rows, err := tx.Query(ctx, `SELECT ride_id, rider_id, from_lat, from_lon, to_lat, to_lon FROM hm_rides
+		WHERE state = ? AND from_lat >= ? AND from_lat <= ? AND from_lon >= ? AND from_lon <= ?
+		AND to_lat >= ? AND to_lat <= ? AND to_lon >= ? AND to_lon <= ?
+		ORDER BY deadline_ms, ride_id LIMIT 1000`,
+		stateSearching, b.MinLat, b.MaxLat, b.MinLon, b.MaxLon, b.MinLat, b.MaxLat, b.MinLon, b.MaxLon)
+	if err != nil {
+		return fmt.Errorf("matching: finding rides for driver %q: %w", driver, err)
+	}
+	type waiting struct {
+		ride, rider string
+		detour      float64
+	}
+	var fits []waiting
+	for rows.Next() && len(fits) < seats-taken {
+		var w waiting
+		var from, to geo.Point
+		if err := rows.Scan(&w.ride, &w.rider, &from.Lat, &from.Lon, &to.Lat, &to.Lon); err != nil {
+			rows.Close()
+			return err
+		}
+		if w.rider == driver {
+			continue
+		}
+		if f := r.FitOf(from, to); f.Matches(s.cfg.CorridorMi) {
+			w.detour = f.DetourMi
+			fits = append(fits, w)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	for _, w := range fits {
+		// Claim the ride first: another transaction may have matched or
+		// ended it since it was read (then it is skipped, seat kept).
+		ok, err := s.matched(ctx, tx, w.ride, w.rider, driver, w.detour)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "UPDATE hm_drivers SET reserved = reserved + 1 WHERE driver_id = ?", driver); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recheckLoop tries the rides still searching whose next check is due.
 func (s *Service) recheckLoop(ctx context.Context) {
-	wake, stop := s.db.Listen(wakeup)
-	defer stop()
-	t := time.NewTicker(s.cfg.RecheckEvery)
+	t := time.NewTicker(min(s.cfg.RecheckEvery, time.Second))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-wake:
 		}
 		if err := s.recheck(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("matching: re-checking searching rides", "err", err)

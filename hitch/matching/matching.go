@@ -25,8 +25,9 @@ type Config struct {
 	// MatchTimeout is how long after a ride's request matching keeps
 	// looking before it gives up with match.none. Default 30s.
 	MatchTimeout time.Duration `yaml:"match_timeout"`
-	// RecheckEvery is how often a ride still searching is tried again.
-	// Default 1s.
+	// RecheckEvery is how often a ride still searching is tried again
+	// (a safety net: a driver whose seats become free is matched with the
+	// waiting rides at once). The last try is at the deadline. Default 5s.
 	RecheckEvery time.Duration `yaml:"recheck_every"`
 	// MaxSeats is the most seats a driver may offer. Default 8.
 	MaxSeats int `yaml:"max_seats"`
@@ -61,7 +62,7 @@ func (c Config) WithDefaults() Config {
 		c.MatchTimeout = 30 * time.Second
 	}
 	if c.RecheckEvery == 0 {
-		c.RecheckEvery = time.Second
+		c.RecheckEvery = 5 * time.Second
 	}
 	if c.MaxSeats == 0 {
 		c.MaxSeats = 8
@@ -133,7 +134,6 @@ func (c Config) Validate() error {
 const (
 	component = "hitch-matching"
 	consumer  = "hitch-matching"
-	wakeup    = "hitch_matching" // notified when a driver becomes ready
 )
 
 var migrations = []store.Migration{{
@@ -170,6 +170,7 @@ var migrations = []store.Migration{{
 		updated_ms BIGINT NOT NULL
 	);
 	CREATE INDEX hm_rides_due ON hm_rides (state, next_ms);
+	CREATE INDEX hm_rides_pickup ON hm_rides (state, from_lat);
 	CREATE INDEX hm_rides_driver ON hm_rides (driver_id, state);`,
 }}
 

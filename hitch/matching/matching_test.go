@@ -464,3 +464,46 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A seat freed by a cancel (or a finish) goes at once, in the same
+// transaction, to the oldest waiting ride that fits; an offer of seats
+// does the same. No Run: nothing waits for a re-check.
+func TestFreedSeatGoesToWaitingRide(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		s := e.service(Config{MatchTimeout: time.Hour, RecheckEvery: time.Hour})
+		ctx := context.Background()
+		deliver := func(kind, id, ride string, payload any) {
+			t.Helper()
+			m, _ := hitch.Event(kind, id, ride, payload)
+			if err := s.handle(ctx, message.NewDelivery(message.Dest{}, m, 1, time.Now(), nil)); err != nil {
+				t.Fatalf("%s %s: %v", kind, id, err)
+			}
+		}
+		reqst := func(ride string, from, to hitch.Point) {
+			deliver(hitch.KindRideRequested, "req-"+ride, ride, hitch.RideRequested{RideRef: hitch.RideRef{RideID: ride, RiderID: "u-" + ride, At: time.Now()}, From: from, To: to})
+		}
+		reqst("w1", pt(1, 0), pt(4, 0)) // waits: nobody offers seats yet
+		if st := rideState(t, db, "w1"); st != stateSearching {
+			t.Fatalf("w1: %s", st)
+		}
+		ready(t, s.Handler(), "d1", pt(0, 0), pt(10, 0), 1) // the offer matches w1
+		if st := rideState(t, db, "w1"); st != stateMatched || reserved(t, db, "d1") != 1 {
+			t.Fatalf("after the offer w1 is %s, d1 reserved %d", st, reserved(t, db, "d1"))
+		}
+		reqst("w2", pt(2, 0), pt(5, 0))
+		reqst("w3", pt(2, 0), pt(5, 0))
+		reqst("w-back", pt(5, 0), pt(2, 0)) // never fits d1's direction
+		deliver(hitch.KindRideCancelled, "c-w1", "w1", hitch.RideRef{RideID: "w1"})
+		if a, b := rideState(t, db, "w2"), rideState(t, db, "w3"); a != stateMatched || b != stateSearching || reserved(t, db, "d1") != 1 {
+			t.Fatalf("after w1's cancel: w2 %s, w3 %s, d1 reserved %d", a, b, reserved(t, db, "d1"))
+		}
+		deliver(hitch.KindRideFinished, "f-w2", "w2", hitch.RideRef{RideID: "w2"})
+		if b, c := rideState(t, db, "w3"), rideState(t, db, "w-back"); b != stateMatched || c != stateSearching {
+			t.Fatalf("after w2's finish: w3 %s, w-back %s", b, c)
+		}
+		if p, _ := pendingOutbox(db); p != 3 {
+			t.Fatalf("outbox holds %d, want three match.found", p)
+		}
+	})
+}
