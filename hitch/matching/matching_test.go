@@ -507,3 +507,45 @@ func TestFreedSeatGoesToWaitingRide(t *testing.T) {
 		}
 	})
 }
+
+// Fuzz the availability body: any bytes are answered 200, 400, 409 or 413
+// with a JSON body, never a panic or a 5xx.
+func FuzzAvailability(f *testing.F) {
+	f.Add(`{"ready":true,"from":{"lat":0,"lon":0},"to":{"lat":0,"lon":0.1},"seats":3}`)
+	f.Add(`{"ready":false}`)
+	f.Add(`{"ready":true,"from":{"lat":90,"lon":180},"to":{"lat":-90,"lon":-180},"seats":8}`)
+	f.Add(`{"ready":true,"from":{"lat":0,"lon":179.99},"to":{"lat":0,"lon":-179.99},"seats":1}`)
+	f.Add(`{"ready":true,"from":null,"to":{},"seats":null}`)
+	db, err := store.Open(context.Background(), "sqlite:"+f.TempDir()+"/m.db")
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer db.Close()
+	s, err := New(context.Background(), db, nopBus{}, Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := s.Handler()
+	f.Fuzz(func(t *testing.T, body string) {
+		r := post(h, "d-fuzz", hitch.RoleDriver, body)
+		switch r.Status {
+		case 200, 400, 409, 413:
+		default:
+			t.Fatalf("%q: %d %s", body, r.Status, r.Body)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(r.Body), &v); err != nil {
+			t.Fatalf("%q: %v in %s", body, err, r.Body)
+		}
+	})
+}
+
+// nopBus is a message.Backend that drops what it is given.
+type nopBus struct{}
+
+func (nopBus) Publish(context.Context, string, ...broker.Message) error { return nil }
+func (nopBus) Subscribe(ctx context.Context, _ string, _ message.SubscribeOptions, _ func(*message.Delivery)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (nopBus) Close() error { return nil }
