@@ -403,3 +403,28 @@ func BenchmarkNearbyHandler(b *testing.B) {
 		h.ServeHTTP(w, queries[i%len(queries)])
 	}
 }
+
+// Stale positions nearer than the fresh ones neither show nor crowd the
+// fresh ones out of a limited answer (Redis: GEOSEARCH's COUNT is widened
+// when stale entries took its slots); Run's pruning forgets them.
+func TestStaleDoNotCrowdOut(t *testing.T) {
+	eachMode(t, func(t *testing.T, cfg Config) {
+		b := hitchtest.StartBroker(t)
+		cfg.MaxAge = time.Minute
+		s := newService(t, b.Open(t), cfg)
+		ctx := context.Background()
+		old := time.Now().Add(-10 * time.Minute)
+		for i := 0; i < 12; i++ {
+			s.pos.update(ctx, fmt.Sprintf("stale-%02d", i), geo.Point{Lat: 37 + float64(i)*0.001*mi, Lon: -122}, old)
+		}
+		put(t, s.Handler(), "fresh-1", 37+1*mi, -122)
+		put(t, s.Handler(), "fresh-2", 37+2*mi, -122)
+		n := nearby(t, s.Handler(), "lat=37&lon=-122&limit=2")
+		if len(n.Drivers) != 2 || n.Drivers[0].ID != "fresh-1" || n.Drivers[1].ID != "fresh-2" {
+			t.Fatalf("limit 2 behind 12 stale positions: %+v", n)
+		}
+		if removed, err := s.pos.prune(ctx, time.Now().Add(-cfg.MaxAge)); err != nil || removed != 12 {
+			t.Fatalf("prune removed %d, %v; want the 12 stale", removed, err)
+		}
+	})
+}
