@@ -318,15 +318,23 @@ func (s *Service) fill(ctx context.Context, tx *store.Tx, driver string) error {
 	return nil
 }
 
-// recheckLoop tries the rides still searching whose next check is due.
+// recheckLoop tries the rides still searching whose next check is due,
+// and now and then forgets what is older than the inbox retention.
 func (s *Service) recheckLoop(ctx context.Context) {
 	t := time.NewTicker(min(s.cfg.RecheckEvery, time.Second))
 	defer t.Stop()
+	lastClean := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if every := max(s.cfg.InboxRetention/100, time.Minute); time.Since(lastClean) > every {
+			lastClean = time.Now()
+			if err := s.clean(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("matching: cleaning up", "err", err)
+			}
 		}
 		if err := s.recheck(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("matching: re-checking searching rides", "err", err)
@@ -360,4 +368,16 @@ func (s *Service) recheck(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// clean deletes the inbox's ids older than the retention and the rides
+// that ended longer ago than that (a copy of their events arriving later
+// than the retention is not expected: see kit/inbox).
+func (s *Service) clean(ctx context.Context) error {
+	if _, err := s.in.Expire(ctx); err != nil {
+		return err
+	}
+	_, err := s.db.Exec(ctx, "DELETE FROM hm_rides WHERE state IN (?, ?, ?) AND updated_ms < ?",
+		stateNoDriver, stateCancelled, stateFinished, s.now().Add(-s.cfg.InboxRetention).UnixMilli())
+	return err
 }

@@ -549,3 +549,34 @@ func (nopBus) Subscribe(ctx context.Context, _ string, _ message.SubscribeOption
 	return ctx.Err()
 }
 func (nopBus) Close() error { return nil }
+
+// clean forgets ended rides and inbox ids older than the retention, and
+// keeps the rest.
+func TestClean(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		s := e.service(Config{InboxRetention: time.Hour})
+		ctx := context.Background()
+		m, _ := hitch.Event(hitch.KindRideCancelled, "c-old", "old", hitch.RideRef{RideID: "old"})
+		if err := s.handle(ctx, message.NewDelivery(message.Dest{}, m, 1, time.Now(), nil)); err != nil {
+			t.Fatal(err)
+		}
+		m, _ = hitch.Event(hitch.KindRideRequested, "r-new", "new", hitch.RideRequested{RideRef: hitch.RideRef{RideID: "new", RiderID: "u"}, From: pt(0, 0), To: pt(1, 0)})
+		if err := s.handle(ctx, message.NewDelivery(message.Dest{}, m, 1, time.Now(), nil)); err != nil {
+			t.Fatal(err)
+		}
+		s.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+		db.Exec(ctx, "UPDATE sy_inbox SET processed_ms = ? WHERE msg_id = 'c-old'", time.Now().Add(-2*time.Hour).UnixMilli())
+		if err := s.clean(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rideState(t, db, "old") != "" || rideState(t, db, "new") != stateSearching {
+			t.Fatalf("after clean: old %q, new %q", rideState(t, db, "old"), rideState(t, db, "new"))
+		}
+		var n int
+		db.QueryRow(ctx, "SELECT COUNT(*) FROM sy_inbox WHERE consumer = ?", consumer).Scan(&n)
+		if n != 1 {
+			t.Fatalf("inbox keeps %d ids, want the recent one", n)
+		}
+	})
+}
