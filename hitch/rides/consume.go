@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/hitch"
@@ -47,6 +49,12 @@ func (s *Service) handleMessage(ctx context.Context, d *message.Delivery) error 
 	return nil
 }
 
+// cleanID reports whether an id from a message can be stored as text
+// on both databases (PostgreSQL refuses NUL bytes).
+func cleanID(s string) bool {
+	return len(s) <= 256 && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 var errMalformed = errors.New("malformed payload")
 
 // apply applies the message with id, kind and body; it reports whether
@@ -72,6 +80,9 @@ func (s *Service) apply(ctx context.Context, id, kind string, body []byte) (bool
 	}
 	if kind == hitch.KindMatchFound && match.DriverID == "" {
 		return false, fmt.Errorf("%w: %s without driver_id", errMalformed, kind)
+	}
+	if !cleanID(msg.RideID) || !cleanID(match.DriverID) || !cleanID(id) {
+		return false, fmt.Errorf("%w: %s: ids must be UTF-8 text of at most 256 bytes without NUL", errMalformed, kind)
 	}
 	applied := false
 	run := func(ctx context.Context, fn func(tx *store.Tx) error) error {

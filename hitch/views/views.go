@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 	"io"
 	"log/slog"
 	"sync"
@@ -223,6 +225,13 @@ var kinds = map[string]bool{
 	hitch.KindPayoutPaid:     true,
 }
 
+// cleanText reports whether s can be stored as text on both databases:
+// UTF-8 without NUL, neither raw nor escaped in JSON (PostgreSQL refuses
+// NUL in text), and ids of at most 256 bytes.
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0) && !strings.Contains(s, `\u0000`)
+}
+
 // decodeRef reads the event's whole payload (so a malformed one is
 // refused here, not in the projection) and returns its ride reference.
 func decodeRef(kind string, body []byte) (hitch.RideRef, error) {
@@ -277,8 +286,8 @@ func (s *Service) Ingest(ctx context.Context, id, kind string, body []byte) (boo
 		s.skip("unreadable payload or no ride_id", kind, id, err)
 		return false, nil
 	}
-	if id == "" {
-		s.skip("no message id", kind, id, nil)
+	if id == "" || !cleanText(id) || !cleanText(ref.RideID) || !cleanText(ref.RiderID) || !cleanText(ref.DriverID) || !cleanText(string(body)) {
+		s.skip("no message id, or ids or payload not storable as text", kind, id, nil)
 		return false, nil
 	}
 	stored := false

@@ -336,7 +336,10 @@ func TestThroughBroker(t *testing.T) {
 // Garbage on the queues is acked and skipped: it never reaches the
 // projection, which keeps projecting.
 func TestSkipsGarbage(t *testing.T) {
-	db := storetest.SQLite(t)
+	storetest.Each(t, testSkipsGarbage)
+}
+
+func testSkipsGarbage(t *testing.T, db *store.DB) {
 	ctx := context.Background()
 	svc, err := views.New(ctx, db, nil, views.Config{})
 	if err != nil {
@@ -348,7 +351,11 @@ func TestSkipsGarbage(t *testing.T) {
 		{"3", hitch.KindRideFinished, `{"fare_cents": 5}`},
 		{"", hitch.KindRideFinished, `{"ride_id": "r"}`},
 		{"4", hitch.KindRideFinished, `{"ride_id": "r", "fare_cents": "x"}`},
-		{"5", hitch.KindPaymentCharged, `{"ride_id": "r", "amount_cents": 10, "driver_id": "d"}`},
+		{"5", hitch.KindPaymentFailed, `{"ride_id": "r", "reason": "nul \u0000"}`},
+		{"6", hitch.KindPaymentFailed, `{"ride_id": "r\u0000"}`},
+		{"7\x00", hitch.KindPaymentFailed, `{"ride_id": "r"}`},
+		{"8", hitch.KindPaymentFailed, "{\"ride_id\": \"r\xff\"}"},
+		{"9", hitch.KindPaymentCharged, `{"ride_id": "r", "amount_cents": 10, "driver_id": "d"}`},
 	} {
 		if _, err := svc.Ingest(ctx, c.id, c.kind, []byte(c.body)); err != nil {
 			t.Fatalf("%+v: %v", c, err)
@@ -357,7 +364,7 @@ func TestSkipsGarbage(t *testing.T) {
 	if err := svc.CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := svc.Stats(); st.Skipped != 5 || st.Stored != 1 {
+	if st := svc.Stats(); st.Skipped != 9 || st.Stored != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	if e, _ := svc.Earnings(ctx, "d"); e.Gross != 10 || e.Rides != 0 {
