@@ -240,9 +240,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); errs[0] = relay.Run(ctx) }()
 	go func() { defer wg.Done(); errs[1] = router.Run(ctx) }()
+	go func() { defer wg.Done(); expireInbox(ctx, s.inbox, s.cfg.InboxRetention, s.log) }()
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -474,6 +475,26 @@ func (s *Service) RebuildTable(ctx context.Context) (int, error) {
 				return n, err
 			}
 			n++
+		}
+	}
+}
+
+// expireInbox deletes the inbox's ids older than the retention every
+// hundredth of it (at least every minute, at most hourly) until ctx ends.
+func expireInbox(ctx context.Context, in *inbox.Inbox, retention time.Duration, log *slog.Logger) {
+	every := min(max(retention/100, time.Minute), time.Hour)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := in.Expire(ctx); err != nil {
+				log.Warn("inbox: expiring ids", "err", err)
+			} else if n > 0 {
+				log.Info("inbox: expired ids", "count", n)
+			}
 		}
 	}
 }

@@ -178,7 +178,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	var routerErr error
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); expireInbox(ctx, s.inbox, s.cfg.InboxRetention, s.log) }()
 	go func() { defer wg.Done(); routerErr = router.Run(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -325,4 +326,26 @@ func (s *Service) skip(why, kind, id string, err error) {
 	s.stats.Skipped++
 	s.mu.Unlock()
 	s.log.Info("views: event skipped", "why", why, "kind", kind, "id", id, "err", err)
+}
+
+// expireInbox deletes the inbox's ids older than the retention every
+// hundredth of it (at least every minute, at most hourly) until ctx ends.
+// An id expired from the inbox is still caught by the log's unique
+// event id (Ingest checks it).
+func expireInbox(ctx context.Context, in *inbox.Inbox, retention time.Duration, log *slog.Logger) {
+	every := min(max(retention/100, time.Minute), time.Hour)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := in.Expire(ctx); err != nil {
+				log.Warn("inbox: expiring ids", "err", err)
+			} else if n > 0 {
+				log.Info("inbox: expired ids", "count", n)
+			}
+		}
+	}
 }
