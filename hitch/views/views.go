@@ -165,12 +165,18 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	router, err := message.NewRouter(s.bus, message.RouterConfig{
 		Concurrency: s.cfg.Consumers,
-		NackDelay:   50 * time.Millisecond,
-		OnError:     func(src string, err error) { s.log.Warn("views: consumer", "source", src, "err", err) },
+		// A failure that outlasts the in-process retries (a database
+		// down for seconds) goes back to the queue for a while: each
+		// delivery counts toward the queue's dead-lettering.
+		NackDelay: time.Second,
+		OnError:   func(src string, err error) { s.log.Warn("views: consumer", "source", src, "err", err) },
 	})
 	if err != nil {
 		return fmt.Errorf("views: router: %w", err)
 	}
+	// Transient failures (a busy or restarting database) are retried
+	// here first, with backoff, before the message is nacked.
+	router.Use(message.Retry(message.RetryConfig{Attempts: 5}))
 	for _, q := range []string{hitch.QueueViewsRides, hitch.QueueViewsPayments} {
 		if err := router.Handle("queue:"+q, s.handleMessage, message.RouteOptions{}); err != nil {
 			return fmt.Errorf("views: route %s: %w", q, err)
