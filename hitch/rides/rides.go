@@ -227,6 +227,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	router, err := message.NewRouter(s.bus, message.RouterConfig{
 		Concurrency: s.cfg.Consumers,
+		// A small prefetch: a replica that dies takes a delivery of every
+		// message it held with it (they come back after the visibility
+		// timeout, counting toward the dead-letter limit).
+		Prefetch: 2 * s.cfg.Consumers,
 		// A failure that outlasts the in-process retries (a database
 		// down for seconds) goes back to the queue for a while: each
 		// delivery counts toward the queue's dead-lettering.
