@@ -88,5 +88,24 @@ func TestCancelRacesMatch(t *testing.T) {
 			t.Fatalf("%d releases in the outbox, %d rides cancelled before their match", rel, released)
 		}
 		t.Logf("%d of %d matches came late; conflicts retried: %d + %d", released, n, a.Stats().Conflicts, b.Stats().Conflicts)
+
+		// The table is a projection of the streams: lose and corrupt it,
+		// refold it, and it is back.
+		if _, err := db.Exec(ctx, "DELETE FROM rides WHERE id = ?", ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, "UPDATE rides SET status = 'paid', fare_cents = 1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := a.RebuildTable(ctx); err != nil || got != n {
+			t.Fatalf("RebuildTable: %d rides, %v; want %d", got, err, n)
+		}
+		for _, id := range ids {
+			r, err := a.Get(ctx, id)
+			f, _ := a.Fold(ctx, id)
+			if err != nil || fmt.Sprint(r) != fmt.Sprint(f) {
+				t.Fatalf("after RebuildTable, ride %s: table %+v (%v), fold %+v", id, r, err, f)
+			}
+		}
 	})
 }
