@@ -114,7 +114,12 @@ func (s *Service) serveGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ride, err := s.Get(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	if !cleanID(id) {
+		s.writeErr(w, ErrNotFound) // no ride has such an id; the database would refuse it
+		return
+	}
+	ride, err := s.Get(r.Context(), id)
 	if err == nil && !party(c, ride) {
 		err = ErrNotFound // someone else's ride: do not say it exists
 	}
@@ -332,6 +337,10 @@ func (s *Service) serveCommand(kind string) http.HandlerFunc {
 			return
 		}
 		id := r.PathValue("id")
+		if !cleanID(id) {
+			s.writeErr(w, ErrNotFound)
+			return
+		}
 		var ride Ride
 		var err error
 		switch kind {

@@ -439,6 +439,11 @@ func TestRequestsRefused(t *testing.T) {
 		huge := `{"from": {"lat": 1, "lon": 2}, "to": {"lat": 1, "lon": 2}, "x": "` + strings.Repeat("a", 70<<10) + `"}`
 		e.expect(e.do(&ann, "POST", "/v1/rides", huge), 413, "body_too_large")
 		e.expect(e.do(&ann, "GET", "/v1/rides/nope", ""), 404, "ride_not_found")
+		for _, bad := range []string{"%00", "%ff", "a%00b", strings.Repeat("x", 300)} {
+			e.expect(e.do(&ann, "GET", "/v1/rides/"+bad, ""), 404, "ride_not_found")
+			e.expect(e.do(&dan, "POST", "/v1/rides/"+bad+"/start", ""), 404, "ride_not_found")
+			e.expect(e.do(&ann, "POST", "/v1/rides/"+bad+"/cancel", ""), 404, "ride_not_found")
+		}
 		e.expect(e.do(&ann, "GET", "/v1/nothing", ""), 404, "not_found")
 
 		id := e.request(ann)

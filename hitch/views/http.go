@@ -52,7 +52,11 @@ func (s *Service) serveReceipt(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rec, err := s.Receipt(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	rec, err := Receipt{}, ErrNotFound
+	if cleanText(id) && len(id) <= 256 { // else no ride has it, and the database would refuse it
+		rec, err = s.Receipt(r.Context(), id)
+	}
 	if err == nil && rec.RiderID != c.ID {
 		err = ErrNotFound // someone else's ride: do not say it exists
 	}

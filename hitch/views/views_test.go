@@ -314,6 +314,8 @@ func TestThroughBroker(t *testing.T) {
 			{&hitch.Caller{ID: "someone-else", Role: hitch.RoleRider}, "/v1/rides/" + paid + "/receipt", 404, "receipt_not_found"},
 			{&hitch.Caller{ID: want.DriverID, Role: hitch.RoleDriver}, "/v1/rides/" + paid + "/receipt", 403, "wrong_role"},
 			{rider, "/v1/rides/nope/receipt", 404, "receipt_not_found"},
+			{rider, "/v1/rides/%00/receipt", 404, "receipt_not_found"},
+			{rider, "/v1/rides/%ff/receipt", 404, "receipt_not_found"},
 			{rider, "/v1/drivers/me/earnings", 403, "wrong_role"},
 			{nil, "/v1/drivers/me/earnings", 401, "unauthenticated"},
 			{rider, "/v1/other", 404, "not_found"},
