@@ -219,6 +219,7 @@ func TestThroughBroker(t *testing.T) {
 		b := hitchtest.StartBroker(t)
 		var srv *httptest.Server
 		var svc *views.Service
+		var replicas []*views.Service
 		for i := range 2 {
 			s, err := views.New(context.Background(), db, b.Open(t), views.Config{PollInterval: 50 * time.Millisecond})
 			if err != nil {
@@ -233,6 +234,7 @@ func TestThroughBroker(t *testing.T) {
 					t.Errorf("Run: %v", err)
 				}
 			})
+			replicas = append(replicas, s)
 			if i == 0 {
 				svc, srv = s, httptest.NewServer(s.Handler())
 				t.Cleanup(srv.Close)
@@ -241,7 +243,12 @@ func TestThroughBroker(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 		w := newWorld(rng, 24)
 		pub := b.Open(t)
-		for _, e := range w.deliveries(rng) {
+		ds := w.deliveries(rng)
+		distinct := map[string]bool{}
+		for _, e := range ds {
+			distinct[e.id] = true
+		}
+		for _, e := range ds {
 			m, err := hitch.Event(e.kind, e.id, e.ride, e.payload)
 			if err != nil {
 				t.Fatal(err)
@@ -283,6 +290,16 @@ func TestThroughBroker(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
+		}
+		// Earnings converge before receipts that do not count toward
+		// them (a cancelled ride's): wait for every event in the log.
+		for {
+			if n := replicas[0].Stats().Stored + replicas[1].Stats().Stored; n == int64(len(distinct)) {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("%d events stored, want %d", n, len(distinct))
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		if err := svc.CatchUp(context.Background()); err != nil {
 			t.Fatal(err)
