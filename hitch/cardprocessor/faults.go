@@ -15,9 +15,9 @@ import (
 // The zero value injects nothing; the default rules (DefaultDeclinePrefixes,
 // DefaultClosedPrefixes) apply when the prefix lists are nil.
 type Faults struct {
-	DeclineRate float64 `json:"decline_rate"`
-	FailRate    float64 `json:"fail_rate"`
-	TimeoutRate float64 `json:"timeout_rate"`
+	DeclineRate float64  `json:"decline_rate"`
+	FailRate    float64  `json:"fail_rate"`
+	TimeoutRate float64  `json:"timeout_rate"`
 	Latency     Duration `json:"latency"`
 	MaxHang     Duration `json:"max_hang"`
 	// Phase is "before", "after" or "random" (default).
