@@ -33,6 +33,11 @@ type Config struct {
 	// Consumers is how many ride.finished events are handled at once.
 	// Default 8.
 	Consumers int `yaml:"consumers"`
+	// Prefetch is how many events the consumer holds ahead, unacked. Kept
+	// small: a replica that crashes returns its prefetched events to the
+	// queue with one more delivery counted, and a queue dead-letters an
+	// event after max_deliveries (default 5). Default 2 * Consumers.
+	Prefetch int `yaml:"prefetch"`
 
 	// HTTPClient's Transport carries the calls to the processor, under the
 	// resilience layers (its Timeout is not used: Processor.Timeout
@@ -117,6 +122,9 @@ func (c Config) WithDefaults() Config {
 	if c.Consumers == 0 {
 		c.Consumers = 8
 	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 2 * c.Consumers
+	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}
 	}
@@ -165,6 +173,9 @@ func (c Config) Validate() error {
 	}
 	if c.Saga.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("saga.concurrency %d: want at least 1", c.Saga.Concurrency))
+	}
+	if c.Prefetch < 1 {
+		errs = append(errs, fmt.Errorf("prefetch %d: want at least 1", c.Prefetch))
 	}
 	if c.Consumers < 1 {
 		errs = append(errs, fmt.Errorf("consumers %d: want at least 1", c.Consumers))

@@ -93,7 +93,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if !first {
 		return errors.New("payments: Run called twice")
 	}
-	router, err := message.NewRouter(s.bus, message.RouterConfig{Concurrency: s.cfg.Consumers, ShutdownTimeout: 5 * time.Second,
+	router, err := message.NewRouter(s.bus, message.RouterConfig{Concurrency: s.cfg.Consumers, Prefetch: s.cfg.Prefetch, ShutdownTimeout: 5 * time.Second,
 		NackDelay: 200 * time.Millisecond,
 		OnError: func(source string, err error) {
 			s.log.Warn("payments: consuming", "source", source, "err", err)
