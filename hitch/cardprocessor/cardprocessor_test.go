@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/hitch/cardprocessor"
 	"github.com/switchyard/switchyard/kit/store"
 	"github.com/switchyard/switchyard/kit/store/storetest"
+	"go.yaml.in/yaml/v3"
 )
 
 func start(t *testing.T, db *store.DB) (*cardprocessor.Service, *httptest.Server) {
@@ -278,5 +279,32 @@ func TestFaults(t *testing.T) {
 	}
 	if r := call(t, nil, "GET", srv.URL+"/healthz", "", ""); r.status != 200 {
 		t.Fatalf("healthz: %d", r.status)
+	}
+}
+
+// Faults can be configured from the service's YAML config.
+func TestFaultsYAML(t *testing.T) {
+	var cfg cardprocessor.Config
+	if err := yaml.Unmarshal([]byte("faults:\n  fail_rate: 0.25\n  latency: 150ms\n  phase: after\n  decline_prefixes: [x]\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Faults == nil || cfg.Faults.FailRate != 0.25 || time.Duration(cfg.Faults.Latency) != 150*time.Millisecond || cfg.Faults.Phase != "after" {
+		t.Fatalf("faults %+v", cfg.Faults)
+	}
+	if err := yaml.Unmarshal([]byte("faults:\n  latency: later\n"), &cfg); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("bad latency: %v", err)
+	}
+	s, err := cardprocessor.New(context.Background(), storetest.SQLite(t), nil, cardprocessor.Config{Faults: &cardprocessor.Faults{FailRate: 3}})
+	if err == nil || !strings.Contains(err.Error(), "fail_rate") {
+		t.Fatalf("New with bad faults: %v, %v", s, err)
+	}
+}
+
+// A payout without a currency is in dollars.
+func TestPayoutDefaultCurrency(t *testing.T) {
+	_, srv := start(t, storetest.SQLite(t))
+	p := call(t, nil, "POST", srv.URL+"/v1/payouts", "p1", `{"driver": "dan", "amount_cents": 800}`)
+	if p.status != 201 || p.body["currency"] != "usd" {
+		t.Fatalf("payout: %d %v", p.status, p.body)
 	}
 }

@@ -9,23 +9,36 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Faults are what the processor does wrong on purpose (see the package doc).
 // The zero value injects nothing; the default rules (DefaultDeclinePrefixes,
 // DefaultClosedPrefixes) apply when the prefix lists are nil.
 type Faults struct {
-	DeclineRate float64  `json:"decline_rate"`
-	FailRate    float64  `json:"fail_rate"`
-	TimeoutRate float64  `json:"timeout_rate"`
-	Latency     Duration `json:"latency"`
-	MaxHang     Duration `json:"max_hang"`
-	// Phase is "before", "after" or "random" (default).
-	Phase           string   `json:"phase"`
-	DeclinePrefixes []string `json:"decline_prefixes"`
-	ClosedPrefixes  []string `json:"closed_prefixes"`
+	// DeclineRate is the share of new charges declined at random (0 to 1).
+	DeclineRate float64 `json:"decline_rate" yaml:"decline_rate"`
+	// FailRate is the share of money-moving calls answered 500.
+	FailRate float64 `json:"fail_rate" yaml:"fail_rate"`
+	// TimeoutRate is the share of calls held until the client gives up
+	// (at most MaxHang). FailRate + TimeoutRate is at most 1.
+	TimeoutRate float64 `json:"timeout_rate" yaml:"timeout_rate"`
+	// Latency is added to every money-moving call; at most a minute.
+	Latency Duration `json:"latency" yaml:"latency"`
+	// MaxHang bounds a hang. Default 30s.
+	MaxHang Duration `json:"max_hang" yaml:"max_hang"`
+	// Phase is when a failure or hang strikes: "before" the work, "after"
+	// it (committed, but the caller hears an error) or "random" (default).
+	Phase string `json:"phase" yaml:"phase"`
+	// DeclinePrefixes: a card or customer starting with one always
+	// declines. Default ["decline"].
+	DeclinePrefixes []string `json:"decline_prefixes" yaml:"decline_prefixes"`
+	// ClosedPrefixes: a payout to a driver starting with one fails with
+	// account_closed. Default ["closed"].
+	ClosedPrefixes []string `json:"closed_prefixes" yaml:"closed_prefixes"`
 	// Seed, if not 0, seeds the random draws.
-	Seed uint64 `json:"seed,omitempty"`
+	Seed uint64 `json:"seed,omitempty" yaml:"seed"`
 }
 
 // Default rules: cards or customers starting with "decline" are declined,
@@ -65,6 +78,16 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	v, err := time.ParseDuration(s)
 	if err != nil {
 		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalYAML reads a duration string ("200ms").
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: duration %q: %w", n.Line, n.Value, err)
 	}
 	*d = Duration(v)
 	return nil

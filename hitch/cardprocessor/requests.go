@@ -39,7 +39,7 @@ type RefundRequest struct {
 type PayoutRequest struct {
 	Driver      string `json:"driver"`
 	AmountCents int64  `json:"amount_cents"`
-	Currency    string `json:"currency"`
+	Currency    string `json:"currency"` // default "usd"
 }
 
 // fieldError is a request problem naming its field; answered 400.
@@ -115,6 +115,9 @@ func ParsePayout(body []byte) (PayoutRequest, error) {
 	var p PayoutRequest
 	if err := decodeStrict(body, &p); err != nil {
 		return p, err
+	}
+	if p.Currency == "" {
+		p.Currency = "usd"
 	}
 	return p, errors.Join(checkRef("driver", p.Driver, true, maxRefLen), checkAmount("amount_cents", p.AmountCents), checkCurrency(p.Currency))
 }

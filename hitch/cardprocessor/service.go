@@ -21,7 +21,7 @@ import (
 type Config struct {
 	// Faults are injected from the start (as if POSTed to /v1/faults).
 	// Default none.
-	Faults *Faults `yaml:"-"`
+	Faults *Faults `yaml:"faults"`
 	// Logger receives errors of the database. Default: discard.
 	Logger *slog.Logger `yaml:"-"`
 }
