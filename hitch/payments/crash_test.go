@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/breaker"
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/hitch"
 	"github.com/switchyard/switchyard/hitch/cardprocessor"
@@ -73,7 +74,11 @@ func TestCrashChild(t *testing.T) {
 func crashConfig(procURL string, log *slog.Logger) payments.Config {
 	return payments.Config{
 		ProcessorURL: procURL,
-		Processor:    payments.Calls{Timeout: 3 * time.Second, AttemptTimeout: 500 * time.Millisecond, RetryBase: 10 * time.Millisecond},
+		// A breaker that probes again soon: on a loaded machine slow
+		// attempts open it, and the default 10 s open would only make the
+		// test wait.
+		Processor: payments.Calls{Timeout: 4 * time.Second, AttemptTimeout: time.Second, RetryBase: 10 * time.Millisecond,
+			Breaker: breaker.Config{OpenFor: 300 * time.Millisecond, HalfOpenProbes: 1}},
 		Saga: payments.SagaConfig{ClaimTTL: time.Second, PollInterval: 100 * time.Millisecond,
 			RetryBase: 20 * time.Millisecond, RetryCap: 200 * time.Millisecond},
 		RelayPollInterval: 100 * time.Millisecond, RelayLeaseTTL: time.Second,
@@ -256,12 +261,18 @@ func crashTest(t *testing.T, dsn string, rides int) {
 		}
 	}()
 	var pays []payments.Payment
-	waitFor(t, 45*time.Second, "every payment final", func() (bool, string) {
+	// Normally this takes seconds; the bound is generous because a 2-core
+	// machine under a load of 20 (seen while other work ran) commits
+	// SQLite transactions slowly, and the test is about exactly-once, not
+	// speed.
+	waitFor(t, 120*time.Second, "every payment final", func() (bool, string) {
 		pays = pays[:0]
 		for _, r := range all {
 			p, err := reader.Payment(ctx, r.id)
 			if err != nil || p.Saga == nil || (p.Saga.State != "completed" && p.Saga.State != "compensated") {
-				return false, fmt.Sprintf("%s: %+v %+v %v; child stderr: %.2000s", r.id, p, p.Saga, err, c.stderr)
+				info, _ := reader.Orchestrator().Get(ctx, r.id)
+				return false, fmt.Sprintf("%s: %+v %+v %v; saga owner %s claimed until %v next run %v (now %v), history %+v; child stderr: %.3000s",
+					r.id, p, p.Saga, err, info.Owner, info.ClaimedUntil, info.NextRun, time.Now(), info.History, c.stderr)
 			}
 			pays = append(pays, p)
 		}

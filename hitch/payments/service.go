@@ -110,8 +110,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	for _, run := range []func(context.Context) error{router.Run, relay.Run, s.orch.Run} {
+	errs := make(chan error, 4)
+	for _, run := range []func(context.Context) error{router.Run, relay.Run, s.orch.Run, s.expireInbox} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -126,6 +126,23 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Error("payments: background work stopped", "err", err)
 	}
 	return nil
+}
+
+// expireInbox deletes processed event ids past the inbox's retention (7
+// days), hourly: inbox.Process, unlike Inbox.Handler, does not.
+func (s *Service) expireInbox(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := s.in.Expire(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("payments: expiring inbox ids", "err", err)
+			}
+		}
+	}
 }
 
 // Breaker is the card processor's circuit breaker (for tests and metrics).
