@@ -90,4 +90,3 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
-
