@@ -112,3 +112,17 @@ func FuzzNotesFor(f *testing.F) {
 		}
 	})
 }
+
+// Any id a producer chooses (or a client sends as Last-Event-ID) becomes
+// something that cannot break an SSE frame and that sseID leaves alone.
+func FuzzSSEID(f *testing.F) {
+	for _, s := range []string{"ev-1", "", "a\nb", "\x00", strings.Repeat("z", 200), "id: x\r\n\r\ndata: y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		got := sseID(id)
+		if got == "" || len(got) > maxIDLen || strings.ContainsAny(got, " \r\n\x00") || sseID(got) != got {
+			t.Fatalf("sseID(%q) = %q", id, got)
+		}
+	})
+}

@@ -85,13 +85,13 @@ func TestBrowserRideFlow(t *testing.T) {
 	account := func(role string) []chromedp.Action[chromedp.Void] {
 		return []chromedp.Action[chromedp.Void]{
 			chromedp.Navigate(base + "/#" + role),
-			chromedp.WaitVisible(chromedp.ID(role+"-email")),
+			chromedp.WaitVisible(chromedp.ID(role + "-email")),
 			chromedp.SendKeys(chromedp.ID(role+"-name"), "Test "+role),
 			chromedp.SendKeys(chromedp.ID(role+"-email"), fmt.Sprintf("%s-%d@example.test", role, stamp)),
 			chromedp.SendKeys(chromedp.ID(role+"-password"), "correct horse battery staple"),
-			chromedp.Click(chromedp.ID(role+"-register")),
+			chromedp.Click(chromedp.ID(role + "-register")),
 			waitText("#"+role+"-auth-status", "Registered"),
-			chromedp.Click(chromedp.ID(role+"-login")),
+			chromedp.Click(chromedp.ID(role + "-login")),
 			waitText("#"+role+"-auth-status", "Signed in"),
 		}
 	}
@@ -138,6 +138,16 @@ func TestBrowserRideFlow(t *testing.T) {
 	run(driverTab, "driver sees the payout and earnings",
 		waitText("#driver-events", "payout"),
 		waitText("#driver-earnings", "$"))
+
+	// HITCH_WEB_SCREENSHOTS=DIR keeps a picture of each view, for people.
+	if dir := os.Getenv("HITCH_WEB_SCREENSHOTS"); dir != "" {
+		for name, tab := range map[string]context.Context{"rider": riderTab, "driver": driverTab} {
+			png, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
+			if err != nil || os.WriteFile(dir+"/"+name+".png", png, 0o644) != nil {
+				t.Errorf("screenshot of %s: %v", name, err)
+			}
+		}
+	}
 
 	// The operator view shows what it can and says "not available" for
 	// the rest; it never breaks.
