@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -227,4 +228,41 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 		}
 	}
 	waitClients(t, r.svc, 1)
+}
+
+// Run inside an http.Server with short ReadTimeout and WriteTimeout (as a
+// service process may be), both streams outlive them.
+func TestStreamsOutliveServerTimeouts(t *testing.T) {
+	svc, err := notifications.New(context.Background(), nil, nil, notifications.Config{Heartbeat: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(svc.Handler())
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Config.WriteTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close) // after the clients' cleanups close their streams
+
+	sse := dialSSE(t, srv.URL, "a", hitch.RoleRider)
+	ws := dialWS(t, srv.URL, "b", hitch.RoleRider, "")
+	waitClients(t, svc, 2)
+	got := make(chan wsFrame, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var f wsFrame
+		if _, b, err := ws.Read(ctx); err == nil {
+			_ = json.Unmarshal(b, &f)
+		}
+		got <- f
+	}()
+	time.Sleep(700 * time.Millisecond) // 3.5x both timeouts
+	svc.Push(hitch.KindRideStarted, "late-a", mustJSON(t, hitch.RideRef{RideID: "r1", RiderID: "a"}))
+	svc.Push(hitch.KindRideStarted, "late-b", mustJSON(t, hitch.RideRef{RideID: "r2", RiderID: "b"}))
+	if ev := sse.next(t, 2*time.Second); ev.id != "late-a" {
+		t.Fatalf("SSE after the server's timeouts: %+v", ev)
+	}
+	if f := <-got; f.ID != "late-b" {
+		t.Fatalf("WebSocket after the server's timeouts: %+v", f)
+	}
 }
