@@ -219,8 +219,8 @@ func (s *Service) Handler() http.Handler {
 			writeError(w, http.StatusNotFound, "not_found", "no such path: "+r.URL.Path)
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
+		if r.Method != http.MethodGet { // HEAD too: a stream has no head of its own
+			w.Header().Set("Allow", "GET")
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" "+r.URL.Path+": only GET")
 			return
 		}

@@ -220,6 +220,20 @@ func TestSSERideFlowThroughBroker(t *testing.T) {
 	}
 	rider.none(t, 300*time.Millisecond) // e5 repeated the receipt
 	other.none(t, 10*time.Millisecond)
+
+	resp, err := http.Get(r.srv.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Clients, Subscriptions int
+		Pushed                 int64
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || h.Subscriptions != len(notifications.Topics) || h.Clients != 3 || h.Pushed < 8 {
+		t.Fatalf("healthz: %d %+v, want 200 with %d subscriptions, 3 clients, 8+ pushed", resp.StatusCode, h, len(notifications.Topics))
+	}
 }
 
 func TestUnauthenticated(t *testing.T) {
@@ -242,13 +256,26 @@ func TestUnauthenticated(t *testing.T) {
 			}
 		}
 	}
-	resp, err := http.Post(r.srv.URL+"/v1/events", "text/plain", nil)
+	for _, m := range []string{http.MethodPost, http.MethodHead, http.MethodDelete} {
+		req, _ := http.NewRequest(m, r.srv.URL+"/v1/events", nil)
+		req.Header.Set(hitch.HeaderUser, "u")
+		req.Header.Set(hitch.HeaderScopes, hitch.RoleRider)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET" {
+			t.Errorf("%s /v1/events: %d, want 405 with Allow: GET", m, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(r.srv.URL + "/nope")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("POST /v1/events: %d, want 405", resp.StatusCode)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /nope: %d, want 404", resp.StatusCode)
 	}
 }
 
