@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -65,5 +68,53 @@ func TestPathPatternConfigErrors(t *testing.T) {
 		if _, err := ParseConfig([]byte("listen: 127.0.0.1:0\nupstreams:\n  u: { targets: [{address: 127.0.0.1:1}] }\nroutes:\n  "+ok+"\n"), "g.yaml"); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
+	}
+}
+
+// A program's admin extension is served beside the admin API; patterns
+// outside /admin/ or over the API's own paths are refused.
+func TestAdminExtensions(t *testing.T) {
+	cfg := func() *Config {
+		c, err := ParseConfig([]byte("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: \"off\"\nupstreams:\n  u: { targets: [{address: 127.0.0.1:1}] }\nroutes:\n  - { upstream: u }\n"), "g.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	hello := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello") })
+	for pattern, want := range map[string]string{
+		"GET /metrics":        "under /admin/",
+		"GET /admin/status":   "serves /admin/status itself",
+		"GET /admin/routes":   "itself",
+		"GET /admin/{x}/y":    "fixed path",
+		"BAD METHOD /admin/x": "admin extension",
+	} {
+		_, err := New(Options{Config: cfg(), AdminExtensions: map[string]http.Handler{pattern: hello}})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", pattern, err, want)
+		}
+	}
+	g, err := New(Options{Config: cfg(), AdminExtensions: map[string]http.Handler{"GET /admin/prog/things": hello}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	base := "http://" + g.AdminAddr().String()
+	if code, body, _ := get(t, base+"/admin/prog/things"); code != 200 || body != "hello" {
+		t.Fatalf("extension: %d %q", code, body)
+	}
+	if code, body, _ := get(t, base+"/admin/routes"); code != 200 || !strings.Contains(body, "route0") {
+		t.Fatalf("admin API beside it: %d %q", code, body)
+	}
+	if code, _, _ := get(t, base+"/admin/nothing"); code != 404 {
+		t.Fatalf("unknown admin path: %d", code)
 	}
 }
