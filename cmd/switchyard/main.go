@@ -56,6 +56,7 @@ func commands() map[string]command {
 		"registry": {"run the service registry (registration, heartbeats, discovery)", runRegistry},
 		"dns":      {"run the authoritative DNS server and GSLB (health, geo, latency steering)", runDNS},
 		"sidecar":  {"run beside an app: register and health-check it, serve its traffic, outbound ambassador port", runSidecar},
+		"hitch":    {"run Hitch, the ride-sharing example: hitch up (everything), hitch serve NAME (one service)", runHitch},
 		"version":  {"print the version", runVersion},
 	}
 }

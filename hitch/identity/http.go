@@ -204,10 +204,6 @@ func (s *Service) internal(w http.ResponseWriter, step string, err error) {
 // unknown field, a field of the wrong type, or anything after the object is
 // a 400 naming it. It answers the request itself when it returns false.
 func (s *Service) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("content type %q: expected application/json", ct))
-		return false
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
