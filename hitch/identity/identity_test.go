@@ -279,20 +279,21 @@ func TestBruteForce(t *testing.T) {
 // An unknown email costs the same bcrypt work as a wrong password: the
 // two take about as long.
 func TestLoginTimingUnknownEmail(t *testing.T) {
-	s := newService(t, storetest.SQLite(t), Config{BcryptCost: 7, MaxFailures: -1})
+	s := newService(t, storetest.SQLite(t), Config{BcryptCost: 6, MaxFailures: -1})
 	h := s.Handler()
 	register(t, h, "rider", "ann@example.com", "correct horse")
-	measure := func(email string) time.Duration {
-		best := time.Hour
-		for i := 0; i < 3; i++ {
-			start := time.Now()
-			login(t, h, email, "wrong horse")
-			best = min(best, time.Since(start))
-		}
-		return best
+	// The fastest of several interleaved tries of each: scheduling noise
+	// only ever adds time.
+	wrong, unknown := time.Hour, time.Hour
+	for i := 0; i < 6; i++ {
+		start := time.Now()
+		login(t, h, "ann@example.com", "wrong horse")
+		wrong = min(wrong, time.Since(start))
+		start = time.Now()
+		login(t, h, "nobody@example.com", "wrong horse")
+		unknown = min(unknown, time.Since(start))
 	}
-	wrong, unknown := measure("ann@example.com"), measure("nobody@example.com")
-	if unknown < wrong/2 || wrong < unknown/2 {
+	if unknown < wrong/3 || wrong < unknown/3 {
 		t.Fatalf("wrong password %v, unknown email %v: want about the same", wrong, unknown)
 	}
 }
