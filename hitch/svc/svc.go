@@ -156,9 +156,10 @@ type Resolver struct {
 }
 
 type resolved struct {
-	w  *discovery.Watcher
-	b  *discovery.Balancer
-	tr *discovery.Transport
+	created time.Time
+	w       *discovery.Watcher
+	b       *discovery.Balancer
+	tr      *discovery.Transport
 }
 
 // NewResolver returns a Resolver over the registry client c; base sends
@@ -174,24 +175,40 @@ func NewResolver(c *discovery.Client, base http.RoundTripper) *Resolver {
 	return &Resolver{client: c, base: base, ctx: ctx, cancel: cancel, pools: map[string]*resolved{}}
 }
 
-// RoundTrip implements http.RoundTripper. A service with no instance known
-// yet is waited for up to 2 s (its first watch answer), then the request
-// fails with discovery.ErrNoInstance.
+// RoundTrip implements http.RoundTripper. A service first named less
+// than FirstWait ago and with no instance known yet is waited for (up to
+// FirstWait from its first use, or the request's context): its watch's
+// first answer is on its way. After that a service without instances
+// fails at once with discovery.ErrNoInstance.
 func (r *Resolver) RoundTrip(req *http.Request) (*http.Response, error) {
 	p, err := r.pool(req.URL.Hostname())
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	select {
-	case <-p.w.Ready():
-	case <-req.Context().Done():
-		closeBody(req)
-		return nil, req.Context().Err()
-	case <-time.After(2 * time.Second):
+	if len(p.b.Targets()) == 0 && time.Since(p.created) < FirstWait {
+		wait := time.NewTimer(FirstWait - time.Since(p.created))
+		defer wait.Stop()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+	waiting:
+		for len(p.b.Targets()) == 0 {
+			select {
+			case <-req.Context().Done():
+				closeBody(req)
+				return nil, req.Context().Err()
+			case <-wait.C:
+				break waiting
+			case <-tick.C:
+			}
+		}
 	}
 	return p.tr.RoundTrip(req)
 }
+
+// FirstWait is how long a Resolver waits for the first instances of a
+// service it has just started watching.
+const FirstWait = 5 * time.Second
 
 func closeBody(req *http.Request) {
 	if req.Body != nil {
@@ -220,7 +237,7 @@ func (r *Resolver) pool(service string) (*resolved, error) {
 		w.Close()
 		return nil, err
 	}
-	p := &resolved{w: w, b: b, tr: &discovery.Transport{Balancer: b, Base: r.base}}
+	p := &resolved{created: time.Now(), w: w, b: b, tr: &discovery.Transport{Balancer: b, Base: r.base}}
 	r.pools[service] = p
 	return p, nil
 }

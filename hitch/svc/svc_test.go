@@ -202,7 +202,7 @@ func TestResolver(t *testing.T) {
 	if hits["a/x"] != 2 || hits["b/x"] != 2 {
 		t.Fatalf("hits %v: want round robin over a and b", hits)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://nobody/x", nil)
 	if _, err := client.Do(req); err == nil {

@@ -261,7 +261,12 @@ func Run(ctx context.Context, o Options) error {
 	go jwksSrv.Serve(jwksLn)
 	defer jwksSrv.Close()
 
-	cfg, err := GatewayConfig(o, regURL, "http://"+jwksLn.Addr().String()+identity.PathJWKS, filepath.Join(data, "access.log"))
+	// The gateway verifies tokens with this JWKS: make sure it is there.
+	jwksURL := "http://" + jwksLn.Addr().String() + identity.PathJWKS
+	if err := waitJWKS(ctx, jwksURL, 30*time.Second); err != nil {
+		return err
+	}
+	cfg, err := GatewayConfig(o, regURL, jwksURL, filepath.Join(data, "access.log"))
 	if err != nil {
 		return err
 	}
@@ -552,4 +557,31 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// waitJWKS fetches url until it answers 200 or limit passes.
+func waitJWKS(ctx context.Context, url string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last string
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("identity's JWKS not available through discovery within %v: %s", limit, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
