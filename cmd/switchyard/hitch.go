@@ -59,6 +59,10 @@ func runHitchUp(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stderr, "switchyard hitch up: unexpected argument %q: expected only flags\n", fs.Arg(0))
 		return errUsage
 	}
+	if o.Replicas < 1 {
+		fmt.Fprintf(stderr, "switchyard hitch up: --replicas %d: expected 1 to 16\n", o.Replicas)
+		return errUsage
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "switchyard hitch up: invalid --log-level %q: expected debug, info, warn or error\n", *logLevel)

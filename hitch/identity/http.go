@@ -36,24 +36,26 @@ const (
 //
 // Errors are JSON {"error", "code"}.
 func (s *Service) Handler() http.Handler {
+	type route struct {
+		method string
+		h      func(http.ResponseWriter, *http.Request)
+	}
+	routes := map[string]route{
+		PathRegister: {http.MethodPost, s.register},
+		PathLogin:    {http.MethodPost, s.login},
+		PathJWKS:     {http.MethodGet, s.serveJWKS},
+		PathHealth:   {http.MethodGet, s.health},
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		route := map[string]struct {
-			method string
-			h      func(http.ResponseWriter, *http.Request)
-		}{
-			PathRegister: {http.MethodPost, s.register},
-			PathLogin:    {http.MethodPost, s.login},
-			PathJWKS:     {http.MethodGet, s.serveJWKS},
-			PathHealth:   {http.MethodGet, s.health},
-		}[r.URL.Path]
+		rt, ok := routes[r.URL.Path]
 		switch {
-		case route.h == nil:
-			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such path %q", r.URL.Path))
-		case r.Method != route.method && !(route.method == http.MethodGet && r.Method == http.MethodHead):
-			w.Header().Set("Allow", route.method)
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s %s: expected %s", r.Method, r.URL.Path, route.method))
+		case !ok:
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such path %q", truncate(r.URL.Path)))
+		case r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead):
+			w.Header().Set("Allow", rt.method)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s %s: expected %s", r.Method, r.URL.Path, rt.method))
 		default:
-			route.h(w, r)
+			rt.h(w, r)
 		}
 	})
 }
