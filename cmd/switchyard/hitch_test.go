@@ -244,3 +244,61 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A hitch up killed with SIGKILL cannot stop its children: the kernel
+// does (Pdeathsig), so none is left behind.
+func TestHitchUpKilledLeavesNoChildren(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole Hitch")
+	}
+	cmd := exec.Command(os.Args[0], "hitch", "up", "--data", t.TempDir(), "--listen", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--replicas", "1", "--log-level", "error")
+	cmd.Env = append(os.Environ(), "SWITCHYARD_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	admin := make(chan string, 1)
+	exited := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "admin:" {
+				admin <- strings.TrimSuffix(f[1], "/admin/status")
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	var a string
+	select {
+	case a = <-admin:
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatal("hitch up not up within 90s")
+	}
+	var children []int
+	for _, p := range processes(t, a) {
+		if p.Role == "broker" || p.Role == "service" {
+			children = append(children, p.PID)
+		}
+	}
+	if len(children) < 2 {
+		t.Fatalf("children %v: want the broker and identity", children)
+	}
+	cmd.Process.Kill()
+	<-exited
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range children {
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("child %d outlived its SIGKILLed supervisor", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
