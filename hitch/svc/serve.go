@@ -74,6 +74,8 @@ func (o Options) Validate(specs []Spec) error {
 	spec, err := Lookup(specs, o.Name)
 	if err != nil {
 		errs = append(errs, err)
+	} else if spec.New == nil {
+		errs = append(errs, fmt.Errorf("service %q is in the table (its routes are) but not built yet: its Spec has no New", o.Name))
 	}
 	if o.Replica < 0 {
 		errs = append(errs, fmt.Errorf("--replica %d: expected 0 or more", o.Replica))

@@ -140,7 +140,7 @@ func TestServePostgresSchema(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	specs := append(testSpecs("identity"), Spec{Name: "rides", Bus: true})
+	specs := append(testSpecs("identity"), Spec{Name: "rides", Bus: true, New: testSpecs("x")[0].New}, Spec{Name: "views"})
 	for _, tc := range []struct {
 		o    Options
 		want string
@@ -153,6 +153,7 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{Name: "identity", Data: "d", Registry: "http://r", Store: "mysql://x"}, "--store"},
 		{Options{Name: "identity", Data: "d", Registry: "http://r", Listen: "nope"}, "--listen"},
 		{Options{Name: "identity", Data: "d", Registry: "http://r", Replica: -1}, "--replica"},
+		{Options{Name: "views", Data: "d", Registry: "http://r"}, "not built yet"},
 	} {
 		if err := tc.o.Validate(specs); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
