@@ -25,6 +25,17 @@ type Backoff struct {
 // DefaultBackoff is the restart backoff when Options leave it zero.
 var DefaultBackoff = Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second, Reset: 30 * time.Second}
 
+// next returns how long to wait before restarting a process that stayed up
+// for up, given the delay the previous crash had set, and the delay for the
+// crash after this one: a process that stayed up Reset or longer starts
+// over at Min; otherwise each crash doubles the wait up to Max.
+func (b Backoff) next(delay, up time.Duration) (wait, after time.Duration) {
+	if up >= b.Reset || delay < b.Min {
+		delay = b.Min
+	}
+	return delay, min(delay*2, b.Max)
+}
+
 // StopTimeout is how long a process has after SIGTERM before SIGKILL.
 const StopTimeout = 15 * time.Second
 
@@ -80,19 +91,17 @@ func (p *process) run(ctx context.Context) {
 			return
 		}
 		up := time.Since(start)
-		if up >= p.backoff.Reset {
-			delay = p.backoff.Min
-		}
+		var wait time.Duration
+		wait, delay = p.backoff.next(delay, up)
 		p.mu.Lock()
 		p.restarts++
 		p.mu.Unlock()
-		p.log.Warn("hitch up: process exited; restarting", "process", p.id(), "err", err, "up", up.Round(time.Millisecond).String(), "after", delay.String())
+		p.log.Warn("hitch up: process exited; restarting", "process", p.id(), "err", err, "up", up.Round(time.Millisecond).String(), "after", wait.String())
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
-		delay = min(delay*2, p.backoff.Max)
 	}
 }
 

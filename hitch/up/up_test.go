@@ -174,3 +174,24 @@ func TestReadyLines(t *testing.T) {
 		t.Fatal("a broker without its native listener is not ready for the services")
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second, Reset: 30 * time.Second}
+	delay := b.Min
+	var waits []time.Duration
+	for i := 0; i < 6; i++ { // quick crashes: doubling, capped
+		var w time.Duration
+		w, delay = b.next(delay, time.Second)
+		waits = append(waits, w)
+	}
+	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	for i := range want {
+		if waits[i] != want[i]*time.Millisecond {
+			t.Fatalf("waits %v, want %v ms", waits, want)
+		}
+	}
+	// Up long enough: back to Min.
+	if w, next := b.next(delay, 31*time.Second); w != b.Min || next != 2*b.Min {
+		t.Fatalf("after a long run: wait %v next %v", w, next)
+	}
+}
