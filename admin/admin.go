@@ -69,6 +69,7 @@ type Route struct {
 	Host        string            `json:"host,omitempty"`
 	Path        string            `json:"path,omitempty"`
 	PathPrefix  string            `json:"path_prefix,omitempty"`
+	PathPattern string            `json:"path_pattern,omitempty"`
 	Methods     []string          `json:"methods,omitempty"`
 	Headers     map[string]string `json:"headers,omitempty"`
 	Upstream    string            `json:"upstream"`

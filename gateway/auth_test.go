@@ -105,7 +105,7 @@ listen: 127.0.0.1:0
 upstreams:
   u: { targets: [{address: 127.0.0.1:1}] }
 routes:
-  - { upstream: u, auth: [jwt] }
+  - { upstream: u, auth: [jwt], match: { path_prefix: /a } }
   - { upstream: u, require: { scopes: [x] } }
 `)
 	_, err := New(Options{ConfigPath: path})

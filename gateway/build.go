@@ -166,8 +166,7 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			mws = append(mws, c.Middleware())
 			cache = c
 		}
-		m := route.Match{Host: r.Match.Host, Path: r.Match.Path, PathPrefix: r.Match.PathPrefix,
-			Methods: r.Match.Methods, Headers: r.Match.Headers, Client: r.Match.Client}
+		m := r.Match.routeMatch()
 		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix, Middleware: mws}
 		if cache != nil {
 			if rt.cacheOf == nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/route"
 	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/transform"
@@ -304,6 +305,11 @@ type Match struct {
 	// PathPrefix matches a path prefix at a segment boundary ("/v1" matches
 	// "/v1" and "/v1/x" but not "/v10").
 	PathPrefix string `yaml:"path_prefix"`
+	// PathPattern matches the path segment by segment, "*" standing for
+	// exactly one non-empty segment: "/v1/rides/*/receipt" matches
+	// "/v1/rides/42/receipt", not "/v1/rides/42" or "/v1/rides/4/2/receipt".
+	// Exclusive with path and path_prefix.
+	PathPattern string `yaml:"path_pattern"`
 	// Methods lists accepted methods; empty accepts all.
 	Methods []string `yaml:"methods"`
 	// Headers must all be present with exactly these values. Versioned
@@ -559,8 +565,28 @@ func (c *Config) validate(src *config.Source) error {
 		} else if _, ok := c.Upstreams[r.Upstream]; !ok {
 			add(p+".upstream", "unknown upstream %q: %s", r.Upstream, c.upstreamChoices())
 		}
-		if r.Match.Path != "" && r.Match.PathPrefix != "" {
-			add(p+".match", "path and path_prefix are exclusive")
+		if n := nonEmpty(r.Match.Path, r.Match.PathPrefix, r.Match.PathPattern); n > 1 {
+			add(p+".match", "path, path_prefix and path_pattern are exclusive")
+		}
+		if r.Match.PathPattern != "" {
+			if err := route.ValidPattern(r.Match.PathPattern); err != nil {
+				add(p+".match.path_pattern", "%v", err)
+			}
+			if r.Publish != nil {
+				add(p+".match.path_pattern", "a publish route needs path or path_prefix (its status lookups live under it)")
+			}
+		}
+		if err := route.ValidPattern(r.Match.PathPattern); r.Match.PathPattern == "" || err == nil {
+			for j := 0; j < i; j++ {
+				prev := c.Routes[j].Match
+				if route.ValidPattern(prev.PathPattern) != nil && prev.PathPattern != "" {
+					continue
+				}
+				if route.Covers(prev.routeMatch(), r.Match.routeMatch()) {
+					add(p+".match", "never reached: routes[%d]%s matches every request this route matches (the first match wins: put the more specific route first)", j, nameOf(c.Routes[j]))
+					break
+				}
+			}
 		}
 		for _, k := range []struct{ key, v string }{{"path", r.Match.Path}, {"path_prefix", r.Match.PathPrefix}} {
 			if k.v != "" && !strings.HasPrefix(k.v, "/") {
@@ -666,4 +692,27 @@ func orDuration(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// routeMatch is m as the route matcher takes it.
+func (m Match) routeMatch() route.Match {
+	return route.Match{Host: m.Host, Path: m.Path, PathPrefix: m.PathPrefix, PathPattern: m.PathPattern,
+		Methods: m.Methods, Headers: m.Headers, Client: m.Client}
+}
+
+func nonEmpty(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func nameOf(r Route) string {
+	if r.Name == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%q)", r.Name)
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,12 @@ type Options struct {
 	// running several gateways in one process; nil sets one up from the
 	// config's tracing block (and the OTEL_* environment).
 	Tracing *telemetry.Tracing
+	// AdminExtensions are handlers of the program that assembles the
+	// gateway, served on the admin listener beside the admin API, keyed by
+	// http.ServeMux pattern ("GET /admin/hitch/processes"). Each must be a
+	// fixed path under /admin/ that the admin API does not serve itself;
+	// New refuses others. `hitch up` lists its processes this way.
+	AdminExtensions map[string]http.Handler
 }
 
 // Gateway is a running L7 load balancer. Create it with New, then Run.
@@ -95,6 +102,9 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	if err := checkFiles(cfg); err != nil {
+		return nil, err
+	}
+	if err := checkAdminExtensions(opts.AdminExtensions); err != nil {
 		return nil, err
 	}
 	g := &Gateway{opts: opts, log: opts.Logger, reg: opts.Registry, ready: make(chan struct{})}
@@ -314,11 +324,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			ln.Close()
 			return cfg.Errorf("admin", "listening: %v", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/admin/traces", g.tracing.Store.Handler())
-		mux.Handle("/admin/traces/", g.tracing.Store.Handler())
-		mux.Handle("/", admin.Handler(g, g.reg))
-		adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	l4s, err := g.startL4(rt)
@@ -597,3 +603,98 @@ func orInt(v, def int) int {
 	}
 	return v
 }
+
+// adminHandler is the admin API with the program's extensions beside it.
+func (g *Gateway) adminHandler() http.Handler {
+	h := admin.Handler(g, g.reg)
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	traces := g.tracing.Store.Handler() // GET /admin/traces, /admin/traces/{id}
+	mux.Handle("/admin/traces", traces)
+	mux.Handle("/admin/traces/", traces)
+	for pattern, eh := range g.opts.AdminExtensions {
+		mux.Handle(pattern, eh) // checked by checkAdminExtensions
+	}
+	return mux
+}
+
+// checkAdminExtensions refuses extension patterns that http.ServeMux
+// would not take, that lie outside /admin/, or that would hide a path the
+// admin API serves itself.
+func checkAdminExtensions(ext map[string]http.Handler) (err error) {
+	if len(ext) == 0 {
+		return nil
+	}
+	builtin := admin.Handler(nopBackend{}, nil)
+	mux := http.NewServeMux()
+	for pattern, h := range ext {
+		method, path, _ := strings.Cut(pattern, " ")
+		if path == "" {
+			method, path = "", method
+		}
+		if h == nil {
+			return fmt.Errorf("admin extension %q: nil handler", pattern)
+		}
+		if !strings.HasPrefix(path, "/admin/") || strings.ContainsAny(path, "{}") {
+			return fmt.Errorf("admin extension %q: expected a fixed path under /admin/ such as \"GET /admin/myprogram/things\"", pattern)
+		}
+		if method == "" {
+			method = http.MethodGet
+		}
+		req, rerr := http.NewRequest(method, "http://admin"+path, nil)
+		if rerr != nil {
+			return fmt.Errorf("admin extension %q: %v", pattern, rerr)
+		}
+		w := &statusOnly{}
+		builtin.ServeHTTP(w, req)
+		if w.code != http.StatusNotFound {
+			return fmt.Errorf("admin extension %q: the admin API serves %s itself", pattern, path)
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("admin extension %q: %v", pattern, r)
+				}
+			}()
+			mux.Handle(pattern, h)
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statusOnly is a ResponseWriter that keeps only the status code.
+type statusOnly struct {
+	h    http.Header
+	code int
+}
+
+func (w *statusOnly) Header() http.Header {
+	if w.h == nil {
+		w.h = http.Header{}
+	}
+	return w.h
+}
+func (w *statusOnly) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return len(b), nil
+}
+func (w *statusOnly) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+
+// nopBackend is an admin.Backend that has nothing, for probing which paths
+// the admin API serves.
+type nopBackend struct{}
+
+func (nopBackend) Snapshot() admin.Snapshot               { return admin.Snapshot{} }
+func (nopBackend) SetDraining(string, string, bool) error { return admin.ErrNotFound }
+func (nopBackend) SetWeight(string, string, int) error    { return admin.ErrNotFound }
+func (nopBackend) ResetWeight(string, string) error       { return admin.ErrNotFound }
+func (nopBackend) Reload(context.Context) error           { return nil }

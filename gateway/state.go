@@ -20,7 +20,7 @@ func (g *Gateway) Snapshot() admin.Snapshot {
 	s := admin.Snapshot{ConfigFile: rt.cfg.File(), LoadedAt: rt.loadedAt, InFlight: g.handler.InFlight()}
 	for _, r := range rt.cfg.Routes {
 		s.Routes = append(s.Routes, admin.Route{Name: r.Name, Host: r.Match.Host, Path: r.Match.Path,
-			PathPrefix: r.Match.PathPrefix, Methods: r.Match.Methods, Headers: r.Match.Headers,
+			PathPrefix: r.Match.PathPrefix, PathPattern: r.Match.PathPattern, Methods: r.Match.Methods, Headers: r.Match.Headers,
 			Upstream: r.Upstream, StripPrefix: r.StripPrefix})
 	}
 	for _, name := range rt.names {

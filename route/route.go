@@ -21,6 +21,13 @@ type Match struct {
 	// "/v1", "/v1/" and "/v1/x" but not "/v10". A prefix ending in "/"
 	// matches anything below it.
 	PathPrefix string
+	// PathPattern matches the path segment by segment: a "*" segment
+	// stands for exactly one non-empty segment, any other segment must be
+	// equal. "/v1/rides/*/receipt" matches "/v1/rides/42/receipt" but not
+	// "/v1/rides/receipt", "/v1/rides//receipt", "/v1/rides/4/2/receipt"
+	// or "/v1/rides/42/receipt/". Segments are compared as the request
+	// path has them (percent-decoded by the server), without cleaning.
+	PathPattern string
 	// Methods accepted; empty accepts all.
 	Methods []string
 	// Headers that must be present with exactly these values.
@@ -33,8 +40,13 @@ type Match struct {
 // Validate reports every malformed condition.
 func (m Match) Validate() error {
 	var errs []error
-	if m.Path != "" && m.PathPrefix != "" {
-		errs = append(errs, errors.New("path and path_prefix are exclusive"))
+	if n := btoi(m.Path != "") + btoi(m.PathPrefix != "") + btoi(m.PathPattern != ""); n > 1 {
+		errs = append(errs, errors.New("path, path_prefix and path_pattern are exclusive"))
+	}
+	if m.PathPattern != "" {
+		if err := ValidPattern(m.PathPattern); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
 		errs = append(errs, fmt.Errorf("path %q must start with /", m.Path))
@@ -59,6 +71,7 @@ type compiled struct {
 	wildcard bool
 	path     string
 	prefix   string
+	pattern  []string // segments of PathPattern, "*" for any one
 	methods  []string
 	headers  []header
 	client   string
@@ -79,6 +92,9 @@ func (t *Table[V]) Add(m Match, v V) error {
 		return err
 	}
 	c := compiled{path: m.Path, prefix: m.PathPrefix, methods: m.Methods, client: m.Client}
+	if m.PathPattern != "" {
+		c.pattern = strings.Split(m.PathPattern[1:], "/")
+	}
 	c.host = strings.ToLower(m.Host)
 	if h, ok := strings.CutPrefix(c.host, "*."); ok {
 		c.host, c.wildcard = "."+h, true
@@ -122,6 +138,9 @@ func (c *compiled) match(r *http.Request, host string) bool {
 		return false
 	}
 	if c.prefix != "" && !HasPathPrefix(p, c.prefix) {
+		return false
+	}
+	if c.pattern != nil && !matchSegments(c.pattern, p) {
 		return false
 	}
 	if len(c.methods) > 0 {
@@ -224,4 +243,165 @@ func hostOnly(h string) string {
 		return h[:i]
 	}
 	return h
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ValidPattern reports a problem with a path pattern, or nil: it must
+// start with "/" and consist of non-empty segments, each "*" or a literal
+// without "*".
+func ValidPattern(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("path_pattern %q must start with /", p)
+	}
+	for i, seg := range strings.Split(p[1:], "/") {
+		switch {
+		case seg == "":
+			return fmt.Errorf("path_pattern %q: segment %d is empty: expected a name or *", p, i+1)
+		case seg != "*" && strings.Contains(seg, "*"):
+			return fmt.Errorf("path_pattern %q: segment %q: * must be a whole segment", p, seg)
+		}
+	}
+	return nil
+}
+
+// MatchPattern reports whether path matches the path pattern p (see
+// Match.PathPattern). p must be valid (ValidPattern).
+func MatchPattern(p, path string) bool {
+	if len(p) == 0 || p[0] != '/' || len(path) == 0 || path[0] != '/' {
+		return false
+	}
+	p, path = p[1:], path[1:]
+	for {
+		var seg, cur string
+		seg, p, _ = strings.Cut(p, "/")
+		i := strings.IndexByte(path, '/')
+		if i < 0 {
+			cur, path = path, ""
+		} else {
+			cur, path = path[:i], path[i:]
+		}
+		if cur == "" || (seg != "*" && seg != cur) {
+			return false
+		}
+		if p == "" {
+			return path == ""
+		}
+		if path == "" {
+			return false
+		}
+		path = path[1:]
+	}
+}
+
+// matchSegments is MatchPattern over a pattern split into segments.
+func matchSegments(segs []string, path string) bool {
+	if len(path) == 0 || path[0] != '/' {
+		return false
+	}
+	path = path[1:]
+	for i, seg := range segs {
+		j := strings.IndexByte(path, '/')
+		cur := path
+		if j >= 0 {
+			cur = path[:j]
+		}
+		if cur == "" || (seg != "*" && seg != cur) {
+			return false
+		}
+		if i == len(segs)-1 {
+			return j < 0
+		}
+		if j < 0 {
+			return false
+		}
+		path = path[j+1:]
+	}
+	return false
+}
+
+// Covers reports whether every request b matches is also matched by a, so
+// that a route b placed after a route a is never reached. It is
+// conservative: false when it cannot tell (a wildcard host against another
+// host, say), never true wrongly. Both must be valid.
+func Covers(a, b Match) bool {
+	if a.Host != "" && !strings.EqualFold(strings.TrimSuffix(a.Host, "."), strings.TrimSuffix(b.Host, ".")) {
+		return false
+	}
+	if a.Client != "" && a.Client != b.Client {
+		return false
+	}
+	if len(a.Methods) > 0 {
+		if len(b.Methods) == 0 {
+			return false
+		}
+		for _, m := range b.Methods {
+			found := false
+			for _, am := range a.Methods {
+				found = found || am == m
+			}
+			if !found {
+				return false
+			}
+		}
+	}
+	for k, v := range a.Headers {
+		found := false
+		for bk, bv := range b.Headers {
+			found = found || (http.CanonicalHeaderKey(bk) == http.CanonicalHeaderKey(k) && bv == v)
+		}
+		if !found {
+			return false
+		}
+	}
+	// A pattern without "*" is an exact path.
+	bPath, bPattern := b.Path, b.PathPattern
+	if bPattern != "" && !strings.Contains(bPattern, "*") {
+		bPath, bPattern = bPattern, ""
+	}
+	aPath, aPattern := a.Path, a.PathPattern
+	if aPattern != "" && !strings.Contains(aPattern, "*") {
+		aPath, aPattern = aPattern, ""
+	}
+	switch {
+	case aPath == "" && a.PathPrefix == "" && aPattern == "":
+		return true
+	case aPath != "":
+		return bPath == aPath
+	case a.PathPrefix != "":
+		switch {
+		case bPath != "":
+			return HasPathPrefix(bPath, a.PathPrefix)
+		case b.PathPrefix != "":
+			return HasPathPrefix(b.PathPrefix, a.PathPrefix)
+		case bPattern != "":
+			// Every match of b starts with its literal segments before the
+			// first "*", then "/" and a non-empty segment.
+			lit := bPattern[:strings.Index(bPattern, "*")]
+			return HasPathPrefix(lit, a.PathPrefix)
+		}
+		return false
+	default: // aPattern
+		switch {
+		case bPath != "":
+			return MatchPattern(aPattern, bPath)
+		case bPattern != "":
+			as, bs := strings.Split(aPattern, "/"), strings.Split(bPattern, "/")
+			if len(as) != len(bs) {
+				return false
+			}
+			for i := range as {
+				if as[i] != "*" && as[i] != bs[i] {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	}
 }

@@ -1,0 +1,78 @@
+package svc
+
+import (
+	"net/http"
+
+	"github.com/switchyard/switchyard/hitch"
+	"github.com/switchyard/switchyard/hitch/identity"
+)
+
+// Services is the table of Hitch's services, in the order `hitch up`
+// starts them and puts their routes in the gateway (the first matching
+// route wins: views' receipt route comes before rides' routes). Every
+// service of the public API is listed with its routes; one whose package
+// is not written yet has no New: the gateway routes to it (503 until an
+// instance registers, after auth) and hitch up starts no process for it.
+// Adding a service is setting its New (and Bus when it uses the bus):
+//
+//	New: Adapt(rides.New, func(c *rides.Config, d Deps) { c.Logger = d.Logger }),
+//
+// and for one that calls others by name through discovery:
+//
+//	New: Adapt(payments.New, func(c *payments.Config, d Deps) {
+//		c.Logger, c.HTTPClient, c.CardProcessorURL = d.Logger, d.HTTPClient, "http://"+hitch.CardProcessor
+//	}),
+func Services() []Spec {
+	get, post, put := []string{http.MethodGet, http.MethodHead}, []string{http.MethodPost}, []string{http.MethodPut}
+	return []Spec{
+		{
+			Name:       hitch.Identity,
+			Replicated: true, // all its state is in its database
+			New:        Adapt(identity.New, func(c *identity.Config, d Deps) { c.Logger = d.Logger }),
+			Routes: []Route{
+				{Name: "auth-register", Path: identity.PathRegister, Methods: post, Role: Public},
+				{Name: "auth-login", Path: identity.PathLogin, Methods: post, Role: Public},
+				{Name: "jwks", Path: identity.PathJWKS, Methods: get, Role: Public},
+			},
+		},
+		{
+			Name: hitch.Location, Replicated: true, Bus: true, // New: not yet
+			Routes: []Route{
+				{Name: "driver-location", Path: "/v1/drivers/me/location", Methods: put, Role: Driver},
+				{Name: "drivers-nearby", Path: "/v1/drivers/nearby", Methods: get, Role: AnyRole},
+			},
+		},
+		{
+			Name: hitch.Matching, Replicated: true, Bus: true, // New: not yet
+			Routes: []Route{
+				{Name: "driver-availability", Path: "/v1/drivers/me/availability", Methods: post, Role: Driver},
+			},
+		},
+		{
+			Name: hitch.Views, Replicated: true, Bus: true, // New: not yet
+			Routes: []Route{
+				{Name: "ride-receipt", PathPattern: "/v1/rides/*/receipt", Methods: get, Role: Rider},
+				{Name: "driver-earnings", Path: "/v1/drivers/me/earnings", Methods: get, Role: Driver},
+			},
+		},
+		{
+			Name: hitch.Rides, Replicated: true, Bus: true, // New: not yet
+			Routes: []Route{
+				{Name: "ride-request", Path: "/v1/rides", Methods: post, Role: Rider},
+				{Name: "ride-get", PathPattern: "/v1/rides/*", Methods: get, Role: AnyRole},
+				{Name: "ride-start", PathPattern: "/v1/rides/*/start", Methods: post, Role: Driver},
+				{Name: "ride-finish", PathPattern: "/v1/rides/*/finish", Methods: post, Role: Driver},
+				{Name: "ride-cancel", PathPattern: "/v1/rides/*/cancel", Methods: post, Role: AnyRole},
+			},
+		},
+		{Name: hitch.Payments, Replicated: true, Bus: true}, // New: not yet; no public routes
+		{Name: hitch.CardProcessor, Replicated: false},      // New: not yet; called by payments only
+		{
+			Name: hitch.Notifications, Replicated: true, Bus: true, // New: not yet
+			Routes: []Route{
+				{Name: "events-sse", Path: "/v1/events", Methods: get, Role: AnyRole},
+				{Name: "events-ws", Path: "/v1/events/ws", Methods: get, Role: AnyRole},
+			},
+		},
+	}
+}

@@ -1,0 +1,587 @@
+// Package up is `switchyard hitch up`: it runs the whole of Hitch on one
+// machine. It starts the service registry (in this process), the message
+// broker (a child process, declared with Hitch's topics and bound queues),
+// each service of svc.Services as child processes (`switchyard hitch serve
+// NAME`, several replicas of the replicated ones), waits until each has
+// registered, then the gateway (in this process) with a route per public
+// route of the table: JWT auth against identity's JWKS, the route's role
+// required as a scope, rate limits per consumer. It supervises the children
+// (a crashed one is restarted with exponential backoff), lists them at
+// GET /admin/hitch/processes on the admin listener, and on ctx end stops
+// the gateway, then the services, then the broker, and waits for them.
+package up
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/gateway"
+	"github.com/switchyard/switchyard/hitch"
+	"github.com/switchyard/switchyard/hitch/identity"
+	"github.com/switchyard/switchyard/hitch/svc"
+	"github.com/switchyard/switchyard/kit/discovery"
+	"github.com/switchyard/switchyard/kit/discovery/registry"
+	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/throttle"
+)
+
+// Options are the flags of `switchyard hitch up`.
+type Options struct {
+	// Data is the data directory: the registry, the broker's log, the
+	// services' SQLite databases, the gateway's access log. Default
+	// "hitch-data".
+	Data string
+	// Replicas is how many processes each replicated service runs.
+	// Default 2.
+	Replicas int
+	// Listen is the gateway's address. Default 127.0.0.1:8080.
+	Listen string
+	// Admin is the gateway's admin address (with /admin/hitch/processes).
+	// Default 127.0.0.1:9901.
+	Admin string
+	// Postgres, when set, puts every service's database in its own schema
+	// of this PostgreSQL database (postgres://...).
+	Postgres string
+	// Redis, when set, is handed to the services and keeps the gateway's
+	// rate limits (redis://...).
+	Redis string
+	// Command runs switchyard: the program and the arguments before
+	// "broker ..." or "hitch serve ...". Default: this executable.
+	Command []string
+	// Specs are the services. Default svc.Services(). A spec whose New is
+	// nil is routed to (discover: NAME) but not started here: its
+	// instances register from elsewhere.
+	Specs []svc.Spec
+	// ConsumerRate is the rate limit of each authenticated user on its
+	// routes, as throttle writes it ("100/s"). Default "100/s", burst 200.
+	ConsumerRate string
+	// PublicRate is the limit per client IP on the public routes
+	// (register, login, JWKS). Default "50/s", burst 100.
+	PublicRate string
+	// Backoff of restarts. Default DefaultBackoff.
+	Backoff Backoff
+	// Out receives the children's output (each line prefixed with the
+	// process) and the URLs once up. Default os.Stdout.
+	Out io.Writer
+	// Logger receives the supervisor's and the gateway's logs. Default:
+	// text to stderr.
+	Logger *slog.Logger
+	// Ready, if set, is called once everything is up (tests).
+	Ready func(Info)
+}
+
+// Info says where the running system is.
+type Info struct {
+	Gateway  string // http://ADDR
+	Admin    string // http://ADDR
+	Registry string // http://ADDR
+	Broker   string // http://ADDR (the broker's HTTP API)
+	Bus      string // the message bus URL the services use
+}
+
+func (o *Options) defaults() error {
+	if o.Data == "" {
+		o.Data = "hitch-data"
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 2
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:8080"
+	}
+	if o.Admin == "" {
+		o.Admin = "127.0.0.1:9901"
+	}
+	if len(o.Command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding this executable to start the services: %w", err)
+		}
+		o.Command = []string{exe}
+	}
+	if o.Specs == nil {
+		o.Specs = svc.Services()
+	}
+	if o.ConsumerRate == "" {
+		o.ConsumerRate = "100/s"
+	}
+	if o.PublicRate == "" {
+		o.PublicRate = "50/s"
+	}
+	if o.Backoff == (Backoff{}) {
+		o.Backoff = DefaultBackoff
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	var errs []error
+	if o.Replicas < 1 || o.Replicas > 16 {
+		errs = append(errs, fmt.Errorf("--replicas %d: expected 1 to 16", o.Replicas))
+	}
+	for _, a := range []struct{ flag, v string }{{"--listen", o.Listen}, {"--admin", o.Admin}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %v", a.flag, a.v, err))
+		}
+	}
+	if o.Postgres != "" && !strings.HasPrefix(o.Postgres, "postgres://") && !strings.HasPrefix(o.Postgres, "postgresql://") {
+		errs = append(errs, fmt.Errorf("--postgres %q: expected postgres://USER@HOST:PORT/DB", o.Postgres))
+	}
+	if o.Redis != "" && !strings.HasPrefix(o.Redis, "redis://") && !strings.HasPrefix(o.Redis, "rediss://") {
+		errs = append(errs, fmt.Errorf("--redis %q: expected redis://HOST:PORT", o.Redis))
+	}
+	seen := map[string]bool{}
+	for _, s := range o.Specs {
+		if err := discovery.ValidName(s.Name); err != nil {
+			errs = append(errs, fmt.Errorf("service %q: %w", s.Name, err))
+		}
+		if seen[s.Name] {
+			errs = append(errs, fmt.Errorf("service %q listed twice", s.Name))
+		}
+		seen[s.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs Hitch until ctx ends, then stops it in order and returns once
+// every child has exited.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	data, err := filepath.Abs(o.Data)
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{"registry", "broker", "services"} {
+		if err := os.MkdirAll(filepath.Join(data, d), 0o755); err != nil {
+			return fmt.Errorf("creating the data directory: %w", err)
+		}
+	}
+	log := o.Logger
+	out := &lockedWriter{w: o.Out}
+	started := time.Now()
+
+	// The registry, in this process.
+	reg, err := registry.Open(registry.Config{Dir: filepath.Join(data, "registry"), Logger: log.With("component", "registry")})
+	if err != nil {
+		return fmt.Errorf("opening the registry: %w", err)
+	}
+	defer reg.Close()
+	regLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("registry listener: %w", err)
+	}
+	regSrv := &http.Server{Handler: registry.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
+	go regSrv.Serve(regLn)
+	defer regSrv.Close()
+	regURL := "http://" + regLn.Addr().String()
+
+	var wg sync.WaitGroup
+	defer wg.Wait() // every child has exited before Run returns
+
+	// The broker, a child process.
+	brokerCtx, stopBroker := context.WithCancel(context.Background())
+	defer stopBroker()
+	bp, bus, brokerHTTP, err := startBroker(ctx, brokerCtx, &wg, o, data, out)
+	if err != nil {
+		return err
+	}
+
+	// The services, child processes.
+	svcCtx, stopServices := context.WithCancel(context.Background())
+	defer stopServices()
+	procs := []*process{bp}
+	var svcProcs []*process
+	for _, s := range o.Specs {
+		if s.New == nil {
+			continue
+		}
+		n := 1
+		if s.Replicated {
+			n = o.Replicas
+		}
+		for i := 0; i < n; i++ {
+			args := append(append([]string{}, o.Command...), "hitch", "serve", s.Name, "--replica", strconv.Itoa(i),
+				"--listen", "127.0.0.1:0", "--data", filepath.Join(data, "services"), "--registry", regURL)
+			if s.Bus {
+				args = append(args, "--bus", bus)
+			}
+			if o.Postgres != "" {
+				args = append(args, "--store", o.Postgres)
+			}
+			if o.Redis != "" {
+				args = append(args, "--redis", o.Redis)
+			}
+			p := &process{name: s.Name, replica: i, role: "service", argv: args, env: environ(), backoff: o.Backoff,
+				log: log, out: out, readyLine: serveReady, health: "/healthz", ready: make(chan struct{})}
+			procs = append(procs, p)
+			svcProcs = append(svcProcs, p)
+			wg.Add(1)
+			go func() { defer wg.Done(); p.run(svcCtx) }()
+		}
+	}
+	for _, p := range svcProcs {
+		if err := waitReady(ctx, p, 60*time.Second); err != nil {
+			return err
+		}
+	}
+
+	// JWKS for the gateway: served here on loopback, fetched from one of
+	// identity's instances through discovery.
+	dc, err := discovery.NewClient(regURL, nil)
+	if err != nil {
+		return err
+	}
+	resolver := svc.NewResolver(dc, nil)
+	defer resolver.Close()
+	jwksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("JWKS listener: %w", err)
+	}
+	jwksSrv := &http.Server{Handler: jwksProxy(&http.Client{Transport: resolver, Timeout: 5 * time.Second}), ReadHeaderTimeout: 10 * time.Second}
+	go jwksSrv.Serve(jwksLn)
+	defer jwksSrv.Close()
+
+	// The gateway verifies tokens with this JWKS: make sure it is there.
+	jwksURL := "http://" + jwksLn.Addr().String() + identity.PathJWKS
+	if err := waitJWKS(ctx, jwksURL, 30*time.Second); err != nil {
+		return err
+	}
+	cfg, err := GatewayConfig(o, regURL, jwksURL, filepath.Join(data, "access.log"))
+	if err != nil {
+		return err
+	}
+	health := &http.Client{Timeout: time.Second}
+	var gw *gateway.Gateway
+	gwAddr := func() string { return addrOf(gw.Addr()) }
+	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"),
+		AdminExtensions: map[string]http.Handler{"GET /admin/hitch/processes": processesHandler(procs, reg, regURL, health, gwAddr, started)}})
+	if err != nil {
+		return fmt.Errorf("building the gateway: %w", err)
+	}
+	gwCtx, stopGateway := context.WithCancel(context.Background())
+	gwDone := make(chan error, 1)
+	go func() { gwDone <- gw.Run(gwCtx) }()
+	select {
+	case <-gw.Ready():
+	case err := <-gwDone:
+		stopGateway()
+		return fmt.Errorf("gateway: %w", err)
+	case <-ctx.Done():
+	}
+	info := Info{Gateway: "http://" + addrOf(gw.Addr()), Admin: "http://" + addrOf(gw.AdminAddr()), Registry: regURL,
+		Broker: "http://" + brokerHTTP, Bus: bus}
+	if ctx.Err() == nil {
+		fmt.Fprintf(out, "\nHitch is up.\n  web app:   %s/\n  gateway:   %s  (POST /v1/auth/register, POST /v1/auth/login, ...)\n  admin:     %s/admin/status  (processes: %s/admin/hitch/processes)\n  broker:    %s  (bus %s)\n  registry:  %s/v1/services\n  data:      %s\nCtrl-C stops everything.\n\n",
+			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Broker, bus, regURL, data)
+		if o.Ready != nil {
+			o.Ready(info)
+		}
+	}
+
+	var gwErr error
+	select {
+	case <-ctx.Done():
+		stopGateway()
+		gwErr = <-gwDone
+	case gwErr = <-gwDone:
+		stopGateway()
+	}
+	log.Info("hitch up: gateway stopped; stopping the services")
+	stopServices()
+	for _, p := range svcProcs {
+		waitStopped(p)
+	}
+	log.Info("hitch up: services stopped; stopping the broker")
+	stopBroker()
+	wg.Wait()
+	log.Info("hitch up: stopped")
+	if gwErr != nil {
+		return fmt.Errorf("gateway: %w", gwErr)
+	}
+	return nil
+}
+
+// waitStopped waits until p's current child has exited (its supervisor
+// saw ctx end).
+func waitStopped(p *process) {
+	for {
+		p.mu.Lock()
+		r := p.running
+		p.mu.Unlock()
+		if !r {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func addrOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// waitReady waits for p's first ready line.
+func waitReady(ctx context.Context, p *process, limit time.Duration) error {
+	select {
+	case <-p.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(limit):
+		return fmt.Errorf("%s did not become ready within %v (its output above says why)", p.id(), limit)
+	}
+}
+
+// startBroker writes the broker's config (hitch.Bindings' queues and
+// topics) and supervises it. The first start picks free ports; restarts
+// keep them, so the services' bus URL stays right.
+func startBroker(ctx, brokerCtx context.Context, wg *sync.WaitGroup, o Options, data string, out io.Writer) (*process, string, string, error) {
+	cfgPath := filepath.Join(data, "broker.yaml")
+	if err := os.WriteFile(cfgPath, BrokerConfig(), 0o644); err != nil {
+		return nil, "", "", fmt.Errorf("writing the broker config: %w", err)
+	}
+	p := &process{name: "broker", role: "broker", env: environ(), backoff: o.Backoff, log: o.Logger, out: out,
+		health: "/healthz", ready: make(chan struct{})}
+	var native string
+	var mu sync.Mutex
+	p.readyLine = func(line string) (string, bool) {
+		h, n, ok := brokerReady(line)
+		if ok {
+			mu.Lock()
+			native = n
+			mu.Unlock()
+			// Restart on the same ports.
+			p.mu.Lock()
+			p.argv = append(append([]string{}, o.Command...), "broker", "--data", filepath.Join(data, "broker"),
+				"--config", cfgPath, "--http", h, "--listen", n)
+			p.mu.Unlock()
+		}
+		return h, ok
+	}
+	p.argv = append(append([]string{}, o.Command...), "broker", "--data", filepath.Join(data, "broker"),
+		"--config", cfgPath, "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0")
+	wg.Add(1)
+	go func() { defer wg.Done(); p.run(brokerCtx) }()
+	if err := waitReady(ctx, p, 60*time.Second); err != nil {
+		return nil, "", "", err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	p.mu.Lock()
+	h := p.addr
+	p.mu.Unlock()
+	return p, "switchyard://" + native, h, nil
+}
+
+// BrokerConfig is the broker's YAML config: every queue of hitch.Bindings
+// and every topic bound to its queues.
+func BrokerConfig() []byte {
+	type queue struct {
+		VisibilityTimeout string `yaml:"visibility_timeout"`
+	}
+	type topic struct {
+		Queues []string `yaml:"queues,flow"`
+	}
+	doc := struct {
+		Queues map[string]queue `yaml:"queues"`
+		Topics map[string]topic `yaml:"topics"`
+	}{Queues: map[string]queue{}, Topics: map[string]topic{}}
+	for t, qs := range hitch.Bindings {
+		for _, q := range qs {
+			doc.Queues[q] = queue{VisibilityTimeout: "30s"}
+		}
+		doc.Topics[t] = topic{Queues: qs}
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		panic(err) // plain maps and strings always marshal
+	}
+	return append([]byte("# Written by switchyard hitch up: Hitch's queues and the topics bound to them (hitch.Bindings).\n"), b...)
+}
+
+// GatewayConfig is the gateway `hitch up` runs: one upstream per service
+// (discover: NAME), one route per public route of o.Specs in their order,
+// JWT verified against jwksURL, the route's role required as a scope,
+// rate limits per consumer (per IP on public routes).
+func GatewayConfig(o Options, regURL, jwksURL, accessLog string) (*gateway.Config, error) {
+	cfg := &gateway.Config{
+		Listen:    o.Listen,
+		Admin:     o.Admin,
+		AccessLog: accessLog,
+		Auth: &auth.Config{Realm: "hitch", JWT: &auth.JWTConfig{Issuer: identity.DefaultIssuer, Audience: []string{identity.Audience},
+			Algorithms: []string{"ES256"}, JWKSURL: jwksURL, JWKSRefresh: 10 * time.Second}},
+		Discovery: &gateway.Discovery{Registry: regURL, InitialWait: 2 * time.Second},
+		Upstreams: map[string]*gateway.Upstream{},
+	}
+	if o.Redis != "" {
+		cfg.RateLimitStore = o.Redis
+	}
+	burst := func(rate string) int {
+		n, _ := strconv.Atoi(strings.SplitN(rate, "/", 2)[0])
+		return 2 * n
+	}
+	for _, s := range o.Specs {
+		cfg.Upstreams[s.Name] = &gateway.Upstream{
+			Discover: s.Name,
+			Retry:    &retry.Config{Attempts: 3, On: []string{retry.OnConnectFailure, "503"}},
+		}
+		for _, r := range s.Routes {
+			gr := gateway.Route{Name: r.Name, Upstream: s.Name,
+				Match: gateway.Match{Path: r.Path, PathPrefix: r.PathPrefix, PathPattern: r.PathPattern, Methods: r.Methods}}
+			switch r.Role {
+			case svc.Public:
+				gr.RateLimit = &throttle.Config{Limits: []throttle.Limit{{Key: "ip", Rate: o.PublicRate, Burst: burst(o.PublicRate)}}}
+			case svc.AnyRole, svc.Rider, svc.Driver:
+				gr.Auth = auth.MethodJWT
+				if r.Role != svc.AnyRole {
+					gr.Require = &auth.Require{Scopes: []string{r.Role}}
+				}
+				gr.RateLimit = &throttle.Config{Limits: []throttle.Limit{{Key: "consumer", Rate: o.ConsumerRate, Burst: burst(o.ConsumerRate)}}}
+			default:
+				return nil, fmt.Errorf("service %s route %s: role %q: expected \"\", \"*\", rider or driver", s.Name, r.Name, r.Role)
+			}
+			cfg.Routes = append(cfg.Routes, gr)
+		}
+	}
+	return cfg, nil
+}
+
+// jwksProxy serves identity's JWKS, fetched through discovery.
+func jwksProxy(client *http.Client) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != identity.PathJWKS {
+			http.NotFound(w, r)
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+hitch.Identity+identity.PathJWKS, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, "fetching identity's JWKS: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	})
+}
+
+// processesHandler lists every process: the registry and gateway (this
+// process), the broker and each service replica, with their health.
+func processesHandler(procs []*process, reg *registry.Registry, regURL string, client *http.Client, gwAddr func() string, started time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		list := make([]ProcessInfo, len(procs))
+		var wg sync.WaitGroup
+		for i, p := range procs {
+			wg.Add(1)
+			go func() { defer wg.Done(); list[i] = p.info(r.Context(), client) }()
+		}
+		wg.Wait()
+		self := os.Getpid()
+		list = append(list,
+			ProcessInfo{Name: "registry", PID: self, Address: strings.TrimPrefix(regURL, "http://"), Role: "registry",
+				Health: checkHealth(r.Context(), client, regURL+"/healthz"), Started: started},
+			ProcessInfo{Name: "gateway", PID: self, Address: gwAddr(), Role: "gateway", Health: "up", Started: started})
+		// A service instance counts as up only while registered.
+		for i := range list {
+			if list[i].Role != "service" || list[i].Health != "up" {
+				continue
+			}
+			found := false
+			for _, in := range reg.Snapshot(list[i].Name).Instances {
+				found = found || (in.Address == list[i].Address && in.State == discovery.StateUp)
+			}
+			if !found {
+				list[i].Health = "unregistered"
+			}
+		}
+		sort.SliceStable(list, func(a, b int) bool {
+			ra, rb := roleOrder(list[a].Role), roleOrder(list[b].Role)
+			if ra != rb {
+				return ra < rb
+			}
+			if list[a].Name != list[b].Name {
+				return list[a].Name < list[b].Name
+			}
+			return list[a].Replica < list[b].Replica
+		})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(map[string]any{"processes": list})
+	})
+}
+
+func roleOrder(role string) int {
+	switch role {
+	case "gateway":
+		return 0
+	case "registry":
+		return 1
+	case "broker":
+		return 2
+	}
+	return 3
+}
+
+// lockedWriter serialises the children's lines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// waitJWKS fetches url until it answers 200 or limit passes.
+func waitJWKS(ctx context.Context, url string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last string
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("identity's JWKS not available through discovery within %v: %s", limit, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
