@@ -17,7 +17,10 @@ func runHitch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(w, "Usage: switchyard hitch <command> [flags]\n\n"+
 			"Hitch, the ride-sharing example, on switchyard (docs/hitch.md).\n\nCommands:\n"+
 			"  up      run everything on this machine: registry, broker, every service, gateway\n"+
-			"  serve   run one Hitch service as a process (hitch up starts these)\n")
+			"  serve   run one Hitch service as a process (hitch up starts these)\n"+
+			"  check   run every use case of the notes against a running Hitch\n"+
+			"  sim     drive simulated riders and drivers through a running Hitch\n"+
+			"  bench   measure a running Hitch with the load generator\n")
 	}
 	if len(args) == 0 {
 		usage(stderr)
@@ -28,6 +31,12 @@ func runHitch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runHitchUp(ctx, args[1:], stdout, stderr)
 	case "serve":
 		return runHitchServe(ctx, args[1:], stdout, stderr)
+	case "check":
+		return runHitchCheck(ctx, args[1:], stdout, stderr)
+	case "sim":
+		return runHitchSim(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runHitchBench(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return nil

@@ -110,11 +110,12 @@ type checker struct {
 	driverBase earnings
 }
 
+// earnings is GET /v1/drivers/me/earnings (cents).
 type earnings struct {
 	Rides int64 `json:"rides"`
-	Gross int64 `json:"gross_cents"`
-	Fees  int64 `json:"fees_cents"`
-	Net   int64 `json:"net_cents"`
+	Gross int64 `json:"gross"`
+	Fees  int64 `json:"fees"`
+	Net   int64 `json:"net_paid"`
 }
 
 func (k *checker) newUser(ctx context.Context, role string) (*client, error) {
@@ -342,11 +343,11 @@ func (k *checker) receiptAndEarnings(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(k.cfg.Wait)
 	for {
-		var rc struct {
-			Fare         int64  `json:"fare_cents"`
-			Fee          int64  `json:"fee_cents"`
-			Total        int64  `json:"total_cents"`
-			PaymentState string `json:"payment_state"`
+		var rc struct { // GET /v1/rides/{id}/receipt (cents)
+			Fare         int64  `json:"fare"`
+			Fee          int64  `json:"fee"`
+			Total        int64  `json:"total_charged"`
+			PaymentState string `json:"payment"`
 		}
 		code, err := k.rider.call(ctx, "receipt", "GET", "/v1/rides/"+k.paidRide+"/receipt", nil, &rc)
 		if err == nil && rc.PaymentState == "charged" {

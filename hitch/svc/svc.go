@@ -105,6 +105,9 @@ type Route struct {
 	// Role is who may call it: Public, AnyRole, Rider or Driver. A
 	// token of the other role gets 403 from the gateway.
 	Role string
+	// Cache: the gateway answers the route's GETs from its edge cache
+	// (the origin's Cache-Control decides what is stored and how long).
+	Cache bool
 }
 
 // Spec describes one Hitch service to the runtime and the supervisor.

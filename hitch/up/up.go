@@ -31,6 +31,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/gateway"
 	"github.com/switchyard/switchyard/hitch"
 	"github.com/switchyard/switchyard/hitch/identity"
@@ -398,8 +399,15 @@ func startBroker(ctx, brokerCtx context.Context, wg *sync.WaitGroup, o Options, 
 // BrokerConfig is the broker's YAML config: every queue of hitch.Bindings
 // and every topic bound to its queues.
 func BrokerConfig() []byte {
+	// A consumer killed with messages in hand spends one delivery of
+	// each: 100 deliveries outlast a crash loop of a supervised service,
+	// while a message no handler can ever take still reaches its
+	// dead-letter queue. The dedup window outlasts an outbox relay that
+	// was down for a while (a re-relay within it is dropped).
 	type queue struct {
 		VisibilityTimeout string `yaml:"visibility_timeout"`
+		MaxDeliveries     int    `yaml:"max_deliveries"`
+		DedupWindow       string `yaml:"dedup_window"`
 	}
 	type topic struct {
 		Queues []string `yaml:"queues,flow"`
@@ -410,7 +418,7 @@ func BrokerConfig() []byte {
 	}{Queues: map[string]queue{}, Topics: map[string]topic{}}
 	for t, qs := range hitch.Bindings {
 		for _, q := range qs {
-			doc.Queues[q] = queue{VisibilityTimeout: "30s"}
+			doc.Queues[q] = queue{VisibilityTimeout: "15s", MaxDeliveries: 100, DedupWindow: "10m"}
 		}
 		doc.Topics[t] = topic{Queues: qs}
 	}
@@ -461,6 +469,12 @@ func GatewayConfig(o Options, regURL, jwksURL, accessLog string) (*gateway.Confi
 				gr.RateLimit = &throttle.Config{Limits: []throttle.Limit{{Key: "consumer", Rate: o.ConsumerRate, Burst: burst(o.ConsumerRate)}}}
 			default:
 				return nil, fmt.Errorf("service %s route %s: role %q: expected \"\", \"*\", rider or driver", s.Name, r.Name, r.Role)
+			}
+			if r.Cache {
+				if cfg.Caches == nil {
+					cfg.Caches = map[string]*edge.Config{"edge": {Memory: 64 << 20}}
+				}
+				gr.Cache = &gateway.RouteCache{Name: "edge"}
 			}
 			cfg.Routes = append(cfg.Routes, gr)
 		}

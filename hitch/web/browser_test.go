@@ -16,10 +16,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,10 +99,14 @@ func TestBrowserRideFlow(t *testing.T) {
 	}
 
 	// The driver: account, a route typed in (the keyboard path), available.
+	// Against a live Hitch, drivers of earlier runs may still offer seats
+	// on this route: shift it east by a random amount (up to 1.5 miles).
+	shift := mrand.Float64() * 0.03
+	lon := func(v float64) string { return strconv.FormatFloat(v+shift, 'f', 5, 64) }
 	run(driverTab, "driver signs up", account("driver")...)
 	run(driverTab, "driver sets availability",
-		chromedp.SetValue(chromedp.ID("driver-from-lat"), "40.72"), chromedp.SetValue(chromedp.ID("driver-from-lon"), "-74.00"),
-		chromedp.SetValue(chromedp.ID("driver-to-lat"), "40.78"), chromedp.SetValue(chromedp.ID("driver-to-lon"), "-73.96"),
+		chromedp.SetValue(chromedp.ID("driver-from-lat"), "40.72"), chromedp.SetValue(chromedp.ID("driver-from-lon"), lon(-74.00)),
+		chromedp.SetValue(chromedp.ID("driver-to-lat"), "40.78"), chromedp.SetValue(chromedp.ID("driver-to-lon"), lon(-73.96)),
 		chromedp.Click(chromedp.ID("driver-availability")),
 		waitText("#driver-status", "available"))
 
@@ -116,8 +122,8 @@ func TestBrowserRideFlow(t *testing.T) {
 		chromedp.MouseClickXY(rect.X+rect.W/2, rect.Y+rect.H/2),
 		poll(`document.querySelector("#rider-from-lat").value !== "" && Math.abs(parseFloat(document.querySelector("#rider-from-lat").value) - 40.75) < 0.002`, 5*time.Second))
 	run(riderTab, "rider requests a ride",
-		chromedp.SetValue(chromedp.ID("rider-from-lat"), "40.735"), chromedp.SetValue(chromedp.ID("rider-from-lon"), "-73.99"),
-		chromedp.SetValue(chromedp.ID("rider-to-lat"), "40.765"), chromedp.SetValue(chromedp.ID("rider-to-lon"), "-73.97"),
+		chromedp.SetValue(chromedp.ID("rider-from-lat"), "40.735"), chromedp.SetValue(chromedp.ID("rider-from-lon"), lon(-73.99)),
+		chromedp.SetValue(chromedp.ID("rider-to-lat"), "40.765"), chromedp.SetValue(chromedp.ID("rider-to-lon"), lon(-73.97)),
 		chromedp.Click(chromedp.ID("rider-request")),
 		poll(`document.querySelector("#rider-ride-id").textContent !== "none"`, 10*time.Second),
 		waitText("#rider-events", "driver_found"),

@@ -92,13 +92,18 @@ function point(prefix) {
   return isFinite(lat) && isFinite(lon) ? { lat, lon } : null;
 }
 function setPoint(prefix, p) { $(prefix + "-lat").value = p.lat; $(prefix + "-lon").value = p.lon; }
+// Amounts in the API are integer cents: fields named *_cents, and the
+// receipt's and earnings' fare, fee, total_charged, gross, fees, net_paid
+// and pending.
+const moneyKeys = new Set(["fare", "fee", "total_charged", "gross", "fees", "net_paid", "pending"]);
+function isMoney(k) { return /_cents$/.test(k) || moneyKeys.has(k); }
 function money(cents) { return "$" + (Number(cents) / 100).toFixed(2); }
 function renderDL(dl, obj) {
   dl.replaceChildren();
   for (const [k, v] of Object.entries(obj || {})) {
     const dt = document.createElement("dt"), dd = document.createElement("dd");
     dt.textContent = k.replace(/_cents$/, "").replace(/_/g, " ");
-    dd.textContent = /_cents$/.test(k) ? money(v) : (typeof v === "object" ? JSON.stringify(v) : String(v));
+    dd.textContent = isMoney(k) ? money(v) : (typeof v === "object" ? JSON.stringify(v) : String(v));
     dl.append(dt, dd);
   }
 }

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/hitch/sim"
+	"github.com/switchyard/switchyard/load"
+)
+
+// runHitchCheck runs every use case of the notes against a running Hitch.
+func runHitchCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("hitch check", "[--url URL] [--admin URL] [--case NAME ...]",
+		"Run every use case of the notes against a running Hitch through its gateway, as a\n"+
+			"user would: registration and login, the roles' limits, nearby drivers, a match,\n"+
+			"ride and payment, the receipt and earnings, cancellation, a declined payment (via\n"+
+			"the card processor's faults, found through --admin) and a ride with no driver.\n"+
+			"Exits 1 if any case fails.", stderr)
+	url := fs.String("url", "http://127.0.0.1:8080", "the gateway's base `URL`")
+	adminURL := fs.String("admin", "http://127.0.0.1:9901", "the gateway's admin `URL` (to find the card processor; \"\" skips the declined case)")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for each asynchronous outcome")
+	noDriver := fs.Duration("no-driver-wait", 90*time.Second, "how long to wait for no_driver (matching's timeout)")
+	var cases stringList
+	fs.Var(&cases, "case", "run only this `case` (repeatable)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg := sim.CheckConfig{BaseURL: *url, Wait: *wait, NoDriverWait: *noDriver, Cases: cases}
+	if *adminURL != "" {
+		cfg.Decline = declineVia(*adminURL)
+	}
+	results := sim.Check(ctx, cfg)
+	failed := 0
+	for _, r := range results {
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(stdout, "SKIP  %-26s %s\n", r.Name, r.Skipped)
+		case r.Err != nil:
+			failed++
+			fmt.Fprintf(stdout, "FAIL  %-26s %s (%s)\n", r.Name, r.Err, r.Took.Round(time.Millisecond))
+		default:
+			fmt.Fprintf(stdout, "ok    %-26s %s\n", r.Name, r.Took.Round(time.Millisecond))
+		}
+	}
+	if failed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d use cases failed", failed, len(results))}
+	}
+	return nil
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// declineVia finds the card processor through hitch up's process list and
+// makes it decline every card until restored.
+func declineVia(adminURL string) func(ctx context.Context) (func(), error) {
+	return func(ctx context.Context) (func(), error) {
+		addr, err := processAddr(ctx, adminURL, "cardprocessor")
+		if err != nil {
+			return nil, err
+		}
+		set := func(body string) error {
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+addr+"/v1/faults", bytes.NewBufferString(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode >= 300 {
+				b, _ := io.ReadAll(resp.Body)
+				return fmt.Errorf("setting the card processor's faults: %d %s", resp.StatusCode, b)
+			}
+			return nil
+		}
+		if err := set(`{"decline_rate": 1}`); err != nil {
+			return nil, err
+		}
+		return func() { set(`{"decline_rate": 0}`) }, nil
+	}
+}
+
+// processAddr reads GET /admin/hitch/processes and returns the address of
+// the first healthy process of service.
+func processAddr(ctx context.Context, adminURL, service string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(adminURL, "/")+"/admin/hitch/processes", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("listing hitch processes: %w", err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Processes []struct {
+			Name    string `json:"name"`
+			Address string `json:"address"`
+			Health  string `json:"health"`
+		} `json:"processes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return "", fmt.Errorf("decoding the process list: %w", err)
+	}
+	for _, p := range list.Processes {
+		if p.Name == service && p.Address != "" && p.Health == "up" {
+			return p.Address, nil
+		}
+	}
+	return "", fmt.Errorf("no %s process in %s/admin/hitch/processes", service, adminURL)
+}
+
+// runHitchSim drives simulated riders and drivers.
+func runHitchSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("hitch sim", "[--url URL] [--drivers 500] [--riders 2000] [--duration 1m]",
+		"Drive realistic traffic through a running Hitch's gateway: drivers announce routes\n"+
+			"along the city's avenues, move along them reporting positions and take the\n"+
+			"passengers they are matched with; riders ask for rides, follow them, sometimes\n"+
+			"cancel, and read their receipts. Prints counts and latencies as it goes.", stderr)
+	var cfg sim.Config
+	fs.StringVar(&cfg.BaseURL, "url", "http://127.0.0.1:8080", "the gateway's base `URL`")
+	fs.IntVar(&cfg.Drivers, "drivers", 500, "simulated drivers")
+	fs.IntVar(&cfg.Riders, "riders", 2000, "simulated riders")
+	fs.DurationVar(&cfg.Duration, "duration", time.Minute, "how long to run")
+	fs.DurationVar(&cfg.PositionEvery, "position-every", 3*time.Second, "how often a moving driver reports its position")
+	fs.DurationVar(&cfg.RideEvery, "ride-every", 30*time.Second, "mean time between a rider's rides")
+	fs.Float64Var(&cfg.Speed, "speed", 60, "simulated seconds of driving per real second")
+	fs.DurationVar(&cfg.ReportEvery, "report-every", 5*time.Second, "how often to print progress")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg.Report = func(s sim.Snapshot) { fmt.Fprint(stdout, s.String()) }
+	snap, err := sim.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "== final\n%s", snap.String())
+	return nil
+}
+
+// runHitchBench measures Hitch with the load generator.
+func runHitchBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("hitch bench", "[--url URL] [--scenario nearby,location,rides] [--ramp START:END:STEP[:DUR]] [--slo ...] [--out DIR]",
+		"Measure a running Hitch through its gateway with the open-model load generator:\n"+
+			"nearby search and location updates at rising rates (degradation point and the\n"+
+			"highest rate within the SLO, with charts), then the ride flow by simulation.", stderr)
+	var cfg sim.BenchConfig
+	fs.StringVar(&cfg.BaseURL, "url", "http://127.0.0.1:8080", "the gateway's base `URL`")
+	scen := fs.String("scenario", "nearby,location,rides", "comma-separated `scenarios`")
+	ramp := fs.String("ramp", "500:8000:500:5s", "rates `START:END:STEP[:STEP_DURATION]` in requests per second")
+	fs.StringVar(&cfg.SLO, "slo", "p99<100ms,errors<0.1%", "the `SLO` each step must meet")
+	fs.IntVar(&cfg.Drivers, "drivers", 200, "drivers reporting positions")
+	fs.IntVar(&cfg.Connections, "connections", 256, "load generator connections")
+	fs.DurationVar(&cfg.RideDuration, "ride-duration", 30*time.Second, "how long the ride-flow simulation runs")
+	fs.StringVar(&cfg.Out, "out", "", "`directory` for each scenario's JSON result and chart")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	r, err := load.ParseRamp(*ramp)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard hitch bench: --ramp: %v\n", err)
+		return errUsage
+	}
+	cfg.Ramp = r
+	cfg.Scenarios = strings.Split(*scen, ",")
+	cfg.Log = stdout
+	_, err = sim.Bench(ctx, cfg)
+	return err
+}
