@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/hitch/sim"
+	"github.com/switchyard/switchyard/hitch/web/webtest"
 )
 
 // TestHitchUp runs `switchyard hitch up` as a user would, end to end: the
@@ -156,6 +160,21 @@ func TestHitchUp(t *testing.T) {
 	for i := 0; i < 6; i++ { // both replicas, round robin
 		login("rita@example.com", "rider pass")
 	}
+
+	// Every use case of the notes, through the gateway as a user would
+	// (the declined payment through the card processor's faults), then
+	// the web app in a real browser.
+	for _, r := range sim.Check(context.Background(), sim.CheckConfig{BaseURL: gw, Decline: declineVia(admin)}) {
+		switch {
+		case r.Err != nil:
+			t.Errorf("use case %q: %v", r.Name, r.Err)
+		case r.Skipped != "":
+			t.Errorf("use case %q skipped: %s", r.Name, r.Skipped)
+		default:
+			t.Logf("use case %q: ok in %s", r.Name, r.Took.Round(time.Millisecond))
+		}
+	}
+	t.Run("browser", func(t *testing.T) { webtest.RideFlow(t, gw) })
 
 	// SIGTERM: everything stops, no process is left.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

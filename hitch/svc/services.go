@@ -136,5 +136,8 @@ func newWeb(ctx context.Context, db *store.DB, bus message.Backend, _ webConfig)
 	if err != nil {
 		return webService{}, err
 	}
-	return webService{h: h}, nil
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	return webService{h: mux}, nil
 }

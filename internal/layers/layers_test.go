@@ -59,7 +59,7 @@ var floors = map[string]int{
 	"hitch/web": 0, "hitch/geo": 1, "hitch": 2,
 	"hitch/identity": 5, "hitch/location": 5, "hitch/matching": 5, "hitch/rides": 5,
 	"hitch/payments": 5, "hitch/cardprocessor": 5, "hitch/notifications": 5, "hitch/views": 5,
-	"hitch/svc": 6, "hitch/up": 7, "hitch/sim": 6, "hitch/hitchtest": 6,
+	"hitch/svc": 6, "hitch/up": 7, "hitch/sim": 6, "hitch/hitchtest": 6, "hitch/web/webtest": 6,
 	// 6, 7: programs.
 	"demo": 6, "bench/...": 6, "cmd/...": 8,
 }
