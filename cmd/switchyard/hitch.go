@@ -60,6 +60,8 @@ func runHitchUp(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.Admin, "admin", "127.0.0.1:9901", "gateway admin `address` (admin API, /metrics, /admin/hitch/processes)")
 	fs.StringVar(&o.Postgres, "postgres", "", "PostgreSQL `URL`: each service gets its own schema there instead of a SQLite file")
 	fs.StringVar(&o.Redis, "redis", "", "Redis `URL` for the gateway's rate limits and the services' caches")
+	fs.StringVar(&o.ConsumerRate, "consumer-rate", "", "rate limit of each signed-in user, e.g. 100/s (default 100/s; raise it to load-test with few users)")
+	fs.StringVar(&o.PublicRate, "public-rate", "", "rate limit per client IP on the public routes, e.g. 50/s (default 50/s)")
 	logLevel := fs.String("log-level", "warn", "supervisor and gateway log level: debug, info, warn, error")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err

@@ -145,14 +145,15 @@ func runHitchSim(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // runHitchBench measures Hitch with the load generator.
 func runHitchBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("hitch bench", "[--url URL] [--scenario nearby,location,rides] [--ramp START:END:STEP[:DUR]] [--slo ...] [--out DIR]",
+	fs := newFlagSet("hitch bench", "[--url URL] [--scenario nearby,location,rides] [--ramp START:END:STEP] [--step 5s] [--slo ...] [--out DIR]",
 		"Measure a running Hitch through its gateway with the open-model load generator:\n"+
 			"nearby search and location updates at rising rates (degradation point and the\n"+
 			"highest rate within the SLO, with charts), then the ride flow by simulation.", stderr)
 	var cfg sim.BenchConfig
 	fs.StringVar(&cfg.BaseURL, "url", "http://127.0.0.1:8080", "the gateway's base `URL`")
 	scen := fs.String("scenario", "nearby,location,rides", "comma-separated `scenarios`")
-	ramp := fs.String("ramp", "500:8000:500:5s", "rates `START:END:STEP[:STEP_DURATION]` in requests per second")
+	ramp := fs.String("ramp", "500:8000:500", "rates `START:END:STEP` in requests per second")
+	step := fs.Duration("step", 5*time.Second, "how long each ramp step lasts")
 	fs.StringVar(&cfg.SLO, "slo", "p99<100ms,errors<0.1%", "the `SLO` each step must meet")
 	fs.IntVar(&cfg.Drivers, "drivers", 200, "drivers reporting positions")
 	fs.IntVar(&cfg.Connections, "connections", 256, "load generator connections")
@@ -166,6 +167,7 @@ func runHitchBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "switchyard hitch bench: --ramp: %v\n", err)
 		return errUsage
 	}
+	r.StepDuration = *step
 	cfg.Ramp = r
 	cfg.Scenarios = strings.Split(*scen, ",")
 	cfg.Log = stdout

@@ -94,6 +94,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	out := &BenchResult{Scenarios: map[string]*load.Result{}}
 	scfg := Config{BaseURL: cfg.BaseURL, Drivers: cfg.Drivers, Riders: 1}.withDefaults()
 	st := newStats()
+	run := uint64(time.Now().UnixNano()) // new accounts on every run
 	rng := rand.New(rand.NewPCG(42, 42))
 	var drivers []*client
 	var rider *client
@@ -103,7 +104,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	if needUsers {
 		fmt.Fprintf(cfg.Log, "signing up %d drivers and a rider\n", cfg.Drivers)
-		rider = &client{cfg: &scfg, st: st, rng: rand.New(rand.NewPCG(1, 1))}
+		rider = &client{cfg: &scfg, st: st, rng: rand.New(rand.NewPCG(run, 1))}
 		if err := rider.signUp(ctx, hitch.RoleRider, "bench-rider"); err != nil {
 			return nil, fmt.Errorf("hitch bench: signing up a rider at %s: %w", cfg.BaseURL, err)
 		}
@@ -112,7 +113,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		sem := make(chan struct{}, 16)
 		errs := make([]error, cfg.Drivers)
 		for i := range drivers {
-			d := &client{cfg: &scfg, st: st, rng: rand.New(rand.NewPCG(2, uint64(i)))}
+			d := &client{cfg: &scfg, st: st, rng: rand.New(rand.NewPCG(run+2, uint64(i)))}
 			drivers[i] = d
 			wg.Add(1)
 			go func(i int) {

@@ -57,7 +57,8 @@ type Config struct {
 	// Concurrency bounds registrations and logins in flight at start.
 	// Default 16.
 	Concurrency int
-	// Seed makes a run repeatable. Default 1.
+	// Seed makes a run repeatable (its accounts too: a second run with
+	// the same seed finds its emails taken). Default: the clock.
 	Seed uint64
 	// HTTPClient is the client; default one with 10 s timeouts and enough
 	// idle connections for every simulated user.
@@ -93,7 +94,7 @@ func (c Config) withDefaults() Config {
 		c.Concurrency = 16
 	}
 	if c.Seed == 0 {
-		c.Seed = 1
+		c.Seed = uint64(time.Now().UnixNano()) // new accounts on every run
 	}
 	if c.ReportEvery == 0 {
 		c.ReportEvery = 5 * time.Second
