@@ -465,3 +465,129 @@ func (k *checker) noDriver(ctx context.Context) error {
 	_, err = k.waitStatus(ctx, rider, created.RideID, k.cfg.NoDriverWait, "no_driver")
 	return err
 }
+
+// Ride is one ride RideOnce drove to its end.
+type Ride struct {
+	ID       string
+	DriverID string
+	Status   string
+	Fare     int64
+	Token    string // the rider's, to follow the ride
+}
+
+// RideOnce drives one complete ride through the gateway with a new driver
+// and a new rider on a lane of their own (lane picks a route nobody else's
+// rides cross): the driver offers the route, the rider asks for a ride
+// along it, and once matched the driver starts and finishes it. Calls that
+// fail for the system's reasons (transport errors, 5xx, a 409 for an
+// action already done) are retried until ctx ends, so it can run while
+// services are being killed. It returns once the ride is finished; the
+// payment follows asynchronously (see WaitRide).
+func RideOnce(ctx context.Context, baseURL string, lane int) (Ride, error) {
+	scfg := Config{BaseURL: strings.TrimRight(baseURL, "/"), Drivers: 1, Riders: 1}.withDefaults()
+	st := newStats()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(lane)))
+	retry := func(what string, f func() (int, error)) error {
+		for {
+			code, err := f()
+			if err == nil {
+				return nil
+			}
+			if code != 0 && code < 500 && code != http.StatusTooManyRequests {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			if !sleep(ctx, 200*time.Millisecond) {
+				return fmt.Errorf("%s: %w (gave up: %v)", what, err, ctx.Err())
+			}
+		}
+	}
+	drv := &client{cfg: &scfg, st: st, rng: rand.New(rand.NewPCG(rng.Uint64(), 1))}
+	rider := &client{cfg: &scfg, st: st, rng: rand.New(rand.NewPCG(rng.Uint64(), 2))}
+	for _, u := range []struct {
+		c    *client
+		role string
+	}{{drv, hitch.RoleDriver}, {rider, hitch.RoleRider}} {
+		if err := retry("sign up", func() (int, error) {
+			err := u.c.signUp(ctx, u.role, fmt.Sprintf("lane%d-%s", lane, u.role))
+			if err != nil && strings.Contains(err.Error(), " 409 ") {
+				return 409, err
+			}
+			return 0, err
+		}); err != nil {
+			return Ride{}, err
+		}
+	}
+	// Lanes: east-west streets 0.02 degrees (1.4 miles) apart south of the
+	// city, 40 per column.
+	lat := 40.30 + float64(lane%40)*0.02
+	lon := -74.60 + float64(lane/40)*0.1
+	from, to := hitch.Point{Lat: lat, Lon: lon}, hitch.Point{Lat: lat, Lon: lon + 0.08}
+	if err := retry("availability", func() (int, error) {
+		return drv.call(ctx, "availability", "POST", "/v1/drivers/me/availability",
+			map[string]any{"ready": true, "from": from, "to": to, "seats": 1}, nil)
+	}); err != nil {
+		return Ride{}, err
+	}
+	var created struct {
+		RideID string `json:"ride_id"`
+	}
+	key := fmt.Sprintf("lane-%d-%d", lane, rng.Uint64())
+	if err := retry("request", func() (int, error) {
+		return rider.callKey(ctx, "rides", "POST", "/v1/rides", key,
+			map[string]any{"from": along(from, to, 0.2), "to": along(from, to, 0.8)}, &created)
+	}); err != nil {
+		return Ride{}, err
+	}
+	r := Ride{ID: created.RideID, DriverID: drv.id, Token: rider.token}
+	k := &checker{}
+	for _, step := range []struct{ action, want string }{{"", "matched"}, {"start", "started"}, {"finish", "finished"}} {
+		if step.action != "" {
+			if err := retry(step.action, func() (int, error) {
+				code, err := drv.call(ctx, step.action, "POST", "/v1/rides/"+r.ID+"/"+step.action, nil, nil)
+				if code == http.StatusConflict {
+					return 500, err // the ride has not caught up yet (an event in flight): again
+				}
+				return code, err
+			}); err != nil {
+				return r, err
+			}
+		}
+		v, err := k.waitRetrying(ctx, rider, r.ID, step.want, "paid", "payment_failed")
+		if err != nil {
+			return r, err
+		}
+		r.Status, r.Fare = v.Status, v.Fare
+		if v.Status == "no_driver" || v.Status == "cancelled" {
+			return r, fmt.Errorf("ride %s ended %s", r.ID, v.Status)
+		}
+	}
+	return r, nil
+}
+
+// WaitRide polls a ride (as its rider would, through any token) until it is
+// paid or payment_failed, retrying through failures until ctx ends.
+func WaitRide(ctx context.Context, baseURL, token, id string) (Ride, error) {
+	scfg := Config{BaseURL: strings.TrimRight(baseURL, "/"), Drivers: 1, Riders: 1}.withDefaults()
+	c := &client{cfg: &scfg, st: newStats(), rng: rand.New(rand.NewPCG(1, 1)), token: token}
+	v, err := (&checker{}).waitRetrying(ctx, c, id, "paid", "payment_failed")
+	return Ride{ID: id, Status: v.Status, Fare: v.Fare, DriverID: v.DriverID}, err
+}
+
+// waitRetrying polls until the ride's status is one of want (or a terminal
+// one), through transient failures, until ctx ends.
+func (k *checker) waitRetrying(ctx context.Context, c *client, id string, want ...string) (rideView, error) {
+	var r rideView
+	for {
+		_, err := c.call(ctx, "ride", "GET", "/v1/rides/"+id, nil, &r)
+		if err == nil {
+			for _, w := range append(want, "no_driver", "cancelled") {
+				if r.Status == w {
+					return r, nil
+				}
+			}
+		}
+		if !sleep(ctx, 200*time.Millisecond) {
+			return r, fmt.Errorf("ride %s is %q, want %v: %v", id, r.Status, want, ctx.Err())
+		}
+	}
+}

@@ -340,6 +340,11 @@ type client struct {
 // call sends a JSON request and decodes a JSON answer into out (if not
 // nil). It records the endpoint's status and latency under name.
 func (c *client) call(ctx context.Context, name, method, path string, in, out any) (int, error) {
+	return c.callKey(ctx, name, method, path, "", in, out)
+}
+
+// callKey is call with an Idempotency-Key header (none when key is "").
+func (c *client) callKey(ctx context.Context, name, method, path, key string, in, out any) (int, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -357,6 +362,9 @@ func (c *client) call(ctx context.Context, name, method, path string, in, out an
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	start := time.Now()
 	resp, err := c.cfg.HTTPClient.Do(req)
