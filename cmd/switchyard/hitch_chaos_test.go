@@ -270,3 +270,63 @@ func TestHitchExactlyOnceUnderKills(t *testing.T) {
 	}
 	t.Logf("%d rides paid: charged %d cents, paid out %d cents, fees %d cents; kills %v", rides, sum.Charges.Amount, sum.Payouts.Amount, fees, k.kills)
 }
+
+// 99.9% of requests succeed while one replica of each replicated service
+// is SIGKILLed every 30 s (hitch up restarts it), with simulated riders
+// and drivers going about their rides through the gateway.
+func TestHitchAvailabilityUnderReplicaKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole Hitch and runs it for two minutes")
+	}
+	gw, admin := startHitch(t, "--consumer-rate", "100000/s", "--public-rate", "100000/s")
+	k := &killer{t: t, admin: admin, kills: map[string]int{}}
+	const every, duration = 30 * time.Second, 100 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	killerDone := make(chan struct{})
+	go func() {
+		defer close(killerDone)
+		services := []string{"identity", "location", "matching", "rides", "views", "payments", "notifications", "web"}
+		for round := 0; ; round++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+			for _, s := range services {
+				if !k.kill(s, round%2) {
+					t.Logf("round %d: %s-%d was not up to kill", round, s, round%2)
+				}
+			}
+		}
+	}()
+	snap, err := sim.Run(ctx, sim.Config{BaseURL: gw, Drivers: 60, Riders: 200, Duration: duration,
+		PositionEvery: 2 * time.Second, RideEvery: 5 * time.Second, Speed: 300})
+	cancel()
+	<-killerDone
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total, failed int64
+	for _, e := range snap.Requests {
+		total += e.Count
+		failed += e.Errors
+		for code, n := range e.ByStatus {
+			if code >= 500 {
+				failed += n
+			}
+		}
+	}
+	t.Logf("kills %v\n%s", k.kills, snap)
+	if total < 2000 {
+		t.Fatalf("only %d requests: the simulation did not run", total)
+	}
+	if ok := float64(total-failed) / float64(total); ok < 0.999 {
+		t.Errorf("%d of %d requests failed (%.3f%% succeeded, want 99.9%%)", failed, total, 100*ok)
+	} else {
+		t.Logf("%d of %d requests failed: %.3f%% succeeded", failed, total, 100*ok)
+	}
+	if snap.Rides["paid"] == 0 {
+		t.Errorf("no ride was paid during the run: %v", snap.Rides)
+	}
+}
