@@ -126,8 +126,13 @@ func TestServePostgresSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	t.Cleanup(func() { admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+Schema(name)+" CASCADE") })
+	// Cleanups run after the function returns: drop, then close.
+	t.Cleanup(func() {
+		if _, err := admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+Schema(name)+" CASCADE"); err != nil {
+			t.Errorf("dropping the test schema: %v", err)
+		}
+		admin.Close()
+	})
 	_, regURL := startRegistry(t)
 	_, stop := serve(t, testSpecs(name), Options{Name: name, Store: base, Registry: regURL})
 	if err := stop(); err != nil {
