@@ -59,6 +59,7 @@ func runHitchUp(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "gateway listen `address` (the web app and API)")
 	fs.StringVar(&o.Admin, "admin", "127.0.0.1:9901", "gateway admin `address` (admin API, /metrics, /admin/hitch/processes)")
 	fs.StringVar(&o.Postgres, "postgres", "", "PostgreSQL `URL`: each service gets its own schema there instead of a SQLite file")
+	fs.StringVar(&o.NATS, "nats", "", "NATS `URL` (nats://HOST:4222, with JetStream): the message bus instead of a switchyard broker")
 	fs.StringVar(&o.Redis, "redis", "", "Redis `URL` for the gateway's rate limits and the services' caches")
 	fs.StringVar(&o.ConsumerRate, "consumer-rate", "", "rate limit of each signed-in user, e.g. 100/s (default 100/s; raise it to load-test with few users)")
 	fs.StringVar(&o.PublicRate, "public-rate", "", "rate limit per client IP on the public routes, e.g. 50/s (default 50/s)")

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/hitch"
 	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/kit/message"
 	_ "github.com/switchyard/switchyard/kit/message/jetstream" // nats://
@@ -202,6 +203,12 @@ func Serve(ctx context.Context, specs []Spec, o Options) error {
 			return fmt.Errorf("opening the message bus %s: %w", redact(o.Bus), err)
 		}
 		defer bus.Close()
+		if needsFanOut(o.Bus) {
+			if err := declareQueues(ctx, bus); err != nil {
+				return fmt.Errorf("message bus %s: %w", redact(o.Bus), err)
+			}
+			bus = fanOut{Backend: bus, bindings: hitch.Bindings}
+		}
 	}
 	reg, err := discovery.NewClient(o.Registry, nil)
 	if err != nil {

@@ -12,6 +12,7 @@
 package up
 
 import (
+	"net/url"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,10 @@ type Options struct {
 	// Redis, when set, is handed to the services and keeps the gateway's
 	// rate limits (redis://...).
 	Redis string
+	// NATS, when set (nats://HOST:PORT), is the message bus instead of a
+	// switchyard broker child: NATS JetStream, with Hitch's queues as
+	// streams and its topics fanned out to them by each publisher.
+	NATS string
 	// Command runs switchyard: the program and the arguments before
 	// "broker ..." or "hitch serve ...". Default: this executable.
 	Command []string
@@ -202,15 +207,25 @@ func Run(ctx context.Context, o Options) error {
 	// The broker, a child process.
 	brokerCtx, stopBroker := context.WithCancel(context.Background())
 	defer stopBroker()
-	bp, bus, brokerHTTP, err := startBroker(ctx, brokerCtx, &wg, o, data, out)
-	if err != nil {
-		return err
+	var (
+		bp         *process
+		bus        = o.NATS
+		brokerHTTP string
+	)
+	if o.NATS == "" {
+		bp, bus, brokerHTTP, err = startBroker(ctx, brokerCtx, &wg, o, data, out)
+		if err != nil {
+			return err
+		}
 	}
 
 	// The services, child processes.
 	svcCtx, stopServices := context.WithCancel(context.Background())
 	defer stopServices()
-	procs := []*process{bp}
+	var procs []*process
+	if bp != nil {
+		procs = append(procs, bp)
+	}
 	var svcProcs []*process
 	for _, s := range o.Specs {
 		if s.New == nil {
@@ -289,11 +304,15 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
-	info := Info{Gateway: "http://" + addrOf(gw.Addr()), Admin: "http://" + addrOf(gw.AdminAddr()), Registry: regURL,
-		Broker: "http://" + brokerHTTP, Bus: bus}
+	info := Info{Gateway: "http://" + addrOf(gw.Addr()), Admin: "http://" + addrOf(gw.AdminAddr()), Registry: regURL, Bus: bus}
+	if brokerHTTP != "" {
+		info.Broker = "http://" + brokerHTTP
+	} else {
+		info.Broker = "NATS JetStream"
+	}
 	if ctx.Err() == nil {
 		fmt.Fprintf(out, "\nHitch is up.\n  web app:   %s/\n  gateway:   %s  (POST /v1/auth/register, POST /v1/auth/login, ...)\n  admin:     %s/admin/status  (processes: %s/admin/hitch/processes)\n  broker:    %s  (bus %s)\n  registry:  %s/v1/services\n  data:      %s\nCtrl-C stops everything.\n\n",
-			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Broker, bus, regURL, data)
+			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Broker, redactURL(bus), regURL, data)
 		if o.Ready != nil {
 			o.Ready(info)
 		}
@@ -598,4 +617,13 @@ func waitJWKS(ctx context.Context, url string, limit time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// redactURL hides a password in a URL for printing.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }
