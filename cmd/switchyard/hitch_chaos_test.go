@@ -18,6 +18,19 @@ import (
 	"github.com/switchyard/switchyard/hitch/sim"
 )
 
+// chaosOnly skips the chaos tests unless SWITCHYARD_CHAOS=1: each runs a
+// whole Hitch for two minutes while killing it, which needs the machine to
+// itself and binaries built without the race detector (the children of a
+// -race test binary are race-built, five to ten times slower, and their
+// timings then measure the detector). .ci/run runs them that way, after the
+// race suite: SWITCHYARD_CHAOS=1 go test -run 'TestHitch.*Kills' ./cmd/switchyard
+func chaosOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv("SWITCHYARD_CHAOS") != "1" {
+		t.Skip("a chaos test: SWITCHYARD_CHAOS=1 go test -run 'TestHitch.*Kills' -v ./cmd/switchyard (no -race; .ci/run does)")
+	}
+}
+
 // startHitch runs `switchyard hitch up` (this test binary re-executed) on
 // ephemeral ports until the test ends and returns the gateway and admin
 // URLs.
@@ -142,9 +155,7 @@ func getJSON(t *testing.T, admin, service, path string, out any) error {
 // (hitch up restarts them). The processor's own records (charges,
 // payouts, refunds) and the payments ledger are compared with the fares.
 func TestHitchExactlyOnceUnderKills(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a whole Hitch and kills it for a minute or two")
-	}
+	chaosOnly(t)
 	rides := 200
 	if testing.Verbose() && os.Getenv("HITCH_CHAOS_RIDES") != "" {
 		fmt.Sscan(os.Getenv("HITCH_CHAOS_RIDES"), &rides)
@@ -275,9 +286,7 @@ func TestHitchExactlyOnceUnderKills(t *testing.T) {
 // is SIGKILLed every 30 s (hitch up restarts it), with simulated riders
 // and drivers going about their rides through the gateway.
 func TestHitchAvailabilityUnderReplicaKills(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a whole Hitch and runs it for two minutes")
-	}
+	chaosOnly(t)
 	gw, admin := startHitch(t, "--consumer-rate", "100000/s", "--public-rate", "100000/s")
 	k := &killer{t: t, admin: admin, kills: map[string]int{}}
 	const every, duration = 30 * time.Second, 100 * time.Second
