@@ -161,6 +161,19 @@ func TestHitchUp(t *testing.T) {
 		login("rita@example.com", "rider pass")
 	}
 
+	// The operator view's data through the gateway (the web app's origin).
+	for _, path := range []string{"/ops/admin/hitch/processes", "/ops/admin/upstreams", "/ops/v1/queues"} {
+		resp, err := http.Get(gw + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !json.Valid(body) || len(body) < 10 {
+			t.Errorf("GET %s through the gateway: %d %.200s", path, resp.StatusCode, body)
+		}
+	}
+
 	// Every use case of the notes, through the gateway as a user would
 	// (the declined payment through the card processor's faults), then
 	// the web app in a real browser.

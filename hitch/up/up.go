@@ -273,7 +273,21 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("JWKS listener: %w", err)
 	}
-	jwksSrv := &http.Server{Handler: jwksProxy(&http.Client{Transport: resolver, Timeout: 5 * time.Second}), ReadHeaderTimeout: 10 * time.Second}
+	health := &http.Client{Timeout: time.Second}
+	var gw *gateway.Gateway
+	gwAddr := func() string { return addrOf(gw.Addr()) }
+	processes := processesHandler(procs, reg, regURL, health, gwAddr, started)
+	relay := http.NewServeMux()
+	relay.Handle(identity.PathJWKS, jwksProxy(&http.Client{Transport: resolver, Timeout: 5 * time.Second}))
+	// The operator view's read-only data, reachable from the web app's
+	// origin through the gateway (/ops/...): the process list, the
+	// gateway's upstreams, the broker's queues.
+	relay.Handle("GET /ops/admin/hitch/processes", processes)
+	relay.Handle("GET /ops/admin/upstreams", relayGET(health, func() string { return "http://" + addrOf(gw.AdminAddr()) + "/admin/upstreams" }))
+	if brokerHTTP != "" {
+		relay.Handle("GET /ops/v1/queues", relayGET(health, func() string { return "http://" + brokerHTTP + "/v1/queues" }))
+	}
+	jwksSrv := &http.Server{Handler: relay, ReadHeaderTimeout: 10 * time.Second}
 	go jwksSrv.Serve(jwksLn)
 	defer jwksSrv.Close()
 
@@ -286,11 +300,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	health := &http.Client{Timeout: time.Second}
-	var gw *gateway.Gateway
-	gwAddr := func() string { return addrOf(gw.Addr()) }
+	cfg.Upstreams["ops"] = &gateway.Upstream{Targets: []gateway.Target{{Address: jwksLn.Addr().String()}}}
+	cfg.Routes = append(cfg.Routes, gateway.Route{Name: "ops", Upstream: "ops",
+		Match: gateway.Match{PathPrefix: "/ops", Methods: []string{http.MethodGet, http.MethodHead}}})
 	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"),
-		AdminExtensions: map[string]http.Handler{"GET /admin/hitch/processes": processesHandler(procs, reg, regURL, health, gwAddr, started)}})
+		AdminExtensions: map[string]http.Handler{"GET /admin/hitch/processes": processes}})
 	if err != nil {
 		return fmt.Errorf("building the gateway: %w", err)
 	}
@@ -626,4 +640,22 @@ func redactURL(s string) string {
 		return s
 	}
 	return u.Redacted()
+}
+
+// relayGET answers a GET with what url() answers (status, JSON body up to
+// 4 MiB): read-only operator data for the web app's operator view.
+func relayGET(client *http.Client, url func() string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, url(), nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, "operator data unavailable: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, 4<<20))
+	})
 }

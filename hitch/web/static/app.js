@@ -429,7 +429,10 @@ function operatorView() {
     }
   }
   function refresh() {
-    const admin = $("operator-admin-base").value.trim().replace(/\/$/, ""), broker = $("operator-broker-base").value.trim().replace(/\/$/, "");
+    // Default: the read-only operator data hitch up serves through the
+    // gateway under /ops (the admin API and the broker are other origins).
+    const admin = $("operator-admin-base").value.trim().replace(/\/$/, "") || "/ops",
+      broker = $("operator-broker-base").value.trim().replace(/\/$/, "") || "/ops";
     load($("operator-processes"), admin + "/admin/hitch/processes", "processes");
     load($("operator-queues"), broker + "/v1/queues", "queues");
     load($("operator-upstreams"), admin + "/admin/upstreams", "upstreams");
