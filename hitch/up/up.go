@@ -40,6 +40,7 @@ import (
 	"github.com/switchyard/switchyard/kit/discovery/registry"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/throttle"
+	"github.com/switchyard/switchyard/wal"
 )
 
 // Options are the flags of `switchyard hitch up`.
@@ -177,6 +178,18 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("creating the data directory: %w", err)
 		}
 	}
+	// One hitch up per data directory: a second one would run its broker
+	// into the first one's lock (a restart loop) and its services on the
+	// first one's databases.
+	lock, err := wal.LockDir(data)
+	if err != nil {
+		var le *wal.LockedError
+		if errors.As(err, &le) {
+			return fmt.Errorf("--data %s is in use by another hitch up (pid %d, lock file %s): stop it or use another --data", data, le.PID, le.Path)
+		}
+		return fmt.Errorf("--data %s: %w", data, err)
+	}
+	defer lock.Unlock()
 	log := o.Logger
 	out := &lockedWriter{w: o.Out}
 	started := time.Now()
