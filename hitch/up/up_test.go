@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -217,5 +218,32 @@ func TestRunRefusesDataInUse(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("took %s to refuse, want at once", took)
+	}
+}
+
+// A --listen or --admin address already taken is refused before anything
+// starts, not after every service is up.
+func TestRunRefusesTakenAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	for _, tc := range []struct{ flag, listen, admin string }{
+		{"--listen", taken, "127.0.0.1:0"},
+		{"--admin", "127.0.0.1:0", taken},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		err := Run(ctx, Options{Data: t.TempDir(), Listen: tc.listen, Admin: tc.admin,
+			Command: []string{"/bin/false"}, Out: io.Discard, Logger: quiet()})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.flag+" "+taken) {
+			t.Errorf("%s taken: %v, want an error naming %s %s", tc.flag, err, tc.flag, taken)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("%s taken: took %s to refuse, want at once", tc.flag, took)
+		}
 	}
 }
