@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ func runHitchCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	if err := knownCases(cases); err != nil {
+		return err
+	}
 	cfg := sim.CheckConfig{BaseURL: *url, Wait: *wait, NoDriverWait: *noDriver, Cases: cases}
 	if *adminURL != "" {
 		cfg.Decline = declineVia(*adminURL)
@@ -50,6 +54,18 @@ func runHitchCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d use cases failed", failed, len(results))}
+	}
+	return nil
+}
+
+// knownCases refuses a --case that names no use case, which would
+// otherwise run nothing and pass.
+func knownCases(cases []string) error {
+	names := sim.CaseNames()
+	for _, c := range cases {
+		if !slices.Contains(names, c) {
+			return fmt.Errorf("--case %q: no such use case; want one of %q", c, names)
+		}
 	}
 	return nil
 }
