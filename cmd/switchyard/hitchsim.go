@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +33,17 @@ func runHitchCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	if err := wantBaseURL("--url", *url); err != nil {
+		return err
+	}
+	if *adminURL != "" {
+		if err := wantBaseURL("--admin", *adminURL); err != nil {
+			return err
+		}
+	}
+	if err := knownCases(cases); err != nil {
+		return err
+	}
 	cfg := sim.CheckConfig{BaseURL: *url, Wait: *wait, NoDriverWait: *noDriver, Cases: cases}
 	if *adminURL != "" {
 		cfg.Decline = declineVia(*adminURL)
@@ -50,6 +63,29 @@ func runHitchCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d use cases failed", failed, len(results))}
+	}
+	return nil
+}
+
+// wantBaseURL checks a client's URL flag: hitch up takes host:port, its
+// clients take http://host:port, and a host:port here would otherwise
+// fail every request with a URL parser's message.
+func wantBaseURL(flag, v string) error {
+	u, err := neturl.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s %q: want a URL such as http://127.0.0.1:8080 (http:// or https://, then HOST:PORT)", flag, v)
+	}
+	return nil
+}
+
+// knownCases refuses a --case that names no use case, which would
+// otherwise run nothing and pass.
+func knownCases(cases []string) error {
+	names := sim.CaseNames()
+	for _, c := range cases {
+		if !slices.Contains(names, c) {
+			return fmt.Errorf("--case %q: no such use case; want one of %q", c, names)
+		}
 	}
 	return nil
 }
@@ -134,6 +170,9 @@ func runHitchSim(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	if err := wantBaseURL("--url", cfg.BaseURL); err != nil {
+		return err
+	}
 	cfg.Report = func(s sim.Snapshot) { fmt.Fprint(stdout, s.String()) }
 	snap, err := sim.Run(ctx, cfg)
 	if err != nil {
@@ -160,6 +199,9 @@ func runHitchBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.DurationVar(&cfg.RideDuration, "ride-duration", 30*time.Second, "how long the ride-flow simulation runs")
 	fs.StringVar(&cfg.Out, "out", "", "`directory` for each scenario's JSON result and chart")
 	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if err := wantBaseURL("--url", cfg.BaseURL); err != nil {
 		return err
 	}
 	r, err := load.ParseRamp(*ramp)

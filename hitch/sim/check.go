@@ -57,19 +57,7 @@ func Check(ctx context.Context, cfg CheckConfig) []CaseResult {
 	}
 	scfg := Config{BaseURL: strings.TrimRight(cfg.BaseURL, "/"), HTTPClient: cfg.HTTPClient, Drivers: 1, Riders: 1}.withDefaults()
 	k := &checker{cfg: cfg, scfg: &scfg, st: newStats(), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
-	cases := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"register and login", k.registerAndLogin},
-		{"roles and tokens", k.rolesAndTokens},
-		{"nearby drivers", k.nearby},
-		{"match, ride and payment", k.rideAndPay},
-		{"receipt and earnings", k.receiptAndEarnings},
-		{"cancellation", k.cancellation},
-		{"declined payment", k.declined},
-		{"no driver", k.noDriver},
-	}
+	cases := k.cases()
 	want := map[string]bool{}
 	for _, c := range cfg.Cases {
 		want[c] = true
@@ -91,6 +79,35 @@ func Check(ctx context.Context, cfg CheckConfig) []CaseResult {
 		out = append(out, r)
 	}
 	return out
+}
+
+type checkCase struct {
+	name string
+	run  func(context.Context) error
+}
+
+// cases are the use cases in the order Check runs them.
+func (k *checker) cases() []checkCase {
+	return []checkCase{
+		{"register and login", k.registerAndLogin},
+		{"roles and tokens", k.rolesAndTokens},
+		{"nearby drivers", k.nearby},
+		{"match, ride and payment", k.rideAndPay},
+		{"receipt and earnings", k.receiptAndEarnings},
+		{"cancellation", k.cancellation},
+		{"declined payment", k.declined},
+		{"no driver", k.noDriver},
+	}
+}
+
+// CaseNames are the names CheckConfig.Cases accepts, in the order Check
+// runs them.
+func CaseNames() []string {
+	var names []string
+	for _, c := range (&checker{}).cases() {
+		names = append(names, c.name)
+	}
+	return names
 }
 
 type skipped string

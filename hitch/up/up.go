@@ -41,6 +41,7 @@ import (
 	"github.com/switchyard/switchyard/kit/discovery/registry"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/throttle"
+	"github.com/switchyard/switchyard/wal"
 )
 
 // Options are the flags of `switchyard hitch up`.
@@ -181,6 +182,23 @@ func Run(ctx context.Context, o Options) error {
 		if err := os.MkdirAll(filepath.Join(data, d), 0o755); err != nil {
 			return fmt.Errorf("creating the data directory: %w", err)
 		}
+	}
+	// One hitch up per data directory: a second one would run its broker
+	// into the first one's lock (a restart loop) and its services on the
+	// first one's databases.
+	lock, err := wal.LockDir(data)
+	if err != nil {
+		var le *wal.LockedError
+		if errors.As(err, &le) {
+			return fmt.Errorf("--data %s is in use by another hitch up (pid %d, lock file %s): stop it or use another --data", data, le.PID, le.Path)
+		}
+		return fmt.Errorf("--data %s: %w", data, err)
+	}
+	defer lock.Unlock()
+	// The gateway binds its addresses last, after every service is up:
+	// refuse taken ones now rather than then.
+	if err := addressesFree(o.Listen, o.Admin); err != nil {
+		return err
 	}
 	log := o.Logger
 	out := &lockedWriter{w: o.Out}
@@ -386,6 +404,23 @@ func waitReady(ctx context.Context, p *process, limit time.Duration) error {
 	case <-time.After(limit):
 		return fmt.Errorf("%s did not become ready within %v (its output above says why)", p.id(), limit)
 	}
+}
+
+// addressesFree checks that the gateway's --listen and --admin addresses
+// can be bound (a port 0 always can). The check is only early feedback:
+// the gateway binds them for real later.
+func addressesFree(listen, admin string) error {
+	for _, a := range []struct{ flag, addr string }{{"--listen", listen}, {"--admin", admin}} {
+		if _, port, _ := net.SplitHostPort(a.addr); port == "0" {
+			continue
+		}
+		ln, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w (another hitch up or gateway running? pick another address)", a.flag, a.addr, err)
+		}
+		ln.Close()
+	}
+	return nil
 }
 
 // startBroker writes the broker's config (hitch.Bindings' queues and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/gateway"
 	"github.com/switchyard/switchyard/hitch"
 	"github.com/switchyard/switchyard/hitch/svc"
+	"github.com/switchyard/switchyard/wal"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -193,5 +195,55 @@ func TestBackoff(t *testing.T) {
 	// Up long enough: back to Min.
 	if w, next := b.next(delay, 31*time.Second); w != b.Min || next != 2*b.Min {
 		t.Fatalf("after a long run: wait %v next %v", w, next)
+	}
+}
+
+// A second hitch up on a data directory in use stops at once and says
+// why, instead of starting a broker that crash-loops on the first one's
+// lock and services that share the first one's databases.
+func TestRunRefusesDataInUse(t *testing.T) {
+	data := t.TempDir()
+	held, err := wal.LockDir(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = Run(ctx, Options{Data: data, Listen: "127.0.0.1:0", Admin: "127.0.0.1:0",
+		Command: []string{"/bin/false"}, Out: io.Discard, Logger: quiet()})
+	if err == nil || !strings.Contains(err.Error(), "--data") || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("Run on a locked data directory: %v, want an error naming --data in use", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("took %s to refuse, want at once", took)
+	}
+}
+
+// A --listen or --admin address already taken is refused before anything
+// starts, not after every service is up.
+func TestRunRefusesTakenAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	for _, tc := range []struct{ flag, listen, admin string }{
+		{"--listen", taken, "127.0.0.1:0"},
+		{"--admin", "127.0.0.1:0", taken},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		err := Run(ctx, Options{Data: t.TempDir(), Listen: tc.listen, Admin: tc.admin,
+			Command: []string{"/bin/false"}, Out: io.Discard, Logger: quiet()})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.flag+" "+taken) {
+			t.Errorf("%s taken: %v, want an error naming %s %s", tc.flag, err, tc.flag, taken)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("%s taken: took %s to refuse, want at once", tc.flag, took)
+		}
 	}
 }
