@@ -144,15 +144,35 @@ const (
 // names it in the error.
 func CheckSegmentBytes(key string, n int64) error {
 	if min := seglimit.Min; n != 0 && (n < min || n > 1<<30) {
-		return fmt.Errorf("%s %d: must be between %d (1 MiB) and 1 GiB, or 0 for the default (64 MiB)", key, n, min)
+		return settingErr(key, "%d: must be between %d (1 MiB) and 1 GiB, or 0 for the default (64 MiB)", n, min)
 	}
 	return nil
 }
 
+// settingError is a problem with one setting of a QueueConfig,
+// TopicConfig or StreamConfig (or a file's segment_bytes). Its text is
+// "KEY VALUE: problem", as the HTTP API and the native protocol return it;
+// as a config.KeyPather it is located at KEY in a config file
+// (config.Source.Wrap).
+type settingError struct {
+	key string
+	err error // "VALUE: problem"
+}
+
+var _ config.KeyPather = (*settingError)(nil)
+
+func settingErr(key, format string, args ...any) error {
+	return &settingError{key: key, err: fmt.Errorf(format, args...)}
+}
+
+func (e *settingError) Error() string   { return e.key + " " + e.err.Error() }
+func (e *settingError) KeyPath() string { return e.key }
+func (e *settingError) Unwrap() error   { return e.err }
+
 // checkDur checks a duration setting against 0..limit.
 func checkDur(key string, d Duration, limit time.Duration) error {
 	if d < 0 || d.Std() > limit {
-		return fmt.Errorf("%s %s: must be between 0 and %s", key, d.Std(), limit)
+		return settingErr(key, "%s: must be between 0 and %s", d.Std(), limit)
 	}
 	return nil
 }
@@ -172,22 +192,22 @@ func (c QueueConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.MaxDeliveries < 0 {
-		errs = append(errs, fmt.Errorf("max_deliveries %d: must not be negative", c.MaxDeliveries))
+		errs = append(errs, settingErr("max_deliveries", "%d: must not be negative", c.MaxDeliveries))
 	}
 	if c.DeadLetter != "" && c.DeadLetter != NoDeadLetter && !ValidName(c.DeadLetter) {
-		errs = append(errs, fmt.Errorf("dead_letter %q: invalid queue name", c.DeadLetter))
+		errs = append(errs, settingErr("dead_letter", "%q: invalid queue name", c.DeadLetter))
 	}
 	if c.MaxLength < 0 {
-		errs = append(errs, fmt.Errorf("max_length %d: must not be negative", c.MaxLength))
+		errs = append(errs, settingErr("max_length", "%d: must not be negative", c.MaxLength))
 	}
 	if c.Overflow != "" && c.Overflow != OverflowReject && c.Overflow != OverflowBlock {
-		errs = append(errs, fmt.Errorf("overflow %q: want reject or block", c.Overflow))
+		errs = append(errs, settingErr("overflow", "%q: want reject or block", c.Overflow))
 	}
 	if err := checkDur("block_timeout", c.BlockTimeout, MaxBlockTimeout); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DedupWindow.Std() > MaxDedupWindow { // negative disables
-		errs = append(errs, fmt.Errorf("dedup_window %s: must be at most %s (negative disables)", c.DedupWindow.Std(), MaxDedupWindow))
+		errs = append(errs, settingErr("dedup_window", "%s: must be at most %s (negative disables)", c.DedupWindow.Std(), MaxDedupWindow))
 	}
 	if err := checkDur("message_ttl", c.MessageTTL, MaxMessageTTL); err != nil {
 		errs = append(errs, err)
@@ -196,7 +216,7 @@ func (c QueueConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
-		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
+		errs = append(errs, settingErr("max_message_size", "%d: must be between 0 and 64 MiB", c.MaxMessageSize))
 	}
 	return errors.Join(errs...)
 }

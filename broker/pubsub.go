@@ -40,14 +40,14 @@ func (c TopicConfig) Validate() error {
 	var errs []error
 	for i, q := range c.Queues {
 		if !ValidName(q) {
-			errs = append(errs, fmt.Errorf("queues[%d] %q: invalid queue name", i, q))
+			errs = append(errs, settingErr(fmt.Sprintf("queues[%d]", i), "%q: invalid queue name", q))
 		}
 	}
 	if c.Buffer < 0 || c.Buffer > 1<<20 {
-		errs = append(errs, fmt.Errorf("buffer %d: must be between 0 and 1048576", c.Buffer))
+		errs = append(errs, settingErr("buffer", "%d: must be between 0 and 1048576", c.Buffer))
 	}
 	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
-		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
+		errs = append(errs, settingErr("max_message_size", "%d: must be between 0 and 64 MiB", c.MaxMessageSize))
 	}
 	return errors.Join(errs...)
 }
@@ -112,13 +112,13 @@ func (c StreamConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.MaxBytes < 0 {
-		errs = append(errs, fmt.Errorf("max_bytes %d: must not be negative", c.MaxBytes))
+		errs = append(errs, settingErr("max_bytes", "%d: must not be negative", c.MaxBytes))
 	}
 	if err := CheckSegmentBytes("segment_bytes", c.SegmentBytes); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxMessageSize < 0 || c.MaxMessageSize > 64<<20 {
-		errs = append(errs, fmt.Errorf("max_message_size %d: must be between 0 and 64 MiB", c.MaxMessageSize))
+		errs = append(errs, settingErr("max_message_size", "%d: must be between 0 and 64 MiB", c.MaxMessageSize))
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -120,7 +121,8 @@ type KeyPather interface {
 }
 
 // Wrap locates err at path; it returns nil for a nil err, and one located
-// error per joined error inside err.
+// error per joined error inside err. Each located error unwraps to its
+// original, so errors.Is and errors.As still see the cause.
 func (s *Source) Wrap(path string, err error) error {
 	if err == nil {
 		return nil
@@ -147,7 +149,7 @@ func (s *Source) Wrap(path string, err error) error {
 		}
 	}
 	at := s.pos(path)
-	return &Error{File: s.file, Path: path, Line: at.line, Column: at.col, Msg: msg}
+	return &Error{File: s.file, Path: path, Line: at.line, Column: at.col, Msg: msg, Err: err}
 }
 
 // FieldError is a block's validation error about one of its keys, given
@@ -169,8 +171,20 @@ func (e *FieldError) KeyPath() string { return e.Path }
 
 // DecodeYAML strictly decodes the YAML document data into v (a pointer to
 // a struct whose fields carry yaml tags); name is used in errors. Every
-// unknown key and every bad value is reported, each at its own position;
-// when there is any, v is left partly decoded and must not be used.
+// unknown key and every bad value is reported, each at its own position.
+//
+// An empty document (nothing, only comments, or null) is an error whose
+// cause is ErrEmpty; a caller for which that means "all defaults" tests
+// for it with errors.Is.
+//
+// When there are unknown keys or bad values, DecodeYAML still decodes the
+// rest: v holds every good value (each bad one left at its zero value or,
+// in a list, left out; a key written twice at its first value) and the
+// Source is returned with the error, so a caller that wants to report
+// everything at once can validate what was decoded and add those problems
+// (dropping those at a key path already reported). v must not be used for
+// anything else. The Source is nil when the document could not be read at
+// all (invalid YAML, not a mapping, aliases expanding too far).
 func DecodeYAML(data []byte, name string, v any) (*Source, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -184,12 +198,28 @@ func DecodeYAML(data []byte, name string, v any) (*Source, error) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil, &Error{File: name, Line: root.Line, Column: root.Column, Msg: "the document is empty (null): expected a YAML mapping", Err: ErrEmpty}
+	}
+	t := reflect.TypeOf(v).Elem()
 	if root.Kind != yaml.MappingNode {
-		return nil, &Error{File: name, Line: root.Line, Column: root.Column, Msg: "expected a YAML mapping at the top level, got " + describe(root)}
+		return nil, &Error{File: name, Line: root.Line, Column: root.Column,
+			Msg: fmt.Sprintf("expected a YAML mapping at the top level with keys %s, got %s", fieldList(yamlFields(t)), describe(root))}
 	}
 	loc := &locations{lines: map[int]string{}, paths: map[string]pos{}}
-	if errs := checkKeys(root, reflect.TypeOf(v).Elem(), name, loc); len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	w := &walker{file: name, loc: loc, aliases: map[aliasKey]bool{}}
+	w.walk(root, t, "", "")
+	if len(w.errs) > 0 {
+		if w.visits > maxVisits {
+			return nil, errors.Join(w.errs...)
+		}
+		// The walk left out every bad value and pair: decode the rest
+		// for the caller's validation. Should the decoder still fail
+		// (the walk missed something), there is nothing to validate.
+		if root.Decode(v) != nil {
+			return nil, errors.Join(w.errs...)
+		}
+		return &Source{file: name, paths: loc.paths}, errors.Join(w.errs...)
 	}
 	if err := root.Decode(v); err != nil {
 		// The walk decodes every leaf, so this is a backstop: locate what
@@ -210,7 +240,9 @@ func lineOf(msg string) int {
 	return n
 }
 
-func stripLine(msg string) string { return lineRe.ReplaceAllString(msg, "") }
+func stripLine(msg string) string {
+	return strings.TrimPrefix(lineRe.ReplaceAllString(msg, ""), "yaml: ")
+}
 
 // decodeErrors turns yaml's "line N: ..." errors into located Errors.
 func decodeErrors(err error, file string, lines map[int]string) error {
@@ -229,18 +261,13 @@ func decodeErrors(err error, file string, lines map[int]string) error {
 	return errors.Join(errs...)
 }
 
-// checkKeys walks the YAML tree beside the Go type it will decode into. It
+// walker walks the YAML tree beside the Go type it will decode into. It
 // rejects unknown keys (with a did-you-mean suggestion), decodes every leaf
 // on its own so a bad value is blamed on its own key with its own line and
 // column (block or flow style alike), follows aliases and merge keys (<<)
 // with YAML's semantics, and records the position of every key path so
-// later validation errors can name it.
-func checkKeys(root *yaml.Node, t reflect.Type, file string, loc *locations) []error {
-	w := &walker{file: file, loc: loc, aliases: map[aliasKey]bool{}}
-	w.walk(root, t, "", "")
-	return w.errs
-}
-
+// later validation errors can name it. It takes every bad value out of the
+// tree (set to null, or its pair removed), so that the rest decodes.
 type walker struct {
 	file    string
 	loc     *locations
@@ -294,6 +321,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 	}
 	if strings.Count(path, ".")+strings.Count(path, "[") > maxDepth {
 		w.errorf(n, path, via, "nested deeper than %d levels", maxDepth)
+		blank(n)
 		return
 	}
 	if path != "" {
@@ -316,10 +344,13 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 	}
 	switch {
 	case custom(t):
-		w.leaf(n, t, path, via)
+		if !w.leaf(n, t, path, via) {
+			blank(n)
+		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			w.errorf(n, path, via, "expected a mapping with keys %s, got %s", fieldList(yamlFields(t)), describe(n))
+			blank(n)
 			return
 		}
 		fields := yamlFields(t)
@@ -328,6 +359,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 			ft, ok := fields[kv.k.Value]
 			if !ok {
 				w.errorf(kv.k, p, kv.via, "unknown key %q: %sexpected one of %s", kv.k.Value, suggest(kv.k.Value, fields), fieldList(fields))
+				kv.drop()
 				continue
 			}
 			w.loc.add(p, kv.k.Line, kv.k.Column)
@@ -336,17 +368,29 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			w.errorf(n, path, via, "expected a mapping of names, got %s", describe(n))
+			blank(n)
 			return
 		}
 		for _, kv := range w.pairs(n, path, via) {
+			if kv.k.Kind != yaml.ScalarNode {
+				// A key that is a list or mapping has no key path of
+				// its own: name the mapping it is in.
+				w.errorf(kv.k, path, kv.via, "expected a name as the key, got %s", describe(kv.k))
+				kv.drop()
+				continue
+			}
 			p := Join(path, kv.k.Value)
-			w.leaf(kv.k, t.Key(), p, kv.via)
+			if !w.leaf(kv.k, t.Key(), p, kv.via) {
+				kv.drop()
+				continue
+			}
 			w.loc.add(p, kv.k.Line, kv.k.Column)
 			w.walk(kv.v, t.Elem(), p, kv.via)
 		}
 	case t.Kind() == reflect.Array:
 		if n.Kind != yaml.SequenceNode || len(n.Content) != t.Len() {
 			w.errorf(n, path, via, "expected a list of %d values, got %s", t.Len(), describe(n))
+			blank(n)
 			return
 		}
 		for i, v := range n.Content {
@@ -354,29 +398,36 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 		}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
 		if n.Kind != yaml.SequenceNode {
-			w.errorf(n, path, via, "expected a list, got %s", describe(n))
+			hint := ""
+			if n.Kind == yaml.ScalarNode && scalarOnly(t.Elem()) {
+				hint = fmt.Sprintf(" (did you mean [%s]?)", n.Value)
+			}
+			w.errorf(n, path, via, "expected a list, got %s%s", describe(n), hint)
+			blank(n)
 			return
 		}
 		for i, v := range n.Content {
 			w.walk(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i), via)
 		}
 	default:
-		w.leaf(n, t, path, via)
+		if !w.leaf(n, t, path, via) {
+			blank(n)
+		}
 	}
 }
 
+// blank takes a bad value out of the tree: it becomes null (the zero
+// value), keeping its position.
+func blank(n *yaml.Node) {
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+}
+
 // leaf decodes a scalar (or a type with its own decoding) on its own, so
-// an error names this very value.
-func (w *walker) leaf(n *yaml.Node, t reflect.Type, path, via string) {
-	if !custom(t) {
-		switch t.Kind() {
-		case reflect.Struct, reflect.Map, reflect.Slice, reflect.Interface:
-		default:
-			if n.Kind != yaml.ScalarNode {
-				w.errorf(n, path, via, "expected %s, got %s", kindName(t), describe(n))
-				return
-			}
-		}
+// an error names this very value. It reports whether the value is good.
+func (w *walker) leaf(n *yaml.Node, t reflect.Type, path, via string) bool {
+	if n.Kind != yaml.ScalarNode && scalarOnly(t) {
+		w.errorf(n, path, via, "expected %s, got %s", kindName(t), describe(n))
+		return false
 	}
 	v := reflect.New(t)
 	if err := n.Decode(v.Interface()); err != nil {
@@ -386,20 +437,30 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path, via string) {
 			msg = stripLine(te.Errors[0])
 			if strings.HasPrefix(msg, "cannot unmarshal") {
 				msg = fmt.Sprintf("expected %s, got %s", kindName(t), describe(n))
-				if t == durationType && n.Kind == yaml.ScalarNode {
-					msg = fmt.Sprintf("invalid duration %q: expected %s%s", n.Value, kindName(t), durationHint(n.Value))
-				}
 			}
 		}
+		if isDuration(t) && n.Kind == yaml.ScalarNode {
+			msg = fmt.Sprintf("invalid duration %q: expected %s%s", n.Value, kindName(t), durationHint(n.Value))
+		}
 		w.errorf(n, path, via, "%s", msg)
-		return
+		return false
 	}
 	if t == durationType && v.Elem().Int() < 0 {
+		// Block settings are spans of time. (Duration, for settings that
+		// also travel as JSON, is range-checked by its owner: the
+		// broker's dedup_window is disabled by a negative one.)
 		w.errorf(n, path, via, "negative duration %q: expected a duration such as \"250ms\" or \"10s\"", n.Value)
+		return false
 	}
+	return true
 }
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var (
+	durationType     = reflect.TypeOf(time.Duration(0))
+	textDurationType = reflect.TypeOf(Duration(0))
+)
+
+func isDuration(t reflect.Type) bool { return t == durationType || t == textDurationType }
 
 // durationHint guesses what a mistyped duration meant: "10" (no unit) or
 // "300 ms" (a space).
@@ -416,37 +477,81 @@ func durationHint(v string) string {
 	return ""
 }
 
+// custom reports whether t decodes itself: a yaml.Unmarshaler, or an
+// encoding.TextUnmarshaler read from its text form (Duration,
+// wal.SyncPolicy).
 func custom(t reflect.Type) bool {
-	return reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(obsoleteUnmarshalerType)
+	p := reflect.PointerTo(t)
+	return p.Implements(unmarshalerType) || p.Implements(obsoleteUnmarshalerType) || p.Implements(textUnmarshalerType)
+}
+
+// scalarOnly reports whether a value of type t is written as a scalar:
+// a plain value, or a type read from its text form alone (yaml would
+// decode a mapping into its fields).
+func scalarOnly(t reflect.Type) bool {
+	if textOnly(t) {
+		return true
+	}
+	if custom(t) {
+		return false // it says what it accepts
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Interface:
+		return false
+	}
+	return true
+}
+
+// textOnly reports whether t decodes itself from text alone.
+func textOnly(t reflect.Type) bool {
+	p := reflect.PointerTo(t)
+	return p.Implements(textUnmarshalerType) && !p.Implements(unmarshalerType) && !p.Implements(obsoleteUnmarshalerType)
 }
 
 type pair struct {
 	k, v *yaml.Node
 	via  string
+	in   *yaml.Node // the mapping the pair is written in
+}
+
+// drop removes the pair from its mapping (a bad key), so that the rest
+// decodes.
+func (p pair) drop() { dropKey(p.in, p.k) }
+
+func dropKey(m, k *yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i] == k {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
 }
 
 // pairs returns the key/value pairs of mapping n with merge keys (<<)
 // resolved as YAML defines them: keys written in n win over merged ones,
 // and among merged mappings the first listed wins. A key written twice in
-// n is reported.
+// n is reported (and its second pair removed); a merge key whose value is
+// not mappings is reported (and removed).
 func (w *walker) pairs(n *yaml.Node, path, via string) []pair {
 	var out []pair
 	seen := map[string]bool{}
-	var merges []*yaml.Node
+	var merges, drops []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
-			merges = append(merges, v)
+			merges = append(merges, k, v)
 			continue
 		}
-		if seen[k.Value] {
+		if k.Kind == yaml.ScalarNode && seen[k.Value] {
 			w.errorf(k, Join(path, k.Value), via, "duplicate key %q", k.Value)
+			drops = append(drops, k)
 			continue
 		}
 		seen[k.Value] = true
-		out = append(out, pair{k, v, via})
+		out = append(out, pair{k, v, via, n})
 	}
-	for _, m := range merges {
+	for i := 0; i < len(merges); i += 2 {
+		mk, m := merges[i], merges[i+1]
 		srcs := []*yaml.Node{m}
 		if m.Kind == yaml.SequenceNode {
 			srcs = m.Content
@@ -461,6 +566,7 @@ func (w *walker) pairs(n *yaml.Node, path, via string) []pair {
 			}
 			if s.Kind != yaml.MappingNode {
 				w.errorf(s, path, via, "merge key <<: expected a mapping or a list of mappings, got %s", describe(s))
+				drops = append(drops, mk)
 				continue
 			}
 			if w.visits += len(s.Content); w.visits > maxVisits {
@@ -474,6 +580,9 @@ func (w *walker) pairs(n *yaml.Node, path, via string) []pair {
 				out = append(out, kv)
 			}
 		}
+	}
+	for _, k := range drops {
+		dropKey(n, k)
 	}
 	return out
 }
@@ -492,13 +601,22 @@ func describe(n *yaml.Node) string {
 }
 
 func kindName(t reflect.Type) string {
+	if isDuration(t) {
+		return "a duration such as \"250ms\" or \"10s\""
+	}
+	if textOnly(t) {
+		// The zero value's text is an example of the form.
+		if m, ok := reflect.Zero(t).Interface().(encoding.TextMarshaler); ok {
+			if b, err := m.MarshalText(); err == nil && len(b) > 0 {
+				return fmt.Sprintf("a single value such as %q", b)
+			}
+		}
+		return "a single value"
+	}
 	switch t.Kind() {
 	case reflect.Bool:
 		return "true or false"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if t == durationType {
-			return "a duration such as \"250ms\" or \"10s\""
-		}
 		return "an integer"
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "a non-negative integer"
@@ -591,6 +709,7 @@ func (l *locations) add(path string, line, col int) {
 }
 
 var (
+	textUnmarshalerType     = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 	unmarshalerType         = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 	obsoleteUnmarshalerType = reflect.TypeOf((*interface{ UnmarshalYAML(func(any) error) error })(nil)).Elem()
 )

@@ -54,7 +54,8 @@ func TestDecodeYAMLNamesEveryProblemAtItsKey(t *testing.T) {
 		"bool":                        {"enabled: maybe\n", `t.yaml:1:10: enabled: expected true or false, got "maybe"`},
 		"through an alias":            {"block: &b { window: x }\nblocks: { a: *b }\n", `t.yaml:1:21: block.window: invalid duration "x"`},
 		"empty":                       {"# nothing\n", `t.yaml: the document is empty`},
-		"not a mapping":               {"- a\n", `t.yaml:1:1: expected a YAML mapping at the top level, got a list`},
+		"null document":               {"~\n", `t.yaml:1:1: the document is empty (null)`},
+		"not a mapping":               {"- a\n", `t.yaml:1:1: expected a YAML mapping at the top level with keys block, blocks, enabled, names, range, share, window, got a list`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := decode(t, c.src)
@@ -62,6 +63,114 @@ func TestDecodeYAMLNamesEveryProblemAtItsKey(t *testing.T) {
 				t.Fatalf("got %v\nwant an error containing %s", err, c.want)
 			}
 		})
+	}
+}
+
+// level is a setting read from its text form only (as wal.SyncPolicy).
+type level struct{ n int }
+
+func (l level) MarshalText() ([]byte, error) { return []byte([]string{"low", "high"}[l.n]), nil }
+
+func (l *level) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "low":
+		l.n = 0
+	case "high":
+		l.n = 1
+	default:
+		return fmt.Errorf("level %q: want low or high", b)
+	}
+	return nil
+}
+
+type settings struct {
+	Timeout config.Duration              `yaml:"timeout"`
+	Level   level                        `yaml:"level"`
+	Size    int                          `yaml:"size"`
+	Named   map[string]map[string]string `yaml:"named"`
+	List    []string                     `yaml:"list"`
+}
+
+func TestDecodeYAMLTextValues(t *testing.T) {
+	for name, c := range map[string]struct{ src, want string }{
+		"duration without unit": {"timeout: 30\n", `t.yaml:1:10: timeout: invalid duration "30": expected a duration such as "250ms" or "10s" (did you mean "30s"? a duration needs a unit)`},
+		"duration as a list":    {"timeout: [1s]\n", `t.yaml:1:10: timeout: expected a duration such as "250ms" or "10s", got a list`},
+		"text setting":          {"level: medium\n", `t.yaml:1:8: level: level "medium": want low or high`},
+		"text setting as map":   {"level: {n: 1}\n", `t.yaml:1:8: level: expected a single value such as "low", got a mapping`},
+		"one value for a list":  {"list: a\n", `t.yaml:1:7: list: expected a list, got "a" (did you mean [a]?)`},
+		"key that is a list":    {"named:\n  [a]: {}\n", `t.yaml:2:3: named: expected a name as the key, got a list`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var s settings
+			_, err := config.DecodeYAML([]byte(c.src), "t.yaml", &s)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v\nwant an error containing %s", err, c.want)
+			}
+		})
+	}
+	var s settings
+	if _, err := config.DecodeYAML([]byte("timeout: -1m30s\nlevel: high\n"), "t.yaml", &s); err != nil || s.Timeout.Std() != -90*time.Second || s.Level.n != 1 {
+		t.Fatalf("got %+v, %v", s, err) // a negative Duration is its owner's to judge
+	}
+}
+
+// TestDecodeYAMLDecodesTheRest: with bad values, the good ones are still
+// decoded and the Source returned, so that validation can report its own
+// problems beside them.
+func TestDecodeYAMLDecodesTheRest(t *testing.T) {
+	const src = `timeout: soon
+level: high
+size: {a: 1}
+named:
+  x: {a: b}
+  [y]: {}
+  x: {c: d}
+  z: {e: [f]}
+list: [a, [b], c]
+nope: 1
+<<: 5
+`
+	var s settings
+	source, err := config.DecodeYAML([]byte(src), "t.yaml", &s)
+	if err == nil || source == nil {
+		t.Fatalf("source %v, err %v", source, err)
+	}
+	for _, want := range []string{
+		`t.yaml:1:10: timeout: invalid duration "soon"`,
+		`t.yaml:3:7: size: expected an integer, got a mapping`,
+		`t.yaml:6:3: named: expected a name as the key, got a list`,
+		`t.yaml:7:3: named.x: duplicate key "x"`,
+		`t.yaml:8:10: named.z.e: expected a string, got a list`,
+		`t.yaml:9:11: list[1]: expected a string, got a list`,
+		`t.yaml:10:1: nope: unknown key "nope"`,
+		`t.yaml:11:5: merge key <<: expected a mapping or a list of mappings, got "5"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if s.Timeout != 0 || s.Level.n != 1 || s.Size != 0 || s.Named["x"]["a"] != "b" || len(s.Named) != 2 || s.Named["z"]["e"] != "" ||
+		strings.Join(s.List, ",") != "a,c" {
+		t.Errorf("decoded %+v", s)
+	}
+	if e := source.Errorf("named.x", "x").Error(); !strings.HasPrefix(e, "t.yaml:5:3: ") {
+		t.Errorf("Source: %s", e)
+	}
+	// A document that cannot be read has no Source.
+	if source, err := config.DecodeYAML([]byte("a: [\n"), "t.yaml", &s); source != nil || err == nil {
+		t.Errorf("invalid YAML: source %v, err %v", source, err)
+	}
+}
+
+func TestSourceWrapKeepsTheCause(t *testing.T) {
+	_, src, err := decode(t, "blocks:\n  a: {}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cause := errors.New("not found")
+	err = src.Wrap("blocks.a", fmt.Errorf("declaring: %w", cause))
+	if !errors.Is(err, cause) || err.Error() != "t.yaml:2:3: blocks.a: declaring: not found" {
+		t.Errorf("got %v", err)
 	}
 }
 

@@ -1,21 +1,11 @@
 package server
 
 import (
-	"bytes"
-	"encoding"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"sort"
-	"strconv"
-	"strings"
-	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/engine"
@@ -58,7 +48,7 @@ type FileConfig struct {
 	// Streams declares replayable streams, by name.
 	Streams map[string]broker.StreamConfig `yaml:"streams"`
 
-	loc *fileLocator // where each key is, when parsed from a file
+	src *config.Source // where each key is, when parsed from a file
 }
 
 // LoadFile reads and validates a broker configuration file. Every error
@@ -71,391 +61,126 @@ func LoadFile(path string) (FileConfig, error) {
 	return ParseFile(path, data)
 }
 
-// ParseFile parses the YAML of a broker configuration file named path.
-// Every problem is reported at once, each as PATH:LINE:COLUMN: KEY.PATH:
-// what was given and what was expected (unknown keys with the closest
-// known one), in the words of the file, never Go's.
+// ParseFile parses the YAML of a broker configuration file named path
+// (with config.DecodeYAML, as every config file of switchyard). Every
+// problem is reported at once, each as PATH:LINE:COLUMN: KEY.PATH: what
+// was given and what was expected (unknown keys with the closest known
+// one), in the words of the file, never Go's. An empty file, or a null
+// document, configures nothing.
 func ParseFile(path string, data []byte) (FileConfig, error) {
 	var fc FileConfig
-	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fc, nil // an empty file configures nothing
-		}
-		return fc, yamlSyntaxErr(path, err)
+	src, err := config.DecodeYAML(data, path, &fc)
+	if errors.Is(err, config.ErrEmpty) {
+		return FileConfig{}, nil
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	if src == nil {
+		return FileConfig{}, err // not YAML, or not a mapping
 	}
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return fc, nil
+	invalid := fc.locate(src)
+	if err != nil {
+		// Report the settings' own problems too (overflow: drop, a bad
+		// name), from what did decode, except at a key already shown.
+		return FileConfig{}, errors.Join(err, withoutReported(invalid, err))
 	}
-	if root.Kind != yaml.MappingNode {
-		return fc, fmt.Errorf("%s:%d:%d: expected a mapping of settings (data, fsync, queues, ...), got %s",
-			path, root.Line, root.Column, describeNode(root))
+	if invalid != nil {
+		return FileConfig{}, invalid
 	}
-	fl := &fileLocator{file: path, pos: map[string][2]int{}}
-	fl.check(root, reflect.TypeOf(fc), "")
-	if len(fl.errs) > 0 {
-		// Report the settings' own problems (overflow: drop, a bad name)
-		// too, from what does decode, except where a problem is shown.
-		_ = root.Decode(&fc)
-		for _, le := range fl.locateEach(fc.Validate()) {
-			if !fl.bad[le.path] {
-				fl.errs = append(fl.errs, le.err)
-			}
-		}
-		return FileConfig{}, errors.Join(fl.errs...)
-	}
-	if err := root.Decode(&fc); err != nil {
-		// check accepts only what decodes; keep the file's name on it.
-		return FileConfig{}, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	if err := fc.Validate(); err != nil {
-		return FileConfig{}, fl.locate(err)
-	}
-	fc.loc = fl
+	fc.src = src
 	return fc, nil
 }
 
-// yamlSyntaxErr words a YAML syntax error as FILE:LINE: invalid YAML: ...
-func yamlSyntaxErr(file string, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("%s:%s: invalid YAML: %s", file, m[1], msg[len(m[0]):])
-	}
-	return fmt.Errorf("%s: invalid YAML: %s", file, msg)
-}
-
-var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
-
-// fileLocator walks a config document beside the Go type it decodes
-// into: it records where each key path is and collects located errors.
-type fileLocator struct {
-	file string
-	pos  map[string][2]int // key path -> line, column of its value (of the key for names)
-	errs []error
-	bad  map[string]bool // key paths with an error in errs
-}
-
-func (fl *fileLocator) errorf(n *yaml.Node, path, format string, args ...any) {
-	if fl.bad == nil {
-		fl.bad = map[string]bool{}
-	}
-	fl.bad[path] = true
-	fl.errs = append(fl.errs, fmt.Errorf("%s:%d:%d: %s: %s", fl.file, n.Line, n.Column, path, fmt.Sprintf(format, args...)))
-}
-
-var (
-	durationType   = reflect.TypeOf(broker.Duration(0))
-	syncPolicyType = reflect.TypeOf(wal.SyncPolicy{})
-
-	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
-	yamlUnmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
-)
-
-// check compares node n with type t at key path.
-func (fl *fileLocator) check(n *yaml.Node, t reflect.Type, path string) {
-	if n.Kind == yaml.AliasNode {
-		// The anchored value is checked where it is defined; following
-		// aliases could expand without bound. The decoder limits them.
-		return
-	}
-	if strings.Count(path, ".") > 16 {
-		fl.badValue(n, path, "nested too deep")
-		return
-	}
-	if path != "" {
-		if _, ok := fl.pos[path]; !ok {
-			fl.pos[path] = [2]int{n.Line, n.Column}
+// withoutReported returns the located errors of invalid except those at
+// a key path that an error of reported is at.
+func withoutReported(invalid, reported error) error {
+	at := map[string]bool{}
+	for _, e := range unjoin(reported) {
+		var ce *config.Error
+		if errors.As(e, &ce) {
+			at[ce.Path] = true
 		}
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // empty: the default
-	}
-	switch {
-	case t == durationType:
-		if n.Kind != yaml.ScalarNode {
-			fl.badValue(n, path, "expected a duration like \"30s\", got %s", describeNode(n))
-		} else if _, err := time.ParseDuration(n.Value); err != nil {
-			fl.badValue(n, path, "expected a duration like \"30s\", got %s", describeNode(n))
-		}
-		return
-	case t == syncPolicyType:
-		if n.Kind != yaml.ScalarNode {
-			fl.badValue(n, path, "expected always, batch, interval:DURATION or never, got %s", describeNode(n))
-		} else if _, err := wal.ParseSyncPolicy(n.Value); err != nil {
-			fl.badValue(n, path, "expected always, batch, interval:DURATION or never, got %s", describeNode(n))
-		}
-		return
-	case reflect.PointerTo(t).Implements(textUnmarshalerType) || reflect.PointerTo(t).Implements(yamlUnmarshalerType):
-		// A setting with its own syntax: its error is the explanation.
-		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			fl.badValue(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-		return
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			fl.badValue(n, path, "expected a mapping of settings, got %s", describeNode(n))
-			return
-		}
-		fields := yamlFields(t)
-		seen := map[string]bool{}
-		var dups []int
-		defer func() { dropPairs(n, dups) }()
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := joinPath(path, k.Value)
-			if seen[k.Value] {
-				fl.errorf(k, p, "set twice")
-				dups = append(dups, i)
-				continue
-			}
-			seen[k.Value] = true
-			ft, ok := fields[k.Value]
-			if !ok {
-				fl.errorf(k, p, "%s", unknownKey(k.Value, fields))
-				continue
-			}
-			fl.check(v, ft, p)
-		}
-	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			fl.badValue(n, path, "expected a mapping of names to settings, got %s", describeNode(n))
-			return
-		}
-		seen := map[string]bool{}
-		var dups []int
-		defer func() { dropPairs(n, dups) }()
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := joinPath(path, k.Value)
-			if k.Kind != yaml.ScalarNode {
-				fl.errorf(k, path, "expected a name, got %s", describeNode(k))
-				dups = append(dups, i) // dropped, so the rest still decodes
-				continue
-			}
-			if seen[k.Value] {
-				fl.errorf(k, p, "declared twice")
-				dups = append(dups, i)
-				continue
-			}
-			seen[k.Value] = true
-			fl.pos[p] = [2]int{k.Line, k.Column} // names are located at the name
-			fl.check(v, t.Elem(), p)
-		}
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			fl.badValue(n, path, "expected a list like [a, b], got %s", describeNode(n))
-			return
-		}
-		for i, e := range n.Content {
-			fl.check(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
-		}
-	default:
-		if n.Kind != yaml.ScalarNode {
-			fl.badValue(n, path, "expected %s, got %s", expectKind(t), describeNode(n))
-			return
-		}
-		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			fl.badValue(n, path, "expected %s, got %s", expectKind(t), describeNode(n))
-		}
-	}
-}
-
-// badValue reports a value that cannot be used and blanks it in the
-// tree, so that the rest of the document still decodes (and is checked).
-func (fl *fileLocator) badValue(n *yaml.Node, path, format string, args ...any) {
-	fl.errorf(n, path, format, args...)
-	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
-}
-
-// dropPairs removes the key-value pairs at the key indexes from mapping n
-// (duplicates, already reported).
-func dropPairs(n *yaml.Node, keys []int) {
-	for j := len(keys) - 1; j >= 0; j-- {
-		i := keys[j]
-		n.Content = append(n.Content[:i], n.Content[i+2:]...)
-	}
-}
-
-func expectKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.String:
-		return "a string"
-	}
-	return "a value"
-}
-
-// describeNode shows what a node holds: a scalar as written (quoted
-// unless it is a number or boolean), else its kind.
-func describeNode(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		v := n.Value
-		if len(v) > 40 {
-			v = v[:40] + "..."
-		}
-		switch n.Tag {
-		case "!!int", "!!float", "!!bool":
-			return v
-		}
-		return strconv.Quote(v)
-	}
-	return "nothing"
-}
-
-func joinPath(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-// yamlFields maps the YAML keys of struct t to their types.
-func yamlFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
+	var out []error
+	for _, e := range unjoin(invalid) {
+		var ce *config.Error
+		if errors.As(e, &ce) && at[ce.Path] {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		out[name] = f.Type
+		out = append(out, e)
 	}
-	return out
+	return errors.Join(out...)
 }
 
-// unknownKey words an unknown key: the closest known one when it looks
-// like a typo, else the list.
-func unknownKey(k string, fields map[string]reflect.Type) string {
-	names := sortedKeys(fields)
-	if best := config.Closest(k, names); best != "" {
-		return fmt.Sprintf("unknown key, did you mean %q?", best)
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	return fmt.Sprintf("unknown key (known: %s)", strings.Join(names, ", "))
-}
-
-// locate prefixes each of the joined errors err, which start with a key
-// path ("queues.orders.overflow ..."), with FILE:LINE:COLUMN of the
-// longest recorded path it starts with (FILE alone if none).
-func (fl *fileLocator) locate(err error) error {
-	var errs []error
-	for _, le := range fl.locateEach(err) {
-		errs = append(errs, le.err)
-	}
-	return errors.Join(errs...)
-}
-
-type locatedPath struct {
-	path string // the key path the error is located at ("" if none)
-	err  error
-}
-
-func (fl *fileLocator) locateEach(err error) []locatedPath {
 	if err == nil {
 		return nil
 	}
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	var out []locatedPath
-	for _, e := range errs {
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			out = append(out, fl.locateEach(errors.Join(j.Unwrap()...))...)
-			continue
-		}
-		msg := e.Error()
-		where, path := fl.file, ""
-		for p, lc := range fl.pos {
-			if len(p) > len(path) && strings.HasPrefix(msg, p) && (len(msg) == len(p) || strings.ContainsRune(" :.[", rune(msg[len(p)]))) {
-				where, path = fmt.Sprintf("%s:%d:%d", fl.file, lc[0], lc[1]), p
-			}
-		}
-		out = append(out, locatedPath{path: path, err: &locatedError{msg: where + ": " + msg, err: e}})
-	}
-	return out
+	return []error{err}
 }
 
-// locatedError is an error of the file with its place; it unwraps to the
-// original (so errors.Is(err, ErrNotFound) and the like still work).
-type locatedError struct {
-	msg string
-	err error
+// problem is a validation error of the settings in section, the key path
+// of a part of the file ("queues.orders"; "" for the top level). Its
+// errors name their key inside the section (config.KeyPather).
+type problem struct {
+	section string
+	err     error
 }
 
-func (e *locatedError) Error() string { return e.msg }
-func (e *locatedError) Unwrap() error { return e.err }
+func (fc FileConfig) problems() []problem {
+	var ps []problem
+	add := func(section string, err error) {
+		if err != nil {
+			ps = append(ps, problem{section, err})
+		}
+	}
+	add("", broker.CheckSegmentBytes("segment_bytes", fc.SegmentBytes))
+	if fc.Preallocate < 0 {
+		add("", config.Fieldf("preallocate", "%d must not be negative", fc.Preallocate))
+	}
+	for _, name := range sortedKeys(fc.Queues) {
+		if !broker.ValidName(name) {
+			add("", config.Fieldf("queues."+name, "invalid queue name"))
+		}
+		add("queues."+name, fc.Queues[name].Validate())
+	}
+	for _, name := range sortedKeys(fc.Topics) {
+		if !broker.ValidName(name) {
+			add("", config.Fieldf("topics."+name, "invalid topic name"))
+		}
+		add("topics."+name, fc.Topics[name].Validate())
+	}
+	for _, name := range sortedKeys(fc.Streams) {
+		if !broker.ValidName(name) {
+			add("", config.Fieldf("streams."+name, "invalid stream name"))
+		}
+		add("streams."+name, fc.Streams[name].Validate())
+	}
+	return ps
+}
 
 // Validate reports every problem, each prefixed by its key path.
 func (fc FileConfig) Validate() error {
 	var errs []error
-	if err := broker.CheckSegmentBytes("segment_bytes", fc.SegmentBytes); err != nil {
-		errs = append(errs, err)
-	}
-	if fc.Preallocate < 0 {
-		errs = append(errs, fmt.Errorf("preallocate: %d must not be negative", fc.Preallocate))
-	}
-	for _, name := range sortedKeys(fc.Queues) {
-		if !broker.ValidName(name) {
-			errs = append(errs, fmt.Errorf("queues.%s: invalid queue name", name))
-		}
-		if err := fc.Queues[name].Validate(); err != nil {
-			errs = append(errs, prefixErrs("queues."+name, err))
-		}
-	}
-	for _, name := range sortedKeys(fc.Topics) {
-		if !broker.ValidName(name) {
-			errs = append(errs, fmt.Errorf("topics.%s: invalid topic name", name))
-		}
-		if err := fc.Topics[name].Validate(); err != nil {
-			errs = append(errs, prefixErrs("topics."+name, err))
-		}
-	}
-	for _, name := range sortedKeys(fc.Streams) {
-		if !broker.ValidName(name) {
-			errs = append(errs, fmt.Errorf("streams.%s: invalid stream name", name))
-		}
-		if err := fc.Streams[name].Validate(); err != nil {
-			errs = append(errs, prefixErrs("streams."+name, err))
+	for _, p := range fc.problems() {
+		for _, e := range unjoin(p.err) {
+			if p.section != "" {
+				e = fmt.Errorf("%s.%w", p.section, e)
+			}
+			errs = append(errs, e)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// prefixErrs prefixes each joined error with the key path.
-func prefixErrs(path string, err error) error {
+// locate is Validate with each error at its key in the file src.
+func (fc FileConfig) locate(src *config.Source) error {
 	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			errs = append(errs, fmt.Errorf("%s.%w", path, e))
-		}
-		return errors.Join(errs...)
+	for _, p := range fc.problems() {
+		errs = append(errs, src.Wrap(p.section, p.err))
 	}
-	return fmt.Errorf("%s.%w", path, err)
+	return errors.Join(errs...)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -467,26 +192,29 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// Apply declares the file's queues, topics and streams on b.
+// Apply declares the file's queues, topics and streams on b. When fc was
+// parsed from a file, each error is located at its name there.
 func (fc FileConfig) Apply(b *engine.Broker) error {
 	var errs []error
-	for _, name := range sortedKeys(fc.Queues) {
-		if err := b.Declare(name, fc.Queues[name]); err != nil {
-			errs = append(errs, fmt.Errorf("queues.%s: %w", name, err))
+	failed := func(section string, err error) {
+		if err == nil {
+			return
 		}
+		if fc.src != nil {
+			err = fc.src.Wrap(section, err)
+		} else {
+			err = fmt.Errorf("%s: %w", section, err)
+		}
+		errs = append(errs, err)
+	}
+	for _, name := range sortedKeys(fc.Queues) {
+		failed("queues."+name, b.Declare(name, fc.Queues[name]))
 	}
 	for _, name := range sortedKeys(fc.Topics) {
-		if err := b.DeclareTopic(name, fc.Topics[name]); err != nil {
-			errs = append(errs, fmt.Errorf("topics.%s: %w", name, err))
-		}
+		failed("topics."+name, b.DeclareTopic(name, fc.Topics[name]))
 	}
 	for _, name := range sortedKeys(fc.Streams) {
-		if err := b.DeclareStream(name, fc.Streams[name]); err != nil {
-			errs = append(errs, fmt.Errorf("streams.%s: %w", name, err))
-		}
-	}
-	if len(errs) > 0 && fc.loc != nil {
-		return fc.loc.locate(errors.Join(errs...))
+		failed("streams."+name, b.DeclareStream(name, fc.Streams[name]))
 	}
 	return errors.Join(errs...)
 }

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/engine"
 )
 
@@ -32,14 +34,14 @@ fsync: sometimes
 	}
 	got := err.Error()
 	for _, want := range []string{
-		`b.yaml:4:25: queues.orders.visibility_timeout: expected a duration like "30s", got 30`,
+		`b.yaml:4:25: queues.orders.visibility_timeout: invalid duration "30": expected a duration such as "250ms" or "10s" (did you mean "30s"? a duration needs a unit)`,
 		`b.yaml:5:21: queues.orders.max_deliveries: expected an integer, got "five"`,
-		`b.yaml:6:5: queues.orders.visibilty_timeout: unknown key, did you mean "visibility_timeout"?`,
+		`b.yaml:6:5: queues.orders.visibilty_timeout: unknown key "visibilty_timeout": did you mean "visibility_timeout"? expected one of async_acks, `,
 		`b.yaml:7:17: queues.orders.async_acks: expected true or false, got "maybe"`,
-		`b.yaml:8:15: queues.orders.overflow "drop": want reject or block`, // reported with the rest
-		`b.yaml:11:13: topics.rides.queues: expected a list like [a, b], got "orders"`,
-		`b.yaml:12:1: streems: unknown key, did you mean "streams"?`,
-		`b.yaml:13:8: fsync: expected always, batch, interval:DURATION or never, got "sometimes"`,
+		`b.yaml:8:5: queues.orders.overflow: "drop": want reject or block`, // reported with the rest, at its key
+		`b.yaml:11:13: topics.rides.queues: expected a list, got "orders" (did you mean [orders]?)`,
+		`b.yaml:12:1: streems: unknown key "streems": did you mean "streams"? expected one of data, fsync, preallocate, queues, segment_bytes, streams, topics`,
+		`b.yaml:13:8: fsync: parsing fsync policy "sometimes": want always, batch, interval:DURATION or never`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in:\n%s", want, got)
@@ -54,9 +56,9 @@ fsync: sometimes
 	// Settings that parse but are invalid are located at their key.
 	_, err = ParseFile("b.yaml", []byte("queues:\n  orders:\n    overflow: drop\n  \"a b\": {}\nsegment_bytes: -1\n"))
 	for _, want := range []string{
-		`b.yaml:3:15: queues.orders.overflow "drop": want reject or block`,
+		`b.yaml:3:5: queues.orders.overflow: "drop": want reject or block`,
 		`b.yaml:4:3: queues.a b: invalid queue name`,
-		`b.yaml:5:16: segment_bytes -1: must be between 1048576 (1 MiB) and 1 GiB`,
+		`b.yaml:5:1: segment_bytes: -1: must be between 1048576 (1 MiB) and 1 GiB`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
@@ -71,7 +73,7 @@ fsync: sometimes
 		t.Errorf("syntax: %v", err)
 	}
 	_, err = ParseFile("b.yaml", []byte("- a\n- b\n"))
-	if err == nil || err.Error() != "b.yaml:1:1: expected a mapping of settings (data, fsync, queues, ...), got a list" {
+	if err == nil || err.Error() != "b.yaml:1:1: expected a YAML mapping at the top level with keys data, fsync, preallocate, queues, segment_bytes, streams, topics, got a list" {
 		t.Errorf("top level list: %v", err)
 	}
 	_, err = ParseFile("b.yaml", []byte("queues:\n  a: {}\n  a: {}\n"))
@@ -96,8 +98,11 @@ func FuzzParseFile(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, err := ParseFile("f.yaml", data)
+		fc, err := ParseFile("f.yaml", data)
 		if err == nil {
+			if verr := fc.Validate(); verr != nil {
+				t.Fatalf("%q: accepted, but Validate says %v", data, verr)
+			}
 			return
 		}
 		if !strings.HasPrefix(err.Error(), "f.yaml") {
@@ -156,7 +161,7 @@ streams:
 		{"queues:\n  orders:\n    overflow: drop\n    max_length: -1\n", "queues.orders.overflow"},
 		{"streams:\n  s:\n    max_bytes: -1\n", "streams.s.max_bytes"},
 		{"fsync: sometimes\n", "b.yaml"},
-		{"preallocate: -1\n", "b.yaml:1:14: preallocate: -1 must not be negative"},
+		{"preallocate: -1\n", "b.yaml:1:1: preallocate: -1 must not be negative"},
 		{"queues:\n  orders:\n    visibility_timeout: soon\n", "b.yaml"},
 	} {
 		_, err := ParseFile("b.yaml", []byte(c.yaml))
@@ -185,4 +190,90 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { b.Close() })
 	return &env{b: b}
+}
+
+// TestFileConfigShapes: an empty file and a null document configure
+// nothing; flow style, anchors, aliases and merge keys decode, and a
+// problem reached through them is named where it is written.
+func TestFileConfigShapes(t *testing.T) {
+	for _, empty := range []string{"", "# nothing yet\n", "~\n", "null\n", "---\n"} {
+		fc, err := ParseFile("b.yaml", []byte(empty))
+		if err != nil || fc.Queues != nil || fc.Dir != "" {
+			t.Errorf("ParseFile(%q) = %+v, %v; want nothing configured", empty, fc, err)
+		}
+	}
+	const shared = `queues:
+  base: &base {max_length: 10, visibility_timeout: 1m30s, dedup_window: -1s}
+  orders:
+    <<: *base
+    overflow: block
+  payments: *base
+topics: {rides: {queues: [orders, payments]}}
+`
+	fc, err := ParseFile("b.yaml", []byte(shared))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, p := fc.Queues["orders"], fc.Queues["payments"]
+	if o.MaxLength != 10 || o.Overflow != "block" || o.VisibilityTimeout.Std() != 90*time.Second || o.DedupWindow.Std() != -time.Second ||
+		p.MaxLength != 10 || len(fc.Topics["rides"].Queues) != 2 {
+		t.Errorf("decoded %+v", fc)
+	}
+
+	for _, c := range []struct{ yaml, want string }{
+		// A bad value in a merged mapping is named where it is written,
+		// with the merge that brought it in.
+		{"queues:\n  base: &base {max_length: many}\n  orders:\n    <<: *base\n",
+			`b.yaml:2:28: queues.base.max_length: expected an integer, got "many"`},
+		{"queues:\n  base: &base {max_lenght: 1}\n  orders: {<<: *base}\n",
+			`b.yaml:2:16: queues.base.max_lenght: unknown key "max_lenght": did you mean "max_length"?`},
+		// Validation problems of what arrived through a merge are named
+		// by the merging queue's key path, where the value is written.
+		{"queues:\n  base: &base {overflow: drop}\n  orders:\n    <<: *base\n",
+			`b.yaml:2:16: queues.orders.overflow: "drop": want reject or block`},
+		{"streams: {s: {max_age: 1 h}}\n", `b.yaml:1:24: streams.s.max_age: invalid duration "1 h": expected a duration such as "250ms" or "10s" (did you mean "1h"?)`},
+		{"topics:\n  t:\n    queues: [a, 'b c']\n", `b.yaml:3:17: topics.t.queues[1]: "b c": invalid queue name`},
+		{"fsync: {interval: 1s}\n", `b.yaml:1:8: fsync: expected a single value such as "batch", got a mapping`},
+	} {
+		_, err := ParseFile("b.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseFile(%q) = %v\nwant it to contain %s", c.yaml, err, c.want)
+		}
+	}
+
+	// A bad value is reported once: not again by validation of the zero
+	// value left in its place.
+	_, err = ParseFile("b.yaml", []byte("segment_bytes: lots\nqueues: {q: {overflow: drop}}\n"))
+	if err == nil || strings.Count(err.Error(), "segment_bytes") != 1 || !strings.Contains(err.Error(), `queues.q.overflow: "drop"`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+// TestFileConfigValidateText: Validate (for a FileConfig built in code)
+// names each key path in its text, and Apply keeps the engine's cause.
+func TestFileConfigValidateText(t *testing.T) {
+	fc := FileConfig{
+		Queues: map[string]broker.QueueConfig{"orders": {Overflow: "drop", MaxLength: -1}, "a b": {}},
+		Topics: map[string]broker.TopicConfig{"t": {Queues: []string{"x y"}}},
+	}
+	got := fc.Validate().Error()
+	want := `queues.a b: invalid queue name
+queues.orders.max_length -1: must not be negative
+queues.orders.overflow "drop": want reject or block
+topics.t.queues[0] "x y": invalid queue name`
+	if got != want {
+		t.Errorf("Validate:\n%s\nwant:\n%s", got, want)
+	}
+	e := newEnv(t)
+	err := FileConfig{Topics: map[string]broker.TopicConfig{"t": {Queues: []string{"nope"}}}}.Apply(e.b)
+	if !errors.Is(err, broker.ErrInvalid) || !strings.HasPrefix(err.Error(), "topics.t: ") {
+		t.Errorf("Apply: %v", err)
+	}
+	parsed, err := ParseFile("b.yaml", []byte("topics:\n  t:\n    queues: [nope]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parsed.Apply(e.b); !errors.Is(err, broker.ErrInvalid) {
+		t.Errorf("located Apply error lost its cause: %v", err)
+	}
 }
