@@ -153,6 +153,10 @@ type createRequest struct {
 	To   *hitch.Point `json:"to"`
 }
 
+// MinRideMi is the shortest ride a rider may request (matching's shortest
+// driver route is 0.1 mi).
+const MinRideMi = 0.1
+
 // decodeCreate reads and checks a create request; its error names the
 // bad field.
 func decodeCreate(body []byte) (hitch.Point, hitch.Point, error) {
@@ -176,6 +180,11 @@ func decodeCreate(body []byte) (hitch.Point, hitch.Point, error) {
 	}
 	if err := req.To.Validate(); err != nil {
 		return hitch.Point{}, hitch.Point{}, fmt.Errorf("to: %v", err)
+	}
+	// A ride nobody could be matched with (the matching rule needs a
+	// trip along a driver's route) would only wait for its timeout.
+	if d := distanceMi(*req.From, *req.To); d < MinRideMi {
+		return hitch.Point{}, hitch.Point{}, fmt.Errorf("to: %.3f mi from the pickup: want a ride of at least %.1f mi", d, MinRideMi)
 	}
 	return *req.From, *req.To, nil
 }

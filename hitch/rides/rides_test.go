@@ -429,6 +429,7 @@ func TestRequestsRefused(t *testing.T) {
 			{`{"from": {"lat": 1, "lon": 2}, "to": {"lat": 1, "lon": 2}, "fare": 0}`, "unknown field"},
 			{`{"from": {"lat": 1, "lon": 2}, "to": {"lat": 1, "lon": 2}} {}`, "trailing"},
 			{``, "body"},
+			{`{"from": {"lat": 40.63, "lon": -74.08}, "to": {"lat": 40.63, "lon": -74.08}}`, "want a ride of at least 0.1 mi"},
 		} {
 			r := e.do(&ann, "POST", "/v1/rides", c.body)
 			e.expect(r, 400, "bad_request")
