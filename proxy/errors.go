@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -27,6 +28,12 @@ func classify(err error) retry.ErrorKind {
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return retry.Timeout
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return retry.Reset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// The upstream closed the connection before a whole response
+		// header (a process killed with the request in hand closes its
+		// sockets): a reset by another name (nginx's proxy_next_upstream
+		// "error"). Retried only where retry.Safe allows.
 		return retry.Reset
 	case errors.As(err, &op):
 		return retry.Reset

@@ -363,6 +363,12 @@ func (c *client) callKey(ctx context.Context, name, method, path, key string, in
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if key == "" && (method == http.MethodPost || method == http.MethodPut) && c.rng != nil {
+		// As a careful client does: a key per request, so the gateway may
+		// send it again to another replica when the first one died with
+		// it in hand (every Hitch write is idempotent under its key).
+		key = fmt.Sprintf("sim-%016x%016x", c.rng.Uint64(), c.rng.Uint64())
+	}
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}

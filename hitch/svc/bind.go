@@ -15,7 +15,9 @@ import (
 // (no queues bound to them), so that Hitch's durable fan-out must be done
 // by the publisher: NATS JetStream (kit/message/jetstream), whose topics are
 // core NATS subjects.
-func needsFanOut(url string) bool { return strings.HasPrefix(url, "nats://") || strings.HasPrefix(url, "tls://") }
+func needsFanOut(url string) bool {
+	return strings.HasPrefix(url, "nats://") || strings.HasPrefix(url, "tls://")
+}
 
 // declareQueues declares every queue of hitch.Bindings on a bus that needs
 // it (JetStream streams), with the settings hitch up gives its broker.

@@ -12,7 +12,6 @@
 package up
 
 import (
-	"net/url"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -521,7 +521,10 @@ func GatewayConfig(o Options, regURL, jwksURL, accessLog string) (*gateway.Confi
 	for _, s := range o.Specs {
 		cfg.Upstreams[s.Name] = &gateway.Upstream{
 			Discover: s.Name,
-			Retry:    &retry.Config{Attempts: 3, On: []string{retry.OnConnectFailure, "503"}},
+			// A reset (the replica died with the request in hand) is
+			// retried only where that is safe: idempotent methods and
+			// requests with an Idempotency-Key (retry.Safe).
+			Retry: &retry.Config{Attempts: 3, On: []string{retry.OnConnectFailure, retry.OnReset, "503"}},
 		}
 		for _, r := range s.Routes {
 			gr := gateway.Route{Name: r.Name, Upstream: s.Name,
