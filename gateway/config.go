@@ -91,6 +91,11 @@ type Config struct {
 	// only; `tracing: {disabled: true}` turns it off. Read at start; a
 	// reload keeps the tracing the gateway started with.
 	Tracing *telemetry.Config `yaml:"tracing"`
+	// StateDir is a directory where the gateway keeps state that must
+	// survive a restart (SLO alert state, rollouts in progress), one file
+	// per feature, each replaced atomically. Empty (default): that state is
+	// kept in memory only and a restart forgets it. Read at start.
+	StateDir string `yaml:"state_dir"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`

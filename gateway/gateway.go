@@ -590,6 +590,9 @@ func restartOnly(old, cfg *Config) error {
 	if old.AccessLog != cfg.AccessLog {
 		errs = append(errs, cfg.Errorf("access_log", "changed: access log changes need a restart"))
 	}
+	if old.StateDir != cfg.StateDir {
+		errs = append(errs, cfg.Errorf("state_dir", "changed: the state directory is read at start; a change needs a restart"))
+	}
 	if err := l4RestartOnly(old, cfg); err != nil {
 		errs = append(errs, err)
 	}
