@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
@@ -59,6 +60,15 @@ type Config struct {
 	// Admin is the address of the admin API and /metrics; empty disables it.
 	// Keep it on loopback: it can drain targets and reload config.
 	Admin string `yaml:"admin"`
+	// AdminAuth says who may use the admin API (bearer tokens, verified
+	// client certificates) and with which role (read or operator); see
+	// admin.AuthConfig. Required when Admin is not a loopback address.
+	// Reloadable (tokens can be rotated with a reload).
+	AdminAuth *admin.AuthConfig `yaml:"admin_auth"`
+	// AdminTLS serves the admin API over HTTPS; with client_ca, client
+	// certificates are verified and can authenticate (admin_auth.clients).
+	// Read at start.
+	AdminTLS *AdminTLS `yaml:"admin_tls"`
 	// TLS enables HTTPS (and HTTP/2 via ALPN) on Listen.
 	TLS *TLS `yaml:"tls"`
 	// H2C enables cleartext HTTP/2 (prior knowledge or upgrade) on Listen.
@@ -115,6 +125,17 @@ type Config struct {
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+}
+
+// AdminTLS is the admin listener's TLS.
+type AdminTLS struct {
+	// Cert and Key are PEM files of the admin listener's certificate.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCA is a PEM file of CAs whose client certificates are verified
+	// when a client presents one (admin_auth.clients maps them to roles).
+	// A presented certificate that does not verify fails the handshake.
+	ClientCA string `yaml:"client_ca"`
 }
 
 // Server holds timeouts and limits on the client side of the gateway.
@@ -430,6 +451,24 @@ func (c *Config) validate(src *config.Source) error {
 			add("admin", "%v", err)
 		} else if c.Listen != "" && sameListener(c.Listen, c.Admin) {
 			add("admin", "%q is the same address as listen (%q): two listeners cannot share an address; give admin its own port", c.Admin, c.Listen)
+		}
+	}
+	if c.AdminAuth != nil {
+		if err := c.AdminAuth.Validate(); err != nil {
+			errs = append(errs, c.Wrap("admin_auth", err))
+		}
+		if len(c.AdminAuth.Clients) > 0 && (c.AdminTLS == nil || c.AdminTLS.ClientCA == "") {
+			add("admin_auth.clients", "client certificates need admin_tls with a client_ca to verify them")
+		}
+	} else if c.Admin != "" && !admin.IsLoopback(c.Admin) {
+		add("admin", "%q is not a loopback address and admin_auth is not set: anyone who reaches it could drain targets and reload config; bind it to 127.0.0.1 or add admin_auth", c.Admin)
+	}
+	if t := c.AdminTLS; t != nil {
+		if c.Admin == "" {
+			add("admin_tls", "set, but admin is not: expected an admin address to serve TLS on")
+		}
+		if t.Cert == "" || t.Key == "" {
+			add("admin_tls", "both cert and key are required")
 		}
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {

@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,7 +86,8 @@ type Gateway struct {
 	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
 	overrides   weightOverrides // admin-set weights; survive reloads
 	tracing     *telemetry.Tracing
-	ownTracing  bool // set up here (not given in Options): shut down here
+	adminAuth   atomic.Pointer[admin.Authenticator] // nil: the admin API is open (loopback only)
+	ownTracing  bool                                // set up here (not given in Options): shut down here
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -151,6 +154,14 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.brokerConns = newBrokerTransport()
+	auth, err := newAdminAuth(cfg, g.log)
+	if err != nil {
+		_ = g.closeLimits()
+		if g.logFile != nil {
+			_ = g.logFile.Close()
+		}
+		return nil, err
+	}
 	rt, err := build(cfg, g.deps(nil))
 	if err != nil {
 		_ = g.closeLimits()
@@ -160,7 +171,43 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.current.Store(rt)
+	g.adminAuth.Store(auth)
 	return g, nil
+}
+
+// newAdminAuth builds the admin API's authenticator from cfg (nil when
+// admin_auth is absent: the admin API is open, on loopback only).
+func newAdminAuth(cfg *Config, log *slog.Logger) (*admin.Authenticator, error) {
+	if cfg.AdminAuth == nil {
+		return nil, nil
+	}
+	a, err := admin.NewAuthenticator(cfg.AdminAuth, log)
+	if err != nil {
+		return nil, cfg.Wrap("admin_auth", err)
+	}
+	return a, nil
+}
+
+// adminTLSConfig loads the admin listener's certificate and client CAs.
+func adminTLSConfig(t *AdminTLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("loading certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCA != "" {
+		pem, err := os.ReadFile(t.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("reading client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_ca %q: no PEM certificate in it", t.ClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }
 
 // loadOrValidate returns the config of opts: opts.Config validated, or
@@ -214,6 +261,16 @@ func Check(path string) error {
 // creates nothing.
 func checkFiles(cfg *Config) error {
 	var errs []error
+	if cfg.AdminTLS != nil && cfg.AdminTLS.Cert != "" && cfg.AdminTLS.Key != "" {
+		if _, err := adminTLSConfig(cfg.AdminTLS); err != nil {
+			errs = append(errs, cfg.Errorf("admin_tls", "%v", err))
+		}
+	}
+	if cfg.AdminAuth != nil {
+		if _, err := admin.NewAuthenticator(cfg.AdminAuth, slog.New(slog.DiscardHandler)); err != nil {
+			errs = append(errs, cfg.Wrap("admin_auth", err))
+		}
+	}
 	if cfg.TLS != nil {
 		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
 			errs = append(errs, cfg.Errorf("tls", "loading certificate: %v", err))
@@ -323,6 +380,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err != nil {
 			ln.Close()
 			return cfg.Errorf("admin", "listening: %v", err)
+		}
+		if cfg.AdminTLS != nil {
+			tc, err := adminTLSConfig(cfg.AdminTLS)
+			if err != nil {
+				ln.Close()
+				adminLn.Close()
+				return cfg.Errorf("admin_tls", "%v", err)
+			}
+			adminLn = tls.NewListener(adminLn, tc)
 		}
 		adminSrv = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
@@ -536,6 +602,11 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.log.Error("reload refused", "error", err.Error())
 		return err
 	}
+	auth, err := newAdminAuth(cfg, g.log) // tokens rotate with a reload
+	if err != nil {
+		g.log.Error("reload refused", "error", err.Error())
+		return err
+	}
 	rt, err := build(cfg, g.deps(old))
 	if err != nil {
 		g.log.Error("reload refused", "error", err.Error())
@@ -545,6 +616,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.start(context.WithoutCancel(ctx), rt)
 	}
 	g.current.Store(rt)
+	g.adminAuth.Store(auth)
 	g.mu.Lock()
 	l4s := g.l4
 	g.mu.Unlock()
@@ -590,6 +662,9 @@ func restartOnly(old, cfg *Config) error {
 	if old.AccessLog != cfg.AccessLog {
 		errs = append(errs, cfg.Errorf("access_log", "changed: access log changes need a restart"))
 	}
+	if !reflect.DeepEqual(old.AdminTLS, cfg.AdminTLS) {
+		errs = append(errs, cfg.Errorf("admin_tls", "changed: the admin listener's TLS is read at start; a change needs a restart"))
+	}
 	if old.StateDir != cfg.StateDir {
 		errs = append(errs, cfg.Errorf("state_dir", "changed: the state directory is read at start; a change needs a restart"))
 	}
@@ -618,7 +693,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	for pattern, eh := range g.opts.AdminExtensions {
 		mux.Handle(pattern, eh) // checked by checkAdminExtensions
 	}
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.adminAuth.Load().Wrap(mux).ServeHTTP(w, r) // the current admin_auth, after a reload too
+	})
 }
 
 // checkAdminExtensions refuses extension patterns that http.ServeMux

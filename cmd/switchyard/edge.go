@@ -20,7 +20,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"Operate a gateway's edge caches through its admin API:\n"+
 			"  purge    remove (or with --soft, mark stale) entries by --url, --prefix or --tag\n"+
 			"  stats    print each cache's counters\n"+
-			"  inspect  print the entries stored for --url", stderr)
+			"  inspect  print the entries stored for --url\n"+
+			"With admin_auth on the gateway, the token comes from $SWITCHYARD_ADMIN_TOKEN.", stderr)
 	admin := fs.String("admin", "127.0.0.1:9901", "the gateway's admin address: HOST:PORT or http(s)://HOST:PORT")
 	cache := fs.String("cache", "edge", "the cache's name in the caches block")
 	u := fs.String("url", "", "a target URL (http://host/path?query)")
@@ -89,7 +90,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("building the request: %w", err)
 	}
-	resp, err := client.Do(req)
+	resp, err := client.Do(withAdminToken(req))
 	if err != nil {
 		return fmt.Errorf("asking the admin API at %s: %w", *admin, err)
 	}

@@ -26,7 +26,10 @@ func TestEdgeCLI(t *testing.T) {
 	}))
 	defer origin.Close()
 	path := filepath.Join(t.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: off\ncaches:\n  edge: { memory: 1MiB }\nupstreams:\n  u: { targets: [{address: %s}] }\nroutes:\n  - { upstream: u, cache: edge }\n", origin.Listener.Addr())
+	// The admin API wants a token; the CLI takes it from the environment.
+	t.Setenv("SY_EDGE_TEST_TOKEN", "edge-cli-operator-token")
+	t.Setenv(adminTokenEnv, "edge-cli-operator-token")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nadmin_auth: {tokens: [{name: ops, token: env:SY_EDGE_TEST_TOKEN, role: operator}]}\naccess_log: off\ncaches:\n  edge: { memory: 1MiB }\nupstreams:\n  u: { targets: [{address: %s}] }\nroutes:\n  - { upstream: u, cache: edge }\n", origin.Listener.Addr())
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +65,11 @@ func TestEdgeCLI(t *testing.T) {
 	if code, out, _ := cli("stats", "--admin", admin); code != 0 || !strings.Contains(out, `"entries": 2`) {
 		t.Fatalf("stats: %d %s", code, out)
 	}
+	t.Setenv(adminTokenEnv, "")
+	if code, _, errOut := cli("stats", "--admin", admin); code != 1 || !strings.Contains(errOut, "needs a credential") {
+		t.Fatalf("stats without a token: %d %s", code, errOut)
+	}
+	t.Setenv(adminTokenEnv, "edge-cli-operator-token")
 	if code, out, _ := cli("inspect", "--admin", admin, "--url", front+"/a"); code != 0 || !strings.Contains(out, `"status": 200`) {
 		t.Fatalf("inspect: %d %s", code, out)
 	}
