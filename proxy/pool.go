@@ -84,6 +84,15 @@ func (t Timeouts) Validate() error {
 	return errors.Join(errs...)
 }
 
+// AttemptObserver is implemented by a balancing policy that wants the
+// outcome of every attempt it picked a target for (a rollout's split
+// judges its cohorts by them). failed is a connect error, timeout or 5xx;
+// d is the time to the response headers (or the error). Called on the
+// request path: it must be fast and not block.
+type AttemptObserver interface {
+	ObserveAttempt(t *upstream.Target, failed bool, d time.Duration)
+}
+
 // Hooks are optional callbacks for observability.
 type Hooks struct {
 	// BreakerChange is called on every circuit transition; target is nil
@@ -118,6 +127,7 @@ type members struct {
 	targets  []*upstream.Target
 	policy   balance.Policy
 	sticky   balance.Sticky
+	observer AttemptObserver    // the policy, when it observes attempts (a rollout's split)
 	breakers []*breaker.Breaker // per target, nil when disabled
 	outlier  *health.Outlier
 	obs      *poolObs // nil without metrics
@@ -183,6 +193,7 @@ func (p *Pool) onBreakerChange(t *upstream.Target) func(from, to breaker.State) 
 func (p *Pool) newMembers(targets []*upstream.Target, policy balance.Policy, outlier *health.Outlier, prev *members) (*members, error) {
 	m := &members{targets: targets, policy: policy, outlier: outlier, obs: p.cfg.Metrics.forPool(p.name, targets)}
 	m.sticky, _ = policy.(balance.Sticky)
+	m.observer, _ = policy.(AttemptObserver)
 	if p.cfg.Breaker == nil {
 		return m, nil
 	}

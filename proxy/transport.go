@@ -215,6 +215,9 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			tobs.ejection()
 		}
 		tobs.attempt(resp, err, now.Sub(start))
+		if m.observer != nil {
+			m.observer.ObserveAttempt(t, failed, now.Sub(start))
+		}
 		if err == nil {
 			t.ObserveLatency(now, now.Sub(start))
 		}
