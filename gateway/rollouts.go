@@ -129,16 +129,21 @@ func (m *rolloutManager) start(ctx context.Context) <-chan struct{} {
 }
 
 // interval is the time to the next judgement: the tick, or a fifth of the
-// shortest pause of a progressing canary (at least 10ms), so a step ends
-// close to its pause.
+// shortest pause of a progressing canary (of a rolling rollout's health or
+// drain timeout), at least 10ms, so a step ends close to its pause.
 func (m *rolloutManager) interval() time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d := m.tick
 	for _, e := range m.entries {
-		if e.r.State == rollout.Progressing {
-			d = min(d, max(time.Duration(e.r.Spec.Pause)/5, 10*time.Millisecond))
+		if e.r.State != rollout.Progressing {
+			continue
 		}
+		step := time.Duration(e.r.Spec.Pause)
+		if e.r.Spec.Strategy == rollout.Rolling {
+			step = min(time.Duration(e.r.Spec.HealthTimeout), time.Duration(e.r.Spec.DrainTimeout))
+		}
+		d = min(d, max(step/5, 10*time.Millisecond))
 	}
 	return d
 }
@@ -151,6 +156,12 @@ func (m *rolloutManager) evaluate() {
 	moved := false
 	for name, e := range m.entries {
 		if e.r.State != rollout.Progressing {
+			continue
+		}
+		if e.r.Spec.Strategy == rollout.Rolling {
+			if m.advanceRollingLocked(name, e, now) {
+				moved = true
+			}
 			continue
 		}
 		st, ca := e.share.Windows()
@@ -169,6 +180,34 @@ func (m *rolloutManager) evaluate() {
 	if moved {
 		m.saveLocked()
 	}
+}
+
+// advanceRollingLocked moves a rolling rollout on from its targets' live
+// state: the step's new target's health and the draining old target's
+// requests in flight.
+func (m *rolloutManager) advanceRollingLocked(name string, e *rolloutEntry, now time.Time) bool {
+	pool, ok := m.rt.pools[name]
+	if !ok {
+		return false
+	}
+	newHealthy, inflight := false, int64(0)
+	_, drain := e.r.RollingTargets()
+	n := e.r.RollingNew()
+	for _, t := range pool.Targets() {
+		switch t.Address {
+		case n:
+			newHealthy = t.Healthy()
+		case drain:
+			inflight = t.InFlight()
+		}
+	}
+	if !e.r.AdvanceRolling(now, newHealthy, inflight) {
+		return false
+	}
+	m.log.Info("rollout moved", "upstream", name, "strategy", rollout.Rolling, "state", string(e.r.State), "step", e.r.Step,
+		"phase", e.r.Phase, "message", e.r.Message)
+	m.applyLocked(name)
+	return true
 }
 
 // saveLocked persists the records; a failure is logged (the rollout goes
@@ -223,8 +262,14 @@ func (m *rolloutManager) applyLocked(name string) {
 	var addrs []string
 	var isCanary []bool
 	split := false
+	drain := ""
+	rolling := e.r.Spec.Strategy == rollout.Rolling
 	switch e.r.State {
 	case rollout.Progressing, rollout.Paused:
+		if rolling {
+			addrs, drain = e.r.RollingTargets()
+			break
+		}
 		split = true
 		addrs = append(append(addrs, e.r.Stable...), e.r.Canary...)
 		for i := range addrs {
@@ -244,9 +289,11 @@ func (m *rolloutManager) applyLocked(name string) {
 	for _, t := range pool.Targets() {
 		byAddr[t.Address] = t
 	}
-	cfgObj := map[*upstream.Target]bool{}
+	// The config's own targets are health-checked by the runtime: reuse
+	// them where their index fits, and take their state otherwise.
+	cfgByAddr := map[string]*upstream.Target{}
 	for _, t := range rt.configTargets[name] {
-		cfgObj[t] = true
+		cfgByAddr[t.Address] = t
 	}
 	targets := make([]*upstream.Target, len(addrs))
 	var extra []*upstream.Target
@@ -256,8 +303,8 @@ func (m *rolloutManager) applyLocked(name string) {
 	}
 	nextExtra := map[string]*upstream.Target{}
 	for i, a := range addrs {
-		if t, ok := byAddr[a]; ok && t.Index == i && cfgObj[t] {
-			targets[i] = t // the config's own target, health-checked by the runtime
+		if t, ok := cfgByAddr[a]; ok && t.Index == i {
+			targets[i] = t
 			continue
 		}
 		w := weightOf[a]
@@ -265,9 +312,11 @@ func (m *rolloutManager) applyLocked(name string) {
 			w = ow
 		}
 		t := upstream.NewTarget(a, i, w)
-		switch old := e.extra[a]; {
-		case old != nil:
-			t.CarryStateFrom(old)
+		switch {
+		case cfgByAddr[a] != nil:
+			t.CarryStateFrom(cfgByAddr[a])
+		case e.extra[a] != nil:
+			t.CarryStateFrom(e.extra[a])
 		case byAddr[a] != nil:
 			t.CarryStateFrom(byAddr[a])
 		case u.HealthCheck != nil:
@@ -279,6 +328,14 @@ func (m *rolloutManager) applyLocked(name string) {
 		nextExtra[a] = t
 	}
 	e.extra = nextExtra
+	if rolling {
+		// The rollout owns the drain of the targets it replaces: the
+		// current step's old target drains, the others serve (a rollback
+		// undrains them all).
+		for _, t := range targets {
+			t.SetDraining(t.Address == drain)
+		}
+	}
 	build := func(ts []*upstream.Target) (balance.Policy, error) { return balance.New(u.Config, ts) }
 	var policy balance.Policy
 	var err error
@@ -475,6 +532,9 @@ func (g *Gateway) StartRollout(spec rollout.Spec) (rollout.Status, error) {
 		return rollout.Status{}, &rollout.FieldError{Field: "targets", Msg: fmt.Sprintf("upstream %q discovers service %q: name the new version with a selector on its instances' metadata or tags, e.g. {\"version\": \"v2\"}", spec.Upstream, u.Discover)}
 	case u.Discover == "" && len(spec.Selector) > 0:
 		return rollout.Status{}, &rollout.FieldError{Field: "selector", Msg: fmt.Sprintf("upstream %q has static targets: name the new version's addresses in targets", spec.Upstream)}
+	}
+	if spec.Strategy == rollout.Rolling && u.HealthCheck == nil {
+		return rollout.Status{}, &rollout.FieldError{Field: "strategy", Msg: fmt.Sprintf("a rolling rollout gates each new target on the upstream's health checks: upstream %q has none (add upstreams.%s.health_check to the config)", spec.Upstream, spec.Upstream)}
 	}
 	for i, a := range spec.Targets {
 		if slices.Contains(stable, a) {

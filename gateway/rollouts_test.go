@@ -335,3 +335,86 @@ func TestRolloutAdminErrors(t *testing.T) {
 		t.Fatalf("after the abort: %v", seen)
 	}
 }
+
+// rollingConfig has upstream api with fast health checks on /healthz.
+func rollingConfig(addrs ...string) string {
+	return strings.Replace(rolloutConfig("", addrs...), "    targets:",
+		"    health_check: { path: /healthz, interval: 50ms, timeout: 40ms, healthy_after: 1, unhealthy_after: 1 }\n    targets:", 1)
+}
+
+// A rolling rollout replaces one target at a time: the new one is added,
+// gated on its health checks, then the old one drains and goes.
+func TestRolloutRollingReplacesTargets(t *testing.T) {
+	o1, o2, n1, n2 := newBackend(t, "o1"), newBackend(t, "o2"), newBackend(t, "n1"), newBackend(t, "n2")
+	r := startGateway(t, rollingConfig(o1.addr(), o2.addr()))
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(`{"upstream":"api","strategy":"rolling","targets":[%q,%q],"health_timeout":"5s","drain_timeout":"1s"}`, n1.addr(), n2.addr()))
+	if code != 201 || !strings.Contains(body, `"phase": "gate"`) {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	phases := map[string]bool{}
+	driveUntil(t, r, 20*time.Second, "the rolling rollout to complete", func() bool {
+		s := rolloutStatus(t, r, "api")
+		phases[fmt.Sprintf("%d/%s", s.Step, s.Phase)] = true
+		if s.State == rollout.RolledBack {
+			t.Fatalf("rolled back: %+v", s)
+		}
+		return s.State == rollout.Completed
+	})
+	if got := upstreamTargets(t, r); len(got) != 2 || got[0] != n1.addr() || got[1] != n2.addr() {
+		t.Fatalf("targets after the rollout: %v", got)
+	}
+	seen := answers(t, r, 20)
+	if seen["200 n1"]+seen["200 n2"] != 20 {
+		t.Fatalf("after the rollout: %v", seen)
+	}
+	if !phases["2/gate"] && !phases["2/drain"] {
+		t.Errorf("phases seen: %v", phases)
+	}
+}
+
+// A new target that never passes its health checks stops a rolling
+// rollout and rolls it back to the old targets.
+func TestRolloutRollingStopsOnUnhealthyTarget(t *testing.T) {
+	o1, o2, n1, n2 := newBackend(t, "o1"), newBackend(t, "o2"), newBackend(t, "n1"), newBackend(t, "n2")
+	n2.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			http.Error(w, "not ready", 503)
+			return
+		}
+		_, _ = fmt.Fprint(w, "n2")
+	})
+	r := startGateway(t, rollingConfig(o1.addr(), o2.addr()))
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(`{"upstream":"api","strategy":"rolling","targets":[%q,%q],"health_timeout":"300ms"}`, n1.addr(), n2.addr()))
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	steps := map[int]bool{}
+	driveUntil(t, r, 20*time.Second, "the rollback", func() bool {
+		s := rolloutStatus(t, r, "api")
+		steps[s.Step] = true
+		return s.State == rollout.RolledBack
+	})
+	s := rolloutStatus(t, r, "api")
+	if s.Step != 2 || !strings.Contains(s.Message, "new target "+n2.addr()+" did not pass its health checks within 300ms") {
+		t.Fatalf("status: %+v", s)
+	}
+	if got := upstreamTargets(t, r); len(got) != 2 || got[0] != o1.addr() || got[1] != o2.addr() {
+		t.Fatalf("targets after the rollback: %v", got)
+	}
+	if seen := answers(t, r, 20); seen["200 o1"]+seen["200 o2"] != 20 || n2.requests.Load() > 0 && seen["200 n2"] > 0 {
+		t.Fatalf("after the rollback: %v", seen)
+	}
+	code, body = adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(`{"upstream":"api","strategy":"rolling","targets":[%q]}`, n1.addr()))
+	if code != 201 {
+		t.Fatalf("a new rollout after the rollback: %d %s", code, body)
+	}
+}
+
+func TestRolloutRollingNeedsHealthChecks(t *testing.T) {
+	o1 := newBackend(t, "o1")
+	r := startGateway(t, rolloutConfig("", o1.addr()))
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", `{"upstream":"api","strategy":"rolling","targets":["127.0.0.1:1"]}`)
+	if code != 400 || !strings.Contains(body, "health_check") {
+		t.Fatalf("rolling without health checks: %d %s", code, body)
+	}
+}

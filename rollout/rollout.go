@@ -50,6 +50,11 @@ type Rollout struct {
 	Baseline *SLI `json:"baseline,omitempty"`
 	// Analysis is the last judgement.
 	Analysis *Result `json:"analysis,omitempty"`
+	// Phase (rolling) is "gate" while the step's new target waits for its
+	// health checks, "drain" while the step's old target drains;
+	// PhaseStarted is when it began.
+	Phase        string    `json:"phase,omitempty"`
+	PhaseStarted time.Time `json:"phase_started,omitempty"`
 }
 
 // Result is one analysis of a step: both cohorts' SLIs and the verdict
@@ -71,6 +76,9 @@ func New(spec Spec, stable, canary []string, now time.Time) *Rollout {
 		r.Message = "switched all traffic to the new version; the previous one is kept warm until promote (rollback is instant)"
 	case AB:
 		r.Message = fmt.Sprintf("%v%% of %s values go to the new version", spec.Percent, r.cohortKey())
+	case Rolling:
+		r.Phase, r.PhaseStarted = "gate", now
+		r.Message = r.rollingMessage()
 	default:
 		r.Message = fmt.Sprintf("step 1 of %d: %v%% to the canary", len(spec.Steps), spec.Steps[0])
 	}
@@ -101,6 +109,9 @@ func (r *Rollout) Percent() float64 {
 		return 100
 	case AB:
 		return r.Spec.Percent
+	case Rolling:
+		// The share of the steps done: targets replaced so far.
+		return math.Round(10000*float64(r.Step-1)/float64(r.Steps())) / 100
 	}
 	if r.Step >= 1 && r.Step <= len(r.Spec.Steps) {
 		return r.Spec.Steps[r.Step-1]
@@ -110,10 +121,85 @@ func (r *Rollout) Percent() float64 {
 
 // Steps is the number of steps (1 for strategies without steps).
 func (r *Rollout) Steps() int {
-	if r.Spec.Strategy == Canary {
+	switch r.Spec.Strategy {
+	case Canary:
 		return len(r.Spec.Steps)
+	case Rolling:
+		return max(len(r.Stable), len(r.Canary), 1)
 	}
 	return 1
+}
+
+// RollingTargets is a rolling rollout's target set now: the old targets
+// not replaced yet and the new ones added so far, in that order; drain is
+// the old target being drained ("" when none).
+func (r *Rollout) RollingTargets() (addrs []string, drain string) {
+	i := r.Step - 1
+	if i < len(r.Stable) {
+		addrs = append(addrs, r.Stable[i:]...)
+		if r.Phase == "drain" {
+			drain = r.Stable[i]
+		}
+	}
+	return append(addrs, r.Canary[:min(i+1, len(r.Canary))]...), drain
+}
+
+// RollingNew is the new target the current step adds ("" when the step
+// only removes an old one).
+func (r *Rollout) RollingNew() string {
+	if i := r.Step - 1; i < len(r.Canary) {
+		return r.Canary[i]
+	}
+	return ""
+}
+
+func (r *Rollout) rollingMessage() string {
+	if r.Phase == "drain" {
+		i := r.Step - 1
+		return fmt.Sprintf("step %d of %d: draining old target %s", r.Step, r.Steps(), r.Stable[i])
+	}
+	if n := r.RollingNew(); n != "" {
+		return fmt.Sprintf("step %d of %d: waiting for new target %s to pass its health checks", r.Step, r.Steps(), n)
+	}
+	return fmt.Sprintf("step %d of %d", r.Step, r.Steps())
+}
+
+// AdvanceRolling moves a progressing rolling rollout on: in the gate
+// phase, once the step's new target is healthy (newHealthy) its old
+// counterpart starts draining; a new target still unhealthy after
+// HealthTimeout stops the rollout and rolls it back. In the drain phase,
+// once the old target has no request in flight (or DrainTimeout passed)
+// it is removed and the next step begins; the last step completes the
+// rollout. It reports whether the rollout moved.
+func (r *Rollout) AdvanceRolling(now time.Time, newHealthy bool, oldInFlight int64) bool {
+	if r.State != Progressing || r.Spec.Strategy != Rolling {
+		return false
+	}
+	i := r.Step - 1
+	switch r.Phase {
+	case "drain":
+		if i < len(r.Stable) && oldInFlight > 0 && now.Sub(r.PhaseStarted) < time.Duration(r.Spec.DrainTimeout) {
+			return false
+		}
+		if r.Step >= r.Steps() {
+			r.finish(now, Completed, fmt.Sprintf("completed: all %d new targets serve, the old ones are removed", len(r.Canary)))
+			return true
+		}
+		r.Step++
+		r.StepStarted, r.Phase, r.PhaseStarted, r.Updated = now, "gate", now, now
+	default:
+		if n := r.RollingNew(); n != "" && !newHealthy {
+			if now.Sub(r.PhaseStarted) < time.Duration(r.Spec.HealthTimeout) {
+				return false
+			}
+			r.finish(now, RolledBack, fmt.Sprintf("stopped at step %d of %d and rolled back: new target %s did not pass its health checks within %s",
+				r.Step, r.Steps(), n, time.Duration(r.Spec.HealthTimeout)))
+			return true
+		}
+		r.Phase, r.PhaseStarted, r.Updated = "drain", now, now
+	}
+	r.Message = r.rollingMessage()
+	return true
 }
 
 // Evaluate judges the current step with both cohorts' windows at now. A
@@ -127,8 +213,8 @@ func (r *Rollout) Evaluate(now time.Time, stable, canary SLI) bool {
 	}
 	a := r.Spec.Analysis
 	switch r.Spec.Strategy {
-	case AB:
-		return false // an experiment ends by promote or rollback
+	case AB, Rolling:
+		return false // an experiment ends by promote or rollback; rolling moves by AdvanceRolling
 	case BlueGreen:
 		// No stable traffic to compare with: only an absolute bound.
 		if a.MaxErrorRate != nil && canary.Requests >= uint64(a.MinRequests) && canary.ErrorRate > *a.MaxErrorRate {
@@ -265,6 +351,7 @@ func (r *Rollout) Resume(now time.Time) error {
 	r.State = Progressing
 	r.Updated = now
 	r.StepStarted = now
+	r.PhaseStarted = now
 	r.Message = fmt.Sprintf("resumed at step %d of %d (%v%%)", r.Step, r.Steps(), r.Percent())
 	return nil
 }
@@ -282,6 +369,7 @@ type Status struct {
 	Selector     any       `json:"selector,omitempty"`
 	Analysis     *Result   `json:"analysis"`
 	Pause        string    `json:"pause,omitempty"`
+	Phase        string    `json:"phase,omitempty"`
 	Started      time.Time `json:"started"`
 	Updated      time.Time `json:"updated"`
 	Message      string    `json:"message"`
@@ -298,6 +386,9 @@ func (r *Rollout) Status(live *Result) Status {
 	}
 	if r.Spec.Strategy == Canary {
 		s.Pause = time.Duration(r.Spec.Pause).String()
+	}
+	if r.Active() {
+		s.Phase = r.Phase
 	}
 	if live != nil {
 		s.Analysis = live

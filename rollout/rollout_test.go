@@ -325,3 +325,38 @@ func FuzzParseSpec(f *testing.F) {
 		}
 	})
 }
+
+func TestRollingSteps(t *testing.T) {
+	clock := testclock.New()
+	s := mustSpec(t, `{"upstream":"api","strategy":"rolling","targets":["n1:1","n2:1","n3:1"],"health_timeout":"10s","drain_timeout":"5s"}`)
+	r := New(s, []string{"o1:1", "o2:1"}, s.Targets, clock.Now())
+	if r.Steps() != 3 {
+		t.Fatalf("steps %d", r.Steps())
+	}
+	set := func() string { a, d := r.RollingTargets(); return strings.Join(a, ",") + " drain=" + d }
+	if got := set(); got != "o1:1,o2:1,n1:1 drain=" {
+		t.Fatalf("step 1 gate: %s", got)
+	}
+	if r.AdvanceRolling(clock.Now(), false, 0) {
+		t.Fatal("passed the gate with an unhealthy new target")
+	}
+	if !r.AdvanceRolling(clock.Now(), true, 0) || set() != "o1:1,o2:1,n1:1 drain=o1:1" {
+		t.Fatalf("step 1 drain: %s", set())
+	}
+	if r.AdvanceRolling(clock.Now(), true, 3) {
+		t.Fatal("removed an old target with requests in flight")
+	}
+	clock.Advance(5 * time.Second) // the drain timeout
+	if !r.AdvanceRolling(clock.Now(), true, 3) || set() != "o2:1,n1:1,n2:1 drain=" || r.Percent() != 33.33 {
+		t.Fatalf("step 2 gate: %s %v", set(), r.Percent())
+	}
+	r.AdvanceRolling(clock.Now(), true, 0)
+	r.AdvanceRolling(clock.Now(), true, 0)
+	if got := set(); got != "n1:1,n2:1,n3:1 drain=" || r.Step != 3 {
+		t.Fatalf("step 3: %s", got)
+	}
+	clock.Advance(10 * time.Second)
+	if !r.AdvanceRolling(clock.Now(), false, 0) || r.State != RolledBack || !strings.Contains(r.Message, "new target n3:1 did not pass") {
+		t.Fatalf("health gate timeout: %+v", r)
+	}
+}

@@ -29,6 +29,7 @@ const (
 	Canary    = "canary"
 	BlueGreen = "blue-green"
 	AB        = "ab"
+	Rolling   = "rolling"
 )
 
 // Bounds of a Spec.
@@ -49,6 +50,8 @@ const (
 	DefaultMaxP99Ratio          = 1.5
 	DefaultMinP99Increase       = 50 * time.Millisecond
 	DefaultABPercent            = 50
+	DefaultHealthTimeout        = time.Minute
+	DefaultDrainTimeout         = 30 * time.Second
 )
 
 // DefaultSteps are the canary's traffic shares (percent) when none are given.
@@ -60,7 +63,7 @@ var DefaultSteps = []float64{5, 25, 50, 100}
 type Spec struct {
 	// Upstream is the upstream whose targets are rolled out. Required.
 	Upstream string `json:"upstream"`
-	// Strategy is canary (default), blue-green or ab.
+	// Strategy is canary (default), blue-green, ab or rolling.
 	Strategy string `json:"strategy"`
 	// Targets are the new version's addresses (host:port), added to an
 	// upstream with static targets. Exclusive with Selector.
@@ -85,6 +88,13 @@ type Spec struct {
 	// Percent (A/B) is the share of header or cookie values (hashed) that
 	// go to the new version. Default 50.
 	Percent float64 `json:"percent,omitempty"`
+	// HealthTimeout (rolling) is how long a new target may take to pass
+	// the upstream's health checks; one that does not stops the rollout
+	// and rolls it back. Default 1m.
+	HealthTimeout Duration `json:"health_timeout,omitempty"`
+	// DrainTimeout (rolling) bounds the wait for a drained old target's
+	// requests in flight before it is removed. Default 30s.
+	DrainTimeout Duration `json:"drain_timeout,omitempty"`
 }
 
 // Analysis are the thresholds of a canary step. The canary fails when,
@@ -173,7 +183,7 @@ func decodeError(err error) error {
 		return fieldErr(f, "expected %s, got JSON %s", te.Type, te.Value)
 	}
 	if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fieldErr(strings.Trim(msg, `"`), "unknown field: expected upstream, strategy, targets, selector, steps, pause, analysis, header, cookie, percent")
+		return fieldErr(strings.Trim(msg, `"`), "unknown field: expected upstream, strategy, targets, selector, steps, pause, analysis, header, cookie, percent, health_timeout, drain_timeout")
 	}
 	if errors.Is(err, io.EOF) {
 		return fieldErr("body", "empty: expected a JSON object such as {\"upstream\": \"api\", \"targets\": [\"127.0.0.1:9002\"]}")
@@ -196,6 +206,14 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.Strategy == AB && s.Percent == 0 {
 		s.Percent = DefaultABPercent
+	}
+	if s.Strategy == Rolling {
+		if s.HealthTimeout == 0 {
+			s.HealthTimeout = Duration(DefaultHealthTimeout)
+		}
+		if s.DrainTimeout == 0 {
+			s.DrainTimeout = Duration(DefaultDrainTimeout)
+		}
 	}
 	a := &s.Analysis
 	if a.MinRequests == 0 {
@@ -224,9 +242,24 @@ func (s Spec) Validate() error {
 		add("upstream", "invalid name %q", clip(s.Upstream))
 	}
 	switch s.Strategy {
-	case Canary, BlueGreen, AB:
+	case Canary, BlueGreen, AB, Rolling:
 	default:
-		add("strategy", "unknown strategy %q: expected canary, blue-green or ab", clip(s.Strategy))
+		add("strategy", "unknown strategy %q: expected canary, blue-green, ab or rolling", clip(s.Strategy))
+	}
+	if s.Strategy == Rolling {
+		if len(s.Selector) > 0 {
+			add("selector", "a rolling rollout replaces static targets one at a time; a discovered upstream's instances are replaced by its orchestrator (use canary or blue-green with a selector)")
+		}
+		for _, d := range []struct {
+			key string
+			v   Duration
+		}{{"health_timeout", s.HealthTimeout}, {"drain_timeout", s.DrainTimeout}} {
+			if time.Duration(d.v) < MinPause || time.Duration(d.v) > time.Hour {
+				add(d.key, "%s out of range: expected %s to 1h", time.Duration(d.v), MinPause)
+			}
+		}
+	} else if s.HealthTimeout != 0 || s.DrainTimeout != 0 {
+		add("health_timeout", "only a rolling rollout has health_timeout and drain_timeout (strategy %q)", s.Strategy)
 	}
 	switch {
 	case len(s.Targets) > 0 && len(s.Selector) > 0:
