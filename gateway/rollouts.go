@@ -52,6 +52,9 @@ type rolloutEntry struct {
 	// their state carries over; stopChecks ends their health checks.
 	extra      map[string]*upstream.Target
 	stopChecks func()
+	// shadow copies requests to the new version while a shadow rollout
+	// is active (nil otherwise).
+	shadow *rollout.Shadower
 }
 
 func newRolloutManager(log *slog.Logger, overrides *weightOverrides, stateDir string) (*rolloutManager, error) {
@@ -72,9 +75,17 @@ func newRolloutManager(log *slog.Logger, overrides *weightOverrides, stateDir st
 			log.Info("rollout resumed after a restart", "upstream", r.Spec.Upstream, "strategy", r.Spec.Strategy,
 				"state", string(r.State), "step", r.Step, "canary_weight", r.Percent())
 		}
-		m.entries[r.Spec.Upstream] = &rolloutEntry{r: r, share: newShare(r), extra: map[string]*upstream.Target{}}
+		m.entries[r.Spec.Upstream] = newEntry(r)
 	}
 	return m, nil
+}
+
+func newEntry(r *rollout.Rollout) *rolloutEntry {
+	e := &rolloutEntry{r: r, share: newShare(r), extra: map[string]*upstream.Target{}}
+	if r.Active() && r.Spec.Strategy == rollout.Shadow {
+		e.shadow = rollout.NewShadower(r.Canary, r.Spec.Concurrency)
+	}
+	return e
 }
 
 func newShare(r *rollout.Rollout) *rollout.Share {
@@ -115,6 +126,9 @@ func (m *rolloutManager) start(ctx context.Context) <-chan struct{} {
 					if e.stopChecks != nil {
 						e.stopChecks()
 						e.stopChecks = nil
+					}
+					if e.shadow != nil {
+						e.shadow.Close()
 					}
 				}
 				m.mu.Unlock()
@@ -270,6 +284,10 @@ func (m *rolloutManager) applyLocked(name string) {
 			addrs, drain = e.r.RollingTargets()
 			break
 		}
+		if e.shadow != nil {
+			addrs = e.r.Stable // the copies go outside the pool
+			break
+		}
 		split = true
 		addrs = append(append(addrs, e.r.Stable...), e.r.Canary...)
 		for i := range addrs {
@@ -343,6 +361,16 @@ func (m *rolloutManager) applyLocked(name string) {
 		policy, err = rollout.NewSplit(targets, isCanary, e.share, build)
 	} else {
 		policy, err = build(targets)
+	}
+	if e.shadow != nil && err == nil {
+		if e.r.Active() {
+			policy = rollout.NewShadowPolicy(policy, e.shadow)
+		} else {
+			rep := e.shadow.Report()
+			e.r.Shadow = &rep
+			e.shadow.Close()
+			e.shadow = nil
+		}
 	}
 	if err != nil { // the config was validated
 		m.log.Error("rollout: building the balancer", "upstream", name, "error", err.Error())
@@ -486,7 +514,12 @@ func (m *rolloutManager) statusLocked(name string) rollout.Status {
 		res := e.r.Spec.Analysis.Judge(st.SLI(), e.r.Baseline, ca.SLI())
 		live = &res
 	}
-	return e.r.Status(live)
+	s := e.r.Status(live)
+	if e.shadow != nil {
+		rep := e.shadow.Report()
+		s.Shadow = &rep
+	}
+	return s
 }
 
 // Rollout implements admin.RolloutBackend.
@@ -544,7 +577,7 @@ func (g *Gateway) StartRollout(spec rollout.Spec) (rollout.Status, error) {
 	now := m.now()
 	r := rollout.New(spec, stable, slices.Clone(spec.Targets), now)
 	r.ConfigTargets = cfgAddrs
-	e := &rolloutEntry{r: r, share: newShare(r), extra: map[string]*upstream.Target{}}
+	e := newEntry(r)
 	if old := m.entries[spec.Upstream]; old != nil {
 		e.extra, e.stopChecks = old.extra, old.stopChecks
 	}

@@ -3,10 +3,12 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -416,5 +418,74 @@ func TestRolloutRollingNeedsHealthChecks(t *testing.T) {
 	code, body := adminDo(t, r, "POST", "/admin/rollouts", `{"upstream":"api","strategy":"rolling","targets":["127.0.0.1:1"]}`)
 	if code != 400 || !strings.Contains(body, "health_check") {
 		t.Fatalf("rolling without health checks: %d %s", code, body)
+	}
+}
+
+// Shadow traffic: a copy of each request goes to the new version, whose
+// answers are discarded and compared; clients see only the stable
+// answers, a shadow that hangs slows nobody, and copies beyond the
+// concurrency bound are dropped.
+func TestRolloutShadowReportsDiffs(t *testing.T) {
+	stable, shadow := newBackend(t, "stable"), newBackend(t, "shadow")
+	release := make(chan struct{})
+	var gotBody, gotHeader atomic.Value
+	var inflight, maxInflight atomic.Int64
+	shadow.handle(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			m := maxInflight.Load()
+			if n <= m || maxInflight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		if r.Method == http.MethodPost {
+			b, _ := io.ReadAll(r.Body)
+			gotBody.Store(string(b))
+			gotHeader.Store(r.Header.Get(rollout.ShadowHeader))
+		}
+		<-release
+		http.Error(w, "shadow broken", 500)
+	})
+	r := startGateway(t, rolloutConfig("", stable.addr()))
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(`{"upstream":"api","strategy":"shadow","targets":[%q],"concurrency":2}`, shadow.addr()))
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	// The shadow hangs: every client still gets the stable answer.
+	if seen := answers(t, r, 10); seen["200 stable"] != 10 {
+		t.Fatalf("with a hanging shadow: %v", seen)
+	}
+	s := rolloutStatus(t, r, "api")
+	if s.Shadow == nil || s.Shadow.Mirrored != 2 || s.Shadow.Dropped != 8 || s.CanaryWeight != 0 {
+		t.Fatalf("report while the shadow hangs: %+v", s.Shadow)
+	}
+	close(release)
+	eventually(t, 10*time.Second, "the two copies to be compared", func() bool {
+		s = rolloutStatus(t, r, "api")
+		return s.Shadow.Compared == 2
+	})
+	if s.Shadow.StatusMismatches != 2 || s.Shadow.Mismatches["200->500"] != 2 || s.Shadow.Shadow.ErrorRate != 1 || s.Shadow.Primary.ErrorRate != 0 {
+		t.Fatalf("report: %+v", s.Shadow)
+	}
+	if maxInflight.Load() > 2 {
+		t.Fatalf("%d copies in flight at once, bound 2", maxInflight.Load())
+	}
+	// A request with a (buffered) body is copied with it.
+	code, out, _ := do(t, "POST", r.url+"/orders", strings.NewReader(`{"n":1}`), "Content-Type", "application/json")
+	if code != 200 || out != "stable" {
+		t.Fatalf("POST: %d %s", code, out)
+	}
+	eventually(t, 10*time.Second, "the POST's copy", func() bool { return gotBody.Load() != nil })
+	if gotBody.Load() != `{"n":1}` || gotHeader.Load() != "1" {
+		t.Fatalf("copy body %v header %v", gotBody.Load(), gotHeader.Load())
+	}
+	if code, body := adminDo(t, r, "POST", "/admin/rollouts/api/rollback", ""); code != 200 || !strings.Contains(body, `"status_mismatches"`) {
+		t.Fatalf("rollback keeps the report: %d %s", code, body)
+	}
+	before := shadow.requests.Load()
+	answers(t, r, 5)
+	if shadow.requests.Load() != before {
+		t.Fatal("copies still sent after the rollback")
 	}
 }

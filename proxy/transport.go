@@ -72,7 +72,24 @@ func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			return nil, openError(pool.name, err)
 		}
 	}
+	var mirrored func(int, time.Duration)
+	if mm := pool.members.Load().mirror; mm != nil {
+		switch {
+		case st.bodyMode == bodyBuffered:
+			mirrored = mm.Mirror(req, st.body)
+		case req.Body == nil || req.Body == http.NoBody:
+			mirrored = mm.Mirror(req, nil)
+		}
+	}
+	start := time.Now()
 	resp, err := at.attempts(req, st, pool)
+	if mirrored != nil {
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		mirrored(status, time.Since(start))
+	}
 	if pool.breaker != nil && st.bodyErr.Load() != nil {
 		// The client's body failed: nothing learnt about the upstream.
 		pool.breaker.Release()

@@ -55,6 +55,8 @@ type Rollout struct {
 	// PhaseStarted is when it began.
 	Phase        string    `json:"phase,omitempty"`
 	PhaseStarted time.Time `json:"phase_started,omitempty"`
+	// Shadow is what shadow traffic found, recorded when it ended.
+	Shadow *ShadowReport `json:"shadow,omitempty"`
 }
 
 // Result is one analysis of a step: both cohorts' SLIs and the verdict
@@ -79,6 +81,8 @@ func New(spec Spec, stable, canary []string, now time.Time) *Rollout {
 	case Rolling:
 		r.Phase, r.PhaseStarted = "gate", now
 		r.Message = r.rollingMessage()
+	case Shadow:
+		r.Message = "copying requests to the new version; its answers are discarded and compared (promote or roll back to end)"
 	default:
 		r.Message = fmt.Sprintf("step 1 of %d: %v%% to the canary", len(spec.Steps), spec.Steps[0])
 	}
@@ -109,6 +113,8 @@ func (r *Rollout) Percent() float64 {
 		return 100
 	case AB:
 		return r.Spec.Percent
+	case Shadow:
+		return 0 // copies only: no live traffic
 	case Rolling:
 		// The share of the steps done: targets replaced so far.
 		return math.Round(10000*float64(r.Step-1)/float64(r.Steps())) / 100
@@ -213,7 +219,7 @@ func (r *Rollout) Evaluate(now time.Time, stable, canary SLI) bool {
 	}
 	a := r.Spec.Analysis
 	switch r.Spec.Strategy {
-	case AB, Rolling:
+	case AB, Rolling, Shadow:
 		return false // an experiment ends by promote or rollback; rolling moves by AdvanceRolling
 	case BlueGreen:
 		// No stable traffic to compare with: only an absolute bound.
@@ -358,21 +364,22 @@ func (r *Rollout) Resume(now time.Time) error {
 
 // Status is the admin API's view of a rollout (GET /admin/rollouts).
 type Status struct {
-	Upstream     string    `json:"upstream"`
-	Strategy     string    `json:"strategy"`
-	State        State     `json:"state"`
-	Step         int       `json:"step"`
-	Steps        int       `json:"steps"`
-	CanaryWeight float64   `json:"canary_weight"`
-	Stable       []string  `json:"stable"`
-	Canary       []string  `json:"canary"`
-	Selector     any       `json:"selector,omitempty"`
-	Analysis     *Result   `json:"analysis"`
-	Pause        string    `json:"pause,omitempty"`
-	Phase        string    `json:"phase,omitempty"`
-	Started      time.Time `json:"started"`
-	Updated      time.Time `json:"updated"`
-	Message      string    `json:"message"`
+	Upstream     string        `json:"upstream"`
+	Strategy     string        `json:"strategy"`
+	State        State         `json:"state"`
+	Step         int           `json:"step"`
+	Steps        int           `json:"steps"`
+	CanaryWeight float64       `json:"canary_weight"`
+	Stable       []string      `json:"stable"`
+	Canary       []string      `json:"canary"`
+	Selector     any           `json:"selector,omitempty"`
+	Analysis     *Result       `json:"analysis"`
+	Pause        string        `json:"pause,omitempty"`
+	Phase        string        `json:"phase,omitempty"`
+	Shadow       *ShadowReport `json:"shadow,omitempty"`
+	Started      time.Time     `json:"started"`
+	Updated      time.Time     `json:"updated"`
+	Message      string        `json:"message"`
 }
 
 // Status returns the admin view; analysis is the live one for an active
@@ -380,7 +387,7 @@ type Status struct {
 func (r *Rollout) Status(live *Result) Status {
 	s := Status{Upstream: r.Spec.Upstream, Strategy: r.Spec.Strategy, State: r.State, Step: r.Step, Steps: r.Steps(),
 		CanaryWeight: r.Percent(), Stable: nonNil(r.Stable), Canary: nonNil(r.Canary), Analysis: r.Analysis,
-		Started: r.Started, Updated: r.Updated, Message: r.Message}
+		Started: r.Started, Updated: r.Updated, Message: r.Message, Shadow: r.Shadow}
 	if len(r.Spec.Selector) > 0 {
 		s.Selector = r.Spec.Selector
 	}

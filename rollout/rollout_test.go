@@ -317,7 +317,7 @@ func FuzzParseSpec(f *testing.F) {
 		}
 		// A valid spec makes a usable rollout.
 		r := New(s, nil, s.Targets, testclock.Epoch)
-		if p := r.Percent(); p <= 0 || p > 100 {
+		if p := r.Percent(); p < 0 || p > 100 || p == 0 && s.Strategy != Shadow && s.Strategy != Rolling {
 			t.Fatalf("valid spec with share %v", p)
 		}
 		if s.Validate() != nil {

@@ -30,6 +30,7 @@ const (
 	BlueGreen = "blue-green"
 	AB        = "ab"
 	Rolling   = "rolling"
+	Shadow    = "shadow"
 )
 
 // Bounds of a Spec.
@@ -63,7 +64,7 @@ var DefaultSteps = []float64{5, 25, 50, 100}
 type Spec struct {
 	// Upstream is the upstream whose targets are rolled out. Required.
 	Upstream string `json:"upstream"`
-	// Strategy is canary (default), blue-green, ab or rolling.
+	// Strategy is canary (default), blue-green, ab, rolling or shadow.
 	Strategy string `json:"strategy"`
 	// Targets are the new version's addresses (host:port), added to an
 	// upstream with static targets. Exclusive with Selector.
@@ -95,6 +96,9 @@ type Spec struct {
 	// DrainTimeout (rolling) bounds the wait for a drained old target's
 	// requests in flight before it is removed. Default 30s.
 	DrainTimeout Duration `json:"drain_timeout,omitempty"`
+	// Concurrency (shadow) bounds the copies in flight at once; requests
+	// beyond it are not copied (counted as dropped). Default 32.
+	Concurrency int `json:"concurrency,omitempty"`
 }
 
 // Analysis are the thresholds of a canary step. The canary fails when,
@@ -183,7 +187,7 @@ func decodeError(err error) error {
 		return fieldErr(f, "expected %s, got JSON %s", te.Type, te.Value)
 	}
 	if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fieldErr(strings.Trim(msg, `"`), "unknown field: expected upstream, strategy, targets, selector, steps, pause, analysis, header, cookie, percent, health_timeout, drain_timeout")
+		return fieldErr(strings.Trim(msg, `"`), "unknown field: expected upstream, strategy, targets, selector, steps, pause, analysis, header, cookie, percent, health_timeout, drain_timeout, concurrency")
 	}
 	if errors.Is(err, io.EOF) {
 		return fieldErr("body", "empty: expected a JSON object such as {\"upstream\": \"api\", \"targets\": [\"127.0.0.1:9002\"]}")
@@ -242,9 +246,19 @@ func (s Spec) Validate() error {
 		add("upstream", "invalid name %q", clip(s.Upstream))
 	}
 	switch s.Strategy {
-	case Canary, BlueGreen, AB, Rolling:
+	case Canary, BlueGreen, AB, Rolling, Shadow:
 	default:
-		add("strategy", "unknown strategy %q: expected canary, blue-green, ab or rolling", clip(s.Strategy))
+		add("strategy", "unknown strategy %q: expected canary, blue-green, ab, rolling or shadow", clip(s.Strategy))
+	}
+	if s.Strategy == Shadow {
+		if len(s.Selector) > 0 {
+			add("selector", "shadow copies go to the new version's addresses: name them in targets")
+		}
+		if s.Concurrency < 0 || s.Concurrency > MaxShadowConcurrency {
+			add("concurrency", "%d out of range: expected 1 to %d (default %d)", s.Concurrency, MaxShadowConcurrency, DefaultShadowConcurrency)
+		}
+	} else if s.Concurrency != 0 {
+		add("concurrency", "only a shadow rollout has a concurrency (strategy %q)", s.Strategy)
 	}
 	if s.Strategy == Rolling {
 		if len(s.Selector) > 0 {
