@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/rollout"
 )
 
@@ -487,5 +490,55 @@ func TestRolloutShadowReportsDiffs(t *testing.T) {
 	answers(t, r, 5)
 	if shadow.requests.Load() != before {
 		t.Fatal("copies still sent after the rollback")
+	}
+}
+
+// On a discovered upstream the new version is the instances a selector
+// on their metadata matches; a bad one is rolled back by itself and gets
+// no traffic afterwards, though still registered.
+func TestRolloutDiscoveredSelector(t *testing.T) {
+	regURL, c := startRegistry(t)
+	ctx := context.Background()
+	v1, v2 := newBackend(t, "v1"), newBackend(t, "v2")
+	v2.handle(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "broken", 500) })
+	for _, in := range []struct {
+		id string
+		be *backend
+	}{{"v1", v1}, {"v2", v2}} {
+		l, err := c.Register(ctx, discovery.Registration{Service: "rides", ID: in.id, Address: in.be.addr(),
+			TTL: config.Duration(time.Minute), Meta: map[string]string{"version": in.id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close(ctx)
+	}
+	r := startGateway(t, fmt.Sprintf(`listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: "off"
+discovery: {registry: %s}
+upstreams:
+  rides: {discover: rides}
+routes: [{upstream: rides}]
+`, regURL))
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", `{"upstream":"rides","targets":["127.0.0.1:1"]}`)
+	if code != 400 || !strings.Contains(body, "selector") {
+		t.Fatalf("targets on a discovered upstream: %d %s", code, body)
+	}
+	code, body = adminDo(t, r, "POST", "/admin/rollouts",
+		`{"upstream":"rides","selector":{"version":"v2"},"steps":[50,100],"pause":"10s","analysis":{"min_requests":5}}`)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	s := rolloutStatus(t, r, "rides")
+	if len(s.Canary) != 1 || s.Canary[0] != v2.addr() || len(s.Stable) != 1 || s.Stable[0] != v1.addr() {
+		t.Fatalf("cohorts: stable %v canary %v", s.Stable, s.Canary)
+	}
+	driveUntil(t, r, 20*time.Second, "the rollback", func() bool { return rolloutStatus(t, r, "rides").State == rollout.RolledBack })
+	before := v2.requests.Load()
+	if seen := answers(t, r, 20); seen["200 v1"] != 20 {
+		t.Fatalf("after the rollback: %v", seen)
+	}
+	if v2.requests.Load() != before {
+		t.Fatal("the rolled-back instances still get traffic")
 	}
 }
