@@ -311,6 +311,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // messages say "rate 0.2 > 0.01", not "\u003e"
 	_ = enc.Encode(v)
 }
 

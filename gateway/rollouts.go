@@ -509,7 +509,7 @@ func (g *Gateway) Rollouts() []rollout.Status {
 func (m *rolloutManager) statusLocked(name string) rollout.Status {
 	e := m.entries[name]
 	var live *rollout.Result
-	if e.r.Active() && e.r.Spec.Strategy != rollout.AB {
+	if e.r.Active() && e.r.Spec.Strategy == rollout.Canary {
 		st, ca := e.share.Windows()
 		res := e.r.Spec.Analysis.Judge(st.SLI(), e.r.Baseline, ca.SLI())
 		live = &res

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -130,18 +131,26 @@ type Duration time.Duration
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// UnmarshalJSON reads a Go duration string.
+// UnmarshalJSON reads a Go duration string. Its error is a
+// *json.UnmarshalTypeError, which the decoder completes with the field.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("expected a duration string such as \"30s\"")
+		return &json.UnmarshalTypeError{Value: string(clipBytes(b)), Type: reflect.TypeFor[Duration]()}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q: expected a duration such as \"30s\"", s)
+		return &json.UnmarshalTypeError{Value: strconv.Quote(clip(s)), Type: reflect.TypeFor[Duration]()}
 	}
 	*d = Duration(v)
 	return nil
+}
+
+func clipBytes(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
 }
 
 // FieldError is a problem with one field of a Spec.
@@ -183,6 +192,9 @@ func decodeError(err error) error {
 		f := te.Field
 		if f == "" {
 			f = "body"
+		}
+		if te.Type == reflect.TypeFor[Duration]() {
+			return fieldErr(f, "invalid duration %s: expected a Go duration string such as \"30s\"", te.Value)
 		}
 		return fieldErr(f, "expected %s, got JSON %s", te.Type, te.Value)
 	}

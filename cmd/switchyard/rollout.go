@@ -18,27 +18,30 @@ import (
 func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rollout", "start|status|promote|rollback|pause|resume|abort --admin HOST:PORT [--upstream NAME] [flags]",
 		"Roll out a new version of an upstream's targets through a gateway's admin API:\n"+
-			"  start     begin a rollout: --upstream, --strategy, --targets or --selector, --steps, --pause, analysis flags\n"+
+			"  start     begin a rollout: --upstream, --strategy, --targets or --selector, and the strategy's flags\n"+
 			"  status    print every rollout, or --upstream's\n"+
 			"  promote   make the new version the stable set now\n"+
 			"  rollback  send all traffic back to the stable set\n"+
-			"  pause     hold a canary at its step; resume continues it\n"+
+			"  pause     hold the rollout at its step; resume continues it\n"+
 			"  abort     stop the rollout (as a rollback)", stderr)
 	admin := fs.String("admin", "127.0.0.1:9901", "the gateway's admin address: HOST:PORT or http(s)://HOST:PORT")
 	up := fs.String("upstream", "", "the upstream being rolled out")
-	strategy := fs.String("strategy", "canary", "canary, blue-green or ab")
+	strategy := fs.String("strategy", "canary", "canary, blue-green, ab, rolling or shadow")
 	targetsFlag := fs.String("targets", "", "the new version's addresses, comma-separated (static upstreams)")
 	selector := fs.String("selector", "", "the new version's instances by metadata or tag, KEY=VALUE[,KEY=VALUE] (discovered upstreams)")
 	steps := fs.String("steps", "", "canary traffic shares in percent, comma-separated (default 5,25,50,100)")
 	pause := fs.Duration("pause", 0, "how long each canary step lasts before it is judged (default 1m)")
 	minReq := fs.Int("min-requests", 0, "fewest canary requests a step is judged on (default 20)")
-	maxInc := fs.Float64("max-error-rate-increase", -1, "how far (0..1) the canary's error rate may exceed the stable's (default 0.01)")
-	maxErr := fs.Float64("max-error-rate", -1, "absolute bound (0..1) of the new version's error rate (default none)")
+	maxInc := fs.String("max-error-rate-increase", "", "how far (0..1) the canary's error rate may exceed the stable's (default 0.01)")
+	maxErr := fs.String("max-error-rate", "", "absolute bound (0..1) of the new version's error rate (default none)")
 	p99Ratio := fs.Float64("max-p99-ratio", 0, "bound of the canary's p99 relative to the stable's (default 1.5)")
 	p99Inc := fs.Duration("min-p99-increase", 0, "p99 increase always tolerated (default 50ms)")
 	header := fs.String("header", "", "ab: the header whose value picks the cohort")
 	cookie := fs.String("cookie", "", "ab: the cookie whose value picks the cohort")
 	percent := fs.Float64("percent", 0, "ab: share of header/cookie values sent to the new version (default 50)")
+	healthTimeout := fs.Duration("health-timeout", 0, "rolling: how long a new target may take to pass its health checks (default 1m)")
+	drainTimeout := fs.Duration("drain-timeout", 0, "rolling: bound of the wait for a drained old target's requests (default 30s)")
+	concurrency := fs.Int("concurrency", 0, "shadow: most copies in flight at once (default 32)")
 	var verb string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		verb, args = args[0], args[1:]
@@ -112,11 +115,16 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if *minReq != 0 {
 			analysis["min_requests"] = *minReq
 		}
-		if *maxInc >= 0 {
-			analysis["max_error_rate_increase"] = *maxInc
-		}
-		if *maxErr >= 0 {
-			analysis["max_error_rate"] = *maxErr
+		for _, f := range []struct{ flag, key, v string }{
+			{"max-error-rate-increase", "max_error_rate_increase", *maxInc}, {"max-error-rate", "max_error_rate", *maxErr}} {
+			if f.v == "" {
+				continue
+			}
+			x, err := strconv.ParseFloat(f.v, 64)
+			if err != nil {
+				return usage("start: invalid --%s %q: expected a ratio from 0 to 1", f.flag, f.v)
+			}
+			analysis[f.key] = x
 		}
 		if *p99Ratio != 0 {
 			analysis["max_p99_ratio"] = *p99Ratio
@@ -135,6 +143,15 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if *percent != 0 {
 			spec["percent"] = *percent
+		}
+		if *healthTimeout != 0 {
+			spec["health_timeout"] = healthTimeout.String()
+		}
+		if *drainTimeout != 0 {
+			spec["drain_timeout"] = drainTimeout.String()
+		}
+		if *concurrency != 0 {
+			spec["concurrency"] = *concurrency
 		}
 		body, _ = json.Marshal(spec)
 		ok = http.StatusCreated

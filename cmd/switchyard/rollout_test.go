@@ -62,6 +62,7 @@ func TestRolloutCLI(t *testing.T) {
 		{[]string{"promote", "--admin", admin}, 2, "--upstream is required"},
 		{[]string{"start", "--admin", admin, "--upstream", "api", "--steps", "5,x"}, 2, `invalid --steps entry "x"`},
 		{[]string{"start", "--admin", admin, "--upstream", "api", "--selector", "version"}, 2, "expected KEY=VALUE"},
+		{[]string{"start", "--admin", admin, "--upstream", "api", "--max-error-rate", "lots"}, 2, `invalid --max-error-rate "lots"`},
 		{[]string{"start", "--admin", admin, "--upstream", "nope", "--targets", "127.0.0.1:1"}, 1, `unknown upstream "nope"`},
 		{[]string{"start", "--admin", admin, "--upstream", "api", "--targets", "127.0.0.1:1", "--steps", "50,10"}, 1, "steps[1]"},
 		{[]string{"status", "--admin", admin, "--upstream", "api"}, 1, `no rollout of upstream "api"`},
