@@ -73,15 +73,16 @@ func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 	}
 	var mirrored func(int, time.Duration)
-	if mm := pool.members.Load().mirror; mm != nil {
+	var start time.Time
+	if mm := pool.members.Load().mirror; mm != nil { // a rollout's shadow traffic
 		switch {
 		case st.bodyMode == bodyBuffered:
 			mirrored = mm.Mirror(req, st.body)
 		case req.Body == nil || req.Body == http.NoBody:
 			mirrored = mm.Mirror(req, nil)
 		}
+		start = time.Now()
 	}
-	start := time.Now()
 	resp, err := at.attempts(req, st, pool)
 	if mirrored != nil {
 		status := 0

@@ -205,6 +205,9 @@ func TestSplitPicksCohorts(t *testing.T) {
 	if allocs := testing.AllocsPerRun(100, func() { sp.Pick(nil, upstream.Tried{}) }); allocs != 0 {
 		t.Fatalf("Pick allocates %v times", allocs)
 	}
+	if allocs := testing.AllocsPerRun(100, func() { sp.ObserveAttempt(ts[1], false, time.Millisecond) }); allocs != 0 {
+		t.Fatalf("ObserveAttempt allocates %v times", allocs)
+	}
 }
 
 func TestABCohortsAreSticky(t *testing.T) {
