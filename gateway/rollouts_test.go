@@ -142,7 +142,7 @@ func TestRolloutGoodCanaryIsPromoted(t *testing.T) {
 	stable, canary := newBackend(t, "stable"), newBackend(t, "canary")
 	r := startGateway(t, rolloutConfig("", stable.addr()))
 	code, body := adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(
-		`{"upstream":"api","targets":[%q],"steps":[20,60,100],"pause":"100ms","analysis":{"min_requests":5}}`, canary.addr()))
+		`{"upstream":"api","targets":[%q],"steps":[20,60,100],"pause":"100ms","analysis":{"min_requests":5,"min_p99_increase":"10s"}}`, canary.addr()))
 	if code != 201 || !strings.Contains(body, `"canary_weight": 20`) {
 		t.Fatalf("start: %d %s", code, body)
 	}
@@ -389,7 +389,7 @@ func TestRolloutRollingStopsOnUnhealthyTarget(t *testing.T) {
 		_, _ = fmt.Fprint(w, "n2")
 	})
 	r := startGateway(t, rollingConfig(o1.addr(), o2.addr()))
-	code, body := adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(`{"upstream":"api","strategy":"rolling","targets":[%q,%q],"health_timeout":"300ms"}`, n1.addr(), n2.addr()))
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(`{"upstream":"api","strategy":"rolling","targets":[%q,%q],"health_timeout":"2s"}`, n1.addr(), n2.addr()))
 	if code != 201 {
 		t.Fatalf("start: %d %s", code, body)
 	}
@@ -400,7 +400,7 @@ func TestRolloutRollingStopsOnUnhealthyTarget(t *testing.T) {
 		return s.State == rollout.RolledBack
 	})
 	s := rolloutStatus(t, r, "api")
-	if s.Step != 2 || !strings.Contains(s.Message, "new target "+n2.addr()+" did not pass its health checks within 300ms") {
+	if s.Step != 2 || !strings.Contains(s.Message, "new target "+n2.addr()+" did not pass its health checks within 2s") {
 		t.Fatalf("status: %+v", s)
 	}
 	if got := upstreamTargets(t, r); len(got) != 2 || got[0] != o1.addr() || got[1] != o2.addr() {
