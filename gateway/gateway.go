@@ -85,6 +85,7 @@ type Gateway struct {
 	closeLimits func() error
 	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
 	overrides   weightOverrides // admin-set weights; survive reloads
+	rollouts    *rolloutManager // rollouts of upstreams' targets; survive reloads and (with state_dir) restarts
 	tracing     *telemetry.Tracing
 	adminAuth   atomic.Pointer[admin.Authenticator] // nil: the admin API is open (loopback only)
 	ownTracing  bool                                // set up here (not given in Options): shut down here
@@ -123,7 +124,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
-		metricsReg.Register(cacheCollector{g})); err != nil {
+		metricsReg.Register(cacheCollector{g}), metricsReg.Register(rolloutCollector{g})); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	accessLog, err := g.accessLogger(cfg)
@@ -162,6 +163,13 @@ func New(opts Options) (*Gateway, error) {
 		}
 		return nil, err
 	}
+	if g.rollouts, err = newRolloutManager(g.log, &g.overrides, cfg.StateDir); err != nil {
+		_ = g.closeLimits()
+		if g.logFile != nil {
+			_ = g.logFile.Close()
+		}
+		return nil, cfg.Errorf("state_dir", "%v", err)
+	}
 	rt, err := build(cfg, g.deps(nil))
 	if err != nil {
 		_ = g.closeLimits()
@@ -170,6 +178,7 @@ func New(opts Options) (*Gateway, error) {
 		}
 		return nil, err
 	}
+	g.rollouts.attach(rt)
 	g.current.Store(rt)
 	g.adminAuth.Store(auth)
 	return g, nil
@@ -328,7 +337,7 @@ func (g *Gateway) accessLogger(cfg *Config) (*slog.Logger, error) {
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
 	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev,
-		brokerTransport: g.brokerConns, overrides: &g.overrides}
+		brokerTransport: g.brokerConns, overrides: &g.overrides, rollouts: g.rollouts}
 }
 
 // newBrokerTransport returns the HTTP transport of publish routes' calls
@@ -405,6 +414,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, stopRuntimes := context.WithCancel(context.Background())
 	defer stopRuntimes()
 	g.start(runCtx, rt)
+	rolloutsDone := g.rollouts.start(runCtx)
 	g.waitDiscovered(ctx, rt)
 
 	g.mu.Lock()
@@ -444,6 +454,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		_ = adminSrv.Shutdown(sctx)
 	}
 	g.stop(g.current.Load())
+	stopRuntimes()
+	<-rolloutsDone
 	if g.logFile != nil {
 		_ = g.logFile.Close()
 	}
@@ -615,6 +627,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	if old.cancel != nil { // running: start the new generation's checkers
 		g.start(context.WithoutCancel(ctx), rt)
 	}
+	g.rollouts.attach(rt)
 	g.current.Store(rt)
 	g.adminAuth.Store(auth)
 	g.mu.Lock()

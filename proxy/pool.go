@@ -84,6 +84,28 @@ func (t Timeouts) Validate() error {
 	return errors.Join(errs...)
 }
 
+// AttemptObserver is implemented by a balancing policy that wants the
+// outcome of every attempt it picked a target for (a rollout's split
+// judges its cohorts by them). failed is a connect error, timeout or 5xx;
+// d is the time to the response headers (or the error). Called on the
+// request path: it must be fast and not block.
+type AttemptObserver interface {
+	ObserveAttempt(t *upstream.Target, failed bool, d time.Duration)
+}
+
+// Mirror is implemented by a balancing policy that wants a copy of the
+// requests it balances (a rollout's shadow traffic). Mirror is called on
+// the request path before the first attempt, only for a request whose
+// body is entirely known: none, or read ahead (body); req must not be
+// kept or changed (clone it). It returns a function the proxy calls once
+// with the real request's outcome (status 0 when it failed without a
+// response; d from before the first attempt to the final response
+// headers), or nil to skip. Both must be fast and never block: the copy
+// is sent elsewhere, and it can neither slow nor fail the real request.
+type Mirror interface {
+	Mirror(req *http.Request, body []byte) func(status int, d time.Duration)
+}
+
 // Hooks are optional callbacks for observability.
 type Hooks struct {
 	// BreakerChange is called on every circuit transition; target is nil
@@ -118,6 +140,8 @@ type members struct {
 	targets  []*upstream.Target
 	policy   balance.Policy
 	sticky   balance.Sticky
+	observer AttemptObserver    // the policy, when it observes attempts (a rollout's split)
+	mirror   Mirror             // the policy, when it mirrors requests (a rollout's shadow)
 	breakers []*breaker.Breaker // per target, nil when disabled
 	outlier  *health.Outlier
 	obs      *poolObs // nil without metrics
@@ -183,6 +207,8 @@ func (p *Pool) onBreakerChange(t *upstream.Target) func(from, to breaker.State) 
 func (p *Pool) newMembers(targets []*upstream.Target, policy balance.Policy, outlier *health.Outlier, prev *members) (*members, error) {
 	m := &members{targets: targets, policy: policy, outlier: outlier, obs: p.cfg.Metrics.forPool(p.name, targets)}
 	m.sticky, _ = policy.(balance.Sticky)
+	m.observer, _ = policy.(AttemptObserver)
+	m.mirror, _ = policy.(Mirror)
 	if p.cfg.Breaker == nil {
 		return m, nil
 	}
