@@ -290,7 +290,7 @@ func TestBrokerQueues(t *testing.T) {
 
 func TestStreamLag(t *testing.T) {
 	for _, c := range []struct{ first, last, next, want uint64 }{
-		{0, 0, 0, 0},  // empty
+		{0, 0, 0, 0},   // empty
 		{1, 10, 0, 10}, // never read
 		{1, 10, 11, 0}, // read everything
 		{1, 10, 10, 1},
@@ -315,7 +315,7 @@ func TestQuantile(t *testing.T) {
 		{0.5, []float64{10, 10, 10}, 0.05},
 		{0.99, []float64{50, 100, 100}, 0.1 + 0.9*(99-50)/50},
 		{0.99, []float64{0, 0, 10}, 1}, // all above the last bound: reported at it
-		{0.5, []float64{10, 10}, 0},     // mismatched lengths
+		{0.5, []float64{10, 10}, 0},    // mismatched lengths
 	} {
 		if got := quantile(c.q, bounds, c.cum); math.Abs(got-c.want) > 1e-9 {
 			t.Errorf("quantile(%v, %v) = %v, want %v", c.q, c.cum, got, c.want)

@@ -232,7 +232,7 @@
       const firing = (o.alerts || []).filter((a) => a.firing);
       if (firing.length === 0) alerts.append(el("span", "none firing"));
       for (const a of firing) {
-        alerts.append(el("span", "🔥 " + a.name + " (" + (a.severity || "") + ") burn " + num(a.short_burn).toFixed(1) + "x/" +
+        alerts.append(el("span", "FIRING " + a.name + " (" + (a.severity || "") + ") burn " + num(a.short_burn).toFixed(1) + "x/" +
           num(a.long_burn).toFixed(1) + "x over " + (a.short_window || "") + "/" + (a.long_window || "") + (a.since ? " since " + a.since : ""), { class: "bad" }));
         alerts.append(el("br"));
       }
