@@ -100,6 +100,7 @@ func (c *collector) collect(ctx context.Context) Snapshot {
 	c.targetRates(&snap, dt)
 	c.routeRates(&snap, dt)
 	c.annotateProcesses(&snap)
+	roundRates(&snap)
 
 	wg.Wait()
 	if c.src.Brokers != nil {
@@ -111,6 +112,23 @@ func (c *collector) collect(ctx context.Context) Snapshot {
 	}
 	c.prevT = now
 	return snap
+}
+
+// roundRates keeps three decimals of every rate: the page shows fewer,
+// and the snapshot stays small.
+func roundRates(s *Snapshot) {
+	r3 := func(v float64) float64 { return math.Round(v*1000) / 1000 }
+	round := func(r *Rates) { r.RPS, r.ErrorRate, r.P50ms, r.P99ms = r3(r.RPS), r3(r.ErrorRate), r3(r.P50ms), r3(r.P99ms) }
+	round(&s.Gateway.Rates)
+	for i := range s.Routes {
+		round(&s.Routes[i].Rates)
+	}
+	for i := range s.Upstreams {
+		round(&s.Upstreams[i].Rates)
+		for j := range s.Upstreams[i].Targets {
+			round(&s.Upstreams[i].Targets[j].Rates)
+		}
+	}
 }
 
 // rate is d/dt, 0 without an interval or across a counter reset.

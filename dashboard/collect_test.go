@@ -71,8 +71,8 @@ func TestSnapshotRates(t *testing.T) {
 	if t2.RPS != 10 || t2.ErrorRate != 0.5 || t2.Circuit != "open" {
 		t.Errorf("target 2: rps %v error rate %v circuit %q, want 10, 0.5, open", t2.RPS, t2.ErrorRate, t2.Circuit)
 	}
-	if u := s.Upstreams[0]; u.RPS != 110 || math.Abs(u.ErrorRate-10.0/220) > 1e-9 {
-		t.Errorf("upstream: rps %v error rate %v, want 110 and %v", u.RPS, u.ErrorRate, 10.0/220)
+	if u := s.Upstreams[0]; u.RPS != 110 || u.ErrorRate != 0.045 { // 10/220, three decimals
+		t.Errorf("upstream: rps %v error rate %v, want 110 and 0.045", u.RPS, u.ErrorRate)
 	}
 	r := s.Routes[0]
 	if r.RPS != 50 || r.ErrorRate != 0.1 {
