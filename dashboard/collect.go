@@ -118,7 +118,9 @@ func (c *collector) collect(ctx context.Context) Snapshot {
 // and the snapshot stays small.
 func roundRates(s *Snapshot) {
 	r3 := func(v float64) float64 { return math.Round(v*1000) / 1000 }
-	round := func(r *Rates) { r.RPS, r.ErrorRate, r.P50ms, r.P99ms = r3(r.RPS), r3(r.ErrorRate), r3(r.P50ms), r3(r.P99ms) }
+	round := func(r *Rates) {
+		r.RPS, r.ErrorRate, r.P50ms, r.P99ms = r3(r.RPS), r3(r.ErrorRate), r3(r.P50ms), r3(r.P99ms)
+	}
 	round(&s.Gateway.Rates)
 	for i := range s.Routes {
 		round(&s.Routes[i].Rates)
