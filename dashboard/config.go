@@ -53,7 +53,8 @@ func (c Config) Validate() error {
 }
 
 // checkBrokerURL accepts an http(s) base URL without query, fragment or
-// credentials.
+// credentials (publish checks its broker.url alike; it sits above this
+// package, so the few lines are repeated rather than imported).
 func checkBrokerURL(s string) error {
 	if s == "" {
 		return errors.New("empty: expected a broker's HTTP API base URL, e.g. http://127.0.0.1:7401")

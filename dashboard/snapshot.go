@@ -58,7 +58,8 @@ type Rates struct {
 }
 
 // Status is the gateway's state as GET /admin/status shows it (the fields
-// the dashboard uses).
+// the dashboard uses). It mirrors admin.Snapshot's JSON on purpose: the
+// dashboard sits below the admin package and reads its answers.
 type Status struct {
 	ConfigFile string     `json:"config_file"`
 	LoadedAt   time.Time  `json:"loaded_at"`
