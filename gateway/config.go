@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
+	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/ipfilter"
@@ -106,6 +107,12 @@ type Config struct {
 	// per feature, each replaced atomically. Empty (default): that state is
 	// kept in memory only and a restart forgets it. Read at start.
 	StateDir string `yaml:"state_dir"`
+	// Dashboard configures the live dashboard on the admin listener
+	// (GET /admin/dashboard): the brokers whose queues it shows (default:
+	// broker.url) and how many pages may stream at once. See package
+	// dashboard and docs/operations.md. Brokers apply on reload; the rest
+	// is read at start.
+	Dashboard *dashboard.Config `yaml:"dashboard"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
@@ -513,6 +520,11 @@ func (c *Config) validate(src *config.Source) error {
 	if b := c.Broker; b != nil {
 		if err := b.Validate(); err != nil {
 			errs = append(errs, c.Wrap("broker", err))
+		}
+	}
+	if d := c.Dashboard; d != nil {
+		if err := d.Validate(); err != nil {
+			errs = append(errs, c.Wrap("dashboard", err))
 		}
 	}
 	if d := c.Discovery; d != nil {

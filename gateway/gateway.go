@@ -27,6 +27,7 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
@@ -69,6 +70,11 @@ type Options struct {
 	// fixed path under /admin/ that the admin API does not serve itself;
 	// New refuses others. `hitch up` lists its processes this way.
 	AdminExtensions map[string]http.Handler
+	// DashboardProcesses is an admin path (typically one of
+	// AdminExtensions) answering {"processes": [...]}, shown in the
+	// dashboard's processes panel; empty: no such panel. `hitch up` passes
+	// "/admin/hitch/processes".
+	DashboardProcesses string
 }
 
 // Gateway is a running L7 load balancer. Create it with New, then Run.
@@ -399,7 +405,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 			adminLn = tls.NewListener(adminLn, tc)
 		}
-		adminSrv = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		h, dash, err := g.adminHandler()
+		if err != nil {
+			ln.Close()
+			adminLn.Close()
+			return err
+		}
+		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		adminSrv.RegisterOnShutdown(dash.Close) // end the dashboard's event streams, or Shutdown would wait on them
 	}
 
 	l4s, err := g.startL4(rt)
@@ -695,8 +708,9 @@ func orInt(v, def int) int {
 	return v
 }
 
-// adminHandler is the admin API with the program's extensions beside it.
-func (g *Gateway) adminHandler() http.Handler {
+// adminHandler is the admin API with the program's extensions and the
+// dashboard beside it.
+func (g *Gateway) adminHandler() (http.Handler, *dashboard.Server, error) {
 	h := admin.Handler(g, g.reg)
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
@@ -706,9 +720,15 @@ func (g *Gateway) adminHandler() http.Handler {
 	for pattern, eh := range g.opts.AdminExtensions {
 		mux.Handle(pattern, eh) // checked by checkAdminExtensions
 	}
+	dash, err := g.newDashboard(mux)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux.Handle(dashboard.PathPage, dash)
+	mux.Handle(dashboard.PathPage+"/", dash)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.adminAuth.Load().Wrap(mux).ServeHTTP(w, r) // the current admin_auth, after a reload too
-	})
+	}), dash, nil
 }
 
 // checkAdminExtensions refuses extension patterns that http.ServeMux
@@ -730,6 +750,9 @@ func checkAdminExtensions(ext map[string]http.Handler) (err error) {
 		}
 		if !strings.HasPrefix(path, "/admin/") || strings.ContainsAny(path, "{}") {
 			return fmt.Errorf("admin extension %q: expected a fixed path under /admin/ such as \"GET /admin/myprogram/things\"", pattern)
+		}
+		if strings.HasPrefix(path, dashboard.PathPage) {
+			return fmt.Errorf("admin extension %q: the dashboard serves %s itself", pattern, dashboard.PathPage)
 		}
 		if method == "" {
 			method = http.MethodGet
