@@ -33,6 +33,7 @@ import (
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/transform"
@@ -96,6 +97,11 @@ type Config struct {
 	// per feature, each replaced atomically. Empty (default): that state is
 	// kept in memory only and a restart forgets it. Read at start.
 	StateDir string `yaml:"state_dir"`
+	// SLOs are service level objectives measured live on the routes' and
+	// upstreams' requests, with error budgets and burn-rate alerts sent
+	// to webhooks; see package slo for every field and docs/operations.md.
+	// A reload rebuilds them, keeping the counts of unchanged ones.
+	SLOs []slo.Config `yaml:"slos"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
@@ -638,6 +644,7 @@ func (c *Config) validate(src *config.Source) error {
 			}
 		}
 	}
+	errs = append(errs, c.validateSLOs()...)
 	return errors.Join(errs...)
 }
 

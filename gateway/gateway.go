@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
+	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -85,6 +86,9 @@ type Gateway struct {
 	overrides   weightOverrides // admin-set weights; survive reloads
 	tracing     *telemetry.Tracing
 	ownTracing  bool // set up here (not given in Options): shut down here
+	// slos counts requests against the SLOs and runs their alerts; it
+	// survives reloads.
+	slos *slo.Engine
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -123,6 +127,9 @@ func New(opts Options) (*Gateway, error) {
 		metricsReg.Register(cacheCollector{g})); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	if err := g.setupSLOs(cfg, metricsReg); err != nil {
+		return nil, err
+	}
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
 		return nil, err
@@ -145,7 +152,7 @@ func New(opts Options) (*Gateway, error) {
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
 		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
-		Tracer: tracer,
+		Tracer: tracer, Observer: g.slos,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
@@ -339,6 +346,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, stopRuntimes := context.WithCancel(context.Background())
 	defer stopRuntimes()
 	g.start(runCtx, rt)
+	stopSLOs := g.runSLOs()
 	g.waitDiscovered(ctx, rt)
 
 	g.mu.Lock()
@@ -377,6 +385,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if adminSrv != nil {
 		_ = adminSrv.Shutdown(sctx)
 	}
+	stopSLOs() // after the last request: its counts are saved
 	g.stop(g.current.Load())
 	if g.logFile != nil {
 		_ = g.logFile.Close()
@@ -545,6 +554,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.start(context.WithoutCancel(ctx), rt)
 	}
 	g.current.Store(rt)
+	g.slos.Set(cfg.SLOs)
 	g.mu.Lock()
 	l4s := g.l4
 	g.mu.Unlock()
@@ -615,6 +625,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	traces := g.tracing.Store.Handler() // GET /admin/traces, /admin/traces/{id}
 	mux.Handle("/admin/traces", traces)
 	mux.Handle("/admin/traces/", traces)
+	slos := g.slos.Handler() // GET /admin/slos, /admin/slos/{name}
+	mux.Handle("GET /admin/slos", slos)
+	mux.Handle("GET /admin/slos/{name}", slos)
 	for pattern, eh := range g.opts.AdminExtensions {
 		mux.Handle(pattern, eh) // checked by checkAdminExtensions
 	}
