@@ -1,6 +1,7 @@
 package slo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -99,7 +100,18 @@ func Rules(cfgs []Config, m MetricNames) (*RuleFile, error) {
 }
 
 // Marshal writes the rule file as YAML.
-func (f *RuleFile) Marshal() ([]byte, error) { return yaml.Marshal(f) }
+func (f *RuleFile) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
 
 func rulesFor(c *Config, m MetricNames) (RuleGroup, error) {
 	g := RuleGroup{Name: "switchyard-slo-" + c.Name}
