@@ -97,7 +97,8 @@ const (
 )
 
 // MaxBuckets bounds the time buckets of one SLO (both rings): at 24
-// bytes a bucket, 64 KiB of counters at most; the defaults use 1,395.
+// bytes a bucket, 64 KiB of counters at most (the fine ring widens
+// rather than pass maxFine); the defaults use 1,394.
 const MaxBuckets = 2730
 
 // DefaultAlerts are the SRE workbook's multi-window multi-burn-rate
@@ -223,6 +224,9 @@ func (c *Config) Validate() error {
 		switch {
 		case a.LongWindow == 0:
 			add(p+".long_window", "missing: expected a duration such as 1h")
+		case time.Duration(a.LongWindow) > w && c.Alerts == nil:
+			add("window", "%s is shorter than the default %s alert's long window (%s): lengthen the window or write alerts: of your own",
+				Duration(w), a.Name, a.LongWindow)
 		case a.LongWindow < MinAlertWindow || time.Duration(a.LongWindow) > w:
 			add(p+".long_window", "%s out of range: expected %s up to the SLO window (%s)", a.LongWindow, MinAlertWindow, Duration(w))
 		}

@@ -169,13 +169,21 @@ func (e *Engine) Load() error {
 	if err != nil {
 		return fmt.Errorf("reading slo state: %w", err)
 	}
-	st, err := decodeState(data)
-	if err != nil {
+	if err := e.restore(data); err != nil {
 		bad := e.opts.StatePath + ".corrupt"
 		if rerr := os.Rename(e.opts.StatePath, bad); rerr == nil {
 			err = fmt.Errorf("%w (moved to %s; starting with no counts)", err, bad)
 		}
 		return fmt.Errorf("loading %s: %w", e.opts.StatePath, err)
+	}
+	return nil
+}
+
+// restore applies a state file's contents (see Load).
+func (e *Engine) restore(data []byte) error {
+	st, err := decodeState(data)
+	if err != nil {
+		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
