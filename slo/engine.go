@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -382,8 +381,8 @@ func (e *Engine) evalEvery() time.Duration {
 
 // Run evaluates the alerts periodically, delivers webhooks and saves the
 // state file (periodically, after alert transitions, and once more when
-// ctx ends), until ctx is cancelled. Webhook deliveries still pending
-// then get up to Webhook.Timeout to finish. Run once per engine.
+// ctx ends), until ctx is cancelled. Webhook events still queued then
+// get one last attempt each, within 2s in all.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.running {
@@ -443,16 +442,6 @@ func (e *Engine) startNotifierLocked(n *notifier) {
 // List is the body of GET /admin/slos.
 type List struct {
 	SLOs []Status `json:"slos"`
-}
-
-// Names returns the configured SLOs' names, sorted.
-func (e *Engine) Names() []string {
-	var out []string
-	for _, t := range e.table.Load().list {
-		out = append(out, t.cfg.Name)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Handler serves GET /admin/slos: {"slos": [Status...]}, and
