@@ -138,6 +138,12 @@ func TestSLORulesErrors(t *testing.T) {
 		{[]string{"slo", "rules", "--config", noSLOs}, 1, "no slos in the config"},
 		{[]string{"slo", "rules", "--config", offBucket}, 1, "off.yaml:14:5: slos[1].threshold: 300ms is not a bucket bound of switchyard_request_duration_seconds"},
 	}
+	for _, args := range [][]string{{"slo", "--help"}, {"slo", "rules", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage: switchyard slo rules") || stderr.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
 		code := run(tc.args, &stdout, &stderr)
