@@ -263,7 +263,7 @@ func checkWebhook(s string) error {
 		return fmt.Errorf("invalid webhook URL %q: expected http:// or https:// and a host", s)
 	}
 	if u.User != nil {
-		return fmt.Errorf("invalid webhook URL %q: credentials in the URL would be logged; put a token in the path or query", s)
+		return fmt.Errorf("invalid webhook URL %q: user info in the URL is refused; put a token in the query (logs show webhook URLs without it)", s)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -74,9 +75,10 @@ func newEvent(s Status, a AlertStatus, now time.Time) Event {
 // a slow or failing receiver delays only its own events, never the
 // evaluation and never a request.
 type notifier struct {
-	url  string
-	opts WebhookOptions
-	log  *slog.Logger
+	url    string
+	logURL string // url without its query, which may hold a token
+	opts   WebhookOptions
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	queue   []Event
@@ -106,14 +108,18 @@ func newNotifier(url string, o WebhookOptions, log *slog.Logger) *notifier {
 	if o.Queue <= 0 {
 		o.Queue = 256
 	}
-	return &notifier{url: url, opts: o, log: log, wake: make(chan struct{}, 1)}
+	logURL := url
+	if i := strings.IndexAny(logURL, "?#"); i >= 0 {
+		logURL = logURL[:i] + "?..."
+	}
+	return &notifier{url: url, logURL: logURL, opts: o, log: log, wake: make(chan struct{}, 1)}
 }
 
 // enqueue adds an event without blocking; a full queue drops its oldest.
 func (n *notifier) enqueue(ev Event) {
 	n.mu.Lock()
 	if len(n.queue) >= n.opts.Queue {
-		n.log.Error("slo webhook queue full: dropping the oldest event", "url", n.url, "slo", n.queue[0].SLO, "alert", n.queue[0].Alert)
+		n.log.Error("slo webhook queue full: dropping the oldest event", "url", n.logURL, "slo", n.queue[0].SLO, "alert", n.queue[0].Alert)
 		n.queue = n.queue[1:]
 	}
 	n.queue = append(n.queue, ev)
@@ -200,7 +206,7 @@ func (n *notifier) flush() {
 				continue
 			}
 		}
-		n.log.Error("slo webhook undelivered at shutdown", "url", n.url, "slo", ev.SLO, "alert", ev.Alert, "status", ev.Status)
+		n.log.Error("slo webhook undelivered at shutdown", "url", n.logURL, "slo", ev.SLO, "alert", ev.Alert, "status", ev.Status)
 	}
 }
 
@@ -214,10 +220,10 @@ func (n *notifier) deliver(ev Event, stop <-chan struct{}) bool {
 		code, err := n.post(body, stop, n.opts.Timeout)
 		switch {
 		case err == nil && code/100 == 2:
-			n.log.Info("slo webhook delivered", "url", n.url, "slo", ev.SLO, "alert", ev.Alert, "status", ev.Status, "attempt", attempt)
+			n.log.Info("slo webhook delivered", "url", n.logURL, "slo", ev.SLO, "alert", ev.Alert, "status", ev.Status, "attempt", attempt)
 			return true
 		case err == nil && code/100 == 4 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
-			n.log.Error("slo webhook refused the event: not retried", "url", n.url, "slo", ev.SLO, "alert", ev.Alert, "http_status", code)
+			n.log.Error("slo webhook refused the event: not retried", "url", n.logURL, "slo", ev.SLO, "alert", ev.Alert, "http_status", code)
 			return true
 		}
 		why := fmt.Sprintf("status %d", code)
@@ -225,11 +231,11 @@ func (n *notifier) deliver(ev Event, stop <-chan struct{}) bool {
 			why = err.Error()
 		}
 		if attempt >= n.opts.Attempts {
-			n.log.Error("slo webhook failed: event dropped", "url", n.url, "slo", ev.SLO, "alert", ev.Alert, "status", ev.Status,
+			n.log.Error("slo webhook failed: event dropped", "url", n.logURL, "slo", ev.SLO, "alert", ev.Alert, "status", ev.Status,
 				"attempts", attempt, "error", why)
 			return true
 		}
-		n.log.Warn("slo webhook failed: retrying", "url", n.url, "slo", ev.SLO, "alert", ev.Alert, "attempt", attempt, "error", why,
+		n.log.Warn("slo webhook failed: retrying", "url", n.logURL, "slo", ev.SLO, "alert", ev.Alert, "attempt", attempt, "error", why,
 			"backoff", backoff.String())
 		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 		select {
