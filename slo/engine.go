@@ -178,6 +178,7 @@ func (e *Engine) Set(cfgs []Config) {
 		}
 	}
 	e.table.Store(nt)
+	e.resolveDroppedLocked(old, nt)
 	for u := range urls {
 		if _, ok := e.hooks[u]; !ok {
 			n := newNotifier(u, e.opts.Webhook, e.log)
@@ -191,6 +192,42 @@ func (e *Engine) Set(cfgs []Config) {
 		if !urls[u] {
 			delete(e.hooks, u)
 			n.retire()
+		}
+	}
+}
+
+// resolveDroppedLocked tells the webhooks that the firing alerts a Set
+// dropped (their SLO removed, its measurement or the alert changed) are
+// resolved, so that no receiver keeps an alert open that will never
+// resolve by itself.
+func (e *Engine) resolveDroppedLocked(old map[string]*tracker, nt *table) {
+	kept := map[*alertState]bool{}
+	for _, t := range nt.list {
+		for _, a := range t.alerts {
+			kept[a] = true
+		}
+	}
+	now := e.now()
+	for _, t := range old {
+		var st *Status
+		for i, a := range t.alerts {
+			if !a.firing || kept[a] {
+				continue
+			}
+			if st == nil {
+				s := t.status(now.UnixNano())
+				st = &s
+			}
+			as := st.Alerts[i]
+			as.Firing = false
+			ev := newEvent(*st, as, now)
+			ev.Summary = fmt.Sprintf("SLO %s: alert %s resolved because a reload removed or changed it", t.cfg.Name, a.Name)
+			e.log.Info("slo alert resolved by a reload", "slo", t.cfg.Name, "alert", a.Name)
+			for _, u := range t.cfg.Webhooks {
+				if n := e.hooks[u]; n != nil {
+					n.enqueue(ev)
+				}
+			}
 		}
 	}
 }

@@ -269,6 +269,28 @@ func TestSetKeepsCounts(t *testing.T) {
 	}
 }
 
+// TestSetResolvesDroppedAlerts: an alert that a reload removes while it
+// fires is reported resolved to its webhooks.
+func TestSetResolvesDroppedAlerts(t *testing.T) {
+	clk := testclock.New()
+	rec := newReceiver(t)
+	e := New(Options{Now: clk.Now, EvalEvery: time.Hour})
+	a := mustValid(t, Config{Name: "a", Route: "api", Objective: 0.99, Webhooks: []string{rec.srv.URL}})
+	e.Set([]Config{a})
+	startEngine(t, e)
+	e.Observe("api", "", 500, 0)
+	e.Evaluate()
+	eventually(t, "three firing events", func() bool { return len(rec.statuses()) == 3 })
+	e.Set(nil)
+	eventually(t, "three resolved events", func() bool {
+		return strings.Join(rec.statuses(), ",") == "fast-burn:firing,medium-burn:firing,slow-burn:firing,fast-burn:resolved,medium-burn:resolved,slow-burn:resolved" ||
+			len(rec.statuses()) > 6
+	})
+	if got := rec.statuses(); len(got) != 6 {
+		t.Fatalf("events %v", got)
+	}
+}
+
 // TestStatePersists: counts and alert states survive a new engine on the
 // same state file; a changed definition starts afresh.
 func TestStatePersists(t *testing.T) {
