@@ -449,3 +449,48 @@ func TestSLORulesUseRealMetricNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSLOConfig feeds slos sections to the loader: every rejection is a
+// located error, every accepted SLO measures an existing route or
+// upstream, and the rules of an accepted config are written or refused
+// with a located error, never a panic.
+func FuzzSLOConfig(f *testing.F) {
+	base := "listen: 127.0.0.1:1\nupstreams:\n  app: {targets: [{address: 'h:1'}]}\nroutes: [{name: api, upstream: app}]\nslos:\n"
+	for _, s := range []string{
+		"  - { name: a, route: api, objective: 99.9% }\n",
+		"  - { name: a, upstream: app, kind: latency, threshold: 250ms, objective: 0.99, window: 7d }\n",
+		"  - { name: a, route: api, objective: 99%, errors: [5xx, 429, 400-404], webhooks: ['http://h/x?t=1'] }\n",
+		"  - { name: a, route: api, objective: 99%, window: 1h, alerts: [{name: f, burn_rate: 14.4, long_window: 2s, short_window: 1s}] }\n",
+		"  - { name: a, route: api, objective: 99%, alerts: [] }\n",
+		"  - { name: a, route: api, objective: 99.99999%, window: 400d }\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, slos string) {
+		cfg, err := ParseConfig([]byte(base+slos), "fuzz.yaml")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error without file name: %v", err)
+			}
+			return
+		}
+		for _, s := range cfg.SLOs {
+			if (s.Route != "api") == (s.Upstream != "app") {
+				t.Fatalf("accepted slo %q measuring route %q upstream %q", s.Name, s.Route, s.Upstream)
+			}
+			if !(s.Objective > 0 && s.Objective < 1) {
+				t.Fatalf("accepted objective %v", float64(s.Objective))
+			}
+		}
+		rules, err := cfg.SLORules()
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("rules error without file name: %v", err)
+			}
+			return
+		}
+		if _, err := rules.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
