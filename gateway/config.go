@@ -35,6 +35,7 @@ import (
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/transform"
@@ -113,6 +114,11 @@ type Config struct {
 	// dashboard and docs/operations.md. Brokers apply on reload; the rest
 	// is read at start.
 	Dashboard *dashboard.Config `yaml:"dashboard"`
+	// SLOs are service level objectives measured live on the routes' and
+	// upstreams' requests, with error budgets and burn-rate alerts sent
+	// to webhooks; see package slo for every field and docs/operations.md.
+	// A reload rebuilds them, keeping the counts of unchanged ones.
+	SLOs []slo.Config `yaml:"slos"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
@@ -689,6 +695,7 @@ func (c *Config) validate(src *config.Source) error {
 			}
 		}
 	}
+	errs = append(errs, c.validateSLOs()...)
 	return errors.Join(errs...)
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
+	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -95,6 +96,9 @@ type Gateway struct {
 	tracing     *telemetry.Tracing
 	adminAuth   atomic.Pointer[admin.Authenticator] // nil: the admin API is open (loopback only)
 	ownTracing  bool                                // set up here (not given in Options): shut down here
+	// slos counts requests against the SLOs and runs their alerts; it
+	// survives reloads.
+	slos *slo.Engine
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -133,6 +137,9 @@ func New(opts Options) (*Gateway, error) {
 		metricsReg.Register(cacheCollector{g}), metricsReg.Register(rolloutCollector{g})); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	if err := g.setupSLOs(cfg, metricsReg); err != nil {
+		return nil, err
+	}
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
 		return nil, err
@@ -155,7 +162,7 @@ func New(opts Options) (*Gateway, error) {
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
 		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
-		Tracer: tracer,
+		Tracer: tracer, Observer: g.slos,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
@@ -428,6 +435,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer stopRuntimes()
 	g.start(runCtx, rt)
 	rolloutsDone := g.rollouts.start(runCtx)
+	stopSLOs := g.runSLOs()
 	g.waitDiscovered(ctx, rt)
 
 	g.mu.Lock()
@@ -466,6 +474,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if adminSrv != nil {
 		_ = adminSrv.Shutdown(sctx)
 	}
+	stopSLOs() // after the last request: its counts are saved
 	g.stop(g.current.Load())
 	stopRuntimes()
 	<-rolloutsDone
@@ -643,6 +652,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	g.rollouts.attach(rt)
 	g.current.Store(rt)
 	g.adminAuth.Store(auth)
+	g.slos.Set(cfg.SLOs)
 	g.mu.Lock()
 	l4s := g.l4
 	g.mu.Unlock()
@@ -717,6 +727,9 @@ func (g *Gateway) adminHandler() (http.Handler, *dashboard.Server, error) {
 	traces := g.tracing.Store.Handler() // GET /admin/traces, /admin/traces/{id}
 	mux.Handle("/admin/traces", traces)
 	mux.Handle("/admin/traces/", traces)
+	slos := g.slos.Handler() // GET /admin/slos, /admin/slos/{name}
+	mux.Handle("GET /admin/slos", slos)
+	mux.Handle("GET /admin/slos/{name}", slos)
 	for pattern, eh := range g.opts.AdminExtensions {
 		mux.Handle(pattern, eh) // checked by checkAdminExtensions
 	}

@@ -219,12 +219,23 @@ type Options struct {
 	// MaxBodyBufferTotal bounds the bytes of all request bodies buffered
 	// at once; a body that does not fit is streamed. Default 64 MiB.
 	MaxBodyBufferTotal int64
+	// Observer, if set, is told of every request answered through a
+	// route once it is complete (SLO tracking); it must not block.
+	Observer Observer
 	// Tracer, if set, records a server span per request (continuing the
 	// client's W3C traceparent) and a client span per upstream attempt,
 	// whose context is what the upstream receives in traceparent. Nil:
 	// no spans; a valid incoming traceparent is passed on with a new
 	// span id.
 	Tracer trace.Tracer
+}
+
+// Observer is told of each request answered through a route, once, when
+// it is complete: the route's name, the upstream that served it (""
+// for routes without one), the status logged and the time to answer it.
+// It runs on the request's goroutine: it must be cheap and never block.
+type Observer interface {
+	ObserveRequest(route, upstream string, status int, d time.Duration)
 }
 
 // Handler is the proxy's http.Handler. Safe for concurrent use.
@@ -237,6 +248,7 @@ type Handler struct {
 	maxBody   int
 	inflight  atomic.Int64
 	tracer    trace.Tracer
+	observer  Observer
 
 	maxBodyTotal int64
 	buffered     atomic.Int64 // request body bytes held by read-ahead
@@ -257,6 +269,7 @@ func New(resolver Resolver, opts Options) *Handler {
 		metrics:   opts.Metrics,
 		maxBody:   opts.MaxBodyBuffer,
 		tracer:    opts.Tracer,
+		observer:  opts.Observer,
 
 		maxBodyTotal: opts.MaxBodyBufferTotal,
 	}
@@ -414,7 +427,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// ended the response; it was broken all the same.
 			st.Status = st.abortStatus()
 		}
-		obs.request(st.Status, time.Since(start))
+		d := time.Since(start)
+		obs.request(st.Status, d)
+		if h.observer != nil {
+			h.observer.ObserveRequest(rt.Name, st.pool.name, st.Status, d)
+		}
 		if st.span != nil {
 			st.span.SetAttributes(attribute.Int("http.response.status_code", st.Status), attribute.Int("switchyard.attempts", st.attempts))
 			if st.Status >= 500 {

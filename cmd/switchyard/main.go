@@ -59,6 +59,7 @@ func commands() map[string]command {
 		"sidecar":  {"run beside an app: register and health-check it, serve its traffic, outbound ambassador port", runSidecar},
 		"chaos":    {"fault injection: a TCP fault proxy (latency, bandwidth, resets, blackholes) with an HTTP API", runChaos},
 		"hitch":    {"run Hitch, the ride-sharing example: hitch up (everything), hitch serve NAME (one service)", runHitch},
+		"slo":      {"SLOs: write a gateway config's SLOs as Prometheus recording and alerting rules", runSLO},
 		"version":  {"print the version", runVersion},
 	}
 }
