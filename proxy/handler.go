@@ -141,7 +141,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 			cb.disarm()
 			h.buffered.Add(-st.reserved)
 		}()
-		if !h.readAhead(r, st, cb) {
+		if httpx.IsGRPC(r) {
+			// A gRPC call's body is a stream of messages that may wait
+			// for the server's answers (client and bidi streaming): it
+			// goes upstream as it comes, never read ahead or retried.
+			st.bodyMode = bodyStreamed
+		} else if !h.readAhead(r, st, cb) {
 			h.errorHandler(w, r, st.bodyErr.Load())
 			return
 		}
@@ -512,6 +517,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	dropUnderscoreSpoofs(out.Header)
 	dropGatewayTrailers(out.Trailer)
 	out.Header.Set("X-Request-Id", st.RequestID)
+	if httpx.IsGRPC(pr.In) {
+		boundGRPCTimeout(out.Header, st.pool.respTO)
+	}
 	if st.span == nil {
 		st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
 		out.Header.Set("Traceparent", st.Traceparent)
@@ -580,6 +588,10 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	}
 	if e.Code == "client_closed" {
 		return // nobody to answer
+	}
+	if httpx.IsGRPC(r) {
+		e.WriteGRPC(w, st.RequestID)
+		return
 	}
 	e.Write(w, st.RequestID)
 }

@@ -30,6 +30,9 @@ var floors = map[string]int{
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "edge": 2, "load": 2,
 	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
 	"kit/resilient": 2, "dns": 2, "chaos": 2,
+	// transport security: listener certificates, upstream TLS, client
+	// certificate identity (middleware).
+	"tlsconf": 2,
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
 	"kit/saga":  2,
