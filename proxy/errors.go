@@ -63,8 +63,10 @@ func isTLSError(err error) bool {
 		hn x509.HostnameError
 		ci x509.CertificateInvalidError
 	)
+	var op *net.OpError // crypto/tls reports a peer's alert as Op "remote error"
 	return errors.As(err, &ae) || errors.As(err, &ve) || errors.As(err, &he) ||
-		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
+		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
+		errors.As(err, &op) && op.Op == "remote error"
 }
 
 func isTimeout(err error) bool {

@@ -117,6 +117,7 @@ type Pool struct {
 	closeIdle func()
 	respTO    time.Duration
 	scheme    string                 // of requests to the targets: http or https
+	certAsked atomic.Bool            // a target asked for a client certificate the pool has none of
 	inflight  *ratelimit.Concurrency // nil without a cap
 }
 
@@ -178,7 +179,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.transport = cfg.Transport
 	} else {
 		tr, dialer, idle := newTransport(cfg)
-		if configureProtocols(tr, cfg) {
+		if configureProtocols(tr, cfg, &p.certAsked) {
 			h1 := newH1Transport(tr, dialer, cfg.Timeout.Header, idle)
 			p.transport = h1
 			p.closeIdle = h1.Close

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,7 +56,7 @@ func ALPN(p string) []string {
 // configureProtocols sets tr up for cfg's protocol and TLS: HTTP/2 over
 // TLS by ALPN, h2c by prior knowledge, or HTTP/1.1. It reports whether the
 // h1 fast path may serve the pool (plain HTTP/1.1 only).
-func configureProtocols(tr *http.Transport, cfg PoolConfig) (fastPath bool) {
+func configureProtocols(tr *http.Transport, cfg PoolConfig, certAsked *atomic.Bool) (fastPath bool) {
 	tr.Protocols = new(http.Protocols)
 	// Ping an HTTP/2 connection that has been silent for a while, and
 	// close it when the ping goes unanswered: a target that vanished
@@ -66,6 +67,16 @@ func configureProtocols(tr *http.Transport, cfg PoolConfig) (fastPath bool) {
 		tc := cfg.TLS.Clone()
 		if len(tc.NextProtos) == 0 {
 			tc.NextProtos = ALPN(cfg.Protocol)
+		}
+		if len(tc.Certificates) == 0 && tc.GetClientCertificate == nil {
+			// Remember that a target asked for a client certificate the
+			// upstream has none of: with TLS 1.3 its refusal comes after
+			// the handshake, and HTTP/2 reports it only as a connection
+			// that "could not be established".
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				certAsked.Store(true)
+				return &tls.Certificate{}, nil
+			}
 		}
 		tr.TLSClientConfig = tc
 		tr.TLSHandshakeTimeout = orDefault(cfg.Timeout.Connect, DefaultConnectTimeout)
@@ -156,10 +167,12 @@ func formatGRPCTimeout(d time.Duration) string {
 // bound is sent a little short (a tenth, at most 100ms) so that the
 // server's own DEADLINE_EXCEEDED, with its trailers, reaches the client
 // before the gateway cuts the call.
-func boundGRPCTimeout(h http.Header, left time.Duration) {
+// It returns the timeout the upstream got.
+func boundGRPCTimeout(h http.Header, left time.Duration) time.Duration {
 	left -= min(left/10, 100*time.Millisecond)
 	if d, ok := parseGRPCTimeout(h.Get("Grpc-Timeout")); ok && d <= left {
-		return
+		return d
 	}
 	h.Set("Grpc-Timeout", formatGRPCTimeout(left))
+	return left
 }

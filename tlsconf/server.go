@@ -81,11 +81,13 @@ func (s *Server) Pairs() []CertKey {
 // config.FieldError at its key.
 func (s *Server) Validate() error {
 	var errs []error
-	if (s.Cert == "") != (s.Key == "") {
-		errs = append(errs, config.Fieldf("", "both cert and key are required"))
+	if s.Cert == "" && s.Key != "" {
+		errs = append(errs, config.Fieldf("cert", "missing: both cert and key are required"))
+	} else if s.Key == "" && s.Cert != "" {
+		errs = append(errs, config.Fieldf("key", "missing: both cert and key are required"))
 	}
 	if len(s.Pairs()) == 0 {
-		errs = append(errs, config.Fieldf("", "no certificate: expected cert and key, or certificates: [{cert, key}, ...]"))
+		errs = append(errs, config.Fieldf("cert", "no certificate: expected cert and key, or certificates: [{cert, key}, ...]"))
 	}
 	for i, p := range s.Certificates {
 		if p.Cert == "" {
