@@ -120,6 +120,15 @@ type TLS struct {
 	Key  string `yaml:"key"`
 }
 
+// Server is t as the proxy listener's TLS settings (nil for nil), for
+// programs that take one certificate and assemble a gateway (the sidecar).
+func (t *TLS) Server() *tlsconf.Server {
+	if t == nil {
+		return nil
+	}
+	return &tlsconf.Server{Cert: t.Cert, Key: t.Key}
+}
+
 // Server holds timeouts and limits on the client side of the gateway.
 type Server struct {
 	// ReadHeaderTimeout bounds reading a request's line and headers, from
