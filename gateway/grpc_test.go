@@ -119,6 +119,11 @@ var echoDesc = grpc.ServiceDesc{
 // startEcho serves the echo service on loopback: cleartext HTTP/2 (h2c,
 // as grpc-go serves without credentials) or TLS with creds.
 func startEcho(t *testing.T, creds credentials.TransportCredentials) (*echoServer, string) {
+	e, addr, _ := startEchoServer(t, creds)
+	return e, addr
+}
+
+func startEchoServer(t *testing.T, creds credentials.TransportCredentials) (*echoServer, string, *grpc.Server) {
 	t.Helper()
 	var opts []grpc.ServerOption
 	if creds != nil {
@@ -133,7 +138,7 @@ func startEcho(t *testing.T, creds credentials.TransportCredentials) (*echoServe
 	}
 	go func() { _ = s.Serve(ln) }()
 	t.Cleanup(s.Stop)
-	return e, ln.Addr().String()
+	return e, ln.Addr().String(), s
 }
 
 func dialGRPC(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
@@ -290,6 +295,37 @@ routes:
 `, addr, echoService))
 	grpcCalls(t, dialGRPC(t, gw.g.Addr().String(), nil), echo)
 
+	t.Run("an upstream that goes away mid-stream ends the client's stream", func(t *testing.T) {
+		echo2, addr2, srv2 := startEchoServer(t, nil)
+		gw2 := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+h2c: true
+access_log: off
+upstreams:
+  echo: { protocol: h2c, targets: [{ address: %s }] }
+routes:
+  - { upstream: echo }
+`, addr2))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s, err := dialGRPC(t, gw2.g.Addr().String(), nil).NewStream(ctx, &echoDesc.Streams[0], "/"+echoService+"/Count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SendMsg(wrapperspb.String("hold")); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.CloseSend()
+		if err := s.RecvMsg(new(wrapperspb.StringValue)); err != nil {
+			t.Fatal(err)
+		}
+		srv2.Stop() // closes the upstream's connections with the stream open
+		<-echo2.cancelled
+		err = s.RecvMsg(new(wrapperspb.StringValue))
+		if err == nil || err == io.EOF || ctx.Err() != nil {
+			t.Fatalf("after the upstream went away: %v (context %v), want a stream error", err, ctx.Err())
+		}
+	})
 	t.Run("gateway errors are gRPC statuses", func(t *testing.T) {
 		err := dialGRPC(t, gw.g.Addr().String(), nil).Invoke(context.Background(), "/other.Service/M", wrapperspb.String("x"), new(wrapperspb.StringValue))
 		if grpcstatus.Code(err) != codes.Unimplemented {
