@@ -327,6 +327,18 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 	if err := u.Timeout.Validate(); err != nil {
 		errs = append(errs, cfg.Wrap(path+".timeout", err))
 	}
+	pc.Protocol = u.Protocol
+	if u.TLS != nil {
+		tc, err := u.TLS.ClientConfig(proxy.ALPN(u.Protocol))
+		if err != nil {
+			errs = append(errs, cfg.Errorf(path+".tls", "%v", err))
+		}
+		pc.TLS = tc
+		if u.TLS.InsecureSkipVerify {
+			deps.log.Warn("TLS certificate verification is OFF for this upstream: anyone on the path can impersonate its targets",
+				"upstream", name, "key", path+".tls.insecure_skip_verify")
+		}
+	}
 	if u.MaxInFlight < 0 {
 		errs = append(errs, cfg.Errorf(path+".max_in_flight", "negative value %d", u.MaxInFlight))
 	}
@@ -370,7 +382,7 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 		}
 		if len(errs) == 0 {
 			checker, err = health.NewChecker(ccfg, targets, health.CheckerOptions{
-				Logger: deps.log,
+				Logger: deps.log, TLS: pc.TLS,
 				OnChange: func(t *upstream.Target, healthy bool) {
 					deps.log.Warn("target health changed", "upstream", name, "target", t.Address, "healthy", healthy)
 					if p := poolRef.Load(); p != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
+	"github.com/switchyard/switchyard/tlsconf"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -98,7 +99,8 @@ type Gateway struct {
 	ownTracing  bool                                // set up here (not given in Options): shut down here
 	// slos counts requests against the SLOs and runs their alerts; it
 	// survives reloads.
-	slos *slo.Engine
+	slos  *slo.Engine
+	certs *tlsconf.Certs // the listener's certificates (tls:), reloadable; nil without TLS
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -294,8 +296,8 @@ func checkFiles(cfg *Config) error {
 		}
 	}
 	if cfg.TLS != nil {
-		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-			errs = append(errs, cfg.Errorf("tls", "loading certificate: %v", err))
+		if err := tlsconf.Load(*cfg.TLS); err != nil {
+			errs = append(errs, cfg.Errorf("tls", "%v", err))
 		}
 	}
 	for i, l := range cfg.L4 {
@@ -448,6 +450,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	close(g.ready)
 
 	errc := make(chan error, 2)
+	if g.certs != nil {
+		go g.certs.Watch(cfg.TLS.WatchInterval)
+		defer g.certs.Close()
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	if adminSrv != nil {
 		go func() { errc <- adminSrv.Serve(adminLn) }()
@@ -540,17 +546,19 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 	}
 	srv.Protocols.SetHTTP1(true)
 	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return nil, ln, cfg.Errorf("tls", "loading certificate: %v", err)
-		}
 		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
 		// a listener it did not wrap itself when the config already names
 		// "h2", and the listener negotiates ALPN with this very config.
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-			NextProtos: []string{"h2", "http/1.1"}}
+		certs, err := tlsconf.NewCerts(*cfg.TLS, []string{"h2", "http/1.1"}, g.log.With("component", "tls"))
+		if err != nil {
+			return nil, ln, cfg.Errorf("tls", "%v", err)
+		}
+		g.certs = certs
+		srv.TLSConfig = certs.TLSConfig()
 		srv.Protocols.SetHTTP2(true)
-		ln = tls.NewListener(ln, srv.TLSConfig)
+		// Handshakes run on their own goroutines, each bounded by
+		// tls.handshake_timeout, before net/http sees the connection.
+		ln = tlsconf.Listener(ln, srv.TLSConfig, cfg.TLS.HandshakeTimeout, g.log.With("component", "tls"))
 	}
 	if cfg.H2C {
 		srv.Protocols.SetUnencryptedHTTP2(true)
@@ -646,6 +654,20 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.log.Error("reload refused", "error", err.Error())
 		return err
 	}
+	if g.certs != nil {
+		// Last, so that a config refused above leaves the certificates
+		// alone; a certificate that does not load refuses the reload.
+		if err := g.certs.Reload(cfg.TLS); err != nil {
+			err = cfg.Errorf("tls", "%v", err)
+			g.log.Error("reload refused", "error", err.Error())
+			rt.closeCaches()
+			rt.releaseStores(old)
+			for _, p := range rt.pools {
+				p.Close()
+			}
+			return err
+		}
+	}
 	if old.cancel != nil { // running: start the new generation's checkers
 		g.start(context.WithoutCancel(ctx), rt)
 	}
@@ -691,6 +713,9 @@ func restartOnly(old, cfg *Config) error {
 	}
 	if (old.TLS == nil) != (cfg.TLS == nil) || old.H2C != cfg.H2C {
 		errs = append(errs, cfg.Errorf("tls", "TLS / h2c changes need a restart"))
+	} else if cfg.TLS != nil && (old.TLS.MinVersion != cfg.TLS.MinVersion || old.TLS.HandshakeTimeout != cfg.TLS.HandshakeTimeout ||
+		old.TLS.WatchInterval != cfg.TLS.WatchInterval || (old.TLS.ClientCA == "") != (cfg.TLS.ClientCA == "")) {
+		errs = append(errs, cfg.Errorf("tls", "min_version, handshake_timeout, watch_interval and turning client_ca on or off need a restart (certificates and the client CA file reload)"))
 	}
 	if old.RateLimitStore != cfg.RateLimitStore || old.RateLimitFailOpen != cfg.RateLimitFailOpen {
 		errs = append(errs, cfg.Errorf("rate_limit_store", "changed: rate-limit store changes need a restart"))

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -41,6 +43,13 @@ type PoolConfig struct {
 	// MaxInFlight caps concurrent requests to the upstream (0 = no cap);
 	// requests over it are answered 503 upstream_busy at once.
 	MaxInFlight int
+	// TLS, when set, makes connections to the targets HTTPS with this
+	// client config (CA bundle, server name, client certificate); HTTP/2
+	// is negotiated by ALPN unless Protocol says otherwise.
+	TLS *tls.Config
+	// Protocol is ProtocolAuto (default), ProtocolHTTP1, ProtocolH2 or
+	// ProtocolH2C; see ValidProtocol.
+	Protocol string
 	// Transport, if set, replaces the pool's own HTTP transport (tests).
 	Transport http.RoundTripper
 	// Hooks receive state changes for metrics and logs; may be nil.
@@ -129,6 +138,8 @@ type Pool struct {
 	transport http.RoundTripper
 	closeIdle func()
 	respTO    time.Duration
+	scheme    string                 // of requests to the targets: http or https
+	certAsked atomic.Bool            // a target asked for a client certificate the pool has none of
 	inflight  *ratelimit.Concurrency // nil without a cap
 }
 
@@ -154,6 +165,10 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		cfg:      cfg,
 		attempts: 1,
 		respTO:   orDefault(cfg.Timeout.Response, DefaultResponseTimeout),
+		scheme:   schemeOf(cfg.TLS),
+	}
+	if err := ValidProtocol(cfg.Protocol, cfg.TLS != nil); err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
 	if cfg.MaxInFlight > 0 {
 		c, err := ratelimit.NewConcurrency(cfg.MaxInFlight)
@@ -188,9 +203,16 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.transport = cfg.Transport
 	} else {
 		tr, dialer, idle := newTransport(cfg)
-		h1 := newH1Transport(tr, dialer, cfg.Timeout.Header, idle)
-		p.transport = h1
-		p.closeIdle = h1.Close
+		if configureProtocols(tr, cfg, &p.certAsked) {
+			h1 := newH1Transport(tr, dialer, cfg.Timeout.Header, idle)
+			p.transport = h1
+			p.closeIdle = h1.Close
+		} else {
+			// TLS and HTTP/2 go through http.Transport alone: the fast
+			// path is plain HTTP/1.1.
+			p.transport = tr
+			p.closeIdle = tr.CloseIdleConnections
+		}
 	}
 	return p, nil
 }

@@ -187,7 +187,7 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))
 		}
-		req.URL.Host = t.Address
+		req.URL.Scheme, req.URL.Host = pool.scheme, t.Address
 		st.target = t
 		st.attempts = attempt
 

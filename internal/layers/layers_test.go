@@ -34,6 +34,9 @@ var floors = map[string]int{
 	"kit/resilient": 2, "dns": 2, "chaos": 2, "rollout": 2,
 	// the live dashboard: reads sources (funcs or an admin handler), never the gateway.
 	"dashboard": 2,
+	// transport security: listener certificates, upstream TLS, client
+	// certificate identity (middleware).
+	"tlsconf": 2,
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
 	"kit/saga":  2,
