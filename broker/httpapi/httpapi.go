@@ -179,7 +179,7 @@ var codeStatus = map[string]int{
 	broker.CodeClosed:     http.StatusServiceUnavailable,
 	broker.CodeTimeout:    http.StatusServiceUnavailable,
 	// 507 Insufficient Storage: publishes are refused until space returns.
-	broker.CodeStorageFull: http.StatusInsufficientStorage,
+	broker.CodeStorageFull:  http.StatusInsufficientStorage,
 	broker.CodeUnauthorized: http.StatusUnauthorized,
 	broker.CodeForbidden:    http.StatusForbidden,
 }

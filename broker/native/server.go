@@ -172,10 +172,10 @@ type conn struct {
 
 	// who is the logged-in user (nil: an open broker). The reader sets it
 	// before it dispatches any request.
-	who     *access.Principal
-	authed  bool
-	cancel  context.CancelFunc
-	pendEl  *list.Element // in s.pending until logged in; guarded by s.pendMu
+	who    *access.Principal
+	authed bool
+	cancel context.CancelFunc
+	pendEl *list.Element // in s.pending until logged in; guarded by s.pendMu
 }
 
 // confirm is a publish request accepted by the reader without waiting; the
