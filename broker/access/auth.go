@@ -135,7 +135,16 @@ func New(c Config, o Options) (*Authenticator, error) {
 	}
 	a := &Authenticator{cfg: c, users: map[string]*userEntry{}, certs: map[string]*Principal{}, now: o.Now,
 		bcryptSem: make(chan struct{}, runtime.GOMAXPROCS(0)), failures: map[string]failure{}}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password of anyone"), bcrypt.DefaultCost)
+	// Unknown users cost a bcrypt of the configured users' cost too, so
+	// the time of an answer does not tell which users exist.
+	cost := bcrypt.DefaultCost
+	for _, name := range sortedNames(c.Users) {
+		if n, err := bcrypt.Cost([]byte(c.Users[name].PasswordHash)); err == nil {
+			cost = n
+			break
+		}
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password of anyone"), cost)
 	if err != nil {
 		return nil, err
 	}
