@@ -83,7 +83,9 @@ type Authenticator struct {
 	// bcrypt costs tens of milliseconds of CPU: at most GOMAXPROCS run at
 	// once, so a flood of password guesses cannot take every core.
 	bcryptSem chan struct{}
-	dummy     []byte // a bcrypt hash compared for unknown users
+	dummyOnce sync.Once
+	dummyCost int
+	dummy     []byte // a bcrypt hash compared for unknown users (made on first use)
 
 	mu       sync.Mutex
 	failures map[string]failure // by remote IP
@@ -137,18 +139,13 @@ func New(c Config, o Options) (*Authenticator, error) {
 		bcryptSem: make(chan struct{}, runtime.GOMAXPROCS(0)), failures: map[string]failure{}}
 	// Unknown users cost a bcrypt of the configured users' cost too, so
 	// the time of an answer does not tell which users exist.
-	cost := bcrypt.DefaultCost
+	a.dummyCost = bcrypt.DefaultCost
 	for _, name := range sortedNames(c.Users) {
 		if n, err := bcrypt.Cost([]byte(c.Users[name].PasswordHash)); err == nil {
-			cost = n
+			a.dummyCost = n
 			break
 		}
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password of anyone"), cost)
-	if err != nil {
-		return nil, err
-	}
-	a.dummy = dummy
 	var errs []error
 	seen := map[[sha256.Size]byte]string{}
 	for _, name := range sortedNames(c.Users) {
@@ -246,6 +243,9 @@ func (a *Authenticator) Password(ctx context.Context, ip, user, password string)
 	if e != nil && e.hash != nil && e.remembered(sum) {
 		return a.as(e.p, "password"), nil
 	}
+	a.dummyOnce.Do(func() {
+		a.dummy, _ = bcrypt.GenerateFromPassword([]byte("not a password of anyone"), a.dummyCost)
+	})
 	hash := a.dummy
 	if e != nil && e.hash != nil {
 		hash = e.hash
