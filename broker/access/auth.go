@@ -252,8 +252,12 @@ func (a *Authenticator) Password(ctx context.Context, ip, user, password string)
 	}
 	select {
 	case a.bcryptSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default: // all busy: wait for one, or the caller to give up
+		select {
+		case a.bcryptSem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
 	<-a.bcryptSem
