@@ -50,6 +50,8 @@ func authConfig(t *testing.T, authExtra, extra string) string {
 	cfg := fmt.Sprintf(`queues:
   orders.eu: {}
   audit: {}
+topics:
+  orders.events: {}
 streams:
   payments: {}
 auth:
@@ -221,6 +223,17 @@ func TestNativeAuthAndPermissions(t *testing.T) {
 	if _, err := r.Publish(ctx, "orders.eu", broker.Message{Body: []byte("x")}); !errors.Is(err, broker.ErrForbidden) {
 		t.Fatalf("reader publish: %v", err)
 	}
+	// Queue patterns do not reach topics of the same name.
+	if _, err := r.SubscribeTopic(ctx, "orders.events", client.TopicOptions{}); err == nil || err.Error() != `forbidden: user "reader" has no consume permission on topic "orders.events"` {
+		t.Fatalf("reader topic subscribe: %v", err)
+	}
+	if _, err := w.PublishTopic(ctx, "orders.events", broker.Message{Body: []byte("x")}); !errors.Is(err, broker.ErrForbidden) {
+		t.Fatalf("writer topic publish: %v", err)
+	}
+	err = r.Subscribe(ctx, "audit", client.SubscribeOptions{}, func(broker.Delivery) {})
+	if !errors.Is(err, broker.ErrForbidden) {
+		t.Fatalf("reader push subscription to audit: %v", err)
+	}
 }
 
 // The HTTP API: 401 with a challenge without a credential, Basic and
@@ -332,8 +345,22 @@ func TestTLSClientCertificates(t *testing.T) {
 	cliCert, cliKey := ca.issue(t, "ops-client", false)
 	badCert, badKey := other.issue(t, "ops-client", false)
 	tlsBlock := fmt.Sprintf("tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n", srvCert, srvKey, ca.file)
-	httpAddr, addr := startBroker(t, Options{ConfigFile: authConfig(t, "", tlsBlock)})
+	httpAddr, addr := startBroker(t, Options{ConfigFile: authConfig(t, "  max_unauthenticated: 16\n", tlsBlock)})
 	ctx := testCtx(t)
+
+	// A handshake flood first: connections that send half a ClientHello
+	// (or nothing) and stall. They are capped, the oldest closed, so the
+	// real clients below still get through.
+	for i := 0; i < 60; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if i%2 == 0 {
+			c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header claiming 512 bytes, then one
+		}
+	}
 
 	good, err := client.LoadTLS(ca.file, cliCert, cliKey, "")
 	if err != nil {
