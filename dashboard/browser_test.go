@@ -213,7 +213,7 @@ routes:
 		poll(`document.querySelector('[data-kind=route][data-name="api"]') && document.querySelector('[data-kind=upstream][data-name="pool"]')`),
 		poll(fmt.Sprintf(`document.querySelectorAll("[data-kind=target]").length === 3 && !!document.querySelector(%q)`, flakyNode)),
 		poll(`!!document.querySelector('[data-kind=queue][data-name="jobs"]')`),
-		poll(`document.querySelector("#slos-status").textContent === "not available"`),
+		poll(`document.querySelector("#slos-status").textContent === "no SLOs configured"`), // the gateway serves /admin/slos (an empty list)
 		chromedp.Evaluate[chromedp.Void](watchViolations))
 
 	// Hostile names are text.
