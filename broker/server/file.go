@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -47,6 +48,12 @@ type FileConfig struct {
 	Topics map[string]broker.TopicConfig `yaml:"topics"`
 	// Streams declares replayable streams, by name.
 	Streams map[string]broker.StreamConfig `yaml:"streams"`
+	// Tracing exports the broker's spans (publish and deliver of messages
+	// carrying trace context) over OTLP, as the gateway's tracing block
+	// says (package telemetry). Default: from the OTEL_* environment; the
+	// broker records spans only when they are exported somewhere (it has
+	// no trace store of its own to serve).
+	Tracing *telemetry.Config `yaml:"tracing"`
 
 	src *config.Source // where each key is, when parsed from a file
 }
@@ -138,6 +145,9 @@ func (fc FileConfig) problems() []problem {
 	add("", broker.CheckSegmentBytes("segment_bytes", fc.SegmentBytes))
 	if fc.Preallocate < 0 {
 		add("", config.Fieldf("preallocate", "%d must not be negative", fc.Preallocate))
+	}
+	if fc.Tracing != nil {
+		add("tracing", fc.Tracing.Validate())
 	}
 	for _, name := range sortedKeys(fc.Queues) {
 		if !broker.ValidName(name) {
