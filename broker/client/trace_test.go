@@ -55,7 +55,7 @@ func TestTraceContextCrossesTheBroker(t *testing.T) {
 	}
 	// A message that carries its own trace context keeps it.
 	own := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-	if _, err := c.Publish(ctx, "orders", broker.Message{Body: []byte("o2"), Headers: map[string]string{HeaderTraceparent: own}}); err != nil {
+	if _, err := c.Publish(ctx, "orders", broker.Message{Body: []byte("o2"), Headers: map[string]string{broker.HeaderTraceparent: own}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -63,14 +63,14 @@ func TestTraceContextCrossesTheBroker(t *testing.T) {
 	defer cancel()
 	var got []broker.Delivery
 	c.Subscribe(sctx, "orders", SubscribeOptions{AutoAck: true}, func(d broker.Delivery) {
-		_, consumer := tr.Tracer("app").Start(TraceContext(context.Background(), d.Headers), "consume orders", trace.WithSpanKind(trace.SpanKindConsumer))
+		_, consumer := tr.Tracer("app").Start(broker.TraceContext(context.Background(), d.Headers), "consume orders", trace.WithSpanKind(trace.SpanKindConsumer))
 		consumer.End()
 		got = append(got, d)
 		if len(got) == 2 {
 			cancel()
 		}
 	})
-	if len(got) != 2 || got[0].Headers["color"] != "red" || got[1].Headers[HeaderTraceparent] != own {
+	if len(got) != 2 || got[0].Headers["color"] != "red" || got[1].Headers[broker.HeaderTraceparent] != own {
 		t.Fatalf("deliveries: %+v", got)
 	}
 

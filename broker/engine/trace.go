@@ -25,16 +25,13 @@ import (
 // producer's span, a sibling of the broker's. Without a Tracer, or for a
 // message without traceparent, nothing is allocated.
 
-// headerTraceparent is the message header of the W3C trace context.
-const headerTraceparent = "traceparent"
-
 // msgContext returns the trace context of a message's headers when
 // tracing is on and the message carries a valid one.
 func (b *Broker) msgContext(h map[string]string) (context.Context, bool) {
 	if b.cfg.Tracer == nil || len(h) == 0 {
 		return nil, false
 	}
-	if _, ok := h[headerTraceparent]; !ok {
+	if _, ok := h[broker.HeaderTraceparent]; !ok {
 		return nil, false
 	}
 	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier(h))

@@ -1,4 +1,4 @@
-package client
+package broker
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/switchyard/switchyard/broker"
 )
 
 // Trace context travels in message headers as W3C traceparent and
@@ -21,20 +19,20 @@ const (
 // WithTraceContext returns msgs with the W3C trace context of ctx's span
 // added to the headers of each message that carries no traceparent yet
 // (those header maps are copied: the caller's are not modified). Without
-// a valid span in ctx it returns msgs itself, allocating nothing. Every
-// publish of this package's clients does it.
-func WithTraceContext(ctx context.Context, msgs []broker.Message) []broker.Message {
+// a valid span in ctx it returns msgs itself, allocating nothing. The
+// broker's clients (broker/client, broker/local) do it on every publish.
+func WithTraceContext(ctx context.Context, msgs []Message) []Message {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
 		return msgs
 	}
-	var out []broker.Message
+	var out []Message
 	for i := range msgs {
 		if _, ok := msgs[i].Headers[HeaderTraceparent]; ok {
 			continue
 		}
 		if out == nil {
-			out = append([]broker.Message(nil), msgs...)
+			out = append([]Message(nil), msgs...)
 		}
 		h := make(map[string]string, len(msgs[i].Headers)+2)
 		maps.Copy(h, msgs[i].Headers)
