@@ -414,7 +414,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// ended the response; it was broken all the same.
 			st.Status = st.abortStatus()
 		}
-		obs.request(st.Status, time.Since(start))
+		var sc trace.SpanContext
+		if st.span != nil {
+			sc = st.span.SpanContext()
+		}
+		obs.request(st.Status, time.Since(start), sc)
 		if st.span != nil {
 			st.span.SetAttributes(attribute.Int("http.response.status_code", st.Status), attribute.Int("switchyard.attempts", st.attempts))
 			if st.Status >= 500 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/upstream"
@@ -131,11 +132,19 @@ func (m *Metrics) forRoute(routeName, upstreamName string) *routeObs {
 	}
 }
 
-func (o *routeObs) request(status int, d time.Duration) {
-	if o != nil {
-		o.requests.inc(status)
-		o.duration.Observe(d.Seconds())
+// request counts a request and observes its duration; a sampled trace's
+// id goes with the observation as its exemplar (shown by Prometheus and
+// Grafana beside the latency, leading to the trace).
+func (o *routeObs) request(status int, d time.Duration, sc trace.SpanContext) {
+	if o == nil {
+		return
 	}
+	o.requests.inc(status)
+	if eo, ok := o.duration.(prometheus.ExemplarObserver); ok && sc.IsSampled() {
+		eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
+		return
+	}
+	o.duration.Observe(d.Seconds())
 }
 
 func (o *routeObs) routeInflight(delta float64) {
