@@ -477,7 +477,17 @@ func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts
 		slog.Int("attempts", attempts),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		slog.String("trace_id", traceID(st)),
+		slog.String("span_id", spanID(st)),
 	)
+}
+
+// spanID is the request's server span id for the access log, "" without
+// a span.
+func spanID(st *reqState) string {
+	if st == nil || st.span == nil {
+		return ""
+	}
+	return st.span.SpanContext().SpanID().String()
 }
 
 // traceID is the request's trace id for the access log: its span's, or
