@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -85,7 +84,7 @@ func TestReceiverJoinsTraces(t *testing.T) {
 
 func otlpBody(t testing.TB, spans ...*tracepb.Span) []byte {
 	b, err := proto.Marshal(&collectortrace.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
-		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "matching"}}}}},
+		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "matching"}}}}},
 		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
 	}}})
 	if err != nil {
@@ -191,4 +190,3 @@ func FuzzReceiver(f *testing.F) {
 	})
 }
 
-var _ = http.StatusOK
