@@ -32,6 +32,10 @@ import (
 // traceContext reads and writes W3C traceparent and tracestate.
 var traceContext = propagation.TraceContext{}
 
+// serverKind is the server span's option, made once (an option is an
+// interface value: made per request it costs an allocation).
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
 // Route is a resolved route: where a matching request goes.
 type Route struct {
 	// Name identifies the route in metrics and logs.
@@ -382,8 +386,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	if h.tracer != nil {
-		ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
-		ctx, st.span = h.tracer.Start(ctx, r.Method+" "+rt.Name, trace.WithSpanKind(trace.SpanKindServer),
+		if _, ok := r.Header["Traceparent"]; ok { // Extract's lookups allocate (canonical keys)
+			ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		ctx, st.span = h.tracer.Start(ctx, r.Method+" "+rt.Name, serverKind,
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
 				attribute.String("http.route", rt.Name), attribute.String("client.address", r.RemoteAddr),
 				attribute.String("switchyard.request_id", id)))

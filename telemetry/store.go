@@ -136,6 +136,11 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 	localRoot := !sp.Parent().IsValid() || sp.Parent().IsRemote()
 	s.mu.Lock()
 	p := s.pending[id]
+	if p == nil && localRoot {
+		// A trace of one span here (a cache hit): never pending.
+		s.finishLocked(sp, []sdktrace.ReadOnlySpan{sp}, nil, 0)
+		return
+	}
 	if p == nil {
 		if t := s.byID[id]; t != nil && !localRoot {
 			if s.room(t) {
@@ -161,20 +166,29 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 		return
 	}
 	delete(s.pending, id)
+	s.finishLocked(sp, p.spans, p.ext, p.dropped)
+}
+
+// finishLocked keeps the trace whose local root sp ended, with its spans
+// here, and unlocks s.mu; a trace the sampler dropped that turned out
+// slow or failed is exported anyway.
+func (s *Store) finishLocked(sp sdktrace.ReadOnlySpan, spans []sdktrace.ReadOnlySpan, ext []Span, dropped int) {
+	sc := sp.SpanContext()
+	id := sc.TraceID()
 	dur := sp.EndTime().Sub(sp.StartTime())
 	t := &Trace{tid: id, Root: sp.Name(), Service: s.service, Start: sp.StartTime(), Duration: dur,
-		Slow: dur >= s.mem.Slow, Sampled: sc.IsSampled(), Dropped: p.dropped, trueRoot: !sp.Parent().IsValid()}
-	for _, x := range p.spans {
+		Slow: dur >= s.mem.Slow, Sampled: sc.IsSampled(), Dropped: dropped, trueRoot: !sp.Parent().IsValid()}
+	for _, x := range spans {
 		if x.Status().Code == codes.Error {
 			t.Error = true
 		}
 	}
-	for _, x := range p.ext {
+	for _, x := range ext {
 		if x.Status == codes.Error.String() {
 			t.Error = true
 		}
 	}
-	t.raw, t.ext = p.spans, p.ext
+	t.raw, t.ext = spans, ext
 	if old := s.byID[id]; old != nil {
 		// The trace is kept already: a second local root (a request that
 		// came back through this process), or spans other processes sent
@@ -183,7 +197,6 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 	} else {
 		s.placeLocked(t)
 	}
-	spans := p.spans
 	s.mu.Unlock()
 	if s.exportQ != nil && !t.Sampled && (t.Error || t.Slow) {
 		select {
