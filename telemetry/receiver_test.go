@@ -189,4 +189,3 @@ func FuzzReceiver(f *testing.F) {
 		}
 	})
 }
-
