@@ -32,6 +32,10 @@ import (
 // traceContext reads and writes W3C traceparent and tracestate.
 var traceContext = propagation.TraceContext{}
 
+// serverKind is the server span's option, made once (an option is an
+// interface value: made per request it costs an allocation).
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
 // Route is a resolved route: where a matching request goes.
 type Route struct {
 	// Name identifies the route in metrics and logs.
@@ -404,8 +408,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	if h.tracer != nil {
-		ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
-		ctx, st.span = h.tracer.Start(ctx, r.Method+" "+rt.Name, trace.WithSpanKind(trace.SpanKindServer),
+		if _, ok := r.Header["Traceparent"]; ok { // Extract's lookups allocate (canonical keys)
+			ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		ctx, st.span = h.tracer.Start(ctx, r.Method+" "+rt.Name, serverKind,
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
 				attribute.String("http.route", rt.Name), attribute.String("client.address", r.RemoteAddr),
 				attribute.String("switchyard.request_id", id)))
@@ -436,8 +442,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// ended the response; it was broken all the same.
 			st.Status = st.abortStatus()
 		}
+		var sc trace.SpanContext
+		if st.span != nil {
+			sc = st.span.SpanContext()
+		}
 		d := time.Since(start)
-		obs.request(st.Status, d)
+		obs.request(st.Status, d, sc)
 		if h.observer != nil {
 			h.observer.ObserveRequest(rt.Name, st.pool.name, st.Status, d)
 		}
@@ -499,7 +509,17 @@ func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts
 		slog.Int("attempts", attempts),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		slog.String("trace_id", traceID(st)),
+		slog.String("span_id", spanID(st)),
 	)
+}
+
+// spanID is the request's server span id for the access log, "" without
+// a span.
+func spanID(st *reqState) string {
+	if st == nil || st.span == nil {
+		return ""
+	}
+	return st.span.SpanContext().SpanID().String()
 }
 
 // traceID is the request's trace id for the access log: its span's, or

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/upstream"
@@ -137,6 +138,10 @@ type routeObs struct {
 	requests codeCounters
 	duration prometheus.Observer
 	inflight prometheus.Gauge
+	// lastExemplar is when the route's latency last got an exemplar
+	// (unix ns): an exemplar costs about ten allocations, so a route gets
+	// at most one a second (a failed request's always).
+	lastExemplar atomic.Int64
 }
 
 func (m *Metrics) forRoute(routeName, upstreamName string) *routeObs {
@@ -150,11 +155,23 @@ func (m *Metrics) forRoute(routeName, upstreamName string) *routeObs {
 	}
 }
 
-func (o *routeObs) request(status int, d time.Duration) {
-	if o != nil {
-		o.requests.inc(status)
-		o.duration.Observe(d.Seconds())
+// request counts a request and observes its duration; a sampled trace's
+// id goes with the observation as its exemplar (shown by Prometheus and
+// Grafana beside the latency, leading to the trace): a failed request's
+// always, others at most once a second per route.
+func (o *routeObs) request(status int, d time.Duration, sc trace.SpanContext) {
+	if o == nil {
+		return
 	}
+	o.requests.inc(status)
+	if eo, ok := o.duration.(prometheus.ExemplarObserver); ok && sc.IsSampled() {
+		now, last := time.Now().UnixNano(), o.lastExemplar.Load()
+		if status >= 500 || (now-last >= int64(time.Second) && o.lastExemplar.CompareAndSwap(last, now)) {
+			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	o.duration.Observe(d.Seconds())
 }
 
 func (o *routeObs) routeInflight(delta float64) {

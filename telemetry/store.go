@@ -40,6 +40,7 @@ type Store struct {
 
 type pendingTrace struct {
 	spans   []sdktrace.ReadOnlySpan
+	ext     []Span // received from other processes (Receiver)
 	dropped int
 }
 
@@ -99,12 +100,16 @@ type Trace struct {
 	Spans    []Span        `json:"spans,omitempty"`
 	Dropped  int           `json:"dropped_spans,omitempty"`
 
-	raw []sdktrace.ReadOnlySpan // converted to Spans when asked for
-	tid trace.TraceID           // ID, formatted when asked for
+	raw      []sdktrace.ReadOnlySpan // this process's spans, converted to Spans when asked for
+	ext      []Span                  // spans other processes exported here (Receiver)
+	tid      trace.TraceID           // ID, formatted when asked for
+	trueRoot bool                    // Root is the trace's first span (it has no parent)
 }
 
 // Span is one span of a kept trace.
 type Span struct {
+	// Service is the service.name of the process that recorded the span.
+	Service    string            `json:"service,omitempty"`
 	SpanID     string            `json:"span_id"`
 	ParentID   string            `json:"parent_id,omitempty"`
 	Name       string            `json:"name"`
@@ -121,14 +126,29 @@ type Span struct {
 func (s *Store) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 
 // OnEnd implements sdktrace.SpanProcessor: it buffers the span with its
-// trace and, when it is the trace's local root, decides what to keep.
+// trace and, when it is the trace's local root, decides what to keep. A
+// span of a trace already kept (one that ended after its local root, or
+// whose trace arrived first from another process through the Receiver)
+// joins that trace.
 func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 	sc := sp.SpanContext()
 	id := sc.TraceID()
 	localRoot := !sp.Parent().IsValid() || sp.Parent().IsRemote()
 	s.mu.Lock()
 	p := s.pending[id]
+	if p == nil && localRoot {
+		// A trace of one span here (a cache hit): never pending.
+		s.finishLocked(sp, []sdktrace.ReadOnlySpan{sp}, nil, 0)
+		return
+	}
 	if p == nil {
+		if t := s.byID[id]; t != nil && !localRoot {
+			if s.room(t) {
+				t.raw = append(t.raw, sp)
+			}
+			s.mu.Unlock()
+			return
+		}
 		if !localRoot && len(s.pending) >= maxPending {
 			s.mu.Unlock()
 			return // too many open traces: this span is lost
@@ -136,7 +156,7 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 		p = &pendingTrace{}
 		s.pending[id] = p
 	}
-	if len(p.spans) < s.mem.MaxSpans {
+	if len(p.spans)+len(p.ext) < s.mem.MaxSpans {
 		p.spans = append(p.spans, sp)
 	} else {
 		p.dropped++
@@ -146,31 +166,37 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 		return
 	}
 	delete(s.pending, id)
+	s.finishLocked(sp, p.spans, p.ext, p.dropped)
+}
+
+// finishLocked keeps the trace whose local root sp ended, with its spans
+// here, and unlocks s.mu; a trace the sampler dropped that turned out
+// slow or failed is exported anyway.
+func (s *Store) finishLocked(sp sdktrace.ReadOnlySpan, spans []sdktrace.ReadOnlySpan, ext []Span, dropped int) {
+	sc := sp.SpanContext()
+	id := sc.TraceID()
 	dur := sp.EndTime().Sub(sp.StartTime())
 	t := &Trace{tid: id, Root: sp.Name(), Service: s.service, Start: sp.StartTime(), Duration: dur,
-		Slow: dur >= s.mem.Slow, Sampled: sc.IsSampled(), Dropped: p.dropped}
-	for _, x := range p.spans {
+		Slow: dur >= s.mem.Slow, Sampled: sc.IsSampled(), Dropped: dropped, trueRoot: !sp.Parent().IsValid()}
+	for _, x := range spans {
 		if x.Status().Code == codes.Error {
 			t.Error = true
 		}
 	}
-	t.raw = p.spans
+	for _, x := range ext {
+		if x.Status == codes.Error.String() {
+			t.Error = true
+		}
+	}
+	t.raw, t.ext = spans, ext
 	if old := s.byID[id]; old != nil {
-		// A second local root of the same trace (a request that came back
-		// through this process): keep both under one id, the newest wins.
-		delete(s.byID, id)
-	}
-	var out *Trace
-	if t.Error || t.Slow {
-		out = s.kept.push(t)
+		// The trace is kept already: a second local root (a request that
+		// came back through this process), or spans other processes sent
+		// first. One trace under one id: merge into the old one.
+		s.mergeLocked(old, t)
 	} else {
-		out = s.recent.push(t)
+		s.placeLocked(t)
 	}
-	if out != nil && s.byID[out.tid] == out {
-		delete(s.byID, out.tid)
-	}
-	s.byID[id] = t
-	spans := p.spans
 	s.mu.Unlock()
 	if s.exportQ != nil && !t.Sampled && (t.Error || t.Slow) {
 		select {
@@ -180,10 +206,112 @@ func (s *Store) OnEnd(sp sdktrace.ReadOnlySpan) {
 	}
 }
 
-func convert(spans []sdktrace.ReadOnlySpan) []Span {
-	out := make([]Span, 0, len(spans))
+// room reports whether t may take one more span, counting the one it
+// cannot as dropped.
+func (s *Store) room(t *Trace) bool {
+	if len(t.raw)+len(t.ext) < s.mem.MaxSpans {
+		return true
+	}
+	t.Dropped++
+	return false
+}
+
+// placeLocked puts t in the ring its flags call for and indexes it.
+func (s *Store) placeLocked(t *Trace) {
+	var out *Trace
+	if t.Error || t.Slow {
+		out = s.kept.push(t)
+	} else {
+		out = s.recent.push(t)
+	}
+	if out != nil && s.byID[out.tid] == out {
+		delete(s.byID, out.tid)
+	}
+	s.byID[t.tid] = t
+}
+
+// unplaceLocked takes t out of its ring (the slot is left empty).
+func (s *Store) unplaceLocked(t *Trace) {
+	for _, r := range []*ring{&s.recent, &s.kept} {
+		for i, x := range r.buf {
+			if x == t {
+				r.buf[i] = nil
+			}
+		}
+	}
+}
+
+// mergeLocked adds the spans and flags of t to old, a kept trace of the
+// same id. The trace's summary (root, start, duration) is the one of the
+// true root when either has it, else of the earlier local root. A trace
+// that became slow or failed moves to the ring of kept traces.
+func (s *Store) mergeLocked(old, t *Trace) {
+	wasKept := old.Error || old.Slow
+	for _, sp := range t.raw {
+		if s.room(old) {
+			old.raw = append(old.raw, sp)
+		}
+	}
+	for _, sp := range t.ext {
+		if s.room(old) {
+			old.ext = append(old.ext, sp)
+		}
+	}
+	old.Dropped += t.Dropped
+	old.Error = old.Error || t.Error
+	old.Sampled = old.Sampled || t.Sampled
+	if (t.trueRoot && !old.trueRoot) || (!old.trueRoot && t.Start.Before(old.Start)) {
+		old.Root, old.Service, old.Start, old.Duration, old.trueRoot = t.Root, t.Service, t.Start, t.Duration, t.trueRoot
+		old.Slow = t.Duration >= s.mem.Slow
+	}
+	old.Slow = old.Slow || t.Slow
+	if !wasKept && (old.Error || old.Slow) {
+		s.unplaceLocked(old)
+		s.placeLocked(old)
+	}
+}
+
+// Received is one span that another process exported to this one (see
+// Receiver), already decoded.
+type Received struct {
+	TraceID trace.TraceID
+	Span    Span
+	// Root: the span has no parent, it is the trace's first.
+	Root bool
+}
+
+// Add keeps spans recorded by other processes with the traces they
+// belong to: a trace this process kept, or one whose local root has not
+// ended yet, takes them in; a trace unknown here is kept as received
+// (its summary is its root span, or its earliest one so far).
+func (s *Store) Add(spans []Received) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range spans {
+		failed := r.Span.Status == codes.Error.String()
+		if t := s.byID[r.TraceID]; t != nil {
+			s.mergeLocked(t, &Trace{tid: r.TraceID, Root: r.Span.Name, Service: r.Span.Service, Start: r.Span.Start,
+				Duration: r.Span.Duration, Error: failed, ext: []Span{r.Span}, trueRoot: r.Root})
+			continue
+		}
+		if p := s.pending[r.TraceID]; p != nil {
+			if len(p.spans)+len(p.ext) < s.mem.MaxSpans {
+				p.ext = append(p.ext, r.Span)
+			} else {
+				p.dropped++
+			}
+			continue
+		}
+		s.placeLocked(&Trace{tid: r.TraceID, Root: r.Span.Name, Service: r.Span.Service, Start: r.Span.Start,
+			Duration: r.Span.Duration, Error: failed, Slow: r.Span.Duration >= s.mem.Slow, Sampled: true,
+			ext: []Span{r.Span}, trueRoot: r.Root})
+	}
+}
+
+func (s *Store) convert(spans []sdktrace.ReadOnlySpan, ext []Span) []Span {
+	out := make([]Span, 0, len(spans)+len(ext))
 	for _, sp := range spans {
-		x := Span{SpanID: sp.SpanContext().SpanID().String(), Name: sp.Name(), Kind: sp.SpanKind().String(),
+		x := Span{Service: s.service, SpanID: sp.SpanContext().SpanID().String(), Name: sp.Name(), Kind: sp.SpanKind().String(),
 			Start: sp.StartTime(), Duration: sp.EndTime().Sub(sp.StartTime())}
 		if sp.Parent().IsValid() {
 			x.ParentID = sp.Parent().SpanID().String()
@@ -202,6 +330,7 @@ func convert(spans []sdktrace.ReadOnlySpan) []Span {
 		}
 		out = append(out, x)
 	}
+	out = append(out, ext...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
 }
@@ -285,7 +414,7 @@ func (s *Store) Traces(q Query) []Trace {
 			continue
 		}
 		c := *t
-		c.Spans, c.raw, c.ID = nil, nil, t.tid.String()
+		c.Spans, c.raw, c.ext, c.ID = nil, nil, nil, t.tid.String()
 		out = append(out, c)
 		if len(out) == q.Limit {
 			break
@@ -307,7 +436,7 @@ func (s *Store) Trace(id string) (Trace, bool) {
 		return Trace{}, false
 	}
 	c := *t
-	c.Spans, c.raw, c.ID = convert(t.raw), nil, t.tid.String()
+	c.Spans, c.raw, c.ext, c.ID = s.convert(t.raw, t.ext), nil, nil, t.tid.String()
 	return c, true
 }
 

@@ -320,12 +320,12 @@ func expect(r result, t wire.Type) error {
 // Publish implements Publisher: the batch travels in one frame and costs
 // one group commit.
 func (c *Conn) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
-	return c.publish(ctx, &wire.PubReq{Queue: queue, Msgs: msgs})
+	return c.publish(ctx, &wire.PubReq{Queue: queue, Msgs: broker.WithTraceContext(ctx, msgs)})
 }
 
 // PublishNoWait publishes without waiting for durability (at-most-once).
 func (c *Conn) PublishNoWait(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
-	return c.publish(ctx, &wire.PubReq{Queue: queue, NoWait: true, Msgs: msgs})
+	return c.publish(ctx, &wire.PubReq{Queue: queue, NoWait: true, Msgs: broker.WithTraceContext(ctx, msgs)})
 }
 
 func (c *Conn) publish(ctx context.Context, req *wire.PubReq) ([]broker.PublishResult, error) {

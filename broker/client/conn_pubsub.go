@@ -18,14 +18,14 @@ var (
 // PublishTopic implements TopicClient: the batch travels in one frame and
 // costs one group commit for the bound queues.
 func (c *Conn) PublishTopic(ctx context.Context, topic string, msgs ...broker.Message) ([]broker.TopicResult, error) {
-	return c.publishTopic(ctx, &wire.PubReq{Queue: topic, Msgs: msgs})
+	return c.publishTopic(ctx, &wire.PubReq{Queue: topic, Msgs: broker.WithTraceContext(ctx, msgs)})
 }
 
 // PublishTopicNoWait publishes to a topic without waiting for the bound
 // queues' records to be durable (at-most-once for the queues; live
 // subscribers get the messages either way).
 func (c *Conn) PublishTopicNoWait(ctx context.Context, topic string, msgs ...broker.Message) ([]broker.TopicResult, error) {
-	return c.publishTopic(ctx, &wire.PubReq{Queue: topic, NoWait: true, Msgs: msgs})
+	return c.publishTopic(ctx, &wire.PubReq{Queue: topic, NoWait: true, Msgs: broker.WithTraceContext(ctx, msgs)})
 }
 
 func (c *Conn) publishTopic(ctx context.Context, req *wire.PubReq) ([]broker.TopicResult, error) {
@@ -260,7 +260,7 @@ func (s *connTopicSub) Close() error {
 // Append implements StreamClient: the batch travels in one frame and costs
 // one group commit.
 func (c *Conn) Append(ctx context.Context, stream string, msgs ...broker.Message) ([]uint64, error) {
-	req := wire.AppendReq{Stream: stream, Msgs: msgs}
+	req := wire.AppendReq{Stream: stream, Msgs: broker.WithTraceContext(ctx, msgs)}
 	r, err := c.roundTrip(ctx, wire.StreamAppend, func(b []byte) []byte { return wire.AppendAppendReq(b, &req) })
 	if err != nil {
 		return nil, err

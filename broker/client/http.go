@@ -106,6 +106,7 @@ func codeErr(code, msg string) error {
 // Publish implements Publisher with one request per message (in order).
 func (h *HTTP) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
 	res := make([]broker.PublishResult, 0, len(msgs))
+	msgs = broker.WithTraceContext(ctx, msgs)
 	for i, m := range msgs {
 		hdr := messageHeader(&m)
 		var ans broker.PublishAnswer

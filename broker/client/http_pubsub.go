@@ -28,6 +28,7 @@ var (
 // order).
 func (h *HTTP) PublishTopic(ctx context.Context, topic string, msgs ...broker.Message) ([]broker.TopicResult, error) {
 	res := make([]broker.TopicResult, 0, len(msgs))
+	msgs = broker.WithTraceContext(ctx, msgs)
 	for i := range msgs {
 		var r broker.TopicResult
 		if err := h.do(ctx, "/v1/topics/"+url.PathEscape(topic)+"/messages", bytes.NewReader(msgs[i].Body), messageHeader(&msgs[i]), &r); err != nil {
@@ -251,6 +252,7 @@ func (s *httpTopicSub) Close() error {
 // Append implements StreamClient with one request per message (in order).
 func (h *HTTP) Append(ctx context.Context, stream string, msgs ...broker.Message) ([]uint64, error) {
 	offs := make([]uint64, 0, len(msgs))
+	msgs = broker.WithTraceContext(ctx, msgs)
 	for i := range msgs {
 		hdr := http.Header{}
 		for k, v := range msgs[i].Headers {

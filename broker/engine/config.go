@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/wal"
 )
@@ -41,6 +43,10 @@ type Config struct {
 	// Close unregisters it, so a registry serves one open broker at a time.
 	// Default none (counting still happens, nothing is timed or exported).
 	Metrics prometheus.Registerer `json:"-" yaml:"-"`
+	// Tracer, if set, records spans of the messages that carry W3C trace
+	// context in their headers: publish and deliver (see trace.go).
+	// Default none: no spans, nothing allocated for them.
+	Tracer trace.Tracer `json:"-" yaml:"-"`
 	// WriteHook is fault injection for tests (wal.Options.WriteHook) on
 	// every log of the broker: e.g. return syscall.ENOSPC to simulate a
 	// full disk. Default none.

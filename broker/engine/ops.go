@@ -50,8 +50,21 @@ func (b *Broker) enqueueSeqs(op byte, qid uint32, availableAt int64, seqs []uint
 // Publish appends a message to the queue and, unless opts.NoWait, returns
 // once it is durable. A full queue returns *QueueFullError (after waiting
 // up to block_timeout for overflow "block"); a body above max_message_size
-// returns ErrTooLarge.
+// returns ErrTooLarge. A message carrying trace context gets a publish
+// span (Config.Tracer).
 func (b *Broker) Publish(ctx context.Context, name string, msg broker.Message, opts broker.PublishOptions) (broker.PublishResult, error) {
+	sp := b.startPublish(name, &msg)
+	if sp == nil {
+		return b.publish(ctx, name, msg, opts)
+	}
+	res, err := b.publish(ctx, name, msg, opts)
+	endPublish(sp, res.Seq, res.Duplicate, err)
+	return res, err
+}
+
+// publish is Publish without its span (the topic's publish to its bound
+// queues is in the topic's).
+func (b *Broker) publish(ctx context.Context, name string, msg broker.Message, opts broker.PublishOptions) (broker.PublishResult, error) {
 	q, err := b.queue(name)
 	if err != nil {
 		return broker.PublishResult{}, err
@@ -244,6 +257,7 @@ func (b *Broker) Receive(ctx context.Context, name string, opts broker.ReceiveOp
 	}
 	for {
 		out, dead, notify, err := b.take(q, opts)
+		b.traceDeliveries(name, out)
 		if len(dead) > 0 {
 			b.opMu.RLock()
 			b.deadLetter(ctx, dead)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -145,19 +146,23 @@ func (b *Broker) PublishTopic(ctx context.Context, name string, msg broker.Messa
 	if err != nil {
 		return broker.TopicResult{}, err
 	}
+	sp := b.startPublish("topic:"+name, &msg)
 	res, queues, err := t.fanOut(&msg, b.cfg.Now)
 	if err != nil {
+		endPublish(sp, 0, false, err)
 		return broker.TopicResult{}, err
 	}
 	var errs []error
 	for _, q := range queues {
-		if _, err := b.Publish(ctx, q, msg, opts); err != nil {
+		if _, err := b.publish(ctx, q, msg, opts); err != nil {
 			errs = append(errs, fmt.Errorf("publishing to bound queue %q: %w", q, err))
 			continue
 		}
 		res.Queues++
 	}
-	return res, errors.Join(errs...)
+	err = errors.Join(errs...)
+	endPublish(sp, res.ID, false, err)
+	return res, err
 }
 
 // PublishTopicBatch publishes msgs in order as PublishTopic does, but waits
@@ -187,15 +192,34 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []brok
 	// last is the newest record per bound queue, for the one confirm.
 	var last []broker.PublishResult
 	var lastQueue []string
+	// The publish spans of traced messages end with the batch's confirm.
+	var spans []trace.Span
+	var spanIDs []uint64
+	endSpans := func(err error) {
+		for i, sp := range spans {
+			endPublish(sp, spanIDs[i], false, err)
+		}
+	}
 	for i := range msgs {
+		if sp := b.startPublish("topic:"+name, &msgs[i]); sp != nil {
+			spans = append(spans, sp)
+			spanIDs = append(spanIDs, 0)
+		}
 		res, queues, err := t.fanOut(&msgs[i], b.cfg.Now)
 		if err != nil {
-			return nil, fmt.Errorf("message %d of %d: %w", i, len(msgs), err)
+			err = fmt.Errorf("message %d of %d: %w", i, len(msgs), err)
+			endSpans(err)
+			return nil, err
+		}
+		if len(spans) > 0 && spanIDs[len(spans)-1] == 0 {
+			spanIDs[len(spans)-1] = res.ID
 		}
 		for _, q := range queues {
-			r, err := b.Publish(ctx, q, msgs[i], broker.PublishOptions{NoWait: true})
+			r, err := b.publish(ctx, q, msgs[i], broker.PublishOptions{NoWait: true})
 			if err != nil {
-				return nil, fmt.Errorf("message %d of %d (earlier ones were published): publishing to bound queue %q: %w", i, len(msgs), q, err)
+				err = fmt.Errorf("message %d of %d (earlier ones were published): publishing to bound queue %q: %w", i, len(msgs), q, err)
+				endSpans(err)
+				return nil, err
 			}
 			res.Queues++
 			j := 0
@@ -212,13 +236,17 @@ func (b *Broker) PublishTopicBatch(ctx context.Context, name string, msgs []brok
 		out[i] = res
 	}
 	if opts.NoWait {
+		endSpans(nil)
 		return out, nil
 	}
 	for j, q := range lastQueue {
 		if err := b.Confirm(ctx, q, last[j:j+1]); err != nil {
-			return nil, fmt.Errorf("confirming bound queue %q: %w", q, err)
+			err = fmt.Errorf("confirming bound queue %q: %w", q, err)
+			endSpans(err)
+			return nil, err
 		}
 	}
+	endSpans(nil)
 	return out, nil
 }
 

@@ -34,6 +34,7 @@ var (
 // Publish implements Publisher.
 func (e Client) Publish(ctx context.Context, queue string, msgs ...broker.Message) ([]broker.PublishResult, error) {
 	res := make([]broker.PublishResult, len(msgs))
+	msgs = broker.WithTraceContext(ctx, msgs)
 	if len(msgs) == 1 {
 		r, err := e.B.Publish(ctx, queue, msgs[0], broker.PublishOptions{})
 		res[0] = r
@@ -74,7 +75,7 @@ func (e Client) Status(_ context.Context, queue string, seq uint64) (broker.Mess
 
 // PublishTopic implements TopicClient.
 func (e Client) PublishTopic(ctx context.Context, topic string, msgs ...broker.Message) ([]broker.TopicResult, error) {
-	return e.B.PublishTopicBatch(ctx, topic, msgs, broker.PublishOptions{})
+	return e.B.PublishTopicBatch(ctx, topic, broker.WithTraceContext(ctx, msgs), broker.PublishOptions{})
 }
 
 // SubscribeTopic implements TopicClient; the subscription buffers up to the
@@ -118,7 +119,7 @@ func (s *subscription) Close() error {
 
 // Append implements StreamClient.
 func (e Client) Append(ctx context.Context, stream string, msgs ...broker.Message) ([]uint64, error) {
-	return e.B.AppendBatch(ctx, stream, msgs)
+	return e.B.AppendBatch(ctx, stream, broker.WithTraceContext(ctx, msgs))
 }
 
 // ReadStream implements StreamClient.

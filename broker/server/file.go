@@ -11,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/broker/access"
 	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -55,6 +56,12 @@ type FileConfig struct {
 	// request must then log in. Default none: the broker is open to
 	// whoever reaches it, and refuses to listen on a non-loopback address.
 	Auth *access.Config `yaml:"auth"`
+	// Tracing exports the broker's spans (publish and deliver of messages
+	// carrying trace context) over OTLP, as the gateway's tracing block
+	// says (package telemetry). Default: from the OTEL_* environment; the
+	// broker records spans only when they are exported somewhere (it has
+	// no trace store of its own to serve).
+	Tracing *telemetry.Config `yaml:"tracing"`
 
 	src *config.Source // where each key is, when parsed from a file
 }
@@ -146,6 +153,9 @@ func (fc FileConfig) problems() []problem {
 	add("", broker.CheckSegmentBytes("segment_bytes", fc.SegmentBytes))
 	if fc.Preallocate < 0 {
 		add("", config.Fieldf("preallocate", "%d must not be negative", fc.Preallocate))
+	}
+	if fc.Tracing != nil {
+		add("tracing", fc.Tracing.Validate())
 	}
 	for _, name := range sortedKeys(fc.Queues) {
 		if !broker.ValidName(name) {

@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/httpapi"
 	"github.com/switchyard/switchyard/broker/native"
+	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -94,6 +95,22 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			return &UsageError{Err: fmt.Errorf("--fsync: %w", err)}
 		}
 		cfg.Fsync = p
+	}
+	tc := telemetry.Config{}
+	if fc.Tracing != nil {
+		tc = *fc.Tracing
+	}
+	tr, err := telemetry.Setup(ctx, tc, "switchyard-broker", nil)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tr.Shutdown(sctx)
+	}()
+	if tr.Exporting && !tc.Disabled {
+		cfg.Tracer = tr.Tracer("switchyard/broker")
 	}
 	b, err := engine.Open(cfg)
 	if err != nil {

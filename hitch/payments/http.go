@@ -140,7 +140,7 @@ func (s *Service) Handler() http.Handler {
 		case errors.Is(err, ErrNotFound):
 			writeError(w, http.StatusNotFound, "not_found", "no payment for ride "+id)
 		case err != nil:
-			s.log.Error("payments: reading a payment", "ride", id, "err", err)
+			s.log.ErrorContext(r.Context(), "payments: reading a payment", "ride", id, "err", err)
 			writeError(w, http.StatusInternalServerError, "internal", "database error")
 		default:
 			writeJSON(w, http.StatusOK, p)
@@ -149,7 +149,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ledger/balance", func(w http.ResponseWriter, r *http.Request) {
 		b, err := s.Ledger(r.Context())
 		if err != nil {
-			s.log.Error("payments: summing the ledger", "err", err)
+			s.log.ErrorContext(r.Context(), "payments: summing the ledger", "err", err)
 			writeError(w, http.StatusInternalServerError, "internal", "database error")
 			return
 		}

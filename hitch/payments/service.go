@@ -165,11 +165,11 @@ func (s *Service) handle(ctx context.Context, d *message.Delivery) error {
 	}
 	var ev hitch.RideFinished
 	if err := hitch.Decode(kind, d.Body, &ev); err != nil {
-		s.log.Error("payments: dropping an undecodable event", "id", d.ID, "err", err)
+		s.log.ErrorContext(ctx, "payments: dropping an undecodable event", "id", d.ID, "err", err)
 		return nil
 	}
 	if err := validFinished(ev); err != nil {
-		s.log.Error("payments: dropping an invalid ride.finished", "id", d.ID, "err", err)
+		s.log.ErrorContext(ctx, "payments: dropping an invalid ride.finished", "id", d.ID, "err", err)
 		return nil
 	}
 	id := d.ID

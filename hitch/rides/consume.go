@@ -34,11 +34,11 @@ func (s *Service) handleMessage(ctx context.Context, d *message.Delivery) error 
 	switch {
 	case errors.Is(err, errSkip), errors.Is(err, ErrNotFound):
 		s.count(func(st *Stats) { st.Ignored++ })
-		s.log.Info("rides: message ignored", "kind", kind, "id", id, "why", err)
+		s.log.InfoContext(ctx, "rides: message ignored", "kind", kind, "id", id, "why", err)
 		return nil
 	case errors.Is(err, errMalformed):
 		s.count(func(st *Stats) { st.Malformed++ })
-		s.log.Error("rides: malformed message acked", "kind", kind, "id", id, "err", err)
+		s.log.ErrorContext(ctx, "rides: malformed message acked", "kind", kind, "id", id, "err", err)
 		return nil
 	case err != nil:
 		return err // nacked: redelivered

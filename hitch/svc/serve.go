@@ -25,6 +25,7 @@ import (
 	_ "github.com/switchyard/switchyard/kit/message/jetstream" // nats://
 	_ "github.com/switchyard/switchyard/kit/message/sybroker"  // switchyard://
 	"github.com/switchyard/switchyard/kit/store"
+	"github.com/switchyard/switchyard/telemetry"
 )
 
 // Options are the flags of `switchyard hitch serve NAME`.
@@ -180,7 +181,18 @@ func Serve(ctx context.Context, specs []Spec, o Options) error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
-	log := o.Logger.With("service", o.Name, "instance", id)
+	// Lines logged with a request's or message's ctx carry its trace_id
+	// and span_id.
+	log := slog.New(telemetry.LogHandler(o.Logger.Handler())).With("service", o.Name, "instance", id)
+	tracing, err := setupTracing(ctx, o.Name)
+	if err != nil {
+		return fmt.Errorf("tracing (OTEL_* environment): %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tracing.Shutdown(sctx) // the last spans go out
+	}()
 
 	var yamlConfig []byte
 	if o.ConfigFile != "" {
@@ -218,7 +230,7 @@ func Serve(ctx context.Context, specs []Spec, o Options) error {
 	defer resolver.Close()
 
 	s, err := spec.New(ctx, Deps{Name: o.Name, Replica: o.Replica, DB: db, Bus: bus,
-		HTTPClient: &http.Client{Transport: resolver, Timeout: 30 * time.Second}, Redis: o.Redis, Logger: log}, yamlConfig, o.ConfigFile)
+		HTTPClient: &http.Client{Transport: tracedTransport(resolver), Timeout: 30 * time.Second}, Redis: o.Redis, Logger: log}, yamlConfig, o.ConfigFile)
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", o.Name, err)
 	}
@@ -229,7 +241,7 @@ func Serve(ctx context.Context, specs []Spec, o Options) error {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := &http.Server{Handler: instrument(o.Name, s.Handler(), metrics), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: instrument(o.Name, traced(tracing.Tracer("github.com/switchyard/switchyard/hitch/svc"), s.Handler()), metrics), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

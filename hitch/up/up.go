@@ -205,6 +205,23 @@ func Run(ctx context.Context, o Options) error {
 	out := &lockedWriter{w: o.Out}
 	started := time.Now()
 
+	// Tracing: the gateway's, in this process, and the children's through
+	// the OTEL_* environment. With no collector configured, the children
+	// export to a receiver here that feeds the gateway's trace store, so a
+	// request's whole trace is at the admin listener's /admin/traces/{id}.
+	tracing, childEnv, receiver, err := setupTracing(ctx, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tracing.Shutdown(sctx)
+	}()
+	if receiver != nil {
+		defer receiver.Close()
+	}
+
 	// The registry, in this process.
 	reg, err := registry.Open(registry.Config{Dir: filepath.Join(data, "registry"), Logger: log.With("component", "registry")})
 	if err != nil {
@@ -232,7 +249,7 @@ func Run(ctx context.Context, o Options) error {
 		brokerHTTP string
 	)
 	if o.NATS == "" {
-		bp, bus, brokerHTTP, err = startBroker(ctx, brokerCtx, &wg, o, data, out)
+		bp, bus, brokerHTTP, err = startBroker(ctx, brokerCtx, &wg, o, data, out, childEnv("broker"))
 		if err != nil {
 			return err
 		}
@@ -266,7 +283,7 @@ func Run(ctx context.Context, o Options) error {
 			if o.Redis != "" {
 				args = append(args, "--redis", o.Redis)
 			}
-			p := &process{name: s.Name, replica: i, role: "service", argv: args, env: environ(), backoff: o.Backoff,
+			p := &process{name: s.Name, replica: i, role: "service", argv: args, env: childEnv(s.Name), backoff: o.Backoff,
 				log: log, out: out, readyLine: serveReady, health: "/healthz", ready: make(chan struct{})}
 			procs = append(procs, p)
 			svcProcs = append(svcProcs, p)
@@ -327,7 +344,7 @@ func Run(ctx context.Context, o Options) error {
 		// which has no switchyard broker HTTP API).
 		cfg.Dashboard = &dashboard.Config{Brokers: []string{"http://" + brokerHTTP}}
 	}
-	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"),
+	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"), Tracing: tracing,
 		AdminExtensions:    map[string]http.Handler{"GET /admin/hitch/processes": processes},
 		DashboardProcesses: "/admin/hitch/processes"})
 	if err != nil {
@@ -350,8 +367,12 @@ func Run(ctx context.Context, o Options) error {
 		info.Broker = "NATS JetStream"
 	}
 	if ctx.Err() == nil {
-		fmt.Fprintf(out, "\nHitch is up.\n  web app:   %s/\n  gateway:   %s  (POST /v1/auth/register, POST /v1/auth/login, ...)\n  admin:     %s/admin/status  (processes: %s/admin/hitch/processes)\n  dashboard: %s/admin/dashboard\n  broker:    %s  (bus %s)\n  registry:  %s/v1/services\n  data:      %s\nCtrl-C stops everything.\n\n",
-			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Admin, info.Broker, redactURL(bus), regURL, data)
+		traces := info.Admin + "/admin/traces  (every process exports to " + receiverURL(receiver) + ")"
+		if receiver == nil {
+			traces = "exported to $OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT by every process (the gateway's also at " + info.Admin + "/admin/traces)"
+		}
+		fmt.Fprintf(out, "\nHitch is up.\n  web app:   %s/\n  gateway:   %s  (POST /v1/auth/register, POST /v1/auth/login, ...)\n  admin:     %s/admin/status  (processes: %s/admin/hitch/processes)\n  dashboard: %s/admin/dashboard\n  broker:    %s  (bus %s)\n  registry:  %s/v1/services\n  traces:    %s\n  data:      %s\nCtrl-C stops everything.\n\n",
+			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Admin, info.Broker, redactURL(bus), regURL, traces, data)
 		if o.Ready != nil {
 			o.Ready(info)
 		}
@@ -433,12 +454,12 @@ func addressesFree(listen, admin string) error {
 // startBroker writes the broker's config (hitch.Bindings' queues and
 // topics) and supervises it. The first start picks free ports; restarts
 // keep them, so the services' bus URL stays right.
-func startBroker(ctx, brokerCtx context.Context, wg *sync.WaitGroup, o Options, data string, out io.Writer) (*process, string, string, error) {
+func startBroker(ctx, brokerCtx context.Context, wg *sync.WaitGroup, o Options, data string, out io.Writer, env []string) (*process, string, string, error) {
 	cfgPath := filepath.Join(data, "broker.yaml")
 	if err := os.WriteFile(cfgPath, BrokerConfig(), 0o644); err != nil {
 		return nil, "", "", fmt.Errorf("writing the broker config: %w", err)
 	}
-	p := &process{name: "broker", role: "broker", env: environ(), backoff: o.Backoff, log: o.Logger, out: out,
+	p := &process{name: "broker", role: "broker", env: env, backoff: o.Backoff, log: o.Logger, out: out,
 		health: "/healthz", ready: make(chan struct{})}
 	var native string
 	var mu sync.Mutex

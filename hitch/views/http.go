@@ -67,7 +67,7 @@ func (s *Service) serveReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.log.Error("views: receipt", "err", err)
+		s.log.ErrorContext(r.Context(), "views: receipt", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "the receipt could not be read; try again")
 		return
 	}
@@ -81,7 +81,7 @@ func (s *Service) serveEarnings(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := s.Earnings(r.Context(), c.ID)
 	if err != nil {
-		s.log.Error("views: earnings", "err", err)
+		s.log.ErrorContext(r.Context(), "views: earnings", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "the earnings could not be read; try again")
 		return
 	}

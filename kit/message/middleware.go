@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/retry"
 )
@@ -235,8 +238,10 @@ func NewID() string {
 
 // Propagate returns a Publisher that adds the ctx's Trace (see WithTrace,
 // Correlation) to each message's headers, where the message does not set
-// them already, then publishes through p. The caller's header maps are
-// not modified.
+// them already, then publishes through p. The trace context is that of
+// ctx's span when it has one (the router's consumer span: messages the
+// handler publishes are its children), else the Trace's. The caller's
+// header maps are not modified.
 func Propagate(p Publisher) Publisher { return propagator{p} }
 
 type propagator struct{ p Publisher }
@@ -244,7 +249,12 @@ type propagator struct{ p Publisher }
 func (p propagator) Publish(ctx context.Context, dest string, msgs ...broker.Message) error {
 	t, ok := TraceFrom(ctx)
 	if !ok {
-		return p.p.Publish(ctx, dest, msgs...)
+		return p.p.Publish(ctx, dest, broker.WithTraceContext(ctx, msgs)...)
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		h := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, h)
+		t.Traceparent, t.Tracestate = h[HeaderTraceparent], h[HeaderTracestate]
 	}
 	out := make([]broker.Message, len(msgs))
 	for i, m := range msgs {

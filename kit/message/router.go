@@ -7,6 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchyard/switchyard/broker"
 )
 
@@ -41,6 +46,14 @@ type RouterConfig struct {
 	// failed and acks or nacks the backend refused. Called from several
 	// goroutines.
 	OnError func(source string, err error)
+	// TracerProvider records a consumer span per handler run ("consume
+	// SOURCE"), a child of the trace context the message carries in its
+	// headers (traceparent), so the handler's work joins the producer's
+	// trace; the handler's ctx holds the span, so what it publishes and
+	// calls continues the trace. Default: OpenTelemetry's global provider
+	// (package telemetry's Tracing.SetGlobal installs it; without it the
+	// spans are no-ops).
+	TracerProvider trace.TracerProvider
 }
 
 // Validate reports every problem at once.
@@ -106,6 +119,7 @@ type Router struct {
 	routes []*route
 	errs   []error
 	ran    bool
+	tracer trace.Tracer
 }
 
 type route struct {
@@ -123,7 +137,11 @@ func NewRouter(sub Subscriber, cfg RouterConfig) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: message router config: %w", broker.ErrInvalid, err)
 	}
-	return &Router{sub: sub, cfg: cfg.WithDefaults()}, nil
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return &Router{sub: sub, cfg: cfg.WithDefaults(), tracer: tp.Tracer("github.com/switchyard/switchyard/kit/message")}, nil
 }
 
 // Use adds middleware for every route, outermost first.
@@ -281,7 +299,16 @@ func (r *Router) subscribe(ctx context.Context, rt *route, work chan<- *Delivery
 // while the backend makes the ack durable; settles counts them for the
 // shutdown.
 func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Delivery) {
+	ctx, sp := r.tracer.Start(broker.TraceContext(ctx, d.Headers), "consume "+rt.raw, trace.WithSpanKind(trace.SpanKindConsumer))
+	if sp.IsRecording() {
+		sp.SetAttributes(attribute.String("messaging.operation.type", "process"), attribute.String("messaging.destination.name", d.Source.Name),
+			attribute.String("messaging.message.id", d.ID), attribute.Int("messaging.message.delivery_count", d.Deliveries))
+	}
 	err := h(ctx, d)
+	if err != nil {
+		sp.SetStatus(otelcodes.Error, err.Error())
+	}
+	sp.End()
 	if d.Settled() {
 		return
 	}

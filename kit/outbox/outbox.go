@@ -211,7 +211,10 @@ func keyHash(s string) int64 {
 // Add holds the key's counter lock until tx ends, so concurrent
 // transactions on the same key queue behind each other (see the package
 // doc). Delay counts from the commit; TTL from the publish. The outbox
-// tables must exist (Prepare).
+// tables must exist (Prepare). The trace context of ctx's span (the
+// business request's) is stored with each message that carries none
+// (traceparent, tracestate headers; the caller's maps are not modified),
+// so the relay's publish, later and elsewhere, joins that trace.
 func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message) error {
 	if _, _, err := ParseDest(dest); err != nil {
 		return err
@@ -271,6 +274,12 @@ func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message)
 			return fmt.Errorf("outbox: numbering key %q: the database returned no number", k)
 		}
 	}
+	for i := range msgs {
+		if msgs[i].ID == "" {
+			msgs[i].ID = NewID()
+		}
+	}
+	traced := broker.WithTraceContext(ctx, msgs)
 	now := time.Now().UnixMilli()
 	// One multi-row INSERT per chunk instead of one statement per message:
 	// a transaction of k messages costs one round trip, not k. Rows get
@@ -290,10 +299,7 @@ func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message)
 	}
 	first := 0
 	for i := range msgs {
-		m := &msgs[i]
-		if m.ID == "" {
-			m.ID = NewID()
-		}
+		m := &traced[i]
 		var seq int64
 		h := keyHash(m.ID)
 		if m.Key != "" {

@@ -15,6 +15,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/kit/store"
 )
@@ -42,6 +48,12 @@ type RelayOptions struct {
 	// OnError, when set, is called with every failed round's error (a
 	// publish the broker refused, a lost database); the relay retries.
 	OnError func(error)
+	// TracerProvider records a producer span ("publish DEST") per message
+	// that Add stored with trace context, a child of it (the business
+	// request's span), whose context the published message carries on.
+	// Default: OpenTelemetry's global provider (no-op unless installed,
+	// see package telemetry).
+	TracerProvider trace.TracerProvider
 }
 
 func (o RelayOptions) withDefaults() RelayOptions {
@@ -108,9 +120,10 @@ type RelayStats struct {
 // Relay publishes committed outbox messages (see the package doc). Run
 // it in every replica of the service, or in a process of its own.
 type Relay struct {
-	db   *store.DB
-	pub  Publisher
-	opts RelayOptions
+	db     *store.DB
+	pub    Publisher
+	opts   RelayOptions
+	tracer trace.Tracer
 
 	mu   sync.Mutex
 	held map[int]store.Lease // partitions this replica leads
@@ -146,7 +159,12 @@ func NewRelay(ctx context.Context, db *store.DB, pub Publisher, opts RelayOption
 	if err := db.PrepareLeasesOnce(ctx); err != nil {
 		return nil, err
 	}
-	r := &Relay{db: db, pub: pub, opts: opts.withDefaults(), held: map[int]store.Lease{}, pending: map[int64]struct{}{}}
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	r := &Relay{db: db, pub: pub, opts: opts.withDefaults(), held: map[int]store.Lease{}, pending: map[int64]struct{}{},
+		tracer: tp.Tracer("github.com/switchyard/switchyard/kit/outbox")}
 	r.delDone = sync.NewCond(&r.delMu)
 	return r, nil
 }
@@ -474,7 +492,14 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 					msgs[i].Delay = max(time.Until(time.UnixMilli(rw.deliver)), 0)
 				}
 			}
+			spans := r.startSpans(d, msgs)
 			err := r.pub.Publish(ctx, d, msgs...)
+			for _, sp := range spans {
+				if err != nil {
+					sp.SetStatus(otelcodes.Error, err.Error())
+				}
+				sp.End()
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -497,6 +522,30 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		r.deletes <- confirmed{ids: done, expires: expires}
 	}
 	return len(batch), errors.Join(errs...)
+}
+
+// startSpans starts a producer span for each message stored with trace
+// context, a child of it, and puts the span's context in the message
+// instead (its headers are the relay's own copy, decoded from the row).
+func (r *Relay) startSpans(dest string, msgs []broker.Message) []trace.Span {
+	var spans []trace.Span
+	for i := range msgs {
+		m := &msgs[i]
+		if _, ok := m.Headers[broker.HeaderTraceparent]; !ok {
+			continue
+		}
+		ctx, sp := r.tracer.Start(broker.TraceContext(context.Background(), m.Headers), "publish "+dest, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("messaging.destination.name", dest), attribute.String("messaging.message.id", m.ID)))
+		if !sp.SpanContext().IsValid() {
+			sp.End()
+			continue
+		}
+		delete(m.Headers, broker.HeaderTraceparent)
+		delete(m.Headers, broker.HeaderTracestate)
+		propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(m.Headers))
+		spans = append(spans, sp)
+	}
+	return spans
 }
 
 // confirmed are rows the broker confirmed, to delete; expires is the

@@ -4,6 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TraceparentHeader is the W3C Trace Context request header.
@@ -110,26 +116,68 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// Trace is a layer that propagates W3C trace context: a request that
-// already has a traceparent header passes untouched (with its tracestate);
-// otherwise the traceparent the caller put in the request's context with
-// ContextWithTraceparent is set on a copy of the request. The request the
-// caller passed is never modified.
-func Trace(next http.RoundTripper) http.RoundTripper {
-	return RoundTripFunc(func(req *http.Request) (*http.Response, error) {
-		if req.Header.Get(canonicalTraceparent) != "" {
-			return next.RoundTrip(req)
-		}
-		tp := TraceparentFromContext(req.Context())
-		if tp == "" {
-			return next.RoundTrip(req)
-		}
-		c := *req
-		c.Header = req.Header.Clone()
-		if c.Header == nil {
-			c.Header = make(http.Header, 1)
-		}
-		c.Header[canonicalTraceparent] = []string{tp}
-		return next.RoundTrip(&c)
-	})
+// Trace is a layer that propagates W3C trace context with
+// OpenTelemetry's global tracer provider (TraceWith says which).
+func Trace(next http.RoundTripper) http.RoundTripper { return TraceWith(nil)(next) }
+
+// TraceWith returns a layer that propagates W3C trace context: a call
+// made in the context of a span (a server or consumer span of the
+// caller) gets a client span, "HTTP METHOD HOST", a child of it, with the
+// status code (an error for 5xx and transport failures), and the callee
+// receives that span as its parent in traceparent (tracestate too); put
+// the layer outermost and the span covers the retries and hedges below
+// it. A request that already has a traceparent header passes untouched;
+// without a span in its context the traceparent the caller put there with
+// ContextWithTraceparent is set. The request the caller passed is never
+// modified. tp nil is OpenTelemetry's global provider (package
+// telemetry's Tracing.SetGlobal installs it).
+func TraceWith(tp trace.TracerProvider) Middleware {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	tracer := tp.Tracer("github.com/switchyard/switchyard/kit/resilient")
+	return func(next http.RoundTripper) http.RoundTripper {
+		return RoundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Header.Get(canonicalTraceparent) != "" {
+				return next.RoundTrip(req)
+			}
+			if trace.SpanContextFromContext(req.Context()).IsValid() {
+				return tracedRoundTrip(tracer, next, req)
+			}
+			tp := TraceparentFromContext(req.Context())
+			if tp == "" {
+				return next.RoundTrip(req)
+			}
+			c := *req
+			c.Header = req.Header.Clone()
+			if c.Header == nil {
+				c.Header = make(http.Header, 1)
+			}
+			c.Header[canonicalTraceparent] = []string{tp}
+			return next.RoundTrip(&c)
+		})
+	}
+}
+
+func tracedRoundTrip(tracer trace.Tracer, next http.RoundTripper, req *http.Request) (*http.Response, error) {
+	ctx, sp := tracer.Start(req.Context(), "HTTP "+req.Method+" "+req.URL.Host, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("server.address", req.URL.Host),
+			attribute.String("url.path", req.URL.Path)))
+	defer sp.End()
+	c := req.WithContext(ctx)
+	c.Header = req.Header.Clone()
+	if c.Header == nil {
+		c.Header = make(http.Header, 2)
+	}
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(c.Header))
+	resp, err := next.RoundTrip(c)
+	if err != nil {
+		sp.SetStatus(codes.Error, err.Error())
+		return resp, err
+	}
+	sp.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode >= 500 {
+		sp.SetStatus(codes.Error, resp.Status)
+	}
+	return resp, nil
 }

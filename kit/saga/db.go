@@ -11,6 +11,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/kit/store"
 )
 
@@ -58,6 +61,11 @@ CREATE TABLE sy_saga_history (
 	at_ms BIGINT NOT NULL,
 	PRIMARY KEY (saga_id, seq)
 );`,
+}, {
+	// The W3C traceparent of the span that started the saga, so that its
+	// steps join that trace.
+	Version: 2, Name: "trace context of the saga's start",
+	SQL: `ALTER TABLE sy_sagas ADD COLUMN traceparent TEXT NOT NULL DEFAULT ''`,
 }}
 
 // wakeChannel is the Notify channel of new and newly due work.
@@ -87,10 +95,12 @@ func Start(ctx context.Context, tx *store.Tx, def *Definition, id string, input 
 		return fmt.Errorf("saga %s: encoding input: %w", id, err)
 	}
 	now := time.Now().UnixMilli()
+	tc := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, tc)
 	res, err := tx.Exec(ctx, `INSERT INTO sy_sagas (id, name, state, step, step_name, attempt, awaiting, reply, input, data,
-		failed_step, last_error, wait_until_ms, owner, claim_until_ms, claim_token, version, created_ms, updated_ms)
-		VALUES (?, ?, ?, 0, ?, 0, 0, NULL, ?, ?, '', '', 0, '', 0, 0, 1, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		id, def.Name, string(Running), def.Steps[0].Name, string(in), string(in), now, now)
+		failed_step, last_error, wait_until_ms, owner, claim_until_ms, claim_token, version, created_ms, updated_ms, traceparent)
+		VALUES (?, ?, ?, 0, ?, 0, 0, NULL, ?, ?, '', '', 0, '', 0, 0, 1, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		id, def.Name, string(Running), def.Steps[0].Name, string(in), string(in), now, now, tc[broker.HeaderTraceparent])
 	if err != nil {
 		return fmt.Errorf("saga %s: start: %w", id, err)
 	}

@@ -16,6 +16,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/kit/store"
 )
 
@@ -38,13 +44,20 @@ type Options struct {
 	// Logger receives errors of the database and of unknown definitions.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// TracerProvider records a span per step run ("saga NAME STEP": an
+	// action, a reply or a compensation, with its phase, attempt and
+	// outcome), a child of the span that called Start (its traceparent is
+	// stored with the saga). Default: OpenTelemetry's global provider
+	// (no-op unless installed, see package telemetry).
+	TracerProvider trace.TracerProvider
 }
 
 // Orchestrator drives the sagas of the definitions registered with it.
 // Its methods are safe for concurrent use.
 type Orchestrator struct {
-	db   *store.DB
-	opts Options
+	db     *store.DB
+	opts   Options
+	tracer trace.Tracer
 
 	mu   sync.RWMutex
 	defs map[string]*Definition
@@ -83,7 +96,11 @@ func New(ctx context.Context, db *store.DB, opts Options) (*Orchestrator, error)
 	if err := Migrate(ctx, db); err != nil {
 		return nil, err
 	}
-	return &Orchestrator{db: db, opts: opts, defs: map[string]*Definition{}, claims: map[*claim]struct{}{},
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return &Orchestrator{db: db, opts: opts, tracer: tp.Tracer("github.com/switchyard/switchyard/kit/saga"), defs: map[string]*Definition{}, claims: map[*claim]struct{}{},
 		saves: make(chan *saveReq, maxBatch)}, nil
 }
 
@@ -177,17 +194,18 @@ type row struct {
 	lastError     string
 	waitUntil     int64
 	token         int64
+	traceparent   string // of the span that started the saga
 	releaseOnSave bool
 }
 
-const rowColumns = "id, name, state, step, step_name, attempt, awaiting, reply, input, data, failed_step, last_error, wait_until_ms, claim_token"
+const rowColumns = "id, name, state, step, step_name, attempt, awaiting, reply, input, data, failed_step, last_error, wait_until_ms, claim_token, traceparent"
 
 func scanRow(sc interface{ Scan(...any) error }) (*row, error) {
 	r := &row{}
 	var state string
 	var awaiting int
 	err := sc.Scan(&r.id, &r.name, &state, &r.step, &r.stepName, &r.attempt, &awaiting, &r.reply, &r.input, &r.data,
-		&r.failedStep, &r.lastError, &r.waitUntil, &r.token)
+		&r.failedStep, &r.lastError, &r.waitUntil, &r.token, &r.traceparent)
 	r.state, r.awaiting = State(state), awaiting != 0
 	return r, err
 }
@@ -551,6 +569,15 @@ func (o *Orchestrator) advance(ctx context.Context, c *claim, def *Definition, r
 		return o.save(ctx, r, &next, ev, now)
 	}
 	st := &def.Steps[idx]
+	ctx, sp := o.tracer.Start(broker.TraceContext(ctx, map[string]string{broker.HeaderTraceparent: r.traceparent}), "saga "+def.Name+" "+st.Name,
+		trace.WithAttributes(attribute.String("switchyard.saga.id", r.id), attribute.Int("switchyard.saga.attempt", r.attempt+1)))
+	defer func() {
+		sp.SetAttributes(attribute.String("switchyard.saga.phase", ev.Phase), attribute.String("switchyard.saga.outcome", ev.Outcome))
+		if ev.Error != "" {
+			sp.SetStatus(otelcodes.Error, ev.Error)
+		}
+		sp.End()
+	}()
 	pol := def.policy(idx)
 	timeout := def.timeout(idx)
 	sc := &StepContext{SagaID: r.id, Saga: r.name, Step: st.Name, Attempt: r.attempt + 1,

@@ -350,6 +350,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	msgs = broker.WithTraceContext(ctx, msgs) // the caller's span, for the consumer's
 	now := time.Now()
 	if d.Kind == message.Topic {
 		for _, m := range msgs {
