@@ -49,3 +49,28 @@ func TestNonInstanceAddressesRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestNumericHostFormsRefused: the C resolver (getaddrinfo, which Go
+// uses with GODEBUG=netdns=cgo, on macOS, and which non-Go callers of
+// the registry use) reads inet_aton's forms: 2852039166, 0xa9fea9fe,
+// 0251.0376.0251.0376 and 169.254.43518 are all 169.254.169.254, and
+// 127.1 is 127.0.0.1. A forged registration used them to pass the
+// link-local check as "host names". A host that is all numbers in those
+// notations must be a plain dotted quad.
+func TestNumericHostFormsRefused(t *testing.T) {
+	r := open(t, Config{})
+	at := func(a string) discovery.Registration {
+		return discovery.Registration{Service: "rides", ID: "a", Address: a, TTL: config.Duration(time.Minute)}
+	}
+	for _, a := range []string{"2852039166:80", "0xa9fea9fe:80", "0XA9FEA9FE:80", "0251.0376.0251.0376:80", "169.254.43518:80",
+		"169.254.169.254.:80", "0x7f.1:80", "127.1:80", "010.0.0.1:80", "0:80"} {
+		if _, err := r.Register(at(a)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "address") {
+			t.Errorf("Register address %q = %v, want ErrInvalid naming the address", a, err)
+		}
+	}
+	for _, a := range []string{"10.0.0.7:80", "rides-1.internal:80", "cafe:80", "deadbeef.svc:80", "1e100.net:443", "x0:80", "0x.example:80"} {
+		if _, err := r.Register(at(a)); err != nil {
+			t.Errorf("Register address %q: %v", a, err)
+		}
+	}
+}
