@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +74,46 @@ func TestNumericHostFormsRefused(t *testing.T) {
 		if _, err := r.Register(at(a)); err != nil {
 			t.Errorf("Register address %q: %v", a, err)
 		}
+	}
+}
+
+// TestChangeWakesOnlyItsWatchers: a flood of registrations on one
+// service must not wake the long-polls of every other service. Before,
+// one registry-wide channel woke every waiting watcher on every change,
+// and each took the registry lock and copied its service's instances:
+// with MaxWatchers (10,000) long-polls parked, every registration of an
+// attacker's throwaway service cost 10,000 wake-ups and snapshots.
+func TestChangeWakesOnlyItsWatchers(t *testing.T) {
+	r := open(t, Config{})
+	const watchers, flood = 50, 100
+	done := make(chan discovery.ServiceSnapshot, watchers)
+	for range watchers {
+		go func() {
+			s, _ := r.Wait(context.Background(), "quiet", 0)
+			done <- s
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.parked.Load() != watchers {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d watchers parked", r.parked.Load(), watchers)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := range flood {
+		if _, err := r.Register(reg("busy", strconv.Itoa(i), "10.0.0.1:80", time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Register(reg("quiet", "q", "10.0.0.2:80", time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for range watchers {
+		if s := <-done; ids(s) != "q=up" {
+			t.Fatalf("a quiet watcher woke with %q", ids(s))
+		}
+	}
+	if n := r.wakeups.Load(); n != watchers {
+		t.Fatalf("%d wake-ups for %d watchers of a service that changed once (%d changes elsewhere)", n, watchers, flood)
 	}
 }

@@ -82,13 +82,23 @@ type Registry struct {
 	services map[string]*service
 	count    int
 	index    uint64
-	changed  chan struct{} // closed and replaced on every change
+	waiting  map[string]*waitSet // services with long-polls parked in Wait
 	closed   bool
 
 	watchers atomic.Int64 // long-polls waiting in Wait
+	parked   atomic.Int64 // of those, parked on their service's channel (tests)
+	wakeups  atomic.Int64 // times a parked long-poll was woken (tests)
 
 	stop chan struct{}
 	done chan struct{}
+}
+
+// waitSet is the long-polls parked on one service name: ch is closed
+// (and replaced) when that service changes, so a change wakes only its
+// own watchers. n counts them; the set goes when the last one leaves.
+type waitSet struct {
+	ch chan struct{}
+	n  int
 }
 
 type service struct {
@@ -112,7 +122,7 @@ func Open(cfg Config) (*Registry, error) {
 		cfg.ClockPersist = DefaultClockPersist
 	}
 	r := &Registry{cfg: cfg, now: cfg.Now, log: cfg.Logger, services: map[string]*service{},
-		changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+		waiting: map[string]*waitSet{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -147,7 +157,9 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.closed = true
-	close(r.changed)
+	for _, ws := range r.waiting {
+		close(ws.ch)
+	}
 	r.mu.Unlock()
 	close(r.stop)
 	<-r.done
@@ -168,15 +180,17 @@ func (r *Registry) serviceLocked(name string) *service {
 }
 
 // bumpLocked records a change of service s: a new index, and a wake-up
-// for every watcher.
+// for the watchers of that service (only).
 func (r *Registry) bumpLocked(name string, s *service) {
 	r.index++
 	s.index = r.index
 	if len(s.instances) == 0 {
 		delete(r.services, name)
 	}
-	close(r.changed)
-	r.changed = make(chan struct{})
+	if ws := r.waiting[name]; ws != nil {
+		close(ws.ch)
+		ws.ch = make(chan struct{})
+	}
 }
 
 // Register adds or replaces an instance (state up, TTL from now).
@@ -410,6 +424,21 @@ func (r *Registry) Wait(ctx context.Context, name string, index uint64) (discove
 		return discovery.ServiceSnapshot{}, fmt.Errorf("%w: %d waiting", ErrBusy, r.cfg.MaxWatchers)
 	}
 	defer r.watchers.Add(-1)
+	r.mu.Lock()
+	ws := r.waiting[name]
+	if ws == nil {
+		ws = &waitSet{ch: make(chan struct{})}
+		r.waiting[name] = ws
+	}
+	ws.n++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if ws.n--; ws.n == 0 && r.waiting[name] == ws {
+			delete(r.waiting, name)
+		}
+		r.mu.Unlock()
+	}()
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -417,14 +446,18 @@ func (r *Registry) Wait(ctx context.Context, name string, index uint64) (discove
 			return discovery.ServiceSnapshot{}, ErrClosed
 		}
 		snap := r.snapshotLocked(name)
-		ch := r.changed
+		ch := ws.ch
 		r.mu.Unlock()
 		if snap.Index != index {
 			return snap, nil
 		}
+		r.parked.Add(1)
 		select {
 		case <-ch:
+			r.parked.Add(-1)
+			r.wakeups.Add(1)
 		case <-ctx.Done():
+			r.parked.Add(-1)
 			return snap, nil
 		}
 	}
