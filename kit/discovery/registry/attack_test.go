@@ -117,3 +117,45 @@ func TestChangeWakesOnlyItsWatchers(t *testing.T) {
 		t.Fatalf("%d wake-ups for %d watchers of a service that changed once (%d changes elsewhere)", n, watchers, flood)
 	}
 }
+
+// TestMaxBytes: MaxInstances alone let 10,000 registrations of 64 KiB
+// each (64 metadata values of 1 KiB) hold 640 MiB, copied again for
+// every watcher's answer. The registry caps the bytes its instances
+// hold; a replacement or removal gives its bytes back.
+func TestMaxBytes(t *testing.T) {
+	r := open(t, Config{MaxBytes: 1 << 20})
+	fat := func(id string) discovery.Registration {
+		g := reg("rides", id, "10.0.0.1:80", time.Minute)
+		g.Meta = map[string]string{}
+		for k := range 60 {
+			g.Meta["k"+strconv.Itoa(k)] = strings.Repeat("v", 1000)
+		}
+		return g
+	}
+	n := 0
+	var err error
+	for ; n < 100; n++ {
+		if _, err = r.Register(fat(strconv.Itoa(n))); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrFull) || n < 10 || n > 17 {
+		t.Fatalf("%d fat registrations taken before %v; want ErrFull after about 16 (1 MiB)", n, err)
+	}
+	// Replacing one by a thin registration frees room for another fat one.
+	if _, err := r.Register(reg("rides", "0", "10.0.0.1:80", time.Minute)); err != nil {
+		t.Fatalf("thin replacement: %v", err)
+	}
+	if _, err := r.Register(fat("new")); err != nil {
+		t.Fatalf("fat after a thin replacement: %v", err)
+	}
+	if err := r.Deregister("rides", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register(fat("new2")); err != nil {
+		t.Fatalf("fat after a deregistration: %v", err)
+	}
+	if _, err := r.Register(fat("new3")); !errors.Is(err, ErrFull) {
+		t.Fatalf("over the cap again: %v, want ErrFull", err)
+	}
+}

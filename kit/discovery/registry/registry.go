@@ -40,6 +40,7 @@ var (
 const (
 	DefaultMaxInstances = 10000
 	DefaultMaxWatchers  = 10000
+	DefaultMaxBytes     = 64 << 20
 	DefaultReapInterval = 100 * time.Millisecond
 	DefaultClockPersist = time.Second
 )
@@ -53,6 +54,12 @@ type Config struct {
 	// MaxInstances caps the registered instances over all services.
 	// Default 10000.
 	MaxInstances int
+	// MaxBytes caps the bytes the registered instances hold (names,
+	// address, tags, metadata, health URL, plus 256 per instance); over
+	// it a new or larger registration gets ErrFull. Default 64 MiB (a
+	// registration may be up to 64 KiB, so MaxInstances alone would let
+	// 10,000 of them hold 640 MiB, copied again for every watcher).
+	MaxBytes int64
 	// MaxWatchers caps the long-polls waiting at once; over it a watch
 	// is answered 503 (the client retries with backoff). Default 10000.
 	MaxWatchers int
@@ -81,6 +88,7 @@ type Registry struct {
 	mu       sync.Mutex
 	services map[string]*service
 	count    int
+	bytes    int64 // instanceSize of every instance
 	index    uint64
 	waiting  map[string]*waitSet // services with long-polls parked in Wait
 	closed   bool
@@ -115,6 +123,9 @@ func Open(cfg Config) (*Registry, error) {
 	if cfg.ReapInterval <= 0 {
 		cfg.ReapInterval = DefaultReapInterval
 	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
 	if cfg.MaxWatchers <= 0 {
 		cfg.MaxWatchers = DefaultMaxWatchers
 	}
@@ -141,6 +152,7 @@ func Open(cfg Config) (*Registry, error) {
 			s.instances[in.ID] = in
 			s.index = index
 			r.count++
+			r.bytes += instanceSize(in)
 		}
 	}
 	go r.reapLoop()
@@ -211,15 +223,20 @@ func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, err
 		return discovery.Instance{}, ErrClosed
 	}
 	s := r.serviceLocked(reg.Service)
-	_, exists := s.instances[reg.ID]
-	if !exists && r.count >= r.cfg.MaxInstances {
+	old, exists := s.instances[reg.ID]
+	now := r.now()
+	in := &discovery.Instance{Registration: reg, State: discovery.StateUp, Expires: now.Add(reg.TTL.Std())}
+	size := instanceSize(in)
+	var oldSize int64
+	if exists {
+		oldSize = instanceSize(old)
+	}
+	if !exists && r.count >= r.cfg.MaxInstances || size > oldSize && r.bytes-oldSize+size > r.cfg.MaxBytes {
 		if len(s.instances) == 0 {
 			delete(r.services, reg.Service)
 		}
-		return discovery.Instance{}, fmt.Errorf("%w: %d instances registered", ErrFull, r.count)
+		return discovery.Instance{}, fmt.Errorf("%w: %d instances registered holding %d bytes (limits %d instances, %d bytes)", ErrFull, r.count, r.bytes, r.cfg.MaxInstances, r.cfg.MaxBytes)
 	}
-	now := r.now()
-	in := &discovery.Instance{Registration: reg, State: discovery.StateUp, Expires: now.Add(reg.TTL.Std())}
 	// The store is written under the lock: it is the order of changes.
 	if r.store != nil {
 		if err := r.store.put(in, r.index+1, now); err != nil {
@@ -232,6 +249,7 @@ func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, err
 	if !exists {
 		r.count++
 	}
+	r.bytes += size - oldSize
 	s.instances[reg.ID] = in
 	r.bumpLocked(reg.Service, s)
 	r.log.Info("instance registered", "service", reg.Service, "id", reg.ID, "address", reg.Address, "ttl", reg.TTL.String())
@@ -309,6 +327,7 @@ func (r *Registry) Deregister(name, id string) error {
 			return err
 		}
 	}
+	r.bytes -= instanceSize(s.instances[id])
 	delete(s.instances, id)
 	r.count--
 	r.bumpLocked(name, s)
@@ -345,6 +364,7 @@ func (r *Registry) Reap() int {
 		}
 		for _, id := range gone {
 			r.log.Warn("instance expired", "service", name, "id", id, "address", s.instances[id].Address)
+			r.bytes -= instanceSize(s.instances[id])
 			delete(s.instances, id)
 		}
 		r.count -= len(gone)
@@ -498,6 +518,19 @@ func (r *Registry) Services() []ServiceInfo {
 		return 0
 	})
 	return out
+}
+
+// instanceSize is what an instance counts against Config.MaxBytes: its
+// strings plus a fixed 256 for the rest.
+func instanceSize(in *discovery.Instance) int64 {
+	n := 256 + len(in.Service) + len(in.ID) + len(in.Address) + len(in.HealthURL)
+	for _, t := range in.Tags {
+		n += len(t) + 16
+	}
+	for k, v := range in.Meta {
+		n += len(k) + len(v) + 32
+	}
+	return int64(n)
 }
 
 func clip(s string) string {
