@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/testclock"
 	"github.com/switchyard/switchyard/kit/discovery"
 )
 
@@ -157,5 +158,36 @@ func TestMaxBytes(t *testing.T) {
 	}
 	if _, err := r.Register(fat("new3")); !errors.Is(err, ErrFull) {
 		t.Fatalf("over the cap again: %v, want ErrFull", err)
+	}
+}
+
+// TestRestartAfterClockWentBack: a registry whose clock ran ahead (a
+// day, here) and was corrected while it was down stored expiries a day in
+// the future; after the restart its instances lived a day past their
+// TTL, routed to though nothing heartbeated them. No instance may have
+// more than its TTL left after a restart.
+func TestRestartAfterClockWentBack(t *testing.T) {
+	dir := t.TempDir()
+	clk := testclock.New()
+	clk.Advance(24 * time.Hour) // running a day ahead
+	r1 := open(t, Config{Dir: dir, Now: clk.Now})
+	if _, err := r1.Register(reg("rides", "a", "127.0.0.1:1", 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(-24 * time.Hour) // corrected while down
+	r2 := open(t, Config{Dir: dir, Now: clk.Now})
+	s := r2.Snapshot("rides")
+	if len(s.Instances) != 1 {
+		t.Fatalf("after restart: %s", ids(s))
+	}
+	if left := s.Instances[0].Expires.Sub(clk.Now()); left > 30*time.Second {
+		t.Fatalf("instance has %v left after the restart, more than its 30s TTL", left)
+	}
+	clk.Advance(31 * time.Second)
+	if n := r2.Reap(); n != 1 {
+		t.Fatalf("reaped %d one TTL after the restart, want 1", n)
 	}
 }
