@@ -191,3 +191,29 @@ func TestRestartAfterClockWentBack(t *testing.T) {
 		t.Fatalf("reaped %d one TTL after the restart, want 1", n)
 	}
 }
+
+// FuzzPollParams: the long-poll query (?index=N&wait=D) never panics; an
+// accepted one waits only with an index, and then at most MaxWait.
+func FuzzPollParams(f *testing.F) {
+	for _, q := range []string{"", "index=3", "index=3&wait=30s", "wait=1s", "index=-1", "index=18446744073709551616", "index=1&wait=-5s",
+		"index=1&wait=9999999h", "index=1&index=2", "index=1&wait=0.5ms", "index=%zz", "index=1&wait=1e9"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		req, err := http.NewRequest(http.MethodGet, "http://registry/v1/services/rides", nil)
+		if err != nil {
+			return
+		}
+		req.URL.RawQuery = q
+		index, wait, err := pollParams(req)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("pollParams(%q): %v is not ErrInvalid", q, err)
+			}
+			return
+		}
+		if wait < 0 || wait > MaxWait || wait > 0 && req.URL.Query().Get("index") == "" {
+			t.Fatalf("pollParams(%q) = %d, %v", q, index, wait)
+		}
+	})
+}
