@@ -9,7 +9,8 @@
 // # Table
 //
 // sy_inbox (consumer, msg_id, processed_ms), primary key (consumer,
-// msg_id), a migration of the component "inbox" that Process applies on
+// msg_id; an id longer than 200 bytes is stored as "sha256:" and its
+// digest), a migration of the component "inbox" that Process applies on
 // first use. Process inserts the id first: on PostgreSQL a second
 // delivery of the same id that runs concurrently waits on the key until
 // the first commits (then skips) or rolls back (then applies).
@@ -53,6 +54,8 @@ package inbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -93,6 +96,22 @@ func Process(ctx context.Context, db *store.DB, consumer, msgID string, fn func(
 	return process(ctx, db, consumer, msgID, time.Now(), nil, fn)
 }
 
+// maxStoredID is the longest message id stored as it is; longer ones
+// (producers choose them, brokers take ids as long as a message) are
+// stored as a digest, since PostgreSQL refuses a primary key entry of more
+// than about 2.7 KB and a message whose id it refuses could never be
+// processed.
+const maxStoredID = 200
+
+// storedID is the msg_id column's value for msgID.
+func storedID(msgID string) string {
+	if len(msgID) <= maxStoredID {
+		return msgID
+	}
+	sum := sha256.Sum256([]byte(msgID))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
 // ErrTooOld is returned for a delivery with an unknown id published
 // longer ago than Options.MaxAge: its id may have expired already, so
 // applying it could apply it twice.
@@ -108,12 +127,13 @@ func process(ctx context.Context, db *store.DB, consumer, msgID string, now time
 	if err := Prepare(ctx, db); err != nil {
 		return false, err
 	}
+	key := storedID(msgID)
 	err = db.InTx(ctx, func(tx *store.Tx) error {
 		applied = false
 		res, err := tx.Exec(ctx, "INSERT INTO sy_inbox (consumer, msg_id, processed_ms) VALUES (?, ?, ?) ON CONFLICT (consumer, msg_id) DO NOTHING",
-			consumer, msgID, now.UnixMilli())
+			consumer, key, now.UnixMilli())
 		if err != nil {
-			return fmt.Errorf("inbox: recording %q: %w", msgID, err)
+			return fmt.Errorf("inbox: recording %q: %w", key, err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
@@ -251,7 +271,7 @@ func (in *Inbox) process(ctx context.Context, msgID string, published time.Time,
 		tooOld = func() error {
 			if age := now.Sub(published); age > in.opts.MaxAge {
 				return fmt.Errorf("%w: %q published %s ago (at %s), max age %s of retention %s: acknowledge or redrive it by hand if it was never applied",
-					ErrTooOld, msgID, age.Round(time.Second), published.UTC().Format(time.RFC3339), in.opts.MaxAge, in.opts.Retention)
+					ErrTooOld, storedID(msgID), age.Round(time.Second), published.UTC().Format(time.RFC3339), in.opts.MaxAge, in.opts.Retention)
 			}
 			return nil
 		}

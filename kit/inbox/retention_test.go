@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +130,37 @@ func TestHandlerRefusesCopiesOlderThanRetention(t *testing.T) {
 	if _, err := inbox.New(ctx, db, inbox.Options{Consumer: "x", Retention: time.Hour, MaxAge: 2 * time.Hour}); err == nil {
 		t.Fatal("MaxAge beyond Retention accepted")
 	}
+}
+
+// TestLongMessageIDs: a producer chooses the Msg-Id, and the broker
+// takes ids as long as its max_message_size. On PostgreSQL an id of a
+// few KiB overflowed the primary key's btree entry ("index row size
+// exceeds btree maximum"): Process failed every delivery of it, a
+// message that could never be processed. Long ids are stored by digest;
+// they are still applied once, and distinct long ids stay distinct.
+func TestLongMessageIDs(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := counterTable(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		incr := func(tx *store.Tx) error {
+			_, err := tx.Exec(ctx, "UPDATE counter SET n = n + 1 WHERE id = 1")
+			return err
+		}
+		var b strings.Builder // incompressible, as PostgreSQL would compress a repeated one
+		for i := range 8 << 10 {
+			b.WriteString(strconv.FormatUint(uint64(i)*0x9e3779b97f4a7c15>>40, 36))
+		}
+		long := b.String()
+		for i, id := range []string{long + "a", long + "a", long + "b"} {
+			applied, err := inbox.Process(ctx, db, "c", id, incr)
+			if err != nil || applied != (i != 1) {
+				t.Fatalf("delivery %d of a %d-byte id: applied %v, %v", i, len(id), applied, err)
+			}
+		}
+		if n := counter(t, db); n != 2 {
+			t.Fatalf("counter %d, want 2", n)
+		}
+	})
 }
