@@ -25,7 +25,7 @@ func TestReshardSameDatabaseTwoHandles(t *testing.T) {
 		p := storetest.SQLitePath(t)
 		paths = append(paths, p)
 		for _, list := range []*[]*store.DB{&src, &dst} {
-			db, err := store.Open(ctx, "sqlite:"+p)
+			db, err := store.Open(ctx, p)
 			if err != nil {
 				t.Fatal(err)
 			}
