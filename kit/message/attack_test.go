@@ -41,7 +41,9 @@ func (p *onePubSub) Ack(ctx context.Context, d *message.Delivery) error {
 	return nil
 }
 
-func (p *onePubSub) Nack(ctx context.Context, d *message.Delivery, delay time.Duration) error { return nil }
+func (p *onePubSub) Nack(ctx context.Context, d *message.Delivery, delay time.Duration) error {
+	return nil
+}
 
 // TestRedriveOnlyToQueues: Redrive takes the destination of each dead
 // letter from its x-original-queue header. Every dead-lettering path
