@@ -211,6 +211,12 @@ func TestDiscoverableAndReachableThroughAnotherSidecar(t *testing.T) {
 
 	// Admin: status, metrics of both sides, the gateways' admin APIs.
 	admin := "http://" + sa.AdminAddr().String()
+	// rides registers after its first passing check, on the agent's
+	// goroutine: nothing above waited for it.
+	waitFor(t, "rides registered", func() bool {
+		_, body := get(t, admin+"/sidecar/status", "")
+		return strings.Contains(body, `"registered":true`)
+	})
 	if code, body := get(t, admin+"/sidecar/status", ""); code != 200 || !strings.Contains(body, `"registered":true`) || !strings.Contains(body, `"app_healthy":true`) {
 		t.Fatalf("status: %d %s", code, body)
 	}

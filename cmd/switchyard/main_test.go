@@ -79,6 +79,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"gateway", "--config", "gw.yaml", "extra"}, 2, "", `switchyard gateway: unexpected argument "extra": expected only flags`},
 		{[]string{"gateway", "gw.yaml"}, 2, "", `switchyard gateway: unexpected argument "gw.yaml": expected only flags`},
 		{[]string{"registry", "--data", "/tmp/x", "--max-instances", "0"}, 2, "", "--max-instances 0"},
+		{[]string{"registry", "--data", "/tmp/x", "--max-bytes", "0"}, 2, "", "--max-bytes 0"},
 		{[]string{"registry", "--data", "/tmp/x", "--log-level", "loud"}, 2, "", "--log-level"},
 		{[]string{"registy"}, 2, "", `did you mean "registry"?`},
 		{[]string{"registry", "--data", "/dev/null/x", "--listen", "127.0.0.1:0"}, 1, "", "data directory"},

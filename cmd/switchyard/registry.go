@@ -20,6 +20,7 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	listen := fs.String("listen", "127.0.0.1:8500", "HTTP API listen `address`")
 	dataDir := fs.String("data", "", "data `directory` for registry.db (required)")
 	maxInstances := fs.Int("max-instances", registry.DefaultMaxInstances, "most instances registered at once over all services")
+	maxBytes := fs.Int64("max-bytes", registry.DefaultMaxBytes, "most `bytes` the registered instances hold (names, tags, metadata, URLs)")
 	logLevel := fs.String("log-level", "info", "operational log level: debug, info, warn, error")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -38,6 +39,10 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "switchyard registry: invalid --max-instances %d: expected at least 1\n", *maxInstances)
 		return errUsage
 	}
+	if *maxBytes < 1 {
+		fmt.Fprintf(stderr, "switchyard registry: invalid --max-bytes %d: expected at least 1\n", *maxBytes)
+		return errUsage
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "switchyard registry: invalid --log-level %q: expected debug, info, warn or error\n", *logLevel)
@@ -45,5 +50,5 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return registry.Serve(ctx, registry.ServeOptions{Listen: *listen, Logger: logger,
-		Config: registry.Config{Dir: *dataDir, MaxInstances: *maxInstances}})
+		Config: registry.Config{Dir: *dataDir, MaxInstances: *maxInstances, MaxBytes: *maxBytes}})
 }

@@ -372,7 +372,9 @@ func (c *Cache[V]) putTTL(key string, v V, neg bool, ttl time.Duration) {
 		now = c.opts.Now().UnixNano()
 	}
 	e := entry[V]{val: v, neg: neg, size: EntryOverhead}
-	if !neg {
+	if neg {
+		e.size += int64(len(key)) // the key is held all the same
+	} else {
 		e.size += c.sizer(key, v)
 	}
 	if ttl > 0 {

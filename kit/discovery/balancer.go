@@ -38,9 +38,10 @@ type Balancer struct {
 	w   *Watcher
 	set atomic.Pointer[memberSet]
 
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex // serialises Close
+	ready chan struct{} // closed once the first instance set is applied
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex // serialises Close
 }
 
 type memberSet struct {
@@ -49,8 +50,11 @@ type memberSet struct {
 	outlier *health.Outlier
 }
 
-// NewBalancer validates cfg and follows w's updates until Close (which
-// does not close w).
+// NewBalancer validates cfg and follows w's instance sets until Close
+// (which does not close w). When w already has a set (after <-w.Ready())
+// the balancer starts with it: Targets and Pick see it at once. It
+// follows w through Changed and Current, so other readers of
+// w.Updates() take nothing from it.
 func NewBalancer(w *Watcher, cfg BalancerConfig) (*Balancer, error) {
 	if err := cfg.Balance.Validate(); err != nil {
 		return nil, fmt.Errorf("balancer for %q: %w", w.Service(), err)
@@ -60,10 +64,24 @@ func NewBalancer(w *Watcher, cfg BalancerConfig) (*Balancer, error) {
 			return nil, fmt.Errorf("balancer for %q: outlier: %w", w.Service(), err)
 		}
 	}
-	b := &Balancer{cfg: cfg, w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Balancer{cfg: cfg, w: w, ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	var tr Tracker
 	if err := b.rebuild(tr.Targets()); err != nil {
 		return nil, err
+	}
+	snap, have, next := w.latest()
+	apply := func() {
+		if targets, changed := tr.Apply(snap); changed {
+			_ = b.rebuild(targets) // the config was validated above
+		}
+		select {
+		case <-b.ready:
+		default:
+			close(b.ready)
+		}
+	}
+	if have {
+		apply()
 	}
 	go func() {
 		defer close(b.done)
@@ -71,15 +89,20 @@ func NewBalancer(w *Watcher, cfg BalancerConfig) (*Balancer, error) {
 			select {
 			case <-b.stop:
 				return
-			case snap := <-w.Updates():
-				if targets, changed := tr.Apply(snap); changed {
-					_ = b.rebuild(targets) // the config was validated above
-				}
+			case <-next:
+			}
+			snap, have, next = w.latest()
+			if have {
+				apply()
 			}
 		}
 	}()
 	return b, nil
 }
+
+// Ready is closed once the balancer has applied its watcher's first
+// instance set (at once when the watcher was ready before NewBalancer).
+func (b *Balancer) Ready() <-chan struct{} { return b.ready }
 
 func (b *Balancer) rebuild(targets []*upstream.Target) error {
 	m := &memberSet{targets: targets}

@@ -42,9 +42,6 @@ func Example() {
 	<-w.Ready()
 	bal, _ := discovery.NewBalancer(w, discovery.BalancerConfig{})
 	defer bal.Close()
-	for len(bal.Targets()) == 0 { // the balancer applies the first set
-		<-w.Ready()
-	}
 	hc := &http.Client{Transport: &discovery.Transport{Balancer: bal}}
 	resp, err := hc.Get("http://rides/v1/rides/42")
 	if err != nil {

@@ -152,6 +152,13 @@ func ValidAddress(s string) error {
 			return fmt.Errorf("address %q: host %q: expected a host name or IP address", clip(s), clip(host))
 		}
 	}
+	// A "host name" made of numbers is an IP address to the C resolver
+	// (inet_aton: 2852039166, 0xa9fea9fe, 0251.0376.0251.0376 and
+	// 169.254.43518 are all 169.254.169.254): only the dotted quad is
+	// taken, so the checks below see the address every resolver sees.
+	if _, err := netip.ParseAddr(host); err != nil && numericHost(host) {
+		return fmt.Errorf("address %q: host %q: a number that resolvers read as an IP address: expected a dotted-quad IPv4 address (no leading zeros), an IPv6 address or a host name", clip(s), clip(host))
+	}
 	// IPs no instance has: link-local (169.254.169.254 is the cloud
 	// metadata service, a classic target of forged registrations), the
 	// unspecified address (dials this very host) and multicast.
@@ -161,6 +168,32 @@ func ValidAddress(s string) error {
 		}
 	}
 	return nil
+}
+
+// numericHost reports whether host reads as an IPv4 address in
+// inet_aton's notations: one to four dot-separated parts, each decimal,
+// octal (leading 0) or hexadecimal (0x), optionally with a trailing dot.
+func numericHost(host string) bool {
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) > 4 {
+		return false
+	}
+	for _, p := range parts {
+		digits, hex := p, false
+		if len(p) >= 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X') {
+			digits, hex = p[2:], true
+		}
+		if digits == "" && !hex {
+			return false
+		}
+		for i := 0; i < len(digits); i++ {
+			c := digits[i]
+			if !(c >= '0' && c <= '9' || hex && (c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F')) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Validate reports every problem of r (after defaults) joined.

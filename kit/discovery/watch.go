@@ -41,6 +41,7 @@ type Watcher struct {
 	cur     ServiceSnapshot
 	have    bool
 	lastErr error
+	changed chan struct{} // closed (and replaced) when cur changes
 }
 
 // Watch starts watching service until ctx ends or Close.
@@ -59,7 +60,7 @@ func (c *Client) Watch(ctx context.Context, service string, opts WatchOptions) (
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watcher{c: c, service: service, opts: opts, cancel: cancel, done: make(chan struct{}),
-		ready: make(chan struct{}), updates: make(chan ServiceSnapshot, 1)}
+		ready: make(chan struct{}), updates: make(chan ServiceSnapshot, 1), changed: make(chan struct{})}
 	go w.loop(ctx)
 	return w, nil
 }
@@ -69,10 +70,32 @@ func (w *Watcher) Service() string { return w.service }
 
 // Updates delivers each new instance set. It holds at most one pending
 // set: a reader that falls behind gets the latest, never a stale one.
+// Each set goes to one receiver: with several readers, use Changed and
+// Current instead (a Balancer does).
 func (w *Watcher) Updates() <-chan ServiceSnapshot { return w.updates }
 
-// Ready is closed once the first instance set has arrived.
+// Ready is closed once the first instance set has arrived; Current has
+// it by then. While the registry cannot be reached it stays open: wait
+// on it with a deadline.
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
+
+// Changed returns a channel that is closed when the next instance set
+// arrives (after the one Current returns now). Any number of readers may
+// wait on it; each then calls Current and Changed again. Unlike Updates
+// it loses nothing to another reader.
+func (w *Watcher) Changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
+// latest returns the current set and the channel closed at the next one,
+// read together so no set can slip between them.
+func (w *Watcher) latest() (ServiceSnapshot, bool, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur, w.have, w.changed
+}
 
 // Current returns the latest instance set, and false before the first.
 func (w *Watcher) Current() (ServiceSnapshot, bool) {
@@ -136,13 +159,15 @@ func (w *Watcher) loop(ctx context.Context) {
 func (w *Watcher) publish(snap ServiceSnapshot, first bool) {
 	w.mu.Lock()
 	w.cur, w.have = snap, true
+	close(w.changed)
+	w.changed = make(chan struct{})
+	if first {
+		close(w.ready)
+	}
 	w.mu.Unlock()
 	for {
 		select {
 		case w.updates <- snap:
-			if first {
-				close(w.ready)
-			}
 			return
 		default:
 		}

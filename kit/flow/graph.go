@@ -19,7 +19,8 @@ type Step struct {
 // Orchestrate runs a small graph of steps for one request: each step as
 // soon as the steps it needs are done, independent ones concurrently.
 // The first failure cancels the rest and is returned with the step's
-// name; results holds every step that finished. Cycles, unknown and
+// name (a panic is a failure, a *PanicError); results holds every step
+// that finished. Cycles, unknown and
 // repeated names are errors before anything runs. For work whose state
 // must survive a crash, use the saga orchestrator (kit/saga).
 func Orchestrate(ctx context.Context, steps ...Step) (map[string]any, error) {
@@ -70,7 +71,7 @@ func Orchestrate(ctx context.Context, steps ...Step) (map[string]any, error) {
 				in[n] = results[n]
 			}
 			mu.Unlock()
-			v, err := s.Run(ctx, in)
+			v, err := catch(func() (any, error) { return s.Run(ctx, in) })
 			if err != nil {
 				cancel(fmt.Errorf("step %s: %w", s.Name, err))
 				return

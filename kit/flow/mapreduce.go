@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -183,7 +184,7 @@ func attempt(ctx context.Context, timeout time.Duration, f func(ctx context.Cont
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
-				ch <- res{nil, fmt.Errorf("worker panicked: %v", p)}
+				ch <- res{nil, fmt.Errorf("worker: %w", &PanicError{Value: p, Stack: debug.Stack()})}
 			}
 		}()
 		c, err := f(actx)

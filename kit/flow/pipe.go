@@ -36,7 +36,8 @@ type PipeOptions struct {
 }
 
 // Pipe runs stage over in with opts.Workers workers and returns the
-// outputs. The first error stops the stage: workers stop taking items,
+// outputs. The first error (a panic in stage is one, a *PanicError)
+// stops the stage: workers stop taking items,
 // out is closed, and Err returns the error. Cancel ctx to stop early
 // (Err then returns ctx's error). The caller must drain out or cancel.
 func Pipe[I, O any](ctx context.Context, in <-chan I, opts PipeOptions, stage Stage[I, O]) *Pipeline[O] {
@@ -79,7 +80,7 @@ func Pipe[I, O any](ctx context.Context, in <-chan I, opts PipeOptions, stage St
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				o, err := stage(ctx, j.item)
+				o, err := catch(func() (O, error) { return stage(ctx, j.item) })
 				if err != nil {
 					cancel(err)
 					turn.Broadcast()

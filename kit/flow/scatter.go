@@ -34,7 +34,8 @@ var ErrNoQuorum = errors.New("flow: quorum not reached")
 // running are cancelled. It returns every answer that arrived (the
 // partial results, in arrival order, errors included) and an error
 // wrapping ErrNoQuorum, with the calls' errors joined, when the
-// successes fall short. Calls must honour their context.
+// successes fall short. Calls must honour their context. A call that
+// panics fails with a *PanicError.
 func Gather[T any](ctx context.Context, opts GatherOptions, calls ...func(ctx context.Context) (T, error)) ([]Result[T], error) {
 	quorum := opts.Quorum
 	if quorum <= 0 || quorum > len(calls) {
@@ -50,7 +51,7 @@ func Gather[T any](ctx context.Context, opts GatherOptions, calls ...func(ctx co
 	ch := make(chan Result[T], len(calls)) // buffered: late answers never block
 	for i, call := range calls {
 		go func() {
-			v, err := call(ctx)
+			v, err := catch(func() (T, error) { return call(ctx) })
 			ch <- Result[T]{Index: i, Value: v, Err: err}
 		}()
 	}

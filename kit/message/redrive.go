@@ -37,7 +37,8 @@ type RedriveOptions struct {
 // original id's dedup window does not swallow it. Redrive returns how many
 // messages it moved; it stops at opts.Max, after opts.Idle without a
 // message, when ctx ends, or at the first failure (that message is nacked
-// and stays).
+// and stays). A header that names a topic or a stream (which no
+// dead-lettering writes) is such a failure.
 func Redrive(ctx context.Context, b PubSub, dlq string, opts RedriveOptions) (int, error) {
 	if _, err := ParseDest(dlq); err != nil {
 		return 0, err
@@ -89,7 +90,13 @@ func Redrive(ctx context.Context, b PubSub, dlq string, opts RedriveOptions) (in
 		if to == "" {
 			to = d.Headers[broker.HeaderOriginalQueue]
 		}
-		if _, err := ParseDest(to); err != nil {
+		dest, err := ParseDest(to)
+		if err == nil && opts.To == "" && dest.Kind != Queue {
+			// Dead-lettering writes a queue's name; anything else was
+			// put there by whoever published into the dead-letter queue.
+			err = fmt.Errorf("%w: %q is a %s, not a queue", broker.ErrInvalid, to, dest.Kind)
+		}
+		if err != nil {
 			d.Nack(context.WithoutCancel(ctx), 0)
 			return stop(n, fmt.Errorf("redriving %s: a message without a usable %s header (%q): %w", dlq, broker.HeaderOriginalQueue, to, err))
 		}

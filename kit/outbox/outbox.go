@@ -219,6 +219,9 @@ func Add(ctx context.Context, tx *store.Tx, dest string, msgs ...broker.Message)
 	if _, _, err := ParseDest(dest); err != nil {
 		return err
 	}
+	if err := checkMessages(dest, msgs); err != nil {
+		return err
+	}
 	if len(msgs) == 0 {
 		return nil
 	}

@@ -168,6 +168,11 @@ func (d *Definition) Validate() error {
 			errs = append(errs, fmt.Errorf("saga %q step %d: empty name", d.Name, i+1))
 		case strings.Contains(s.Name, "/"):
 			errs = append(errs, fmt.Errorf("saga %q step %q: '/' is not allowed in a step name (it separates the parts of idempotency keys)", d.Name, s.Name))
+		case s.Name == "compensate":
+			// "<id>/compensate" would be the compensation key of saga
+			// id's parent path: ActionKey("r/charge", "compensate") ==
+			// CompensationKey("r", "charge").
+			errs = append(errs, fmt.Errorf("saga %q step %q: the name is reserved (it ends compensation idempotency keys)", d.Name, s.Name))
 		case seen[s.Name]:
 			errs = append(errs, fmt.Errorf("saga %q step %q: name used twice", d.Name, s.Name))
 		}

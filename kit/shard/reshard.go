@@ -2,6 +2,8 @@ package shard
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -17,7 +19,9 @@ var ident = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 // copied to the new shard, then deleted from the old one. Keys that keep
 // their shard are not touched. It returns the number of keys moved.
 //
-// It is safe to run again after a crash: the copy skips rows already
+// Shards are matched by database, not by handle (a small table
+// sy_shard_identity holds a random token in each): dst may be handles
+// opened separately from src. It is safe to run again after a crash: the copy skips rows already
 // there (the table needs a primary key), the delete finishes the move.
 // Writes to a moving key during Reshard may land on the old shard and be
 // deleted with it; pause writers (or write to both) while it runs.
@@ -27,6 +31,18 @@ func Reshard(ctx context.Context, src []*store.DB, from Strategy, dst []*store.D
 	}
 	if len(src) != from.N() || len(dst) != to.N() {
 		return 0, fmt.Errorf("shard: Reshard: %d source shards for a %d-shard strategy, %d destinations for %d", len(src), from.N(), len(dst), to.N())
+	}
+	// Shards are told apart by the database, not the handle: a dst list
+	// opened on its own holds other handles to the source databases, and
+	// a key "moved" from a database to itself would be copied onto its
+	// own rows and then deleted.
+	srcID, err := identities(ctx, src)
+	if err != nil {
+		return 0, err
+	}
+	dstID, err := identities(ctx, dst)
+	if err != nil {
+		return 0, err
 	}
 	moved := 0
 	for si, s := range src {
@@ -39,7 +55,7 @@ func Reshard(ctx context.Context, src []*store.DB, from Strategy, dst []*store.D
 			// (an earlier run stopped between copy and delete): it is
 			// placed by to like any other, which finishes that move.
 			ti := to.Shard(k)
-			if dst[ti] == s {
+			if dstID[ti] == srcID[si] {
 				continue
 			}
 			if err := moveKey(ctx, s, dst[ti], table, keyCol, k); err != nil {
@@ -49,6 +65,39 @@ func Reshard(ctx context.Context, src []*store.DB, from Strategy, dst []*store.D
 		}
 	}
 	return moved, nil
+}
+
+// identities returns each database's identity token (see identity).
+func identities(ctx context.Context, dbs []*store.DB) ([]string, error) {
+	ids := make([]string, len(dbs))
+	for i, db := range dbs {
+		id, err := identity(ctx, db)
+		if err != nil {
+			return nil, fmt.Errorf("shard: Reshard: shard %d: reading its identity: %w", i, err)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+// identity returns a random token stored once in the database
+// (sy_shard_identity, created on first use): two handles to one database
+// (or PostgreSQL schema) read the same token, two databases different
+// ones.
+func identity(ctx context.Context, db *store.DB) (string, error) {
+	if _, err := db.Exec(ctx, "CREATE TABLE IF NOT EXISTS sy_shard_identity (id INTEGER PRIMARY KEY, token TEXT NOT NULL)"); err != nil {
+		return "", err
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	if _, err := db.Exec(ctx, "INSERT INTO sy_shard_identity (id, token) VALUES (1, ?) ON CONFLICT (id) DO NOTHING", hex.EncodeToString(b[:])); err != nil {
+		return "", err
+	}
+	var token string
+	err := db.QueryRow(ctx, "SELECT token FROM sy_shard_identity WHERE id = 1").Scan(&token)
+	return token, err
 }
 
 func distinctKeys(ctx context.Context, db *store.DB, table, keyCol string) ([]string, error) {

@@ -78,6 +78,9 @@ type DB struct {
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		if err := checkPostgresURL(dsn); err != nil {
+			return nil, err
+		}
 		h, err := sql.Open("pgx", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", redact(dsn), err)
@@ -162,16 +165,58 @@ func (db *DB) Close() error {
 	return db.DB.Close()
 }
 
-// redact hides a password in a database URL for error messages.
+// redact hides a password in a database URL for error messages: the
+// user info's password, a query that names a password (pgx takes
+// ?password=), and anything after the host when the text is not a URL
+// whose parts can be told apart (a password with a stray '%', a space,
+// a '/' or a '#' that was not percent-encoded).
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		return dsn
+	if err != nil || u.Host == "" {
+		if i := strings.Index(dsn, "://"); i >= 0 {
+			return dsn[:i+3] + "xxxxx (not a valid URL, hidden)"
+		}
+		return "xxxxx (not a valid URL, hidden)"
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if strings.Contains(u.Path, "@") || strings.Contains(u.Fragment, "@") || u.User == nil && strings.Contains(u.RawQuery, "@") {
+		// The user info was not recognised: host and port are part of it.
+		return u.Scheme + "://xxxxx (user info not percent-encoded, hidden)"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		hide := err != nil
+		for k := range q {
+			hide = hide || strings.Contains(strings.ToLower(k), "pass")
+		}
+		if hide {
+			u.RawQuery = "xxxxx"
+		}
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = "xxxxx", ""
 	}
 	return u.String()
+}
+
+// checkPostgresURL refuses a PostgreSQL URL whose user info did not
+// parse as such: an '@' after the host means a password with an
+// unencoded '/', '?' or '#', which pgx would read as host, port and
+// database (connecting elsewhere, as another user, with the password as
+// the database name in its error).
+func checkPostgresURL(dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil // pgx reports it, without the password
+	}
+	if strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") && u.User == nil || strings.Contains(u.Fragment, "@") {
+		return fmt.Errorf("store: %s: '@' after the host: percent-encode '/', '?', '#' and '@' in the user name and password", redact(dsn))
+	}
+	return nil
 }
 
 // Rebind turns the `?` placeholders of q into the dialect's ($1, $2, ...

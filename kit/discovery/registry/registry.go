@@ -40,6 +40,7 @@ var (
 const (
 	DefaultMaxInstances = 10000
 	DefaultMaxWatchers  = 10000
+	DefaultMaxBytes     = 64 << 20
 	DefaultReapInterval = 100 * time.Millisecond
 	DefaultClockPersist = time.Second
 )
@@ -53,6 +54,12 @@ type Config struct {
 	// MaxInstances caps the registered instances over all services.
 	// Default 10000.
 	MaxInstances int
+	// MaxBytes caps the bytes the registered instances hold (names,
+	// address, tags, metadata, health URL, plus 256 per instance); over
+	// it a new or larger registration gets ErrFull. Default 64 MiB (a
+	// registration may be up to 64 KiB, so MaxInstances alone would let
+	// 10,000 of them hold 640 MiB, copied again for every watcher).
+	MaxBytes int64
 	// MaxWatchers caps the long-polls waiting at once; over it a watch
 	// is answered 503 (the client retries with backoff). Default 10000.
 	MaxWatchers int
@@ -81,14 +88,25 @@ type Registry struct {
 	mu       sync.Mutex
 	services map[string]*service
 	count    int
+	bytes    int64 // instanceSize of every instance
 	index    uint64
-	changed  chan struct{} // closed and replaced on every change
+	waiting  map[string]*waitSet // services with long-polls parked in Wait
 	closed   bool
 
 	watchers atomic.Int64 // long-polls waiting in Wait
+	parked   atomic.Int64 // of those, parked on their service's channel (tests)
+	wakeups  atomic.Int64 // times a parked long-poll was woken (tests)
 
 	stop chan struct{}
 	done chan struct{}
+}
+
+// waitSet is the long-polls parked on one service name: ch is closed
+// (and replaced) when that service changes, so a change wakes only its
+// own watchers. n counts them; the set goes when the last one leaves.
+type waitSet struct {
+	ch chan struct{}
+	n  int
 }
 
 type service struct {
@@ -105,6 +123,9 @@ func Open(cfg Config) (*Registry, error) {
 	if cfg.ReapInterval <= 0 {
 		cfg.ReapInterval = DefaultReapInterval
 	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
 	if cfg.MaxWatchers <= 0 {
 		cfg.MaxWatchers = DefaultMaxWatchers
 	}
@@ -112,7 +133,7 @@ func Open(cfg Config) (*Registry, error) {
 		cfg.ClockPersist = DefaultClockPersist
 	}
 	r := &Registry{cfg: cfg, now: cfg.Now, log: cfg.Logger, services: map[string]*service{},
-		changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+		waiting: map[string]*waitSet{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -131,6 +152,7 @@ func Open(cfg Config) (*Registry, error) {
 			s.instances[in.ID] = in
 			s.index = index
 			r.count++
+			r.bytes += instanceSize(in)
 		}
 	}
 	go r.reapLoop()
@@ -147,7 +169,9 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.closed = true
-	close(r.changed)
+	for _, ws := range r.waiting {
+		close(ws.ch)
+	}
 	r.mu.Unlock()
 	close(r.stop)
 	<-r.done
@@ -168,15 +192,17 @@ func (r *Registry) serviceLocked(name string) *service {
 }
 
 // bumpLocked records a change of service s: a new index, and a wake-up
-// for every watcher.
+// for the watchers of that service (only).
 func (r *Registry) bumpLocked(name string, s *service) {
 	r.index++
 	s.index = r.index
 	if len(s.instances) == 0 {
 		delete(r.services, name)
 	}
-	close(r.changed)
-	r.changed = make(chan struct{})
+	if ws := r.waiting[name]; ws != nil {
+		close(ws.ch)
+		ws.ch = make(chan struct{})
+	}
 }
 
 // Register adds or replaces an instance (state up, TTL from now).
@@ -197,15 +223,20 @@ func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, err
 		return discovery.Instance{}, ErrClosed
 	}
 	s := r.serviceLocked(reg.Service)
-	_, exists := s.instances[reg.ID]
-	if !exists && r.count >= r.cfg.MaxInstances {
+	old, exists := s.instances[reg.ID]
+	now := r.now()
+	in := &discovery.Instance{Registration: reg, State: discovery.StateUp, Expires: now.Add(reg.TTL.Std())}
+	size := instanceSize(in)
+	var oldSize int64
+	if exists {
+		oldSize = instanceSize(old)
+	}
+	if !exists && r.count >= r.cfg.MaxInstances || size > oldSize && r.bytes-oldSize+size > r.cfg.MaxBytes {
 		if len(s.instances) == 0 {
 			delete(r.services, reg.Service)
 		}
-		return discovery.Instance{}, fmt.Errorf("%w: %d instances registered", ErrFull, r.count)
+		return discovery.Instance{}, fmt.Errorf("%w: %d instances registered holding %d bytes (limits %d instances, %d bytes)", ErrFull, r.count, r.bytes, r.cfg.MaxInstances, r.cfg.MaxBytes)
 	}
-	now := r.now()
-	in := &discovery.Instance{Registration: reg, State: discovery.StateUp, Expires: now.Add(reg.TTL.Std())}
 	// The store is written under the lock: it is the order of changes.
 	if r.store != nil {
 		if err := r.store.put(in, r.index+1, now); err != nil {
@@ -218,6 +249,7 @@ func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, err
 	if !exists {
 		r.count++
 	}
+	r.bytes += size - oldSize
 	s.instances[reg.ID] = in
 	r.bumpLocked(reg.Service, s)
 	r.log.Info("instance registered", "service", reg.Service, "id", reg.ID, "address", reg.Address, "ttl", reg.TTL.String())
@@ -295,6 +327,7 @@ func (r *Registry) Deregister(name, id string) error {
 			return err
 		}
 	}
+	r.bytes -= instanceSize(s.instances[id])
 	delete(s.instances, id)
 	r.count--
 	r.bumpLocked(name, s)
@@ -331,6 +364,7 @@ func (r *Registry) Reap() int {
 		}
 		for _, id := range gone {
 			r.log.Warn("instance expired", "service", name, "id", id, "address", s.instances[id].Address)
+			r.bytes -= instanceSize(s.instances[id])
 			delete(s.instances, id)
 		}
 		r.count -= len(gone)
@@ -410,6 +444,21 @@ func (r *Registry) Wait(ctx context.Context, name string, index uint64) (discove
 		return discovery.ServiceSnapshot{}, fmt.Errorf("%w: %d waiting", ErrBusy, r.cfg.MaxWatchers)
 	}
 	defer r.watchers.Add(-1)
+	r.mu.Lock()
+	ws := r.waiting[name]
+	if ws == nil {
+		ws = &waitSet{ch: make(chan struct{})}
+		r.waiting[name] = ws
+	}
+	ws.n++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if ws.n--; ws.n == 0 && r.waiting[name] == ws {
+			delete(r.waiting, name)
+		}
+		r.mu.Unlock()
+	}()
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -417,14 +466,18 @@ func (r *Registry) Wait(ctx context.Context, name string, index uint64) (discove
 			return discovery.ServiceSnapshot{}, ErrClosed
 		}
 		snap := r.snapshotLocked(name)
-		ch := r.changed
+		ch := ws.ch
 		r.mu.Unlock()
 		if snap.Index != index {
 			return snap, nil
 		}
+		r.parked.Add(1)
 		select {
 		case <-ch:
+			r.parked.Add(-1)
+			r.wakeups.Add(1)
 		case <-ctx.Done():
+			r.parked.Add(-1)
 			return snap, nil
 		}
 	}
@@ -465,6 +518,19 @@ func (r *Registry) Services() []ServiceInfo {
 		return 0
 	})
 	return out
+}
+
+// instanceSize is what an instance counts against Config.MaxBytes: its
+// strings plus a fixed 256 for the rest.
+func instanceSize(in *discovery.Instance) int64 {
+	n := 256 + len(in.Service) + len(in.ID) + len(in.Address) + len(in.HealthURL)
+	for _, t := range in.Tags {
+		n += len(t) + 16
+	}
+	for k, v := range in.Meta {
+		n += len(k) + len(v) + 32
+	}
+	return int64(n)
 }
 
 func clip(s string) string {

@@ -25,7 +25,9 @@ import (
 //	  'clock' -- unix nanoseconds of the last write (or the idle clock tick)
 //
 // On open, each instance's expiry is moved forward by the time the
-// registry was down (now - clock), so it keeps the TTL it had left.
+// registry was down (now - clock), so it keeps the TTL it had left, and
+// capped at now + its TTL (a clock that went back while the registry was
+// down gives no instance more than its TTL).
 const schema = `
 CREATE TABLE IF NOT EXISTS instances (
 	service TEXT NOT NULL,
@@ -97,6 +99,12 @@ func (s *store) load(now time.Time) ([]*discovery.Instance, uint64, error) {
 		err := json.Unmarshal([]byte(body), &in.Registration)
 		if err == nil {
 			err = in.Registration.Validate()
+		}
+		// No instance has more than its TTL left: expiries stored while
+		// the clock ran ahead (corrected while the registry was down)
+		// would otherwise keep dead instances for as long as it was ahead.
+		if ttl := in.TTL.Std(); err == nil && ttl > 0 && in.Expires.After(now.Add(ttl)) {
+			in.Expires = now.Add(ttl)
 		}
 		if err != nil || in.Service != service || in.ID != id ||
 			(in.State != discovery.StateUp && in.State != discovery.StateDraining) || !now.Before(in.Expires) {

@@ -31,7 +31,19 @@ type Options struct {
 	// Wait is how long a read waits at the end of the stream for a new
 	// message (a long poll; default 0: return at once).
 	Wait time.Duration
+	// SkipGaps accepts messages the stream's retention dropped before
+	// they were applied (the view then lacks them); by default such a
+	// gap fails Read with ErrGap.
+	SkipGaps bool
 }
+
+// ErrGap is returned (wrapped, naming the offsets) when the stream no
+// longer holds the messages right after the checkpoint: its retention
+// (max_age, max_bytes) dropped them before the projection applied them.
+// The projection stops there rather than build a view that silently
+// lacks them; rebuild it from a source that has them, or set SkipGaps to
+// accept the loss.
+var ErrGap = errors.New("brokersource: messages after the checkpoint were dropped by the stream's retention")
 
 // Source reads one broker stream.
 type Source struct {
@@ -76,7 +88,12 @@ func (s *Source) Read(ctx context.Context, after int64, limit int) ([]projection
 	out := make([]projection.Message, 0, len(page.Messages))
 	for _, m := range page.Messages {
 		if int64(m.Offset) <= after {
-			continue // the broker starts at the first retained offset
+			continue
+		}
+		// The broker starts at the first retained offset: one past the
+		// checkpoint's successor means messages were dropped unapplied.
+		if len(out) == 0 && m.Offset > uint64(after)+1 && !s.o.SkipGaps {
+			return nil, fmt.Errorf("%w: %s offsets %d to %d (checkpoint %d, first retained %d)", ErrGap, s.o.Name, after+1, m.Offset-1, after, m.Offset)
 		}
 		out = append(out, projection.Message{
 			Position: int64(m.Offset),
