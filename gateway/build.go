@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/chaos"
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
@@ -101,6 +102,9 @@ type buildDeps struct {
 	prev            *runtime // previous generation, to carry target state over; may be nil
 	// overrides are admin-set weights that replace the config's; may be nil.
 	overrides *weightOverrides
+	// faults are the routes' fault injection, shared by all generations;
+	// nil when only checking.
+	faults *chaos.RouteFaults
 }
 
 // build turns a validated config into a runtime, validating each building

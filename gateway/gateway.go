@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchyard/switchyard/admin"
+	"github.com/switchyard/switchyard/chaos"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
@@ -81,8 +82,9 @@ type Gateway struct {
 	logFile     *os.File
 	limits      ratelimit.Store // rate-limit state; survives reloads
 	closeLimits func() error
-	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
-	overrides   weightOverrides // admin-set weights; survive reloads
+	brokerConns *http.Transport    // connections of publish routes to the broker; survive reloads
+	overrides   weightOverrides    // admin-set weights; survive reloads
+	faults      *chaos.RouteFaults // routes' fault injection; survives reloads
 	tracing     *telemetry.Tracing
 	ownTracing  bool // set up here (not given in Options): shut down here
 
@@ -119,8 +121,9 @@ func New(opts Options) (*Gateway, error) {
 	if g.metrics, err = proxy.NewMetrics(metricsReg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	g.faults = chaos.NewRouteFaults(chaos.RouteFaultsOptions{StateDir: cfg.StateDir, Logger: g.log})
 	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
-		metricsReg.Register(cacheCollector{g})); err != nil {
+		metricsReg.Register(cacheCollector{g}), metricsReg.Register(g.faults.Collector())); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	accessLog, err := g.accessLogger(cfg)
@@ -160,6 +163,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.current.Store(rt)
+	g.faults.SetRoutes(cfg.routeFaults())
 	return g, nil
 }
 
@@ -271,7 +275,7 @@ func (g *Gateway) accessLogger(cfg *Config) (*slog.Logger, error) {
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
 	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev,
-		brokerTransport: g.brokerConns, overrides: &g.overrides}
+		brokerTransport: g.brokerConns, overrides: &g.overrides, faults: g.faults}
 }
 
 // newBrokerTransport returns the HTTP transport of publish routes' calls
@@ -545,6 +549,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.start(context.WithoutCancel(ctx), rt)
 	}
 	g.current.Store(rt)
+	g.faults.SetRoutes(cfg.routeFaults())
 	g.mu.Lock()
 	l4s := g.l4
 	g.mu.Unlock()
@@ -615,6 +620,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	traces := g.tracing.Store.Handler() // GET /admin/traces, /admin/traces/{id}
 	mux.Handle("/admin/traces", traces)
 	mux.Handle("/admin/traces/", traces)
+	faults := g.faults.Handler() // GET /admin/faults, PUT and DELETE /admin/faults/{route}
+	mux.Handle("/admin/faults", faults)
+	mux.Handle("/admin/faults/", faults)
 	for pattern, eh := range g.opts.AdminExtensions {
 		mux.Handle(pattern, eh) // checked by checkAdminExtensions
 	}
