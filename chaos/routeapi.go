@@ -132,11 +132,14 @@ func (rf *RouteFaults) SetRoutes(routes map[string]*RouteFault) {
 var ErrUnknownRoute = errors.New("unknown route")
 
 // Set sets route's runtime fault (it replaces the config's while set);
-// active false switches the route's faults off. f must be valid. The
-// state file is written first: when that fails, nothing changes.
+// active false switches the route's faults off (f may then be empty). f
+// must be valid. The state file is written first: when that fails,
+// nothing changes.
 func (rf *RouteFaults) Set(route string, f RouteFault, active bool) error {
-	if err := f.Validate(); err != nil {
-		return err
+	if active || f != (RouteFault{}) {
+		if err := f.Validate(); err != nil {
+			return err
+		}
 	}
 	rf.mu.Lock()
 	defer rf.mu.Unlock()
@@ -300,6 +303,9 @@ func readState(path string) (map[string]runtimeFault, error) {
 	var errs []error
 	for route, j := range sf.Faults {
 		f, err := j.Fault()
+		if j.Active != nil && !*j.Active && j == (FaultJSON{Active: j.Active}) {
+			f, err = RouteFault{}, nil
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q: %w", route, err))
 			continue
@@ -397,7 +403,11 @@ func (rf *RouteFaults) Handler() http.Handler {
 		if !decode(w, r, &in) {
 			return
 		}
+		off := in.Active != nil && !*in.Active
 		f, err := in.Fault()
+		if off && in == (FaultJSON{Active: in.Active}) {
+			f, err = RouteFault{}, nil // {"active": false}: everything off
+		}
 		if err != nil {
 			writeErr(w, http.StatusBadRequest, fmt.Sprintf("route %q: %s", route, flatten(err)))
 			return
