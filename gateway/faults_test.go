@@ -147,12 +147,12 @@ func TestRouteFaultHeaderOnlyWhenConfigured(t *testing.T) {
 		value string
 		want  int
 	}{
-		{"1", 503},                 // presence: the configured abort
-		{"abort=418", 418},         // the value chooses the status
+		{"1", 503},         // presence: the configured abort
+		{"abort=418", 418}, // the value chooses the status
 		{"abort=418, abort_percent=0", 200},
 		{"delay=2ms;abort=502", 502},
-		{"abort=99", 503},          // invalid: the configured fault applies
-		{"bogus=1", 503},           // unknown part: the configured fault applies
+		{"abort=99", 503}, // invalid: the configured fault applies
+		{"bogus=1", 503},  // unknown part: the configured fault applies
 	} {
 		if code, _, _ := get(t, gw.url+"/header", "X-Switchyard-Fault", c.value); code != c.want {
 			t.Errorf("X-Switchyard-Fault: %q: status %d, want %d", c.value, code, c.want)
