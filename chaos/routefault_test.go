@@ -95,7 +95,13 @@ func TestNoFaultAllocatesNothing(t *testing.T) {
 	req := httptest.NewRequest("GET", "/", nil)
 	w := httptest.NewRecorder()
 	for name, h := range map[string]http.Handler{"no fault": plain, "header absent": hdr} {
-		if n := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, req) }); n != 0 {
+		// The least of a few measurements: AllocsPerRun counts every
+		// goroutine's allocations, and earlier tests' may still run.
+		n := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, req) })
+		for i := 0; i < 4 && n != 0; i++ {
+			n = min(n, testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, req) }))
+		}
+		if n != 0 {
 			t.Errorf("%s: %v allocations per request", name, n)
 		}
 	}
