@@ -40,7 +40,8 @@ type Report struct {
 	Title string `json:"title"`
 	File  string `json:"file"`
 	// Held is true when every check of the hypothesis passed (before,
-	// during and after the method) and every method action succeeded.
+	// during and after the method), every action (method and rollbacks)
+	// succeeded and the run was not interrupted.
 	Held bool `json:"held"`
 	// Reason says why it did not hold, in one line.
 	Reason      string    `json:"reason,omitempty"`
