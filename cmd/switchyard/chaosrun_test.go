@@ -72,7 +72,7 @@ type chaosReport struct {
 		Name string `json:"name"`
 		OK   bool   `json:"ok"`
 	} `json:"rollbacks"`
-	Load     *struct{ Requests int64 } `json:"load"`
+	Load     *struct{ Requests int64 }  `json:"load"`
 	Timeline []struct{ Requests int64 } `json:"timeline"`
 }
 
