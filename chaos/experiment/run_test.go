@@ -94,3 +94,47 @@ rollbacks: [ { route_fault: { route: api, clear: true } } ]
 		t.Fatalf("report %+v, admin calls %d", rep, calls)
 	}
 }
+
+// Toxic actions go to a real chaos proxy API: add puts the fault on the
+// proxy, remove takes it off (removing a missing one is fine).
+func TestToxicActions(t *testing.T) {
+	srv := chaos.NewServer(nil)
+	defer srv.Close()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	p, err := srv.Add(chaos.ProxyConfig{Name: "app", Listen: "127.0.0.1:0", Upstream: up.Listener.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(srv.Handler())
+	defer api.Close()
+	run := func(method string) *Report {
+		t.Helper()
+		e, err := Parse([]byte(fmt.Sprintf(`title: toxics
+chaos_api: %s
+steady_state: { probes: [ { name: through-proxy, http: { url: "http://%s/" } } ] }
+method:
+%s
+`, api.URL, p.Addr(), method)), "t.yaml", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Run(context.Background(), e, Options{})
+	}
+	rep := run(`  - toxic: { proxy: app, add: { name: slow, type: latency, latency: 1ms, stream: downstream } }`)
+	if !rep.Held || len(rep.Method) != 1 || !rep.Method[0].OK {
+		t.Fatalf("add: %+v", rep)
+	}
+	if f := p.Faults(); len(f) != 1 || f[0].Name != "slow" || f[0].Latency != time.Millisecond {
+		t.Fatalf("faults after add: %+v", f)
+	}
+	rep = run(`  - toxic: { proxy: app, remove: slow }
+  - toxic: { proxy: app, remove: slow }`)
+	if !rep.Held || len(rep.Method) != 2 || len(p.Faults()) != 0 {
+		t.Fatalf("remove: %+v, faults %+v", rep, p.Faults())
+	}
+	rep = run(`  - toxic: { proxy: nope, add: { name: x, type: reset } }`)
+	if rep.Held || rep.Method[0].OK || rep.Reason == "" {
+		t.Fatalf("unknown proxy: %+v", rep)
+	}
+}
