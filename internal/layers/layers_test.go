@@ -46,6 +46,7 @@ var floors = map[string]int{
 	"kit/outbox": 4, "kit/inbox": 4,
 	// chaos experiments: load, load/chart, and the components' APIs over HTTP.
 	"chaos/experiment": 4,
+
 	"kit/eventstore": 2,
 	// 3: the request path, the broker's servers and client.
 	"kit/projection": 3,
