@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/chaos"
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
@@ -106,6 +107,9 @@ type buildDeps struct {
 	overrides *weightOverrides
 	// rollouts decide discovered upstreams' policies under a rollout; may be nil.
 	rollouts *rolloutManager
+	// faults are the routes' fault injection, shared by all generations;
+	// nil when only checking.
+	faults *chaos.RouteFaults
 }
 
 // build turns a validated config into a runtime, validating each building

@@ -23,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/breaker"
+	"github.com/switchyard/switchyard/chaos"
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
@@ -335,6 +336,11 @@ type Route struct {
 	// overrides (cache: {name: edge, default_ttl: 60s}). Hits never reach
 	// the upstream; see docs/edge.md.
 	Cache *RouteCache `yaml:"cache"`
+	// Fault injects delays and aborts into the route's requests (as
+	// Envoy's fault filter), for a share of them or only for those
+	// carrying a header; switchable at runtime through /admin/faults.
+	// See package chaos (RouteFault) and docs/chaos.md.
+	Fault *chaos.RouteFault `yaml:"fault"`
 }
 
 // Split moves traffic from a route's upstream to another one.
@@ -819,4 +825,13 @@ func nameOf(r Route) string {
 		return ""
 	}
 	return fmt.Sprintf(" (%q)", r.Name)
+}
+
+// routeFaults maps every route name to its fault block (nil without).
+func (c *Config) routeFaults() map[string]*chaos.RouteFault {
+	m := make(map[string]*chaos.RouteFault, len(c.Routes))
+	for _, r := range c.Routes {
+		m[r.Name] = r.Fault
+	}
+	return m
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchyard/switchyard/admin"
+	"github.com/switchyard/switchyard/chaos"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/httpserver"
@@ -91,9 +92,10 @@ type Gateway struct {
 	logFile     *os.File
 	limits      ratelimit.Store // rate-limit state; survives reloads
 	closeLimits func() error
-	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
-	overrides   weightOverrides // admin-set weights; survive reloads
-	rollouts    *rolloutManager // rollouts of upstreams' targets; survive reloads and (with state_dir) restarts
+	brokerConns *http.Transport    // connections of publish routes to the broker; survive reloads
+	overrides   weightOverrides    // admin-set weights; survive reloads
+	rollouts    *rolloutManager    // rollouts of upstreams' targets; survive reloads and (with state_dir) restarts
+	faults      *chaos.RouteFaults // routes' fault injection; survives reloads
 	tracing     *telemetry.Tracing
 	adminAuth   atomic.Pointer[admin.Authenticator] // nil: the admin API is open (loopback only)
 	ownTracing  bool                                // set up here (not given in Options): shut down here
@@ -135,8 +137,9 @@ func New(opts Options) (*Gateway, error) {
 	if g.metrics, err = proxy.NewMetrics(metricsReg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	g.faults = chaos.NewRouteFaults(chaos.RouteFaultsOptions{StateDir: cfg.StateDir, Logger: g.log})
 	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
-		metricsReg.Register(cacheCollector{g}), metricsReg.Register(rolloutCollector{g})); err != nil {
+		metricsReg.Register(cacheCollector{g}), metricsReg.Register(rolloutCollector{g}), metricsReg.Register(g.faults.Collector())); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	if err := g.setupSLOs(cfg, metricsReg); err != nil {
@@ -196,6 +199,7 @@ func New(opts Options) (*Gateway, error) {
 	g.rollouts.attach(rt)
 	g.current.Store(rt)
 	g.adminAuth.Store(auth)
+	g.faults.SetRoutes(cfg.routeFaults())
 	return g, nil
 }
 
@@ -352,7 +356,7 @@ func (g *Gateway) accessLogger(cfg *Config) (*slog.Logger, error) {
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
 	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev,
-		brokerTransport: g.brokerConns, overrides: &g.overrides, rollouts: g.rollouts}
+		brokerTransport: g.brokerConns, overrides: &g.overrides, rollouts: g.rollouts, faults: g.faults}
 }
 
 // newBrokerTransport returns the HTTP transport of publish routes' calls
@@ -675,6 +679,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	g.current.Store(rt)
 	g.adminAuth.Store(auth)
 	g.slos.Set(cfg.SLOs)
+	g.faults.SetRoutes(cfg.routeFaults())
 	g.mu.Lock()
 	l4s := g.l4
 	g.mu.Unlock()
@@ -755,6 +760,9 @@ func (g *Gateway) adminHandler() (http.Handler, *dashboard.Server, error) {
 	slos := g.slos.Handler() // GET /admin/slos, /admin/slos/{name}
 	mux.Handle("GET /admin/slos", slos)
 	mux.Handle("GET /admin/slos/{name}", slos)
+	faults := g.faults.Handler() // GET /admin/faults, PUT and DELETE /admin/faults/{route}
+	mux.Handle("/admin/faults", faults)
+	mux.Handle("/admin/faults/", faults)
 	for pattern, eh := range g.opts.AdminExtensions {
 		mux.Handle(pattern, eh) // checked by checkAdminExtensions
 	}

@@ -17,7 +17,7 @@ import (
 // requirement (and its identity forwarded), body size cap, identity
 // (strip client-supplied identity headers, authenticate, authorize,
 // forward the identity), rate limits (which may count by the identity),
-// request transformation.
+// request transformation, fault injection.
 func routeMiddleware(cfg *Config, path string, r Route, authn *auth.Authenticator, deps buildDeps) ([]httpx.Middleware, error) {
 	var errs []error
 	if r.Auth != auth.None {
@@ -74,6 +74,18 @@ func routeMiddleware(cfg *Config, path string, r Route, authn *auth.Authenticato
 		} else {
 			mws = append(mws, rt.Middleware())
 		}
+	}
+	if r.Fault != nil {
+		if err := r.Fault.Validate(); err != nil {
+			errs = append(errs, cfg.Wrap(path+".fault", err))
+		}
+	}
+	// Fault injection, innermost but for the cache: a faulted request has
+	// passed auth, limits and the request transform, as a slow or failing
+	// upstream would see it. Every route gets it, so that a fault can be
+	// set at runtime; without one it costs an atomic load.
+	if deps.faults != nil {
+		mws = append(mws, deps.faults.Middleware(r.Name))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -330,6 +330,8 @@ func (t *ticker) tick(ph *phase, now time.Time, last time.Time) {
 			Requests:    t.okSoFar + t.errSoFar,
 			Errors:      t.errSoFar,
 			Late:        late + ph.unsent.Load(),
+			Interval:    iv,
+			Latencies:   t.win,
 		})
 	}
 }

@@ -164,6 +164,12 @@ type Progress struct {
 	Errors   int64
 	// Late counts requests that left late or not at all so far.
 	Late int64
+	// Interval is the interval that just ended (as the timeline has it).
+	Interval Interval
+	// Latencies holds the corrected latencies (microseconds) of the
+	// responses completed in that interval. It is valid only during the
+	// call: merge it into a histogram of one's own to keep it.
+	Latencies *hdrhistogram.Histogram
 }
 
 // WriteJSON writes r as indented JSON.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/chaos"
+	"github.com/switchyard/switchyard/chaos/experiment"
+	"github.com/switchyard/switchyard/load/chart"
 )
 
 // proxyFlags collects repeated --proxy NAME=LISTEN,UPSTREAM flags.
@@ -31,10 +33,17 @@ func (p *proxyFlags) Set(s string) error {
 
 // runChaos dispatches the chaos subcommands.
 func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "run" {
+		return runChaosExperiment(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "proxy" {
-		fmt.Fprintln(stderr, "usage: switchyard chaos proxy [--api ADDR] [--proxy NAME=LISTEN,UPSTREAM ...]\n\n"+
+		fmt.Fprintln(stderr, "usage: switchyard chaos proxy [--api ADDR] [--proxy NAME=LISTEN,UPSTREAM ...]\n"+
+			"       switchyard chaos run [--json] [--chart FILE.svg|.png] [--quiet] EXPERIMENT.yaml\n\n"+
 			"  proxy   a TCP fault proxy (latency, jitter, bandwidth, slow close, reset,\n"+
-			"          blackhole, timeout) managed over HTTP; see docs/chaos.md")
+			"          blackhole, timeout) managed over HTTP\n"+
+			"  run     run a chaos experiment file: steady-state hypothesis, method\n"+
+			"          (faults over time), rollbacks; reports whether it held\n"+
+			"see docs/chaos.md")
 		return errUsage
 	}
 	return runChaosProxy(ctx, args[1:], stdout, stderr)
@@ -87,4 +96,61 @@ func runChaosProxy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return err
 	}
+}
+
+// runChaosExperiment is `switchyard chaos run FILE`: exit 0 when the
+// hypothesis held, 1 when it did not, 2 for a bad command line or file.
+func runChaosExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("chaos run", "[--json] [--chart FILE.svg|.png] [--quiet] EXPERIMENT.yaml",
+		"Run a chaos experiment file: check the steady-state hypothesis (HTTP probes,\n"+
+			"SLIs of the experiment's own load, Prometheus metrics) before the method,\n"+
+			"every second during it and after it; inject the method's faults (route\n"+
+			"faults, chaos proxy toxics, process kills and pauses) at their offsets;\n"+
+			"always run the rollbacks, also on Ctrl-C. Exit status 0 when the hypothesis\n"+
+			"held, 1 when it did not, 2 for an invalid file. See docs/chaos.md.", stderr)
+	asJSON := fs.Bool("json", false, "write the report as JSON (with the timeline) instead of text")
+	chartPath := fs.String("chart", "", "draw the SLI timeline into this `file` (.svg or .png)")
+	quiet := fs.Bool("quiet", false, "do not print the checks and actions as they happen (on stderr)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "switchyard chaos run: expected one experiment file")
+		fs.Usage()
+		return errUsage
+	}
+	if *chartPath != "" {
+		if _, err := chart.FormatOf(*chartPath); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--chart: %w", err)}
+		}
+	}
+	e, err := experiment.LoadFile(fs.Arg(0))
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	opts := experiment.Options{}
+	if !*quiet {
+		opts.Progress = stderr
+	}
+	rep := experiment.Run(ctx, e, opts)
+	if *asJSON {
+		err = rep.WriteJSON(stdout)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if *chartPath != "" {
+		if err := rep.WriteChart(*chartPath); err != nil {
+			return err
+		}
+		if !*asJSON {
+			fmt.Fprintf(stdout, "chart: %s\n", *chartPath)
+		}
+	}
+	if !rep.Held {
+		return &exitError{code: 1, err: fmt.Errorf("the hypothesis did not hold: %s", rep.Reason)}
+	}
+	return nil
 }

@@ -57,7 +57,7 @@ func commands() map[string]command {
 		"registry": {"run the service registry (registration, heartbeats, discovery)", runRegistry},
 		"dns":      {"run the authoritative DNS server and GSLB (health, geo, latency steering)", runDNS},
 		"sidecar":  {"run beside an app: register and health-check it, serve its traffic, outbound ambassador port", runSidecar},
-		"chaos":    {"fault injection: a TCP fault proxy (latency, bandwidth, resets, blackholes) with an HTTP API", runChaos},
+		"chaos":    {"fault injection: a TCP fault proxy with an HTTP API; chaos run FILE runs an experiment", runChaos},
 		"hitch":    {"run Hitch, the ride-sharing example: hitch up (everything), hitch serve NAME (one service)", runHitch},
 		"slo":      {"SLOs: write a gateway config's SLOs as Prometheus recording and alerting rules", runSLO},
 		"version":  {"print the version", runVersion},

@@ -3,6 +3,8 @@ package up
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,7 +47,7 @@ type ProcessInfo struct {
 	Replica  int       `json:"replica"`
 	PID      int       `json:"pid"`
 	Address  string    `json:"address,omitempty"` // host:port it serves on
-	Health   string    `json:"health"`            // up, down, starting, stopped
+	Health   string    `json:"health"`            // up, down, starting, paused, unregistered
 	Restarts int       `json:"restarts"`
 	Started  time.Time `json:"started"`
 	Role     string    `json:"role"` // service, broker, registry, gateway
@@ -74,6 +76,7 @@ type process struct {
 	restarts int
 	started  time.Time
 	running  bool
+	paused   bool          // SIGSTOPped through the admin API (pause)
 	ready    chan struct{} // closed at the first ready line
 	once     sync.Once
 }
@@ -126,7 +129,7 @@ func (p *process) once1(ctx context.Context) error {
 		return fmt.Errorf("starting %s: %w", argv[0], err)
 	}
 	p.mu.Lock()
-	p.pid, p.started, p.running, p.addr = cmd.Process.Pid, time.Now(), true, ""
+	p.pid, p.started, p.running, p.addr, p.paused = cmd.Process.Pid, time.Now(), true, "", false
 	p.mu.Unlock()
 	var copying sync.WaitGroup
 	copying.Add(2)
@@ -141,6 +144,12 @@ func (p *process) once1(ctx context.Context) error {
 	case err = <-exited:
 	case <-ctx.Done():
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		p.mu.Lock()
+		if p.paused { // a stopped process acts on SIGTERM only once continued
+			_ = resumeProcess(cmd.Process.Pid)
+			p.paused = false
+		}
+		p.mu.Unlock()
 		select {
 		case err = <-exited:
 		case <-time.After(StopTimeout):
@@ -150,7 +159,7 @@ func (p *process) once1(ctx context.Context) error {
 		}
 	}
 	p.mu.Lock()
-	p.running = false
+	p.running, p.paused = false, false
 	p.mu.Unlock()
 	return err
 }
@@ -180,11 +189,13 @@ func (p *process) scan(r io.Reader, isStdout bool) {
 func (p *process) info(ctx context.Context, client *http.Client) ProcessInfo {
 	p.mu.Lock()
 	in := ProcessInfo{Name: p.name, Replica: p.replica, PID: p.pid, Address: p.addr, Restarts: p.restarts, Started: p.started, Role: p.role}
-	running := p.running
+	running, paused := p.running, p.paused
 	p.mu.Unlock()
 	switch {
 	case !running:
 		in.Health, in.PID = "down", 0
+	case paused:
+		in.Health = "paused"
 	case in.Address == "":
 		in.Health = "starting"
 	default:
@@ -242,3 +253,108 @@ func brokerReady(line string) (httpAddr, nativeAddr string, ok bool) {
 
 // environ is the children's environment.
 func environ() []string { return os.Environ() }
+
+// Process faults: the admin API kills (SIGKILL: the supervisor restarts
+// it with backoff, as after a crash), pauses (SIGSTOP: it holds its
+// connections and answers nothing) or resumes (SIGCONT) a child.
+const (
+	ActionKill   = "kill"
+	ActionPause  = "pause"
+	ActionResume = "resume"
+)
+
+// errNotRunning is a process fault on a process that has no child now.
+var errNotRunning = errors.New("not running")
+
+// fault applies a process fault to p's current child and returns its pid.
+func (p *process) fault(action string) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running || p.pid <= 0 {
+		return 0, errNotRunning
+	}
+	var err error
+	switch action {
+	case ActionKill:
+		err = killProcess(p.pid)
+	case ActionPause:
+		if err = pauseProcess(p.pid); err == nil {
+			p.paused = true
+		}
+	case ActionResume:
+		if err = resumeProcess(p.pid); err == nil {
+			p.paused = false
+		}
+	default:
+		return 0, fmt.Errorf("action %q: expected kill, pause or resume", action)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s %s (pid %d): %w", action, p.id(), p.pid, err)
+	}
+	p.log.Warn("hitch up: process fault", "process", p.id(), "pid", p.pid, "action", action)
+	return p.pid, nil
+}
+
+// faultHandler serves POST /admin/hitch/processes/{process}/{action}:
+// process is NAME-REPLICA ("matching-1") or a NAME (then the running
+// replica with the lowest number for kill and pause, the paused one for
+// resume); action is kill, pause or resume. It answers 200 {"process",
+// "pid", "action"}, 404 for an unknown or not running process, 400 for an
+// unknown action.
+func faultHandler(procs []*process) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fail := func(code int, format string, args ...any) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": fmt.Sprintf(format, args...), "status": code})
+		}
+		rest := strings.TrimPrefix(r.URL.Path, "/admin/hitch/processes/")
+		name, action, ok := strings.Cut(rest, "/")
+		if !ok || name == "" || strings.Contains(action, "/") {
+			fail(http.StatusNotFound, "%q: expected POST /admin/hitch/processes/{NAME or NAME-REPLICA}/{kill|pause|resume}", r.URL.Path)
+			return
+		}
+		if action != ActionKill && action != ActionPause && action != ActionResume {
+			fail(http.StatusBadRequest, "action %q: expected kill, pause or resume", action)
+			return
+		}
+		p := pickProcess(procs, name, action)
+		if p == nil {
+			fail(http.StatusNotFound, "no running child process %q (expected a service or broker NAME or NAME-REPLICA, as GET /admin/hitch/processes lists them)", name)
+			return
+		}
+		pid, err := p.fault(action)
+		if errors.Is(err, errNotRunning) {
+			fail(http.StatusNotFound, "process %s is not running", p.id())
+			return
+		}
+		if err != nil {
+			fail(http.StatusInternalServerError, "%v", err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"process": p.id(), "name": p.name, "replica": p.replica, "pid": pid, "action": action})
+	})
+}
+
+// pickProcess finds the process a fault names: NAME-REPLICA exactly, or
+// for a NAME the lowest replica in a state the action applies to.
+func pickProcess(procs []*process, name, action string) *process {
+	for _, p := range procs {
+		if p.id() == name {
+			return p
+		}
+	}
+	for _, p := range procs {
+		if p.name != name {
+			continue
+		}
+		p.mu.Lock()
+		fits := p.running && (p.paused == (action == ActionResume))
+		p.mu.Unlock()
+		if fits {
+			return p
+		}
+	}
+	return nil
+}

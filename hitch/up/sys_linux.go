@@ -9,3 +9,7 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+func killProcess(pid int) error   { return syscall.Kill(pid, syscall.SIGKILL) }
+func pauseProcess(pid int) error  { return syscall.Kill(pid, syscall.SIGSTOP) }
+func resumeProcess(pid int) error { return syscall.Kill(pid, syscall.SIGCONT) }

@@ -7,7 +7,9 @@
 // route of the table: JWT auth against identity's JWKS, the route's role
 // required as a scope, rate limits per consumer. It supervises the children
 // (a crashed one is restarted with exponential backoff), lists them at
-// GET /admin/hitch/processes on the admin listener, and on ctx end stops
+// GET /admin/hitch/processes on the admin listener (where POST
+// /admin/hitch/processes/{process}/kill|pause|resume injects process
+// faults), and on ctx end stops
 // the gateway, then the services, then the broker, and waits for them.
 package up
 
@@ -345,7 +347,8 @@ func Run(ctx context.Context, o Options) error {
 		cfg.Dashboard = &dashboard.Config{Brokers: []string{"http://" + brokerHTTP}}
 	}
 	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"), Tracing: tracing,
-		AdminExtensions:    map[string]http.Handler{"GET /admin/hitch/processes": processes},
+		AdminExtensions: map[string]http.Handler{"GET /admin/hitch/processes": processes,
+			"POST /admin/hitch/processes/": faultHandler(procs)},
 		DashboardProcesses: "/admin/hitch/processes"})
 	if err != nil {
 		return fmt.Errorf("building the gateway: %w", err)

@@ -54,7 +54,8 @@ func TestGatewayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gateway.New(gateway.Options{Config: cfg, Logger: quiet()}); err != nil {
+	ext := map[string]http.Handler{"GET /admin/hitch/processes": http.NotFoundHandler(), "POST /admin/hitch/processes/": faultHandler(nil)}
+	if _, err := gateway.New(gateway.Options{Config: cfg, Logger: quiet(), AdminExtensions: ext}); err != nil {
 		t.Fatalf("the generated gateway config: %v", err)
 	}
 	byName := map[string]gateway.Route{}

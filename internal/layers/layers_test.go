@@ -51,6 +51,9 @@ var floors = map[string]int{
 	"admin": 4, "publish": 4, "broker/local": 4, "broker/client/logstore": 4, "broker/cli": 4,
 	"kit/message/sybroker": 4, "kit/message/jetstream": 4,
 	"kit/outbox": 4, "kit/inbox": 4,
+	// chaos experiments: load, load/chart, and the components' APIs over HTTP.
+	"chaos/experiment": 4,
+
 	"kit/eventstore": 2,
 	// 3: the request path, the broker's servers and client.
 	"kit/projection": 3,
