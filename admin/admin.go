@@ -119,6 +119,8 @@ type Target struct {
 //	GET  /admin/caches                                  edge caches' counters (a CacheBackend only)
 //	POST /admin/caches/{name}/purge                     {"url"|"prefix"|"tag": ..., "soft": true}
 //	GET  /admin/caches/{name}/entries?url=URL           the entries stored for URL
+//	GET  /admin/rollouts                                rollouts (a RolloutBackend; see rolloutRoutes)
+//	POST /admin/rollouts                                start one; .../{upstream}/promote|rollback|pause|resume, DELETE aborts
 //	GET  /metrics                                       Prometheus exposition
 //	GET  /debug/pprof/...                               Go profiles (pprof)
 //
@@ -190,6 +192,7 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true, "loaded_at": b.Snapshot().LoadedAt})
 	})
 	cacheRoutes(mux, b)
+	rolloutRoutes(mux, b)
 	// Profiling, as Caddy's and Envoy's admin endpoints offer it.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -308,6 +311,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // messages say "rate 0.2 > 0.01", not "\u003e"
 	_ = enc.Encode(v)
 }
 

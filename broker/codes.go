@@ -23,6 +23,11 @@ const (
 	// CodeStorageFull: the disk is full (ErrStorageFull); publishes and
 	// appends are refused until space returns, consumers keep working.
 	CodeStorageFull = "storage_full"
+	// CodeUnauthorized: no credential or a wrong one (ErrUnauthorized);
+	// HTTP 401, and on the native protocol the connection is closed.
+	CodeUnauthorized = "unauthorized"
+	// CodeForbidden: the user lacks the permission (ErrForbidden); HTTP 403.
+	CodeForbidden = "forbidden"
 )
 
 // ErrorCode returns the code of err: CodeInternal for an error that is
@@ -34,6 +39,10 @@ func ErrorCode(err error) string {
 		return CodeQueueFull
 	case errors.Is(err, ErrStorageFull), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return CodeStorageFull
+	case errors.Is(err, ErrUnauthorized):
+		return CodeUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return CodeForbidden
 	case errors.Is(err, ErrNotFound):
 		return CodeNotFound
 	case errors.Is(err, ErrLagged):
@@ -69,6 +78,10 @@ func CodeError(code, msg string) error {
 		sentinel = ErrClosed
 	case CodeStorageFull:
 		sentinel = ErrStorageFull
+	case CodeUnauthorized:
+		sentinel = ErrUnauthorized
+	case CodeForbidden:
+		sentinel = ErrForbidden
 	default:
 		return nil
 	}

@@ -33,3 +33,31 @@ func (e *QueueFullError) Error() string {
 // ErrLagged ends a topic subscription whose consumer fell more than its
 // buffer behind; the subscriber must resubscribe (and missed messages).
 var ErrLagged = errors.New("subscriber fell behind and was dropped")
+
+// ErrUnauthorized: the caller did not prove who it is (no credential, or
+// a wrong one). Code unauthorized; HTTP 401.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// ErrForbidden: the caller is known but may not do this. Code forbidden;
+// HTTP 403. The broker's own refusals are *ForbiddenError.
+var ErrForbidden = errors.New("forbidden")
+
+// ForbiddenError is an operation refused by the broker's permissions: it
+// names the user, the permission it lacks and the resource. errors.Is
+// matches ErrForbidden.
+type ForbiddenError struct {
+	User       string // the authenticated user
+	Permission string // publish, consume or manage
+	Kind       string // queue, topic or stream; "" for the whole broker
+	Name       string // the resource's name, or a pattern such as "*"
+}
+
+func (e *ForbiddenError) Error() string {
+	if e.Kind == "" {
+		return fmt.Sprintf("forbidden: user %q has no %s permission on %q", e.User, e.Permission, e.Name)
+	}
+	return fmt.Sprintf("forbidden: user %q has no %s permission on %s %q", e.User, e.Permission, e.Kind, e.Name)
+}
+
+// Is makes errors.Is(err, ErrForbidden) true.
+func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }

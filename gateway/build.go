@@ -36,8 +36,11 @@ type runtime struct {
 	routes   route.Table[*proxy.Route]
 	pools    map[string]*proxy.Pool
 	names    []string // upstream names, sorted
-	checkers []*health.Checker
-	caches   map[string]*edge.Store // named caches' memory tiers
+	// configTargets are each pool's targets as built from the config (the
+	// ones its health checker checks), before a rollout replaces the set.
+	configTargets map[string][]*upstream.Target
+	checkers      []*health.Checker
+	caches        map[string]*edge.Store // named caches' memory tiers
 	// routeCaches are the routes' caches, closed when the generation retires.
 	routeCaches []*edge.Cache
 	// cacheOf is each cached route's cache, for pushes.
@@ -101,13 +104,16 @@ type buildDeps struct {
 	prev            *runtime // previous generation, to carry target state over; may be nil
 	// overrides are admin-set weights that replace the config's; may be nil.
 	overrides *weightOverrides
+	// rollouts decide discovered upstreams' policies under a rollout; may be nil.
+	rollouts *rolloutManager
 }
 
 // build turns a validated config into a runtime, validating each building
 // block's settings and locating every problem at its key path. It starts
 // nothing; start does.
 func build(cfg *Config, deps buildDeps) (*runtime, error) {
-	rt := &runtime{cfg: cfg, loadedAt: time.Now(), pools: map[string]*proxy.Pool{}, names: cfg.UpstreamNames()}
+	rt := &runtime{cfg: cfg, loadedAt: time.Now(), pools: map[string]*proxy.Pool{}, names: cfg.UpstreamNames(),
+		configTargets: map[string][]*upstream.Target{}}
 	var errs []error
 	if d := cfg.Discovery; d != nil {
 		hc, tr := registryClient()
@@ -124,6 +130,7 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			continue
 		}
 		rt.pools[name] = pool
+		rt.configTargets[name] = pool.Targets()
 		if u := cfg.Upstreams[name]; u.Discover != "" {
 			rt.discovered = append(rt.discovered, newDiscoveredPool(cfg, name, pool, deps))
 			continue // its checks run over the discovered targets
@@ -249,7 +256,7 @@ func (rt *runtime) discoveredPool(name, service string) *discoveredPool {
 func newDiscoveredPool(cfg *Config, name string, pool *proxy.Pool, deps buildDeps) *discoveredPool {
 	u := cfg.Upstreams[name]
 	dp := &discoveredPool{name: name, service: u.Discover, u: u, pool: pool, log: deps.log,
-		overrides: deps.overrides, synced: make(chan struct{})}
+		overrides: deps.overrides, synced: make(chan struct{}), rollouts: deps.rollouts}
 	if hc := u.HealthCheck; hc != nil {
 		c := hc.WithDefaults() // validated by buildPool
 		dp.check = &c
@@ -320,6 +327,18 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 	if err := u.Timeout.Validate(); err != nil {
 		errs = append(errs, cfg.Wrap(path+".timeout", err))
 	}
+	pc.Protocol = u.Protocol
+	if u.TLS != nil {
+		tc, err := u.TLS.ClientConfig(proxy.ALPN(u.Protocol))
+		if err != nil {
+			errs = append(errs, cfg.Errorf(path+".tls", "%v", err))
+		}
+		pc.TLS = tc
+		if u.TLS.InsecureSkipVerify {
+			deps.log.Warn("TLS certificate verification is OFF for this upstream: anyone on the path can impersonate its targets",
+				"upstream", name, "key", path+".tls.insecure_skip_verify")
+		}
+	}
 	if u.MaxInFlight < 0 {
 		errs = append(errs, cfg.Errorf(path+".max_in_flight", "negative value %d", u.MaxInFlight))
 	}
@@ -363,7 +382,7 @@ func buildPool(cfg *Config, name string, deps buildDeps) (*proxy.Pool, *health.C
 		}
 		if len(errs) == 0 {
 			checker, err = health.NewChecker(ccfg, targets, health.CheckerOptions{
-				Logger: deps.log,
+				Logger: deps.log, TLS: pc.TLS,
 				OnChange: func(t *upstream.Target, healthy bool) {
 					deps.log.Warn("target health changed", "upstream", name, "target", t.Address, "healthy", healthy)
 					if p := poolRef.Load(); p != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/cors"
+	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/health"
 	"github.com/switchyard/switchyard/ipfilter"
@@ -34,8 +35,10 @@ import (
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/throttle"
+	"github.com/switchyard/switchyard/tlsconf"
 	"github.com/switchyard/switchyard/transform"
 )
 
@@ -69,8 +72,10 @@ type Config struct {
 	// certificates are verified and can authenticate (admin_auth.clients).
 	// Read at start.
 	AdminTLS *AdminTLS `yaml:"admin_tls"`
-	// TLS enables HTTPS (and HTTP/2 via ALPN) on Listen.
-	TLS *TLS `yaml:"tls"`
+	// TLS enables HTTPS (and HTTP/2 via ALPN) on Listen: certificates
+	// chosen by SNI, client certificate verification, reload without
+	// restart. See tlsconf.Server for every field and docs/security.md.
+	TLS *tlsconf.Server `yaml:"tls"`
 	// H2C enables cleartext HTTP/2 (prior knowledge or upgrade) on Listen.
 	H2C bool `yaml:"h2c"`
 	// AccessLog is where the JSON access log goes: "stdout" (default),
@@ -106,6 +111,17 @@ type Config struct {
 	// per feature, each replaced atomically. Empty (default): that state is
 	// kept in memory only and a restart forgets it. Read at start.
 	StateDir string `yaml:"state_dir"`
+	// Dashboard configures the live dashboard on the admin listener
+	// (GET /admin/dashboard): the brokers whose queues it shows (default:
+	// broker.url) and how many pages may stream at once. See package
+	// dashboard and docs/operations.md. Brokers apply on reload; the rest
+	// is read at start.
+	Dashboard *dashboard.Config `yaml:"dashboard"`
+	// SLOs are service level objectives measured live on the routes' and
+	// upstreams' requests, with error budgets and burn-rate alerts sent
+	// to webhooks; see package slo for every field and docs/operations.md.
+	// A reload rebuilds them, keeping the counts of unchanged ones.
+	SLOs []slo.Config `yaml:"slos"`
 	// Upstreams are the named backend pools routes forward to. At least one
 	// is required unless every route publishes to the broker.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
@@ -121,7 +137,7 @@ type Config struct {
 	src *config.Source // positions of the keys, for errors found after decoding
 }
 
-// TLS is a certificate and key in PEM files.
+// TLS is a certificate and key in PEM files (an l4 listener's).
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
@@ -136,6 +152,15 @@ type AdminTLS struct {
 	// when a client presents one (admin_auth.clients maps them to roles).
 	// A presented certificate that does not verify fails the handshake.
 	ClientCA string `yaml:"client_ca"`
+}
+
+// Server is t as the proxy listener's TLS settings (nil for nil), for
+// programs that take one certificate and assemble a gateway (the sidecar).
+func (t *TLS) Server() *tlsconf.Server {
+	if t == nil {
+		return nil
+	}
+	return &tlsconf.Server{Cert: t.Cert, Key: t.Key}
 }
 
 // Server holds timeouts and limits on the client side of the gateway.
@@ -218,6 +243,14 @@ type Upstream struct {
 	Timeout proxy.Timeouts `yaml:"timeout"`
 	// MaxIdleConns is the keep-alive pool size per target. Default 256.
 	MaxIdleConns int `yaml:"max_idle_conns"`
+	// TLS makes connections to the targets HTTPS, verified against a CA
+	// bundle and server name, optionally with a client certificate (mTLS);
+	// see tlsconf.Upstream. Default: plain HTTP.
+	TLS *tlsconf.Upstream `yaml:"tls"`
+	// Protocol to the targets: http1, h2 (TLS only) or h2c (cleartext
+	// HTTP/2 by prior knowledge, e.g. gRPC servers without TLS). Default:
+	// HTTP/1.1, or over tls HTTP/2 when the target offers it by ALPN.
+	Protocol string `yaml:"protocol"`
 	// MaxInFlight caps concurrent requests to the upstream; requests over
 	// it get 503 upstream_busy at once. 0 (default) means no cap.
 	MaxInFlight int `yaml:"max_in_flight"`
@@ -268,6 +301,12 @@ type Route struct {
 	Publish *publish.Config `yaml:"publish"`
 	// StripPrefix removes this prefix from the path before forwarding.
 	StripPrefix string `yaml:"strip_prefix"`
+	// ClientCert is the route's client certificate requirement (needs
+	// tls.client_ca): "required" refuses requests without a verified
+	// client certificate (403), "optional" lets them through; both forward
+	// a verified certificate's identity upstream in
+	// X-Forwarded-Client-Cert. Default: the identity is not forwarded.
+	ClientCert string `yaml:"client_cert"`
 	// Auth lists the accepted credential methods: api_key, jwt, basic, or
 	// none (default). Needs the top-level auth section.
 	Auth auth.Methods `yaml:"auth"`
@@ -471,8 +510,10 @@ func (c *Config) validate(src *config.Source) error {
 			add("admin_tls", "both cert and key are required")
 		}
 	}
-	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		add("tls", "both cert and key are required")
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, c.Wrap("tls", err))
+		}
 	}
 	if c.Tracing != nil {
 		if err := c.Tracing.Validate(); err != nil {
@@ -513,6 +554,11 @@ func (c *Config) validate(src *config.Source) error {
 	if b := c.Broker; b != nil {
 		if err := b.Validate(); err != nil {
 			errs = append(errs, c.Wrap("broker", err))
+		}
+	}
+	if d := c.Dashboard; d != nil {
+		if err := d.Validate(); err != nil {
+			errs = append(errs, c.Wrap("dashboard", err))
 		}
 	}
 	if d := c.Discovery; d != nil {
@@ -565,6 +611,14 @@ func (c *Config) validate(src *config.Source) error {
 		}
 		if u.MaxIdleConns < 0 {
 			add(p+".max_idle_conns", "negative value %d", u.MaxIdleConns)
+		}
+		if u.TLS != nil {
+			if err := u.TLS.Validate(); err != nil {
+				errs = append(errs, c.Wrap(p+".tls", err))
+			}
+		}
+		if err := proxy.ValidProtocol(u.Protocol, u.TLS != nil); err != nil {
+			add(p+".protocol", "%v", err)
 		}
 	}
 	if len(c.Routes) == 0 && len(c.L4) == 0 {
@@ -637,6 +691,11 @@ func (c *Config) validate(src *config.Source) error {
 				add(p+".match."+k.key, "%q must start with /", k.v)
 			}
 		}
+		if err := tlsconf.ValidClientCertMode(r.ClientCert); err != nil {
+			add(p+".client_cert", "%v", err)
+		} else if r.ClientCert != "" && (c.TLS == nil || c.TLS.ClientCA == "") {
+			add(p+".client_cert", "route wants client certificates but the gateway asks for none: set tls.client_ca (the CA bundle that signs them)")
+		}
 		if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
 			add(p+".strip_prefix", "%q must start with /", r.StripPrefix)
 		}
@@ -677,6 +736,7 @@ func (c *Config) validate(src *config.Source) error {
 			}
 		}
 	}
+	errs = append(errs, c.validateSLOs()...)
 	return errors.Join(errs...)
 }
 

@@ -30,8 +30,11 @@ type discoveredPool struct {
 	synced        chan struct{} // closed once the first instance set is applied
 	syncOnce      sync.Once
 
-	mu      sync.Mutex // guards tracker (read by the next generation's build)
+	mu      sync.Mutex // guards tracker (read by the next generation's build) and snap
 	tracker *discovery.Tracker
+	snap    discovery.ServiceSnapshot // the last instance set applied
+
+	rollouts *rolloutManager // nil when only checking the config
 }
 
 // run follows the registry until ctx ends, running the pool's health
@@ -88,41 +91,72 @@ func (dp *discoveredPool) run(ctx context.Context, c *discovery.Client, wait tim
 }
 
 // apply applies one instance set to the pool and reports whether the
-// targets changed (so the health checks restart over them).
+// targets changed (so the health checks restart over them). Under a
+// rollout with a selector the policy is rebuilt on every instance set,
+// since an instance's metadata decides its cohort.
 func (dp *discoveredPool) apply(snap discovery.ServiceSnapshot) ([]*upstream.Target, bool) {
+	if dp.rollouts != nil { // the rollout's record must not change while the policy is built over it
+		dp.rollouts.mu.Lock()
+		defer dp.rollouts.mu.Unlock()
+	}
 	dp.mu.Lock()
 	targets, changed := dp.tracker.Apply(snap)
+	dp.snap = snap
 	dp.mu.Unlock()
-	if !changed {
+	if !changed && !dp.rollouts.selectsLocked(dp.name) {
 		return targets, false
 	}
+	if !dp.setPolicyLocked(targets, snap) {
+		return targets, false
+	}
+	if changed {
+		addrs := make([]string, len(targets))
+		for i, t := range targets {
+			addrs[i] = t.Address
+		}
+		dp.log.Info("discovered targets changed", "upstream", dp.name, "service", dp.service, "index", snap.Index, "targets", addrs)
+	}
+	return targets, changed
+}
+
+// rebuild builds the pool's policy again over its current instances (a
+// rollout started or moved). The caller holds dp.rollouts.mu.
+func (dp *discoveredPool) rebuild() {
+	dp.mu.Lock()
+	targets, snap := dp.tracker.Targets(), dp.snap
+	dp.mu.Unlock()
+	dp.setPolicyLocked(targets, snap)
+}
+
+// setPolicyLocked swaps targets into the pool with their balancer (a
+// rollout's split when one applies) and outlier detection. The caller
+// holds dp.rollouts.mu when there is a rollout manager.
+func (dp *discoveredPool) setPolicyLocked(targets []*upstream.Target, snap discovery.ServiceSnapshot) bool {
 	for _, t := range targets {
 		if w, ok := dp.overrides.get(dp.name, t.Address); ok {
 			t.SetWeight(w)
 		}
 	}
-	policy, err := balance.New(dp.u.Config, targets)
+	policy, ok, err := dp.rollouts.discoveredPolicyLocked(dp.name, dp.u, targets, snap)
+	if !ok && err == nil {
+		policy, err = balance.New(dp.u.Config, targets)
+	}
 	if err != nil { // validated when built
 		dp.log.Error("rebuilding the balancer", "upstream", dp.name, "error", err.Error())
-		return targets, false
+		return false
 	}
 	var out *health.Outlier
 	if dp.u.Outlier != nil {
 		if out, err = health.NewOutlier(*dp.u.Outlier, targets); err != nil {
 			dp.log.Error("rebuilding outlier detection", "upstream", dp.name, "error", err.Error())
-			return targets, false
+			return false
 		}
 	}
 	if err := dp.pool.SetTargets(targets, policy, out); err != nil {
 		dp.log.Error("replacing targets", "upstream", dp.name, "error", err.Error())
-		return targets, false
+		return false
 	}
-	addrs := make([]string, len(targets))
-	for i, t := range targets {
-		addrs[i] = t.Address
-	}
-	dp.log.Info("discovered targets changed", "upstream", dp.name, "service", dp.service, "index", snap.Index, "targets", addrs)
-	return targets, true
+	return true
 }
 
 // registryClient returns the HTTP client of a runtime's registry watches.

@@ -27,10 +27,13 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/httpserver"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
+	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
+	"github.com/switchyard/switchyard/tlsconf"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -69,6 +72,11 @@ type Options struct {
 	// fixed path under /admin/ that the admin API does not serve itself;
 	// New refuses others. `hitch up` lists its processes this way.
 	AdminExtensions map[string]http.Handler
+	// DashboardProcesses is an admin path (typically one of
+	// AdminExtensions) answering {"processes": [...]}, shown in the
+	// dashboard's processes panel; empty: no such panel. `hitch up` passes
+	// "/admin/hitch/processes".
+	DashboardProcesses string
 }
 
 // Gateway is a running L7 load balancer. Create it with New, then Run.
@@ -85,9 +93,14 @@ type Gateway struct {
 	closeLimits func() error
 	brokerConns *http.Transport // connections of publish routes to the broker; survive reloads
 	overrides   weightOverrides // admin-set weights; survive reloads
+	rollouts    *rolloutManager // rollouts of upstreams' targets; survive reloads and (with state_dir) restarts
 	tracing     *telemetry.Tracing
 	adminAuth   atomic.Pointer[admin.Authenticator] // nil: the admin API is open (loopback only)
 	ownTracing  bool                                // set up here (not given in Options): shut down here
+	// slos counts requests against the SLOs and runs their alerts; it
+	// survives reloads.
+	slos  *slo.Engine
+	certs *tlsconf.Certs // the listener's certificates (tls:), reloadable; nil without TLS
 
 	// Set by Run once listening.
 	mu        sync.Mutex
@@ -123,8 +136,11 @@ func New(opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
-		metricsReg.Register(cacheCollector{g})); err != nil {
+		metricsReg.Register(cacheCollector{g}), metricsReg.Register(rolloutCollector{g})); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	if err := g.setupSLOs(cfg, metricsReg); err != nil {
+		return nil, err
 	}
 	accessLog, err := g.accessLogger(cfg)
 	if err != nil {
@@ -148,7 +164,7 @@ func New(opts Options) (*Gateway, error) {
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
 		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
-		Tracer: tracer,
+		Tracer: tracer, Observer: g.slos,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err
@@ -162,6 +178,13 @@ func New(opts Options) (*Gateway, error) {
 		}
 		return nil, err
 	}
+	if g.rollouts, err = newRolloutManager(g.log, &g.overrides, cfg.StateDir); err != nil {
+		_ = g.closeLimits()
+		if g.logFile != nil {
+			_ = g.logFile.Close()
+		}
+		return nil, cfg.Errorf("state_dir", "%v", err)
+	}
 	rt, err := build(cfg, g.deps(nil))
 	if err != nil {
 		_ = g.closeLimits()
@@ -170,6 +193,7 @@ func New(opts Options) (*Gateway, error) {
 		}
 		return nil, err
 	}
+	g.rollouts.attach(rt)
 	g.current.Store(rt)
 	g.adminAuth.Store(auth)
 	return g, nil
@@ -272,8 +296,8 @@ func checkFiles(cfg *Config) error {
 		}
 	}
 	if cfg.TLS != nil {
-		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-			errs = append(errs, cfg.Errorf("tls", "loading certificate: %v", err))
+		if err := tlsconf.Load(*cfg.TLS); err != nil {
+			errs = append(errs, cfg.Errorf("tls", "%v", err))
 		}
 	}
 	for i, l := range cfg.L4 {
@@ -328,7 +352,7 @@ func (g *Gateway) accessLogger(cfg *Config) (*slog.Logger, error) {
 
 func (g *Gateway) deps(prev *runtime) buildDeps {
 	return buildDeps{log: g.log, metrics: g.metrics, handler: g.handler, limits: g.limits, prev: prev,
-		brokerTransport: g.brokerConns, overrides: &g.overrides}
+		brokerTransport: g.brokerConns, overrides: &g.overrides, rollouts: g.rollouts}
 }
 
 // newBrokerTransport returns the HTTP transport of publish routes' calls
@@ -390,7 +414,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 			adminLn = tls.NewListener(adminLn, tc)
 		}
-		adminSrv = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		h, dash, err := g.adminHandler()
+		if err != nil {
+			ln.Close()
+			adminLn.Close()
+			return err
+		}
+		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		adminSrv.RegisterOnShutdown(dash.Close) // end the dashboard's event streams, or Shutdown would wait on them
 	}
 
 	l4s, err := g.startL4(rt)
@@ -405,6 +436,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, stopRuntimes := context.WithCancel(context.Background())
 	defer stopRuntimes()
 	g.start(runCtx, rt)
+	rolloutsDone := g.rollouts.start(runCtx)
+	stopSLOs := g.runSLOs()
 	g.waitDiscovered(ctx, rt)
 
 	g.mu.Lock()
@@ -417,6 +450,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	close(g.ready)
 
 	errc := make(chan error, 2)
+	if g.certs != nil {
+		go g.certs.Watch(cfg.TLS.WatchInterval)
+		defer g.certs.Close()
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	if adminSrv != nil {
 		go func() { errc <- adminSrv.Serve(adminLn) }()
@@ -443,7 +480,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if adminSrv != nil {
 		_ = adminSrv.Shutdown(sctx)
 	}
+	stopSLOs() // after the last request: its counts are saved
 	g.stop(g.current.Load())
+	stopRuntimes()
+	<-rolloutsDone
 	if g.logFile != nil {
 		_ = g.logFile.Close()
 	}
@@ -506,17 +546,19 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 	}
 	srv.Protocols.SetHTTP1(true)
 	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return nil, ln, cfg.Errorf("tls", "loading certificate: %v", err)
-		}
 		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
 		// a listener it did not wrap itself when the config already names
 		// "h2", and the listener negotiates ALPN with this very config.
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-			NextProtos: []string{"h2", "http/1.1"}}
+		certs, err := tlsconf.NewCerts(*cfg.TLS, []string{"h2", "http/1.1"}, g.log.With("component", "tls"))
+		if err != nil {
+			return nil, ln, cfg.Errorf("tls", "%v", err)
+		}
+		g.certs = certs
+		srv.TLSConfig = certs.TLSConfig()
 		srv.Protocols.SetHTTP2(true)
-		ln = tls.NewListener(ln, srv.TLSConfig)
+		// Handshakes run on their own goroutines, each bounded by
+		// tls.handshake_timeout, before net/http sees the connection.
+		ln = tlsconf.Listener(ln, srv.TLSConfig, cfg.TLS.HandshakeTimeout, g.log.With("component", "tls"))
 	}
 	if cfg.H2C {
 		srv.Protocols.SetUnencryptedHTTP2(true)
@@ -612,11 +654,27 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.log.Error("reload refused", "error", err.Error())
 		return err
 	}
+	if g.certs != nil {
+		// Last, so that a config refused above leaves the certificates
+		// alone; a certificate that does not load refuses the reload.
+		if err := g.certs.Reload(cfg.TLS); err != nil {
+			err = cfg.Errorf("tls", "%v", err)
+			g.log.Error("reload refused", "error", err.Error())
+			rt.closeCaches()
+			rt.releaseStores(old)
+			for _, p := range rt.pools {
+				p.Close()
+			}
+			return err
+		}
+	}
 	if old.cancel != nil { // running: start the new generation's checkers
 		g.start(context.WithoutCancel(ctx), rt)
 	}
+	g.rollouts.attach(rt)
 	g.current.Store(rt)
 	g.adminAuth.Store(auth)
+	g.slos.Set(cfg.SLOs)
 	g.mu.Lock()
 	l4s := g.l4
 	g.mu.Unlock()
@@ -655,6 +713,9 @@ func restartOnly(old, cfg *Config) error {
 	}
 	if (old.TLS == nil) != (cfg.TLS == nil) || old.H2C != cfg.H2C {
 		errs = append(errs, cfg.Errorf("tls", "TLS / h2c changes need a restart"))
+	} else if cfg.TLS != nil && (old.TLS.MinVersion != cfg.TLS.MinVersion || old.TLS.HandshakeTimeout != cfg.TLS.HandshakeTimeout ||
+		old.TLS.WatchInterval != cfg.TLS.WatchInterval || (old.TLS.ClientCA == "") != (cfg.TLS.ClientCA == "")) {
+		errs = append(errs, cfg.Errorf("tls", "min_version, handshake_timeout, watch_interval and turning client_ca on or off need a restart (certificates and the client CA file reload)"))
 	}
 	if old.RateLimitStore != cfg.RateLimitStore || old.RateLimitFailOpen != cfg.RateLimitFailOpen {
 		errs = append(errs, cfg.Errorf("rate_limit_store", "changed: rate-limit store changes need a restart"))
@@ -682,20 +743,30 @@ func orInt(v, def int) int {
 	return v
 }
 
-// adminHandler is the admin API with the program's extensions beside it.
-func (g *Gateway) adminHandler() http.Handler {
+// adminHandler is the admin API with the program's extensions and the
+// dashboard beside it.
+func (g *Gateway) adminHandler() (http.Handler, *dashboard.Server, error) {
 	h := admin.Handler(g, g.reg)
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	traces := g.tracing.Store.Handler() // GET /admin/traces, /admin/traces/{id}
 	mux.Handle("/admin/traces", traces)
 	mux.Handle("/admin/traces/", traces)
+	slos := g.slos.Handler() // GET /admin/slos, /admin/slos/{name}
+	mux.Handle("GET /admin/slos", slos)
+	mux.Handle("GET /admin/slos/{name}", slos)
 	for pattern, eh := range g.opts.AdminExtensions {
 		mux.Handle(pattern, eh) // checked by checkAdminExtensions
 	}
+	dash, err := g.newDashboard(mux)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux.Handle(dashboard.PathPage, dash)
+	mux.Handle(dashboard.PathPage+"/", dash)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.adminAuth.Load().Wrap(mux).ServeHTTP(w, r) // the current admin_auth, after a reload too
-	})
+	}), dash, nil
 }
 
 // checkAdminExtensions refuses extension patterns that http.ServeMux
@@ -717,6 +788,9 @@ func checkAdminExtensions(ext map[string]http.Handler) (err error) {
 		}
 		if !strings.HasPrefix(path, "/admin/") || strings.ContainsAny(path, "{}") {
 			return fmt.Errorf("admin extension %q: expected a fixed path under /admin/ such as \"GET /admin/myprogram/things\"", pattern)
+		}
+		if strings.HasPrefix(path, dashboard.PathPage) {
+			return fmt.Errorf("admin extension %q: the dashboard serves %s itself", pattern, dashboard.PathPage)
 		}
 		if method == "" {
 			method = http.MethodGet

@@ -8,11 +8,13 @@ import (
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ipfilter"
 	"github.com/switchyard/switchyard/throttle"
+	"github.com/switchyard/switchyard/tlsconf"
 	"github.com/switchyard/switchyard/transform"
 )
 
 // routeMiddleware builds the per-route chain, outermost first: CORS
-// (preflights carry no credentials), IP filter, body size cap, identity
+// (preflights carry no credentials), IP filter, client certificate
+// requirement (and its identity forwarded), body size cap, identity
 // (strip client-supplied identity headers, authenticate, authorize,
 // forward the identity), rate limits (which may count by the identity),
 // request transformation.
@@ -49,6 +51,9 @@ func routeMiddleware(cfg *Config, path string, r Route, authn *auth.Authenticato
 		} else {
 			mws = append(mws, f.Middleware())
 		}
+	}
+	if r.ClientCert != "" { // validated: tls.client_ca is set
+		mws = append(mws, tlsconf.Middleware(r.ClientCert))
 	}
 	if r.MaxRequestBody > 0 {
 		mws = append(mws, transform.MaxBytes(r.MaxRequestBody))

@@ -6,6 +6,7 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -120,6 +121,9 @@ type CheckerOptions struct {
 	// its own transport that does not follow redirects; its idle
 	// connections are closed when Run returns.
 	Client *http.Client
+	// TLS, when set (and Client is not), makes HTTP checks HTTPS with
+	// this client config, as the upstream's traffic is. Default: HTTP.
+	TLS *tls.Config
 	// Dialer opens TCP checks. Default: a zero net.Dialer.
 	Dialer *net.Dialer
 	// Logger receives a line for every health change (Info) and every
@@ -150,6 +154,7 @@ type Checker struct {
 	targets   []*upstream.Target
 	client    *http.Client
 	ownClient bool
+	scheme    string // of HTTP checks: http:// (default) or https://
 	dialer    *net.Dialer
 	log       *slog.Logger
 	onChange  func(*upstream.Target, bool)
@@ -171,10 +176,16 @@ func NewChecker(cfg CheckConfig, targets []*upstream.Target, opts CheckerOptions
 		log:      opts.Logger,
 		onChange: opts.OnChange,
 		onCheck:  opts.OnCheck,
+		scheme:   "http://",
 	}
 	if c.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.Proxy = nil // checks go straight to the target
+		if opts.TLS != nil {
+			tr.TLSClientConfig = opts.TLS.Clone()
+			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+			c.scheme = "https://"
+		}
 		c.client = &http.Client{
 			Transport:     tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -269,7 +280,7 @@ func (c *Checker) Check(ctx context.Context, t *upstream.Target) error {
 		}
 		return conn.Close()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.Address+c.cfg.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+t.Address+c.cfg.Path, nil)
 	if err != nil {
 		return fmt.Errorf("http check of %q: building request: %w", t.Address, err)
 	}

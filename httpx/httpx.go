@@ -104,12 +104,18 @@ func StateOf(r *http.Request) *State {
 }
 
 // WriteError answers r with a gateway error (JSON body, Retry-After) and
-// records its status for the access log and metrics.
+// records its status for the access log and metrics. A gRPC call gets the
+// error as a gRPC status instead (WriteGRPC); the access log still shows
+// the HTTP status the error stands for.
 func WriteError(w http.ResponseWriter, r *http.Request, e *Error) {
 	id := ""
 	if st := StateOf(r); st != nil {
 		st.Status = e.Status
 		id = st.RequestID
+	}
+	if IsGRPC(r) {
+		e.WriteGRPC(w, id)
+		return
 	}
 	e.Write(w, id)
 }

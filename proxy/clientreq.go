@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ratelimit"
+	"github.com/switchyard/switchyard/tlsconf"
 )
 
 // This file holds what the proxy does about the client's side of a
@@ -237,6 +238,7 @@ var gatewayHeaders = map[string]bool{
 	ratelimit.HeaderDegraded: true,
 	"X-Forwarded-For":        true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "Forwarded": true,
 	"X-Request-Id": true, "Traceparent": true,
+	tlsconf.HeaderClientCert: true,
 }
 
 // hopByHop are the standard hop-by-hop fields, which
@@ -254,6 +256,7 @@ var hopByHop = map[string]bool{
 // It also drops a client-sent X-Degraded (only the rate limiter sets it).
 func sanitizeClientHeaders(h http.Header) (listed []string) {
 	delete(h, ratelimit.HeaderDegraded)
+	delete(h, tlsconf.HeaderClientCert) // set only from a certificate the gateway verified
 	for _, v := range h["Connection"] {
 		for f := range strings.SplitSeq(v, ",") {
 			f = textproto.TrimString(f)

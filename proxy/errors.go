@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -45,7 +47,26 @@ func classify(err error) retry.ErrorKind {
 // never reached a backend and any request may be retried safely.
 func isDialError(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, &op) && op.Op == "dial" || isTLSError(err)
+}
+
+// isTLSError reports whether err is a failed TLS handshake with a target:
+// its certificate did not verify, or it refused ours (an alert such as
+// certificate_required). The request was not processed, as after a
+// refused connection.
+func isTLSError(err error) bool {
+	var (
+		ae tls.AlertError
+		ve *tls.CertificateVerificationError
+		he tls.RecordHeaderError
+		ua x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	var op *net.OpError // crypto/tls reports a peer's alert as Op "remote error"
+	return errors.As(err, &ae) || errors.As(err, &ve) || errors.As(err, &he) ||
+		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
+		errors.As(err, &op) && op.Op == "remote error"
 }
 
 func isTimeout(err error) bool {
@@ -70,6 +91,9 @@ func toError(err error, clientGone bool) *httpx.Error {
 	var ce *ClientBodyError
 	if errors.As(err, &ce) {
 		return ce.toError()
+	}
+	if isTLSError(err) {
+		return &httpx.Error{Status: http.StatusBadGateway, Code: "upstream_tls", Msg: "TLS with upstream failed", Err: err}
 	}
 	switch classify(err) {
 	case retry.ConnectFailure:

@@ -141,7 +141,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 			cb.disarm()
 			h.buffered.Add(-st.reserved)
 		}()
-		if !h.readAhead(r, st, cb) {
+		if httpx.IsGRPC(r) {
+			// A gRPC call's body is a stream of messages that may wait
+			// for the server's answers (client and bidi streaming): it
+			// goes upstream as it comes, never read ahead or retried.
+			st.bodyMode = bodyStreamed
+		} else if !h.readAhead(r, st, cb) {
 			h.errorHandler(w, r, st.bodyErr.Load())
 			return
 		}
@@ -219,12 +224,23 @@ type Options struct {
 	// MaxBodyBufferTotal bounds the bytes of all request bodies buffered
 	// at once; a body that does not fit is streamed. Default 64 MiB.
 	MaxBodyBufferTotal int64
+	// Observer, if set, is told of every request answered through a
+	// route once it is complete (SLO tracking); it must not block.
+	Observer Observer
 	// Tracer, if set, records a server span per request (continuing the
 	// client's W3C traceparent) and a client span per upstream attempt,
 	// whose context is what the upstream receives in traceparent. Nil:
 	// no spans; a valid incoming traceparent is passed on with a new
 	// span id.
 	Tracer trace.Tracer
+}
+
+// Observer is told of each request answered through a route, once, when
+// it is complete: the route's name, the upstream that served it (""
+// for routes without one), the status logged and the time to answer it.
+// It runs on the request's goroutine: it must be cheap and never block.
+type Observer interface {
+	ObserveRequest(route, upstream string, status int, d time.Duration)
 }
 
 // Handler is the proxy's http.Handler. Safe for concurrent use.
@@ -237,6 +253,7 @@ type Handler struct {
 	maxBody   int
 	inflight  atomic.Int64
 	tracer    trace.Tracer
+	observer  Observer
 
 	maxBodyTotal int64
 	buffered     atomic.Int64 // request body bytes held by read-ahead
@@ -257,6 +274,7 @@ func New(resolver Resolver, opts Options) *Handler {
 		metrics:   opts.Metrics,
 		maxBody:   opts.MaxBodyBuffer,
 		tracer:    opts.Tracer,
+		observer:  opts.Observer,
 
 		maxBodyTotal: opts.MaxBodyBufferTotal,
 	}
@@ -309,11 +327,15 @@ type reqState struct {
 	// The request body: read ahead (body) or streamed; bodyErr is the
 	// first error reading it (set from the transport's goroutine).
 	bodyMode uint8
-	body     []byte
-	reserved int64 // bytes of the read-ahead budget held
-	bodyErr  atomic.Pointer[ClientBodyError]
-	cbody    *clientBody // the client's body, wrapped (nil without one)
-	span     trace.Span  // the server span; nil without a tracer
+	// grpcDeadline is when the deadline sent upstream in grpc-timeout
+	// runs out (zero for other requests): a gRPC server resets a call
+	// whose deadline passed, which is the call's timeout, not a failure.
+	grpcDeadline time.Time
+	body         []byte
+	reserved     int64 // bytes of the read-ahead budget held
+	bodyErr      atomic.Pointer[ClientBodyError]
+	cbody        *clientBody // the client's body, wrapped (nil without one)
+	span         trace.Span  // the server span; nil without a tracer
 }
 
 // Value returns the state itself for stateKey and defers to the parent
@@ -414,7 +436,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// ended the response; it was broken all the same.
 			st.Status = st.abortStatus()
 		}
-		obs.request(st.Status, time.Since(start))
+		d := time.Since(start)
+		obs.request(st.Status, d)
+		if h.observer != nil {
+			h.observer.ObserveRequest(rt.Name, st.pool.name, st.Status, d)
+		}
 		if st.span != nil {
 			st.span.SetAttributes(attribute.Int("http.response.status_code", st.Status), attribute.Int("switchyard.attempts", st.attempts))
 			if st.Status >= 500 {
@@ -512,6 +538,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	dropUnderscoreSpoofs(out.Header)
 	dropGatewayTrailers(out.Trailer)
 	out.Header.Set("X-Request-Id", st.RequestID)
+	if httpx.IsGRPC(pr.In) {
+		st.grpcDeadline = time.Now().Add(boundGRPCTimeout(out.Header, st.pool.respTO))
+	}
 	if st.span == nil {
 		st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
 		out.Header.Set("Traceparent", st.Traceparent)
@@ -563,8 +592,13 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		err = ce // the client's body failed, whatever the transport made of it
 	}
 	e := toError(err, st.clientGone())
+	if e.Code == "upstream_error" && st.pool.certAsked.Load() {
+		e = &httpx.Error{Status: http.StatusBadGateway, Code: "upstream_tls",
+			Msg: "TLS with upstream failed: a target of upstream " + st.pool.name + " asked for a client certificate and its tls section has none (cert, key)", Err: err}
+	}
 	var ce *ClientBodyError
-	if st.timedOut.Load() && e.Code != "circuit_open" && !errors.As(err, &ce) {
+	expired := !st.grpcDeadline.IsZero() && !time.Now().Before(st.grpcDeadline) && e.Code == "upstream_error"
+	if (st.timedOut.Load() || expired) && e.Code != "circuit_open" && !errors.As(err, &ce) {
 		e = &httpx.Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Msg: "upstream timed out", Err: err}
 	}
 	if ce != nil {
@@ -580,6 +614,10 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	}
 	if e.Code == "client_closed" {
 		return // nobody to answer
+	}
+	if httpx.IsGRPC(r) {
+		e.WriteGRPC(w, st.RequestID)
+		return
 	}
 	e.Write(w, st.RequestID)
 }

@@ -28,17 +28,36 @@ type Metrics struct {
 	transitions     *prometheus.CounterVec
 }
 
+// The request metrics' names and labels, for what derives queries from
+// them (switchyard slo rules writes Prometheus rules over these).
+const (
+	// RequestsMetric counts requests answered, labelled route, upstream, code.
+	RequestsMetric = "switchyard_requests_total"
+	// DurationMetric is the histogram of request durations in seconds,
+	// labelled route and upstream, with DurationBuckets.
+	DurationMetric = "switchyard_request_duration_seconds"
+	RouteLabel     = "route"
+	UpstreamLabel  = "upstream"
+	CodeLabel      = "code"
+)
+
+// DurationBuckets returns the upper bounds (seconds) of DurationMetric's
+// and the attempt duration histogram's buckets.
+func DurationBuckets() []float64 {
+	return []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+}
+
 // NewMetrics creates the collectors and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
-	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	buckets := DurationBuckets()
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_requests_total", Help: "Requests answered, by route, upstream and status code.",
-		}, []string{"route", "upstream", "code"}),
+			Name: RequestsMetric, Help: "Requests answered, by route, upstream and status code.",
+		}, []string{RouteLabel, UpstreamLabel, CodeLabel}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "switchyard_request_duration_seconds", Help: "Time to answer a request (all attempts), by route.",
+			Name: DurationMetric, Help: "Time to answer a request (all attempts), by route.",
 			Buckets: buckets,
-		}, []string{"route", "upstream"}),
+		}, []string{RouteLabel, UpstreamLabel}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_route_inflight_requests", Help: "Requests in flight, by route.",
 		}, []string{"route"}),

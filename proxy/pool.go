@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -41,6 +43,13 @@ type PoolConfig struct {
 	// MaxInFlight caps concurrent requests to the upstream (0 = no cap);
 	// requests over it are answered 503 upstream_busy at once.
 	MaxInFlight int
+	// TLS, when set, makes connections to the targets HTTPS with this
+	// client config (CA bundle, server name, client certificate); HTTP/2
+	// is negotiated by ALPN unless Protocol says otherwise.
+	TLS *tls.Config
+	// Protocol is ProtocolAuto (default), ProtocolHTTP1, ProtocolH2 or
+	// ProtocolH2C; see ValidProtocol.
+	Protocol string
 	// Transport, if set, replaces the pool's own HTTP transport (tests).
 	Transport http.RoundTripper
 	// Hooks receive state changes for metrics and logs; may be nil.
@@ -84,6 +93,28 @@ func (t Timeouts) Validate() error {
 	return errors.Join(errs...)
 }
 
+// AttemptObserver is implemented by a balancing policy that wants the
+// outcome of every attempt it picked a target for (a rollout's split
+// judges its cohorts by them). failed is a connect error, timeout or 5xx;
+// d is the time to the response headers (or the error). Called on the
+// request path: it must be fast and not block.
+type AttemptObserver interface {
+	ObserveAttempt(t *upstream.Target, failed bool, d time.Duration)
+}
+
+// Mirror is implemented by a balancing policy that wants a copy of the
+// requests it balances (a rollout's shadow traffic). Mirror is called on
+// the request path before the first attempt, only for a request whose
+// body is entirely known: none, or read ahead (body); req must not be
+// kept or changed (clone it). It returns a function the proxy calls once
+// with the real request's outcome (status 0 when it failed without a
+// response; d from before the first attempt to the final response
+// headers), or nil to skip. Both must be fast and never block: the copy
+// is sent elsewhere, and it can neither slow nor fail the real request.
+type Mirror interface {
+	Mirror(req *http.Request, body []byte) func(status int, d time.Duration)
+}
+
 // Hooks are optional callbacks for observability.
 type Hooks struct {
 	// BreakerChange is called on every circuit transition; target is nil
@@ -107,6 +138,8 @@ type Pool struct {
 	transport http.RoundTripper
 	closeIdle func()
 	respTO    time.Duration
+	scheme    string                 // of requests to the targets: http or https
+	certAsked atomic.Bool            // a target asked for a client certificate the pool has none of
 	inflight  *ratelimit.Concurrency // nil without a cap
 }
 
@@ -118,6 +151,8 @@ type members struct {
 	targets  []*upstream.Target
 	policy   balance.Policy
 	sticky   balance.Sticky
+	observer AttemptObserver    // the policy, when it observes attempts (a rollout's split)
+	mirror   Mirror             // the policy, when it mirrors requests (a rollout's shadow)
 	breakers []*breaker.Breaker // per target, nil when disabled
 	outlier  *health.Outlier
 	obs      *poolObs // nil without metrics
@@ -130,6 +165,10 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		cfg:      cfg,
 		attempts: 1,
 		respTO:   orDefault(cfg.Timeout.Response, DefaultResponseTimeout),
+		scheme:   schemeOf(cfg.TLS),
+	}
+	if err := ValidProtocol(cfg.Protocol, cfg.TLS != nil); err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
 	if cfg.MaxInFlight > 0 {
 		c, err := ratelimit.NewConcurrency(cfg.MaxInFlight)
@@ -164,9 +203,16 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.transport = cfg.Transport
 	} else {
 		tr, dialer, idle := newTransport(cfg)
-		h1 := newH1Transport(tr, dialer, cfg.Timeout.Header, idle)
-		p.transport = h1
-		p.closeIdle = h1.Close
+		if configureProtocols(tr, cfg, &p.certAsked) {
+			h1 := newH1Transport(tr, dialer, cfg.Timeout.Header, idle)
+			p.transport = h1
+			p.closeIdle = h1.Close
+		} else {
+			// TLS and HTTP/2 go through http.Transport alone: the fast
+			// path is plain HTTP/1.1.
+			p.transport = tr
+			p.closeIdle = tr.CloseIdleConnections
+		}
 	}
 	return p, nil
 }
@@ -183,6 +229,8 @@ func (p *Pool) onBreakerChange(t *upstream.Target) func(from, to breaker.State) 
 func (p *Pool) newMembers(targets []*upstream.Target, policy balance.Policy, outlier *health.Outlier, prev *members) (*members, error) {
 	m := &members{targets: targets, policy: policy, outlier: outlier, obs: p.cfg.Metrics.forPool(p.name, targets)}
 	m.sticky, _ = policy.(balance.Sticky)
+	m.observer, _ = policy.(AttemptObserver)
+	m.mirror, _ = policy.(Mirror)
 	if p.cfg.Breaker == nil {
 		return m, nil
 	}

@@ -72,7 +72,25 @@ func (at attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			return nil, openError(pool.name, err)
 		}
 	}
+	var mirrored func(int, time.Duration)
+	var start time.Time
+	if mm := pool.members.Load().mirror; mm != nil { // a rollout's shadow traffic
+		switch {
+		case st.bodyMode == bodyBuffered:
+			mirrored = mm.Mirror(req, st.body)
+		case req.Body == nil || req.Body == http.NoBody:
+			mirrored = mm.Mirror(req, nil)
+		}
+		start = time.Now()
+	}
 	resp, err := at.attempts(req, st, pool)
+	if mirrored != nil {
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		mirrored(status, time.Since(start))
+	}
 	if pool.breaker != nil && st.bodyErr.Load() != nil {
 		// The client's body failed: nothing learnt about the upstream.
 		pool.breaker.Release()
@@ -169,7 +187,7 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))
 		}
-		req.URL.Host = t.Address
+		req.URL.Scheme, req.URL.Host = pool.scheme, t.Address
 		st.target = t
 		st.attempts = attempt
 
@@ -215,6 +233,9 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 			tobs.ejection()
 		}
 		tobs.attempt(resp, err, now.Sub(start))
+		if m.observer != nil {
+			m.observer.ObserveAttempt(t, failed, now.Sub(start))
+		}
 		if err == nil {
 			t.ObserveLatency(now, now.Sub(start))
 		}

@@ -17,12 +17,14 @@ package publish
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -108,15 +110,89 @@ type BrokerConfig struct {
 	// for room in a queue with overflow: block) or a status lookup.
 	// Default 10s.
 	Timeout time.Duration `yaml:"timeout"`
+	// User logs in to a broker with users (HTTP Basic) with Password.
+	// Default none.
+	User string `yaml:"user"`
+	// Password of User: "env:NAME" or "file:PATH", never inline.
+	Password string `yaml:"password"`
+	// Token is a bearer token instead of User and Password: "env:NAME"
+	// or "file:PATH", never inline.
+	Token string `yaml:"token"`
+	// CA is a PEM file of the CA that signed an https:// broker's
+	// certificate. Default: the system's roots.
+	CA string `yaml:"ca"`
+	// Cert and Key are PEM files of a client certificate (mTLS) for an
+	// https:// broker. Default none.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // Validate reports the problems of c, each a *config.FieldError relative
 // to the broker section. It does not modify c.
 func (c BrokerConfig) Validate() error {
+	var errs []error
 	if err := validBrokerURL(c.URL); err != nil {
-		return &config.FieldError{Path: "url", Err: err}
+		errs = append(errs, &config.FieldError{Path: "url", Err: err})
 	}
-	return nil
+	for _, f := range []struct{ key, v string }{{"password", c.Password}, {"token", c.Token}} {
+		if f.v != "" && !(strings.HasPrefix(f.v, "env:") && len(f.v) > 4) && !(strings.HasPrefix(f.v, "file:") && len(f.v) > 5) {
+			errs = append(errs, config.Fieldf(f.key, "expected env:NAME or file:PATH: a secret does not belong in the config file"))
+		}
+	}
+	if (c.User == "") != (c.Password == "") {
+		errs = append(errs, config.Fieldf("user", "user and password go together"))
+	}
+	if c.Token != "" && c.User != "" {
+		errs = append(errs, config.Fieldf("token", "token or user and password, not both"))
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		errs = append(errs, config.Fieldf("cert", "cert and key go together"))
+	}
+	if (c.CA != "" || c.Cert != "") && !strings.HasPrefix(c.URL, "https://") {
+		errs = append(errs, config.Fieldf("ca", "ca, cert and key need an https:// url"))
+	}
+	return errors.Join(errs...)
+}
+
+// secret reads an env:NAME or file:PATH value.
+func secret(spec string) (string, error) {
+	if name, ok := strings.CutPrefix(spec, "env:"); ok {
+		v, set := os.LookupEnv(name)
+		if !set || v == "" {
+			return "", fmt.Errorf("environment variable %q is not set", name)
+		}
+		return v, nil
+	}
+	b, err := os.ReadFile(strings.TrimPrefix(spec, "file:"))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// clientAuth resolves c's credentials and TLS settings.
+func (c BrokerConfig) clientAuth() (brokerclient.Credentials, *tls.Config, error) {
+	var cr brokerclient.Credentials
+	var err error
+	if c.Token != "" {
+		if cr.Token, err = secret(c.Token); err != nil {
+			return cr, nil, config.Fieldf("token", "%v", err)
+		}
+	}
+	if c.User != "" {
+		cr.User = c.User
+		if cr.Password, err = secret(c.Password); err != nil {
+			return cr, nil, config.Fieldf("password", "%v", err)
+		}
+	}
+	if c.CA == "" && c.Cert == "" {
+		return cr, nil, nil
+	}
+	tc, err := brokerclient.LoadTLS(c.CA, c.Cert, c.Key, "")
+	if err != nil {
+		return cr, nil, config.Fieldf("ca", "%v", err)
+	}
+	return cr, tc, nil
 }
 
 // validBrokerURL checks the broker's HTTP API base URL.
@@ -180,9 +256,22 @@ func New(cfg Config, o Options) (*Publisher, error) {
 	if !broker.ValidName(cfg.Queue) {
 		return nil, config.Fieldf("queue", "invalid queue name %q: expected letters, digits, '.', '_' or '-'", cfg.Queue)
 	}
-	hc := &brokerclient.HTTP{Base: o.Broker.URL}
+	creds, tc, err := o.Broker.clientAuth()
+	if err != nil {
+		return nil, fmt.Errorf("broker.%w", err)
+	}
+	hc := &brokerclient.HTTP{Base: o.Broker.URL, Credentials: creds}
 	if o.Transport != nil {
 		hc.Client = &http.Client{Transport: o.Transport}
+	}
+	if tc != nil {
+		// Its own connections: the shared transport has no client TLS.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if base, ok := o.Transport.(*http.Transport); ok {
+			tr = base.Clone()
+		}
+		tr.TLSClientConfig = tc
+		hc.Client = &http.Client{Transport: tr}
 	}
 	p := &Publisher{
 		queue:        cfg.Queue,

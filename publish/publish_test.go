@@ -50,3 +50,19 @@ func TestConfigErrorsAreFieldErrors(t *testing.T) {
 		t.Fatalf("New: %v %+v", err, p)
 	}
 }
+
+// Broker credentials come from env: or file:, never inline; TLS files
+// need an https:// broker.
+func TestBrokerCredentialErrors(t *testing.T) {
+	got := fieldPaths(t, BrokerConfig{URL: "http://b:1", User: "gw", Password: "hunter2", Token: "abc", CA: "ca.pem"}.Validate())
+	if want := "[password token token ca]"; fmt.Sprint(got) != want {
+		t.Fatalf("paths %v, want %s", got, want)
+	}
+	if err := (BrokerConfig{URL: "https://b:1", User: "gw", Password: "env:GW_PASS", CA: "ca.pem"}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Config{Queue: "q"}, Options{Broker: BrokerConfig{URL: "http://b:1", Token: "env:SY_NOT_SET_ANYWHERE"}})
+	if err == nil || err.Error() != `broker.token: environment variable "SY_NOT_SET_ANYWHERE" is not set` {
+		t.Fatalf("unset token variable: %v", err)
+	}
+}

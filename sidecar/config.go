@@ -339,7 +339,7 @@ func (c *Config) DependencyNames() []string {
 func (c *Config) inboundGateway() *gateway.Config {
 	return &gateway.Config{
 		Listen:    c.Listen,
-		TLS:       c.TLS,
+		TLS:       c.TLS.Server(),
 		AccessLog: c.AccessLog,
 		Server:    c.Inbound.Server,
 		Upstreams: map[string]*gateway.Upstream{"app": {

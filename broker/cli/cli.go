@@ -102,6 +102,8 @@ func Usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nEvery command takes --server ADDR (default $%s or %s), --json\n", EnvServer, DefaultServer)
 	fmt.Fprintln(w, "(one JSON object per line) and --timeout. 'switchyard broker COMMAND --help' shows its flags.")
+	fmt.Fprintf(w, "A broker with users: $%s, or $%s and $%s (or --user, --password-file,\n", EnvToken, EnvUser, EnvPassword)
+	fmt.Fprintln(w, "--token-file); https:// servers: --tls-ca, --tls-cert, --tls-key.")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 the broker refused or could not be reached, 2 usage error.")
 	fmt.Fprintln(w, "\nThe broker itself: switchyard broker --data DIR [flags] ('switchyard broker --help');")
 	fmt.Fprintln(w, "repair a stopped broker's log: switchyard broker repair --data DIR.")
@@ -118,6 +120,7 @@ type env struct {
 	json    bool
 	timeout time.Duration
 	h       *client.HTTP
+	sec     securityOpts
 
 	// Options of the command that runs.
 	pub       pubOpts
@@ -161,7 +164,16 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "switchyard broker %s: --server: %v\n", args[0], err)
 		return ErrUsage
 	}
-	e.h = &client.HTTP{Base: e.base, Client: &http.Client{}}
+	creds, tc, err := e.security()
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard broker %s: %v\n", args[0], err)
+		return ErrUsage
+	}
+	hc := &http.Client{}
+	if tc != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}
+	}
+	e.h = &client.HTTP{Base: e.base, Client: hc, Credentials: creds}
 	defer e.h.Close()
 	err = c.run(e, fs, pos)
 	if err != nil && !errors.Is(err, ErrUsage) {
@@ -199,6 +211,7 @@ func newFlags(name string, c *command, e *env, out io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&e.server, "server", def, "broker HTTP API `address` (host:port or http://host:port; env "+EnvServer+")")
 	fs.BoolVar(&e.json, "json", false, "print JSON, one object per line")
+	securityFlags(fs, e)
 	durationVar(fs, &e.timeout, "timeout", 10*time.Second, "give up on the broker after this `duration` (beyond --wait)")
 	if c.flags != nil {
 		c.flags(fs, e)

@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,12 @@ type Options struct {
 	// MaxBackoff caps the wait between reconnection attempts (exponential
 	// from 50ms). Default 2s.
 	MaxBackoff time.Duration
+	// Credentials log in on every (re)connection, first thing. Default
+	// none (a broker without users).
+	Credentials Credentials
+	// TLS, if set, connects over TLS (see LoadTLS); a client certificate
+	// in it logs in when Credentials are empty. Default plain TCP.
+	TLS *tls.Config
 }
 
 // Conn is a Client, TopicClient, StreamClient, GroupClient and Admin over
@@ -102,6 +109,12 @@ func (c *Conn) link(ctx context.Context) (*link, error) {
 		}
 		d := net.Dialer{Timeout: c.opts.DialTimeout}
 		nc, err := d.DialContext(ctx, "tcp", c.addr)
+		if err == nil {
+			nc, err = secure(ctx, nc, c.addr, &c.opts)
+			if le := (*errLogin)(nil); errors.As(err, &le) {
+				return nil, err // a refused login: retrying will not help
+			}
+		}
 		if err == nil {
 			c.backoff = 0
 			c.cur = startLink(nc)

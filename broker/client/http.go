@@ -22,8 +22,12 @@ import (
 type HTTP struct {
 	// Base is the API address, e.g. "http://127.0.0.1:7401".
 	Base string
-	// Client sends the requests. Default http.DefaultClient.
+	// Client sends the requests. Default http.DefaultClient. For TLS, a
+	// client whose transport has the TLS config (see LoadTLS).
 	Client *http.Client
+	// Credentials go with every request: Authorization: Bearer TOKEN, or
+	// Basic with the user and password. Default none.
+	Credentials Credentials
 }
 
 var _ Client = (*HTTP)(nil)
@@ -52,6 +56,7 @@ func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hd
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	h.authorize(req)
 	resp, err := h.client().Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrDisconnected, err)
@@ -224,3 +229,13 @@ type answerError struct {
 
 func (e *answerError) Error() string { return e.msg }
 func (e *answerError) Unwrap() error { return e.err }
+
+// authorize sets the request's Authorization from h.Credentials.
+func (h *HTTP) authorize(req *http.Request) {
+	switch c := h.Credentials; {
+	case c.Token != "":
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	case c.User != "" || c.Password != "":
+		req.SetBasicAuth(c.User, c.Password)
+	}
+}

@@ -61,6 +61,7 @@ func (h *HTTP) SubscribeTopic(ctx context.Context, topic string, _ TopicOptions)
 		cancel()
 		return nil, err
 	}
+	h.authorize(req)
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := h.client().Do(req)
 	if !stop() {

@@ -2,6 +2,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/access"
 	"github.com/switchyard/switchyard/broker/engine"
 )
 
@@ -38,6 +40,7 @@ type Server struct {
 	b     *engine.Broker
 	mux   *http.ServeMux
 	allow map[string][]string // path pattern -> methods, while routing
+	auth  *access.Authenticator
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -48,6 +51,11 @@ type Options struct {
 	// exposition format: typically the registry passed to
 	// engine.Config.Metrics. Default none (/metrics is 404).
 	Metrics prometheus.Gatherer
+	// Auth, if set, makes every request but GET /healthz authenticate
+	// (Authorization: Bearer or Basic, or a verified client certificate;
+	// 401 with a challenge otherwise) and checks the route's permission
+	// (403 naming the user, permission and resource). Nil: open.
+	Auth *access.Authenticator
 }
 
 // New returns the handler for b, without /metrics.
@@ -55,7 +63,7 @@ func New(b *engine.Broker) *Server { return NewWithOptions(b, Options{}) }
 
 // NewWithOptions returns the handler for b configured by opts.
 func NewWithOptions(b *engine.Broker, opts Options) *Server {
-	s := &Server{b: b, mux: http.NewServeMux(), allow: map[string][]string{}}
+	s := &Server{b: b, mux: http.NewServeMux(), allow: map[string][]string{}, auth: opts.Auth}
 	if opts.Metrics != nil {
 		s.handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
 	}
@@ -99,11 +107,22 @@ func NewWithOptions(b *engine.Broker, opts Options) *Server {
 // on the path.
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
-	s.mux.HandleFunc(pattern, h)
+	s.mux.HandleFunc(pattern, s.guard(pattern, h))
 	s.allow[path] = append(s.allow[path], method)
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.auth != nil && r.URL.Path != "/healthz" {
+		p, err := s.auth.Request(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", access.Challenge)
+			fail(w, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -160,7 +179,9 @@ var codeStatus = map[string]int{
 	broker.CodeClosed:     http.StatusServiceUnavailable,
 	broker.CodeTimeout:    http.StatusServiceUnavailable,
 	// 507 Insufficient Storage: publishes are refused until space returns.
-	broker.CodeStorageFull: http.StatusInsufficientStorage,
+	broker.CodeStorageFull:  http.StatusInsufficientStorage,
+	broker.CodeUnauthorized: http.StatusUnauthorized,
+	broker.CodeForbidden:    http.StatusForbidden,
 }
 
 func badRequest(w http.ResponseWriter, format string, args ...any) {
@@ -176,8 +197,8 @@ func decodeJSON(r *http.Request, v any) error {
 	return decodeBody(data, v)
 }
 
-func (s *Server) listQueues(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string][]string{"queues": s.b.Queues()})
+func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string][]string{"queues": visible(r, access.Queue, s.b.Queues())})
 }
 
 func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {

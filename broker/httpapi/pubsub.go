@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/access"
 )
 
 // sseHeartbeat is how often an idle event stream gets a comment line, so
@@ -16,11 +17,11 @@ import (
 const sseHeartbeat = 15 * time.Second
 
 func (s *Server) routePubSub() {
-	s.handle("GET /v1/topics", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"topics": s.b.Topics()})
+	s.handle("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string][]string{"topics": visible(r, access.Topic, s.b.Topics())})
 	})
-	s.handle("GET /v1/streams", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"streams": s.b.Streams()})
+	s.handle("GET /v1/streams", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string][]string{"streams": visible(r, access.Stream, s.b.Streams())})
 	})
 	s.handle("PUT /v1/topics/{name}", s.putTopic)
 	s.handle("GET /v1/topics/{name}", s.getTopic)
@@ -43,6 +44,10 @@ func (s *Server) putTopic(w http.ResponseWriter, r *http.Request) {
 	var cfg broker.TopicConfig
 	if err := decodeJSON(r, &cfg); err != nil {
 		badRequest(w, "topic %q settings: %v", name, err)
+		return
+	}
+	if err := principal(r).CheckBinding(cfg.Queues); err != nil {
+		fail(w, err)
 		return
 	}
 	if err := s.b.DeclareTopic(name, cfg); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/access"
 	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
@@ -15,7 +16,10 @@ func (c *conn) handleAdmin(t wire.Type, id uint32, body []byte) bool {
 	case wire.Declare:
 		req, err := wire.DecodeDeclareReq(body)
 		if err == nil {
-			err = declare(c.s.b, &req)
+			err = c.who.Check(access.Manage, req.Kind.String(), req.Name)
+		}
+		if err == nil {
+			err = declare(c.s.b, &req, c.who)
 		}
 		if err != nil {
 			c.fail(id, err)
@@ -24,6 +28,9 @@ func (c *conn) handleAdmin(t wire.Type, id uint32, body []byte) bool {
 		c.reply(wire.DeclareOK, id, nil)
 	case wire.Delete:
 		req, err := wire.DecodeDeleteReq(body)
+		if err == nil {
+			err = c.who.Check(access.Manage, req.Kind.String(), req.Name)
+		}
 		if err == nil {
 			err = deleteByKind(c.s.b, &req)
 		}
@@ -40,7 +47,7 @@ func (c *conn) handleAdmin(t wire.Type, id uint32, body []byte) bool {
 
 // declare decodes the settings strictly, as the HTTP API does, and
 // declares the queue, topic or stream.
-func declare(b *engine.Broker, req *wire.DeclareReq) error {
+func declare(b *engine.Broker, req *wire.DeclareReq, who *access.Principal) error {
 	switch req.Kind {
 	case wire.KindQueue:
 		var cfg broker.QueueConfig
@@ -51,6 +58,9 @@ func declare(b *engine.Broker, req *wire.DeclareReq) error {
 	case wire.KindTopic:
 		var cfg broker.TopicConfig
 		if err := settings(req, &cfg); err != nil {
+			return err
+		}
+		if err := who.CheckBinding(cfg.Queues); err != nil {
 			return err
 		}
 		return b.DeclareTopic(req.Name, cfg)

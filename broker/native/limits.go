@@ -106,10 +106,16 @@ type deadlineConn struct {
 	net.Conn
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+	// deadline, if set, is when reading ends whatever readTimeout says:
+	// the end of the time to log in.
+	deadline time.Time
 }
 
 func (c *deadlineConn) Read(p []byte) (int, error) {
-	if c.readTimeout > 0 {
+	switch {
+	case !c.deadline.IsZero() && (c.readTimeout <= 0 || time.Until(c.deadline) < c.readTimeout):
+		c.Conn.SetReadDeadline(c.deadline)
+	case c.readTimeout > 0:
 		c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout))
 	}
 	return c.Conn.Read(p)

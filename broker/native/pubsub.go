@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/access"
 	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
@@ -46,6 +47,10 @@ func (c *conn) topicPublish(id uint32, body []byte) {
 		c.fail(id, err)
 		return
 	}
+	if err := c.who.Check(access.Publish, access.Topic, req.Queue); err != nil {
+		c.fail(id, err)
+		return
+	}
 	res, err := c.s.b.PublishTopicBatch(c.ctx, req.Queue, req.Msgs, broker.PublishOptions{NoWait: req.NoWait})
 	if err != nil {
 		c.fail(id, err)
@@ -63,6 +68,10 @@ func (c *conn) topicPublish(id uint32, body []byte) {
 func (c *conn) topicSubscribe(id uint32, body []byte) {
 	req, err := wire.DecodeTopicSubReq(body)
 	if err != nil {
+		c.fail(id, err)
+		return
+	}
+	if err := c.who.Check(access.Consume, access.Topic, req.Topic); err != nil {
 		c.fail(id, err)
 		return
 	}
@@ -161,6 +170,10 @@ func (c *conn) streamAppend(id uint32, body []byte) {
 		c.fail(id, err)
 		return
 	}
+	if err := c.who.Check(access.Publish, access.Stream, req.Stream); err != nil {
+		c.fail(id, err)
+		return
+	}
 	offs, err := c.s.b.AppendBatch(c.ctx, req.Stream, req.Msgs)
 	if err != nil {
 		c.fail(id, err)
@@ -181,6 +194,9 @@ func (c *conn) streamRead(id uint32, body []byte) {
 	req, err := wire.DecodeReadReq(body)
 	if err == nil {
 		err = checkWait(req.Wait)
+	}
+	if err == nil {
+		err = c.who.Check(access.Consume, access.Stream, req.Stream)
 	}
 	if err != nil {
 		c.fail(id, err)
@@ -218,6 +234,9 @@ func (c *conn) groupFetch(id uint32, body []byte) {
 	if err == nil {
 		err = checkWait(req.Wait)
 	}
+	if err == nil {
+		err = c.who.Check(access.Consume, access.Stream, req.Stream)
+	}
 	if err != nil {
 		c.fail(id, err)
 		return
@@ -254,6 +273,10 @@ func (c *conn) replyPage(id uint32, ms []broker.StreamMessage, from uint64) {
 func (c *conn) groupCommit(id uint32, body []byte) {
 	req, err := wire.DecodeCommitReq(body)
 	if err != nil {
+		c.fail(id, err)
+		return
+	}
+	if err := c.who.Check(access.Consume, access.Stream, req.Stream); err != nil {
 		c.fail(id, err)
 		return
 	}

@@ -3,7 +3,9 @@ package native
 
 import (
 	"bufio"
+	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/access"
 	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/broker/wire"
 )
@@ -47,6 +50,12 @@ type Options struct {
 	// makes no progress for this long: a client that stopped reading.
 	// Default 10s; negative disables.
 	WriteTimeout time.Duration
+	// Auth, if set, makes every connection log in first (an Auth frame,
+	// or a verified TLS client certificate mapped to a user) and checks
+	// every request against the user's permissions; its AuthTimeout and
+	// MaxUnauthenticated bound connections that have not logged in. Nil:
+	// anyone may do anything (an open broker).
+	Auth *access.Authenticator
 }
 
 // Server serves a broker on the native protocol.
@@ -58,6 +67,10 @@ type Server struct {
 
 	open    atomic.Int64 // connections being served
 	headers atomic.Int64 // frame headers read (for tests)
+
+	pendMu  sync.Mutex
+	pending *list.List // of *conn: handshaking or not yet logged in, oldest first
+	evicted atomic.Int64
 }
 
 // maxPooledFrame bounds the delivery frame buffers kept for reuse.
@@ -106,7 +119,7 @@ func New(b *engine.Broker, opts Options) *Server {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
-	return &Server{b: b, opts: opts, budget: newBudget(opts.MaxBuffered)}
+	return &Server{b: b, opts: opts, budget: newBudget(opts.MaxBuffered), pending: list.New()}
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln and every
@@ -156,6 +169,13 @@ type conn struct {
 	subs map[uint32]*sub
 
 	confirms chan confirm // fast-path publishes waiting for their fsync
+
+	// who is the logged-in user (nil: an open broker). The reader sets it
+	// before it dispatches any request.
+	who    *access.Principal
+	authed bool
+	cancel context.CancelFunc
+	pendEl *list.Element // in s.pending until logged in; guarded by s.pendMu
 }
 
 // confirm is a publish request accepted by the reader without waiting; the
@@ -179,9 +199,38 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	nc := &deadlineConn{Conn: raw, writeTimeout: s.opts.WriteTimeout}
 	c := &conn{s: s, nc: nc, ctx: ctx, out: make(chan outFrame, 256), sem: make(chan struct{}, s.opts.MaxInflight), subs: map[uint32]*sub{},
-		confirms: make(chan confirm, s.opts.MaxInflight)}
+		confirms: make(chan confirm, s.opts.MaxInflight), cancel: cancel, authed: s.opts.Auth == nil}
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	tlsConn, isTLS := raw.(*tls.Conn)
+	if isTLS || !c.authed {
+		s.addPending(c)
+		defer s.removePending(c)
+		nc.deadline = time.Now().Add(s.authTimeout())
+	}
+	if isTLS {
+		if tc, ok := tlsConn.NetConn().(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		tlsConn.SetDeadline(nc.deadline)
+		err := tlsConn.HandshakeContext(ctx)
+		tlsConn.SetDeadline(time.Time{})
+		if err != nil {
+			cancel()
+			raw.Close()
+			return
+		}
+		if s.opts.Auth != nil {
+			cs := tlsConn.ConnectionState()
+			if p, ok := s.opts.Auth.Certificate(&cs); ok {
+				c.who, c.authed = p, true
+			}
+		}
+		if c.authed {
+			nc.deadline = time.Time{}
+			s.removePending(c)
+		}
 	}
 	writerDone := make(chan struct{})
 	go func() {
@@ -288,9 +337,24 @@ func (c *conn) reader() (last bool) {
 	s := c.s
 	r := wire.NewReader(c.nc, s.opts.MaxFrame)
 	charge := 0 // budget bytes reserved for the current frame
-	r.Admit = func(_ wire.Type, _ uint32, n int) error {
+	first := true
+	r.Admit = func(t wire.Type, _ uint32, n int) error {
 		s.headers.Add(1)
 		charge = 0
+		if first {
+			first = false
+			if t == wire.Auth && n > wire.MaxAuthBody {
+				return fmt.Errorf("%w: auth frame of %d bytes, limit %d", wire.ErrMalformed, n, wire.MaxAuthBody)
+			}
+			if t != wire.Auth && !c.authed {
+				return fmt.Errorf("%w: this broker needs a login: the first frame must be Auth (auth version %d), got frame type %d; a client that does not send one is too old for this broker or has no credentials", broker.ErrUnauthorized, wire.AuthVersion, t)
+			}
+			if t == wire.Auth {
+				c.authed = false // it may replace a certificate's user
+			}
+		} else if t == wire.Auth {
+			return fmt.Errorf("%w: a second Auth frame: a connection logs in once, first", wire.ErrMalformed)
+		}
 		if n <= smallFrame {
 			return nil
 		}
@@ -312,6 +376,9 @@ func (c *conn) reader() (last bool) {
 		}
 		if err := r.Wait(); err != nil {
 			var ne net.Error
+			if !c.authed {
+				return false // the auth timeout passed
+			}
 			if idle > 0 && !pinged && errors.As(err, &ne) && ne.Timeout() {
 				// Silent for the ping interval: ask for a sign of life.
 				pinged = true
@@ -328,11 +395,18 @@ func (c *conn) reader() (last bool) {
 		}
 		f, err := r.ReadFrame()
 		if err != nil {
-			if errors.Is(err, wire.ErrMalformed) || errors.Is(err, broker.ErrTooLarge) {
+			if errors.Is(err, wire.ErrMalformed) || errors.Is(err, broker.ErrTooLarge) || errors.Is(err, broker.ErrUnauthorized) {
 				c.sendFrame(outFrame{b: wire.AppendFrame(nil, wire.Err, f.ID, wire.AppendErr(nil, toWireError(err))), last: true})
 				return true
 			}
 			return false
+		}
+		if f.Type == wire.Auth {
+			if err := c.login(f); err != nil {
+				c.sendFrame(outFrame{b: wire.AppendFrame(nil, wire.Err, f.ID, wire.AppendErr(nil, toWireError(err))), last: true})
+				return true
+			}
+			continue
 		}
 		if c.dispatch(f, charge) {
 			// Handed to a goroutine with its body, which releases the
@@ -418,6 +492,9 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 	switch t {
 	case wire.Pub:
 		req, err := wire.DecodePubReq(body)
+		if err == nil {
+			err = c.who.Check(access.Publish, access.Queue, req.Queue)
+		}
 		if err != nil {
 			c.fail(id, err)
 			return
@@ -430,6 +507,9 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 		c.reply(wire.PubOK, id, wire.AppendPubOK(nil, res))
 	case wire.Recv:
 		req, err := wire.DecodeRecvReq(body)
+		if err == nil {
+			err = c.who.Check(access.Consume, access.Queue, req.Queue)
+		}
 		if err != nil {
 			c.fail(id, err)
 			return
@@ -442,6 +522,9 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 		c.sendMsgs(id, ds)
 	case wire.Ack, wire.Nack:
 		req, err := wire.DecodeSettle(t, body)
+		if err == nil {
+			err = c.who.Check(access.Consume, access.Queue, req.Queue)
+		}
 		if err != nil {
 			c.fail(id, err)
 			return
@@ -459,6 +542,9 @@ func (c *conn) handle(t wire.Type, id uint32, body []byte) {
 		c.reply(wire.AckOK, id, wire.AppendAckOK(nil, res))
 	case wire.Sub:
 		req, err := wire.DecodeRecvReq(body)
+		if err == nil {
+			err = c.who.Check(access.Consume, access.Queue, req.Queue)
+		}
 		if err != nil {
 			c.fail(id, err)
 			return
@@ -563,6 +649,9 @@ func (c *conn) subscribe(id uint32, req wire.RecvReq) {
 // It returns false to leave the request to the general path.
 func (c *conn) fastPublish(id uint32, body []byte) bool {
 	req, err := wire.DecodePubReq(body)
+	if err == nil {
+		err = c.who.Check(access.Publish, access.Queue, req.Queue)
+	}
 	if err != nil {
 		c.fail(id, err)
 		return true
@@ -636,4 +725,85 @@ func (c *conn) confirmer() {
 			c.reply(wire.PubOK, cf.id, wire.AppendPubOK(nil, cf.res))
 		}
 	}
+}
+
+// authTimeout is how long a connection has for its TLS handshake and login.
+func (s *Server) authTimeout() time.Duration {
+	if s.opts.Auth != nil {
+		return s.opts.Auth.AuthTimeout()
+	}
+	return access.DefaultAuthTimeout
+}
+
+// addPending counts c among the connections not yet logged in; beyond the
+// cap the oldest of them is closed, so a flood of idle or half-sent logins
+// cannot keep a client from connecting (a real client logs in within
+// milliseconds of connecting).
+func (s *Server) addPending(c *conn) {
+	limit := access.DefaultMaxUnauthenticated
+	if s.opts.Auth != nil {
+		limit = s.opts.Auth.MaxUnauthenticated()
+	}
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	for s.pending.Len() >= limit {
+		old := s.pending.Remove(s.pending.Front()).(*conn)
+		old.pendEl = nil
+		old.cancel()
+		old.nc.Close()
+		s.evicted.Add(1)
+	}
+	c.pendEl = s.pending.PushBack(c)
+}
+
+// removePending forgets c as not logged in (it did, or it ended).
+func (s *Server) removePending(c *conn) {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	if c.pendEl != nil {
+		s.pending.Remove(c.pendEl)
+		c.pendEl = nil
+	}
+}
+
+// login serves a connection's Auth frame: it logs the user in (and then
+// the connection may send requests) or returns the error to answer before
+// closing. A failed login waits (access.Config.FailureDelay), on this
+// connection only.
+func (c *conn) login(f wire.Frame) error {
+	req, err := wire.DecodeAuthReq(f.Body)
+	if err != nil {
+		return err
+	}
+	a := c.s.opts.Auth
+	var who *access.Principal
+	switch {
+	case a == nil:
+		// An open broker: any login is the anonymous user.
+	case req.Method == wire.AuthPassword:
+		who, err = a.Password(c.ctx, access.RemoteIP(c.nc.RemoteAddr().String()), req.User, string(req.Secret))
+	case req.Method == wire.AuthToken:
+		who, err = a.Token(c.ctx, access.RemoteIP(c.nc.RemoteAddr().String()), string(req.Secret))
+	default: // AuthCertificate
+		var ok bool
+		if tc, isTLS := c.nc.Conn.(*tls.Conn); isTLS {
+			cs := tc.ConnectionState()
+			who, ok = a.Certificate(&cs)
+		}
+		if !ok {
+			err = fmt.Errorf("%w: no verified client certificate of a known user on this connection", broker.ErrUnauthorized)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	c.who, c.authed = who, true
+	c.nc.deadline = time.Time{}
+	c.s.removePending(c)
+	name := ""
+	if who != nil {
+		name = who.Name
+	}
+	c.reply(wire.AuthOK, f.ID, wire.AppendAuthOK(nil, name))
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/broker/access"
 	"github.com/switchyard/switchyard/broker/engine"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/wal"
@@ -47,6 +48,13 @@ type FileConfig struct {
 	Topics map[string]broker.TopicConfig `yaml:"topics"`
 	// Streams declares replayable streams, by name.
 	Streams map[string]broker.StreamConfig `yaml:"streams"`
+	// TLS serves the native and HTTP listeners over TLS. Default none
+	// (plain TCP); the --tls-* flags win.
+	TLS *TLSConfig `yaml:"tls"`
+	// Auth lists users and their permissions; every connection and
+	// request must then log in. Default none: the broker is open to
+	// whoever reaches it, and refuses to listen on a non-loopback address.
+	Auth *access.Config `yaml:"auth"`
 
 	src *config.Source // where each key is, when parsed from a file
 }
@@ -156,6 +164,12 @@ func (fc FileConfig) problems() []problem {
 			add("", config.Fieldf("streams."+name, "invalid stream name"))
 		}
 		add("streams."+name, fc.Streams[name].Validate())
+	}
+	if fc.TLS != nil {
+		add("tls", fc.TLS.Validate())
+	}
+	if fc.Auth != nil {
+		add("auth", fc.Auth.Validate())
 	}
 	return ps
 }

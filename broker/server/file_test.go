@@ -40,7 +40,7 @@ fsync: sometimes
 		`b.yaml:7:17: queues.orders.async_acks: expected true or false, got "maybe"`,
 		`b.yaml:8:5: queues.orders.overflow: "drop": want reject or block`, // reported with the rest, at its key
 		`b.yaml:11:13: topics.rides.queues: expected a list, got "orders" (did you mean [orders]?)`,
-		`b.yaml:12:1: streems: unknown key "streems": did you mean "streams"? expected one of data, fsync, preallocate, queues, segment_bytes, streams, topics`,
+		`b.yaml:12:1: streems: unknown key "streems": did you mean "streams"? expected one of auth, data, fsync, preallocate, queues, segment_bytes, streams, tls, topics`,
 		`b.yaml:13:8: fsync: parsing fsync policy "sometimes": want always, batch, interval:DURATION or never`,
 	} {
 		if !strings.Contains(got, want) {
@@ -73,7 +73,7 @@ fsync: sometimes
 		t.Errorf("syntax: %v", err)
 	}
 	_, err = ParseFile("b.yaml", []byte("- a\n- b\n"))
-	if err == nil || err.Error() != "b.yaml:1:1: expected a YAML mapping at the top level with keys data, fsync, preallocate, queues, segment_bytes, streams, topics, got a list" {
+	if err == nil || err.Error() != "b.yaml:1:1: expected a YAML mapping at the top level with keys auth, data, fsync, preallocate, queues, segment_bytes, streams, tls, topics, got a list" {
 		t.Errorf("top level list: %v", err)
 	}
 	_, err = ParseFile("b.yaml", []byte("queues:\n  a: {}\n  a: {}\n"))

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,12 @@ type Options struct {
 	Pprof string
 	// Native tunes the native protocol listener (--native-*).
 	Native native.Options
+	// TLSCert and TLSKey (--tls-cert, --tls-key) serve both listeners
+	// over TLS; they override the config file's tls.cert and tls.key.
+	TLSCert, TLSKey string
+	// TLSClientCA (--tls-client-ca) verifies client certificates against
+	// this PEM bundle; it overrides the config file's tls.client_ca.
+	TLSClientCA string
 }
 
 // UsageError is an error in the Options (the command line's fault), as
@@ -103,11 +110,19 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if err := fc.Apply(b); err != nil {
 		return err // located in the file: FILE:LINE:COLUMN: KEY.PATH: ...
 	}
+	sec, err := o.security(fc)
+	if err != nil {
+		return err
+	}
+	o.Native.Auth = sec.auth
 	ln, err := net.Listen("tcp", o.HTTP)
 	if err != nil {
 		return fmt.Errorf("listening on --http %q: %w", o.HTTP, err)
 	}
-	srv := &http.Server{Handler: httpapi.NewWithOptions(b, httpapi.Options{Metrics: reg}), ReadHeaderTimeout: 10 * time.Second}
+	if sec.tls != nil {
+		ln = tls.NewListener(ln, sec.tls)
+	}
+	srv := &http.Server{Handler: httpapi.NewWithOptions(b, httpapi.Options{Metrics: reg, Auth: sec.auth}), ReadHeaderTimeout: 10 * time.Second}
 	nativeAddr := "off"
 	nctx, stopNative := context.WithCancel(ctx)
 	defer stopNative()
@@ -120,6 +135,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			return fmt.Errorf("listening on --listen %q: %w", o.Listen, err)
 		}
 		nativeAddr = nln.Addr().String()
+		if sec.tls != nil {
+			nln = tls.NewListener(nln, sec.tls)
+		}
 		go func() { nativeDone <- native.New(b, o.Native).Serve(nctx, nln) }()
 	}
 	pprofShown := "off"
@@ -140,7 +158,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		go func() { _ = psrv.Serve(pln) }()
 		defer psrv.Close()
 	}
-	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s pprof=%s data=%s fsync=%s\n", ln.Addr(), nativeAddr, pprofShown, cfg.Dir, cfg.Fsync)
+	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s pprof=%s data=%s fsync=%s tls=%s auth=%s\n", ln.Addr(), nativeAddr, pprofShown, cfg.Dir, cfg.Fsync, sec.tlsShown(), sec.authShown())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

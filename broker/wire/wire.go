@@ -91,6 +91,12 @@ const (
 	Declare Type = 15
 	// Delete: kind, name. Reply DeleteOK, or Err (not_found).
 	Delete Type = 16
+	// Auth: version (AuthVersion), method (1 byte, see AuthMethod), user,
+	// secret (bytes; the password or token, empty for AuthCertificate).
+	// The first frame of a connection to a broker with users; any other
+	// first frame is answered Err unauthorized and the connection closed,
+	// as is a failed login. At most MaxAuthBody bytes. Reply AuthOK.
+	Auth Type = 17
 
 	// PubOK: see Pub.
 	PubOK Type = 0x81
@@ -119,6 +125,8 @@ const (
 	DeclareOK Type = 0x8F
 	// DeleteOK: empty.
 	DeleteOK Type = 0x90
+	// AuthOK: version, the user logged in ("" on a broker without users).
+	AuthOK Type = 0x91
 	// Err: code, message, queue, limit. Codes are those of the HTTP API
 	// (not_found, bad_request, too_large, queue_full, closed, timeout,
 	// internal), plus lagged for an ended topic subscription.

@@ -21,6 +21,13 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(args) > 0 && args[0] == "repair" {
 		return runBrokerRepair(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "hash-password" {
+		if len(args) > 1 {
+			fmt.Fprintln(stderr, "switchyard broker hash-password: reads the password from stdin (never an argument: it would be in the shell history); no arguments")
+			return errUsage
+		}
+		return server.HashPassword(os.Stdin, stdout)
+	}
 	if len(args) > 0 && cli.IsCommand(args[0]) {
 		err := cli.Run(ctx, args, os.Stdin, stdout, stderr)
 		if errors.Is(err, cli.ErrUsage) {
@@ -53,11 +60,15 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 	durationVar(fs, &pingTimeout, "native-ping-timeout", native.DefaultPingTimeout, "s", "close a pinged native connection if nothing arrives within this `duration`")
 	var writeTimeout time.Duration
 	durationVar(fs, &writeTimeout, "native-write-timeout", native.DefaultWriteTimeout, "s", "close a native connection whose writes make no progress for this `duration` (a client that stopped reading); negative disables")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate chain `file`: serve the HTTP and native listeners over TLS 1.2+ (with --tls-key; overrides tls.cert)")
+	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM `file` of the CAs whose client certificates are verified (mTLS); overrides tls.client_ca")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	opts := server.Options{Data: *dataDir, HTTP: *httpAddr, Listen: *listen, ConfigFile: *configPath, Fsync: *fsync, Pprof: *pprofAddr,
-		Native: native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: pingInterval, PingTimeout: pingTimeout, WriteTimeout: writeTimeout}}
+		Native:  native.Options{MaxFrame: *maxFrame, MaxBuffered: *maxBuffered, PingInterval: pingInterval, PingTimeout: pingTimeout, WriteTimeout: writeTimeout},
+		TLSCert: *tlsCert, TLSKey: *tlsKey, TLSClientCA: *tlsClientCA}
 	if err := opts.Native.Validate(); err != nil { // before the arguments, as server.Run would
 		fmt.Fprintf(stderr, "switchyard broker: %v\n", err)
 		return errUsage

@@ -50,6 +50,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"gateway":  {"run the L7 load balancer / API gateway from a YAML config", runGateway},
 		"edge":     {"purge, inspect and count a gateway's edge caches (admin API client)", runEdge},
+		"rollout":  {"canary, blue-green and A/B rollouts of an upstream's targets (admin API client)", runRollout},
 		"demo":     {"start three demo backends and a gateway in front of them (no setup)", runDemo},
 		"load":     {"open-model HTTP load generator with HDR percentiles and degradation search", runLoad},
 		"broker":   {"run the message broker (queues, topics, streams)", runBroker},
@@ -58,6 +59,7 @@ func commands() map[string]command {
 		"sidecar":  {"run beside an app: register and health-check it, serve its traffic, outbound ambassador port", runSidecar},
 		"chaos":    {"fault injection: a TCP fault proxy (latency, bandwidth, resets, blackholes) with an HTTP API", runChaos},
 		"hitch":    {"run Hitch, the ride-sharing example: hitch up (everything), hitch serve NAME (one service)", runHitch},
+		"slo":      {"SLOs: write a gateway config's SLOs as Prometheus recording and alerting rules", runSLO},
 		"version":  {"print the version", runVersion},
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/gateway"
 	"github.com/switchyard/switchyard/hitch"
@@ -321,8 +322,14 @@ func Run(ctx context.Context, o Options) error {
 	cfg.Upstreams["ops"] = &gateway.Upstream{Targets: []gateway.Target{{Address: jwksLn.Addr().String()}}}
 	cfg.Routes = append(cfg.Routes, gateway.Route{Name: "ops", Upstream: "ops",
 		Match: gateway.Match{PathPrefix: "/ops", Methods: []string{http.MethodGet, http.MethodHead}}})
+	if brokerHTTP != "" {
+		// The dashboard shows Hitch's queues (not with NATS JetStream,
+		// which has no switchyard broker HTTP API).
+		cfg.Dashboard = &dashboard.Config{Brokers: []string{"http://" + brokerHTTP}}
+	}
 	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"),
-		AdminExtensions: map[string]http.Handler{"GET /admin/hitch/processes": processes}})
+		AdminExtensions:    map[string]http.Handler{"GET /admin/hitch/processes": processes},
+		DashboardProcesses: "/admin/hitch/processes"})
 	if err != nil {
 		return fmt.Errorf("building the gateway: %w", err)
 	}
@@ -343,8 +350,8 @@ func Run(ctx context.Context, o Options) error {
 		info.Broker = "NATS JetStream"
 	}
 	if ctx.Err() == nil {
-		fmt.Fprintf(out, "\nHitch is up.\n  web app:   %s/\n  gateway:   %s  (POST /v1/auth/register, POST /v1/auth/login, ...)\n  admin:     %s/admin/status  (processes: %s/admin/hitch/processes)\n  broker:    %s  (bus %s)\n  registry:  %s/v1/services\n  data:      %s\nCtrl-C stops everything.\n\n",
-			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Broker, redactURL(bus), regURL, data)
+		fmt.Fprintf(out, "\nHitch is up.\n  web app:   %s/\n  gateway:   %s  (POST /v1/auth/register, POST /v1/auth/login, ...)\n  admin:     %s/admin/status  (processes: %s/admin/hitch/processes)\n  dashboard: %s/admin/dashboard\n  broker:    %s  (bus %s)\n  registry:  %s/v1/services\n  data:      %s\nCtrl-C stops everything.\n\n",
+			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Admin, info.Broker, redactURL(bus), regURL, data)
 		if o.Ready != nil {
 			o.Ready(info)
 		}

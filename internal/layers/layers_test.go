@@ -25,11 +25,18 @@ var floors = map[string]int{
 	// 1: primitives shared by every traffic path, the log, the broker's face.
 	"balance": 1, "health": 1, "breaker": 1, "retry": 1, "ratelimit": 1,
 	"wal": 1, "broker": 1, "internal/flaghint": 1, "kit/store": 1, "kit/flow": 1, "telemetry": 1,
+	// SLOs: counting, burn-rate alerts, webhooks, Prometheus rules (config only).
+	"slo": 1,
 	// 2: middleware (speak httpx, never the proxy), the broker's engine and
 	// wire format, the load generator.
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "edge": 2, "load": 2,
-	"broker/engine": 2, "broker/wire": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
-	"kit/resilient": 2, "dns": 2, "chaos": 2,
+	"broker/engine": 2, "broker/wire": 2, "broker/access": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
+	"kit/resilient": 2, "dns": 2, "chaos": 2, "rollout": 2,
+	// the live dashboard: reads sources (funcs or an admin handler), never the gateway.
+	"dashboard": 2,
+	// transport security: listener certificates, upstream TLS, client
+	// certificate identity (middleware).
+	"tlsconf": 2,
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
 	"kit/saga":  2,

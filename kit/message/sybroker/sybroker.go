@@ -1,6 +1,8 @@
 // Package sybroker is the kit/message backend on switchyard's broker,
 // over its native protocol (broker/client.Conn). Importing it registers
-// the "switchyard" scheme: message.Open(ctx, "switchyard://HOST:PORT").
+// the "switchyard" scheme: message.Open(ctx, "switchyard://HOST:PORT"), or
+// with credentials and TLS "switchyard://USER:PASS@HOST:PORT?ca=FILE" (see
+// urlOptions in url.go: token_env, token_file, tls, ca, cert, key).
 //
 // Queues are the broker's queues, with their native acks, delays, key
 // ordering, dead-letter queues and dedup window; topics are its topics
@@ -25,12 +27,16 @@ import (
 func init() {
 	message.Register("switchyard", func(ctx context.Context, u *url.URL) (message.Backend, error) {
 		if u.Host == "" {
-			return nil, fmt.Errorf("%w: switchyard URL %q: want switchyard://HOST:PORT (the broker's native listener)", broker.ErrInvalid, u.String())
+			return nil, fmt.Errorf("%w: switchyard URL %q: want switchyard://HOST:PORT (the broker's native listener)", broker.ErrInvalid, u.Redacted())
 		}
 		if u.Path != "" && u.Path != "/" {
-			return nil, fmt.Errorf("%w: switchyard URL %q: unexpected path %q", broker.ErrInvalid, u.String(), u.Path)
+			return nil, fmt.Errorf("%w: switchyard URL %q: unexpected path %q", broker.ErrInvalid, u.Redacted(), u.Path)
 		}
-		return Dial(ctx, u.Host)
+		opts, err := urlOptions(u)
+		if err != nil {
+			return nil, fmt.Errorf("%w: switchyard URL %q: %v", broker.ErrInvalid, u.Redacted(), err)
+		}
+		return DialOptions(ctx, u.Host, opts)
 	})
 }
 
@@ -50,7 +56,13 @@ var (
 
 // Dial connects to the broker's native listener at addr ("HOST:PORT").
 func Dial(ctx context.Context, addr string) (*Backend, error) {
-	c, err := client.Dial(ctx, addr, client.Options{})
+	return DialOptions(ctx, addr, client.Options{})
+}
+
+// DialOptions is Dial with the connection's options: credentials and TLS
+// for a broker with users.
+func DialOptions(ctx context.Context, addr string, opts client.Options) (*Backend, error) {
+	c, err := client.Dial(ctx, addr, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to switchyard broker %s: %w", addr, err)
 	}

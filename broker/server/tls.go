@@ -1,0 +1,86 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/switchyard/switchyard/config"
+)
+
+// TLSConfig is the `tls:` block of the broker's config file: both the
+// native and the HTTP listener then speak TLS 1.2 or newer only.
+//
+//	tls:
+//	  cert: /etc/switchyard/broker.crt    # PEM certificate chain
+//	  key: /etc/switchyard/broker.key     # PEM private key
+//	  client_ca: /etc/switchyard/ca.crt   # verify client certificates (mTLS)
+//	  require_client_cert: false          # true: refuse clients without one
+type TLSConfig struct {
+	// Cert is the PEM file of the server's certificate chain. Required.
+	Cert string `yaml:"cert"`
+	// Key is the PEM file of its private key. Required.
+	Key string `yaml:"key"`
+	// ClientCA is a PEM bundle of the CAs whose client certificates are
+	// accepted; a certificate from another CA fails the handshake, and a
+	// verified one logs in as the user listing its name in certs. Default
+	// none: client certificates are not asked for.
+	ClientCA string `yaml:"client_ca"`
+	// RequireClientCert refuses, in the handshake, clients without a
+	// certificate from ClientCA. Default false (users may log in with a
+	// password or token instead).
+	RequireClientCert bool `yaml:"require_client_cert"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Validate reports every problem, with key paths relative to the block.
+// It does not read the files.
+func (c *TLSConfig) Validate() error {
+	var errs []error
+	if c.Cert == "" {
+		errs = append(errs, config.Fieldf("cert", "missing: expected the PEM file of the server certificate"))
+	}
+	if c.Key == "" {
+		errs = append(errs, config.Fieldf("key", "missing: expected the PEM file of the private key"))
+	}
+	if c.RequireClientCert && c.ClientCA == "" {
+		errs = append(errs, config.Fieldf("require_client_cert", "needs client_ca: the CAs that client certificates are checked against"))
+	}
+	switch c.MinVersion {
+	case "", "1.2", "1.3":
+	default:
+		errs = append(errs, config.Fieldf("min_version", "%q: expected 1.2 or 1.3", c.MinVersion))
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads the certificate, key and client CA into a server tls.Config.
+func (c *TLSConfig) Load() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: loading cert %q and key %q: %w", c.Cert, c.Key, err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.MinVersion == "1.3" {
+		tc.MinVersion = tls.VersionTLS13
+	}
+	if c.ClientCA != "" {
+		pem, err := os.ReadFile(c.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls: client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: client_ca %q: no PEM certificate in it", c.ClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if c.RequireClientCert {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return tc, nil
+}

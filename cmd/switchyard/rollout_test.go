@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/gateway"
+)
+
+// TestRolloutCLI runs a canary on a real gateway through `switchyard
+// rollout`, and checks its usage errors.
+func TestRolloutCLI(t *testing.T) {
+	backend := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, name) }))
+		t.Cleanup(s.Close)
+		return s
+	}
+	stable, canary := backend("stable"), backend("canary")
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: off\nupstreams:\n  api: { targets: [{address: %s}] }\nroutes:\n  - { upstream: api }\n", stable.Listener.Addr())
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("gateway did not start")
+	}
+	admin := g.AdminAddr().String()
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"rollout"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "missing command"},
+		{[]string{"launch", "--admin", admin}, 2, `unknown command "launch"`},
+		{[]string{"start", "--admin", admin}, 2, "--upstream is required"},
+		{[]string{"promote", "--admin", admin}, 2, "--upstream is required"},
+		{[]string{"start", "--admin", admin, "--upstream", "api", "--steps", "5,x"}, 2, `invalid --steps entry "x"`},
+		{[]string{"start", "--admin", admin, "--upstream", "api", "--selector", "version"}, 2, "expected KEY=VALUE"},
+		{[]string{"start", "--admin", admin, "--upstream", "api", "--max-error-rate", "lots"}, 2, `invalid --max-error-rate "lots"`},
+		{[]string{"start", "--admin", admin, "--upstream", "nope", "--targets", "127.0.0.1:1"}, 1, `unknown upstream "nope"`},
+		{[]string{"start", "--admin", admin, "--upstream", "api", "--targets", "127.0.0.1:1", "--steps", "50,10"}, 1, "steps[1]"},
+		{[]string{"status", "--admin", admin, "--upstream", "api"}, 1, `no rollout of upstream "api"`},
+	} {
+		code, out, errOut := cli(c.args...)
+		if code != c.code || !strings.Contains(out+errOut, c.want) {
+			t.Errorf("rollout %v: exit %d, %s%s; want %d with %q", c.args, code, out, errOut, c.code, c.want)
+		}
+	}
+	code, out, errOut := cli("start", "--admin", admin, "--upstream", "api", "--targets", canary.Listener.Addr().String(),
+		"--steps", "10,50,100", "--pause", "1h", "--min-requests", "50", "--max-error-rate-increase", "0.02")
+	if code != 0 || !strings.Contains(out, `"canary_weight": 10`) || !strings.Contains(out, `"state": "progressing"`) {
+		t.Fatalf("start: %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut = cli("start", "--admin", admin, "--upstream", "api", "--targets", canary.Listener.Addr().String()); code != 1 || !strings.Contains(errOut, "409") {
+		t.Fatalf("second start: %d %s %s", code, out, errOut)
+	}
+	for _, step := range []struct{ verb, state string }{{"pause", "paused"}, {"resume", "progressing"}, {"promote", "promoted"}} {
+		code, out, errOut = cli(step.verb, "--admin", admin, "--upstream", "api")
+		if code != 0 || !strings.Contains(out, `"state": "`+step.state+`"`) {
+			t.Fatalf("%s: %d %s %s", step.verb, code, out, errOut)
+		}
+	}
+	if code, out, _ = cli("status", "--admin", admin); code != 0 || !strings.Contains(out, `"rollouts"`) || !strings.Contains(out, `"promoted"`) {
+		t.Fatalf("status: %d %s", code, out)
+	}
+	if code, _, errOut = cli("abort", "--admin", admin, "--upstream", "api"); code != 1 || !strings.Contains(errOut, "not active") {
+		t.Fatalf("abort after promote: %d %s", code, errOut)
+	}
+}

@@ -1,0 +1,115 @@
+package tlsconf
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Listener accepts TCP connections from inner and hands out TLS
+// connections whose handshake has completed, each handshake on its own
+// goroutine and bounded by timeout: a client that opens connections and
+// never finishes (or trickles) a handshake costs a goroutine until the
+// timeout and delays nobody else's accept or handshake. A failed
+// handshake is logged at debug level and the connection closed.
+// net/http's server, given these connections, finds the handshake done
+// and reads the ALPN result as usual.
+func Listener(inner net.Listener, cfg *tls.Config, timeout time.Duration, log *slog.Logger) net.Listener {
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &listener{inner: inner, cfg: cfg, timeout: timeout, log: log,
+		ready: make(chan net.Conn), done: make(chan struct{}), errc: make(chan error, 1)}
+	go l.acceptLoop()
+	return l
+}
+
+type listener struct {
+	inner   net.Listener
+	cfg     *tls.Config
+	timeout time.Duration
+	log     *slog.Logger
+	ready   chan net.Conn
+	done    chan struct{}
+	errc    chan error
+	once    sync.Once
+}
+
+func (l *listener) acceptLoop() {
+	var backoff time.Duration
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait, as
+				// net/http's server does, rather than spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-l.done:
+					return
+				}
+			}
+			l.errc <- err
+			return
+		}
+		backoff = 0
+		go l.handshake(c)
+	}
+}
+
+// isTemporary reports accept errors worth retrying (EMFILE, ENFILE,
+// ECONNABORTED ...), which net.Error marks Temporary.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (l *listener) handshake(c net.Conn) {
+	tc := tls.Server(c, l.cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	_ = c.SetDeadline(time.Now().Add(l.timeout))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		l.log.Debug("TLS handshake failed", "remote", c.RemoteAddr().String(), "error", err.Error())
+		_ = c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	select {
+	case l.ready <- tc:
+	case <-l.done:
+		_ = tc.Close()
+	}
+}
+
+// Accept returns the next connection whose handshake completed.
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case err := <-l.errc:
+		l.errc <- err // every later Accept fails the same way
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; handshakes in progress are abandoned.
+func (l *listener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.inner.Close()
+}
+
+// Addr is the inner listener's address.
+func (l *listener) Addr() net.Addr { return l.inner.Addr() }
