@@ -136,7 +136,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
-		metricsReg.Register(cacheCollector{g}), metricsReg.Register(rolloutCollector{g})); err != nil {
+		metricsReg.Register(cacheCollector{g}), metricsReg.Register(contractCollector{g}), metricsReg.Register(rolloutCollector{g})); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	if err := g.setupSLOs(cfg, metricsReg); err != nil {
