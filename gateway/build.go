@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchyard/switchyard/contract"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -37,6 +38,8 @@ type runtime struct {
 	routes   route.Table[*proxy.Route]
 	pools    map[string]*proxy.Pool
 	names    []string // upstream names, sorted
+	// contracts are the loaded OpenAPI contracts, by name.
+	contracts map[string]*contract.Contract
 	// configTargets are each pool's targets as built from the config (the
 	// ones its health checker checks), before a rollout replaces the set.
 	configTargets map[string][]*upstream.Target
@@ -105,6 +108,8 @@ type buildDeps struct {
 	prev            *runtime // previous generation, to carry target state over; may be nil
 	// overrides are admin-set weights that replace the config's; may be nil.
 	overrides *weightOverrides
+	// contracts are this generation's loaded OpenAPI contracts (set by build).
+	contracts map[string]*contract.Contract
 	// rollouts decide discovered upstreams' policies under a rollout; may be nil.
 	rollouts *rolloutManager
 	// faults are the routes' fault injection, shared by all generations;
@@ -151,6 +156,12 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 		return nil, err
 	}
 	rt.caches = stores
+	contracts, err := loadContracts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.contracts = contracts
+	deps.contracts = contracts
 	var authn *auth.Authenticator
 	if cfg.Auth != nil {
 		a, err := auth.New(*cfg.Auth, auth.Options{Logger: deps.log})
@@ -455,4 +466,23 @@ func statusMatch(m Match, statusPrefix string) Match {
 	m.PathPrefix = strings.TrimSuffix(statusPrefix, "/")
 	m.Methods = []string{http.MethodGet, http.MethodHead}
 	return m
+}
+
+// loadContracts reads and checks every contract of cfg, reporting every
+// problem at its key path.
+func loadContracts(cfg *Config) (map[string]*contract.Contract, error) {
+	if len(cfg.Contracts) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]*contract.Contract, len(cfg.Contracts))
+	var errs []error
+	for _, name := range sortedKeys(cfg.Contracts) {
+		c, err := contract.Load(name, *cfg.Contracts[name])
+		if err != nil {
+			errs = append(errs, cfg.Wrap("contracts."+name, err))
+			continue
+		}
+		out[name] = c
+	}
+	return out, errors.Join(errs...)
 }

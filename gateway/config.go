@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/chaos"
 	"github.com/switchyard/switchyard/compose"
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/contract"
 	"github.com/switchyard/switchyard/cors"
 	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/edge"
@@ -129,6 +130,12 @@ type Config struct {
 	// Caches are the named edge caches (RFC 9111 shared caches) routes
 	// use with their cache key; see package edge for every field.
 	Caches map[string]*edge.Config `yaml:"caches"`
+	// Contracts are named OpenAPI 3.0/3.1 documents that routes enforce
+	// with their contract key: requests are checked (parameters, JSON
+	// body) and refused with 400 and an RFC 9457 problem naming the
+	// field; responses optionally. See package contract for every field.
+	// Re-read on reload.
+	Contracts map[string]*contract.Config `yaml:"contracts"`
 	// Routes are matched in order; the first match wins.
 	Routes []Route `yaml:"routes"`
 	// L4 are TCP and UDP listeners balanced over the upstreams' targets
@@ -341,6 +348,10 @@ type Route struct {
 	// carrying a header; switchable at runtime through /admin/faults.
 	// See package chaos (RouteFault) and docs/chaos.md.
 	Fault *chaos.RouteFault `yaml:"fault"`
+	// Contract names an entry of the top-level contracts: requests on
+	// this route must match that OpenAPI document (checked after
+	// authentication and rate limits, before the request transform).
+	Contract string `yaml:"contract"`
 }
 
 // Split moves traffic from a route's upstream to another one.
@@ -521,6 +532,13 @@ func (c *Config) validate(src *config.Source) error {
 			errs = append(errs, c.Wrap("tls", err))
 		}
 	}
+	for _, name := range sortedKeys(c.Contracts) {
+		if cc := c.Contracts[name]; cc == nil {
+			add("contracts."+name, "empty: expected at least file")
+		} else if err := cc.Validate(); err != nil {
+			errs = append(errs, c.Wrap("contracts."+name, err))
+		}
+	}
 	if c.Tracing != nil {
 		if err := c.Tracing.Validate(); err != nil {
 			errs = append(errs, c.Wrap("tracing", err))
@@ -697,6 +715,11 @@ func (c *Config) validate(src *config.Source) error {
 				add(p+".match."+k.key, "%q must start with /", k.v)
 			}
 		}
+		if r.Contract != "" {
+			if _, ok := c.Contracts[r.Contract]; !ok {
+				add(p+".contract", "unknown contract %q: expected one of the contracts block (%s)", r.Contract, strings.Join(sortedKeys(c.Contracts), ", "))
+			}
+		}
 		if err := tlsconf.ValidClientCertMode(r.ClientCert); err != nil {
 			add(p+".client_cert", "%v", err)
 		} else if r.ClientCert != "" && (c.TLS == nil || c.TLS.ClientCA == "") {
@@ -834,4 +857,14 @@ func (c *Config) routeFaults() map[string]*chaos.RouteFault {
 		m[r.Name] = r.Fault
 	}
 	return m
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -139,7 +139,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.faults = chaos.NewRouteFaults(chaos.RouteFaultsOptions{StateDir: cfg.StateDir, Logger: g.log})
 	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
-		metricsReg.Register(cacheCollector{g}), metricsReg.Register(rolloutCollector{g}), metricsReg.Register(g.faults.Collector())); err != nil {
+		metricsReg.Register(cacheCollector{g}), metricsReg.Register(contractCollector{g}), metricsReg.Register(rolloutCollector{g}), metricsReg.Register(g.faults.Collector())); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	if err := g.setupSLOs(cfg, metricsReg); err != nil {

@@ -67,6 +67,9 @@ func routeMiddleware(cfg *Config, path string, r Route, authn *auth.Authenticato
 			mws = append(mws, t.Middleware())
 		}
 	}
+	if c := deps.contracts[r.Contract]; c != nil { // unknown names were refused by validate
+		mws = append(mws, c.Middleware(deps.log))
+	}
 	if t := r.Transform; t != nil && t.Request != nil {
 		rt, err := transform.NewRequest(*t.Request)
 		if err != nil {
