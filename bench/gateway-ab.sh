@@ -7,8 +7,11 @@
 # from /proc), then medians and B/A ratios, and a RESULT line.
 #
 # Usage: bench/gateway-ab.sh A_REPO B_REPO   (two checkouts, e.g. a git
-# worktree at the old commit and this one). Environment: ROUNDS (6),
-# DURATION (8 s), WARMUP (2 s), CONNS (64), BASE_PORT (18280).
+# worktree at the old commit and this one; the same checkout twice to
+# compare two configurations). Environment: ROUNDS (6), DURATION (8 s),
+# WARMUP (2 s), CONNS (64), BASE_PORT (18280), A_YAML and B_YAML (lines
+# added to side A's or B's config, e.g. A_YAML='tracing: {disabled: true}'
+# to measure what tracing costs).
 set -euo pipefail
 A=${1:?usage: $0 A_REPO B_REPO}; B=${2:?usage: $0 A_REPO B_REPO}
 ROUNDS=${ROUNDS:-6}; DURATION=${DURATION:-8}; WARMUP=${WARMUP:-2}; CONNS=${CONNS:-64}
@@ -38,6 +41,8 @@ routes:
   - name: all
     upstream: backends
 YAML
+printf '%s\n' "${A_YAML:-}" | cat "$TMP/gw.yaml" - >"$TMP/gw-A.yaml"
+printf '%s\n' "${B_YAML:-}" | cat "$TMP/gw.yaml" - >"$TMP/gw-B.yaml"
 cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 hz=$(getconf CLK_TCK)
@@ -45,7 +50,7 @@ declare -A RPS US
 for r in $(seq "$ROUNDS"); do
 	order="A B"; [ $((r % 2)) -eq 0 ] && order="B A"
 	for side in $order; do
-		taskset -c 1 env GOMAXPROCS=1 "$TMP/sy-$side" gateway --config "$TMP/gw.yaml" >"$TMP/gw-$side.log" 2>&1 &
+		taskset -c 1 env GOMAXPROCS=1 "$TMP/sy-$side" gateway --config "$TMP/gw-$side.yaml" >"$TMP/gw-$side.log" 2>&1 &
 		gw=$!
 		wait_port "$P"
 		taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "http://127.0.0.1:$P/" >/dev/null
