@@ -352,6 +352,9 @@ func checkHitchContract(t *testing.T, gw, admin, rider string) {
 	if resp.StatusCode != 200 || !bytes.HasPrefix(doc, []byte("openapi: 3.1")) {
 		t.Errorf("GET /v1/openapi.yaml: %d %.100q", resp.StatusCode, doc)
 	}
+	if code, b := do(t, "GET", gw+"/.well-known/jwks.json", "", ""); code != 200 || b["keys"] == nil { // its response checked too
+		t.Errorf("GET /.well-known/jwks.json: %d %v", code, b)
+	}
 	code, b := do(t, "POST", gw+"/v1/rides", rider, `{"from":{"lat":91,"lon":-73.98},"to":{"lat":40.76,"lon":-73.97}}`)
 	vs, _ := b["violations"].([]any)
 	if code != 400 || b["contract"] != "hitch" || len(vs) != 1 || vs[0].(map[string]any)["pointer"] != "/from/lat" {

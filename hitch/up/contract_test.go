@@ -2,6 +2,7 @@ package up
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -138,4 +139,56 @@ func TestHitchContract(t *testing.T) {
 	if w := serve("GET", hitch.OpenAPIPath, ""); w.Code != 200 || reached || w.Body.String() != string(hitch.OpenAPI()) {
 		t.Errorf("GET %s: %d", hitch.OpenAPIPath, w.Code)
 	}
+}
+
+// FuzzHitchContract: any method, path, query and body against Hitch's
+// document is either handed on untouched or refused with a problem
+// (400, 404, 405, 413, 415) that never reaches the service.
+func FuzzHitchContract(f *testing.F) {
+	c, err := contract.Load(HitchContract, contract.Config{Document: hitch.OpenAPI(), ServeAt: hitch.OpenAPIPath, Responses: contract.ResponsesReport})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("POST", "/v1/rides", `{"from":{"lat":40.75,"lon":-73.98},"to":{"lat":40.76,"lon":-73.97}}`)
+	f.Add("POST", "/v1/rides", `{"from":{"lat":91},"to":{}}`)
+	f.Add("POST", "/v1/drivers/me/availability", `{"ready":true,"from":{"lat":1,"lon":2},"to":{"lat":1.1,"lon":2},"seats":2}`)
+	f.Add("GET", "/v1/drivers/nearby?lat=1e309&lon=-0&limit=1.5", "")
+	f.Add("POST", "/v1/auth/register", `{"role":"admin","name":"","email":"x","password":"`+strings.Repeat("p", 80)+`"}`)
+	f.Add("POST", "/v1/rides/%2e%2e/cancel", `{"x":1}`)
+	f.Fuzz(func(t *testing.T, method, target, body string) {
+		if !strings.HasPrefix(target, "/") || len(target) > 1<<10 {
+			return
+		}
+		r, err := http.NewRequest(method, "http://hitch"+target, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		r.Header.Set("Content-Type", "application/json")
+		var got []byte
+		reached := false
+		h := c.Middleware(quiet())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			reached = true
+			got, _ = io.ReadAll(r.Body)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case http.StatusOK:
+			if reached || r.URL.Path != hitch.OpenAPIPath {
+				t.Fatalf("%s %s: 200 from the middleware itself", method, target)
+			}
+		case http.StatusNoContent:
+			if !reached || string(got) != body {
+				t.Fatalf("passed but the service got %q, not %q", got, body)
+			}
+		case 400, 404, 405, 413, 415:
+			var p contract.Problem
+			if reached || json.Unmarshal(w.Body.Bytes(), &p) != nil || p.Status != w.Code || p.Contract != HitchContract {
+				t.Fatalf("refused %d (reached=%v): %s", w.Code, reached, w.Body)
+			}
+		default:
+			t.Fatalf("%s %s %q: %d %s", method, target, body, w.Code, w.Body)
+		}
+	})
 }

@@ -538,7 +538,6 @@ const HitchContract = "hitch"
 // JWT verified against jwksURL, the route's role required as a scope,
 // rate limits per consumer (per IP on public routes), and Hitch's OpenAPI
 // contract on the routes marked Contract (served at hitch.OpenAPIPath).
-
 func GatewayConfig(o Options, regURL, jwksURL, accessLog string) (*gateway.Config, error) {
 	cfg := &gateway.Config{
 		Listen:    o.Listen,
