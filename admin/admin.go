@@ -121,6 +121,7 @@ type Target struct {
 //	GET  /admin/caches/{name}/entries?url=URL           the entries stored for URL
 //	GET  /admin/rollouts                                rollouts (a RolloutBackend; see rolloutRoutes)
 //	POST /admin/rollouts                                start one; .../{upstream}/promote|rollback|pause|resume, DELETE aborts
+//	GET  /admin/openapi.yaml                            this API as an OpenAPI 3.1 document
 //	GET  /metrics                                       Prometheus exposition
 //	GET  /debug/pprof/...                               Go profiles (pprof)
 //
@@ -193,6 +194,7 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 	})
 	cacheRoutes(mux, b)
 	rolloutRoutes(mux, b)
+	openapiRoute(mux)
 	// Profiling, as Caddy's and Envoy's admin endpoints offer it.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -188,6 +189,7 @@ func TestHitchUp(t *testing.T) {
 		}
 	}
 	t.Run("browser", func(t *testing.T) { webtest.RideFlow(t, gw) })
+	t.Run("contract", func(t *testing.T) { checkHitchContract(t, gw, admin, rider) })
 
 	// SIGTERM: everything stops, no process is left.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -332,5 +334,56 @@ func TestHitchUpKilledLeavesNoChildren(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+}
+
+// checkHitchContract: Hitch's OpenAPI document is served, a malformed
+// ride is refused at the edge naming the field, and every request and
+// response of the use cases and the browser run above (plus this test's
+// own) conformed: no response violated it, and the only refused request
+// is the malformed one.
+func checkHitchContract(t *testing.T, gw, admin, rider string) {
+	resp, err := http.Get(gw + "/v1/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.HasPrefix(doc, []byte("openapi: 3.1")) {
+		t.Errorf("GET /v1/openapi.yaml: %d %.100q", resp.StatusCode, doc)
+	}
+	if code, b := do(t, "GET", gw+"/.well-known/jwks.json", "", ""); code != 200 || b["keys"] == nil { // its response checked too
+		t.Errorf("GET /.well-known/jwks.json: %d %v", code, b)
+	}
+	code, b := do(t, "POST", gw+"/v1/rides", rider, `{"from":{"lat":91,"lon":-73.98},"to":{"lat":40.76,"lon":-73.97}}`)
+	vs, _ := b["violations"].([]any)
+	if code != 400 || b["contract"] != "hitch" || len(vs) != 1 || vs[0].(map[string]any)["pointer"] != "/from/lat" {
+		t.Errorf("a ride from latitude 91: %d %v", code, b)
+	}
+	resp, err = http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	value := func(name, result string) float64 {
+		prefix := name + `{contract="hitch",result="` + result + `"} `
+		for _, line := range strings.Split(string(metrics), "\n") {
+			if v, ok := strings.CutPrefix(line, prefix); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				return f
+			}
+		}
+		return 0
+	}
+	checked, refused := value("switchyard_contract_requests_total", "checked"), value("switchyard_contract_requests_total", "refused")
+	rChecked, rViolations := value("switchyard_contract_responses_total", "checked"), value("switchyard_contract_responses_total", "violation")
+	t.Logf("contract hitch: %v requests checked, %v refused; %v responses checked, %v violations", checked, refused, rChecked, rViolations)
+	if checked < 20 || refused != 1 || rChecked < 20 || rViolations != 0 {
+		t.Errorf("contract metrics: requests checked %v refused %v (want 1: the malformed ride), responses checked %v violations %v (want 0; the gateway's log names them)",
+			checked, refused, rChecked, rViolations)
 	}
 }

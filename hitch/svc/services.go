@@ -46,9 +46,9 @@ func Services() []Spec {
 			Replicated: true, // all its state is in its database
 			New:        Adapt(identity.New, func(c *identity.Config, d Deps) { c.Logger = d.Logger }),
 			Routes: []Route{
-				{Name: "auth-register", Path: identity.PathRegister, Methods: post, Role: Public},
-				{Name: "auth-login", Path: identity.PathLogin, Methods: post, Role: Public},
-				{Name: "jwks", Path: identity.PathJWKS, Methods: get, Role: Public},
+				{Name: "auth-register", Path: identity.PathRegister, Methods: post, Role: Public, Contract: true},
+				{Name: "auth-login", Path: identity.PathLogin, Methods: post, Role: Public, Contract: true},
+				{Name: "jwks", Path: identity.PathJWKS, Methods: get, Role: Public, Contract: true},
 			},
 		},
 		{
@@ -57,34 +57,34 @@ func Services() []Spec {
 				c.Logger, c.Redis, c.Replica = d.Logger, d.Redis, strconv.Itoa(d.Replica)
 			}),
 			Routes: []Route{
-				{Name: "driver-location", Path: "/v1/drivers/me/location", Methods: put, Role: Driver},
-				{Name: "drivers-nearby", Path: "/v1/drivers/nearby", Methods: get, Role: AnyRole},
+				{Name: "driver-location", Path: "/v1/drivers/me/location", Methods: put, Role: Driver, Contract: true},
+				{Name: "drivers-nearby", Path: "/v1/drivers/nearby", Methods: get, Role: AnyRole, Contract: true},
 			},
 		},
 		{
 			Name: hitch.Matching, Replicated: true, Bus: true,
 			New: Adapt(matching.New, func(c *matching.Config, d Deps) { c.Logger = d.Logger }),
 			Routes: []Route{
-				{Name: "driver-availability", Path: "/v1/drivers/me/availability", Methods: post, Role: Driver},
+				{Name: "driver-availability", Path: "/v1/drivers/me/availability", Methods: post, Role: Driver, Contract: true},
 			},
 		},
 		{
 			Name: hitch.Views, Replicated: true, Bus: true,
 			New: Adapt(views.New, func(c *views.Config, d Deps) { c.Logger = d.Logger }),
 			Routes: []Route{
-				{Name: "ride-receipt", PathPattern: "/v1/rides/*/receipt", Methods: get, Role: Rider},
-				{Name: "driver-earnings", Path: "/v1/drivers/me/earnings", Methods: get, Role: Driver},
+				{Name: "ride-receipt", PathPattern: "/v1/rides/*/receipt", Methods: get, Role: Rider, Contract: true},
+				{Name: "driver-earnings", Path: "/v1/drivers/me/earnings", Methods: get, Role: Driver, Contract: true},
 			},
 		},
 		{
 			Name: hitch.Rides, Replicated: true, Bus: true,
 			New: Adapt(rides.New, func(c *rides.Config, d Deps) { c.Logger = d.Logger }),
 			Routes: []Route{
-				{Name: "ride-request", Path: "/v1/rides", Methods: post, Role: Rider},
-				{Name: "ride-get", PathPattern: "/v1/rides/*", Methods: get, Role: AnyRole},
-				{Name: "ride-start", PathPattern: "/v1/rides/*/start", Methods: post, Role: Driver},
-				{Name: "ride-finish", PathPattern: "/v1/rides/*/finish", Methods: post, Role: Driver},
-				{Name: "ride-cancel", PathPattern: "/v1/rides/*/cancel", Methods: post, Role: AnyRole},
+				{Name: "ride-request", Path: "/v1/rides", Methods: post, Role: Rider, Contract: true},
+				{Name: "ride-get", PathPattern: "/v1/rides/*", Methods: get, Role: AnyRole, Contract: true},
+				{Name: "ride-start", PathPattern: "/v1/rides/*/start", Methods: post, Role: Driver, Contract: true},
+				{Name: "ride-finish", PathPattern: "/v1/rides/*/finish", Methods: post, Role: Driver, Contract: true},
+				{Name: "ride-cancel", PathPattern: "/v1/rides/*/cancel", Methods: post, Role: AnyRole, Contract: true},
 			},
 		},
 		{

@@ -108,6 +108,11 @@ type Route struct {
 	// Cache: the gateway answers the route's GETs from its edge cache
 	// (the origin's Cache-Control decides what is stored and how long).
 	Cache bool
+	// Contract: the gateway checks the route's requests (and reports on
+	// its responses) against Hitch's OpenAPI document (hitch.OpenAPI),
+	// which must then describe the route's operations. Not for streams
+	// or the web app.
+	Contract bool
 }
 
 // Spec describes one Hitch service to the runtime and the supervisor.

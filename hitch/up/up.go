@@ -34,6 +34,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchyard/switchyard/auth"
+	"github.com/switchyard/switchyard/contract"
 	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/gateway"
@@ -528,10 +529,15 @@ func BrokerConfig() []byte {
 	return append([]byte("# Written by switchyard hitch up: Hitch's queues and the topics bound to them (hitch.Bindings).\n"), b...)
 }
 
+// HitchContract names Hitch's OpenAPI document among the gateway's
+// contracts (the contract label of its metrics).
+const HitchContract = "hitch"
+
 // GatewayConfig is the gateway `hitch up` runs: one upstream per service
 // (discover: NAME), one route per public route of o.Specs in their order,
 // JWT verified against jwksURL, the route's role required as a scope,
-// rate limits per consumer (per IP on public routes).
+// rate limits per consumer (per IP on public routes), and Hitch's OpenAPI
+// contract on the routes marked Contract (served at hitch.OpenAPIPath).
 func GatewayConfig(o Options, regURL, jwksURL, accessLog string) (*gateway.Config, error) {
 	cfg := &gateway.Config{
 		Listen:    o.Listen,
@@ -549,6 +555,7 @@ func GatewayConfig(o Options, regURL, jwksURL, accessLog string) (*gateway.Confi
 		n, _ := strconv.Atoi(strings.SplitN(rate, "/", 2)[0])
 		return 2 * n
 	}
+	contracted := "" // the first service with a route under the contract
 	for _, s := range o.Specs {
 		cfg.Upstreams[s.Name] = &gateway.Upstream{
 			Discover: s.Name,
@@ -578,8 +585,28 @@ func GatewayConfig(o Options, regURL, jwksURL, accessLog string) (*gateway.Confi
 				}
 				gr.Cache = &gateway.RouteCache{Name: "edge"}
 			}
+			if r.Contract {
+				gr.Contract = HitchContract
+				if contracted == "" {
+					contracted = s.Name
+				}
+			}
 			cfg.Routes = append(cfg.Routes, gr)
 		}
+	}
+	if contracted != "" {
+		// Hitch's own OpenAPI document: requests on the API routes are
+		// checked at the edge (400 with the violations, the service never
+		// sees them), responses reported (logged and counted at
+		// switchyard_contract_responses_total), and the document served
+		// on a route of its own, answered by the contract's middleware
+		// (its upstream is never asked).
+		cfg.Contracts = map[string]*contract.Config{HitchContract: {Document: hitch.OpenAPI(), ServeAt: hitch.OpenAPIPath,
+			Responses: contract.ResponsesReport}}
+		cfg.Routes = append([]gateway.Route{{Name: "openapi", Upstream: contracted, Contract: HitchContract,
+			Match:     gateway.Match{Path: hitch.OpenAPIPath, Methods: []string{http.MethodGet, http.MethodHead}},
+			RateLimit: &throttle.Config{Limits: []throttle.Limit{{Key: "ip", Rate: o.PublicRate, Burst: burst(o.PublicRate)}}}}},
+			cfg.Routes...)
 	}
 	return cfg, nil
 }

@@ -129,7 +129,8 @@ class Session {
     const text = await res.text();
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = { error: text }; }
     if (!res.ok) {
-      const err = new Error((data && data.error) || res.status + " " + res.statusText);
+      // A service's error says "error"; the gateway's contract check answers an RFC 9457 problem ("detail").
+      const err = new Error((data && (data.error || data.detail)) || res.status + " " + res.statusText);
       err.status = res.status; err.data = data;
       throw err;
     }
