@@ -41,11 +41,13 @@ func driverToken(t *testing.T, gw string) string {
 // The example experiment of docs/chaos.md runs against a real hitch up:
 // a matching replica is killed under load through hitch up's admin API,
 // the supervisor restarts it, and the drivers' availability calls keep
-// within the hypothesis.
+// within the hypothesis. Its hypothesis bounds latency (p99 under 2s), so
+// it is a chaos test: it needs the machine to itself and binaries built
+// without the race detector (under the race suite a race-built Hitch
+// missed the bound before anything was killed); .ci/run runs it with the
+// other chaos tests.
 func TestHitchExperimentKillsMatchingReplica(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a whole Hitch")
-	}
+	chaosOnly(t)
 	gw, admin := startHitch(t)
 	t.Setenv("HITCH_GATEWAY", gw)
 	t.Setenv("HITCH_ADMIN", admin)
