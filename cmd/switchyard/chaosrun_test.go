@@ -2,20 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/switchyard/switchyard/gateway"
 )
 
 // startFaultGateway runs a real gateway in front of a real backend and
@@ -24,27 +19,9 @@ func startFaultGateway(t *testing.T) (front, admin string) {
 	t.Helper()
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	t.Cleanup(backend.Close)
-	path := filepath.Join(t.TempDir(), "gw.yaml")
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: off\nupstreams:\n  app: { targets: [{address: %s}] }\n"+
 		"routes:\n  - { name: api, match: { path_prefix: /api }, upstream: app }\n  - { name: other, upstream: app }\n", backend.Listener.Addr())
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(gateway.Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("gateway did not start")
-	}
+	g := runTestGateway(t, cfg)
 	return "http://" + g.Addr().String(), "http://" + g.AdminAddr().String()
 }
 

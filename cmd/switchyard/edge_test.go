@@ -2,18 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/switchyard/switchyard/gateway"
 )
 
 // TestEdgeCLI purges and inspects a real gateway's cache through
@@ -25,29 +18,11 @@ func TestEdgeCLI(t *testing.T) {
 		fmt.Fprint(w, r.URL.Path)
 	}))
 	defer origin.Close()
-	path := filepath.Join(t.TempDir(), "gw.yaml")
 	// The admin API wants a token; the CLI takes it from the environment.
 	t.Setenv("SY_EDGE_TEST_TOKEN", "edge-cli-operator-token")
 	t.Setenv(adminTokenEnv, "edge-cli-operator-token")
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nadmin_auth: {tokens: [{name: ops, token: env:SY_EDGE_TEST_TOKEN, role: operator}]}\naccess_log: off\ncaches:\n  edge: { memory: 1MiB }\nupstreams:\n  u: { targets: [{address: %s}] }\nroutes:\n  - { upstream: u, cache: edge }\n", origin.Listener.Addr())
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(gateway.Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("gateway did not start")
-	}
+	g := runTestGateway(t, cfg)
 	front := "http://" + g.Addr().String()
 	for _, p := range []string{"/a", "/b"} {
 		resp, err := http.Get(front + p)

@@ -181,7 +181,7 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		req.Header.Set("Content-Type", "application/json")
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
+	resp, err := client.Do(withAdminToken(req))
 	if err != nil {
 		return fmt.Errorf("asking the admin API at %s: %w", *admin, err)
 	}

@@ -2,18 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/switchyard/switchyard/gateway"
 )
 
 // TestRolloutCLI runs a canary on a real gateway through `switchyard
@@ -25,26 +18,8 @@ func TestRolloutCLI(t *testing.T) {
 		return s
 	}
 	stable, canary := backend("stable"), backend("canary")
-	path := filepath.Join(t.TempDir(), "gw.yaml")
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess_log: off\nupstreams:\n  api: { targets: [{address: %s}] }\nroutes:\n  - { upstream: api }\n", stable.Listener.Addr())
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(gateway.Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("gateway did not start")
-	}
+	g := runTestGateway(t, cfg)
 	admin := g.AdminAddr().String()
 	cli := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
