@@ -178,8 +178,9 @@ func redact(dsn string) string {
 		}
 		return "xxxxx (not a valid URL, hidden)"
 	}
-	if strings.Contains(u.Path, "@") || strings.Contains(u.Fragment, "@") || u.User == nil && strings.Contains(u.RawQuery, "@") {
-		// The user info was not recognised: host and port are part of it.
+	if strings.Contains(u.Path, "@") || strings.Contains(u.Fragment, "@") || strings.Contains(u.RawQuery, "@") {
+		// The user info was not recognised (or only its start was: a
+		// password with '?' ends it early): host and port are part of it.
 		return u.Scheme + "://xxxxx (user info not percent-encoded, hidden)"
 	}
 	if u.User != nil {
@@ -213,7 +214,7 @@ func checkPostgresURL(dsn string) error {
 	if err != nil {
 		return nil // pgx reports it, without the password
 	}
-	if strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") && u.User == nil || strings.Contains(u.Fragment, "@") {
+	if strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") || strings.Contains(u.Fragment, "@") {
 		return fmt.Errorf("store: %s: '@' after the host: percent-encode '/', '?', '#' and '@' in the user name and password", redact(dsn))
 	}
 	return nil
