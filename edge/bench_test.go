@@ -17,8 +17,13 @@ func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
 
 // BenchmarkHit measures a hit of a 1 KiB object: key, lookup, headers, body.
-func BenchmarkHit(b *testing.B) {
-	body := strings.Repeat("x", 1024)
+func BenchmarkHit(b *testing.B) { benchmarkHit(b, 1024) }
+
+// BenchmarkHitLarge is BenchmarkHit for a 100 KiB object.
+func BenchmarkHitLarge(b *testing.B) { benchmarkHit(b, 100<<10) }
+
+func benchmarkHit(b *testing.B, size int) {
+	body := strings.Repeat("x", size)
 	origin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=3600")
 		w.Header().Set("Content-Type", "text/plain")

@@ -495,7 +495,7 @@ func (c *Cache) revalidateInBackground(next http.Handler, r *http.Request, key s
 			}
 		case rec.code < 500:
 			if p := c.prepare(req, key, rec.code, rec.header, reqTime, now); p.storable && !rec.tooBig {
-				c.setBody(p.e, bytes.Clone(rec.body.Bytes()))
+				c.setBody(p.e, slab(rec.body.Bytes()))
 				s.insert(p.e)
 			}
 		}

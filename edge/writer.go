@@ -165,8 +165,16 @@ func (t *teeWriter) WriteHeader(code int) {
 	}
 	if p.storable {
 		if cl := h.Get("Content-Length"); cl != "" {
-			if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n > t.c.store.maxObject {
+			if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n < 0 || n > t.c.store.maxObject {
 				p.storable = false
+			} else {
+				// The copy is made at its final size at once: growing it
+				// by appends left each stored object's discarded smaller
+				// copies behind (about as much garbage again as body,
+				// which the heap kept until the next GC). A declared
+				// length is the origin's word, so only so much is
+				// reserved before the bytes arrive.
+				t.buf = make([]byte, 0, min(n, maxPrealloc))
 			}
 		}
 	}
@@ -294,11 +302,28 @@ func (t *teeWriter) finish() {
 		t.release() // truncated
 		return
 	}
-	t.c.setBody(e, t.buf)
+	t.c.setBody(e, slab(t.buf))
 	if t.c.store.insert(e) && t.a.flight != nil {
 		t.a.flight.stored = true
 	}
 	t.pending, t.buf = nil, nil
+}
+
+// maxPrealloc bounds the body copy reserved from a declared
+// Content-Length before any of the body arrived.
+const maxPrealloc = 4 << 20
+
+// slab returns b in a slice of exactly its length: b itself when it has
+// no spare capacity, otherwise a copy (a body whose length was not
+// declared, or was declared over maxPrealloc), so a stored body holds no
+// unused tail for as long as it is cached.
+func slab(b []byte) []byte {
+	if cap(b) == len(b) {
+		return b
+	}
+	s := make([]byte, len(b))
+	copy(s, b)
+	return s
 }
 
 // abandon drops the copy after an aborted response.

@@ -106,12 +106,21 @@ func (r *connReader) Read(p []byte) (int, error) {
 type deadlineWriter struct {
 	nc      net.Conn
 	timeout time.Duration // 0: none (hijacked connections)
+
+	// With hold set, Write keeps a reference to what it is given in held
+	// instead of writing it (see writeGathered).
+	hold bool
+	held []byte
 }
 
 // writePiece is how much is written under one deadline.
 const writePiece = 64 << 10
 
 func (w *deadlineWriter) Write(p []byte) (n int, err error) {
+	if w.hold {
+		w.held = p
+		return len(p), nil
+	}
 	if w.timeout <= 0 {
 		return w.nc.Write(p)
 	}
@@ -129,6 +138,51 @@ func (w *deadlineWriter) Write(p []byte) (n int, err error) {
 		}
 	}
 	return n, nil
+}
+
+// gatherMax is how much of a large write goes out with the buffered
+// bytes in one writev; the rest is written in writePiece pieces.
+const gatherMax = 256 << 10
+
+// writeGathered writes what bw holds (a response head) and then p, where
+// p does not fit in bw: in one writev system call, not a write of the
+// filled buffer and another of the rest, and without copying p's start
+// into the buffer. A large stored body (an edge cache hit) leaves in
+// one system call with its head.
+func (c *conn) writeGathered(p []byte) error {
+	bw, w := c.bw, &c.dw
+	if bw.Buffered() == 0 || len(p) <= bw.Available() {
+		_, err := bw.Write(p)
+		return err
+	}
+	// Flush hands bw's buffered bytes to w, which holds on to them; they
+	// stay valid until bw is written to again, after the writev below.
+	w.hold = true
+	err := bw.Flush()
+	w.hold = false
+	head := w.held
+	w.held = nil
+	if err != nil {
+		return err
+	}
+	first := p[:min(len(p), gatherMax)]
+	bufs := net.Buffers{head, first}
+	for len(bufs) > 0 {
+		if w.timeout > 0 {
+			_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
+		m, err := bufs.WriteTo(w.nc) // consumes what was written
+		if err != nil {
+			if m > 0 && w.timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // the client read some: give it another timeout
+			}
+			return err
+		}
+	}
+	if rest := p[len(first):]; len(rest) > 0 {
+		_, err = w.Write(rest)
+	}
+	return err
 }
 
 func (c *conn) serve() {

@@ -181,8 +181,7 @@ func (w *response) writeBody(p []byte) error {
 		w.fail(err)
 		return w.err
 	}
-	_, err := bw.Write(p)
-	w.fail(err)
+	w.fail(w.c.writeGathered(p))
 	return w.err
 }
 
