@@ -74,7 +74,15 @@ func (a *agent) run(ctx context.Context) {
 			}
 		} else {
 			passes, fails = 0, fails+1
-			a.log.Debug("app health check failed", "app", a.app, "error", err.Error())
+			if starting && fails == 1 {
+				// Said once at Info: otherwise a sidecar whose app is not
+				// up yet stays silent until the next check, up to an
+				// interval (10s by default) later.
+				a.log.Info("app not healthy yet: registering at the first passing check", "service", a.reg.Service, "app", a.app,
+					"next_check_in", a.check.Interval.String(), "error", err.Error())
+			} else {
+				a.log.Debug("app health check failed", "app", a.app, "error", err.Error())
+			}
 			if healthy && fails >= a.check.UnhealthyAfter {
 				a.setHealthy(false, err.Error())
 			} else if !healthy {

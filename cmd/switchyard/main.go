@@ -55,6 +55,7 @@ func commands() map[string]command {
 		"load":     {"open-model HTTP load generator with HDR percentiles and degradation search", runLoad},
 		"broker":   {"run the message broker (queues, topics, streams)", runBroker},
 		"registry": {"run the service registry (registration, heartbeats, discovery)", runRegistry},
+		"outbox":   {"list, redrive or discard the messages a kit/outbox relay parked (too large for the broker)", runOutbox},
 		"dns":      {"run the authoritative DNS server and GSLB (health, geo, latency steering)", runDNS},
 		"sidecar":  {"run beside an app: register and health-check it, serve its traffic, outbound ambassador port", runSidecar},
 		"chaos":    {"fault injection: a TCP fault proxy with an HTTP API; chaos run FILE runs an experiment", runChaos},

@@ -126,11 +126,20 @@ type Delivery struct {
 
 // NewDelivery returns a delivery settled through a; for backends.
 func NewDelivery(source Dest, m broker.Message, deliveries int, published time.Time, a Acker) *Delivery {
+	d := new(Delivery)
+	InitDelivery(d, source, m, deliveries, published, a)
+	return d
+}
+
+// InitDelivery sets up a new, zero d as NewDelivery would; for backends
+// that allocate the Delivery together with their Acker (one allocation
+// per message instead of two). d must not have been handed out yet.
+func InitDelivery(d *Delivery, source Dest, m broker.Message, deliveries int, published time.Time, a Acker) {
 	if m.Headers == nil {
 		m.Headers = map[string]string{}
 	}
-	return &Delivery{Source: source, Body: m.Body, ID: m.ID, Key: m.Key, Headers: m.Headers,
-		Deliveries: deliveries, PublishedAt: published, acker: a}
+	d.Source, d.Body, d.ID, d.Key, d.Headers = source, m.Body, m.ID, m.Key, m.Headers
+	d.Deliveries, d.PublishedAt, d.acker = deliveries, published, a
 }
 
 // Ack tells the backend the message is done with; it is not delivered

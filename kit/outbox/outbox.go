@@ -78,6 +78,26 @@
 //	                (JSON object), deliver_ms (earliest delivery, unix ms,
 //	                0 = at once), ttl_ms, created_ms
 //	sy_outbox_keys  one row per key ever used: msg_key, seq (last number)
+//	sy_outbox_parked  messages the broker refused for good (see Parking):
+//	                the sy_outbox columns (id is the old row id) plus
+//	                error (the broker's answer) and parked_ms
+//
+// # Parking
+//
+// A message the broker will never take, whatever the retries (today:
+// larger than the destination's max_message_size, broker.ErrTooLarge),
+// would stop the relay at its row forever, and every message behind it
+// with it. The relay instead moves such a row, in one transaction, from
+// sy_outbox to sy_outbox_parked with the broker's error, counts it in
+// RelayStats.Parked, reports a *ParkedError to OnError, and goes on with
+// the rest of the batch (a batch refused as too large is published again
+// one message at a time, to find the culprit). Parking breaks the
+// per-key order around the parked message: later messages of its key
+// are published without it. List parked messages with Parked, publish
+// them again with Redrive (after raising the limit or shrinking the
+// message: Redrive moves the row back to the end of sy_outbox, keeping
+// its id, key and Msg-Id), or drop them with Discard; the command
+// "switchyard outbox" does the same from a shell.
 //
 // # Listen to yourself
 //
@@ -140,6 +160,38 @@ var migrations = []store.Migration{{
 		created_ms BIGINT NOT NULL
 	);
 	CREATE TABLE sy_outbox_keys (msg_key TEXT PRIMARY KEY, seq BIGINT NOT NULL);`,
+}, {
+	Version: 2, Name: "parked messages the broker refuses",
+	SQLite: `CREATE TABLE sy_outbox_parked (
+		id INTEGER PRIMARY KEY,
+		msg_id TEXT NOT NULL,
+		dest TEXT NOT NULL,
+		msg_key TEXT NOT NULL,
+		khash INTEGER NOT NULL,
+		seq BIGINT NOT NULL,
+		body BLOB NOT NULL,
+		headers TEXT NOT NULL,
+		deliver_ms BIGINT NOT NULL,
+		ttl_ms BIGINT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		error TEXT NOT NULL,
+		parked_ms BIGINT NOT NULL
+	);`,
+	Postgres: `CREATE TABLE sy_outbox_parked (
+		id BIGINT PRIMARY KEY,
+		msg_id TEXT NOT NULL,
+		dest TEXT NOT NULL,
+		msg_key TEXT NOT NULL,
+		khash INTEGER NOT NULL,
+		seq BIGINT NOT NULL,
+		body BYTEA NOT NULL,
+		headers TEXT NOT NULL,
+		deliver_ms BIGINT NOT NULL,
+		ttl_ms BIGINT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		error TEXT NOT NULL,
+		parked_ms BIGINT NOT NULL
+	);`,
 }}
 
 // Prepare creates or upgrades the outbox tables. Call it once at start

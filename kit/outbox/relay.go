@@ -47,6 +47,8 @@ type RelayOptions struct {
 	MaxBackoff time.Duration
 	// OnError, when set, is called with every failed round's error (a
 	// publish the broker refused, a lost database); the relay retries.
+	// A message parked as refused for good is reported as a *ParkedError
+	// (log it: an operator has to look at it).
 	OnError func(error)
 	// TracerProvider records a producer span ("publish DEST") per message
 	// that Add stored with trace context, a child of it (the business
@@ -115,6 +117,9 @@ type RelayStats struct {
 	// expired) when it came to renew them: it stalled past the lease TTL.
 	// Zero in steady state.
 	Lost int64
+	// Parked counts messages the broker refused for good (too large),
+	// moved to sy_outbox_parked (see the package doc's Parking).
+	Parked int64
 }
 
 // Relay publishes committed outbox messages (see the package doc). Run
@@ -141,7 +146,7 @@ type Relay struct {
 	pending map[int64]struct{}
 	deletes chan confirmed
 
-	published, rounds, errs, late, lost atomic.Int64
+	published, rounds, errs, late, lost, parked atomic.Int64
 }
 
 // NewRelay prepares the outbox tables and returns a relay that publishes
@@ -171,7 +176,8 @@ func NewRelay(ctx context.Context, db *store.DB, pub Publisher, opts RelayOption
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() RelayStats {
-	return RelayStats{Published: r.published.Load(), Rounds: r.rounds.Load(), Errors: r.errs.Load(), Late: r.late.Load(), Lost: r.lost.Load()}
+	return RelayStats{Published: r.published.Load(), Rounds: r.rounds.Load(), Errors: r.errs.Load(), Late: r.late.Load(), Lost: r.lost.Load(),
+		Parked: r.parked.Load()}
 }
 
 // Held returns the partitions this replica leads now, in order.
@@ -477,10 +483,11 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		byDest[rw.dst] = append(byDest[rw.dst], rw)
 	}
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done []int64
-		errs []error
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		done   []int64
+		parked []parkedRow
+		errs   []error
 	)
 	for _, d := range dests {
 		rs := byDest[d]
@@ -492,26 +499,22 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 					msgs[i].Delay = max(time.Until(time.UnixMilli(rw.deliver)), 0)
 				}
 			}
-			spans := r.startSpans(d, msgs)
-			err := r.pub.Publish(ctx, d, msgs...)
-			for _, sp := range spans {
-				if err != nil {
-					sp.SetStatus(otelcodes.Error, err.Error())
-				}
-				sp.End()
-			}
+			ok, park, err := r.publish(ctx, d, rs, msgs)
 			mu.Lock()
 			defer mu.Unlock()
+			done = append(done, ok...)
+			parked = append(parked, park...)
 			if err != nil {
 				errs = append(errs, err)
-				return
-			}
-			for _, rw := range rs {
-				done = append(done, rw.id)
 			}
 		})
 	}
 	wg.Wait()
+	if len(parked) > 0 {
+		if err := r.park(ctx, parked); err != nil {
+			errs = append(errs, err) // they stay, and are tried (and parked) again
+		}
+	}
 	if len(done) > 0 {
 		r.rounds.Add(1)
 		r.delMu.Lock()
@@ -522,6 +525,106 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		r.deletes <- confirmed{ids: done, expires: expires}
 	}
 	return len(batch), errors.Join(errs...)
+}
+
+// parkedRow is a row the broker refused for good, and its answer.
+type parkedRow struct {
+	rw  row
+	err error
+}
+
+// ParkedError is what OnError hears when the relay parked a message the
+// broker refused for good (see the package doc's Parking).
+type ParkedError struct {
+	ID    int64  // the row id in sy_outbox_parked (and formerly sy_outbox)
+	MsgID string // the message's id
+	Dest  string
+	Err   error // the broker's answer
+}
+
+func (e *ParkedError) Error() string {
+	return fmt.Sprintf("outbox relay: parked message %q (row %d) for %s in sy_outbox_parked: %v; see Parked and Redrive, or `switchyard outbox parked`", e.MsgID, e.ID, e.Dest, e.Err)
+}
+
+func (e *ParkedError) Unwrap() error { return e.Err }
+
+// refusedForGood reports whether the broker will refuse a message
+// whatever the retries.
+func refusedForGood(err error) bool { return errors.Is(err, broker.ErrTooLarge) }
+
+// publish publishes the rows rs of destination d (as msgs) in one batch.
+// If the broker refuses the batch for good (a message too large), it
+// publishes them one at a time, in order, to tell the refused ones
+// (park) from the rest; it stops at the first other error. ok are the
+// rows the broker confirmed.
+func (r *Relay) publish(ctx context.Context, d string, rs []row, msgs []broker.Message) (ok []int64, park []parkedRow, err error) {
+	err = r.publishSpans(ctx, d, msgs)
+	if err == nil {
+		for _, rw := range rs {
+			ok = append(ok, rw.id)
+		}
+		return ok, nil, nil
+	}
+	if !refusedForGood(err) {
+		return nil, nil, err
+	}
+	if len(rs) == 1 {
+		return nil, []parkedRow{{rw: rs[0], err: err}}, nil
+	}
+	for i, rw := range rs {
+		err := r.publishSpans(ctx, d, msgs[i:i+1])
+		switch {
+		case err == nil:
+			ok = append(ok, rw.id)
+		case refusedForGood(err):
+			park = append(park, parkedRow{rw: rw, err: err})
+		default:
+			return ok, park, err
+		}
+	}
+	return ok, park, nil
+}
+
+// publishSpans publishes msgs to d within producer spans.
+func (r *Relay) publishSpans(ctx context.Context, d string, msgs []broker.Message) error {
+	spans := r.startSpans(d, msgs)
+	err := r.pub.Publish(ctx, d, msgs...)
+	for _, sp := range spans {
+		if err != nil {
+			sp.SetStatus(otelcodes.Error, err.Error())
+		}
+		sp.End()
+	}
+	return err
+}
+
+// park moves refused rows to sy_outbox_parked, one transaction each, and
+// reports them.
+func (r *Relay) park(ctx context.Context, ps []parkedRow) error {
+	now := time.Now().UnixMilli()
+	for _, p := range ps {
+		err := r.db.InTx(ctx, func(tx *store.Tx) error {
+			res, err := tx.Exec(ctx, `INSERT INTO sy_outbox_parked (id, msg_id, dest, msg_key, khash, seq, body, headers, deliver_ms, ttl_ms, created_ms, error, parked_ms)
+				SELECT id, msg_id, dest, msg_key, khash, seq, body, headers, deliver_ms, ttl_ms, created_ms, ?, ? FROM sy_outbox WHERE id = ?`,
+				p.err.Error(), now, p.rw.id)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				return err // gone already (another replica parked it)
+			}
+			_, err = tx.Exec(ctx, "DELETE FROM sy_outbox WHERE id = ?", p.rw.id)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("outbox relay: parking message %q (row %d) refused by the broker (%v): %w", p.rw.msg.ID, p.rw.id, p.err, err)
+		}
+		r.parked.Add(1)
+		if r.opts.OnError != nil { // not a failed round: Errors stays
+			r.opts.OnError(&ParkedError{ID: p.rw.id, MsgID: p.rw.msg.ID, Dest: p.rw.dst, Err: p.err})
+		}
+	}
+	return nil
 }
 
 // startSpans starts a producer span for each message stored with trace

@@ -276,6 +276,18 @@ func notFound(err error) error {
 	return err
 }
 
+// pubErr maps a publish error: JetStream's and NATS's size limits (the
+// stream's max_msg_size, the server's max_payload) become
+// broker.ErrTooLarge, as the broker's max_message_size, so that callers
+// (the outbox relay parks such a message) tell a refusal for good from a
+// passing failure; "nothing there" becomes broker.ErrNotFound.
+func pubErr(err error) error {
+	if errors.Is(err, natsjs.ErrStreamMessageExceedsMaximum) || errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: %w", broker.ErrTooLarge, err)
+	}
+	return notFound(err)
+}
+
 // toNats builds the JetStream message for m.
 func toNats(subject string, m broker.Message, now time.Time) *nats.Msg {
 	nm := &nats.Msg{Subject: subject, Data: m.Body, Header: make(nats.Header, len(m.Headers)+4)}
@@ -355,7 +367,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 	if d.Kind == message.Topic {
 		for _, m := range msgs {
 			if err := b.nc.PublishMsg(toNats(topicSubject(d.Name), m, now)); err != nil {
-				return fmt.Errorf("publishing to %s: %w", d, err)
+				return fmt.Errorf("publishing to %s: %w", d, pubErr(err))
 			}
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -368,7 +380,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 	_, subject := streamOf(d)
 	if len(msgs) == 1 {
 		if _, err := b.js.PublishMsg(ctx, toNats(subject, msgs[0], now), natsjs.WithRetryAttempts(0)); err != nil {
-			return fmt.Errorf("publishing to %s: %w", d, notFound(err))
+			return fmt.Errorf("publishing to %s: %w", d, pubErr(err))
 		}
 		return nil
 	}
@@ -376,7 +388,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 	for _, m := range msgs {
 		f, err := b.js.PublishMsgAsync(toNats(subject, m, now), natsjs.WithRetryAttempts(0))
 		if err != nil {
-			return fmt.Errorf("publishing to %s: %w", d, notFound(err))
+			return fmt.Errorf("publishing to %s: %w", d, pubErr(err))
 		}
 		futures = append(futures, f)
 	}
@@ -384,7 +396,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("publishing message %d of %d to %s: %w", i+1, len(msgs), d, notFound(err))
+			return fmt.Errorf("publishing message %d of %d to %s: %w", i+1, len(msgs), d, pubErr(err))
 		case <-ctx.Done():
 			return fmt.Errorf("publishing to %s: %w", d, ctx.Err())
 		}

@@ -2,11 +2,13 @@ package jetstream_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/kit/message"
 	"github.com/switchyard/switchyard/kit/message/jetstream"
 	"github.com/switchyard/switchyard/kit/message/messagetest"
@@ -56,5 +58,41 @@ func TestOpenErrors(t *testing.T) {
 	defer cancel()
 	if _, err := message.Open(ctx, "nats://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("Open of a closed port: %v", err)
+	}
+}
+
+// A message above the stream's size limit is broker.ErrTooLarge, as on
+// switchyard's broker, so the outbox relay parks it instead of retrying
+// it for ever.
+func TestTooLarge(t *testing.T) {
+	ctx := context.Background()
+	b, err := jetstream.Dial(ctx, natsURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	q := "queue:toolarge-" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	if err := b.Declare(ctx, q, message.DeclareOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Delete(ctx, q)
+	stream := "SYQ_" + strings.TrimPrefix(q, "queue:")
+	s, err := b.JetStream().Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 100
+	if _, err := b.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	big := broker.Message{Body: make([]byte, 300)}
+	for _, msgs := range [][]broker.Message{{big}, {{Body: []byte("ok")}, big}} {
+		if err := b.Publish(ctx, q, msgs...); !errors.Is(err, broker.ErrTooLarge) {
+			t.Fatalf("publishing %d messages, one of 300 bytes, to a stream of max_msg_size 100: %v, want broker.ErrTooLarge", len(msgs), err)
+		}
+	}
+	if err := b.Publish(ctx, q, broker.Message{Body: []byte("small")}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -133,9 +133,12 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 		return
 	}
 	n := int(meta.NumDelivered)
-	now := time.Now()
 	h := m.Headers()
+	// The clock is read only for a delayed or expiring message: time.Now
+	// was a tenth of the adapter's cost per message on a VM's clock.
+	var now time.Time
 	if at, ok := unixHeader(h, HeaderDeliverAt); ok {
+		now = time.Now()
 		if wait := at.Sub(now); wait > 0 {
 			m.NakWithDelay(wait)
 			return
@@ -144,7 +147,7 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 			n-- // the early delivery held back above (see the package doc)
 		}
 	}
-	if exp, ok := unixHeader(h, HeaderExpires); ok && !now.Before(exp) {
+	if exp, ok := unixHeader(h, HeaderExpires); ok && !exp.After(clock(&now)) {
 		q.deadLetter(context.WithoutCancel(ctx), m, meta, n, "expired")
 		return
 	}
@@ -152,7 +155,18 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 		q.deadLetter(context.WithoutCancel(ctx), m, meta, n-1, "max_deliveries")
 		return
 	}
-	deliver(message.NewDelivery(q.src, fromNats(m), n, meta.Timestamp, &jsAck{q: q, m: m, meta: meta, n: n}))
+	// The delivery and its acker are one allocation.
+	jd := &jsDelivery{a: jsAck{q: q, m: m, meta: meta, n: n}}
+	message.InitDelivery(&jd.d, q.src, fromNats(m), n, meta.Timestamp, &jd.a)
+	deliver(&jd.d)
+}
+
+// clock returns *now, reading the clock into it first if it is zero.
+func clock(now *time.Time) time.Time {
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	return *now
 }
 
 func unixHeader(h nats.Header, k string) (time.Time, bool) {
@@ -199,6 +213,12 @@ func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, meta *natsjs.Ms
 		return fmt.Errorf("dead-lettering a message of %s to %s: %w", q.src, dlq, err)
 	}
 	return m.Ack()
+}
+
+// jsDelivery is a delivery with its acker.
+type jsDelivery struct {
+	d message.Delivery
+	a jsAck
 }
 
 // jsAck settles one JetStream delivery.
