@@ -179,7 +179,7 @@ func (c *LocalCA) Leaf(name string) (Leaf, error) {
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     []string{name, "localhost"}, // name: a client dialing with server_name NAME checks the identity
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		URIs:         []*url.URL{{Scheme: "spiffe", Host: c.TrustDomain, Path: "/" + name}},
 	}

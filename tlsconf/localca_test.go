@@ -59,7 +59,7 @@ func TestLocalCACreateReuseRenew(t *testing.T) {
 	if c.Subject.CommonName != "payments" || len(c.URIs) != 1 || c.URIs[0].String() != "spiffe://switchyard.local/payments" {
 		t.Fatalf("identity: CN %q URIs %v", c.Subject.CommonName, c.URIs)
 	}
-	if len(c.IPAddresses) == 0 || !c.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) || c.DNSNames[0] != "localhost" {
+	if len(c.IPAddresses) == 0 || !c.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) || c.DNSNames[1] != "localhost" {
 		t.Fatalf("SANs: %v %v", c.IPAddresses, c.DNSNames)
 	}
 	caCert := readCert(t, ca.CACert())
