@@ -126,6 +126,13 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 	var errs []error
 	if d := cfg.Discovery; d != nil {
 		hc, tr := registryClient()
+		if d.TLS != nil {
+			tc, err := d.TLS.ClientConfig(nil)
+			if err != nil {
+				errs = append(errs, cfg.Errorf("discovery.tls", "%v", err))
+			}
+			tr.TLSClientConfig = tc
+		}
 		c, err := discovery.NewClient(d.Registry, hc)
 		if err != nil {
 			errs = append(errs, cfg.Errorf("discovery.registry", "%v", err))

@@ -277,6 +277,10 @@ type Discovery struct {
 	// Wait is how long one watch long-poll blocks at the registry.
 	// Default 30s.
 	Wait time.Duration `yaml:"wait"`
+	// TLS, for an https:// registry: the CA that signs its certificate
+	// and the client certificate the gateway presents (a registry with
+	// access control knows callers by it). Read at start.
+	TLS *tlsconf.Upstream `yaml:"tls"`
 }
 
 // DefaultDiscoveryInitialWait is Discovery.InitialWait's default.
@@ -590,6 +594,14 @@ func (c *Config) validate(src *config.Source) error {
 			add("discovery.registry", "missing: expected the registry URL, e.g. http://127.0.0.1:8500")
 		} else if err != nil {
 			add("discovery.registry", "%v", err)
+		}
+		if d.TLS != nil {
+			if err := d.TLS.Validate(); err != nil {
+				errs = append(errs, c.Wrap("discovery.tls", err))
+			}
+			if !strings.HasPrefix(d.Registry, "https://") {
+				add("discovery.tls", "set, but discovery.registry %q is not an https:// URL", d.Registry)
+			}
 		}
 		if d.InitialWait < 0 {
 			add("discovery.initial_wait", "negative duration %s", d.InitialWait)

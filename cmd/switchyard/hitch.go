@@ -47,7 +47,7 @@ func runHitch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func runHitchUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("hitch up", "[--data DIR] [--replicas 2] [--listen ADDR] [--admin ADDR] [--postgres URL] [--redis URL]",
+	fs := newFlagSet("hitch up", "[--data DIR] [--replicas 2] [--listen ADDR] [--admin ADDR] [--postgres URL] [--redis URL] [--secure]",
 		"Run Hitch on this machine: the service registry, the message broker, every\n"+
 			"service as its own processes (replicated ones --replicas times), and the gateway\n"+
 			"in front of them with JWT auth and rate limits. Crashed processes are restarted\n"+
@@ -63,6 +63,7 @@ func runHitchUp(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.Redis, "redis", "", "Redis `URL` for the gateway's rate limits and the services' caches")
 	fs.StringVar(&o.ConsumerRate, "consumer-rate", "", "rate limit of each signed-in user, e.g. 100/s (default 100/s; raise it to load-test with few users)")
 	fs.StringVar(&o.PublicRate, "public-rate", "", "rate limit per client IP on the public routes, e.g. 50/s (default 50/s)")
+	fs.BoolVar(&o.Secure, "secure", false, "every hop over TLS with identities from a local CA made in DATA/pki at first start: HTTPS gateway, mTLS to and between services, authenticated registry and broker with per-service permissions, admin API over HTTPS with a token (docs/security.md)")
 	logLevel := fs.String("log-level", "warn", "supervisor and gateway log level: debug, info, warn, error")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -105,6 +106,10 @@ func runHitchServe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&o.Store, "store", "", "database `URL`: postgres://... (a schema hitch_NAME) or sqlite:PATH; default sqlite:DATA/NAME.db")
 	fs.StringVar(&o.Redis, "redis", "", "Redis `URL` handed to the service")
 	fs.StringVar(&o.ConfigFile, "config", "", "the service's YAML config `file`")
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "CA `file` (PEM): with --tls-cert and --tls-key the service serves HTTPS only, requiring client certificates from this CA, and calls the registry and other services over HTTPS")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "the service's certificate `file` (PEM), presented as server and client")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "the private key `file` of --tls-cert")
+	callers := fs.String("tls-callers", "", "comma-separated certificate common `names` allowed to call the service (with --tls-cert)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	// The name comes first: flags after it.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -118,6 +123,11 @@ func runHitchServe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	} else if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "switchyard hitch serve: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
+	}
+	for _, c := range strings.Split(*callers, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			o.Callers = append(o.Callers, c)
+		}
 	}
 	if o.Name == "" {
 		fmt.Fprintf(stderr, "switchyard hitch serve: the service NAME is required: one of %s\n", strings.Join(names, ", "))

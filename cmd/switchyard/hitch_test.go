@@ -178,7 +178,7 @@ func TestHitchUp(t *testing.T) {
 	// Every use case of the notes, through the gateway as a user would
 	// (the declined payment through the card processor's faults), then
 	// the web app in a real browser.
-	for _, r := range sim.Check(context.Background(), sim.CheckConfig{BaseURL: gw, Decline: declineVia(admin)}) {
+	for _, r := range sim.Check(context.Background(), sim.CheckConfig{BaseURL: gw, Decline: declineVia(admin, nil)}) {
 		switch {
 		case r.Err != nil:
 			t.Errorf("use case %q: %v", r.Name, r.Err)

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/switchyard/switchyard/hitch/sim"
 	"github.com/switchyard/switchyard/load"
+	"github.com/switchyard/switchyard/tlsconf"
 )
 
 // runHitchCheck runs every use case of the notes against a running Hitch.
@@ -30,10 +34,16 @@ func runHitchCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 	noDriver := fs.Duration("no-driver-wait", 90*time.Second, "how long to wait for no_driver (matching's timeout)")
 	var cases stringList
 	fs.Var(&cases, "case", "run only this `case` (repeatable)")
+	var tf tlsFlags
+	tf.register(fs)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if err := wantBaseURL("--url", *url); err != nil {
+		return err
+	}
+	hc, err := tf.client()
+	if err != nil {
 		return err
 	}
 	if *adminURL != "" {
@@ -44,9 +54,9 @@ func runHitchCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := knownCases(cases); err != nil {
 		return err
 	}
-	cfg := sim.CheckConfig{BaseURL: *url, Wait: *wait, NoDriverWait: *noDriver, Cases: cases}
+	cfg := sim.CheckConfig{BaseURL: *url, Wait: *wait, NoDriverWait: *noDriver, Cases: cases, HTTPClient: hc}
 	if *adminURL != "" {
-		cfg.Decline = declineVia(*adminURL)
+		cfg.Decline = declineVia(*adminURL, hc)
 	}
 	results := sim.Check(ctx, cfg)
 	failed := 0
@@ -97,16 +107,25 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // declineVia finds the card processor through hitch up's process list and
 // makes it decline every card until restored.
-func declineVia(adminURL string) func(ctx context.Context) (func(), error) {
+// hc nil is http.DefaultClient; with TLS (hitch up --secure) the card
+// processor is called over HTTPS with hc's client certificate.
+func declineVia(adminURL string, hc *http.Client) func(ctx context.Context) (func(), error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	scheme := "http://"
+	if strings.HasPrefix(adminURL, "https://") {
+		scheme = "https://"
+	}
 	return func(ctx context.Context) (func(), error) {
-		addr, err := processAddr(ctx, adminURL, "cardprocessor")
+		addr, err := processAddrWith(ctx, hc, adminURL, "cardprocessor")
 		if err != nil {
 			return nil, err
 		}
 		set := func(body string) error {
-			req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+addr+"/v1/faults", bytes.NewBufferString(body))
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, scheme+addr+"/v1/faults", bytes.NewBufferString(body))
 			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := hc.Do(req)
 			if err != nil {
 				return err
 			}
@@ -127,8 +146,14 @@ func declineVia(adminURL string) func(ctx context.Context) (func(), error) {
 // processAddr reads GET /admin/hitch/processes and returns the address of
 // the first healthy process of service.
 func processAddr(ctx context.Context, adminURL, service string) (string, error) {
+	return processAddrWith(ctx, http.DefaultClient, adminURL, service)
+}
+
+// processAddrWith is processAddr with client hc (and the admin token of
+// $SWITCHYARD_ADMIN_TOKEN, if set).
+func processAddrWith(ctx context.Context, hc *http.Client, adminURL, service string) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(adminURL, "/")+"/admin/hitch/processes", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(withAdminToken(req))
 	if err != nil {
 		return "", fmt.Errorf("listing hitch processes: %w", err)
 	}
@@ -215,4 +240,41 @@ func runHitchBench(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cfg.Log = stdout
 	_, err = sim.Bench(ctx, cfg)
 	return err
+}
+
+// tlsFlags are a client's --cacert, --cert and --key (hitch up --secure
+// prints them).
+type tlsFlags struct{ ca, cert, key string }
+
+func (t *tlsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.ca, "cacert", "", "CA certificate `file` to verify https:// servers with (hitch up --secure: DATA/pki/ca.crt)")
+	fs.StringVar(&t.cert, "cert", "", "client certificate `file` to present (hitch up --secure: DATA/pki/operator.crt)")
+	fs.StringVar(&t.key, "key", "", "private key `file` of --cert")
+}
+
+// client is an HTTP client with the flags' TLS settings; nil when none
+// is set (the defaults).
+func (t *tlsFlags) client() (*http.Client, error) {
+	if t.ca == "" && t.cert == "" && t.key == "" {
+		return nil, nil
+	}
+	if (t.cert == "") != (t.key == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	var cfg *tls.Config
+	if t.ca != "" {
+		c, err := tlsconf.ClientConfig(t.ca, t.cert, t.key)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	} else {
+		pair, err := tls.LoadX509KeyPair(t.cert, t.key)
+		if err != nil {
+			return nil, fmt.Errorf("--cert %s, --key %s: %w", t.cert, t.key, err)
+		}
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg,
+		MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}, nil
 }

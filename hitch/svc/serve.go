@@ -2,6 +2,7 @@ package svc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	_ "github.com/switchyard/switchyard/kit/message/sybroker"  // switchyard://
 	"github.com/switchyard/switchyard/kit/store"
 	"github.com/switchyard/switchyard/telemetry"
+	"github.com/switchyard/switchyard/tlsconf"
 )
 
 // Options are the flags of `switchyard hitch serve NAME`.
@@ -53,6 +55,15 @@ type Options struct {
 	Store string
 	// Redis is handed to the service (Deps.Redis).
 	Redis string
+	// TLSCA, TLSCert and TLSKey, all set, make every hop of the process
+	// TLS with this identity (hitch up --secure): it serves HTTPS only,
+	// requiring a client certificate signed by TLSCA whose common name is
+	// one of Callers; it calls the registry and other services over HTTPS
+	// presenting TLSCert. The bus URL carries its own TLS settings.
+	TLSCA, TLSCert, TLSKey string
+	// Callers are the client identities (certificate common names) the
+	// service accepts with TLS on. Required then.
+	Callers []string
 	// ConfigFile is the service's YAML config; empty for defaults.
 	ConfigFile string
 	// TTL is the registration's TTL (heartbeats every third). Default 3s.
@@ -95,6 +106,16 @@ func (o Options) Validate(specs []Spec) error {
 	}
 	if o.Store != "" && !strings.HasPrefix(o.Store, "postgres://") && !strings.HasPrefix(o.Store, "postgresql://") && !strings.HasPrefix(o.Store, "sqlite:") {
 		errs = append(errs, fmt.Errorf("--store %q: expected postgres://... or sqlite:PATH", o.Store))
+	}
+	if tlsSet := o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != ""; tlsSet {
+		if o.TLSCA == "" || o.TLSCert == "" || o.TLSKey == "" {
+			errs = append(errs, errors.New("--tls-ca, --tls-cert and --tls-key go together: set all three"))
+		}
+		if len(o.Callers) == 0 {
+			errs = append(errs, errors.New("--tls-callers is required with TLS: the certificate names that may call the service"))
+		}
+	} else if len(o.Callers) > 0 {
+		errs = append(errs, errors.New("--tls-callers needs --tls-ca, --tls-cert and --tls-key"))
 	}
 	if o.Listen != "" {
 		if _, _, err := net.SplitHostPort(o.Listen); err != nil {
@@ -222,11 +243,32 @@ func Serve(ctx context.Context, specs []Spec, o Options) error {
 			bus = fanOut{Backend: bus, bindings: hitch.Bindings}
 		}
 	}
-	reg, err := discovery.NewClient(o.Registry, nil)
+	var serverTLS, clientTLS *tls.Config
+	var regHTTP *http.Client
+	scheme := "http"
+	if o.TLSCert != "" {
+		callers := map[string]bool{}
+		for _, c := range o.Callers {
+			callers[c] = true
+		}
+		if serverTLS, err = tlsconf.ServerConfig(o.TLSCA, o.TLSCert, o.TLSKey, func(n string) bool { return callers[n] }); err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		if clientTLS, err = tlsconf.ClientConfig(o.TLSCA, o.TLSCert, o.TLSKey); err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy, t.TLSClientConfig = nil, clientTLS
+		regHTTP, scheme = &http.Client{Transport: t}, "https"
+	}
+	reg, err := discovery.NewClient(o.Registry, regHTTP)
 	if err != nil {
 		return err
 	}
 	resolver := NewResolver(reg, nil)
+	if clientTLS != nil {
+		resolver = NewSecureResolver(reg, clientTLS)
+	}
 	defer resolver.Close()
 
 	s, err := spec.New(ctx, Deps{Name: o.Name, Replica: o.Replica, DB: db, Bus: bus,
@@ -238,6 +280,10 @@ func Serve(ctx context.Context, specs []Spec, o Options) error {
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on --listen %q: %w", o.Listen, err)
+	}
+	addr := ln.Addr().String()
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS) // HTTPS only: a plain HTTP request fails its handshake
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -251,9 +297,8 @@ func Serve(ctx context.Context, specs []Spec, o Options) error {
 	runErr := make(chan error, 1)
 	go func() { runErr <- s.Run(runCtx) }()
 
-	addr := ln.Addr().String()
 	lease, err := reg.Register(ctx, discovery.Registration{Service: o.Name, ID: id, Address: addr,
-		HealthURL: "http://" + addr + "/healthz", TTL: config.Duration(o.TTL),
+		HealthURL: scheme + "://" + addr + "/healthz", TTL: config.Duration(o.TTL),
 		Meta: map[string]string{"pid": strconv.Itoa(os.Getpid()), "replica": strconv.Itoa(o.Replica)}})
 	if err != nil {
 		stopRun()

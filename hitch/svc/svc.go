@@ -12,6 +12,7 @@ package svc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/kit/message"
 	"github.com/switchyard/switchyard/kit/store"
+	"github.com/switchyard/switchyard/tlsconf"
 )
 
 // Service is what the runtime needs of a built service (the shape every
@@ -159,6 +161,10 @@ type Resolver struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// tls, when set, makes every call HTTPS with this client config, the
+	// server's certificate required to name the service called.
+	tls *tls.Config
+
 	mu    sync.Mutex
 	pools map[string]*resolved
 }
@@ -183,6 +189,15 @@ func NewResolver(c *discovery.Client, base http.RoundTripper) *Resolver {
 	return &Resolver{client: c, base: base, ctx: ctx, cancel: cancel, pools: map[string]*resolved{}}
 }
 
+// NewSecureResolver is NewResolver whose calls go over TLS with cfg (the
+// caller's client certificate and the CA): http://SERVICE/... is sent as
+// https to an instance whose certificate must name SERVICE.
+func NewSecureResolver(c *discovery.Client, cfg *tls.Config) *Resolver {
+	r := NewResolver(c, nil)
+	r.tls = cfg
+	return r
+}
+
 // RoundTrip implements http.RoundTripper. A service first named less
 // than FirstWait ago and with no instance known yet is waited for (up to
 // FirstWait from its first use, or the request's context): its watch's
@@ -193,6 +208,10 @@ func (r *Resolver) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		closeBody(req)
 		return nil, err
+	}
+	if r.tls != nil && req.URL.Scheme != "https" {
+		req = req.Clone(req.Context())
+		req.URL.Scheme = "https"
 	}
 	if len(p.b.Targets()) == 0 && time.Since(p.created) < FirstWait {
 		wait := time.NewTimer(FirstWait - time.Since(p.created))
@@ -245,7 +264,13 @@ func (r *Resolver) pool(service string) (*resolved, error) {
 		w.Close()
 		return nil, err
 	}
-	p := &resolved{created: time.Now(), w: w, b: b, tr: &discovery.Transport{Balancer: b, Base: r.base}}
+	base := r.base
+	if r.tls != nil {
+		t := r.base.(*http.Transport).Clone()
+		t.TLSClientConfig = tlsconf.ExpectServer(r.tls, service)
+		base = t
+	}
+	p := &resolved{created: time.Now(), w: w, b: b, tr: &discovery.Transport{Balancer: b, Base: base}}
 	r.pools[service] = p
 	return p, nil
 }

@@ -69,6 +69,8 @@ type process struct {
 	readyLine func(line string) (addr string, ok bool)
 	// health is the URL path checked for health on the address.
 	health string
+	// scheme of the health check: "https" under --secure; "" is http.
+	scheme string
 
 	mu       sync.Mutex
 	pid      int
@@ -199,7 +201,11 @@ func (p *process) info(ctx context.Context, client *http.Client) ProcessInfo {
 	case in.Address == "":
 		in.Health = "starting"
 	default:
-		in.Health = checkHealth(ctx, client, "http://"+in.Address+p.health)
+		scheme := p.scheme
+		if scheme == "" {
+			scheme = "http"
+		}
+		in.Health = checkHealth(ctx, client, scheme+"://"+in.Address+p.health)
 	}
 	return in
 }

@@ -15,6 +15,7 @@ package up
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,6 +94,12 @@ type Options struct {
 	// Logger receives the supervisor's and the gateway's logs. Default:
 	// text to stderr.
 	Logger *slog.Logger
+	// Secure runs every hop over TLS with identities from a local CA in
+	// DATA/pki (hitch up --secure, docs/security.md): HTTPS at the
+	// gateway, mTLS to the services and between them, the registry and
+	// the broker authenticated by client certificate with per-service
+	// permissions, the admin API over HTTPS with a token or certificate.
+	Secure bool
 	// Ready, if set, is called once everything is up (tests).
 	Ready func(Info)
 }
@@ -104,6 +111,10 @@ type Info struct {
 	Registry string // http://ADDR
 	Broker   string // http://ADDR (the broker's HTTP API)
 	Bus      string // the message bus URL the services use
+	// Under Secure: the CA certificate (curl --cacert), the operator's
+	// certificate and key (curl --cert/--key, hitch check), and the file
+	// holding the admin API's operator token.
+	CACert, OperatorCert, OperatorKey, AdminTokenFile string
 }
 
 func (o *Options) defaults() error {
@@ -155,6 +166,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Postgres != "" && !strings.HasPrefix(o.Postgres, "postgres://") && !strings.HasPrefix(o.Postgres, "postgresql://") {
 		errs = append(errs, fmt.Errorf("--postgres %q: expected postgres://USER@HOST:PORT/DB", o.Postgres))
+	}
+	if o.Secure && o.NATS != "" {
+		errs = append(errs, errors.New("--secure with --nats: not supported yet (the NATS connection would be the one hop without identities); use the switchyard broker"))
 	}
 	if o.Redis != "" && !strings.HasPrefix(o.Redis, "redis://") && !strings.HasPrefix(o.Redis, "rediss://") {
 		errs = append(errs, fmt.Errorf("--redis %q: expected redis://HOST:PORT", o.Redis))
@@ -235,10 +249,35 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("registry listener: %w", err)
 	}
-	regSrv := &http.Server{Handler: registry.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
+	var sec *secure
+	var svcNames []string
+	for _, s := range o.Specs {
+		svcNames = append(svcNames, s.Name)
+	}
+	regHandler := registry.Handler(reg)
+	regURL := "http://" + regLn.Addr().String()
+	if o.Secure {
+		if sec, err = setupSecure(data, svcNames); err != nil {
+			regLn.Close()
+			return fmt.Errorf("--secure: %w", err)
+		}
+		tcfg, access, err := sec.registryServer(svcNames)
+		if err != nil {
+			regLn.Close()
+			return fmt.Errorf("--secure: registry TLS: %w", err)
+		}
+		regHandler = registry.Protect(regHandler, access)
+		regLn = tls.NewListener(regLn, tcfg)
+		regURL = "https://" + regLn.Addr().String()
+		verb := "reusing"
+		if sec.ca.Created {
+			verb = "created"
+		}
+		fmt.Fprintf(out, "hitch up --secure: %s the local CA %s (curl --cacert %s)\n", verb, sec.ca.CACert(), sec.ca.CACert())
+	}
+	regSrv := &http.Server{Handler: regHandler, ReadHeaderTimeout: 10 * time.Second}
 	go regSrv.Serve(regLn)
 	defer regSrv.Close()
-	regURL := "http://" + regLn.Addr().String()
 
 	var wg sync.WaitGroup
 	defer wg.Wait() // every child has exited before Run returns
@@ -252,7 +291,7 @@ func Run(ctx context.Context, o Options) error {
 		brokerHTTP string
 	)
 	if o.NATS == "" {
-		bp, bus, brokerHTTP, err = startBroker(ctx, brokerCtx, &wg, o, data, out, childEnv("broker"))
+		bp, bus, brokerHTTP, err = startBroker(ctx, brokerCtx, &wg, o, data, out, childEnv("broker"), sec, svcNames)
 		if err != nil {
 			return err
 		}
@@ -278,7 +317,15 @@ func Run(ctx context.Context, o Options) error {
 			args := append(append([]string{}, o.Command...), "hitch", "serve", s.Name, "--replica", strconv.Itoa(i),
 				"--listen", "127.0.0.1:0", "--data", filepath.Join(data, "services"), "--registry", regURL)
 			if s.Bus {
-				args = append(args, "--bus", bus)
+				if sec != nil {
+					args = append(args, "--bus", sec.busURL(strings.TrimPrefix(bus, "switchyard://"), s.Name))
+				} else {
+					args = append(args, "--bus", bus)
+				}
+			}
+			scheme := ""
+			if sec != nil {
+				args, scheme = append(args, sec.serveArgs(s.Name)...), "https"
 			}
 			if o.Postgres != "" {
 				args = append(args, "--store", o.Postgres)
@@ -287,7 +334,7 @@ func Run(ctx context.Context, o Options) error {
 				args = append(args, "--redis", o.Redis)
 			}
 			p := &process{name: s.Name, replica: i, role: "service", argv: args, env: childEnv(s.Name), backoff: o.Backoff,
-				log: log, out: out, readyLine: serveReady, health: "/healthz", ready: make(chan struct{})}
+				log: log, out: out, readyLine: serveReady, health: "/healthz", scheme: scheme, ready: make(chan struct{})}
 			procs = append(procs, p)
 			svcProcs = append(svcProcs, p)
 			wg.Add(1)
@@ -302,18 +349,31 @@ func Run(ctx context.Context, o Options) error {
 
 	// JWKS for the gateway: served here on loopback, fetched from one of
 	// identity's instances through discovery.
-	dc, err := discovery.NewClient(regURL, nil)
+	health := &http.Client{Timeout: time.Second}
+	var regHTTP *http.Client
+	if sec != nil {
+		health = sec.httpClient()
+		health.Timeout = time.Second
+		regHTTP = sec.httpClient()
+	}
+	dc, err := discovery.NewClient(regURL, regHTTP)
 	if err != nil {
 		return err
 	}
 	resolver := svc.NewResolver(dc, nil)
+	if sec != nil {
+		resolver = svc.NewSecureResolver(dc, sec.client)
+	}
 	defer resolver.Close()
 	jwksLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("JWKS listener: %w", err)
 	}
-	health := &http.Client{Timeout: time.Second}
 	var gw *gateway.Gateway
+	scheme := "http://"
+	if sec != nil {
+		scheme = "https://"
+	}
 	gwAddr := func() string { return addrOf(gw.Addr()) }
 	processes := processesHandler(procs, reg, regURL, health, gwAddr, started)
 	relay := http.NewServeMux()
@@ -322,9 +382,9 @@ func Run(ctx context.Context, o Options) error {
 	// origin through the gateway (/ops/...): the process list, the
 	// gateway's upstreams, the broker's queues.
 	relay.Handle("GET /ops/admin/hitch/processes", processes)
-	relay.Handle("GET /ops/admin/upstreams", relayGET(health, func() string { return "http://" + addrOf(gw.AdminAddr()) + "/admin/upstreams" }))
+	relay.Handle("GET /ops/admin/upstreams", relayGET(health, func() string { return scheme + addrOf(gw.AdminAddr()) + "/admin/upstreams" }))
 	if brokerHTTP != "" {
-		relay.Handle("GET /ops/v1/queues", relayGET(health, func() string { return "http://" + brokerHTTP + "/v1/queues" }))
+		relay.Handle("GET /ops/v1/queues", relayGET(health, func() string { return scheme + brokerHTTP + "/v1/queues" }))
 	}
 	jwksSrv := &http.Server{Handler: relay, ReadHeaderTimeout: 10 * time.Second}
 	go jwksSrv.Serve(jwksLn)
@@ -342,9 +402,13 @@ func Run(ctx context.Context, o Options) error {
 	cfg.Upstreams["ops"] = &gateway.Upstream{Targets: []gateway.Target{{Address: jwksLn.Addr().String()}}}
 	cfg.Routes = append(cfg.Routes, gateway.Route{Name: "ops", Upstream: "ops",
 		Match: gateway.Match{PathPrefix: "/ops", Methods: []string{http.MethodGet, http.MethodHead}}})
-	if brokerHTTP != "" {
+	if sec != nil {
+		sec.gateway(cfg)
+	}
+	if brokerHTTP != "" && sec == nil {
 		// The dashboard shows Hitch's queues (not with NATS JetStream,
-		// which has no switchyard broker HTTP API).
+		// which has no switchyard broker HTTP API, nor under --secure:
+		// the dashboard's broker client has no TLS client certificate).
 		cfg.Dashboard = &dashboard.Config{Brokers: []string{"http://" + brokerHTTP}}
 	}
 	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"), Tracing: tracing,
@@ -364,9 +428,13 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
-	info := Info{Gateway: "http://" + addrOf(gw.Addr()), Admin: "http://" + addrOf(gw.AdminAddr()), Registry: regURL, Bus: bus}
+	info := Info{Gateway: scheme + addrOf(gw.Addr()), Admin: scheme + addrOf(gw.AdminAddr()), Registry: regURL, Bus: bus}
+	if sec != nil {
+		op := sec.leaves[IDOperator]
+		info.CACert, info.OperatorCert, info.OperatorKey, info.AdminTokenFile = sec.ca.CACert(), op.Cert, op.Key, sec.adminTokenFile
+	}
 	if brokerHTTP != "" {
-		info.Broker = "http://" + brokerHTTP
+		info.Broker = scheme + brokerHTTP
 	} else {
 		info.Broker = "NATS JetStream"
 	}
@@ -377,6 +445,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 		fmt.Fprintf(out, "\nHitch is up.\n  web app:   %s/\n  gateway:   %s  (POST /v1/auth/register, POST /v1/auth/login, ...)\n  admin:     %s/admin/status  (processes: %s/admin/hitch/processes)\n  dashboard: %s/admin/dashboard\n  broker:    %s  (bus %s)\n  registry:  %s/v1/services\n  traces:    %s\n  data:      %s\nCtrl-C stops everything.\n\n",
 			info.Gateway, info.Gateway, info.Admin, info.Admin, info.Admin, info.Broker, redactURL(bus), regURL, traces, data)
+		if sec != nil {
+			fmt.Fprintf(out, "Every hop is TLS with identities from the local CA (docs/security.md):\n  CA:        %s  (curl --cacert)\n  operator:  --cert %s --key %s\n  admin:     token in %s (0600): curl -H \"Authorization: Bearer $(cat %s)\"\n  hitch check --cacert %s --cert %s --key %s --url %s --admin %s\n\n",
+				info.CACert, info.OperatorCert, info.OperatorKey, info.AdminTokenFile, info.AdminTokenFile, info.CACert, info.OperatorCert, info.OperatorKey, info.Gateway, info.Admin)
+		}
 		if o.Ready != nil {
 			o.Ready(info)
 		}
@@ -458,13 +530,17 @@ func addressesFree(listen, admin string) error {
 // startBroker writes the broker's config (hitch.Bindings' queues and
 // topics) and supervises it. The first start picks free ports; restarts
 // keep them, so the services' bus URL stays right.
-func startBroker(ctx, brokerCtx context.Context, wg *sync.WaitGroup, o Options, data string, out io.Writer, env []string) (*process, string, string, error) {
+func startBroker(ctx, brokerCtx context.Context, wg *sync.WaitGroup, o Options, data string, out io.Writer, env []string, sec *secure, services []string) (*process, string, string, error) {
 	cfgPath := filepath.Join(data, "broker.yaml")
-	if err := os.WriteFile(cfgPath, BrokerConfig(), 0o644); err != nil {
+	doc, scheme := BrokerConfig(), ""
+	if sec != nil {
+		doc, scheme = append(doc, sec.brokerYAML(services)...), "https"
+	}
+	if err := os.WriteFile(cfgPath, doc, 0o644); err != nil {
 		return nil, "", "", fmt.Errorf("writing the broker config: %w", err)
 	}
 	p := &process{name: "broker", role: "broker", env: env, backoff: o.Backoff, log: o.Logger, out: out,
-		health: "/healthz", ready: make(chan struct{})}
+		health: "/healthz", scheme: scheme, ready: make(chan struct{})}
 	var native string
 	var mu sync.Mutex
 	p.readyLine = func(line string) (string, bool) {
@@ -644,7 +720,7 @@ func processesHandler(procs []*process, reg *registry.Registry, regURL string, c
 		wg.Wait()
 		self := os.Getpid()
 		list = append(list,
-			ProcessInfo{Name: "registry", PID: self, Address: strings.TrimPrefix(regURL, "http://"), Role: "registry",
+			ProcessInfo{Name: "registry", PID: self, Address: strings.TrimPrefix(strings.TrimPrefix(regURL, "http://"), "https://"), Role: "registry",
 				Health: checkHealth(r.Context(), client, regURL+"/healthz"), Started: started},
 			ProcessInfo{Name: "gateway", PID: self, Address: gwAddr(), Role: "gateway", Health: "up", Started: started})
 		// A service instance counts as up only while registered.

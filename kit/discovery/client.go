@@ -23,8 +23,17 @@ var ErrNotRegistered = errors.New("instance not registered")
 
 // Client talks to a registry over HTTP. Safe for concurrent use.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	token string
+}
+
+// WithToken returns a copy of c that sends token as a bearer token with
+// every request (a registry with registry.Access).
+func (c *Client) WithToken(token string) *Client {
+	cp := *c
+	cp.token = token
+	return &cp
 }
 
 // NewClient returns a client of the registry at registryURL
@@ -73,6 +82,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (ht
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
