@@ -190,8 +190,8 @@ routes: [{ upstream: u }]
 // exported collects what an OTLP/HTTP collector receives, by trace id.
 type exportedSpan struct {
 	spanID, parentID, name string
-	start, end         time.Time
-	failed             bool
+	start, end             time.Time
+	failed                 bool
 }
 
 func otlpCollector(t *testing.T) (*httptest.Server, func(traceID string) []exportedSpan) {
