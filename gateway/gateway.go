@@ -35,7 +35,6 @@ import (
 	"github.com/switchyard/switchyard/slo"
 	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/tlsconf"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Options configure a Gateway.
@@ -160,14 +159,14 @@ func New(opts Options) (*Gateway, error) {
 		}
 		g.ownTracing = true
 	}
-	var tracer trace.Tracer
+	var tracing *telemetry.RequestTracer
 	if cfg.Tracing == nil || !cfg.Tracing.Disabled {
-		tracer = g.tracing.Tracer("switchyard/gateway")
+		tracing = g.tracing.RequestTracer("switchyard/gateway")
 	}
 	g.handler = proxy.New(g, proxy.Options{
 		AccessLog: accessLog, ErrorLog: g.log, Metrics: g.metrics,
 		MaxBodyBuffer: orInt(cfg.Server.MaxBodyBuffer, DefaultMaxBodyBuffer), MaxBodyBufferTotal: cfg.Server.MaxBodyBufferTotal,
-		Tracer: tracer, Observer: g.slos,
+		Tracing: tracing, Observer: g.slos,
 	})
 	if g.limits, g.closeLimits, err = newLimitStore(cfg); err != nil {
 		return nil, err

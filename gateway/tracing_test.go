@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracev1 "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -182,5 +184,156 @@ routes: [{ upstream: u }]
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}
+	}
+}
+
+// exported collects what an OTLP/HTTP collector receives, by trace id.
+type exportedSpan struct {
+	spanID, parentID, name string
+	start, end             time.Time
+	failed                 bool
+}
+
+func otlpCollector(t *testing.T) (*httptest.Server, func(traceID string) []exportedSpan) {
+	var mu sync.Mutex
+	byTrace := map[string][]exportedSpan{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, _ := io.ReadAll(r.Body)
+		var ex collectortrace.ExportTraceServiceRequest
+		if proto.Unmarshal(data, &ex) != nil {
+			http.Error(w, "bad", 400)
+			return
+		}
+		mu.Lock()
+		for _, rs := range ex.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					id := hex.EncodeToString(sp.TraceId)
+					byTrace[id] = append(byTrace[id], exportedSpan{spanID: hex.EncodeToString(sp.SpanId), parentID: hex.EncodeToString(sp.ParentSpanId),
+						name: sp.Name, start: time.Unix(0, int64(sp.StartTimeUnixNano)), end: time.Unix(0, int64(sp.EndTimeUnixNano)),
+						failed: sp.Status != nil && sp.Status.Code == tracev1.Status_STATUS_CODE_ERROR})
+				}
+			}
+		}
+		mu.Unlock()
+		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+		w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func(id string) []exportedSpan {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]exportedSpan(nil), byTrace[id]...)
+	}
+}
+
+// The head sampler drops every trace here (ratio 0): a request records
+// no span as it goes, yet one that failed and one that was slow are
+// rebuilt at their end, kept at /admin/traces and exported, each as a
+// server span with its attempts' client spans under it, with the ids
+// the upstream received (sampled flag 0) and the access log names, and
+// the times the gateway measured.
+func TestTracingUnsampledSlowOrFailedKept(t *testing.T) {
+	collector, exported := otlpCollector(t)
+	const slow = 100 * time.Millisecond
+	var mu sync.Mutex
+	seen := map[string][]string{} // path -> traceparents received
+	be := newBackend(t, "be")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path] = append(seen[r.URL.Path], r.Header.Get("Traceparent"))
+		n := len(seen[r.URL.Path])
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/fail":
+			w.WriteHeader(502)
+		case r.URL.Path == "/retried" && n == 1:
+			w.WriteHeader(503)
+		case r.URL.Path == "/slow":
+			time.Sleep(slow + 20*time.Millisecond)
+		}
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+tracing: { ratio: 0, otlp: { endpoint: %s }, memory: { slow: %s } }
+upstreams: { u: { targets: [{address: %s}], retry: { attempts: 2, on: [503] } } }
+routes: [{ name: api, upstream: u }]
+`, collector.URL, slow, be.addr()))
+
+	for _, tc := range []struct {
+		path     string
+		status   int
+		attempts int
+	}{{"/fail", 502, 1}, {"/slow", 200, 1}} {
+		t.Run(tc.path[1:], func(t *testing.T) {
+			began := time.Now()
+			code, _, hdr := get(t, gw.url+tc.path)
+			took := time.Since(began)
+			if code != tc.status {
+				t.Fatalf("status %d, want %d", code, tc.status)
+			}
+			mu.Lock()
+			tps := append([]string(nil), seen[tc.path]...)
+			mu.Unlock()
+			if len(tps) != tc.attempts {
+				t.Fatalf("upstream got %d attempts, want %d", len(tps), tc.attempts)
+			}
+			traceID := tps[0][3:35]
+			for _, tp := range tps {
+				if len(tp) != 55 || tp[3:35] != traceID || !strings.HasSuffix(tp, "-00") {
+					t.Fatalf("traceparents %q: want one trace, unsampled", tps)
+				}
+			}
+			tr := fetchTrace(t, gw, traceID)
+			if len(tr.Spans) != 1+tc.attempts {
+				t.Fatalf("spans: %+v", tr.Spans)
+			}
+			server := tr.Spans[0]
+			if server.Kind != "server" || server.Name != "GET api" || server.ParentID != "" ||
+				server.Attributes["http.response.status_code"] != fmt.Sprint(tc.status) || server.Attributes["switchyard.attempts"] != fmt.Sprint(tc.attempts) ||
+				server.Attributes["switchyard.request_id"] != hdr.Get("X-Request-Id") || server.Attributes["url.path"] != tc.path {
+				t.Errorf("server span: %+v", server)
+			}
+			if !strings.Contains(gw.logs.String(), `"trace_id":"`+traceID+`","span_id":"`+server.SpanID+`"`) {
+				t.Errorf("access log lacks trace %s span %s: %s", traceID, server.SpanID, gw.logs.String())
+			}
+			for i, at := range tr.Spans[1:] {
+				if at.Kind != "client" || at.ParentID != server.SpanID || at.Attributes["switchyard.retry"] != fmt.Sprint(i) ||
+					at.Attributes["server.address"] != be.addr() || tps[i] != "00-"+traceID+"-"+at.SpanID+"-00" {
+					t.Errorf("attempt %d span: %+v (upstream got %q)", i, at, tps[i])
+				}
+			}
+			// The times: the server span holds its attempts, and lasted
+			// no longer than the client waited; a slow one at least slow.
+			var got []exportedSpan
+			eventually(t, 10*time.Second, "the trace at the collector", func() bool {
+				got = exported(traceID)
+				return len(got) == 1+tc.attempts
+			})
+			byID := map[string]exportedSpan{}
+			for _, sp := range got {
+				byID[sp.spanID] = sp
+			}
+			srv, ok := byID[server.SpanID]
+			if !ok || srv.parentID != "" || srv.name != "GET api" || srv.failed != (tc.status >= 500) {
+				t.Fatalf("exported server span %+v of %+v", srv, got)
+			}
+			if d := srv.end.Sub(srv.start); d <= 0 || d > took || (tc.path == "/slow" && d < slow) {
+				t.Errorf("server span lasted %s; the client waited %s", d, took)
+			}
+			for i, at := range tr.Spans[1:] {
+				sp, ok := byID[at.SpanID]
+				if !ok || sp.parentID != server.SpanID || sp.name != "upstream u" || sp.start.Before(srv.start) || sp.end.After(srv.end) || sp.end.Before(sp.start) {
+					t.Errorf("exported attempt %d: %+v (server %+v)", i, sp, srv)
+				}
+				if i > 0 && sp.start.Before(byID[tr.Spans[i].SpanID].end) {
+					t.Errorf("attempt %d began before attempt %d ended", i, i-1)
+				}
+				if failed := i == 0 && tc.status != 200 || tc.path == "/retried" && i == 0; sp.failed != failed {
+					t.Errorf("attempt %d failed=%v, want %v", i, sp.failed, failed)
+				}
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/upstream"
 )
 
@@ -194,5 +196,36 @@ func BenchmarkH1IdleCheck(b *testing.B) {
 			b.Fatalf("reused %v, err %v", reused, err)
 		}
 		tr.put(addr, c)
+	}
+}
+
+// BenchmarkServeHTTPTracing is a proxied request (one upstream attempt,
+// canned response) with tracing as the gateway sets it up by default
+// (telemetry.Setup with nothing configured: in-memory store, default
+// sampling) and with tracing off (no tracer, what `tracing: {disabled:
+// true}` gives): the difference is what tracing costs a request.
+func BenchmarkServeHTTPTracing(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  *telemetry.Config
+	}{{"tracing=off", nil}, {"tracing=default", &telemetry.Config{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			h, req := benchHandler(b, true)
+			if tc.cfg != nil {
+				tr, err := telemetry.Setup(context.Background(), *tc.cfg, "bench", func(string) string { return "" })
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tr.Shutdown(context.Background())
+				h.tracing = tr.RequestTracer("switchyard/gateway")
+				h.tracer = h.tracing.Tracer()
+			}
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, req)
+			}
+		})
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/balance"
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/upstream"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -231,12 +232,15 @@ type Options struct {
 	// Observer, if set, is told of every request answered through a
 	// route once it is complete (SLO tracking); it must not block.
 	Observer Observer
-	// Tracer, if set, records a server span per request (continuing the
-	// client's W3C traceparent) and a client span per upstream attempt,
-	// whose context is what the upstream receives in traceparent. Nil:
-	// no spans; a valid incoming traceparent is passed on with a new
+	// Tracing, if set, traces every request: a server span (continuing
+	// the client's W3C traceparent) and a client span per upstream
+	// attempt, whose context is what the upstream receives in
+	// traceparent. Only a head-sampled request records its spans as it
+	// goes; another one keeps its timings and builds its spans at its end
+	// only when it turned out slow or failed (telemetry.RequestTracer).
+	// Nil: no spans; a valid incoming traceparent is passed on with a new
 	// span id.
-	Tracer trace.Tracer
+	Tracing *telemetry.RequestTracer
 }
 
 // Observer is told of each request answered through a route, once, when
@@ -256,7 +260,8 @@ type Handler struct {
 	metrics   *Metrics
 	maxBody   int
 	inflight  atomic.Int64
-	tracer    trace.Tracer
+	tracing   *telemetry.RequestTracer
+	tracer    trace.Tracer // tracing's, for the sampled requests' spans
 	observer  Observer
 
 	maxBodyTotal int64
@@ -277,10 +282,13 @@ func New(resolver Resolver, opts Options) *Handler {
 		errorLog:  opts.ErrorLog,
 		metrics:   opts.Metrics,
 		maxBody:   opts.MaxBodyBuffer,
-		tracer:    opts.Tracer,
+		tracing:   opts.Tracing,
 		observer:  opts.Observer,
 
 		maxBodyTotal: opts.MaxBodyBufferTotal,
+	}
+	if h.tracing != nil {
+		h.tracer = h.tracing.Tracer()
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBuffer
@@ -339,7 +347,12 @@ type reqState struct {
 	reserved     int64 // bytes of the read-ahead budget held
 	bodyErr      atomic.Pointer[ClientBodyError]
 	cbody        *clientBody // the client's body, wrapped (nil without one)
-	span         trace.Span  // the server span; nil without a tracer
+	span         trace.Span  // the server span of a sampled request; nil otherwise
+	// An unsampled request's trace and server span ids (zero without
+	// tracing) and its record, until it ends.
+	tid  trace.TraceID
+	sid  trace.SpanID
+	tail *tailRecord
 }
 
 // Value returns the state itself for stateKey and defers to the parent
@@ -407,14 +420,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.pool = rt.Split.pick(r, rt.Pool)
 	}
 	ctx, cancel := context.WithCancel(r.Context())
-	if h.tracer != nil {
+	if h.tracing != nil {
+		var parent trace.SpanContext
 		if _, ok := r.Header["Traceparent"]; ok { // Extract's lookups allocate (canonical keys)
 			ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+			parent = trace.SpanContextFromContext(ctx)
 		}
-		ctx, st.span = h.tracer.Start(ctx, r.Method+" "+rt.Name, serverKind,
-			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
-				attribute.String("http.route", rt.Name), attribute.String("client.address", r.RemoteAddr),
-				attribute.String("switchyard.request_id", id)))
+		tid := parent.TraceID()
+		if !parent.IsValid() {
+			tid = telemetry.NewTraceID()
+		}
+		if h.tracing.Sample(ctx, tid, trace.SpanKindServer) {
+			ctx, st.span = h.tracing.Start(ctx, tid, r.Method+" "+rt.Name, serverKind,
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+					attribute.String("http.route", rt.Name), attribute.String("client.address", r.RemoteAddr),
+					attribute.String("switchyard.request_id", id)))
+		} else {
+			st.tid, st.sid = tid, telemetry.NewSpanID()
+			st.tail = tailPool.Get().(*tailRecord)
+			st.tail.parent, st.tail.path = parent, r.URL.Path
+		}
 	}
 	st.Context = ctx
 	st.timer = time.AfterFunc(st.pool.respTO, func() {
@@ -457,6 +482,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				st.span.SetStatus(otelcodes.Error, http.StatusText(st.Status))
 			}
 			st.span.End()
+		}
+		if rec := st.tail; rec != nil {
+			if h.tracing.Keep(st.Status >= 500 || rec.failed, d) {
+				h.rebuild(r, st, id, start, d)
+			}
+			st.tail = nil
+			rec.release()
 		}
 		h.log(r, st, id, st.Status, st.attempts, start)
 		if v != nil {
@@ -516,10 +548,15 @@ func (h *Handler) log(r *http.Request, st *reqState, id string, status, attempts
 // spanID is the request's server span id for the access log, "" without
 // a span.
 func spanID(st *reqState) string {
-	if st == nil || st.span == nil {
+	switch {
+	case st == nil:
 		return ""
+	case st.span != nil:
+		return st.span.SpanContext().SpanID().String()
+	case st.sid.IsValid():
+		return st.sid.String()
 	}
-	return st.span.SpanContext().SpanID().String()
+	return ""
 }
 
 // traceID is the request's trace id for the access log: its span's, or
@@ -530,6 +567,9 @@ func traceID(st *reqState) string {
 	}
 	if st.span != nil {
 		return st.span.SpanContext().TraceID().String()
+	}
+	if st.tid.IsValid() {
+		return st.tid.String()
 	}
 	if len(st.Traceparent) == 55 {
 		return st.Traceparent[3:35]
@@ -561,7 +601,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	if httpx.IsGRPC(pr.In) {
 		st.grpcDeadline = time.Now().Add(boundGRPCTimeout(out.Header, st.pool.respTO))
 	}
-	if st.span == nil {
+	if st.span == nil && !st.sid.IsValid() {
 		st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
 		out.Header.Set("Traceparent", st.Traceparent)
 	} else {

@@ -21,13 +21,9 @@ import (
 // attemptSpan starts the client span of one upstream attempt, a child of
 // the request's server span, and puts its context in the request's
 // traceparent: the upstream's spans join the trace under this attempt.
-func (at attemptTransport) attemptSpan(req *http.Request, st *reqState, pool *Pool, t *upstream.Target, attempt int, tb *breaker.Breaker) trace.Span {
+func (at attemptTransport) attemptSpan(req *http.Request, st *reqState, pool *Pool, t *upstream.Target, attempt int, state string) trace.Span {
 	ctx := trace.ContextWithSpan(req.Context(), st.span)
-	state := "none"
-	if tb != nil {
-		state = tb.State().String()
-	}
-	_, span := at.h.tracer.Start(ctx, "upstream "+pool.name, trace.WithSpanKind(trace.SpanKindClient),
+	_, span := at.h.tracer.Start(ctx, "upstream "+pool.name, clientKind,
 		trace.WithAttributes(attribute.String("server.address", t.Address), attribute.String("switchyard.upstream", pool.name),
 			attribute.Int("switchyard.retry", attempt-1), attribute.String("switchyard.breaker", state)))
 	traceContext.Inject(trace.ContextWithSpan(req.Context(), span), propagation.HeaderCarrier(req.Header))
@@ -38,18 +34,38 @@ func (at attemptTransport) attemptSpan(req *http.Request, st *reqState, pool *Po
 // endAttemptSpan ends an attempt's span when its response headers (or its
 // error) arrived; the body streams afterwards under the server span.
 func endAttemptSpan(span trace.Span, resp *http.Response, err error) {
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+	}
+	endAttempt(span, status, err, time.Time{})
+}
+
+// endAttempt ends an attempt's span with its outcome, at end (zero: now).
+func endAttempt(span trace.Span, status int, err error, end time.Time) {
+	var at []trace.EventOption
+	if !end.IsZero() {
+		at = []trace.EventOption{trace.WithTimestamp(end)}
+	}
 	switch {
 	case err != nil:
-		span.RecordError(err)
+		span.RecordError(err, at...)
 		span.SetStatus(otelcodes.Error, err.Error())
-	case resp.StatusCode >= 500:
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-		span.SetStatus(otelcodes.Error, http.StatusText(resp.StatusCode))
+	case status >= 500:
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		span.SetStatus(otelcodes.Error, http.StatusText(status))
 	default:
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
 	}
-	span.End()
+	if end.IsZero() {
+		span.End()
+	} else {
+		span.End(trace.WithTimestamp(end))
+	}
 }
+
+// clientKind is the attempt spans' kind option, made once.
+var clientKind = trace.WithSpanKind(trace.SpanKindClient)
 
 // attemptTransport is the RoundTripper behind the reverse proxy: for each
 // request it picks targets, applies breakers, sends attempts and decides
@@ -192,8 +208,17 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		st.attempts = attempt
 
 		var span trace.Span
-		if st.span != nil {
-			span = at.attemptSpan(req, st, pool, t, attempt, tb)
+		var ta *tailAttempt
+		if st.span != nil || st.tail != nil {
+			state := "none"
+			if tb != nil {
+				state = tb.State().String()
+			}
+			if st.span != nil {
+				span = at.attemptSpan(req, st, pool, t, attempt, state)
+			} else {
+				ta = at.attemptRecord(req, st, pool, t, attempt, state)
+			}
 		}
 		start := time.Now()
 		t.Begin()
@@ -201,6 +226,8 @@ func (at attemptTransport) attempts(req *http.Request, st *reqState, pool *Pool)
 		now := time.Now()
 		if span != nil {
 			endAttemptSpan(span, resp, err)
+		} else if ta != nil {
+			ta.done(st.tail, start, now, resp, err)
 		}
 		if ce := st.clientBodyFailed(err); ce != nil {
 			// Reading the client's body failed while it was sent: the

@@ -26,13 +26,13 @@ import (
 // gateway's. Spans that arrive before the local root ends are kept
 // already, and merged with it when it ends.
 func TestReceiverJoinsTraces(t *testing.T) {
-	gw, err := Setup(context.Background(), Config{}, "gateway", env(nil))
+	one := 1.0 // a sampled trace: every span of the service is exported
+	gw, err := Setup(context.Background(), Config{Ratio: &one}, "gateway", env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(gw.Store.Receiver(ReceiverOptions{}))
 	defer srv.Close()
-	one := 1.0
 	svc, err := Setup(context.Background(), Config{Ratio: &one}, "x", env(map[string]string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL, "OTEL_SERVICE_NAME": "rides"}))
 	if err != nil {

@@ -7,11 +7,13 @@
 // failed traces are kept (and exported) even when the sampler dropped them.
 //
 // How the sampling works: the configured sampler (default parent-based,
-// ratio 1 when nothing exports and 0.1 when something does) decides which
-// traces are sampled, i.e. exported as usual and marked sampled in the
-// traceparent sent downstream. Every other span is still recorded
-// (RecordOnly) so that when its local root ends the Store can see whether
-// the trace failed or was slow, and then keep and export it anyway.
+// ratio 0.1) decides which traces are sampled, i.e. exported as usual and
+// marked sampled in the traceparent sent downstream. Every other span
+// started with a Tracer is still recorded (RecordOnly) so that when its
+// local root ends the Store can see whether the trace failed or was slow,
+// and then keep and export it anyway. The gateway's request path does not
+// pay for that: its RequestTracer records nothing for an unsampled
+// request until it turns out slow or failed, then builds its spans.
 package telemetry
 
 import (
@@ -35,9 +37,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config configures tracing. The zero value traces everything into the
-// in-memory store and exports nothing, unless the OTEL_* environment
-// variables say otherwise.
+// Config configures tracing. The zero value samples a tenth of the
+// traces, and keeps every slow or failed one, in the in-memory store and
+// exports nothing, unless the OTEL_* environment variables say otherwise.
 type Config struct {
 	// ServiceName is the service.name resource attribute. Default
 	// $OTEL_SERVICE_NAME, else the program's own default.
@@ -48,8 +50,8 @@ type Config struct {
 	// parentbased_traceidratio.
 	Sampler string `yaml:"sampler"`
 	// Ratio of root traces sampled by the ratio samplers, in [0, 1].
-	// Default $OTEL_TRACES_SAMPLER_ARG, else 0.1 when exporting and 1
-	// when not.
+	// Default $OTEL_TRACES_SAMPLER_ARG, else 0.1 (slow and failed traces
+	// are kept whatever the ratio).
 	Ratio *float64 `yaml:"ratio"`
 	// OTLP exports spans to a collector. Default: from
 	// $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT
@@ -136,6 +138,8 @@ type Tracing struct {
 	Store    *Store
 	// Exporting reports whether spans leave the process (OTLP).
 	Exporting bool
+
+	head sdktrace.Sampler // the configured head sampler (see RequestTracer)
 }
 
 // Tracer returns a named tracer of the provider.
@@ -174,7 +178,7 @@ func Setup(ctx context.Context, cfg Config, defaultService string, getenv func(s
 			}
 		}
 	}
-	base, err := sampler(cfg, otlp != nil, getenv)
+	base, err := sampler(cfg, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -201,10 +205,12 @@ func Setup(ctx context.Context, cfg Config, defaultService string, getenv func(s
 		t.Exporting = true
 	}
 	t.Store = NewStore(mem, service, exp)
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(t.Store)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSpanProcessor(t.Store), sdktrace.WithIDGenerator(idGenerator{})}
 	if cfg.Disabled {
-		opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
+		t.head = sdktrace.NeverSample()
+		opts = append(opts, sdktrace.WithSampler(t.head))
 	} else {
+		t.head = base
 		opts = append(opts, sdktrace.WithSampler(recordAll{base}))
 		if exp != nil {
 			opts = append(opts, sdktrace.WithBatcher(exp))
@@ -224,7 +230,7 @@ func firstNonEmpty(s ...string) string {
 }
 
 // sampler is the configured head sampler.
-func sampler(cfg Config, exporting bool, getenv func(string) string) (sdktrace.Sampler, error) {
+func sampler(cfg Config, getenv func(string) string) (sdktrace.Sampler, error) {
 	name := cfg.Sampler
 	if name == "" {
 		name = getenv("OTEL_TRACES_SAMPLER")
@@ -235,10 +241,7 @@ func sampler(cfg Config, exporting bool, getenv func(string) string) (sdktrace.S
 	if name == "" {
 		name = "parentbased_traceidratio"
 	}
-	ratio := 1.0
-	if exporting {
-		ratio = 0.1
-	}
+	ratio := 0.1
 	if cfg.Ratio != nil {
 		ratio = *cfg.Ratio
 	} else if s := getenv("OTEL_TRACES_SAMPLER_ARG"); s != "" && strings.HasSuffix(name, "traceidratio") {
@@ -270,6 +273,13 @@ func sampler(cfg Config, exporting bool, getenv func(string) string) (sdktrace.S
 type recordAll struct{ base sdktrace.Sampler }
 
 func (r recordAll) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if p.ParentContext != nil {
+		if f, ok := p.ParentContext.Value(forcedKey{}).(forcedIDs); ok && f.rebuilt {
+			// A span rebuilt after the fact (RequestTracer.StartAs): the
+			// head sampler dropped its trace already.
+			return sdktrace.SamplingResult{Decision: sdktrace.RecordOnly, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+		}
+	}
 	res := r.base.ShouldSample(p)
 	if res.Decision == sdktrace.Drop {
 		res.Decision = sdktrace.RecordOnly

@@ -239,3 +239,18 @@ func TestValidate(t *testing.T) {
 		t.Errorf("bad endpoint from env: %v", err)
 	}
 }
+
+// The default head sampler samples a tenth of root traces, the same
+// whether exporting or not (slow and failed ones are kept besides).
+func TestDefaultRatio(t *testing.T) {
+	for _, e := range []map[string]string{nil, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}} {
+		tr, err := Setup(context.Background(), Config{}, "x", env(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := tr.head.Description(); !strings.Contains(d, "TraceIDRatioBased{0.1}") {
+			t.Errorf("env %v: head sampler %s", e, d)
+		}
+		tr.Shutdown(context.Background())
+	}
+}

@@ -1,0 +1,124 @@
+package telemetry
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// RequestTracer traces a high-rate request path (the gateway's) at the
+// cost of its head-sampled share only. The caller asks Sample first: a
+// sampled request records real spans with Tracer as usual; an unsampled
+// one records nothing with the SDK, only its own timings, and when it
+// turns out slow or failed (Keep) it rebuilds its spans after the fact
+// under the ids it already passed on (StartAs with explicit timestamps),
+// so the store keeps it and the exporter sends it: the same tail-based
+// keeping as recording every span, without paying for it on the fast,
+// good requests that are the common case.
+type RequestTracer struct {
+	tracer trace.Tracer
+	head   sdktrace.Sampler // nil: every request is sampled
+	slow   time.Duration
+}
+
+// RequestTracer returns the request tracer named name of t.
+func (t *Tracing) RequestTracer(name string) *RequestTracer {
+	r := &RequestTracer{tracer: t.Provider.Tracer(name), head: t.head, slow: defaultSlow}
+	if t.Store != nil {
+		r.slow = t.Store.mem.Slow
+	}
+	return r
+}
+
+// Tracer is the tracer of the sampled requests' spans.
+func (r *RequestTracer) Tracer() trace.Tracer { return r.tracer }
+
+// Sample is the head sampler's decision for a trace id under parent (a
+// context holding the client's remote span context, if it sent one).
+func (r *RequestTracer) Sample(parent context.Context, tid trace.TraceID, kind trace.SpanKind) bool {
+	if r.head == nil {
+		return true
+	}
+	return r.head.ShouldSample(sdktrace.SamplingParameters{ParentContext: parent, TraceID: tid, Kind: kind}).Decision == sdktrace.RecordAndSample
+}
+
+// Keep reports whether an unsampled request that failed (or not) and
+// took d is kept by the tail rule, the store's: failed, or slow.
+func (r *RequestTracer) Keep(failed bool, d time.Duration) bool { return failed || d >= r.slow }
+
+// NewTraceID returns a random trace id.
+func NewTraceID() trace.TraceID {
+	var id trace.TraceID
+	for !id.IsValid() {
+		putUint64(id[:8], rand.Uint64())
+		putUint64(id[8:], rand.Uint64())
+	}
+	return id
+}
+
+// NewSpanID returns a random span id.
+func NewSpanID() trace.SpanID {
+	var id trace.SpanID
+	for !id.IsValid() {
+		putUint64(id[:], rand.Uint64())
+	}
+	return id
+}
+
+func putUint64(b []byte, v uint64) {
+	_ = b[7]
+	for i := range 8 {
+		b[i] = byte(v >> (56 - 8*i))
+	}
+}
+
+// Start starts a sampled request's span in trace tid (the one Sample
+// decided on; a root span would otherwise get a new one).
+func (r *RequestTracer) Start(ctx context.Context, tid trace.TraceID, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	_, span := r.tracer.Start(context.WithValue(ctx, forcedKey{}, forcedIDs{tid: tid}), name, opts...)
+	return trace.ContextWithSpan(ctx, span), span
+}
+
+// StartAs starts, under ctx, a span recorded after the fact: it gets
+// the ids given (those the request already passed on and logged), it is
+// recorded but not sampled (as the head sampler decided), and it starts
+// at the time given in opts (trace.WithTimestamp). End it with
+// trace.WithTimestamp too.
+func (r *RequestTracer) StartAs(ctx context.Context, tid trace.TraceID, sid trace.SpanID, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	_, span := r.tracer.Start(context.WithValue(ctx, forcedKey{}, forcedIDs{tid, sid, true}), name, opts...)
+	return trace.ContextWithSpan(ctx, span), span // without the forced ids, for children
+}
+
+type forcedKey struct{}
+
+// forcedIDs are the ids of the next span started (a zero sid: a random
+// one); rebuilt: the span is recorded after the fact, not sampled.
+type forcedIDs struct {
+	tid     trace.TraceID
+	sid     trace.SpanID
+	rebuilt bool
+}
+
+// idGenerator is the SDK's id source: random ids, or the ones StartAs
+// put in the context.
+type idGenerator struct{}
+
+func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	if f, ok := ctx.Value(forcedKey{}).(forcedIDs); ok {
+		if !f.sid.IsValid() {
+			return f.tid, NewSpanID()
+		}
+		return f.tid, f.sid
+	}
+	return NewTraceID(), NewSpanID()
+}
+
+func (idGenerator) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
+	if f, ok := ctx.Value(forcedKey{}).(forcedIDs); ok && f.sid.IsValid() {
+		return f.sid
+	}
+	return NewSpanID()
+}
