@@ -79,13 +79,13 @@ func TestGRPCJSONThroughGateway(t *testing.T) {
 	if st, _, b := get("POST", "/v1/shelves/s/books", `{"title":"`+strings.Repeat("a", 3000)+`"}`); st != 413 {
 		t.Fatalf("oversized: %d %s", st, b)
 	}
-	// (The gateway refuses escaped dot segments before routing; the
-	// transcoder refuses a ".." that only appears once a multi-segment
-	// variable is unescaped.)
+	// (The gateway itself refuses dot segments, escaped or behind %2F,
+	// before routing; package transcode's tests show the transcoder's own
+	// refusal.)
 	if st, _, b := get("GET", "/v1/shelves/%2e%2e/books/1", ""); st != 400 {
 		t.Fatalf("traversal: %d %s", st, b)
 	}
-	if st, _, b := get("GET", "/v1/files/a/x%2F..%2Fy:list", ""); st != 400 || !strings.Contains(b, "'..'") {
+	if st, _, b := get("GET", "/v1/files/a/x%2F..%2Fy:list", ""); st != 400 {
 		t.Fatalf("traversal: %d %s", st, b)
 	}
 	// Server streaming.
