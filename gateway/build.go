@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/publish"
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/route"
+	"github.com/switchyard/switchyard/transcode"
 	"github.com/switchyard/switchyard/transform"
 	"github.com/switchyard/switchyard/upstream"
 )
@@ -194,6 +195,14 @@ func build(cfg *Config, deps buildDeps) (*runtime, error) {
 			rt.routeCaches = append(rt.routeCaches, c)
 			mws = append(mws, c.Middleware())
 			cache = c
+		}
+		if g := r.GRPCJSON; g != nil { // innermost: the cache and everything before it see JSON
+			tc, err := transcode.Load(*g)
+			if err != nil {
+				errs = append(errs, cfg.Wrap(p+".grpc_json", err))
+				continue
+			}
+			mws = append(mws, tc.Middleware())
 		}
 		m := r.Match.routeMatch()
 		pr := &proxy.Route{Name: r.Name, Pool: rt.pools[r.Upstream], StripPrefix: r.StripPrefix, Middleware: mws}

@@ -41,6 +41,7 @@ import (
 	"github.com/switchyard/switchyard/telemetry"
 	"github.com/switchyard/switchyard/throttle"
 	"github.com/switchyard/switchyard/tlsconf"
+	"github.com/switchyard/switchyard/transcode"
 	"github.com/switchyard/switchyard/transform"
 )
 
@@ -356,6 +357,13 @@ type Route struct {
 	// this route must match that OpenAPI document (checked after
 	// authentication and rate limits, before the request transform).
 	Contract string `yaml:"contract"`
+	// GRPCJSON answers the route's HTTP/JSON requests by calling the
+	// gRPC methods of a protobuf descriptor set on the route's upstream
+	// (protocol h2 or h2c), as Envoy's gRPC-JSON transcoder: paths from
+	// the methods' google.api.http annotations and POST
+	// /package.Service/Method; gRPC errors become HTTP statuses with
+	// RFC 9457 problems. See package transcode and docs/api-gateway.md.
+	GRPCJSON *transcode.Config `yaml:"grpc_json"`
 }
 
 // Split moves traffic from a route's upstream to another one.
@@ -732,6 +740,19 @@ func (c *Config) validate(src *config.Source) error {
 				add(p+".contract", "unknown contract %q: expected one of the contracts block (%s)", r.Contract, strings.Join(sortedKeys(c.Contracts), ", "))
 			}
 		}
+		if g := r.GRPCJSON; g != nil {
+			if err := g.Validate(); err != nil {
+				errs = append(errs, c.Wrap(p+".grpc_json", err))
+			}
+			if r.Upstream == "" || r.Aggregate != nil || r.Publish != nil {
+				add(p+".grpc_json", "transcoding calls the route's upstream: set upstream (a gRPC server), not aggregate or publish")
+			} else if u, ok := c.Upstreams[r.Upstream]; ok && u.Protocol != proxy.ProtocolH2 && u.Protocol != proxy.ProtocolH2C {
+				add(p+".grpc_json", "upstream %q speaks %s: gRPC needs HTTP/2, so set its protocol to h2c (cleartext) or h2 (with tls)", r.Upstream, protocolName(u.Protocol))
+			}
+			if r.StripPrefix != "" {
+				add(p+".strip_prefix", "a grpc_json route forwards to /package.Service/Method: strip_prefix does not apply (match the full paths of the google.api.http rules)")
+			}
+		}
 		if err := tlsconf.ValidClientCertMode(r.ClientCert); err != nil {
 			add(p+".client_cert", "%v", err)
 		} else if r.ClientCert != "" && (c.TLS == nil || c.TLS.ClientCA == "") {
@@ -879,4 +900,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func protocolName(p string) string {
+	if p == "" {
+		return "HTTP/1.1 or ALPN's choice (protocol unset)"
+	}
+	return p
 }

@@ -32,6 +32,8 @@ var floors = map[string]int{
 	"auth": 2, "cors": 2, "ipfilter": 2, "transform": 2, "compose": 2, "edge": 2, "load": 2,
 	"broker/engine": 2, "broker/wire": 2, "broker/access": 2, "kit/store/storetest": 2, "kit/shard": 2, "l4": 2,
 	"kit/resilient": 2, "dns": 2, "chaos": 2, "contract": 2, "rollout": 2,
+	// HTTP/JSON to gRPC transcoding (middleware) and its test service.
+	"transcode": 2, "transcode/transcodetest": 2,
 	// the live dashboard: reads sources (funcs or an admin handler), never the gateway.
 	"dashboard": 2,
 	// transport security: listener certificates, upstream TLS, client
