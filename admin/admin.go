@@ -14,12 +14,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Backend is what the admin API controls; the gateway implements it.
@@ -319,6 +320,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// writeError answers an RFC 9457 problem details object (httpx.Problem):
+// "status" the number, "detail" and "error" the message, "code" the reason.
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg, "code": code, "status": strconv.Itoa(status)})
+	httpx.WriteProblem(w, status, code, msg)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Server manages fault proxies over HTTP/JSON (`switchyard chaos proxy`),
@@ -158,8 +160,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// writeErr answers an RFC 9457 problem details object (httpx.Problem).
 func writeErr(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]any{"error": msg, "status": code})
+	httpx.WriteProblem(w, code, "", msg)
 }
 
 // decode reads a JSON body of at most 64 KiB into v, refusing unknown

@@ -17,9 +17,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 //go:embed static
@@ -308,8 +309,7 @@ func encodeEvent(snap Snapshot) []byte {
 	return append(out, "\n\n"...)
 }
 
+// writeError answers an RFC 9457 problem details object (httpx.Problem).
 func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "status": strconv.Itoa(code)})
+	httpx.WriteProblem(w, code, "", msg)
 }

@@ -251,7 +251,7 @@ upstreams:
 	if hits["a"] != 6 || hits["b"] != 2 {
 		t.Fatalf("after weight 3:1, 8 requests split %v, want a:6 b:2", hits)
 	}
-	var e map[string]string
+	var e map[string]any
 	for _, tc := range []struct {
 		method, url, body string
 		want              int
@@ -318,9 +318,9 @@ upstreams:
 
 	// An invalid config is refused with the file and key path; b keeps serving.
 	gw.rewrite(t, strings.Replace(cfgFor(b.addr()), "upstream: web", "upstream: nope", 1))
-	var e map[string]string
+	var e struct{ Error string }
 	if code := adminJSON(t, "POST", gw.admin+"/admin/reload", "", &e); code != 422 ||
-		!strings.Contains(e["error"], "routes[0].upstream") || !strings.Contains(e["error"], gw.cfgPath) {
+		!strings.Contains(e.Error, "routes[0].upstream") || !strings.Contains(e.Error, gw.cfgPath) {
 		t.Fatalf("invalid reload: %d %v", code, e)
 	}
 	gw.rewrite(t, strings.Replace(cfgFor(b.addr()), "balance", "balance", 1)+"\nbogus: 1\n")
@@ -480,7 +480,7 @@ upstreams:
 	if w := weights(); w[a.addr()].Weight != 1 {
 		t.Fatalf("after reset and reload: %+v", w[a.addr()])
 	}
-	var e map[string]string
+	var e map[string]any
 	if code := adminJSON(t, "PUT", wurl(a.addr()), `{"weight": 1000001}`, &e); code != 400 {
 		t.Fatalf("weight over the bound: %d %v", code, e)
 	}

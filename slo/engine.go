@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Options configure an Engine.
@@ -497,6 +499,6 @@ func (e *Engine) Handler() http.Handler {
 				return
 			}
 		}
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown slo %q", name), "code": "not_found", "status": "404"})
+		httpx.WriteProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("unknown slo %q", name))
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Store is a span processor that keeps recent traces in memory: every
@@ -491,6 +493,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// writeErr answers an RFC 9457 problem details object (httpx.Problem).
 func writeErr(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]any{"error": msg, "status": code})
+	httpx.WriteProblem(w, code, "", msg)
 }

@@ -53,13 +53,13 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errUsage
 	}
 	// --admin is HOST:PORT; a URL (as curl takes it) works too.
-	base := strings.TrimSuffix(*admin, "/")
-	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		base = "http://" + base
+	base, err := adminBase("--admin", *admin)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchyard edge: %v\n", err)
+		return errUsage
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	var req *http.Request
-	var err error
 	switch verb {
 	case "purge":
 		n := 0

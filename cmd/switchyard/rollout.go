@@ -66,12 +66,9 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return usage("unexpected argument %q", fs.Arg(0))
 	}
-	base := strings.TrimSuffix(*admin, "/")
-	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		base = "http://" + base
-	}
-	if _, err := url.Parse(base); err != nil {
-		return usage("invalid --admin %q: expected HOST:PORT", *admin)
+	base, err := adminBase("--admin", *admin)
+	if err != nil {
+		return usage("%v", err)
 	}
 	path := "/admin/rollouts"
 	method := http.MethodPost

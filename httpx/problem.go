@@ -1,0 +1,58 @@
+package httpx
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// ProblemContentType is the media type of an RFC 9457 problem details body.
+const ProblemContentType = "application/problem+json"
+
+// Problem is an RFC 9457 problem details object, as the admin listener's
+// endpoints (the admin API, SLOs, traces, faults, the dashboard) answer
+// their errors:
+//
+//	{"type": "about:blank", "title": "Not Found", "status": 404,
+//	 "detail": "unknown upstream \"web2\": expected one of api, web",
+//	 "code": "not_found", "error": "unknown upstream ..."}
+//
+// Type is "about:blank" (the status says it all) and Title the status's
+// text, as the RFC asks for that type; Status is the HTTP status as a
+// number. Code (a stable machine-readable reason) and Error (the same
+// text as Detail, which clients of the older {"error": ...} bodies read)
+// are extension members.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	Code   string `json:"code,omitempty"`
+	Error  string `json:"error"`
+}
+
+// NewProblem returns the problem for status with a detail (what went
+// wrong, where, and what was expected) and an optional code.
+func NewProblem(status int, code, detail string) Problem {
+	title := http.StatusText(status)
+	if title == "" {
+		title = "Error"
+	}
+	if detail == "" {
+		detail = title
+	}
+	return Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Code: code, Error: detail}
+}
+
+// WriteProblem answers status with a problem details body
+// (Content-Type application/problem+json, never cached).
+func WriteProblem(w http.ResponseWriter, status int, code, detail string) {
+	h := w.Header()
+	h.Set("Content-Type", ProblemContentType)
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // details say "rate 0.2 > 0.01", not "\u003e"
+	_ = enc.Encode(NewProblem(status, code, detail))
+}
