@@ -56,7 +56,7 @@ type RouteFaults struct {
 // faults set at runtime from opts.StateDir. A state file that cannot be
 // read is logged and ignored (the gateway starts without runtime faults;
 // the next change replaces the file).
-func NewRouteFaults(opts RouteFaultsOptions) *RouteFaults {
+func NewRouteFaults(opts RouteFaultsOptions) (*RouteFaults, error) {
 	rf := &RouteFaults{log: opts.Logger, rand: opts.Rand, slots: map[string]*routeSlot{}}
 	if rf.log == nil {
 		rf.log = slog.New(slog.DiscardHandler)
@@ -65,11 +65,14 @@ func NewRouteFaults(opts RouteFaultsOptions) *RouteFaults {
 		rf.state = filepath.Join(opts.StateDir, StateFileName)
 		p, err := readState(rf.state)
 		if err != nil {
-			rf.log.Error("route faults: ignoring the state file", "file", rf.state, "error", err.Error())
+			// Refuse rather than start without it: an operator's runtime
+			// change (a config fault switched off) would silently come
+			// back, and the next change would overwrite the file.
+			return nil, fmt.Errorf("route faults: state file %s: %w (fix or remove the file; it holds the runtime fault changes made through /admin/faults)", rf.state, err)
 		}
 		rf.pending = p
 	}
-	return rf
+	return rf, nil
 }
 
 // slot returns route's slot, creating it.

@@ -71,7 +71,7 @@ func FuzzFaultHeader(f *testing.F) {
 			t.Fatalf("%q: chose %+v without a key", v, hc)
 		}
 		// And a request carrying it is handled within the bounds.
-		rf := NewRouteFaults(RouteFaultsOptions{})
+		rf, _ := NewRouteFaults(RouteFaultsOptions{})
 		mw := rf.Middleware("r")
 		rf.SetRoutes(map[string]*RouteFault{"r": {Header: "x-f", MaxDelay: time.Millisecond}})
 		h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
@@ -88,7 +88,7 @@ func FuzzFaultHeader(f *testing.F) {
 // A route without a fault costs no allocation; nor does one whose header
 // the request does not carry.
 func TestNoFaultAllocatesNothing(t *testing.T) {
-	rf := NewRouteFaults(RouteFaultsOptions{})
+	rf, _ := NewRouteFaults(RouteFaultsOptions{})
 	plain := rf.Middleware("plain")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	hdr := rf.Middleware("hdr")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	rf.SetRoutes(map[string]*RouteFault{"plain": nil, "hdr": {Header: "x-fault", AbortStatus: 503}})
@@ -112,7 +112,7 @@ func TestNoFaultAllocatesNothing(t *testing.T) {
 func TestPercentDecidesWithRand(t *testing.T) {
 	seq := []float64{0.05, 0.5, 0.09, 0.95}
 	i := 0
-	rf := NewRouteFaults(RouteFaultsOptions{Rand: func() float64 { v := seq[i%len(seq)]; i++; return v }})
+	rf, _ := NewRouteFaults(RouteFaultsOptions{Rand: func() float64 { v := seq[i%len(seq)]; i++; return v }})
 	pct := 10.0
 	h := rf.Middleware("r")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
 	rf.SetRoutes(map[string]*RouteFault{"r": {AbortStatus: 500, AbortPercent: &pct}})
@@ -128,7 +128,7 @@ func TestPercentDecidesWithRand(t *testing.T) {
 }
 
 func BenchmarkNoFault(b *testing.B) {
-	rf := NewRouteFaults(RouteFaultsOptions{})
+	rf, _ := NewRouteFaults(RouteFaultsOptions{})
 	h := rf.Middleware("plain")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	rf.SetRoutes(map[string]*RouteFault{"plain": nil})
 	req := httptest.NewRequest("GET", "/", nil)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -281,26 +283,37 @@ func TestRouteFaultPersistsAcrossRestart(t *testing.T) {
 	}
 }
 
-// A state file that does not parse is ignored (the gateway starts), and
-// replaced by the next change.
+// A state file that does not parse stops the gateway at start, naming
+// the file: starting without it would bring back a config fault an
+// operator had switched off at runtime, and the next change would
+// overwrite the file. The file is left as it was.
 func TestRouteFaultBadStateFile(t *testing.T) {
 	b := newBackend(t, "app")
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "faults.json"), []byte("{not json"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gw := startGateway(t, faultConfig(b.addr(), "state_dir: "+dir))
-	if code, _, _ := get(t, gw.url+"/plain"); code != 200 {
-		t.Fatal(code)
-	}
-	if !strings.Contains(gw.logs.String(), "ignoring the state file") {
-		t.Error("the bad state file was not logged")
-	}
-	if code, _ := putFault(t, gw.admin, "plain", `{"delay": "1ms"}`); code != 200 {
-		t.Fatal(code)
-	}
-	if saved := mustRead(t, filepath.Join(dir, "faults.json")); !strings.Contains(saved, `"version": 1`) {
-		t.Fatalf("faults.json: %s", saved)
+	for name, content := range map[string]string{
+		"not json":      "{not json",
+		"truncated":     `{"version": 1, "faults": {"plain": {"active": fal`,
+		"wrong version": `{"version": 2, "faults": {}}`,
+		"bad fault":     `{"version": 1, "faults": {"plain": {"abort_status": 99, "abort_percent": 50}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			state := filepath.Join(dir, "faults.json")
+			if err := os.WriteFile(state, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "gateway.yaml")
+			if err := os.WriteFile(path, []byte(faultConfig(b.addr(), "state_dir: "+dir)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := New(Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler), AccessLogWriter: io.Discard}); err == nil {
+				t.Fatal("gateway.New succeeded with a bad faults.json")
+			} else if !strings.Contains(err.Error(), state) {
+				t.Errorf("error does not name the file %s: %v", state, err)
+			}
+			if got := mustRead(t, state); got != content {
+				t.Errorf("faults.json changed to %q", got)
+			}
+		})
 	}
 }
 

@@ -136,7 +136,9 @@ func New(opts Options) (*Gateway, error) {
 	if g.metrics, err = proxy.NewMetrics(metricsReg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	g.faults = chaos.NewRouteFaults(chaos.RouteFaultsOptions{StateDir: cfg.StateDir, Logger: g.log})
+	if g.faults, err = chaos.NewRouteFaults(chaos.RouteFaultsOptions{StateDir: cfg.StateDir, Logger: g.log}); err != nil {
+		return nil, err
+	}
 	if err := errors.Join(metricsReg.Register(targetCollector{g}), metricsReg.Register(l4Collector{g}),
 		metricsReg.Register(cacheCollector{g}), metricsReg.Register(contractCollector{g}), metricsReg.Register(rolloutCollector{g}), metricsReg.Register(g.faults.Collector())); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)

@@ -15,7 +15,7 @@ import (
 // Ctrl-C during the method: the run stops, reports itself interrupted and
 // not held, and still runs the rollbacks (the route's fault is gone).
 func TestInterruptRunsRollbacks(t *testing.T) {
-	rf := chaos.NewRouteFaults(chaos.RouteFaultsOptions{})
+	rf, _ := chaos.NewRouteFaults(chaos.RouteFaultsOptions{})
 	app := httptest.NewServer(rf.Middleware("api")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })))
 	defer app.Close()
 	rf.SetRoutes(map[string]*chaos.RouteFault{"api": nil})
