@@ -57,6 +57,9 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 			return fmt.Errorf("store: %s migration %d (%s) has no SQL for %s", component, m.Version, m.Name, db.Dialect)
 		}
 	}
+	if db.upToDate(ctx, component, sorted) {
+		return nil
+	}
 	return db.InTx(ctx, func(tx *Tx) error {
 		if db.Dialect == Postgres {
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('switchyard.store.migrate'))"); err != nil {
@@ -116,6 +119,39 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 		}
 		return nil
 	})
+}
+
+// upToDate reports, without taking a write lock, whether component has
+// exactly the migrations ms applied with their SQL unchanged: a replica
+// starting against a migrated schema then needs no write transaction (on
+// SQLite a busy writer could keep it waiting for the lock for up to the
+// busy timeout per call). Anything else — no table yet, a version
+// missing, a checksum that differs, a newer schema, an error — answers
+// false, and Migrate's locked transaction decides and reports.
+func (db *DB) upToDate(ctx context.Context, component string, ms []Migration) bool {
+	rows, err := db.DB.QueryContext(ctx, db.Dialect.Rebind("SELECT version, checksum FROM sy_schema_migrations WHERE component = ?"), component)
+	if err != nil {
+		return false
+	}
+	defer rows.Close()
+	applied := map[int]string{}
+	for rows.Next() {
+		var v int
+		var sum string
+		if err := rows.Scan(&v, &sum); err != nil {
+			return false
+		}
+		applied[v] = sum
+	}
+	if rows.Err() != nil || len(applied) != len(ms) {
+		return false
+	}
+	for _, m := range ms {
+		if applied[m.Version] != checksum(m.sqlFor(db.Dialect)) {
+			return false
+		}
+	}
+	return true
 }
 
 // MigrateOnce is Migrate, run once per DB handle and component: a

@@ -252,6 +252,65 @@ func TestMigrateReplicas(t *testing.T) {
 	}
 }
 
+// TestMigrateUpToDateTakesNoLock: a replica starting against a schema
+// that is already migrated must not wait for the write lock. Before, every
+// Migrate opened a write transaction, and on SQLite a busy writer (another
+// replica committing) kept a starting relay waiting up to the busy
+// timeout per component: the outbox crash test saw a relay take over 20 s
+// to start under load.
+func TestMigrateUpToDateTakesNoLock(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			dsn := storetest.SQLitePath(t)
+			if dialect == "postgres" {
+				dsn = storetest.PostgresDSN(t)
+			}
+			ctx := context.Background()
+			writer, err := store.Open(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer writer.Close()
+			if err := writer.Migrate(ctx, "acct", testMigrations); err != nil {
+				t.Fatal(err)
+			}
+			// Hold the lock a migrating writer needs until the replica is done.
+			held, release := make(chan struct{}), make(chan struct{})
+			go writer.InTx(ctx, func(tx *store.Tx) error {
+				if dialect == "postgres" {
+					tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('switchyard.store.migrate'))")
+				} else {
+					tx.Exec(ctx, "UPDATE sy_schema_migrations SET name = name WHERE component = 'acct'")
+				}
+				close(held)
+				<-release
+				return nil
+			})
+			<-held
+			defer close(release)
+			replica, err := store.Open(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer replica.Close()
+			// The deadline is far below the 10 s busy timeout: a replica
+			// that waited for the lock fails here instead of passing late.
+			short, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			if err := replica.Migrate(short, "acct", testMigrations); err != nil {
+				t.Fatalf("Migrate on an up-to-date schema while a writer holds the lock: %v", err)
+			}
+			// A pending migration still takes the lock (and waits for it).
+			more := append(append([]store.Migration(nil), testMigrations...), store.Migration{Version: len(testMigrations) + 1, Name: "more", SQL: "CREATE TABLE more_t (x INTEGER)"})
+			tiny, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel2()
+			if err := replica.Migrate(tiny, "acct", more); err == nil {
+				t.Fatal("a pending migration applied while another writer held the lock")
+			}
+		})
+	}
+}
+
 // TestListenAcrossHandles shows a commit on one handle waking a listener
 // on another: across processes on PostgreSQL.
 func TestListenAcrossHandles(t *testing.T) {
