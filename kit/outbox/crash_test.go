@@ -110,6 +110,9 @@ func startChild(t *testing.T, role, dsn, addr string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "OUTBOX_CHILD="+role, "OUTBOX_DB="+dsn, "OUTBOX_BROKER="+addr)
+	// A child never outlives the test: one orphaned by a failed run kept
+	// committing to a deleted database, using most of a CPU for an hour.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
