@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -41,7 +42,43 @@ func PeekSNI(r io.Reader) (name string, read []byte, err error) {
 		}
 		return "", buf.Bytes(), err
 	}
+	if !validServerName(hello.ServerName) {
+		return "", buf.Bytes(), fmt.Errorf("l4: client hello names server %q, which is not a DNS host name", hello.ServerName)
+	}
 	return hello.ServerName, buf.Bytes(), nil
+}
+
+// validServerName reports whether name is a DNS host name as RFC 6066
+// requires of host_name: letters, digits, '-', '_' and '.' only, labels of
+// 1-63 bytes, 253 bytes in all. crypto/tls passes control bytes such as
+// NUL through, and a name routed on or logged must not carry them.
+func validServerName(name string) bool {
+	if name == "" {
+		return true
+	}
+	if len(name) > 253 {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+		label++
+		if label > 63 {
+			return false
+		}
+	}
+	return label > 0
 }
 
 // peekConn is a net.Conn that only reads; writes (the server's alert)

@@ -331,6 +331,10 @@ func (s *TCPServer) handle(c net.Conn) {
 		c.SetDeadline(time.Time{})
 		client = tc
 		host = tc.ConnectionState().ServerName
+		if !validServerName(host) {
+			s.log.Debug("tls server name is not a host name", "client", c.RemoteAddr().String(), "sni", host)
+			return
+		}
 	case len(s.cfg.SNIRoutes) > 0:
 		c.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 		name, read, err := PeekSNI(c)
