@@ -2,8 +2,8 @@ package l4_test
 
 import (
 	"bufio"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
