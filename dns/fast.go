@@ -3,6 +3,7 @@ package dns
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
 
 	mdns "github.com/miekg/dns"
@@ -32,6 +33,7 @@ const (
 	fastMaxEntries    = 1 << 14
 	fastMaxSelections = 256
 	fastMaxName       = 250 // wire octets; longer names take the slow path
+	fastSeenSlots     = 4096
 )
 
 // EDNS shapes of a key.
@@ -184,10 +186,15 @@ type fastCache struct {
 	entries map[string]*fastEntry
 	key     []byte
 	hits    uint64 // answered from the cache (tests read it)
+	// seen is the admission filter: a key is cached the second time it is
+	// asked (its hash was left in its slot the first time), so a flood of
+	// random names costs one slow-path answer each, not a cache fill.
+	seen [fastSeenSlots]uint64
+	seed maphash.Seed
 }
 
 func newFastCache(s *Server) *fastCache {
-	return &fastCache{s: s, entries: map[string]*fastEntry{}, key: make([]byte, 0, 256+5)}
+	return &fastCache{s: s, entries: map[string]*fastEntry{}, key: make([]byte, 0, 256+5), seed: maphash.MakeSeed()}
 }
 
 // respond answers one UDP query from src: the response bytes, appended to
@@ -219,6 +226,11 @@ func (c *fastCache) fast(raw []byte, src netip.Addr, out []byte) ([]byte, bool) 
 	c.key = k
 	e := c.entries[string(k)]
 	if e == nil {
+		h := maphash.Bytes(c.seed, k)
+		if slot := &c.seen[h%fastSeenSlots]; *slot != h {
+			*slot = h
+			return nil, false
+		}
 		if len(c.entries) >= fastMaxEntries {
 			clear(c.entries)
 		}
@@ -241,7 +253,7 @@ func (c *fastCache) fast(raw []byte, src netip.Addr, out []byte) ([]byte, bool) 
 		if p = e.bySel[sk]; p == nil {
 			// The selection was made (and the rotation advanced): from here
 			// on this query must be answered with it, not re-selected.
-			p = c.s.packFor(q, k, sites)
+			p = c.s.packFor(q, k, sites, nil)
 			if p == nil {
 				return nil, false // not reached: the key's entry would be slow
 			}
@@ -273,11 +285,14 @@ func (c *fastCache) fast(raw []byte, src netip.Addr, out []byte) ([]byte, bool) 
 // fill builds the entry for key k by asking answer about a synthetic query.
 func (s *Server) fill(q fastQuery, k []byte) *fastEntry {
 	h := &hooks{probe: true}
-	s.answer(synthQuery(q, k, false, s.t.maxUDP), netip.Addr{}, true, h)
+	resp := s.answer(synthQuery(q, k, false, s.t.maxUDP), netip.Addr{}, true, h)
 	if h.pool != nil {
 		return &fastEntry{pool: h.pool, bySel: map[selKey]*packed{}}
 	}
-	p := s.packFor(q, k, nil)
+	if h.fitted {
+		return &fastEntry{slow: true}
+	}
+	p := s.packFor(q, k, nil, resp) // no pool: the probe's answer is the lower-case one
 	if p == nil {
 		return &fastEntry{slow: true}
 	}
@@ -287,15 +302,16 @@ func (s *Server) fill(q fastQuery, k []byte) *fastEntry {
 // packFor packs the answer to the key's query (with sites as the pool's
 // choice, if any), once with the name in lower and once in upper case: the
 // bytes that differ are where the asker's name is copied. It returns nil
-// when the answer cannot be cached.
-func (s *Server) packFor(q fastQuery, k []byte, sites []*site) *packed {
+// when the answer cannot be cached. lower, when not nil, is the lower-case
+// answer already built (and not fitted).
+func (s *Server) packFor(q fastQuery, k []byte, sites []*site, lower *mdns.Msg) *packed {
 	var bs [2][]byte
 	for i, upper := range []bool{false, true} {
 		h := &hooks{sel: sites}
-		if sites == nil {
-			h.sel = []*site{}
+		resp := lower
+		if upper || resp == nil {
+			resp = s.answer(synthQuery(q, k, upper, s.t.maxUDP), netip.Addr{}, true, h)
 		}
-		resp := s.answer(synthQuery(q, k, upper, s.t.maxUDP), netip.Addr{}, true, h)
 		if h.fitted || (sites == nil && h.pool != nil) {
 			return nil
 		}

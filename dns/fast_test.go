@@ -386,3 +386,29 @@ func FuzzFastPath(f *testing.F) {
 		d.check(t, raw, src) // the second time from the cache
 	})
 }
+
+// TestFastPathAdmission: a key is cached the second time it is asked, so
+// a flood of names asked once each (random subdomains) fills nothing.
+func TestFastPathAdmission(t *testing.T) {
+	d := newDiffPair(t)
+	src := diffSources[2]
+	for i := range 2000 {
+		raw, err := query(fmt.Sprintf("r%d.example.test.", i), mdns.TypeA).Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.check(t, raw, src) {
+			t.Fatalf("query %d answered from the cache on first sight", i)
+		}
+	}
+	if n := len(d.fast.entries); n != 0 {
+		t.Fatalf("%d cache entries after names asked once, want 0", n)
+	}
+	raw, err := query("ns1.example.test.", mdns.TypeA).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.check(t, raw, src) || !d.check(t, raw, src) || !d.check(t, raw, src) {
+		t.Fatal("want: first sight slow, then answered from the cache")
+	}
+}
