@@ -2,11 +2,14 @@ package dns
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -410,5 +413,82 @@ func TestFastPathAdmission(t *testing.T) {
 	}
 	if d.check(t, raw, src) || !d.check(t, raw, src) || !d.check(t, raw, src) {
 		t.Fatal("want: first sight slow, then answered from the cache")
+	}
+}
+
+// TestUDPLoopBurst sends a burst of queries over a real socket without
+// waiting (so the worker reads and writes them in batches), each with its
+// own ID and name case, and checks every response against the slow path
+// of an identical server.
+func TestUDPLoopBurst(t *testing.T) {
+	cfg, err := ParseConfig([]byte(diffConfig), "diff.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(*cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ownUDP(pc); !ok {
+		t.Fatal("a loopback UDP socket should get the own loop")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	ref := diffServer(t) // static names only below: no rotation to match
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names := []string{"ns1.example.test.", "NS1.example.test.", "mail.EXAMPLE.test.", "nope.example.test.", "example.org.", "big.example.test."}
+	want := map[uint16][]byte{}
+	const n = 120 // a burst the default socket buffers hold (drops would be UDP's, not ours)
+	for i := range n {
+		m := query(names[i%len(names)], mdns.TypeA)
+		if i%len(names) == 5 {
+			m.Question[0].Qtype = mdns.TypeTXT // truncated: the slow path
+		}
+		m.Id = uint16(i + 1)
+		if i%3 == 0 {
+			m.SetEdns0(1232, i%2 == 0)
+		}
+		raw, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[m.Id] = ref.serveSlow(raw, netip.MustParseAddr("127.0.0.1"), true)
+		if _, err := c.WriteTo(raw, pc.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 65535)
+	for len(want) > 0 {
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		k, _, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("%d responses missing: %v", len(want), err)
+		}
+		id := binary.BigEndian.Uint16(buf)
+		w, ok := want[id]
+		if !ok {
+			t.Fatalf("response with unknown or repeated id %d", id)
+		}
+		if !bytes.Equal(buf[:k], w) {
+			t.Fatalf("id %d: got %s\nwant %s", id, show(buf[:k]), show(w))
+		}
+		delete(want, id)
 	}
 }
