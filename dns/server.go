@@ -98,6 +98,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 		servers = append(servers, &mdns.Server{PacketConn: pc, Handler: s, UDPSize: mdns.MaxMsgSize, MsgAcceptFunc: accept})
 	}
 	if l != nil {
+		l = newLimitListener(l, s.t.maxTCP, s.t.maxTCPPerClient, s.log)
 		servers = append(servers, &mdns.Server{Listener: l, Handler: s, MsgAcceptFunc: accept})
 	}
 	var wg sync.WaitGroup

@@ -20,6 +20,8 @@ import (
 type tables struct {
 	listen  string
 	maxUDP  int
+	// maxTCP and maxTCPPerClient bound open TCP connections.
+	maxTCP, maxTCPPerClient int
 	check   health.CheckConfig
 	regions []regionPrefix // longest prefix first
 	sites   []*site
