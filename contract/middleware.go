@@ -77,6 +77,13 @@ func (c *Contract) Middleware(log *slog.Logger) httpx.Middleware {
 				c.serveDocument(w, r)
 				return
 			}
+			if n := len(r.Header.Values("Content-Type")); n > 1 {
+				// A singleton field (RFC 9110 section 8.3): the check reads
+				// the first, an upstream may read the last.
+				v := Violation{In: "header", Name: "Content-Type", Message: fmt.Sprintf("sent %d times; send it once", n)}
+				c.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("the request does not match the API contract %q: %s", c.name, describe(v)), []Violation{v})
+				return
+			}
 			var body []byte
 			if r.Body != nil && r.Body != http.NoBody {
 				if r.ContentLength > c.maxBody {

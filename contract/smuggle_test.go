@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -72,4 +74,40 @@ func FuzzStrictJSON(f *testing.F) {
 			t.Fatalf("violation without a message: %+v", v)
 		}
 	})
+}
+
+// TestContentTypeTricks: media types spelled oddly, or sent twice.
+func TestContentTypeTricks(t *testing.T) {
+	srv, up, _ := newHarness(t, Config{})
+	pt := `{"lat":1,"lng":2}`
+	good := `{"from":` + pt + `,"to":` + pt + `}`
+	bad := `{"from":` + pt + `,"to":` + pt + `,"admin":true}`
+	for _, c := range []struct {
+		name   string
+		ctypes []string
+		body   string
+		want   int
+	}{
+		{"upper case media type", []string{"APPLICATION/JSON"}, good, 201},
+		{"upper case, bad body", []string{"Application/Json"}, bad, 400},
+		{"charset parameter, bad body", []string{"application/json; charset=utf-8"}, bad, 400},
+		{"two content types", []string{"application/json", "text/plain"}, good, 400},
+		{"two content types, second JSON", []string{"text/plain", "application/json"}, bad, 400},
+	} {
+		before := up.calls.Load()
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/rides", strings.NewReader(c.body))
+		for _, ct := range c.ctypes {
+			req.Header.Add("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		reached := up.calls.Load() != before
+		if resp.StatusCode != c.want || reached != (c.want < 300) {
+			t.Errorf("%s: %d (want %d), reached upstream %v; %.200s", c.name, resp.StatusCode, c.want, reached, b)
+		}
+	}
 }
