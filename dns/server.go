@@ -109,6 +109,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 		servers = append(servers, &mdns.Server{PacketConn: pc, Handler: s, UDPSize: mdns.MaxMsgSize, MsgAcceptFunc: accept})
 	}
 	if l != nil {
+		l = newLimitListener(l, s.t.maxTCP, s.t.maxTCPPerClient, s.log)
 		servers = append(servers, &mdns.Server{Listener: l, Handler: s, MsgAcceptFunc: accept})
 	}
 	wg.Go(func() { _ = s.checker.Run(ctx) })
