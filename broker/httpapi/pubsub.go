@@ -18,10 +18,10 @@ const sseHeartbeat = 15 * time.Second
 
 func (s *Server) routePubSub() {
 	s.handle("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"topics": visible(r, access.Topic, s.b.Topics())})
+		s.writeList(w, r, access.Topic, "topics", visible(r, access.Topic, s.b.Topics()))
 	})
 	s.handle("GET /v1/streams", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"streams": visible(r, access.Stream, s.b.Streams())})
+		s.writeList(w, r, access.Stream, "streams", visible(r, access.Stream, s.b.Streams()))
 	})
 	s.handle("PUT /v1/topics/{name}", s.putTopic)
 	s.handle("GET /v1/topics/{name}", s.getTopic)
