@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/contract"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // TestAdminAPIContract drives every admin endpoint of a real gateway
@@ -143,6 +144,12 @@ slos:
 	}
 	call("GET", "/admin/traces/"+strings.Repeat("0", 32), "", rd, 404)
 	call("GET", "/admin/traces?limit=0", "", rd, 400)
+	if code, _, h := do(t, "GET", checked.URL+"/admin/traces?kind=all&limit=1", nil, rd...); code != 200 {
+		t.Errorf("traces page: %d", code)
+	} else if next := httpx.NextLink(h.Values("Link")); next != "" {
+		call("GET", next, "", rd, 200)
+	}
+	call("GET", "/admin/traces?cursor=bm90LW91cnM", "", rd, 400)
 
 	call("GET", "/admin/slos", "", rd, 200)
 	call("GET", "/admin/slos/api-availability", "", rd, 200)
