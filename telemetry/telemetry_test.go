@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/httpx"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -307,5 +308,58 @@ func TestReservoir(t *testing.T) {
 			t.Fatalf("%d of 50 root traces sampled in one second, want the reservoir's 3", got)
 		}
 		return
+	}
+}
+
+// Traces come in pages by their Link rel="next": following them visits
+// every trace once, newest first; a bad cursor is 400.
+func TestHandlerPages(t *testing.T) {
+	tr, _ := Setup(context.Background(), Config{}, "x", env(nil))
+	for i := 0; i < 7; i++ {
+		span(t, tr, "GET /p", false, 0)
+	}
+	srv := httptest.NewServer(tr.Store.Handler())
+	defer srv.Close()
+	want := tr.Store.Traces(Query{Limit: 100})
+	var got []string
+	target := "/admin/traces?limit=3"
+	for pages := 0; target != ""; pages++ {
+		if pages > 5 {
+			t.Fatal("the next links do not end")
+		}
+		resp, err := http.Get(srv.URL + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Traces []struct {
+				ID string `json:"trace_id"`
+			} `json:"traces"`
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		for _, tt := range out.Traces {
+			got = append(got, tt.ID)
+		}
+		target = httpx.NextLink(resp.Header.Values("Link"))
+	}
+	if len(got) != len(want) || len(want) < 7 {
+		t.Fatalf("pages gave %d traces, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i].ID {
+			t.Fatalf("trace %d: %s, want %s (newest first, each once)", i, got[i], want[i].ID)
+		}
+	}
+	for _, c := range []string{"@@", httpx.EncodeCursor("queue", "1.x"), httpx.EncodeCursor("traces", "12.nothex")} {
+		resp, err := http.Get(srv.URL + "/admin/traces?cursor=" + c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(b), "cursor") {
+			t.Errorf("cursor %q: %d %s", c, resp.StatusCode, b)
+		}
 	}
 }
