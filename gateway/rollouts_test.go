@@ -605,7 +605,8 @@ discovery: {registry: %s}
 upstreams:
   rides:
     discover: rides
-    health_check: { path: /healthz, interval: 50ms, timeout: 40ms, healthy_after: 1, unhealthy_after: 1 }
+    # unhealthy_after 3: a check timing out on a loaded machine does not flap a new instance (its drained old one would get traffic back)
+    health_check: { path: /healthz, interval: 100ms, timeout: 90ms, healthy_after: 1, unhealthy_after: 3 }
 routes: [{upstream: rides}]
 `, regURL))
 	return r, register
