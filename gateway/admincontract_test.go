@@ -162,6 +162,7 @@ slos:
 	call("GET", "/admin/rollouts/u", "", rd, 200)
 	call("POST", "/admin/rollouts/u/pause", "", op, 200)
 	call("POST", "/admin/rollouts/u/resume", "", op, 200)
+	call("POST", "/admin/rollouts/u/promote", "", op, 200) // the next step
 	call("GET", "/admin/rollouts", "", rd, 200)
 	call("DELETE", "/admin/rollouts/u", "", op, 200)
 	call("POST", "/admin/rollouts/u/promote", "", op, 409)
