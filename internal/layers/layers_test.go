@@ -38,7 +38,7 @@ var floors = map[string]int{
 	"dashboard": 2,
 	// transport security: listener certificates, upstream TLS, client
 	// certificate identity (middleware).
-	"tlsconf": 2,
+	"tlsconf":     2,
 	"kit/message": 2, "kit/message/messagetest": 3,
 	"kit/cache": 2,
 	"kit/saga":  2,
