@@ -27,7 +27,7 @@ import (
 type Principal struct {
 	Name  string
 	Via   string // "password", "token" or "certificate"
-	perms [3][]pattern
+	perms [4][]pattern
 }
 
 // Allowed reports whether p holds perm on the kind's name.
@@ -66,10 +66,12 @@ func (p *Principal) CheckAll(perm Perm) error {
 	return &broker.ForbiddenError{User: p.Name, Permission: perm.String(), Name: "*"}
 }
 
-// Sees reports whether a listing shows the kind's name to p: it holds any
-// permission on it.
+// Sees reports whether a listing shows the kind's name to p and p may
+// read its settings and counts: it holds any permission on it (read
+// being the one that allows nothing else).
 func (p *Principal) Sees(kind, name string) bool {
-	return p.Allowed(Publish, kind, name) || p.Allowed(Consume, kind, name) || p.Allowed(Manage, kind, name)
+	return p.Allowed(Publish, kind, name) || p.Allowed(Consume, kind, name) || p.Allowed(Manage, kind, name) ||
+		p.Allowed(Read, kind, name)
 }
 
 // Authenticator checks credentials against a Config whose secrets have
@@ -151,7 +153,7 @@ func New(c Config, o Options) (*Authenticator, error) {
 	for _, name := range sortedNames(c.Users) {
 		u := c.Users[name]
 		p := &Principal{Name: name}
-		for perm, pats := range [][]string{u.Publish, u.Consume, u.Manage} {
+		for perm, pats := range [][]string{u.Publish, u.Consume, u.Manage, u.Read} {
 			for _, s := range pats {
 				pt, _ := parsePattern(s) // checked by Validate
 				p.perms[perm] = append(p.perms[perm], pt)
