@@ -46,7 +46,7 @@ GOMAXPROCS=1 taskset -c 1 "$TMP/switchyard" gateway --config "$TMP/sy.yaml" >"$T
 cat > "$TMP/haproxy.cfg" <<CFG
 global
   nbthread 1
-  maxconn 20000
+  maxconn 4000
 defaults
   mode http
   option http-keep-alive
@@ -79,7 +79,6 @@ http {
   # The 1.22 default of 1000 requests per connection would make clients
   # reconnect during a run; the other proxies have no limit.
   keepalive_requests 10000000;
-  http2_max_requests 10000000;
   upstream b { server 127.0.0.1:$BACK max_fails=0; keepalive 64; keepalive_requests 10000000; }
   server {
     listen 127.0.0.1:$NG http2;

@@ -49,7 +49,7 @@ GOMAXPROCS=1 taskset -c 1 "$TMP/switchyard" gateway --config "$TMP/sy.yaml" >"$T
 cat > "$TMP/haproxy.cfg" <<CFG
 global
   nbthread 1
-  maxconn 20000
+  maxconn 4000
   ssl-default-bind-options ssl-min-ver TLSv1.2
   ssl-default-bind-curves X25519
 defaults

@@ -98,8 +98,17 @@ func main() {
 		cancel()
 	}
 	var calls, errs atomic.Int64
-	ctx, cancel := context.WithTimeout(context.Background(), *dur)
+	var firstErr sync.Once
+	fail := func(err error) {
+		errs.Add(1)
+		firstErr.Do(func() { fmt.Fprintln(os.Stderr, "grpcload: first error:", err) })
+	}
+	// Cancelled at the end, no deadline: a deadline would go out as
+	// grpc-timeout and the proxies would end the calls at the same time
+	// as the client, counted as errors.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	time.AfterFunc(*dur, cancel)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < *conc; w++ {
@@ -112,7 +121,7 @@ func main() {
 				for ctx.Err() == nil {
 					if err := c.Invoke(ctx, "/bench.Echo/Unary", payload, out); err != nil {
 						if ctx.Err() == nil {
-							errs.Add(1)
+							fail(err)
 						}
 						continue
 					}
@@ -124,7 +133,7 @@ func main() {
 				s, err := c.NewStream(ctx, chatDesc, "/bench.Echo/Chat")
 				if err != nil {
 					if ctx.Err() == nil {
-						errs.Add(1)
+						fail(err)
 					}
 					continue
 				}
@@ -134,7 +143,7 @@ func main() {
 					}
 					if err := s.RecvMsg(out); err != nil {
 						if ctx.Err() == nil {
-							errs.Add(1)
+							fail(err)
 						}
 						break
 					}
