@@ -5,7 +5,8 @@
 # Rules: /work/shared/BENCHMARKING.md. CPU 0: backend and load client
 # (bench/tlsload, GOMAXPROCS=1 each); CPU 1: the proxy (switchyard
 # GOMAXPROCS=1, HAProxy nbthread 1, nginx worker_processes 1). Same
-# certificate for all: ECDSA P-256, self-signed; key exchange X25519.
+# certificate for all: ECDSA P-256, self-signed; key exchange X25519 (the
+# client offers X25519 and P-256, no post-quantum hybrid).
 # Four loads, alternated over ROUNDS rounds (switchyard, haproxy, nginx in
 # turn), median per contender:
 #   full13, full12: full handshakes, TLS 1.3 and TLS 1.2 (ECDHE-ECDSA-AES128-GCM)
