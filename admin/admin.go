@@ -7,6 +7,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,14 +136,14 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, b.Snapshot())
+	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, r *http.Request) {
+		writeTagged(w, r, b.Snapshot())
 	})
-	mux.HandleFunc("GET /admin/routes", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, b.Snapshot().Routes)
+	mux.HandleFunc("GET /admin/routes", func(w http.ResponseWriter, r *http.Request) {
+		writeTagged(w, r, b.Snapshot().Routes)
 	})
-	mux.HandleFunc("GET /admin/upstreams", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, b.Snapshot().Upstreams)
+	mux.HandleFunc("GET /admin/upstreams", func(w http.ResponseWriter, r *http.Request) {
+		writeTagged(w, r, b.Snapshot().Upstreams)
 	})
 	mux.HandleFunc("GET /admin/upstreams/{name}", func(w http.ResponseWriter, r *http.Request) {
 		u, ok := findUpstream(b.Snapshot(), r.PathValue("name"))
@@ -149,13 +151,25 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("unknown upstream %q", r.PathValue("name")))
 			return
 		}
-		writeJSON(w, http.StatusOK, u)
+		writeTagged(w, r, u)
 	})
+	// A target's settings: the resource whose ETag the writes below take
+	// in If-Match (its counters change all the time; its settings only
+	// when someone changes them).
+	mux.HandleFunc("GET /admin/upstreams/{name}/targets/{addr}", func(w http.ResponseWriter, r *http.Request) {
+		ts, ok := targetSettings(b, r.PathValue("name"), r.PathValue("addr"))
+		if !ok {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("unknown target %q in upstream %q", r.PathValue("addr"), r.PathValue("name")))
+			return
+		}
+		writeTagged(w, r, ts)
+	})
+	var writes sync.Mutex // If-Match and the write it guards, as one step
 	mux.HandleFunc("POST /admin/upstreams/{name}/targets/{addr}/drain", func(w http.ResponseWriter, r *http.Request) {
-		drain(w, r, b, true)
+		drain(w, r, b, true, &writes)
 	})
 	mux.HandleFunc("POST /admin/upstreams/{name}/targets/{addr}/undrain", func(w http.ResponseWriter, r *http.Request) {
-		drain(w, r, b, false)
+		drain(w, r, b, false, &writes)
 	})
 	mux.HandleFunc("PUT /admin/upstreams/{name}/targets/{addr}/weight", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -172,6 +186,11 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 			return
 		}
 		name, addr := r.PathValue("name"), r.PathValue("addr")
+		writes.Lock()
+		defer writes.Unlock()
+		if !targetIfMatch(w, r, b) {
+			return
+		}
 		if err := b.SetWeight(name, addr, *body.Weight); err != nil {
 			writeBackendError(w, err)
 			return
@@ -180,6 +199,11 @@ func Handler(b Backend, g prometheus.Gatherer) http.Handler {
 	})
 	mux.HandleFunc("DELETE /admin/upstreams/{name}/targets/{addr}/weight", func(w http.ResponseWriter, r *http.Request) {
 		name, addr := r.PathValue("name"), r.PathValue("addr")
+		writes.Lock()
+		defer writes.Unlock()
+		if !targetIfMatch(w, r, b) {
+			return
+		}
 		if err := b.ResetWeight(name, addr); err != nil {
 			writeBackendError(w, err)
 			return
@@ -236,7 +260,9 @@ func allowed(mux *http.ServeMux, r *http.Request) []string {
 	return out
 }
 
-func drain(w http.ResponseWriter, r *http.Request, b Backend, on bool) {
+// drain takes the target out of rotation (on) or back; writes is held
+// while If-Match is checked and the change made, not while it waits.
+func drain(w http.ResponseWriter, r *http.Request, b Backend, on bool, writes *sync.Mutex) {
 	name, addr := r.PathValue("name"), r.PathValue("addr")
 	var wait time.Duration
 	if s := r.URL.Query().Get("wait"); s != "" && on {
@@ -247,7 +273,14 @@ func drain(w http.ResponseWriter, r *http.Request, b Backend, on bool) {
 		}
 		wait = d
 	}
-	if err := b.SetDraining(name, addr, on); err != nil {
+	writes.Lock()
+	if !targetIfMatch(w, r, b) {
+		writes.Unlock()
+		return
+	}
+	err := b.SetDraining(name, addr, on)
+	writes.Unlock()
+	if err != nil {
 		writeBackendError(w, err)
 		return
 	}
@@ -278,7 +311,71 @@ func writeTarget(w http.ResponseWriter, b Backend, name, addr string) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("unknown target %q in upstream %q", addr, name))
 		return
 	}
+	if ts, ok := targetSettings(b, name, addr); ok {
+		w.Header().Set("ETag", settingsTag(ts)) // of the settings resource, for the next If-Match
+	}
 	writeJSON(w, http.StatusOK, t)
+}
+
+// TargetSettings is what an operator may change of a target (GET
+// /admin/upstreams/{name}/targets/{addr}); its ETag is what the target's
+// writes take in If-Match.
+type TargetSettings struct {
+	Upstream       string `json:"upstream"`
+	Address        string `json:"address"`
+	Weight         int    `json:"weight"`
+	WeightOverride bool   `json:"weight_override"`
+	Draining       bool   `json:"draining"`
+}
+
+func targetSettings(b Backend, name, addr string) (TargetSettings, bool) {
+	t, ok := findTarget(b.Snapshot(), name, addr)
+	if !ok {
+		return TargetSettings{}, false
+	}
+	return TargetSettings{Upstream: name, Address: t.Address, Weight: t.Weight, WeightOverride: t.WeightOverride, Draining: t.Draining}, true
+}
+
+func settingsTag(ts TargetSettings) string { return httpx.ETag(marshal(ts)) }
+
+// targetIfMatch answers 412 (precondition_failed) and returns false when
+// r's If-Match does not match the target's settings now. An unknown
+// target passes: the write answers its 404.
+func targetIfMatch(w http.ResponseWriter, r *http.Request, b Backend) bool {
+	if len(r.Header.Values("If-Match")) == 0 {
+		return true
+	}
+	ts, ok := targetSettings(b, r.PathValue("name"), r.PathValue("addr"))
+	if !ok {
+		return true
+	}
+	if err := httpx.IfMatch(r, settingsTag(ts)); err != nil {
+		writeError(w, http.StatusPreconditionFailed, "precondition_failed", err.Error())
+		return false
+	}
+	return true
+}
+
+// marshal is writeJSON's encoding of v.
+func marshal(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return buf.Bytes()
+}
+
+// writeTagged answers v as writeJSON does, with an ETag of the body; a
+// matching If-None-Match gets 304 and no body.
+func writeTagged(w http.ResponseWriter, r *http.Request, v any) {
+	body := marshal(v)
+	if httpx.NotModified(w, r, httpx.ETag(body)) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 func findUpstream(s Snapshot, name string) (Upstream, bool) {

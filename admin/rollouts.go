@@ -22,7 +22,8 @@ type RolloutBackend interface {
 	// unknown upstream; ErrConflict: one is running; a *rollout.FieldError:
 	// the spec does not fit the upstream).
 	StartRollout(spec rollout.Spec) (rollout.Status, error)
-	// RolloutAction applies promote, rollback, pause, resume or abort
+	// RolloutAction applies promote (a canary to its next step, other
+	// strategies to the end), promote-full, rollback, pause, resume or abort
 	// (ErrConflict when the rollout's state does not allow it).
 	RolloutAction(upstream, action string) (rollout.Status, error)
 }
@@ -36,7 +37,7 @@ var ErrConflict = errors.New("conflict")
 //	GET    /admin/rollouts                       {"rollouts": [Status, ...]}
 //	POST   /admin/rollouts                       start: a rollout.Spec; 201 with the Status
 //	GET    /admin/rollouts/{upstream}            one Status
-//	POST   /admin/rollouts/{upstream}/promote    the new version becomes the stable set
+//	POST   /admin/rollouts/{upstream}/promote    a canary to its next step; others (and ?full=true) end promoted
 //	POST   /admin/rollouts/{upstream}/rollback   the stable set serves everything again
 //	POST   /admin/rollouts/{upstream}/pause      hold at the current step
 //	POST   /admin/rollouts/{upstream}/resume     continue (the step's window restarts)
@@ -90,7 +91,18 @@ func rolloutRoutes(mux *http.ServeMux, b Backend) {
 				writeError(w, http.StatusNotFound, "not_found", "this gateway runs no rollouts")
 				return
 			}
-			st, err := rb.RolloutAction(r.PathValue("upstream"), name)
+			act := name
+			if name == "promote" {
+				switch full := r.URL.Query().Get("full"); full {
+				case "", "false", "0":
+				case "true", "1":
+					act = "promote-full"
+				default:
+					writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("full: invalid value %q: expected true or false", clipQuery(full)))
+					return
+				}
+			}
+			st, err := rb.RolloutAction(r.PathValue("upstream"), act)
 			if err != nil {
 				writeRolloutError(w, err)
 				return
@@ -116,4 +128,11 @@ func writeRolloutError(w http.ResponseWriter, err error) {
 	default:
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 	}
+}
+
+func clipQuery(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }

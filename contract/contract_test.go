@@ -412,4 +412,3 @@ func FuzzLoad(f *testing.F) {
 		_, _ = Load("f", Config{Document: doc})
 	})
 }
-

@@ -77,6 +77,13 @@ func (c *Contract) Middleware(log *slog.Logger) httpx.Middleware {
 				c.serveDocument(w, r)
 				return
 			}
+			if n := len(r.Header.Values("Content-Type")); n > 1 {
+				// A singleton field (RFC 9110 section 8.3): the check reads
+				// the first, an upstream may read the last.
+				v := Violation{In: "header", Name: "Content-Type", Message: fmt.Sprintf("sent %d times; send it once", n)}
+				c.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("the request does not match the API contract %q: %s", c.name, describe(v)), []Violation{v})
+				return
+			}
 			var body []byte
 			if r.Body != nil && r.Body != http.NoBody {
 				if r.ContentLength > c.maxBody {
@@ -98,6 +105,12 @@ func (c *Contract) Middleware(log *slog.Logger) httpx.Middleware {
 				r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 			}
 			c.stats.Checked.Add(1)
+			if len(body) > 0 && isJSON(r.Header.Get("Content-Type")) {
+				if v := strictJSON(body); v != nil {
+					c.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("the request does not match the API contract %q: %s", c.name, describe(*v)), []Violation{*v})
+					return
+				}
+			}
 			if status, detail, vs, allow := c.checkRequest(r, body); status != 0 {
 				if allow != "" {
 					w.Header().Set("Allow", allow)
@@ -319,7 +332,7 @@ func (c *Contract) finishResponse(rec *recorder, r *http.Request, log *slog.Logg
 			"status", rec.status, "violation", first, "violations", len(vs), "request_id", httpx.RequestID(r))
 		if c.cfg.Responses == ResponsesEnforce {
 			p := Problem{Type: ProblemType, Title: http.StatusText(http.StatusBadGateway), Status: http.StatusBadGateway,
-				Detail: fmt.Sprintf("the upstream's response does not match the API contract %q: %s", c.name, first),
+				Detail:   fmt.Sprintf("the upstream's response does not match the API contract %q: %s", c.name, first),
 				Instance: r.URL.Path, Contract: c.name, RequestID: httpx.RequestID(r), Violations: vs}
 			dst := rec.w.Header()
 			for k := range dst {
@@ -438,4 +451,3 @@ func isJSON(ct string) bool {
 	}
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
-

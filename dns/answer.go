@@ -9,9 +9,21 @@ import (
 // maxChase bounds the CNAME chain followed inside a zone.
 const maxChase = 8
 
+// hooks let the UDP fast path (fast.go) build its packed answers with the
+// same code as every other query: it learns which pool an answer depends
+// on, fixes the selection of sites, and learns whether fit changed the
+// response (then the answer depends on the client's buffer size).
+type hooks struct {
+	probe  bool    // do not select sites: only record the pool
+	sel    []*site // the sites to answer with (instead of selecting)
+	pool   *pool   // set when the answer came from a pool
+	fitted bool    // set when fit had to shrink the response
+}
+
 // answer builds the response to req from a client at src (udp tells the
-// transport). It returns nil when nothing must be sent.
-func (s *Server) answer(req *mdns.Msg, src netip.Addr, udp bool) *mdns.Msg {
+// transport). It returns nil when nothing must be sent. h is nil except
+// for the fast path's cache fills.
+func (s *Server) answer(req *mdns.Msg, src netip.Addr, udp bool, h *hooks) *mdns.Msg {
 	resp := new(mdns.Msg)
 	// SetReply echoes the question exactly as asked (0x20 case kept) and
 	// copies ID, opcode and RD; RA stays clear: no recursion here.
@@ -125,7 +137,7 @@ func (s *Server) answer(req *mdns.Msg, src netip.Addr, udp bool) *mdns.Msg {
 				Cpu: "RFC8482",
 			})
 		case n.pool != nil && (q.Qtype == mdns.TypeA || q.Qtype == mdns.TypeAAAA || q.Qtype == mdns.TypeSRV):
-			s.poolAnswer(resp, n.pool, q.Qtype, owner, client)
+			s.poolAnswer(resp, n.pool, q.Qtype, owner, client, h)
 			geoUsed = len(n.pool.geo) > 0
 		default:
 			for _, rr := range n.rrs[q.Qtype] {
@@ -151,7 +163,9 @@ func (s *Server) answer(req *mdns.Msg, src netip.Addr, udp bool) *mdns.Msg {
 		ro := resp.Extra[0].(*mdns.OPT)
 		ro.Option = append(ro.Option, &out)
 	}
-	fit(resp, size)
+	if fit(resp, size) && h != nil {
+		h.fitted = true
+	}
 	return resp
 }
 
@@ -170,10 +184,10 @@ func validECS(e *mdns.EDNS0_SUBNET) bool {
 
 // fit makes resp fit in size bytes: additional records go first (their
 // loss needs no TC, RFC 2181 section 9), then answers are cut and TC set so
-// the client retries over TCP.
-func fit(resp *mdns.Msg, size int) {
+// the client retries over TCP. It reports whether it changed resp.
+func fit(resp *mdns.Msg, size int) bool {
 	if resp.Len() <= size {
-		return
+		return false
 	}
 	var opt mdns.RR
 	for _, rr := range resp.Extra {
@@ -187,13 +201,14 @@ func fit(resp *mdns.Msg, size int) {
 	}
 	resp.Compress = true
 	if resp.Len() <= size {
-		return
+		return true
 	}
 	resp.Truncate(size)
 	if resp.Truncated {
 		// A partial RRset would mislead: send none, the client must retry.
 		resp.Answer, resp.Ns = nil, nil
 	}
+	return true
 }
 
 // negSOA is the zone's SOA for a negative answer, with the negative TTL.
@@ -237,13 +252,23 @@ func (s *Server) glue(resp *mdns.Msg, z *zone, rrs []mdns.RR) {
 }
 
 // poolAnswer adds the records of the sites chosen for client.
-func (s *Server) poolAnswer(resp *mdns.Msg, p *pool, qtype uint16, owner string, client netip.Addr) {
+func (s *Server) poolAnswer(resp *mdns.Msg, p *pool, qtype uint16, owner string, client netip.Addr, h *hooks) {
 	var buf [MaxAnswers]*site
-	region := ""
-	if len(p.geo) > 0 && client.IsValid() {
-		region = s.t.regionOf(client)
+	var sites []*site
+	switch {
+	case h != nil && h.probe:
+		h.pool = p
+		return
+	case h != nil:
+		h.pool = p
+		sites = h.sel
+	default:
+		region := ""
+		if len(p.geo) > 0 && client.IsValid() {
+			region = s.t.regionOf(client)
+		}
+		sites, _ = p.selectSites(region, buf[:0])
 	}
-	sites, _ := p.selectSites(region, buf[:0])
 	hdr := func(ty uint16) mdns.RR_Header {
 		return mdns.RR_Header{Name: owner, Rrtype: ty, Class: mdns.ClassINET, Ttl: p.ttl}
 	}

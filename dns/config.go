@@ -35,6 +35,11 @@ const (
 	DefaultSitePort = 80
 	// MaxAnswers bounds Pool.Answers.
 	MaxAnswers = 8
+	// DefaultMaxTCPConnections bounds open TCP connections in total, and
+	// DefaultMaxTCPConnectionsPerClient those from one client address
+	// (IPv6: one /64). Connections past either are closed at accept.
+	DefaultMaxTCPConnections          = 1024
+	DefaultMaxTCPConnectionsPerClient = 32
 )
 
 // Policy names accepted in PoolConfig.Policy.
@@ -61,6 +66,15 @@ type Config struct {
 	// MaxUDPSize bounds UDP responses (with the client's EDNS buffer size,
 	// whichever is smaller; 512 without EDNS). 512-4096. Default 1232.
 	MaxUDPSize int `yaml:"max_udp_size"`
+	// MaxTCPConnections bounds the TCP connections open at once; one more
+	// is closed as soon as it is accepted. Each connection may stay open
+	// for up to 128 queries 8 s apart, so without a bound one client
+	// could hold every file descriptor (and starve the health checks).
+	// Default 1024.
+	MaxTCPConnections int `yaml:"max_tcp_connections"`
+	// MaxTCPConnectionsPerClient bounds the TCP connections from one
+	// client address (an IPv6 client counts by its /64). Default 32.
+	MaxTCPConnectionsPerClient int `yaml:"max_tcp_connections_per_client"`
 	// Health configures the active checks of every site (TCP connect
 	// without a path, HTTP GET with one). Default interval 5s.
 	Health health.CheckConfig `yaml:"health"`
@@ -192,6 +206,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxUDPSize == 0 {
 		c.MaxUDPSize = DefaultMaxUDPSize
 	}
+	if c.MaxTCPConnections == 0 {
+		c.MaxTCPConnections = DefaultMaxTCPConnections
+	}
+	if c.MaxTCPConnectionsPerClient == 0 {
+		c.MaxTCPConnectionsPerClient = DefaultMaxTCPConnectionsPerClient
+	}
 	if c.Health.Interval == 0 {
 		c.Health.Interval = DefaultCheckInterval
 	}
@@ -268,9 +288,16 @@ func compile(in *Config, src *config.Source) (*tables, error) {
 	if c.MaxUDPSize < 512 || c.MaxUDPSize > 4096 {
 		e.add("max_udp_size", "%d: expected 512-4096 bytes", c.MaxUDPSize)
 	}
+	if c.MaxTCPConnections < 1 {
+		e.add("max_tcp_connections", "%d: expected at least 1", c.MaxTCPConnections)
+	}
+	if c.MaxTCPConnectionsPerClient < 1 || c.MaxTCPConnectionsPerClient > c.MaxTCPConnections {
+		e.add("max_tcp_connections_per_client", "%d: expected 1 to max_tcp_connections (%d)", c.MaxTCPConnectionsPerClient, c.MaxTCPConnections)
+	}
 	e.wrap("health", c.Health.Validate())
 
-	t := &tables{listen: c.Listen, maxUDP: c.MaxUDPSize, check: c.Health, zones: map[string]*zone{}}
+	t := &tables{listen: c.Listen, maxUDP: c.MaxUDPSize, maxTCP: c.MaxTCPConnections, maxTCPPerClient: c.MaxTCPConnectionsPerClient,
+		check: c.Health, zones: map[string]*zone{}}
 
 	// Regions.
 	for name, cidrs := range c.Regions {

@@ -94,14 +94,24 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var servers []*mdns.Server
-	if pc != nil {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if u, ok := ownUDP(pc); ok {
+		// The server's own loop (udp.go): batched system calls, no
+		// goroutine per query, and the packed-answer cache (fast.go).
+		wg.Go(func() {
+			if err := s.serveUDP(ctx, u); err != nil {
+				errs <- err
+				cancel()
+			}
+		})
+	} else if pc != nil {
 		servers = append(servers, &mdns.Server{PacketConn: pc, Handler: s, UDPSize: mdns.MaxMsgSize, MsgAcceptFunc: accept})
 	}
 	if l != nil {
+		l = newLimitListener(l, s.t.maxTCP, s.t.maxTCPPerClient, s.log)
 		servers = append(servers, &mdns.Server{Listener: l, Handler: s, MsgAcceptFunc: accept})
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, len(servers)+1)
 	wg.Go(func() { _ = s.checker.Run(ctx) })
 	for _, srv := range servers {
 		started := make(chan struct{})
@@ -119,6 +129,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 	}
 	s.log.Info("dns listening", "udp", addrOf(pc), "tcp", addrOfL(l))
 	<-ctx.Done()
+	if _, ok := ownUDP(pc); ok {
+		pc.Close() // stops the UDP workers
+	}
 	for _, srv := range servers {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.ShutdownContext(sctx)
@@ -169,7 +182,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
 		src = ap.Addr()
 	}
-	resp := s.answer(req, src, udp)
+	resp := s.answer(req, src, udp, nil)
 	if resp == nil {
 		return
 	}

@@ -18,12 +18,14 @@ import (
 // tables is the compiled, immutable configuration the server answers
 // from. Only the sites' targets change (health and latency, atomics).
 type tables struct {
-	listen  string
-	maxUDP  int
-	check   health.CheckConfig
-	regions []regionPrefix // longest prefix first
-	sites   []*site
-	zones   map[string]*zone // by canonical origin
+	listen string
+	maxUDP int
+	// maxTCP and maxTCPPerClient bound open TCP connections.
+	maxTCP, maxTCPPerClient int
+	check                   health.CheckConfig
+	regions                 []regionPrefix // longest prefix first
+	sites                   []*site
+	zones                   map[string]*zone // by canonical origin
 }
 
 type regionPrefix struct {

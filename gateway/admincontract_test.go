@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/contract"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // TestAdminAPIContract drives every admin endpoint of a real gateway
@@ -93,6 +94,32 @@ slos:
 	call("PUT", "/admin/upstreams/nope/targets/127.0.0.1:1/weight", `{"weight":3}`, withJSON(op), 404)
 	call("DELETE", tgt+"/weight", "", op, 200)
 
+	// Conditional requests: a target's settings carry an ETag; a write
+	// based on stale settings is refused 412, one on current settings
+	// goes through; an unchanged GET is 304.
+	with := func(hdr []string, kv ...string) []string { return append(slices.Clone(hdr), kv...) }
+	code, _, h := do(t, "GET", checked.URL+tgt, nil, rd...)
+	etag := h.Get("ETag")
+	if code != 200 || etag == "" {
+		t.Fatalf("GET %s: %d ETag %q", tgt, code, etag)
+	}
+	call("GET", tgt, "", with(rd, "If-None-Match", etag), 304)
+	call("GET", "/admin/upstreams/u/targets/127.0.0.1:1", "", rd, 404)
+	code, _, h = do(t, "PUT", checked.URL+tgt+"/weight", strings.NewReader(`{"weight":4}`), with(withJSON(op), "If-Match", etag)...)
+	if code != 200 || h.Get("ETag") == etag || h.Get("ETag") == "" {
+		t.Fatalf("PUT weight If-Match current: %d, ETag %q (was %q)", code, h.Get("ETag"), etag)
+	}
+	newTag := h.Get("ETag")
+	if body := call("PUT", tgt+"/weight", `{"weight":5}`, with(withJSON(op), "If-Match", etag), 412); !strings.Contains(body, "precondition_failed") {
+		t.Errorf("stale If-Match: %s", body)
+	}
+	call("POST", tgt+"/drain", "", with(op, "If-Match", etag), 412)
+	call("GET", tgt, "", with(rd, "If-None-Match", etag), 200)
+	call("DELETE", tgt+"/weight", "", with(op, "If-Match", newTag), 200)
+	call("GET", "/admin/upstreams", "", rd, 200)
+	_, _, h = do(t, "GET", checked.URL+"/admin/routes", nil, rd...)
+	call("GET", "/admin/routes", "", with(rd, "If-None-Match", h.Get("ETag")), 304)
+
 	call("POST", "/admin/reload", "", op, 200)
 	r.rewrite(t, strings.Replace(cfgText, "upstream: u,", "upstream: missing,", 1))
 	call("POST", "/admin/reload", "", op, 422)
@@ -117,6 +144,12 @@ slos:
 	}
 	call("GET", "/admin/traces/"+strings.Repeat("0", 32), "", rd, 404)
 	call("GET", "/admin/traces?limit=0", "", rd, 400)
+	if code, _, h := do(t, "GET", checked.URL+"/admin/traces?kind=all&limit=1", nil, rd...); code != 200 {
+		t.Errorf("traces page: %d", code)
+	} else if next := httpx.NextLink(h.Values("Link")); next != "" {
+		call("GET", next, "", rd, 200)
+	}
+	call("GET", "/admin/traces?cursor=bm90LW91cnM", "", rd, 400)
 
 	call("GET", "/admin/slos", "", rd, 200)
 	call("GET", "/admin/slos/api-availability", "", rd, 200)
@@ -129,6 +162,7 @@ slos:
 	call("GET", "/admin/rollouts/u", "", rd, 200)
 	call("POST", "/admin/rollouts/u/pause", "", op, 200)
 	call("POST", "/admin/rollouts/u/resume", "", op, 200)
+	call("POST", "/admin/rollouts/u/promote", "", op, 200) // the next step
 	call("GET", "/admin/rollouts", "", rd, 200)
 	call("DELETE", "/admin/rollouts/u", "", op, 200)
 	call("POST", "/admin/rollouts/u/promote", "", op, 409)

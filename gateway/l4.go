@@ -47,6 +47,10 @@ type L4Listener struct {
 	// IdleTimeout ends a connection or UDP session with no traffic either
 	// way for this long. Default 1h (tcp), 30s (udp).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// KeepAlive turns TCP keepalive probes on (client and upstream
+	// sockets) after this much idle time. Default 0: off, as in HAProxy
+	// and nginx; idle_timeout ends idle connections.
+	KeepAlive time.Duration `yaml:"keepalive"`
 }
 
 // L4SNIRoute sends TLS connections for Names to Upstream.
@@ -146,6 +150,11 @@ func (c *Config) validateL4() []error {
 		if l.IdleTimeout < 0 {
 			add(p+".idle_timeout", "negative duration %v", l.IdleTimeout)
 		}
+		if l.KeepAlive < 0 {
+			add(p+".keepalive", "negative duration %v", l.KeepAlive)
+		} else if l.KeepAlive > 0 && l.Protocol == "udp" {
+			add(p+".keepalive", "TCP keepalive on a udp listener")
+		}
 	}
 	return errs
 }
@@ -237,11 +246,11 @@ func (g *Gateway) startL4(rt *runtime) ([]*l4Server, error) {
 			}
 			srv, err := l4.NewTCP(l4.TCPConfig{Name: l.Name, Backend: def, SNIRoutes: routes, TLS: tcfg, ProxyProtocol: l.ProxyProtocol,
 				MaxConnections: l.MaxConnections, MaxConnectionsPerClient: l.MaxConnectionsPerClient,
-				ConnectTimeout: l.ConnectTimeout, IdleTimeout: l.IdleTimeout, Log: log})
+				ConnectTimeout: l.ConnectTimeout, IdleTimeout: l.IdleTimeout, KeepAlive: l.KeepAlive, Log: log})
 			if err != nil {
 				return fail(rt.cfg.Wrap(p, err))
 			}
-			if s.ln, err = net.Listen("tcp", l.Listen); err != nil {
+			if s.ln, err = l4.ListenConfig(l.KeepAlive).Listen(context.Background(), "tcp", l.Listen); err != nil {
 				return fail(rt.cfg.Errorf(p+".listen", "listening: %v", err))
 			}
 			s.tcp, s.stats = srv, srv.Stats
@@ -324,6 +333,7 @@ func l4RestartOnly(old, cfg *Config) error {
 			{"max_connections_per_client", a.MaxConnectionsPerClient, b.MaxConnectionsPerClient},
 			{"connect_timeout", a.ConnectTimeout, b.ConnectTimeout},
 			{"idle_timeout", a.IdleTimeout, b.IdleTimeout},
+			{"keepalive", a.KeepAlive, b.KeepAlive},
 		} {
 			if c.was == c.now {
 				continue

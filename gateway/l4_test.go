@@ -178,6 +178,8 @@ func TestL4ConfigErrors(t *testing.T) {
 		"l4[0].upstream: unknown upstream":  "l4: [{listen: 127.0.0.1:0, upstream: nope}]",
 		"l4[0].protocol: unknown protocol":  "l4: [{listen: 127.0.0.1:0, upstream: u, protocol: sctp}]",
 		"l4[0].listen: missing":             "l4: [{upstream: u}]",
+		"l4[0].keepalive: negative":         "l4: [{listen: 127.0.0.1:0, upstream: u, keepalive: -1s}]",
+		"l4[0].keepalive: TCP keepalive":    "l4: [{listen: 127.0.0.1:0, upstream: u, protocol: udp, keepalive: 30s}]",
 		"l4[0].sni: sni passes TLS through": "l4: [{listen: 127.0.0.1:0, tls: {cert: a, key: b}, sni: [{names: [a.test], upstream: u}]}]",
 		"l4[0].proxy_protocol: v1 carries":  "l4: [{listen: 127.0.0.1:0, upstream: u, protocol: udp, proxy_protocol: v1}]",
 		"l4[0].sni[0].names[0]":             "l4: [{listen: 127.0.0.1:0, sni: [{names: ['a*.test'], upstream: u}]}]",

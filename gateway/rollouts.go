@@ -55,6 +55,10 @@ type rolloutEntry struct {
 	// shadow copies requests to the new version while a shadow rollout
 	// is active (nil otherwise).
 	shadow *rollout.Shadower
+	// seen (rolling on a discovered upstream) is when each instance was
+	// first seen; drained are the instances whose drain the rollout set.
+	seen    map[string]time.Time
+	drained map[string]bool
 }
 
 func newRolloutManager(log *slog.Logger, overrides *weightOverrides, stateDir string) (*rolloutManager, error) {
@@ -81,7 +85,7 @@ func newRolloutManager(log *slog.Logger, overrides *weightOverrides, stateDir st
 }
 
 func newEntry(r *rollout.Rollout) *rolloutEntry {
-	e := &rolloutEntry{r: r, share: newShare(r), extra: map[string]*upstream.Target{}}
+	e := &rolloutEntry{r: r, share: newShare(r), extra: map[string]*upstream.Target{}, drained: map[string]bool{}}
 	if r.Active() && r.Spec.Strategy == rollout.Shadow {
 		e.shadow = rollout.NewShadower(r.Canary, r.Spec.Concurrency)
 	}
@@ -170,6 +174,12 @@ func (m *rolloutManager) evaluate() {
 	moved := false
 	for name, e := range m.entries {
 		if e.r.State != rollout.Progressing {
+			continue
+		}
+		if e.r.Spec.Strategy == rollout.Rolling && len(e.r.Spec.Selector) > 0 {
+			if m.advanceInstancesLocked(name, e, now) {
+				moved = true
+			}
 			continue
 		}
 		if e.r.Spec.Strategy == rollout.Rolling {
@@ -263,6 +273,12 @@ func (m *rolloutManager) applyLocked(name string) {
 		return
 	}
 	if u.Discover != "" {
+		if e.shadow != nil && !e.r.Active() {
+			rep := e.shadow.Report()
+			e.r.Shadow = &rep
+			e.shadow.Close()
+			e.shadow = nil
+		}
 		if dp := rt.discoveredPool(name, u.Discover); dp != nil {
 			dp.rebuild()
 		}
@@ -447,21 +463,116 @@ func (m *rolloutManager) discoveredPolicyLocked(name string, u *Upstream, target
 	}
 	isCanary := make([]bool, len(targets))
 	var stable, canary []string
+	var stableTargets []*upstream.Target
 	for i, t := range targets {
 		isCanary[i] = matched[t.Address]
 		if isCanary[i] {
 			canary = append(canary, t.Address)
 		} else {
 			stable = append(stable, t.Address)
+			stableTargets = append(stableTargets, t)
 		}
 	}
 	if e.r.Active() {
 		e.r.Stable, e.r.Canary = stable, canary
 	}
-	p, err := rollout.NewSplit(targets, isCanary, e.share, func(ts []*upstream.Target) (balance.Policy, error) {
-		return balance.New(u.Config, ts)
-	})
+	build := func(ts []*upstream.Target) (balance.Policy, error) { return balance.New(u.Config, ts) }
+	if e.r.Spec.Strategy == rollout.Rolling {
+		m.rollingInstancesLocked(e, u, targets, matched)
+	}
+	if e.shadow != nil && e.r.Active() {
+		// Only the old instances serve; the matched ones get the copies.
+		e.shadow.SetTargets(canary)
+		p, err := build(stableTargets)
+		if err != nil {
+			return nil, true, err
+		}
+		return rollout.NewShadowPolicy(p, e.shadow), true, nil
+	}
+	p, err := rollout.NewSplit(targets, isCanary, e.share, build)
 	return p, true, err
+}
+
+// rollingInstancesLocked prepares a discovered upstream's targets for a
+// rolling rollout: a new instance (matching the selector) first seen
+// during it takes no traffic until its health checks pass, and the old
+// instances the rollout drained are drained (its drains are undone once
+// it has ended). The caller holds m.mu.
+func (m *rolloutManager) rollingInstancesLocked(e *rolloutEntry, u *Upstream, targets []*upstream.Target, matched map[string]bool) {
+	now := m.now()
+	if e.seen == nil {
+		// Instances registered before the start (or before a restart)
+		// keep the health they have.
+		e.seen = map[string]time.Time{}
+		for _, t := range targets {
+			e.seen[t.Address] = now
+		}
+	}
+	for _, t := range targets {
+		if _, ok := e.seen[t.Address]; !ok {
+			e.seen[t.Address] = now
+			if matched[t.Address] && u.HealthCheck != nil && e.r.Active() {
+				t.SetHealthy(false)
+			}
+		}
+	}
+	drain := map[string]bool{}
+	if e.r.Active() {
+		for _, a := range e.r.Drained {
+			drain[a] = true
+		}
+	}
+	for _, t := range targets {
+		if drain[t.Address] {
+			t.SetDraining(true)
+			e.drained[t.Address] = true
+		} else if e.drained[t.Address] {
+			t.SetDraining(false)
+			delete(e.drained, t.Address)
+		}
+	}
+}
+
+// advanceInstancesLocked moves a rolling rollout of a discovered upstream
+// on from its instances' live state (rollout.Rollout.AdvanceInstances).
+func (m *rolloutManager) advanceInstancesLocked(name string, e *rolloutEntry, now time.Time) bool {
+	u := m.rt.cfg.Upstreams[name]
+	if u == nil || u.Discover == "" {
+		return false
+	}
+	dp := m.rt.discoveredPool(name, u.Discover)
+	if dp == nil {
+		return false
+	}
+	canary := map[string]bool{}
+	for _, a := range e.r.Canary {
+		canary[a] = true
+	}
+	var old, new []rollout.Instance
+	for _, t := range dp.pool.Targets() {
+		in := rollout.Instance{Address: t.Address, Healthy: t.Healthy(), InFlight: t.InFlight(), Since: e.seen[t.Address]}
+		if canary[t.Address] {
+			new = append(new, in)
+		} else {
+			old = append(old, in)
+		}
+	}
+	st, ca := e.share.Windows()
+	step := e.r.Step
+	if !e.r.AdvanceInstances(now, old, new, st.SLI(), ca.SLI()) {
+		return false
+	}
+	if e.r.Active() && e.r.Step != step {
+		if s := st.SLI(); s.Requests >= uint64(e.r.Spec.Analysis.MinRequests) {
+			e.r.Baseline = &s
+		}
+		e.share.ResetWindows()
+	}
+	e.share.SetPercent(e.r.Percent())
+	m.log.Info("rollout moved", "upstream", name, "strategy", rollout.Rolling, "state", string(e.r.State), "step", e.r.Step,
+		"canary_weight", e.r.Percent(), "drained", e.r.Drained, "message", e.r.Message)
+	m.applyLocked(name)
+	return true
 }
 
 // selectsLocked reports whether upstream name has a rollout by selector
@@ -583,13 +694,17 @@ func (g *Gateway) StartRollout(spec rollout.Spec) (rollout.Status, error) {
 	}
 	m.entries[spec.Upstream] = e
 	m.applyLocked(spec.Upstream)
+	if spec.Strategy == rollout.Rolling && u.Discover != "" {
+		r.Replace = len(r.Stable) // the old instances (applyLocked split them off)
+	}
 	m.saveLocked()
 	m.log.Info("rollout started", "upstream", spec.Upstream, "strategy", spec.Strategy, "stable", stable,
 		"canary", spec.Targets, "selector", spec.Selector, "canary_weight", r.Percent())
 	return m.statusLocked(spec.Upstream), nil
 }
 
-// RolloutAction implements admin.RolloutBackend: promote, rollback,
+// RolloutAction implements admin.RolloutBackend: promote (a canary to its
+// next step, others to the end), promote-full (to the end), rollback,
 // pause, resume or abort.
 func (g *Gateway) RolloutAction(name, action string) (rollout.Status, error) {
 	m := g.rollouts
@@ -605,8 +720,19 @@ func (g *Gateway) RolloutAction(name, action string) (rollout.Status, error) {
 	now := m.now()
 	var err error
 	switch action {
-	case "promote":
-		err = e.r.Promote(now)
+	case "promote", "promote-full":
+		step := e.r.Step
+		if e.r.Spec.Strategy == rollout.Canary {
+			// The stable's window of the step ending is the reference when
+			// the stable gets no traffic any more (at 100%).
+			if st, _ := e.share.Windows(); st.SLI().Requests >= uint64(e.r.Spec.Analysis.MinRequests) {
+				b := st.SLI()
+				e.r.Baseline = &b
+			}
+		}
+		if err = e.r.Promote(now, action == "promote-full"); err == nil && e.r.Active() && e.r.Step != step {
+			e.share.ResetWindows()
+		}
 	case "rollback":
 		err = e.r.Rollback(now)
 	case "abort":
@@ -618,7 +744,7 @@ func (g *Gateway) RolloutAction(name, action string) (rollout.Status, error) {
 			e.share.ResetWindows()
 		}
 	default:
-		return rollout.Status{}, fmt.Errorf("unknown action %q: expected promote, rollback, pause, resume or abort", action)
+		return rollout.Status{}, fmt.Errorf("unknown action %q: expected promote, promote-full, rollback, pause, resume or abort", action)
 	}
 	if err != nil {
 		return rollout.Status{}, conflictError(fmt.Sprintf("upstream %q: %v", name, err))

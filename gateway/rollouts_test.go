@@ -104,6 +104,43 @@ func answers(t *testing.T, r *running, n int, hdr ...string) map[string]int {
 	return seen
 }
 
+// promote moves a canary to its next step (the traffic follows), and
+// promote?full=true to the end; a bad full value is refused.
+func TestRolloutPromoteNextStep(t *testing.T) {
+	stable, canary := newBackend(t, "stable"), newBackend(t, "canary")
+	r := startGateway(t, rolloutConfig("", stable.addr()))
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", fmt.Sprintf(
+		`{"upstream":"api","targets":[%q],"steps":[1,100],"pause":"1h"}`, canary.addr()))
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	code, body = adminDo(t, r, "POST", "/admin/rollouts/api/promote?full=maybe", "")
+	if code != 400 || !strings.Contains(body, `full: invalid value \"maybe\": expected true or false`) {
+		t.Fatalf("bad full: %d %s", code, body)
+	}
+	code, body = adminDo(t, r, "POST", "/admin/rollouts/api/promote", "")
+	if code != 200 {
+		t.Fatalf("promote: %d %s", code, body)
+	}
+	s := rolloutStatus(t, r, "api")
+	if s.State != rollout.Progressing || s.Step != 2 || s.CanaryWeight != 100 {
+		t.Fatalf("after promote: %+v", s)
+	}
+	if seen := answers(t, r, 10); seen["200 canary"] != 10 {
+		t.Fatalf("at step 2 (100%%): %v", seen)
+	}
+	code, body = adminDo(t, r, "POST", "/admin/rollouts/api/promote?full=true", "")
+	if code != 200 || !strings.Contains(body, `"state": "promoted"`) {
+		t.Fatalf("promote full: %d %s", code, body)
+	}
+	if got := upstreamTargets(t, r); len(got) != 1 || got[0] != canary.addr() {
+		t.Fatalf("targets after promote: %v", got)
+	}
+	if code, body = adminDo(t, r, "POST", "/admin/rollouts/api/promote", ""); code != 409 {
+		t.Fatalf("promote after the end: %d %s", code, body)
+	}
+}
+
 // A canary that answers 500 is rolled back by the analysis alone, and
 // traffic returns to the stable targets.
 func TestRolloutBadCanaryRollsBackByItself(t *testing.T) {
@@ -207,7 +244,7 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 	driveUntil(t, r2, 10*time.Second, "both versions answering", func() bool {
 		return canary.requests.Load() > 0 && stable.requests.Load() > 0
 	})
-	if code, body := adminDo(t, r2, "POST", "/admin/rollouts/api/promote", ""); code != 200 || !strings.Contains(body, `"promoted"`) {
+	if code, body := adminDo(t, r2, "POST", "/admin/rollouts/api/promote?full=true", ""); code != 200 || !strings.Contains(body, `"promoted"`) {
 		t.Fatalf("promote: %d %s", code, body)
 	}
 	data, _ = os.ReadFile(filepath.Join(dir, rollout.FileName))
@@ -540,5 +577,168 @@ routes: [{upstream: rides}]
 	}
 	if v2.requests.Load() != before {
 		t.Fatal("the rolled-back instances still get traffic")
+	}
+}
+
+// discoveredRolloutGateway registers backends as instances of service
+// rides (meta version) and starts a gateway discovering it, with health
+// checks on /healthz.
+func discoveredRolloutGateway(t *testing.T, instances map[*backend]string) (*running, func(b *backend, version string) func()) {
+	t.Helper()
+	regURL, c := startRegistry(t)
+	register := func(b *backend, version string) func() {
+		ctx := context.Background()
+		l, err := c.Register(ctx, discovery.Registration{Service: "rides", ID: b.name, Address: b.addr(),
+			TTL: config.Duration(time.Minute), Meta: map[string]string{"version": version}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = l.Close(ctx) }
+	}
+	for b, v := range instances {
+		t.Cleanup(register(b, v))
+	}
+	r := startGateway(t, fmt.Sprintf(`listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: "off"
+discovery: {registry: %s}
+upstreams:
+  rides:
+    discover: rides
+    # unhealthy_after 3: a check timing out on a loaded machine does not flap a new instance (its drained old one would get traffic back)
+    health_check: { path: /healthz, interval: 100ms, timeout: 90ms, healthy_after: 1, unhealthy_after: 3 }
+routes: [{upstream: rides}]
+`, regURL))
+	return r, register
+}
+
+// A rolling rollout of a discovered upstream: the orchestrator (here the
+// test) starts new-version instances; each takes traffic once healthy and
+// an old one is drained for it, so traffic moves instance by instance;
+// once the old ones are drained (and stopped) the rollout completes.
+func TestRolloutDiscoveredRolling(t *testing.T) {
+	o1, o2, n1, n2 := newBackend(t, "o1"), newBackend(t, "o2"), newBackend(t, "n1"), newBackend(t, "n2")
+	var n1Ready atomic.Bool
+	n1.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && !n1Ready.Load() {
+			http.Error(w, "starting", 503)
+			return
+		}
+		_, _ = io.WriteString(w, "n1")
+	})
+	r, register := discoveredRolloutGateway(t, map[*backend]string{o1: "v1", o2: "v1"})
+	code, body := adminDo(t, r, "POST", "/admin/rollouts",
+		`{"upstream":"rides","strategy":"rolling","selector":{"version":"v2"},"health_timeout":"20s","drain_timeout":"2s","analysis":{"min_requests":5}}`)
+	if code != 201 || !strings.Contains(body, "waiting for instances matching version=v2") {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	if s := rolloutStatus(t, r, "rides"); s.Steps != 2 || len(s.Stable) != 2 {
+		t.Fatalf("status at the start: %+v", s)
+	}
+	// n1 registers but is not ready: it gets no traffic.
+	t.Cleanup(register(n1, "v2"))
+	eventually(t, 10*time.Second, "n1 to be seen", func() bool { return len(rolloutStatus(t, r, "rides").Canary) == 1 })
+	if seen := answers(t, r, 20); seen["200 o1"]+seen["200 o2"] != 20 {
+		t.Fatalf("with n1 not ready: %v", seen)
+	}
+	n1Ready.Store(true)
+	eventually(t, 10*time.Second, "an old instance drained for n1", func() bool {
+		s := rolloutStatus(t, r, "rides")
+		return len(s.Drained) == 1 && s.CanaryWeight == 50
+	})
+	drained := rolloutStatus(t, r, "rides").Drained[0]
+	seen := answers(t, r, 40)
+	if seen["200 n1"] == 0 || seen["200 "+map[string]string{o1.addr(): "o1", o2.addr(): "o2"}[drained]] != 0 {
+		t.Fatalf("after n1 is healthy (%s drained): %v", drained, seen)
+	}
+	t.Cleanup(register(n2, "v2"))
+	driveUntil(t, r, 20*time.Second, "the rollout to complete", func() bool {
+		s := rolloutStatus(t, r, "rides")
+		if s.State == rollout.RolledBack {
+			t.Fatalf("rolled back: %+v", s)
+		}
+		return s.State == rollout.Completed
+	})
+	if seen := answers(t, r, 20); seen["200 n1"]+seen["200 n2"] != 20 {
+		t.Fatalf("after the rollout: %v", seen)
+	}
+}
+
+// A new version that fails is stopped by the analysis: the rollout rolls
+// back, the old instances serve again (their drains undone) and the new
+// ones get no traffic though still registered.
+func TestRolloutDiscoveredRollingRollsBack(t *testing.T) {
+	o1, o2, n1 := newBackend(t, "o1"), newBackend(t, "o2"), newBackend(t, "n1")
+	var served atomic.Int64
+	n1.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		served.Add(1)
+		http.Error(w, "broken", 500)
+	})
+	r, register := discoveredRolloutGateway(t, map[*backend]string{o1: "v1", o2: "v1"})
+	code, body := adminDo(t, r, "POST", "/admin/rollouts",
+		`{"upstream":"rides","strategy":"rolling","selector":{"version":"v2"},"analysis":{"min_requests":5}}`)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	t.Cleanup(register(n1, "v2"))
+	driveUntil(t, r, 20*time.Second, "the rollback", func() bool { return rolloutStatus(t, r, "rides").State == rollout.RolledBack })
+	s := rolloutStatus(t, r, "rides")
+	if len(s.Drained) != 0 || !strings.Contains(s.Message, "canary error rate") || s.CanaryWeight != 0 {
+		t.Fatalf("status: %+v", s)
+	}
+	before := served.Load()
+	if seen := answers(t, r, 20); seen["200 o1"] == 0 || seen["200 o2"] == 0 || seen["200 o1"]+seen["200 o2"] != 20 {
+		t.Fatalf("after the rollback: %v", seen)
+	}
+	// Health checks still reach n1; requests do not.
+	if got := served.Load() - before; got != 0 {
+		t.Fatalf("n1 got %d requests after the rollback", got)
+	}
+}
+
+// Shadow on a discovered upstream: the instances the selector matches get
+// a copy of each request and no live traffic.
+func TestRolloutDiscoveredShadow(t *testing.T) {
+	v1, v2 := newBackend(t, "v1"), newBackend(t, "v2")
+	var live, copies atomic.Int64
+	v2.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		if r.Header.Get(rollout.ShadowHeader) != "1" {
+			live.Add(1)
+		} else {
+			copies.Add(1)
+		}
+		http.Error(w, "v2 broken", 500)
+	})
+	r, _ := discoveredRolloutGateway(t, map[*backend]string{v1: "v1", v2: "v2"})
+	code, body := adminDo(t, r, "POST", "/admin/rollouts", `{"upstream":"rides","strategy":"shadow","selector":{"version":"v2"}}`)
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	if seen := answers(t, r, 20); seen["200 v1"] != 20 {
+		t.Fatalf("clients under shadow: %v", seen)
+	}
+	eventually(t, 10*time.Second, "20 copies compared", func() bool {
+		s := rolloutStatus(t, r, "rides")
+		return s.Shadow != nil && s.Shadow.Compared == 20
+	})
+	s := rolloutStatus(t, r, "rides")
+	if s.Shadow.Mismatches["200->500"] != 20 || len(s.Canary) != 1 || s.Canary[0] != v2.addr() || live.Load() != 0 {
+		t.Fatalf("report: %+v canary %v live %d", s.Shadow, s.Canary, live.Load())
+	}
+	if code, body := adminDo(t, r, "POST", "/admin/rollouts/rides/rollback", ""); code != 200 || !strings.Contains(body, `"compared": 20`) {
+		t.Fatalf("rollback: %d %s", code, body)
+	}
+	before := copies.Load()
+	if seen := answers(t, r, 10); seen["200 v1"] != 10 {
+		t.Fatalf("after the rollback: %v", seen)
+	}
+	if got := copies.Load() - before; got != 0 || live.Load() != 0 {
+		t.Fatalf("v2 got %d copies and %d requests after the rollback", got, live.Load())
 	}
 }

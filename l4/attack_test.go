@@ -3,6 +3,7 @@ package l4_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -13,10 +14,10 @@ import (
 	"github.com/switchyard/switchyard/l4"
 )
 
-// pushBackend greets, then writes a short line every 20 ms until the
+// pushBackend writes burst bytes, then a short line every 20 ms until the
 // connection breaks: a server push (pub/sub, a log tail) whose client
 // never writes again.
-func pushBackend(t *testing.T) string {
+func pushBackend(t *testing.T, burst int) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,6 +32,9 @@ func pushBackend(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
+				if _, err := c.Write(make([]byte, burst)); err != nil {
+					return
+				}
 				for i := 0; ; i++ {
 					if _, err := fmt.Fprintf(c, "push %d\n", i); err != nil {
 						return
@@ -45,21 +49,38 @@ func pushBackend(t *testing.T) string {
 
 // A connection that only the upstream talks on is not idle: the idle
 // clock must see bytes one direction moves even while its copy (a splice
-// of up to 1 MiB) has not returned yet.
+// of up to 64 KiB, once a 16 KiB burst made the direction bulk) has not
+// returned yet; and so on a direction still copying line by line (there
+// the idle timeout is longer than a stall of the push under a loaded
+// test machine: each line is its own read, so a stall longer than the
+// timeout is real idleness).
 func TestTCPOneWayTrafficIsNotIdle(t *testing.T) {
-	addr, _ := serveTCP(t, l4.TCPConfig{Backend: backend(t, pushBackend(t)), IdleTimeout: 200 * time.Millisecond})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	// 75 lines take 1.5 s, several idle timeouts, with a line every 20 ms.
-	for i := range 75 {
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := br.ReadString('\n'); err != nil {
-			t.Fatalf("one-way connection cut as idle after %d lines: %v", i, err)
-		}
+	for _, c := range []struct {
+		name  string
+		burst int
+		idle  time.Duration
+	}{{"spliced", 64 << 10, 200 * time.Millisecond}, {"small", 0, time.Second}} {
+		t.Run(c.name, func(t *testing.T) {
+			addr, _ := serveTCP(t, l4.TCPConfig{Backend: backend(t, pushBackend(t, c.burst)), IdleTimeout: c.idle})
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(br, make([]byte, c.burst)); err != nil {
+				t.Fatal(err)
+			}
+			// Lines for several idle timeouts, one every 20 ms.
+			n := int(3*c.idle/(20*time.Millisecond)) + 25
+			for i := range n {
+				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := br.ReadString('\n'); err != nil {
+					t.Fatalf("one-way connection cut as idle after %d lines: %v", i, err)
+				}
+			}
+		})
 	}
 }
 

@@ -137,6 +137,46 @@ func TestTCPBalancesAndCopiesExactly(t *testing.T) {
 	}
 }
 
+// A direction starts on small reads and writes and turns to splicing once
+// a read fills its buffer: messages before, across and after the turn
+// arrive whole and in order, with keepalive on.
+func TestTCPSmallMessagesThenBulk(t *testing.T) {
+	addr, _ := serveTCP(t, l4.TCPConfig{Backend: backend(t, tcpBackend(t, "a", nil)), KeepAlive: 30 * time.Second})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if hello(t, c) != "a" {
+		t.Fatal("no greeting")
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	exchange := func(msg []byte) {
+		t.Helper()
+		errc := make(chan error, 1)
+		go func() { _, err := c.Write(msg); errc <- err }()
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("echo of %d bytes: %v", len(msg), err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("echo of %d bytes differs", len(msg))
+		}
+	}
+	for i := range 50 {
+		exchange([]byte(fmt.Sprintf("message %d\n", i)))
+	}
+	big := make([]byte, 3<<20)
+	rand.Read(big)
+	exchange(big)
+	for i := range 50 {
+		exchange([]byte(fmt.Sprintf("after %d\n", i)))
+	}
+}
+
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

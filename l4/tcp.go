@@ -91,7 +91,12 @@ type TCPConfig struct {
 	// HelloTimeout bounds reading the ClientHello for SNI routing and the
 	// TLS handshake when terminating. Default 10s.
 	HelloTimeout time.Duration
-	Log          *slog.Logger
+	// KeepAlive turns on TCP keepalive probes on upstream connections
+	// after this much idle time (client connections get it from the
+	// listener: ListenConfig). Default 0: off, as HAProxy (option tcpka)
+	// and nginx (so_keepalive) have it; IdleTimeout ends idle connections.
+	KeepAlive time.Duration
+	Log       *slog.Logger
 }
 
 // Stats are a listener's counters.
@@ -148,11 +153,26 @@ func NewTCP(cfg TCPConfig) (*TCPServer, error) {
 	}
 	s := &TCPServer{
 		cfg: cfg, log: cfg.Log.With("l4", cfg.Name),
-		dialer:    net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
+		dialer:    net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: keepAlive(cfg.KeepAlive)},
 		perClient: map[netip.Addr]int{}, conns: map[net.Conn]struct{}{}, listeners: map[net.Listener]struct{}{},
 	}
 	s.routes.Store(&routing{def: cfg.Backend, sni: cfg.SNIRoutes})
 	return s, nil
+}
+
+// keepAlive is d as net.Dialer and net.ListenConfig take it: 0 (off) is
+// -1 there (their 0 turns keepalive on with 15 s).
+func keepAlive(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
+// ListenConfig is the listen configuration of a TCP listener with
+// keepalive after d idle (0: off; see TCPConfig.KeepAlive).
+func ListenConfig(d time.Duration) *net.ListenConfig {
+	return &net.ListenConfig{KeepAlive: keepAlive(d)}
 }
 
 // routing is what a connection is forwarded to: replaced whole on Update.
@@ -447,6 +467,9 @@ const chunk = 64 << 10
 // flow is one direction of a connection.
 type flow struct {
 	src, dst net.Conn
+	// bulk: a read filled a whole small buffer, so the direction carries
+	// a stream and is spliced from then on (as HAProxy's splice-auto).
+	bulk bool
 	// poked: the other direction timed out and asks this one to count
 	// the bytes of its copy in progress (cut short by a past deadline).
 	poked atomic.Bool
@@ -476,7 +499,7 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 		// write deadline is later than the read one, so a step that
 		// times out after it was stuck writing.
 		f.dst.SetWriteDeadline(start.Add(2 * s.cfg.IdleTimeout))
-		n, err := io.CopyN(f.dst, f.src, chunk)
+		n, err := f.step()
 		poked := f.poked.Swap(false)
 		total += n
 		if n > 0 {
@@ -511,6 +534,36 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 		f.src.Close()
 		return total
 	}
+}
+
+// smallBuf is the buffer of a direction's first reads: a connection that
+// sends a few small messages (a request, an answer) costs a read and a
+// write per message instead of splice's two calls through a pipe taken
+// from (and, after a GC, made again for) Go's pipe pool.
+const smallBuf = 16 << 10
+
+var smallBufs = sync.Pool{New: func() any { return new([smallBuf]byte) }}
+
+// step moves at most chunk bytes from f.src to f.dst: by splicing
+// (io.CopyN between TCP connections) once the direction is bulk, else
+// by one read into a pooled buffer and its write.
+func (f *flow) step() (int64, error) {
+	if f.bulk {
+		return io.CopyN(f.dst, f.src, chunk)
+	}
+	buf := smallBufs.Get().(*[smallBuf]byte)
+	defer smallBufs.Put(buf)
+	n, err := f.src.Read(buf[:])
+	if n == len(buf) {
+		f.bulk = true
+	}
+	if n > 0 {
+		w, werr := f.dst.Write(buf[:n])
+		if werr != nil {
+			return int64(w), werr
+		}
+	}
+	return int64(n), err
 }
 
 func closeWrite(c net.Conn) {

@@ -47,10 +47,12 @@ type tailAttempt struct {
 var tailPool = sync.Pool{New: func() any { return new(tailRecord) }}
 
 func (rec *tailRecord) release() {
+	// Only the attempts used: zeroing the whole record (about 1 KiB)
+	// showed in the unsampled request's profile.
 	for i := range rec.n {
 		rec.attempts[i] = tailAttempt{}
 	}
-	*rec = tailRecord{}
+	rec.parent, rec.path, rec.failed, rec.n, rec.dropped = trace.SpanContext{}, "", false, 0, 0
 	tailPool.Put(rec)
 }
 

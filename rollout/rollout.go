@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -57,6 +59,23 @@ type Rollout struct {
 	PhaseStarted time.Time `json:"phase_started,omitempty"`
 	// Shadow is what shadow traffic found, recorded when it ended.
 	Shadow *ShadowReport `json:"shadow,omitempty"`
+	// Replace (rolling on a discovered upstream) is how many old
+	// instances served when the rollout started; Drained are the old
+	// instances the gateway drained so far, one per healthy new instance
+	// (they get no new requests: the orchestrator may stop them); Share
+	// is the new version's share of the traffic now.
+	Replace int      `json:"replace,omitempty"`
+	Drained []string `json:"drained,omitempty"`
+	Share   float64  `json:"share,omitempty"`
+}
+
+// Instance is what the gateway sees of one of a discovered upstream's
+// instances during a rolling rollout.
+type Instance struct {
+	Address  string
+	Healthy  bool      // its health checks pass
+	InFlight int64     // requests in flight to it
+	Since    time.Time // when the rollout first saw it (new instances)
 }
 
 // Result is one analysis of a step: both cohorts' SLIs and the verdict
@@ -81,6 +100,10 @@ func New(spec Spec, stable, canary []string, now time.Time) *Rollout {
 	case Rolling:
 		r.Phase, r.PhaseStarted = "gate", now
 		r.Message = r.rollingMessage()
+		if len(spec.Selector) > 0 {
+			r.Phase = ""
+			r.Message = fmt.Sprintf("waiting for instances matching %s: each takes traffic once its health checks pass, and an old one is drained for it", selectorString(spec.Selector))
+		}
 	case Shadow:
 		r.Message = "copying requests to the new version; its answers are discarded and compared (promote or roll back to end)"
 	default:
@@ -116,6 +139,9 @@ func (r *Rollout) Percent() float64 {
 	case Shadow:
 		return 0 // copies only: no live traffic
 	case Rolling:
+		if len(r.Spec.Selector) > 0 {
+			return r.Share
+		}
 		// The share of the steps done: targets replaced so far.
 		return math.Round(10000*float64(r.Step-1)/float64(r.Steps())) / 100
 	}
@@ -131,9 +157,127 @@ func (r *Rollout) Steps() int {
 	case Canary:
 		return len(r.Spec.Steps)
 	case Rolling:
+		if len(r.Spec.Selector) > 0 {
+			return max(r.Replace, 1)
+		}
 		return max(len(r.Stable), len(r.Canary), 1)
 	}
 	return 1
+}
+
+// AdvanceInstances moves a progressing rolling rollout of a discovered
+// upstream on from what the gateway sees: the old instances (not matching
+// the selector) and the new ones (matching it), which the orchestrator —
+// or a person — starts and stops. Each new instance takes traffic once
+// its health checks pass; for each healthy new instance one old instance
+// is drained (no new requests; its requests in flight end), so the
+// traffic moves instance by instance and the share of the new version is
+// healthy new / (healthy new + old still serving). Throughout, the new
+// instances' error rate and p99 (canary) are judged against the old ones'
+// (stable) as a canary's are: a failing judgement, or a new instance not
+// healthy within HealthTimeout of its registration, rolls the rollout
+// back (the new instances get no traffic; the drained old ones serve
+// again). Once no old instance serves — all drained with no request in
+// flight (or DrainTimeout passed), or deregistered — and a new one is
+// healthy, the rollout completes. It reports whether anything the gateway
+// applies changed (drains, share, step or state).
+func (r *Rollout) AdvanceInstances(now time.Time, old, new []Instance, stable, canary SLI) bool {
+	if r.State != Progressing || r.Spec.Strategy != Rolling || len(r.Spec.Selector) == 0 {
+		return false
+	}
+	for _, n := range new {
+		if !n.Healthy && now.Sub(n.Since) >= time.Duration(r.Spec.HealthTimeout) {
+			r.stopInstances(now, fmt.Sprintf("new instance %s did not pass its health checks within %s", n.Address, time.Duration(r.Spec.HealthTimeout)))
+			return true
+		}
+	}
+	res := r.Spec.Analysis.Judge(stable, r.Baseline, canary)
+	r.Analysis = &res
+	if res.Verdict == "fail" {
+		r.stopInstances(now, "analysis: "+res.Reason)
+		return true
+	}
+	healthy := 0
+	for _, n := range new {
+		if n.Healthy {
+			healthy++
+		}
+	}
+	// Keep the drains of old instances still registered, up to one per
+	// healthy new instance (a new one turning unhealthy gives its old one
+	// its traffic back), and drain the next old ones in order.
+	isOld := map[string]Instance{}
+	for _, o := range old {
+		isOld[o.Address] = o
+	}
+	var drained []string
+	for _, a := range r.Drained {
+		if _, ok := isOld[a]; ok && len(drained) < healthy {
+			drained = append(drained, a)
+		}
+	}
+	for _, o := range old {
+		if len(drained) >= healthy {
+			break
+		}
+		if !slices.Contains(drained, o.Address) {
+			drained = append(drained, o.Address)
+		}
+	}
+	serving := len(old) - len(drained)
+	share := 0.0
+	if healthy+serving > 0 {
+		share = math.Round(10000*float64(healthy)/float64(healthy+serving)) / 100
+	}
+	gone := max(r.Replace-len(old), 0)
+	step := min(gone+len(drained)+1, r.Steps())
+	moved := share != r.Share || step != r.Step || !slices.Equal(drained, r.Drained)
+	if !slices.Equal(drained, r.Drained) {
+		r.PhaseStarted = now // the latest drain began: its requests get DrainTimeout
+	}
+	r.Drained, r.Share, r.Step = drained, share, step
+	if moved {
+		r.StepStarted, r.Updated = now, now
+	}
+	if serving == 0 && healthy > 0 {
+		inflight := int64(0)
+		for _, o := range old {
+			inflight += o.InFlight
+		}
+		if inflight == 0 || now.Sub(r.PhaseStarted) >= time.Duration(r.Spec.DrainTimeout) {
+			r.Share = 100
+			r.finish(now, Completed, fmt.Sprintf("completed: %d new instances serve all traffic; the %d old ones still registered get none (stop them)", healthy, len(old)))
+			return true
+		}
+	}
+	sel := selectorString(r.Spec.Selector)
+	switch {
+	case len(new) == 0:
+		r.Message = fmt.Sprintf("waiting for instances matching %s to register: start them; each takes traffic once its health checks pass", sel)
+	case len(drained) > 0:
+		r.Message = fmt.Sprintf("step %d of %d: %d of %d new instances healthy, %v%% of the traffic; old %s drained (stop them once their requests end), %d old serving",
+			r.Step, r.Steps(), healthy, len(new), share, strings.Join(drained, ", "), serving)
+	default:
+		r.Message = fmt.Sprintf("step %d of %d: %d of %d new instances healthy (matching %s); waiting for their health checks", r.Step, r.Steps(), healthy, len(new), sel)
+	}
+	return moved
+}
+
+// stopInstances rolls a rolling rollout of a discovered upstream back.
+func (r *Rollout) stopInstances(now time.Time, why string) {
+	r.Drained, r.Share = nil, 0
+	r.finish(now, RolledBack, fmt.Sprintf("stopped at step %d of %d and rolled back: %s; the new instances (%s) get no traffic, the old ones serve (stop the new ones)",
+		r.Step, r.Steps(), why, selectorString(r.Spec.Selector)))
+}
+
+// selectorString writes a selector as sorted key=value pairs.
+func selectorString(sel map[string]string) string {
+	parts := make([]string, 0, len(sel))
+	for k, v := range sel {
+		parts = append(parts, k+"="+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
 // RollingTargets is a rolling rollout's target set now: the old targets
@@ -310,10 +454,22 @@ func (r *Rollout) finish(now time.Time, s State, msg string) {
 	r.Message = msg
 }
 
-// Promote ends an active rollout with the new version as the stable set.
-func (r *Rollout) Promote(now time.Time) error {
+// Promote moves an active rollout on by hand, as Argo Rollouts' promote
+// does: a canary before its last step goes to the next step (its pause
+// and window start again, analysis goes on judging it; a paused canary
+// progresses again); a canary at its last step, and every other strategy,
+// ends with the new version as the stable set. full skips the remaining
+// steps: the new version is the stable set now.
+func (r *Rollout) Promote(now time.Time, full bool) error {
 	if !r.Active() {
 		return fmt.Errorf("promote: %w (state %s)", ErrNotActive, r.State)
+	}
+	if !full && r.Spec.Strategy == Canary && r.Step < len(r.Spec.Steps) {
+		r.Step++
+		r.State = Progressing
+		r.StepStarted, r.Updated = now, now
+		r.Message = fmt.Sprintf("promoted by an operator to step %d of %d: %v%% to the canary", r.Step, len(r.Spec.Steps), r.Percent())
+		return nil
 	}
 	r.finish(now, Promoted, "promoted by an operator: the new version is the stable set")
 	return nil
@@ -377,6 +533,7 @@ type Status struct {
 	Pause        string        `json:"pause,omitempty"`
 	Phase        string        `json:"phase,omitempty"`
 	Shadow       *ShadowReport `json:"shadow,omitempty"`
+	Drained      []string      `json:"drained,omitempty"`
 	Started      time.Time     `json:"started"`
 	Updated      time.Time     `json:"updated"`
 	Message      string        `json:"message"`
@@ -387,7 +544,7 @@ type Status struct {
 func (r *Rollout) Status(live *Result) Status {
 	s := Status{Upstream: r.Spec.Upstream, Strategy: r.Spec.Strategy, State: r.State, Step: r.Step, Steps: r.Steps(),
 		CanaryWeight: r.Percent(), Stable: nonNil(r.Stable), Canary: nonNil(r.Canary), Analysis: r.Analysis,
-		Started: r.Started, Updated: r.Updated, Message: r.Message, Shadow: r.Shadow}
+		Started: r.Started, Updated: r.Updated, Message: r.Message, Shadow: r.Shadow, Drained: r.Drained}
 	if len(r.Spec.Selector) > 0 {
 		s.Selector = r.Spec.Selector
 	}

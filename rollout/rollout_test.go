@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -364,5 +365,120 @@ func TestRollingSteps(t *testing.T) {
 	clock.Advance(10 * time.Second)
 	if !r.AdvanceRolling(clock.Now(), false, 0) || r.State != RolledBack || !strings.Contains(r.Message, "new target n3:1 did not pass") {
 		t.Fatalf("health gate timeout: %+v", r)
+	}
+}
+
+// Promote moves a canary one step (as Argo Rollouts' promote does): the
+// step's pause starts again and a paused canary progresses; at the last
+// step, with full, and for other strategies it ends promoted.
+func TestPromoteGoesToNextStep(t *testing.T) {
+	clock := testclock.New()
+	s := mustSpec(t, `{"upstream":"api","targets":["127.0.0.1:2"],"steps":[10,50,80,100],"pause":"1h"}`)
+	r := New(s, []string{"127.0.0.1:1"}, []string{"127.0.0.1:2"}, clock.Now())
+	clock.Advance(time.Minute)
+	if err := r.Promote(clock.Now(), false); err != nil || r.Step != 2 || r.Percent() != 50 || r.State != Progressing || !r.StepStarted.Equal(clock.Now()) {
+		t.Fatalf("promote from step 1: %v %+v", err, r)
+	}
+	if !strings.Contains(r.Message, "step 2 of 4: 50%") {
+		t.Fatalf("message %q", r.Message)
+	}
+	if err := r.Pause(clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Promote(clock.Now(), false); err != nil || r.Step != 3 || r.State != Progressing {
+		t.Fatalf("promote a paused canary: %v %+v", err, r)
+	}
+	if err := r.Promote(clock.Now(), true); err != nil || r.State != Promoted || r.Percent() != 100 {
+		t.Fatalf("promote --full: %v %+v", err, r)
+	}
+	if err := r.Promote(clock.Now(), false); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("promote after the end: %v", err)
+	}
+	// At the last step, promote ends it.
+	r = New(mustSpec(t, `{"upstream":"api","targets":["127.0.0.1:2"],"steps":[100]}`), nil, []string{"127.0.0.1:2"}, clock.Now())
+	if err := r.Promote(clock.Now(), false); err != nil || r.State != Promoted {
+		t.Fatalf("promote at the last step: %v %+v", err, r)
+	}
+	r = New(mustSpec(t, `{"upstream":"api","strategy":"blue-green","targets":["127.0.0.1:2"]}`), nil, []string{"127.0.0.1:2"}, clock.Now())
+	if err := r.Promote(clock.Now(), false); err != nil || r.State != Promoted {
+		t.Fatalf("promote blue-green: %v %+v", err, r)
+	}
+}
+
+// A rolling rollout of a discovered upstream follows the instances the
+// orchestrator starts: one old instance drained per healthy new one, the
+// share moving instance by instance, completion once no old one serves;
+// an unhealthy new instance past health_timeout, or a failing analysis,
+// rolls it back and undoes the drains.
+func TestAdvanceInstances(t *testing.T) {
+	clock := testclock.New()
+	spec := mustSpec(t, `{"upstream":"rides","strategy":"rolling","selector":{"version":"v2"},"health_timeout":"1m","drain_timeout":"10s","analysis":{"min_requests":5}}`)
+	r := New(spec, nil, nil, clock.Now())
+	r.Replace = 2
+	o := func(a string, inflight int64) Instance {
+		return Instance{Address: a, Healthy: true, InFlight: inflight}
+	}
+	n := func(a string, healthy bool) Instance {
+		return Instance{Address: a, Healthy: healthy, Since: clock.Now()}
+	}
+	old := []Instance{o("10.0.0.1:1", 0), o("10.0.0.2:1", 0)}
+	if r.AdvanceInstances(clock.Now(), old, nil, SLI{}, SLI{}) || r.Percent() != 0 || !strings.Contains(r.Message, "waiting for instances matching version=v2") {
+		t.Fatalf("no new instance yet: %+v", r)
+	}
+	newer := []Instance{n("10.0.1.1:1", false)}
+	r.AdvanceInstances(clock.Now(), old, newer, SLI{}, SLI{})
+	if r.Percent() != 0 || len(r.Drained) != 0 {
+		t.Fatalf("an unhealthy new instance took traffic: %+v", r)
+	}
+	newer[0].Healthy = true
+	if !r.AdvanceInstances(clock.Now(), old, newer, SLI{}, SLI{}) || r.Percent() != 50 || !slices.Equal(r.Drained, []string{"10.0.0.1:1"}) || r.Step != 2 {
+		t.Fatalf("one healthy new instance: %+v", r)
+	}
+	if !strings.Contains(r.Message, "step 2 of 2: 1 of 1 new instances healthy, 50% of the traffic; old 10.0.0.1:1 drained") {
+		t.Fatalf("message %q", r.Message)
+	}
+	// The orchestrator stopped the drained one and started a second new
+	// one: both old gone or drained, with a request in flight: not yet.
+	old = []Instance{o("10.0.0.2:1", 3)}
+	newer = append(newer, n("10.0.1.2:1", true))
+	r.AdvanceInstances(clock.Now(), old, newer, SLI{}, SLI{})
+	if r.State != Progressing || r.Percent() != 100 || !slices.Equal(r.Drained, []string{"10.0.0.2:1"}) {
+		t.Fatalf("second step: %+v", r)
+	}
+	clock.Advance(10 * time.Second) // the drain timeout
+	if !r.AdvanceInstances(clock.Now(), old, newer, SLI{}, SLI{}) || r.State != Completed || r.Percent() != 100 {
+		t.Fatalf("not completed: %+v", r)
+	}
+
+	// A failing analysis rolls back and undoes the drains.
+	r = New(spec, nil, nil, clock.Now())
+	r.Replace = 2
+	old = []Instance{o("10.0.0.1:1", 0), o("10.0.0.2:1", 0)}
+	newer = []Instance{n("10.0.1.1:1", true)}
+	r.AdvanceInstances(clock.Now(), old, newer, SLI{}, SLI{})
+	if !r.AdvanceInstances(clock.Now(), old, newer, SLI{Requests: 50}, SLI{Requests: 5, ErrorRate: 0.6}) || r.State != RolledBack || r.Percent() != 0 || r.Drained != nil {
+		t.Fatalf("bad new version: %+v", r)
+	}
+	if !strings.Contains(r.Message, "canary error rate 0.6 > stable 0 + 0.01") || !strings.Contains(r.Message, "stop the new ones") {
+		t.Fatalf("message %q", r.Message)
+	}
+
+	// A new instance never healthy within health_timeout rolls back.
+	r = New(spec, nil, nil, clock.Now())
+	newer = []Instance{n("10.0.1.1:1", false)}
+	clock.Advance(time.Minute)
+	if !r.AdvanceInstances(clock.Now(), old, newer, SLI{}, SLI{}) || r.State != RolledBack || !strings.Contains(r.Message, "new instance 10.0.1.1:1 did not pass its health checks within 1m0s") {
+		t.Fatalf("unhealthy new instance: %+v", r)
+	}
+	// A new instance turning unhealthy gives its old one the traffic back.
+	r = New(spec, nil, nil, clock.Now())
+	r.Replace = 2
+	newer = []Instance{n("10.0.1.1:1", true), n("10.0.1.2:1", true)}
+	r.AdvanceInstances(clock.Now(), old, newer[:1], SLI{}, SLI{})
+	newer[0].Healthy = false
+	newer = newer[:1]
+	r.AdvanceInstances(clock.Now(), old, newer, SLI{}, SLI{})
+	if len(r.Drained) != 0 || r.Percent() != 0 || r.State != Progressing {
+		t.Fatalf("after the new instance turned unhealthy: %+v", r)
 	}
 }

@@ -36,7 +36,7 @@ const (
 // real request never waits for its copy. Create it with NewShadower and
 // Close it when the rollout ends. Safe for concurrent use.
 type Shadower struct {
-	targets   []*upstream.Target
+	targets   atomic.Pointer[[]*upstream.Target]
 	next      atomic.Uint64
 	transport *http.Transport
 	sem       chan struct{}
@@ -59,9 +59,7 @@ func NewShadower(addrs []string, concurrency int) *Shadower {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Shadower{sem: make(chan struct{}, concurrency), ctx: ctx, cancel: cancel, kinds: map[string]uint64{}}
-	for i, a := range addrs {
-		s.targets = append(s.targets, upstream.NewTarget(a, i, 1))
-	}
+	s.SetTargets(addrs)
 	s.transport = &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
@@ -71,6 +69,17 @@ func NewShadower(addrs []string, concurrency int) *Shadower {
 		DisableCompression:    true,
 	}
 	return s
+}
+
+// SetTargets replaces the addresses copies go to (a discovered upstream's
+// instances the selector matches, as they come and go); none stops the
+// copies until some are set.
+func (s *Shadower) SetTargets(addrs []string) {
+	ts := make([]*upstream.Target, len(addrs))
+	for i, a := range addrs {
+		ts[i] = upstream.NewTarget(a, i, 1)
+	}
+	s.targets.Store(&ts)
 }
 
 // Close stops the copies in flight and releases the connections.
@@ -87,7 +96,8 @@ type outcome struct {
 
 // Mirror implements proxy.Mirror.
 func (s *Shadower) Mirror(req *http.Request, body []byte) func(status int, d time.Duration) {
-	if len(s.targets) == 0 || s.ctx.Err() != nil {
+	targets := *s.targets.Load()
+	if len(targets) == 0 || s.ctx.Err() != nil {
 		return nil
 	}
 	select {
@@ -97,7 +107,7 @@ func (s *Shadower) Mirror(req *http.Request, body []byte) func(status int, d tim
 		return nil
 	}
 	s.mirrored.Add(1)
-	t := s.targets[(s.next.Add(1)-1)%uint64(len(s.targets))]
+	t := targets[(s.next.Add(1)-1)%uint64(len(targets))]
 	out := req.Clone(s.ctx)
 	out.URL.Scheme, out.URL.Host = "http", t.Address
 	out.Header.Set(ShadowHeader, "1")

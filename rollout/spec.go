@@ -263,9 +263,6 @@ func (s Spec) Validate() error {
 		add("strategy", "unknown strategy %q: expected canary, blue-green, ab, rolling or shadow", clip(s.Strategy))
 	}
 	if s.Strategy == Shadow {
-		if len(s.Selector) > 0 {
-			add("selector", "shadow copies go to the new version's addresses: name them in targets")
-		}
 		if s.Concurrency < 0 || s.Concurrency > MaxShadowConcurrency {
 			add("concurrency", "%d out of range: expected 1 to %d (default %d)", s.Concurrency, MaxShadowConcurrency, DefaultShadowConcurrency)
 		}
@@ -273,9 +270,6 @@ func (s Spec) Validate() error {
 		add("concurrency", "only a shadow rollout has a concurrency (strategy %q)", s.Strategy)
 	}
 	if s.Strategy == Rolling {
-		if len(s.Selector) > 0 {
-			add("selector", "a rolling rollout replaces static targets one at a time; a discovered upstream's instances are replaced by its orchestrator (use canary or blue-green with a selector)")
-		}
 		for _, d := range []struct {
 			key string
 			v   Duration

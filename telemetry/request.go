@@ -76,9 +76,10 @@ func putUint64(b []byte, v uint64) {
 }
 
 // Start starts a sampled request's span in trace tid (the one Sample
-// decided on; a root span would otherwise get a new one).
+// decided on; a root span would otherwise get a new one), sampled
+// without asking the sampler again.
 func (r *RequestTracer) Start(ctx context.Context, tid trace.TraceID, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	_, span := r.tracer.Start(context.WithValue(ctx, forcedKey{}, forcedIDs{tid: tid}), name, opts...)
+	_, span := r.tracer.Start(context.WithValue(ctx, forcedKey{}, forcedIDs{tid: tid, sampled: true}), name, opts...)
 	return trace.ContextWithSpan(ctx, span), span
 }
 
@@ -88,18 +89,20 @@ func (r *RequestTracer) Start(ctx context.Context, tid trace.TraceID, name strin
 // at the time given in opts (trace.WithTimestamp). End it with
 // trace.WithTimestamp too.
 func (r *RequestTracer) StartAs(ctx context.Context, tid trace.TraceID, sid trace.SpanID, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	_, span := r.tracer.Start(context.WithValue(ctx, forcedKey{}, forcedIDs{tid, sid, true}), name, opts...)
+	_, span := r.tracer.Start(context.WithValue(ctx, forcedKey{}, forcedIDs{tid: tid, sid: sid, rebuilt: true}), name, opts...)
 	return trace.ContextWithSpan(ctx, span), span // without the forced ids, for children
 }
 
 type forcedKey struct{}
 
 // forcedIDs are the ids of the next span started (a zero sid: a random
-// one); rebuilt: the span is recorded after the fact, not sampled.
+// one); rebuilt: the span is recorded after the fact, not sampled;
+// sampled: RequestTracer.Sample sampled it.
 type forcedIDs struct {
 	tid     trace.TraceID
 	sid     trace.SpanID
 	rebuilt bool
+	sampled bool
 }
 
 // idGenerator is the SDK's id source: random ids, or the ones StartAs

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -378,10 +379,27 @@ type Query struct {
 	MinDuration time.Duration
 	// Limit bounds the answer, newest first. Default 50.
 	Limit int
+	// After resumes the listing after this trace (the last of the page
+	// before): only traces that sort after it, newest first (an older
+	// start, or the same start and a smaller id). Nil: from the newest.
+	After *TracePos
+}
+
+// TracePos is a trace's place in the newest-first order: its start and
+// id (hex).
+type TracePos struct {
+	Start time.Time
+	ID    string
 }
 
 // Traces returns kept traces without their spans, newest first.
 func (s *Store) Traces(q Query) []Trace {
+	out, _ := s.TracesPage(q)
+	return out
+}
+
+// TracesPage is Traces, and whether more traces follow the page.
+func (s *Store) TracesPage(q Query) ([]Trace, bool) {
 	if q.Limit <= 0 {
 		q.Limit = 50
 	}
@@ -395,9 +413,21 @@ func (s *Store) Traces(q Query) []Trace {
 		}
 	}
 	s.mu.Unlock()
-	sort.Slice(all, func(i, j int) bool { return all[i].Start.After(all[j].Start) })
+	ids := make(map[*Trace]string, len(all))
+	for _, t := range all {
+		ids[t] = t.tid.String()
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].Start.Equal(all[j].Start) {
+			return all[i].Start.After(all[j].Start)
+		}
+		return ids[all[i]] > ids[all[j]]
+	})
 	out := []Trace{}
 	for _, t := range all {
+		if a := q.After; a != nil && (t.Start.After(a.Start) || (t.Start.Equal(a.Start) && ids[t] >= a.ID)) {
+			continue
+		}
 		switch q.Kind {
 		case "slow":
 			if !t.Slow {
@@ -415,14 +445,14 @@ func (s *Store) Traces(q Query) []Trace {
 		if t.Duration < q.MinDuration {
 			continue
 		}
-		c := *t
-		c.Spans, c.raw, c.ext, c.ID = nil, nil, nil, t.tid.String()
-		out = append(out, c)
 		if len(out) == q.Limit {
-			break
+			return out, true
 		}
+		c := *t
+		c.Spans, c.raw, c.ext, c.ID = nil, nil, nil, ids[t]
+		out = append(out, c)
 	}
-	return out
+	return out, false
 }
 
 // Trace returns one trace with its spans.
@@ -472,7 +502,28 @@ func (s *Store) Handler() http.Handler {
 			}
 			q.MinDuration = time.Duration(n * float64(time.Millisecond))
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"traces": s.Traces(q)})
+		if _, ok := r.URL.Query()["cursor"]; ok {
+			pos, err := httpx.DecodeCursor("traces", r.URL.Query().Get("cursor"))
+			var after *TracePos
+			if err == nil {
+				after, err = parseTracePos(pos)
+			}
+			if err != nil {
+				writeErr(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			q.After = after
+		}
+		page, more := s.TracesPage(q)
+		if more && len(page) > 0 {
+			last := page[len(page)-1]
+			limit := q.Limit
+			if limit <= 0 {
+				limit = 50
+			}
+			httpx.SetNextLink(w, r, "traces", strconv.FormatInt(last.Start.UnixNano(), 10)+"."+last.ID, limit)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"traces": page})
 	})
 	mux.HandleFunc("GET /admin/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.Trace(r.PathValue("id"))
@@ -496,4 +547,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // writeErr answers an RFC 9457 problem details object (httpx.Problem).
 func writeErr(w http.ResponseWriter, code int, msg string) {
 	httpx.WriteProblem(w, code, "", msg)
+}
+
+// parseTracePos reads a traces cursor's position: UNIXNANO.TRACEID.
+func parseTracePos(pos string) (*TracePos, error) {
+	ns, id, ok := strings.Cut(pos, ".")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		return nil, &httpx.PageError{Msg: "query parameter cursor: not a position of this list (traces): expected the cursor of a Link rel=\"next\", unchanged"}
+	}
+	return &TracePos{Start: time.Unix(0, n), ID: id}, nil
 }

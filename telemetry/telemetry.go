@@ -7,7 +7,8 @@
 // failed traces are kept (and exported) even when the sampler dropped them.
 //
 // How the sampling works: the configured sampler (default parent-based,
-// ratio 0.1) decides which traces are sampled, i.e. exported as usual and
+// ratio 0.01, and at least 10 root traces a second whatever the ratio)
+// decides which traces are sampled, i.e. exported as usual and
 // marked sampled in the traceparent sent downstream. Every other span
 // started with a Tracer is still recorded (RecordOnly) so that when its
 // local root ends the Store can see whether the trace failed or was slow,
@@ -24,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/config"
@@ -37,9 +39,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config configures tracing. The zero value samples a tenth of the
-// traces, and keeps every slow or failed one, in the in-memory store and
-// exports nothing, unless the OTEL_* environment variables say otherwise.
+// Config configures tracing. The zero value samples up to 10 root traces
+// a second and a hundredth of the rest, and keeps every slow or failed
+// one, in the in-memory store and exports nothing, unless the OTEL_*
+// environment variables say otherwise.
 type Config struct {
 	// ServiceName is the service.name resource attribute. Default
 	// $OTEL_SERVICE_NAME, else the program's own default.
@@ -50,9 +53,15 @@ type Config struct {
 	// parentbased_traceidratio.
 	Sampler string `yaml:"sampler"`
 	// Ratio of root traces sampled by the ratio samplers, in [0, 1].
-	// Default $OTEL_TRACES_SAMPLER_ARG, else 0.1 (slow and failed traces
+	// Default $OTEL_TRACES_SAMPLER_ARG, else 0.01 (slow and failed traces
 	// are kept whatever the ratio).
 	Ratio *float64 `yaml:"ratio"`
+	// MinPerSecond root traces a second are sampled by the ratio samplers
+	// whatever the ratio (a reservoir, as AWS X-Ray's): a quiet service
+	// has every request traced, a busy one pays for the ratio only.
+	// Default 10 when neither ratio nor $OTEL_TRACES_SAMPLER_ARG is set,
+	// else 0 (the ratio alone).
+	MinPerSecond *int `yaml:"min_per_second"`
 	// OTLP exports spans to a collector. Default: from
 	// $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT
 	// when either is set (with $OTEL_EXPORTER_OTLP_PROTOCOL and
@@ -106,6 +115,9 @@ func (c Config) Validate() error {
 	}
 	if c.Ratio != nil && (*c.Ratio < 0 || *c.Ratio > 1 || *c.Ratio != *c.Ratio) {
 		errs = append(errs, config.Fieldf("ratio", "%v is not in [0, 1]", *c.Ratio))
+	}
+	if c.MinPerSecond != nil && *c.MinPerSecond < 0 {
+		errs = append(errs, config.Fieldf("min_per_second", "%d is negative", *c.MinPerSecond))
 	}
 	if o := c.OTLP; o != nil {
 		if u, err := url.Parse(o.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -241,15 +253,27 @@ func sampler(cfg Config, getenv func(string) string) (sdktrace.Sampler, error) {
 	if name == "" {
 		name = "parentbased_traceidratio"
 	}
-	ratio := 0.1
+	ratio, explicit := defaultRatio, false
 	if cfg.Ratio != nil {
-		ratio = *cfg.Ratio
+		ratio, explicit = *cfg.Ratio, true
 	} else if s := getenv("OTEL_TRACES_SAMPLER_ARG"); s != "" && strings.HasSuffix(name, "traceidratio") {
 		r, err := strconv.ParseFloat(s, 64)
 		if err != nil || r < 0 || r > 1 {
 			return nil, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG: %q is not a ratio in [0, 1]", s)
 		}
-		ratio = r
+		ratio, explicit = r, true
+	}
+	per := defaultMinPerSecond
+	if cfg.MinPerSecond != nil {
+		per = *cfg.MinPerSecond
+	} else if explicit {
+		per = 0
+	}
+	withReservoir := func(s sdktrace.Sampler) sdktrace.Sampler {
+		if per == 0 {
+			return s
+		}
+		return &reservoir{base: s, per: int64(per)}
 	}
 	switch name {
 	case "always_on":
@@ -257,14 +281,55 @@ func sampler(cfg Config, getenv func(string) string) (sdktrace.Sampler, error) {
 	case "always_off":
 		return sdktrace.NeverSample(), nil
 	case "traceidratio":
-		return sdktrace.TraceIDRatioBased(ratio), nil
+		return withReservoir(sdktrace.TraceIDRatioBased(ratio)), nil
 	case "parentbased_always_on":
 		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
 	case "parentbased_always_off":
 		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
 	default:
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), nil
+		return withReservoir(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))), nil
 	}
+}
+
+const (
+	defaultRatio        = 0.01
+	defaultMinPerSecond = 10
+)
+
+// reservoir samples, besides what base samples, up to per root traces
+// (no parent) a second: the first ones of each second, as AWS X-Ray's
+// reservoir does. A trace with a parent follows base alone (the parent's
+// decision, for the parent-based samplers). The count is approximate at
+// the turn of a second (two goroutines may both reset it).
+type reservoir struct {
+	base sdktrace.Sampler
+	per  int64
+	sec  atomic.Int64 // the Unix second n counts
+	n    atomic.Int64
+}
+
+func (r *reservoir) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	res := r.base.ShouldSample(p)
+	if res.Decision == sdktrace.RecordAndSample || trace.SpanContextFromContext(p.ParentContext).IsValid() || !r.take() {
+		return res
+	}
+	res.Decision = sdktrace.RecordAndSample
+	return res
+}
+
+func (r *reservoir) take() bool {
+	now := time.Now().Unix()
+	if s := r.sec.Load(); s != now && r.sec.CompareAndSwap(s, now) {
+		r.n.Store(0)
+	}
+	if r.n.Load() >= r.per {
+		return false
+	}
+	return r.n.Add(1) <= r.per
+}
+
+func (r *reservoir) Description() string {
+	return fmt.Sprintf("Reservoir{%d/s,%s}", r.per, r.base.Description())
 }
 
 // recordAll turns the base sampler's drops into RecordOnly, so the store
@@ -274,10 +339,16 @@ type recordAll struct{ base sdktrace.Sampler }
 
 func (r recordAll) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
 	if p.ParentContext != nil {
-		if f, ok := p.ParentContext.Value(forcedKey{}).(forcedIDs); ok && f.rebuilt {
+		if f, ok := p.ParentContext.Value(forcedKey{}).(forcedIDs); ok && (f.rebuilt || f.sampled) {
 			// A span rebuilt after the fact (RequestTracer.StartAs): the
-			// head sampler dropped its trace already.
-			return sdktrace.SamplingResult{Decision: sdktrace.RecordOnly, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+			// head sampler dropped its trace already. Or one whose
+			// request RequestTracer.Sample sampled: asking the sampler
+			// again could answer otherwise (the reservoir).
+			d := sdktrace.RecordOnly
+			if f.sampled {
+				d = sdktrace.RecordAndSample
+			}
+			return sdktrace.SamplingResult{Decision: d, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
 		}
 	}
 	res := r.base.ShouldSample(p)

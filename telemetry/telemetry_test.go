@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/httpx"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -240,17 +241,125 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// The default head sampler samples a tenth of root traces, the same
-// whether exporting or not (slow and failed ones are kept besides).
+// The default head sampler samples a hundredth of root traces and at
+// least 10 a second, the same whether exporting or not (slow and failed
+// ones are kept besides); an explicit ratio is the ratio alone.
 func TestDefaultRatio(t *testing.T) {
 	for _, e := range []map[string]string{nil, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}} {
 		tr, err := Setup(context.Background(), Config{}, "x", env(e))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := tr.head.Description(); !strings.Contains(d, "TraceIDRatioBased{0.1}") {
+		if d := tr.head.Description(); !strings.Contains(d, "Reservoir{10/s,") || !strings.Contains(d, "TraceIDRatioBased{0.01}") {
 			t.Errorf("env %v: head sampler %s", e, d)
 		}
 		tr.Shutdown(context.Background())
+	}
+	for _, c := range []struct {
+		cfg Config
+		env map[string]string
+	}{{Config{Ratio: new(float64)}, nil}, {Config{}, map[string]string{"OTEL_TRACES_SAMPLER_ARG": "0.5"}}} {
+		tr, err := Setup(context.Background(), c.cfg, "x", env(c.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := tr.head.Description(); strings.Contains(d, "Reservoir") {
+			t.Errorf("%+v %v: head sampler %s, want the ratio alone", c.cfg, c.env, d)
+		}
+		tr.Shutdown(context.Background())
+	}
+}
+
+// The reservoir samples the first root traces of each second whatever
+// the ratio, never a trace whose parent was not sampled, and a request
+// RequestTracer.Sample sampled stays sampled when its span starts even
+// with the reservoir spent.
+func TestReservoir(t *testing.T) {
+	zero, three := 0.0, 3
+	tr, err := Setup(context.Background(), Config{Ratio: &zero, MinPerSecond: &three}, "x", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	rt := tr.RequestTracer("t")
+	unsampledParent := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: NewTraceID(), SpanID: NewSpanID(), Remote: true}))
+	for sec := time.Now().Unix(); ; sec = time.Now().Unix() {
+		got, started := 0, 0
+		for range 50 {
+			if rt.Sample(unsampledParent, NewTraceID(), trace.SpanKindServer) {
+				t.Fatal("a trace whose parent was not sampled was sampled")
+			}
+			tid := NewTraceID()
+			if rt.Sample(context.Background(), tid, trace.SpanKindServer) {
+				got++
+				_, sp := rt.Start(context.Background(), tid, "r")
+				if !sp.SpanContext().IsSampled() || sp.SpanContext().TraceID() != tid {
+					t.Fatalf("sampled request's span %v", sp.SpanContext())
+				}
+				sp.End()
+				started++
+			}
+		}
+		if time.Now().Unix() != sec {
+			continue // the second turned mid-way: count again
+		}
+		if got != 3 || started != 3 {
+			t.Fatalf("%d of 50 root traces sampled in one second, want the reservoir's 3", got)
+		}
+		return
+	}
+}
+
+// Traces come in pages by their Link rel="next": following them visits
+// every trace once, newest first; a bad cursor is 400.
+func TestHandlerPages(t *testing.T) {
+	tr, _ := Setup(context.Background(), Config{}, "x", env(nil))
+	for i := 0; i < 7; i++ {
+		span(t, tr, "GET /p", false, 0)
+	}
+	srv := httptest.NewServer(tr.Store.Handler())
+	defer srv.Close()
+	want := tr.Store.Traces(Query{Limit: 100})
+	var got []string
+	target := "/admin/traces?limit=3"
+	for pages := 0; target != ""; pages++ {
+		if pages > 5 {
+			t.Fatal("the next links do not end")
+		}
+		resp, err := http.Get(srv.URL + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Traces []struct {
+				ID string `json:"trace_id"`
+			} `json:"traces"`
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		for _, tt := range out.Traces {
+			got = append(got, tt.ID)
+		}
+		target = httpx.NextLink(resp.Header.Values("Link"))
+	}
+	if len(got) != len(want) || len(want) < 7 {
+		t.Fatalf("pages gave %d traces, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i].ID {
+			t.Fatalf("trace %d: %s, want %s (newest first, each once)", i, got[i], want[i].ID)
+		}
+	}
+	for _, c := range []string{"@@", httpx.EncodeCursor("queue", "1.x"), httpx.EncodeCursor("traces", "12.nothex")} {
+		resp, err := http.Get(srv.URL + "/admin/traces?cursor=" + c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(b), "cursor") {
+			t.Errorf("cursor %q: %d %s", c, resp.StatusCode, b)
+		}
 	}
 }

@@ -356,6 +356,9 @@ func (t *Transcoder) badUpstream(w http.ResponseWriter, r *http.Request, ru *rul
 func (t *Transcoder) unaryAnswer(w http.ResponseWriter, r *http.Request, ru *rule, cw *captureWriter) {
 	code, msg, isGRPC := grpcStatus(cw.h)
 	switch {
+	case cw.overflow: // before aborted: stopping the copy aborts the call
+		t.badUpstream(w, r, ru, "the gRPC response is larger than max_response (%d bytes)", t.maxResp)
+		return
 	case cw.aborted && (!isGRPC || code == 0):
 		t.badUpstream(w, r, ru, "the gRPC upstream broke off its answer")
 		return
@@ -364,9 +367,6 @@ func (t *Transcoder) unaryAnswer(w http.ResponseWriter, r *http.Request, ru *rul
 		return
 	case code != 0:
 		t.failCall(w, r, ru, code, msg)
-		return
-	case cw.overflow:
-		t.badUpstream(w, r, ru, "the gRPC response is larger than max_response (%d bytes)", t.maxResp)
 		return
 	}
 	frames, rest, err := splitFrames(cw.buf, t.maxResp)
@@ -476,6 +476,9 @@ func splitFrames(b []byte, max int64) (frames [][]byte, rest []byte, err error) 
 // captureWriter takes the proxy's answer to the gRPC call: headers,
 // trailers (the proxy sets them in the header map after the body, or with
 // http.TrailerPrefix) and at most max body bytes.
+// errTooLarge fails a write past max_response.
+var errTooLarge = errors.New("transcode: the gRPC response is larger than max_response")
+
 type captureWriter struct {
 	h        http.Header
 	header   http.Header // snapshot at WriteHeader: the response headers
@@ -500,9 +503,12 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	if c.code == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
-	if int64(len(c.buf)+len(p)) > c.max {
+	if c.overflow || int64(len(c.buf)+len(p)) > c.max {
+		// Refused whatever follows: fail the write so the proxy stops
+		// copying (and ends the call) instead of reading an upstream that
+		// may never stop until the route's timeout.
 		c.overflow = true
-		return len(p), nil // discarded; the upstream's answer runs to its end
+		return 0, errTooLarge
 	}
 	c.buf = append(c.buf, p...)
 	return len(p), nil

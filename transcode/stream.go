@@ -40,21 +40,24 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 	if s.code == 0 {
 		s.WriteHeader(http.StatusOK)
 	}
+	// Once the answer stopped making sense, fail the write: the proxy
+	// then stops copying and ends the call, rather than reading an
+	// upstream that may never stop.
 	if s.broken != nil {
-		return len(p), nil
+		return 0, s.broken
 	}
 	s.pending = append(s.pending, p...)
 	frames, rest, err := splitFrames(s.pending, s.t.maxResp)
 	if err != nil {
 		s.broken = err
 		s.pending = nil
-		return len(p), nil
+		return 0, err
 	}
 	for _, f := range frames {
 		line, err := s.t.marshalResponse(s.ru, f)
 		if err != nil {
 			s.broken = err
-			break
+			return 0, err
 		}
 		s.start()
 		if _, err := s.w.Write(line); err != nil {

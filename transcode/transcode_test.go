@@ -300,6 +300,9 @@ func TestTranscodeHostileRequests(t *testing.T) {
 		{"compressed body", "POST", "/v1/shelves/s/books", `{}`, 415, "Content-Encoding", []string{"Content-Encoding", "gzip"}},
 		{"unmapped path", "GET", "/v2/anything", "", 404, "no gRPC method is mapped", nil},
 		{"wrong method", "DELETE", "/v1/shelves/s/books/1", "", 405, "not allowed", nil},
+		{"duplicate key", "POST", "/v1/shelves/s/books", `{"title":"a","title":"b"}`, 400, "duplicate", nil},
+		{"duplicate key, JSON and proto names", "POST", "/v1/shelves/s/books", `{"pages":1,"pages":2}`, 400, "duplicate", nil},
+		{"invalid UTF-8 in a string", "POST", "/v1/shelves/s/books", "{\"title\":\"\xff\"}", 400, "UTF-8", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := e.do(t, c.method, c.path, c.body, c.hdr...)
@@ -314,6 +317,11 @@ func TestTranscodeHostileRequests(t *testing.T) {
 	}
 	if got := e.tc.Stats().Calls.Load(); got != 0 {
 		t.Errorf("%d hostile requests reached the service", got)
+	}
+	// A query parameter naming a field the path binds cannot override it:
+	// what a path-based rule in front saw is what the service gets.
+	if a := e.do(t, "GET", "/v1/shelves/s/books/1?shelf=t", ""); a.status != 200 || jsonOf(t, a.body)["shelf"] != "s" {
+		t.Fatalf("query overriding a path variable: %d %s, want shelf \"s\" from the path", a.status, a.body)
 	}
 	e2 := start(t, func(c *transcode.Config) { c.IgnoreUnknownFields, c.IgnoreUnknownQuery = true, true })
 	if a := e2.do(t, "POST", "/v1/shelves/s/books?colour=red", `{"titel":"a","title":"b"}`); a.status != 200 || jsonOf(t, a.body)["title"] != "b" {

@@ -148,7 +148,8 @@ func TestPermissions(t *testing.T) {
 	a := newAuth(t, Config{FailureDelay: -1, Users: map[string]User{
 		"w": {Tokens: []string{"sha256:" + strings.Repeat("ab", 32)}, Publish: []string{"queue:orders.*"}, Manage: []string{"topic:*"}},
 	}}, nil)
-	p := a.users["w"].p
+	st := a.st.Load()
+	p := a.as(st, st.users["w"], "token", string(st.users["w"].tokens[0][:]))
 	if err := p.Check(Publish, Queue, "orders.eu"); err != nil {
 		t.Fatal(err)
 	}
@@ -169,5 +170,141 @@ func TestPermissions(t *testing.T) {
 	var open *Principal
 	if open.Check(Manage, Queue, "x") != nil || open.CheckAll(Manage) != nil {
 		t.Fatal("an open broker allows everything")
+	}
+}
+
+func tokenRef(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Reload swaps the users: a logged-in principal takes the new
+// permissions on its next check; a removed user, a removed token and a
+// changed password hash revoke the principals that used them; a bad
+// config keeps the old users whole.
+func TestReload(t *testing.T) {
+	ctx := context.Background()
+	h1, _ := bcrypt.GenerateFromPassword([]byte("password-one"), bcrypt.MinCost)
+	h2, _ := bcrypt.GenerateFromPassword([]byte("password-two"), bcrypt.MinCost)
+	c := Config{FailureDelay: -1, Users: map[string]User{
+		"w":    {PasswordHash: string(h1), Publish: []string{"queue:orders.*"}},
+		"r":    {Tokens: []string{tokenRef("reader-token-one-0123"), tokenRef("reader-token-two-0123")}, Consume: []string{"queue:orders.*"}},
+		"gone": {Tokens: []string{tokenRef("gone-token-0123456789")}, Consume: []string{"*"}},
+	}}
+	a := newAuth(t, c, nil)
+	w, err := a.Password(ctx, "ip", "w", "password-one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, _ := a.Token(ctx, "ip", "reader-token-one-0123")
+	r2, _ := a.Token(ctx, "ip", "reader-token-two-0123")
+	g, _ := a.Token(ctx, "ip", "gone-token-0123456789")
+	if r1 == nil || r2 == nil || g == nil {
+		t.Fatal("logins")
+	}
+	if w.Check(Publish, Queue, "audit") == nil {
+		t.Fatal("w publishes to audit before the reload")
+	}
+
+	// A bad file: nothing changes, and the error names the key.
+	bad := Config{Users: map[string]User{"w": {PasswordHash: "plain", Publish: []string{"*"}}}}
+	if err := a.Reload(bad); err == nil || !strings.Contains(err.Error(), "users.w.password_hash") {
+		t.Fatalf("bad reload: %v", err)
+	}
+	missing := Config{Users: map[string]User{"w": {Tokens: []string{"env:SY_NOT_SET_ANYWHERE"}}}}
+	if err := a.Reload(missing); err == nil || !strings.Contains(err.Error(), `users.w.tokens[0]: environment variable "SY_NOT_SET_ANYWHERE" is not set`) {
+		t.Fatalf("unreadable secret: %v", err)
+	}
+	if a.Generation() != 0 || w.Check(Publish, Queue, "orders.eu") != nil || g.Revoked() != nil {
+		t.Fatal("a refused reload changed the users")
+	}
+
+	c2 := Config{FailureDelay: -1, Users: map[string]User{
+		"w": {PasswordHash: string(h1), Publish: []string{"queue:orders.*", "queue:audit"}},
+		"r": {Tokens: []string{tokenRef("reader-token-two-0123")}, Consume: []string{"queue:orders.eu"}},
+	}}
+	if err := a.Reload(c2); err != nil {
+		t.Fatal(err)
+	}
+	if a.Generation() != 1 {
+		t.Fatalf("generation %d", a.Generation())
+	}
+	if err := w.Check(Publish, Queue, "audit"); err != nil {
+		t.Fatalf("w after the grant: %v", err)
+	}
+	if err := r2.Check(Consume, Queue, "orders.us"); !errors.Is(err, broker.ErrForbidden) {
+		t.Fatalf("r narrowed to orders.eu, consumes orders.us: %v", err)
+	}
+	if err := r2.Check(Consume, Queue, "orders.eu"); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]*Principal{"removed token": r1, "removed user": g} {
+		err := p.Check(Consume, Queue, "orders.eu")
+		if !errors.Is(err, broker.ErrUnauthorized) || p.Revoked() == nil || !strings.Contains(err.Error(), "revoked by a reload") {
+			t.Errorf("%s: %v", name, err)
+		}
+		if p.Sees(Queue, "orders.eu") || p.CheckAll(Consume) == nil {
+			t.Errorf("%s still sees", name)
+		}
+	}
+	if _, err := a.Token(ctx, "ip", "reader-token-one-0123"); !errors.Is(err, broker.ErrUnauthorized) {
+		t.Fatalf("removed token logs in: %v", err)
+	}
+
+	// A new password hash revokes the old password's sessions, and the
+	// remembered old password no longer logs in.
+	c3 := c2
+	c3.Users = map[string]User{"w": {PasswordHash: string(h2), Publish: []string{"*"}}, "r": c2.Users["r"]}
+	if err := a.Reload(c3); err != nil {
+		t.Fatal(err)
+	}
+	if w.Revoked() == nil {
+		t.Fatal("w's session survived its password's change")
+	}
+	if _, err := a.Password(ctx, "ip", "w", "password-one"); !errors.Is(err, broker.ErrUnauthorized) {
+		t.Fatalf("old password: %v", err)
+	}
+	w2, err := a.Password(ctx, "ip", "w", "password-two")
+	if err != nil || w2.Check(Publish, Stream, "x") != nil {
+		t.Fatalf("new password: %v", err)
+	}
+	if r2.Revoked() != nil {
+		t.Fatal("r's kept token was revoked")
+	}
+}
+
+// Checks race a stream of reloads: each sees one generation whole.
+func TestReloadConcurrent(t *testing.T) {
+	tok := "racing-token-0123456789"
+	mk := func(pat string) Config {
+		return Config{FailureDelay: -1, Users: map[string]User{"u": {Tokens: []string{tokenRef(tok)}, Publish: []string{pat}, Consume: []string{pat}}}}
+	}
+	a := newAuth(t, mk("queue:a"), nil)
+	p, _ := a.Token(context.Background(), "ip", tok)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			pat := "queue:a"
+			if i%2 == 1 {
+				pat = "queue:b"
+			}
+			if err := a.Reload(mk(pat)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		g := p.current()
+		pa := len(g.perms[Publish]) == 1 && g.perms[Publish][0].name == g.perms[Consume][0].name
+		if !pa {
+			t.Fatal("a grant mixes two generations")
+		}
 	}
 }

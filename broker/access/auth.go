@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -24,10 +25,47 @@ import (
 // Principal is an authenticated user and what it may do. A nil
 // *Principal is the anonymous caller of an open broker (no auth block):
 // it may do everything.
+//
+// A Principal follows its Authenticator's reloads: its permissions are
+// those of the user in the users last loaded, and once the user, or the
+// credential it logged in with, is gone from them, it is revoked (every
+// check fails with ErrUnauthorized; see Revoked).
 type Principal struct {
-	Name  string
-	Via   string // "password", "token" or "certificate"
-	perms [4][]pattern
+	Name string
+	Via  string // "password", "token" or "certificate"
+
+	a    *Authenticator
+	cred string // what it logged in with: the bcrypt hash, the token's sum or the certificate name
+	g    atomic.Pointer[grant]
+}
+
+// grant is what a principal may do under one generation of the users.
+type grant struct {
+	gen     uint64
+	perms   [4][]pattern
+	revoked bool
+}
+
+// current returns p's grant under the users now loaded.
+func (p *Principal) current() *grant {
+	g := p.g.Load()
+	st := p.a.st.Load()
+	if g != nil && g.gen == st.gen {
+		return g
+	}
+	ng := st.grantFor(p.Name, p.Via, p.cred)
+	p.g.Store(ng)
+	return ng
+}
+
+// Revoked is nil while p's user and the credential it logged in with are
+// still in the users loaded, else an error wrapping broker.ErrUnauthorized
+// that says so. A nil p (an open broker) is never revoked.
+func (p *Principal) Revoked() error {
+	if p == nil || !p.current().revoked {
+		return nil
+	}
+	return fmt.Errorf("%w: user %q: the %s it logged in with was revoked by a reload of the broker's users; log in again", broker.ErrUnauthorized, p.Name, p.Via)
 }
 
 // Allowed reports whether p holds perm on the kind's name.
@@ -35,7 +73,7 @@ func (p *Principal) Allowed(perm Perm, kind, name string) bool {
 	if p == nil {
 		return true
 	}
-	for _, pt := range p.perms[perm] {
+	for _, pt := range p.current().perms[perm] {
 		if pt.match(kind, name) {
 			return true
 		}
@@ -44,10 +82,13 @@ func (p *Principal) Allowed(perm Perm, kind, name string) bool {
 }
 
 // Check is Allowed as an error: nil, or a *broker.ForbiddenError naming
-// the user, the permission and the resource.
+// the user, the permission and the resource (or Revoked's error).
 func (p *Principal) Check(perm Perm, kind, name string) error {
 	if p.Allowed(perm, kind, name) {
 		return nil
+	}
+	if err := p.Revoked(); err != nil {
+		return err
 	}
 	return &broker.ForbiddenError{User: p.Name, Permission: perm.String(), Kind: kind, Name: name}
 }
@@ -58,10 +99,13 @@ func (p *Principal) CheckAll(perm Perm) error {
 	if p == nil {
 		return nil
 	}
-	for _, pt := range p.perms[perm] {
+	for _, pt := range p.current().perms[perm] {
 		if pt.kind == "" && pt.prefix && pt.name == "" {
 			return nil
 		}
+	}
+	if err := p.Revoked(); err != nil {
+		return err
 	}
 	return &broker.ForbiddenError{User: p.Name, Permission: perm.String(), Name: "*"}
 }
@@ -75,27 +119,39 @@ func (p *Principal) Sees(kind, name string) bool {
 }
 
 // Authenticator checks credentials against a Config whose secrets have
-// been read. Safe for concurrent use.
+// been read. Reload replaces the users atomically. Safe for concurrent
+// use.
 type Authenticator struct {
-	cfg    Config
-	users  map[string]*userEntry
-	tokens []tokenEntry
-	certs  map[string]*Principal
-	now    func() time.Time
+	st  atomic.Pointer[authState]
+	now func() time.Time
 	// bcrypt costs tens of milliseconds of CPU: at most GOMAXPROCS run at
 	// once, so a flood of password guesses cannot take every core.
 	bcryptSem chan struct{}
-	dummyOnce sync.Once
-	dummyCost int
-	dummy     []byte // a bcrypt hash compared for unknown users (made on first use)
 
 	mu       sync.Mutex
 	failures map[string]failure // by remote IP
 }
 
+// authState is one generation of the users, as a Config read them.
+// Never changed once published.
+type authState struct {
+	gen    uint64
+	cfg    Config
+	users  map[string]*userEntry
+	tokens []tokenEntry
+	certs  map[string]*userEntry
+
+	dummyOnce sync.Once
+	dummyCost int
+	dummy     []byte // a bcrypt hash compared for unknown users (made on first use)
+}
+
 type userEntry struct {
-	p    *Principal
-	hash []byte // bcrypt; nil: no password
+	name   string
+	perms  [4][]pattern
+	hash   []byte // bcrypt; nil: no password
+	tokens [][sha256.Size]byte
+	certs  []string
 	// ok remembers SHA-256 sums of passwords that matched the hash, so
 	// that a client logging in again (or an HTTP client sending Basic on
 	// every request) costs a hash, not a bcrypt.
@@ -105,7 +161,7 @@ type userEntry struct {
 
 type tokenEntry struct {
 	sum [sha256.Size]byte
-	p   *Principal
+	u   *userEntry
 }
 
 type failure struct {
@@ -122,6 +178,44 @@ type Options struct {
 // New reads c's secrets (env: and file: tokens) and returns its
 // Authenticator. Errors carry key paths relative to the block.
 func New(c Config, o Options) (*Authenticator, error) {
+	st, err := load(c)
+	if err != nil {
+		return nil, err
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	a := &Authenticator{now: o.Now, bcryptSem: make(chan struct{}, runtime.GOMAXPROCS(0)), failures: map[string]failure{}}
+	a.st.Store(st)
+	return a, nil
+}
+
+// Reload replaces the users with c's, all at once: a login or a check
+// sees either the old users or the new ones, never a mix. If c is
+// invalid or a secret cannot be read, it returns the errors (key paths
+// relative to the block) and the old users stay. Logged-in principals
+// take the new permissions on their next check; those whose user or
+// credential is gone are revoked (Principal.Revoked).
+func (a *Authenticator) Reload(c Config) error {
+	st, err := load(c)
+	if err != nil {
+		return err
+	}
+	for {
+		old := a.st.Load()
+		st.gen = old.gen + 1
+		if a.st.CompareAndSwap(old, st) {
+			return nil
+		}
+	}
+}
+
+// Generation counts the reloads: 0 for the users New read, then one more
+// for each Reload that took.
+func (a *Authenticator) Generation() uint64 { return a.st.Load().gen }
+
+// load validates c and reads its secrets.
+func load(c Config) (*authState, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -134,17 +228,13 @@ func New(c Config, o Options) (*Authenticator, error) {
 	if c.FailureDelay == 0 {
 		c.FailureDelay = DefaultFailureDelay
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	a := &Authenticator{cfg: c, users: map[string]*userEntry{}, certs: map[string]*Principal{}, now: o.Now,
-		bcryptSem: make(chan struct{}, runtime.GOMAXPROCS(0)), failures: map[string]failure{}}
+	st := &authState{cfg: c, users: map[string]*userEntry{}, certs: map[string]*userEntry{}}
 	// Unknown users cost a bcrypt of the configured users' cost too, so
 	// the time of an answer does not tell which users exist.
-	a.dummyCost = bcrypt.DefaultCost
+	st.dummyCost = bcrypt.DefaultCost
 	for _, name := range sortedNames(c.Users) {
 		if n, err := bcrypt.Cost([]byte(c.Users[name].PasswordHash)); err == nil {
-			a.dummyCost = n
+			st.dummyCost = n
 			break
 		}
 	}
@@ -152,18 +242,17 @@ func New(c Config, o Options) (*Authenticator, error) {
 	seen := map[[sha256.Size]byte]string{}
 	for _, name := range sortedNames(c.Users) {
 		u := c.Users[name]
-		p := &Principal{Name: name}
+		e := &userEntry{name: name}
 		for perm, pats := range [][]string{u.Publish, u.Consume, u.Manage, u.Read} {
 			for _, s := range pats {
 				pt, _ := parsePattern(s) // checked by Validate
-				p.perms[perm] = append(p.perms[perm], pt)
+				e.perms[perm] = append(e.perms[perm], pt)
 			}
 		}
-		e := &userEntry{p: p}
 		if u.PasswordHash != "" {
 			e.hash = []byte(u.PasswordHash)
 		}
-		a.users[name] = e
+		st.users[name] = e
 		for i, spec := range u.Tokens {
 			sum, err := tokenSum(spec)
 			if err != nil {
@@ -175,16 +264,48 @@ func New(c Config, o Options) (*Authenticator, error) {
 				continue
 			}
 			seen[sum] = name
-			a.tokens = append(a.tokens, tokenEntry{sum: sum, p: p})
+			e.tokens = append(e.tokens, sum)
+			st.tokens = append(st.tokens, tokenEntry{sum: sum, u: e})
 		}
 		for _, cn := range u.Certs {
-			a.certs[cn] = p
+			e.certs = append(e.certs, cn)
+			st.certs[cn] = e
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return a, nil
+	return st, nil
+}
+
+// grantFor is the grant of the user name logged in via how with cred
+// under these users: revoked if the user or that credential is gone.
+func (st *authState) grantFor(name, how, cred string) *grant {
+	g := &grant{gen: st.gen, revoked: true}
+	e := st.users[name]
+	if e == nil {
+		return g
+	}
+	switch how {
+	case "password":
+		g.revoked = string(e.hash) != cred
+	case "token":
+		for _, s := range e.tokens {
+			if string(s[:]) == cred {
+				g.revoked = false
+			}
+		}
+	case "certificate":
+		for _, cn := range e.certs {
+			if cn == cred {
+				g.revoked = false
+			}
+		}
+	}
+	if !g.revoked {
+		g.perms = e.perms
+	}
+	return g
 }
 
 // tokenSum resolves a token spec to the SHA-256 of the token.
@@ -222,13 +343,23 @@ func tokenSum(spec string) ([sha256.Size]byte, error) {
 }
 
 // AuthTimeout, MaxUnauthenticated: the configured limits with defaults.
-func (a *Authenticator) AuthTimeout() time.Duration { return a.cfg.AuthTimeout }
+func (a *Authenticator) AuthTimeout() time.Duration { return a.st.Load().cfg.AuthTimeout }
 
 // MaxUnauthenticated is the cap on native connections not yet logged in.
-func (a *Authenticator) MaxUnauthenticated() int { return a.cfg.MaxUnauthenticated }
+func (a *Authenticator) MaxUnauthenticated() int { return a.st.Load().cfg.MaxUnauthenticated }
 
 // NeedsClientCerts reports whether some user logs in by certificate.
-func (a *Authenticator) NeedsClientCerts() bool { return len(a.certs) > 0 }
+func (a *Authenticator) NeedsClientCerts() bool { return len(a.st.Load().certs) > 0 }
+
+// NeedsClientCerts reports whether some user of c logs in by certificate.
+func (c *Config) NeedsClientCerts() bool {
+	for _, u := range c.Users {
+		if len(u.Certs) > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // errLogin is the one answer to every failed login: it does not say
 // whether the user exists.
@@ -240,15 +371,16 @@ func errLogin(how string) error {
 // Config.FailureDelay) before returning ErrUnauthorized; ip is the
 // caller's address for that count.
 func (a *Authenticator) Password(ctx context.Context, ip, user, password string) (*Principal, error) {
-	e := a.users[user]
+	st := a.st.Load()
+	e := st.users[user]
 	sum := sha256.Sum256([]byte(user + "\x00" + password))
 	if e != nil && e.hash != nil && e.remembered(sum) {
-		return a.as(e.p, "password"), nil
+		return a.as(st, e, "password", string(e.hash)), nil
 	}
-	a.dummyOnce.Do(func() {
-		a.dummy, _ = bcrypt.GenerateFromPassword([]byte("not a password of anyone"), a.dummyCost)
+	st.dummyOnce.Do(func() {
+		st.dummy, _ = bcrypt.GenerateFromPassword([]byte("not a password of anyone"), st.dummyCost)
 	})
-	hash := a.dummy
+	hash := st.dummy
 	if e != nil && e.hash != nil {
 		hash = e.hash
 	}
@@ -267,22 +399,23 @@ func (a *Authenticator) Password(ctx context.Context, ip, user, password string)
 		return nil, a.fail(ctx, ip, errLogin("user or password"))
 	}
 	e.remember(sum)
-	return a.as(e.p, "password"), nil
+	return a.as(st, e, "password", string(e.hash)), nil
 }
 
 // Token logs in with a bearer token.
 func (a *Authenticator) Token(ctx context.Context, ip, token string) (*Principal, error) {
+	st := a.st.Load()
 	sum := sha256.Sum256([]byte(token))
-	var found *Principal
-	for i := range a.tokens { // every entry compared: no early exit to time
-		if subtle.ConstantTimeCompare(sum[:], a.tokens[i].sum[:]) == 1 {
-			found = a.tokens[i].p
+	var found *userEntry
+	for i := range st.tokens { // every entry compared: no early exit to time
+		if subtle.ConstantTimeCompare(sum[:], st.tokens[i].sum[:]) == 1 {
+			found = st.tokens[i].u
 		}
 	}
 	if found == nil {
 		return nil, a.fail(ctx, ip, errLogin("token"))
 	}
-	return a.as(found, "token"), nil
+	return a.as(st, found, "token", string(sum[:])), nil
 }
 
 // Certificate maps a verified TLS client certificate (the connection
@@ -292,30 +425,32 @@ func (a *Authenticator) Certificate(cs *tls.ConnectionState) (*Principal, bool) 
 	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
 		return nil, false
 	}
-	p := a.certUser(cs.VerifiedChains[0][0])
-	if p == nil {
+	st := a.st.Load()
+	e, cn := st.certUser(cs.VerifiedChains[0][0])
+	if e == nil {
 		return nil, false
 	}
-	return a.as(p, "certificate"), true
+	return a.as(st, e, "certificate", cn), true
 }
 
-func (a *Authenticator) certUser(c *x509.Certificate) *Principal {
-	if p := a.certs[c.Subject.CommonName]; p != nil && c.Subject.CommonName != "" {
-		return p
+func (st *authState) certUser(c *x509.Certificate) (*userEntry, string) {
+	if e := st.certs[c.Subject.CommonName]; e != nil && c.Subject.CommonName != "" {
+		return e, c.Subject.CommonName
 	}
 	for _, d := range c.DNSNames {
-		if p := a.certs[d]; p != nil {
-			return p
+		if e := st.certs[d]; e != nil {
+			return e, d
 		}
 	}
-	return nil
+	return nil, ""
 }
 
-// as returns a copy of p logged in via how.
-func (a *Authenticator) as(p *Principal, how string) *Principal {
-	c := *p
-	c.Via = how
-	return &c
+// as returns the principal of user e logged in via how with cred, under
+// the users st.
+func (a *Authenticator) as(st *authState, e *userEntry, how, cred string) *Principal {
+	p := &Principal{Name: e.name, Via: how, a: a, cred: cred}
+	p.g.Store(&grant{gen: st.gen, perms: e.perms})
+	return p
 }
 
 func (e *userEntry) remembered(sum [sha256.Size]byte) bool {
@@ -364,7 +499,8 @@ func (a *Authenticator) fail(ctx context.Context, ip string, err error) error {
 // FailureDelayFor records a failed login from ip and returns how long its
 // answer waits.
 func (a *Authenticator) FailureDelayFor(ip string) time.Duration {
-	if a.cfg.FailureDelay < 0 {
+	delay := a.st.Load().cfg.FailureDelay
+	if delay < 0 {
 		return 0
 	}
 	now := a.now()
@@ -384,7 +520,7 @@ func (a *Authenticator) FailureDelayFor(ip string) time.Duration {
 	f.n++
 	f.last = now
 	a.failures[ip] = f
-	return a.cfg.FailureDelay * time.Duration(min(f.n, 10))
+	return delay * time.Duration(min(f.n, 10))
 }
 
 // CheckBinding checks that p may bind a topic to queues: binding makes

@@ -255,14 +255,17 @@ func parseInterspersed(fs *flag.FlagSet, args []string, stdout io.Writer) ([]str
 func serverURL(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", errors.New("empty address: want host:port or http://host:port")
+		return "", errors.New("empty address: want host:port or http(s)://host:port")
 	}
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
 	}
 	u, err := url.Parse(s)
+	if err == nil && u.Scheme == "switchyard" {
+		return "", fmt.Errorf("%q is the broker's native (bus) port; this command talks to its HTTP API: give the broker's --http address as host:port or http(s)://host:port", s)
+	}
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return "", fmt.Errorf("%q: want host:port or http://host:port", s)
+		return "", fmt.Errorf("%q: want host:port or http(s)://host:port", s)
 	}
 	if u.Port() == "" {
 		return "", fmt.Errorf("%q: no port (the broker's default is %s)", s, DefaultServer)

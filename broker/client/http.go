@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // HTTP is a Client, TopicClient, StreamClient, GroupClient and Admin over the
@@ -69,6 +70,10 @@ func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hd
 	if resp.StatusCode/100 != 2 {
 		return answerErr(resp.Status, data)
 	}
+	if pg, ok := out.(*pageAnswer); ok {
+		pg.body, pg.next = data, httpx.NextLink(resp.Header.Values("Link"))
+		return nil
+	}
 	if raw, ok := out.(*[]byte); ok {
 		*raw = data
 		return nil
@@ -79,6 +84,13 @@ func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hd
 		}
 	}
 	return nil
+}
+
+// pageAnswer is a page of a listing: the body, and the target of its
+// Link rel="next" ("" on the last page).
+type pageAnswer struct {
+	body []byte
+	next string
 }
 
 // answerErr turns an error answer (status line and JSON body) into the

@@ -63,17 +63,33 @@ func (h *HTTP) Health(ctx context.Context) error {
 // list gets the names under key from GET path. A broker always serves
 // these paths with that key: anything else is ErrNotBroker.
 func (h *HTTP) list(ctx context.Context, path, key string) ([]string, error) {
-	var raw []byte
-	if err := h.send(ctx, http.MethodGet, path, nil, nil, &raw); err != nil {
-		if errors.Is(err, broker.ErrNotFound) {
-			return nil, h.notBroker(http.MethodGet, path, `{"`+key+`":[...]}`, err)
-		}
-		return nil, err
-	}
-	var ans map[string]json.RawMessage
 	var names []string
-	if json.Unmarshal(raw, &ans) != nil || ans[key] == nil || json.Unmarshal(ans[key], &names) != nil {
-		return nil, h.notBroker(http.MethodGet, path, `{"`+key+`":[...]}`, raw)
+	// Follow the Link rel="next" of each page (the broker pages listings
+	// of more than 1000 names), on this broker only.
+	for target, pages := path, 0; target != ""; pages++ {
+		if pages > 100000 {
+			return nil, fmt.Errorf("GET %s: more than %d pages: the broker's next links go round in circles", path, pages)
+		}
+		var pg pageAnswer
+		if err := h.send(ctx, http.MethodGet, target, nil, nil, &pg); err != nil {
+			if errors.Is(err, broker.ErrNotFound) && pages == 0 {
+				return nil, h.notBroker(http.MethodGet, path, `{"`+key+`":[...]}`, err)
+			}
+			return nil, err
+		}
+		var ans map[string]json.RawMessage
+		var page []string
+		if json.Unmarshal(pg.body, &ans) != nil || ans[key] == nil || json.Unmarshal(ans[key], &page) != nil {
+			return nil, h.notBroker(http.MethodGet, path, `{"`+key+`":[...]}`, pg.body)
+		}
+		names = append(names, page...)
+		if pg.next != "" && !strings.HasPrefix(pg.next, path+"?") {
+			return nil, fmt.Errorf("GET %s: the next link %q leaves the listing: expected %s?...", path, pg.next, path)
+		}
+		target = pg.next
+	}
+	if names == nil {
+		names = []string{}
 	}
 	return names, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/access"
 	"github.com/switchyard/switchyard/broker/engine"
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Request headers of a publish.
@@ -41,6 +42,7 @@ type Server struct {
 	mux   *http.ServeMux
 	allow map[string][]string // path pattern -> methods, while routing
 	auth  *access.Authenticator
+	list  int // page size of listings: default and maximum
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -56,6 +58,10 @@ type Options struct {
 	// 401 with a challenge otherwise) and checks the route's permission
 	// (403 naming the user, permission and resource). Nil: open.
 	Auth *access.Authenticator
+	// ListMax is the largest page of GET /v1/queues, /v1/topics and
+	// /v1/streams, and the page a request without ?limit= gets; more
+	// names follow by the answer's Link rel="next". Default 1000.
+	ListMax int
 }
 
 // New returns the handler for b, without /metrics.
@@ -63,7 +69,10 @@ func New(b *engine.Broker) *Server { return NewWithOptions(b, Options{}) }
 
 // NewWithOptions returns the handler for b configured by opts.
 func NewWithOptions(b *engine.Broker, opts Options) *Server {
-	s := &Server{b: b, mux: http.NewServeMux(), allow: map[string][]string{}, auth: opts.Auth}
+	s := &Server{b: b, mux: http.NewServeMux(), allow: map[string][]string{}, auth: opts.Auth, list: opts.ListMax}
+	if s.list <= 0 {
+		s.list = DefaultListMax
+	}
 	if opts.Metrics != nil {
 		s.handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
 	}
@@ -198,7 +207,39 @@ func decodeJSON(r *http.Request, v any) error {
 }
 
 func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string][]string{"queues": visible(r, access.Queue, s.b.Queues())})
+	s.writeList(w, r, access.Queue, "queues", visible(r, access.Queue, s.b.Queues()))
+}
+
+// DefaultListMax is Options.ListMax's default: a request without limit
+// gets as many names as every listing had before pages, up to this many
+// (more follow by the Link).
+const DefaultListMax = 1000
+
+// writeList answers a page of a sorted listing of kind as {"key": [...]},
+// with a Link rel="next" to the following page and an ETag of the page
+// (If-None-Match: 304). A bad limit or cursor is 400 bad_request.
+func (s *Server) writeList(w http.ResponseWriter, r *http.Request, kind, key string, names []string) {
+	p, err := httpx.ParsePage(r, kind, s.list, s.list)
+	if err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	if !slices.IsSorted(names) {
+		names = slices.Clone(names)
+		slices.Sort(names)
+	}
+	page, next := httpx.PageOf(names, p)
+	if page == nil {
+		page = []string{}
+	}
+	body, _ := json.Marshal(map[string][]string{key: page})
+	body = append(body, '\n')
+	httpx.SetNextLink(w, r, kind, next, p.Limit)
+	if httpx.NotModified(w, r, httpx.ETag(body)) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
 }
 
 func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {

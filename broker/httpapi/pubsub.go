@@ -18,10 +18,10 @@ const sseHeartbeat = 15 * time.Second
 
 func (s *Server) routePubSub() {
 	s.handle("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"topics": visible(r, access.Topic, s.b.Topics())})
+		s.writeList(w, r, access.Topic, "topics", visible(r, access.Topic, s.b.Topics()))
 	})
 	s.handle("GET /v1/streams", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"streams": visible(r, access.Stream, s.b.Streams())})
+		s.writeList(w, r, access.Stream, "streams", visible(r, access.Stream, s.b.Streams()))
 	})
 	s.handle("PUT /v1/topics/{name}", s.putTopic)
 	s.handle("GET /v1/topics/{name}", s.getTopic)
@@ -97,6 +97,14 @@ func (s *Server) publishTopic(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, res)
 }
 
+// endRevoked ends an event stream whose user lost its permission (reason
+// forbidden) or its credential (reason unauthorized) by a reload.
+func endRevoked(w http.ResponseWriter, rc *http.ResponseController, err error) {
+	data, _ := json.Marshal(broker.SubscriptionEnded{Error: err.Error(), Code: "subscription_ended", Reason: broker.ErrorCode(err)})
+	fmt.Fprintf(w, "event: error\ndata: %s\n\n", data)
+	rc.Flush()
+}
+
 // endEvent describes why a subscription ended (err nil: it was closed).
 func endEvent(err error) broker.SubscriptionEnded {
 	e := broker.SubscriptionEnded{Error: "subscription ended", Code: "subscription_ended"}
@@ -131,13 +139,27 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
+	// A reload of the broker's users may take the permission away, or
+	// revoke the credential, while the stream is open: checked before
+	// every event and heartbeat, it ends with an "error" event.
+	who, name := principal(r), r.PathValue("name")
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case <-beat.C:
+			if err := who.Check(access.Consume, access.Topic, name); err != nil {
+				endRevoked(w, rc, err)
+				return
+			}
 			fmt.Fprint(w, ": ping\n\n")
 		case m, ok := <-sub.C:
+			if ok {
+				if err := who.Check(access.Consume, access.Topic, name); err != nil {
+					endRevoked(w, rc, err)
+					return
+				}
+			}
 			if !ok {
 				data, _ := json.Marshal(endEvent(sub.Err()))
 				fmt.Fprintf(w, "event: error\ndata: %s\n\n", data)

@@ -77,7 +77,7 @@ func (c *conn) topicSubscribe(id uint32, body []byte) {
 	}
 	// The id is claimed before the broker subscription exists, so that a
 	// refused duplicate id never briefly adds a subscriber to the topic.
-	ctx, sb, ok := c.addSub(id, req.Credit)
+	ctx, sb, ok := c.addSub(id, req.Credit, access.Consume, access.Topic, req.Topic)
 	if !ok {
 		return
 	}

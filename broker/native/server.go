@@ -71,6 +71,9 @@ type Server struct {
 	pendMu  sync.Mutex
 	pending *list.List // of *conn: handshaking or not yet logged in, oldest first
 	evicted atomic.Int64
+
+	connsMu sync.Mutex
+	conns   map[*conn]struct{} // every connection being served
 }
 
 // maxPooledFrame bounds the delivery frame buffers kept for reuse.
@@ -119,7 +122,7 @@ func New(b *engine.Broker, opts Options) *Server {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
-	return &Server{b: b, opts: opts, budget: newBudget(opts.MaxBuffered), pending: list.New()}
+	return &Server{b: b, opts: opts, budget: newBudget(opts.MaxBuffered), pending: list.New(), conns: map[*conn]struct{}{}}
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln and every
@@ -187,6 +190,11 @@ type confirm struct {
 }
 
 type sub struct {
+	// perm on the kind's name is what the subscription needs to go on
+	// (Revalidate ends it once the user no longer holds it).
+	perm       access.Perm
+	kind, name string
+
 	cancel context.CancelFunc
 	credit atomic.Int64
 	more   chan struct{} // signalled when credit is added
@@ -203,6 +211,14 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	s.connsMu.Lock()
+	s.conns[c] = struct{}{}
+	s.connsMu.Unlock()
+	defer func() {
+		s.connsMu.Lock()
+		delete(s.conns, c)
+		s.connsMu.Unlock()
+	}()
 	tlsConn, isTLS := raw.(*tls.Conn)
 	if isTLS || !c.authed {
 		s.addPending(c)
@@ -224,7 +240,9 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		if s.opts.Auth != nil {
 			cs := tlsConn.ConnectionState()
 			if p, ok := s.opts.Auth.Certificate(&cs); ok {
+				c.mu.Lock()
 				c.who, c.authed = p, true
+				c.mu.Unlock()
 			}
 		}
 		if c.authed {
@@ -350,7 +368,9 @@ func (c *conn) reader() (last bool) {
 				return fmt.Errorf("%w: this broker needs a login: the first frame must be Auth (auth version %d), got frame type %d; a client that does not send one is too old for this broker or has no credentials", broker.ErrUnauthorized, wire.AuthVersion, t)
 			}
 			if t == wire.Auth {
+				c.mu.Lock()
 				c.authed = false // it may replace a certificate's user
+				c.mu.Unlock()
 			}
 		} else if t == wire.Auth {
 			return fmt.Errorf("%w: a second Auth frame: a connection logs in once, first", wire.ErrMalformed)
@@ -407,6 +427,10 @@ func (c *conn) reader() (last bool) {
 				return true
 			}
 			continue
+		}
+		if err := c.who.Revoked(); err != nil && f.Type != wire.Pong {
+			c.sendFrame(outFrame{b: wire.AppendFrame(nil, wire.Err, f.ID, wire.AppendErr(nil, toWireError(err))), last: true})
+			return true
 		}
 		if c.dispatch(f, charge) {
 			// Handed to a goroutine with its body, which releases the
@@ -592,9 +616,9 @@ func publishBatch(ctx context.Context, b *engine.Broker, req *wire.PubReq) ([]br
 // request id with the initial credit. It answers the error itself and
 // returns false if the id is taken. The caller closes sb.done when its
 // push loop ends; ctx ends on Unsub or when the connection closes.
-func (c *conn) addSub(id uint32, credit int) (context.Context, *sub, bool) {
+func (c *conn) addSub(id uint32, credit int, perm access.Perm, kind, name string) (context.Context, *sub, bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
-	sb := &sub{cancel: cancel, more: make(chan struct{}, 1), done: make(chan struct{})}
+	sb := &sub{perm: perm, kind: kind, name: name, cancel: cancel, more: make(chan struct{}, 1), done: make(chan struct{})}
 	sb.credit.Store(int64(credit))
 	c.mu.Lock()
 	if old := c.subs[id]; old != nil {
@@ -610,7 +634,7 @@ func (c *conn) addSub(id uint32, credit int) (context.Context, *sub, bool) {
 
 // subscribe starts a push subscription owned by the connection.
 func (c *conn) subscribe(id uint32, req wire.RecvReq) {
-	ctx, sb, ok := c.addSub(id, req.Max)
+	ctx, sb, ok := c.addSub(id, req.Max, access.Consume, access.Queue, req.Queue)
 	if !ok {
 		return
 	}
@@ -797,7 +821,9 @@ func (c *conn) login(f wire.Frame) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.who, c.authed = who, true
+	c.mu.Unlock()
 	c.nc.deadline = time.Time{}
 	c.s.removePending(c)
 	name := ""
@@ -806,4 +832,55 @@ func (c *conn) login(f wire.Frame) error {
 	}
 	c.reply(wire.AuthOK, f.ID, wire.AppendAuthOK(nil, name))
 	return nil
+}
+
+// Revalidate applies a reload of the users (access.Authenticator.Reload)
+// to the open connections at once, without waiting for their next
+// request: a connection whose user or credential was revoked is sent an
+// Err frame (code unauthorized, request id 0) and closed; a push
+// subscription (queue or topic) whose user no longer holds consume on it
+// is ended with an Err frame (code forbidden) under its id, the
+// connection staying open. Other requests check the new permissions as
+// they come. It returns the connections closed and subscriptions ended.
+func (s *Server) Revalidate() (closed, ended int) {
+	s.connsMu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		who, authed := c.who, c.authed
+		c.mu.Unlock()
+		if !authed || who == nil {
+			continue
+		}
+		if err := who.Revoked(); err != nil {
+			f := outFrame{b: wire.AppendFrame(nil, wire.Err, 0, wire.AppendErr(nil, toWireError(err))), last: true}
+			select {
+			case c.out <- f: // the writer sends it, then ends the connection
+			default:
+				c.cancel() // a writer this far behind gets no goodbye
+			}
+			closed++
+			continue
+		}
+		c.mu.Lock()
+		for id, sb := range c.subs {
+			if who.Allowed(sb.perm, sb.kind, sb.name) {
+				continue
+			}
+			sb.cancel()
+			delete(c.subs, id)
+			ended++
+			// The error follows the subscription's last push.
+			go func() {
+				<-sb.done
+				c.fail(id, who.Check(sb.perm, sb.kind, sb.name))
+			}()
+		}
+		c.mu.Unlock()
+	}
+	return closed, ended
 }

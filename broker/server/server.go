@@ -52,6 +52,11 @@ type Options struct {
 	// TLSClientCA (--tls-client-ca) verifies client certificates against
 	// this PEM bundle; it overrides the config file's tls.client_ca.
 	TLSClientCA string
+	// Reload, if set, re-reads the config file's auth block (users,
+	// password hashes, tokens and their env:/file: secrets, certificate
+	// names and permissions) each time it receives (cmd/switchyard sends
+	// on SIGHUP); see reloadAuth. Nothing else of the file is re-applied.
+	Reload <-chan struct{}
 }
 
 // UsageError is an error in the Options (the command line's fault), as
@@ -141,6 +146,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	}
 	srv := &http.Server{Handler: httpapi.NewWithOptions(b, httpapi.Options{Metrics: reg, Auth: sec.auth}), ReadHeaderTimeout: 10 * time.Second}
 	nativeAddr := "off"
+	var ns *native.Server // nil when the native listener is off
 	nctx, stopNative := context.WithCancel(ctx)
 	defer stopNative()
 	var nativeDone chan error // nil (never ready) when the native listener is off
@@ -155,7 +161,8 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		if sec.tls != nil {
 			nln = tls.NewListener(nln, sec.tls)
 		}
-		go func() { nativeDone <- native.New(b, o.Native).Serve(nctx, nln) }()
+		ns = native.New(b, o.Native)
+		go func() { nativeDone <- ns.Serve(nctx, nln) }()
 	}
 	pprofShown := "off"
 	if o.Pprof != "" {
@@ -178,21 +185,28 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "switchyard broker: http=%s native=%s pprof=%s data=%s fsync=%s tls=%s auth=%s\n", ln.Addr(), nativeAddr, pprofShown, cfg.Dir, cfg.Fsync, sec.tlsShown(), sec.authShown())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		stopNative()
-		if nativeDone != nil {
-			<-nativeDone
+	for running := true; running; {
+		select {
+		case <-o.Reload:
+			if err := o.reloadAuth(sec, ns, stderr); err != nil {
+				fmt.Fprintf(stderr, "switchyard broker: reload refused, the users loaded before stay: %v\n", err)
+			}
+		case err := <-errc:
+			stopNative()
+			if nativeDone != nil {
+				<-nativeDone
+			}
+			return fmt.Errorf("serving HTTP: %w", err)
+		case err := <-nativeDone:
+			srv.Close()
+			<-errc
+			if err == nil {
+				err = errors.New("stopped")
+			}
+			return fmt.Errorf("serving native protocol: %w", err)
+		case <-ctx.Done():
+			running = false
 		}
-		return fmt.Errorf("serving HTTP: %w", err)
-	case err := <-nativeDone:
-		srv.Close()
-		<-errc
-		if err == nil {
-			err = errors.New("stopped")
-		}
-		return fmt.Errorf("serving native protocol: %w", err)
-	case <-ctx.Done():
 	}
 	stopNative()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -225,5 +239,49 @@ func RunRepair(dir string, stdout io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(stdout, "switchyard broker repair: %d damaged stretches repaired, %d records lost; every other record kept\n", len(dmg), lost)
+	return nil
+}
+
+// reloadAuth re-reads the config file and swaps in its auth block's users
+// at once (access.Authenticator.Reload). The whole file must parse and
+// validate, or nothing changes and the error (FILE:LINE:COLUMN: KEY.PATH)
+// is returned. Adding or removing the auth block needs a restart (the
+// listeners' loopback check and login handshake are set at start).
+// Native connections of revoked credentials are closed and push
+// subscriptions that lost their permission ended (native.Revalidate); the
+// HTTP API authenticates every request anyway and ends event streams
+// whose user lost consume. It reports what it did on stderr.
+func (o Options) reloadAuth(sec security, ns *native.Server, stderr io.Writer) error {
+	if o.ConfigFile == "" {
+		return errors.New("no --config file to reload the users from")
+	}
+	fc, err := LoadFile(o.ConfigFile)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sec.auth == nil && fc.Auth == nil:
+		fmt.Fprintf(stderr, "switchyard broker: reload: %s has no auth block and the broker has none: nothing to reload\n", o.ConfigFile)
+		return nil
+	case sec.auth == nil:
+		return fmt.Errorf("%s: auth: the broker started open (no auth block): adding users needs a restart", o.ConfigFile)
+	case fc.Auth == nil:
+		return fmt.Errorf("%s: auth: the block is gone: a reload cannot open the broker to everyone; restart it to run without users", o.ConfigFile)
+	}
+	if fc.Auth.NeedsClientCerts() && (sec.tls == nil || sec.tls.ClientCAs == nil) {
+		return fmt.Errorf("%s: auth: users log in by certificate (certs:) but the broker started without tls.client_ca (or --tls-client-ca): restart it with one", o.ConfigFile)
+	}
+	if err := sec.auth.Reload(*fc.Auth); err != nil {
+		if fc.src != nil {
+			return fc.src.Wrap("auth", err)
+		}
+		return fmt.Errorf("%s: auth: %w", o.ConfigFile, err)
+	}
+	closed, ended := 0, 0
+	if ns != nil {
+		closed, ended = ns.Revalidate()
+	}
+	fmt.Fprintf(stderr, "switchyard broker: reloaded %d users from %s (generation %d); closed %d native connections whose credential was revoked, ended %d subscriptions whose permission was withdrawn\n",
+		len(fc.Auth.Users), o.ConfigFile, sec.auth.Generation(), closed, ended)
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/switchyard/switchyard/broker/cli"
@@ -44,6 +46,8 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 		"Run the message broker: durable queues, pub/sub topics and replayable streams\n"+
 			"over an HTTP/JSON API (Prometheus metrics at GET /metrics), persisted in an\n"+
 			"append-only log under --data.\n\n"+
+			"SIGHUP re-reads the --config file's auth: block (users, tokens, permissions) without a\n"+
+			"restart; a bad file keeps the users loaded before.\n\n"+
 			"Client commands for a running broker: switchyard broker publish|receive|ack|nack|tail|\n"+
 			"publish-topic|append|read|ls|info|declare|delete|redrive|status ('switchyard broker help').", stderr)
 	dataDir := fs.String("data", "", "data `directory` for the log and metadata (required unless the config file sets data)")
@@ -88,6 +92,27 @@ func runBrokerServer(ctx context.Context, args []string, stdout, stderr io.Write
 		fs.Usage()
 		return errUsage
 	}
+	// SIGHUP re-reads the config file's users (auth block) without a
+	// restart; see server.Options.Reload.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	opts.Reload = reload
 	err := server.Run(ctx, opts, stdout, stderr)
 	var uerr *server.UsageError
 	if errors.As(err, &uerr) {

@@ -20,7 +20,7 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		"Roll out a new version of an upstream's targets through a gateway's admin API:\n"+
 			"  start     begin a rollout: --upstream, --strategy, --targets or --selector, and the strategy's flags\n"+
 			"  status    print every rollout, or --upstream's\n"+
-			"  promote   make the new version the stable set now\n"+
+			"  promote   move a canary to its next step; with --full (or for other strategies) make the new version the stable set now\n"+
 			"  rollback  send all traffic back to the stable set\n"+
 			"  pause     hold the rollout at its step; resume continues it\n"+
 			"  abort     stop the rollout (as a rollback)", stderr)
@@ -42,6 +42,7 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	healthTimeout := fs.Duration("health-timeout", 0, "rolling: how long a new target may take to pass its health checks (default 1m)")
 	drainTimeout := fs.Duration("drain-timeout", 0, "rolling: bound of the wait for a drained old target's requests (default 30s)")
 	concurrency := fs.Int("concurrency", 0, "shadow: most copies in flight at once (default 32)")
+	full := fs.Bool("full", false, "promote: skip a canary's remaining steps (the new version becomes the stable set now)")
 	var verb string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		verb, args = args[0], args[1:]
@@ -166,6 +167,12 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			method = http.MethodDelete
 		} else {
 			path += "/" + verb
+		}
+		if *full {
+			if verb != "promote" {
+				return usage("%s: --full only applies to promote", verb)
+			}
+			path += "?full=true"
 		}
 	default:
 		return usage("unknown command %q: expected start, status, promote, rollback, pause, resume or abort", verb)

@@ -35,6 +35,7 @@ func TestRolloutCLI(t *testing.T) {
 		{[]string{"launch", "--admin", admin}, 2, `unknown command "launch"`},
 		{[]string{"start", "--admin", admin}, 2, "--upstream is required"},
 		{[]string{"promote", "--admin", admin}, 2, "--upstream is required"},
+		{[]string{"pause", "--admin", admin, "--upstream", "api", "--full"}, 2, "--full only applies to promote"},
 		{[]string{"start", "--admin", admin, "--upstream", "api", "--steps", "5,x"}, 2, `invalid --steps entry "x"`},
 		{[]string{"start", "--admin", admin, "--upstream", "api", "--selector", "version"}, 2, "expected KEY=VALUE"},
 		{[]string{"start", "--admin", admin, "--upstream", "api", "--max-error-rate", "lots"}, 2, `invalid --max-error-rate "lots"`},
@@ -55,10 +56,18 @@ func TestRolloutCLI(t *testing.T) {
 	if code, out, errOut = cli("start", "--admin", admin, "--upstream", "api", "--targets", canary.Listener.Addr().String()); code != 1 || !strings.Contains(errOut, "409") {
 		t.Fatalf("second start: %d %s %s", code, out, errOut)
 	}
-	for _, step := range []struct{ verb, state string }{{"pause", "paused"}, {"resume", "progressing"}, {"promote", "promoted"}} {
-		code, out, errOut = cli(step.verb, "--admin", admin, "--upstream", "api")
-		if code != 0 || !strings.Contains(out, `"state": "`+step.state+`"`) {
-			t.Fatalf("%s: %d %s %s", step.verb, code, out, errOut)
+	for _, step := range []struct {
+		args  []string
+		state string
+	}{
+		{[]string{"pause"}, `"state": "paused"`},
+		{[]string{"resume"}, `"state": "progressing"`},
+		{[]string{"promote"}, `"canary_weight": 50`}, // the next step
+		{[]string{"promote", "--full"}, `"state": "promoted"`},
+	} {
+		code, out, errOut = cli(append(step.args, "--admin", admin, "--upstream", "api")...)
+		if code != 0 || !strings.Contains(out, step.state) {
+			t.Fatalf("%v: %d %s %s", step.args, code, out, errOut)
 		}
 	}
 	if code, out, _ = cli("status", "--admin", admin); code != 0 || !strings.Contains(out, `"rollouts"`) || !strings.Contains(out, `"promoted"`) {
