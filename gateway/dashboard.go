@@ -24,6 +24,7 @@ func (g *Gateway) newDashboard(h http.Handler) (*dashboard.Server, error) {
 	src.Metrics = g.reg.Gather
 	src.MetricLabels = g.opts.MetricLabels
 	src.Brokers = func() []string { return dashboardBrokers(g.current.Load().cfg) }
+	src.Client = g.opts.DashboardClient
 	return dashboard.New(dashboard.Options{Config: dc, Sources: src})
 }
 

@@ -40,6 +40,9 @@ func progressDeadlines(next http.Handler, write, readBody time.Duration) http.Ha
 			r.Body = pw.body
 		}
 		next.ServeHTTP(pw, r)
+		if pw.body != nil {
+			pw.body.finish()
+		}
 		if !pw.wroteHeader && !pw.hijacked && pw.body != nil && pw.body.timedOut() {
 			// net/http cancelled the request when the read failed, so
 			// the handler took the client for gone and answered nothing.
@@ -119,10 +122,31 @@ type progressBody struct {
 
 	mu      sync.Mutex
 	expired bool
+	// done: the handler returned. A streamed body (gRPC) may still be
+	// read by the upstream transport's goroutine then, but the stream's
+	// deadlines must not be touched: net/http's HTTP/2 writer has let go
+	// of the stream state (SetReadDeadline would dereference nil).
+	done bool
+}
+
+// setReadDeadline sets the read deadline unless the handler returned.
+func (b *progressBody) setReadDeadline(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done {
+		_ = b.rc.SetReadDeadline(t)
+	}
+}
+
+// finish marks the handler returned; it waits for a deadline being set.
+func (b *progressBody) finish() {
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
 }
 
 func (b *progressBody) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	b.setReadDeadline(time.Now().Add(b.timeout))
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		b.mu.Lock()
@@ -130,7 +154,7 @@ func (b *progressBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 	}
 	if err == io.EOF {
-		_ = b.rc.SetReadDeadline(time.Time{})
+		b.setReadDeadline(time.Time{})
 	}
 	return n, err
 }

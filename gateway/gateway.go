@@ -77,6 +77,11 @@ type Options struct {
 	// dashboard's processes panel; empty: no such panel. `hitch up` passes
 	// "/admin/hitch/processes".
 	DashboardProcesses string
+	// DashboardClient calls the dashboard's brokers (GET /v1/queues ...);
+	// nil: a plain client with a 2 s timeout. A program whose brokers
+	// require TLS client certificates passes one presenting its own
+	// (`hitch up --secure` does).
+	DashboardClient *http.Client
 }
 
 // Gateway is a running L7 load balancer. Create it with New, then Run.
@@ -219,11 +224,13 @@ func newAdminAuth(cfg *Config, log *slog.Logger) (*admin.Authenticator, error) {
 
 // adminTLSConfig loads the admin listener's certificate and client CAs.
 func adminTLSConfig(t *AdminTLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	fc, err := tlsconf.LoadFileCert(t.Cert, t.Key)
 	if err != nil {
-		return nil, fmt.Errorf("loading certificate: %w", err)
+		return nil, err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// Re-read when the files change: a renewed certificate is served
+	// from the next handshake on.
+	tc := &tls.Config{GetCertificate: fc.GetCertificate, MinVersion: tls.VersionTLS12}
 	if t.ClientCA != "" {
 		pem, err := os.ReadFile(t.ClientCA)
 		if err != nil {

@@ -357,3 +357,54 @@ routes:
 	cc := dialGRPC(t, gw.g.Addr().String(), credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), ServerName: "api.example"}))
 	grpcCalls(t, cc, echo)
 }
+
+// TestGRPCStreamsEndingUnderLoad: many bidi streams and unary calls
+// through the gateway, each ended by the client (cancel) while its body
+// may still be read upstream. The body's deadline handling used to touch
+// the HTTP/2 stream after the handler had returned, a nil dereference in
+// net/http that took the whole gateway down (bench/grpc.sh found it).
+// A regression panics this test binary.
+func TestGRPCStreamsEndingUnderLoad(t *testing.T) {
+	echo, addr := startEcho(t, nil)
+	_ = echo
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+h2c: true
+access_log: off
+upstreams:
+  echo: { protocol: h2c, targets: [{ address: %s }] }
+routes:
+  - { match: { path_prefix: /%s/ }, upstream: echo }
+`, addr, echoService))
+	cc := dialGRPC(t, gw.g.Addr().String(), nil)
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				s, err := cc.NewStream(ctx, &echoDesc.Streams[1], "/"+echoService+"/Chat")
+				if err == nil {
+					for j := 0; j < 3; j++ {
+						if s.SendMsg(wrapperspb.String("m")) != nil || s.RecvMsg(new(wrapperspb.StringValue)) != nil {
+							break
+						}
+					}
+				}
+				cancel() // mid-stream, body still open
+				uctx, ucancel := context.WithCancel(context.Background())
+				go func() { time.Sleep(time.Duration(i%3) * time.Millisecond); ucancel() }()
+				_ = cc.Invoke(uctx, "/"+echoService+"/Unary", wrapperspb.String("x"), new(wrapperspb.StringValue))
+				ucancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// Still serving.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cc.Invoke(ctx, "/"+echoService+"/Unary", wrapperspb.String("after"), new(wrapperspb.StringValue)); err != nil {
+		t.Fatalf("after the load: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -99,7 +100,27 @@ func (b *clientBody) Close() error { return b.rc.Close() }
 func wrapBody(w http.ResponseWriter, r *http.Request, st *reqState) *clientBody {
 	cb := &clientBody{rc: r.Body, st: st}
 	rc := http.NewResponseController(w)
-	cb.disarm = context.AfterFunc(st, func() { _ = rc.SetReadDeadline(pastDeadline) })
+	// The abort runs on its own goroutine and may race the handler's
+	// return: once disarmed (the handler's deferred disarm included) it
+	// must not touch w, whose HTTP/2 stream state is gone after the
+	// handler returned (SetReadDeadline then dereferences nil). The
+	// mutex makes disarm wait for an abort already running.
+	var mu sync.Mutex
+	disarmed := false
+	stop := context.AfterFunc(st, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !disarmed {
+			_ = rc.SetReadDeadline(pastDeadline)
+		}
+	})
+	cb.disarm = func() bool {
+		stopped := stop()
+		mu.Lock()
+		disarmed = true
+		mu.Unlock()
+		return stopped
+	}
 	r.Body = cb
 	st.cbody = cb
 	return cb

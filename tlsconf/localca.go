@@ -302,11 +302,18 @@ func ServerConfig(caFile, cert, key string, allow func(name string) bool) (*tls.
 			return nil
 		}
 	}
-	return cfg, nil
+	// Every handshake takes cfg itself (GetConfigForClient), so its
+	// GetCertificate (the watched files) answers even when a caller such
+	// as httptest puts a certificate of its own into the outer config.
+	outer := cfg.Clone()
+	outer.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return cfg, nil }
+	return outer, nil
 }
 
 // ClientConfig is the TLS config of a LocalCA component as a client: its
 // certificate (cert, key) presented, servers verified against caFile.
+// The certificate files are watched (FileCert): a renewed leaf is used
+// from the next handshake on.
 func ClientConfig(caFile, cert, key string) (*tls.Config, error) {
 	pool, err := LoadCAs(caFile)
 	if err != nil {
@@ -314,11 +321,13 @@ func ClientConfig(caFile, cert, key string) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, CipherSuites: CipherSuites()}
 	if cert != "" || key != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
+		fc, err := LoadFileCert(cert, key)
 		if err != nil {
-			return nil, fmt.Errorf("%s, %s: %w", cert, key, err)
+			return nil, err
 		}
-		cfg.Certificates = []tls.Certificate{pair}
+		// Re-read when renewed (LocalCA.Renew): long-lived processes pick
+		// up their new leaf at the next handshake.
+		cfg.GetClientCertificate, cfg.GetCertificate = fc.GetClientCertificate, fc.GetCertificate
 	}
 	return cfg, nil
 }

@@ -72,11 +72,12 @@ func (u *Upstream) ClientConfig(nextProtos []string) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	if u.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(u.Cert, u.Key)
+		fc, err := LoadFileCert(u.Cert, u.Key)
 		if err != nil {
-			return nil, fmt.Errorf("loading client certificate %s / key %s: %w", u.Cert, u.Key, err)
+			return nil, fmt.Errorf("client certificate: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = fc.GetClientCertificate // re-read when renewed
+
 	}
 	return cfg, nil
 }

@@ -42,7 +42,7 @@ type Principal struct {
 // grant is what a principal may do under one generation of the users.
 type grant struct {
 	gen     uint64
-	perms   [3][]pattern
+	perms   [4][]pattern
 	revoked bool
 }
 
@@ -110,10 +110,12 @@ func (p *Principal) CheckAll(perm Perm) error {
 	return &broker.ForbiddenError{User: p.Name, Permission: perm.String(), Name: "*"}
 }
 
-// Sees reports whether a listing shows the kind's name to p: it holds any
-// permission on it.
+// Sees reports whether a listing shows the kind's name to p and p may
+// read its settings and counts: it holds any permission on it (read
+// being the one that allows nothing else).
 func (p *Principal) Sees(kind, name string) bool {
-	return p.Allowed(Publish, kind, name) || p.Allowed(Consume, kind, name) || p.Allowed(Manage, kind, name)
+	return p.Allowed(Publish, kind, name) || p.Allowed(Consume, kind, name) || p.Allowed(Manage, kind, name) ||
+		p.Allowed(Read, kind, name)
 }
 
 // Authenticator checks credentials against a Config whose secrets have
@@ -146,7 +148,7 @@ type authState struct {
 
 type userEntry struct {
 	name   string
-	perms  [3][]pattern
+	perms  [4][]pattern
 	hash   []byte // bcrypt; nil: no password
 	tokens [][sha256.Size]byte
 	certs  []string
@@ -241,7 +243,7 @@ func load(c Config) (*authState, error) {
 	for _, name := range sortedNames(c.Users) {
 		u := c.Users[name]
 		e := &userEntry{name: name}
-		for perm, pats := range [][]string{u.Publish, u.Consume, u.Manage} {
+		for perm, pats := range [][]string{u.Publish, u.Consume, u.Manage, u.Read} {
 			for _, s := range pats {
 				pt, _ := parsePattern(s) // checked by Validate
 				e.perms[perm] = append(e.perms[perm], pt)

@@ -84,6 +84,10 @@ type User struct {
 	// Manage: declare (create or change settings), delete and redrive;
 	// manage on "*" also reads /metrics.
 	Manage []string `yaml:"manage"`
+	// Read: see the resources in listings and read their settings and
+	// counts (GET /v1/queues/{name}, ...), nothing else: for dashboards
+	// and monitors. Every other permission implies it.
+	Read []string `yaml:"read"`
 }
 
 // A pattern is "[KIND:]NAME": KIND is queue, topic or stream (none: all
@@ -135,7 +139,7 @@ func (c *Config) Validate() error {
 				certs[cn] = name
 			}
 		}
-		for perm, pats := range map[string][]string{"publish": u.Publish, "consume": u.Consume, "manage": u.Manage} {
+		for perm, pats := range map[string][]string{"publish": u.Publish, "consume": u.Consume, "manage": u.Manage, "read": u.Read} {
 			for i, s := range pats {
 				if _, err := parsePattern(s); err != nil {
 					errs = append(errs, config.Fieldf(fmt.Sprintf("%s.%s[%d]", p, perm, i), "%v", err))
@@ -189,6 +193,8 @@ const (
 	Publish Perm = iota
 	Consume
 	Manage
+	// Read sees a resource (listings, settings, counts) and nothing more.
+	Read
 )
 
 func (p Perm) String() string {
@@ -199,6 +205,8 @@ func (p Perm) String() string {
 		return "consume"
 	case Manage:
 		return "manage"
+	case Read:
+		return "read"
 	}
 	return fmt.Sprintf("perm(%d)", uint8(p))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/wire"
+	"github.com/switchyard/switchyard/tlsconf"
 )
 
 // Credentials log a client in to a broker with users (its config's auth:
@@ -60,11 +61,11 @@ func LoadTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error) 
 		return nil, errors.New("a client certificate needs both its certificate and its key file")
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		fc, err := tlsconf.LoadFileCert(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		tc.GetClientCertificate = fc.GetClientCertificate // re-read when renewed
 	}
 	return tc, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/tlsconf"
 )
 
 // TLSConfig is the `tls:` block of the broker's config file: both the
@@ -59,11 +60,13 @@ func (c *TLSConfig) Validate() error {
 
 // Load reads the certificate, key and client CA into a server tls.Config.
 func (c *TLSConfig) Load() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	fc, err := tlsconf.LoadFileCert(c.Cert, c.Key)
 	if err != nil {
-		return nil, fmt.Errorf("tls: loading cert %q and key %q: %w", c.Cert, c.Key, err)
+		return nil, fmt.Errorf("tls: %w", err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// The files are re-read when they change (a renewed certificate is
+	// served from the next handshake on, no restart).
+	tc := &tls.Config{GetCertificate: fc.GetCertificate, MinVersion: tls.VersionTLS12}
 	if c.MinVersion == "1.3" {
 		tc.MinVersion = tls.VersionTLS13
 	}
@@ -82,5 +85,9 @@ func (c *TLSConfig) Load() (*tls.Config, error) {
 			tc.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
-	return tc, nil
+	// Handshakes take tc itself, so the watched certificate answers even
+	// when a caller puts a certificate into the outer config.
+	outer := tc.Clone()
+	outer.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return tc, nil }
+	return outer, nil
 }

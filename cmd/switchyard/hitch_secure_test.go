@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -202,4 +204,95 @@ func TestHitchUpSecure(t *testing.T) {
 		resp.Body.Close()
 	}
 	_ = tls.VersionTLS12
+
+	// hitch up's own broker user reads queues and nothing else: no
+	// receive, no publish, no delete.
+	gwc := as("gateway")
+	if code := call(gwc, "GET", broker+"/v1/queues/payments.rides", ""); code != 200 {
+		t.Errorf("gateway reading a queue's counts: %d, want 200", code)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/queues/payments.rides/receive", `{}`},
+		{"POST", "/v1/topics/hitch.payments/messages", `{"body":"x"}`},
+		{"DELETE", "/v1/queues/payments.rides", ""},
+	} {
+		if code := call(gwc, c.method, broker+c.path, c.body); code != 403 {
+			t.Errorf("gateway %s %s: %d, want 403", c.method, c.path, code)
+		}
+	}
+
+	// The dashboard shows the broker's queues (its client presents the
+	// gateway certificate).
+	dreq, _ := http.NewRequest("GET", admin+"/admin/dashboard/events", nil)
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer dcancel()
+	dresp, err := operator.Do(dreq.WithContext(dctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap struct {
+		Brokers struct {
+			Available bool `json:"available"`
+			Items     []struct {
+				Error  string `json:"error"`
+				Queues []struct {
+					Name string `json:"name"`
+				} `json:"queues"`
+			} `json:"items"`
+		} `json:"brokers"`
+	}
+	sc := bufio.NewScanner(dresp.Body)
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			if err := json.Unmarshal([]byte(data), &snap); err != nil {
+				t.Fatalf("dashboard snapshot: %v", err)
+			}
+			break
+		}
+	}
+	dresp.Body.Close()
+	if !snap.Brokers.Available || len(snap.Brokers.Items) != 1 || snap.Brokers.Items[0].Error != "" || len(snap.Brokers.Items[0].Queues) == 0 {
+		t.Errorf("dashboard brokers panel: %+v", snap.Brokers)
+	}
+
+	// The services' spans reached the trace receiver (HTTPS, mTLS).
+	serviceRe := regexp.MustCompile(`"service":\s*"([a-z]+)"`)
+	children := map[string]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(children) == 0 && time.Now().Before(deadline) {
+		resp, err := operator.Get(admin + "/admin/traces?limit=20")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Traces []struct {
+				ID string `json:"trace_id"`
+			} `json:"traces"`
+		}
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		for _, tr := range list.Traces {
+			resp, err := operator.Get(admin + "/admin/traces/" + tr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, m := range serviceRe.FindAllStringSubmatch(string(b), -1) {
+				if m[1] != "gateway" {
+					children[m[1]] = true
+				}
+			}
+		}
+		if len(children) == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if len(children) == 0 {
+		t.Error("no span of a service reached the trace receiver")
+	}
+	if !strings.Contains(out.String(), "every process exports to https://") {
+		t.Errorf("trace receiver not HTTPS in the banner")
+	}
 }

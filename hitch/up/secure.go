@@ -1,6 +1,7 @@
 package up
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/gateway"
@@ -65,7 +67,8 @@ var Callers = map[string][]string{
 // secure is the PKI of a --secure run.
 type secure struct {
 	ca     *tlsconf.LocalCA
-	leaves map[string]tlsconf.Leaf
+	names  []string                // every component with a leaf
+	leaves map[string]tlsconf.Leaf // read-only after setupSecure (files renewed in place)
 	// adminTokenFile holds the admin API's operator token (0600).
 	adminTokenFile string
 	// registryToken is hitch up's own (the token file is for tools).
@@ -74,13 +77,13 @@ type secure struct {
 
 // setupSecure opens (or creates) the CA in DATA/pki and issues (or
 // reuses) a leaf per component, and the admin token.
-func setupSecure(data string, services []string) (*secure, error) {
-	s := &secure{ca: &tlsconf.LocalCA{Dir: filepath.Join(data, "pki")}, leaves: map[string]tlsconf.Leaf{}}
+func setupSecure(data string, services []string, leafValidity time.Duration) (*secure, error) {
+	s := &secure{ca: &tlsconf.LocalCA{Dir: filepath.Join(data, "pki"), LeafValidity: leafValidity}, leaves: map[string]tlsconf.Leaf{}}
 	if err := s.ca.Open(); err != nil {
 		return nil, err
 	}
-	names := append([]string{IDGateway, IDRegistry, IDBroker, IDOperator}, services...)
-	for _, n := range names {
+	s.names = append([]string{IDGateway, IDRegistry, IDBroker, IDOperator}, services...)
+	for _, n := range s.names {
 		l, err := s.ca.Leaf(n)
 		if err != nil {
 			return nil, err
@@ -108,6 +111,42 @@ func setupSecure(data string, services []string) (*secure, error) {
 	}
 	s.client = c
 	return s, nil
+}
+
+// renewEvery is how often renew looks at the leaves: a quarter of the
+// renewal window (a 90-day leaf renewed 30 days before expiry: at most
+// hourly), so a renewal happens well before expiry even if a check is
+// late.
+func (s *secure) renewEvery() time.Duration {
+	return min(time.Hour, max(s.ca.RenewBefore/4, 10*time.Millisecond))
+}
+
+// renew re-issues every leaf that entered its renewal window (LocalCA:
+// the last third of its lifetime), until ctx ends. The files are
+// replaced in place; every server and client of a --secure run reads its
+// certificate through tlsconf.FileCert (or the gateway's certificate
+// watch), so the new leaf is used from the next handshake on with no
+// restart. onRenew is told each renewed leaf.
+func (s *secure) renew(ctx context.Context, onRenew func(tlsconf.Leaf), onErr func(name string, err error)) {
+	t := time.NewTicker(s.renewEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, n := range s.names {
+			l, err := s.ca.Leaf(n)
+			if err != nil {
+				onErr(n, err)
+				continue
+			}
+			if l.Issued {
+				onRenew(l)
+			}
+		}
+	}
 }
 
 // httpClient is an HTTPS client presenting the gateway's certificate.
@@ -155,8 +194,9 @@ func (s *secure) brokerYAML(services []string) []byte {
 	l := s.leaves[IDBroker]
 	var b strings.Builder
 	fmt.Fprintf(&b, "tls:\n  cert: %q\n  key: %q\n  client_ca: %q\nauth:\n  users:\n", l.Cert, l.Key, s.ca.CACert())
-	// hitch up itself: health, and the operator view's queue list.
-	fmt.Fprintf(&b, "    %s:\n      certs: [%s]\n      manage: [\"*\"]\n", IDGateway, IDGateway)
+	// hitch up itself: the operator view's and the dashboard's queue
+	// lists and counts, nothing more (read; /healthz needs no login).
+	fmt.Fprintf(&b, "    %s:\n      certs: [%s]\n      read: [%s]\n", IDGateway, IDGateway, quoteList(GatewayBrokerRead()))
 	sorted := append([]string(nil), services...)
 	sort.Strings(sorted)
 	for _, n := range sorted {
@@ -175,6 +215,19 @@ func (s *secure) brokerYAML(services []string) []byte {
 	return []byte(b.String())
 }
 
+// GatewayBrokerRead is what hitch up's own broker user may read: Hitch's
+// queues (hitch.Bindings), for the dashboard and the operator view.
+func GatewayBrokerRead() []string {
+	var out []string
+	for _, qs := range hitch.Bindings {
+		for _, q := range qs {
+			out = append(out, "queue:"+q)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func quoteList(xs []string) string {
 	q := make([]string, len(xs))
 	for i, x := range xs {
@@ -190,7 +243,8 @@ func quoteList(xs []string) string {
 // certificate.
 func (s *secure) gateway(cfg *gateway.Config) {
 	gw := s.leaves[IDGateway]
-	cfg.TLS = &tlsconf.Server{Cert: gw.Cert, Key: gw.Key}
+	// Watched at the renewal check's pace (files changed by renew).
+	cfg.TLS = &tlsconf.Server{Cert: gw.Cert, Key: gw.Key, WatchInterval: min(tlsconf.DefaultWatchInterval, s.renewEvery())}
 	for name, u := range cfg.Upstreams {
 		if u.Discover == "" {
 			continue

@@ -2,12 +2,15 @@ package up
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/telemetry"
+	"github.com/switchyard/switchyard/tlsconf"
 )
 
 // receiver is the OTLP/HTTP receiver `hitch up` serves on loopback when
@@ -33,8 +36,12 @@ func receiverURL(r *receiver) string {
 // name. Without OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, a receiver on
 // loopback feeds the gateway's store and the children export there over
 // http/protobuf, in batches every 200 ms (OTEL_BSP_SCHEDULE_DELAY,
-// unless set), so a trace is whole within a second.
-func setupTracing(ctx context.Context, getenv func(string) string) (*telemetry.Tracing, func(name string) []string, *receiver, error) {
+// unless set), so a trace is whole within a second. Under --secure the
+// receiver is HTTPS with the gateway's certificate and requires a client
+// certificate from the local CA: each child gets the standard
+// OTEL_EXPORTER_OTLP_CERTIFICATE (the CA), _CLIENT_CERTIFICATE and
+// _CLIENT_KEY (its own leaf), which any OTLP exporter reads.
+func setupTracing(ctx context.Context, getenv func(string) string, sec *secure) (*telemetry.Tracing, func(name string) []string, *receiver, error) {
 	tr, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: firstSet(getenv("OTEL_SERVICE_NAME"), "gateway")}, "gateway", getenv)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("tracing (OTEL_* environment): %w", err)
@@ -50,6 +57,17 @@ func setupTracing(ctx context.Context, getenv func(string) string) (*telemetry.T
 		mux := http.NewServeMux()
 		mux.Handle("POST /v1/traces", tr.Store.Receiver(telemetry.ReceiverOptions{}))
 		rcv = &receiver{url: "http://" + ln.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+		if sec != nil {
+			gw := sec.leaves[IDGateway]
+			cfg, err := tlsconf.ServerConfig(sec.ca.CACert(), gw.Cert, gw.Key, func(name string) bool { return name != "" })
+			if err != nil {
+				ln.Close()
+				tr.Shutdown(ctx)
+				return nil, nil, nil, fmt.Errorf("trace receiver TLS: %w", err)
+			}
+			ln = tls.NewListener(ln, cfg)
+			rcv.url = "https://" + strings.TrimPrefix(rcv.url, "http://")
+		}
 		go rcv.srv.Serve(ln)
 		extra = append(extra, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="+rcv.url+"/v1/traces", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf")
 		if getenv("OTEL_BSP_SCHEDULE_DELAY") == "" {
@@ -58,7 +76,13 @@ func setupTracing(ctx context.Context, getenv func(string) string) (*telemetry.T
 	}
 	env := func(name string) []string {
 		// Later entries win (os/exec keeps the last of duplicate keys).
-		return append(append(environ(), extra...), "OTEL_SERVICE_NAME="+name)
+		env := append(append(environ(), extra...), "OTEL_SERVICE_NAME="+name)
+		if rcv != nil && sec != nil {
+			l := sec.leaves[name]
+			env = append(env, "OTEL_EXPORTER_OTLP_CERTIFICATE="+sec.ca.CACert(),
+				"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE="+l.Cert, "OTEL_EXPORTER_OTLP_CLIENT_KEY="+l.Key)
+		}
+		return env
 	}
 	return tr, env, rcv, nil
 }

@@ -46,6 +46,7 @@ import (
 	"github.com/switchyard/switchyard/kit/discovery/registry"
 	"github.com/switchyard/switchyard/retry"
 	"github.com/switchyard/switchyard/throttle"
+	"github.com/switchyard/switchyard/tlsconf"
 	"github.com/switchyard/switchyard/wal"
 )
 
@@ -102,6 +103,10 @@ type Options struct {
 	Secure bool
 	// Ready, if set, is called once everything is up (tests).
 	Ready func(Info)
+
+	// leafValidity is the lifetime of the --secure leaves (tests: short,
+	// to see them renewed while running). Default 90 days.
+	leafValidity time.Duration
 }
 
 // Info says where the running system is.
@@ -168,7 +173,9 @@ func (o *Options) defaults() error {
 		errs = append(errs, fmt.Errorf("--postgres %q: expected postgres://USER@HOST:PORT/DB", o.Postgres))
 	}
 	if o.Secure && o.NATS != "" {
-		errs = append(errs, errors.New("--secure with --nats: not supported yet (the NATS connection would be the one hop without identities); use the switchyard broker"))
+		errs = append(errs, errors.New("--secure with --nats: refused: the NATS hop would be the one without TLS or identities "+
+			"(hitch up gives NATS no certificates or per-service permissions). Drop --nats to use the switchyard broker, "+
+			"which --secure runs over TLS with a certificate login and per-service permissions; or drop --secure to use NATS"))
 	}
 	if o.Redis != "" && !strings.HasPrefix(o.Redis, "redis://") && !strings.HasPrefix(o.Redis, "rediss://") {
 		errs = append(errs, fmt.Errorf("--redis %q: expected redis://HOST:PORT", o.Redis))
@@ -226,7 +233,28 @@ func Run(ctx context.Context, o Options) error {
 	// the OTEL_* environment. With no collector configured, the children
 	// export to a receiver here that feeds the gateway's trace store, so a
 	// request's whole trace is at the admin listener's /admin/traces/{id}.
-	tracing, childEnv, receiver, err := setupTracing(ctx, os.Getenv)
+	var sec *secure
+	var svcNames []string
+	for _, s := range o.Specs {
+		svcNames = append(svcNames, s.Name)
+	}
+	if o.Secure {
+		if sec, err = setupSecure(data, svcNames, o.leafValidity); err != nil {
+			return fmt.Errorf("--secure: %w", err)
+		}
+		renewCtx, stopRenew := context.WithCancel(context.Background())
+		renewDone := make(chan struct{})
+		go func() {
+			defer close(renewDone)
+			sec.renew(renewCtx, func(l tlsconf.Leaf) {
+				log.Info("hitch up --secure: leaf certificate renewed", "identity", l.Name, "not_after", l.NotAfter.Format(time.RFC3339))
+			}, func(name string, err error) {
+				log.Error("hitch up --secure: renewing a leaf certificate failed; the current one stays", "identity", name, "error", err.Error())
+			})
+		}()
+		defer func() { stopRenew(); <-renewDone }()
+	}
+	tracing, childEnv, receiver, err := setupTracing(ctx, os.Getenv, sec)
 	if err != nil {
 		return err
 	}
@@ -249,18 +277,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("registry listener: %w", err)
 	}
-	var sec *secure
-	var svcNames []string
-	for _, s := range o.Specs {
-		svcNames = append(svcNames, s.Name)
-	}
 	regHandler := registry.Handler(reg)
 	regURL := "http://" + regLn.Addr().String()
-	if o.Secure {
-		if sec, err = setupSecure(data, svcNames); err != nil {
-			regLn.Close()
-			return fmt.Errorf("--secure: %w", err)
-		}
+	if sec != nil {
 		tcfg, access, err := sec.registryServer(svcNames)
 		if err != nil {
 			regLn.Close()
@@ -405,16 +424,22 @@ func Run(ctx context.Context, o Options) error {
 	if sec != nil {
 		sec.gateway(cfg)
 	}
-	if brokerHTTP != "" && sec == nil {
+	var dashClient *http.Client
+	if brokerHTTP != "" {
 		// The dashboard shows Hitch's queues (not with NATS JetStream,
-		// which has no switchyard broker HTTP API, nor under --secure:
-		// the dashboard's broker client has no TLS client certificate).
-		cfg.Dashboard = &dashboard.Config{Brokers: []string{"http://" + brokerHTTP}}
+		// which has no switchyard broker HTTP API). Under --secure it
+		// asks the broker over HTTPS with the gateway's certificate,
+		// whose broker user may read the queues (brokerYAML).
+		cfg.Dashboard = &dashboard.Config{Brokers: []string{scheme + brokerHTTP}}
+		if sec != nil {
+			dashClient = sec.httpClient()
+			dashClient.Timeout = 2 * time.Second
+		}
 	}
 	gw, err = gateway.New(gateway.Options{Config: cfg, ConfigPath: "hitch up (generated)", Logger: log.With("component", "gateway"), Tracing: tracing,
 		AdminExtensions: map[string]http.Handler{"GET /admin/hitch/processes": processes,
 			"POST /admin/hitch/processes/": faultHandler(procs)},
-		DashboardProcesses: "/admin/hitch/processes"})
+		DashboardProcesses: "/admin/hitch/processes", DashboardClient: dashClient})
 	if err != nil {
 		return fmt.Errorf("building the gateway: %w", err)
 	}

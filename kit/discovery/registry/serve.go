@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,12 @@ type ServeOptions struct {
 	Logger *slog.Logger
 	// Ready, if set, is called with the listen address once serving.
 	Ready func(net.Addr)
+	// TLS, if set, serves HTTPS with it (ClientCAs and ClientAuth decide
+	// whether client certificates are verified; Access.Certs needs that).
+	TLS *tls.Config
+	// Access, if set, protects the API (Protect): callers need a token
+	// or a verified client certificate, and may write only their grants.
+	Access *Access
 }
 
 // Serve opens the registry, serves its HTTP API on opts.Listen until ctx
@@ -38,19 +45,33 @@ func Serve(ctx context.Context, opts ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("listening on %q: %w", opts.Listen, err)
 	}
+	if opts.Access != nil {
+		if err := opts.Access.Validate(); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	r, err := Open(opts.Config)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: Handler(r), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	h := Handler(r)
+	if opts.Access != nil {
+		h = Protect(h, *opts.Access)
+	}
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	r.mu.Lock()
 	n := r.count
 	r.mu.Unlock()
-	log.Info("registry listening", "addr", ln.Addr().String(), "data", opts.Config.Dir, "instances", n)
+	log.Info("registry listening", "addr", ln.Addr().String(), "data", opts.Config.Dir, "instances", n,
+		"tls", opts.TLS != nil, "access_control", opts.Access != nil)
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())
 	}
