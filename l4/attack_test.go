@@ -49,11 +49,8 @@ func pushBackend(t *testing.T, burst int) string {
 
 // A connection that only the upstream talks on is not idle: the idle
 // clock must see bytes one direction moves even while its copy (a splice
-// of up to 64 KiB, once a 16 KiB burst made the direction bulk) has not
-// returned yet; and so on a direction still copying line by line (there
-// the idle timeout is longer than a stall of the push under a loaded
-// test machine: each line is its own read, so a stall longer than the
-// timeout is real idleness).
+// of up to 64 KiB) has not returned yet; after a burst and with lines
+// only.
 func TestTCPOneWayTrafficIsNotIdle(t *testing.T) {
 	for _, c := range []struct {
 		name  string

@@ -137,9 +137,8 @@ func TestTCPBalancesAndCopiesExactly(t *testing.T) {
 	}
 }
 
-// A direction starts on small reads and writes and turns to splicing once
-// a read fills its buffer: messages before, across and after the turn
-// arrive whole and in order, with keepalive on.
+// Small messages, a burst and small messages again arrive whole and in
+// order, with keepalive on.
 func TestTCPSmallMessagesThenBulk(t *testing.T) {
 	addr, _ := serveTCP(t, l4.TCPConfig{Backend: backend(t, tcpBackend(t, "a", nil)), KeepAlive: 30 * time.Second})
 	c, err := net.Dial("tcp", addr)

@@ -467,9 +467,6 @@ const chunk = 64 << 10
 // flow is one direction of a connection.
 type flow struct {
 	src, dst net.Conn
-	// bulk: a read filled a whole small buffer, so the direction carries
-	// a stream and is spliced from then on (as HAProxy's splice-auto).
-	bulk bool
 	// poked: the other direction timed out and asks this one to count
 	// the bytes of its copy in progress (cut short by a past deadline).
 	poked atomic.Bool
@@ -499,7 +496,7 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 		// write deadline is later than the read one, so a step that
 		// times out after it was stuck writing.
 		f.dst.SetWriteDeadline(start.Add(2 * s.cfg.IdleTimeout))
-		n, err := f.step()
+		n, err := io.CopyN(f.dst, f.src, chunk)
 		poked := f.poked.Swap(false)
 		total += n
 		if n > 0 {
@@ -534,36 +531,6 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 		f.src.Close()
 		return total
 	}
-}
-
-// smallBuf is the buffer of a direction's first reads: a connection that
-// sends a few small messages (a request, an answer) costs a read and a
-// write per message instead of splice's two calls through a pipe taken
-// from (and, after a GC, made again for) Go's pipe pool.
-const smallBuf = 16 << 10
-
-var smallBufs = sync.Pool{New: func() any { return new([smallBuf]byte) }}
-
-// step moves at most chunk bytes from f.src to f.dst: by splicing
-// (io.CopyN between TCP connections) once the direction is bulk, else
-// by one read into a pooled buffer and its write.
-func (f *flow) step() (int64, error) {
-	if f.bulk {
-		return io.CopyN(f.dst, f.src, chunk)
-	}
-	buf := smallBufs.Get().(*[smallBuf]byte)
-	defer smallBufs.Put(buf)
-	n, err := f.src.Read(buf[:])
-	if n == len(buf) {
-		f.bulk = true
-	}
-	if n > 0 {
-		w, werr := f.dst.Write(buf[:n])
-		if werr != nil {
-			return int64(w), werr
-		}
-	}
-	return int64(n), err
 }
 
 func closeWrite(c net.Conn) {
