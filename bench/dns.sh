@@ -11,6 +11,9 @@
 #           robin, 2 sites per answer); Knot and BIND answer the same name
 #           from two static A records (they have no health/geo steering), so
 #           this is the price of steering against the peers' static answer.
+# Each run also reads the server's CPU time from /proc: when dnsperf's
+# core saturates first, queries/s shows the client's ceiling and CPU µs
+# per query is the comparison that still holds.
 # Environment: ROUNDS (3), DURATION (5), BASE_PORT (19400). Installs dnsperf,
 # knot and bind9 with apt when missing. Ends with RESULT lines.
 set -euo pipefail
@@ -111,8 +114,11 @@ CFG
 mkdir -p "$TMP/bind"
 
 GOMAXPROCS=1 taskset -c 1 "$TMP/switchyard" dns --config "$TMP/sy.yaml" --log-level warn >"$TMP/sy.log" 2>&1 & PIDS+=($!)
+declare -A PID=([switchyard]=$!)
 taskset -c 1 "$KNOTD" -c "$TMP/knot.conf" >"$TMP/knot.log" 2>&1 & PIDS+=($!)
+PID[knot]=$!
 taskset -c 1 "$NAMED" -g -n 1 -U 1 -c "$TMP/named.conf" >"$TMP/named.log" 2>&1 & PIDS+=($!)
+PID[bind]=$!
 
 for _ in $(seq 100); do
 	ok=0
@@ -138,14 +144,23 @@ run() { # port queryfile -> qps
 		awk '/Queries per second/ {q=$4} /Response codes/ {rc=$0} END {print q; if (rc !~ /NOERROR [0-9]+ \(100/) print "WARN " rc > "/dev/stderr"}'
 }
 
-declare -A R
+# cputicks PID: the server's user+system CPU so far, in clock ticks.
+# When dnsperf (one core) saturates before a server does, queries/s only
+# shows the client's ceiling; the server's CPU per query still compares.
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+declare -A R C
 for round in $(seq "$ROUNDS"); do
 	for set in static pool; do
 		for srv in switchyard knot bind; do
 			case $srv in switchyard) p=$SY ;; knot) p=$KN ;; bind) p=$BI ;; esac
+			t0=$(cputicks "${PID[$srv]}")
 			q=$(run "$p" "$TMP/$set.txt")
+			t1=$(cputicks "${PID[$srv]}")
+			us=$(awk -v a="$t0" -v b="$t1" -v q="$q" -v d="$DURATION" -v hz="$TCK" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / (q * d)}')
 			R[$set.$srv]="${R[$set.$srv]:-} $q"
-			echo "INFO round $round $set $srv qps=$q"
+			C[$set.$srv]="${C[$set.$srv]:-} $us"
+			echo "INFO round $round $set $srv qps=$q server_cpu_us_per_query=$us"
 		done
 	done
 done
@@ -154,5 +169,6 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR
 for set in static pool; do
 	sy=$(echo "${R[$set.switchyard]}" | median); kn=$(echo "${R[$set.knot]}" | median); bi=$(echo "${R[$set.bind]}" | median)
 	best=$(printf '%s\n%s\n' "$kn" "$bi" | sort -g | tail -1)
-	echo "RESULT $set switchyard=$sy knot=$kn bind=$bi switchyard/best_peer=$(awk -v a="$sy" -v b="$best" 'BEGIN {printf "%.2f", a/b}')"
+	echo "RESULT $set switchyard=$sy knot=$kn bind=$bi switchyard/best_peer=$(awk -v a="$sy" -v b="$best" 'BEGIN {printf "%.2f", a/b}')" \
+		"cpu_us_per_query switchyard=$(echo "${C[$set.switchyard]}" | median) knot=$(echo "${C[$set.knot]}" | median) bind=$(echo "${C[$set.bind]}" | median)"
 done
