@@ -756,6 +756,10 @@ func orInt(v, def int) int {
 	return v
 }
 
+// SLOHandler serves GET /admin/slos and /admin/slos/{name}: the SLOs'
+// status (the sidecar mounts it beside its inbound admin API).
+func (g *Gateway) SLOHandler() http.Handler { return g.slos.Handler() }
+
 // adminHandler is the admin API with the program's extensions and the
 // dashboard beside it.
 func (g *Gateway) adminHandler() (http.Handler, *dashboard.Server, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/retry"
+	"github.com/switchyard/switchyard/slo"
 )
 
 // Defaults of the sidecar's own settings. The building blocks' defaults
@@ -88,9 +89,23 @@ type Config struct {
 	// calls http://OUTBOUND/payments/x, the ambassador sends /x to an
 	// instance of the service found in the registry.
 	Dependencies map[string]*Dependency `yaml:"dependencies"`
+	// SLOs are service level objectives over the app's own answers: the
+	// inbound requests as the sidecar beside it serves them (status and
+	// time), with the gateway's burn-rate alerts and webhooks (package
+	// slo). Route and upstream are left out: they are the inbound route.
+	// Served at /inbound/admin/slos on the admin listener, and as the
+	// inbound side's switchyard_slo_* metrics on /metrics.
+	SLOs []slo.Config `yaml:"slos"`
+	// StateDir keeps the SLOs' counts and alert states across restarts
+	// (the gateway's state_dir). Default none: they start empty.
+	StateDir string `yaml:"state_dir"`
 
 	src *config.Source
 }
+
+// inboundRoute is the inbound gateway's one route, which the sidecar's
+// SLOs measure.
+const inboundRoute = "inbound"
 
 // Inbound holds the settings of the inbound listener's calls to the app.
 type Inbound struct {
@@ -291,6 +306,22 @@ func (c *Config) Validate() error {
 		add("tls", "both cert and key are required")
 	}
 	errs = append(errs, src.Wrap("inbound.timeout", c.Inbound.Timeout.Validate()))
+	sloNames := map[string]bool{}
+	for i, o := range c.SLOs {
+		p := fmt.Sprintf("slos[%d]", i)
+		if o.Route != "" && o.Route != inboundRoute {
+			add(p+".route", "%q: a sidecar's SLOs measure the app's inbound requests: leave route out", o.Route)
+		}
+		if o.Upstream != "" {
+			add(p+".upstream", "%q: a sidecar's SLOs measure the app's inbound requests: leave upstream out", o.Upstream)
+		}
+		o.Route, o.Upstream = inboundRoute, ""
+		errs = append(errs, src.Wrap(p, o.Validate()))
+		if o.Name != "" && sloNames[o.Name] {
+			add(p+".name", "duplicate slo name %q", o.Name)
+		}
+		sloNames[o.Name] = true
+	}
 	if c.Inbound.MaxInFlight < 0 {
 		add("inbound.max_in_flight", "negative value %d", c.Inbound.MaxInFlight)
 	}
@@ -347,8 +378,20 @@ func (c *Config) inboundGateway() *gateway.Config {
 			Timeout:     c.Inbound.Timeout,
 			MaxInFlight: c.Inbound.MaxInFlight,
 		}},
-		Routes: []gateway.Route{{Name: "inbound", Upstream: "app"}},
+		Routes:   []gateway.Route{{Name: inboundRoute, Upstream: "app"}},
+		SLOs:     c.inboundSLOs(),
+		StateDir: c.StateDir,
 	}
+}
+
+// inboundSLOs are the SLOs on the inbound route.
+func (c *Config) inboundSLOs() []slo.Config {
+	out := make([]slo.Config, len(c.SLOs))
+	for i, o := range c.SLOs {
+		o.Route, o.Upstream = inboundRoute, ""
+		out[i] = o
+	}
+	return out
 }
 
 // outboundGateway is the gateway configuration of the ambassador: one

@@ -54,6 +54,11 @@ func TestConfigRejects(t *testing.T) {
 		"not a mapping":   "- a\n",
 		"huge ttl":        "service: a\napp: 127.0.0.1:1\nttl: 9999h\n",
 		"alias bomb":      "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n",
+		"slo route":       "service: a\napp: 127.0.0.1:1\nslos: [{name: x, route: api, objective: 99%}]\n",
+		"slo upstream":    "service: a\napp: 127.0.0.1:1\nslos: [{name: x, upstream: app, objective: 99%}]\n",
+		"slo objective":   "service: a\napp: 127.0.0.1:1\nslos: [{name: x, objective: 120%}]\n",
+		"slo duplicate":   "service: a\napp: 127.0.0.1:1\nslos: [{name: x, objective: 99%}, {name: x, objective: 99%}]\n",
+		"slo latency":     "service: a\napp: 127.0.0.1:1\nslos: [{name: x, kind: latency, objective: 99%}]\n",
 	} {
 		if _, err := ParseConfig([]byte(doc), "t.yaml"); err == nil {
 			t.Errorf("%s: accepted:\n%s", name, doc)

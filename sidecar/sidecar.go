@@ -256,6 +256,7 @@ func (s *Sidecar) newAgent() *agent {
 //	GET /sidecar/status       the app's health and registration, JSON
 //	GET /metrics              Prometheus: both listeners (label side) and the sidecar's own
 //	/inbound/admin/...        the inbound gateway's admin API (package admin)
+//	/inbound/admin/slos[/N]   the app's SLOs (Config.SLOs)
 //	/outbound/admin/...       the outbound gateway's admin API
 func (s *Sidecar) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -268,7 +269,12 @@ func (s *Sidecar) adminHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(s.agent.status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/inbound/", http.StripPrefix("/inbound", admin.Handler(s.inbound, nil)))
+	in := http.NewServeMux()
+	in.Handle("/", admin.Handler(s.inbound, nil))
+	slos := s.inbound.SLOHandler() // the app's SLOs (Config.SLOs)
+	in.Handle("GET /admin/slos", slos)
+	in.Handle("GET /admin/slos/{name}", slos)
+	mux.Handle("/inbound/", http.StripPrefix("/inbound", in))
 	if s.outbound != nil {
 		mux.Handle("/outbound/", http.StripPrefix("/outbound", admin.Handler(s.outbound, nil)))
 	}

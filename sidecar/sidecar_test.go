@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -358,5 +359,65 @@ func TestShutdownDeregisters(t *testing.T) {
 	}
 	if in := instances(t, c, "rides"); len(in) != 0 {
 		t.Fatalf("still registered after shutdown: %+v", in)
+	}
+}
+
+// The app's own SLOs: requests through the sidecar's inbound listener
+// count, the app's 500s as bad, and the SLO's SLI and error budget are on
+// the admin listener; an error names the SLO's key at its line.
+func TestInboundSLOs(t *testing.T) {
+	regURL, _ := startRegistry(t)
+	appSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(appSrv.Close)
+	s, _ := runSidecar(t, sidecarYAML("rides", strings.TrimPrefix(appSrv.URL, "http://"), regURL, `state_dir: `+t.TempDir()+`
+slos:
+  - {name: rides-availability, objective: 99%}
+  - {name: rides-latency, kind: latency, threshold: 10s, objective: 99%}
+`))
+	for i := range 20 {
+		path := "/ok"
+		if i%4 == 0 {
+			path = "/fail"
+		}
+		if code, _ := get(t, "http://"+s.Addr().String()+path, ""); (code == 500) != (path == "/fail") {
+			t.Fatalf("%s: %d", path, code)
+		}
+	}
+	type status struct {
+		Name            string  `json:"name"`
+		Route           string  `json:"route"`
+		Good            uint64  `json:"good"`
+		Total           uint64  `json:"total"`
+		SLI             float64 `json:"sli"`
+		BudgetRemaining float64 `json:"budget_remaining"`
+	}
+	var st status
+	read := func(name string) {
+		t.Helper()
+		code, body := get(t, "http://"+s.AdminAddr().String()+"/inbound/admin/slos/"+name, "")
+		if code != 200 {
+			t.Fatalf("GET /inbound/admin/slos/%s: %d %s", name, code, body)
+		}
+		st = status{}
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+	}
+	waitFor(t, "the SLO to count 20 requests", func() bool { read("rides-availability"); return st.Total == 20 })
+	if st.Route != "inbound" || st.SLI != 0.75 || st.BudgetRemaining >= 0 {
+		t.Fatalf("availability SLO after 5 failures in 20: %+v", st)
+	}
+	read("rides-latency")
+	if st.Total != 20 || st.SLI != 1 {
+		t.Fatalf("latency SLO: %+v", st)
+	}
+
+	_, err := ParseConfig([]byte("service: a\napp: 127.0.0.1:1\nslos:\n  - {name: x, route: api, objective: 99%}\n"), "sc.yaml")
+	if err == nil || !strings.Contains(err.Error(), "sc.yaml:4:") || !strings.Contains(err.Error(), "slos[0].route") {
+		t.Fatalf("error %v, want one located at sc.yaml:4 naming slos[0].route", err)
 	}
 }
