@@ -38,12 +38,11 @@ func endless(written *int64) http.Handler {
 	})
 }
 
-// TestTranscodeOversizedAnswerStopsTheCopy: an answer past max_response is
-// refused with 502 naming the limit, and the transcoder stops taking the
-// upstream's bytes (the proxy then ends the call) instead of reading and
-// discarding everything the upstream cares to send until the route's
-// timeout.
-func TestTranscodeOversizedAnswerStopsTheCopy(t *testing.T) {
+// oversized runs a call whose answer the endless upstream makes larger than
+// max_response (64 KiB) and returns the status, the body and how many
+// bytes the transcoder took from the upstream.
+func oversized(t *testing.T, path string) (int, string, int64) {
+	t.Helper()
 	tc, err := transcode.Load(transcode.Config{DescriptorSet: transcodetest.DescriptorSet,
 		Services: []string{transcodetest.Service}, MaxResponse: 64 << 10})
 	if err != nil {
@@ -52,14 +51,24 @@ func TestTranscodeOversizedAnswerStopsTheCopy(t *testing.T) {
 	var written int64
 	srv := httptest.NewServer(tc.Middleware()(endless(&written)))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/v1/shelves/s/books/1")
+	resp, err := http.Get(srv.URL + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 502 || !strings.Contains(string(b), "larger than max_response") {
-		t.Fatalf("%d %s", resp.StatusCode, b)
+	return resp.StatusCode, string(b), written
+}
+
+// TestTranscodeOversizedAnswerStopsTheCopy: an answer past max_response is
+// refused with 502 naming the limit, and the transcoder stops taking the
+// upstream's bytes (the proxy then ends the call) instead of reading and
+// discarding everything the upstream cares to send until the route's
+// timeout.
+func TestTranscodeOversizedAnswerStopsTheCopy(t *testing.T) {
+	code, b, written := oversized(t, "/v1/shelves/s/books/1")
+	if code != 502 || !strings.Contains(b, "larger than max_response") {
+		t.Fatalf("%d %s", code, b)
 	}
 	if written > 1<<20 {
 		t.Fatalf("the transcoder took %d bytes of an answer limited to 64 KiB before stopping the copy", written)
@@ -70,22 +79,9 @@ func TestTranscodeOversizedAnswerStopsTheCopy(t *testing.T) {
 // server-streaming method: a message past max_response ends the stream
 // (502 before the first message) and the copy stops.
 func TestTranscodeOversizedStreamMessageStopsTheCopy(t *testing.T) {
-	tc, err := transcode.Load(transcode.Config{DescriptorSet: transcodetest.DescriptorSet,
-		Services: []string{transcodetest.Service}, MaxResponse: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var written int64
-	srv := httptest.NewServer(tc.Middleware()(endless(&written)))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/v1/shelves/w:watch?page_size=3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 502 || !strings.Contains(string(b), "max_response") && !strings.Contains(string(b), "larger") {
-		t.Fatalf("%d %s", resp.StatusCode, b)
+	code, b, written := oversized(t, "/v1/shelves/w:watch?page_size=3")
+	if code != 502 || !strings.Contains(b, "max_response") && !strings.Contains(b, "larger") {
+		t.Fatalf("%d %s", code, b)
 	}
 	if written > 1<<20 {
 		t.Fatalf("the transcoder took %d bytes of a stream whose message exceeds 64 KiB before stopping the copy", written)
