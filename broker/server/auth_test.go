@@ -79,6 +79,12 @@ auth:
 // its HTTP and native addresses; it stops with the test.
 func startBroker(t *testing.T, o Options) (httpAddr, nativeAddr string) {
 	t.Helper()
+	return startBrokerErr(t, o, io.Discard)
+}
+
+// startBrokerErr is startBroker with the broker's stderr going to errw.
+func startBrokerErr(t *testing.T, o Options, errw io.Writer) (httpAddr, nativeAddr string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(lineWriter, 4)
 	done := make(chan error, 1)
@@ -92,7 +98,7 @@ func startBroker(t *testing.T, o Options) (httpAddr, nativeAddr string) {
 		o.Listen = "127.0.0.1:0"
 	}
 	stopped := make(chan struct{})
-	go func() { done <- Run(ctx, o, out, io.Discard); close(stopped) }()
+	go func() { done <- Run(ctx, o, out, errw); close(stopped) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -34,32 +32,8 @@ func reloadBroker(t *testing.T, file string) (httpAddr, nativeAddr string, reloa
 	t.Helper()
 	rc := make(chan struct{})
 	errw := make(lineWriter, 64)
-	out := make(lineWriter, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	o := Options{Data: t.TempDir(), HTTP: "127.0.0.1:0", Listen: "127.0.0.1:0", ConfigFile: file, Reload: rc}
-	go func() { done <- Run(ctx, o, out, errw) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("broker did not stop")
-		}
-	})
-	select {
-	case line := <-out:
-		m := regexp.MustCompile(`http=(\S+) native=(\S+)`).FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("startup line %q", line)
-		}
-		return m[1], m[2], rc, errw
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no startup line")
-	}
-	return
+	h, n := startBrokerErr(t, Options{ConfigFile: file, Reload: rc}, errw)
+	return h, n, rc, errw
 }
 
 // nextLine waits for the broker's next stderr line.
