@@ -54,17 +54,7 @@ zones:
 	return b.String()
 }()
 
-func diffServer(t testing.TB) *Server {
-	cfg, err := ParseConfig([]byte(diffConfig), "diff.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(*cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func diffServer(t testing.TB) *Server { return newServer(t, diffConfig, "diff.yaml") }
 
 // diffPair is two identical servers: one answers through the fast path
 // (falling back as it decides), the other always through the slow path.
@@ -421,14 +411,7 @@ func TestFastPathAdmission(t *testing.T) {
 // own ID and name case, and checks every response against the slow path
 // of an identical server.
 func TestUDPLoopBurst(t *testing.T) {
-	cfg, err := ParseConfig([]byte(diffConfig), "diff.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(*cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := diffServer(t)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

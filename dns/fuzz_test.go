@@ -70,17 +70,7 @@ zones:
       - {name: near, sites: [a, b], policy: latency}
 `
 
-func fuzzServer(t testing.TB) *Server {
-	cfg, err := ParseConfig([]byte(fuzzConfig), "fuzz.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(*cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func fuzzServer(t testing.TB) *Server { return newServer(t, fuzzConfig, "fuzz.yaml") }
 
 // FuzzServeDNS feeds raw packets to the request path. It must never panic;
 // every response must pack, carry the query's ID, and fit the UDP limit.

@@ -32,10 +32,10 @@ func listenBoth(t *testing.T) (net.PacketConn, net.Listener, string) {
 	return nil, nil, ""
 }
 
-// start parses yaml, serves it on loopback and returns the address.
-func start(t *testing.T, yaml string) (*Server, string) {
+// newServer parses yaml (named name in errors) and builds its server.
+func newServer(t testing.TB, yaml, name string) *Server {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(yaml), "test.yaml")
+	cfg, err := ParseConfig([]byte(yaml), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +43,13 @@ func start(t *testing.T, yaml string) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// start parses yaml, serves it on loopback and returns the address.
+func start(t *testing.T, yaml string) (*Server, string) {
+	t.Helper()
+	s := newServer(t, yaml, "test.yaml")
 	pc, l, addr := listenBoth(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
