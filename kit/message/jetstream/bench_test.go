@@ -3,6 +3,8 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -65,6 +67,7 @@ func BenchmarkRawConsume(b *testing.B) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
+	stopProfile := profileTimed(b)
 	// The consumer is made in the timed part, as the router's
 	// subscription makes its own, with the same settings (ack explicit,
 	// MaxAckPending 4 x prefetch, the queue's 30 s visibility as AckWait,
@@ -86,6 +89,7 @@ func BenchmarkRawConsume(b *testing.B) {
 	}
 	<-done
 	b.StopTimer()
+	stopProfile()
 	cpu := cpuTime() - cpu0
 	cc.Stop()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
@@ -109,6 +113,7 @@ func BenchmarkRouter(b *testing.B) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
+	stopProfile := profileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(ctx) }()
@@ -118,6 +123,7 @@ func BenchmarkRouter(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	stopProfile()
 	cpu := cpuTime() - cpu0 // before the shutdown, as Raw's before its Stop
 	cancel()
 	if err := <-ran; err != nil {
@@ -136,4 +142,22 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// profileTimed writes a CPU profile of the timed part only (not the
+// publishing beforehand) to $SWITCHYARD_BENCH_CPUPROFILE, if set; call
+// the function it returns where the timer stops.
+func profileTimed(b *testing.B) func() {
+	path := os.Getenv("SWITCHYARD_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
