@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/switchyard/switchyard/broker"
 )
@@ -120,6 +123,10 @@ type Router struct {
 	errs   []error
 	ran    bool
 	tracer trace.Tracer
+	// noSpans: the provider is a no-op one; globalNoop: it is
+	// OpenTelemetry's default global one, a no-op until an SDK is
+	// installed (checked per message, see spans).
+	noSpans, globalNoop bool
 }
 
 type route struct {
@@ -141,7 +148,58 @@ func NewRouter(sub Subscriber, cfg RouterConfig) (*Router, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	return &Router{sub: sub, cfg: cfg.WithDefaults(), tracer: tp.Tracer("github.com/switchyard/switchyard/kit/message")}, nil
+	r := &Router{sub: sub, cfg: cfg.WithDefaults(), tracer: tp.Tracer("github.com/switchyard/switchyard/kit/message")}
+	switch tp.(type) {
+	case noop.TracerProvider, *noop.TracerProvider:
+		r.noSpans = true
+	default:
+		r.globalNoop = isGlobalDefault(tp)
+	}
+	return r, nil
+}
+
+// isGlobalDefault reports whether tp is OpenTelemetry's global provider
+// before any SDK was installed (otel.SetTracerProvider): its spans are
+// no-ops until then. Once a provider is installed otel.GetTracerProvider
+// returns that one instead, so the check per message is this type test.
+func isGlobalDefault(tp trace.TracerProvider) bool {
+	t := reflect.TypeOf(tp)
+	if t == globalDefaultType.Load() {
+		return t != nil
+	}
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().PkgPath() != "go.opentelemetry.io/otel/internal/global" || t.Elem().Name() != "tracerProvider" {
+		return false
+	}
+	globalDefaultType.Store(t)
+	return true
+}
+
+// globalDefaultType is the type of OpenTelemetry's default global
+// provider, once seen.
+var globalDefaultType atomicType
+
+type atomicType struct{ p atomic.Pointer[reflect.Type] }
+
+func (a *atomicType) Load() reflect.Type {
+	if t := a.p.Load(); t != nil {
+		return *t
+	}
+	return nil
+}
+
+func (a *atomicType) Store(t reflect.Type) { a.p.Store(&t) }
+
+// spans reports whether handler spans are recorded: not with a no-op
+// provider, where a span cost three allocations per message (the span,
+// its context and the interface conversion) and recorded nothing. The
+// trace context the message carries is put in the handler's ctx either
+// way, so what the handler publishes continues the producer's trace as
+// a no-op span would have.
+func (r *Router) spans() bool {
+	if r.noSpans {
+		return false
+	}
+	return !r.globalNoop || !isGlobalDefault(otel.GetTracerProvider())
 }
 
 // Use adds middleware for every route, outermost first.
@@ -306,16 +364,13 @@ func (r *Router) subscribe(ctx context.Context, rt *route, work chan<- *Delivery
 // while the backend makes the ack durable; settles counts them for the
 // shutdown.
 func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Delivery) {
-	ctx, sp := r.tracer.Start(broker.TraceContext(ctx, d.Headers), rt.spanName, consumerSpan...)
-	if sp.IsRecording() {
-		sp.SetAttributes(attribute.String("messaging.operation.type", "process"), attribute.String("messaging.destination.name", d.Source.Name),
-			attribute.String("messaging.message.id", d.ID), attribute.Int("messaging.message.delivery_count", d.Deliveries))
+	ctx = broker.TraceContext(ctx, d.Headers)
+	var err error
+	if r.spans() {
+		err = r.handleInSpan(ctx, rt, h, d)
+	} else {
+		err = h(ctx, d)
 	}
-	err := h(ctx, d)
-	if err != nil {
-		sp.SetStatus(otelcodes.Error, err.Error())
-	}
-	sp.End()
 	if d.Settled() {
 		return
 	}
@@ -337,6 +392,21 @@ func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Deliv
 			r.report(rt.raw, fmt.Errorf("nacking a message: %w", err))
 		}
 	}()
+}
+
+// handleInSpan runs h in a consumer span.
+func (r *Router) handleInSpan(ctx context.Context, rt *routeState, h Handler, d *Delivery) error {
+	ctx, sp := r.tracer.Start(ctx, rt.spanName, consumerSpan...)
+	if sp.IsRecording() {
+		sp.SetAttributes(attribute.String("messaging.operation.type", "process"), attribute.String("messaging.destination.name", d.Source.Name),
+			attribute.String("messaging.message.id", d.ID), attribute.Int("messaging.message.delivery_count", d.Deliveries))
+	}
+	err := h(ctx, d)
+	if err != nil {
+		sp.SetStatus(otelcodes.Error, err.Error())
+	}
+	sp.End()
+	return err
 }
 
 // consumerSpan are the options of every handler span, built once (as
