@@ -30,8 +30,9 @@ type Publisher interface {
 // one goroutine, until ctx ends (it then returns ctx.Err()) or the
 // subscription fails (that error; a lost connection is retried by the
 // backend where it can). deliver may block: that is back pressure, and at
-// most opts.Prefetch messages are held ahead of it. deliver must not block
-// past ctx's end. Messages handed to deliver belong to the caller, who
+// most opts.Prefetch messages are held ahead of it. deliver may also run
+// past ctx's end (the Router runs a handler in it when its Concurrency is
+// 1); Subscribe returns once it returned. Messages handed to deliver belong to the caller, who
 // settles each exactly once with Delivery.Ack or Delivery.Nack, possibly
 // on other goroutines and after Subscribe returned, as long as the
 // backend is not closed. A message never settled comes back after the

@@ -49,9 +49,14 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"TTL", testTTL},
 		{"Dedup", testDedup},
 		{"KeyOrder", testKeyOrder},
-		{"RouterMiddleware", testRouterMiddleware},
-		{"RouterShutdown", testRouterShutdown},
-		{"RouterShutdownTimeout", testRouterShutdownTimeout},
+		// Concurrency 1 runs handlers on the subscription's goroutine,
+		// more hands messages over to worker goroutines: both ways.
+		{"RouterMiddleware", withConcurrency(testRouterMiddleware, 4)},
+		{"RouterMiddlewareInline", withConcurrency(testRouterMiddleware, 1)},
+		{"RouterShutdown", withConcurrency(testRouterShutdown, 2)},
+		{"RouterShutdownInline", withConcurrency(testRouterShutdown, 1)},
+		{"RouterShutdownTimeout", withConcurrency(testRouterShutdownTimeout, 0)},
+		{"RouterShutdownTimeoutInline", withConcurrency(testRouterShutdownTimeout, 1)},
 		{"Cancel", testCancel},
 		{"Topic", testTopic},
 		{"StreamGroup", testStreamGroup},
@@ -63,6 +68,11 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 			tc.fn(t, b, newNames(t, b))
 		})
 	}
+}
+
+// withConcurrency runs a router test with RouterConfig.Concurrency c.
+func withConcurrency(fn func(t *testing.T, b Backend, n *names, c int), c int) func(t *testing.T, b Backend, n *names) {
+	return func(t *testing.T, b Backend, n *names) { fn(t, b, n, c) }
 }
 
 // names hands out unique destination names and deletes them at the end.
@@ -365,7 +375,7 @@ func runRouter(t *testing.T, r *message.Router, until <-chan struct{}) {
 	}
 }
 
-func testRouterMiddleware(t *testing.T, b Backend, n *names) {
+func testRouterMiddleware(t *testing.T, b Backend, n *names, conc int) {
 	q := n.declare("queue", "in", message.DeclareOptions{MaxDeliveries: 20})
 	out := n.declare("queue", "out", message.DeclareOptions{})
 	poison := n.declare("queue", "poison", message.DeclareOptions{})
@@ -385,7 +395,7 @@ func testRouterMiddleware(t *testing.T, b Backend, n *names) {
 		events  atomic.Int32
 		timeout atomic.Bool
 	)
-	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: 4})
+	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: conc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,12 +468,12 @@ func testRouterMiddleware(t *testing.T, b Backend, n *names) {
 	}
 }
 
-func testRouterShutdown(t *testing.T, b Backend, n *names) {
+func testRouterShutdown(t *testing.T, b Backend, n *names, conc int) {
 	q := n.declare("queue", "q", message.DeclareOptions{})
 	publish(t, b, q, body("slow"))
 	started, release := make(chan struct{}), make(chan struct{})
 	var finished atomic.Bool
-	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: 2})
+	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: conc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,12 +519,12 @@ func testRouterShutdown(t *testing.T, b Backend, n *names) {
 	}
 }
 
-func testRouterShutdownTimeout(t *testing.T, b Backend, n *names) {
+func testRouterShutdownTimeout(t *testing.T, b Backend, n *names, conc int) {
 	q := n.declare("queue", "q", message.DeclareOptions{})
 	publish(t, b, q, body("stuck"))
 	started := make(chan struct{})
 	var sawCancel atomic.Bool
-	r, err := message.NewRouter(b, message.RouterConfig{ShutdownTimeout: 100 * time.Millisecond, NackDelay: time.Millisecond})
+	r, err := message.NewRouter(b, message.RouterConfig{ShutdownTimeout: 100 * time.Millisecond, NackDelay: time.Millisecond, Concurrency: conc})
 	if err != nil {
 		t.Fatal(err)
 	}

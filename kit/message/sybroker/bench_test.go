@@ -83,9 +83,15 @@ func BenchmarkRawConsume(b *testing.B) {
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
 }
 
-func BenchmarkRouter(b *testing.B) {
+func BenchmarkRouter(b *testing.B) { benchRouter(b, benchConc) }
+
+// BenchmarkRouterConc1 is the router with one handler at a time, as the
+// raw consumer: the handler runs on the subscription's goroutine.
+func BenchmarkRouterConc1(b *testing.B) { benchRouter(b, 1) }
+
+func benchRouter(b *testing.B, conc int) {
 	be, q := benchQueue(b)
-	r, err := message.NewRouter(be, message.RouterConfig{Prefetch: benchPrefetch, Concurrency: benchConc})
+	r, err := message.NewRouter(be, message.RouterConfig{Prefetch: benchPrefetch, Concurrency: conc})
 	if err != nil {
 		b.Fatal(err)
 	}
