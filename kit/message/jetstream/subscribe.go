@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -127,12 +128,12 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 		m.Nak()
 		return
 	}
-	meta, err := m.Metadata()
-	if err != nil {
+	delivered, published, ok := ackMeta(m.Reply())
+	if !ok {
 		m.Term() // not a JetStream message: cannot be settled or counted
 		return
 	}
-	n := int(meta.NumDelivered)
+	n := int(delivered)
 	h := m.Headers()
 	// The clock is read only for a delayed or expiring message: time.Now
 	// was a tenth of the adapter's cost per message on a VM's clock.
@@ -148,17 +149,59 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 		}
 	}
 	if exp, ok := unixHeader(h, HeaderExpires); ok && !exp.After(clock(&now)) {
-		q.deadLetter(context.WithoutCancel(ctx), m, meta, n, "expired")
+		q.deadLetter(context.WithoutCancel(ctx), m, n, "expired")
 		return
 	}
 	if q.src.Kind == message.Queue && n > q.settings.maxDeliveries {
-		q.deadLetter(context.WithoutCancel(ctx), m, meta, n-1, "max_deliveries")
+		q.deadLetter(context.WithoutCancel(ctx), m, n-1, "max_deliveries")
 		return
 	}
 	// The delivery and its acker are one allocation.
-	jd := &jsDelivery{a: jsAck{q: q, m: m, meta: meta, n: n}}
-	message.InitDelivery(&jd.d, q.src, fromNats(m), n, meta.Timestamp, &jd.a)
+	jd := &jsDelivery{a: jsAck{q: q, m: m, n: n}}
+	message.InitDelivery(&jd.d, q.src, fromNats(m), n, published, &jd.a)
 	deliver(&jd.d)
+}
+
+// ackMeta reads the delivery count and the publish time of a JetStream
+// message from its ack subject, as nats.go's Msg.Metadata does (same
+// token layout, same number parsing) without allocating its
+// MsgMetadata per message: "$JS.ACK.<stream>.<consumer>.<delivered>.
+// <sseq>.<cseq>.<tm>.<pending>" (9 tokens), or with "<domain>.<account
+// hash>." after "$JS.ACK." and one or more tokens after <pending> (11 or
+// more). ok is false for anything else.
+func ackMeta(reply string) (delivered uint64, published time.Time, ok bool) {
+	const prefix = "$JS.ACK."
+	n := strings.Count(reply, ".") + 1
+	if n < 9 || (n > 9 && n < 11) || !strings.HasPrefix(reply, prefix) {
+		return 0, time.Time{}, false
+	}
+	rest := reply[len(prefix):]
+	skip := 2 // stream, consumer
+	if n > 9 {
+		skip = 4 // domain, account hash, stream, consumer
+	}
+	for range skip {
+		_, rest, _ = strings.Cut(rest, ".")
+	}
+	tok, rest, _ := strings.Cut(rest, ".")
+	delivered = parseNum(tok)
+	_, rest, _ = strings.Cut(rest, ".") // stream sequence
+	_, rest, _ = strings.Cut(rest, ".") // consumer sequence
+	tok, _, _ = strings.Cut(rest, ".")
+	return delivered, time.Unix(0, int64(parseNum(tok))), true
+}
+
+// parseNum is nats.go's: decimal digits only (anything else is 0),
+// wrapping on overflow.
+func parseNum(d string) (n uint64) {
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n
 }
 
 // clock returns *now, reading the clock into it first if it is zero.
@@ -183,9 +226,14 @@ func unixHeader(h nats.Header, k string) (time.Time, bool) {
 
 // deadLetter moves m to the queue's dead-letter queue (or drops it with
 // "none") and acks it. If the move fails, m is naked and tried again.
-func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, meta *natsjs.MsgMetadata, deliveries int, reason string) error {
+func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, deliveries int, reason string) error {
 	if q.settings.deadLetter == broker.NoDeadLetter {
 		return m.Ack()
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		m.Term() // not a JetStream message (handle checked its subject)
+		return fmt.Errorf("dead-lettering a message of %s: %w", q.src, err)
 	}
 	dm := fromNats(m)
 	dm.Headers[broker.HeaderDeadLetterReason] = reason
@@ -201,7 +249,7 @@ func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, meta *natsjs.Ms
 		nm.Header[natsjs.MsgIDHeader] = []string{fmt.Sprintf("dlq:%s:%d", q.stream, meta.Sequence.Stream)}
 		nm.Header[headerNoID] = []string{"1"}
 	}
-	_, err := q.b.js.PublishMsg(ctx, nm, natsjs.WithRetryAttempts(0))
+	_, err = q.b.js.PublishMsg(ctx, nm, natsjs.WithRetryAttempts(0))
 	if errors.Is(notFound(err), broker.ErrNotFound) {
 		// Created on demand, as the broker does.
 		if err = q.b.ensureQueue(ctx, dlq.Name); err == nil {
@@ -223,10 +271,9 @@ type jsDelivery struct {
 
 // jsAck settles one JetStream delivery.
 type jsAck struct {
-	q    *queueSub
-	m    natsjs.Msg
-	meta *natsjs.MsgMetadata
-	n    int
+	q *queueSub
+	m natsjs.Msg
+	n int
 }
 
 func (a *jsAck) Ack(context.Context, *message.Delivery) error {
@@ -244,7 +291,7 @@ func (a *jsAck) AckAsync(d *message.Delivery, done func(error)) { done(a.Ack(con
 // max deliveries.
 func (a *jsAck) Nack(ctx context.Context, _ *message.Delivery, delay time.Duration) error {
 	if a.q.src.Kind == message.Queue && a.n >= a.q.settings.maxDeliveries {
-		return a.q.deadLetter(ctx, a.m, a.meta, a.n, "max_deliveries")
+		return a.q.deadLetter(ctx, a.m, a.n, "max_deliveries")
 	}
 	var err error
 	if delay > 0 {
