@@ -138,7 +138,10 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 	batcher := b.batcher(d.Name)
 	err = b.conn.Subscribe(ctx, d.Name, client.SubscribeOptions{Credit: opts.Prefetch}, func(m broker.Delivery) {
 		msg := broker.Message{Body: m.Body, ID: m.MsgID, Key: m.Key, Headers: m.Headers}
-		deliver(message.NewDelivery(d, msg, m.Deliveries, m.PublishedAt, &receipt{b: batcher, r: m.Receipt}))
+		// The delivery and its receipt are one allocation.
+		sd := &syDelivery{r: receipt{b: batcher, r: m.Receipt}}
+		message.InitDelivery(&sd.d, d, msg, m.Deliveries, m.PublishedAt, &sd.r)
+		deliver(&sd.d)
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("subscribing to %s: %w", d, err)
@@ -224,6 +227,12 @@ func (b *Backend) batcher(queue string) *ackBatcher {
 		b.batches[queue] = a
 	}
 	return a
+}
+
+// syDelivery is a queue delivery with its receipt.
+type syDelivery struct {
+	d message.Delivery
+	r receipt
 }
 
 // receipt settles one queue delivery.
