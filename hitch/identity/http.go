@@ -143,7 +143,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	if found {
 		hash = []byte(u.Hash)
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || !found {
+	if compareHash(hash, []byte(req.Password)) != nil || !found {
 		if err := s.recordFailure(ctx, email); err != nil {
 			s.internal(w, "recording a login failure", err)
 			return

@@ -49,6 +49,10 @@ const (
 )
 
 // Config configures the identity service.
+// compareHash checks a password against a bcrypt hash; a variable so a
+// test can see which hash each login compares.
+var compareHash = bcrypt.CompareHashAndPassword
+
 type Config struct {
 	// Issuer is the iss claim of the tokens. Default "hitch-identity".
 	Issuer string `yaml:"issuer"`
