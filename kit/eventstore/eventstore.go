@@ -745,6 +745,20 @@ func (s *Store) ReadAllTx(ctx context.Context, tx *store.Tx, after int64, limit 
 	return s.scan(rows)
 }
 
+// CountAfter is how many events readers can see after position after
+// (on PostgreSQL positions have gaps, so it is not Head - after).
+func (s *Store) CountAfter(ctx context.Context, after int64) (int64, error) {
+	q := "SELECT COUNT(*) FROM sy_events WHERE position > ?"
+	if s.db.Dialect == store.Postgres {
+		q += " AND position < " + frontier
+	}
+	var n int64
+	if err := s.db.QueryRow(ctx, q, after).Scan(&n); err != nil {
+		return 0, fmt.Errorf("eventstore: count after %d: %w", after, err)
+	}
+	return n, nil
+}
+
 // heldBack reports, on PostgreSQL, whether committed events wait above
 // the frontier: a transaction older than them still runs, and its end
 // sends no wake-up.
