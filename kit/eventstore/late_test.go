@@ -2,6 +2,8 @@ package eventstore_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +140,92 @@ func TestOlderTransactionRetried(t *testing.T) {
 	all, err := s.ReadAll(ctx, 0, 0)
 	if err != nil || len(all) != 2 || all[0].Type != "Opened" || all[0].Version != 1 || all[1].Type != "Deposited" || all[1].Version != 2 {
 		t.Fatalf("global order: %+v %v", all, err)
+	}
+}
+
+// Several appends in one PostgreSQL transaction number their events on
+// from each other: one transaction id, positions in append order.
+func TestSeveralAppendsInOneTransaction(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := open(t, db)
+		var evs [][]eventstore.Event
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			evs = nil
+			for i, n := range []int{1, 3, 2} {
+				b := make([]eventstore.Event, n)
+				for j := range b {
+					b[j] = ev(t, "E", j)
+				}
+				if _, err := s.AppendTx(ctx, tx, []string{"a", "b", "a"}[i], eventstore.Any, b...); err != nil {
+					return err
+				}
+				evs = append(evs, b)
+			}
+			// And a multi-stream append after them.
+			m := []eventstore.StreamAppend{{Stream: "c", Expected: eventstore.NoStream, Events: []eventstore.Event{ev(t, "E", 0)}},
+				{Stream: "b", Expected: 3, Events: []eventstore.Event{ev(t, "E", 1), ev(t, "E", 2)}}}
+			if err := s.AppendManyTx(ctx, tx, m); err != nil {
+				return err
+			}
+			evs = append(evs, m[0].Events, m[1].Events)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.ReadAll(ctx, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []eventstore.Event
+		for _, b := range evs {
+			want = append(want, b...)
+		}
+		if len(all) != len(want) {
+			t.Fatalf("read %d events, appended %d", len(all), len(want))
+		}
+		checkPositions(t, db, all)
+		for i := range all {
+			if all[i].ID != want[i].ID || all[i].Position != want[i].Position || all[i].Version != want[i].Version {
+				t.Fatalf("event %d: read %s %s v%d at %d, appended %s %s v%d at %d", i, all[i].ID, all[i].Stream, all[i].Version, all[i].Position,
+					want[i].ID, want[i].Stream, want[i].Version, want[i].Position)
+			}
+		}
+		if db.Dialect == store.Postgres && all[len(all)-1].Position-all[0].Position != int64(len(all)-1) {
+			t.Fatalf("one transaction's positions %d..%d: want consecutive", all[0].Position, all[len(all)-1].Position)
+		}
+	})
+}
+
+// A PostgreSQL transaction has 65,535 positions; the append that would
+// pass them fails with an error saying so (and nothing of it is stored).
+func TestTransactionPositionsRunOut(t *testing.T) {
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	s := open(t, db)
+	for _, multi := range []bool{false, true} {
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			// Use up the transaction's range but one position, by hand.
+			if _, err := tx.Exec(ctx, `INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, created_ms)
+				VALUES ((pg_current_xact_id()::text::bigint << 16) + 65534, 'filler', 1, 'filler', 'F', 1, 'null', 0)`); err != nil {
+				return err
+			}
+			if _, err := s.AppendTx(ctx, tx, "x", eventstore.Any, ev(t, "Last", nil)); err != nil {
+				return fmt.Errorf("the last position: %w", err)
+			}
+			if multi {
+				return s.AppendManyTx(ctx, tx, []eventstore.StreamAppend{{Stream: "y", Expected: eventstore.Any, Events: []eventstore.Event{ev(t, "Over", nil)}},
+					{Stream: "z", Expected: eventstore.Any, Events: []eventstore.Event{ev(t, "Over", nil)}}})
+			}
+			_, err := s.AppendTx(ctx, tx, "x", eventstore.Any, ev(t, "Over", nil))
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), "at most 65535 per transaction") {
+			t.Fatalf("multi=%v: past the last position: %v", multi, err)
+		}
+	}
+	if all, err := s.ReadAll(ctx, 0, 0); err != nil || len(all) != 0 {
+		t.Fatalf("after the refused transactions: %+v %v", all, err)
 	}
 }
