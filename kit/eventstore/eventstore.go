@@ -68,7 +68,7 @@ type Event struct {
 	ID            string            // unique; generated when empty on append
 	Stream        string            // the aggregate's stream, e.g. "ride-42"
 	Version       int64             // 1, 2, 3, ... within the stream (set on append)
-	Position      int64             // 1, 2, 3, ... over all streams, commit order (set on append)
+	Position      int64             // over all streams, growing in reading order; SQLite 1, 2, 3, ..., PostgreSQL with gaps (set on append)
 	Type          string            // e.g. "RideRequested"
 	SchemaVersion int               // shape of Data; 0 is taken as 1
 	Data          json.RawMessage   // the payload, JSON
