@@ -9,15 +9,34 @@
 // AppendTx does the same inside the caller's transaction, so a command
 // handler can write its events and an outbox message atomically.
 //
-// Every event also gets a global position: 1, 2, 3, ... over all
-// streams, in commit order, without gaps. ReadAll reads from a
-// checkpoint and Subscribe catches up from one and then follows new
-// events live. Positions are handed out from a counter row that an
-// appending transaction locks until it commits, so no reader ever sees
-// position 5 before 4 has committed (the trap of a plain sequence, whose
-// values are taken before commit); the price is that appends to one
-// store commit one at a time, which SQLite does anyway. Append in
-// batches (AppendMany) for throughput.
+// Every event also gets a global position, over all streams, that
+// grows in the order readers see the events: ReadAll reads from a
+// checkpoint (the position of the last event handled) and Subscribe
+// catches up from one and then follows new events live. No reader ever
+// skips an event that commits late: a reader never sees a position
+// while a smaller one may still appear.
+//
+// How depends on the database. On SQLite positions are 1, 2, 3, ...
+// without gaps, in commit order, taken from a counter row that the
+// appending transaction holds until it commits (SQLite commits one
+// writer at a time anyway). On PostgreSQL a counter row held to commit
+// would make concurrent appends commit one after another, each waiting
+// for the previous one's WAL flush; instead an event's position is its
+// transaction's id (pg_current_xact_id) times 65,536 plus its number
+// within the transaction (1, 2, ...), so appenders take no shared lock
+// and share group commits. Positions then grow with gaps, and a reader
+// reads only the events of transactions older than the oldest one still
+// running on the server (pg_snapshot_xmin of its snapshot): every such
+// transaction has ended, so nothing can commit below what it read. The
+// price: any long transaction on the server (in any database of it, a
+// forgotten psql session, a prepared transaction) holds every reader
+// back at its start until it ends, and a PostgreSQL transaction appends
+// at most 65,535 events. Events appended before this scheme (migration
+// 2) keep their positions 1, 2, 3, ..., all below the new ones, so old
+// checkpoints stay valid. Per stream the order is the version order on
+// both: an append whose transaction id is older than the stream's last
+// appender's (it wrote elsewhere before it reached the stream) fails
+// with a serialization failure that InTx retries with a new id.
 //
 // Snapshots keep loading cheap: the Aggregate helper saves the state
 // every N events (or on demand) and Load reads only the events after
@@ -39,6 +58,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/switchyard/switchyard/kit/store"
 )
 
@@ -47,7 +68,7 @@ type Event struct {
 	ID            string            // unique; generated when empty on append
 	Stream        string            // the aggregate's stream, e.g. "ride-42"
 	Version       int64             // 1, 2, 3, ... within the stream (set on append)
-	Position      int64             // 1, 2, 3, ... over all streams, commit order (set on append)
+	Position      int64             // over all streams, growing in reading order; SQLite 1, 2, 3, ..., PostgreSQL with gaps (set on append)
 	Type          string            // e.g. "RideRequested"
 	SchemaVersion int               // shape of Data; 0 is taken as 1
 	Data          json.RawMessage   // the payload, JSON
@@ -146,7 +167,33 @@ var migrations = []store.Migration{{
 		data TEXT NOT NULL,
 		created_ms BIGINT NOT NULL
 	);`,
+}, {
+	// PostgreSQL: positions from transaction ids (see the package doc);
+	// the head row goes, so that a replica still running the old code
+	// fails its appends loudly instead of taking positions below the
+	// readers' checkpoints. Old events keep their positions; the check
+	// refuses a store whose old positions could reach the new ones (more
+	// than 65,536 events per transaction id so far: not a real store).
+	// SQLite keeps the head row: nothing changes there.
+	Version: 2, Name: "postgres: positions from transaction ids",
+	SQLite: `SELECT 1;`,
+	Postgres: `DO $$ BEGIN IF (SELECT position FROM sy_event_head WHERE id = 1) > (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16) THEN RAISE EXCEPTION 'eventstore migration 2: the stored positions reach the transaction-id range (more than 65536 events per transaction id so far)'; END IF; END $$;
+	ALTER TABLE sy_event_streams ADD COLUMN xid BIGINT NOT NULL DEFAULT 0;
+	DROP TABLE sy_event_head;`,
 }}
+
+// On PostgreSQL a position is the appending transaction's id shifted
+// left by posShift, plus the event's number within the transaction.
+const (
+	posShift = 16
+	maxPerTx = 1<<posShift - 1
+)
+
+// frontier is, on PostgreSQL, the smallest position a transaction still
+// running (or not yet started) could take: (oldest running transaction
+// id) << posShift. Readers read below it. Evaluated once per statement,
+// on the statement's snapshot.
+const frontier = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)"
 
 // Upcaster turns an event of an old shape into the next one: it returns
 // the event with a different Type or a higher SchemaVersion (and the
@@ -247,8 +294,10 @@ func (s *Store) AppendMany(ctx context.Context, batch []StreamAppend) error {
 }
 
 // AppendTx is Append inside the caller's transaction: the events commit
-// or roll back with the rest of it. The global position counter stays
-// locked until that transaction ends, so keep it short after AppendTx.
+// or roll back with the rest of it. Keep the transaction short after
+// AppendTx: on SQLite the global position counter stays locked until it
+// ends; on PostgreSQL readers see no event appended after its start
+// until it ends.
 func (s *Store) AppendTx(ctx context.Context, tx *store.Tx, stream string, expected Expected, events ...Event) (int64, error) {
 	b := []StreamAppend{{Stream: stream, Expected: expected, Events: events}}
 	if err := s.AppendManyTx(ctx, tx, b); err != nil {
@@ -292,39 +341,21 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 		}
 		total += len(b.Events)
 	}
-	var head int64
-	if tx.Dialect() == store.Postgres && len(batch) == 1 && total > 0 {
-		// One statement on PostgreSQL: check and advance the stream,
-		// take the positions, queue the commit's notification
-		// (pg_notify is transactional, delivered at commit, to this
-		// process too). Fewer round trips is most of an append's cost.
-		b := batch[0]
-		n := int64(total)
-		adv, args := advanceSQL(b.Stream, b.Expected, n)
-		var last int64
-		var dummy bool
-		err := tx.QueryRow(ctx, "WITH s AS ("+adv+") UPDATE sy_event_head SET position = position + ? WHERE id = 1 AND EXISTS (SELECT 1 FROM s) RETURNING position, (SELECT version FROM s), pg_notify('"+Channel+"', '') IS NULL",
-			append(args, n)...).Scan(&head, &last, &dummy)
-		if errors.Is(err, sql.ErrNoRows) {
-			actual, err := s.StreamVersionTx(ctx, tx, b.Stream)
-			if err != nil {
-				return err
-			}
-			return &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
-		}
-		if err != nil {
-			return fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
-		}
-		for i := range b.Events {
-			b.Events[i].Stream = b.Stream
-			b.Events[i].Version = last - n + int64(i) + 1
+	var pos int64 // the position before this append's first event
+	if tx.Dialect() == store.Postgres && len(batch) == 1 && total > 0 && total <= perInsertPG {
+		return s.appendOnePG(ctx, tx, batch[0])
+	}
+	if tx.Dialect() == store.Postgres {
+		var err error
+		if pos, err = s.takePG(ctx, tx, batch, total); err != nil || total == 0 {
+			return err
 		}
 	} else {
 		// 1. Stream versions, checked and advanced (row-locked until
 		// commit).
 		for _, b := range batch {
 			n := int64(len(b.Events))
-			last, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
+			last, _, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
 			if err != nil {
 				return err
 			}
@@ -339,20 +370,12 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 		// 2. Global positions, from the head row: locked until commit,
 		// so positions follow commit order and a reader never sees a
 		// later one before an earlier one commits.
-		takeQ := "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position"
-		if tx.Dialect() == store.Postgres {
-			takeQ = "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position, pg_notify('" + Channel + "', '') IS NULL"
-		}
-		var dummy bool
-		dest := []any{&head}
-		if tx.Dialect() == store.Postgres {
-			dest = append(dest, &dummy)
-		}
-		if err := tx.QueryRow(ctx, takeQ, total).Scan(dest...); err != nil {
+		var head int64
+		if err := tx.QueryRow(ctx, "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position", total).Scan(&head); err != nil {
 			return fmt.Errorf("eventstore: take positions: %w", err)
 		}
+		pos = head - int64(total)
 	}
-	pos := head - int64(total)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	// 3. The events, in multi-row inserts.
 	const cols = 11
@@ -403,33 +426,209 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 		}
 	}
 	if tx.Dialect() == store.Postgres {
-		return nil // notified above
+		// Not pg_notify inside the transaction: PostgreSQL holds a
+		// database-wide lock over a notifying transaction's commit, WAL
+		// flush included, which would make concurrent appends commit one
+		// after another again.
+		tx.NotifyAfterCommit(Channel)
+		return nil
 	}
 	return tx.Notify(ctx, Channel)
 }
 
+// perInsertPG is the most events appendOnePG takes (8 parameters each).
+const perInsertPG = 500
+
+// appendOnePG appends to one stream on PostgreSQL in one statement:
+// check and advance the stream, learn this transaction's id and how
+// many events it appended before, insert the events. Round trips are
+// most of a small append's cost; this one costs what a plain INSERT
+// does, plus the commit's wake-up.
+func (s *Store) appendOnePG(ctx context.Context, tx *store.Tx, b StreamAppend) error {
+	n := int64(len(b.Events))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	adv, args := advanceSQL(store.Postgres, b.Stream, b.Expected, n)
+	var q strings.Builder
+	q.WriteString("WITH s AS (")
+	q.WriteString(adv)
+	q.WriteString("), x AS (SELECT pg_current_xact_id()::text::bigint AS me), ")
+	// b: the stream's new version and the position before the first
+	// event, only when the stream's order allows this transaction and
+	// the events fit its range (else nothing is inserted and the checks
+	// below say why).
+	q.WriteString("b AS (SELECT s.version, l.last FROM s, x, LATERAL (SELECT COALESCE(MAX(position), x.me << 16) AS last FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16)) l WHERE s.xid = x.me AND l.last + ? < ((x.me + 1) << 16)), ")
+	args = append(args, n)
+	q.WriteString("ins AS (INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, metadata, causation_id, correlation_id, created_ms) SELECT b.last + v.i, ?, b.version - ? + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, ? FROM b, (VALUES ")
+	args = append(args, b.Stream, n, now.UnixMilli())
+	for i := range b.Events {
+		e := &b.Events[i]
+		if e.ID == "" {
+			e.ID = NewID()
+		}
+		if e.SchemaVersion == 0 {
+			e.SchemaVersion = 1
+		}
+		if len(e.Data) == 0 {
+			e.Data = json.RawMessage("null")
+		}
+		var md any
+		if len(e.Metadata) > 0 {
+			m, _ := json.Marshal(e.Metadata)
+			md = string(m)
+		}
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?::bigint, ?::text, ?::text, ?::integer, ?::text, ?::text, ?::text, ?::text)")
+		args = append(args, i+1, e.ID, e.Type, e.SchemaVersion, string(e.Data), md, nullStr(e.CausationID), nullStr(e.CorrelationID))
+	}
+	q.WriteString(") AS v (i, id, type, sv, data, md, caus, corr) RETURNING 1) ")
+	q.WriteString("SELECT s.version, s.xid, x.me, COALESCE((SELECT last FROM b), -1), (SELECT COUNT(*) FROM ins) FROM s, x")
+	var v, xid, me, last, inserted int64
+	err := tx.QueryRow(ctx, q.String(), args...).Scan(&v, &xid, &me, &last, &inserted)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		actual, err := s.StreamVersionTx(ctx, tx, b.Stream)
+		if err != nil {
+			return err
+		}
+		return &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
+	case store.IsUniqueViolation(err):
+		return fmt.Errorf("eventstore: append: an event id is already stored (ids must be unique): %w", err)
+	case err != nil:
+		return fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
+	case xid != me:
+		return orderConflict(b.Stream, me, xid)
+	case last < 0 || inserted != n:
+		return fmt.Errorf("eventstore: append to %q: %d events do not fit in this transaction; PostgreSQL takes at most %d per transaction (append in several)", b.Stream, n, maxPerTx)
+	}
+	for i := range b.Events {
+		e := &b.Events[i]
+		e.Stream, e.Version, e.Position, e.Time = b.Stream, v-n+int64(i)+1, last+int64(i)+1, now
+	}
+	tx.NotifyAfterCommit(Channel)
+	return nil
+}
+
+// takePG checks and advances the streams of batch on PostgreSQL and
+// returns the position before this append's first event: this
+// transaction's id << posShift plus the events it appended before.
+func (s *Store) takePG(ctx context.Context, tx *store.Tx, batch []StreamAppend, total int) (int64, error) {
+	const inTx = "(SELECT COALESCE(MAX(position), x.me << 16) FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16))"
+	var me, last int64
+	if len(batch) == 1 && total > 0 {
+		// One statement: check and advance the stream, learn this
+		// transaction's id and how many events it appended already.
+		// Fewer round trips is most of an append's cost.
+		b := batch[0]
+		n := int64(total)
+		adv, args := advanceSQL(store.Postgres, b.Stream, b.Expected, n)
+		var v, xid int64
+		err := tx.QueryRow(ctx, "WITH s AS ("+adv+"), x AS (SELECT pg_current_xact_id()::text::bigint AS me) SELECT s.version, s.xid, x.me, "+inTx+" FROM s, x",
+			args...).Scan(&v, &xid, &me, &last)
+		if errors.Is(err, sql.ErrNoRows) {
+			actual, err := s.StreamVersionTx(ctx, tx, b.Stream)
+			if err != nil {
+				return 0, err
+			}
+			return 0, &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
+		}
+		if xid != me {
+			return 0, orderConflict(b.Stream, me, xid)
+		}
+		for i := range b.Events {
+			b.Events[i].Stream = b.Stream
+			b.Events[i].Version = v - n + int64(i) + 1
+		}
+	} else {
+		xids := make([]int64, len(batch))
+		for bi, b := range batch {
+			n := int64(len(b.Events))
+			v, xid, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
+			if err != nil {
+				return 0, err
+			}
+			xids[bi] = xid
+			for i := range b.Events {
+				b.Events[i].Stream = b.Stream
+				b.Events[i].Version = v - n + int64(i) + 1
+			}
+		}
+		if total == 0 {
+			return 0, nil
+		}
+		if err := tx.QueryRow(ctx, "SELECT x.me, "+inTx+" FROM (SELECT pg_current_xact_id()::text::bigint AS me) x").Scan(&me, &last); err != nil {
+			return 0, fmt.Errorf("eventstore: take positions: %w", err)
+		}
+		for bi, b := range batch {
+			if len(b.Events) > 0 && xids[bi] != me {
+				return 0, orderConflict(b.Stream, me, xids[bi])
+			}
+		}
+	}
+	if last+int64(total) >= (me+1)<<posShift {
+		return 0, fmt.Errorf("eventstore: append: %d events in one transaction; PostgreSQL takes at most %d per transaction (append in several)", last-me<<posShift+int64(total), maxPerTx)
+	}
+	return last, nil
+}
+
+// orderConflict is the error of an append whose transaction id (me) is
+// older than that of the stream's last appender (xid): its events would
+// sort before the stream's earlier ones. It is a serialization failure
+// (SQLSTATE 40001), which InTx retries, in a new transaction with a new
+// id.
+func orderConflict(stream string, me, xid int64) error {
+	return fmt.Errorf("eventstore: append to %q: %w", stream, &pgconn.PgError{Severity: "ERROR", Code: "40001",
+		Message: fmt.Sprintf("this transaction (id %d) is older than the stream's last appender (id %d), whose events its own would sort before; retry the transaction", me, xid)})
+}
+
 // advance checks stream's version against expected and moves it on by
-// n, returning the new version.
-func (s *Store) advance(ctx context.Context, tx *store.Tx, stream string, expected Expected, n int64) (int64, error) {
-	var v int64
-	q, args := advanceSQL(stream, expected, n)
-	err := tx.QueryRow(ctx, q, args...).Scan(&v)
+// n, returning the new version and, on PostgreSQL, the id of the
+// stream's last appending transaction (this one's, unless an older one).
+func (s *Store) advance(ctx context.Context, tx *store.Tx, stream string, expected Expected, n int64) (int64, int64, error) {
+	var v, xid int64
+	q, args := advanceSQL(tx.Dialect(), stream, expected, n)
+	dest := []any{&v}
+	if tx.Dialect() == store.Postgres {
+		dest = append(dest, &xid)
+	}
+	err := tx.QueryRow(ctx, q, args...).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		actual, err := s.StreamVersionTx(ctx, tx, stream)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return 0, &ConflictError{Stream: stream, Expected: expected, Actual: actual}
+		return 0, 0, &ConflictError{Stream: stream, Expected: expected, Actual: actual}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("eventstore: stream %q: %w", stream, err)
+		return 0, 0, fmt.Errorf("eventstore: stream %q: %w", stream, err)
 	}
-	return v, nil
+	return v, xid, nil
 }
 
 // advanceSQL is the statement that checks stream against expected and
-// moves it on by n, returning the new version (no row: a conflict).
-func advanceSQL(stream string, expected Expected, n int64) (string, []any) {
+// moves it on by n, returning the new version (no row: a conflict). On
+// PostgreSQL it also records the appending transaction's id (the larger
+// of the last one's and this one's) and returns it.
+func advanceSQL(d store.Dialect, stream string, expected Expected, n int64) (string, []any) {
+	if d == store.Postgres {
+		const me = "pg_current_xact_id()::text::bigint"
+		switch {
+		case expected == Any:
+			return `INSERT INTO sy_event_streams (stream, version, xid) VALUES (?, ?, ` + me + `)
+			ON CONFLICT (stream) DO UPDATE SET version = sy_event_streams.version + excluded.version, xid = GREATEST(sy_event_streams.xid, excluded.xid)
+			RETURNING version, xid`, []any{stream, n}
+		case expected == NoStream:
+			return `INSERT INTO sy_event_streams (stream, version, xid) VALUES (?, ?, ` + me + `)
+			ON CONFLICT (stream) DO NOTHING RETURNING version, xid`, []any{stream, n}
+		default:
+			return `UPDATE sy_event_streams SET version = version + ?, xid = GREATEST(xid, ` + me + `)
+			WHERE stream = ? AND version = ? RETURNING version, xid`, []any{n, stream, int64(expected)}
+		}
+	}
 	switch {
 	case expected == Any:
 		return `INSERT INTO sy_event_streams (stream, version) VALUES (?, ?)
@@ -464,12 +663,20 @@ func (s *Store) StreamVersionTx(ctx context.Context, tx *store.Tx, stream string
 	return v, err
 }
 
-// Head is the global position of the last committed event (0 when the
-// store is empty) and the time it was appended.
+// Head is the global position of the last event readers can see (0
+// when there is none) and the time it was appended: on PostgreSQL the
+// last below every transaction still running.
 func (s *Store) Head(ctx context.Context) (int64, time.Time, error) {
 	var pos int64
 	var ms sql.NullInt64
-	err := s.db.QueryRow(ctx, "SELECT h.position, e.created_ms FROM sy_event_head h LEFT JOIN sy_events e ON e.position = h.position WHERE h.id = 1").Scan(&pos, &ms)
+	q := "SELECT h.position, e.created_ms FROM sy_event_head h LEFT JOIN sy_events e ON e.position = h.position WHERE h.id = 1"
+	if s.db.Dialect == store.Postgres {
+		q = "SELECT position, created_ms FROM sy_events WHERE position < " + frontier + " ORDER BY position DESC LIMIT 1"
+	}
+	err := s.db.QueryRow(ctx, q).Scan(&pos, &ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, nil
+	}
 	if err != nil {
 		return 0, time.Time{}, err
 	}
@@ -498,30 +705,70 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	return s.scan(rows)
 }
 
+// readAllSQL reads after a position in global order: on PostgreSQL only
+// below the frontier, so that no transaction still running can commit
+// an event before what the reader has seen.
+func (s *Store) readAllSQL() string {
+	if s.db.Dialect == store.Postgres {
+		return selectEvents + "WHERE position > ? AND position < " + frontier + " ORDER BY position LIMIT ?"
+	}
+	return selectEvents + "WHERE position > ? ORDER BY position LIMIT ?"
+}
+
 // ReadAll returns up to limit events of every stream after global
 // position after (a checkpoint: the position of the last event the
 // caller has handled; 0 reads from the start), in global order, upcast.
+// On PostgreSQL it returns only events of transactions older than every
+// transaction still running (see the package doc).
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.db.Query(ctx, selectEvents+"WHERE position > ? ORDER BY position LIMIT ?", after, limit)
+	rows, err := s.db.Query(ctx, s.readAllSQL(), after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read all after %d: %w", after, err)
 	}
 	return s.scan(rows)
 }
 
-// ReadAllTx is ReadAll inside tx.
+// ReadAllTx is ReadAll inside tx. On PostgreSQL a transaction that has
+// written holds its own frontier back: it reads none of its own events,
+// nor any appended after it began.
 func (s *Store) ReadAllTx(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := tx.Query(ctx, selectEvents+"WHERE position > ? ORDER BY position LIMIT ?", after, limit)
+	rows, err := tx.Query(ctx, s.readAllSQL(), after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read all after %d: %w", after, err)
 	}
 	return s.scan(rows)
+}
+
+// CountAfter is how many events readers can see after position after
+// (on PostgreSQL positions have gaps, so it is not Head - after).
+func (s *Store) CountAfter(ctx context.Context, after int64) (int64, error) {
+	q := "SELECT COUNT(*) FROM sy_events WHERE position > ?"
+	if s.db.Dialect == store.Postgres {
+		q += " AND position < " + frontier
+	}
+	var n int64
+	if err := s.db.QueryRow(ctx, q, after).Scan(&n); err != nil {
+		return 0, fmt.Errorf("eventstore: count after %d: %w", after, err)
+	}
+	return n, nil
+}
+
+// heldBack reports, on PostgreSQL, whether committed events wait above
+// the frontier: a transaction older than them still runs, and its end
+// sends no wake-up.
+func (s *Store) heldBack(ctx context.Context, after int64) (bool, error) {
+	if s.db.Dialect != store.Postgres {
+		return false, nil
+	}
+	var held bool
+	err := s.db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM sy_events WHERE position > ? AND position >= "+frontier+")", after).Scan(&held)
+	return held, err
 }
 
 func (s *Store) scan(rows *sql.Rows) ([]Event, error) {
@@ -555,9 +802,11 @@ func (s *Store) scan(rows *sql.Rows) ([]Event, error) {
 // Subscribe calls fn with every event after checkpoint after, in global
 // order: first the ones already stored (catch-up), then new ones as they
 // commit (woken by the append's notification, polling every
-// PollInterval as a fallback). It returns when ctx ends (with ctx's
-// error) or fn fails (with fn's error). The caller stores the position
-// of the last event it handled to resume from.
+// PollInterval as a fallback). On PostgreSQL, while committed events are
+// held back by an older transaction still running, it looks again
+// sooner (from 1 ms, doubling, up to PollInterval). It returns when ctx
+// ends (with ctx's error) or fn fails (with fn's error). The caller
+// stores the position of the last event it handled to resume from.
 func (s *Store) Subscribe(ctx context.Context, after int64, fn func(ctx context.Context, e Event) error) error {
 	wake, stop := s.db.Listen(Channel)
 	defer stop()
@@ -568,6 +817,7 @@ func (s *Store) Subscribe(ctx context.Context, after int64, fn func(ctx context.
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
 	const batch = 500
+	held := time.Duration(0) // the wait while events are held back
 	for {
 		evs, err := s.ReadAll(ctx, after, batch)
 		if err != nil {
@@ -585,7 +835,20 @@ func (s *Store) Subscribe(ctx context.Context, after int64, fn func(ctx context.
 		if len(evs) == batch {
 			continue
 		}
-		timer.Reset(poll)
+		wait := poll
+		switch h, err := s.heldBack(ctx, after); {
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("eventstore: subscribe after %d: %w", after, err)
+		case h:
+			held = min(max(2*held, time.Millisecond), poll)
+			wait = held
+		default:
+			held = 0
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/kit/eventstore"
+	"github.com/switchyard/switchyard/kit/store"
 	"github.com/switchyard/switchyard/kit/store/storetest"
 )
 
@@ -19,7 +20,20 @@ func FuzzAppendRoundTrip(f *testing.F) {
 	f.Add("ü\x00", "\xff", "\x00", "x", []byte(`[1,2,{"b":null}]`), int64(-7))
 	f.Add("ride-2", "T", "k", "\xff", []byte(`1`), int64(-1))
 	f.Add("ride-3", "T", "k\x00", "v", []byte(`{}`), int64(0))
-	db := storetest.SQLite(f)
+	fuzzAppend(f, storetest.SQLite(f))
+}
+
+// FuzzAppendRoundTripPostgres is FuzzAppendRoundTrip on PostgreSQL,
+// whose single-stream append is one generated statement of its own.
+func FuzzAppendRoundTripPostgres(f *testing.F) {
+	f.Add("ride-1", "Requested", "k", "v", []byte(`{"a":1}`), int64(-1))
+	f.Add("s'; DROP TABLE sy_events; --", "T?", "?", "$1", []byte(`"\u0000"`), int64(3))
+	f.Add("ü\x00", "\xff", "\x00", "x", []byte(`[1,2,{"b":null}]`), int64(-7))
+	f.Add("ride-3", "T", "k", "v", []byte(`{}`), int64(0))
+	fuzzAppend(f, storetest.Postgres(f))
+}
+
+func fuzzAppend(f *testing.F, db *store.DB) {
 	es, err := eventstore.Open(context.Background(), db)
 	if err != nil {
 		f.Fatal(err)

@@ -140,11 +140,16 @@ type Relay struct {
 	// (on SQLite a delete may queue for the write lock behind the
 	// service's transactions). pending holds the ids confirmed and not
 	// yet deleted; reads skip them, and rebalance waits for them before
-	// it may give a partition away.
+	// it may give a partition away. Rounds queue their confirmed rows
+	// without waiting for the deleter (a round that waited for a slow
+	// delete held up every message committed meanwhile: seconds on a
+	// loaded SQLite) unless more than maxPending rows wait.
 	delMu   sync.Mutex
 	delDone *sync.Cond
 	pending map[int64]struct{}
-	deletes chan confirmed
+	queued  []confirmed   // confirmed rows the deleter has not taken yet
+	delKick chan struct{} // the deleter has work (capacity 1)
+	delStop chan struct{} // closed by Run on its way out
 
 	published, rounds, errs, late, lost, parked atomic.Int64
 }
@@ -205,10 +210,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	wake, stop := r.db.Listen(Channel)
 	defer stop()
 	defer r.releaseAll()
-	r.deletes = make(chan confirmed, 64)
+	r.delKick, r.delStop = make(chan struct{}, 1), make(chan struct{})
 	deleterDone := make(chan struct{})
 	go func() { defer close(deleterDone); r.deleter(ctx) }()
-	defer func() { close(r.deletes); <-deleterDone }()
+	defer func() { close(r.delStop); <-deleterDone }()
 	// Leases are kept by a goroutine of their own, so that a renewal
 	// queued behind the service's transactions (SQLite's one writer)
 	// never holds up publishing.
@@ -521,8 +526,17 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		for _, id := range done {
 			r.pending[id] = struct{}{}
 		}
+		r.queued = append(r.queued, confirmed{ids: done, expires: expires})
+		select {
+		case r.delKick <- struct{}{}:
+		default:
+		}
+		// Back-pressure only when deletes fall far behind (the next
+		// reads fetch and skip every pending row).
+		for len(r.pending) > r.maxPending() {
+			r.delDone.Wait()
+		}
 		r.delMu.Unlock()
-		r.deletes <- confirmed{ids: done, expires: expires}
 	}
 	return len(batch), errors.Join(errs...)
 }
@@ -658,22 +672,25 @@ type confirmed struct {
 	expires time.Time
 }
 
-// deleter deletes confirmed rows, several rounds' worth at a time, until
-// Run closes r.deletes.
+// maxPending is how many confirmed rows may wait for their delete
+// before a round waits for the deleter: 64 full batches.
+func (r *Relay) maxPending() int { return 64 * r.opts.Batch }
+
+// deleter deletes confirmed rows, every round's queued so far at a time,
+// until Run closes r.delStop (then once more, for what is queued).
 func (r *Relay) deleter(ctx context.Context) {
-	for c := range r.deletes {
-		cs := []confirmed{c}
-		for more := true; more; {
-			select {
-			case c, ok := <-r.deletes:
-				if !ok {
-					more = false
-					break
-				}
-				cs = append(cs, c)
-			default:
-				more = false
-			}
+	for stopping := false; !stopping; {
+		select {
+		case <-r.delKick:
+		case <-r.delStop:
+			stopping = true
+		}
+		r.delMu.Lock()
+		cs := r.queued
+		r.queued = nil
+		r.delMu.Unlock()
+		if len(cs) == 0 {
+			continue
 		}
 		var ids []int64
 		for _, c := range cs {

@@ -62,6 +62,13 @@ type Waker interface {
 	Wake() (<-chan struct{}, func())
 }
 
+// Counter is implemented by a source whose positions may have gaps (the
+// event store on PostgreSQL): it counts the messages after a position,
+// for Lag.Events. Without it Lag.Events is Head - Checkpoint.
+type Counter interface {
+	CountAfter(ctx context.Context, after int64) (int64, error)
+}
+
 // EventStore is the event store's all-stream as a Source.
 func EventStore(es *eventstore.Store) Source { return esSource{es} }
 
@@ -82,6 +89,10 @@ func (s esSource) Read(ctx context.Context, after int64, limit int) ([]Message, 
 }
 
 func (s esSource) Head(ctx context.Context) (int64, time.Time, error) { return s.es.Head(ctx) }
+
+func (s esSource) CountAfter(ctx context.Context, after int64) (int64, error) {
+	return s.es.CountAfter(ctx, after)
+}
 
 func (s esSource) Wake() (<-chan struct{}, func()) { return s.es.DB().Listen(eventstore.Channel) }
 
@@ -440,7 +451,7 @@ type Lag struct {
 	Source     string
 	Checkpoint int64   // position of the last message applied
 	Head       int64   // position of the source's newest message
-	Events     int64   // Head - Checkpoint
+	Events     int64   // messages after Checkpoint up to Head (Head - Checkpoint unless the source is a Counter)
 	Seconds    float64 // age of the last applied message relative to the newest, 0 when caught up
 }
 
@@ -460,6 +471,11 @@ func (pr *Projector) Stats(ctx context.Context) ([]Lag, error) {
 		}
 		l.Head = head
 		l.Events = max(0, head-l.Checkpoint)
+		if c, ok := s.(Counter); ok && l.Events > 0 {
+			if l.Events, err = c.CountAfter(ctx, l.Checkpoint); err != nil {
+				return nil, fmt.Errorf("projection %s: lag behind %s: %w", pr.p.Name, s.Name(), err)
+			}
+		}
 		if l.Events > 0 && !at.IsZero() {
 			since := time.UnixMilli(ms)
 			if ms == 0 {
