@@ -28,6 +28,13 @@ import (
 // byte: a single Write of more than the client reads in write fails. The
 // proxy copies in pieces of 32 KiB, so this matters only for clients
 // slower than 32 KiB per write timeout.
+//
+// A deadline is renewed at most once per eighth of its timeout, to
+// timeout plus that eighth: each renewal on HTTP/2 is a message to the
+// connection's serve goroutine and a timer reset (a gRPC call wrote and
+// read several times per message, a large part of its CPU cost). A write
+// or read that blocks still gets at least the whole timeout, and at most
+// an eighth more.
 func progressDeadlines(next http.Handler, write, readBody time.Duration) http.Handler {
 	if write <= 0 && readBody <= 0 {
 		return next
@@ -59,12 +66,24 @@ type progressWriter struct {
 	body        *progressBody
 	wroteHeader bool
 	hijacked    bool
+	renewAt     time.Time // the deadline set is still a whole timeout away before this
 }
 
+// renewSlack is the part of a timeout by which a deadline is set further
+// than the timeout, so that it needs renewing only once per that part.
+func renewSlack(timeout time.Duration) time.Duration { return timeout / 8 }
+
 func (w *progressWriter) renew() {
-	if w.timeout > 0 && !w.hijacked {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	if w.timeout <= 0 || w.hijacked {
+		return
 	}
+	now := time.Now()
+	if now.Before(w.renewAt) {
+		return
+	}
+	slack := renewSlack(w.timeout)
+	w.renewAt = now.Add(slack)
+	_ = w.rc.SetWriteDeadline(now.Add(w.timeout + slack))
 }
 
 func (w *progressWriter) WriteHeader(code int) {
@@ -119,6 +138,7 @@ type progressBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
+	renewAt time.Time // as progressWriter's; read and set by Read only
 
 	mu      sync.Mutex
 	expired bool
@@ -146,7 +166,11 @@ func (b *progressBody) finish() {
 }
 
 func (b *progressBody) Read(p []byte) (int, error) {
-	b.setReadDeadline(time.Now().Add(b.timeout))
+	if now := time.Now(); !now.Before(b.renewAt) {
+		slack := renewSlack(b.timeout)
+		b.renewAt = now.Add(slack)
+		b.setReadDeadline(now.Add(b.timeout + slack))
+	}
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		b.mu.Lock()
@@ -154,6 +178,7 @@ func (b *progressBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 	}
 	if err == io.EOF {
+		b.renewAt = time.Time{}
 		b.setReadDeadline(time.Time{})
 	}
 	return n, err

@@ -118,12 +118,12 @@ var echoDesc = grpc.ServiceDesc{
 
 // startEcho serves the echo service on loopback: cleartext HTTP/2 (h2c,
 // as grpc-go serves without credentials) or TLS with creds.
-func startEcho(t *testing.T, creds credentials.TransportCredentials) (*echoServer, string) {
+func startEcho(t testing.TB, creds credentials.TransportCredentials) (*echoServer, string) {
 	e, addr, _ := startEchoServer(t, creds)
 	return e, addr
 }
 
-func startEchoServer(t *testing.T, creds credentials.TransportCredentials) (*echoServer, string, *grpc.Server) {
+func startEchoServer(t testing.TB, creds credentials.TransportCredentials) (*echoServer, string, *grpc.Server) {
 	t.Helper()
 	var opts []grpc.ServerOption
 	if creds != nil {
@@ -141,7 +141,7 @@ func startEchoServer(t *testing.T, creds credentials.TransportCredentials) (*ech
 	return e, ln.Addr().String(), s
 }
 
-func dialGRPC(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+func dialGRPC(t testing.TB, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
 	t.Helper()
 	if creds == nil {
 		creds = insecure.NewCredentials()

@@ -90,7 +90,7 @@ func (s *syncBuffer) String() string {
 
 // startGateway writes cfg (listen/admin may use 127.0.0.1:0) to a file and
 // runs a gateway on it until the test ends.
-func startGateway(t *testing.T, cfg string) *running {
+func startGateway(t testing.TB, cfg string) *running {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
