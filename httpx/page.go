@@ -127,6 +127,20 @@ func PageOf(names []string, p Page) (page []string, next string) {
 	return page, next
 }
 
+// PageRange is PageOf for a list of n items sorted by key (strictly
+// increasing, as names are): the page p asks for is items[start:end], and
+// next is the key the following page resumes after ("" on the last page).
+func PageRange(n int, key func(i int) string, p Page) (start, end int, next string) {
+	if p.After != "" {
+		start = sort.Search(n, func(i int) bool { return key(i) > p.After })
+	}
+	end = min(start+p.Limit, n)
+	if end < n && end > start {
+		next = key(end - 1)
+	}
+	return start, end, next
+}
+
 // SetNextLink adds the Link header (rel="next") to the page after next
 // of r's list, keeping r's other query parameters; nothing when next is "".
 func SetNextLink(w http.ResponseWriter, r *http.Request, scope, next string, limit int) {
