@@ -49,7 +49,12 @@ const maxCursor = 1024
 // one EncodeCursor made for scope. Errors are *PageError.
 func ParsePage(r *http.Request, scope string, def, max int) (Page, error) {
 	p := Page{Limit: def}
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// A malformed pair would be dropped, and a mangled cursor or limit
+		// silently read as none.
+		return p, &PageError{Msg: fmt.Sprintf("query %q: %v: expected name=value pairs, percent-encoded", trunc(r.URL.RawQuery), err)}
+	}
 	if vs, ok := q["limit"]; ok {
 		if len(vs) != 1 {
 			return p, &PageError{Msg: "query parameter limit given more than once: expected one"}

@@ -164,3 +164,16 @@ func TestPageRangeAgreesWithPageOf(t *testing.T) {
 		}
 	}
 }
+
+// TestParsePageMalformedQuery: a query with a pair that does not decode
+// is refused rather than read as no cursor or no limit.
+func TestParsePageMalformedQuery(t *testing.T) {
+	for _, q := range []string{"cursor=%%%", "limit=%zz", "x=%&limit=2", "cursor=%g0"} {
+		r := httptest.NewRequest("GET", "/v1/queues?"+q, nil)
+		_, err := ParsePage(r, "queue", 10, 10)
+		var pe *PageError
+		if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "query") {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}

@@ -166,7 +166,7 @@ func (l List) hostile(t *testing.T) {
 		"cursor=", "cursor=!!!", "cursor=" + other, "cursor=a&cursor=b",
 		"cursor=" + strings.Repeat("A", 5000),
 		"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("v1:x")),
-		"cursor=%ff%fe",
+		"cursor=%ff%fe", "cursor=%%%", "limit=%zz",
 	} {
 		target := l.Path + sep + q
 		resp, body := l.Get(t, target, nil)
