@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/rollout"
 )
 
@@ -28,13 +31,18 @@ type RolloutBackend interface {
 	RolloutAction(upstream, action string) (rollout.Status, error)
 }
 
+// RolloutsPageMax is the largest page of GET /admin/rollouts and the page
+// a request without ?limit= gets (every rollout, as before pages, for up
+// to this many upstreams).
+const RolloutsPageMax = 1000
+
 // ErrConflict is returned (wrapped) by a Backend for an operation the
 // current state refuses (a rollout already running, one already ended).
 var ErrConflict = errors.New("conflict")
 
 // rolloutRoutes adds the rollout endpoints:
 //
-//	GET    /admin/rollouts                       {"rollouts": [Status, ...]}
+//	GET    /admin/rollouts                       {"rollouts": [Status, ...]} by upstream, in cursor pages (Link rel="next", ETag)
 //	POST   /admin/rollouts                       start: a rollout.Spec; 201 with the Status
 //	GET    /admin/rollouts/{upstream}            one Status
 //	POST   /admin/rollouts/{upstream}/promote    a canary to its next step; others (and ?full=true) end promoted
@@ -44,12 +52,23 @@ var ErrConflict = errors.New("conflict")
 //	DELETE /admin/rollouts/{upstream}            abort (as a rollback, marked aborted)
 func rolloutRoutes(mux *http.ServeMux, b Backend) {
 	rb, _ := b.(RolloutBackend)
-	mux.HandleFunc("GET /admin/rollouts", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /admin/rollouts", func(w http.ResponseWriter, r *http.Request) {
+		p, err := httpx.ParsePage(r, "rollout", RolloutsPageMax, RolloutsPageMax)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
 		list := []rollout.Status{}
 		if rb != nil {
-			list = rb.Rollouts()
+			list = slices.Clone(rb.Rollouts())
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"rollouts": list})
+		// One rollout per upstream, listed by upstream name (the backend's
+		// order is not promised stable, so pages are cut from this one).
+		slices.SortFunc(list, func(a, b rollout.Status) int { return strings.Compare(a.Upstream, b.Upstream) })
+		list = slices.CompactFunc(list, func(a, b rollout.Status) bool { return a.Upstream == b.Upstream })
+		start, end, next := httpx.PageRange(len(list), func(i int) string { return list[i].Upstream }, p)
+		httpx.SetNextLink(w, r, "rollout", next, p.Limit)
+		writeTagged(w, r, map[string]any{"rollouts": list[start:end]})
 	})
 	mux.HandleFunc("POST /admin/rollouts", func(w http.ResponseWriter, r *http.Request) {
 		if rb == nil {

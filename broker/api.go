@@ -5,13 +5,22 @@ import "time"
 // The HTTP API's JSON shapes, defined once for the server (broker/httpapi)
 // and its client (broker/client.HTTP). docs/broker.md documents them.
 
-// ErrorBody is the JSON of every error answer. Code is one of the Code*
-// constants; a queue_full answer also names the queue and its limit.
+// ErrorBody is the JSON of every error answer: an RFC 9457 problem
+// details object (Content-Type application/problem+json) with Type
+// "about:blank", Title the status's text, Status the HTTP status as a
+// number and Detail what went wrong. Code (one of the Code* constants),
+// Error (the same text as Detail, as clients of the older
+// {"error","code"} bodies read it), and on a queue_full answer the queue
+// and its limit are extension members.
 type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-	Queue string `json:"queue,omitempty"`
-	Limit int    `json:"limit,omitempty"`
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+	Error  string `json:"error"`
+	Queue  string `json:"queue,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
 }
 
 // PublishAnswer is the answer of a queue publish: the message id (a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -365,4 +366,42 @@ func FuzzDecodeAnswers(f *testing.F) {
 			t.Fatalf("snapshot does not encode: %v", err)
 		}
 	})
+}
+
+// TestBrokerQueuesFollowsPages: a broker whose listings come in pages
+// (here of 50) is read through its Link rel="next": the panel shows the
+// first maxQueues names of all of them and counts the rest as omitted
+// (it read only the first page before).
+func TestBrokerQueuesFollowsPages(t *testing.T) {
+	b, err := engine.Open(engine.Config{Dir: t.TempDir(), TickInterval: broker.Duration(5 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.NewWithOptions(b, httpapi.Options{ListMax: 50}))
+	t.Cleanup(func() { srv.Close(); b.Close() })
+	for i := 0; i < 105; i++ {
+		if err := b.Declare(fmt.Sprintf("q%03d", i), broker.QueueConfig{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if err := b.DeclareStream(fmt.Sprintf("s%d", i), broker.StreamConfig{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := b.Queues()
+	if len(all) <= maxQueues {
+		t.Fatalf("%d queues: the test needs more than %d", len(all), maxQueues)
+	}
+	c := newCollector(Sources{Brokers: func() []string { return []string{srv.URL} }}, time.Now, time.Second)
+	bs := c.collect(context.Background()).Brokers.Items[0]
+	if bs.Error != "" || len(bs.Queues) != maxQueues || bs.Omitted != len(all)-maxQueues || len(bs.Streams) != 3 {
+		t.Fatalf("broker: error %q, %d queues, %d streams, %d omitted; want %d queues, 3 streams, %d omitted",
+			bs.Error, len(bs.Queues), len(bs.Streams), bs.Omitted, maxQueues, len(all)-maxQueues)
+	}
+	for i, q := range bs.Queues {
+		if q.Name != all[i] {
+			t.Fatalf("queue %d: %s, want %s (the first names, in order)", i, q.Name, all[i])
+		}
+	}
 }

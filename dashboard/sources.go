@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // Sources are where a dashboard reads from. Every field is optional: a
@@ -179,27 +181,17 @@ const maxQueues = 200
 func pollBroker(ctx context.Context, c *http.Client, base string) Broker {
 	b := Broker{URL: base, Queues: []Queue{}, Streams: []Stream{}}
 	base = strings.TrimSuffix(base, "/")
-	var ql struct {
-		Queues []string `json:"queues"`
+	var ql, sl struct {
+		Queues  []string `json:"queues"`
+		Streams []string `json:"streams"`
 	}
-	if err := getJSON(ctx, c, base+"/v1/queues", &ql); err != nil {
+	qOmitted, err := getNames(ctx, c, base+"/v1/queues", "queues", &ql.Queues)
+	if err != nil {
 		b.Error = err.Error()
 		return b
 	}
-	var sl struct {
-		Streams []string `json:"streams"`
-	}
-	streamErr := getJSON(ctx, c, base+"/v1/streams", &sl)
-	sort.Strings(ql.Queues)
-	sort.Strings(sl.Streams)
-	if len(ql.Queues) > maxQueues {
-		b.Omitted += len(ql.Queues) - maxQueues
-		ql.Queues = ql.Queues[:maxQueues]
-	}
-	if len(sl.Streams) > maxQueues {
-		b.Omitted += len(sl.Streams) - maxQueues
-		sl.Streams = sl.Streams[:maxQueues]
-	}
+	sOmitted, streamErr := getNames(ctx, c, base+"/v1/streams", "streams", &sl.Streams)
+	b.Omitted = qOmitted + sOmitted
 	queues := make([]*Queue, len(ql.Queues))
 	streams := make([]*Stream, len(sl.Streams))
 	var (
@@ -293,18 +285,66 @@ func streamLag(first, last, next uint64) uint64 {
 	return last - next + 1
 }
 
+// maxListPages bounds the pages of a broker listing a snapshot reads to
+// count the names it does not show.
+const maxListPages = 20
+
+// getNames reads the first maxQueues names of a broker listing (JSON
+// {"KEY": [...]}, sorted, in pages linked by Link rel="next") into names,
+// and counts the others by following the links (up to maxListPages
+// pages: the count is at least what they held).
+func getNames(ctx context.Context, c *http.Client, u, key string, names *[]string) (omitted int, err error) {
+	target := u
+	for page := 0; target != "" && page < maxListPages; page++ {
+		var v map[string][]string
+		var link []string
+		if link, err = getJSONLinks(ctx, c, target, &v); err != nil {
+			return omitted, err
+		}
+		for _, n := range v[key] {
+			if len(*names) < maxQueues {
+				*names = append(*names, n)
+			} else {
+				omitted++
+			}
+		}
+		next := httpx.NextLink(link)
+		if next == "" {
+			break
+		}
+		base, _ := url.Parse(target)
+		ref, perr := url.Parse(next)
+		if perr != nil {
+			return omitted, fmt.Errorf("GET %s: Link rel=\"next\" %q: %v", target, next, perr)
+		}
+		nu := base.ResolveReference(ref)
+		if nu.Host != base.Host || nu.Scheme != base.Scheme {
+			return omitted, fmt.Errorf("GET %s: Link rel=\"next\" %q leaves the broker", target, next)
+		}
+		target = nu.String()
+	}
+	sort.Strings(*names)
+	return omitted, nil
+}
+
 // getJSON GETs url and decodes its JSON answer into v.
 func getJSON(ctx context.Context, c *http.Client, u string, v any) error {
+	_, err := getJSONLinks(ctx, c, u, v)
+	return err
+}
+
+// getJSONLinks is getJSON that also returns the answer's Link values.
+func getJSONLinks(ctx context.Context, c *http.Client, u string, v any) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %v", u, err)
+		return nil, fmt.Errorf("GET %s: %v", u, err)
 	}
 	defer resp.Body.Close()
 	err = decodeAnswer(resp.StatusCode, "GET "+u, resp.Body, v)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return err
+	return resp.Header.Values("Link"), err
 }

@@ -164,6 +164,11 @@ slos:
 	call("POST", "/admin/rollouts/u/resume", "", op, 200)
 	call("POST", "/admin/rollouts/u/promote", "", op, 200) // the next step
 	call("GET", "/admin/rollouts", "", rd, 200)
+	call("GET", "/admin/rollouts?limit=1", "", rd, 200)
+	call("GET", "/admin/rollouts?limit=1001", "", rd, 400)
+	call("GET", "/admin/rollouts?cursor=bm9wZQ", "", rd, 400)
+	_, _, h = do(t, "GET", checked.URL+"/admin/rollouts", nil, rd...)
+	call("GET", "/admin/rollouts", "", with(rd, "If-None-Match", h.Get("ETag")), 304)
 	call("DELETE", "/admin/rollouts/u", "", op, 200)
 	call("POST", "/admin/rollouts/u/promote", "", op, 409)
 

@@ -49,7 +49,12 @@ const maxCursor = 1024
 // one EncodeCursor made for scope. Errors are *PageError.
 func ParsePage(r *http.Request, scope string, def, max int) (Page, error) {
 	p := Page{Limit: def}
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// A malformed pair would be dropped, and a mangled cursor or limit
+		// silently read as none.
+		return p, &PageError{Msg: fmt.Sprintf("query %q: %v: expected name=value pairs, percent-encoded", trunc(r.URL.RawQuery), err)}
+	}
 	if vs, ok := q["limit"]; ok {
 		if len(vs) != 1 {
 			return p, &PageError{Msg: "query parameter limit given more than once: expected one"}
@@ -125,6 +130,20 @@ func PageOf(names []string, p Page) (page []string, next string) {
 		next = page[len(page)-1]
 	}
 	return page, next
+}
+
+// PageRange is PageOf for a list of n items sorted by key (strictly
+// increasing, as names are): the page p asks for is items[start:end], and
+// next is the key the following page resumes after ("" on the last page).
+func PageRange(n int, key func(i int) string, p Page) (start, end int, next string) {
+	if p.After != "" {
+		start = sort.Search(n, func(i int) bool { return key(i) > p.After })
+	}
+	end = min(start+p.Limit, n)
+	if end < n && end > start {
+		next = key(end - 1)
+	}
+	return start, end, next
 }
 
 // SetNextLink adds the Link header (rel="next") to the page after next

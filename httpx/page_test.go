@@ -144,3 +144,36 @@ func FuzzNextLink(f *testing.F) {
 }
 
 func stdB64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestPageRangeAgreesWithPageOf: for every list size, limit and resume
+// point (present, absent, before and after all), PageRange picks the same
+// page and next name as PageOf.
+func TestPageRangeAgreesWithPageOf(t *testing.T) {
+	all := []string{"b", "d", "f", "h", "j", "l"}
+	for n := 0; n <= len(all); n++ {
+		names := all[:n]
+		for limit := 1; limit <= n+1; limit++ {
+			for _, after := range []string{"", "a", "b", "c", "d", "j", "l", "z"} {
+				p := Page{Limit: limit, After: after}
+				want, wantNext := PageOf(names, p)
+				start, end, next := PageRange(len(names), func(i int) string { return names[i] }, p)
+				if strings.Join(names[start:end], ",") != strings.Join(want, ",") || next != wantNext {
+					t.Fatalf("n=%d %+v: PageRange %v next %q, PageOf %v next %q", n, p, names[start:end], next, want, wantNext)
+				}
+			}
+		}
+	}
+}
+
+// TestParsePageMalformedQuery: a query with a pair that does not decode
+// is refused rather than read as no cursor or no limit.
+func TestParsePageMalformedQuery(t *testing.T) {
+	for _, q := range []string{"cursor=%%%", "limit=%zz", "x=%&limit=2", "cursor=%g0"} {
+		r := httptest.NewRequest("GET", "/v1/queues?"+q, nil)
+		_, err := ParsePage(r, "queue", 10, 10)
+		var pe *PageError
+		if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "query") {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}

@@ -2,7 +2,9 @@ package httpx
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 )
 
 // ProblemContentType is the media type of an RFC 9457 problem details body.
@@ -55,4 +57,39 @@ func WriteProblem(w http.ResponseWriter, status int, code, detail string) {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // details say "rate 0.2 > 0.01", not "\u003e"
 	_ = enc.Encode(NewProblem(status, code, detail))
+}
+
+// MuxProblems serves mux, answering what it has no pattern for as problem
+// details instead of its plain-text 404 and 405: 405 method_not_allowed
+// with Allow when the path is served for other methods, else 404
+// not_found "no WHAT endpoint METHOD PATH", followed by hint(r) when hint
+// is set and says something (such as where the path is served instead).
+func MuxProblems(mux *http.ServeMux, what string, hint func(*http.Request) string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"} {
+			probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+			if _, pattern := mux.Handler(probe); pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		path := trunc(r.URL.Path)
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			WriteProblem(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s is not served on %s: expected %s", trunc(r.Method), path, strings.Join(allow, " or ")))
+			return
+		}
+		msg := fmt.Sprintf("no %s endpoint %s %s", what, trunc(r.Method), path)
+		if hint != nil {
+			if h := hint(r); h != "" {
+				msg += ": " + h
+			}
+		}
+		WriteProblem(w, http.StatusNotFound, "not_found", msg)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -29,6 +30,47 @@ func TestWriteProblem(t *testing.T) {
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+}
+
+// TestMuxProblems: what a mux has no pattern for is a problem (405 with
+// Allow for a path served with other methods, else 404 with the hint);
+// what it has is served as before.
+func TestMuxProblems(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /a", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("a")) })
+	mux.HandleFunc("PUT /a", func(w http.ResponseWriter, _ *http.Request) {})
+	h := MuxProblems(mux, "test", func(r *http.Request) string {
+		if r.URL.Path == "/b" {
+			return "try /a"
+		}
+		return ""
+	})
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code, detail string
+	}{
+		{"GET", "/a", 200, "", ""},
+		{"POST", "/a", 405, "method_not_allowed", "POST is not served on /a: expected GET or HEAD or PUT"},
+		{"GET", "/b", 404, "not_found", "no test endpoint GET /b: try /a"},
+		{"GET", "/" + strings.Repeat("x", 300), 404, "not_found", "..."},
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(c.method, c.path, nil))
+		if w.Code != c.status {
+			t.Fatalf("%s %s: %d", c.method, c.path, w.Code)
+		}
+		if c.status == 200 {
+			continue
+		}
+		var p Problem
+		if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Code != c.code || !strings.Contains(p.Detail, c.detail) || len(p.Detail) > 200 {
+			t.Fatalf("%s %s: %s", c.method, c.path, w.Body)
+		}
+		if c.status == 405 && w.Header().Get("Allow") != "GET, HEAD, PUT" {
+			t.Fatalf("Allow %q", w.Header().Get("Allow"))
 		}
 	}
 }

@@ -36,6 +36,7 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/gateway"
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/kit/discovery"
 )
 
@@ -278,7 +279,18 @@ func (s *Sidecar) adminHandler() http.Handler {
 	if s.outbound != nil {
 		mux.Handle("/outbound/", http.StripPrefix("/outbound", admin.Handler(s.outbound, nil)))
 	}
-	return mux
+	// Anything else (the root, a gateway admin path without its prefix)
+	// is a problem details 404 saying where the admin APIs are.
+	return httpx.MuxProblems(mux, "sidecar admin", func(r *http.Request) string {
+		where := "/inbound/admin/..."
+		if s.outbound != nil {
+			where += " or /outbound/admin/..."
+		}
+		if strings.HasPrefix(r.URL.Path, "/admin/") {
+			return fmt.Sprintf("the gateways' admin APIs are under a prefix here: %s (e.g. /inbound%.80s)", where, r.URL.Path)
+		}
+		return "this listener serves /healthz, /sidecar/status, /metrics and " + where
+	})
 }
 
 func addrString(a net.Addr) string {

@@ -416,6 +416,35 @@ slos:
 		t.Fatalf("latency SLO: %+v", st)
 	}
 
+	// The gateway admin paths without their prefix, the root and a wrong
+	// method are problem details saying where things are.
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code, says   string
+	}{
+		{"GET", "/admin/slos", 404, "not_found", "/inbound/admin/slos"},
+		{"GET", "/", 404, "not_found", "/sidecar/status"},
+		{"GET", "/nope?x=1", 404, "not_found", "no sidecar admin endpoint GET /nope"},
+		{"POST", "/healthz", 405, "method_not_allowed", "expected GET or HEAD"},
+		{"GET", "/outbound/admin/status", 404, "not_found", "/inbound/admin/..."},
+		{"GET", "/inbound/admin/nope", 404, "not_found", "no admin endpoint GET /admin/nope"},
+	} {
+		req, _ := http.NewRequest(c.method, "http://"+s.AdminAddr().String()+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var p map[string]any
+		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" ||
+			json.Unmarshal(body, &p) != nil || p["code"] != c.code || p["status"] != float64(c.status) ||
+			!strings.Contains(p["detail"].(string), c.says) {
+			t.Errorf("%s %s: %d %s %s, want %d %s saying %q", c.method, c.path, resp.StatusCode, resp.Header.Get("Content-Type"), body, c.status, c.code, c.says)
+		}
+	}
+
 	_, err := ParseConfig([]byte("service: a\napp: 127.0.0.1:1\nslos:\n  - {name: x, route: api, objective: 99%}\n"), "sc.yaml")
 	if err == nil || !strings.Contains(err.Error(), "sc.yaml:4:") || !strings.Contains(err.Error(), "slos[0].route") {
 		t.Fatalf("error %v, want one located at sc.yaml:4 naming slos[0].route", err)

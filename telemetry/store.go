@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -404,12 +405,20 @@ func (s *Store) TracesPage(q Query) ([]Trace, bool) {
 		q.Limit = 50
 	}
 	s.mu.Lock()
+	// Each trace once: a trace id found in both rings (or twice in one)
+	// is listed as the trace byID holds for it, the one Trace(id) shows.
 	var all []*Trace
+	seen := map[trace.TraceID]bool{}
 	for _, r := range []*ring{&s.recent, &s.kept} {
 		for _, t := range r.buf {
-			if t != nil {
-				all = append(all, t)
+			if t == nil || seen[t.tid] {
+				continue
 			}
+			seen[t.tid] = true
+			if cur := s.byID[t.tid]; cur != nil {
+				t = cur
+			}
+			all = append(all, t)
 		}
 	}
 	s.mu.Unlock()
@@ -479,6 +488,10 @@ func (s *Store) Trace(id string) (Trace, bool) {
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/traces", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("query %.80q: %v: expected name=value pairs, percent-encoded", r.URL.RawQuery, err))
+			return
+		}
 		q := Query{Kind: r.URL.Query().Get("kind")}
 		switch q.Kind {
 		case "", "all", "slow", "error", "kept":
@@ -544,9 +557,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// writeErr answers an RFC 9457 problem details object (httpx.Problem).
-func writeErr(w http.ResponseWriter, code int, msg string) {
-	httpx.WriteProblem(w, code, "", msg)
+// writeErr answers an RFC 9457 problem details object (httpx.Problem)
+// with the code the admin API uses for the status: bad_request (400) or
+// not_found (404).
+func writeErr(w http.ResponseWriter, status int, msg string) {
+	code := "bad_request"
+	if status == http.StatusNotFound {
+		code = "not_found"
+	}
+	httpx.WriteProblem(w, status, code, msg)
 }
 
 // parseTracePos reads a traces cursor's position: UNIXNANO.TRACEID.

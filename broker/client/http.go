@@ -94,16 +94,30 @@ type pageAnswer struct {
 }
 
 // answerErr turns an error answer (status line and JSON body) into the
-// broker's error values.
+// broker's error values. The body is RFC 9457 problem details with the
+// broker's code; its detail is the message (error, which brokers before
+// problem details sent alone, when there is no detail). Only the members
+// it needs are read, so a status sent as a string by some older server
+// does not hide the code.
 func answerErr(status string, data []byte) error {
-	var e broker.ErrorBody
+	var e struct {
+		Detail string `json:"detail"`
+		Code   string `json:"code"`
+		Error  string `json:"error"`
+		Queue  string `json:"queue"`
+		Limit  int    `json:"limit"`
+	}
 	if json.Unmarshal(data, &e) != nil || e.Code == "" {
 		return fmt.Errorf("broker answered %s: %q", status, data)
 	}
 	if e.Code == broker.CodeQueueFull {
 		return &broker.QueueFullError{Queue: e.Queue, Limit: e.Limit}
 	}
-	return codeErr(e.Code, e.Error)
+	msg := e.Detail
+	if msg == "" {
+		msg = e.Error
+	}
+	return codeErr(e.Code, msg)
 }
 
 // codeErr maps an error code of the API to an error that errors.Is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,38 @@ func TestHTTPListInfoRedrive(t *testing.T) {
 	}
 	if _, err := h.StreamInfo(ctx, "nope"); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("unknown stream: %v", err)
+	}
+}
+
+// TestAnswerErrReadsProblemsAndOlderBodies: the client maps an RFC 9457
+// problem's code and detail to the broker's errors, and still reads the
+// {"error","code"} bodies of older brokers and a status sent as a string.
+func TestAnswerErrReadsProblemsAndOlderBodies(t *testing.T) {
+	cases := []struct {
+		body string
+		is   error
+		msg  string
+	}{
+		{`{"type":"about:blank","title":"Not Found","status":404,"detail":"queue \"a\" not found","code":"not_found","error":"queue \"a\" not found"}`, broker.ErrNotFound, `queue "a" not found`},
+		{`{"type":"about:blank","title":"Bad Request","status":400,"detail":"bad limit","code":"bad_request"}`, broker.ErrInvalid, "bad limit"},
+		{`{"error":"old style","code":"forbidden"}`, broker.ErrForbidden, "old style"},
+		{`{"error":"stringy","code":"not_found","status":"404"}`, broker.ErrNotFound, "stringy"},
+	}
+	for _, tc := range cases {
+		err := answerErr("404 Not Found", []byte(tc.body))
+		if !errors.Is(err, tc.is) || err.Error() != tc.msg {
+			t.Errorf("%s: got %v, want %v %q", tc.body, err, tc.is, tc.msg)
+		}
+	}
+	var full *broker.QueueFullError
+	err := answerErr("503", []byte(`{"type":"about:blank","status":503,"detail":"full","code":"queue_full","queue":"q","limit":3}`))
+	if !errors.As(err, &full) || full.Queue != "q" || full.Limit != 3 {
+		t.Fatalf("queue_full: %v", err)
+	}
+	// Not a problem of ours: the status and the body are reported.
+	for _, body := range []string{`<html>`, `{"detail":"no code"}`, `[]`, ``} {
+		if err := answerErr("502 Bad Gateway", []byte(body)); err == nil || !strings.Contains(err.Error(), "502") {
+			t.Errorf("%q: %v", body, err)
+		}
 	}
 }

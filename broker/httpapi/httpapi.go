@@ -140,7 +140,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, broker.ErrorBody{Error: msg, Code: code})
+	writeProblem(w, status, broker.ErrorBody{Code: code, Detail: msg})
+}
+
+// writeProblem answers status with e as RFC 9457 problem details: type,
+// title and status filled in, error the same as detail.
+func writeProblem(w http.ResponseWriter, status int, e broker.ErrorBody) {
+	e.Type, e.Status, e.Error = "about:blank", status, e.Detail
+	if e.Title = http.StatusText(status); e.Title == "" {
+		e.Title = "Error"
+	}
+	h := w.Header()
+	h.Set("Content-Type", httpx.ProblemContentType)
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(e)
 }
 
 // fail maps a broker error to its status and code.
@@ -153,7 +167,7 @@ func fail(w http.ResponseWriter, err error) {
 	var full *broker.QueueFullError
 	if errors.As(err, &full) {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, status, broker.ErrorBody{Error: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
+		writeProblem(w, status, broker.ErrorBody{Detail: err.Error(), Code: code, Queue: full.Queue, Limit: full.Limit})
 		return
 	}
 	msg := err.Error()

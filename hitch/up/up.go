@@ -42,6 +42,7 @@ import (
 	"github.com/switchyard/switchyard/hitch"
 	"github.com/switchyard/switchyard/hitch/identity"
 	"github.com/switchyard/switchyard/hitch/svc"
+	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/kit/discovery"
 	"github.com/switchyard/switchyard/kit/discovery/registry"
 	"github.com/switchyard/switchyard/retry"
@@ -840,19 +841,58 @@ func redactURL(s string) string {
 }
 
 // relayGET answers a GET with what url() answers (status, JSON body up to
-// 4 MiB): read-only operator data for the web app's operator view.
+// 4 MiB): read-only operator data for the web app's operator view. The
+// request's query and If-None-Match go along (a listing's cursor and
+// limit, a conditional read), and the answer's ETag comes back, and its
+// Link rel="next" rewritten to this relay's path (the upstream's path is
+// not served here); a link to any other path is dropped.
 func relayGET(client *http.Client, url func() string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, url(), nil)
+		target := url()
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, target, nil)
+		if err != nil {
+			httpx.WriteProblem(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("query %.80q: %v", r.URL.RawQuery, err))
+			return
+		}
+		if inm := r.Header.Values("If-None-Match"); len(inm) > 0 {
+			req.Header["If-None-Match"] = inm
+		}
 		resp, err := client.Do(req)
 		if err != nil {
-			http.Error(w, "operator data unavailable: "+err.Error(), http.StatusBadGateway)
+			httpx.WriteProblem(w, http.StatusBadGateway, "upstream_unavailable", "operator data unavailable: "+err.Error())
 			return
 		}
 		defer resp.Body.Close()
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-		w.Header().Set("Cache-Control", "no-store")
+		h := w.Header()
+		if ct := resp.Header.Get("Content-Type"); ct != "" {
+			h.Set("Content-Type", ct)
+		}
+		if et := resp.Header.Get("ETag"); et != "" {
+			h.Set("ETag", et)
+		}
+		if next := relayLink(req.URL.Path, r.URL.Path, resp.Header.Values("Link")); next != "" {
+			h.Set("Link", "<"+next+`>; rel="next"`)
+		}
+		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, io.LimitReader(resp.Body, 4<<20))
 	})
+}
+
+// relayLink is the rel="next" target among an upstream's Link values,
+// moved from the upstream's path (from) to the relay's (to), or "" when
+// there is none or it names another path (or another host).
+func relayLink(from, to string, links []string) string {
+	next := httpx.NextLink(links)
+	if next == "" {
+		return ""
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Host != "" || u.Scheme != "" || u.Path != from {
+		return ""
+	}
+	return (&url.URL{Path: to, RawQuery: u.RawQuery}).String()
 }

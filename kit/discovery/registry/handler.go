@@ -21,6 +21,11 @@ const (
 	MaxWait     = 10 * time.Minute
 )
 
+// ListMax is the largest page of GET /v1/services, and the page a request
+// without ?limit= gets (as many as the listing returned before it had
+// pages); more services follow by the answer's Link rel="next".
+const ListMax = 1000
+
 // IndexHeader carries the service's index on every service answer.
 const IndexHeader = "X-Switchyard-Index"
 
@@ -31,7 +36,7 @@ const IndexHeader = "X-Switchyard-Index"
 //	PUT    /v1/services/{service}/instances/{id}/state      {"state":"draining"|"up"}
 //	DELETE /v1/services/{service}/instances/{id}            deregister
 //	GET    /v1/services/{service}[?index=N[&wait=30s]]      instances; with index, block until it changes
-//	GET    /v1/services                                     services and counts
+//	GET    /v1/services[?limit=N&cursor=C]                  services and counts, by name, in pages (Link rel="next", ETag)
 //	GET    /healthz                                         200 while the registry is open
 //
 // Request bodies are capped at discovery.MaxBody bytes and decoded
@@ -117,7 +122,22 @@ func Handler(r *Registry) http.Handler {
 		writeJSON(w, http.StatusOK, snap)
 	})
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"services": r.Services()})
+		p, err := httpx.ParsePage(req, "service", ListMax, ListMax)
+		if err != nil {
+			writeErr(w, req, &httpx.Error{Status: http.StatusBadRequest, Code: "invalid", Msg: err.Error()})
+			return
+		}
+		all := r.Services() // sorted by name, names unique
+		start, end, next := httpx.PageRange(len(all), func(i int) string { return all[i].Name }, p)
+		body, _ := json.Marshal(map[string]any{"services": all[start:end]})
+		body = append(body, '\n')
+		httpx.SetNextLink(w, req, "service", next, p.Limit)
+		w.Header().Set("Cache-Control", "no-cache")
+		if httpx.NotModified(w, req, httpx.ETag(body)) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
