@@ -12,10 +12,16 @@
 //     shared durable pull consumer "sy" (competing consumers). The
 //     queue's settings (visibility, max deliveries, dead-letter queue)
 //     are kept in the stream's description.
-//   - topic NAME: the core NATS subject syt.NAME: live subscribers only,
-//     at most once, as a switchyard topic without bound queues. A topic
-//     needs no declaring; Declare and Delete of a topic do nothing, and
-//     publishing to a topic nobody declared is not an error.
+//   - topic NAME: the core NATS subject syt.NAME. A subscription without
+//     a group is a core NATS subscription: live, at most once. Declare
+//     makes a stream SYT_NAME on the subject with interest retention
+//     (kept until every durable group acked it, nothing kept without
+//     groups), and a subscription with a group is the durable consumer of
+//     that name (DeliverNew when first made; a queue's acks, redelivery
+//     and dead-letter queue NAME.GROUP.dlq). Publishing to a declared
+//     topic is confirmed once the stream stored it; to an undeclared one
+//     (no stream, checked again after 2s) it is a core publish, not an
+//     error. Delete removes the stream and its groups.
 //   - stream NAME: a stream SYS_NAME with limits retention on subject
 //     sys.NAME; a group is a durable consumer of that name, acked per
 //     message (Nack redelivers).
