@@ -387,8 +387,10 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 		_, subject = streamOf(d)
 	}
 	err = b.publishStored(ctx, subject, msgs, now)
-	if err != nil && d.Kind == message.Topic && errors.Is(err, broker.ErrNotFound) {
-		// The topic's stream was deleted (by another process): forget it.
+	if err != nil && d.Kind == message.Topic {
+		// The topic's stream may have been deleted by another process (no
+		// responders, or a timeout while live subscribers hear the
+		// request): look it up again next time.
 		b.mu.Lock()
 		delete(b.topics, d.Name)
 		b.mu.Unlock()
