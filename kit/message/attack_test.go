@@ -2,6 +2,8 @@ package message_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,4 +69,30 @@ func TestRedriveOnlyToQueues(t *testing.T) {
 			t.Errorf("x-original-queue %q: redrove %d to %v, %v", orig, n, ps.pubs, err)
 		}
 	}
+}
+
+// FuzzCheckTopicGroup: an accepted group is a NATS consumer name (no '.',
+// whitespace, '*', '>' or other bytes) and TOPIC.GROUP.dlq a queue name.
+func FuzzCheckTopicGroup(f *testing.F) {
+	for _, g := range []string{"g1", "a b", "a.b", "*", ">", "-x", "_x", "", strings.Repeat("g", 65), "ü"} {
+		f.Add("orders", g)
+	}
+	f.Fuzz(func(t *testing.T, topic, group string) {
+		d, err := message.ParseDest("topic:" + topic)
+		if err != nil {
+			return
+		}
+		if err := message.CheckTopicGroup(d, group); err != nil {
+			if !errors.Is(err, broker.ErrInvalid) {
+				t.Fatalf("%q %q: %v, want broker.ErrInvalid", topic, group, err)
+			}
+			return
+		}
+		if strings.ContainsAny(group, ". \t\r\n*>/\x00") || len(group) == 0 || len(group) > message.MaxTopicGroupLen {
+			t.Fatalf("accepted group %q", group)
+		}
+		if q := message.TopicGroupQueue(d.Name, group) + ".dlq"; !broker.ValidName(q) {
+			t.Fatalf("accepted %q %q, but %q is no queue name", topic, group, q)
+		}
+	})
 }

@@ -68,3 +68,45 @@ func ParseDest(s string) (Dest, error) {
 	}
 	return Dest{Kind: kind, Name: name}, nil
 }
+
+// MaxTopicGroupLen is the longest durable topic group name.
+const MaxTopicGroupLen = 64
+
+// TopicGroupQueue returns the name of the queue that holds a durable
+// topic group's messages where a backend keeps them in one (switchyard:
+// the queue bound to the topic; JetStream: the name its dead letters
+// give as x-original-queue): "TOPIC.GROUP".
+func TopicGroupQueue(topic, group string) string { return topic + "." + group }
+
+// CheckTopicGroup reports whether group may name a durable group of
+// topic d, on every backend alike: 1-64 of letters, digits, '_' and '-',
+// not starting with '-' (a NATS consumer name: no '.', spaces or the
+// wildcards '*' and '>'), and "TOPIC.GROUP" with its ".dlq" at most 200
+// characters (a queue name). The error is broker.ErrInvalid.
+func CheckTopicGroup(d Dest, group string) error {
+	bad := ""
+	switch {
+	case group == "":
+		bad = "is empty"
+	case len(group) > MaxTopicGroupLen:
+		bad = fmt.Sprintf("is %d characters long, at most %d allowed", len(group), MaxTopicGroupLen)
+	case group[0] == '-':
+		bad = "starts with '-'"
+	default:
+		for i := 0; i < len(group); i++ {
+			c := group[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+				bad = fmt.Sprintf("has %q at byte %d", c, i)
+				break
+			}
+		}
+	}
+	if bad == "" && len(TopicGroupQueue(d.Name, group))+len(".dlq") > 200 {
+		bad = fmt.Sprintf("with the topic makes %q plus \".dlq\" longer than 200 characters", TopicGroupQueue(d.Name, group))
+	}
+	if bad != "" {
+		return fmt.Errorf("%w: durable group %q of %s %s: want 1-%d of letters, digits, '_', '-', not starting with '-'",
+			broker.ErrInvalid, group, d, bad, MaxTopicGroupLen)
+	}
+	return nil
+}

@@ -47,7 +47,13 @@ type SubscribeOptions struct {
 	// and not yet settled. Default 256.
 	Prefetch int
 	// Group names the consumer group of a stream source (required there);
-	// members of a group share its position. Queues and topics ignore it.
+	// members of a group share its position. On a topic it makes the
+	// subscription durable (where Features().DurableTopicGroups): the
+	// group keeps the messages published while none of its members runs,
+	// from its first subscription on, and each message goes to one member,
+	// acked, redelivered and dead-lettered as a queue's (see
+	// CheckTopicGroup for the names allowed). Without a group a topic
+	// subscription is live only. Queues ignore it.
 	Group string
 }
 
@@ -91,6 +97,10 @@ type Features struct {
 	// delivered one at a time in publish order, the next only once the
 	// previous one was acked, however many consumers run.
 	KeyOrder bool
+	// DurableTopicGroups: a topic subscription with a Group is durable
+	// (see SubscribeOptions.Group); without it such a subscription is
+	// refused with broker.ErrInvalid, never silently live only.
+	DurableTopicGroups bool
 }
 
 // Acker settles a delivery; backends implement it.
@@ -171,8 +181,8 @@ func (d *Delivery) AckAsync(done func(error)) {
 
 // Nack gives the message back: it is delivered again after delay (0: at
 // once), or dead-lettered once it reached its queue's MaxDeliveries. For
-// a topic Ack and Nack do nothing (a topic neither stores nor
-// redelivers). A second Ack or Nack is ErrSettled.
+// a live topic subscription Ack and Nack do nothing (it neither stores
+// nor redelivers); for a durable topic group they are a queue's. A second Ack or Nack is ErrSettled.
 func (d *Delivery) Nack(ctx context.Context, delay time.Duration) error {
 	if !d.settled.CompareAndSwap(false, true) {
 		return ErrSettled

@@ -103,7 +103,8 @@ func (c RouterConfig) WithDefaults() RouterConfig {
 
 // RouteOptions tune one route.
 type RouteOptions struct {
-	// Group is the consumer group of a stream source.
+	// Group is the consumer group of a stream source, or the durable
+	// group of a topic source (SubscribeOptions.Group).
 	Group string
 	// Concurrency overrides RouterConfig.Concurrency for this route.
 	Concurrency int

@@ -12,10 +12,16 @@
 //     shared durable pull consumer "sy" (competing consumers). The
 //     queue's settings (visibility, max deliveries, dead-letter queue)
 //     are kept in the stream's description.
-//   - topic NAME: the core NATS subject syt.NAME: live subscribers only,
-//     at most once, as a switchyard topic without bound queues. A topic
-//     needs no declaring; Declare and Delete of a topic do nothing, and
-//     publishing to a topic nobody declared is not an error.
+//   - topic NAME: the core NATS subject syt.NAME. A subscription without
+//     a group is a core NATS subscription: live, at most once. Declare
+//     makes a stream SYT_NAME on the subject with interest retention
+//     (kept until every durable group acked it, nothing kept without
+//     groups), and a subscription with a group is the durable consumer of
+//     that name (DeliverNew when first made; a queue's acks, redelivery
+//     and dead-letter queue NAME.GROUP.dlq). Publishing to a declared
+//     topic is confirmed once the stream stored it; to an undeclared one
+//     (no stream, checked again after 2s) it is a core publish, not an
+//     error. Delete removes the stream and its groups.
 //   - stream NAME: a stream SYS_NAME with limits retention on subject
 //     sys.NAME; a group is a durable consumer of that name, acked per
 //     message (Nack redelivers).
@@ -111,6 +117,9 @@ type Backend struct {
 
 	mu       sync.Mutex
 	settings map[string]queueSettings // by stream name; filled by Declare and Subscribe
+	// topics: by topic name, zero for a topic with a stream, else when
+	// its absence is to be checked again.
+	topics map[string]time.Time
 }
 
 var (
@@ -147,15 +156,15 @@ func New(nc *nats.Conn) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
-	return &Backend{nc: nc, js: js, settings: map[string]queueSettings{}}, nil
+	return &Backend{nc: nc, js: js, settings: map[string]queueSettings{}, topics: map[string]time.Time{}}, nil
 }
 
 // JetStream returns the JetStream handle, for what the kit does not cover.
 func (b *Backend) JetStream() natsjs.JetStream { return b.js }
 
 // Features implements messagetest's probe: no key order (see the package
-// doc).
-func (b *Backend) Features() message.Features { return message.Features{} }
+// doc), durable topic groups.
+func (b *Backend) Features() message.Features { return message.Features{DurableTopicGroups: true} }
 
 // Close closes the connection; messages not yet settled come back after
 // their visibility timeout.
@@ -364,23 +373,57 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 	}
 	msgs = broker.WithTraceContext(ctx, msgs) // the caller's span, for the consumer's
 	now := time.Now()
+	subject := ""
 	if d.Kind == message.Topic {
-		for _, m := range msgs {
-			if err := b.nc.PublishMsg(toNats(topicSubject(d.Name), m, now)); err != nil {
-				return fmt.Errorf("publishing to %s: %w", d, pubErr(err))
-			}
+		stored, err := b.topicStored(ctx, d)
+		if err != nil {
+			return fmt.Errorf("publishing to %s: %w", d, err)
 		}
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := b.nc.FlushWithContext(fctx); err != nil {
-			return fmt.Errorf("publishing %d messages to %s: %w", len(msgs), d, err)
+		if !stored {
+			return b.publishLive(ctx, d, msgs, now)
 		}
-		return nil
+		subject = topicSubject(d.Name)
+	} else {
+		_, subject = streamOf(d)
 	}
-	_, subject := streamOf(d)
+	err = b.publishStored(ctx, subject, msgs, now)
+	if err != nil && d.Kind == message.Topic {
+		// The topic's stream may have been deleted by another process (no
+		// responders, or a timeout while live subscribers hear the
+		// request): look it up again next time.
+		b.mu.Lock()
+		delete(b.topics, d.Name)
+		b.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("publishing to %s: %w", d, err)
+	}
+	return nil
+}
+
+// publishLive publishes topic messages on core NATS and flushes them to
+// the server: a topic without a stream (not declared), live subscribers
+// only.
+func (b *Backend) publishLive(ctx context.Context, d message.Dest, msgs []broker.Message, now time.Time) error {
+	for _, m := range msgs {
+		if err := b.nc.PublishMsg(toNats(topicSubject(d.Name), m, now)); err != nil {
+			return fmt.Errorf("publishing to %s: %w", d, pubErr(err))
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("publishing %d messages to %s: %w", len(msgs), d, err)
+	}
+	return nil
+}
+
+// publishStored publishes msgs on subject through JetStream and returns
+// once its stream stored them all.
+func (b *Backend) publishStored(ctx context.Context, subject string, msgs []broker.Message, now time.Time) error {
 	if len(msgs) == 1 {
 		if _, err := b.js.PublishMsg(ctx, toNats(subject, msgs[0], now), natsjs.WithRetryAttempts(0)); err != nil {
-			return fmt.Errorf("publishing to %s: %w", d, pubErr(err))
+			return pubErr(err)
 		}
 		return nil
 	}
@@ -388,7 +431,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 	for _, m := range msgs {
 		f, err := b.js.PublishMsgAsync(toNats(subject, m, now), natsjs.WithRetryAttempts(0))
 		if err != nil {
-			return fmt.Errorf("publishing to %s: %w", d, pubErr(err))
+			return pubErr(err)
 		}
 		futures = append(futures, f)
 	}
@@ -396,12 +439,44 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("publishing message %d of %d to %s: %w", i+1, len(msgs), d, pubErr(err))
+			return fmt.Errorf("message %d of %d: %w", i+1, len(msgs), pubErr(err))
 		case <-ctx.Done():
-			return fmt.Errorf("publishing to %s: %w", d, ctx.Err())
+			return ctx.Err()
 		}
 	}
 	return nil
+}
+
+// topicStream returns the JetStream stream of a declared topic.
+func topicStream(name string) string { return "SYT_" + encName(name) }
+
+// topicNoStreamTTL is how long the adapter trusts that a topic has no
+// stream before it asks again: a topic declared by another process is
+// stored (its stream captures the subject) but not confirmed meanwhile.
+const topicNoStreamTTL = 2 * time.Second
+
+// topicStored reports whether topic d has a stream (it was declared),
+// from the cache or the server.
+func (b *Backend) topicStored(ctx context.Context, d message.Dest) (bool, error) {
+	b.mu.Lock()
+	exp, ok := b.topics[d.Name]
+	b.mu.Unlock()
+	if ok && (exp.IsZero() || time.Now().Before(exp)) {
+		return exp.IsZero(), nil
+	}
+	_, err := b.js.Stream(ctx, topicStream(d.Name))
+	stored := err == nil
+	if err != nil && !errors.Is(err, natsjs.ErrStreamNotFound) {
+		return false, fmt.Errorf("looking up the stream %s of %s: %w", topicStream(d.Name), d, err)
+	}
+	b.mu.Lock()
+	if stored {
+		b.topics[d.Name] = time.Time{}
+	} else {
+		b.topics[d.Name] = time.Now().Add(topicNoStreamTTL)
+	}
+	b.mu.Unlock()
+	return stored, nil
 }
 
 // Declare implements message.Declarer: a queue or stream is a JetStream
@@ -412,6 +487,19 @@ func (b *Backend) Declare(ctx context.Context, dest string, opts message.Declare
 		return err
 	}
 	if d.Kind == message.Topic {
+		// Interest retention: the stream keeps a message until every
+		// durable group acked it, and none when no group exists (live
+		// subscribers read the subject on core NATS).
+		stream := topicStream(d.Name)
+		_, err := b.js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{Name: stream, Subjects: []string{topicSubject(d.Name)},
+			Storage: natsjs.FileStorage, Duplicates: 2 * time.Minute, Retention: natsjs.InterestPolicy,
+			Description: "switchyard-topic"})
+		if err != nil {
+			return fmt.Errorf("declaring %s (stream %s): %w", d, stream, err)
+		}
+		b.mu.Lock()
+		b.topics[d.Name] = time.Time{}
+		b.mu.Unlock()
 		return nil
 	}
 	if opts.Visibility < 0 || opts.Visibility > broker.MaxVisibilityTimeout || opts.MaxDeliveries < 0 ||
@@ -465,6 +553,14 @@ func (b *Backend) Delete(ctx context.Context, dest string) error {
 		return err
 	}
 	if d.Kind == message.Topic {
+		// A topic never declared has no stream: nothing to delete.
+		b.mu.Lock()
+		delete(b.topics, d.Name)
+		b.mu.Unlock()
+		stream := topicStream(d.Name)
+		if err := b.js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, natsjs.ErrStreamNotFound) {
+			return fmt.Errorf("deleting %s (stream %s): %w", d, stream, err)
+		}
 		return nil
 	}
 	stream, _ := streamOf(d)

@@ -19,8 +19,9 @@ import (
 // subscription pulls up to Prefetch messages ahead through a durable
 // consumer ("sy" for a queue, the group for a stream); when ctx ends the
 // consumer is drained and the messages it had buffered are naked for
-// immediate redelivery. A topic subscription is a core NATS subscription;
-// its Ack and Nack do nothing.
+// immediate redelivery. A topic subscription without a group is a core
+// NATS subscription, its Ack and Nack do nothing; with a group it is the
+// group's durable consumer of the topic's stream (declared).
 func (b *Backend) Subscribe(ctx context.Context, source string, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	d, err := message.ParseDest(source)
 	if err != nil {
@@ -32,14 +33,33 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 	if opts.Prefetch <= 0 {
 		opts.Prefetch = 256
 	}
-	if d.Kind == message.Topic {
+	if d.Kind == message.Topic && opts.Group == "" {
 		return b.subscribeTopic(ctx, d, opts, deliver)
 	}
 	stream, _ := streamOf(d)
-	q := &queueSub{b: b, src: d, stream: stream}
+	q := &queueSub{b: b, src: d, stream: stream, queue: d.Name}
 	ccfg := natsjs.ConsumerConfig{Durable: consumerName, AckPolicy: natsjs.AckExplicitPolicy,
 		MaxDeliver: -1, MaxAckPending: max(opts.Prefetch*4, 1024)}
-	if d.Kind == message.Stream {
+	switch d.Kind {
+	case message.Topic:
+		// A durable group: a consumer of the topic's stream named after
+		// the group, from the messages published after it was first made
+		// (as a queue newly bound to a switchyard topic); dead letters go
+		// to queue TOPIC.GROUP.dlq, as a bound queue's would.
+		if err := message.CheckTopicGroup(d, opts.Group); err != nil {
+			return fmt.Errorf("subscribing to %s: %w", d, err)
+		}
+		stream = topicStream(d.Name)
+		q.stream, q.queue = stream, message.TopicGroupQueue(d.Name, opts.Group)
+		q.settings = settingsFor(q.queue, message.DeclareOptions{})
+		ccfg.Durable = opts.Group
+		ccfg.DeliverPolicy = natsjs.DeliverNewPolicy
+		ccfg.AckWait = q.settings.visibility
+		if _, err := b.js.Stream(ctx, stream); errors.Is(err, natsjs.ErrStreamNotFound) {
+			return fmt.Errorf("subscribing to %s as durable group %q: %w: the topic has no stream %s: declare it first",
+				d, opts.Group, broker.ErrNotFound, stream)
+		}
+	case message.Stream:
 		if !broker.ValidName(opts.Group) {
 			return fmt.Errorf("%w: subscribing to %s: group %q: want a name like a queue's", broker.ErrInvalid, d, opts.Group)
 		}
@@ -47,7 +67,7 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 		ccfg.DeliverPolicy = natsjs.DeliverAllPolicy
 		ccfg.AckWait = 30 * time.Second
 		q.settings = queueSettings{deadLetter: broker.NoDeadLetter}
-	} else {
+	default:
 		s, err := b.queueSettings(ctx, d, stream)
 		if err != nil {
 			return err
@@ -112,12 +132,13 @@ func (b *Backend) queueSettings(ctx context.Context, d message.Dest, stream stri
 	return s, nil
 }
 
-// queueSub is one queue or stream subscription.
+// queueSub is one queue, stream or durable topic group subscription.
 type queueSub struct {
 	b        *Backend
 	src      message.Dest
 	stream   string
-	settings queueSettings
+	queue    string        // the name dead letters give as x-original-queue
+	settings queueSettings // maxDeliveries 0: no dead-lettering (streams)
 }
 
 // handle takes one pulled message: naks it if ctx ended, holds back a
@@ -152,7 +173,7 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 		q.deadLetter(context.WithoutCancel(ctx), m, n, "expired")
 		return
 	}
-	if q.src.Kind == message.Queue && n > q.settings.maxDeliveries {
+	if q.settings.maxDeliveries > 0 && n > q.settings.maxDeliveries {
 		q.deadLetter(context.WithoutCancel(ctx), m, n-1, "max_deliveries")
 		return
 	}
@@ -237,7 +258,7 @@ func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, deliveries int,
 	}
 	dm := fromNats(m)
 	dm.Headers[broker.HeaderDeadLetterReason] = reason
-	dm.Headers[broker.HeaderOriginalQueue] = q.src.Name
+	dm.Headers[broker.HeaderOriginalQueue] = q.queue
 	dm.Headers[broker.HeaderDeliveries] = strconv.Itoa(deliveries)
 	nm := toNats("", dm, time.Now())
 	dlq := message.Dest{Kind: message.Queue, Name: q.settings.deadLetter}
@@ -290,7 +311,7 @@ func (a *jsAck) AckAsync(d *message.Delivery, done func(error)) { done(a.Ack(con
 // Nack naks the message with delay, or dead-letters it at the queue's
 // max deliveries.
 func (a *jsAck) Nack(ctx context.Context, _ *message.Delivery, delay time.Duration) error {
-	if a.q.src.Kind == message.Queue && a.n >= a.q.settings.maxDeliveries {
+	if a.q.settings.maxDeliveries > 0 && a.n >= a.q.settings.maxDeliveries {
 		return a.q.deadLetter(ctx, a.m, a.n, "max_deliveries")
 	}
 	var err error

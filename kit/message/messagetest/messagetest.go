@@ -59,6 +59,8 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"RouterShutdownTimeoutInline", withConcurrency(testRouterShutdownTimeout, 1)},
 		{"Cancel", testCancel},
 		{"Topic", testTopic},
+		{"TopicGroup", testTopicGroup},
+		{"TopicGroupNames", testTopicGroupNames},
 		{"StreamGroup", testStreamGroup},
 		{"Errors", testErrors},
 	}
@@ -751,4 +753,176 @@ func testVisibilityDeadLetter(t *testing.T, b Backend, n *names) {
 		t.Fatalf("dead letter %q %v", d.Body, d.Headers)
 	}
 	ack(t, d)
+}
+
+// waitLive publishes pings to topic tp until s receives a message: then
+// s's subscription (live, or a durable group's consumer) exists. Other
+// subscribers of tp get pings too; readUntil skips them.
+func waitLive(t *testing.T, b Backend, tp string, s *sub) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		publish(t, b, tp, body("ping"))
+		select {
+		case d := <-s.ch:
+			ack(t, d)
+			return
+		case err := <-s.done:
+			t.Fatalf("subscription to %s ended: %v", tp, err)
+		case <-time.After(20 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatalf("subscription to %s never received", tp)
+			}
+		}
+	}
+}
+
+// readUntil acks and counts the messages of s by body until one is end
+// (pings not counted).
+func readUntil(t *testing.T, s *sub, end string) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for {
+		d := s.next(t)
+		ack(t, d)
+		switch b := string(d.Body); b {
+		case end:
+			return got
+		case "ping":
+		default:
+			got[b]++
+		}
+	}
+}
+
+// A topic subscription with a group is durable: the group keeps what is
+// published while no member runs, each group gets every message, the
+// members of a group share them; without a group it is live only.
+func testTopicGroup(t *testing.T, b Backend, n *names) {
+	if !b.Features().DurableTopicGroups {
+		t.Skip("backend has no durable topic groups")
+	}
+	const count = 20
+	tp := n.declare("topic", "t", message.DeclareOptions{})
+	g1 := subscribe(t, b, tp, message.SubscribeOptions{Group: "g1"})
+	waitLive(t, b, tp, g1)
+	g2 := subscribe(t, b, tp, message.SubscribeOptions{Group: "g2"})
+	waitLive(t, b, tp, g2)
+	live := subscribe(t, b, tp, message.SubscribeOptions{})
+	waitLive(t, b, tp, live)
+	g1.stop()
+	live.stop()
+
+	var msgs []broker.Message
+	for i := range count {
+		msgs = append(msgs, broker.Message{Body: fmt.Appendf(nil, "m-%02d", i), Headers: map[string]string{"i": fmt.Sprint(i)}})
+	}
+	publish(t, b, tp, msgs...)
+	publish(t, b, tp, body("end"))
+	check := func(who string, got map[string]int) {
+		t.Helper()
+		if len(got) != count {
+			t.Fatalf("%s got %d distinct messages, want %d: %v", who, len(got), count, got)
+		}
+		for i := range count {
+			if k := got[fmt.Sprintf("m-%02d", i)]; k != 1 {
+				t.Fatalf("%s got m-%02d %d times, want once: %v", who, i, k, got)
+			}
+		}
+	}
+	// g2 ran throughout; g1 was down and gets them on its return.
+	check("group g2 (running)", readUntil(t, g2, "end"))
+	g1 = subscribe(t, b, tp, message.SubscribeOptions{Group: "g1"})
+	check("group g1 (restarted)", readUntil(t, g1, "end"))
+
+	// The live subscriber without a group missed them for good.
+	live = subscribe(t, b, tp, message.SubscribeOptions{})
+	waitLive(t, b, tp, live)
+	publish(t, b, tp, body("live-end"))
+	if got := readUntil(t, live, "live-end"); len(got) != 0 {
+		t.Fatalf("live subscriber got %v published while it was down", got)
+	}
+
+	// Two members of g1 share its messages: each once across the group.
+	g1b := subscribe(t, b, tp, message.SubscribeOptions{Group: "g1"})
+	var shared []broker.Message
+	for i := range 2 * count {
+		shared = append(shared, body(fmt.Sprintf("s-%02d", i)))
+	}
+	publish(t, b, tp, shared...)
+	got := map[string]int{}
+	var per [2]int
+	deadline := time.After(wait)
+	for len(got) < 2*count {
+		var d *message.Delivery
+		select {
+		case d = <-g1.ch:
+			per[0]++
+		case d = <-g1b.ch:
+			per[1]++
+		case <-deadline:
+			t.Fatalf("group g1's two members got %d of %d: %v", len(got), 2*count, got)
+		}
+		ack(t, d)
+		if bd := string(d.Body); strings.HasPrefix(bd, "s-") {
+			if got[bd]++; got[bd] > 1 {
+				t.Fatalf("group g1 got %s twice", bd)
+			}
+		}
+	}
+	t.Logf("group g1's members took %d and %d messages (with pings)", per[0], per[1])
+	// g2 got every one of them.
+	publish(t, b, tp, body("end2"))
+	got = readUntil(t, g2, "end2")
+	delete(got, "live-end") // published in the live phase, after g2's end
+	if len(got) != 2*count {
+		t.Fatalf("group g2 got %d distinct of %d shared-phase messages: %v", len(got), 2*count, got)
+	}
+	for k, v := range got {
+		if v != 1 {
+			t.Fatalf("group g2 got %s %d times, want once", k, v)
+		}
+	}
+
+	// A nack redelivers to the group, as a queue's.
+	publish(t, b, tp, body("again"))
+	d := g2.next(t)
+	if string(d.Body) != "again" || d.Deliveries != 1 || d.Source.String() != tp {
+		t.Fatalf("group g2 got %q (deliveries %d, source %s), want again, 1, %s", d.Body, d.Deliveries, d.Source, tp)
+	}
+	if err := d.Nack(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := g2.next(t); string(d.Body) != "again" || d.Deliveries != 2 {
+		t.Fatalf("group g2 redelivery %q deliveries %d, want again, 2", d.Body, d.Deliveries)
+	} else {
+		ack(t, d)
+	}
+}
+
+// Group names of topics are checked alike on every backend (they name a
+// NATS consumer and the queue TOPIC.GROUP).
+func testTopicGroupNames(t *testing.T, b Backend, n *names) {
+	ctx := context.Background()
+	tp := n.declare("topic", "t", message.DeclareOptions{})
+	long := strings.Repeat("g", message.MaxTopicGroupLen+1)
+	for _, g := range []string{"a b", "a.b", "a*", ">", "a>", "-a", "a\x00b", "ü", "a/b", long} {
+		err := b.Subscribe(ctx, tp, message.SubscribeOptions{Group: g}, func(*message.Delivery) {})
+		if !errors.Is(err, broker.ErrInvalid) || !strings.Contains(err.Error(), "durable group") {
+			t.Fatalf("topic group %q: %v, want broker.ErrInvalid naming the durable group", g, err)
+		}
+	}
+	// TOPIC.GROUP.dlq must be a queue name (200 characters).
+	bigTopic := "topic:" + n.prefix + "-" + strings.Repeat("x", 190-len(n.prefix))
+	if err := b.Subscribe(ctx, bigTopic, message.SubscribeOptions{Group: "group"}, func(*message.Delivery) {}); !errors.Is(err, broker.ErrInvalid) {
+		t.Fatalf("topic %d characters long with group: %v, want broker.ErrInvalid", len(bigTopic), err)
+	}
+	if !b.Features().DurableTopicGroups {
+		return
+	}
+	// A durable group needs the topic declared (its storage).
+	err := b.Subscribe(ctx, "topic:"+n.prefix+"-undeclared", message.SubscribeOptions{Group: "g"}, func(*message.Delivery) {})
+	if !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("durable group of an undeclared topic: %v, want broker.ErrNotFound", err)
+	}
 }

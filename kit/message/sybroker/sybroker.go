@@ -150,6 +150,17 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 }
 
 func (b *Backend) subscribeTopic(ctx context.Context, d message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
+	if opts.Group != "" {
+		if err := message.CheckTopicGroup(d, opts.Group); err != nil {
+			return fmt.Errorf("subscribing to %s: %w", d, err)
+		}
+		// The broker's durable fan-out is a queue bound to the topic, but
+		// the native protocol cannot read a topic's bound queues, so a
+		// binding added here would drop the others (DeclareTopic replaces
+		// them all). Refused rather than silently live only.
+		return fmt.Errorf("%w: subscribing to %s as durable group %q: %w: bind a queue to the topic (its queues setting, e.g. %q) and subscribe to that queue",
+			broker.ErrInvalid, d, opts.Group, errors.ErrUnsupported, message.TopicGroupQueue(d.Name, opts.Group))
+	}
 	sub, err := b.conn.SubscribeTopic(ctx, d.Name, client.TopicOptions{Credit: opts.Prefetch})
 	if err != nil {
 		return fmt.Errorf("subscribing to %s: %w", d, err)
