@@ -386,15 +386,7 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 			e := &batch[bi].Events[i]
 			pos++
 			e.Position, e.Time = pos, now
-			if e.ID == "" {
-				e.ID = NewID()
-			}
-			if e.SchemaVersion == 0 {
-				e.SchemaVersion = 1
-			}
-			if len(e.Data) == 0 {
-				e.Data = json.RawMessage("null")
-			}
+			e.fillDefaults()
 			rows = append(rows, e)
 		}
 	}
@@ -462,15 +454,7 @@ func (s *Store) appendOnePG(ctx context.Context, tx *store.Tx, b StreamAppend) e
 	args = append(args, b.Stream, n, now.UnixMilli())
 	for i := range b.Events {
 		e := &b.Events[i]
-		if e.ID == "" {
-			e.ID = NewID()
-		}
-		if e.SchemaVersion == 0 {
-			e.SchemaVersion = 1
-		}
-		if len(e.Data) == 0 {
-			e.Data = json.RawMessage("null")
-		}
+		e.fillDefaults()
 		var md any
 		if len(e.Metadata) > 0 {
 			m, _ := json.Marshal(e.Metadata)
@@ -879,4 +863,18 @@ func nullStr(s string) any {
 		return nil
 	}
 	return s
+}
+
+// fillDefaults gives an event about to be appended what it may leave
+// out: a new ID, schema version 1, JSON null data.
+func (e *Event) fillDefaults() {
+	if e.ID == "" {
+		e.ID = NewID()
+	}
+	if e.SchemaVersion == 0 {
+		e.SchemaVersion = 1
+	}
+	if len(e.Data) == 0 {
+		e.Data = json.RawMessage("null")
+	}
 }
