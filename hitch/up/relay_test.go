@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,7 +61,7 @@ func TestRelayLink(t *testing.T) {
 		{[]string{`<http://evil.example/v1/queues?cursor=abc>; rel="next"`}, ""},
 		{[]string{`<//evil.example/v1/queues>; rel="next"`}, ""},
 		{[]string{`</v1/queues?cursor=abc>; rel="prev"`}, ""},
-		{[]string{`</v1/queues?cursor=a%20b>; rel="next"`}, "/ops/v1/queues?cursor=a%20b"},
+		{[]string{`</v1/queues?cursor=a%20b>; rel="next"`}, "/ops/v1/queues?cursor=a+b"},
 		{nil, ""},
 		{[]string{`garbage`}, ""},
 	} {
@@ -67,4 +69,36 @@ func TestRelayLink(t *testing.T) {
 			t.Errorf("%q: %q, want %q", c.links, got, c.want)
 		}
 	}
+}
+
+// FuzzRelayLink: whatever Link header the broker (or something posing
+// as it) sends, the relayed link is empty or a path-only URL on the
+// relay's own path, with nothing that could end the <...> of the Link
+// header it is written into or split a header.
+func FuzzRelayLink(f *testing.F) {
+	for _, s := range []string{
+		`</v1/queues?cursor=abc&limit=2>; rel="next"`,
+		`<http://evil.example/v1/queues?cursor=abc>; rel="next"`,
+		`<//evil.example/v1/queues>; rel="next"`,
+		`</v1/queues?cursor=a%20b>; rel="next"`,
+		`</v1/queues?cursor=a b>; rel="next"`,
+		`</v1/queues?x=">, <http://evil/>; rel="next"`,
+		"</v1/queues?x=\r\nSet-Cookie: a=b>; rel=\"next\"",
+		`garbage`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, link string) {
+		got := relayLink("/v1/queues", "/ops/v1/queues", []string{link})
+		if got == "" {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != "" || u.Host != "" || u.Path != "/ops/v1/queues" {
+			t.Fatalf("%q relayed as %q: want a path-only URL on /ops/v1/queues", link, got)
+		}
+		if i := strings.IndexFunc(got, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune(`<>"`, r) }); i >= 0 {
+			t.Fatalf("%q relayed as %q: byte %q at %d would break the Link header", link, got, got[i], i)
+		}
+	})
 }

@@ -894,5 +894,11 @@ func relayLink(from, to string, links []string) string {
 	if err != nil || u.Host != "" || u.Scheme != "" || u.Path != from {
 		return ""
 	}
-	return (&url.URL{Path: to, RawQuery: u.RawQuery}).String()
+	// The query is decoded and encoded again: a raw space, quote or
+	// angle bracket in it would break the Link header it goes into.
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return ""
+	}
+	return (&url.URL{Path: to, RawQuery: q.Encode()}).String()
 }
