@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -73,4 +74,44 @@ func TestMuxProblems(t *testing.T) {
 			t.Fatalf("Allow %q", w.Header().Get("Allow"))
 		}
 	}
+}
+
+// FuzzMuxProblems: any method and path a client sends gets the mux's own
+// answer or a 404/405 problem document (valid JSON, its status the
+// response's, Allow on a 405), never a panic or a plain-text page.
+func FuzzMuxProblems(f *testing.F) {
+	for _, s := range [][2]string{{"GET", "/a"}, {"POST", "/a"}, {"GET", "/nope"}, {"BREW", "/a/"}, {"GET", "/a\x00\xff" + strings.Repeat("é", 60)}, {"", ""}} {
+		f.Add(s[0], s[1])
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /a", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) })
+	h := MuxProblems(mux, "test", func(*http.Request) string { return "try /a" })
+	f.Fuzz(func(t *testing.T, method, path string) {
+		r := &http.Request{Method: method, URL: &url.URL{Path: path}, Header: http.Header{}, Host: "x"}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code == 299 {
+			return
+		}
+		if w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
+			// ServeMux itself redirects unclean paths (301/307/308).
+			if w.Code >= 300 && w.Code < 400 {
+				return
+			}
+			t.Fatalf("%q %q: status %d", method, path, w.Code)
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+			t.Fatalf("%q %q: Content-Type %q", method, path, ct)
+		}
+		var p struct {
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Status != w.Code || p.Code == "" {
+			t.Fatalf("%q %q: body %q (%v)", method, path, w.Body.Bytes(), err)
+		}
+		if w.Code == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" {
+			t.Fatalf("%q %q: 405 without Allow", method, path)
+		}
+	})
 }
