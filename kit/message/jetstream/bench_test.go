@@ -3,8 +3,6 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/kit/message"
 	"github.com/switchyard/switchyard/kit/message/jetstream"
+	"github.com/switchyard/switchyard/kit/message/messagetest"
 )
 
 // The pair below measures what the router adds on JetStream: both
@@ -67,7 +66,7 @@ func BenchmarkRawConsume(b *testing.B) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
-	stopProfile := profileTimed(b)
+	stopProfile := messagetest.ProfileTimed(b)
 	// The consumer is made in the timed part, as the router's
 	// subscription makes its own, with the same settings (ack explicit,
 	// MaxAckPending 4 x prefetch, the queue's 30 s visibility as AckWait,
@@ -119,7 +118,7 @@ func benchRouter(b *testing.B, conc int) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
-	stopProfile := profileTimed(b)
+	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(ctx) }()
@@ -148,22 +147,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// profileTimed writes a CPU profile of the timed part only (not the
-// publishing beforehand) to $SWITCHYARD_BENCH_CPUPROFILE, if set; call
-// the function it returns where the timer stops.
-func profileTimed(b *testing.B) func() {
-	path := os.Getenv("SWITCHYARD_BENCH_CPUPROFILE")
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
 }

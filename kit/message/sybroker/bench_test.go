@@ -3,8 +3,6 @@ package sybroker_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/client"
 	"github.com/switchyard/switchyard/kit/message"
+	"github.com/switchyard/switchyard/kit/message/messagetest"
 	"github.com/switchyard/switchyard/kit/message/sybroker"
 )
 
@@ -60,7 +59,7 @@ func BenchmarkRawConsume(b *testing.B) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
-	stopProfile := profileTimed(b)
+	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
@@ -106,7 +105,7 @@ func benchRouter(b *testing.B, conc int) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
-	stopProfile := profileTimed(b)
+	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(ctx) }()
@@ -135,22 +134,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// profileTimed writes a CPU profile of the timed part only (not the
-// publishing beforehand) to $SWITCHYARD_BENCH_CPUPROFILE, if set; call
-// the function it returns where the timer stops.
-func profileTimed(b *testing.B) func() {
-	path := os.Getenv("SWITCHYARD_BENCH_CPUPROFILE")
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
 }
