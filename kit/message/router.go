@@ -37,7 +37,11 @@ type RouterConfig struct {
 	// microsecond of CPU: for handlers that take less, 1 is cheaper).
 	Concurrency int
 	// Prefetch is each subscription's SubscribeOptions.Prefetch. Default
-	// 256.
+	// 256. Beside the Prefetch messages held ahead of the handlers, up to
+	// 3 x Prefetch handled messages of a route may wait for their ack's
+	// answer (switchyard: the fsync of the batch they are in), so a route
+	// has at most 4 x Prefetch messages unsettled, as the JetStream
+	// adapter's MaxAckPending.
 	Prefetch int
 	// ShutdownTimeout bounds how long Run waits, once its ctx ended, for
 	// handlers in flight; then their ctx is cancelled and Run returns
@@ -112,6 +116,15 @@ type RouteOptions struct {
 	// (Router.Use), outermost first.
 	Middleware []Middleware
 }
+
+// settleWindow is how many Prefetch's worth of acks and nacks a route
+// may have in progress before its handlers wait for them. With one, the
+// switchyard adapter's ack request in flight held half the window and
+// the handlers stopped at each fsync: ack-and-wait in batches of about
+// Prefetch/2 (128 receipts per request at the default). With three they
+// go on through the fsync and a request carries about 380 (bench
+// BenchmarkRouter in kit/message/sybroker).
+const settleWindow = 3
 
 // ErrShutdownTimeout is returned by Run when handlers were still running
 // at the shutdown deadline.
@@ -278,7 +291,7 @@ func (r *Router) Run(ctx context.Context) error {
 		if n == 0 {
 			n = r.cfg.Concurrency
 		}
-		rs := &routeState{raw: rt.raw, spanName: "consume " + rt.raw, settling: make(chan struct{}, r.cfg.Prefetch), settles: &inFlight}
+		rs := &routeState{raw: rt.raw, spanName: "consume " + rt.raw, settling: make(chan struct{}, settleWindow*r.cfg.Prefetch), settles: &inFlight}
 		rs.acked = func(err error) {
 			if err != nil {
 				r.report(rs.raw, fmt.Errorf("acking a message: %w", err))
@@ -451,7 +464,7 @@ func (r *Router) subscribe(ctx context.Context, rt *route, deliver func(*Deliver
 
 // handle runs h for d and settles d unless h did. The settling goes on
 // without the worker (AckAsync, or a goroutine for a nack; at most
-// Prefetch at once per route), so that the worker takes the next message
+// settleWindow x Prefetch at once per route), so that the worker takes the next message
 // while the backend makes the ack durable; settles counts them for the
 // shutdown.
 func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Delivery) {

@@ -17,14 +17,17 @@ import (
 
 // The pair below measures what the router adds: both consume b.N
 // messages published beforehand from one queue of a real broker, acking
-// each, with the same prefetch; Raw through broker/client's Consume
-// (batched acks, handler on one goroutine), Router through
-// kit/message's Router (16 handlers, the sybroker ack batcher). Run:
+// each, with at most the same number of messages unsettled (4 x
+// benchPrefetch: the router holds Prefetch ahead of its handlers and up
+// to 3 x Prefetch waiting for their acks; Consume's MaxUnacked bounds
+// both together); Raw through broker/client's Consume (batched acks,
+// handler on one goroutine), Router through kit/message's Router (16
+// handlers, the sybroker ack batcher). Run:
 //
 //	go test -run '^$' -bench . -benchtime 20000x -count 5 ./kit/message/sybroker/
 
-// benchPrefetch and benchConc are the prefetch (both) and the router's
-// handler goroutines.
+// benchPrefetch and benchConc are the router's prefetch and handler
+// goroutines.
 const (
 	benchPrefetch = 256
 	benchConc     = 16
@@ -64,7 +67,7 @@ func BenchmarkRawConsume(b *testing.B) {
 	defer cancel()
 	n := 0
 	var cpu time.Duration
-	err := be.Conn().Consume(ctx, q, client.ConsumeOptions{MaxUnacked: benchPrefetch}, func(broker.Delivery) error {
+	err := be.Conn().Consume(ctx, q, client.ConsumeOptions{MaxUnacked: 4 * benchPrefetch}, func(broker.Delivery) error {
 		if n++; n == b.N {
 			// Counted up to the last message handled, as the
 			// router's (not the shutdown after it).
