@@ -57,7 +57,16 @@ func benchQueue(b *testing.B) (*jetstream.Backend, string) {
 	return be, q
 }
 
-func BenchmarkRawConsume(b *testing.B) {
+func BenchmarkRawConsume(b *testing.B) { benchRaw(b, 1) }
+
+// BenchmarkRawConsume16 is the raw client with 16 handler goroutines, as
+// the router's default Concurrency: nats.go's callback hands each message
+// to one of them over a channel and the worker acks it (what a user of
+// the raw client writes for 16 handlers at once). The router's 16 pay the
+// same hand-over; this is its like-for-like baseline.
+func BenchmarkRawConsume16(b *testing.B) { benchRaw(b, benchConc) }
+
+func benchRaw(b *testing.B, conc int) {
 	be, q := benchQueue(b)
 	ctx := context.Background()
 	stream := "SYQ_" + q[len("queue:"):]
@@ -77,12 +86,36 @@ func BenchmarkRawConsume(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cc, err := cons.Consume(func(m natsjs.Msg) {
+	handle := func(m natsjs.Msg) {
 		m.Ack()
 		if n.Add(1) == int64(b.N) {
 			close(done)
 		}
-	}, natsjs.PullMaxMessages(benchPrefetch))
+	}
+	callback := handle
+	if conc > 1 {
+		work, quit := make(chan natsjs.Msg), make(chan struct{})
+		defer close(quit) // after cc.Stop: no send on a closed work
+		for range conc {
+			go func() {
+				for {
+					select {
+					case m := <-work:
+						handle(m)
+					case <-quit:
+						return
+					}
+				}
+			}()
+		}
+		callback = func(m natsjs.Msg) {
+			select {
+			case work <- m:
+			case <-quit:
+			}
+		}
+	}
+	cc, err := cons.Consume(callback, natsjs.PullMaxMessages(benchPrefetch))
 	if err != nil {
 		b.Fatal(err)
 	}
