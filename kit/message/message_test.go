@@ -3,8 +3,10 @@ package message_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -296,5 +298,92 @@ func TestOpenUnknownScheme(t *testing.T) {
 	_, err := message.Open(context.Background(), "kafka://x:1")
 	if !errors.Is(err, broker.ErrInvalid) || !strings.Contains(err.Error(), `"kafka"`) {
 		t.Fatalf("Open: %v", err)
+	}
+}
+
+// heldAcker is an AsyncAcker whose acks are answered only once released,
+// as a broker's during a slow fsync; after release at once.
+type heldAcker struct {
+	mu       sync.Mutex
+	pending  []func(error)
+	acked    int
+	released bool
+}
+
+func (a *heldAcker) Ack(context.Context, *message.Delivery) error { return errors.New("want AckAsync") }
+func (a *heldAcker) Nack(context.Context, *message.Delivery, time.Duration) error {
+	return errors.New("unexpected nack")
+}
+
+func (a *heldAcker) AckAsync(_ *message.Delivery, done func(error)) {
+	a.mu.Lock()
+	if !a.released {
+		a.pending = append(a.pending, done)
+		a.mu.Unlock()
+		return
+	}
+	a.acked++
+	a.mu.Unlock()
+	done(nil)
+}
+
+// release answers the acks held so far, and the next ones at once.
+func (a *heldAcker) release() {
+	a.mu.Lock()
+	p := a.pending
+	a.pending, a.acked, a.released = nil, a.acked+len(p), true
+	a.mu.Unlock()
+	for _, done := range p {
+		done(nil)
+	}
+}
+
+// TestRouterHandlesThroughSlowAcks: while acks wait for the backend (a
+// switchyard fsync), the handlers go on for 3 x Prefetch messages. With
+// a window of Prefetch they stopped after Prefetch, and on switchyard each
+// batched ack request carried half the window.
+func TestRouterHandlesThroughSlowAcks(t *testing.T) {
+	for _, conc := range []int{1, 4} {
+		t.Run(fmt.Sprintf("concurrency %d", conc), func(t *testing.T) {
+			const prefetch = 8
+			sub := make(chanSub)
+			r, err := message.NewRouter(sub, message.RouterConfig{Prefetch: prefetch, Concurrency: conc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var handled atomic.Int64
+			r.Handle("q", func(context.Context, *message.Delivery) error { handled.Add(1); return nil }, message.RouteOptions{})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			a := &heldAcker{}
+			const n = 3 * prefetch
+			deadline := time.After(20 * time.Second)
+			for i := range n {
+				select {
+				case sub <- message.NewDelivery(message.Dest{Kind: message.Queue, Name: "q"}, broker.Message{}, 1, time.Time{}, a):
+				case <-deadline:
+					t.Fatalf("the router took %d messages with every ack held; want %d", i, n)
+				}
+			}
+			for handled.Load() < n {
+				select {
+				case <-deadline:
+					t.Fatalf("handled %d messages with every ack held; want %d", handled.Load(), n)
+				case <-time.After(time.Millisecond):
+				}
+			}
+			// Shutdown waits for the acks in progress.
+			cancel()
+			a.release()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if a.acked != n {
+				t.Fatalf("%d acked, want %d", a.acked, n)
+			}
+		})
 	}
 }
