@@ -16,8 +16,10 @@ import (
 // BenchmarkAppend measures the event store's append throughput against
 // the database's own ceiling: the same rows, in a table of the same
 // shape (primary key, unique id, unique stream+version), written with
-// plain multi-row INSERTs in one transaction per batch, with the same
-// durability (the same database handle and settings). Each iteration
+// one plain multi-row INSERT per batch, a transaction of its own (one
+// round trip: on PostgreSQL Append is one too; until the event store's
+// was, the ceiling ran BEGIN, INSERT, COMMIT), with the same durability
+// (the same database handle and settings). Each iteration
 // does one of each, alternated, so load from elsewhere on the machine
 // hits both alike; the metrics are each side's events/s and the event
 // store's share of the ceiling in percent.
@@ -92,11 +94,7 @@ func benchAppend(b *testing.B, db *store.DB, batch int) {
 			pos++
 			args = append(args, pos, stream, j+1, eventstore.NewID(), "RideFinished", 1, string(benchData), nil, nil, "req-1", now)
 		}
-		err := db.InTx(ctx, func(tx *store.Tx) error {
-			_, err := tx.Exec(ctx, q.String(), args...)
-			return err
-		})
-		if err != nil {
+		if _, err := db.Exec(ctx, q.String(), args...); err != nil {
 			b.Fatal(err)
 		}
 		ceilTime += time.Since(start)
