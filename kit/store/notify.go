@@ -91,7 +91,7 @@ func (db *DB) notifyLater(channel string) {
 // once; under load, commits within a gap share one send, which costs
 // the server a transaction of its own. Listeners in other processes
 // hear of a commit at most about this much later.
-var NotifyGap = time.Millisecond
+const NotifyGap = time.Millisecond
 
 // signal wakes this process's listeners of channel.
 func (db *DB) signal(channel string) {
