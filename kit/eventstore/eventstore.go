@@ -180,6 +180,15 @@ var migrations = []store.Migration{{
 	Postgres: `DO $$ BEGIN IF (SELECT position FROM sy_event_head WHERE id = 1) > (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16) THEN RAISE EXCEPTION 'eventstore migration 2: the stored positions reach the transaction-id range (more than 65536 events per transaction id so far)'; END IF; END $$;
 	ALTER TABLE sy_event_streams ADD COLUMN xid BIGINT NOT NULL DEFAULT 0;
 	DROP TABLE sy_event_head;`,
+}, {
+	// PostgreSQL: an append is one statement (in its own transaction
+	// when it is not in the caller's), so a refusal the statement finds
+	// (this transaction is older than the stream's last appender, or its
+	// positions run out) must fail the statement itself, not only be
+	// reported to the caller: this function raises the error.
+	Version: 3, Name: "postgres: appends refused inside the statement",
+	SQLite:   `SELECT 1;`,
+	Postgres: `CREATE FUNCTION sy_event_append_refused(me BIGINT, xid BIGINT, used BIGINT, n BIGINT) RETURNS BOOLEAN LANGUAGE plpgsql AS $$ BEGIN IF xid <> me THEN RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = format('this transaction (id %s) is older than the stream''s last appender (id %s), whose events its own would sort before; retry the transaction', me, xid); END IF; RAISE EXCEPTION USING ERRCODE = '54000', MESSAGE = format('%s events in one transaction; PostgreSQL takes at most 65535 per transaction (append in several)', used + n); END $$;`,
 }}
 
 // On PostgreSQL a position is the appending transaction's id shifted
@@ -271,6 +280,9 @@ func (s *Store) upcast(e Event) (Event, error) {
 // stream is at version expected. It returns the stream's new version.
 // The events get their Version, Position, Time (and ID when empty).
 func (s *Store) Append(ctx context.Context, stream string, expected Expected, events ...Event) (int64, error) {
+	if s.db.Dialect == store.Postgres && len(events) > 0 && len(events) <= perInsertPG {
+		return s.appendAutoPG(ctx, stream, expected, events)
+	}
 	var v int64
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
 		var err error
@@ -309,41 +321,51 @@ func (s *Store) AppendTx(ctx context.Context, tx *store.Tx, stream string, expec
 	return events[len(events)-1].Version, nil
 }
 
-// AppendManyTx is AppendMany inside the caller's transaction. The
-// Events slices are filled in place with what the store assigned.
-func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAppend) error {
+// validate checks batch before anything is written and returns its
+// number of events.
+func validate(batch []StreamAppend) (int, error) {
 	total := 0
 	for _, b := range batch {
 		if b.Stream == "" {
-			return errors.New("eventstore: append: empty stream name")
+			return 0, errors.New("eventstore: append: empty stream name")
 		}
 		if b.Expected < Any {
-			return fmt.Errorf("eventstore: append to %q: expected version %d; want Any (-1), NoStream (0) or a version", b.Stream, b.Expected)
+			return 0, fmt.Errorf("eventstore: append to %q: expected version %d; want Any (-1), NoStream (0) or a version", b.Stream, b.Expected)
 		}
 		if !cleanText(b.Stream) {
-			return fmt.Errorf("eventstore: append: stream name %q: want UTF-8 text without NUL bytes", b.Stream)
+			return 0, fmt.Errorf("eventstore: append: stream name %q: want UTF-8 text without NUL bytes", b.Stream)
 		}
 		for i, e := range b.Events {
 			if e.Type == "" {
-				return fmt.Errorf("eventstore: append to %q: event %d has no type", b.Stream, i)
+				return 0, fmt.Errorf("eventstore: append to %q: event %d has no type", b.Stream, i)
 			}
 			if !cleanText(e.Type) || !cleanText(e.ID) || !cleanText(e.CausationID) || !cleanText(e.CorrelationID) {
-				return fmt.Errorf("eventstore: append to %q: event %d (%q): type and ids must be UTF-8 text without NUL bytes", b.Stream, i, e.Type)
+				return 0, fmt.Errorf("eventstore: append to %q: event %d (%q): type and ids must be UTF-8 text without NUL bytes", b.Stream, i, e.Type)
 			}
 			for k, v := range e.Metadata {
 				if !cleanText(k) || !cleanText(v) {
-					return fmt.Errorf("eventstore: append to %q: event %d (%s): metadata %q: want UTF-8 text without NUL bytes", b.Stream, i, e.Type, k)
+					return 0, fmt.Errorf("eventstore: append to %q: event %d (%s): metadata %q: want UTF-8 text without NUL bytes", b.Stream, i, e.Type, k)
 				}
 			}
 			if len(e.Data) > 0 && !json.Valid(e.Data) {
-				return fmt.Errorf("eventstore: append to %q: event %d (%s): data is not valid JSON", b.Stream, i, e.Type)
+				return 0, fmt.Errorf("eventstore: append to %q: event %d (%s): data is not valid JSON", b.Stream, i, e.Type)
 			}
 		}
 		total += len(b.Events)
 	}
+	return total, nil
+}
+
+// AppendManyTx is AppendMany inside the caller's transaction. The
+// Events slices are filled in place with what the store assigned.
+func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAppend) error {
+	total, err := validate(batch)
+	if err != nil {
+		return err
+	}
 	var pos int64 // the position before this append's first event
 	if tx.Dialect() == store.Postgres && len(batch) == 1 && total > 0 && total <= perInsertPG {
-		return s.appendOnePG(ctx, tx, batch[0])
+		return s.appendOnePG(ctx, tx.Tx, false, batch[0], func() { tx.NotifyAfterCommit(Channel) })
 	}
 	if tx.Dialect() == store.Postgres {
 		var err error
@@ -428,30 +450,92 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 	return tx.Notify(ctx, Channel)
 }
 
-// perInsertPG is the most events appendOnePG takes (8 parameters each).
+// perInsertPG is the most events appendOnePG takes (7 parameters each).
 const perInsertPG = 500
 
+// appendAutoPG is Append on PostgreSQL: one statement in a transaction
+// of its own (no BEGIN and COMMIT round trips), retried like InTx
+// retries a transaction when it fails with a serialization failure.
+func (s *Store) appendAutoPG(ctx context.Context, stream string, expected Expected, events []Event) (int64, error) {
+	b := StreamAppend{Stream: stream, Expected: expected, Events: events}
+	if _, err := validate([]StreamAppend{b}); err != nil {
+		return 0, err
+	}
+	var err error
+	for attempt := 0; attempt < store.MaxAttempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(1<<min(attempt, 6)) * time.Millisecond):
+			case <-ctx.Done():
+				return 0, errors.Join(ctx.Err(), err)
+			}
+		}
+		err = s.appendOnePG(ctx, s.db.DB, true, b, func() { s.db.NotifyCommitted(Channel) })
+		if err == nil {
+			return events[len(events)-1].Version, nil
+		}
+		if !store.IsRetryable(err) {
+			return 0, err
+		}
+	}
+	return 0, err
+}
+
+// rowQuerier runs a statement with PostgreSQL's own placeholders ($1,
+// ...): a *sql.DB (a transaction of its own) or a *sql.Tx.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// pgAppendKey names one shape of appendOnePG's statement.
+type pgAppendKey struct {
+	kind int // 0 Any, 1 NoStream, 2 an exact version
+	n    int // events
+	auto bool
+}
+
+// pgAppendSQL caches appendOnePG's statements for small appends (built
+// once, not per append).
+var pgAppendSQL sync.Map // pgAppendKey -> string
+
+const pgAppendCached = 16
+
 // appendOnePG appends to one stream on PostgreSQL in one statement:
-// check and advance the stream, learn this transaction's id and how
-// many events it appended before, insert the events. Round trips are
-// most of a small append's cost; this one costs what a plain INSERT
-// does, plus the commit's wake-up.
-func (s *Store) appendOnePG(ctx context.Context, tx *store.Tx, b StreamAppend) error {
-	n := int64(len(b.Events))
+// check and advance the stream, learn this transaction's id (and, in
+// the caller's transaction, how many events it appended before), insert
+// the events. A refusal found on the way (the stream's last appender is
+// younger, or the transaction's positions run out) fails the statement
+// (sy_event_append_refused raises), so nothing of it stays; a version
+// conflict inserts nothing and returns no row. auto says q is the
+// database, the statement a transaction of its own; committed runs
+// after a success. Round trips are most of a small append's cost: in a
+// transaction of its own this one costs one, as a plain autocommit
+// INSERT does, plus the commit's wake-up.
+func (s *Store) appendOnePG(ctx context.Context, q rowQuerier, auto bool, b StreamAppend, committed func()) error {
+	n := len(b.Events)
+	kind := 2
+	switch b.Expected {
+	case Any:
+		kind = 0
+	case NoStream:
+		kind = 1
+	}
+	key := pgAppendKey{kind, n, auto}
+	var stmt string
+	if v, ok := pgAppendSQL.Load(key); ok {
+		stmt = v.(string)
+	} else {
+		stmt = buildAppendPG(key)
+		if n <= pgAppendCached {
+			pgAppendSQL.Store(key, stmt)
+		}
+	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	adv, args := advanceSQL(store.Postgres, b.Stream, b.Expected, n)
-	var q strings.Builder
-	q.WriteString("WITH s AS (")
-	q.WriteString(adv)
-	q.WriteString("), x AS (SELECT pg_current_xact_id()::text::bigint AS me), ")
-	// b: the stream's new version and the position before the first
-	// event, only when the stream's order allows this transaction and
-	// the events fit its range (else nothing is inserted and the checks
-	// below say why).
-	q.WriteString("b AS (SELECT s.version, l.last FROM s, x, LATERAL (SELECT COALESCE(MAX(position), x.me << 16) AS last FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16)) l WHERE s.xid = x.me AND l.last + ? < ((x.me + 1) << 16)), ")
-	args = append(args, n)
-	q.WriteString("ins AS (INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, metadata, causation_id, correlation_id, created_ms) SELECT b.last + v.i, ?, b.version - ? + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, ? FROM b, (VALUES ")
-	args = append(args, b.Stream, n, now.UnixMilli())
+	args := make([]any, 0, 4+7*n)
+	args = append(args, b.Stream, int64(n), now.UnixMilli())
+	if kind == 2 {
+		args = append(args, int64(b.Expected))
+	}
 	for i := range b.Events {
 		e := &b.Events[i]
 		e.fillDefaults()
@@ -460,20 +544,15 @@ func (s *Store) appendOnePG(ctx context.Context, tx *store.Tx, b StreamAppend) e
 			m, _ := json.Marshal(e.Metadata)
 			md = string(m)
 		}
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?::bigint, ?::text, ?::text, ?::integer, ?::text, ?::text, ?::text, ?::text)")
-		args = append(args, i+1, e.ID, e.Type, e.SchemaVersion, string(e.Data), md, nullStr(e.CausationID), nullStr(e.CorrelationID))
+		args = append(args, e.ID, e.Type, e.SchemaVersion, string(e.Data), md, nullStr(e.CausationID), nullStr(e.CorrelationID))
 	}
-	q.WriteString(") AS v (i, id, type, sv, data, md, caus, corr) RETURNING 1) ")
-	q.WriteString("SELECT s.version, s.xid, x.me, COALESCE((SELECT last FROM b), -1), (SELECT COUNT(*) FROM ins) FROM s, x")
-	var v, xid, me, last, inserted int64
-	err := tx.QueryRow(ctx, q.String(), args...).Scan(&v, &xid, &me, &last, &inserted)
+	var v, last, inserted int64
+	err := q.QueryRowContext(ctx, stmt, args...).Scan(&v, &last, &inserted)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		actual, err := s.StreamVersionTx(ctx, tx, b.Stream)
-		if err != nil {
+		var actual int64
+		err := q.QueryRowContext(ctx, "SELECT version FROM sy_event_streams WHERE stream = $1", b.Stream).Scan(&actual)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		return &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
@@ -481,17 +560,55 @@ func (s *Store) appendOnePG(ctx context.Context, tx *store.Tx, b StreamAppend) e
 		return fmt.Errorf("eventstore: append: an event id is already stored (ids must be unique): %w", err)
 	case err != nil:
 		return fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
-	case xid != me:
-		return orderConflict(b.Stream, me, xid)
-	case last < 0 || inserted != n:
-		return fmt.Errorf("eventstore: append to %q: %d events do not fit in this transaction; PostgreSQL takes at most %d per transaction (append in several)", b.Stream, n, maxPerTx)
+	case inserted != int64(n):
+		return fmt.Errorf("eventstore: append to %q: %d of %d events inserted", b.Stream, inserted, n)
 	}
 	for i := range b.Events {
 		e := &b.Events[i]
-		e.Stream, e.Version, e.Position, e.Time = b.Stream, v-n+int64(i)+1, last+int64(i)+1, now
+		e.Stream, e.Version, e.Position, e.Time = b.Stream, v-int64(n)+int64(i)+1, last+int64(i)+1, now
 	}
-	tx.NotifyAfterCommit(Channel)
+	committed()
 	return nil
+}
+
+// buildAppendPG writes appendOnePG's statement. Parameters: $1 the
+// stream, $2 the number of events, $3 the time, [$4 the expected
+// version], then 7 per event.
+func buildAppendPG(k pgAppendKey) string {
+	const me = "pg_current_xact_id()::text::bigint"
+	var q strings.Builder
+	q.WriteString("WITH s AS (")
+	p := 4
+	switch k.kind {
+	case 0:
+		q.WriteString("INSERT INTO sy_event_streams (stream, version, xid) VALUES ($1, $2, " + me + ") ON CONFLICT (stream) DO UPDATE SET version = sy_event_streams.version + excluded.version, xid = GREATEST(sy_event_streams.xid, excluded.xid) RETURNING version, xid")
+	case 1:
+		q.WriteString("INSERT INTO sy_event_streams (stream, version, xid) VALUES ($1, $2, " + me + ") ON CONFLICT (stream) DO NOTHING RETURNING version, xid")
+	default:
+		q.WriteString("UPDATE sy_event_streams SET version = version + $2, xid = GREATEST(xid, " + me + ") WHERE stream = $1 AND version = $4 RETURNING version, xid")
+		p = 5
+	}
+	q.WriteString("), x AS (SELECT " + me + " AS me), ")
+	// b: the stream's new version and the position before the first
+	// event; a row only when the stream's order allows this transaction
+	// and the events fit its range, else the statement fails.
+	if k.auto {
+		// Nothing appended before in this transaction.
+		q.WriteString("b AS (SELECT s.version, x.me << 16 AS last FROM s, x WHERE CASE WHEN s.xid = x.me THEN true ELSE sy_event_append_refused(x.me, s.xid, 0, $2) END), ")
+	} else {
+		q.WriteString("b AS (SELECT s.version, l.last FROM s, x, LATERAL (SELECT COALESCE(MAX(position), x.me << 16) AS last FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16)) l WHERE CASE WHEN s.xid = x.me AND l.last + $2 < ((x.me + 1) << 16) THEN true ELSE sy_event_append_refused(x.me, s.xid, l.last - (x.me << 16), $2) END), ")
+	}
+	q.WriteString("ins AS (INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, metadata, causation_id, correlation_id, created_ms) SELECT b.last + v.i, $1, b.version - $2 + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, $3 FROM b, (VALUES ")
+	for i := 0; i < k.n; i++ {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		fmt.Fprintf(&q, "(%d::bigint, $%d::text, $%d::text, $%d::integer, $%d::text, $%d::text, $%d::text, $%d::text)", i+1, p, p+1, p+2, p+3, p+4, p+5, p+6)
+		p += 7
+	}
+	q.WriteString(") AS v (i, id, type, sv, data, md, caus, corr) RETURNING 1) ")
+	q.WriteString("SELECT s.version, (SELECT last FROM b), (SELECT COUNT(*) FROM ins) FROM s")
+	return q.String()
 }
 
 // takePG checks and advances the streams of batch on PostgreSQL and

@@ -229,3 +229,38 @@ func TestTransactionPositionsRunOut(t *testing.T) {
 		t.Fatalf("after the refused transactions: %+v %v", all, err)
 	}
 }
+
+// A refused append (here: its transaction is older than the stream's
+// last appender) fails the statement itself, so the caller's
+// transaction is aborted: a caller that ignores the error cannot commit
+// the stream's advanced version without its events.
+func TestRefusedAppendAbortsTransaction(t *testing.T) {
+	db := storetest.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := open(t, db)
+	var appendErr error
+	err := db.InTx(ctx, func(tx *store.Tx) error {
+		var xid string
+		if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+			return err
+		}
+		if _, err := s.Append(ctx, "acct", eventstore.NoStream, ev(t, "Opened", nil)); err != nil {
+			return err
+		}
+		_, appendErr = s.AppendTx(ctx, tx, "acct", eventstore.Any, ev(t, "Deposited", nil))
+		return nil // ignores the error and tries to commit
+	})
+	if !store.IsRetryable(appendErr) {
+		t.Fatalf("AppendTx in the older transaction: %v; want a serialization failure", appendErr)
+	}
+	if err == nil {
+		t.Fatal("the transaction whose append was refused committed")
+	}
+	if v, err := s.StreamVersion(ctx, "acct"); err != nil || v != 1 {
+		t.Fatalf("stream version %d (%v), want 1", v, err)
+	}
+	if all, err := s.ReadAll(ctx, 0, 0); err != nil || len(all) != 1 {
+		t.Fatalf("ReadAll: %+v %v", all, err)
+	}
+}

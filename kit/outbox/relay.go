@@ -133,8 +133,23 @@ type Relay struct {
 	mu   sync.Mutex
 	held map[int]store.Lease // partitions this replica leads
 
-	roundMu    sync.Mutex   // held by a round from its read to its publish's end
-	roundStart atomic.Int64 // unix ns when the round in progress began; 0 between rounds
+	roundMu sync.Mutex // held by a round's read and the start of its publish
+
+	// Rounds in flight: a round's publish runs beside the next rounds'
+	// reads and publishes (up to maxInFlight at once), so a message
+	// committed while a batch waits for its confirm goes out at once
+	// instead of after it. A later round skips the rows in flight and
+	// every row whose key (per destination) has one in flight, so a key's
+	// messages are never out at once: if a batch fails, its rows and
+	// every later row of its keys are published again in order.
+	flightMu   sync.Mutex
+	flight     sync.WaitGroup
+	flightSem  chan struct{}           // a slot per round in flight
+	flightIDs  map[int64]struct{}      // rows being published
+	flightKeys map[string]int          // dest + NUL + key -> rows being published
+	flightAt   map[*struct{}]time.Time // each round in flight: when it began
+	freed      chan struct{}           // a round in flight ended (capacity 1)
+	failed     atomic.Bool             // a round in flight failed: back off
 
 	// Deletes of confirmed messages run beside the next round's publish
 	// (on SQLite a delete may queue for the write lock behind the
@@ -176,6 +191,9 @@ func NewRelay(ctx context.Context, db *store.DB, pub Publisher, opts RelayOption
 	r := &Relay{db: db, pub: pub, opts: opts.withDefaults(), held: map[int]store.Lease{}, pending: map[int64]struct{}{},
 		tracer: tp.Tracer("github.com/switchyard/switchyard/kit/outbox")}
 	r.delDone = sync.NewCond(&r.delMu)
+	r.flightSem = make(chan struct{}, maxInFlight)
+	r.flightIDs, r.flightKeys, r.flightAt = map[int64]struct{}{}, map[string]int{}, map[*struct{}]time.Time{}
+	r.freed = make(chan struct{}, 1)
 	return r, nil
 }
 
@@ -214,6 +232,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	deleterDone := make(chan struct{})
 	go func() { defer close(deleterDone); r.deleter(ctx) }()
 	defer func() { close(r.delStop); <-deleterDone }()
+	defer r.flight.Wait() // the rounds in flight queue their deletes first
 	// Leases are kept by a goroutine of their own, so that a renewal
 	// queued behind the service's transactions (SQLite's one writer)
 	// never holds up publishing.
@@ -228,12 +247,17 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, err := r.round(ctx)
+		n, sent, err := r.round(ctx)
+		if r.failed.Swap(false) && err == nil {
+			err = errFailedInFlight
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			r.fail(ctx, err)
+			if err != errFailedInFlight {
+				r.fail(ctx, err)
+			}
 			backoff = min(max(2*backoff, 50*time.Millisecond), o.MaxBackoff)
 			if !sleep(ctx, backoff) {
 				return ctx.Err()
@@ -241,13 +265,20 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		if n >= o.Batch {
+		if n >= o.Batch && sent > 0 {
 			continue // more may be waiting
+		}
+		// Rows skipped because their key was in flight go when that
+		// round ends (freed); anything else waits for a wake-up.
+		var freed <-chan struct{}
+		if sent < n {
+			freed = r.freed
 		}
 		t := time.NewTimer(o.PollInterval)
 		select {
 		case <-wake:
 		case <-kick:
+		case <-freed:
 		case <-t.C:
 		case <-ctx.Done():
 		}
@@ -264,8 +295,8 @@ func (r *Relay) keepLeases(ctx context.Context, kick chan<- struct{}) {
 		// A publishing loop stuck in one round (a broker that never
 		// answers) must not keep its partitions: renew nothing, so that
 		// the other replicas take them over after the TTL.
-		if st := r.roundStart.Load(); st != 0 && time.Since(time.Unix(0, st)) > r.opts.LeaseTTL/2 {
-			r.fail(ctx, fmt.Errorf("outbox relay: a publish round has run for %s; letting the leases lapse", time.Since(time.Unix(0, st)).Round(time.Millisecond)))
+		if st := r.oldestRound(); !st.IsZero() && time.Since(st) > r.opts.LeaseTTL/2 {
+			r.fail(ctx, fmt.Errorf("outbox relay: a publish round has run for %s; letting the leases lapse", time.Since(st).Round(time.Millisecond)))
 		} else if err := r.rebalance(ctx); err != nil {
 			r.fail(ctx, err)
 		}
@@ -376,6 +407,7 @@ func (r *Relay) rebalance(ctx context.Context) error {
 		// publishing them finish, and its rows be deleted, so that their
 		// next leader does not publish them again.
 		r.roundMu.Lock()
+		r.flight.Wait()
 		r.roundMu.Unlock()
 		r.flushDeletes()
 		for _, p := range extra {
@@ -432,16 +464,50 @@ type row struct {
 	msg     broker.Message
 }
 
-// round publishes one batch of the partitions this replica leads and
-// deletes what the broker confirmed. It returns how many rows it read.
-func (r *Relay) round(ctx context.Context) (int, error) {
+// maxInFlight is how many rounds may publish at once.
+const maxInFlight = 4
+
+// errFailedInFlight says a round in flight failed (reported already):
+// the publishing loop backs off.
+var errFailedInFlight = errors.New("outbox relay: a round in flight failed")
+
+// oldestRound is when the oldest round in flight began (zero: none).
+func (r *Relay) oldestRound() time.Time {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	var first time.Time
+	for _, t := range r.flightAt {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first
+}
+
+func flightKey(rw row) string { return rw.dst + "\x00" + rw.msg.Key }
+
+// round reads one batch of the partitions this replica leads and starts
+// publishing it (the confirmed rows are then queued for deletion),
+// without waiting for the broker: it returns how many rows it read and
+// how many it sent out. Rows in flight and rows whose key has one in
+// flight are read but not sent.
+func (r *Relay) round(ctx context.Context) (read, sent int, err error) {
+	select {
+	case r.flightSem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+	slot := true
+	defer func() {
+		if slot {
+			<-r.flightSem
+		}
+	}()
 	r.roundMu.Lock()
 	defer r.roundMu.Unlock()
-	r.roundStart.Store(time.Now().UnixNano())
-	defer r.roundStart.Store(0)
 	ps, expires := r.usable()
 	if len(ps) == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	q := "SELECT id, msg_id, dest, msg_key, body, headers, deliver_ms, ttl_ms FROM sy_outbox"
 	if len(ps) < r.opts.Partitions {
@@ -457,8 +523,22 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	// Skip the rows confirmed but not yet deleted, as they were before the
 	// read: a delete that commits during the read has its ids in this
 	// copy, while the deleter may already have dropped them from pending.
+	// And the rows in flight, which are not pending until confirmed, and
+	// the keys in flight, taken together: a round in flight that fails
+	// during the read must not free its key for this batch while its
+	// rows are skipped.
+	// Rows in flight first: one that ends meanwhile is pending by then.
+	r.flightMu.Lock()
+	skip := make(map[int64]struct{}, len(r.flightIDs))
+	for id := range r.flightIDs {
+		skip[id] = struct{}{}
+	}
+	busy := make(map[string]bool, len(r.flightKeys))
+	for k := range r.flightKeys {
+		busy[k] = true
+	}
+	r.flightMu.Unlock()
 	r.delMu.Lock()
-	skip := make(map[int64]struct{}, len(r.pending))
 	for id := range r.pending {
 		skip[id] = struct{}{}
 	}
@@ -466,17 +546,66 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	q += " ORDER BY id LIMIT " + strconv.Itoa(r.opts.Batch+len(skip))
 	rows, err := r.db.Query(ctx, q)
 	if err != nil {
-		return 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
+		return 0, 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
 	}
 	batch, err := scanRows(rows)
 	if err != nil {
-		return 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
+		return 0, 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
 	}
 	batch = slices.DeleteFunc(batch, func(rw row) bool { _, ok := skip[rw.id]; return ok })
 	batch = batch[:min(len(batch), r.opts.Batch)]
-	if len(batch) == 0 {
-		return 0, nil
+	read = len(batch)
+	if read == 0 {
+		return 0, 0, nil
 	}
+	// Leave the keys in flight for a later round (their rows in id
+	// order behind the ones out), and take this batch's in their place.
+	batch = slices.DeleteFunc(batch, func(rw row) bool { return busy[flightKey(rw)] })
+	r.flightMu.Lock()
+	for _, rw := range batch {
+		r.flightIDs[rw.id] = struct{}{}
+		r.flightKeys[flightKey(rw)]++
+	}
+	me := new(struct{})
+	if len(batch) > 0 {
+		r.flightAt[me] = time.Now()
+	}
+	r.flightMu.Unlock()
+	if len(batch) == 0 {
+		return read, 0, nil
+	}
+	slot = false
+	r.flight.Add(1)
+	go func() {
+		defer r.flight.Done()
+		err := r.publishRound(ctx, batch, expires)
+		r.flightMu.Lock()
+		for _, rw := range batch {
+			delete(r.flightIDs, rw.id)
+			k := flightKey(rw)
+			if r.flightKeys[k]--; r.flightKeys[k] <= 0 {
+				delete(r.flightKeys, k)
+			}
+		}
+		delete(r.flightAt, me)
+		r.flightMu.Unlock()
+		<-r.flightSem
+		if err != nil {
+			r.fail(ctx, err)
+			r.failed.Store(true)
+		}
+		select {
+		case r.freed <- struct{}{}:
+		default:
+		}
+	}()
+	return read, len(batch), nil
+}
+
+// publishRound publishes a round's batch, one publish per destination,
+// parks what the broker refused for good and queues the confirmed rows
+// for deletion (they are pending, skipped by reads, from then on).
+func (r *Relay) publishRound(ctx context.Context, batch []row, expires time.Time) error {
 	// One publish per destination, each in row order (the key order);
 	// destinations are independent of each other.
 	var dests []string
@@ -538,7 +667,7 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		}
 		r.delMu.Unlock()
 	}
-	return len(batch), errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // parkedRow is a row the broker refused for good, and its answer.

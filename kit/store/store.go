@@ -406,12 +406,19 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		db.signal(c)
 	}
 	for _, c := range tx.after {
-		db.signal(c)
-		if db.Dialect == Postgres {
-			db.notifyLater(c)
-		}
+		db.NotifyCommitted(c)
 	}
 	return nil
+}
+
+// NotifyCommitted wakes the listeners of channel for a write that has
+// committed already (a statement run outside a transaction, in one of
+// its own): what NotifyAfterCommit does when its transaction commits.
+func (db *DB) NotifyCommitted(channel string) {
+	db.signal(channel)
+	if db.Dialect == Postgres {
+		db.notifyLater(channel)
+	}
 }
 
 // IsRetryable reports whether err is a transient conflict that a retry
