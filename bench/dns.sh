@@ -190,7 +190,7 @@ for set in static pool; do
 		cpu+=" $srv=$(echo "${C[$set.$srv]}" | median)"
 	done
 	if has switchyard && { has knot || has bind; }; then
-		best=$(for srv in knot bind; do has $srv && echo "${R[$set.$srv]}" | median; done | sort -g | tail -1)
+		best=$(for srv in knot bind; do if has $srv; then echo "${R[$set.$srv]}" | median; fi; done | sort -g | tail -1)
 		line+=" switchyard/best_peer=$(awk -v a="$(echo "${R[$set.switchyard]}" | median)" -v b="$best" 'BEGIN {printf "%.2f", a/b}')"
 	fi
 	echo "$line $cpu"
