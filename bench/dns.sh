@@ -14,10 +14,18 @@
 # Each run also reads the server's CPU time from /proc: when dnsperf's
 # core saturates first, queries/s shows the client's ceiling and CPU µs
 # per query is the comparison that still holds.
-# Environment: ROUNDS (3), DURATION (5), BASE_PORT (19400). Installs dnsperf,
-# knot and bind9 with apt when missing. Ends with RESULT lines.
+# Environment: ROUNDS (3), DURATION (5), BASE_PORT (19400), SERVERS (the
+# contenders to start and measure, default "switchyard knot bind"; e.g.
+# SERVERS=switchyard while iterating on one server's CPU per query).
+# Installs dnsperf, knot and bind9 with apt when missing. Ends with RESULT
+# lines.
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-5}; BASE_PORT=${BASE_PORT:-19400}
+SERVERS=${SERVERS:-switchyard knot bind}
+for srv in $SERVERS; do
+	case $srv in switchyard | knot | bind) ;; *) echo "SERVERS: unknown server $srv (switchyard, knot, bind)" >&2; exit 2 ;; esac
+done
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d /tmp/switchyard-dns.XXXXXX)
 PIDS=()
@@ -113,24 +121,33 @@ zone "bench.test." { type primary; file "$TMP/bench.test.zone"; };
 CFG
 mkdir -p "$TMP/bind"
 
-GOMAXPROCS=1 taskset -c 1 "$TMP/switchyard" dns --config "$TMP/sy.yaml" --log-level warn >"$TMP/sy.log" 2>&1 & PIDS+=($!)
-declare -A PID=([switchyard]=$!)
-taskset -c 1 "$KNOTD" -c "$TMP/knot.conf" >"$TMP/knot.log" 2>&1 & PIDS+=($!)
-PID[knot]=$!
-taskset -c 1 "$NAMED" -g -n 1 -U 1 -c "$TMP/named.conf" >"$TMP/named.log" 2>&1 & PIDS+=($!)
-PID[bind]=$!
+declare -A PID PORT=([switchyard]=$SY [knot]=$KN [bind]=$BI)
+if has switchyard; then
+	GOMAXPROCS=1 taskset -c 1 "$TMP/switchyard" dns --config "$TMP/sy.yaml" --log-level warn >"$TMP/sy.log" 2>&1 & PIDS+=($!)
+	PID[switchyard]=$!
+fi
+if has knot; then
+	taskset -c 1 "$KNOTD" -c "$TMP/knot.conf" >"$TMP/knot.log" 2>&1 & PIDS+=($!)
+	PID[knot]=$!
+fi
+if has bind; then
+	taskset -c 1 "$NAMED" -g -n 1 -U 1 -c "$TMP/named.conf" >"$TMP/named.log" 2>&1 & PIDS+=($!)
+	PID[bind]=$!
+fi
 
+want=$(echo $SERVERS | wc -w)
 for _ in $(seq 100); do
 	ok=0
-	for p in $SY $KN $BI; do
-		if dig +short +time=1 +tries=1 -p "$p" @127.0.0.1 www0.bench.test A 2>/dev/null | grep -q 192.0.2.100; then ok=$((ok + 1)); fi
+	for srv in $SERVERS; do
+		if dig +short +time=1 +tries=1 -p "${PORT[$srv]}" @127.0.0.1 www0.bench.test A 2>/dev/null | grep -q 192.0.2.100; then ok=$((ok + 1)); fi
 	done
-	[ "$ok" = 3 ] && break
+	[ "$ok" = "$want" ] && break
 	sleep 0.2
 done
-[ "$ok" = 3 ] || { echo "a server did not answer: see logs" >&2; tail -5 "$TMP"/*.log >&2; exit 1; }
+[ "$ok" = "$want" ] || { echo "a server did not answer: see logs" >&2; tail -5 "$TMP"/*.log >&2; exit 1; }
 # switchyard's pool must answer both sites once its checks passed.
 for _ in $(seq 50); do
+	has switchyard || break
 	[ "$(dig +short -p $SY @127.0.0.1 app.bench.test A | wc -l)" = 2 ] && break
 	sleep 0.2
 done
@@ -152,8 +169,8 @@ TCK=$(getconf CLK_TCK)
 declare -A R C
 for round in $(seq "$ROUNDS"); do
 	for set in static pool; do
-		for srv in switchyard knot bind; do
-			case $srv in switchyard) p=$SY ;; knot) p=$KN ;; bind) p=$BI ;; esac
+		for srv in $SERVERS; do
+			p=${PORT[$srv]}
 			t0=$(cputicks "${PID[$srv]}")
 			q=$(run "$p" "$TMP/$set.txt")
 			t1=$(cputicks "${PID[$srv]}")
@@ -167,8 +184,14 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 for set in static pool; do
-	sy=$(echo "${R[$set.switchyard]}" | median); kn=$(echo "${R[$set.knot]}" | median); bi=$(echo "${R[$set.bind]}" | median)
-	best=$(printf '%s\n%s\n' "$kn" "$bi" | sort -g | tail -1)
-	echo "RESULT $set switchyard=$sy knot=$kn bind=$bi switchyard/best_peer=$(awk -v a="$sy" -v b="$best" 'BEGIN {printf "%.2f", a/b}')" \
-		"cpu_us_per_query switchyard=$(echo "${C[$set.switchyard]}" | median) knot=$(echo "${C[$set.knot]}" | median) bind=$(echo "${C[$set.bind]}" | median)"
+	line="RESULT $set"; cpu="cpu_us_per_query"
+	for srv in $SERVERS; do
+		line+=" $srv=$(echo "${R[$set.$srv]}" | median)"
+		cpu+=" $srv=$(echo "${C[$set.$srv]}" | median)"
+	done
+	if has switchyard && { has knot || has bind; }; then
+		best=$(for srv in knot bind; do if has $srv; then echo "${R[$set.$srv]}" | median; fi; done | sort -g | tail -1)
+		line+=" switchyard/best_peer=$(awk -v a="$(echo "${R[$set.switchyard]}" | median)" -v b="$best" 'BEGIN {printf "%.2f", a/b}')"
+	fi
+	echo "$line $cpu"
 done

@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -65,8 +67,10 @@ func (s *Server) serveUDP(ctx context.Context, u *net.UDPConn) error {
 	n := runtime.GOMAXPROCS(0)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
-	for range n {
+	workers := make([]*udpWorker, n)
+	for i := range n {
 		w := newUDPWorker(s, rc, pktinfo)
+		workers[i] = w
 		wg.Go(func() { errs <- w.run(ctx) })
 	}
 	wg.Wait()
@@ -76,6 +80,9 @@ func (s *Server) serveUDP(ctx context.Context, u *net.UDPConn) error {
 		if err != nil {
 			all = append(all, err)
 		}
+	}
+	for i, w := range workers {
+		w.logBatches(i)
 	}
 	return errors.Join(all...)
 }
@@ -133,6 +140,10 @@ type udpWorker struct {
 	got, sent, todo int
 	errno           unix.Errno
 	readFn, writeFn func(uintptr) bool
+	// batches[n] counts the recvmmsg calls that returned n datagrams:
+	// how much each wake-up found queued (logged at debug level when the
+	// worker stops). Calls that found the socket empty are not counted.
+	batches [udpBatch + 1]uint64
 }
 
 func newUDPWorker(s *Server, rc syscall.RawConn, pktinfo bool) *udpWorker {
@@ -204,6 +215,7 @@ func (w *udpWorker) run(ctx context.Context) error {
 			}
 			continue
 		}
+		w.batches[min(w.got, udpBatch)]++
 		w.todo, w.sent = 0, 0
 		for i := range w.got {
 			src, ok := sockaddrAddr(&w.names[i], w.in[i].hdr.Namelen)
@@ -253,6 +265,36 @@ func (w *udpWorker) run(ctx context.Context) error {
 		}
 		clear(w.resps[:w.todo])
 	}
+}
+
+// logBatches logs, at debug level, how many datagrams each recvmmsg of
+// worker i returned: the batch sizes the load gave it.
+func (w *udpWorker) logBatches(i int) {
+	if !w.s.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	w.s.log.Debug("dns udp worker stopped", "worker", i, "cache_hits", w.c.hits, batchSummary(w.batches[:]))
+}
+
+// batchSummary is a log attribute for a batch-size histogram: the calls,
+// the datagrams, their mean per call, and "size:calls" for each size seen.
+func batchSummary(hist []uint64) slog.Attr {
+	var calls, dgrams uint64
+	var sizes []string
+	for n, c := range hist {
+		if c == 0 {
+			continue
+		}
+		calls += c
+		dgrams += uint64(n) * c
+		sizes = append(sizes, strconv.Itoa(n)+":"+strconv.FormatUint(c, 10))
+	}
+	mean := 0.0
+	if calls > 0 {
+		mean = float64(dgrams) / float64(calls)
+	}
+	return slog.Group("recvmmsg", "calls", calls, "datagrams", dgrams,
+		"mean", strconv.FormatFloat(mean, 'f', 2, 64), "sizes", strings.Join(sizes, " "))
 }
 
 // sockaddrAddr is the address of a sockaddr_in or sockaddr_in6 the

@@ -259,3 +259,48 @@ func FuzzControlMessages(f *testing.F) {
 		}
 	})
 }
+
+// TestUDPBatchHistogram: every datagram a worker reads is counted once in
+// its batch-size histogram (what the debug log reports on stop), and the
+// summary adds the sizes up.
+func TestUDPBatchHistogram(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, diffServer(t), pc)
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := query("ns1.example.test.", mdns.TypeA).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for range n {
+		if _, err := c.WriteTo(raw, pc.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 512)
+	for i := range n {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, _, err := c.ReadFrom(buf); err != nil {
+			t.Fatalf("answer %d of %d: %v", i+1, n, err)
+		}
+	}
+	w := stop()
+	var dgrams uint64
+	for size, calls := range w.batches {
+		dgrams += uint64(size) * calls
+	}
+	if dgrams != n {
+		t.Errorf("histogram counts %d datagrams, want %d: %v", dgrams, n, w.batches)
+	}
+	a := batchSummary([]uint64{0, 3, 0, 2})
+	if got, want := a.Value.String(), "[calls=5 datagrams=9 mean=1.80 sizes=1:3 3:2]"; got != want {
+		t.Errorf("summary %s, want %s", got, want)
+	}
+}
