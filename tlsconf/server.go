@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/certfile"
 )
 
 // Server is the TLS of a client-facing listener (the gateway's `tls:`).
@@ -240,13 +241,7 @@ func LoadCAs(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func fileStamp(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return path + ":missing;"
-	}
-	return fmt.Sprintf("%s:%d:%d;", path, fi.ModTime().UnixNano(), fi.Size())
-}
+func fileStamp(path string) string { return certfile.Stamp(path) }
 
 // pick chooses the certificate for a ClientHello: the first whose leaf
 // names the SNI server name, else the first.
