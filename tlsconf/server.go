@@ -244,9 +244,11 @@ func LoadCAs(path string) (*x509.CertPool, error) {
 func fileStamp(path string) string { return certfile.Stamp(path) }
 
 // pick chooses the certificate for a ClientHello: the first whose leaf
-// names the SNI server name, else the first.
+// names the SNI server name (x509's VerifyHostname), else the first. With
+// one certificate there is nothing to choose: the common case costs no
+// VerifyHostname (which lower-cases, splits and allocates) a handshake.
 func (l *loaded) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if hello.ServerName != "" {
+	if len(l.certs) > 1 && hello.ServerName != "" {
 		for _, c := range l.certs {
 			if c.Leaf != nil && c.Leaf.VerifyHostname(hello.ServerName) == nil {
 				return c, nil
