@@ -13,6 +13,11 @@
 #   resumed13, resumed12: resumed handshakes (TLS 1.3 PSK, TLS 1.2 tickets)
 # Load client: bench/tlsload (a Go loop: dial, handshake, one request with
 # Connection: close); see its doc comment for why not s_time or h2load.
+# Each run also reads the proxy's CPU time (user+system, /proc/PID/stat;
+# nginx: master and workers; HAProxy: its threads are one process) before
+# and after: when the load client's core saturates first, connections/s
+# shows the client's ceiling and CPU µs per handshake is the comparison
+# that still holds.
 # Environment: ROUNDS (3), DURATION (5 s), WORKERS (16), BASE_PORT (19400).
 # Installs haproxy and nginx with apt when missing. Ends with RESULT lines.
 set -euo pipefail
@@ -46,6 +51,7 @@ routes:
   - { name: all, upstream: b }
 YAML
 GOMAXPROCS=1 taskset -c 1 "$TMP/switchyard" gateway --config "$TMP/sy.yaml" >"$TMP/sy.log" 2>&1 & PIDS+=($!)
+declare -A PID=([switchyard]=$!)
 
 cat > "$TMP/haproxy.cfg" <<CFG
 global
@@ -67,6 +73,7 @@ backend b
   server s1 127.0.0.1:$BACK
 CFG
 taskset -c 1 haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 & PIDS+=($!)
+PID[haproxy]=$!
 
 mkdir -p "$TMP/nginx"
 cat > "$TMP/nginx.conf" <<CFG
@@ -95,6 +102,7 @@ http {
 }
 CFG
 taskset -c 1 nginx -c "$TMP/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx.log" 2>&1 & PIDS+=($!)
+PID[nginx]=$!
 
 for p in $SY $HA $NG $BACK; do
 	for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
@@ -108,16 +116,35 @@ run() { # mode who
 	[[ $1 == resumed* ]] && args+=(-resume)
 	GOMAXPROCS=1 taskset -c 0 "$TMP/tlsload" -addr 127.0.0.1:${port[$2]} -workers "$WORKERS" -duration "${DURATION}s" "${args[@]}"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# cputicks PID: user+system CPU so far, in clock ticks, of PID and its
+# child processes (nginx's workers; a worker that exited is not counted,
+# which is why the workers must live through the run: they do).
+cputicks() {
+	local t=0 p
+	for p in "$1" $(pgrep -P "$1" || true); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+TCK=$(getconf CLK_TCK)
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 for mode in full13 full12 resumed13 resumed12; do
 	for r in $(seq "$ROUNDS"); do
 		for who in switchyard haproxy nginx; do
+			t0=$(cputicks "${PID[$who]}")
 			out=$(run $mode $who)
-			echo "$mode round $r $who $out"
-			echo "$out" | sed -E 's/^conns_per_s=([0-9.]+).*/\1/' >> "$TMP/$mode.$who"
+			t1=$(cputicks "${PID[$who]}")
+			cps=$(echo "$out" | sed -E 's/^conns_per_s=([0-9.]+).*/\1/')
+			us=$(awk -v a="$t0" -v b="$t1" -v c="$cps" -v d="$DURATION" -v hz="$TCK" 'BEGIN {printf "%.1f", (c > 0) ? (b - a) / hz * 1e6 / (c * d) : 0}')
+			echo "$mode round $r $who $out proxy_cpu_us_per_conn=$us"
+			echo "$cps" >> "$TMP/$mode.$who"
+			echo "$us" >> "$TMP/$mode.$who.cpu"
 		done
 	done
 	sy=$(median < "$TMP/$mode.switchyard"); ha=$(median < "$TMP/$mode.haproxy"); ng=$(median < "$TMP/$mode.nginx")
-	best=$(printf '%s\n%s\n' "$ha" "$ng" | sort -n | tail -1)
-	echo "RESULT tls_$mode switchyard=$sy haproxy=$ha nginx=$ng ratio_vs_best=$(awk -v a="$sy" -v b="$best" 'BEGIN{printf "%.2f", a/b}')"
+	best=$(printf '%s\n%s\n' "$ha" "$ng" | sort -g | tail -1)
+	syc=$(median < "$TMP/$mode.switchyard.cpu"); hac=$(median < "$TMP/$mode.haproxy.cpu"); ngc=$(median < "$TMP/$mode.nginx.cpu")
+	bestc=$(printf '%s\n%s\n' "$hac" "$ngc" | sort -g | head -1)
+	echo "RESULT tls_$mode switchyard=$sy haproxy=$ha nginx=$ng ratio_vs_best=$(awk -v a="$sy" -v b="$best" 'BEGIN{printf "%.2f", a/b}')" \
+		"cpu_us_per_conn switchyard=$syc haproxy=$hac nginx=$ngc cpu_vs_best=$(awk -v a="$syc" -v b="$bestc" 'BEGIN{printf "%.2f", (b > 0) ? a/b : 0}')"
 done

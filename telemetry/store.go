@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -481,10 +482,20 @@ func (s *Store) Trace(id string) (Trace, bool) {
 	return c, true
 }
 
+// Page sizes of GET /admin/traces: without ?limit= and at most.
+const (
+	defaultTracesPage = 50
+	maxTracesPage     = 10000
+)
+
 // Handler serves the store:
 //
 //	GET /admin/traces?kind=all|slow|error|kept&min_ms=N&limit=N   summaries, newest first
 //	GET /admin/traces/{id}                                         one trace with its spans
+//
+// Both answer with an ETag of the body (a page changes as traces arrive
+// and age out, a trace as its spans do) and 304 Not Modified to an
+// If-None-Match that has it, as the admin API's other lists do.
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/traces", func(w http.ResponseWriter, r *http.Request) {
@@ -499,14 +510,6 @@ func (s *Store) Handler() http.Handler {
 			writeErr(w, http.StatusBadRequest, fmt.Sprintf("kind %q: want all, slow, error or kept", q.Kind))
 			return
 		}
-		if v := r.URL.Query().Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 10000 {
-				writeErr(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to 10000", v))
-				return
-			}
-			q.Limit = n
-		}
 		if v := r.URL.Query().Get("min_ms"); v != "" {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil || n < 0 {
@@ -515,28 +518,26 @@ func (s *Store) Handler() http.Handler {
 			}
 			q.MinDuration = time.Duration(n * float64(time.Millisecond))
 		}
-		if _, ok := r.URL.Query()["cursor"]; ok {
-			pos, err := httpx.DecodeCursor("traces", r.URL.Query().Get("cursor"))
-			var after *TracePos
-			if err == nil {
-				after, err = parseTracePos(pos)
-			}
-			if err != nil {
+		// limit and cursor as every cursor-paged list reads them (one
+		// each, limit 1..10000, default 50; a cursor of this list).
+		p, err := httpx.ParsePage(r, "traces", defaultTracesPage, maxTracesPage)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		q.Limit = p.Limit
+		if p.After != "" {
+			if q.After, err = parseTracePos(p.After); err != nil {
 				writeErr(w, http.StatusBadRequest, err.Error())
 				return
 			}
-			q.After = after
 		}
 		page, more := s.TracesPage(q)
 		if more && len(page) > 0 {
 			last := page[len(page)-1]
-			limit := q.Limit
-			if limit <= 0 {
-				limit = 50
-			}
-			httpx.SetNextLink(w, r, "traces", strconv.FormatInt(last.Start.UnixNano(), 10)+"."+last.ID, limit)
+			httpx.SetNextLink(w, r, "traces", strconv.FormatInt(last.Start.UnixNano(), 10)+"."+last.ID, q.Limit)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"traces": page})
+		writeTagged(w, r, map[string]any{"traces": page})
 	})
 	mux.HandleFunc("GET /admin/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
 		t, ok := s.Trace(r.PathValue("id"))
@@ -544,17 +545,24 @@ func (s *Store) Handler() http.Handler {
 			writeErr(w, http.StatusNotFound, fmt.Sprintf("no trace %q kept here (32 hex digits; traces age out)", r.PathValue("id")))
 			return
 		}
-		writeJSON(w, http.StatusOK, t)
+		writeTagged(w, r, t)
 	})
 	return mux
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
+// writeTagged answers v as JSON with its ETag, or 304 when r's
+// If-None-Match names it.
+func writeTagged(w http.ResponseWriter, r *http.Request, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	_ = enc.Encode(v)
+	if httpx.NotModified(w, r, httpx.ETag(buf.Bytes())) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
 }
 
 // writeErr answers an RFC 9457 problem details object (httpx.Problem)

@@ -19,6 +19,8 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -29,6 +31,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/certfile"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -37,6 +40,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/credentials"
 )
 
 // Config configures tracing. The zero value samples up to 10 root traces
@@ -373,10 +377,20 @@ func exporter(ctx context.Context, o *OTLP, getenv func(string) string) (sdktrac
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
+	var tc *tls.Config
+	if u.Scheme == "https" {
+		var err error
+		if tc, err = exporterTLS(getenv); err != nil {
+			return nil, err
+		}
+	}
 	if o.Protocol == "grpc" {
 		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(u.Host), otlptracegrpc.WithTimeout(timeout)}
 		if u.Scheme == "http" {
 			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		if tc != nil {
+			opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tc)))
 		}
 		if len(headers) > 0 {
 			opts = append(opts, otlptracegrpc.WithHeaders(headers))
@@ -391,10 +405,56 @@ func exporter(ctx context.Context, o *OTLP, getenv func(string) string) (sdktrac
 	if u.Scheme == "http" {
 		opts = append(opts, otlptracehttp.WithInsecure())
 	}
+	if tc != nil {
+		opts = append(opts, otlptracehttp.WithTLSClientConfig(tc))
+	}
 	if len(headers) > 0 {
 		opts = append(opts, otlptracehttp.WithHeaders(headers))
 	}
 	return otlptracehttp.New(ctx, opts...)
+}
+
+// exporterTLS is the exporter's TLS config when the environment names a
+// client certificate (OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE and
+// _CLIENT_KEY, else the OTEL_EXPORTER_OTLP_ ones) and maybe a CA bundle
+// (OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE; default the system's), or
+// nil when it names no client certificate (the SDK then reads the
+// variables itself). The SDK would read the certificate once; here it is
+// re-read when its files change (internal/certfile, as every other
+// certificate switchyard reloads), so a renewed leaf is presented from
+// the exporter's next connection on, without a restart.
+func exporterTLS(getenv func(string) string) (*tls.Config, error) {
+	cert := firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE"), getenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"))
+	key := firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY"), getenv("OTEL_EXPORTER_OTLP_CLIENT_KEY"))
+	if cert == "" && key == "" {
+		return nil, nil
+	}
+	if cert == "" || key == "" {
+		return nil, errors.New("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together: one is set, the other not")
+	}
+	w, err := certfile.Watch([]string{cert, key}, func() (*tls.Certificate, error) {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP client certificate %s / key %s: %w", cert, key, err)
+		}
+		return &c, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return w.Get(), nil }}
+	if ca := firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"), getenv("OTEL_EXPORTER_OTLP_CERTIFICATE")); ca != "" {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP CA bundle: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("OTLP CA bundle %s: no PEM certificate in it", ca)
+		}
+	}
+	return tc, nil
 }
 
 // SetGlobal installs t's provider and the propagator as OpenTelemetry's

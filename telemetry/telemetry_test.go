@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/httpx"
+	"github.com/switchyard/switchyard/httpx/listtest"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -361,5 +362,56 @@ func TestHandlerPages(t *testing.T) {
 		if resp.StatusCode != 400 || !strings.Contains(string(b), "cursor") {
 			t.Errorf("cursor %q: %d %s", c, resp.StatusCode, b)
 		}
+	}
+}
+
+// The trace list is a paged list like the admin API's others: stable
+// pages that hold every trace once, an ETag per page with 304 for a
+// matching If-None-Match, and 400 naming a hostile limit or cursor
+// (httpx/listtest); one trace has an ETag too.
+func TestHandlerListConventions(t *testing.T) {
+	tr, _ := Setup(context.Background(), Config{}, "x", env(nil))
+	for i := 0; i < 5; i++ {
+		span(t, tr, "GET /p", false, 0)
+	}
+	srv := httptest.NewServer(tr.Store.Handler())
+	defer srv.Close()
+	var want []string
+	for _, s := range tr.Store.Traces(Query{Limit: 100}) {
+		want = append(want, s.ID)
+	}
+	names := func(t *testing.T, body []byte) []string {
+		var out struct {
+			Traces []struct {
+				ID string `json:"trace_id"`
+			} `json:"traces"`
+		}
+		if err := json.Unmarshal(body, &out); err != nil {
+			t.Fatalf("page %s: %v", body, err)
+		}
+		var ids []string
+		for _, tt := range out.Traces {
+			ids = append(ids, tt.ID)
+		}
+		return ids
+	}
+	l := listtest.List{Base: srv.URL, Path: "/admin/traces", Names: names, Want: want}
+	listtest.Check(t, l)
+	listtest.Check(t, listtest.List{Base: srv.URL, Path: "/admin/traces?kind=all", Names: names, Want: want})
+
+	resp, body := l.Get(t, "/admin/traces/"+want[0], nil)
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != 200 || etag == "" {
+		t.Fatalf("one trace: %d ETag %q %s", resp.StatusCode, etag, body)
+	}
+	if resp, body = l.Get(t, "/admin/traces/"+want[0], map[string]string{"If-None-Match": etag}); resp.StatusCode != 304 || len(body) != 0 {
+		t.Fatalf("one trace, If-None-Match its ETag: %d %q, want 304 without a body", resp.StatusCode, body)
+	}
+	// A new trace changes the first page: the old ETag no longer matches.
+	resp, _ = l.Get(t, "/admin/traces?limit=2", nil)
+	old := resp.Header.Get("ETag")
+	span(t, tr, "GET /new", false, 0)
+	if resp, _ = l.Get(t, "/admin/traces?limit=2", map[string]string{"If-None-Match": old}); resp.StatusCode != 200 || resp.Header.Get("ETag") == old {
+		t.Fatalf("after a new trace: %d ETag %q (was %q), want 200 with a new tag", resp.StatusCode, resp.Header.Get("ETag"), old)
 	}
 }

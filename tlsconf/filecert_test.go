@@ -25,7 +25,7 @@ func TestFileCertReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc.check = 0 // look at every call
+	fc.w.Check = 0 // look at every call
 	first := fc.Certificate()
 	if again := fc.Certificate(); again != first {
 		t.Fatal("unchanged files: a different certificate")
@@ -71,7 +71,7 @@ func mustDER(t *testing.T, path string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fc.cur.Certificate[0]
+	return fc.Certificate().Certificate[0]
 }
 
 // TestLocalCARenewServed: a short-lived leaf renewed by LocalCA (the last

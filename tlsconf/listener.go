@@ -1,7 +1,6 @@
 package tlsconf
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -76,10 +75,12 @@ func isTemporary(err error) bool {
 
 func (l *listener) handshake(c net.Conn) {
 	tc := tls.Server(c, l.cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-	defer cancel()
+	// The connection's deadline bounds the handshake (a read or write
+	// past it fails it). No context: a cancelable one would cost every
+	// handshake a context, a timer and crypto/tls's AfterFunc watcher for
+	// the same bound.
 	_ = c.SetDeadline(time.Now().Add(l.timeout))
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.Handshake(); err != nil {
 		l.log.Debug("TLS handshake failed", "remote", c.RemoteAddr().String(), "error", err.Error())
 		_ = c.Close()
 		return

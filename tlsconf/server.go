@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/certfile"
 )
 
 // Server is the TLS of a client-facing listener (the gateway's `tls:`).
@@ -240,18 +241,14 @@ func LoadCAs(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func fileStamp(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return path + ":missing;"
-	}
-	return fmt.Sprintf("%s:%d:%d;", path, fi.ModTime().UnixNano(), fi.Size())
-}
+func fileStamp(path string) string { return certfile.Stamp(path) }
 
 // pick chooses the certificate for a ClientHello: the first whose leaf
-// names the SNI server name, else the first.
+// names the SNI server name (x509's VerifyHostname), else the first. With
+// one certificate there is nothing to choose: the common case costs no
+// VerifyHostname (which lower-cases, splits and allocates) a handshake.
 func (l *loaded) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if hello.ServerName != "" {
+	if len(l.certs) > 1 && hello.ServerName != "" {
 		for _, c := range l.certs {
 			if c.Leaf != nil && c.Leaf.VerifyHostname(hello.ServerName) == nil {
 				return c, nil

@@ -2,10 +2,8 @@ package server
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/tlsconf"
@@ -70,24 +68,26 @@ func (c *TLSConfig) Load() (*tls.Config, error) {
 	if c.MinVersion == "1.3" {
 		tc.MinVersion = tls.VersionTLS13
 	}
-	if c.ClientCA != "" {
-		pem, err := os.ReadFile(c.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls: client_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: client_ca %q: no PEM certificate in it", c.ClientCA)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
-		if c.RequireClientCert {
-			tc.ClientAuth = tls.RequireAndVerifyClientCert
-		}
+	if c.ClientCA == "" {
+		// Handshakes take tc itself, so the watched certificate answers
+		// even when a caller puts a certificate into the outer config.
+		outer := tc.Clone()
+		outer.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return tc, nil }
+		return outer, nil
 	}
-	// Handshakes take tc itself, so the watched certificate answers even
-	// when a caller puts a certificate into the outer config.
+	tc.ClientAuth = tls.VerifyClientCertIfGiven
+	if c.RequireClientCert {
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	// The client CA bundle is re-read when it changes, as the certificate
+	// is (tlsconf.ClientCAs): a CA added or removed applies from the next
+	// handshake on, no restart.
+	cas, err := tlsconf.WatchClientCAs(tc, c.ClientCA)
+	if err != nil {
+		return nil, fmt.Errorf("tls: client_ca: %w", err)
+	}
 	outer := tc.Clone()
-	outer.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return tc, nil }
+	outer.ClientCAs = cas.Pool()
+	outer.GetConfigForClient = cas.GetConfigForClient
 	return outer, nil
 }

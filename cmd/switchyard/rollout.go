@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // runRollout is `switchyard rollout start|status|promote|rollback|pause|resume|abort`:
@@ -177,34 +179,104 @@ func runRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	default:
 		return usage("unknown command %q: expected start, status, promote, rollback, pause, resume or abort", verb)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+	client := &http.Client{Timeout: 30 * time.Second}
+	out, link, err := rolloutCall(ctx, client, method, base+path, body, ok, *admin)
 	if err != nil {
-		return fmt.Errorf("building the request: %w", err)
+		return err
+	}
+	if verb == "status" && *up == "" {
+		// The list comes in cursor pages: follow rel="next" to the end
+		// and print every rollout as one {"rollouts": [...]}.
+		if out, err = rolloutPages(ctx, client, base, out, link, *admin); err != nil {
+			return err
+		}
+	}
+	_, err = stdout.Write(out)
+	return err
+}
+
+// maxRolloutPages bounds the pages `rollout status` follows (a gateway
+// whose links loop would otherwise keep it asking).
+const maxRolloutPages = 10000
+
+// rolloutPages reads the pages after first (whose Link values are link)
+// and returns every page's rollouts as one indented {"rollouts": [...]}.
+// A next link must stay on the admin API (base's scheme and host).
+func rolloutPages(ctx context.Context, c *http.Client, base string, first []byte, link []string, admin string) ([]byte, error) {
+	var all []json.RawMessage
+	page, target := first, base+"/admin/rollouts"
+	for n := 0; ; n++ {
+		var v struct {
+			Rollouts []json.RawMessage `json:"rollouts"`
+		}
+		if err := json.Unmarshal(page, &v); err != nil {
+			return nil, fmt.Errorf("reading the admin API's rollouts at %s: %w", target, err)
+		}
+		all = append(all, v.Rollouts...)
+		next := httpx.NextLink(link)
+		if next == "" {
+			break
+		}
+		if n+1 >= maxRolloutPages {
+			return nil, fmt.Errorf("the admin API's rollout list has more than %d pages: stopped following its links", maxRolloutPages)
+		}
+		cur, _ := url.Parse(target)
+		ref, err := url.Parse(next)
+		if err != nil {
+			return nil, fmt.Errorf("the admin API's Link rel=\"next\" %q: %w", next, err)
+		}
+		nu := cur.ResolveReference(ref)
+		if nu.Scheme != cur.Scheme || nu.Host != cur.Host {
+			return nil, fmt.Errorf("the admin API's Link rel=\"next\" %q leaves %s", next, admin)
+		}
+		target = nu.String()
+		if page, link, err = rolloutCall(ctx, c, http.MethodGet, target, nil, http.StatusOK, admin); err != nil {
+			return nil, err
+		}
+	}
+	if all == nil {
+		all = []json.RawMessage{}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(map[string]any{"rollouts": all}); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// rolloutCall makes one admin API request and returns the answer's body
+// and Link header values; a status other than ok is an error with the
+// admin API's message.
+func rolloutCall(ctx context.Context, client *http.Client, method, target string, body []byte, ok int, admin string) ([]byte, []string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the request: %w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(withAdminToken(req))
 	if err != nil {
-		return fmt.Errorf("asking the admin API at %s: %w", *admin, err)
+		return nil, nil, fmt.Errorf("asking the admin API at %s: %w", admin, err)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("reading the admin API's answer: %w", err)
+		return nil, nil, fmt.Errorf("reading the admin API's answer: %w", err)
 	}
 	if resp.StatusCode != ok {
 		var e struct {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (%s)", e.Error, resp.Status)
+			return nil, nil, fmt.Errorf("%s (%s)", e.Error, resp.Status)
 		}
-		return fmt.Errorf("admin API answered %s", resp.Status)
+		return nil, nil, fmt.Errorf("admin API answered %s", resp.Status)
 	}
-	_, err = stdout.Write(out)
-	return err
+	return out, resp.Header.Values("Link"), nil
 }
 
 func splitList(s string) []string {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/httpx"
 )
 
 // TestRolloutCLI runs a canary on a real gateway through `switchyard
@@ -75,5 +78,68 @@ func TestRolloutCLI(t *testing.T) {
 	}
 	if code, _, errOut = cli("abort", "--admin", admin, "--upstream", "api"); code != 1 || !strings.Contains(errOut, "not active") {
 		t.Fatalf("abort after promote: %d %s", code, errOut)
+	}
+}
+
+// TestRolloutStatusPages checks `rollout status` reads every page of
+// /admin/rollouts: an admin API that answers two rollouts a page (as one
+// with more rollouts than its page size does) gets all seven listed.
+func TestRolloutStatusPages(t *testing.T) {
+	var names []string
+	for i := range 7 {
+		names = append(names, fmt.Sprintf("up%d", i))
+	}
+	pages := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/admin/rollouts" {
+			http.NotFound(w, r)
+			return
+		}
+		pages++
+		p, err := httpx.ParsePage(r, "rollout", 2, 2)
+		if err != nil {
+			httpx.WriteProblem(w, 400, "bad_request", err.Error())
+			return
+		}
+		start, end, next := httpx.PageRange(len(names), func(i int) string { return names[i] }, p)
+		httpx.SetNextLink(w, r, "rollout", next, p.Limit)
+		var list []map[string]string
+		for _, n := range names[start:end] {
+			list = append(list, map[string]string{"upstream": n, "state": "progressing"})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"rollouts": list})
+	}))
+	t.Cleanup(srv.Close)
+	var out, errb bytes.Buffer
+	if code := run([]string{"rollout", "status", "--admin", srv.URL}, &out, &errb); code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errb.String())
+	}
+	var v struct {
+		Rollouts []struct{ Upstream string } `json:"rollouts"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		t.Fatalf("status output not one JSON document: %v\n%s", err, out.String())
+	}
+	var got []string
+	for _, r := range v.Rollouts {
+		got = append(got, r.Upstream)
+	}
+	if strings.Join(got, ",") != strings.Join(names, ",") || pages != 4 {
+		t.Fatalf("listed %v from %d pages; want %v from 4", got, pages, names)
+	}
+}
+
+// TestRolloutStatusForeignLink checks a next link to another host is not
+// followed (the admin token would go with it).
+func TestRolloutStatusForeignLink(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", `<http://203.0.113.9/admin/rollouts?cursor=x>; rel="next"`)
+		fmt.Fprintln(w, `{"rollouts":[]}`)
+	}))
+	t.Cleanup(srv.Close)
+	var out, errb bytes.Buffer
+	if code := run([]string{"rollout", "status", "--admin", srv.URL}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "leaves") {
+		t.Fatalf("exit %d: %s%s; want 1 saying the link leaves the admin API", code, out.String(), errb.String())
 	}
 }

@@ -100,15 +100,15 @@ func Protect(h http.Handler, a Access) http.Handler {
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="registry"`)
-			httpx.WriteError(w, req, &httpx.Error{Status: http.StatusUnauthorized, Code: "unauthenticated",
-				Msg: "the registry needs a credential: a bearer token or a client certificate it trusts"})
+			httpx.WriteProblem(w, http.StatusUnauthorized, "unauthenticated",
+				"the registry needs a credential: a bearer token or a client certificate it trusts")
 			return
 		}
 		if !read {
 			service := writtenService(req.URL.EscapedPath())
 			if !g.mayWrite(service) {
-				httpx.WriteError(w, req, &httpx.Error{Status: http.StatusForbidden, Code: "forbidden",
-					Msg: fmt.Sprintf("%s may not change instances of service %q", g.name, clip(service))})
+				httpx.WriteProblem(w, http.StatusForbidden, "forbidden",
+					fmt.Sprintf("%s may not change instances of service %q", g.name, clip(service)))
 				return
 			}
 		}

@@ -39,6 +39,11 @@ const IndexHeader = "X-Switchyard-Index"
 //	GET    /v1/services[?limit=N&cursor=C]                  services and counts, by name, in pages (Link rel="next", ETag)
 //	GET    /healthz                                         200 while the registry is open
 //
+// Every error is an RFC 9457 problem details document
+// (application/problem+json: type, title, status, detail, and the
+// extension members code and error), as the broker and the gateway's
+// admin API answer theirs.
+//
 // Request bodies are capped at discovery.MaxBody bytes and decoded
 // strictly (unknown fields are errors).
 func Handler(r *Registry) http.Handler {
@@ -149,11 +154,9 @@ func Handler(r *Registry) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
-		httpx.WriteError(w, req, &httpx.Error{Status: http.StatusNotFound, Code: "not_found",
-			Msg: fmt.Sprintf("no registry endpoint %s %s", req.Method, clip(req.URL.Path))})
-	})
-	return mux
+	// Paths and methods the API does not serve get problem details too:
+	// 404 not_found, or 405 method_not_allowed with Allow.
+	return httpx.MuxProblems(mux, "registry", nil)
 }
 
 // pollParams reads ?index=N&wait=D. Without index there is no wait; with
@@ -221,10 +224,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeProblem answers e as problem details (with Retry-After when e
+// has one).
+func writeProblem(w http.ResponseWriter, e *httpx.Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
+	httpx.WriteProblem(w, e.Status, e.Code, e.Msg)
+}
+
 func writeErr(w http.ResponseWriter, req *http.Request, err error) {
 	var he *httpx.Error
 	if errors.As(err, &he) {
-		httpx.WriteError(w, req, he)
+		writeProblem(w, he)
 		return
 	}
 	e := &httpx.Error{Status: http.StatusInternalServerError, Code: "internal", Msg: err.Error(), Err: err}
@@ -240,5 +252,5 @@ func writeErr(w http.ResponseWriter, req *http.Request, err error) {
 	case errors.Is(err, ErrClosed):
 		e.Status, e.Code = http.StatusServiceUnavailable, "closed"
 	}
-	httpx.WriteError(w, req, e)
+	writeProblem(w, e)
 }
