@@ -14,7 +14,11 @@ type TopicConfig struct {
 	// Queues are bound queues: every message published to the topic is
 	// also published (durably, with the same Msg-Id, key and headers) to
 	// each of them, giving durable fan-out. Default none. The queues must
-	// exist when the topic is declared.
+	// exist when the topic is declared. Declaring a topic sets the whole
+	// list; one binding is added or removed, atomically and leaving the
+	// others, by binding (Broker.BindQueue, PUT
+	// /v1/topics/NAME/queues/QUEUE, switchyard broker bind). At most
+	// MaxTopicQueues.
 	Queues []string `json:"queues,omitempty" yaml:"queues"`
 	// Buffer is each live subscriber's buffer, in messages; a subscriber
 	// that falls further behind is disconnected with ErrLagged. Default 1024.
@@ -23,6 +27,10 @@ type TopicConfig struct {
 	// key and header names and values (Message.Size). Default 1 MiB.
 	MaxMessageSize int `json:"max_message_size,omitempty" yaml:"max_message_size"`
 }
+
+// MaxTopicQueues bounds the queues bound to one topic: every publish to
+// the topic is a publish to each of them.
+const MaxTopicQueues = 1024
 
 // WithDefaults fills zero fields.
 func (c TopicConfig) WithDefaults() TopicConfig {
@@ -38,6 +46,9 @@ func (c TopicConfig) WithDefaults() TopicConfig {
 // Validate reports every problem at once.
 func (c TopicConfig) Validate() error {
 	var errs []error
+	if len(c.Queues) > MaxTopicQueues {
+		errs = append(errs, settingErr("queues", "%d queues: at most %d may be bound to a topic", len(c.Queues), MaxTopicQueues))
+	}
 	for i, q := range c.Queues {
 		if !ValidName(q) {
 			errs = append(errs, settingErr(fmt.Sprintf("queues[%d]", i), "%q: invalid queue name", q))
@@ -50,6 +61,25 @@ func (c TopicConfig) Validate() error {
 		errs = append(errs, settingErr("max_message_size", "%d: must be between 0 and 64 MiB", c.MaxMessageSize))
 	}
 	return errors.Join(errs...)
+}
+
+// BindOptions tune a bind.
+type BindOptions struct {
+	// CreateQueue creates the queue, with default settings (and so its
+	// dead-letter queue QUEUE.dlq), when it does not exist, in the same
+	// atomic step as the bind: a durable topic group's queue.
+	CreateQueue bool
+}
+
+// BindAnswer is the answer of binding a queue to a topic or unbinding it
+// (HTTP PUT and DELETE /v1/topics/NAME/queues/QUEUE): whether the queue
+// is bound now, and whether this request changed that (false: it already
+// was, or was not, bound).
+type BindAnswer struct {
+	Topic   string `json:"topic"`
+	Queue   string `json:"queue"`
+	Bound   bool   `json:"bound"`
+	Changed bool   `json:"changed"`
 }
 
 // TopicMessage is a message delivered to a live subscriber.

@@ -476,3 +476,46 @@ func runStatus(e *env, fs *flag.FlagSet, args []string) error {
 	}
 	return e.usageErr(fs, "want no arguments, or QUEUE ID")
 }
+
+func bindFlags(fs *flag.FlagSet, e *env) {
+	fs.BoolVar(&e.bindNew, "create", false, "create the queue (default settings, dead-letter queue QUEUE.dlq) if it does not exist")
+}
+
+func runBind(e *env, fs *flag.FlagSet, args []string) error   { return e.bind(fs, args, true) }
+func runUnbind(e *env, fs *flag.FlagSet, args []string) error { return e.bind(fs, args, false) }
+
+// bind binds or unbinds one queue of a topic, leaving its other bindings
+// (declare topic NAME queues=... replaces them all).
+func (e *env) bind(fs *flag.FlagSet, args []string, bind bool) error {
+	if len(args) != 2 {
+		return e.usageErr(fs, "want TOPIC QUEUE")
+	}
+	topic, queue := args[0], args[1]
+	ctx, cancel := e.reqCtx(0)
+	defer cancel()
+	var changed bool
+	var err error
+	if bind {
+		changed, err = e.h.BindQueue(ctx, topic, queue, broker.BindOptions{CreateQueue: e.bindNew})
+	} else {
+		changed, err = e.h.UnbindQueue(ctx, topic, queue)
+	}
+	if err != nil {
+		return err
+	}
+	if e.json {
+		e.printJSON(broker.BindAnswer{Topic: topic, Queue: queue, Bound: bind, Changed: changed})
+		return nil
+	}
+	switch {
+	case bind && changed:
+		fmt.Fprintf(e.stdout, "bound queue %s to topic %s\n", queue, topic)
+	case bind:
+		fmt.Fprintf(e.stdout, "queue %s was already bound to topic %s\n", queue, topic)
+	case changed:
+		fmt.Fprintf(e.stdout, "unbound queue %s from topic %s\n", queue, topic)
+	default:
+		fmt.Fprintf(e.stdout, "queue %s was not bound to topic %s\n", queue, topic)
+	}
+	return nil
+}

@@ -64,6 +64,8 @@ func init() {
 		"info":          {"[queue|topic|stream] NAME", "show the settings and counts of a queue, topic or stream", runInfo, nil},
 		"declare":       {"queue|topic|stream NAME [SETTING=VALUE...]", "create a queue, topic or stream, or replace its settings", runDeclare, nil},
 		"delete":        {"queue|topic|stream NAME", "delete a queue, topic or stream and its messages", runDelete, nil},
+		"bind":          {"TOPIC QUEUE", "bind a queue to a topic (the topic's messages also go to it), keeping its other bindings", runBind, bindFlags},
+		"unbind":        {"TOPIC QUEUE", "unbind a queue from a topic (the queue and its messages stay)", runUnbind, nil},
 		"redrive":       {"QUEUE", "move the messages of QUEUE's dead-letter queue back to their queues", runRedrive, nil},
 		"status":        {"[QUEUE ID]", "check that the broker answers; with QUEUE ID, the state of one message", runStatus, nil},
 	}
@@ -128,6 +130,7 @@ type env struct {
 	nackDelay time.Duration
 	read      readOpts
 	tailCount int
+	bindNew   bool
 }
 
 // Run runs the client subcommand args[0] with the arguments after it.

@@ -621,3 +621,38 @@ func TestWrongKindSaysWhichCommand(t *testing.T) {
 		t.Errorf("unknown: %d %v", r.code, r.err)
 	}
 }
+
+// bind and unbind change one binding of a topic and say what happened.
+func TestBindUnbind(t *testing.T) {
+	tb := newBroker(t)
+	tb.must("", "declare", "queue", "audit")
+	tb.must("", "declare", "queue", "billing")
+	tb.must("", "declare", "topic", "rides", "queues=audit")
+	for _, c := range []struct {
+		args []string
+		out  string
+	}{
+		{[]string{"bind", "rides", "billing"}, "bound queue billing to topic rides\n"},
+		{[]string{"bind", "rides", "billing"}, "queue billing was already bound to topic rides\n"},
+		{[]string{"unbind", "rides", "audit"}, "unbound queue audit from topic rides\n"},
+		{[]string{"unbind", "rides", "audit"}, "queue audit was not bound to topic rides\n"},
+		{[]string{"bind", "--create", "rides", "rides.g1"}, "bound queue rides.g1 to topic rides\n"},
+	} {
+		if r := tb.must("", c.args...); r.out != c.out {
+			t.Fatalf("%v said %q, want %q", c.args, r.out, c.out)
+		}
+	}
+	if info, _ := tb.b.Topic("rides"); fmt.Sprint(info.Config.Queues) != "[billing rides.g1]" {
+		t.Fatalf("bound %v", info.Config.Queues)
+	}
+	r := tb.must("", "bind", "--json", "rides", "billing")
+	if m := jsonLines(t, r.out); len(m) != 1 || m[0]["bound"] != true || m[0]["changed"] != false {
+		t.Fatalf("json: %q", r.out)
+	}
+	if r := tb.run("", "bind", "rides", "nope"); r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), `queue "nope"`) {
+		t.Fatalf("missing queue: %+v", r)
+	}
+	if r := tb.run("", "bind", "rides"); r.code != 2 {
+		t.Fatalf("one argument: %+v", r)
+	}
+}

@@ -37,6 +37,42 @@ func (c *Conn) DeleteTopic(ctx context.Context, name string) error {
 	return c.delete(ctx, wire.KindTopic, name)
 }
 
+// DeclareTopicIfAbsent creates the topic with cfg if it does not exist
+// and leaves an existing one as it is, its bound queues and settings (a
+// Declare frame with the if-absent flag): what a service declaring the
+// topics it uses wants. Brokers older than the flag answer
+// broker.ErrInvalid.
+func (c *Conn) DeclareTopicIfAbsent(ctx context.Context, name string, cfg broker.TopicConfig) error {
+	return c.declareFlags(ctx, wire.KindTopic, name, cfg, true)
+}
+
+// DeclareQueueIfAbsent is DeclareTopicIfAbsent for a queue: an existing
+// queue keeps its settings.
+func (c *Conn) DeclareQueueIfAbsent(ctx context.Context, name string, cfg broker.QueueConfig) error {
+	return c.declareFlags(ctx, wire.KindQueue, name, cfg, true)
+}
+
+// BindQueue implements Admin with a Bind frame.
+func (c *Conn) BindQueue(ctx context.Context, topic, queue string, opts broker.BindOptions) (bool, error) {
+	return c.bind(ctx, &wire.BindReq{Op: wire.OpBind, Topic: topic, Queue: queue, CreateQueue: opts.CreateQueue})
+}
+
+// UnbindQueue implements Admin with a Bind frame.
+func (c *Conn) UnbindQueue(ctx context.Context, topic, queue string) (bool, error) {
+	return c.bind(ctx, &wire.BindReq{Op: wire.OpUnbind, Topic: topic, Queue: queue})
+}
+
+func (c *Conn) bind(ctx context.Context, req *wire.BindReq) (bool, error) {
+	r, err := c.roundTripSize(ctx, wire.Bind, len(req.Topic)+len(req.Queue)+16, func(b []byte) []byte { return wire.AppendBindReq(b, req) })
+	if err != nil {
+		return false, err
+	}
+	if err := expect(r, wire.BindOK); err != nil {
+		return false, err
+	}
+	return wire.DecodeBindOK(r.body)
+}
+
 // DeclareStream implements Admin with a Declare frame.
 func (c *Conn) DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error {
 	return c.declare(ctx, wire.KindStream, name, cfg)
@@ -50,11 +86,15 @@ func (c *Conn) DeleteStream(ctx context.Context, name string) error {
 // declare sends cfg as the JSON the HTTP API accepts; the broker
 // validates it.
 func (c *Conn) declare(ctx context.Context, k wire.Kind, name string, cfg any) error {
+	return c.declareFlags(ctx, k, name, cfg, false)
+}
+
+func (c *Conn) declareFlags(ctx context.Context, k wire.Kind, name string, cfg any, ifAbsent bool) error {
 	settings, err := json.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("encoding %s %q settings: %w", k, name, err)
 	}
-	req := wire.DeclareReq{Kind: k, Name: name, Settings: settings}
+	req := wire.DeclareReq{Kind: k, Name: name, Settings: settings, IfAbsent: ifAbsent}
 	r, err := c.roundTripSize(ctx, wire.Declare, len(name)+len(settings)+16, func(b []byte) []byte { return wire.AppendDeclareReq(b, &req) })
 	if err != nil {
 		return err
@@ -89,6 +129,29 @@ func (h *HTTP) DeclareTopic(ctx context.Context, name string, cfg broker.TopicCo
 // DeleteTopic implements Admin (DELETE /v1/topics/NAME).
 func (h *HTTP) DeleteTopic(ctx context.Context, name string) error {
 	return h.send(ctx, http.MethodDelete, "/v1/topics/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// BindQueue implements Admin (PUT /v1/topics/TOPIC/queues/QUEUE, with
+// ?create=1 for opts.CreateQueue).
+func (h *HTTP) BindQueue(ctx context.Context, topic, queue string, opts broker.BindOptions) (bool, error) {
+	path := "/v1/topics/" + url.PathEscape(topic) + "/queues/" + url.PathEscape(queue)
+	if opts.CreateQueue {
+		path += "?create=1"
+	}
+	var a broker.BindAnswer
+	if err := h.send(ctx, http.MethodPut, path, nil, nil, &a); err != nil {
+		return false, err
+	}
+	return a.Changed, nil
+}
+
+// UnbindQueue implements Admin (DELETE /v1/topics/TOPIC/queues/QUEUE).
+func (h *HTTP) UnbindQueue(ctx context.Context, topic, queue string) (bool, error) {
+	var a broker.BindAnswer
+	if err := h.send(ctx, http.MethodDelete, "/v1/topics/"+url.PathEscape(topic)+"/queues/"+url.PathEscape(queue), nil, nil, &a); err != nil {
+		return false, err
+	}
+	return a.Changed, nil
 }
 
 // DeclareStream implements Admin (PUT /v1/streams/NAME).

@@ -129,3 +129,55 @@ func TestAdminStreamContract(t *testing.T) {
 		}
 	})
 }
+
+// Every client binds and unbinds one queue alike: the others stay,
+// repeats report no change, missing things are broker.ErrNotFound.
+func TestAdminBindContract(t *testing.T) {
+	eachClient(t, func(t *testing.T, c pubsubClient, b *engine.Broker) {
+		ctx := context.Background()
+		for _, q := range []string{"audit", "billing"} {
+			if err := c.DeclareQueue(ctx, q, broker.QueueConfig{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.DeclareTopic(ctx, "rides", broker.TopicConfig{Queues: []string{"audit"}}); err != nil {
+			t.Fatal(err)
+		}
+		steps := []struct {
+			bind    bool
+			queue   string
+			create  bool
+			changed bool
+		}{
+			{true, "billing", false, true},
+			{true, "billing", false, false},
+			{false, "audit", false, true},
+			{false, "audit", false, false},
+			{true, "rides.g1", true, true},
+		}
+		for i, s := range steps {
+			var changed bool
+			var err error
+			if s.bind {
+				changed, err = c.BindQueue(ctx, "rides", s.queue, broker.BindOptions{CreateQueue: s.create})
+			} else {
+				changed, err = c.UnbindQueue(ctx, "rides", s.queue)
+			}
+			if err != nil || changed != s.changed {
+				t.Fatalf("step %d %+v: changed %v, %v", i, s, changed, err)
+			}
+		}
+		if info, _ := b.Topic("rides"); len(info.Config.Queues) != 2 || info.Config.Queues[0] != "billing" || info.Config.Queues[1] != "rides.g1" {
+			t.Fatalf("bound %v", info.Config.Queues)
+		}
+		if _, err := c.BindQueue(ctx, "nope", "audit", broker.BindOptions{}); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("missing topic: %v", err)
+		}
+		if _, err := c.BindQueue(ctx, "rides", "nope", broker.BindOptions{}); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("missing queue: %v", err)
+		}
+		if _, err := c.UnbindQueue(ctx, "rides", "a b"); !errors.Is(err, broker.ErrInvalid) {
+			t.Fatalf("bad name: %v", err)
+		}
+	})
+}

@@ -152,10 +152,17 @@ type QueueAdmin interface {
 	DeleteQueue(ctx context.Context, name string) error
 }
 
-// TopicAdmin declares and deletes topics.
+// TopicAdmin declares and deletes topics and binds queues to them.
+// DeclareTopic sets the topic's whole list of bound queues (cfg.Queues);
+// BindQueue and UnbindQueue add or remove one, atomically, leaving the
+// others, and report whether anything changed (they are idempotent). A
+// missing topic, or a missing queue to bind without
+// broker.BindOptions.CreateQueue, is broker.ErrNotFound.
 type TopicAdmin interface {
 	DeclareTopic(ctx context.Context, name string, cfg broker.TopicConfig) error
 	DeleteTopic(ctx context.Context, name string) error
+	BindQueue(ctx context.Context, topic, queue string, opts broker.BindOptions) (changed bool, err error)
+	UnbindQueue(ctx context.Context, topic, queue string) (changed bool, err error)
 }
 
 // StreamAdmin declares and deletes streams.

@@ -477,24 +477,40 @@ func (b *Broker) compactPoint() uint64 {
 // Declare creates the queue or updates its settings. A dead-letter queue
 // it names is created with default settings if missing.
 func (b *Broker) Declare(name string, cfg broker.QueueConfig) error {
+	_, err := b.declare(name, cfg, false)
+	return err
+}
+
+// DeclareIfAbsent creates the queue with cfg (and its dead-letter queue)
+// if it does not exist and leaves an existing one as it is. created says
+// which.
+func (b *Broker) DeclareIfAbsent(name string, cfg broker.QueueConfig) (created bool, err error) {
+	return b.declare(name, cfg, true)
+}
+
+func (b *Broker) declare(name string, cfg broker.QueueConfig, ifAbsent bool) (bool, error) {
 	if !broker.ValidName(name) {
-		return fmt.Errorf("%w: queue name %q", broker.ErrInvalid, name)
+		return false, fmt.Errorf("%w: queue name %q", broker.ErrInvalid, name)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: queue %q: %w", broker.ErrInvalid, name, err)
+		return false, fmt.Errorf("%w: queue %q: %w", broker.ErrInvalid, name, err)
 	}
 	if cfg.DeadLetter == name {
 		// A message over max_deliveries would go round forever.
-		return fmt.Errorf("%w: queue %q: dead_letter %q: a queue cannot be its own dead-letter queue (use %q to drop instead)",
+		return false, fmt.Errorf("%w: queue %q: dead_letter %q: a queue cannot be its own dead-letter queue (use %q to drop instead)",
 			broker.ErrInvalid, name, name, broker.NoDeadLetter)
 	}
 	full := cfg.WithDefaults(name)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return broker.ErrClosed
+		return false, broker.ErrClosed
 	}
-	if q, ok := b.queues[name]; ok {
+	q, exists := b.queues[name]
+	if exists && ifAbsent {
+		return false, nil
+	}
+	if exists {
 		q.mu.Lock()
 		q.cfg = full
 		q.signalSpaceLocked()
@@ -505,7 +521,7 @@ func (b *Broker) Declare(name string, cfg broker.QueueConfig) error {
 	if dl := full.DeadLetter; dl != broker.NoDeadLetter && b.queues[dl] == nil {
 		b.addQueueLocked(dl, broker.QueueConfig{})
 	}
-	return b.saveMetaLocked()
+	return !exists, b.saveMetaLocked()
 }
 
 func (b *Broker) addQueueLocked(name string, cfg broker.QueueConfig) *queue {
@@ -516,8 +532,9 @@ func (b *Broker) addQueueLocked(name string, cfg broker.QueueConfig) *queue {
 	return q
 }
 
-// DeleteQueue deletes a queue and its messages. Waiting consumers and
-// publishers get ErrNotFound.
+// DeleteQueue deletes a queue and its messages, and unbinds it from every
+// topic it was bound to (in the same catalogue write: a topic never names
+// a deleted queue). Waiting consumers and publishers get ErrNotFound.
 func (b *Broker) DeleteQueue(name string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -527,12 +544,19 @@ func (b *Broker) DeleteQueue(name string) error {
 	}
 	delete(b.queues, name)
 	delete(b.byID, q.id)
+	undo := b.unbindEverywhereLocked(name)
+	if err := b.saveMetaLocked(); err != nil {
+		b.queues[name] = q
+		b.byID[q.id] = q
+		undo()
+		return err
+	}
 	q.mu.Lock()
 	q.gone = fmt.Errorf("queue %q deleted: %w", name, broker.ErrNotFound)
 	q.signalReadyLocked()
 	q.signalSpaceLocked()
 	q.mu.Unlock()
-	return b.saveMetaLocked()
+	return nil
 }
 
 func (b *Broker) queue(name string) (*queue, error) { return lookup(b, b.queues, "queue", name) }

@@ -82,34 +82,48 @@ func (b *Broker) openStream(name string, id uint32, cfg broker.StreamConfig) (*s
 // applies retention (max_age, max_bytes) and max_message_size at once;
 // segment_bytes applies from the next restart.
 func (b *Broker) DeclareStream(name string, cfg broker.StreamConfig) error {
+	_, err := b.declareStream(name, cfg, false)
+	return err
+}
+
+// DeclareStreamIfAbsent creates the stream with cfg if it does not exist
+// and leaves an existing one as it is. created says which.
+func (b *Broker) DeclareStreamIfAbsent(name string, cfg broker.StreamConfig) (created bool, err error) {
+	return b.declareStream(name, cfg, true)
+}
+
+func (b *Broker) declareStream(name string, cfg broker.StreamConfig, ifAbsent bool) (bool, error) {
 	if !broker.ValidName(name) {
-		return fmt.Errorf("%w: stream name %q", broker.ErrInvalid, name)
+		return false, fmt.Errorf("%w: stream name %q", broker.ErrInvalid, name)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: stream %q: %w", broker.ErrInvalid, name, err)
+		return false, fmt.Errorf("%w: stream %q: %w", broker.ErrInvalid, name, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return broker.ErrClosed
+		return false, broker.ErrClosed
 	}
 	if s, ok := b.streams[name]; ok {
+		if ifAbsent {
+			return false, nil
+		}
 		cfg = cfg.WithDefaults()
 		s.mu.Lock()
 		s.cfg = cfg
 		s.mu.Unlock()
 		if err := b.saveMetaLocked(); err != nil {
-			return err
+			return false, err
 		}
-		return s.log.SetRetention(cfg.MaxAge.Std(), cfg.MaxBytes)
+		return false, s.log.SetRetention(cfg.MaxAge.Std(), cfg.MaxBytes)
 	}
 	s, err := b.openStream(name, b.nextID, cfg)
 	if err != nil {
-		return err
+		return false, err
 	}
 	b.nextID++
 	b.streams[name] = s
-	return b.saveMetaLocked()
+	return true, b.saveMetaLocked()
 }
 
 // DeleteStream deletes a stream and its data.

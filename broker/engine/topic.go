@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go.opentelemetry.io/otel/trace"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,32 +60,53 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// DeclareTopic creates a topic or updates its settings.
+// DeclareTopic creates a topic or replaces its settings, bound queues
+// included (BindQueue and UnbindQueue change one binding).
 func (b *Broker) DeclareTopic(name string, cfg broker.TopicConfig) error {
+	_, err := b.declareTopic(name, cfg, false)
+	return err
+}
+
+// DeclareTopicIfAbsent creates a topic with cfg if it does not exist and
+// leaves an existing one as it is, bindings and settings: what a service
+// declaring the topics it uses at start-up wants. created says which.
+func (b *Broker) DeclareTopicIfAbsent(name string, cfg broker.TopicConfig) (created bool, err error) {
+	return b.declareTopic(name, cfg, true)
+}
+
+func (b *Broker) declareTopic(name string, cfg broker.TopicConfig, ifAbsent bool) (bool, error) {
 	if !broker.ValidName(name) {
-		return fmt.Errorf("%w: topic name %q", broker.ErrInvalid, name)
+		return false, fmt.Errorf("%w: topic name %q", broker.ErrInvalid, name)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: topic %q: %w", broker.ErrInvalid, name, err)
+		return false, fmt.Errorf("%w: topic %q: %w", broker.ErrInvalid, name, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return broker.ErrClosed
+		return false, broker.ErrClosed
+	}
+	t, exists := b.topics[name]
+	if exists && ifAbsent {
+		return false, nil
 	}
 	for _, q := range cfg.Queues {
 		if b.queues[q] == nil {
-			return fmt.Errorf("%w: topic %q binds queue %q, which does not exist", broker.ErrInvalid, name, q)
+			return false, fmt.Errorf("%w: topic %q binds queue %q, which does not exist", broker.ErrInvalid, name, q)
 		}
 	}
-	if t, ok := b.topics[name]; ok {
+	// The bound queues are a fresh slice: fanOut hands t.cfg.Queues to
+	// publishers that range over it unlocked, so it is never changed in
+	// place (BindQueue and UnbindQueue replace it too).
+	cfg.Queues = slices.Clone(cfg.Queues)
+	if exists {
 		t.mu.Lock()
 		t.cfg = cfg.WithDefaults()
 		t.mu.Unlock()
 	} else {
 		b.topics[name] = &topic{name: name, cfg: cfg.WithDefaults(), subs: make(map[*Subscription]struct{})}
 	}
-	return b.saveMetaLocked()
+	return !exists, b.saveMetaLocked()
 }
 
 // DeleteTopic deletes a topic, ending its subscriptions with ErrNotFound.

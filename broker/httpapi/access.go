@@ -41,6 +41,8 @@ var routeRules = map[string]rule{
 	"DELETE /v1/topics/{name}":                      {perm: access.Manage, kind: access.Topic},
 	"POST /v1/topics/{name}/messages":               {perm: access.Publish, kind: access.Topic},
 	"GET /v1/topics/{name}/events":                  {perm: access.Consume, kind: access.Topic},
+	"PUT /v1/topics/{name}/queues/{queue}":          {perm: access.Manage, kind: access.Topic},
+	"DELETE /v1/topics/{name}/queues/{queue}":       {perm: access.Manage, kind: access.Topic},
 	"GET /v1/streams":                               {list: true},
 	"PUT /v1/streams/{name}":                        {perm: access.Manage, kind: access.Stream},
 	"GET /v1/streams/{name}":                        {see: true, kind: access.Stream},

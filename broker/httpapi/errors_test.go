@@ -39,6 +39,7 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		{"/v1/topics/t", "POST", "DELETE, GET, HEAD, PUT"},
 		{"/v1/topics/t/messages", "GET", "POST"},
 		{"/v1/topics/t/events", "POST", "GET, HEAD"},
+		{"/v1/topics/t/queues/q", "POST", "DELETE, PUT"},
 		{"/v1/streams", "PUT", "GET, HEAD"},
 		{"/v1/streams/s", "POST", "DELETE, GET, HEAD, PUT"},
 		{"/v1/streams/s/messages", "DELETE", "GET, HEAD, POST"},

@@ -28,6 +28,8 @@ func (s *Server) routePubSub() {
 	s.handle("DELETE /v1/topics/{name}", s.deleteTopic)
 	s.handle("POST /v1/topics/{name}/messages", s.publishTopic)
 	s.handle("GET /v1/topics/{name}/events", s.events)
+	s.handle("PUT /v1/topics/{name}/queues/{queue}", s.bindQueue)
+	s.handle("DELETE /v1/topics/{name}/queues/{queue}", s.unbindQueue)
 
 	s.handle("PUT /v1/streams/{name}", s.putStream)
 	s.handle("GET /v1/streams/{name}", s.getStream)
@@ -55,6 +57,55 @@ func (s *Server) putTopic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.getTopic(w, r)
+}
+
+// bindQueue binds {queue} to topic {name}: 201 with a broker.BindAnswer
+// when it was not bound, 200 when it already was. ?create=1 creates the
+// queue with default settings if missing (which needs manage on it).
+func (s *Server) bindQueue(w http.ResponseWriter, r *http.Request) {
+	topic, queue := r.PathValue("name"), r.PathValue("queue")
+	var opts broker.BindOptions
+	switch c := r.URL.Query().Get("create"); c {
+	case "", "0", "false":
+	case "1", "true":
+		opts.CreateQueue = true
+	default:
+		badRequest(w, "create=%q: want 1 or 0", c)
+		return
+	}
+	// A bound queue receives every message of the topic: publish on it,
+	// as a declare's queues need.
+	p := principal(r)
+	err := p.CheckBinding([]string{queue})
+	if err == nil && opts.CreateQueue {
+		err = p.Check(access.Manage, access.Queue, queue)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	changed, err := s.b.BindQueue(topic, queue, opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	status := http.StatusOK
+	if changed {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, broker.BindAnswer{Topic: topic, Queue: queue, Bound: true, Changed: changed})
+}
+
+// unbindQueue unbinds {queue} from topic {name}: 200 with a
+// broker.BindAnswer, whether or not it was bound.
+func (s *Server) unbindQueue(w http.ResponseWriter, r *http.Request) {
+	topic, queue := r.PathValue("name"), r.PathValue("queue")
+	changed, err := s.b.UnbindQueue(topic, queue)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, broker.BindAnswer{Topic: topic, Queue: queue, Bound: false, Changed: changed})
 }
 
 func (s *Server) getTopic(w http.ResponseWriter, r *http.Request) {

@@ -206,6 +206,22 @@ func (e Client) DeleteTopic(ctx context.Context, name string) error {
 	return e.B.DeleteTopic(name)
 }
 
+// BindQueue implements Admin.
+func (e Client) BindQueue(ctx context.Context, topic, queue string, opts broker.BindOptions) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return e.B.BindQueue(topic, queue, opts)
+}
+
+// UnbindQueue implements Admin.
+func (e Client) UnbindQueue(ctx context.Context, topic, queue string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return e.B.UnbindQueue(topic, queue)
+}
+
 // DeclareStream implements Admin.
 func (e Client) DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error {
 	if err := ctx.Err(); err != nil {

@@ -3,6 +3,7 @@ package native
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -135,4 +136,82 @@ func TestOversizedFrameClosesConnection(t *testing.T) {
 	// connection.
 	nc.Write([]byte{0x7f, 0xff, 0xff, 0xff, byte(wire.Pub), 0, 0, 0, 1})
 	readErrThenEOF(t, nc, 1, broker.CodeTooLarge)
+}
+
+func bindFrame(id uint32, op byte, topic, queue string, create bool) []byte {
+	return wire.AppendFrame(nil, wire.Bind, id, wire.AppendBindReq(nil, &wire.BindReq{Op: op, Topic: topic, Queue: queue, CreateQueue: create}))
+}
+
+// Bind and unbind over the native protocol: one binding each, the
+// others kept, idempotent, errors as Err frames on a connection that
+// goes on; Declare's if-absent flag leaves an existing topic alone.
+func TestBindFrames(t *testing.T) {
+	nc, b := start(t)
+	r := wire.NewReader(nc, 0)
+	roundTrip := func(frame []byte) wire.Frame {
+		t.Helper()
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := nc.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		fr, err := r.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fr
+	}
+	for _, f := range [][]byte{
+		declareFrame(1, wire.KindQueue, "audit", ``),
+		declareFrame(2, wire.KindQueue, "billing", ``),
+		declareFrame(3, wire.KindTopic, "rides", `{"queues":["audit"],"buffer":7}`),
+	} {
+		if fr := roundTrip(f); fr.Type != wire.DeclareOK {
+			t.Fatalf("declare: %+v", fr)
+		}
+	}
+	for i, c := range []struct {
+		frame   []byte
+		changed bool
+	}{
+		{bindFrame(10, wire.OpBind, "rides", "billing", false), true},
+		{bindFrame(11, wire.OpBind, "rides", "billing", false), false},
+		{bindFrame(12, wire.OpUnbind, "rides", "audit", false), true},
+		{bindFrame(13, wire.OpUnbind, "rides", "audit", false), false},
+		{bindFrame(14, wire.OpBind, "rides", "rides.g1", true), true},
+	} {
+		fr := roundTrip(c.frame)
+		changed, err := wire.DecodeBindOK(fr.Body)
+		if fr.Type != wire.BindOK || err != nil || changed != c.changed {
+			t.Fatalf("bind request %d: %+v %v %v, want changed %v", i, fr, changed, err, c.changed)
+		}
+	}
+	// An if-absent declare of the topic keeps its bindings and settings.
+	ifAbsent := wire.AppendFrame(nil, wire.Declare, 20, wire.AppendDeclareReq(nil, &wire.DeclareReq{Kind: wire.KindTopic, Name: "rides", IfAbsent: true}))
+	if fr := roundTrip(ifAbsent); fr.Type != wire.DeclareOK {
+		t.Fatalf("if-absent declare: %+v", fr)
+	}
+	info, err := b.Topic("rides")
+	if err != nil || fmt.Sprint(info.Config.Queues) != "[billing rides.g1]" || info.Config.Buffer != 7 {
+		t.Fatalf("topic: %+v %v", info.Config, err)
+	}
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		code  string
+	}{
+		{"missing topic", bindFrame(30, wire.OpBind, "nope", "audit", false), "not_found"},
+		{"missing queue", bindFrame(31, wire.OpBind, "rides", "nope", false), "not_found"},
+		{"bad queue name", bindFrame(32, wire.OpBind, "rides", "a\x00b", true), "bad_request"},
+		{"bad topic name", bindFrame(33, wire.OpUnbind, "a b", "audit", false), "bad_request"},
+		{"malformed", wire.AppendFrame(nil, wire.Bind, 34, []byte{9}), "bad_request"},
+	} {
+		fr := roundTrip(c.frame)
+		e, err := wire.DecodeErr(fr.Body)
+		if fr.Type != wire.Err || err != nil || e.Code != c.code {
+			t.Fatalf("%s: %+v %+v %v, want code %s", c.name, fr, e, err, c.code)
+		}
+	}
+	if fr := roundTrip(wire.AppendFrame(nil, wire.Ping, 40, nil)); fr.Type != wire.Pong {
+		t.Fatalf("ping after errors: %+v", fr)
+	}
 }

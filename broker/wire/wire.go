@@ -85,8 +85,11 @@ const (
 	GroupCommit Type = 14
 	// Declare: kind (1 byte: 1 queue, 2 topic, 3 stream), name, settings
 	// (the JSON the HTTP API's PUT accepts, at most MaxSettings bytes;
-	// empty: defaults). Creates the queue, topic or stream or replaces its
-	// settings. Reply DeclareOK once the change is durable, or Err
+	// empty: defaults), and optionally flags (bit 0, DeclareIfAbsent:
+	// create only if missing, leave an existing one as it is; brokers
+	// older than the field answer Err bad_request). Creates the queue,
+	// topic or stream or replaces its settings (a topic's: its bound
+	// queues too). Reply DeclareOK once the change is durable, or Err
 	// (bad_request for invalid settings or unknown fields).
 	Declare Type = 15
 	// Delete: kind, name. Reply DeleteOK, or Err (not_found).
@@ -97,6 +100,13 @@ const (
 	// first frame is answered Err unauthorized and the connection closed,
 	// as is a failed login. At most MaxAuthBody bytes. Reply AuthOK.
 	Auth Type = 17
+	// Bind: operation (1 byte: 1 bind, 2 unbind), flags (bit 0,
+	// BindCreateQueue: create the queue if missing; bind only), topic,
+	// queue. Adds or removes one queue of the topic's bound queues,
+	// atomically, leaving the others. Reply BindOK once durable, or Err
+	// (not_found naming the missing topic or queue, bad_request). Brokers
+	// older than this frame answer Err bad_request (unknown frame type).
+	Bind Type = 18
 
 	// PubOK: see Pub.
 	PubOK Type = 0x81
@@ -127,6 +137,9 @@ const (
 	DeleteOK Type = 0x90
 	// AuthOK: version, the user logged in ("" on a broker without users).
 	AuthOK Type = 0x91
+	// BindOK: changed (1 byte, 0 or 1: 0 when the queue already was, or
+	// was not, bound).
+	BindOK Type = 0x92
 	// Err: code, message, queue, limit. Codes are those of the HTTP API
 	// (not_found, bad_request, too_large, queue_full, closed, timeout,
 	// internal), plus lagged for an ended topic subscription.

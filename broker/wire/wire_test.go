@@ -72,6 +72,10 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(AppendFrame(nil, Declare, 15, AppendDeclareReq(nil, &DeclareReq{Kind: KindStream, Name: "s"})))
 	f.Add(AppendFrame(nil, Delete, 16, AppendDeleteReq(nil, &DeleteReq{Kind: KindTopic, Name: "t"})))
 	f.Add(AppendFrame(nil, DeclareOK, 17, nil))
+	f.Add(AppendFrame(nil, Declare, 18, AppendDeclareReq(nil, &DeclareReq{Kind: KindTopic, Name: "t", IfAbsent: true})))
+	f.Add(AppendFrame(nil, Bind, 19, AppendBindReq(nil, &BindReq{Op: OpBind, Topic: "t", Queue: "t.g", CreateQueue: true})))
+	f.Add(AppendFrame(nil, Bind, 20, AppendBindReq(nil, &BindReq{Op: OpUnbind, Topic: "t", Queue: "q\x00\xff"})))
+	f.Add(AppendFrame(nil, BindOK, 21, AppendBindOK(nil, true)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := NewReader(bytes.NewReader(b), 1<<20)
 		for {
@@ -101,6 +105,13 @@ func FuzzReadFrame(f *testing.F) {
 			DecodeCommitOK(fr.Body)
 			DecodeDeclareReq(fr.Body)
 			DecodeDeleteReq(fr.Body)
+			if r, err := DecodeBindReq(fr.Body); err == nil {
+				// What decodes survives a round trip.
+				if again, err := DecodeBindReq(AppendBindReq(nil, &r)); err != nil || again != r {
+					t.Fatalf("bind %+v round-trips as %+v, %v", r, again, err)
+				}
+			}
+			DecodeBindOK(fr.Body)
 		}
 	})
 }

@@ -804,6 +804,15 @@ func testTopicGroup(t *testing.T, b Backend, n *names) {
 	}
 	const count = 20
 	tp := n.declare("topic", "t", message.DeclareOptions{})
+	// Groups outlive their subscriptions; where a backend keeps a group
+	// in a queue (switchyard), deleting it removes the group.
+	t.Cleanup(func() {
+		for _, g := range []string{"g1", "g2"} {
+			q := "queue:" + message.TopicGroupQueue(strings.TrimPrefix(tp, "topic:"), g)
+			n.b.Delete(context.Background(), q)
+			n.b.Delete(context.Background(), q+".dlq")
+		}
+	})
 	g1 := subscribe(t, b, tp, message.SubscribeOptions{Group: "g1"})
 	waitLive(t, b, tp, g1)
 	g2 := subscribe(t, b, tp, message.SubscribeOptions{Group: "g2"})

@@ -6,9 +6,12 @@
 //
 // Queues are the broker's queues, with their native acks, delays, key
 // ordering, dead-letter queues and dedup window; topics are its topics
-// (live subscribers, plus the queues bound to the topic); streams are its
-// streams, which this package publishes to (Append) but does not
-// subscribe to yet: read them with broker/client's GroupClient.
+// (live subscribers, plus the queues bound to the topic); a durable topic
+// group is the queue TOPIC.GROUP bound to the topic (see subscribeGroup);
+// streams are its streams, which this package publishes to (Append) but
+// does not subscribe to yet: read them with broker/client's GroupClient.
+// Declaring a topic creates it if missing and never changes an existing
+// one's bindings.
 package sybroker
 
 import (
@@ -78,8 +81,11 @@ func New(c *client.Conn) *Backend {
 // cover (admin, stream reads).
 func (b *Backend) Conn() *client.Conn { return b.conn }
 
-// Features implements messagetest's probe: queues keep key order.
-func (b *Backend) Features() message.Features { return message.Features{KeyOrder: true} }
+// Features implements messagetest's probe: queues keep key order; topic
+// groups are durable (a queue bound to the topic per group).
+func (b *Backend) Features() message.Features {
+	return message.Features{KeyOrder: true, DurableTopicGroups: true}
+}
 
 // Close closes the connection.
 func (b *Backend) Close() error { return b.conn.Close() }
@@ -135,31 +141,48 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 	case message.Stream:
 		return b.subscribeStream(ctx, d, opts, deliver)
 	}
-	batcher := b.batcher(d.Name)
-	err = b.conn.Subscribe(ctx, d.Name, client.SubscribeOptions{Credit: opts.Prefetch}, func(m broker.Delivery) {
+	return b.subscribeQueue(ctx, d.Name, d, opts, deliver)
+}
+
+// subscribeQueue consumes queue, its deliveries naming source (the queue,
+// or the topic of a durable group).
+func (b *Backend) subscribeQueue(ctx context.Context, queue string, source message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
+	batcher := b.batcher(queue)
+	err := b.conn.Subscribe(ctx, queue, client.SubscribeOptions{Credit: opts.Prefetch}, func(m broker.Delivery) {
 		msg := broker.Message{Body: m.Body, ID: m.MsgID, Key: m.Key, Headers: m.Headers}
 		// The delivery and its receipt are one allocation.
 		sd := &syDelivery{r: receipt{b: batcher, r: m.Receipt}}
-		message.InitDelivery(&sd.d, d, msg, m.Deliveries, m.PublishedAt, &sd.r)
+		message.InitDelivery(&sd.d, source, msg, m.Deliveries, m.PublishedAt, &sd.r)
 		deliver(&sd.d)
 	})
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("subscribing to %s: %w", d, err)
+		return fmt.Errorf("subscribing to %s: %w", source, err)
 	}
 	return err
 }
 
+// subscribeGroup is a durable topic group: the queue TOPIC.GROUP
+// (message.TopicGroupQueue), created with default settings (dead letters
+// to TOPIC.GROUP.dlq) and bound to the topic in one atomic step on the
+// broker by the group's first subscription, holds the group's messages;
+// its members consume it as competing consumers. The queue outlives the
+// subscriptions: the group keeps what is published while none of its
+// members runs. Remove a group by deleting its queue (which unbinds it):
+// Delete(ctx, "queue:TOPIC.GROUP"), and its dead-letter queue.
+func (b *Backend) subscribeGroup(ctx context.Context, d message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
+	if err := message.CheckTopicGroup(d, opts.Group); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", d, err)
+	}
+	queue := message.TopicGroupQueue(d.Name, opts.Group)
+	if _, err := b.conn.BindQueue(ctx, d.Name, queue, broker.BindOptions{CreateQueue: true}); err != nil {
+		return fmt.Errorf("subscribing to %s as durable group %q (queue %s bound to the topic): %w", d, opts.Group, queue, err)
+	}
+	return b.subscribeQueue(ctx, queue, d, opts, deliver)
+}
+
 func (b *Backend) subscribeTopic(ctx context.Context, d message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	if opts.Group != "" {
-		if err := message.CheckTopicGroup(d, opts.Group); err != nil {
-			return fmt.Errorf("subscribing to %s: %w", d, err)
-		}
-		// The broker's durable fan-out is a queue bound to the topic, but
-		// the native protocol cannot read a topic's bound queues, so a
-		// binding added here would drop the others (DeclareTopic replaces
-		// them all). Refused rather than silently live only.
-		return fmt.Errorf("%w: subscribing to %s as durable group %q: %w: bind a queue to the topic (its queues setting, e.g. %q) and subscribe to that queue",
-			broker.ErrInvalid, d, opts.Group, errors.ErrUnsupported, message.TopicGroupQueue(d.Name, opts.Group))
+		return b.subscribeGroup(ctx, d, opts, deliver)
 	}
 	sub, err := b.conn.SubscribeTopic(ctx, d.Name, client.TopicOptions{Credit: opts.Prefetch})
 	if err != nil {
@@ -193,7 +216,11 @@ func (b *Backend) Declare(ctx context.Context, dest string, opts message.Declare
 	}
 	switch d.Kind {
 	case message.Topic:
-		err = b.conn.DeclareTopic(ctx, d.Name, broker.TopicConfig{})
+		// Created if missing, else left as it is: the queues others
+		// bound to it (switchyard hitch up, the broker's config, the
+		// groups of other services) and its settings stay. Bindings are
+		// changed one at a time by binding (Conn.BindQueue).
+		err = b.conn.DeclareTopicIfAbsent(ctx, d.Name, broker.TopicConfig{})
 	case message.Stream:
 		err = b.conn.DeclareStream(ctx, d.Name, broker.StreamConfig{})
 	default:

@@ -22,6 +22,13 @@ func startBroker(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serve(t, b)
+}
+
+// serve runs the native listener for b on 127.0.0.1 until the test ends
+// (then closes b) and returns its address.
+func serve(t testing.TB, b *engine.Broker) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
