@@ -17,6 +17,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +39,10 @@ type Cache struct {
 	key   []keyPart
 	name  string
 	comp  *compressor // nil: no compression
+
+	keyed       map[string]bool // header names the key lists (header:NAME)
+	wholeQuery  bool            // the key lists query
+	queryParams []string        // the parameters the key lists (query:NAME)
 
 	// Cache-Status values, built once.
 	stHit, stHitCoalesced []string
@@ -72,6 +78,17 @@ func New(store *Store, pol Policy, opts Options) (*Cache, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{store: store, pol: pol, key: parts, name: opts.Name, ctx: ctx, cancel: cancel, comp: newCompressor(opts.Compress)}
+	c.keyed = map[string]bool{}
+	for _, p := range parts {
+		switch p.kind {
+		case 'q':
+			c.wholeQuery = true
+		case 'Q':
+			c.queryParams = append(c.queryParams, p.name)
+		case 'H':
+			c.keyed[p.name] = true
+		}
+	}
 	c.stHit = []string{opts.Name + "; hit"}
 	c.stHitCoalesced = []string{opts.Name + "; hit; detail=coalesced"}
 	return c, nil
@@ -175,11 +192,19 @@ func (c *Cache) lookup(next http.Handler, w http.ResponseWriter, r *http.Request
 			}
 		}
 		fwd = "stale"
-		if fresh > 0 {
-			fwd = "request"
+		if fresh > 0 && !e.noCache {
+			fwd = "request" // fresh, but the client's directives refused it
 		}
 	}
 	key := string(kb)
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// A GET or HEAD with a body ("fat GET"): the body is not keyed,
+		// and origins that read it would let it shape the stored
+		// answer. Passed on, never stored.
+		c.store.misses.Add(1)
+		c.pass(next, w, r, fwd+"; detail=body")
+		return
+	}
 	if len(r.Header["Range"]) > 0 {
 		// A range the store cannot answer: the origin's 206 is passed on,
 		// never stored (only full responses are).
@@ -232,12 +257,14 @@ var ages = func() [][]string {
 	return a
 }()
 
+// ageValue is the Age field of an entry secs old: at most 2^31 (RFC
+// 9111 section 1.2.2 reads anything larger as 2147483648).
 func ageValue(secs int64) []string {
 	if secs >= 0 && secs < int64(len(ages)) {
 		v := ages[secs]
 		return v[:1:1]
 	}
-	return []string{strconv.FormatInt(secs, 10)}
+	return []string{strconv.FormatInt(min(max(secs, 0), maxDelta), 10)}
 }
 
 // writeHit answers from a stored entry, in the coding the client
@@ -395,15 +422,47 @@ type fetchArgs struct {
 	flight *flight
 }
 
-// originRequest is r without the client's cache validators (the cache
-// wants a full answer it can store) and, when validating stale, with the
-// stored entry's.
-func originRequest(r *http.Request, stale *entry) *http.Request {
+// overrideHeaders are request fields that common origin frameworks read
+// as the request's host, scheme, port, URL or method (Symfony, Rails,
+// Django, IIS URL Rewrite, method-override middleware). A cache that
+// forwards them unkeyed lets one client's value shape the response
+// stored for everyone (cache poisoning), so a request that may fill the
+// cache reaches the origin without them unless the key names them
+// (header:NAME). The gateway's proxy sets X-Forwarded-Host and
+// X-Forwarded-Proto again from the request it received.
+var overrideHeaders = [...]string{
+	"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Scheme", "X-Forwarded-Port", "X-Forwarded-Server",
+	"X-Forwarded-Prefix", "X-Forwarded-Ssl", "Forwarded", "X-Host", "X-Original-Host", "X-Original-Url", "X-Rewrite-Url",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "Front-End-Https", "X-Url-Scheme",
+}
+
+// originRequest is r as it goes to the origin to fill or validate an
+// entry: without the client's cache validators (the cache wants a full
+// answer it can store) and, when validating stale, with the stored
+// entry's; without the unkeyed override headers (overrideHeaders); and,
+// when the key lists query parameters (query:NAME) but not the whole
+// query, with only those parameters, so the origin never sees input the
+// key does not hold.
+func (c *Cache) originRequest(r *http.Request, stale *entry) *http.Request {
 	r2 := new(http.Request)
 	*r2 = *r
 	r2.Header = r.Header.Clone()
 	r2.Header.Del("If-None-Match")
 	r2.Header.Del("If-Modified-Since")
+	for _, k := range overrideHeaders {
+		if _, ok := r2.Header[k]; ok && !c.keyed[k] {
+			delete(r2.Header, k)
+		}
+	}
+	if !c.wholeQuery && r.URL.RawQuery != "" {
+		u := *r.URL
+		u.RawQuery = c.keyedQuery(r.URL.RawQuery)
+		u.ForceQuery = false
+		r2.URL = &u
+		if r2.RequestURI != "" {
+			r2.RequestURI = u.RequestURI()
+		}
+	}
 	if stale != nil {
 		if stale.etag != "" {
 			r2.Header.Set("If-None-Match", stale.etag)
@@ -423,7 +482,7 @@ func (c *Cache) fetch(next http.Handler, w http.ResponseWriter, r *http.Request,
 	if a.stale != nil && (a.stale.etag != "" || a.stale.lastModified != "") {
 		c.store.revalidations.Add(1)
 	}
-	or := originRequest(r, a.stale)
+	or := c.originRequest(r, a.stale)
 	tw := &teeWriter{c: c, w: w, r: r, a: a, reqTime: time.Now(), pre: len(w.Header())}
 	tw.preKeys = make(map[string]bool, len(w.Header()))
 	for k := range w.Header() {
@@ -453,7 +512,7 @@ func (c *Cache) revalidateInBackground(next http.Handler, r *http.Request, key s
 	s.mu.Unlock()
 	c.store.revalidations.Add(1)
 
-	req := originRequest(r, e)
+	req := c.originRequest(r, e)
 	req.Body = http.NoBody
 	req.ContentLength = 0
 	req.Method = http.MethodGet
@@ -540,4 +599,24 @@ func jitter(d time.Duration, share float64) time.Duration {
 		return d
 	}
 	return d - time.Duration(rand.Float64()*share*float64(d))
+}
+
+// keyedQuery keeps, of a raw query, the parameters the key lists
+// (query:NAME), in their order; the others are dropped.
+func (c *Cache) keyedQuery(raw string) string {
+	var b strings.Builder
+	for part := range strings.SplitSeq(raw, "&") {
+		if strings.Contains(part, ";") {
+			continue // url.ParseQuery (the key's reading) skips it too
+		}
+		name, val, _ := strings.Cut(part, "=")
+		n, err := url.QueryUnescape(name)
+		if _, err2 := url.QueryUnescape(val); err == nil && err2 == nil && slices.Contains(c.queryParams, n) {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(part)
+		}
+	}
+	return b.String()
 }

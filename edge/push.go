@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // PushObject is an object published into a cache ahead of any request
@@ -40,6 +42,18 @@ func (c *Cache) Push(r *http.Request, obj PushObject) error {
 	hdr := obj.Header.Clone()
 	if hdr == nil {
 		hdr = http.Header{}
+	}
+	for k, vs := range hdr {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("pushing %s: invalid header name %q", r.URL, k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				// A CR or LF stored here would be written on every hit
+				// (response splitting).
+				return fmt.Errorf("pushing %s: header %s: invalid value %q", r.URL, k, v)
+			}
+		}
 	}
 	if obj.TTL > 0 {
 		hdr.Set("Cdn-Cache-Control", "max-age="+strconv.FormatInt(int64(obj.TTL/time.Second), 10))

@@ -5,11 +5,13 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/andybalholm/brotli"
+	"golang.org/x/net/http/httpguts"
 )
 
 // hopHeaders are never stored (RFC 9111 section 3.1), nor are the
@@ -395,25 +397,16 @@ func (c *Cache) prepare(r *http.Request, key string, code int, hdr http.Header, 
 	if len(hdr["Set-Cookie"]) > 0 && !c.pol.AllowSetCookie {
 		return prepared{}
 	}
-	// maxVaryFields bounds the fields a stored response may vary on.
-	const maxVaryFields = 16
-	var vary []string
-	for _, v := range hdr["Vary"] {
-		for name := range strings.SplitSeq(v, ",") {
-			name = strings.TrimSpace(name)
-			if name == "*" {
-				return prepared{} // never matches (RFC 9111 section 4.1)
-			}
-			if name == "" {
-				continue
-			}
-			if len(vary) == maxVaryFields {
-				return prepared{} // ignoring a field would select wrong variants
-			}
-			vary = append(vary, http.CanonicalHeaderKey(name))
-		}
+	vary, ok := parseVary(hdr["Vary"])
+	if !ok {
+		return prepared{}
 	}
-	p := c.meta(code, hdr, reqTime, respTime)
+	// Heuristic freshness (default_ttl, or 10% of the time since
+	// Last-Modified) is the cache's guess, not the origin's word: it is
+	// not used for a request that carried a Cookie, so a personal page
+	// behind a static-looking URL (/account.css, cache deception) is not
+	// stored unless the origin said it may be.
+	p := c.meta(code, hdr, reqTime, respTime, len(r.Header["Cookie"]) == 0)
 	if !p.storable {
 		return prepared{}
 	}
@@ -440,7 +433,7 @@ type metaResult struct {
 // meta computes the stored form of a response header: its directives
 // (CDN-Cache-Control, then Surrogate-Control, then Cache-Control),
 // freshness lifetime, initial age, stale windows, validators and tags.
-func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time) metaResult {
+func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time, heuristicOK bool) metaResult {
 	var d Directives
 	useExpires := false
 	switch {
@@ -475,13 +468,13 @@ func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time) met
 		lifetime = time.Duration(d.MaxAge) * time.Second
 	case useExpires && len(hdr["Expires"]) > 0:
 		if exp, err := http.ParseTime(hdr.Get("Expires")); err == nil {
-			lifetime = max(0, exp.Sub(date))
+			lifetime = min(max(0, exp.Sub(date)), maxDelta*time.Second)
 		}
 	default:
 		explicit = false
 	}
 	if !explicit {
-		if !heuristicStatus(code) && !d.Public {
+		if !heuristicStatus(code) && !d.Public || !heuristicOK {
 			return res
 		}
 		if c.pol.DefaultTTL > 0 {
@@ -509,22 +502,12 @@ func (c *Cache) meta(code int, hdr http.Header, reqTime, respTime time.Time) met
 	if a, ok := parseDelta(strings.TrimSpace(hdr.Get("Age"))); ok {
 		ageValue = a
 	}
-	apparent := max(0, respTime.Sub(date))
-	corrected := time.Duration(ageValue)*time.Second + respTime.Sub(reqTime)
-	var tags []string
-	for _, v := range hdr["Surrogate-Key"] {
-		tags = append(tags, strings.Fields(v)...)
-	}
-	for _, v := range hdr["Cache-Tag"] {
-		for t := range strings.SplitSeq(v, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				tags = append(tags, t)
-			}
-		}
-	}
-	if len(tags) > 64 {
-		tags = tags[:64]
-	}
+	// Ages are bounded by 2^31 seconds (RFC 9111 section 1.2.2): a Date
+	// centuries ago must not make the sum of ages overflow (negative: a
+	// response stale from the start served as fresh forever).
+	apparent := min(max(0, respTime.Sub(date)), maxDelta*time.Second)
+	corrected := time.Duration(ageValue)*time.Second + min(max(0, respTime.Sub(reqTime)), maxDelta*time.Second)
+	tags := parseTags(hdr["Surrogate-Key"], hdr["Cache-Tag"])
 	for _, v := range hdr["Connection"] { // fields named by Connection are hop-by-hop too
 		for k := range strings.SplitSeq(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {
@@ -568,6 +551,9 @@ func (e *entry) computeSize() {
 	for _, v := range e.varyVals {
 		size += int64(len(v))
 	}
+	for _, t := range e.tags {
+		size += int64(len(t)) + 16
+	}
 	e.size = size
 }
 
@@ -598,7 +584,7 @@ func (c *Cache) merge(st *entry, h304 http.Header, reqTime, now time.Time) *merg
 	if len(h304["Surrogate-Key"]) == 0 && len(h304["Cache-Tag"]) == 0 && len(st.tags) > 0 {
 		hdr["Surrogate-Key"] = []string{strings.Join(st.tags, " ")}
 	}
-	m := c.meta(st.status, hdr, reqTime, now)
+	m := c.meta(st.status, hdr, reqTime, now, true)
 	if m.e == nil {
 		// Now uncacheable: answer this once from the merged entry, drop it.
 		e := *st
@@ -614,3 +600,77 @@ func (c *Cache) merge(st *entry, h304 http.Header, reqTime, now time.Time) *merg
 }
 
 var _ http.Flusher = (*teeWriter)(nil)
+
+// MaxVaryFields bounds the fields a stored response may vary on; a
+// response naming more is not stored (ignoring a field would select
+// wrong variants).
+const MaxVaryFields = 16
+
+// parseVary reads a response's Vary field lines into canonical header
+// names. It reports false when the response must not be stored: Vary: *
+// (it never matches, RFC 9111 section 4.1) or more than MaxVaryFields
+// names. A name listed twice counts once.
+func parseVary(lines []string) ([]string, bool) {
+	var vary []string
+	for _, v := range lines {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			if name == "*" {
+				return nil, false
+			}
+			if name == "" {
+				continue
+			}
+			if !httpguts.ValidHeaderFieldName(name) {
+				return nil, false // not a field name: nothing to select on
+			}
+			name = http.CanonicalHeaderKey(name)
+			if slices.Contains(vary, name) {
+				continue
+			}
+			if len(vary) == MaxVaryFields {
+				return nil, false
+			}
+			vary = append(vary, name)
+		}
+	}
+	return vary, true
+}
+
+// MaxTags bounds the purge tags kept per entry, and MaxTagLen the
+// length of one; longer tags are dropped, tags past MaxTags ignored.
+const (
+	MaxTags   = 64
+	MaxTagLen = 256
+)
+
+// parseTags reads the purge tags of a response: Surrogate-Key
+// (space-separated) and Cache-Tag (comma-separated), each kept once, at
+// most MaxTags of at most MaxTagLen bytes, none with a space or a control
+// character (a tag is one word, so it survives being written back as a
+// space-separated Surrogate-Key).
+func parseTags(surrogateKey, cacheTag []string) []string {
+	var tags []string
+	add := func(t string) bool {
+		if t == "" || len(t) > MaxTagLen || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f }) || slices.Contains(tags, t) {
+			return true
+		}
+		tags = append(tags, t)
+		return len(tags) < MaxTags
+	}
+	for _, v := range surrogateKey {
+		for t := range strings.FieldsSeq(v) {
+			if !add(t) {
+				return tags
+			}
+		}
+	}
+	for _, v := range cacheTag {
+		for t := range strings.SplitSeq(v, ",") {
+			if !add(strings.TrimSpace(t)) {
+				return tags
+			}
+		}
+	}
+	return tags
+}

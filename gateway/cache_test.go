@@ -351,3 +351,115 @@ routes:
 		t.Fatalf("identity after restart: %d bytes", len(body))
 	}
 }
+
+// TestEdgeCachePoisoningThroughTheGateway: the attacker's request comes
+// first and carries the headers origin frameworks read as the host,
+// scheme, URL or method, an absolute-form target and a body; the answer
+// the victim then gets from the cache holds none of it.
+func TestEdgeCachePoisoningThroughTheGateway(t *testing.T) {
+	be := newBackend(t, "be")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "host=%s xfh=%s xfs=%s xou=%s xmo=%s query=%s body=%s",
+			r.Host, r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Scheme"),
+			r.Header.Get("X-Original-Url"), r.Header.Get("X-Http-Method-Override"), r.URL.RawQuery, b)
+	})
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+caches:
+  edge: { memory: 8MiB }
+upstreams:
+  u: { targets: [{address: %s}] }
+routes:
+  - match: { path_prefix: /q/ }
+    upstream: u
+    cache: { name: edge, key: [host, path, "query:id"] }
+  - match: { path_prefix: / }
+    upstream: u
+    cache: edge
+`, be.addr()))
+	const clean = "host=www.example.com xfh=www.example.com xfs= xou= xmo= query= body="
+	_, attacked, _ := get(t, gw.url+"/page", "Host", "www.example.com", "X-Forwarded-Host", "evil.example",
+		"X-Forwarded-Scheme", "nothttps", "X-Original-URL", "/admin", "X-HTTP-Method-Override", "DELETE")
+	if attacked != clean {
+		t.Fatalf("the origin saw the attacker's headers: %q", attacked)
+	}
+	_, victim, h := get(t, gw.url+"/page", "Host", "WWW.EXAMPLE.COM")
+	if victim != clean || h.Get("Cache-Status") != "switchyard; hit" {
+		t.Fatalf("victim: %q %q", victim, h.Get("Cache-Status"))
+	}
+	// Unkeyed query parameters never reach the origin on a keyed route.
+	_, q, _ := get(t, gw.url+"/q/list?id=7&callback=evil", "Host", "www.example.com")
+	if !strings.Contains(q, " query=id=7 ") {
+		t.Fatalf("query: %q", q)
+	}
+	// A fat GET is passed on, not stored.
+	code, fat, fh := do(t, http.MethodGet, gw.url+"/fat", strings.NewReader("evil"), "Host", "www.example.com")
+	if code != 200 || !strings.HasSuffix(fat, "body=evil") || strings.Contains(fh.Get("Cache-Status"), "stored") {
+		t.Fatalf("fat GET: %d %q %q", code, fat, fh.Get("Cache-Status"))
+	}
+	if _, b, _ := get(t, gw.url+"/fat", "Host", "www.example.com"); !strings.HasSuffix(b, "body=") {
+		t.Fatalf("after a fat GET: %q", b)
+	}
+	// An absolute-form target naming another authority than Host is
+	// refused; one naming the same is the same key.
+	code, _, _ = rawExchange(t, gw.url, "GET http://evil.example/page HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n", false)
+	if code != http.StatusBadRequest {
+		t.Fatalf("absolute-form with another authority: %d", code)
+	}
+	code, b, rh := rawExchange(t, gw.url, "GET http://www.example.com/page HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n", false)
+	if code != 200 || b != clean || rh.Get("Cache-Status") != "switchyard; hit" {
+		t.Fatalf("absolute-form, same authority: %d %q %q", code, b, rh.Get("Cache-Status"))
+	}
+}
+
+// TestEdgeCacheTieredCDN is the three-node CDN of docs/edge.md: two
+// edges whose upstream is a shield (itself a cached gateway) in front of
+// the origin. The second edge's miss is a shield hit, so the origin is
+// asked once; Cache-Status lists the shield's member first.
+func TestEdgeCacheTieredCDN(t *testing.T) {
+	be := newBackend(t, "origin")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("Surrogate-Key", "static")
+		fmt.Fprintf(w, "origin answer for %s%s", r.Host, r.URL.Path)
+	})
+	node := func(name, upstream string) *running {
+		return startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+access_log: off
+caches:
+  %s: { memory: 8MiB }
+upstreams:
+  up: { targets: [{address: %s}] }
+routes:
+  - match: { path_prefix: / }
+    upstream: up
+    cache: %s
+`, name, upstream, name))
+	}
+	shield := node("shield", be.addr())
+	edgeA := node("edge-a", strings.TrimPrefix(shield.url, "http://"))
+	edgeB := node("edge-b", strings.TrimPrefix(shield.url, "http://"))
+	const want = "origin answer for www.example.com/static/app.css"
+	_, b, h := get(t, edgeA.url+"/static/app.css", "Host", "www.example.com")
+	if b != want || strings.Join(h.Values("Cache-Status"), " | ") != "switchyard; fwd=uri-miss; fwd-status=200; stored | switchyard; fwd=uri-miss; fwd-status=200; stored" {
+		t.Fatalf("edge-a miss: %q %q", b, h.Values("Cache-Status"))
+	}
+	_, b, h = get(t, edgeB.url+"/static/app.css", "Host", "www.example.com")
+	if b != want || strings.Join(h.Values("Cache-Status"), " | ") != "switchyard; hit | switchyard; fwd=uri-miss; fwd-status=200; stored" {
+		t.Fatalf("edge-b miss, shield hit: %q %q", b, h.Values("Cache-Status"))
+	}
+	_, b, h = get(t, edgeA.url+"/static/app.css", "Host", "www.example.com")
+	if b != want || strings.Join(h.Values("Cache-Status"), " | ") != "switchyard; hit" {
+		t.Fatalf("edge-a hit: %q %q", b, h.Values("Cache-Status"))
+	}
+	if n := be.requests.Load(); n != 1 {
+		t.Fatalf("origin asked %d times, want 1", n)
+	}
+	if h.Get("Surrogate-Key") != "" {
+		t.Fatal("Surrogate-Key reached the client through two tiers")
+	}
+}

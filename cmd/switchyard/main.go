@@ -49,7 +49,7 @@ func (e *exitError) Unwrap() error { return e.err }
 func commands() map[string]command {
 	return map[string]command{
 		"gateway":  {"run the L7 load balancer / API gateway from a YAML config", runGateway},
-		"edge":     {"purge, inspect and count a gateway's edge caches (admin API client)", runEdge},
+		"edge":     {"purge, push, inspect and count a gateway's edge caches (admin API client)", runEdge},
 		"rollout":  {"canary, blue-green and A/B rollouts of an upstream's targets (admin API client)", runRollout},
 		"demo":     {"start three demo backends and a gateway in front of them (no setup)", runDemo},
 		"load":     {"open-model HTTP load generator with HDR percentiles and degradation search", runLoad},
