@@ -20,13 +20,13 @@ import (
 // Tests of the frame-level HTTP/2 upstream path (proxy/h2up.go) that gRPC
 // calls to h2c and h2 upstreams take.
 
-// countingListener counts the connections it accepts.
-type countingListener struct {
+// acceptCounter counts the connections it accepts.
+type acceptCounter struct {
 	net.Listener
 	n atomic.Int64
 }
 
-func (l *countingListener) Accept() (net.Conn, error) {
+func (l *acceptCounter) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
 		l.n.Add(1)
@@ -61,7 +61,7 @@ var floodDesc = grpc.ServiceDesc{
 }
 
 // startGRPCUpstream serves echo and flood on a counting listener.
-func startGRPCUpstream(t testing.TB) (*echoServer, *flood, *countingListener, *grpc.Server) {
+func startGRPCUpstream(t testing.TB) (*echoServer, *flood, *acceptCounter, *grpc.Server) {
 	t.Helper()
 	s := grpc.NewServer()
 	e := &echoServer{cancelled: make(chan error, 4)}
@@ -72,7 +72,7 @@ func startGRPCUpstream(t testing.TB) (*echoServer, *flood, *countingListener, *g
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &countingListener{Listener: ln}
+	cl := &acceptCounter{Listener: ln}
 	go func() { _ = s.Serve(cl) }()
 	t.Cleanup(s.Stop)
 	return e, f, cl, s
