@@ -804,3 +804,24 @@ func TestPush(t *testing.T) {
 		t.Fatalf("purge pushed: %d", n)
 	}
 }
+
+// A cache-wide stale_if_error made an object without any freshness
+// "storable" (it could be served stale on an origin error), so a push
+// without a ttl was accepted and then every request went to the origin.
+func TestPushWithoutFreshnessRefusedUnderStaleIfError(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	f := newFront(t, o, Policy{StaleIfError: time.Hour}, mib, 64)
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	req := httptest.NewRequest(http.MethodPut, "http://"+host+"/pushed", nil)
+	if err := f.c.Push(req, PushObject{Body: []byte("no freshness")}); err == nil || !strings.Contains(err.Error(), "not storable") {
+		t.Fatalf("push without freshness under stale_if_error: %v", err)
+	}
+	if err := f.c.Push(req, PushObject{Body: []byte("fresh"), TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.get(t, "/pushed")
+	wantStatus(t, resp, "switchyard; hit")
+	if body != "fresh" {
+		t.Fatalf("body %q", body)
+	}
+}

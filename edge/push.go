@@ -64,7 +64,10 @@ func (c *Cache) Push(r *http.Request, obj PushObject) error {
 	var kb [256]byte
 	key := string(buildKey(kb[:0], c.key, get))
 	p := c.prepare(get, key, obj.Status, hdr, now, now)
-	if !p.storable {
+	if !p.storable || p.e.lifetime <= 0 {
+		// Without a freshness lifetime a pushed object would be stale
+		// from the start: served only as stale-if-error, while every
+		// request goes to an origin that may not have it.
 		return errors.New("pushing " + r.URL.String() + ": the object is not storable (give a ttl, or Cache-Control: max-age without no-store or private)")
 	}
 	c.setBody(p.e, bytes.Clone(obj.Body))
