@@ -207,6 +207,12 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			h1 := newH1Transport(tr, dialer, cfg.Timeout.Header, idle)
 			p.transport = h1
 			p.closeIdle = h1.Close
+		} else if cfg.Protocol == ProtocolH2C || cfg.Protocol == ProtocolH2 {
+			// gRPC calls take the frame-level HTTP/2 path (h2up.go);
+			// other requests (and upgrades) http.Transport.
+			h2 := newH2Transport(cfg, dialer, &p.certAsked)
+			p.transport = grpcSplit{grpc: h2, other: tr}
+			p.closeIdle = func() { h2.CloseIdleConnections(); tr.CloseIdleConnections() }
 		} else {
 			// TLS and HTTP/2 go through http.Transport alone: the fast
 			// path is plain HTTP/1.1.

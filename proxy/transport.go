@@ -335,6 +335,17 @@ type trackedBody struct {
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		if u, ok := b.ReadCloser.(interface{ upstreamErr() error }); ok {
+			// The frame-level HTTP/2 path ends a gRPC response the
+			// upstream broke off with an UNAVAILABLE status rather than
+			// an error: it is a failure all the same.
+			if uerr := u.upstreamErr(); uerr != nil && b.st.respBodyErr == nil {
+				b.st.respBodyErr = uerr
+				b.failed = true
+			}
+		}
+	}
 	if err != nil && err != io.EOF && b.st.respBodyErr == nil {
 		b.st.respBodyErr = err
 		if !b.st.clientGone() {
