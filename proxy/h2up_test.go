@@ -138,6 +138,20 @@ func (rc *rawConn) request(t testing.TB) (id uint32, path string, body string) {
 	return id, path, body
 }
 
+// requestFor skips frames until the HEADERS of a request for path
+// without a body, and returns its stream id.
+func (rc *rawConn) requestFor(t testing.TB, path string) uint32 {
+	t.Helper()
+	for {
+		if h, ok := rc.next(t).(*http2.MetaHeadersFrame); ok && h.PseudoValue("path") == path {
+			if !h.StreamEnded() {
+				t.Fatalf("request for %s: want no body", path)
+			}
+			return h.StreamID
+		}
+	}
+}
+
 func (rc *rawConn) headers(t testing.TB, id uint32, end bool, kv ...string) {
 	t.Helper()
 	rc.hb.Reset()
@@ -432,12 +446,16 @@ func FuzzH2UpstreamFrames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frames []byte) {
 		up := startRawH2(t)
 		tr := newTestH2(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond) // a call the frames left open, or resent to a new connection, ends here
 		defer cancel()
 		ch := roundTripAsync(tr, grpcReq(t, ctx, up.addr, "/s/A", "body"))
 		rc := up.accept(t)
 		go func() {
 			_, _ = rc.nc.Write(frames)
+			// End of input: the transport reads every frame, then EOF,
+			// so a call the frames left open ends at once instead of at
+			// the context's deadline (keeps each input fast to run).
+			_ = rc.nc.(*net.TCPConn).CloseWrite()
 		}()
 		resp, err := waitRT(t, ch)
 		if err == nil {
@@ -452,7 +470,12 @@ func FuzzH2UpstreamFrames(f *testing.F) {
 			next := roundTripAsync(tr, grpcReq(t, context.Background(), up.addr, "/s/B", ""))
 			select {
 			case rc2 := <-up.conns:
-				id, _, _ := rc2.request(t)
+				// The new connection may carry the first call too, before
+				// the call after: when the old connection failed before
+				// the first call's HEADERS were written, the transport
+				// rightly sent it again here (and later cancelled it).
+				// Answer the call after's own stream.
+				id := rc2.requestFor(t, "/s/B")
 				rc2.headers(t, id, true, ":status", "200", "content-type", "application/grpc", "grpc-status", "0")
 				if _, err := waitRT(t, next); err != nil {
 					t.Fatalf("the call after: %v", err)
