@@ -778,12 +778,13 @@ type h2Stream struct {
 	recvWin  int64 // our window left for the stream
 	unacked  int64 // bytes read since the last stream WINDOW_UPDATE
 	sendWin  int64
-	sentEnd  bool  // END_STREAM (or RST) sent
-	recvEnd  bool  // END_STREAM received
-	err      error // the stream ended with it (nil: cleanly, when recvEnd)
-	upErr    error // the upstream failed the stream after its headers
-	closed   bool  // the body was closed by the reader
-	finished bool  // removed from the connection
+	sentEnd  bool        // END_STREAM (or RST) sent
+	recvEnd  bool        // END_STREAM received
+	err      error       // the stream ended with it (nil: cleanly, when recvEnd)
+	upErr    error       // the upstream failed the stream after its headers
+	closed   bool        // the body was closed by the reader
+	finished bool        // removed from the connection
+	trailer  http.Header // received trailers, moved to resp.Trailer at EOF
 }
 
 func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
@@ -835,9 +836,15 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 		s.reset(http2.ErrCodeProtocol, errors.New("http2: upstream sent a second header block without END_STREAM"), true)
 		return
 	}
+	// Kept aside: the response's Trailer map belongs to the body's
+	// reader, who gets them at EOF (as http.Transport's contract says);
+	// writing it here raced with a caller reading it meanwhile.
+	if s.trailer == nil {
+		s.trailer = make(http.Header, len(f.Fields))
+	}
 	for _, hf := range f.RegularFields() {
 		k := http.CanonicalHeaderKey(hf.Name)
-		s.resp.Trailer[k] = append(s.resp.Trailer[k], hf.Value)
+		s.trailer[k] = append(s.trailer[k], hf.Value)
 	}
 	s.recvEnd = true
 	s.cond.Broadcast()
@@ -1065,6 +1072,10 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	if s.off == len(s.buf) {
 		err := s.err
+		for k, vs := range s.trailer {
+			s.resp.Trailer[k] = vs
+		}
+		s.trailer = nil
 		switch {
 		case s.closed:
 			err = errors.New("http2: response body closed")
