@@ -43,6 +43,9 @@ type Config struct {
 	// Compress, when present, compresses stored responses with gzip
 	// and/or brotli for clients that accept them (see Compress).
 	Compress *Compress `yaml:"compress"`
+	// ForwardTags passes the purge tags on to clients (see
+	// Options.ForwardTags): set it on a shield whose clients are edges.
+	ForwardTags bool `yaml:"forward_tags"`
 	// Policy holds the per-route defaults, which a route may override.
 	Policy `yaml:",inline"`
 }

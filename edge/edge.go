@@ -40,6 +40,8 @@ type Cache struct {
 	name  string
 	comp  *compressor // nil: no compression
 
+	forwardTags bool // pass the purge tags on to clients (Options.ForwardTags)
+
 	keyed       map[string]bool // header names the key lists (header:NAME)
 	wholeQuery  bool            // the key lists query
 	queryParams []string        // the parameters the key lists (query:NAME)
@@ -60,6 +62,13 @@ type Options struct {
 	// Compress, when set, compresses stored responses for the clients
 	// that accept it (see Compress); validated by New.
 	Compress *Compress
+	// ForwardTags passes the purge tags (Surrogate-Key, Cache-Tag) on to
+	// the clients instead of stripping them: for a shield whose clients
+	// are other caches, so that they learn the tags and a tag purge can
+	// reach them too. A hit carries its stored tags as one Surrogate-Key.
+	// Default false: the tags are this cache's business (they may name
+	// internal things) and clients do not see them.
+	ForwardTags bool
 }
 
 // New makes a route's cache over store with the policy (validated here).
@@ -77,7 +86,7 @@ func New(store *Store, pol Policy, opts Options) (*Cache, error) {
 		opts.Name = DefaultStatusName
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cache{store: store, pol: pol, key: parts, name: opts.Name, ctx: ctx, cancel: cancel, comp: newCompressor(opts.Compress)}
+	c := &Cache{store: store, pol: pol, key: parts, name: opts.Name, ctx: ctx, cancel: cancel, comp: newCompressor(opts.Compress), forwardTags: opts.ForwardTags}
 	c.keyed = map[string]bool{}
 	for _, p := range parts {
 		switch p.kind {
@@ -288,6 +297,9 @@ func (c *Cache) writeHit(w http.ResponseWriter, r *http.Request, e *entry, age t
 		h[k] = v[:len(v):len(v)] // shared and read-only: an append copies
 	}
 	h["Age"] = ageValue(int64(age / time.Second))
+	if c.forwardTags && len(e.tags) > 0 {
+		h["Surrogate-Key"] = []string{strings.Join(e.tags, " ")}
+	}
 	if prev := h["Cache-Status"]; len(prev) > 0 {
 		h["Cache-Status"] = append(prev[:len(prev):len(prev)], status...)
 	} else {
@@ -389,7 +401,7 @@ func etagListMatches(list, etag string) bool {
 
 // pass forwards a request the cache does not take part in.
 func (c *Cache) pass(next http.Handler, w http.ResponseWriter, r *http.Request, fwd string) {
-	pw := &passWriter{ResponseWriter: w, status: c.status("fwd=" + fwd)}
+	pw := &passWriter{ResponseWriter: w, status: c.status("fwd=" + fwd), keepTags: c.forwardTags}
 	next.ServeHTTP(pw, r)
 }
 
@@ -397,7 +409,7 @@ func (c *Cache) pass(next http.Handler, w http.ResponseWriter, r *http.Request, 
 // is not an error, invalidates the target URI and the same-origin
 // Location and Content-Location (RFC 9111 section 4.4).
 func (c *Cache) unsafe(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	pw := &passWriter{ResponseWriter: w, status: c.status("fwd=method")}
+	pw := &passWriter{ResponseWriter: w, status: c.status("fwd=method"), keepTags: c.forwardTags}
 	defer func() {
 		if pw.code >= 200 && pw.code < 400 {
 			c.store.invalidate(uriOf(r.Host, r.URL.EscapedPath(), r.URL.RawQuery))

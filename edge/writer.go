@@ -23,10 +23,14 @@ var hopHeaders = [...]string{
 }
 
 // stripForClient removes the fields meant for this cache only (RFC 9213:
-// the targeted fields; the purge tags).
-func stripForClient(h http.Header) {
-	for _, k := range [...]string{"Cdn-Cache-Control", "Surrogate-Control", "Surrogate-Key", "Cache-Tag"} {
-		delete(h, k)
+// the targeted fields) and, unless the cache forwards them to caches
+// behind it (Options.ForwardTags), the purge tags.
+func stripForClient(h http.Header, keepTags bool) {
+	delete(h, "Cdn-Cache-Control")
+	delete(h, "Surrogate-Control")
+	if !keepTags {
+		delete(h, "Surrogate-Key")
+		delete(h, "Cache-Tag")
 	}
 }
 
@@ -44,7 +48,8 @@ func addStatus(h http.Header, status []string) {
 // Cache-Status and stripping the targeted fields.
 type passWriter struct {
 	http.ResponseWriter
-	status []string
+	status   []string
+	keepTags bool
 	code   int
 	header http.Header
 }
@@ -54,7 +59,7 @@ func (p *passWriter) WriteHeader(code int) {
 		p.code = code
 		h := p.ResponseWriter.Header()
 		p.header = h
-		stripForClient(h)
+		stripForClient(h, p.keepTags)
 		addStatus(h, p.status)
 	}
 	p.ResponseWriter.WriteHeader(code)
@@ -191,7 +196,7 @@ func (t *teeWriter) WriteHeader(code int) {
 	} else {
 		t.release()
 	}
-	stripForClient(h)
+	stripForClient(h, t.c.forwardTags)
 	addStatus(h, t.c.status(params...))
 	if code == http.StatusOK && t.pending != nil && notModified(t.r, t.pending, t.pending.etag) {
 		t.notModified = true

@@ -169,7 +169,7 @@ func (rt *runtime) routeCache(cfg *Config, path string, r Route, deps buildDeps)
 		return nil, cfg.Errorf(path+".cache", "unknown cache %q: expected one of the caches block (%s)", rc.Name, strings.Join(cfg.CacheNames(), ", "))
 	}
 	pol := rc.policy(cfg.Caches[rc.Name].Policy)
-	c, err := edge.New(store, pol, edge.Options{Compress: cfg.Caches[rc.Name].Compress})
+	c, err := edge.New(store, pol, edge.Options{Compress: cfg.Caches[rc.Name].Compress, ForwardTags: cfg.Caches[rc.Name].ForwardTags})
 	if err != nil {
 		return nil, cfg.Wrap(path+".cache", err)
 	}

@@ -463,3 +463,63 @@ routes:
 		t.Fatal("Surrogate-Key reached the client through two tiers")
 	}
 }
+
+// TestEdgeCacheShieldForwardsTags: a shield with forward_tags passes the
+// origin's purge tags on to the edges (on its fill and on its hits), so a
+// tag purge at the edges empties them too; the edges, which do not
+// forward, never show the tags to a client.
+func TestEdgeCacheShieldForwardsTags(t *testing.T) {
+	be := newBackend(t, "origin")
+	be.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("Surrogate-Key", "static css")
+		fmt.Fprintf(w, "origin answer for %s", r.URL.Path)
+	})
+	node := func(name, upstream, extra string) *running {
+		return startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+access_log: off
+caches:
+  %s: { memory: 8MiB%s }
+upstreams:
+  up: { targets: [{address: %s}] }
+routes:
+  - match: { path_prefix: / }
+    upstream: up
+    cache: %s
+`, name, extra, upstream, name))
+	}
+	shield := node("shield", be.addr(), ", forward_tags: true")
+	edgeA := node("edge-a", strings.TrimPrefix(shield.url, "http://"), "")
+	edgeB := node("edge-b", strings.TrimPrefix(shield.url, "http://"), "")
+	// The shield's own answers carry the tags (fill, then hit).
+	_, _, h := get(t, shield.url+"/direct")
+	if got := h.Get("Surrogate-Key"); got != "static css" {
+		t.Fatalf("shield fill forwarded Surrogate-Key %q, want %q", got, "static css")
+	}
+	_, _, h = get(t, shield.url+"/direct")
+	if got := h.Get("Surrogate-Key"); got != "static css" || !strings.Contains(h.Get("Cache-Status"), "hit") {
+		t.Fatalf("shield hit: Surrogate-Key %q, Cache-Status %q", got, h.Get("Cache-Status"))
+	}
+	// edge-a fills through a shield miss, edge-b through a shield hit.
+	for _, e := range []*running{edgeA, edgeB} {
+		_, b, h := get(t, e.url+"/static/app.css")
+		if b != "origin answer for /static/app.css" || h.Get("Surrogate-Key") != "" || h.Get("Cache-Tag") != "" {
+			t.Fatalf("edge answer %q, tags reached the client: %q %q", b, h.Get("Surrogate-Key"), h.Get("Cache-Tag"))
+		}
+	}
+	for _, e := range []*running{edgeA, edgeB} {
+		code, resp, _ := do(t, http.MethodPost, e.admin+"/admin/caches/"+map[*running]string{edgeA: "edge-a", edgeB: "edge-b"}[e]+"/purge", strings.NewReader(`{"tag": "css"}`))
+		if code != 200 || !strings.Contains(resp, `"purged": 1`) {
+			t.Fatalf("edge tag purge: %d %s (the edge did not learn the shield's tags)", code, resp)
+		}
+		_, _, h := get(t, e.url+"/static/app.css")
+		if cs := strings.Join(h.Values("Cache-Status"), " | "); !strings.HasPrefix(cs, "switchyard; hit | switchyard; fwd=uri-miss") {
+			t.Fatalf("after the edge's purge: Cache-Status %q, want a shield hit and an edge miss", cs)
+		}
+	}
+	if n := be.requests.Load(); n != 2 {
+		t.Fatalf("origin asked %d times, want 2 (/direct and /static/app.css)", n)
+	}
+}
