@@ -520,7 +520,7 @@ var consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindCons
 // routeState is a route while Run runs.
 type routeState struct {
 	raw      string
-	spanName string        // "consume " + raw
+	spanName string    // "consume " + raw
 	settling semaphore // a slot per settle in progress
 	settles  *tracker
 	acked    func(error) // AckAsync's done: one func for the route, not one per message
