@@ -250,8 +250,9 @@ func (r *Router) Handle(source string, h Handler, opts RouteOptions) error {
 }
 
 // Run subscribes every route and handles messages until ctx ends, then
-// shuts down gracefully: it stops taking new messages (those already
-// handed over but not yet started are nacked for immediate redelivery),
+// shuts down gracefully: it stops taking new messages (one the backend
+// hands over that finds the route's workers and their queue full is
+// nacked for immediate redelivery; those queued are handled),
 // waits up to ShutdownTimeout for handlers in flight to finish and settle
 // their messages, and returns nil, or ErrShutdownTimeout after cancelling
 // the ctx of handlers still running (a handler that ignores its ctx goes on
