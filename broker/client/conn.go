@@ -363,7 +363,14 @@ func (c *Conn) Nack(ctx context.Context, queue string, delay time.Duration, rece
 }
 
 func (c *Conn) settle(ctx context.Context, t wire.Type, req *wire.SettleReq) (broker.AckResult, error) {
-	r, err := c.roundTrip(ctx, t, func(b []byte) []byte { return wire.AppendSettle(b, t, req) })
+	// The frame's size, so that a batch of hundreds of receipts does not
+	// grow its buffer a doubling at a time: each receipt is its length
+	// (a byte or two) and its bytes.
+	size := len(req.Queue) + 24
+	for _, r := range req.Receipts {
+		size += len(r) + 2
+	}
+	r, err := c.roundTripSize(ctx, t, size, func(b []byte) []byte { return wire.AppendSettle(b, t, req) })
 	if err != nil {
 		return broker.AckResult{}, err
 	}

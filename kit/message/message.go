@@ -127,13 +127,17 @@ type Delivery struct {
 	Body        []byte
 	ID          string            // the producer's message id, if any
 	Key         string            // the ordering key, if any
-	Headers     map[string]string // never nil
+	Headers     map[string]string // never nil; shared by all deliveries without headers: read only
 	Deliveries  int               // 1 on the first delivery
 	PublishedAt time.Time         // zero where the backend does not say
 
 	acker   Acker
 	settled atomic.Bool
 }
+
+// noHeaders is the Headers of deliveries without headers. Never written
+// to: Delivery.Headers is read only (Message copies it).
+var noHeaders = map[string]string{}
 
 // NewDelivery returns a delivery settled through a; for backends.
 func NewDelivery(source Dest, m broker.Message, deliveries int, published time.Time, a Acker) *Delivery {
@@ -147,7 +151,9 @@ func NewDelivery(source Dest, m broker.Message, deliveries int, published time.T
 // per message instead of two). d must not have been handed out yet.
 func InitDelivery(d *Delivery, source Dest, m broker.Message, deliveries int, published time.Time, a Acker) {
 	if m.Headers == nil {
-		m.Headers = map[string]string{}
+		// One map for every message without headers: an empty map was
+		// an allocation per message (Headers is read only).
+		m.Headers = noHeaders
 	}
 	d.Source, d.Body, d.ID, d.Key, d.Headers = source, m.Body, m.ID, m.Key, m.Headers
 	d.Deliveries, d.PublishedAt, d.acker = deliveries, published, a

@@ -33,15 +33,19 @@ type RouterConfig struct {
 	// Concurrency is how many handlers of one route run at once. Default
 	// 16. With 1 the handler runs on the subscription's goroutine; with
 	// more each message is handed over to one of Concurrency worker
-	// goroutines (a wake-up and a goroutine switch per message, about a
-	// microsecond of CPU: for handlers that take less, 1 is cheaper).
+	// goroutines through a queue of up to Concurrency messages (a
+	// wake-up and a goroutine switch per message when they arrive one
+	// at a time, about a microsecond of CPU, fewer in bursts, where a
+	// worker takes what is queued before it parks: for handlers that
+	// take less, 1 is cheaper).
 	Concurrency int
 	// Prefetch is each subscription's SubscribeOptions.Prefetch. Default
 	// 256. Beside the Prefetch messages held ahead of the handlers, up to
 	// 3 x Prefetch handled messages of a route may wait for their ack's
 	// answer (switchyard: the fsync of the batch they are in), so a route
 	// has at most 4 x Prefetch messages unsettled, as the JetStream
-	// adapter's MaxAckPending.
+	// adapter's MaxAckPending, besides those its Concurrency handlers
+	// hold and (Concurrency > 1) up to Concurrency queued for them.
 	Prefetch int
 	// ShutdownTimeout bounds how long Run waits, once its ctx ended, for
 	// handlers in flight; then their ctx is cancelled and Run returns
@@ -246,8 +250,9 @@ func (r *Router) Handle(source string, h Handler, opts RouteOptions) error {
 }
 
 // Run subscribes every route and handles messages until ctx ends, then
-// shuts down gracefully: it stops taking new messages (those already
-// handed over but not yet started are nacked for immediate redelivery),
+// shuts down gracefully: it stops taking new messages (one the backend
+// hands over that finds the route's workers and their queue full is
+// nacked for immediate redelivery; those queued are handled),
 // waits up to ShutdownTimeout for handlers in flight to finish and settle
 // their messages, and returns nil, or ErrShutdownTimeout after cancelling
 // the ctx of handlers still running (a handler that ignores its ctx goes on
@@ -291,17 +296,18 @@ func (r *Router) Run(ctx context.Context) error {
 		if n == 0 {
 			n = r.cfg.Concurrency
 		}
-		rs := &routeState{raw: rt.raw, spanName: "consume " + rt.raw, settling: make(chan struct{}, settleWindow*r.cfg.Prefetch), settles: &inFlight}
+		rs := &routeState{raw: rt.raw, spanName: "consume " + rt.raw, settles: &inFlight}
+		rs.settling.init(settleWindow * r.cfg.Prefetch)
 		rs.acked = func(err error) {
 			if err != nil {
 				r.report(rs.raw, fmt.Errorf("acking a message: %w", err))
 			}
-			<-rs.settling
+			rs.settling.release()
 			rs.settles.done()
 		}
 		var (
 			deliver func(*Delivery)
-			work    chan *Delivery // to the workers (Concurrency > 1)
+			work    *handoff // to the workers (Concurrency > 1)
 		)
 		if n == 1 {
 			// One handler at a time: it runs on the subscription's
@@ -316,28 +322,22 @@ func (r *Router) Run(ctx context.Context) error {
 				inFlight.done()
 			}
 		} else {
-			work = make(chan *Delivery)
+			// Up to n deliveries wait for a worker beside the n being
+			// handled. One queued is handled, also when the router
+			// stops (as one a worker took); one that finds the queue
+			// full then is given back.
+			work = newHandoff(n)
 			deliver = func(d *Delivery) {
-				// A worker is usually waiting: a plain send is
-				// cheaper than the select with ctx below.
-				select {
-				case work <- d:
-					return
-				default:
-				}
-				select {
-				case work <- d:
-				case <-subCtx.Done():
+				if !work.put(subCtx, d) {
 					r.giveBack(subCtx, rt.raw, d)
 				}
 			}
+			run := func(d *Delivery) { r.handle(workCtx, rs, h, d) }
 			for range n {
 				inFlight.add()
 				go func() {
 					defer inFlight.done()
-					for d := range work {
-						r.handle(workCtx, rs, h, d)
-					}
+					work.work(run)
 				}()
 			}
 		}
@@ -345,7 +345,7 @@ func (r *Router) Run(ctx context.Context) error {
 		go func() {
 			defer subs.Done()
 			if work != nil {
-				defer close(work)
+				defer work.close()
 			}
 			err := r.subscribe(subCtx, rt, deliver)
 			if err != nil {
@@ -478,7 +478,7 @@ func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Deliv
 	if d.Settled() {
 		return
 	}
-	rt.settling <- struct{}{}
+	rt.settling.acquire()
 	rt.settles.add()
 	if err == nil {
 		d.AckAsync(rt.acked)
@@ -486,7 +486,7 @@ func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Deliv
 	}
 	sctx := context.WithoutCancel(ctx)
 	go func() {
-		defer func() { <-rt.settling; rt.settles.done() }()
+		defer func() { rt.settling.release(); rt.settles.done() }()
 		delay := r.cfg.NackDelay
 		var ra *retryAfterError
 		if errors.As(err, &ra) {
@@ -521,8 +521,8 @@ var consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindCons
 // routeState is a route while Run runs.
 type routeState struct {
 	raw      string
-	spanName string        // "consume " + raw
-	settling chan struct{} // a slot per settle in progress
+	spanName string    // "consume " + raw
+	settling semaphore // a slot per settle in progress
 	settles  *tracker
 	acked    func(error) // AckAsync's done: one func for the route, not one per message
 }
@@ -546,3 +546,53 @@ type retryAfterError struct {
 
 func (e *retryAfterError) Error() string { return fmt.Sprintf("%v (retry after %s)", e.err, e.delay) }
 func (e *retryAfterError) Unwrap() error { return e.err }
+
+// semaphore bounds the settles of a route in progress. Taking and giving
+// back a slot is an atomic add unless the window is full; a buffered
+// channel was two channel operations (each a lock) per message, paid
+// even where the ack is done at once (JetStream).
+type semaphore struct {
+	n       atomic.Int64 // slots taken
+	limit   int64
+	waiters atomic.Int64 // acquire calls waiting on cond
+	mu      sync.Mutex
+	cond    sync.Cond
+}
+
+func (s *semaphore) init(limit int) {
+	s.limit = int64(limit)
+	s.cond.L = &s.mu
+}
+
+// acquire takes a slot, waiting while all limit are taken.
+func (s *semaphore) acquire() {
+	for {
+		v := s.n.Load()
+		if v < s.limit {
+			if s.n.CompareAndSwap(v, v+1) {
+				return
+			}
+			continue
+		}
+		// Full: wait under mu. A release after the count below was
+		// read sees waiters > 0 and signals under mu, so it cannot
+		// fall between the check and the Wait.
+		s.mu.Lock()
+		s.waiters.Add(1)
+		for s.n.Load() >= s.limit {
+			s.cond.Wait()
+		}
+		s.waiters.Add(-1)
+		s.mu.Unlock()
+	}
+}
+
+// release gives a slot back.
+func (s *semaphore) release() {
+	s.n.Add(-1)
+	if s.waiters.Load() > 0 {
+		s.mu.Lock()
+		s.cond.Signal()
+		s.mu.Unlock()
+	}
+}

@@ -332,10 +332,12 @@ func reservedHeader(k string) bool {
 }
 
 // fromNats returns the kit's message of a JetStream one; the adapter's
-// own headers (Sy-*, Nats-Msg-Id) are not among the headers.
+// own headers (Sy-*, Nats-Msg-Id) are not among the headers, which are
+// nil if no other header is left (message.InitDelivery then shares one
+// empty map: a map per message was one of the adapter's allocations).
 func fromNats(nm natsjs.Msg) broker.Message {
 	h := nm.Headers()
-	m := broker.Message{Body: nm.Data(), Headers: make(map[string]string, len(h))}
+	m := broker.Message{Body: nm.Data()}
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
@@ -347,6 +349,9 @@ func fromNats(nm natsjs.Msg) broker.Message {
 			m.Key = vs[0]
 		case HeaderDeliverAt, HeaderExpires, headerNoID:
 		default:
+			if m.Headers == nil {
+				m.Headers = make(map[string]string, len(h))
+			}
 			m.Headers[k] = vs[0]
 		}
 	}

@@ -257,6 +257,9 @@ func (q *queueSub) deadLetter(ctx context.Context, m natsjs.Msg, deliveries int,
 		return fmt.Errorf("dead-lettering a message of %s: %w", q.src, err)
 	}
 	dm := fromNats(m)
+	if dm.Headers == nil {
+		dm.Headers = make(map[string]string, 3)
+	}
 	dm.Headers[broker.HeaderDeadLetterReason] = reason
 	dm.Headers[broker.HeaderOriginalQueue] = q.queue
 	dm.Headers[broker.HeaderDeliveries] = strconv.Itoa(deliveries)

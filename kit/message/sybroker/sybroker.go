@@ -313,6 +313,11 @@ type ackBatcher struct {
 	mu      sync.Mutex
 	pending []ackWait
 	flights int // flush goroutines running
+	// spare and spareRS are the slices of a batch sent, kept for the
+	// next: a batch of a few hundred receipts allocated two slices of
+	// that size per request.
+	spare   []ackWait
+	spareRS []string
 }
 
 type ackWait struct {
@@ -364,13 +369,21 @@ func (a *ackBatcher) flush() {
 			a.mu.Unlock()
 			return
 		}
-		batch := make([]ackWait, n)
-		copy(batch, a.pending)
-		a.pending = append(a.pending[:0], a.pending[n:]...)
+		var batch []ackWait
+		if n == len(a.pending) {
+			// All of it: the pending slice becomes the batch, the
+			// spare one the next pending.
+			batch, a.pending, a.spare = a.pending, a.spare[:0], nil
+		} else {
+			batch = make([]ackWait, n)
+			copy(batch, a.pending)
+			a.pending = append(a.pending[:0], a.pending[n:]...)
+		}
+		rs := a.spareRS[:0]
+		a.spareRS = nil
 		a.mu.Unlock()
-		rs := make([]string, n)
-		for i, w := range batch {
-			rs[i] = w.receipt
+		for _, w := range batch {
+			rs = append(rs, w.receipt)
 		}
 		// The ack is sent for every waiter, whatever their ctx: an ack
 		// given up by one caller still settles the message.
@@ -392,5 +405,15 @@ func (a *ackBatcher) flush() {
 				w.done(nil)
 			}
 		}
+		clear(batch) // no receipts or callbacks kept alive by the spare
+		clear(rs)
+		a.mu.Lock()
+		if a.spare == nil && cap(batch) <= 2*maxAckBatch {
+			a.spare = batch[:0]
+		}
+		if a.spareRS == nil {
+			a.spareRS = rs[:0]
+		}
+		a.mu.Unlock()
 	}
 }

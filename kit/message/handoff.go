@@ -1,0 +1,124 @@
+package message
+
+import (
+	"context"
+	"sync"
+)
+
+// handoff carries a route's deliveries from its subscription to its
+// worker goroutines (Concurrency > 1). An unbuffered channel woke a
+// parked worker for every message, and the worker parked again after
+// it: two goroutine switches per message. Here a delivery wakes a worker
+// only when none is already waking up, and a worker that finds more
+// queued behind the one it took wakes the next (so slow handlers still
+// get a worker each at once); workers take what is queued before they
+// park. A burst of messages costs about one wake-up per worker, not one
+// per message.
+//
+// At most cap deliveries wait in the queue (put blocks beyond), beside
+// the ones the workers are handling.
+type handoff struct {
+	mu      sync.Mutex
+	q       []*Delivery // ring of cap entries
+	head, n int
+	idle    []chan struct{} // parked workers' wake-up channels, most recent last
+	waking  int             // workers woken that have not yet looked at the queue
+	closed  bool
+	full    chan struct{} // put waits on it while the queue is full (nil otherwise)
+}
+
+func newHandoff(capacity int) *handoff {
+	return &handoff{q: make([]*Delivery, capacity)}
+}
+
+// put queues d, waiting while the queue is full; false if ctx ended
+// first (d was not queued).
+func (h *handoff) put(ctx context.Context, d *Delivery) bool {
+	h.mu.Lock()
+	for h.n == len(h.q) {
+		if h.full == nil {
+			h.full = make(chan struct{})
+		}
+		full := h.full
+		h.mu.Unlock()
+		select {
+		case <-full:
+		case <-ctx.Done():
+			return false
+		}
+		h.mu.Lock()
+	}
+	h.q[(h.head+h.n)%len(h.q)] = d
+	h.n++
+	w := h.wakeLocked()
+	h.mu.Unlock()
+	if w != nil {
+		w <- struct{}{}
+	}
+	return true
+}
+
+// wakeLocked returns the wake-up channel of a parked worker to signal
+// (after unlocking) if deliveries are queued and no worker is already
+// waking up to take them.
+func (h *handoff) wakeLocked() chan struct{} {
+	if h.n == 0 || h.waking > 0 || len(h.idle) == 0 {
+		return nil
+	}
+	w := h.idle[len(h.idle)-1]
+	h.idle = h.idle[:len(h.idle)-1]
+	h.waking++
+	return w
+}
+
+// close ends the workers once the queue is empty. put must not be
+// called after close.
+func (h *handoff) close() {
+	h.mu.Lock()
+	h.closed = true
+	idle := h.idle
+	h.idle = nil
+	h.mu.Unlock()
+	for _, w := range idle {
+		w <- struct{}{}
+	}
+}
+
+// work takes deliveries and runs each until the handoff is closed and
+// empty.
+func (h *handoff) work(run func(*Delivery)) {
+	wake := make(chan struct{}, 1)
+	h.mu.Lock()
+	for {
+		if h.n > 0 {
+			d := h.q[h.head]
+			h.q[h.head] = nil
+			h.head = (h.head + 1) % len(h.q)
+			h.n--
+			full := h.full
+			h.full = nil
+			w := h.wakeLocked() // more queued: the next worker
+			h.mu.Unlock()
+			if full != nil {
+				close(full)
+			}
+			if w != nil {
+				w <- struct{}{}
+			}
+			run(d)
+			h.mu.Lock()
+			continue
+		}
+		if h.closed {
+			h.mu.Unlock()
+			return
+		}
+		h.idle = append(h.idle, wake)
+		h.mu.Unlock()
+		<-wake
+		h.mu.Lock()
+		if !h.closed {
+			h.waking--
+		}
+	}
+}
