@@ -605,6 +605,13 @@ func (s *Store) appendOnePG(ctx context.Context, q rowQuerier, auto bool, b Stre
 	for attempt := 0; ; attempt++ {
 		var v, last, inserted int64
 		err := q.QueryRowContext(ctx, stmt, args...).Scan(&v, &last, &inserted)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "sy_events_stream_version_key" {
+			// A transaction of its own (auto) whose versions a
+			// concurrent append took: rolled back, like inserted == 0
+			// below in the caller's transaction.
+			err, inserted = nil, 0
+		}
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return conflict()
@@ -641,14 +648,6 @@ const streamVersionPG = "SELECT COALESCE(MAX(version), 0) FROM sy_events WHERE s
 // version], then 7 per event.
 func buildAppendPG(k pgAppendKey) string {
 	const me = "pg_current_xact_id()::text::bigint"
-	var q strings.Builder
-	// x: this transaction's id; l: the stream's last event (none for a
-	// new stream; the caller's own earlier events included).
-	q.WriteString("WITH x AS (SELECT " + me + " AS me), l AS (SELECT version, position FROM sy_events WHERE stream = $1 ORDER BY version DESC LIMIT 1), ")
-	// b: the stream's version and the position before the first event;
-	// no row on a version conflict; the statement fails when the
-	// stream's order does not allow this transaction (its last event is
-	// a younger transaction's) or the events do not fit its range.
 	p := 4
 	check := "true"
 	switch k.kind {
@@ -662,23 +661,52 @@ func buildAppendPG(k pgAppendKey) string {
 	// one's (its position below this transaction's range's end).
 	const ok = "COALESCE(l.position, 0) < ((x.me + 1) << 16)"
 	const xid = "CASE WHEN " + ok + " THEN x.me ELSE l.position >> 16 END"
-	if k.auto {
-		// Nothing appended before in this transaction.
-		q.WriteString("b AS (SELECT COALESCE(l.version, 0) AS version, x.me << 16 AS last FROM x LEFT JOIN l ON true WHERE CASE WHEN NOT (" + check + ") THEN false WHEN " + ok + " THEN true ELSE sy_event_append_refused(x.me, " + xid + ", 0, $2) END), ")
-	} else {
-		q.WriteString("b AS (SELECT COALESCE(l.version, 0) AS version, u.last FROM x LEFT JOIN l ON true, LATERAL (SELECT COALESCE(MAX(position), x.me << 16) AS last FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16)) u WHERE CASE WHEN NOT (" + check + ") THEN false WHEN " + ok + " AND u.last + $2 < ((x.me + 1) << 16) THEN true ELSE sy_event_append_refused(x.me, " + xid + ", u.last - (x.me << 16), $2) END), ")
-	}
-	q.WriteString("ins AS (INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, metadata, causation_id, correlation_id, created_ms) SELECT b.last + v.i, $1, b.version + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, $3 FROM b, (VALUES ")
-	for i := 0; i < k.n; i++ {
-		if i > 0 {
-			q.WriteByte(',')
+	// x: this transaction's id; l: the stream's last event (none for a
+	// new stream; in the caller's transaction its own earlier events
+	// included).
+	const lastEvent = "(SELECT " + me + " AS me) x LEFT JOIN LATERAL (SELECT version, position FROM sy_events WHERE stream = $1 ORDER BY version DESC LIMIT 1) l ON true"
+	var q strings.Builder
+	values := func() {
+		for i := 0; i < k.n; i++ {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(&q, "(%d::bigint, $%d::text, $%d::text, $%d::integer, $%d::text, $%d::text, $%d::text, $%d::text)", i+1, p, p+1, p+2, p+3, p+4, p+5, p+6)
+			p += 7
 		}
-		fmt.Fprintf(&q, "(%d::bigint, $%d::text, $%d::text, $%d::integer, $%d::text, $%d::text, $%d::text, $%d::text)", i+1, p, p+1, p+2, p+3, p+4, p+5, p+6)
-		p += 7
+		q.WriteString(") AS v (i, id, type, sv, data, md, caus, corr)")
 	}
-	q.WriteString(") AS v (i, id, type, sv, data, md, caus, corr) ON CONFLICT (stream, version) DO NOTHING RETURNING 1) ")
-	// Some of the versions taken by a concurrent append, not all: fail
-	// the statement rather than leave a partial append.
+	const cols = "INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, metadata, causation_id, correlation_id, created_ms) "
+	if k.auto {
+		// A transaction of its own: nothing appended before in it, so
+		// the positions are x.me << 16 plus 1, 2, ...; one plain INSERT
+		// ... SELECT (no CTE to materialize). No row inserted: a version
+		// conflict. A version a concurrent append took fails the
+		// statement with a unique violation on (stream, version), which
+		// was the whole transaction: nothing of it stays (cheaper than
+		// ON CONFLICT's speculative insertion). Every row returns the
+		// stream's version before the append and the position before
+		// its first event.
+		q.WriteString(cols + "SELECT (x.me << 16) + v.i, $1, COALESCE(l.version, 0) + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, $3 FROM " + lastEvent + ", (VALUES ")
+		values()
+		q.WriteString(" WHERE CASE WHEN NOT (" + check + ") THEN false WHEN " + ok + " THEN true ELSE sy_event_append_refused(x.me, " + xid + ", 0, $2) END")
+		q.WriteString(" RETURNING version - (position & 65535) + $2, position - (position & 65535), $2")
+		return q.String()
+	}
+	// In the caller's transaction: u.last is the position before this
+	// append's first event (after the transaction's earlier ones). b:
+	// the stream's version and u.last; no row on a version conflict; the
+	// statement fails when the stream's order does not allow this
+	// transaction or the events do not fit its range.
+	q.WriteString("WITH b AS (SELECT COALESCE(l.version, 0) AS version, u.last FROM " + lastEvent + ", LATERAL (SELECT COALESCE(MAX(position), x.me << 16) AS last FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16)) u WHERE CASE WHEN NOT (" + check + ") THEN false WHEN " + ok + " AND u.last + $2 < ((x.me + 1) << 16) THEN true ELSE sy_event_append_refused(x.me, " + xid + ", u.last - (x.me << 16), $2) END), ")
+	q.WriteString("ins AS (" + cols + "SELECT b.last + v.i, $1, b.version + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, $3 FROM b, (VALUES ")
+	values()
+	// A version a concurrent append took: it waits for that append's
+	// transaction, then inserts nothing there (the caller's transaction
+	// stays usable, as with a conflict the snapshot shows). Some of the
+	// versions taken, not all: fail the statement rather than leave a
+	// partial append.
+	q.WriteString(" ON CONFLICT (stream, version) DO NOTHING RETURNING 1) ")
 	q.WriteString("SELECT b.version + $2, b.last, CASE WHEN c.n = 0 OR c.n = $2 THEN c.n ELSE sy_event_append_raced($1, c.n, $2) END FROM b, (SELECT COUNT(*) AS n FROM ins) c")
 	return q.String()
 }

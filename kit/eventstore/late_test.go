@@ -284,7 +284,9 @@ func TestRacingAppendTakesAllOrNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		expected eventstore.Expected
-	}{{"nostream", eventstore.NoStream}, {"any", eventstore.Any}} {
+		inTx     bool // the loser appends in a transaction of the caller's
+	}{{"nostream", eventstore.NoStream, false}, {"any", eventstore.Any, false},
+		{"nostream-tx", eventstore.NoStream, true}, {"any-tx", eventstore.Any, true}} {
 		stream := "race-" + tc.name
 		var loserErr error
 		loserDone := make(chan struct{})
@@ -298,7 +300,14 @@ func TestRacingAppendTakesAllOrNothing(t *testing.T) {
 			}
 			go func() {
 				defer close(loserDone)
-				_, loserErr = s.Append(ctx, stream, tc.expected, three()...)
+				if !tc.inTx {
+					_, loserErr = s.Append(ctx, stream, tc.expected, three()...)
+					return
+				}
+				loserErr = db.InTx(ctx, func(tx *store.Tx) error {
+					_, err := s.AppendTx(ctx, tx, stream, tc.expected, three()...)
+					return err
+				})
 			}()
 			// Commit only once the loser waits for this transaction.
 			for {
