@@ -189,6 +189,22 @@ var migrations = []store.Migration{{
 	Version: 3, Name: "postgres: appends refused inside the statement",
 	SQLite:   `SELECT 1;`,
 	Postgres: `CREATE FUNCTION sy_event_append_refused(me BIGINT, xid BIGINT, used BIGINT, n BIGINT) RETURNS BOOLEAN LANGUAGE plpgsql AS $$ BEGIN IF xid <> me THEN RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = format('this transaction (id %s) is older than the stream''s last appender (id %s), whose events its own would sort before; retry the transaction', me, xid); END IF; RAISE EXCEPTION USING ERRCODE = '54000', MESSAGE = format('%s events in one transaction; PostgreSQL takes at most 65535 per transaction (append in several)', used + n); END $$;`,
+}, {
+	// PostgreSQL: no stream row. A stream's version is its last event's
+	// (the (stream, version) unique index finds it), a conflict is the
+	// insert of an existing version, and the per-stream order is checked
+	// against the last event's position, whose high bits are its
+	// transaction's id: an append writes what a plain insert writes. The
+	// stream table goes, so that a replica still running the old code
+	// fails its appends loudly instead of appending without the order
+	// check; the versions it held are the events' own (same
+	// transactions). sy_event_append_raced fails an append that lost a
+	// race for some of its versions only (a multi-event append against
+	// a concurrent one), so it inserts none or all.
+	Version: 4, Name: "postgres: versions from the events, no stream row",
+	SQLite: `SELECT 1;`,
+	Postgres: `CREATE FUNCTION sy_event_append_raced(stream TEXT, inserted BIGINT, n BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = format('stream %s: another transaction appended at the same versions while this append ran (%s of its %s events were new); retry the transaction', stream, inserted, n); END $$;
+	DROP TABLE sy_event_streams;`,
 }}
 
 // On PostgreSQL a position is the appending transaction's id shifted
@@ -363,41 +379,33 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 	if err != nil {
 		return err
 	}
-	var pos int64 // the position before this append's first event
-	if tx.Dialect() == store.Postgres && len(batch) == 1 && total > 0 && total <= perInsertPG {
-		return s.appendOnePG(ctx, tx.Tx, false, batch[0], func() { tx.NotifyAfterCommit(Channel) })
-	}
 	if tx.Dialect() == store.Postgres {
-		var err error
-		if pos, err = s.takePG(ctx, tx, batch, total); err != nil || total == 0 {
+		return s.appendManyPG(ctx, tx, batch)
+	}
+	// 1. Stream versions, checked and advanced (row-locked until
+	// commit).
+	for _, b := range batch {
+		n := int64(len(b.Events))
+		last, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
+		if err != nil {
 			return err
 		}
-	} else {
-		// 1. Stream versions, checked and advanced (row-locked until
-		// commit).
-		for _, b := range batch {
-			n := int64(len(b.Events))
-			last, _, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
-			if err != nil {
-				return err
-			}
-			for i := range b.Events {
-				b.Events[i].Stream = b.Stream
-				b.Events[i].Version = last - n + int64(i) + 1
-			}
+		for i := range b.Events {
+			b.Events[i].Stream = b.Stream
+			b.Events[i].Version = last - n + int64(i) + 1
 		}
-		if total == 0 {
-			return nil
-		}
-		// 2. Global positions, from the head row: locked until commit,
-		// so positions follow commit order and a reader never sees a
-		// later one before an earlier one commits.
-		var head int64
-		if err := tx.QueryRow(ctx, "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position", total).Scan(&head); err != nil {
-			return fmt.Errorf("eventstore: take positions: %w", err)
-		}
-		pos = head - int64(total)
 	}
+	if total == 0 {
+		return nil
+	}
+	// 2. Global positions, from the head row: locked until commit, so
+	// positions follow commit order and a reader never sees a later one
+	// before an earlier one commits.
+	var head int64
+	if err := tx.QueryRow(ctx, "UPDATE sy_event_head SET position = position + ? WHERE id = 1 RETURNING position", total).Scan(&head); err != nil {
+		return fmt.Errorf("eventstore: take positions: %w", err)
+	}
+	pos := head - int64(total) // the position before this append's first event
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	// 3. The events, in multi-row inserts.
 	const cols = 11
@@ -439,15 +447,47 @@ func (s *Store) AppendManyTx(ctx context.Context, tx *store.Tx, batch []StreamAp
 			return fmt.Errorf("eventstore: append: %w", err)
 		}
 	}
-	if tx.Dialect() == store.Postgres {
+	return tx.Notify(ctx, Channel)
+}
+
+// appendManyPG is AppendManyTx on PostgreSQL: appendOnePG per stream
+// (per 500 events of a stream), in the caller's transaction. A stream
+// without events has its version checked (not locked: nothing is
+// written for it).
+func (s *Store) appendManyPG(ctx context.Context, tx *store.Tx, batch []StreamAppend) error {
+	wrote := false
+	for _, b := range batch {
+		if len(b.Events) == 0 {
+			if b.Expected == Any {
+				continue
+			}
+			actual, err := s.StreamVersionTx(ctx, tx, b.Stream)
+			if err != nil {
+				return fmt.Errorf("eventstore: stream %q: %w", b.Stream, err)
+			}
+			if actual != int64(b.Expected) {
+				return &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
+			}
+			continue
+		}
+		exp := b.Expected
+		for start := 0; start < len(b.Events); start += perInsertPG {
+			chunk := StreamAppend{Stream: b.Stream, Expected: exp, Events: b.Events[start:min(start+perInsertPG, len(b.Events))]}
+			if err := s.appendOnePG(ctx, tx.Tx, false, chunk); err != nil {
+				return err
+			}
+			exp = Expected(chunk.Events[len(chunk.Events)-1].Version)
+		}
+		wrote = true
+	}
+	if wrote {
 		// Not pg_notify inside the transaction: PostgreSQL holds a
 		// database-wide lock over a notifying transaction's commit, WAL
 		// flush included, which would make concurrent appends commit one
 		// after another again.
 		tx.NotifyAfterCommit(Channel)
-		return nil
 	}
-	return tx.Notify(ctx, Channel)
+	return nil
 }
 
 // perInsertPG is the most events appendOnePG takes (7 parameters each).
@@ -470,8 +510,9 @@ func (s *Store) appendAutoPG(ctx context.Context, stream string, expected Expect
 				return 0, errors.Join(ctx.Err(), err)
 			}
 		}
-		err = s.appendOnePG(ctx, s.db.DB, true, b, func() { s.db.NotifyCommitted(Channel) })
+		err = s.appendOnePG(ctx, s.db.DB, true, b)
 		if err == nil {
+			s.db.NotifyCommitted(Channel)
 			return events[len(events)-1].Version, nil
 		}
 		if !store.IsRetryable(err) {
@@ -501,17 +542,25 @@ var pgAppendSQL sync.Map // pgAppendKey -> string
 const pgAppendCached = 16
 
 // appendOnePG appends to one stream on PostgreSQL in one statement:
-// check and advance the stream, learn this transaction's id (and, in
-// the caller's transaction, how many events it appended before), insert
-// the events. A refusal found on the way (the stream's last appender is
-// younger, or the transaction's positions run out) fails the statement
-// (sy_event_append_refused raises), so nothing of it stays; a version
-// conflict inserts nothing and returns no row. auto says q is the
-// database, the statement a transaction of its own; committed runs
-// after a success. Round trips are most of a small append's cost: in a
-// transaction of its own this one costs one, as a plain autocommit
-// INSERT does, plus the commit's wake-up.
-func (s *Store) appendOnePG(ctx context.Context, q rowQuerier, auto bool, b StreamAppend, committed func()) error {
+// find the stream's last event (its version and position, through the
+// (stream, version) unique index), check the expected version and the
+// stream's order, learn this transaction's id (and, in the caller's
+// transaction, how many events it appended before), insert the events
+// at the next versions. There is no stream row to update: the insert
+// itself is the conflict check, since a version can be inserted once.
+// A refusal (the stream's last event is a younger transaction's, the
+// transaction's positions run out, a race lost for some of the versions
+// only) fails the statement (sy_event_append_refused and
+// sy_event_append_raced raise), so nothing of it stays; a version
+// conflict inserts nothing: no row when the statement's snapshot shows
+// it, no event inserted when a concurrent append took the versions
+// first (ON CONFLICT DO NOTHING waits for that append's transaction to
+// end). An append with Any expected then runs again (it sees the winner
+// now: READ COMMITTED takes a new snapshot per statement). auto says q
+// is the database, the statement a transaction of its own. Round trips
+// are most of a small append's cost: in a transaction of its own this
+// one costs one, as a plain autocommit INSERT does.
+func (s *Store) appendOnePG(ctx context.Context, q rowQuerier, auto bool, b StreamAppend) error {
 	n := len(b.Events)
 	kind := 2
 	switch b.Expected {
@@ -546,190 +595,146 @@ func (s *Store) appendOnePG(ctx context.Context, q rowQuerier, auto bool, b Stre
 		}
 		args = append(args, e.ID, e.Type, e.SchemaVersion, string(e.Data), md, nullStr(e.CausationID), nullStr(e.CorrelationID))
 	}
-	var v, last, inserted int64
-	err := q.QueryRowContext(ctx, stmt, args...).Scan(&v, &last, &inserted)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
+	conflict := func() error {
 		var actual int64
-		err := q.QueryRowContext(ctx, "SELECT version FROM sy_event_streams WHERE stream = $1", b.Stream).Scan(&actual)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
+		if err := q.QueryRowContext(ctx, streamVersionPG, b.Stream).Scan(&actual); err != nil {
+			return fmt.Errorf("eventstore: stream %q: %w", b.Stream, err)
 		}
 		return &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
-	case store.IsUniqueViolation(err):
-		return fmt.Errorf("eventstore: append: an event id is already stored (ids must be unique): %w", err)
-	case err != nil:
-		return fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
-	case inserted != int64(n):
-		return fmt.Errorf("eventstore: append to %q: %d of %d events inserted", b.Stream, inserted, n)
 	}
-	for i := range b.Events {
-		e := &b.Events[i]
-		e.Stream, e.Version, e.Position, e.Time = b.Stream, v-int64(n)+int64(i)+1, last+int64(i)+1, now
+	for attempt := 0; ; attempt++ {
+		var v, last, inserted int64
+		err := q.QueryRowContext(ctx, stmt, args...).Scan(&v, &last, &inserted)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "sy_events_stream_version_key" {
+			// A transaction of its own (auto) whose versions a
+			// concurrent append took: rolled back, like inserted == 0
+			// below in the caller's transaction.
+			err, inserted = nil, 0
+		}
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return conflict()
+		case store.IsUniqueViolation(err):
+			return fmt.Errorf("eventstore: append: an event id is already stored (ids must be unique): %w", err)
+		case err != nil:
+			return fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
+		case inserted == 0 && kind != 0:
+			// A concurrent append took the version first.
+			return conflict()
+		case inserted == 0:
+			if attempt+1 < store.MaxAttempts {
+				continue
+			}
+			return fmt.Errorf("eventstore: append to %q: %w", b.Stream, &pgconn.PgError{Severity: "ERROR", Code: "40001",
+				Message: fmt.Sprintf("concurrent appends took the stream's next version %d times in a row; retry the transaction", store.MaxAttempts)})
+		case inserted != int64(n):
+			return fmt.Errorf("eventstore: append to %q: %d of %d events inserted", b.Stream, inserted, n)
+		}
+		for i := range b.Events {
+			e := &b.Events[i]
+			e.Stream, e.Version, e.Position, e.Time = b.Stream, v-int64(n)+int64(i)+1, last+int64(i)+1, now
+		}
+		return nil
 	}
-	committed()
-	return nil
 }
+
+// streamVersionPG is a stream's version on PostgreSQL: its last event's
+// (an index-only look-up of (stream, version) at best).
+const streamVersionPG = "SELECT COALESCE(MAX(version), 0) FROM sy_events WHERE stream = $1"
 
 // buildAppendPG writes appendOnePG's statement. Parameters: $1 the
 // stream, $2 the number of events, $3 the time, [$4 the expected
 // version], then 7 per event.
 func buildAppendPG(k pgAppendKey) string {
 	const me = "pg_current_xact_id()::text::bigint"
-	var q strings.Builder
-	q.WriteString("WITH s AS (")
 	p := 4
+	check := "true"
 	switch k.kind {
-	case 0:
-		q.WriteString("INSERT INTO sy_event_streams (stream, version, xid) VALUES ($1, $2, " + me + ") ON CONFLICT (stream) DO UPDATE SET version = sy_event_streams.version + excluded.version, xid = GREATEST(sy_event_streams.xid, excluded.xid) RETURNING version, xid")
 	case 1:
-		q.WriteString("INSERT INTO sy_event_streams (stream, version, xid) VALUES ($1, $2, " + me + ") ON CONFLICT (stream) DO NOTHING RETURNING version, xid")
-	default:
-		q.WriteString("UPDATE sy_event_streams SET version = version + $2, xid = GREATEST(xid, " + me + ") WHERE stream = $1 AND version = $4 RETURNING version, xid")
+		check = "l.version IS NULL"
+	case 2:
+		check = "COALESCE(l.version, 0) = $4"
 		p = 5
 	}
-	q.WriteString("), x AS (SELECT " + me + " AS me), ")
-	// b: the stream's new version and the position before the first
-	// event; a row only when the stream's order allows this transaction
-	// and the events fit its range, else the statement fails.
-	if k.auto {
-		// Nothing appended before in this transaction.
-		q.WriteString("b AS (SELECT s.version, x.me << 16 AS last FROM s, x WHERE CASE WHEN s.xid = x.me THEN true ELSE sy_event_append_refused(x.me, s.xid, 0, $2) END), ")
-	} else {
-		q.WriteString("b AS (SELECT s.version, l.last FROM s, x, LATERAL (SELECT COALESCE(MAX(position), x.me << 16) AS last FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16)) l WHERE CASE WHEN s.xid = x.me AND l.last + $2 < ((x.me + 1) << 16) THEN true ELSE sy_event_append_refused(x.me, s.xid, l.last - (x.me << 16), $2) END), ")
-	}
-	q.WriteString("ins AS (INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, metadata, causation_id, correlation_id, created_ms) SELECT b.last + v.i, $1, b.version - $2 + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, $3 FROM b, (VALUES ")
-	for i := 0; i < k.n; i++ {
-		if i > 0 {
-			q.WriteByte(',')
+	// ok: the stream's last event is this transaction's or an older
+	// one's (its position below this transaction's range's end).
+	const ok = "COALESCE(l.position, 0) < ((x.me + 1) << 16)"
+	const xid = "CASE WHEN " + ok + " THEN x.me ELSE l.position >> 16 END"
+	// x: this transaction's id; l: the stream's last event (none for a
+	// new stream; in the caller's transaction its own earlier events
+	// included).
+	const lastEvent = "(SELECT " + me + " AS me) x LEFT JOIN LATERAL (SELECT version, position FROM sy_events WHERE stream = $1 ORDER BY version DESC LIMIT 1) l ON true"
+	var q strings.Builder
+	values := func() {
+		for i := 0; i < k.n; i++ {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(&q, "(%d::bigint, $%d::text, $%d::text, $%d::integer, $%d::text, $%d::text, $%d::text, $%d::text)", i+1, p, p+1, p+2, p+3, p+4, p+5, p+6)
+			p += 7
 		}
-		fmt.Fprintf(&q, "(%d::bigint, $%d::text, $%d::text, $%d::integer, $%d::text, $%d::text, $%d::text, $%d::text)", i+1, p, p+1, p+2, p+3, p+4, p+5, p+6)
-		p += 7
+		q.WriteString(") AS v (i, id, type, sv, data, md, caus, corr)")
 	}
-	q.WriteString(") AS v (i, id, type, sv, data, md, caus, corr) RETURNING 1) ")
-	q.WriteString("SELECT s.version, (SELECT last FROM b), (SELECT COUNT(*) FROM ins) FROM s")
+	const cols = "INSERT INTO sy_events (position, stream, version, id, type, schema_version, data, metadata, causation_id, correlation_id, created_ms) "
+	if k.auto {
+		// A transaction of its own: nothing appended before in it, so
+		// the positions are x.me << 16 plus 1, 2, ...; one plain INSERT
+		// ... SELECT (no CTE to materialize). No row inserted: a version
+		// conflict. A version a concurrent append took fails the
+		// statement with a unique violation on (stream, version), which
+		// was the whole transaction: nothing of it stays (cheaper than
+		// ON CONFLICT's speculative insertion). Every row returns the
+		// stream's version before the append and the position before
+		// its first event.
+		q.WriteString(cols + "SELECT (x.me << 16) + v.i, $1, COALESCE(l.version, 0) + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, $3 FROM " + lastEvent + ", (VALUES ")
+		values()
+		q.WriteString(" WHERE CASE WHEN NOT (" + check + ") THEN false WHEN " + ok + " THEN true ELSE sy_event_append_refused(x.me, " + xid + ", 0, $2) END")
+		q.WriteString(" RETURNING version - (position & 65535) + $2, position - (position & 65535), $2")
+		return q.String()
+	}
+	// In the caller's transaction: u.last is the position before this
+	// append's first event (after the transaction's earlier ones). b:
+	// the stream's version and u.last; no row on a version conflict; the
+	// statement fails when the stream's order does not allow this
+	// transaction or the events do not fit its range.
+	q.WriteString("WITH b AS (SELECT COALESCE(l.version, 0) AS version, u.last FROM " + lastEvent + ", LATERAL (SELECT COALESCE(MAX(position), x.me << 16) AS last FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16)) u WHERE CASE WHEN NOT (" + check + ") THEN false WHEN " + ok + " AND u.last + $2 < ((x.me + 1) << 16) THEN true ELSE sy_event_append_refused(x.me, " + xid + ", u.last - (x.me << 16), $2) END), ")
+	q.WriteString("ins AS (" + cols + "SELECT b.last + v.i, $1, b.version + v.i, v.id, v.type, v.sv, v.data, v.md, v.caus, v.corr, $3 FROM b, (VALUES ")
+	values()
+	// A version a concurrent append took: it waits for that append's
+	// transaction, then inserts nothing there (the caller's transaction
+	// stays usable, as with a conflict the snapshot shows). Some of the
+	// versions taken, not all: fail the statement rather than leave a
+	// partial append.
+	q.WriteString(" ON CONFLICT (stream, version) DO NOTHING RETURNING 1) ")
+	q.WriteString("SELECT b.version + $2, b.last, CASE WHEN c.n = 0 OR c.n = $2 THEN c.n ELSE sy_event_append_raced($1, c.n, $2) END FROM b, (SELECT COUNT(*) AS n FROM ins) c")
 	return q.String()
 }
 
-// takePG checks and advances the streams of batch on PostgreSQL and
-// returns the position before this append's first event: this
-// transaction's id << posShift plus the events it appended before.
-func (s *Store) takePG(ctx context.Context, tx *store.Tx, batch []StreamAppend, total int) (int64, error) {
-	const inTx = "(SELECT COALESCE(MAX(position), x.me << 16) FROM sy_events WHERE position > (x.me << 16) AND position < ((x.me + 1) << 16))"
-	var me, last int64
-	if len(batch) == 1 && total > 0 {
-		// One statement: check and advance the stream, learn this
-		// transaction's id and how many events it appended already.
-		// Fewer round trips is most of an append's cost.
-		b := batch[0]
-		n := int64(total)
-		adv, args := advanceSQL(store.Postgres, b.Stream, b.Expected, n)
-		var v, xid int64
-		err := tx.QueryRow(ctx, "WITH s AS ("+adv+"), x AS (SELECT pg_current_xact_id()::text::bigint AS me) SELECT s.version, s.xid, x.me, "+inTx+" FROM s, x",
-			args...).Scan(&v, &xid, &me, &last)
-		if errors.Is(err, sql.ErrNoRows) {
-			actual, err := s.StreamVersionTx(ctx, tx, b.Stream)
-			if err != nil {
-				return 0, err
-			}
-			return 0, &ConflictError{Stream: b.Stream, Expected: b.Expected, Actual: actual}
-		}
-		if err != nil {
-			return 0, fmt.Errorf("eventstore: append to %q: %w", b.Stream, err)
-		}
-		if xid != me {
-			return 0, orderConflict(b.Stream, me, xid)
-		}
-		for i := range b.Events {
-			b.Events[i].Stream = b.Stream
-			b.Events[i].Version = v - n + int64(i) + 1
-		}
-	} else {
-		xids := make([]int64, len(batch))
-		for bi, b := range batch {
-			n := int64(len(b.Events))
-			v, xid, err := s.advance(ctx, tx, b.Stream, b.Expected, n)
-			if err != nil {
-				return 0, err
-			}
-			xids[bi] = xid
-			for i := range b.Events {
-				b.Events[i].Stream = b.Stream
-				b.Events[i].Version = v - n + int64(i) + 1
-			}
-		}
-		if total == 0 {
-			return 0, nil
-		}
-		if err := tx.QueryRow(ctx, "SELECT x.me, "+inTx+" FROM (SELECT pg_current_xact_id()::text::bigint AS me) x").Scan(&me, &last); err != nil {
-			return 0, fmt.Errorf("eventstore: take positions: %w", err)
-		}
-		for bi, b := range batch {
-			if len(b.Events) > 0 && xids[bi] != me {
-				return 0, orderConflict(b.Stream, me, xids[bi])
-			}
-		}
-	}
-	if last+int64(total) >= (me+1)<<posShift {
-		return 0, fmt.Errorf("eventstore: append: %d events in one transaction; PostgreSQL takes at most %d per transaction (append in several)", last-me<<posShift+int64(total), maxPerTx)
-	}
-	return last, nil
-}
-
-// orderConflict is the error of an append whose transaction id (me) is
-// older than that of the stream's last appender (xid): its events would
-// sort before the stream's earlier ones. It is a serialization failure
-// (SQLSTATE 40001), which InTx retries, in a new transaction with a new
-// id.
-func orderConflict(stream string, me, xid int64) error {
-	return fmt.Errorf("eventstore: append to %q: %w", stream, &pgconn.PgError{Severity: "ERROR", Code: "40001",
-		Message: fmt.Sprintf("this transaction (id %d) is older than the stream's last appender (id %d), whose events its own would sort before; retry the transaction", me, xid)})
-}
-
 // advance checks stream's version against expected and moves it on by
-// n, returning the new version and, on PostgreSQL, the id of the
-// stream's last appending transaction (this one's, unless an older one).
-func (s *Store) advance(ctx context.Context, tx *store.Tx, stream string, expected Expected, n int64) (int64, int64, error) {
-	var v, xid int64
-	q, args := advanceSQL(tx.Dialect(), stream, expected, n)
-	dest := []any{&v}
-	if tx.Dialect() == store.Postgres {
-		dest = append(dest, &xid)
-	}
-	err := tx.QueryRow(ctx, q, args...).Scan(dest...)
+// n, returning the new version (SQLite: the stream row, locked until
+// commit).
+func (s *Store) advance(ctx context.Context, tx *store.Tx, stream string, expected Expected, n int64) (int64, error) {
+	var v int64
+	q, args := advanceSQL(stream, expected, n)
+	err := tx.QueryRow(ctx, q, args...).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		actual, err := s.StreamVersionTx(ctx, tx, stream)
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
-		return 0, 0, &ConflictError{Stream: stream, Expected: expected, Actual: actual}
+		return 0, &ConflictError{Stream: stream, Expected: expected, Actual: actual}
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("eventstore: stream %q: %w", stream, err)
+		return 0, fmt.Errorf("eventstore: stream %q: %w", stream, err)
 	}
-	return v, xid, nil
+	return v, nil
 }
 
-// advanceSQL is the statement that checks stream against expected and
-// moves it on by n, returning the new version (no row: a conflict). On
-// PostgreSQL it also records the appending transaction's id (the larger
-// of the last one's and this one's) and returns it.
-func advanceSQL(d store.Dialect, stream string, expected Expected, n int64) (string, []any) {
-	if d == store.Postgres {
-		const me = "pg_current_xact_id()::text::bigint"
-		switch {
-		case expected == Any:
-			return `INSERT INTO sy_event_streams (stream, version, xid) VALUES (?, ?, ` + me + `)
-			ON CONFLICT (stream) DO UPDATE SET version = sy_event_streams.version + excluded.version, xid = GREATEST(sy_event_streams.xid, excluded.xid)
-			RETURNING version, xid`, []any{stream, n}
-		case expected == NoStream:
-			return `INSERT INTO sy_event_streams (stream, version, xid) VALUES (?, ?, ` + me + `)
-			ON CONFLICT (stream) DO NOTHING RETURNING version, xid`, []any{stream, n}
-		default:
-			return `UPDATE sy_event_streams SET version = version + ?, xid = GREATEST(xid, ` + me + `)
-			WHERE stream = ? AND version = ? RETURNING version, xid`, []any{n, stream, int64(expected)}
-		}
-	}
+// advanceSQL is the SQLite statement that checks stream against
+// expected and moves it on by n, returning the new version (no row: a
+// conflict).
+func advanceSQL(stream string, expected Expected, n int64) (string, []any) {
 	switch {
 	case expected == Any:
 		return `INSERT INTO sy_event_streams (stream, version) VALUES (?, ?)
@@ -747,7 +752,7 @@ func advanceSQL(d store.Dialect, stream string, expected Expected, n int64) (str
 // StreamVersion is the number of events in stream (0 when it has none).
 func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error) {
 	var v int64
-	err := s.db.QueryRow(ctx, "SELECT version FROM sy_event_streams WHERE stream = ?", stream).Scan(&v)
+	err := s.db.QueryRow(ctx, s.streamVersionSQL(), stream).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -757,11 +762,20 @@ func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error)
 // StreamVersionTx is StreamVersion inside tx.
 func (s *Store) StreamVersionTx(ctx context.Context, tx *store.Tx, stream string) (int64, error) {
 	var v int64
-	err := tx.QueryRow(ctx, "SELECT version FROM sy_event_streams WHERE stream = ?", stream).Scan(&v)
+	err := tx.QueryRow(ctx, s.streamVersionSQL(), stream).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return v, err
+}
+
+// streamVersionSQL reads a stream's version: on PostgreSQL its last
+// event's (there is no stream row), on SQLite the stream row's.
+func (s *Store) streamVersionSQL() string {
+	if s.db.Dialect == store.Postgres {
+		return "SELECT COALESCE(MAX(version), 0) FROM sy_events WHERE stream = ?"
+	}
+	return "SELECT version FROM sy_event_streams WHERE stream = ?"
 }
 
 // Head is the global position of the last event readers can see (0

@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -262,5 +263,97 @@ func TestRefusedAppendAbortsTransaction(t *testing.T) {
 	}
 	if all, err := s.ReadAll(ctx, 0, 0); err != nil || len(all) != 1 {
 		t.Fatalf("ReadAll: %+v %v", all, err)
+	}
+}
+
+// On PostgreSQL a conflict is the insert of a version that exists (there
+// is no stream row to lock): an append racing one still open waits for
+// it on the (stream, version) index, then takes none of the versions the
+// winner took. Here the winner (2 events) is still open when the loser
+// (3 events) starts, so the loser's third version is free: it must not
+// be inserted alone. With an exact expected version the loser gets a
+// conflict with the winner's version; with Any it appends after it.
+func TestRacingAppendTakesAllOrNothing(t *testing.T) {
+	db := storetest.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := open(t, db)
+	three := func() []eventstore.Event {
+		return []eventstore.Event{ev(t, "L", nil), ev(t, "L", nil), ev(t, "L", nil)}
+	}
+	for _, tc := range []struct {
+		name     string
+		expected eventstore.Expected
+		inTx     bool // the loser appends in a transaction of the caller's
+	}{{"nostream", eventstore.NoStream, false}, {"any", eventstore.Any, false},
+		{"nostream-tx", eventstore.NoStream, true}, {"any-tx", eventstore.Any, true}} {
+		stream := "race-" + tc.name
+		var loserErr error
+		loserDone := make(chan struct{})
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			var pid int
+			if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				return err
+			}
+			if _, err := s.AppendTx(ctx, tx, stream, eventstore.NoStream, ev(t, "W", nil), ev(t, "W", nil)); err != nil {
+				return err
+			}
+			go func() {
+				defer close(loserDone)
+				if !tc.inTx {
+					_, loserErr = s.Append(ctx, stream, tc.expected, three()...)
+					return
+				}
+				loserErr = db.InTx(ctx, func(tx *store.Tx) error {
+					_, err := s.AppendTx(ctx, tx, stream, tc.expected, three()...)
+					return err
+				})
+			}()
+			// Commit only once the loser waits for this transaction.
+			for {
+				var waiting bool
+				if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE ? = ANY (pg_blocking_pids(pid)))", pid).Scan(&waiting); err != nil {
+					return err
+				}
+				if waiting {
+					return nil
+				}
+				select {
+				case <-loserDone:
+					return fmt.Errorf("the loser ended before waiting for the winner: %v", loserErr)
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Millisecond):
+				}
+			}
+		})
+		if err != nil {
+			t.Fatalf("%s: the winner: %v", tc.name, err)
+		}
+		<-loserDone
+		evs, err := s.ReadStream(ctx, stream, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types string
+		for i, e := range evs {
+			if e.Version != int64(i+1) {
+				t.Fatalf("%s: event %d has version %d", tc.name, i, e.Version)
+			}
+			types += e.Type
+		}
+		if tc.expected == eventstore.NoStream {
+			var ce *eventstore.ConflictError
+			if !errors.As(loserErr, &ce) || ce.Actual != 2 {
+				t.Fatalf("%s: the loser: %v; want a conflict at version 2", tc.name, loserErr)
+			}
+			if types != "WW" {
+				t.Fatalf("%s: stream %s, want WW", tc.name, types)
+			}
+			continue
+		}
+		if loserErr != nil || types != "WWLLL" {
+			t.Fatalf("%s: the loser: %v; stream %s, want WWLLL", tc.name, loserErr, types)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -82,6 +83,17 @@ func TestMigrationKeepsOldPositions(t *testing.T) {
 			if _, err := db.Exec(ctx, "UPDATE sy_event_head SET position = position + 1 WHERE id = 1"); err == nil {
 				t.Fatal("the old code's position counter still exists")
 			}
+			// Migration 4: versions come from the events; the old code's
+			// stream row is gone, so its appends fail.
+			if _, err := db.Exec(ctx, "UPDATE sy_event_streams SET version = version + 1 WHERE stream = 'old'"); err == nil {
+				t.Fatal("the old code's stream table still exists")
+			}
+		}
+		if v, err := s.StreamVersion(ctx, "old"); err != nil || v != 4 {
+			t.Fatalf("the old stream's version %d (%v), want 4", v, err)
+		}
+		if _, err := s.Append(ctx, "old", 3, Event{Type: "Late"}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("append at the old stream's stale version: %v, want a conflict", err)
 		}
 		// Opening again (another replica) changes nothing.
 		if _, err := Open(ctx, db); err != nil {

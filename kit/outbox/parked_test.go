@@ -80,6 +80,9 @@ func TestParkTooLarge(t *testing.T) {
 			t.Fatalf("other got %v", got)
 		}
 		waitFor(t, 10*time.Second, "the parked count", func() bool { return r.Stats().Parked == 1 })
+		if st := r.Stats(); st.Reads < st.Rounds || st.Reads == 0 {
+			t.Fatalf("stats %+v: fewer reads than published rounds", st)
+		}
 		mu.Lock()
 		if len(parked) != 1 || parked[0].MsgID != "big" || parked[0].Dest != "small" || !errors.Is(parked[0], broker.ErrTooLarge) {
 			t.Fatalf("OnError heard %v", parked)

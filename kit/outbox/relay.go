@@ -106,6 +106,9 @@ func (o RelayOptions) Validate() error {
 type RelayStats struct {
 	Published int64 // messages confirmed by the broker and deleted
 	Rounds    int64 // batches published
+	// Reads counts reads of the outbox, including those that found
+	// nothing to send (a wake-up that came for nothing).
+	Reads int64
 	Errors    int64 // failed rounds
 	// Late counts messages of rounds that finished (published and
 	// deleted) after the lease of a partition they read had expired: a
@@ -166,7 +169,7 @@ type Relay struct {
 	delKick chan struct{} // the deleter has work (capacity 1)
 	delStop chan struct{} // closed by Run on its way out
 
-	published, rounds, errs, late, lost, parked atomic.Int64
+	published, rounds, reads, errs, late, lost, parked atomic.Int64
 }
 
 // NewRelay prepares the outbox tables and returns a relay that publishes
@@ -199,7 +202,7 @@ func NewRelay(ctx context.Context, db *store.DB, pub Publisher, opts RelayOption
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() RelayStats {
-	return RelayStats{Published: r.published.Load(), Rounds: r.rounds.Load(), Errors: r.errs.Load(), Late: r.late.Load(), Lost: r.lost.Load(),
+	return RelayStats{Published: r.published.Load(), Rounds: r.rounds.Load(), Reads: r.reads.Load(), Errors: r.errs.Load(), Late: r.late.Load(), Lost: r.lost.Load(),
 		Parked: r.parked.Load()}
 }
 
@@ -548,6 +551,7 @@ func (r *Relay) round(ctx context.Context) (read, sent int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
 	}
+	r.reads.Add(1)
 	batch, err := scanRows(rows)
 	if err != nil {
 		return 0, 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,7 +79,7 @@ func (db *DB) notifyLater(channel string) {
 				// Best effort (listeners poll too), so without waiting
 				// for the WAL flush of the notifying transaction's
 				// commit: what it announces is flushed already.
-				db.DB.ExecContext(ctx, "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')", c)
+				db.DB.ExecContext(ctx, "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)", c, db.origin)
 				cancel()
 			}
 			// Commits in the next NotifyGap share the next send: under
@@ -125,6 +128,7 @@ type pgListener struct {
 	kick   chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	echoes atomic.Int64 // own notifications skipped
 }
 
 func startPGListener(db *DB) *pgListener {
@@ -217,7 +221,17 @@ func (l *pgListener) session(ctx context.Context) error {
 		kicked := wctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if n != nil {
-			l.db.signal(n.Channel)
+			// This handle's own notifications are echoes: the commits
+			// they announce signalled this handle's waiters already
+			// (InTx and NotifyCommitted signal before they send). An
+			// echo would only wake them again for nothing: for the
+			// outbox relay, a read of the outbox per notification sent,
+			// that a real commit's wake-up may then queue behind.
+			if n.Payload == "" || n.Payload != l.db.origin {
+				l.db.signal(n.Channel)
+			} else {
+				l.echoes.Add(1)
+			}
 			continue
 		}
 		if kicked {
@@ -225,4 +239,12 @@ func (l *pgListener) session(ctx context.Context) error {
 		}
 		return err
 	}
+}
+
+// newOrigin is a random payload that tells a handle's own notifications
+// from other handles' and processes'.
+func newOrigin() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "sy-" + hex.EncodeToString(b[:])
 }

@@ -66,6 +66,10 @@ type DB struct {
 	migrated    map[string]bool // components MigrateOnce brought up to date
 	later       map[string]bool // channels NotifyAfterCommit still has to send (PostgreSQL)
 	sending     bool            // a notifyLater goroutine runs
+	// origin is the payload of this handle's notifications (PostgreSQL):
+	// its listener skips them, since every commit that sends one has
+	// woken this handle's waiters in process already.
+	origin string
 }
 
 // Open opens the database a URL names:
@@ -92,7 +96,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			h.Close()
 			return nil, fmt.Errorf("store: connect to %s: %w", redact(dsn), err)
 		}
-		return &DB{DB: h, Dialect: Postgres, dsn: dsn}, nil
+		return &DB{DB: h, Dialect: Postgres, dsn: dsn, origin: newOrigin()}, nil
 	case strings.Contains(dsn, "://") && !strings.HasPrefix(dsn, "sqlite://"):
 		return nil, fmt.Errorf("store: %q: unknown database URL scheme; want sqlite:PATH or postgres://", redact(dsn))
 	}
@@ -331,7 +335,7 @@ func (tx *Tx) Notify(ctx context.Context, channel string) error {
 	}
 	tx.channels = append(tx.channels, channel)
 	if tx.db.Dialect == Postgres {
-		_, err := tx.Tx.ExecContext(ctx, "SELECT pg_notify($1, '')", channel)
+		_, err := tx.Tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", channel, tx.db.origin)
 		return err
 	}
 	return nil
