@@ -127,17 +127,13 @@ type Delivery struct {
 	Body        []byte
 	ID          string            // the producer's message id, if any
 	Key         string            // the ordering key, if any
-	Headers     map[string]string // never nil; shared by all deliveries without headers: read only
+	Headers     map[string]string // never nil; this delivery's own (Message copies it)
 	Deliveries  int               // 1 on the first delivery
 	PublishedAt time.Time         // zero where the backend does not say
 
 	acker   Acker
 	settled atomic.Bool
 }
-
-// noHeaders is the Headers of deliveries without headers. Never written
-// to: Delivery.Headers is read only (Message copies it).
-var noHeaders = map[string]string{}
 
 // NewDelivery returns a delivery settled through a; for backends.
 func NewDelivery(source Dest, m broker.Message, deliveries int, published time.Time, a Acker) *Delivery {
@@ -151,9 +147,11 @@ func NewDelivery(source Dest, m broker.Message, deliveries int, published time.T
 // per message instead of two). d must not have been handed out yet.
 func InitDelivery(d *Delivery, source Dest, m broker.Message, deliveries int, published time.Time, a Acker) {
 	if m.Headers == nil {
-		// One map for every message without headers: an empty map was
-		// an allocation per message (Headers is read only).
-		m.Headers = noHeaders
+		// Each delivery gets its own map, even an empty one: a map shared
+		// by every header-less delivery would carry one handler's write
+		// into every other message (an empty map is a small allocation,
+		// its buckets come with the first write).
+		m.Headers = make(map[string]string)
 	}
 	d.Source, d.Body, d.ID, d.Key, d.Headers = source, m.Body, m.ID, m.Key, m.Headers
 	d.Deliveries, d.PublishedAt, d.acker = deliveries, published, a

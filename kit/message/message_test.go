@@ -387,3 +387,15 @@ func TestRouterHandlesThroughSlowAcks(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliveriesDoNotShareHeaders: a handler writing to one header-less
+// delivery's Headers must not change another's.
+func TestDeliveriesDoNotShareHeaders(t *testing.T) {
+	src := message.Dest{Kind: message.Queue, Name: "q"}
+	a := message.NewDelivery(src, broker.Message{Body: []byte("a")}, 1, time.Time{}, &fakeAcker{})
+	b := message.NewDelivery(src, broker.Message{Body: []byte("b")}, 1, time.Time{}, &fakeAcker{})
+	a.Headers["tenant"] = "a"
+	if len(b.Headers) != 0 {
+		t.Fatalf("a write to one delivery's headers reached another: %v", b.Headers)
+	}
+}
