@@ -95,7 +95,7 @@ func TestAppendAndRead(t *testing.T) {
 			t.Fatalf("ReadStream from 3 limit 1: %+v", from3)
 		}
 
-		all, err := s.ReadAll(ctx, 0, 0)
+		all, err := readAllVisible(ctx, s, 0, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +181,7 @@ func TestAppendTxAtomic(t *testing.T) {
 		}
 		var n int
 		db.QueryRow(ctx, "SELECT COUNT(*) FROM outbox").Scan(&n)
-		all, _ := s.ReadAll(ctx, 0, 0)
+		all, _ := readAllVisible(ctx, s, 0, 1)
 		if n != 1 || len(all) != 1 || all[0].Position <= 0 {
 			t.Fatalf("outbox %d rows, events %+v", n, all)
 		}
@@ -462,7 +462,7 @@ func TestUpcast(t *testing.T) {
 		if string(got[1].Data) != string(cur.Data) {
 			t.Fatalf("current shape changed: %s", got[1].Data)
 		}
-		all, _ := s.ReadAll(ctx, 0, 0)
+		all, _ := readAllVisible(ctx, s, 0, 1)
 		if all[0].SchemaVersion != 3 {
 			t.Fatalf("ReadAll does not upcast: %+v", all[0])
 		}
@@ -572,4 +572,20 @@ func TestAggregateSnapshots(t *testing.T) {
 			t.Fatal("snapshot with pending events accepted")
 		}
 	})
+}
+
+// readAllVisible reads every event after from once at least want are
+// visible. On PostgreSQL, ReadAll stops below the oldest transaction
+// running anywhere on the server (so that no reader skips a late
+// commit): another package's test holding a transaction open makes
+// events appended and committed here invisible for that long.
+func readAllVisible(ctx context.Context, s *eventstore.Store, from int64, want int) ([]eventstore.Event, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		all, err := s.ReadAll(ctx, from, 0)
+		if err != nil || len(all) >= want || time.Now().After(deadline) {
+			return all, err
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval inside a deadline loop
+	}
 }
