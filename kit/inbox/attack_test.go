@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -59,6 +60,42 @@ func TestIDsThatAreNotText(t *testing.T) {
 		}
 		if _, err := inbox.New(ctx, db, inbox.Options{Consumer: "\xff"}); err == nil {
 			t.Fatal("New took a consumer name that is not UTF-8")
+		}
+	})
+}
+
+// FuzzProcessIDs: whatever id a producer chooses (empty aside) is
+// applied once and then skipped, on both databases.
+func FuzzProcessIDs(f *testing.F) {
+	fuzzProcessIDs(f, storetest.SQLite(f))
+}
+
+// FuzzProcessIDsPostgres is FuzzProcessIDs on PostgreSQL, whose text
+// columns refuse NUL bytes and invalid UTF-8.
+func FuzzProcessIDsPostgres(f *testing.F) {
+	fuzzProcessIDs(f, storetest.Postgres(f))
+}
+
+func fuzzProcessIDs(f *testing.F, db *store.DB) {
+	for _, s := range []string{"m-1", "a\x00b", "\xff", "sha256:00", strings.Repeat("x", 201), "'; DROP TABLE sy_inbox; --", "id:?"} {
+		f.Add(s)
+	}
+	ctx := context.Background()
+	n := 0
+	f.Fuzz(func(t *testing.T, id string) {
+		n++
+		consumer := "c" + strconv.Itoa(n) // a fresh consumer: the id is new to it
+		for i := range 2 {
+			applied, err := inbox.Process(ctx, db, consumer, id, func(tx *store.Tx) error { return nil })
+			if id == "" {
+				if err == nil {
+					t.Fatal("an empty id was taken")
+				}
+				return
+			}
+			if err != nil || applied != (i == 0) {
+				t.Fatalf("delivery %d of id %q: applied %v, %v", i, id, applied, err)
+			}
 		}
 	})
 }
