@@ -74,6 +74,14 @@ type Options[V any] struct {
 	// len(value) for string and []byte values (other value types need a
 	// Sizer); every entry also adds EntryOverhead.
 	Sizer func(key string, v V) int64
+	// LoadTimeout bounds one load: its context's deadline (a load runs
+	// without its callers' deadlines, so that one caller giving up does
+	// not fail the others), and the time after which the load is
+	// abandoned, even if its Loader ignores the context: its waiters get
+	// an error and the next read of the key loads again. Without it, a
+	// Loader stuck on a dead connection held its key's one load for good,
+	// and every later read of the key waited on it. Default 30s.
+	LoadTimeout time.Duration
 	// Now is the clock. Default time.Now; tests pass a fake one.
 	Now func() time.Time
 }
@@ -92,8 +100,8 @@ func (o Options[V]) Validate() error {
 	if o.Policy < LRU || o.Policy > FIFO {
 		errs = append(errs, fmt.Errorf("policy: %d: want LRU, LFU or FIFO", o.Policy))
 	}
-	if o.TTL < 0 || o.NegativeTTL < 0 {
-		errs = append(errs, fmt.Errorf("ttl %s, negative ttl %s: must not be negative", o.TTL, o.NegativeTTL))
+	if o.TTL < 0 || o.NegativeTTL < 0 || o.LoadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("ttl %s, negative ttl %s, load timeout %s: must not be negative", o.TTL, o.NegativeTTL, o.LoadTimeout))
 	}
 	if o.JitterPercent < 0 || o.JitterPercent > 100 {
 		errs = append(errs, fmt.Errorf("jitter percent: %g: want 0..100", o.JitterPercent))
@@ -122,6 +130,9 @@ func (o Options[V]) WithDefaults() Options[V] {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.LoadTimeout == 0 {
+		o.LoadTimeout = 30 * time.Second
 	}
 	return o
 }
@@ -181,10 +192,23 @@ type Cache[V any] struct {
 // call is one in-flight load shared by every caller of the same key.
 type call[V any] struct {
 	done  chan struct{}
+	once  sync.Once // finish: the load's end or its abandonment, whichever first
 	val   V
 	err   error
-	stale bool // a Set or Delete happened during the load: do not install
+	stale bool // a Set or Delete happened during the load, or it was abandoned: do not install
 }
+
+// finish gives the waiters their answer (once).
+func (cl *call[V]) finish(v V, err error) {
+	cl.once.Do(func() {
+		cl.val, cl.err = v, err
+		close(cl.done)
+	})
+}
+
+// ErrLoadTimeout is wrapped by the error of a load that ran longer than
+// Options.LoadTimeout.
+var ErrLoadTimeout = errors.New("cache: load timed out")
 
 // New returns a cache configured by opts (see Options for defaults).
 func New[V any](opts Options[V]) (*Cache[V], error) {
@@ -449,33 +473,54 @@ func (c *Cache[V]) startLoad(ctx context.Context, key string, load Loader[V], re
 
 func (c *Cache[V]) run(ctx context.Context, key string, load Loader[V], cl *call[V]) {
 	defer c.loads.Done()
+	timeout := fmt.Errorf("%w: loading %q took more than %s", ErrLoadTimeout, key, c.opts.LoadTimeout)
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	lctx, cancelT := context.WithTimeoutCause(lctx, c.opts.LoadTimeout, timeout)
 	stop := context.AfterFunc(c.life, func() { cancel(ErrClosed) })
+	// Abandon the load at its deadline even if the Loader ignores it.
+	abandon := time.AfterFunc(c.opts.LoadTimeout, func() {
+		c.fmu.Lock()
+		cl.stale = true
+		if c.flight[key] == cl {
+			delete(c.flight, key)
+		}
+		c.fmu.Unlock()
+		c.c.loadErrs.Add(1)
+		var zero V
+		cl.finish(zero, timeout)
+	})
 	c.c.loads.Add(1)
-	cl.val, cl.err = safeLoad(lctx, key, load)
+	val, err := safeLoad(lctx, key, load)
+	abandoned := !abandon.Stop()
 	stop()
+	cancelT()
 	cancel(nil)
+	if abandoned {
+		return // counted and answered by the timer
+	}
 
-	notFound := errors.Is(cl.err, ErrNotFound)
-	if cl.err != nil && !notFound {
+	notFound := errors.Is(err, ErrNotFound)
+	if err != nil && !notFound {
 		c.c.loadErrs.Add(1)
 	}
 	if notFound {
 		var zero V
-		cl.val, cl.err = zero, ErrNotFound
+		val, err = zero, ErrNotFound
 	}
 	c.fmu.Lock()
 	if !cl.stale {
 		switch {
-		case cl.err == nil:
-			c.put(key, cl.val, false)
+		case err == nil:
+			c.put(key, val, false)
 		case notFound && c.opts.NegativeTTL > 0:
-			c.put(key, cl.val, true)
+			c.put(key, val, true)
 		}
 	}
-	delete(c.flight, key)
+	if c.flight[key] == cl {
+		delete(c.flight, key)
+	}
 	c.fmu.Unlock()
-	close(cl.done)
+	cl.finish(val, err)
 }
 
 func safeLoad[V any](ctx context.Context, key string, load Loader[V]) (v V, err error) {

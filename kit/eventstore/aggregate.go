@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/kit/store"
 )
@@ -31,8 +33,11 @@ func (s *Store) SaveSnapshotTx(ctx context.Context, tx *store.Tx, snap Snapshot)
 	if snap.Stream == "" || snap.Version < 1 {
 		return fmt.Errorf("eventstore: snapshot of %q at version %d: want a stream and a version >= 1", snap.Stream, snap.Version)
 	}
-	if !json.Valid(snap.Data) {
-		return fmt.Errorf("eventstore: snapshot of %q: data is not valid JSON", snap.Stream)
+	if !cleanText(snap.Stream) || len(snap.Stream) > MaxName {
+		return fmt.Errorf("eventstore: snapshot of %.100q: want a stream name of UTF-8 text without NUL bytes, at most %d bytes", snap.Stream, MaxName)
+	}
+	if !json.Valid(snap.Data) || !utf8.Valid(snap.Data) {
+		return fmt.Errorf("eventstore: snapshot of %q: data is not valid JSON in UTF-8", snap.Stream)
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO sy_event_snapshots (stream, version, schema_version, data, created_ms) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (stream) DO UPDATE SET version = excluded.version, schema_version = excluded.schema_version,
@@ -70,7 +75,9 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (Snapshot, bool
 type Aggregate[S any] struct {
 	Store *Store
 	// Category prefixes stream names: the stream of id is
-	// Category + "-" + id.
+	// Category + "-" + id. It must not contain "-" itself (Load and Save
+	// refuse it): categories "ride" and "ride-request" would give id
+	// "request-5" of the one and id "5" of the other the same stream.
 	Category string
 	// Apply returns the state after e. It must be deterministic: it
 	// runs on every load.
@@ -98,6 +105,14 @@ type Root[S any] struct {
 	Pending []Event
 }
 
+// check refuses a Category whose streams could be another category's.
+func (a *Aggregate[S]) check() error {
+	if a.Category == "" || strings.Contains(a.Category, "-") {
+		return fmt.Errorf("eventstore: aggregate category %q: want a name without '-' (it separates the category from the id in stream names)", a.Category)
+	}
+	return nil
+}
+
 // Stream is the stream name of aggregate id.
 func (a *Aggregate[S]) Stream(id string) string { return a.Category + "-" + id }
 
@@ -113,6 +128,9 @@ func (a *Aggregate[S]) initial() S {
 // current SnapshotSchema exists) and the events after it. An aggregate
 // without events loads as the initial state at version 0.
 func (a *Aggregate[S]) Load(ctx context.Context, id string) (*Root[S], error) {
+	if err := a.check(); err != nil {
+		return nil, err
+	}
 	r := &Root[S]{ID: id, State: a.initial()}
 	stream := a.Stream(id)
 	snap, ok, err := a.Store.LoadSnapshot(ctx, stream)
@@ -179,6 +197,9 @@ func (a *Aggregate[S]) Save(ctx context.Context, r *Root[S]) error {
 // message, say). r is updated only when SaveTx succeeds; if the
 // transaction then rolls back, load r again.
 func (a *Aggregate[S]) SaveTx(ctx context.Context, tx *store.Tx, r *Root[S]) error {
+	if err := a.check(); err != nil {
+		return err
+	}
 	if len(r.Pending) == 0 {
 		return nil
 	}

@@ -348,8 +348,8 @@ func validate(batch []StreamAppend) (int, error) {
 		if b.Expected < Any {
 			return 0, fmt.Errorf("eventstore: append to %q: expected version %d; want Any (-1), NoStream (0) or a version", b.Stream, b.Expected)
 		}
-		if !cleanText(b.Stream) {
-			return 0, fmt.Errorf("eventstore: append: stream name %q: want UTF-8 text without NUL bytes", b.Stream)
+		if !cleanText(b.Stream) || len(b.Stream) > MaxName {
+			return 0, fmt.Errorf("eventstore: append: stream name %.100q (%d bytes): want UTF-8 text without NUL bytes, at most %d bytes", b.Stream, len(b.Stream), MaxName)
 		}
 		for i, e := range b.Events {
 			if e.Type == "" {
@@ -358,13 +358,16 @@ func validate(batch []StreamAppend) (int, error) {
 			if !cleanText(e.Type) || !cleanText(e.ID) || !cleanText(e.CausationID) || !cleanText(e.CorrelationID) {
 				return 0, fmt.Errorf("eventstore: append to %q: event %d (%q): type and ids must be UTF-8 text without NUL bytes", b.Stream, i, e.Type)
 			}
+			if len(e.ID) > MaxName {
+				return 0, fmt.Errorf("eventstore: append to %q: event %d (%s): id of %d bytes, at most %d", b.Stream, i, e.Type, len(e.ID), MaxName)
+			}
 			for k, v := range e.Metadata {
 				if !cleanText(k) || !cleanText(v) {
 					return 0, fmt.Errorf("eventstore: append to %q: event %d (%s): metadata %q: want UTF-8 text without NUL bytes", b.Stream, i, e.Type, k)
 				}
 			}
-			if len(e.Data) > 0 && !json.Valid(e.Data) {
-				return 0, fmt.Errorf("eventstore: append to %q: event %d (%s): data is not valid JSON", b.Stream, i, e.Type)
+			if len(e.Data) > 0 && (!json.Valid(e.Data) || !utf8.Valid(e.Data)) {
+				return 0, fmt.Errorf("eventstore: append to %q: event %d (%s): data is not valid JSON in UTF-8", b.Stream, i, e.Type)
 			}
 		}
 		total += len(b.Events)
@@ -982,6 +985,11 @@ func NewID() string {
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
+
+// MaxName is the longest stream name or event id an append takes: a
+// PostgreSQL index entry holds about 2.7 KB at most, and a name refused
+// there and not on SQLite would make the two differ.
+const MaxName = 1000
 
 // cleanText reports whether s can be stored as text on both dialects
 // (PostgreSQL refuses NUL bytes and invalid UTF-8).

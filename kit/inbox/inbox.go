@@ -9,9 +9,10 @@
 // # Table
 //
 // sy_inbox (consumer, msg_id, processed_ms), primary key (consumer,
-// msg_id; an id longer than 200 bytes is stored as "sha256:" and its
-// digest), a migration of the component "inbox" that Process applies on
-// first use. Process inserts the id first: on PostgreSQL a second
+// msg_id; an id longer than 200 bytes, one that is not UTF-8 text
+// without NUL bytes, and one that starts with "sha256:" are stored as
+// "sha256:" and their digest), a migration of the component "inbox"
+// that Process applies on first use. Process inserts the id first: on PostgreSQL a second
 // delivery of the same id that runs concurrently waits on the key until
 // the first commits (then skips) or rolls back (then applies).
 //
@@ -58,8 +59,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/client"
@@ -103,13 +106,27 @@ func Process(ctx context.Context, db *store.DB, consumer, msgID string, fn func(
 // processed.
 const maxStoredID = 200
 
-// storedID is the msg_id column's value for msgID.
+// storedID is the msg_id column's value for msgID: the id itself, or
+// "sha256:" and its digest for an id that is long, is not text
+// PostgreSQL stores (NUL bytes, invalid UTF-8: such a message, too,
+// could never be processed there), or looks like a digest (so that a
+// producer cannot choose an id equal to another one's digest and have
+// that message skipped).
 func storedID(msgID string) string {
-	if len(msgID) <= maxStoredID {
+	if len(msgID) <= maxStoredID && utf8.ValidString(msgID) && strings.IndexByte(msgID, 0) < 0 && !strings.HasPrefix(msgID, "sha256:") {
 		return msgID
 	}
 	sum := sha256.Sum256([]byte(msgID))
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// checkConsumer refuses a consumer name PostgreSQL cannot store (the
+// service's own configuration, so an error rather than a digest).
+func checkConsumer(consumer string) error {
+	if !utf8.ValidString(consumer) || strings.IndexByte(consumer, 0) >= 0 {
+		return fmt.Errorf("inbox: consumer name %q: want UTF-8 text without NUL bytes", consumer)
+	}
+	return nil
 }
 
 // ErrTooOld is returned for a delivery with an unknown id published
@@ -123,6 +140,9 @@ var ErrTooOld = errors.New("inbox: message older than the retention can vouch fo
 func process(ctx context.Context, db *store.DB, consumer, msgID string, now time.Time, tooOld func() error, fn func(tx *store.Tx) error) (applied bool, err error) {
 	if consumer == "" || msgID == "" {
 		return false, fmt.Errorf("inbox: Process needs a consumer name and a message id (got %q, %q)", consumer, msgID)
+	}
+	if err := checkConsumer(consumer); err != nil {
+		return false, err
 	}
 	if err := Prepare(ctx, db); err != nil {
 		return false, err
@@ -221,6 +241,9 @@ type Inbox struct {
 func New(ctx context.Context, db *store.DB, opts Options) (*Inbox, error) {
 	if opts.Consumer == "" {
 		return nil, errors.New("inbox: Options.Consumer is required")
+	}
+	if err := checkConsumer(opts.Consumer); err != nil {
+		return nil, err
 	}
 	if opts.Retention < 0 || opts.ExpireEvery < 0 {
 		return nil, fmt.Errorf("inbox: negative retention %s or expire interval %s", opts.Retention, opts.ExpireEvery)

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,11 @@ func TestAddRefusesWhatNoBrokerTakes(t *testing.T) {
 		"delay beyond the broker's maximum": {Body: []byte("x"), Delay: broker.MaxMessageTTL + time.Hour},
 		"negative ttl":                      {Body: []byte("x"), TTL: -time.Second},
 		"larger than any queue accepts":     {Body: make([]byte, broker.MaxMessageSizeLimit+1)},
+		// PostgreSQL refused these with its own error, SQLite stored
+		// them: one service, two behaviours.
+		"an id with a NUL byte":   {ID: "a\x00b", Body: []byte("x")},
+		"a key that is not UTF-8": {Key: "\xff", Body: []byte("x")},
+		"a key of several KiB":    {Key: strings.Repeat("k", 3000), Body: []byte("x")},
 	} {
 		err := db.InTx(ctx, func(tx *store.Tx) error { return outbox.Add(ctx, tx, "queue:rides", m) })
 		if err == nil {

@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/broker"
 )
@@ -18,6 +20,17 @@ func checkMessages(dest string, msgs []broker.Message) error {
 		if n := m.Size(); n > broker.MaxMessageSizeLimit {
 			return fmt.Errorf("outbox: message %d (%q) for %q: %d bytes (id, key, headers and body): no queue accepts more than %d", i, m.ID, dest, n, broker.MaxMessageSizeLimit)
 		}
+		// Stored in text columns (the key also in an index): what
+		// PostgreSQL refuses is refused on SQLite too.
+		if !isText(m.ID) || !isText(m.Key) || len(m.Key) > MaxKey {
+			return fmt.Errorf("outbox: message %d (%.100q) for %q: id and key must be UTF-8 text without NUL bytes, the key at most %d bytes (it has %d)", i, m.ID, dest, MaxKey, len(m.Key))
+		}
 	}
 	return nil
 }
+
+// MaxKey is the longest message key Add takes: keys are a primary key,
+// and a PostgreSQL index entry holds about 2.7 KB at most.
+const MaxKey = 1000
+
+func isText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }

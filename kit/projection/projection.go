@@ -195,13 +195,18 @@ func New(ctx context.Context, db *store.DB, p Projection, sources ...Source) (*P
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil // created before
-		}
+		// Every source has a checkpoint: a source added to a projection
+		// that exists already starts from its beginning (a step that
+		// finds no checkpoint takes it for a rebuild's swapped away and
+		// applies nothing).
 		for _, s := range sources {
-			if err := setCheckpoint(ctx, tx, p.Name, s.Name(), 0, 0); err != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO sy_projection_checkpoints (projection, source, position, msg_time_ms) VALUES (?, ?, 0, 0) ON CONFLICT (projection, source) DO NOTHING",
+				p.Name, s.Name()); err != nil {
 				return err
 			}
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // created before
 		}
 		return p.Create(ctx, tx, live)
 	})
@@ -243,9 +248,9 @@ func (pr *Projector) Checkpoint(ctx context.Context, source string) (int64, erro
 // step applies one batch of src to the tables t under checkpoint key.
 // It returns how many messages it applied (0: nothing new, or another
 // projector moved the checkpoint meanwhile and the batch was dropped).
-func (pr *Projector) step(ctx context.Context, key string, t Tables, src Source) (int, error) {
+func (pr *Projector) step(ctx context.Context, key string, gen int64, t Tables, src Source) (int, error) {
 	for {
-		n, stale, err := pr.try(ctx, key, t, src)
+		n, stale, err := pr.try(ctx, key, gen, t, src)
 		if !stale || err != nil {
 			return n, err
 		}
@@ -255,7 +260,7 @@ func (pr *Projector) step(ctx context.Context, key string, t Tables, src Source)
 	}
 }
 
-func (pr *Projector) try(ctx context.Context, key string, t Tables, src Source) (applied int, stale bool, err error) {
+func (pr *Projector) try(ctx context.Context, key string, gen int64, t Tables, src Source) (applied int, stale bool, err error) {
 	cp, err := pr.checkpoint(ctx, key, src.Name())
 	if err != nil {
 		return 0, false, err
@@ -281,6 +286,11 @@ func (pr *Projector) try(ctx context.Context, key string, t Tables, src Source) 
 			stale = true
 			return nil
 		}
+		if gen > 0 {
+			if err := pr.checkGeneration(ctx, tx, gen, ""); err != nil {
+				return err
+			}
+		}
 		last := cp
 		for _, m := range msgs {
 			if m.Position <= last {
@@ -304,7 +314,7 @@ func (pr *Projector) try(ctx context.Context, key string, t Tables, src Source) 
 func (pr *Projector) Step(ctx context.Context) (int, error) {
 	total := 0
 	for _, s := range pr.sources {
-		n, err := pr.step(ctx, pr.p.Name, pr.live, s)
+		n, err := pr.step(ctx, pr.p.Name, 0, pr.live, s)
 		if err != nil {
 			return total, err
 		}
@@ -378,7 +388,9 @@ func (pr *Projector) Run(ctx context.Context) error {
 // Rebuild recomputes the view from zero into fresh tables while the
 // serving tables keep answering (and Run keeps updating them), then
 // swaps the fresh tables in under the serving names, with their
-// checkpoints, in one transaction. Run it from one replica at a time.
+// checkpoints, in one transaction. Run it from one replica at a time: of
+// two that overlap, the one started first fails with
+// ErrRebuildSuperseded and the other swaps in its view.
 func (pr *Projector) Rebuild(ctx context.Context) error {
 	var gen int64
 	key := pr.p.Name + "#rebuild"
@@ -406,8 +418,9 @@ func (pr *Projector) Rebuild(ctx context.Context) error {
 	for {
 		total := 0
 		for _, s := range pr.sources {
-			n, err := pr.step(ctx, key, fresh, s)
+			n, err := pr.step(ctx, key, gen, fresh, s)
 			if err != nil {
+				pr.dropFresh(fresh, err)
 				return fmt.Errorf("projection %s: rebuild: %w", pr.p.Name, err)
 			}
 			total += n
@@ -426,6 +439,17 @@ func (pr *Projector) Rebuild(ctx context.Context) error {
 				return err
 			}
 		}
+		if err := pr.checkGeneration(ctx, tx, gen, forUpdate(tx.Dialect())); err != nil {
+			return err
+		}
+		// Only a complete rebuild is swapped in: one checkpoint per source.
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM sy_projection_checkpoints WHERE projection = ?", key).Scan(&n); err != nil {
+			return err
+		}
+		if n != len(pr.sources) {
+			return fmt.Errorf("%w: %d of its %d checkpoints are gone", ErrRebuildSuperseded, len(pr.sources)-n, len(pr.sources))
+		}
 		for _, t := range pr.p.Tables {
 			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
 				return err
@@ -441,9 +465,41 @@ func (pr *Projector) Rebuild(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
+		pr.dropFresh(fresh, err)
 		return fmt.Errorf("projection %s: rebuild: swap: %w", pr.p.Name, err)
 	}
 	return nil
+}
+
+// ErrRebuildSuperseded is returned (wrapped) by a Rebuild that another
+// Rebuild of the projection, started after it, took over: the later one
+// builds and swaps in the view; this one leaves the serving view alone.
+var ErrRebuildSuperseded = errors.New("projection: another rebuild started after this one")
+
+// checkGeneration fails with ErrRebuildSuperseded unless gen is still
+// the projection's latest rebuild (lock: "" or forUpdate's clause).
+func (pr *Projector) checkGeneration(ctx context.Context, tx *store.Tx, gen int64, lock string) error {
+	var cur int64
+	if err := tx.QueryRow(ctx, "SELECT generation FROM sy_projections WHERE name = ?"+lock, pr.p.Name).Scan(&cur); err != nil {
+		return err
+	}
+	if cur != gen {
+		return fmt.Errorf("%w (rebuild %d, now %d)", ErrRebuildSuperseded, gen, cur)
+	}
+	return nil
+}
+
+// dropFresh drops a superseded rebuild's fresh tables (best effort: a
+// leftover is harmless, the next rebuild has other names).
+func (pr *Projector) dropFresh(fresh Tables, cause error) {
+	if !errors.Is(cause, ErrRebuildSuperseded) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, t := range pr.p.Tables {
+		pr.db.Exec(ctx, "DROP TABLE IF EXISTS "+fresh[t])
+	}
 }
 
 // Lag is how far the serving view is behind one source.

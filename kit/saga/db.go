@@ -90,6 +90,9 @@ func Start(ctx context.Context, tx *store.Tx, def *Definition, id string, input 
 	if id == "" {
 		return errors.New("saga: Start: empty id")
 	}
+	if !isText(id) {
+		return fmt.Errorf("saga: Start: id %q: want UTF-8 text without NUL bytes", id)
+	}
 	in, err := json.Marshal(input)
 	if err != nil {
 		return fmt.Errorf("saga %s: encoding input: %w", id, err)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -769,6 +770,7 @@ func (o *Orchestrator) committer(stop <-chan struct{}) {
 func (o *Orchestrator) saveIn(ctx context.Context, tx *store.Tx, req *saveReq) error {
 	r, now, ev := req.r, req.now, req.ev
 	n := *req.next
+	n.lastError, ev.Error = storedText(n.lastError), storedText(ev.Error)
 	// Entering the wait for a reply keeps a reply that came before the
 	// send was recorded, and then stays due and claimed.
 	keepReply := n.awaiting && !r.awaiting
@@ -825,4 +827,27 @@ func (o *Orchestrator) saveIn(ctx context.Context, tx *store.Tx, req *saveReq) e
 	}
 	req.saved = n
 	return nil
+}
+
+// maxErrorText is the most bytes of an error stored with a transition.
+const maxErrorText = 16 << 10
+
+// storedText is error text as the text columns take it: NUL bytes and
+// invalid UTF-8 (an error quoting a binary reply) replaced by U+FFFD,
+// which PostgreSQL would refuse, failing the transition and every other
+// one committed with it, so that the step ran again and again without
+// the attempt counting; and cut to maxErrorText bytes, since it is
+// stored again with every attempt.
+func storedText(s string) string {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	}
+	if len(s) > maxErrorText {
+		cut := maxErrorText
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = fmt.Sprintf("%s... (%d bytes in all)", s[:cut], len(s))
+	}
+	return s
 }

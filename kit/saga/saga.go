@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/kit/store"
 	"github.com/switchyard/switchyard/retry"
@@ -149,6 +150,10 @@ type Definition struct {
 	Retry Policy
 }
 
+// isText reports whether s is stored as it is in a text column on both
+// dialects (PostgreSQL refuses NUL bytes and invalid UTF-8).
+func isText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
 // DefaultTimeout is a step's Timeout when it sets none.
 const DefaultTimeout = 30 * time.Second
 
@@ -157,6 +162,9 @@ func (d *Definition) Validate() error {
 	var errs []error
 	if d.Name == "" {
 		errs = append(errs, errors.New("saga definition: empty name"))
+	}
+	if !isText(d.Name) {
+		errs = append(errs, fmt.Errorf("saga definition %q: want a name of UTF-8 text without NUL bytes", d.Name))
 	}
 	if len(d.Steps) == 0 {
 		errs = append(errs, fmt.Errorf("saga %q: no steps", d.Name))
@@ -168,6 +176,8 @@ func (d *Definition) Validate() error {
 			errs = append(errs, fmt.Errorf("saga %q step %d: empty name", d.Name, i+1))
 		case strings.Contains(s.Name, "/"):
 			errs = append(errs, fmt.Errorf("saga %q step %q: '/' is not allowed in a step name (it separates the parts of idempotency keys)", d.Name, s.Name))
+		case !isText(s.Name):
+			errs = append(errs, fmt.Errorf("saga %q step %q: want a name of UTF-8 text without NUL bytes", d.Name, s.Name))
 		case s.Name == "compensate":
 			// "<id>/compensate" would be the compensation key of saga
 			// id's parent path: ActionKey("r/charge", "compensate") ==

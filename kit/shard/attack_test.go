@@ -2,8 +2,10 @@ package shard_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/switchyard/switchyard/kit/shard"
 	"github.com/switchyard/switchyard/kit/store"
@@ -63,4 +65,39 @@ func TestReshardSameDatabaseTwoHandles(t *testing.T) {
 	if total != len(customers) || moved != want {
 		t.Fatalf("after resharding through second handles: %d of %d orders left, %d keys moved (plan %d)", total, len(customers), moved, want)
 	}
+}
+
+// TestFencedWriteOutlivingItsLease: FencedWrite checked the primary
+// lease when its transaction began, then ran fn for as long as fn took
+// and committed. A write that outlived the lease (a slow fn, a stalled
+// process) committed on the old primary after the failover, which waits
+// out the lease, could have promoted a standby: a write the new primary
+// never sees. The lease is checked again before the commit.
+func TestFencedWriteOutlivingItsLease(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if _, err := db.Exec(ctx, "CREATE TABLE fenced (k TEXT PRIMARY KEY)"); err != nil {
+			t.Fatal(err)
+		}
+		l, held, err := db.TryLease(ctx, shard.PrimaryLease, "n1", 300*time.Millisecond)
+		if err != nil || !held {
+			t.Fatalf("lease: %v %v", held, err)
+		}
+		err = shard.FencedWrite(ctx, db, "n1", func(tx *store.Tx) error {
+			if _, err := tx.Exec(ctx, "INSERT INTO fenced (k) VALUES ('late')"); err != nil {
+				return err
+			}
+			for !time.Now().After(l.Expires) { // the lease runs out under fn
+				time.Sleep(10 * time.Millisecond)
+			}
+			return nil
+		})
+		if !errors.Is(err, shard.ErrFenced) {
+			t.Fatalf("a write that outlived its lease: %v, want ErrFenced", err)
+		}
+		var n int
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM fenced").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d rows committed (%v), want none", n, err)
+		}
+	})
 }

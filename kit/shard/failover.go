@@ -178,7 +178,8 @@ func (f *Failover) Write(ctx context.Context, fn func(tx *store.Tx) error) error
 // FencedWrite runs fn in a transaction on db only if db's primary lease
 // is held by node and unexpired, checked inside the transaction (with a
 // row lock, so a renewal or takeover cannot slip between check and
-// commit). Otherwise it returns ErrFenced.
+// commit) and again after fn, before the commit, so a write that
+// outlived the lease rolls back. Otherwise it returns ErrFenced.
 func FencedWrite(ctx context.Context, db *store.DB, node string, fn func(tx *store.Tx) error) error {
 	err := db.InTx(ctx, func(tx *store.Tx) error {
 		var holder string
@@ -194,7 +195,15 @@ func FencedWrite(ctx context.Context, db *store.DB, node string, fn func(tx *sto
 		if err != nil {
 			return err
 		}
-		return fn(tx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		// fn may have outlived the lease: past its expiry the failover
+		// may have promoted a standby, and this commit would be lost.
+		if time.Now().UnixMilli() >= exp {
+			return fmt.Errorf("%w (the lease of %s expired during the write)", ErrFenced, node)
+		}
+		return nil
 	})
 	// A node the failover made read-only is fenced too.
 	var pe *pgconn.PgError
