@@ -504,7 +504,7 @@ routes:
 	}
 	// edge-a fills through a shield miss, edge-b through a shield hit.
 	for _, e := range []*running{edgeA, edgeB} {
-		_, b, h := get(t, e.url+"/static/app.css")
+		_, b, h := get(t, e.url+"/static/app.css", "Host", "www.example.com")
 		if b != "origin answer for /static/app.css" || h.Get("Surrogate-Key") != "" || h.Get("Cache-Tag") != "" {
 			t.Fatalf("edge answer %q, tags reached the client: %q %q", b, h.Get("Surrogate-Key"), h.Get("Cache-Tag"))
 		}
@@ -514,7 +514,7 @@ routes:
 		if code != 200 || !strings.Contains(resp, `"purged": 1`) {
 			t.Fatalf("edge tag purge: %d %s (the edge did not learn the shield's tags)", code, resp)
 		}
-		_, _, h := get(t, e.url+"/static/app.css")
+		_, _, h := get(t, e.url+"/static/app.css", "Host", "www.example.com")
 		if cs := strings.Join(h.Values("Cache-Status"), " | "); !strings.HasPrefix(cs, "switchyard; hit | switchyard; fwd=uri-miss") {
 			t.Fatalf("after the edge's purge: Cache-Status %q, want a shield hit and an edge miss", cs)
 		}
