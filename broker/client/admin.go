@@ -113,7 +113,7 @@ func (c *Conn) delete(ctx context.Context, k wire.Kind, name string) error {
 
 // DeclareQueue implements Admin (PUT /v1/queues/NAME).
 func (h *HTTP) DeclareQueue(ctx context.Context, name string, cfg broker.QueueConfig) error {
-	return h.declare(ctx, "/v1/queues/", name, cfg)
+	return h.declare(ctx, "/v1/queues/", name, cfg, false)
 }
 
 // DeleteQueue implements Admin (DELETE /v1/queues/NAME).
@@ -123,7 +123,7 @@ func (h *HTTP) DeleteQueue(ctx context.Context, name string) error {
 
 // DeclareTopic implements Admin (PUT /v1/topics/NAME).
 func (h *HTTP) DeclareTopic(ctx context.Context, name string, cfg broker.TopicConfig) error {
-	return h.declare(ctx, "/v1/topics/", name, cfg)
+	return h.declare(ctx, "/v1/topics/", name, cfg, false)
 }
 
 // DeleteTopic implements Admin (DELETE /v1/topics/NAME).
@@ -156,7 +156,7 @@ func (h *HTTP) UnbindQueue(ctx context.Context, topic, queue string) (bool, erro
 
 // DeclareStream implements Admin (PUT /v1/streams/NAME).
 func (h *HTTP) DeclareStream(ctx context.Context, name string, cfg broker.StreamConfig) error {
-	return h.declare(ctx, "/v1/streams/", name, cfg)
+	return h.declare(ctx, "/v1/streams/", name, cfg, false)
 }
 
 // DeleteStream implements Admin (DELETE /v1/streams/NAME).
@@ -164,11 +164,36 @@ func (h *HTTP) DeleteStream(ctx context.Context, name string) error {
 	return h.send(ctx, http.MethodDelete, "/v1/streams/"+url.PathEscape(name), nil, nil, nil)
 }
 
-func (h *HTTP) declare(ctx context.Context, prefix, name string, cfg any) error {
+// DeclareQueueIfAbsent is Conn.DeclareQueueIfAbsent over HTTP
+// (PUT /v1/queues/NAME?if_absent=1): an existing queue keeps its settings.
+// Brokers older than if_absent ignore the query and replace them.
+func (h *HTTP) DeclareQueueIfAbsent(ctx context.Context, name string, cfg broker.QueueConfig) error {
+	return h.declare(ctx, "/v1/queues/", name, cfg, true)
+}
+
+// DeclareTopicIfAbsent is Conn.DeclareTopicIfAbsent over HTTP
+// (PUT /v1/topics/NAME?if_absent=1): an existing topic keeps its settings
+// and bound queues.
+func (h *HTTP) DeclareTopicIfAbsent(ctx context.Context, name string, cfg broker.TopicConfig) error {
+	return h.declare(ctx, "/v1/topics/", name, cfg, true)
+}
+
+// DeclareStreamIfAbsent (PUT /v1/streams/NAME?if_absent=1): an existing
+// stream keeps its settings.
+func (h *HTTP) DeclareStreamIfAbsent(ctx context.Context, name string, cfg broker.StreamConfig) error {
+	return h.declare(ctx, "/v1/streams/", name, cfg, true)
+}
+
+// declare PUTs cfg to prefix+NAME, with ?if_absent=1 when ifAbsent.
+func (h *HTTP) declare(ctx context.Context, prefix, name string, cfg any, ifAbsent bool) error {
 	body, err := json.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("encoding %q settings: %w", name, err)
 	}
-	return h.send(ctx, http.MethodPut, prefix+url.PathEscape(name), bytes.NewReader(body),
+	path := prefix + url.PathEscape(name)
+	if ifAbsent {
+		path += "?if_absent=1"
+	}
+	return h.send(ctx, http.MethodPut, path, bytes.NewReader(body),
 		http.Header{"Content-Type": {"application/json"}}, nil)
 }

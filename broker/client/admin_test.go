@@ -181,3 +181,43 @@ func TestAdminBindContract(t *testing.T) {
 		}
 	})
 }
+
+// The if-absent declares of the native and HTTP clients create what is
+// missing and leave what exists (settings, bound queues) as it is.
+func TestAdminDeclareIfAbsent(t *testing.T) {
+	type ifAbsent interface {
+		DeclareQueueIfAbsent(ctx context.Context, name string, cfg broker.QueueConfig) error
+		DeclareTopicIfAbsent(ctx context.Context, name string, cfg broker.TopicConfig) error
+	}
+	eachClient(t, func(t *testing.T, c pubsubClient, b *engine.Broker) {
+		ia, ok := c.(ifAbsent)
+		if !ok {
+			t.Skip("no if-absent declares on this client")
+		}
+		ctx := context.Background()
+		if err := ia.DeclareQueueIfAbsent(ctx, "orders", broker.QueueConfig{MaxLength: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ia.DeclareQueueIfAbsent(ctx, "orders", broker.QueueConfig{MaxLength: 9}); err != nil {
+			t.Fatal(err)
+		}
+		if cfg, err := b.QueueConfig("orders"); err != nil || cfg.MaxLength != 3 {
+			t.Fatalf("settings after a second if-absent declare: %+v %v, want max_length 3", cfg, err)
+		}
+		if err := ia.DeclareTopicIfAbsent(ctx, "rides", broker.TopicConfig{Queues: []string{"orders"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ia.DeclareTopicIfAbsent(ctx, "rides", broker.TopicConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		if info, err := b.Topic("rides"); err != nil || len(info.Config.Queues) != 1 {
+			t.Fatalf("bindings after a second if-absent declare: %+v %v", info.Config, err)
+		}
+		if err := ia.DeclareQueueIfAbsent(ctx, "a?b", broker.QueueConfig{}); !errors.Is(err, broker.ErrInvalid) {
+			t.Fatalf("a name with '?': %v, want ErrInvalid", err)
+		}
+		if _, err := b.QueueConfig("a"); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("a name with '?' declared a queue %q: %v", "a", err)
+		}
+	})
+}

@@ -256,27 +256,69 @@ func (s *Server) writeList(w http.ResponseWriter, r *http.Request, kind, key str
 	w.Write(body)
 }
 
+// ifAbsent reads a declare's ?if_absent= (1/true or 0/false, default
+// false); it answers 400 and reports false when the value is neither.
+func ifAbsent(w http.ResponseWriter, r *http.Request) (on, ok bool) {
+	switch v := r.URL.Query().Get("if_absent"); v {
+	case "", "0", "false":
+		return false, true
+	case "1", "true":
+		return true, true
+	default:
+		badRequest(w, "query if_absent=%q: want 1 or 0", v)
+		return false, false
+	}
+}
+
+// declared answers a declare: 200 with the settings and counts; with
+// ?if_absent=1, 201 when it created the queue, topic or stream and 200
+// (the existing one's settings, untouched) when it was already there.
+func declared(ifAbsent, created bool) int {
+	if ifAbsent && created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
+// putQueue declares a queue. With ?if_absent=1 an existing queue keeps its
+// settings (the native Declare frame's if-absent flag): 201 created, 200
+// already there.
 func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	onlyNew, ok := ifAbsent(w, r)
+	if !ok {
+		return
+	}
 	var cfg broker.QueueConfig
 	if err := decodeJSON(r, &cfg); err != nil {
 		badRequest(w, "queue %q settings: %v", name, err)
 		return
 	}
-	if err := s.b.Declare(name, cfg); err != nil {
+	created := true
+	var err error
+	if onlyNew {
+		created, err = s.b.DeclareIfAbsent(name, cfg)
+	} else {
+		err = s.b.Declare(name, cfg)
+	}
+	if err != nil {
 		fail(w, err)
 		return
 	}
-	s.getQueue(w, r)
+	s.answerQueue(w, r, declared(onlyNew, created))
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
+	s.answerQueue(w, r, http.StatusOK)
+}
+
+func (s *Server) answerQueue(w http.ResponseWriter, r *http.Request, status int) {
 	info, err := s.b.Queue(r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, status, info)
 }
 
 func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {

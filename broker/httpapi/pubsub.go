@@ -41,22 +41,37 @@ func (s *Server) routePubSub() {
 	s.handle("POST /v1/streams/{name}/groups/{group}/commit", s.commit)
 }
 
+// putTopic declares a topic (?if_absent=1: as putQueue's).
 func (s *Server) putTopic(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	onlyNew, ok := ifAbsent(w, r)
+	if !ok {
+		return
+	}
 	var cfg broker.TopicConfig
 	if err := decodeJSON(r, &cfg); err != nil {
 		badRequest(w, "topic %q settings: %v", name, err)
 		return
 	}
+	// Checked with if_absent too, as the native declare does: whether a
+	// refused binding would have been made must not depend on the topic
+	// existing.
 	if err := principal(r).CheckBinding(cfg.Queues); err != nil {
 		fail(w, err)
 		return
 	}
-	if err := s.b.DeclareTopic(name, cfg); err != nil {
+	created := true
+	var err error
+	if onlyNew {
+		created, err = s.b.DeclareTopicIfAbsent(name, cfg)
+	} else {
+		err = s.b.DeclareTopic(name, cfg)
+	}
+	if err != nil {
 		fail(w, err)
 		return
 	}
-	s.getTopic(w, r)
+	s.answerTopic(w, r, declared(onlyNew, created))
 }
 
 // bindQueue binds {queue} to topic {name}: 201 with a broker.BindAnswer
@@ -109,12 +124,16 @@ func (s *Server) unbindQueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getTopic(w http.ResponseWriter, r *http.Request) {
+	s.answerTopic(w, r, http.StatusOK)
+}
+
+func (s *Server) answerTopic(w http.ResponseWriter, r *http.Request, status int) {
 	info, err := s.b.Topic(r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, status, info)
 }
 
 func (s *Server) deleteTopic(w http.ResponseWriter, r *http.Request) {
@@ -231,27 +250,43 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// putStream declares a stream (?if_absent=1: as putQueue's).
 func (s *Server) putStream(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	onlyNew, ok := ifAbsent(w, r)
+	if !ok {
+		return
+	}
 	var cfg broker.StreamConfig
 	if err := decodeJSON(r, &cfg); err != nil {
 		badRequest(w, "stream %q settings: %v", name, err)
 		return
 	}
-	if err := s.b.DeclareStream(name, cfg); err != nil {
+	created := true
+	var err error
+	if onlyNew {
+		created, err = s.b.DeclareStreamIfAbsent(name, cfg)
+	} else {
+		err = s.b.DeclareStream(name, cfg)
+	}
+	if err != nil {
 		fail(w, err)
 		return
 	}
-	s.getStream(w, r)
+	s.answerStream(w, r, declared(onlyNew, created))
 }
 
 func (s *Server) getStream(w http.ResponseWriter, r *http.Request) {
+	s.answerStream(w, r, http.StatusOK)
+}
+
+func (s *Server) answerStream(w http.ResponseWriter, r *http.Request, status int) {
 	info, err := s.b.Stream(r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, status, info)
 }
 
 func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) {

@@ -10,7 +10,8 @@ import (
 // GatherOptions tune a scatter-gather.
 type GatherOptions struct {
 	// Quorum is how many successes are enough: Gather returns as soon as
-	// it has them, cancelling the rest. 0 means all of them.
+	// it has them, cancelling the rest. 0 means all of them. A quorum
+	// above the number of calls is ErrNoQuorum at once, nothing called.
 	Quorum int
 	// Deadline bounds the whole gather; 0 leaves it to ctx. When it
 	// passes, Gather returns what it has: success if the quorum is met.
@@ -38,7 +39,11 @@ var ErrNoQuorum = errors.New("flow: quorum not reached")
 // panics fails with a *PanicError.
 func Gather[T any](ctx context.Context, opts GatherOptions, calls ...func(ctx context.Context) (T, error)) ([]Result[T], error) {
 	quorum := opts.Quorum
-	if quorum <= 0 || quorum > len(calls) {
+	if quorum > len(calls) {
+		// Lowering it would report a quorum that was never met.
+		return nil, fmt.Errorf("%w: %d successes needed, only %d calls", ErrNoQuorum, quorum, len(calls))
+	}
+	if quorum <= 0 {
 		quorum = len(calls)
 	}
 	if opts.Deadline > 0 {

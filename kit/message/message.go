@@ -123,7 +123,11 @@ var ErrSettled = errors.New("message already settled")
 // Delivery is a received message. Its fields are the backend's: do not
 // modify Body or Headers.
 type Delivery struct {
-	Source      Dest
+	Source Dest
+	// Group is the durable group of a topic source, or the consumer
+	// group of a stream source, the message came through; "" otherwise.
+	// The Router sets it from RouteOptions.Group.
+	Group       string
 	Body        []byte
 	ID          string            // the producer's message id, if any
 	Key         string            // the ordering key, if any

@@ -102,7 +102,10 @@ type DeadLetterConfig struct {
 	// delivery (or with a Permanent error) is dead-lettered. Default 5.
 	MaxDeliveries int
 	// Dest names the dead-letter destination of a source. Default
-	// "queue:NAME.dlq" for source NAME.
+	// "queue:NAME.dlq" for source NAME, and for a durable topic group
+	// "queue:TOPIC.GROUP.dlq", the group's own (as the backends'), not
+	// the dead-letter queue of a queue named TOPIC. A topic group's
+	// Delivery.Group (set by the Router) says which group.
 	Dest func(source Dest) string
 }
 
@@ -124,9 +127,6 @@ func DeadLetter(cfg DeadLetterConfig) (Middleware, error) {
 	if cfg.MaxDeliveries == 0 {
 		cfg.MaxDeliveries = 5
 	}
-	if cfg.Dest == nil {
-		cfg.Dest = func(s Dest) string { return "queue:" + s.Name + ".dlq" }
-	}
 	return func(next Handler) Handler {
 		return func(ctx context.Context, d *Delivery) error {
 			err := next(ctx, d)
@@ -135,13 +135,25 @@ func DeadLetter(cfg DeadLetterConfig) (Middleware, error) {
 			}
 			m := d.Message()
 			m.Headers[broker.HeaderDeadLetterReason] = err.Error()
-			orig := d.Source.String()
-			if d.Source.Kind == Queue {
-				orig = d.Source.Name // as the broker writes it, for its redrive
+			// x-original-queue as the broker writes it, for its redrive:
+			// the queue's name; a durable topic group's queue (the
+			// backends dead-letter its messages from TOPIC.GROUP too, and
+			// redriven they go back to that group alone).
+			name, orig := d.Source.Name, d.Source.String()
+			switch {
+			case d.Source.Kind == Queue:
+				orig = name
+			case d.Source.Kind == Topic && d.Group != "":
+				name = TopicGroupQueue(name, d.Group)
+				orig = name
+			}
+			to := "queue:" + name + ".dlq"
+			if cfg.Dest != nil {
+				to = cfg.Dest(d.Source)
 			}
 			m.Headers[broker.HeaderOriginalQueue] = orig
 			m.Headers[broker.HeaderDeliveries] = strconv.Itoa(d.Deliveries)
-			if perr := cfg.Publisher.Publish(context.WithoutCancel(ctx), cfg.Dest(d.Source), m); perr != nil {
+			if perr := cfg.Publisher.Publish(context.WithoutCancel(ctx), to, m); perr != nil {
 				return fmt.Errorf("%w (dead-lettering it failed: %w)", err, perr)
 			}
 			return nil

@@ -298,6 +298,9 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		rs := &routeState{raw: rt.raw, spanName: "consume " + rt.raw, settles: &inFlight}
 		rs.settling.init(settleWindow * r.cfg.Prefetch)
+		if rt.source.Kind != Queue {
+			rs.group = rt.opts.Group
+		}
 		rs.acked = func(err error) {
 			if err != nil {
 				r.report(rs.raw, fmt.Errorf("acking a message: %w", err))
@@ -468,6 +471,9 @@ func (r *Router) subscribe(ctx context.Context, rt *route, deliver func(*Deliver
 // while the backend makes the ack durable; settles counts them for the
 // shutdown.
 func (r *Router) handle(ctx context.Context, rt *routeState, h Handler, d *Delivery) {
+	if rt.group != "" {
+		d.Group = rt.group
+	}
 	ctx = broker.TraceContext(ctx, d.Headers)
 	var err error
 	if r.spans() {
@@ -525,6 +531,7 @@ type routeState struct {
 	settling semaphore // a slot per settle in progress
 	settles  *tracker
 	acked    func(error) // AckAsync's done: one func for the route, not one per message
+	group    string      // Delivery.Group: a topic or stream source's group
 }
 
 func (r *Router) report(source string, err error) {

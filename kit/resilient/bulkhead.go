@@ -108,11 +108,20 @@ func (b *Bulkhead) Wrap(next http.RoundTripper) http.RoundTripper {
 			}
 			return nil, err
 		}
+		// The slot goes back with the body, or at once on an error or a
+		// panic below (recovered above, by net/http's server for one, the
+		// slot would be lost for good).
+		held := true
+		defer func() {
+			if held {
+				<-c.slots
+			}
+		}()
 		resp, err := next.RoundTrip(req)
 		if err != nil {
-			<-c.slots
 			return nil, err
 		}
+		held = false
 		resp.Body = afterClose(resp.Body, func() { <-c.slots })
 		return resp, nil
 	})
