@@ -77,9 +77,17 @@ func TestPipeOrderedAndBackPressure(t *testing.T) {
 func TestPipeStopsOnError(t *testing.T) {
 	ctx := context.Background()
 	boom := errors.New("boom")
-	var after atomic.Int32
+	// Counted: items a worker started once the pipeline had already
+	// stopped. Counting every item after the tenth instead depended on
+	// the scheduler: the worker holding the error can be descheduled
+	// before it stops the pipeline while the others run through
+	// hundreds of items (850 of 1000 under load 50).
+	var calls, after atomic.Int32
 	p := flow.Pipe(ctx, flow.Source(ctx, make([]int, 1000)), flow.PipeOptions{Workers: 4}, flow.Named("parse", func(ctx context.Context, _ int) (int, error) {
-		if after.Add(1) == 10 {
+		if ctx.Err() != nil {
+			after.Add(1)
+		}
+		if calls.Add(1) == 10 {
 			return 0, boom
 		}
 		return 1, nil
@@ -89,8 +97,10 @@ func TestPipeStopsOnError(t *testing.T) {
 	if !errors.Is(err, boom) || !errors.As(err, &se) || se.Stage != "parse" {
 		t.Fatalf("err = %v", err)
 	}
-	if after.Load() > 100 {
-		t.Fatalf("%d items processed after the error", after.Load())
+	// Each of the 3 other workers may have taken one item from the
+	// feeder before it saw the stop.
+	if n := after.Load(); n > 3 {
+		t.Fatalf("%d items started after the pipeline stopped on the error", n)
 	}
 }
 
