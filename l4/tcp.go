@@ -329,6 +329,7 @@ func (p *spares) run(f func()) {
 func (p *spares) loop(f func()) {
 	for {
 		f()
+		f = nil // a waiting spare holds nothing of the last connection
 		if p.idle.Add(1) > maxSpare {
 			p.idle.Add(-1)
 			return
