@@ -9,12 +9,15 @@
 # user+system CPU from /proc/PID/stat. On a shared machine set RT=1: the
 # proxies then run at SCHED_FIFO 1 so other processes on CPU 1 do not
 # starve them; the figures are still from a loaded machine: compare the
-# contenders with each other, not with other tables. Environment: ROUNDS
-# (3), DURATION (3), CONNS (32), BASE_PORT (19500), RT (0). Ends with
-# RESULT lines (medians).
+# contenders with each other, not with other tables. With STRACE=1 a
+# last round runs each contender under `strace -f -c` and reports system
+# calls per connection (counts hold under load, where CPU times and rates
+# do not; strace slows the proxies, so that round's rates are not used).
+# Environment: ROUNDS (3), DURATION (3), CONNS (32), BASE_PORT (19500),
+# RT (0), STRACE (0). Ends with RESULT lines (medians).
 set -euo pipefail
 A=$(cd "$1" && pwd); B=$(cd "$2" && pwd)
-ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-3}; CONNS=${CONNS:-32}; BASE_PORT=${BASE_PORT:-19500}; RT=${RT:-0}
+ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-3}; CONNS=${CONNS:-32}; BASE_PORT=${BASE_PORT:-19500}; RT=${RT:-0}; STRACE=${STRACE:-0}
 TMP=$(mktemp -d /tmp/switchyard-l4-ab.XXXXXX)
 PID=; BPID=
 cleanup() {
@@ -82,6 +85,28 @@ for round in $(seq "$ROUNDS"); do
 		echo "INFO round $round $v conns_per_s=$r proxy_cpu_us_per_conn=$us"
 	done
 done
+# syscalls FILE: system calls per accepted connection in an strace -f log.
+syscalls() {
+	sed -E 's/^[0-9]+ +//' "$1" | awk '
+		/^accept4\(.*= [0-9]+$/ { acc++ }
+		match($0, /^[a-z_0-9]+\(/) { c[substr($0, 1, RLENGTH - 1)]++; total++ }
+		END { if (!acc) { print "no connections"; exit }
+			printf "%.2f (", total / acc
+			for (k in c) if (c[k] / acc >= 0.05) printf " %s=%.2f", k, c[k] / acc
+			printf " ) conns=%d", acc }'
+}
+if [ "$STRACE" = 1 ]; then
+	for v in A B haproxy; do
+		port=$((port + 3))
+		start $v $port
+		timeout $((DURATION + 2)) strace -f -o "$TMP/strace.$v" -p "$PID" 2>/dev/null & SPID=$!
+		sleep 0.5 # attached
+		GOMAXPROCS=1 taskset -c 0 "$TMP/l4load" -mode connrate -addr 127.0.0.1:$port -conns "$CONNS" -duration "${DURATION}s" >/dev/null
+		wait $SPID || true
+		kill $PID; wait $PID 2>/dev/null || true; PID=
+		echo "RESULT l4_connrate syscalls_per_conn $v=$(syscalls "$TMP/strace.$v")"
+	done
+fi
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 a=$(echo "${C[A]}" | median); b=$(echo "${C[B]}" | median); h=$(echo "${C[haproxy]}" | median)
 echo "RESULT l4_connrate proxy_cpu_us_per_conn A=$a B=$b haproxy=$h B/A=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b/a}') B/haproxy=$(awk -v h="$h" -v b="$b" 'BEGIN {printf "%.2f", b/h}')"

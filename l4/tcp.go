@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/switchyard/switchyard/balance"
@@ -121,6 +122,7 @@ type TCPServer struct {
 	listeners map[net.Listener]struct{}
 	closing   bool
 	wg        sync.WaitGroup
+	spare     spares
 }
 
 // NewTCP checks cfg and returns a server.
@@ -155,6 +157,7 @@ func NewTCP(cfg TCPConfig) (*TCPServer, error) {
 		cfg: cfg, log: cfg.Log.With("l4", cfg.Name),
 		dialer:    net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: keepAlive(cfg.KeepAlive)},
 		perClient: map[netip.Addr]int{}, conns: map[net.Conn]struct{}{}, listeners: map[net.Listener]struct{}{},
+		spare: spares{work: make(chan func()), quit: make(chan struct{})},
 	}
 	s.routes.Store(&routing{def: cfg.Backend, sni: cfg.SNIRoutes})
 	return s, nil
@@ -237,11 +240,11 @@ func (s *TCPServer) Serve(ln net.Listener) error {
 		}
 		s.accepted.Add(1)
 		s.wg.Add(1)
-		go func() {
+		s.spare.run(func() {
 			defer s.wg.Done()
 			defer s.release(c)
 			s.handle(c)
-		}()
+		})
 	}
 }
 
@@ -299,8 +302,53 @@ func (s *TCPServer) release(c net.Conn) {
 	s.active.Add(^uint64(0))
 }
 
+// spares keeps the goroutines of ended connections (up to maxSpare of
+// them) waiting for the next connection's work: a new goroutine starts
+// with a small stack that a connection's dial and copy grow (a copy of
+// the stack each time it doubles), a spare one has it grown already.
+type spares struct {
+	work chan func() // unbuffered: a send succeeds only to a waiting spare
+	idle atomic.Int32
+	quit chan struct{} // closed when the server closes: spares end
+	once sync.Once
+}
+
+// maxSpare bounds the goroutines left waiting after a burst of
+// connections ends.
+const maxSpare = 256
+
+// run runs f on a waiting spare goroutine, or on a new one.
+func (p *spares) run(f func()) {
+	select {
+	case p.work <- f:
+	default:
+		go p.loop(f)
+	}
+}
+
+func (p *spares) loop(f func()) {
+	for {
+		f()
+		f = nil // a waiting spare holds nothing of the last connection
+		if p.idle.Add(1) > maxSpare {
+			p.idle.Add(-1)
+			return
+		}
+		select {
+		case f = <-p.work:
+			p.idle.Add(-1)
+		case <-p.quit:
+			p.idle.Add(-1)
+			return
+		}
+	}
+}
+
+func (p *spares) stop() { p.once.Do(func() { close(p.quit) }) }
+
 // Close stops accepting and closes every connection at once.
 func (s *TCPServer) Close() error {
+	defer s.spare.stop()
 	s.mu.Lock()
 	s.closing = true
 	for ln := range s.listeners {
@@ -317,6 +365,7 @@ func (s *TCPServer) Close() error {
 // Shutdown stops accepting and waits for open connections to end by
 // themselves until ctx ends, then closes the rest.
 func (s *TCPServer) Shutdown(ctx context.Context) error {
+	defer s.spare.stop()
 	s.mu.Lock()
 	s.closing = true
 	for ln := range s.listeners {
@@ -448,11 +497,11 @@ func (s *TCPServer) pipe(client, up net.Conn) {
 	last.Store(time.Now().UnixNano())
 	in, out := &flow{src: client, dst: up}, &flow{src: up, dst: client}
 	done := make(chan struct{}, 1)
-	go func() {
+	s.spare.run(func() {
 		n := s.copyDir(in, out, &last)
 		s.bytesIn.Add(uint64(n))
 		done <- struct{}{}
-	}()
+	})
 	n := s.copyDir(out, in, &last)
 	s.bytesOut.Add(uint64(n))
 	<-done
@@ -512,8 +561,11 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 		f.dst.SetWriteDeadline(start.Add(2 * s.cfg.IdleTimeout))
 		var n int64
 		var err error
-		if bp != nil {
-			n, err = copyStep(f.dst, f.src, *bp)
+		// small: the step read and wrote (not spliced), and wrote says
+		// whether its error is the write's (dst failed) or the read's.
+		small, wrote := bp != nil, false
+		if small {
+			n, wrote, err = copyStep(f.dst, f.src, *bp)
 			if n == smallBuf { // bulk: splice from now on
 				bufPool.Put(bp)
 				bp = nil
@@ -551,30 +603,56 @@ func (s *TCPServer) copyDir(f, other *flow, last *atomic.Int64) int64 {
 			closeWrite(f.dst)
 			return total
 		}
+		// A side that reset the connection has its peer's reset passed
+		// on, as HAProxy does: the other side learns of the abort (a
+		// graceful close would tell it "request complete"), and the
+		// proxy's socket ends at once, without a FIN exchange and a
+		// TIME_WAIT socket per connection. (The splice path cannot tell
+		// which side failed and closes both gracefully.)
+		switch {
+		case !small:
+		case !wrote && errors.Is(err, syscall.ECONNRESET):
+			abort(f.dst)
+		case wrote && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)):
+			abort(f.src)
+		}
 		f.dst.Close()
 		f.src.Close()
 		return total
 	}
 }
 
+// abort makes c's close send a reset (SO_LINGER 0) instead of a FIN and
+// closes it. Unsent data is dropped: the peer it was for is gone.
+func abort(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn() // no close_notify towards a peer that reset
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
 // copyStep moves one read's worth of src to dst through buf: what
 // io.CopyN does for a step, with a read and a write instead of splices.
 // A read ending in EOF or an error still passes its bytes on first.
-func copyStep(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+// wrote reports that err came from the write (dst failed), not the read.
+func copyStep(dst io.Writer, src io.Reader, buf []byte) (n int64, wrote bool, err error) {
 	nr, rerr := src.Read(buf)
 	if nr > 0 {
 		nw, werr := dst.Write(buf[:nr])
 		if werr != nil {
-			return int64(nw), werr
+			return int64(nw), true, werr
 		}
 		if nw < nr {
-			return int64(nw), io.ErrShortWrite
+			return int64(nw), true, io.ErrShortWrite
 		}
 	}
 	if nr == 0 && rerr == nil {
-		return 0, nil
+		return 0, false, nil
 	}
-	return int64(nr), rerr
+	return int64(nr), false, rerr
 }
 
 func closeWrite(c net.Conn) {
