@@ -3,8 +3,10 @@
 // circuit breakers, outlier ejection, retries and timeouts.
 //
 // The client side (hop-by-hop headers, streaming of SSE and chunked bodies,
-// WebSocket upgrades, trailers) is net/http/httputil.ReverseProxy's; the
-// upstream side is attemptTransport, which makes one or more attempts.
+// WebSocket upgrades, trailers) is net/http/httputil.ReverseProxy's, but
+// for gRPC calls over HTTP/2, which forwardGRPC copies itself (the same
+// steps at less cost per call); the upstream side is attemptTransport,
+// which makes one or more attempts.
 package proxy
 
 import (
