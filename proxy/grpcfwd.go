@@ -13,11 +13,16 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// grpcDirect reports whether r, a gRPC call, takes forwardGRPC rather
-// than httputil.ReverseProxy: an HTTP/2 request without an Upgrade field
-// (which HTTP/2 forbids anyway) or a query (which ReverseProxy would
-// clean of unparsable parameters; gRPC sends none).
-func grpcDirect(r *http.Request) bool {
+// grpcDirect reports whether r, a gRPC call to pool, takes forwardGRPC
+// rather than httputil.ReverseProxy: an HTTP/2 request without an Upgrade
+// field (which HTTP/2 forbids anyway) or a query (which ReverseProxy would
+// clean of unparsable parameters; gRPC sends none), to a pool whose gRPC
+// calls go to the frame-level HTTP/2 transport, whose response bodies
+// tell whether data is ready (forwardGRPC's flushes depend on it).
+func grpcDirect(r *http.Request, pool *Pool) bool {
+	if _, ok := pool.transport.(grpcSplit); !ok {
+		return false
+	}
 	if r.ProtoMajor != 2 || r.URL.RawQuery != "" || r.URL.ForceQuery {
 		return false
 	}
@@ -104,9 +109,11 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 
 	buf := h.rp.BufferPool.Get()
 	defer h.rp.BufferPool.Put(buf)
+	wrote := false
 	for {
 		n, rerr := res.Body.Read(buf)
 		if n > 0 {
+			wrote = true
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				h.abortGRPC(r, res, nil)
 				return
@@ -127,9 +134,13 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	_ = res.Body.Close() // moves the trailers into res.Trailer
-	if len(res.Trailer) > 0 || !flushed {
+	if len(res.Trailer) > 0 || wrote && !flushed {
 		// The header goes out before the handler returns: net/http
 		// adds no Content-Length, and sends the trailers after the body.
+		// A response without body or trailers (gRPC's Trailers-Only,
+		// its status in the header) is not flushed: net/http sends its
+		// header with END_STREAM when the handler returns, as a gRPC
+		// client requires.
 		_ = rc.Flush()
 	}
 	if len(res.Trailer) == announced {

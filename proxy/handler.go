@@ -167,7 +167,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		}
 		defer c.Release()
 	}
-	if grpc && grpcDirect(r) {
+	if grpc && grpcDirect(r, st.pool) {
 		h.forwardGRPC(w, r)
 		return
 	}
