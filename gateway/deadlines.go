@@ -43,7 +43,7 @@ func progressDeadlines(next http.Handler, write, readBody time.Duration) http.Ha
 		rc := http.NewResponseController(w)
 		pw := &progressWriter{ResponseWriter: w, rc: rc, timeout: write}
 		if readBody > 0 && r.Body != nil && r.Body != http.NoBody {
-			pw.body = &progressBody{ReadCloser: r.Body, rc: rc, timeout: readBody}
+			pw.body = &progressBody{ReadCloser: r.Body, rc: rc, timeout: readBody, h2: r.ProtoMajor == 2}
 			r.Body = pw.body
 		}
 		next.ServeHTTP(pw, r)
@@ -139,6 +139,11 @@ type progressBody struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	renewAt time.Time // as progressWriter's; read and set by Read only
+	// h2: the request came on HTTP/2, where a read deadline left after
+	// the body's end is harmless (its timer closes a body that has ended,
+	// and the stream's end stops it): it is not cleared at EOF, which
+	// saves a message to the connection's serve goroutine per call.
+	h2 bool
 
 	mu      sync.Mutex
 	expired bool
@@ -177,7 +182,10 @@ func (b *progressBody) Read(p []byte) (int, error) {
 		b.expired = true
 		b.mu.Unlock()
 	}
-	if err == io.EOF {
+	if err == io.EOF && !b.h2 {
+		// HTTP/1: the connection's deadline, which would otherwise cut
+		// the next request (or the background read that watches for the
+		// client going away).
 		b.renewAt = time.Time{}
 		b.setReadDeadline(time.Time{})
 	}

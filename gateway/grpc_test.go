@@ -31,7 +31,7 @@ import (
 //	service Echo {
 //	  rpc Unary(StringValue) returns (StringValue);          // "slow": waits for its deadline; "fail": InvalidArgument
 //	  rpc Count(StringValue) returns (stream StringValue);   // N messages; "hold": one, then waits for cancellation
-//	  rpc Chat(stream StringValue) returns (stream StringValue);  // echoes each message
+//	  rpc Chat(stream StringValue) returns (stream StringValue);  // echoes each message; metadata x-header-first: sends its header at once
 //	}
 const echoService = "switchyard.test.Echo"
 
@@ -98,6 +98,12 @@ var echoDesc = grpc.ServiceDesc{
 			return nil
 		}},
 		{StreamName: "Chat", ServerStreams: true, ClientStreams: true, Handler: func(srv any, stream grpc.ServerStream) error {
+			if md, _ := metadata.FromIncomingContext(stream.Context()); len(md.Get("x-header-first")) > 0 {
+				// The response header goes out before any message is read.
+				if err := stream.SendHeader(metadata.Pairs("x-chat-header", "early")); err != nil {
+					return err
+				}
+			}
 			for {
 				in := new(wrapperspb.StringValue)
 				err := stream.RecvMsg(in)
@@ -406,5 +412,53 @@ routes:
 	defer cancel()
 	if err := cc.Invoke(ctx, "/"+echoService+"/Unary", wrapperspb.String("after"), new(wrapperspb.StringValue)); err != nil {
 		t.Fatalf("after the load: %v", err)
+	}
+}
+
+// TestGRPCHeaderBeforeMessages: a server that sends its response header
+// and then waits for the client's first message gets the header through
+// to the client (the gateway flushes a header when no body is ready: a
+// client waiting for it before sending would otherwise wait forever).
+func TestGRPCHeaderBeforeMessages(t *testing.T) {
+	_, addr := startEcho(t, nil)
+	gw := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+h2c: true
+access_log: off
+upstreams:
+  echo: { protocol: h2c, targets: [{ address: %s }] }
+routes:
+  - { match: { path_prefix: /%s/ }, upstream: echo }
+`, addr, echoService))
+	cc := dialGRPC(t, gw.g.Addr().String(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-header-first", "1")
+	s, err := cc.NewStream(ctx, &echoDesc.Streams[1], "/"+echoService+"/Chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := s.Header() // before sending anything
+	if err != nil {
+		t.Fatalf("waiting for the response header: %v", err)
+	}
+	if got := md.Get("x-chat-header"); len(got) != 1 || got[0] != "early" {
+		t.Fatalf("response header x-chat-header = %q, want [early]", got)
+	}
+	if err := s.SendMsg(wrapperspb.String("a")); err != nil {
+		t.Fatal(err)
+	}
+	out := new(wrapperspb.StringValue)
+	if err := s.RecvMsg(out); err != nil || out.Value != "chat:a" {
+		t.Fatalf("echo = %q, %v; want chat:a", out.Value, err)
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecvMsg(out); !errors.Is(err, io.EOF) {
+		t.Fatalf("end of the stream: %v, want io.EOF", err)
+	}
+	if got := s.Trailer().Get("x-chat"); len(got) != 1 || got[0] != "done" {
+		t.Fatalf("trailer x-chat = %q, want [done]", got)
 	}
 }

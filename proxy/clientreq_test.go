@@ -74,21 +74,6 @@ func FuzzReadAhead(f *testing.F) {
 	})
 }
 
-// removeHopByHop is what httputil.ReverseProxy does to the outbound
-// request's header before Rewrite.
-func removeHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				h.Del(f)
-			}
-		}
-	}
-	for k := range hopByHop {
-		h.Del(k)
-	}
-}
-
 // FuzzGatewayHeaders checks that whatever a client names in Connection and
 // whatever names it spells with underscores, the headers the gateway sets
 // arrive upstream as set, no field the client listed in Connection does,

@@ -1113,6 +1113,15 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// ready reports whether Read would return at once: data, the end of the
+// body or its error is there.
+func (b *h2Body) ready() bool {
+	s := b.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.off < len(s.buf) || s.recvEnd || s.err != nil || s.closed
+}
+
 // upstreamErr is the error that ended the stream after its headers.
 func (b *h2Body) upstreamErr() error {
 	b.s.mu.Lock()

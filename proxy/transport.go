@@ -355,6 +355,13 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ready reports whether a Read would return at once, for bodies that can
+// tell (the frame-level HTTP/2 path's); false otherwise.
+func (b *trackedBody) ready() bool {
+	r, ok := b.ReadCloser.(interface{ ready() bool })
+	return ok && r.ready()
+}
+
 func (b *trackedBody) Close() error {
 	err := b.ReadCloser.Close()
 	if !b.done {
