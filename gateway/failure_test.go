@@ -634,8 +634,12 @@ func TestFailureActiveHealthCheckHTTP(t *testing.T) {
 func TestFailureActiveHealthCheckTCP(t *testing.T) {
 	dead := deadAddr(t)
 	b := newBackend(t, "b")
+	// A check's timeout is at most its interval: at 20ms with one failure
+	// enough, a loaded CI machine (race detector, parallel packages) let
+	// one check of the live target time out and the request got 503.
+	// The dead port is refused at once whatever the timeout.
 	r := startGateway(t, e2eConfig{addrs: []string{dead, b.addr()}, upstream: []string{
-		"health_check: {interval: 20ms, unhealthy_after: 1}"}}.String())
+		"health_check: {interval: 100ms, unhealthy_after: 2}"}}.String())
 
 	eventually(t, 2*time.Second, "admin to show the closed port unhealthy", func() bool { return !e2eTarget(t, r, dead).Healthy })
 	if !e2eTarget(t, r, b.addr()).Healthy {
