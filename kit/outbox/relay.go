@@ -555,13 +555,18 @@ func (r *Relay) round(ctx context.Context) (read, sent int, err error) {
 	}
 	r.delMu.Unlock()
 	q += " ORDER BY id LIMIT " + strconv.Itoa(r.opts.Batch+len(skip))
-	if r.reader == nil {
+	if r.reader == nil && r.keepReader() {
 		if r.reader, err = r.db.Conn(ctx); err != nil {
 			r.reader = nil
 			return 0, 0, fmt.Errorf("outbox relay: a connection to read the outbox on: %w", err)
 		}
 	}
-	rows, err := r.reader.QueryContext(ctx, q)
+	var rows *sql.Rows
+	if r.reader != nil {
+		rows, err = r.reader.QueryContext(ctx, q)
+	} else {
+		rows, err = r.db.Query(ctx, q)
+	}
 	if err != nil {
 		r.dropReader()
 		return 0, 0, fmt.Errorf("outbox relay: reading the outbox: %w", err)
@@ -621,6 +626,21 @@ func (r *Relay) round(ctx context.Context) (read, sent int, err error) {
 	}()
 	return read, len(batch), nil
 }
+
+// keepReader reports whether the handle's pool has room for a read
+// connection kept for the relay's life: not in a pool of fewer than
+// minPoolForReader connections (a service that set SetMaxOpenConns(1)
+// would wait forever for its own transactions' connection), where the
+// rounds read on a pooled connection each time.
+func (r *Relay) keepReader() bool {
+	m := r.db.Stats().MaxOpenConnections
+	return m == 0 || m >= minPoolForReader
+}
+
+// minPoolForReader is the smallest pool the relay keeps a read
+// connection of (see keepReader): the service's transactions, the
+// deleter and the lease keeper share the rest.
+const minPoolForReader = 4
 
 // dropReader gives the read connection back after an error (the pool
 // discards a broken one); the next round takes another. Under roundMu.
