@@ -403,8 +403,13 @@ func pendingOutbox(db *store.DB) (int, error) {
 func TestTwoReplicas(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		e := newEnv(t, db)
-		a := e.service(Config{MatchTimeout: 3 * time.Second, RecheckEvery: 50 * time.Millisecond})
-		b := e.service(Config{MatchTimeout: 3 * time.Second, RecheckEvery: 50 * time.Millisecond})
+		// Rides left without a seat end at MatchTimeout, which is then the
+		// test's length; 3s let a loaded CI machine (race detector, four
+		// busy loops here) time rides out before the drivers' seats were
+		// offered (2-6 of 10 seats taken).
+		const matchTimeout = 10 * time.Second
+		a := e.service(Config{MatchTimeout: matchTimeout, RecheckEvery: 50 * time.Millisecond})
+		b := e.service(Config{MatchTimeout: matchTimeout, RecheckEvery: 50 * time.Millisecond})
 		e.run(a)
 		e.run(b)
 		const drivers, seats, rides = 5, 2, 24
@@ -428,7 +433,7 @@ func TestTwoReplicas(t *testing.T) {
 		}
 		found := map[string]int{}
 		for i := 0; i < rides; i++ {
-			k, d := e.outcome(fmt.Sprintf("ride-%02d", i), 20*time.Second)
+			k, d := e.outcome(fmt.Sprintf("ride-%02d", i), matchTimeout+20*time.Second)
 			if k == hitch.KindMatchFound {
 				found[d]++
 			}
