@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -80,6 +81,12 @@ func scalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value, erro
 	}
 	switch fd.Kind() {
 	case protoreflect.StringKind:
+		// As protojson, which reads only valid UTF-8 (a path or query
+		// value is percent-decoded bytes: %A0 alone is not text); proto
+		// would refuse to encode the message for the upstream.
+		if !utf8.ValidString(s) {
+			return bad(fmt.Errorf("not valid UTF-8"))
+		}
 		return protoreflect.ValueOfString(s), nil
 	case protoreflect.BytesKind:
 		b, err := base64.StdEncoding.DecodeString(s)
