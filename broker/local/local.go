@@ -198,6 +198,26 @@ func (e Client) DeclareTopic(ctx context.Context, name string, cfg broker.TopicC
 	return e.B.DeclareTopic(name, cfg)
 }
 
+// DeclareQueueIfAbsent creates the queue unless it exists; an existing
+// queue keeps its settings (as the native and HTTP clients' own).
+func (e Client) DeclareQueueIfAbsent(ctx context.Context, name string, cfg broker.QueueConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err := e.B.DeclareIfAbsent(name, cfg)
+	return err
+}
+
+// DeclareTopicIfAbsent creates the topic unless it exists; an existing
+// topic keeps its settings and bound queues.
+func (e Client) DeclareTopicIfAbsent(ctx context.Context, name string, cfg broker.TopicConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err := e.B.DeclareTopicIfAbsent(name, cfg)
+	return err
+}
+
 // DeleteTopic implements Admin.
 func (e Client) DeleteTopic(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
