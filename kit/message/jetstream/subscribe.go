@@ -139,6 +139,7 @@ type queueSub struct {
 	stream   string
 	queue    string        // the name dead letters give as x-original-queue
 	settings queueSettings // maxDeliveries 0: no dead-lettering (streams)
+	slab     deliverySlab  // for the Consume callback only
 }
 
 // handle takes one pulled message: naks it if ctx ended, holds back a
@@ -177,10 +178,34 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 		q.deadLetter(context.WithoutCancel(ctx), m, n-1, "max_deliveries")
 		return
 	}
-	// The delivery and its acker are one allocation.
-	jd := &jsDelivery{a: jsAck{q: q, m: m, n: n}}
+	// The delivery and its acker are one value, from a slab of them.
+	jd := q.slab.next()
+	jd.a = jsAck{q: q, m: m, n: n}
 	message.InitDelivery(&jd.d, q.src, fromNats(m), n, published, &jd.a)
 	deliver(&jd.d)
+}
+
+// slabSize is how many deliveries one allocation holds. A slab stays in
+// memory while any of its deliveries is referenced: a handler keeping a
+// delivery long after it returned keeps up to slabSize-1 other settled
+// messages' bodies with it, so slabs are small.
+const slabSize = 16
+
+// deliverySlab hands out new deliveries, slabSize per allocation instead
+// of one per message. Values are never reused: a delivery handed out
+// stays that message's, whoever keeps it. Not safe for concurrent use:
+// the subscription's callback (one goroutine) takes them.
+type deliverySlab struct {
+	free []jsDelivery
+}
+
+func (s *deliverySlab) next() *jsDelivery {
+	if len(s.free) == 0 {
+		s.free = make([]jsDelivery, slabSize)
+	}
+	d := &s.free[0]
+	s.free = s.free[1:]
+	return d
 }
 
 // ackMeta reads the delivery count and the publish time of a JetStream

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,8 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"RouterMiddlewareInline", withConcurrency(testRouterMiddleware, 1)},
 		{"RouterShutdown", withConcurrency(testRouterShutdown, 2)},
 		{"RouterShutdownInline", withConcurrency(testRouterShutdown, 1)},
+		{"RouterKeptDeliveries", withConcurrency(testRouterKeptDeliveries, 4)},
+		{"RouterKeptDeliveriesInline", withConcurrency(testRouterKeptDeliveries, 1)},
 		{"RouterShutdownTimeout", withConcurrency(testRouterShutdownTimeout, 0)},
 		{"RouterShutdownTimeoutInline", withConcurrency(testRouterShutdownTimeout, 1)},
 		{"Cancel", testCancel},
@@ -352,6 +355,69 @@ func testKeyOrder(t *testing.T, b Backend, n *names) {
 				t.Fatalf("key %s: message %d is %s, want %s (order %v)", k, i, m, want, seen[k])
 			}
 		}
+	}
+}
+
+// testRouterKeptDeliveries: a handler may keep its *Delivery after it
+// returned (the router acked it): the delivery stays that message's,
+// whatever the backend or router does with later messages (a pool that
+// reused deliveries would hand a kept one's Body, ID and Headers to
+// another message, and its Ack would settle that one), and settling it
+// again is ErrSettled.
+func testRouterKeptDeliveries(t *testing.T, b Backend, n *names, conc int) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	const total = 100 // several of any batch or slab a backend hands out
+	msgs := make([]broker.Message, total)
+	for i := range msgs {
+		v := strconv.Itoa(i)
+		msgs[i] = broker.Message{Body: []byte("body-" + v), ID: "id-" + v, Headers: map[string]string{"n": v}}
+	}
+	publish(t, b, q, msgs...)
+	r, err := message.NewRouter(b, message.RouterConfig{Concurrency: conc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		kept = map[*message.Delivery]string{} // the delivery, its number
+	)
+	all := make(chan struct{})
+	r.Handle(q, func(_ context.Context, d *message.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, dup := kept[d]; dup {
+			t.Errorf("delivery %p (%q) handed out twice", d, d.Body)
+		}
+		kept[d] = d.Headers["n"]
+		if len(kept) == total {
+			close(all)
+		}
+		return nil
+	}, message.RouteOptions{})
+	runRouter(t, r, all) // Run returns once the acks were done
+	seen := map[string]bool{}
+	for d, v := range kept {
+		if string(d.Body) != "body-"+v || d.ID != "id-"+v || d.Headers["n"] != v || seen[v] {
+			t.Fatalf("kept delivery of message %s now reads body %q, id %q, headers %v (or came twice)", v, d.Body, d.ID, d.Headers)
+		}
+		seen[v] = true
+		if !d.Settled() {
+			t.Fatalf("kept delivery of message %s not settled", v)
+		}
+		if err := d.Ack(context.Background()); !errors.Is(err, message.ErrSettled) {
+			t.Fatalf("ack of kept delivery %s after the router acked it: %v, want ErrSettled", v, err)
+		}
+		if err := d.Nack(context.Background(), 0); !errors.Is(err, message.ErrSettled) {
+			t.Fatalf("nack of kept delivery %s after the router acked it: %v, want ErrSettled", v, err)
+		}
+	}
+	// Every message was acked once: nothing comes back.
+	publish(t, b, q, body("last"))
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	if d := s.next(t); string(d.Body) != "last" {
+		t.Fatalf("after the router acked %d messages got %q (deliveries %d), want last", total, d.Body, d.Deliveries)
+	} else {
+		ack(t, d)
 	}
 }
 
