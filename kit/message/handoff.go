@@ -48,7 +48,11 @@ func (h *handoff) put(ctx context.Context, d *Delivery) bool {
 		}
 		h.mu.Lock()
 	}
-	h.q[(h.head+h.n)%len(h.q)] = d
+	i := h.head + h.n // a wrap, not a %: a division per message
+	if i >= len(h.q) {
+		i -= len(h.q)
+	}
+	h.q[i] = d
 	h.n++
 	w := h.wakeLocked()
 	h.mu.Unlock()
@@ -93,7 +97,9 @@ func (h *handoff) work(run func(*Delivery)) {
 		if h.n > 0 {
 			d := h.q[h.head]
 			h.q[h.head] = nil
-			h.head = (h.head + 1) % len(h.q)
+			if h.head++; h.head == len(h.q) {
+				h.head = 0
+			}
 			h.n--
 			full := h.full
 			h.full = nil
