@@ -121,7 +121,12 @@ type AsyncAcker interface {
 var ErrSettled = errors.New("message already settled")
 
 // Delivery is a received message. Its fields are the backend's: do not
-// modify Body or Headers.
+// modify Body or Headers. A Delivery is never reused for another message:
+// one kept after its handler returned still reads its own message, and
+// settling it again is ErrSettled. Backends may allocate deliveries
+// several at a time (the queue adapters: 16), so a delivery kept for long
+// can keep other messages' memory with it: keep a copy of what is needed
+// (Body, Message) rather than the delivery.
 type Delivery struct {
 	Source Dest
 	// Group is the durable group of a topic source, or the consumer
