@@ -108,8 +108,8 @@ type RelayStats struct {
 	Rounds    int64 // batches published
 	// Reads counts reads of the outbox, including those that found
 	// nothing to send (a wake-up that came for nothing).
-	Reads int64
-	Errors    int64 // failed rounds
+	Reads  int64
+	Errors int64 // failed rounds
 	// Late counts messages of rounds that finished (published and
 	// deleted) after the lease of a partition they read had expired: a
 	// replica stalled longer than the lease TTL (overload, a GC pause, a
