@@ -50,8 +50,8 @@ type passWriter struct {
 	http.ResponseWriter
 	status   []string
 	keepTags bool
-	code   int
-	header http.Header
+	code     int
+	header   http.Header
 }
 
 func (p *passWriter) WriteHeader(code int) {
