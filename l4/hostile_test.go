@@ -405,3 +405,68 @@ func TestHelloTimeoutBoundsTrickle(t *testing.T) {
 		})
 	}
 }
+
+// FuzzProxyHeader: whatever addresses a connection has (any IPv4, IPv6,
+// v4-mapped, with any zone), the header the listener writes is one the
+// spec's strict parser reads back as exactly that source, a v1 line is
+// one line of at most 107 bytes (the spec's bound), and a v2 header's
+// length field covers exactly its body: nothing a peer's address holds
+// can end the header early or smuggle a second one.
+func FuzzProxyHeader(f *testing.F) {
+	f.Add([]byte{127, 0, 0, 1}, []byte{127, 0, 0, 1}, uint16(1234), uint16(80), "", false, false)
+	f.Add([]byte(net.ParseIP("fe80::1").To16()), []byte(net.ParseIP("::1").To16()), uint16(1), uint16(443), "eth0\r\nPROXY TCP4 6.6.6.6 1.1.1.1 1 1", true, false)
+	f.Add([]byte(net.ParseIP("::ffff:10.0.0.1").To16()), []byte{10, 0, 0, 2}, uint16(65535), uint16(0), "", true, true)
+	f.Fuzz(func(t *testing.T, src, dst []byte, sport, dport uint16, zone string, v2, udp bool) {
+		sa, ok1 := netip.AddrFromSlice(src)
+		da, ok2 := netip.AddrFromSlice(dst)
+		if !ok1 || !ok2 {
+			return
+		}
+		if sa.Is6() && !sa.Is4In6() {
+			sa = sa.WithZone(zone)
+		}
+		v := l4.ProxyV1
+		if v2 {
+			v = l4.ProxyV2
+		}
+		mk := func(a netip.Addr, p uint16) net.Addr {
+			if udp {
+				return net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, p))
+			}
+			return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, p))
+		}
+		hdr, err := l4.AppendProxyHeader(nil, v, mk(sa, sport), mk(da, dport), udp)
+		if v == l4.ProxyV1 && udp {
+			if err == nil {
+				t.Fatal("v1 for udp accepted")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == l4.ProxyV1 && (len(hdr) > 107 || bytes.Index(hdr, []byte("\r\n")) != len(hdr)-2) {
+			t.Fatalf("v1 header %q: not one line of at most 107 bytes", hdr)
+		}
+		if v == l4.ProxyV2 && int(binary.BigEndian.Uint16(hdr[14:16])) != len(hdr)-16 {
+			t.Fatalf("v2 header %x: length field %d, body %d", hdr, binary.BigEndian.Uint16(hdr[14:16]), len(hdr)-16)
+		}
+		r := bufio.NewReader(bytes.NewReader(append(hdr, "payload"...)))
+		got, err := readProxyHeader(r)
+		if err != nil {
+			t.Fatalf("header %q: %v", hdr, err)
+		}
+		rest, _ := io.ReadAll(r)
+		if string(rest) != "payload" {
+			t.Fatalf("header %q: left %q after it, want the payload only", hdr, rest)
+		}
+		s, d := sa.Unmap().WithZone(""), da.Unmap()
+		want := netip.AddrPortFrom(s, sport)
+		if s.Is4() != d.Is4() {
+			want = netip.AddrPort{} // mixed families: UNKNOWN / LOCAL
+		}
+		if got != want {
+			t.Fatalf("header %q announces %v, want %v", hdr, got, want)
+		}
+	})
+}
