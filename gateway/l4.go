@@ -121,6 +121,11 @@ func (c *Config) validateL4() []error {
 			for k, n := range r.Names {
 				if n == "" || strings.ContainsAny(n, " /:") || (strings.Contains(n, "*") && (!strings.HasPrefix(n, "*.") || strings.Count(n, "*") > 1)) {
 					add(fmt.Sprintf("%s.names[%d]", rp, k), "%q: expected a host name, or *.domain for one label", n)
+				} else if strings.HasSuffix(n, ".") || strings.HasPrefix(n, ".") || strings.Contains(n, "..") {
+					// TLS clients send the name without the root's dot
+					// (RFC 6066; crypto/tls rejects a hello with one), so
+					// "api.example.com." would never match.
+					add(fmt.Sprintf("%s.names[%d]", rp, k), "%q: expected a host name without a trailing dot or empty labels (TLS clients send api.example.com, never api.example.com.)", n)
 				}
 			}
 			if r.Upstream == "" {

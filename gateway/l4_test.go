@@ -184,6 +184,8 @@ func TestL4ConfigErrors(t *testing.T) {
 		"l4[0].proxy_protocol: v1 carries":  "l4: [{listen: 127.0.0.1:0, upstream: u, protocol: udp, proxy_protocol: v1}]",
 		"l4[0].sni[0].names[0]":             "l4: [{listen: 127.0.0.1:0, sni: [{names: ['a*.test'], upstream: u}]}]",
 		"l4[1].listen: tcp 127.0.0.1:9":     "l4: [{listen: 127.0.0.1:9, upstream: u}, {listen: 127.0.0.1:9, upstream: u}]",
+		"l4[0].sni[0].names[1]: \"api.test.\": expected a host name without a trailing dot": "l4: [{listen: 127.0.0.1:0, sni: [{names: [a.test, api.test.], upstream: u}]}]",
+		"l4[0].sni[0].names[0]: \"*..test\"":                                                "l4: [{listen: 127.0.0.1:0, sni: [{names: ['*..test'], upstream: u}]}]",
 	}
 	for want, l4 := range cases {
 		_, err := ParseConfig([]byte("listen: 127.0.0.1:0\nupstreams: {u: {targets: [{address: 127.0.0.1:1}]}}\n"+l4+"\n"), "gw.yaml")

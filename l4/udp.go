@@ -231,8 +231,9 @@ func (s *UDPServer) end(client netip.AddrPort, sess *udpSession, failed bool) {
 	s.mu.Lock()
 	if s.sessions[client] == sess {
 		delete(s.sessions, client)
-		if s.perClient[clientKey(client.Addr())]--; s.perClient[clientKey(client.Addr())] <= 0 {
-			delete(s.perClient, client.Addr())
+		key := clientKey(client.Addr())
+		if s.perClient[key]--; s.perClient[key] <= 0 {
+			delete(s.perClient, key)
 		}
 		s.active.Add(^uint64(0))
 		sess.target.Done(failed)

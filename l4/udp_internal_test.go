@@ -1,8 +1,12 @@
 package l4
 
 import (
+	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/switchyard/switchyard/balance"
+	"github.com/switchyard/switchyard/upstream"
 )
 
 // UDP has no handshake: every spoofed source address opens a session
@@ -35,5 +39,45 @@ func TestClientKey(t *testing.T) {
 		if got := clientKey(netip.MustParseAddr(in)); got.String() != want {
 			t.Errorf("clientKey(%s) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// Ended sessions leave no per-client entry behind. Spoofed sources are
+// free over UDP, and IPv6 ones from a new /64 each would otherwise grow
+// the per-client table for ever: it was deleted by the client's address,
+// not its /64 key, so every IPv6 client left a zero count.
+func TestUDPEndedSessionsLeaveNoClientEntry(t *testing.T) {
+	up, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	tg := upstream.NewTarget(up.LocalAddr().String(), 0, 1)
+	p, err := balance.New(balance.Config{Policy: "round_robin"}, []*upstream.Target{tg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewUDP(UDPConfig{Backend: &Backend{Name: "b", Policy: p}, MaxSessionsPerClient: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, a := range []string{"192.0.2.7:1000", "[2001:db8:1:2::1]:1000", "[2001:db8:1:2::2]:1000", "[2001:db8:9::1]:53"} {
+		if s.session(pc, netip.MustParseAddrPort(a)) == nil {
+			t.Fatalf("no session for %s", a)
+		}
+	}
+	if n := len(s.perClient); n != 3 {
+		t.Fatalf("%d per-client entries for 3 clients (one /64 twice)", n)
+	}
+	s.Close() // ends every session
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sessions) != 0 || len(s.perClient) != 0 {
+		t.Fatalf("after every session ended: %d sessions, per-client entries %v; want none", len(s.sessions), s.perClient)
 	}
 }
