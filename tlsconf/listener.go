@@ -10,10 +10,12 @@ import (
 )
 
 // Listener accepts TCP connections from inner and hands out TLS
-// connections whose handshake has completed, each handshake on its own
-// goroutine and bounded by timeout: a client that opens connections and
-// never finishes (or trickles) a handshake costs a goroutine until the
-// timeout and delays nobody else's accept or handshake. A failed
+// connections whose handshake has completed, each handshake on a
+// goroutine of its own while it lasts (an idle one from an earlier
+// handshake, or a new one: see handshaker) and bounded by timeout: a
+// client that opens connections and never finishes (or trickles) a
+// handshake costs a goroutine until the timeout and delays nobody
+// else's accept or handshake. A failed
 // handshake is logged at debug level and the connection closed.
 // net/http's server, given these connections, finds the handshake done
 // and reads the ALPN result as usual.
