@@ -73,7 +73,8 @@ type Config struct {
 	AdminAuth *admin.AuthConfig `yaml:"admin_auth"`
 	// AdminTLS serves the admin API over HTTPS; with client_ca, client
 	// certificates are verified and can authenticate (admin_auth.clients).
-	// Read at start.
+	// Its paths are read at start; the files (certificate, key and
+	// client_ca) are re-read when they change, from the next handshake on.
 	AdminTLS *AdminTLS `yaml:"admin_tls"`
 	// TLS enables HTTPS (and HTTP/2 via ALPN) on Listen: certificates
 	// chosen by SNI, client certificate verification, reload without
@@ -160,6 +161,8 @@ type AdminTLS struct {
 	// ClientCA is a PEM file of CAs whose client certificates are verified
 	// when a client presents one (admin_auth.clients maps them to roles).
 	// A presented certificate that does not verify fails the handshake.
+	// The file is re-read when it changes (a rotated CA applies from the
+	// next handshake on); a file that stops loading keeps the running one.
 	ClientCA string `yaml:"client_ca"`
 }
 

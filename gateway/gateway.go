@@ -7,7 +7,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -223,25 +222,26 @@ func newAdminAuth(cfg *Config, log *slog.Logger) (*admin.Authenticator, error) {
 }
 
 // adminTLSConfig loads the admin listener's certificate and client CAs.
+// Both are re-read when their files change (at a handshake, at most
+// every tlsconf.FileCertCheck): a renewed certificate is served, and a
+// rotated client CA bundle verifies, from the next handshake on.
 func adminTLSConfig(t *AdminTLS) (*tls.Config, error) {
 	fc, err := tlsconf.LoadFileCert(t.Cert, t.Key)
 	if err != nil {
 		return nil, err
 	}
-	// Re-read when the files change: a renewed certificate is served
-	// from the next handshake on.
 	tc := &tls.Config{GetCertificate: fc.GetCertificate, MinVersion: tls.VersionTLS12}
 	if t.ClientCA != "" {
-		pem, err := os.ReadFile(t.ClientCA)
+		base := tc.Clone()
+		base.ClientAuth = tls.VerifyClientCertIfGiven
+		cas, err := tlsconf.WatchClientCAs(base, t.ClientCA)
 		if err != nil {
-			return nil, fmt.Errorf("reading client_ca: %w", err)
+			return nil, fmt.Errorf("client_ca: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client_ca %q: no PEM certificate in it", t.ClientCA)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		// Each handshake gets the current bundle's config (one per
+		// bundle generation; its GetCertificate is fc's, so the
+		// certificate still reloads on its own).
+		tc.GetConfigForClient = cas.GetConfigForClient
 	}
 	return tc, nil
 }

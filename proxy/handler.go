@@ -437,7 +437,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !parent.IsValid() {
 			tid = telemetry.NewTraceID()
 		}
-		if h.tracing.Sample(ctx, tid, trace.SpanKindServer) {
+		if h.tracing.SampleParent(parent, tid, trace.SpanKindServer) {
 			ctx, st.span = h.tracing.Start(ctx, tid, r.Method+" "+rt.Name, serverKind,
 				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
 					attribute.String("http.route", rt.Name), attribute.String("client.address", r.RemoteAddr),

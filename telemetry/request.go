@@ -38,11 +38,32 @@ func (r *RequestTracer) Tracer() trace.Tracer { return r.tracer }
 
 // Sample is the head sampler's decision for a trace id under parent (a
 // context holding the client's remote span context, if it sent one).
+// It looks the span context up once; a caller that has it already (the
+// gateway, which extracted the traceparent) calls SampleParent, which
+// looks up nothing in the request's context.
 func (r *RequestTracer) Sample(parent context.Context, tid trace.TraceID, kind trace.SpanKind) bool {
 	if r.head == nil {
 		return true
 	}
-	return r.head.ShouldSample(sdktrace.SamplingParameters{ParentContext: parent, TraceID: tid, Kind: kind}).Decision == sdktrace.RecordAndSample
+	return r.SampleParent(trace.SpanContextFromContext(parent), tid, kind)
+}
+
+// SampleParent is the head sampler's decision for a trace id under the
+// parent span context (invalid: a root, no traceparent). The samplers
+// (parent-based, ratio, reservoir) each read the parent from the
+// context they are given: here a context holding only the parent (or
+// nothing), so a request without a traceparent costs no walk of its
+// context chain (three walks, each to the chain's end, when the
+// request's own context was given).
+func (r *RequestTracer) SampleParent(parent trace.SpanContext, tid trace.TraceID, kind trace.SpanKind) bool {
+	if r.head == nil {
+		return true
+	}
+	ctx := context.Background()
+	if parent.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, parent) // keeps IsRemote: the parent-based sampler tells remote from local
+	}
+	return r.head.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Kind: kind}).Decision == sdktrace.RecordAndSample
 }
 
 // Keep reports whether an unsampled request that failed (or not) and

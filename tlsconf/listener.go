@@ -10,10 +10,12 @@ import (
 )
 
 // Listener accepts TCP connections from inner and hands out TLS
-// connections whose handshake has completed, each handshake on its own
-// goroutine and bounded by timeout: a client that opens connections and
-// never finishes (or trickles) a handshake costs a goroutine until the
-// timeout and delays nobody else's accept or handshake. A failed
+// connections whose handshake has completed, each handshake on a
+// goroutine of its own while it lasts (an idle one from an earlier
+// handshake, or a new one: see handshaker) and bounded by timeout: a
+// client that opens connections and never finishes (or trickles) a
+// handshake costs a goroutine until the timeout and delays nobody
+// else's accept or handshake. A failed
 // handshake is logged at debug level and the connection closed.
 // net/http's server, given these connections, finds the handshake done
 // and reads the ALPN result as usual.
@@ -25,7 +27,8 @@ func Listener(inner net.Listener, cfg *tls.Config, timeout time.Duration, log *s
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &listener{inner: inner, cfg: cfg, timeout: timeout, log: log,
-		ready: make(chan net.Conn), done: make(chan struct{}), errc: make(chan error, 1)}
+		ready: make(chan net.Conn), done: make(chan struct{}), errc: make(chan error, 1),
+		work: make(chan net.Conn), reuse: reuseHandshakers}
 	go l.acceptLoop()
 	return l
 }
@@ -39,7 +42,21 @@ type listener struct {
 	done    chan struct{}
 	errc    chan error
 	once    sync.Once
+	// work hands an accepted connection to an idle handshaker (one
+	// waiting in handshaker); unbuffered, so a send succeeds only when
+	// one is idle.
+	work  chan net.Conn
+	reuse bool // false: a new goroutine per handshake (the A/B benchmark's "spawn")
 }
+
+// reuseHandshakers: handshakes run on goroutines that live on for
+// handshakerIdle after one, taking the next connection (see handshaker).
+// A variable for BenchmarkListenerHandshake's A/B only.
+var reuseHandshakers = true
+
+// handshakerIdle is how long a handshaker waits for another connection
+// before it ends.
+const handshakerIdle = 10 * time.Second
 
 func (l *listener) acceptLoop() {
 	var backoff time.Duration
@@ -62,7 +79,40 @@ func (l *listener) acceptLoop() {
 			return
 		}
 		backoff = 0
-		go l.handshake(c)
+		if !l.reuse {
+			go l.handshake(c)
+			continue
+		}
+		select {
+		case l.work <- c: // an idle handshaker takes it
+		default:
+			go l.handshaker(c)
+		}
+	}
+}
+
+// handshaker does c's handshake and then, for up to handshakerIdle each
+// time, the next connection's. A TLS handshake needs a deeper stack than
+// a new goroutine's: on a fresh goroutine per connection the runtime
+// grew (allocated and copied) its stack at every handshake, about a
+// tenth of the server side's CPU in BenchmarkListenerHandshake's
+// profile; a goroutine that lives on keeps the stack it grew. The
+// number of handshakers follows the handshakes in progress (a slow
+// client holds one, as before, until the handshake timeout) and idle
+// ones end.
+func (l *listener) handshaker(c net.Conn) {
+	idle := time.NewTimer(handshakerIdle)
+	defer idle.Stop()
+	for {
+		l.handshake(c)
+		idle.Reset(handshakerIdle)
+		select {
+		case c = <-l.work:
+		case <-idle.C:
+			return
+		case <-l.done:
+			return
+		}
 	}
 }
 

@@ -1,7 +1,11 @@
 // Command tlsload is bench/tls.sh's handshake load client: W workers each
 // open a TCP connection, do a TLS handshake (version pinned), send one
 // small HTTP/1.1 request with "Connection: close", read the answer, close,
-// and repeat. It prints "conns_per_s=X errors=E resumed=R". With -resume
+// and repeat. It prints "conns_per_s=X errors=E resumed=R kex=K
+// suite=S": K and S are the key exchange group and cipher suite the
+// server chose on the first connection (for a fair comparison every
+// server must choose the same: X25519, no post-quantum hybrid, which
+// this client does not offer). With -resume
 // each worker keeps a session cache, so after its first connection every
 // handshake is a resumption (TLS 1.3 PSK with (EC)DHE, TLS 1.2 session
 // ticket); "resumed" counts the handshakes the server did resume.
@@ -51,6 +55,11 @@ func main() {
 	}
 	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
 	var conns, errs, resumed atomic.Int64
+	var first sync.Once
+	var kex, suite string
+	seen := func(st tls.ConnectionState) {
+		first.Do(func() { kex, suite = st.CurveID.String(), tls.CipherSuiteName(st.CipherSuite) })
+	}
 	deadline := time.Now().Add(*dur)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -69,7 +78,7 @@ func main() {
 			defer wg.Done()
 			br := bufio.NewReaderSize(nil, 4096)
 			for time.Now().Before(deadline) {
-				if err := one(*addr, cfg, req, br, &resumed); err != nil {
+				if err := one(*addr, cfg, req, br, &resumed, seen); err != nil {
 					errs.Add(1)
 					if errs.Load() == 1 {
 						fmt.Fprintln(os.Stderr, "tlsload: first error:", err)
@@ -82,10 +91,10 @@ func main() {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	fmt.Printf("conns_per_s=%.0f errors=%d resumed=%d\n", float64(conns.Load())/el, errs.Load(), resumed.Load())
+	fmt.Printf("conns_per_s=%.0f errors=%d resumed=%d kex=%s suite=%s\n", float64(conns.Load())/el, errs.Load(), resumed.Load(), kex, suite)
 }
 
-func one(addr string, cfg *tls.Config, req []byte, br *bufio.Reader, resumed *atomic.Int64) error {
+func one(addr string, cfg *tls.Config, req []byte, br *bufio.Reader, resumed *atomic.Int64, seen func(tls.ConnectionState)) error {
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
@@ -96,9 +105,11 @@ func one(addr string, cfg *tls.Config, req []byte, br *bufio.Reader, resumed *at
 	if err := c.Handshake(); err != nil {
 		return err
 	}
-	if c.ConnectionState().DidResume {
+	st := c.ConnectionState()
+	if st.DidResume {
 		resumed.Add(1)
 	}
+	seen(st)
 	if _, err := c.Write(req); err != nil {
 		return err
 	}
