@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ type discoveredPool struct {
 // checks over the current targets.
 func (dp *discoveredPool) run(ctx context.Context, c *discovery.Client, wait time.Duration) {
 	var stopChecks func()
+	// paths is the health path (health_url's path and query) of each
+	// address whose instances have one: its HTTP checks ask for it.
+	var paths map[string]string
 	restartChecks := func(targets []*upstream.Target) {
 		if stopChecks != nil {
 			stopChecks()
@@ -49,8 +53,10 @@ func (dp *discoveredPool) run(ctx context.Context, c *discovery.Client, wait tim
 		if dp.check == nil {
 			return
 		}
+		checkPaths := paths
 		checker, err := health.NewChecker(*dp.check, targets, health.CheckerOptions{
 			Logger: dp.log,
+			Path:   func(t *upstream.Target) string { return checkPaths[t.Address] },
 			OnChange: func(t *upstream.Target, healthy bool) {
 				dp.log.Warn("target health changed", "upstream", dp.name, "target", t.Address, "healthy", healthy)
 				dp.pool.TargetHealthChanged(t, healthy)
@@ -65,6 +71,9 @@ func (dp *discoveredPool) run(ctx context.Context, c *discovery.Client, wait tim
 		go func() { defer close(done); checker.Run(cctx) }()
 		stopChecks = func() { cancel(); <-done }
 	}
+	dp.mu.Lock()
+	paths = healthPaths(dp.snap)
+	dp.mu.Unlock()
 	restartChecks(dp.pool.Targets())
 	defer func() {
 		if stopChecks != nil {
@@ -82,12 +91,35 @@ func (dp *discoveredPool) run(ctx context.Context, c *discovery.Client, wait tim
 		case <-ctx.Done():
 			return
 		case snap := <-w.Updates():
-			if targets, changed := dp.apply(snap); changed {
+			targets, changed := dp.apply(snap)
+			if next := healthPaths(snap); changed || !maps.Equal(next, paths) {
+				paths = next
 				restartChecks(targets)
 			}
 			dp.syncOnce.Do(func() { close(dp.synced) })
 		}
 	}
+}
+
+// healthPaths maps each address of snap to the health path of its
+// instances' health_url (discovery.Registration.HealthPath: the path and
+// query only, never the host, so a registration cannot aim the gateway's
+// checks at another host): the first instance by id at the address that
+// has one. An address without one is checked at the upstream's
+// health_check.path.
+func healthPaths(snap discovery.ServiceSnapshot) map[string]string {
+	var out map[string]string
+	for _, in := range snap.Instances { // sorted by id
+		if p := in.HealthPath(); p != "" {
+			if _, ok := out[in.Address]; !ok {
+				if out == nil {
+					out = map[string]string{}
+				}
+				out[in.Address] = p
+			}
+		}
+	}
+	return out
 }
 
 // apply applies one instance set to the pool and reports whether the

@@ -270,8 +270,11 @@ func BenchmarkDiscoveryRegisterToRoutable(b *testing.B) {
 		defer backends[i].Close()
 	}
 	addr := func(i int) string { return strings.TrimPrefix(backends[i%2].URL, "http://") }
+	leases := map[int]string{}
 	reg := func(i int) {
-		if _, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: fmt.Sprint("i", i), Address: addr(i), TTL: config.Duration(time.Minute)}); err != nil {
+		in, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: fmt.Sprint("i", i), Address: addr(i), TTL: config.Duration(time.Minute)})
+		leases[i] = in.Lease
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -315,7 +318,7 @@ func BenchmarkDiscoveryRegisterToRoutable(b *testing.B) {
 		}
 		lat = append(lat, time.Since(start))
 		b.StopTimer()
-		if err := c.Deregister(ctx, "rides", fmt.Sprint("i", i-1)); err != nil {
+		if err := c.WithLease(leases[i-1]).Deregister(ctx, "rides", fmt.Sprint("i", i-1)); err != nil {
 			b.Fatal(err)
 		}
 		for deadline := time.Now().Add(10 * time.Second); targets() != 1; {
@@ -416,4 +419,84 @@ func TestDiscoveryAcrossRegistryRestart(t *testing.T) {
 		_, ok := adminTargets(t, gw)[b.addr()]
 		return ok && len(adminTargets(t, gw)) == 2
 	})
+}
+
+// TestDiscoveredUpstreamHealthURL: a discovered instance's health_url
+// gives the path (and query) of its active HTTP check, which wins over
+// the upstream's health_check.path; its host never counts: the check
+// always goes to the instance's registered address, so a health_url
+// naming another host (a Redis port, the cloud metadata address) makes
+// the gateway request nothing there (SSRF). An instance without a
+// health_url is checked at the upstream's path.
+func TestDiscoveredUpstreamHealthURL(t *testing.T) {
+	regURL, c := startRegistry(t)
+	ctx := context.Background()
+	var decoyHits atomic.Int64
+	decoy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { decoyHits.Add(1) }))
+	t.Cleanup(decoy.Close)
+	decoyAddr := decoy.Listener.Addr().String()
+
+	// a answers its own health path (with its query) and fails the
+	// upstream's; b fails its own and passes the upstream's; c has no
+	// health_url and answers the upstream's path only.
+	a, b, cc := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	var aChecks, cChecks atomic.Int64
+	a.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RequestURI() == "/ready?deep=1" {
+			aChecks.Add(1)
+			return
+		}
+		if r.URL.Path == "/healthz" {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "a")
+	})
+	b.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/steal" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "b")
+	})
+	cc.handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			cChecks.Add(1)
+			return
+		}
+		if r.URL.Path != "/" {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "c")
+	})
+	cfg := strings.Replace(discoverConfig(regURL), "    circuit_breaker: {}\n",
+		"    circuit_breaker: {}\n    health_check: {path: /healthz, interval: 200ms, timeout: 200ms, unhealthy_after: 2, healthy_after: 1}\n", 1)
+	gw := startGateway(t, cfg)
+	for _, reg := range []discovery.Registration{
+		{Service: "rides", ID: "a", Address: a.addr(), HealthURL: "http://169.254.169.254/ready?deep=1"},
+		{Service: "rides", ID: "b", Address: b.addr(), HealthURL: "https://" + decoyAddr + "/steal"},
+		{Service: "rides", ID: "c", Address: cc.addr()},
+	} {
+		if _, err := c.RegisterOnce(ctx, reg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "b checked at its health path on its own address and found unhealthy", func() bool {
+		tg, ok := adminTargets(t, gw)[b.addr()]
+		return ok && !tg.Healthy
+	})
+	waitUntil(t, "a and c checked twice each", func() bool { return aChecks.Load() >= 2 && cChecks.Load() >= 2 })
+	ts := adminTargets(t, gw)
+	if !ts[a.addr()].Healthy || !ts[cc.addr()].Healthy {
+		t.Fatalf("a healthy %v, c healthy %v: want both (each passes its own check)", ts[a.addr()].Healthy, ts[cc.addr()].Healthy)
+	}
+	if n := decoyHits.Load(); n != 0 {
+		t.Fatalf("the host a health_url named got %d requests, want none", n)
+	}
+	for range 20 {
+		if code, body, _ := get(t, gw.url+"/"); code != 200 || (body != "a" && body != "c") {
+			t.Fatalf("got %d %q, want a healthy instance (a or c)", code, body)
+		}
+	}
 }

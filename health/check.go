@@ -139,6 +139,14 @@ type CheckerOptions struct {
 	// error. It runs on the target's check goroutine. The DNS GSLB uses it
 	// to steer by measured latency.
 	OnCheck func(t *upstream.Target, rtt time.Duration, err error)
+	// Path, if set, gives a target its own HTTP check path (it may carry
+	// a query), used instead of CheckConfig.Path; "" keeps
+	// CheckConfig.Path. The gateway sets it from a discovered
+	// instance's health_url. Only HTTP checks read it (a TCP check stays
+	// a TCP check), and the check still goes to the target's address: a
+	// path that does not start with "/" or would name another host fails
+	// the check rather than sending it anywhere else.
+	Path func(t *upstream.Target) string
 }
 
 // Checker actively checks the health of a fixed set of targets and records
@@ -159,6 +167,7 @@ type Checker struct {
 	log       *slog.Logger
 	onChange  func(*upstream.Target, bool)
 	onCheck   func(*upstream.Target, time.Duration, error)
+	pathOf    func(*upstream.Target) string
 }
 
 // NewChecker applies defaults to cfg, validates it and returns a Checker of
@@ -176,6 +185,7 @@ func NewChecker(cfg CheckConfig, targets []*upstream.Target, opts CheckerOptions
 		log:      opts.Logger,
 		onChange: opts.OnChange,
 		onCheck:  opts.OnCheck,
+		pathOf:   opts.Path,
 		scheme:   "http://",
 	}
 	if c.client == nil {
@@ -280,9 +290,21 @@ func (c *Checker) Check(ctx context.Context, t *upstream.Target) error {
 		}
 		return conn.Close()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+t.Address+c.cfg.Path, nil)
+	path, own := c.cfg.Path, false
+	if c.pathOf != nil {
+		if p := c.pathOf(t); p != "" {
+			if !strings.HasPrefix(p, "/") {
+				return fmt.Errorf("http check of %q: path %q: expected a path starting with \"/\"", t.Address, p)
+			}
+			path, own = p, true
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+t.Address+path, nil)
 	if err != nil {
 		return fmt.Errorf("http check of %q: building request: %w", t.Address, err)
+	}
+	if own && req.URL.Host != t.Address { // a target's own path cannot move the check elsewhere
+		return fmt.Errorf("http check of %q: path %q names host %q", t.Address, path, req.URL.Host)
 	}
 	if c.cfg.Host != "" {
 		req.Host = c.cfg.Host

@@ -324,3 +324,40 @@ func TestOnCheckReportsEveryCheck(t *testing.T) {
 		t.Error("OnCheck got a non-positive duration")
 	}
 }
+
+// TestHTTPCheckTargetPath: CheckerOptions.Path gives a target its own
+// check path, which goes to the target's address whatever it contains;
+// "" keeps CheckConfig.Path; a path without a leading "/" fails the
+// check and requests nothing.
+func TestHTTPCheckTargetPath(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Host+" "+r.URL.RequestURI())
+		mu.Unlock()
+	}))
+	defer ts.Close()
+	target := targetOf(t, ts.URL)
+	own := ""
+	c, err := NewChecker(CheckConfig{Path: "/healthz"}, nil, CheckerOptions{Path: func(*upstream.Target) string { return own }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"", "/ready?deep=1", "//169.254.169.254/latest", "/@127.0.0.1:6379/"} {
+		own = p
+		if err := c.Check(context.Background(), target); err != nil {
+			t.Fatalf("path %q: %v", p, err)
+		}
+	}
+	own = "@127.0.0.1:6379/"
+	if err := c.Check(context.Background(), target); err == nil {
+		t.Fatal("a path without a leading / passed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{target.Address + " /healthz", target.Address + " /ready?deep=1", target.Address + " //169.254.169.254/latest", target.Address + " /@127.0.0.1:6379/"}
+	if strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Fatalf("requests %q, want %q", seen, want)
+	}
+}

@@ -309,19 +309,55 @@ func runDeclare(e *env, fs *flag.FlagSet, args []string) error {
 		info any
 		err  error
 	)
+	infoOf := func() (any, error) {
+		switch kind {
+		case "queue":
+			return e.h.QueueInfo(ctx, name)
+		case "topic":
+			return e.h.TopicInfo(ctx, name)
+		default:
+			return e.h.StreamInfo(ctx, name)
+		}
+	}
+	if e.ifAbsent {
+		// Looked up first, so an existing one is never sent a declare
+		// at all (a broker older than if_absent would replace its
+		// settings); the declare itself is if-absent too, so one
+		// created in between keeps its settings.
+		info, err = infoOf()
+		if err == nil {
+			if !e.json {
+				fmt.Fprintf(e.stdout, "exists ")
+			}
+			e.printInfo(kind, info)
+			return nil
+		}
+		if !errors.Is(err, broker.ErrNotFound) {
+			return err
+		}
+	}
 	switch c := cfg.(type) {
 	case *broker.QueueConfig:
-		if err = e.h.DeclareQueue(ctx, name, *c); err == nil {
-			info, err = e.h.QueueInfo(ctx, name)
+		if e.ifAbsent {
+			err = e.h.DeclareQueueIfAbsent(ctx, name, *c)
+		} else {
+			err = e.h.DeclareQueue(ctx, name, *c)
 		}
 	case *broker.TopicConfig:
-		if err = e.h.DeclareTopic(ctx, name, *c); err == nil {
-			info, err = e.h.TopicInfo(ctx, name)
+		if e.ifAbsent {
+			err = e.h.DeclareTopicIfAbsent(ctx, name, *c)
+		} else {
+			err = e.h.DeclareTopic(ctx, name, *c)
 		}
 	case *broker.StreamConfig:
-		if err = e.h.DeclareStream(ctx, name, *c); err == nil {
-			info, err = e.h.StreamInfo(ctx, name)
+		if e.ifAbsent {
+			err = e.h.DeclareStreamIfAbsent(ctx, name, *c)
+		} else {
+			err = e.h.DeclareStream(ctx, name, *c)
 		}
+	}
+	if err == nil {
+		info, err = infoOf()
 	}
 	if err != nil {
 		return err
@@ -331,6 +367,10 @@ func runDeclare(e *env, fs *flag.FlagSet, args []string) error {
 	}
 	e.printInfo(kind, info)
 	return nil
+}
+
+func declareFlags(fs *flag.FlagSet, e *env) {
+	fs.BoolVar(&e.ifAbsent, "if-absent", false, "create it only if it does not exist: an existing one keeps its settings (and a topic its queues); says \"exists\" and exits 0")
 }
 
 // setField sets one SETTING=VALUE on a config struct by its JSON name.

@@ -62,7 +62,7 @@ func init() {
 		"read":          {"STREAM", "read a stream from an offset, or as a consumer group", runRead, readFlags},
 		"ls":            {"[queues|topics|streams]", "list queues, topics and streams with their counts", runLs, nil},
 		"info":          {"[queue|topic|stream] NAME", "show the settings and counts of a queue, topic or stream", runInfo, nil},
-		"declare":       {"queue|topic|stream NAME [SETTING=VALUE...]", "create a queue, topic or stream, or replace its settings", runDeclare, nil},
+		"declare":       {"queue|topic|stream NAME [SETTING=VALUE...]", "create a queue, topic or stream, or replace its settings (--if-absent: leave an existing one untouched)", runDeclare, declareFlags},
 		"delete":        {"queue|topic|stream NAME", "delete a queue, topic or stream and its messages", runDelete, nil},
 		"bind":          {"TOPIC QUEUE", "bind a queue to a topic (the topic's messages also go to it), keeping its other bindings", runBind, bindFlags},
 		"unbind":        {"TOPIC QUEUE", "unbind a queue from a topic (the queue and its messages stay)", runUnbind, nil},
@@ -131,6 +131,7 @@ type env struct {
 	read      readOpts
 	tailCount int
 	bindNew   bool
+	ifAbsent  bool // declare --if-absent
 }
 
 // Run runs the client subcommand args[0] with the arguments after it.

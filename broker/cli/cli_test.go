@@ -656,3 +656,48 @@ func TestBindUnbind(t *testing.T) {
 		t.Fatalf("one argument: %+v", r)
 	}
 }
+
+// TestDeclareIfAbsent: `declare --if-absent` creates what is missing and
+// leaves what exists untouched (settings, a topic's queues), saying
+// "exists" and exiting 0, as PUT ?if_absent=1 and the clients'
+// Declare*IfAbsent do; without the flag a declare replaces the settings.
+func TestDeclareIfAbsent(t *testing.T) {
+	tb := newBroker(t)
+	r := tb.must("", "declare", "queue", "orders", "max_length=10", "--if-absent")
+	if !strings.Contains(r.out, "declared queue orders") {
+		t.Fatalf("first declare --if-absent said:\n%s", r.out)
+	}
+	r = tb.must("", "declare", "queue", "orders", "max_length=99", "--if-absent")
+	if !strings.HasPrefix(r.out, "exists queue orders") {
+		t.Fatalf("second declare --if-absent said:\n%s", r.out)
+	}
+	if c, _ := tb.b.QueueConfig("orders"); c.MaxLength != 10 {
+		t.Fatalf("max_length %d after declare --if-absent of an existing queue, want 10 (untouched)", c.MaxLength)
+	}
+	tb.must("", "declare", "queue", "audit")
+	tb.must("", "declare", "topic", "rides", "queues=orders,audit")
+	r = tb.must("", "declare", "topic", "rides", "queues=orders", "--if-absent", "--json")
+	if ms := jsonLines(t, r.out); len(ms) != 1 || ms[0]["kind"] != "topic" {
+		t.Fatalf("declare topic --if-absent --json: %s", r.out)
+	}
+	r = tb.must("", "info", "topic", "rides")
+	if !strings.Contains(r.out, "audit") {
+		t.Fatalf("the topic lost queue audit to declare --if-absent:\n%s", r.out)
+	}
+	r = tb.must("", "declare", "stream", "locations", "max_age=1h", "--if-absent")
+	if !strings.Contains(r.out, "declared stream locations") {
+		t.Fatalf("declare stream --if-absent said:\n%s", r.out)
+	}
+	if r = tb.must("", "declare", "stream", "locations", "--if-absent"); !strings.HasPrefix(r.out, "exists stream locations") {
+		t.Fatalf("second declare stream --if-absent said:\n%s", r.out)
+	}
+	// Without the flag the settings are replaced, as before.
+	tb.must("", "declare", "queue", "orders", "max_length=99")
+	if c, _ := tb.b.QueueConfig("orders"); c.MaxLength != 99 {
+		t.Fatalf("max_length %d after a plain declare, want 99", c.MaxLength)
+	}
+	// Settings are still checked first.
+	if r := tb.run("", "declare", "queue", "orders", "max_lenght=1", "--if-absent"); r.code != 2 {
+		t.Fatalf("typo with --if-absent: exit %d, want 2", r.code)
+	}
+}

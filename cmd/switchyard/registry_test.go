@@ -55,11 +55,14 @@ func TestBinaryRegistryDurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	leases := map[string]string{}
 	reg := func(id, addr string) {
 		t.Helper()
-		if _, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: id, Address: addr, TTL: config.Duration(time.Hour)}); err != nil {
+		in, err := c.RegisterOnce(ctx, discovery.Registration{Service: "rides", ID: id, Address: addr, TTL: config.Duration(time.Hour)})
+		if err != nil {
 			t.Fatal(err)
 		}
+		leases[id] = in.Lease
 	}
 	ids := func() string {
 		t.Helper()
@@ -77,7 +80,7 @@ func TestBinaryRegistryDurable(t *testing.T) {
 	cmd := startRegistry(t, listen, data)
 	reg("a", "127.0.0.1:9001")
 	reg("b", "127.0.0.1:9002")
-	if err := c.Deregister(ctx, "rides", "b"); err != nil {
+	if err := c.WithLease(leases["b"]).Deregister(ctx, "rides", "b"); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)

@@ -21,11 +21,27 @@ import (
 // lost it): register again.
 var ErrNotRegistered = errors.New("instance not registered")
 
+// ErrLeaseMismatch is returned when the registry holds the instance
+// live under another lease than the client presented (another process
+// registered that id and still renews it).
+var ErrLeaseMismatch = errors.New("instance registered under another lease")
+
 // Client talks to a registry over HTTP. Safe for concurrent use.
 type Client struct {
 	base  string
 	hc    *http.Client
 	token string
+	lease string
+}
+
+// WithLease returns a copy of c that presents lease (Instance.Lease of a
+// registration's answer) with every request: what heartbeats, state
+// changes, deregistration and re-registration of that instance need.
+// Lease (Register) does it itself.
+func (c *Client) WithLease(lease string) *Client {
+	cp := *c
+	cp.lease = lease
+	return &cp
 }
 
 // WithToken returns a copy of c that sends token as a bearer token with
@@ -86,6 +102,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (ht
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if c.lease != "" {
+		req.Header.Set("X-Switchyard-Lease", c.lease)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("registry %s %s: %w", method, path, err)
@@ -105,6 +124,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (ht
 		if resp.StatusCode == http.StatusNotFound && eb.Code == "not_registered" {
 			return nil, fmt.Errorf("%w: %w", ErrNotRegistered, ae)
 		}
+		if resp.StatusCode == http.StatusConflict && eb.Code == "lease_mismatch" {
+			return nil, fmt.Errorf("%w: %w", ErrLeaseMismatch, ae)
+		}
 		return nil, ae
 	}
 	if out != nil {
@@ -120,7 +142,10 @@ func instancePath(service, id string) string {
 }
 
 // RegisterOnce registers (or replaces) one instance without heartbeats;
-// most services want Register.
+// most services want Register. The answer's Lease is what heartbeats and
+// deregistration of the instance present (WithLease); replacing a live
+// instance needs the client to present its lease, else
+// ErrLeaseMismatch.
 func (c *Client) RegisterOnce(ctx context.Context, reg Registration) (Instance, error) {
 	reg = reg.WithDefaults()
 	if err := reg.Validate(); err != nil {
@@ -171,27 +196,68 @@ func (c *Client) Service(ctx context.Context, service string, index uint64, wait
 // Lease is a registered instance kept alive by background heartbeats.
 // Close deregisters it.
 type Lease struct {
-	c      *Client
+	base   *Client // without a lease
 	reg    Registration
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	mu      sync.Mutex
+	c       *Client // base with the instance's current lease
 	lastErr error
 	state   State
+}
+
+func (l *Lease) client() *Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.c
+}
+
+// registerOnce registers the instance again (presenting the current
+// lease, which the registry keeps while the instance lives) and keeps
+// the lease it answers.
+func (l *Lease) registerOnce(ctx context.Context) error {
+	in, err := l.client().RegisterOnce(ctx, l.reg)
+	if err == nil && in.Lease != "" {
+		l.mu.Lock()
+		l.c = l.base.WithLease(in.Lease)
+		l.mu.Unlock()
+	}
+	return err
 }
 
 // Register registers reg and renews it in the background every third of
 // its TTL until Close. A heartbeat the registry refuses as unknown (the
 // instance expired, or the registry lost its state) registers it again;
 // failed heartbeats are retried at the same pace.
+//
+// When the id is live under another lease (ErrLeaseMismatch: typically
+// this process's previous run, which crashed without deregistering),
+// Register tries again until that registration's TTL could have run out
+// (reg's TTL plus a second) or ctx ends, and then returns the error.
 func (c *Client) Register(ctx context.Context, reg Registration) (*Lease, error) {
 	reg = reg.WithDefaults()
-	if _, err := c.RegisterOnce(ctx, reg); err != nil {
-		return nil, err
+	c = c.WithLease("")
+	l := &Lease{base: c, c: c, reg: reg, done: make(chan struct{}), state: StateUp}
+	deadline := time.Now().Add(reg.TTL.Std() + time.Second)
+	for {
+		err := l.registerOnce(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrLeaseMismatch) || time.Now().After(deadline) {
+			return nil, err
+		}
+		t := time.NewTimer(jittered(min(reg.TTL.Std()/4, time.Second)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
+		case <-t.C:
+		}
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l := &Lease{c: c, reg: reg, cancel: cancel, done: make(chan struct{}), state: StateUp}
+	l.cancel = cancel
 	go l.loop(lctx)
 	return l, nil
 }
@@ -220,14 +286,14 @@ func (l *Lease) loop(ctx context.Context) {
 		// A slow heartbeat may take up to the TTL: the instance is alive
 		// until then anyway, and giving up sooner only loses the renewal.
 		hctx, cancel := context.WithTimeout(ctx, l.reg.TTL.Std())
-		_, err := l.c.Heartbeat(hctx, l.reg.Service, l.reg.ID)
+		_, err := l.client().Heartbeat(hctx, l.reg.Service, l.reg.ID)
 		if errors.Is(err, ErrNotRegistered) {
-			_, err = l.c.RegisterOnce(hctx, l.reg)
+			err = l.registerOnce(hctx)
 			l.mu.Lock()
 			state := l.state
 			l.mu.Unlock()
 			if err == nil && state == StateDraining {
-				_, err = l.c.SetState(hctx, l.reg.Service, l.reg.ID, state)
+				_, err = l.client().SetState(hctx, l.reg.Service, l.reg.ID, state)
 			}
 		}
 		cancel()
@@ -244,7 +310,7 @@ func (l *Lease) Drain(ctx context.Context) error {
 	l.mu.Lock()
 	l.state = StateDraining
 	l.mu.Unlock()
-	_, err := l.c.SetState(ctx, l.reg.Service, l.reg.ID, StateDraining)
+	_, err := l.client().SetState(ctx, l.reg.Service, l.reg.ID, StateDraining)
 	return err
 }
 
@@ -252,7 +318,7 @@ func (l *Lease) Drain(ctx context.Context) error {
 func (l *Lease) Close(ctx context.Context) error {
 	l.cancel()
 	<-l.done
-	err := l.c.Deregister(ctx, l.reg.Service, l.reg.ID)
+	err := l.client().Deregister(ctx, l.reg.Service, l.reg.ID)
 	if errors.Is(err, ErrNotRegistered) {
 		return nil
 	}

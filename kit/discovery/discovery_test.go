@@ -126,9 +126,11 @@ func TestWatchSeesChanges(t *testing.T) {
 		t.Fatalf("first set: %+v", s)
 	}
 	reg := discovery.Registration{Service: "rides", ID: "a", Address: "127.0.0.1:9000"}
-	if _, err := c.RegisterOnce(ctx, reg); err != nil {
+	in, err := c.RegisterOnce(ctx, reg)
+	if err != nil {
 		t.Fatal(err)
 	}
+	c = c.WithLease(in.Lease)
 	if s := next(); len(s.Instances) != 1 || s.Instances[0].ID != "a" {
 		t.Fatalf("after register: %+v", s)
 	}
@@ -268,4 +270,56 @@ func TestTransportNoInstance(t *testing.T) {
 	}
 	var ne net.Error
 	_ = errors.As(err, &ne)
+}
+
+// TestRegisterAfterCrashWaitsOutTheOldLease: a process that crashed
+// without deregistering left its instance live under a lease the next
+// run does not have; Register with the same id waits until that
+// registration expires (within its TTL) instead of failing, and the new
+// Lease then owns the id: a holder of the old lease is refused.
+func TestRegisterAfterCrashWaitsOutTheOldLease(t *testing.T) {
+	_, c := startRegistry(t)
+	ctx := context.Background()
+	reg := discovery.Registration{Service: "rides", ID: "rides-0", Address: "10.0.0.1:80", TTL: config.Duration(300 * time.Millisecond)}
+	first, err := c.RegisterOnce(ctx, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crash: nobody renews or deregisters the first registration.
+	if _, err := c.RegisterOnce(ctx, reg); !errors.Is(err, discovery.ErrLeaseMismatch) {
+		t.Fatalf("RegisterOnce over a live instance without its lease: %v, want ErrLeaseMismatch", err)
+	}
+	l, err := c.Register(ctx, reg)
+	if err != nil {
+		t.Fatalf("Register after a crash: %v", err)
+	}
+	if _, err := c.WithLease(first.Lease).Heartbeat(ctx, "rides", "rides-0"); !errors.Is(err, discovery.ErrLeaseMismatch) {
+		t.Fatalf("the crashed run's lease: %v, want ErrLeaseMismatch", err)
+	}
+	if err := l.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.Service(ctx, "rides", 0, 0)
+	if err != nil || len(snap.Instances) != 0 {
+		t.Fatalf("after Close: %+v %v", snap.Instances, err)
+	}
+	// An id another live process holds is not waited for forever.
+	if _, err := c.RegisterOnce(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	other := reg
+	other.TTL = config.Duration(time.Hour)
+	keep, err := c.Register(ctx, reg) // waits out the 300ms registration
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close(ctx)
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := c.Register(cctx, other); !errors.Is(err, discovery.ErrLeaseMismatch) {
+		t.Fatalf("Register over a live, renewed instance: %v, want ErrLeaseMismatch once ctx ends", err)
+	}
 }

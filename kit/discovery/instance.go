@@ -70,7 +70,10 @@ type Registration struct {
 	// Meta is free key/value metadata; at most 64 keys.
 	Meta map[string]string `json:"meta,omitempty"`
 	// HealthURL, if set, is an http(s) URL where the instance answers
-	// health checks.
+	// health checks. Only its path and query are used (HealthPath): a
+	// gateway's active HTTP check of the instance always goes to
+	// Address, whatever host the URL names, so a registration cannot
+	// point the gateway's checks at another host.
 	HealthURL string `json:"health_url,omitempty"`
 	// TTL is how long the registration lives without a heartbeat; 100ms
 	// to 1h. Default 10s.
@@ -84,6 +87,12 @@ type Instance struct {
 	State State `json:"state"`
 	// Expires is when the instance is removed unless it heartbeats.
 	Expires time.Time `json:"expires"`
+	// Lease is set only in the answer to a registration: the secret its
+	// heartbeats, state changes, deregistration and re-registrations
+	// present (header X-Switchyard-Lease) while the instance lives, so
+	// that another holder of the service's registry token cannot
+	// replace, renew, drain or remove it. Listings never carry it.
+	Lease string `json:"lease,omitempty"`
 }
 
 // ServiceSnapshot is the answer to a service query: its instances, sorted
@@ -237,6 +246,25 @@ func (r Registration) Validate() error {
 		errs = append(errs, fmt.Errorf("ttl %v: expected %v to %v", ttl, MinTTL, MaxTTL))
 	}
 	return errors.Join(errs...)
+}
+
+// HealthPath returns the path and query of r.HealthURL ("/" for a URL
+// without a path), the request URI a health check sends to r.Address;
+// "" without a (valid) health URL. The URL's scheme, host and fragment
+// are not part of it.
+func (r Registration) HealthPath() string {
+	if r.HealthURL == "" {
+		return ""
+	}
+	u, err := url.Parse(r.HealthURL)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return ""
+	}
+	p := u.RequestURI()
+	if !strings.HasPrefix(p, "/") {
+		return ""
+	}
+	return p
 }
 
 // WithDefaults returns r with a zero TTL set to DefaultTTL.

@@ -47,7 +47,8 @@ func TestAccessTokens(t *testing.T) {
 	}
 
 	pay := anon.WithToken(paymentsToken)
-	if _, err := pay.RegisterOnce(ctx, reg); err != nil {
+	in, err := pay.RegisterOnce(ctx, reg)
+	if err != nil {
 		t.Fatalf("payments registering itself: %v", err)
 	}
 	other := reg
@@ -72,7 +73,7 @@ func TestAccessTokens(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
 		t.Fatalf("escaped path: %v %v, want 403", resp.StatusCode, err)
 	}
-	if err := pay.Deregister(ctx, "payments", "p-0"); err != nil {
+	if err := pay.WithLease(in.Lease).Deregister(ctx, "payments", "p-0"); err != nil {
 		t.Fatalf("payments deregistering itself: %v", err)
 	}
 	// A malformed Authorization header is no credential.

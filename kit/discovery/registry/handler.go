@@ -29,15 +29,29 @@ const ListMax = 1000
 // IndexHeader carries the service's index on every service answer.
 const IndexHeader = "X-Switchyard-Index"
 
+// LeaseHeader carries an instance's lease (the "lease" of its
+// registration's answer) on its heartbeats, state changes,
+// deregistration and re-registrations.
+const LeaseHeader = "X-Switchyard-Lease"
+
 // Handler serves the registry's HTTP/JSON API:
 //
-//	PUT    /v1/services/{service}/instances/{id}            register (body: discovery.Registration)
+//	PUT    /v1/services/{service}/instances/{id}            register (body: discovery.Registration; answer carries "lease")
 //	PUT    /v1/services/{service}/instances/{id}/heartbeat  renew the TTL (404: register again)
 //	PUT    /v1/services/{service}/instances/{id}/state      {"state":"draining"|"up"}
 //	DELETE /v1/services/{service}/instances/{id}            deregister
 //	GET    /v1/services/{service}[?index=N[&wait=30s]]      instances; with index, block until it changes
 //	GET    /v1/services[?limit=N&cursor=C]                  services and counts, by name, in pages (Link rel="next", ETag)
 //	GET    /healthz                                         200 while the registry is open
+//
+// A registration's answer carries a lease (discovery.Instance.Lease).
+// While the instance lives, its heartbeats, state changes,
+// deregistration and re-registrations must send it in LeaseHeader: a
+// request without it, or with another, is 409 lease_mismatch, so a
+// holder of the service's registry token cannot replace or remove
+// another registrant's instance. Once the instance expired (or was
+// deregistered) its id is free and the next registration gets a new
+// lease.
 //
 // Every error is an RFC 9457 problem details document
 // (application/problem+json: type, title, status, detail, and the
@@ -65,7 +79,7 @@ func Handler(r *Registry) http.Handler {
 			writeErr(w, req, fmt.Errorf("%w: body names service %q instance %q, path %q %q", ErrInvalid, clip(reg.Service), clip(reg.ID), clip(service), clip(id)))
 			return
 		}
-		in, err := r.Register(reg)
+		in, err := r.RegisterLease(reg, req.Header.Get(LeaseHeader))
 		if err != nil {
 			writeErr(w, req, err)
 			return
@@ -73,7 +87,7 @@ func Handler(r *Registry) http.Handler {
 		writeJSON(w, http.StatusOK, in)
 	})
 	mux.HandleFunc("PUT /v1/services/{service}/instances/{id}/heartbeat", func(w http.ResponseWriter, req *http.Request) {
-		in, err := r.Heartbeat(req.PathValue("service"), req.PathValue("id"))
+		in, err := r.HeartbeatLease(req.PathValue("service"), req.PathValue("id"), req.Header.Get(LeaseHeader))
 		if err != nil {
 			writeErr(w, req, err)
 			return
@@ -86,7 +100,7 @@ func Handler(r *Registry) http.Handler {
 			writeErr(w, req, err)
 			return
 		}
-		in, err := r.SetState(req.PathValue("service"), req.PathValue("id"), sr.State)
+		in, err := r.SetStateLease(req.PathValue("service"), req.PathValue("id"), sr.State, req.Header.Get(LeaseHeader))
 		if err != nil {
 			writeErr(w, req, err)
 			return
@@ -94,7 +108,7 @@ func Handler(r *Registry) http.Handler {
 		writeJSON(w, http.StatusOK, in)
 	})
 	mux.HandleFunc("DELETE /v1/services/{service}/instances/{id}", func(w http.ResponseWriter, req *http.Request) {
-		if err := r.Deregister(req.PathValue("service"), req.PathValue("id")); err != nil {
+		if err := r.DeregisterLease(req.PathValue("service"), req.PathValue("id"), req.Header.Get(LeaseHeader)); err != nil {
 			writeErr(w, req, err)
 			return
 		}
@@ -243,6 +257,8 @@ func writeErr(w http.ResponseWriter, req *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrInvalid):
 		e.Status, e.Code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, ErrLeaseMismatch):
+		e.Status, e.Code = http.StatusConflict, "lease_mismatch"
 	case errors.Is(err, ErrNotFound):
 		e.Status, e.Code = http.StatusNotFound, "not_registered"
 	case errors.Is(err, ErrFull):

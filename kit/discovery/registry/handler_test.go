@@ -37,8 +37,25 @@ func call(t *testing.T, method, url, body string) (int, string) {
 func TestHTTPAPI(t *testing.T) {
 	_, srv := serve(t)
 	u := srv.URL + "/v1/services/rides/instances/a"
-	if code, body := call(t, "PUT", u, `{"address":"127.0.0.1:9000","ttl":"5s","tags":["v2"]}`); code != 200 || !strings.Contains(body, `"state":"up"`) {
+	code, body := call(t, "PUT", u, `{"address":"127.0.0.1:9000","ttl":"5s","tags":["v2"]}`)
+	var in discovery.Instance
+	if code != 200 || !strings.Contains(body, `"state":"up"`) || json.Unmarshal([]byte(body), &in) != nil || in.Lease == "" {
 		t.Fatalf("register: %d %s", code, body)
+	}
+	call := func(t *testing.T, method, url, body string) (int, string) { // the registrant: with its lease
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(LeaseHeader, in.Lease)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
 	if code, body := call(t, "PUT", u+"/heartbeat", ""); code != 200 {
 		t.Fatalf("heartbeat: %d %s", code, body)
@@ -46,7 +63,7 @@ func TestHTTPAPI(t *testing.T) {
 	if code, body := call(t, "PUT", u+"/state", `{"state":"draining"}`); code != 200 || !strings.Contains(body, "draining") {
 		t.Fatalf("drain: %d %s", code, body)
 	}
-	code, body := call(t, "GET", srv.URL+"/v1/services/rides", "")
+	code, body = call(t, "GET", srv.URL+"/v1/services/rides", "")
 	var snap discovery.ServiceSnapshot
 	if code != 200 || json.Unmarshal([]byte(body), &snap) != nil || len(snap.Instances) != 1 || snap.Instances[0].Tags[0] != "v2" {
 		t.Fatalf("get: %d %s", code, body)

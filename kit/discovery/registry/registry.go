@@ -11,6 +11,10 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,7 +38,19 @@ var (
 	ErrBusy = errors.New("too many watchers")
 	// ErrClosed: the registry was closed.
 	ErrClosed = errors.New("registry closed")
+	// ErrLeaseMismatch: the instance is live and registered under another
+	// lease than the one presented (none, or a wrong one): only its
+	// registrant may replace, renew, drain or deregister it until it
+	// expires.
+	ErrLeaseMismatch = errors.New("instance registered under another lease")
 )
+
+// AnyLease, passed as the lease of RegisterLease, HeartbeatLease,
+// SetStateLease or DeregisterLease, skips the ownership check: what the
+// in-process methods Register, Heartbeat, SetState and Deregister do
+// (the caller is the registry's own process, not a remote registrant).
+// The HTTP API never passes it.
+const AnyLease = "\x00any"
 
 // Defaults of Config.
 const (
@@ -112,6 +128,37 @@ type waitSet struct {
 type service struct {
 	index     uint64 // registry index of the service's last change
 	instances map[string]*discovery.Instance
+	leases    map[string]leaseHash // id → SHA-256 of its lease; absent: unowned (stored before leases)
+}
+
+// leaseHash is the SHA-256 of an instance's lease: the registry keeps
+// (and stores) only the hash, so its file does not hold the secrets.
+type leaseHash [32]byte
+
+func hashLease(lease string) leaseHash { return sha256.Sum256([]byte(lease)) }
+
+// newLease returns a fresh random lease: 32 bytes, URL-safe base64.
+func newLease() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// checkLeaseLocked reports ErrLeaseMismatch unless lease may act on the
+// live instance id of s.
+func (s *service) checkLeaseLocked(name, id, lease string) error {
+	if lease == AnyLease {
+		return nil
+	}
+	h, owned := s.leases[id]
+	if !owned {
+		return nil
+	}
+	got := hashLease(lease)
+	if lease == "" || subtle.ConstantTimeCompare(got[:], h[:]) != 1 {
+		return fmt.Errorf("%w: service %q instance %q: present the lease its registration returned (header %s), or register another id", ErrLeaseMismatch, name, clip(id), LeaseHeader)
+	}
+	return nil
 }
 
 // Open loads the registry from cfg.Dir (creating it) and starts removing
@@ -147,9 +194,13 @@ func Open(cfg Config) (*Registry, error) {
 		}
 		r.store = st
 		r.index = index
-		for _, in := range loaded {
+		for _, li := range loaded {
+			in := li.in
 			s := r.serviceLocked(in.Service)
 			s.instances[in.ID] = in
+			if li.owned {
+				s.leases[in.ID] = li.lease
+			}
 			s.index = index
 			r.count++
 			r.bytes += instanceSize(in)
@@ -185,7 +236,7 @@ func (r *Registry) Close() error {
 func (r *Registry) serviceLocked(name string) *service {
 	s := r.services[name]
 	if s == nil {
-		s = &service{instances: map[string]*discovery.Instance{}}
+		s = &service{instances: map[string]*discovery.Instance{}, leases: map[string]leaseHash{}}
 		r.services[name] = s
 	}
 	return s
@@ -205,8 +256,19 @@ func (r *Registry) bumpLocked(name string, s *service) {
 	}
 }
 
-// Register adds or replaces an instance (state up, TTL from now).
+// Register adds or replaces an instance (state up, TTL from now) without
+// an ownership check: RegisterLease with AnyLease.
 func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, error) {
+	return r.RegisterLease(reg, AnyLease)
+}
+
+// RegisterLease adds an instance, or replaces a live one registered
+// under lease. A new instance (or one whose TTL ran out) gets a new
+// lease, returned in Instance.Lease: its heartbeats, state changes,
+// deregistration and re-registrations must present it. A live instance
+// registered under another lease is ErrLeaseMismatch; replacing it keeps
+// its lease (Instance.Lease is the lease presented).
+func (r *Registry) RegisterLease(reg discovery.Registration, lease string) (discovery.Instance, error) {
 	reg = reg.WithDefaults()
 	if err := reg.Validate(); err != nil {
 		return discovery.Instance{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -225,6 +287,22 @@ func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, err
 	s := r.serviceLocked(reg.Service)
 	old, exists := s.instances[reg.ID]
 	now := r.now()
+	hash, owned := s.leases[reg.ID]
+	given := ""
+	if exists && now.Before(old.Expires) && owned {
+		if err := s.checkLeaseLocked(reg.Service, reg.ID, lease); err != nil {
+			if len(s.instances) == 0 {
+				delete(r.services, reg.Service)
+			}
+			return discovery.Instance{}, err
+		}
+		if lease != AnyLease {
+			given = lease
+		}
+	} else {
+		given = newLease()
+		hash = hashLease(given)
+	}
 	in := &discovery.Instance{Registration: reg, State: discovery.StateUp, Expires: now.Add(reg.TTL.Std())}
 	size := instanceSize(in)
 	var oldSize int64
@@ -239,7 +317,7 @@ func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, err
 	}
 	// The store is written under the lock: it is the order of changes.
 	if r.store != nil {
-		if err := r.store.put(in, r.index+1, now); err != nil {
+		if err := r.store.put(in, hash[:], r.index+1, now); err != nil {
 			if len(s.instances) == 0 {
 				delete(r.services, reg.Service)
 			}
@@ -251,9 +329,12 @@ func (r *Registry) Register(reg discovery.Registration) (discovery.Instance, err
 	}
 	r.bytes += size - oldSize
 	s.instances[reg.ID] = in
+	s.leases[reg.ID] = hash
 	r.bumpLocked(reg.Service, s)
 	r.log.Info("instance registered", "service", reg.Service, "id", reg.ID, "address", reg.Address, "ttl", reg.TTL.String())
-	return *in, nil
+	out := *in
+	out.Lease = given
+	return out, nil
 }
 
 func (r *Registry) lookupLocked(name, id string) (*service, *discovery.Instance, error) {
@@ -268,11 +349,21 @@ func (r *Registry) lookupLocked(name, id string) (*service, *discovery.Instance,
 }
 
 // Heartbeat renews an instance's TTL from now. ErrNotFound means the
-// instance expired or was never registered: register it again.
+// instance expired or was never registered: register it again. No
+// ownership check: HeartbeatLease with AnyLease.
 func (r *Registry) Heartbeat(name, id string) (discovery.Instance, error) {
+	return r.HeartbeatLease(name, id, AnyLease)
+}
+
+// HeartbeatLease is Heartbeat by the holder of lease (ErrLeaseMismatch
+// for another).
+func (r *Registry) HeartbeatLease(name, id, lease string) (discovery.Instance, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, in, err := r.lookupLocked(name, id)
+	s, in, err := r.lookupLocked(name, id)
+	if err == nil {
+		err = s.checkLeaseLocked(name, id, lease)
+	}
 	if err != nil {
 		return discovery.Instance{}, err
 	}
@@ -287,14 +378,24 @@ func (r *Registry) Heartbeat(name, id string) (discovery.Instance, error) {
 	return *in, nil
 }
 
-// SetState drains (StateDraining) or undrains (StateUp) an instance.
+// SetState drains (StateDraining) or undrains (StateUp) an instance,
+// without ownership check: SetStateLease with AnyLease.
 func (r *Registry) SetState(name, id string, state discovery.State) (discovery.Instance, error) {
+	return r.SetStateLease(name, id, state, AnyLease)
+}
+
+// SetStateLease is SetState by the holder of lease (ErrLeaseMismatch for
+// another).
+func (r *Registry) SetStateLease(name, id string, state discovery.State, lease string) (discovery.Instance, error) {
 	if state != discovery.StateUp && state != discovery.StateDraining {
 		return discovery.Instance{}, fmt.Errorf("%w: state %q: expected %q or %q", ErrInvalid, clip(string(state)), discovery.StateUp, discovery.StateDraining)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, in, err := r.lookupLocked(name, id)
+	if err == nil {
+		err = s.checkLeaseLocked(name, id, lease)
+	}
 	if err != nil {
 		return discovery.Instance{}, err
 	}
@@ -304,7 +405,11 @@ func (r *Registry) SetState(name, id string, state discovery.State) (discovery.I
 	next := *in
 	next.State = state
 	if r.store != nil {
-		if err := r.store.put(&next, r.index+1, r.now()); err != nil {
+		var lease []byte
+		if h, owned := s.leases[id]; owned {
+			lease = h[:]
+		}
+		if err := r.store.put(&next, lease, r.index+1, r.now()); err != nil {
 			return discovery.Instance{}, err
 		}
 	}
@@ -314,11 +419,21 @@ func (r *Registry) SetState(name, id string, state discovery.State) (discovery.I
 	return *in, nil
 }
 
-// Deregister removes an instance (graceful shutdown).
+// Deregister removes an instance (graceful shutdown), without ownership
+// check: DeregisterLease with AnyLease.
 func (r *Registry) Deregister(name, id string) error {
+	return r.DeregisterLease(name, id, AnyLease)
+}
+
+// DeregisterLease is Deregister by the holder of lease
+// (ErrLeaseMismatch for another).
+func (r *Registry) DeregisterLease(name, id, lease string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, _, err := r.lookupLocked(name, id)
+	if err == nil {
+		err = s.checkLeaseLocked(name, id, lease)
+	}
 	if err != nil {
 		return err
 	}
@@ -329,6 +444,7 @@ func (r *Registry) Deregister(name, id string) error {
 	}
 	r.bytes -= instanceSize(s.instances[id])
 	delete(s.instances, id)
+	delete(s.leases, id)
 	r.count--
 	r.bumpLocked(name, s)
 	r.log.Info("instance deregistered", "service", name, "id", id)
@@ -366,6 +482,7 @@ func (r *Registry) Reap() int {
 			r.log.Warn("instance expired", "service", name, "id", id, "address", s.instances[id].Address)
 			r.bytes -= instanceSize(s.instances[id])
 			delete(s.instances, id)
+			delete(s.leases, id)
 		}
 		r.count -= len(gone)
 		n += len(gone)

@@ -19,6 +19,7 @@ import (
 //
 //	instances(service TEXT, id TEXT, registration TEXT -- discovery.Registration as JSON
 //	          state TEXT, expires INTEGER -- unix nanoseconds, idx INTEGER,
+//	          lease BLOB -- SHA-256 of the instance's lease; NULL for one stored before leases
 //	          PRIMARY KEY(service, id))
 //	meta(key TEXT PRIMARY KEY, value INTEGER)
 //	  'index' -- the registry index of the last change
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS instances (
 	state TEXT NOT NULL,
 	expires INTEGER NOT NULL,
 	idx INTEGER NOT NULL,
+	lease BLOB,
 	PRIMARY KEY (service, id)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -50,7 +52,7 @@ type store struct {
 
 // openStore opens (creating) the database in dir and returns the live
 // instances, their expiries moved forward by the downtime, and the index.
-func openStore(dir string, now time.Time) (*store, []*discovery.Instance, uint64, error) {
+func openStore(dir string, now time.Time) (*store, []loaded, uint64, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, 0, fmt.Errorf("creating data directory: %w", err)
 	}
@@ -70,9 +72,23 @@ func openStore(dir string, now time.Time) (*store, []*discovery.Instance, uint64
 	return st, insts, index, nil
 }
 
-func (s *store) load(now time.Time) ([]*discovery.Instance, uint64, error) {
+// loaded is an instance read from the file with its lease hash.
+type loaded struct {
+	in    *discovery.Instance
+	lease leaseHash
+	owned bool // a lease was stored
+}
+
+func (s *store) load(now time.Time) ([]loaded, uint64, error) {
 	if _, err := s.db.Exec(schema); err != nil {
 		return nil, 0, err
+	}
+	// A file written before leases lacks the column: add it (its
+	// instances stay unowned until they register again).
+	if _, err := s.db.Exec(`SELECT lease FROM instances LIMIT 0`); err != nil {
+		if _, err := s.db.Exec(`ALTER TABLE instances ADD COLUMN lease BLOB`); err != nil {
+			return nil, 0, fmt.Errorf("adding the lease column: %w", err)
+		}
 	}
 	var index, clock int64
 	if err := s.db.QueryRow(`SELECT COALESCE((SELECT value FROM meta WHERE key='index'),0), COALESCE((SELECT value FROM meta WHERE key='clock'),0)`).Scan(&index, &clock); err != nil {
@@ -82,16 +98,17 @@ func (s *store) load(now time.Time) ([]*discovery.Instance, uint64, error) {
 	if clock > 0 && now.UnixNano() > clock {
 		down = time.Duration(now.UnixNano() - clock)
 	}
-	rows, err := s.db.Query(`SELECT service, id, registration, state, expires FROM instances`)
+	rows, err := s.db.Query(`SELECT service, id, registration, state, expires, lease FROM instances`)
 	if err != nil {
 		return nil, 0, err
 	}
-	var live []*discovery.Instance
+	var live []loaded
 	var dead [][2]string
 	for rows.Next() {
 		var service, id, body, state string
 		var expires int64
-		if err := rows.Scan(&service, &id, &body, &state, &expires); err != nil {
+		var lease []byte
+		if err := rows.Scan(&service, &id, &body, &state, &expires, &lease); err != nil {
 			rows.Close()
 			return nil, 0, err
 		}
@@ -111,7 +128,12 @@ func (s *store) load(now time.Time) ([]*discovery.Instance, uint64, error) {
 			dead = append(dead, [2]string{service, id}) // expired while down, or not ours
 			continue
 		}
-		live = append(live, in)
+		li := loaded{in: in}
+		if len(lease) == len(li.lease) {
+			copy(li.lease[:], lease)
+			li.owned = true
+		}
+		live = append(live, li)
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
@@ -154,7 +176,8 @@ func setMeta(e execer, index int64, now time.Time) error {
 	return err
 }
 
-func (s *store) put(in *discovery.Instance, index uint64, now time.Time) error {
+// put stores in with its lease hash (nil: unowned).
+func (s *store) put(in *discovery.Instance, lease []byte, index uint64, now time.Time) error {
 	body, err := json.Marshal(in.Registration)
 	if err != nil {
 		return err
@@ -164,9 +187,9 @@ func (s *store) put(in *discovery.Instance, index uint64, now time.Time) error {
 		return fmt.Errorf("storing instance: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`INSERT INTO instances(service, id, registration, state, expires, idx) VALUES(?,?,?,?,?,?)
-		ON CONFLICT(service, id) DO UPDATE SET registration=excluded.registration, state=excluded.state, expires=excluded.expires, idx=excluded.idx`,
-		in.Service, in.ID, string(body), string(in.State), in.Expires.UnixNano(), int64(index)); err != nil {
+	if _, err := tx.Exec(`INSERT INTO instances(service, id, registration, state, expires, idx, lease) VALUES(?,?,?,?,?,?,?)
+		ON CONFLICT(service, id) DO UPDATE SET registration=excluded.registration, state=excluded.state, expires=excluded.expires, idx=excluded.idx, lease=excluded.lease`,
+		in.Service, in.ID, string(body), string(in.State), in.Expires.UnixNano(), int64(index), lease); err != nil {
 		return fmt.Errorf("storing instance: %w", err)
 	}
 	if err := setMeta(tx, int64(index), now); err != nil {
