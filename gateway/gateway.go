@@ -557,6 +557,10 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
+	if coalesceServerWrites {
+		// Under TLS too: the TLS layer's records then leave together.
+		ln = coalesceListener{ln}
+	}
 	if cfg.TLS != nil {
 		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
 		// a listener it did not wrap itself when the config already names
