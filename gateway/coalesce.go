@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"bytes"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +31,10 @@ func (l coalesceListener) Accept() (net.Conn, error) {
 // client that reads slowly puts on the server, as a socket buffer does).
 const coalesceLimit = 64 << 10
 
+// coalesceSpare is the largest buffer a connection keeps between writes:
+// an idle connection holds at most this much.
+const coalesceSpare = 16 << 10
+
 // coalesceLinger bounds how long Close waits for held bytes (a final
 // GOAWAY) to reach a client before the connection is closed anyway.
 const coalesceLinger = 2 * time.Second
@@ -47,8 +55,19 @@ const coalesceLinger = 2 * time.Second
 //
 // A write error is kept and returned by every later Write, and closes the
 // connection, so that its reader fails too (as the server then expects).
+//
+// Only HTTP/2 connections coalesce: a connection starts writing straight
+// through (HTTP/1's own buffered writer already writes a response at once,
+// and a hijacked connection keeps splice through ReadFrom) and turns
+// coalescing on when it is known to carry HTTP/2 before the server wrote
+// anything on it: its first read is the HTTP/2 client preface (h2c by
+// prior knowledge), or its TLS handshake negotiated "h2" (coalesceH2, from
+// the server's ConnContext).
 type coalescingConn struct {
 	net.Conn
+
+	on      atomic.Bool // coalescing; off: Write and ReadFrom go straight through
+	sniffed bool        // the first read was looked at (reads are not concurrent)
 
 	mu      sync.Mutex
 	cond    sync.Cond // broadcast when the writer took bytes or stopped
@@ -68,7 +87,52 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 
 var errCoalesceClosed = errors.New("gateway: write on a closed connection")
 
+// h2Preface is the start of the HTTP/2 client connection preface.
+var h2Preface = []byte("PRI * HTTP/2.0\r\n")
+
+// Read turns coalescing on when the connection's first bytes are the
+// HTTP/2 preface. A first read shorter than the preface's start leaves it
+// off: only the speed differs.
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.sniffed && n > 0 {
+		c.sniffed = true
+		if bytes.HasPrefix(p[:n], h2Preface) {
+			c.on.Store(true)
+		}
+	}
+	return n, err
+}
+
+// coalesceH2 turns coalescing on for a TLS connection whose handshake
+// (done before net/http's server sees it) negotiated HTTP/2. It is the
+// server's ConnContext: it runs before the connection is served.
+func coalesceH2(c net.Conn) {
+	tc, ok := c.(*tls.Conn)
+	if !ok || tc.ConnectionState().NegotiatedProtocol != "h2" {
+		return
+	}
+	if cc, ok := tc.NetConn().(*coalescingConn); ok {
+		cc.on.Store(true)
+	}
+}
+
+// writerOnly hides a coalescingConn's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }
+
+// ReadFrom keeps the inner connection's ReadFrom (splice, sendfile) for a
+// connection that does not coalesce.
+func (c *coalescingConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && !c.on.Load() {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c}, r)
+}
+
 func (c *coalescingConn) Write(p []byte) (int, error) {
+	if !c.on.Load() {
+		return c.Conn.Write(p)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.err == nil && !c.closing && len(c.pending) >= coalesceLimit {
@@ -120,10 +184,10 @@ func (c *coalescingConn) writeLoop() {
 		c.mu.Unlock()
 		_, err := c.Conn.Write(buf)
 		c.mu.Lock()
-		if cap(buf) <= 2*coalesceLimit {
+		if cap(buf) <= coalesceSpare {
 			c.spare = buf[:0]
 		} else {
-			c.spare = nil // a one-off burst: not kept for the connection's life
+			c.spare = nil // a burst: not kept for the connection's life
 		}
 		c.cond.Broadcast()
 		if err != nil {

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -41,7 +43,9 @@ func coalescePair(t *testing.T) (*coalescingConn, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(); peer.Close() })
-	return c.(*coalescingConn), peer
+	cc := c.(*coalescingConn)
+	cc.on.Store(true) // as an HTTP/2 connection
+	return cc, peer
 }
 
 // Every byte arrives, in order, whatever the sizes of the writes (small
@@ -187,5 +191,96 @@ func TestCoalescingConnCloseFlushesThenCloses(t *testing.T) {
 			t.Fatal("the connection to a peer that does not read stayed open past the linger time")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// rawPair is a coalescingConn as the listener hands it out (coalescing
+// off) over real loopback TCP, and the peer's end.
+func rawPair(t *testing.T) (*coalescingConn, net.Conn) {
+	t.Helper()
+	c, peer := coalescePair(t)
+	c.on.Store(false)
+	return c, peer
+}
+
+// A connection coalesces only once its first read is the HTTP/2 preface;
+// an HTTP/1 request leaves it writing straight through.
+func TestCoalescingOnlyForHTTP2Preface(t *testing.T) {
+	for _, tc := range []struct {
+		first string
+		want  bool
+	}{
+		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"PRI * HTTP/1.1\r\n\r\n", false},
+	} {
+		c, peer := rawPair(t)
+		if _, err := peer.Write([]byte(tc.first)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.on.Load(); got != tc.want {
+			t.Errorf("first read %q: coalescing %v, want %v", tc.first, got, tc.want)
+		}
+		// A later preface-like read changes nothing: only the first counts.
+		if _, err := peer.Write([]byte("PRI * HTTP/2.0\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.on.Load(); got != tc.want {
+			t.Errorf("after a second read: coalescing %v, want %v", got, tc.want)
+		}
+		// Off: a write is on the wire when Write returns (nothing held).
+		if !tc.want {
+			if _, err := c.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			c.mu.Lock()
+			held := len(c.pending) > 0 || c.writing
+			c.mu.Unlock()
+			if held {
+				t.Error("a connection that does not coalesce held a write")
+			}
+		}
+	}
+}
+
+// Over TLS, coalescing follows the negotiated protocol: on for h2, off for
+// http/1.1.
+func TestCoalescingFollowsALPN(t *testing.T) {
+	certFile, keyFile, cert := selfSigned(t, t.TempDir())
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	for _, proto := range []string{"h2", "http/1.1"} {
+		c, peer := rawPair(t)
+		srv := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}})
+		cli := tls.Client(peer, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{proto}})
+		errc := make(chan error, 1)
+		go func() { errc <- cli.Handshake() }()
+		if err := srv.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		coalesceH2(srv)
+		if got, want := c.on.Load(), proto == "h2"; got != want {
+			t.Errorf("ALPN %s: coalescing %v, want %v", proto, got, want)
+		}
+	}
+	// Not a TLS connection, or not ours: nothing happens.
+	c, _ := rawPair(t)
+	coalesceH2(c)
+	if c.on.Load() {
+		t.Error("a plain connection was turned on by coalesceH2")
 	}
 }
