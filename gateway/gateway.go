@@ -557,6 +557,15 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
+	if coalesceServerWrites {
+		// Under TLS too: the TLS layer's records then leave together.
+		// Only HTTP/2 connections coalesce (see coalescingConn).
+		ln = coalesceListener{ln}
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			coalesceH2(c)
+			return ctx
+		}
+	}
 	if cfg.TLS != nil {
 		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
 		// a listener it did not wrap itself when the config already names

@@ -70,7 +70,24 @@ func runWorkers(b *testing.B, ccs []*grpc.ClientConn, op func(cc *grpc.ClientCon
 	}
 }
 
-func BenchmarkGRPCUnary(b *testing.B) {
+// coalesceModes runs a benchmark with the client side's coalesced writes
+// (coalescingConn) on and off, to compare them within one run.
+func coalesceModes(b *testing.B, bench func(b *testing.B)) {
+	for _, on := range []bool{true, false} {
+		b.Run(fmt.Sprintf("coalesce=%v", on), func(b *testing.B) {
+			old := coalesceServerWrites
+			coalesceServerWrites = on
+			defer func() { coalesceServerWrites = old }()
+			bench(b)
+		})
+	}
+}
+
+func BenchmarkGRPCUnary(b *testing.B) { coalesceModes(b, benchGRPCUnary) }
+
+func BenchmarkGRPCBidi(b *testing.B) { coalesceModes(b, benchGRPCBidi) }
+
+func benchGRPCUnary(b *testing.B) {
 	ccs := grpcBenchGateway(b)
 	in := wrapperspb.String("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	b.ReportAllocs()
@@ -85,9 +102,9 @@ func BenchmarkGRPCUnary(b *testing.B) {
 	})
 }
 
-// BenchmarkGRPCBidi counts messages of bidi streams (Chat), one message in
+// benchGRPCBidi counts messages of bidi streams (Chat), one message in
 // flight per stream: sent, echoed, then the next.
-func BenchmarkGRPCBidi(b *testing.B) {
+func benchGRPCBidi(b *testing.B) {
 	ccs := grpcBenchGateway(b)
 	in := wrapperspb.String("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	b.ReportAllocs()
