@@ -87,8 +87,10 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 
 var errCoalesceClosed = errors.New("gateway: write on a closed connection")
 
-// h2Preface is the start of the HTTP/2 client connection preface.
-var h2Preface = []byte("PRI * HTTP/2.0\r\n")
+// h2Preface is the start of the HTTP/2 client connection preface, as
+// much of it as net/http's server reads first (it peeks 14 bytes before
+// the rest).
+var h2Preface = []byte("PRI * HTTP/2.0")
 
 // Read turns coalescing on when the connection's first bytes are the
 // HTTP/2 preface. A first read shorter than the preface's start leaves it

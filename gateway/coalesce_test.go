@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -282,5 +284,50 @@ func TestCoalescingFollowsALPN(t *testing.T) {
 	coalesceH2(c)
 	if c.on.Load() {
 		t.Error("a plain connection was turned on by coalesceH2")
+	}
+}
+
+// Through net/http's own server, as newServer sets it up: an h2c
+// prior-knowledge client's connection coalesces, an HTTP/1 client's does
+// not. (net/http reads the preface's first 14 bytes on their own, so a
+// check for more of it never turned coalescing on.)
+func TestCoalescingThroughNetHTTP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan *coalescingConn, 4)
+	srv := &http.Server{
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }),
+		Protocols: new(http.Protocols),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns <- c.(*coalescingConn)
+			}
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { coalesceH2(c); return ctx },
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(coalesceListener{ln})
+	t.Cleanup(func() { srv.Close() })
+	for _, h2 := range []bool{true, false} {
+		tr := &http.Transport{Protocols: new(http.Protocols)}
+		if h2 {
+			tr.Protocols.SetUnencryptedHTTP2(true)
+		} else {
+			tr.Protocols.SetHTTP1(true)
+		}
+		res, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		tr.CloseIdleConnections()
+		c := <-conns
+		if got := c.on.Load(); got != h2 {
+			t.Errorf("%s: coalescing %v, want %v", body, got, h2)
+		}
 	}
 }
