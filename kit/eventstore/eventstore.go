@@ -877,10 +877,12 @@ func (s *Store) CountAfter(ctx context.Context, after int64) (int64, error) {
 	return n, nil
 }
 
-// heldBack reports, on PostgreSQL, whether committed events wait above
-// the frontier: a transaction older than them still runs, and its end
-// sends no wake-up.
-func (s *Store) heldBack(ctx context.Context, after int64) (bool, error) {
+// HeldBack reports, on PostgreSQL, whether events after position after
+// are committed but not yet readable: a transaction older than them
+// still runs (anywhere on the server), and its end sends no wake-up, so
+// a follower must look again soon (HeldBackPoll) rather than wait for a
+// notification or its poll interval. Always false on SQLite.
+func (s *Store) HeldBack(ctx context.Context, after int64) (bool, error) {
 	if s.db.Dialect != store.Postgres {
 		return false, nil
 	}
@@ -917,12 +919,19 @@ func (s *Store) scan(rows *sql.Rows) ([]Event, error) {
 	return out, rows.Err()
 }
 
+// HeldBackPoll is the longest a follower waits before it looks again
+// while events are held back (see HeldBack): the wait starts at 1 ms and
+// doubles up to this, whatever the poll interval, since no wake-up comes
+// when the older transaction ends.
+const HeldBackPoll = 100 * time.Millisecond
+
 // Subscribe calls fn with every event after checkpoint after, in global
 // order: first the ones already stored (catch-up), then new ones as they
 // commit (woken by the append's notification, polling every
 // PollInterval as a fallback). On PostgreSQL, while committed events are
 // held back by an older transaction still running, it looks again
-// sooner (from 1 ms, doubling, up to PollInterval). It returns when ctx
+// sooner (from 1 ms, doubling, up to HeldBackPoll or PollInterval if
+// shorter). It returns when ctx
 // ends (with ctx's error) or fn fails (with fn's error). The caller
 // stores the position of the last event it handled to resume from.
 func (s *Store) Subscribe(ctx context.Context, after int64, fn func(ctx context.Context, e Event) error) error {
@@ -954,14 +963,14 @@ func (s *Store) Subscribe(ctx context.Context, after int64, fn func(ctx context.
 			continue
 		}
 		wait := poll
-		switch h, err := s.heldBack(ctx, after); {
+		switch h, err := s.HeldBack(ctx, after); {
 		case err != nil:
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("eventstore: subscribe after %d: %w", after, err)
 		case h:
-			held = min(max(2*held, time.Millisecond), poll)
+			held = min(max(2*held, time.Millisecond), poll, HeldBackPoll)
 			wait = held
 		default:
 			held = 0

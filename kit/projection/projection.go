@@ -62,6 +62,15 @@ type Waker interface {
 	Wake() (<-chan struct{}, func())
 }
 
+// HeldBacker is implemented by a source whose newer messages can be
+// committed but not yet readable (the event store on PostgreSQL, while
+// an older transaction runs): Run then looks again within
+// eventstore.HeldBackPoll instead of waiting for a wake-up that the
+// older transaction's end does not send.
+type HeldBacker interface {
+	HeldBack(ctx context.Context, after int64) (bool, error)
+}
+
 // Counter is implemented by a source whose positions may have gaps (the
 // event store on PostgreSQL): it counts the messages after a position,
 // for Lag.Events. Without it Lag.Events is Head - Checkpoint.
@@ -95,6 +104,10 @@ func (s esSource) CountAfter(ctx context.Context, after int64) (int64, error) {
 }
 
 func (s esSource) Wake() (<-chan struct{}, func()) { return s.es.DB().Listen(eventstore.Channel) }
+
+func (s esSource) HeldBack(ctx context.Context, after int64) (bool, error) {
+	return s.es.HeldBack(ctx, after)
+}
 
 // Tables maps a projection's table names to the tables to use: the names
 // themselves for the serving view, fresh ones during a rebuild.
@@ -364,6 +377,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 	}
 	timer := time.NewTimer(pr.p.PollInterval)
 	defer timer.Stop()
+	held := time.Duration(0) // the wait while a source's messages are held back
 	for {
 		n, err := pr.Step(ctx)
 		if err != nil {
@@ -375,7 +389,20 @@ func (pr *Projector) Run(ctx context.Context) error {
 		if n > 0 {
 			continue
 		}
-		timer.Reset(pr.p.PollInterval)
+		wait := pr.p.PollInterval
+		switch h, err := pr.heldBack(ctx); {
+		case err != nil:
+			if outer.Err() != nil {
+				return outer.Err()
+			}
+			return err
+		case h:
+			held = min(max(2*held, time.Millisecond), wait, eventstore.HeldBackPoll)
+			wait = held
+		default:
+			held = 0
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return outer.Err()
@@ -383,6 +410,25 @@ func (pr *Projector) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// heldBack reports whether any source has messages after this
+// projection's checkpoint that are committed but not yet readable.
+func (pr *Projector) heldBack(ctx context.Context) (bool, error) {
+	for _, s := range pr.sources {
+		hb, ok := s.(HeldBacker)
+		if !ok {
+			continue
+		}
+		cp, err := pr.Checkpoint(ctx, s.Name())
+		if err != nil {
+			return false, err
+		}
+		if h, err := hb.HeldBack(ctx, cp); err != nil || h {
+			return h, err
+		}
+	}
+	return false, nil
 }
 
 // Rebuild recomputes the view from zero into fresh tables while the

@@ -449,3 +449,65 @@ func TestRunFollowsAndStopsOnError(t *testing.T) {
 		}
 	})
 }
+
+// On PostgreSQL an event appended while an older transaction runs
+// (anywhere on the server) is committed but not yet readable: the
+// append's wake-up finds nothing, and the older transaction's end sends
+// none. Run must look again soon by itself, not at its poll interval
+// (an hour here): it applies the event once the older transaction ends.
+func TestRunCatchesUpAfterHeldBackEvents(t *testing.T) {
+	db := storetest.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	es, err := eventstore.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := balances
+	p.PollInterval = time.Hour
+	pr, err := projection.New(ctx, db, p, projection.EventStore(es))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- pr.Run(ctx) }()
+
+	// The older transaction: it has a transaction id (as a writer does)
+	// and stays open until released.
+	holding, release, ended := make(chan error, 1), make(chan struct{}), make(chan error, 1)
+	go func() {
+		ended <- db.InTx(ctx, func(tx *store.Tx) error {
+			var xid string
+			err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid)
+			holding <- err
+			<-release
+			return err
+		})
+	}()
+	if err := <-holding; err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][3]int64{}
+	deposit(t, ctx, es, rand.New(rand.NewPCG(11, 12)), want, 1, 1)
+	if held, err := es.HeldBack(ctx, 0); err != nil || !held {
+		t.Fatalf("HeldBack with an older transaction open: %v %v, want true", held, err)
+	}
+	// Let Run's wake-up come and go while the event is held back, then
+	// end the older transaction.
+	time.Sleep(200 * time.Millisecond) // Run sees the wake-up and finds nothing to read
+	close(release)
+	if err := <-ended; err != nil {
+		t.Fatal(err)
+	}
+	for !equal(readModel(t, ctx, db, "balances"), want) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("Run did not apply the event within 30s of its transaction's end (view %v, want %v)", readModel(t, context.Background(), db, "balances"), want)
+		case err := <-runDone:
+			t.Fatalf("Run returned: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-runDone
+}
