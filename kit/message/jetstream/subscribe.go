@@ -137,9 +137,9 @@ type queueSub struct {
 	b        *Backend
 	src      message.Dest
 	stream   string
-	queue    string        // the name dead letters give as x-original-queue
-	settings queueSettings // maxDeliveries 0: no dead-lettering (streams)
-	slab     deliverySlab  // for the Consume callback only
+	queue    string                   // the name dead letters give as x-original-queue
+	settings queueSettings            // maxDeliveries 0: no dead-lettering (streams)
+	slab     message.Slab[jsDelivery] // for the Consume callback only
 }
 
 // handle takes one pulled message: naks it if ctx ended, holds back a
@@ -179,33 +179,10 @@ func (q *queueSub) handle(ctx context.Context, m natsjs.Msg, deliver func(*messa
 		return
 	}
 	// The delivery and its acker are one value, from a slab of them.
-	jd := q.slab.next()
+	jd := q.slab.Next()
 	jd.a = jsAck{q: q, m: m, n: n}
 	message.InitDelivery(&jd.d, q.src, fromNats(m), n, published, &jd.a)
 	deliver(&jd.d)
-}
-
-// slabSize is how many deliveries one allocation holds. A slab stays in
-// memory while any of its deliveries is referenced: a handler keeping a
-// delivery long after it returned keeps up to slabSize-1 other settled
-// messages' bodies with it, so slabs are small.
-const slabSize = 16
-
-// deliverySlab hands out new deliveries, slabSize per allocation instead
-// of one per message. Values are never reused: a delivery handed out
-// stays that message's, whoever keeps it. Not safe for concurrent use:
-// the subscription's callback (one goroutine) takes them.
-type deliverySlab struct {
-	free []jsDelivery
-}
-
-func (s *deliverySlab) next() *jsDelivery {
-	if len(s.free) == 0 {
-		s.free = make([]jsDelivery, slabSize)
-	}
-	d := &s.free[0]
-	s.free = s.free[1:]
-	return d
 }
 
 // ackMeta reads the delivery count and the publish time of a JetStream

@@ -148,11 +148,11 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 // or the topic of a durable group).
 func (b *Backend) subscribeQueue(ctx context.Context, queue string, source message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	batcher := b.batcher(queue)
-	var slab deliverySlab // the handler below runs on this goroutine only
+	var slab message.Slab[syDelivery] // the handler below runs on this goroutine only
 	err := b.conn.Subscribe(ctx, queue, client.SubscribeOptions{Credit: opts.Prefetch}, func(m broker.Delivery) {
 		msg := broker.Message{Body: m.Body, ID: m.MsgID, Key: m.Key, Headers: m.Headers}
 		// The delivery and its receipt are one value, from a slab.
-		sd := slab.next()
+		sd := slab.Next()
 		sd.r = receipt{b: batcher, r: m.Receipt}
 		message.InitDelivery(&sd.d, source, msg, m.Deliveries, m.PublishedAt, &sd.r)
 		deliver(&sd.d)
@@ -273,28 +273,6 @@ func (b *Backend) batcher(queue string) *ackBatcher {
 type syDelivery struct {
 	d message.Delivery
 	r receipt
-}
-
-// slabSize is how many deliveries one allocation holds. A slab stays in
-// memory while any of its deliveries is referenced: a handler keeping a
-// delivery long after it returned keeps up to slabSize-1 other settled
-// messages' bodies with it, so slabs are small.
-const slabSize = 16
-
-// deliverySlab hands out new deliveries, slabSize per allocation instead
-// of one per message. Values are never reused: a delivery handed out
-// stays that message's, whoever keeps it. Not safe for concurrent use.
-type deliverySlab struct {
-	free []syDelivery
-}
-
-func (s *deliverySlab) next() *syDelivery {
-	if len(s.free) == 0 {
-		s.free = make([]syDelivery, slabSize)
-	}
-	d := &s.free[0]
-	s.free = s.free[1:]
-	return d
 }
 
 // receipt settles one queue delivery.
