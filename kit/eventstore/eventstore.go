@@ -877,18 +877,24 @@ func (s *Store) CountAfter(ctx context.Context, after int64) (int64, error) {
 	return n, nil
 }
 
-// HeldBack reports, on PostgreSQL, whether events after position after
-// are committed but not yet readable: a transaction older than them
-// still runs (anywhere on the server), and its end sends no wake-up, so
-// a follower must look again soon (HeldBackPoll) rather than wait for a
-// notification or its poll interval. Always false on SQLite.
-func (s *Store) HeldBack(ctx context.Context, after int64) (bool, error) {
+// Pending reports, on PostgreSQL, whether any event after position
+// after is committed, readable now or held back: a transaction older
+// than it still runs (anywhere on the server), and that transaction's
+// end sends no wake-up, so a follower that read nothing must look again
+// soon (HeldBackPoll) rather than wait for a notification or its poll
+// interval. It counts readable events too, since an event held back
+// when the follower read may have become readable just before this
+// check, with its wake-up already spent: asking only about held-back
+// events would then answer false and the follower would sleep through
+// it. Always false on SQLite, where every committed event is readable
+// and its append's wake-up comes after the commit.
+func (s *Store) Pending(ctx context.Context, after int64) (bool, error) {
 	if s.db.Dialect != store.Postgres {
 		return false, nil
 	}
-	var held bool
-	err := s.db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM sy_events WHERE position > ? AND position >= "+frontier+")", after).Scan(&held)
-	return held, err
+	var pending bool
+	err := s.db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM sy_events WHERE position > ?)", after).Scan(&pending)
+	return pending, err
 }
 
 func (s *Store) scan(rows *sql.Rows) ([]Event, error) {
@@ -920,7 +926,7 @@ func (s *Store) scan(rows *sql.Rows) ([]Event, error) {
 }
 
 // HeldBackPoll is the longest a follower waits before it looks again
-// while events are held back (see HeldBack): the wait starts at 1 ms and
+// while events are held back (see Pending): the wait starts at 1 ms and
 // doubles up to this, whatever the poll interval, since no wake-up comes
 // when the older transaction ends.
 const HeldBackPoll = 100 * time.Millisecond
@@ -963,7 +969,7 @@ func (s *Store) Subscribe(ctx context.Context, after int64, fn func(ctx context.
 			continue
 		}
 		wait := poll
-		switch h, err := s.HeldBack(ctx, after); {
+		switch h, err := s.Pending(ctx, after); {
 		case err != nil:
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -371,7 +371,7 @@ func TestSubscribe(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		old, err := s.ReadAll(ctx, 0, 0)
+		old, err := readAllVisible(ctx, s, 0, 3)
 		if err != nil || len(old) != 3 {
 			t.Fatalf("ReadAll: %d events, %v", len(old), err)
 		}

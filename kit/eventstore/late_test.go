@@ -261,7 +261,7 @@ func TestRefusedAppendAbortsTransaction(t *testing.T) {
 	if v, err := s.StreamVersion(ctx, "acct"); err != nil || v != 1 {
 		t.Fatalf("stream version %d (%v), want 1", v, err)
 	}
-	if all, err := s.ReadAll(ctx, 0, 0); err != nil || len(all) != 1 {
+	if all, err := readAllVisible(ctx, s, 0, 1); err != nil || len(all) != 1 {
 		t.Fatalf("ReadAll: %+v %v", all, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchyard/switchyard/kit/store"
 	"github.com/switchyard/switchyard/kit/store/storetest"
@@ -56,7 +57,7 @@ func TestMigrationKeepsOldPositions(t *testing.T) {
 		if _, err := s.Append(ctx, "other", NoStream, Event{Type: "New"}, Event{Type: "New"}); err != nil {
 			t.Fatal(err)
 		}
-		all, err := s.ReadAll(ctx, 0, 0)
+		all, err := visible(ctx, s, 0, 6)
 		if err != nil || len(all) != 6 {
 			t.Fatalf("ReadAll: %d events, %v", len(all), err)
 		}
@@ -72,7 +73,7 @@ func TestMigrationKeepsOldPositions(t *testing.T) {
 			t.Fatalf("the old stream's next event: %+v", all[3])
 		}
 		// A checkpoint taken before the upgrade resumes where it was.
-		rest, err := s.ReadAll(ctx, 2, 0)
+		rest, err := visible(ctx, s, 2, 4)
 		if err != nil || len(rest) != 4 || rest[0].Position != 3 || rest[1].ID != all[3].ID {
 			t.Fatalf("ReadAll after old checkpoint 2: %+v %v", rest, err)
 		}
@@ -119,5 +120,19 @@ func TestMigrationRefusesHugePositions(t *testing.T) {
 	}
 	if v, err := db.Version(ctx, "eventstore"); err != nil || v != 1 {
 		t.Fatalf("schema version %d (%v) after the refused migration, want 1", v, err)
+	}
+}
+
+// visible reads every event after from once at least want are readable
+// (on PostgreSQL another package's open transaction can hold new events
+// back a moment), or what is readable after 30 seconds.
+func visible(ctx context.Context, s *Store, from int64, want int) ([]Event, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		all, err := s.ReadAll(ctx, from, 0)
+		if err != nil || len(all) >= want || time.Now().After(deadline) {
+			return all, err
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval inside a deadline loop
 	}
 }

@@ -62,13 +62,14 @@ type Waker interface {
 	Wake() (<-chan struct{}, func())
 }
 
-// HeldBacker is implemented by a source whose newer messages can be
+// PendingChecker is implemented by a source whose newer messages can be
 // committed but not yet readable (the event store on PostgreSQL, while
-// an older transaction runs): Run then looks again within
-// eventstore.HeldBackPoll instead of waiting for a wake-up that the
-// older transaction's end does not send.
-type HeldBacker interface {
-	HeldBack(ctx context.Context, after int64) (bool, error)
+// an older transaction runs). Pending reports whether any message after
+// a position is committed, readable or not; while one is, Run looks
+// again within eventstore.HeldBackPoll instead of waiting for a wake-up
+// that the older transaction's end does not send.
+type PendingChecker interface {
+	Pending(ctx context.Context, after int64) (bool, error)
 }
 
 // Counter is implemented by a source whose positions may have gaps (the
@@ -105,8 +106,8 @@ func (s esSource) CountAfter(ctx context.Context, after int64) (int64, error) {
 
 func (s esSource) Wake() (<-chan struct{}, func()) { return s.es.DB().Listen(eventstore.Channel) }
 
-func (s esSource) HeldBack(ctx context.Context, after int64) (bool, error) {
-	return s.es.HeldBack(ctx, after)
+func (s esSource) Pending(ctx context.Context, after int64) (bool, error) {
+	return s.es.Pending(ctx, after)
 }
 
 // Tables maps a projection's table names to the tables to use: the names
@@ -390,7 +391,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 			continue
 		}
 		wait := pr.p.PollInterval
-		switch h, err := pr.heldBack(ctx); {
+		switch h, err := pr.pending(ctx); {
 		case err != nil:
 			if outer.Err() != nil {
 				return outer.Err()
@@ -412,11 +413,11 @@ func (pr *Projector) Run(ctx context.Context) error {
 	}
 }
 
-// heldBack reports whether any source has messages after this
-// projection's checkpoint that are committed but not yet readable.
-func (pr *Projector) heldBack(ctx context.Context) (bool, error) {
+// pending reports whether any source has messages after this
+// projection's checkpoint that are committed, readable or held back.
+func (pr *Projector) pending(ctx context.Context) (bool, error) {
 	for _, s := range pr.sources {
-		hb, ok := s.(HeldBacker)
+		hb, ok := s.(PendingChecker)
 		if !ok {
 			continue
 		}
@@ -424,7 +425,7 @@ func (pr *Projector) heldBack(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if h, err := hb.HeldBack(ctx, cp); err != nil || h {
+		if h, err := hb.Pending(ctx, cp); err != nil || h {
 			return h, err
 		}
 	}

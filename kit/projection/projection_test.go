@@ -59,21 +59,48 @@ var balances = projection.Projection{
 	},
 }
 
-// deposit appends one deposit per account in accounts (with the stream
-// version in the metadata, for the read model's order check) and adds
-// it to want.
-func deposit(t testing.TB, ctx context.Context, es *eventstore.Store, r *rand.Rand, want map[string][3]int64, accounts int, n int) {
+// depositHeld appends n deposits to random accounts among accounts
+// (with the stream version in the metadata, for the read model's order
+// check), adds them to want and returns the last one's position. It
+// does not wait for them to be readable.
+func depositHeld(t testing.TB, ctx context.Context, es *eventstore.Store, r *rand.Rand, want map[string][3]int64, accounts int, n int) int64 {
 	t.Helper()
+	var last int64
 	for range n {
 		acct := fmt.Sprintf("acct-%d", r.IntN(accounts))
 		amt := int64(1 + r.IntN(100))
 		w := want[acct]
 		e, _ := eventstore.NewEvent("Deposited", map[string]int64{"amount": amt})
 		e.Metadata = map[string]string{"v": fmt.Sprint(w[2] + 1)}
-		if _, err := es.Append(ctx, acct, eventstore.Expected(w[2]), e); err != nil {
+		evs := []eventstore.Event{e}
+		if _, err := es.Append(ctx, acct, eventstore.Expected(w[2]), evs...); err != nil {
 			t.Fatal(err)
 		}
+		last = evs[0].Position
 		want[acct] = [3]int64{w[0] + amt, w[1] + 1, w[2] + 1}
+	}
+	return last
+}
+
+// deposit appends n deposits (depositHeld) and waits until they are
+// readable: on PostgreSQL another package's open transaction can hold
+// new events back a moment, and callers expect CatchUp to find them.
+func deposit(t testing.TB, ctx context.Context, es *eventstore.Store, r *rand.Rand, want map[string][3]int64, accounts int, n int) {
+	t.Helper()
+	last := depositHeld(t, ctx, es, r, want, accounts, n)
+	for n > 0 {
+		evs, err := es.ReadAll(ctx, last-1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 1 && evs[0].Position == last {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("event at position %d never readable", last)
+		case <-time.After(5 * time.Millisecond): // poll inside ctx's deadline
+		}
 	}
 }
 
@@ -488,9 +515,9 @@ func TestRunCatchesUpAfterHeldBackEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][3]int64{}
-	deposit(t, ctx, es, rand.New(rand.NewPCG(11, 12)), want, 1, 1)
-	if held, err := es.HeldBack(ctx, 0); err != nil || !held {
-		t.Fatalf("HeldBack with an older transaction open: %v %v, want true", held, err)
+	depositHeld(t, ctx, es, rand.New(rand.NewPCG(11, 12)), want, 1, 1) // held back: do not wait for it
+	if pending, err := es.Pending(ctx, 0); err != nil || !pending {
+		t.Fatalf("Pending with an older transaction open: %v %v, want true", pending, err)
 	}
 	// Let Run's wake-up come and go while the event is held back, then
 	// end the older transaction.
@@ -507,6 +534,20 @@ func TestRunCatchesUpAfterHeldBackEvents(t *testing.T) {
 			t.Fatalf("Run returned: %v", err)
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+	// Readable now, after Run's checkpoint 0: still pending, or a
+	// follower whose read raced the older transaction's end (it read
+	// nothing, then the event became readable before it asked) would
+	// sleep through it.
+	all, err := es.ReadAll(ctx, 0, 0)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("ReadAll: %v %v", all, err)
+	}
+	if pending, err := es.Pending(ctx, 0); err != nil || !pending {
+		t.Fatalf("Pending with a readable event after the position: %v %v, want true", pending, err)
+	}
+	if pending, err := es.Pending(ctx, all[0].Position); err != nil || pending {
+		t.Fatalf("Pending after the last event: %v %v, want false", pending, err)
 	}
 	cancel()
 	<-runDone
