@@ -35,7 +35,7 @@ func BenchmarkRouterOverhead(b *testing.B) {
 				return nil
 			}, message.RouteOptions{})
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0, csw0 := cpuTime()
 			b.ResetTimer()
 			ctx, cancel := context.WithCancel(context.Background())
 			ran := make(chan error, 1)
@@ -46,7 +46,8 @@ func BenchmarkRouterOverhead(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			cpu := cpuTime() - cpu0
+			cpuN, cswN := cpuTime()
+			cpu, csw := cpuN-cpu0, cswN-csw0
 			cancel()
 			if err := <-ran; err != nil {
 				b.Fatal(err)
@@ -55,6 +56,7 @@ func BenchmarkRouterOverhead(b *testing.B) {
 				b.Fatalf("%d acked, want %d", a, b.N)
 			}
 			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
+			b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
 		})
 	}
 }
@@ -94,11 +96,12 @@ func (a *syncAcker) AckAsync(_ *message.Delivery, done func(error)) {
 }
 func (a *syncAcker) Nack(context.Context, *message.Delivery, time.Duration) error { return nil }
 
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
+// cpuTime is the process's user and system CPU time so far, and its
+// threads' context switches (voluntary and not).
+func cpuTime() (time.Duration, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }

@@ -73,7 +73,7 @@ func benchRaw(b *testing.B, conc int) {
 	var n atomic.Int64
 	done := make(chan struct{})
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0, csw0 := cpuTime()
 	b.ResetTimer()
 	stopProfile := messagetest.ProfileTimed(b)
 	// The consumer is made in the timed part, as the router's
@@ -122,10 +122,12 @@ func benchRaw(b *testing.B, conc int) {
 	<-done
 	b.StopTimer()
 	stopProfile()
-	cpu := cpuTime() - cpu0
+	cpuN, cswN := cpuTime()
+	cpu, csw := cpuN-cpu0, cswN-csw0
 	cc.Stop()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
+	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
 }
 
 func BenchmarkRouter(b *testing.B) { benchRouter(b, benchConc) }
@@ -149,7 +151,7 @@ func benchRouter(b *testing.B, conc int) {
 		return nil
 	}, message.RouteOptions{})
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0, csw0 := cpuTime()
 	b.ResetTimer()
 	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -162,22 +164,26 @@ func benchRouter(b *testing.B, conc int) {
 	}
 	b.StopTimer()
 	stopProfile()
-	cpu := cpuTime() - cpu0 // before the shutdown, as Raw's before its Stop
+	cpuN, cswN := cpuTime()
+	cpu, csw := cpuN-cpu0, cswN-csw0 // before the shutdown, as Raw's before its Stop
 	cancel()
 	if err := <-ran; err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
+	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
 }
 
 // cpuTime is the process's user and system CPU time so far: the client's
 // cost per message, less noisy than wall time on a shared machine (for
-// sybroker it includes the in-process broker).
-func cpuTime() time.Duration {
+// sybroker it includes the in-process broker); and its threads' context
+// switches so far (voluntary and not: a parked thread woken for a
+// goroutine is one), a count the load does not blur as much.
+func cpuTime() (time.Duration, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }

@@ -60,20 +60,24 @@ func benchQueue(b *testing.B) (*sybroker.Backend, string) {
 func BenchmarkRawConsume(b *testing.B) {
 	be, q := benchQueue(b)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0, csw0 := cpuTime()
 	b.ResetTimer()
 	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
-	var cpu time.Duration
+	var (
+		cpu time.Duration
+		csw int64
+	)
 	err := be.Conn().Consume(ctx, q, client.ConsumeOptions{MaxUnacked: 4 * benchPrefetch}, func(broker.Delivery) error {
 		if n++; n == b.N {
 			// Counted up to the last message handled, as the
 			// router's (not the shutdown after it).
 			b.StopTimer()
 			stopProfile()
-			cpu = cpuTime() - cpu0
+			cpuN, cswN := cpuTime()
+			cpu, csw = cpuN-cpu0, cswN-csw0
 			cancel()
 		}
 		return nil
@@ -83,6 +87,7 @@ func BenchmarkRawConsume(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
+	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
 }
 
 func BenchmarkRouter(b *testing.B) { benchRouter(b, benchConc) }
@@ -106,7 +111,7 @@ func benchRouter(b *testing.B, conc int) {
 		return nil
 	}, message.RouteOptions{})
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0, csw0 := cpuTime()
 	b.ResetTimer()
 	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -119,22 +124,26 @@ func benchRouter(b *testing.B, conc int) {
 	}
 	b.StopTimer()
 	stopProfile()
-	cpu := cpuTime() - cpu0 // before the shutdown, as Raw's
+	cpuN, cswN := cpuTime()
+	cpu, csw := cpuN-cpu0, cswN-csw0 // before the shutdown, as Raw's
 	cancel()
 	if err := <-ran; err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
+	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
 }
 
 // cpuTime is the process's user and system CPU time so far: the client's
 // cost per message, less noisy than wall time on a shared machine (for
-// sybroker it includes the in-process broker).
-func cpuTime() time.Duration {
+// sybroker it includes the in-process broker); and its threads' context
+// switches so far (voluntary and not: a parked thread woken for a
+// goroutine is one), a count the load does not blur as much.
+func cpuTime() (time.Duration, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }
