@@ -14,7 +14,8 @@ import (
 // (as the Router's handlers do) are each published exactly once and each
 // done hears the outcome; a second round after the queue went idle (its
 // timer fired) is sent too, as are acks whose publish fails (done hears
-// the error). A lost ack would leave a done unheard: the deadline fails
+// the error); one given while the subscription's goroutine delivers the
+// message goes out at once. A lost ack would leave a done unheard: the deadline fails
 // the test instead of hanging.
 func TestAckQueue(t *testing.T) {
 	q := &queueSub{src: message.Dest{Kind: message.Queue, Name: "t"}, stream: "SYQ_t", queue: "t",
@@ -67,6 +68,22 @@ func TestAckQueue(t *testing.T) {
 		if err := ds[0].Ack(ctx); err != message.ErrSettled {
 			t.Fatalf("second ack: %v, want ErrSettled", err)
 		}
+	}
+	// An ack given on the subscription's goroutine while it delivers
+	// (the Router's handler with Concurrency 1) is published before
+	// AckAsync returns; one given after deliver returned is queued.
+	m := &countMsg{fakeMsg: fakeMsg{reply: "$JS.ACK.SYQ_t.sy.1.43.8.1733380000123456789.0", data: []byte("x")}}
+	heard := false
+	var kept *message.Delivery
+	q.handle(ctx, m, func(d *message.Delivery) {
+		d.AckAsync(func(err error) { heard = err == nil })
+		kept = d
+	})
+	if !heard || m.acks.Load() != 1 {
+		t.Fatalf("ack during deliver: done heard %v, %d acks published, want true, 1", heard, m.acks.Load())
+	}
+	if err := kept.Ack(ctx); err != message.ErrSettled {
+		t.Fatalf("second ack: %v, want ErrSettled", err)
 	}
 }
 
