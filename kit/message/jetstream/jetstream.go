@@ -60,8 +60,11 @@
 // earlier one with the same key, so Features().KeyOrder is false (use one
 // consumer with Prefetch 1, or a subject per key, where order matters);
 // Ack is sent without waiting for the server's confirmation (a lost ack
-// means a redelivery), and AckAsync's (the Router's) up to a millisecond
-// later, together with the others given meanwhile; a publish is confirmed once the stream stored the
+// means a redelivery); AckAsync's from other goroutines than the
+// subscription's (the Router's workers) up to a millisecond later,
+// together with the others given meanwhile, so acks still pending when
+// the backend is closed are lost (redelivered after AckWait; their done
+// hears the error); a publish is confirmed once the stream stored the
 // message (its durability is the server's sync setting, 2 minutes by
 // default, where switchyard fsyncs before it confirms).
 package jetstream
