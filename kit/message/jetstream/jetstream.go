@@ -62,9 +62,10 @@
 // Ack is sent without waiting for the server's confirmation (a lost ack
 // means a redelivery); AckAsync's from other goroutines than the
 // subscription's (the Router's workers) up to a millisecond later,
-// together with the others given meanwhile, so acks still pending when
-// the backend is closed are lost (redelivered after AckWait; their done
-// hears the error); a publish is confirmed once the stream stored the
+// together with the others given meanwhile (Close sends those of running
+// subscriptions first; one given after its Subscribe returned and not
+// yet sent when the backend closes is lost: redelivered after AckWait,
+// its done hears the error); a publish is confirmed once the stream stored the
 // message (its durability is the server's sync setting, 2 minutes by
 // default, where switchyard fsyncs before it confirms).
 package jetstream
@@ -124,6 +125,9 @@ type Backend struct {
 	// topics: by topic name, zero for a topic with a stream, else when
 	// its absence is to be checked again.
 	topics map[string]time.Time
+	// ackQueues are the running queue subscriptions' queued acks, sent
+	// by Close.
+	ackQueues map[*ackQueue]struct{}
 }
 
 var (
@@ -160,7 +164,8 @@ func New(nc *nats.Conn) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
-	return &Backend{nc: nc, js: js, settings: map[string]queueSettings{}, topics: map[string]time.Time{}}, nil
+	return &Backend{nc: nc, js: js, settings: map[string]queueSettings{}, topics: map[string]time.Time{},
+		ackQueues: map[*ackQueue]struct{}{}}, nil
 }
 
 // JetStream returns the JetStream handle, for what the kit does not cover.
@@ -170,9 +175,19 @@ func (b *Backend) JetStream() natsjs.JetStream { return b.js }
 // doc), durable topic groups.
 func (b *Backend) Features() message.Features { return message.Features{DurableTopicGroups: true} }
 
-// Close closes the connection; messages not yet settled come back after
-// their visibility timeout.
+// Close closes the connection, after sending the acks that running
+// subscriptions queued (AckAsync); messages not yet settled come back
+// after their visibility timeout.
 func (b *Backend) Close() error {
+	b.mu.Lock()
+	qs := make([]*ackQueue, 0, len(b.ackQueues))
+	for q := range b.ackQueues {
+		qs = append(qs, q)
+	}
+	b.mu.Unlock()
+	for _, q := range qs {
+		q.send()
+	}
 	b.nc.Close()
 	return nil
 }

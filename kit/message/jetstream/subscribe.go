@@ -40,6 +40,16 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 	}
 	stream, _ := streamOf(d)
 	q := &queueSub{b: b, src: d, stream: stream, queue: d.Name}
+	// Close sends the acks queued meanwhile (see ackQueue) before it
+	// closes the connection; once Subscribe returned the timer does.
+	b.mu.Lock()
+	b.ackQueues[&q.acks] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.ackQueues, &q.acks)
+		b.mu.Unlock()
+	}()
 	ccfg := natsjs.ConsumerConfig{Durable: consumerName, AckPolicy: natsjs.AckExplicitPolicy,
 		MaxDeliver: -1, MaxAckPending: max(opts.Prefetch*4, 1024)}
 	switch d.Kind {
