@@ -102,10 +102,12 @@ type DeadLetterConfig struct {
 	// delivery (or with a Permanent error) is dead-lettered. Default 5.
 	MaxDeliveries int
 	// Dest names the dead-letter destination of a source. Default
-	// "queue:NAME.dlq" for source NAME, and for a durable topic group
-	// "queue:TOPIC.GROUP.dlq", the group's own (as the backends'), not
-	// the dead-letter queue of a queue named TOPIC. A topic group's
-	// Delivery.Group (set by the Router) says which group.
+	// "queue:" + DeadLetterQueue(source, Delivery.Group): NAME.dlq for
+	// queue NAME, TOPIC.GROUP.dlq for a durable topic group, the group's
+	// own (as the backends'), and TOPIC.-topic.dlq for a live topic
+	// subscription; neither of the last two is the dead-letter queue of
+	// a queue named TOPIC. A topic group's Delivery.Group (set by the
+	// Router) says which group.
 	Dest func(source Dest) string
 }
 
@@ -139,15 +141,16 @@ func DeadLetter(cfg DeadLetterConfig) (Middleware, error) {
 			// the queue's name; a durable topic group's queue (the
 			// backends dead-letter its messages from TOPIC.GROUP too, and
 			// redriven they go back to that group alone).
-			name, orig := d.Source.Name, d.Source.String()
+			// A live topic subscription's dead letter names its topic: no queue to
+			// go back to (Redrive keeps it unless given RedriveOptions.To).
+			orig := d.Source.String()
 			switch {
 			case d.Source.Kind == Queue:
-				orig = name
+				orig = d.Source.Name
 			case d.Source.Kind == Topic && d.Group != "":
-				name = TopicGroupQueue(name, d.Group)
-				orig = name
+				orig = TopicGroupQueue(d.Source.Name, d.Group)
 			}
-			to := "queue:" + name + ".dlq"
+			to := "queue:" + DeadLetterQueue(d.Source, d.Group)
 			if cfg.Dest != nil {
 				to = cfg.Dest(d.Source)
 			}
