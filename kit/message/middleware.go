@@ -117,8 +117,11 @@ type DeadLetterConfig struct {
 // x-dead-letter-reason, x-original-queue and x-deliveries) to the
 // dead-letter destination and acks it. It works the same on every backend
 // and whatever the queue's own MaxDeliveries (set that higher, or the
-// backend dead-letters first). If the dead-letter publish fails, the
-// message is nacked and comes back.
+// backend dead-letters first). A dead-letter queue that does not exist is
+// declared (with the defaults) when the Publisher is also a Declarer, as
+// a Backend is; otherwise declare it yourself. If the dead-letter publish
+// fails, the message is nacked and comes back (a live topic's does not:
+// it is gone).
 func DeadLetter(cfg DeadLetterConfig) (Middleware, error) {
 	if cfg.Publisher == nil {
 		return nil, fmt.Errorf("%w: dead-letter middleware: nil publisher", broker.ErrInvalid)
@@ -156,7 +159,20 @@ func DeadLetter(cfg DeadLetterConfig) (Middleware, error) {
 			}
 			m.Headers[broker.HeaderOriginalQueue] = orig
 			m.Headers[broker.HeaderDeliveries] = strconv.Itoa(d.Deliveries)
-			if perr := cfg.Publisher.Publish(context.WithoutCancel(ctx), to, m); perr != nil {
+			pctx := context.WithoutCancel(ctx)
+			perr := cfg.Publisher.Publish(pctx, to, m)
+			if errors.Is(perr, broker.ErrNotFound) {
+				// No one declares a live topic's dead-letter queue (nor
+				// a stream's, nor a Dest's): make it, as the backends make
+				// a queue's, or a live topic's poison message, nacked,
+				// would be gone.
+				if dc, ok := cfg.Publisher.(Declarer); ok {
+					if derr := dc.Declare(pctx, to, DeclareOptions{}); derr == nil {
+						perr = cfg.Publisher.Publish(pctx, to, m)
+					}
+				}
+			}
+			if perr != nil {
 				return fmt.Errorf("%w (dead-lettering it failed: %w)", err, perr)
 			}
 			return nil

@@ -48,6 +48,7 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"VisibilityDeadLetter", testVisibilityDeadLetter},
 		{"Redrive", testRedrive},
 		{"RedriveKeeps", testRedriveKeeps},
+		{"DeadLetterLiveTopic", testDeadLetterLiveTopic},
 		{"RedriveMaxRepeated", testRedriveMaxRepeated},
 		{"TTL", testTTL},
 		{"Dedup", testDedup},
@@ -851,6 +852,73 @@ func testRedriveKeeps(t *testing.T, b Backend, n *names) {
 	if moved, err := message.Redrive(context.Background(), b, dlq, message.RedriveOptions{Idle: 300 * time.Millisecond}); moved != 0 || err != nil {
 		t.Fatalf("Redrive of the emptied %s: %d, %v", dlq, moved, err)
 	}
+}
+
+// A live topic subscription's poison message, through the DeadLetter
+// middleware, lands in queue TOPIC.-topic.dlq (message.DeadLetterQueue),
+// which nobody declared: the middleware declares it. Before, its dead
+// letters went to TOPIC.dlq, queue TOPIC's; where that did not exist
+// the publish failed, the nack of a live topic message did nothing, and
+// the message was gone.
+func testDeadLetterLiveTopic(t *testing.T, b Backend, n *names) {
+	tp := n.declare("topic", "t", message.DeclareOptions{})
+	src, err := message.ParseDest(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq := "queue:" + message.DeadLetterQueue(src, "")
+	t.Cleanup(func() { b.Delete(context.Background(), dlq) })
+	dl, err := message.DeadLetter(message.DeadLetterConfig{Publisher: b, MaxDeliveries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := message.NewRouter(b, message.RouterConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan string, 100)
+	// Outside DeadLetter: heard once the dead letter was published.
+	r.Use(func(next message.Handler) message.Handler {
+		return func(ctx context.Context, d *message.Delivery) error {
+			err := next(ctx, d)
+			if err != nil {
+				t.Errorf("dead-lettering %q: %v", d.Body, err)
+			}
+			failed <- string(d.Body)
+			return err
+		}
+	}, dl)
+	r.Handle(tp, func(ctx context.Context, d *message.Delivery) error {
+		return errors.New("poison")
+	}, message.RouteOptions{Concurrency: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("router: %v", err)
+		}
+	}()
+	// Publish until the route's live subscription got one.
+	deadline := time.Now().Add(wait)
+	var first string
+	for i := 0; first == ""; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the topic route got nothing")
+		}
+		publish(t, b, tp, broker.Message{Body: fmt.Appendf(nil, "p%d", i), ID: fmt.Sprintf("p-%d", i)})
+		select {
+		case first = <-failed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s := subscribe(t, b, dlq, message.SubscribeOptions{})
+	d := s.next(t)
+	if string(d.Body) != first || d.Headers[broker.HeaderOriginalQueue] != tp || d.Headers[broker.HeaderDeadLetterReason] != "poison" {
+		t.Fatalf("dead letter %q %v, want %q from %s", d.Body, d.Headers, first, tp)
+	}
+	ack(t, d)
 }
 
 // Redrive with Max, run again and again until the dead-letter queue is
