@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -119,5 +120,21 @@ func TestDiscoveredHealthURLNeverLeavesTheInstance(t *testing.T) {
 		decoyMu.Lock()
 		defer decoyMu.Unlock()
 		t.Fatalf("the decoy got %d requests: %v", n, decoyURIs)
+	}
+}
+
+// TestAdminUpstreamsEmptyTargets: a discovered upstream whose service has
+// no instance lists "targets": [], not null (docs/discovery.md's
+// python3 one-liners iterate over it and failed with TypeError once the
+// example's instances had expired).
+func TestAdminUpstreamsEmptyTargets(t *testing.T) {
+	regURL, _ := startRegistry(t)
+	gw := startGateway(t, discoverConfig(regURL))
+	code, body, _ := get(t, gw.admin+"/admin/upstreams")
+	var ups []struct {
+		Targets *[]json.RawMessage `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(body), &ups); code != 200 || err != nil || len(ups) != 1 || ups[0].Targets == nil || len(*ups[0].Targets) != 0 {
+		t.Fatalf("%d %v %s", code, err, body)
 	}
 }
