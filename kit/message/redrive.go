@@ -30,7 +30,7 @@ type RedriveOptions struct {
 	// To sends every message there ("queue:NAME", a bare NAME, or a topic
 	// or stream) instead of its x-original-queue: the way to redrive the
 	// dead letters of a topic subscription, which have no queue to go
-	// back to.
+	// back to. It must exist: Redrive does not declare it.
 	To string
 	// Max stops after moving this many messages. Default 0: no limit.
 	Max int
