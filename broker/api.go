@@ -85,7 +85,8 @@ type SettleRequest struct {
 type RedriveAnswer struct {
 	Moved int    `json:"moved"`
 	Kept  int    `json:"kept,omitempty"`
-	First string `json:"first_kept,omitempty"` // the first kept one's x-original-queue
+	First string `json:"first_kept,omitempty"`        // the first kept one's x-original-queue
+	DLQ   string `json:"dead_letter_queue,omitempty"` // where the kept ones are
 }
 
 // OffsetAnswer is the answer of a stream append (the message's offset)

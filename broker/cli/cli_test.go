@@ -715,7 +715,7 @@ func TestRedriveKeptTopicDeadLetter(t *testing.T) {
 	tb.must("", "publish", "rides.dlq", "a", "--header", "x-original-queue=rides")
 	r := tb.run("", "redrive", "rides")
 	if r.code != 1 || r.out != "moved 1 message from the dead-letter queue of rides back to their queues\n" ||
-		!strings.Contains(r.err.Error(), `kept 1 message(s)`) || !strings.Contains(r.err.Error(), `"topic:rides"`) {
+		!strings.Contains(r.err.Error(), `kept 1 message(s) in "rides.dlq"`) || !strings.Contains(r.err.Error(), `"topic:rides"`) {
 		t.Fatalf("redrive: %d %q %v", r.code, r.out, r.err)
 	}
 	r = tb.run("", "redrive", "rides", "--json")

@@ -565,7 +565,7 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 	var kept *broker.RedriveKeptError
 	if errors.As(err, &kept) {
 		// The others moved: an answer, not an error.
-		writeJSON(w, http.StatusOK, broker.RedriveAnswer{Moved: n, Kept: kept.Kept, First: kept.First})
+		writeJSON(w, http.StatusOK, broker.RedriveAnswer{Moved: n, Kept: kept.Kept, First: kept.First, DLQ: kept.DLQ})
 		return
 	}
 	if err != nil {
