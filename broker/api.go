@@ -80,9 +80,13 @@ type SettleRequest struct {
 }
 
 // RedriveAnswer is the answer of a queue redrive: how many dead letters
-// moved back to the queues they came from.
+// moved back to the queues they came from, and how many stayed because
+// their x-original-queue names no queue (see RedriveKeptError).
 type RedriveAnswer struct {
-	Moved int `json:"moved"`
+	Moved int    `json:"moved"`
+	Kept  int    `json:"kept,omitempty"`
+	First string `json:"first_kept,omitempty"`        // the first kept one's x-original-queue
+	DLQ   string `json:"dead_letter_queue,omitempty"` // where the kept ones are
 }
 
 // OffsetAnswer is the answer of a stream append (the message's offset)

@@ -30,6 +30,25 @@ func (e *QueueFullError) Error() string {
 	return fmt.Sprintf("queue %q is full (max_length %d)", e.Queue, e.Limit)
 }
 
+// RedriveKeptError: a redrive moved what it could and left Kept messages
+// in dead-letter queue DLQ because their x-original-queue names no queue
+// (kit/message's DeadLetter writes "topic:NAME" for a live topic
+// subscription's; see kit/message.Redrive and its To option). It is an
+// ErrInvalid.
+type RedriveKeptError struct {
+	DLQ   string
+	Kept  int
+	First string // the first kept message's x-original-queue
+}
+
+func (e *RedriveKeptError) Error() string {
+	return fmt.Sprintf("kept %d message(s) in %q whose x-original-queue is not a queue to go back to (the first: %q): move them with kit/message.Redrive and RedriveOptions.To",
+		e.Kept, e.DLQ, e.First)
+}
+
+// Is makes the error an ErrInvalid.
+func (e *RedriveKeptError) Is(target error) bool { return target == ErrInvalid }
+
 // ErrLagged ends a topic subscription whose consumer fell more than its
 // buffer behind; the subscriber must resubscribe (and missed messages).
 var ErrLagged = errors.New("subscriber fell behind and was dropped")

@@ -30,7 +30,9 @@ func (g *Gateway) Snapshot() admin.Snapshot {
 			policy = "round_robin"
 		}
 		targets, poolState, targetStates := p.BreakerState()
-		u := admin.Upstream{Name: name, Balance: policy, Circuit: poolState}
+		// targets is [] when there are none (a discovered service with no
+		// instance yet), never null: scripts iterate over it.
+		u := admin.Upstream{Name: name, Balance: policy, Circuit: poolState, Targets: make([]admin.Target, 0, len(targets))}
 		for i, t := range targets {
 			at := admin.Target{
 				Address: t.Address, Weight: t.Weight(), Healthy: t.Healthy(), Draining: t.Draining(),

@@ -330,6 +330,9 @@ func runDeclare(e *env, fs *flag.FlagSet, args []string) error {
 				fmt.Fprintf(e.stdout, "exists ")
 			}
 			e.printInfo(kind, info)
+			if diff := settingsDiff(name, cfg, info, args[2:]); diff != "" {
+				fmt.Fprintf(e.stderr, "switchyard broker: %s %q exists with other settings than asked, kept (--if-absent): %s\n", kind, name, diff)
+			}
 			return nil
 		}
 		if !errors.Is(err, broker.ErrNotFound) {
@@ -371,6 +374,60 @@ func runDeclare(e *env, fs *flag.FlagSet, args []string) error {
 
 func declareFlags(fs *flag.FlagSet, e *env) {
 	fs.BoolVar(&e.ifAbsent, "if-absent", false, "create it only if it does not exist: an existing one keeps its settings (and a topic its queues); says \"exists\" and exits 0")
+}
+
+// settingsDiff names the settings given as SETTING=VALUE args whose value
+// differs from the existing destination's (info's Config), both with
+// their defaults: "max_deliveries=5 (asked 1)", or "".
+func settingsDiff(name string, asked, info any, args []string) string {
+	iv := reflect.ValueOf(info)
+	if iv.Kind() == reflect.Pointer {
+		iv = iv.Elem()
+	}
+	if iv.Kind() != reflect.Struct || !iv.FieldByName("Config").IsValid() {
+		return ""
+	}
+	withDefaults := func(v reflect.Value) reflect.Value {
+		m := v.MethodByName("WithDefaults")
+		switch {
+		case !m.IsValid():
+			return v
+		case m.Type().NumIn() == 1:
+			return m.Call([]reflect.Value{reflect.ValueOf(name)})[0]
+		case m.Type().NumIn() == 0:
+			return m.Call(nil)[0]
+		}
+		return v
+	}
+	have := withDefaults(iv.FieldByName("Config"))
+	want := withDefaults(reflect.ValueOf(asked).Elem())
+	if have.Type() != want.Type() {
+		return ""
+	}
+	var diffs []string
+	for _, a := range args {
+		key, val, _ := strings.Cut(a, "=")
+		for i := 0; i < want.NumField(); i++ {
+			if n, _, _ := strings.Cut(want.Type().Field(i).Tag.Get("json"), ","); n != key {
+				continue
+			}
+			if h := have.Field(i); !reflect.DeepEqual(h.Interface(), want.Field(i).Interface()) {
+				diffs = append(diffs, fmt.Sprintf("%s=%v (asked %s)", key, fmtSetting(h), val))
+			}
+		}
+	}
+	return strings.Join(diffs, ", ")
+}
+
+// fmtSetting writes a setting's value as SETTING=VALUE takes it.
+func fmtSetting(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case broker.Duration:
+		return x.Std().String()
+	case []string:
+		return strings.Join(x, ",")
+	}
+	return fmt.Sprint(v.Interface())
 }
 
 // setField sets one SETTING=VALUE on a config struct by its JSON name.

@@ -701,3 +701,28 @@ func TestDeclareIfAbsent(t *testing.T) {
 		t.Fatalf("typo with --if-absent: exit %d, want 2", r.code)
 	}
 }
+
+// TestRedriveKeptTopicDeadLetter: `redrive QUEUE` over a dead-letter
+// queue holding a topic's dead letter (x-original-queue topic:NAME) among
+// the queue's own moves the queue's, says how many stayed and why, and
+// exits 1; --json gives both counts. Before, it stopped at the topic's
+// message and moved nothing behind it.
+func TestRedriveKeptTopicDeadLetter(t *testing.T) {
+	tb := newBroker(t)
+	tb.must("", "declare", "queue", "rides")
+	tb.must("", "declare", "queue", "rides.dlq")
+	tb.must("", "publish", "rides.dlq", "t1", "--header", "x-original-queue=topic:rides")
+	tb.must("", "publish", "rides.dlq", "a", "--header", "x-original-queue=rides")
+	r := tb.run("", "redrive", "rides")
+	if r.code != 1 || r.out != "moved 1 message from the dead-letter queue of rides back to their queues\n" ||
+		!strings.Contains(r.err.Error(), `kept 1 message(s) in "rides.dlq"`) || !strings.Contains(r.err.Error(), `"topic:rides"`) {
+		t.Fatalf("redrive: %d %q %v", r.code, r.out, r.err)
+	}
+	r = tb.run("", "redrive", "rides", "--json")
+	if m := jsonLines(t, r.out); r.code != 1 || len(m) != 1 || m[0]["moved"] != float64(0) || m[0]["kept"] != float64(1) || m[0]["first_kept"] != "topic:rides" {
+		t.Fatalf("redrive --json: %d %q", r.code, r.out)
+	}
+	if i, _ := tb.b.Queue("rides"); i.Depth != 1 {
+		t.Fatalf("rides %+v", i)
+	}
+}

@@ -312,13 +312,22 @@ func runRedrive(e *env, fs *flag.FlagSet, args []string) error {
 	ctx, cancel := e.reqCtx(0)
 	defer cancel()
 	n, err := e.h.Redrive(ctx, args[0])
-	if err != nil {
+	var kept *broker.RedriveKeptError
+	if err != nil && !errors.As(err, &kept) {
 		return err
 	}
 	if e.json {
-		e.printJSON(map[string]any{"queue": args[0], "moved": n})
-		return nil
+		ans := map[string]any{"queue": args[0], "moved": n}
+		if kept != nil {
+			ans["kept"], ans["first_kept"] = kept.Kept, kept.First
+		}
+		e.printJSON(ans)
+	} else {
+		fmt.Fprintf(e.stdout, "moved %s from the dead-letter queue of %s back to their queues\n", plural(n, "message", "messages"), args[0])
 	}
-	fmt.Fprintf(e.stdout, "moved %s from the dead-letter queue of %s back to their queues\n", plural(n, "message", "messages"), args[0])
+	if kept != nil {
+		// The rest moved; exit non-zero so that a script sees what stayed.
+		return err
+	}
 	return nil
 }

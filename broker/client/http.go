@@ -40,6 +40,22 @@ func (h *HTTP) client() *http.Client {
 	return http.DefaultClient
 }
 
+// checkDotSegments refuses a request path with a "." or ".." segment:
+// a queue, topic, stream or group named "." or ".." (url.PathEscape
+// leaves them as they are), which no broker name is, but which the
+// server's router cleans away and redirects, so that "info queue ." read
+// the queue list as an empty queue and "declare --if-absent" said it
+// exists.
+func checkDotSegments(path string) error {
+	p, _, _ := strings.Cut(path, "?")
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%w: name %q: not a broker name (1-200 of letters, digits, '_', '.', '-', not starting with '.' or '-')", broker.ErrInvalid, seg)
+		}
+	}
+	return nil
+}
+
 // do sends a POST and decodes a 2xx JSON answer into out, or turns an
 // error answer into the broker's error values.
 func (h *HTTP) do(ctx context.Context, path string, body io.Reader, hdr http.Header, out any) error {
@@ -50,6 +66,9 @@ func (h *HTTP) do(ctx context.Context, path string, body io.Reader, hdr http.Hea
 // answer is cut) is ErrDisconnected. An out of type *[]byte gets the
 // answer's bytes undecoded.
 func (h *HTTP) send(ctx context.Context, method, path string, body io.Reader, hdr http.Header, out any) error {
+	if err := checkDotSegments(path); err != nil {
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(h.Base, "/")+path, body)
 	if err != nil {
 		return err

@@ -133,9 +133,18 @@ func (h *HTTP) StreamInfo(ctx context.Context, name string) (broker.StreamInfo, 
 
 // Redrive moves the messages of the queue's dead-letter queue back to
 // the queues they came from (POST /v1/queues/NAME/redrive); it returns
-// how many moved.
+// how many moved. Messages whose x-original-queue names no queue stay:
+// the error is then a *broker.RedriveKeptError naming the dead-letter
+// queue.
 func (h *HTTP) Redrive(ctx context.Context, queue string) (int, error) {
 	var ans broker.RedriveAnswer
 	err := h.do(ctx, "/v1/queues/"+url.PathEscape(queue)+"/redrive", nil, nil, &ans)
+	if err == nil && ans.Kept > 0 {
+		dlq := ans.DLQ
+		if dlq == "" {
+			dlq = queue + "'s dead-letter queue"
+		}
+		err = &broker.RedriveKeptError{DLQ: dlq, Kept: ans.Kept, First: ans.First}
+	}
 	return ans.Moved, err
 }

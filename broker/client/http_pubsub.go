@@ -52,6 +52,9 @@ const sseMaxLine = 96 << 20
 // decodes the stream ahead of Next (up to 64 messages, then TCP's flow
 // control holds the broker back); Close ends it.
 func (h *HTTP) SubscribeTopic(ctx context.Context, topic string, _ TopicOptions) (TopicSubscription, error) {
+	if err := checkDotSegments("/" + topic); err != nil {
+		return nil, err
+	}
 	// The stream outlives ctx: it gets its own context, cancelled by ctx
 	// only while subscribing, and by Close.
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

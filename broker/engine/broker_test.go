@@ -606,3 +606,47 @@ func TestQueueCannotDeadLetterIntoItself(t *testing.T) {
 	}
 	e.declare("orders", broker.QueueConfig{DeadLetter: "orders.failed"})
 }
+
+// TestRedriveKeepsWhatNamesNoQueue: kit/message's DeadLetter wrote a live
+// topic subscription's dead letters to TOPIC.dlq, the dead-letter queue of
+// a queue named TOPIC, with x-original-queue "topic:TOPIC". Redrive of
+// that queue stopped at the first such message: the queue's own dead
+// letters behind it never moved. Now it leaves those where they are
+// (counted in a RedriveKeptError) and moves the others, every time, each
+// once ("queue:NAME" is NAME).
+func TestRedriveKeepsWhatNamesNoQueue(t *testing.T) {
+	e := newEnv(t)
+	e.declare("rides", broker.QueueConfig{})
+	e.declare("rides.dlq", broker.QueueConfig{})
+	for _, m := range []struct{ body, orig string }{{"a", "rides"}, {"t1", "topic:rides"}, {"b", "queue:rides"}, {"t2", "bogus name"}, {"c", ""}} {
+		e.pub("rides.dlq", broker.Message{Body: []byte(m.body), Headers: map[string]string{broker.HeaderOriginalQueue: m.orig}})
+	}
+	for run := 1; run <= 7; run++ {
+		n, err := e.b.Redrive(context.Background(), "rides")
+		var kept *broker.RedriveKeptError
+		want := 0
+		if run == 1 {
+			want = 3
+		}
+		if n != want || !errors.As(err, &kept) || !errors.Is(err, broker.ErrInvalid) || kept.Kept != 2 || kept.First != "topic:rides" || kept.DLQ != "rides.dlq" {
+			t.Fatalf("redrive run %d: %d %v; want %d moved, 2 kept", run, n, err, want)
+		}
+		if run == 4 {
+			e.restart()
+		}
+	}
+	if i, _ := e.b.Queue("rides"); i.Depth != 3 {
+		t.Fatalf("rides: %+v, want 3 messages", i)
+	}
+	ds := e.recv("rides.dlq", 10)
+	got := map[string]int{}
+	for _, d := range ds {
+		got[string(d.Body)]++
+		if d.Deliveries != 1 {
+			t.Fatalf("kept %q: deliveries %d, want 1 (a redrive does not count one)", d.Body, d.Deliveries)
+		}
+	}
+	if len(ds) != 2 || got["t1"] != 1 || got["t2"] != 1 {
+		t.Fatalf("rides.dlq holds %v, want t1, t2 once each", got)
+	}
+}

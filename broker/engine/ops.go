@@ -592,7 +592,11 @@ func (b *Broker) move(m *message, from *queue, target string, headers map[string
 // queues they came from (x-original-queue, else this queue), with fresh
 // delivery counts, in order. Each message leaves the dead-letter queue
 // only once its move is durable: on an error the redrive stops, the rest
-// stay, and it returns how many moved together with the error.
+// stay, and it returns how many moved together with the error. A message
+// whose x-original-queue names no queue ("topic:NAME", which kit/message
+// writes for a live topic subscription's dead letters, or any other
+// invalid name; "queue:NAME" is NAME) stays where it is, and the others
+// move: the error is then a *broker.RedriveKeptError.
 func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	q, err := b.queue(name)
 	if err != nil {
@@ -623,10 +627,24 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	}
 	dq.mu.Unlock()
 	items := make([]moveItem, 0, len(moving))
+	var kept *broker.RedriveKeptError
 	for _, m := range moving {
 		target := m.headers[broker.HeaderOriginalQueue]
 		if target == "" {
 			target = name
+		}
+		target = strings.TrimPrefix(target, "queue:")
+		if !broker.ValidName(target) {
+			// No queue to go back to: it stays, and does not hold up
+			// the messages behind it.
+			if kept == nil {
+				kept = &broker.RedriveKeptError{DLQ: dl, First: target}
+			}
+			kept.Kept++
+			dq.mu.Lock()
+			dq.unholdLocked(m, b.cfg.Now().UnixNano())
+			dq.mu.Unlock()
+			continue
 		}
 		h := maps.Clone(m.headers)
 		delete(h, broker.HeaderDeadLetterReason)
@@ -637,6 +655,9 @@ func (b *Broker) Redrive(ctx context.Context, name string) (int, error) {
 	n, err := b.moveAll(ctx, items, true)
 	if err != nil {
 		return n, fmt.Errorf("redrive of %q stopped after moving %d of %d messages (the rest stay in %q): %w", dl, n, len(items), dl, err)
+	}
+	if kept != nil {
+		return n, kept
 	}
 	return n, nil
 }

@@ -562,6 +562,12 @@ func (s *Server) nack(w http.ResponseWriter, r *http.Request) { s.settle(w, r, k
 
 func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 	n, err := s.b.Redrive(r.Context(), r.PathValue("name"))
+	var kept *broker.RedriveKeptError
+	if errors.As(err, &kept) {
+		// The others moved: an answer, not an error.
+		writeJSON(w, http.StatusOK, broker.RedriveAnswer{Moved: n, Kept: kept.Kept, First: kept.First, DLQ: kept.DLQ})
+		return
+	}
 	if err != nil {
 		fail(w, err)
 		return

@@ -3,6 +3,7 @@ package message_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +90,56 @@ func TestDeadLetterOfTopicGroup(t *testing.T) {
 	}
 	if o := ms[0].Headers[broker.HeaderOriginalQueue]; o != "rides.billing" {
 		t.Fatalf("x-original-queue %q, want rides.billing (the group's queue)", o)
+	}
+}
+
+// TestDeadLetterOfLiveTopic: a live topic subscription's (no group)
+// poison message goes to queue TOPIC.-topic.dlq (DeadLetterQueue), with
+// x-original-queue "topic:TOPIC". Before, it went to queue:TOPIC.dlq,
+// the dead-letter queue of a queue that happens to be named TOPIC, where
+// its redrive then stopped at it (see TestRedriveKeepsWhatItCannotMove).
+// A stream's go to STREAM.-stream.dlq alike.
+func TestDeadLetterOfLiveTopic(t *testing.T) {
+	for _, tc := range []struct{ source, dlq string }{
+		{"topic:rides", "queue:rides.-topic.dlq"},
+		{"stream:rides", "queue:rides.-stream.dlq"},
+		{"queue:rides", "queue:rides.dlq"},
+	} {
+		ps := &recordPubSub{sent: map[string][]broker.Message{}, got: make(chan struct{}, 1)}
+		ps.msgs = []broker.Message{{Body: []byte("poison"), ID: "m-1"}}
+		dl, err := message.DeadLetter(message.DeadLetterConfig{Publisher: ps, MaxDeliveries: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := message.NewRouter(ps, message.RouterConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Use(dl)
+		var opts message.RouteOptions
+		if strings.HasPrefix(tc.source, "stream:") {
+			opts.Group = "g"
+		}
+		r.Handle(tc.source, func(ctx context.Context, d *message.Delivery) error { return errors.New("no") }, opts)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		select {
+		case <-ps.got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing dead-lettered within 10s")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		ps.mu.Lock()
+		ms := ps.sent[tc.dlq]
+		if len(ms) != 1 || len(ps.sent) != 1 {
+			t.Errorf("%s: dead letters went to %v, want only %s", tc.source, ps.sent, tc.dlq)
+		} else if o, want := ms[0].Headers[broker.HeaderOriginalQueue], strings.TrimPrefix(tc.source, "queue:"); o != want {
+			t.Errorf("%s: x-original-queue %q, want %q", tc.source, o, want)
+		}
+		ps.mu.Unlock()
 	}
 }

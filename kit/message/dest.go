@@ -69,6 +69,33 @@ func ParseDest(s string) (Dest, error) {
 	return Dest{Kind: kind, Name: name}, nil
 }
 
+// DeadLetterQueue returns the name of the queue that DeadLetter (and,
+// for queues and durable topic groups, the backends) sends the poison
+// messages of source to, read through group (a durable topic group; ""
+// otherwise):
+//
+//   - queue NAME: NAME.dlq
+//   - topic TOPIC, durable group GROUP: TOPIC.GROUP.dlq (TopicGroupQueue)
+//   - topic TOPIC without a group (a live subscription), or a stream:
+//     TOPIC.-topic.dlq, STREAM.-stream.dlq
+//
+// The last segment before ".dlq" of the last two starts with '-', which a
+// group name cannot (CheckTopicGroup): no topic group's queue, and no
+// dead-letter queue the backends make, has that name; only a queue
+// deliberately called TOPIC.-topic has it as its own. Names with a '.'
+// segment that starts with '-' are best left to the kit. The result is a
+// valid queue name while the source's name leaves room for the suffix
+// (a topic up to 189 characters; DeadLetter's publish fails beyond).
+func DeadLetterQueue(source Dest, group string) string {
+	switch {
+	case source.Kind == Queue:
+		return source.Name + ".dlq"
+	case source.Kind == Topic && group != "":
+		return TopicGroupQueue(source.Name, group) + ".dlq"
+	}
+	return source.Name + ".-" + source.Kind.String() + ".dlq"
+}
+
 // MaxTopicGroupLen is the longest durable topic group name.
 const MaxTopicGroupLen = 64
 

@@ -102,10 +102,12 @@ type DeadLetterConfig struct {
 	// delivery (or with a Permanent error) is dead-lettered. Default 5.
 	MaxDeliveries int
 	// Dest names the dead-letter destination of a source. Default
-	// "queue:NAME.dlq" for source NAME, and for a durable topic group
-	// "queue:TOPIC.GROUP.dlq", the group's own (as the backends'), not
-	// the dead-letter queue of a queue named TOPIC. A topic group's
-	// Delivery.Group (set by the Router) says which group.
+	// "queue:" + DeadLetterQueue(source, Delivery.Group): NAME.dlq for
+	// queue NAME, TOPIC.GROUP.dlq for a durable topic group, the group's
+	// own (as the backends'), and TOPIC.-topic.dlq for a live topic
+	// subscription; neither of the last two is the dead-letter queue of
+	// a queue named TOPIC. A topic group's Delivery.Group (set by the
+	// Router) says which group.
 	Dest func(source Dest) string
 }
 
@@ -115,8 +117,11 @@ type DeadLetterConfig struct {
 // x-dead-letter-reason, x-original-queue and x-deliveries) to the
 // dead-letter destination and acks it. It works the same on every backend
 // and whatever the queue's own MaxDeliveries (set that higher, or the
-// backend dead-letters first). If the dead-letter publish fails, the
-// message is nacked and comes back.
+// backend dead-letters first). A dead-letter queue that does not exist is
+// declared (with the defaults) when the Publisher is also a Declarer, as
+// a Backend is; otherwise declare it yourself. If the dead-letter publish
+// fails, the message is nacked and comes back (a live topic's does not:
+// it is gone).
 func DeadLetter(cfg DeadLetterConfig) (Middleware, error) {
 	if cfg.Publisher == nil {
 		return nil, fmt.Errorf("%w: dead-letter middleware: nil publisher", broker.ErrInvalid)
@@ -139,21 +144,35 @@ func DeadLetter(cfg DeadLetterConfig) (Middleware, error) {
 			// the queue's name; a durable topic group's queue (the
 			// backends dead-letter its messages from TOPIC.GROUP too, and
 			// redriven they go back to that group alone).
-			name, orig := d.Source.Name, d.Source.String()
+			// A live topic subscription's dead letter names its topic: no queue to
+			// go back to (Redrive keeps it unless given RedriveOptions.To).
+			orig := d.Source.String()
 			switch {
 			case d.Source.Kind == Queue:
-				orig = name
+				orig = d.Source.Name
 			case d.Source.Kind == Topic && d.Group != "":
-				name = TopicGroupQueue(name, d.Group)
-				orig = name
+				orig = TopicGroupQueue(d.Source.Name, d.Group)
 			}
-			to := "queue:" + name + ".dlq"
+			to := "queue:" + DeadLetterQueue(d.Source, d.Group)
 			if cfg.Dest != nil {
 				to = cfg.Dest(d.Source)
 			}
 			m.Headers[broker.HeaderOriginalQueue] = orig
 			m.Headers[broker.HeaderDeliveries] = strconv.Itoa(d.Deliveries)
-			if perr := cfg.Publisher.Publish(context.WithoutCancel(ctx), to, m); perr != nil {
+			pctx := context.WithoutCancel(ctx)
+			perr := cfg.Publisher.Publish(pctx, to, m)
+			if errors.Is(perr, broker.ErrNotFound) {
+				// No one declares a live topic's dead-letter queue (nor
+				// a stream's, nor a Dest's): make it, as the backends make
+				// a queue's, or a live topic's poison message, nacked,
+				// would be gone.
+				if dc, ok := cfg.Publisher.(Declarer); ok {
+					if derr := dc.Declare(pctx, to, DeclareOptions{}); derr == nil {
+						perr = cfg.Publisher.Publish(pctx, to, m)
+					}
+				}
+			}
+			if perr != nil {
 				return fmt.Errorf("%w (dead-lettering it failed: %w)", err, perr)
 			}
 			return nil

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/httpx"
@@ -79,7 +80,7 @@ func Handler(r *Registry) http.Handler {
 			writeErr(w, req, fmt.Errorf("%w: body names service %q instance %q, path %q %q", ErrInvalid, clip(reg.Service), clip(reg.ID), clip(service), clip(id)))
 			return
 		}
-		in, err := r.RegisterLease(reg, req.Header.Get(LeaseHeader))
+		in, err := r.RegisterLease(reg, leaseOf(req))
 		if err != nil {
 			writeErr(w, req, err)
 			return
@@ -87,7 +88,7 @@ func Handler(r *Registry) http.Handler {
 		writeJSON(w, http.StatusOK, in)
 	})
 	mux.HandleFunc("PUT /v1/services/{service}/instances/{id}/heartbeat", func(w http.ResponseWriter, req *http.Request) {
-		in, err := r.HeartbeatLease(req.PathValue("service"), req.PathValue("id"), req.Header.Get(LeaseHeader))
+		in, err := r.HeartbeatLease(req.PathValue("service"), req.PathValue("id"), leaseOf(req))
 		if err != nil {
 			writeErr(w, req, err)
 			return
@@ -100,7 +101,7 @@ func Handler(r *Registry) http.Handler {
 			writeErr(w, req, err)
 			return
 		}
-		in, err := r.SetStateLease(req.PathValue("service"), req.PathValue("id"), sr.State, req.Header.Get(LeaseHeader))
+		in, err := r.SetStateLease(req.PathValue("service"), req.PathValue("id"), sr.State, leaseOf(req))
 		if err != nil {
 			writeErr(w, req, err)
 			return
@@ -108,7 +109,7 @@ func Handler(r *Registry) http.Handler {
 		writeJSON(w, http.StatusOK, in)
 	})
 	mux.HandleFunc("DELETE /v1/services/{service}/instances/{id}", func(w http.ResponseWriter, req *http.Request) {
-		if err := r.DeregisterLease(req.PathValue("service"), req.PathValue("id"), req.Header.Get(LeaseHeader)); err != nil {
+		if err := r.DeregisterLease(req.PathValue("service"), req.PathValue("id"), leaseOf(req)); err != nil {
 			writeErr(w, req, err)
 			return
 		}
@@ -269,4 +270,16 @@ func writeErr(w http.ResponseWriter, req *http.Request, err error) {
 		e.Status, e.Code = http.StatusServiceUnavailable, "closed"
 	}
 	writeProblem(w, e)
+}
+
+// leaseOf returns the lease a request presents. A value with a NUL
+// (AnyLease, the in-process bypass, is one) is no lease: net/http refuses
+// such a header, but a server or proxy in front of the handler may pass
+// it on.
+func leaseOf(req *http.Request) string {
+	v := req.Header.Get(LeaseHeader)
+	if strings.IndexByte(v, 0) >= 0 {
+		return ""
+	}
+	return v
 }

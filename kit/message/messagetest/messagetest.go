@@ -47,6 +47,9 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"DeadLetter", testDeadLetter},
 		{"VisibilityDeadLetter", testVisibilityDeadLetter},
 		{"Redrive", testRedrive},
+		{"RedriveKeeps", testRedriveKeeps},
+		{"DeadLetterLiveTopic", testDeadLetterLiveTopic},
+		{"RedriveMaxRepeated", testRedriveMaxRepeated},
 		{"TTL", testTTL},
 		{"Dedup", testDedup},
 		{"KeyOrder", testKeyOrder},
@@ -778,6 +781,182 @@ func testRedrive(t *testing.T, b Backend, n *names) {
 	ack(t, d)
 	if moved, err := message.Redrive(context.Background(), b, q+".dlq", message.RedriveOptions{Idle: 100 * time.Millisecond}); err != nil || moved != 0 {
 		t.Fatalf("second Redrive: %d, %v; want 0", moved, err)
+	}
+}
+
+// A dead-letter queue holding, among a queue's own dead letters, ones a
+// live topic subscription wrote there (x-original-queue "topic:NAME", as
+// the DeadLetter middleware did before it sent them to TOPIC.-topic.dlq):
+// Redrive moves the queue's back and keeps the topic's, each exactly once,
+// whatever how often it runs (more than the dead-letter queue's
+// MaxDeliveries, after which a message handed out that often is dropped);
+// RedriveOptions.To moves the topic's where the user says. Before, Redrive
+// stopped at the first topic message: the queue's messages behind it never
+// moved, and the fifth run dropped it.
+func testRedriveKeeps(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	// A message handed to Redrive as it stops waits for the visibility
+	// timeout: 1s here.
+	dlq := n.declare("queue", "q.dlq", message.DeclareOptions{Visibility: time.Second})
+	other := n.declare("queue", "other", message.DeclareOptions{})
+	name := strings.TrimPrefix(q, "queue:")
+	dead := func(body, orig string) broker.Message {
+		return broker.Message{Body: []byte(body), ID: "id-" + body, Headers: map[string]string{
+			broker.HeaderOriginalQueue: orig, broker.HeaderDeadLetterReason: "boom", broker.HeaderDeliveries: "5", "h": body}}
+	}
+	publish(t, b, dlq, dead("a", name), dead("t1", "topic:"+name), dead("b", name), dead("t2", "topic:"+name), dead("c", name))
+	for run := 1; run <= 7; run++ {
+		moved, err := message.Redrive(context.Background(), b, dlq, message.RedriveOptions{Idle: 500 * time.Millisecond})
+		var nr *message.NotRedrivenError
+		if run == 1 {
+			if moved != 3 || !errors.As(err, &nr) || nr.Kept != 2 || nr.Origins["topic:"+name] != 2 || !errors.Is(err, broker.ErrInvalid) {
+				t.Fatalf("Redrive: moved %d, %v; want 3 moved and 2 kept", moved, err)
+			}
+			continue
+		}
+		// Again: what it meets of the two it keeps again.
+		if moved != 0 || (err != nil && (!errors.As(err, &nr) || nr.Kept > 2 || nr.Origins["topic:"+name] != nr.Kept)) {
+			t.Fatalf("Redrive run %d: moved %d, %v; want 0 moved, at most 2 kept", run, moved, err)
+		}
+	}
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	publish(t, b, q, body("end"))
+	if got := readUntil(t, s, "end"); len(got) != 3 || got["a"] != 1 || got["b"] != 1 || got["c"] != 1 {
+		t.Fatalf("queue got %v, want a, b, c once each", got)
+	}
+	for moved, run := 0, 1; moved < 2; run++ {
+		m, err := message.Redrive(context.Background(), b, dlq, message.RedriveOptions{To: other, Idle: 3 * time.Second})
+		if err != nil || run > 5 {
+			t.Fatalf("Redrive To %s, run %d: moved %d (%d before), %v; want 2 in all", other, run, m, moved, err)
+		}
+		moved += m
+	}
+	o := subscribe(t, b, other, message.SubscribeOptions{})
+	publish(t, b, other, body("end"))
+	got := map[string]int{}
+	for {
+		d := o.next(t)
+		ack(t, d)
+		if string(d.Body) == "end" {
+			break
+		}
+		got[string(d.Body)]++
+		if d.Headers[broker.HeaderOriginalQueue] != "" || d.Headers[message.HeaderRedriveKept] != "" || d.Headers["h"] != string(d.Body) ||
+			!strings.HasPrefix(d.ID, "id-"+string(d.Body)+"#redrive-") || strings.Contains(d.ID, "#kept-") {
+			t.Fatalf("redriven %q: id %q headers %v", d.Body, d.ID, d.Headers)
+		}
+	}
+	if len(got) != 2 || got["t1"] != 1 || got["t2"] != 1 {
+		t.Fatalf("%s got %v, want t1, t2 once each", other, got)
+	}
+	if moved, err := message.Redrive(context.Background(), b, dlq, message.RedriveOptions{Idle: 300 * time.Millisecond}); moved != 0 || err != nil {
+		t.Fatalf("Redrive of the emptied %s: %d, %v", dlq, moved, err)
+	}
+}
+
+// A live topic subscription's poison message, through the DeadLetter
+// middleware, lands in queue TOPIC.-topic.dlq (message.DeadLetterQueue),
+// which nobody declared: the middleware declares it. Before, its dead
+// letters went to TOPIC.dlq, queue TOPIC's; where that did not exist
+// the publish failed, the nack of a live topic message did nothing, and
+// the message was gone.
+func testDeadLetterLiveTopic(t *testing.T, b Backend, n *names) {
+	tp := n.declare("topic", "t", message.DeclareOptions{})
+	src, err := message.ParseDest(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq := "queue:" + message.DeadLetterQueue(src, "")
+	t.Cleanup(func() { b.Delete(context.Background(), dlq) })
+	dl, err := message.DeadLetter(message.DeadLetterConfig{Publisher: b, MaxDeliveries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := message.NewRouter(b, message.RouterConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan string, 100)
+	// Outside DeadLetter: heard once the dead letter was published.
+	r.Use(func(next message.Handler) message.Handler {
+		return func(ctx context.Context, d *message.Delivery) error {
+			err := next(ctx, d)
+			if err != nil {
+				t.Errorf("dead-lettering %q: %v", d.Body, err)
+			}
+			failed <- string(d.Body)
+			return err
+		}
+	}, dl)
+	r.Handle(tp, func(ctx context.Context, d *message.Delivery) error {
+		return errors.New("poison")
+	}, message.RouteOptions{Concurrency: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("router: %v", err)
+		}
+	}()
+	// Publish until the route's live subscription got one.
+	deadline := time.Now().Add(wait)
+	var first string
+	for i := 0; first == ""; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the topic route got nothing")
+		}
+		publish(t, b, tp, broker.Message{Body: fmt.Appendf(nil, "p%d", i), ID: fmt.Sprintf("p-%d", i)})
+		select {
+		case first = <-failed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s := subscribe(t, b, dlq, message.SubscribeOptions{})
+	d := s.next(t)
+	if string(d.Body) != first || d.Headers[broker.HeaderOriginalQueue] != tp || d.Headers[broker.HeaderDeadLetterReason] != "poison" {
+		t.Fatalf("dead letter %q %v, want %q from %s", d.Body, d.Headers, first, tp)
+	}
+	ack(t, d)
+}
+
+// Redrive with Max, run again and again until the dead-letter queue is
+// empty, moves every message exactly once. Before, each run took up to 64
+// messages and handed back those beyond Max: every run counted a delivery
+// of the messages behind, and the dead-letter queue (MaxDeliveries 5, no
+// dead-letter queue of its own) dropped them at the fifth. (A message
+// handed to a run as it stops waits for the visibility timeout: 1s here.)
+func testRedriveMaxRepeated(t *testing.T, b Backend, n *names) {
+	q := n.declare("queue", "q", message.DeclareOptions{})
+	dlq := n.declare("queue", "q.dlq", message.DeclareOptions{Visibility: time.Second})
+	name := strings.TrimPrefix(q, "queue:")
+	const total = 8
+	for i := range total {
+		publish(t, b, dlq, broker.Message{Body: fmt.Appendf(nil, "m%d", i), ID: fmt.Sprintf("id-%d", i),
+			Headers: map[string]string{broker.HeaderOriginalQueue: name}})
+	}
+	moved := 0
+	for run := 1; moved < total; run++ {
+		if run > 3*total {
+			t.Fatalf("%d runs moved %d of %d messages", run-1, moved, total)
+		}
+		m, err := message.Redrive(context.Background(), b, dlq, message.RedriveOptions{Max: 1, Idle: 5 * time.Second})
+		if err != nil || m > 1 {
+			t.Fatalf("Redrive run %d: moved %d, %v; want at most 1", run, m, err)
+		}
+		moved += m
+	}
+	s := subscribe(t, b, q, message.SubscribeOptions{})
+	publish(t, b, q, body("end"))
+	if got := readUntil(t, s, "end"); len(got) != total {
+		t.Fatalf("queue got %v, want %d messages once each", got, total)
+	} else {
+		for k, c := range got {
+			if c != 1 {
+				t.Fatalf("%s arrived %d times", k, c)
+			}
+		}
 	}
 }
 
