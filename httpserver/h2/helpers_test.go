@@ -81,9 +81,14 @@ func (r *raw) block(path string, extra ...string) []byte {
 
 func (r *raw) headers(id uint32, end bool, path string, extra ...string) {
 	r.t.Helper()
-	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(path, extra...), EndStream: end, EndHeaders: true}); err != nil {
+	if err := r.tryHeaders(id, end, path, extra...); err != nil {
 		r.t.Fatal(err)
 	}
+}
+
+// tryHeaders is headers for other goroutines than the test's.
+func (r *raw) tryHeaders(id uint32, end bool, path string, extra ...string) error {
+	return r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(path, extra...), EndStream: end, EndHeaders: true})
 }
 
 // next reads frames until match returns true; false when the connection
