@@ -39,7 +39,8 @@ type conn struct {
 	remoteAddr string
 	tls        *tls.ConnectionState
 
-	// writing: wmu guards the framer's write half, bw, henc, hbuf.
+	// writing: wmu guards the framer's write half, bw (from writerPool
+	// while frames are written), henc, hbuf.
 	wmu         sync.Mutex
 	writers     atomic.Int32 // writers waiting for or holding wmu
 	bw          *bufio.Writer
@@ -75,8 +76,7 @@ func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) 
 		streams: map[uint32]*stream{}, sendWindow: 65535, peerInitWindow: 65535,
 		peerMaxFrame: 16384, flowCh: make(chan struct{}),
 	}
-	c.bw = bufio.NewWriterSize(nc, 32<<10)
-	c.fr = http2.NewFramer(c.bw, br)
+	c.fr = http2.NewFramer(connWriter{c}, br)
 	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -234,6 +234,14 @@ func (c *conn) closeWrite() {
 	c.nc.Close()
 }
 
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// connWriter is the framer's writer: the connection's buffer of the
+// moment. (wmu)
+type connWriter struct{ c *conn }
+
+func (w connWriter) Write(p []byte) (int, error) { return w.c.bw.Write(p) }
+
 // write runs fn (which writes frames) under the write lock; the last
 // writer to leave flushes.
 func (c *conn) write(fn func() error) error {
@@ -245,9 +253,19 @@ func (c *conn) write(fn func() error) error {
 		return c.werr
 	}
 	c.renewWriteDeadline()
+	if c.bw == nil {
+		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
+	}
 	err := fn()
 	if c.writers.Add(-1) == 0 && err == nil {
 		err = c.bw.Flush()
+		if err == nil {
+			// Idle connections hold no write buffer.
+			c.bw.Reset(nil)
+			writerPool.Put(c.bw)
+			c.bw = nil
+		}
 	}
 	if err != nil {
 		c.werr = err

@@ -212,7 +212,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		tlsState = &cs
 	}
-	br := bufio.NewReaderSize(nc, 16<<10)
+	br := bufio.NewReaderSize(nc, 4<<10)
 	_ = nc.SetReadDeadline(time.Now().Add(rht))
 	for n := 1; n <= len(preface); n++ {
 		b, err := br.Peek(n)

@@ -40,7 +40,7 @@ type stream struct {
 	reset       bool  // (mu) reset or removed: nothing more is written
 	sig         chan struct{}
 	bodyClosed  bool // (mu) the handler closed the body
-	bodyTimeout bool // a body read timed out
+	bodyTimeout bool // (mu) a body read timed out
 	rdeadline   time.Time
 }
 
@@ -174,7 +174,9 @@ func (b *body) Read(p []byte) (int, error) {
 
 func (b *body) timedOut() error {
 	st := (*stream)(b)
+	st.c.mu.Lock()
 	st.bodyTimeout = true
+	st.c.mu.Unlock()
 	return errBodyTimeout
 }
 
@@ -416,7 +418,10 @@ func (w *responseWriter) finish() {
 	}
 	if !w.wroteHeader {
 		status := http.StatusOK
-		if st.bodyTimeout {
+		c.mu.Lock()
+		timedOut := st.bodyTimeout
+		c.mu.Unlock()
+		if timedOut {
 			status = http.StatusRequestTimeout
 		}
 		w.wroteHeader = false
