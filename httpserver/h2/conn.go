@@ -796,9 +796,11 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 }
 
 // waitFlow takes up to n bytes of send window for st, waiting for the
-// client's WINDOW_UPDATEs until deadline.
-func (c *conn) waitFlow(st *stream, n int, deadline time.Time) (int, error) {
+// client's WINDOW_UPDATEs until the write deadline (SetWriteDeadline, or
+// WriteTimeout from the first wait).
+func (c *conn) waitFlow(st *stream, n int) (int, error) {
 	var timer *time.Timer
+	var wait time.Time // the end of WriteTimeout from the first wait
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -818,7 +820,14 @@ func (c *conn) waitFlow(st *stream, n int, deadline time.Time) (int, error) {
 			return int(avail), nil
 		}
 		ch := c.flowCh
+		deadline := st.rw.wdeadline
 		c.mu.Unlock()
+		if deadline.IsZero() && c.srv.WriteTimeout > 0 {
+			if wait.IsZero() {
+				wait = time.Now().Add(c.srv.WriteTimeout)
+			}
+			deadline = wait
+		}
 		var tc <-chan time.Time
 		if !deadline.IsZero() {
 			d := time.Until(deadline)

@@ -41,7 +41,7 @@ type stream struct {
 	sig         chan struct{}
 	bodyClosed  bool // (mu) the handler closed the body
 	bodyTimeout bool // (mu) a body read timed out
-	rdeadline   time.Time
+	rdeadline   time.Time // (mu)
 }
 
 func newStream(c *conn, id uint32, req *http.Request, declared int64) *stream {
@@ -107,6 +107,7 @@ func (b *body) Read(p []byte) (int, error) {
 	st := (*stream)(b)
 	c := st.c
 	var timer *time.Timer
+	var wait time.Time // the end of ReadBodyTimeout from the first wait
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -139,13 +140,16 @@ func (b *body) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, err
 		}
+		deadline := st.rdeadline
 		c.mu.Unlock()
 		if len(p) == 0 {
 			return 0, nil
 		}
-		deadline := st.rdeadline
 		if deadline.IsZero() && c.srv.ReadBodyTimeout > 0 {
-			deadline = time.Now().Add(c.srv.ReadBodyTimeout)
+			if wait.IsZero() {
+				wait = time.Now().Add(c.srv.ReadBodyTimeout)
+			}
+			deadline = wait
 		}
 		var tc <-chan time.Time
 		if !deadline.IsZero() {
@@ -206,7 +210,7 @@ type responseWriter struct {
 	ended       bool // END_STREAM sent
 	trailers    []string
 	buf         []byte
-	wdeadline   time.Time
+	wdeadline   time.Time // (mu)
 	handlerDone bool
 }
 
@@ -290,19 +294,29 @@ func (w *responseWriter) FlushError() error {
 	return w.send(false)
 }
 
-func (w *responseWriter) SetReadDeadline(t time.Time) error  { w.st.rdeadline = t; return nil }
-func (w *responseWriter) SetWriteDeadline(t time.Time) error { w.wdeadline = t; return nil }
+// SetReadDeadline bounds the request body's reads; a deadline in the past
+// ends a read blocked now (from any goroutine).
+func (w *responseWriter) SetReadDeadline(t time.Time) error {
+	c := w.st.c
+	c.mu.Lock()
+	w.st.rdeadline = t
+	c.mu.Unlock()
+	w.st.signal()
+	return nil
+}
+
+// SetWriteDeadline bounds waits for the client's flow-control window; a
+// deadline in the past ends a wait now (from any goroutine).
+func (w *responseWriter) SetWriteDeadline(t time.Time) error {
+	c := w.st.c
+	c.mu.Lock()
+	w.wdeadline = t
+	c.wakeFlowLocked()
+	c.mu.Unlock()
+	return nil
+}
 func (w *responseWriter) EnableFullDuplex() error            { return nil }
 
-func (w *responseWriter) writeDeadline() time.Time {
-	if !w.wdeadline.IsZero() {
-		return w.wdeadline
-	}
-	if t := w.st.c.srv.WriteTimeout; t > 0 {
-		return time.Now().Add(t)
-	}
-	return time.Time{}
-}
 
 // send writes HEADERS if not yet sent and the buffered body; end ends the
 // stream (with trailers when there are any).
@@ -389,9 +403,8 @@ func (w *responseWriter) writeData(p []byte, end bool) error {
 		}
 		w.sentHeader = true
 	}
-	deadline := w.writeDeadline()
 	for len(p) > 0 {
-		n, err := c.waitFlow(st, len(p), deadline)
+		n, err := c.waitFlow(st, len(p))
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				st.resetWith(http2.ErrCodeCancel)
