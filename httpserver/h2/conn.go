@@ -736,6 +736,7 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	}
 	regular := f.RegularFields()
 	h := make(http.Header, len(regular))
+	vals := make([]string, 0, len(regular))
 	declared := int64(-1)
 	var cookies []string
 	for _, hf := range regular {
@@ -757,7 +758,13 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 			continue
 		}
 		k := canonicalKey(hf.Name)
-		h[k] = append(h[k], hf.Value)
+		if vv := h[k]; vv != nil {
+			h[k] = append(vv, hf.Value)
+		} else {
+			// one backing array for the single values, as net/http's
+			vals = append(vals, hf.Value)
+			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
 	}
 	if len(cookies) > 0 {
 		h["Cookie"] = []string{strings.Join(cookies, "; ")}

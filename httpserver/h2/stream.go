@@ -322,10 +322,7 @@ func (w *responseWriter) EnableFullDuplex() error            { return nil }
 // stream (with trailers when there are any).
 func (w *responseWriter) send(end bool) error {
 	st, c := w.st, w.st.c
-	var trailers http.Header
-	if end {
-		trailers = w.trailerFields()
-	}
+	trailers := end && w.hasTrailers()
 	data := w.buf
 	// Common case: everything fits the windows at once and leaves in one
 	// write: HEADERS, DATA, trailers.
@@ -341,7 +338,7 @@ func (w *responseWriter) send(end bool) error {
 	}
 	c.mu.Unlock()
 	if fits {
-		endData := end && trailers == nil
+		endData := end && !trailers
 		err := c.write(func() error {
 			if !w.sentHeader {
 				if err := c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, endData && len(data) == 0); err != nil {
@@ -355,8 +352,8 @@ func (w *responseWriter) send(end bool) error {
 				}
 				data = data[n:]
 			}
-			if trailers != nil {
-				return c.writeTrailers(st.id, trailers)
+			if trailers {
+				return c.writeTrailers(st.id, w.header, w.trailers)
 			}
 			return nil
 		})
@@ -374,13 +371,13 @@ func (w *responseWriter) send(end bool) error {
 		}
 		w.sentHeader = true
 	}
-	err := w.writeData(data, end && trailers == nil)
+	err := w.writeData(data, end && !trailers)
 	w.buf = w.buf[:0]
 	if err != nil {
 		return err
 	}
-	if trailers != nil {
-		err = c.write(func() error { return c.writeTrailers(st.id, trailers) })
+	if trailers {
+		err = c.write(func() error { return c.writeTrailers(st.id, w.header, w.trailers) })
 	}
 	if end {
 		w.ended = true
@@ -443,7 +440,7 @@ func (w *responseWriter) finish() {
 	if !w.sentHeader && w.bodyAllowed() && w.header["Content-Length"] == nil && w.trailers == nil && !hasPrefixedTrailer(w.header) && st.req.Method != http.MethodHead {
 		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
 	}
-	if len(w.buf) == 0 && w.sentHeader && w.trailerFields() == nil {
+	if len(w.buf) == 0 && w.sentHeader && !w.hasTrailers() {
 		// Only END_STREAM is left: an empty DATA frame.
 		c.mu.Lock()
 		reset := st.reset
@@ -492,27 +489,15 @@ func hasPrefixedTrailer(h http.Header) bool {
 	return false
 }
 
-// trailerFields collects the declared trailers and those named with
-// http.TrailerPrefix; nil when there are none.
-func (w *responseWriter) trailerFields() http.Header {
-	var t http.Header
+// hasTrailers tells whether the response has trailers to send: declared
+// ones with values, or ones named with http.TrailerPrefix.
+func (w *responseWriter) hasTrailers() bool {
 	for _, k := range w.trailers {
-		if vv := w.header[k]; len(vv) > 0 {
-			if t == nil {
-				t = http.Header{}
-			}
-			t[k] = vv
+		if len(w.header[k]) > 0 {
+			return true
 		}
 	}
-	for k, vv := range w.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) && len(vv) > 0 {
-			if t == nil {
-				t = http.Header{}
-			}
-			t[strings.TrimPrefix(k, http.TrailerPrefix)] = vv
-		}
-	}
-	return t
+	return hasPrefixedTrailer(w.header)
 }
 
 // writeHeaderBlock encodes and writes a response head. (wmu)
@@ -541,23 +526,27 @@ func (c *conn) writeHeaderBlock(id uint32, status int, h http.Header, skip []str
 	return c.writeBlock(id, end)
 }
 
-// writeTrailers writes trailers with END_STREAM. (wmu)
-func (c *conn) writeTrailers(id uint32, t http.Header) error {
+// writeTrailers writes the declared trailers and those named with
+// http.TrailerPrefix, with END_STREAM. (wmu)
+func (c *conn) writeTrailers(id uint32, h http.Header, declared []string) error {
 	c.hbuf.Reset()
-	keys := make([]string, 0, len(t))
-	for k := range t {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	field := func(k string, vv []string) {
 		name, ok := lowerKey(k)
 		if !ok {
-			continue
+			return
 		}
-		for _, v := range t[k] {
+		for _, v := range vv {
 			if httpguts.ValidHeaderFieldValue(v) {
 				_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
 			}
+		}
+	}
+	for _, k := range declared {
+		field(k, h[k])
+	}
+	for k, vv := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			field(k[len(http.TrailerPrefix):], vv)
 		}
 	}
 	return c.writeBlock(id, true)
