@@ -226,8 +226,8 @@ func (c *conn) goAway() {
 // ended: the client's pending frames are drained briefly so that it reads
 // our last frames rather than a reset.
 func (c *conn) closeWrite() {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok { // TCP, TLS
+		_ = cw.CloseWrite()
 		_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
 		return
 	}
