@@ -42,6 +42,7 @@ type stream struct {
 	bodyClosed  bool // (mu) the handler closed the body
 	bodyTimeout bool // (mu) a body read timed out
 	rdeadline   time.Time // (mu)
+	rtimer      *time.Timer // body reads' wait timer (one reader at a time)
 }
 
 func newStream(c *conn, id uint32, req *http.Request, declared int64) *stream {
@@ -106,11 +107,11 @@ type body stream
 func (b *body) Read(p []byte) (int, error) {
 	st := (*stream)(b)
 	c := st.c
-	var timer *time.Timer
 	var wait time.Time // the end of ReadBodyTimeout from the first wait
+	armed := false
 	defer func() {
-		if timer != nil {
-			timer.Stop()
+		if armed {
+			st.rtimer.Stop()
 		}
 	}()
 	for {
@@ -157,12 +158,15 @@ func (b *body) Read(p []byte) (int, error) {
 			if d <= 0 {
 				return 0, b.timedOut()
 			}
-			if timer == nil {
-				timer = time.NewTimer(d)
+			// one timer per stream, reused by every wait (Go 1.23
+			// timers: Reset needs no drain)
+			if st.rtimer == nil {
+				st.rtimer = time.NewTimer(d)
 			} else {
-				timer.Reset(d)
+				st.rtimer.Reset(d)
 			}
-			tc = timer.C
+			armed = true
+			tc = st.rtimer.C
 		}
 		select {
 		case <-st.sig:
