@@ -43,11 +43,11 @@ func TestSwitchyardHTTP2(t *testing.T) {
 func TestHTTP2ServerConfig(t *testing.T) {
 	const minimal = "upstreams:\n  a: { targets: [{ address: 127.0.0.1:1 }] }\nroutes:\n  - { match: { path_prefix: / }, upstream: a }\n"
 	for _, v := range []string{"net/http", "switchyard"} {
-		if _, err := ParseConfig([]byte("listen: 127.0.0.1:0\nh2c: true\nserver:\n  http2: " + v + "\n" + minimal), "g.yaml"); err != nil {
+		if _, err := ParseConfig([]byte("listen: 127.0.0.1:0\nh2c: true\nserver:\n  http2: "+v+"\n"+minimal), "g.yaml"); err != nil {
 			t.Errorf("http2: %s: %v", v, err)
 		}
 	}
-	_, err := ParseConfig([]byte("listen: 127.0.0.1:0\nserver:\n  http2: nghttp2\n" + minimal), "g.yaml")
+	_, err := ParseConfig([]byte("listen: 127.0.0.1:0\nserver:\n  http2: nghttp2\n"+minimal), "g.yaml")
 	if err == nil || !strings.Contains(err.Error(), "g.yaml:3") || !strings.Contains(err.Error(), "server.http2") {
 		t.Fatalf("error %v, want g.yaml:3 and server.http2", err)
 	}

@@ -52,7 +52,7 @@ const (
 	DefaultMaxConcurrentStreams = 250
 	DefaultMaxHeaderBytes       = 16 << 10
 	DefaultStreamWindow         = 1 << 20
-	DefaultConnWindow           = 4 << 20
+	DefaultConnWindow           = 1 << 20 // as net/http's MaxUploadBufferPerConnection: bounds a connection's buffered bodies
 	DefaultReadHeaderTimeout    = 10 * time.Second
 	DefaultMaxResetsPerSecond   = 1000
 )

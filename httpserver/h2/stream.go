@@ -39,9 +39,9 @@ type stream struct {
 	recvUnacked int64 // (mu)
 	reset       bool  // (mu) reset or removed: nothing more is written
 	sig         chan struct{}
-	bodyClosed  bool // (mu) the handler closed the body
-	bodyTimeout bool // (mu) a body read timed out
-	rdeadline   time.Time // (mu)
+	bodyClosed  bool        // (mu) the handler closed the body
+	bodyTimeout bool        // (mu) a body read timed out
+	rdeadline   time.Time   // (mu)
 	rtimer      *time.Timer // body reads' wait timer (one reader at a time)
 }
 
@@ -319,8 +319,7 @@ func (w *responseWriter) SetWriteDeadline(t time.Time) error {
 	c.mu.Unlock()
 	return nil
 }
-func (w *responseWriter) EnableFullDuplex() error            { return nil }
-
+func (w *responseWriter) EnableFullDuplex() error { return nil }
 
 // send writes HEADERS if not yet sent and the buffered body; end ends the
 // stream (with trailers when there are any).
