@@ -250,3 +250,39 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	r.closed()
 }
+
+// TestReadDeadlineFromAnotherGoroutine: a past read deadline set while a
+// body read is blocked (the proxy's abort) ends that read.
+func TestReadDeadlineFromAnotherGoroutine(t *testing.T) {
+	readErr := make(chan error, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// before or during the read: either order must end it
+		go func() { _ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) }()
+		_, err := r.Body.Read(make([]byte, 10))
+		readErr <- err
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/")
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("read succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("blocked read not ended by the past deadline")
+	}
+}
+
+// TestBodyTimeoutIs408: a body of which nothing arrives for
+// ReadBodyTimeout fails the handler's read; a handler that then answers
+// nothing gets 408.
+func TestBodyTimeoutIs408(t *testing.T) {
+	addr := start(t, &Server{ReadBodyTimeout: 20 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/")
+	if st := r.status(1); st != "408" {
+		t.Fatalf("status %s, want 408", st)
+	}
+}
