@@ -55,6 +55,7 @@ const (
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultMaxBodyBuffer     = 64 << 10
 	DefaultHTTP1             = "switchyard"
+	DefaultHTTP2             = "net/http"
 	DefaultMaxIdleConns      = 256
 	DefaultWeight            = 1
 )
@@ -213,6 +214,12 @@ type Server struct {
 	// (package httpserver), or "net/http", the standard library's. Listeners
 	// with tls or h2c always use net/http, which also speaks HTTP/2.
 	HTTP1 string `yaml:"http1"`
+	// HTTP2 chooses the server of HTTP/2 connections on tls and h2c
+	// listeners: "net/http" (default), the standard library's, or
+	// "switchyard", the gateway's own frame-level server (package
+	// httpserver/h2), which costs less CPU per stream. HTTP/1.x
+	// connections on those listeners stay with net/http.
+	HTTP2 string `yaml:"http2"`
 }
 
 // Bounds of the server settings: values outside them are refused.
@@ -563,6 +570,11 @@ func (c *Config) validate(src *config.Source) error {
 	case "", "switchyard", "net/http":
 	default:
 		add("server.http1", "unknown server %q: expected switchyard or net/http", c.Server.HTTP1)
+	}
+	switch c.Server.HTTP2 {
+	case "", "switchyard", "net/http":
+	default:
+		add("server.http2", "unknown server %q: expected net/http or switchyard", c.Server.HTTP2)
 	}
 	for _, d := range []struct {
 		key string

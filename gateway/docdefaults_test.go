@@ -69,6 +69,7 @@ func TestDocDefaultsMatchLoader(t *testing.T) {
 		"server.write_timeout":         {d(cfg.Server.WriteTimeout), httpserver.DefaultWriteTimeout},
 		"server.max_header_bytes":      {cfg.Server.MaxHeaderBytes, httpserver.DefaultMaxHeaderBytes},
 		"server.http1":                 {cfg.Server.HTTP1, DefaultHTTP1},
+		"server.http2":                 {cfg.Server.HTTP2, DefaultHTTP2},
 		"upstreams.rides.balance":      {u.Policy, balance.DefaultPolicy},
 		"upstreams.rides.hash_on":      {u.HashOn, balance.DefaultHashOn},
 		"upstreams.rides.cookie.name":  {u.Cookie.Name, balance.DefaultCookie},

@@ -29,6 +29,7 @@ import (
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/dashboard"
 	"github.com/switchyard/switchyard/httpserver"
+	h2srv "github.com/switchyard/switchyard/httpserver/h2"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/slo"
@@ -557,7 +558,8 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
-	if coalesceServerWrites {
+	if coalesceServerWrites && cfg.Server.HTTP2 != "switchyard" {
+		// switchyard's HTTP/2 server gathers its writes itself.
 		// Under TLS too: the TLS layer's records then leave together.
 		// Only HTTP/2 connections coalesce (see coalescingConn).
 		ln = coalesceListener{ln}
@@ -583,6 +585,24 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 	}
 	if cfg.H2C {
 		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if cfg.Server.HTTP2 == "switchyard" {
+		// HTTP/2 connections go to switchyard's server, the others (HTTP/1.x,
+		// TLS without ALPN h2) on to net/http's, which then needs no HTTP/2.
+		srv.Protocols.SetHTTP2(false)
+		srv.Protocols.SetUnencryptedHTTP2(false)
+		h2 := &h2srv.Server{
+			Handler:              g.handler,
+			Other:                srv,
+			MaxConcurrentStreams: h2srv.DefaultMaxConcurrentStreams,
+			MaxHeaderBytes:       maxHeader,
+			ReadHeaderTimeout:    readHeader,
+			IdleTimeout:          idle,
+			WriteTimeout:         write,
+			ReadBodyTimeout:      readBody,
+			ErrorLog:             g.log.With("component", "server"),
+		}
+		return h2, ln, nil
 	}
 	return srv, ln, nil
 }

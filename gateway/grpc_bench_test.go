@@ -70,8 +70,10 @@ func runWorkers(b *testing.B, ccs []*grpc.ClientConn, op func(cc *grpc.ClientCon
 	}
 }
 
-// coalesceModes runs a benchmark with the client side's coalesced writes
-// (coalescingConn) on and off, to compare them within one run.
+// coalesceModes runs a benchmark with net/http's HTTP/2 server and the
+// client side's coalesced writes (coalescingConn) on and off, and with
+// server.http2: switchyard (package httpserver/h2), to compare them
+// within one run.
 func coalesceModes(b *testing.B, bench func(b *testing.B)) {
 	for _, on := range []bool{true, false} {
 		b.Run(fmt.Sprintf("coalesce=%v", on), func(b *testing.B) {
@@ -81,6 +83,11 @@ func coalesceModes(b *testing.B, bench func(b *testing.B)) {
 			bench(b)
 		})
 	}
+	b.Run("h2=switchyard", func(b *testing.B) {
+		testHTTP2 = "switchyard"
+		defer func() { testHTTP2 = "" }()
+		bench(b)
+	})
 }
 
 func BenchmarkGRPCUnary(b *testing.B) { coalesceModes(b, benchGRPCUnary) }

@@ -88,6 +88,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testHTTP2, when set, is server.http2 of every gateway startGateway
+// starts (TestSwitchyardHTTP2 runs the HTTP/2 tests again with it).
+var testHTTP2 string
+
 // startGateway writes cfg (listen/admin may use 127.0.0.1:0) to a file and
 // runs a gateway on it until the test ends.
 func startGateway(t testing.TB, cfg string) *running {
@@ -100,6 +104,9 @@ func startGateway(t testing.TB, cfg string) *running {
 	g, err := New(Options{ConfigPath: path, Logger: slog.New(slog.NewJSONHandler(logs, nil)), AccessLogWriter: logs})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
+	}
+	if testHTTP2 != "" {
+		g.current.Load().cfg.Server.HTTP2 = testHTTP2
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{g: g, cfgPath: path, logs: logs, cancel: cancel, done: make(chan error, 1)}

@@ -47,7 +47,7 @@ var floors = map[string]int{
 	// service discovery's face and client (instances, watch, balancing).
 	"kit/discovery": 2,
 	// 3: the request path, the broker's servers and client.
-	"throttle": 3, "httpserver": 3, "proxy": 3, "load/chart": 3,
+	"throttle": 3, "httpserver": 3, "httpserver/h2": 3, "proxy": 3, "load/chart": 3,
 	"broker/httpapi": 3, "broker/native": 3, "broker/client": 3,
 	// the service registry (state, SQLite file, HTTP API).
 	"kit/discovery/registry": 3,

@@ -1,0 +1,64 @@
+package h2
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+)
+
+// BenchmarkUnary: small POSTs with a trailer answer over one h2c
+// connection, 16 in flight, against this server and net/http's (client
+// and server in one process: compare the two, not the absolute numbers).
+//
+//	go test -run '^$' -bench Unary -benchmem ./httpserver/h2/
+func BenchmarkUnary(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 256)
+		n, _ := io.ReadFull(r.Body, buf[:128])
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = w.Write(buf[:n])
+		w.Header().Set("Grpc-Status", "0")
+	})
+	for _, name := range []string{"switchyard", "net/http"} {
+		b.Run("server="+name, func(b *testing.B) {
+			var addr string
+			if name == "switchyard" {
+				addr = start(b, &Server{Handler: h})
+			} else {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := &http.Server{Handler: h, Protocols: new(http.Protocols)}
+				s.Protocols.SetUnencryptedHTTP2(true)
+				go func() { _ = s.Serve(ln) }()
+				b.Cleanup(func() { s.Close() })
+				addr = ln.Addr().String()
+			}
+			client := h2cClient()
+			url := "http://" + addr + "/bench.Echo/Unary"
+			body := bytes.Repeat([]byte("x"), 128)
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					res, err := client.Post(url, "application/grpc", bytes.NewReader(body))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.Trailer.Get("Grpc-Status") != "0" {
+						b.Errorf("trailers %v", res.Trailer)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,857 @@
+package h2
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+const maxWindow = 1<<31 - 1
+
+var (
+	errStreamClosed = errors.New("h2: stream closed")
+	errConnClosed   = errors.New("h2: connection closed")
+	errBodyTimeout  = errors.New("h2: request body read timeout")
+)
+
+// conn is one HTTP/2 connection.
+type conn struct {
+	srv        *Server
+	nc         net.Conn
+	fr         *http2.Framer
+	baseCtx    context.Context
+	cancelCtx  context.CancelFunc
+	remoteAddr string
+	tls        *tls.ConnectionState
+
+	// writing: wmu guards the framer's write half, bw (from writerPool
+	// while frames are written), henc, hbuf.
+	wmu         sync.Mutex
+	writers     atomic.Int32 // writers waiting for or holding wmu
+	bw          *bufio.Writer
+	henc        *hpack.Encoder
+	hbuf        bytes.Buffer
+	werr        error
+	wdeadlineAt time.Time // the write deadline set is a whole timeout away before this
+
+	// mu guards what follows and the streams' shared fields.
+	mu             sync.Mutex
+	streams        map[uint32]*stream
+	maxSeen        uint32 // highest client stream id seen
+	running        int    // handlers running (streams reset by the client too)
+	queue          []*stream
+	sendWindow     int64 // the peer's connection window for our DATA
+	peerInitWindow int32
+	peerMaxFrame   uint32
+	flowCh         chan struct{} // closed when a send window grows or the conn closes
+	recvWindow     int64         // bytes the client may still send on the connection
+	recvUnacked    int64         // consumed bytes not yet returned by WINDOW_UPDATE
+	goneAway       bool          // GOAWAY sent: no new streams
+	closed         bool
+	lastStreamID   uint32 // in our GOAWAY
+	resetsAt       time.Time
+	resets         int
+	idleTimer      *time.Timer
+	sawSettings    bool
+}
+
+func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) *conn {
+	c := &conn{
+		srv: s, nc: nc, tls: ts, remoteAddr: nc.RemoteAddr().String(),
+		streams: map[uint32]*stream{}, sendWindow: 65535, peerInitWindow: 65535,
+		peerMaxFrame: 16384, flowCh: make(chan struct{}),
+	}
+	c.fr = http2.NewFramer(connWriter{c}, br)
+	c.fr.SetMaxReadFrameSize(16384)
+	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.SetReuseFrames()
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.hs)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	c.baseCtx, c.cancelCtx = context.WithCancel(ctx)
+	c.recvWindow = int64(s.connWindow())
+	return c
+}
+
+// connError is a connection error to send as GOAWAY.
+type connError struct {
+	code http2.ErrCode
+	why  string
+}
+
+func (e connError) Error() string { return "h2: connection error " + e.code.String() + ": " + e.why }
+
+func (c *conn) serve(readHeader time.Duration) {
+	defer c.teardown()
+	// Our SETTINGS and connection window.
+	err := c.write(func() error {
+		if err := c.fr.WriteSettings(
+			http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.srv.maxStreams()},
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(c.srv.streamWindow())},
+			http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.srv.maxHeaderBytes()},
+		); err != nil {
+			return err
+		}
+		if inc := c.srv.connWindow() - 65535; inc > 0 {
+			return c.fr.WriteWindowUpdate(0, uint32(inc))
+		}
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	if c.srv.IdleTimeout > 0 {
+		c.idleTimer = time.AfterFunc(c.srv.IdleTimeout, c.onIdle)
+	}
+	for {
+		f, err := c.fr.ReadFrame()
+		if err == nil {
+			if !c.sawSettings {
+				sf, ok := f.(*http2.SettingsFrame)
+				if !ok || sf.IsAck() {
+					c.fail(connError{http2.ErrCodeProtocol, "first frame is not SETTINGS"})
+					return
+				}
+				c.sawSettings = true
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
+			err = c.process(f)
+			if err == nil {
+				continue
+			}
+		}
+		var se http2.StreamError
+		if errors.As(err, &se) {
+			c.streamError(se.StreamID, se.Code)
+			continue
+		}
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			c.fail(connError{http2.ErrCode(ce), "framing"})
+			return
+		}
+		var cerr connError
+		if errors.As(err, &cerr) {
+			c.fail(cerr)
+			return
+		}
+		if errors.Is(err, http2.ErrFrameTooLarge) {
+			c.fail(connError{http2.ErrCodeFrameSize, "frame too large"})
+			return
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			c.srv.logf("h2: reading", "remote", c.remoteAddr, "err", err)
+		}
+		return
+	}
+}
+
+// fail sends GOAWAY with e's code and closes the connection.
+func (c *conn) fail(e connError) {
+	c.srv.logf("h2: closing connection", "remote", c.remoteAddr, "err", e.Error())
+	c.mu.Lock()
+	last := c.maxSeen
+	c.goneAway = true
+	c.mu.Unlock()
+	_ = c.write(func() error { return c.fr.WriteGoAway(last, e.code, nil) })
+	c.nc.Close()
+}
+
+// teardown ends every stream once the reader stops.
+func (c *conn) teardown() {
+	c.nc.Close()
+	c.cancelCtx()
+	c.mu.Lock()
+	c.closed = true
+	close(c.flowCh)
+	for id, st := range c.streams {
+		st.closeRemote(errConnClosed)
+		st.reset = true
+		st.cancel()
+		delete(c.streams, id)
+	}
+	c.queue = nil
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	c.mu.Unlock()
+}
+
+// onIdle closes a connection without streams.
+func (c *conn) onIdle() {
+	c.mu.Lock()
+	idle := len(c.streams) == 0 && c.running == 0 && !c.closed
+	c.mu.Unlock()
+	if idle {
+		c.goAway()
+	}
+}
+
+// goAway sends GOAWAY NO_ERROR: no new streams; the connection closes
+// when the running ones are done.
+func (c *conn) goAway() {
+	c.mu.Lock()
+	if c.goneAway || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.goneAway = true
+	c.lastStreamID = c.maxSeen
+	done := len(c.streams) == 0 && c.running == 0
+	last := c.maxSeen
+	c.mu.Unlock()
+	_ = c.write(func() error { return c.fr.WriteGoAway(last, http2.ErrCodeNo, nil) })
+	if done {
+		c.closeWrite()
+	}
+}
+
+// closeWrite closes the connection after GOAWAY, once the last stream
+// ended: the client's pending frames are drained briefly so that it reads
+// our last frames rather than a reset.
+func (c *conn) closeWrite() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok { // TCP, TLS
+		_ = cw.CloseWrite()
+		_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+		return
+	}
+	c.nc.Close()
+}
+
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// connWriter is the framer's writer: the connection's buffer of the
+// moment. (wmu)
+type connWriter struct{ c *conn }
+
+func (w connWriter) Write(p []byte) (int, error) { return w.c.bw.Write(p) }
+
+// write runs fn (which writes frames) under the write lock; the last
+// writer to leave flushes.
+func (c *conn) write(fn func() error) error {
+	c.writers.Add(1)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		c.writers.Add(-1)
+		return c.werr
+	}
+	c.renewWriteDeadline()
+	if c.bw == nil {
+		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
+	}
+	err := fn()
+	if c.writers.Add(-1) == 0 && err == nil {
+		err = c.bw.Flush()
+		if err == nil {
+			// Idle connections hold no write buffer.
+			c.bw.Reset(nil)
+			writerPool.Put(c.bw)
+			c.bw = nil
+		}
+	}
+	if err != nil {
+		c.werr = err
+		c.nc.Close()
+	}
+	return err
+}
+
+func (c *conn) renewWriteDeadline() {
+	t := c.srv.WriteTimeout
+	if t <= 0 {
+		return
+	}
+	now := time.Now()
+	if now.Before(c.wdeadlineAt) {
+		return
+	}
+	c.wdeadlineAt = now.Add(t / 8)
+	_ = c.nc.SetWriteDeadline(now.Add(t + t/8))
+}
+
+// streamError resets stream id with code.
+func (c *conn) streamError(id uint32, code http2.ErrCode) {
+	c.mu.Lock()
+	if st := c.streams[id]; st != nil {
+		c.endStreamLocked(st, errStreamClosed)
+	}
+	c.mu.Unlock()
+	_ = c.write(func() error { return c.fr.WriteRSTStream(id, code) })
+}
+
+// endStreamLocked removes st: its body ends with err, its context is
+// cancelled, unread body bytes return to the connection window.
+func (c *conn) endStreamLocked(st *stream, err error) {
+	if _, ok := c.streams[st.id]; !ok {
+		return
+	}
+	delete(c.streams, st.id)
+	st.reset = true
+	st.closeRemote(err)
+	if n := int64(len(st.buf) - st.off); n > 0 {
+		c.recvUnacked += n
+	}
+	st.buf, st.off = nil, 0
+	st.cancel()
+	c.streamsChangedLocked()
+}
+
+func (c *conn) streamsChangedLocked() {
+	if len(c.streams) == 0 && c.running == 0 {
+		if c.goneAway && !c.closed {
+			go c.closeWrite()
+		} else if c.idleTimer != nil {
+			c.idleTimer.Reset(c.srv.IdleTimeout)
+		}
+	}
+}
+
+func (c *conn) process(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return c.processHeaders(f)
+	case *http2.DataFrame:
+		return c.processData(f)
+	case *http2.SettingsFrame:
+		return c.processSettings(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			return nil
+		}
+		data := f.Data
+		return c.write(func() error { return c.fr.WritePing(true, data) })
+	case *http2.WindowUpdateFrame:
+		return c.processWindowUpdate(f)
+	case *http2.RSTStreamFrame:
+		return c.processReset(f)
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			c.streamError(f.StreamID, http2.ErrCodeProtocol)
+		}
+		return nil
+	case *http2.GoAwayFrame:
+		return nil
+	case *http2.PushPromiseFrame:
+		return connError{http2.ErrCodeProtocol, "PUSH_PROMISE from a client"}
+	case *http2.ContinuationFrame:
+		return connError{http2.ErrCodeProtocol, "stray CONTINUATION"}
+	default:
+		return nil // unknown frame types are ignored
+	}
+}
+
+func (c *conn) processSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	if err := f.ForeachSetting(func(s http2.Setting) error { return s.Valid() }); err != nil {
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			return connError{http2.ErrCode(ce), "invalid SETTINGS"}
+		}
+		return err
+	}
+	var tableSize uint32
+	hasTable := false
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			c.mu.Lock()
+			delta := int64(s.Val) - int64(c.peerInitWindow)
+			c.peerInitWindow = int32(s.Val)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+				if st.sendWindow > maxWindow {
+					c.mu.Unlock()
+					return connError{http2.ErrCodeFlowControl, "INITIAL_WINDOW_SIZE overflows a stream window"}
+				}
+			}
+			c.wakeFlowLocked()
+			c.mu.Unlock()
+		case http2.SettingMaxFrameSize:
+			c.mu.Lock()
+			c.peerMaxFrame = s.Val
+			c.mu.Unlock()
+		case http2.SettingHeaderTableSize:
+			tableSize, hasTable = s.Val, true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.write(func() error {
+		if hasTable {
+			c.henc.SetMaxDynamicTableSizeLimit(min(tableSize, 4096))
+		}
+		return c.fr.WriteSettingsAck()
+	})
+}
+
+func (c *conn) wakeFlowLocked() {
+	if c.closed {
+		return
+	}
+	close(c.flowCh)
+	c.flowCh = make(chan struct{})
+}
+
+func (c *conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	inc := int64(f.Increment)
+	if f.StreamID == 0 {
+		c.sendWindow += inc
+		if c.sendWindow > maxWindow {
+			return connError{http2.ErrCodeFlowControl, "connection window overflow"}
+		}
+		c.wakeFlowLocked()
+		return nil
+	}
+	st := c.streams[f.StreamID]
+	if st == nil {
+		if f.StreamID > c.maxSeen {
+			return connError{http2.ErrCodeProtocol, "WINDOW_UPDATE on an idle stream"}
+		}
+		return nil
+	}
+	st.sendWindow += inc
+	if st.sendWindow > maxWindow {
+		c.mu.Unlock()
+		c.streamError(f.StreamID, http2.ErrCodeFlowControl)
+		c.mu.Lock()
+		return nil
+	}
+	c.wakeFlowLocked()
+	return nil
+}
+
+func (c *conn) processReset(f *http2.RSTStreamFrame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streams[f.StreamID]
+	if st == nil {
+		if f.StreamID > c.maxSeen {
+			return connError{http2.ErrCodeProtocol, "RST_STREAM on an idle stream"}
+		}
+		return nil
+	}
+	now := time.Now()
+	if now.Sub(c.resetsAt) > time.Second {
+		c.resetsAt, c.resets = now, 0
+	}
+	c.resets++
+	c.endStreamLocked(st, errStreamClosed)
+	c.wakeFlowLocked()
+	if c.resets > c.srv.maxResets() {
+		return connError{http2.ErrCodeEnhanceYourCalm, "too many stream resets"}
+	}
+	return nil
+}
+
+func (c *conn) processData(f *http2.DataFrame) error {
+	id := f.StreamID
+	n := int64(f.Length)
+	data := f.Data()
+	c.mu.Lock()
+	if n > c.recvWindow {
+		c.mu.Unlock()
+		return connError{http2.ErrCodeFlowControl, "DATA beyond the connection window"}
+	}
+	c.recvWindow -= n
+	st := c.streams[id]
+	if st != nil && st.bodyClosed && !st.remoteDone {
+		// The handler closed the body: the bytes are dropped and
+		// returned at once.
+		if n > st.recvWindow {
+			c.mu.Unlock()
+			c.streamError(id, http2.ErrCodeFlowControl)
+			return nil
+		}
+		c.recvUnacked += n
+		if f.StreamEnded() {
+			st.remoteDone = true
+		}
+		c.mu.Unlock()
+		c.sendWindowUpdates(nil, false)
+		return nil
+	}
+	if st == nil || st.remoteDone {
+		// Closed or half-closed (remote): the bytes still count against
+		// the connection window, returned at once.
+		c.recvUnacked += n
+		c.mu.Unlock()
+		c.sendWindowUpdates(nil, false)
+		if st == nil && id > c.maxSeen {
+			return connError{http2.ErrCodeProtocol, "DATA on an idle stream"}
+		}
+		c.streamError(id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	if n > st.recvWindow {
+		c.recvUnacked += n
+		c.mu.Unlock()
+		c.streamError(id, http2.ErrCodeFlowControl)
+		return nil
+	}
+	st.recvWindow -= n
+	// Padding is consumed at once.
+	if pad := n - int64(len(data)); pad > 0 {
+		c.recvUnacked += pad
+		st.recvUnacked += pad
+	}
+	st.received += int64(len(data))
+	if st.declaredLen >= 0 && st.received > st.declaredLen {
+		c.recvUnacked += int64(len(data))
+		c.mu.Unlock()
+		c.streamError(id, http2.ErrCodeProtocol)
+		return nil
+	}
+	if len(data) > 0 {
+		if st.off > 0 && st.off == len(st.buf) {
+			st.buf, st.off = st.buf[:0], 0
+		}
+		st.buf = append(st.buf, data...)
+	}
+	if f.StreamEnded() {
+		if st.declaredLen >= 0 && st.received != st.declaredLen {
+			c.recvUnacked += int64(len(data))
+			c.mu.Unlock()
+			c.streamError(id, http2.ErrCodeProtocol)
+			return nil
+		}
+		st.closeRemote(io.EOF)
+	} else {
+		st.signal()
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// sendWindowUpdates returns consumed bytes to the client: the
+// connection's when half the window is consumed, st's likewise (or
+// always, with force).
+func (c *conn) sendWindowUpdates(st *stream, force bool) {
+	c.mu.Lock()
+	var connInc, stInc int64
+	if c.recvUnacked >= int64(c.srv.connWindow())/2 || (force && c.recvUnacked > 0) {
+		connInc = c.recvUnacked
+		c.recvUnacked = 0
+		c.recvWindow += connInc
+	}
+	var id uint32
+	if st != nil && !st.remoteDone && !st.reset && (st.recvUnacked >= int64(c.srv.streamWindow())/2 || (force && st.recvUnacked > 0)) {
+		stInc = st.recvUnacked
+		st.recvUnacked = 0
+		st.recvWindow += stInc
+		id = st.id
+	}
+	c.mu.Unlock()
+	if connInc == 0 && stInc == 0 {
+		return
+	}
+	_ = c.write(func() error {
+		if connInc > 0 {
+			if err := c.fr.WriteWindowUpdate(0, uint32(connInc)); err != nil {
+				return err
+			}
+		}
+		if stInc > 0 {
+			return c.fr.WriteWindowUpdate(id, uint32(stInc))
+		}
+		return nil
+	})
+}
+
+func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 == 0 {
+		return connError{http2.ErrCodeProtocol, "even stream id from a client"}
+	}
+	c.mu.Lock()
+	if st := c.streams[id]; st != nil {
+		if st.remoteDone {
+			c.mu.Unlock()
+			c.streamError(id, http2.ErrCodeStreamClosed)
+			return nil
+		}
+		// Trailers: END_STREAM, no pseudo-headers.
+		if !f.StreamEnded() {
+			c.mu.Unlock()
+			return connError{http2.ErrCodeProtocol, "trailers without END_STREAM"}
+		}
+		if len(f.PseudoFields()) > 0 {
+			c.mu.Unlock()
+			c.streamError(id, http2.ErrCodeProtocol)
+			return nil
+		}
+		if st.declaredLen >= 0 && st.received != st.declaredLen {
+			c.mu.Unlock()
+			c.streamError(id, http2.ErrCodeProtocol)
+			return nil
+		}
+		if st.req.Trailer == nil {
+			st.req.Trailer = http.Header{}
+		}
+		for _, hf := range f.RegularFields() {
+			st.req.Trailer[http.CanonicalHeaderKey(hf.Name)] = append(st.req.Trailer[http.CanonicalHeaderKey(hf.Name)], hf.Value)
+		}
+		st.closeRemote(io.EOF)
+		c.mu.Unlock()
+		return nil
+	}
+	if id <= c.maxSeen {
+		c.mu.Unlock()
+		return connError{http2.ErrCodeProtocol, "HEADERS on a closed stream"}
+	}
+	c.maxSeen = id
+	if c.goneAway {
+		c.mu.Unlock()
+		return nil // after our GOAWAY: ignored
+	}
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		c.mu.Unlock()
+		c.streamError(id, http2.ErrCodeProtocol)
+		return nil
+	}
+	if uint32(len(c.streams)) >= c.srv.maxStreams() {
+		c.mu.Unlock()
+		c.streamError(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	c.mu.Unlock()
+
+	if f.Truncated {
+		return c.writeTooLarge(id)
+	}
+	req, declared, code := c.newRequest(f)
+	if code != 0 {
+		c.streamError(id, code)
+		return nil
+	}
+	st := newStream(c, id, req, declared)
+	if f.StreamEnded() {
+		st.remoteDone = true
+		st.bodyErr = io.EOF
+		st.req.Body = http.NoBody
+		if declared > 0 {
+			st.cancel()
+			c.streamError(id, http2.ErrCodeProtocol)
+			return nil
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	st.sendWindow = int64(c.peerInitWindow)
+	c.streams[id] = st
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	if c.running >= int(c.srv.maxStreams()) {
+		if len(c.queue) >= int(c.srv.maxStreams()) {
+			return connError{http2.ErrCodeEnhanceYourCalm, "too many handlers of reset streams still running"}
+		}
+		c.queue = append(c.queue, st)
+		return nil
+	}
+	c.running++
+	go st.run()
+	return nil
+}
+
+// handlerDone is called when a stream's handler returned.
+func (c *conn) handlerDone(st *stream) {
+	c.mu.Lock()
+	c.running--
+	for len(c.queue) > 0 && c.running < int(c.srv.maxStreams()) {
+		next := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		if next.reset {
+			continue
+		}
+		c.running++
+		go next.run()
+	}
+	c.streamsChangedLocked()
+	c.mu.Unlock()
+}
+
+func (c *conn) writeTooLarge(id uint32) error {
+	return c.write(func() error {
+		c.hbuf.Reset()
+		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
+		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true})
+	})
+}
+
+// newRequest builds the request of a HEADERS frame, or the code to reset
+// the stream with.
+func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http2.ErrCode) {
+	var method, scheme, path, authority string
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value
+		case ":scheme":
+			scheme = hf.Value
+		case ":path":
+			path = hf.Value
+		case ":authority":
+			authority = hf.Value
+		default:
+			return nil, 0, http2.ErrCodeProtocol // :status or unknown
+		}
+	}
+	if method == "" {
+		return nil, 0, http2.ErrCodeProtocol
+	}
+	if method == "CONNECT" {
+		if scheme != "" || path != "" || authority == "" {
+			return nil, 0, http2.ErrCodeProtocol
+		}
+	} else if scheme == "" || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
+		return nil, 0, http2.ErrCodeProtocol
+	}
+	regular := f.RegularFields()
+	h := make(http.Header, len(regular))
+	vals := make([]string, 0, len(regular))
+	declared := int64(-1)
+	var cookies []string
+	for _, hf := range regular {
+		switch hf.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return nil, 0, http2.ErrCodeProtocol
+		case "te":
+			if hf.Value != "trailers" {
+				return nil, 0, http2.ErrCodeProtocol
+			}
+		case "content-length":
+			n, err := strconv.ParseUint(hf.Value, 10, 63)
+			if err != nil || (declared >= 0 && int64(n) != declared) {
+				return nil, 0, http2.ErrCodeProtocol
+			}
+			declared = int64(n)
+		case "cookie":
+			cookies = append(cookies, hf.Value)
+			continue
+		}
+		k := canonicalKey(hf.Name)
+		if vv := h[k]; vv != nil {
+			h[k] = append(vv, hf.Value)
+		} else {
+			// one backing array for the single values, as net/http's
+			vals = append(vals, hf.Value)
+			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	}
+	if len(cookies) > 0 {
+		h["Cookie"] = []string{strings.Join(cookies, "; ")}
+	}
+	if authority == "" {
+		authority = h.Get("Host")
+	}
+	req := &http.Request{
+		Method: method, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,
+		RequestURI: path, RemoteAddr: c.remoteAddr, TLS: c.tls, ContentLength: declared,
+	}
+	if method == "CONNECT" {
+		req.URL = &url.URL{Host: authority}
+		req.RequestURI = authority
+	} else {
+		u, err := parseURL(path)
+		if err != nil {
+			return nil, 0, http2.ErrCodeProtocol
+		}
+		req.URL = u
+	}
+	if f.StreamEnded() && declared < 0 {
+		req.ContentLength = 0
+	}
+	if vv := h["Trailer"]; len(vv) > 0 {
+		req.Trailer = http.Header{}
+		for _, v := range vv {
+			for _, k := range strings.Split(v, ",") {
+				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
+					req.Trailer[k] = nil
+				}
+			}
+		}
+	}
+	return req, declared, 0
+}
+
+// waitFlow takes up to n bytes of send window for st, waiting for the
+// client's WINDOW_UPDATEs until the write deadline (SetWriteDeadline, or
+// WriteTimeout from the first wait).
+func (c *conn) waitFlow(st *stream, n int) (int, error) {
+	var timer *time.Timer
+	var wait time.Time // the end of WriteTimeout from the first wait
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		if st.reset || c.closed {
+			c.mu.Unlock()
+			return 0, errStreamClosed
+		}
+		avail := min(int64(n), st.sendWindow, c.sendWindow, int64(c.peerMaxFrame))
+		if avail > 0 {
+			st.sendWindow -= avail
+			c.sendWindow -= avail
+			c.mu.Unlock()
+			return int(avail), nil
+		}
+		ch := c.flowCh
+		deadline := st.rw.wdeadline
+		c.mu.Unlock()
+		if deadline.IsZero() && c.srv.WriteTimeout > 0 {
+			if wait.IsZero() {
+				wait = time.Now().Add(c.srv.WriteTimeout)
+			}
+			deadline = wait
+		}
+		var tc <-chan time.Time
+		if !deadline.IsZero() {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			tc = timer.C
+		}
+		select {
+		case <-ch:
+		case <-tc:
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}

@@ -1,0 +1,641 @@
+package h2
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// stream is one request and its response. Fields marked (mu) are guarded
+// by conn.mu; the rest belong to the handler's goroutine.
+type stream struct {
+	c      *conn
+	id     uint32
+	req    *http.Request
+	ctx    context.Context
+	cancel context.CancelFunc
+	rw     responseWriter
+
+	declaredLen int64 // content-length, or -1
+	received    int64 // (mu) body bytes received
+	buf         []byte
+	off         int   // (mu) unread body bytes are buf[off:]
+	remoteDone  bool  // (mu) END_STREAM or reset received
+	bodyErr     error // (mu) what Read returns after buf: io.EOF, errStreamClosed
+	sendWindow  int64 // (mu)
+	recvWindow  int64 // (mu)
+	recvUnacked int64 // (mu)
+	reset       bool  // (mu) reset or removed: nothing more is written
+	sig         chan struct{}
+	bodyClosed  bool        // (mu) the handler closed the body
+	bodyTimeout bool        // (mu) a body read timed out
+	rdeadline   time.Time   // (mu)
+	rtimer      *time.Timer // body reads' wait timer (one reader at a time)
+}
+
+func newStream(c *conn, id uint32, req *http.Request, declared int64) *stream {
+	st := &stream{c: c, id: id, declaredLen: declared, recvWindow: int64(c.srv.streamWindow()), sig: make(chan struct{}, 1)}
+	st.ctx, st.cancel = context.WithCancel(c.baseCtx)
+	st.req = req.WithContext(st.ctx)
+	st.req.Body = (*body)(st)
+	st.rw = responseWriter{st: st, header: http.Header{}}
+	return st
+}
+
+// signal wakes a Read waiting for body bytes.
+func (st *stream) signal() {
+	select {
+	case st.sig <- struct{}{}:
+	default:
+	}
+}
+
+// closeRemote ends the body with err once its bytes are read. (mu)
+func (st *stream) closeRemote(err error) {
+	if !st.remoteDone {
+		st.remoteDone = true
+		st.bodyErr = err
+	} else if st.bodyErr == io.EOF && err != io.EOF {
+		st.bodyErr = err
+		st.buf, st.off = nil, 0
+	}
+	st.signal()
+}
+
+func (st *stream) run() {
+	c := st.c
+	defer c.handlerDone(st)
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				c.srv.logf("h2: handler panic", "remote", c.remoteAddr, "panic", v)
+			}
+			st.resetWith(http2.ErrCodeInternal)
+		}
+	}()
+	c.srv.Handler.ServeHTTP(&st.rw, st.req)
+	st.rw.finish()
+}
+
+// resetWith sends RST_STREAM unless the stream already ended.
+func (st *stream) resetWith(code http2.ErrCode) {
+	c := st.c
+	c.mu.Lock()
+	gone := st.reset
+	c.endStreamLocked(st, errStreamClosed)
+	c.mu.Unlock()
+	if !gone {
+		_ = c.write(func() error { return c.fr.WriteRSTStream(st.id, code) })
+	}
+}
+
+// body is the request body.
+type body stream
+
+func (b *body) Read(p []byte) (int, error) {
+	st := (*stream)(b)
+	c := st.c
+	var wait time.Time // the end of ReadBodyTimeout from the first wait
+	armed := false
+	defer func() {
+		if armed {
+			st.rtimer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		if st.bodyClosed {
+			c.mu.Unlock()
+			return 0, http.ErrBodyReadAfterClose
+		}
+		if st.off < len(st.buf) {
+			n := copy(p, st.buf[st.off:])
+			st.off += n
+			if st.off == len(st.buf) {
+				st.buf, st.off = st.buf[:0], 0
+			}
+			st.recvUnacked += int64(n)
+			c.recvUnacked += int64(n)
+			var err error
+			if st.off == 0 && st.remoteDone {
+				err = st.bodyErr
+			}
+			c.mu.Unlock()
+			c.sendWindowUpdates(st, false)
+			return n, err
+		}
+		if st.remoteDone {
+			err := st.bodyErr
+			c.mu.Unlock()
+			return 0, err
+		}
+		deadline := st.rdeadline
+		c.mu.Unlock()
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if deadline.IsZero() && c.srv.ReadBodyTimeout > 0 {
+			if wait.IsZero() {
+				wait = time.Now().Add(c.srv.ReadBodyTimeout)
+			}
+			deadline = wait
+		}
+		var tc <-chan time.Time
+		if !deadline.IsZero() {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return 0, b.timedOut()
+			}
+			// one timer per stream, reused by every wait (Go 1.23
+			// timers: Reset needs no drain)
+			if st.rtimer == nil {
+				st.rtimer = time.NewTimer(d)
+			} else {
+				st.rtimer.Reset(d)
+			}
+			armed = true
+			tc = st.rtimer.C
+		}
+		select {
+		case <-st.sig:
+		case <-st.ctx.Done():
+			c.mu.Lock()
+			st.closeRemote(errStreamClosed)
+			c.mu.Unlock()
+		case <-tc:
+			return 0, b.timedOut()
+		}
+	}
+}
+
+func (b *body) timedOut() error {
+	st := (*stream)(b)
+	st.c.mu.Lock()
+	st.bodyTimeout = true
+	st.c.mu.Unlock()
+	return errBodyTimeout
+}
+
+// Close stops reading: the client is told (RST_STREAM NO_ERROR once the
+// response ends) and buffered bytes return to the connection window.
+func (b *body) Close() error {
+	st := (*stream)(b)
+	c := st.c
+	c.mu.Lock()
+	if n := int64(len(st.buf) - st.off); n > 0 {
+		c.recvUnacked += n
+	}
+	st.buf, st.off = nil, 0
+	st.bodyClosed = true
+	c.mu.Unlock()
+	c.sendWindowUpdates(nil, false)
+	return nil
+}
+
+// responseWriter is the stream's http.ResponseWriter.
+type responseWriter struct {
+	st          *stream
+	header      http.Header
+	status      int
+	wroteHeader bool // the handler's status is set
+	sentHeader  bool // HEADERS sent
+	ended       bool // END_STREAM sent
+	trailers    []string
+	buf         []byte
+	wdeadline   time.Time // (mu)
+	handlerDone bool
+}
+
+const bufSize = 16 << 10
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.wroteHeader || w.handlerDone {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code >= 100 && code < 200 && code != 101 {
+		// Informational: sent now, the final status follows.
+		c := w.st.c
+		_ = c.write(func() error { return c.writeHeaderBlock(w.st.id, code, w.header, nil, false) })
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	if vv := w.header["Trailer"]; len(vv) > 0 {
+		for _, v := range vv {
+			for _, k := range strings.Split(v, ",") {
+				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
+					w.trailers = append(w.trailers, k)
+				}
+			}
+		}
+	}
+}
+
+func (w *responseWriter) bodyAllowed() bool {
+	return !(w.status >= 100 && w.status < 200 || w.status == 204 || w.status == 304)
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.bodyAllowed() {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.st.req.Method == http.MethodHead {
+		return len(p), nil
+	}
+	if len(w.buf)+len(p) <= bufSize {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if err := w.send(false); err != nil {
+		return 0, err
+	}
+	if len(p) <= bufSize {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if err := w.writeData(p, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if len(w.buf)+len(s) <= bufSize && w.wroteHeader && w.bodyAllowed() && w.st.req.Method != http.MethodHead {
+		w.buf = append(w.buf, s...)
+		return len(s), nil
+	}
+	return w.Write([]byte(s))
+}
+
+// Flush sends the headers and buffered body.
+func (w *responseWriter) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush for http.ResponseController.
+func (w *responseWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.send(false)
+}
+
+// SetReadDeadline bounds the request body's reads; a deadline in the past
+// ends a read blocked now (from any goroutine).
+func (w *responseWriter) SetReadDeadline(t time.Time) error {
+	c := w.st.c
+	c.mu.Lock()
+	w.st.rdeadline = t
+	c.mu.Unlock()
+	w.st.signal()
+	return nil
+}
+
+// SetWriteDeadline bounds waits for the client's flow-control window; a
+// deadline in the past ends a wait now (from any goroutine).
+func (w *responseWriter) SetWriteDeadline(t time.Time) error {
+	c := w.st.c
+	c.mu.Lock()
+	w.wdeadline = t
+	c.wakeFlowLocked()
+	c.mu.Unlock()
+	return nil
+}
+func (w *responseWriter) EnableFullDuplex() error { return nil }
+
+// send writes HEADERS if not yet sent and the buffered body; end ends the
+// stream (with trailers when there are any).
+func (w *responseWriter) send(end bool) error {
+	st, c := w.st, w.st.c
+	trailers := end && w.hasTrailers()
+	data := w.buf
+	// Common case: everything fits the windows at once and leaves in one
+	// write: HEADERS, DATA, trailers.
+	c.mu.Lock()
+	if st.reset {
+		c.mu.Unlock()
+		return errStreamClosed
+	}
+	fits := int64(len(data)) <= st.sendWindow && int64(len(data)) <= c.sendWindow
+	if fits {
+		st.sendWindow -= int64(len(data))
+		c.sendWindow -= int64(len(data))
+	}
+	c.mu.Unlock()
+	if fits {
+		endData := end && !trailers
+		err := c.write(func() error {
+			if !w.sentHeader {
+				if err := c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, endData && len(data) == 0); err != nil {
+					return err
+				}
+			}
+			for len(data) > 0 {
+				n := min(len(data), int(c.peerMaxFrameSize()))
+				if err := c.fr.WriteData(st.id, endData && n == len(data), data[:n]); err != nil {
+					return err
+				}
+				data = data[n:]
+			}
+			if trailers {
+				return c.writeTrailers(st.id, w.header, w.trailers)
+			}
+			return nil
+		})
+		w.sentHeader = true
+		w.buf = w.buf[:0]
+		if end {
+			w.ended = true
+		}
+		return err
+	}
+	// Piecewise: headers, then data as the windows allow.
+	if !w.sentHeader {
+		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, false) }); err != nil {
+			return err
+		}
+		w.sentHeader = true
+	}
+	err := w.writeData(data, end && !trailers)
+	w.buf = w.buf[:0]
+	if err != nil {
+		return err
+	}
+	if trailers {
+		err = c.write(func() error { return c.writeTrailers(st.id, w.header, w.trailers) })
+	}
+	if end {
+		w.ended = true
+	}
+	return err
+}
+
+func (c *conn) peerMaxFrameSize() uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerMaxFrame
+}
+
+// writeData sends p as DATA frames as the windows allow (headers sent).
+func (w *responseWriter) writeData(p []byte, end bool) error {
+	st, c := w.st, w.st.c
+	if !w.sentHeader {
+		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, false) }); err != nil {
+			return err
+		}
+		w.sentHeader = true
+	}
+	for len(p) > 0 {
+		n, err := c.waitFlow(st, len(p))
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				st.resetWith(http2.ErrCodeCancel)
+			}
+			return err
+		}
+		chunk := p[:n]
+		p = p[n:]
+		last := end && len(p) == 0
+		if err := c.write(func() error { return c.fr.WriteData(st.id, last, chunk) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish ends the response after the handler returned.
+func (w *responseWriter) finish() {
+	st, c := w.st, w.st.c
+	w.handlerDone = true
+	if w.ended {
+		w.close()
+		return
+	}
+	if !w.wroteHeader {
+		status := http.StatusOK
+		c.mu.Lock()
+		timedOut := st.bodyTimeout
+		c.mu.Unlock()
+		if timedOut {
+			status = http.StatusRequestTimeout
+		}
+		w.wroteHeader = false
+		w.WriteHeaderFinal(status)
+	}
+	if !w.sentHeader && w.bodyAllowed() && w.header["Content-Length"] == nil && w.trailers == nil && !hasPrefixedTrailer(w.header) && st.req.Method != http.MethodHead {
+		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+	}
+	if len(w.buf) == 0 && w.sentHeader && !w.hasTrailers() {
+		// Only END_STREAM is left: an empty DATA frame.
+		c.mu.Lock()
+		reset := st.reset
+		c.mu.Unlock()
+		if !reset {
+			_ = c.write(func() error { return c.fr.WriteData(st.id, true, nil) })
+		}
+		w.ended = true
+		w.close()
+		return
+	}
+	_ = w.send(true)
+	w.close()
+}
+
+// WriteHeaderFinal sets the status after the handler returned.
+func (w *responseWriter) WriteHeaderFinal(code int) {
+	w.handlerDone = false
+	w.WriteHeader(code)
+	w.handlerDone = true
+}
+
+// close removes the stream after its response ended: a request body
+// still coming is refused with RST_STREAM NO_ERROR (RFC 9113 8.1).
+func (w *responseWriter) close() {
+	st, c := w.st, w.st.c
+	c.mu.Lock()
+	gone := st.reset
+	stillSending := !st.remoteDone
+	c.endStreamLocked(st, errStreamClosed)
+	c.mu.Unlock()
+	if !gone && stillSending && w.ended {
+		_ = c.write(func() error { return c.fr.WriteRSTStream(st.id, http2.ErrCodeNo) })
+	} else if !gone && !w.ended {
+		_ = c.write(func() error { return c.fr.WriteRSTStream(st.id, http2.ErrCodeInternal) })
+	}
+	c.sendWindowUpdates(nil, false)
+}
+
+func hasPrefixedTrailer(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasTrailers tells whether the response has trailers to send: declared
+// ones with values, or ones named with http.TrailerPrefix.
+func (w *responseWriter) hasTrailers() bool {
+	for _, k := range w.trailers {
+		if len(w.header[k]) > 0 {
+			return true
+		}
+	}
+	return hasPrefixedTrailer(w.header)
+}
+
+// writeHeaderBlock encodes and writes a response head. (wmu)
+func (c *conn) writeHeaderBlock(id uint32, status int, h http.Header, skip []string, end bool) error {
+	c.hbuf.Reset()
+	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
+	for k, vv := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) || slices.Contains(skip, k) {
+			continue
+		}
+		name, ok := lowerKey(k)
+		if !ok {
+			continue
+		}
+		switch name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			continue
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+	return c.writeBlock(id, end)
+}
+
+// writeTrailers writes the declared trailers and those named with
+// http.TrailerPrefix, with END_STREAM. (wmu)
+func (c *conn) writeTrailers(id uint32, h http.Header, declared []string) error {
+	c.hbuf.Reset()
+	field := func(k string, vv []string) {
+		name, ok := lowerKey(k)
+		if !ok {
+			return
+		}
+		for _, v := range vv {
+			if httpguts.ValidHeaderFieldValue(v) {
+				_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	for _, k := range declared {
+		field(k, h[k])
+	}
+	for k, vv := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			field(k[len(http.TrailerPrefix):], vv)
+		}
+	}
+	return c.writeBlock(id, true)
+}
+
+// writeBlock writes hbuf as HEADERS and CONTINUATION frames. (wmu)
+func (c *conn) writeBlock(id uint32, end bool) error {
+	block := c.hbuf.Bytes()
+	max := int(c.peerMaxFrameSize())
+	first := block
+	if len(first) > max {
+		first = first[:max]
+	}
+	block = block[len(first):]
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0}); err != nil {
+		return err
+	}
+	for len(block) > 0 {
+		frag := block
+		if len(frag) > max {
+			frag = frag[:max]
+		}
+		block = block[len(frag):]
+		if err := c.fr.WriteContinuation(id, len(block) == 0, frag); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 404:
+		return "404"
+	}
+	return strconv.Itoa(code)
+}
+
+var (
+	lowerCache     sync.Map // canonical -> lower, bounded by lowerCacheSize
+	lowerCacheSize = 0
+	lowerMu        sync.Mutex
+	canonCache     sync.Map // lower -> canonical
+	canonCacheSize = 0
+)
+
+const maxKeyCache = 1000
+
+// lowerKey is the wire name of a header key; false for an invalid one.
+func lowerKey(k string) (string, bool) {
+	if v, ok := lowerCache.Load(k); ok {
+		return v.(string), true
+	}
+	if !httpguts.ValidHeaderFieldName(k) {
+		return "", false
+	}
+	l := strings.ToLower(k)
+	lowerMu.Lock()
+	if lowerCacheSize < maxKeyCache {
+		lowerCacheSize++
+		lowerCache.Store(k, l)
+	}
+	lowerMu.Unlock()
+	return l, true
+}
+
+// canonicalKey is http.CanonicalHeaderKey of a wire name, cached.
+func canonicalKey(name string) string {
+	if v, ok := canonCache.Load(name); ok {
+		return v.(string)
+	}
+	k := http.CanonicalHeaderKey(name)
+	lowerMu.Lock()
+	if canonCacheSize < maxKeyCache {
+		canonCacheSize++
+		canonCache.Store(name, k)
+	}
+	lowerMu.Unlock()
+	return k
+}
+
+func parseURL(path string) (*url.URL, error) {
+	if path == "*" {
+		return &url.URL{Path: "*"}, nil
+	}
+	return url.ParseRequestURI(path)
+}
