@@ -22,7 +22,7 @@ import (
 // http/1.1), trusting roots, presenting certs.
 func h1Client(roots *x509.CertPool, serverName string, certs ...tls.Certificate) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName, Certificates: certs, NextProtos: []string{"http/1.1"}},
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: serverName, Certificates: certs, NextProtos: []string{"http/1.1"}},
 		DisableKeepAlives: true,
 	}}
 }
