@@ -399,7 +399,7 @@ func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 func (g *Gateway) Run(ctx context.Context) error {
 	rt := g.current.Load()
 	cfg := rt.cfg
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listenTCP(cfg.Listen)
 	if err != nil {
 		return cfg.Errorf("listen", "listening: %v", err)
 	}
