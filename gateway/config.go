@@ -209,10 +209,12 @@ type Server struct {
 	// once over all requests; a body that does not fit is streamed.
 	// Default 64 MiB.
 	MaxBodyBufferTotal int64 `yaml:"max_body_buffer_total"`
-	// HTTP1 chooses the server of plain (non-TLS, non-h2c) HTTP/1.x
-	// listeners: "switchyard" (default), the gateway's own lean server
-	// (package httpserver), or "net/http", the standard library's. Listeners
-	// with tls or h2c always use net/http, which also speaks HTTP/2.
+	// HTTP1 chooses the server of HTTP/1.x connections: "switchyard"
+	// (default), the gateway's own lean server (package httpserver), or
+	// "net/http", the standard library's. On a tls listener it serves the
+	// connections that negotiated http/1.1 (or no protocol) by ALPN; those
+	// that negotiated h2 are served by net/http's server, which speaks
+	// HTTP/2. Listeners with h2c use net/http for every connection.
 	HTTP1 string `yaml:"http1"`
 	// HTTP2 chooses the server of HTTP/2 connections on tls and h2c
 	// listeners: "net/http" (default), the standard library's, or

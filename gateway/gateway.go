@@ -400,7 +400,7 @@ func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 func (g *Gateway) Run(ctx context.Context) error {
 	rt := g.current.Load()
 	cfg := rt.cfg
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listenTCP(cfg.Listen)
 	if err != nil {
 		return cfg.Errorf("listen", "listening: %v", err)
 	}
@@ -522,11 +522,13 @@ type server interface {
 	Close() error
 }
 
-// newServer builds the proxy listener's server: net/http's when the
-// listener needs TLS (HTTP/2 over TLS), h2c, or server.http1 asks for it;
-// otherwise the gateway's own HTTP/1.x server, which costs less CPU per
-// request (docs/benchmarks.md). It returns the listener to serve on
-// (wrapped for TLS).
+// newServer builds the proxy listener's server: the gateway's own
+// HTTP/1.x server (package httpserver), which costs less CPU per request
+// and per connection (docs/benchmarks.md), for plain listeners and for
+// the HTTP/1.x connections of TLS listeners; net/http's for HTTP/2 (the
+// TLS connections that negotiated h2 by ALPN, h2c), and for every
+// connection when server.http1 is net/http or h2c is on. It returns the
+// listener to serve on (wrapped for TLS).
 func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener, error) {
 	readHeader := orDuration(cfg.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	idle := orDuration(cfg.Server.IdleTimeout, DefaultIdleTimeout)
@@ -536,16 +538,18 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 	if maxHeader == 0 {
 		maxHeader = httpserver.DefaultMaxHeaderBytes
 	}
-	if cfg.TLS == nil && !cfg.H2C && cfg.Server.HTTP1 != "net/http" {
-		return &httpserver.Server{
-			Handler:           g.handler,
-			ReadHeaderTimeout: readHeader,
-			IdleTimeout:       idle,
-			ReadBodyTimeout:   readBody,
-			WriteTimeout:      write,
-			MaxHeaderBytes:    maxHeader,
-			ErrorLog:          g.log.With("component", "server"),
-		}, ln, nil
+	ownH1 := cfg.Server.HTTP1 != "net/http" && !cfg.H2C
+	h1 := &httpserver.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: readHeader,
+		IdleTimeout:       idle,
+		ReadBodyTimeout:   readBody,
+		WriteTimeout:      write,
+		MaxHeaderBytes:    maxHeader,
+		ErrorLog:          g.log.With("component", "server"),
+	}
+	if cfg.TLS == nil && ownH1 {
+		return h1, ln, nil
 	}
 	srv := &http.Server{
 		// net/http's WriteTimeout and ReadTimeout bound a whole exchange:
@@ -568,30 +572,16 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 			return ctx
 		}
 	}
-	if cfg.TLS != nil {
-		// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on
-		// a listener it did not wrap itself when the config already names
-		// "h2", and the listener negotiates ALPN with this very config.
-		certs, err := tlsconf.NewCerts(*cfg.TLS, []string{"h2", "http/1.1"}, g.log.With("component", "tls"))
-		if err != nil {
-			return nil, ln, cfg.Errorf("tls", "%v", err)
-		}
-		g.certs = certs
-		srv.TLSConfig = certs.TLSConfig()
-		srv.Protocols.SetHTTP2(true)
-		// Handshakes run on their own goroutines, each bounded by
-		// tls.handshake_timeout, before net/http sees the connection.
-		ln = tlsconf.Listener(ln, srv.TLSConfig, cfg.TLS.HandshakeTimeout, g.log.With("component", "tls"))
-	}
 	if cfg.H2C {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
+	var h2 server // switchyard's HTTP/2 server, with net/http's as its Other
 	if cfg.Server.HTTP2 == "switchyard" {
 		// HTTP/2 connections go to switchyard's server, the others (HTTP/1.x,
 		// TLS without ALPN h2) on to net/http's, which then needs no HTTP/2.
 		srv.Protocols.SetHTTP2(false)
 		srv.Protocols.SetUnencryptedHTTP2(false)
-		h2 := &h2srv.Server{
+		h2 = &h2srv.Server{
 			Handler:              g.handler,
 			Other:                srv,
 			MaxConcurrentStreams: h2srv.DefaultMaxConcurrentStreams,
@@ -602,9 +592,79 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 			ReadBodyTimeout:      readBody,
 			ErrorLog:             g.log.With("component", "server"),
 		}
-		return h2, ln, nil
 	}
-	return srv, ln, nil
+	if cfg.TLS == nil {
+		if h2 != nil {
+			return h2, ln, nil
+		}
+		return srv, ln, nil
+	}
+	// NextProtos must offer h2 here: http.Server only sets up HTTP/2 on a
+	// listener it did not wrap itself when the config already names "h2",
+	// and the listener negotiates ALPN with this very config.
+	certs, err := tlsconf.NewCerts(*cfg.TLS, []string{"h2", "http/1.1"}, g.log.With("component", "tls"))
+	if err != nil {
+		return nil, ln, cfg.Errorf("tls", "%v", err)
+	}
+	g.certs = certs
+	srv.TLSConfig = certs.TLSConfig()
+	if h2 == nil {
+		srv.Protocols.SetHTTP2(true)
+		h2 = srv
+	}
+	// Handshakes run on their own goroutines, each bounded by
+	// tls.handshake_timeout, before a server sees the connection.
+	tlsLog := g.log.With("component", "tls")
+	if !ownH1 {
+		return h2, tlsconf.Listener(ln, srv.TLSConfig, cfg.TLS.HandshakeTimeout, tlsLog), nil
+	}
+	h1ln, h2ln := tlsconf.SplitListener(ln, srv.TLSConfig, cfg.TLS.HandshakeTimeout, tlsLog)
+	return &splitServer{h1: h1, h2: h2, h2ln: h2ln}, h1ln, nil
+}
+
+// splitServer serves a TLS listener with two servers: the connections
+// that negotiated HTTP/1.1 (or nothing) by ALPN with the gateway's own
+// HTTP/1.x server, those that negotiated h2 with the HTTP/2 server
+// (net/http's, or switchyard's with server.http2: switchyard; a
+// tlsconf.SplitListener hands each to its own). Shutdown and Close act
+// on both.
+type splitServer struct {
+	h1       *httpserver.Server
+	h2       server
+	h2ln     net.Listener
+	shutting atomic.Bool
+}
+
+// Serve serves h1ln (SplitListener's HTTP/1.x side) and the HTTP/2 side
+// until both servers stop: after Shutdown or Close, or when either fails
+// (its Serve closes the shared listener, which stops the other).
+func (s *splitServer) Serve(h1ln net.Listener) error {
+	h2err := make(chan error, 1)
+	go func() { h2err <- s.h2.Serve(s.h2ln) }()
+	err := s.h1.Serve(h1ln)
+	err2 := <-h2err
+	if s.shutting.Load() {
+		return http.ErrServerClosed
+	}
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		err = err2 // the HTTP/2 side's failure closed the listener
+	}
+	return err
+}
+
+// Shutdown shuts both servers down at once (each as it does alone).
+func (s *splitServer) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	h2done := make(chan error, 1)
+	go func() { h2done <- s.h2.Shutdown(ctx) }()
+	err := s.h1.Shutdown(ctx)
+	return errors.Join(err, <-h2done)
+}
+
+// Close closes both servers' listener and connections.
+func (s *splitServer) Close() error {
+	s.shutting.Store(true)
+	return errors.Join(s.h1.Close(), s.h2.Close())
 }
 
 // start runs a runtime's health checkers and registry watches under ctx.

@@ -248,8 +248,8 @@ routes:
 }
 
 // TestHandshakeFlood: many connections that never finish a handshake (or
-// send half a ClientHello) do not keep a normal client from being
-// served, and each is closed once tls.handshake_timeout has passed.
+// send half a ClientHello) do not keep a normal client (HTTP/2 or
+// HTTP/1.1) from being served, and each is closed once tls.handshake_timeout has passed.
 func TestHandshakeFlood(t *testing.T) {
 	ca := testpki.NewCA(t, "flood ca")
 	cert := ca.Issue(t, "front", "api.example")
@@ -287,6 +287,12 @@ routes:
 		code, body, _ := tlsGet(t, tlsClient(ca.Pool(), "api.example"), "https://"+addr+"/")
 		if code != 200 || body != "b" {
 			t.Fatalf("normal client during the flood: %d %s", code, body)
+		}
+		// HTTP/1.1 connections go to the gateway's own server: not held
+		// up either.
+		code, body, resp := tlsGet(t, h1Client(ca.Pool(), "api.example"), "https://"+addr+"/")
+		if code != 200 || body != "b" || resp.Proto != "HTTP/1.1" {
+			t.Fatalf("HTTP/1.1 client during the flood: %d %s %s", code, resp.Proto, body)
 		}
 	}
 	// Each stalled handshake is cut at the timeout.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,7 @@ type conn struct {
 	s      *Server
 	nc     net.Conn
 	remote string
+	tls    *tls.ConnectionState // a TLS connection's, every request's TLS; nil: plain TCP
 	base   context.Context
 	cr     connReader
 	br     *bufio.Reader
@@ -200,6 +202,9 @@ func (c *conn) serve() {
 			_ = c.nc.Close()
 		}
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.startTLS(tc) {
+		return
+	}
 	afterPOST := false
 	for {
 		c.state.Store(stateIdle)
@@ -249,6 +254,25 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// startTLS completes tc's handshake unless done already (the gateway's
+// listener hands over connections after it), within ReadHeaderTimeout,
+// and keeps its state for the requests' TLS field, as net/http's server
+// does. It reports whether the connection is usable.
+func (c *conn) startTLS(tc *tls.Conn) bool {
+	st := tc.ConnectionState()
+	if !st.HandshakeComplete {
+		_ = c.nc.SetDeadline(time.Now().Add(c.s.readHeaderTimeout()))
+		if err := tc.Handshake(); err != nil {
+			c.s.logf("TLS handshake failed", "remote", c.remote, "error", err.Error())
+			return false
+		}
+		_ = c.nc.SetDeadline(time.Time{})
+		st = tc.ConnectionState()
+	}
+	c.tls = &st
+	return true
 }
 
 func leadingCRorLF(b []byte) int {
@@ -370,6 +394,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	// trailer it reads on that Request, so the handler must have it.
 	*req = *req.WithContext(ctx)
 	req.RemoteAddr = c.remote
+	req.TLS = c.tls
 
 	// 100-continue is the only expectation there is (RFC 9110 10.1.1); on
 	// a request without a body it is met trivially.

@@ -33,8 +33,11 @@
 // It serves HTTP/1.0 and HTTP/1.1 with keep-alive and pipelining,
 // Content-Length and chunked bodies both ways, trailers, Expect:
 // 100-continue, 1xx informational responses, Hijack (WebSocket), Flush
-// (SSE) and http.ResponseController. It does not do TLS or HTTP/2; the
-// gateway uses net/http's server for listeners that need them.
+// (SSE) and http.ResponseController. Over TLS it serves *tls.Conn
+// connections (their handshake done first if it is not yet, within
+// ReadHeaderTimeout) and sets each request's TLS, as net/http's server
+// does; it does not speak HTTP/2: the gateway's TLS listener hands the
+// connections that negotiated h2 to net/http's server and the others here.
 //
 // Other differences from net/http's server (FuzzServer and TestLikeNetHTTP
 // compare the two):

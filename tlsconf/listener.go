@@ -20,6 +20,32 @@ import (
 // net/http's server, given these connections, finds the handshake done
 // and reads the ALPN result as usual.
 func Listener(inner net.Listener, cfg *tls.Config, timeout time.Duration, log *slog.Logger) net.Listener {
+	return newListener(inner, cfg, timeout, log)
+}
+
+// SplitListener is Listener with the connections handed out by the
+// protocol their handshake negotiated (ALPN): h2 those that chose "h2",
+// h1 all others ("http/1.1" or none), so that each goes straight to the
+// server for its protocol (the gateway: HTTP/1.x to its own server,
+// HTTP/2 to net/http's) without a goroutine in between. Both share one
+// accept loop and its handshakes: closing either closes both, and a
+// fatal accept error is returned by both. A connection waits in its
+// handshake goroutine until its listener's Accept takes it.
+func SplitListener(inner net.Listener, cfg *tls.Config, timeout time.Duration, log *slog.Logger) (h1, h2 net.Listener) {
+	l := newListener(inner, cfg, timeout, log)
+	l.h2ready = make(chan net.Conn)
+	return l, &h2View{l}
+}
+
+// h2View is SplitListener's HTTP/2 side: the listener's Accept on its
+// h2ready channel.
+type h2View struct{ l *listener }
+
+func (v *h2View) Accept() (net.Conn, error) { return v.l.accept(v.l.h2ready) }
+func (v *h2View) Close() error              { return v.l.Close() }
+func (v *h2View) Addr() net.Addr            { return v.l.Addr() }
+
+func newListener(inner net.Listener, cfg *tls.Config, timeout time.Duration, log *slog.Logger) *listener {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
@@ -39,6 +65,7 @@ type listener struct {
 	timeout time.Duration
 	log     *slog.Logger
 	ready   chan net.Conn
+	h2ready chan net.Conn // SplitListener: connections that negotiated h2; nil: all go to ready
 	done    chan struct{}
 	errc    chan error
 	once    sync.Once
@@ -136,17 +163,24 @@ func (l *listener) handshake(c net.Conn) {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	out := l.ready
+	if l.h2ready != nil && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		out = l.h2ready
+	}
 	select {
-	case l.ready <- tc:
+	case out <- tc:
 	case <-l.done:
 		_ = tc.Close()
 	}
 }
 
-// Accept returns the next connection whose handshake completed.
-func (l *listener) Accept() (net.Conn, error) {
+// Accept returns the next connection whose handshake completed (with
+// SplitListener: that did not negotiate h2).
+func (l *listener) Accept() (net.Conn, error) { return l.accept(l.ready) }
+
+func (l *listener) accept(ready chan net.Conn) (net.Conn, error) {
 	select {
-	case c := <-l.ready:
+	case c := <-ready:
 		return c, nil
 	case err := <-l.errc:
 		l.errc <- err // every later Accept fails the same way
@@ -156,10 +190,18 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting; handshakes in progress are abandoned.
+// Close stops accepting (both sides of a SplitListener); handshakes in
+// progress are abandoned, and connections handed to neither Accept yet
+// are closed.
+// Closing again (the other side of a SplitListener, whose server shuts
+// down too) does nothing and returns nil.
 func (l *listener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.inner.Close()
+	var err error
+	l.once.Do(func() {
+		close(l.done)
+		err = l.inner.Close()
+	})
+	return err
 }
 
 // Addr is the inner listener's address.
