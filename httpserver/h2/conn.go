@@ -170,6 +170,26 @@ func (c *conn) fail(e connError) {
 	c.goneAway = true
 	c.mu.Unlock()
 	_ = c.write(func() error { return c.fr.WriteGoAway(last, e.code, nil) })
+	c.lingerClose()
+}
+
+// lingerLimit and lingerTime bound what fail reads and drops after its
+// GOAWAY, so that the client's frames still in flight do not make the
+// kernel answer them with a reset that can overtake the GOAWAY.
+const (
+	lingerLimit = 64 << 10
+	lingerTime  = 500 * time.Millisecond
+)
+
+// lingerClose ends the write half (the GOAWAY is the last thing the
+// client reads), drops what the client still sends for a moment, and
+// closes: closed with unread bytes, the connection is reset and the
+// client may lose the GOAWAY that says why.
+func (c *conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.CopyN(io.Discard, c.nc, lingerLimit)
+	}
 	c.nc.Close()
 }
 
