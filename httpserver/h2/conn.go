@@ -528,6 +528,12 @@ func (c *conn) processData(f *http2.DataFrame) error {
 	if len(data) > 0 {
 		if st.off > 0 && st.off == len(st.buf) {
 			st.buf, st.off = st.buf[:0], 0
+		} else if st.off > 0 && len(st.buf)+len(data) > cap(st.buf) {
+			// A reader that never catches up (slower than the client)
+			// would otherwise keep every byte it read in front of the
+			// unread ones: the buffer stays the window's size.
+			n := copy(st.buf, st.buf[st.off:])
+			st.buf, st.off = st.buf[:n], 0
 		}
 		st.buf = append(st.buf, data...)
 	}

@@ -1,0 +1,164 @@
+package h2
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// TestSlowReaderBodyBufferBounded: a handler that reads the body more
+// slowly than the client sends it (a proxy relaying an upload to a slower
+// upstream) never drains its buffer completely. The buffer must stay
+// about a window in size however long the body is, not keep every byte
+// already read in front of the unread ones.
+func TestSlowReaderBodyBufferBounded(t *testing.T) {
+	const (
+		window = 65535
+		frame  = 8 << 10
+		frames = 256 // 2 MiB in all
+		chunk  = 4 << 10
+	)
+	readc := make(chan struct{})
+	capc := make(chan int, 1)
+	addr := start(t, &Server{StreamWindow: window, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := (*stream)(r.Body.(*body))
+		p := make([]byte, chunk)
+		peak := 0
+		for i := 0; i < (frames+3)*frame/chunk; i++ {
+			if _, err := io.ReadFull(r.Body, p); err != nil {
+				t.Errorf("read %d: %v", i, err)
+				break
+			}
+			st.c.mu.Lock()
+			peak = max(peak, cap(st.buf))
+			st.c.mu.Unlock()
+			if i < 2*frames {
+				readc <- struct{}{}
+			}
+		}
+		capc <- peak
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/up")
+	data := bytes.Repeat([]byte{'u'}, frame)
+	send := func() {
+		if err := r.fr.WriteData(1, false, data); err != nil {
+			t.Fatal(err)
+		}
+		// The server has taken the frame once it answers a PING sent
+		// after it.
+		if err := r.fr.WritePing(false, [8]byte{7}); err != nil {
+			t.Fatal(err)
+		}
+		if !r.next(func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() }) {
+			t.Fatal("connection ended")
+		}
+	}
+	// Three frames ahead; then one more per two reads of half a frame:
+	// the handler is never more than half a frame from the unread end.
+	send()
+	send()
+	send()
+	for i := 0; i < frames; i++ {
+		<-readc
+		<-readc
+		send()
+	}
+	peak := <-capc
+	t.Logf("peak buffer %d bytes", peak)
+	if peak > 4*window {
+		t.Fatalf("body buffer grew to %d bytes for a %d-byte window (%d bytes sent)", peak, window, (frames+3)*frame)
+	}
+}
+
+// trailerBlock encodes a trailer section.
+func (r *raw) trailerBlock(kv ...string) []byte {
+	r.hb.Reset()
+	for i := 0; i < len(kv); i += 2 {
+		_ = r.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+	}
+	return bytes.Clone(r.hb.Bytes())
+}
+
+// TestRequestTrailersNoRace: request trailers arrive on the connection's
+// reader while the handler is already using the request (a reverse proxy
+// clones r.Trailer first thing). They must reach r.Trailer in the
+// handler's goroutine, when the body reaches EOF, never by the reader
+// writing a map the handler iterates (go test -race fails on the old code;
+// in production that is a "concurrent map iteration and map write" crash).
+func TestRequestTrailersNoRace(t *testing.T) {
+	got := make(chan http.Header, 1)
+	started := make(chan struct{})
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		for k := range r.Trailer { // as http.Request.Clone does
+			n += len(k)
+		}
+		close(started)
+		for range 1000 {
+			for k := range r.Trailer {
+				n += len(k)
+			}
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- r.Trailer.Clone()
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/t", "trailer", "x-t")
+	if err := r.fr.WriteData(1, false, []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.trailerBlock("x-t", "v", "x-u", "w"), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	tr := <-got
+	if tr.Get("X-T") != "v" || tr.Get("X-U") != "w" {
+		t.Fatalf("trailer %v", tr)
+	}
+}
+
+// TestRequestTrailerFramingFieldsRefused: a trailer may not carry the
+// fields that frame or route a request (Content-Length, Transfer-Encoding,
+// Host, Trailer), as the HTTP/1 server refuses them: a proxy forwarding
+// the trailer to an HTTP/1.1 upstream must never see them.
+func TestRequestTrailerFramingFieldsRefused(t *testing.T) {
+	for _, name := range []string{"content-length", "transfer-encoding", "host", "trailer"} {
+		t.Run(name, func(t *testing.T) {
+			got := make(chan http.Header, 1)
+			addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				got <- r.Trailer.Clone()
+			})})
+			r := dialRaw(t, addr)
+			r.headers(1, false, "/t")
+			if err := r.fr.WriteData(1, false, []byte("abc")); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.trailerBlock(name, "5"), EndStream: true, EndHeaders: true}); err != nil {
+				t.Fatal(err)
+			}
+			var code http2.ErrCode = 0xff
+			r.next(func(f http2.Frame) bool {
+				switch f := f.(type) {
+				case *http2.RSTStreamFrame:
+					code = f.ErrCode
+					return f.StreamID == 1
+				case *http2.MetaHeadersFrame:
+					return f.StreamID == 1 // answered: the trailer was taken
+				}
+				return false
+			})
+			if code != http2.ErrCodeProtocol {
+				t.Fatalf("RST_STREAM code %v, want PROTOCOL_ERROR", code)
+			}
+			if tr := <-got; len(tr) != 0 {
+				t.Fatalf("handler saw trailer %v", tr)
+			}
+		})
+	}
+}
