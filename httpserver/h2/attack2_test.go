@@ -162,3 +162,66 @@ func TestRequestTrailerFramingFieldsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestResponseContentLengthKept: a handler's body may not run past its
+// Content-Length (the write fails with http.ErrContentLength, as with
+// net/http and the HTTP/1 server), and a body shorter than declared ends
+// with RST_STREAM, never END_STREAM: a response that contradicts its
+// Content-Length is malformed (RFC 9113 8.1.1) and one cut short must not
+// pass for whole.
+func TestResponseContentLengthKept(t *testing.T) {
+	errc := make(chan error, 2)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		switch r.URL.Path {
+		case "/long":
+			_, err := w.Write([]byte("0123456789abc"))
+			errc <- err
+			_, err = io.WriteString(w, "0123456789x")
+			errc <- err
+			_, _ = w.Write([]byte("0123456789"))
+		case "/short":
+			_, _ = io.WriteString(w, "01234")
+		}
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, true, "/long")
+	for range 2 {
+		if err := <-errc; err != http.ErrContentLength {
+			t.Fatalf("write past Content-Length: %v, want http.ErrContentLength", err)
+		}
+	}
+	var body []byte
+	ended := false
+	r.next(func(f http2.Frame) bool {
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
+			body = append(body, d.Data()...)
+			ended = d.StreamEnded()
+			return ended
+		}
+		return false
+	})
+	if string(body) != "0123456789" || !ended {
+		t.Fatalf("body %q, ended %v", body, ended)
+	}
+
+	r.headers(3, true, "/short")
+	var code http2.ErrCode = 0xff
+	r.next(func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			if f.StreamID == 3 && f.StreamEnded() {
+				return true // ended as if whole
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 3 {
+				code = f.ErrCode
+				return true
+			}
+		}
+		return false
+	})
+	if code != http2.ErrCodeInternal {
+		t.Fatalf("short body: RST_STREAM code %v, want INTERNAL_ERROR", code)
+	}
+}

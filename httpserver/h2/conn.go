@@ -614,12 +614,25 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			c.streamError(id, http2.ErrCodeProtocol)
 			return nil
 		}
-		if st.req.Trailer == nil {
-			st.req.Trailer = http.Header{}
-		}
+		// Kept aside: r.Trailer belongs to the handler's goroutine (a
+		// proxy clones it while the body streams); Read moves these
+		// there at EOF. The fields that frame or route a request are
+		// refused, as by the HTTP/1 server.
+		var tr http.Header
 		for _, hf := range f.RegularFields() {
-			st.req.Trailer[http.CanonicalHeaderKey(hf.Name)] = append(st.req.Trailer[http.CanonicalHeaderKey(hf.Name)], hf.Value)
+			k := canonicalKey(hf.Name)
+			switch k {
+			case "Content-Length", "Transfer-Encoding", "Host", "Trailer":
+				c.mu.Unlock()
+				c.streamError(id, http2.ErrCodeProtocol)
+				return nil
+			}
+			if tr == nil {
+				tr = http.Header{}
+			}
+			tr[k] = append(tr[k], hf.Value)
 		}
+		st.trailer = tr
 		st.closeRemote(io.EOF)
 		c.mu.Unlock()
 		return nil
