@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"io"
 	"net/http"
 	"testing"
@@ -300,4 +301,70 @@ func TestNoCrossStreamLeak(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestMalformedRequestHeadsRefused: header injection (CR, LF, NUL in a
+// value), invalid names, connection-specific fields and pseudo-header
+// abuse are each a stream error PROTOCOL_ERROR; the handler never runs.
+// After them, the connection still serves a request.
+func TestMalformedRequestHeadsRefused(t *testing.T) {
+	var calls atomic.Int32
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+	})})
+	base := []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"}
+	with := func(kv ...string) []string { return append(append([]string{}, base...), kv...) }
+	cases := map[string][]string{
+		"crlf value":        with("x-a", "v\r\nx-injected: 1"),
+		"lf value":          with("x-a", "v\nGET / HTTP/1.1"),
+		"nul value":         with("x-a", "v\x00w"),
+		"uppercase name":    with("X-A", "v"),
+		"space in name":     with("x a", "v"),
+		"colon in name":     with("x:a", "v"),
+		"connection":        with("connection", "close"),
+		"transfer-encoding": with("transfer-encoding", "chunked"),
+		"te gzip":           with("te", "gzip"),
+		"upgrade":           with("upgrade", "websocket"),
+		"keep-alive":        with("keep-alive", "1"),
+		"two lengths":       with("content-length", "1", "content-length", "2"),
+		"bad length":        with("content-length", "-1"),
+		"dup :path":         with(":path", "/b"),
+		"pseudo after":      {":method", "GET", ":scheme", "http", "x-a", "v", ":path", "/"},
+		"empty :path":       {":method", "GET", ":scheme", "http", ":authority", "x", ":path", ""},
+		"no :scheme":        {":method", "GET", ":authority", "x", ":path", "/"},
+		"absolute :path":    {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "http://evil/"},
+		":status":           with(":status", "200"),
+		"unknown pseudo":    with(":foo", "1"),
+		"CONNECT with path": {":method", "CONNECT", ":authority", "x:1", ":path", "/"},
+		"* not OPTIONS":     {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "*"},
+	}
+	r := dialRaw(t, addr)
+	id := uint32(1)
+	for name, kv := range cases {
+		if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.trailerBlock(kv...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		var code http2.ErrCode = 0xff
+		r.next(func(f http2.Frame) bool {
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				code = f.ErrCode
+				return f.StreamID == id
+			case *http2.MetaHeadersFrame:
+				return f.StreamID == id
+			}
+			return false
+		})
+		if code != http2.ErrCodeProtocol {
+			t.Errorf("%s: RST_STREAM code %v, want PROTOCOL_ERROR", name, code)
+		}
+		id += 2
+	}
+	r.headers(id, true, "/ok")
+	if st := r.status(id); st != "200" {
+		t.Fatalf("after the malformed ones: status %s", st)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want once", n)
+	}
 }
