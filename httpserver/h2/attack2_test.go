@@ -3,12 +3,12 @@ package h2
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"io"
-	"net/http"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -315,28 +315,30 @@ func TestMalformedRequestHeadsRefused(t *testing.T) {
 	base := []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"}
 	with := func(kv ...string) []string { return append(append([]string{}, base...), kv...) }
 	cases := map[string][]string{
-		"crlf value":        with("x-a", "v\r\nx-injected: 1"),
-		"lf value":          with("x-a", "v\nGET / HTTP/1.1"),
-		"nul value":         with("x-a", "v\x00w"),
-		"uppercase name":    with("X-A", "v"),
-		"space in name":     with("x a", "v"),
-		"colon in name":     with("x:a", "v"),
-		"connection":        with("connection", "close"),
-		"transfer-encoding": with("transfer-encoding", "chunked"),
-		"te gzip":           with("te", "gzip"),
-		"upgrade":           with("upgrade", "websocket"),
-		"keep-alive":        with("keep-alive", "1"),
-		"two lengths":       with("content-length", "1", "content-length", "2"),
-		"bad length":        with("content-length", "-1"),
-		"dup :path":         with(":path", "/b"),
-		"pseudo after":      {":method", "GET", ":scheme", "http", "x-a", "v", ":path", "/"},
-		"empty :path":       {":method", "GET", ":scheme", "http", ":authority", "x", ":path", ""},
-		"no :scheme":        {":method", "GET", ":authority", "x", ":path", "/"},
-		"absolute :path":    {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "http://evil/"},
-		":status":           with(":status", "200"),
-		"unknown pseudo":    with(":foo", "1"),
-		"CONNECT with path": {":method", "CONNECT", ":authority", "x:1", ":path", "/"},
-		"* not OPTIONS":     {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "*"},
+		"crlf value":          with("x-a", "v\r\nx-injected: 1"),
+		"lf value":            with("x-a", "v\nGET / HTTP/1.1"),
+		"nul value":           with("x-a", "v\x00w"),
+		"uppercase name":      with("X-A", "v"),
+		"space in name":       with("x a", "v"),
+		"colon in name":       with("x:a", "v"),
+		"connection":          with("connection", "close"),
+		"transfer-encoding":   with("transfer-encoding", "chunked"),
+		"te gzip":             with("te", "gzip"),
+		"upgrade":             with("upgrade", "websocket"),
+		"keep-alive":          with("keep-alive", "1"),
+		"two lengths":         with("content-length", "1", "content-length", "2"),
+		"bad length":          with("content-length", "-1"),
+		"dup :path":           with(":path", "/b"),
+		"pseudo after":        {":method", "GET", ":scheme", "http", "x-a", "v", ":path", "/"},
+		"empty :path":         {":method", "GET", ":scheme", "http", ":authority", "x", ":path", ""},
+		"no :scheme":          {":method", "GET", ":authority", "x", ":path", "/"},
+		"absolute :path":      {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "http://evil/"},
+		":status":             with(":status", "200"),
+		"unknown pseudo":      with(":foo", "1"),
+		"CONNECT with path":   {":method", "CONNECT", ":authority", "x:1", ":path", "/"},
+		"* not OPTIONS":       {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "*"},
+		"host not :authority": with("host", "evil"),
+		"two hosts":           {":method", "GET", ":scheme", "http", ":path", "/", "host", "x", "host", "y"},
 	}
 	r := dialRaw(t, addr)
 	id := uint32(1)
@@ -360,7 +362,8 @@ func TestMalformedRequestHeadsRefused(t *testing.T) {
 		}
 		id += 2
 	}
-	r.headers(id, true, "/ok")
+	// The same authority in both is fine, in any case.
+	r.headers(id, true, "/ok", "host", "X")
 	if st := r.status(id); st != "200" {
 		t.Fatalf("after the malformed ones: status %s", st)
 	}

@@ -788,6 +788,12 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	if len(cookies) > 0 {
 		h["Cookie"] = []string{strings.Join(cookies, "; ")}
 	}
+	// A Host field naming another authority than :authority is malformed
+	// (RFC 9113 8.3.1): routing by one and a handler or an upstream
+	// reading the other must not disagree.
+	if hosts := h["Host"]; len(hosts) > 1 || len(hosts) == 1 && authority != "" && !strings.EqualFold(hosts[0], authority) {
+		return nil, 0, http2.ErrCodeProtocol
+	}
 	if authority == "" {
 		authority = h.Get("Host")
 	}
