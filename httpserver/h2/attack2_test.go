@@ -5,11 +5,13 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -369,5 +371,70 @@ func TestMalformedRequestHeadsRefused(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler ran %d times, want once", n)
+	}
+}
+
+// TestNoGoroutineLeakOnConnectionLoss: handlers blocked every way a
+// handler can block on the connection (reading a body the client stopped
+// sending, writing into a zero window, flushing, waiting in the queue
+// behind MaxConcurrentStreams) all return when the client vanishes, and
+// the server's goroutines for the connection end.
+func TestNoGoroutineLeakOnConnectionLoss(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var started, returned atomic.Int32
+	s := &Server{MaxConcurrentStreams: 8, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		defer returned.Add(1)
+		switch r.URL.Path {
+		case "/read":
+			_, _ = io.Copy(io.Discard, r.Body)
+		case "/write":
+			big := make([]byte, 64<<10)
+			for {
+				if _, err := w.Write(big); err != nil {
+					return
+				}
+			}
+		case "/flush":
+			for {
+				if _, err := w.Write([]byte("x")); err != nil {
+					return
+				}
+				if err := http.NewResponseController(w).Flush(); err != nil {
+					return
+				}
+			}
+		}
+	})}
+	addr := start(t, s)
+	r := dialRaw(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	id := uint32(1)
+	for i := range 12 { // 8 run, 4 wait
+		path := []string{"/read", "/write", "/flush"}[i%3]
+		r.headers(id, false, path)
+		if err := r.fr.WriteData(id, false, []byte("part")); err != nil {
+			t.Fatal(err)
+		}
+		id += 2
+	}
+	// Wait (polling, bounded) until 8 handlers run.
+	deadline := time.Now().Add(10 * time.Second)
+	for started.Load() < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers started", started.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.c.Close()
+	for returned.Load() != started.Load() || runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("after the connection's loss: %d of %d handlers returned, %d goroutines (%d before)\n%s",
+				returned.Load(), started.Load(), runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if started.Load() != 8 {
+		t.Fatalf("%d handlers ran, want the 8 running when the client left (the queued ones never start)", started.Load())
 	}
 }
