@@ -438,3 +438,44 @@ func TestNoGoroutineLeakOnConnectionLoss(t *testing.T) {
 		t.Fatalf("%d handlers ran, want the 8 running when the client left (the queued ones never start)", started.Load())
 	}
 }
+
+// TestBodyCloseWakesBlockedRead: closing the request body ends a Read
+// blocked in another goroutine (as a transport's body-writing goroutine
+// is when the upstream answered before the body ended), as net/http's
+// does: it must not wait for the client's next bytes or the stream's end.
+func TestBodyCloseWakesBlockedRead(t *testing.T) {
+	readErr := make(chan error, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		go func() {
+			_, err := io.Copy(io.Discard, r.Body)
+			readErr <- err
+		}()
+		st := (*stream)(r.Body.(*body))
+		// Wait (bounded) until the reader took the part and blocks.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			st.c.mu.Lock()
+			drained := st.received == 4 && st.off == len(st.buf)
+			st.c.mu.Unlock()
+			if drained || time.Now().After(deadline) {
+				break
+			}
+		}
+		_ = r.Body.Close()
+		select {
+		case err := <-readErr:
+			if err == nil {
+				t.Error("the blocked Read ended without an error")
+			}
+		case <-time.After(5 * time.Second): // a hang guard, below the client's
+			t.Error("a Read blocked when the body was closed is still blocked")
+		}
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/")
+	if err := r.fr.WriteData(1, false, []byte("part")); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.status(1); st != "200" {
+		t.Fatalf("status %s", st)
+	}
+}

@@ -219,6 +219,7 @@ func (b *body) Close() error {
 	st.buf, st.off = nil, 0
 	st.bodyClosed = true
 	c.mu.Unlock()
+	st.signal() // a Read blocked in another goroutine ends
 	c.sendWindowUpdates(nil, false)
 	return nil
 }
