@@ -479,3 +479,43 @@ func TestBodyCloseWakesBlockedRead(t *testing.T) {
 		t.Fatalf("status %s", st)
 	}
 }
+
+// TestTrailersAfterOurResetIgnored: a route that answers before the body
+// ended makes the server reset the stream (NO_ERROR); the client's
+// trailer may already be on its way. It is ignored (RFC 9113 5.1: frames
+// on a stream we reset), not a connection error that kills every other
+// stream of the connection.
+func TestTrailersAfterOurResetIgnored(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/upload")
+	if err := r.fr.WriteData(1, false, []byte("part")); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.reset(1); code != http2.ErrCodeNo {
+		t.Fatalf("RST_STREAM %v, want NO_ERROR", code)
+	}
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.trailerBlock("x-t", "v"), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	r.headers(3, true, "/next")
+	var got string
+	r.next(func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			got = "GOAWAY " + f.ErrCode.String()
+			return true
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 3 {
+				got = f.PseudoValue("status")
+				return true
+			}
+		}
+		return false
+	})
+	if got != "401" {
+		t.Fatalf("the next stream got %q, want 401", got)
+	}
+}

@@ -68,6 +68,24 @@ type conn struct {
 	resets         int
 	idleTimer      *time.Timer
 	sawSettings    bool
+	ourResets      [32]uint32 // the last streams we reset: the client's frames already sent on them are ignored
+	ourResetsNext  int
+}
+
+// noteResetLocked records that we reset stream id. (mu)
+func (c *conn) noteResetLocked(id uint32) {
+	c.ourResets[c.ourResetsNext] = id
+	c.ourResetsNext = (c.ourResetsNext + 1) % len(c.ourResets)
+}
+
+// weResetLocked tells whether we reset stream id lately. (mu)
+func (c *conn) weResetLocked(id uint32) bool {
+	for _, r := range c.ourResets {
+		if r == id && id != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) *conn {
@@ -169,7 +187,7 @@ func (c *conn) fail(e connError) {
 	last := c.maxSeen
 	c.goneAway = true
 	c.mu.Unlock()
-	_ = c.write(func() error { return c.fr.WriteGoAway(last, e.code, nil) })
+	_ = c.writeFlush(func() error { return c.fr.WriteGoAway(last, e.code, nil) })
 	c.nc.Close()
 }
 
@@ -216,7 +234,7 @@ func (c *conn) goAway() {
 	done := len(c.streams) == 0 && c.running == 0
 	last := c.maxSeen
 	c.mu.Unlock()
-	_ = c.write(func() error { return c.fr.WriteGoAway(last, http2.ErrCodeNo, nil) })
+	_ = c.writeFlush(func() error { return c.fr.WriteGoAway(last, http2.ErrCodeNo, nil) })
 	if done {
 		c.closeWrite()
 	}
@@ -244,7 +262,14 @@ func (w connWriter) Write(p []byte) (int, error) { return w.c.bw.Write(p) }
 
 // write runs fn (which writes frames) under the write lock; the last
 // writer to leave flushes.
-func (c *conn) write(fn func() error) error {
+func (c *conn) write(fn func() error) error { return c.writeMode(fn, false) }
+
+// writeFlush is write that flushes even with writers waiting: for the
+// last frames before the connection closes (GOAWAY), which a waiting
+// writer would find the connection closed under it.
+func (c *conn) writeFlush(fn func() error) error { return c.writeMode(fn, true) }
+
+func (c *conn) writeMode(fn func() error, flush bool) error {
 	c.writers.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -258,9 +283,9 @@ func (c *conn) write(fn func() error) error {
 		c.bw.Reset(c.nc)
 	}
 	err := fn()
-	if c.writers.Add(-1) == 0 && err == nil {
+	if last := c.writers.Add(-1) == 0; (last || flush) && err == nil {
 		err = c.bw.Flush()
-		if err == nil {
+		if err == nil && last {
 			// Idle connections hold no write buffer.
 			c.bw.Reset(nil)
 			writerPool.Put(c.bw)
@@ -290,6 +315,7 @@ func (c *conn) renewWriteDeadline() {
 // streamError resets stream id with code.
 func (c *conn) streamError(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
+	c.noteResetLocked(id)
 	if st := c.streams[id]; st != nil {
 		c.endStreamLocked(st, errStreamClosed)
 	}
@@ -638,6 +664,12 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if id <= c.maxSeen {
+		if c.weResetLocked(id) {
+			// RFC 9113 5.1: frames the client sent before our
+			// RST_STREAM reached it (a trailer) are ignored.
+			c.mu.Unlock()
+			return nil
+		}
 		c.mu.Unlock()
 		return connError{http2.ErrCodeProtocol, "HEADERS on a closed stream"}
 	}

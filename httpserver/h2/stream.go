@@ -96,6 +96,9 @@ func (st *stream) resetWith(code http2.ErrCode) {
 	c.mu.Lock()
 	gone := st.reset
 	c.endStreamLocked(st, errStreamClosed)
+	if !gone {
+		c.noteResetLocked(st.id)
+	}
 	c.mu.Unlock()
 	if !gone {
 		_ = c.write(func() error { return c.fr.WriteRSTStream(st.id, code) })
@@ -516,6 +519,9 @@ func (w *responseWriter) close() {
 	gone := st.reset
 	stillSending := !st.remoteDone
 	c.endStreamLocked(st, errStreamClosed)
+	if !gone && (stillSending || !w.ended) {
+		c.noteResetLocked(st.id) // the RST_STREAM below
+	}
 	c.mu.Unlock()
 	if !gone && stillSending && w.ended {
 		_ = c.write(func() error { return c.fr.WriteRSTStream(st.id, http2.ErrCodeNo) })
