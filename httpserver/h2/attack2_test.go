@@ -519,3 +519,35 @@ func TestTrailersAfterOurResetIgnored(t *testing.T) {
 		t.Fatalf("the next stream got %q, want 401", got)
 	}
 }
+
+// TestStreamIDNotReusedAfterMalformedHead: a HEADERS frame refused for a
+// malformed field still opens (and closes) its stream: the same id again
+// is not a new request, and neither is a lower one.
+func TestStreamIDNotReusedAfterMalformedHead(t *testing.T) {
+	var calls atomic.Int32
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+	})})
+	r := dialRaw(t, addr)
+	r.headers(5, true, "/", "x-a", "v\r\nx")
+	if code := r.reset(5); code != http2.ErrCodeProtocol {
+		t.Fatalf("RST_STREAM %v", code)
+	}
+	r.headers(5, true, "/again")
+	r.headers(3, true, "/lower")
+	var got string
+	r.next(func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			got = "GOAWAY"
+			return true
+		case *http2.MetaHeadersFrame:
+			got = "response on stream " + strconv.Itoa(int(f.StreamID))
+			return true
+		}
+		return false
+	})
+	if got != "GOAWAY" || calls.Load() != 0 {
+		t.Fatalf("got %s, handler ran %d times; want GOAWAY and no handler", got, calls.Load())
+	}
+}

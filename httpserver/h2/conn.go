@@ -156,6 +156,14 @@ func (c *conn) serve(readHeader time.Duration) {
 		}
 		var se http2.StreamError
 		if errors.As(err, &se) {
+			if se.Cause != nil && se.StreamID%2 == 1 {
+				// A malformed header block (the framer's only
+				// stream errors with a cause): its stream was opened
+				// and is closed now, its id not to be used again.
+				c.mu.Lock()
+				c.maxSeen = max(c.maxSeen, se.StreamID)
+				c.mu.Unlock()
+			}
 			c.streamError(se.StreamID, se.Code)
 			continue
 		}
