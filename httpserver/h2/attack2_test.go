@@ -340,6 +340,9 @@ func TestMalformedRequestHeadsRefused(t *testing.T) {
 		"CONNECT with path":   {":method", "CONNECT", ":authority", "x:1", ":path", "/"},
 		"* not OPTIONS":       {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "*"},
 		"host not :authority": with("host", "evil"),
+		"userinfo":            {":method", "GET", ":scheme", "http", ":authority", "u:p@x", ":path", "/"},
+		"bad host chars":      {":method", "GET", ":scheme", "http", ":authority", "x y", ":path", "/"},
+		"bad host field":      {":method", "GET", ":scheme", "http", ":path", "/", "host", "x\"y"},
 		"two hosts":           {":method", "GET", ":scheme", "http", ":path", "/", "host", "x", "host", "y"},
 	}
 	r := dialRaw(t, addr)

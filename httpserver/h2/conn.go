@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -836,6 +837,11 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	}
 	if authority == "" {
 		authority = h.Get("Host")
+	}
+	// As net/http: no userinfo (RFC 9113 8.3.1), only valid host
+	// characters (what routes and upstream requests are built from).
+	if strings.Contains(authority, "@") || !httpguts.ValidHostHeader(authority) {
+		return nil, 0, http2.ErrCodeProtocol
 	}
 	req := &http.Request{
 		Method: method, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,
