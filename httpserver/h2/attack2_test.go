@@ -340,6 +340,7 @@ func TestMalformedRequestHeadsRefused(t *testing.T) {
 		"CONNECT with path":   {":method", "CONNECT", ":authority", "x:1", ":path", "/"},
 		"* not OPTIONS":       {":method", "GET", ":scheme", "http", ":authority", "x", ":path", "*"},
 		"host not :authority": with("host", "evil"),
+		"scheme ftp":          {":method", "GET", ":scheme", "ftp", ":authority", "x", ":path", "/"},
 		"userinfo":            {":method", "GET", ":scheme", "http", ":authority", "u:p@x", ":path", "/"},
 		"bad host chars":      {":method", "GET", ":scheme", "http", ":authority", "x y", ":path", "/"},
 		"bad host field":      {":method", "GET", ":scheme", "http", ":path", "/", "host", "x\"y"},

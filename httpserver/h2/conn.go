@@ -791,7 +791,7 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 		if scheme != "" || path != "" || authority == "" {
 			return nil, 0, http2.ErrCodeProtocol
 		}
-	} else if scheme == "" || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
+	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
 		return nil, 0, http2.ErrCodeProtocol
 	}
 	regular := f.RegularFields()
