@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -68,6 +69,24 @@ type conn struct {
 	resets         int
 	idleTimer      *time.Timer
 	sawSettings    bool
+	ourResets      [32]uint32 // the last streams we reset: the client's frames already sent on them are ignored
+	ourResetsNext  int
+}
+
+// noteResetLocked records that we reset stream id. (mu)
+func (c *conn) noteResetLocked(id uint32) {
+	c.ourResets[c.ourResetsNext] = id
+	c.ourResetsNext = (c.ourResetsNext + 1) % len(c.ourResets)
+}
+
+// weResetLocked tells whether we reset stream id lately. (mu)
+func (c *conn) weResetLocked(id uint32) bool {
+	for _, r := range c.ourResets {
+		if r == id && id != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) *conn {
@@ -138,6 +157,14 @@ func (c *conn) serve(readHeader time.Duration) {
 		}
 		var se http2.StreamError
 		if errors.As(err, &se) {
+			if se.Cause != nil && se.StreamID%2 == 1 {
+				// A malformed header block (the framer's only
+				// stream errors with a cause): its stream was opened
+				// and is closed now, its id not to be used again.
+				c.mu.Lock()
+				c.maxSeen = max(c.maxSeen, se.StreamID)
+				c.mu.Unlock()
+			}
 			c.streamError(se.StreamID, se.Code)
 			continue
 		}
@@ -169,7 +196,7 @@ func (c *conn) fail(e connError) {
 	last := c.maxSeen
 	c.goneAway = true
 	c.mu.Unlock()
-	_ = c.write(func() error { return c.fr.WriteGoAway(last, e.code, nil) })
+	_ = c.writeFlush(func() error { return c.fr.WriteGoAway(last, e.code, nil) })
 	c.lingerClose()
 }
 
@@ -236,7 +263,7 @@ func (c *conn) goAway() {
 	done := len(c.streams) == 0 && c.running == 0
 	last := c.maxSeen
 	c.mu.Unlock()
-	_ = c.write(func() error { return c.fr.WriteGoAway(last, http2.ErrCodeNo, nil) })
+	_ = c.writeFlush(func() error { return c.fr.WriteGoAway(last, http2.ErrCodeNo, nil) })
 	if done {
 		c.closeWrite()
 	}
@@ -264,7 +291,14 @@ func (w connWriter) Write(p []byte) (int, error) { return w.c.bw.Write(p) }
 
 // write runs fn (which writes frames) under the write lock; the last
 // writer to leave flushes.
-func (c *conn) write(fn func() error) error {
+func (c *conn) write(fn func() error) error { return c.writeMode(fn, false) }
+
+// writeFlush is write that flushes even with writers waiting: for the
+// last frames before the connection closes (GOAWAY), which a waiting
+// writer would find the connection closed under it.
+func (c *conn) writeFlush(fn func() error) error { return c.writeMode(fn, true) }
+
+func (c *conn) writeMode(fn func() error, flush bool) error {
 	c.writers.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -278,9 +312,9 @@ func (c *conn) write(fn func() error) error {
 		c.bw.Reset(c.nc)
 	}
 	err := fn()
-	if c.writers.Add(-1) == 0 && err == nil {
+	if last := c.writers.Add(-1) == 0; (last || flush) && err == nil {
 		err = c.bw.Flush()
-		if err == nil {
+		if err == nil && last {
 			// Idle connections hold no write buffer.
 			c.bw.Reset(nil)
 			writerPool.Put(c.bw)
@@ -310,6 +344,7 @@ func (c *conn) renewWriteDeadline() {
 // streamError resets stream id with code.
 func (c *conn) streamError(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
+	c.noteResetLocked(id)
 	if st := c.streams[id]; st != nil {
 		c.endStreamLocked(st, errStreamClosed)
 	}
@@ -548,6 +583,12 @@ func (c *conn) processData(f *http2.DataFrame) error {
 	if len(data) > 0 {
 		if st.off > 0 && st.off == len(st.buf) {
 			st.buf, st.off = st.buf[:0], 0
+		} else if st.off > 0 && len(st.buf)+len(data) > cap(st.buf) {
+			// A reader that never catches up (slower than the client)
+			// would otherwise keep every byte it read in front of the
+			// unread ones: the buffer stays the window's size.
+			n := copy(st.buf, st.buf[st.off:])
+			st.buf, st.off = st.buf[:n], 0
 		}
 		st.buf = append(st.buf, data...)
 	}
@@ -628,17 +669,36 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			c.streamError(id, http2.ErrCodeProtocol)
 			return nil
 		}
-		if st.req.Trailer == nil {
-			st.req.Trailer = http.Header{}
-		}
+		// Kept aside: r.Trailer belongs to the handler's goroutine (a
+		// proxy clones it while the body streams); Read moves these
+		// there at EOF. The fields that frame or route a request are
+		// refused, as by the HTTP/1 server.
+		var tr http.Header
 		for _, hf := range f.RegularFields() {
-			st.req.Trailer[http.CanonicalHeaderKey(hf.Name)] = append(st.req.Trailer[http.CanonicalHeaderKey(hf.Name)], hf.Value)
+			k := canonicalKey(hf.Name)
+			switch k {
+			case "Content-Length", "Transfer-Encoding", "Host", "Trailer":
+				c.mu.Unlock()
+				c.streamError(id, http2.ErrCodeProtocol)
+				return nil
+			}
+			if tr == nil {
+				tr = http.Header{}
+			}
+			tr[k] = append(tr[k], hf.Value)
 		}
+		st.trailer = tr
 		st.closeRemote(io.EOF)
 		c.mu.Unlock()
 		return nil
 	}
 	if id <= c.maxSeen {
+		if c.weResetLocked(id) {
+			// RFC 9113 5.1: frames the client sent before our
+			// RST_STREAM reached it (a trailer) are ignored.
+			c.mu.Unlock()
+			return nil
+		}
 		c.mu.Unlock()
 		return connError{http2.ErrCodeProtocol, "HEADERS on a closed stream"}
 	}
@@ -751,7 +811,7 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 		if scheme != "" || path != "" || authority == "" {
 			return nil, 0, http2.ErrCodeProtocol
 		}
-	} else if scheme == "" || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
+	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
 		return nil, 0, http2.ErrCodeProtocol
 	}
 	regular := f.RegularFields()
@@ -789,8 +849,19 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	if len(cookies) > 0 {
 		h["Cookie"] = []string{strings.Join(cookies, "; ")}
 	}
+	// A Host field naming another authority than :authority is malformed
+	// (RFC 9113 8.3.1): routing by one and a handler or an upstream
+	// reading the other must not disagree.
+	if hosts := h["Host"]; len(hosts) > 1 || len(hosts) == 1 && authority != "" && !strings.EqualFold(hosts[0], authority) {
+		return nil, 0, http2.ErrCodeProtocol
+	}
 	if authority == "" {
 		authority = h.Get("Host")
+	}
+	// As net/http: no userinfo (RFC 9113 8.3.1), only valid host
+	// characters (what routes and upstream requests are built from).
+	if strings.Contains(authority, "@") || !httpguts.ValidHostHeader(authority) {
+		return nil, 0, http2.ErrCodeProtocol
 	}
 	req := &http.Request{
 		Method: method, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,

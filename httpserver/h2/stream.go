@@ -31,13 +31,14 @@ type stream struct {
 	declaredLen int64 // content-length, or -1
 	received    int64 // (mu) body bytes received
 	buf         []byte
-	off         int   // (mu) unread body bytes are buf[off:]
-	remoteDone  bool  // (mu) END_STREAM or reset received
-	bodyErr     error // (mu) what Read returns after buf: io.EOF, errStreamClosed
-	sendWindow  int64 // (mu)
-	recvWindow  int64 // (mu)
-	recvUnacked int64 // (mu)
-	reset       bool  // (mu) reset or removed: nothing more is written
+	off         int         // (mu) unread body bytes are buf[off:]
+	remoteDone  bool        // (mu) END_STREAM or reset received
+	bodyErr     error       // (mu) what Read returns after buf: io.EOF, errStreamClosed
+	sendWindow  int64       // (mu)
+	recvWindow  int64       // (mu)
+	recvUnacked int64       // (mu)
+	reset       bool        // (mu) reset or removed: nothing more is written
+	trailer     http.Header // (mu) the request's trailer, moved to req.Trailer at EOF
 	sig         chan struct{}
 	bodyClosed  bool        // (mu) the handler closed the body
 	bodyTimeout bool        // (mu) a body read timed out
@@ -95,6 +96,9 @@ func (st *stream) resetWith(code http2.ErrCode) {
 	c.mu.Lock()
 	gone := st.reset
 	c.endStreamLocked(st, errStreamClosed)
+	if !gone {
+		c.noteResetLocked(st.id)
+	}
 	c.mu.Unlock()
 	if !gone {
 		_ = c.write(func() error { return c.fr.WriteRSTStream(st.id, code) })
@@ -131,6 +135,7 @@ func (b *body) Read(p []byte) (int, error) {
 			var err error
 			if st.off == 0 && st.remoteDone {
 				err = st.bodyErr
+				st.moveTrailerLocked(err)
 			}
 			c.mu.Unlock()
 			c.sendWindowUpdates(st, false)
@@ -138,6 +143,7 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 		if st.remoteDone {
 			err := st.bodyErr
+			st.moveTrailerLocked(err)
 			c.mu.Unlock()
 			return 0, err
 		}
@@ -180,6 +186,22 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
+// moveTrailerLocked sets the received trailer in req.Trailer when the
+// body ends with io.EOF: in the handler's goroutine, which owns the
+// request. (mu)
+func (st *stream) moveTrailerLocked(err error) {
+	if err != io.EOF || st.trailer == nil {
+		return
+	}
+	if st.req.Trailer == nil {
+		st.req.Trailer = http.Header{}
+	}
+	for k, vv := range st.trailer {
+		st.req.Trailer[k] = vv
+	}
+	st.trailer = nil
+}
+
 func (b *body) timedOut() error {
 	st := (*stream)(b)
 	st.c.mu.Lock()
@@ -200,6 +222,7 @@ func (b *body) Close() error {
 	st.buf, st.off = nil, 0
 	st.bodyClosed = true
 	c.mu.Unlock()
+	st.signal() // a Read blocked in another goroutine ends
 	c.sendWindowUpdates(nil, false)
 	return nil
 }
@@ -216,6 +239,8 @@ type responseWriter struct {
 	buf         []byte
 	wdeadline   time.Time // (mu)
 	handlerDone bool
+	clen        int64 // the handler's Content-Length, or -1
+	written     int64 // body bytes the handler wrote
 }
 
 const bufSize = 16 << 10
@@ -237,6 +262,12 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
+	w.clen = -1
+	if vv := w.header["Content-Length"]; len(vv) == 1 {
+		if n, err := strconv.ParseInt(vv[0], 10, 64); err == nil && n >= 0 {
+			w.clen = n
+		}
+	}
 	if vv := w.header["Trailer"]; len(vv) > 0 {
 		for _, v := range vv {
 			for _, k := range strings.Split(v, ",") {
@@ -262,6 +293,12 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.st.req.Method == http.MethodHead {
 		return len(p), nil
 	}
+	// Never more than the declared Content-Length (a malformed response,
+	// RFC 9113 8.1.1), as net/http and the HTTP/1 server refuse.
+	if w.clen >= 0 && w.written+int64(len(p)) > w.clen {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
 	if len(w.buf)+len(p) <= bufSize {
 		w.buf = append(w.buf, p...)
 		return len(p), nil
@@ -280,7 +317,8 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 func (w *responseWriter) WriteString(s string) (int, error) {
-	if len(w.buf)+len(s) <= bufSize && w.wroteHeader && w.bodyAllowed() && w.st.req.Method != http.MethodHead {
+	if len(w.buf)+len(s) <= bufSize && w.wroteHeader && w.bodyAllowed() && w.st.req.Method != http.MethodHead && w.clen < 0 {
+		w.written += int64(len(s))
 		w.buf = append(w.buf, s...)
 		return len(s), nil
 	}
@@ -440,6 +478,13 @@ func (w *responseWriter) finish() {
 		w.wroteHeader = false
 		w.WriteHeaderFinal(status)
 	}
+	if w.clen > w.written && w.bodyAllowed() && st.req.Method != http.MethodHead {
+		// Shorter than its Content-Length: what was written goes, then
+		// RST_STREAM, so that no one takes the response for whole.
+		_ = w.send(false)
+		w.close()
+		return
+	}
 	if !w.sentHeader && w.bodyAllowed() && w.header["Content-Length"] == nil && w.trailers == nil && !hasPrefixedTrailer(w.header) && st.req.Method != http.MethodHead {
 		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
 	}
@@ -474,6 +519,9 @@ func (w *responseWriter) close() {
 	gone := st.reset
 	stillSending := !st.remoteDone
 	c.endStreamLocked(st, errStreamClosed)
+	if !gone && (stillSending || !w.ended) {
+		c.noteResetLocked(st.id) // the RST_STREAM below
+	}
 	c.mu.Unlock()
 	if !gone && stillSending && w.ended {
 		_ = c.write(func() error { return c.fr.WriteRSTStream(st.id, http2.ErrCodeNo) })
