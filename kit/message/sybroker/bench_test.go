@@ -3,6 +3,7 @@ package sybroker_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -33,8 +34,15 @@ const (
 	benchConc     = 16
 )
 
+// benchQueue publishes b.N messages to a new queue of the broker at
+// SWITCHYARD_BENCH_BROKER (host:port of a `switchyard broker` native
+// listener, so that the broker runs in a process of its own, e.g. pinned
+// to another core), or of one started in this process.
 func benchQueue(b *testing.B) (*sybroker.Backend, string) {
-	addr := startBroker(b)
+	addr := os.Getenv("SWITCHYARD_BENCH_BROKER")
+	if addr == "" {
+		addr = startBroker(b)
+	}
 	be, err := sybroker.Dial(context.Background(), addr)
 	if err != nil {
 		b.Fatal(err)
