@@ -137,15 +137,8 @@ func TestClientTLS(t *testing.T) {
 
 	dir := t.TempDir()
 	certFile, keyFile := dir+"/api.pem", dir+"/api.key"
-	cp := func(from, to string) {
-		b, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeConfig(t, to, string(b))
-	}
-	cp(api1.CertFile, certFile)
-	cp(api1.KeyFile, keyFile)
+	copyFile(t, api1.CertFile, certFile)
+	copyFile(t, api1.KeyFile, keyFile)
 
 	var seen atomic.Value
 	be := newBackend(t, "b")
@@ -228,8 +221,8 @@ routes:
 	})
 
 	t.Run("reload", func(t *testing.T) {
-		cp(api2.CertFile, certFile)
-		cp(api2.KeyFile, keyFile)
+		copyFile(t, api2.CertFile, certFile)
+		copyFile(t, api2.KeyFile, keyFile)
 		if code, body, _ := do(t, http.MethodPost, gw.admin+"/admin/reload", nil); code != 200 {
 			t.Fatalf("reload: %d %s", code, body)
 		}
@@ -336,4 +329,14 @@ routes:
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
 	}
+}
+
+// copyFile writes a copy of the file from to to (writeConfig's way).
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, to, string(b))
 }

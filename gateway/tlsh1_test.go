@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -67,15 +66,8 @@ func TestTLSHTTP1OwnServer(t *testing.T) {
 
 	dir := t.TempDir()
 	certFile, keyFile := dir+"/api.pem", dir+"/api.key"
-	cp := func(from, to string) {
-		b, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeConfig(t, to, string(b))
-	}
-	cp(api1.CertFile, certFile)
-	cp(api1.KeyFile, keyFile)
+	copyFile(t, api1.CertFile, certFile)
+	copyFile(t, api1.KeyFile, keyFile)
 
 	var seen atomic.Value
 	be := newBackend(t, "b")
@@ -140,8 +132,8 @@ routes:
 	}
 
 	// A reloaded certificate is served to HTTP/1.1 clients.
-	cp(api2.CertFile, certFile)
-	cp(api2.KeyFile, keyFile)
+	copyFile(t, api2.CertFile, certFile)
+	copyFile(t, api2.KeyFile, keyFile)
 	if code, body, _ := do(t, http.MethodPost, gw.admin+"/admin/reload", nil); code != 200 {
 		t.Fatalf("reload: %d %s", code, body)
 	}
