@@ -173,14 +173,7 @@ func TestOpsGracefulShutdown(t *testing.T) {
 	g.waitArrived(t)
 
 	r.cancel()
-	eventually(t, 2*time.Second, "the listener to close", func() bool {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return true
-		}
-		c.Close()
-		return false
-	})
+	waitListenerClosed(t, addr)
 	select {
 	case res := <-done:
 		t.Fatalf("in-flight request ended before its backend answered: %+v", res)
@@ -212,4 +205,17 @@ func TestOpsGracefulShutdown(t *testing.T) {
 		c.Close()
 		t.Fatal("new connection accepted after shutdown")
 	}
+}
+
+// waitListenerClosed waits (up to 2 s) until addr refuses connections.
+func waitListenerClosed(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, 2*time.Second, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
 }

@@ -177,14 +177,7 @@ routes:
 	g.waitArrived(t)
 
 	r.cancel()
-	eventually(t, 2*time.Second, "the listener to close", func() bool {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return true
-		}
-		c.Close()
-		return false
-	})
+	waitListenerClosed(t, addr)
 	select {
 	case err := <-r.done:
 		r.done <- err
