@@ -67,18 +67,7 @@ func TestDeadLetterOfTopicGroup(t *testing.T) {
 		group = d.Group
 		return errors.New("cannot bill this ride")
 	}, message.RouteOptions{Group: "billing"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	select {
-	case <-ps.got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("nothing dead-lettered within 10s")
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	runUntilDeadLettered(t, r, ps.got)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if group != "billing" {
@@ -121,18 +110,7 @@ func TestDeadLetterOfLiveTopic(t *testing.T) {
 			opts.Group = "g"
 		}
 		r.Handle(tc.source, func(ctx context.Context, d *message.Delivery) error { return errors.New("no") }, opts)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx) }()
-		select {
-		case <-ps.got:
-		case <-time.After(10 * time.Second):
-			t.Fatal("nothing dead-lettered within 10s")
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		runUntilDeadLettered(t, r, ps.got)
 		ps.mu.Lock()
 		ms := ps.sent[tc.dlq]
 		if len(ms) != 1 || len(ps.sent) != 1 {
@@ -141,5 +119,25 @@ func TestDeadLetterOfLiveTopic(t *testing.T) {
 			t.Errorf("%s: x-original-queue %q, want %q", tc.source, o, want)
 		}
 		ps.mu.Unlock()
+	}
+}
+
+// runUntilDeadLettered runs r until got receives (a dead letter was
+// published; at most 10 s), then stops it.
+func runUntilDeadLettered(t *testing.T, r *message.Router, got <-chan struct{}) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("nothing dead-lettered within 10s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
