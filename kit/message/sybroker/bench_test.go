@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -69,11 +72,13 @@ func BenchmarkRawConsume(b *testing.B) {
 	be, q := benchQueue(b)
 	b.ReportAllocs()
 	cpu0, csw0 := cpuTime()
+	bcpu0 := brokerCPU()
 	b.ResetTimer()
 	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
+	var bcpuN time.Duration
 	var (
 		cpu time.Duration
 		csw int64
@@ -86,6 +91,7 @@ func BenchmarkRawConsume(b *testing.B) {
 			stopProfile()
 			cpuN, cswN := cpuTime()
 			cpu, csw = cpuN-cpu0, cswN-csw0
+			bcpuN = brokerCPU()
 			cancel()
 		}
 		return nil
@@ -96,6 +102,7 @@ func BenchmarkRawConsume(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
 	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
+	reportBroker(b, bcpuN-bcpu0)
 }
 
 func BenchmarkRouter(b *testing.B) { benchRouter(b, benchConc) }
@@ -120,6 +127,7 @@ func benchRouter(b *testing.B, conc int) {
 	}, message.RouteOptions{})
 	b.ReportAllocs()
 	cpu0, csw0 := cpuTime()
+	bcpu0 := brokerCPU()
 	b.ResetTimer()
 	stopProfile := messagetest.ProfileTimed(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -134,6 +142,7 @@ func benchRouter(b *testing.B, conc int) {
 	stopProfile()
 	cpuN, cswN := cpuTime()
 	cpu, csw := cpuN-cpu0, cswN-csw0 // before the shutdown, as Raw's
+	bcpu := brokerCPU() - bcpu0
 	cancel()
 	if err := <-ran; err != nil {
 		b.Fatal(err)
@@ -141,6 +150,7 @@ func benchRouter(b *testing.B, conc int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
 	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
+	reportBroker(b, bcpu)
 }
 
 // cpuTime is the process's user and system CPU time so far: the client's
@@ -154,4 +164,38 @@ func cpuTime() (time.Duration, int64) {
 		return 0, 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
+}
+
+// brokerCPU is the CPU time so far of the broker process whose PID is in
+// $SWITCHYARD_BENCH_BROKER_PID (the one at SWITCHYARD_BENCH_BROKER), the
+// sum of its threads' run time (/proc/PID/task/*/schedstat, in ns); 0
+// without it.
+func brokerCPU() time.Duration {
+	pid := os.Getenv("SWITCHYARD_BENCH_BROKER_PID")
+	if pid == "" {
+		return 0
+	}
+	tasks, _ := filepath.Glob("/proc/" + pid + "/task/*/schedstat")
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		sum += time.Duration(ns)
+	}
+	return sum
+}
+
+// reportBroker reports the broker's CPU per message consumed, where
+// brokerCPU knows the broker.
+func reportBroker(b *testing.B, cpu time.Duration) {
+	if os.Getenv("SWITCHYARD_BENCH_BROKER_PID") != "" {
+		b.ReportMetric(float64(cpu)/float64(b.N), "broker-cpu-ns/msg")
+	}
 }
