@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -103,6 +104,72 @@ func BenchmarkRawConsume(b *testing.B) {
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
 	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
 	reportBroker(b, bcpuN-bcpu0)
+}
+
+// BenchmarkBackendSubscribe is the sybroker adapter without the router:
+// Backend.Subscribe with Prefetch benchPrefetch, each delivery acked by
+// AckAsync on the subscription's goroutine (as the router's Concurrency
+// 1 does), at most 3 x benchPrefetch acks waiting for their answer (the
+// router's settle window). Against BenchmarkRawConsume it is what the
+// adapter's I/O pattern costs (credit returned as messages are taken, at
+// most Prefetch held ahead, acks batched by the adapter); against
+// BenchmarkRouterConc1 what the router itself adds.
+func BenchmarkBackendSubscribe(b *testing.B) {
+	be, q := benchQueue(b)
+	b.ReportAllocs()
+	cpu0, csw0 := cpuTime()
+	bcpu0 := brokerCPU()
+	b.ResetTimer()
+	stopProfile := messagetest.ProfileTimed(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		n       int
+		cpu     time.Duration
+		csw     int64
+		bcpu    time.Duration
+		mu      sync.Mutex
+		cond    = sync.Cond{L: &mu}
+		waiting int // acks sent and not answered
+	)
+	acked := func(err error) {
+		if err != nil {
+			b.Error(err)
+		}
+		mu.Lock()
+		waiting--
+		cond.Broadcast()
+		mu.Unlock()
+	}
+	err := be.Subscribe(ctx, q, message.SubscribeOptions{Prefetch: benchPrefetch}, func(d *message.Delivery) {
+		mu.Lock()
+		for waiting >= 3*benchPrefetch {
+			cond.Wait()
+		}
+		waiting++
+		mu.Unlock()
+		d.AckAsync(acked)
+		if n++; n == b.N {
+			b.StopTimer()
+			stopProfile()
+			cpuN, cswN := cpuTime()
+			cpu, csw = cpuN-cpu0, cswN-csw0
+			bcpu = brokerCPU() - bcpu0
+			cancel()
+		}
+	})
+	if n < b.N {
+		b.Fatalf("consumed %d of %d: %v", n, b.N, err)
+	}
+	mu.Lock() // the acks answered before the backend is closed
+	for waiting > 0 {
+		cond.Wait()
+	}
+	mu.Unlock()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/msg")
+	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/msg")
+	reportBroker(b, bcpu)
 }
 
 func BenchmarkRouter(b *testing.B) { benchRouter(b, benchConc) }
