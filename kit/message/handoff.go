@@ -24,11 +24,17 @@ type handoff struct {
 	idle    []chan struct{} // parked workers' wake-up channels, most recent last
 	waking  int             // workers woken that have not yet looked at the queue
 	closed  bool
-	full    chan struct{} // put waits on it while the queue is full (nil otherwise)
+	// putWaits: put waits on space for the queue to have room; a worker
+	// taking a delivery then sends on space (one channel for the route,
+	// not one made and closed per wait: the queue fills at every burst).
+	// A signal left in it by a put that gave up (ctx ended) only makes
+	// the next wait look at the queue once more.
+	putWaits bool
+	space    chan struct{}
 }
 
 func newHandoff(capacity int) *handoff {
-	return &handoff{q: make([]*Delivery, capacity)}
+	return &handoff{q: make([]*Delivery, capacity), space: make(chan struct{}, 1)}
 }
 
 // put queues d, waiting while the queue is full; false if ctx ended
@@ -36,13 +42,10 @@ func newHandoff(capacity int) *handoff {
 func (h *handoff) put(ctx context.Context, d *Delivery) bool {
 	h.mu.Lock()
 	for h.n == len(h.q) {
-		if h.full == nil {
-			h.full = make(chan struct{})
-		}
-		full := h.full
+		h.putWaits = true
 		h.mu.Unlock()
 		select {
-		case <-full:
+		case <-h.space:
 		case <-ctx.Done():
 			return false
 		}
@@ -101,12 +104,15 @@ func (h *handoff) work(run func(*Delivery)) {
 				h.head = 0
 			}
 			h.n--
-			full := h.full
-			h.full = nil
+			room := h.putWaits
+			h.putWaits = false
 			w := h.wakeLocked() // more queued: the next worker
 			h.mu.Unlock()
-			if full != nil {
-				close(full)
+			if room {
+				select {
+				case h.space <- struct{}{}:
+				default: // a signal is already waiting
+				}
 			}
 			if w != nil {
 				w <- struct{}{}

@@ -146,3 +146,94 @@ func TestHandoffPutFullEndsWithCtx(t *testing.T) {
 		t.Fatal("put on a full queue did not end with its ctx")
 	}
 }
+
+// TestHandoffPutAfterAGivenUpWait: a put that gave up waiting for room
+// (its ctx ended) leaves the workers' signal for room behind it; the
+// next puts that find the queue full must still wait for room, not
+// overfill the queue, and every delivery queued must run once.
+func TestHandoffPutAfterAGivenUpWait(t *testing.T) {
+	h := newHandoff(1)
+	first := &Delivery{Deliveries: 1}
+	if !h.put(context.Background(), first) {
+		t.Fatal("put refused with room")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if h.put(ctx, &Delivery{}) {
+		t.Fatal("put on a full queue succeeded with an ended ctx and no worker")
+	}
+	var (
+		mu  sync.Mutex
+		ran []int
+	)
+	release := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.work(func(d *Delivery) {
+			<-release
+			mu.Lock()
+			ran = append(ran, d.Deliveries)
+			mu.Unlock()
+		})
+	}()
+	// The worker takes the first delivery (signalling room for the put
+	// that gave up) and blocks in it; the second fills the queue again.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		h.mu.Lock()
+		n := h.n
+		h.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not take the first delivery")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !h.put(context.Background(), &Delivery{Deliveries: 2}) {
+		t.Fatal("put refused with room")
+	}
+	third := make(chan bool)
+	go func() { third <- h.put(context.Background(), &Delivery{Deliveries: 3}) }()
+	// The stale signal must not let the third in beside the second.
+	for time.Now().Before(deadline) {
+		h.mu.Lock()
+		n := h.n
+		h.mu.Unlock()
+		if n > len(h.q) {
+			t.Fatalf("%d queued, capacity %d", n, len(h.q))
+		}
+		select {
+		case <-third:
+			t.Fatal("put on a full queue returned while the worker was blocked")
+		default:
+		}
+		if n == 1 {
+			h.mu.Lock()
+			waits := h.putWaits
+			h.mu.Unlock()
+			if waits {
+				break // the third put is waiting for room again
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	select {
+	case ok := <-third:
+		if !ok {
+			t.Fatal("put refused with a live ctx")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the third put did not get room once the worker went on")
+	}
+	h.close()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ran) != 3 || ran[0] != 1 || ran[1] != 2 || ran[2] != 3 {
+		t.Fatalf("ran %v, want [1 2 3]", ran)
+	}
+}
