@@ -16,7 +16,8 @@ import (
 // per message.
 //
 // At most cap deliveries wait in the queue (put blocks beyond), beside
-// the ones the workers are handling.
+// the ones the workers are handling. put has one caller at a time (the
+// route's subscription goroutine): its room signal wakes one waiter.
 type handoff struct {
 	mu      sync.Mutex
 	q       []*Delivery // ring of cap entries
