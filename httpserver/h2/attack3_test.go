@@ -1,0 +1,191 @@
+package h2
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Tests of the second attacker's pass (h2att17j).
+
+// fields collects a header block's regular fields as "name: value".
+func fields(f *http2.MetaHeadersFrame) []string {
+	var out []string
+	for _, hf := range f.RegularFields() {
+		out = append(out, hf.Name+": "+hf.Value)
+	}
+	return out
+}
+
+// response reads stream id's response: the header block's fields
+// (:status first), the body and the trailer's fields.
+func (r *raw) response(id uint32) (head []string, body string, trailer []string) {
+	r.t.Helper()
+	var b strings.Builder
+	done := false
+	if !r.next(func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if f.StreamID != id {
+				return false
+			}
+			if head == nil || strings.HasPrefix(head[0], ":status: 1") {
+				head = append([]string{":status: " + f.PseudoValue("status")}, fields(f)...)
+			} else {
+				trailer = fields(f)
+			}
+			done = f.StreamEnded()
+		case *http2.DataFrame:
+			if f.StreamID == id {
+				b.Write(f.Data())
+				done = f.StreamEnded()
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == id {
+				r.t.Fatalf("stream %d reset: %v", id, f.ErrCode)
+			}
+		case *http2.GoAwayFrame:
+			r.t.Fatalf("GOAWAY %v", f.ErrCode)
+		}
+		return done
+	}) {
+		r.t.Fatal("connection ended before the response")
+	}
+	return head, b.String(), trailer
+}
+
+func sortedFrom(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestHandlerPanicsContained: a handler panicking (before or after its
+// head left, with http.ErrAbortHandler or anything else, also while
+// another goroutine of it reads the body) resets only its stream; the
+// connection serves the next request and the process lives.
+func TestHandlerPanicsContained(t *testing.T) {
+	var panics atomic.Int32
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/before":
+			panics.Add(1)
+			panic("before")
+		case "/after":
+			_, _ = w.Write([]byte("part"))
+			http.NewResponseController(w).Flush()
+			panics.Add(1)
+			panic(errors.New("after"))
+		case "/abort":
+			panics.Add(1)
+			panic(http.ErrAbortHandler)
+		case "/reading":
+			go func() { _, _ = io.Copy(io.Discard, r.Body) }()
+			panics.Add(1)
+			panic("reading")
+		}
+		_, _ = w.Write([]byte("fine"))
+	})})
+	r := dialRaw(t, addr)
+	id := uint32(1)
+	for _, p := range []string{"/before", "/after", "/abort", "/reading"} {
+		r.headers(id, p != "/reading", p)
+		if code := r.reset(id); code != http2.ErrCodeInternal {
+			t.Fatalf("%s: RST_STREAM %v, want INTERNAL_ERROR", p, code)
+		}
+		id += 2
+	}
+	r.headers(id, true, "/ok")
+	if head, body, _ := r.response(id); head[0] != ":status: 200" || body != "fine" {
+		t.Fatalf("after the panics: %v %q", head, body)
+	}
+	if panics.Load() != 4 {
+		t.Fatalf("%d panics", panics.Load())
+	}
+}
+
+// TestControllerAfterReset: ResponseController methods called after the
+// client reset the stream (and after the handler returned, from a
+// goroutine that outlives it) fail or do nothing: no frame for a closed
+// stream, no panic, no goroutine left behind.
+func TestControllerAfterReset(t *testing.T) {
+	before := runtime.NumGoroutine()
+	reset := make(chan struct{})
+	outlived := make(chan error, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("x"))
+		rc := http.NewResponseController(w)
+		_ = rc.Flush()
+		<-r.Context().Done()
+		<-reset
+		if err := rc.Flush(); err == nil {
+			t.Error("Flush after the client's reset succeeded")
+		}
+		if _, err := w.Write(make([]byte, 64<<10)); err == nil {
+			t.Error("a 64 KiB Write after the client's reset succeeded")
+		}
+		_ = rc.SetReadDeadline(time.Now())
+		_ = rc.SetWriteDeadline(time.Now())
+		_ = rc.EnableFullDuplex()
+		if _, _, err := rc.Hijack(); err == nil {
+			t.Error("Hijack succeeded on HTTP/2")
+		}
+		go func() {
+			time.Sleep(10 * time.Millisecond) // after the handler returned
+			_, err := r.Body.Read(make([]byte, 10))
+			outlived <- err
+		}()
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/")
+	if st := r.status(1); st != "200" {
+		t.Fatal(st)
+	}
+	if err := r.fr.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	close(reset)
+	if err := <-outlived; err == nil {
+		t.Fatal("a body read after the stream's end succeeded")
+	}
+	r.headers(3, true, "/")
+	if st := r.status(3); st != "200" {
+		t.Fatalf("next stream %s", st)
+	}
+	r.c.Close()
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before+2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines, %d before", runtime.NumGoroutine(), before)
+		}
+	}
+}
+
+// testConnPair is a conn on one end of a pipe whose other end is drained.
+func testConnPair(t *testing.T) (*conn, net.Conn) {
+	a, b := net.Pipe()
+	go func() { _, _ = io.Copy(io.Discard, b) }()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return newConn(&Server{}, a, bufio.NewReader(a), nil), b
+}
