@@ -189,3 +189,45 @@ func testConnPair(t *testing.T) (*conn, net.Conn) {
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return newConn(&Server{}, a, bufio.NewReader(a), nil), b
 }
+// TestExpectContinueAnswered: a request with "Expect: 100-continue" gets
+// 100 Continue when the handler first reads the body (as net/http's
+// HTTP/2 server), and the handler does not see the Expect field. A client
+// waiting for the 100 before it sends the body (curl, Go's transport with
+// ExpectContinueTimeout) otherwise waits its whole timeout on every
+// upload. Old code: no 100 ever, the test times out waiting for it.
+func TestExpectContinueAnswered(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/early" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+		}
+		w.Header().Set("X-Expect", r.Header.Get("Expect"))
+		_, _ = w.Write(b)
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/echo", "expect", "100-continue")
+	if st := r.status(1); st != "100" {
+		t.Fatalf("first status %s, want 100", st)
+	}
+	if err := r.fr.WriteData(1, true, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	head, body, _ := r.response(1)
+	if head[0] != ":status: 200" || body != "hello" {
+		t.Fatalf("response %v %q", head, body)
+	}
+	for _, h := range head {
+		if h == "x-expect: 100-continue" {
+			t.Fatal("the handler saw the Expect field")
+		}
+	}
+	// A handler that answers without reading sends no 100.
+	r.headers(3, false, "/early", "expect", "100-continue")
+	if st := r.status(3); st != "403" {
+		t.Fatalf("status %s, want 403 without a 100 first", st)
+	}
+}

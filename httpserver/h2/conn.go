@@ -728,6 +728,12 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	st := newStream(c, id, req, declared)
+	if expectsContinue(req.Header) {
+		// As net/http: the handler sees no Expect; the 100 is sent
+		// when it first reads the body.
+		delete(req.Header, "Expect")
+		st.owesContinue.Store(!f.StreamEnded())
+	}
 	if f.StreamEnded() {
 		st.remoteDone = true
 		st.bodyErr = io.EOF
@@ -758,6 +764,11 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	c.running++
 	go st.run()
 	return nil
+}
+
+func expectsContinue(h http.Header) bool {
+	vv := h["Expect"]
+	return len(vv) > 0 && httpguts.HeaderValuesContainsToken(vv, "100-continue")
 }
 
 // handlerDone is called when a stream's handler returned.

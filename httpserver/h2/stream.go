@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -44,6 +45,11 @@ type stream struct {
 	bodyTimeout bool        // (mu) a body read timed out
 	rdeadline   time.Time   // (mu)
 	rtimer      *time.Timer // body reads' wait timer (one reader at a time)
+	// owesContinue: the request has "Expect: 100-continue" and a body,
+	// and no head left yet: the body's first Read sends 100 Continue.
+	// Cleared under wmu by that write, and by the handler before its
+	// first head is written, so a 100 never follows the final head.
+	owesContinue atomic.Bool
 }
 
 func newStream(c *conn, id uint32, req *http.Request, declared int64) *stream {
@@ -111,6 +117,9 @@ type body stream
 func (b *body) Read(p []byte) (int, error) {
 	st := (*stream)(b)
 	c := st.c
+	if st.owesContinue.Load() {
+		st.sendContinue()
+	}
 	var wait time.Time // the end of ReadBodyTimeout from the first wait
 	armed := false
 	defer func() {
@@ -186,6 +195,26 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
+// sendContinue sends 100 Continue unless a head was written already (as
+// net/http's HTTP/2 server, when the handler first reads the body).
+func (st *stream) sendContinue() {
+	c := st.c
+	_ = c.write(func() error {
+		if !st.owesContinue.CompareAndSwap(true, false) {
+			return nil
+		}
+		c.mu.Lock()
+		gone := st.reset
+		c.mu.Unlock()
+		if gone {
+			return nil
+		}
+		c.hbuf.Reset()
+		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+		return c.writeBlock(st.id, false)
+	})
+}
+
 // moveTrailerLocked sets the received trailer in req.Trailer when the
 // body ends with io.EOF: in the handler's goroutine, which owns the
 // request. (mu)
@@ -257,6 +286,7 @@ func (w *responseWriter) WriteHeader(code int) {
 	if code >= 100 && code < 200 && code != 101 {
 		// Informational: sent now, the final status follows.
 		c := w.st.c
+		w.st.owesContinue.Store(false)
 		_ = c.write(func() error { return c.writeHeaderBlock(w.st.id, code, w.header, nil, false) })
 		return
 	}
@@ -365,6 +395,9 @@ func (w *responseWriter) send(end bool) error {
 	st, c := w.st, w.st.c
 	trailers := end && w.hasTrailers()
 	data := w.buf
+	if !w.sentHeader {
+		st.owesContinue.Store(false) // before the head's write: see sendContinue
+	}
 	// Common case: everything fits the windows at once and leaves in one
 	// write: HEADERS, DATA, trailers.
 	c.mu.Lock()
