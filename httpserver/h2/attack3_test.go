@@ -189,6 +189,7 @@ func testConnPair(t *testing.T) (*conn, net.Conn) {
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return newConn(&Server{}, a, bufio.NewReader(a), nil), b
 }
+
 // TestExpectContinueAnswered: a request with "Expect: 100-continue" gets
 // 100 Continue when the handler first reads the body (as net/http's
 // HTTP/2 server), and the handler does not see the Expect field. A client
