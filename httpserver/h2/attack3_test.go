@@ -232,3 +232,68 @@ func TestExpectContinueAnswered(t *testing.T) {
 		t.Fatalf("status %s, want 403 without a 100 first", st)
 	}
 }
+
+// TestHeaderChangesAfterWriteHeaderIgnored: the response head is the
+// header map as it was at WriteHeader; later changes are ignored (as by
+// net/http), except declared trailers and http.TrailerPrefix ones. Old
+// code sent the map as it was when the head left (the first flush or the
+// handler's return), so X-A went out as "changed" and X-B at all.
+func TestHeaderChangesAfterWriteHeaderIgnored(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-A", "original")
+		h.Set("Trailer", "X-T")
+		w.WriteHeader(http.StatusAccepted)
+		h.Set("X-A", "changed")
+		h.Set("X-B", "late")
+		h.Set("Content-Length", "1000")
+		h.Del("Trailer")
+		_, _ = w.Write([]byte("body"))
+		h.Set("X-T", "t")
+		h.Set(http.TrailerPrefix+"X-U", "u")
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, true, "/")
+	head, body, trailer := r.response(1)
+	want := []string{":status: 202", "trailer: X-T", "x-a: original"}
+	if got := sortedFrom(head); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("head %v, want %v", got, want)
+	}
+	if body != "body" {
+		t.Fatalf("body %q", body)
+	}
+	if got := sortedFrom(trailer); strings.Join(got, "|") != "x-t: t|x-u: u" {
+		t.Fatalf("trailer %v", got)
+	}
+}
+
+// TestResponseTrailerForbiddenFields: a trailer never carries fields that
+// frame or route a message, nor connection-specific ones (RFC 9113 8.2.2
+// makes such a response malformed; RFC 9110 6.5.1), whether declared with
+// Trailer or named with http.TrailerPrefix, and a declared Content-Length
+// stays in the head (net/http ignores such declarations). Old code moved
+// Content-Length into the trailer and sent transfer-encoding and
+// connection there.
+func TestResponseTrailerForbiddenFields(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Trailer", "Content-Length, Transfer-Encoding, Connection, X-Ok")
+		h.Set("Content-Length", "4")
+		_, _ = w.Write([]byte("body"))
+		h.Set("Transfer-Encoding", "chunked")
+		h.Set("Connection", "close")
+		h.Set("X-Ok", "1")
+		h.Set(http.TrailerPrefix+"Keep-Alive", "x")
+		h.Set(http.TrailerPrefix+"Host", "evil")
+		h.Set(http.TrailerPrefix+"Content-Type", "text/evil")
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, true, "/")
+	head, body, trailer := r.response(1)
+	if !contains(head, "content-length: 4") || body != "body" {
+		t.Fatalf("head %v body %q: want content-length 4 in the head", head, body)
+	}
+	if strings.Join(trailer, "|") != "x-ok: 1" {
+		t.Fatalf("trailer %v, want only x-ok", trailer)
+	}
+}

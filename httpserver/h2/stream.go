@@ -270,6 +270,11 @@ type responseWriter struct {
 	handlerDone bool
 	clen        int64 // the handler's Content-Length, or -1
 	written     int64 // body bytes the handler wrote
+	// head is the response head's fields as the header map was at
+	// WriteHeader: later changes are ignored (as by net/http), but for
+	// trailers. headArr backs it for most responses.
+	head    []hpack.HeaderField
+	headArr [8]hpack.HeaderField
 }
 
 const bufSize = 16 << 10
@@ -287,7 +292,8 @@ func (w *responseWriter) WriteHeader(code int) {
 		// Informational: sent now, the final status follows.
 		c := w.st.c
 		w.st.owesContinue.Store(false)
-		_ = c.write(func() error { return c.writeHeaderBlock(w.st.id, code, w.header, nil, false) })
+		fields := appendHeadFields(nil, w.header, nil)
+		_ = c.write(func() error { return c.writeHeaderBlock(w.st.id, code, fields, false) })
 		return
 	}
 	w.wroteHeader = true
@@ -301,12 +307,46 @@ func (w *responseWriter) WriteHeader(code int) {
 	if vv := w.header["Trailer"]; len(vv) > 0 {
 		for _, v := range vv {
 			for _, k := range strings.Split(v, ",") {
-				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
+				// As net/http: fields that frame, route or
+				// authorize a message are no trailers.
+				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" && httpguts.ValidTrailerHeader(k) {
 					w.trailers = append(w.trailers, k)
 				}
 			}
 		}
 	}
+	w.head = appendHeadFields(w.headArr[:0], w.header, w.trailers)
+}
+
+// appendHeadFields appends h's fields that go in a response head (not the
+// trailers: declared ones in skip, http.TrailerPrefix ones; no
+// connection-specific or invalid ones) to dst.
+func appendHeadFields(dst []hpack.HeaderField, h http.Header, skip []string) []hpack.HeaderField {
+	for k, vv := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) || slices.Contains(skip, k) {
+			continue
+		}
+		name, ok := lowerKey(k)
+		if !ok || connectionSpecific(name) {
+			continue
+		}
+		for _, v := range vv {
+			if httpguts.ValidHeaderFieldValue(v) {
+				dst = append(dst, hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	return dst
+}
+
+// connectionSpecific tells whether a (lower-case) field name is
+// connection-specific: never in HTTP/2 (RFC 9113 8.2.2).
+func connectionSpecific(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
 }
 
 func (w *responseWriter) bodyAllowed() bool {
@@ -415,7 +455,7 @@ func (w *responseWriter) send(end bool) error {
 		endData := end && !trailers
 		err := c.write(func() error {
 			if !w.sentHeader {
-				if err := c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, endData && len(data) == 0); err != nil {
+				if err := c.writeHeaderBlock(st.id, w.status, w.head, endData && len(data) == 0); err != nil {
 					return err
 				}
 			}
@@ -440,7 +480,7 @@ func (w *responseWriter) send(end bool) error {
 	}
 	// Piecewise: headers, then data as the windows allow.
 	if !w.sentHeader {
-		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, false) }); err != nil {
+		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.head, false) }); err != nil {
 			return err
 		}
 		w.sentHeader = true
@@ -469,7 +509,7 @@ func (c *conn) peerMaxFrameSize() uint32 {
 func (w *responseWriter) writeData(p []byte, end bool) error {
 	st, c := w.st, w.st.c
 	if !w.sentHeader {
-		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, false) }); err != nil {
+		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.head, false) }); err != nil {
 			return err
 		}
 		w.sentHeader = true
@@ -518,8 +558,8 @@ func (w *responseWriter) finish() {
 		w.close()
 		return
 	}
-	if !w.sentHeader && w.bodyAllowed() && w.header["Content-Length"] == nil && w.trailers == nil && !hasPrefixedTrailer(w.header) && st.req.Method != http.MethodHead {
-		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+	if !w.sentHeader && w.bodyAllowed() && !w.headHas("content-length") && w.trailers == nil && !hasPrefixedTrailer(w.header) && st.req.Method != http.MethodHead {
+		w.head = append(w.head, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(w.buf))})
 	}
 	if len(w.buf) == 0 && w.sentHeader && !w.hasTrailers() {
 		// Only END_STREAM is left: an empty DATA frame.
@@ -584,28 +624,21 @@ func (w *responseWriter) hasTrailers() bool {
 	return hasPrefixedTrailer(w.header)
 }
 
+func (w *responseWriter) headHas(name string) bool {
+	for _, f := range w.head {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // writeHeaderBlock encodes and writes a response head. (wmu)
-func (c *conn) writeHeaderBlock(id uint32, status int, h http.Header, skip []string, end bool) error {
+func (c *conn) writeHeaderBlock(id uint32, status int, fields []hpack.HeaderField, end bool) error {
 	c.hbuf.Reset()
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
-	for k, vv := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) || slices.Contains(skip, k) {
-			continue
-		}
-		name, ok := lowerKey(k)
-		if !ok {
-			continue
-		}
-		switch name {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			continue
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				continue
-			}
-			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
-		}
+	for _, f := range fields {
+		_ = c.henc.WriteField(f)
 	}
 	return c.writeBlock(id, end)
 }
@@ -616,7 +649,7 @@ func (c *conn) writeTrailers(id uint32, h http.Header, declared []string) error 
 	c.hbuf.Reset()
 	field := func(k string, vv []string) {
 		name, ok := lowerKey(k)
-		if !ok {
+		if !ok || !httpguts.ValidTrailerHeader(k) || connectionSpecific(name) {
 			return
 		}
 		for _, v := range vv {
