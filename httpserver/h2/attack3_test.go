@@ -297,3 +297,64 @@ func TestResponseTrailerForbiddenFields(t *testing.T) {
 		t.Fatalf("trailer %v, want only x-ok", trailer)
 	}
 }
+
+// TestTrailersWithoutEndStreamStreamError: a second HEADERS frame without
+// END_STREAM makes that request malformed (RFC 9113 8.1): a stream error,
+// as in net/http, not a connection error ending every other stream. Old
+// code: GOAWAY PROTOCOL_ERROR.
+func TestTrailersWithoutEndStreamStreamError(t *testing.T) {
+	release := make(chan struct{})
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/slow")
+	r.headers(3, false, "/bad")
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: r.trailerBlock("x-t", "v"), EndStream: false, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.reset(3); code != http2.ErrCodeProtocol {
+		t.Fatalf("RST_STREAM %v, want PROTOCOL_ERROR", code)
+	}
+	close(release)
+	if err := r.fr.WriteData(1, true, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if head, body, _ := r.response(1); head[0] != ":status: 200" || body != "ok" {
+		t.Fatalf("the other stream got %v %q", head, body)
+	}
+}
+
+// TestRequestTrailerInvalidFieldsRefused: a request trailer with a field
+// net/http refuses in trailers (httpguts.ValidTrailerHeader: credentials,
+// content metadata, ...) is malformed and the handler's body read fails
+// rather than ending with EOF. Old code refused only four fields.
+func TestRequestTrailerInvalidFieldsRefused(t *testing.T) {
+	for _, name := range []string{"authorization", "content-type", "cache-control", "te", "proxy-authorization"} {
+		t.Run(name, func(t *testing.T) {
+			got := make(chan error, 1)
+			addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, err := io.Copy(io.Discard, r.Body)
+				got <- err
+			})})
+			r := dialRaw(t, addr)
+			r.headers(1, false, "/", "trailer", name)
+			if err := r.fr.WriteData(1, false, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.trailerBlock(name, "v"), EndStream: true, EndHeaders: true}); err != nil {
+				t.Fatal(err)
+			}
+			if code := r.reset(1); code != http2.ErrCodeProtocol {
+				t.Fatalf("RST_STREAM %v, want PROTOCOL_ERROR", code)
+			}
+			if err := <-got; err == nil {
+				t.Fatal("the body ended without an error")
+			}
+		})
+	}
+}

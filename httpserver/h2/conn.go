@@ -654,12 +654,9 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			c.streamError(id, http2.ErrCodeStreamClosed)
 			return nil
 		}
-		// Trailers: END_STREAM, no pseudo-headers.
-		if !f.StreamEnded() {
-			c.mu.Unlock()
-			return connError{http2.ErrCodeProtocol, "trailers without END_STREAM"}
-		}
-		if len(f.PseudoFields()) > 0 {
+		// Trailers: END_STREAM, no pseudo-headers; else the request
+		// is malformed (RFC 9113 8.1): a stream error, as net/http.
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeProtocol)
 			return nil
@@ -672,12 +669,13 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		// Kept aside: r.Trailer belongs to the handler's goroutine (a
 		// proxy clones it while the body streams); Read moves these
 		// there at EOF. The fields that frame or route a request are
-		// refused, as by the HTTP/1 server.
+		// refused, as by the HTTP/1 server, and so is every field
+		// net/http refuses in a trailer (credentials, content
+		// metadata, ...).
 		var tr http.Header
 		for _, hf := range f.RegularFields() {
 			k := canonicalKey(hf.Name)
-			switch k {
-			case "Content-Length", "Transfer-Encoding", "Host", "Trailer":
+			if !httpguts.ValidTrailerHeader(k) {
 				c.mu.Unlock()
 				c.streamError(id, http2.ErrCodeProtocol)
 				return nil
