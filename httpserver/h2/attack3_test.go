@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -357,4 +358,43 @@ func TestRequestTrailerInvalidFieldsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDrainedBodyBufferReleased: a body buffer that grew while the handler
+// read slowly (a proxy behind a slow upstream) is let go once drained, as
+// net/http's pipe frees its chunks. Old code kept its capacity for the
+// stream's life: 250 streams of a connection each pinned up to a window
+// (1 MiB) for as long as their clients kept them open.
+func TestDrainedBodyBufferReleased(t *testing.T) {
+	const sent = 512 << 10
+	proceed := make(chan struct{})
+	capc := make(chan int, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-proceed
+		if _, err := io.ReadFull(r.Body, make([]byte, sent)); err != nil {
+			t.Error(err)
+		}
+		st := (*stream)(r.Body.(*body))
+		st.c.mu.Lock()
+		capc <- cap(st.buf)
+		st.c.mu.Unlock()
+		_, _ = io.Copy(io.Discard, r.Body)
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/up")
+	chunk := bytes.Repeat([]byte{'u'}, 16<<10)
+	for range sent / len(chunk) {
+		if err := r.fr.WriteData(1, false, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.fr.WritePing(false, [8]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	r.next(func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() })
+	close(proceed)
+	if c := <-capc; c > 64<<10 {
+		t.Fatalf("a drained body buffer keeps %d bytes", c)
+	}
+	_ = r.fr.WriteData(1, true, nil)
 }

@@ -137,6 +137,12 @@ func (b *body) Read(p []byte) (int, error) {
 			n := copy(p, st.buf[st.off:])
 			st.off += n
 			if st.off == len(st.buf) {
+				// Drained: a buffer that grew while the handler
+				// read slowly is let go (as net/http's pipe frees
+				// its chunks), not kept for the stream's life.
+				if cap(st.buf) > maxIdleBodyBuffer {
+					st.buf = nil
+				}
 				st.buf, st.off = st.buf[:0], 0
 			}
 			st.recvUnacked += int64(n)
@@ -278,6 +284,9 @@ type responseWriter struct {
 }
 
 const bufSize = 16 << 10
+
+// maxIdleBodyBuffer is the most a drained request body buffer keeps.
+const maxIdleBodyBuffer = 64 << 10
 
 func (w *responseWriter) Header() http.Header { return w.header }
 
