@@ -398,3 +398,51 @@ func TestDrainedBodyBufferReleased(t *testing.T) {
 	}
 	_ = r.fr.WriteData(1, true, nil)
 }
+
+// TestSettingsFloodLinear: a SETTINGS frame of thousands of
+// INITIAL_WINDOW_SIZE entries is applied once per frame, not once per
+// entry across every stream (old code: a channel allocated and every
+// stream's window updated per entry, 2,700 x 250 per 16 KiB frame). The
+// last value wins (RFC 9113 6.5.3).
+func TestSettingsFloodLinear(t *testing.T) {
+	c, peer := testConnPair(t)
+	defer peer.Close()
+	for i := range 100 {
+		c.streams[uint32(2*i+1)] = &stream{id: uint32(2*i + 1), sendWindow: 65535}
+	}
+	var b bytes.Buffer
+	fr := http2.NewFramer(&b, nil)
+	var set []http2.Setting
+	for i := range 1000 {
+		set = append(set, http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(1000 + i)})
+	}
+	if err := fr.WriteSettings(set...); err != nil {
+		t.Fatal(err)
+	}
+	f, err := http2.NewFramer(nil, bytes.NewReader(b.Bytes())).ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := f.(*http2.SettingsFrame)
+	allocs := testing.AllocsPerRun(5, func() {
+		if err := c.processSettings(sf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 20 {
+		t.Fatalf("%v allocations for one SETTINGS frame of 1000 entries", allocs)
+	}
+	if w := c.streams[1].sendWindow; w != 1999 || c.peerInitWindow != 1999 {
+		t.Fatalf("window %d, initial %d: want the last value, 1999", w, c.peerInitWindow)
+	}
+	// An intermediate value that overflows a window is still an error.
+	c.streams[1].sendWindow = maxWindow - 10
+	fr = http2.NewFramer(&b, nil)
+	b.Reset()
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 5000}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1999})
+	f, _ = http2.NewFramer(nil, bytes.NewReader(b.Bytes())).ReadFrame()
+	var ce connError
+	if err := c.processSettings(f.(*http2.SettingsFrame)); !errors.As(err, &ce) || ce.code != http2.ErrCodeFlowControl {
+		t.Fatalf("overflowing SETTINGS: %v", err)
+	}
+}

@@ -426,21 +426,16 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 	}
 	var tableSize uint32
 	hasTable := false
+	// INITIAL_WINDOW_SIZE is applied once per frame (its last value; the
+	// largest one for the overflow check, which applying them in turn
+	// would have met): a frame of thousands of them costs one pass over
+	// the streams, not one per entry.
+	var initWindow, maxInit uint32
+	hasInit := false
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
-			c.mu.Lock()
-			delta := int64(s.Val) - int64(c.peerInitWindow)
-			c.peerInitWindow = int32(s.Val)
-			for _, st := range c.streams {
-				st.sendWindow += delta
-				if st.sendWindow > maxWindow {
-					c.mu.Unlock()
-					return connError{http2.ErrCodeFlowControl, "INITIAL_WINDOW_SIZE overflows a stream window"}
-				}
-			}
-			c.wakeFlowLocked()
-			c.mu.Unlock()
+			initWindow, maxInit, hasInit = s.Val, max(maxInit, s.Val), true
 		case http2.SettingMaxFrameSize:
 			c.mu.Lock()
 			c.peerMaxFrame = s.Val
@@ -452,6 +447,24 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 	})
 	if err != nil {
 		return err
+	}
+	if hasInit {
+		c.mu.Lock()
+		var most int64
+		for _, st := range c.streams {
+			most = max(most, st.sendWindow)
+		}
+		if len(c.streams) > 0 && most+int64(maxInit)-int64(c.peerInitWindow) > maxWindow {
+			c.mu.Unlock()
+			return connError{http2.ErrCodeFlowControl, "INITIAL_WINDOW_SIZE overflows a stream window"}
+		}
+		delta := int64(initWindow) - int64(c.peerInitWindow)
+		c.peerInitWindow = int32(initWindow)
+		for _, st := range c.streams {
+			st.sendWindow += delta
+		}
+		c.wakeFlowLocked()
+		c.mu.Unlock()
 	}
 	return c.write(func() error {
 		if hasTable {
