@@ -446,3 +446,71 @@ func TestSettingsFloodLinear(t *testing.T) {
 		t.Fatalf("overflowing SETTINGS: %v", err)
 	}
 }
+
+// TestManyEarlyAnswersThenTrailers: a connection on which many uploads are
+// answered before their bodies ended (each stream reset NO_ERROR) still
+// ignores the trailer a client sent on the first before our reset reached
+// it. Old code remembered the last 32 resets only and answered the
+// trailer of an older one with GOAWAY PROTOCOL_ERROR, ending every stream.
+func TestManyEarlyAnswersThenTrailers(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	})})
+	r := dialRaw(t, addr)
+	const n = 100
+	for i := range n {
+		id := uint32(2*i + 1)
+		r.headers(id, false, "/upload")
+		if code := r.reset(id); code != http2.ErrCodeNo {
+			t.Fatalf("RST_STREAM %v, want NO_ERROR", code)
+		}
+	}
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.trailerBlock("x-t", "v"), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	r.headers(2*n+1, true, "/next")
+	if head, _, _ := r.response(2*n + 1); head[0] != ":status: 401" {
+		t.Fatalf("next %v", head)
+	}
+}
+
+// TestDataAfterOurResetIgnored: DATA the client sent before our
+// RST_STREAM NO_ERROR (an early answer) reached it is ignored (RFC 9113
+// 5.1: "MUST ignore frames that it receives on closed streams after it has
+// sent a RST_STREAM"), but still counts against the connection window and
+// is given back. Old code answered every such frame with another
+// RST_STREAM (STREAM_CLOSED).
+func TestDataAfterOurResetIgnored(t *testing.T) {
+	addr := start(t, &Server{ConnWindow: 65535, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/upload")
+	if code := r.reset(1); code != http2.ErrCodeNo {
+		t.Fatalf("RST_STREAM %v, want NO_ERROR", code)
+	}
+	// 384 KiB through a 64 KiB connection window: the dropped bytes
+	// must be given back (else GOAWAY FLOW_CONTROL_ERROR).
+	chunk := make([]byte, 16<<10)
+	for round := range 8 {
+		for range 3 {
+			if err := r.fr.WriteData(1, false, chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.fr.WritePing(false, [8]byte{byte(round)}); err != nil {
+			t.Fatal(err)
+		}
+		r.next(func(f http2.Frame) bool {
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				t.Fatalf("RST_STREAM %v for DATA sent before our reset", f.ErrCode)
+			case *http2.GoAwayFrame:
+				t.Fatalf("GOAWAY %v", f.ErrCode)
+			case *http2.PingFrame:
+				return f.IsAck()
+			}
+			return false
+		})
+	}
+}

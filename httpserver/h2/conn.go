@@ -69,12 +69,17 @@ type conn struct {
 	resets         int
 	idleTimer      *time.Timer
 	sawSettings    bool
-	ourResets      [32]uint32 // the last streams we reset: the client's frames already sent on them are ignored
+	ourResets      []uint32 // the last streams we reset (ring, 2 x MaxConcurrentStreams): the client's frames already sent on them are ignored
 	ourResetsNext  int
 }
 
 // noteResetLocked records that we reset stream id. (mu)
 func (c *conn) noteResetLocked(id uint32) {
+	if c.ourResets == nil {
+		// As many as can be in flight: every stream the client may
+		// have open, answered early, twice over.
+		c.ourResets = make([]uint32, max(32, 2*int(c.srv.maxStreams())))
+	}
 	c.ourResets[c.ourResetsNext] = id
 	c.ourResetsNext = (c.ourResetsNext + 1) % len(c.ourResets)
 }
@@ -566,10 +571,16 @@ func (c *conn) processData(f *http2.DataFrame) error {
 		// Closed or half-closed (remote): the bytes still count against
 		// the connection window, returned at once.
 		c.recvUnacked += n
+		ignore := st == nil && c.weResetLocked(id)
 		c.mu.Unlock()
 		c.sendWindowUpdates(nil, false)
 		if st == nil && id > c.maxSeen {
 			return connError{http2.ErrCodeProtocol, "DATA on an idle stream"}
+		}
+		if ignore {
+			// RFC 9113 5.1: sent before our RST_STREAM reached the
+			// client; answering each would be a write per frame.
+			return nil
 		}
 		c.streamError(id, http2.ErrCodeStreamClosed)
 		return nil
