@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -512,5 +513,31 @@ func TestDataAfterOurResetIgnored(t *testing.T) {
 			}
 			return false
 		})
+	}
+}
+
+// TestReadDeadlineErrorIsDeadlineExceeded: a body read ended by a read
+// deadline (ResponseController.SetReadDeadline, or ReadBodyTimeout) fails
+// with an error that is os.ErrDeadlineExceeded, as net/http's, so that
+// code checking errors.Is(err, os.ErrDeadlineExceeded) (the gateway's 408
+// path) works on either server. Old code: a plain error.
+func TestReadDeadlineErrorIsDeadlineExceeded(t *testing.T) {
+	got := make(chan error, 2)
+	addr := start(t, &Server{ReadBodyTimeout: 50 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/rc" {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		}
+		_, err := io.ReadAll(r.Body)
+		got <- err
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/rc")
+	r.headers(3, false, "/timeout")
+	for range 2 {
+		err := <-got
+		var ne interface{ Timeout() bool }
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("read error %v: not os.ErrDeadlineExceeded", err)
+		}
 	}
 }

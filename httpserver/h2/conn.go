@@ -25,10 +25,20 @@ import (
 const maxWindow = 1<<31 - 1
 
 var (
-	errStreamClosed = errors.New("h2: stream closed")
-	errConnClosed   = errors.New("h2: connection closed")
-	errBodyTimeout  = errors.New("h2: request body read timeout")
+	errStreamClosed       = errors.New("h2: stream closed")
+	errConnClosed         = errors.New("h2: connection closed")
+	errBodyTimeout  error = bodyTimeoutError{}
 )
+
+// bodyTimeoutError is a body read's timeout (ReadBodyTimeout or the
+// handler's SetReadDeadline): os.ErrDeadlineExceeded to errors.Is, and a
+// net.Error timeout, as net/http's.
+type bodyTimeoutError struct{}
+
+func (bodyTimeoutError) Error() string        { return "h2: request body read timeout" }
+func (bodyTimeoutError) Timeout() bool        { return true }
+func (bodyTimeoutError) Temporary() bool      { return true }
+func (bodyTimeoutError) Is(target error) bool { return target == os.ErrDeadlineExceeded }
 
 // conn is one HTTP/2 connection.
 type conn struct {
