@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bufio"
+	"context"
 	"bytes"
 	"errors"
 	"io"
@@ -539,5 +540,206 @@ func TestReadDeadlineErrorIsDeadlineExceeded(t *testing.T) {
 		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("read error %v: not os.ErrDeadlineExceeded", err)
 		}
+	}
+}
+
+// TestEmptyContinuationFloodIdle: a header block continued forever by
+// empty CONTINUATION frames spends no header budget (x/net's Framer lets
+// them through), so only IdleTimeout ends it: the connection has no
+// stream, GOAWAY and the close follow.
+func TestEmptyContinuationFloodIdle(t *testing.T) {
+	var called atomic.Bool
+	addr := start(t, &Server{IdleTimeout: 100 * time.Millisecond, Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called.Store(true) })})
+	r := dialRaw(t, addr)
+	first := r.block("/")
+	go func() {
+		if r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first}) != nil {
+			return
+		}
+		for r.fr.WriteContinuation(1, false, nil) == nil {
+		}
+	}()
+	if code := r.goAway(); code != http2.ErrCodeNo {
+		t.Fatalf("GOAWAY %v", code)
+	}
+	r.closed()
+	if called.Load() {
+		t.Fatal("handler ran")
+	}
+}
+
+// stressHandler is TestInterleavingStress's handler: echo with flushes,
+// big responses with trailers, early answers, panics, waits for the
+// client to go.
+func stressHandler(running *atomic.Int32) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		running.Add(1)
+		defer running.Add(-1)
+		rc := http.NewResponseController(w)
+		switch r.URL.Path {
+		case "/echo":
+			p := make([]byte, 4<<10)
+			for {
+				n, err := r.Body.Read(p)
+				if n > 0 {
+					if _, werr := w.Write(p[:n]); werr != nil {
+						return
+					}
+					if rc.Flush() != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		case "/big":
+			w.Header().Set("Trailer", "X-Sum")
+			p := make([]byte, 8<<10)
+			for range 32 {
+				if _, err := w.Write(p); err != nil {
+					return
+				}
+			}
+			w.Header().Set("X-Sum", "1")
+		case "/early":
+			w.WriteHeader(http.StatusForbidden)
+		case "/panic":
+			_, _ = r.Body.Read(make([]byte, 10))
+			panic("stress")
+		case "/wait":
+			_ = rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			go func() { _, _ = io.Copy(io.Discard, r.Body) }()
+			<-r.Context().Done()
+		default:
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set(http.TrailerPrefix+"X-T", "t")
+			_, _ = w.Write([]byte("ok"))
+		}
+	})
+}
+
+// TestInterleavingStress: client resets, handler writes and flushes,
+// INITIAL_WINDOW_SIZE changes, Shutdown's GOAWAY and Close interleaved at
+// random on many streams (run with -race): no race, no panic outside a
+// handler, every handler returns and no goroutine is left.
+func TestInterleavingStress(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var running atomic.Int32
+	paths := []string{"/echo", "/big", "/early", "/panic", "/wait", "/other"}
+	for _, ending := range []string{"cancel", "shutdown", "close"} {
+		s := &Server{MaxConcurrentStreams: 16, WriteTimeout: 2 * time.Second, Handler: stressHandler(&running)}
+		addr := start(t, s)
+		tr := h2cClient().Transport.(*http2.Transport)
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		done := make(chan struct{})
+		var clients atomic.Int32
+		for g := range 24 {
+			clients.Add(1)
+			go func() {
+				defer func() {
+					if clients.Add(-1) == 0 {
+						close(done)
+					}
+				}()
+				for i := range 8 {
+					path := paths[(g+i)%len(paths)]
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration((g*7+i*3)%20)*time.Millisecond+time.Millisecond)
+					pr, pw := io.Pipe()
+					go func() {
+						for k := range 4 {
+							if _, err := pw.Write(bytes.Repeat([]byte{byte(k)}, 3000)); err != nil {
+								return
+							}
+						}
+						pw.Close()
+					}()
+					req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+path, pr)
+					if res, err := client.Do(req); err == nil {
+						_, _ = io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+					}
+					cancel()
+					pr.CloseWithError(io.ErrClosedPipe)
+				}
+			}()
+		}
+		// A raw client beside them: streams reset at once, windows
+		// changed under writing handlers, then its GOAWAY.
+		r := dialRaw(t, addr)
+		go func() { _, _ = io.Copy(io.Discard, r.c) }()
+		for i := range 40 {
+			id := uint32(2*i + 1)
+			_ = r.tryHeaders(id, i%3 == 0, paths[i%len(paths)])
+			_ = r.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(i * 1000 % 70000)})
+			if i%2 == 0 {
+				_ = r.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+			}
+			_ = r.fr.WriteWindowUpdate(0, 10000)
+		}
+		_ = r.fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+		switch ending {
+		case "shutdown":
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			_ = s.Shutdown(ctx)
+			cancel()
+			_ = s.Close()
+		case "close":
+			_ = s.Close()
+		}
+		<-done
+		r.c.Close()
+		tr.CloseIdleConnections()
+		_ = s.Close()
+	}
+	for deadline := time.Now().Add(20 * time.Second); running.Load() != 0 || runtime.NumGoroutine() > before+4; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d handlers running, %d goroutines (%d before)\n%s", running.Load(), runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
+
+// TestLastResponseFlushedBeforeClose: after GOAWAY, the connection's
+// write half is closed once its last stream ended. A response's last
+// frames that its writer left in the buffer for a writer waiting behind
+// it (a PING's ack, a WINDOW_UPDATE) to flush must still leave before
+// the FIN. Old code shut the write half at once: the waiting writer's
+// flush failed and the client got GOAWAY and EOF without the response.
+func TestLastResponseFlushedBeforeClose(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		_, _ = io.WriteString(w, "done")
+	})}
+	addr := start(t, s)
+	r := dialRaw(t, addr)
+	r.headers(1, true, "/")
+	<-started
+	go func() { _ = s.Shutdown(context.Background()) }()
+	if code := r.goAway(); code != http2.ErrCodeNo {
+		t.Fatalf("GOAWAY %v", code)
+	}
+	s.mu.Lock()
+	var c *conn
+	for k := range s.conns {
+		c = k
+	}
+	s.mu.Unlock()
+	c.writers.Add(1) // a writer waiting for the lock: the response's writer leaves the flush to it
+	defer c.writers.Add(-1)
+	close(release)
+	var body string
+	ended := false
+	r.next(func(f http2.Frame) bool {
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
+			body += string(d.Data())
+			ended = d.StreamEnded()
+		}
+		return ended
+	})
+	if !ended || body != "done" {
+		t.Fatalf("the connection closed before the response ended (body %q)", body)
 	}
 }

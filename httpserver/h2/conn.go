@@ -288,6 +288,9 @@ func (c *conn) goAway() {
 // ended: the client's pending frames are drained briefly so that it reads
 // our last frames rather than a reset.
 func (c *conn) closeWrite() {
+	// What earlier writers left in the buffer for a writer waiting behind
+	// them to flush leaves before the FIN, which that writer would find.
+	_ = c.writeFlush(func() error { return nil })
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok { // TCP, TLS
 		_ = cw.CloseWrite()
 		_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
