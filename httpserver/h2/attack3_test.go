@@ -2,8 +2,8 @@ package h2
 
 import (
 	"bufio"
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
