@@ -743,3 +743,28 @@ func TestLastResponseFlushedBeforeClose(t *testing.T) {
 		t.Fatalf("the connection closed before the response ended (body %q)", body)
 	}
 }
+
+// TestTooLargeHeadWithBody: a request head over MaxHeaderBytes is
+// answered 431; when the request has a body coming, the stream is then
+// reset NO_ERROR (RFC 9113 8.1) and the client's trailer already on its
+// way is ignored. Old code sent no RST_STREAM, and the trailer (without
+// DATA before it) was GOAWAY PROTOCOL_ERROR for the whole connection.
+func TestTooLargeHeadWithBody(t *testing.T) {
+	addr := start(t, &Server{MaxHeaderBytes: 1 << 10, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})})
+	r := dialRaw(t, addr)
+	v := strings.Repeat("b", 500) // each under the HPACK string limit
+	r.headers(1, false, "/", "x-a", v, "x-b", v, "x-c", v, "x-d", v)
+	if st := r.status(1); st != "431" {
+		t.Fatalf("status %s", st)
+	}
+	if code := r.reset(1); code != http2.ErrCodeNo {
+		t.Fatalf("RST_STREAM %v", code)
+	}
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.trailerBlock("x-t", "v"), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	r.headers(3, true, "/")
+	if head, _, _ := r.response(3); head[0] != ":status: 200" {
+		t.Fatalf("next %v", head)
+	}
+}

@@ -755,7 +755,7 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	c.mu.Unlock()
 
 	if f.Truncated {
-		return c.writeTooLarge(id)
+		return c.writeTooLarge(id, !f.StreamEnded())
 	}
 	req, declared, code := c.newRequest(f)
 	if code != 0 {
@@ -824,11 +824,22 @@ func (c *conn) handlerDone(st *stream) {
 	c.mu.Unlock()
 }
 
-func (c *conn) writeTooLarge(id uint32) error {
+// writeTooLarge answers 431; a request body still coming is refused with
+// RST_STREAM NO_ERROR (RFC 9113 8.1), and what the client sent on the
+// stream before it learns so is ignored, as for an early answer.
+func (c *conn) writeTooLarge(id uint32, bodyComing bool) error {
+	if bodyComing {
+		c.mu.Lock()
+		c.noteResetLocked(id)
+		c.mu.Unlock()
+	}
 	return c.write(func() error {
 		c.hbuf.Reset()
 		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
-		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true})
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true}); err != nil || !bodyComing {
+			return err
+		}
+		return c.fr.WriteRSTStream(id, http2.ErrCodeNo)
 	})
 }
 
