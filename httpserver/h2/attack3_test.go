@@ -768,3 +768,77 @@ func TestTooLargeHeadWithBody(t *testing.T) {
 		t.Fatalf("next %v", head)
 	}
 }
+
+// TestShortBodyWindowNotDoubled: a body that ends (END_STREAM) short of
+// its content-length is a stream error, and its bytes return to the
+// connection window once. Old code counted the last frame's bytes twice:
+// every such request gave the client up to 16 KiB more connection window
+// than it used, so that the 1 MiB bound on a connection's buffered bodies
+// grew without limit (to 250 streams' windows).
+func TestShortBodyWindowNotDoubled(t *testing.T) {
+	addr := start(t, &Server{ConnWindow: 65535, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	})})
+	r := dialRaw(t, addr)
+	chunk := make([]byte, 16<<10)
+	sent, given := 0, 0
+	for i := range 6 {
+		id := uint32(2*i + 1)
+		r.headers(id, false, "/", "content-length", "100000")
+		if err := r.fr.WriteData(id, true, chunk); err != nil {
+			t.Fatal(err)
+		}
+		sent += len(chunk)
+		if err := r.fr.WritePing(false, [8]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		r.next(func(f http2.Frame) bool {
+			switch f := f.(type) {
+			case *http2.WindowUpdateFrame:
+				if f.StreamID == 0 {
+					given += int(f.Increment)
+				}
+			case *http2.PingFrame:
+				return f.IsAck()
+			}
+			return false
+		})
+	}
+	if given > sent {
+		t.Fatalf("connection window given back %d bytes for %d sent", given, sent)
+	}
+}
+
+// TestUnreadWholeBodyWindowReturned: a request whose whole body arrived
+// (END_STREAM) but which its handler answered without reading gives its
+// bytes back to the connection window. Old code dropped them uncounted
+// (closeRemote emptied the buffer before endStreamLocked counted it):
+// every such request (a POST answered 401 or 404) shrank the connection
+// window for good, until uploads on the connection stalled (a client
+// that honours the window) or got GOAWAY FLOW_CONTROL_ERROR.
+func TestUnreadWholeBodyWindowReturned(t *testing.T) {
+	addr := start(t, &Server{ConnWindow: 65535, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := (*stream)(r.Body.(*body))
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			st.c.mu.Lock()
+			done := st.remoteDone
+			st.c.mu.Unlock()
+			if done {
+				break
+			}
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	})})
+	r := dialRaw(t, addr)
+	chunk := make([]byte, 16<<10)
+	for i := range 12 { // 192 KiB through a 64 KiB window
+		id := uint32(2*i + 1)
+		r.headers(id, false, "/")
+		if err := r.fr.WriteData(id, true, chunk); err != nil {
+			t.Fatal(err)
+		}
+		if head, _, _ := r.response(id); head[0] != ":status: 401" {
+			t.Fatalf("stream %d: %v", id, head)
+		}
+	}
+}

@@ -567,12 +567,12 @@ func (c *conn) processData(f *http2.DataFrame) error {
 	if st != nil && st.bodyClosed && !st.remoteDone {
 		// The handler closed the body: the bytes are dropped and
 		// returned at once.
+		c.recvUnacked += n
 		if n > st.recvWindow {
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeFlowControl)
 			return nil
 		}
-		c.recvUnacked += n
 		if f.StreamEnded() {
 			st.remoteDone = true
 		}
@@ -631,7 +631,7 @@ func (c *conn) processData(f *http2.DataFrame) error {
 	}
 	if f.StreamEnded() {
 		if st.declaredLen >= 0 && st.received != st.declaredLen {
-			c.recvUnacked += int64(len(data))
+			// data is in buf: endStreamLocked gives it back.
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeProtocol)
 			return nil

@@ -75,7 +75,12 @@ func (st *stream) closeRemote(err error) {
 		st.remoteDone = true
 		st.bodyErr = err
 	} else if st.bodyErr == io.EOF && err != io.EOF {
+		// The unread rest of a whole body is dropped: its bytes go
+		// back to the connection window.
 		st.bodyErr = err
+		if n := int64(len(st.buf) - st.off); n > 0 {
+			st.c.recvUnacked += n
+		}
 		st.buf, st.off = nil, 0
 	}
 	st.signal()
