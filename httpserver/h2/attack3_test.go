@@ -624,6 +624,7 @@ func stressHandler(running *atomic.Int32) http.Handler {
 // random on many streams (run with -race): no race, no panic outside a
 // handler, every handler returns and no goroutine is left.
 func TestInterleavingStress(t *testing.T) {
+	checkWindows(t)
 	before := runtime.NumGoroutine()
 	var running atomic.Int32
 	paths := []string{"/echo", "/big", "/early", "/panic", "/wait", "/other"}

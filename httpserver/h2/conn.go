@@ -235,8 +235,15 @@ func (c *conn) lingerClose() {
 	c.nc.Close()
 }
 
+// testHookTeardown, set by tests, sees each connection as its reader
+// stops (the connection window's invariant is checked there).
+var testHookTeardown atomic.Pointer[func(*conn)]
+
 // teardown ends every stream once the reader stops.
 func (c *conn) teardown() {
+	if h := testHookTeardown.Load(); h != nil {
+		(*h)(c)
+	}
 	c.nc.Close()
 	c.cancelCtx()
 	c.mu.Lock()
