@@ -245,6 +245,7 @@ func TestHeaderChangesAfterWriteHeaderIgnored(t *testing.T) {
 	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-A", "original")
+		h.Set("Date", "fixed")
 		h.Set("Trailer", "X-T")
 		w.WriteHeader(http.StatusAccepted)
 		h.Set("X-A", "changed")
@@ -258,7 +259,7 @@ func TestHeaderChangesAfterWriteHeaderIgnored(t *testing.T) {
 	r := dialRaw(t, addr)
 	r.headers(1, true, "/")
 	head, body, trailer := r.response(1)
-	want := []string{":status: 202", "trailer: X-T", "x-a: original"}
+	want := []string{":status: 202", "date: fixed", "trailer: X-T", "x-a: original"}
 	if got := sortedFrom(head); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("head %v, want %v", got, want)
 	}
@@ -841,5 +842,34 @@ func TestUnreadWholeBodyWindowReturned(t *testing.T) {
 		if head, _, _ := r.response(id); head[0] != ":status: 401" {
 			t.Fatalf("stream %d: %v", id, head)
 		}
+	}
+}
+
+// TestDateAdded: a response without a Date field gets one, as from
+// net/http's server and the HTTP/1 server (RFC 9110 6.6.1: an origin
+// server with a clock sends it); the handler's own is kept. Old code sent
+// none.
+func TestDateAdded(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/own" {
+			w.Header().Set("Date", "Mon, 02 Jan 2006 15:04:05 GMT")
+		}
+	})})
+	res, err := h2cClient().Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	d, err := http.ParseTime(res.Header.Get("Date"))
+	if err != nil || time.Since(d).Abs() > time.Minute {
+		t.Fatalf("Date %q: %v", res.Header.Get("Date"), err)
+	}
+	res, err = h2cClient().Get("http://" + addr + "/own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if v := res.Header.Values("Date"); len(v) != 1 || v[0] != "Mon, 02 Jan 2006 15:04:05 GMT" {
+		t.Fatalf("Date %q", v)
 	}
 }

@@ -330,6 +330,10 @@ func (w *responseWriter) WriteHeader(code int) {
 		}
 	}
 	w.head = appendHeadFields(w.headArr[:0], w.header, w.trailers)
+	if _, ok := w.header["Date"]; !ok {
+		// As net/http and the HTTP/1 server (RFC 9110 6.6.1).
+		w.head = append(w.head, hpack.HeaderField{Name: "date", Value: w.st.c.srv.httpDate()})
+	}
 }
 
 // appendHeadFields appends h's fields that go in a response head (not the
