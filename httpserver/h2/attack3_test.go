@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -871,5 +872,40 @@ func TestDateAdded(t *testing.T) {
 	res.Body.Close()
 	if v := res.Header.Values("Date"); len(v) != 1 || v[0] != "Mon, 02 Jan 2006 15:04:05 GMT" {
 		t.Fatalf("Date %q", v)
+	}
+}
+
+// TestHugeRequestTrailerRefused: a request trailer over MaxHeaderBytes
+// resets the stream and fails the handler's read; old code passed the
+// fields that fit and silently dropped the rest (a proxied gRPC status
+// among them), ending the body with EOF as if whole. The connection goes
+// on.
+func TestHugeRequestTrailerRefused(t *testing.T) {
+	got := make(chan error, 1)
+	addr := start(t, &Server{MaxHeaderBytes: 4 << 10, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.Copy(io.Discard, r.Body)
+		got <- err
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/", "trailer", "x-t")
+	if err := r.fr.WriteData(1, false, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var kv []string
+	for i := range 12 {
+		kv = append(kv, "x-t"+strconv.Itoa(i), strings.Repeat("v", 500))
+	}
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.trailerBlock(kv...), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.reset(1); code != http2.ErrCodeProtocol {
+		t.Fatalf("RST_STREAM %v", code)
+	}
+	if err := <-got; err == nil {
+		t.Fatal("the body ended without an error")
+	}
+	r.headers(3, true, "/")
+	if st := r.status(3); st != "200" {
+		t.Fatalf("next %s", st)
 	}
 }

@@ -700,7 +700,9 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		}
 		// Trailers: END_STREAM, no pseudo-headers; else the request
 		// is malformed (RFC 9113 8.1): a stream error, as net/http.
-		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+		// A trailer over MaxHeaderBytes (the Framer dropped fields)
+		// is refused whole, not passed on short of what was sent.
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || f.Truncated {
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeProtocol)
 			return nil
