@@ -909,3 +909,37 @@ func TestHugeRequestTrailerRefused(t *testing.T) {
 		t.Fatalf("next %s", st)
 	}
 }
+
+// TestStalledUploadsBounded: streams opened and never ended hold at most
+// MaxConcurrentStreams handlers (further streams are refused), each
+// handler's read ends after ReadBodyTimeout with 408, and then the
+// connection takes new streams again.
+func TestStalledUploadsBounded(t *testing.T) {
+	addr := start(t, &Server{MaxConcurrentStreams: 4, ReadBodyTimeout: 100 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	})})
+	r := dialRaw(t, addr)
+	for i := range 4 {
+		r.headers(uint32(2*i+1), false, "/stall")
+	}
+	r.headers(9, false, "/stall")
+	if code := r.reset(9); code != http2.ErrCodeRefusedStream {
+		t.Fatalf("fifth stream: RST_STREAM %v, want REFUSED_STREAM", code)
+	}
+	got := map[uint32]string{}
+	r.next(func(f http2.Frame) bool {
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			got[h.StreamID] = h.PseudoValue("status")
+		}
+		return len(got) == 4
+	})
+	for id, st := range got {
+		if st != "408" {
+			t.Fatalf("stream %d: %s, want 408", id, st)
+		}
+	}
+	r.headers(11, true, "/")
+	if st := r.status(11); st != "200" {
+		t.Fatalf("after the stalled streams ended: %s", st)
+	}
+}
