@@ -943,3 +943,28 @@ func TestStalledUploadsBounded(t *testing.T) {
 		t.Fatalf("after the stalled streams ended: %s", st)
 	}
 }
+
+// TestHeadersOnStreamClosedBothWays: HEADERS on a stream whose request
+// and response both ended is a connection error STREAM_CLOSED (RFC 9113
+// 5.1), also in the moment between the response's END_STREAM and the
+// stream's removal by the handler's goroutine (held open here by ending
+// the response from inside the handler). Old code answered RST_STREAM in
+// that moment: h2spec -S failed its case 5.1/12 in 2 of 6 runs.
+func TestHeadersOnStreamClosedBothWays(t *testing.T) {
+	release := make(chan struct{})
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := w.(*responseWriter)
+		rw.WriteHeader(http.StatusOK)
+		_ = rw.send(true) // END_STREAM now; the stream is removed after the handler returns
+		rw.ended = true
+		<-release
+	})})
+	defer close(release)
+	r := dialRaw(t, addr)
+	r.headers(1, true, "/")
+	r.next(func(f http2.Frame) bool { h, ok := f.(*http2.MetaHeadersFrame); return ok && h.StreamEnded() })
+	r.headers(1, true, "/")
+	if code := r.goAway(); code != http2.ErrCodeStreamClosed {
+		t.Fatalf("GOAWAY %v", code)
+	}
+}

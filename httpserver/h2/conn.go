@@ -695,6 +695,12 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	if st := c.streams[id]; st != nil {
 		if st.remoteDone {
 			c.mu.Unlock()
+			if st.localDone {
+				// Closed both ways; only not yet removed (the
+				// handler's goroutine does so just after writing
+				// END_STREAM): as on a closed stream (RFC 9113 5.1).
+				return connError{http2.ErrCodeStreamClosed, "HEADERS on a closed stream"}
+			}
 			c.streamError(id, http2.ErrCodeStreamClosed)
 			return nil
 		}

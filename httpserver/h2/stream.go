@@ -42,6 +42,7 @@ type stream struct {
 	trailer     http.Header // (mu) the request's trailer, moved to req.Trailer at EOF
 	sig         chan struct{}
 	bodyClosed  bool        // (mu) the handler closed the body
+	localDone   bool        // (mu) the response's END_STREAM is written (or being)
 	bodyTimeout bool        // (mu) a body read timed out
 	rdeadline   time.Time   // (mu)
 	rtimer      *time.Timer // body reads' wait timer (one reader at a time)
@@ -463,6 +464,7 @@ func (w *responseWriter) send(end bool) error {
 		c.mu.Unlock()
 		return errStreamClosed
 	}
+	st.localDone = st.localDone || end
 	fits := int64(len(data)) <= st.sendWindow && int64(len(data)) <= c.sendWindow
 	if fits {
 		st.sendWindow -= int64(len(data))
@@ -583,6 +585,7 @@ func (w *responseWriter) finish() {
 		// Only END_STREAM is left: an empty DATA frame.
 		c.mu.Lock()
 		reset := st.reset
+		st.localDone = true
 		c.mu.Unlock()
 		if !reset {
 			_ = c.write(func() error { return c.fr.WriteData(st.id, true, nil) })
