@@ -25,10 +25,20 @@ import (
 const maxWindow = 1<<31 - 1
 
 var (
-	errStreamClosed = errors.New("h2: stream closed")
-	errConnClosed   = errors.New("h2: connection closed")
-	errBodyTimeout  = errors.New("h2: request body read timeout")
+	errStreamClosed       = errors.New("h2: stream closed")
+	errConnClosed         = errors.New("h2: connection closed")
+	errBodyTimeout  error = bodyTimeoutError{}
 )
+
+// bodyTimeoutError is a body read's timeout (ReadBodyTimeout or the
+// handler's SetReadDeadline): os.ErrDeadlineExceeded to errors.Is, and a
+// net.Error timeout, as net/http's.
+type bodyTimeoutError struct{}
+
+func (bodyTimeoutError) Error() string        { return "h2: request body read timeout" }
+func (bodyTimeoutError) Timeout() bool        { return true }
+func (bodyTimeoutError) Temporary() bool      { return true }
+func (bodyTimeoutError) Is(target error) bool { return target == os.ErrDeadlineExceeded }
 
 // conn is one HTTP/2 connection.
 type conn struct {
@@ -69,12 +79,17 @@ type conn struct {
 	resets         int
 	idleTimer      *time.Timer
 	sawSettings    bool
-	ourResets      [32]uint32 // the last streams we reset: the client's frames already sent on them are ignored
+	ourResets      []uint32 // the last streams we reset (ring, 2 x MaxConcurrentStreams): the client's frames already sent on them are ignored
 	ourResetsNext  int
 }
 
 // noteResetLocked records that we reset stream id. (mu)
 func (c *conn) noteResetLocked(id uint32) {
+	if c.ourResets == nil {
+		// As many as can be in flight: every stream the client may
+		// have open, answered early, twice over.
+		c.ourResets = make([]uint32, max(32, 2*int(c.srv.maxStreams())))
+	}
 	c.ourResets[c.ourResetsNext] = id
 	c.ourResetsNext = (c.ourResetsNext + 1) % len(c.ourResets)
 }
@@ -220,8 +235,15 @@ func (c *conn) lingerClose() {
 	c.nc.Close()
 }
 
+// testHookTeardown, set by tests, sees each connection as its reader
+// stops (the connection window's invariant is checked there).
+var testHookTeardown atomic.Pointer[func(*conn)]
+
 // teardown ends every stream once the reader stops.
 func (c *conn) teardown() {
+	if h := testHookTeardown.Load(); h != nil {
+		(*h)(c)
+	}
 	c.nc.Close()
 	c.cancelCtx()
 	c.mu.Lock()
@@ -273,6 +295,9 @@ func (c *conn) goAway() {
 // ended: the client's pending frames are drained briefly so that it reads
 // our last frames rather than a reset.
 func (c *conn) closeWrite() {
+	// What earlier writers left in the buffer for a writer waiting behind
+	// them to flush leaves before the FIN, which that writer would find.
+	_ = c.writeFlush(func() error { return nil })
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok { // TCP, TLS
 		_ = cw.CloseWrite()
 		_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
@@ -426,21 +451,16 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 	}
 	var tableSize uint32
 	hasTable := false
+	// INITIAL_WINDOW_SIZE is applied once per frame (its last value; the
+	// largest one for the overflow check, which applying them in turn
+	// would have met): a frame of thousands of them costs one pass over
+	// the streams, not one per entry.
+	var initWindow, maxInit uint32
+	hasInit := false
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
-			c.mu.Lock()
-			delta := int64(s.Val) - int64(c.peerInitWindow)
-			c.peerInitWindow = int32(s.Val)
-			for _, st := range c.streams {
-				st.sendWindow += delta
-				if st.sendWindow > maxWindow {
-					c.mu.Unlock()
-					return connError{http2.ErrCodeFlowControl, "INITIAL_WINDOW_SIZE overflows a stream window"}
-				}
-			}
-			c.wakeFlowLocked()
-			c.mu.Unlock()
+			initWindow, maxInit, hasInit = s.Val, max(maxInit, s.Val), true
 		case http2.SettingMaxFrameSize:
 			c.mu.Lock()
 			c.peerMaxFrame = s.Val
@@ -452,6 +472,24 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 	})
 	if err != nil {
 		return err
+	}
+	if hasInit {
+		c.mu.Lock()
+		var most int64
+		for _, st := range c.streams {
+			most = max(most, st.sendWindow)
+		}
+		if len(c.streams) > 0 && most+int64(maxInit)-int64(c.peerInitWindow) > maxWindow {
+			c.mu.Unlock()
+			return connError{http2.ErrCodeFlowControl, "INITIAL_WINDOW_SIZE overflows a stream window"}
+		}
+		delta := int64(initWindow) - int64(c.peerInitWindow)
+		c.peerInitWindow = int32(initWindow)
+		for _, st := range c.streams {
+			st.sendWindow += delta
+		}
+		c.wakeFlowLocked()
+		c.mu.Unlock()
 	}
 	return c.write(func() error {
 		if hasTable {
@@ -536,12 +574,12 @@ func (c *conn) processData(f *http2.DataFrame) error {
 	if st != nil && st.bodyClosed && !st.remoteDone {
 		// The handler closed the body: the bytes are dropped and
 		// returned at once.
+		c.recvUnacked += n
 		if n > st.recvWindow {
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeFlowControl)
 			return nil
 		}
-		c.recvUnacked += n
 		if f.StreamEnded() {
 			st.remoteDone = true
 		}
@@ -553,10 +591,16 @@ func (c *conn) processData(f *http2.DataFrame) error {
 		// Closed or half-closed (remote): the bytes still count against
 		// the connection window, returned at once.
 		c.recvUnacked += n
+		ignore := st == nil && c.weResetLocked(id)
 		c.mu.Unlock()
 		c.sendWindowUpdates(nil, false)
 		if st == nil && id > c.maxSeen {
 			return connError{http2.ErrCodeProtocol, "DATA on an idle stream"}
+		}
+		if ignore {
+			// RFC 9113 5.1: sent before our RST_STREAM reached the
+			// client; answering each would be a write per frame.
+			return nil
 		}
 		c.streamError(id, http2.ErrCodeStreamClosed)
 		return nil
@@ -594,7 +638,7 @@ func (c *conn) processData(f *http2.DataFrame) error {
 	}
 	if f.StreamEnded() {
 		if st.declaredLen >= 0 && st.received != st.declaredLen {
-			c.recvUnacked += int64(len(data))
+			// data is in buf: endStreamLocked gives it back.
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeProtocol)
 			return nil
@@ -651,15 +695,20 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	if st := c.streams[id]; st != nil {
 		if st.remoteDone {
 			c.mu.Unlock()
+			if st.localDone {
+				// Closed both ways; only not yet removed (the
+				// handler's goroutine does so just after writing
+				// END_STREAM): as on a closed stream (RFC 9113 5.1).
+				return connError{http2.ErrCodeStreamClosed, "HEADERS on a closed stream"}
+			}
 			c.streamError(id, http2.ErrCodeStreamClosed)
 			return nil
 		}
-		// Trailers: END_STREAM, no pseudo-headers.
-		if !f.StreamEnded() {
-			c.mu.Unlock()
-			return connError{http2.ErrCodeProtocol, "trailers without END_STREAM"}
-		}
-		if len(f.PseudoFields()) > 0 {
+		// Trailers: END_STREAM, no pseudo-headers; else the request
+		// is malformed (RFC 9113 8.1): a stream error, as net/http.
+		// A trailer over MaxHeaderBytes (the Framer dropped fields)
+		// is refused whole, not passed on short of what was sent.
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || f.Truncated {
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeProtocol)
 			return nil
@@ -672,12 +721,13 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		// Kept aside: r.Trailer belongs to the handler's goroutine (a
 		// proxy clones it while the body streams); Read moves these
 		// there at EOF. The fields that frame or route a request are
-		// refused, as by the HTTP/1 server.
+		// refused, as by the HTTP/1 server, and so is every field
+		// net/http refuses in a trailer (credentials, content
+		// metadata, ...).
 		var tr http.Header
 		for _, hf := range f.RegularFields() {
 			k := canonicalKey(hf.Name)
-			switch k {
-			case "Content-Length", "Transfer-Encoding", "Host", "Trailer":
+			if !httpguts.ValidTrailerHeader(k) {
 				c.mu.Unlock()
 				c.streamError(id, http2.ErrCodeProtocol)
 				return nil
@@ -720,7 +770,7 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	c.mu.Unlock()
 
 	if f.Truncated {
-		return c.writeTooLarge(id)
+		return c.writeTooLarge(id, !f.StreamEnded())
 	}
 	req, declared, code := c.newRequest(f)
 	if code != 0 {
@@ -728,6 +778,12 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	st := newStream(c, id, req, declared)
+	if expectsContinue(req.Header) {
+		// As net/http: the handler sees no Expect; the 100 is sent
+		// when it first reads the body.
+		delete(req.Header, "Expect")
+		st.owesContinue.Store(!f.StreamEnded())
+	}
 	if f.StreamEnded() {
 		st.remoteDone = true
 		st.bodyErr = io.EOF
@@ -760,6 +816,11 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
+func expectsContinue(h http.Header) bool {
+	vv := h["Expect"]
+	return len(vv) > 0 && httpguts.HeaderValuesContainsToken(vv, "100-continue")
+}
+
 // handlerDone is called when a stream's handler returned.
 func (c *conn) handlerDone(st *stream) {
 	c.mu.Lock()
@@ -778,11 +839,22 @@ func (c *conn) handlerDone(st *stream) {
 	c.mu.Unlock()
 }
 
-func (c *conn) writeTooLarge(id uint32) error {
+// writeTooLarge answers 431; a request body still coming is refused with
+// RST_STREAM NO_ERROR (RFC 9113 8.1), and what the client sent on the
+// stream before it learns so is ignored, as for an early answer.
+func (c *conn) writeTooLarge(id uint32, bodyComing bool) error {
+	if bodyComing {
+		c.mu.Lock()
+		c.noteResetLocked(id)
+		c.mu.Unlock()
+	}
 	return c.write(func() error {
 		c.hbuf.Reset()
 		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
-		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true})
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true}); err != nil || !bodyComing {
+			return err
+		}
+		return c.fr.WriteRSTStream(id, http2.ErrCodeNo)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,14 +43,39 @@ func FuzzServerFrames(f *testing.F) {
 	f.Add(valid[:len(valid)/2])
 	f.Add(append(bytes.Clone(valid), valid...))
 	f.Add([]byte{0, 0, 0, 4, 0, 0, 0, 0, 0})
+	// the same exchange on the paths whose handlers read the body
+	// otherwise (see below)
+	for _, p := range []string{"/b", "/c", "/d"} {
+		f.Add(bytes.ReplaceAll(valid, []byte("/a"), []byte(p)))
+	}
 
 	s := &Server{WriteTimeout: time.Second, ReadHeaderTimeout: time.Second, IdleTimeout: time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
+			switch r.URL.Path {
+			case "/b": // answers without reading
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			case "/c": // reads a little, closes the body
+				_, _ = r.Body.Read(make([]byte, 1))
+				_ = r.Body.Close()
+			case "/d": // reads a little, answers, leaves the rest
+				_, _ = r.Body.Read(make([]byte, 2))
+			default:
+				_, _ = io.Copy(io.Discard, r.Body)
+			}
 			w.Header().Set("Trailer", "X-T")
 			_, _ = w.Write([]byte("ok"))
 			w.Header().Set("X-T", "1")
 		})}
+	// Each connection's receive window accounting is checked as it ends.
+	var broken atomic.Pointer[error]
+	hook := func(c *conn) {
+		if err := windowInvariant(c); err != nil {
+			broken.CompareAndSwap(nil, &err)
+		}
+	}
+	testHookTeardown.Store(&hook)
+	f.Cleanup(func() { testHookTeardown.Store(nil) })
 	addr := start(f, s)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := net.Dial("tcp", addr)
@@ -69,6 +95,21 @@ func FuzzServerFrames(f *testing.F) {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				t.Fatal("connection not ended 10s after the input")
 			}
+		}
+		// The server's side ended too (its teardown checked the window).
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			s.mu.Lock()
+			n := len(s.conns)
+			s.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the server's connection not ended 10s after the client's")
+			}
+		}
+		if err := broken.Load(); err != nil {
+			t.Fatal(*err)
 		}
 	})
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,4 +170,39 @@ func (r *raw) closed() {
 	if errors.As(err, &ne) && ne.Timeout() {
 		r.t.Fatal("connection still open after 10s")
 	}
+}
+
+// windowInvariant checks the connection receive window's accounting
+// under c.mu: what the client may still send, plus what was consumed and
+// not yet given back, plus the streams' unread body bytes, is the
+// connection window.
+func windowInvariant(c *conn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var unread int64
+	for _, st := range c.streams {
+		unread += int64(len(st.buf) - st.off)
+	}
+	if got, want := c.recvWindow+c.recvUnacked+unread, int64(c.srv.connWindow()); got != want {
+		return fmt.Errorf("connection window: %d free + %d unacked + %d unread = %d, want %d", c.recvWindow, c.recvUnacked, unread, got, want)
+	}
+	return nil
+}
+
+// checkWindows makes every connection check windowInvariant as its reader
+// stops, until the test ends; the first violation fails the test then.
+func checkWindows(t testing.TB) {
+	var first atomic.Pointer[error]
+	h := func(c *conn) {
+		if err := windowInvariant(c); err != nil {
+			first.CompareAndSwap(nil, &err)
+		}
+	}
+	testHookTeardown.Store(&h)
+	t.Cleanup(func() {
+		testHookTeardown.Store(nil)
+		if err := first.Load(); err != nil {
+			t.Error(*err)
+		}
+	})
 }

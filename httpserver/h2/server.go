@@ -101,6 +101,25 @@ type Server struct {
 	otherOnce sync.Once
 	shutting  atomic.Bool
 	hs        *http.Server // carried in request contexts as http.ServerContextKey
+	date      atomic.Pointer[dateCache]
+}
+
+// dateCache is the Date field's value for one second.
+type dateCache struct {
+	sec int64
+	v   string
+}
+
+// httpDate is the current time in the HTTP date format, formatted once
+// per second.
+func (s *Server) httpDate() string {
+	now := time.Now()
+	if d := s.date.Load(); d != nil && d.sec == now.Unix() {
+		return d.v
+	}
+	d := &dateCache{sec: now.Unix(), v: now.UTC().Format(http.TimeFormat)}
+	s.date.Store(d)
+	return d.v
 }
 
 func (s *Server) maxStreams() uint32 {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -41,9 +42,15 @@ type stream struct {
 	trailer     http.Header // (mu) the request's trailer, moved to req.Trailer at EOF
 	sig         chan struct{}
 	bodyClosed  bool        // (mu) the handler closed the body
+	localDone   bool        // (mu) the response's END_STREAM is written (or being)
 	bodyTimeout bool        // (mu) a body read timed out
 	rdeadline   time.Time   // (mu)
 	rtimer      *time.Timer // body reads' wait timer (one reader at a time)
+	// owesContinue: the request has "Expect: 100-continue" and a body,
+	// and no head left yet: the body's first Read sends 100 Continue.
+	// Cleared under wmu by that write, and by the handler before its
+	// first head is written, so a 100 never follows the final head.
+	owesContinue atomic.Bool
 }
 
 func newStream(c *conn, id uint32, req *http.Request, declared int64) *stream {
@@ -69,7 +76,12 @@ func (st *stream) closeRemote(err error) {
 		st.remoteDone = true
 		st.bodyErr = err
 	} else if st.bodyErr == io.EOF && err != io.EOF {
+		// The unread rest of a whole body is dropped: its bytes go
+		// back to the connection window.
 		st.bodyErr = err
+		if n := int64(len(st.buf) - st.off); n > 0 {
+			st.c.recvUnacked += n
+		}
 		st.buf, st.off = nil, 0
 	}
 	st.signal()
@@ -111,6 +123,9 @@ type body stream
 func (b *body) Read(p []byte) (int, error) {
 	st := (*stream)(b)
 	c := st.c
+	if st.owesContinue.Load() {
+		st.sendContinue()
+	}
 	var wait time.Time // the end of ReadBodyTimeout from the first wait
 	armed := false
 	defer func() {
@@ -128,6 +143,12 @@ func (b *body) Read(p []byte) (int, error) {
 			n := copy(p, st.buf[st.off:])
 			st.off += n
 			if st.off == len(st.buf) {
+				// Drained: a buffer that grew while the handler
+				// read slowly is let go (as net/http's pipe frees
+				// its chunks), not kept for the stream's life.
+				if cap(st.buf) > maxIdleBodyBuffer {
+					st.buf = nil
+				}
 				st.buf, st.off = st.buf[:0], 0
 			}
 			st.recvUnacked += int64(n)
@@ -186,6 +207,26 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
+// sendContinue sends 100 Continue unless a head was written already (as
+// net/http's HTTP/2 server, when the handler first reads the body).
+func (st *stream) sendContinue() {
+	c := st.c
+	_ = c.write(func() error {
+		if !st.owesContinue.CompareAndSwap(true, false) {
+			return nil
+		}
+		c.mu.Lock()
+		gone := st.reset
+		c.mu.Unlock()
+		if gone {
+			return nil
+		}
+		c.hbuf.Reset()
+		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+		return c.writeBlock(st.id, false)
+	})
+}
+
 // moveTrailerLocked sets the received trailer in req.Trailer when the
 // body ends with io.EOF: in the handler's goroutine, which owns the
 // request. (mu)
@@ -241,9 +282,17 @@ type responseWriter struct {
 	handlerDone bool
 	clen        int64 // the handler's Content-Length, or -1
 	written     int64 // body bytes the handler wrote
+	// head is the response head's fields as the header map was at
+	// WriteHeader: later changes are ignored (as by net/http), but for
+	// trailers. headArr backs it for most responses.
+	head    []hpack.HeaderField
+	headArr [8]hpack.HeaderField
 }
 
 const bufSize = 16 << 10
+
+// maxIdleBodyBuffer is the most a drained request body buffer keeps.
+const maxIdleBodyBuffer = 64 << 10
 
 func (w *responseWriter) Header() http.Header { return w.header }
 
@@ -257,7 +306,9 @@ func (w *responseWriter) WriteHeader(code int) {
 	if code >= 100 && code < 200 && code != 101 {
 		// Informational: sent now, the final status follows.
 		c := w.st.c
-		_ = c.write(func() error { return c.writeHeaderBlock(w.st.id, code, w.header, nil, false) })
+		w.st.owesContinue.Store(false)
+		fields := appendHeadFields(nil, w.header, nil)
+		_ = c.write(func() error { return c.writeHeaderBlock(w.st.id, code, fields, false) })
 		return
 	}
 	w.wroteHeader = true
@@ -271,12 +322,50 @@ func (w *responseWriter) WriteHeader(code int) {
 	if vv := w.header["Trailer"]; len(vv) > 0 {
 		for _, v := range vv {
 			for _, k := range strings.Split(v, ",") {
-				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
+				// As net/http: fields that frame, route or
+				// authorize a message are no trailers.
+				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" && httpguts.ValidTrailerHeader(k) {
 					w.trailers = append(w.trailers, k)
 				}
 			}
 		}
 	}
+	w.head = appendHeadFields(w.headArr[:0], w.header, w.trailers)
+	if _, ok := w.header["Date"]; !ok {
+		// As net/http and the HTTP/1 server (RFC 9110 6.6.1).
+		w.head = append(w.head, hpack.HeaderField{Name: "date", Value: w.st.c.srv.httpDate()})
+	}
+}
+
+// appendHeadFields appends h's fields that go in a response head (not the
+// trailers: declared ones in skip, http.TrailerPrefix ones; no
+// connection-specific or invalid ones) to dst.
+func appendHeadFields(dst []hpack.HeaderField, h http.Header, skip []string) []hpack.HeaderField {
+	for k, vv := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) || slices.Contains(skip, k) {
+			continue
+		}
+		name, ok := lowerKey(k)
+		if !ok || connectionSpecific(name) {
+			continue
+		}
+		for _, v := range vv {
+			if httpguts.ValidHeaderFieldValue(v) {
+				dst = append(dst, hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	return dst
+}
+
+// connectionSpecific tells whether a (lower-case) field name is
+// connection-specific: never in HTTP/2 (RFC 9113 8.2.2).
+func connectionSpecific(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
 }
 
 func (w *responseWriter) bodyAllowed() bool {
@@ -365,6 +454,9 @@ func (w *responseWriter) send(end bool) error {
 	st, c := w.st, w.st.c
 	trailers := end && w.hasTrailers()
 	data := w.buf
+	if !w.sentHeader {
+		st.owesContinue.Store(false) // before the head's write: see sendContinue
+	}
 	// Common case: everything fits the windows at once and leaves in one
 	// write: HEADERS, DATA, trailers.
 	c.mu.Lock()
@@ -372,6 +464,7 @@ func (w *responseWriter) send(end bool) error {
 		c.mu.Unlock()
 		return errStreamClosed
 	}
+	st.localDone = st.localDone || end
 	fits := int64(len(data)) <= st.sendWindow && int64(len(data)) <= c.sendWindow
 	if fits {
 		st.sendWindow -= int64(len(data))
@@ -382,7 +475,7 @@ func (w *responseWriter) send(end bool) error {
 		endData := end && !trailers
 		err := c.write(func() error {
 			if !w.sentHeader {
-				if err := c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, endData && len(data) == 0); err != nil {
+				if err := c.writeHeaderBlock(st.id, w.status, w.head, endData && len(data) == 0); err != nil {
 					return err
 				}
 			}
@@ -407,7 +500,7 @@ func (w *responseWriter) send(end bool) error {
 	}
 	// Piecewise: headers, then data as the windows allow.
 	if !w.sentHeader {
-		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, false) }); err != nil {
+		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.head, false) }); err != nil {
 			return err
 		}
 		w.sentHeader = true
@@ -436,7 +529,7 @@ func (c *conn) peerMaxFrameSize() uint32 {
 func (w *responseWriter) writeData(p []byte, end bool) error {
 	st, c := w.st, w.st.c
 	if !w.sentHeader {
-		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.header, w.trailers, false) }); err != nil {
+		if err := c.write(func() error { return c.writeHeaderBlock(st.id, w.status, w.head, false) }); err != nil {
 			return err
 		}
 		w.sentHeader = true
@@ -485,13 +578,14 @@ func (w *responseWriter) finish() {
 		w.close()
 		return
 	}
-	if !w.sentHeader && w.bodyAllowed() && w.header["Content-Length"] == nil && w.trailers == nil && !hasPrefixedTrailer(w.header) && st.req.Method != http.MethodHead {
-		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+	if !w.sentHeader && w.bodyAllowed() && !w.headHas("content-length") && w.trailers == nil && !hasPrefixedTrailer(w.header) && st.req.Method != http.MethodHead {
+		w.head = append(w.head, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(w.buf))})
 	}
 	if len(w.buf) == 0 && w.sentHeader && !w.hasTrailers() {
 		// Only END_STREAM is left: an empty DATA frame.
 		c.mu.Lock()
 		reset := st.reset
+		st.localDone = true
 		c.mu.Unlock()
 		if !reset {
 			_ = c.write(func() error { return c.fr.WriteData(st.id, true, nil) })
@@ -551,28 +645,21 @@ func (w *responseWriter) hasTrailers() bool {
 	return hasPrefixedTrailer(w.header)
 }
 
+func (w *responseWriter) headHas(name string) bool {
+	for _, f := range w.head {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // writeHeaderBlock encodes and writes a response head. (wmu)
-func (c *conn) writeHeaderBlock(id uint32, status int, h http.Header, skip []string, end bool) error {
+func (c *conn) writeHeaderBlock(id uint32, status int, fields []hpack.HeaderField, end bool) error {
 	c.hbuf.Reset()
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
-	for k, vv := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) || slices.Contains(skip, k) {
-			continue
-		}
-		name, ok := lowerKey(k)
-		if !ok {
-			continue
-		}
-		switch name {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			continue
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				continue
-			}
-			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
-		}
+	for _, f := range fields {
+		_ = c.henc.WriteField(f)
 	}
 	return c.writeBlock(id, end)
 }
@@ -583,7 +670,7 @@ func (c *conn) writeTrailers(id uint32, h http.Header, declared []string) error 
 	c.hbuf.Reset()
 	field := func(k string, vv []string) {
 		name, ok := lowerKey(k)
-		if !ok {
+		if !ok || !httpguts.ValidTrailerHeader(k) || connectionSpecific(name) {
 			return
 		}
 		for _, v := range vv {
