@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,8 @@ type conn struct {
 	// writing: wmu guards the framer's write half, bw (from writerPool
 	// while frames are written), henc, hbuf.
 	wmu         sync.Mutex
-	writers     atomic.Int32 // writers waiting for or holding wmu
+	writers     atomic.Int32 // writers waiting for wmu
+	flushQueued bool         // a flushLater is on its way
 	bw          *bufio.Writer
 	henc        *hpack.Encoder
 	hbuf        bytes.Buffer
@@ -273,6 +275,8 @@ func (c *conn) goAway() {
 // ended: the client's pending frames are drained briefly so that it reads
 // our last frames rather than a reset.
 func (c *conn) closeWrite() {
+	// The last stream's frames may still wait for flushLater.
+	_ = c.writeFlush(func() error { return nil })
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok { // TCP, TLS
 		_ = cw.CloseWrite()
 		_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
@@ -289,21 +293,21 @@ type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) { return w.c.bw.Write(p) }
 
-// write runs fn (which writes frames) under the write lock; the last
-// writer to leave flushes.
+// write runs fn (which writes frames) under the write lock; the frames
+// leave in the flush that follows (flushLater).
 func (c *conn) write(fn func() error) error { return c.writeMode(fn, false) }
 
-// writeFlush is write that flushes even with writers waiting: for the
-// last frames before the connection closes (GOAWAY), which a waiting
-// writer would find the connection closed under it.
+// writeFlush is write that flushes at once: for the last frames before
+// the connection closes (GOAWAY), which a later flush would find the
+// connection closed under it.
 func (c *conn) writeFlush(fn func() error) error { return c.writeMode(fn, true) }
 
 func (c *conn) writeMode(fn func() error, flush bool) error {
 	c.writers.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.writers.Add(-1)
 	if c.werr != nil {
-		c.writers.Add(-1)
 		return c.werr
 	}
 	c.renewWriteDeadline()
@@ -312,20 +316,53 @@ func (c *conn) writeMode(fn func() error, flush bool) error {
 		c.bw.Reset(c.nc)
 	}
 	err := fn()
-	if last := c.writers.Add(-1) == 0; (last || flush) && err == nil {
-		err = c.bw.Flush()
-		if err == nil && last {
-			// Idle connections hold no write buffer.
-			c.bw.Reset(nil)
-			writerPool.Put(c.bw)
-			c.bw = nil
-		}
+	if err == nil && flush {
+		err = c.flushLocked()
+	} else if err == nil && !c.flushQueued {
+		c.flushQueued = true
+		go c.flushLater()
 	}
 	if err != nil {
 		c.werr = err
 		c.nc.Close()
 	}
 	return err
+}
+
+// flushLater writes out what the writers buffered, once the goroutines
+// ready to run have run: the frames of the streams whose responses became
+// ready together (a proxy's handlers woken by one read from the upstream)
+// leave in one write, where a flush per writer made a write syscall per
+// response. A writer's frames leave at the latest when the writers that
+// were ready with it have written theirs; Flush (SSE, streaming) is not
+// held longer than that.
+func (c *conn) flushLater() {
+	runtime.Gosched()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.flushQueued = false
+	if c.werr != nil || c.bw == nil {
+		return
+	}
+	c.renewWriteDeadline()
+	if err := c.flushLocked(); err != nil {
+		c.werr = err
+		c.nc.Close()
+	}
+}
+
+// flushLocked writes out the buffer; an idle connection gives it back.
+// (wmu)
+func (c *conn) flushLocked() error {
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	if c.writers.Load() == 0 && !c.flushQueued {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw = nil
+	}
+	return nil
 }
 
 func (c *conn) renewWriteDeadline() {
