@@ -134,7 +134,10 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	_ = res.Body.Close() // moves the trailers into res.Trailer
-	if len(res.Trailer) > 0 || wrote && !flushed {
+	if len(res.Trailer) > 0 && sendsTrailersUnflushed(w) {
+		// The server sends header, body and trailers together when the
+		// handler returns, without a Content-Length: one write.
+	} else if len(res.Trailer) > 0 || wrote && !flushed {
 		// The header goes out before the handler returns: net/http
 		// adds no Content-Length, and sends the trailers after the body.
 		// A response without body or trailers (gRPC's Trailers-Only,
@@ -153,6 +156,28 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		k = http.TrailerPrefix + k
 		dst[k] = append(dst[k], vv...)
 	}
+}
+
+// trailerServer is a ResponseWriter whose server gives a response with
+// trailers (declared in the Trailer field or named with
+// http.TrailerPrefix) no Content-Length even when its handler never
+// flushed, and sends them after the body (httpserver/h2's).
+type trailerServer interface{ TrailersWithoutLength() }
+
+// sendsTrailersUnflushed tells whether w, or a ResponseWriter it wraps
+// (Unwrap, as http.ResponseController follows), is a trailerServer.
+func sendsTrailersUnflushed(w http.ResponseWriter) bool {
+	for range 32 {
+		if _, ok := w.(trailerServer); ok {
+			return true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return false
+		}
+		w = u.Unwrap()
+	}
+	return false
 }
 
 // abortGRPC ends a response whose body could not be copied (the

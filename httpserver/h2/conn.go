@@ -73,6 +73,8 @@ type conn struct {
 	sawSettings    bool
 	ourResets      [32]uint32 // the last streams we reset: the client's frames already sent on them are ignored
 	ourResetsNext  int
+	idleWorkers    int          // workers waiting on work
+	work           chan *stream // streams handed to idle workers
 }
 
 // noteResetLocked records that we reset stream id. (mu)
@@ -95,7 +97,7 @@ func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) 
 	c := &conn{
 		srv: s, nc: nc, tls: ts, remoteAddr: nc.RemoteAddr().String(),
 		streams: map[uint32]*stream{}, sendWindow: 65535, peerInitWindow: 65535,
-		peerMaxFrame: 16384, flowCh: make(chan struct{}),
+		peerMaxFrame: 16384, flowCh: make(chan struct{}), work: make(chan *stream, maxIdleWorkers),
 	}
 	c.fr = http2.NewFramer(connWriter{c}, br)
 	c.fr.SetMaxReadFrameSize(16384)
@@ -793,8 +795,54 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	c.running++
-	go st.run()
+	c.startLocked(st)
 	return nil
+}
+
+// maxIdleWorkers bounds the goroutines a connection keeps waiting for its
+// next stream.
+const maxIdleWorkers = 32
+
+// startLocked runs st's handler on one of the connection's idle workers,
+// or on a new one. A worker's stack has grown to what a handler needs:
+// a goroutine per stream grew a new one from the smallest size, copying
+// it at every doubling, for every request. (mu)
+func (c *conn) startLocked(st *stream) {
+	if c.idleWorkers > 0 {
+		c.idleWorkers--
+		c.work <- st // buffered for every idle worker: never blocks
+		return
+	}
+	go c.worker(st)
+}
+
+// worker runs st's handler, then those the connection hands it, until
+// the connection ends or enough workers wait.
+func (c *conn) worker(st *stream) {
+	for {
+		st.run()
+		c.mu.Lock()
+		if c.closed || c.idleWorkers >= maxIdleWorkers {
+			c.mu.Unlock()
+			return
+		}
+		c.idleWorkers++
+		c.mu.Unlock()
+		select {
+		case st = <-c.work:
+		case <-c.baseCtx.Done():
+			c.mu.Lock()
+			select {
+			case st = <-c.work: // handed over before the end: it runs
+				c.mu.Unlock()
+				continue
+			default:
+			}
+			c.idleWorkers--
+			c.mu.Unlock()
+			return
+		}
+	}
 }
 
 // handlerDone is called when a stream's handler returned.
@@ -809,7 +857,7 @@ func (c *conn) handlerDone(st *stream) {
 			continue
 		}
 		c.running++
-		go next.run()
+		c.startLocked(next)
 	}
 	c.streamsChangedLocked()
 	c.mu.Unlock()
