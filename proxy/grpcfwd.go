@@ -88,7 +88,11 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	dst := w.Header()
 	for k, vv := range res.Header {
-		dst[k] = append(dst[k], vv...)
+		if len(dst[k]) == 0 {
+			dst[k] = vv // res.Header is not used after this
+		} else {
+			dst[k] = append(dst[k], vv...)
+		}
 	}
 	announced := len(res.Trailer)
 	if announced > 0 {
@@ -153,9 +157,27 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for k, vv := range res.Trailer {
-		k = http.TrailerPrefix + k
-		dst[k] = append(dst[k], vv...)
+		k = trailerKey(k)
+		if len(dst[k]) == 0 {
+			dst[k] = vv
+		} else {
+			dst[k] = append(dst[k], vv...)
+		}
 	}
+}
+
+// trailerKey is http.TrailerPrefix+k, without an allocation for gRPC's
+// trailers.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
 }
 
 // trailerServer is a ResponseWriter whose server gives a response with
