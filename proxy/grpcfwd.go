@@ -88,7 +88,11 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	dst := w.Header()
 	for k, vv := range res.Header {
-		dst[k] = append(dst[k], vv...)
+		if len(dst[k]) == 0 {
+			dst[k] = vv // res.Header is not used after this
+		} else {
+			dst[k] = append(dst[k], vv...)
+		}
 	}
 	announced := len(res.Trailer)
 	if announced > 0 {
@@ -134,7 +138,10 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	_ = res.Body.Close() // moves the trailers into res.Trailer
-	if len(res.Trailer) > 0 || wrote && !flushed {
+	if len(res.Trailer) > 0 && sendsTrailersUnflushed(w) {
+		// The server sends header, body and trailers together when the
+		// handler returns, without a Content-Length: one write.
+	} else if len(res.Trailer) > 0 || wrote && !flushed {
 		// The header goes out before the handler returns: net/http
 		// adds no Content-Length, and sends the trailers after the body.
 		// A response without body or trailers (gRPC's Trailers-Only,
@@ -150,9 +157,49 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for k, vv := range res.Trailer {
-		k = http.TrailerPrefix + k
-		dst[k] = append(dst[k], vv...)
+		k = trailerKey(k)
+		if len(dst[k]) == 0 {
+			dst[k] = vv
+		} else {
+			dst[k] = append(dst[k], vv...)
+		}
 	}
+}
+
+// trailerKey is http.TrailerPrefix+k, without an allocation for gRPC's
+// trailers.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
+}
+
+// trailerServer is a ResponseWriter whose server gives a response with
+// trailers (declared in the Trailer field or named with
+// http.TrailerPrefix) no Content-Length even when its handler never
+// flushed, and sends them after the body (httpserver/h2's).
+type trailerServer interface{ TrailersWithoutLength() }
+
+// sendsTrailersUnflushed tells whether w, or a ResponseWriter it wraps
+// (Unwrap, as http.ResponseController follows), is a trailerServer.
+func sendsTrailersUnflushed(w http.ResponseWriter) bool {
+	for range 32 {
+		if _, ok := w.(trailerServer); ok {
+			return true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return false
+		}
+		w = u.Unwrap()
+	}
+	return false
 }
 
 // abortGRPC ends a response whose body could not be copied (the

@@ -410,6 +410,10 @@ func (cc *h2Conn) fail(err error) {
 	}
 }
 
+// unindexedRequestHeaders take a new value with every request (the
+// gateway sets them): not worth a place in the upstream's HPACK table.
+var unindexedRequestHeaders = map[string]bool{"x-request-id": true, "traceparent": true, "grpc-timeout": true}
+
 // forbiddenRequestHeaders are not sent on HTTP/2 (RFC 9113 8.2.2), or
 // become pseudo-headers.
 var forbiddenRequestHeaders = map[string]bool{"connection": true, "proxy-connection": true, "keep-alive": true,
@@ -541,8 +545,13 @@ func (cc *h2Conn) encodeHeaders(req *http.Request, hasBody bool) {
 		if lk == "content-length" {
 			continue // written from req.ContentLength
 		}
+		// Secrets, and the values new with every request (which would
+		// only push the reusable fields out of the dynamic table, at
+		// the cost of an insertion and an eviction each), are not
+		// indexed.
+		sensitive := lk == "authorization" || lk == "cookie" || unindexedRequestHeaders[lk]
 		for _, v := range vs {
-			_ = e.WriteField(hpack.HeaderField{Name: lk, Value: v, Sensitive: lk == "authorization" || lk == "cookie"})
+			_ = e.WriteField(hpack.HeaderField{Name: lk, Value: v, Sensitive: sensitive})
 		}
 	}
 	if hasBody && req.ContentLength > 0 {
@@ -787,6 +796,48 @@ type h2Stream struct {
 	trailer  http.Header // received trailers, moved to resp.Trailer at EOF
 }
 
+// fieldsHeader adds fields to h (a new one when nil). The first values of
+// the keys share one backing array (capped: an append copies), as
+// net/http's readers do: a response's header block costs two
+// allocations, not one per field.
+func fieldsHeader(h http.Header, fields []hpack.HeaderField) http.Header {
+	if h == nil {
+		h = make(http.Header, len(fields))
+	}
+	vals := make([]string, 0, len(fields))
+	for _, hf := range fields {
+		k := canonicalResponseKey(hf.Name)
+		if vv := h[k]; vv != nil {
+			h[k] = append(vv, hf.Value)
+			continue
+		}
+		vals = append(vals, hf.Value)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	return h
+}
+
+// grpcResponseKeys are gRPC's response fields, which
+// http.CanonicalHeaderKey does not know and allocates for.
+var grpcResponseKeys = map[string]string{"grpc-status": "Grpc-Status", "grpc-message": "Grpc-Message",
+	"grpc-encoding": "Grpc-Encoding", "grpc-accept-encoding": "Grpc-Accept-Encoding",
+	"grpc-status-details-bin": "Grpc-Status-Details-Bin"}
+
+func canonicalResponseKey(name string) string {
+	if k, ok := grpcResponseKeys[name]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+// statusLine is http.Response's Status for code ("200 OK").
+func statusLine(code int) string {
+	if code == http.StatusOK {
+		return "200 OK"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
 func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 	s.mu.Lock()
 	if s.finished {
@@ -804,18 +855,14 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 			s.mu.Unlock() // 1xx: skip
 			return
 		}
-		h := make(http.Header, len(f.Fields))
-		for _, hf := range f.RegularFields() {
-			k := http.CanonicalHeaderKey(hf.Name)
-			h[k] = append(h[k], hf.Value)
-		}
+		h := fieldsHeader(nil, f.RegularFields())
 		cl := int64(-1)
 		if v := h.Get("Content-Length"); v != "" {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 				cl = n
 			}
 		}
-		s.resp = &http.Response{Status: strconv.Itoa(status) + " " + http.StatusText(status), StatusCode: status,
+		s.resp = &http.Response{Status: statusLine(status), StatusCode: status,
 			Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Trailer: http.Header{}, ContentLength: cl, Request: s.req,
 			Body: &h2Body{s: s, grpc: strings.HasPrefix(h.Get("Content-Type"), "application/grpc")}}
 		s.gotResp = true
@@ -839,13 +886,7 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 	// Kept aside: the response's Trailer map belongs to the body's
 	// reader, who gets them at EOF (as http.Transport's contract says);
 	// writing it here raced with a caller reading it meanwhile.
-	if s.trailer == nil {
-		s.trailer = make(http.Header, len(f.Fields))
-	}
-	for _, hf := range f.RegularFields() {
-		k := http.CanonicalHeaderKey(hf.Name)
-		s.trailer[k] = append(s.trailer[k], hf.Value)
-	}
+	s.trailer = fieldsHeader(s.trailer, f.RegularFields())
 	s.recvEnd = true
 	s.cond.Broadcast()
 	done := s.sentEnd

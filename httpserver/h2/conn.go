@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,7 +54,8 @@ type conn struct {
 	// writing: wmu guards the framer's write half, bw (from writerPool
 	// while frames are written), henc, hbuf.
 	wmu         sync.Mutex
-	writers     atomic.Int32 // writers waiting for or holding wmu
+	writers     atomic.Int32 // writers waiting for wmu
+	flushQueued bool         // a flushLater is on its way
 	bw          *bufio.Writer
 	henc        *hpack.Encoder
 	hbuf        bytes.Buffer
@@ -81,6 +83,8 @@ type conn struct {
 	sawSettings    bool
 	ourResets      []uint32 // the last streams we reset (ring, 2 x MaxConcurrentStreams): the client's frames already sent on them are ignored
 	ourResetsNext  int
+	idleWorkers    int          // workers waiting on work
+	work           chan *stream // streams handed to idle workers
 }
 
 // noteResetLocked records that we reset stream id. (mu)
@@ -108,7 +112,7 @@ func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) 
 	c := &conn{
 		srv: s, nc: nc, tls: ts, remoteAddr: nc.RemoteAddr().String(),
 		streams: map[uint32]*stream{}, sendWindow: 65535, peerInitWindow: 65535,
-		peerMaxFrame: 16384, flowCh: make(chan struct{}),
+		peerMaxFrame: 16384, flowCh: make(chan struct{}), work: make(chan *stream, maxIdleWorkers),
 	}
 	c.fr = http2.NewFramer(connWriter{c}, br)
 	c.fr.SetMaxReadFrameSize(16384)
@@ -295,8 +299,8 @@ func (c *conn) goAway() {
 // ended: the client's pending frames are drained briefly so that it reads
 // our last frames rather than a reset.
 func (c *conn) closeWrite() {
-	// What earlier writers left in the buffer for a writer waiting behind
-	// them to flush leaves before the FIN, which that writer would find.
+	// What earlier writers left in the buffer (the last stream's frames,
+	// waiting for flushLater) leaves before the FIN.
 	_ = c.writeFlush(func() error { return nil })
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok { // TCP, TLS
 		_ = cw.CloseWrite()
@@ -314,21 +318,21 @@ type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) { return w.c.bw.Write(p) }
 
-// write runs fn (which writes frames) under the write lock; the last
-// writer to leave flushes.
+// write runs fn (which writes frames) under the write lock; the frames
+// leave in the flush that follows (flushLater).
 func (c *conn) write(fn func() error) error { return c.writeMode(fn, false) }
 
-// writeFlush is write that flushes even with writers waiting: for the
-// last frames before the connection closes (GOAWAY), which a waiting
-// writer would find the connection closed under it.
+// writeFlush is write that flushes at once: for the last frames before
+// the connection closes (GOAWAY), which a later flush would find the
+// connection closed under it.
 func (c *conn) writeFlush(fn func() error) error { return c.writeMode(fn, true) }
 
 func (c *conn) writeMode(fn func() error, flush bool) error {
 	c.writers.Add(1)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.writers.Add(-1)
 	if c.werr != nil {
-		c.writers.Add(-1)
 		return c.werr
 	}
 	c.renewWriteDeadline()
@@ -337,20 +341,53 @@ func (c *conn) writeMode(fn func() error, flush bool) error {
 		c.bw.Reset(c.nc)
 	}
 	err := fn()
-	if last := c.writers.Add(-1) == 0; (last || flush) && err == nil {
-		err = c.bw.Flush()
-		if err == nil && last {
-			// Idle connections hold no write buffer.
-			c.bw.Reset(nil)
-			writerPool.Put(c.bw)
-			c.bw = nil
-		}
+	if err == nil && flush {
+		err = c.flushLocked()
+	} else if err == nil && !c.flushQueued {
+		c.flushQueued = true
+		go c.flushLater()
 	}
 	if err != nil {
 		c.werr = err
 		c.nc.Close()
 	}
 	return err
+}
+
+// flushLater writes out what the writers buffered, once the goroutines
+// ready to run have run: the frames of the streams whose responses became
+// ready together (a proxy's handlers woken by one read from the upstream)
+// leave in one write, where a flush per writer made a write syscall per
+// response. A writer's frames leave at the latest when the writers that
+// were ready with it have written theirs; Flush (SSE, streaming) is not
+// held longer than that.
+func (c *conn) flushLater() {
+	runtime.Gosched()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.flushQueued = false
+	if c.werr != nil || c.bw == nil {
+		return
+	}
+	c.renewWriteDeadline()
+	if err := c.flushLocked(); err != nil {
+		c.werr = err
+		c.nc.Close()
+	}
+}
+
+// flushLocked writes out the buffer; an idle connection gives it back.
+// (wmu)
+func (c *conn) flushLocked() error {
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	if c.writers.Load() == 0 && !c.flushQueued {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw = nil
+	}
+	return nil
 }
 
 func (c *conn) renewWriteDeadline() {
@@ -812,13 +849,59 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	c.running++
-	go st.run()
+	c.startLocked(st)
 	return nil
 }
 
 func expectsContinue(h http.Header) bool {
 	vv := h["Expect"]
 	return len(vv) > 0 && httpguts.HeaderValuesContainsToken(vv, "100-continue")
+}
+
+// maxIdleWorkers bounds the goroutines a connection keeps waiting for its
+// next stream.
+const maxIdleWorkers = 32
+
+// startLocked runs st's handler on one of the connection's idle workers,
+// or on a new one. A worker's stack has grown to what a handler needs:
+// a goroutine per stream grew a new one from the smallest size, copying
+// it at every doubling, for every request. (mu)
+func (c *conn) startLocked(st *stream) {
+	if c.idleWorkers > 0 {
+		c.idleWorkers--
+		c.work <- st // buffered for every idle worker: never blocks
+		return
+	}
+	go c.worker(st)
+}
+
+// worker runs st's handler, then those the connection hands it, until
+// the connection ends or enough workers wait.
+func (c *conn) worker(st *stream) {
+	for {
+		st.run()
+		c.mu.Lock()
+		if c.closed || c.idleWorkers >= maxIdleWorkers {
+			c.mu.Unlock()
+			return
+		}
+		c.idleWorkers++
+		c.mu.Unlock()
+		select {
+		case st = <-c.work:
+		case <-c.baseCtx.Done():
+			c.mu.Lock()
+			select {
+			case st = <-c.work: // handed over before the end: it runs
+				c.mu.Unlock()
+				continue
+			default:
+			}
+			c.idleWorkers--
+			c.mu.Unlock()
+			return
+		}
+	}
 }
 
 // handlerDone is called when a stream's handler returned.
@@ -833,7 +916,7 @@ func (c *conn) handlerDone(st *stream) {
 			continue
 		}
 		c.running++
-		go next.run()
+		c.startLocked(next)
 	}
 	c.streamsChangedLocked()
 	c.mu.Unlock()

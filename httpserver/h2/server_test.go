@@ -286,3 +286,62 @@ func TestBodyTimeoutIs408(t *testing.T) {
 		t.Fatalf("status %s, want 408", st)
 	}
 }
+
+// TestShutdownSendsLastResponses: a response finished while Shutdown
+// waits reaches the client whole (body and trailers) before the
+// connection closes: the frames the last stream buffered are flushed
+// before the write half closes, and the handler workers waiting on the
+// connection end with it.
+func TestShutdownSendsLastResponses(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = w.Write([]byte("last words"))
+		w.Header().Set("Grpc-Status", "0")
+	})}
+	addr := start(t, s)
+	client := h2cClient()
+	type result struct {
+		body, trailer string
+		err           error
+	}
+	results := make(chan result, 4)
+	for range 4 {
+		go func() {
+			res, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			b, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			results <- result{string(b), res.Trailer.Get("Grpc-Status"), err}
+		}()
+	}
+	for range 4 {
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("handlers did not start")
+		}
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	close(release)
+	for range 4 {
+		r := <-results
+		if r.err != nil || r.body != "last words" || r.trailer != "0" {
+			t.Fatalf("response %q trailer %q err %v", r.body, r.trailer, r.err)
+		}
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -425,6 +425,11 @@ func (w *responseWriter) FlushError() error {
 	return w.send(false)
 }
 
+// TrailersWithoutLength says that a response with trailers gets no
+// Content-Length though its handler never flushed (finish): a proxy
+// need not flush before it returns to keep one off a gRPC response.
+func (w *responseWriter) TrailersWithoutLength() {}
+
 // SetReadDeadline bounds the request body's reads; a deadline in the past
 // ends a read blocked now (from any goroutine).
 func (w *responseWriter) SetReadDeadline(t time.Time) error {
