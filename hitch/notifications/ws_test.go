@@ -71,8 +71,13 @@ func TestWebSocketPushAndReplay(t *testing.T) {
 	// (the client's Read answers the pings).
 	readCtx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, _, err := c.Read(readCtx)
+	expired := readCtx.Err() != nil
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
+	// Our deadline closes the socket (coder/websocket): a pong being
+	// written at that moment fails as a closed connection rather than
+	// the deadline, which CI saw once. Either way the socket lasted
+	// until our deadline; the server closing it would be another error.
+	if !errors.Is(err, context.DeadlineExceeded) && !(expired && errors.Is(err, net.ErrClosed)) {
 		t.Fatalf("idle read: %v, want a timeout with the socket kept", err)
 	}
 	// (a cancelled Read closes a coder/websocket connection: dial again)
