@@ -881,7 +881,10 @@ func (c *conn) worker(st *stream) {
 	for {
 		st.run()
 		c.mu.Lock()
-		if c.closed || c.idleWorkers >= maxIdleWorkers {
+		// The streams handed over but not yet taken are as many
+		// workers waiting: counted, the buffer holds every stream
+		// handed to a waiting worker and startLocked never blocks.
+		if c.closed || c.idleWorkers+len(c.work) >= maxIdleWorkers {
 			c.mu.Unlock()
 			return
 		}

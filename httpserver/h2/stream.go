@@ -90,16 +90,21 @@ func (st *stream) closeRemote(err error) {
 func (st *stream) run() {
 	c := st.c
 	defer c.handlerDone(st)
+	finished := false
 	defer func() {
-		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler {
-				c.srv.logf("h2: handler panic", "remote", c.remoteAddr, "panic", v)
-			}
-			st.resetWith(http2.ErrCodeInternal)
+		if finished {
+			return
 		}
+		// A panic, or runtime.Goexit (recover gives nil): the stream
+		// is reset, not left open without a handler.
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			c.srv.logf("h2: handler panic", "remote", c.remoteAddr, "panic", v)
+		}
+		st.resetWith(http2.ErrCodeInternal)
 	}()
 	c.srv.Handler.ServeHTTP(&st.rw, st.req)
 	st.rw.finish()
+	finished = true
 }
 
 // resetWith sends RST_STREAM unless the stream already ended.
