@@ -27,20 +27,7 @@ func BenchmarkUnary(b *testing.B) {
 	})
 	for _, name := range []string{"switchyard", "net/http"} {
 		b.Run("server="+name, func(b *testing.B) {
-			var addr string
-			if name == "switchyard" {
-				addr = start(b, &Server{Handler: h})
-			} else {
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				s := &http.Server{Handler: h, Protocols: new(http.Protocols)}
-				s.Protocols.SetUnencryptedHTTP2(true)
-				go func() { _ = s.Serve(ln) }()
-				b.Cleanup(func() { s.Close() })
-				addr = ln.Addr().String()
-			}
+			addr := startNamed(b, name, h)
 			client := h2cClient()
 			url := "http://" + addr + "/bench.Echo/Unary"
 			body := bytes.Repeat([]byte("x"), 128)
@@ -76,20 +63,7 @@ func BenchmarkPingFlood(b *testing.B) {
 	h := http.NotFoundHandler()
 	for _, name := range []string{"switchyard", "net/http"} {
 		b.Run("server="+name, func(b *testing.B) {
-			var addr string
-			if name == "switchyard" {
-				addr = start(b, &Server{Handler: h})
-			} else {
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				s := &http.Server{Handler: h, Protocols: new(http.Protocols)}
-				s.Protocols.SetUnencryptedHTTP2(true)
-				go func() { _ = s.Serve(ln) }()
-				b.Cleanup(func() { s.Close() })
-				addr = ln.Addr().String()
-			}
+			addr := startNamed(b, name, h)
 			r := dialRaw(b, addr)
 			var batch bytes.Buffer
 			fr := http2.NewFramer(&batch, nil)
@@ -132,4 +106,21 @@ func cpuNanos() int64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// startNamed serves h with this package's server ("switchyard") or
+// net/http's (h2c), for the benchmarks that compare the two.
+func startNamed(b *testing.B, name string, h http.Handler) string {
+	if name == "switchyard" {
+		return start(b, &Server{Handler: h})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &http.Server{Handler: h, Protocols: new(http.Protocols)}
+	s.Protocols.SetUnencryptedHTTP2(true)
+	go func() { _ = s.Serve(ln) }()
+	b.Cleanup(func() { s.Close() })
+	return ln.Addr().String()
 }
