@@ -23,6 +23,7 @@ import (
 	validator "github.com/pb33f/libopenapi-validator"
 	vconfig "github.com/pb33f/libopenapi-validator/config"
 	verrors "github.com/pb33f/libopenapi-validator/errors"
+	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
 
 	"github.com/switchyard/switchyard/config"
 )
@@ -105,7 +106,11 @@ type Contract struct {
 	v         validator.Validator
 	maxBody   int64
 	ops       map[string]map[string]bool // path template -> methods (for 405's Allow)
-	stats     Stats
+	// model is the document's model when some path has an explicit HEAD
+	// operation (nil otherwise): a HEAD request is checked as the GET of
+	// its path unless that path has its own HEAD (see checkRequest).
+	model *v3.Document
+	stats Stats
 }
 
 // Load reads and checks the document of cfg: it must parse, be OpenAPI
@@ -190,6 +195,9 @@ func build(name string, cfg Config, doc []byte) (c *Contract, err error) {
 				methods[strings.ToUpper(method)] = true
 			}
 			c.ops[p] = methods
+			if methods["HEAD"] {
+				c.model = &m.Model
+			}
 		}
 	}
 	return c, nil

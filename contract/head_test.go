@@ -1,0 +1,59 @@
+package contract
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestHeadCheckedAsGet: the validator matches HEAD to a path through its
+// GET but checked none of the GET's parameters, so HEAD with a query,
+// header or path parameter the contract forbids reached the upstream (Go's
+// net/http serves HEAD with the GET handler). A HEAD is now checked as
+// that GET; a path with its own HEAD operation is checked against it.
+func TestHeadCheckedAsGet(t *testing.T) {
+	srv, up, _ := newHarness(t, Config{})
+	if code, _, body := send(t, "HEAD", srv.URL+"/v1/rides/r-0000abcd?fields=all&limit=5", "", ""); code != 200 {
+		t.Fatalf("conforming HEAD: %d %s", code, body)
+	}
+	before := up.calls.Load()
+	for _, c := range []struct {
+		name, path string
+		hdr        []string
+		status     int
+	}{
+		{"query enum", "/v1/rides/r-0000abcd?fields=everything", nil, 400},
+		{"query type", "/v1/rides/r-0000abcd?limit=lots", nil, 400},
+		{"header length", "/v1/rides/r-0000abcd", []string{"X-Client", strings.Repeat("x", 40)}, 400},
+		{"path pattern", "/v1/rides/42", nil, 400},
+		{"unknown path", "/v1/admin", nil, 404},
+		{"no GET", "/v1/rides", nil, 405},
+	} {
+		if code, _, _ := send(t, "HEAD", srv.URL+c.path, "", "", c.hdr...); code != c.status {
+			t.Errorf("HEAD %s (%s): %d, want %d", c.path, c.name, code, c.status)
+		}
+	}
+	if n := up.calls.Load() - before; n != 0 {
+		t.Errorf("%d refused HEAD requests reached the upstream", n)
+	}
+
+	// A path with its own HEAD operation is checked against that one.
+	doc := strings.Replace(ridesAPI, "    delete:\n", `    head:
+      parameters:
+        - { name: probe, in: query, required: true, schema: { type: integer } }
+      responses: { '200': { description: exists } }
+    delete:
+`, 1)
+	srv2, up2, _ := newHarness(t, Config{Document: []byte(doc)})
+	if code, _, _ := send(t, "HEAD", srv2.URL+"/v1/rides/r-0000abcd?probe=1", "", ""); code != 200 {
+		t.Errorf("HEAD with its own operation, conforming: %d", code)
+	}
+	if code, _, _ := send(t, "HEAD", srv2.URL+"/v1/rides/r-0000abcd?probe=x", "", ""); code != 400 {
+		t.Errorf("HEAD with its own operation, bad probe: %d, want 400", code)
+	}
+	if code, _, _ := send(t, "HEAD", srv2.URL+"/v1/stream", "", ""); code != 200 {
+		t.Errorf("HEAD of a GET-only path in a document with HEAD operations: %d", code)
+	}
+	if n := up2.calls.Load(); n != 2 {
+		t.Errorf("upstream calls %d, want 2", n)
+	}
+}
