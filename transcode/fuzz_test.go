@@ -32,6 +32,8 @@ func FuzzRequest(f *testing.F) {
 		{"GET", "/v1/files/a/%2e%2e/b:list", "", ""},
 		{"POST", "/v1/shelves/s/books", "", `{"title":"T","tags":["x"],"genre":"FICTION","note":"n"}`},
 		{"POST", "/v1/shelves/s/books", "book.title=x", `{}`},
+		{"POST", "/v1/shelves/s/books", "", `null`},
+		{"PATCH", "/v1/shelves/s/books/7", "", ` null `},
 		{"POST", "/v1/shelves/s/books", "", `{"title":"a"}, "shelf": "x"`},
 		{"PATCH", "/v1/shelves/s/books/7", "", `{"author":{"mentor":{"mentor":{"name":"x"}}},"pages":1e3}`},
 		{"POST", "/switchyard.test.library.Library/GetBook", "", `{"shelf":"s","bookId":"99999999999999999999"}`},

@@ -429,6 +429,10 @@ func (t *Transcoder) decodeBody(r *rule, body []byte, msg *dynamicpb.Message) er
 	if err := t.in.Unmarshal(wrapped, tmp); err != nil {
 		return err
 	}
-	msg.Set(r.bodyFD, tmp.Get(r.bodyFD))
+	if tmp.Has(r.bodyFD) {
+		// A body of null leaves the field unset: Get would hand back an
+		// invalid (read-only) zero message, which Set refuses with a panic.
+		msg.Set(r.bodyFD, tmp.Get(r.bodyFD))
+	}
 	return nil
 }
