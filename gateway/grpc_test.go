@@ -337,6 +337,16 @@ routes:
 		if grpcstatus.Code(err) != codes.Unimplemented {
 			t.Errorf("no route: %v, want Unimplemented", err)
 		}
+		// A trailers-only gRPC status with the gateway's code and request
+		// id, not an HTTP 404 with a JSON body that grpc-go maps to
+		// Unimplemented on its own ("unexpected HTTP status code").
+		if msg := grpcstatus.Convert(err).Message(); !strings.Contains(msg, "(no_route) request_id=") {
+			t.Errorf("no route: grpc-message %q, want the gateway's code and request id", msg)
+		}
+		err = dialGRPC(t, gw.g.Addr().String(), nil).Invoke(context.Background(), "/"+echoService+"/../M", wrapperspb.String("x"), new(wrapperspb.StringValue))
+		if msg := grpcstatus.Convert(err).Message(); !strings.Contains(msg, "(bad_request) request_id=") {
+			t.Errorf("dot segment: %v, want a gRPC status with the gateway's code and request id", err)
+		}
 	})
 }
 

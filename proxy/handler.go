@@ -379,6 +379,17 @@ func (st *reqState) clientGone() bool {
 	return st.clientCtx.Err() != nil && !st.timedOut.Load()
 }
 
+// writeEarly answers a request refused before it has a route: a gRPC
+// call gets the error as a gRPC status in a trailers-only response (as
+// every later gateway error), not a JSON body its client cannot read.
+func writeEarly(w http.ResponseWriter, r *http.Request, e *httpx.Error, id string) {
+	if httpx.IsGRPC(r) {
+		e.WriteGRPC(w, id)
+		return
+	}
+	e.Write(w, id)
+}
+
 // ServeHTTP proxies one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -403,7 +414,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	mergeSlashes(r)
 	if e := refusePath(r); e != nil {
-		e.Write(w, id)
+		writeEarly(w, r, e, id)
 		h.log(r, nil, id, e.Status, 0, start)
 		h.metrics.request("", "", e.Status, time.Since(start))
 		return
@@ -413,7 +424,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, ok := h.resolver.Resolve(r)
 	if !ok {
 		e := &httpx.Error{Status: http.StatusNotFound, Code: "no_route", Msg: "no route matches " + r.Method + " " + r.Host + r.URL.Path}
-		e.Write(w, id)
+		writeEarly(w, r, e, id)
 		h.log(r, nil, id, e.Status, 0, start)
 		h.metrics.request("", "", e.Status, time.Since(start))
 		return
