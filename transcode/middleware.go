@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -97,7 +98,22 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 
 func (t *Transcoder) refuse(w http.ResponseWriter, r *http.Request, status int, format string, args ...any) {
 	t.stats.Refused.Add(1)
-	writeProblem(w, r, Problem{Status: status, Detail: fmt.Sprintf(format, args...)})
+	writeProblem(w, r, Problem{Status: status, Detail: capDetail(fmt.Sprintf(format, args...))})
+}
+
+// maxDetail bounds the detail of a refusal: the JSON decoder quotes the
+// offending value, which may be most of a 1 MiB body.
+const maxDetail = 1024
+
+func capDetail(s string) string {
+	if len(s) <= maxDetail {
+		return s
+	}
+	cut := maxDetail
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
 }
 
 // find returns the rule matching r and the variables of its path; when

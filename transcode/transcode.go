@@ -396,6 +396,60 @@ func jsonDepth(b []byte, max int) bool {
 	return false
 }
 
+// loneSurrogate reports whether a string in b (valid JSON) holds a \u
+// escape of a UTF-16 surrogate that is not half of a high-low pair.
+func loneSurrogate(b []byte) bool {
+	hex4 := func(i int) (rune, bool) { // the 4 hex digits after b[i:i+2] == `\u`
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range b[i+2 : i+6] {
+			switch {
+			case c >= '0' && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case c >= 'a' && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		return r, true
+	}
+	inStr := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !inStr {
+			inStr = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = false
+		case '\\':
+			r, ok := hex4(i)
+			if !ok {
+				i++ // a one-character escape
+				continue
+			}
+			i += 5
+			switch {
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return true
+			case r >= 0xD800 && r <= 0xDBFF:
+				lo, ok := hex4(i + 1)
+				if !ok || lo < 0xDC00 || lo > 0xDFFF {
+					return true
+				}
+				i += 6
+			}
+		}
+	}
+	return false
+}
+
 // decodeBody fills msg from the JSON body according to the rule.
 func (t *Transcoder) decodeBody(r *rule, body []byte, msg *dynamicpb.Message) error {
 	body = bytes.TrimSpace(body)
@@ -413,6 +467,10 @@ func (t *Transcoder) decodeBody(r *rule, body []byte, msg *dynamicpb.Message) er
 	}
 	if jsonDepth(body, t.in.RecursionLimit) {
 		return fmt.Errorf("body nests deeper than %d levels", t.in.RecursionLimit)
+	}
+	if loneSurrogate(body) {
+		// protojson refuses these too, but as "unexpected EOF".
+		return errors.New(`body: a string holds a \u escape of an unpaired UTF-16 surrogate (\uD800-\uDFFF without its pair): not a character`)
 	}
 	if r.body == "*" {
 		return t.in.Unmarshal(body, msg)

@@ -303,6 +303,10 @@ func TestTranscodeHostileRequests(t *testing.T) {
 		{"duplicate key", "POST", "/v1/shelves/s/books", `{"title":"a","title":"b"}`, 400, "duplicate", nil},
 		{"duplicate key, JSON and proto names", "POST", "/v1/shelves/s/books", `{"pages":1,"pages":2}`, 400, "duplicate", nil},
 		{"invalid UTF-8 in a string", "POST", "/v1/shelves/s/books", "{\"title\":\"\xff\"}", 400, "UTF-8", nil},
+		{"unpaired high surrogate", "POST", "/v1/shelves/s/books", `{"title":"a\ud800b"}`, 400, "unpaired UTF-16 surrogate", nil},
+		{"unpaired low surrogate", "POST", "/v1/shelves/s/books", `{"title":"\uDC00"}`, 400, "unpaired UTF-16 surrogate", nil},
+		{"high surrogate then a non-surrogate", "POST", "/v1/shelves/s/books", `{"title":"\ud800\u0041"}`, 400, "unpaired UTF-16 surrogate", nil},
+		{"surrogate in a key", "POST", "/v1/shelves/s/books", `{"\ud800":1}`, 400, "unpaired UTF-16 surrogate", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := e.do(t, c.method, c.path, c.body, c.hdr...)
@@ -322,6 +326,14 @@ func TestTranscodeHostileRequests(t *testing.T) {
 	// what a path-based rule in front saw is what the service gets.
 	if a := e.do(t, "GET", "/v1/shelves/s/books/1?shelf=t", ""); a.status != 200 || jsonOf(t, a.body)["shelf"] != "s" {
 		t.Fatalf("query overriding a path variable: %d %s, want shelf \"s\" from the path", a.status, a.body)
+	}
+	if a := e.do(t, "POST", "/v1/shelves/s/books", `{"title":"\ud83d\ude00 \\ud800 \u00e9"}`); a.status != 200 || jsonOf(t, a.body)["title"] != "\U0001F600 \\ud800 \u00e9" {
+		t.Fatalf("a surrogate pair, an escaped backslash before ud800 and a plain escape: %d %s", a.status, a.body)
+	}
+	// The decoder quotes the offending value; the refusal does not echo
+	// a body's worth of it.
+	if a := e.do(t, "POST", "/v1/shelves/s/books", `{"pages":`+strings.Repeat("9", 4000)+`}`); a.status != 400 || len(problemOf(t, a).Detail) > 1100 || !strings.Contains(problemOf(t, a).Detail, "more bytes") {
+		t.Fatalf("a 4000-digit number: %d, detail of %d bytes: %.200s", a.status, len(problemOf(t, a).Detail), a.body)
 	}
 	e2 := start(t, func(c *transcode.Config) { c.IgnoreUnknownFields, c.IgnoreUnknownQuery = true, true })
 	if a := e2.do(t, "POST", "/v1/shelves/s/books?colour=red", `{"titel":"a","title":"b"}`); a.status != 200 || jsonOf(t, a.body)["title"] != "b" {
