@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	verrors "github.com/pb33f/libopenapi-validator/errors"
 	"github.com/pb33f/libopenapi-validator/helpers"
@@ -296,9 +297,39 @@ func (c *Contract) refuse(w http.ResponseWriter, r *http.Request, status int, de
 	if vs == nil {
 		vs = []Violation{}
 	}
+	// The validator quotes the offending values: a 1 MiB string that
+	// misses its pattern came back twice, and a body can break the
+	// schema in as many places as it has fields. The problem stays small.
+	if len(vs) > maxViolations {
+		n := len(vs) - maxViolations
+		vs = append(vs[:maxViolations:maxViolations], Violation{In: "request", Message: fmt.Sprintf("%d more violations not listed", n)})
+	}
+	for i := range vs {
+		vs[i].Message = capText(vs[i].Message)
+		vs[i].Pointer = capText(vs[i].Pointer)
+		vs[i].Name = capText(vs[i].Name)
+	}
+	detail = capText(detail)
 	p := Problem{Type: ProblemType, Title: http.StatusText(status), Status: status, Detail: detail,
 		Instance: r.URL.Path, Contract: c.name, RequestID: httpx.RequestID(r), Violations: vs}
 	writeProblem(w, r, p)
+}
+
+// maxText bounds each text of a problem, maxViolations their number.
+const (
+	maxText       = 1024
+	maxViolations = 100
+)
+
+func capText(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	cut := maxText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -55,5 +56,35 @@ func TestHeadCheckedAsGet(t *testing.T) {
 	}
 	if n := up2.calls.Load(); n != 2 {
 		t.Errorf("upstream calls %d, want 2", n)
+	}
+}
+
+// TestProblemBounded: the validator quotes what it refuses; a 200 KB
+// string missing its pattern came back whole, twice (detail and
+// violation), and a body breaking the schema in many places listed every
+// place. Each text is cut at 1 KiB and the list at 100.
+func TestProblemBounded(t *testing.T) {
+	doc := strings.Replace(ridesAPI, "                note: { type: [string, \"null\"], maxLength: 40 }\n",
+		"                note: { type: [string, \"null\"], maxLength: 40 }\n                stops: { type: array, items: { type: integer } }\n                code: { type: string, pattern: '^[A-Z]+$' }\n", 1)
+	srv, up, _ := newHarness(t, Config{Document: []byte(doc)})
+	long := strings.Repeat("x", 200000)
+	code, h, body := send(t, "POST", srv.URL+"/v1/rides", "application/json", `{"from":{"lat":1,"lng":2},"to":{"lat":1,"lng":2},"code":"`+long+`"}`)
+	if code != 400 || len(body) > 8192 {
+		t.Fatalf("a 200 KB code: %d, %d bytes of problem", code, len(body))
+	}
+	if p := problemOf(t, h, body); len(p.Violations) == 0 || !strings.Contains(p.Detail, "more bytes") {
+		t.Errorf("a cut detail says so: %+v", p)
+	}
+	items := make([]string, 500)
+	for i := range items {
+		items[i] = fmt.Sprintf(`"s%d"`, i)
+	}
+	code, h, body = send(t, "POST", srv.URL+"/v1/rides", "application/json", `{"from":{"lat":1,"lng":2},"to":{"lat":1,"lng":2},"stops":[`+strings.Join(items, ",")+`]}`)
+	p := problemOf(t, h, body)
+	if code != 400 || len(p.Violations) != 101 || !strings.Contains(p.Violations[100].Message, "400 more violations") {
+		t.Fatalf("500 bad items: %d, %d violations (last %+v)", code, len(p.Violations), p.Violations[len(p.Violations)-1])
+	}
+	if n := up.calls.Load(); n != 0 {
+		t.Errorf("%d refused requests reached the upstream", n)
 	}
 }
