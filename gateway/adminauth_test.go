@@ -57,6 +57,11 @@ routes:
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
 	}
+	// --check lists each problem once (the token was reported by the
+	// config's validation and again by the files' check).
+	if err := Check(path); err == nil || strings.Count(err.Error(), "too short") != 1 {
+		t.Errorf("--check: want the short token reported once:\n%v", err)
+	}
 	writeConfig(t, path, `listen: 127.0.0.1:0
 admin_tls: { cert: a.pem }
 admin_auth:

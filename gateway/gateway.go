@@ -303,7 +303,7 @@ func checkFiles(cfg *Config) error {
 			errs = append(errs, cfg.Errorf("admin_tls", "%v", err))
 		}
 	}
-	if cfg.AdminAuth != nil {
+	if cfg.AdminAuth != nil && cfg.AdminAuth.Validate() == nil { // else the config's validation reported it already
 		if _, err := admin.NewAuthenticator(cfg.AdminAuth, slog.New(slog.DiscardHandler)); err != nil {
 			errs = append(errs, cfg.Wrap("admin_auth", err))
 		}
