@@ -111,8 +111,8 @@ func (c *Conn) link(ctx context.Context) (*link, error) {
 		nc, err := d.DialContext(ctx, "tcp", c.addr)
 		if err == nil {
 			nc, err = secure(ctx, nc, c.addr, &c.opts)
-			if le := (*errLogin)(nil); errors.As(err, &le) {
-				return nil, err // a refused login: retrying will not help
+			if le := (*errLogin)(nil); errors.As(err, &le) || refusedTLS(err) {
+				return nil, err // a refused login or certificate: retrying will not help
 			}
 		}
 		if err == nil {
@@ -133,6 +133,20 @@ func (c *Conn) link(ctx context.Context) (*link, error) {
 			return nil, fmt.Errorf("connecting to broker %s: %w (last error: %v)", c.addr, ctx.Err(), err)
 		}
 	}
+}
+
+// refusedTLS reports whether err is a TLS refusal that a redial would
+// meet again: the broker's certificate does not verify, or the broker
+// answered with an alert (a client certificate of another CA, expired, of
+// the wrong usage; TLS 1.3 delivers that alert at the first read, the
+// login).
+func refusedTLS(err error) bool {
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
 func startLink(nc net.Conn) *link {

@@ -394,8 +394,19 @@ func TestTLSClientCertificates(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := client.Dial(short, addr, client.Options{TLS: wrong}); err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("a certificate of another CA: %v, want a handshake failure", err)
+	// The refusal is final: Dial returns it rather than redialling until
+	// the context ends (it did, with "context deadline exceeded (last
+	// error: ...)").
+	if _, err := client.Dial(ctx, addr, client.Options{TLS: wrong}); err == nil || !strings.Contains(err.Error(), "certificate") || ctx.Err() != nil {
+		t.Fatalf("a certificate of another CA: %v (context: %v), want the handshake's refusal", err, ctx.Err())
+	}
+	// And so is a broker certificate this client cannot verify.
+	otherRoots, err := client.LoadTLS(other.file, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Dial(ctx, addr, client.Options{TLS: otherRoots}); err == nil || !strings.Contains(err.Error(), "certificate") || ctx.Err() != nil {
+		t.Fatalf("a broker certificate of another CA: %v (context: %v), want the verification error", err, ctx.Err())
 	}
 	hw := &client.HTTP{Base: "https://" + httpAddr, Client: &http.Client{Transport: &http.Transport{TLSClientConfig: wrong}}}
 	if _, err := hw.Publish(ctx, "ops.q", broker.Message{Body: []byte("z")}); err == nil || !strings.Contains(err.Error(), "certificate") {
