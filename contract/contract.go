@@ -106,11 +106,13 @@ type Contract struct {
 	v         validator.Validator
 	maxBody   int64
 	ops       map[string]map[string]bool // path template -> methods (for 405's Allow)
-	// model is the document's model when some path has an explicit HEAD
-	// operation (nil otherwise): a HEAD request is checked as the GET of
-	// its path unless that path has its own HEAD (see checkRequest).
+	// model is the document's model: a HEAD request is checked as the GET
+	// of its path unless that path has its own HEAD (checkRequest), and a
+	// body is refused on an operation without a requestBody.
 	model *v3.Document
-	stats Stats
+	// headOps: some path has an explicit HEAD operation.
+	headOps bool
+	stats   Stats
 }
 
 // Load reads and checks the document of cfg: it must parse, be OpenAPI
@@ -188,6 +190,9 @@ func build(name string, cfg Config, doc []byte) (c *Contract, err error) {
 		c.maxBody = DefaultMaxBody
 	}
 	m, _ := d.BuildV3Model()
+	if m != nil {
+		c.model = &m.Model
+	}
 	if m != nil && m.Model.Paths != nil && m.Model.Paths.PathItems != nil {
 		for p, item := range m.Model.Paths.PathItems.FromOldest() {
 			methods := map[string]bool{}
@@ -196,7 +201,7 @@ func build(name string, cfg Config, doc []byte) (c *Contract, err error) {
 			}
 			c.ops[p] = methods
 			if methods["HEAD"] {
-				c.model = &m.Model
+				c.headOps = true
 			}
 		}
 	}

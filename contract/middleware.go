@@ -149,6 +149,13 @@ func (c *Contract) checkRequest(r *http.Request, body []byte) (status int, detai
 	}
 	ok, errs := c.validate(&vr)
 	if ok {
+		if len(body) > 0 && !c.takesBody(&vr) {
+			// The validator checks a body only against a requestBody; on
+			// an operation without one it let any body through unread, to
+			// an upstream that may read it (GET with a body).
+			v := Violation{In: "body", Message: fmt.Sprintf("%s %s takes no request body in the contract", vr.Method, r.URL.Path)}
+			return http.StatusBadRequest, fmt.Sprintf("the request does not match the API contract %q: %s", c.name, describe(v)), []Violation{v}, ""
+		}
 		return 0, "", nil, ""
 	}
 	for _, e := range errs {
@@ -182,7 +189,7 @@ func (c *Contract) checkRequest(r *http.Request, body []byte) (status int, detai
 // hasHeadOperation reports whether the path item r's path matches has
 // an explicit HEAD operation.
 func (c *Contract) hasHeadOperation(r *http.Request) (has bool) {
-	if c.model == nil {
+	if c.model == nil || !c.headOps {
 		return false
 	}
 	defer func() { // third-party code: a panic means "no"
@@ -192,6 +199,25 @@ func (c *Contract) hasHeadOperation(r *http.Request) (has bool) {
 	}()
 	item, _, _ := paths.FindPath(r, c.model, nil)
 	return item != nil && item.Head != nil
+}
+
+// takesBody reports whether the operation r matched declares a
+// requestBody (true when it cannot be told).
+func (c *Contract) takesBody(r *http.Request) (takes bool) {
+	if c.model == nil {
+		return true
+	}
+	defer func() {
+		if recover() != nil {
+			takes = true
+		}
+	}()
+	item, _, _ := paths.FindPath(r, c.model, nil)
+	if item == nil {
+		return true
+	}
+	op := helpers.ExtractOperation(r, item)
+	return op == nil || op.RequestBody != nil
 }
 
 // validate runs the third-party validator; a panic in it is a 400 for

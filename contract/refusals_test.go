@@ -88,3 +88,37 @@ func TestProblemBounded(t *testing.T) {
 		t.Errorf("%d refused requests reached the upstream", n)
 	}
 }
+
+// TestBodyWithoutRequestBody: the validator checks a body only against
+// the operation's requestBody; a GET (or DELETE) carrying one reached the
+// upstream unread. It is refused; an operation that declares a body keeps
+// taking it, and a bodiless request is unaffected.
+func TestBodyWithoutRequestBody(t *testing.T) {
+	srv, up, _ := newHarness(t, Config{})
+	for _, c := range []struct{ method, path, ctype, body string }{
+		{"GET", "/v1/rides/r-0000abcd", "application/json", `{"admin":true}`},
+		{"GET", "/v1/rides/r-0000abcd", "text/plain", `hello`},
+		{"DELETE", "/v1/rides/r-0000abcd", "application/json", `{"cascade":true}`},
+	} {
+		code, h, body := send(t, c.method, srv.URL+c.path, c.ctype, c.body)
+		if code != 400 {
+			t.Errorf("%s %s with a body: %d, want 400", c.method, c.path, code)
+			continue
+		}
+		if p := problemOf(t, h, body); len(p.Violations) != 1 || p.Violations[0].In != "body" || !strings.Contains(p.Violations[0].Message, "takes no request body") {
+			t.Errorf("%s with a body: %+v", c.method, p)
+		}
+	}
+	if n := up.calls.Load(); n != 0 {
+		t.Errorf("%d refused requests reached the upstream", n)
+	}
+	if code, _, body := send(t, "GET", srv.URL+"/v1/rides/r-0000abcd", "", ""); code != 200 {
+		t.Errorf("GET without a body: %d %s", code, body)
+	}
+	if code, _, body := send(t, "DELETE", srv.URL+"/v1/rides/r-0000abcd", "", ""); code != 200 {
+		t.Errorf("DELETE without a body: %d %s", code, body)
+	}
+	if code, _, body := send(t, "POST", srv.URL+"/v1/rides", "application/json", `{"from":{"lat":1,"lng":2},"to":{"lat":1,"lng":2}}`); code != 201 {
+		t.Errorf("POST with its body: %d %s", code, body)
+	}
+}
