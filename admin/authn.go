@@ -319,37 +319,63 @@ func allows(role string, r *http.Request) bool {
 	return r.Method == http.MethodGet || r.Method == http.MethodHead
 }
 
-// Wrap returns h behind a (nil a: h itself, open, which is what a loopback
-// admin address without admin_auth gets). Refused requests get 401 (no or
+// Wrap returns h behind a (nil a: open, which is what a loopback admin
+// address without admin_auth gets, but for the cross-origin check below). Refused requests get 401 (no or
 // a wrong credential, with a challenge) or 403 (a role that may not); both
 // are JSON errors. Requests that change state are written to the audit log
 // with the caller's name, never the credential.
+//
+// Before anything else (with or without a), a state-changing request a
+// browser sends from another origin is refused with 403 (cross-site
+// request forgery): a web page the operator visits could otherwise POST
+// to the admin address (a loopback one without admin_auth, or one whose
+// Basic credentials or client certificate the browser sends by itself)
+// and drain targets or reload. Browsers say so in Sec-Fetch-Site or
+// Origin; clients without those headers (curl, the CLI) are unaffected.
 func (a *Authenticator) Wrap(h http.Handler) http.Handler {
-	if a == nil {
-		return h
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
+		if err := crossOrigin.Check(r); err != nil {
+			log := slog.Default()
+			if a != nil {
+				log = a.log
+			}
+			log.Warn("admin request refused", "reason", "cross-origin", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"), "remote", remoteIP(r))
+			writeError(w, http.StatusForbidden, "cross_origin", fmt.Sprintf("%s %s from another origin (a web page) is refused: the admin API takes changes only from non-browser clients or its own pages", r.Method, r.URL.Path))
+			return
+		}
+		if a == nil {
 			h.ServeHTTP(w, r)
 			return
 		}
-		c, ok := a.authenticate(r)
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard admin", Basic realm="switchyard admin"`)
-			a.log.Warn("admin request refused", "reason", "no valid credential", "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r))
-			writeError(w, http.StatusUnauthorized, "unauthorized", "the admin API needs a credential: Authorization: Bearer TOKEN (or a client certificate the listener trusts)")
-			return
-		}
-		if !allows(c.Role, r) {
-			a.log.Warn("admin request refused", "reason", "role", "caller", c.Name, "role", c.Role, "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r))
-			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("caller %q has role %s: %s %s needs the operator role", c.Name, c.Role, r.Method, r.URL.Path))
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			a.log.Info("admin change", "caller", c.Name, "via", c.Via, "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r))
-		}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		a.serve(h, w, r)
 	})
+}
+
+// crossOrigin is net/http's CSRF check (Sec-Fetch-Site, else Origin
+// against Host; GET, HEAD and OPTIONS always pass).
+var crossOrigin = http.NewCrossOriginProtection()
+
+func (a *Authenticator) serve(h http.Handler, w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		h.ServeHTTP(w, r)
+		return
+	}
+	c, ok := a.authenticate(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard admin", Basic realm="switchyard admin"`)
+		a.log.Warn("admin request refused", "reason", "no valid credential", "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r))
+		writeError(w, http.StatusUnauthorized, "unauthorized", "the admin API needs a credential: Authorization: Bearer TOKEN (or a client certificate the listener trusts)")
+		return
+	}
+	if !allows(c.Role, r) {
+		a.log.Warn("admin request refused", "reason", "role", "caller", c.Name, "role", c.Role, "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r))
+		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("caller %q has role %s: %s %s needs the operator role", c.Name, c.Role, r.Method, r.URL.Path))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		a.log.Info("admin change", "caller", c.Name, "via", c.Via, "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r))
+	}
+	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 }
 
 func remoteIP(r *http.Request) string {
