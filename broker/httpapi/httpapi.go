@@ -120,7 +120,19 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 	s.allow[path] = append(s.allow[path], method)
 }
 
+// crossOrigin is net/http's CSRF check (Sec-Fetch-Site, else Origin
+// against Host; GET, HEAD and OPTIONS always pass).
+var crossOrigin = http.NewCrossOriginProtection()
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := crossOrigin.Check(r); err != nil {
+		// A web page could post a form (text/plain or urlencoded: no
+		// preflight) to the broker: published, received or redriven with
+		// the Basic credentials or client certificate the browser holds,
+		// or with nothing on an open loopback broker.
+		writeErr(w, http.StatusForbidden, "cross_origin", r.Method+" "+r.URL.Path+" from another origin (a web page) is refused: the broker API takes changes only from programs")
+		return
+	}
 	if s.auth != nil && r.URL.Path != "/healthz" {
 		p, err := s.auth.Request(r)
 		if err != nil {

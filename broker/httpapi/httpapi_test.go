@@ -199,3 +199,39 @@ func TestLongPollHTTP(t *testing.T) {
 		t.Fatalf("empty poll: %d %+v", st, ds)
 	}
 }
+
+// TestCrossOriginRefused: a web page could post a form to the broker (no
+// CORS preflight for text/plain) and publish into a queue, or receive and
+// so take messages away, with whatever the browser sends by itself. A
+// change a browser marks as cross-origin is refused with 403; programs
+// (no Origin or Sec-Fetch-Site) and reads are unaffected.
+func TestCrossOriginRefused(t *testing.T) {
+	c := newServer(t)
+	if st := c.do("PUT", "/v1/queues/q", `{}`, nil, nil); st != 201 && st != 200 {
+		t.Fatalf("declare: %d", st)
+	}
+	var e errAnswer
+	for _, hdr := range []map[string]string{
+		{"Origin": "https://evil.example", "Content-Type": "text/plain"},
+		{"Sec-Fetch-Site": "cross-site"},
+	} {
+		if st := c.do("POST", "/v1/queues/q/messages", "forged", hdr, &e); st != 403 || e.Code != "cross_origin" {
+			t.Errorf("publish with %v: %d %+v, want 403 cross_origin", hdr, st, e)
+		}
+		if st := c.do("POST", "/v1/queues/q/receive", `{}`, hdr, nil); st != 403 {
+			t.Errorf("receive with %v: %d, want 403", hdr, st)
+		}
+	}
+	var q struct {
+		Depth int `json:"depth"`
+	}
+	if st := c.do("GET", "/v1/queues/q", "", map[string]string{"Sec-Fetch-Site": "cross-site"}, &q); st != 200 || q.Depth != 0 {
+		t.Fatalf("a cross-site GET reads: %d, depth %d (want 0: nothing forged got in)", st, q.Depth)
+	}
+	if st := c.do("POST", "/v1/queues/q/messages", "real", nil, nil); st != 201 {
+		t.Errorf("a program's publish: %d", st)
+	}
+	if st := c.do("POST", "/v1/queues/q/messages", "same", map[string]string{"Sec-Fetch-Site": "same-origin"}, nil); st != 201 {
+		t.Errorf("a same-origin publish: %d", st)
+	}
+}
