@@ -349,7 +349,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			w.errorf(n, path, via, "expected a mapping with keys %s, got %s", fieldList(yamlFields(t)), describe(n))
+			w.errorf(n, path, via, "expected a mapping with keys %s, got %s", fieldList(yamlFields(t)), describeAt(n, path))
 			blank(n)
 			return
 		}
@@ -367,7 +367,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			w.errorf(n, path, via, "expected a mapping of names, got %s", describe(n))
+			w.errorf(n, path, via, "expected a mapping of names, got %s", describeAt(n, path))
 			blank(n)
 			return
 		}
@@ -389,7 +389,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 		}
 	case t.Kind() == reflect.Array:
 		if n.Kind != yaml.SequenceNode || len(n.Content) != t.Len() {
-			w.errorf(n, path, via, "expected a list of %d values, got %s", t.Len(), describe(n))
+			w.errorf(n, path, via, "expected a list of %d values, got %s", t.Len(), describeAt(n, path))
 			blank(n)
 			return
 		}
@@ -399,10 +399,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path, via string) {
 	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
 		if n.Kind != yaml.SequenceNode {
 			hint := ""
-			if n.Kind == yaml.ScalarNode && scalarOnly(t.Elem()) {
+			if n.Kind == yaml.ScalarNode && scalarOnly(t.Elem()) && !secretPath(path) {
 				hint = fmt.Sprintf(" (did you mean [%s]?)", n.Value)
 			}
-			w.errorf(n, path, via, "expected a list, got %s%s", describe(n), hint)
+			w.errorf(n, path, via, "expected a list, got %s%s", describeAt(n, path), hint)
 			blank(n)
 			return
 		}
@@ -426,7 +426,7 @@ func blank(n *yaml.Node) {
 // an error names this very value. It reports whether the value is good.
 func (w *walker) leaf(n *yaml.Node, t reflect.Type, path, via string) bool {
 	if n.Kind != yaml.ScalarNode && scalarOnly(t) {
-		w.errorf(n, path, via, "expected %s, got %s", kindName(t), describe(n))
+		w.errorf(n, path, via, "expected %s, got %s", kindName(t), describeAt(n, path))
 		return false
 	}
 	v := reflect.New(t)
@@ -436,7 +436,7 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path, via string) bool {
 		if errors.As(err, &te) && len(te.Errors) > 0 {
 			msg = stripLine(te.Errors[0])
 			if strings.HasPrefix(msg, "cannot unmarshal") {
-				msg = fmt.Sprintf("expected %s, got %s", kindName(t), describe(n))
+				msg = fmt.Sprintf("expected %s, got %s", kindName(t), describeAt(n, path))
 			}
 		}
 		if isDuration(t) && n.Kind == yaml.ScalarNode {
@@ -588,6 +588,39 @@ func (w *walker) pairs(n *yaml.Node, path, via string) []pair {
 }
 
 // describe names a node's kind and value for messages.
+// describeAt is describe, except that a scalar under a key that holds
+// secrets (secretPath) is not quoted: a config error must not print a
+// token or password someone typed in the wrong place (a string where a
+// list or an env:/file: reference was expected).
+func describeAt(n *yaml.Node, path string) string {
+	if n.Kind == yaml.ScalarNode && secretPath(path) {
+		return fmt.Sprintf("a value of %d characters (not shown: %s holds secrets)", len([]rune(n.Value)), path)
+	}
+	return describe(n)
+}
+
+// secretKeys are the keys whose values (or list items) are, or may be by
+// mistake, credentials.
+var secretKeys = map[string]bool{
+	"token": true, "tokens": true, "secret": true, "secrets": true, "password": true,
+	"password_hash": true, "passwords": true, "api_key": true, "api_keys": true,
+	"key": true, "keys": true, "hash": true, "credentials": true, "passphrase": true,
+}
+
+// secretPath reports whether a key path ("admin_auth.tokens[0]") names a
+// secret's place: its last key, or the list it is an item of, is one of
+// secretKeys.
+func secretPath(path string) bool {
+	last := path
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		last = path[i+1:]
+	}
+	if i := strings.IndexByte(last, '['); i >= 0 {
+		last = last[:i]
+	}
+	return secretKeys[strings.ToLower(last)]
+}
+
 func describe(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:

@@ -271,3 +271,45 @@ func FuzzParseByteSize(f *testing.F) {
 		}
 	})
 }
+
+type cred struct {
+	Name  string `yaml:"name"`
+	Token string `yaml:"token"`
+}
+
+type secrets struct {
+	Tokens  []cred            `yaml:"tokens"`
+	APIKeys []string          `yaml:"api_keys"`
+	Secret  map[string]string `yaml:"secret"`
+	Key     struct{ V int }   `yaml:"key"`
+	Names   []string          `yaml:"names"`
+}
+
+// TestDecodeYAMLNeverQuotesASecret: a type error under a key that holds
+// credentials names the key and the kind of value, never the value: a
+// token typed where a list or a mapping belongs was printed in the error
+// (admin_auth.tokens: expected a list, got "TOKEN", with "did you mean
+// [TOKEN]?" besides), and so landed in a terminal, CI log or journal.
+// Elsewhere the value is still quoted.
+func TestDecodeYAMLNeverQuotesASecret(t *testing.T) {
+	const tok = "S3CRET-value-do-not-print"
+	for name, c := range map[string]struct{ src, want string }{
+		"scalar for a list of credentials": {"tokens: " + tok + "\n", `tokens: expected a list, got a value of 25 characters (not shown: tokens holds secrets)`},
+		"scalar for a credential mapping":  {"tokens: [" + tok + "]\n", `tokens[0]: expected a mapping with keys name, token, got a value of 25 characters`},
+		"scalar for a list of keys":        {"api_keys: " + tok + "\n", `api_keys: expected a list, got a value of 25 characters`},
+		"scalar for a secret mapping":      {"secret: " + tok + "\n", `secret: expected a mapping of names, got a value of 25`},
+		"scalar for a key mapping":         {"key: " + tok + "\n", `key: expected a mapping with keys v, got a value of 25`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var s secrets
+			_, err := config.DecodeYAML([]byte(c.src), "t.yaml", &s)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), tok) {
+				t.Fatalf("got %v\nwant an error containing %s and not the value", err, c.want)
+			}
+		})
+	}
+	var s secrets
+	if _, err := config.DecodeYAML([]byte("names: plain\n"), "t.yaml", &s); err == nil || !strings.Contains(err.Error(), `got "plain" (did you mean [plain]?)`) {
+		t.Fatalf("a non-secret value is still quoted: %v", err)
+	}
+}
