@@ -40,12 +40,14 @@ type RouterConfig struct {
 	// take less, 1 is cheaper).
 	Concurrency int
 	// Prefetch is each subscription's SubscribeOptions.Prefetch. Default
-	// 256. Beside the Prefetch messages held ahead of the handlers, up to
-	// 3 x Prefetch handled messages of a route may wait for their ack's
-	// answer (switchyard: the fsync of the batch they are in), so a route
-	// has at most 4 x Prefetch messages unsettled, as the JetStream
-	// adapter's MaxAckPending, besides those its Concurrency handlers
-	// hold and (Concurrency > 1) up to Concurrency queued for them.
+	// 256. Up to 3 x Prefetch handled messages of a route may wait for
+	// their ack's answer (switchyard: the fsync of the batch they are in)
+	// while its handlers go on; the backend bounds the messages unsettled
+	// at 4 x Prefetch (see SubscribeOptions.Prefetch: on switchyard up to
+	// all of them may be held ahead of the handlers when acks keep up, on
+	// JetStream at most Prefetch), the messages the Concurrency handlers
+	// hold and (Concurrency > 1) up to Concurrency queued for them
+	// included.
 	Prefetch int
 	// ShutdownTimeout bounds how long Run waits, once its ctx ended, for
 	// handlers in flight; then their ctx is cancelled and Run returns
