@@ -55,11 +55,9 @@ type SubscribeOptions struct {
 	// out (it is due again then, and counts again if it comes back to
 	// this subscription). So a caller that takes messages and settles
 	// none is handed 4 x Prefetch and then nothing more until their
-	// visibility timeout; the Router stays below the bound by design
-	// (Prefetch held ahead of its handlers, up to 3 x Prefetch acks in
-	// progress). JetStream: the bound is its consumer's MaxAckPending,
-	// max(4 x Prefetch, 1024), which all subscriptions of the source
-	// share.
+	// visibility timeout. JetStream: the bound is its consumer's
+	// MaxAckPending, max(4 x Prefetch, 1024), which all subscriptions of
+	// the source share.
 	//
 	// Held ahead of deliver: at most Prefetch on JetStream (its pull
 	// batch) and on a topic without a group (credit returned as deliver
