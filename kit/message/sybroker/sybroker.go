@@ -158,11 +158,18 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 // its handlers plus its settle window of 3 x Prefetch acks in progress.
 const unsettledPerPrefetch = 4
 
+// maxWindow is the most credit a subscription may ask for (the broker
+// refuses more): a Prefetch above a quarter of it gets this window.
+const maxWindow = 1 << 20
+
 // subscribeQueue consumes queue, its deliveries naming source (the queue,
 // or the topic of a durable group).
 func (b *Backend) subscribeQueue(ctx context.Context, queue string, source message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	batcher := b.batcher(queue)
-	window := unsettledPerPrefetch * opts.Prefetch
+	window := maxWindow
+	if opts.Prefetch < maxWindow/unsettledPerPrefetch {
+		window = unsettledPerPrefetch * opts.Prefetch
+	}
 	f := newFlow(max(opts.Prefetch/2, 1))
 	defer f.close()
 	var slab message.Slab[syDelivery] // the handler below runs on this goroutine only
@@ -480,11 +487,11 @@ type ackBatcher struct {
 	mu      sync.Mutex
 	pending []ackWait
 	flights int // flush goroutines running
-	// spare and spareRS are the slices of a batch sent, kept for the
-	// next: a batch of a few hundred receipts allocated two slices of
-	// that size per request.
-	spare   []ackWait
-	spareRS []string
+	// spare and spareRS are the slices of batches sent, kept for the
+	// next (one per request in flight and one more): a batch of a few
+	// hundred receipts allocated two slices of that size per request.
+	spare   [][]ackWait
+	spareRS [][]string
 }
 
 type ackWait struct {
@@ -546,14 +553,19 @@ func (a *ackBatcher) flush() {
 		if n == len(a.pending) {
 			// All of it: the pending slice becomes the batch, the
 			// spare one the next pending.
-			batch, a.pending, a.spare = a.pending, a.spare[:0], nil
+			batch, a.pending = a.pending, nil
+			if k := len(a.spare); k > 0 {
+				a.pending, a.spare = a.spare[k-1], a.spare[:k-1]
+			}
 		} else {
 			batch = make([]ackWait, n)
 			copy(batch, a.pending)
 			a.pending = append(a.pending[:0], a.pending[n:]...)
 		}
-		rs := a.spareRS[:0]
-		a.spareRS = nil
+		var rs []string
+		if k := len(a.spareRS); k > 0 {
+			rs, a.spareRS = a.spareRS[k-1], a.spareRS[:k-1]
+		}
 		a.mu.Unlock()
 		for _, w := range batch {
 			rs = append(rs, w.r.r)
@@ -607,11 +619,11 @@ func (a *ackBatcher) flush() {
 		clear(batch) // no receipts or callbacks kept alive by the spare
 		clear(rs)
 		a.mu.Lock()
-		if a.spare == nil && cap(batch) <= 2*maxAckBatch {
-			a.spare = batch[:0]
+		if len(a.spare) <= maxAckFlights && cap(batch) <= 2*maxAckBatch {
+			a.spare = append(a.spare, batch[:0])
 		}
-		if a.spareRS == nil {
-			a.spareRS = rs[:0]
+		if len(a.spareRS) <= maxAckFlights && cap(rs) <= 2*maxAckBatch {
+			a.spareRS = append(a.spareRS, rs[:0])
 		}
 		a.mu.Unlock()
 	}
