@@ -359,8 +359,14 @@ func DecodeSubOK(body []byte) (time.Duration, error) {
 		return 0, nil
 	}
 	d := Decoder{B: body}
-	ms := d.Int(1 << 40)
-	return time.Duration(ms) * time.Millisecond, d.Done()
+	ms := d.Uvarint()
+	if d.Err == nil && ms > 1<<40 {
+		d.Err = fmt.Errorf("%w: visibility %d ms above %d", ErrMalformed, ms, uint64(1<<40))
+	}
+	if err := d.Done(); err != nil {
+		return 0, err
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // DecodeCredit decodes a Credit body (at most 1<<30 messages).
