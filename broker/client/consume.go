@@ -107,7 +107,7 @@ func (c *Conn) Consume(ctx context.Context, queue string, opts ConsumeOptions, h
 			flush(&acks, false, 1) // the rest of this batch
 			flush(&nacks, true, 1)
 			return nil
-		}, stop)
+		}, stop, nil)
 	wg.Wait()
 	return err
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/broker/wire"
@@ -45,7 +46,37 @@ func (c *Conn) Subscribe(ctx context.Context, queue string, opts SubscribeOption
 			handled = 0
 		}
 		return nil
-	}, nil)
+	}, nil, nil)
+}
+
+// FlowOptions tune SubscribeFlow.
+type FlowOptions struct {
+	SubscribeOptions
+	// Started, if set, hears once the broker started the subscription,
+	// before the first batch: the visibility timeout of the messages it
+	// pushes (0 from a broker that does not say).
+	Started func(visibility time.Duration)
+}
+
+// SubscribeFlow is Subscribe for callers that return credit themselves,
+// for example as messages are settled rather than as they are handled
+// (flow control in the manner of RabbitMQ's prefetch or JetStream's
+// MaxAckPending): handle gets each batch the broker pushes, on the calling
+// goroutine, and credit, which grants the broker n more messages. credit
+// may be called on any goroutine, also after SubscribeFlow returned (it
+// then does nothing the broker acts on); it returns false once the
+// connection is gone. The broker pushes at most opts.Credit messages
+// beyond the credit returned: a caller that never returns credit for a
+// message holds its slot for good, also once the message's visibility
+// timeout made it due again.
+func (c *Conn) SubscribeFlow(ctx context.Context, queue string, opts FlowOptions, handle func(ds []broker.Delivery, credit func(n int) bool)) error {
+	if opts.Credit <= 0 {
+		opts.Credit = 256
+	}
+	return c.push(ctx, queue, opts.SubscribeOptions, func(ds []broker.Delivery, credit func(n int) bool) error {
+		handle(ds, credit)
+		return nil
+	}, nil, opts.Started)
 }
 
 // push runs a push subscription: it subscribes with opts.Credit and calls
@@ -53,9 +84,10 @@ func (c *Conn) Subscribe(ctx context.Context, queue string, opts SubscribeOption
 // a function that returns credit to the broker (false once the connection
 // is gone). It ends when ctx ends (ctx.Err()), the connection drops
 // (ErrDisconnected), the broker ends the subscription, deliver returns an
-// error, or a value arrives on stop (that value).
+// error, or a value arrives on stop (that value). started, if set, hears
+// the visibility timeout the broker's SubOK announced.
 func (c *Conn) push(ctx context.Context, queue string, opts SubscribeOptions,
-	deliver func(ds []broker.Delivery, credit func(n int) bool) error, stop <-chan error) error {
+	deliver func(ds []broker.Delivery, credit func(n int) bool) error, stop <-chan error, started func(time.Duration)) error {
 	l, err := c.link(ctx)
 	if err != nil {
 		return err
@@ -107,6 +139,10 @@ func (c *Conn) push(ctx context.Context, queue string, opts SubscribeOptions,
 		}
 		if r.t == wire.Err {
 			return decodeErr(r.body)
+		}
+		if started != nil {
+			vis, _ := wire.DecodeSubOK(r.body) // unreadable: not said
+			started(vis)
 		}
 	case <-ctx.Done():
 		// The broker may still start the subscription: end it once it

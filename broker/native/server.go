@@ -638,7 +638,16 @@ func (c *conn) subscribe(id uint32, req wire.RecvReq) {
 	if !ok {
 		return
 	}
-	c.reply(wire.SubOK, id, nil)
+	// SubOK says the visibility timeout of what will be pushed, so that
+	// a client returning credit as messages are settled can take back
+	// the credit of a message never settled once it is due again.
+	vis := req.Visibility
+	if vis == 0 {
+		if cfg, err := c.s.b.QueueConfig(req.Queue); err == nil {
+			vis = cfg.VisibilityTimeout.Std()
+		}
+	}
+	c.reply(wire.SubOK, id, wire.AppendSubOK(nil, vis))
 	defer close(sb.done)
 	for {
 		for sb.credit.Load() <= 0 {

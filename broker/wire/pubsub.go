@@ -345,6 +345,30 @@ func DecodeCommitOK(body []byte) (uint64, error) {
 // TopicSub of the frame's id.
 func AppendCredit(b []byte, n int) []byte { return AppendUvarint(b, uint64(n)) }
 
+// AppendSubOK encodes a queue subscription's SubOK: the visibility
+// timeout of the messages it pushes, in ms (0: not said).
+func AppendSubOK(b []byte, visibility time.Duration) []byte {
+	return AppendUvarint(b, uint64(max(visibility.Milliseconds(), 0)))
+}
+
+// DecodeSubOK decodes a SubOK body: a queue subscription's visibility
+// timeout, 0 if the body is empty (a topic subscription's, an Unsub's,
+// or a broker that does not say).
+func DecodeSubOK(body []byte) (time.Duration, error) {
+	if len(body) == 0 {
+		return 0, nil
+	}
+	d := Decoder{B: body}
+	ms := d.Uvarint()
+	if d.Err == nil && ms > 1<<40 {
+		d.Err = fmt.Errorf("%w: visibility %d ms above %d", ErrMalformed, ms, uint64(1<<40))
+	}
+	if err := d.Done(); err != nil {
+		return 0, err
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
 // DecodeCredit decodes a Credit body (at most 1<<30 messages).
 func DecodeCredit(body []byte) (int, error) {
 	d := Decoder{B: body}

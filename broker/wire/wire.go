@@ -115,7 +115,8 @@ const (
 	Msgs Type = 0x82
 	// AckOK: done, failed count, failed x (receipt, error).
 	AckOK Type = 0x83
-	// SubOK: empty.
+	// SubOK: empty; answering a Sub, the visibility timeout in ms of the
+	// messages it pushes (clients that do not read it ignore it).
 	SubOK Type = 0x85
 	// Pong: empty; also sent by clients, answering the server's Ping.
 	Pong Type = 0x88

@@ -29,8 +29,9 @@ type Publisher interface {
 // Subscribe calls deliver with each message of source, one at a time on
 // one goroutine, until ctx ends (it then returns ctx.Err()) or the
 // subscription fails (that error; a lost connection is retried by the
-// backend where it can). deliver may block: that is back pressure, and at
-// most opts.Prefetch messages are held ahead of it. deliver may also run
+// backend where it can). deliver may block: that is back pressure (see
+// SubscribeOptions.Prefetch for how many messages wait meanwhile).
+// deliver may also run
 // past ctx's end (the Router runs a handler in it when its Concurrency is
 // 1); Subscribe returns once it returned. Messages handed to deliver belong to the caller, who
 // settles each exactly once with Delivery.Ack or Delivery.Nack, possibly
@@ -43,8 +44,31 @@ type Subscriber interface {
 
 // SubscribeOptions tune a subscription. The zero value is ready to use.
 type SubscribeOptions struct {
-	// Prefetch bounds the messages the backend hands out ahead of deliver
-	// and not yet settled. Default 256.
+	// Prefetch is the subscription's flow control. Default 256.
+	//
+	// Unsettled: a queue subscription (also a durable topic group's or a
+	// stream group's) has at most 4 x Prefetch messages unsettled, that
+	// is handed out by the backend (held ahead of deliver, or delivered)
+	// and neither acked nor nacked. A message stops counting once its Ack
+	// or Nack was answered (switchyard; also when the answer is a stale
+	// receipt) or sent (JetStream), or once its visibility timeout ran
+	// out (it is due again then, and counts again if it comes back to
+	// this subscription). So a caller that takes messages and settles
+	// none is handed 4 x Prefetch and then nothing more until their
+	// visibility timeout. JetStream: the bound is its consumer's
+	// MaxAckPending, max(4 x Prefetch, 1024), which all subscriptions of
+	// the source share.
+	//
+	// Held ahead of deliver: at most Prefetch on JetStream (its pull
+	// batch) and on a topic without a group (credit returned as deliver
+	// takes messages); on switchyard's queues any number up to the
+	// 4 x Prefetch unsettled, all of them when deliver and the acks keep
+	// up (the broker then pushes large batches after each group commit).
+	// A message's visibility timeout runs from the moment the backend
+	// handed it out, also while it waits ahead of deliver: with a slow
+	// deliver, 4 x Prefetch times the time per message must stay well
+	// under the visibility timeout, or messages come again before their
+	// turn (lower Prefetch or raise the queue's Visibility).
 	Prefetch int
 	// Group names the consumer group of a stream source (required there);
 	// members of a group share its position. On a topic it makes the

@@ -339,9 +339,11 @@ func (a *heldAcker) release() {
 }
 
 // TestRouterHandlesThroughSlowAcks: while acks wait for the backend (a
-// switchyard fsync), the handlers go on for 3 x Prefetch messages. With
-// a window of Prefetch they stopped after Prefetch, and on switchyard each
-// batched ack request carried half the window.
+// switchyard fsync), the handlers go on for 4 x Prefetch messages, the
+// backends' bound on unsettled messages. With a window of Prefetch they
+// stopped after Prefetch, and on switchyard each batched ack request
+// carried half the window; with 3 x Prefetch (until credit12i) the router
+// stopped before the backend's bound.
 func TestRouterHandlesThroughSlowAcks(t *testing.T) {
 	for _, conc := range []int{1, 4} {
 		t.Run(fmt.Sprintf("concurrency %d", conc), func(t *testing.T) {
@@ -357,7 +359,7 @@ func TestRouterHandlesThroughSlowAcks(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- r.Run(ctx) }()
 			a := &heldAcker{}
-			const n = 3 * prefetch
+			const n = 4 * prefetch
 			deadline := time.After(20 * time.Second)
 			for i := range n {
 				select {

@@ -40,12 +40,14 @@ type RouterConfig struct {
 	// take less, 1 is cheaper).
 	Concurrency int
 	// Prefetch is each subscription's SubscribeOptions.Prefetch. Default
-	// 256. Beside the Prefetch messages held ahead of the handlers, up to
-	// 3 x Prefetch handled messages of a route may wait for their ack's
-	// answer (switchyard: the fsync of the batch they are in), so a route
-	// has at most 4 x Prefetch messages unsettled, as the JetStream
-	// adapter's MaxAckPending, besides those its Concurrency handlers
-	// hold and (Concurrency > 1) up to Concurrency queued for them.
+	// 256. The backend bounds a route's unsettled messages at 4 x
+	// Prefetch (see SubscribeOptions.Prefetch: on switchyard up to all of
+	// them may be held ahead of the handlers when acks keep up, on
+	// JetStream at most Prefetch), those the Concurrency handlers hold,
+	// those queued for them (Concurrency > 1) and those waiting for their
+	// ack's answer (switchyard: the fsync of the batch they are in)
+	// included; the handlers go on while up to 4 x Prefetch acks are in
+	// progress.
 	Prefetch int
 	// ShutdownTimeout bounds how long Run waits, once its ctx ended, for
 	// handlers in flight; then their ctx is cancelled and Run returns
@@ -126,9 +128,14 @@ type RouteOptions struct {
 // switchyard adapter's ack request in flight held half the window and
 // the handlers stopped at each fsync: ack-and-wait in batches of about
 // Prefetch/2 (128 receipts per request at the default). With three they
-// go on through the fsync and a request carries about 380 (bench
-// BenchmarkRouter in kit/message/sybroker).
-const settleWindow = 3
+// went on through the fsync and a request carried about 380 (bench
+// BenchmarkRouter in kit/message/sybroker). Four is the backends' own
+// bound on unsettled messages (SubscribeOptions.Prefetch), which now
+// limits a route first: the acks in progress can take the whole window
+// while the backend pushes no more, and on switchyard the acks of
+// several pushed batches share one group commit (about half the fsyncs
+// of three, docs/benchmarks.md credit12i).
+const settleWindow = 4
 
 // ErrShutdownTimeout is returned by Run when handlers were still running
 // at the shutdown deadline.

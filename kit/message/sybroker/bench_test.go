@@ -109,10 +109,10 @@ func BenchmarkRawConsume(b *testing.B) {
 // BenchmarkBackendSubscribe is the sybroker adapter without the router:
 // Backend.Subscribe with Prefetch benchPrefetch, each delivery acked by
 // AckAsync on the subscription's goroutine (as the router's Concurrency
-// 1 does), at most 3 x benchPrefetch acks waiting for their answer (the
-// router's settle window). Against BenchmarkRawConsume it is what the
-// adapter's I/O pattern costs (credit returned as messages are taken, at
-// most Prefetch held ahead, acks batched by the adapter); against
+// 1 does), at most benchSettleWindow x benchPrefetch acks waiting for
+// their answer (the router's settle window). Against BenchmarkRawConsume it is what the
+// adapter's I/O pattern costs (credit returned as messages are settled,
+// 4 x Prefetch unsettled, acks batched by the adapter); against
 // BenchmarkRouterConc1 what the router itself adds.
 func BenchmarkBackendSubscribe(b *testing.B) {
 	be, q := benchQueue(b)
@@ -143,7 +143,7 @@ func BenchmarkBackendSubscribe(b *testing.B) {
 	}
 	err := be.Subscribe(ctx, q, message.SubscribeOptions{Prefetch: benchPrefetch}, func(d *message.Delivery) {
 		mu.Lock()
-		for waiting >= 3*benchPrefetch {
+		for waiting >= benchSettleWindow*benchPrefetch {
 			cond.Wait()
 		}
 		waiting++
@@ -266,3 +266,7 @@ func reportBroker(b *testing.B, cpu time.Duration) {
 		b.ReportMetric(float64(cpu)/float64(b.N), "broker-cpu-ns/msg")
 	}
 }
+
+// benchSettleWindow is BenchmarkBackendSubscribe's settle window in
+// Prefetch's worth, as the router's settleWindow.
+const benchSettleWindow = 4

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/broker"
@@ -115,11 +116,19 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 	return nil
 }
 
-// Subscribe implements message.Subscriber. A queue subscription is a push
-// subscription with Prefetch credit; credit returns as deliver takes
-// messages. A topic subscription sees messages published from then on;
-// its Ack and Nack do nothing. A lost connection ends Subscribe with
-// client.ErrDisconnected: subscribe again (the Router does).
+// Subscribe implements message.Subscriber. A queue subscription (also a
+// durable topic group's) is a push subscription with flow control on
+// settlement, as RabbitMQ's prefetch or JetStream's MaxAckPending: the
+// broker pushes at most 4 x Prefetch messages that are not settled, and a
+// message's credit comes back once its Ack or Nack was answered (also as
+// a stale receipt), or once its visibility timeout ran out unsettled (the
+// broker then delivers it again). Held ahead of deliver are any number
+// of those, all of them when deliver and the acks keep up; their
+// visibility timeout runs from the push (see flow). A topic subscription
+// without a group is live: Prefetch messages ahead, credit returned as
+// deliver takes them; its Ack and Nack do nothing. A lost connection ends
+// Subscribe with client.ErrDisconnected: subscribe again (the Router
+// does).
 func (b *Backend) Subscribe(ctx context.Context, source string, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	d, err := message.ParseDest(source)
 	if err != nil {
@@ -144,23 +153,156 @@ func (b *Backend) Subscribe(ctx context.Context, source string, opts message.Sub
 	return b.subscribeQueue(ctx, d.Name, d, opts, deliver)
 }
 
+// unsettledPerPrefetch is how many Prefetch's worth of messages a queue
+// subscription may have unsettled: the Router's Prefetch held ahead of
+// its handlers plus its settle window of 3 x Prefetch acks in progress.
+const unsettledPerPrefetch = 4
+
+// maxWindow is the most credit a subscription may ask for (the broker
+// refuses more): a Prefetch above a quarter of it gets this window.
+const maxWindow = 1 << 20
+
 // subscribeQueue consumes queue, its deliveries naming source (the queue,
 // or the topic of a durable group).
 func (b *Backend) subscribeQueue(ctx context.Context, queue string, source message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	batcher := b.batcher(queue)
+	window := maxWindow
+	if opts.Prefetch < maxWindow/unsettledPerPrefetch {
+		window = unsettledPerPrefetch * opts.Prefetch
+	}
+	f := newFlow(max(opts.Prefetch/2, 1))
+	defer f.close()
 	var slab message.Slab[syDelivery] // the handler below runs on this goroutine only
-	err := b.conn.Subscribe(ctx, queue, client.SubscribeOptions{Credit: opts.Prefetch}, func(m broker.Delivery) {
-		msg := broker.Message{Body: m.Body, ID: m.MsgID, Key: m.Key, Headers: m.Headers}
-		// The delivery and its receipt are one value, from a slab.
-		sd := slab.Next()
-		sd.r = receipt{b: batcher, r: m.Receipt}
-		message.InitDelivery(&sd.d, source, msg, m.Deliveries, m.PublishedAt, &sd.r)
-		deliver(&sd.d)
+	err := b.conn.SubscribeFlow(ctx, queue, client.FlowOptions{
+		SubscribeOptions: client.SubscribeOptions{Credit: window},
+		Started:          f.start,
+	}, func(ms []broker.Delivery, credit func(int) bool) {
+		lb := f.push(ms, credit)
+		for i := range ms {
+			m := &ms[i]
+			msg := broker.Message{Body: m.Body, ID: m.MsgID, Key: m.Key, Headers: m.Headers}
+			// The delivery and its receipt are one value, from a slab.
+			sd := slab.Next()
+			sd.r.b, sd.r.r, sd.r.lb, sd.r.i = batcher, m.Receipt, lb, i
+			lb.ds[i].Store(sd)
+			message.InitDelivery(&sd.d, source, msg, m.Deliveries, m.PublishedAt, &sd.r)
+			deliver(&sd.d)
+		}
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("subscribing to %s: %w", source, err)
 	}
 	return err
+}
+
+// flow is a queue subscription's flow control. The broker pushes at most
+// the subscription's window beyond the credit returned; a message's
+// credit returns (release) once it is settled, and a message never
+// settled gives its credit back when its visibility timeout, counted from
+// the push, ran out (the broker made it due again): an unsettled message
+// cannot hold its slot for longer, so a subscription whose caller loses
+// deliveries does not stall for good. Credit goes back to the broker in
+// steps of every messages (one frame each).
+type flow struct {
+	every   int64
+	credit  func(int) bool // set by the first push, before any delivery exists
+	pending atomic.Int64   // released, not yet returned
+	closed  atomic.Bool    // Subscribe returned: credit goes nowhere
+
+	lease time.Duration // visibility timeout, from the broker's SubOK
+	stop  chan struct{}
+
+	mu   sync.Mutex
+	live map[*leaseBatch]struct{} // pushed batches with unsettled messages
+}
+
+// leaseBatch is one pushed batch: its messages' common visibility
+// deadline and those not yet released.
+type leaseBatch struct {
+	f    *flow
+	due  time.Time
+	left atomic.Int64
+	ds   []atomic.Pointer[syDelivery] // nil once released
+}
+
+// defaultLease is the broker's default visibility timeout, for a broker
+// that does not say the subscription's.
+const defaultLease = 30 * time.Second
+
+func newFlow(every int) *flow {
+	return &flow{every: int64(every), lease: defaultLease, live: map[*leaseBatch]struct{}{}}
+}
+
+// start runs once the broker started the subscription, before the first
+// push: it learns the visibility timeout and starts the sweeper.
+func (f *flow) start(visibility time.Duration) {
+	if visibility > 0 {
+		f.lease = visibility
+	}
+	f.stop = make(chan struct{})
+	go f.sweep(min(max(f.lease/4, 10*time.Millisecond), time.Second))
+}
+
+// push registers a pushed batch; it runs on the subscription's goroutine.
+func (f *flow) push(ms []broker.Delivery, credit func(int) bool) *leaseBatch {
+	if f.credit == nil {
+		f.credit = credit
+	}
+	lb := &leaseBatch{f: f, due: time.Now().Add(f.lease), ds: make([]atomic.Pointer[syDelivery], len(ms))}
+	lb.left.Store(int64(len(ms)))
+	f.mu.Lock()
+	f.live[lb] = struct{}{}
+	f.mu.Unlock()
+	return lb
+}
+
+// give returns n released messages' credit, in steps of every.
+func (f *flow) give(n int64) {
+	if f.pending.Add(n) < f.every {
+		return
+	}
+	if n = f.pending.Swap(0); n > 0 && !f.closed.Load() {
+		f.credit(int(n)) // false: the connection is gone, and the subscription with it
+	}
+}
+
+func (f *flow) close() {
+	f.closed.Store(true)
+	if f.stop != nil {
+		close(f.stop)
+	}
+}
+
+// sweep releases, each period, the messages of the batches whose
+// visibility timeout ran out, until the subscription ends.
+func (f *flow) sweep(period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var due []*leaseBatch
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		f.mu.Lock()
+		for lb := range f.live {
+			if !now.Before(lb.due) {
+				due = append(due, lb)
+			}
+		}
+		f.mu.Unlock()
+		for _, lb := range due {
+			for i := range lb.ds {
+				if sd := lb.ds[i].Load(); sd != nil {
+					sd.r.release()
+				}
+			}
+		}
+		clear(due)
+		due = due[:0]
+	}
 }
 
 // subscribeGroup is a durable topic group: the queue TOPIC.GROUP
@@ -277,21 +419,51 @@ type syDelivery struct {
 
 // receipt settles one queue delivery.
 type receipt struct {
-	b *ackBatcher
-	r string
+	b        *ackBatcher
+	r        string
+	lb       *leaseBatch // its pushed batch, for the credit
+	i        int         // its index in lb
+	released atomic.Bool // credit given back
 }
 
-func (r *receipt) Ack(ctx context.Context, _ *message.Delivery) error { return r.b.ack(ctx, r.r) }
+// release gives the message's credit back, once: its ack or nack was
+// answered, or its visibility timeout ran out.
+func (r *receipt) release() {
+	if r.take() {
+		r.lb.f.give(1)
+	}
+}
+
+// take marks the message released and reports whether it was not yet:
+// the caller then owes its flow one credit.
+func (r *receipt) take() bool {
+	lb := r.lb
+	if !r.released.CompareAndSwap(false, true) {
+		return false
+	}
+	lb.ds[r.i].Store(nil) // the batch no longer keeps the message alive
+	if lb.left.Add(-1) == 0 {
+		lb.f.mu.Lock()
+		delete(lb.f.live, lb)
+		lb.f.mu.Unlock()
+	}
+	return true
+}
+
+func (r *receipt) Ack(ctx context.Context, _ *message.Delivery) error { return r.b.ack(ctx, r) }
 
 // AckAsync implements message.AsyncAcker: the receipt joins the next ack
 // batch and done hears its answer.
-func (r *receipt) AckAsync(_ *message.Delivery, done func(error)) { r.b.enqueue(r.r, done) }
+func (r *receipt) AckAsync(_ *message.Delivery, done func(error)) { r.b.enqueue(r, done) }
 
 func (r *receipt) Nack(ctx context.Context, _ *message.Delivery, delay time.Duration) error {
 	res, err := r.b.conn.Nack(ctx, r.b.queue, delay, r.r)
 	if err != nil {
+		// Perhaps never sent: the message keeps its credit until its
+		// visibility timeout.
 		return fmt.Errorf("nacking a message of queue %q: %w", r.b.queue, err)
 	}
+	r.release() // answered: applied, or stale (due again already)
 	if len(res.Failed) > 0 {
 		return fmt.Errorf("nacking a message of queue %q: %w: %s", r.b.queue, ErrStale, res.Failed[0].Error)
 	}
@@ -315,26 +487,32 @@ type ackBatcher struct {
 	mu      sync.Mutex
 	pending []ackWait
 	flights int // flush goroutines running
-	// spare and spareRS are the slices of a batch sent, kept for the
-	// next: a batch of a few hundred receipts allocated two slices of
-	// that size per request.
-	spare   []ackWait
-	spareRS []string
+	// spare and spareRS are the slices of batches sent, kept for the
+	// next (one per request in flight and one more): a batch of a few
+	// hundred receipts allocated two slices of that size per request.
+	spare   [][]ackWait
+	spareRS [][]string
 }
 
 type ackWait struct {
-	receipt string
-	done    func(error)
+	r    *receipt
+	done func(error)
 }
 
 // maxAckBatch bounds the receipts of one ack request; maxAckFlights the
-// ack requests of one queue in flight at once.
+// ack requests of one queue in flight at once. With credit returned on
+// settlement, four in flight let the acks of several pushed batches
+// share one group commit and come back together, each with its credit,
+// as client.Consume's do: 40,000 messages cost the broker about 50-60
+// fsyncs instead of 90-110 with one in flight (one flight was as good
+// while credit came back as deliver took messages; docs/benchmarks.md,
+// credit12i).
 const (
 	maxAckBatch   = 512
-	maxAckFlights = 1
+	maxAckFlights = 4
 )
 
-func (a *ackBatcher) ack(ctx context.Context, r string) error {
+func (a *ackBatcher) ack(ctx context.Context, r *receipt) error {
 	ch := make(chan error, 1)
 	a.enqueue(r, func(err error) { ch <- err })
 	select {
@@ -346,8 +524,8 @@ func (a *ackBatcher) ack(ctx context.Context, r string) error {
 }
 
 // enqueue adds receipt r to the next batch; done hears the answer.
-func (a *ackBatcher) enqueue(r string, done func(error)) {
-	w := ackWait{receipt: r, done: done}
+func (a *ackBatcher) enqueue(r *receipt, done func(error)) {
+	w := ackWait{r: r, done: done}
 	a.mu.Lock()
 	a.pending = append(a.pending, w)
 	lead := a.flights < maxAckFlights
@@ -375,17 +553,22 @@ func (a *ackBatcher) flush() {
 		if n == len(a.pending) {
 			// All of it: the pending slice becomes the batch, the
 			// spare one the next pending.
-			batch, a.pending, a.spare = a.pending, a.spare[:0], nil
+			batch, a.pending = a.pending, nil
+			if k := len(a.spare); k > 0 {
+				a.pending, a.spare = a.spare[k-1], a.spare[:k-1]
+			}
 		} else {
 			batch = make([]ackWait, n)
 			copy(batch, a.pending)
 			a.pending = append(a.pending[:0], a.pending[n:]...)
 		}
-		rs := a.spareRS[:0]
-		a.spareRS = nil
+		var rs []string
+		if k := len(a.spareRS); k > 0 {
+			rs, a.spareRS = a.spareRS[k-1], a.spareRS[:k-1]
+		}
 		a.mu.Unlock()
 		for _, w := range batch {
-			rs = append(rs, w.receipt)
+			rs = append(rs, w.r.r)
 		}
 		// The ack is sent for every waiter, whatever their ctx: an ack
 		// given up by one caller still settles the message.
@@ -397,12 +580,38 @@ func (a *ackBatcher) flush() {
 				failed[f.Receipt] = f.Error
 			}
 		}
+		if err == nil {
+			// Answered, acked or stale (due again already): the credit
+			// goes back before done, the batch's at once (one Credit
+			// frame, so the broker pushes large batches, as for
+			// client.Consume). A request that failed leaves it to the
+			// visibility timeout.
+			var (
+				f *flow
+				n int64
+			)
+			for _, w := range batch {
+				if !w.r.take() {
+					continue
+				}
+				if g := w.r.lb.f; g != f {
+					if n > 0 {
+						f.give(n)
+					}
+					f, n = g, 0
+				}
+				n++
+			}
+			if n > 0 {
+				f.give(n)
+			}
+		}
 		for _, w := range batch {
 			switch {
 			case err != nil:
 				w.done(fmt.Errorf("acking a message of queue %q: %w", a.queue, err))
-			case failed != nil && failed[w.receipt] != "":
-				w.done(fmt.Errorf("acking a message of queue %q: %w: %s", a.queue, ErrStale, failed[w.receipt]))
+			case failed != nil && failed[w.r.r] != "":
+				w.done(fmt.Errorf("acking a message of queue %q: %w: %s", a.queue, ErrStale, failed[w.r.r]))
 			default:
 				w.done(nil)
 			}
@@ -410,11 +619,11 @@ func (a *ackBatcher) flush() {
 		clear(batch) // no receipts or callbacks kept alive by the spare
 		clear(rs)
 		a.mu.Lock()
-		if a.spare == nil && cap(batch) <= 2*maxAckBatch {
-			a.spare = batch[:0]
+		if len(a.spare) <= maxAckFlights && cap(batch) <= 2*maxAckBatch {
+			a.spare = append(a.spare, batch[:0])
 		}
-		if a.spareRS == nil {
-			a.spareRS = rs[:0]
+		if len(a.spareRS) <= maxAckFlights && cap(rs) <= 2*maxAckBatch {
+			a.spareRS = append(a.spareRS, rs[:0])
 		}
 		a.mu.Unlock()
 	}
