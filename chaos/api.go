@@ -177,9 +177,23 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// Handler is the HTTP API.
+// crossOrigin is net/http's CSRF check (Sec-Fetch-Site, else Origin
+// against Host; GET, HEAD and OPTIONS always pass).
+var crossOrigin = http.NewCrossOriginProtection()
+
+// Handler is the HTTP API. A change sent by a web page of another origin
+// (a form posted to a loopback chaos API: no preflight, no credential
+// needed) is refused with 403; programs (curl, the CLI, Go clients) send
+// neither Sec-Fetch-Site nor Origin and are not affected.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := crossOrigin.Check(r); err != nil {
+			writeErr(w, http.StatusForbidden, r.Method+" "+r.URL.Path+" from another origin (a web page) is refused: the chaos API takes changes only from programs")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /proxies", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		names := make([]string, 0, len(s.proxies))
@@ -307,5 +321,5 @@ func (s *Server) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	return mux
+	return h
 }

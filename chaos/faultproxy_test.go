@@ -403,3 +403,45 @@ func TestJitterBothWays(t *testing.T) {
 		roundTrip(t, c, []byte("jj"))
 	}
 }
+
+// TestAPICrossOriginRefused: a web page of another origin posting a form
+// to a loopback chaos API (no preflight for text/plain) must not create a
+// proxy or reset faults; programs sending neither Origin nor
+// Sec-Fetch-Site are unaffected.
+func TestAPICrossOriginRefused(t *testing.T) {
+	up, _ := echoServer(t)
+	s := NewServer(nil)
+	defer s.Close()
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	body := `{"name":"evil","listen":"127.0.0.1:0","upstream":"` + up + `"}`
+	for _, hdr := range []map[string]string{
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Origin": "http://evil.example"},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+"/proxies", strings.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("cross-origin POST with %v: status %d, want 403", hdr, resp.StatusCode)
+		}
+	}
+	if s.get("evil") != nil {
+		t.Fatal("a cross-origin POST created a proxy")
+	}
+	resp, err := http.Post(srv.URL+"/proxies", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("same request from a program: status %d, want 201", resp.StatusCode)
+	}
+}
