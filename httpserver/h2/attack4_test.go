@@ -199,3 +199,178 @@ func TestFieldValueEdgeWhitespaceTrimmed(t *testing.T) {
 var _ = context.Background
 var _ = fmt.Sprint
 var _ = runtime.Gosched
+
+// TestNegativeWindowRecovers: a client that lowers INITIAL_WINDOW_SIZE
+// below what a stream was already sent (its window goes negative, RFC
+// 9113 6.9.2) and raises it again gets the rest of the body, whole, with
+// END_STREAM, and never a frame larger than its windows allow.
+func TestNegativeWindowRecovers(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 12<<10) // 192 KiB
+	addr := start(t, &Server{WriteTimeout: 20 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(body)
+	})})
+	r := dialRaw(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 50000})
+	if err := r.fr.WriteWindowUpdate(0, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	r.headers(1, true, "/")
+	var got []byte
+	window := int64(50000)
+	phase := 0
+	ended := false
+	for !ended {
+		if !r.next(func(f http2.Frame) bool {
+			switch f := f.(type) {
+			case *http2.DataFrame:
+				if f.StreamID != 1 {
+					return false
+				}
+				got = append(got, f.Data()...)
+				window -= int64(f.Length)
+				if window < 0 {
+					t.Fatalf("DATA past the stream window: %d", window)
+				}
+				ended = f.StreamEnded()
+				return true
+			case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+				t.Fatalf("%v", f)
+			}
+			return false
+		}) {
+			t.Fatal("connection ended")
+		}
+		if window == 0 && !ended {
+			switch phase {
+			case 0: // window 50000 used up: lower to 10000 (window -40000), then give 30000 (-10000)
+				_ = r.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10000})
+				_ = r.fr.WriteWindowUpdate(1, 30000)
+				window = -10000
+				// nothing may come now: raise to 60000 (+50000) -> 40000
+				_ = r.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 60000})
+				window = 40000
+			default:
+				_ = r.fr.WriteWindowUpdate(1, 1<<20)
+				window = 1 << 20
+			}
+			phase++
+		}
+	}
+	if !bytes.Equal(got, body) {
+		t.Fatalf("got %d bytes, want %d", len(got), len(body))
+	}
+}
+
+// TestEndStreamWithLengthRefused: HEADERS with END_STREAM that declares a
+// content-length above 0 is malformed (RFC 9113 8.1.1); the route never
+// sees it, and the connection goes on.
+func TestEndStreamWithLengthRefused(t *testing.T) {
+	var reached atomic.Int32
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, true, "/", "content-length", "5")
+	if code := r.reset(1); code != http2.ErrCodeProtocol {
+		t.Fatalf("RST_STREAM %v", code)
+	}
+	r.headers(3, true, "/", "content-length", "0")
+	if st := r.status(3); st != "200" {
+		t.Fatal(st)
+	}
+	if reached.Load() != 1 {
+		t.Fatalf("reached %d", reached.Load())
+	}
+}
+
+// TestPaddedBodyExact: a body in padded DATA frames (up to 255 bytes of
+// padding, also frames of padding only) arrives exactly, and the padding
+// counts in, and returns to, the windows (checkWindows).
+func TestPaddedBodyExact(t *testing.T) {
+	checkWindows(t)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+		}
+		_, _ = fmt.Fprintf(w, "%d:%x", len(b), b[:min(8, len(b))])
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, false, "/", "content-length", "200000")
+	pad := make([]byte, 255)
+	sent := 0
+	for i := 0; sent < 200000; i++ {
+		n := min(200000-sent, 16384-256, 1000+i)
+		if i%7 == 3 {
+			n = 0
+		}
+		if err := r.fr.WriteDataPadded(1, sent+n == 200000, bytes.Repeat([]byte{byte(i)}, n), pad[:i%256]); err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+		if i%50 == 0 {
+			_ = r.fr.WriteWindowUpdate(0, 1)
+		}
+	}
+	_, body, _ := r.response(1)
+	if !strings.HasPrefix(body, "200000:") {
+		t.Fatalf("body %q", body)
+	}
+}
+
+// TestClosedConnNotKeptByIdleTimer: a connection that closed while a
+// handler ran is let go once the handler returns: the handler's end re-armed
+// the idle timer of the closed connection, whose closure kept it (its
+// framer, buffers, HPACK tables, stream map) for IdleTimeout more; a
+// client opening and dropping connections with a request each grew the
+// gateway's memory by IdleTimeout's worth of them.
+func TestClosedConnNotKeptByIdleTimer(t *testing.T) {
+	conns := make(chan *conn, 1)
+	h := func(c *conn) { conns <- c }
+	testHookTeardown.Store(&h)
+	t.Cleanup(func() { testHookTeardown.Store(nil) })
+	release := make(chan struct{})
+	returned := make(chan struct{})
+	addr := start(t, &Server{IdleTimeout: time.Hour, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { returned <- struct{}{} }()
+		<-r.Context().Done()
+		<-release
+	})})
+	r := dialRaw(t, addr)
+	r.headers(1, true, "/")
+	r.ping()
+	r.c.Close()
+	c := <-conns
+	close(release)
+	<-returned
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		running := c.running
+		c.mu.Unlock()
+		if running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("handler still counted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.mu.Lock()
+	armed := c.idleTimer.Stop()
+	c.mu.Unlock()
+	if armed {
+		t.Fatal("the closed connection's idle timer was re-armed: it keeps the connection for IdleTimeout")
+	}
+}
+
+// ping sends PING and waits for its ACK (every frame sent before was
+// processed).
+func (r *raw) ping() {
+	r.t.Helper()
+	if err := r.fr.WritePing(false, [8]byte{'p'}); err != nil {
+		r.t.Fatal(err)
+	}
+	if !r.next(func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() && p.Data == [8]byte{'p'} }) {
+		r.t.Fatal("no PING ACK")
+	}
+}

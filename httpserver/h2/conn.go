@@ -467,7 +467,9 @@ func (c *conn) streamsChangedLocked() {
 	if len(c.streams) == 0 && c.running == 0 {
 		if c.goneAway && !c.closed {
 			go c.closeWrite()
-		} else if c.idleTimer != nil {
+		} else if c.idleTimer != nil && !c.closed {
+			// (A closed connection's timer stays stopped: its closure
+			// would keep the connection for IdleTimeout.)
 			c.idleTimer.Reset(c.srv.IdleTimeout)
 		}
 	}
