@@ -370,7 +370,10 @@ func (r *raw) ping() {
 	if err := r.fr.WritePing(false, [8]byte{'p'}); err != nil {
 		r.t.Fatal(err)
 	}
-	if !r.next(func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() && p.Data == [8]byte{'p'} }) {
+	if !r.next(func(f http2.Frame) bool {
+		p, ok := f.(*http2.PingFrame)
+		return ok && p.IsAck() && p.Data == [8]byte{'p'}
+	}) {
 		r.t.Fatal("no PING ACK")
 	}
 }
