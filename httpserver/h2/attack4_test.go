@@ -377,3 +377,36 @@ func (r *raw) ping() {
 		r.t.Fatal("no PING ACK")
 	}
 }
+
+// TestPathWithSpaceRefused: a :path with a space is no request target
+// (RFC 9113 8.3.1, RFC 3986); url.ParseRequestURI keeps it in the query,
+// and http.Request.Write (the proxy's HTTP/1.1 transports) then writes it
+// raw into the upstream's request line: "GET /a?b c HTTP/1.1", four
+// parts, which HTTP/1.1 servers split each their own way.
+func TestPathWithSpaceRefused(t *testing.T) {
+	var reached atomic.Int32
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		var b bytes.Buffer
+		_ = r.Write(&b) // what an HTTP/1.1 upstream would get
+		line, _, _ := strings.Cut(b.String(), "\r\n")
+		if strings.Count(line, " ") != 2 {
+			t.Errorf("request line %q", line)
+		}
+	})})
+	r := dialRaw(t, addr)
+	for i, p := range []string{"/a?b c", "/a?x HTTP/1.1", "/a b"} {
+		id := uint32(1 + 2*i)
+		r.headers(id, true, p)
+		if code := r.reset(id); code != http2.ErrCodeProtocol {
+			t.Fatalf(":path %q: RST_STREAM %v, want PROTOCOL_ERROR", p, code)
+		}
+	}
+	r.headers(7, true, "/a?b%20c")
+	if st := r.status(7); st != "200" {
+		t.Fatal(st)
+	}
+	if reached.Load() != 1 {
+		t.Fatalf("reached %d", reached.Load())
+	}
+}

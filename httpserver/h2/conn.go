@@ -1019,7 +1019,11 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 		if scheme != "" || path != "" || authority == "" {
 			return nil, 0, http2.ErrCodeProtocol
 		}
-	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
+	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) ||
+		strings.IndexByte(path, ' ') >= 0 {
+		// No space either (no URI has one): url.ParseRequestURI keeps
+		// one in the query, which an HTTP/1.1 upstream would then get
+		// raw in its request line ("GET /a?b c HTTP/1.1").
 		return nil, 0, http2.ErrCodeProtocol
 	}
 	regular := f.RegularFields()
