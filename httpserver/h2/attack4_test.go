@@ -410,3 +410,50 @@ func TestPathWithSpaceRefused(t *testing.T) {
 		t.Fatalf("reached %d", reached.Load())
 	}
 }
+
+// TestMaxFrameSizeLoweredMidWrite: a client that lowers
+// SETTINGS_MAX_FRAME_SIZE gets no larger DATA frame once the server
+// ACKed it, even from a write whose flow window was taken before (the
+// frame size was fixed with the window, outside the write lock).
+func TestMaxFrameSizeLoweredMidWrite(t *testing.T) {
+	acked := make(chan struct{})
+	var once atomic.Bool
+	hook := func() {
+		if once.CompareAndSwap(false, true) {
+			<-acked
+		}
+	}
+	testHookAfterWaitFlow.Store(&hook)
+	t.Cleanup(func() { testHookAfterWaitFlow.Store(nil) })
+	body := bytes.Repeat([]byte("x"), 100000)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(body) // over bufSize: written as the windows allow
+	})})
+	r := dialRaw(t, addr, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30})
+	r.fr.SetMaxReadFrameSize(1 << 20)
+	_ = r.fr.WriteWindowUpdate(0, 1<<30)
+	r.ping() // the settings are in force
+	r.headers(1, true, "/")
+	_ = r.status(1)
+	if err := r.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 16384}); err != nil {
+		t.Fatal(err)
+	}
+	if !r.next(func(f http2.Frame) bool { s, ok := f.(*http2.SettingsFrame); return ok && s.IsAck() }) {
+		t.Fatal("no SETTINGS ACK")
+	}
+	close(acked)
+	n := 0
+	r.next(func(f http2.Frame) bool {
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
+			if d.Length > 16384 {
+				t.Fatalf("DATA of %d bytes after MAX_FRAME_SIZE 16384 was ACKed", d.Length)
+			}
+			n += len(d.Data())
+			return d.StreamEnded()
+		}
+		return false
+	})
+	if n != len(body) {
+		t.Fatalf("%d bytes", n)
+	}
+}
