@@ -457,3 +457,64 @@ func TestMaxFrameSizeLoweredMidWrite(t *testing.T) {
 		t.Fatalf("%d bytes", n)
 	}
 }
+
+// TestReusedWorkerStartsClean: a connection's handler goroutines are
+// reused; what a handler left behind (header fields, trailers, read and
+// write deadlines in the past, a closed body, a panic, a reset) is never
+// seen by the next stream's handler on the same worker: its header map is
+// empty, its context live, its body reads and its writes work.
+func TestReusedWorkerStartsClean(t *testing.T) {
+	var bad atomic.Value
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(w.Header()) != 0 || r.Context().Err() != nil && r.URL.Path != "/wait" || r.Trailer != nil {
+			bad.Store(fmt.Sprintf("%s: header %v, ctx %v, trailer %v", r.URL.Path, w.Header(), r.Context().Err(), r.Trailer))
+		}
+		b, err := io.ReadAll(r.Body)
+		if (err != nil || string(b) != "body") && r.URL.Path != "/wait" { // (/wait may be reset before it reads)
+			bad.Store(fmt.Sprintf("%s: body %q %v", r.URL.Path, b, err))
+		}
+		w.Header().Set("Trailer", "X-T")
+		w.Header().Set("X-Left", r.URL.Path)
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Unix(1, 0))
+		_ = rc.SetWriteDeadline(time.Unix(1, 0))
+		_, _ = io.WriteString(w, "answer")
+		w.Header().Set("X-T", "t")
+		switch r.URL.Path {
+		case "/panic":
+			panic("boom")
+		case "/goexit":
+			runtime.Goexit()
+		case "/wait":
+			<-r.Context().Done()
+		}
+	})})
+	r := dialRaw(t, addr)
+	paths := []string{"/panic", "/ok", "/wait", "/goexit", "/ok"}
+	for i := 0; i < 60; i++ {
+		id := uint32(1 + 2*i)
+		p := paths[i%len(paths)]
+		r.headers(id, false, p, "content-length", "4")
+		if err := r.fr.WriteData(id, true, []byte("body")); err != nil {
+			t.Fatal(err)
+		}
+		switch p {
+		case "/ok":
+			head, body, trailer := r.response(id)
+			if head[0] != ":status: 200" || body != "answer" || !contains(trailer, "x-t: t") || !contains(head, "x-left: /ok") {
+				t.Fatalf("stream %d: %v %q %v", id, head, body, trailer)
+			}
+		case "/wait":
+			if err := r.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if code := r.reset(id); code != http2.ErrCodeInternal {
+				t.Fatalf("stream %d: %v", id, code)
+			}
+		}
+		if v := bad.Load(); v != nil {
+			t.Fatal(v)
+		}
+	}
+}
