@@ -576,7 +576,9 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	var h2 server // switchyard's HTTP/2 server, with net/http's as its Other
-	if cfg.Server.HTTP2 == "switchyard" {
+	if cfg.Server.HTTP2 == "switchyard" && (cfg.TLS != nil || cfg.H2C) {
+		// (Only where HTTP/2 is served: on a plain listener without h2c
+		// the HTTP/2 preface is net/http's, which refuses it.)
 		// HTTP/2 connections go to switchyard's server, the others (HTTP/1.x,
 		// TLS without ALPN h2) on to net/http's, which then needs no HTTP/2.
 		srv.Protocols.SetHTTP2(false)
