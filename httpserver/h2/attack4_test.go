@@ -340,9 +340,21 @@ func TestClosedConnNotKeptByIdleTimer(t *testing.T) {
 	r.ping()
 	r.c.Close()
 	c := <-conns
+	deadline := time.Now().Add(10 * time.Second)
+	for { // the hook runs as teardown begins: let it end first
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("connection not torn down")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(release)
 	<-returned
-	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c.mu.Lock()
 		running := c.running
