@@ -325,16 +325,21 @@ func TestPaddedBodyExact(t *testing.T) {
 // gateway's memory by IdleTimeout's worth of them.
 func TestClosedConnNotKeptByIdleTimer(t *testing.T) {
 	conns := make(chan *conn, 1)
-	h := func(c *conn) { conns <- c }
-	testHookTeardown.Store(&h)
-	t.Cleanup(func() { testHookTeardown.Store(nil) })
 	release := make(chan struct{})
 	returned := make(chan struct{})
-	addr := start(t, &Server{IdleTimeout: time.Hour, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := &Server{IdleTimeout: time.Hour, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { returned <- struct{}{} }()
 		<-r.Context().Done()
 		<-release
-	})})
+	})}
+	h := func(c *conn) {
+		if c.srv == s { // not the connections of earlier tests ending now
+			conns <- c
+		}
+	}
+	testHookTeardown.Store(&h)
+	t.Cleanup(func() { testHookTeardown.Store(nil) })
+	addr := start(t, s)
 	r := dialRaw(t, addr)
 	r.headers(1, true, "/")
 	r.ping()
