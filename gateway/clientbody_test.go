@@ -433,10 +433,12 @@ routes:
 }
 
 // CONNECT and the HTTP/2 connection preface are not proxied on HTTP/1
-// listeners, with either HTTP/1 server.
+// listeners, with either HTTP/1 server, whichever the HTTP/2 server (a
+// plain listener without h2c serves no HTTP/2: with http1: net/http and
+// http2: switchyard it did, prior knowledge h2c nobody asked for).
 func TestConnectAndHTTP2PrefaceAreRefused(t *testing.T) {
-	for _, server := range []string{"switchyard", "net/http"} {
-		t.Run(strings.ReplaceAll(server, "/", "_"), func(t *testing.T) {
+	for _, server := range []string{"switchyard", "net/http", "net/http, http2: switchyard", "net/http, http2: net/http"} {
+		t.Run(strings.NewReplacer("/", "_", ", ", "_", ": ", "_").Replace(server), func(t *testing.T) {
 			b := newAcceptBackend(t)
 			r := startGateway(t, e2eConfig{addrs: []string{b.addr()}, top: []string{"access_log: off",
 				"server: { http1: " + server + " }"}}.String())

@@ -55,7 +55,7 @@ const (
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultMaxBodyBuffer     = 64 << 10
 	DefaultHTTP1             = "switchyard"
-	DefaultHTTP2             = "net/http"
+	DefaultHTTP2             = "switchyard"
 	DefaultMaxIdleConns      = 256
 	DefaultWeight            = 1
 )
@@ -213,14 +213,14 @@ type Server struct {
 	// (default), the gateway's own lean server (package httpserver), or
 	// "net/http", the standard library's. On a tls listener it serves the
 	// connections that negotiated http/1.1 (or no protocol) by ALPN; those
-	// that negotiated h2 are served by net/http's server, which speaks
-	// HTTP/2. Listeners with h2c use net/http for every connection.
+	// that negotiated h2 are served by the HTTP/2 server (HTTP2).
+	// Listeners with h2c use net/http for every HTTP/1.x connection.
 	HTTP1 string `yaml:"http1"`
 	// HTTP2 chooses the server of HTTP/2 connections on tls and h2c
-	// listeners: "net/http" (default), the standard library's, or
-	// "switchyard", the gateway's own frame-level server (package
-	// httpserver/h2), which costs less CPU per stream. HTTP/1.x
-	// connections on those listeners stay with net/http.
+	// listeners: "switchyard" (default), the gateway's own frame-level
+	// server (package httpserver/h2), which costs less CPU per stream, or
+	// "net/http", the standard library's. HTTP/1.x connections on those
+	// listeners stay with net/http.
 	HTTP2 string `yaml:"http2"`
 }
 
@@ -576,7 +576,7 @@ func (c *Config) validate(src *config.Source) error {
 	switch c.Server.HTTP2 {
 	case "", "switchyard", "net/http":
 	default:
-		add("server.http2", "unknown server %q: expected net/http or switchyard", c.Server.HTTP2)
+		add("server.http2", "unknown server %q: expected switchyard or net/http", c.Server.HTTP2)
 	}
 	for _, d := range []struct {
 		key string

@@ -525,10 +525,11 @@ type server interface {
 // newServer builds the proxy listener's server: the gateway's own
 // HTTP/1.x server (package httpserver), which costs less CPU per request
 // and per connection (docs/benchmarks.md), for plain listeners and for
-// the HTTP/1.x connections of TLS listeners; net/http's for HTTP/2 (the
-// TLS connections that negotiated h2 by ALPN, h2c), and for every
-// connection when server.http1 is net/http or h2c is on. It returns the
-// listener to serve on (wrapped for TLS).
+// the HTTP/1.x connections of TLS listeners; switchyard's HTTP/2 server
+// (package httpserver/h2; net/http's with server.http2: net/http) for
+// HTTP/2 (the TLS connections that negotiated h2 by ALPN, h2c); net/http's
+// for every HTTP/1.x connection when server.http1 is net/http or h2c is
+// on. It returns the listener to serve on (wrapped for TLS).
 func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener, error) {
 	readHeader := orDuration(cfg.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	idle := orDuration(cfg.Server.IdleTimeout, DefaultIdleTimeout)
@@ -562,8 +563,9 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
-	if coalesceServerWrites && cfg.Server.HTTP2 != "switchyard" {
-		// switchyard's HTTP/2 server gathers its writes itself.
+	if coalesceServerWrites && cfg.Server.HTTP2 == "net/http" {
+		// (switchyard's HTTP/2 server, the default, gathers its writes
+		// itself.)
 		// Under TLS too: the TLS layer's records then leave together.
 		// Only HTTP/2 connections coalesce (see coalescingConn).
 		ln = coalesceListener{ln}
@@ -575,8 +577,11 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 	if cfg.H2C {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
-	var h2 server // switchyard's HTTP/2 server, with net/http's as its Other
-	if cfg.Server.HTTP2 == "switchyard" {
+	// switchyard's HTTP/2 server (the default), with net/http's as its Other
+	var h2 server
+	if cfg.Server.HTTP2 != "net/http" && (cfg.TLS != nil || cfg.H2C) {
+		// (Only where HTTP/2 is served: on a plain listener without h2c
+		// the HTTP/2 preface is net/http's, which refuses it.)
 		// HTTP/2 connections go to switchyard's server, the others (HTTP/1.x,
 		// TLS without ALPN h2) on to net/http's, which then needs no HTTP/2.
 		srv.Protocols.SetHTTP2(false)
@@ -625,7 +630,7 @@ func (g *Gateway) newServer(cfg *Config, ln net.Listener) (server, net.Listener,
 // splitServer serves a TLS listener with two servers: the connections
 // that negotiated HTTP/1.1 (or nothing) by ALPN with the gateway's own
 // HTTP/1.x server, those that negotiated h2 with the HTTP/2 server
-// (net/http's, or switchyard's with server.http2: switchyard; a
+// (switchyard's, or net/http's with server.http2: net/http; a
 // tlsconf.SplitListener hands each to its own). Shutdown and Close act
 // on both.
 type splitServer struct {

@@ -70,16 +70,17 @@ func runWorkers(b *testing.B, ccs []*grpc.ClientConn, op func(cc *grpc.ClientCon
 	}
 }
 
-// coalesceModes runs a benchmark with net/http's HTTP/2 server and the
-// client side's coalesced writes (coalescingConn) on and off, and with
-// server.http2: switchyard (package httpserver/h2), to compare them
-// within one run.
+// coalesceModes runs a benchmark with net/http's HTTP/2 server
+// (server.http2: net/http) and the client side's coalesced writes
+// (coalescingConn) on and off, and with switchyard's (package
+// httpserver/h2, the default), to compare them within one run.
 func coalesceModes(b *testing.B, bench func(b *testing.B)) {
 	for _, on := range []bool{true, false} {
 		b.Run(fmt.Sprintf("coalesce=%v", on), func(b *testing.B) {
 			old := coalesceServerWrites
 			coalesceServerWrites = on
-			defer func() { coalesceServerWrites = old }()
+			testHTTP2 = "net/http"
+			defer func() { coalesceServerWrites = old; testHTTP2 = "" }()
 			bench(b)
 		})
 	}

@@ -5,11 +5,12 @@ import (
 	"testing"
 )
 
-// TestSwitchyardHTTP2 runs the tests of HTTP/2 and TLS listeners again
-// with server.http2: switchyard (package httpserver/h2) in place of
-// net/http's HTTP/2 server; they run with the default as themselves.
-func TestSwitchyardHTTP2(t *testing.T) {
-	testHTTP2 = "switchyard"
+// TestNetHTTPHTTP2 runs the tests of HTTP/2 and TLS listeners again
+// with server.http2: net/http (the standard library's HTTP/2 server) in
+// place of switchyard's (package httpserver/h2), the default they run
+// with as themselves.
+func TestNetHTTPHTTP2(t *testing.T) {
+	testHTTP2 = "net/http"
 	defer func() { testHTTP2 = "" }()
 	for _, tc := range []struct {
 		name string

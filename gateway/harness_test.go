@@ -89,7 +89,7 @@ func (s *syncBuffer) String() string {
 }
 
 // testHTTP2, when set, is server.http2 of every gateway startGateway
-// starts (TestSwitchyardHTTP2 runs the HTTP/2 tests again with it).
+// starts (TestNetHTTPHTTP2 runs the HTTP/2 tests again with net/http).
 var testHTTP2 string
 
 // startGateway writes cfg (listen/admin may use 127.0.0.1:0) to a file and

@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/httpx"
 	"github.com/switchyard/switchyard/ratelimit"
 	"github.com/switchyard/switchyard/tlsconf"
+	"golang.org/x/net/http/httpguts"
 )
 
 // This file holds what the proxy does about the client's side of a
@@ -336,10 +337,18 @@ func dropGatewayTrailers(t http.Header) {
 }
 
 // refuseMethod answers requests the gateway never proxies: CONNECT (it is
-// not a forward proxy) and the HTTP/2 connection preface ("PRI *
-// HTTP/2.0") reaching an HTTP/1 handler.
+// not a forward proxy), the HTTP/2 connection preface ("PRI *
+// HTTP/2.0") reaching an HTTP/1 handler, and what no HTTP/1.1 request
+// line can carry, which net/http's HTTP/2 server passes on: a method that
+// is no token, a space in the query (Request.Write puts the query in the
+// request line as it is: "GET /p?a b HTTP/1.1" has four parts, which
+// backends split each their own way).
 func refuseMethod(r *http.Request) *httpx.Error {
 	switch {
+	case !httpguts.ValidHeaderFieldName(r.Method):
+		return &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request", Msg: "invalid method"}
+	case strings.IndexByte(r.URL.RawQuery, ' ') >= 0:
+		return &httpx.Error{Status: http.StatusBadRequest, Code: "bad_request", Msg: "space in the query"}
 	case r.Method == http.MethodConnect:
 		return &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 			Msg: "CONNECT is not supported: the gateway is not a forward proxy"}

@@ -78,7 +78,8 @@ type conn struct {
 	closed         bool
 	lastStreamID   uint32 // in our GOAWAY
 	resetsAt       time.Time
-	resets         int
+	resets         int  // resets of open streams since resetsAt, the client's and those it provoked
+	resetFlood     bool // streamError counted more than MaxResetsPerSecond (set and read by the reader only)
 	idleTimer      *time.Timer
 	sawSettings    bool
 	ourResets      []uint32 // the last streams we reset (ring, 2 x MaxConcurrentStreams): the client's frames already sent on them are ignored
@@ -171,7 +172,9 @@ func (c *conn) serve(readHeader time.Duration) {
 			}
 			err = c.process(f)
 			if err == nil {
-				continue
+				if err = c.resetFloodError(); err == nil {
+					continue
+				}
 			}
 		}
 		var se http2.StreamError
@@ -185,7 +188,9 @@ func (c *conn) serve(readHeader time.Duration) {
 				c.mu.Unlock()
 			}
 			c.streamError(se.StreamID, se.Code)
-			continue
+			if err = c.resetFloodError(); err == nil {
+				continue
+			}
 		}
 		var ce http2.ConnectionError
 		if errors.As(err, &ce) {
@@ -206,6 +211,15 @@ func (c *conn) serve(readHeader time.Duration) {
 		}
 		return
 	}
+}
+
+// resetFloodError is the connection error of a client that provoked
+// more resets of open streams than MaxResetsPerSecond.
+func (c *conn) resetFloodError() error {
+	if c.resetFlood {
+		return connError{http2.ErrCodeEnhanceYourCalm, "too many stream errors on open streams"}
+	}
+	return nil
 }
 
 // fail sends GOAWAY with e's code and closes the connection.
@@ -403,15 +417,33 @@ func (c *conn) renewWriteDeadline() {
 	_ = c.nc.SetWriteDeadline(now.Add(t + t/8))
 }
 
-// streamError resets stream id with code.
+// streamError resets stream id with code: the client's error (it is
+// called by the reader only). Resetting an open stream cancels its
+// handler as the client's RST_STREAM does, and counts as one against
+// MaxResetsPerSecond (CVE-2025-8671, "MadeYouReset"): beyond, the reader
+// closes the connection (resetFlood).
 func (c *conn) streamError(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
 	c.noteResetLocked(id)
 	if st := c.streams[id]; st != nil {
 		c.endStreamLocked(st, errStreamClosed)
+		if c.countResetLocked() {
+			c.resetFlood = true
+		}
 	}
 	c.mu.Unlock()
 	_ = c.write(func() error { return c.fr.WriteRSTStream(id, code) })
+}
+
+// countResetLocked counts a reset of an open stream, by the client or
+// provoked by it; true beyond MaxResetsPerSecond. (mu)
+func (c *conn) countResetLocked() bool {
+	now := time.Now()
+	if now.Sub(c.resetsAt) > time.Second {
+		c.resetsAt, c.resets = now, 0
+	}
+	c.resets++
+	return c.resets > c.srv.maxResets()
 }
 
 // endStreamLocked removes st: its body ends with err, its context is
@@ -435,7 +467,9 @@ func (c *conn) streamsChangedLocked() {
 	if len(c.streams) == 0 && c.running == 0 {
 		if c.goneAway && !c.closed {
 			go c.closeWrite()
-		} else if c.idleTimer != nil {
+		} else if c.idleTimer != nil && !c.closed {
+			// (A closed connection's timer stays stopped: its closure
+			// would keep the connection for IdleTimeout.)
 			c.idleTimer.Reset(c.srv.IdleTimeout)
 		}
 	}
@@ -486,7 +520,7 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 		}
 		return err
 	}
-	var tableSize uint32
+	var tableSize, minTable uint32
 	hasTable := false
 	// INITIAL_WINDOW_SIZE is applied once per frame (its last value; the
 	// largest one for the overflow check, which applying them in turn
@@ -503,6 +537,9 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 			c.peerMaxFrame = s.Val
 			c.mu.Unlock()
 		case http2.SettingHeaderTableSize:
+			if !hasTable || s.Val < minTable {
+				minTable = s.Val
+			}
 			tableSize, hasTable = s.Val, true
 		}
 		return nil
@@ -530,6 +567,10 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 	}
 	return c.write(func() error {
 		if hasTable {
+			// The smallest size of the frame first: lowered and
+			// raised again, the table is evicted all the same and
+			// the next block must say so (RFC 7541 4.2).
+			c.henc.SetMaxDynamicTableSizeLimit(min(minTable, 4096))
 			c.henc.SetMaxDynamicTableSizeLimit(min(tableSize, 4096))
 		}
 		return c.fr.WriteSettingsAck()
@@ -584,14 +625,10 @@ func (c *conn) processReset(f *http2.RSTStreamFrame) error {
 		}
 		return nil
 	}
-	now := time.Now()
-	if now.Sub(c.resetsAt) > time.Second {
-		c.resetsAt, c.resets = now, 0
-	}
-	c.resets++
+	flood := c.countResetLocked()
 	c.endStreamLocked(st, errStreamClosed)
 	c.wakeFlowLocked()
-	if c.resets > c.srv.maxResets() {
+	if flood {
 		return connError{http2.ErrCodeEnhanceYourCalm, "too many stream resets"}
 	}
 	return nil
@@ -772,7 +809,7 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			if tr == nil {
 				tr = http.Header{}
 			}
-			tr[k] = append(tr[k], hf.Value)
+			tr[k] = append(tr[k], trimOWS(hf.Value))
 		}
 		st.trailer = tr
 		st.closeRemote(io.EOF)
@@ -851,6 +888,17 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	c.running++
 	c.startLocked(st)
 	return nil
+}
+
+// trimOWS removes the spaces and tabs around a field value.
+func trimOWS(v string) string {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 func expectsContinue(h http.Header) bool {
@@ -962,14 +1010,20 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 			return nil, 0, http2.ErrCodeProtocol // :status or unknown
 		}
 	}
-	if method == "" {
+	// A method is a token (RFC 9110 9.1): one with a space or a tab
+	// written into an HTTP/1.1 request line makes more than three parts.
+	if !httpguts.ValidHeaderFieldName(method) {
 		return nil, 0, http2.ErrCodeProtocol
 	}
 	if method == "CONNECT" {
 		if scheme != "" || path != "" || authority == "" {
 			return nil, 0, http2.ErrCodeProtocol
 		}
-	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
+	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) ||
+		strings.IndexByte(path, ' ') >= 0 {
+		// No space either (no URI has one): url.ParseRequestURI keeps
+		// one in the query, which an HTTP/1.1 upstream would then get
+		// raw in its request line ("GET /a?b c HTTP/1.1").
 		return nil, 0, http2.ErrCodeProtocol
 	}
 	regular := f.RegularFields()
@@ -978,29 +1032,34 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	declared := int64(-1)
 	var cookies []string
 	for _, hf := range regular {
+		// Whitespace around a value is no part of it (RFC 9113
+		// 8.2.1 forbids it there; RFC 9110 5.5): trimmed as by the
+		// HTTP/1.x server, so that the route and an HTTP/1.1 upstream
+		// (which trims it) read the same value.
+		v := trimOWS(hf.Value)
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 			return nil, 0, http2.ErrCodeProtocol
 		case "te":
-			if hf.Value != "trailers" {
+			if v != "trailers" {
 				return nil, 0, http2.ErrCodeProtocol
 			}
 		case "content-length":
-			n, err := strconv.ParseUint(hf.Value, 10, 63)
+			n, err := strconv.ParseUint(v, 10, 63)
 			if err != nil || (declared >= 0 && int64(n) != declared) {
 				return nil, 0, http2.ErrCodeProtocol
 			}
 			declared = int64(n)
 		case "cookie":
-			cookies = append(cookies, hf.Value)
+			cookies = append(cookies, v)
 			continue
 		}
 		k := canonicalKey(hf.Name)
 		if vv := h[k]; vv != nil {
-			h[k] = append(vv, hf.Value)
+			h[k] = append(vv, v)
 		} else {
 			// one backing array for the single values, as net/http's
-			vals = append(vals, hf.Value)
+			vals = append(vals, v)
 			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}

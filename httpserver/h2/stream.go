@@ -552,15 +552,34 @@ func (w *responseWriter) writeData(p []byte, end bool) error {
 			}
 			return err
 		}
+		if h := testHookAfterWaitFlow.Load(); h != nil {
+			(*h)()
+		}
 		chunk := p[:n]
 		p = p[n:]
 		last := end && len(p) == 0
-		if err := c.write(func() error { return c.fr.WriteData(st.id, last, chunk) }); err != nil {
+		err = c.write(func() error {
+			// Framed under the write lock: a SETTINGS_MAX_FRAME_SIZE
+			// lowered since waitFlow is ACKed before these frames
+			// leave, and so binds them.
+			for {
+				m := min(len(chunk), int(c.peerMaxFrameSize()))
+				if err := c.fr.WriteData(st.id, last && m == len(chunk), chunk[:m]); err != nil || m == len(chunk) {
+					return err
+				}
+				chunk = chunk[m:]
+			}
+		})
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// testHookAfterWaitFlow, set by tests, runs between a response's flow
+// window taken and its DATA written.
+var testHookAfterWaitFlow atomic.Pointer[func()]
 
 // finish ends the response after the handler returned.
 func (w *responseWriter) finish() {
