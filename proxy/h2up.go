@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/httpx"
+	"github.com/switchyard/switchyard/internal/h2meta"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -233,7 +234,8 @@ type h2Conn struct {
 	// The write side: frames of all streams, in order, under wmu.
 	wmu  sync.Mutex
 	bw   *bufio.Writer
-	fr   *http2.Framer // writes under wmu; reads in readLoop only
+	fr   *http2.Framer // writes under wmu; reads in readLoop only (through mr)
+	mr   *h2meta.Reader
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
 	werr error
@@ -264,8 +266,11 @@ func newH2Conn(t *h2Transport, addr string, nc net.Conn) (*h2Conn, error) {
 		maxFrame: 16384, kick: make(chan struct{}, 1), done: make(chan struct{}), idleSince: time.Now()}
 	cc.cond = sync.NewCond(&cc.mu)
 	cc.fr = http2.NewFramer(cc.bw, cc.br)
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
+	// DATA frames are copied out as they are read (onData): one frame
+	// reused; header blocks are decoded into reused storage too.
+	cc.fr.SetReuseFrames()
+	cc.mr = h2meta.NewReader(cc.fr, cc.br, hpack.NewDecoder(4096, nil))
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.lastRead.Store(time.Now().UnixNano())
 
@@ -588,9 +593,14 @@ func (cc *h2Conn) readLoop() {
 	var err error
 	for {
 		var f http2.Frame
-		f, err = cc.fr.ReadFrame()
-		var se http2.StreamError
-		if errors.As(err, &se) {
+		f, err = cc.mr.ReadFrame()
+		if err != nil {
+			// (se in this block: declared outside, errors.As made it
+			// escape, an allocation per frame.)
+			var se http2.StreamError
+			if !errors.As(err, &se) {
+				break
+			}
 			// A malformed frame of one stream (bad header field, zero
 			// window increment): that stream is reset, the others go on.
 			if s := cc.stream(se.StreamID); s != nil {
@@ -599,9 +609,6 @@ func (cc *h2Conn) readLoop() {
 				_ = cc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(se.StreamID, se.Code) })
 			}
 			continue
-		}
-		if err != nil {
-			break
 		}
 		cc.lastRead.Store(time.Now().UnixNano())
 		if err = cc.handle(f); err != nil {

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/h2meta"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -46,6 +47,7 @@ type conn struct {
 	srv        *Server
 	nc         net.Conn
 	fr         *http2.Framer
+	mr         *h2meta.Reader // reads fr's frames, header blocks into reused storage
 	baseCtx    context.Context
 	cancelCtx  context.CancelFunc
 	remoteAddr string
@@ -117,8 +119,8 @@ func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) 
 	c.fr = http2.NewFramer(connWriter{c}, br)
 	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.SetReuseFrames()
+	c.mr = h2meta.NewReader(c.fr, br, hpack.NewDecoder(4096, nil))
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.hs)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
@@ -158,7 +160,7 @@ func (c *conn) serve(readHeader time.Duration) {
 		c.idleTimer = time.AfterFunc(c.srv.IdleTimeout, c.onIdle)
 	}
 	for {
-		f, err := c.fr.ReadFrame()
+		f, err := c.mr.ReadFrame()
 		if err == nil {
 			if !c.sawSettings {
 				sf, ok := f.(*http2.SettingsFrame)
