@@ -462,15 +462,6 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 		return nil, err
 	}
 	cc.kickFlush()
-	stop := context.AfterFunc(ctx, func() { s.cancel(ctx.Err()) })
-	s.mu.Lock()
-	if s.finished {
-		s.mu.Unlock()
-		stop()
-	} else {
-		s.stopCtx = stop
-		s.mu.Unlock()
-	}
 	if hasBody {
 		go s.sendBody()
 	} else {
@@ -485,8 +476,20 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 		defer tm.Stop()
 		timeout = tm.C
 	}
+	// The context is watched here while the caller waits for the
+	// header, and from the first body Read that waits on (watchCtx): a
+	// response read without waiting (a unary gRPC call's, whose header,
+	// message and trailers come together) costs no callback on the
+	// context. The request body's goroutine needs none of its own: it
+	// waits on the client's body (whose reads the proxy aborts when the
+	// request ends) or on the windows (which the stream's end wakes); the
+	// stream is reset at the latest when the caller reads or closes the
+	// response body.
 	select {
 	case <-s.respc:
+	case <-ctx.Done():
+		s.cancel(ctx.Err())
+		<-s.respc
 	case <-timeout:
 		s.cancel(&net.OpError{Op: "read", Net: "tcp", Err: timeoutError{}})
 		<-s.respc
@@ -502,6 +505,21 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 		err = io.ErrUnexpectedEOF
 	}
 	return nil, err
+}
+
+// watchCtx resets the stream when its request's context ends, from now
+// until the stream finishes; once.
+func (s *h2Stream) watchCtx() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watching || s.finished {
+		return
+	}
+	s.watching = true
+	ctx := s.req.Context()
+	// The callback runs on its own goroutine (at once when ctx is done
+	// already): s.mu is not held then.
+	s.stopCtx = context.AfterFunc(ctx, func() { s.cancel(ctx.Err()) })
 }
 
 type timeoutError struct{}
@@ -784,6 +802,7 @@ type h2Stream struct {
 	stopCtx func() bool
 
 	mu       sync.Mutex
+	watching bool       // stopCtx is set (watchCtx)
 	cond     *sync.Cond // body data, end, or window
 	respc    chan struct{}
 	resp     *http.Response
@@ -1116,6 +1135,13 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	s := b.s
 	s.mu.Lock()
 	for s.off == len(s.buf) && !s.recvEnd && s.err == nil && !s.closed {
+		if !s.watching && !s.finished {
+			// Waiting: the request's context must be able to end it.
+			s.mu.Unlock()
+			s.watchCtx()
+			s.mu.Lock()
+			continue
+		}
 		s.cond.Wait()
 	}
 	if s.off == len(s.buf) {
