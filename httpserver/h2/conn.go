@@ -816,7 +816,7 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		c.streamError(id, code)
 		return nil
 	}
-	st := newStream(c, id, req, declared)
+	st := newStream(c, id, &req, declared)
 	if expectsContinue(req.Header) {
 		// As net/http: the handler sees no Expect; the 100 is sent
 		// when it first reads the body.
@@ -947,8 +947,10 @@ func (c *conn) writeTooLarge(id uint32, bodyComing bool) error {
 }
 
 // newRequest builds the request of a HEADERS frame, or the code to reset
-// the stream with.
-func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http2.ErrCode) {
+// the stream with. The request is a value: newStream copies it with the
+// stream's context (a request built on the heap was one allocation more
+// per stream).
+func (c *conn) newRequest(f *http2.MetaHeadersFrame) (http.Request, int64, http2.ErrCode) {
 	var method, scheme, path, authority string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -961,18 +963,18 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 		case ":authority":
 			authority = hf.Value
 		default:
-			return nil, 0, http2.ErrCodeProtocol // :status or unknown
+			return http.Request{}, 0, http2.ErrCodeProtocol // :status or unknown
 		}
 	}
 	if method == "" {
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
 	if method == "CONNECT" {
 		if scheme != "" || path != "" || authority == "" {
-			return nil, 0, http2.ErrCodeProtocol
+			return http.Request{}, 0, http2.ErrCodeProtocol
 		}
 	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) {
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
 	regular := f.RegularFields()
 	h := make(http.Header, len(regular))
@@ -982,15 +984,15 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	for _, hf := range regular {
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			return nil, 0, http2.ErrCodeProtocol
+			return http.Request{}, 0, http2.ErrCodeProtocol
 		case "te":
 			if hf.Value != "trailers" {
-				return nil, 0, http2.ErrCodeProtocol
+				return http.Request{}, 0, http2.ErrCodeProtocol
 			}
 		case "content-length":
 			n, err := strconv.ParseUint(hf.Value, 10, 63)
 			if err != nil || (declared >= 0 && int64(n) != declared) {
-				return nil, 0, http2.ErrCodeProtocol
+				return http.Request{}, 0, http2.ErrCodeProtocol
 			}
 			declared = int64(n)
 		case "cookie":
@@ -1013,7 +1015,7 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	// (RFC 9113 8.3.1): routing by one and a handler or an upstream
 	// reading the other must not disagree.
 	if hosts := h["Host"]; len(hosts) > 1 || len(hosts) == 1 && authority != "" && !strings.EqualFold(hosts[0], authority) {
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
 	if authority == "" {
 		authority = h.Get("Host")
@@ -1021,9 +1023,9 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	// As net/http: no userinfo (RFC 9113 8.3.1), only valid host
 	// characters (what routes and upstream requests are built from).
 	if strings.Contains(authority, "@") || !httpguts.ValidHostHeader(authority) {
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
-	req := &http.Request{
+	req := http.Request{
 		Method: method, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,
 		RequestURI: path, RemoteAddr: c.remoteAddr, TLS: c.tls, ContentLength: declared,
 	}
@@ -1033,7 +1035,7 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	} else {
 		u, err := parseURL(path)
 		if err != nil {
-			return nil, 0, http2.ErrCodeProtocol
+			return http.Request{}, 0, http2.ErrCodeProtocol
 		}
 		req.URL = u
 	}
