@@ -120,8 +120,11 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		flushed = true
 	}
 
-	buf := h.rp.BufferPool.Get()
-	defer h.rp.BufferPool.Put(buf)
+	// (h2BufPool's *[]byte: the reverse proxy's pool, behind
+	// httputil.BufferPool's []byte, allocates a pointer per Put.)
+	bp := h2BufPool.Get().(*[]byte)
+	defer h2BufPool.Put(bp)
+	buf := *bp
 	wrote := false
 	for {
 		n, rerr := res.Body.Read(buf)

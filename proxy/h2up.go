@@ -434,7 +434,7 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
 	s := &h2Stream{cc: cc, req: req, respc: make(chan struct{}), sendWin: 0, recvWin: h2StreamWindow}
-	s.cond = sync.NewCond(&s.mu)
+	s.cond.L = &s.mu
 
 	cc.wmu.Lock()
 	cc.mu.Lock()
@@ -802,8 +802,8 @@ type h2Stream struct {
 	stopCtx func() bool
 
 	mu       sync.Mutex
-	watching bool       // stopCtx is set (watchCtx)
-	cond     *sync.Cond // body data, end, or window
+	watching bool      // stopCtx is set (watchCtx)
+	cond     sync.Cond // body data, end, or window (L is &mu)
 	respc    chan struct{}
 	resp     *http.Response
 	gotResp  bool
