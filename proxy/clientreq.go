@@ -77,6 +77,9 @@ type clientBody struct {
 	st      *reqState
 	w       http.ResponseWriter
 	reading atomic.Bool // a Read waits on the client
+	// armedOnce is armed or disarmed, for Read's check without mu (a
+	// stream's reads after its first wait cost no lock).
+	armedOnce atomic.Bool
 
 	// The abort runs on its own goroutine and may race the handler's
 	// return: once disarmed (the handler's deferred disarm included) it
@@ -94,8 +97,10 @@ type clientBody struct {
 type readReadier interface{ ReadReady() bool }
 
 func (b *clientBody) Read(p []byte) (int, error) {
-	if rr, ok := b.rc.(readReadier); !ok || !rr.ReadReady() {
-		b.arm()
+	if !b.armedOnce.Load() {
+		if rr, ok := b.rc.(readReadier); !ok || !rr.ReadReady() {
+			b.arm()
+		}
 	}
 	b.reading.Store(true)
 	n, err := b.rc.Read(p)
@@ -126,6 +131,7 @@ func (b *clientBody) arm() {
 		return
 	}
 	b.armed = true
+	b.armedOnce.Store(true)
 	b.stop = context.AfterFunc(b.st, b.abort)
 }
 
@@ -142,6 +148,7 @@ func (b *clientBody) abort() {
 func (b *clientBody) disarm() {
 	b.mu.Lock()
 	b.disarmed = true
+	b.armedOnce.Store(true)
 	stop := b.stop
 	b.mu.Unlock()
 	if stop != nil {
