@@ -679,6 +679,12 @@ func (c *conn) writeHeaderBlock(id uint32, status int, fields []hpack.HeaderFiel
 	c.hbuf.Reset()
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	for _, f := range fields {
+		// A value new with every response (a request id) would only
+		// cycle through the client's HPACK table, an insertion and an
+		// eviction each: sent as a literal never indexed.
+		if f.Name == "x-request-id" || f.Name == "traceparent" {
+			f.Sensitive = true
+		}
 		_ = c.henc.WriteField(f)
 	}
 	return c.writeBlock(id, end)
