@@ -813,13 +813,16 @@ type h2Stream struct {
 	recvWin  int64 // our window left for the stream
 	unacked  int64 // bytes read since the last stream WINDOW_UPDATE
 	sendWin  int64
-	sentEnd  bool        // END_STREAM (or RST) sent
-	recvEnd  bool        // END_STREAM received
-	err      error       // the stream ended with it (nil: cleanly, when recvEnd)
-	upErr    error       // the upstream failed the stream after its headers
-	closed   bool        // the body was closed by the reader
-	finished bool        // removed from the connection
-	trailer  http.Header // received trailers, moved to resp.Trailer at EOF
+	sentEnd  bool  // END_STREAM (or RST) sent
+	recvEnd  bool  // END_STREAM received
+	err      error // the stream ended with it (nil: cleanly, when recvEnd)
+	upErr    error // the upstream failed the stream after its headers
+	closed   bool  // the body was closed by the reader
+	finished bool  // removed from the connection
+	// The received trailer fields (copied: the frame's are reused),
+	// moved into resp.Trailer at EOF; trailerArr backs most.
+	trailer    []hpack.HeaderField
+	trailerArr [4]hpack.HeaderField
 }
 
 // fieldsHeader adds fields to h (a new one when nil). The first values of
@@ -912,7 +915,10 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 	// Kept aside: the response's Trailer map belongs to the body's
 	// reader, who gets them at EOF (as http.Transport's contract says);
 	// writing it here raced with a caller reading it meanwhile.
-	s.trailer = fieldsHeader(s.trailer, f.RegularFields())
+	if s.trailer == nil {
+		s.trailer = s.trailerArr[:0]
+	}
+	s.trailer = append(s.trailer, f.RegularFields()...)
 	s.recvEnd = true
 	s.cond.Broadcast()
 	done := s.sentEnd
@@ -1146,10 +1152,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	if s.off == len(s.buf) {
 		err := s.err
-		for k, vs := range s.trailer {
-			s.resp.Trailer[k] = vs
-		}
-		s.trailer = nil
+		s.moveTrailer()
 		switch {
 		case s.closed:
 			err = errors.New("http2: response body closed")
@@ -1185,6 +1188,39 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		_ = s.cc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(id, uint32(give)) })
 	}
 	return n, nil
+}
+
+// moveTrailer sets the received trailer fields in resp.Trailer (a key's
+// values replace what it held), the first values of the keys in one
+// backing array. (s.mu)
+func (s *h2Stream) moveTrailer() {
+	fields := s.trailer
+	if len(fields) == 0 {
+		return
+	}
+	vals := make([]string, 0, len(fields))
+	for i, hf := range fields {
+		k := canonicalResponseKey(hf.Name)
+		if sameName(fields[:i], hf.Name) {
+			s.resp.Trailer[k] = append(s.resp.Trailer[k], hf.Value)
+			continue
+		}
+		vals = append(vals, hf.Value)
+		s.resp.Trailer[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	clear(fields)
+	s.trailer = nil
+}
+
+// sameName tells whether a field of fs is named name (wire names are
+// lower case: one name per canonical key).
+func sameName(fs []hpack.HeaderField, name string) bool {
+	for _, f := range fs {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // ready reports whether Read would return at once: data, the end of the

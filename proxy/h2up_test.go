@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -567,5 +568,28 @@ func TestH2UpCancelWhileReadingBody(t *testing.T) {
 	}
 	if _, err := waitRT(t, b); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled call: %v", err)
+	}
+}
+
+// moveTrailer: the trailer fields (kept as fields until EOF) become
+// resp.Trailer's values, a repeated field's values in order, replacing
+// what a key held; none: resp.Trailer is untouched.
+func TestH2UpMoveTrailer(t *testing.T) {
+	s := &h2Stream{resp: &http.Response{Trailer: http.Header{"Grpc-Status": {"stale"}}}}
+	s.moveTrailer()
+	if len(s.resp.Trailer) != 1 {
+		t.Fatalf("no fields: %v", s.resp.Trailer)
+	}
+	s.trailer = append(s.trailerArr[:0], hpack.HeaderField{Name: "grpc-status", Value: "0"},
+		hpack.HeaderField{Name: "x-a", Value: "1"}, hpack.HeaderField{Name: "grpc-message", Value: ""},
+		hpack.HeaderField{Name: "x-a", Value: "2"}, hpack.HeaderField{Name: "x-b", Value: "3"})
+	s.moveTrailer()
+	want := http.Header{"Grpc-Status": {"0"}, "X-A": {"1", "2"}, "Grpc-Message": {""}, "X-B": {"3"}}
+	if fmt.Sprint(s.resp.Trailer) != fmt.Sprint(want) || s.trailer != nil {
+		t.Fatalf("got %v (left %v), want %v", s.resp.Trailer, s.trailer, want)
+	}
+	s.resp.Trailer["X-A"] = append(s.resp.Trailer["X-A"], "3") // a copy: X-B's value stays
+	if s.resp.Trailer.Get("X-B") != "3" {
+		t.Fatalf("appending to X-A changed X-B: %v", s.resp.Trailer)
 	}
 }
