@@ -23,7 +23,9 @@ func ValidRequestID(id string) bool {
 func NewRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var out [32]byte // hex.EncodeToString made a slice and then the string
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 // ChildTraceparent continues a W3C trace context: the trace id and flags

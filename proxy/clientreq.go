@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -67,15 +69,40 @@ const (
 // clientBody wraps the client's request body: it turns read errors into
 // *ClientBodyError (recorded on the request) and, while armed, aborts a
 // read blocked on the client when the request ends (response timeout,
-// client gone), so a slow body never outlives its request.
+// client gone), so a slow body never outlives its request. It is armed
+// by the first read that may block: a body whose reads all find their
+// bytes there (a unary gRPC call's, under a server whose body tells,
+// readReadier) costs no watch on the request's context.
 type clientBody struct {
 	rc      io.ReadCloser
 	st      *reqState
-	disarm  func() bool // stops the abort; safe to call more than once
+	w       http.ResponseWriter
 	reading atomic.Bool // a Read waits on the client
+	// armedOnce is armed or disarmed, for Read's check without mu (a
+	// stream's reads after its first wait cost no lock).
+	armedOnce atomic.Bool
+
+	// The abort runs on its own goroutine and may race the handler's
+	// return: once disarmed (the handler's deferred disarm included) it
+	// must not touch w, whose HTTP/2 stream state is gone after the
+	// handler returned (SetReadDeadline then dereferences nil). mu makes
+	// disarm wait for an abort already running.
+	mu       sync.Mutex
+	armed    bool
+	disarmed bool
+	stop     func() bool // the watch's, once armed
 }
 
+// readReadier is a request body that tells whether Read would return at
+// once (httpserver/h2's).
+type readReadier interface{ ReadReady() bool }
+
 func (b *clientBody) Read(p []byte) (int, error) {
+	if !b.armedOnce.Load() {
+		if rr, ok := b.rc.(readReadier); !ok || !rr.ReadReady() {
+			b.arm()
+		}
+	}
 	b.reading.Store(true)
 	n, err := b.rc.Read(p)
 	b.reading.Store(false)
@@ -95,33 +122,44 @@ func (b *clientBody) Read(p []byte) (int, error) {
 
 func (b *clientBody) Close() error { return b.rc.Close() }
 
-// wrapBody puts a clientBody around r's body. While the body is unread,
-// the end of the request (st is done) sets the connection's read deadline
-// in the past, which ends a read blocked on a slow client.
-func wrapBody(w http.ResponseWriter, r *http.Request, st *reqState) *clientBody {
-	cb := &clientBody{rc: r.Body, st: st}
-	rc := http.NewResponseController(w)
-	// The abort runs on its own goroutine and may race the handler's
-	// return: once disarmed (the handler's deferred disarm included) it
-	// must not touch w, whose HTTP/2 stream state is gone after the
-	// handler returned (SetReadDeadline then dereferences nil). The
-	// mutex makes disarm wait for an abort already running.
-	var mu sync.Mutex
-	disarmed := false
-	stop := context.AfterFunc(st, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !disarmed {
-			_ = rc.SetReadDeadline(pastDeadline)
-		}
-	})
-	cb.disarm = func() bool {
-		stopped := stop()
-		mu.Lock()
-		disarmed = true
-		mu.Unlock()
-		return stopped
+// arm starts the watch: the end of the request (st is done) sets the
+// connection's read deadline in the past, which ends a read blocked on a
+// slow client. Once only, and never after disarm.
+func (b *clientBody) arm() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.armed || b.disarmed {
+		return
 	}
+	b.armed = true
+	b.armedOnce.Store(true)
+	b.stop = context.AfterFunc(b.st, b.abort)
+}
+
+func (b *clientBody) abort() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.disarmed {
+		_ = http.NewResponseController(b.w).SetReadDeadline(pastDeadline)
+	}
+}
+
+// disarm stops the abort (waiting for one already running); safe to call
+// more than once.
+func (b *clientBody) disarm() {
+	b.mu.Lock()
+	b.disarmed = true
+	b.armedOnce.Store(true)
+	stop := b.stop
+	b.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// wrapBody puts a clientBody around r's body.
+func wrapBody(w http.ResponseWriter, r *http.Request, st *reqState) *clientBody {
+	cb := &clientBody{rc: r.Body, st: st, w: w}
 	r.Body = cb
 	st.cbody = cb
 	return cb
@@ -300,6 +338,62 @@ func sanitizeClientHeaders(h http.Header) (listed []string) {
 // Connection header that the gateway set on in after the client's own
 // were removed (sanitizeClientHeaders); httputil.ReverseProxy removed
 // them from out as hop-by-hop.
+// setHeader is h.Set(k, v) for a canonical key k, the value's slice
+// (length and capacity 1: an append copies) taken from st.hvals while it
+// lasts. st may be nil.
+func (st *reqState) setHeader(h http.Header, k, v string) {
+	if st == nil || len(st.hvals) == 0 {
+		h[k] = []string{v}
+		return
+	}
+	st.hvals[0] = v
+	h[k] = st.hvals[0:1:1]
+	st.hvals = st.hvals[1:]
+}
+
+// setXForwarded is httputil.ProxyRequest.SetXForwarded, its fields set
+// with setHeader.
+func (st *reqState) setXForwarded(pr *httputil.ProxyRequest) {
+	h := pr.Out.Header
+	clientIP, _, err := net.SplitHostPort(pr.In.RemoteAddr)
+	if err == nil {
+		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+			clientIP = strings.Join(prior, ", ") + ", " + clientIP
+		}
+		st.setHeader(h, "X-Forwarded-For", clientIP)
+	} else {
+		delete(h, "X-Forwarded-For")
+	}
+	st.setHeader(h, "X-Forwarded-Host", pr.In.Host)
+	if pr.In.TLS == nil {
+		st.setHeader(h, "X-Forwarded-Proto", "http")
+	} else {
+		st.setHeader(h, "X-Forwarded-Proto", "https")
+	}
+}
+
+// cloneHeader is h.Clone() with room for spare more keys in the map (no
+// growth as the gateway adds its fields) and spare more values in the
+// backing array of the values, returned as the second result.
+func cloneHeader(h http.Header, spare int) (http.Header, []string) {
+	nv := 0
+	for _, vv := range h {
+		nv += len(vv)
+	}
+	sv := make([]string, nv+spare)
+	h2 := make(http.Header, len(h)+spare)
+	for k, vv := range h {
+		if vv == nil {
+			h2[k] = nil
+			continue
+		}
+		n := copy(sv, vv)
+		h2[k] = sv[:n:n]
+		sv = sv[n:]
+	}
+	return h2, sv
+}
+
 func restoreGatewayHeaders(in, out http.Header, listed []string) {
 	for _, name := range listed {
 		if v, ok := in[name]; ok {

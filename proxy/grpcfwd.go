@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync/atomic"
 
@@ -42,7 +43,15 @@ func grpcDirect(r *http.Request, pool *Pool) bool {
 // flushed first only when no body is ready yet (a server that sends its
 // header and then waits for the client still gets its header through).
 func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
-	out := r.Clone(r.Context())
+	// r.Clone, its header cloned with room for the fields the gateway
+	// adds (no map growth, their values in the same backing array);
+	// what else Clone copies deeply (forms, transfer encodings) a gRPC
+	// call has not, and nothing here changes.
+	out := r.WithContext(r.Context())
+	out.URL = cloneURL(r.URL)
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	out.Header, st.hvals = cloneHeader(r.Header, grpcHeaderSpare)
+	out.Trailer = r.Trailer.Clone()
 	if r.ContentLength == 0 {
 		out.Body = nil
 	}
@@ -57,7 +66,7 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 	out.Close = false
 	removeHopByHop(out.Header)
 	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
-		out.Header.Set("Te", "trailers")
+		st.setHeader(out.Header, "Te", "trailers")
 	}
 	// The client's forwarding fields are replaced (rewrite appends to an
 	// incoming X-Forwarded-For chain itself).
@@ -111,8 +120,11 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 		flushed = true
 	}
 
-	buf := h.rp.BufferPool.Get()
-	defer h.rp.BufferPool.Put(buf)
+	// (h2BufPool's *[]byte: the reverse proxy's pool, behind
+	// httputil.BufferPool's []byte, allocates a pointer per Put.)
+	bp := h2BufPool.Get().(*[]byte)
+	defer h2BufPool.Put(bp)
+	buf := *bp
 	wrote := false
 	for {
 		n, rerr := res.Body.Read(buf)
@@ -164,6 +176,25 @@ func (h *Handler) forwardGRPC(w http.ResponseWriter, r *http.Request) {
 			dst[k] = append(dst[k], vv...)
 		}
 	}
+}
+
+// grpcHeaderSpare is the room cloneHeader leaves for the fields a gRPC
+// call's rewrite sets: Te, X-Forwarded-For, -Host, -Proto, X-Request-Id,
+// Grpc-Timeout, Traceparent (and Tracestate).
+const grpcHeaderSpare = 8
+
+// cloneURL is a copy of u (as http.Request.Clone makes).
+func cloneURL(u *url.URL) *url.URL {
+	if u == nil {
+		return nil
+	}
+	u2 := new(url.URL)
+	*u2 = *u
+	if u.User != nil {
+		u2.User = new(url.Userinfo)
+		*u2.User = *u.User
+	}
+	return u2
 }
 
 // trailerKey is http.TrailerPrefix+k, without an allocation for gRPC's

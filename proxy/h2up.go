@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/httpx"
+	"github.com/switchyard/switchyard/internal/h2meta"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -233,7 +234,8 @@ type h2Conn struct {
 	// The write side: frames of all streams, in order, under wmu.
 	wmu  sync.Mutex
 	bw   *bufio.Writer
-	fr   *http2.Framer // writes under wmu; reads in readLoop only
+	fr   *http2.Framer // writes under wmu; reads in readLoop only (through mr)
+	mr   *h2meta.Reader
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
 	werr error
@@ -264,8 +266,11 @@ func newH2Conn(t *h2Transport, addr string, nc net.Conn) (*h2Conn, error) {
 		maxFrame: 16384, kick: make(chan struct{}, 1), done: make(chan struct{}), idleSince: time.Now()}
 	cc.cond = sync.NewCond(&cc.mu)
 	cc.fr = http2.NewFramer(cc.bw, cc.br)
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
+	// DATA frames are copied out as they are read (onData): one frame
+	// reused; header blocks are decoded into reused storage too.
+	cc.fr.SetReuseFrames()
+	cc.mr = h2meta.NewReader(cc.fr, cc.br, hpack.NewDecoder(4096, nil))
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.lastRead.Store(time.Now().UnixNano())
 
@@ -429,7 +434,7 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
 	s := &h2Stream{cc: cc, req: req, respc: make(chan struct{}), sendWin: 0, recvWin: h2StreamWindow}
-	s.cond = sync.NewCond(&s.mu)
+	s.cond.L = &s.mu
 
 	cc.wmu.Lock()
 	cc.mu.Lock()
@@ -457,15 +462,6 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 		return nil, err
 	}
 	cc.kickFlush()
-	stop := context.AfterFunc(ctx, func() { s.cancel(ctx.Err()) })
-	s.mu.Lock()
-	if s.finished {
-		s.mu.Unlock()
-		stop()
-	} else {
-		s.stopCtx = stop
-		s.mu.Unlock()
-	}
 	if hasBody {
 		go s.sendBody()
 	} else {
@@ -480,8 +476,20 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 		defer tm.Stop()
 		timeout = tm.C
 	}
+	// The context is watched here while the caller waits for the
+	// header, and from the first body Read that waits on (watchCtx): a
+	// response read without waiting (a unary gRPC call's, whose header,
+	// message and trailers come together) costs no callback on the
+	// context. The request body's goroutine needs none of its own: it
+	// waits on the client's body (whose reads the proxy aborts when the
+	// request ends) or on the windows (which the stream's end wakes); the
+	// stream is reset at the latest when the caller reads or closes the
+	// response body.
 	select {
 	case <-s.respc:
+	case <-ctx.Done():
+		s.cancel(ctx.Err())
+		<-s.respc
 	case <-timeout:
 		s.cancel(&net.OpError{Op: "read", Net: "tcp", Err: timeoutError{}})
 		<-s.respc
@@ -497,6 +505,21 @@ func (cc *h2Conn) roundTrip(req *http.Request, headerTimeout time.Duration) (*ht
 		err = io.ErrUnexpectedEOF
 	}
 	return nil, err
+}
+
+// watchCtx resets the stream when its request's context ends, from now
+// until the stream finishes; once.
+func (s *h2Stream) watchCtx() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watching || s.finished {
+		return
+	}
+	s.watching = true
+	ctx := s.req.Context()
+	// The callback runs on its own goroutine (at once when ctx is done
+	// already): s.mu is not held then.
+	s.stopCtx = context.AfterFunc(ctx, func() { s.cancel(ctx.Err()) })
 }
 
 type timeoutError struct{}
@@ -588,9 +611,14 @@ func (cc *h2Conn) readLoop() {
 	var err error
 	for {
 		var f http2.Frame
-		f, err = cc.fr.ReadFrame()
-		var se http2.StreamError
-		if errors.As(err, &se) {
+		f, err = cc.mr.ReadFrame()
+		if err != nil {
+			// (se in this block: declared outside, errors.As made it
+			// escape, an allocation per frame.)
+			var se http2.StreamError
+			if !errors.As(err, &se) {
+				break
+			}
 			// A malformed frame of one stream (bad header field, zero
 			// window increment): that stream is reset, the others go on.
 			if s := cc.stream(se.StreamID); s != nil {
@@ -599,9 +627,6 @@ func (cc *h2Conn) readLoop() {
 				_ = cc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(se.StreamID, se.Code) })
 			}
 			continue
-		}
-		if err != nil {
-			break
 		}
 		cc.lastRead.Store(time.Now().UnixNano())
 		if err = cc.handle(f); err != nil {
@@ -777,7 +802,8 @@ type h2Stream struct {
 	stopCtx func() bool
 
 	mu       sync.Mutex
-	cond     *sync.Cond // body data, end, or window
+	watching bool      // stopCtx is set (watchCtx)
+	cond     sync.Cond // body data, end, or window (L is &mu)
 	respc    chan struct{}
 	resp     *http.Response
 	gotResp  bool
@@ -787,13 +813,16 @@ type h2Stream struct {
 	recvWin  int64 // our window left for the stream
 	unacked  int64 // bytes read since the last stream WINDOW_UPDATE
 	sendWin  int64
-	sentEnd  bool        // END_STREAM (or RST) sent
-	recvEnd  bool        // END_STREAM received
-	err      error       // the stream ended with it (nil: cleanly, when recvEnd)
-	upErr    error       // the upstream failed the stream after its headers
-	closed   bool        // the body was closed by the reader
-	finished bool        // removed from the connection
-	trailer  http.Header // received trailers, moved to resp.Trailer at EOF
+	sentEnd  bool  // END_STREAM (or RST) sent
+	recvEnd  bool  // END_STREAM received
+	err      error // the stream ended with it (nil: cleanly, when recvEnd)
+	upErr    error // the upstream failed the stream after its headers
+	closed   bool  // the body was closed by the reader
+	finished bool  // removed from the connection
+	// The received trailer fields (copied: the frame's are reused),
+	// moved into resp.Trailer at EOF; trailerArr backs most.
+	trailer    []hpack.HeaderField
+	trailerArr [4]hpack.HeaderField
 }
 
 // fieldsHeader adds fields to h (a new one when nil). The first values of
@@ -886,7 +915,10 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 	// Kept aside: the response's Trailer map belongs to the body's
 	// reader, who gets them at EOF (as http.Transport's contract says);
 	// writing it here raced with a caller reading it meanwhile.
-	s.trailer = fieldsHeader(s.trailer, f.RegularFields())
+	if s.trailer == nil {
+		s.trailer = s.trailerArr[:0]
+	}
+	s.trailer = append(s.trailer, f.RegularFields()...)
 	s.recvEnd = true
 	s.cond.Broadcast()
 	done := s.sentEnd
@@ -1109,14 +1141,18 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	s := b.s
 	s.mu.Lock()
 	for s.off == len(s.buf) && !s.recvEnd && s.err == nil && !s.closed {
+		if !s.watching && !s.finished {
+			// Waiting: the request's context must be able to end it.
+			s.mu.Unlock()
+			s.watchCtx()
+			s.mu.Lock()
+			continue
+		}
 		s.cond.Wait()
 	}
 	if s.off == len(s.buf) {
 		err := s.err
-		for k, vs := range s.trailer {
-			s.resp.Trailer[k] = vs
-		}
-		s.trailer = nil
+		s.moveTrailer()
 		switch {
 		case s.closed:
 			err = errors.New("http2: response body closed")
@@ -1152,6 +1188,39 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		_ = s.cc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(id, uint32(give)) })
 	}
 	return n, nil
+}
+
+// moveTrailer sets the received trailer fields in resp.Trailer (a key's
+// values replace what it held), the first values of the keys in one
+// backing array. (s.mu)
+func (s *h2Stream) moveTrailer() {
+	fields := s.trailer
+	if len(fields) == 0 {
+		return
+	}
+	vals := make([]string, 0, len(fields))
+	for i, hf := range fields {
+		k := canonicalResponseKey(hf.Name)
+		if sameName(fields[:i], hf.Name) {
+			s.resp.Trailer[k] = append(s.resp.Trailer[k], hf.Value)
+			continue
+		}
+		vals = append(vals, hf.Value)
+		s.resp.Trailer[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	clear(fields)
+	s.trailer = nil
+}
+
+// sameName tells whether a field of fs is named name (wire names are
+// lower case: one name per canonical key).
+func sameName(fs []hpack.HeaderField, name string) bool {
+	for _, f := range fs {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // ready reports whether Read would return at once: data, the end of the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -490,4 +491,105 @@ func FuzzH2UpstreamFrames(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The context is watched from the first body read that waits (not from
+// the start of the call): a cancel while the caller waits for the body
+// resets the upstream's stream and ends the read; a cancel while the
+// request body's goroutine waits on a body that never comes, with the
+// caller waiting for the header, does the same.
+func TestH2UpCancelWhileReadingBody(t *testing.T) {
+	up := startRawH2(t)
+	tr := newTestH2(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	a := roundTripAsync(tr, grpcReq(t, ctx, up.addr, "/s/A", ""))
+	rc := up.accept(t)
+	idA, _, _ := rc.request(t)
+	rc.headers(t, idA, false, ":status", "200", "content-type", "application/grpc")
+	resp, err := waitRT(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := resp.Body.Read(make([]byte, 10))
+		read <- err
+	}()
+	// The read waits (nothing sent): then the cancel.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b := resp.Body.(*h2Body).s
+		b.mu.Lock()
+		w := b.watching
+		b.mu.Unlock()
+		if w {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the body read never began watching the context")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if f, ok := rc.next(t).(*http2.RSTStreamFrame); !ok || f.StreamID != idA || f.ErrCode != http2.ErrCodeCancel {
+		t.Fatalf("after cancel the upstream got %v, want RST_STREAM CANCEL on %d", f, idA)
+	}
+	select {
+	case err := <-read:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("read after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the body read did not end after the cancel")
+	}
+	resp.Body.Close()
+
+	// A request body that never ends, the caller waiting for the header.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequestWithContext(ctx2, "POST", "http://"+up.addr+"/s/B", pr)
+	req.Header.Set("Content-Type", "application/grpc")
+	req.ContentLength = -1
+	b := roundTripAsync(tr, req)
+	go func() { _, _ = pw.Write([]byte("hello")) }()
+	var idB uint32
+	for idB == 0 {
+		if h, ok := rc.next(t).(*http2.MetaHeadersFrame); ok {
+			idB = h.StreamID
+		}
+	}
+	if d, ok := rc.next(t).(*http2.DataFrame); !ok || string(d.Data()) != "hello" {
+		t.Fatalf("want DATA hello, got %v", d)
+	}
+	cancel2()
+	if f, ok := rc.next(t).(*http2.RSTStreamFrame); !ok || f.StreamID != idB || f.ErrCode != http2.ErrCodeCancel {
+		t.Fatalf("after cancel the upstream got %v, want RST_STREAM CANCEL on %d", f, idB)
+	}
+	if _, err := waitRT(t, b); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+}
+
+// moveTrailer: the trailer fields (kept as fields until EOF) become
+// resp.Trailer's values, a repeated field's values in order, replacing
+// what a key held; none: resp.Trailer is untouched.
+func TestH2UpMoveTrailer(t *testing.T) {
+	s := &h2Stream{resp: &http.Response{Trailer: http.Header{"Grpc-Status": {"stale"}}}}
+	s.moveTrailer()
+	if len(s.resp.Trailer) != 1 {
+		t.Fatalf("no fields: %v", s.resp.Trailer)
+	}
+	s.trailer = append(s.trailerArr[:0], hpack.HeaderField{Name: "grpc-status", Value: "0"},
+		hpack.HeaderField{Name: "x-a", Value: "1"}, hpack.HeaderField{Name: "grpc-message", Value: ""},
+		hpack.HeaderField{Name: "x-a", Value: "2"}, hpack.HeaderField{Name: "x-b", Value: "3"})
+	s.moveTrailer()
+	want := http.Header{"Grpc-Status": {"0"}, "X-A": {"1", "2"}, "Grpc-Message": {""}, "X-B": {"3"}}
+	if fmt.Sprint(s.resp.Trailer) != fmt.Sprint(want) || s.trailer != nil {
+		t.Fatalf("got %v (left %v), want %v", s.resp.Trailer, s.trailer, want)
+	}
+	s.resp.Trailer["X-A"] = append(s.resp.Trailer["X-A"], "3") // a copy: X-B's value stays
+	if s.resp.Trailer.Get("X-B") != "3" {
+		t.Fatalf("appending to X-A changed X-B: %v", s.resp.Trailer)
+	}
 }

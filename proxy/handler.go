@@ -346,6 +346,11 @@ type reqState struct {
 	// The request body: read ahead (body) or streamed; bodyErr is the
 	// first error reading it (set from the transport's goroutine).
 	bodyMode uint8
+	// hvals holds the values of the fields the gateway sets on the
+	// outbound request (setHeader): spare room in the backing array of
+	// the request's cloned header (forwardGRPC), where a Set allocated
+	// a slice per field.
+	hvals []string
 	// grpcDeadline is when the deadline sent upstream in grpc-timeout
 	// runs out (zero for other requests): a gRPC server resets a call
 	// whose deadline passed, which is the call's timeout, not a failure.
@@ -611,17 +616,17 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
 		out.Header["X-Forwarded-For"] = prior
 	}
-	pr.SetXForwarded()
+	st.setXForwarded(pr)
 	restoreGatewayHeaders(pr.In.Header, out.Header, st.connListed)
 	dropUnderscoreSpoofs(out.Header)
 	dropGatewayTrailers(out.Trailer)
-	out.Header.Set("X-Request-Id", st.RequestID)
+	st.setHeader(out.Header, "X-Request-Id", st.RequestID)
 	if httpx.IsGRPC(pr.In) {
-		st.grpcDeadline = time.Now().Add(boundGRPCTimeout(out.Header, st.pool.respTO))
+		st.grpcDeadline = time.Now().Add(st.boundGRPCTimeout(out.Header, st.pool.respTO))
 	}
 	if st.span == nil && !st.sid.IsValid() {
 		st.Traceparent = httpx.ChildTraceparent(pr.In.Header.Get("Traceparent"))
-		out.Header.Set("Traceparent", st.Traceparent)
+		st.setHeader(out.Header, "Traceparent", st.Traceparent)
 	} else {
 		// Each attempt's span sets it (attemptTransport).
 		out.Header.Del("Traceparent")

@@ -169,10 +169,16 @@ func formatGRPCTimeout(d time.Duration) string {
 // before the gateway cuts the call.
 // It returns the timeout the upstream got.
 func boundGRPCTimeout(h http.Header, left time.Duration) time.Duration {
+	return (*reqState)(nil).boundGRPCTimeout(h, left)
+}
+
+// boundGRPCTimeout is boundGRPCTimeout setting the field with
+// st.setHeader (st may be nil).
+func (st *reqState) boundGRPCTimeout(h http.Header, left time.Duration) time.Duration {
 	left -= min(left/10, 100*time.Millisecond)
 	if d, ok := parseGRPCTimeout(h.Get("Grpc-Timeout")); ok && d <= left {
 		return d
 	}
-	h.Set("Grpc-Timeout", formatGRPCTimeout(left))
+	st.setHeader(h, "Grpc-Timeout", formatGRPCTimeout(left))
 	return left
 }

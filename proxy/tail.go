@@ -63,7 +63,7 @@ func (at attemptTransport) attemptRecord(req *http.Request, st *reqState, pool *
 	rec := st.tail
 	sid := telemetry.NewSpanID()
 	tp := traceparent(st.tid, sid)
-	req.Header["Traceparent"] = []string{tp}
+	st.setHeader(req.Header, "Traceparent", tp)
 	if ts := rec.parent.TraceState(); ts.Len() > 0 {
 		req.Header["Tracestate"] = []string{ts.String()}
 	} else {

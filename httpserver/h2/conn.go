@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/h2meta"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -46,6 +47,7 @@ type conn struct {
 	srv        *Server
 	nc         net.Conn
 	fr         *http2.Framer
+	mr         *h2meta.Reader // reads fr's frames, header blocks into reused storage
 	baseCtx    context.Context
 	cancelCtx  context.CancelFunc
 	remoteAddr string
@@ -118,8 +120,8 @@ func newConn(s *Server, nc net.Conn, br *bufio.Reader, ts *tls.ConnectionState) 
 	c.fr = http2.NewFramer(connWriter{c}, br)
 	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.SetReuseFrames()
+	c.mr = h2meta.NewReader(c.fr, br, hpack.NewDecoder(4096, nil))
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.hs)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
@@ -159,7 +161,7 @@ func (c *conn) serve(readHeader time.Duration) {
 		c.idleTimer = time.AfterFunc(c.srv.IdleTimeout, c.onIdle)
 	}
 	for {
-		f, err := c.fr.ReadFrame()
+		f, err := c.mr.ReadFrame()
 		if err == nil {
 			if !c.sawSettings {
 				sf, ok := f.(*http2.SettingsFrame)
@@ -851,7 +853,7 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		c.streamError(id, code)
 		return nil
 	}
-	st := newStream(c, id, req, declared)
+	st := newStream(c, id, &req, declared)
 	if expectsContinue(req.Header) {
 		// As net/http: the handler sees no Expect; the 100 is sent
 		// when it first reads the body.
@@ -993,8 +995,10 @@ func (c *conn) writeTooLarge(id uint32, bodyComing bool) error {
 }
 
 // newRequest builds the request of a HEADERS frame, or the code to reset
-// the stream with.
-func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http2.ErrCode) {
+// the stream with. The request is a value: newStream copies it with the
+// stream's context (a request built on the heap was one allocation more
+// per stream).
+func (c *conn) newRequest(f *http2.MetaHeadersFrame) (http.Request, int64, http2.ErrCode) {
 	var method, scheme, path, authority string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -1007,24 +1011,24 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 		case ":authority":
 			authority = hf.Value
 		default:
-			return nil, 0, http2.ErrCodeProtocol // :status or unknown
+			return http.Request{}, 0, http2.ErrCodeProtocol // :status or unknown
 		}
 	}
 	// A method is a token (RFC 9110 9.1): one with a space or a tab
 	// written into an HTTP/1.1 request line makes more than three parts.
 	if !httpguts.ValidHeaderFieldName(method) {
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
 	if method == "CONNECT" {
 		if scheme != "" || path != "" || authority == "" {
-			return nil, 0, http2.ErrCodeProtocol
+			return http.Request{}, 0, http2.ErrCodeProtocol
 		}
 	} else if (scheme != "http" && scheme != "https") || path == "" || (path[0] != '/' && !(path == "*" && method == "OPTIONS")) ||
 		strings.IndexByte(path, ' ') >= 0 {
 		// No space either (no URI has one): url.ParseRequestURI keeps
 		// one in the query, which an HTTP/1.1 upstream would then get
 		// raw in its request line ("GET /a?b c HTTP/1.1").
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
 	regular := f.RegularFields()
 	h := make(http.Header, len(regular))
@@ -1039,15 +1043,15 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 		v := trimOWS(hf.Value)
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			return nil, 0, http2.ErrCodeProtocol
+			return http.Request{}, 0, http2.ErrCodeProtocol
 		case "te":
 			if v != "trailers" {
-				return nil, 0, http2.ErrCodeProtocol
+				return http.Request{}, 0, http2.ErrCodeProtocol
 			}
 		case "content-length":
 			n, err := strconv.ParseUint(v, 10, 63)
 			if err != nil || (declared >= 0 && int64(n) != declared) {
-				return nil, 0, http2.ErrCodeProtocol
+				return http.Request{}, 0, http2.ErrCodeProtocol
 			}
 			declared = int64(n)
 		case "cookie":
@@ -1070,7 +1074,7 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	// (RFC 9113 8.3.1): routing by one and a handler or an upstream
 	// reading the other must not disagree.
 	if hosts := h["Host"]; len(hosts) > 1 || len(hosts) == 1 && authority != "" && !strings.EqualFold(hosts[0], authority) {
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
 	if authority == "" {
 		authority = h.Get("Host")
@@ -1078,9 +1082,9 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	// As net/http: no userinfo (RFC 9113 8.3.1), only valid host
 	// characters (what routes and upstream requests are built from).
 	if strings.Contains(authority, "@") || !httpguts.ValidHostHeader(authority) {
-		return nil, 0, http2.ErrCodeProtocol
+		return http.Request{}, 0, http2.ErrCodeProtocol
 	}
-	req := &http.Request{
+	req := http.Request{
 		Method: method, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,
 		RequestURI: path, RemoteAddr: c.remoteAddr, TLS: c.tls, ContentLength: declared,
 	}
@@ -1090,7 +1094,7 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, http
 	} else {
 		u, err := parseURL(path)
 		if err != nil {
-			return nil, 0, http2.ErrCodeProtocol
+			return http.Request{}, 0, http2.ErrCodeProtocol
 		}
 		req.URL = u
 	}

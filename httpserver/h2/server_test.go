@@ -8,9 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // TestUnaryWithTrailers: a request body arrives whole, the response's
@@ -343,5 +347,34 @@ func TestShutdownSendsLastResponses(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// A response's X-Request-Id (new with every response) is sent as a
+// literal never indexed: it would only cycle through the client's HPACK
+// table. Other fields are indexed as before.
+func TestRequestIDNotIndexed(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", r.URL.Path)
+		w.Header().Set("Content-Type", "text/plain")
+	})})
+	r := dialRaw(t, addr)
+	for i, id := range []uint32{1, 3} {
+		r.headers(id, true, "/call"+strconv.Itoa(i))
+		var fields []hpack.HeaderField
+		if !r.next(func(f http2.Frame) bool {
+			mh, ok := f.(*http2.MetaHeadersFrame)
+			if ok && mh.StreamID == id {
+				fields = mh.Fields
+			}
+			return ok && mh.StreamID == id
+		}) {
+			t.Fatal("no response")
+		}
+		for _, f := range fields {
+			if f.Name == "x-request-id" && !f.Sensitive || f.Name == "content-type" && f.Sensitive {
+				t.Fatalf("response %d: %+v (x-request-id never indexed, content-type indexed)", i, f)
+			}
+		}
 	}
 }

@@ -212,6 +212,16 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
+// ReadReady tells whether Read would return at once: body bytes, the
+// body's end or its error are there (a proxy arms no watch for a read
+// that cannot block).
+func (b *body) ReadReady() bool {
+	st := (*stream)(b)
+	st.c.mu.Lock()
+	defer st.c.mu.Unlock()
+	return st.bodyClosed || st.off < len(st.buf) || st.remoteDone
+}
+
 // sendContinue sends 100 Continue unless a head was written already (as
 // net/http's HTTP/2 server, when the handler first reads the body).
 func (st *stream) sendContinue() {
@@ -688,6 +698,12 @@ func (c *conn) writeHeaderBlock(id uint32, status int, fields []hpack.HeaderFiel
 	c.hbuf.Reset()
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	for _, f := range fields {
+		// A value new with every response (a request id) would only
+		// cycle through the client's HPACK table, an insertion and an
+		// eviction each: sent as a literal never indexed.
+		if f.Name == "x-request-id" || f.Name == "traceparent" {
+			f.Sensitive = true
+		}
 		_ = c.henc.WriteField(f)
 	}
 	return c.writeBlock(id, end)
