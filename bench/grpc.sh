@@ -13,11 +13,11 @@
 #           flight each (sent, echoed, next)
 # over CONNS client connections, SIZE-byte payloads.
 # Environment: ROUNDS (3), DURATION (5 s), CONNS (4), CONCURRENCY (32),
-# SIZE (128), BASE_PORT (19500), HTTP2 (net/http: switchyard's server.http2). Installs haproxy and nginx with apt when
+# SIZE (128), BASE_PORT (19500), HTTP2 (switchyard, the default; net/http for the opt-out: the gateway's server.http2). Installs haproxy and nginx with apt when
 # missing. Ends with RESULT lines.
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-5}; CONNS=${CONNS:-4}; CONCURRENCY=${CONCURRENCY:-32}; SIZE=${SIZE:-128}
-BASE_PORT=${BASE_PORT:-19500}; HTTP2=${HTTP2:-net/http}
+BASE_PORT=${BASE_PORT:-19500}; HTTP2=${HTTP2:-switchyard}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d /tmp/switchyard-grpc.XXXXXX)
 PIDS=()
