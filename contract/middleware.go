@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"unicode/utf8"
 
 	verrors "github.com/pb33f/libopenapi-validator/errors"
 	"github.com/pb33f/libopenapi-validator/helpers"
@@ -347,16 +346,7 @@ const (
 	maxViolations = 100
 )
 
-func capText(s string) string {
-	if len(s) <= maxText {
-		return s
-	}
-	cut := maxText
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
-}
+func capText(s string) string { return httpx.ClipText(s, maxText) }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	b, _ := json.Marshal(p)

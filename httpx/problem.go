@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // ProblemContentType is the media type of an RFC 9457 problem details body.
@@ -92,4 +93,19 @@ func MuxProblems(mux *http.ServeMux, what string, hint func(*http.Request) strin
 		}
 		WriteProblem(w, http.StatusNotFound, "not_found", msg)
 	})
+}
+
+// ClipText bounds a text quoted back in an error (a refusal may quote the
+// offending value, which can be most of a large body): longer than max
+// bytes, it is cut at a rune boundary at or before max and says how much
+// was left out.
+func ClipText(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
 }

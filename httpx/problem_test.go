@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestWriteProblem(t *testing.T) {
@@ -114,4 +115,18 @@ func FuzzMuxProblems(f *testing.F) {
 			t.Fatalf("%q %q: 405 without Allow", method, path)
 		}
 	})
+}
+
+func TestClipText(t *testing.T) {
+	if got := ClipText("short", 10); got != "short" {
+		t.Errorf("short text changed: %q", got)
+	}
+	// "é" is two bytes: a cut at byte 3 of "abé..." would split it.
+	got := ClipText("abéééé", 3)
+	if got != "ab... (8 more bytes)" {
+		t.Errorf("cut inside a rune or wrong count: %q", got)
+	}
+	if !utf8.ValidString(got) {
+		t.Errorf("invalid UTF-8: %q", got)
+	}
 }

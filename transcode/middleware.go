@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -105,16 +104,7 @@ func (t *Transcoder) refuse(w http.ResponseWriter, r *http.Request, status int, 
 // offending value, which may be most of a 1 MiB body.
 const maxDetail = 1024
 
-func capDetail(s string) string {
-	if len(s) <= maxDetail {
-		return s
-	}
-	cut := maxDetail
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
-}
+func capDetail(s string) string { return httpx.ClipText(s, maxDetail) }
 
 // find returns the rule matching r and the variables of its path; when
 // the path matches under other methods only, allow lists them.
