@@ -1140,6 +1140,17 @@ type h2Body struct {
 func (b *h2Body) Read(p []byte) (int, error) {
 	s := b.s
 	s.mu.Lock()
+	if !s.watching && !s.finished && !s.recvEnd && s.off < len(s.buf) {
+		// Not watched yet and not about to wait: the context is
+		// checked here (no allocation), else a response whose reads
+		// all find data (a stream read at a slow client's pace) went
+		// on past its cancel or the gateway's timeout.
+		if err := s.req.Context().Err(); err != nil {
+			s.mu.Unlock()
+			s.cancel(err)
+			s.mu.Lock()
+		}
+	}
 	for s.off == len(s.buf) && !s.recvEnd && s.err == nil && !s.closed {
 		if !s.watching && !s.finished {
 			// Waiting: the request's context must be able to end it.

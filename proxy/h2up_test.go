@@ -593,3 +593,56 @@ func TestH2UpMoveTrailer(t *testing.T) {
 		t.Fatalf("appending to X-A changed X-B: %v", s.resp.Trailer)
 	}
 }
+
+// A response whose every Read finds data (a server stream read at a slow
+// client's pace: the window keeps the buffer full) still ends with its
+// request's context: the upstream's stream is reset at the first Read
+// after the cancel (the watch, armed only by a Read that waits, never
+// was), not kept streaming past the gateway's timeout.
+func TestH2UpCancelWhileDataBuffered(t *testing.T) {
+	up := startRawH2(t)
+	tr := newTestH2(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := roundTripAsync(tr, grpcReq(t, ctx, up.addr, "/s/A", ""))
+	rc := up.accept(t)
+	idA, _, _ := rc.request(t)
+	rc.headers(t, idA, false, ":status", "200", "content-type", "application/grpc")
+	resp, err := waitRT(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := resp.Body.(*h2Body).s
+	buffered := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.mu.Lock()
+			got := len(s.buf) - s.off
+			s.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes never buffered", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	rc.data(t, idA, false, []byte("abc"))
+	buffered(3)
+	if n, err := resp.Body.Read(make([]byte, 3)); n != 3 || err != nil {
+		t.Fatalf("read: %d %v", n, err)
+	}
+	rc.data(t, idA, false, []byte("def"))
+	buffered(3)
+	cancel()
+	_, _ = resp.Body.Read(make([]byte, 3)) // data still there: no wait
+	if f, ok := rc.next(t).(*http2.RSTStreamFrame); !ok || f.StreamID != idA || f.ErrCode != http2.ErrCodeCancel {
+		t.Fatalf("after cancel and a read the upstream got %v, want RST_STREAM CANCEL on %d", f, idA)
+	}
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.Canceled) {
+		t.Fatalf("read after cancel: %v, want context.Canceled", err)
+	}
+}
