@@ -803,6 +803,7 @@ type h2Stream struct {
 
 	mu       sync.Mutex
 	watching bool      // stopCtx is set (watchCtx)
+	readData bool      // a body Read returned data
 	cond     sync.Cond // body data, end, or window (L is &mu)
 	respc    chan struct{}
 	resp     *http.Response
@@ -1193,7 +1194,16 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		s.unacked = 0
 		s.recvWin += give
 	}
+	// A second read of data with more to come: a stream, whose caller
+	// may block between reads (writing to a slow client) when the
+	// context ends; watched from now (a unary call's second Read is at
+	// its end, or waits and is watched then).
+	watch := !s.watching && !s.recvEnd && s.readData
+	s.readData = true
 	s.mu.Unlock()
+	if watch {
+		s.watchCtx()
+	}
 	if give > 0 {
 		id := s.id
 		_ = s.cc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(id, uint32(give)) })

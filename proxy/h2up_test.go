@@ -646,3 +646,47 @@ func TestH2UpCancelWhileDataBuffered(t *testing.T) {
 		t.Fatalf("read after cancel: %v, want context.Canceled", err)
 	}
 }
+
+// A stream whose reads found data, its caller then blocked elsewhere (the
+// proxy writing to a slow client) when the context ends: the upstream's
+// stream is reset then, not at the caller's next Read, which may be much
+// later (the old AfterFunc from roundTrip did so).
+func TestH2UpCancelBetweenReads(t *testing.T) {
+	up := startRawH2(t)
+	tr := newTestH2(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := roundTripAsync(tr, grpcReq(t, ctx, up.addr, "/s/A", ""))
+	rc := up.accept(t)
+	idA, _, _ := rc.request(t)
+	rc.headers(t, idA, false, ":status", "200", "content-type", "application/grpc")
+	resp, err := waitRT(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := resp.Body.(*h2Body).s
+	for _, msg := range []string{"abc", "def"} {
+		rc.data(t, idA, false, []byte(msg))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.mu.Lock()
+			got := len(s.buf) - s.off
+			s.mu.Unlock()
+			if got >= len(msg) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%q never buffered", msg)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if n, err := resp.Body.Read(make([]byte, 3)); n != 3 || err != nil {
+			t.Fatalf("read: %d %v", n, err)
+		}
+	}
+	cancel() // no Read follows
+	if f, ok := rc.next(t).(*http2.RSTStreamFrame); !ok || f.StreamID != idA || f.ErrCode != http2.ErrCodeCancel {
+		t.Fatalf("after cancel the upstream got %v, want RST_STREAM CANCEL on %d", f, idA)
+	}
+}
