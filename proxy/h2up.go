@@ -908,6 +908,11 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 		return
 	}
 	// Trailers.
+	if s.recvEnd {
+		s.mu.Unlock()
+		s.reset(http2.ErrCodeStreamClosed, errAfterEndStream, true)
+		return
+	}
 	if !f.StreamEnded() {
 		s.mu.Unlock()
 		s.reset(http2.ErrCodeProtocol, errors.New("http2: upstream sent a second header block without END_STREAM"), true)
@@ -929,6 +934,10 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 	}
 }
 
+// errAfterEndStream: the upstream sent a frame on a stream after its
+// END_STREAM.
+var errAfterEndStream = errors.New("http2: upstream sent a frame after END_STREAM")
+
 func (s *h2Stream) onData(f *http2.DataFrame) error {
 	n := int64(f.Length)
 	s.mu.Lock()
@@ -939,6 +948,13 @@ func (s *h2Stream) onData(f *http2.DataFrame) error {
 	if !s.gotResp {
 		s.mu.Unlock()
 		s.reset(http2.ErrCodeProtocol, errors.New("http2: upstream sent DATA before the response headers"), true)
+		return nil
+	}
+	if s.recvEnd {
+		// Half-closed (remote), the request body still going up: what
+		// was received stays the response (RFC 9113 5.1).
+		s.mu.Unlock()
+		s.reset(http2.ErrCodeStreamClosed, errAfterEndStream, true)
 		return nil
 	}
 	if n > s.recvWin {

@@ -690,3 +690,61 @@ func TestH2UpCancelBetweenReads(t *testing.T) {
 		t.Fatalf("after cancel the upstream got %v, want RST_STREAM CANCEL on %d", f, idA)
 	}
 }
+
+// Frames an upstream sends on a stream after its END_STREAM (the request
+// body still going up, so the stream is not finished) are a stream error
+// (RFC 9113 5.1, half-closed remote: STREAM_CLOSED), not more body after
+// the trailers, nor a second set of trailers merged into the first.
+func TestH2UpFramesAfterEndStream(t *testing.T) {
+	for _, after := range []string{"data", "trailers"} {
+		t.Run(after, func(t *testing.T) {
+			up := startRawH2(t)
+			tr := newTestH2(t)
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req, _ := http.NewRequest("POST", "http://"+up.addr+"/s/A", pr)
+			req.Header.Set("Content-Type", "application/grpc")
+			req.ContentLength = -1
+			a := roundTripAsync(tr, req)
+			go func() { _, _ = pw.Write([]byte("hello")) }()
+			rc := up.accept(t)
+			var id uint32
+			for id == 0 {
+				if h, ok := rc.next(t).(*http2.MetaHeadersFrame); ok {
+					id = h.StreamID
+				}
+			}
+			rc.headers(t, id, false, ":status", "200", "content-type", "application/grpc")
+			rc.data(t, id, false, []byte("ok"))
+			rc.headers(t, id, true, "grpc-status", "0")
+			if after == "data" {
+				rc.data(t, id, false, []byte("smuggled"))
+			} else {
+				rc.headers(t, id, true, "grpc-status", "13", "x-extra", "1")
+			}
+			// The upstream's connection answers it (a stream reset), and
+			// goes on: what follows it is read only after.
+			for {
+				f := rc.next(t)
+				if r, ok := f.(*http2.RSTStreamFrame); ok {
+					if r.StreamID != id || r.ErrCode != http2.ErrCodeStreamClosed {
+						t.Fatalf("got %v, want RST_STREAM STREAM_CLOSED on %d", r, id)
+					}
+					break
+				}
+				if _, ok := f.(*http2.DataFrame); !ok {
+					t.Fatalf("got %v, want RST_STREAM STREAM_CLOSED on %d", f, id)
+				}
+			}
+			resp, err := waitRT(t, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "ok" || err != nil || fmt.Sprint(resp.Trailer) != "map[Grpc-Status:[0]]" {
+				t.Fatalf("body %q err %v trailer %v, want \"ok\" and grpc-status 0 alone", body, err, resp.Trailer)
+			}
+		})
+	}
+}
