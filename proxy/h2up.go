@@ -874,6 +874,14 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 		s.mu.Unlock()
 		return
 	}
+	if f.Truncated {
+		// Fields past h2MaxHeaderList were dropped: a response or
+		// trailers short of what was sent (a gRPC status among the
+		// dropped) is no answer to pass on.
+		s.mu.Unlock()
+		s.reset(http2.ErrCodeProtocol, errors.New("http2: upstream sent a header list over the limit"), true)
+		return
+	}
 	if !s.gotResp {
 		status, err := strconv.Atoi(f.PseudoValue("status"))
 		if err != nil || status < 100 || status > 999 {

@@ -748,3 +748,54 @@ func TestH2UpFramesAfterEndStream(t *testing.T) {
 		})
 	}
 }
+
+// An upstream header block over the list size the transport advertised
+// (the decoder dropped fields past it) is an error, not a response or
+// trailers short of what was sent: a gRPC status dropped so reached the
+// client as a call without one.
+func TestH2UpTruncatedHeaderBlock(t *testing.T) {
+	for _, where := range []string{"header", "trailers"} {
+		t.Run(where, func(t *testing.T) {
+			up := startRawH2(t)
+			tr := newTestH2(t)
+			a := roundTripAsync(tr, grpcReq(t, context.Background(), up.addr, "/s/A", ""))
+			rc := up.accept(t)
+			id, _, _ := rc.request(t)
+			var kv []string
+			for i := 0; len(kv) < 2*300; i++ {
+				kv = append(kv, "x-pad", strings.Repeat("p", 4000)) // indexed after the first
+			}
+			kv = append(kv, "grpc-status", "0")
+			if where == "header" {
+				kv = append([]string{":status", "200", "content-type", "application/grpc"}, kv...)
+			} else {
+				rc.headers(t, id, false, ":status", "200", "content-type", "application/grpc")
+			}
+			rc.hb.Reset()
+			for i := 0; i+1 < len(kv); i += 2 {
+				_ = rc.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+			}
+			// One frame (the list size is exceeded by indexed fields):
+			// no CONTINUATION after the limit, which would fail the
+			// whole connection.
+			rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: rc.hb.Bytes(), EndStream: true, EndHeaders: true})
+			_ = rc.bw.Flush()
+			resp, err := waitRT(t, a)
+			if where == "header" {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatalf("a truncated response header gave a response: %d %d fields", resp.StatusCode, len(resp.Header))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := resp.Trailer.Get("Grpc-Status"); got == "" || got == "0" || len(resp.Trailer) > 2 {
+				t.Fatalf("truncated trailers: grpc-status %q, %d fields", got, len(resp.Trailer))
+			}
+		})
+	}
+}
