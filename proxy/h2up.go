@@ -803,6 +803,7 @@ type h2Stream struct {
 
 	mu       sync.Mutex
 	watching bool      // stopCtx is set (watchCtx)
+	readData bool      // a body Read returned data
 	cond     sync.Cond // body data, end, or window (L is &mu)
 	respc    chan struct{}
 	resp     *http.Response
@@ -873,6 +874,14 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 		s.mu.Unlock()
 		return
 	}
+	if f.Truncated {
+		// Fields past h2MaxHeaderList were dropped: a response or
+		// trailers short of what was sent (a gRPC status among the
+		// dropped) is no answer to pass on.
+		s.mu.Unlock()
+		s.reset(http2.ErrCodeProtocol, errors.New("http2: upstream sent a header list over the limit"), true)
+		return
+	}
 	if !s.gotResp {
 		status, err := strconv.Atoi(f.PseudoValue("status"))
 		if err != nil || status < 100 || status > 999 {
@@ -907,6 +916,11 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 		return
 	}
 	// Trailers.
+	if s.recvEnd {
+		s.mu.Unlock()
+		s.reset(http2.ErrCodeStreamClosed, errAfterEndStream, true)
+		return
+	}
 	if !f.StreamEnded() {
 		s.mu.Unlock()
 		s.reset(http2.ErrCodeProtocol, errors.New("http2: upstream sent a second header block without END_STREAM"), true)
@@ -928,6 +942,10 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 	}
 }
 
+// errAfterEndStream: the upstream sent a frame on a stream after its
+// END_STREAM.
+var errAfterEndStream = errors.New("http2: upstream sent a frame after END_STREAM")
+
 func (s *h2Stream) onData(f *http2.DataFrame) error {
 	n := int64(f.Length)
 	s.mu.Lock()
@@ -938,6 +956,13 @@ func (s *h2Stream) onData(f *http2.DataFrame) error {
 	if !s.gotResp {
 		s.mu.Unlock()
 		s.reset(http2.ErrCodeProtocol, errors.New("http2: upstream sent DATA before the response headers"), true)
+		return nil
+	}
+	if s.recvEnd {
+		// Half-closed (remote), the request body still going up: what
+		// was received stays the response (RFC 9113 5.1).
+		s.mu.Unlock()
+		s.reset(http2.ErrCodeStreamClosed, errAfterEndStream, true)
 		return nil
 	}
 	if n > s.recvWin {
@@ -1140,6 +1165,17 @@ type h2Body struct {
 func (b *h2Body) Read(p []byte) (int, error) {
 	s := b.s
 	s.mu.Lock()
+	if !s.watching && !s.finished && !s.recvEnd && s.off < len(s.buf) {
+		// Not watched yet and not about to wait: the context is
+		// checked here (no allocation), else a response whose reads
+		// all find data (a stream read at a slow client's pace) went
+		// on past its cancel or the gateway's timeout.
+		if err := s.req.Context().Err(); err != nil {
+			s.mu.Unlock()
+			s.cancel(err)
+			s.mu.Lock()
+		}
+	}
 	for s.off == len(s.buf) && !s.recvEnd && s.err == nil && !s.closed {
 		if !s.watching && !s.finished {
 			// Waiting: the request's context must be able to end it.
@@ -1182,7 +1218,16 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		s.unacked = 0
 		s.recvWin += give
 	}
+	// A second read of data with more to come: a stream, whose caller
+	// may block between reads (writing to a slow client) when the
+	// context ends; watched from now (a unary call's second Read is at
+	// its end, or waits and is watched then).
+	watch := !s.watching && !s.recvEnd && s.readData
+	s.readData = true
 	s.mu.Unlock()
+	if watch {
+		s.watchCtx()
+	}
 	if give > 0 {
 		id := s.id
 		_ = s.cc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(id, uint32(give)) })

@@ -593,3 +593,209 @@ func TestH2UpMoveTrailer(t *testing.T) {
 		t.Fatalf("appending to X-A changed X-B: %v", s.resp.Trailer)
 	}
 }
+
+// A response whose every Read finds data (a server stream read at a slow
+// client's pace: the window keeps the buffer full) still ends with its
+// request's context: the upstream's stream is reset at the first Read
+// after the cancel (the watch, armed only by a Read that waits, never
+// was), not kept streaming past the gateway's timeout.
+func TestH2UpCancelWhileDataBuffered(t *testing.T) {
+	up := startRawH2(t)
+	tr := newTestH2(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := roundTripAsync(tr, grpcReq(t, ctx, up.addr, "/s/A", ""))
+	rc := up.accept(t)
+	idA, _, _ := rc.request(t)
+	rc.headers(t, idA, false, ":status", "200", "content-type", "application/grpc")
+	resp, err := waitRT(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := resp.Body.(*h2Body).s
+	buffered := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.mu.Lock()
+			got := len(s.buf) - s.off
+			s.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes never buffered", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	rc.data(t, idA, false, []byte("abc"))
+	buffered(3)
+	if n, err := resp.Body.Read(make([]byte, 3)); n != 3 || err != nil {
+		t.Fatalf("read: %d %v", n, err)
+	}
+	rc.data(t, idA, false, []byte("def"))
+	buffered(3)
+	cancel()
+	_, _ = resp.Body.Read(make([]byte, 3)) // data still there: no wait
+	if f, ok := rc.next(t).(*http2.RSTStreamFrame); !ok || f.StreamID != idA || f.ErrCode != http2.ErrCodeCancel {
+		t.Fatalf("after cancel and a read the upstream got %v, want RST_STREAM CANCEL on %d", f, idA)
+	}
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.Canceled) {
+		t.Fatalf("read after cancel: %v, want context.Canceled", err)
+	}
+}
+
+// A stream whose reads found data, its caller then blocked elsewhere (the
+// proxy writing to a slow client) when the context ends: the upstream's
+// stream is reset then, not at the caller's next Read, which may be much
+// later (the old AfterFunc from roundTrip did so).
+func TestH2UpCancelBetweenReads(t *testing.T) {
+	up := startRawH2(t)
+	tr := newTestH2(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := roundTripAsync(tr, grpcReq(t, ctx, up.addr, "/s/A", ""))
+	rc := up.accept(t)
+	idA, _, _ := rc.request(t)
+	rc.headers(t, idA, false, ":status", "200", "content-type", "application/grpc")
+	resp, err := waitRT(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := resp.Body.(*h2Body).s
+	for _, msg := range []string{"abc", "def"} {
+		rc.data(t, idA, false, []byte(msg))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.mu.Lock()
+			got := len(s.buf) - s.off
+			s.mu.Unlock()
+			if got >= len(msg) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%q never buffered", msg)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if n, err := resp.Body.Read(make([]byte, 3)); n != 3 || err != nil {
+			t.Fatalf("read: %d %v", n, err)
+		}
+	}
+	cancel() // no Read follows
+	if f, ok := rc.next(t).(*http2.RSTStreamFrame); !ok || f.StreamID != idA || f.ErrCode != http2.ErrCodeCancel {
+		t.Fatalf("after cancel the upstream got %v, want RST_STREAM CANCEL on %d", f, idA)
+	}
+}
+
+// Frames an upstream sends on a stream after its END_STREAM (the request
+// body still going up, so the stream is not finished) are a stream error
+// (RFC 9113 5.1, half-closed remote: STREAM_CLOSED), not more body after
+// the trailers, nor a second set of trailers merged into the first.
+func TestH2UpFramesAfterEndStream(t *testing.T) {
+	for _, after := range []string{"data", "trailers"} {
+		t.Run(after, func(t *testing.T) {
+			up := startRawH2(t)
+			tr := newTestH2(t)
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req, _ := http.NewRequest("POST", "http://"+up.addr+"/s/A", pr)
+			req.Header.Set("Content-Type", "application/grpc")
+			req.ContentLength = -1
+			a := roundTripAsync(tr, req)
+			go func() { _, _ = pw.Write([]byte("hello")) }()
+			rc := up.accept(t)
+			var id uint32
+			for id == 0 {
+				if h, ok := rc.next(t).(*http2.MetaHeadersFrame); ok {
+					id = h.StreamID
+				}
+			}
+			rc.headers(t, id, false, ":status", "200", "content-type", "application/grpc")
+			rc.data(t, id, false, []byte("ok"))
+			rc.headers(t, id, true, "grpc-status", "0")
+			if after == "data" {
+				rc.data(t, id, false, []byte("smuggled"))
+			} else {
+				rc.headers(t, id, true, "grpc-status", "13", "x-extra", "1")
+			}
+			// The upstream's connection answers it (a stream reset), and
+			// goes on: what follows it is read only after.
+			for {
+				f := rc.next(t)
+				if r, ok := f.(*http2.RSTStreamFrame); ok {
+					if r.StreamID != id || r.ErrCode != http2.ErrCodeStreamClosed {
+						t.Fatalf("got %v, want RST_STREAM STREAM_CLOSED on %d", r, id)
+					}
+					break
+				}
+				if _, ok := f.(*http2.DataFrame); !ok {
+					t.Fatalf("got %v, want RST_STREAM STREAM_CLOSED on %d", f, id)
+				}
+			}
+			resp, err := waitRT(t, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "ok" || err != nil || fmt.Sprint(resp.Trailer) != "map[Grpc-Status:[0]]" {
+				t.Fatalf("body %q err %v trailer %v, want \"ok\" and grpc-status 0 alone", body, err, resp.Trailer)
+			}
+		})
+	}
+}
+
+// An upstream header block over the list size the transport advertised
+// (the decoder dropped fields past it) is an error, not a response or
+// trailers short of what was sent: a gRPC status dropped so reached the
+// client as a call without one.
+func TestH2UpTruncatedHeaderBlock(t *testing.T) {
+	for _, where := range []string{"header", "trailers"} {
+		t.Run(where, func(t *testing.T) {
+			up := startRawH2(t)
+			tr := newTestH2(t)
+			a := roundTripAsync(tr, grpcReq(t, context.Background(), up.addr, "/s/A", ""))
+			rc := up.accept(t)
+			id, _, _ := rc.request(t)
+			var kv []string
+			for i := 0; len(kv) < 2*300; i++ {
+				kv = append(kv, "x-pad", strings.Repeat("p", 4000)) // indexed after the first
+			}
+			kv = append(kv, "grpc-status", "0")
+			if where == "header" {
+				kv = append([]string{":status", "200", "content-type", "application/grpc"}, kv...)
+			} else {
+				rc.headers(t, id, false, ":status", "200", "content-type", "application/grpc")
+			}
+			rc.hb.Reset()
+			for i := 0; i+1 < len(kv); i += 2 {
+				_ = rc.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+			}
+			// One frame (the list size is exceeded by indexed fields):
+			// no CONTINUATION after the limit, which would fail the
+			// whole connection.
+			rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: rc.hb.Bytes(), EndStream: true, EndHeaders: true})
+			_ = rc.bw.Flush()
+			resp, err := waitRT(t, a)
+			if where == "header" {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatalf("a truncated response header gave a response: %d %d fields", resp.StatusCode, len(resp.Header))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := resp.Trailer.Get("Grpc-Status"); got == "" || got == "0" || len(resp.Trailer) > 2 {
+				t.Fatalf("truncated trailers: grpc-status %q, %d fields", got, len(resp.Trailer))
+			}
+		})
+	}
+}

@@ -30,6 +30,11 @@ import (
 // block of many fields does not keep its storage for the connection's life.
 const maxKeptFields = 64
 
+// maxKeptBuf bounds the HEADERS payload buffer kept between frames (a
+// gRPC call's blocks are a few hundred bytes; a client sending one
+// frame of 16 KiB on each of many connections kept 16 KiB each).
+const maxKeptBuf = 4 << 10
+
 // Reader reads frames from a Framer whose ReadMetaHeaders is nil.
 type Reader struct {
 	fr  *http2.Framer
@@ -70,10 +75,17 @@ func (r *Reader) ReadFrame() (http2.Frame, error) {
 	if fh.Type != http2.FrameHeaders {
 		return r.fr.ReadFrameForHeader(fh)
 	}
-	if cap(r.buf) < int(fh.Length) {
+	var p []byte
+	if int(fh.Length) <= cap(r.buf) {
+		p = r.buf[:fh.Length]
+	} else if fh.Length <= maxKeptBuf {
 		r.buf = make([]byte, fh.Length)
+		p = r.buf
+	} else {
+		// Not kept: one large block would keep its size for the
+		// connection's life (beside the Framer's own buffer).
+		p = make([]byte, fh.Length)
 	}
-	p := r.buf[:fh.Length]
 	if _, err := io.ReadFull(r.br, p); err != nil {
 		return nil, err
 	}

@@ -266,3 +266,31 @@ func BenchmarkReadHeaders(b *testing.B) {
 		})
 	}
 }
+
+// A large HEADERS frame's payload buffer is not kept for the connection's
+// life; a small one is (no allocation per block).
+func TestLargeBlockBufferNotKept(t *testing.T) {
+	f := newFrames()
+	big := strings.Repeat("v", 12<<10)
+	f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.block(":method", "GET", ":scheme", "http", ":path", "/", "x", big), EndHeaders: true})
+	f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: f.block(":method", "GET", ":scheme", "http", ":path", "/"), EndHeaders: true})
+	br := bufio.NewReader(bytes.NewReader(f.buf.Bytes()))
+	fr := http2.NewFramer(io.Discard, br)
+	fr.SetMaxReadFrameSize(16384)
+	r := NewReader(fr, br, hpack.NewDecoder(4096, nil))
+	for i := 0; i < 2; i++ {
+		mf, err := r.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && mf.(*http2.MetaHeadersFrame).PseudoValue("path") != "/" {
+			t.Fatal(mf)
+		}
+		if cap(r.buf) > maxKeptBuf {
+			t.Fatalf("after frame %d the reader keeps %d bytes", i, cap(r.buf))
+		}
+	}
+	if cap(r.buf) == 0 {
+		t.Fatal("a small block's buffer is not kept")
+	}
+}
