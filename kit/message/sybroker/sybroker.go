@@ -162,15 +162,25 @@ const unsettledPerPrefetch = 4
 // refuses more): a Prefetch above a quarter of it gets this window.
 const maxWindow = 1 << 20
 
+// flowSteps returns a queue subscription's window (4 x prefetch, at most
+// maxWindow) and how many released messages' credit goes back in one
+// Credit frame: an eighth of the window (prefetch/2), so never more than
+// the window (a step above it, prefetch/2 with a capped window, never
+// came and the subscription stalled after its first window).
+func flowSteps(prefetch int) (window, every int) {
+	window = maxWindow
+	if prefetch < maxWindow/unsettledPerPrefetch {
+		window = unsettledPerPrefetch * prefetch
+	}
+	return window, max(window/8, 1)
+}
+
 // subscribeQueue consumes queue, its deliveries naming source (the queue,
 // or the topic of a durable group).
 func (b *Backend) subscribeQueue(ctx context.Context, queue string, source message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	batcher := b.batcher(queue)
-	window := maxWindow
-	if opts.Prefetch < maxWindow/unsettledPerPrefetch {
-		window = unsettledPerPrefetch * opts.Prefetch
-	}
-	f := newFlow(max(opts.Prefetch/2, 1))
+	window, every := flowSteps(opts.Prefetch)
+	f := newFlow(every)
 	defer f.close()
 	var slab message.Slab[syDelivery] // the handler below runs on this goroutine only
 	err := b.conn.SubscribeFlow(ctx, queue, client.FlowOptions{
