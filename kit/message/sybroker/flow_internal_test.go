@@ -13,7 +13,10 @@ func TestFlowStepsWithinWindow(t *testing.T) {
 		if window < 1 || window > maxWindow || every < 1 || every > window {
 			t.Errorf("Prefetch %d: window %d, credit step %d: want 1 <= step <= window <= %d", p, window, every, maxWindow)
 		}
-		if p < maxWindow/unsettledPerPrefetch && (window != 4*p || every != max(p/2, 1)) {
+		if p == 1 && (window != 1 || every != 1) {
+			t.Errorf("Prefetch 1: window %d, step %d; want 1, 1 (one message at a time)", window, every)
+		}
+		if p > 1 && p < maxWindow/unsettledPerPrefetch && (window != 4*p || every != max(p/2, 1)) {
 			t.Errorf("Prefetch %d: window %d, step %d; want %d, %d", p, window, every, 4*p, max(p/2, 1))
 		}
 	}

@@ -163,14 +163,22 @@ const unsettledPerPrefetch = 4
 const maxWindow = 1 << 20
 
 // flowSteps returns a queue subscription's window (4 x prefetch, at most
-// maxWindow) and how many released messages' credit goes back in one
-// Credit frame: an eighth of the window (prefetch/2), so never more than
-// the window (a step above it, prefetch/2 with a capped window, never
-// came and the subscription stalled after its first window).
+// maxWindow; 1 for a Prefetch of 1) and how many released messages'
+// credit goes back in one Credit frame: an eighth of the window
+// (prefetch/2), so never more than the window (a step above it,
+// prefetch/2 with a capped window, never came and the subscription
+// stalled after its first window). A Prefetch of 1 asks for one message
+// at a time, as RabbitMQ's prefetch 1: message.Redrive, which hands back
+// (and so counts a delivery of) every message pushed to it as it stops
+// at Max, and consumers that want one message in flight.
 func flowSteps(prefetch int) (window, every int) {
-	window = maxWindow
-	if prefetch < maxWindow/unsettledPerPrefetch {
+	switch {
+	case prefetch <= 1:
+		window = 1
+	case prefetch < maxWindow/unsettledPerPrefetch:
 		window = unsettledPerPrefetch * prefetch
+	default:
+		window = maxWindow
 	}
 	return window, max(window/8, 1)
 }
