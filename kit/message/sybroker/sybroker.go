@@ -247,6 +247,16 @@ type leaseBatch struct {
 // that does not say the subscription's.
 const defaultLease = 30 * time.Second
 
+// leaseMargin is how long after its visibility timeout an unsettled
+// message's credit comes back: the broker takes an expired message back
+// at its next tick (20ms by default), and credit returned before that
+// let it push other messages while the expired ones still counted (the
+// sweeper's period divides the timeout, so its tick fell a millisecond
+// after the broker's deadline: twice the window leased).
+func leaseMargin(lease time.Duration) time.Duration {
+	return min(max(lease/8, 100*time.Millisecond), 5*time.Second)
+}
+
 func newFlow(every int) *flow {
 	return &flow{every: int64(every), lease: defaultLease, live: map[*leaseBatch]struct{}{}}
 }
@@ -266,7 +276,7 @@ func (f *flow) push(ms []broker.Delivery, credit func(int) bool) *leaseBatch {
 	if f.credit == nil {
 		f.credit = credit
 	}
-	lb := &leaseBatch{f: f, due: time.Now().Add(f.lease), ds: make([]atomic.Pointer[syDelivery], len(ms))}
+	lb := &leaseBatch{f: f, due: time.Now().Add(f.lease + leaseMargin(f.lease)), ds: make([]atomic.Pointer[syDelivery], len(ms))}
 	lb.left.Store(int64(len(ms)))
 	f.mu.Lock()
 	f.live[lb] = struct{}{}
