@@ -122,7 +122,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 // broker pushes at most 4 x Prefetch messages that are not settled, and a
 // message's credit comes back once its Ack or Nack was answered (also as
 // a stale receipt), or once its visibility timeout ran out unsettled (the
-// broker then delivers it again). Held ahead of deliver are any number
+// broker then delivers it again; a margin later, see leaseMargin). Held ahead of deliver are any number
 // of those, all of them when deliver and the acks keep up; their
 // visibility timeout runs from the push (see flow). A topic subscription
 // without a group is live: Prefetch messages ahead, credit returned as
