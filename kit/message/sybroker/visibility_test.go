@@ -2,6 +2,7 @@ package sybroker_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,5 +74,40 @@ func testBoundAtVisibility(t *testing.T, raised time.Duration) {
 		if q.InFlight > 4*prefetch {
 			t.Fatalf("after %d deliveries %d messages are leased to a subscription with a window of %d", n+1, q.InFlight, 4*prefetch)
 		}
+	}
+}
+
+// Two subscriptions of one queue on one connection share the queue's
+// ack batcher: the credit of the acking one's batches goes to it, never
+// to the one that settles nothing (which holds exactly its window).
+func TestQueueCreditPerSubscriptionOnOneConn(t *testing.T) {
+	addr := startBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := sybroker.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Declare(ctx, "queue:jobs", message.DeclareOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const prefetch, total = 2, 300
+	publishN(t, ctx, b, "queue:jobs", total)
+	var held, acked atomic.Int64
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go b.Subscribe(sctx, "queue:jobs", message.SubscribeOptions{Prefetch: prefetch}, func(*message.Delivery) { held.Add(1) })
+	waitFor(t, ctx, "the first window", func() bool { return held.Load() >= 4*prefetch })
+	go b.Subscribe(sctx, "queue:jobs", message.SubscribeOptions{Prefetch: prefetch}, func(d *message.Delivery) {
+		d.AckAsync(func(err error) {
+			if err == nil {
+				acked.Add(1)
+			}
+		})
+	})
+	waitFor(t, ctx, "the rest acked", func() bool { return held.Load()+acked.Load() >= total })
+	if n := held.Load(); n != 4*prefetch {
+		t.Fatalf("the subscription settling nothing was handed %d, want its window %d (acked %d)", n, 4*prefetch, acked.Load())
 	}
 }
