@@ -50,6 +50,11 @@ type Conn struct {
 	nextID  uint32
 	closed  bool
 	backoff time.Duration
+	// quit is closed by Close before it takes mu: a redial loop holding
+	// mu (a caller whose ctx never ends, as the kit's ack batcher) stops
+	// waiting out its backoff, so Close does not wait for the broker.
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 var _ Client = (*Conn)(nil) // and TopicClient, StreamClient, GroupClient: conn_pubsub.go; Admin: admin.go
@@ -81,7 +86,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 2 * time.Second
 	}
-	c := &Conn{addr: addr, opts: opts}
+	c := &Conn{addr: addr, opts: opts, quit: make(chan struct{})}
 	if _, err := c.link(ctx); err != nil {
 		return nil, err
 	}
@@ -128,6 +133,9 @@ func (c *Conn) link(ctx context.Context) (*link, error) {
 		t := time.NewTimer(c.backoff)
 		select {
 		case <-t.C:
+		case <-c.quit:
+			t.Stop()
+			return nil, broker.ErrClosed
 		case <-ctx.Done():
 			t.Stop()
 			return nil, fmt.Errorf("connecting to broker %s: %w (last error: %v)", c.addr, ctx.Err(), err)
@@ -396,6 +404,7 @@ func (c *Conn) settle(ctx context.Context, t wire.Type, req *wire.SettleReq) (br
 
 // Close closes the connection; requests in progress fail.
 func (c *Conn) Close() error {
+	c.quitOnce.Do(func() { close(c.quit) })
 	c.mu.Lock()
 	c.closed = true
 	l := c.cur

@@ -640,7 +640,11 @@ func (c *conn) subscribe(id uint32, req wire.RecvReq) {
 	}
 	// SubOK says the visibility timeout of what will be pushed, so that
 	// a client returning credit as messages are settled can take back
-	// the credit of a message never settled once it is due again.
+	// the credit of a message never settled once it is due again. The
+	// subscription keeps that timeout: the queue's, redeclared longer
+	// meanwhile, would lease messages past the point where the client
+	// took their credit back (a subscription settling nothing was
+	// pushed a window more at each announced timeout).
 	vis := req.Visibility
 	if vis == 0 {
 		if cfg, err := c.s.b.QueueConfig(req.Queue); err == nil {
@@ -658,7 +662,7 @@ func (c *conn) subscribe(id uint32, req wire.RecvReq) {
 			}
 		}
 		n := int(min(sb.credit.Load(), 256))
-		ds, err := c.s.b.Receive(ctx, req.Queue, broker.ReceiveOptions{Max: n, Wait: time.Second, Visibility: req.Visibility, AutoAck: req.AutoAck})
+		ds, err := c.s.b.Receive(ctx, req.Queue, broker.ReceiveOptions{Max: n, Wait: time.Second, Visibility: vis, AutoAck: req.AutoAck})
 		if err != nil {
 			if ctx.Err() == nil {
 				c.fail(id, err)

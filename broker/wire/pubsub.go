@@ -346,9 +346,15 @@ func DecodeCommitOK(body []byte) (uint64, error) {
 func AppendCredit(b []byte, n int) []byte { return AppendUvarint(b, uint64(n)) }
 
 // AppendSubOK encodes a queue subscription's SubOK: the visibility
-// timeout of the messages it pushes, in ms (0: not said).
+// timeout of the messages it pushes, in ms rounded up (0: not said; a
+// timeout under 1ms truncated to 0 read as not said, and the client
+// assumed the default 30s).
 func AppendSubOK(b []byte, visibility time.Duration) []byte {
-	return AppendUvarint(b, uint64(max(visibility.Milliseconds(), 0)))
+	ms := max(visibility.Milliseconds(), 0)
+	if visibility > time.Duration(ms)*time.Millisecond {
+		ms++
+	}
+	return AppendUvarint(b, uint64(ms))
 }
 
 // DecodeSubOK decodes a SubOK body: a queue subscription's visibility

@@ -15,6 +15,14 @@ func TestSubOK(t *testing.T) {
 			t.Errorf("%s: decoded %s, %v", d, got, err)
 		}
 	}
+	// Sub-millisecond timeouts (the broker allows them) round up: 0
+	// would read as "not said".
+	for d, want := range map[time.Duration]time.Duration{500 * time.Microsecond: time.Millisecond, 1: time.Millisecond,
+		1500 * time.Microsecond: 2 * time.Millisecond} {
+		if got, err := DecodeSubOK(AppendSubOK(nil, d)); err != nil || got != want {
+			t.Errorf("%s: decoded %s, %v; want %s", d, got, err, want)
+		}
+	}
 	if got, err := DecodeSubOK(nil); got != 0 || err != nil {
 		t.Errorf("empty body: %s, %v; want 0, nil", got, err)
 	}

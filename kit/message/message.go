@@ -49,11 +49,13 @@ type SubscribeOptions struct {
 	// Unsettled: a queue subscription (also a durable topic group's or a
 	// stream group's) has at most 4 x Prefetch messages unsettled, that
 	// is handed out by the backend (held ahead of deliver, or delivered)
-	// and neither acked nor nacked. A message stops counting once its Ack
-	// or Nack was answered (switchyard; also when the answer is a stale
-	// receipt) or sent (JetStream), or once its visibility timeout ran
-	// out (it is due again then, and counts again if it comes back to
-	// this subscription). So a caller that takes messages and settles
+	// and neither acked nor nacked; on switchyard a Prefetch of 1 is one
+	// message at a time (one unsettled), as RabbitMQ's prefetch 1. A
+	// message stops counting once its Ack or Nack was answered
+	// (switchyard; also when the answer is a stale receipt) or sent
+	// (JetStream), or once its visibility timeout ran out (it is due
+	// again then, and counts again if it comes back to this
+	// subscription). So a caller that takes messages and settles
 	// none is handed 4 x Prefetch and then nothing more until their
 	// visibility timeout. JetStream: the bound is its consumer's
 	// MaxAckPending, max(4 x Prefetch, 1024), which all subscriptions of

@@ -243,6 +243,14 @@ func Redrive(ctx context.Context, b PubSub, dlq string, opts RedriveOptions) (in
 			d.Nack(context.WithoutCancel(ctx), 0)
 			return result(n, fmt.Errorf("redriving %s to %s: %w", dlq, to, err))
 		}
+		if opts.Max > 0 && n+1 == opts.Max {
+			// The last one: end the subscription before the ack, whose
+			// answer gives the backend credit for the next message
+			// (switchyard: credit on settlement), which would otherwise
+			// be pushed as Redrive stops and wait out its visibility
+			// timeout, a delivery counted.
+			stopSub()
+		}
 		if err := d.Ack(ctx); err != nil {
 			return result(n, fmt.Errorf("redriving %s: acking a moved message: %w", dlq, err))
 		}

@@ -122,7 +122,7 @@ func (b *Backend) Publish(ctx context.Context, dest string, msgs ...broker.Messa
 // broker pushes at most 4 x Prefetch messages that are not settled, and a
 // message's credit comes back once its Ack or Nack was answered (also as
 // a stale receipt), or once its visibility timeout ran out unsettled (the
-// broker then delivers it again). Held ahead of deliver are any number
+// broker then delivers it again; a margin later, see leaseMargin). Held ahead of deliver are any number
 // of those, all of them when deliver and the acks keep up; their
 // visibility timeout runs from the push (see flow). A topic subscription
 // without a group is live: Prefetch messages ahead, credit returned as
@@ -162,15 +162,33 @@ const unsettledPerPrefetch = 4
 // refuses more): a Prefetch above a quarter of it gets this window.
 const maxWindow = 1 << 20
 
+// flowSteps returns a queue subscription's window (4 x prefetch, at most
+// maxWindow; 1 for a Prefetch of 1) and how many released messages'
+// credit goes back in one Credit frame: an eighth of the window
+// (prefetch/2), so never more than the window (a step above it,
+// prefetch/2 with a capped window, never came and the subscription
+// stalled after its first window). A Prefetch of 1 asks for one message
+// at a time, as RabbitMQ's prefetch 1: message.Redrive, which hands back
+// (and so counts a delivery of) every message pushed to it as it stops
+// at Max, and consumers that want one message in flight.
+func flowSteps(prefetch int) (window, every int) {
+	switch {
+	case prefetch <= 1:
+		window = 1
+	case prefetch < maxWindow/unsettledPerPrefetch:
+		window = unsettledPerPrefetch * prefetch
+	default:
+		window = maxWindow
+	}
+	return window, max(window/8, 1)
+}
+
 // subscribeQueue consumes queue, its deliveries naming source (the queue,
 // or the topic of a durable group).
 func (b *Backend) subscribeQueue(ctx context.Context, queue string, source message.Dest, opts message.SubscribeOptions, deliver func(*message.Delivery)) error {
 	batcher := b.batcher(queue)
-	window := maxWindow
-	if opts.Prefetch < maxWindow/unsettledPerPrefetch {
-		window = unsettledPerPrefetch * opts.Prefetch
-	}
-	f := newFlow(max(opts.Prefetch/2, 1))
+	window, every := flowSteps(opts.Prefetch)
+	f := newFlow(every)
 	defer f.close()
 	var slab message.Slab[syDelivery] // the handler below runs on this goroutine only
 	err := b.conn.SubscribeFlow(ctx, queue, client.FlowOptions{
@@ -229,6 +247,16 @@ type leaseBatch struct {
 // that does not say the subscription's.
 const defaultLease = 30 * time.Second
 
+// leaseMargin is how long after its visibility timeout an unsettled
+// message's credit comes back: the broker takes an expired message back
+// at its next tick (20ms by default), and credit returned before that
+// let it push other messages while the expired ones still counted (the
+// sweeper's period divides the timeout, so its tick fell a millisecond
+// after the broker's deadline: twice the window leased).
+func leaseMargin(lease time.Duration) time.Duration {
+	return min(max(lease/8, 100*time.Millisecond), 5*time.Second)
+}
+
 func newFlow(every int) *flow {
 	return &flow{every: int64(every), lease: defaultLease, live: map[*leaseBatch]struct{}{}}
 }
@@ -248,7 +276,7 @@ func (f *flow) push(ms []broker.Delivery, credit func(int) bool) *leaseBatch {
 	if f.credit == nil {
 		f.credit = credit
 	}
-	lb := &leaseBatch{f: f, due: time.Now().Add(f.lease), ds: make([]atomic.Pointer[syDelivery], len(ms))}
+	lb := &leaseBatch{f: f, due: time.Now().Add(f.lease + leaseMargin(f.lease)), ds: make([]atomic.Pointer[syDelivery], len(ms))}
 	lb.left.Store(int64(len(ms)))
 	f.mu.Lock()
 	f.live[lb] = struct{}{}
