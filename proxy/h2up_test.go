@@ -594,6 +594,24 @@ func TestH2UpMoveTrailer(t *testing.T) {
 	}
 }
 
+// waitBuffered waits until the stream holds n unread response bytes.
+func waitBuffered(t *testing.T, s *h2Stream, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		got := len(s.buf) - s.off
+		s.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes never buffered", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // A response whose every Read finds data (a server stream read at a slow
 // client's pace: the window keeps the buffer full) still ends with its
 // request's context: the upstream's stream is reset at the first Read
@@ -614,29 +632,13 @@ func TestH2UpCancelWhileDataBuffered(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	s := resp.Body.(*h2Body).s
-	buffered := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			s.mu.Lock()
-			got := len(s.buf) - s.off
-			s.mu.Unlock()
-			if got >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d bytes never buffered", n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	rc.data(t, idA, false, []byte("abc"))
-	buffered(3)
+	waitBuffered(t, s, 3)
 	if n, err := resp.Body.Read(make([]byte, 3)); n != 3 || err != nil {
 		t.Fatalf("read: %d %v", n, err)
 	}
 	rc.data(t, idA, false, []byte("def"))
-	buffered(3)
+	waitBuffered(t, s, 3)
 	cancel()
 	_, _ = resp.Body.Read(make([]byte, 3)) // data still there: no wait
 	if f, ok := rc.next(t).(*http2.RSTStreamFrame); !ok || f.StreamID != idA || f.ErrCode != http2.ErrCodeCancel {
@@ -668,19 +670,7 @@ func TestH2UpCancelBetweenReads(t *testing.T) {
 	s := resp.Body.(*h2Body).s
 	for _, msg := range []string{"abc", "def"} {
 		rc.data(t, idA, false, []byte(msg))
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			s.mu.Lock()
-			got := len(s.buf) - s.off
-			s.mu.Unlock()
-			if got >= len(msg) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%q never buffered", msg)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitBuffered(t, s, len(msg))
 		if n, err := resp.Body.Read(make([]byte, 3)); n != 3 || err != nil {
 			t.Fatalf("read: %d %v", n, err)
 		}
