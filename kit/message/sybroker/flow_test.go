@@ -30,6 +30,21 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
+// openJobs dials addr and declares queue:jobs with opts; the backend is
+// closed when the test ends.
+func openJobs(t *testing.T, ctx context.Context, addr string, opts message.DeclareOptions) *sybroker.Backend {
+	t.Helper()
+	b, err := sybroker.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if err := b.Declare(ctx, "queue:jobs", opts); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func publishN(t *testing.T, ctx context.Context, b *sybroker.Backend, dest string, n int) {
 	t.Helper()
 	msgs := make([]broker.Message, n)
@@ -49,15 +64,8 @@ func TestQueueUnsettledBound(t *testing.T) {
 	addr := startBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := sybroker.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	// Visibility 30s (the default): nothing comes back during the test.
-	if err := b.Declare(ctx, "queue:jobs", message.DeclareOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	b := openJobs(t, ctx, addr, message.DeclareOptions{})
 	const prefetch, total = 4, 40
 	publishN(t, ctx, b, "queue:jobs", total)
 
@@ -111,14 +119,7 @@ func TestQueueCreditOnNackStaleAndLost(t *testing.T) {
 	addr := startBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := sybroker.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.Declare(ctx, "queue:jobs", message.DeclareOptions{Visibility: time.Second, MaxDeliveries: 10}); err != nil {
-		t.Fatal(err)
-	}
+	b := openJobs(t, ctx, addr, message.DeclareOptions{Visibility: time.Second, MaxDeliveries: 10})
 	const prefetch, total = 2, 30
 	publishN(t, ctx, b, "queue:jobs", total)
 
@@ -235,14 +236,7 @@ func TestQueueNoStallAfterReconnect(t *testing.T) {
 	p := startProxy(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := sybroker.Dial(ctx, p.ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.Declare(ctx, "queue:jobs", message.DeclareOptions{Visibility: time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	b := openJobs(t, ctx, p.ln.Addr().String(), message.DeclareOptions{Visibility: time.Second})
 	const prefetch, total = 2, 30
 	publishN(t, ctx, b, "queue:jobs", total)
 

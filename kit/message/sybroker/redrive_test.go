@@ -8,7 +8,6 @@ import (
 
 	"github.com/switchyard/switchyard/broker"
 	"github.com/switchyard/switchyard/kit/message"
-	"github.com/switchyard/switchyard/kit/message/sybroker"
 )
 
 // Redrive takes dead letters "one at a time" (Prefetch 1) so that a run
@@ -21,14 +20,7 @@ func TestRedriveMaxOneCountsOneDelivery(t *testing.T) {
 	addr := startBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := sybroker.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.Declare(ctx, "queue:jobs", message.DeclareOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	b := openJobs(t, ctx, addr, message.DeclareOptions{})
 	if err := b.Declare(ctx, "queue:jobs.dlq", message.DeclareOptions{Visibility: time.Second, MaxDeliveries: 3, DeadLetter: "none"}); err != nil {
 		t.Fatal(err)
 	}

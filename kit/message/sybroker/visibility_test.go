@@ -84,14 +84,7 @@ func TestQueueCreditPerSubscriptionOnOneConn(t *testing.T) {
 	addr := startBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := sybroker.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.Declare(ctx, "queue:jobs", message.DeclareOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	b := openJobs(t, ctx, addr, message.DeclareOptions{})
 	const prefetch, total = 2, 300
 	publishN(t, ctx, b, "queue:jobs", total)
 	var held, acked atomic.Int64
